@@ -1,0 +1,190 @@
+"""``healcat``: the command line. ``healcat --help`` lists everything."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import sys
+
+import astropy.units as u
+from astropy.coordinates import Angle
+from astropy.table import Table
+
+from catalog import db
+from catalog.errors import HealcatError
+
+
+def _ra_deg(text: str) -> float:
+    """RA in degrees, or sexagesimal hours such as 12h30m49.4s / 12:30:49.4."""
+    try:
+        return float(text)
+    except ValueError:
+        return Angle(text, unit=u.hourangle).deg
+
+
+def _dec_deg(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return Angle(text, unit=u.deg).deg
+
+
+def _radius_arcsec(text: str) -> float:
+    """A radius: a bare number is arcsec; '2arcmin', '0.5deg', '30 arcsec' carry their unit."""
+    try:
+        return float(text)
+    except ValueError:
+        try:
+            return u.Quantity(text).to_value(u.arcsec)
+        except (TypeError, ValueError, u.UnitsError) as exc:
+            raise argparse.ArgumentTypeError(f"not an angle: {text!r} ({exc})") from None
+
+
+def _print_table(table: Table, fmt: str) -> None:
+    if fmt == "table":
+        table.pprint_all()
+        return
+    buffer = io.BytesIO() if fmt == "votable" else io.StringIO()
+    table.write(buffer, format={"csv": "ascii.csv", "ecsv": "ascii.ecsv", "votable": "votable"}[fmt])
+    value = buffer.getvalue()
+    sys.stdout.write(value.decode() if isinstance(value, bytes) else value)
+
+
+# --- commands ------------------------------------------------------------------
+
+
+def cmd_db(args: argparse.Namespace) -> None:
+    if args.action == "stop":
+        if not db.uses_embedded():
+            raise HealcatError("db stop: HEALCAT_DATABASE_URL is set; healcat does not manage that server")
+        print("stopped" if db.EmbeddedServer().stop() else "not running")
+        return
+    if args.action == "status" and db.uses_embedded() and not db.EmbeddedServer().running():
+        print(f"embedded server: not running (data in {db.EmbeddedServer().pgdata})")
+        return
+    url = db.database_url()
+    if args.action == "url":
+        print(db.libpq_url(url))
+    elif args.action == "up":
+        db.migrate(url)
+        print(f"database ready at {db.libpq_url(url)}")
+    else:
+        import sqlalchemy as sa
+
+        with db.engine().connect() as conn:
+            version = conn.scalar(sa.text("SHOW server_version"))
+            vector = conn.scalar(sa.text("SELECT extversion FROM pg_extension WHERE extname = 'vector'"))
+            revision = db.current_revision(conn)
+        where = f"embedded in {db.EmbeddedServer().pgdata}" if db.uses_embedded() else "HEALCAT_DATABASE_URL"
+        print(f"server: PostgreSQL {version} ({where})\npgvector: {vector or 'not installed'}")
+        print(f"schema revision: {revision or 'none (run: healcat db up)'}")
+
+
+def cmd_ingest(args: argparse.Namespace) -> None:
+    from ingest.load import ingest_release
+
+    result = ingest_release(args.mapping, db.engine(), file=args.file)
+    state = "already loaded, nothing changed" if result.already_loaded else "published"
+    print(f"{result.release}: {state}; rows {result.row_counts}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from ingest.inference import train_photoz
+
+    model = train_photoz(db.engine(), seed=args.seed, epochs=args.epochs)
+    print(f"{model.name} version {model.version} ({model.weights_sha256[:12]}): {_metrics_line(model.metrics)}")
+
+
+def cmd_infer(args: argparse.Namespace) -> None:
+    from ingest.inference import run_photoz
+
+    result = run_photoz(db.engine(), args.release, version=args.version, device=args.device)
+    print(f"run {result.run_id} on {result.device}: {result.n_predicted} predicted, {result.n_skipped} skipped")
+
+
+def cmd_cone(args: argparse.Namespace) -> None:
+    from catalog.search import cone_search
+
+    _print_table(cone_search(args.ra, args.dec, args.radius, release=args.release), args.format)
+
+
+def cmd_similar(args: argparse.Namespace) -> None:
+    from catalog.search import similar
+
+    _print_table(similar(args.source_id, model=args.model, k=args.k, version=args.version), args.format)
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from catalog.demo import run
+
+    run()
+
+
+def _metrics_line(metrics: dict) -> str:
+    keys = ("nmad", "bias", "outlier_fraction", "crps", "n_test")
+    return ", ".join(f"{k}={metrics[k]:.4g}" for k in keys if k in metrics)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="healcat", description="A sky catalog database with embedded ML services.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("db", help="the database: up (start embedded server, migrate), status, url, stop")
+    p.add_argument("action", choices=["up", "status", "url", "stop"])
+    p.set_defaults(func=cmd_db)
+
+    p = sub.add_parser("ingest", help="ingest a release through its mapping (idempotent)")
+    p.add_argument("mapping", help="mapping name in ingest/mappings (e.g. sdss_dr14_skyserver_10k) or a .toml path")
+    p.add_argument("--file", help="read this file instead of the one the mapping names")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("train", help="train a model on the catalog and register it")
+    p.add_argument("task", choices=["photoz"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("infer", help="run a model over a release and write predictions and embeddings")
+    p.add_argument("task", choices=["photoz"])
+    p.add_argument("release", help="release name, e.g. sdss/dr14-skyserver-10k")
+    p.add_argument("--version", help="model version (default: the current one)")
+    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    p.set_defaults(func=cmd_infer)
+
+    fmt = dict(choices=["table", "csv", "ecsv", "votable"], default="table", help="output format")
+    p = sub.add_parser("cone", help="sources within a radius of a position, nearest first")
+    p.add_argument("ra", type=_ra_deg, help="ICRS right ascension: degrees, or hours as 12h30m49s")
+    p.add_argument("dec", type=_dec_deg, help="ICRS declination: degrees, or 12d23m28s")
+    p.add_argument("radius", type=_radius_arcsec, help="radius: arcsec, or with a unit (2arcmin, 0.5deg)")
+    p.add_argument("--release", help="only this release")
+    p.add_argument("--format", **fmt)
+    p.set_defaults(func=cmd_cone)
+
+    p = sub.add_parser("similar", help="the sources most similar to a source in a model's embedding space")
+    p.add_argument("source_id", type=int, help="healcat source_id")
+    p.add_argument("--model", default="photoz-sdss")
+    p.add_argument("--version", help="model version (default: the current one)")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--format", **fmt)
+    p.set_defaults(func=cmd_similar)
+
+    p = sub.add_parser("demo", help="load the SDSS sample, train, infer, and show a cone and a similarity search")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    try:
+        args.func(args)
+    except HealcatError as exc:
+        print(f"healcat: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

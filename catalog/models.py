@@ -1,0 +1,302 @@
+"""The catalog's tables as SQLAlchemy 2 typed models (schema ``healcat``).
+
+Every table of per-object rows carries ``shard`` (the order-4 HEALPix pixel,
+``hpx >> 50``; see :mod:`catalog.healpix`) as the first column of its primary
+key, and child tables reference ``(shard, source_id)`` so that a distributed
+PostgreSQL (Citus) can distribute them all on ``shard`` and colocate an
+object's photometry, spectra, predictions and embeddings with it. ``shard`` is
+a plain stored column, never a generated one, because Citus cannot distribute
+on a generated column.
+
+The migrations in ``migrations/versions`` are the source of truth for the
+database; ``tests/test_migrations.py`` proves these models agree with them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pgvector.sqlalchemy import Vector
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Double,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    REAL,
+    SmallInteger,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+SCHEMA = "healcat"
+
+#: Alembic's documented naming convention, so constraints have stable names.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(schema=SCHEMA, naming_convention=NAMING_CONVENTION)
+
+
+def _created() -> Mapped[dt.datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+def _source_fk(table: str) -> ForeignKeyConstraint:
+    return ForeignKeyConstraint(
+        ["shard", "source_id"],
+        [f"{SCHEMA}.source.shard", f"{SCHEMA}.source.source_id"],
+        name=f"fk_{table}_source",
+        ondelete="CASCADE",
+    )
+
+
+# --- provenance --------------------------------------------------------------
+
+
+class Survey(Base):
+    __tablename__ = "survey"
+    survey_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    url: Mapped[str | None] = mapped_column(Text)
+
+
+class Release(Base):
+    __tablename__ = "release"
+    __table_args__ = (
+        UniqueConstraint("survey_id", "version", name="uq_release_survey_version"),
+        CheckConstraint(
+            "status IN ('published', 'superseded', 'failed')", name="status"
+        ),
+    )
+    release_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    survey_id: Mapped[int] = mapped_column(ForeignKey(f"{SCHEMA}.survey.survey_id"))
+    name: Mapped[str] = mapped_column(Text, unique=True, comment="survey/version, e.g. sdss/dr14-skyserver-10k")
+    version: Mapped[str] = mapped_column(Text)
+    release_date: Mapped[dt.date | None] = mapped_column(Date)
+    source_uri: Mapped[str] = mapped_column(Text, comment="file path or URL the release was read from")
+    checksum: Mapped[str] = mapped_column(Text, unique=True, comment="sha256 of the input file(s) and mapping")
+    mapping: Mapped[dict[str, Any]] = mapped_column(JSONB, comment="the column mapping used, verbatim")
+    row_counts: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    status: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = _created()
+
+
+class Quarantine(Base):
+    """Input rows that failed validation, kept with the reason (never silently dropped)."""
+
+    __tablename__ = "quarantine"
+    quarantine_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    release_id: Mapped[int] = mapped_column(
+        ForeignKey(f"{SCHEMA}.release.release_id", ondelete="CASCADE"), index=True
+    )
+    file: Mapped[str] = mapped_column(Text)
+    row_number: Mapped[int] = mapped_column(BigInteger, comment="1-based data row in the file")
+    column_name: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    raw: Mapped[dict[str, Any]] = mapped_column(JSONB, comment="the input row as read")
+
+
+# --- objects -----------------------------------------------------------------
+
+
+class Source(Base):
+    """One astronomical object in one release."""
+
+    __tablename__ = "source"
+    __table_args__ = (
+        UniqueConstraint("shard", "release_id", "object_id", name="uq_source_shard_release_object"),
+        CheckConstraint("dec BETWEEN -90 AND 90", name="dec_range"),
+        CheckConstraint("ra >= 0 AND ra < 360", name="ra_range"),
+        CheckConstraint("(hpx IS NULL) = (ra IS NULL) AND (ra IS NULL) = (dec IS NULL)", name="position_complete"),
+        Index("ix_source_hpx", "hpx"),
+        Index("ix_source_source_id", "source_id"),
+        Index("ix_source_release_object", "release_id", "object_id"),
+    )
+    shard: Mapped[int] = mapped_column(
+        SmallInteger, primary_key=True, comment="order-4 nested HEALPix pixel (hpx >> 50); -1 if unknown"
+    )
+    source_id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    release_id: Mapped[int] = mapped_column(ForeignKey(f"{SCHEMA}.release.release_id"))
+    object_id: Mapped[str] = mapped_column(Text, comment="the survey's own identifier, exact, as text")
+    ra: Mapped[float | None] = mapped_column(Double, comment="ICRS right ascension [deg]")
+    dec: Mapped[float | None] = mapped_column(Double, comment="ICRS declination [deg]")
+    hpx: Mapped[int | None] = mapped_column(
+        BigInteger, comment="nested HEALPix index at order 29 of (ra, dec); HATS _healpix_29"
+    )
+    attrs: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, server_default="{}", comment="survey columns with no table of their own"
+    )
+
+
+class SourceXid(Base):
+    """External identifiers (Gaia DR3 source_id, SDSS specobjid, ...) for joining by id."""
+
+    __tablename__ = "source_xid"
+    __table_args__ = (_source_fk("source_xid"), Index("ix_source_xid_catalog_xid", "catalog", "xid"))
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    source_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    catalog: Mapped[str] = mapped_column(Text, primary_key=True, comment="e.g. gaia_dr3")
+    xid: Mapped[str] = mapped_column(Text)
+
+
+class Photometry(Base):
+    __tablename__ = "photometry"
+    __table_args__ = (
+        _source_fk("photometry"),
+        CheckConstraint("mag_system IN ('AB', 'Vega')", name="mag_system"),
+    )
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    source_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    band: Mapped[str] = mapped_column(Text, primary_key=True, comment="e.g. sdss_r, gaia_g")
+    mag: Mapped[float | None] = mapped_column(REAL, comment="magnitude [mag] in mag_system")
+    mag_err: Mapped[float | None] = mapped_column(REAL, comment="[mag]")
+    mag_system: Mapped[str] = mapped_column(Text)
+    flux_ujy: Mapped[float | None] = mapped_column(REAL, comment="flux density [uJy]")
+    flux_err_ujy: Mapped[float | None] = mapped_column(REAL, comment="[uJy]")
+
+
+class SpecRedshift(Base):
+    __tablename__ = "spec_redshift"
+    __table_args__ = (_source_fk("spec_redshift"),)
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    source_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    z: Mapped[float] = mapped_column(Double, comment="spectroscopic redshift")
+    z_err: Mapped[float | None] = mapped_column(Double)
+    quality: Mapped[int | None] = mapped_column(Integer, comment="survey flag, e.g. SDSS zWarning (0 = good)")
+    spec_class: Mapped[str | None] = mapped_column(Text, comment="GALAXY / STAR / QSO")
+
+
+class Spectrum(Base):
+    __tablename__ = "spectrum"
+    __table_args__ = (_source_fk("spectrum"),)
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    source_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    spectrum_name: Mapped[str] = mapped_column(Text, primary_key=True, comment="e.g. spec-PLATE-MJD-FIBER")
+    wavelength: Mapped[list[float]] = mapped_column(ARRAY(REAL))
+    flux: Mapped[list[float]] = mapped_column(ARRAY(REAL))
+    ivar: Mapped[list[float] | None] = mapped_column(ARRAY(REAL))
+    wavelength_unit: Mapped[str] = mapped_column(Text, comment="astropy unit string, e.g. Angstrom")
+    flux_unit: Mapped[str] = mapped_column(Text, comment="astropy unit string, e.g. 1e-17 erg/(s cm2 Angstrom)")
+    vacuum: Mapped[bool | None] = mapped_column()
+
+
+class LightCurve(Base):
+    """One band of one object's light curve, as aligned arrays."""
+
+    __tablename__ = "light_curve"
+    __table_args__ = (_source_fk("light_curve"),)
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    source_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    band: Mapped[str] = mapped_column(Text, primary_key=True)
+    time_mjd: Mapped[list[float]] = mapped_column(ARRAY(Double), comment="[MJD, TDB unless time_scale says]")
+    time_scale: Mapped[str] = mapped_column(Text, server_default="tdb")
+    mag: Mapped[list[float] | None] = mapped_column(ARRAY(REAL))
+    mag_err: Mapped[list[float] | None] = mapped_column(ARRAY(REAL))
+    mag_system: Mapped[str | None] = mapped_column(Text)
+    flux_ujy: Mapped[list[float] | None] = mapped_column(ARRAY(REAL))
+    flux_err_ujy: Mapped[list[float] | None] = mapped_column(ARRAY(REAL))
+
+
+class Cluster(Base):
+    """A star cluster (reference table: small, replicated when distributed)."""
+
+    __tablename__ = "cluster"
+    cluster_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    age_myr: Mapped[float | None] = mapped_column(Double, comment="[Myr]")
+    age_err_myr: Mapped[float | None] = mapped_column(Double, comment="[Myr]")
+    ra: Mapped[float | None] = mapped_column(Double, comment="ICRS [deg]")
+    dec: Mapped[float | None] = mapped_column(Double, comment="ICRS [deg]")
+
+
+class RotationPeriod(Base):
+    __tablename__ = "rotation_period"
+    __table_args__ = (_source_fk("rotation_period"),)
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    source_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    period_day: Mapped[float] = mapped_column(Double, comment="[d]")
+    period_err_day: Mapped[float | None] = mapped_column(Double, comment="[d]")
+    bp_rp_dered: Mapped[float | None] = mapped_column(REAL, comment="dereddened Gaia BP-RP [mag, Vega]")
+    cluster_id: Mapped[int | None] = mapped_column(ForeignKey(f"{SCHEMA}.cluster.cluster_id"))
+    membership_prob: Mapped[float | None] = mapped_column(REAL)
+
+
+# --- machine learning --------------------------------------------------------
+
+
+class Model(Base):
+    """One version of one trained model; 'the current version' is a view, not an overwrite."""
+
+    __tablename__ = "model"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_model_name_version"),)
+    model_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    version: Mapped[str] = mapped_column(Text)
+    task: Mapped[str] = mapped_column(Text, comment="e.g. photoz, object_class, gyro_age")
+    framework: Mapped[str] = mapped_column(Text, comment="e.g. torch 2.13.0")
+    weights_path: Mapped[str] = mapped_column(Text)
+    weights_sha256: Mapped[str] = mapped_column(Text)
+    training_set: Mapped[str] = mapped_column(Text, comment="how the training set was built (the SQL query)")
+    hyperparams: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    embedding_dim: Mapped[int | None] = mapped_column(Integer, comment="length of its embedding vectors")
+    created_at: Mapped[dt.datetime] = _created()
+    retired_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class InferenceRun(Base):
+    __tablename__ = "inference_run"
+    run_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey(f"{SCHEMA}.model.model_id"))
+    release_id: Mapped[int] = mapped_column(ForeignKey(f"{SCHEMA}.release.release_id"))
+    device: Mapped[str] = mapped_column(Text)
+    n_predicted: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    n_skipped: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    started_at: Mapped[dt.datetime] = _created()
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Prediction(Base):
+    __tablename__ = "prediction"
+    __table_args__ = (_source_fk("prediction"), Index("ix_prediction_model_id", "model_id"))
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    source_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey(f"{SCHEMA}.model.model_id"), primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey(f"{SCHEMA}.inference_run.run_id"))
+    value: Mapped[float] = mapped_column(Double, comment="point estimate, in the task's unit")
+    uncertainty: Mapped[float | None] = mapped_column(Double, comment="1-sigma, same unit as value")
+    pdf_weights: Mapped[list[float] | None] = mapped_column(ARRAY(REAL), comment="Gaussian-mixture weights")
+    pdf_means: Mapped[list[float] | None] = mapped_column(ARRAY(REAL))
+    pdf_sigmas: Mapped[list[float] | None] = mapped_column(ARRAY(REAL))
+    created_at: Mapped[dt.datetime] = _created()
+
+
+class Embedding(Base):
+    """Similarity vectors; each model gets a partial HNSW index on ``vec::vector(dim)``."""
+
+    __tablename__ = "embedding"
+    __table_args__ = (_source_fk("embedding"),)
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    source_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey(f"{SCHEMA}.model.model_id"), primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey(f"{SCHEMA}.inference_run.run_id"))
+    vec: Mapped[Any] = mapped_column(Vector())

@@ -1,0 +1,142 @@
+"""Cone and similarity searches from Python, returning astropy Tables with units.
+
+A search is a validated value, then a coarse HEALPix filter on the btree of
+``source.hpx`` (the cone's order-29 ranges, computed by healpy), then an
+exact angular-distance recheck in SQL. The SQL functions of the same names
+(``healcat.cone_search``, ``healcat.similar_sources``) give the same rows;
+the tests hold the two paths to that.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import astropy.units as u
+import numpy as np
+import sqlalchemy as sa
+from astropy.table import Table
+
+from catalog import healpix
+from catalog.errors import QueryError
+from catalog.models import Release, Source
+
+_ANGDIST_DEG = sa.func.healcat.angdist_deg
+
+
+@dataclass(frozen=True)
+class Cone:
+    """A validated cone: centre in ICRS degrees, radius in degrees."""
+
+    ra_deg: float
+    dec_deg: float
+    radius_deg: float
+
+    @classmethod
+    def from_arcsec(cls, ra_deg: float, dec_deg: float, radius_arcsec: float) -> Cone:
+        values = {"ra_deg": ra_deg, "dec_deg": dec_deg, "radius_arcsec": radius_arcsec}
+        for name, value in values.items():
+            if value is None or not math.isfinite(value):
+                raise QueryError(f"cone: {name} must be a finite number, got {value!r}")
+        if not -90.0 <= dec_deg <= 90.0:
+            raise QueryError(f"cone: dec_deg must be in [-90, 90], got {dec_deg!r}")
+        if not 0.0 < radius_arcsec <= 180.0 * 3600.0:
+            raise QueryError(f"cone: radius_arcsec must be in (0, 648000], got {radius_arcsec!r}")
+        return cls(float(ra_deg) % 360.0, float(dec_deg), radius_arcsec / 3600.0)
+
+    def ranges(self) -> np.ndarray:
+        return healpix.cone_ranges(self.ra_deg, self.dec_deg, self.radius_deg)
+
+    def select(self, release: str | None = None) -> sa.Select:
+        """The query: sources in the cone's HEALPix ranges and shards, rechecked exactly, nearest first."""
+        ranges = self.ranges()
+        dist = _ANGDIST_DEG(self.ra_deg, self.dec_deg, Source.ra, Source.dec)
+        query = (
+            sa.select(
+                Source.source_id,
+                Release.name.label("release"),
+                Source.object_id,
+                Source.ra,
+                Source.dec,
+                (dist * 3600.0).label("distance_arcsec"),
+            )
+            .join(Release, Release.release_id == Source.release_id)
+            .where(
+                sa.or_(*(Source.hpx.between(int(lo), int(hi) - 1) for lo, hi in ranges)),
+                Source.shard.in_(healpix.shards_of_ranges(ranges)),
+                dist <= self.radius_deg,
+            )
+            .order_by(dist, Source.source_id)
+        )
+        if release is not None:
+            query = query.where(Release.name == release)
+        return query
+
+
+def _table(result: sa.CursorResult, units: dict[str, u.UnitBase]) -> Table:
+    rows = result.fetchall()
+    names = list(result.keys())
+    columns = [[row[i] for row in rows] for i in range(len(names))]
+    table = Table(columns if rows else None, names=names, dtype=None if rows else [object] * len(names))
+    for name, unit in units.items():
+        if name in table.colnames:
+            table[name].unit = unit
+    return table
+
+
+POSITION_UNITS = {"ra": u.deg, "dec": u.deg, "distance_arcsec": u.arcsec}
+
+
+def cone_search(
+    ra_deg: float, dec_deg: float, radius_arcsec: float, *, release: str | None = None, engine: sa.Engine | None = None
+) -> Table:
+    """Sources within ``radius_arcsec`` of (``ra_deg``, ``dec_deg``) ICRS, nearest first.
+
+    Columns: source_id, release, object_id, ra [deg], dec [deg], distance_arcsec [arcsec].
+    """
+    from catalog.db import engine as default_engine
+
+    cone = Cone.from_arcsec(ra_deg, dec_deg, radius_arcsec)
+    with (engine or default_engine()).connect() as conn:
+        if release is not None and conn.scalar(sa.select(Release.release_id).where(Release.name == release)) is None:
+            raise QueryError(f"cone: no release named {release!r}")
+        return _table(conn.execute(cone.select(release)), POSITION_UNITS)
+
+
+def similar(
+    source_id: int | None = None,
+    *,
+    vector: np.ndarray | None = None,
+    model: str = "photoz-sdss",
+    k: int = 10,
+    version: str | None = None,
+    engine: sa.Engine | None = None,
+) -> Table:
+    """The ``k`` sources nearest to a source (itself excluded) or a vector in ``model``'s embedding space.
+
+    Columns: source_id, release, object_id, ra [deg], dec [deg], distance (cosine distance, 0..2).
+    """
+    from catalog.db import engine as default_engine
+
+    if (source_id is None) == (vector is None):
+        raise QueryError("similar: give exactly one of source_id or vector")
+    if not isinstance(k, (int, np.integer)) or k < 1:
+        raise QueryError(f"similar: k must be a positive integer, got {k!r}")
+    params = {"model": model, "k": int(k), "version": version}
+    if source_id is not None:
+        query = sa.text("SELECT * FROM healcat.similar_sources(:source_id, :model, :k, :version)")
+        params["source_id"] = int(source_id)
+    else:
+        from pgvector.sqlalchemy import Vector
+
+        query = sa.text("SELECT * FROM healcat.similar_to_vector(:vector, :model, :k, :version)").bindparams(
+            sa.bindparam("vector", type_=Vector())
+        )
+        params["vector"] = np.asarray(vector, dtype=np.float32)
+    with (engine or default_engine()).connect() as conn:
+        try:
+            return _table(conn.execute(query, params), POSITION_UNITS)
+        except sa.exc.DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) == "22023":  # invalid_parameter_value from the SQL function
+                raise QueryError(str(exc.orig).splitlines()[0]) from None
+            raise

@@ -1,0 +1,224 @@
+"""Photometric-redshift mixture density network over SDSS ugriz magnitudes.
+
+Inputs are SDSS asinh magnitudes (~AB, mag) in band order u, g, r, i, z; redshift
+``z`` is dimensionless. The network predicts a K-component Gaussian mixture
+p(z | photometry) (GalaxiesML / PICZL style) and exposes a low-dimensional
+embedding of each galaxy for similarity search.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import metrics
+
+MAG_MIN, MAG_MAX = 0.0, 40.0  # valid magnitude range (exclusive); SDSS uses -9999 sentinels
+SIGMA_FLOOR = 1e-3  # minimum component sigma, redshift units
+
+
+def valid_rows(mags: np.ndarray) -> np.ndarray:
+    """Boolean mask ``[N]``: True where all five magnitudes are finite and in (0, 40) mag."""
+    m = np.asarray(mags, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.all(np.isfinite(m) & (m > MAG_MIN) & (m < MAG_MAX), axis=1)
+
+
+def features(mags: np.ndarray) -> np.ndarray:
+    """Network inputs ``[N, 5]`` float32 from ugriz magnitudes ``[N, 5]`` (mag).
+
+    Columns: r, u-g, g-r, r-i, i-z (all mag; extra redundant colours such as u-r
+    or g-i did not improve NMAD). Invalid rows propagate their garbage values;
+    filter with :func:`valid_rows` first.
+    """
+    u, g, r, i, z = np.asarray(mags, dtype=np.float64).T
+    return np.stack([r, u - g, g - r, r - i, i - z], axis=1).astype(np.float32)
+
+
+N_FEATURES = 5
+
+
+class PhotoZMDN(nn.Module):
+    """MLP trunk -> ``embed_dim`` embedding -> K-component Gaussian mixture over z.
+
+    Feature standardisation (``x_mean``, ``x_std``) and target scaling (``z_loc``,
+    ``z_scale``) are buffers fitted on the training split, so the model takes raw
+    :func:`features` output.
+    """
+
+    def __init__(self, n_features: int = N_FEATURES, hidden: int = 128, depth: int = 3,
+                 embed_dim: int = 16, n_components: int = 5) -> None:
+        super().__init__()
+        self.hparams = dict(n_features=n_features, hidden=hidden, depth=depth,
+                            embed_dim=embed_dim, n_components=n_components)
+        self.register_buffer("x_mean", torch.zeros(n_features))
+        self.register_buffer("x_std", torch.ones(n_features))
+        self.register_buffer("z_loc", torch.zeros(()))
+        self.register_buffer("z_scale", torch.ones(()))
+        layers: list[nn.Module] = []
+        width = n_features
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden), nn.SiLU()]
+            width = hidden
+        layers += [nn.Linear(width, embed_dim), nn.SiLU()]
+        self.trunk = nn.Sequential(*layers)
+        self.head = nn.Linear(embed_dim, 3 * n_components)
+
+    def _hidden(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trunk((x - self.x_mean) / self.x_std)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Embedding-layer activations ``[N, embed_dim]``, L2-normalised (use cosine / inner product)."""
+        return nn.functional.normalize(self._hidden(x).float(), dim=1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Mixture ``(logits, mu, sigma)``, each ``[N, K]``; mu and sigma in redshift units."""
+        a, b, c = self.head(self._hidden(x)).float().chunk(3, dim=1)
+        mu = self.z_loc + self.z_scale * b
+        sigma = self.z_scale * nn.functional.softplus(c) + SIGMA_FLOOR
+        return a, mu, sigma
+
+
+def mixture_nll(logits: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-likelihood of ``z`` ``[N]`` under the mixture."""
+    comp = torch.distributions.Normal(mu, sigma).log_prob(z[:, None])
+    return -torch.logsumexp(torch.log_softmax(logits, dim=1) + comp, dim=1).mean()
+
+
+def best_device() -> torch.device:
+    """``cuda`` if available, else ``cpu``."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def train(mags: np.ndarray, z: np.ndarray, *, seed: int = 0, epochs: int = 400,
+          device: str | torch.device = "cpu", batch_size: int = 512, lr: float = 2e-3,
+          patience: int = 60, **hparams: int) -> tuple[PhotoZMDN, dict[str, Any]]:
+    """Fit a :class:`PhotoZMDN` on ugriz magnitudes ``[N, 5]`` (mag) and spec-z ``[N]``.
+
+    Invalid photometry / non-finite z rows are dropped; z is clipped at >= 0. A
+    seeded permutation holds out 20% as test; 10% of the rest is a validation
+    slice for early stopping (best validation NLL weights are kept). Returns the
+    model (on ``device``, eval mode) and a report of plain floats/ints with test
+    metrics (see :mod:`ingest.ml.metrics`).
+    """
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    ok = valid_rows(mags) & np.isfinite(z)
+    x_all = features(np.asarray(mags)[ok])
+    z_all = np.clip(np.asarray(z, dtype=np.float64)[ok], 0.0, None).astype(np.float32)
+    perm = np.random.default_rng(seed).permutation(len(z_all))
+    n_test = int(round(0.2 * len(perm)))
+    n_val = int(round(0.1 * (len(perm) - n_test)))
+    test, val, fit = perm[:n_test], perm[n_test:n_test + n_val], perm[n_test + n_val:]
+
+    dev = torch.device(device)
+    model = PhotoZMDN(n_features=x_all.shape[1], **hparams)
+    model.x_mean.copy_(torch.from_numpy(x_all[fit].mean(0)))
+    model.x_std.copy_(torch.from_numpy(x_all[fit].std(0) + 1e-6))
+    model.z_loc.fill_(float(z_all[fit].mean()))
+    model.z_scale.fill_(float(z_all[fit].std()))
+    model.to(dev)
+    xf, zf = (torch.from_numpy(a[fit]).to(dev) for a in (x_all, z_all))
+    xv, zv = (torch.from_numpy(a[val]).to(dev) for a in (x_all, z_all))
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    gen = torch.Generator().manual_seed(seed)
+    best, best_state, since, epoch = float("inf"), None, 0, 0
+    for epoch in range(1, epochs + 1):
+        model.train()
+        for idx in torch.randperm(len(fit), generator=gen).to(dev).split(batch_size):
+            opt.zero_grad(set_to_none=True)
+            mixture_nll(*model(xf[idx]), zf[idx]).backward()
+            opt.step()
+        sched.step()
+        model.eval()
+        with torch.no_grad():
+            v = float(mixture_nll(*model(xv), zv))
+        if v < best:
+            best, since = v, 0
+            best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
+        else:
+            since += 1
+            if since >= patience:
+                break
+    if best_state is None:
+        raise RuntimeError("validation NLL was never finite; check inputs")
+    model.load_state_dict(best_state)
+    model.eval()
+
+    out = predict(model, x_all[test], device=dev)
+    zt = z_all[test]
+    pit = metrics.pit_gmm(out["weights"], out["means"], out["sigmas"], zt)
+    report = dict(
+        n_train=len(fit), n_val=len(val), n_test=len(test), n_dropped=int((~ok).sum()),
+        nmad=metrics.nmad(out["z_point"], zt), bias=metrics.bias(out["z_point"], zt),
+        outlier_fraction=metrics.outlier_fraction(out["z_point"], zt),
+        nmad_mean=metrics.nmad(out["z_mean"], zt),
+        crps=float(metrics.crps_gmm(out["weights"], out["means"], out["sigmas"], zt).mean()),
+        pit_max_dev=metrics.pit_max_deviation(pit), val_nll=best,
+        seed=seed, epochs=epochs, epochs_run=epoch, train_seconds=time.perf_counter() - t0,
+    )
+    return model, report
+
+
+def _mixture_median(w: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, iters: int = 40) -> torch.Tensor:
+    """Mixture median ``[N]`` by bisection on the mixture CDF (redshift units)."""
+    lo = (mu - 6 * sigma).min(1).values
+    hi = (mu + 6 * sigma).max(1).values
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        cdf = (w * torch.special.ndtr((mid[:, None] - mu) / sigma)).sum(1)
+        lo, hi = torch.where(cdf < 0.5, mid, lo), torch.where(cdf < 0.5, hi, mid)
+    return 0.5 * (lo + hi)
+
+
+@torch.inference_mode()
+def predict(model: PhotoZMDN, x_features: np.ndarray, *, batch_size: int = 65536,
+            device: str | torch.device | None = None) -> dict[str, np.ndarray]:
+    """Predict mixtures for :func:`features` rows ``[N, F]``.
+
+    Returns float32 arrays: ``z_point`` (point estimate = mixture median, which
+    gave NMAD at least as good as the mean or mode on SDSS DR14), ``z_mean``
+    and ``z_sigma`` (mixture mean and std), ``weights``/``means``/``sigmas`` ``[N, K]``
+    and ``embedding`` ``[N, embed_dim]`` (L2-normalised). Batched; bfloat16
+    autocast is used on CUDA only. The model is moved to ``device`` (default
+    :func:`best_device`).
+    """
+    dev = torch.device(device) if device is not None else best_device()
+    model.to(dev).eval()
+    parts: dict[str, list[torch.Tensor]] = {}
+    x_all = torch.from_numpy(np.ascontiguousarray(x_features, dtype=np.float32))
+    for xb in x_all.split(batch_size):
+        xb = xb.to(dev)
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            logits, mu, sigma = model(xb)
+            emb = model.embed(xb)
+        w = torch.softmax(logits.float(), dim=1)
+        mean = (w * mu).sum(1)
+        var = (w * (sigma ** 2 + mu ** 2)).sum(1) - mean ** 2
+        res = dict(z_point=_mixture_median(w, mu, sigma),
+                   z_mean=mean, z_sigma=var.clamp_min(0).sqrt(),
+                   weights=w, means=mu, sigmas=sigma, embedding=emb.float())
+        for k, t in res.items():
+            parts.setdefault(k, []).append(t.float().cpu())
+    return {k: torch.cat(v).numpy() for k, v in parts.items()}
+
+
+def save(model: PhotoZMDN, path: str) -> str:
+    """Write state_dict + constructor hyperparameters to ``path``; return the file's sha256 hex."""
+    state = {k: t.detach().cpu() for k, t in model.state_dict().items()}
+    torch.save({"hparams": dict(model.hparams), "state_dict": state}, path)
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
+def load(path: str, map_location: str | torch.device | None = None) -> PhotoZMDN:
+    """Load a model written by :func:`save` (``weights_only=True``); returns it in eval mode."""
+    blob = torch.load(path, map_location=map_location, weights_only=True)
+    model = PhotoZMDN(**blob["hparams"])
+    model.load_state_dict(blob["state_dict"])
+    return model.to(map_location or "cpu").eval()

@@ -1,0 +1,42 @@
+"""Alembic environment: the URL comes from healcat's configuration, never from a file."""
+
+from alembic import context
+from sqlalchemy import create_engine, pool, text
+
+from catalog.models import SCHEMA, Base
+
+config = context.config
+#: Indexes made at run time, one per embedding model (healcat.ensure_embedding_index).
+RUNTIME_INDEX_PREFIX = "ix_embedding_hnsw_"
+
+
+def include_object(obj, name, type_, reflected, compare_to) -> bool:
+    return not (type_ == "index" and name and name.startswith(RUNTIME_INDEX_PREFIX))
+
+
+def run_migrations_online() -> None:
+    url = config.attributes.get("url")
+    if url is None:
+        from catalog.db import database_url
+
+        url = database_url()
+    engine = create_engine(url, poolclass=pool.NullPool)
+    with engine.connect() as conn:
+        conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
+        conn.commit()
+        context.configure(
+            connection=conn,
+            target_metadata=Base.metadata,
+            version_table_schema=SCHEMA,
+            include_schemas=True,
+            include_name=lambda name, type_, parent: type_ != "schema" or name == SCHEMA,
+            include_object=include_object,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+if context.is_offline_mode():
+    raise SystemExit("healcat migrations run online only: use `healcat db up`")
+run_migrations_online()

@@ -1,0 +1,166 @@
+-- healcat query functions, version 1. Applied by migration 0001; change them in a
+-- new migration with new (_v2) definitions rather than by editing this file.
+
+-- The current version of each model: the newest one not retired.
+CREATE VIEW healcat.current_model AS
+SELECT DISTINCT ON (name) *
+FROM healcat.model
+WHERE retired_at IS NULL
+ORDER BY name, created_at DESC, model_id DESC;
+
+-- Each source's prediction from the current version of each model.
+CREATE VIEW healcat.current_prediction AS
+SELECT m.name AS model_name, m.version AS model_version, m.task, p.*
+FROM healcat.prediction AS p
+JOIN healcat.current_model AS m USING (model_id);
+
+-- Raise a clear error for a cone with no answer; NULLs are errors too, not empty results.
+CREATE FUNCTION healcat.check_cone(ra_deg float8, dec_deg float8, radius_arcsec float8)
+RETURNS void LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+    IF ra_deg IS NULL OR dec_deg IS NULL OR radius_arcsec IS NULL THEN
+        RAISE EXCEPTION 'cone: ra_deg, dec_deg and radius_arcsec must not be NULL (got %, %, %)',
+            ra_deg, dec_deg, radius_arcsec USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF ra_deg IN ('NaN', 'Infinity', '-Infinity') THEN
+        RAISE EXCEPTION 'cone: ra_deg must be finite, got %', ra_deg USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT dec_deg BETWEEN -90 AND 90 OR dec_deg = 'NaN' THEN
+        RAISE EXCEPTION 'cone: dec_deg must be in [-90, 90], got %', dec_deg USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT radius_arcsec > 0 OR radius_arcsec > 180 * 3600 OR radius_arcsec = 'NaN' THEN
+        RAISE EXCEPTION 'cone: radius_arcsec must be in (0, 648000], got %', radius_arcsec
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END $$;
+
+-- Sources within radius_arcsec of (ra_deg, dec_deg), ICRS, nearest first.
+-- Coarse step: the HEALPix order-29 ranges of the cone on the btree of source.hpx,
+-- each range its own index scan (LATERAL), plus shard = ANY(cover) so that a
+-- distributed planner can prune; exact step: the haversine distance.
+CREATE FUNCTION healcat.cone_search(
+    ra_deg float8, dec_deg float8, radius_arcsec float8, release_name text DEFAULT NULL)
+RETURNS TABLE (source_id bigint, release text, object_id text, ra float8, "dec" float8, distance_arcsec float8)
+LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+#variable_conflict use_column
+DECLARE
+    los bigint[];
+    his bigint[];
+    shards smallint[];
+    rel integer;
+BEGIN
+    PERFORM healcat.check_cone(ra_deg, dec_deg, radius_arcsec);
+    IF release_name IS NOT NULL THEN
+        SELECT r.release_id INTO rel FROM healcat.release AS r WHERE r.name = release_name;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'cone_search: no release named %', quote_literal(release_name)
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END IF;
+    SELECT array_agg(c.lo ORDER BY c.lo), array_agg(c.hi ORDER BY c.lo) INTO los, his
+    FROM healcat.hpx_cone_cover(ra_deg, dec_deg, radius_arcsec / 3600.0) AS c;
+    SELECT array_agg(DISTINCT s::smallint) INTO shards
+    FROM unnest(los, his) AS c(lo, hi), generate_series(c.lo >> 50, (c.hi - 1) >> 50) AS s;
+    RETURN QUERY
+    SELECT m.source_id, r.name, m.object_id, m.ra, m.dec, m.dist_deg * 3600.0
+    FROM unnest(los, his) AS c(lo, hi)
+    CROSS JOIN LATERAL (
+        SELECT s.source_id, s.release_id, s.object_id, s.ra, s.dec,
+               healcat.angdist_deg(ra_deg, dec_deg, s.ra, s.dec) AS dist_deg
+        FROM healcat.source AS s
+        WHERE s.hpx >= c.lo AND s.hpx < c.hi AND s.shard = ANY(shards)
+          AND (rel IS NULL OR s.release_id = rel)
+    ) AS m
+    JOIN healcat.release AS r ON r.release_id = m.release_id
+    WHERE m.dist_deg <= radius_arcsec / 3600.0
+    ORDER BY m.dist_deg, m.source_id;
+END $$;
+
+-- Build the HNSW index of one model's embeddings (cosine distance), once they are written.
+CREATE FUNCTION healcat.ensure_embedding_index(p_model_id integer)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    dim integer;
+BEGIN
+    SELECT m.embedding_dim INTO dim FROM healcat.model AS m WHERE m.model_id = p_model_id;
+    IF dim IS NULL THEN
+        RAISE EXCEPTION 'model % has no embedding_dim', p_model_id;
+    END IF;
+    EXECUTE format(
+        'CREATE INDEX IF NOT EXISTS %I ON healcat.embedding USING hnsw ((vec::vector(%s)) vector_cosine_ops) '
+        'WHERE model_id = %s', 'ix_embedding_hnsw_' || p_model_id, dim, p_model_id);
+END $$;
+
+-- The model version a similarity search uses: the named version, else the current one.
+CREATE FUNCTION healcat.resolve_model(model_name text, model_version text DEFAULT NULL)
+RETURNS healcat.model LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    m healcat.model;
+BEGIN
+    SELECT * INTO m FROM healcat.model AS x
+    WHERE x.name = model_name
+      AND (x.version = model_version OR (model_version IS NULL AND x.retired_at IS NULL))
+    ORDER BY x.created_at DESC, x.model_id DESC LIMIT 1;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no model named % (version %)', quote_literal(model_name), coalesce(model_version, 'current')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN m;
+END $$;
+
+-- The k sources whose embeddings (of the given model) are nearest to a vector, by cosine distance.
+-- The HNSW index is per model (a partial index on vec::vector(dim)), so the query text carries
+-- the model's id and dimension as literals; the vector and k are parameters.
+CREATE FUNCTION healcat.similar_to_vector(
+    query vector, model_name text, k integer DEFAULT 10, model_version text DEFAULT NULL)
+RETURNS TABLE (source_id bigint, release text, object_id text, ra float8, "dec" float8, distance float8)
+LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+DECLARE
+    m healcat.model := healcat.resolve_model(model_name, model_version);
+BEGIN
+    IF k IS NULL OR k < 1 THEN
+        RAISE EXCEPTION 'similar: k must be a positive integer, got %', k USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF vector_dims(query) <> m.embedding_dim THEN
+        RAISE EXCEPTION 'similar: model %/% has % dimensions, the query vector %',
+            m.name, m.version, m.embedding_dim, vector_dims(query) USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM set_config('hnsw.ef_search', greatest(40, least(1000, 2 * k))::text, true);
+    RETURN QUERY EXECUTE format($q$
+        SELECT e.source_id, r.name, s.object_id, s.ra, s.dec, e.distance
+        FROM (SELECT x.shard, x.source_id, (x.vec::vector(%1$s) <=> $1::vector(%1$s))::float8 AS distance
+              FROM healcat.embedding AS x
+              WHERE x.model_id = %2$s
+              ORDER BY x.vec::vector(%1$s) <=> $1::vector(%1$s)
+              LIMIT $2) AS e
+        JOIN healcat.source AS s ON s.shard = e.shard AND s.source_id = e.source_id
+        JOIN healcat.release AS r ON r.release_id = s.release_id
+        ORDER BY e.distance, e.source_id$q$, m.embedding_dim, m.model_id)
+    USING query, k;
+END $$;
+
+-- The k sources most similar to a given source (itself excluded).
+CREATE FUNCTION healcat.similar_sources(
+    p_source_id bigint, model_name text, k integer DEFAULT 10, model_version text DEFAULT NULL)
+RETURNS TABLE (source_id bigint, release text, object_id text, ra float8, "dec" float8, distance float8)
+LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+DECLARE
+    m healcat.model := healcat.resolve_model(model_name, model_version);
+    q vector;
+BEGIN
+    SELECT e.vec INTO q
+    FROM healcat.source AS s
+    JOIN healcat.embedding AS e ON e.shard = s.shard AND e.source_id = s.source_id
+    WHERE s.source_id = p_source_id AND e.model_id = m.model_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'similar: source % has no embedding from model %/%', p_source_id, m.name, m.version
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY
+    SELECT t.* FROM healcat.similar_to_vector(q, m.name, k + 1, m.version) AS t
+    WHERE t.source_id <> p_source_id
+    ORDER BY t.distance, t.source_id
+    LIMIT k;
+END $$;
