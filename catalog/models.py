@@ -123,18 +123,18 @@ class Source(Base):
 
     __tablename__ = "source"
     __table_args__ = (
-        UniqueConstraint("shard", "release_id", "object_id", name="uq_source_shard_release_object"),
+        UniqueConstraint("release_id", "object_id", "shard", name="uq_source_release_object_shard"),
         CheckConstraint("dec BETWEEN -90 AND 90", name="dec_range"),
         CheckConstraint("ra >= 0 AND ra < 360", name="ra_range"),
         CheckConstraint("(hpx IS NULL) = (ra IS NULL) AND (ra IS NULL) = (dec IS NULL)", name="position_complete"),
         Index("ix_source_hpx", "hpx"),
-        Index("ix_source_source_id", "source_id"),
-        Index("ix_source_release_object", "release_id", "object_id"),
     )
+    # Primary key (source_id, shard): source_id first, so that no index but ix_source_hpx leads
+    # with the shard and the planner answers a cone's `shard = ANY(...)` through the hpx ranges.
+    source_id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     shard: Mapped[int] = mapped_column(
         SmallInteger, primary_key=True, comment="order-4 nested HEALPix pixel (hpx >> 50); -1 if unknown"
     )
-    source_id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     release_id: Mapped[int] = mapped_column(ForeignKey(f"{SCHEMA}.release.release_id"))
     object_id: Mapped[str] = mapped_column(Text, comment="the survey's own identifier, exact, as text")
     ra: Mapped[float | None] = mapped_column(Double, comment="ICRS right ascension [deg]")

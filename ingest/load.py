@@ -35,6 +35,8 @@ PHOT_COLUMNS = ("shard", "source_id", "band", "mag", "mag_system")
 PHOT_TYPES = ("int2", "int8", "text", "float4", "text")
 SPEC_COLUMNS = ("shard", "source_id", "z", "spec_class")
 SPEC_TYPES = ("int2", "int8", "float8", "text")
+XID_COLUMNS = ("shard", "source_id", "catalog", "xid")
+XID_TYPES = ("int2", "int8", "text", "text")
 QUARANTINE_COLUMNS = ("release_id", "file", "row_number", "column_name", "reason", "raw")
 QUARANTINE_TYPES = ("int4", "text", "int8", "text", "text", "jsonb")
 
@@ -104,7 +106,7 @@ def _insert_release(conn: sa.Connection, mapping: Mapping, path: Path, checksum:
 
 
 def _load_rows(pg, mapping: Mapping, path: Path, release_id: int) -> dict[str, int]:
-    counts = {"rows_read": 0, "source": 0, "photometry": 0, "spec_redshift": 0, "quarantine": 0}
+    counts = {"rows_read": 0, "source": 0, "source_xid": 0, "photometry": 0, "spec_redshift": 0, "quarantine": 0}
     seen_ids: set[str] = set()
     for first_row, table in readers.read(path, mapping.format):
         if first_row == 1:
@@ -155,6 +157,15 @@ def _copy_chunk(pg, mapping: Mapping, chunk: MappedChunk, good: np.ndarray, rele
             for band, mags in chunk.mags.items()
             for j, i in enumerate(idx)
             if np.isfinite(mags[i])
+        ),
+    )
+    counts["source_xid"] = copy_rows(
+        pg, "source_xid", XID_COLUMNS, XID_TYPES,
+        (
+            (shard_l[j], sid_l[j], catalog, ids[i])
+            for catalog, ids in chunk.xids.items()
+            for j, i in enumerate(idx)
+            if ids[i] is not None
         ),
     )
     z = chunk.spec.get("z")

@@ -67,6 +67,7 @@ class Mapping:
     sentinels: tuple[float, ...]
     bands: dict[str, str]
     spec_redshift: dict[str, str]
+    xids: dict[str, str]
     ignore: dict[str, str]
     raw: dict[str, Any] = field(repr=False)
 
@@ -82,6 +83,7 @@ class Mapping:
         cols = {name for _, name, _, _ in string.Formatter().parse(self.object_id) if name}
         cols |= {c.name for c in (self.ra, self.dec) if c}
         cols |= set(self.attrs) | set(self.bands.values()) | set(self.spec_redshift.values())
+        cols |= set(self.xids.values())
         return cols
 
     def check_columns(self, table: Table, file: Path) -> None:
@@ -147,6 +149,7 @@ def load_mapping(path: Path | str) -> Mapping:
         sentinels=tuple(float(x) for x in phot.get("sentinels", ())),
         bands=dict(phot.get("bands", {})),
         spec_redshift=dict(section("spec_redshift", required=False)),
+        xids=dict(section("xid", required=False)),
         ignore=dict(section("ignore", required=False)),
         raw=raw,
     )
@@ -182,6 +185,7 @@ class MappedChunk:
     attrs: list[dict[str, Any]]
     mags: dict[str, np.ndarray]  # band -> magnitude in the mapping's system, NaN if missing
     spec: dict[str, np.ndarray]  # z, spec_class, ... -> values
+    xids: dict[str, np.ndarray]  # catalog -> identifier text, None where absent
     raw: Table  # the input rows, for quarantine
 
 
@@ -203,8 +207,24 @@ def apply(mapping: Mapping, table: Table, first_row: int = 1) -> MappedChunk:
         attrs=attrs,
         mags={band: _floats(table, col, mapping.sentinels) for band, col in mapping.bands.items()},
         spec=spec,
+        xids={catalog: _identifiers(table[col]) for catalog, col in mapping.xids.items()},
         raw=table,
     )
+
+
+def _identifiers(column) -> np.ndarray:
+    """External ids as exact text; masked, empty and non-positive integer ids (e.g. Gaia rows that
+    carry -HIP numbers) are absent."""
+    out = np.full(len(column), None, dtype=object)
+    for i, value in enumerate(column):
+        if value is np.ma.masked:
+            continue
+        if isinstance(value, (int, np.integer)):
+            if value > 0:
+                out[i] = str(int(value))
+        elif str(value).strip():
+            out[i] = str(value).strip()
+    return out
 
 
 def _format_id(template: str, row: dict[str, Any]) -> str | None:

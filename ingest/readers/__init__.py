@@ -51,3 +51,5 @@ register("csv")(_whole_file("ascii.csv"))
 register("ecsv")(_whole_file("ascii.ecsv"))
 register("fits")(_whole_file("fits"))
 register("votable")(_whole_file("votable"))
+
+from ingest.readers import gaia_catalog_bin  # noqa: E402,F401  (registers its format)

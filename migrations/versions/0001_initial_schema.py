@@ -111,8 +111,8 @@ def upgrade() -> None:
     )
     op.create_index(op.f('ix_healcat_quarantine_release_id'), 'quarantine', ['release_id'], unique=False, schema='healcat')
     op.create_table('source',
-    sa.Column('shard', sa.SmallInteger(), nullable=False, comment='order-4 nested HEALPix pixel (hpx >> 50); -1 if unknown'),
     sa.Column('source_id', sa.BigInteger(), sa.Identity(always=False), nullable=False),
+    sa.Column('shard', sa.SmallInteger(), nullable=False, comment='order-4 nested HEALPix pixel (hpx >> 50); -1 if unknown'),
     sa.Column('release_id', sa.Integer(), nullable=False),
     sa.Column('object_id', sa.Text(), nullable=False, comment="the survey's own identifier, exact, as text"),
     sa.Column('ra', sa.Double(), nullable=True, comment='ICRS right ascension [deg]'),
@@ -123,13 +123,11 @@ def upgrade() -> None:
     sa.CheckConstraint('dec BETWEEN -90 AND 90', name=op.f('ck_source_dec_range')),
     sa.CheckConstraint('ra >= 0 AND ra < 360', name=op.f('ck_source_ra_range')),
     sa.ForeignKeyConstraint(['release_id'], ['healcat.release.release_id'], name=op.f('fk_source_release_id_release')),
-    sa.PrimaryKeyConstraint('shard', 'source_id', name=op.f('pk_source')),
-    sa.UniqueConstraint('shard', 'release_id', 'object_id', name='uq_source_shard_release_object'),
+    sa.PrimaryKeyConstraint('source_id', 'shard', name=op.f('pk_source')),
+    sa.UniqueConstraint('release_id', 'object_id', 'shard', name='uq_source_release_object_shard'),
     schema='healcat'
     )
     op.create_index('ix_source_hpx', 'source', ['hpx'], unique=False, schema='healcat')
-    op.create_index('ix_source_release_object', 'source', ['release_id', 'object_id'], unique=False, schema='healcat')
-    op.create_index('ix_source_source_id', 'source', ['source_id'], unique=False, schema='healcat')
     op.create_table('embedding',
     sa.Column('shard', sa.SmallInteger(), nullable=False),
     sa.Column('source_id', sa.BigInteger(), nullable=False),
@@ -260,8 +258,6 @@ def downgrade() -> None:
     op.drop_table('photometry', schema='healcat')
     op.drop_table('light_curve', schema='healcat')
     op.drop_table('embedding', schema='healcat')
-    op.drop_index('ix_source_source_id', table_name='source', schema='healcat')
-    op.drop_index('ix_source_release_object', table_name='source', schema='healcat')
     op.drop_index('ix_source_hpx', table_name='source', schema='healcat')
     op.drop_table('source', schema='healcat')
     op.drop_index(op.f('ix_healcat_quarantine_release_id'), table_name='quarantine', schema='healcat')

@@ -25,19 +25,19 @@
 -- angles; the least(1, ...) clamp guards asin against rounding above 1).
 -- A single SQL expression, so the planner inlines it.
 -- ---------------------------------------------------------------------------
-CREATE OR REPLACE FUNCTION healcat.angdist_deg(ra1_deg float8, dec1_deg float8,
-                                               ra2_deg float8, dec2_deg float8)
+CREATE OR REPLACE FUNCTION healcat.angdist_deg(ra1 float8, dec1 float8,  -- [deg]
+                                               ra2 float8, dec2 float8)
 RETURNS float8
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
     SELECT degrees(2.0 * asin(least(1.0::float8, sqrt(
-                 power(sin(radians(dec2_deg - dec1_deg) / 2.0), 2)
-               + cos(radians(dec1_deg)) * cos(radians(dec2_deg))
-                 * power(sin(radians(ra2_deg - ra1_deg) / 2.0), 2)))))
+                 power(sin(radians(dec2 - dec1) / 2.0), 2)
+               + cos(radians(dec1)) * cos(radians(dec2))
+                 * power(sin(radians(ra2 - ra1) / 2.0), 2)))))
 $$;
 
 COMMENT ON FUNCTION healcat.angdist_deg(float8, float8, float8, float8) IS
-    'Great-circle distance [deg] between (ra1_deg, dec1_deg) and (ra2_deg, dec2_deg), haversine formula.';
+    'Great-circle distance [deg] between (ra1, dec1) and (ra2, dec2), haversine formula.';
 
 
 -- ---------------------------------------------------------------------------
@@ -54,6 +54,9 @@ DECLARE
     k          CONSTANT int    := $1;
     twothird   CONSTANT float8 := 2.0::float8 / 3.0::float8;
     inv_halfpi CONSTANT float8 := '0.6366197723675813430755350534900574'::float8;
+    twopi      CONSTANT float8 := 2.0::float8 * pi();                 -- 6.283185307179586
+    twopi_hi   CONSTANT float8 := '6.283185362815857'::float8;        -- Veltkamp split of twopi
+    twopi_lo   CONSTANT float8 := '-5.563627070159782e-08'::float8;   -- twopi - twopi_hi (exact)
     nside      bigint;
     nside_f    float8;
     theta_rad  float8;
@@ -64,6 +67,8 @@ DECLARE
     have_sth   boolean;
     tt         float8;                 -- phi in units of pi/2, reduced to [0, 4)
     tp         float8;
+    a          float8;
+    q          float8;
     tmp        float8;
     temp1      float8;
     temp2      float8;
@@ -82,15 +87,18 @@ BEGIN
     IF dec_deg = 'NaN'::float8 OR dec_deg < -90 OR dec_deg > 90 THEN
         RAISE EXCEPTION 'hpx_ang2pix: dec_deg must be in [-90, 90], got %', dec_deg;
     END IF;
-    IF ra_deg = 'NaN'::float8 OR ra_deg = 'Infinity'::float8 OR ra_deg = '-Infinity'::float8 THEN
-        RAISE EXCEPTION 'hpx_ang2pix: ra_deg must be finite, got %', ra_deg;
+    IF ra_deg = 'NaN'::float8 OR abs(ra_deg) > 1e9 THEN
+        RAISE EXCEPTION 'hpx_ang2pix: ra_deg must be finite and within +-1e9, got %', ra_deg;
     END IF;
 
     nside   := 1::bigint << k;
     nside_f := nside::float8;
     -- healpy: theta = np.pi/2 - np.radians(lat), phi = np.radians(lon)
-    theta_rad := pi() / 2.0::float8 - dec_deg * (pi() / 180.0::float8);
-    phi_rad   := ra_deg * (pi() / 180.0::float8);
+    -- (|angle| < 1e-300 deg is taken as 0: PostgreSQL raises an error when a
+    -- float8 product underflows to zero, and healpy's result is the same)
+    theta_rad := pi() / 2.0::float8
+                 - CASE WHEN abs(dec_deg) < 1e-300 THEN 0.0::float8 ELSE dec_deg * (pi() / 180.0::float8) END;
+    phi_rad   := CASE WHEN abs(ra_deg) < 1e-300 THEN 0.0::float8 ELSE ra_deg * (pi() / 180.0::float8) END;
 
     -- T_Healpix_Base::ang2pix: use sin(theta) near the poles
     have_sth := theta_rad < 0.01::float8 OR theta_rad > 3.14159::float8 - 0.01::float8;
@@ -100,16 +108,28 @@ BEGIN
     END IF;
     za := abs(z);
 
-    -- tt = fmodulo(phi * inv_halfpi, 4.0); fmod(v, 4) == v - 4*trunc(v/4) exactly
-    tt := phi_rad * inv_halfpi;
-    IF tt >= 0 THEN
-        IF tt >= 4 THEN
-            tt := tt - 4.0::float8 * trunc(tt / 4.0::float8);
+    -- tt = fmodulo(phi, 2*pi) * inv_halfpi, in [0, 4] (healpix_cxx 3.5+).
+    -- fmod(|phi|, 2pi) is computed exactly: q*twopi is split as q*twopi_hi +
+    -- q*twopi_lo, both products exact (twopi_hi has 26 significant bits, q < 2^26).
+    a := abs(phi_rad);
+    IF a >= twopi THEN
+        q := trunc(a / twopi);
+        a := (a - q * twopi_hi) - q * twopi_lo;
+        IF a < 0 THEN
+            a := a + twopi;
+        ELSIF a >= twopi THEN
+            a := a - twopi;
         END IF;
-    ELSE
-        tmp := (tt - 4.0::float8 * trunc(tt / 4.0::float8)) + 4.0::float8;
-        tt := CASE WHEN tmp = 4.0::float8 THEN 0.0::float8 ELSE tmp END;
     END IF;
+    IF phi_rad >= 0 THEN
+        tt := a;
+    ELSE
+        tt := twopi - a;                     -- fmod(phi, 2pi) + 2pi
+        IF tt = twopi THEN
+            tt := 0.0::float8;
+        END IF;
+    END IF;
+    tt := tt * inv_halfpi;
 
     IF za <= twothird THEN
         -- equatorial region
@@ -292,10 +312,15 @@ COMMENT ON FUNCTION healcat.hpx_pix2ang(int, bigint) IS
 -- lose pixels and it is guarded by the margin above; near the antipode
 -- (r + maxrad > pi - 1e-3, where chords are ill-conditioned) nothing is
 -- dropped.
+-- Each LATERAL stage ends in OFFSET 0 so the planner does not flatten it
+-- (flattening would re-evaluate shared subexpressions several times), and
+-- enable_memoize is off because Memoize nodes over these per-row stages never
+-- get a cache hit and doubled the run time.
 -- ---------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION healcat.hpx_cone_cover(ra_deg float8, dec_deg float8, radius_deg float8)
 RETURNS TABLE(lo bigint, hi bigint)
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE ROWS 20
+SET enable_memoize = off
 AS $$
 DECLARE
     -- healpy.max_pixrad(2**k) [rad], k = 0..29 (element k+1)
@@ -336,9 +361,10 @@ BEGIN
         RETURN;
     END IF;
 
-    v_r_rad   := radians(radius_deg);
-    v_ra_rad  := radians(ra_deg);
-    v_dec_rad := radians(dec_deg);
+    -- (|angle| < 1e-300 deg is taken as 0: float8 underflow raises an error in PostgreSQL)
+    v_r_rad   := CASE WHEN radius_deg < 1e-300 THEN 0.0::float8 ELSE radians(radius_deg) END;
+    v_ra_rad  := CASE WHEN abs(ra_deg) < 1e-300 THEN 0.0::float8 ELSE radians(ra_deg) END;
+    v_dec_rad := CASE WHEN abs(dec_deg) < 1e-300 THEN 0.0::float8 ELSE radians(dec_deg) END;
     v_cx := cos(v_dec_rad) * cos(v_ra_rad);
     v_cy := cos(v_dec_rad) * sin(v_ra_rad);
     v_cz := sin(v_dec_rad);
@@ -361,56 +387,52 @@ BEGIN
 
     RETURN QUERY
     WITH RECURSIVE tree(k, p, ix, iy, emit) AS (
-        -- pseudo-root at order -1 whose 12 children are the base pixels
-        SELECT -1, 0::bigint, 0::bigint, 0::bigint, false
+        -- the 12 base pixels are always refined (orders >= 1 are tested)
+        SELECT 0, b.p, 0::bigint, 0::bigint, false
+          FROM generate_series(0::bigint, 11::bigint) AS b(p)
       UNION ALL
         SELECT g.k, g.p, g.ix, g.iy, (g.d2 <= v_inner2[g.k + 1] OR g.k = v_kstop)
         FROM (
             SELECT c.k, c.p, c.ix, c.iy,
-                   power(s.sth * cos(s.phi_rad) - v_cx, 2)
-                 + power(s.sth * sin(s.phi_rad) - v_cy, 2)
-                 + power(s.z - v_cz, 2) AS d2
+                   s.dx * s.dx + s.dy * s.dy + s.dz * s.dz AS d2
             FROM tree
-            JOIN (VALUES (0),(1),(2),(3),(4),(5),(6),(7),(8),(9),(10),(11)) AS d(c)
-              ON d.c < CASE WHEN tree.k < 0 THEN 12 ELSE 4 END
-            -- child (face-local coordinates ix, iy; nested index p) at order k
-            CROSS JOIN LATERAL (
-                SELECT tree.k + 1 AS k,
-                       CASE WHEN tree.k < 0 THEN d.c::bigint ELSE 4 * tree.p + d.c END AS p,
-                       CASE WHEN tree.k < 0 THEN 0::bigint ELSE 2 * tree.ix + (d.c & 1) END AS ix,
-                       CASE WHEN tree.k < 0 THEN 0::bigint ELSE 2 * tree.iy + (d.c >> 1) END AS iy
-                OFFSET 0) AS c
+            CROSS JOIN (VALUES (0), (1), (2), (3)) AS d(c)
+            -- child at order k: nested index p, face-local coordinates (ix, iy);
             -- ring index jr (1 .. 4*ns-1), ns = nside, dxy = ix - iy (healpix pix2loc)
             CROSS JOIN LATERAL (
-                SELECT 1::bigint << c.k AS ns,
-                       (('{2,2,2,2,3,3,3,3,4,4,4,4}'::bigint[])[(c.p >> (2 * c.k)) + 1] << c.k)
-                           - c.ix - c.iy - 1 AS jr,
-                       ('{1,3,5,7,0,2,4,6,1,3,5,7}'::bigint[])[(c.p >> (2 * c.k)) + 1] AS jp0,
-                       c.ix - c.iy AS dxy
-                OFFSET 0) AS a
-            -- nr = number of pixels per ring quarter, zone: 1 north cap, 0 belt, -1 south cap
+                SELECT tree.k + 1 AS k,
+                       4 * tree.p + d.c AS p,
+                       2 * tree.ix + (d.c & 1) AS ix,
+                       2 * tree.iy + (d.c >> 1) AS iy,
+                       2::bigint << tree.k AS ns,
+                       (('{2,2,2,2,3,3,3,3,4,4,4,4}'::bigint[])[(tree.p >> (2 * tree.k)) + 1] << (tree.k + 1))
+                           - (2 * tree.ix + (d.c & 1)) - (2 * tree.iy + (d.c >> 1)) - 1 AS jr,
+                       ('{1,3,5,7,0,2,4,6,1,3,5,7}'::bigint[])[(tree.p >> (2 * tree.k)) + 1] AS jp0,
+                       2 * (tree.ix - tree.iy) + (d.c & 1) - (d.c >> 1) AS dxy
+                OFFSET 0) AS c
+            -- nr = pixels per ring quarter (= jr in the north cap, 4*ns-jr in the south cap,
+            -- ns in the belt); t = in-ring index jp0*nr + dxy (mod 8*nr);
+            -- tmp = 1 - |z| in the caps; z_belt = z in the belt
             CROSS JOIN LATERAL (
-                SELECT CASE WHEN a.jr < a.ns THEN a.jr
-                            WHEN a.jr > 3 * a.ns THEN 4 * a.ns - a.jr
-                            ELSE a.ns END AS nr,
-                       CASE WHEN a.jr < a.ns THEN 1.0::float8
-                            WHEN a.jr > 3 * a.ns THEN -1.0::float8
-                            ELSE 0.0::float8 END AS zone
-                OFFSET 0) AS b
-            -- in-ring index t = jp0*nr + dxy (mod 8*nr), tmp = 1 - |z| in the caps
-            CROSS JOIN LATERAL (
-                SELECT (b.nr * b.nr)::float8 / (3 * a.ns * a.ns)::float8 AS tmp,
-                       (2 * a.ns - a.jr)::float8 / (1.5::float8 * a.ns::float8) AS z_belt,
-                       (a.jp0 * b.nr + a.dxy
-                        + CASE WHEN a.jp0 * b.nr + a.dxy < 0 THEN 8 * b.nr ELSE 0 END)::float8
-                        / b.nr::float8 AS t_nr
+                SELECT CASE WHEN c.jr < c.ns THEN 1.0::float8
+                            WHEN c.jr > 3 * c.ns THEN -1.0::float8
+                            ELSE 0.0::float8 END AS zone,
+                       power(least(c.jr, 4 * c.ns - c.jr, c.ns)::float8, 2) / (3 * c.ns * c.ns)::float8 AS tmp,
+                       (2 * c.ns - c.jr)::float8 / (1.5::float8 * c.ns::float8) AS z_belt,
+                       ((c.jp0 * least(c.jr, 4 * c.ns - c.jr, c.ns) + c.dxy + 8 * least(c.jr, 4 * c.ns - c.jr, c.ns))
+                           % (8 * least(c.jr, 4 * c.ns - c.jr, c.ns)))::float8
+                         / least(c.jr, 4 * c.ns - c.jr, c.ns)::float8 AS t_nr
                 OFFSET 0) AS q
-            -- pixel centre: z = cos(theta), sth = sin(theta), phi
+            -- pixel centre (z = cos theta, sth = sin theta, phi) minus the cone centre
             CROSS JOIN LATERAL (
-                SELECT CASE WHEN b.zone = 0 THEN q.z_belt ELSE b.zone * (1.0::float8 - q.tmp) END AS z,
-                       CASE WHEN b.zone = 0 THEN sqrt(1.0::float8 - q.z_belt * q.z_belt)
-                            ELSE sqrt(q.tmp * (2.0::float8 - q.tmp)) END AS sth,
-                       (pi() / 4.0::float8) * q.t_nr AS phi_rad
+                SELECT sc.sth * cos(sc.phi_rad) - v_cx AS dx,
+                       sc.sth * sin(sc.phi_rad) - v_cy AS dy,
+                       sc.z - v_cz AS dz
+                FROM (SELECT CASE WHEN q.zone = 0 THEN q.z_belt ELSE q.zone * (1.0::float8 - q.tmp) END AS z,
+                             CASE WHEN q.zone = 0 THEN sqrt(1.0::float8 - q.z_belt * q.z_belt)
+                                  ELSE sqrt(q.tmp * (2.0::float8 - q.tmp)) END AS sth,
+                             (pi() / 4.0::float8) * q.t_nr AS phi_rad
+                      OFFSET 0) AS sc
                 OFFSET 0) AS s
             WHERE NOT tree.emit
         ) AS g
@@ -427,3 +449,6 @@ BEGIN
      ORDER BY 1;
 END;
 $$;
+
+COMMENT ON FUNCTION healcat.hpx_cone_cover(float8, float8, float8) IS
+    'Sorted, disjoint, coalesced ranges [lo, hi) of order-29 NESTED HEALPix indices covering every pixel that intersects the cone (superset; recheck with healcat.angdist_deg).';

@@ -70,6 +70,7 @@ BEGIN
         FROM healcat.source AS s
         WHERE s.hpx >= c.lo AND s.hpx < c.hi AND s.shard = ANY(shards)
           AND (rel IS NULL OR s.release_id = rel)
+        OFFSET 0  -- keep this a per-range index scan: never flatten it into one join over all shards
     ) AS m
     JOIN healcat.release AS r ON r.release_id = m.release_id
     WHERE m.dist_deg <= radius_arcsec / 3600.0

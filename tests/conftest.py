@@ -1,0 +1,76 @@
+"""The test database: one embedded PostgreSQL per session, migrated once, loaded once.
+
+Every test gets real PostgreSQL with pgvector. Read-only tests share the
+session's catalog (SDSS DR14 sample, Gaia DR3 bright stars, the photo-z model
+and its outputs); tests that write use ``conn`` (a transaction rolled back at
+the end) or clean up what they committed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from catalog import db
+from ingest.mapping import data_dir
+
+SDSS = "sdss_dr14_skyserver_10k"
+SDSS_RELEASE = "sdss/dr14-skyserver-10k"
+GAIA = "gaia_dr3_bright"
+GAIA_RELEASE = "gaia/dr3-bright-g10"
+
+
+@pytest.fixture(scope="session")
+def healcat_home(tmp_path_factory) -> Path:
+    """A fresh HEALCAT_HOME for the session: its own embedded server and model weights."""
+    home = tmp_path_factory.mktemp("healcat_home")
+    previous = {k: os.environ.get(k) for k in ("HEALCAT_HOME", "HEALCAT_DATABASE_URL")}
+    os.environ["HEALCAT_HOME"] = str(home)
+    os.environ.pop("HEALCAT_DATABASE_URL", None)
+    assert data_dir().is_dir(), f"survey data not found at {data_dir()}; set HEALCAT_DATA_DIR"
+    yield home
+    db.EmbeddedServer(home).stop()
+    for key, value in previous.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def database_url(healcat_home) -> sa.URL:
+    url = db.EmbeddedServer(healcat_home).start()
+    db.migrate(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def engine(database_url) -> sa.Engine:
+    engine = db.engine()
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def catalog(engine) -> dict:
+    """The loaded catalog: both releases ingested, photo-z trained and run (committed once)."""
+    from ingest.inference import run_photoz, train_photoz
+    from ingest.load import ingest_release
+
+    sdss = ingest_release(SDSS, engine)
+    gaia = ingest_release(GAIA, engine)
+    model = train_photoz(engine)
+    run = run_photoz(engine, SDSS_RELEASE)
+    return {"sdss": sdss, "gaia": gaia, "model": model, "run": run}
+
+
+@pytest.fixture
+def conn(engine):
+    """A connection inside a transaction that is rolled back after the test."""
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        yield connection
+        transaction.rollback()

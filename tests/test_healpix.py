@@ -1,0 +1,111 @@
+"""The HEALPix index and cone covers, in Python (healpy) and in SQL (PL/pgSQL), against astropy."""
+
+from __future__ import annotations
+
+import astropy.units as u
+import healpy
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from astropy.coordinates import SkyCoord
+
+from catalog import healpix
+
+RNG = np.random.default_rng(20261124)
+
+
+def random_sky(n: int) -> tuple[np.ndarray, np.ndarray]:
+    ra = RNG.uniform(0, 360, n)
+    dec = np.degrees(np.arcsin(RNG.uniform(-1, 1, n)))
+    return ra, dec
+
+
+EDGE_RA = np.array([0.0, 359.9999999, 360.0 - 1e-12, 45.0, 90.0, 180.0, 270.0, 0.0, 123.4, 0.0])
+EDGE_DEC = np.array([90.0, -90.0, 0.0, np.degrees(np.arcsin(2 / 3)), -np.degrees(np.arcsin(2 / 3)),
+                     89.9999999, -89.9999999, 0.0, 41.8103148958, -41.8103148958])
+
+
+def test_index_is_nested_order_29_and_hierarchical():
+    ra, dec = random_sky(20_000)
+    hpx = healpix.hpx_index(ra, dec)
+    assert hpx.dtype == np.int64 and hpx.min() >= 0 and hpx.max() < healpix.NPIX
+    for order in (0, 4, 12, 20):
+        coarse = healpy.ang2pix(1 << order, ra, dec, nest=True, lonlat=True)
+        np.testing.assert_array_equal(hpx >> (2 * (29 - order)), coarse)
+    # The order-29 pixel centre is within a pixel radius (0.4 mas) of the position.
+    lon, lat = healpy.pix2ang(1 << 29, hpx, nest=True, lonlat=True)
+    sep = SkyCoord(ra * u.deg, dec * u.deg).separation(SkyCoord(lon * u.deg, lat * u.deg)).arcsec
+    assert sep.max() <= healpy.max_pixrad(1 << 29, degrees=True) * 3600
+
+
+def test_index_rejects_bad_positions():
+    with pytest.raises(ValueError, match="dec_deg"):
+        healpix.hpx_index([10.0], [91.0])
+    with pytest.raises(ValueError, match="finite"):
+        healpix.hpx_index([np.nan], [0.0])
+
+
+def test_shard_is_order_4_pixel_and_gaia_ids_carry_theirs():
+    ra, dec = random_sky(1000)
+    np.testing.assert_array_equal(healpix.shard_of(healpix.hpx_index(ra, dec)),
+                                  healpy.ang2pix(16, ra, dec, nest=True, lonlat=True))
+    # Gaia DR3 4295806720 is in order-12 pixel 4295806720 >> 35 = 0, order-4 pixel 0;
+    # a source_id whose order-12 pixel is the last one maps to the last order-4 pixel.
+    last12 = 12 * 4**12 - 1
+    assert healpix.gaia_shard([4295806720, (last12 << 35) + 1]).tolist() == [0, 12 * 4**4 - 1]
+
+
+@pytest.mark.parametrize("radius_arcsec", [0.001, 1.0, 60.0, 1800.0, 7200.0, 36000.0, 90 * 3600.0])
+def test_python_cover_contains_every_point_of_the_cone(radius_arcsec):
+    centres_ra, centres_dec = random_sky(20)
+    centres_ra = np.concatenate([centres_ra, [0.0, 359.99999, 10.0, 200.0]])
+    centres_dec = np.concatenate([centres_dec, [0.0, 12.0, 90.0, -90.0]])
+    for ra0, dec0 in zip(centres_ra, centres_dec):
+        ranges = healpix.cone_ranges(ra0, dec0, radius_arcsec / 3600)
+        assert np.all(ranges[1:, 0] > ranges[:-1, 1]), "ranges must be sorted, disjoint and merged"
+        pts = _points_in_cone(ra0, dec0, radius_arcsec, 500)
+        hpx = healpix.hpx_index(pts.ra.deg, pts.dec.deg)
+        slot = np.searchsorted(ranges[:, 0], hpx, side="right") - 1
+        assert np.all((slot >= 0) & (hpx < ranges[np.maximum(slot, 0), 1]))
+
+
+def _points_in_cone(ra0, dec0, radius_arcsec, n):
+    """Random points inside a cone, half of them within 0.1% of its edge."""
+    centre = SkyCoord(ra0 * u.deg, dec0 * u.deg)
+    frac = np.concatenate([np.sqrt(RNG.uniform(0, 1, n // 2)), RNG.uniform(0.999, 0.99999, n - n // 2)])
+    return centre.directional_offset_by(RNG.uniform(0, 360, n) * u.deg, frac * radius_arcsec * u.arcsec)
+
+
+def test_sql_index_agrees_with_healpy(conn):
+    ra, dec = random_sky(5000)
+    ra, dec = np.concatenate([ra, EDGE_RA]), np.concatenate([dec, EDGE_DEC])
+    for order in (29, 10, 0):
+        got = conn.execute(
+            sa.text("SELECT healcat.hpx_ang2pix(:k, r, d) FROM unnest(CAST(:ra AS float8[]), CAST(:dec AS float8[]))"
+                    " WITH ORDINALITY AS t(r, d, i) ORDER BY i"),
+            {"k": order, "ra": ra.tolist(), "dec": dec.tolist()},
+        ).scalars().all()
+        np.testing.assert_array_equal(got, healpy.ang2pix(1 << order, ra % 360, dec, nest=True, lonlat=True))
+
+
+@pytest.mark.parametrize("radius_arcsec", [0.001, 1.0, 60.0, 1800.0, 7200.0, 90 * 3600.0])
+def test_sql_cover_contains_every_point_of_the_cone(conn, radius_arcsec):
+    for ra0, dec0 in [(0.0, 0.0), (359.9999, -30.0), (120.5, 89.99), (33.0, -90.0), (250.0, 41.81)]:
+        ranges = np.array(conn.execute(sa.text("SELECT lo, hi FROM healcat.hpx_cone_cover(:r, :d, :rad)"),
+                                       {"r": ra0, "d": dec0, "rad": radius_arcsec / 3600}).all(), dtype=np.int64)
+        pts = _points_in_cone(ra0, dec0, radius_arcsec, 400)
+        hpx = healpix.hpx_index(pts.ra.deg, pts.dec.deg)
+        slot = np.searchsorted(ranges[:, 0], hpx, side="right") - 1
+        assert np.all((slot >= 0) & (hpx < ranges[np.maximum(slot, 0), 1]))
+
+
+def test_sql_angular_distance_matches_astropy(conn):
+    ra1, dec1 = random_sky(2000)
+    ra2, dec2 = random_sky(2000)
+    got = np.array(conn.execute(
+        sa.text("SELECT healcat.angdist_deg(a, b, c, d) FROM unnest(CAST(:a AS float8[]), CAST(:b AS float8[]),"
+                " CAST(:c AS float8[]), CAST(:d AS float8[])) WITH ORDINALITY AS t(a, b, c, d, i) ORDER BY i"),
+        {"a": ra1.tolist(), "b": dec1.tolist(), "c": ra2.tolist(), "d": dec2.tolist()},
+    ).scalars().all())
+    expected = SkyCoord(ra1 * u.deg, dec1 * u.deg).separation(SkyCoord(ra2 * u.deg, dec2 * u.deg)).deg
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)

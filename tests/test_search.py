@@ -1,0 +1,133 @@
+"""Cone searches are exact (checked against astropy by brute force) and the same from SQL, Python and CLI."""
+
+from __future__ import annotations
+
+import astropy.units as u
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from astropy.coordinates import SkyCoord
+from astropy.io import ascii
+
+from catalog.cli import main
+from catalog.errors import QueryError
+from catalog.search import cone_search
+from tests.conftest import SDSS_RELEASE
+
+EDGE_TOLERANCE_DEG = 1e-10  # points this close to the edge may fall either way in float64
+
+
+@pytest.fixture(scope="module")
+def sky(engine, catalog):
+    with engine.connect() as conn:
+        rows = np.array(conn.execute(sa.text("SELECT source_id, ra, dec FROM healcat.source WHERE hpx IS NOT NULL"))
+                        .all(), dtype=object)
+    return {"id": rows[:, 0].astype(np.int64), "coord": SkyCoord(rows[:, 1].astype(float) * u.deg,
+                                                                 rows[:, 2].astype(float) * u.deg)}
+
+
+def brute_force(sky, ra_deg, dec_deg, radius_arcsec):
+    sep = sky["coord"].separation(SkyCoord(ra_deg * u.deg, dec_deg * u.deg)).deg
+    radius = radius_arcsec / 3600
+    inside = sep <= radius
+    ambiguous = np.abs(sep - radius) < EDGE_TOLERANCE_DEG
+    return set(sky["id"][inside & ~ambiguous]), set(sky["id"][ambiguous]), dict(zip(sky["id"][inside], sep[inside]))
+
+
+def sql_cone(engine, ra, dec, radius_arcsec):
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT * FROM healcat.cone_search(:ra, :dec, :r)"),
+                            {"ra": ra, "dec": dec, "r": radius_arcsec}).all()
+
+
+CONES = [
+    # (ra_deg, dec_deg, radius_arcsec): around real SDSS galaxies, across RA = 0/360, over both poles
+    (183.5313256941, 0.0896930301, 60.0),
+    (160.941521316, 0.7967796443, 600.0),
+    (0.0, 0.0, 7200.0),
+    (359.5, -20.0, 3 * 3600.0),
+    (0.3, 45.0, 5 * 3600.0),
+    (12.0, 90.0, 4 * 3600.0),
+    (250.0, -90.0, 4 * 3600.0),
+    (77.0, 88.5, 2 * 3600.0),
+    (200.0, -30.0, 60 * 3600.0),
+    (40.0, 10.0, 90 * 3600.0),
+]
+
+
+@pytest.mark.parametrize("ra,dec,radius_arcsec", CONES)
+def test_cone_is_exact_and_the_same_from_sql_and_python(engine, sky, ra, dec, radius_arcsec):
+    expected, ambiguous, sep = brute_force(sky, ra, dec, radius_arcsec)
+    sql_rows = sql_cone(engine, ra, dec, radius_arcsec)
+    py_rows = cone_search(ra, dec, radius_arcsec)
+    sql_ids = {r.source_id for r in sql_rows}
+    assert sql_ids - ambiguous == expected, "SQL path: false positives or negatives"
+    assert [r.source_id for r in sql_rows] == list(py_rows["source_id"])
+    assert radius_arcsec < 7200 or len(expected) > 10, "a wide cone over the catalogue should find stars"
+    dist = np.array([r.distance_arcsec for r in sql_rows])
+    assert np.all(np.diff(dist) >= 0), "sorted by distance"
+    np.testing.assert_allclose(dist, [sep[i] * 3600 for i in py_rows["source_id"]], rtol=0, atol=1e-6)
+    assert py_rows["distance_arcsec"].unit == u.arcsec and py_rows["ra"].unit == u.deg
+
+
+def test_tiny_cone_finds_the_star_itself(engine, sky):
+    star = int(len(sky["id"]) * 0.77)
+    ra, dec = sky["coord"][star].ra.deg, sky["coord"][star].dec.deg
+    rows = cone_search(ra, dec, 0.001)
+    assert sky["id"][star] in set(rows["source_id"])
+    assert all(d <= 0.001 for d in rows["distance_arcsec"])
+
+
+def test_release_filter(engine, catalog):
+    rows = cone_search(183.5313256941, 0.0896930301, 3600.0, release=SDSS_RELEASE)
+    assert len(rows) > 0 and set(rows["release"]) == {SDSS_RELEASE}
+    everything = cone_search(183.5313256941, 0.0896930301, 3600.0)
+    assert len(everything) > len(rows), "the Gaia stars in the same cone are left out by the filter"
+    with pytest.raises(QueryError, match="no release named 'nope'"):
+        cone_search(183.5, 0.09, 60.0, release="nope")
+
+
+@pytest.mark.parametrize("args,message", [
+    ((float("nan"), 0.0, 60.0), "ra_deg must be a finite number"),
+    ((10.0, 91.0, 60.0), r"dec_deg must be in \[-90, 90\]"),
+    ((10.0, 0.0, 0.0), r"radius_arcsec must be in \(0, 648000\]"),
+    ((10.0, 0.0, None), "radius_arcsec must be a finite number"),
+])
+def test_bad_cones_are_errors_not_empty_results(engine, args, message):
+    with pytest.raises(QueryError, match=message):
+        cone_search(*args)
+    sql_message = message.replace("must be a finite number", "must").split(" must")[0]
+    with pytest.raises(sa.exc.DBAPIError, match=sql_message):
+        sql_cone(engine, *args)
+
+
+def test_sql_and_python_paths_use_the_hpx_index(engine, catalog):
+    from catalog.search import Cone
+
+    with engine.connect() as conn:
+        conn.exec_driver_sql("LOAD 'auto_explain'")
+        conn.exec_driver_sql("SET auto_explain.log_min_duration = 0")
+        conn.exec_driver_sql("SET auto_explain.log_nested_statements = on")
+        conn.exec_driver_sql("SET auto_explain.log_level = notice")
+        pg = conn.connection.driver_connection
+        notices: list[str] = []
+        pg.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+        conn.execute(sa.text("SELECT * FROM healcat.cone_search(183.53, 0.09, 60.0)")).all()
+        plans = "\n".join(notices)
+        assert "Index Scan using ix_source_hpx" in plans or "Bitmap Index Scan on ix_source_hpx" in plans, plans
+        assert "Seq Scan on source" not in plans
+        conn.exec_driver_sql("SET auto_explain.log_min_duration = -1")
+        select = Cone.from_arcsec(183.53, 0.09, 60.0).select()
+        plan = "\n".join(r[0] for r in conn.execute(sa.text("EXPLAIN " + str(select.compile(
+            dialect=conn.dialect, compile_kwargs={"literal_binds": True})))))
+        assert "ix_source_hpx" in plan and "Seq Scan on source" not in plan, plan
+
+
+def test_cli_cone_gives_the_same_rows(capsys, catalog):
+    assert main(["cone", "12h14m07.52s", "0.0896930301", "2arcmin", "--format", "csv"]) == 0
+    out = ascii.read(capsys.readouterr().out, format="csv")
+    expected = cone_search(183.5313256941, 0.0896930301, 120.0)
+    assert list(out["source_id"]) == list(expected["source_id"])
+    assert len(out) >= 1
+    assert main(["cone", "10", "95", "60"]) == 1
+    assert "dec_deg must be in [-90, 90], got 95.0" in capsys.readouterr().err
