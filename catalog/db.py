@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 
 import platformdirs
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
@@ -108,7 +109,20 @@ def libpq_url(url: URL | None = None) -> str:
 
 @functools.cache
 def _engine(url: str) -> Engine:
-    return sa.create_engine(url, pool_pre_ping=True)
+    engine = sa.create_engine(url, pool_pre_ping=True)
+
+    @sa.event.listens_for(engine, "connect")
+    def _register_vector(dbapi_connection, _record) -> None:
+        # Vectors arrive as pgvector.Vector and numpy arrays go out as vectors, on every connection;
+        # before the first migration there is no vector type to register.
+        from pgvector.psycopg import register_vector
+
+        try:
+            register_vector(dbapi_connection)
+        except psycopg.ProgrammingError:
+            dbapi_connection.rollback()
+
+    return engine
 
 
 def engine() -> Engine:

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import sqlalchemy as sa
 import torch
-from pgvector.psycopg import register_vector
 
 from catalog.db import home
 from catalog.errors import HealcatError
@@ -56,9 +55,7 @@ _INFERENCE_QUERY = _PHOTOMETRY.format(
 
 
 def _pg(conn: sa.Connection):
-    pg = conn.connection.driver_connection
-    register_vector(pg)
-    return pg
+    return conn.connection.driver_connection
 
 
 def train_photoz(engine: sa.Engine, *, seed: int = 0, epochs: int | None = None) -> Model:

@@ -1,0 +1,128 @@
+"""The photo-z model: trained on the catalog's galaxies, registered with metrics, run and written back."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from catalog.errors import QueryError
+from catalog.search import similar
+from ingest.inference import PHOTOZ_MODEL, PHOTOZ_TRAINING_QUERY, run_photoz, train_photoz
+from ingest.ml import metrics, photoz
+from tests.conftest import SDSS_RELEASE
+
+
+def test_model_is_registered_with_checksum_query_and_held_out_metrics(engine, catalog):
+    model = catalog["model"]
+    assert Path(model.weights_path).is_file()
+    assert hashlib.sha256(Path(model.weights_path).read_bytes()).hexdigest() == model.weights_sha256
+    assert model.training_set == PHOTOZ_TRAINING_QUERY and model.task == "photoz"
+    m = model.metrics
+    assert m["n_test"] >= 900 and m["n_train"] >= 3000
+    # SDSS main-sample galaxies from ugriz alone: the MDN must beat these bounds.
+    assert m["nmad"] < 0.025 and m["outlier_fraction"] < 0.01 and abs(m["bias"]) < 0.01
+    with engine.connect() as conn:
+        current = conn.execute(sa.text("SELECT model_id, version FROM healcat.current_model WHERE name = :n"),
+                               {"n": PHOTOZ_MODEL}).one()
+    assert current.model_id == model.model_id
+
+
+def test_training_is_reproducible(engine, catalog):
+    again = train_photoz(engine)  # same data, same seed: same weights, hence the same version
+    assert (again.model_id, again.weights_sha256) == (catalog["model"].model_id, catalog["model"].weights_sha256)
+
+
+def test_predictions_cover_the_galaxies_and_agree_with_spec_z(engine, catalog):
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT p.value, p.uncertainty, p.pdf_weights, p.pdf_means, p.pdf_sigmas, z.z, z.spec_class "
+            "FROM healcat.current_prediction p JOIN healcat.spec_redshift z USING (shard, source_id) "
+            "WHERE p.model_name = :m"), {"m": PHOTOZ_MODEL}).all()
+        n_galaxies = conn.scalar(sa.text(
+            "SELECT count(*) FROM healcat.spec_redshift z JOIN healcat.source s USING (shard, source_id) "
+            "JOIN healcat.release r USING (release_id) WHERE r.name = :r AND z.spec_class = 'GALAXY'"),
+            {"r": SDSS_RELEASE})
+        n_embeddings = conn.scalar(sa.text("SELECT count(*) FROM healcat.embedding WHERE model_id = :m"),
+                                   {"m": catalog["model"].model_id})
+    assert len(rows) == n_galaxies == n_embeddings == catalog["run"].n_predicted
+    assert {r.spec_class for r in rows} == {"GALAXY"}
+    z_phot = np.array([r.value for r in rows])
+    z_spec = np.array([r.z for r in rows])
+    assert metrics.nmad(z_phot, z_spec) < 0.03  # over all galaxies, training ones included
+    weights = np.array([r.pdf_weights for r in rows])
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-4)
+    assert np.all(np.array([r.pdf_sigmas for r in rows]) > 0) and np.all(np.array([r.uncertainty for r in rows]) > 0)
+
+
+def test_rerunning_inference_writes_nothing(engine, catalog):
+    again = run_photoz(engine, SDSS_RELEASE)
+    assert again.n_predicted == 0 and again.n_skipped == 0
+
+
+def test_inference_skips_invalid_magnitudes():
+    mags = np.array([[19.0, 17.5, 16.9, 16.5, 16.3], [-9999.0, 17.5, 16.9, 16.5, 16.3], [19, 17, np.nan, 16, 16]])
+    assert photoz.valid_rows(mags).tolist() == [True, False, False]
+
+
+def test_similarity_is_ordered_and_matches_exact_search(engine, catalog):
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT source_id, vec FROM healcat.embedding WHERE model_id = :m "
+                                    "ORDER BY source_id"), {"m": catalog["model"].model_id}).all()
+    ids = np.array([r.source_id for r in rows])
+    vecs = np.array([r.vec.to_numpy() for r in rows], dtype=np.float64)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    rng = np.random.default_rng(7)
+    recalls = []
+    for i in rng.choice(len(ids), 20, replace=False):
+        got = similar(int(ids[i]), model=PHOTOZ_MODEL, k=10)
+        assert len(got) == 10 and int(ids[i]) not in set(got["source_id"])
+        assert np.all(np.diff(got["distance"]) >= 0)
+        exact_d = 1 - vecs @ vecs[i]
+        exact_d[i] = np.inf
+        exact = set(ids[np.argsort(exact_d, kind="stable")[:10]])
+        recalls.append(len(exact & set(got["source_id"])) / 10)
+        lookup = dict(zip(ids, exact_d))
+        np.testing.assert_allclose(got["distance"], [lookup[s] for s in got["source_id"]], atol=1e-5)
+    assert np.mean(recalls) >= 0.95
+
+
+def test_similarity_by_vector_sql_and_cli_agree(engine, catalog, capsys):
+    from catalog.cli import main
+
+    sid = _a_galaxy(engine)
+    with engine.connect() as conn:
+        vec = conn.execute(sa.text("SELECT e.vec FROM healcat.embedding e WHERE e.source_id = :s"), {"s": sid}).scalar()
+        sql_rows = conn.execute(sa.text("SELECT * FROM healcat.similar_sources(:s, :m, 5)"),
+                                {"s": sid, "m": PHOTOZ_MODEL}).all()
+    by_vector = similar(vector=vec.to_numpy(), model=PHOTOZ_MODEL, k=6)
+    by_source = similar(sid, model=PHOTOZ_MODEL, k=5)
+    assert by_vector["source_id"][0] == sid and by_vector["distance"][0] == pytest.approx(0, abs=1e-6)
+    assert list(by_vector["source_id"][1:]) == list(by_source["source_id"]) == [r.source_id for r in sql_rows]
+    assert main(["similar", str(sid), "-k", "5", "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [int(line.split(",")[0]) for line in lines[1:]] == list(by_source["source_id"])
+
+
+def _a_galaxy(engine) -> int:
+    with engine.connect() as conn:
+        return conn.scalar(sa.text(
+            "SELECT s.source_id FROM healcat.source s JOIN healcat.spec_redshift z USING (shard, source_id) "
+            "WHERE z.spec_class = 'GALAXY' ORDER BY s.source_id LIMIT 1"))
+
+
+def test_similarity_errors_are_clear(engine, catalog):
+    with pytest.raises(QueryError, match="no model named 'nope'"):
+        similar(1, model="nope")
+    star = None
+    with engine.connect() as conn:
+        star = conn.scalar(sa.text("SELECT source_id FROM healcat.spec_redshift WHERE spec_class = 'STAR' LIMIT 1"))
+    with pytest.raises(QueryError, match=f"source {star} has no embedding"):
+        similar(star, model=PHOTOZ_MODEL)
+    with pytest.raises(QueryError, match="has 16 dimensions, the query vector 3"):
+        similar(vector=np.ones(3), model=PHOTOZ_MODEL)
+    with pytest.raises(QueryError, match="k must be a positive integer"):
+        similar(1, model=PHOTOZ_MODEL, k=0)
