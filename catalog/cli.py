@@ -115,6 +115,55 @@ def cmd_similar(args: argparse.Namespace) -> None:
     _print_table(similar(args.source_id, model=args.model, k=args.k, version=args.version), args.format)
 
 
+def cmd_enqueue(args: argparse.Namespace) -> None:
+    from ingest import queue
+
+    if args.kind == "ingest":
+        from ingest.mapping import load_mapping
+
+        load_mapping(args.target)  # fail here, not in the worker, on a mapping that does not exist
+        job_args = {"mapping": args.target, **({"file": args.file} if args.file else {})}
+    else:
+        job_args = {"task": "photoz", "release": args.target}
+    with db.engine().begin() as conn:
+        job_id, created = queue.enqueue(conn, args.kind, job_args)
+    print(f"job {job_id} {'queued' if created else 'already queued or running'}: {args.kind} {job_args}")
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    from ingest.worker import Worker
+
+    worker = Worker(db.engine())
+    worker.stop_on_signals()
+    logging.getLogger().setLevel(logging.INFO)
+    n = worker.run(once=args.once, poll_s=args.poll)
+    print(f"worker {worker.name}: {n} jobs run")
+
+
+def cmd_jobs(args: argparse.Namespace) -> None:
+    import sqlalchemy as sa
+
+    from catalog.models import Job
+    from ingest import queue
+
+    with db.engine().connect() as conn:
+        if args.retry is not None:
+            if not queue.retry(conn, args.retry):
+                raise HealcatError(f"jobs: job {args.retry} is not a failed job")
+            print(f"job {args.retry} requeued")
+            return
+        query = sa.select(Job.job_id, Job.kind, Job.status, Job.attempts, Job.args, Job.run_after,
+                          Job.worker, Job.error).order_by(Job.job_id)
+        if not args.all:
+            query = query.where(Job.status != "done")
+        rows = conn.execute(query).all()
+    table = Table(rows=[(r.job_id, r.kind, r.status, r.attempts, str(r.args), str(r.run_after)[:19],
+                         r.worker or "", (r.error or "").split("\n")[0][:80]) for r in rows],
+                  names=["job_id", "kind", "status", "attempts", "args", "run_after", "worker", "error"],
+                  dtype=[int, str, str, int, str, str, str, str])
+    _print_table(table, args.format)
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from catalog.demo import run
 
@@ -169,6 +218,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--format", **fmt)
     p.set_defaults(func=cmd_similar)
+
+    p = sub.add_parser("enqueue", help="queue a job for the workers")
+    p.add_argument("kind", choices=["ingest", "infer"])
+    p.add_argument("target", help="ingest: a mapping name or path; infer: a release name (runs photo-z)")
+    p.add_argument("--file", help="ingest: read this file instead of the one the mapping names")
+    p.set_defaults(func=cmd_enqueue)
+
+    p = sub.add_parser("worker", help="run queued jobs until stopped")
+    p.add_argument("--once", action="store_true", help="stop when no job is due")
+    p.add_argument("--poll", type=float, default=2.0, help="seconds between polls of an empty queue")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("jobs", help="the queue: queued, running and failed jobs")
+    p.add_argument("--all", action="store_true", help="include finished jobs")
+    p.add_argument("--retry", type=int, metavar="JOB_ID", help="requeue a failed job")
+    p.add_argument("--format", **fmt)
+    p.set_defaults(func=cmd_jobs)
 
     p = sub.add_parser("demo", help="load the SDSS sample, train, infer, and show a cone and a similarity search")
     p.set_defaults(func=cmd_demo)

@@ -36,6 +36,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
+from sqlalchemy import text as sa_text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -300,3 +301,33 @@ class Embedding(Base):
     model_id: Mapped[int] = mapped_column(ForeignKey(f"{SCHEMA}.model.model_id"), primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey(f"{SCHEMA}.inference_run.run_id"))
     vec: Mapped[Any] = mapped_column(Vector())
+
+
+# --- jobs --------------------------------------------------------------------
+
+
+class Job(Base):
+    """A unit of work for the workers (ingest, infer); see ingest/queue.py."""
+
+    __tablename__ = "job"
+    __table_args__ = (
+        CheckConstraint("kind IN ('ingest', 'infer')", name="kind"),
+        CheckConstraint("status IN ('queued', 'running', 'done', 'failed')", name="status"),
+        # One live job per piece of work: duplicates are stopped here, not by code.
+        Index("uq_job_live_key", "key", unique=True, postgresql_where=sa_text("status IN ('queued', 'running')")),
+        Index("ix_job_due", "run_after", postgresql_where=sa_text("status = 'queued'")),
+    )
+    job_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(Text)
+    key: Mapped[str] = mapped_column(Text, comment="what the job does, e.g. ingest:sdss_dr14_skyserver_10k")
+    args: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    status: Mapped[str] = mapped_column(Text, server_default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    max_attempts: Mapped[int] = mapped_column(Integer, server_default="5")
+    run_after: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    queued_at: Mapped[dt.datetime] = _created()
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    worker: Mapped[str | None] = mapped_column(Text, comment="host:pid of the worker that ran it last")
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    error: Mapped[str | None] = mapped_column(Text)

@@ -74,3 +74,26 @@ def conn(engine):
         transaction = connection.begin()
         yield connection
         transaction.rollback()
+
+
+def scratch_mapping(folder: Path, version: str) -> Path:
+    """The SDSS mapping under the survey 'scratch' and a new version, for tests that load files."""
+    from ingest.mapping import load_mapping
+
+    text = load_mapping(SDSS).path.read_text().replace('name = "sdss"', 'name = "scratch"')
+    text = text.replace('version = "dr14-skyserver-10k"', f'version = "{version}"')
+    path = folder / f"scratch-{version}.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def scratch_release(engine):
+    """Removes, after the test, every release it committed under the survey 'scratch', and all jobs."""
+    yield
+    scratch = "(SELECT release_id FROM healcat.release r JOIN healcat.survey s USING (survey_id) WHERE s.name = 'scratch')"
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DELETE FROM healcat.source WHERE release_id IN {scratch}"))
+        conn.execute(sa.text(f"DELETE FROM healcat.inference_run WHERE release_id IN {scratch}"))
+        conn.execute(sa.text(f"DELETE FROM healcat.release WHERE release_id IN {scratch}"))
+        conn.execute(sa.text("DELETE FROM healcat.job"))

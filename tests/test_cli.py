@@ -9,7 +9,7 @@ import pytest
 
 from catalog.cli import build_parser, main
 
-COMMANDS = ["db", "ingest", "train", "infer", "cone", "similar", "demo"]
+COMMANDS = ["db", "ingest", "train", "infer", "cone", "similar", "enqueue", "worker", "jobs", "demo"]
 
 
 def test_help_lists_every_command(capsys):
@@ -37,7 +37,12 @@ def test_db_up_is_idempotent_and_status_reports(capsys, database_url):
     assert "database ready" in capsys.readouterr().out
     assert main(["db", "status"]) == 0
     out = capsys.readouterr().out
-    assert "PostgreSQL 18" in out and "pgvector: 0.8" in out and "schema revision: 0001" in out
+    from alembic.script import ScriptDirectory
+
+    from catalog import db
+
+    head = ScriptDirectory.from_config(db.alembic_config(database_url)).get_current_head()
+    assert "PostgreSQL 18" in out and "pgvector: 0.8" in out and f"schema revision: {head}\n" in out
 
 
 def test_ingest_command_reports_an_already_loaded_release(capsys, catalog):

@@ -15,7 +15,7 @@ from catalog.errors import IngestError, MappingError
 from ingest import readers
 from ingest.load import ingest_release
 from ingest.mapping import apply, load_mapping
-from tests.conftest import GAIA_RELEASE, SDSS, SDSS_RELEASE
+from tests.conftest import GAIA_RELEASE, SDSS, SDSS_RELEASE, scratch_mapping
 
 SDSS_CSV = load_mapping(SDSS).input_path()
 
@@ -122,26 +122,6 @@ def test_reingesting_changes_nothing(engine, catalog):
     assert snapshot() == before
 
 
-@pytest.fixture
-def scratch_release(engine):
-    """Releases a test commits under the survey 'scratch', removed afterwards."""
-    yield
-    with engine.begin() as conn:
-        conn.execute(sa.text(
-            "DELETE FROM healcat.source WHERE release_id IN (SELECT release_id FROM healcat.release r "
-            "JOIN healcat.survey s USING (survey_id) WHERE s.name = 'scratch')"))
-        conn.execute(sa.text("DELETE FROM healcat.release WHERE survey_id IN "
-                             "(SELECT survey_id FROM healcat.survey WHERE name = 'scratch')"))
-
-
-def _scratch_mapping(tmp_path: Path, version: str) -> Path:
-    text = load_mapping(SDSS).path.read_text().replace('name = "sdss"', 'name = "scratch"')
-    text = text.replace('version = "dr14-skyserver-10k"', f'version = "{version}"')
-    path = tmp_path / f"scratch-{version}.toml"
-    path.write_text(text)
-    return path
-
-
 def test_bad_rows_are_quarantined_with_file_row_and_column(engine, tmp_path, scratch_release):
     rows = sdss_rows()[:20]
     rows[3]["ra"] = "nan"
@@ -153,7 +133,7 @@ def test_bad_rows_are_quarantined_with_file_row_and_column(engine, tmp_path, scr
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    result = ingest_release(_scratch_mapping(tmp_path, "bad-rows"), engine, file=path)
+    result = ingest_release(scratch_mapping(tmp_path, "bad-rows"), engine, file=path)
     assert result.row_counts["rows_read"] == 20
     assert result.row_counts["source"] == 17 and result.row_counts["quarantine"] == 3
     assert result.row_counts["photometry"] == 17 * 5 - 1
@@ -168,7 +148,7 @@ def test_bad_rows_are_quarantined_with_file_row_and_column(engine, tmp_path, scr
 
 
 def test_broken_file_and_changed_content_fail_clearly(engine, tmp_path, scratch_release):
-    mapping = _scratch_mapping(tmp_path, "broken")
+    mapping = scratch_mapping(tmp_path, "broken")
     broken = tmp_path / "broken.csv"
     broken.write_text("objid,ra\n1,2\n")
     with pytest.raises(MappingError, match="broken.csv: mapping .* uses columns not in the file"):

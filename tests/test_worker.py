@@ -1,0 +1,88 @@
+"""The job queue and workers: no duplicate jobs, retries with backoff, dead workers' jobs requeued."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from catalog.cli import main
+from ingest import queue
+from ingest.mapping import load_mapping
+from ingest.worker import Worker
+from tests.conftest import SDSS, scratch_mapping
+
+
+def _small_sdss(folder: Path, n_rows: int) -> Path:
+    lines = load_mapping(SDSS).input_path().read_text().splitlines()
+    path = folder / f"sdss-{n_rows}.csv"
+    path.write_text("\n".join(lines[: n_rows + 1]) + "\n")
+    return path
+
+
+def _jobs(engine):
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT job_id, kind, status, attempts, args, result, error, run_after > now() "
+                                    "AS later FROM healcat.job ORDER BY job_id")).all()
+
+
+def test_ingest_job_runs_once_and_queues_inference(engine, catalog, tmp_path, scratch_release, capsys):
+    mapping, csv = scratch_mapping(tmp_path, "worker"), _small_sdss(tmp_path, 40)
+    assert main(["enqueue", "ingest", str(mapping), "--file", str(csv)]) == 0
+    assert main(["enqueue", "ingest", str(mapping), "--file", str(csv)]) == 0
+    out = capsys.readouterr().out
+    assert "queued" in out and "already queued or running" in out
+    assert len(_jobs(engine)) == 1, "an identical live job is not queued twice"
+
+    assert Worker(engine, name="test").run(once=True) == 2  # the ingest, then the inference it queued
+    ingest_job, infer_job = _jobs(engine)
+    assert (ingest_job.kind, ingest_job.status, ingest_job.attempts) == ("ingest", "done", 1)
+    assert ingest_job.result["row_counts"]["source"] == 40 and not ingest_job.result["already_loaded"]
+    assert (infer_job.kind, infer_job.status) == ("infer", "done")
+    assert infer_job.args == {"task": "photoz", "release": "scratch/worker"}
+    with engine.connect() as conn:
+        n_galaxies = conn.scalar(sa.text(
+            "SELECT count(*) FROM healcat.spec_redshift z JOIN healcat.source s USING (shard, source_id) "
+            "JOIN healcat.release r USING (release_id) WHERE r.name = 'scratch/worker' AND z.spec_class = 'GALAXY'"))
+    assert infer_job.result["n_predicted"] == n_galaxies > 0
+
+
+def test_failing_job_backs_off_then_fails_and_can_be_retried(engine, catalog, tmp_path, scratch_release, capsys):
+    mapping = scratch_mapping(tmp_path, "missing")
+    with engine.begin() as conn:
+        job_id, _ = queue.enqueue(conn, "ingest", {"mapping": str(mapping), "file": "/nonexistent/file.csv"},
+                                  max_attempts=2)
+    worker = Worker(engine, name="test")
+    assert worker.run(once=True) == 1
+    (job,) = _jobs(engine)
+    assert (job.status, job.attempts, job.later) == ("queued", 1, True)
+    assert "/nonexistent/file.csv: no such file" in job.error
+    with engine.begin() as conn:  # skip the backoff
+        conn.execute(sa.text("UPDATE healcat.job SET run_after = now()"))
+    assert worker.run(once=True) == 1
+    (job,) = _jobs(engine)
+    assert (job.status, job.attempts) == ("failed", 2)
+    assert main(["jobs", "--format", "csv"]) == 0
+    assert "failed" in capsys.readouterr().out
+    assert main(["jobs", "--retry", str(job_id)]) == 0
+    (job,) = _jobs(engine)
+    assert (job.status, job.attempts) == ("queued", 0)
+
+
+def test_a_dead_workers_job_is_requeued(engine, catalog, tmp_path, scratch_release):
+    mapping, csv = scratch_mapping(tmp_path, "orphan"), _small_sdss(tmp_path, 5)
+    with engine.begin() as conn:
+        job_id, _ = queue.enqueue(conn, "ingest", {"mapping": str(mapping), "file": str(csv)})
+    dying = engine.connect()
+    claimed = queue.claim(dying, "doomed")
+    assert claimed.job_id == job_id
+    with engine.connect() as conn:
+        assert queue.requeue_orphans(conn) == [], "the job's worker is alive: leave it alone"
+    dying.invalidate()  # the worker's session ends without a word, as under SIGKILL
+    dying.close()
+    with engine.connect() as conn:
+        assert queue.requeue_orphans(conn) == [job_id]
+    (job,) = _jobs(engine)
+    assert job.status == "queued" and "doomed died" in job.error
+    assert Worker(engine, name="test").run(once=True) >= 1
+    assert _jobs(engine)[0].status == "done"
