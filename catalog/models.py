@@ -38,7 +38,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import text as sa_text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
 SCHEMA = "healcat"
 
@@ -60,13 +60,25 @@ def _created() -> Mapped[dt.datetime]:
     return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
 
 
-def _source_fk(table: str) -> ForeignKeyConstraint:
-    return ForeignKeyConstraint(
-        ["shard", "source_id"],
-        [f"{SCHEMA}.source.shard", f"{SCHEMA}.source.source_id"],
-        name=f"fk_{table}_source",
-        ondelete="CASCADE",
-    )
+class PerSource:
+    """The key columns of a table of per-object rows: colocated with the source by ``shard``.
+
+    A class lists its own constraints in ``__extra_args__``; the foreign key to ``source`` is added here.
+    """
+
+    __extra_args__: tuple = ()
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True, sort_order=-2)
+    source_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, sort_order=-1)
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple:
+        fk = ForeignKeyConstraint(
+            ["shard", "source_id"],
+            [f"{SCHEMA}.source.shard", f"{SCHEMA}.source.source_id"],
+            name=f"fk_{cls.__tablename__}_source",
+            ondelete="CASCADE",
+        )
+        return (fk, *cls.__extra_args__)
 
 
 # --- provenance --------------------------------------------------------------
@@ -148,25 +160,18 @@ class Source(Base):
     )
 
 
-class SourceXid(Base):
+class SourceXid(PerSource, Base):
     """External identifiers (Gaia DR3 source_id, SDSS specobjid, ...) for joining by id."""
 
     __tablename__ = "source_xid"
-    __table_args__ = (_source_fk("source_xid"), Index("ix_source_xid_catalog_xid", "catalog", "xid"))
-    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
-    source_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    __extra_args__ = (Index("ix_source_xid_catalog_xid", "catalog", "xid"),)
     catalog: Mapped[str] = mapped_column(Text, primary_key=True, comment="e.g. gaia_dr3")
     xid: Mapped[str] = mapped_column(Text)
 
 
-class Photometry(Base):
+class Photometry(PerSource, Base):
     __tablename__ = "photometry"
-    __table_args__ = (
-        _source_fk("photometry"),
-        CheckConstraint("mag_system IN ('AB', 'Vega')", name="mag_system"),
-    )
-    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
-    source_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    __extra_args__ = (CheckConstraint("mag_system IN ('AB', 'Vega')", name="mag_system"),)
     band: Mapped[str] = mapped_column(Text, primary_key=True, comment="e.g. sdss_r, gaia_g")
     mag: Mapped[float | None] = mapped_column(REAL, comment="magnitude [mag] in mag_system")
     mag_err: Mapped[float | None] = mapped_column(REAL, comment="[mag]")
@@ -175,22 +180,16 @@ class Photometry(Base):
     flux_err_ujy: Mapped[float | None] = mapped_column(REAL, comment="[uJy]")
 
 
-class SpecRedshift(Base):
+class SpecRedshift(PerSource, Base):
     __tablename__ = "spec_redshift"
-    __table_args__ = (_source_fk("spec_redshift"),)
-    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
-    source_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     z: Mapped[float] = mapped_column(Double, comment="spectroscopic redshift")
     z_err: Mapped[float | None] = mapped_column(Double)
     quality: Mapped[int | None] = mapped_column(Integer, comment="survey flag, e.g. SDSS zWarning (0 = good)")
     spec_class: Mapped[str | None] = mapped_column(Text, comment="GALAXY / STAR / QSO")
 
 
-class Spectrum(Base):
+class Spectrum(PerSource, Base):
     __tablename__ = "spectrum"
-    __table_args__ = (_source_fk("spectrum"),)
-    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
-    source_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     spectrum_name: Mapped[str] = mapped_column(Text, primary_key=True, comment="e.g. spec-PLATE-MJD-FIBER")
     wavelength: Mapped[list[float]] = mapped_column(ARRAY(REAL))
     flux: Mapped[list[float]] = mapped_column(ARRAY(REAL))
@@ -200,13 +199,10 @@ class Spectrum(Base):
     vacuum: Mapped[bool | None] = mapped_column()
 
 
-class LightCurve(Base):
+class LightCurve(PerSource, Base):
     """One band of one object's light curve, as aligned arrays."""
 
     __tablename__ = "light_curve"
-    __table_args__ = (_source_fk("light_curve"),)
-    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
-    source_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     band: Mapped[str] = mapped_column(Text, primary_key=True)
     time_mjd: Mapped[list[float]] = mapped_column(ARRAY(Double), comment="[MJD, TDB unless time_scale says]")
     time_scale: Mapped[str] = mapped_column(Text, server_default="tdb")
@@ -229,11 +225,8 @@ class Cluster(Base):
     dec: Mapped[float | None] = mapped_column(Double, comment="ICRS [deg]")
 
 
-class RotationPeriod(Base):
+class RotationPeriod(PerSource, Base):
     __tablename__ = "rotation_period"
-    __table_args__ = (_source_fk("rotation_period"),)
-    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
-    source_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     period_day: Mapped[float] = mapped_column(Double, comment="[d]")
     period_err_day: Mapped[float | None] = mapped_column(Double, comment="[d]")
     bp_rp_dered: Mapped[float | None] = mapped_column(REAL, comment="dereddened Gaia BP-RP [mag, Vega]")
@@ -276,11 +269,9 @@ class InferenceRun(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-class Prediction(Base):
+class Prediction(PerSource, Base):
     __tablename__ = "prediction"
-    __table_args__ = (_source_fk("prediction"), Index("ix_prediction_model_id", "model_id"))
-    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
-    source_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    __extra_args__ = (Index("ix_prediction_model_id", "model_id"),)
     model_id: Mapped[int] = mapped_column(ForeignKey(f"{SCHEMA}.model.model_id"), primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey(f"{SCHEMA}.inference_run.run_id"))
     value: Mapped[float] = mapped_column(Double, comment="point estimate, in the task's unit")
@@ -291,13 +282,10 @@ class Prediction(Base):
     created_at: Mapped[dt.datetime] = _created()
 
 
-class Embedding(Base):
+class Embedding(PerSource, Base):
     """Similarity vectors; each model gets a partial HNSW index on ``vec::vector(dim)``."""
 
     __tablename__ = "embedding"
-    __table_args__ = (_source_fk("embedding"),)
-    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
-    source_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey(f"{SCHEMA}.model.model_id"), primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey(f"{SCHEMA}.inference_run.run_id"))
     vec: Mapped[Any] = mapped_column(Vector())

@@ -126,3 +126,32 @@ def test_similarity_errors_are_clear(engine, catalog):
         similar(vector=np.ones(3), model=PHOTOZ_MODEL)
     with pytest.raises(QueryError, match="k must be a positive integer"):
         similar(1, model=PHOTOZ_MODEL, k=0)
+
+
+def test_versions_coexist_and_current_is_a_query(engine, catalog):
+    v1 = catalog["model"]
+    v2 = train_photoz(engine, seed=1)  # another seed: other weights, so a new version
+    try:
+        assert v2.version != v1.version and v2.weights_sha256 != v1.weights_sha256
+        run = run_photoz(engine, SDSS_RELEASE)  # the current version is now v2
+        assert run.n_predicted == catalog["run"].n_predicted
+        with engine.connect() as conn:
+            current = conn.scalar(sa.text("SELECT version FROM healcat.current_model WHERE name = :n"),
+                                  {"n": PHOTOZ_MODEL})
+            per_version = dict(conn.execute(sa.text(
+                "SELECT m.version, count(*) FROM healcat.prediction p JOIN healcat.model m USING (model_id) "
+                "WHERE m.name = :n GROUP BY 1"), {"n": PHOTOZ_MODEL}).all())
+        assert current == v2.version
+        assert per_version == {v1.version: run.n_predicted, v2.version: run.n_predicted}, "v1's outputs stay"
+        sid = _a_galaxy(engine)
+        assert len(similar(sid, model=PHOTOZ_MODEL, k=3, version=v1.version)) == 3
+        assert len(similar(sid, model=PHOTOZ_MODEL, k=3)) == 3
+    finally:
+        with engine.begin() as conn:  # put the catalog back as the other tests know it
+            for table in ("prediction", "embedding", "inference_run"):
+                conn.execute(sa.text(f"DELETE FROM healcat.{table} WHERE model_id = :m"), {"m": v2.model_id})
+            conn.execute(sa.text(f"DROP INDEX IF EXISTS healcat.ix_embedding_hnsw_{int(v2.model_id)}"))
+            conn.execute(sa.text("DELETE FROM healcat.model WHERE model_id = :m"), {"m": v2.model_id})
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT model_id FROM healcat.current_model WHERE name = :n"),
+                           {"n": PHOTOZ_MODEL}) == v1.model_id
