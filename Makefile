@@ -2,14 +2,18 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-# The CPU wheel; a GPU user installs their own torch into .venv before `make`.
+# torch, when .venv has none (a GPU user installs their own CUDA build into .venv first): a wheel
+# this machine already has (pip's find-links), else the CPU build from PyTorch's CPU index, never
+# PyPI's multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
 .PHONY: install demo test bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q --no-index --no-deps "$(TORCH_SPEC)" 2>/dev/null \
+		|| $(PY) -m pip install -q --no-deps --index-url $(TORCH_CPU_INDEX) "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@
 

@@ -6,6 +6,7 @@ import argparse
 import io
 import logging
 import sys
+from pathlib import Path
 
 import astropy.units as u
 from astropy.coordinates import Angle
@@ -17,17 +18,21 @@ from catalog.errors import HealcatError
 
 def _ra_deg(text: str) -> float:
     """RA in degrees, or sexagesimal hours such as 12h30m49.4s / 12:30:49.4."""
-    try:
-        return float(text)
-    except ValueError:
-        return Angle(text, unit=u.hourangle).deg
+    return _angle_deg(text, u.hourangle)
 
 
 def _dec_deg(text: str) -> float:
+    return _angle_deg(text, u.deg)
+
+
+def _angle_deg(text: str, sexagesimal_unit: u.UnitBase) -> float:
     try:
         return float(text)
     except ValueError:
-        return Angle(text, unit=u.deg).deg
+        try:
+            return float(Angle(text, unit=sexagesimal_unit).deg)
+        except (ValueError, u.UnitsError) as exc:
+            raise argparse.ArgumentTypeError(f"not an angle: {text!r} ({exc})") from None
 
 
 def _radius_arcsec(text: str) -> float:
@@ -104,7 +109,7 @@ def cmd_ingest(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from ingest.inference import train_photoz
 
-    model = train_photoz(db.engine(), seed=args.seed, epochs=args.epochs)
+    model = train_photoz(db.engine(), args.release, seed=args.seed, epochs=args.epochs)
     print(f"{model.name} version {model.version} ({model.weights_sha256[:12]}): {_metrics_line(model.metrics)}")
 
 
@@ -133,11 +138,15 @@ def cmd_enqueue(args: argparse.Namespace) -> None:
     if args.kind == "ingest":
         from ingest.mapping import load_mapping
 
-        load_mapping(args.target)  # fail here, not in the worker, on a mapping that does not exist
-        job_args = {"mapping": args.target, **({"file": args.file} if args.file else {})}
-    else:
-        job_args = {"task": "photoz", "release": args.target}
+        mapping = load_mapping(args.target)  # fail here, not in the worker, on a mapping that does not exist
+        target = str(mapping.path.resolve()) if Path(args.target).suffix else args.target
+        job_args = {"mapping": target, **({"file": str(mapping.input_path(args.file))} if args.file else {})}
     with db.engine().begin() as conn:
+        if args.kind == "infer":
+            from ingest.inference import release_id_of
+
+            release_id_of(conn, args.target)  # an unknown release fails here, not five times in a worker
+            job_args = {"task": "photoz", "release": args.target}
         job_id, created = queue.enqueue(conn, args.kind, job_args)
     print(f"job {job_id} {'queued' if created else 'already queued or running'}: {args.kind} {job_args}")
 
@@ -203,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model on the catalog and register it")
     p.add_argument("task", choices=["photoz"])
+    p.add_argument("release", help="train on this release's spectroscopic galaxies, e.g. sdss/dr14-skyserver-10k")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int)
     p.set_defaults(func=cmd_train)

@@ -62,7 +62,7 @@ def run() -> None:
     for table, n in loaded.row_counts.items():
         print(f"  {table:>14}: {n:>6}")
 
-    model = train_photoz(engine)
+    model = train_photoz(engine, loaded.release)
     _section(f"model {model.name} version {model.version}")
     m = model.metrics
     print(f"  held-out galaxies: {m['n_test']} (trained on {m['n_train']})")

@@ -36,6 +36,7 @@ __all__ = [
     "SHARD_ORDER",
     "SHARD_SHIFT",
     "NO_SHARD",
+    "wrap_ra_deg",
     "hpx_index",
     "shard_of",
     "gaia_shard",
@@ -51,9 +52,15 @@ def _check_positions(ra_deg: np.ndarray, dec_deg: np.ndarray) -> None:
         raise ValueError(f"dec_deg out of [-90, 90]: {dec_deg[np.abs(dec_deg) > 90][0]!r}")
 
 
+def wrap_ra_deg(ra_deg) -> np.ndarray:
+    """Right ascension in [0, 360) deg (np.mod alone turns -1e-20 into 360.0)."""
+    ra = np.mod(np.asarray(ra_deg, dtype=np.float64), 360.0)
+    return np.where(ra >= 360.0, 0.0, ra)
+
+
 def hpx_index(ra_deg, dec_deg) -> np.ndarray:
     """Nested order-29 HEALPix index of ICRS positions in degrees (int64 array)."""
-    ra = np.mod(np.asarray(ra_deg, dtype=np.float64), 360.0)
+    ra = wrap_ra_deg(ra_deg)
     dec = np.asarray(dec_deg, dtype=np.float64)
     _check_positions(ra, dec)
     return np.asarray(healpy.ang2pix(NSIDE, ra, dec, nest=True, lonlat=True), dtype=np.int64)
@@ -102,7 +109,7 @@ def cone_ranges(ra_deg: float, dec_deg: float, radius_deg: float) -> np.ndarray:
     if radius_deg >= 180.0:
         return np.array([[0, NPIX]], dtype=np.int64)
     order = _cover_order(radius_deg)
-    vec = healpy.ang2vec(float(ra_deg) % 360.0, float(dec_deg), lonlat=True)
+    vec = healpy.ang2vec(float(wrap_ra_deg(ra_deg)), float(dec_deg), lonlat=True)
     pad_rad = healpy.max_pixrad(1 << order)
     pix = np.asarray(
         healpy.query_disc(1 << order, vec, math.radians(radius_deg) + pad_rad, inclusive=True, nest=True),

@@ -29,6 +29,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     REAL,
     SmallInteger,
@@ -97,7 +98,7 @@ class Release(Base):
     __table_args__ = (
         UniqueConstraint("survey_id", "version", name="uq_release_survey_version"),
         CheckConstraint(
-            "status IN ('published', 'superseded', 'failed')", name="status"
+            "status IN ('published', 'superseded')", name="status"
         ),
     )
     release_id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -109,7 +110,9 @@ class Release(Base):
     checksum: Mapped[str] = mapped_column(Text, unique=True, comment="sha256 of the input file(s) and mapping")
     mapping: Mapped[dict[str, Any]] = mapped_column(JSONB, comment="the column mapping used, verbatim")
     row_counts: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
-    status: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(
+        Text, comment="published; superseded once a newer release of the survey replaces it"
+    )
     created_at: Mapped[dt.datetime] = _created()
 
 
@@ -182,7 +185,7 @@ class Photometry(PerSource, Base):
 
 class SpecRedshift(PerSource, Base):
     __tablename__ = "spec_redshift"
-    z: Mapped[float] = mapped_column(Double, comment="spectroscopic redshift")
+    z: Mapped[float | None] = mapped_column(Double, comment="spectroscopic redshift; NULL when only the class is known")
     z_err: Mapped[float | None] = mapped_column(Double)
     quality: Mapped[int | None] = mapped_column(Integer, comment="survey flag, e.g. SDSS zWarning (0 = good)")
     spec_class: Mapped[str | None] = mapped_column(Text, comment="GALAXY / STAR / QSO")
@@ -247,8 +250,11 @@ class Model(Base):
     version: Mapped[str] = mapped_column(Text)
     task: Mapped[str] = mapped_column(Text, comment="e.g. photoz, object_class, gyro_age")
     framework: Mapped[str] = mapped_column(Text, comment="e.g. torch 2.13.0")
-    weights_path: Mapped[str] = mapped_column(Text)
+    weights_path: Mapped[str] = mapped_column(Text, comment="where the weights were written when trained")
     weights_sha256: Mapped[str] = mapped_column(Text)
+    weights: Mapped[bytes | None] = mapped_column(
+        LargeBinary, comment="the weights file itself, so workers on any machine can load it"
+    )
     training_set: Mapped[str] = mapped_column(Text, comment="how the training set was built (the SQL query)")
     hyperparams: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
     metrics: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")

@@ -37,12 +37,12 @@ class Cone:
         values = {"ra_deg": ra_deg, "dec_deg": dec_deg, "radius_arcsec": radius_arcsec}
         for name, value in values.items():
             if value is None or not math.isfinite(value):
-                raise QueryError(f"cone: {name} must be a finite number, got {value!r}")
+                raise QueryError(f"cone: {name} must be a finite number, got {value}")
         if not -90.0 <= dec_deg <= 90.0:
-            raise QueryError(f"cone: dec_deg must be in [-90, 90], got {dec_deg!r}")
+            raise QueryError(f"cone: dec_deg must be in [-90, 90], got {float(dec_deg)}")
         if not 0.0 < radius_arcsec <= 180.0 * 3600.0:
-            raise QueryError(f"cone: radius_arcsec must be in (0, 648000], got {radius_arcsec!r}")
-        return cls(float(ra_deg) % 360.0, float(dec_deg), radius_arcsec / 3600.0)
+            raise QueryError(f"cone: radius_arcsec must be in (0, 648000], got {float(radius_arcsec)}")
+        return cls(float(healpix.wrap_ra_deg(ra_deg)), float(dec_deg), radius_arcsec / 3600.0)
 
     def ranges(self) -> np.ndarray:
         return healpix.cone_ranges(self.ra_deg, self.dec_deg, self.radius_deg)
@@ -73,18 +73,27 @@ class Cone:
         return query
 
 
-def _table(result: sa.CursorResult, units: dict[str, u.UnitBase]) -> Table:
+#: The columns a search returns: (dtype, unit).
+COLUMNS = {
+    "source_id": (np.int64, None),
+    "release": (str, None),
+    "object_id": (str, None),
+    "ra": (np.float64, u.deg),
+    "dec": (np.float64, u.deg),
+    "distance_arcsec": (np.float64, u.arcsec),
+    "distance": (np.float64, None),
+}
+
+
+def _table(result: sa.CursorResult) -> Table:
+    """Rows as a Table with fixed dtypes and units, so an empty answer still writes as VOTable or ECSV."""
     rows = result.fetchall()
     names = list(result.keys())
-    columns = [[row[i] for row in rows] for i in range(len(names))]
-    table = Table(columns if rows else None, names=names, dtype=None if rows else [object] * len(names))
-    for name, unit in units.items():
-        if name in table.colnames:
-            table[name].unit = unit
-    return table
-
-
-POSITION_UNITS = {"ra": u.deg, "dec": u.deg, "distance_arcsec": u.arcsec}
+    return Table(
+        [np.array([row[i] for row in rows], dtype=COLUMNS[name][0]) for i, name in enumerate(names)],
+        names=names,
+        units=[COLUMNS[name][1] for name in names],
+    )
 
 
 def cone_search(
@@ -100,7 +109,7 @@ def cone_search(
     with (engine or default_engine()).connect() as conn:
         if release is not None and conn.scalar(sa.select(Release.release_id).where(Release.name == release)) is None:
             raise QueryError(f"cone: no release named {release!r}")
-        return _table(conn.execute(cone.select(release)), POSITION_UNITS)
+        return _table(conn.execute(cone.select(release)))
 
 
 def similar(
@@ -120,8 +129,8 @@ def similar(
 
     if (source_id is None) == (vector is None):
         raise QueryError("similar: give exactly one of source_id or vector")
-    if not isinstance(k, (int, np.integer)) or k < 1:
-        raise QueryError(f"similar: k must be a positive integer, got {k!r}")
+    if not isinstance(k, (int, np.integer)):
+        raise QueryError(f"similar: k must be an integer, got {k!r}")
     params = {"model": model, "k": int(k), "version": version}
     if source_id is not None:
         query = sa.text("SELECT * FROM healcat.similar_sources(:source_id, :model, :k, :version)")
@@ -135,7 +144,7 @@ def similar(
         params["vector"] = np.asarray(vector, dtype=np.float32)
     with (engine or default_engine()).connect() as conn:
         try:
-            return _table(conn.execute(query, params), POSITION_UNITS)
+            return _table(conn.execute(query, params))
         except sa.exc.DBAPIError as exc:
             if getattr(exc.orig, "sqlstate", None) == "22023":  # invalid_parameter_value from the SQL function
                 raise QueryError(str(exc.orig).splitlines()[0]) from None

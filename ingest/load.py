@@ -34,8 +34,8 @@ SOURCE_COLUMNS = ("shard", "source_id", "release_id", "object_id", "ra", "dec", 
 SOURCE_TYPES = ("int2", "int8", "int4", "text", "float8", "float8", "int8", "jsonb")
 PHOT_COLUMNS = ("shard", "source_id", "band", "mag", "mag_system")
 PHOT_TYPES = ("int2", "int8", "text", "float4", "text")
-SPEC_COLUMNS = ("shard", "source_id", "z", "spec_class")
-SPEC_TYPES = ("int2", "int8", "float8", "text")
+SPEC_COLUMNS = ("shard", "source_id", "z", "z_err", "quality", "spec_class")
+SPEC_TYPES = ("int2", "int8", "float8", "float8", "int4", "text")
 XID_COLUMNS = ("shard", "source_id", "catalog", "xid")
 XID_TYPES = ("int2", "int8", "text", "text")
 QUARANTINE_COLUMNS = ("release_id", "file", "row_number", "column_name", "reason", "raw")
@@ -109,6 +109,7 @@ def _insert_release(conn: sa.Connection, mapping: Mapping, path: Path, checksum:
 def _load_rows(pg, mapping: Mapping, path: Path, release_id: int) -> dict[str, int]:
     counts = {"rows_read": 0, "source": 0, "source_xid": 0, "photometry": 0, "spec_redshift": 0, "quarantine": 0}
     seen_ids: set[str] = set()
+    first_rejects: list[Rejected] = []
     for first_row, table in readers.read(path, mapping.format):
         if first_row == 1:
             mapping.check_columns(table, path)
@@ -116,10 +117,16 @@ def _load_rows(pg, mapping: Mapping, path: Path, release_id: int) -> dict[str, i
         good, rejected = validate(mapping, chunk, seen_ids)
         counts["rows_read"] += len(table)
         counts["quarantine"] += _quarantine(pg, release_id, path, rejected)
+        first_rejects += rejected[: 3 - len(first_rejects)]
         for table_name, n in _copy_chunk(pg, mapping, chunk, good, release_id).items():
             counts[table_name] += n
         log.info("%s: rows %d-%d read, %d quarantined", path.name, first_row, first_row + len(table) - 1,
                  len(rejected))
+    if counts["rows_read"] == 0:
+        raise IngestError(f"{path}: no data rows; an empty release is not published")
+    if counts["source"] == 0:
+        examples = "; ".join(f"row {r.row_number} column {r.column}: {r.reason}" for r in first_rejects)
+        raise IngestError(f"{path}: all {counts['rows_read']} rows failed validation, nothing published ({examples})")
     return counts
 
 
@@ -136,7 +143,7 @@ def _copy_chunk(pg, mapping: Mapping, chunk: MappedChunk, good: np.ndarray, rele
     idx = np.flatnonzero(good)
     source_id = _new_source_ids(pg, len(idx))
     if chunk.ra_deg is not None:
-        ra = np.mod(chunk.ra_deg[idx], 360.0)
+        ra = healpix.wrap_ra_deg(chunk.ra_deg[idx])
         dec = chunk.dec_deg[idx]
         hpx = healpix.hpx_index(ra, dec)
         shard = healpix.shard_of(hpx)
@@ -169,14 +176,29 @@ def _copy_chunk(pg, mapping: Mapping, chunk: MappedChunk, good: np.ndarray, rele
             if ids[i] is not None
         ),
     )
-    z = chunk.spec.get("z")
-    cls = chunk.spec.get("spec_class", np.full(len(chunk.object_id), None, dtype=object))
     counts["spec_redshift"] = copy_rows(
-        pg, "spec_redshift", SPEC_COLUMNS, SPEC_TYPES,
-        ((shard_l[j], sid_l[j], float(z[i]), cls[i]) for j, i in enumerate(idx) if np.isfinite(z[i]))
-        if z is not None else (),
+        pg, "spec_redshift", SPEC_COLUMNS, SPEC_TYPES, _spec_rows(chunk, idx, shard_l, sid_l)
     )
     return counts
+
+
+def _spec_rows(chunk: MappedChunk, idx: np.ndarray, shard: list[int], source_id: list[int]):
+    """Spectroscopic rows for the good rows that have a redshift or a class."""
+    if not chunk.spec:
+        return
+    n = len(chunk.object_id)
+    z = chunk.spec.get("z", np.full(n, np.nan))
+    z_err = chunk.spec.get("z_err", np.full(n, np.nan))
+    quality = chunk.spec.get("quality", np.full(n, np.nan))
+    cls = chunk.spec.get("spec_class", np.full(n, None, dtype=object))
+    for j, i in enumerate(idx):
+        if np.isfinite(z[i]) or cls[i] is not None:
+            yield (shard[j], source_id[j], _finite(z[i]), _finite(z_err[i]),
+                   int(quality[i]) if np.isfinite(quality[i]) else None, cls[i])
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
 
 
 def _positionless_shard(chunk: MappedChunk, idx: np.ndarray) -> np.ndarray:

@@ -27,6 +27,7 @@ from catalog.errors import MappingError
 MAPPINGS_DIR = Path(__file__).parent / "mappings"
 MAG_SYSTEMS = ("AB", "Vega")
 POSITION_UNITS = {"deg": u.deg, "hourangle": u.hourangle, "rad": u.rad}
+SPEC_KEYS = {"z", "z_err", "quality", "spec_class"}
 
 
 def data_dir() -> Path:
@@ -67,6 +68,7 @@ class Mapping:
     sentinels: tuple[float, ...]
     bands: dict[str, str]
     spec_redshift: dict[str, str]
+    spec_sentinels: tuple[float, ...]
     xids: dict[str, str]
     ignore: dict[str, str]
     raw: dict[str, Any] = field(repr=False)
@@ -75,12 +77,20 @@ class Mapping:
     def release_name(self) -> str:
         return f"{self.survey['name']}/{self.version}"
 
+    @property
+    def object_id_fields(self) -> list[str]:
+        return [name for _, name, _, _ in string.Formatter().parse(self.object_id) if name]
+
     def input_path(self, override: Path | str | None = None) -> Path:
-        path = Path(override) if override else Path(self.file)
+        """The file to read: ``override`` (relative to the working directory), else the mapping's own
+        ``file`` (relative to the data folder)."""
+        if override:
+            return Path(override).resolve()
+        path = Path(self.file)
         return path if path.is_absolute() else data_dir() / path
 
     def used_columns(self) -> set[str]:
-        cols = {name for _, name, _, _ in string.Formatter().parse(self.object_id) if name}
+        cols = set(self.object_id_fields)
         cols |= {c.name for c in (self.ra, self.dec) if c}
         cols |= set(self.attrs) | set(self.bands.values()) | set(self.spec_redshift.values())
         cols |= set(self.xids.values())
@@ -134,11 +144,18 @@ def load_mapping(path: Path | str) -> Mapping:
     if phot and phot.get("system") not in MAG_SYSTEMS:
         raise MappingError(f"{path}: [photometry] system must be one of {MAG_SYSTEMS}, got {phot.get('system')!r}")
     date = release.get("date")
+    if date is not None and not isinstance(date, dt.date):
+        raise MappingError(f"{path}: [release] date must be a TOML date such as 2017-07-31, got {date!r}")
+    spec = dict(section("spec_redshift", required=False))
+    spec_sentinels = tuple(float(x) for x in spec.pop("sentinels", ()))
+    unknown = sorted(set(spec) - SPEC_KEYS)
+    if unknown:
+        raise MappingError(f"{path}: [spec_redshift] knows {', '.join(sorted(SPEC_KEYS))}, not {', '.join(unknown)}")
     return Mapping(
         path=path,
         survey={k: str(v) for k, v in survey.items()},
         version=release["version"],
-        release_date=date if isinstance(date, dt.date) else None,
+        release_date=date,
         file=release["file"],
         format=release["format"],
         object_id=source["object_id"],
@@ -148,30 +165,61 @@ def load_mapping(path: Path | str) -> Mapping:
         mag_system=phot.get("system"),
         sentinels=tuple(float(x) for x in phot.get("sentinels", ())),
         bands=dict(phot.get("bands", {})),
-        spec_redshift=dict(section("spec_redshift", required=False)),
+        spec_redshift=spec,
+        spec_sentinels=spec_sentinels,
         xids=dict(section("xid", required=False)),
         ignore=dict(section("ignore", required=False)),
         raw=raw,
     )
 
 
-def _degrees(table: Table, col: Column) -> np.ndarray:
+#: Problems found while reading cells: row index in the chunk -> (column, reason); the first wins.
+Problems = dict[int, tuple[str | None, str]]
+
+
+def _degrees(table: Table, col: Column, problems: Problems) -> np.ndarray:
+    """Angles in degrees from numbers in the column's unit or sexagesimal strings ('12:30:49.4', '12h30m49s')."""
     values = table[col.name]
     unit = POSITION_UNITS[col.unit or "deg"]
-    if values.dtype.kind in "US":  # sexagesimal strings such as "12:30:49.4" or "12h30m49.4s"
-        return np.array([Angle(v, unit=unit).deg if v.strip() else np.nan for v in values], dtype=np.float64)
-    return (np.ma.filled(np.ma.asarray(values, dtype=np.float64), np.nan) * unit).to_value(u.deg)
+    if values.dtype.kind in "iuf":
+        return (np.ma.filled(np.ma.asarray(values, dtype=np.float64), np.nan) * unit).to_value(u.deg)
+    out = np.full(len(values), np.nan)
+    for i, value in enumerate(values):
+        text = "" if value is np.ma.masked else str(value).strip()
+        if not text:
+            continue
+        try:
+            out[i] = float(text) * unit.to(u.deg)
+        except ValueError:
+            try:
+                out[i] = Angle(text, unit=unit).deg
+            except (ValueError, TypeError, u.UnitsError):
+                problems.setdefault(i, (col.name, f"{col.name} {text!r} is not an angle in {unit}"))
+    return out
 
 
-def _floats(table: Table, name: str, sentinels: tuple[float, ...] = ()) -> np.ndarray:
-    values = np.ma.filled(np.ma.asarray(table[name], dtype=np.float64), np.nan)
+def _floats(table: Table, name: str, problems: Problems, sentinels: tuple[float, ...] = ()) -> np.ndarray:
+    """Numbers from a column; empty cells and sentinel values are NaN (missing), text that is no number a problem."""
+    column = table[name]
+    if column.dtype.kind in "iufb":
+        values = np.ma.filled(np.ma.asarray(column, dtype=np.float64), np.nan)
+    else:
+        values = np.full(len(column), np.nan)
+        for i, value in enumerate(column):
+            text = "" if value is np.ma.masked else str(value).strip()
+            if not text:
+                continue
+            try:
+                values[i] = float(text)
+            except ValueError:
+                problems.setdefault(i, (name, f"{name} {text!r} is not a number"))
     if sentinels:
         values[np.isin(values, sentinels)] = np.nan
     return values
 
 
 def _texts(table: Table, name: str) -> np.ndarray:
-    return np.array([str(v) if v is not np.ma.masked else None for v in table[name]], dtype=object)
+    return np.array([str(v).strip() or None if v is not np.ma.masked else None for v in table[name]], dtype=object)
 
 
 @dataclass
@@ -184,30 +232,37 @@ class MappedChunk:
     dec_deg: np.ndarray | None
     attrs: list[dict[str, Any]]
     mags: dict[str, np.ndarray]  # band -> magnitude in the mapping's system, NaN if missing
-    spec: dict[str, np.ndarray]  # z, spec_class, ... -> values
+    spec: dict[str, np.ndarray]  # z, z_err, quality, spec_class -> values (NaN / None if missing)
     xids: dict[str, np.ndarray]  # catalog -> identifier text, None where absent
+    problems: Problems  # cells that could not be read
     raw: Table  # the input rows, for quarantine
 
 
 def apply(mapping: Mapping, table: Table, first_row: int = 1) -> MappedChunk:
     """Map an input Table (a chunk starting at data row ``first_row``) to healcat's columns."""
     n = len(table)
+    problems: Problems = {}
     names = sorted(mapping.used_columns())
     rows = [dict(zip(names, r)) for r in table.iterrows(*names)] if n else []
-    object_id = np.array([_format_id(mapping.object_id, r) for r in rows], dtype=object)
-    attrs = [{k: json_scalar(r[k]) for k in mapping.attrs} for r in rows]
+    object_id = np.full(n, None, dtype=object)
+    for i, row in enumerate(rows):
+        object_id[i], column, reason = _format_id(mapping.object_id, row)
+        if reason:
+            problems.setdefault(i, (column, reason))
     spec = {}
     for key, name in mapping.spec_redshift.items():
-        spec[key] = _floats(table, name) if key in ("z", "z_err") else _texts(table, name)
+        spec[key] = (_texts(table, name) if key == "spec_class"
+                     else _floats(table, name, problems, mapping.spec_sentinels))
     return MappedChunk(
         row_number=np.arange(first_row, first_row + n),
         object_id=object_id,
-        ra_deg=_degrees(table, mapping.ra) if mapping.ra else None,
-        dec_deg=_degrees(table, mapping.dec) if mapping.dec else None,
-        attrs=attrs,
-        mags={band: _floats(table, col, mapping.sentinels) for band, col in mapping.bands.items()},
+        ra_deg=_degrees(table, mapping.ra, problems) if mapping.ra else None,
+        dec_deg=_degrees(table, mapping.dec, problems) if mapping.dec else None,
+        attrs=[{k: json_scalar(r[k]) for k in mapping.attrs} for r in rows],
+        mags={band: _floats(table, col, problems, mapping.sentinels) for band, col in mapping.bands.items()},
         spec=spec,
         xids={catalog: _identifiers(table[col]) for catalog, col in mapping.xids.items()},
+        problems=problems,
         raw=table,
     )
 
@@ -227,15 +282,32 @@ def _identifiers(column) -> np.ndarray:
     return out
 
 
-def _format_id(template: str, row: dict[str, Any]) -> str | None:
-    """The object id from its template, or None when a field it uses is missing or of the wrong type."""
-    fields = {name for _, name, _, _ in string.Formatter().parse(template) if name}
-    if any(row[f] is np.ma.masked for f in fields):
-        return None
+def _format_id(template: str, row: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """(object id, None, None) from the template, or (None, the offending column, why)."""
+    fields = [(name, spec) for _, name, spec, _ in string.Formatter().parse(template) if name]
+    for name, spec in fields:
+        value = row[name]
+        if value is np.ma.masked or not str(value).strip():
+            return None, name, f"object_id: {name} is empty"
+        try:
+            format(_number(value) if spec else value, spec or "")
+        except (ValueError, TypeError) as exc:
+            return None, name, f"object_id template {template!r}: {name}={str(value)!r} does not fit {{:{spec}}} ({exc})"
     try:
-        return template.format_map(row)
-    except (ValueError, TypeError):
-        return None
+        return template.format_map(row), None, None
+    except (ValueError, TypeError):  # e.g. "{plate:04d}" over a column that one bad cell made text
+        return template.format_map({**row, **{name: _number(row[name]) for name, _ in fields}}), None, None
+
+
+def _number(value: Any) -> Any:
+    """Text that spells an integer or a float, as that number; anything else unchanged."""
+    if isinstance(value, (str, np.str_)):
+        for kind in (int, float):
+            try:
+                return kind(value)
+            except ValueError:
+                pass
+    return value
 
 
 def json_scalar(value: Any) -> Any:

@@ -91,9 +91,9 @@ def finish(conn: sa.Connection, job_id: int, result: dict[str, Any]) -> None:
         conn.execute(_UNLOCK, {"job_id": job_id})
 
 
-def fail(conn: sa.Connection, job: sa.Row, error: str) -> str:
+def fail(conn: sa.Connection, job: sa.Row, error: str, *, retry: bool = True) -> str:
     """Record a failure: back to the queue after a backoff, or failed for good. Returns the new status."""
-    final = job.attempts >= job.max_attempts
+    final = not retry or job.attempts >= job.max_attempts
     delay_s = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (job.attempts - 1))
     status = "failed" if final else "queued"
     with conn.begin():

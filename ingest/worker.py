@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from catalog.errors import MappingError, QueryError
 from catalog.models import Model
 from ingest import queue
 
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 
 def run_ingest(engine: sa.Engine, args: dict[str, Any]) -> dict[str, Any]:
     """Ingest a release; once it is published, queue inference for every current model that applies."""
-    from ingest.inference import PHOTOZ_MODEL
+    from ingest.inference import PHOTOZ_MODEL, photoz_applies
     from ingest.load import ingest_release
 
     result = ingest_release(args["mapping"], engine, file=args.get("file"))
@@ -29,7 +30,7 @@ def run_ingest(engine: sa.Engine, args: dict[str, Any]) -> dict[str, Any]:
     with engine.begin() as conn:
         has_photoz = conn.scalar(sa.select(sa.func.count()).select_from(Model).where(
             Model.name == PHOTOZ_MODEL, Model.retired_at.is_(None)))
-        if has_photoz and "photometry" in result.row_counts and result.row_counts.get("photometry"):
+        if has_photoz and photoz_applies(conn, result.release):
             queued.append(queue.enqueue(conn, "infer", {"task": "photoz", "release": result.release})[0])
     return {"release": result.release, "already_loaded": result.already_loaded,
             "row_counts": result.row_counts, "queued_jobs": queued}
@@ -81,7 +82,8 @@ class Worker:
             result = HANDLERS[job.kind](self.engine, job.args)
         except Exception as exc:  # a job's failure is recorded, never fatal to the worker
             error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
-            status = queue.fail(conn, job, error)
+            # A bad mapping or an unknown release or model fails the same way every time: no retries.
+            status = queue.fail(conn, job, error, retry=not isinstance(exc, (MappingError, QueryError)))
             log.error("job %d failed (%s): %s", job.job_id, status, exc)
         else:
             queue.finish(conn, job.job_id, result)

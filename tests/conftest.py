@@ -62,7 +62,7 @@ def catalog(engine) -> dict:
 
     sdss = ingest_release(SDSS, engine)
     gaia = ingest_release(GAIA, engine)
-    model = train_photoz(engine)
+    model = train_photoz(engine, SDSS_RELEASE)
     run = run_photoz(engine, SDSS_RELEASE)
     return {"sdss": sdss, "gaia": gaia, "model": model, "run": run}
 

@@ -63,12 +63,15 @@ def _healcat(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 def test_embedded_server_lifecycle_in_its_own_home(tmp_path):
     env = {"HEALCAT_HOME": str(tmp_path / "home")}
     assert "not running" in _healcat("db", "status", env=env).stdout
-    up = _healcat("db", "up", env=env)
-    assert up.returncode == 0 and "database ready" in up.stdout, up.stderr
-    url = _healcat("db", "url", env=env).stdout.strip()
-    with psycopg.connect(url) as conn:  # the server outlives the command that started it
-        assert conn.execute("SELECT count(*) FROM healcat.release").fetchone()[0] == 0
-    assert _healcat("db", "stop", env=env).stdout.strip() == "stopped"
+    try:
+        up = _healcat("db", "up", env=env)
+        assert up.returncode == 0 and "database ready" in up.stdout, up.stderr
+        url = _healcat("db", "url", env=env).stdout.strip()
+        with psycopg.connect(url) as conn:  # the server outlives the command that started it
+            assert conn.execute("SELECT count(*) FROM healcat.release").fetchone()[0] == 0
+    finally:
+        stop = _healcat("db", "stop", env=env)
+    assert stop.stdout.strip() == "stopped"
     assert "not running" in _healcat("db", "status", env=env).stdout
     assert (tmp_path / "home" / "pgdata" / "PG_VERSION").exists(), "the catalog persists after stop"
 

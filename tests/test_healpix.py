@@ -109,3 +109,14 @@ def test_sql_angular_distance_matches_astropy(conn):
     ).scalars().all())
     expected = SkyCoord(ra1 * u.deg, dec1 * u.deg).separation(SkyCoord(ra2 * u.deg, dec2 * u.deg)).deg
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+
+
+def test_sql_pixel_centres_agree_with_healpy(conn):
+    for order in (29, 12, 0):
+        pix = RNG.integers(0, 12 * 4**order, 2000)
+        got = np.array(conn.execute(
+            sa.text("SELECT c.ra_deg, c.dec_deg FROM unnest(CAST(:p AS bigint[])) WITH ORDINALITY AS t(p, i), "
+                    "healcat.hpx_pix2ang(:k, t.p) AS c ORDER BY t.i"), {"p": pix.tolist(), "k": order}).all())
+        lon, lat = healpy.pix2ang(1 << order, pix, nest=True, lonlat=True)
+        np.testing.assert_allclose(got[:, 1], lat, atol=1e-9)
+        np.testing.assert_allclose((got[:, 0] - lon + 180) % 360 - 180, 0, atol=1e-9)

@@ -122,46 +122,106 @@ def test_reingesting_changes_nothing(engine, catalog):
     assert snapshot() == before
 
 
+def _write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _quarantine(engine, release_id):
+    with engine.connect() as conn:
+        return conn.execute(sa.text(
+            "SELECT file, row_number, column_name, reason, raw FROM healcat.quarantine WHERE release_id = :r "
+            "ORDER BY row_number"), {"r": release_id}).all()
+
+
 def test_bad_rows_are_quarantined_with_file_row_and_column(engine, tmp_path, scratch_release):
     rows = sdss_rows()[:20]
     rows[3]["ra"] = "nan"
     rows[7]["dec"] = "95.5"
     rows[11] = dict(rows[2])  # duplicate object
     rows[15]["u"] = "-9999"  # sentinel: a missing magnitude, not a bad row
-    path = tmp_path / "bad.csv"
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    path = _write_csv(tmp_path / "bad.csv", rows)
     result = ingest_release(scratch_mapping(tmp_path, "bad-rows"), engine, file=path)
     assert result.row_counts["rows_read"] == 20
     assert result.row_counts["source"] == 17 and result.row_counts["quarantine"] == 3
     assert result.row_counts["photometry"] == 17 * 5 - 1
-    with engine.connect() as conn:
-        q = conn.execute(sa.text(
-            "SELECT file, row_number, column_name, reason, raw FROM healcat.quarantine WHERE release_id = :r "
-            "ORDER BY row_number"), {"r": result.release_id}).all()
+    q = _quarantine(engine, result.release_id)
     assert [(r.row_number, r.column_name) for r in q] == [(4, "ra"), (8, "dec"), (12, None)]
     assert all(r.file == str(path) for r in q)
     assert "95.5" in q[1].reason and "duplicate object_id" in q[2].reason
     assert q[1].raw["dec"] == 95.5 and q[1].raw["plate"] == int(rows[7]["plate"])
 
 
-def test_broken_file_and_changed_content_fail_clearly(engine, tmp_path, scratch_release):
+def test_unreadable_and_implausible_cells_are_quarantined_not_fatal(engine, tmp_path, scratch_release):
+    rows = sdss_rows()[:12]
+    rows[0]["u"] = "abc"  # text in a number column turns the whole column to text
+    rows[1]["ra"] = "xyz"
+    rows[2]["plate"] = "twelve"  # the object id template cannot be formed
+    rows[3]["g"] = "1e39"  # no survey measures that: an unlisted sentinel
+    rows[4]["ra"] = "543.6"  # degrees past 360: a wrong unit, not something to wrap silently
+    rows[5]["redshift"] = "99"
+    rows[6]["ra"] = "360.0"  # the same direction as 0: kept, stored as 0
+    rows[7]["redshift"] = ""  # class without a redshift: kept, z NULL
+    path = _write_csv(tmp_path / "cells.csv", rows)
+    result = ingest_release(scratch_mapping(tmp_path, "cells"), engine, file=path)
+    q = _quarantine(engine, result.release_id)
+    assert [(r.row_number, r.column_name) for r in q] == [
+        (1, "u"), (2, "ra"), (3, "plate"), (4, "g"), (5, "ra"), (6, "redshift")]
+    assert "u 'abc' is not a number" in q[0].reason and "ra 'xyz' is not an angle" in q[1].reason
+    assert "plate='twelve'" in q[2].reason and "outside [0, 360]" in q[4].reason
+    assert result.row_counts["source"] == 6
+    with engine.connect() as conn:
+        kept = conn.execute(sa.text(
+            "SELECT s.object_id, s.ra, z.z, z.spec_class FROM healcat.source s JOIN healcat.release r USING (release_id)"
+            " LEFT JOIN healcat.spec_redshift z USING (shard, source_id) WHERE r.name = 'scratch/cells'"
+            " ORDER BY s.object_id")).all()
+    by_id = {k.object_id: k for k in kept}
+    oid = f"{int(rows[6]['plate']):04d}-{int(rows[6]['mjd']):05d}-{int(rows[6]['fiberid']):04d}"
+    assert by_id[oid].ra == 0.0
+    oid = f"{int(rows[7]['plate']):04d}-{int(rows[7]['mjd']):05d}-{int(rows[7]['fiberid']):04d}"
+    assert by_id[oid].z is None and by_id[oid].spec_class == rows[7]["class"]
+
+
+def test_broken_file_and_changed_content_fail_clearly(engine, tmp_path, scratch_release, monkeypatch):
     mapping = scratch_mapping(tmp_path, "broken")
     broken = tmp_path / "broken.csv"
     broken.write_text("objid,ra\n1,2\n")
     with pytest.raises(MappingError, match="broken.csv: mapping .* uses columns not in the file"):
         ingest_release(mapping, engine, file=broken)
-    with engine.connect() as conn:  # the failed release left nothing behind
+    header = SDSS_CSV.read_text().splitlines()[0]
+    empty = tmp_path / "empty.csv"
+    empty.write_text(header + "\n")
+    with pytest.raises(IngestError, match="empty.csv: no data rows"):
+        ingest_release(mapping, engine, file=empty)
+    hopeless = _write_csv(tmp_path / "hopeless.csv", [{**r, "dec": "91"} for r in sdss_rows()[:3]])
+    with pytest.raises(IngestError, match=r"all 3 rows failed validation.*row 1 column dec: dec 91.0 deg"):
+        ingest_release(mapping, engine, file=hopeless)
+    with engine.connect() as conn:  # the failed releases left nothing behind
         assert conn.scalar(sa.text("SELECT count(*) FROM healcat.release WHERE name = 'scratch/broken'")) == 0
     small = tmp_path / "small.csv"
-    small.write_text(SDSS_CSV.read_text().splitlines()[0] + "\n" + "\n".join(SDSS_CSV.read_text().splitlines()[1:4]))
-    first = ingest_release(mapping, engine, file=small)
+    small.write_text(header + "\n" + "\n".join(SDSS_CSV.read_text().splitlines()[1:4]))
+    monkeypatch.chdir(tmp_path)  # --file is relative to the working directory
+    first = ingest_release(mapping, engine, file="small.csv")
     assert first.row_counts["source"] == 3
     small.write_text(small.read_text() + "\n" + SDSS_CSV.read_text().splitlines()[5])
     with pytest.raises(IngestError, match="already loaded from different content"):
         ingest_release(mapping, engine, file=small)
+
+
+def test_mapping_files_are_checked_when_read(tmp_path):
+    text = load_mapping(SDSS).path.read_text()
+    for old, new, message in [
+        ("date = 2017-07-31", 'date = "July 2017"', "date must be a TOML date"),
+        ('spec_class = "class"', 'spec_class = "class"\nredshift_err = "x"', r"\[spec_redshift\] knows .* not redshift_err"),
+        ('system = "AB"', 'system = "ST"', "system must be one of"),
+    ]:
+        path = tmp_path / "m.toml"
+        path.write_text(text.replace(old, new))
+        with pytest.raises(MappingError, match=message):
+            load_mapping(path)
 
 
 def test_gaia_binary_reader_rejects_truncated_and_foreign_files(tmp_path):

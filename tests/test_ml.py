@@ -20,7 +20,8 @@ def test_model_is_registered_with_checksum_query_and_held_out_metrics(engine, ca
     model = catalog["model"]
     assert Path(model.weights_path).is_file()
     assert hashlib.sha256(Path(model.weights_path).read_bytes()).hexdigest() == model.weights_sha256
-    assert model.training_set == PHOTOZ_TRAINING_QUERY and model.task == "photoz"
+    assert model.training_set.endswith(PHOTOZ_TRAINING_QUERY) and SDSS_RELEASE in model.training_set
+    assert model.task == "photoz" and model.hyperparams["training_release"] == SDSS_RELEASE
     m = model.metrics
     assert m["n_test"] >= 900 and m["n_train"] >= 3000
     # SDSS main-sample galaxies from ugriz alone: the MDN must beat these bounds.
@@ -32,7 +33,7 @@ def test_model_is_registered_with_checksum_query_and_held_out_metrics(engine, ca
 
 
 def test_training_is_reproducible(engine, catalog):
-    again = train_photoz(engine)  # same data, same seed: same weights, hence the same version
+    again = train_photoz(engine, SDSS_RELEASE)  # same data, same seed: same weights, hence the same version
     assert (again.model_id, again.weights_sha256) == (catalog["model"].model_id, catalog["model"].weights_sha256)
 
 
@@ -124,13 +125,23 @@ def test_similarity_errors_are_clear(engine, catalog):
         similar(star, model=PHOTOZ_MODEL)
     with pytest.raises(QueryError, match="has 16 dimensions, the query vector 3"):
         similar(vector=np.ones(3), model=PHOTOZ_MODEL)
-    with pytest.raises(QueryError, match="k must be a positive integer"):
-        similar(1, model=PHOTOZ_MODEL, k=0)
+    for k in (0, -1, 10_001):
+        with pytest.raises(QueryError, match=rf"k must be an integer in \[1, 10000\], got {k}"):
+            similar(1, model=PHOTOZ_MODEL, k=k)
+    with engine.connect() as conn, pytest.raises(sa.exc.DBAPIError, match="k must be an integer"):
+        conn.execute(sa.text("SELECT * FROM healcat.similar_sources(1, :m, 0)"), {"m": PHOTOZ_MODEL}).all()
+
+
+def test_large_k_returns_k_rows_in_order(engine, catalog):
+    sid = _a_galaxy(engine)
+    got = similar(sid, model=PHOTOZ_MODEL, k=1500)  # beyond hnsw.ef_search's 1000: iterative scan
+    assert len(got) == 1500 and len(set(got["source_id"])) == 1500
+    assert np.all(np.diff(got["distance"]) >= 0)
 
 
 def test_versions_coexist_and_current_is_a_query(engine, catalog):
     v1 = catalog["model"]
-    v2 = train_photoz(engine, seed=1)  # another seed: other weights, so a new version
+    v2 = train_photoz(engine, SDSS_RELEASE, seed=1)  # another seed: other weights, so a new version
     try:
         assert v2.version != v1.version and v2.weights_sha256 != v1.weights_sha256
         run = run_photoz(engine, SDSS_RELEASE)  # the current version is now v2

@@ -83,8 +83,31 @@ def test_release_filter(engine, catalog):
     assert len(rows) > 0 and set(rows["release"]) == {SDSS_RELEASE}
     everything = cone_search(183.5313256941, 0.0896930301, 3600.0)
     assert len(everything) > len(rows), "the Gaia stars in the same cone are left out by the filter"
+    with engine.connect() as conn:
+        sql_rows = conn.execute(sa.text("SELECT source_id FROM healcat.cone_search(183.5313256941, 0.0896930301, "
+                                        "3600.0, :r)"), {"r": SDSS_RELEASE}).scalars().all()
+        assert sql_rows == list(rows["source_id"])
+        with pytest.raises(sa.exc.DBAPIError, match="no release named 'nope'"):
+            conn.execute(sa.text("SELECT * FROM healcat.cone_search(183.5, 0.09, 60.0, 'nope')")).all()
     with pytest.raises(QueryError, match="no release named 'nope'"):
         cone_search(183.5, 0.09, 60.0, release="nope")
+
+
+@pytest.mark.parametrize("ra,same_as", [(360.0, 0.0), (-10.0, 350.0), (370.5, 10.5), (-1e-20, 0.0)])
+def test_ra_is_taken_modulo_360_by_both_paths(engine, catalog, ra, same_as):
+    expected = [r.source_id for r in sql_cone(engine, same_as, 5.0, 3 * 3600)]
+    assert expected, "a 3 deg cone on the equator holds Gaia stars"
+    assert [r.source_id for r in sql_cone(engine, ra, 5.0, 3 * 3600)] == expected
+    assert list(cone_search(ra, 5.0, 3 * 3600)["source_id"]) == expected
+
+
+def test_an_empty_answer_is_a_valid_table_in_every_format(catalog, capsys):
+    empty = cone_search(0.0, -89.99, 1.0)
+    assert len(empty) == 0 and empty["ra"].dtype == np.float64 and empty["source_id"].dtype == np.int64
+    for fmt in ("votable", "ecsv", "csv", "table"):
+        assert main(["cone", "0", "-89.99", "1", "--format", fmt]) == 0
+    out = capsys.readouterr().out
+    assert "<VOTABLE" in out and "# - {name: ra, unit: deg, datatype: float64}" in out
 
 
 @pytest.mark.parametrize("args,message", [

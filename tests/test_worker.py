@@ -47,6 +47,14 @@ def test_ingest_job_runs_once_and_queues_inference(engine, catalog, tmp_path, sc
     assert infer_job.result["n_predicted"] == n_galaxies > 0
 
 
+def test_a_job_that_cannot_succeed_fails_at_once(engine, catalog, tmp_path, scratch_release):
+    with engine.begin() as conn:
+        queue.enqueue(conn, "infer", {"task": "photoz", "release": "no/such-release"})
+    assert Worker(engine, name="test").run(once=True) == 1
+    (job,) = _jobs(engine)
+    assert (job.status, job.attempts) == ("failed", 1) and "no release named 'no/such-release'" in job.error
+
+
 def test_failing_job_backs_off_then_fails_and_can_be_retried(engine, catalog, tmp_path, scratch_release, capsys):
     mapping = scratch_mapping(tmp_path, "missing")
     with engine.begin() as conn:
@@ -86,3 +94,23 @@ def test_a_dead_workers_job_is_requeued(engine, catalog, tmp_path, scratch_relea
     assert job.status == "queued" and "doomed died" in job.error
     assert Worker(engine, name="test").run(once=True) >= 1
     assert _jobs(engine)[0].status == "done"
+
+
+def test_inference_counts_skipped_galaxies_and_loads_weights_from_the_catalog(engine, catalog, tmp_path,
+                                                                            scratch_release):
+    from ingest.inference import run_photoz
+
+    lines = load_mapping(SDSS).input_path().read_text().splitlines()
+    header, rows = lines[0].split(","), [dict(zip(lines[0].split(","), line.split(","))) for line in lines[1:400]]
+    galaxies = [r for r in rows if r["class"] == "GALAXY"][:10]
+    galaxies[0]["u"] = ""  # not measured: no prediction, counted as skipped
+    path = tmp_path / "ten.csv"
+    path.write_text(",".join(header) + "\n" + "\n".join(",".join(g[h] for h in header) for g in galaxies) + "\n")
+    from ingest.load import ingest_release
+
+    ingest_release(scratch_mapping(tmp_path, "ten"), engine, file=path)
+    weights = Path(catalog["model"].weights_path)
+    weights.unlink()  # as on a worker machine that did not train the model
+    result = run_photoz(engine, "scratch/ten")
+    assert (result.n_predicted, result.n_skipped) == (9, 1)
+    assert weights.is_file(), "the weights came from the catalog, checked against their sha256"

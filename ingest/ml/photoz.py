@@ -7,7 +7,7 @@ embedding of each galaxy for similarity search.
 """
 from __future__ import annotations
 
-import hashlib
+import io
 import time
 from typing import Any
 
@@ -208,12 +208,16 @@ def predict(model: PhotoZMDN, x_features: np.ndarray, *, batch_size: int = 65536
     return {k: torch.cat(v).numpy() for k, v in parts.items()}
 
 
-def save(model: PhotoZMDN, path: str) -> str:
-    """Write state_dict + constructor hyperparameters to ``path``; return the file's sha256 hex."""
+def to_bytes(model: PhotoZMDN) -> bytes:
+    """state_dict + constructor hyperparameters as a torch.save file's bytes.
+
+    Written to memory, so the archive's internal name is fixed and the same weights always give
+    the same bytes (and sha256); write them to a file and :func:`load` it.
+    """
     state = {k: t.detach().cpu() for k, t in model.state_dict().items()}
-    torch.save({"hparams": dict(model.hparams), "state_dict": state}, path)
-    with open(path, "rb") as fh:
-        return hashlib.sha256(fh.read()).hexdigest()
+    buffer = io.BytesIO()
+    torch.save({"hparams": dict(model.hparams), "state_dict": state}, buffer)
+    return buffer.getvalue()
 
 
 def load(path: str, map_location: str | torch.device | None = None) -> PhotoZMDN:

@@ -42,8 +42,9 @@ def upgrade() -> None:
     sa.Column('version', sa.Text(), nullable=False),
     sa.Column('task', sa.Text(), nullable=False, comment='e.g. photoz, object_class, gyro_age'),
     sa.Column('framework', sa.Text(), nullable=False, comment='e.g. torch 2.13.0'),
-    sa.Column('weights_path', sa.Text(), nullable=False),
+    sa.Column('weights_path', sa.Text(), nullable=False, comment='where the weights were written when trained'),
     sa.Column('weights_sha256', sa.Text(), nullable=False),
+    sa.Column('weights', sa.LargeBinary(), nullable=True, comment='the weights file itself, so workers on any machine can load it'),
     sa.Column('training_set', sa.Text(), nullable=False, comment='how the training set was built (the SQL query)'),
     sa.Column('hyperparams', postgresql.JSONB(astext_type=sa.Text()), server_default='{}', nullable=False),
     sa.Column('metrics', postgresql.JSONB(astext_type=sa.Text()), server_default='{}', nullable=False),
@@ -73,9 +74,9 @@ def upgrade() -> None:
     sa.Column('checksum', sa.Text(), nullable=False, comment='sha256 of the input file(s) and mapping'),
     sa.Column('mapping', postgresql.JSONB(astext_type=sa.Text()), nullable=False, comment='the column mapping used, verbatim'),
     sa.Column('row_counts', postgresql.JSONB(astext_type=sa.Text()), server_default='{}', nullable=False),
-    sa.Column('status', sa.Text(), nullable=False),
+    sa.Column('status', sa.Text(), nullable=False, comment='published; superseded once a newer release of the survey replaces it'),
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
-    sa.CheckConstraint("status IN ('published', 'superseded', 'failed')", name=op.f('ck_release_status')),
+    sa.CheckConstraint("status IN ('published', 'superseded')", name=op.f('ck_release_status')),
     sa.ForeignKeyConstraint(['survey_id'], ['healcat.survey.survey_id'], name=op.f('fk_release_survey_id_survey')),
     sa.PrimaryKeyConstraint('release_id', name=op.f('pk_release')),
     sa.UniqueConstraint('checksum', name=op.f('uq_release_checksum')),
@@ -213,7 +214,7 @@ def upgrade() -> None:
     op.create_table('spec_redshift',
     sa.Column('shard', sa.SmallInteger(), nullable=False),
     sa.Column('source_id', sa.BigInteger(), nullable=False),
-    sa.Column('z', sa.Double(), nullable=False, comment='spectroscopic redshift'),
+    sa.Column('z', sa.Double(), nullable=True, comment='spectroscopic redshift; NULL when only the class is known'),
     sa.Column('z_err', sa.Double(), nullable=True),
     sa.Column('quality', sa.Integer(), nullable=True, comment='survey flag, e.g. SDSS zWarning (0 = good)'),
     sa.Column('spec_class', sa.Text(), nullable=True, comment='GALAXY / STAR / QSO'),
@@ -242,7 +243,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute(
         """
-        DROP FUNCTION healcat.similar_sources, healcat.similar_to_vector, healcat.resolve_model,
+        DROP FUNCTION healcat.similar_sources, healcat.similar_to_vector, healcat.nearest_embeddings, healcat.check_k,
+            healcat.resolve_model,
             healcat.ensure_embedding_index, healcat.cone_search, healcat.check_cone,
             healcat.hpx_cone_cover, healcat.hpx_pix2ang, healcat.hpx_ang2pix, healcat.angdist_deg;
         DROP VIEW healcat.current_prediction, healcat.current_model;

@@ -92,13 +92,14 @@ BEGIN
         'WHERE model_id = %s', 'ix_embedding_hnsw_' || p_model_id, dim, p_model_id);
 END $$;
 
--- The model version a similarity search uses: the named version, else the current one.
-CREATE FUNCTION healcat.resolve_model(model_name text, model_version text DEFAULT NULL)
-RETURNS healcat.model LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    m healcat.model;
+-- The model version a search uses: the named version, else the current one.
+CREATE FUNCTION healcat.resolve_model(
+    model_name text, model_version text DEFAULT NULL,
+    OUT model_id integer, OUT name text, OUT version text, OUT embedding_dim integer)
+LANGUAGE plpgsql STABLE AS $$
 BEGIN
-    SELECT * INTO m FROM healcat.model AS x
+    SELECT x.model_id, x.name, x.version, x.embedding_dim INTO model_id, name, version, embedding_dim
+    FROM healcat.model AS x
     WHERE x.name = model_name
       AND (x.version = model_version OR (model_version IS NULL AND x.retired_at IS NULL))
     ORDER BY x.created_at DESC, x.model_id DESC LIMIT 1;
@@ -106,28 +107,28 @@ BEGIN
         RAISE EXCEPTION 'no model named % (version %)', quote_literal(model_name), coalesce(model_version, 'current')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    RETURN m;
 END $$;
 
--- The k sources whose embeddings (of the given model) are nearest to a vector, by cosine distance.
--- The HNSW index is per model (a partial index on vec::vector(dim)), so the query text carries
--- the model's id and dimension as literals; the vector and k are parameters.
-CREATE FUNCTION healcat.similar_to_vector(
-    query vector, model_name text, k integer DEFAULT 10, model_version text DEFAULT NULL)
+-- k for a similarity search: 1 .. 10000 (pgvector's iterative scan returns them all, in order).
+CREATE FUNCTION healcat.check_k(k integer)
+RETURNS void LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+    IF k IS NULL OR k < 1 OR k > 10000 THEN
+        RAISE EXCEPTION 'similar: k must be an integer in [1, 10000], got %', coalesce(k::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END $$;
+
+-- The k nearest embeddings of one model to a vector, with their sources (no argument checks:
+-- the public functions below make them). The HNSW index is per model (a partial index on
+-- vec::vector(dim)), so the query text carries the model's id and dimension as literals; the
+-- vector and k are parameters. Iterative index scans return all k rows in order, even past ef_search.
+CREATE FUNCTION healcat.nearest_embeddings(query vector, p_model_id integer, dim integer, k integer)
 RETURNS TABLE (source_id bigint, release text, object_id text, ra float8, "dec" float8, distance float8)
 LANGUAGE plpgsql STABLE AS $$
-#variable_conflict use_column
-DECLARE
-    m healcat.model := healcat.resolve_model(model_name, model_version);
 BEGIN
-    IF k IS NULL OR k < 1 THEN
-        RAISE EXCEPTION 'similar: k must be a positive integer, got %', k USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF vector_dims(query) <> m.embedding_dim THEN
-        RAISE EXCEPTION 'similar: model %/% has % dimensions, the query vector %',
-            m.name, m.version, m.embedding_dim, vector_dims(query) USING ERRCODE = 'invalid_parameter_value';
-    END IF;
     PERFORM set_config('hnsw.ef_search', greatest(40, least(1000, 2 * k))::text, true);
+    PERFORM set_config('hnsw.iterative_scan', 'strict_order', true);
     RETURN QUERY EXECUTE format($q$
         SELECT e.source_id, r.name, s.object_id, s.ra, s.dec, e.distance
         FROM (SELECT x.shard, x.source_id, (x.vec::vector(%1$s) <=> $1::vector(%1$s))::float8 AS distance
@@ -137,8 +138,25 @@ BEGIN
               LIMIT $2) AS e
         JOIN healcat.source AS s ON s.shard = e.shard AND s.source_id = e.source_id
         JOIN healcat.release AS r ON r.release_id = s.release_id
-        ORDER BY e.distance, e.source_id$q$, m.embedding_dim, m.model_id)
+        ORDER BY e.distance, e.source_id$q$, dim, p_model_id)
     USING query, k;
+END $$;
+
+-- The k sources whose embeddings (of the given model) are nearest to a vector, by cosine distance.
+CREATE FUNCTION healcat.similar_to_vector(
+    query vector, model_name text, k integer DEFAULT 10, model_version text DEFAULT NULL)
+RETURNS TABLE (source_id bigint, release text, object_id text, ra float8, "dec" float8, distance float8)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    m record;
+BEGIN
+    PERFORM healcat.check_k(k);
+    SELECT * INTO m FROM healcat.resolve_model(model_name, model_version);
+    IF vector_dims(query) <> m.embedding_dim THEN
+        RAISE EXCEPTION 'similar: model %/% has % dimensions, the query vector %',
+            m.name, m.version, m.embedding_dim, vector_dims(query) USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY SELECT * FROM healcat.nearest_embeddings(query, m.model_id, m.embedding_dim, k);
 END $$;
 
 -- The k sources most similar to a given source (itself excluded).
@@ -148,9 +166,11 @@ RETURNS TABLE (source_id bigint, release text, object_id text, ra float8, "dec" 
 LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
 DECLARE
-    m healcat.model := healcat.resolve_model(model_name, model_version);
+    m record;
     q vector;
 BEGIN
+    PERFORM healcat.check_k(k);
+    SELECT * INTO m FROM healcat.resolve_model(model_name, model_version);
     SELECT e.vec INTO q
     FROM healcat.source AS s
     JOIN healcat.embedding AS e ON e.shard = s.shard AND e.source_id = s.source_id
@@ -160,7 +180,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     RETURN QUERY
-    SELECT t.* FROM healcat.similar_to_vector(q, m.name, k + 1, m.version) AS t
+    SELECT t.* FROM healcat.nearest_embeddings(q, m.model_id, m.embedding_dim, k + 1) AS t
     WHERE t.source_id <> p_source_id
     ORDER BY t.distance, t.source_id
     LIMIT k;
