@@ -263,3 +263,56 @@ def test_objects_known_only_by_gaia_id_are_stored_and_joinable(engine, catalog, 
     # The shard comes from the HEALPix pixel inside the Gaia id, so the rows colocate with the star.
     assert [j.new_shard for j in joined] == [int(s.xid) >> 51 for s in stars]
     assert sum(j.new_shard == j.gaia_shard for j in joined) >= 4
+
+
+def test_a_load_killed_midway_leaves_nothing_and_a_rerun_loads_it_whole(engine, catalog, tmp_path, scratch_release):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import numpy as np
+
+    from catalog import db
+
+    data = load_mapping("gaia_dr3_bright").input_path().read_bytes()
+    n = 150_000
+    sliced = tmp_path / "gaia150k.bin"
+    sliced.write_bytes(data[:8] + np.array([n], "<u8").tobytes() + data[16:16 + 36 * n])
+    mapping = tmp_path / "gaia-scratch.toml"
+    mapping.write_text(load_mapping("gaia_dr3_bright").path.read_text()
+                       .replace('name = "gaia"', 'name = "scratch"').replace('"dr3-bright-g10"', '"killed"'))
+
+    def count_sources():
+        with engine.connect() as conn:
+            return conn.scalar(sa.text("SELECT count(*) FROM healcat.source"))
+
+    before = count_sources()
+    env = {**os.environ, "HEALCAT_DATABASE_URL": db.libpq_url(engine.url)}
+    loader = subprocess.Popen([sys.executable, "-m", "catalog.cli", "ingest", str(mapping), "--file", str(sliced)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # wait until it is copying rows
+            with engine.connect() as conn:
+                if conn.scalar(sa.text("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY healcat.%'")):
+                    break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the loader never started copying")
+        time.sleep(0.5)
+        loader.send_signal(signal.SIGKILL)
+    finally:
+        loader.wait()
+    for _ in range(200):  # the server notices the dead client and rolls its transaction back
+        with engine.connect() as conn:
+            if not conn.scalar(sa.text("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY healcat.%'")):
+                break
+        time.sleep(0.05)
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM healcat.release WHERE name = 'scratch/killed'")) == 0
+    assert count_sources() == before, "no half-loaded release"
+    result = ingest_release(mapping, engine, file=sliced)
+    assert not result.already_loaded and result.row_counts["source"] == n
+    assert count_sources() == before + n
