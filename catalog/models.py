@@ -36,10 +36,12 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
-from sqlalchemy import text as sa_text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
+
+from catalog.healpix import NO_SHARD, SHARD_ORDER, SHARD_SHIFT
 
 SCHEMA = "healcat"
 
@@ -143,6 +145,8 @@ class Source(Base):
         CheckConstraint("dec BETWEEN -90 AND 90", name="dec_range"),
         CheckConstraint("ra >= 0 AND ra < 360", name="ra_range"),
         CheckConstraint("(hpx IS NULL) = (ra IS NULL) AND (ra IS NULL) = (dec IS NULL)", name="position_complete"),
+        CheckConstraint(f"hpx IS NULL OR shard = hpx >> {SHARD_SHIFT}", name="shard_is_hpx_pixel"),
+        CheckConstraint(f"shard BETWEEN {NO_SHARD} AND {12 * 4**SHARD_ORDER - 1}", name="shard_range"),
         Index("ix_source_hpx", "hpx"),
     )
     # Primary key (source_id, shard): source_id first, so that no index but ix_source_hpx leads
@@ -308,8 +312,8 @@ class Job(Base):
         CheckConstraint("kind IN ('ingest', 'infer')", name="kind"),
         CheckConstraint("status IN ('queued', 'running', 'done', 'failed')", name="status"),
         # One live job per piece of work: duplicates are stopped here, not by code.
-        Index("uq_job_live_key", "key", unique=True, postgresql_where=sa_text("status IN ('queued', 'running')")),
-        Index("ix_job_due", "run_after", postgresql_where=sa_text("status = 'queued'")),
+        Index("uq_job_live_key", "key", unique=True, postgresql_where=text("status IN ('queued', 'running')")),
+        Index("ix_job_due", "run_after", postgresql_where=text("status = 'queued'")),
     )
     job_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     kind: Mapped[str] = mapped_column(Text)

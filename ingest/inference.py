@@ -198,10 +198,30 @@ def run_photoz(engine: sa.Engine, release: str, *, version: str | None = None,
                     n_pred += _write(pg, keys[ok], out, model_row.model_id, run_id)
         conn.execute(sa.update(InferenceRun).where(InferenceRun.run_id == run_id).values(
             n_predicted=n_pred, n_skipped=n_skip, finished_at=sa.func.now()))
-        if n_pred:
-            conn.execute(sa.select(sa.func.healcat.ensure_embedding_index(model_row.model_id)))
+    if n_pred:
+        ensure_embedding_index(engine, model_row.model_id, model_row.embedding_dim)
     log.info("%s/%s on %s: %d predicted, %d skipped", PHOTOZ_MODEL, model_row.version, release, n_pred, n_skip)
     return RunResult(run_id, n_pred, n_skip, _describe(dev))
+
+
+def ensure_embedding_index(engine: sa.Engine, model_id: int, dim: int) -> None:
+    """The model's HNSW index (cosine), a partial index on vec::vector(dim), built CONCURRENTLY.
+
+    Writers of other models' embeddings are not blocked while it builds; a build that died half
+    way leaves an invalid index, which is dropped and built again.
+    """
+    name = f"ix_embedding_hnsw_{int(model_id)}"
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        valid = conn.scalar(sa.text("SELECT i.indisvalid FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid "
+                                    "WHERE c.relname = :name AND c.relnamespace = 'healcat'::regnamespace"),
+                            {"name": name})
+        if valid:
+            return
+        if valid is False:
+            conn.exec_driver_sql(f"DROP INDEX CONCURRENTLY healcat.{name}")
+        conn.exec_driver_sql(
+            f"CREATE INDEX CONCURRENTLY {name} ON healcat.embedding "
+            f"USING hnsw ((vec::vector({int(dim)})) vector_cosine_ops) WHERE model_id = {int(model_id)}")
 
 
 def _write(pg, keys: np.ndarray, out: dict[str, np.ndarray], model_id: int, run_id: int) -> int:

@@ -36,15 +36,16 @@ WHERE job_id = (
 RETURNING job_id, kind, args, attempts, max_attempts
 """)
 
-_LOCK = sa.text(f"SELECT pg_advisory_lock({LOCK_NAMESPACE}, CAST(:job_id AS integer))")
-_UNLOCK = sa.text(f"SELECT pg_advisory_unlock({LOCK_NAMESPACE}, CAST(:job_id AS integer))")
+# The second key is the job_id folded into an integer: unique among the jobs running at one time.
+_LOCK = sa.text(f"SELECT pg_advisory_lock({LOCK_NAMESPACE}, CAST(:job_id % 2147483647 AS integer))")
+_UNLOCK = sa.text(f"SELECT pg_advisory_unlock({LOCK_NAMESPACE}, CAST(:job_id % 2147483647 AS integer))")
 
 # Running jobs whose advisory lock is free: their worker is gone. Taking the lock here both
 # proves it and keeps two reapers from requeueing the same job; it is released at once.
 _REQUEUE_ORPHANS = sa.text(f"""
 WITH orphans AS (
     SELECT job_id FROM healcat.job
-    WHERE status = 'running' AND pg_try_advisory_xact_lock({LOCK_NAMESPACE}, CAST(job_id AS integer))
+    WHERE status = 'running' AND pg_try_advisory_xact_lock({LOCK_NAMESPACE}, CAST(job_id % 2147483647 AS integer))
     FOR UPDATE SKIP LOCKED)
 UPDATE healcat.job AS j SET status = 'queued', run_after = now(),
        error = 'worker ' || coalesce(j.worker, '?') || ' died while running it'

@@ -6,7 +6,7 @@ from sqlalchemy import create_engine, pool, text
 from catalog.models import SCHEMA, Base
 
 config = context.config
-#: Indexes made at run time, one per embedding model (healcat.ensure_embedding_index).
+#: Indexes made at run time, one per embedding model (ingest.inference.ensure_embedding_index).
 RUNTIME_INDEX_PREFIX = "ix_embedding_hnsw_"
 
 

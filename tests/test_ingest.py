@@ -289,26 +289,31 @@ def test_a_load_killed_midway_leaves_nothing_and_a_rerun_loads_it_whole(engine, 
             return conn.scalar(sa.text("SELECT count(*) FROM healcat.source"))
 
     before = count_sources()
-    env = {**os.environ, "HEALCAT_DATABASE_URL": db.libpq_url(engine.url)}
+    app = f"healcat-killtest-{os.getpid()}"
+    env = {**os.environ, "HEALCAT_DATABASE_URL": db.libpq_url(engine.url), "PGAPPNAME": app}
+    copying = sa.text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :app AND query LIKE 'COPY %%'")
+    backend = sa.text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :app")
     loader = subprocess.Popen([sys.executable, "-m", "catalog.cli", "ingest", str(mapping), "--file", str(sliced)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # wait until it is copying rows
             with engine.connect() as conn:
-                if conn.scalar(sa.text("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY healcat.%'")):
+                if conn.scalar(copying, {"app": app}):
                     break
-            time.sleep(0.05)
+            time.sleep(0.02)
         else:
             pytest.fail("the loader never started copying")
-        time.sleep(0.5)
+        assert loader.poll() is None, "the loader must still be running when it is killed"
         loader.send_signal(signal.SIGKILL)
     finally:
         loader.wait()
-    for _ in range(200):  # the server notices the dead client and rolls its transaction back
+    deadline = time.monotonic() + 60
+    while True:  # the server notices the dead client and rolls its transaction back
         with engine.connect() as conn:
-            if not conn.scalar(sa.text("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY healcat.%'")):
+            if not conn.scalar(backend, {"app": app}):
                 break
+        assert time.monotonic() < deadline, "the killed loader's backend never went away"
         time.sleep(0.05)
     with engine.connect() as conn:
         assert conn.scalar(sa.text("SELECT count(*) FROM healcat.release WHERE name = 'scratch/killed'")) == 0

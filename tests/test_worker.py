@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -88,8 +89,11 @@ def test_a_dead_workers_job_is_requeued(engine, catalog, tmp_path, scratch_relea
         assert queue.requeue_orphans(conn) == [], "the job's worker is alive: leave it alone"
     dying.invalidate()  # the worker's session ends without a word, as under SIGKILL
     dying.close()
+    deadline = time.monotonic() + 30  # the server releases the dead session's locks when it notices
     with engine.connect() as conn:
-        assert queue.requeue_orphans(conn) == [job_id]
+        while not (requeued := queue.requeue_orphans(conn)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert requeued == [job_id]
     (job,) = _jobs(engine)
     assert job.status == "queued" and "doomed died" in job.error
     assert Worker(engine, name="test").run(once=True) >= 1

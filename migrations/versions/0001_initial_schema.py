@@ -122,6 +122,8 @@ def upgrade() -> None:
     sa.Column('attrs', postgresql.JSONB(astext_type=sa.Text()), server_default='{}', nullable=False, comment='survey columns with no table of their own'),
     sa.CheckConstraint('(hpx IS NULL) = (ra IS NULL) AND (ra IS NULL) = (dec IS NULL)', name=op.f('ck_source_position_complete')),
     sa.CheckConstraint('dec BETWEEN -90 AND 90', name=op.f('ck_source_dec_range')),
+    sa.CheckConstraint('hpx IS NULL OR shard = hpx >> 50', name=op.f('ck_source_shard_is_hpx_pixel')),
+    sa.CheckConstraint('shard BETWEEN -1 AND 3071', name=op.f('ck_source_shard_range')),
     sa.CheckConstraint('ra >= 0 AND ra < 360', name=op.f('ck_source_ra_range')),
     sa.ForeignKeyConstraint(['release_id'], ['healcat.release.release_id'], name=op.f('fk_source_release_id_release')),
     sa.PrimaryKeyConstraint('source_id', 'shard', name=op.f('pk_source')),
@@ -238,6 +240,22 @@ def upgrade() -> None:
     )
     op.execute((SQL / "healpix_v1.sql").read_text())
     op.execute((SQL / "queries_v1.sql").read_text())
+    # The PL/pgSQL functions resolve names (vector, <=>, healcat's own) the same way whatever the
+    # caller's search_path.
+    op.execute(
+        """
+        DO $$
+        DECLARE
+            f regprocedure;
+            vector_schema text := (SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'vector');
+        BEGIN
+            FOR f IN SELECT p.oid::regprocedure FROM pg_proc AS p JOIN pg_language AS l ON l.oid = p.prolang
+                     WHERE p.pronamespace = 'healcat'::regnamespace AND l.lanname = 'plpgsql' LOOP
+                EXECUTE format('ALTER FUNCTION %s SET search_path = pg_catalog, healcat, %s', f, vector_schema);
+            END LOOP;
+        END $$;
+        """
+    )
 
 
 def downgrade() -> None:
@@ -245,7 +263,7 @@ def downgrade() -> None:
         """
         DROP FUNCTION healcat.similar_sources, healcat.similar_to_vector, healcat.nearest_embeddings, healcat.check_k,
             healcat.resolve_model,
-            healcat.ensure_embedding_index, healcat.cone_search, healcat.check_cone,
+            healcat.cone_search, healcat.check_cone,
             healcat.hpx_cone_cover, healcat.hpx_pix2ang, healcat.hpx_ang2pix, healcat.angdist_deg;
         DROP VIEW healcat.current_prediction, healcat.current_model;
         """

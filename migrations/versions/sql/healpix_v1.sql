@@ -22,7 +22,9 @@
 
 -- ---------------------------------------------------------------------------
 -- Great-circle distance in degrees (haversine, numerically stable for tiny
--- angles; the least(1, ...) clamp guards asin against rounding above 1).
+-- angles; the least(1, ...) clamp guards asin against rounding above 1, and
+-- the "+ 0 * (...)" term keeps a NULL or NaN argument NULL or NaN instead of
+-- letting least() turn it into 180 deg).
 -- A single SQL expression, so the planner inlines it.
 -- ---------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION healcat.angdist_deg(ra1 float8, dec1 float8,  -- [deg]
@@ -33,7 +35,8 @@ AS $$
     SELECT degrees(2.0 * asin(least(1.0::float8, sqrt(
                  power(sin(radians(dec2 - dec1) / 2.0), 2)
                + cos(radians(dec1)) * cos(radians(dec2))
-                 * power(sin(radians(ra2 - ra1) / 2.0), 2)))))
+                 * power(sin(radians(ra2 - ra1) / 2.0), 2)))
+               + 0.0 * (ra1 + dec1 + ra2 + dec2)))
 $$;
 
 COMMENT ON FUNCTION healcat.angdist_deg(float8, float8, float8, float8) IS

@@ -1,16 +1,20 @@
 -- healcat query functions, version 1. Applied by migration 0001; change them in a
 -- new migration with new (_v2) definitions rather than by editing this file.
 
--- The current version of each model: the newest one not retired.
+-- The current version of each model: the newest one not retired (weights left out).
 CREATE VIEW healcat.current_model AS
-SELECT DISTINCT ON (name) *
+SELECT DISTINCT ON (name)
+       model_id, name, version, task, framework, weights_path, weights_sha256, training_set,
+       hyperparams, metrics, embedding_dim, created_at, retired_at
 FROM healcat.model
 WHERE retired_at IS NULL
 ORDER BY name, created_at DESC, model_id DESC;
 
 -- Each source's prediction from the current version of each model.
 CREATE VIEW healcat.current_prediction AS
-SELECT m.name AS model_name, m.version AS model_version, m.task, p.*
+SELECT m.name AS model_name, m.version AS model_version, m.task,
+       p.shard, p.source_id, p.model_id, p.run_id, p.value, p.uncertainty,
+       p.pdf_weights, p.pdf_means, p.pdf_sigmas, p.created_at
 FROM healcat.prediction AS p
 JOIN healcat.current_model AS m USING (model_id);
 
@@ -35,18 +39,20 @@ BEGIN
 END $$;
 
 -- Sources within radius_arcsec of (ra_deg, dec_deg), ICRS, nearest first.
--- Coarse step: the HEALPix order-29 ranges of the cone on the btree of source.hpx,
--- each range its own index scan (LATERAL), plus shard = ANY(cover) so that a
--- distributed planner can prune; exact step: the haversine distance.
+-- Coarse step: the cone's HEALPix order-29 ranges as OR-ed conditions on the btree of
+-- source.hpx, plus shard = ANY(cover) so that a distributed planner (Citus) can prune; both
+-- are literals in a statement planned for this call, so the planner sees the real ranges
+-- (a generic plan over range parameters can flip to scanning whole shards). Exact step: the
+-- haversine distance.
 CREATE FUNCTION healcat.cone_search(
     ra_deg float8, dec_deg float8, radius_arcsec float8, release_name text DEFAULT NULL)
 RETURNS TABLE (source_id bigint, release text, object_id text, ra float8, "dec" float8, distance_arcsec float8)
 LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
-#variable_conflict use_column
 DECLARE
     los bigint[];
     his bigint[];
-    shards smallint[];
+    ranges text;
+    shards text;
     rel integer;
 BEGIN
     PERFORM healcat.check_cone(ra_deg, dec_deg, radius_arcsec);
@@ -59,37 +65,19 @@ BEGIN
     END IF;
     SELECT array_agg(c.lo ORDER BY c.lo), array_agg(c.hi ORDER BY c.lo) INTO los, his
     FROM healcat.hpx_cone_cover(ra_deg, dec_deg, radius_arcsec / 3600.0) AS c;
-    SELECT array_agg(DISTINCT s::smallint) INTO shards
-    FROM unnest(los, his) AS c(lo, hi), generate_series(c.lo >> 50, (c.hi - 1) >> 50) AS s;
-    RETURN QUERY
-    SELECT m.source_id, r.name, m.object_id, m.ra, m.dec, m.dist_deg * 3600.0
-    FROM unnest(los, his) AS c(lo, hi)
-    CROSS JOIN LATERAL (
-        SELECT s.source_id, s.release_id, s.object_id, s.ra, s.dec,
-               healcat.angdist_deg(ra_deg, dec_deg, s.ra, s.dec) AS dist_deg
+    SELECT string_agg(format('(s.hpx >= %s AND s.hpx < %s)', c.lo, c.hi), ' OR ') INTO ranges
+    FROM unnest(los, his) AS c(lo, hi);
+    SELECT array_agg(DISTINCT x)::text INTO shards
+    FROM unnest(los, his) AS c(lo, hi), generate_series(c.lo >> 50, (c.hi - 1) >> 50) AS x;
+    RETURN QUERY EXECUTE format($q$
+        SELECT s.source_id, r.name, s.object_id, s.ra, s.dec, d.dist_deg * 3600.0
         FROM healcat.source AS s
-        WHERE s.hpx >= c.lo AND s.hpx < c.hi AND s.shard = ANY(shards)
-          AND (rel IS NULL OR s.release_id = rel)
-        OFFSET 0  -- keep this a per-range index scan: never flatten it into one join over all shards
-    ) AS m
-    JOIN healcat.release AS r ON r.release_id = m.release_id
-    WHERE m.dist_deg <= radius_arcsec / 3600.0
-    ORDER BY m.dist_deg, m.source_id;
-END $$;
-
--- Build the HNSW index of one model's embeddings (cosine distance), once they are written.
-CREATE FUNCTION healcat.ensure_embedding_index(p_model_id integer)
-RETURNS void LANGUAGE plpgsql AS $$
-DECLARE
-    dim integer;
-BEGIN
-    SELECT m.embedding_dim INTO dim FROM healcat.model AS m WHERE m.model_id = p_model_id;
-    IF dim IS NULL THEN
-        RAISE EXCEPTION 'model % has no embedding_dim', p_model_id;
-    END IF;
-    EXECUTE format(
-        'CREATE INDEX IF NOT EXISTS %I ON healcat.embedding USING hnsw ((vec::vector(%s)) vector_cosine_ops) '
-        'WHERE model_id = %s', 'ix_embedding_hnsw_' || p_model_id, dim, p_model_id);
+        JOIN healcat.release AS r ON r.release_id = s.release_id
+        CROSS JOIN LATERAL (SELECT healcat.angdist_deg($1, $2, s.ra, s.dec) AS dist_deg) AS d
+        WHERE (%s) AND s.shard = ANY(%L::smallint[]) %s AND d.dist_deg <= $3
+        ORDER BY d.dist_deg, s.source_id$q$,
+        ranges, shards, CASE WHEN rel IS NULL THEN '' ELSE 'AND s.release_id = $4' END)
+    USING ra_deg, dec_deg, radius_arcsec / 3600.0, rel;
 END $$;
 
 -- The model version a search uses: the named version, else the current one.
@@ -123,12 +111,14 @@ END $$;
 -- the public functions below make them). The HNSW index is per model (a partial index on
 -- vec::vector(dim)), so the query text carries the model's id and dimension as literals; the
 -- vector and k are parameters. Iterative index scans return all k rows in order, even past ef_search.
+-- The SET clauses make the HNSW settings this function's own: they are restored when it returns.
 CREATE FUNCTION healcat.nearest_embeddings(query vector, p_model_id integer, dim integer, k integer)
 RETURNS TABLE (source_id bigint, release text, object_id text, ra float8, "dec" float8, distance float8)
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE
+SET hnsw.ef_search = 40 SET hnsw.iterative_scan = strict_order
+AS $$
 BEGIN
     PERFORM set_config('hnsw.ef_search', greatest(40, least(1000, 2 * k))::text, true);
-    PERFORM set_config('hnsw.iterative_scan', 'strict_order', true);
     RETURN QUERY EXECUTE format($q$
         SELECT e.source_id, r.name, s.object_id, s.ra, s.dec, e.distance
         FROM (SELECT x.shard, x.source_id, (x.vec::vector(%1$s) <=> $1::vector(%1$s))::float8 AS distance
@@ -152,6 +142,10 @@ DECLARE
 BEGIN
     PERFORM healcat.check_k(k);
     SELECT * INTO m FROM healcat.resolve_model(model_name, model_version);
+    IF query IS NULL OR vector_norm(query) = 0 THEN
+        RAISE EXCEPTION 'similar: the query vector must be a non-zero vector, got %', coalesce(query::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     IF vector_dims(query) <> m.embedding_dim THEN
         RAISE EXCEPTION 'similar: model %/% has % dimensions, the query vector %',
             m.name, m.version, m.embedding_dim, vector_dims(query) USING ERRCODE = 'invalid_parameter_value';
@@ -167,15 +161,16 @@ LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
 DECLARE
     m record;
+    sh smallint;
     q vector;
 BEGIN
     PERFORM healcat.check_k(k);
     SELECT * INTO m FROM healcat.resolve_model(model_name, model_version);
-    SELECT e.vec INTO q
-    FROM healcat.source AS s
-    JOIN healcat.embedding AS e ON e.shard = s.shard AND e.source_id = s.source_id
-    WHERE s.source_id = p_source_id AND e.model_id = m.model_id;
-    IF NOT FOUND THEN
+    -- The shard first (source's key leads with source_id), then the embedding by its whole key.
+    SELECT s.shard INTO sh FROM healcat.source AS s WHERE s.source_id = p_source_id;
+    SELECT e.vec INTO q FROM healcat.embedding AS e
+    WHERE e.shard = sh AND e.source_id = p_source_id AND e.model_id = m.model_id;
+    IF q IS NULL THEN
         RAISE EXCEPTION 'similar: source % has no embedding from model %/%', p_source_id, m.name, m.version
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
