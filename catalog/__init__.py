@@ -1,5 +1,5 @@
 """healcat: a HEALPix-indexed sky catalog in PostgreSQL with embedded ML services."""
 
-from catalog.search import cone_search, similar
+from catalog.search import cone_search, similar, source_id_of
 
-__all__ = ["cone_search", "similar"]
+__all__ = ["cone_search", "similar", "source_id_of"]

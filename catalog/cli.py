@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -77,6 +78,8 @@ def cmd_db(args: argparse.Namespace) -> None:
             raise HealcatError("db stop: HEALCAT_DATABASE_URL is set; healcat does not manage that server")
         print("stopped" if db.EmbeddedServer().stop() else "not running")
         return
+    if args.action == "psql":
+        _exec_psql(db.libpq_url())
     if args.action == "status" and db.uses_embedded() and not db.EmbeddedServer().running():
         print(f"embedded server: not running (data in {db.EmbeddedServer().pgdata})")
         return
@@ -96,6 +99,17 @@ def cmd_db(args: argparse.Namespace) -> None:
         where = f"embedded in {db.EmbeddedServer().pgdata}" if db.uses_embedded() else "HEALCAT_DATABASE_URL"
         print(f"server: PostgreSQL {version} ({where})\npgvector: {vector or 'not installed'}")
         print(f"schema revision: {revision or 'none (run: healcat db up)'}")
+
+
+def _exec_psql(url: str) -> None:
+    """Replace this process with psql on the catalog: the system's, else the embedded server's own."""
+    import os
+    import shutil
+
+    from catalog.db import embedded_bin
+
+    psql = shutil.which("psql") or str(embedded_bin() / "psql")
+    os.execv(psql, [psql, url])
 
 
 def cmd_ingest(args: argparse.Namespace) -> None:
@@ -127,9 +141,10 @@ def cmd_cone(args: argparse.Namespace) -> None:
 
 
 def cmd_similar(args: argparse.Namespace) -> None:
-    from catalog.search import similar
+    from catalog.search import similar, source_id_of
 
-    _print_table(similar(args.source_id, model=args.model, k=args.k, version=args.version), args.format)
+    source_id = args.source_id if args.object_id is None else source_id_of(args.object_id, release=args.release)
+    _print_table(similar(source_id, model=args.model, k=args.k, version=args.version), args.format)
 
 
 def cmd_enqueue(args: argparse.Namespace) -> None:
@@ -197,12 +212,18 @@ def _metrics_line(metrics: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="healcat", description="A sky catalog database with embedded ML services.")
+    parser = argparse.ArgumentParser(prog="healcat", description="A sky catalog database with embedded ML services.",
+                                     epilog="HEALCAT_DATABASE_URL picks another PostgreSQL; HEALCAT_HOME the embedded "
+                                            "server's folder; HEALCAT_DATA_DIR where survey files are read.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    formatter = argparse.ArgumentDefaultsHelpFormatter
 
-    p = sub.add_parser("db", help="the database: up (start embedded server, migrate), status, url, stop")
-    p.add_argument("action", choices=["up", "status", "url", "stop"])
+    p = sub.add_parser("db", help="the database: up, status, url, psql, stop", formatter_class=formatter,
+                       description="up: start the embedded server if it is the one used, and migrate to the newest "
+                                   "schema; status: server, pgvector and schema versions; url: a libpq URL for psql "
+                                   "and other clients; psql: open psql on the catalog; stop: stop the embedded server")
+    p.add_argument("action", choices=["up", "status", "url", "psql", "stop"])
     p.set_defaults(func=cmd_db)
 
     p = sub.add_parser("ingest", help="ingest a release through its mapping (idempotent)")
@@ -210,11 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--file", help="read this file instead of the one the mapping names")
     p.set_defaults(func=cmd_ingest)
 
-    p = sub.add_parser("train", help="train a model on the catalog and register it")
+    p = sub.add_parser("train", help="train a model on the catalog and register it", formatter_class=formatter)
     p.add_argument("task", choices=["photoz"])
     p.add_argument("release", help="train on this release's spectroscopic galaxies, e.g. sdss/dr14-skyserver-10k")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, the initial weights and the batches")
+    p.add_argument("--epochs", type=int, help="most epochs (early stopping may end sooner; default: the model's)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("infer", help="run a model over a release and write predictions and embeddings")
@@ -225,7 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_infer)
 
     fmt = dict(choices=["table", "csv", "ecsv", "votable"], default="table", help="output format")
-    p = sub.add_parser("cone", help="sources within a radius of a position, nearest first")
+    p = sub.add_parser("cone", help="sources within a radius of a position, nearest first",
+                       formatter_class=formatter)
+    # A negative sexagesimal declination (-0d05m23s, -12:30:00) is an argument, not an option.
+    p._negative_number_matcher = re.compile(r"^-\d[\d.:hdms'\"]*$")
     p.add_argument("ra", type=_ra_deg, help="ICRS right ascension: degrees, or hours as 12h30m49s")
     p.add_argument("dec", type=_dec_deg, help="ICRS declination: degrees, or 12d23m28s")
     p.add_argument("radius", type=_radius_arcsec, help="radius: arcsec, or with a unit (2arcmin, 0.5deg)")
@@ -233,11 +257,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", **fmt)
     p.set_defaults(func=cmd_cone)
 
-    p = sub.add_parser("similar", help="the sources most similar to a source in a model's embedding space")
-    p.add_argument("source_id", type=int, help="healcat source_id")
-    p.add_argument("--model", default="photoz-sdss")
+    p = sub.add_parser("similar", help="the sources most similar to a source in a model's embedding space",
+                       formatter_class=formatter)
+    p.add_argument("source_id", type=int, nargs="?",
+                   help="healcat source_id (the first column of `healcat cone`)")
+    p.add_argument("--object-id", help="the survey's own id instead, e.g. 0275-51910-0435")
+    p.add_argument("--release", help="with --object-id: the release, when several have that id")
+    p.add_argument("--model", default="photoz-sdss", help="embedding model")
     p.add_argument("--version", help="model version (default: the current one)")
-    p.add_argument("-k", type=int, default=10)
+    p.add_argument("-k", type=int, default=10, help="how many neighbours")
     p.add_argument("--format", **fmt)
     p.set_defaults(func=cmd_similar)
 
@@ -264,7 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "similar" and (args.source_id is None) == (args.object_id is None):
+        parser.error("similar: give a SOURCE_ID or --object-id, not both or neither")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         args.func(args)

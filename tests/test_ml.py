@@ -166,3 +166,19 @@ def test_versions_coexist_and_current_is_a_query(engine, catalog):
     with engine.connect() as conn:
         assert conn.scalar(sa.text("SELECT model_id FROM healcat.current_model WHERE name = :n"),
                            {"n": PHOTOZ_MODEL}) == v1.model_id
+
+
+def test_null_or_zero_vectors_are_errors_and_hnsw_settings_do_not_leak(engine, catalog):
+    with pytest.raises(QueryError, match="must be a non-zero vector"):
+        similar(vector=np.zeros(16), model=PHOTOZ_MODEL)
+    with engine.connect() as conn:
+        with pytest.raises(sa.exc.DBAPIError, match="must be a non-zero vector, got NULL"):
+            conn.execute(sa.text("SELECT * FROM healcat.similar_to_vector(NULL, :m)"), {"m": PHOTOZ_MODEL}).all()
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT * FROM healcat.similar_sources(:s, :m, 500)"),
+                     {"s": _a_galaxy(engine), "m": PHOTOZ_MODEL}).all()
+        assert conn.scalar(sa.text("SHOW hnsw.ef_search")) == "40"
+        assert conn.scalar(sa.text("SHOW hnsw.iterative_scan")) == "off"
+        valid = conn.scalar(sa.text("SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                                    "WHERE c.relname = :n"), {"n": f"ix_embedding_hnsw_{catalog['model'].model_id}"})
+    assert valid is True

@@ -28,7 +28,7 @@ def _statements() -> list[str]:
 
 def test_readme_has_the_sql_an_astronomer_types():
     statements = _statements()
-    assert any("healcat.cone_search(185.0, 15.5, 60.0)" in s for s in statements)
+    assert any("healcat.cone_search(160.9415, 0.7968, 600.0)" in s for s in statements)
     assert any("healcat.similar_sources(" in s for s in statements)
 
 
@@ -36,11 +36,12 @@ def test_readme_has_the_sql_an_astronomer_types():
 def test_readme_sql_runs(engine, catalog, statement):
     with engine.connect() as conn:
         rows = conn.execute(sa.text(statement.replace(":", r"\:"))).all()
-    assert rows or "(185.0, 15.5, 60.0)" in statement, "README examples show real answers"
+    assert rows, "README examples show real answers"
 
 
 @pytest.mark.parametrize("command", [line for block in _blocks("sh") for line in block.splitlines()
-                                     if line.startswith("healcat ") and "--help" not in line])
+                                     if line.startswith("healcat ") and "--help" not in line
+                                     and "db psql" not in line])  # psql is interactive
 def test_readme_commands_run(catalog, command, capsys):
     argv = shlex.split(command.split("#")[0])[1:]
     assert main(argv) == 0

@@ -154,3 +154,25 @@ def test_cli_cone_gives_the_same_rows(capsys, catalog):
     assert len(out) >= 1
     assert main(["cone", "10", "95", "60"]) == 1
     assert "dec_deg must be in [-90, 90], got 95.0" in capsys.readouterr().err
+
+
+def test_sql_functions_work_whatever_the_callers_search_path(engine, catalog):
+    with engine.connect() as conn:
+        conn.exec_driver_sql("SET search_path = pg_catalog")
+        n = conn.scalar(sa.text("SELECT count(*) FROM healcat.cone_search(160.9415, 0.7968, 600.0)"))
+        sid = conn.scalar(sa.text("SELECT source_id FROM healcat.source WHERE object_id = '0275-51910-0435'"))
+        similar_rows = conn.execute(sa.text("SELECT * FROM healcat.similar_sources(:s, 'photoz-sdss', 3)"),
+                                    {"s": sid}).all()
+    assert n >= 10 and len(similar_rows) == 3
+
+
+def test_angular_distance_keeps_null_and_nan(conn):
+    got = conn.execute(sa.text("SELECT healcat.angdist_deg(NULL, 15.5, 185.1, 15.5), "
+                               "healcat.angdist_deg('NaN', 15.5, 185.1, 15.5)")).one()
+    assert got[0] is None and np.isnan(got[1])
+
+
+def test_shard_must_be_the_hpx_pixel(conn, catalog):
+    with pytest.raises(sa.exc.IntegrityError, match="ck_source_shard_is_hpx_pixel"):
+        conn.execute(sa.text("UPDATE healcat.source SET shard = shard + 1 WHERE source_id = "
+                             "(SELECT min(source_id) FROM healcat.source WHERE hpx IS NOT NULL)"))
