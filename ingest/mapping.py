@@ -177,42 +177,49 @@ def load_mapping(path: Path | str) -> Mapping:
 Problems = dict[int, tuple[str | None, str]]
 
 
-def _degrees(table: Table, col: Column, problems: Problems) -> np.ndarray:
-    """Angles in degrees from numbers in the column's unit or sexagesimal strings ('12:30:49.4', '12h30m49s')."""
-    values = table[col.name]
-    unit = POSITION_UNITS[col.unit or "deg"]
-    if values.dtype.kind in "iuf":
-        return (np.ma.filled(np.ma.asarray(values, dtype=np.float64), np.nan) * unit).to_value(u.deg)
-    out = np.full(len(values), np.nan)
-    for i, value in enumerate(values):
+def _parse_cells(column, parse, problems: Problems, name: str, expected: str) -> np.ndarray:
+    """Floats from a column of text, cell by cell: empty cells are NaN (missing); a cell ``parse``
+    rejects is NaN and a problem naming the column, the text and what was ``expected``."""
+    out = np.full(len(column), np.nan)
+    for i, value in enumerate(column):
         text = "" if value is np.ma.masked else str(value).strip()
         if not text:
             continue
         try:
-            out[i] = float(text) * unit.to(u.deg)
-        except ValueError:
-            try:
-                out[i] = Angle(text, unit=unit).deg
-            except (ValueError, TypeError, u.UnitsError):
-                problems.setdefault(i, (col.name, f"{col.name} {text!r} is not an angle in {unit}"))
+            out[i] = parse(text)
+        except (ValueError, TypeError, u.UnitsError):
+            problems.setdefault(i, (name, f"{name} {text!r} is not {expected}"))
     return out
+
+
+def _numeric(column) -> np.ndarray | None:
+    """The column as float64 with masked cells NaN, if its type is numeric."""
+    if column.dtype.kind not in "iufb":
+        return None
+    return np.ma.filled(np.ma.asarray(column, dtype=np.float64), np.nan)
+
+
+def _degrees(table: Table, col: Column, problems: Problems) -> np.ndarray:
+    """Angles in degrees from numbers in the column's unit or sexagesimal strings ('12:30:49.4', '12h30m49s')."""
+    unit = POSITION_UNITS[col.unit or "deg"]
+    values = _numeric(table[col.name])
+    if values is not None:
+        return values * unit.to(u.deg)
+
+    def angle(text: str) -> float:
+        try:
+            return float(text) * unit.to(u.deg)
+        except ValueError:
+            return Angle(text, unit=unit).deg
+
+    return _parse_cells(table[col.name], angle, problems, col.name, f"an angle in {unit}")
 
 
 def _floats(table: Table, name: str, problems: Problems, sentinels: tuple[float, ...] = ()) -> np.ndarray:
     """Numbers from a column; empty cells and sentinel values are NaN (missing), text that is no number a problem."""
-    column = table[name]
-    if column.dtype.kind in "iufb":
-        values = np.ma.filled(np.ma.asarray(column, dtype=np.float64), np.nan)
-    else:
-        values = np.full(len(column), np.nan)
-        for i, value in enumerate(column):
-            text = "" if value is np.ma.masked else str(value).strip()
-            if not text:
-                continue
-            try:
-                values[i] = float(text)
-            except ValueError:
-                problems.setdefault(i, (name, f"{name} {text!r} is not a number"))
+    values = _numeric(table[name])
+    if values is None:
+        values = _parse_cells(table[name], float, problems, name, "a number")
     if sentinels:
         values[np.isin(values, sentinels)] = np.nan
     return values
