@@ -1,10 +1,12 @@
 """Cone and similarity searches from Python, returning astropy Tables with units.
 
-A search is a validated value, then a coarse HEALPix filter on the btree of
-``source.hpx`` (the cone's order-29 ranges, computed by healpy), then an
-exact angular-distance recheck in SQL. The SQL functions of the same names
-(``healcat.cone_search``, ``healcat.similar_sources``) give the same rows;
-the tests hold the two paths to that.
+A cone search is a validated value, then a coarse HEALPix filter on the btree
+of ``source.hpx`` (the cone's order-29 ranges, computed here by healpy), then an
+exact angular-distance recheck in SQL; ``healcat.cone_search`` does the same in
+the database with its own PL/pgSQL cover, and the tests hold the two to the same
+rows and to astropy. Similarity searches call the SQL functions
+(``healcat.similar_sources``, ``healcat.similar_to_vector``), the one place the
+per-model HNSW index is queried.
 """
 
 from __future__ import annotations
