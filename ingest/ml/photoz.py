@@ -221,7 +221,7 @@ def to_bytes(model: PhotoZMDN) -> bytes:
 
 
 def load(path: str, map_location: str | torch.device | None = None) -> PhotoZMDN:
-    """Load a model written by :func:`save` (``weights_only=True``); returns it in eval mode."""
+    """Load a model from a file of :func:`to_bytes` output (``weights_only=True``); returns it in eval mode."""
     blob = torch.load(path, map_location=map_location, weights_only=True)
     model = PhotoZMDN(**blob["hparams"])
     model.load_state_dict(blob["state_dict"])
