@@ -157,6 +157,15 @@ def test_versions_coexist_and_current_is_a_query(engine, catalog):
         sid = _a_galaxy(engine)
         assert len(similar(sid, model=PHOTOZ_MODEL, k=3, version=v1.version)) == 3
         assert len(similar(sid, model=PHOTOZ_MODEL, k=3)) == 3
+        with engine.begin() as conn:  # retiring v2 makes v1 current again and deletes nothing
+            conn.execute(sa.text("UPDATE healcat.model SET retired_at = now() WHERE model_id = :m"),
+                         {"m": v2.model_id})
+        with engine.connect() as conn:
+            assert conn.scalar(sa.text("SELECT version FROM healcat.current_model WHERE name = :n"),
+                               {"n": PHOTOZ_MODEL}) == v1.version
+            assert conn.scalar(sa.text("SELECT count(*) FROM healcat.prediction WHERE model_id = :m"),
+                               {"m": v2.model_id}) == run.n_predicted
+        assert len(similar(sid, model=PHOTOZ_MODEL, k=3, version=v2.version)) == 3, "a retired version still answers"
     finally:
         with engine.begin() as conn:  # put the catalog back as the other tests know it
             for table in ("prediction", "embedding", "inference_run"):
