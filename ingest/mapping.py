@@ -249,7 +249,7 @@ def apply(mapping: Mapping, table: Table, first_row: int = 1) -> MappedChunk:
     """Map an input Table (a chunk starting at data row ``first_row``) to healcat's columns."""
     n = len(table)
     problems: Problems = {}
-    names = sorted(mapping.used_columns())
+    names = sorted(set(mapping.object_id_fields) | set(mapping.attrs))  # the only per-row work
     rows = [dict(zip(names, r)) for r in table.iterrows(*names)] if n else []
     object_id = np.full(n, None, dtype=object)
     for i, row in enumerate(rows):

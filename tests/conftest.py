@@ -8,6 +8,7 @@ the end) or clean up what they committed.
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 
@@ -74,6 +75,27 @@ def conn(engine):
         transaction = connection.begin()
         yield connection
         transaction.rollback()
+
+
+def sdss_rows() -> list[dict[str, str]]:
+    """The SDSS sample's rows as text, as csv.DictReader reads them."""
+    from ingest.mapping import load_mapping
+
+    with load_mapping(SDSS).input_path().open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def spec_name(row: dict[str, str]) -> str:
+    """The exact object id the SDSS mapping builds: PLATE-MJD-FIBER."""
+    return f"{int(row['plate']):04d}-{int(row['mjd']):05d}-{int(row['fiberid']):04d}"
+
+
+def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
 
 
 def scratch_mapping(folder: Path, version: str) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +14,9 @@ from catalog.errors import IngestError, MappingError
 from ingest import readers
 from ingest.load import ingest_release
 from ingest.mapping import apply, load_mapping
-from tests.conftest import GAIA_RELEASE, SDSS, SDSS_RELEASE, scratch_mapping
+from tests.conftest import GAIA_RELEASE, SDSS, SDSS_RELEASE, scratch_mapping, sdss_rows, spec_name, write_csv
 
 SDSS_CSV = load_mapping(SDSS).input_path()
-
-
-def sdss_rows() -> list[dict[str, str]]:
-    with SDSS_CSV.open() as fh:
-        return list(csv.DictReader(fh))
 
 
 def test_mapping_builds_exact_ids_and_converts_units():
@@ -30,7 +24,7 @@ def test_mapping_builds_exact_ids_and_converts_units():
     table = Table.read(SDSS_CSV, format="ascii.csv")[:50]
     chunk = apply(mapping, table, first_row=1)
     first = sdss_rows()[0]
-    assert chunk.object_id[0] == f"{int(first['plate']):04d}-{int(first['mjd']):05d}-{int(first['fiberid']):04d}"
+    assert chunk.object_id[0] == spec_name(first)
     assert chunk.ra_deg[0] == pytest.approx(float(first["ra"]), abs=1e-12)
     assert chunk.mags["sdss_r"][0] == pytest.approx(float(first["r"]), abs=1e-6)
     assert chunk.row_number.tolist() == list(range(1, 51))
@@ -81,7 +75,7 @@ def test_release_is_loaded_whole_with_exact_ids_and_hpx(engine, catalog):
             " JOIN healcat.release r USING (release_id) WHERE r.name = :n UNION ALL "
             "SELECT 'spec', count(*) FROM healcat.spec_redshift z JOIN healcat.source s USING (shard, source_id)"
             " JOIN healcat.release r USING (release_id) WHERE r.name = :n"), {"n": SDSS_RELEASE}).all())
-    expected_ids = sorted(f"{int(r['plate']):04d}-{int(r['mjd']):05d}-{int(r['fiberid']):04d}" for r in rows)
+    expected_ids = sorted(spec_name(r) for r in rows)
     assert [g.object_id for g in got] == expected_ids
     assert counts == {"photometry": 5 * len(rows), "spec": len(rows)}
     ra = np.array([g.ra for g in got])
@@ -122,14 +116,6 @@ def test_reingesting_changes_nothing(engine, catalog):
     assert snapshot() == before
 
 
-def _write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
 def _quarantine(engine, release_id):
     with engine.connect() as conn:
         return conn.execute(sa.text(
@@ -143,7 +129,7 @@ def test_bad_rows_are_quarantined_with_file_row_and_column(engine, tmp_path, scr
     rows[7]["dec"] = "95.5"
     rows[11] = dict(rows[2])  # duplicate object
     rows[15]["u"] = "-9999"  # sentinel: a missing magnitude, not a bad row
-    path = _write_csv(tmp_path / "bad.csv", rows)
+    path = write_csv(tmp_path / "bad.csv", rows)
     result = ingest_release(scratch_mapping(tmp_path, "bad-rows"), engine, file=path)
     assert result.row_counts["rows_read"] == 20
     assert result.row_counts["source"] == 17 and result.row_counts["quarantine"] == 3
@@ -165,7 +151,7 @@ def test_unreadable_and_implausible_cells_are_quarantined_not_fatal(engine, tmp_
     rows[5]["redshift"] = "99"
     rows[6]["ra"] = "360.0"  # the same direction as 0: kept, stored as 0
     rows[7]["redshift"] = ""  # class without a redshift: kept, z NULL
-    path = _write_csv(tmp_path / "cells.csv", rows)
+    path = write_csv(tmp_path / "cells.csv", rows)
     result = ingest_release(scratch_mapping(tmp_path, "cells"), engine, file=path)
     q = _quarantine(engine, result.release_id)
     assert [(r.row_number, r.column_name) for r in q] == [
@@ -179,9 +165,9 @@ def test_unreadable_and_implausible_cells_are_quarantined_not_fatal(engine, tmp_
             " LEFT JOIN healcat.spec_redshift z USING (shard, source_id) WHERE r.name = 'scratch/cells'"
             " ORDER BY s.object_id")).all()
     by_id = {k.object_id: k for k in kept}
-    oid = f"{int(rows[6]['plate']):04d}-{int(rows[6]['mjd']):05d}-{int(rows[6]['fiberid']):04d}"
+    oid = spec_name(rows[6])
     assert by_id[oid].ra == 0.0
-    oid = f"{int(rows[7]['plate']):04d}-{int(rows[7]['mjd']):05d}-{int(rows[7]['fiberid']):04d}"
+    oid = spec_name(rows[7])
     assert by_id[oid].z is None and by_id[oid].spec_class == rows[7]["class"]
 
 
@@ -196,7 +182,7 @@ def test_broken_file_and_changed_content_fail_clearly(engine, tmp_path, scratch_
     empty.write_text(header + "\n")
     with pytest.raises(IngestError, match="empty.csv: no data rows"):
         ingest_release(mapping, engine, file=empty)
-    hopeless = _write_csv(tmp_path / "hopeless.csv", [{**r, "dec": "91"} for r in sdss_rows()[:3]])
+    hopeless = write_csv(tmp_path / "hopeless.csv", [{**r, "dec": "91"} for r in sdss_rows()[:3]])
     with pytest.raises(IngestError, match=r"all 3 rows failed validation.*row 1 column dec: dec 91.0 deg"):
         ingest_release(mapping, engine, file=hopeless)
     with engine.connect() as conn:  # the failed releases left nothing behind

@@ -11,7 +11,7 @@ from catalog.cli import main
 from ingest import queue
 from ingest.mapping import load_mapping
 from ingest.worker import Worker
-from tests.conftest import SDSS, scratch_mapping
+from tests.conftest import SDSS, scratch_mapping, sdss_rows, write_csv
 
 
 def _small_sdss(folder: Path, n_rows: int) -> Path:
@@ -104,12 +104,9 @@ def test_inference_counts_skipped_galaxies_and_loads_weights_from_the_catalog(en
                                                                             scratch_release):
     from ingest.inference import run_photoz
 
-    lines = load_mapping(SDSS).input_path().read_text().splitlines()
-    header, rows = lines[0].split(","), [dict(zip(lines[0].split(","), line.split(","))) for line in lines[1:400]]
-    galaxies = [r for r in rows if r["class"] == "GALAXY"][:10]
+    galaxies = [r for r in sdss_rows() if r["class"] == "GALAXY"][:10]
     galaxies[0]["u"] = ""  # not measured: no prediction, counted as skipped
-    path = tmp_path / "ten.csv"
-    path.write_text(",".join(header) + "\n" + "\n".join(",".join(g[h] for h in header) for g in galaxies) + "\n")
+    path = write_csv(tmp_path / "ten.csv", galaxies)
     from ingest.load import ingest_release
 
     ingest_release(scratch_mapping(tmp_path, "ten"), engine, file=path)
