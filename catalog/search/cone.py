@@ -1,12 +1,10 @@
-"""Cone and similarity searches from Python, returning astropy Tables with units.
+"""Cone search from Python: a validated value, a coarse HEALPix filter, an exact recheck.
 
-A cone search is a validated value, then a coarse HEALPix filter on the btree
-of ``source.hpx`` (the cone's order-29 ranges, computed here by healpy), then an
-exact angular-distance recheck in SQL; ``healcat.cone_search`` does the same in
+The coarse filter is the btree of ``source.hpx`` over the cone's order-29
+ranges (computed here by healpy) plus the order-4 shards they touch; the exact
+recheck is the angular distance in SQL. ``healcat.cone_search`` does the same in
 the database with its own PL/pgSQL cover, and the tests hold the two to the same
-rows and to astropy. Similarity searches call the SQL functions
-(``healcat.similar_sources``, ``healcat.similar_to_vector``), the one place the
-per-model HNSW index is queried.
+rows and to astropy.
 """
 
 from __future__ import annotations
@@ -14,7 +12,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import astropy.units as u
 import numpy as np
 import sqlalchemy as sa
 from astropy.table import Table
@@ -22,6 +19,7 @@ from astropy.table import Table
 from catalog import healpix
 from catalog.errors import QueryError
 from catalog.models import Release, Source
+from catalog.search.results import to_table
 
 _ANGDIST_DEG = sa.func.healcat.angdist_deg
 
@@ -75,29 +73,6 @@ class Cone:
         return query
 
 
-#: The columns a search returns: (dtype, unit).
-COLUMNS = {
-    "source_id": (np.int64, None),
-    "release": (str, None),
-    "object_id": (str, None),
-    "ra": (np.float64, u.deg),
-    "dec": (np.float64, u.deg),
-    "distance_arcsec": (np.float64, u.arcsec),
-    "distance": (np.float64, None),
-}
-
-
-def _table(result: sa.CursorResult) -> Table:
-    """Rows as a Table with fixed dtypes and units, so an empty answer still writes as VOTable or ECSV."""
-    rows = result.fetchall()
-    names = list(result.keys())
-    return Table(
-        [np.array([row[i] for row in rows], dtype=COLUMNS[name][0]) for i, name in enumerate(names)],
-        names=names,
-        units=[COLUMNS[name][1] for name in names],
-    )
-
-
 def cone_search(
     ra_deg: float, dec_deg: float, radius_arcsec: float, *, release: str | None = None, engine: sa.Engine | None = None
 ) -> Table:
@@ -111,7 +86,7 @@ def cone_search(
     with (engine or default_engine()).connect() as conn:
         if release is not None and conn.scalar(sa.select(Release.release_id).where(Release.name == release)) is None:
             raise QueryError(f"cone: no release named {release!r}")
-        return _table(conn.execute(cone.select(release)))
+        return to_table(conn.execute(cone.select(release)))
 
 
 def source_id_of(object_id: str, *, release: str | None = None, engine: sa.Engine | None = None) -> int:
@@ -128,42 +103,3 @@ def source_id_of(object_id: str, *, release: str | None = None, engine: sa.Engin
         found = f"in releases {', '.join(sorted(r.name for r in rows))}; name one" if rows else "not found"
         raise QueryError(f"object_id {object_id!r}{where}: {found}")
     return rows[0].source_id
-
-
-def similar(
-    source_id: int | None = None,
-    *,
-    vector: np.ndarray | None = None,
-    model: str = "photoz-sdss",
-    k: int = 10,
-    version: str | None = None,
-    engine: sa.Engine | None = None,
-) -> Table:
-    """The ``k`` sources nearest to a source (itself excluded) or a vector in ``model``'s embedding space.
-
-    Columns: source_id, release, object_id, ra [deg], dec [deg], distance (cosine distance, 0..2).
-    """
-    from catalog.db import engine as default_engine
-
-    if (source_id is None) == (vector is None):
-        raise QueryError("similar: give exactly one of source_id or vector")
-    if not isinstance(k, (int, np.integer)):
-        raise QueryError(f"similar: k must be an integer, got {k!r}")
-    params = {"model": model, "k": int(k), "version": version}
-    if source_id is not None:
-        query = sa.text("SELECT * FROM healcat.similar_sources(:source_id, :model, :k, :version)")
-        params["source_id"] = int(source_id)
-    else:
-        from pgvector.sqlalchemy import Vector
-
-        query = sa.text("SELECT * FROM healcat.similar_to_vector(:vector, :model, :k, :version)").bindparams(
-            sa.bindparam("vector", type_=Vector())
-        )
-        params["vector"] = np.asarray(vector, dtype=np.float32)
-    with (engine or default_engine()).connect() as conn:
-        try:
-            return _table(conn.execute(query, params))
-        except sa.exc.DBAPIError as exc:
-            if getattr(exc.orig, "sqlstate", None) == "22023":  # invalid_parameter_value from the SQL function
-                raise QueryError(str(exc.orig).splitlines()[0]) from None
-            raise

@@ -1,0 +1,30 @@
+"""Search answers as astropy Tables: fixed dtypes and units per column, so an empty answer still writes."""
+
+from __future__ import annotations
+
+import astropy.units as u
+import numpy as np
+import sqlalchemy as sa
+from astropy.table import Table
+
+#: The columns a search returns: (dtype, unit).
+COLUMNS = {
+    "source_id": (np.int64, None),
+    "release": (str, None),
+    "object_id": (str, None),
+    "ra": (np.float64, u.deg),
+    "dec": (np.float64, u.deg),
+    "distance_arcsec": (np.float64, u.arcsec),
+    "distance": (np.float64, None),
+}
+
+
+def to_table(result: sa.CursorResult) -> Table:
+    """Rows as a Table with fixed dtypes and units, so an empty answer still writes as VOTable or ECSV."""
+    rows = result.fetchall()
+    names = list(result.keys())
+    return Table(
+        [np.array([row[i] for row in rows], dtype=COLUMNS[name][0]) for i, name in enumerate(names)],
+        names=names,
+        units=[COLUMNS[name][1] for name in names],
+    )
