@@ -134,3 +134,100 @@ def candels() -> dict[str, np.ndarray]:
     return dict(candels_id=ids, z=np.concatenate(rows_z), mag_ab=np.concatenate(mags),
                 mag_err=np.concatenate(errs), code_log_mass=table, codes=np.array(names),
                 bands=np.array(CANDELS_BANDS))
+
+
+LC_BANDS = ("eros_B", "eros_R", "sdss_u", "sdss_g", "sdss_r", "sdss_i", "sdss_z")
+EROS_META = ("magnitude_b", "magnitude_r", "period", "asym_b", "asym_r", "log_p_not_variable",
+             "sigma_flux_b", "sigma_flux_r")
+S82_META = ("P", "u0", "g0", "r0", "i0", "z0", "uA", "gA", "rA", "iA", "zA")
+META_COLUMNS = tuple(f"eros_{c}" for c in EROS_META) + tuple(f"s82_{c}" for c in S82_META)
+_LOG_META = {"eros_period", "eros_sigma_flux_b", "eros_sigma_flux_r", "s82_P"}
+MAG_RANGE = (5.0, 30.0)  # plausible magnitudes; S82 writes -99.99 for a missing epoch
+MAX_MAG_ERR = 10.0  # S82 writes 100 for an unmeasured error
+
+
+def _meta_row(values: dict[str, float]) -> list[float]:
+    """One metadata row over META_COLUMNS (NaN where the star's survey has no such column)."""
+    return [np.log10(values[c]) if c in _LOG_META and c in values else values.get(c, np.nan)
+            for c in META_COLUMNS]
+
+
+def _light_curve(t: np.ndarray, mag: np.ndarray, err: np.ndarray, band: np.ndarray) -> np.ndarray:
+    """``[n, 4]`` rows (time_day, mag, mag_err, band index); epochs with sentinel magnitudes or errors dropped."""
+    ok = (np.isfinite(t) & np.isfinite(mag) & np.isfinite(err) & (mag > MAG_RANGE[0]) & (mag < MAG_RANGE[1])
+          & (err >= 0) & (err < MAX_MAG_ERR))
+    return np.stack([t[ok], mag[ok], err[ok], band[ok].astype(np.float64)], axis=1)
+
+
+def eros() -> dict[str, list]:
+    """EROS-2 LMC variables (RAMP train + test): ``star_id``, ``split``, ``label``, ``light_curve``, ``period_day``, ``meta``.
+
+    ``light_curve`` entries are ``[n, 4]`` arrays (see :func:`_light_curve`) in both EROS bands
+    (``eros_B`` = 0, ``eros_R`` = 1); labels are ``eros_1`` .. ``eros_4`` (classes undocumented upstream).
+    """
+    import gzip
+    import json
+
+    csv.field_size_limit(1 << 30)
+    out: dict[str, list] = {k: [] for k in ("star_id", "split", "label", "light_curve", "period_day", "meta")}
+    root = data_dir() / "ramp_eros_variable_stars"
+    for split in ("train", "test"):
+        path = root / f"{split}.csv"
+        with path.open(newline="") as f:
+            catalog = {r[""] if "" in r else r["Unnamed: 0"]: (i, r) for i, r in enumerate(csv.DictReader(f), start=2)}
+        lc_path = root / f"{split}_varlength_features.csv.gz"
+        with gzip.open(lc_path, "rt", newline="") as f:
+            for i, r in enumerate(csv.DictReader(f), start=2):
+                row_no, cat = catalog[r[""]]
+                parts = []
+                for b, suffix in enumerate(("b", "r")):
+                    arrays = [np.array(json.loads(r[f"{k}_points_{suffix}"]), dtype=np.float64)
+                              for k in ("time", "light", "error")]
+                    if len({len(a) for a in arrays}) != 1:
+                        raise ValueError(f"{lc_path}: row {i}: band {suffix} time/light/error lengths differ")
+                    parts.append(_light_curve(*arrays, np.full(len(arrays[0]), b)))
+                out["star_id"].append(f"eros:{r['']}")
+                out["split"].append(split)
+                out["label"].append(f"eros_{int(_float(path, row_no, 'type', cat['type']))}")
+                out["light_curve"].append(np.concatenate(parts))
+                out["period_day"].append(_float(path, row_no, "period", cat["period"]))
+                out["meta"].append(_meta_row({f"eros_{c}": _float(path, row_no, c, cat[c]) for c in EROS_META}))
+    return out
+
+
+def stripe82_rrlyrae(test_fraction: float = 0.2, seed: int = 0) -> dict[str, list]:
+    """Sesar et al. (2010) Stripe 82 RR Lyrae, ugriz light curves (bands 2..6), labels ``rr_ab``/``rr_c``.
+
+    ``split`` is a seeded ``test_fraction`` hold-out (the survey ships no split).
+    """
+    import gzip
+    import tarfile
+
+    root = data_dir() / "astroml_s82_rrlyrae_linear" / "S82_RRLyr"
+    t2 = root / "table2.dat.gz"
+    with gzip.open(t2, "rt") as f:
+        lines = f.read().splitlines()
+    names = lines[0].lstrip("#").split()
+    table2 = {}
+    for i, line in enumerate(lines[1:], start=2):
+        cells = dict(zip(names, line.split()))
+        table2[cells["id"]] = (cells["type"], {f"s82_{c}": _float(t2, i, c, cells[c]) for c in S82_META})
+    out: dict[str, list] = {k: [] for k in ("star_id", "split", "label", "light_curve", "period_day", "meta")}
+    with tarfile.open(root / "table1.tar.gz") as tar:
+        members = sorted((m for m in tar.getmembers() if m.name.endswith(".dat")), key=lambda m: m.name)
+        for m in members:
+            star = m.name.rsplit("/", 1)[-1].removesuffix(".dat")
+            epochs = np.loadtxt(tar.extractfile(m), ndmin=2)
+            if epochs.shape[1] != 17:
+                raise ValueError(f"table1.tar.gz/{m.name}: {epochs.shape[1]} columns, expected 17")
+            parts = [_light_curve(epochs[:, 2 + 3 * b], epochs[:, 3 + 3 * b], epochs[:, 4 + 3 * b],
+                                  np.full(len(epochs), 2 + b)) for b in range(5)]
+            kind, meta = table2[star]
+            out["star_id"].append(f"s82:{star}")
+            out["label"].append(f"rr_{kind}")
+            out["light_curve"].append(np.concatenate(parts))
+            out["period_day"].append(meta["s82_P"])
+            out["meta"].append(_meta_row(meta))
+    held = np.random.default_rng(seed).permutation(len(out["star_id"])) < round(test_fraction * len(out["star_id"]))
+    out["split"] = ["test" if h else "train" for h in held]
+    return out
