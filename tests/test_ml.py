@@ -11,16 +11,27 @@ import sqlalchemy as sa
 
 from catalog.errors import QueryError
 from catalog.search import similar
-from ingest.inference import PHOTOZ_MODEL, PHOTOZ_TRAINING_QUERY, run_photoz, train_photoz
+from ingest.inference import run_model, train
 from ingest.ml import metrics, photoz
+from ingest.tasks.photoz import Photoz
 from tests.conftest import SDSS_RELEASE
+
+PHOTOZ_MODEL = Photoz.model_name
+
+
+def train_photoz(engine, release, seed=0):
+    return train(engine, "photoz", release, seed=seed)
+
+
+def run_photoz(engine, release):
+    return run_model(engine, PHOTOZ_MODEL, release)
 
 
 def test_model_is_registered_with_checksum_query_and_held_out_metrics(engine, catalog):
     model = catalog["model"]
     assert Path(model.weights_path).is_file()
     assert hashlib.sha256(Path(model.weights_path).read_bytes()).hexdigest() == model.weights_sha256
-    assert model.training_set.endswith(PHOTOZ_TRAINING_QUERY) and SDSS_RELEASE in model.training_set
+    assert model.training_set == Photoz.training_query and model.training_params["release"] == SDSS_RELEASE
     assert model.task == "photoz" and model.hyperparams["training_release"] == SDSS_RELEASE
     m = model.metrics
     assert m["n_test"] >= 900 and m["n_train"] >= 3000
