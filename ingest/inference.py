@@ -20,6 +20,7 @@ import hashlib
 import logging
 import platform
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +57,8 @@ class RunResult:
     n_skipped: int
     device: str
     already_done: bool = False
+    run_seconds: float = 0.0  # read, infer, write: the run's transaction
+    index_seconds: float = 0.0  # building the embedding index afterwards (first run of a version only)
 
 
 def release_id_of(conn: sa.Connection, release: str) -> int:
@@ -109,7 +112,7 @@ def register_model(engine: sa.Engine, *, name: str, task: str, weights: bytes, t
         ).returning(Model)).first()
 
 
-def register_weights_file(engine: sa.Engine, task_name: str, path: str | Path, *, sha256: str | None = None,
+def registerweights_file(engine: sa.Engine, task_name: str, path: str | Path, *, sha256: str | None = None,
                           name: str | None = None, training_set: str | None = None,
                           hyperparams: dict | None = None, metrics: dict | None = None) -> Model:
     """Register weights trained elsewhere for a task, after checking the sha256 and that they load."""
@@ -154,7 +157,7 @@ def _write_weights(name: str, blob: bytes, sha256: str) -> Path:
     return path
 
 
-def _weights_file(conn: sa.Connection, model_id: int) -> Path:
+def weights_file(conn: sa.Connection, model_id: int) -> Path:
     """A local file with the model's weights, checked against the registered sha256.
 
     The file written at registration where it exists on this machine, else the weights stored
@@ -255,6 +258,7 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
         if dep is not None:
             run_model(engine, dep.name, release, version=dep.version, batch_size=batch_size, device=device)
         params[f"{required}_model_id"] = dep.model_id if dep else None
+    t0 = time.perf_counter()
     with engine.begin() as conn:
         # One run per (model version, release) at a time; the next one finds it finished.
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(
@@ -264,7 +268,7 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
             InferenceRun.finished_at.is_not(None)))
         if done is not None:
             return RunResult(done, 0, 0, _describe(dev), already_done=True)
-        model = task.load(str(_weights_file(conn, model_row.model_id)), dev)
+        model = task.load(str(weights_file(conn, model_row.model_id)), dev)
         run_id = conn.scalar(sa.insert(InferenceRun).values(
             model_id=model_row.model_id, release_id=release_id, device=_describe(dev)).returning(InferenceRun.run_id))
         pg = conn.connection.driver_connection
@@ -284,11 +288,13 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
                     n_skip += copy_rows(pg, "inference_skip", ("shard", "source_id", "run_id", "reason"),
                                         ("int2", "int8", "int8", "text"), ((s, i, run_id, r) for s, i, r in skipped))
         conn.execute(sa.update(InferenceRun).where(InferenceRun.run_id == run_id).values(
-            n_predicted=n_pred, n_skipped=n_skip, finished_at=sa.func.now()))
+            n_predicted=n_pred, n_skipped=n_skip, finished_at=sa.func.clock_timestamp()))
+    t1 = time.perf_counter()
     if n_pred and model_row.embedding_dim:
         ensure_embedding_index(engine, model_row.model_id, model_row.embedding_dim)
     log.info("%s/%s on %s: %d predicted, %d skipped", model_row.name, model_row.version, release, n_pred, n_skip)
-    return RunResult(run_id, n_pred, n_skip, _describe(dev))
+    return RunResult(run_id, n_pred, n_skip, _describe(dev), run_seconds=t1 - t0,
+                     index_seconds=time.perf_counter() - t1)
 
 
 def _finite(out: Outputs) -> np.ndarray:

@@ -89,12 +89,21 @@ def mixture_nll(logits: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, z: 
     return -torch.logsumexp(torch.log_softmax(logits, dim=1) + comp, dim=1).mean()
 
 
-def train(mags: np.ndarray, z: np.ndarray, *, seed: int = 0, epochs: int = 400,
-          device: str | torch.device = "cpu", batch_size: int = 512, lr: float = 2e-3,
-          patience: int = 60, **hparams: int) -> tuple[PhotoZMDN, dict[str, Any]]:
-    """Fit a :class:`PhotoZMDN` on ugriz magnitudes ``[N, 5]`` (mag) and spec-z ``[N]``.
+def train(mags: np.ndarray, z: np.ndarray, **options: Any) -> tuple[PhotoZMDN, dict[str, Any]]:
+    """Fit a :class:`PhotoZMDN` on ugriz magnitudes ``[N, 5]`` (mag) and spec-z ``[N]``: rows with
+    invalid photometry are dropped, then :func:`train_features` on :func:`features`."""
+    ok = valid_rows(mags)
+    model, report = train_features(features(np.asarray(mags)[ok]), np.asarray(z, dtype=np.float64)[ok], **options)
+    report["n_dropped"] += int((~ok).sum())
+    return model, report
 
-    Invalid photometry / non-finite z rows are dropped; z is clipped at >= 0. A
+
+def train_features(x: np.ndarray, z: np.ndarray, *, seed: int = 0, epochs: int = 400,
+                   device: str | torch.device = "cpu", batch_size: int = 512, lr: float = 2e-3,
+                   patience: int = 60, **hparams: int) -> tuple[PhotoZMDN, dict[str, Any]]:
+    """Fit a :class:`PhotoZMDN` on any photometric features ``[N, F]`` and spec-z ``[N]``.
+
+    Non-finite rows are dropped; z is clipped at >= 0. A
     seeded permutation holds out 20% as test; 10% of the rest is a validation
     slice for early stopping (best validation NLL weights are kept). Returns the
     model (on ``device``, eval mode) and a report of plain floats/ints with test
@@ -102,9 +111,10 @@ def train(mags: np.ndarray, z: np.ndarray, *, seed: int = 0, epochs: int = 400,
     """
     t0 = time.perf_counter()
     torch.manual_seed(seed)
-    ok = valid_rows(mags) & np.isfinite(z)
-    x_all = features(np.asarray(mags)[ok])
-    z_all = np.clip(np.asarray(z, dtype=np.float64)[ok], 0.0, None).astype(np.float32)
+    x, z = np.asarray(x, dtype=np.float32), np.asarray(z, dtype=np.float64)
+    ok = np.isfinite(x).all(1) & np.isfinite(z)
+    x_all = x[ok]
+    z_all = np.clip(z[ok], 0.0, None).astype(np.float32)
     test, val, fit = split_indices(len(z_all), seed)
 
     dev = torch.device(device)
@@ -151,7 +161,8 @@ def train(mags: np.ndarray, z: np.ndarray, *, seed: int = 0, epochs: int = 400,
         outlier_fraction=metrics.outlier_fraction(out["z_point"], zt),
         nmad_mean=metrics.nmad(out["z_mean"], zt),
         crps=float(metrics.crps_gmm(out["weights"], out["means"], out["sigmas"], zt).mean()),
-        pit_max_dev=metrics.pit_max_deviation(pit), val_nll=best,
+        pit_max_dev=metrics.pit_max_deviation(pit), pit_histogram=metrics.pit_histogram(pit).tolist(),
+        val_nll=best,
         seed=seed, epochs=epochs, epochs_run=epoch, train_seconds=time.perf_counter() - t0,
     )
     return model, report

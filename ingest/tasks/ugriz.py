@@ -34,16 +34,14 @@ APPLIES_QUERY = (
 def split_rows(rows: list[tuple], reasons: list[str | None] | None = None
                ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, str]]]:
     """Rows (shard, source_id, u, g, r, i, z, ...) -> (keys [N, 2], ugriz [N, 5] mag, skipped) of the rows
-    with five valid magnitudes and no prior reason (``reasons[i]``) to skip them."""
+    with five valid magnitudes and no other reason (``reasons[i]``) to skip them; bad magnitudes are
+    the reason given first."""
     keys = np.array([r[:2] for r in rows], dtype=np.int64).reshape(-1, 2)
     mags = np.array([r[2:7] for r in rows], dtype=np.float64).reshape(-1, 5)  # NULL -> NaN
-    ok = ml_photoz.valid_rows(mags)
-    if reasons is not None:
-        ok &= np.array([r is None for r in reasons], dtype=bool)
-    skipped = []
-    for i in np.flatnonzero(~ok):
-        reason = reasons[i] if reasons is not None and reasons[i] is not None else _bad_mags(mags[i])
-        skipped.append((int(keys[i, 0]), int(keys[i, 1]), reason))
+    valid = ml_photoz.valid_rows(mags)
+    ok = valid & (np.array([r is None for r in reasons], dtype=bool) if reasons is not None else True)
+    skipped = [(int(keys[i, 0]), int(keys[i, 1]), reasons[i] if valid[i] else _bad_mags(mags[i]))
+               for i in np.flatnonzero(~ok)]
     return keys[ok], mags[ok], skipped
 
 
