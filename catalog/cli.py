@@ -121,17 +121,72 @@ def cmd_ingest(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from ingest.inference import train_photoz
+    from ingest.inference import backfill, train
 
-    model = train_photoz(db.engine(), args.release, seed=args.seed, epochs=args.epochs)
+    model = train(db.engine(), args.task, args.release, seed=args.seed, epochs=args.epochs)
     print(f"{model.name} version {model.version} ({model.weights_sha256[:12]}): {_metrics_line(model.metrics)}")
+    if not args.no_backfill:
+        jobs = backfill(db.engine(), model)
+        print(f"backfill: {len(jobs)} infer jobs queued" + (f" ({', '.join(map(str, jobs))})" if jobs else ""))
 
 
 def cmd_infer(args: argparse.Namespace) -> None:
-    from ingest.inference import run_photoz
+    from ingest.inference import run_model
+    from ingest.tasks import all_tasks
 
-    result = run_photoz(db.engine(), args.release, version=args.version, device=args.device)
-    print(f"run {result.run_id} on {result.device}: {result.n_predicted} predicted, {result.n_skipped} skipped")
+    tasks = all_tasks()
+    model = tasks[args.model].model_name if args.model in tasks else args.model
+    result = run_model(db.engine(), model, args.release, version=args.version, device=args.device)
+    state = " (already done: nothing to do)" if result.already_done else ""
+    print(f"run {result.run_id} on {result.device}: {result.n_predicted} predicted, {result.n_skipped} skipped{state}")
+
+
+def cmd_model(args: argparse.Namespace) -> None:
+    import json
+
+    import sqlalchemy as sa
+
+    from catalog.models import Model
+    from ingest import inference
+
+    engine = db.engine()
+    if args.action == "register":
+        metrics = json.loads(args.metrics) if args.metrics else None
+        model = inference.register_weights_file(engine, args.task, args.weights, sha256=args.sha256, name=args.name,
+                                                metrics=metrics, training_set=args.training_set)
+        print(f"{model.name} version {model.version} ({model.weights_sha256[:12]}) registered for task {model.task}")
+        if not args.no_backfill:
+            print(f"backfill: {len(inference.backfill(engine, model))} infer jobs queued")
+        return
+    if args.action == "retire":
+        model = inference.retire_model(engine, args.name, args.version)
+        print(f"{model.name} version {model.version} retired at {model.retired_at:%Y-%m-%d %H:%M:%S}; outputs kept")
+        return
+    with engine.connect() as conn:
+        current = set(conn.execute(sa.text("SELECT model_id FROM healcat.current_model")).scalars())
+        query = sa.select(Model).order_by(Model.name, Model.model_id)
+        if args.action == "show":
+            query = query.where(Model.name == args.name)
+            if args.version:
+                query = query.where(Model.version == args.version)
+        rows = conn.execute(query).scalars().all()
+    if args.action == "show":
+        if not rows:
+            raise HealcatError(f"model show: no model {args.name!r}" + (f" version {args.version!r}" if args.version else ""))
+        for m in rows:
+            state = "current" if m.model_id in current else ("retired" if m.retired_at else "superseded")
+            print(f"{m.name} version {m.version} ({state}), task {m.task}, {m.framework}, created {m.created_at:%Y-%m-%d %H:%M:%S}")
+            print(f"  weights: sha256 {m.weights_sha256} ({len(m.weights or b'')} bytes), {m.weights_path}")
+            print(f"  training query, run with {json.dumps(m.training_params)}:\n    "
+                  + m.training_set.replace("\n", "\n    "))
+            print(f"  hyperparameters: {json.dumps(m.hyperparams)}\n  metrics: {json.dumps(m.metrics)}")
+        return
+    table = Table(rows=[(m.name, m.version, m.task, "current" if m.model_id in current else
+                         ("retired" if m.retired_at else "superseded"), str(m.created_at)[:19],
+                         m.weights_sha256[:12], _metrics_line(m.metrics)) for m in rows],
+                  names=["name", "version", "task", "state", "created_at", "sha256", "metrics"],
+                  dtype=[str] * 7)
+    _print_table(table, args.format)
 
 
 def cmd_cone(args: argparse.Namespace) -> None:
@@ -160,8 +215,11 @@ def cmd_enqueue(args: argparse.Namespace) -> None:
         if args.kind == "infer":
             from ingest.inference import release_id_of
 
-            release_id_of(conn, args.target)  # an unknown release fails here, not five times in a worker
-            job_args = {"task": "photoz", "release": args.target}
+            from ingest.inference import enqueue_inference
+
+            jobs = enqueue_inference(conn, release_id_of(conn, args.target))  # an unknown release fails here
+            print(f"{len(jobs)} infer jobs queued for {args.target}" + (f" ({', '.join(map(str, jobs))})" if jobs else ""))
+            return
         job_id, created = queue.enqueue(conn, args.kind, job_args)
     print(f"job {job_id} {'queued' if created else 'already queued or running'}: {args.kind} {job_args}")
 
@@ -207,7 +265,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def _metrics_line(metrics: dict) -> str:
-    keys = ("nmad", "bias", "outlier_fraction", "crps", "n_test")
+    keys = ("nmad", "bias", "outlier_fraction", "crps", "pit_max_dev", "accuracy", "n_test")
     return ", ".join(f"{k}={metrics[k]:.4g}" for k in keys if k in metrics)
 
 
@@ -231,15 +289,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--file", help="read this file instead of the one the mapping names")
     p.set_defaults(func=cmd_ingest)
 
-    p = sub.add_parser("train", help="train a model on the catalog and register it", formatter_class=formatter)
-    p.add_argument("task", choices=["photoz"])
-    p.add_argument("release", help="train on this release's spectroscopic galaxies, e.g. sdss/dr14-skyserver-10k")
+    from ingest.tasks import all_tasks
+
+    tasks = sorted(all_tasks())
+    p = sub.add_parser("train", help="train a task's model on the catalog and register the version",
+                       formatter_class=formatter,
+                       description="Runs the task's training query on a release, holds out 20%% (seeded), trains, "
+                                   "and registers the version with its weights, query and held-out metrics; then "
+                                   "queues inference of the new version over every release it applies to.")
+    p.add_argument("task", choices=tasks)
+    p.add_argument("--release", help="train on this release (default: the task's, sdss/dr14-skyserver-10k)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the initial weights and the batches")
     p.add_argument("--epochs", type=int, help="most epochs (early stopping may end sooner; default: the model's)")
+    p.add_argument("--no-backfill", action="store_true", help="do not queue inference of the new version")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("infer", help="run a model over a release and write predictions and embeddings")
-    p.add_argument("task", choices=["photoz"])
+    p = sub.add_parser("model", help="the model registry: list, show, register, retire", formatter_class=formatter)
+    msub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    q = msub.add_parser("list", help="every model version, with its state and headline metrics")
+    q.add_argument("--format", choices=["table", "csv", "ecsv", "votable"], default="table", help="output format")
+    q = msub.add_parser("show", help="a model's versions: weights, training query and parameters, metrics")
+    q.add_argument("name", help="model name, e.g. photoz-sdss")
+    q.add_argument("--version", help="only this version")
+    q = msub.add_parser("register", help="register a weights file trained elsewhere (sha256 checked)")
+    q.add_argument("task", choices=tasks)
+    q.add_argument("weights", help="weights file, as the task's model saves them")
+    q.add_argument("--sha256", help="expected sha256 of the file (refused if it differs)")
+    q.add_argument("--name", help="model name (default: the task's)")
+    q.add_argument("--metrics", help="held-out metrics as a JSON object")
+    q.add_argument("--training-set", help="how the training set was built")
+    q.add_argument("--no-backfill", action="store_true", help="do not queue inference of the new version")
+    q = msub.add_parser("retire", help="retire a version: no longer current; its outputs stay")
+    q.add_argument("name")
+    q.add_argument("version")
+    p.set_defaults(func=cmd_model)
+
+    p = sub.add_parser("infer", help="run a model over a release: predictions, embeddings, skipped sources")
+    p.add_argument("model", help=f"a model name or a task ({', '.join(tasks)}: its model)")
     p.add_argument("release", help="release name, e.g. sdss/dr14-skyserver-10k")
     p.add_argument("--version", help="model version (default: the current one)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
@@ -271,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("enqueue", help="queue a job for the workers")
     p.add_argument("kind", choices=["ingest", "infer"])
-    p.add_argument("target", help="ingest: a mapping name or path; infer: a release name (runs photo-z)")
+    p.add_argument("target", help="ingest: a mapping name or path; infer: a release name (every model that applies)")
     p.add_argument("--file", help="ingest: read this file instead of the one the mapping names")
     p.set_defaults(func=cmd_enqueue)
 

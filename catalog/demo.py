@@ -14,8 +14,11 @@ from astropy.table import Table, join
 from catalog import db
 from catalog.cli import for_display
 from catalog.search import cone_search, similar
-from ingest.inference import PHOTOZ_MODEL, run_photoz, train_photoz
+from ingest.inference import run_model, train
 from ingest.load import ingest_release
+from ingest.tasks.photoz import Photoz
+
+PHOTOZ_MODEL = Photoz.model_name
 
 MAPPING = "sdss_dr14_skyserver_10k"
 
@@ -62,15 +65,18 @@ def run() -> None:
     for table, n in loaded.row_counts.items():
         print(f"  {table:>14}: {n:>6}")
 
-    model = train_photoz(engine, loaded.release)
+    classifier = train(engine, "object_class", loaded.release)
+    _section(f"model {classifier.name} version {classifier.version}")
+    print(f"  held-out objects: {classifier.metrics['n_test']}, accuracy {classifier.metrics['accuracy']:.3f}")
+    model = train(engine, "photoz", loaded.release)
     _section(f"model {model.name} version {model.version}")
     m = model.metrics
     print(f"  held-out galaxies: {m['n_test']} (trained on {m['n_train']})")
     print(f"  NMAD of dz/(1+z): {m['nmad']:.4f}   bias: {m['bias']:+.4f}   "
           f"outliers (|dz|/(1+z) > 0.15): {100 * m['outlier_fraction']:.2f}%   CRPS: {m['crps']:.4f}")
-    run_result = run_photoz(engine, loaded.release)
+    run_result = run_model(engine, PHOTOZ_MODEL, loaded.release)
     print(f"  inference on {run_result.device}: {run_result.n_predicted} new predictions"
-          f" ({run_result.n_skipped} skipped for invalid magnitudes)")
+          f" ({run_result.n_skipped} skipped: not galaxies or invalid magnitudes; reasons in healcat.inference_skip)")
 
     with engine.connect() as conn:
         galaxy = conn.execute(sa.text(_CROWDED_GALAXY), {"release": loaded.release}).one()

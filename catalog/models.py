@@ -260,6 +260,9 @@ class Model(Base):
         LargeBinary, comment="the weights file itself, so workers on any machine can load it"
     )
     training_set: Mapped[str] = mapped_column(Text, comment="how the training set was built (the SQL query)")
+    training_params: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, server_default="{}", comment="the parameters the training query ran with, e.g. release_id"
+    )
     hyperparams: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
     metrics: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
     embedding_dim: Mapped[int | None] = mapped_column(Integer, comment="length of its embedding vectors")
@@ -268,7 +271,14 @@ class Model(Base):
 
 
 class InferenceRun(Base):
+    """One run of a model version over a release; outputs are visible (and current) once it is finished."""
+
     __tablename__ = "inference_run"
+    __table_args__ = (
+        # A run is one transaction, so a (model version, release) has at most one finished run.
+        Index("uq_inference_run_done", "model_id", "release_id", unique=True,
+              postgresql_where=text("finished_at IS NOT NULL")),
+    )
     run_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey(f"{SCHEMA}.model.model_id"))
     release_id: Mapped[int] = mapped_column(ForeignKey(f"{SCHEMA}.release.release_id"))
@@ -289,7 +299,22 @@ class Prediction(PerSource, Base):
     pdf_weights: Mapped[list[float] | None] = mapped_column(ARRAY(REAL), comment="Gaussian-mixture weights")
     pdf_means: Mapped[list[float] | None] = mapped_column(ARRAY(REAL))
     pdf_sigmas: Mapped[list[float] | None] = mapped_column(ARRAY(REAL))
+    label: Mapped[str | None] = mapped_column(Text, comment="classification: the most probable class")
+    probabilities: Mapped[dict[str, Any] | None] = mapped_column(
+        JSONB, comment='classification: probability per class, e.g. {"GALAXY": 0.97, "QSO": 0.01, "STAR": 0.02}'
+    )
     created_at: Mapped[dt.datetime] = _created()
+
+
+class InferenceSkip(PerSource, Base):
+    """A source an inference run gave no output for, with the reason (missing band, not a galaxy...)."""
+
+    __tablename__ = "inference_skip"
+    __extra_args__ = (Index("ix_inference_skip_run_id", "run_id"),)
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey(f"{SCHEMA}.inference_run.run_id", ondelete="CASCADE"), primary_key=True
+    )
+    reason: Mapped[str] = mapped_column(Text)
 
 
 class Embedding(PerSource, Base):

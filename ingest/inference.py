@@ -1,10 +1,17 @@
-"""Between the catalog and the models: training sets by SQL, batched inference, COPY back.
+"""The model registry, training and inference: between the catalog and the models of ``ingest/tasks``.
 
-The ML code (``ingest/ml``) knows torch and numpy only; this module streams
-inputs out of PostgreSQL with a server-side cursor, runs the model in batches
-on the best device, and writes predictions and embedding vectors with binary
-COPY, in one transaction per (model version, release), so a run is all or
-nothing and rerunning it skips what is done.
+- :func:`train` runs a task's training query, fits, and registers the version (:func:`register_model`):
+  weights (sha256) in the catalog and under HEALCAT_HOME/models, the exact training query and its
+  parameters, hyperparameters and held-out metrics. Same data and seed give the same bytes, hence
+  the same version. :func:`register_weights_file` registers weights trained elsewhere;
+  :func:`retire_model` retires a version (its outputs stay).
+- :func:`run_model` streams a task's input query out of PostgreSQL with a server-side cursor in
+  batches, runs the model on the best device (CUDA with bf16 autocast, else CPU), and writes
+  predictions, embeddings and skipped sources (with reasons) with binary COPY, in one transaction
+  per (model version, release): a run is all or nothing, a rerun finds it finished and does nothing,
+  and ``current_prediction`` switches to a new version on a release only when its run there commits.
+- :func:`applicable_models` / :func:`enqueue_inference` / :func:`backfill` queue ``infer`` jobs
+  (args :func:`infer_job_args`) for the workers: after a release is published, and after a new version.
 """
 
 from __future__ import annotations
@@ -13,44 +20,45 @@ import hashlib
 import logging
 import platform
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import sqlalchemy as sa
 import torch
+from psycopg.types.json import Jsonb
 
 from catalog.db import home
 from catalog.errors import HealcatError, QueryError
 from catalog.models import InferenceRun, Model, Release
-from ingest.copy import copy_rows
-from ingest.ml import photoz
+from ingest import queue
+from ingest.copy import copy_columns, copy_rows
+from ingest.ml.common import best_device
+from ingest.tasks import Outputs, Task, all_tasks, get_task
 
 log = logging.getLogger(__name__)
 
-PHOTOZ_MODEL = "photoz-sdss"
-PHOTOZ_BANDS = ("sdss_u", "sdss_g", "sdss_r", "sdss_i", "sdss_z")
 
-#: A release's galaxies (by spectrum, or unclassified), one row each: keys, the five SDSS
-#: magnitudes (NULL where not measured) and the spectroscopic redshift.
-GALAXY_PHOTOMETRY = f"""
-SELECT s.shard, s.source_id,
-       {", ".join(f"max(p.mag) FILTER (WHERE p.band = '{b}') AS {b}" for b in PHOTOZ_BANDS)},
-       max(r.z) AS z_spec
-FROM healcat.source AS s
-LEFT JOIN healcat.photometry AS p ON p.shard = s.shard AND p.source_id = s.source_id
-LEFT JOIN healcat.spec_redshift AS r ON r.shard = s.shard AND r.source_id = s.source_id
-WHERE s.release_id = %(release_id)s AND coalesce(r.spec_class, 'GALAXY') = 'GALAXY' {{where}}
-GROUP BY s.shard, s.source_id
-"""
+@dataclass(frozen=True)
+class ModelRef:
+    """A registered model version, as jobs and the registry name it."""
 
-#: The photo-z training set: the release's spectroscopic galaxies (recorded in model.training_set).
-PHOTOZ_TRAINING_QUERY = GALAXY_PHOTOMETRY.format(where="AND r.spec_class = 'GALAXY' AND r.z IS NOT NULL") + \
-    "ORDER BY s.source_id"
+    model_id: int
+    name: str
+    version: str
+    task: str
 
-_INFERENCE_QUERY = GALAXY_PHOTOMETRY.format(where="""AND NOT EXISTS (
-    SELECT 1 FROM healcat.prediction AS x
-    WHERE x.shard = s.shard AND x.source_id = s.source_id AND x.model_id = %(model_id)s)""")
+
+@dataclass
+class RunResult:
+    run_id: int
+    n_predicted: int
+    n_skipped: int
+    device: str
+    already_done: bool = False
+    run_seconds: float = 0.0  # read, infer, write: the run's transaction
+    index_seconds: float = 0.0  # building the embedding index afterwards (first run of a version only)
 
 
 def release_id_of(conn: sa.Connection, release: str) -> int:
@@ -60,76 +68,99 @@ def release_id_of(conn: sa.Connection, release: str) -> int:
     return release_id
 
 
-def photoz_applies(conn: sa.Connection, release: str) -> bool:
-    """Whether a release has SDSS photometry for the photo-z model to run on."""
-    return bool(conn.scalar(sa.text(
-        "SELECT EXISTS (SELECT 1 FROM healcat.source AS s JOIN healcat.photometry AS p USING (shard, source_id) "
-        "JOIN healcat.release AS r USING (release_id) WHERE r.name = :release AND p.band = ANY(:bands))"),
-        {"release": release, "bands": list(PHOTOZ_BANDS)}))
+# --- registry --------------------------------------------------------------------
 
 
-def train_photoz(engine: sa.Engine, release: str, *, seed: int = 0, epochs: int | None = None) -> Model:
-    """Train the photo-z MDN on a release's spectroscopic galaxies and register it (idempotent).
-
-    The same data and seed give the same weights, hence the same checksum and the
-    same registered version.
-    """
+def train(engine: sa.Engine, task_name: str, release: str | None = None, *, seed: int = 0,
+          epochs: int | None = None) -> Model:
+    """Train a task's model on a release (default: the task's) and register the version (idempotent)."""
+    task = get_task(task_name)
+    release = release or task.default_training_release
+    if release is None:
+        raise QueryError(f"train {task.name}: name a release to train on")
     with engine.connect() as conn:
         release_id = release_id_of(conn, release)
         with conn.connection.driver_connection.cursor() as cur:
-            cur.execute(PHOTOZ_TRAINING_QUERY, {"release_id": release_id})
-            rows = np.array(cur.fetchall(), dtype=np.float64).reshape(-1, 3 + len(PHOTOZ_BANDS))
-    mags, z = rows[:, 2:7], rows[:, 7]
-    keep = photoz.valid_rows(mags)
-    if keep.sum() < 100:
-        raise HealcatError(f"train photoz: {release} has only {keep.sum()} spectroscopic galaxies with ugriz")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # batches of 512 through a small MLP: more threads only contend (8x slower on 2 cores)
-    try:
-        model, report = photoz.train(mags[keep], z[keep], seed=seed, **({"epochs": epochs} if epochs else {}))
-    finally:
-        torch.set_num_threads(threads)
-    blob = photoz.to_bytes(model)
-    sha = hashlib.sha256(blob).hexdigest()
-    path = _write_weights(blob, sha)
+            cur.execute(task.training_query, {"release_id": release_id})
+            rows = cur.fetchall()
+    if len(rows) < 100:
+        raise HealcatError(f"train {task.name}: {release} has only {len(rows)} training rows (need 100)")
+    trained = task.fit(rows, seed=seed, epochs=epochs)
     return register_model(
-        engine, name=PHOTOZ_MODEL, task="photoz", weights_path=str(path), weights_sha256=sha,
-        weights=blob, training_set=f"-- release_id = {release_id} ({release})\n{PHOTOZ_TRAINING_QUERY}",
-        hyperparams={**model.hparams, "seed": seed, "training_release": release},
-        metrics=report, embedding_dim=model.hparams["embed_dim"],
-    )
+        engine, name=task.model_name, task=task.name, weights=trained.weights, training_set=task.training_query,
+        training_params={"release_id": release_id, "release": release},
+        hyperparams={**trained.hyperparams, "seed": seed, "training_release": release},
+        metrics=trained.metrics, embedding_dim=trained.embedding_dim)
 
 
-def register_model(engine: sa.Engine, *, name: str, weights_sha256: str, **fields) -> Model:
-    """Register a model version; the same weights (by checksum) are the same version."""
+def register_model(engine: sa.Engine, *, name: str, task: str, weights: bytes, training_set: str,
+                   training_params: dict | None = None, hyperparams: dict | None = None,
+                   metrics: dict | None = None, embedding_dim: int | None = None) -> Model:
+    """Register a model version; the same weights (by sha256) under the same name are the same version."""
+    sha = hashlib.sha256(weights).hexdigest()
+    path = _write_weights(name, weights, sha)
     with engine.begin() as conn:
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(f"model:{name}"))))
-        same = conn.execute(
-            sa.select(Model).where(Model.name == name, Model.weights_sha256 == weights_sha256)
-        ).first()
+        same = conn.execute(sa.select(Model).where(Model.name == name, Model.weights_sha256 == sha)).first()
         if same is not None:
             return same
         n = conn.scalar(sa.select(sa.func.count()).where(Model.name == name))
-        values = dict(name=name, version=str(n + 1), weights_sha256=weights_sha256,
-                      framework=f"torch {torch.__version__}", **fields)
-        return conn.execute(sa.insert(Model).values(**values).returning(Model)).first()
+        return conn.execute(sa.insert(Model).values(
+            name=name, version=str(n + 1), task=task, framework=f"torch {torch.__version__}", weights_path=str(path),
+            weights_sha256=sha, weights=weights, training_set=training_set, training_params=training_params or {},
+            hyperparams=hyperparams or {}, metrics=metrics or {}, embedding_dim=embedding_dim,
+        ).returning(Model)).first()
 
 
-def _write_weights(blob: bytes, sha256: str) -> Path:
-    """Weights under HEALCAT_HOME/models, named by checksum, written atomically."""
+def registerweights_file(engine: sa.Engine, task_name: str, path: str | Path, *, sha256: str | None = None,
+                          name: str | None = None, training_set: str | None = None,
+                          hyperparams: dict | None = None, metrics: dict | None = None) -> Model:
+    """Register weights trained elsewhere for a task, after checking the sha256 and that they load."""
+    task = get_task(task_name)
+    path = Path(path)
+    if not path.is_file():
+        raise HealcatError(f"model register: no file {path}")
+    blob = path.read_bytes()
+    actual = hashlib.sha256(blob).hexdigest()
+    if sha256 is not None and sha256.lower() != actual:
+        raise HealcatError(f"model register: {path} has sha256 {actual}, not the {sha256} given")
+    try:
+        model = task.load(str(path), torch.device("cpu"))
+    except Exception as exc:  # any failure to load means: not weights of this task
+        raise HealcatError(f"model register: {path} is not a {task.name} weights file ({exc})") from None
+    return register_model(
+        engine, name=name or task.model_name, task=task.name, weights=blob,
+        training_set=training_set or f"-- trained outside healcat; registered from {path}",
+        training_params={"registered_from": str(path)}, hyperparams=hyperparams, metrics=metrics,
+        embedding_dim=task.embedding_dim(model))
+
+
+def retire_model(engine: sa.Engine, name: str, version: str) -> Model:
+    """Retire a version: it stops being current; its predictions and embeddings stay."""
+    with engine.begin() as conn:
+        row = conn.execute(sa.update(Model).where(Model.name == name, Model.version == version)
+                           .values(retired_at=sa.func.coalesce(Model.retired_at, sa.func.now()))
+                           .returning(Model)).first()
+    if row is None:
+        raise QueryError(f"no model {name!r} version {version!r}")
+    return row
+
+
+def _write_weights(name: str, blob: bytes, sha256: str) -> Path:
+    """Weights under HEALCAT_HOME/models, named by model and checksum, written atomically."""
     folder = home() / "models"
     folder.mkdir(exist_ok=True)
-    path = folder / f"{PHOTOZ_MODEL}-{sha256[:16]}.pt"
+    path = folder / f"{name}-{sha256[:16]}.pt"
     with tempfile.NamedTemporaryFile(dir=folder, suffix=".part", delete=False) as tmp:
         tmp.write(blob)
     Path(tmp.name).replace(path)
     return path
 
 
-def _weights_file(conn: sa.Connection, model_id: int) -> Path:
+def weights_file(conn: sa.Connection, model_id: int) -> Path:
     """A local file with the model's weights, checked against the registered sha256.
 
-    The file written at training time where it exists on this machine, else the weights stored
+    The file written at registration where it exists on this machine, else the weights stored
     in the catalog, cached under HEALCAT_HOME/models.
     """
     row = conn.execute(sa.select(Model.name, Model.version, Model.weights_path, Model.weights_sha256)
@@ -140,68 +171,166 @@ def _weights_file(conn: sa.Connection, model_id: int) -> Path:
         if blob is None or hashlib.sha256(blob).hexdigest() != row.weights_sha256:
             raise HealcatError(f"{row.name}/{row.version}: no weights matching sha256 {row.weights_sha256[:12]}... "
                                f"at {path} or in the catalog")
-        path = _write_weights(blob, row.weights_sha256)
+        path = _write_weights(row.name, blob, row.weights_sha256)
     return path
 
 
-def _device(name: str | None) -> torch.device:
+# --- which models run where ---------------------------------------------------------
+
+
+def applicable_models(conn: sa.Connection, release_id: int) -> list[ModelRef]:
+    """The current version of every model whose task applies to the release, prerequisites first.
+
+    Queue each with ``queue.enqueue(conn, "infer", infer_job_args(model, release_name))``, or
+    call :func:`enqueue_inference`.
+    """
+    tasks = all_tasks()
+    rows = conn.execute(sa.text("SELECT model_id, name, version, task FROM healcat.current_model ORDER BY name")).all()
+    models = [ModelRef(*r) for r in rows if r.task in tasks and tasks[r.task].applies(conn, release_id)]
+    return sorted(models, key=lambda m: _depth(tasks, m.task))
+
+
+def _depth(tasks: dict[str, Task], name: str) -> int:
+    return 1 + max((_depth(tasks, r) for r in tasks[name].requires if r in tasks), default=-1)
+
+
+def infer_job_args(model: ModelRef, release: str) -> dict:
+    return {"model": model.name, "version": model.version, "release": release}
+
+
+def enqueue_inference(conn: sa.Connection, release_id: int) -> list[int]:
+    """Queue an infer job for every applicable model on a release; returns the job ids."""
+    release = conn.scalar(sa.select(Release.name).where(Release.release_id == release_id))
+    return [queue.enqueue(conn, "infer", infer_job_args(m, release))[0] for m in applicable_models(conn, release_id)]
+
+
+def backfill(engine: sa.Engine, model: Model) -> list[int]:
+    """Queue infer jobs for a (new) model version over every published release it applies to and has
+    not finished a run on. Readers keep the previous version's outputs until each run completes."""
+    task = get_task(model.task)
+    ref = ModelRef(model.model_id, model.name, model.version, model.task)
+    with engine.begin() as conn:
+        releases = conn.execute(sa.text(
+            "SELECT r.release_id, r.name FROM healcat.release AS r WHERE r.status = 'published' AND NOT EXISTS "
+            "(SELECT 1 FROM healcat.inference_run AS x WHERE x.release_id = r.release_id AND x.model_id = :m "
+            "AND x.finished_at IS NOT NULL) ORDER BY r.release_id"), {"m": model.model_id}).all()
+        return [queue.enqueue(conn, "infer", infer_job_args(ref, r.name))[0]
+                for r in releases if task.applies(conn, r.release_id)]
+
+
+# --- inference ----------------------------------------------------------------------
+
+
+def device_of(name: str | None) -> torch.device:
     if name is None:
-        return photoz.best_device()
+        return best_device()
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise HealcatError(f"infer: device {name!r} asked for, but this torch ({torch.__version__}) sees no CUDA GPU")
     return device
 
 
-@dataclass
-class RunResult:
-    run_id: int
-    n_predicted: int
-    n_skipped: int
-    device: str
+def resolve_model(conn: sa.Connection, name: str, version: str | None = None) -> sa.Row:
+    """(model_id, name, version, embedding_dim, task) of a named version, else the current one."""
+    try:
+        return conn.execute(sa.text(
+            "SELECT r.model_id, r.name, r.version, r.embedding_dim, m.task FROM healcat.resolve_model(:n, :v) AS r "
+            "JOIN healcat.model AS m USING (model_id)"), {"n": name, "v": version}).one()
+    except sa.exc.DBAPIError as exc:
+        raise QueryError(str(exc.orig).splitlines()[0]) from None
 
 
-def run_photoz(engine: sa.Engine, release: str, *, version: str | None = None,
-               batch_size: int = 8192, device: str | None = None) -> RunResult:
-    """Predict photo-z PDFs and embeddings for a release's galaxies that have none from this model version.
+def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str | None = None,
+              batch_size: int = 8192, device: str | None = None) -> RunResult:
+    """Run a model version (default: current) over a release: predictions, embeddings, skips (idempotent).
 
-    Galaxies without all five magnitudes get no prediction and are counted in ``n_skipped``.
+    Models of the tasks this one ``requires`` run on the release first (their current versions).
     """
-    dev = _device(device)
-    with engine.begin() as conn:
-        try:
-            model_row = conn.execute(sa.text("SELECT * FROM healcat.resolve_model(:n, :v)"),
-                                     {"n": PHOTOZ_MODEL, "v": version}).one()
-        except sa.exc.DBAPIError as exc:
-            raise QueryError(str(exc.orig).splitlines()[0]) from None
+    dev = device_of(device)
+    with engine.connect() as conn:
+        model_row = resolve_model(conn, model_name, version)
         release_id = release_id_of(conn, release)
-        # One run per (model version, release) at a time; the next one finds the work done.
+    task = get_task(model_row.task)
+    params = {"release_id": release_id, "model_id": model_row.model_id}
+    for required in task.requires:
+        with engine.connect() as conn:
+            dep = next((m for m in applicable_models(conn, release_id) if m.task == required), None)
+        if dep is not None:
+            run_model(engine, dep.name, release, version=dep.version, batch_size=batch_size, device=device)
+        params[f"{required}_model_id"] = dep.model_id if dep else None
+    t0 = time.perf_counter()
+    with engine.begin() as conn:
+        # One run per (model version, release) at a time; the next one finds it finished.
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(
             sa.func.hashtext(f"infer:{model_row.model_id}:{release_id}"))))
-        model = photoz.load(str(_weights_file(conn, model_row.model_id)), map_location=dev)
-        run_id = conn.scalar(
-            sa.insert(InferenceRun).values(model_id=model_row.model_id, release_id=release_id,
-                                           device=_describe(dev)).returning(InferenceRun.run_id)
-        )
+        done = conn.scalar(sa.select(InferenceRun.run_id).where(
+            InferenceRun.model_id == model_row.model_id, InferenceRun.release_id == release_id,
+            InferenceRun.finished_at.is_not(None)))
+        if done is not None:
+            return RunResult(done, 0, 0, _describe(dev), already_done=True)
+        model = task.load(str(weights_file(conn, model_row.model_id)), dev)
+        run_id = conn.scalar(sa.insert(InferenceRun).values(
+            model_id=model_row.model_id, release_id=release_id, device=_describe(dev)).returning(InferenceRun.run_id))
         pg = conn.connection.driver_connection
         n_pred = n_skip = 0
         with pg.cursor(name=f"infer_{run_id}") as cur:
             cur.itersize = batch_size
-            cur.execute(_INFERENCE_QUERY, {"release_id": release_id, "model_id": model_row.model_id})
+            cur.execute(task.input_query, params)
             while batch := cur.fetchmany(batch_size):
-                keys = np.array([r[:2] for r in batch], dtype=np.int64)
-                mags = np.array([r[2:7] for r in batch], dtype=np.float64)  # NULL -> NaN
-                ok = photoz.valid_rows(mags)
-                n_skip += int((~ok).sum())
-                if ok.any():
-                    out = photoz.predict(model, photoz.features(mags[ok]), device=dev)
-                    n_pred += _write(pg, keys[ok], out, model_row.model_id, run_id)
+                prepared = task.prepare(batch)
+                skipped = prepared.skipped
+                if len(prepared.keys):
+                    out = task.predict(model, prepared.inputs, dev)
+                    ok = _finite(out)
+                    skipped += [(int(s), int(i), "model output not finite") for s, i in prepared.keys[~ok]]
+                    n_pred += write_outputs(pg, prepared.keys[ok], _take(out, ok), model_row.model_id, run_id)
+                if skipped:
+                    n_skip += copy_rows(pg, "inference_skip", ("shard", "source_id", "run_id", "reason"),
+                                        ("int2", "int8", "int8", "text"), ((s, i, run_id, r) for s, i, r in skipped))
         conn.execute(sa.update(InferenceRun).where(InferenceRun.run_id == run_id).values(
-            n_predicted=n_pred, n_skipped=n_skip, finished_at=sa.func.now()))
-    if n_pred:
+            n_predicted=n_pred, n_skipped=n_skip, finished_at=sa.func.clock_timestamp()))
+    t1 = time.perf_counter()
+    if n_pred and model_row.embedding_dim:
         ensure_embedding_index(engine, model_row.model_id, model_row.embedding_dim)
-    log.info("%s/%s on %s: %d predicted, %d skipped", PHOTOZ_MODEL, model_row.version, release, n_pred, n_skip)
-    return RunResult(run_id, n_pred, n_skip, _describe(dev))
+    log.info("%s/%s on %s: %d predicted, %d skipped", model_row.name, model_row.version, release, n_pred, n_skip)
+    return RunResult(run_id, n_pred, n_skip, _describe(dev), run_seconds=t1 - t0,
+                     index_seconds=time.perf_counter() - t1)
+
+
+def _finite(out: Outputs) -> np.ndarray:
+    ok = np.isfinite(out.value)
+    for a in (out.uncertainty, out.pdf_weights, out.pdf_means, out.pdf_sigmas, out.probabilities, out.embedding):
+        if a is not None:
+            ok &= np.isfinite(a).reshape(len(ok), -1).all(1)
+    return ok
+
+
+def _take(out: Outputs, ok: np.ndarray) -> Outputs:
+    return Outputs(**{k: (v[ok] if isinstance(v, np.ndarray) else v) for k, v in vars(out).items()})
+
+
+def write_outputs(pg, keys: np.ndarray, out: Outputs, model_id: int, run_id: int) -> int:
+    """COPY one batch's outputs: a prediction row per key, and an embedding row if the model gives one."""
+    n = len(keys)
+    base = [("shard", "int2", keys[:, 0]), ("source_id", "int8", keys[:, 1]),
+            ("model_id", "int4", np.full(n, model_id)), ("run_id", "int8", np.full(n, run_id))]
+    fixed = [(c, t, v) for c, t, v in (("value", "float8", out.value), ("uncertainty", "float8", out.uncertainty),
+                                       ("pdf_weights", "float4[]", out.pdf_weights),
+                                       ("pdf_means", "float4[]", out.pdf_means),
+                                       ("pdf_sigmas", "float4[]", out.pdf_sigmas)) if v is not None]
+    if out.probabilities is None:
+        copy_columns(pg, "prediction", base + fixed)
+    else:  # text and jsonb columns: row by row
+        names = np.asarray(out.class_names)
+        labels = names[out.probabilities.argmax(1)]
+        probs = [dict(zip(out.class_names, map(float, p))) for p in out.probabilities]
+        cols = [c for c, _, _ in base + fixed] + ["label", "probabilities"]
+        types = [t for _, t, _ in base + fixed] + ["text", "jsonb"]
+        columns = [v.tolist() for _, _, v in base + fixed] + [labels.tolist(), [Jsonb(p) for p in probs]]
+        copy_rows(pg, "prediction", cols, types, zip(*columns))
+    if out.embedding is not None:
+        copy_columns(pg, "embedding", base + [("vec", "vector", out.embedding)])
+    return n
 
 
 def ensure_embedding_index(engine: sa.Engine, model_id: int, dim: int) -> None:
@@ -222,23 +351,6 @@ def ensure_embedding_index(engine: sa.Engine, model_id: int, dim: int) -> None:
         conn.exec_driver_sql(
             f"CREATE INDEX CONCURRENTLY {name} ON healcat.embedding "
             f"USING hnsw ((vec::vector({int(dim)})) vector_cosine_ops) WHERE model_id = {int(model_id)}")
-
-
-def _write(pg, keys: np.ndarray, out: dict[str, np.ndarray], model_id: int, run_id: int) -> int:
-    shard, sid = keys[:, 0].tolist(), keys[:, 1].tolist()
-    n = copy_rows(
-        pg, "prediction",
-        ("shard", "source_id", "model_id", "run_id", "value", "uncertainty", "pdf_weights", "pdf_means", "pdf_sigmas"),
-        ("int2", "int8", "int4", "int8", "float8", "float8", "float4[]", "float4[]", "float4[]"),
-        zip(shard, sid, [model_id] * len(sid), [run_id] * len(sid), out["z_point"].tolist(),
-            out["z_sigma"].tolist(), out["weights"].tolist(), out["means"].tolist(), out["sigmas"].tolist()),
-    )
-    copy_rows(
-        pg, "embedding", ("shard", "source_id", "model_id", "run_id", "vec"),
-        ("int2", "int8", "int4", "int8", "vector"),
-        zip(shard, sid, [model_id] * len(sid), [run_id] * len(sid), out["embedding"].astype(np.float32)),
-    )
-    return n
 
 
 def _describe(dev: torch.device) -> str:

@@ -14,7 +14,6 @@ from typing import Any
 import sqlalchemy as sa
 
 from catalog.errors import MappingError, QueryError
-from catalog.models import Model
 from ingest import queue
 
 log = logging.getLogger(__name__)
@@ -22,26 +21,23 @@ log = logging.getLogger(__name__)
 
 def run_ingest(engine: sa.Engine, args: dict[str, Any]) -> dict[str, Any]:
     """Ingest a release; once it is published, queue inference for every current model that applies."""
-    from ingest.inference import PHOTOZ_MODEL, photoz_applies
+    from ingest.inference import enqueue_inference, release_id_of
     from ingest.load import ingest_release
 
     result = ingest_release(args["mapping"], engine, file=args.get("file"))
-    queued = []
     with engine.begin() as conn:
-        has_photoz = conn.scalar(sa.select(sa.func.count()).select_from(Model).where(
-            Model.name == PHOTOZ_MODEL, Model.retired_at.is_(None)))
-        if has_photoz and photoz_applies(conn, result.release):
-            queued.append(queue.enqueue(conn, "infer", {"task": "photoz", "release": result.release})[0])
+        queued = enqueue_inference(conn, release_id_of(conn, result.release))
     return {"release": result.release, "already_loaded": result.already_loaded,
             "row_counts": result.row_counts, "queued_jobs": queued}
 
 
 def run_infer(engine: sa.Engine, args: dict[str, Any]) -> dict[str, Any]:
-    from ingest.inference import run_photoz
+    """Run a model over a release: args ``model`` (name) or ``task`` (its model), ``release``, ``version``."""
+    from ingest.inference import run_model
+    from ingest.tasks import get_task
 
-    if args.get("task") != "photoz":
-        raise ValueError(f"infer: unknown task {args.get('task')!r}")
-    result = run_photoz(engine, args["release"], version=args.get("version"))
+    model = args.get("model") or get_task(args.get("task", "")).model_name
+    result = run_model(engine, model, args["release"], version=args.get("version"))
     return {"run_id": result.run_id, "n_predicted": result.n_predicted, "n_skipped": result.n_skipped,
             "device": result.device}
 

@@ -57,15 +57,17 @@ def engine(database_url) -> sa.Engine:
 
 @pytest.fixture(scope="session")
 def catalog(engine) -> dict:
-    """The loaded catalog: both releases ingested, photo-z trained and run (committed once)."""
-    from ingest.inference import run_photoz, train_photoz
+    """The loaded catalog: both releases ingested, the object classifier and photo-z trained and run
+    (photo-z runs the classifier first; committed once)."""
+    from ingest.inference import run_model, train
     from ingest.load import ingest_release
 
     sdss = ingest_release(SDSS, engine)
     gaia = ingest_release(GAIA, engine)
-    model = train_photoz(engine, SDSS_RELEASE)
-    run = run_photoz(engine, SDSS_RELEASE)
-    return {"sdss": sdss, "gaia": gaia, "model": model, "run": run}
+    classifier = train(engine, "object_class", SDSS_RELEASE)
+    model = train(engine, "photoz", SDSS_RELEASE)
+    run = run_model(engine, model.name, SDSS_RELEASE)
+    return {"sdss": sdss, "gaia": gaia, "model": model, "run": run, "classifier": classifier}
 
 
 @pytest.fixture

@@ -11,16 +11,27 @@ import sqlalchemy as sa
 
 from catalog.errors import QueryError
 from catalog.search import similar
-from ingest.inference import PHOTOZ_MODEL, PHOTOZ_TRAINING_QUERY, run_photoz, train_photoz
+from ingest.inference import backfill, run_model, train
 from ingest.ml import metrics, photoz
+from ingest.tasks.photoz import Photoz
 from tests.conftest import SDSS_RELEASE
+
+PHOTOZ_MODEL = Photoz.model_name
+
+
+def train_photoz(engine, release, seed=0):
+    return train(engine, "photoz", release, seed=seed)
+
+
+def run_photoz(engine, release):
+    return run_model(engine, PHOTOZ_MODEL, release)
 
 
 def test_model_is_registered_with_checksum_query_and_held_out_metrics(engine, catalog):
     model = catalog["model"]
     assert Path(model.weights_path).is_file()
     assert hashlib.sha256(Path(model.weights_path).read_bytes()).hexdigest() == model.weights_sha256
-    assert model.training_set.endswith(PHOTOZ_TRAINING_QUERY) and SDSS_RELEASE in model.training_set
+    assert model.training_set == Photoz.training_query and model.training_params["release"] == SDSS_RELEASE
     assert model.task == "photoz" and model.hyperparams["training_release"] == SDSS_RELEASE
     m = model.metrics
     assert m["n_test"] >= 900 and m["n_train"] >= 3000
@@ -144,6 +155,13 @@ def test_versions_coexist_and_current_is_a_query(engine, catalog):
     v2 = train_photoz(engine, SDSS_RELEASE, seed=1)  # another seed: other weights, so a new version
     try:
         assert v2.version != v1.version and v2.weights_sha256 != v1.weights_sha256
+        with engine.connect() as conn:  # v2 is current, but until its run finishes readers get v1's outputs
+            assert set(conn.execute(sa.text("SELECT DISTINCT model_version FROM healcat.current_prediction "
+                                            "WHERE model_name = :n"), {"n": PHOTOZ_MODEL}).scalars()) == {v1.version}
+        jobs = backfill(engine, v2)
+        with engine.connect() as conn:
+            args = conn.execute(sa.text("SELECT args FROM healcat.job WHERE job_id = ANY(:j)"), {"j": jobs}).scalars().all()
+        assert args == [{"model": PHOTOZ_MODEL, "version": v2.version, "release": SDSS_RELEASE}], "not Gaia: no ugriz"
         run = run_photoz(engine, SDSS_RELEASE)  # the current version is now v2
         assert run.n_predicted == catalog["run"].n_predicted
         with engine.connect() as conn:
@@ -157,9 +175,12 @@ def test_versions_coexist_and_current_is_a_query(engine, catalog):
         sid = _a_galaxy(engine)
         assert len(similar(sid, model=PHOTOZ_MODEL, k=3, version=v1.version)) == 3
         assert len(similar(sid, model=PHOTOZ_MODEL, k=3)) == 3
-        with engine.begin() as conn:  # retiring v2 makes v1 current again and deletes nothing
-            conn.execute(sa.text("UPDATE healcat.model SET retired_at = now() WHERE model_id = :m"),
-                         {"m": v2.model_id})
+        with engine.connect() as conn:
+            assert set(conn.execute(sa.text("SELECT DISTINCT model_version FROM healcat.current_prediction "
+                                            "WHERE model_name = :n"), {"n": PHOTOZ_MODEL}).scalars()) == {v2.version}
+        from catalog.cli import main
+
+        assert main(["model", "retire", PHOTOZ_MODEL, v2.version]) == 0  # v1 current again; nothing deleted
         with engine.connect() as conn:
             assert conn.scalar(sa.text("SELECT version FROM healcat.current_model WHERE name = :n"),
                                {"n": PHOTOZ_MODEL}) == v1.version
@@ -172,6 +193,7 @@ def test_versions_coexist_and_current_is_a_query(engine, catalog):
                 conn.execute(sa.text(f"DELETE FROM healcat.{table} WHERE model_id = :m"), {"m": v2.model_id})
             conn.execute(sa.text(f"DROP INDEX IF EXISTS healcat.ix_embedding_hnsw_{int(v2.model_id)}"))
             conn.execute(sa.text("DELETE FROM healcat.model WHERE model_id = :m"), {"m": v2.model_id})
+            conn.execute(sa.text("DELETE FROM healcat.job"))
     with engine.connect() as conn:
         assert conn.scalar(sa.text("SELECT model_id FROM healcat.current_model WHERE name = :n"),
                            {"n": PHOTOZ_MODEL}) == v1.model_id

@@ -35,12 +35,15 @@ def test_ingest_job_runs_once_and_queues_inference(engine, catalog, tmp_path, sc
     assert "queued" in out and "already queued or running" in out
     assert len(_jobs(engine)) == 1, "an identical live job is not queued twice"
 
-    assert Worker(engine, name="test").run(once=True) == 2  # the ingest, then the inference it queued
-    ingest_job, infer_job = _jobs(engine)
+    assert Worker(engine, name="test").run(once=True) == 3  # the ingest, then the inference it queued
+    ingest_job, class_job, infer_job = _jobs(engine)
     assert (ingest_job.kind, ingest_job.status, ingest_job.attempts) == ("ingest", "done", 1)
     assert ingest_job.result["row_counts"]["source"] == 40 and not ingest_job.result["already_loaded"]
-    assert (infer_job.kind, infer_job.status) == ("infer", "done")
-    assert infer_job.args == {"task": "photoz", "release": "scratch/worker"}
+    assert (class_job.kind, class_job.status, infer_job.kind, infer_job.status) == ("infer", "done", "infer", "done")
+    assert class_job.args == {"model": catalog["classifier"].name, "version": catalog["classifier"].version,
+                              "release": "scratch/worker"}, "the classifier first: photo-z needs its labels"
+    assert infer_job.args == {"model": catalog["model"].name, "version": catalog["model"].version,
+                              "release": "scratch/worker"}
     with engine.connect() as conn:
         n_galaxies = conn.scalar(sa.text(
             "SELECT count(*) FROM healcat.spec_redshift z JOIN healcat.source s USING (shard, source_id) "
@@ -102,7 +105,7 @@ def test_a_dead_workers_job_is_requeued(engine, catalog, tmp_path, scratch_relea
 
 def test_inference_counts_skipped_galaxies_and_loads_weights_from_the_catalog(engine, catalog, tmp_path,
                                                                             scratch_release):
-    from ingest.inference import run_photoz
+    from ingest.inference import run_model
 
     galaxies = [r for r in sdss_rows() if r["class"] == "GALAXY"][:10]
     galaxies[0]["u"] = ""  # not measured: no prediction, counted as skipped
@@ -112,6 +115,10 @@ def test_inference_counts_skipped_galaxies_and_loads_weights_from_the_catalog(en
     ingest_release(scratch_mapping(tmp_path, "ten"), engine, file=path)
     weights = Path(catalog["model"].weights_path)
     weights.unlink()  # as on a worker machine that did not train the model
-    result = run_photoz(engine, "scratch/ten")
+    result = run_model(engine, catalog["model"].name, "scratch/ten")
     assert (result.n_predicted, result.n_skipped) == (9, 1)
+    with engine.connect() as conn:
+        reasons = conn.execute(sa.text("SELECT reason FROM healcat.inference_skip WHERE run_id = :r"),
+                               {"r": result.run_id}).scalars().all()
+    assert reasons == ["no sdss_u magnitude"]
     assert weights.is_file(), "the weights came from the catalog, checked against their sha256"

@@ -73,7 +73,11 @@ def pit_gmm(weights: np.ndarray, means: np.ndarray, sigmas: np.ndarray, z: np.nd
     return np.sum(w * _norm_cdf(t), axis=1)
 
 
+def pit_histogram(pit: np.ndarray, bins: int = 10) -> np.ndarray:
+    """Counts of PIT values in ``bins`` equal bins over [0, 1] (flat for calibrated PDFs)."""
+    return np.histogram(np.clip(pit, 0.0, 1.0), bins=bins, range=(0.0, 1.0))[0]
+
+
 def pit_max_deviation(pit: np.ndarray, bins: int = 10) -> float:
     """Max relative deviation ``max_b |n_b / (N / bins) - 1|`` of a PIT histogram from flat."""
-    counts, _ = np.histogram(np.clip(pit, 0.0, 1.0), bins=bins, range=(0.0, 1.0))
-    return float(np.max(np.abs(counts / (len(pit) / bins) - 1.0)))
+    return float(np.max(np.abs(pit_histogram(pit, bins) / (len(pit) / bins) - 1.0)))

@@ -7,7 +7,6 @@ embedding of each galaxy for similarity search.
 """
 from __future__ import annotations
 
-import io
 import time
 from typing import Any
 
@@ -15,7 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import metrics
+from . import common, metrics
+from .common import best_device, split_indices
 
 MAG_MIN, MAG_MAX = 0.0, 40.0  # valid magnitude range (exclusive); SDSS uses -9999 sentinels
 SIGMA_FLOOR = 1e-3  # minimum component sigma, redshift units
@@ -89,17 +89,21 @@ def mixture_nll(logits: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, z: 
     return -torch.logsumexp(torch.log_softmax(logits, dim=1) + comp, dim=1).mean()
 
 
-def best_device() -> torch.device:
-    """``cuda`` if available, else ``cpu``."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def train(mags: np.ndarray, z: np.ndarray, **options: Any) -> tuple[PhotoZMDN, dict[str, Any]]:
+    """Fit a :class:`PhotoZMDN` on ugriz magnitudes ``[N, 5]`` (mag) and spec-z ``[N]``: rows with
+    invalid photometry are dropped, then :func:`train_features` on :func:`features`."""
+    ok = valid_rows(mags)
+    model, report = train_features(features(np.asarray(mags)[ok]), np.asarray(z, dtype=np.float64)[ok], **options)
+    report["n_dropped"] += int((~ok).sum())
+    return model, report
 
 
-def train(mags: np.ndarray, z: np.ndarray, *, seed: int = 0, epochs: int = 400,
-          device: str | torch.device = "cpu", batch_size: int = 512, lr: float = 2e-3,
-          patience: int = 60, **hparams: int) -> tuple[PhotoZMDN, dict[str, Any]]:
-    """Fit a :class:`PhotoZMDN` on ugriz magnitudes ``[N, 5]`` (mag) and spec-z ``[N]``.
+def train_features(x: np.ndarray, z: np.ndarray, *, seed: int = 0, epochs: int = 400,
+                   device: str | torch.device = "cpu", batch_size: int = 512, lr: float = 2e-3,
+                   patience: int = 60, **hparams: int) -> tuple[PhotoZMDN, dict[str, Any]]:
+    """Fit a :class:`PhotoZMDN` on any photometric features ``[N, F]`` and spec-z ``[N]``.
 
-    Invalid photometry / non-finite z rows are dropped; z is clipped at >= 0. A
+    Non-finite rows are dropped; z is clipped at >= 0. A
     seeded permutation holds out 20% as test; 10% of the rest is a validation
     slice for early stopping (best validation NLL weights are kept). Returns the
     model (on ``device``, eval mode) and a report of plain floats/ints with test
@@ -107,13 +111,11 @@ def train(mags: np.ndarray, z: np.ndarray, *, seed: int = 0, epochs: int = 400,
     """
     t0 = time.perf_counter()
     torch.manual_seed(seed)
-    ok = valid_rows(mags) & np.isfinite(z)
-    x_all = features(np.asarray(mags)[ok])
-    z_all = np.clip(np.asarray(z, dtype=np.float64)[ok], 0.0, None).astype(np.float32)
-    perm = np.random.default_rng(seed).permutation(len(z_all))
-    n_test = int(round(0.2 * len(perm)))
-    n_val = int(round(0.1 * (len(perm) - n_test)))
-    test, val, fit = perm[:n_test], perm[n_test:n_test + n_val], perm[n_test + n_val:]
+    x, z = np.asarray(x, dtype=np.float32), np.asarray(z, dtype=np.float64)
+    ok = np.isfinite(x).all(1) & np.isfinite(z)
+    x_all = x[ok]
+    z_all = np.clip(z[ok], 0.0, None).astype(np.float32)
+    test, val, fit = split_indices(len(z_all), seed)
 
     dev = torch.device(device)
     model = PhotoZMDN(n_features=x_all.shape[1], **hparams)
@@ -159,7 +161,8 @@ def train(mags: np.ndarray, z: np.ndarray, *, seed: int = 0, epochs: int = 400,
         outlier_fraction=metrics.outlier_fraction(out["z_point"], zt),
         nmad_mean=metrics.nmad(out["z_mean"], zt),
         crps=float(metrics.crps_gmm(out["weights"], out["means"], out["sigmas"], zt).mean()),
-        pit_max_dev=metrics.pit_max_deviation(pit), val_nll=best,
+        pit_max_dev=metrics.pit_max_deviation(pit), pit_histogram=metrics.pit_histogram(pit).tolist(),
+        val_nll=best,
         seed=seed, epochs=epochs, epochs_run=epoch, train_seconds=time.perf_counter() - t0,
     )
     return model, report
@@ -209,20 +212,10 @@ def predict(model: PhotoZMDN, x_features: np.ndarray, *, batch_size: int = 65536
 
 
 def to_bytes(model: PhotoZMDN) -> bytes:
-    """state_dict + constructor hyperparameters as a torch.save file's bytes.
-
-    Written to memory, so the archive's internal name is fixed and the same weights always give
-    the same bytes (and sha256); write them to a file and :func:`load` it.
-    """
-    state = {k: t.detach().cpu() for k, t in model.state_dict().items()}
-    buffer = io.BytesIO()
-    torch.save({"hparams": dict(model.hparams), "state_dict": state}, buffer)
-    return buffer.getvalue()
+    """Deterministic weight bytes (:func:`ingest.ml.common.to_bytes`)."""
+    return common.to_bytes(model)
 
 
 def load(path: str, map_location: str | torch.device | None = None) -> PhotoZMDN:
-    """Load a model from a file of :func:`to_bytes` output (``weights_only=True``); returns it in eval mode."""
-    blob = torch.load(path, map_location=map_location, weights_only=True)
-    model = PhotoZMDN(**blob["hparams"])
-    model.load_state_dict(blob["state_dict"])
-    return model.to(map_location or "cpu").eval()
+    """Load a model from a file of :func:`to_bytes` output; returns it in eval mode."""
+    return common.load(PhotoZMDN, path, map_location)

@@ -1,0 +1,121 @@
+"""Inference throughput end to end against the model's pure forward pass, on 1 million sources.
+
+The sources are synthetic: each is a real SDSS DR14 spectroscopic galaxy's ugriz (from
+`sdss/dr14-skyserver-10k`), resampled with replacement and perturbed by N(0, 0.03 mag) noise per
+band, with no position (shard -1) and no spectrum, in the release `bench/sdss-resampled-1m`.
+End to end is `run_model` on the photo-z model (its transaction, timed by `RunResult.run_seconds`): stream the input query (photometry pivot, class
+join) with a server-side cursor, check the magnitudes, infer, and COPY the PDFs (prediction) and
+the 16-d embeddings back, in one transaction. The HNSW index over a new version's embeddings is
+built afterwards (CONCURRENTLY, readers unaffected) and reported on its own. Before it, the object classifier's run (which
+photo-z requires) is timed and reported on its own. The baseline is the same photo-z model's
+`predict` on the same inputs, in memory, in the same batches, in the same process.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+import torch
+
+N_SOURCES = int(os.environ.get("BENCH_INFERENCE_N", 1_000_000))
+RELEASE = "bench/sdss-resampled-1m"
+BATCH = 8192
+
+
+def _setup():
+    os.environ.setdefault("HEALCAT_HOME", str(Path(__file__).resolve().parents[1] / "var" / "bench"))
+    from catalog import db
+    from ingest.inference import train
+    from ingest.load import ingest_release
+
+    url = db.database_url()
+    db.migrate(url)
+    engine = db.engine()
+    ingest_release("sdss_dr14_skyserver_10k", engine)
+    train(engine, "object_class")
+    photoz = train(engine, "photoz")
+    with engine.begin() as conn:
+        if conn.scalar(sa.text("SELECT count(*) FROM healcat.release WHERE name = :r"), {"r": RELEASE}) == 0:
+            _synthesize(conn)
+    return engine, photoz
+
+
+def _synthesize(conn) -> None:
+    conn.execute(sa.text("INSERT INTO healcat.survey (name, description) VALUES ('bench', 'synthetic benchmark data') "
+                         "ON CONFLICT DO NOTHING"))
+    release_id = conn.scalar(sa.text(
+        "INSERT INTO healcat.release (survey_id, name, version, source_uri, checksum, mapping, status) "
+        "SELECT survey_id, :r, 'sdss-resampled-1m', 'synthesized by benchmarks/bench_inference.py', :r, '{}', "
+        "'published' FROM healcat.survey WHERE name = 'bench' RETURNING release_id"), {"r": RELEASE})
+    conn.execute(sa.text("SELECT setseed(0.42)"))
+    conn.execute(sa.text("""
+        CREATE TEMP TABLE galaxy ON COMMIT DROP AS
+        SELECT row_number() OVER (ORDER BY s.source_id) AS i, array_agg(p.mag ORDER BY p.band) AS mags,
+               array_agg(p.band ORDER BY p.band) AS bands
+        FROM healcat.source s JOIN healcat.spec_redshift z USING (shard, source_id)
+        JOIN healcat.photometry p USING (shard, source_id)
+        JOIN healcat.release r ON r.release_id = s.release_id
+        WHERE r.name = 'sdss/dr14-skyserver-10k' AND z.spec_class = 'GALAXY'
+        GROUP BY s.source_id HAVING count(*) = 5"""))
+    n_gal = conn.scalar(sa.text("SELECT count(*) FROM galaxy"))
+    conn.execute(sa.text("""
+        INSERT INTO healcat.source (shard, release_id, object_id)
+        SELECT -1, :rel, 'bench-' || g FROM generate_series(1, :n) AS g"""), {"rel": release_id, "n": N_SOURCES})
+    conn.execute(sa.text("""
+        INSERT INTO healcat.photometry (shard, source_id, band, mag, mag_system)
+        SELECT s.shard, s.source_id, g.bands[b], g.mags[b] + 0.03 * sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random()), 'AB'
+        FROM (SELECT shard, source_id, 1 + floor(random() * :ng)::int AS pick
+              FROM healcat.source WHERE release_id = :rel) AS s
+        JOIN galaxy g ON g.i = s.pick, generate_series(1, 5) AS b"""), {"rel": release_id, "ng": n_gal})
+    conn.execute(sa.text("ANALYZE healcat.source; ANALYZE healcat.photometry"))
+
+
+def main() -> None:
+    engine, photoz_model = _setup()
+    from ingest import inference
+    from ingest.tasks import get_task
+
+    torch.set_num_threads(1)  # one core for the model; PostgreSQL's backend gets the other
+    dev = inference.device_of(None)
+    with engine.connect() as conn:
+        release_id = inference.release_id_of(conn, RELEASE)
+        done = conn.scalar(sa.text("SELECT count(*) FROM healcat.inference_run WHERE release_id = :r"),
+                           {"r": release_id})
+    assert done == 0, f"{RELEASE} already has runs: drop var/bench to measure again"
+    with engine.connect() as conn:
+        cls_ref = next(m for m in inference.applicable_models(conn, release_id) if m.task == "object_class")
+    cls_run = inference.run_model(engine, cls_ref.name, RELEASE, batch_size=BATCH)
+    t_cls = cls_run.run_seconds
+    run = inference.run_model(engine, photoz_model.name, RELEASE, batch_size=BATCH)
+    t_e2e = run.run_seconds
+
+    # Baseline: the same inputs, in memory, through predict() in the same batches.
+    task = get_task("photoz")
+    with engine.connect() as conn, conn.connection.driver_connection.cursor() as cur:
+        cur.execute(task.input_query, {"release_id": release_id, "object_class_model_id": cls_ref.model_id})
+        rows = cur.fetchall()
+        model = task.load(str(inference.weights_file(conn, photoz_model.model_id)), dev)
+    batches = [task.prepare(rows[i:i + BATCH]).inputs for i in range(0, len(rows), BATCH)]
+    t0 = time.perf_counter()
+    n_fwd = sum(len(task.predict(model, x, dev).value) for x in batches)
+    t_fwd = time.perf_counter() - t0
+    assert n_fwd == run.n_predicted, (n_fwd, run.n_predicted)
+
+    e2e, fwd = run.n_predicted / t_e2e, n_fwd / t_fwd
+    print(f"\ninference: {N_SOURCES:,} synthetic sources (real SDSS galaxies resampled + noise), {dev}, "
+          f"torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} cores")
+    print(f"  object classifier run: {cls_run.n_predicted:,} labelled in {t_cls:.1f} s "
+          f"({cls_run.n_predicted / t_cls:,.0f} sources/s)")
+    print(f"  photo-z end to end:    {run.n_predicted:,} PDFs + embeddings in {t_e2e:.1f} s ({e2e:,.0f} sources/s), "
+          f"{run.n_skipped:,} skipped")
+    print(f"  then the HNSW index over the new version's embeddings: {run.index_seconds:.1f} s (not in end to end)")
+    print(f"  photo-z pure forward:  {n_fwd:,} in {t_fwd:.1f} s ({fwd:,.0f} sources/s)")
+    print(f"  end to end / forward:  {e2e / fwd:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""Model tasks: what a model learns from the catalog, and what it writes back.
+
+A *task* (photo-z, object class, gyrochronology age, ...) is a :class:`Task` subclass registered
+with :func:`register`. The machinery in :mod:`ingest.inference` does everything else: it runs the
+training query, hands the rows to :meth:`Task.fit`, stores the weights (sha256-checked, in the
+catalog and on disk) with the exact training query and its parameters and the held-out metrics as
+a new model version; it streams :attr:`Task.input_query` out of PostgreSQL in batches, calls
+:meth:`Task.prepare` and :meth:`Task.predict`, and writes :class:`Outputs` back with binary COPY,
+one run per (model version, release), all or nothing, with every source it gave no output for
+recorded in ``inference_skip`` with the reason.
+
+How a new model plugs in (e.g. ``ingest/tasks/gyro_age.py``)::
+
+    from ingest.tasks import Outputs, Prepared, Task, Trained, register
+    from ingest.ml import gyro                      # torch + numpy only
+
+    @register
+    class GyroAge(Task):
+        name = "gyro_age"                           # model.task; `healcat train gyro_age`
+        model_name = "chronoflow"                   # versions are registered under this name
+        default_training_release = "..."            # `healcat train` without --release
+        unit = "Myr"                                # what prediction.value is in
+        # SQL over the catalog, psycopg parameters: %(release_id)s (the training release)
+        training_query = "SELECT ... FROM healcat.rotation_period ... WHERE s.release_id = %(release_id)s"
+        # SQL, first two columns shard, source_id; %(release_id)s (the release run on), and
+        # %(<task>_model_id)s for each task in `requires` (that model's current version, run first)
+        input_query = "SELECT s.shard, s.source_id, ... WHERE s.release_id = %(release_id)s"
+        # SQL returning one boolean: does the task apply to a release? (%(release_id)s)
+        applies_query = "SELECT EXISTS (SELECT 1 FROM healcat.rotation_period ...)"
+        requires = ()                               # e.g. ("object_class",)
+
+        def fit(self, rows, *, seed, epochs=None) -> Trained:     # rows: list of tuples
+            model, report = gyro.train(..., seed=seed)            # report: held-out metrics
+            return Trained(gyro.to_bytes(model), model.hparams, report, embedding_dim=None)
+
+        def load(self, path, device):               # a weights file of fit()'s bytes
+            return gyro.load(path, map_location=device)
+
+        def prepare(self, rows) -> Prepared:        # one fetched batch of input_query rows
+            ...                                     # keys [N, 2] int64 (shard, source_id) of the
+            return Prepared(keys, inputs, skipped)  # rows to run; skipped: [(shard, source_id, reason)]
+
+        def predict(self, model, inputs, device) -> Outputs:
+            return Outputs(value=age_myr, uncertainty=err_myr)   # numpy, one row per key
+
+Then add the module to :data:`TASK_MODULES`. Nothing else changes: ``healcat train gyro_age``,
+``healcat infer chronoflow RELEASE``, ``healcat model list|show|register|retire``, the worker's
+jobs, backfills and :func:`ingest.inference.applicable_models` all go through the registry.
+Outputs map to rows as follows: ``value``/``uncertainty``/``pdf_*``/``label``/``probabilities``
+-> one ``healcat.prediction`` row per source (any of them may be None except ``value``);
+``embedding`` -> one ``healcat.embedding`` row (pgvector, HNSW index per model version, cosine).
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import sqlalchemy as sa
+import torch
+
+from catalog.errors import QueryError
+
+#: The modules whose import registers the tasks; a new task adds its module here.
+TASK_MODULES = ("ingest.tasks.object_class", "ingest.tasks.photoz")
+
+
+@dataclass
+class Trained:
+    """What :meth:`Task.fit` returns: deterministic weight bytes and what to register with them."""
+
+    weights: bytes
+    hyperparams: dict[str, Any]
+    metrics: dict[str, Any]  # held-out metrics: plain floats, ints, lists (stored as JSON)
+    embedding_dim: int | None = None
+
+
+@dataclass
+class Prepared:
+    """One batch of input rows, split into what the model runs on and what it cannot."""
+
+    keys: np.ndarray  # [N, 2] int64: shard, source_id of the rows in `inputs`
+    inputs: Any  # whatever the task's predict() takes, N rows
+    skipped: list[tuple[int, int, str]] = field(default_factory=list)  # (shard, source_id, reason)
+
+
+@dataclass
+class Outputs:
+    """What a model says about N sources: numpy arrays, row i for keys[i]. Only ``value`` is required."""
+
+    value: np.ndarray  # [N] point estimate, in the task's unit
+    uncertainty: np.ndarray | None = None  # [N] 1-sigma, same unit
+    pdf_weights: np.ndarray | None = None  # [N, K] Gaussian mixture over the value
+    pdf_means: np.ndarray | None = None  # [N, K]
+    pdf_sigmas: np.ndarray | None = None  # [N, K]
+    class_names: tuple[str, ...] | None = None  # classification: the names of probabilities' columns
+    probabilities: np.ndarray | None = None  # [N, C]; label = the most probable class
+    embedding: np.ndarray | None = None  # [N, D] float32, for similarity search
+
+
+class Task(ABC):
+    """One kind of prediction; see the module docstring for how to write one."""
+
+    name: ClassVar[str]
+    model_name: ClassVar[str]
+    default_training_release: ClassVar[str | None] = None
+    unit: ClassVar[str] = ""
+    training_query: ClassVar[str]
+    input_query: ClassVar[str]
+    applies_query: ClassVar[str]
+    requires: ClassVar[tuple[str, ...]] = ()
+
+    def applies(self, conn: sa.Connection, release_id: int) -> bool:
+        """Whether the task has anything to run on in a release."""
+        with conn.connection.driver_connection.cursor() as cur:
+            cur.execute(self.applies_query, {"release_id": release_id})
+            return bool(cur.fetchone()[0])
+
+    @abstractmethod
+    def fit(self, rows: list[tuple], *, seed: int, epochs: int | None = None) -> Trained:
+        """Train on the training query's rows (a seeded held-out split inside); same rows + seed, same bytes."""
+
+    @abstractmethod
+    def load(self, path: str, device: Any) -> Any:
+        """The model from a file holding :meth:`fit`'s weight bytes, on ``device``, in eval mode."""
+
+    def embedding_dim(self, model: Any) -> int | None:
+        """Length of the model's embedding vectors (None: it gives none)."""
+        return None
+
+    @abstractmethod
+    def prepare(self, rows: list[tuple]) -> Prepared:
+        """Split a batch of input rows into model inputs and skipped sources (with reasons)."""
+
+    @abstractmethod
+    def predict(self, model: Any, inputs: Any, device: Any) -> Outputs:
+        """Run the model on prepared inputs."""
+
+
+def single_thread(fn, *args, **kwargs):
+    """Call ``fn`` with torch on one thread: small MLPs on batches of a few hundred rows only
+    contend with more (8x slower on 2 cores), and one thread keeps training bit-reproducible."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        torch.set_num_threads(threads)
+
+
+_TASKS: dict[str, Task] = {}
+
+
+def register(cls: type[Task]) -> type[Task]:
+    """Class decorator: make a task known by its ``name``."""
+    _TASKS[cls.name] = cls()
+    return cls
+
+
+def all_tasks() -> dict[str, Task]:
+    for module in TASK_MODULES:
+        importlib.import_module(module)
+    return dict(_TASKS)
+
+
+def get_task(name: str) -> Task:
+    tasks = all_tasks()
+    if name not in tasks:
+        raise QueryError(f"no task named {name!r}; known: {', '.join(sorted(tasks))}")
+    return tasks[name]
+
+
+def task_of_model(model_name: str) -> Task | None:
+    """The task whose default model name this is (None for a name registered by hand)."""
+    return next((t for t in all_tasks().values() if t.model_name == model_name), None)

@@ -1,0 +1,57 @@
+"""Photometric redshift p(z) from SDSS ugriz (mixture density network), for galaxies only."""
+
+from __future__ import annotations
+
+from ingest.ml import photoz as ml_photoz
+from ingest.tasks import Outputs, Prepared, Task, Trained, register, single_thread, ugriz
+
+
+@register
+class Photoz(Task):
+    name = "photoz"
+    model_name = "photoz-sdss"
+    default_training_release = "sdss/dr14-skyserver-10k"
+    unit = "redshift"
+    #: The release's spectroscopic galaxies, ordered so the split is reproducible.
+    training_query = ugriz.ugriz_query(
+        columns=", r.z",
+        joins="JOIN healcat.spec_redshift AS r ON r.shard = s.shard AND r.source_id = s.source_id\n",
+        where="AND r.spec_class = 'GALAXY' AND r.z IS NOT NULL", group=", r.z", order=True)
+    #: Every source of the release, with the reason it is not a galaxy (NULL if it is one): its
+    #: spectrum's class where it has one, else the object classifier's label (run first).
+    input_query = ugriz.ugriz_query(
+        columns=""",
+       CASE WHEN r.spec_class IS NOT NULL AND r.spec_class <> 'GALAXY' THEN 'not a galaxy: spectrum says ' || r.spec_class
+            WHEN r.spec_class IS NULL AND c.label IS NULL THEN 'no class: no spectrum and no object_class prediction'
+            WHEN r.spec_class IS NULL AND c.label <> 'GALAXY'
+                THEN 'not a galaxy: classified ' || c.label || ' (p = ' || round(c.value::numeric, 3) || ')'
+       END AS not_galaxy""",
+        joins="LEFT JOIN healcat.spec_redshift AS r ON r.shard = s.shard AND r.source_id = s.source_id\n"
+              "LEFT JOIN healcat.prediction AS c ON c.shard = s.shard AND c.source_id = s.source_id "
+              "AND c.model_id = %(object_class_model_id)s\n",
+        group=", r.spec_class, c.label, c.value")
+    applies_query = ugriz.APPLIES_QUERY
+    requires = ("object_class",)
+
+    def fit(self, rows: list[tuple], *, seed: int, epochs: int | None = None) -> Trained:
+        keys, mags, _ = ugriz.split_rows(rows)
+        z = {int(r[1]): r[7] for r in rows}
+        z_spec = [z[int(k)] for k in keys[:, 1]]
+        model, report = single_thread(ml_photoz.train, mags, z_spec, seed=seed,
+                                       **({"epochs": epochs} if epochs else {}))
+        return Trained(ml_photoz.to_bytes(model), dict(model.hparams), report, embedding_dim=self.embedding_dim(model))
+
+    def load(self, path: str, device):
+        return ml_photoz.load(path, map_location=device)
+
+    def embedding_dim(self, model) -> int:
+        return model.hparams["embed_dim"]
+
+    def prepare(self, rows: list[tuple]) -> Prepared:
+        keys, mags, skipped = ugriz.split_rows(rows, [r[7] for r in rows])
+        return Prepared(keys, ml_photoz.features(mags), skipped)
+
+    def predict(self, model, inputs, device) -> Outputs:
+        out = ml_photoz.predict(model, inputs, device=device)
+        return Outputs(value=out["z_point"], uncertainty=out["z_sigma"], pdf_weights=out["weights"],
+                       pdf_means=out["means"], pdf_sigmas=out["sigmas"], embedding=out["embedding"])

@@ -1,0 +1,54 @@
+"""SDSS ugriz photometry as model input: the pivot query and the per-row checks both tasks share."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ingest.ml import photoz as ml_photoz
+
+BANDS = ("sdss_u", "sdss_g", "sdss_r", "sdss_i", "sdss_z")
+
+
+def ugriz_query(*, columns: str = "", joins: str = "", where: str = "", group: str = "", order: bool = False) -> str:
+    """A release's sources, one row each: shard, source_id, the five magnitudes (NULL where not
+    measured), then ``columns``; ``joins`` may add one-row-per-source tables (group by their columns)."""
+    mags = ", ".join(f"max(p.mag) FILTER (WHERE p.band = '{b}') AS {b}" for b in BANDS)
+    return (
+        f"SELECT s.shard, s.source_id, {mags}{columns}\n"
+        "FROM healcat.source AS s\n"
+        "LEFT JOIN healcat.photometry AS p ON p.shard = s.shard AND p.source_id = s.source_id\n"
+        f"{joins}"
+        f"WHERE s.release_id = %(release_id)s {where}\n"
+        f"GROUP BY s.shard, s.source_id{group}"
+        + ("\nORDER BY s.source_id" if order else "")
+    )
+
+
+#: Does the release have any SDSS photometry?
+APPLIES_QUERY = (
+    "SELECT EXISTS (SELECT 1 FROM healcat.source AS s JOIN healcat.photometry AS p USING (shard, source_id) "
+    f"WHERE s.release_id = %(release_id)s AND p.band IN ({', '.join(repr(b) for b in BANDS)}))"
+)
+
+
+def split_rows(rows: list[tuple], reasons: list[str | None] | None = None
+               ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, str]]]:
+    """Rows (shard, source_id, u, g, r, i, z, ...) -> (keys [N, 2], ugriz [N, 5] mag, skipped) of the rows
+    with five valid magnitudes and no other reason (``reasons[i]``) to skip them; bad magnitudes are
+    the reason given first."""
+    keys = np.array([r[:2] for r in rows], dtype=np.int64).reshape(-1, 2)
+    mags = np.array([r[2:7] for r in rows], dtype=np.float64).reshape(-1, 5)  # NULL -> NaN
+    valid = ml_photoz.valid_rows(mags)
+    ok = valid & (np.array([r is None for r in reasons], dtype=bool) if reasons is not None else True)
+    skipped = [(int(keys[i, 0]), int(keys[i, 1]), reasons[i] if valid[i] else _bad_mags(mags[i]))
+               for i in np.flatnonzero(~ok)]
+    return keys[ok], mags[ok], skipped
+
+
+def _bad_mags(mags: np.ndarray) -> str:
+    missing = [b for b, m in zip(BANDS, mags) if np.isnan(m)]
+    invalid = [f"{b} = {m:g}" for b, m in zip(BANDS, mags) if not np.isnan(m) and not ml_photoz.MAG_MIN < m < ml_photoz.MAG_MAX]
+    parts = ([f"no {', '.join(missing)} magnitude"] if missing else []) + \
+        ([f"magnitude outside ({ml_photoz.MAG_MIN:g}, {ml_photoz.MAG_MAX:g}) mag (a sentinel?): {', '.join(invalid)}"]
+         if invalid else [])
+    return "; ".join(parts)

@@ -1,0 +1,153 @@
+"""The model registry: tasks, the object classifier, photo-z on galaxies only, skips with reasons,
+the PDF functions in SQL, the CLI, and which version's outputs are current."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from catalog.cli import main
+from ingest.inference import applicable_models, release_id_of, run_model
+from ingest.load import ingest_release
+from ingest.tasks import get_task
+from tests.conftest import GAIA_RELEASE, SDSS_RELEASE, scratch_mapping, sdss_rows, write_csv
+
+
+def test_classifier_is_accurate_on_held_out_sdss_objects(catalog):
+    m = catalog["classifier"].metrics
+    confusion = np.array(m["confusion"])
+    assert m["classes"] == ["GALAXY", "QSO", "STAR"] and confusion.sum() == m["n_test"] >= 1900
+    assert m["accuracy"] == pytest.approx(np.trace(confusion) / confusion.sum())
+    assert m["accuracy"] >= 0.95
+
+
+def test_photoz_meets_its_targets_with_a_flat_pit(catalog):
+    m = catalog["model"].metrics
+    assert m["nmad"] <= 0.02 and m["outlier_fraction"] <= 0.01
+    pit = np.array(m["pit_histogram"])
+    assert len(pit) == 10 and pit.sum() == m["n_test"]
+    assert np.all(np.abs(pit / (m["n_test"] / 10) - 1) <= 0.2), pit
+    assert m["crps"] > 0
+
+
+def test_training_is_reproducible_from_the_same_rows_and_seed(engine, catalog):
+    task = get_task("object_class")
+    with engine.connect() as conn, conn.connection.driver_connection.cursor() as cur:
+        cur.execute(task.training_query, catalog["classifier"].training_params)
+        rows = cur.fetchall()
+    a, b = task.fit(rows, seed=0, epochs=20), task.fit(rows, seed=0, epochs=20)
+    assert hashlib.sha256(a.weights).digest() == hashlib.sha256(b.weights).digest()
+    assert {k: v for k, v in a.metrics.items() if k != "train_seconds"} == \
+        {k: v for k, v in b.metrics.items() if k != "train_seconds"}
+    assert catalog["classifier"].weights_sha256 != hashlib.sha256(a.weights).hexdigest(), "20 epochs differ from the full run"
+
+
+def test_applicable_models_put_prerequisites_first(engine, catalog):
+    with engine.connect() as conn:
+        sdss = applicable_models(conn, release_id_of(conn, SDSS_RELEASE))
+        gaia = applicable_models(conn, release_id_of(conn, GAIA_RELEASE))
+    assert [m.task for m in sdss] == ["object_class", "photoz"]
+    assert sdss[1].model_id == catalog["model"].model_id and gaia == []
+
+
+def test_photoz_runs_on_galaxies_only_and_records_why_it_skipped_the_rest(engine, catalog):
+    with engine.connect() as conn:
+        spec = dict(conn.execute(sa.text(
+            "SELECT z.spec_class, count(*) FROM healcat.spec_redshift z JOIN healcat.source s USING (shard, source_id) "
+            "JOIN healcat.release r USING (release_id) WHERE r.name = :r GROUP BY 1"), {"r": SDSS_RELEASE}).all())
+        reasons = dict(conn.execute(sa.text(
+            "SELECT reason, count(*) FROM healcat.inference_skip WHERE run_id = :r GROUP BY 1"),
+            {"r": catalog["run"].run_id}).all())
+        bad = conn.scalar(sa.text("SELECT count(*) FROM healcat.prediction WHERE value = 'NaN' OR uncertainty = 'NaN'"))
+        labels = conn.execute(sa.text(
+            "SELECT p.label, p.probabilities, p.value, z.spec_class FROM healcat.current_prediction p "
+            "JOIN healcat.spec_redshift z USING (shard, source_id) WHERE p.task = 'object_class'")).all()
+    assert reasons == {"not a galaxy: spectrum says STAR": spec["STAR"], "not a galaxy: spectrum says QSO": spec["QSO"]}
+    assert catalog["run"].n_predicted == spec["GALAXY"] and bad == 0
+    assert len(labels) == sum(spec.values())
+    for label, probs, value, _ in labels[:200]:
+        assert sum(probs.values()) == pytest.approx(1, abs=1e-5) and max(probs, key=probs.get) == label
+        assert value == pytest.approx(probs[label], abs=1e-6)
+    assert np.mean([r.label == r.spec_class for r in labels]) >= 0.95  # training objects included
+
+
+def test_without_a_spectrum_the_classifier_decides(engine, catalog, tmp_path, scratch_release):
+    rows = [r for r in sdss_rows() if r["class"] == "GALAXY"][:12] + [r for r in sdss_rows() if r["class"] == "STAR"][:12]
+    for r in rows:
+        r["class"] = r["redshift"] = ""  # no spectrum: no spec_redshift row
+    rows[0]["u"] = "-9999"  # the mapping's sentinel: not measured
+    rows[1]["g"] = "45.0"  # passes validation (<= 50), but is no magnitude the model knows
+    ingest_release(scratch_mapping(tmp_path, "nospec"), engine, file=write_csv(tmp_path / "nospec.csv", rows))
+    result = run_model(engine, catalog["model"].name, "scratch/nospec")
+    with engine.connect() as conn:
+        labels = dict(conn.execute(sa.text(
+            "SELECT s.object_id, p.label FROM healcat.current_prediction p JOIN healcat.source s USING (shard, source_id) "
+            "JOIN healcat.release r USING (release_id) WHERE r.name = 'scratch/nospec' AND p.task = 'object_class'")).all())
+        photoz = set(conn.execute(sa.text(
+            "SELECT s.object_id FROM healcat.current_prediction p JOIN healcat.source s USING (shard, source_id) "
+            "WHERE p.run_id = :r"), {"r": result.run_id}).scalars())
+        skips = dict(conn.execute(sa.text(
+            "SELECT s.object_id, k.reason FROM healcat.inference_skip k JOIN healcat.source s USING (shard, source_id) "
+            "WHERE k.run_id = :r"), {"r": result.run_id}).all())
+    first, second = (f"{int(r['plate']):04d}-{int(r['mjd']):05d}-{int(r['fiberid']):04d}" for r in rows[:2])
+    assert skips.pop(first) == "no sdss_u magnitude"
+    assert skips.pop(second) == "magnitude outside (0, 40) mag (a sentinel?): sdss_g = 45"
+    assert first not in labels and second not in labels, "the classifier skipped them too"
+    assert photoz == {o for o, label in labels.items() if label == "GALAXY"}
+    assert len(photoz) >= 9 and result.n_predicted == len(photoz) and result.n_skipped == 24 - len(photoz)
+    assert all(r.startswith("not a galaxy: classified STAR (p = ") or r.startswith("not a galaxy: classified QSO")
+               for r in skips.values())
+
+
+def _norm_cdf(x: float) -> float:
+    return 0.5 * (1 + math.erf(x / math.sqrt(2)))
+
+
+def test_pdf_and_credible_intervals_in_sql_match_numpy(engine, catalog):
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT source_id, pdf_weights, pdf_means, pdf_sigmas FROM healcat.current_prediction "
+            "WHERE model_name = 'photoz-sdss' ORDER BY source_id LIMIT 15")).all()
+        for row in rows:
+            w, mu, s = (np.array(a, dtype=np.float64) for a in row[1:])
+            for z in (0.0, 0.05, 0.1, 0.3):
+                expected = float(np.sum(w * np.exp(-0.5 * ((z - mu) / s) ** 2) / (s * math.sqrt(2 * math.pi))))
+                got = conn.scalar(sa.text("SELECT healcat.photoz_pdf(:s, :z)"), {"s": row.source_id, "z": z})
+                assert got == pytest.approx(expected, rel=1e-9, abs=1e-12)
+            lo, hi = conn.execute(sa.text("SELECT z_lo, z_hi FROM healcat.photoz_interval(:s, 0.9)"),
+                                  {"s": row.source_id}).one()
+            cdf = [sum(wi * _norm_cdf((z - mi) / si) for wi, mi, si in zip(w, mu, s)) for z in (lo, hi)]
+            assert cdf[0] == pytest.approx(0.05, abs=1e-9) and cdf[1] == pytest.approx(0.95, abs=1e-9)
+            assert lo < hi
+        with pytest.raises(sa.exc.DBAPIError, match=r"level must be in \(0, 1\), got 1.5"):
+            conn.execute(sa.text("SELECT * FROM healcat.photoz_interval(:s, 1.5)"), {"s": rows[0].source_id}).all()
+    with engine.connect() as conn:
+        star = conn.scalar(sa.text("SELECT source_id FROM healcat.spec_redshift WHERE spec_class = 'STAR' LIMIT 1"))
+        assert conn.scalar(sa.text("SELECT healcat.photoz_pdf(:s, 0.1)"), {"s": star}) is None
+
+
+def test_model_cli_lists_shows_registers_and_refuses_bad_weights(engine, catalog, tmp_path, capsys):
+    model = catalog["model"]
+    assert main(["model", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "photoz-sdss" in out and "object-class-sdss" in out and "current" in out
+    assert main(["model", "show", "photoz-sdss"]) == 0
+    out = capsys.readouterr().out
+    assert model.weights_sha256 in out and "WHERE s.release_id = %(release_id)s" in out and '"release_id"' in out
+    weights = Path(model.weights_path)
+    assert main(["model", "register", "photoz", str(weights), "--sha256", "0" * 64, "--no-backfill"]) == 1
+    assert f"has sha256 {model.weights_sha256}, not the {'0' * 64} given" in capsys.readouterr().err
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not weights")
+    assert main(["model", "register", "photoz", str(junk), "--no-backfill"]) == 1
+    assert "is not a photoz weights file" in capsys.readouterr().err
+    # The same bytes under the same name are the same version: nothing new.
+    assert main(["model", "register", "photoz", str(weights), "--sha256", model.weights_sha256, "--no-backfill"]) == 0
+    assert f"photoz-sdss version {model.version} ({model.weights_sha256[:12]})" in capsys.readouterr().out
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM healcat.model WHERE name = 'photoz-sdss'")) == 1
