@@ -1,17 +1,48 @@
-"""Binary COPY into the catalog: the one way rows are bulk-written."""
+"""Binary COPY into the catalog: the one way rows are bulk-written.
+
+Columns arrive as numpy arrays and are encoded into PostgreSQL's binary COPY format
+with numpy (no Python loop per value except to encode text), so that writing a
+chunk costs about what the server needs to store it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import numpy as np
 import psycopg
 from psycopg import sql
+
+HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension length
+TRAILER = b"\xff\xff"
+FIXED = {"int2": ">i2", "int4": ">i4", "int8": ">i8", "float4": ">f4", "float8": ">f8", "bool": "?"}
+BATCH_ROWS = 50_000  # rows encoded at a time (bounds the scatter index arrays)
+
+#: One column to write: (name, PostgreSQL type, values). Floats: NaN is NULL; integers may come as a
+#: masked array; text and jsonb (already JSON text): an object array of str with None as NULL.
+ColumnData = tuple[str, str, np.ndarray]
+
+
+def copy_columns(conn: psycopg.Connection, table: str, columns: Sequence[ColumnData]) -> int:
+    """COPY the rows these column arrays make into ``healcat.table``; returns the row count."""
+    n = len(columns[0][2]) if columns else 0
+    if n == 0:
+        return 0
+    stmt = sql.SQL("COPY healcat.{} ({}) FROM STDIN (FORMAT BINARY)").format(
+        sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c[0]) for c in columns))
+    with conn.cursor() as cur, cur.copy(stmt) as copy:
+        copy.write(HEADER)
+        for start in range(0, n, BATCH_ROWS):
+            copy.write(encode_rows([(t, v[start:start + BATCH_ROWS]) for _, t, v in columns]))
+        copy.write(TRAILER)
+    return n
 
 
 def copy_rows(
     conn: psycopg.Connection, table: str, columns: Sequence[str], types: Sequence[str], rows: Iterable[Sequence]
 ) -> int:
-    """COPY rows (tuples in ``columns`` order, of the PostgreSQL ``types``) into ``healcat.table``."""
+    """COPY rows (tuples in ``columns`` order, of the PostgreSQL ``types``) into ``healcat.table``: for
+    types :func:`copy_columns` has no encoder for (vectors, arrays), row by row through psycopg."""
     stmt = sql.SQL("COPY healcat.{} ({}) FROM STDIN (FORMAT BINARY)").format(
         sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
     )
@@ -22,3 +53,49 @@ def copy_rows(
             copy.write_row(row)
             n += 1
     return n
+
+
+def encode_rows(columns: Sequence[tuple[str, np.ndarray]]) -> bytes:
+    """The binary COPY tuples (without header and trailer) for these (type, values) columns."""
+    n = len(columns[0][1])
+    pieces = [(np.full(n, 2), np.tile(np.frombuffer(np.int16(len(columns)).byteswap().tobytes(), np.uint8), n))]
+    for pgtype, values in columns:
+        pieces += _field(pgtype, values)
+    sizes = np.sum([p[0] for p in pieces], axis=0)
+    row_start = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    out = np.empty(int(sizes.sum()), np.uint8)
+    offset = row_start.copy()
+    for piece_sizes, flat in pieces:
+        if len(flat):
+            src_start = np.concatenate(([0], np.cumsum(piece_sizes)[:-1]))
+            out[np.repeat(offset - src_start, piece_sizes) + np.arange(len(flat))] = flat
+        offset += piece_sizes
+    return out.tobytes()
+
+
+def _field(pgtype: str, values: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """A column as two pieces (per-row sizes, flat bytes): the 4-byte lengths (-1 for NULL), the values."""
+    n = len(values)
+    if pgtype in FIXED:
+        if np.ma.isMaskedArray(values):
+            null = np.ma.getmaskarray(values)
+            values = np.ma.getdata(values)
+        elif values.dtype.kind == "f":
+            null = np.isnan(values)
+        elif values.dtype.kind == "O":
+            null = np.array([v is None for v in values], dtype=bool)
+            values = np.where(null, 0, values)
+        else:
+            null = np.zeros(n, dtype=bool)
+        width = np.dtype(FIXED[pgtype]).itemsize
+        data = np.asarray(values)[~null].astype(FIXED[pgtype])
+        lengths = np.where(null, -1, width).astype(">i4")
+        return [(np.full(n, 4), lengths.view(np.uint8)),
+                (np.where(null, 0, width), data.view(np.uint8).ravel())]
+    if pgtype not in ("text", "jsonb"):
+        raise ValueError(f"copy_columns: no binary encoder for PostgreSQL type {pgtype!r}")
+    prefix = b"\x01" if pgtype == "jsonb" else b""  # jsonb's binary format: version 1, then the text
+    encoded = [None if v is None else prefix + str(v).encode() for v in values]
+    lengths = np.fromiter((-1 if e is None else len(e) for e in encoded), dtype=np.int64, count=n)
+    payload = np.frombuffer(b"".join(e for e in encoded if e is not None), np.uint8)
+    return [(np.full(n, 4), lengths.astype(">i4").view(np.uint8)), (np.maximum(lengths, 0), payload)]
