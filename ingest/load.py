@@ -157,7 +157,7 @@ def _load_rows(pg, mapping: Mapping, path: Path, release_id: int) -> dict[str, i
 
 def _owners(pg, mapping: Mapping, chunk: MappedChunk, good: np.ndarray, rejected: list[Rejected]):
     """For a joining mapping, (shard, source_id) of the existing source each good row attaches to
-    (-1 where none; those rows are quarantined when the mapping says so). None otherwise."""
+    (source_id -1 where none; those rows are quarantined when the mapping says so). None otherwise."""
     if mapping.join is None:
         return None
     ids = chunk.xids[mapping.join]
@@ -194,7 +194,7 @@ def _new_source_ids(pg, n: int) -> np.ndarray:
 def _copy_chunk(pg, mapping: Mapping, chunk: MappedChunk, good: np.ndarray, owner, release_id: int) -> dict[str, int]:
     """COPY the good rows: new sources with their photometry, redshifts and ids, then the rows
     every good row (new or joined) gives to the per-release tables."""
-    joined = np.zeros(len(good), dtype=bool) if owner is None else good & (owner[:, 0] >= 0) & (owner[:, 1] >= 0)
+    joined = np.zeros(len(good), dtype=bool) if owner is None else good & (owner[:, 1] >= 0)
     new = np.flatnonzero(good & ~joined)
     source_id = _new_source_ids(pg, len(new))
     if chunk.ra_deg is not None:
@@ -206,7 +206,10 @@ def _copy_chunk(pg, mapping: Mapping, chunk: MappedChunk, good: np.ndarray, owne
         ra = dec = np.full(len(new), np.nan)
         hpx = np.ma.masked_all(len(new), dtype=np.int64)
         shard = _positionless_shard(chunk, new)
-    attrs = np.array([json.dumps(chunk.attrs[i]) for i in new] if mapping.attrs else ["{}"] * len(new), dtype=object)
+    # A joining mapping's attrs describe its own rows (e.g. a period's quality flags): they go to its
+    # per-release table, not to the sources it only finds or makes.
+    with_attrs = mapping.attrs and mapping.join is None
+    attrs = np.array([json.dumps(chunk.attrs[i]) for i in new] if with_attrs else ["{}"] * len(new), dtype=object)
     counts = {"source": copy_columns(pg, "source", [
         ("shard", "int2", shard), ("source_id", "int8", source_id), ("release_id", "int4", np.full(len(new), release_id)),
         ("object_id", "text", chunk.object_id[new]), ("ra", "float8", ra), ("dec", "float8", dec),
@@ -278,7 +281,8 @@ def _copy_rotation(pg, mapping: Mapping, chunk: MappedChunk, rows: np.ndarray, s
     names = r["cluster"][rows] if "cluster" in r else np.full(len(rows), const, dtype=object)
     ages = r.get("cluster_age_myr", nan)[rows]
     cluster_id = _cluster_ids(pg, names, ages)
-    attrs = np.array([json.dumps(chunk.attrs[i]) for i in rows] if mapping.attrs else ["{}"] * len(rows), dtype=object)
+    with_attrs = mapping.attrs and mapping.join is not None
+    attrs = np.array([json.dumps(chunk.attrs[i]) for i in rows] if with_attrs else ["{}"] * len(rows), dtype=object)
     return copy_columns(pg, "rotation_period", [
         ("shard", "int2", shard), ("source_id", "int8", source_id), ("release_id", "int4", np.full(len(rows), release_id)),
         ("period_day", "float8", r["period"][rows]), ("period_err_day", "float8", r.get("period_err", nan)[rows]),

@@ -240,7 +240,7 @@ def load_mapping(path: Path | str) -> Mapping:
         raise MappingError(f"{path}: [source] on_missing must be one of {ON_MISSING}, got {on_missing!r}")
     if join is not None and ra is not None:
         raise MappingError(f"{path}: [source] join is for rows with no position; this mapping has ra/dec")
-    options = {k: release[k] for k in ("hdu", "dataset", "header_comment", "chunk_rows") if k in release}
+    options = {k: release[k] for k in ("hdu", "dataset", "header_comment", "delimiter", "chunk_rows") if k in release}
     # Ids are read as text so no digit is lost; template fields with a format spec ({plate:04d}) as numbers.
     text_columns = {name for _, name, spec, _ in string.Formatter().parse(source["object_id"]) if name and not spec}
     text_columns |= set(xids.values())

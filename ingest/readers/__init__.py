@@ -37,6 +37,7 @@ class ReadOptions:
     hdu: int | str = 1  # fits: the binary table's HDU, by index or EXTNAME
     dataset: str = "data"  # hdf5: the table's dataset or pandas group
     header_comment: int = 0  # whitespace: which '#' comment line names the columns (-1: the last)
+    delimiter: str | None = None  # whitespace: a delimiter other than blanks (e.g. ',' under a '#' header)
     text_columns: frozenset[str] = frozenset()  # read as text whatever they look like (exact ids)
 
 

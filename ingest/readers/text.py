@@ -1,9 +1,11 @@
 """Text tables: CSV (pyarrow's streaming reader), whitespace tables with '#' headers (astropy's
-chunked fast reader, gzip too), ECSV (astropy, whole file: its header carries the types)."""
+chunked fast reader, gzip too; the header line's names may be separated by blanks or commas),
+ECSV (astropy, whole file: its header carries the types)."""
 
 from __future__ import annotations
 
 import gzip
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -62,7 +64,7 @@ def _comment_names(path: Path, index: int) -> list[str]:
                 continue
             if not line.startswith("#"):
                 break
-            comments.append(line.lstrip("#").split())
+            comments.append([n for n in re.split(r"[\s,]+", line.lstrip("#")) if n])
     comments = [c for c in comments if c]
     try:
         return comments[index]
@@ -76,6 +78,7 @@ def read_whitespace(path: Path, options: ReadOptions) -> Chunks:
     first = 1
     try:
         chunks = ascii.read(path, format="no_header", names=names, comment="#", guess=False,
+                            delimiter=options.delimiter or " ",
                             fast_reader={"chunk_size": 32 << 20, "chunk_generator": True})
         for chunk in chunks:
             for start, table in sliced(chunk, options.chunk_rows, first):
