@@ -96,7 +96,9 @@ class Band:
             to_ujy = AB_ZERO_POINT_UJY * 10 ** (-0.4 * float(spec["zp_ab"]))
         else:
             try:
-                to_ujy = (1 * u.Unit(spec["unit"])).to_value(u.uJy)
+                unit = u.Unit(spec["unit"])
+                # maggies are flux relative to the AB zero point (astropy: dimensionless)
+                to_ujy = unit.to(u.mgy) * AB_ZERO_POINT_UJY if unit.is_equivalent(u.mgy) else unit.to(u.uJy)
             except (ValueError, u.UnitConversionError) as exc:
                 raise MappingError(f"{where}: band {name}: {spec['unit']!r} is not a flux-density unit ({exc})") from None
         return cls(flux=spec["flux"], flux_err=spec.get("flux_err"), to_ujy=to_ujy)
@@ -212,6 +214,8 @@ def load_mapping(path: Path | str) -> Mapping:
             raise MappingError(f"{path}: position unit {col.unit!r} is not one of {', '.join(POSITION_UNITS)}")
     if phot and phot.get("system") not in MAG_SYSTEMS:
         raise MappingError(f"{path}: [photometry] system must be one of {MAG_SYSTEMS}, got {phot.get('system')!r}")
+    if phot and phot.get("system") != "AB" and any(b.flux for b in _bands(phot, path).values()):
+        raise MappingError(f"{path}: [photometry] fluxes give AB magnitudes; system must be \"AB\"")
     date = release.get("date")
     if date is not None and not isinstance(date, dt.date):
         raise MappingError(f"{path}: [release] date must be a TOML date such as 2017-07-31, got {date!r}")
@@ -265,7 +269,7 @@ def load_mapping(path: Path | str) -> Mapping:
         mag_system=phot.get("system"),
         sentinels=tuple(float(x) for x in phot.get("sentinels", ())),
         missing_above=float(phot.get("missing_above", math.inf)),
-        bands={b: Band.parse(b, s, f"{path} [photometry]") for b, s in phot.get("bands", {}).items()},
+        bands=_bands(phot, path),
         sections=sections,
         section_sentinels=sentinels,
         constants=constants,
@@ -273,6 +277,10 @@ def load_mapping(path: Path | str) -> Mapping:
         ignore=dict(section("ignore", required=False)),
         raw=raw,
     )
+
+
+def _bands(phot: dict[str, Any], path: Path) -> dict[str, Band]:
+    return {b: Band.parse(b, s, f"{path} [photometry]") for b, s in phot.get("bands", {}).items()}
 
 
 @dataclass
