@@ -120,6 +120,12 @@ def cmd_ingest(args: argparse.Namespace) -> None:
     print(f"{result.release}: {state}; rows {result.row_counts}")
 
 
+def cmd_release(args: argparse.Namespace) -> None:
+    from ingest.report import format_report, release_report
+
+    print(format_report(release_report(db.engine(), args.name, examples=args.examples)))
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from ingest.inference import backfill, train
 
@@ -288,6 +294,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("mapping", help="mapping name in ingest/mappings (e.g. sdss_dr14_skyserver_10k) or a .toml path")
     p.add_argument("--file", help="read this file instead of the one the mapping names")
     p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("release", help="a release's row counts and quarantined rows by reason")
+    release_sub = p.add_subparsers(dest="release_command", required=True, metavar="ACTION")
+    r = release_sub.add_parser("report", help="row counts, and quarantined rows by column and reason with examples",
+                               formatter_class=formatter)
+    r.add_argument("name", help="release name, e.g. gyrointerp/0.7-ruprecht147")
+    r.add_argument("--examples", type=int, default=3, help="example rows per reason")
+    r.set_defaults(func=cmd_release)
 
     from ingest.tasks import all_tasks
 

@@ -233,12 +233,37 @@ class Cluster(Base):
 
 
 class RotationPeriod(PerSource, Base):
+    """A star's rotation period as one release gives it; a release may attach it to another
+    release's source (joined by external id), so the release is part of the key."""
+
     __tablename__ = "rotation_period"
+    release_id: Mapped[int] = mapped_column(
+        ForeignKey(f"{SCHEMA}.release.release_id", ondelete="CASCADE"), primary_key=True
+    )
     period_day: Mapped[float] = mapped_column(Double, comment="[d]")
     period_err_day: Mapped[float | None] = mapped_column(Double, comment="[d]")
     bp_rp_dered: Mapped[float | None] = mapped_column(REAL, comment="dereddened Gaia BP-RP [mag, Vega]")
     cluster_id: Mapped[int | None] = mapped_column(ForeignKey(f"{SCHEMA}.cluster.cluster_id"))
     membership_prob: Mapped[float | None] = mapped_column(REAL)
+    reference: Mapped[str | None] = mapped_column(Text, comment="where the period was published")
+    attrs: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+
+
+class StellarMass(PerSource, Base):
+    """Stellar mass and star-formation rate of a galaxy from one SED-fitting code (one release per
+    code's output), attached to the photometry's source by its survey id."""
+
+    __tablename__ = "stellar_mass"
+    release_id: Mapped[int] = mapped_column(
+        ForeignKey(f"{SCHEMA}.release.release_id", ondelete="CASCADE"), primary_key=True
+    )
+    code: Mapped[str] = mapped_column(Text, comment="the SED-fitting code, e.g. prospector")
+    log_mass_msun: Mapped[float] = mapped_column(Double, comment="log10 stellar mass [Msun], median")
+    log_mass_p16_msun: Mapped[float | None] = mapped_column(Double, comment="16th percentile [log10 Msun]")
+    log_mass_p84_msun: Mapped[float | None] = mapped_column(Double, comment="84th percentile [log10 Msun]")
+    log_sfr_msun_yr: Mapped[float | None] = mapped_column(Double, comment="log10 SFR [Msun/yr], median")
+    log_sfr_p16_msun_yr: Mapped[float | None] = mapped_column(Double)
+    log_sfr_p84_msun_yr: Mapped[float | None] = mapped_column(Double)
 
 
 # --- machine learning --------------------------------------------------------

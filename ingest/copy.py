@@ -1,4 +1,9 @@
-"""Binary COPY into the catalog: the one way rows are bulk-written."""
+"""Binary COPY into the catalog: the one way rows are bulk-written.
+
+Columns arrive as numpy arrays and are encoded into PostgreSQL's binary COPY format
+with numpy (no Python loop per value except to encode text), so that writing a
+chunk costs about what the server needs to store it.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,37 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
+HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension length
+TRAILER = b"\xff\xff"
+FIXED = {"int2": ">i2", "int4": ">i4", "int8": ">i8", "float4": ">f4", "float8": ">f8", "bool": "?"}
+BATCH_ROWS = 50_000  # rows encoded at a time (bounds the scatter index arrays)
+_FLOAT4_OID = 700
+
+#: One column to write: (name, PostgreSQL type, values). Floats: NaN is NULL; integers may come as a
+#: masked array; text and jsonb (already JSON text): an object array of str with None as NULL.
+ColumnData = tuple[str, str, np.ndarray]
+
+
+def copy_columns(conn: psycopg.Connection, table: str, columns: Sequence[ColumnData]) -> int:
+    """COPY the rows these column arrays make into ``healcat.table``; returns the row count."""
+    n = len(columns[0][2]) if columns else 0
+    if n == 0:
+        return 0
+    stmt = sql.SQL("COPY healcat.{} ({}) FROM STDIN (FORMAT BINARY)").format(
+        sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c[0]) for c in columns))
+    with conn.cursor() as cur, cur.copy(stmt) as copy:
+        copy.write(HEADER)
+        for start in range(0, n, BATCH_ROWS):
+            copy.write(encode_rows([(t, v[start:start + BATCH_ROWS]) for _, t, v in columns]))
+        copy.write(TRAILER)
+    return n
+
 
 def copy_rows(
     conn: psycopg.Connection, table: str, columns: Sequence[str], types: Sequence[str], rows: Iterable[Sequence]
 ) -> int:
-    """COPY rows (tuples in ``columns`` order, of the PostgreSQL ``types``) into ``healcat.table``."""
+    """COPY rows (tuples in ``columns`` order, of the PostgreSQL ``types``) into ``healcat.table``: for
+    types :func:`copy_columns` has no encoder for (vectors, arrays), row by row through psycopg."""
     stmt = sql.SQL("COPY healcat.{} ({}) FROM STDIN (FORMAT BINARY)").format(
         sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
     )
@@ -25,44 +56,65 @@ def copy_rows(
     return n
 
 
-#: Fixed-width binary encodings of PostgreSQL types: numpy big-endian dtype of one value.
-_SCALARS = {"int2": ">i2", "int4": ">i4", "int8": ">i8", "float4": ">f4", "float8": ">f8"}
-_FLOAT4_OID = 700
+def encode_rows(columns: Sequence[tuple[str, np.ndarray]]) -> bytes:
+    """The binary COPY tuples (without header and trailer) for these (type, values) columns."""
+    n = len(columns[0][1])
+    pieces = [(np.full(n, 2), np.tile(np.frombuffer(np.int16(len(columns)).byteswap().tobytes(), np.uint8), n))]
+    for pgtype, values in columns:
+        pieces += _field(pgtype, values)
+    sizes = np.sum([p[0] for p in pieces], axis=0)
+    row_start = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    out = np.empty(int(sizes.sum()), np.uint8)
+    offset = row_start.copy()
+    for piece_sizes, flat in pieces:
+        if len(flat):
+            src_start = np.concatenate(([0], np.cumsum(piece_sizes)[:-1]))
+            out[np.repeat(offset - src_start, piece_sizes) + np.arange(len(flat))] = flat
+        offset += piece_sizes
+    return out.tobytes()
 
 
-def _field(pgtype: str, values: np.ndarray) -> np.ndarray:
-    """One column as ``[N, 4 + width]`` bytes: the field length, then the binary value."""
+def _field(pgtype: str, values: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """A column as two pieces (per-row sizes, flat bytes): the 4-byte lengths (-1 for NULL), the values."""
     n = len(values)
-    if pgtype in _SCALARS:
-        body = np.ascontiguousarray(values, dtype=_SCALARS[pgtype]).view(np.uint8).reshape(n, -1)
-    elif pgtype == "float4[]":  # 1-D, no NULLs: ndim, has_null, elem oid, length, lower bound, then (len, value)s
+    if pgtype in FIXED:
+        if np.ma.isMaskedArray(values):
+            null = np.ma.getmaskarray(values)
+            values = np.ma.getdata(values)
+        elif values.dtype.kind == "f":
+            null = np.isnan(values)
+        elif values.dtype.kind == "O":
+            null = np.array([v is None for v in values], dtype=bool)
+            values = np.where(null, 0, values)
+        else:
+            null = np.zeros(n, dtype=bool)
+        width = np.dtype(FIXED[pgtype]).itemsize
+        data = np.asarray(values)[~null].astype(FIXED[pgtype])
+        lengths = np.where(null, -1, width).astype(">i4")
+        return [(np.full(n, 4), lengths.view(np.uint8)),
+                (np.where(null, 0, width), data.view(np.uint8).ravel())]
+    if pgtype in ("float4[]", "vector"):  # fixed length per column, no NULLs (model outputs)
+        body = _array_body(pgtype, np.asarray(values))
+        return [(np.full(n, 4), np.tile(np.array([body.shape[1]], dtype=">i4").view(np.uint8), n)),
+                (np.full(n, body.shape[1]), body.ravel())]
+    if pgtype not in ("text", "jsonb"):
+        raise ValueError(f"copy_columns: no binary encoder for PostgreSQL type {pgtype!r}")
+    prefix = b"\x01" if pgtype == "jsonb" else b""  # jsonb's binary format: version 1, then the text
+    encoded = [None if v is None else prefix + str(v).encode() for v in values]
+    lengths = np.fromiter((-1 if e is None else len(e) for e in encoded), dtype=np.int64, count=n)
+    payload = np.frombuffer(b"".join(e for e in encoded if e is not None), np.uint8)
+    return [(np.full(n, 4), lengths.astype(">i4").view(np.uint8)), (np.maximum(lengths, 0), payload)]
+
+
+def _array_body(pgtype: str, values: np.ndarray) -> np.ndarray:
+    """``[N, width]`` bytes of a float4[] (1-D, one length) or pgvector column, without field lengths."""
+    n = len(values)
+    if pgtype == "float4[]":  # ndim, has_null, elem oid, length, lower bound, then (len, value)s
         k = values.shape[1]
         head = np.broadcast_to(np.array([1, 0, _FLOAT4_OID, k, 1], dtype=">i4").view(np.uint8), (n, 20))
         items = np.empty((n, k), dtype=[("len", ">i4"), ("v", ">f4")])
         items["len"], items["v"] = 4, values
-        body = np.hstack([head, items.view(np.uint8).reshape(n, -1)])
-    elif pgtype == "vector":  # pgvector: dim (int16), unused (int16), float4s
-        d = values.shape[1]
-        head = np.broadcast_to(np.array([d, 0], dtype=">i2").view(np.uint8), (n, 4))
-        body = np.hstack([head, np.ascontiguousarray(values, dtype=">f4").view(np.uint8).reshape(n, -1)])
-    else:
-        raise ValueError(f"copy_columns: no fixed-width encoding for {pgtype!r}")
-    length = np.broadcast_to(np.array([body.shape[1]], dtype=">i4").view(np.uint8), (n, 4))
-    return np.hstack([length, body])
-
-
-def copy_columns(conn: psycopg.Connection, table: str, columns: Sequence[tuple[str, str, np.ndarray]]) -> int:
-    """COPY whole numpy columns ``(name, PostgreSQL type, values [N] or [N, K])`` into ``healcat.table``.
-
-    Every value is fixed-width (int2/4/8, float4/8, float4[] of one length, pgvector), so the binary
-    COPY stream is built by numpy in one piece, with no per-row Python: the write path of inference.
-    """
-    n = len(columns[0][2])
-    stmt = sql.SQL("COPY healcat.{} ({}) FROM STDIN (FORMAT BINARY)").format(
-        sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c[0]) for c in columns)
-    )
-    count = np.broadcast_to(np.array([len(columns)], dtype=">i2").view(np.uint8), (n, 2))
-    tuples = np.hstack([count, *(_field(t, np.asarray(v)) for _, t, v in columns)])
-    with conn.cursor() as cur, cur.copy(stmt) as copy:
-        copy.write(b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8 + tuples.tobytes() + b"\xff\xff")
-    return n
+        return np.hstack([head, items.view(np.uint8).reshape(n, -1)])
+    d = values.shape[1]  # pgvector: dim (int16), unused (int16), float4s
+    head = np.broadcast_to(np.array([d, 0], dtype=">i2").view(np.uint8), (n, 4))
+    return np.hstack([head, np.ascontiguousarray(values, dtype=">f4").view(np.uint8).reshape(n, -1)])

@@ -1,10 +1,19 @@
 """Load a survey release: file -> mapping -> validation -> COPY -> publish, in one transaction.
 
-Readers see the catalog before the release or with all of it, never half:
-every row is written inside one transaction that also inserts the release
-row. A release is identified by the sha256 of its file and its mapping, so
-ingesting the same file again finds it and changes nothing; a second loader
-racing on the same release waits on an advisory lock and then finds it too.
+The file is read in chunks of bounded size (see :mod:`ingest.readers`); each chunk is
+mapped, validated and COPYed before the next is read, so memory does not grow with the
+file. Readers see the catalog before the release or with all of it, never half: every
+row is written inside one transaction that also inserts the release row. A release is
+identified by the sha256 of its file and its mapping, so ingesting the same file again
+finds it and changes nothing; a second loader racing on the same release waits on an
+advisory lock and then finds it too.
+
+Rows with no position either make their own positionless source (colocated by the pixel
+inside their Gaia DR3 id where they have one, else shard -1) or, when the mapping says
+``join = CATALOG``, attach their per-object rows to the source that already carries that
+external id (a positioned one first, then the oldest); a row whose id no source carries
+gets a positionless source of its own (``on_missing = "create"``, the default) or goes to
+quarantine (``on_missing = "quarantine"``).
 """
 
 from __future__ import annotations
@@ -12,34 +21,26 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import sqlalchemy as sa
-from psycopg.types.json import Jsonb
 
 from catalog import healpix
 from catalog.errors import IngestError
 from catalog.models import Release, Survey
 from ingest import readers
-from ingest.copy import copy_rows
+from ingest.copy import copy_columns
 from ingest.mapping import MappedChunk, Mapping, apply, load_mapping
-from ingest.validate import Rejected, validate
+from ingest.validate import Rejected, quarantined, validate
 
 log = logging.getLogger(__name__)
 
 GAIA_DR3 = "gaia_dr3"
-SOURCE_COLUMNS = ("shard", "source_id", "release_id", "object_id", "ra", "dec", "hpx", "attrs")
-SOURCE_TYPES = ("int2", "int8", "int4", "text", "float8", "float8", "int8", "jsonb")
-PHOT_COLUMNS = ("shard", "source_id", "band", "mag", "mag_system")
-PHOT_TYPES = ("int2", "int8", "text", "float4", "text")
-SPEC_COLUMNS = ("shard", "source_id", "z", "z_err", "quality", "spec_class")
-SPEC_TYPES = ("int2", "int8", "float8", "float8", "int4", "text")
-XID_COLUMNS = ("shard", "source_id", "catalog", "xid")
-XID_TYPES = ("int2", "int8", "text", "text")
-QUARANTINE_COLUMNS = ("release_id", "file", "row_number", "column_name", "reason", "raw")
-QUARANTINE_TYPES = ("int4", "text", "int8", "text", "text", "jsonb")
+COUNTED = ("rows_read", "source", "joined", "source_xid", "photometry", "spec_redshift", "rotation_period",
+           "stellar_mass", "quarantine")
 
 
 @dataclass
@@ -106,116 +107,226 @@ def _insert_release(conn: sa.Connection, mapping: Mapping, path: Path, checksum:
     )
 
 
+def _chunks(mapping: Mapping, path: Path):
+    """The reader's chunks, cut at ``max_rows`` when the mapping sets it; a progress bar on a terminal."""
+    left = mapping.max_rows
+    bar = None
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=left, unit=" rows", desc=mapping.release_name, leave=False)
+    try:
+        for first_row, table in readers.read(path, mapping.format, mapping.read_options):
+            if left is not None:
+                table = table[:left]
+                left -= len(table)
+            yield first_row, table
+            if bar is not None:
+                bar.update(len(table))
+            if left == 0:
+                return
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 def _load_rows(pg, mapping: Mapping, path: Path, release_id: int) -> dict[str, int]:
-    counts = {"rows_read": 0, "source": 0, "source_xid": 0, "photometry": 0, "spec_redshift": 0, "quarantine": 0}
+    counts = dict.fromkeys(COUNTED, 0)
     seen_ids: set[str] = set()
     first_rejects: list[Rejected] = []
-    for first_row, table in readers.read(path, mapping.format):
+    for first_row, table in _chunks(mapping, path):
         if first_row == 1:
             mapping.check_columns(table, path)
         chunk = apply(mapping, table, first_row)
         good, rejected = validate(mapping, chunk, seen_ids)
+        owner = _owners(pg, mapping, chunk, good, rejected)
         counts["rows_read"] += len(table)
         counts["quarantine"] += _quarantine(pg, release_id, path, rejected)
         first_rejects += rejected[: 3 - len(first_rejects)]
-        for table_name, n in _copy_chunk(pg, mapping, chunk, good, release_id).items():
+        for table_name, n in _copy_chunk(pg, mapping, chunk, good, owner, release_id).items():
             counts[table_name] += n
         log.info("%s: rows %d-%d read, %d quarantined", path.name, first_row, first_row + len(table) - 1,
                  len(rejected))
     if counts["rows_read"] == 0:
         raise IngestError(f"{path}: no data rows; an empty release is not published")
-    if counts["source"] == 0:
+    if counts["source"] + counts["joined"] == 0:
         examples = "; ".join(f"row {r.row_number} column {r.column}: {r.reason}" for r in first_rejects)
         raise IngestError(f"{path}: all {counts['rows_read']} rows failed validation, nothing published ({examples})")
     return counts
 
 
-def _new_source_ids(pg, n: int) -> np.ndarray:
+def _owners(pg, mapping: Mapping, chunk: MappedChunk, good: np.ndarray, rejected: list[Rejected]):
+    """For a joining mapping, (shard, source_id) of the existing source each good row attaches to
+    (source_id -1 where none; those rows are quarantined when the mapping says so). None otherwise."""
+    if mapping.join is None:
+        return None
+    ids = chunk.xids[mapping.join]
+    idx = [i for i in np.flatnonzero(good) if ids[i] is not None]
     with pg.cursor() as cur:
         cur.execute(
-            "SELECT nextval(pg_get_serial_sequence('healcat.source', 'source_id')) FROM generate_series(1, %s)",
-            (n,),
+            "SELECT DISTINCT ON (x.xid) x.xid, x.shard, x.source_id FROM healcat.source_xid x "
+            "JOIN healcat.source s ON s.shard = x.shard AND s.source_id = x.source_id "
+            "WHERE x.catalog = %s AND x.xid = ANY(%s) ORDER BY x.xid, s.hpx IS NULL, s.source_id",
+            (mapping.join, [ids[i] for i in idx]),
         )
-        return np.array([r[0] for r in cur.fetchall()], dtype=np.int64)
+        found = {xid: (shard, sid) for xid, shard, sid in cur.fetchall()}
+    owner = np.full((len(good), 2), -1, dtype=np.int64)
+    column = mapping.xids[mapping.join]
+    for i in np.flatnonzero(good):
+        if ids[i] in found:
+            owner[i] = found[ids[i]]
+        elif mapping.on_missing == "quarantine":
+            good[i] = False
+            why = (f"no source has {mapping.join} id {ids[i]!r}" if ids[i] is not None
+                   else f"{column} is empty: no {mapping.join} id to join by")
+            rejected.append(quarantined(chunk, i, column, why))
+    rejected.sort(key=lambda r: r.row_number)
+    return owner
 
 
-def _copy_chunk(pg, mapping: Mapping, chunk: MappedChunk, good: np.ndarray, release_id: int) -> dict[str, int]:
-    idx = np.flatnonzero(good)
-    source_id = _new_source_ids(pg, len(idx))
+def _new_source_ids(pg, n: int) -> np.ndarray:
+    with pg.cursor() as cur:
+        cur.execute("SELECT array_agg(nextval(pg_get_serial_sequence('healcat.source', 'source_id'))) "
+                    "FROM generate_series(1, %s)", (n,))
+        return np.array(cur.fetchone()[0] or [], dtype=np.int64)
+
+
+def _copy_chunk(pg, mapping: Mapping, chunk: MappedChunk, good: np.ndarray, owner, release_id: int) -> dict[str, int]:
+    """COPY the good rows: new sources with their photometry, redshifts and ids, then the rows
+    every good row (new or joined) gives to the per-release tables."""
+    joined = np.zeros(len(good), dtype=bool) if owner is None else good & (owner[:, 1] >= 0)
+    new = np.flatnonzero(good & ~joined)
+    source_id = _new_source_ids(pg, len(new))
     if chunk.ra_deg is not None:
-        ra = healpix.wrap_ra_deg(chunk.ra_deg[idx])
-        dec = chunk.dec_deg[idx]
+        ra = healpix.wrap_ra_deg(chunk.ra_deg[new])
+        dec = chunk.dec_deg[new]
         hpx = healpix.hpx_index(ra, dec)
         shard = healpix.shard_of(hpx)
     else:
-        ra = dec = hpx = [None] * len(idx)
-        shard = _positionless_shard(chunk, idx)
-    shard_l, sid_l = shard.tolist(), source_id.tolist()
-    counts = {
-        "source": copy_rows(
-            pg, "source", SOURCE_COLUMNS, SOURCE_TYPES,
-            zip(shard_l, sid_l, [release_id] * len(idx), chunk.object_id[idx],
-                _tolist(ra), _tolist(dec), _tolist(hpx), (Jsonb(chunk.attrs[i]) for i in idx)),
-        )
-    }
-    counts["photometry"] = copy_rows(
-        pg, "photometry", PHOT_COLUMNS, PHOT_TYPES,
-        (
-            (shard_l[j], sid_l[j], band, float(mags[i]), mapping.mag_system)
-            for band, mags in chunk.mags.items()
-            for j, i in enumerate(idx)
-            if np.isfinite(mags[i])
-        ),
-    )
-    counts["source_xid"] = copy_rows(
-        pg, "source_xid", XID_COLUMNS, XID_TYPES,
-        (
-            (shard_l[j], sid_l[j], catalog, ids[i])
-            for catalog, ids in chunk.xids.items()
-            for j, i in enumerate(idx)
-            if ids[i] is not None
-        ),
-    )
-    counts["spec_redshift"] = copy_rows(
-        pg, "spec_redshift", SPEC_COLUMNS, SPEC_TYPES, _spec_rows(chunk, idx, shard_l, sid_l)
-    )
+        ra = dec = np.full(len(new), np.nan)
+        hpx = np.ma.masked_all(len(new), dtype=np.int64)
+        shard = _positionless_shard(chunk, new)
+    # A joining mapping's attrs describe its own rows (e.g. a period's quality flags): they go to its
+    # per-release table, not to the sources it only finds or makes.
+    with_attrs = mapping.attrs and mapping.join is None
+    attrs = np.array([json.dumps(chunk.attrs[i]) for i in new] if with_attrs else ["{}"] * len(new), dtype=object)
+    counts = {"source": copy_columns(pg, "source", [
+        ("shard", "int2", shard), ("source_id", "int8", source_id), ("release_id", "int4", np.full(len(new), release_id)),
+        ("object_id", "text", chunk.object_id[new]), ("ra", "float8", ra), ("dec", "float8", dec),
+        ("hpx", "int8", hpx), ("attrs", "jsonb", attrs)])}
+    counts["joined"] = int(joined.sum())
+    counts["photometry"] = _copy_photometry(pg, mapping, chunk, new, shard, source_id)
+    counts["source_xid"] = sum(
+        _copy_where(pg, "source_xid", ids[new] != None, shard, source_id,  # noqa: E711 (elementwise)
+                    [("catalog", "text", np.full(len(new), catalog, dtype=object)), ("xid", "text", ids[new])])
+        for catalog, ids in chunk.xids.items())
+    if "spec_redshift" in chunk.sections:
+        spec = chunk.sections["spec_redshift"]
+        n = len(new)
+        z = spec.get("z", np.full(len(good), np.nan))[new]
+        cls = spec.get("spec_class", np.full(len(good), None, dtype=object))[new]
+        counts["spec_redshift"] = _copy_where(pg, "spec_redshift", np.isfinite(z) | (cls != None), shard, source_id, [  # noqa: E711
+            ("z", "float8", z), ("z_err", "float8", spec.get("z_err", np.full(len(good), np.nan))[new]),
+            ("quality", "int4", spec.get("quality", np.full(len(good), np.nan))[new]),
+            ("spec_class", "text", cls)]) if n else 0
+    # Per-release tables take every good row: new sources and joined ones.
+    rows = np.concatenate([new, np.flatnonzero(joined)])
+    all_shard = np.concatenate([shard, owner[joined, 0] if owner is not None else []]).astype(np.int64)
+    all_sid = np.concatenate([source_id, owner[joined, 1] if owner is not None else []]).astype(np.int64)
+    if "rotation_period" in chunk.sections:
+        counts["rotation_period"] = _copy_rotation(pg, mapping, chunk, rows, all_shard, all_sid, release_id)
+    if "stellar_mass" in chunk.sections:
+        m = chunk.sections["stellar_mass"]
+        nan = np.full(len(good), np.nan)
+        counts["stellar_mass"] = copy_columns(pg, "stellar_mass", [
+            ("shard", "int2", all_shard), ("source_id", "int8", all_sid),
+            ("release_id", "int4", np.full(len(rows), release_id)),
+            ("code", "text", np.full(len(rows), mapping.constants["stellar_mass"]["code"], dtype=object)),
+            *[(column, "float8", m.get(key, nan)[rows]) for key, column in (
+                ("log_mass", "log_mass_msun"), ("log_mass_p16", "log_mass_p16_msun"),
+                ("log_mass_p84", "log_mass_p84_msun"), ("log_sfr", "log_sfr_msun_yr"),
+                ("log_sfr_p16", "log_sfr_p16_msun_yr"), ("log_sfr_p84", "log_sfr_p84_msun_yr"))]])
     return counts
 
 
-def _spec_rows(chunk: MappedChunk, idx: np.ndarray, shard: list[int], source_id: list[int]):
-    """Spectroscopic rows for the good rows that have a redshift or a class."""
-    if not chunk.spec:
-        return
-    n = len(chunk.object_id)
-    z = chunk.spec.get("z", np.full(n, np.nan))
-    z_err = chunk.spec.get("z_err", np.full(n, np.nan))
-    quality = chunk.spec.get("quality", np.full(n, np.nan))
-    cls = chunk.spec.get("spec_class", np.full(n, None, dtype=object))
-    for j, i in enumerate(idx):
-        if np.isfinite(z[i]) or cls[i] is not None:
-            yield (shard[j], source_id[j], _finite(z[i]), _finite(z_err[i]),
-                   int(quality[i]) if np.isfinite(quality[i]) else None, cls[i])
+def _copy_where(pg, table: str, keep: np.ndarray, shard, source_id, columns) -> int:
+    keep = np.asarray(keep, dtype=bool)
+    return copy_columns(pg, table, [("shard", "int2", shard[keep]), ("source_id", "int8", source_id[keep]),
+                                    *[(name, t, v[keep]) for name, t, v in columns]])
 
 
-def _finite(value: float) -> float | None:
-    return float(value) if np.isfinite(value) else None
+def _copy_photometry(pg, mapping: Mapping, chunk: MappedChunk, new: np.ndarray, shard, source_id) -> int:
+    """One row per (new source, band) with a magnitude or a flux."""
+    parts = []
+    for band, p in chunk.phot.items():
+        keep = np.isfinite(p.mag[new]) | np.isfinite(p.flux_ujy[new])
+        k = int(keep.sum())
+        parts.append((shard[keep], source_id[keep], np.full(k, band, dtype=object), p.mag[new][keep],
+                      p.mag_err[new][keep], p.flux_ujy[new][keep], p.flux_err_ujy[new][keep]))
+    if not parts:
+        return 0
+    cols = [np.concatenate(c) for c in zip(*parts)]
+    return copy_columns(pg, "photometry", [
+        ("shard", "int2", cols[0]), ("source_id", "int8", cols[1]), ("band", "text", cols[2]),
+        ("mag", "float4", cols[3]), ("mag_err", "float4", cols[4]),
+        ("mag_system", "text", np.full(len(cols[0]), mapping.mag_system, dtype=object)),
+        ("flux_ujy", "float4", cols[5]), ("flux_err_ujy", "float4", cols[6])])
+
+
+def _copy_rotation(pg, mapping: Mapping, chunk: MappedChunk, rows: np.ndarray, shard, source_id,
+                   release_id: int) -> int:
+    r = chunk.sections["rotation_period"]
+    nan = np.full(len(chunk.object_id), np.nan)
+    const = mapping.constants["rotation_period"].get("cluster_name")
+    names = r["cluster"][rows] if "cluster" in r else np.full(len(rows), const, dtype=object)
+    ages = r.get("cluster_age_myr", nan)[rows]
+    cluster_id = _cluster_ids(pg, names, ages)
+    with_attrs = mapping.attrs and mapping.join is not None
+    attrs = np.array([json.dumps(chunk.attrs[i]) for i in rows] if with_attrs else ["{}"] * len(rows), dtype=object)
+    return copy_columns(pg, "rotation_period", [
+        ("shard", "int2", shard), ("source_id", "int8", source_id), ("release_id", "int4", np.full(len(rows), release_id)),
+        ("period_day", "float8", r["period"][rows]), ("period_err_day", "float8", r.get("period_err", nan)[rows]),
+        ("bp_rp_dered", "float4", r.get("bp_rp_dered", nan)[rows]), ("cluster_id", "int4", cluster_id),
+        ("membership_prob", "float4", r.get("membership_prob", nan)[rows]),
+        ("reference", "text", r["reference"][rows] if "reference" in r else np.full(len(rows), None, dtype=object)),
+        ("attrs", "jsonb", attrs)])
+
+
+def _cluster_ids(pg, names: np.ndarray, ages: np.ndarray) -> np.ndarray:
+    """cluster_id per row (NaN where the row names no cluster); clusters not yet known are added
+    with the first age given for them."""
+    known = {}
+    for name, age in zip(names, ages):
+        if name is not None and name not in known:
+            known[name] = float(age) if np.isfinite(age) else None
+    out = np.full(len(names), np.nan)
+    if not known:
+        return out
+    with pg.cursor() as cur:
+        cur.execute("INSERT INTO healcat.cluster (name, age_myr) SELECT * FROM unnest(%s::text[], %s::float8[]) "
+                    "ON CONFLICT (name) DO NOTHING", (list(known), list(known.values())))
+        cur.execute("SELECT name, cluster_id FROM healcat.cluster WHERE name = ANY(%s)", (list(known),))
+        ids = dict(cur.fetchall())
+    for i, name in enumerate(names):
+        if name is not None:
+            out[i] = ids[name]
+    return out
 
 
 def _positionless_shard(chunk: MappedChunk, idx: np.ndarray) -> np.ndarray:
     """Rows without a position colocate by their Gaia DR3 id's HEALPix pixel where they have one."""
     gaia = chunk.xids.get(GAIA_DR3)
     if gaia is None:
-        return np.full(len(idx), healpix.NO_SHARD)
+        return np.full(len(idx), healpix.NO_SHARD, dtype=np.int64)
     ids = np.array([int(gaia[i]) if gaia[i] is not None else -1 for i in idx], dtype=np.int64)
     return np.where(ids > 0, healpix.gaia_shard(np.maximum(ids, 0)), healpix.NO_SHARD)
 
 
-def _tolist(values) -> list:
-    return values.tolist() if isinstance(values, np.ndarray) else list(values)
-
-
 def _quarantine(pg, release_id: int, path: Path, rejected: list[Rejected]) -> int:
-    return copy_rows(
-        pg, "quarantine", QUARANTINE_COLUMNS, QUARANTINE_TYPES,
-        ((release_id, str(path), r.row_number, r.column, r.reason, Jsonb(r.raw)) for r in rejected),
-    )
+    n = len(rejected)
+    return copy_columns(pg, "quarantine", [
+        ("release_id", "int4", np.full(n, release_id)), ("file", "text", np.full(n, str(path), dtype=object)),
+        ("row_number", "int8", np.array([r.row_number for r in rejected], dtype=np.int64)),
+        ("column_name", "text", np.array([r.column for r in rejected], dtype=object)),
+        ("reason", "text", np.array([r.reason for r in rejected], dtype=object)),
+        ("raw", "jsonb", np.array([json.dumps(r.raw) for r in rejected], dtype=object))])

@@ -2,14 +2,15 @@
 
 A mapping is read once into a :class:`Mapping`, checked against the input's
 columns (every column is mapped, listed under ``[ignore]`` with a reason, or the
-release fails with the column's name), and applied to astropy Tables to give
-the columns of healcat's tables in healcat's units (ICRS degrees, magnitudes
-with their system). See ``ingest/mappings/*.toml`` and the README.
+release fails with the column's name), and applied to astropy Tables, chunk by
+chunk, to give the columns of healcat's tables in healcat's units (ICRS degrees,
+AB or Vega magnitudes, fluxes in uJy, days). See ``ingest/mappings/*.toml`` and the README.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import string
 import tomllib
@@ -19,15 +20,30 @@ from typing import Any
 
 import astropy.units as u
 import numpy as np
-from astropy.coordinates import Angle
 from astropy.table import Table
 
 from catalog.errors import MappingError
+from ingest import cells
+from ingest.cells import Problems, json_scalar
+from ingest.readers import ReadOptions
 
 MAPPINGS_DIR = Path(__file__).parent / "mappings"
 MAG_SYSTEMS = ("AB", "Vega")
 POSITION_UNITS = {"deg": u.deg, "hourangle": u.hourangle, "rad": u.rad}
-SPEC_KEYS = {"z", "z_err", "quality", "spec_class"}
+AB_ZERO_POINT_UJY = 3631e6  # the AB system's zero point [uJy]
+ROW_FIELD = "_row"  # object_id templates may use the 1-based row number in the file (files with no ids)
+ON_MISSING = ("create", "quarantine")
+#: Per-object sections with one value per row: key -> kind ("float", "text"); "required" keys must be mapped.
+SECTIONS = {
+    "spec_redshift": {"z": "float", "z_err": "float", "quality": "float", "spec_class": "text"},
+    "rotation_period": {"period": "float", "period_err": "float", "bp_rp_dered": "float",
+                        "membership_prob": "float", "cluster": "text", "cluster_age_myr": "float",
+                        "reference": "text"},
+    "stellar_mass": {"log_mass": "float", "log_mass_p16": "float", "log_mass_p84": "float",
+                     "log_sfr": "float", "log_sfr_p16": "float", "log_sfr_p84": "float"},
+}
+REQUIRED = {"rotation_period": "period", "stellar_mass": "log_mass"}
+CONSTANTS = {"rotation_period": ("cluster_name",), "stellar_mass": ("code",)}
 
 
 def data_dir() -> Path:
@@ -53,6 +69,45 @@ class Column:
 
 
 @dataclass(frozen=True)
+class Band:
+    """Where one band's photometry comes from: a magnitude column, or a flux column and its unit
+    (any astropy flux-density unit such as uJy, Jy or nanomaggy; or ``zp_ab``, the AB zero point
+    of fluxes in arbitrary units: mag_AB = zp_ab - 2.5 log10(flux))."""
+
+    mag: str | None = None
+    mag_err: str | None = None
+    flux: str | None = None
+    flux_err: str | None = None
+    to_ujy: float = 1.0  # flux * to_ujy = flux density [uJy]
+
+    @classmethod
+    def parse(cls, name: str, spec: str | dict[str, Any], where: str) -> Band:
+        if isinstance(spec, str):
+            return cls(mag=spec)
+        known = {"mag", "mag_err", "flux", "flux_err", "unit", "zp_ab"}
+        if not isinstance(spec, dict) or set(spec) - known or ("mag" in spec) == ("flux" in spec):
+            raise MappingError(f"{where}: band {name} needs a magnitude column or {{ mag = ..., mag_err = ... }} "
+                               f"or {{ flux = ..., flux_err = ..., unit = ... | zp_ab = ... }}, got {spec!r}")
+        if "flux" not in spec:
+            return cls(mag=spec["mag"], mag_err=spec.get("mag_err"))
+        if ("unit" in spec) == ("zp_ab" in spec):
+            raise MappingError(f"{where}: band {name}: give the flux's unit or its zp_ab, exactly one")
+        if "zp_ab" in spec:
+            to_ujy = AB_ZERO_POINT_UJY * 10 ** (-0.4 * float(spec["zp_ab"]))
+        else:
+            try:
+                unit = u.Unit(spec["unit"])
+                # maggies are flux relative to the AB zero point (astropy: dimensionless)
+                to_ujy = unit.to(u.mgy) * AB_ZERO_POINT_UJY if unit.is_equivalent(u.mgy) else unit.to(u.uJy)
+            except (ValueError, u.UnitConversionError) as exc:
+                raise MappingError(f"{where}: band {name}: {spec['unit']!r} is not a flux-density unit ({exc})") from None
+        return cls(flux=spec["flux"], flux_err=spec.get("flux_err"), to_ujy=to_ujy)
+
+    def columns(self) -> set[str]:
+        return {c for c in (self.mag, self.mag_err, self.flux, self.flux_err) if c}
+
+
+@dataclass(frozen=True)
 class Mapping:
     path: Path
     survey: dict[str, str]
@@ -60,15 +115,21 @@ class Mapping:
     release_date: dt.date | None
     file: str
     format: str
+    read_options: ReadOptions
+    max_rows: int | None
     object_id: str
     ra: Column | None
     dec: Column | None
     attrs: tuple[str, ...]
+    join: str | None  # rows attach to the existing source with this external id catalog's id
+    on_missing: str  # ... and when there is none: "create" a positionless source, or "quarantine"
     mag_system: str | None
     sentinels: tuple[float, ...]
-    bands: dict[str, str]
-    spec_redshift: dict[str, str]
-    spec_sentinels: tuple[float, ...]
+    missing_above: float  # magnitudes at or above this are "no data" flags (e.g. 99)
+    bands: dict[str, Band]
+    sections: dict[str, dict[str, str]]  # spec_redshift / rotation_period / stellar_mass: key -> column
+    section_sentinels: dict[str, tuple[float, ...]]
+    constants: dict[str, dict[str, str]]  # e.g. stellar_mass code, rotation_period cluster_name
     xids: dict[str, str]
     ignore: dict[str, str]
     raw: dict[str, Any] = field(repr=False)
@@ -90,24 +151,34 @@ class Mapping:
         return path if path.is_absolute() else data_dir() / path
 
     def used_columns(self) -> set[str]:
-        cols = set(self.object_id_fields)
+        cols = set(self.object_id_fields) - {ROW_FIELD}
         cols |= {c.name for c in (self.ra, self.dec) if c}
-        cols |= set(self.attrs) | set(self.bands.values()) | set(self.spec_redshift.values())
-        cols |= set(self.xids.values())
+        cols |= set(self.attrs) | set(self.xids.values())
+        for band in self.bands.values():
+            cols |= band.columns()
+        for section in self.sections.values():
+            cols |= set(section.values())
         return cols
 
     def check_columns(self, table: Table, file: Path) -> None:
-        """Fail, naming the file and the columns, unless the input has exactly what is mapped or ignored."""
+        """Fail, naming the file and the columns, unless the input has exactly what is mapped or ignored
+        (``"*"`` under ``[ignore]`` covers every column not named)."""
         present = set(table.colnames)
         missing = sorted(self.used_columns() - present)
         if missing:
             raise MappingError(f"{file}: mapping {self.path.name} uses columns not in the file: {', '.join(missing)}")
         unmapped = sorted(present - self.used_columns() - set(self.ignore))
-        if unmapped:
+        if unmapped and "*" not in self.ignore:
             raise MappingError(
                 f"{file}: columns {', '.join(unmapped)} are neither mapped nor listed under [ignore] "
                 f"in {self.path.name}"
             )
+        for col in (self.ra, self.dec):
+            file_unit = getattr(table[col.name], "unit", None) if col else None
+            if file_unit is not None and table[col.name].dtype.kind in "iuf":
+                if not file_unit.is_equivalent(u.deg) or file_unit.to(u.deg) != POSITION_UNITS[col.unit or "deg"].to(u.deg):
+                    raise MappingError(f"{file}: column {col.name} is in {file_unit} by the file's own header, "
+                                       f"but mapping {self.path.name} says {col.unit or 'deg'}")
 
 
 def load_mapping(path: Path | str) -> Mapping:
@@ -143,14 +214,43 @@ def load_mapping(path: Path | str) -> Mapping:
             raise MappingError(f"{path}: position unit {col.unit!r} is not one of {', '.join(POSITION_UNITS)}")
     if phot and phot.get("system") not in MAG_SYSTEMS:
         raise MappingError(f"{path}: [photometry] system must be one of {MAG_SYSTEMS}, got {phot.get('system')!r}")
+    if phot and phot.get("system") != "AB" and any(b.flux for b in _bands(phot, path).values()):
+        raise MappingError(f"{path}: [photometry] fluxes give AB magnitudes; system must be \"AB\"")
     date = release.get("date")
     if date is not None and not isinstance(date, dt.date):
         raise MappingError(f"{path}: [release] date must be a TOML date such as 2017-07-31, got {date!r}")
-    spec = dict(section("spec_redshift", required=False))
-    spec_sentinels = tuple(float(x) for x in spec.pop("sentinels", ()))
-    unknown = sorted(set(spec) - SPEC_KEYS)
-    if unknown:
-        raise MappingError(f"{path}: [spec_redshift] knows {', '.join(sorted(SPEC_KEYS))}, not {', '.join(unknown)}")
+    sections, sentinels, constants = {}, {}, {}
+    for name, keys in SECTIONS.items():
+        spec = dict(section(name, required=False))
+        if not spec:
+            continue
+        sentinels[name] = tuple(float(x) for x in spec.pop("sentinels", ()))
+        constants[name] = {k: str(spec.pop(k)) for k in CONSTANTS.get(name, ()) if k in spec}
+        allowed = set(keys) | set(CONSTANTS.get(name, ()))
+        unknown = sorted(set(spec) - allowed)
+        if unknown:
+            raise MappingError(f"{path}: [{name}] knows {', '.join(sorted(allowed))}, not {', '.join(unknown)}")
+        if name in REQUIRED and REQUIRED[name] not in spec:
+            raise MappingError(f"{path}: [{name}] needs {REQUIRED[name]!r}")
+        sections[name] = spec
+    if "stellar_mass" in sections and "code" not in constants["stellar_mass"]:
+        raise MappingError(f"{path}: [stellar_mass] needs code = \"...\" (the SED-fitting code that gave the masses)")
+    xids = dict(section("xid", required=False))
+    join = source.get("join")
+    on_missing = source.get("on_missing", "create")
+    if join is not None and join not in xids:
+        raise MappingError(f"{path}: [source] join = {join!r} needs that catalog's id column under [xid]")
+    if on_missing not in ON_MISSING:
+        raise MappingError(f"{path}: [source] on_missing must be one of {ON_MISSING}, got {on_missing!r}")
+    if join is not None and ra is not None:
+        raise MappingError(f"{path}: [source] join is for rows with no position; this mapping has ra/dec")
+    options = {k: release[k] for k in ("hdu", "dataset", "header_comment", "delimiter", "chunk_rows") if k in release}
+    # Ids are read as text so no digit is lost; template fields with a format spec ({plate:04d}) as numbers.
+    text_columns = {name for _, name, spec, _ in string.Formatter().parse(source["object_id"]) if name and not spec}
+    text_columns |= set(xids.values())
+    max_rows = release.get("max_rows")
+    if max_rows is not None and (not isinstance(max_rows, int) or max_rows < 1):
+        raise MappingError(f"{path}: [release] max_rows must be a positive integer, got {max_rows!r}")
     return Mapping(
         path=path,
         survey={k: str(v) for k, v in survey.items()},
@@ -158,75 +258,39 @@ def load_mapping(path: Path | str) -> Mapping:
         release_date=date,
         file=release["file"],
         format=release["format"],
+        read_options=ReadOptions(text_columns=frozenset(text_columns), **options),
+        max_rows=max_rows,
         object_id=source["object_id"],
         ra=ra,
         dec=dec,
         attrs=tuple(source.get("attrs", ())),
+        join=join,
+        on_missing=on_missing,
         mag_system=phot.get("system"),
         sentinels=tuple(float(x) for x in phot.get("sentinels", ())),
-        bands=dict(phot.get("bands", {})),
-        spec_redshift=spec,
-        spec_sentinels=spec_sentinels,
-        xids=dict(section("xid", required=False)),
+        missing_above=float(phot.get("missing_above", math.inf)),
+        bands=_bands(phot, path),
+        sections=sections,
+        section_sentinels=sentinels,
+        constants=constants,
+        xids=xids,
         ignore=dict(section("ignore", required=False)),
         raw=raw,
     )
 
 
-#: Problems found while reading cells: row index in the chunk -> (column, reason); the first wins.
-Problems = dict[int, tuple[str | None, str]]
+def _bands(phot: dict[str, Any], path: Path) -> dict[str, Band]:
+    return {b: Band.parse(b, s, f"{path} [photometry]") for b, s in phot.get("bands", {}).items()}
 
 
-def _parse_cells(column, parse, problems: Problems, name: str, expected: str) -> np.ndarray:
-    """Floats from a column of text, cell by cell: empty cells are NaN (missing); a cell ``parse``
-    rejects is NaN and a problem naming the column, the text and what was ``expected``."""
-    out = np.full(len(column), np.nan)
-    for i, value in enumerate(column):
-        text = "" if value is np.ma.masked else str(value).strip()
-        if not text:
-            continue
-        try:
-            out[i] = parse(text)
-        except (ValueError, TypeError, u.UnitsError):
-            problems.setdefault(i, (name, f"{name} {text!r} is not {expected}"))
-    return out
+@dataclass
+class Photometry:
+    """One band of a chunk: magnitudes in the mapping's system and fluxes [uJy]; NaN where missing."""
 
-
-def _numeric(column) -> np.ndarray | None:
-    """The column as float64 with masked cells NaN, if its type is numeric."""
-    if column.dtype.kind not in "iufb":
-        return None
-    return np.ma.filled(np.ma.asarray(column, dtype=np.float64), np.nan)
-
-
-def _degrees(table: Table, col: Column, problems: Problems) -> np.ndarray:
-    """Angles in degrees from numbers in the column's unit or sexagesimal strings ('12:30:49.4', '12h30m49s')."""
-    unit = POSITION_UNITS[col.unit or "deg"]
-    values = _numeric(table[col.name])
-    if values is not None:
-        return values * unit.to(u.deg)
-
-    def angle(text: str) -> float:
-        try:
-            return float(text) * unit.to(u.deg)
-        except ValueError:
-            return Angle(text, unit=unit).deg
-
-    return _parse_cells(table[col.name], angle, problems, col.name, f"an angle in {unit}")
-
-
-def _floats(table: Table, name: str, problems: Problems, sentinels: tuple[float, ...] = ()) -> np.ndarray:
-    """Numbers from a column; empty cells and sentinel values are NaN (missing), text that is no number a problem."""
-    values = _numeric(table[name])
-    if values is None:
-        values = _parse_cells(table[name], float, problems, name, "a number")
-    if sentinels:
-        values[np.isin(values, sentinels)] = np.nan
-    return values
-
-
-def _texts(table: Table, name: str) -> np.ndarray:
-    return np.array([str(v).strip() or None if v is not np.ma.masked else None for v in table[name]], dtype=object)
+    mag: np.ndarray
+    mag_err: np.ndarray
+    flux_ujy: np.ndarray
+    flux_err_ujy: np.ndarray
 
 
 @dataclass
@@ -238,95 +302,77 @@ class MappedChunk:
     ra_deg: np.ndarray | None
     dec_deg: np.ndarray | None
     attrs: list[dict[str, Any]]
-    mags: dict[str, np.ndarray]  # band -> magnitude in the mapping's system, NaN if missing
-    spec: dict[str, np.ndarray]  # z, z_err, quality, spec_class -> values (NaN / None if missing)
+    phot: dict[str, Photometry]  # band -> its values
+    sections: dict[str, dict[str, np.ndarray]]  # spec_redshift / rotation_period / stellar_mass key -> values
     xids: dict[str, np.ndarray]  # catalog -> identifier text, None where absent
     problems: Problems  # cells that could not be read
     raw: Table  # the input rows, for quarantine
+
+    @property
+    def mags(self) -> dict[str, np.ndarray]:
+        return {band: p.mag for band, p in self.phot.items()}
 
 
 def apply(mapping: Mapping, table: Table, first_row: int = 1) -> MappedChunk:
     """Map an input Table (a chunk starting at data row ``first_row``) to healcat's columns."""
     n = len(table)
     problems: Problems = {}
-    names = sorted(set(mapping.object_id_fields) | set(mapping.attrs))  # the only per-row work
-    rows = [dict(zip(names, r)) for r in table.iterrows(*names)] if n else []
+    row_number = np.arange(first_row, first_row + n)
+    names = sorted((set(mapping.object_id_fields) - {ROW_FIELD}) | set(mapping.attrs))  # the only per-row work
+    rows = [dict(zip(names, r)) for r in table.iterrows(*names)] if n and names else [{} for _ in range(n)]
     object_id = np.full(n, None, dtype=object)
     for i, row in enumerate(rows):
-        object_id[i], column, reason = _format_id(mapping.object_id, row)
+        row[ROW_FIELD] = int(row_number[i])
+        object_id[i], column, reason = cells.format_id(mapping.object_id, row)
         if reason:
             problems.setdefault(i, (column, reason))
-    spec = {}
-    for key, name in mapping.spec_redshift.items():
-        spec[key] = (_texts(table, name) if key == "spec_class"
-                     else _floats(table, name, problems, mapping.spec_sentinels))
+    sections = {}
+    for name, spec in mapping.sections.items():
+        kinds = SECTIONS[name]
+        sections[name] = {
+            key: (cells.texts(table[col]) if kinds[key] == "text"
+                  else cells.floats(table[col], problems, col, mapping.section_sentinels[name]))
+            for key, col in spec.items()
+        }
     return MappedChunk(
-        row_number=np.arange(first_row, first_row + n),
+        row_number=row_number,
         object_id=object_id,
-        ra_deg=_degrees(table, mapping.ra, problems) if mapping.ra else None,
-        dec_deg=_degrees(table, mapping.dec, problems) if mapping.dec else None,
+        ra_deg=cells.degrees(table[mapping.ra.name], POSITION_UNITS[mapping.ra.unit or "deg"], problems,
+                             mapping.ra.name) if mapping.ra else None,
+        dec_deg=cells.degrees(table[mapping.dec.name], POSITION_UNITS[mapping.dec.unit or "deg"], problems,
+                              mapping.dec.name) if mapping.dec else None,
         attrs=[{k: json_scalar(r[k]) for k in mapping.attrs} for r in rows],
-        mags={band: _floats(table, col, problems, mapping.sentinels) for band, col in mapping.bands.items()},
-        spec=spec,
-        xids={catalog: _identifiers(table[col]) for catalog, col in mapping.xids.items()},
+        phot={band: _photometry(mapping, spec, table, problems) for band, spec in mapping.bands.items()},
+        sections=sections,
+        xids={catalog: cells.identifiers(table[col], problems, col) for catalog, col in mapping.xids.items()},
         problems=problems,
         raw=table,
     )
 
 
-def _identifiers(column) -> np.ndarray:
-    """External ids as exact text; masked, empty and non-positive integer ids (e.g. Gaia rows that
-    carry -HIP numbers) are absent."""
-    out = np.full(len(column), None, dtype=object)
-    for i, value in enumerate(column):
-        if value is np.ma.masked:
-            continue
-        if isinstance(value, (int, np.integer)):
-            if value > 0:
-                out[i] = str(int(value))
-        elif str(value).strip():
-            out[i] = str(value).strip()
-    return out
+def _photometry(mapping: Mapping, band: Band, table: Table, problems: Problems) -> Photometry:
+    """A band's magnitudes and fluxes: each derived from the other where only one is given (fluxes
+    only for AB magnitudes); non-positive fluxes keep their flux and have no magnitude."""
+    n = len(table)
 
+    def column(name: str | None) -> np.ndarray:
+        if name is None:
+            return np.full(n, np.nan)
+        return cells.floats(table[name], problems, name, mapping.sentinels)
 
-def _format_id(template: str, row: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
-    """(object id, None, None) from the template, or (None, the offending column, why)."""
-    fields = [(name, spec) for _, name, spec, _ in string.Formatter().parse(template) if name]
-    for name, spec in fields:
-        value = row[name]
-        if value is np.ma.masked or not str(value).strip():
-            return None, name, f"object_id: {name} is empty"
-        try:
-            format(_number(value) if spec else value, spec or "")
-        except (ValueError, TypeError) as exc:
-            return None, name, f"object_id template {template!r}: {name}={str(value)!r} does not fit {{:{spec}}} ({exc})"
-    try:
-        return template.format_map(row), None, None
-    except (ValueError, TypeError):  # e.g. "{plate:04d}" over a column that one bad cell made text
-        return template.format_map({**row, **{name: _number(row[name]) for name, _ in fields}}), None, None
-
-
-def _number(value: Any) -> Any:
-    """Text that spells an integer or a float, as that number; anything else unchanged."""
-    if isinstance(value, (str, np.str_)):
-        for kind in (int, float):
-            try:
-                return kind(value)
-            except ValueError:
-                pass
-    return value
-
-
-def json_scalar(value: Any) -> Any:
-    """A numpy/astropy scalar as a JSON value (NaN and masked become null)."""
-    if value is np.ma.masked:
-        return None
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        return float(value) if np.isfinite(value) else None
-    if isinstance(value, (np.bool_,)):
-        return bool(value)
-    if isinstance(value, bytes):
-        return value.decode()
-    return value if isinstance(value, (int, str, type(None))) else str(value)
+    nan = np.full(n, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if band.mag is not None:
+            mag, mag_err = column(band.mag), column(band.mag_err)
+            mag[mag >= mapping.missing_above] = np.nan
+            mag_err[~np.isfinite(mag) | (mag_err < 0)] = np.nan
+            if mapping.mag_system != "AB":
+                return Photometry(mag, mag_err, nan, nan.copy())
+            flux = AB_ZERO_POINT_UJY * 10 ** (-0.4 * mag)
+            return Photometry(mag, mag_err, flux, flux * mag_err * np.log(10) / 2.5)
+        flux = column(band.flux) * band.to_ujy
+        flux_err = column(band.flux_err) * band.to_ujy
+        flux_err[flux_err < 0] = np.nan
+        mag = np.where(flux > 0, -2.5 * np.log10(flux / AB_ZERO_POINT_UJY), np.nan)
+        mag_err = np.where(flux > 0, 2.5 / np.log(10) * flux_err / flux, np.nan)
+    return Photometry(mag, mag_err, flux, flux_err)

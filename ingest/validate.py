@@ -1,10 +1,13 @@
 """Row validation: every input row is kept, either as good or in quarantine with a reason.
 
 A row is rejected, with the column and the value named, when a cell cannot be read (text
-where a number belongs), its object id cannot be formed or repeats one earlier in the
-release, its position is missing or outside ICRS ranges, a magnitude is outside what any
-survey measures, or a redshift is outside what any spectrum gives. Missing values (empty
-cells, the mapping's sentinels) are not errors: they simply have no row in their table.
+where a number belongs, a float that is no exact integer id), its object id cannot be
+formed or repeats one earlier in the release, its position is missing or outside ICRS
+ranges, a magnitude is outside what any survey measures, a redshift outside what any
+spectrum gives, a rotation period missing or not positive, a membership probability
+outside [0, 1], or a stellar mass outside what a galaxy or star cluster weighs. Missing
+values (empty cells, the mapping's sentinels) are not errors: they simply have no row
+in their table.
 """
 
 from __future__ import annotations
@@ -14,10 +17,18 @@ from typing import Any
 
 import numpy as np
 
-from ingest.mapping import MappedChunk, Mapping, json_scalar
+from ingest.cells import json_scalar
+from ingest.mapping import MappedChunk, Mapping
 
 MAG_RANGE = (-30.0, 50.0)  # [mag]: the Sun is -26.7; the deepest surveys reach about 30
 Z_RANGE = (-0.01, 15.0)  # stars have |z| < 0.01 from their velocities; no spectrum gives z > 15
+#: (section, key) -> plausible [lo, hi] and what a value outside it usually means.
+RANGES = {
+    ("spec_redshift", "z"): (Z_RANGE, ""),
+    ("rotation_period", "period"): ((1e-3, 1e4), " [d]"),  # minutes to decades
+    ("rotation_period", "membership_prob"): ((0.0, 1.0), " (a probability)"),
+    ("stellar_mass", "log_mass"): ((3.0, 13.5), " [log10 Msun]"),  # a few stars to the most massive galaxies
+}
 
 
 @dataclass(frozen=True)
@@ -53,13 +64,26 @@ def validate(mapping: Mapping, chunk: MappedChunk, seen_ids: set[str]) -> tuple[
         reject(np.isnan(dec), dec_col, lambda i: f"{dec_col} is missing")
         reject(_outside(ra, 0.0, 360.0), ra_col, lambda i: f"ra {ra[i]} deg is outside [0, 360] (wrong unit?)")
         reject(_outside(dec, -90.0, 90.0), dec_col, lambda i: f"dec {dec[i]} deg is outside [-90, 90]")
-    for band, mags in chunk.mags.items():
-        col = mapping.bands[band]
+    for band, phot in chunk.phot.items():
+        spec = mapping.bands[band]
+        col = spec.mag or spec.flux
+        mags = phot.mag
         reject(_outside(mags, *MAG_RANGE), col,
                lambda i, m=mags, c=col: f"{c} {m[i]} mag is outside {list(MAG_RANGE)} (an unlisted sentinel?)")
-    if "z" in chunk.spec:
-        z, col = chunk.spec["z"], mapping.spec_redshift["z"]
-        reject(_outside(z, *Z_RANGE), col, lambda i: f"{col} {z[i]} is outside {list(Z_RANGE)}")
+        reject(np.isinf(phot.flux_ujy), col, lambda i, c=col: f"{c} is infinite")
+    for name, values in chunk.sections.items():
+        for key, column in mapping.sections[name].items():
+            if (name, key) in RANGES:
+                (lo, hi), unit = RANGES[name, key]
+                v = values[key]
+                reject(_outside(v, lo, hi), column,
+                       lambda i, v=v, c=column, lo=lo, hi=hi, unit=unit: f"{c} {v[i]} is outside [{lo}, {hi}]{unit}")
+    if "rotation_period" in chunk.sections:
+        column = mapping.sections["rotation_period"]["period"]
+        reject(np.isnan(chunk.sections["rotation_period"]["period"]), column, lambda i: f"{column} is missing")
+    if "stellar_mass" in chunk.sections:
+        column = mapping.sections["stellar_mass"]["log_mass"]
+        reject(np.isnan(chunk.sections["stellar_mass"]["log_mass"]), column, lambda i: f"{column} is missing")
     for i, oid in enumerate(chunk.object_id):
         if i not in reason and oid is not None:
             if oid in seen_ids:
@@ -68,10 +92,11 @@ def validate(mapping: Mapping, chunk: MappedChunk, seen_ids: set[str]) -> tuple[
                 seen_ids.add(oid)
     good = np.ones(len(chunk.object_id), dtype=bool)
     good[list(reason)] = False
-    names = chunk.raw.colnames
-    rejected = [
-        Rejected(int(chunk.row_number[i]), reason[i][0], reason[i][1],
-                 {k: json_scalar(v) for k, v in zip(names, chunk.raw[i])})
-        for i in sorted(reason)
-    ]
+    rejected = [quarantined(chunk, i, *reason[i]) for i in sorted(reason)]
     return good, rejected
+
+
+def quarantined(chunk: MappedChunk, i: int, column: str | None, why: str) -> Rejected:
+    """Row ``i`` of the chunk as a quarantine entry: its file row, the column, the reason and the raw row."""
+    names = chunk.raw.colnames
+    return Rejected(int(chunk.row_number[i]), column, why, {k: json_scalar(v) for k, v in zip(names, chunk.raw[i])})

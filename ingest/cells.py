@@ -1,0 +1,146 @@
+"""Reading cells of an input column as healcat's values: numbers, angles, exact identifiers.
+
+Each helper works on a whole column (fast for typed columns) and falls back to cell by
+cell for text, recording a problem (column, reason) for each cell it cannot read so that
+the row is quarantined instead of the release failing.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from typing import Any
+
+import astropy.units as u
+import numpy as np
+from astropy.coordinates import Angle
+
+#: Problems found while reading cells: row index in the chunk -> (column, reason); the first wins.
+Problems = dict[int, tuple[str | None, str]]
+
+EXACT_FLOAT_INT = 2**53  # floats hold every integer below this exactly
+_INTEGRAL_TEXT = re.compile(r"^[+-]?\d+(\.0*)?$")
+
+
+def parse_cells(column, parse, problems: Problems, name: str, expected: str) -> np.ndarray:
+    """Floats from a column of text, cell by cell: empty cells are NaN (missing); a cell ``parse``
+    rejects is NaN and a problem naming the column, the text and what was ``expected``."""
+    out = np.full(len(column), np.nan)
+    for i, value in enumerate(column):
+        text = "" if value is np.ma.masked else str(value).strip()
+        if not text:
+            continue
+        try:
+            out[i] = parse(text)
+        except (ValueError, TypeError, u.UnitsError):
+            problems.setdefault(i, (name, f"{name} {text!r} is not {expected}"))
+    return out
+
+
+def numeric(column) -> np.ndarray | None:
+    """The column as float64 with masked cells NaN, if its type is numeric."""
+    if column.dtype.kind not in "iufb" or column.ndim != 1:
+        return None
+    return np.ma.filled(np.ma.asarray(column, dtype=np.float64), np.nan)
+
+
+def degrees(column, unit: u.UnitBase, problems: Problems, name: str) -> np.ndarray:
+    """Angles in degrees from numbers in ``unit`` or sexagesimal strings ('12:30:49.4', '12h30m49s')."""
+    values = numeric(column)
+    if values is not None:
+        return values * unit.to(u.deg)
+
+    def angle(text: str) -> float:
+        try:
+            return float(text) * unit.to(u.deg)
+        except ValueError:
+            return Angle(text, unit=unit).deg
+
+    return parse_cells(column, angle, problems, name, f"an angle in {unit}")
+
+
+def floats(column, problems: Problems, name: str, sentinels: tuple[float, ...] = ()) -> np.ndarray:
+    """Numbers from a column; empty cells and sentinel values are NaN (missing), text that is no number a problem."""
+    values = numeric(column)
+    if values is None:
+        values = parse_cells(column, float, problems, name, "a number")
+    if sentinels:
+        values[np.isin(values, sentinels)] = np.nan
+    return values
+
+
+def texts(column) -> np.ndarray:
+    return np.array([str(v).strip() or None if v is not np.ma.masked else None for v in column], dtype=object)
+
+
+def identifiers(column, problems: Problems, name: str) -> np.ndarray:
+    """Identifiers as exact text. Integers are written in full; masked, empty and non-positive
+    integer ids (e.g. Gaia rows that carry -HIP numbers) are absent. A float-formatted id
+    ('26618.0', 20.0) is its integer when that is exact; a fractional one, or a float past
+    2**53 that may have lost digits, is a problem for its row."""
+    out = np.full(len(column), None, dtype=object)
+    kind = column.dtype.kind
+    for i, value in enumerate(column):
+        if value is np.ma.masked:
+            continue
+        if kind in "iu":
+            if value > 0:
+                out[i] = str(int(value))
+        elif kind == "f":
+            if not np.isfinite(value):
+                continue
+            if value != np.floor(value) or abs(value) >= EXACT_FLOAT_INT:
+                problems.setdefault(i, (name, f"{name} {value!r} is a float that is not an exact integer id"))
+            elif value > 0:
+                out[i] = str(int(value))
+        else:
+            text = str(value).strip()
+            if _INTEGRAL_TEXT.match(text):
+                text = text.split(".")[0].lstrip("+")
+            out[i] = text or None
+    return out
+
+
+def format_id(template: str, row: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """(object id, None, None) from the template, or (None, the offending column, why)."""
+    fields = [(name, spec) for _, name, spec, _ in string.Formatter().parse(template) if name]
+    for name, spec in fields:
+        value = row[name]
+        if value is np.ma.masked or not str(value).strip():
+            return None, name, f"object_id: {name} is empty"
+        try:
+            format(_number(value) if spec else value, spec or "")
+        except (ValueError, TypeError) as exc:
+            return None, name, f"object_id template {template!r}: {name}={str(value)!r} does not fit {{:{spec}}} ({exc})"
+    try:
+        return template.format_map(row), None, None
+    except (ValueError, TypeError):  # e.g. "{plate:04d}" over a column that one bad cell made text
+        return template.format_map({**row, **{name: _number(row[name]) for name, _ in fields}}), None, None
+
+
+def _number(value: Any) -> Any:
+    """Text that spells an integer or a float, as that number; anything else unchanged."""
+    if isinstance(value, (str, np.str_)):
+        for kind in (int, float):
+            try:
+                return kind(value)
+            except ValueError:
+                pass
+    return value
+
+
+def json_scalar(value: Any) -> Any:
+    """A numpy/astropy cell as a JSON value (NaN and masked become null, arrays lists)."""
+    if value is np.ma.masked:
+        return None
+    if isinstance(value, np.ndarray):
+        return [json_scalar(v) for v in value.tolist()]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, (np.bool_,)):
+        return bool(value)
+    if isinstance(value, bytes):
+        return value.decode()
+    return value if isinstance(value, (int, str, type(None))) else str(value)

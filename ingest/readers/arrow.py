@@ -1,0 +1,46 @@
+"""Arrow record batches as astropy Tables (nulls become masked cells), shared by the CSV and Parquet readers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from astropy.table import MaskedColumn, Table
+
+
+def to_table(batch: pa.RecordBatch | pa.Table) -> Table:
+    table = Table()
+    for name, column in zip(batch.schema.names, batch.columns):
+        table[name] = _column(column)
+    return table
+
+
+def _column(array) -> MaskedColumn | np.ndarray:
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    nulls = array.null_count
+    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+        values = np.asarray(pc.fill_null(array, "").to_numpy(zero_copy_only=False), dtype=str)
+    elif nulls and (pa.types.is_integer(array.type) or pa.types.is_boolean(array.type)):
+        values = pc.fill_null(array, 0).to_numpy(zero_copy_only=False)
+    else:
+        values = array.to_numpy(zero_copy_only=False)
+    if not nulls:
+        return values
+    return MaskedColumn(values, mask=array.is_null().to_numpy(zero_copy_only=False))
+
+
+def typed(batch: pa.RecordBatch, text_columns: frozenset[str]) -> pa.RecordBatch:
+    """Columns read as text, as integers or floats where every cell of the chunk is one (fast, in C);
+    columns with a cell that is neither stay text, for the mapping to find the bad cell."""
+    columns = []
+    for name, column in zip(batch.schema.names, batch.columns):
+        if name not in text_columns:
+            for kind in (pa.int64(), pa.float64()):
+                try:
+                    column = pc.cast(column, kind)
+                    break
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    continue
+        columns.append(column)
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)

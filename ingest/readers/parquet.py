@@ -1,0 +1,27 @@
+"""Parquet (pyarrow): record batches of ``chunk_rows`` straight from the row groups."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from catalog.errors import IngestError
+from ingest.readers import Chunks, ReadOptions, register
+from ingest.readers.arrow import to_table
+
+
+@register("parquet")
+def read_parquet(path: Path, options: ReadOptions) -> Chunks:
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise IngestError(f"{path}: not a Parquet file: {exc}") from exc
+    first = 1
+    try:
+        for batch in parquet.iter_batches(batch_size=options.chunk_rows):
+            yield first, to_table(batch)
+            first += len(batch)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise IngestError(f"{path}: broken Parquet data after row {first - 1}: {exc}") from exc

@@ -1,0 +1,78 @@
+"""What a release's ingestion kept and rejected: row counts, and its quarantine grouped by reason.
+
+Reasons name the offending value ("dec 95.5 deg is outside [-90, 90]"); the report groups them by
+column and the reason with the value blanked out ("dec ... deg is outside [-90, 90]"), with the
+first rows of each group (file row number, reason, raw row) as examples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from catalog.errors import QueryError
+
+# The value a reason names: a quoted text, or the number after the column name.
+_BLANK_QUOTED = r"'[^']*'"
+_BLANK_NUMBER = r"^(\S+) -?[0-9.]+(e[+-]?[0-9]+)?|(nan|inf) "
+
+REPORT_SQL = sa.text(f"""
+WITH q AS (
+    SELECT column_name, row_number, reason, raw,
+           regexp_replace(regexp_replace(reason, :quoted, '''...''', 'g'), :number, '\\1 ...') AS kind
+    FROM healcat.quarantine WHERE release_id = :release_id
+), ranked AS (
+    SELECT q.*, count(*) OVER w AS n, row_number() OVER (w ORDER BY row_number) AS rank
+    FROM q WINDOW w AS (PARTITION BY column_name, kind)
+)
+SELECT column_name, kind, n, row_number, reason, raw FROM ranked WHERE rank <= :examples
+ORDER BY n DESC, column_name NULLS FIRST, kind, row_number
+""")
+
+
+@dataclass
+class ReasonGroup:
+    column: str | None
+    reason: str
+    count: int
+    examples: list[dict[str, Any]]  # row_number, reason, raw
+
+
+@dataclass
+class ReleaseReport:
+    release: str
+    status: str
+    row_counts: dict[str, int]
+    quarantine: list[ReasonGroup]
+
+
+def release_report(engine: sa.Engine, release: str, examples: int = 3) -> ReleaseReport:
+    """The release's counts and its quarantined rows grouped by (column, reason), most frequent first."""
+    with engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT release_id, status, row_counts FROM healcat.release WHERE name = :n"),
+                           {"n": release}).first()
+        if row is None:
+            known = conn.scalars(sa.text("SELECT name FROM healcat.release ORDER BY name")).all()
+            raise QueryError(f"no release {release!r} (known: {', '.join(known) or 'none'})")
+        rows = conn.execute(REPORT_SQL, {"release_id": row.release_id, "examples": examples,
+                                         "quoted": _BLANK_QUOTED, "number": _BLANK_NUMBER}).all()
+    groups: dict[tuple, ReasonGroup] = {}
+    for r in rows:
+        group = groups.setdefault((r.column_name, r.kind), ReasonGroup(r.column_name, r.kind, r.n, []))
+        group.examples.append({"row_number": r.row_number, "reason": r.reason, "raw": r.raw})
+    return ReleaseReport(release, row.status, row.row_counts, list(groups.values()))
+
+
+def format_report(report: ReleaseReport) -> str:
+    lines = [f"release {report.release} ({report.status})", "rows:"]
+    lines += [f"  {name:16s} {count:>12,d}" for name, count in report.row_counts.items() if count]
+    total = sum(g.count for g in report.quarantine)
+    lines.append(f"quarantined: {total:,d}" + (" (by column and reason)" if total else ""))
+    for g in report.quarantine:
+        lines.append(f"  {g.count:>10,d}  {g.column or '-'}: {g.reason}")
+        for ex in g.examples:
+            raw = ", ".join(f"{k}={v}" for k, v in list(ex["raw"].items())[:8])
+            lines.append(f"              row {ex['row_number']}: {ex['reason']}  [{raw}{', ...' if len(ex['raw']) > 8 else ''}]")
+    return "\n".join(lines)
