@@ -124,7 +124,9 @@ def _catalog_table(mapping: PerObjectMapping) -> Table:
     for extra in cat.options.get("join", []):
         for path in sorted(data_dir().glob(extra["files"])):
             other = Table.read(path, format=extra.get("format", cat.format))
-            table = join(table, other, keys_left=cat.options["key"], keys_right=extra["key"], join_type="left")
+            if extra["key"] != cat.options["key"]:
+                other.rename_column(extra["key"], cat.options["key"])
+            table = join(table, other, keys=cat.options["key"], join_type="left")
     table.sort(["_file", "_row"])
     table["key"] = [str(v) for v in table[cat.options["key"]]]
     for name, parts in mapping.sexagesimal.items():

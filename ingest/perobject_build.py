@@ -45,6 +45,9 @@ def _band_points(lc: LightCurveSpec, band: Band, record: Record) -> np.ndarray:
 def curve_rows(lc: LightCurveSpec, record: Record, reject: Reject, stats: dict[str, int]) -> Iterator[dict]:
     """The light_curve rows of one object, band by band, after point and curve checks."""
     if lc.band_column:
+        if len(record.arrays[lc.band_column]) == 0:
+            reject(record.file, record.row, None, "empty light curve: no points in the file", {"object": record.key})
+            return
         known = {b.select for b in lc.bands.values()}
         for i in np.flatnonzero(~np.isin(record.arrays[lc.band_column].astype(str), list(known))):
             value = str(record.arrays[lc.band_column][i])
@@ -53,6 +56,9 @@ def curve_rows(lc: LightCurveSpec, record: Record, reject: Reject, stats: dict[s
                    {"object": record.key, "index": int(i), "band": value})
     for band in lc.bands.values():
         idx = _band_points(lc, band, record)
+        if band.select is not None and not len(idx):  # points of several bands, none of this one
+            stats["bands_not_observed"] = stats.get("bands_not_observed", 0) + 1
+            continue
         lengths = {len(record.arrays[c]) for c in (band.time, band.mag, band.mag_err)}
         raw = {"object": record.key, "band": band.name}
         if len(lengths) > 1:

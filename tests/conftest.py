@@ -121,7 +121,8 @@ def scratch_release(engine):
         conn.execute(sa.text("DELETE FROM healcat.job"))
 
 
-PER_OBJECT = ("eros2_lmc_ramp",)
+PER_OBJECT = ("eros2_lmc_ramp", "sdss_s82_rrlyrae", "ztf_bts_snia", "sdss_spectra_pyqsofit", "sdss_dr18_spectra_ppxf",
+              "legac_dr3_spectra_ppxf")
 
 
 @pytest.fixture(scope="session")

@@ -156,3 +156,62 @@ def test_a_release_whose_series_all_fail_publishes_nothing(engine, tmp_path, scr
         ingest_release(mapping, engine)
     with engine.connect() as conn:
         assert conn.scalar(sa.text("SELECT count(*) FROM healcat.release WHERE name = 'scratch/all-broken'")) == 0
+
+
+def _release_stats(engine, release_id: int):
+    with engine.connect() as conn:
+        return conn.execute(sa.text(
+            "SELECT count(*) AS curves, sum(cardinality(time_mjd)) AS points FROM healcat.light_curve "
+            "WHERE release_id = :r"), {"r": release_id}).one()
+
+
+def test_s82_rrlyrae_counts_and_quarantine_match_the_files(engine, per_object):
+    import tarfile
+
+    result = per_object["sdss_s82_rrlyrae"]
+    good = dup = bad_points = 0
+    with tarfile.open(data_dir() / "astroml_s82_rrlyrae_linear/S82_RRLyr/table1.tar.gz") as tar:
+        for member in tar.getmembers():
+            if not member.name.endswith(".dat"):
+                continue
+            rows = [list(map(float, line.split())) for line in tar.extractfile(member).read().decode().splitlines()]
+            for k in range(5):
+                points = [(r[2 + 3 * k], r[3 + 3 * k]) for r in rows if r[3 + 3 * k] != -99.99]
+                valid = [t for t, m in points if m < 50]
+                bad_points += len(points) - len(valid)
+                if len(set(valid)) < len(valid):
+                    dup += 1
+                else:
+                    good += len(valid)
+    stats = _release_stats(engine, result.release_id)
+    assert (stats.curves, stats.points) == (483 * 5 - dup, good)
+    assert result.row_counts["quarantine"] == dup + bad_points and dup == 8
+    with engine.connect() as conn:
+        labels = dict(conn.execute(sa.text("SELECT label, count(*) FROM healcat.label WHERE release_id = :r GROUP BY 1"),
+                                   {"r": result.release_id}).all())
+    with gzip.open(data_dir() / "astroml_s82_rrlyrae_linear/S82_RRLyr/table2.dat.gz", "rt") as fh:
+        types = Counter(line.split()[1] for line in fh if not line.startswith("#"))
+    assert labels == dict(types)
+
+
+def test_ztf_bts_counts_match_the_files(engine, per_object):
+    result = per_object["ztf_bts_snia"]
+    folder = data_dir() / "ztf_bts_snia_lightcurves"
+    curves = Counter()
+    for path in (folder / "light-curves").glob("*.csv"):
+        with path.open() as fh:
+            for row in csv.DictReader(fh):
+                curves[(path.stem, row["band"])] += 1
+    with (folder / "bts.csv").open() as fh:
+        n_bts = sum(1 for _ in csv.DictReader(fh))
+    stats = _release_stats(engine, result.release_id)
+    mapped = {k: n for k, n in curves.items() if k[1] in ("g", "R")}
+    assert (stats.curves, stats.points) == (len(mapped), sum(mapped.values()))
+    assert result.row_counts["source"] == n_bts
+    assert result.row_counts["quarantine"] == sum(n for k, n in curves.items() if k[1] not in ("g", "R")) == 1
+    with engine.connect() as conn:
+        t = conn.execute(sa.text(
+            "SELECT p.time_mjd, p.mag, p.mag_err FROM healcat.light_curve_points p JOIN healcat.source s "
+            "USING (shard, source_id) WHERE s.object_id = 'ZTF20aadvunl' AND p.band = 'ztf_r' ORDER BY p.point LIMIT 1"
+        )).one()
+    assert tuple(t) == (58852.42908560019, np.float32(20.51930046081543), np.float32(0.2458830028772354))
