@@ -270,13 +270,19 @@ def _load_spectra(pg, mapping: PerObjectMapping, release_id: int) -> dict[str, i
     ids, new_counts, _ = _new_sources(pg, mapping, table, quarantine, release_id, keep)
     counts |= new_counts
     for g, i in first.items():
-        group_source.setdefault(g, ids[chunk.object_id[i]])
+        if g not in group_source:
+            group_source[g] = ids[chunk.object_id[i]]
     counts["matched_existing_source"] = sum(1 for i in np.flatnonzero(good) if chunk.object_id[i] in matched)
     rows = []
+    stored = _stored_spectra(pg, list(group_source.values()))
     for i in np.flatnonzero(good):
         row = spectrum_row(spec, records[i], quarantine.add, counts)
         if row is not None:
             shard, sid = group_source[groups[i]]
+            if (shard, sid, row["name"]) in stored:
+                quarantine.add(records[i].file, records[i].row, None, f"{row['name']} is already in the catalog "
+                               f"(release {stored[(shard, sid, row['name'])]}) for this source", {"object": row["name"]})
+                continue
             rows.append((shard, sid, row["name"], release_id, row["wavelength"], spec.wavelength_unit, spec.vacuum,
                          row["flux"], spec.flux_unit, row["ivar"], f"({spec.flux_unit})**-2", row["mask"],
                          row["mjd"], _relative(records[i].file)))
@@ -285,6 +291,18 @@ def _load_spectra(pg, mapping: PerObjectMapping, release_id: int) -> dict[str, i
     counts["spectrum"] = copy_rows(pg, "spectrum", SPECTRUM_COLUMNS, SPECTRUM_TYPES, rows)
     counts["quarantine"] = quarantine.write(pg, release_id)
     return counts
+
+
+def _stored_spectra(pg, sources: list[tuple[int, int]]) -> dict[tuple[int, int, str], str]:
+    """Spectra the catalog already holds for these sources: (shard, source_id, name) -> release name."""
+    with pg.cursor() as cur:
+        cur.execute(
+            "SELECT sp.shard, sp.source_id, sp.spectrum_name, r.name FROM healcat.spectrum AS sp "
+            "JOIN healcat.release AS r USING (release_id) WHERE (sp.shard, sp.source_id) IN "
+            "(SELECT * FROM unnest(%s::int2[], %s::int8[]))",
+            ([s for s, _ in sources], [i for _, i in sources]),
+        )
+        return {(shard, sid, name): release for shard, sid, name, release in cur.fetchall()}
 
 
 def _matches(pg, mapping: PerObjectMapping, object_ids: list[str]) -> dict[str, tuple[int, int]]:

@@ -155,7 +155,11 @@ def group_by_position(ra_deg: np.ndarray, dec_deg: np.ndarray, good: np.ndarray,
     if within_arcsec is None or len(idx) < 2:
         return groups
     coords = SkyCoord(ra_deg[idx] * u.deg, dec_deg[idx] * u.deg)
-    a, b, _, _ = coords.search_around_sky(coords, within_arcsec * u.arcsec)
+    # All pairs, vectorised per row: a release holds tens to thousands of spectra, not millions.
+    pairs = [(k, j) for k in range(len(idx))
+             for j in np.flatnonzero(coords[k].separation(coords[k + 1:]) <= within_arcsec * u.arcsec) + k + 1]
+    a = np.array([k for k, _ in pairs], dtype=np.int64)
+    b = np.array([j for _, j in pairs], dtype=np.int64)
     parent = {int(i): int(i) for i in idx}
 
     def root(i: int) -> int:
