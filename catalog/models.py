@@ -204,6 +204,15 @@ class Spectrum(PerSource, Base):
     wavelength_unit: Mapped[str] = mapped_column(Text, comment="astropy unit string, e.g. Angstrom")
     flux_unit: Mapped[str] = mapped_column(Text, comment="astropy unit string, e.g. 1e-17 erg/(s cm2 Angstrom)")
     vacuum: Mapped[bool | None] = mapped_column()
+    # Added by migration 0007 (per-object files: ingest/perobject.py).
+    release_id: Mapped[int] = mapped_column(
+        ForeignKey(f"{SCHEMA}.release.release_id", ondelete="CASCADE"), index=True,
+        comment="the release the spectrum was read from (its source may belong to an earlier one)",
+    )
+    mask: Mapped[list[int] | None] = mapped_column(ARRAY(Integer), comment="survey pixel mask, e.g. SDSS and_mask (0 = good)")
+    ivar_unit: Mapped[str | None] = mapped_column(Text, comment="astropy unit string of ivar: flux_unit**-2")
+    mjd: Mapped[float | None] = mapped_column(Double, comment="[MJD] observation (SDSS: the plate's MJD)")
+    file: Mapped[str | None] = mapped_column(Text, comment="the file it was read from, relative to the data folder")
 
 
 class LightCurve(PerSource, Base):
@@ -218,6 +227,27 @@ class LightCurve(PerSource, Base):
     mag_system: Mapped[str | None] = mapped_column(Text)
     flux_ujy: Mapped[list[float] | None] = mapped_column(ARRAY(REAL))
     flux_err_ujy: Mapped[list[float] | None] = mapped_column(ARRAY(REAL))
+    # Added by migration 0007 (per-object files: ingest/perobject.py).
+    release_id: Mapped[int] = mapped_column(
+        ForeignKey(f"{SCHEMA}.release.release_id", ondelete="CASCADE"), index=True,
+        comment="the release the curve was read from",
+    )
+    time_origin: Mapped[str] = mapped_column(
+        Text, server_default="MJD", comment="how time_mjd was obtained from the file's times, e.g. 'MJD as published'"
+    )
+
+
+class Label(PerSource, Base):
+    """A class label of an object under a named taxonomy (training targets for classifiers)."""
+
+    __tablename__ = "label"
+    __extra_args__ = (Index("ix_label_taxonomy_label", "taxonomy", "label"),)
+    taxonomy: Mapped[str] = mapped_column(Text, primary_key=True, comment="whose classes, e.g. eros2_ramp_type")
+    label: Mapped[str] = mapped_column(Text, comment="the class as the dataset spells it")
+    split: Mapped[str | None] = mapped_column(Text, comment="train/test as the dataset publishes it, if it does")
+    release_id: Mapped[int] = mapped_column(
+        ForeignKey(f"{SCHEMA}.release.release_id", ondelete="CASCADE"), index=True
+    )
 
 
 class Cluster(Base):

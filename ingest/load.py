@@ -22,8 +22,10 @@ import hashlib
 import json
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -63,12 +65,23 @@ def release_checksum(path: Path, mapping: Mapping) -> str:
 
 def ingest_release(mapping: Mapping | str | Path, engine: sa.Engine, file: str | Path | None = None) -> LoadResult:
     """Ingest one release file through its mapping and publish it atomically (idempotent)."""
-    if not isinstance(mapping, Mapping):
+    if isinstance(mapping, (str, Path)):
         mapping = load_mapping(mapping)
+    if not isinstance(mapping, Mapping):  # files per object (spectra, light curves)
+        from ingest.perobject import ingest_per_object
+
+        return ingest_per_object(mapping, engine)
     path = mapping.input_path(file)
     if not path.is_file():
         raise IngestError(f"{path}: no such file (release {mapping.release_name})")
-    checksum = release_checksum(path, mapping)
+    return publish(engine, mapping, path, release_checksum(path, mapping),
+                   lambda pg, release_id: _load_rows(pg, mapping, path, release_id))
+
+
+def publish(engine: sa.Engine, mapping, path: Path, checksum: str,
+            load_rows: Callable[[Any, int], dict[str, int]]) -> LoadResult:
+    """Insert the release and its rows (``load_rows(psycopg connection, release_id)`` -> counts) in one
+    transaction, unless a release with this checksum is there already."""
     with engine.begin() as conn:
         # Serialise loaders of the same release; the loser finds the winner's release below.
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(mapping.release_name))))
@@ -82,7 +95,7 @@ def ingest_release(mapping: Mapping | str | Path, engine: sa.Engine, file: str |
                 f"(sha256 {clash[:12]}... vs {checksum[:12]}...); give the new release a new version"
             )
         release_id = _insert_release(conn, mapping, path, checksum)
-        counts = _load_rows(conn.connection.driver_connection, mapping, path, release_id)
+        counts = load_rows(conn.connection.driver_connection, release_id)
         conn.execute(sa.update(Release).where(Release.release_id == release_id).values(row_counts=counts))
     log.info("published %s: %s", mapping.release_name, counts)
     return LoadResult(mapping.release_name, release_id, False, counts)

@@ -16,7 +16,7 @@ import string
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import astropy.units as u
 import numpy as np
@@ -26,6 +26,9 @@ from catalog.errors import MappingError
 from ingest import cells
 from ingest.cells import Problems, json_scalar
 from ingest.readers import ReadOptions
+
+if TYPE_CHECKING:
+    from ingest.perobject_mapping import PerObjectMapping
 
 MAPPINGS_DIR = Path(__file__).parent / "mappings"
 MAG_SYSTEMS = ("AB", "Vega")
@@ -44,6 +47,8 @@ SECTIONS = {
 }
 REQUIRED = {"rotation_period": "period", "stellar_mass": "log_mass"}
 CONSTANTS = {"rotation_period": ("cluster_name",), "stellar_mass": ("code",)}
+#: Sections that make a mapping one of per-object files (ingest/perobject_mapping.py).
+PER_OBJECT_SECTIONS = {"light_curve", "spectrum"}
 
 
 def data_dir() -> Path:
@@ -181,7 +186,7 @@ class Mapping:
                                        f"but mapping {self.path.name} says {col.unit or 'deg'}")
 
 
-def load_mapping(path: Path | str) -> Mapping:
+def load_mapping(path: Path | str) -> Mapping | PerObjectMapping:
     """Read and check a mapping file; a bare name means ``ingest/mappings/NAME.toml``."""
     path = Path(path)
     if not path.suffix:
@@ -192,6 +197,15 @@ def load_mapping(path: Path | str) -> Mapping:
         raise MappingError(f"no mapping file {path}") from None
     except tomllib.TOMLDecodeError as exc:
         raise MappingError(f"{path}: not valid TOML: {exc}") from None
+    if PER_OBJECT_SECTIONS & raw.keys():  # spectra and light curves: files per object
+        from ingest.perobject_mapping import parse_per_object
+
+        return parse_per_object(path, raw)
+    return parse_mapping(path, raw)
+
+
+def parse_mapping(path: Path, raw: dict[str, Any]) -> Mapping:
+    """Check a catalogue mapping's sections (read from ``path``) and build the :class:`Mapping`."""
 
     def section(name: str, required: bool = True) -> dict[str, Any]:
         if name not in raw and required:

@@ -121,3 +121,36 @@ def scratch_release(engine):
         conn.execute(sa.text(f"DELETE FROM healcat.inference_run WHERE release_id IN {scratch}"))
         conn.execute(sa.text(f"DELETE FROM healcat.release WHERE release_id IN {scratch}"))
         conn.execute(sa.text("DELETE FROM healcat.job"))
+
+
+PER_OBJECT = ("eros2_lmc_ramp", "sdss_s82_rrlyrae", "ztf_bts_snia", "sdss_spectra_pyqsofit", "sdss_dr18_spectra_ppxf",
+              "legac_dr3_spectra_ppxf")
+
+
+@pytest.fixture(scope="session")
+def per_object(engine) -> dict:
+    """The per-object releases (light curves, spectra) ingested once, committed: mapping -> LoadResult."""
+    from ingest.load import ingest_release
+
+    return {name: ingest_release(name, engine) for name in PER_OBJECT}
+
+
+def per_object_mapping(folder: Path, name: str, version: str, files: dict[str, list[Path]]) -> Path:
+    """A shipped per-object mapping under the survey 'scratch', a new version, and other files
+    (section -> absolute paths), for tests that load broken copies."""
+    import tomllib
+
+    from ingest.mapping import MAPPINGS_DIR
+
+    text = (MAPPINGS_DIR / f"{name}.toml").read_text()
+    raw = tomllib.loads(text)
+    text = text.replace(f'name = "{raw["survey"]["name"]}"', 'name = "scratch"', 1)
+    text = text.replace(f'version = "{raw["release"]["version"]}"', f'version = "{version}"', 1)
+    lines, section = text.splitlines(), None
+    for i, line in enumerate(lines):
+        section = line.strip("[]") if line.startswith("[") else section
+        if section in files and line.startswith("files ="):
+            lines[i] = "files = [" + ", ".join(f'"{p}"' for p in files[section]) + "]"
+    path = folder / f"scratch-{version}.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path

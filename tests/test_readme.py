@@ -33,7 +33,7 @@ def test_readme_has_the_sql_an_astronomer_types():
 
 
 @pytest.mark.parametrize("statement", [s for s in _statements() if "..." not in s])
-def test_readme_sql_runs(engine, catalog, statement):
+def test_readme_sql_runs(engine, catalog, per_object, statement):
     with engine.connect() as conn:
         rows = conn.execute(sa.text(statement.replace(":", r"\:"))).all()
     assert rows, "README examples show real answers"

@@ -1,0 +1,322 @@
+"""Load a release of per-object files (light curves, spectra) through its mapping, atomically.
+
+file set -> series readers -> mapping -> validation -> COPY -> publish, in one transaction
+(``ingest.load.publish``). The release is named by the sha256 of every input file (its name
+and bytes) and the mapping, so ingesting the same set again changes nothing.
+
+Objects become sources as catalogue rows do (``ingest.mapping.apply``, ``ingest.validate``),
+from a ``[catalog]`` file (light curves) or from each spectrum's own scalars (spectra). A
+spectrum whose object id names an existing source of ``match_survey`` (e.g. SDSS
+PLATE-MJD-FIBER) joins that source; spectra of one release within ``group_within_arcsec`` of
+each other (epochs of one object) share one source.
+
+Validation keeps everything: a light-curve point with a non-finite value, a magnitude outside
+[-30, 50] or a negative error, a point of a band the mapping does not name, a curve with no
+points or with times not strictly increasing, a spectrum with no pixels, non-finite or
+non-increasing wavelengths or unusable flux/ivar, and an unreadable file each become a
+quarantine row with the file, the row (or 0 for a whole file), the column and the reason.
+Sentinel magnitudes the mapping lists are missing measurements, counted, not errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+from astropy.table import Table, join, vstack
+from psycopg.types.json import Jsonb
+
+from catalog.errors import IngestError, MappingError
+from ingest.copy import copy_rows
+from ingest.load import LoadResult, _copy_chunk, _quarantine, publish
+from ingest.mapping import apply, data_dir, json_scalar
+from ingest.perobject_build import curve_rows, group_by_position, spectrum_row
+from ingest.perobject_mapping import PerObjectMapping
+from ingest.readers.series import Record, read_series
+from ingest.validate import Rejected, validate
+
+LC_COLUMNS = ("shard", "source_id", "band", "release_id", "time_mjd", "time_scale", "time_origin",
+              "mag", "mag_err", "mag_system")
+LC_TYPES = ("int2", "int8", "text", "int4", "float8[]", "text", "text", "float4[]", "float4[]", "text")
+SPECTRUM_COLUMNS = ("shard", "source_id", "spectrum_name", "release_id", "wavelength", "wavelength_unit", "vacuum",
+                    "flux", "flux_unit", "ivar", "ivar_unit", "mask", "mjd", "file")
+SPECTRUM_TYPES = ("int2", "int8", "text", "int4", "float4[]", "text", "bool", "float4[]", "text", "float4[]", "text",
+                  "int4[]", "float8", "text")
+LABEL_COLUMNS = ("shard", "source_id", "taxonomy", "label", "split", "release_id")
+LABEL_TYPES = ("int2", "int8", "text", "text", "text", "int4")
+
+
+def files_checksum(paths: list[Path], mapping: PerObjectMapping) -> str:
+    """sha256 over each input file's name and bytes (in name order) and the mapping's canonical JSON."""
+    digest = hashlib.sha256()
+    for path in sorted(paths, key=str):
+        digest.update(_relative(path).encode() + b"\0")
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    digest.update(json.dumps(mapping.raw, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def ingest_per_object(mapping: PerObjectMapping, engine) -> LoadResult:
+    paths = mapping.input_paths()
+    uri = "; ".join((mapping.catalog.patterns if mapping.catalog else ()) + mapping.series.patterns)
+    load = _load_light_curves if mapping.light_curve else _load_spectra
+    return publish(engine, mapping, uri, files_checksum(paths, mapping),
+                   lambda pg, release_id: load(pg, mapping, release_id))
+
+
+def _relative(path: Path | str) -> str:
+    """A file's name relative to the data folder where it lies there (quarantine and spectrum.file)."""
+    try:
+        return str(Path(path).relative_to(data_dir()))
+    except ValueError:
+        return str(path)
+
+
+class _Quarantine:
+    """Rejected input collected for one COPY into healcat.quarantine."""
+
+    def __init__(self) -> None:
+        self.rows: list[Rejected] = []
+        self.files: list[str] = []
+
+    def add(self, file: Path | str, row: int, column: str | None, reason: str, raw: dict) -> None:
+        self.rows.append(Rejected(row, column, reason, raw))
+        self.files.append(_relative(file))
+
+    def add_record(self, record: Record) -> None:
+        for column, reason in record.problems:
+            self.add(record.file, record.row, column, reason, {"object": record.key})
+
+    def nothing_loaded(self, what: str, read: int) -> IngestError:
+        """The error of a release in which nothing passed: publish nothing, name the first problems."""
+        examples = "; ".join(f"{f} row {r.row_number} column {r.column}: {r.reason}"
+                             for r, f in list(zip(self.rows, self.files))[:3])
+        return IngestError(f"no {what} passed validation ({read} read), nothing published ({examples})")
+
+    def write(self, pg, release_id: int) -> int:
+        n = 0
+        for file in dict.fromkeys(self.files):
+            n += _quarantine(pg, release_id, file, [r for r, f in zip(self.rows, self.files) if f == file])
+        return n
+
+
+# --- light curves ------------------------------------------------------------
+
+
+def _catalog_table(mapping: PerObjectMapping) -> Table:
+    """The [catalog] files stacked (with their file name and row) and joined to its join files by key."""
+    cat = mapping.catalog
+    tables = []
+    for path in cat.paths():
+        try:
+            table = Table.read(path, format=cat.format)
+        except Exception as exc:  # astropy raises many types for broken files
+            raise MappingError(f"{path}: cannot be read as {cat.format}: {exc}") from exc
+        mapping.check_columns(set(table.colnames) | _joined_columns(mapping), _catalog_used(mapping), path)
+        table["_file"] = _relative(path)
+        table["_row"] = np.arange(1, len(table) + 1)
+        tables.append(table)
+    table = vstack(tables, join_type="exact") if len(tables) > 1 else tables[0]
+    for extra in cat.options.get("join", []):
+        for path in sorted(data_dir().glob(extra["files"])):
+            other = Table.read(path, format=extra.get("format", cat.format))
+            if extra["key"] != cat.options["key"]:
+                other.rename_column(extra["key"], cat.options["key"])
+            table = join(table, other, keys=cat.options["key"], join_type="left")
+    table.sort(["_file", "_row"])
+    table["key"] = [str(v) for v in table[cat.options["key"]]]
+    for name, parts in mapping.sexagesimal.items():
+        table[name] = _sexagesimal(*(np.ma.filled(np.ma.asarray(table[c], dtype=np.float64), np.nan) for c in parts))
+    return table
+
+
+def _sexagesimal(d: np.ndarray, m: np.ndarray, s: np.ndarray) -> list[str]:
+    """'-70:13:58.78' from (-70, 13, 58.78): the sign of the first part (even -0) applies to all;
+    a missing part leaves the cell empty (a missing position)."""
+    return ["" if np.isnan([a, b, c]).any() else f"{'-' if np.signbit(a) else ''}{abs(a):.0f}:{b:.0f}:{float(c)!r}"
+            for a, b, c in zip(d, m, s)]
+
+
+def _joined_columns(mapping: PerObjectMapping) -> set[str]:
+    cols: set[str] = set()
+    for extra in mapping.catalog.options.get("join", []):
+        for path in sorted(data_dir().glob(extra["files"])):
+            cols |= set(Table.read(path, format=extra.get("format", mapping.catalog.format)).colnames) - {extra["key"]}
+    return cols
+
+
+def _catalog_used(mapping: PerObjectMapping) -> set[str]:
+    return mapping.scalar_columns() | {mapping.catalog.options["key"]}
+
+
+def _new_sources(pg, mapping: PerObjectMapping, table: Table, quarantine: _Quarantine, release_id: int,
+                 keep: np.ndarray | None = None) -> tuple[dict[str, tuple[int, int]], dict[str, int], np.ndarray]:
+    """Sources for the rows of ``table`` (those in ``keep``) that pass validation.
+
+    Returns object_id -> (shard, source_id), the row counts written, and the mask of good rows.
+    """
+    chunk = apply(mapping.source, table)
+    good, rejected = validate(mapping.source, chunk, set())
+    for r in rejected:
+        i = r.row_number - 1
+        quarantine.add(table["_file"][i], int(table["_row"][i]), r.column, r.reason, r.raw)
+    written = good if keep is None else good & keep
+    counts = _copy_chunk(pg, mapping.source, chunk, written, release_id)
+    with pg.cursor() as cur:
+        cur.execute("SELECT object_id, shard, source_id FROM healcat.source WHERE release_id = %s", (release_id,))
+        ids = {oid: (shard, sid) for oid, shard, sid in cur.fetchall()}
+    return ids, counts, good
+
+
+def _labels(mapping: PerObjectMapping, table: Table, good: np.ndarray, ids: dict, release_id: int):
+    spec = mapping.label
+    for i in np.flatnonzero(good):
+        value = json_scalar(table[spec.column][i])
+        if value is None or str(value).strip() == "":
+            continue
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        shard, sid = ids[table["object_id"][i]]
+        yield (shard, sid, spec.taxonomy, str(value).strip(),
+               spec.split_by_file.get(Path(table["_file"][i]).name), release_id)
+
+
+def _load_light_curves(pg, mapping: PerObjectMapping, release_id: int) -> dict[str, int]:
+    quarantine = _Quarantine()
+    table = _catalog_table(mapping)
+    ids, counts, good = _new_sources(pg, mapping, table, quarantine, release_id)
+    table["object_id"] = apply(mapping.source, table).object_id
+    by_key = {table["key"][i]: table["object_id"][i] for i in np.flatnonzero(good)}
+    rejected_keys = {table["key"][i] for i in np.flatnonzero(~good)}
+    if mapping.label:
+        counts["label"] = copy_rows(pg, "label", LABEL_COLUMNS, LABEL_TYPES,
+                                    _labels(mapping, table, good, ids, release_id))
+    lc = mapping.light_curve
+    stats = {"series_read": 0, "light_curve": 0, "points": 0, "sentinel_points": 0}
+    seen: set[str] = set()
+    rows = []
+    checked = False
+    for record in read_series(mapping.series.paths(), mapping.series.format, mapping.series.options):
+        stats["series_read"] += 1
+        if record.problems:
+            quarantine.add_record(record)
+            continue
+        if not checked:
+            used = lc.columns() | ({mapping.series.options["key"]} if "key" in mapping.series.options else set())
+            mapping.check_columns(set(record.arrays) | ({mapping.series.options.get("key")} - {None}), used,
+                                  record.file)
+            checked = True
+        raw = {"object": record.key}
+        if record.key in seen:
+            quarantine.add(record.file, record.row, None, f"a second series for object {record.key!r}", raw)
+            continue
+        seen.add(record.key)
+        if record.key not in by_key:
+            why = ("its catalogue row is quarantined" if record.key in rejected_keys
+                   else "no catalogue row names this object")
+            quarantine.add(record.file, record.row, None, f"series of {record.key!r}: {why}", raw)
+            continue
+        shard, sid = ids[by_key[record.key]]
+        for row in curve_rows(lc, record, quarantine.add, stats):
+            rows.append((shard, sid, row["band"], release_id, row["time_mjd"], lc.time_scale, lc.time_origin,
+                         row["mag"], row["mag_err"], lc.mag_system))
+    if not rows:
+        raise quarantine.nothing_loaded("light curve", stats["series_read"])
+    stats["light_curve"] = copy_rows(pg, "light_curve", LC_COLUMNS, LC_TYPES, rows)
+    stats["objects_without_series"] = len(set(by_key) - seen)
+    counts["quarantine"] = quarantine.write(pg, release_id)
+    return {**counts, **stats}
+
+
+# --- spectra -----------------------------------------------------------------
+
+
+def _load_spectra(pg, mapping: PerObjectMapping, release_id: int) -> dict[str, int]:
+    quarantine = _Quarantine()
+    spec = mapping.spectrum
+    records, metas = [], []
+    scalars = sorted(mapping.scalar_columns())
+    for record in read_series(mapping.series.paths(), mapping.series.format, mapping.series.options):
+        if record.problems:
+            quarantine.add_record(record)
+            continue
+        mapping.check_columns(set(record.meta), set(scalars), record.file)
+        mapping.check_columns(set(record.arrays), spec.columns(), record.file)
+        records.append(record)
+        metas.append([record.meta[c] for c in scalars])
+    counts = {"spectra_read": len(records) + len(quarantine.rows), "spectrum": 0}
+    if not records:
+        raise quarantine.nothing_loaded("spectrum", counts["spectra_read"])
+    table = Table(rows=metas, names=scalars)
+    table["_file"] = [_relative(r.file) for r in records]
+    table["_row"] = [r.row for r in records]
+    chunk = apply(mapping.source, table)
+    good, _ = validate(mapping.source, chunk, set())
+    groups = group_by_position(chunk.ra_deg, chunk.dec_deg, good, mapping.group_within_arcsec)
+    matched = _matches(pg, mapping, [chunk.object_id[i] for i in np.flatnonzero(good)])
+    first = {}  # group -> representative row: the earliest spectrum
+    order = np.argsort([r.meta.get(spec.mjd, 0) if spec.mjd else 0 for r in records], kind="stable")
+    for i in order:
+        if good[i]:
+            first.setdefault(groups[i], i)
+    group_source = {g: matched[chunk.object_id[i]] for i in np.flatnonzero(good) for g in [groups[i]]
+                    if chunk.object_id[i] in matched}
+    keep = np.zeros(len(records), dtype=bool)
+    keep[[i for g, i in first.items() if g not in group_source]] = True
+    ids, new_counts, _ = _new_sources(pg, mapping, table, quarantine, release_id, keep)
+    counts |= new_counts
+    for g, i in first.items():
+        if g not in group_source:
+            group_source[g] = ids[chunk.object_id[i]]
+    counts["matched_existing_source"] = sum(1 for i in np.flatnonzero(good) if chunk.object_id[i] in matched)
+    rows = []
+    stored = _stored_spectra(pg, list(group_source.values()))
+    for i in np.flatnonzero(good):
+        row = spectrum_row(spec, records[i], quarantine.add, counts)
+        if row is not None:
+            shard, sid = group_source[groups[i]]
+            if (shard, sid, row["name"]) in stored:
+                quarantine.add(records[i].file, records[i].row, None, f"{row['name']} is already in the catalog "
+                               f"(release {stored[(shard, sid, row['name'])]}) for this source", {"object": row["name"]})
+                continue
+            rows.append((shard, sid, row["name"], release_id, row["wavelength"], spec.wavelength_unit, spec.vacuum,
+                         row["flux"], spec.flux_unit, row["ivar"], f"({spec.flux_unit})**-2", row["mask"],
+                         row["mjd"], _relative(records[i].file)))
+    if not rows:
+        raise quarantine.nothing_loaded("spectrum", counts["spectra_read"])
+    counts["spectrum"] = copy_rows(pg, "spectrum", SPECTRUM_COLUMNS, SPECTRUM_TYPES, rows)
+    counts["quarantine"] = quarantine.write(pg, release_id)
+    return counts
+
+
+def _stored_spectra(pg, sources: list[tuple[int, int]]) -> dict[tuple[int, int, str], str]:
+    """Spectra the catalog already holds for these sources: (shard, source_id, name) -> release name."""
+    with pg.cursor() as cur:
+        cur.execute(
+            "SELECT sp.shard, sp.source_id, sp.spectrum_name, r.name FROM healcat.spectrum AS sp "
+            "JOIN healcat.release AS r USING (release_id) WHERE (sp.shard, sp.source_id) IN "
+            "(SELECT * FROM unnest(%s::int2[], %s::int8[]))",
+            ([s for s, _ in sources], [i for _, i in sources]),
+        )
+        return {(shard, sid, name): release for shard, sid, name, release in cur.fetchall()}
+
+
+def _matches(pg, mapping: PerObjectMapping, object_ids: list[str]) -> dict[str, tuple[int, int]]:
+    """Existing sources of ``match_survey`` named by these object ids: object_id -> (shard, source_id)."""
+    if not mapping.match_survey or not object_ids:
+        return {}
+    with pg.cursor() as cur:
+        cur.execute(
+            "SELECT s.object_id, s.shard, s.source_id FROM healcat.source AS s "
+            "JOIN healcat.release AS r USING (release_id) JOIN healcat.survey AS v USING (survey_id) "
+            "WHERE v.name = %s AND s.object_id = ANY(%s) ORDER BY s.source_id",
+            (mapping.match_survey, object_ids),
+        )
+        out: dict[str, tuple[int, int]] = {}
+        for oid, shard, sid in cur.fetchall():
+            out.setdefault(oid, (shard, sid))
+        return out

@@ -1,0 +1,174 @@
+"""Per-object arrays in healcat's units, checked point by point: light-curve bands and spectra.
+
+Pure functions over a series :class:`~ingest.readers.series.Record`: each returns the rows to
+write and reports what it rejects through ``reject(file, row, column, reason, raw)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import astropy.units as u
+import numpy as np
+from astropy.coordinates import SkyCoord
+
+from ingest.cells import format_id
+from ingest.perobject_mapping import Band, LightCurveSpec, SpectrumSpec
+from ingest.readers.series import Record
+from ingest.validate import MAG_RANGE
+
+Reject = Callable[[Any, int, str | None, str, dict], None]
+
+
+def as_floats(values: np.ndarray) -> np.ndarray:
+    """float64 of an array; text that is no number becomes NaN (then rejected as non-finite)."""
+    if values.dtype.kind in "iufb":
+        return values.astype(np.float64)
+    out = np.full(len(values), np.nan)
+    for i, text in enumerate(values):
+        try:
+            out[i] = float(text)
+        except (TypeError, ValueError):
+            pass
+    return out
+
+
+def _band_points(lc: LightCurveSpec, band: Band, record: Record) -> np.ndarray:
+    """Indices of the record's points that belong to ``band``."""
+    n = len(record.arrays[band.time])
+    if band.select is None:
+        return np.arange(n)
+    return np.flatnonzero(record.arrays[lc.band_column].astype(str) == band.select)
+
+
+def curve_rows(lc: LightCurveSpec, record: Record, reject: Reject, stats: dict[str, int]) -> Iterator[dict]:
+    """The light_curve rows of one object, band by band, after point and curve checks."""
+    if lc.band_column:
+        if len(record.arrays[lc.band_column]) == 0:
+            reject(record.file, record.row, None, "empty light curve: no points in the file", {"object": record.key})
+            return
+        known = {b.select for b in lc.bands.values()}
+        for i in np.flatnonzero(~np.isin(record.arrays[lc.band_column].astype(str), list(known))):
+            value = str(record.arrays[lc.band_column][i])
+            reject(record.file, record.where(i), lc.band_column,
+                   f"band {value!r} is not one the mapping names ({', '.join(sorted(known))})",
+                   {"object": record.key, "index": int(i), "band": value})
+    for band in lc.bands.values():
+        idx = _band_points(lc, band, record)
+        if band.select is not None and not len(idx):  # points of several bands, none of this one
+            stats["bands_not_observed"] = stats.get("bands_not_observed", 0) + 1
+            continue
+        lengths = {len(record.arrays[c]) for c in (band.time, band.mag, band.mag_err)}
+        raw = {"object": record.key, "band": band.name}
+        if len(lengths) > 1:
+            reject(record.file, record.row, band.mag, f"{band.name}: time, mag and error arrays differ in length "
+                   f"({sorted(lengths)})", raw)
+            continue
+        t, m, e = (as_floats(record.arrays[c])[idx] for c in (band.time, band.mag, band.mag_err))
+        sentinel = np.isin(m, lc.sentinels) if lc.sentinels else np.zeros(len(m), dtype=bool)
+        stats["sentinel_points"] += int(sentinel.sum())
+        ok = ~sentinel
+        with np.errstate(invalid="ignore"):
+            checks = ((band.time, ~np.isfinite(t), "time {} is not finite"),
+                      (band.mag, ~np.isfinite(m), "mag {} is not finite"),
+                      (band.mag_err, ~np.isfinite(e), "mag error {} is not finite"),
+                      (band.mag, (m < MAG_RANGE[0]) | (m > MAG_RANGE[1]),
+                       f"mag {{}} is outside {list(MAG_RANGE)} (an unlisted sentinel?)"),
+                      (band.mag_err, e < 0, "mag error {} is negative"))
+        for column, bad, why in checks:
+            for j in np.flatnonzero(ok & bad):
+                value = {band.time: t, band.mag: m, band.mag_err: e}[column][j]
+                reject(record.file, record.where(idx[j]), column, f"{band.name} point {int(idx[j])}: " + why.format(value),
+                       {**raw, "index": int(idx[j]), "time": _num(t[j]), "mag": _num(m[j]), "mag_err": _num(e[j])})
+                ok[j] = False
+        if not ok.any():
+            reject(record.file, record.row, band.mag, f"{band.name}: empty light curve ({len(idx)} points read, "
+                   f"{int(sentinel.sum())} sentinels, none valid)", raw)
+            continue
+        t, m, e = t[ok] + lc.time_offset_day, m[ok], e[ok]
+        step = np.flatnonzero(np.diff(t) <= 0)
+        if len(step):
+            k = int(step[0])
+            kind = "duplicate" if t[k + 1] == t[k] else "unsorted"
+            reject(record.file, record.where(idx[ok][k + 1]), band.time,
+                   f"{band.name}: times are not strictly increasing ({kind} time at point {int(idx[ok][k + 1])}: "
+                   f"{t[k]} then {t[k + 1]}); {len(step)} such steps", raw)
+            continue
+        stats["points"] += len(t)
+        yield {"band": band.name, "time_mjd": t.tolist(), "mag": m.tolist(), "mag_err": e.tolist()}
+
+
+def _num(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def spectrum_row(spec: SpectrumSpec, record: Record, reject: Reject, counts: dict[str, int]) -> dict | None:
+    """The spectrum row of one record, or None (rejected with the reason).
+
+    A pixel whose flux is not finite but whose ivar is 0 (the file says: no data) is kept with
+    flux NaN and counted in ``counts['nodata_pixels']``; anything else non-finite rejects the spectrum.
+    """
+    name, column, why = format_id(spec.name, record.meta)
+    raw = {"object": name or str(record.file)}
+    if why:
+        reject(record.file, record.row, column, f"spectrum name: {why}", raw)
+        return None
+    wave = as_floats(record.arrays[spec.wavelength])
+    flux = as_floats(record.arrays[spec.flux])
+    sig = as_floats(record.arrays[spec.ivar])
+    if spec.ivar_from == "sigma":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ivar = np.where(sig > 0, 1.0 / sig**2, np.where(sig == 0, 0.0, np.nan))
+    else:
+        ivar = sig
+    if spec.wavelength_log10:
+        wave = 10.0**wave
+    nodata = ~np.isfinite(flux) & (ivar == 0)
+    with np.errstate(invalid="ignore"):
+        problems = ((spec.wavelength, ~np.isfinite(wave), "wavelength is not finite"),
+                    (spec.wavelength, np.r_[False, np.diff(wave) <= 0], "wavelength does not increase"),
+                    (spec.flux, ~np.isfinite(flux) & ~nodata, "flux is not finite where ivar > 0"),
+                    (spec.ivar, ~np.isfinite(ivar), f"{spec.ivar_from} is not finite"),
+                    (spec.ivar, ivar < 0, f"{spec.ivar_from} is negative"))
+    if len(wave) == 0:
+        reject(record.file, record.row, spec.flux, f"{name}: empty spectrum (no pixels)", raw)
+        return None
+    for col, bad, what in problems:
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            reject(record.file, record.row, col, f"{name}: {what} at pixel {k} (and {int(bad.sum()) - 1} more)",
+                   {**raw, "pixel": k})
+            return None
+    counts["nodata_pixels"] = counts.get("nodata_pixels", 0) + int(nodata.sum())
+    mask = as_floats(record.arrays[spec.mask]).astype(np.int64).tolist() if spec.mask else None
+    mjd = record.meta.get(spec.mjd) if spec.mjd else None
+    return {"name": name, "wavelength": wave.tolist(), "flux": flux.tolist(), "ivar": ivar.tolist(), "mask": mask,
+            "mjd": float(mjd) if mjd is not None else None}
+
+
+def group_by_position(ra_deg: np.ndarray, dec_deg: np.ndarray, good: np.ndarray,
+                      within_arcsec: float | None) -> np.ndarray:
+    """A group number per row: rows within ``within_arcsec`` of each other (transitively) share one."""
+    groups = np.arange(len(good))
+    idx = np.flatnonzero(good)
+    if within_arcsec is None or len(idx) < 2:
+        return groups
+    coords = SkyCoord(ra_deg[idx] * u.deg, dec_deg[idx] * u.deg)
+    # All pairs, vectorised per row: a release holds tens to thousands of spectra, not millions.
+    pairs = [(k, j) for k in range(len(idx))
+             for j in np.flatnonzero(coords[k].separation(coords[k + 1:]) <= within_arcsec * u.arcsec) + k + 1]
+    a = np.array([k for k, _ in pairs], dtype=np.int64)
+    b = np.array([j for _, j in pairs], dtype=np.int64)
+    parent = {int(i): int(i) for i in idx}
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for i, j in zip(idx[a], idx[b]):
+        parent[root(int(i))] = root(int(j))
+    for i in idx:
+        groups[i] = root(int(i))
+    return groups

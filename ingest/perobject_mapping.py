@@ -1,0 +1,270 @@
+"""Mappings of per-object files: spectra and light curves (sections [series], [catalog],
+[light_curve], [spectrum], [label]).
+
+A per-object mapping is a catalogue mapping (``[survey]``, ``[release]``, ``[source]``,
+``[spec_redshift]``, ``[ignore]``, read by :func:`ingest.mapping.parse_mapping`) plus:
+
+- ``[series]``: the files holding the per-point arrays (``files``: paths or globs under the data
+  folder) and the series reader that reads them (``format``, see ``ingest/readers/series.py``);
+- ``[catalog]`` (light curves): one row per object (``files``, an astropy ``format``, the ``key``
+  column that names the object's series; ``join`` adds columns of further files by key);
+  ``[source]`` then maps catalogue columns, and ``{key}`` in ``object_id`` is that key. Without
+  it (spectra), ``[source]`` maps the scalars each spectrum file carries (SDSS SPECOBJ);
+- ``[light_curve]`` or ``[spectrum]``: which arrays are times, magnitudes, wavelengths, fluxes;
+- ``[label]``: a catalogue column holding class labels of a named taxonomy.
+
+Every column of every file is mapped or listed under ``[ignore]`` with a reason (``"*"`` ignores
+the rest of a file's columns, e.g. the 126 of an SDSS SPECOBJ row).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import glob
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from catalog.errors import MappingError
+from ingest.mapping import MAG_SYSTEMS, Mapping, data_dir, parse_mapping
+
+#: [source] keys of per-object mappings beyond the catalogue ones.
+SOURCE_EXTRAS = ("match_survey", "group_within_arcsec")
+
+
+@dataclass(frozen=True)
+class Files:
+    """Input files (paths or globs relative to the data folder) read by one reader."""
+
+    patterns: tuple[str, ...]
+    format: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def paths(self) -> list[Path]:
+        out: list[Path] = []
+        for pattern in self.patterns:
+            full = pattern if Path(pattern).is_absolute() else str(data_dir() / pattern)
+            found = sorted(Path(p) for p in glob.glob(full))
+            if not found:
+                raise MappingError(f"no file matches {full}")
+            out += found
+        return out
+
+
+@dataclass(frozen=True)
+class Band:
+    """One band of a light curve: which arrays hold its times, magnitudes and errors."""
+
+    name: str
+    time: str
+    mag: str
+    mag_err: str
+    select: str | None = None  # the value of [light_curve] band_column that marks this band's points
+
+
+@dataclass(frozen=True)
+class LightCurveSpec:
+    bands: dict[str, Band]
+    mag_system: str
+    time_scale: str
+    time_offset_day: float  # added to the file's times to give MJD
+    time_origin: str  # stored in light_curve.time_origin
+    band_column: str | None
+    sentinels: tuple[float, ...]
+
+    def columns(self) -> set[str]:
+        cols = {c for b in self.bands.values() for c in (b.time, b.mag, b.mag_err)}
+        return cols | ({self.band_column} if self.band_column else set())
+
+
+@dataclass(frozen=True)
+class SpectrumSpec:
+    name: str  # template over the spectrum's scalars, e.g. spec-{PLATE:04d}-{MJD:05d}-{FIBERID:04d}
+    wavelength: str
+    wavelength_log10: bool  # the column holds log10(wavelength)
+    wavelength_unit: str
+    vacuum: bool | None
+    flux: str
+    flux_unit: str
+    ivar: str
+    ivar_from: str  # "ivar" (stored as is) or "sigma" (ivar = 1/sigma**2, 0 where sigma <= 0)
+    mask: str | None
+    mjd: str | None
+
+    def columns(self) -> set[str]:
+        return {self.wavelength, self.flux, self.ivar} | ({self.mask} if self.mask else set())
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    taxonomy: str
+    column: str
+    split_by_file: dict[str, str]  # catalogue file name -> split (train/test)
+
+
+@dataclass(frozen=True)
+class PerObjectMapping:
+    path: Path
+    source: Mapping  # [survey], [release], [source], [spec_redshift], [ignore] as a catalogue mapping
+    series: Files
+    catalog: Files | None
+    light_curve: LightCurveSpec | None
+    spectrum: SpectrumSpec | None
+    label: LabelSpec | None
+    match_survey: str | None
+    group_within_arcsec: float | None
+    sexagesimal: dict[str, tuple[str, str, str]]  # derived column "d:m:s" -> its three input columns
+    raw: dict[str, Any] = field(repr=False)
+
+    # The names load.publish() and the release row need, as for a catalogue mapping.
+    @property
+    def release_name(self) -> str:
+        return self.source.release_name
+
+    @property
+    def survey(self) -> dict[str, str]:
+        return self.source.survey
+
+    @property
+    def version(self) -> str:
+        return self.source.version
+
+    @property
+    def release_date(self) -> dt.date | None:
+        return self.source.release_date
+
+    @property
+    def ignore(self) -> dict[str, str]:
+        return self.source.ignore
+
+    def input_paths(self) -> list[Path]:
+        return (self.catalog.paths() if self.catalog else []) + self.series.paths()
+
+    def check_columns(self, present: set[str], used: set[str], file: Path | str) -> None:
+        """Fail, naming the file and the columns, unless ``present`` is what is used or ignored."""
+        missing = sorted(used - present)
+        if missing:
+            raise MappingError(f"{file}: mapping {self.path.name} uses columns not in the file: {', '.join(missing)}")
+        unmapped = sorted(present - used - set(self.ignore))
+        if unmapped and "*" not in self.ignore:
+            raise MappingError(f"{file}: columns {', '.join(unmapped)} are neither mapped nor listed under [ignore] "
+                               f"in {self.path.name}")
+
+    def scalar_columns(self) -> set[str]:
+        """Columns of the per-object scalars (catalogue row or spectrum header) the mapping reads."""
+        cols = self.source.used_columns() - {"key"} - set(self.sexagesimal)
+        cols |= {c for parts in self.sexagesimal.values() for c in parts}
+        if self.label:
+            cols.add(self.label.column)
+        if self.spectrum:
+            cols |= {n for n in _template_fields(self.spectrum.name)}
+            cols |= {self.spectrum.mjd} if self.spectrum.mjd else set()
+        return cols
+
+
+def _template_fields(template: str) -> list[str]:
+    return [name for _, name, _, _ in string.Formatter().parse(template) if name]
+
+
+def _files(raw: dict[str, Any], name: str, path: Path) -> Files | None:
+    sec = raw.get(name)
+    if sec is None:
+        return None
+    files = sec.get("files")
+    if isinstance(files, str):
+        files = [files]
+    if not (isinstance(files, list) and files and all(isinstance(f, str) for f in files)):
+        raise MappingError(f"{path}: [{name}] needs files = a path or a list of paths (globs allowed)")
+    if not isinstance(sec.get("format"), str):
+        raise MappingError(f"{path}: [{name}] needs a string format")
+    return Files(tuple(files), sec["format"], {k: v for k, v in sec.items() if k not in ("files", "format")})
+
+
+def _text(sec: dict[str, Any], key: str, where: str, default: Any = ...) -> Any:
+    value = sec.get(key, default)
+    if value is ...:
+        raise MappingError(f"{where} needs {key!r}")
+    return value
+
+
+def _light_curve(sec: dict[str, Any], path: Path) -> LightCurveSpec:
+    where = f"{path}: [light_curve]"
+    if sec.get("mag_system") not in MAG_SYSTEMS:
+        raise MappingError(f"{where} mag_system must be one of {MAG_SYSTEMS}, got {sec.get('mag_system')!r}")
+    bands = {}
+    for name, spec in _text(sec, "bands", where).items():
+        if not isinstance(spec, dict) or not {"time", "mag", "mag_err"} <= spec.keys():
+            raise MappingError(f"{where} band {name!r} needs time, mag and mag_err columns")
+        bands[name] = Band(name, spec["time"], spec["mag"], spec["mag_err"], spec.get("select"))
+    band_column = sec.get("band_column")
+    if bool(band_column) != any(b.select is not None for b in bands.values()):
+        raise MappingError(f"{where} band_column and the bands' select go together")
+    return LightCurveSpec(
+        bands=bands, mag_system=sec["mag_system"], time_scale=_text(sec, "time_scale", where),
+        time_offset_day=float(sec.get("time_offset_day", 0.0)), time_origin=_text(sec, "time_origin", where),
+        band_column=band_column, sentinels=tuple(float(x) for x in sec.get("sentinels", ())),
+    )
+
+
+def _spectrum(sec: dict[str, Any], path: Path) -> SpectrumSpec:
+    where = f"{path}: [spectrum]"
+    wave, flux, ivar = (_text(sec, k, where) for k in ("wavelength", "flux", "ivar"))
+    for key, spec in (("wavelength", wave), ("flux", flux)):
+        if not isinstance(spec, dict) or not {"column", "unit"} <= spec.keys():
+            raise MappingError(f"{where} {key} needs {{ column = ..., unit = ... }}")
+    ivar = ivar if isinstance(ivar, dict) else {"column": ivar}
+    ivar_from = ivar.get("from", "ivar")
+    if ivar_from not in ("ivar", "sigma"):
+        raise MappingError(f"{where} ivar from must be 'ivar' or 'sigma', got {ivar_from!r}")
+    vacuum = sec.get("vacuum")
+    if vacuum not in (True, False, None):
+        raise MappingError(f"{where} vacuum must be true or false (leave it out if unknown)")
+    return SpectrumSpec(
+        name=_text(sec, "name", where), wavelength=wave["column"], wavelength_log10=bool(wave.get("log10", False)),
+        wavelength_unit=wave["unit"], vacuum=vacuum, flux=flux["column"], flux_unit=flux["unit"],
+        ivar=ivar["column"], ivar_from=ivar_from, mask=sec.get("mask"), mjd=sec.get("mjd"),
+    )
+
+
+def parse_per_object(path: Path, raw: dict[str, Any]) -> PerObjectMapping:
+    """Check a per-object mapping (read from ``path``) and build it."""
+    series = _files(raw, "series", path)
+    if series is None:
+        raise MappingError(f"{path}: a mapping of spectra or light curves needs [series]")
+    catalog = _files(raw, "catalog", path)
+    source = dict(raw.get("source", {}))
+    extras = {k: source.pop(k) for k in SOURCE_EXTRAS if k in source}
+    sexagesimal = {}
+    for axis in ("ra", "dec"):  # { columns = [d, m, s], unit = ... }: an angle in three numeric columns
+        spec = source.get(axis)
+        if isinstance(spec, dict) and "columns" in spec:
+            cols = spec["columns"]
+            if not (isinstance(cols, list) and len(cols) == 3 and all(isinstance(c, str) for c in cols)):
+                raise MappingError(f"{path}: [source] {axis} columns must name three columns (d/h, m, s)")
+            sexagesimal[":".join(cols)] = tuple(cols)
+            source[axis] = {"column": ":".join(cols), "unit": spec.get("unit", "deg")}
+    release = {**raw.get("release", {}), "file": series.patterns[0], "format": series.format}
+    ours = {"series", "catalog", "light_curve", "spectrum", "label"}
+    base = parse_mapping(path, {k: v for k, v in raw.items() if k not in ours} | {"release": release, "source": source})
+    if ("light_curve" in raw) == ("spectrum" in raw):
+        raise MappingError(f"{path}: a per-object mapping has exactly one of [light_curve] and [spectrum]")
+    if "light_curve" in raw and catalog is None:
+        raise MappingError(f"{path}: light curves need a [catalog] of their objects")
+    if catalog is not None and not isinstance(catalog.options.get("key"), str):
+        raise MappingError(f"{path}: [catalog] needs key = the column naming each object's series")
+    label = None
+    if "label" in raw:
+        sec = raw["label"]
+        label = LabelSpec(_text(sec, "taxonomy", f"{path}: [label]"), _text(sec, "column", f"{path}: [label]"),
+                          dict(sec.get("split_by_file", {})))
+    group = extras.get("group_within_arcsec")
+    if group is not None and not (isinstance(group, (int, float)) and 0 < group <= 60):
+        raise MappingError(f"{path}: [source] group_within_arcsec must be in (0, 60], got {group!r}")
+    return PerObjectMapping(
+        path=path, source=base, series=series, catalog=catalog,
+        light_curve=_light_curve(raw["light_curve"], path) if "light_curve" in raw else None,
+        spectrum=_spectrum(raw["spectrum"], path) if "spectrum" in raw else None,
+        label=label, match_survey=extras.get("match_survey"),
+        group_within_arcsec=float(group) if group is not None else None, sexagesimal=sexagesimal, raw=raw,
+    )

@@ -1,0 +1,217 @@
+"""Light curves from per-object files: counts and values against the files parsed here
+independently (csv, gzip, json, tarfile of the standard library), labels, quarantine, idempotence."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from astropy.coordinates import Angle
+
+from catalog.errors import IngestError
+from conftest import per_object_mapping
+from ingest.load import ingest_release
+from ingest.mapping import data_dir
+
+EROS = data_dir() / "ramp_eros_variable_stars"
+
+
+def eros_catalog() -> dict[str, dict[str, str]]:
+    rows = {}
+    for split in ("train", "test"):
+        with (EROS / f"{split}.csv").open() as fh:
+            for row in csv.DictReader(fh):
+                rows[row["Unnamed: 0"]] = {**row, "split": split}
+    return rows
+
+
+def eros_curves(split: str) -> dict[str, dict[str, list[float]]]:
+    with gzip.open(EROS / f"{split}_varlength_features.csv.gz", "rt") as fh:
+        return {row[""]: {k: json.loads(v) for k, v in row.items() if k} for row in csv.DictReader(fh)}
+
+
+@pytest.fixture(scope="module")
+def eros(per_object):
+    return per_object["eros2_lmc_ramp"]
+
+
+def test_eros_counts_match_the_files(engine, eros):
+    catalog = eros_catalog()
+    curves = {**eros_curves("train"), **eros_curves("test")}
+    n_points = sum(len(c[f"time_points_{b}"]) for c in curves.values() for b in "br")
+    with engine.connect() as conn:
+        got = conn.execute(sa.text(
+            "SELECT count(DISTINCT lc.source_id), count(*), sum(cardinality(lc.time_mjd)) FROM healcat.light_curve lc "
+            "WHERE lc.release_id = :r"), {"r": eros.release_id}).one()
+        labels = Counter(tuple(r) for r in conn.execute(sa.text(
+            "SELECT label, split FROM healcat.label WHERE taxonomy = 'eros2_ramp_type' AND release_id = :r"),
+            {"r": eros.release_id}))
+    assert tuple(got) == (len(catalog), 2 * len(curves), n_points)
+    assert labels == Counter((str(int(float(r["type"]))), r["split"]) for r in catalog.values())
+    assert eros.row_counts["quarantine"] == 0 and eros.row_counts["source"] == len(catalog)
+
+
+def test_eros_values_are_the_files(engine, eros):
+    star = "271_4304"
+    row, curve = eros_catalog()[star], eros_curves("train")[star]
+    with engine.connect() as conn:
+        src = conn.execute(sa.text("SELECT ra, dec, source_id, shard FROM healcat.source WHERE object_id = :o "
+                                   "AND release_id = :r"), {"o": star, "r": eros.release_id}).one()
+        lc = conn.execute(sa.text("SELECT time_mjd, mag, mag_err, mag_system, time_scale FROM healcat.light_curve "
+                                  "WHERE source_id = :s AND shard = :h AND band = 'eros_r'"),
+                          {"s": src.source_id, "h": src.shard}).one()
+    ra = Angle(f"{row['asc_d'][:-2]}h{row['asc_m'][:-2]}m{row['asc_s']}s").deg
+    dec = Angle(f"{row['dec_d'][:-2]}d{row['dec_m'][:-2]}m{row['dec_s']}s").deg
+    assert (src.ra, src.dec) == pytest.approx((ra, dec), abs=1e-9)
+    assert lc.time_mjd == pytest.approx([t + 49999.5 for t in curve["time_points_r"]], abs=1e-9)
+    assert lc.mag == list(np.float32(curve["light_points_r"]))
+    assert lc.mag_err == list(np.float32(curve["error_points_r"]))
+    assert (lc.mag_system, lc.time_scale) == ("Vega", "unknown")
+
+
+def test_light_curve_points_view_unnests_in_order(engine, eros):
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT p.point, p.time_mjd, p.mag, p.mag_err, p.band FROM healcat.light_curve_points p "
+            "JOIN healcat.source s USING (shard, source_id) WHERE s.object_id = '135_9613' AND p.band = 'eros_b' "
+            "ORDER BY p.point")).all()
+    curve = eros_curves("train")["135_9613"]
+    assert [r.point for r in rows] == list(range(1, len(curve["time_points_b"]) + 1))
+    assert [r.mag for r in rows] == list(np.float32(curve["light_points_b"]))
+    assert {r.band for r in rows} == {"eros_b"}
+
+
+def test_eros_ingest_is_idempotent(engine, eros):
+    again = ingest_release("eros2_lmc_ramp", engine)
+    assert again.already_loaded and again.release_id == eros.release_id and again.row_counts == eros.row_counts
+
+
+def _broken_eros(tmp_path) -> tuple:
+    """The first six test stars with five kinds of damage to their curves."""
+    with (EROS / "test.csv").open() as fh:
+        lines = fh.readlines()[:7]
+    (tmp_path / "test.csv").write_text("".join(lines))
+    with gzip.open(EROS / "test_varlength_features.csv.gz", "rt") as fh:
+        reader = csv.reader(fh)
+        header, rows = next(reader), [next(reader) for _ in range(6)]
+    col = {name: j for j, name in enumerate(header)}
+
+    def edit(i: int, name: str, change) -> None:
+        values = json.loads(rows[i][col[name]])
+        rows[i][col[name]] = json.dumps(change(values))
+
+    edit(0, "light_points_b", lambda v: v[:3] + [float("nan")] + v[4:])        # one non-finite point
+    edit(1, "time_points_r", lambda v: [v[1], v[0]] + v[2:])                   # unsorted times
+    edit(2, "time_points_b", lambda v: v[:1] + v[:1] + v[2:])                  # duplicate time
+    for name in ("time_points_r", "light_points_r", "error_points_r"):         # empty curve
+        edit(3, name, lambda v: [])
+    rows[4][col["error_points_b"]] = "[0.1, oops"                              # unreadable cell
+    with gzip.open(tmp_path / "test_varlength_features.csv.gz", "wt", newline="") as fh:
+        csv.writer(fh).writerows([header, *rows])
+    return rows, col
+
+
+def test_broken_curves_are_quarantined_with_file_row_column(engine, tmp_path, scratch_release):
+    rows, col = _broken_eros(tmp_path)
+    mapping = per_object_mapping(tmp_path, "eros2_lmc_ramp", "broken", {
+        "catalog": [tmp_path / "test.csv"], "series": [tmp_path / "test_varlength_features.csv.gz"]})
+    result = ingest_release(mapping, engine)
+    with engine.connect() as conn:
+        q = conn.execute(sa.text("SELECT file, row_number, column_name, reason FROM healcat.quarantine "
+                                 "WHERE release_id = :r ORDER BY row_number, column_name"),
+                         {"r": result.release_id}).all()
+        bands = conn.execute(sa.text(
+            "SELECT s.object_id, lc.band, cardinality(lc.time_mjd) FROM healcat.light_curve lc "
+            "JOIN healcat.source s USING (shard, source_id) WHERE lc.release_id = :r ORDER BY 1, 2"),
+            {"r": result.release_id}).all()
+    series = str(tmp_path / "test_varlength_features.csv.gz")
+    by_row = {(r.row_number, r.column_name): r for r in q}
+    assert {r.file for r in q} == {series}
+    assert "not finite" in by_row[(1, "light_points_b")].reason
+    assert "unsorted time" in by_row[(2, "time_points_r")].reason
+    assert "duplicate time" in by_row[(3, "time_points_b")].reason
+    assert "empty light curve" in by_row[(4, "light_points_r")].reason
+    assert "not a JSON list" in by_row[(5, "error_points_b")].reason
+    assert len(q) == 5
+    kept = {(o, b): n for o, b, n in bands}
+    first = rows[0][0]
+    assert kept[(first, "eros_b")] == len(json.loads(rows[0][col["time_points_b"]])) - 1  # the NaN point only
+    assert (rows[1][0], "eros_r") not in kept and (rows[1][0], "eros_b") in kept
+    assert not any(o == rows[4][0] for o, _ in kept)  # the unreadable record: no curve at all
+    assert len(kept) == 2 * 6 - 5
+    assert result.row_counts["source"] == 6
+
+
+def test_a_release_whose_series_all_fail_publishes_nothing(engine, tmp_path, scratch_release):
+    (tmp_path / "test.csv").write_text("".join((EROS / "test.csv").read_text().splitlines(keepends=True)[:3]))
+    (tmp_path / "broken.csv.gz").write_bytes(b"\x1f\x8b not really gzip")
+    mapping = per_object_mapping(tmp_path, "eros2_lmc_ramp", "all-broken", {
+        "catalog": [tmp_path / "test.csv"], "series": [tmp_path / "broken.csv.gz"]})
+    with pytest.raises(IngestError, match="broken.csv.gz"):
+        ingest_release(mapping, engine)
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM healcat.release WHERE name = 'scratch/all-broken'")) == 0
+
+
+def _release_stats(engine, release_id: int):
+    with engine.connect() as conn:
+        return conn.execute(sa.text(
+            "SELECT count(*) AS curves, sum(cardinality(time_mjd)) AS points FROM healcat.light_curve "
+            "WHERE release_id = :r"), {"r": release_id}).one()
+
+
+def test_s82_rrlyrae_counts_and_quarantine_match_the_files(engine, per_object):
+    import tarfile
+
+    result = per_object["sdss_s82_rrlyrae"]
+    good = dup = bad_points = 0
+    with tarfile.open(data_dir() / "astroml_s82_rrlyrae_linear/S82_RRLyr/table1.tar.gz") as tar:
+        for member in tar.getmembers():
+            if not member.name.endswith(".dat"):
+                continue
+            rows = [list(map(float, line.split())) for line in tar.extractfile(member).read().decode().splitlines()]
+            for k in range(5):
+                points = [(r[2 + 3 * k], r[3 + 3 * k]) for r in rows if r[3 + 3 * k] != -99.99]
+                valid = [t for t, m in points if m < 50]
+                bad_points += len(points) - len(valid)
+                if len(set(valid)) < len(valid):
+                    dup += 1
+                else:
+                    good += len(valid)
+    stats = _release_stats(engine, result.release_id)
+    assert (stats.curves, stats.points) == (483 * 5 - dup, good)
+    assert result.row_counts["quarantine"] == dup + bad_points and dup == 8
+    with engine.connect() as conn:
+        labels = dict(conn.execute(sa.text("SELECT label, count(*) FROM healcat.label WHERE release_id = :r GROUP BY 1"),
+                                   {"r": result.release_id}).all())
+    with gzip.open(data_dir() / "astroml_s82_rrlyrae_linear/S82_RRLyr/table2.dat.gz", "rt") as fh:
+        types = Counter(line.split()[1] for line in fh if not line.startswith("#"))
+    assert labels == dict(types)
+
+
+def test_ztf_bts_counts_match_the_files(engine, per_object):
+    result = per_object["ztf_bts_snia"]
+    folder = data_dir() / "ztf_bts_snia_lightcurves"
+    curves = Counter()
+    for path in (folder / "light-curves").glob("*.csv"):
+        with path.open() as fh:
+            for row in csv.DictReader(fh):
+                curves[(path.stem, row["band"])] += 1
+    with (folder / "bts.csv").open() as fh:
+        n_bts = sum(1 for _ in csv.DictReader(fh))
+    stats = _release_stats(engine, result.release_id)
+    mapped = {k: n for k, n in curves.items() if k[1] in ("g", "R")}
+    assert (stats.curves, stats.points) == (len(mapped), sum(mapped.values()))
+    assert result.row_counts["source"] == n_bts
+    assert result.row_counts["quarantine"] == sum(n for k, n in curves.items() if k[1] not in ("g", "R")) == 1
+    with engine.connect() as conn:
+        t = conn.execute(sa.text(
+            "SELECT p.time_mjd, p.mag, p.mag_err FROM healcat.light_curve_points p JOIN healcat.source s "
+            "USING (shard, source_id) WHERE s.object_id = 'ZTF20aadvunl' AND p.band = 'ztf_r' ORDER BY p.point LIMIT 1"
+        )).one()
+    assert tuple(t) == (58852.42908560019, np.float32(20.51930046081543), np.float32(0.2458830028772354))

@@ -1,0 +1,107 @@
+"""Spectra from SDSS spec files and an ESO Phase-3 (LEGA-C) file, against astropy.io.fits reading
+the same files here; multi-epoch spectra of one object; matching to a DR14 source; a truncated file."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from astropy.io import fits
+
+from conftest import per_object_mapping
+from ingest.load import ingest_release
+from ingest.mapping import data_dir
+
+PYQSOFIT = data_dir() / "pyqsofit_sdss_spectra"
+
+
+def _spectrum(conn, name: str):
+    return conn.execute(sa.text(
+        "SELECT sp.*, s.object_id, s.ra AS src_ra FROM healcat.spectrum sp JOIN healcat.source s USING (shard, source_id) "
+        "WHERE sp.spectrum_name = :n"), {"n": name}).one()
+
+
+def test_sdss_spectra_are_the_files(engine, per_object):
+    files = sorted(PYQSOFIT.glob("spec-*.fits")) + sorted((PYQSOFIT / "RM017").glob("spec-*.fits"))
+    result = per_object["sdss_spectra_pyqsofit"]
+    assert result.row_counts["spectrum"] == len(files) == 6
+    with engine.connect() as conn:
+        for path in files:
+            with fits.open(path) as hdul:
+                coadd, meta = hdul[1].data, hdul[2].data[0]
+                row = _spectrum(conn, path.stem)
+                assert len(row.wavelength) == len(coadd)
+                assert row.wavelength == pytest.approx(10.0 ** coadd["loglam"].astype(np.float64), rel=1e-6)
+                assert row.flux == list(coadd["flux"].astype(np.float32))
+                assert row.ivar == list(coadd["ivar"].astype(np.float32))
+                assert row.mask == [int(m) for m in coadd["and_mask"]]
+                assert (row.mjd, row.vacuum, row.wavelength_unit) == (meta["MJD"], True, "Angstrom")
+                assert row.src_ra == pytest.approx(float(hdul[2].data["PLUG_RA"][0]), abs=1 / 3600)  # epochs share the earliest one's position
+
+
+def test_epochs_of_one_quasar_share_one_source(engine, per_object):
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT s.object_id, count(*), array_agg(sp.mjd ORDER BY sp.mjd) FROM healcat.spectrum sp "
+            "JOIN healcat.source s USING (shard, source_id) WHERE sp.spectrum_name LIKE 'spec-1325-%' "
+            "OR sp.spectrum_name LIKE 'spec-7338-%' GROUP BY 1")).all()
+    assert [(r[0], r[1]) for r in rows] == [("1325-52762-0133", 3)]
+    assert rows[0][2] == [52762.0, 56660.0, 57050.0]
+
+
+def test_legac_spectrum_keeps_nodata_pixels_with_zero_ivar(engine, per_object):
+    path = data_dir() / "ppxf_sdss_spectra/legac_M19_56670_v3.0.fits"
+    with fits.open(path) as hdul:
+        flux, err = hdul[1].data["FLUX"][0], hdul[1].data["ERR"][0]
+    with engine.connect() as conn:
+        row = _spectrum(conn, "M19_56670")
+    assert len(row.flux) == len(flux) and row.ivar_unit == "(1e-19 erg / (s cm2 Angstrom))**-2"
+    nan = np.isnan(np.array(row.flux, dtype=float))
+    assert np.array_equal(nan, np.isnan(flux)) and all(np.array(row.ivar)[nan] == 0)
+    good = err > 0
+    assert np.allclose(np.array(row.ivar)[good], 1 / err[good] ** 2, rtol=1e-6)
+    assert per_object["legac_dr3_spectra_ppxf"].row_counts["nodata_pixels"] == int(np.isnan(flux).sum())
+
+
+def test_spectrum_pixels_view(engine, per_object):
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT pixel, wavelength, flux, ivar FROM healcat.spectrum_pixels "
+            "WHERE spectrum_name = 'spec-0266-51602-0013' ORDER BY pixel")).all()
+    with fits.open(PYQSOFIT / "spec-0266-51602-0013.fits") as hdul:
+        coadd = hdul[1].data
+    assert len(rows) == len(coadd) and rows[0].pixel == 1
+    assert rows[10].flux == np.float32(coadd["flux"][10])
+
+
+def test_a_spectrum_of_a_dr14_object_joins_its_source_and_a_truncated_file_is_quarantined(
+        engine, catalog, per_object, tmp_path, scratch_release):
+    with fits.open(PYQSOFIT / "spec-0266-51602-0013.fits") as hdul:
+        hdul[2].data["MJD"][0], hdul[2].data["FIBERID"][0] = 51630, 359   # 0266-51630-0359 is in DR14
+        hdul.writeto(tmp_path / "spec-0266-51630-0359.fits")
+    data = (PYQSOFIT / "spec-0266-51602-0107.fits").read_bytes()
+    (tmp_path / "spec-truncated.fits").write_bytes(data[: len(data) // 2])
+    shutil.copy(PYQSOFIT / "spec-0332-52367-0639.fits", tmp_path)  # already loaded for its sdss source
+    with fits.open(PYQSOFIT / "spec-0332-52367-0639.fits") as hdul:
+        hdul[2].data["FIBERID"][0] = 1                                 # 0332-52367-0001: a new object
+        hdul[2].data["PLUG_RA"][0] += 0.01
+        hdul.writeto(tmp_path / "spec-0332-52367-0001.fits")
+    mapping = per_object_mapping(tmp_path, "sdss_spectra_pyqsofit", "scratch-spectra",
+                                 {"series": [tmp_path / "spec-*.fits"]})
+    result = ingest_release(mapping, engine)
+    with engine.connect() as conn:
+        dr14 = conn.execute(sa.text(
+            "SELECT r.name FROM healcat.spectrum sp JOIN healcat.source s USING (shard, source_id) "
+            "JOIN healcat.release r ON r.release_id = s.release_id WHERE sp.release_id = :r "
+            "AND sp.spectrum_name = 'spec-0266-51630-0359'"), {"r": result.release_id}).scalar_one()
+        q = conn.execute(sa.text("SELECT file, row_number, reason FROM healcat.quarantine WHERE release_id = :r"),
+                         {"r": result.release_id}).all()
+    assert dr14 == "sdss/dr14-skyserver-10k" and result.row_counts["matched_existing_source"] == 2
+    reasons = {f.rsplit("/", 1)[-1]: (n, why) for f, n, why in q}
+    assert set(reasons) == {"spec-truncated.fits", "spec-0332-52367-0639.fits"}
+    assert reasons["spec-truncated.fits"][0] == 0 and "unreadable file" in reasons["spec-truncated.fits"][1]
+    assert "already in the catalog (release sdss/spectra-pyqsofit)" in reasons["spec-0332-52367-0639.fits"][1]
+    assert result.row_counts["spectrum"] == 2 and result.row_counts["source"] == 1
+    assert ingest_release(mapping, engine).already_loaded
