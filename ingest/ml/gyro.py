@@ -10,13 +10,14 @@ days; ``log_age`` is log10(age / yr). Age priors are flat in log10 age over :dat
 """
 from __future__ import annotations
 
-import io
 import math
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from . import common
 
 LOG_AGE_GRID = np.round(np.arange(6.0, 10.0 + 1e-9, 0.01), 2)  # log10(age / yr), 1 Myr .. 10 Gyr
 LOG_PROT_RANGE = (-1.6, 2.7)  # log10(Prot / day) span of the outlier floor (0.025 .. 500 d)
@@ -178,17 +179,9 @@ def leave_one_cluster_out(bprp0_mag: np.ndarray, log_age: np.ndarray, prot_day: 
     return out
 
 
-def to_bytes(model: GyroMDN) -> bytes:
-    """state_dict + hyperparameters as torch.save bytes (same weights, same bytes)."""
-    buffer = io.BytesIO()
-    torch.save({"hparams": dict(model.hparams),
-                "state_dict": {k: t.detach().cpu() for k, t in model.state_dict().items()}}, buffer)
-    return buffer.getvalue()
+to_bytes = common.to_bytes
 
 
-def load(path: str) -> GyroMDN:
-    """A model from a file of :func:`to_bytes` output, in eval mode."""
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    model = GyroMDN(**blob["hparams"])
-    model.load_state_dict(blob["state_dict"])
-    return model.eval()
+def load(path: str, map_location: str | torch.device | None = None) -> GyroMDN:
+    """A :class:`GyroMDN` from a file of :func:`to_bytes` output, in eval mode."""
+    return common.load(GyroMDN, path, map_location)

@@ -13,13 +13,14 @@ enter the network, so zero points matter only through the metadata.
 """
 from __future__ import annotations
 
-import io
 import math
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from . import common
 
 MAX_TOKENS = 64  # epochs kept per star (seeded random subset when a star has more)
 PERIODS_DAY = np.geomspace(0.2, 2000.0, 12)  # time encodings sin/cos(2 pi t / P)
@@ -207,17 +208,9 @@ def knn_classify(train_emb: np.ndarray, train_labels: np.ndarray, query_emb: np.
     return classes[votes.argmax(1)]
 
 
-def to_bytes(model: LightCurveCLIP) -> bytes:
-    """state_dict + hyperparameters as torch.save bytes (same weights, same bytes)."""
-    buffer = io.BytesIO()
-    torch.save({"hparams": dict(model.hparams),
-                "state_dict": {k: t.detach().cpu() for k, t in model.state_dict().items()}}, buffer)
-    return buffer.getvalue()
+to_bytes = common.to_bytes
 
 
-def load(path: str) -> LightCurveCLIP:
-    """A model from a file of :func:`to_bytes` output, in eval mode."""
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    model = LightCurveCLIP(**blob["hparams"])
-    model.load_state_dict(blob["state_dict"])
-    return model.eval()
+def load(path: str, map_location: str | torch.device | None = None) -> LightCurveCLIP:
+    """A :class:`LightCurveCLIP` from a file of :func:`to_bytes` output, in eval mode."""
+    return common.load(LightCurveCLIP, path, map_location)

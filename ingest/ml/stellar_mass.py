@@ -9,13 +9,14 @@ or best photometric) redshift; masses are log10(M* / Msun).
 """
 from __future__ import annotations
 
-import io
 import math
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from . import common
 
 H0_KM_S_MPC, OMEGA_M = 70.0, 0.3  # flat LambdaCDM used only to turn apparent into absolute magnitudes
 C_KM_S = 299792.458
@@ -141,17 +142,9 @@ def cross_validate(x_features: np.ndarray, log_mass: np.ndarray, *, folds: int =
                 bias=float(np.median(r)), coverage_1sigma=float(np.mean(np.abs(r) < sigma)))
 
 
-def to_bytes(model: MassNet) -> bytes:
-    """state_dict + hyperparameters as torch.save bytes (same weights, same bytes)."""
-    buffer = io.BytesIO()
-    torch.save({"hparams": dict(model.hparams),
-                "state_dict": {k: t.detach().cpu() for k, t in model.state_dict().items()}}, buffer)
-    return buffer.getvalue()
+to_bytes = common.to_bytes
 
 
-def load(path: str) -> MassNet:
-    """A model from a file of :func:`to_bytes` output, in eval mode."""
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    model = MassNet(**blob["hparams"])
-    model.load_state_dict(blob["state_dict"])
-    return model.eval()
+def load(path: str, map_location: str | torch.device | None = None) -> MassNet:
+    """A :class:`MassNet` from a file of :func:`to_bytes` output, in eval mode."""
+    return common.load(MassNet, path, map_location)
