@@ -1,0 +1,86 @@
+"""Stellar mass (log10 Msun, Gaussian) from the 17 CANDELS bands and the fitted redshift.
+
+Trained on a release's galaxies against the median of the SED-fitting codes' masses the catalog
+holds for them (``healcat.stellar_mass``, one row per code); held-out metrics set the network's
+error beside the codes' own scatter on the same galaxies.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ingest.ml import common
+from ingest.ml import stellar_mass as ml_mass
+from ingest.tasks import Outputs, Prepared, Task, Trained, register, single_thread
+
+BANDS = ("candels_ctio_u", "candels_vimos_u", "candels_acs_f435w", "candels_acs_f606w", "candels_acs_f775w",
+         "candels_acs_f814w", "candels_acs_f850lp", "candels_wfc3_f098m", "candels_wfc3_f105w",
+         "candels_wfc3_f125w", "candels_wfc3_f160w", "candels_isaac_ks", "candels_hawki_ks",
+         "candels_irac_ch1", "candels_irac_ch2", "candels_irac_ch3", "candels_irac_ch4")
+
+#: shard, source_id, z (the redshift the codes fitted at), AB mags in BANDS order (NULL: no data),
+#: and every code's median mass for the source (ordered by code).
+_ROWS = """SELECT s.shard, s.source_id, (s.attrs->>'zz')::float8 AS z,
+       ARRAY(SELECT p.mag FROM unnest(ARRAY[{bands}]::text[]) WITH ORDINALITY AS b(band, i)
+             LEFT JOIN healcat.photometry AS p
+               ON p.shard = s.shard AND p.source_id = s.source_id AND p.band = b.band AND p.mag_system = 'AB'
+             ORDER BY b.i) AS mags_ab,
+       ARRAY(SELECT m.log_mass_msun FROM healcat.stellar_mass AS m
+             WHERE m.shard = s.shard AND m.source_id = s.source_id ORDER BY m.code) AS code_log_mass
+FROM healcat.source AS s
+WHERE s.release_id = %(release_id)s{where}
+ORDER BY s.source_id""".format(bands=", ".join(f"'{b}'" for b in BANDS), where="{where}")
+
+
+@register
+class StellarMass(Task):
+    name = "stellar_mass"
+    model_name = "stellar-mass-candels"
+    default_training_release = "candels/goodss-sedfit-z1"
+    unit = "log10 Msun"
+    #: The release's galaxies that at least one SED-fitting code has a mass for.
+    training_query = _ROWS.format(where="\n  AND EXISTS (SELECT 1 FROM healcat.stellar_mass AS m "
+                                        "WHERE m.shard = s.shard AND m.source_id = s.source_id)")
+    input_query = _ROWS.format(where="")
+    applies_query = ("SELECT EXISTS (SELECT 1 FROM healcat.photometry AS p JOIN healcat.source AS s "
+                     "USING (shard, source_id) WHERE s.release_id = %(release_id)s AND p.band = 'candels_wfc3_f160w')")
+
+    def fit(self, rows: list[tuple], *, seed: int, epochs: int | None = None) -> Trained:
+        z = np.array([r[2] for r in rows], dtype=np.float64)
+        mags = _mags(rows)
+        width = max(len(r[4]) for r in rows)
+        codes = np.array([list(r[4]) + [np.nan] * (width - len(r[4])) for r in rows], dtype=np.float64)
+        target = np.nanmedian(codes, axis=1)
+        x = ml_mass.features(mags, z)
+        test, val, fit = common.split_indices(len(rows), seed)
+        train_rows = np.concatenate([val, fit])
+        model = single_thread(ml_mass.train, x[train_rows], target[train_rows], seed=seed,
+                              **({"epochs": epochs} if epochs else {}))
+        out = ml_mass.predict(model, x[test])
+        r = out["log_mass"] - target[test]
+        scatter = ml_mass.code_scatter(codes[test])
+        metrics = dict(n_train=int(len(train_rows)), n_test=int(len(test)),
+                       median_abs_error_dex=float(np.median(np.abs(r))), bias_dex=float(np.median(r)),
+                       coverage_1sigma=float(np.mean(np.abs(r) < out["log_mass_sigma"])),
+                       code_scatter_dex=float(np.nanmedian(scatter)),
+                       n_codes_median=float(np.median(np.isfinite(codes).sum(axis=1))))
+        return Trained(common.to_bytes(model), dict(model.hparams), metrics)
+
+    def load(self, path: str, device):
+        return ml_mass.load(path, map_location=device)
+
+    def prepare(self, rows: list[tuple]) -> Prepared:
+        keys = np.array([(r[0], r[1]) for r in rows], dtype=np.int64).reshape(-1, 2)
+        z = np.array([np.nan if r[2] is None else r[2] for r in rows], dtype=np.float64)
+        ok = np.isfinite(z) & (z > 0)
+        skipped = [(int(k[0]), int(k[1]), "no redshift (attrs.zz)") for k in keys[~ok]]
+        return Prepared(keys[ok], ml_mass.features(_mags([r for r, g in zip(rows, ok) if g]), z[ok]), skipped)
+
+    def predict(self, model, inputs, device) -> Outputs:
+        out = ml_mass.predict(model.cpu(), inputs)  # a few hundred galaxies: CPU
+        return Outputs(value=out["log_mass"], uncertainty=out["log_mass_sigma"])
+
+
+def _mags(rows: list[tuple]) -> np.ndarray:
+    """``[N, 17]`` AB magnitudes, NaN where the catalog has none."""
+    return np.array([[np.nan if m is None else m for m in r[3]] for r in rows], dtype=np.float64).reshape(-1, len(BANDS))
