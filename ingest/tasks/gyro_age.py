@@ -1,0 +1,76 @@
+"""Gyrochronology ages (ChronoFlow idea): p(Prot | BP-RP_0, age) learnt from open clusters, inverted per star.
+
+Training rows are a release's cluster rotators passing the paper's cuts (kept in
+``rotation_period.attrs``). Clusters made of subgroups of different ages (Sco-Cen, Taurus) are left
+out: ``healcat.cluster`` holds one age per cluster name. A seeded fifth of the clusters is held out
+whole; the metrics give each cluster's age from all its members (product of member likelihoods),
+queryable as ``model.metrics->'cluster_ages'``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ingest.ml import gyro
+from ingest.tasks import Outputs, Prepared, Task, Trained, register, single_thread
+
+_CUTS = """(rp.attrs->>'cmd_exclude')::float8 = 0 AND (rp.attrs->>'dered_exclude')::float8 = 0
+  AND (rp.attrs->>'phot_exclude')::float8 = 0 AND (rp.attrs->>'dr3_ruwe')::float8 < 1.4"""
+
+
+@register
+class GyroAge(Task):
+    name = "gyro_age"
+    model_name = "chronoflow-gyro"
+    default_training_release = "chronoflow/2025-prot-catalogue"
+    unit = "log10 yr"
+    #: shard, source_id, BP-RP_0 [mag], Prot [d], cluster age [Myr], cluster name.
+    training_query = f"""SELECT rp.shard, rp.source_id, rp.bp_rp_dered, rp.period_day, c.age_myr, c.name
+FROM healcat.rotation_period AS rp JOIN healcat.cluster AS c USING (cluster_id)
+WHERE rp.release_id = %(release_id)s AND c.age_myr IS NOT NULL AND {_CUTS}
+  AND c.cluster_id NOT IN (SELECT cluster_id FROM healcat.rotation_period
+                           WHERE release_id = %(release_id)s AND cluster_id IS NOT NULL
+                           GROUP BY cluster_id HAVING count(DISTINCT attrs->>'subgroup') > 1)
+ORDER BY rp.source_id"""
+    #: Every rotator of the release: shard, source_id, BP-RP_0 [mag], Prot [d].
+    input_query = """SELECT rp.shard, rp.source_id, rp.bp_rp_dered, rp.period_day
+FROM healcat.rotation_period AS rp WHERE rp.release_id = %(release_id)s ORDER BY rp.source_id"""
+    applies_query = "SELECT EXISTS (SELECT 1 FROM healcat.rotation_period WHERE release_id = %(release_id)s)"
+
+    def fit(self, rows: list[tuple], *, seed: int, epochs: int | None = None) -> Trained:
+        colour = np.array([r[2] for r in rows], dtype=np.float64)
+        prot = np.array([r[3] for r in rows], dtype=np.float64)
+        log_age = np.log10(np.array([r[4] for r in rows], dtype=np.float64) * 1e6)
+        cluster = np.array([r[5] for r in rows])
+        names = np.unique(cluster)
+        held = np.random.default_rng(seed).permutation(len(names))[:max(1, round(0.2 * len(names)))]
+        test = np.isin(cluster, names[held])
+        model, report = single_thread(gyro.train, colour[~test], log_age[~test], prot[~test], seed=seed,
+                                      population=cluster[~test], **({"steps": epochs} if epochs else {}))
+        ages = {}
+        for name in names.tolist():
+            members = cluster == name
+            est = gyro.cluster_age(model, colour[members], prot[members])
+            truth = float(log_age[members][0])
+            ages[name] = dict(n_members=int(members.sum()), held_out=bool(test[members][0]), log_age_true=truth,
+                              **est, delta_dex=est["log_age_median"] - truth)
+        deltas = [abs(v["delta_dex"]) for v in ages.values() if v["held_out"]]
+        metrics = dict(n_train=report["n_train"], n_test=int(test.sum()), n_test_clusters=len(deltas),
+                       median_abs_delta_log_age_held_out=float(np.median(deltas)), cluster_ages=ages)
+        return Trained(gyro.to_bytes(model), dict(model.hparams), metrics)
+
+    def load(self, path: str, device):
+        return gyro.load(path)  # a few thousand stars on the age grid: CPU
+
+    def prepare(self, rows: list[tuple]) -> Prepared:
+        keys = np.array([(r[0], r[1]) for r in rows], dtype=np.int64).reshape(-1, 2)
+        colour = np.array([np.nan if r[2] is None else r[2] for r in rows], dtype=np.float64)
+        prot = np.array([np.nan if r[3] is None else r[3] for r in rows], dtype=np.float64)
+        ok = gyro.valid_rows(colour, prot)
+        skipped = [(int(s), int(i), "no dereddened BP-RP or Prot outside 0.025-500 d") for s, i in keys[~ok]]
+        return Prepared(keys[ok], (colour[ok], prot[ok]), skipped)
+
+    def predict(self, model, inputs, device) -> Outputs:
+        ages = gyro.star_ages(model, *inputs)
+        half_width = 0.5 * (ages["log_age_p84"] - ages["log_age_p16"])
+        return Outputs(value=ages["log_age_median"], uncertainty=half_width)
