@@ -165,7 +165,7 @@ def _new_sources(pg, mapping: PerObjectMapping, table: Table, quarantine: _Quara
         i = r.row_number - 1
         quarantine.add(table["_file"][i], int(table["_row"][i]), r.column, r.reason, r.raw)
     written = good if keep is None else good & keep
-    counts = _copy_chunk(pg, mapping.source, chunk, written, release_id)
+    counts = _copy_chunk(pg, mapping.source, chunk, written, None, release_id)  # None: no joins, all new
     with pg.cursor() as cur:
         cur.execute("SELECT object_id, shard, source_id FROM healcat.source WHERE release_id = %s", (release_id,))
         ids = {oid: (shard, sid) for oid, shard, sid in cur.fetchall()}

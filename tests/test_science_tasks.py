@@ -70,3 +70,20 @@ def test_gyro_ages_trained_from_sql_with_held_out_clusters(engine):
     # its 995 rotators (the posteriors are skewed, and the file's excluded stars are included here).
     inside = [abs(s.value - np.log10(s.age_myr * 1e6)) <= s.uncertainty for s in stars]
     assert len(stars) > 900 and 0.3 < np.mean(inside) < 0.9
+
+
+def test_lightcurve_embeddings_from_sql_are_searchable(engine, per_object):
+    from catalog.search import similar
+
+    model = train(engine, "lightcurve_embed", "eros2/lmc-ramp-variable-stars")
+    m = model.metrics
+    assert m["n_test"] == 729 and m["n_train"] == 2912 and model.embedding_dim == 64
+    assert m["knn_accuracy"] > m["majority_accuracy"] + 0.15 and m["supervised_accuracy"] > m["majority_accuracy"]
+    run = run_model(engine, model.name, "eros2/lmc-ramp-variable-stars")
+    assert run.n_predicted == 3641
+    with engine.connect() as conn:
+        source_id = conn.scalar(sa.text("SELECT source_id FROM healcat.embedding WHERE model_id = :m LIMIT 1"),
+                                {"m": model.model_id})
+    near = similar(source_id, model=model.name, k=5, engine=engine)
+    assert len(near) == 5 and source_id not in near["source_id"].tolist()
+    assert np.all(np.diff(near["distance"]) >= 0)

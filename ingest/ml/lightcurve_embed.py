@@ -190,6 +190,15 @@ def embed(model: LightCurveCLIP, light_curves: list[np.ndarray], period_day: np.
 
 
 @torch.inference_mode()
+def view_agreement(model: LightCurveCLIP, light_curves: list[np.ndarray], period_day: np.ndarray,
+                   meta: np.ndarray, *, seed: int = 0) -> np.ndarray:
+    """Cosine similarity ``[N]`` of each star's light-curve and metadata views, in [-1, 1]: low when
+    a curve does not look like what its catalogue entry (period, magnitudes) says."""
+    a, b = model.views(*_tensors(light_curves, period_day, meta, seed))
+    return (a * b).sum(1).numpy()
+
+
+@torch.inference_mode()
 def classify(model: LightCurveCLIP, light_curves: list[np.ndarray], period_day: np.ndarray, meta: np.ndarray, *,
              seed: int = 0) -> np.ndarray:
     """Predicted class indices ``[N]`` from a supervised-baseline model."""

@@ -65,7 +65,8 @@ import torch
 from catalog.errors import QueryError
 
 #: The modules whose import registers the tasks; a new task adds its module here.
-TASK_MODULES = ("ingest.tasks.object_class", "ingest.tasks.photoz", "ingest.tasks.stellar_mass", "ingest.tasks.gyro_age")
+TASK_MODULES = ("ingest.tasks.object_class", "ingest.tasks.photoz", "ingest.tasks.stellar_mass", "ingest.tasks.gyro_age",
+                "ingest.tasks.lightcurve_embed")
 
 
 @dataclass
