@@ -42,7 +42,7 @@ def test_knn_on_embeddings_against_a_supervised_baseline(stars):
     baseline = le.train(*_part(stars, tr), n_bands=len(LC_BANDS), labels=y[tr], seed=0, epochs=EPOCHS)
     supervised = float(np.mean(le.classify(baseline, *_part(stars, te)) == y[te]))
     majority = float(np.mean(y[te] == np.bincount(y[tr]).argmax()))
-    # Measured (seed 0): k-NN 0.873, supervised 0.912, majority 0.53. Labels never enter the
+    # Measured (seed 0): k-NN 0.873, supervised 0.912, majority 0.55. Labels never enter the
     # contrastive model; the target "k-NN >= supervised" is NOT met, so the test pins the gap.
     assert knn > majority + 0.3
     assert knn > supervised - 0.06
