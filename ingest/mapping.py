@@ -30,7 +30,7 @@ from ingest.readers import ReadOptions
 MAPPINGS_DIR = Path(__file__).parent / "mappings"
 MAG_SYSTEMS = ("AB", "Vega")
 POSITION_UNITS = {"deg": u.deg, "hourangle": u.hourangle, "rad": u.rad}
-AB_ZERO_POINT_UJY = 3631e6  # the AB system's zero point [uJy]
+AB_ZERO_POINT_UJY = u.ABflux.to(u.uJy)  # the AB system's zero point, 3630.78 Jy [uJy]
 ROW_FIELD = "_row"  # object_id templates may use the 1-based row number in the file (files with no ids)
 ON_MISSING = ("create", "quarantine")
 #: Per-object sections with one value per row: key -> kind ("float", "text"); "required" keys must be mapped.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +16,16 @@ from ingest.readers import Chunks, ReadOptions, register
 @register("fits")
 def read_fits(path: Path, options: ReadOptions) -> Chunks:
     try:
-        hdul = fits.open(path, memmap=True)
-    except (OSError, ValueError) as exc:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            hdul = fits.open(path, memmap=True)
+            hdul.readall()  # every header now, so a short file is found before any row is read
+    except (OSError, ValueError, IndexError) as exc:
         raise IngestError(f"{path}: not a FITS file: {exc}") from exc
+    truncated = [str(w.message) for w in caught if "truncated" in str(w.message)]
+    if truncated:
+        hdul.close()
+        raise IngestError(f"{path}: truncated: {truncated[0]}")
     with hdul:
         try:
             hdu = hdul[options.hdu]
