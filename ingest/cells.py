@@ -90,7 +90,7 @@ def identifiers(column, problems: Problems, name: str) -> np.ndarray:
             if not np.isfinite(value):
                 continue
             if value != np.floor(value) or abs(value) >= EXACT_FLOAT_INT:
-                problems.setdefault(i, (name, f"{name} {value!r} is a float that is not an exact integer id"))
+                problems.setdefault(i, (name, f"{name} {float(value)!r} is a float that is not an exact integer id"))
             elif value > 0:
                 out[i] = str(int(value))
         else:

@@ -175,8 +175,9 @@ class Mapping:
             )
         for col in (self.ra, self.dec):
             file_unit = getattr(table[col.name], "unit", None) if col else None
-            if file_unit is not None and table[col.name].dtype.kind in "iuf":
-                if not file_unit.is_equivalent(u.deg) or file_unit.to(u.deg) != POSITION_UNITS[col.unit or "deg"].to(u.deg):
+            if (file_unit is not None and table[col.name].dtype.kind in "iuf"
+                    and not isinstance(file_unit, u.UnrecognizedUnit) and file_unit.physical_type == "angle"):
+                if file_unit.to(u.deg) != POSITION_UNITS[col.unit or "deg"].to(u.deg):
                     raise MappingError(f"{file}: column {col.name} is in {file_unit} by the file's own header, "
                                        f"but mapping {self.path.name} says {col.unit or 'deg'}")
 

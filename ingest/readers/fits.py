@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import astropy.units as u
 import numpy as np
 from astropy.io import fits
 from astropy.table import Table
@@ -45,6 +46,9 @@ def read_fits(path: Path, options: ReadOptions) -> Chunks:
         for first in range(0, n_rows, options.chunk_rows):
             table = Table(data[first:first + options.chunk_rows], masked=False)
             table.convert_bytestring_to_unicode()
+            for column in hdu.columns:  # TUNITn, so a mapping can be checked against the file's own units
+                if column.unit:
+                    table[column.name].unit = u.Unit(column.unit, format="fits", parse_strict="silent")
             for name in table.colnames:  # FITS pads text with blanks
                 if table[name].dtype.kind == "U":
                     table[name] = np.char.rstrip(table[name])
