@@ -2,9 +2,9 @@
 
 import sys
 
-from benchmarks import bench_cone, bench_inference
+from benchmarks import bench_cone, bench_inference, bench_ingest
 
-BENCHMARKS = {"cone": bench_cone.main, "inference": bench_inference.main}
+BENCHMARKS = {"cone": bench_cone.main, "ingest": bench_ingest.main, "inference": bench_inference.main}
 
 if __name__ == "__main__":
     for name in sys.argv[1:] or list(BENCHMARKS):

@@ -74,30 +74,48 @@ def texts(column) -> np.ndarray:
 
 
 def identifiers(column, problems: Problems, name: str) -> np.ndarray:
-    """Identifiers as exact text. Integers are written in full; masked, empty and non-positive
-    integer ids (e.g. Gaia rows that carry -HIP numbers) are absent. A float-formatted id
-    ('26618.0', 20.0) is its integer when that is exact; a fractional one, or a float past
-    2**53 that may have lost digits, is a problem for its row."""
-    out = np.full(len(column), None, dtype=object)
+    """External ids as exact text (see :func:`id_texts`); non-positive integer ids (e.g. Gaia rows
+    that carry -HIP numbers) are absent."""
+    out = id_texts(column, problems, name, empty_is_problem=False)
+    if column.dtype.kind in "iuf":
+        values = np.ma.filled(np.ma.asarray(column, dtype=np.float64), np.nan)
+        with np.errstate(invalid="ignore"):
+            out[~(values > 0)] = None
+    return out
+
+
+def id_texts(column, problems: Problems, name: str, empty_is_problem: bool = True) -> np.ndarray:
+    """Identifiers as exact text. Integers are written in full; a float-formatted id ('26618.0',
+    20.0) is its integer when that is exact; a fractional one, or a float past 2**53 that may have
+    lost digits, is a problem for its row, as is an empty cell when ``empty_is_problem``."""
+    n = len(column)
     kind = column.dtype.kind
-    for i, value in enumerate(column):
-        if value is np.ma.masked:
-            continue
-        if kind in "iu":
-            if value > 0:
-                out[i] = str(int(value))
-        elif kind == "f":
-            if not np.isfinite(value):
+    mask = np.ma.getmaskarray(column) if np.ma.isMaskedArray(column) else np.zeros(n, dtype=bool)
+    data = np.ma.getdata(column)
+    if kind in "iu":
+        out = np.asarray(data).astype(str).astype(object)
+    else:
+        out = np.full(n, None, dtype=object)
+        for i, value in enumerate(data):
+            if mask[i]:
                 continue
-            if value != np.floor(value) or abs(value) >= EXACT_FLOAT_INT:
-                problems.setdefault(i, (name, f"{name} {value!r} is a float that is not an exact integer id"))
-            elif value > 0:
-                out[i] = str(int(value))
-        else:
-            text = str(value).strip()
-            if _INTEGRAL_TEXT.match(text):
-                text = text.split(".")[0].lstrip("+")
-            out[i] = text or None
+            if kind == "f":
+                if not np.isfinite(value):
+                    mask[i] = True
+                elif value != np.floor(value) or abs(value) >= EXACT_FLOAT_INT:
+                    problems.setdefault(i, (name, f"{name} {float(value)!r} is a float that is not an exact integer id"))
+                else:
+                    out[i] = str(int(value))
+            else:
+                text = str(value).strip()
+                if _INTEGRAL_TEXT.match(text):
+                    text = text.split(".")[0].lstrip("+")
+                out[i] = text or None
+                mask[i] = not text
+    out[mask] = None
+    if empty_is_problem:
+        for i in np.flatnonzero(mask):
+            problems.setdefault(int(i), (name, f"object_id: {name} is empty"))
     return out
 
 

@@ -20,7 +20,8 @@ BATCH_ROWS = 50_000  # rows encoded at a time (bounds the scatter index arrays)
 _FLOAT4_OID = 700
 
 #: One column to write: (name, PostgreSQL type, values). Floats: NaN is NULL; integers may come as a
-#: masked array; text and jsonb (already JSON text): an object array of str with None as NULL.
+#: masked array; text and jsonb (already JSON text): an object array of str with None as NULL, or
+#: one str for every row (encoded once).
 ColumnData = tuple[str, str, np.ndarray]
 
 
@@ -34,7 +35,9 @@ def copy_columns(conn: psycopg.Connection, table: str, columns: Sequence[ColumnD
     with conn.cursor() as cur, cur.copy(stmt) as copy:
         copy.write(HEADER)
         for start in range(0, n, BATCH_ROWS):
-            copy.write(encode_rows([(t, v[start:start + BATCH_ROWS]) for _, t, v in columns]))
+            stop = min(start + BATCH_ROWS, n)
+            copy.write(encode_rows(stop - start, [(t, v if isinstance(v, str) else v[start:stop])
+                                                  for _, t, v in columns]))
         copy.write(TRAILER)
     return n
 
@@ -56,12 +59,11 @@ def copy_rows(
     return n
 
 
-def encode_rows(columns: Sequence[tuple[str, np.ndarray]]) -> bytes:
-    """The binary COPY tuples (without header and trailer) for these (type, values) columns."""
-    n = len(columns[0][1])
-    pieces = [(np.full(n, 2), np.tile(np.frombuffer(np.int16(len(columns)).byteswap().tobytes(), np.uint8), n))]
+def encode_rows(n: int, columns: Sequence[tuple[str, np.ndarray | str]]) -> bytes:
+    """The binary COPY tuples (without header and trailer) of ``n`` rows of these (type, values) columns."""
+    pieces = [_constant(np.int16(len(columns)).byteswap().tobytes(), n)]
     for pgtype, values in columns:
-        pieces += _field(pgtype, values)
+        pieces += _text_constant(pgtype, values, n) if isinstance(values, str) else _field(pgtype, values)
     sizes = np.sum([p[0] for p in pieces], axis=0)
     row_start = np.concatenate(([0], np.cumsum(sizes)[:-1]))
     out = np.empty(int(sizes.sum()), np.uint8)
@@ -118,3 +120,13 @@ def _array_body(pgtype: str, values: np.ndarray) -> np.ndarray:
     d = values.shape[1]  # pgvector: dim (int16), unused (int16), float4s
     head = np.broadcast_to(np.array([d, 0], dtype=">i2").view(np.uint8), (n, 4))
     return np.hstack([head, np.ascontiguousarray(values, dtype=">f4").view(np.uint8).reshape(n, -1)])
+
+
+def _constant(payload: bytes, n: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.full(n, len(payload)), np.tile(np.frombuffer(payload, np.uint8), n)
+
+
+def _text_constant(pgtype: str, value: str, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The same text in every row: encoded once, repeated by numpy."""
+    payload = (b"\x01" if pgtype == "jsonb" else b"") + value.encode()
+    return [_constant(np.int32(len(payload)).byteswap().tobytes(), n), _constant(payload, n)]

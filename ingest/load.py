@@ -36,7 +36,7 @@ from catalog.models import Release, Survey
 from ingest import readers
 from ingest.copy import copy_columns
 from ingest.mapping import MappedChunk, Mapping, apply, load_mapping
-from ingest.validate import Rejected, quarantined, validate
+from ingest.validate import Rejected, SeenIds, quarantined, validate
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def _chunks(mapping: Mapping, path: Path):
 
 def _load_rows(pg, mapping: Mapping, path: Path, release_id: int) -> dict[str, int]:
     counts = dict.fromkeys(COUNTED, 0)
-    seen_ids: set[str] = set()
+    seen_ids = SeenIds(None if mapping.join else lambda ids: _in_release(pg, release_id, ids))
     first_rejects: list[Rejected] = []
     for first_row, table in _chunks(mapping, path):
         if first_row == 1:
@@ -197,6 +197,15 @@ def _owners(pg, mapping: Mapping, chunk: MappedChunk, good: np.ndarray, rejected
     return owner
 
 
+def _in_release(pg, release_id: int, object_ids: list[str]) -> set[str]:
+    """Which of these object ids the release's sources already have (joined rows make no source: a
+    joining mapping's duplicates are told by their 64-bit hash alone)."""
+    with pg.cursor() as cur:
+        cur.execute("SELECT object_id FROM healcat.source WHERE release_id = %s AND object_id = ANY(%s)",
+                    (release_id, object_ids))
+        return {r[0] for r in cur.fetchall()}
+
+
 def _new_source_ids(pg, n: int) -> np.ndarray:
     with pg.cursor() as cur:
         cur.execute("SELECT array_agg(nextval(pg_get_serial_sequence('healcat.source', 'source_id'))) "
@@ -222,7 +231,7 @@ def _copy_chunk(pg, mapping: Mapping, chunk: MappedChunk, good: np.ndarray, owne
     # A joining mapping's attrs describe its own rows (e.g. a period's quality flags): they go to its
     # per-release table, not to the sources it only finds or makes.
     with_attrs = mapping.attrs and mapping.join is None
-    attrs = np.array([json.dumps(chunk.attrs[i]) for i in new] if with_attrs else ["{}"] * len(new), dtype=object)
+    attrs = np.array([json.dumps(chunk.attrs[i]) for i in new], dtype=object) if with_attrs else "{}"
     counts = {"source": copy_columns(pg, "source", [
         ("shard", "int2", shard), ("source_id", "int8", source_id), ("release_id", "int4", np.full(len(new), release_id)),
         ("object_id", "text", chunk.object_id[new]), ("ra", "float8", ra), ("dec", "float8", dec),
@@ -231,7 +240,7 @@ def _copy_chunk(pg, mapping: Mapping, chunk: MappedChunk, good: np.ndarray, owne
     counts["photometry"] = _copy_photometry(pg, mapping, chunk, new, shard, source_id)
     counts["source_xid"] = sum(
         _copy_where(pg, "source_xid", ids[new] != None, shard, source_id,  # noqa: E711 (elementwise)
-                    [("catalog", "text", np.full(len(new), catalog, dtype=object)), ("xid", "text", ids[new])])
+                    [("catalog", "text", catalog), ("xid", "text", ids[new])])
         for catalog, ids in chunk.xids.items())
     if "spec_redshift" in chunk.sections:
         spec = chunk.sections["spec_redshift"]
@@ -254,7 +263,7 @@ def _copy_chunk(pg, mapping: Mapping, chunk: MappedChunk, good: np.ndarray, owne
         counts["stellar_mass"] = copy_columns(pg, "stellar_mass", [
             ("shard", "int2", all_shard), ("source_id", "int8", all_sid),
             ("release_id", "int4", np.full(len(rows), release_id)),
-            ("code", "text", np.full(len(rows), mapping.constants["stellar_mass"]["code"], dtype=object)),
+            ("code", "text", mapping.constants["stellar_mass"]["code"]),
             *[(column, "float8", m.get(key, nan)[rows]) for key, column in (
                 ("log_mass", "log_mass_msun"), ("log_mass_p16", "log_mass_p16_msun"),
                 ("log_mass_p84", "log_mass_p84_msun"), ("log_sfr", "log_sfr_msun_yr"),
@@ -265,25 +274,20 @@ def _copy_chunk(pg, mapping: Mapping, chunk: MappedChunk, good: np.ndarray, owne
 def _copy_where(pg, table: str, keep: np.ndarray, shard, source_id, columns) -> int:
     keep = np.asarray(keep, dtype=bool)
     return copy_columns(pg, table, [("shard", "int2", shard[keep]), ("source_id", "int8", source_id[keep]),
-                                    *[(name, t, v[keep]) for name, t, v in columns]])
+                                    *[(name, t, v if isinstance(v, str) else v[keep]) for name, t, v in columns]])
 
 
 def _copy_photometry(pg, mapping: Mapping, chunk: MappedChunk, new: np.ndarray, shard, source_id) -> int:
     """One row per (new source, band) with a magnitude or a flux."""
-    parts = []
-    for band, p in chunk.phot.items():
+    n = 0
+    for band, p in chunk.phot.items():  # one COPY per band: band and system are constants, encoded once
         keep = np.isfinite(p.mag[new]) | np.isfinite(p.flux_ujy[new])
-        k = int(keep.sum())
-        parts.append((shard[keep], source_id[keep], np.full(k, band, dtype=object), p.mag[new][keep],
-                      p.mag_err[new][keep], p.flux_ujy[new][keep], p.flux_err_ujy[new][keep]))
-    if not parts:
-        return 0
-    cols = [np.concatenate(c) for c in zip(*parts)]
-    return copy_columns(pg, "photometry", [
-        ("shard", "int2", cols[0]), ("source_id", "int8", cols[1]), ("band", "text", cols[2]),
-        ("mag", "float4", cols[3]), ("mag_err", "float4", cols[4]),
-        ("mag_system", "text", np.full(len(cols[0]), mapping.mag_system, dtype=object)),
-        ("flux_ujy", "float4", cols[5]), ("flux_err_ujy", "float4", cols[6])])
+        n += copy_columns(pg, "photometry", [
+            ("shard", "int2", shard[keep]), ("source_id", "int8", source_id[keep]), ("band", "text", band),
+            ("mag", "float4", p.mag[new][keep]), ("mag_err", "float4", p.mag_err[new][keep]),
+            ("mag_system", "text", mapping.mag_system), ("flux_ujy", "float4", p.flux_ujy[new][keep]),
+            ("flux_err_ujy", "float4", p.flux_err_ujy[new][keep])])
+    return n
 
 
 def _copy_rotation(pg, mapping: Mapping, chunk: MappedChunk, rows: np.ndarray, shard, source_id,
@@ -295,7 +299,7 @@ def _copy_rotation(pg, mapping: Mapping, chunk: MappedChunk, rows: np.ndarray, s
     ages = r.get("cluster_age_myr", nan)[rows]
     cluster_id = _cluster_ids(pg, names, ages)
     with_attrs = mapping.attrs and mapping.join is not None
-    attrs = np.array([json.dumps(chunk.attrs[i]) for i in rows] if with_attrs else ["{}"] * len(rows), dtype=object)
+    attrs = np.array([json.dumps(chunk.attrs[i]) for i in rows], dtype=object) if with_attrs else "{}"
     return copy_columns(pg, "rotation_period", [
         ("shard", "int2", shard), ("source_id", "int8", source_id), ("release_id", "int4", np.full(len(rows), release_id)),
         ("period_day", "float8", r["period"][rows]), ("period_err_day", "float8", r.get("period_err", nan)[rows]),
@@ -338,7 +342,7 @@ def _positionless_shard(chunk: MappedChunk, idx: np.ndarray) -> np.ndarray:
 def _quarantine(pg, release_id: int, path: Path, rejected: list[Rejected]) -> int:
     n = len(rejected)
     return copy_columns(pg, "quarantine", [
-        ("release_id", "int4", np.full(n, release_id)), ("file", "text", np.full(n, str(path), dtype=object)),
+        ("release_id", "int4", np.full(n, release_id)), ("file", "text", str(path)),
         ("row_number", "int8", np.array([r.row_number for r in rejected], dtype=np.int64)),
         ("column_name", "text", np.array([r.column for r in rejected], dtype=object)),
         ("reason", "text", np.array([r.reason for r in rejected], dtype=object)),

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 MAPPINGS_DIR = Path(__file__).parent / "mappings"
 MAG_SYSTEMS = ("AB", "Vega")
 POSITION_UNITS = {"deg": u.deg, "hourangle": u.hourangle, "rad": u.rad}
-AB_ZERO_POINT_UJY = 3631e6  # the AB system's zero point [uJy]
+AB_ZERO_POINT_UJY = u.ABflux.to(u.uJy)  # the AB system's zero point, 3630.78 Jy [uJy]
 ROW_FIELD = "_row"  # object_id templates may use the 1-based row number in the file (files with no ids)
 ON_MISSING = ("create", "quarantine")
 #: Per-object sections with one value per row: key -> kind ("float", "text"); "required" keys must be mapped.
@@ -180,8 +180,9 @@ class Mapping:
             )
         for col in (self.ra, self.dec):
             file_unit = getattr(table[col.name], "unit", None) if col else None
-            if file_unit is not None and table[col.name].dtype.kind in "iuf":
-                if not file_unit.is_equivalent(u.deg) or file_unit.to(u.deg) != POSITION_UNITS[col.unit or "deg"].to(u.deg):
+            if (file_unit is not None and table[col.name].dtype.kind in "iuf"
+                    and not isinstance(file_unit, u.UnrecognizedUnit) and file_unit.physical_type == "angle"):
+                if file_unit.to(u.deg) != POSITION_UNITS[col.unit or "deg"].to(u.deg):
                     raise MappingError(f"{file}: column {col.name} is in {file_unit} by the file's own header, "
                                        f"but mapping {self.path.name} says {col.unit or 'deg'}")
 
@@ -332,14 +333,20 @@ def apply(mapping: Mapping, table: Table, first_row: int = 1) -> MappedChunk:
     n = len(table)
     problems: Problems = {}
     row_number = np.arange(first_row, first_row + n)
-    names = sorted((set(mapping.object_id_fields) - {ROW_FIELD}) | set(mapping.attrs))  # the only per-row work
+    whole = _single_field(mapping.object_id)  # "{id}": the column itself, without a per-row template
+    names = sorted((set(mapping.object_id_fields) - {ROW_FIELD, whole}) | set(mapping.attrs))  # per-row work
     rows = [dict(zip(names, r)) for r in table.iterrows(*names)] if n and names else [{} for _ in range(n)]
-    object_id = np.full(n, None, dtype=object)
-    for i, row in enumerate(rows):
-        row[ROW_FIELD] = int(row_number[i])
-        object_id[i], column, reason = cells.format_id(mapping.object_id, row)
-        if reason:
-            problems.setdefault(i, (column, reason))
+    if whole == ROW_FIELD:
+        object_id = row_number.astype(str).astype(object)
+    elif whole is not None:
+        object_id = cells.id_texts(table[whole], problems, whole)
+    else:
+        object_id = np.full(n, None, dtype=object)
+        for i, row in enumerate(rows):
+            row[ROW_FIELD] = int(row_number[i])
+            object_id[i], column, reason = cells.format_id(mapping.object_id, row)
+            if reason:
+                problems.setdefault(i, (column, reason))
     sections = {}
     for name, spec in mapping.sections.items():
         kinds = SECTIONS[name]
@@ -362,6 +369,14 @@ def apply(mapping: Mapping, table: Table, first_row: int = 1) -> MappedChunk:
         problems=problems,
         raw=table,
     )
+
+
+def _single_field(template: str) -> str | None:
+    """The field name when the template is one field with no format spec and no text around it."""
+    parts = list(string.Formatter().parse(template))
+    if len(parts) == 1 and parts[0][0] == "" and parts[0][1] and not parts[0][2] and not parts[0][3]:
+        return parts[0][1]
+    return None
 
 
 def _photometry(mapping: Mapping, band: Band, table: Table, problems: Problems) -> Photometry:

@@ -31,6 +31,48 @@ RANGES = {
 }
 
 
+class SeenIds:
+    """The object ids of a release's good rows so far, in bounded memory: 8 bytes per id.
+
+    Ids are kept as 64-bit hashes in a few sorted arrays (merged as they grow, like a binary
+    counter), so a 10-million-row release costs 80 MB, not a set of 10 million strings. A hash
+    seen before is a duplicate once ``confirm`` (the ids that really are already in the release,
+    asked of the database) agrees, so two different ids never quarantine each other.
+    """
+
+    def __init__(self, confirm=None):
+        self._levels: list[np.ndarray] = []
+        self._confirm = confirm
+
+    def duplicates(self, ids: list[str]) -> set[int]:
+        """Indexes (into ``ids``) of ids seen before, in earlier calls or earlier in ``ids``; the
+        rest are remembered."""
+        hashes = np.fromiter((hash(i) for i in ids), dtype=np.int64, count=len(ids))
+        seen_before = np.zeros(len(ids), dtype=bool)
+        for level in self._levels:
+            pos = np.minimum(np.searchsorted(level, hashes), len(level) - 1)
+            seen_before |= level[pos] == hashes
+        if seen_before.any() and self._confirm is not None:
+            suspects = [ids[i] for i in np.flatnonzero(seen_before)]
+            really = self._confirm(suspects)
+            seen_before[np.flatnonzero(seen_before)] = [oid in really for oid in suspects]
+        first = {}
+        dups = set(np.flatnonzero(seen_before).tolist())
+        for i, oid in enumerate(ids):
+            if i not in dups:
+                if oid in first:
+                    dups.add(i)
+                else:
+                    first[oid] = i
+        self._add(np.sort(hashes[sorted(first.values())]))
+        return dups
+
+    def _add(self, level: np.ndarray) -> None:
+        while self._levels and len(self._levels[-1]) <= len(level):
+            level = np.sort(np.concatenate([self._levels.pop(), level]))
+        self._levels.append(level)
+
+
 @dataclass(frozen=True)
 class Rejected:
     row_number: int
@@ -46,7 +88,7 @@ def _outside(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
         return present & ~((values >= lo) & (values <= hi))
 
 
-def validate(mapping: Mapping, chunk: MappedChunk, seen_ids: set[str]) -> tuple[np.ndarray, list[Rejected]]:
+def validate(mapping: Mapping, chunk: MappedChunk, seen_ids: SeenIds) -> tuple[np.ndarray, list[Rejected]]:
     """A mask of the good rows of ``chunk`` and the rejected ones with file row, column and reason.
 
     ``seen_ids`` carries object ids across chunks to find duplicates within a release.
@@ -84,12 +126,10 @@ def validate(mapping: Mapping, chunk: MappedChunk, seen_ids: set[str]) -> tuple[
     if "stellar_mass" in chunk.sections:
         column = mapping.sections["stellar_mass"]["log_mass"]
         reject(np.isnan(chunk.sections["stellar_mass"]["log_mass"]), column, lambda i: f"{column} is missing")
-    for i, oid in enumerate(chunk.object_id):
-        if i not in reason and oid is not None:
-            if oid in seen_ids:
-                reason[i] = (None, f"duplicate object_id {oid!r} within the release")
-            else:
-                seen_ids.add(oid)
+    candidates = [i for i, oid in enumerate(chunk.object_id) if i not in reason and oid is not None]
+    for j in seen_ids.duplicates([chunk.object_id[i] for i in candidates]):
+        i = candidates[j]
+        reason[i] = (None, f"duplicate object_id {chunk.object_id[i]!r} within the release")
     good = np.ones(len(chunk.object_id), dtype=bool)
     good[list(reason)] = False
     rejected = [quarantined(chunk, i, *reason[i]) for i in sorted(reason)]

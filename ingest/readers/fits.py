@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
+import astropy.units as u
 import numpy as np
 from astropy.io import fits
 from astropy.table import Table
@@ -15,9 +17,16 @@ from ingest.readers import Chunks, ReadOptions, register
 @register("fits")
 def read_fits(path: Path, options: ReadOptions) -> Chunks:
     try:
-        hdul = fits.open(path, memmap=True)
-    except (OSError, ValueError) as exc:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            hdul = fits.open(path, memmap=True)
+            hdul.readall()  # every header now, so a short file is found before any row is read
+    except (OSError, ValueError, IndexError) as exc:
         raise IngestError(f"{path}: not a FITS file: {exc}") from exc
+    truncated = [str(w.message) for w in caught if "truncated" in str(w.message)]
+    if truncated:
+        hdul.close()
+        raise IngestError(f"{path}: truncated: {truncated[0]}")
     with hdul:
         try:
             hdu = hdul[options.hdu]
@@ -37,6 +46,9 @@ def read_fits(path: Path, options: ReadOptions) -> Chunks:
         for first in range(0, n_rows, options.chunk_rows):
             table = Table(data[first:first + options.chunk_rows], masked=False)
             table.convert_bytestring_to_unicode()
+            for column in hdu.columns:  # TUNITn, so a mapping can be checked against the file's own units
+                if column.unit:
+                    table[column.name].unit = u.Unit(column.unit, format="fits", parse_strict="silent")
             for name in table.colnames:  # FITS pads text with blanks
                 if table[name].dtype.kind == "U":
                     table[name] = np.char.rstrip(table[name])

@@ -1,0 +1,132 @@
+"""End-to-end ingestion throughput of a 10-million-row catalogue, and the loader's peak memory.
+
+A seeded synthetic Parquet catalogue (id, ra, dec and 10 AB magnitudes; generated once under
+var/bench) is ingested by `healcat ingest` in a child process, from file to published release
+with every index and constraint, in a catalog of its own (var/bench/ingest-home, deleted after).
+Baseline, measured in the same run: the raw limit of the database, a binary COPY of the very rows
+the release ended with (its sources and photometry, dumped with COPY TO) into tables with the same
+columns and no index or constraint. Figures: rows/s of each, their ratio, and the loader's peak
+resident memory (the child's ru_maxrss).
+
+    python -m benchmarks ingest            # 10,000,000 rows
+    BENCH_INGEST_ROWS=1000000 python -m benchmarks ingest
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "var" / "bench"
+N_BANDS = 10
+ROW_GROUP = 250_000
+TABLES = {"source": "shard, source_id, release_id, object_id, ra, dec, hpx, attrs",
+          "photometry": "shard, source_id, band, mag, mag_err, mag_system, flux_ujy, flux_err_ujy"}
+
+
+def generate(path: Path, n_rows: int, seed: int = 20261124) -> None:
+    """The synthetic catalogue, written row group by row group (bounded memory); kept between runs."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    tmp = path.with_suffix(".tmp")
+    schema = pa.schema([("id", pa.int64()), ("ra", pa.float64()), ("dec", pa.float64())]
+                       + [(f"mag_{b}", pa.float32()) for b in range(N_BANDS)])
+    with pq.ParquetWriter(tmp, schema) as writer:
+        for start in range(0, n_rows, ROW_GROUP):
+            n = min(ROW_GROUP, n_rows - start)
+            columns = [np.arange(start + 1, start + n + 1, dtype=np.int64), rng.uniform(0, 360, n),
+                       np.degrees(np.arcsin(rng.uniform(-1, 1, n)))]
+            columns += [rng.normal(22.0, 1.5, n).astype(np.float32) for _ in range(N_BANDS)]
+            writer.write_table(pa.Table.from_arrays(columns, schema=schema))
+    tmp.rename(path)
+
+
+def mapping_text(path: Path, n_rows: int) -> str:
+    bands = ", ".join(f"bench_b{b} = \"mag_{b}\"" for b in range(N_BANDS))
+    return (f'[survey]\nname = "bench"\n[release]\nversion = "synthetic-{n_rows}"\nfile = "{path}"\n'
+            f'format = "parquet"\n[source]\nobject_id = "{{id}}"\nra = {{ column = "ra", unit = "deg" }}\n'
+            f'dec = {{ column = "dec", unit = "deg" }}\n[photometry]\nsystem = "AB"\nbands = {{ {bands} }}\n')
+
+
+def main() -> None:
+    n_rows = int(os.environ.get("BENCH_INGEST_ROWS", 10_000_000))
+    BENCH.mkdir(parents=True, exist_ok=True)
+    data = BENCH / f"ingest_{n_rows}.parquet"
+    if not data.exists():
+        t0 = time.perf_counter()
+        generate(data, n_rows)
+        print(f"generated {data} ({data.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t0:.0f} s")
+    home = BENCH / "ingest-home"
+    shutil.rmtree(home, ignore_errors=True)
+    mapping = BENCH / "bench_ingest.toml"
+    mapping.write_text(mapping_text(data, n_rows))
+    env = {**os.environ, "HEALCAT_HOME": str(home)}
+    env.pop("HEALCAT_DATABASE_URL", None)
+    healcat = [sys.executable, "-m", "catalog.cli"]
+    try:
+        subprocess.run([*healcat, "db", "up"], env=env, check=True, capture_output=True)
+        url = subprocess.run([*healcat, "db", "url"], env=env, check=True, capture_output=True, text=True).stdout.strip()
+        t0 = time.perf_counter()
+        subprocess.run([*healcat, "ingest", str(mapping)], env=env, check=True, stdout=subprocess.DEVNULL)
+        ingest_s = time.perf_counter() - t0
+        peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        rows, raw_s = _raw_copy(url, BENCH / "raw")
+        _report(n_rows, rows, ingest_s, raw_s, peak_mib, url)
+    finally:
+        subprocess.run([*healcat, "db", "stop"], env=env, capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(BENCH / "raw", ignore_errors=True)
+
+
+def _raw_copy(url: str, folder: Path) -> tuple[dict[str, int], float]:
+    """Dump the release's final rows (binary COPY TO), then time their binary COPY into unindexed tables."""
+    folder.mkdir(exist_ok=True)
+    rows, elapsed = {}, 0.0
+    with psycopg.connect(url, autocommit=True) as conn:
+        for table, columns in TABLES.items():
+            dump = folder / f"{table}.bin"
+            with dump.open("wb") as fh, conn.cursor().copy(
+                    f"COPY (SELECT {columns} FROM healcat.{table}) TO STDOUT (FORMAT BINARY)") as copy:
+                for block in copy:
+                    fh.write(block)
+            conn.execute(f"CREATE TABLE raw_{table} (LIKE healcat.{table})")  # columns only: no index, no constraint
+            t0 = time.perf_counter()
+            with conn.transaction(), dump.open("rb") as fh, conn.cursor().copy(
+                    f"COPY raw_{table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    copy.write(block)
+            elapsed += time.perf_counter() - t0
+            rows[table] = conn.execute(f"SELECT count(*) FROM raw_{table}").fetchone()[0]
+            dump.unlink()
+    return rows, elapsed
+
+
+def _report(n_rows: int, rows: dict[str, int], ingest_s: float, raw_s: float, peak_mib: float, url: str) -> None:
+    with psycopg.connect(url) as conn:
+        version = conn.execute("SHOW server_version").fetchone()[0]
+    total = sum(rows.values())
+    print(f"\ningest: {n_rows:,d} catalogue rows (positions + {N_BANDS} AB magnitudes, Parquet) -> "
+          f"{rows['source']:,d} sources + {rows['photometry']:,d} photometry rows")
+    print(f"PostgreSQL {version}, Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} cores")
+    print("| path | seconds | file rows/s | table rows/s |\n|---|---|---|---|")
+    print(f"| healcat ingest (file -> published, indexed) | {ingest_s:.1f} | {n_rows / ingest_s:,.0f} | "
+          f"{total / ingest_s:,.0f} |")
+    print(f"| raw limit: binary COPY of the same rows, unindexed | {raw_s:.1f} | {n_rows / raw_s:,.0f} | "
+          f"{total / raw_s:,.0f} |")
+    print(f"ingest / raw limit: {raw_s / ingest_s:.2f}x; loader peak RSS {peak_mib:,.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
