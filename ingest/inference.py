@@ -23,6 +23,7 @@ import torch
 from catalog.db import home
 from catalog.errors import HealcatError, QueryError
 from catalog.models import InferenceRun, Model, Release
+from ingest import progress
 from ingest.copy import copy_rows
 from ingest.ml import photoz
 
@@ -193,6 +194,7 @@ def run_photoz(engine: sa.Engine, release: str, *, version: str | None = None,
                 mags = np.array([r[2:7] for r in batch], dtype=np.float64)  # NULL -> NaN
                 ok = photoz.valid_rows(mags)
                 n_skip += int((~ok).sum())
+                progress.report(n_pred + n_skip + int(ok.sum()))
                 if ok.any():
                     out = photoz.predict(model, photoz.features(mags[ok]), device=dev)
                     n_pred += _write(pg, keys[ok], out, model_row.model_id, run_id)
@@ -245,3 +247,22 @@ def _describe(dev: torch.device) -> str:
     if dev.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(dev)})"
     return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+# --- which models a release gets ---------------------------------------------------------------
+# The worker queues one infer job per name this returns, and runs it with run_model. Today the
+# only model is photo-z; the model registry replaces these two with its own.
+
+
+def applicable_models(conn: sa.Connection, release_id: int) -> list[str]:
+    """Names of the current models that can run on a release's objects."""
+    release = conn.scalar(sa.select(Release.name).where(Release.release_id == release_id))
+    has_photoz = conn.scalar(sa.text("SELECT EXISTS (SELECT 1 FROM healcat.current_model WHERE name = :n)"),
+                             {"n": PHOTOZ_MODEL})
+    return [PHOTOZ_MODEL] if has_photoz and photoz_applies(conn, release) else []
+
+
+def run_model(engine: sa.Engine, model: str, release: str, *, version: str | None = None) -> RunResult:
+    if model != PHOTOZ_MODEL:
+        raise QueryError(f"infer: no model named {model!r} (known: {PHOTOZ_MODEL})")
+    return run_photoz(engine, release, version=version)

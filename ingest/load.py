@@ -22,7 +22,7 @@ from psycopg.types.json import Jsonb
 from catalog import healpix
 from catalog.errors import IngestError
 from catalog.models import Release, Survey
-from ingest import readers
+from ingest import progress, publish, readers
 from ingest.copy import copy_rows
 from ingest.mapping import MappedChunk, Mapping, apply, load_mapping
 from ingest.validate import Rejected, validate
@@ -82,6 +82,7 @@ def ingest_release(mapping: Mapping | str | Path, engine: sa.Engine, file: str |
             )
         release_id = _insert_release(conn, mapping, path, checksum)
         counts = _load_rows(conn.connection.driver_connection, mapping, path, release_id)
+        publish.publish(conn, release_id)  # current or superseded, and release_change, in this transaction
         conn.execute(sa.update(Release).where(Release.release_id == release_id).values(row_counts=counts))
     log.info("published %s: %s", mapping.release_name, counts)
     return LoadResult(mapping.release_name, release_id, False, counts)
@@ -100,7 +101,7 @@ def _insert_release(conn: sa.Connection, mapping: Mapping, path: Path, checksum:
         .values(
             survey_id=survey_id, name=mapping.release_name, version=mapping.version,
             release_date=mapping.release_date, source_uri=str(path), checksum=checksum,
-            mapping=json.loads(json.dumps(mapping.raw, default=str)), status="published",
+            mapping=json.loads(json.dumps(mapping.raw, default=str)), status="superseded",  # publish() decides
         )
         .returning(Release.release_id)
     )
@@ -116,6 +117,7 @@ def _load_rows(pg, mapping: Mapping, path: Path, release_id: int) -> dict[str, i
         chunk = apply(mapping, table, first_row)
         good, rejected = validate(mapping, chunk, seen_ids)
         counts["rows_read"] += len(table)
+        progress.report(counts["rows_read"])
         counts["quarantine"] += _quarantine(pg, release_id, path, rejected)
         first_rejects += rejected[: 3 - len(first_rejects)]
         for table_name, n in _copy_chunk(pg, mapping, chunk, good, release_id).items():

@@ -35,12 +35,19 @@ def test_ingest_job_runs_once_and_queues_inference(engine, catalog, tmp_path, sc
     assert "queued" in out and "already queued or running" in out
     assert len(_jobs(engine)) == 1, "an identical live job is not queued twice"
 
-    assert Worker(engine, name="test").run(once=True) == 2  # the ingest, then the inference it queued
-    ingest_job, infer_job = _jobs(engine)
+    assert Worker(engine, name="test").run(once=True) == 3  # the ingest, the inference it queued, the index
+    ingest_job, infer_job, index_job = _jobs(engine)
     assert (ingest_job.kind, ingest_job.status, ingest_job.attempts) == ("ingest", "done", 1)
     assert ingest_job.result["row_counts"]["source"] == 40 and not ingest_job.result["already_loaded"]
     assert (infer_job.kind, infer_job.status) == ("infer", "done")
-    assert infer_job.args == {"task": "photoz", "release": "scratch/worker"}
+    assert infer_job.args == {"model": "photoz-sdss", "release": "scratch/worker"}
+    assert (index_job.kind, index_job.status, index_job.args) == ("index", "done", {"release": "scratch/worker"})
+    with engine.connect() as conn:
+        parents = conn.execute(sa.text("SELECT parent_job_id FROM healcat.job ORDER BY job_id")).scalars().all()
+        progress = conn.execute(sa.text("SELECT progress_done, progress_total FROM healcat.job ORDER BY job_id")).all()
+    assert parents == [None, ingest_job.job_id, infer_job.job_id], "the chain ingest -> infer -> index"
+    assert progress[0].progress_done == 40, "the ingest reported its rows"
+    assert progress[2].progress_done == progress[2].progress_total > 0, "the index job reported its steps"
     with engine.connect() as conn:
         n_galaxies = conn.scalar(sa.text(
             "SELECT count(*) FROM healcat.spec_redshift z JOIN healcat.source s USING (shard, source_id) "
@@ -50,7 +57,7 @@ def test_ingest_job_runs_once_and_queues_inference(engine, catalog, tmp_path, sc
 
 def test_a_job_that_cannot_succeed_fails_at_once(engine, catalog, tmp_path, scratch_release):
     with engine.begin() as conn:
-        queue.enqueue(conn, "infer", {"task": "photoz", "release": "no/such-release"})
+        queue.enqueue(conn, "infer", {"model": "photoz-sdss", "release": "no/such-release"})
     assert Worker(engine, name="test").run(once=True) == 1
     (job,) = _jobs(engine)
     assert (job.status, job.attempts) == ("failed", 1) and "no release named 'no/such-release'" in job.error
