@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
-import numpy as np
-import pytest
 import sqlalchemy as sa
 
 from catalog import db
@@ -21,7 +17,7 @@ from ingest.load import ingest_release
 from ingest.mapping import load_mapping
 from ingest.scheduler import Scheduler
 from ingest.worker import Worker
-from tests.conftest import GAIA, SDSS, scratch_mapping, sdss_rows, write_csv
+from tests.conftest import SDSS, gaia_slice, kill_while_copying, scratch_mapping, sdss_rows, write_csv
 
 # What a release holds, independent of the source_ids it was given: ordered rows, hashed.
 SOURCE_CHECKSUM = sa.text("""
@@ -40,48 +36,22 @@ def _jobs(engine, kind: str | None = None):
                             {"kind": kind}).all()
 
 
-def _gaia_slice(folder: Path, n: int, version: str) -> tuple[Path, Path]:
-    """The first n Gaia DR3 bright stars as a file of the same format, and a mapping under survey 'scratch'."""
-    data = load_mapping(GAIA).input_path().read_bytes()
-    path = folder / f"gaia{n}.bin"
-    path.write_bytes(data[:8] + np.array([n], "<u8").tobytes() + data[16:16 + 36 * n])
-    mapping = folder / f"gaia-{version}.toml"
-    mapping.write_text(load_mapping(GAIA).path.read_text()
-                       .replace('name = "gaia"', 'name = "scratch"').replace('"dr3-bright-g10"', f'"{version}"'))
-    return mapping, path
-
-
 def test_a_worker_killed_mid_load_leaves_the_tables_of_an_uninterrupted_run(engine, catalog, tmp_path,
                                                                            scratch_release):
     n = 100_000
-    ref_mapping, path = _gaia_slice(tmp_path, n, "reference")
-    killed_mapping, _ = _gaia_slice(tmp_path, n, "killed")
+    ref_mapping, path = gaia_slice(tmp_path, n, "reference")
+    killed_mapping, _ = gaia_slice(tmp_path, n, "killed")
     ingest_release(ref_mapping, engine, file=path)  # the uninterrupted run
     with engine.begin() as conn:
         job_id, _ = queue.enqueue(conn, "ingest", {"mapping": str(killed_mapping), "file": str(path)})
 
     app = f"healcat-worker-kill-{os.getpid()}"
-    env = {**os.environ, "HEALCAT_DATABASE_URL": db.libpq_url(engine.url), "PGAPPNAME": app}
-    copying = sa.text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :app AND query LIKE 'COPY %%'")
-    worker = subprocess.Popen([sys.executable, "-m", "catalog.cli", "worker", "--poll", "0.2"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            with engine.connect() as conn:
-                if conn.scalar(copying, {"app": app}):
-                    break
-            time.sleep(0.02)
-        else:
-            pytest.fail("the worker never started copying")
-        assert worker.poll() is None, "the worker must still be running when it is killed"
-        worker.send_signal(signal.SIGKILL)
-    finally:
-        worker.wait()
+    kill_while_copying(engine, ["worker", "--poll", "0.2"], app)
     (job,) = _jobs(engine, "ingest")
     assert job.status == "running", "a SIGKILLed worker records nothing"
 
     # A new worker finds the orphan once the server has noticed the dead session, and runs it.
+    env = {**os.environ, "HEALCAT_DATABASE_URL": db.libpq_url(engine.url)}
     restarted = subprocess.run([sys.executable, "-m", "catalog.cli", "worker", "--once", "--poll", "0.2"],
                                env=env, capture_output=True, text=True, timeout=300)
     assert restarted.returncode == 0, restarted.stderr
@@ -210,7 +180,7 @@ def test_failed_jobs_view_and_jobs_listing_with_progress(engine, catalog, tmp_pa
 
 def test_a_worker_pool_runs_separate_releases_in_parallel_processes(engine, catalog, tmp_path, scratch_release):
     for i in range(2):
-        mapping, path = _gaia_slice(tmp_path, 3_000 + i, f"pool{i}")
+        mapping, path = gaia_slice(tmp_path, 3_000 + i, f"pool{i}")
         with engine.begin() as conn:
             queue.enqueue(conn, "ingest", {"mapping": str(mapping), "file": str(path)})
     env = {**os.environ, "HEALCAT_DATABASE_URL": db.libpq_url(engine.url)}
