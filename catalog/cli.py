@@ -6,6 +6,7 @@ import argparse
 import io
 import logging
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -219,9 +220,7 @@ def cmd_enqueue(args: argparse.Namespace) -> None:
         job_args = {"mapping": target, **({"file": str(mapping.input_path(args.file))} if args.file else {})}
     with db.engine().begin() as conn:
         if args.kind == "infer":
-            from ingest.inference import release_id_of
-
-            from ingest.inference import enqueue_inference
+            from ingest.inference import enqueue_inference, release_id_of
 
             jobs = enqueue_inference(conn, release_id_of(conn, args.target))  # an unknown release fails here
             print(f"{len(jobs)} infer jobs queued for {args.target}" + (f" ({', '.join(map(str, jobs))})" if jobs else ""))
@@ -231,8 +230,12 @@ def cmd_enqueue(args: argparse.Namespace) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
-    from ingest.worker import Worker
+    from ingest.worker import Worker, run_pool
 
+    if args.concurrency > 1:
+        codes = run_pool(args.concurrency, once=args.once, poll_s=args.poll)
+        print(f"{args.concurrency} workers stopped (exit codes {codes})")
+        return
     worker = Worker(db.engine())
     worker.stop_on_signals()
     logging.getLogger().setLevel(logging.INFO)
@@ -252,16 +255,75 @@ def cmd_jobs(args: argparse.Namespace) -> None:
                 raise HealcatError(f"jobs: job {args.retry} is not a failed job")
             print(f"job {args.retry} requeued")
             return
-        query = sa.select(Job.job_id, Job.kind, Job.status, Job.attempts, Job.args, Job.run_after,
-                          Job.worker, Job.error).order_by(Job.job_id)
+        query = sa.select(Job.job_id, Job.kind, Job.status, Job.attempts, Job.max_attempts, Job.args,
+                          Job.run_after, Job.worker, Job.progress_done, Job.progress_total, Job.parent_job_id,
+                          Job.error).order_by(Job.job_id)
         if not args.all:
             query = query.where(Job.status != "done")
         rows = conn.execute(query).all()
-    table = Table(rows=[(r.job_id, r.kind, r.status, r.attempts, str(r.args), str(r.run_after)[:19],
-                         r.worker or "", (r.error or "").split("\n")[0][:80]) for r in rows],
-                  names=["job_id", "kind", "status", "attempts", "args", "run_after", "worker", "error"],
-                  dtype=[int, str, str, int, str, str, str, str])
+    table = Table(rows=[(r.job_id, r.kind, r.status, f"{r.attempts}/{r.max_attempts}", _progress(r),
+                         str(r.args), str(r.run_after)[:19], r.worker or "", r.parent_job_id or 0,
+                         (r.error or "").split("\n")[0][:80]) for r in rows],
+                  names=["job_id", "kind", "status", "attempts", "progress", "args", "run_after", "worker",
+                         "parent", "error"],
+                  dtype=[int, str, str, str, str, str, str, str, int, str])
     _print_table(table, args.format)
+
+
+def _progress(job) -> str:
+    if job.progress_done is None:
+        return ""
+    if job.progress_total:
+        return f"{job.progress_done}/{job.progress_total} ({100 * job.progress_done / job.progress_total:.0f}%)"
+    return str(job.progress_done)
+
+
+def cmd_scheduler(args: argparse.Namespace) -> None:
+    from ingest.scheduler import Scheduler, interval_from_env, sources_from_env
+
+    sources = args.source or sources_from_env()
+    if not sources:
+        raise HealcatError("scheduler: no release sources; give --source PATH or set HEALCAT_RELEASE_SOURCES")
+    scheduler = Scheduler(db.engine(), sources)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: scheduler.stopping.set())
+    logging.getLogger().setLevel(logging.INFO)
+    interval = args.interval if args.interval is not None else interval_from_env()
+    n = scheduler.run(once=args.once, interval_s=interval)
+    print(f"scheduler {scheduler.name}: {n} ingest jobs queued")
+
+
+def cmd_release_list(args: argparse.Namespace) -> None:
+    from catalog.releases import list_releases
+
+    with db.engine().connect() as conn:
+        _print_table(list_releases(conn, args.survey), args.format)
+
+
+def cmd_release_show(args: argparse.Namespace) -> None:
+    from catalog.releases import show_release
+
+    with db.engine().connect() as conn:
+        info = show_release(conn, args.name)
+    rows = [(key, ", ".join(f"{k} {v}" for k, v in value.items()) if isinstance(value, dict) else str(value))
+            for key, value in info.items()]
+    _print_table(Table(rows=rows, names=["field", "value"], dtype=[str, str]), args.format)
+
+
+def cmd_release_diff(args: argparse.Namespace) -> None:
+    from catalog.releases import diff_release
+
+    with db.engine().connect() as conn:
+        _print_table(diff_release(conn, args.name, args.change), args.format)
+
+
+def _release_action(group, action: str, func, help: str, fmt: dict) -> argparse.ArgumentParser:
+    """One `healcat release ACTION NAME [--format F]` subcommand."""
+    p = group.add_parser(action, help=help)
+    p.add_argument("name", help="release name, e.g. sdss/dr14-skyserver-10k")
+    p.add_argument("--format", **fmt)
+    p.set_defaults(func=func)
+    return p
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -378,13 +440,35 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="run queued jobs until stopped")
     p.add_argument("--once", action="store_true", help="stop when no job is due")
     p.add_argument("--poll", type=float, default=2.0, help="seconds between polls of an empty queue")
+    p.add_argument("--concurrency", type=int, default=1, help="worker processes to run here")
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("scheduler", help="scan release sources now and then, queue ingest jobs for new releases",
+                       formatter_class=formatter)
+    p.add_argument("--source", action="append", type=Path, metavar="PATH",
+                   help="a directory of mapping files (data files beside them) or a manifest file; repeatable "
+                        "(default: HEALCAT_RELEASE_SOURCES, separated by ':')")
+    p.add_argument("--interval", type=float, metavar="SECONDS",
+                   help="seconds between scans (default: HEALCAT_SCHEDULE_INTERVAL_S, else 300)")
+    p.add_argument("--once", action="store_true", help="scan once and stop")
+    p.set_defaults(func=cmd_scheduler)
 
     p = sub.add_parser("jobs", help="the queue: queued, running and failed jobs")
     p.add_argument("--all", action="store_true", help="include finished jobs")
     p.add_argument("--retry", type=int, metavar="JOB_ID", help="requeue a failed job")
     p.add_argument("--format", **fmt)
     p.set_defaults(func=cmd_jobs)
+
+    p = sub.add_parser("release", help="releases: list, show, diff against the previous one")
+    releases = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    q = releases.add_parser("list", help="every release with its status (published = current) and its changes")
+    q.add_argument("--survey", help="only this survey's releases")
+    q.add_argument("--format", **fmt)
+    q.set_defaults(func=cmd_release_list)
+    _release_action(releases, "show", cmd_release_show, "a release's provenance, row counts and changes", fmt)
+    q = _release_action(releases, "diff", cmd_release_diff, "objects new, changed or vanished since the previous "
+                        "release of the survey", fmt)
+    q.add_argument("--change", choices=["new", "changed", "vanished"], help="only these")
 
     p = sub.add_parser("demo", help="load the SDSS sample, train, infer, and show a cone and a similarity search")
     p.set_defaults(func=cmd_demo)

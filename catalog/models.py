@@ -102,6 +102,8 @@ class Release(Base):
         CheckConstraint(
             "status IN ('published', 'superseded')", name="status"
         ),
+        # At most one published (current) release per survey: publish.py supersedes the others.
+        Index("uq_release_published_survey", "survey_id", unique=True, postgresql_where=text("status = 'published'")),
     )
     release_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     survey_id: Mapped[int] = mapped_column(ForeignKey(f"{SCHEMA}.survey.survey_id"))
@@ -116,6 +118,10 @@ class Release(Base):
         Text, comment="published; superseded once a newer release of the survey replaces it"
     )
     created_at: Mapped[dt.datetime] = _created()
+    previous_release_id: Mapped[int | None] = mapped_column(
+        ForeignKey(f"{SCHEMA}.release.release_id"),
+        comment="the survey's release this one was compared with when published (release_change)",
+    )
 
 
 class Quarantine(Base):
@@ -296,6 +302,30 @@ class StellarMass(PerSource, Base):
     log_sfr_p84_msun_yr: Mapped[float | None] = mapped_column(Double)
 
 
+class ReleaseChange(PerSource, Base):
+    """How a release differs from the survey's previous one: objects new, changed or vanished.
+
+    ``(shard, source_id)`` is the object in this release for 'new' and 'changed', and the object of
+    the previous release for 'vanished'; ``previous_*`` is always the previous release's object.
+    Objects matched by id with identical values are unchanged and get no row.
+    """
+
+    __tablename__ = "release_change"
+    __extra_args__ = (
+        CheckConstraint("change IN ('new', 'changed', 'vanished')", name="change"),
+        CheckConstraint("matched_by IN ('object_id', 'position')", name="matched_by"),
+        Index("ix_release_change_release_id_change", "release_id", "change"),
+    )
+    release_id: Mapped[int] = mapped_column(
+        ForeignKey(f"{SCHEMA}.release.release_id", ondelete="CASCADE"), primary_key=True
+    )
+    change: Mapped[str] = mapped_column(Text)
+    previous_shard: Mapped[int | None] = mapped_column(SmallInteger)
+    previous_source_id: Mapped[int | None] = mapped_column(BigInteger)
+    matched_by: Mapped[str | None] = mapped_column(Text, comment="object_id, or position when the id changed")
+    separation_arcsec: Mapped[float | None] = mapped_column(Double, comment="between the two positions [arcsec]")
+
+
 # --- machine learning --------------------------------------------------------
 
 
@@ -389,7 +419,7 @@ class Job(Base):
 
     __tablename__ = "job"
     __table_args__ = (
-        CheckConstraint("kind IN ('ingest', 'infer')", name="kind"),
+        CheckConstraint("kind IN ('ingest', 'infer', 'index')", name="kind"),
         CheckConstraint("status IN ('queued', 'running', 'done', 'failed')", name="status"),
         # One live job per piece of work: duplicates are stopped here, not by code.
         Index("uq_job_live_key", "key", unique=True, postgresql_where=text("status IN ('queued', 'running')")),
@@ -409,3 +439,20 @@ class Job(Base):
     worker: Mapped[str | None] = mapped_column(Text, comment="host:pid of the worker that ran it last")
     result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     error: Mapped[str | None] = mapped_column(Text)
+    parent_job_id: Mapped[int | None] = mapped_column(
+        ForeignKey(f"{SCHEMA}.job.job_id", ondelete="SET NULL"), comment="the job whose success queued this one"
+    )
+    progress_done: Mapped[int | None] = mapped_column(BigInteger, comment="rows (or steps) done so far")
+    progress_total: Mapped[int | None] = mapped_column(BigInteger, comment="rows (or steps) in all, when known")
+
+
+class ScheduledIngest(Base):
+    """A release file the scheduler has queued, by checksum: two schedulers never queue it twice."""
+
+    __tablename__ = "scheduled_ingest"
+    checksum: Mapped[str] = mapped_column(Text, primary_key=True, comment="release checksum (file and mapping)")
+    mapping: Mapped[str] = mapped_column(Text)
+    file: Mapped[str] = mapped_column(Text)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey(f"{SCHEMA}.job.job_id", ondelete="SET NULL"))
+    scheduler: Mapped[str] = mapped_column(Text, comment="host:pid of the scheduler that found it")
+    found_at: Mapped[dt.datetime] = _created()

@@ -32,7 +32,7 @@ from psycopg.types.json import Jsonb
 from catalog.db import home
 from catalog.errors import HealcatError, QueryError
 from catalog.models import InferenceRun, Model, Release
-from ingest import queue
+from ingest import progress, queue
 from ingest.copy import copy_columns, copy_rows
 from ingest.ml.common import best_device
 from ingest.tasks import Outputs, Task, all_tasks, get_task
@@ -198,10 +198,11 @@ def infer_job_args(model: ModelRef, release: str) -> dict:
     return {"model": model.name, "version": model.version, "release": release}
 
 
-def enqueue_inference(conn: sa.Connection, release_id: int) -> list[int]:
+def enqueue_inference(conn: sa.Connection, release_id: int, parent_job_id: int | None = None) -> list[int]:
     """Queue an infer job for every applicable model on a release; returns the job ids."""
     release = conn.scalar(sa.select(Release.name).where(Release.release_id == release_id))
-    return [queue.enqueue(conn, "infer", infer_job_args(m, release))[0] for m in applicable_models(conn, release_id)]
+    return [queue.enqueue(conn, "infer", infer_job_args(m, release), parent_job_id=parent_job_id)[0]
+            for m in applicable_models(conn, release_id)]
 
 
 def backfill(engine: sa.Engine, model: Model) -> list[int]:
@@ -278,6 +279,7 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
             cur.execute(task.input_query, params)
             while batch := cur.fetchmany(batch_size):
                 prepared = task.prepare(batch)
+                progress.report(n_pred + n_skip + len(batch))
                 skipped = prepared.skipped
                 if len(prepared.keys):
                     out = task.predict(model, prepared.inputs, dev)

@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from catalog import healpix
 from catalog.errors import IngestError
 from catalog.models import Release, Survey
-from ingest import readers
+from ingest import progress, publish, readers
 from ingest.copy import copy_columns
 from ingest.mapping import MappedChunk, Mapping, apply, load_mapping
 from ingest.validate import Rejected, SeenIds, quarantined, validate
@@ -74,11 +74,11 @@ def ingest_release(mapping: Mapping | str | Path, engine: sa.Engine, file: str |
     path = mapping.input_path(file)
     if not path.is_file():
         raise IngestError(f"{path}: no such file (release {mapping.release_name})")
-    return publish(engine, mapping, path, release_checksum(path, mapping),
+    return load_release(engine, mapping, path, release_checksum(path, mapping),
                    lambda pg, release_id: _load_rows(pg, mapping, path, release_id))
 
 
-def publish(engine: sa.Engine, mapping, path: Path, checksum: str,
+def load_release(engine: sa.Engine, mapping, path: Path, checksum: str,
             load_rows: Callable[[Any, int], dict[str, int]]) -> LoadResult:
     """Insert the release and its rows (``load_rows(psycopg connection, release_id)`` -> counts) in one
     transaction, unless a release with this checksum is there already."""
@@ -96,6 +96,7 @@ def publish(engine: sa.Engine, mapping, path: Path, checksum: str,
             )
         release_id = _insert_release(conn, mapping, path, checksum)
         counts = load_rows(conn.connection.driver_connection, release_id)
+        publish.publish(conn, release_id)  # current or superseded, and release_change, in this transaction
         conn.execute(sa.update(Release).where(Release.release_id == release_id).values(row_counts=counts))
     log.info("published %s: %s", mapping.release_name, counts)
     return LoadResult(mapping.release_name, release_id, False, counts)
@@ -114,7 +115,7 @@ def _insert_release(conn: sa.Connection, mapping: Mapping, path: Path, checksum:
         .values(
             survey_id=survey_id, name=mapping.release_name, version=mapping.version,
             release_date=mapping.release_date, source_uri=str(path), checksum=checksum,
-            mapping=json.loads(json.dumps(mapping.raw, default=str)), status="published",
+            mapping=json.loads(json.dumps(mapping.raw, default=str)), status="superseded",  # publish() decides
         )
         .returning(Release.release_id)
     )
@@ -154,6 +155,7 @@ def _load_rows(pg, mapping: Mapping, path: Path, release_id: int) -> dict[str, i
         good, rejected = validate(mapping, chunk, seen_ids)
         owner = _owners(pg, mapping, chunk, good, rejected)
         counts["rows_read"] += len(table)
+        progress.report(counts["rows_read"])
         counts["quarantine"] += _quarantine(pg, release_id, path, rejected)
         first_rejects += rejected[: 3 - len(first_rejects)]
         for table_name, n in _copy_chunk(pg, mapping, chunk, good, owner, release_id).items():

@@ -1,7 +1,7 @@
 """Load a release of per-object files (light curves, spectra) through its mapping, atomically.
 
 file set -> series readers -> mapping -> validation -> COPY -> publish, in one transaction
-(``ingest.load.publish``). The release is named by the sha256 of every input file (its name
+(``ingest.load.load_release``). The release is named by the sha256 of every input file (its name
 and bytes) and the mapping, so ingesting the same set again changes nothing.
 
 Objects become sources as catalogue rows do (``ingest.mapping.apply``, ``ingest.validate``),
@@ -30,7 +30,7 @@ from psycopg.types.json import Jsonb
 
 from catalog.errors import IngestError, MappingError
 from ingest.copy import copy_rows
-from ingest.load import LoadResult, _copy_chunk, _quarantine, publish
+from ingest.load import LoadResult, _copy_chunk, _quarantine, load_release
 from ingest.mapping import apply, data_dir, json_scalar
 from ingest.perobject_build import curve_rows, group_by_position, spectrum_row
 from ingest.perobject_mapping import PerObjectMapping
@@ -64,7 +64,7 @@ def ingest_per_object(mapping: PerObjectMapping, engine) -> LoadResult:
     paths = mapping.input_paths()
     uri = "; ".join((mapping.catalog.patterns if mapping.catalog else ()) + mapping.series.patterns)
     load = _load_light_curves if mapping.light_curve else _load_spectra
-    return publish(engine, mapping, uri, files_checksum(paths, mapping),
+    return load_release(engine, mapping, uri, files_checksum(paths, mapping),
                    lambda pg, release_id: load(pg, mapping, release_id))
 
 

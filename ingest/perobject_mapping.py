@@ -117,7 +117,7 @@ class PerObjectMapping:
     sexagesimal: dict[str, tuple[str, str, str]]  # derived column "d:m:s" -> its three input columns
     raw: dict[str, Any] = field(repr=False)
 
-    # The names load.publish() and the release row need, as for a catalogue mapping.
+    # The names load.load_release() and the release row need, as for a catalogue mapping.
     @property
     def release_name(self) -> str:
         return self.source.release_name

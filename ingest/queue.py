@@ -7,7 +7,9 @@
   worker's session, so a worker that dies (SIGKILL, lost machine) releases it.
 - ``requeue_orphans`` puts back running jobs whose lock nobody holds.
 - ``fail`` retries with exponential backoff until ``max_attempts``, then keeps the job as
-  failed with its error; ``retry`` requeues a failed job by hand.
+  failed with its error (the view ``healcat.failed_job``); ``retry`` requeues a failed job by hand.
+- ``progress`` records rows (or steps) done in the running job's row; a job queued by another
+  one's success (ingest -> infer -> index) names it in ``parent_job_id``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ BACKOFF_MAX_S = 3600.0
 
 _CLAIM = sa.text("""
 UPDATE healcat.job SET status = 'running', attempts = attempts + 1, started_at = now(),
-       finished_at = NULL, worker = :worker
+       finished_at = NULL, worker = :worker, progress_done = NULL, progress_total = NULL
 WHERE job_id = (
     SELECT job_id FROM healcat.job
     WHERE status = 'queued' AND run_after <= now()
@@ -58,12 +60,13 @@ def job_key(kind: str, args: dict[str, Any]) -> str:
     return f"{kind}:{json.dumps(args, sort_keys=True)}"
 
 
-def enqueue(conn: sa.Connection, kind: str, args: dict[str, Any], *, max_attempts: int = 5) -> tuple[int, bool]:
+def enqueue(conn: sa.Connection, kind: str, args: dict[str, Any], *, max_attempts: int = 5,
+            parent_job_id: int | None = None) -> tuple[int, bool]:
     """Queue a job; returns (job_id, created). An identical live job is returned instead of a new one."""
     key = job_key(kind, args)
     stmt = (
         sa.dialects.postgresql.insert(Job)
-        .values(kind=kind, key=key, args=args, max_attempts=max_attempts)
+        .values(kind=kind, key=key, args=args, max_attempts=max_attempts, parent_job_id=parent_job_id)
         .on_conflict_do_nothing(index_elements=["key"], index_where=Job.status.in_(["queued", "running"]))
         .returning(Job.job_id)
     )
@@ -72,7 +75,7 @@ def enqueue(conn: sa.Connection, kind: str, args: dict[str, Any], *, max_attempt
         return job_id, True
     live = conn.scalar(sa.select(Job.job_id).where(Job.key == key, Job.status.in_(["queued", "running"])))
     if live is None:  # it finished between the two statements: queue it again
-        return enqueue(conn, kind, args, max_attempts=max_attempts)
+        return enqueue(conn, kind, args, max_attempts=max_attempts, parent_job_id=parent_job_id)
     return live, False
 
 
@@ -83,6 +86,13 @@ def claim(conn: sa.Connection, worker: str) -> sa.Row | None:
         if job is not None:
             conn.execute(_LOCK, {"job_id": job.job_id})
     return job
+
+
+def progress(conn: sa.Connection, job_id: int, done: int, total: int | None) -> None:
+    """Record how far a running job is (its own short transaction, visible to `healcat jobs` at once)."""
+    with conn.begin():
+        conn.execute(sa.update(Job).where(Job.job_id == job_id, Job.status == "running")
+                     .values(progress_done=done, progress_total=total))
 
 
 def finish(conn: sa.Connection, job_id: int, result: dict[str, Any]) -> None:

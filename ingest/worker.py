@@ -1,8 +1,15 @@
-"""``healcat worker``: run queued jobs until stopped (SIGTERM/SIGINT finish the current job first)."""
+"""``healcat worker``: run queued jobs until stopped (SIGTERM/SIGINT finish the current job first).
+
+The chain of a release: an ``ingest`` job loads and publishes it, then queues one ``infer`` job
+per model that applies (``ingest.inference.applicable_models``); each of those, once done, queues
+the release's ``index`` job (ANALYZE, HNSW indexes), which runs once however many queue it while
+it waits. Each job names the one that queued it in ``parent_job_id``.
+"""
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import signal
 import socket
@@ -14,37 +21,48 @@ from typing import Any
 import sqlalchemy as sa
 
 from catalog.errors import MappingError, QueryError
-from ingest import queue
+from ingest import progress, queue
 
 log = logging.getLogger(__name__)
 
 
-def run_ingest(engine: sa.Engine, args: dict[str, Any]) -> dict[str, Any]:
-    """Ingest a release; once it is published, queue inference for every current model that applies."""
-    from ingest.inference import enqueue_inference, release_id_of
+def run_ingest(engine: sa.Engine, args: dict[str, Any], job_id: int) -> dict[str, Any]:
+    """Ingest a release; then queue one infer job per model that applies to it, or the index job if none does."""
+    from ingest.inference import enqueue_inference
     from ingest.load import ingest_release
 
     result = ingest_release(args["mapping"], engine, file=args.get("file"))
     with engine.begin() as conn:
-        queued = enqueue_inference(conn, release_id_of(conn, result.release))
+        queued = enqueue_inference(conn, result.release_id, parent_job_id=job_id)
+        if not queued:
+            queued.append(queue.enqueue(conn, "index", {"release": result.release}, parent_job_id=job_id)[0])
     return {"release": result.release, "already_loaded": result.already_loaded,
             "row_counts": result.row_counts, "queued_jobs": queued}
 
 
-def run_infer(engine: sa.Engine, args: dict[str, Any]) -> dict[str, Any]:
-    """Run a model over a release: args ``model`` (name) or ``task`` (its model), ``release``, ``version``."""
+def run_infer(engine: sa.Engine, args: dict[str, Any], job_id: int) -> dict[str, Any]:
+    """Run a model over a release (args ``model`` or ``task``, ``release``, ``version``); then queue its index job."""
     from ingest.inference import run_model
     from ingest.tasks import get_task
 
     model = args.get("model") or get_task(args.get("task", "")).model_name
     result = run_model(engine, model, args["release"], version=args.get("version"))
+    with engine.begin() as conn:
+        index_job, _ = queue.enqueue(conn, "index", {"release": args["release"]}, parent_job_id=job_id)
     return {"run_id": result.run_id, "n_predicted": result.n_predicted, "n_skipped": result.n_skipped,
-            "device": result.device}
+            "device": result.device, "queued_jobs": [index_job]}
 
 
-HANDLERS: dict[str, Callable[[sa.Engine, dict[str, Any]], dict[str, Any]]] = {
+def run_index(engine: sa.Engine, args: dict[str, Any], job_id: int) -> dict[str, Any]:
+    from ingest.indexing import refresh_indexes
+
+    return refresh_indexes(engine, args["release"])
+
+
+HANDLERS: dict[str, Callable[[sa.Engine, dict[str, Any], int], dict[str, Any]]] = {
     "ingest": run_ingest,
     "infer": run_infer,
+    "index": run_index,
 }
 
 
@@ -75,7 +93,8 @@ class Worker:
     def _run_one(self, conn: sa.Connection, job: sa.Row) -> None:
         log.info("job %d (%s %s), attempt %d of %d", job.job_id, job.kind, job.args, job.attempts, job.max_attempts)
         try:
-            result = HANDLERS[job.kind](self.engine, job.args)
+            with progress.reporting(lambda done, total: queue.progress(conn, job.job_id, done, total)):
+                result = HANDLERS[job.kind](self.engine, job.args, job.job_id)
         except Exception as exc:  # a job's failure is recorded, never fatal to the worker
             error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
             # A bad mapping or an unknown release or model fails the same way every time: no retries.
@@ -88,3 +107,33 @@ class Worker:
     def stop_on_signals(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stopping.set())
+
+
+def _pool_member(once: bool, poll_s: float) -> None:
+    from catalog import db
+
+    logging.basicConfig(level=logging.INFO, format="%(processName)s %(message)s")
+    worker = Worker(db.engine())
+    worker.stop_on_signals()
+    worker.run(once=once, poll_s=poll_s)
+
+
+def run_pool(concurrency: int, *, once: bool = False, poll_s: float = 2.0) -> list[int]:
+    """``healcat worker --concurrency N``: N worker processes (ingestion is CPU-bound Python, so
+    processes, not threads); SIGTERM/SIGINT are passed on and each finishes its job. Returns exit codes."""
+    ctx = multiprocessing.get_context("spawn")
+    members = [ctx.Process(target=_pool_member, args=(once, poll_s), name=f"worker-{i + 1}")
+               for i in range(concurrency)]
+    for member in members:
+        member.start()
+
+    def pass_on(signum, _frame):
+        for member in members:
+            if member.pid is not None and member.is_alive():
+                os.kill(member.pid, signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, pass_on)
+    for member in members:
+        member.join()
+    return [member.exitcode for member in members]

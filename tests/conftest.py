@@ -154,3 +154,46 @@ def per_object_mapping(folder: Path, name: str, version: str, files: dict[str, l
     path = folder / f"scratch-{version}.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def gaia_slice(folder: Path, n: int, version: str) -> tuple[Path, Path]:
+    """The first n Gaia DR3 bright stars as a file of the same format, and a mapping for it under the
+    survey 'scratch' and the given version."""
+    import numpy as np
+
+    from ingest.mapping import load_mapping
+
+    gaia = load_mapping(GAIA)
+    data = gaia.input_path().read_bytes()
+    path = folder / f"gaia{n}.bin"
+    path.write_bytes(data[:8] + np.array([n], "<u8").tobytes() + data[16:16 + 36 * n])
+    mapping = folder / f"gaia-{version}.toml"
+    mapping.write_text(gaia.path.read_text().replace('name = "gaia"', 'name = "scratch"')
+                       .replace('"dr3-bright-g10"', f'"{version}"'))
+    return mapping, path
+
+
+def kill_while_copying(engine, argv: list[str], app: str) -> None:
+    """Run ``healcat ARGV`` in a process (PGAPPNAME=app) and SIGKILL it once its session is copying rows."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "HEALCAT_DATABASE_URL": db.libpq_url(engine.url), "PGAPPNAME": app}
+    copying = sa.text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :app AND query LIKE 'COPY %%'")
+    process = subprocess.Popen([sys.executable, "-m", "catalog.cli", *argv], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                if conn.scalar(copying, {"app": app}):
+                    break
+            time.sleep(0.02)
+        else:
+            pytest.fail(f"healcat {' '.join(argv)} never started copying")
+        assert process.poll() is None, "the process must still be running when it is killed"
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()

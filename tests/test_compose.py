@@ -1,22 +1,34 @@
-"""docker-compose.yml: PostgreSQL with pgvector, the migrations, then a worker, on one database URL."""
+"""docker-compose.yml: PostgreSQL with pgvector, the migrations, a scheduler and two workers, on one database URL."""
 
 from pathlib import Path
 
 import yaml
 
 COMPOSE = Path(__file__).resolve().parents[1] / "docker-compose.yml"
+SERVICES = ("migrate", "scheduler", "worker-1", "worker-2")
 
 
-def test_compose_runs_database_migrations_and_a_worker_on_one_url():
+def test_compose_runs_database_migrations_scheduler_and_two_workers_on_one_url():
     spec = yaml.safe_load(COMPOSE.read_text())
     services = spec["services"]
+    assert set(services) == {"db", *SERVICES}
     assert services["db"]["image"].startswith("pgvector/pgvector:")
     assert services["migrate"]["command"] == ["healcat", "db", "up"]
-    assert services["worker"]["command"] == ["healcat", "worker"]
     assert services["migrate"]["depends_on"]["db"]["condition"] == "service_healthy"
-    assert services["worker"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
-    urls = {services[s]["environment"]["HEALCAT_DATABASE_URL"] for s in ("migrate", "worker")}
-    assert len(urls) == 1 and "@db:5432/" in urls.pop()
+    assert services["scheduler"]["command"] == ["healcat", "scheduler"]
+    for name in ("scheduler", "worker-1", "worker-2"):
+        assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+        assert services[name]["restart"] == "unless-stopped"
+    for name in ("worker-1", "worker-2"):
+        assert services[name]["command"] == ["healcat", "worker"]
+        assert services[name]["stop_signal"] == "SIGTERM", "a stopping worker finishes its job first"
+    urls = {services[s]["environment"]["HEALCAT_DATABASE_URL"] for s in SERVICES}
+    assert len(urls) == 1 and "@db:5432/" in next(iter(urls))
     env = services["db"]["environment"]
-    assert f"{env['POSTGRES_USER']}:{env['POSTGRES_PASSWORD']}@db:5432/{env['POSTGRES_DB']}" in \
-        services["worker"]["environment"]["HEALCAT_DATABASE_URL"]
+    assert f"{env['POSTGRES_USER']}:{env['POSTGRES_PASSWORD']}@db:5432/{env['POSTGRES_DB']}" in urls.pop()
+    # The scheduler queues paths that every worker must read at the same place.
+    assert services["scheduler"]["environment"]["HEALCAT_RELEASE_SOURCES"] == "/releases"
+    for name in SERVICES:
+        targets = {v.split("}")[-1].split(":")[1] for v in services[name]["volumes"]}
+        assert {"/releases", "/data"} <= targets, name
+

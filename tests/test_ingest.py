@@ -14,7 +14,9 @@ from catalog.errors import IngestError, MappingError
 from ingest import readers
 from ingest.load import ingest_release
 from ingest.mapping import apply, load_mapping
-from tests.conftest import GAIA_RELEASE, SDSS, SDSS_RELEASE, scratch_mapping, sdss_rows, spec_name, write_csv
+from tests.conftest import (
+    GAIA_RELEASE, SDSS, SDSS_RELEASE, gaia_slice, kill_while_copying, scratch_mapping, sdss_rows, spec_name, write_csv,
+)
 
 SDSS_CSV = load_mapping(SDSS).input_path()
 
@@ -253,22 +255,10 @@ def test_objects_known_only_by_gaia_id_are_stored_and_joinable(engine, catalog, 
 
 def test_a_load_killed_midway_leaves_nothing_and_a_rerun_loads_it_whole(engine, catalog, tmp_path, scratch_release):
     import os
-    import signal
-    import subprocess
-    import sys
     import time
 
-    import numpy as np
-
-    from catalog import db
-
-    data = load_mapping("gaia_dr3_bright").input_path().read_bytes()
     n = 150_000
-    sliced = tmp_path / "gaia150k.bin"
-    sliced.write_bytes(data[:8] + np.array([n], "<u8").tobytes() + data[16:16 + 36 * n])
-    mapping = tmp_path / "gaia-scratch.toml"
-    mapping.write_text(load_mapping("gaia_dr3_bright").path.read_text()
-                       .replace('name = "gaia"', 'name = "scratch"').replace('"dr3-bright-g10"', '"killed"'))
+    mapping, sliced = gaia_slice(tmp_path, n, "killed")
 
     def count_sources():
         with engine.connect() as conn:
@@ -276,24 +266,8 @@ def test_a_load_killed_midway_leaves_nothing_and_a_rerun_loads_it_whole(engine, 
 
     before = count_sources()
     app = f"healcat-killtest-{os.getpid()}"
-    env = {**os.environ, "HEALCAT_DATABASE_URL": db.libpq_url(engine.url), "PGAPPNAME": app}
-    copying = sa.text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :app AND query LIKE 'COPY %%'")
     backend = sa.text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :app")
-    loader = subprocess.Popen([sys.executable, "-m", "catalog.cli", "ingest", str(mapping), "--file", str(sliced)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # wait until it is copying rows
-            with engine.connect() as conn:
-                if conn.scalar(copying, {"app": app}):
-                    break
-            time.sleep(0.02)
-        else:
-            pytest.fail("the loader never started copying")
-        assert loader.poll() is None, "the loader must still be running when it is killed"
-        loader.send_signal(signal.SIGKILL)
-    finally:
-        loader.wait()
+    kill_while_copying(engine, ["ingest", str(mapping), "--file", str(sliced)], app)
     deadline = time.monotonic() + 60
     while True:  # the server notices the dead client and rolls its transaction back
         with engine.connect() as conn:

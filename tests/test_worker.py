@@ -35,8 +35,8 @@ def test_ingest_job_runs_once_and_queues_inference(engine, catalog, tmp_path, sc
     assert "queued" in out and "already queued or running" in out
     assert len(_jobs(engine)) == 1, "an identical live job is not queued twice"
 
-    assert Worker(engine, name="test").run(once=True) == 3  # the ingest, then the inference it queued
-    ingest_job, class_job, infer_job = _jobs(engine)
+    assert Worker(engine, name="test").run(once=True) == 4  # the ingest, the two inferences it queued, the index
+    ingest_job, class_job, infer_job, index_job = _jobs(engine)
     assert (ingest_job.kind, ingest_job.status, ingest_job.attempts) == ("ingest", "done", 1)
     assert ingest_job.result["row_counts"]["source"] == 40 and not ingest_job.result["already_loaded"]
     assert (class_job.kind, class_job.status, infer_job.kind, infer_job.status) == ("infer", "done", "infer", "done")
@@ -44,6 +44,13 @@ def test_ingest_job_runs_once_and_queues_inference(engine, catalog, tmp_path, sc
                               "release": "scratch/worker"}, "the classifier first: photo-z needs its labels"
     assert infer_job.args == {"model": catalog["model"].name, "version": catalog["model"].version,
                               "release": "scratch/worker"}
+    assert (index_job.kind, index_job.status, index_job.args) == ("index", "done", {"release": "scratch/worker"})
+    with engine.connect() as conn:
+        parents = conn.execute(sa.text("SELECT parent_job_id FROM healcat.job ORDER BY job_id")).scalars().all()
+        progress = conn.execute(sa.text("SELECT progress_done, progress_total FROM healcat.job ORDER BY job_id")).all()
+    assert parents == [None, ingest_job.job_id, ingest_job.job_id, class_job.job_id], "ingest -> infer -> index"
+    assert progress[0].progress_done == 40, "the ingest reported its rows"
+    assert progress[3].progress_done == progress[3].progress_total > 0, "the index job reported its steps"
     with engine.connect() as conn:
         n_galaxies = conn.scalar(sa.text(
             "SELECT count(*) FROM healcat.spec_redshift z JOIN healcat.source s USING (shard, source_id) "
@@ -53,7 +60,7 @@ def test_ingest_job_runs_once_and_queues_inference(engine, catalog, tmp_path, sc
 
 def test_a_job_that_cannot_succeed_fails_at_once(engine, catalog, tmp_path, scratch_release):
     with engine.begin() as conn:
-        queue.enqueue(conn, "infer", {"task": "photoz", "release": "no/such-release"})
+        queue.enqueue(conn, "infer", {"model": "photoz-sdss", "release": "no/such-release"})
     assert Worker(engine, name="test").run(once=True) == 1
     (job,) = _jobs(engine)
     assert (job.status, job.attempts) == ("failed", 1) and "no release named 'no/such-release'" in job.error

@@ -1,0 +1,130 @@
+"""Worker scaling: the same four release files ingested by one running worker, then by two.
+
+Four slices of the Gaia DR3 bright file (real stars, different rows in each, one survey per file
+so the releases are independent) are queued as ingest jobs, each of which then queues and runs
+its index job. The workers are `healcat worker` processes started beforehand and warmed up with
+one small release each (a worker's first job imports the ingestion modules); the wall time runs
+from queueing the four files to the queue being empty. Baseline: one worker, in the same run.
+Both runs must load the same rows.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import sqlalchemy as sa
+
+N_FILES = 4
+ROWS_PER_FILE = 40_000
+WARM_UP_ROWS = 500
+
+
+def _setup():
+    os.environ.setdefault("HEALCAT_HOME", str(Path(__file__).resolve().parents[1] / "var" / "bench"))
+    from catalog import db
+
+    url = db.database_url()
+    db.migrate(url)
+    return db.engine(), db.libpq_url(url)
+
+
+def _gaia_file(folder: Path, name: str, first: int, n: int) -> Path:
+    from ingest.mapping import load_mapping
+
+    data = load_mapping("gaia_dr3_bright").input_path().read_bytes()
+    path = folder / f"{name}.bin"
+    start = 16 + 36 * first
+    path.write_bytes(data[:8] + np.array([n], "<u8").tobytes() + data[start:start + 36 * n])
+    return path
+
+
+def _queue(engine, folder: Path, files: dict[str, Path]) -> None:
+    """One ingest job per file, each under its own survey (named after the file)."""
+    from ingest import queue
+    from ingest.mapping import load_mapping
+
+    text = load_mapping("gaia_dr3_bright").path.read_text()
+    with engine.begin() as conn:
+        for survey, path in files.items():
+            mapping = folder / f"{survey}.toml"
+            mapping.write_text(text.replace('name = "gaia"', f'name = "{survey}"'))
+            queue.enqueue(conn, "ingest", {"mapping": str(mapping), "file": str(path)})
+
+
+def _drain(engine) -> None:
+    while True:
+        with engine.connect() as conn:
+            live, failed = conn.execute(sa.text(
+                "SELECT count(*) FILTER (WHERE status IN ('queued', 'running')), "
+                "count(*) FILTER (WHERE status = 'failed') FROM healcat.job")).one()
+        if failed:
+            raise SystemExit(f"{failed} jobs failed")
+        if not live:
+            return
+        time.sleep(0.05)
+
+
+def _clean(engine, surveys: list[str]) -> int:
+    """Remove the round's releases; returns how many sources they had."""
+    with engine.begin() as conn:
+        params = {"s": surveys}
+        n = conn.scalar(sa.text("SELECT count(*) FROM healcat.source s JOIN healcat.release r USING (release_id) "
+                                "JOIN healcat.survey v USING (survey_id) WHERE v.name = ANY(:s)"), params)
+        conn.execute(sa.text("DELETE FROM healcat.source s USING healcat.release r, healcat.survey v "
+                             "WHERE s.release_id = r.release_id AND r.survey_id = v.survey_id AND v.name = ANY(:s)"),
+                     params)
+        conn.execute(sa.text("DELETE FROM healcat.release r USING healcat.survey v "
+                             "WHERE r.survey_id = v.survey_id AND v.name = ANY(:s)"), params)
+        conn.execute(sa.text("DELETE FROM healcat.survey WHERE name = ANY(:s)"), params)
+        conn.execute(sa.text("DELETE FROM healcat.job"))
+    return n
+
+
+def _round(engine, url: str, folder: Path, files: list[Path], n_workers: int) -> tuple[float, int]:
+    env = {**os.environ, "HEALCAT_DATABASE_URL": url}
+    workers = [subprocess.Popen([sys.executable, "-m", "catalog.cli", "worker", "--poll", "0.05"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(n_workers)]
+    try:
+        warm = {f"bench-warm{n_workers}-{i}": _gaia_file(folder, f"warm{i}", 400_000 + i * WARM_UP_ROWS, WARM_UP_ROWS)
+                for i in range(n_workers)}
+        _queue(engine, folder, warm)
+        _drain(engine)
+        _clean(engine, list(warm))
+        real = {f"bench-w{n_workers}-{i}": path for i, path in enumerate(files)}
+        t0 = time.perf_counter()
+        _queue(engine, folder, real)
+        _drain(engine)
+        wall_s = time.perf_counter() - t0
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            worker.wait()
+    return wall_s, _clean(engine, list(real))
+
+
+def main() -> None:
+    engine, url = _setup()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        files = [_gaia_file(folder, f"part{i}", i * ROWS_PER_FILE, ROWS_PER_FILE) for i in range(N_FILES)]
+        one_s, one_rows = _round(engine, url, folder, files, 1)
+        two_s, two_rows = _round(engine, url, folder, files, 2)
+    assert one_rows == two_rows == N_FILES * ROWS_PER_FILE, (one_rows, two_rows)
+    print(f"\nworkers: {N_FILES} Gaia files x {ROWS_PER_FILE:,} rows ({one_rows:,} sources), ingest + index jobs, "
+          f"warm workers; {platform.machine()}, {os.cpu_count()} cores")
+    print(f"  1 worker : {one_s:6.1f} s  ({one_rows / one_s:8,.0f} rows/s)")
+    print(f"  2 workers: {two_s:6.1f} s  ({two_rows / two_s:8,.0f} rows/s)")
+    print(f"  2 workers / 1 worker wall time: {two_s / one_s:.2f} (speed-up {one_s / two_s:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""A catalog's releases as astropy Tables: which are current, what each changed (``healcat release ...``)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from astropy.table import Column, MaskedColumn, Table
+
+from catalog.errors import QueryError
+
+_LIST = """
+SELECT r.name AS release, s.name AS survey, r.status, r.release_date::text AS release_date,
+       coalesce((r.row_counts ->> 'source')::bigint, 0) AS n_source,
+       coalesce(p.name, '') AS previous,
+       count(c.*) FILTER (WHERE c.change = 'new') AS n_new,
+       count(c.*) FILTER (WHERE c.change = 'changed') AS n_changed,
+       count(c.*) FILTER (WHERE c.change = 'vanished') AS n_vanished,
+       to_char(r.created_at, 'YYYY-MM-DD HH24:MI:SS') AS loaded_at
+FROM healcat.release AS r
+JOIN healcat.survey AS s USING (survey_id)
+LEFT JOIN healcat.release AS p ON p.release_id = r.previous_release_id
+LEFT JOIN healcat.release_change AS c ON c.release_id = r.release_id
+{where}
+GROUP BY r.release_id, s.name, p.name
+ORDER BY s.name, coalesce(r.release_date, 'infinity'::date), r.release_id
+"""
+
+_DIFF = """
+SELECT c.change, coalesce(n.object_id, '') AS object_id, coalesce(o.object_id, '') AS previous_object_id,
+       coalesce(c.matched_by, '') AS matched_by, c.separation_arcsec,
+       CASE WHEN c.change = 'vanished' THEN NULL ELSE c.source_id END AS source_id, c.previous_source_id
+FROM healcat.release_change AS c
+JOIN healcat.release AS r ON r.release_id = c.release_id
+LEFT JOIN healcat.source AS n ON c.change <> 'vanished' AND n.shard = c.shard AND n.source_id = c.source_id
+LEFT JOIN healcat.source AS o ON o.shard = c.previous_shard AND o.source_id = c.previous_source_id
+WHERE r.name = :name {where}
+ORDER BY c.change, coalesce(n.object_id, o.object_id)
+"""
+
+
+def _table(rows, names: list[str], dtype: list) -> Table:
+    """A typed table; NULLs are masked, never a sentinel."""
+    columns = []
+    for i, (name, kind) in enumerate(zip(names, dtype)):
+        values = [r[i] for r in rows]
+        mask = [v is None for v in values]
+        filler = kind()
+        columns.append(MaskedColumn([filler if v is None else v for v in values], name=name, dtype=kind, mask=mask)
+                       if any(mask) else Column(values, name=name, dtype=kind))
+    return Table(columns)
+
+
+def list_releases(conn: sa.Connection, survey: str | None = None) -> Table:
+    """Every release, oldest first per survey, with its status and its changes against the previous one."""
+    rows = conn.execute(sa.text(_LIST.format(where="WHERE s.name = :survey" if survey else "")),
+                        {"survey": survey}).all()
+    return _table(rows, ["release", "survey", "status", "release_date", "n_source", "previous", "n_new",
+                         "n_changed", "n_vanished", "loaded_at"],
+                  [str, str, str, str, int, str, int, int, int, str])
+
+
+def show_release(conn: sa.Connection, name: str) -> dict:
+    """One release's provenance, row counts and change counts."""
+    row = conn.execute(sa.text(
+        "SELECT r.*, s.name AS survey, p.name AS previous FROM healcat.release AS r JOIN healcat.survey AS s "
+        "USING (survey_id) LEFT JOIN healcat.release AS p ON p.release_id = r.previous_release_id "
+        "WHERE r.name = :name"), {"name": name}).mappings().first()
+    if row is None:
+        raise QueryError(f"no release named {name!r}")
+    changes = dict(conn.execute(sa.text(
+        "SELECT change, count(*) FROM healcat.release_change WHERE release_id = :r GROUP BY change"),
+        {"r": row["release_id"]}).all())
+    counts = {c: changes.get(c, 0) for c in ("new", "changed", "vanished")}
+    if row["previous"] is not None:
+        counts["unchanged"] = row["row_counts"].get("source", 0) - counts["new"] - counts["changed"]
+    return {"release": name, "survey": row["survey"], "status": row["status"],
+            "release_date": str(row["release_date"] or ""), "source_uri": row["source_uri"],
+            "checksum": row["checksum"], "loaded_at": str(row["created_at"])[:19],
+            "previous": row["previous"] or "", "row_counts": row["row_counts"], "changes": counts}
+
+
+def diff_release(conn: sa.Connection, name: str, change: str | None = None) -> Table:
+    """The objects a release added, changed or lost against the survey's previous release."""
+    show_release(conn, name)  # an unknown name is an error, not an empty diff
+    rows = conn.execute(sa.text(_DIFF.format(where="AND c.change = :change" if change else "")),
+                        {"name": name, "change": change}).all()
+    table = _table(rows, ["change", "object_id", "previous_object_id", "matched_by", "separation_arcsec",
+                          "source_id", "previous_source_id"], [str, str, str, str, float, int, int])
+    table["separation_arcsec"].unit = "arcsec"
+    return table

@@ -1,0 +1,140 @@
+"""Publish a release in its load transaction: supersede the survey's older release, record what changed.
+
+Called by :func:`ingest.load.ingest_release` inside the transaction that copied the release's
+rows, so readers of the ``current_*`` views see the survey's previous release or the new one,
+never half of it, and never both.
+
+- Order of a survey's releases: by release date, then load order; a release without a date
+  counts as the newest. The newest release is ``published``, every other one ``superseded``
+  (the partial unique index ``uq_release_published_survey`` allows one published per survey).
+  A back-filled older release is stored superseded at once.
+- Cross-identification with the previous release (the one just before it in that order): by
+  the survey's ``object_id`` first, then, for the objects left on both sides, by position
+  (mutual nearest neighbours within ``MATCH_RADIUS_ARCSEC``, through the HEALPix index).
+- ``release_change`` gets one row per object that is ``new`` (no match), ``changed`` (matched,
+  but another id or other stored values: ``healcat.source_fingerprint`` differs) or ``vanished``
+  (an object of the previous release with no match). Unchanged objects get no row.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import sqlalchemy as sa
+
+log = logging.getLogger(__name__)
+
+MATCH_RADIUS_ARCSEC = 1.0
+
+# (release date, release_id): the order of a survey's releases; undated ones count as newest.
+_ORDER = "(coalesce({r}.release_date, 'infinity'::date), {r}.release_id)"
+
+_PLACE = sa.text(f"""
+SELECT n.survey_id,
+       (SELECT o.release_id FROM healcat.release AS o
+        WHERE o.survey_id = n.survey_id AND {_ORDER.format(r='o')} < {_ORDER.format(r='n')}
+        ORDER BY {_ORDER.format(r='o')} DESC LIMIT 1) AS previous_id,
+       EXISTS (SELECT 1 FROM healcat.release AS o
+               WHERE o.survey_id = n.survey_id AND {_ORDER.format(r='o')} > {_ORDER.format(r='n')}) AS has_newer
+FROM healcat.release AS n WHERE n.release_id = :release_id
+""")
+
+_MATCH_TABLE = """
+CREATE TEMP TABLE release_match (
+    shard smallint, source_id bigint, previous_shard smallint, previous_source_id bigint,
+    matched_by text, separation_arcsec float8) ON COMMIT DROP
+"""
+
+_MATCH_BY_ID = sa.text("""
+INSERT INTO release_match
+SELECT n.shard, n.source_id, o.shard, o.source_id, 'object_id', healcat.angdist_deg(n.ra, n.dec, o.ra, o.dec) * 3600
+FROM healcat.source AS n
+JOIN healcat.source AS o ON o.release_id = :previous AND o.object_id = n.object_id
+WHERE n.release_id = :release_id
+""")
+
+# Objects left unmatched on both sides: each new one's candidates within the radius through the
+# hpx index (coarse cover, exact distance), kept where each is the other's nearest.
+_MATCH_BY_POSITION = sa.text("""
+INSERT INTO release_match
+WITH left_new AS (
+    SELECT s.shard, s.source_id, s.ra, s.dec FROM healcat.source AS s
+    WHERE s.release_id = :release_id AND s.hpx IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM release_match AS m WHERE m.source_id = s.source_id)),
+candidate AS (
+    SELECT n.shard, n.source_id, o.shard AS previous_shard, o.source_id AS previous_source_id,
+           healcat.angdist_deg(n.ra, n.dec, o.ra, o.dec) * 3600 AS separation_arcsec
+    FROM left_new AS n
+    CROSS JOIN LATERAL healcat.hpx_cone_cover(n.ra, n.dec, :radius_arcsec / 3600.0) AS c
+    JOIN healcat.source AS o ON o.hpx >= c.lo AND o.hpx < c.hi AND o.release_id = :previous
+    WHERE NOT EXISTS (SELECT 1 FROM release_match AS m WHERE m.previous_source_id = o.source_id)),
+close AS (SELECT * FROM candidate WHERE separation_arcsec <= :radius_arcsec),
+nearest_old AS (
+    SELECT DISTINCT ON (source_id) * FROM close ORDER BY source_id, separation_arcsec, previous_source_id),
+nearest_new AS (
+    SELECT DISTINCT ON (previous_source_id) * FROM close
+    ORDER BY previous_source_id, separation_arcsec, source_id)
+SELECT a.shard, a.source_id, a.previous_shard, a.previous_source_id, 'position', a.separation_arcsec
+FROM nearest_old AS a JOIN nearest_new AS b USING (source_id, previous_source_id)
+""")
+
+_RECORD = sa.text("""
+INSERT INTO healcat.release_change
+    (shard, source_id, release_id, change, previous_shard, previous_source_id, matched_by, separation_arcsec)
+SELECT n.shard, n.source_id, :release_id, 'new', NULL, NULL, NULL, NULL
+FROM healcat.source AS n
+WHERE n.release_id = :release_id AND NOT EXISTS (SELECT 1 FROM release_match AS m WHERE m.source_id = n.source_id)
+UNION ALL
+SELECT m.shard, m.source_id, :release_id, 'changed', m.previous_shard, m.previous_source_id, m.matched_by,
+       m.separation_arcsec
+FROM release_match AS m
+WHERE m.matched_by = 'position'
+   OR healcat.source_fingerprint(m.shard, m.source_id)
+      IS DISTINCT FROM healcat.source_fingerprint(m.previous_shard, m.previous_source_id)
+UNION ALL
+SELECT o.shard, o.source_id, :release_id, 'vanished', o.shard, o.source_id, NULL, NULL
+FROM healcat.source AS o
+WHERE o.release_id = :previous
+  AND NOT EXISTS (SELECT 1 FROM release_match AS m WHERE m.previous_source_id = o.source_id)
+""")
+
+_COUNTS = sa.text("SELECT change, count(*) FROM healcat.release_change WHERE release_id = :release_id GROUP BY change")
+
+
+def publish(conn: sa.Connection, release_id: int) -> dict[str, int]:
+    """Make a just-loaded release current (or superseded, if older) and record its changes.
+
+    Runs in the caller's transaction. Returns the number of objects new, changed and vanished.
+    """
+    survey_id = conn.scalar(sa.text("SELECT survey_id FROM healcat.release WHERE release_id = :r"),
+                            {"r": release_id})
+    # One publisher per survey at a time: the second sees the first's release once it commits.
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('publish:' || :s))"), {"s": survey_id})
+    place = conn.execute(_PLACE, {"release_id": release_id}).one()
+    if place.has_newer:
+        conn.execute(sa.text("UPDATE healcat.release SET status = 'superseded' WHERE release_id = :r"),
+                     {"r": release_id})
+    else:
+        conn.execute(sa.text("UPDATE healcat.release SET status = 'superseded' "
+                             "WHERE survey_id = :s AND release_id <> :r AND status = 'published'"),
+                     {"s": survey_id, "r": release_id})
+        conn.execute(sa.text("UPDATE healcat.release SET status = 'published' WHERE release_id = :r"),
+                     {"r": release_id})
+    counts = {"new": 0, "changed": 0, "vanished": 0}
+    if place.previous_id is None:
+        counts["new"] = conn.scalar(sa.text("SELECT count(*) FROM healcat.source WHERE release_id = :r"),
+                                    {"r": release_id})
+        return counts
+    conn.execute(sa.text("UPDATE healcat.release SET previous_release_id = :p WHERE release_id = :r"),
+                 {"p": place.previous_id, "r": release_id})
+    params = {"release_id": release_id, "previous": place.previous_id, "radius_arcsec": MATCH_RADIUS_ARCSEC}
+    conn.exec_driver_sql(_MATCH_TABLE)
+    conn.execute(_MATCH_BY_ID, params)
+    conn.exec_driver_sql("CREATE INDEX ON release_match (source_id); CREATE INDEX ON release_match (previous_source_id);"
+                         " ANALYZE release_match")
+    conn.execute(_MATCH_BY_POSITION, params)
+    conn.execute(_RECORD, params)
+    conn.exec_driver_sql("DROP TABLE release_match")
+    counts.update(dict(conn.execute(_COUNTS, {"release_id": release_id}).all()))
+    log.info("release %d against %d: %s", release_id, place.previous_id, counts)
+    return counts

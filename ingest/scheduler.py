@@ -1,0 +1,149 @@
+"""``healcat scheduler``: scan configured release sources now and then, queue ingest jobs for what is new.
+
+A release source is either
+
+- a directory of mapping files (``*.toml``), each release's data file beside it (the mapping's
+  ``[release] file``, relative to the directory) or else where the mapping says (the data folder);
+- a manifest file (TOML) listing releases::
+
+      [[release]]
+      mapping = "sdss_dr14_skyserver_10k"     # a shipped mapping's name, or a path relative to the manifest
+      file = "incoming/sdss-2027-01.csv"      # optional, relative to the manifest
+
+A release file is new when no release and no earlier scan has its checksum (the sha256 of the
+file and the mapping, as ``release.checksum``). The scan records it in ``scheduled_ingest``,
+whose primary key is that checksum, in the transaction that queues its job: two schedulers
+scanning at once queue it once. A mapping that cannot be read or a file that is missing is
+logged and skipped, and tried again at the next scan.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from catalog.errors import IngestError
+from catalog.models import Release, ScheduledIngest
+from ingest import queue
+from ingest.load import release_checksum
+from ingest.mapping import load_mapping
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INTERVAL_S = 300.0
+
+
+@dataclass(frozen=True)
+class Candidate:
+    mapping: Path
+    file: Path | None = None  # from a manifest; else the mapping's own file
+    folder: Path | None = None  # a directory source: the mapping's file is looked for here first
+
+
+def sources_from_env() -> list[Path]:
+    """HEALCAT_RELEASE_SOURCES: directories and manifest files, separated by ':' (os.pathsep)."""
+    return [Path(p) for p in os.environ.get("HEALCAT_RELEASE_SOURCES", "").split(os.pathsep) if p]
+
+
+def interval_from_env() -> float:
+    return float(os.environ.get("HEALCAT_SCHEDULE_INTERVAL_S", DEFAULT_INTERVAL_S))
+
+
+def candidates(source: Path) -> list[Candidate]:
+    """The releases a source offers, in a stable order."""
+    if source.is_dir():
+        return [Candidate(path, folder=source) for path in sorted(source.glob("*.toml"))]
+    if not source.is_file():
+        raise IngestError(f"release source {source}: no such directory or manifest file")
+    try:
+        entries = tomllib.loads(source.read_text()).get("release", [])
+    except tomllib.TOMLDecodeError as exc:
+        raise IngestError(f"release source {source}: not valid TOML: {exc}") from None
+    found = []
+    for i, entry in enumerate(entries, 1):
+        if not isinstance(entry, dict) or not isinstance(entry.get("mapping"), str):
+            raise IngestError(f"release source {source}: [[release]] number {i} needs a string 'mapping'")
+        mapping = Path(entry["mapping"])
+        if mapping.suffix:
+            mapping = source.parent / mapping
+        file = source.parent / entry["file"] if isinstance(entry.get("file"), str) else None
+        found.append(Candidate(mapping, file))
+    return found
+
+
+class Scheduler:
+    def __init__(self, engine: sa.Engine, sources: list[Path], name: str | None = None):
+        self.engine = engine
+        self.sources = sources
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.stopping = threading.Event()
+        self._checksums: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> checksum
+
+    def scan(self) -> list[int]:
+        """One pass over every source; returns the ids of the jobs it queued."""
+        queued = []
+        for source in self.sources:
+            try:
+                found = candidates(source)
+            except IngestError as exc:
+                log.error("%s", exc)
+                continue
+            for candidate in found:
+                try:
+                    job_id = self._schedule(candidate)
+                except IngestError as exc:  # MappingError too: fix the file, the next scan finds it
+                    log.error("skipped %s: %s", candidate.mapping, exc)
+                    continue
+                if job_id is not None:
+                    queued.append(job_id)
+        return queued
+
+    def _schedule(self, candidate: Candidate) -> int | None:
+        mapping = load_mapping(candidate.mapping)
+        file = candidate.file
+        if candidate.folder is not None and (candidate.folder / mapping.file).is_file():
+            file = candidate.folder / mapping.file
+        path = mapping.input_path(file)
+        if not path.is_file():
+            raise IngestError(f"{path}: no such file (release {mapping.release_name})")
+        checksum = self._checksum(path, mapping)
+        with self.engine.begin() as conn:
+            if conn.scalar(sa.select(sa.func.count()).where(Release.checksum == checksum)):
+                return None
+            claimed = conn.scalar(
+                sa.dialects.postgresql.insert(ScheduledIngest)
+                .values(checksum=checksum, mapping=str(mapping.path.resolve()), file=str(path), scheduler=self.name)
+                .on_conflict_do_nothing(index_elements=["checksum"])
+                .returning(ScheduledIngest.checksum))
+            if claimed is None:  # an earlier scan, or another scheduler, has it
+                return None
+            job_id, _ = queue.enqueue(conn, "ingest", {"mapping": str(mapping.path.resolve()), "file": str(path)})
+            conn.execute(sa.update(ScheduledIngest).where(ScheduledIngest.checksum == checksum)
+                         .values(job_id=job_id))
+        log.info("queued job %d: ingest %s from %s", job_id, mapping.release_name, path)
+        return job_id
+
+    def _checksum(self, path: Path, mapping) -> str:
+        stat = path.stat()
+        key = (f"{path.resolve()}|{mapping.path.resolve()}|{mapping.path.stat().st_mtime_ns}", stat.st_size,
+               stat.st_mtime_ns)
+        if key not in self._checksums:
+            self._checksums[key] = release_checksum(path, mapping)
+        return self._checksums[key]
+
+    def run(self, *, once: bool = False, interval_s: float = DEFAULT_INTERVAL_S) -> int:
+        """Scan every ``interval_s`` seconds until stopped (or once). Returns the number of jobs queued."""
+        n = 0
+        while not self.stopping.is_set():
+            n += len(self.scan())
+            if once:
+                break
+            self.stopping.wait(interval_s)
+        return n

@@ -1,0 +1,191 @@
+"""Workers and the scheduler as they run in production: real processes, races, SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import sqlalchemy as sa
+
+from catalog import db
+from catalog.cli import main
+from ingest import queue
+from ingest.load import ingest_release
+from ingest.mapping import load_mapping
+from ingest.scheduler import Scheduler
+from ingest.worker import Worker
+from tests.conftest import SDSS, gaia_slice, kill_while_copying, scratch_mapping, sdss_rows, write_csv
+
+# What a release holds, independent of the source_ids it was given: ordered rows, hashed.
+SOURCE_CHECKSUM = sa.text("""
+SELECT count(*), md5(string_agg(row(s.object_id, s.shard, s.ra, s.dec, s.hpx, s.attrs)::text, ',' ORDER BY s.object_id))
+FROM healcat.source s JOIN healcat.release r USING (release_id) WHERE r.name = :name""")
+PHOTOMETRY_CHECKSUM = sa.text("""
+SELECT count(*), md5(string_agg(row(s.object_id, p.band, p.mag, p.mag_err, p.mag_system)::text, ','
+                                ORDER BY s.object_id, p.band))
+FROM healcat.photometry p JOIN healcat.source s USING (shard, source_id) JOIN healcat.release r USING (release_id)
+WHERE r.name = :name""")
+
+
+def _jobs(engine, kind: str | None = None):
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT * FROM healcat.job WHERE CAST(:kind AS text) IS NULL OR kind = :kind ORDER BY job_id"),
+                            {"kind": kind}).all()
+
+
+def test_a_worker_killed_mid_load_leaves_the_tables_of_an_uninterrupted_run(engine, catalog, tmp_path,
+                                                                           scratch_release):
+    n = 100_000
+    ref_mapping, path = gaia_slice(tmp_path, n, "reference")
+    killed_mapping, _ = gaia_slice(tmp_path, n, "killed")
+    ingest_release(ref_mapping, engine, file=path)  # the uninterrupted run
+    with engine.begin() as conn:
+        job_id, _ = queue.enqueue(conn, "ingest", {"mapping": str(killed_mapping), "file": str(path)})
+
+    app = f"healcat-worker-kill-{os.getpid()}"
+    kill_while_copying(engine, ["worker", "--poll", "0.2"], app)
+    (job,) = _jobs(engine, "ingest")
+    assert job.status == "running", "a SIGKILLed worker records nothing"
+
+    # A new worker finds the orphan once the server has noticed the dead session, and runs it.
+    env = {**os.environ, "HEALCAT_DATABASE_URL": db.libpq_url(engine.url)}
+    restarted = subprocess.run([sys.executable, "-m", "catalog.cli", "worker", "--once", "--poll", "0.2"],
+                               env=env, capture_output=True, text=True, timeout=300)
+    assert restarted.returncode == 0, restarted.stderr
+    deadline = time.monotonic() + 60
+    while _jobs(engine, "ingest")[0].status != "done":  # the server may notice the dead session late
+        assert time.monotonic() < deadline, _jobs(engine, "ingest")
+        Worker(engine, name="test").run(once=True)
+        time.sleep(0.1)
+
+    (job,) = _jobs(engine, "ingest")
+    assert (job.job_id, job.status, job.attempts) == (job_id, "done", 2) and not job.result["already_loaded"]
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM healcat.release WHERE name = 'scratch/killed'")) == 1
+        for query in (SOURCE_CHECKSUM, PHOTOMETRY_CHECKSUM):
+            reference = conn.execute(query, {"name": "scratch/reference"}).one()
+            assert conn.execute(query, {"name": "scratch/killed"}).one() == reference
+            assert reference[0] > 0.99 * n
+        # Same content as the release before it: nothing new, changed or vanished.
+        assert conn.scalar(sa.text("SELECT count(*) FROM healcat.release_change c JOIN healcat.release r "
+                                   "USING (release_id) WHERE r.name = 'scratch/killed'")) == 0
+    assert [j.kind for j in _jobs(engine)] == ["ingest", "index"], "no inference applies to Gaia stars"
+
+
+def test_two_workers_racing_run_each_job_once(engine, catalog, tmp_path, scratch_release):
+    write_csv(tmp_path / "race.csv", sdss_rows()[:30])
+    with engine.begin() as conn:
+        queue.enqueue(conn, "ingest", {"mapping": str(scratch_mapping(tmp_path, "race")),
+                                       "file": str(tmp_path / "race.csv")})
+    start = threading.Barrier(2)
+    done = []
+
+    def work(name):
+        start.wait()
+        done.append(Worker(engine, name=name).run(once=True))
+
+    threads = [threading.Thread(target=work, args=(f"racer-{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    jobs = _jobs(engine)
+    assert [(j.kind, j.status, j.attempts) for j in jobs] == [("ingest", "done", 1), ("infer", "done", 1),
+                                                             ("index", "done", 1)]
+    assert sum(done) == len(jobs), "each job was run by exactly one worker"
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM healcat.source JOIN healcat.release USING (release_id) "
+                                   "WHERE name = 'scratch/race'")) == 30
+
+
+def test_scheduler_queues_each_new_release_once_even_with_two_running(engine, catalog, tmp_path, scratch_release):
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    write_csv(incoming / "v1.csv", sdss_rows()[:25])
+    mapping = scratch_mapping(incoming, "sched1")
+    mapping.write_text(mapping.read_text().replace(load_mapping(SDSS).file, "v1.csv"))
+    schedulers = [Scheduler(engine, [incoming], name=f"scheduler-{i}") for i in range(2)]
+    start = threading.Barrier(2)
+    queued = []
+
+    def scan(s):
+        start.wait()
+        queued.extend(s.scan())
+
+    threads = [threading.Thread(target=scan, args=(s,)) for s in schedulers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(queued) == 1 and [j.kind for j in _jobs(engine)] == ["ingest"]
+    (job,) = _jobs(engine)
+    assert job.args == {"mapping": str(mapping.resolve()), "file": str(incoming / "v1.csv")}
+    assert schedulers[0].scan() == [], "already scheduled"
+    Worker(engine, name="test").run(once=True)
+    with engine.begin() as conn:  # even with its record gone, a loaded release is not queued again
+        conn.execute(sa.text("DELETE FROM healcat.scheduled_ingest"))
+    assert schedulers[1].scan() == []
+
+    # A manifest naming a second release of the survey: found, queued, loaded, current.
+    write_csv(incoming / "v2.csv", sdss_rows()[10:30])
+    manifest = tmp_path / "releases.toml"
+    manifest.write_text(f'[[release]]\nmapping = "{scratch_mapping(tmp_path, "sched2").name}"\n'
+                        f'file = "incoming/v2.csv"\n')
+    assert main(["scheduler", "--source", str(manifest), "--source", str(incoming), "--once"]) == 0
+    assert main(["worker", "--once", "--poll", "0.1"]) == 0
+    with engine.connect() as conn:
+        current = conn.execute(sa.text("SELECT name, row_counts->>'source' FROM healcat.current_release "
+                                       "WHERE survey = 'scratch'")).all()
+        scheduled = conn.scalar(sa.text("SELECT count(*) FROM healcat.scheduled_ingest"))
+    assert current == [("scratch/sched2", "20")] and scheduled == 1
+
+
+def test_scheduler_skips_what_it_cannot_read_and_says_why(engine, catalog, tmp_path, scratch_release, caplog):
+    (tmp_path / "broken.toml").write_text("[survey\nname = ")
+    missing = scratch_mapping(tmp_path, "nofile")
+    missing.write_text(missing.read_text().replace(load_mapping(SDSS).file, "not-here.csv"))
+    assert Scheduler(engine, [tmp_path, tmp_path / "no-such-manifest.toml"]).scan() == []
+    text = caplog.text
+    assert "broken.toml: not valid TOML" in text and "not-here.csv: no such file" in text
+    assert "no-such-manifest.toml: no such directory or manifest file" in text
+    assert _jobs(engine) == []
+
+
+def test_failed_jobs_view_and_jobs_listing_with_progress(engine, catalog, tmp_path, scratch_release, capsys):
+    write_csv(tmp_path / "p.csv", sdss_rows()[:12])
+    with engine.begin() as conn:
+        queue.enqueue(conn, "ingest", {"mapping": str(scratch_mapping(tmp_path, "p")), "file": str(tmp_path / "p.csv")})
+        bad, _ = queue.enqueue(conn, "infer", {"model": "no-such-model", "release": "scratch/p"})
+        conn.execute(sa.text("UPDATE healcat.job SET run_after = now() + interval '1 hour' WHERE job_id = :j"),
+                     {"j": bad})
+    Worker(engine, name="test").run(once=True)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE healcat.job SET run_after = now() WHERE job_id = :j"), {"j": bad})
+    Worker(engine, name="test").run(once=True)
+    with engine.connect() as conn:
+        failed = conn.execute(sa.text("SELECT job_id, kind, attempts, error FROM healcat.failed_job")).all()
+    assert [(f.job_id, f.kind, f.attempts) for f in failed] == [(bad, "infer", 1)]
+    assert "no model named 'no-such-model'" in failed[0].error
+    assert main(["jobs", "--all", "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "job_id,kind,status,attempts,progress,args,run_after,worker,parent,error"
+    ingest_line = next(line for line in lines if ",ingest,done," in line)
+    assert ",1/5,12," in ingest_line, "attempts and rows done"
+    assert any(",index,done," in line and "/" in line.split(",")[4] for line in lines)
+    assert any(line.startswith(f"{bad},infer,failed,1/5,") and "no model named" in line for line in lines)
+
+
+def test_a_worker_pool_runs_separate_releases_in_parallel_processes(engine, catalog, tmp_path, scratch_release):
+    for i in range(2):
+        mapping, path = gaia_slice(tmp_path, 3_000 + i, f"pool{i}")
+        with engine.begin() as conn:
+            queue.enqueue(conn, "ingest", {"mapping": str(mapping), "file": str(path)})
+    env = {**os.environ, "HEALCAT_DATABASE_URL": db.libpq_url(engine.url)}
+    run = subprocess.run([sys.executable, "-m", "catalog.cli", "worker", "--concurrency", "2", "--once",
+                          "--poll", "0.1"], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and "2 workers stopped (exit codes [0, 0])" in run.stdout, run.stderr
+    jobs = _jobs(engine)
+    assert sorted((j.kind, j.status, j.attempts) for j in jobs) == [("index", "done", 1)] * 2 + [("ingest", "done", 1)] * 2
