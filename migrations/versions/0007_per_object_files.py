@@ -1,7 +1,7 @@
 """per-object files: spectra and light curves per release, class labels, unnest views
 
 Revision ID: 0007
-Revises: 0002
+Revises: 0006
 Create Date: 2026-11-24 04:20:00
 
 spectrum and light_curve (empty until now) get the release they were read from;
@@ -19,7 +19,7 @@ from alembic import op
 SQL = Path(__file__).parent / "sql"
 
 revision = '0007'
-down_revision = '0002'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 

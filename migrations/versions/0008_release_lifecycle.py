@@ -1,7 +1,7 @@
 """release lifecycle and job chain: release_change, current_* views, job progress and parents, scheduler
 
 Revision ID: 0008
-Revises: 0002
+Revises: 0007
 Create Date: 2026-11-24 04:20:00
 
 - release.previous_release_id and release_change (new / changed / vanished objects against the
@@ -20,7 +20,7 @@ from alembic import op
 SQL = Path(__file__).parent / "sql"
 
 revision = '0008'
-down_revision = '0002'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """model registry: training parameters, classification outputs, skipped sources, current runs, PDF functions
 
 Revision ID: 0009
-Revises: 0002
+Revises: 0008
 Create Date: 2026-11-24 04:20:00
 
 - model.training_params: the parameters the stored training query ran with.
@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql
 SQL = Path(__file__).parent / "sql"
 
 revision = '0009'
-down_revision = '0002'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 
