@@ -361,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     release_sub = p.add_subparsers(dest="release_command", required=True, metavar="ACTION")
     r = release_sub.add_parser("report", help="row counts, and quarantined rows by column and reason with examples",
                                formatter_class=formatter)
-    r.add_argument("name", help="release name, e.g. gyrointerp/0.7-ruprecht147")
+    r.add_argument("name", help="release name, e.g. gyrointerp-ruprecht147/0.7")
     r.add_argument("--examples", type=int, default=3, help="example rows per reason")
     r.set_defaults(func=cmd_release)
 

@@ -35,7 +35,7 @@ from ingest.mapping import apply, data_dir, json_scalar
 from ingest.perobject_build import curve_rows, group_by_position, spectrum_row
 from ingest.perobject_mapping import PerObjectMapping
 from ingest.readers.series import Record, read_series
-from ingest.validate import Rejected, validate
+from ingest.validate import Rejected, SeenIds, validate
 
 LC_COLUMNS = ("shard", "source_id", "band", "release_id", "time_mjd", "time_scale", "time_origin",
               "mag", "mag_err", "mag_system")
@@ -160,7 +160,7 @@ def _new_sources(pg, mapping: PerObjectMapping, table: Table, quarantine: _Quara
     Returns object_id -> (shard, source_id), the row counts written, and the mask of good rows.
     """
     chunk = apply(mapping.source, table)
-    good, rejected = validate(mapping.source, chunk, set())
+    good, rejected = validate(mapping.source, chunk, SeenIds())
     for r in rejected:
         i = r.row_number - 1
         quarantine.add(table["_file"][i], int(table["_row"][i]), r.column, r.reason, r.raw)
@@ -255,7 +255,7 @@ def _load_spectra(pg, mapping: PerObjectMapping, release_id: int) -> dict[str, i
     table["_file"] = [_relative(r.file) for r in records]
     table["_row"] = [r.row for r in records]
     chunk = apply(mapping.source, table)
-    good, _ = validate(mapping.source, chunk, set())
+    good, _ = validate(mapping.source, chunk, SeenIds())
     groups = group_by_position(chunk.ra_deg, chunk.dec_deg, good, mapping.group_within_arcsec)
     matched = _matches(pg, mapping, [chunk.object_id[i] for i in np.flatnonzero(good)])
     first = {}  # group -> representative row: the earliest spectrum

@@ -102,7 +102,7 @@ def test_known_traps_are_quarantined_with_their_reasons(engine, catalogues):
 
 
 def test_release_report_counts_quarantine_by_reason(catalogues, capsys):
-    assert cli.main(["release", "report", "gyrointerp/0.7-ruprecht147", "--examples", "1"]) == 0
+    assert cli.main(["release", "report", "gyrointerp-ruprecht147/0.7", "--examples", "1"]) == 0
     out = capsys.readouterr().out
     assert "285  Prot: Prot is missing" in out
     assert "Prot: Prot ... is outside [0.001, 10000.0] [d]" in out
@@ -189,9 +189,9 @@ def test_positions_in_hours_sexagesimal_and_fits_columns_agree_with_astropy(engi
             return conn.execute(sa.text(
                 "SELECT s.ra, s.dec, s.source_id, s.shard FROM healcat.source s JOIN healcat.release r "
                 "USING (release_id) WHERE r.name = :r AND s.object_id = :o"), {"r": release, "o": object_id}).one()
-        ztf = source("ztf-bts/snia-light-curve-test-data", bts["ZTFID"])
-        rr = source("sdss-s82-rrlyrae/sesar2010", str(lin["__SIG2010_"]))
-        pz = source("piczl/ls10-demo-train", piczl["FULLID"].strip())
+        ztf = source("ztf-bts-catalogue/snia-light-curve-test-data", bts["ZTFID"])
+        rr = source("sdss-s82-rrlyrae-catalogue/sesar2010", str(lin["__SIG2010_"]))
+        pz = source("piczl-train/ls10-demo", piczl["FULLID"].strip())
         g = conn.execute(sa.text("SELECT mag FROM healcat.photometry WHERE shard = :s AND source_id = :i "
                                  "AND band = 'ls10_g_dered'"), {"s": pz.shard, "i": pz.source_id}).scalar()
     c = SkyCoord(bts["RA"], bts["Dec"], unit=(u.hourangle, u.deg))
@@ -233,7 +233,7 @@ def test_a_joining_row_whose_id_no_source_has_is_quarantined(engine, catalogues,
 
 def test_mapping_faults_name_the_file_and_the_column(tmp_path, engine, scratch_release):
     rr = load_mapping("astroml_s82_rrlyrae")
-    text = rr.path.read_text().replace('name = "sdss-s82-rrlyrae"', 'name = "scratch"')
+    text = rr.path.read_text().replace('name = "sdss-s82-rrlyrae-catalogue"', 'name = "scratch"')
     (tmp_path / "a.toml").write_text(text.replace('"Dist", "Vmag"]', '"Dist", "Vmag", "Bmag"]'))
     with pytest.raises(MappingError, match=r"RRLyrae.fit: mapping a.toml uses columns not in the file: Bmag"):
         ingest_release(tmp_path / "a.toml", engine)

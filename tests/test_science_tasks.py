@@ -19,8 +19,8 @@ def candels_mass(engine):
     """The z~1 CANDELS photometry and two codes' masses ingested (committed), the model trained and run."""
     for name in CANDELS_RELEASES:
         ingest_release(name, engine)
-    model = train(engine, "stellar_mass", "candels/goodss-sedfit-z1")
-    run = run_model(engine, model.name, "candels/goodss-sedfit-z1")
+    model = train(engine, "stellar_mass", "candels-goodss-z1/sedfit")
+    run = run_model(engine, model.name, "candels-goodss-z1/sedfit")
     return model, run
 
 

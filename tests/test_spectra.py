@@ -102,6 +102,6 @@ def test_a_spectrum_of_a_dr14_object_joins_its_source_and_a_truncated_file_is_qu
     reasons = {f.rsplit("/", 1)[-1]: (n, why) for f, n, why in q}
     assert set(reasons) == {"spec-truncated.fits", "spec-0332-52367-0639.fits"}
     assert reasons["spec-truncated.fits"][0] == 0 and "unreadable file" in reasons["spec-truncated.fits"][1]
-    assert "already in the catalog (release sdss/spectra-pyqsofit)" in reasons["spec-0332-52367-0639.fits"][1]
+    assert "already in the catalog (release sdss-spectra/pyqsofit-sample)" in reasons["spec-0332-52367-0639.fits"][1]
     assert result.row_counts["spectrum"] == 2 and result.row_counts["source"] == 1
     assert ingest_release(mapping, engine).already_loaded

@@ -36,7 +36,7 @@ ORDER BY s.source_id""".format(bands=", ".join(f"'{b}'" for b in BANDS), where="
 class StellarMass(Task):
     name = "stellar_mass"
     model_name = "stellar-mass-candels"
-    default_training_release = "candels/goodss-sedfit-z1"
+    default_training_release = "candels-goodss-z1/sedfit"
     unit = "log10 Msun"
     #: The release's galaxies that at least one SED-fitting code has a mass for.
     training_query = _ROWS.format(where="\n  AND EXISTS (SELECT 1 FROM healcat.stellar_mass AS m "
