@@ -21,7 +21,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import queue
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,14 +146,50 @@ def _chunks(mapping: Mapping, path: Path):
             bar.close()
 
 
+def _prefetched(mapping: Mapping, path: Path):
+    """(first_row, table, mapped chunk) read and mapped one chunk ahead in a thread, so reading and
+    mapping the next chunk overlap the server's work on this one (two cores busy, not one)."""
+    ahead: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        """Hand an item over unless the consumer has gone (then False)."""
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for first_row, table in _chunks(mapping, path):
+                if first_row == 1:
+                    mapping.check_columns(table, path)
+                if not put((first_row, table, apply(mapping, table, first_row))):
+                    return
+            put(None)
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(exc)
+
+    thread = threading.Thread(target=produce, name=f"read {path.name}", daemon=True)
+    thread.start()
+    try:
+        while (item := ahead.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
 def _load_rows(pg, mapping: Mapping, path: Path, release_id: int) -> dict[str, int]:
     counts = dict.fromkeys(COUNTED, 0)
     seen_ids = SeenIds(None if mapping.join else lambda ids: _in_release(pg, release_id, ids))
     first_rejects: list[Rejected] = []
-    for first_row, table in _chunks(mapping, path):
-        if first_row == 1:
-            mapping.check_columns(table, path)
-        chunk = apply(mapping, table, first_row)
+    for first_row, table, chunk in _prefetched(mapping, path):
         good, rejected = validate(mapping, chunk, seen_ids)
         owner = _owners(pg, mapping, chunk, good, rejected)
         counts["rows_read"] += len(table)

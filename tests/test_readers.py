@@ -12,7 +12,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from astropy.io import fits
 from astropy.table import Table, vstack
 
 from catalog.errors import IngestError

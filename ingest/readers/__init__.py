@@ -9,7 +9,7 @@ IngestError naming the file and what is wrong.
 | format | module | chunking |
 |---|---|---|
 | csv, whitespace | text.py | pyarrow's streaming CSV reader / astropy's chunked fast reader |
-| ecsv, votable | text.py, votable.py | whole file, then sliced (these formats have no streaming reader) |
+| ecsv, votable | whole.py | whole file, then sliced (these formats have no streaming reader) |
 | fits | fits.py | memory-mapped binary table, sliced |
 | parquet | parquet.py | pyarrow ``iter_batches`` |
 | hdf5 | hdf5.py | h5py dataset slices (plain tables and pandas "fixed" frames) |
@@ -70,4 +70,4 @@ def sliced(table: Table, chunk_rows: int, first_row: int = 1) -> Chunks:
         yield first_row + start, table[start:start + chunk_rows]
 
 
-from ingest.readers import fits, gaia_catalog_bin, hdf5, parquet, text, votable  # noqa: E402,F401  (register)
+from ingest.readers import fits, gaia_catalog_bin, hdf5, parquet, text, whole  # noqa: E402,F401  (register)

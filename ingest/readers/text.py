@@ -1,6 +1,5 @@
 """Text tables: CSV (pyarrow's streaming reader), whitespace tables with '#' headers (astropy's
-chunked fast reader, gzip too; the header line's names may be separated by blanks or commas),
-ECSV (astropy, whole file: its header carries the types)."""
+chunked fast reader, gzip too; the header line's names may be separated by blanks or commas)."""
 
 from __future__ import annotations
 
@@ -11,7 +10,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.csv as pacsv
 from astropy.io import ascii
-from astropy.table import Table
 
 from catalog.errors import IngestError
 from ingest.readers import Chunks, ReadOptions, register, sliced
@@ -87,12 +85,3 @@ def read_whitespace(path: Path, options: ReadOptions) -> Chunks:
     except (ascii.InconsistentTableError, ValueError) as exc:
         raise IngestError(f"{path}: not a whitespace table with columns {' '.join(names)} "
                           f"(after data row {first - 1}): {exc}") from exc
-
-
-@register("ecsv")
-def read_ecsv(path: Path, options: ReadOptions) -> Chunks:
-    try:
-        table = Table.read(path, format="ascii.ecsv")
-    except Exception as exc:  # astropy raises many types for broken files
-        raise IngestError(f"{path}: cannot be read as ECSV: {exc}") from exc
-    return sliced(table, options.chunk_rows)
