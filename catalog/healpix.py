@@ -15,6 +15,7 @@ of every per-object table: ``shard = hpx >> SHARD_SHIFT`` (order 4, 3072 pixels)
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import healpy
 import numpy as np
@@ -168,11 +169,15 @@ def moc_ranges(moc) -> np.ndarray:
             import json
 
             moc = MOC.from_json(json.loads(text))
-        elif "/" in text:
-            moc = MOC.from_str(text)
-        else:
+        elif Path(text).is_file():
             moc = MOC.from_fits(text)
-    return np.asarray(moc.to_depth29_ranges, dtype=np.int64).reshape(-1, 2)
+        else:
+            moc = MOC.from_str(text)
+    ranges = np.asarray(moc.to_depth29_ranges, dtype=np.int64).reshape(-1, 2)
+    # mocpy reads '30/1' or '1/48' without complaint; their cells are not on the sky
+    if len(ranges) and (ranges.min() < 0 or ranges.max() > NPIX):
+        raise ValueError("cells beyond the sky (orders 0..29 have 12*4**order pixels)")
+    return ranges
 
 
 def mollweide_pixels(order: int, width_px: int) -> np.ndarray:

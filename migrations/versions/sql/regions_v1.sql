@@ -405,10 +405,6 @@ BEGIN
         RAISE EXCEPTION 'polygon: vertices % and % are the same point', bad.i, bad.i % n + 1
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    SELECT sum(xs[i] * ys[i % n + 1] - xs[i % n + 1] * ys[i]) INTO area2 FROM generate_series(1, n) AS i;
-    IF abs(area2) <= 1e-14 * (SELECT max(xs[i] * xs[i] + ys[i] * ys[i]) FROM generate_series(1, n) AS i) THEN
-        RAISE EXCEPTION 'polygon: degenerate, it encloses no area' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
     -- edges i (i -> i+1) and j (j -> j+1) that are not neighbours must not touch or cross
     SELECT e.i, e.j INTO bad
     FROM generate_series(1, n) AS i CROSS JOIN generate_series(i + 2, n) AS j
@@ -419,6 +415,10 @@ BEGIN
     IF FOUND THEN
         RAISE EXCEPTION 'polygon: self-intersecting, edge % (vertices % to %) meets edge % (vertices % to %)',
             bad.i, bad.i, bad.i % n + 1, bad.j, bad.j, bad.j % n + 1 USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT sum(xs[i] * ys[i % n + 1] - xs[i % n + 1] * ys[i]) INTO area2 FROM generate_series(1, n) AS i;
+    IF abs(area2) <= 1e-14 * (SELECT max(xs[i] * xs[i] + ys[i] * ys[i]) FROM generate_series(1, n) AS i) THEN
+        RAISE EXCEPTION 'polygon: degenerate, it encloses no area' USING ERRCODE = 'invalid_parameter_value';
     END IF;
 END $$;
 
