@@ -12,6 +12,8 @@ astropy Table column by column.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import math
 import os
 import threading
@@ -79,13 +81,24 @@ class _Sessions(threading.local):
         url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         conn = self.connections.get(url)
         if fresh or conn is None or conn.closed:
+            if conn is not None:
+                conn.close()
             conn = psycopg.connect(url, autocommit=True)
             conn.execute("SET plan_cache_mode = force_generic_plan")
             self.connections[url] = conn
+            _opened.append(conn)
         return conn
 
 
 _sessions = _Sessions()
+#: Every session opened, in any thread, closed when the interpreter exits.
+_opened: list[psycopg.Connection] = []
+
+
+@atexit.register
+def _close_sessions() -> None:
+    for conn in _opened:
+        conn.close()
 
 
 def run(engine: sa.Engine | None, what: str, statement: str, params: tuple, release: str | None = None) -> Table:
@@ -93,13 +106,24 @@ def run(engine: sa.Engine | None, what: str, statement: str, params: tuple, rele
 
     ``release`` (a name) fills the statement's third parameter with its release_id.
     """
-    from catalog.db import engine as default_engine
-
-    engine = engine or default_engine()
     try:
-        return _execute(_sessions.get(engine), what, statement, params, release)
-    except psycopg.OperationalError:  # the server restarted or dropped the session: once more, on a new one
-        return _execute(_sessions.get(engine, fresh=True), what, statement, params, release)
+        return _execute(_sessions.get(engine or _default_engine(*_configuration())), what, statement, params, release)
+    except psycopg.OperationalError:  # the server stopped or dropped the session: once more, on a new one
+        _default_engine.cache_clear()  # (which starts the embedded server again if it is the one used)
+        return _execute(_sessions.get(engine or _default_engine(*_configuration()), fresh=True), what, statement,
+                        params, release)
+
+
+def _configuration() -> tuple[str | None, str | None]:
+    return os.environ.get("HEALCAT_HOME"), os.environ.get("HEALCAT_DATABASE_URL")
+
+
+@functools.cache
+def _default_engine(home: str | None, database_url: str | None) -> sa.Engine:
+    """catalog.db.engine() once per configuration: it checks that the embedded server runs, tens of ms."""
+    from catalog.db import engine
+
+    return engine()
 
 
 def _execute(conn: psycopg.Connection, what: str, statement: str, params: tuple, release: str | None) -> Table:
