@@ -92,5 +92,58 @@ def main() -> None:
                   f"{p(t_sql, 50) / p(t_seq, 50):>7.4f}")
 
 
+REGION_CENTRES = 50
+
+
+def regions() -> None:
+    """Box, ellipse and polygon of about 1 deg: Python path and SQL function against the same exact test
+    over the whole sky (the region's *_in_ranges function given one range, [0, npix): no index pruning)."""
+    from catalog import healpix
+    from catalog.search import Box, Ellipse, Polygon, box_search, ellipse_search, polygon_search
+
+    _engine, url = _setup()
+    rng = np.random.default_rng(7)
+    ra = rng.uniform(0, 360, REGION_CENTRES)
+    dec = np.degrees(np.arcsin(rng.uniform(-0.95, 0.95, REGION_CENTRES)))
+    cases = {
+        "box 1x1 deg": lambda r, d: (Box(r - 0.5, r + 0.5, d - 0.5, d + 0.5), box_search,
+                                     "box_search(%s, %s, %s, %s)"),
+        "ellipse 1x0.5 deg": lambda r, d: (Ellipse(r, d, 3600.0, 1800.0, 30.0), ellipse_search,
+                                           "ellipse_search(%s, %s, %s, %s, %s)"),
+        "polygon 5 vertices": lambda r, d: (Polygon.from_vertices(
+            [(r, d - 0.5), (r + 0.5, d - 0.2), (r + 0.3, d + 0.5), (r - 0.3, d + 0.5), (r - 0.5, d - 0.2)]),
+            polygon_search, "polygon_search(%s)"),
+    }
+    print(f"\nregion search: {REGION_CENTRES} random centres per region")
+    print(f"{'region':>20} {'rows p50':>8} | {'SQL p50':>8} | {'Python p50':>10} {'p95':>7} | "
+          f"{'whole-sky scan p50':>18} | {'Python/scan':>11}")
+    with psycopg.connect(url) as conn:
+        for label, make in cases.items():
+            t_sql, t_py, t_scan, counts = [], [], [], []
+            for i in range(REGION_CENTRES):
+                region, python, call = make(ra[i], dec[i])
+                args = region.args()
+                ms, n = _timed(lambda: conn.execute(f"SELECT count(*) FROM healcat.{call}", args).fetchone()[0])
+                t_sql.append(ms)
+                counts.append(n)
+                ms, n_py = _timed(lambda: len(python(*_public_args(region))))
+                t_py.append(ms)
+                assert n_py == n, f"{label} at ({ra[i]}, {dec[i]}): Python {n_py} rows, SQL {n}"
+                if i < N_BASELINE // 2:
+                    scan = (f"SELECT count(*) FROM healcat.{region.function}(ARRAY[0]::bigint[], "
+                            f"ARRAY[{healpix.NPIX}]::bigint[], NULL" + ", %s" * len(args) + ")")
+                    ms, n_scan = _timed(lambda: conn.execute(scan, args).fetchone()[0])
+                    t_scan.append(ms)
+                    assert n_scan == n, f"{label}: whole-sky scan {n_scan} rows, index {n}"
+            p = lambda xs, q: float(np.percentile(xs, q))  # noqa: E731
+            print(f"{label:>20} {p(counts, 50):>8.0f} | {p(t_sql, 50):>6.2f}ms | {p(t_py, 50):>8.2f}ms "
+                  f"{p(t_py, 95):>5.2f}ms | {p(t_scan, 50):>16.1f}ms | {p(t_py, 50) / p(t_scan, 50):>11.4f}")
+
+
+def _public_args(region) -> tuple:
+    """The public search function's arguments for a region value."""
+    return (region.vertices_deg,) if hasattr(region, "vertices_deg") else region.args()
+
+
 if __name__ == "__main__":
     main()

@@ -1,5 +1,7 @@
 """healcat: a HEALPix-indexed sky catalog in PostgreSQL with embedded ML services."""
 
-from catalog.search import cone_search, similar, source_id_of
+from catalog.search import (box_search, cone_search, ellipse_search, moc_search, nearest, polygon_search, similar,
+                            sky_density, source_id_of)
 
-__all__ = ["cone_search", "similar", "source_id_of"]
+__all__ = ["box_search", "cone_search", "ellipse_search", "moc_search", "nearest", "polygon_search", "similar",
+           "sky_density", "source_id_of"]

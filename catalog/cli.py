@@ -196,10 +196,71 @@ def cmd_model(args: argparse.Namespace) -> None:
     _print_table(table, args.format)
 
 
-def cmd_cone(args: argparse.Namespace) -> None:
+def query_cone(args: argparse.Namespace):
     from catalog.search import cone_search
 
-    _print_table(cone_search(args.ra, args.dec, args.radius, release=args.release), args.format)
+    return cone_search(args.ra, args.dec, args.radius, release=args.release)
+
+
+def _vertex(text: str) -> tuple[float, float]:
+    """A polygon vertex 'RA,DEC' (each in degrees, or sexagesimal as for cone)."""
+    ra, sep, dec = text.partition(",")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"not a vertex RA,DEC: {text!r}")
+    return _ra_deg(ra.strip()), _dec_deg(dec.strip())
+
+
+def query_box(args: argparse.Namespace):
+    from catalog.search import box_search
+
+    return box_search(args.ra_min, args.ra_max, args.dec_min, args.dec_max, release=args.release)
+
+
+def query_polygon(args: argparse.Namespace):
+    from catalog.search import polygon_search
+
+    return polygon_search(args.vertices, release=args.release)
+
+
+def query_ellipse(args: argparse.Namespace):
+    from catalog.search import ellipse_search
+
+    return ellipse_search(args.ra, args.dec, args.semi_major, args.semi_minor, args.pa, release=args.release)
+
+
+def query_moc(args: argparse.Namespace):
+    from catalog.search import moc_search
+
+    return moc_search(args.moc, release=args.release)
+
+
+def query_nearest(args: argparse.Namespace):
+    from catalog.search import nearest
+
+    return nearest(args.ra, args.dec, args.k, release=args.release)
+
+
+def cmd_query(args: argparse.Namespace) -> None:
+    _print_table(args.query(args), args.format)
+
+
+def cmd_skymap(args: argparse.Namespace) -> None:
+    from catalog.search import density_of, sky_density
+    from catalog.skymap import write_skymap
+
+    if args.search:
+        query = build_parser().parse_args(args.search)
+        if not hasattr(query, "query"):
+            raise HealcatError(f"skymap: {args.search[0]!r} is not a search (cone, box, polygon, ellipse, moc, nearest)")
+        sources = query.query(query)
+        density = density_of(sources, args.order)
+        what = f"{len(sources)} sources of `healcat {' '.join(args.search)}`"
+    else:
+        density = sky_density(args.order, release=args.release)
+        what = f"{int(density['n'].sum())} sources{f' of {args.release}' if args.release else ''}"
+    write_skymap(density, args.order, args.png, args.width)
+    print(f"{args.png}: {what} in {len(density)} order-{args.order} pixels (Mollweide, "
+          f"{args.width}x{args.width // 2} px)")
 
 
 def cmd_similar(args: argparse.Namespace) -> None:
@@ -417,7 +478,60 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("radius", type=_radius_arcsec, help="radius: arcsec, or with a unit (2arcmin, 0.5deg)")
     p.add_argument("--release", help="only this release")
     p.add_argument("--format", **fmt)
-    p.set_defaults(func=cmd_cone)
+    p.set_defaults(func=cmd_query, query=query_cone)
+
+    def search_parser(name: str, help: str, query) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, formatter_class=formatter)
+        p._negative_number_matcher = re.compile(r"^-\d[\d.:hdms'\"]*$")
+        p.set_defaults(func=cmd_query, query=query)
+        return p
+
+    def search_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--release", help="only this release")
+        p.add_argument("--format", **fmt)
+
+    p = search_parser("box", "sources in an RA/Dec box (RA from RA_MIN eastwards to RA_MAX: 350 10 spans 0)",
+                      query_box)
+    p.add_argument("ra_min", type=_ra_deg, help="RA lower bound: degrees, or hours as 23h20m")
+    p.add_argument("ra_max", type=_ra_deg, help="RA upper bound")
+    p.add_argument("dec_min", type=_dec_deg, help="Dec lower bound [deg]")
+    p.add_argument("dec_max", type=_dec_deg, help="Dec upper bound [deg]")
+    search_options(p)
+
+    p = search_parser("polygon", "sources inside a spherical polygon (great-circle edges, either winding)",
+                      query_polygon)
+    p.add_argument("vertices", type=_vertex, nargs="+", metavar="RA,DEC", help="vertices, at least 3")
+    search_options(p)
+
+    p = search_parser("ellipse", "sources inside a spherical ellipse, nearest its centre first", query_ellipse)
+    p.add_argument("ra", type=_ra_deg, help="centre RA: degrees, or hours as 12h30m49s")
+    p.add_argument("dec", type=_dec_deg, help="centre Dec")
+    p.add_argument("semi_major", type=_radius_arcsec, help="semi-major axis: arcsec, or with a unit (2arcmin)")
+    p.add_argument("semi_minor", type=_radius_arcsec, help="semi-minor axis: arcsec, or with a unit")
+    p.add_argument("pa", type=float, nargs="?", default=0.0, help="position angle of the major axis [deg east of north]")
+    search_options(p)
+
+    p = search_parser("moc", "sources in a MOC (a survey footprint, a GW credible region)", query_moc)
+    p.add_argument("moc", help="a MOC FITS file, or ASCII ('3/1-3 4/40') or JSON ('{\"3\": [1, 2]}') text")
+    search_options(p)
+
+    p = search_parser("nearest", "the k sources nearest to a position, nearest first", query_nearest)
+    p.add_argument("ra", type=_ra_deg, help="RA: degrees, or hours as 12h30m49s")
+    p.add_argument("dec", type=_dec_deg, help="Dec: degrees, or 12d23m28s")
+    p.add_argument("-k", type=int, default=1, help="how many neighbours")
+    search_options(p)
+
+    p = sub.add_parser("skymap", help="a Mollweide PNG of source counts per HEALPix pixel", formatter_class=formatter,
+                       description="The whole catalog's density (straight from the hpx index), or that of the "
+                                   "sources of a search command line given after the PNG's name (options first), "
+                                   "e.g. `healcat skymap --order 5 box.png box 350 10 -5 5`.")
+    p.add_argument("png", help="PNG file to write")
+    p.add_argument("--order", type=int, default=5, help="HEALPix order of the density pixels (0..10)")
+    p.add_argument("--width", type=int, default=1200, help="image width in pixels (height: half of it)")
+    p.add_argument("--release", help="only this release (whole-catalog map)")
+    p.add_argument("search", nargs=argparse.REMAINDER, metavar="SEARCH ...",
+                   help="a search command line: cone, box, polygon, ellipse, moc or nearest and its arguments")
+    p.set_defaults(func=cmd_skymap)
 
     p = sub.add_parser("similar", help="the sources most similar to a source in a model's embedding space",
                        formatter_class=formatter)

@@ -1,4 +1,4 @@
-"""All of healcat's HEALPix arithmetic: the only module that imports healpy.
+"""All of healcat's HEALPix arithmetic: the only module that imports healpy and mocpy.
 
 Every positioned row carries ``hpx``, the NESTED HEALPix index of its ICRS
 position at order 29 (``ORDER``), which is exactly HATS's ``_healpix_29``.
@@ -15,6 +15,7 @@ of every per-object table: ``shard = hpx >> SHARD_SHIFT`` (order 4, 3072 pixels)
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import healpy
 import numpy as np
@@ -41,7 +42,11 @@ __all__ = [
     "shard_of",
     "gaia_shard",
     "cone_ranges",
+    "box_ranges",
+    "merge_ranges",
+    "moc_ranges",
     "shards_of_ranges",
+    "mollweide_pixels",
 ]
 
 
@@ -90,11 +95,13 @@ def _cover_order(radius_deg: float) -> int:
     return int(min(MAX_COVER_ORDER, max(0, math.ceil(math.log2(resolution_deg)))))
 
 
-def _merge(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    order = np.argsort(lo)
+def merge_ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Sorted, disjoint ``[lo, hi)`` rows from overlapping or touching ranges."""
+    lo, hi = np.asarray(lo, dtype=np.int64), np.asarray(hi, dtype=np.int64)
+    order = np.lexsort((hi, lo))
     lo, hi = lo[order], hi[order]
     starts = np.ones(len(lo), dtype=bool)
-    starts[1:] = lo[1:] > hi[:-1]
+    starts[1:] = lo[1:] > np.maximum.accumulate(hi)[:-1]
     if not len(lo):
         return np.empty((0, 2), np.int64)
     return np.column_stack([lo[starts], np.maximum.reduceat(hi, np.flatnonzero(starts))])
@@ -116,7 +123,71 @@ def cone_ranges(ra_deg: float, dec_deg: float, radius_deg: float) -> np.ndarray:
         dtype=np.int64,
     )
     shift = 2 * (ORDER - order)
-    return _merge(pix << shift, (pix + 1) << shift)
+    return merge_ranges(pix << shift, (pix + 1) << shift)
+
+
+def box_ranges(ra_min_deg: float, ra_max_deg: float, dec_min_deg: float, dec_max_deg: float) -> np.ndarray:
+    """Ranges covering an RA/Dec box (RA from ra_min eastwards to ra_max, in [0, 360) or wrapping).
+
+    As healcat.box_cover in SQL: the box cut along RA into near-square pieces (at most 64, each at
+    most 90 deg wide, so that a piece's farthest point from its centre is a corner), each covered by
+    its bounding cone plus 1e-9 deg.
+    """
+    ra0 = float(wrap_ra_deg(ra_min_deg))
+    width = 360.0 if ra_max_deg - ra_min_deg >= 360.0 else float(np.mod(wrap_ra_deg(ra_max_deg) - ra0, 360.0))
+    widest_cos = 1.0 if dec_min_deg <= 0 <= dec_max_deg else math.cos(math.radians(min(abs(dec_min_deg),
+                                                                                      abs(dec_max_deg))))
+    n = int(min(64, max(math.ceil(width / 90.0), math.ceil(width * widest_cos / (dec_max_deg - dec_min_deg)), 1)))
+    mid_dec = (dec_min_deg + dec_max_deg) / 2.0
+    pieces = []
+    for i in range(n):
+        a, b = ra0 + width * i / n, ra0 + width * (i + 1) / n
+        centre = ((a + b) / 2.0, mid_dec)
+        radius = max(angdist_deg(*centre, a, dec_min_deg), angdist_deg(*centre, a, dec_max_deg))
+        pieces.append(cone_ranges(*centre, radius + 1e-9))
+    ranges = np.concatenate(pieces)
+    return merge_ranges(ranges[:, 0], ranges[:, 1])
+
+
+def angdist_deg(ra1_deg, dec1_deg, ra2_deg, dec2_deg):
+    """Great-circle distance [deg] (haversine, as healcat.angdist_deg)."""
+    ra1, dec1, ra2, dec2 = (np.radians(np.asarray(x, dtype=np.float64)) for x in (ra1_deg, dec1_deg, ra2_deg, dec2_deg))
+    h = np.sin((dec2 - dec1) / 2) ** 2 + np.cos(dec1) * np.cos(dec2) * np.sin((ra2 - ra1) / 2) ** 2
+    return np.degrees(2 * np.arcsin(np.minimum(1.0, np.sqrt(h))))
+
+
+def moc_ranges(moc) -> np.ndarray:
+    """The exact order-29 ranges of a MOC: a ``mocpy.MOC``, a FITS file path, or an ASCII
+    ('3/1-3 4/40') or JSON ('{"3": [1, 2]}') string. Raises ValueError for what is not a MOC."""
+    from mocpy import MOC
+
+    if not isinstance(moc, MOC):
+        text = str(moc).strip()
+        if not text:
+            raise ValueError("the MOC is empty")
+        if text.startswith("{"):
+            import json
+
+            moc = MOC.from_json(json.loads(text))
+        elif Path(text).is_file():
+            moc = MOC.from_fits(text)
+        else:
+            moc = MOC.from_str(text)
+    ranges = np.asarray(moc.to_depth29_ranges, dtype=np.int64).reshape(-1, 2)
+    # mocpy reads '30/1' or '1/48' without complaint; their cells are not on the sky
+    if len(ranges) and (ranges.min() < 0 or ranges.max() > NPIX):
+        raise ValueError("cells beyond the sky (orders 0..29 have 12*4**order pixels)")
+    return ranges
+
+
+def mollweide_pixels(order: int, width_px: int) -> np.ndarray:
+    """For a Mollweide image ``width_px`` wide (half as high), the NESTED pixel at ``order`` each image
+    pixel shows (-1 outside the sky's ellipse); RA increases to the left, as on the sky."""
+    projector = healpy.projector.MollweideProj(xsize=width_px)
+    nside = 1 << order
+    image = projector.projmap(np.arange(12 * nside * nside, dtype=np.float64),
+                              lambda x, y, z: healpy.vec2pix(nside, x, y, z, nest=True))
+    return np.where(np.isfinite(image) & (image >= 0), image, -1).astype(np.int64)
 
 
 def shards_of_ranges(ranges: np.ndarray) -> list[int]:

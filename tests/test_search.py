@@ -110,18 +110,45 @@ def test_an_empty_answer_is_a_valid_table_in_every_format(catalog, capsys):
     assert "<VOTABLE" in out and "# - {name: ra, unit: deg, datatype: float64}" in out
 
 
-@pytest.mark.parametrize("args,message", [
-    ((float("nan"), 0.0, 60.0), "ra_deg must be a finite number"),
-    ((10.0, 91.0, 60.0), r"dec_deg must be in \[-90, 90\]"),
-    ((10.0, 0.0, 0.0), r"radius_arcsec must be in \(0, 648000\]"),
-    ((10.0, 0.0, None), "radius_arcsec must be a finite number"),
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("args,message,sql_message", [
+    ((NAN, 0.0, 60.0), "ra_deg must be a finite number", "ra_deg must be finite, got NaN"),
+    ((INF, 0.0, 60.0), "ra_deg must be a finite number", "ra_deg must be finite, got Infinity"),
+    ((-INF, 0.0, 60.0), "ra_deg must be a finite number", "ra_deg must be finite, got -Infinity"),
+    ((10.0, 91.0, 60.0), r"dec_deg must be in \[-90, 90\]", r"dec_deg must be in \[-90, 90\], got 91"),
+    ((10.0, NAN, 60.0), "dec_deg must be a finite number", r"dec_deg must be in \[-90, 90\], got NaN"),
+    ((10.0, -INF, 60.0), "dec_deg must be a finite number", r"dec_deg must be in \[-90, 90\], got -Infinity"),
+    ((10.0, 0.0, 0.0), r"radius_arcsec must be in \(0, 648000\]", r"radius_arcsec must be in \(0, 648000\], got 0"),
+    ((10.0, 0.0, -1.0), r"radius_arcsec must be in \(0, 648000\]", r"radius_arcsec must be in \(0, 648000\], got -1"),
+    ((10.0, 0.0, NAN), "radius_arcsec must be a finite number", r"radius_arcsec must be in \(0, 648000\], got NaN"),
+    ((10.0, 0.0, INF), "radius_arcsec must be a finite number", r"must be in \(0, 648000\], got Infinity"),
+    ((None, 0.0, 60.0), "ra_deg must not be NULL", r"must not be NULL \(got <NULL>, 0, 60\)"),
+    ((10.0, None, 60.0), "dec_deg must not be NULL", r"must not be NULL \(got 10, <NULL>, 60\)"),
+    ((10.0, 0.0, None), "radius_arcsec must not be NULL", r"must not be NULL \(got 10, 0, <NULL>\)"),
 ])
-def test_bad_cones_are_errors_not_empty_results(engine, args, message):
+def test_bad_cones_are_errors_not_empty_results(engine, args, message, sql_message):
     with pytest.raises(QueryError, match=message):
         cone_search(*args)
-    sql_message = message.replace("must be a finite number", "must").split(" must")[0]
-    with pytest.raises(sa.exc.DBAPIError, match=sql_message):
-        sql_cone(engine, *args)
+    with pytest.raises(sa.exc.DBAPIError, match=sql_message) as err:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT * FROM healcat.cone_search(CAST(:ra AS float8), CAST(:dec AS float8), "
+                                 "CAST(:r AS float8))"), dict(zip(("ra", "dec", "r"), args))).all()
+    assert err.value.orig.sqlstate == "22023"
+
+
+def test_hemisphere_and_sub_milliarcsec_cones_at_the_limits(engine, sky):
+    """radius 90 deg (half the sky) and 0.001 arcsec, centred on a star: exact, both paths."""
+    star = int(len(sky["id"]) * 0.13)
+    ra, dec = sky["coord"][star].ra.deg, sky["coord"][star].dec.deg
+    for radius_arcsec in (90 * 3600.0, 0.001):
+        expected, ambiguous, _ = brute_force(sky, ra, dec, radius_arcsec)
+        py = cone_search(ra, dec, radius_arcsec)
+        assert set(py["source_id"]) - ambiguous == expected
+        assert [r.source_id for r in sql_cone(engine, ra, dec, radius_arcsec)] == list(py["source_id"])
+        assert sky["id"][star] in set(py["source_id"])
+    assert len(py) >= 1 and len(cone_search(ra, dec, 90 * 3600.0)) > 200_000
 
 
 def test_sql_and_python_paths_use_the_hpx_index(engine, catalog):
@@ -140,9 +167,8 @@ def test_sql_and_python_paths_use_the_hpx_index(engine, catalog):
         assert "Index Scan using ix_source_hpx" in plans or "Bitmap Index Scan on ix_source_hpx" in plans, plans
         assert "Seq Scan on source" not in plans
         conn.exec_driver_sql("SET auto_explain.log_min_duration = -1")
-        select = Cone.from_arcsec(183.53, 0.09, 60.0).select()
-        plan = "\n".join(r[0] for r in conn.execute(sa.text("EXPLAIN " + str(select.compile(
-            dialect=conn.dialect, compile_kwargs={"literal_binds": True})))))
+        statement, params = Cone.from_arcsec(183.53, 0.09, 60.0).sql()
+        plan = "\n".join(r[0] for r in pg.execute("EXPLAIN " + statement, params))
         assert "ix_source_hpx" in plan and "Seq Scan on source" not in plan, plan
 
 

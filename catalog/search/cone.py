@@ -1,15 +1,14 @@
-"""Cone search from Python: a validated value, a coarse HEALPix filter, an exact recheck.
+"""Cone search and the k nearest neighbours from Python: a validated value, a coarse HEALPix filter,
+an exact recheck.
 
-The coarse filter is the btree of ``source.hpx`` over the cone's order-29
-ranges (computed here by healpy) plus the order-4 shards they touch; the exact
-recheck is the angular distance in SQL. ``healcat.cone_search`` does the same in
-the database with its own PL/pgSQL cover, and the tests hold the two to the same
-rows and to astropy.
+The coarse filter is the btree of ``source.hpx`` over the cone's order-29 ranges (computed here by
+healpy) on the order-4 shards they touch; the exact recheck is the angular distance in SQL
+(``healcat.cone_in_ranges``). ``healcat.cone_search`` and ``healcat.nearest`` do the same in the
+database with their own PL/pgSQL cover, and the tests hold both paths to the same rows and to astropy.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,58 +18,34 @@ from astropy.table import Table
 from catalog import healpix
 from catalog.errors import QueryError
 from catalog.models import Release, Source
-from catalog.search.results import to_table
+from catalog.search.region import Region, checked, run, search
 
-_ANGDIST_DEG = sa.func.healcat.angdist_deg
+#: Most neighbours one call returns (as healcat.nearest).
+MAX_K = 10000
 
 
 @dataclass(frozen=True)
-class Cone:
+class Cone(Region):
     """A validated cone: centre in ICRS degrees, radius in degrees."""
 
     ra_deg: float
     dec_deg: float
     radius_deg: float
+    what = "cone"
+    function = "cone_in_ranges"
 
     @classmethod
     def from_arcsec(cls, ra_deg: float, dec_deg: float, radius_arcsec: float) -> Cone:
-        values = {"ra_deg": ra_deg, "dec_deg": dec_deg, "radius_arcsec": radius_arcsec}
-        for name, value in values.items():
-            if value is None or not math.isfinite(value):
-                raise QueryError(f"cone: {name} must be a finite number, got {value}")
-        if not -90.0 <= dec_deg <= 90.0:
-            raise QueryError(f"cone: dec_deg must be in [-90, 90], got {float(dec_deg)}")
-        if not 0.0 < radius_arcsec <= 180.0 * 3600.0:
-            raise QueryError(f"cone: radius_arcsec must be in (0, 648000], got {float(radius_arcsec)}")
-        return cls(float(healpix.wrap_ra_deg(ra_deg)), float(dec_deg), radius_arcsec / 3600.0)
+        ra = checked("cone", "ra_deg", ra_deg)
+        dec = checked("cone", "dec_deg", dec_deg, -90.0, 90.0)
+        radius = checked("cone", "radius_arcsec", radius_arcsec, 0.0, 180.0 * 3600.0, lo_open=True)
+        return cls(float(healpix.wrap_ra_deg(ra)), dec, radius / 3600.0)
 
     def ranges(self) -> np.ndarray:
         return healpix.cone_ranges(self.ra_deg, self.dec_deg, self.radius_deg)
 
-    def select(self, release: str | None = None) -> sa.Select:
-        """The query: sources in the cone's HEALPix ranges and shards, rechecked exactly, nearest first."""
-        ranges = self.ranges()
-        dist = _ANGDIST_DEG(self.ra_deg, self.dec_deg, Source.ra, Source.dec)
-        query = (
-            sa.select(
-                Source.source_id,
-                Release.name.label("release"),
-                Source.object_id,
-                Source.ra,
-                Source.dec,
-                (dist * 3600.0).label("distance_arcsec"),
-            )
-            .join(Release, Release.release_id == Source.release_id)
-            .where(
-                sa.or_(*(Source.hpx.between(int(lo), int(hi) - 1) for lo, hi in ranges)),
-                Source.shard.in_(healpix.shards_of_ranges(ranges)),
-                dist <= self.radius_deg,
-            )
-            .order_by(dist, Source.source_id)
-        )
-        if release is not None:
-            query = query.where(Release.name == release)
-        return query
+    def args(self) -> tuple:
+        return self.ra_deg, self.dec_deg, self.radius_deg
 
 
 def cone_search(
@@ -80,13 +55,27 @@ def cone_search(
 
     Columns: source_id, release, object_id, ra [deg], dec [deg], distance_arcsec [arcsec].
     """
-    from catalog.db import engine as default_engine
+    return search(Cone.from_arcsec(ra_deg, dec_deg, radius_arcsec), release, engine)
 
-    cone = Cone.from_arcsec(ra_deg, dec_deg, radius_arcsec)
-    with (engine or default_engine()).connect() as conn:
-        if release is not None and conn.scalar(sa.select(Release.release_id).where(Release.name == release)) is None:
-            raise QueryError(f"cone: no release named {release!r}")
-        return to_table(conn.execute(cone.select(release)))
+
+def nearest(
+    ra_deg: float, dec_deg: float, k: int = 1, *, release: str | None = None, engine: sa.Engine | None = None
+) -> Table:
+    """The ``k`` sources nearest to (``ra_deg``, ``dec_deg``), nearest first (ties by source_id), with no
+    radius given: cones growing x4 from sqrt(k) arcmin until one holds k sources (as healcat.nearest).
+
+    Columns as cone_search's.
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise QueryError(f"nearest: k must be an integer, got {k!r}")
+    checked("nearest", "k", k, 1, MAX_K)
+    cone = Cone.from_arcsec(ra_deg, dec_deg, np.sqrt(k) * 60.0)
+    while True:
+        statement, params = cone.sql()
+        found = run(engine, "nearest", statement + " LIMIT %s", params + (int(k),), release)
+        if len(found) >= k or cone.radius_deg >= 180.0:
+            return found
+        cone = Cone(cone.ra_deg, cone.dec_deg, min(180.0, cone.radius_deg * 4.0))
 
 
 def source_id_of(object_id: str, *, release: str | None = None, engine: sa.Engine | None = None) -> int:

@@ -16,15 +16,18 @@ COLUMNS = {
     "dec": (np.float64, u.deg),
     "distance_arcsec": (np.float64, u.arcsec),
     "distance": (np.float64, None),
+    "pix": (np.int64, None),
+    "n": (np.int64, None),
 }
 
 
 def to_table(result: sa.CursorResult) -> Table:
     """Rows as a Table with fixed dtypes and units, so an empty answer still writes as VOTable or ECSV."""
-    rows = result.fetchall()
-    names = list(result.keys())
-    return Table(
-        [np.array([row[i] for row in rows], dtype=COLUMNS[name][0]) for i, name in enumerate(names)],
-        names=names,
-        units=[COLUMNS[name][1] for name in names],
-    )
+    return table_from_columns(list(result.keys()), result.fetchall())
+
+
+def table_from_columns(names: list[str], rows: list[tuple]) -> Table:
+    """A Table built column by column (one numpy array per column, not a row at a time)."""
+    columns = list(zip(*rows)) if rows else [()] * len(names)
+    return Table([np.array(column, dtype=COLUMNS[name][0]) for name, column in zip(names, columns)],
+                 names=names, units=[COLUMNS[name][1] for name in names], copy=False)

@@ -1,0 +1,50 @@
+"""RA/Dec box search: ``healcat.box_search`` in SQL, ``box_search`` here; the same rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import sqlalchemy as sa
+from astropy.table import Table
+
+from catalog import healpix
+from catalog.errors import QueryError
+from catalog.search.region import Region, checked, search
+
+
+@dataclass(frozen=True)
+class Box(Region):
+    """dec_min_deg <= dec <= dec_max_deg and RA from ra_min_deg eastwards to ra_max_deg, bounds included:
+    ra_min 350, ra_max 10 spans RA 0; ra_max - ra_min >= 360 is every RA. Degrees ICRS, as given."""
+
+    ra_min_deg: float
+    ra_max_deg: float
+    dec_min_deg: float
+    dec_max_deg: float
+    what = "box"
+    function = "box_in_ranges"
+
+    def __post_init__(self) -> None:
+        ra_min, ra_max = checked("box", "ra_min_deg", self.ra_min_deg), checked("box", "ra_max_deg", self.ra_max_deg)
+        dec_min = checked("box", "dec_min_deg", self.dec_min_deg, -90.0, 90.0)
+        dec_max = checked("box", "dec_max_deg", self.dec_max_deg, -90.0, 90.0)
+        if dec_min >= dec_max:
+            raise QueryError(f"box: dec_min_deg must be below dec_max_deg, got {dec_min} and {dec_max}")
+        if ra_max - ra_min < 360.0 and healpix.wrap_ra_deg(ra_min) == healpix.wrap_ra_deg(ra_max):
+            raise QueryError(f"box: ra_min_deg and ra_max_deg are the same RA ({ra_min} and {ra_max}): an empty box")
+
+    def ranges(self) -> np.ndarray:
+        return healpix.box_ranges(self.ra_min_deg, self.ra_max_deg, self.dec_min_deg, self.dec_max_deg)
+
+    def args(self) -> tuple:
+        return float(self.ra_min_deg), float(self.ra_max_deg), float(self.dec_min_deg), float(self.dec_max_deg)
+
+
+def box_search(ra_min_deg: float, ra_max_deg: float, dec_min_deg: float, dec_max_deg: float, *,
+               release: str | None = None, engine: sa.Engine | None = None) -> Table:
+    """Sources in the box (see Box), nearest the box's centre first.
+
+    Columns: source_id, release, object_id, ra [deg], dec [deg], distance_arcsec (from the centre) [arcsec].
+    """
+    return search(Box(ra_min_deg, ra_max_deg, dec_min_deg, dec_max_deg), release, engine)

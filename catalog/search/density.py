@@ -1,0 +1,28 @@
+"""Sky density: sources per NESTED HEALPix pixel at an order, from the index in SQL
+(``healcat.sky_density``, ``hpx >> 2*(29-order)``) or from any search's answer."""
+
+from __future__ import annotations
+
+import numpy as np
+import sqlalchemy as sa
+from astropy.table import Table
+
+from catalog import healpix
+from catalog.search.region import checked, run
+
+
+def sky_density(order: int, *, release: str | None = None, engine: sa.Engine | None = None) -> Table:
+    """Columns pix (NESTED pixel at ``order``) and n (sources in it), non-empty pixels only, by pix."""
+    checked("sky_density", "order", order, 0, healpix.ORDER)
+    return run(engine, "sky_density", "SELECT * FROM healcat.sky_density(%s, %s)", (int(order), release))
+
+
+def density_of(sources: Table, order: int) -> Table:
+    """The same columns for the rows of a search's answer (its ra, dec)."""
+    checked("sky_density", "order", order, 0, healpix.ORDER)
+    if len(sources):
+        pix = healpix.hpx_index(sources["ra"], sources["dec"]) >> (2 * (healpix.ORDER - int(order)))
+    else:
+        pix = np.empty(0, np.int64)
+    values, counts = np.unique(pix, return_counts=True)
+    return Table([values.astype(np.int64), counts.astype(np.int64)], names=["pix", "n"])

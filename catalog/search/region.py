@@ -1,0 +1,146 @@
+"""What every region search shares: argument checks, and one fast way to run a region's SQL.
+
+A region (Cone, Box, Ellipse, Polygon, Moc) is a validated value with ``.ranges()`` (the order-29
+HEALPix ranges covering it, from catalog.healpix) and ``.sql()`` (a call of the region's
+``healcat.<region>_in_ranges`` SQL function with those ranges as arrays). That SQL function is the
+one definition of the region's rows: ``healcat.<region>_search`` calls it with the cover it
+computes in PL/pgSQL, the Python API with healpy's. The statement text is fixed per region, so
+psycopg prepares it on a connection's fifth call and later calls only bind and execute a generic
+plan (one index range scan per range under LATERAL, whatever the arrays hold); the answer becomes an
+astropy Table column by column.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import math
+import os
+import threading
+
+import numpy as np
+import psycopg
+import sqlalchemy as sa
+from astropy.table import Table
+
+from catalog.errors import QueryError
+from catalog.search.results import table_from_columns
+
+
+def checked(what: str, name: str, value, lo: float = -math.inf, hi: float = math.inf, lo_open: bool = False) -> float:
+    """``value`` as a float in [lo, hi] (or (lo, hi]), else a QueryError naming it, as healcat.check_arg does."""
+    if value is None:
+        raise QueryError(f"{what}: {name} must not be NULL (None)")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise QueryError(f"{what}: {name} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise QueryError(f"{what}: {name} must be a finite number, got {number}")
+    if number < lo or number > hi or (lo_open and number == lo):
+        raise QueryError(f"{what}: {name} must be in {'(' if lo_open else '['}{lo:g}, {hi:g}], got {number}")
+    return number
+
+
+class Region:
+    """A validated region: subclasses set ``what``, ``function`` and define ``ranges()`` and ``args()``."""
+
+    what: str
+    function: str
+
+    def ranges(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def args(self) -> tuple:
+        raise NotImplementedError
+
+    def sql(self, release_id: int | None = None) -> tuple[str, tuple]:
+        """The parameterized call of ``healcat.<function>`` over this region's ranges (psycopg placeholders)."""
+        ranges = self.ranges()
+        args = self.args()
+        text = (f"SELECT * FROM healcat.{self.function}(%s::bigint[], %s::bigint[], %s::integer"
+                + ", %s" * len(args) + ")")
+        return text, (ranges[:, 0].tolist(), ranges[:, 1].tolist(), release_id, *args)
+
+
+class _Sessions(threading.local):
+    """One autocommit psycopg connection per thread and database, kept for searches.
+
+    A call then costs one round trip: no pool checkout ping, no transaction to roll back, and
+    ``plan_cache_mode = force_generic_plan`` set once for the session (each statement's plan does not
+    depend on its parameters; left to itself PostgreSQL plans the first calls anew, 1-2 ms each).
+    """
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.connections: dict[str, psycopg.Connection] = {}
+
+    def get(self, engine: sa.Engine, fresh: bool = False) -> psycopg.Connection:
+        if self.pid != os.getpid():  # a forked child never shares its parent's sockets
+            self.pid, self.connections = os.getpid(), {}
+        url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        conn = self.connections.get(url)
+        if fresh or conn is None or conn.closed:
+            if conn is not None:
+                conn.close()
+            conn = psycopg.connect(url, autocommit=True)
+            conn.execute("SET plan_cache_mode = force_generic_plan")
+            self.connections[url] = conn
+            _opened.append(conn)
+        return conn
+
+
+_sessions = _Sessions()
+#: Every session opened, in any thread, closed when the interpreter exits.
+_opened: list[psycopg.Connection] = []
+
+
+@atexit.register
+def _close_sessions() -> None:
+    for conn in _opened:
+        conn.close()
+
+
+def run(engine: sa.Engine | None, what: str, statement: str, params: tuple, release: str | None = None) -> Table:
+    """Execute a region's statement; SQL argument errors (SQLSTATE 22023) become QueryError.
+
+    ``release`` (a name) fills the statement's third parameter with its release_id.
+    """
+    try:
+        return _execute(_sessions.get(engine or _default_engine(*_configuration())), what, statement, params, release)
+    except psycopg.OperationalError:  # the server stopped or dropped the session: once more, on a new one
+        _default_engine.cache_clear()  # (which starts the embedded server again if it is the one used)
+        return _execute(_sessions.get(engine or _default_engine(*_configuration()), fresh=True), what, statement,
+                        params, release)
+
+
+def _configuration() -> tuple[str | None, str | None]:
+    return os.environ.get("HEALCAT_HOME"), os.environ.get("HEALCAT_DATABASE_URL")
+
+
+@functools.cache
+def _default_engine(home: str | None, database_url: str | None) -> sa.Engine:
+    """catalog.db.engine() once per configuration: it checks that the embedded server runs, tens of ms."""
+    from catalog.db import engine
+
+    return engine()
+
+
+def _execute(conn: psycopg.Connection, what: str, statement: str, params: tuple, release: str | None) -> Table:
+    with conn.cursor() as cursor:
+        try:
+            if release is not None:
+                release_id = cursor.execute("SELECT healcat.release_id_of(%s, %s)", (what, release)).fetchone()[0]
+                params = params[:2] + (release_id,) + params[3:]
+            cursor.execute(statement, params)
+        except psycopg.Error as exc:
+            if exc.sqlstate == "22023":  # invalid_parameter_value, raised by the SQL argument checks
+                raise QueryError(str(exc).splitlines()[0]) from None
+            raise
+        return table_from_columns([column.name for column in cursor.description], cursor.fetchall())
+
+
+def search(region: Region, release: str | None, engine: sa.Engine | None) -> Table:
+    """The region's sources as a Table (only ``release``'s, if given)."""
+    statement, params = region.sql()
+    return run(engine, region.what, statement, params, release)

@@ -1,0 +1,89 @@
+"""Sky density per HEALPix pixel straight from SQL, and the skymap PNG that draws it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from matplotlib.image import imread
+
+from catalog.cli import main
+from catalog.errors import QueryError
+from catalog.search import box_search, density_of, sky_density
+from catalog.skymap import EMPTY_RGBA, OUTSIDE_RGBA, counts_image
+from tests.conftest import SDSS_RELEASE
+
+
+@pytest.fixture(scope="module")
+def positions(engine, catalog):
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT hpx, r.name FROM healcat.source JOIN healcat.release r USING (release_id) "
+                                    "WHERE hpx IS NOT NULL")).all()
+    return np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows])
+
+
+@pytest.mark.parametrize("order", [0, 3, 8, 29])
+def test_density_counts_every_positioned_source_once(engine, positions, order):
+    hpx, _ = positions
+    pix, n = np.unique(hpx >> (2 * (29 - order)), return_counts=True)
+    got = sky_density(order)
+    assert list(got["pix"]) == list(pix) and list(got["n"]) == list(n)
+    with engine.connect() as conn:
+        sql = conn.execute(sa.text("SELECT * FROM healcat.sky_density(:o)"), {"o": order}).all()
+    assert [tuple(r) for r in sql] == list(zip(pix, n))
+    assert int(got["n"].sum()) == len(hpx)
+
+
+def test_density_of_one_release_and_of_a_search(engine, positions):
+    hpx, release = positions
+    pix, n = np.unique(hpx[release == SDSS_RELEASE] >> 42, return_counts=True)
+    got = sky_density(8, release=SDSS_RELEASE)
+    assert list(got["pix"]) == list(pix) and list(got["n"]) == list(n)
+    box = box_search(350.0, 10.0, -5.0, 5.0)
+    with engine.connect() as conn:
+        sql = conn.execute(sa.text("SELECT healcat.hpx_ang2pix(5, ra, dec) AS pix, count(*) AS n "
+                                   "FROM healcat.box_search(350, 10, -5, 5) GROUP BY 1 ORDER BY 1")).all()
+    assert [tuple(r) for r in sql] == list(zip(*density_of(box, 5).columns.values()))
+    with pytest.raises(QueryError, match=r"sky_density: order must be in \[0, 29\], got 30"):
+        sky_density(30)
+    with pytest.raises(sa.exc.DBAPIError, match=r"sky_density: order must be in \[0, 29\], got -1"):
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT * FROM healcat.sky_density(-1)")).all()
+
+
+def _coloured(png: np.ndarray) -> np.ndarray:
+    """Image pixels drawn in a colour of the scale (not empty sky, not outside it)."""
+    rgb = png[..., :3]
+    return ~(np.all(np.isclose(rgb, EMPTY_RGBA[:3], atol=2 / 255), axis=-1)
+             | np.all(np.isclose(rgb, OUTSIDE_RGBA[:3], atol=2 / 255), axis=-1))
+
+
+def test_skymap_png_shows_the_sql_counts(tmp_path, catalog, capsys):
+    path = tmp_path / "sky.png"
+    assert main(["skymap", "--order", "3", "--width", "400", str(path)]) == 0
+    assert "in 768 order-3 pixels" in capsys.readouterr().out
+    png = imread(path)
+    assert png.shape[:2] == (200, 400)
+    density = sky_density(3)
+    image = counts_image(density, 3, 400)
+    assert np.array_equal(_coloured(png), np.nan_to_num(image) > 0), "coloured exactly where sources are"
+    from catalog.healpix import mollweide_pixels
+
+    shown = mollweide_pixels(3, 400)
+    assert set(np.unique(shown[shown >= 0])) == set(range(768)), "every order-3 pixel is drawn"
+    assert set(np.unique(shown[np.nan_to_num(image) > 0])) == set(density["pix"])
+
+
+def test_skymap_of_a_search_colours_only_its_pixels(tmp_path, catalog, capsys):
+    path = tmp_path / "box.png"
+    assert main(["skymap", "--order", "4", "--width", "600", str(path), "box", "350", "10", "-5", "5"]) == 0
+    png = imread(path)
+    assert png.shape[:2] == (300, 600)
+    density = density_of(box_search(350.0, 10.0, -5.0, 5.0), 4)
+    from catalog.healpix import mollweide_pixels
+
+    shown = mollweide_pixels(4, 600)
+    coloured = set(np.unique(shown[_coloured(png)]))
+    assert coloured == set(density["pix"]) & set(np.unique(shown[shown >= 0])) and len(coloured) > 5
+    assert main(["skymap", str(tmp_path / "x.png"), "jobs"]) == 1
+    assert "'jobs' is not a search" in capsys.readouterr().err

@@ -1,0 +1,394 @@
+"""Box, polygon, ellipse, MOC and nearest-neighbour searches: exact against brute-force geometry with
+astropy on the 492k real positions of the session catalog, and the same rows from SQL, Python and CLI."""
+
+from __future__ import annotations
+
+import json
+
+import astropy.units as u
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from astropy.coordinates import Angle, SkyCoord
+from astropy.io import ascii
+from mocpy import MOC
+
+from catalog.cli import main
+from catalog.errors import QueryError
+from catalog.search import box_search, ellipse_search, moc_search, nearest, polygon_search
+from tests.conftest import GAIA_RELEASE
+
+EDGE_DEG = 1e-9  # stars this close to a region's boundary may fall either way in float64
+
+
+@pytest.fixture(scope="module")
+def sky(engine, catalog):
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT source_id, ra, dec FROM healcat.source WHERE hpx IS NOT NULL")).all()
+    ids = np.array([r[0] for r in rows], dtype=np.int64)
+    coord = SkyCoord([r[1] for r in rows] * u.deg, [r[2] for r in rows] * u.deg)
+    return {"id": ids, "coord": coord, "xyz": coord.cartesian.xyz.value.T}
+
+
+def sql_rows(engine, call: str, params: dict) -> list:
+    with engine.connect() as conn:
+        return conn.execute(sa.text(f"SELECT * FROM healcat.{call}"), params).all()
+
+
+def check_exact(sky, inside: np.ndarray, ambiguous: np.ndarray, sql: list, py) -> None:
+    """SQL and Python give the same rows in the same order, and exactly the brute-force set."""
+    assert [r.source_id for r in sql] == list(py["source_id"]), "SQL and Python paths differ"
+    got = set(py["source_id"])
+    expected, edge = set(sky["id"][inside & ~ambiguous]), set(sky["id"][ambiguous])
+    assert got - edge == expected, f"false positives {sorted(got - edge - expected)[:5]}, " \
+                                   f"false negatives {sorted(expected - got)[:5]}"
+    assert len(edge) <= 2, "test regions are chosen with no star on their boundary"
+    assert py["ra"].unit == u.deg and py["dec"].unit == u.deg
+
+
+def star(sky, fraction: float) -> tuple[float, float]:
+    c = sky["coord"][int(len(sky["id"]) * fraction)]
+    return float(c.ra.deg), float(c.dec.deg)
+
+
+# --- box -------------------------------------------------------------------------
+
+
+def brute_box(sky, ra_min, ra_max, dec_min, dec_max):
+    ra, dec = sky["coord"].ra.deg, sky["coord"].dec.deg
+    lo, hi = Angle(ra_min * u.deg).wrap_at(360 * u.deg).deg, Angle(ra_max * u.deg).wrap_at(360 * u.deg).deg
+    in_ra = np.ones(len(ra), bool) if ra_max - ra_min >= 360 else (
+        (ra >= lo) & (ra <= hi) if lo <= hi else (ra >= lo) | (ra <= hi))
+    inside = in_ra & (dec >= dec_min) & (dec <= dec_max)
+    near = np.minimum.reduce([np.abs(dec - dec_min), np.abs(dec - dec_max),
+                              np.abs(Angle((ra - lo) * u.deg).wrap_at(180 * u.deg).deg),
+                              np.abs(Angle((ra - hi) * u.deg).wrap_at(180 * u.deg).deg)])
+    return inside, near < EDGE_DEG if ra_max - ra_min < 360 else np.minimum(np.abs(dec - dec_min),
+                                                                             np.abs(dec - dec_max)) < EDGE_DEG
+
+
+BOXES = [
+    (350.0, 10.0, -5.0, 5.0),          # across RA = 0/360
+    (-10.0, 10.0, 20.0, 30.0),         # the same wrap written with a negative ra_min
+    (0.0, 360.0, 80.0, 90.0),          # the north polar cap
+    (100.0, 260.0, -90.0, -75.0),      # touching the south pole
+    (30.0, 200.0, -60.0, 70.0),        # a large part of the sky
+    (183.4, 183.7, -0.1, 0.3),         # around SDSS galaxies
+]
+
+
+@pytest.mark.parametrize("box", BOXES)
+def test_box_is_exact_and_the_same_from_sql_and_python(engine, sky, box):
+    inside, ambiguous = brute_box(sky, *box)
+    sql = sql_rows(engine, "box_search(:a, :b, :c, :d)", dict(zip("abcd", box)))
+    py = box_search(*box)
+    check_exact(sky, inside, ambiguous, sql, py)
+    assert inside.sum() > 0
+    d = np.array(py["distance_arcsec"])
+    assert np.all(np.diff(d) >= 0), "nearest the box's centre first"
+
+
+def test_tiny_box_around_a_star(engine, sky):
+    ra, dec = star(sky, 0.31)
+    box = (ra - 1e-4, ra + 1e-4, dec - 1e-4, dec + 1e-4)  # 0.36 arcsec
+    inside, ambiguous = brute_box(sky, *box)
+    check_exact(sky, inside, ambiguous, sql_rows(engine, "box_search(:a, :b, :c, :d)", dict(zip("abcd", box))),
+                box_search(*box))
+    assert sky["id"][int(len(sky["id"]) * 0.31)] in set(box_search(*box)["source_id"])
+
+
+# --- ellipse ---------------------------------------------------------------------
+
+
+def brute_ellipse(sky, ra, dec, a_arcsec, b_arcsec, pa_deg):
+    """Points whose separations to the two foci (placed with astropy) sum to at most 2a."""
+    a, b = np.radians(a_arcsec / 3600), np.radians(b_arcsec / 3600)
+    c = np.degrees(np.arccos(np.clip(np.cos(a) / np.cos(b), -1, 1))) if a_arcsec > 60 else \
+        np.degrees(np.sqrt(a * a - b * b))  # flat-sky limit for tiny ellipses (the arccos loses all digits)
+    centre = SkyCoord(ra * u.deg, dec * u.deg)
+    f1 = centre.directional_offset_by(pa_deg * u.deg, c * u.deg)
+    f2 = centre.directional_offset_by((pa_deg + 180) * u.deg, c * u.deg)
+    total = sky["coord"].separation(f1).deg + sky["coord"].separation(f2).deg
+    return total <= 2 * a_arcsec / 3600, np.abs(total - 2 * a_arcsec / 3600) < EDGE_DEG
+
+
+ELLIPSES = [
+    (10.0, 20.0, 3600.0, 1800.0, 30.0),
+    (45.0, 89.0, 3 * 3600.0, 3600.0, 100.0),     # over the north pole
+    (0.0, -89.95, 5 * 3600.0, 2 * 3600.0, 45.0),  # over the south pole
+    (359.8, -10.0, 7200.0, 2000.0, 75.0),        # across RA = 0/360
+    (200.0, -30.0, 60 * 3600.0, 30 * 3600.0, 10.0),  # a quarter of the sky
+    (120.0, 5.0, 20 * 3600.0, 20 * 3600.0, 0.0),     # a circle
+]
+
+
+@pytest.mark.parametrize("ellipse", ELLIPSES)
+def test_ellipse_is_exact_and_the_same_from_sql_and_python(engine, sky, ellipse):
+    inside, ambiguous = brute_ellipse(sky, *ellipse)
+    sql = sql_rows(engine, "ellipse_search(:a, :b, :c, :d, :e)", dict(zip("abcde", ellipse)))
+    py = ellipse_search(*ellipse)
+    check_exact(sky, inside, ambiguous, sql, py)
+    assert inside.sum() > 0
+
+
+def test_tiny_ellipse_around_a_star(engine, sky):
+    ra, dec = star(sky, 0.52)
+    ellipse = (ra + 0.1 / 3600, dec, 0.5, 0.2, 90.0)  # the star 0.1 arcsec west of the centre, inside
+    inside, ambiguous = brute_ellipse(sky, *ellipse)
+    py = ellipse_search(*ellipse)
+    check_exact(sky, inside, ambiguous, sql_rows(engine, "ellipse_search(:a, :b, :c, :d, :e)",
+                                                 dict(zip("abcde", ellipse))), py)
+    assert sky["id"][int(len(sky["id"]) * 0.52)] in set(py["source_id"])
+    rotated = ellipse_search(ra + 0.1 / 3600, dec, 0.5, 0.001, 0.0)  # the same star is now off the minor axis
+    assert sky["id"][int(len(sky["id"]) * 0.52)] not in set(rotated["source_id"])
+
+
+# --- polygon ---------------------------------------------------------------------
+
+
+def brute_polygon(sky, vertices):
+    """Winding number on the sphere from unit vectors (astropy's), on the side of the vertices' mean."""
+    v = SkyCoord([p[0] for p in vertices] * u.deg, [p[1] for p in vertices] * u.deg).cartesian.xyz.value.T
+    centre = v.mean(axis=0) / np.linalg.norm(v.mean(axis=0))
+    near = sky["xyz"] @ centre > np.min(v @ centre) - 0.02  # beyond the farthest vertex + ~1 deg: outside
+    p = sky["xyz"][near]
+    a, b = v, np.roll(v, -1, axis=0)
+    total = np.zeros(len(p))
+    edge = np.full(len(p), np.inf)
+    for ai, bi in zip(a, b):
+        cross = np.cross(ai, bi)
+        total += np.arctan2(p @ cross, ai @ bi - (p @ ai) * (p @ bi))
+        # distance to the edge's great circle, where the point lies between the edge's ends
+        between = (np.cross(ai, p) @ cross > 0) & (np.cross(p, bi) @ cross > 0)
+        gc = np.abs(np.degrees(np.arcsin(np.clip(p @ (cross / np.linalg.norm(cross)), -1, 1))))
+        edge = np.minimum(edge, np.where(between, gc, np.inf))
+    inside, ambiguous = np.zeros(len(near), bool), np.zeros(len(near), bool)
+    inside[near], ambiguous[near] = (np.abs(total) > np.pi) & (p @ centre > 0), edge < EDGE_DEG
+    return inside, ambiguous
+
+
+def star_polygon(ra0, dec0, n, r1_deg, r2_deg):
+    """A concave star: n vertices alternating between two radii about a centre (via astropy offsets)."""
+    centre = SkyCoord(ra0 * u.deg, dec0 * u.deg)
+    pa = np.arange(n) * 360.0 / n
+    r = np.where(np.arange(n) % 2 == 0, r1_deg, r2_deg)
+    pts = centre.directional_offset_by(pa * u.deg, r * u.deg)
+    return [(float(a), float(d)) for a, d in zip(pts.ra.deg, pts.dec.deg)]
+
+
+POLYGONS = {
+    "square": [(10.0, 0.0), (20.0, 0.0), (20.0, 10.0), (10.0, 10.0)],
+    "square, clockwise": [(10.0, 10.0), (20.0, 10.0), (20.0, 0.0), (10.0, 0.0)],
+    "across RA 0": [(350.0, -5.0), (10.0, -5.0), (10.0, 5.0), (350.0, 5.0)],
+    "around the north pole": [(float(ra), 80.0) for ra in range(0, 360, 60)],
+    "over the south pole": [(0.0, -70.0), (120.0, -75.0), (240.0, -70.0)],
+    "concave L": [(100.0, 10.0), (110.0, 10.0), (110.0, 14.0), (104.0, 14.0), (104.0, 20.0), (100.0, 20.0)],
+    "300-vertex star": star_polygon(250.0, 40.0, 300, 5.0, 3.0),
+    "300-vertex star, reversed": star_polygon(250.0, 40.0, 300, 5.0, 3.0)[::-1],
+    "quarter sky": [(0.0, -40.0), (90.0, -40.0), (90.0, 40.0), (0.0, 40.0)],
+    "closed ring": [(10.0, 0.0), (20.0, 0.0), (20.0, 10.0), (10.0, 10.0), (10.0, 0.0)],
+}
+
+
+@pytest.mark.parametrize("name", POLYGONS)
+def test_polygon_is_exact_and_the_same_from_sql_and_python(engine, sky, name):
+    vertices = POLYGONS[name]
+    ring = vertices[:-1] if name == "closed ring" else vertices
+    inside, ambiguous = brute_polygon(sky, ring)
+    sql = sql_rows(engine, "polygon_search(:v)", {"v": [list(v) for v in vertices]})
+    py = polygon_search(vertices)
+    check_exact(sky, inside, ambiguous, sql, py)
+    assert inside.sum() > 0
+
+
+def test_polygon_winding_order_does_not_matter(catalog):
+    forward = polygon_search(POLYGONS["concave L"])
+    assert list(polygon_search(POLYGONS["concave L"][::-1])["source_id"]) == list(forward["source_id"])
+    flat = [x for v in POLYGONS["square"] for x in v]
+    assert len(polygon_search(POLYGONS["square"])) > 0
+    with pytest.raises(QueryError, match=r"must be \(ra_deg, dec_deg\) pairs"):
+        polygon_search(flat)
+
+
+def test_tiny_polygon_around_a_star(engine, sky):
+    ra, dec = star(sky, 0.66)
+    d = 0.3 / 3600
+    vertices = [(ra - d, dec - d), (ra + d, dec - d), (ra, dec + d)]
+    inside, ambiguous = brute_polygon(sky, vertices)
+    py = polygon_search(vertices)
+    check_exact(sky, inside, ambiguous, sql_rows(engine, "polygon_search(:v)", {"v": [list(v) for v in vertices]}),
+                py)
+    assert sky["id"][int(len(sky["id"]) * 0.66)] in set(py["source_id"])
+
+
+@pytest.mark.parametrize("vertices,message", [
+    ([(0.0, 0.0), (10.0, 10.0), (10.0, 0.0), (0.0, 10.0)], "self-intersecting, edge 1"),
+    ([(0.0, 0.0), (10.0, 0.0), (20.0, 0.0)], "degenerate, it encloses no area"),
+    ([(0.0, 0.0), (10.0, 0.0), (10.0, 0.0), (5.0, 5.0)], "vertices 2 and 3 are the same point"),
+    ([(0.0, 0.0), (10.0, 0.0)], "needs at least 3 vertices, got 2"),
+    ([(0.0, 0.0), (120.0, 0.0), (240.0, 0.0)], "surround no centre"),
+    ([(0.0, -60.0), (180.0, -60.0), (90.0, 60.0)], "must lie within 89 deg"),
+    ([(0.0, 0.0), (10.0, float("nan")), (5.0, 5.0)], "vertex 2 dec_deg must be a finite number"),
+    ([(0.0, 0.0), (10.0, 95.0), (5.0, 5.0)], r"vertex 2 dec_deg must be in \[-90, 90\]"),
+])
+def test_bad_polygons_are_errors_from_sql_and_python(engine, vertices, message):
+    with pytest.raises(QueryError, match=message):
+        polygon_search(vertices)
+    with pytest.raises(sa.exc.DBAPIError, match=message) as err:
+        sql_rows(engine, "polygon_search(:v)", {"v": [list(v) for v in vertices]})
+    assert err.value.orig.sqlstate == "22023"
+
+
+# --- MOC -------------------------------------------------------------------------
+
+
+MOCS = [
+    "3/1-3 5 4/40-43",
+    '{"3": [1, 2, 3, 5], "4": [40, 41, 42, 43]}',
+    "8/" + " ".join(str(p) for p in range(700000, 700040)) + " 12/3000000-3000300",
+]
+
+
+@pytest.mark.parametrize("text", MOCS)
+def test_moc_is_exact_and_the_same_from_sql_and_python(engine, sky, text):
+    moc = MOC.from_json(json.loads(text)) if text.startswith("{") else MOC.from_str(text)
+    inside = moc.contains_lonlat(sky["coord"].ra, sky["coord"].dec)  # mocpy's own cell test, not our parser
+    sql = sql_rows(engine, "moc_search(:m)", {"m": text})
+    py = moc_search(text)
+    check_exact(sky, inside, np.zeros(len(inside), bool), sql, py)
+    assert inside.sum() > 0 and list(py["source_id"]) == sorted(py["source_id"])
+
+
+def test_moc_from_a_fits_file_covers_the_cone_it_was_made_from(engine, sky, tmp_path):
+    """A MOC of a 2 deg cone over the north pole, written as FITS: every star of the cone is found."""
+    moc = MOC.from_cone(lon=0 * u.deg, lat=89.5 * u.deg, radius=2 * u.deg, max_depth=10)
+    path = tmp_path / "footprint.fits"
+    moc.save(str(path), format="fits")
+    found = set(moc_search(str(path))["source_id"])
+    sep = sky["coord"].separation(SkyCoord(0 * u.deg, 89.5 * u.deg)).deg
+    assert set(sky["id"][sep < 2 - 1e-6]) <= found
+    assert found == set(sky["id"][moc.contains_lonlat(sky["coord"].ra, sky["coord"].dec)])
+    sql = sql_rows(engine, "moc_search(:m)", {"m": moc.to_string(format="ascii")})
+    assert [r.source_id for r in sql] == sorted(found)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("hello", "moc: cannot read 'hello'"),
+    ("30/1", "order must be in 0..29, got 30"),
+    ("1/48", r"cells '1/48' are not pixels of order 1 \(0..47\)"),
+    ("5 3/1", "'5' comes before any order/"),
+    ("", "must not be NULL or empty"),
+])
+def test_bad_mocs_are_sql_errors(engine, text, message):
+    with pytest.raises(sa.exc.DBAPIError, match=message) as err:
+        sql_rows(engine, "moc_search(:m)", {"m": text})
+    assert err.value.orig.sqlstate == "22023"
+    with pytest.raises(QueryError, match="moc: "):
+        moc_search(text)
+
+
+# --- nearest neighbours ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("ra,dec,k", [(10.0, 20.0, 5), (0.0, 90.0, 3), (359.99, -89.9, 10), (183.53, 0.09, 50),
+                                      (77.0, -33.0, 1)])
+def test_nearest_is_the_k_smallest_separations(engine, sky, ra, dec, k):
+    sep = sky["coord"].separation(SkyCoord(ra * u.deg, dec * u.deg)).arcsec
+    order = np.lexsort((sky["id"], sep))[:k]
+    py = nearest(ra, dec, k)
+    assert list(py["source_id"]) == list(sky["id"][order])
+    np.testing.assert_allclose(py["distance_arcsec"], sep[order], rtol=0, atol=1e-6)
+    sql = sql_rows(engine, "nearest(:ra, :dec, :k)", {"ra": ra, "dec": dec, "k": k})
+    assert [r.source_id for r in sql] == list(py["source_id"])
+
+
+def test_nearest_in_one_release_and_bad_k(engine, catalog):
+    got = nearest(183.5313, 0.0897, 4, release=GAIA_RELEASE)
+    assert len(got) == 4 and set(got["release"]) == {GAIA_RELEASE}
+    for k in (0, 10001):
+        with pytest.raises(QueryError, match=r"nearest: k must be in \[1, 10000\]"):
+            nearest(10.0, 10.0, k)
+        with pytest.raises(sa.exc.DBAPIError, match=r"nearest: k must be in \[1, 10000\]"):
+            sql_rows(engine, "nearest(10, 10, :k)", {"k": k})
+    with pytest.raises(QueryError, match="k must be an integer"):
+        nearest(10.0, 10.0, 2.5)
+
+
+# --- argument errors -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("call,args,message", [
+    ("box_search", (350.0, 10.0, 5.0, -5.0), "dec_min_deg must be below dec_max_deg"),
+    ("box_search", (370.0, 10.0, -5.0, 5.0), "are the same RA"),
+    ("box_search", (float("nan"), 10.0, -5.0, 5.0), "ra_min_deg must be a finite number"),
+    ("box_search", (0.0, 10.0, -95.0, 5.0), r"dec_min_deg must be in \[-90, 90\]"),
+    ("box_search", (0.0, float("inf"), -5.0, 5.0), "ra_max_deg must be a finite number"),
+    ("ellipse_search", (10.0, 0.0, 60.0, 90.0, 0.0), r"semi_minor_arcsec must be in \(0, 60\]"),
+    ("ellipse_search", (10.0, 0.0, 91 * 3600.0, 60.0, 0.0), r"semi_major_arcsec must be in \(0, 324000\]"),
+    ("ellipse_search", (10.0, 0.0, 60.0, 30.0, float("nan")), "pa_deg must be a finite number"),
+    ("ellipse_search", (10.0, None, 60.0, 30.0, 0.0), "dec_deg must not be NULL"),
+])
+def test_bad_regions_are_errors_naming_the_argument(engine, catalog, call, args, message):
+    import catalog as api
+
+    with pytest.raises(QueryError, match=message):
+        getattr(api, call)(*args)
+    placeholders = ", ".join(f"CAST(:a{i} AS float8)" for i in range(len(args)))
+    with pytest.raises(sa.exc.DBAPIError, match=message) as err:
+        sql_rows(engine, f"{call}({placeholders})", {f"a{i}": a for i, a in enumerate(args)})
+    assert err.value.orig.sqlstate == "22023"
+
+
+def test_release_filter_and_unknown_release(engine, catalog):
+    rows = box_search(183.0, 184.0, -0.5, 0.5, release="sdss/dr14-skyserver-10k")
+    assert len(rows) > 0 and set(rows["release"]) == {"sdss/dr14-skyserver-10k"}
+    assert len(box_search(183.0, 184.0, -0.5, 0.5)) > len(rows)
+    with pytest.raises(QueryError, match="ellipse: no release named 'nope'"):
+        ellipse_search(10.0, 10.0, 60.0, 30.0, 0.0, release="nope")
+    with pytest.raises(sa.exc.DBAPIError, match="polygon: no release named 'nope'"):
+        sql_rows(engine, "polygon_search(ARRAY[[10,0],[20,0],[15,10]], 'nope')", {})
+
+
+def test_region_searches_use_the_hpx_index_in_a_generic_plan(engine, catalog):
+    """The Python path's prepared statement keeps per-range index scans whatever the ranges are."""
+    from catalog.search import Box, Cone, Ellipse
+
+    with engine.connect() as conn:
+        for setting in ("LOAD 'auto_explain'", "SET auto_explain.log_min_duration = 0",
+                        "SET auto_explain.log_level = notice", "SET plan_cache_mode = force_generic_plan"):
+            conn.exec_driver_sql(setting)
+        pg = conn.connection.driver_connection
+        notices: list[str] = []
+        pg.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+        for region in (Cone.from_arcsec(183.53, 0.09, 1.0), Cone.from_arcsec(10, 10, 7200.0),
+                       Box(350.0, 10.0, -5.0, 5.0), Ellipse(10.0, 20.0, 3600.0, 1800.0, 30.0)):
+            statement, params = region.sql()
+            notices.clear()
+            pg.execute(statement, params, prepare=True).fetchall()
+            pg.execute("SELECT 1")  # the plan's notice arrives with the next message
+            plan = "\n".join(notices)
+            assert "Index Cond: ((hpx >= c.lo) AND (hpx < c.hi))" in plan, plan
+            assert "Seq Scan on source" not in plan and "pk_source" not in plan, plan
+
+
+# --- command line ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["box", "350", "10", "-5", "5"], lambda: box_search(350, 10, -5, 5)),
+    (["polygon", "10,0", "20,0", "20,10", "10,10"], lambda: polygon_search(POLYGONS["square"])),
+    (["ellipse", "10", "20", "1deg", "30arcmin", "30"], lambda: ellipse_search(10, 20, 3600, 1800, 30)),
+    (["moc", "3/1-3 5 4/40-43"], lambda: moc_search("3/1-3 5 4/40-43")),
+    (["nearest", "0h40m", "20", "-k", "5"], lambda: nearest(10, 20, 5)),
+])
+def test_cli_gives_the_same_rows(catalog, capsys, argv, expected):
+    assert main(argv + ["--format", "csv"]) == 0
+    out = ascii.read(capsys.readouterr().out, format="csv")
+    assert list(out["source_id"]) == list(expected()["source_id"]) and len(out) > 0
+
+
+def test_cli_errors_name_the_argument(catalog, capsys):
+    assert main(["box", "10", "20", "5", "-5"]) == 1
+    assert "box: dec_min_deg must be below dec_max_deg, got 5.0 and -5.0" in capsys.readouterr().err
+    assert main(["polygon", "0,0", "10,10", "10,0", "0,10"]) == 1
+    assert "self-intersecting" in capsys.readouterr().err
