@@ -94,8 +94,10 @@ BEGIN
         n_candidates := n_given;      -- a small set: exact at once, no need to know more
     ELSE
         step := (n_given / sample_size)::integer;
+        -- One pass over the array (subscripting a parameter array copies it whole each time).
         SELECT count(*), count(e.source_id) INTO tried, hits
-        FROM (SELECT candidates[i * step + 1] AS id FROM generate_series(0, sample_size - 1) AS i) AS c
+        FROM (SELECT u.id FROM unnest(candidates) WITH ORDINALITY AS u(id, n)
+              WHERE u.n % step = 0 LIMIT sample_size) AS c
         LEFT JOIN healcat.source AS s ON s.source_id = c.id
              AND (p_release_id IS NULL OR s.release_id = p_release_id)
         LEFT JOIN healcat.embedding AS e ON e.shard = s.shard AND e.source_id = s.source_id
