@@ -1,7 +1,8 @@
 """Binary COPY of numpy columns, built with numpy (no Python loop per row): 10 million rows in seconds.
 
-Only fixed-width values: int2/int4/int8/float4/float8 arrays and byte strings of one length
-(numpy ``S<n>``, sent as text). No NULLs. The benchmark datasets are written this way; healcat's
+Only fixed-width values: int2/int4/int8/float4/float8 arrays, byte strings of one length (numpy
+``S<n>``, sent as text) and raw binary values of one length (numpy ``V<n>``, e.g. pgvector's
+binary form). No NULLs. The benchmark datasets are written this way; healcat's
 own loader (ingest/copy.py) writes row by row because it handles NULLs, JSON and arrays.
 """
 
@@ -20,8 +21,8 @@ CHUNK_ROWS = 1_000_000
 
 
 def _field_dtype(values: np.ndarray) -> str:
-    if values.dtype.kind == "S":
-        return f"S{values.dtype.itemsize}"
+    if values.dtype.kind in "SV":
+        return f"{values.dtype.kind}{values.dtype.itemsize}"
     if values.dtype.kind not in "if":
         raise TypeError(f"binary COPY: unsupported column dtype {values.dtype}")
     return ">" + values.dtype.str[1:]
