@@ -146,7 +146,25 @@ def cmd_similar(args: argparse.Namespace) -> None:
     from catalog.search import similar, source_id_of
 
     source_id = args.source_id if args.object_id is None else source_id_of(args.object_id, release=args.release)
-    _print_table(similar(source_id, model=args.model, k=args.k, version=args.version), args.format)
+    _print_table(similar(source_id, model=args.model, k=args.k, version=args.version, where=_similar_filters(args),
+                         release=args.in_release, mode=args.mode, ef_search=args.ef_search), args.format)
+
+
+def _similar_filters(args: argparse.Namespace) -> list | None:
+    """`similar`'s --cone, --mag and --z as filters for catalog.search.similar."""
+    from catalog.models import Photometry, SpecRedshift
+    from catalog.search import Cone
+
+    filters = []
+    if args.cone:
+        ra, dec, radius = args.cone
+        filters.append(Cone.from_arcsec(_ra_deg(ra), _dec_deg(dec), _radius_arcsec(radius)))
+    if args.mag:
+        band, lo, hi = args.mag
+        filters += [Photometry.band == band, Photometry.mag.between(float(lo), float(hi))]
+    if args.z:
+        filters.append(SpecRedshift.z.between(*args.z))
+    return filters or None
 
 
 #: Input formats of `healcat xmatch` by file suffix (ingest.readers has a reader for each).
@@ -314,6 +332,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="photoz-sdss", help="embedding model")
     p.add_argument("--version", help="model version (default: the current one)")
     p.add_argument("-k", type=int, default=10, help="how many neighbours")
+    p.add_argument("--cone", nargs=3, metavar=("RA", "DEC", "RADIUS"),
+                   help="only neighbours in this cone (as `healcat cone` reads them)")
+    p.add_argument("--mag", nargs=3, metavar=("BAND", "MIN", "MAX"),
+                   help="only neighbours with MIN <= mag <= MAX in BAND (e.g. sdss_r 14 18; the band's own system)")
+    p.add_argument("--z", nargs=2, type=float, metavar=("MIN", "MAX"), help="only neighbours with a spec-z in [MIN, MAX]")
+    p.add_argument("--in-release", help="only neighbours in this release")
+    p.add_argument("--mode", choices=["auto", "exact", "approx"], default="auto",
+                   help="exact ranking, HNSW index (approx), or by the filter's selectivity (auto)")
+    p.add_argument("--ef-search", type=int, help="HNSW candidates per step in approx mode (default max(40, 2k))")
     p.add_argument("--format", **fmt)
     p.set_defaults(func=cmd_similar)
 

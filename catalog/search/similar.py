@@ -1,14 +1,58 @@
 """Similarity search from Python: the SQL functions ``healcat.similar_sources`` and
-``healcat.similar_to_vector`` are the one place the per-model HNSW index is queried."""
+``healcat.similar_to_vector`` are the one place the per-model HNSW index is queried.
+
+A filter (``where``) becomes the functions' candidate set: ``ARRAY(SELECT source_id ...)`` built
+with SQLAlchemy from a :class:`~catalog.search.cone.Cone` and/or boolean expressions over the
+catalog's tables (``Photometry.mag < 18``, ``SpecRedshift.z.between(0.1, 0.2)``), joined to the
+source by its key, every value a bound parameter. The SQL functions choose the plan (exact or
+HNSW with iterative scan) from the filter's selectivity and always return k rows when k exist.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import numpy as np
 import sqlalchemy as sa
 from astropy.table import Table
 
 from catalog.errors import QueryError
+from catalog.models import Release, Source
+from catalog.search.cone import Cone
 from catalog.search.results import to_table
+
+MODES = ("auto", "exact", "approx")
+Filter = Cone | sa.ColumnElement[bool]
+
+
+def candidates(where: Filter | Iterable[Filter]) -> sa.Select:
+    """``SELECT source.source_id`` of the sources passing every filter (cones and boolean expressions)."""
+    filters = [where] if isinstance(where, (Cone, sa.ColumnElement)) else list(where)
+    query = sa.select(Source.source_id)
+    joined = {Source.__table__}
+    for f in filters:
+        if isinstance(f, Cone):
+            query = query.where(f.select().whereclause)  # the cone's hpx ranges, shards and exact distance
+            continue
+        if not isinstance(f, sa.ColumnElement):
+            raise QueryError(f"similar: a filter is a Cone or a SQLAlchemy boolean expression, got {f!r}")
+        for table in _tables(f) - joined:
+            query = query.join(table, _join_condition(table))
+            joined.add(table)
+        query = query.where(f)
+    return query
+
+
+def _tables(expr: sa.ColumnElement) -> set[sa.Table]:
+    return {c.table for c in sa.sql.visitors.iterate(expr) if isinstance(c, sa.Column)}
+
+
+def _join_condition(table: sa.Table) -> sa.ColumnElement[bool]:
+    if table is Release.__table__:
+        return Release.release_id == Source.release_id
+    if {"shard", "source_id"} <= set(table.c.keys()):
+        return sa.and_(table.c.shard == Source.shard, table.c.source_id == Source.source_id)
+    raise QueryError(f"similar: cannot filter on table {table.name}: it is not a per-source table")
 
 
 def similar(
@@ -18,9 +62,18 @@ def similar(
     model: str = "photoz-sdss",
     k: int = 10,
     version: str | None = None,
+    where: Filter | Iterable[Filter] | None = None,
+    release: str | None = None,
+    mode: str = "auto",
+    ef_search: int | None = None,
     engine: sa.Engine | None = None,
 ) -> Table:
     """The ``k`` sources nearest to a source (itself excluded) or a vector in ``model``'s embedding space.
+
+    ``where``: a Cone and/or SQLAlchemy boolean expressions over the catalog's tables, e.g.
+    ``[Cone.from_arcsec(185.0, 15.5, 3600), Photometry.band == "sdss_r", Photometry.mag < 18]``;
+    ``release``: only sources of that release. ``mode``: 'auto' (by the filter's selectivity),
+    'exact' or 'approx' (HNSW, iterative scan, ``ef_search`` candidates per step).
 
     Columns: source_id, release, object_id, ra [deg], dec [deg], distance (cosine distance, 0..2).
     """
@@ -30,21 +83,29 @@ def similar(
         raise QueryError("similar: give exactly one of source_id or vector")
     if not isinstance(k, (int, np.integer)):
         raise QueryError(f"similar: k must be an integer, got {k!r}")
-    params = {"model": model, "k": int(k), "version": version}
+    if mode not in MODES:
+        raise QueryError(f"similar: mode must be one of {', '.join(MODES)}, got {mode!r}")
+    args = [sa.bindparam("model", model), sa.bindparam("k", int(k)), sa.bindparam("version", version, sa.Text)]
+    named = {"release_name": sa.bindparam("release", release, sa.Text), "mode": sa.bindparam("mode", mode),
+             "ef_search": sa.bindparam("ef_search", ef_search, sa.Integer)}
+    if where is not None:
+        named["candidates"] = sa.func.array(candidates(where).scalar_subquery())
     if source_id is not None:
-        query = sa.text("SELECT * FROM healcat.similar_sources(:source_id, :model, :k, :version)")
-        params["source_id"] = int(source_id)
+        fn, first = sa.func.healcat.similar_sources, sa.bindparam("source_id", int(source_id))
     else:
         from pgvector.sqlalchemy import Vector
 
-        query = sa.text("SELECT * FROM healcat.similar_to_vector(:vector, :model, :k, :version)").bindparams(
-            sa.bindparam("vector", type_=Vector())
-        )
-        params["vector"] = np.asarray(vector, dtype=np.float32)
+        fn, first = sa.func.healcat.similar_to_vector, sa.bindparam("vector", np.asarray(vector, np.float32), Vector())
+    call = fn(first, *args, *(_named(name, value) for name, value in named.items()))
     with (engine or default_engine()).connect() as conn:
         try:
-            return to_table(conn.execute(query, params))
+            return to_table(conn.execute(sa.select(sa.text("*")).select_from(call.table_valued())))
         except sa.exc.DBAPIError as exc:
             if getattr(exc.orig, "sqlstate", None) == "22023":  # invalid_parameter_value from the SQL function
                 raise QueryError(str(exc.orig).splitlines()[0]) from None
             raise
+
+
+def _named(name: str, value: sa.ColumnElement) -> sa.ColumnElement:
+    """``name => value``: a named argument of a SQL function call."""
+    return sa.literal_column(name).op("=>")(value)

@@ -1,0 +1,185 @@
+"""Filtered similarity search: k rows under any filter, the same answer as brute force, the plan by selectivity.
+
+The photo-z model's 16-d embeddings of the SDSS galaxies (the session catalog) are the data; the
+reference answers are numpy brute force over the embeddings, and the filters are checked
+independently (astropy separations for cones, the photometry rows for magnitude cuts).
+"""
+
+from __future__ import annotations
+
+import astropy.units as u
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from astropy.coordinates import SkyCoord
+
+from catalog.cli import main
+from catalog.errors import QueryError
+from catalog.models import Photometry, SpecRedshift
+from catalog.search import Cone, similar
+from ingest.inference import PHOTOZ_MODEL
+from tests.conftest import GAIA_RELEASE, SDSS_RELEASE
+
+
+@pytest.fixture(scope="module")
+def space(engine, catalog) -> dict:
+    """Every embedding of the model with the source's position, r magnitude [AB] and spec-z."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT e.source_id, e.vec, s.ra, s.dec, p.mag AS r_ab, z.z "
+            "FROM healcat.embedding e JOIN healcat.source s USING (shard, source_id) "
+            "JOIN healcat.photometry p ON p.shard = s.shard AND p.source_id = s.source_id AND p.band = 'sdss_r' "
+            "LEFT JOIN healcat.spec_redshift z ON z.shard = s.shard AND z.source_id = s.source_id "
+            "WHERE e.model_id = :m ORDER BY e.source_id"), {"m": catalog["model"].model_id}).all()
+    vecs = np.array([r.vec.to_numpy() for r in rows], dtype=np.float64)
+    return {
+        "id": np.array([r.source_id for r in rows]),
+        "unit": vecs / np.linalg.norm(vecs, axis=1, keepdims=True),
+        "coord": SkyCoord([r.ra for r in rows] * u.deg, [r.dec for r in rows] * u.deg),
+        "r_ab": np.array([r.r_ab for r in rows]),
+        "z": np.array([r.z if r.z is not None else np.nan for r in rows]),
+    }
+
+
+def brute_force(space, i: int, passes: np.ndarray, k: int) -> list[int]:
+    """The k nearest (cosine) to embedding i among those passing, itself excluded."""
+    d = 1 - space["unit"] @ space["unit"][i]
+    d[~passes] = np.inf
+    d[i] = np.inf
+    order = np.argsort(d, kind="stable")[:k]
+    return [int(space["id"][j]) for j in order if np.isfinite(d[j])]
+
+
+def plan(engine, **kwargs) -> sa.Row:
+    args = ", ".join(f"{name} => :{name}" for name in kwargs)
+    with engine.connect() as conn:
+        return conn.execute(sa.text(f"SELECT * FROM healcat.similar_plan(:m, {args})"),
+                            {"m": PHOTOZ_MODEL, **kwargs}).one()
+
+
+def test_a_one_percent_magnitude_cut_gives_k_rows_exactly_as_brute_force(engine, space):
+    r_max = float(np.quantile(space["r_ab"], 0.01))
+    passes = space["r_ab"] < r_max
+    assert 20 <= passes.sum() <= 0.012 * len(passes)
+    rng = np.random.default_rng(3)
+    for i in rng.choice(len(space["id"]), 5, replace=False):
+        got = similar(int(space["id"][i]), model=PHOTOZ_MODEL, k=10,
+                      where=[Photometry.band == "sdss_r", Photometry.mag < r_max])
+        assert list(got["source_id"]) == brute_force(space, i, passes, 10)
+        assert np.all(np.diff(got["distance"]) >= 0)
+    ids = list(space["id"][passes])
+    assert plan(engine, k=10, candidates=ids).plan == "exact"
+
+
+def test_sql_candidates_subquery_gives_the_python_answer(engine, space):
+    sid = int(space["id"][0])
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT source_id FROM healcat.similar_sources(:s, :m, 10, candidates => ARRAY("
+            "  SELECT source_id FROM healcat.spec_redshift WHERE z BETWEEN :lo AND :hi))"),
+            {"s": sid, "m": PHOTOZ_MODEL, "lo": 0.1, "hi": 0.12}).scalars().all()
+    got = similar(sid, model=PHOTOZ_MODEL, k=10, where=SpecRedshift.z.between(0.1, 0.12))
+    assert rows == list(got["source_id"]) == brute_force(space, 0, (space["z"] >= 0.1) & (space["z"] <= 0.12), 10)
+
+
+def test_a_cone_filter_keeps_only_sources_in_the_cone(engine, space):
+    centre = space["coord"][100]
+    sep = space["coord"].separation(centre).deg
+    radius_deg = float(np.sort(sep)[60])  # about 60 embedded galaxies within the cone
+    inside = sep < radius_deg - 1e-9
+    cone = Cone.from_arcsec(centre.ra.deg, centre.dec.deg, radius_deg * 3600)
+    got = similar(int(space["id"][100]), model=PHOTOZ_MODEL, k=25, where=cone)
+    assert list(got["source_id"]) == brute_force(space, 100, inside, 25)
+    got_coords = SkyCoord(got["ra"], got["dec"])
+    assert np.all(got_coords.separation(centre).deg <= radius_deg)
+
+
+def test_filter_with_fewer_than_k_candidates_returns_them_all(engine, space):
+    passes = space["r_ab"] < float(np.sort(space["r_ab"])[4])  # the four brightest
+    got = similar(vector=space["unit"][0], model=PHOTOZ_MODEL, k=10,
+                  where=[Photometry.band == "sdss_r", Photometry.mag < float(np.sort(space["r_ab"])[4])])
+    assert sorted(got["source_id"]) == sorted(space["id"][passes].tolist()) and len(got) == 4
+
+
+def test_release_filter(engine, space):
+    assert len(similar(int(space["id"][0]), model=PHOTOZ_MODEL, k=5, release=GAIA_RELEASE)) == 0
+    in_sdss = similar(int(space["id"][0]), model=PHOTOZ_MODEL, k=5, release=SDSS_RELEASE)
+    assert list(in_sdss["source_id"]) == list(similar(int(space["id"][0]), model=PHOTOZ_MODEL, k=5)["source_id"])
+    assert set(in_sdss["release"]) == {SDSS_RELEASE}
+    with pytest.raises(QueryError, match="no release named 'nope'"):
+        similar(int(space["id"][0]), model=PHOTOZ_MODEL, release="nope")
+
+
+def test_approximate_search_under_a_20_percent_filter_has_high_recall(engine, space):
+    r_max = float(np.quantile(space["r_ab"], 0.2))
+    passes = space["r_ab"] < r_max
+    where = [Photometry.band == "sdss_r", Photometry.mag < r_max]
+    rng = np.random.default_rng(11)
+    recalls = []
+    for i in rng.choice(len(space["id"]), 20, replace=False):
+        got = similar(int(space["id"][i]), model=PHOTOZ_MODEL, k=10, where=where, mode="approx", ef_search=40)
+        exact = similar(int(space["id"][i]), model=PHOTOZ_MODEL, k=10, where=where, mode="exact")
+        assert len(got) == 10 and set(got["source_id"]) <= set(space["id"][passes])
+        assert list(exact["source_id"]) == brute_force(space, i, passes, 10)
+        recalls.append(len(set(got["source_id"]) & set(exact["source_id"])) / 10)
+    assert np.mean(recalls) >= 0.9
+
+
+def test_the_plan_follows_the_filters_selectivity(engine, space):
+    n = len(space["id"])
+    unfiltered = plan(engine, k=10)
+    assert unfiltered.plan == "approx" and unfiltered.n_embeddings == n == unfiltered.n_candidates
+    assert plan(engine, k=10, mode="exact").plan == "exact"
+    # Half the galaxies: n^2 is far above 10 * ef_search * N, so the index pays.
+    half = plan(engine, k=10, candidates=space["id"][::2].tolist())
+    assert half.plan == "approx" and half.n_candidates == pytest.approx(n / 2, rel=0.1)
+    assert half.hnsw_max_scan_tuples >= 20000 and half.hnsw_ef_search == 40
+    # Every Gaia star plus a few galaxies: the candidates are many but few have an embedding; the
+    # sample finds that out and the plan is exact.
+    with engine.connect() as conn:
+        stars = conn.execute(sa.text("SELECT s.source_id FROM healcat.source s JOIN healcat.release r "
+                                     "USING (release_id) WHERE r.name = :r"), {"r": GAIA_RELEASE}).scalars().all()
+    mixed = plan(engine, k=10, candidates=stars + space["id"][:30].tolist())
+    assert mixed.plan == "exact" and mixed.n_candidates < 1000
+    assert plan(engine, k=10, release_name=GAIA_RELEASE).n_candidates == 0
+    assert plan(engine, k=10, release_name=SDSS_RELEASE).n_candidates == n
+
+
+def test_a_short_index_scan_falls_back_to_exact(engine, space):
+    """max_scan_tuples = 1 stops the iterative scan at once; the search is redone exactly, k rows."""
+    passes = space["r_ab"] < float(np.quantile(space["r_ab"], 0.3))
+    messages = []
+    with engine.connect() as conn:
+        pg = conn.connection.driver_connection
+        pg.add_notice_handler(lambda d: messages.append(d.message_primary))
+        conn.execute(sa.text("SET client_min_messages = debug1"))
+        rows = conn.execute(sa.text(
+            "SELECT source_id FROM healcat.similar_sources(:s, :m, 10, candidates => :c, mode => 'approx', "
+            "max_scan_tuples => 1)"), {"s": int(space["id"][0]), "m": PHOTOZ_MODEL,
+                                       "c": space["id"][passes].tolist()}).scalars().all()
+        conn.execute(sa.text("RESET client_min_messages"))
+    assert rows == brute_force(space, 0, passes, 10)
+    assert any("exact search instead" in m for m in messages)
+
+
+def test_cli_filters_give_the_python_rows(capsys, space):
+    centre = space["coord"][7]
+    sid = int(space["id"][7])
+    expected = similar(sid, model=PHOTOZ_MODEL, k=5,
+                       where=[Cone.from_arcsec(centre.ra.deg, centre.dec.deg, 20 * 3600),
+                              Photometry.band == "sdss_r", Photometry.mag.between(14.0, 17.5)])
+    assert len(expected) == 5
+    assert main(["similar", str(sid), "-k", "5", "--cone", str(centre.ra.deg), str(centre.dec.deg), "20deg",
+                 "--mag", "sdss_r", "14", "17.5", "--mode", "exact", "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [int(line.split(",")[0]) for line in lines[1:]] == list(expected["source_id"])
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"mode": "fast"}, "mode must be one of auto, exact, approx, got 'fast'"),
+    ({"ef_search": 0}, r"ef_search must be in \[1, 1000\], got 0"),
+    ({"where": "r < 18"}, "a filter is a Cone or a SQLAlchemy boolean expression"),
+])
+def test_bad_arguments_are_clear_errors(space, kwargs, message):
+    with pytest.raises(QueryError, match=message):
+        similar(int(space["id"][0]), model=PHOTOZ_MODEL, **kwargs)
