@@ -15,7 +15,6 @@ masked match columns); ``all`` gives every pair within the radius.
 from __future__ import annotations
 
 import logging
-import struct
 import warnings
 from dataclasses import dataclass
 
@@ -27,6 +26,7 @@ from astropy.table import MaskedColumn, Table
 
 from catalog import healpix
 from catalog.errors import QueryError
+from catalog.pgcopy import copy_columns
 
 log = logging.getLogger(__name__)
 
@@ -124,21 +124,9 @@ def _copy_input(pg, ra_deg: np.ndarray, dec_deg: np.ndarray, rows: np.ndarray, o
                "pix0 bigint, pix1 bigint, pix2 bigint, pix3 bigint) ON COMMIT DROP")
     ra = healpix.wrap_ra_deg(ra_deg)
     hpx = healpix.hpx_index(ra, dec_deg)
-    columns = {"row_id": rows, "ra": ra, "dec": dec_deg, "hpx": hpx,
-               **{f"pix{j}": pix for j, pix in enumerate(healpix.xmatch_cover(hpx, order).T)}}
-    # PostgreSQL's binary COPY tuple: field count, then (length, big-endian value) per field.
-    record = np.dtype([("n", ">i2")] + [field for name, values in columns.items()
-                                        for field in ((f"len_{name}", ">i4"), (name, f">{values.dtype.kind}8"))])
-    data = np.empty(len(rows), dtype=record)
-    data["n"] = len(columns)
-    for name, values in columns.items():
-        data[f"len_{name}"] = 8
-        data[name] = values
-    with pg.cursor() as cur, cur.copy(f"COPY {_TEMP_TABLE} FROM STDIN (FORMAT BINARY)") as copy:
-        copy.write(b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0))
-        for start in range(0, len(data), 1 << 16):
-            copy.write(data[start:start + (1 << 16)].tobytes())
-        copy.write(struct.pack("!h", -1))
+    cover = healpix.xmatch_cover(hpx, order).T
+    copy_columns(pg, f"pg_temp.{_TEMP_TABLE}", ("row_id", "ra", "dec", "hpx", "pix0", "pix1", "pix2", "pix3"),
+                 (rows.astype(np.int64), ra, np.asarray(dec_deg, np.float64), hpx, *cover))
     pg.execute(f"ANALYZE {_TEMP_TABLE}")
 
 

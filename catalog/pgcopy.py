@@ -1,8 +1,9 @@
 """Binary COPY of numpy columns, built with numpy (no Python loop per row): 10 million rows in seconds.
 
 Only fixed-width values: int2/int4/int8/float4/float8 arrays and byte strings of one length
-(numpy ``S<n>``, sent as text). No NULLs. The benchmark datasets are written this way; healcat's
-own loader (ingest/copy.py) writes row by row because it handles NULLs, JSON and arrays.
+(numpy ``S<n>``, sent as text). No NULLs. The benchmark datasets and cross-match uploads
+(catalog/crossmatch.py) are written this way; healcat's own loader (ingest/copy.py) writes row by
+row because it handles NULLs, JSON and arrays.
 """
 
 from __future__ import annotations
