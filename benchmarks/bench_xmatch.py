@@ -55,7 +55,7 @@ def main() -> None:
     from astropy.table import Table
 
     from catalog import crossmatch, db
-    from catalog.crossmatch import _copy_input
+    from catalog.crossmatch import upload_input
     from catalog.pgcopy import copy_columns
 
     url = db.database_url()
@@ -70,7 +70,7 @@ def main() -> None:
         version = pg.execute("SHOW server_version").fetchone()[0]
         order = pg.execute("SELECT healcat.xmatch_order(%s)", (RADIUS_ARCSEC,)).fetchone()[0]
         t0 = time.perf_counter()
-        _copy_input(pg, ra, dec, rows, order)  # a temporary table, dropped at commit
+        upload_input(pg, ra, dec, rows, order)  # a temporary table, dropped at commit
         t_upload = time.perf_counter() - t0
 
         def healcat_count(mode: str):

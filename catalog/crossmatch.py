@@ -118,8 +118,12 @@ def find_column(table: Table, given: str | None, candidates: tuple[str, ...], wh
     raise QueryError(f"xmatch: no {what} column found (tried {', '.join(candidates)}); name it")
 
 
-def _copy_input(pg, ra_deg: np.ndarray, dec_deg: np.ndarray, rows: np.ndarray, order: int) -> None:
-    """The good rows into a temporary table (row_id, ra, dec, hpx, pix0..pix3) with one binary COPY."""
+def upload_input(pg, ra_deg: np.ndarray, dec_deg: np.ndarray, rows: np.ndarray, order: int) -> None:
+    """Positions [deg] into the temporary table healcat.xmatch_table reads (row_id, ra, dec, hpx, pix0..pix3).
+
+    One binary COPY; the HEALPix cover at ``order`` (``healcat.xmatch_order(radius)``) is computed
+    here with healpy. The table is dropped when the transaction ends.
+    """
     pg.execute(f"CREATE TEMPORARY TABLE {_TEMP_TABLE} (row_id bigint, ra float8, dec float8, hpx bigint, "
                "pix0 bigint, pix1 bigint, pix2 bigint, pix3 bigint) ON COMMIT DROP")
     ra = healpix.wrap_ra_deg(ra_deg)
@@ -184,29 +188,34 @@ def crossmatch(
         epoch = table[epoch_jyear] if isinstance(epoch_jyear, str) else epoch_jyear
         positions = positions.moved(*(np.ma.filled(np.ma.asarray(table[c], dtype=float), np.nan) for c in pm_cols),
                                     np.asarray(epoch, dtype=float), to_epoch_jyear)
-    rows = np.flatnonzero(positions.good) + 1
-    with (engine or default_engine()).connect() as conn:
-        pg = conn.connection.driver_connection
-        try:
-            with conn.begin():
-                order = conn.scalar(sa.text("SELECT healcat.xmatch_order(:r)"), {"r": float(radius_arcsec)})
-                _copy_input(pg, positions.ra_deg[rows - 1], positions.dec_deg[rows - 1], rows, order)
-                with pg.cursor() as cur:  # columns without NULLs, so that numpy takes them whole
-                    cur.execute(
-                        "SELECT row_id, coalesce(source_id, -1), coalesce(release, ''), coalesce(object_id, ''),"
-                        " coalesce(ra, 'NaN'), coalesce(dec, 'NaN'), coalesce(separation_arcsec, 'NaN')"
-                        " FROM healcat.xmatch_table(%s, %s, %s, %s)",
-                        (_TEMP_TABLE, float(radius_arcsec), release, mode))
-                    matched = cur.fetchall()
-        except sa.exc.DBAPIError as exc:
-            raise _sql_error(exc) from None
-        except psycopg.errors.InvalidParameterValue as exc:
-            raise QueryError(str(exc).splitlines()[0]) from None
+    matched = _match(engine or default_engine(), positions, float(radius_arcsec), release, mode)
     if positions.problems:
         log.warning("xmatch: %d rows with bad positions kept unmatched (first: row %d column %s: %s)",
                     len(positions.problems), positions.problems[0].row, positions.problems[0].column,
                     positions.problems[0].reason)
     return _answer(table, matched, positions, keep_bad)
+
+
+def _match(engine: sa.Engine, positions: Positions, radius_arcsec: float, release: str | None,
+           mode: str) -> list[tuple]:
+    """Upload the good positions and run healcat.xmatch_table: (row_id, source_id or -1, release, ...) rows."""
+    rows = np.flatnonzero(positions.good) + 1
+    with engine.connect() as conn:
+        pg = conn.connection.driver_connection
+        try:
+            with conn.begin():
+                order = conn.scalar(sa.text("SELECT healcat.xmatch_order(:r)"), {"r": radius_arcsec})
+                upload_input(pg, positions.ra_deg[rows - 1], positions.dec_deg[rows - 1], rows, order)
+                with pg.cursor() as cur:  # columns without NULLs, so that numpy takes them whole
+                    cur.execute(
+                        "SELECT row_id, coalesce(source_id, -1), coalesce(release, ''), coalesce(object_id, ''),"
+                        " coalesce(ra, 'NaN'), coalesce(dec, 'NaN'), coalesce(separation_arcsec, 'NaN')"
+                        " FROM healcat.xmatch_table(%s, %s, %s, %s)", (_TEMP_TABLE, radius_arcsec, release, mode))
+                    return cur.fetchall()
+        except sa.exc.DBAPIError as exc:
+            raise _sql_error(exc) from None
+        except psycopg.errors.InvalidParameterValue as exc:
+            raise QueryError(str(exc).splitlines()[0]) from None
 
 
 def _answer(table: Table, matched: list[tuple], positions: Positions, keep_bad: bool) -> Table:

@@ -74,6 +74,6 @@ def downgrade() -> None:
         REVOKE ALL ON ALL TABLES IN SCHEMA healcat FROM {READER};
         REVOKE ALL ON SCHEMA healcat FROM {READER};
         DROP FUNCTION healcat.xmatch_releases, healcat.xmatch_table, healcat.xmatch_core,
-            healcat.xmatch_release_id, healcat.check_xmatch, healcat.hpx_xmatch_cover, healcat.xmatch_order;
+            healcat.resolve_release, healcat.check_xmatch, healcat.hpx_xmatch_cover, healcat.xmatch_order;
         """
     )

@@ -6,7 +6,8 @@
 --   healcat.xmatch_table(input, radius_arcsec, release_name, mode)
 --       an uploaded table (row_id, ra, dec, hpx) against the catalog
 --   healcat.xmatch_releases(release_a, release_b, radius_arcsec, mode)
---       one release or survey in the catalog against another
+--       one release in the catalog against another
+--   healcat.resolve_release(release_name, caller)  -> release_id, or a clear error
 --
 -- How: a point p lies in an order-(k+1) pixel c, a corner quarter of its order-k parent P.
 -- c's eight order-(k+1) neighbours lie in P and in the three order-k neighbours of P that
@@ -104,14 +105,15 @@ BEGIN
 END $$;
 
 
-CREATE FUNCTION healcat.xmatch_release_id(release_name text)
+-- The release_id of a release name, or a clear error saying which search asked (like resolve_model).
+CREATE FUNCTION healcat.resolve_release(release_name text, caller text)
 RETURNS integer LANGUAGE plpgsql STABLE SET search_path = pg_catalog, healcat AS $$
 DECLARE
     rel integer;
 BEGIN
     SELECT r.release_id INTO rel FROM healcat.release AS r WHERE r.name = release_name;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'xmatch: no release named %', quote_literal(release_name)
+        RAISE EXCEPTION '%: no release named %', caller, coalesce(quote_literal(release_name), 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     RETURN rel;
@@ -212,7 +214,7 @@ BEGIN
                           CROSS JOIN LATERAL healcat.hpx_xmatch_cover(%s, i.hpx) AS p
                           WHERE i.hpx IS NOT NULL', input, healcat.xmatch_order(radius_arcsec)) END,
         n, radius_arcsec,
-        CASE WHEN release_name IS NULL THEN NULL ELSE healcat.xmatch_release_id(release_name) END, mode);
+        CASE WHEN release_name IS NULL THEN NULL ELSE healcat.resolve_release(release_name, 'xmatch') END, mode);
 END $$;
 
 
@@ -232,8 +234,8 @@ DECLARE
     a_rows text;
 BEGIN
     PERFORM healcat.check_xmatch(radius_arcsec, mode);
-    rel_a := healcat.xmatch_release_id(release_a);
-    rel_b := healcat.xmatch_release_id(release_b);
+    rel_a := healcat.resolve_release(release_a, 'xmatch');
+    rel_b := healcat.resolve_release(release_b, 'xmatch');
     SELECT count(*) INTO n FROM healcat.source AS s WHERE s.release_id = rel_a AND s.hpx IS NOT NULL;
     a_rows := format('(SELECT s.source_id AS row_id, s.ra, s.dec, s.hpx FROM healcat.source AS s
                        WHERE s.release_id = %s AND s.hpx IS NOT NULL)', rel_a);
