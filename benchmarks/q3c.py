@@ -26,7 +26,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from benchmarks.pgcopy import copy_columns
+from catalog.pgcopy import copy_columns
 from benchmarks.sky10m import BENCH_HOME
 
 PG_VERSION = 15

@@ -24,7 +24,7 @@ import numpy as np
 import psycopg
 import sqlalchemy as sa
 
-from benchmarks.pgcopy import copy_columns
+from catalog.pgcopy import copy_columns
 
 SEED = 20261124
 TILES = 21

@@ -49,7 +49,9 @@ def _radius_arcsec(text: str) -> float:
 
 
 #: How the terminal shows columns (CSV, ECSV and VOTable keep full precision).
-DISPLAY_FORMATS = {"ra": ".7f", "dec": ".7f", "distance_arcsec": ".3f", "distance": ".5f"}
+DISPLAY_FORMATS = {"ra": ".7f", "dec": ".7f", "distance_arcsec": ".3f", "distance": ".5f",
+                   "match_ra": ".7f", "match_dec": ".7f", "ra_a": ".7f", "dec_a": ".7f", "ra_b": ".7f",
+                   "dec_b": ".7f", "separation_arcsec": ".3f"}
 
 
 def for_display(table: Table) -> Table:
@@ -86,7 +88,7 @@ def cmd_db(args: argparse.Namespace) -> None:
         return
     url = db.database_url()
     if args.action == "url":
-        print(db.libpq_url(url))
+        print(db.libpq_url(db.reader_url(url) if args.reader else url))
     elif args.action == "up":
         db.migrate(url)
         print(f"database ready at {db.libpq_url(url)}")
@@ -288,6 +290,50 @@ def _similar_filters(args: argparse.Namespace) -> list | None:
     return filters or None
 
 
+#: Input formats of `healcat xmatch` by file suffix (ingest.readers has a reader for each).
+XMATCH_SUFFIXES = {".csv": "csv", ".ecsv": "ecsv", ".fits": "fits", ".fit": "fits", ".fits.gz": "fits",
+                   ".xml": "votable", ".vot": "votable", ".votable": "votable"}
+
+
+def cmd_xmatch(args: argparse.Namespace) -> None:
+    from astropy.table import vstack
+
+    from catalog.crossmatch import crossmatch
+    from catalog.errors import QueryError
+    from ingest.readers import read
+
+    from ingest.mapping import data_dir
+
+    path = Path(args.file)
+    if not path.exists() and (data_dir() / path).exists():  # a survey file, named inside the data folder
+        path = data_dir() / path
+    fmt = args.input_format or next((f for suffix, f in XMATCH_SUFFIXES.items() if path.name.lower().endswith(suffix)),
+                                    None)
+    if fmt is None:
+        raise QueryError(f"{path}: cannot tell the format from the name; give --input-format")
+    chunks = [table for _, table in read(path, fmt)]
+    table = vstack(chunks) if len(chunks) > 1 else chunks[0]
+    epoch = args.epoch
+    if epoch is not None:
+        try:
+            epoch = float(epoch)
+        except ValueError:
+            pass  # a column of epochs
+    try:
+        answer = crossmatch(table, args.radius, release=args.release, mode=args.mode, ra_col=args.ra_col,
+                            dec_col=args.dec_col, pm_cols=args.pm_cols, epoch_jyear=epoch,
+                            to_epoch_jyear=args.to_epoch, keep_bad=args.keep_bad)
+    except QueryError as exc:
+        raise QueryError(f"{path}: {exc}") from None
+    _print_table(answer, args.format)
+
+
+def cmd_xmatch_releases(args: argparse.Namespace) -> None:
+    from catalog.crossmatch import crossmatch_releases
+
+    _print_table(crossmatch_releases(args.release_a, args.release_b, args.radius, mode=args.mode), args.format)
+
+
 def cmd_enqueue(args: argparse.Namespace) -> None:
     from ingest import queue
 
@@ -429,6 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "schema; status: server, pgvector and schema versions; url: a libpq URL for psql "
                                    "and other clients; psql: open psql on the catalog; stop: stop the embedded server")
     p.add_argument("action", choices=["up", "status", "url", "psql", "stop"])
+    p.add_argument("--reader", action="store_true",
+                   help="url: as the read-only role healcat_reader (SELECT and query functions only)")
     p.set_defaults(func=cmd_db)
 
     p = sub.add_parser("ingest", help="ingest a release through its mapping (idempotent)")
@@ -571,6 +619,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ef-search", type=int, help="HNSW candidates per step in approx mode (default max(40, 2k))")
     p.add_argument("--format", **fmt)
     p.set_defaults(func=cmd_similar)
+
+    p = sub.add_parser("xmatch", help="cross-match a table (CSV, ECSV, FITS, VOTable) with the catalog",
+                       formatter_class=formatter,
+                       description="Every row of FILE beside its nearest source within --radius (mode best; "
+                                   "unmatched rows keep empty match columns) or beside every source within it "
+                                   "(mode all), with the separation in arcsec. Positions are ICRS degrees.")
+    p.add_argument("file", help="the table to match (a path, else one inside the survey data folder); "
+                                "errors name its 1-based data rows")
+    p.add_argument("--radius", type=_radius_arcsec, required=True,
+                   help="match radius: arcsec, or with a unit (1arcsec, 0.5arcmin); at most 30 arcmin")
+    p.add_argument("--release", help="only this release of the catalog")
+    p.add_argument("--mode", choices=["best", "all"], default="best", help="nearest match, or all pairs")
+    p.add_argument("--ra-col", help="RA column [deg] (default: ra, ra_deg, raj2000 or ra_icrs)")
+    p.add_argument("--dec-col", help="Dec column [deg] (default: dec, dec_deg, dej2000, ...)")
+    p.add_argument("--input-format", choices=sorted(set(XMATCH_SUFFIXES.values())),
+                   help="format of FILE (default: from its suffix)")
+    p.add_argument("--pm-cols", nargs=2, metavar=("PMRA", "PMDEC"),
+                   help="proper-motion columns [mas/yr, PMRA times cos Dec]: move positions to --to-epoch")
+    p.add_argument("--epoch", help="with --pm-cols: the input's epoch, a Julian year (2000.0) or a column")
+    p.add_argument("--to-epoch", type=float, help="with --pm-cols: the catalog's epoch (Gaia DR3: 2016.0)")
+    p.add_argument("--keep-bad", action="store_true",
+                   help="keep rows with bad positions, unmatched, with the reason in xmatch_problem")
+    p.add_argument("--format", **fmt)
+    p.set_defaults(func=cmd_xmatch)
+
+    p = sub.add_parser("xmatch-releases", help="cross-match two releases in the catalog", formatter_class=formatter)
+    p.add_argument("release_a", help="every positioned source of this release is matched ...")
+    p.add_argument("release_b", help="... with the sources of this one")
+    p.add_argument("--radius", type=_radius_arcsec, required=True, help="match radius: arcsec, or with a unit")
+    p.add_argument("--mode", choices=["best", "all"], default="best", help="nearest match, or all pairs")
+    p.add_argument("--format", **fmt)
+    p.set_defaults(func=cmd_xmatch_releases)
 
     p = sub.add_parser("enqueue", help="queue a job for the workers")
     p.add_argument("kind", choices=["ingest", "infer"])

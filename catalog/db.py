@@ -23,6 +23,8 @@ from sqlalchemy.engine import URL, Engine, make_url
 from catalog.errors import ConfigurationError
 
 DATABASE_NAME = "healcat"
+#: The read-only role migration 0004 creates: SELECT and EXECUTE on the schema, a statement timeout.
+READER_ROLE = "healcat_reader"
 
 
 def home() -> Path:
@@ -116,6 +118,14 @@ def libpq_url(url: URL | None = None) -> str:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+def reader_url(url: URL | None = None) -> URL:
+    """The catalog's URL as the read-only role (password: HEALCAT_READER_PASSWORD, if the server asks for one).
+
+    The embedded server trusts connections on its unix socket, so there the role needs no password.
+    """
+    return (url or database_url()).set(username=READER_ROLE, password=os.environ.get("HEALCAT_READER_PASSWORD"))
+
+
 @functools.cache
 def _engine(url: str) -> Engine:
     engine = sa.create_engine(url, pool_pre_ping=True)
@@ -134,9 +144,10 @@ def _engine(url: str) -> Engine:
     return engine
 
 
-def engine() -> Engine:
-    """A process-wide engine for the configured database."""
-    return _engine(database_url().render_as_string(hide_password=False))
+def engine(reader: bool = False) -> Engine:
+    """A process-wide engine for the configured database (as the read-only role, with ``reader``)."""
+    url = reader_url() if reader else database_url()
+    return _engine(url.render_as_string(hide_password=False))
 
 
 def alembic_config(url: URL | None = None):

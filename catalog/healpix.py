@@ -47,6 +47,7 @@ __all__ = [
     "moc_ranges",
     "shards_of_ranges",
     "mollweide_pixels",
+    "xmatch_cover",
 ]
 
 
@@ -196,3 +197,27 @@ def shards_of_ranges(ranges: np.ndarray) -> list[int]:
     for lo, hi in np.asarray(ranges, dtype=np.int64):
         shards.update(range(int(lo) >> SHARD_SHIFT, ((int(hi) - 1) >> SHARD_SHIFT) + 1))
     return sorted(shards)
+
+
+def xmatch_cover(hpx, order: int) -> np.ndarray:
+    """For each order-29 index, the <= 4 order-``order`` pixels (``-1`` pads) whose union holds its disk.
+
+    The point's order-(order+1) pixel and that pixel's 8 neighbours (healpy) all lie in these
+    parents, so any disk of radius <= 0.3 * nside2resol(2**(order+1)) around the point does
+    (``healcat.xmatch_order`` picks the order for a radius; ``healcat.hpx_xmatch_cover`` is the
+    same cover in SQL, and tests hold the two equal). Shape (n, 4), int64, the point's own parent first.
+    """
+    child = np.asarray(hpx, dtype=np.int64) >> (2 * (ORDER - order - 1))
+    neighbours = np.asarray(healpy.get_all_neighbours(1 << (order + 1), child, nest=True), dtype=np.int64)
+    block = np.vstack([child >> 2, np.where(neighbours >= 0, neighbours >> 2, -1)])  # (9, n)
+    cover = np.full((4, len(child)), -1, dtype=np.int64)
+    filled = np.zeros(len(child), dtype=np.int64)
+    for j, parents in enumerate(block):  # each parent once, in the first free slot
+        new = parents >= 0
+        for earlier in block[:j]:
+            new &= parents != earlier
+        if (filled[new] >= 4).any():
+            raise AssertionError("xmatch_cover: more than 4 parent pixels around a point")  # cannot happen in HEALPix
+        cover[filled[new], np.flatnonzero(new)] = parents[new]
+        filled += new
+    return cover.T

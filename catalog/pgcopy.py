@@ -2,8 +2,8 @@
 
 Only fixed-width values: int2/int4/int8/float4/float8 arrays, byte strings of one length (numpy
 ``S<n>``, sent as text) and raw binary values of one length (numpy ``V<n>``, e.g. pgvector's
-binary form). No NULLs. The benchmark datasets are written this way; healcat's
-own loader (ingest/copy.py) writes row by row because it handles NULLs, JSON and arrays.
+binary form). No NULLs. The benchmark datasets and cross-match uploads (catalog/crossmatch.py)
+are written this way.
 """
 
 from __future__ import annotations

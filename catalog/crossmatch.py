@@ -1,0 +1,278 @@
+"""Positional cross-match: an astropy Table, or one release, against the catalog.
+
+A table's positions are validated here (finite, RA in [0, 360] deg, Dec in [-90, 90] deg;
+each bad value named by row and column), optionally moved to another epoch by their proper
+motions (astropy ``SkyCoord.apply_space_motion``), given their order-29 HEALPix index
+(:func:`catalog.healpix.hpx_index`) and loaded into a temporary table with binary COPY. The
+SQL function ``healcat.xmatch_table`` then joins them to ``source`` on HEALPix pixels and
+rechecks the exact distance (see ``migrations/versions/sql/crossmatch_v1.sql``);
+``healcat.xmatch_releases`` does the same for two releases already in the catalog.
+
+Modes: ``best`` gives exactly one row per input row (the nearest source within the radius, or
+masked match columns); ``all`` gives every pair within the radius.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+
+import astropy.units as u
+import numpy as np
+import psycopg
+import sqlalchemy as sa
+from astropy.table import MaskedColumn, Table
+
+from catalog import healpix
+from catalog.errors import QueryError
+from catalog.pgcopy import copy_columns
+
+log = logging.getLogger(__name__)
+
+MODES = ("best", "all")
+MAX_RADIUS_ARCSEC = 1800.0
+#: The catalog's columns in the answer, with their units, after the input's own columns.
+MATCH_COLUMNS = {"source_id": None, "release": None, "object_id": None, "match_ra": u.deg, "match_dec": u.deg,
+                 "separation_arcsec": u.arcsec}
+RA_NAMES = ("ra", "ra_deg", "raj2000", "ra_icrs")
+DEC_NAMES = ("dec", "dec_deg", "dej2000", "decj2000", "de_icrs", "dec_icrs")
+_TEMP_TABLE = "healcat_xmatch_input"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One bad input value: 1-based row, column, what is wrong."""
+
+    row: int
+    column: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Positions:
+    """Validated input positions: ICRS degrees of the good rows, and the problems of the others."""
+
+    ra_deg: np.ndarray
+    dec_deg: np.ndarray
+    good: np.ndarray  # bool, one per input row
+    problems: list[Problem]
+
+    @classmethod
+    def from_table(cls, table: Table, ra_col: str, dec_col: str) -> Positions:
+        ra, ra_bad = _degrees(table, ra_col)
+        dec, dec_bad = _degrees(table, dec_col)
+        problems: list[Problem] = []
+        checks = [
+            (ra_col, ra_bad, "missing or not a finite number"),
+            (ra_col, ~ra_bad & ((ra < 0) | (ra > 360)), "RA outside [0, 360] deg"),
+            (dec_col, dec_bad, "missing or not a finite number"),
+            (dec_col, ~dec_bad & (np.abs(dec) > 90), "Dec outside [-90, 90] deg"),
+        ]
+        bad = np.zeros(len(table), dtype=bool)
+        for column, mask, why in checks:
+            for i in np.flatnonzero(mask):
+                value = table[column][i]
+                problems.append(Problem(int(i) + 1, column, f"{why}: {value}"))
+            bad |= mask
+        problems.sort(key=lambda p: p.row)
+        return cls(np.where(bad, 0.0, ra), np.where(bad, 0.0, dec), ~bad, problems)
+
+    def moved(self, pm_ra_cosdec_mas_yr, pm_dec_mas_yr, epoch_jyear, to_epoch_jyear: float) -> Positions:
+        """The positions at ``to_epoch_jyear``, moved by their proper motions [mas/yr, RA's times cos Dec]."""
+        from astropy.coordinates import SkyCoord
+        from astropy.time import Time
+        from erfa import ErfaWarning
+
+        pmra = np.nan_to_num(np.asarray(pm_ra_cosdec_mas_yr, dtype=np.float64))  # no proper motion: not moved
+        pmdec = np.nan_to_num(np.asarray(pm_dec_mas_yr, dtype=np.float64))
+        coord = SkyCoord(ra=self.ra_deg * u.deg, dec=self.dec_deg * u.deg, pm_ra_cosdec=pmra * u.mas / u.yr,
+                         pm_dec=pmdec * u.mas / u.yr, obstime=Time(epoch_jyear, format="jyear"))
+        with warnings.catch_warnings():  # no parallax: ERFA puts the stars far away, which is what is meant
+            warnings.filterwarnings("ignore", message=".*distance overridden.*", category=ErfaWarning)
+            moved = coord.apply_space_motion(new_obstime=Time(to_epoch_jyear, format="jyear"))
+        return Positions(moved.ra.deg, moved.dec.deg, self.good, self.problems)
+
+
+def _degrees(table: Table, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A column as float64 degrees (its unit if it has one) and where it is missing or not finite."""
+    column = table[name]
+    unit = getattr(column, "unit", None)
+    values = np.ma.asarray(column)
+    if values.dtype.kind not in "fiu":
+        raise QueryError(f"xmatch: column {name!r} holds {values.dtype} values, not angles in degrees")
+    data = np.ma.filled(values.astype(np.float64), np.nan)
+    if unit is not None and unit != u.dimensionless_unscaled:
+        data = (data * unit).to_value(u.deg)
+    return data, ~np.isfinite(data)
+
+
+def find_column(table: Table, given: str | None, candidates: tuple[str, ...], what: str) -> str:
+    if given is not None:
+        if given not in table.colnames:
+            raise QueryError(f"xmatch: no column {given!r} in the input (columns: {', '.join(table.colnames)})")
+        return given
+    for name in table.colnames:
+        if name.lower() in candidates:
+            return name
+    raise QueryError(f"xmatch: no {what} column found (tried {', '.join(candidates)}); name it")
+
+
+def upload_input(pg, ra_deg: np.ndarray, dec_deg: np.ndarray, rows: np.ndarray, order: int) -> None:
+    """Positions [deg] into the temporary table healcat.xmatch_table reads (row_id, ra, dec, hpx, pix0..pix3).
+
+    One binary COPY; the HEALPix cover at ``order`` (``healcat.xmatch_order(radius)``) is computed
+    here with healpy. The table is dropped when the transaction ends.
+    """
+    pg.execute(f"CREATE TEMPORARY TABLE {_TEMP_TABLE} (row_id bigint, ra float8, dec float8, hpx bigint, "
+               "pix0 bigint, pix1 bigint, pix2 bigint, pix3 bigint) ON COMMIT DROP")
+    ra = healpix.wrap_ra_deg(ra_deg)
+    hpx = healpix.hpx_index(ra, dec_deg)
+    cover = healpix.xmatch_cover(hpx, order).T
+    copy_columns(pg, f"pg_temp.{_TEMP_TABLE}", ("row_id", "ra", "dec", "hpx", "pix0", "pix1", "pix2", "pix3"),
+                 (rows.astype(np.int64), ra, np.asarray(dec_deg, np.float64), hpx, *cover))
+    pg.execute(f"ANALYZE {_TEMP_TABLE}")
+
+
+def _sql_error(exc: sa.exc.DBAPIError) -> Exception:
+    if getattr(exc.orig, "sqlstate", None) == "22023":  # invalid_parameter_value from the SQL functions
+        return QueryError(str(exc.orig).splitlines()[0])
+    return exc
+
+
+def _check(radius_arcsec: float, mode: str) -> None:
+    if mode not in MODES:
+        raise QueryError(f"xmatch: mode must be 'best' or 'all', got {mode!r}")
+    if radius_arcsec is None or not np.isfinite(radius_arcsec) or not 0 < radius_arcsec <= MAX_RADIUS_ARCSEC:
+        raise QueryError(f"xmatch: radius_arcsec must be in (0, {MAX_RADIUS_ARCSEC:g}], got {radius_arcsec}")
+
+
+def crossmatch(
+    table: Table,
+    radius_arcsec: float,
+    *,
+    release: str | None = None,
+    mode: str = "best",
+    ra_col: str | None = None,
+    dec_col: str | None = None,
+    pm_cols: tuple[str, str] | None = None,
+    epoch_jyear: float | str | None = None,
+    to_epoch_jyear: float | None = None,
+    keep_bad: bool = False,
+    engine: sa.Engine | None = None,
+) -> Table:
+    """Match the rows of ``table`` with the catalog's sources (of ``release``, if named) within ``radius_arcsec``.
+
+    Positions are ICRS degrees in ``ra_col``/``dec_col`` (found by name if not given). With
+    ``pm_cols`` (proper motions in RA*cos(Dec) and Dec [mas/yr]), ``epoch_jyear`` (the input's
+    epoch, a Julian year or a column of them) and ``to_epoch_jyear`` (the catalog's, e.g. 2016.0
+    for Gaia DR3), positions are moved to the catalog's epoch first. A row with a bad position is
+    an error naming its row and column, unless ``keep_bad``: then it is kept unmatched, with the
+    reason in ``xmatch_problem``. The answer has the input's columns (a name the answer needs
+    gets ``_input`` appended), ``input_row`` (1-based), source_id, release, object_id,
+    match_ra, match_dec [deg] and separation_arcsec [arcsec].
+    """
+    from catalog.db import engine as default_engine
+
+    _check(radius_arcsec, mode)
+    ra_name = find_column(table, ra_col, RA_NAMES, "RA")
+    dec_name = find_column(table, dec_col, DEC_NAMES, "Dec")
+    positions = Positions.from_table(table, ra_name, dec_name)
+    if positions.problems and not keep_bad:
+        shown = "; ".join(f"row {p.row} column {p.column}: {p.reason}" for p in positions.problems[:5])
+        more = f" (and {len(positions.problems) - 5} more)" if len(positions.problems) > 5 else ""
+        raise QueryError(f"xmatch: {len(positions.problems)} bad positions: {shown}{more}")
+    if pm_cols is not None:
+        if epoch_jyear is None or to_epoch_jyear is None:
+            raise QueryError("xmatch: proper motions need the input's epoch and the epoch to move them to")
+        epoch = table[epoch_jyear] if isinstance(epoch_jyear, str) else epoch_jyear
+        positions = positions.moved(*(np.ma.filled(np.ma.asarray(table[c], dtype=float), np.nan) for c in pm_cols),
+                                    np.asarray(epoch, dtype=float), to_epoch_jyear)
+    matched = _match(engine or default_engine(), positions, float(radius_arcsec), release, mode)
+    if positions.problems:
+        log.warning("xmatch: %d rows with bad positions kept unmatched (first: row %d column %s: %s)",
+                    len(positions.problems), positions.problems[0].row, positions.problems[0].column,
+                    positions.problems[0].reason)
+    return _answer(table, matched, positions, keep_bad)
+
+
+def _match(engine: sa.Engine, positions: Positions, radius_arcsec: float, release: str | None,
+           mode: str) -> list[tuple]:
+    """Upload the good positions and run healcat.xmatch_table: (row_id, source_id or -1, release, ...) rows."""
+    rows = np.flatnonzero(positions.good) + 1
+    with engine.connect() as conn:
+        pg = conn.connection.driver_connection
+        try:
+            with conn.begin():
+                order = conn.scalar(sa.text("SELECT healcat.xmatch_order(:r)"), {"r": radius_arcsec})
+                upload_input(pg, positions.ra_deg[rows - 1], positions.dec_deg[rows - 1], rows, order)
+                with pg.cursor() as cur:  # columns without NULLs, so that numpy takes them whole
+                    cur.execute(
+                        "SELECT row_id, coalesce(source_id, -1), coalesce(release, ''), coalesce(object_id, ''),"
+                        " coalesce(ra, 'NaN'), coalesce(dec, 'NaN'), coalesce(separation_arcsec, 'NaN')"
+                        " FROM healcat.xmatch_table(%s, %s, %s, %s)", (_TEMP_TABLE, radius_arcsec, release, mode))
+                    return cur.fetchall()
+        except sa.exc.DBAPIError as exc:
+            raise _sql_error(exc) from None
+        except psycopg.errors.InvalidParameterValue as exc:
+            raise QueryError(str(exc).splitlines()[0]) from None
+
+
+def _answer(table: Table, matched: list[tuple], positions: Positions, keep_bad: bool) -> Table:
+    """The input's rows (repeated per pair in 'all' mode; in 'best' mode, every row once) beside their matches."""
+    dtypes = (np.int64, np.int64, str, str, np.float64, np.float64, np.float64)
+    columns = [np.array(c, dtype=t) for c, t in zip(zip(*matched), dtypes)] if matched else \
+        [np.empty(0, dtype=t) for t in dtypes]
+    bad = np.flatnonzero(~positions.good) + 1
+    if keep_bad and len(bad):  # unmatched, beside the others in input order
+        filler = (bad, -1, "", "", np.nan, np.nan, np.nan)
+        columns = [np.concatenate([c, np.full(len(bad), f, dtype=c.dtype) if i else f]).astype(c.dtype)
+                   for i, (c, f) in enumerate(zip(columns, filler))]
+        order = np.argsort(columns[0], kind="stable")
+        columns = [c[order] for c in columns]
+    row = columns[0]
+    answer = table[row - 1] if len(row) else table[:0]
+    for name in list(answer.colnames):
+        if name in MATCH_COLUMNS or name in ("input_row", "xmatch_problem"):
+            answer.rename_column(name, f"{name}_input")
+    answer["input_row"] = row
+    missing = columns[1] < 0
+    for (name, unit), values in zip(MATCH_COLUMNS.items(), columns[1:]):
+        answer[name] = MaskedColumn(values, mask=missing, unit=unit)
+    if keep_bad:
+        reasons = {p.row: f"column {p.column}: {p.reason}" for p in positions.problems}
+        answer["xmatch_problem"] = np.array([reasons.get(int(r), "") for r in row], dtype=str)
+    return answer
+
+
+def crossmatch_releases(
+    release_a: str, release_b: str, radius_arcsec: float, *, mode: str = "best", engine: sa.Engine | None = None
+) -> Table:
+    """Match every positioned source of ``release_a`` with those of ``release_b`` within ``radius_arcsec``.
+
+    Columns: source_id_a, object_id_a, ra_a, dec_a, source_id_b, object_id_b, ra_b, dec_b [deg],
+    separation_arcsec; 'best' mode masks the _b columns of sources with no match.
+    """
+    from catalog.db import engine as default_engine
+
+    _check(radius_arcsec, mode)
+    with (engine or default_engine()).connect() as conn:
+        try:
+            result = conn.execute(sa.text("SELECT * FROM healcat.xmatch_releases(:a, :b, :r, :mode)"),
+                                  {"a": release_a, "b": release_b, "r": float(radius_arcsec), "mode": mode})
+            rows, names = result.fetchall(), list(result.keys())
+        except sa.exc.DBAPIError as exc:
+            raise _sql_error(exc) from None
+    answer = Table()
+    for i, name in enumerate(names):
+        kind = str if name.startswith("object_id") else np.int64 if name.startswith("source_id") else np.float64
+        unit = u.arcsec if name == "separation_arcsec" else u.deg if name[:3] in ("ra_", "dec") else None
+        answer[name] = _masked([r[i] for r in rows], kind, unit)
+    return answer
+
+
+def _masked(values: list, dtype, unit) -> MaskedColumn:
+    """A column of fixed dtype and unit from values where None means no match."""
+    missing = np.array([v is None for v in values], dtype=bool)
+    data = np.array([("" if dtype is str else 0) if v is None else v for v in values], dtype=dtype)
+    return MaskedColumn(data, mask=missing, unit=unit)

@@ -1,0 +1,289 @@
+"""Cross-matches are exact: held to astropy's match_coordinates_sky and search_around_sky on real data."""
+
+from __future__ import annotations
+
+import math
+
+import astropy.units as u
+import healpy
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from astropy.coordinates import SkyCoord, match_coordinates_sky, search_around_sky
+from astropy.table import Table
+
+from catalog import crossmatch, crossmatch_releases, healpix
+from catalog.cli import main
+from catalog.errors import QueryError
+from tests.conftest import GAIA_RELEASE, SDSS_RELEASE
+
+EDGE_TOLERANCE_ARCSEC = 1e-6  # pairs this close to the radius may fall either way in float64
+
+
+def _release(engine, name: str) -> dict:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT s.source_id, s.ra, s.dec FROM healcat.source s JOIN healcat.release r "
+                                    "USING (release_id) WHERE r.name = :n AND s.hpx IS NOT NULL ORDER BY 1"),
+                            {"n": name}).all()
+    ids = np.array([r[0] for r in rows], dtype=np.int64)
+    return {"id": ids, "coord": SkyCoord([r[1] for r in rows] * u.deg, [r[2] for r in rows] * u.deg)}
+
+
+@pytest.fixture(scope="module")
+def gaia(engine, catalog):
+    return _release(engine, GAIA_RELEASE)
+
+
+@pytest.fixture(scope="module")
+def sdss(engine, catalog):
+    return _release(engine, SDSS_RELEASE)
+
+
+def expected_pairs(coords: SkyCoord, cat: dict, radius_arcsec: float) -> tuple[set, set]:
+    """Pairs (1-based input row, source_id) within the radius, and those too close to the edge to call."""
+    i, j, sep, _ = search_around_sky(coords, cat["coord"], (radius_arcsec + 2 * EDGE_TOLERANCE_ARCSEC) * u.arcsec)
+    pairs = list(zip((i + 1).tolist(), cat["id"][j].tolist()))
+    edge = np.abs(sep.arcsec - radius_arcsec) < EDGE_TOLERANCE_ARCSEC
+    certain = {p for p, s, e in zip(pairs, sep.arcsec, edge) if s <= radius_arcsec and not e}
+    return certain, {p for p, e in zip(pairs, edge) if e}
+
+
+def jittered(cat: dict, n: int, scatter_arcsec: float, seed: int, where=None) -> SkyCoord:
+    """Positions of n catalog stars (those matching ``where``), each moved by a random offset."""
+    rng = np.random.default_rng(seed)
+    pool = np.flatnonzero(where(cat["coord"])) if where is not None else np.arange(len(cat["id"]))
+    stars = cat["coord"][rng.choice(pool, size=min(n, len(pool)), replace=False)]
+    return stars.directional_offset_by(rng.uniform(0, 360, len(stars)) * u.deg,
+                                       np.abs(rng.normal(0, scatter_arcsec, len(stars))) * u.arcsec)
+
+
+def at_edges(coord: SkyCoord) -> np.ndarray:
+    """Near RA = 0/360 or a pole: where cross-matches go wrong."""
+    return (coord.ra.deg < 1) | (coord.ra.deg > 359) | (np.abs(coord.dec.deg) > 87)
+
+
+# --- the HEALPix cover -------------------------------------------------------------------------------
+
+
+def test_xmatch_order_is_the_finest_that_holds_the_radius(engine):
+    with engine.connect() as conn:
+        for radius_arcsec in (0.01, 0.1, 1.0, 3.7, 60.0, 300.0, 1800.0):
+            k = conn.scalar(sa.text("SELECT healcat.xmatch_order(:r)"), {"r": radius_arcsec})
+            resol_arcsec = [math.degrees(healpy.nside2resol(1 << j)) * 3600 for j in range(30)]
+            assert 4 <= k <= 28
+            assert radius_arcsec <= 0.3 * resol_arcsec[k + 1]
+            assert k == 28 or radius_arcsec > 0.3 * resol_arcsec[k + 2] or k == 4
+
+
+def test_cover_is_the_same_in_sql_and_python_and_holds_the_disk(engine):
+    rng = np.random.default_rng(7)
+    n = 1500
+    ra = rng.uniform(0, 360, n)
+    dec = np.degrees(np.arcsin(rng.uniform(-1, 1, n)))
+    dec[:300] = rng.choice([-1, 1], 300) * (90 - rng.uniform(0, 2, 300))  # polar caps
+    dec[300:600] = rng.choice([-1, 1], 300) * (41.8103149 + rng.normal(0, 0.5, 300))  # cap/belt boundary
+    ra[600:700] = rng.choice([0.0, 45.0, 90.0, 359.9999], 100)  # face boundaries
+    hpx = healpix.hpx_index(ra, dec)
+    with engine.connect() as conn:
+        for order in (4, 9, 14, 18, 28):
+            rows = conn.execute(sa.text(
+                "SELECT u.i, array_agg(c.pix) FROM unnest(CAST(:h AS bigint[])) WITH ORDINALITY AS u(h, i) "
+                "CROSS JOIN LATERAL healcat.hpx_xmatch_cover(:k, u.h) AS c GROUP BY u.i ORDER BY u.i"),
+                {"h": hpx.tolist(), "k": order}).all()
+            python = healpix.xmatch_cover(hpx, order)
+            nside = 1 << (order + 1)
+            radius_rad = 0.3 * healpy.nside2resol(nside)
+            for i, (_, sql_cover) in enumerate(rows):
+                cover = set(python[i][python[i] >= 0].tolist())
+                assert sorted(sql_cover) == sorted(cover), f"order {order}, point {i}: SQL and Python covers differ"
+                if order <= 18:  # healpy's query_disc is reliable to there
+                    disc = healpy.query_disc(nside, healpy.ang2vec(ra[i], dec[i], lonlat=True), radius_rad,
+                                             inclusive=True, nest=True, fact=16)
+                    assert set((disc >> 2).tolist()) <= cover, f"order {order}, point {i}: disk leaves the cover"
+
+
+# --- two releases in the catalog ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("radius_arcsec", [1.0, 60.0, 600.0])
+def test_releases_match_exactly(engine, sdss, gaia, radius_arcsec):
+    pairs, ambiguous = expected_pairs(sdss["coord"], gaia, radius_arcsec)
+    everything = crossmatch_releases(SDSS_RELEASE, GAIA_RELEASE, radius_arcsec, mode="all")
+    row_of = {int(source_id): i + 1 for i, source_id in enumerate(sdss["id"])}
+    got = {(row_of[int(a)], int(b)) for a, b in zip(everything["source_id_a"], everything["source_id_b"])}
+    assert len(got) == len(everything), "no pair twice"
+    assert got - ambiguous == pairs
+    assert radius_arcsec < 60 or len(pairs) > 10, "SDSS fields hold Gaia bright stars"
+
+    best = crossmatch_releases(SDSS_RELEASE, GAIA_RELEASE, radius_arcsec)
+    assert list(best["source_id_a"]) == list(sdss["id"]), "best: one row per SDSS source"
+    idx, sep, _ = match_coordinates_sky(sdss["coord"], gaia["coord"])
+    matched = sep.arcsec <= radius_arcsec
+    clear = np.abs(sep.arcsec - radius_arcsec) > EDGE_TOLERANCE_ARCSEC
+    assert np.array_equal(~best["source_id_b"].mask[clear], matched[clear])
+    assert np.array_equal(best["source_id_b"][matched & clear], gaia["id"][idx[matched & clear]])
+    np.testing.assert_allclose(best["separation_arcsec"][matched & clear], sep.arcsec[matched & clear], atol=1e-6)
+
+
+def test_release_with_itself_finds_every_source_at_zero(engine, sdss):
+    best = crossmatch_releases(SDSS_RELEASE, SDSS_RELEASE, 0.1)
+    assert len(best) == len(sdss["id"]) and not best["source_id_b"].mask.any()
+    assert np.all(best["separation_arcsec"] < 1e-6)
+
+
+# --- a table against the catalog ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("radius_arcsec,scatter_arcsec", [(0.1, 0.05), (1.0, 0.5), (60.0, 30.0), (300.0, 120.0)])
+def test_table_matches_exactly(engine, gaia, radius_arcsec, scatter_arcsec):
+    anywhere = jittered(gaia, 300, scatter_arcsec, seed=int(radius_arcsec * 10))
+    edges = jittered(gaia, 200, scatter_arcsec, seed=1, where=at_edges)  # RA = 0/360 and the poles
+    coords = SkyCoord(np.concatenate([anywhere.ra.deg, edges.ra.deg]) * u.deg,
+                      np.concatenate([anywhere.dec.deg, edges.dec.deg]) * u.deg)
+    table = Table({"name": [f"star{i}" for i in range(len(coords))], "ra": coords.ra.deg, "dec": coords.dec.deg})
+
+    best = crossmatch(table, radius_arcsec, release=GAIA_RELEASE)
+    assert list(best["input_row"]) == list(range(1, len(table) + 1)) and list(best["name"]) == list(table["name"])
+    idx, sep, _ = match_coordinates_sky(coords, gaia["coord"])
+    matched = sep.arcsec <= radius_arcsec
+    clear = np.abs(sep.arcsec - radius_arcsec) > EDGE_TOLERANCE_ARCSEC
+    assert matched.sum() > len(table) / 3, "jittered stars are found"
+    assert np.array_equal(~best["source_id"].mask[clear], matched[clear])
+    assert np.array_equal(best["source_id"][matched & clear], gaia["id"][idx[matched & clear]])
+    np.testing.assert_allclose(best["separation_arcsec"][matched & clear], sep.arcsec[matched & clear], atol=1e-6)
+    assert set(best["release"][~best["source_id"].mask]) == {GAIA_RELEASE}
+
+    everything = crossmatch(table, radius_arcsec, release=GAIA_RELEASE, mode="all")
+    pairs, ambiguous = expected_pairs(coords, gaia, radius_arcsec)
+    got = set(zip(everything["input_row"].tolist(), everything["source_id"].tolist()))
+    assert len(got) == len(everything) and got - ambiguous == pairs
+    assert np.all(everything["name"] == table["name"][everything["input_row"] - 1])
+
+
+def test_sql_cover_and_python_cover_give_the_same_matches(engine, gaia):
+    coords = jittered(gaia, 400, 0.5, seed=3)
+    table = Table({"ra": coords.ra.deg, "dec": coords.dec.deg})
+    python = crossmatch(table, 2.0, mode="all")
+    with engine.connect() as conn:
+        conn.execute(sa.text("CREATE TEMPORARY TABLE xin AS SELECT u.i AS row_id, u.ra, u.dec, "
+                             "healcat.hpx_ang2pix(29, u.ra, u.dec) AS hpx "
+                             "FROM unnest(CAST(:ra AS float8[]), CAST(:dec AS float8[])) WITH ORDINALITY AS u(ra, dec, i)"),
+                     {"ra": coords.ra.deg.tolist(), "dec": coords.dec.deg.tolist()})
+        sql = conn.execute(sa.text("SELECT row_id, source_id, separation_arcsec FROM healcat.xmatch_table('xin', 2.0, "
+                                   "NULL, 'all')")).all()
+        best = conn.execute(sa.text("SELECT count(*), count(source_id) FROM healcat.xmatch_table('xin', 2.0)")).one()
+    assert [(r.row_id, r.source_id) for r in sql] == list(zip(python["input_row"], python["source_id"]))
+    assert best[0] == len(table) and best[1] == len(set(python["input_row"]))
+
+
+def test_proper_motions_move_the_input_to_the_catalog_epoch(engine, gaia):
+    from astropy.time import Time
+
+    rng = np.random.default_rng(5)
+    now = gaia["coord"][rng.choice(len(gaia["id"]), 200, replace=False)]
+    pmra, pmdec = rng.normal(0, 800, 200), rng.normal(0, 800, 200)  # mas/yr: tens of arcsec over 16 years
+    moving = SkyCoord(ra=now.ra, dec=now.dec, pm_ra_cosdec=pmra * u.mas / u.yr, pm_dec=pmdec * u.mas / u.yr,
+                      obstime=Time(2016.0, format="jyear"))
+    import warnings
+
+    from erfa import ErfaWarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ErfaWarning)
+        then = moving.apply_space_motion(new_obstime=Time(2000.0, format="jyear"))
+    table = Table({"ra": then.ra.deg, "dec": then.dec.deg, "pmra": pmra, "pmdec": pmdec})
+    stale = crossmatch(table, 1.0, release=GAIA_RELEASE)
+    moved = crossmatch(table, 1.0, release=GAIA_RELEASE, pm_cols=("pmra", "pmdec"), epoch_jyear=2000.0,
+                       to_epoch_jyear=2016.0)
+    assert (~moved["source_id"].mask).sum() == 200 and np.all(moved["separation_arcsec"] < 0.01)
+    assert (~stale["source_id"].mask).sum() < 20, "without the proper motions the stars are elsewhere"
+    with pytest.raises(QueryError, match="epoch"):
+        crossmatch(table, 1.0, pm_cols=("pmra", "pmdec"))
+
+
+# --- bad input and arguments -------------------------------------------------------------------------
+
+
+def test_bad_positions_are_named_or_kept_with_the_reason(engine, catalog):
+    table = Table({"id": [1, 2, 3, 4, 5], "RAJ2000": [160.941521316, -3.0, 10.0, np.nan, 360.0],
+                   "DEJ2000": [0.7967796443, 0.0, 91.0, 1.0, 0.0]})
+    with pytest.raises(QueryError, match=r"3 bad positions: row 2 column RAJ2000: RA outside \[0, 360\] deg: -3.0; "
+                                         r"row 3 column DEJ2000: Dec outside \[-90, 90\] deg: 91.0; row 4 column "
+                                         r"RAJ2000: missing or not a finite number: nan"):
+        crossmatch(table, 1.0)
+    kept = crossmatch(table, 1.0, keep_bad=True)
+    assert list(kept["id"]) == [1, 2, 3, 4, 5] and list(kept["input_row"]) == [1, 2, 3, 4, 5]
+    assert list(kept["source_id"].mask) == [False, True, True, True, True]
+    assert kept["object_id"][0] == "0275-51910-0435" and kept["xmatch_problem"][0] == ""
+    assert "Dec outside" in kept["xmatch_problem"][2] and kept["xmatch_problem"][4] == ""
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"radius_arcsec": 0.0}, r"radius_arcsec must be in \(0, 1800\]"),
+    ({"radius_arcsec": 3600.0}, r"radius_arcsec must be in \(0, 1800\]"),
+    ({"radius_arcsec": float("nan")}, r"radius_arcsec must be in \(0, 1800\]"),
+    ({"radius_arcsec": 1.0, "mode": "nearest"}, "mode must be 'best' or 'all'"),
+    ({"radius_arcsec": 1.0, "release": "nope"}, "no release named 'nope'"),
+])
+def test_bad_arguments_are_errors(engine, catalog, kwargs, message):
+    table = Table({"ra": [10.0], "dec": [10.0]})
+    with pytest.raises(QueryError, match=message):
+        crossmatch(table, **kwargs)
+
+
+@pytest.mark.parametrize("call,message", [
+    ("healcat.xmatch_releases('sdss/dr14-skyserver-10k', 'nope', 1.0)", "no release named 'nope'"),
+    ("healcat.xmatch_releases('sdss/dr14-skyserver-10k', 'gaia/dr3-bright-g10', -1.0)", "radius_arcsec must be"),
+    ("healcat.xmatch_releases('sdss/dr14-skyserver-10k', 'gaia/dr3-bright-g10', 1.0, 'any')", "mode must be"),
+])
+def test_sql_rejects_bad_arguments(engine, catalog, call, message):
+    with engine.connect() as conn, pytest.raises(sa.exc.DBAPIError, match=message):
+        conn.execute(sa.text(f"SELECT * FROM {call}")).all()
+
+
+# --- the command line --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix,fmt", [(".csv", "ascii.csv"), (".ecsv", "ascii.ecsv"), (".fits", "fits"),
+                                        (".xml", "votable")])
+def test_cli_reads_every_format_and_gives_the_python_answer(tmp_path, engine, sdss, suffix, fmt, capsys):
+    coords = sdss["coord"][:50]
+    table = Table({"objname": [f"o{i}" for i in range(50)], "ra_deg": coords.ra.deg, "dec_deg": coords.dec.deg})
+    path = tmp_path / f"input{suffix}"
+    table.write(path, format=fmt)
+    assert main(["xmatch", str(path), "--radius", "1arcmin", "--mode", "all", "--format", "ecsv"]) == 0
+    out = Table.read(capsys.readouterr().out, format="ascii.ecsv")
+    expected = crossmatch(table, 60.0, mode="all")
+    assert list(out["source_id"]) == list(expected["source_id"]) and len(out) >= 50
+    assert list(out["objname"]) == list(expected["objname"])
+
+
+def test_cli_names_the_file_row_and_column_of_a_bad_value(tmp_path, catalog, capsys):
+    path = tmp_path / "bad.csv"
+    path.write_text("name,ra,dec\na,10.0,5.0\nb,10.0,95.0\n")
+    assert main(["xmatch", str(path), "--radius", "1"]) == 1
+    assert f"{path}: xmatch: 1 bad positions: row 2 column dec: Dec outside [-90, 90] deg: 95.0" in \
+        capsys.readouterr().err
+    assert main(["xmatch", str(path), "--radius", "1", "--keep-bad", "--format", "csv"]) == 0
+    assert "Dec outside" in capsys.readouterr().out
+
+
+def test_cli_releases(catalog, capsys):
+    assert main(["xmatch-releases", SDSS_RELEASE, GAIA_RELEASE, "--radius", "1arcmin", "--mode", "all",
+                 "--format", "csv"]) == 0
+    out = Table.read(capsys.readouterr().out, format="ascii.csv")
+    assert len(out) > 0 and np.all(out["separation_arcsec"] <= 60.0)
+
+
+def test_real_proper_motions_bring_kepler_stars_onto_gaia_dr3(engine, gaia):
+    """Gaia DR1 TGAS positions of Kepler stars at J2000 and their proper motions, moved to Gaia DR3's epoch."""
+    from ingest.mapping import data_dir
+
+    table = Table.read(data_dir() / "kepler_mcquillan_tgas_prot" / "1473873638462A.csv", format="ascii.csv")
+    table = table[table["phot_g_mean_mag"] < 9.5]  # bright enough to be in the G < 10 release
+    kwargs = dict(release=GAIA_RELEASE, ra_col="ra_ep2000", dec_col="dec_ep2000")
+    moved = crossmatch(table, 0.1, pm_cols=("pmra", "pmdec"), epoch_jyear=2000.0, to_epoch_jyear=2016.0, **kwargs)
+    stale = crossmatch(table, 0.1, **kwargs)
+    found = ~moved["source_id"].mask
+    assert len(table) > 20 and found.all(), "every bright TGAS star is a Gaia DR3 star at 2016.0"
+    assert np.median(moved["separation_arcsec"].filled(np.nan)) < 0.01, "within milliarcseconds once moved"
+    assert (~stale["source_id"].mask).sum() < len(table) / 4, "16 years of proper motion move most by > 0.1 arcsec"

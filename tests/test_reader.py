@@ -1,0 +1,84 @@
+"""The read-only role healcat_reader: it reads and searches everything, writes nothing, and is timed out."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from astropy.table import Table
+
+from catalog import cone_search, crossmatch, db
+from catalog.cli import main
+
+
+@pytest.fixture(scope="module")
+def reader(database_url, catalog) -> sa.Engine:
+    engine = sa.create_engine(db.reader_url(database_url))
+    yield engine
+    engine.dispose()
+
+
+@pytest.mark.parametrize("statement", [
+    "INSERT INTO healcat.survey (name) VALUES ('reader-was-here')",
+    "UPDATE healcat.source SET ra = ra WHERE source_id = (SELECT min(source_id) FROM healcat.source)",
+    "DELETE FROM healcat.photometry WHERE band = 'sdss_r'",
+    "TRUNCATE healcat.quarantine",
+    "CREATE TABLE healcat.reader_table (x int)",
+    "CREATE FUNCTION healcat.reader_function() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+])
+def test_writes_are_refused(reader, statement):
+    with reader.connect() as conn, pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+        conn.execute(sa.text(statement))
+
+
+def test_reads_every_table_and_view(reader, engine):
+    with engine.connect() as conn:
+        relations = conn.execute(sa.text(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'healcat' AND c.relkind IN ('r', 'v', 'p') ORDER BY 1")).scalars().all()
+    assert {"source", "photometry", "current_prediction", "embedding", "job"} <= set(relations)
+    with reader.connect() as conn:
+        assert conn.scalar(sa.text("SELECT current_user")) == db.READER_ROLE
+        for name in relations:
+            conn.execute(sa.text(f'SELECT * FROM healcat."{name}" LIMIT 1')).all()
+
+
+def test_tables_made_later_are_readable_too(reader, engine):
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE healcat.later_table (x int); INSERT INTO healcat.later_table VALUES (7)"))
+    try:
+        with reader.connect() as conn:
+            assert conn.scalar(sa.text("SELECT x FROM healcat.later_table")) == 7
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP TABLE healcat.later_table"))
+
+
+def test_statements_are_timed_out(reader):
+    with reader.connect() as conn:
+        assert conn.scalar(sa.text("SHOW statement_timeout")) == "1min", "the role's own timeout"
+        conn.execute(sa.text("SET statement_timeout = '200ms'"))
+        with pytest.raises(sa.exc.OperationalError, match="canceling statement due to statement timeout"):
+            conn.execute(sa.text("SELECT pg_sleep(3)"))
+
+
+def test_searches_work_through_the_reader(reader, engine):
+    mine = cone_search(160.9415, 0.7968, 600.0, engine=reader)
+    assert len(mine) > 0 and list(mine["source_id"]) == list(cone_search(160.9415, 0.7968, 600.0)["source_id"])
+    with reader.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM healcat.cone_search(160.9415, 0.7968, 600.0)")) == len(mine)
+        assert conn.scalar(sa.text("SELECT count(*) FROM healcat.xmatch_releases('sdss/dr14-skyserver-10k', "
+                                   "'gaia/dr3-bright-g10', 60.0, 'all')")) > 0
+    table = Table({"ra": np.array(mine["ra"]), "dec": np.array(mine["dec"])})
+    matched = crossmatch(table, 0.01, engine=reader)  # the upload goes to a temporary table
+    assert list(matched["source_id"]) == list(mine["source_id"])
+
+
+def test_db_url_reader(database_url, capsys):
+    assert main(["db", "url", "--reader"]) == 0
+    url = capsys.readouterr().out.strip()
+    assert url.startswith(f"postgresql://{db.READER_ROLE}") and "healcat" in url
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT current_user")) == db.READER_ROLE
+    engine.dispose()
