@@ -175,7 +175,7 @@ def cmd_model(args: argparse.Namespace) -> None:
             query = query.where(Model.name == args.name)
             if args.version:
                 query = query.where(Model.version == args.version)
-        rows = conn.execute(query).scalars().all()
+        rows = conn.execute(query).all()
     if args.action == "show":
         if not rows:
             raise HealcatError(f"model show: no model {args.name!r}" + (f" version {args.version!r}" if args.version else ""))

@@ -112,7 +112,7 @@ def register_model(engine: sa.Engine, *, name: str, task: str, weights: bytes, t
         ).returning(Model)).first()
 
 
-def registerweights_file(engine: sa.Engine, task_name: str, path: str | Path, *, sha256: str | None = None,
+def register_weights_file(engine: sa.Engine, task_name: str, path: str | Path, *, sha256: str | None = None,
                           name: str | None = None, training_set: str | None = None,
                           hyperparams: dict | None = None, metrics: dict | None = None) -> Model:
     """Register weights trained elsewhere for a task, after checking the sha256 and that they load."""

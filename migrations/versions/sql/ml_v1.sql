@@ -23,17 +23,18 @@ FROM healcat.prediction AS p
 JOIN healcat.current_run AS c ON c.model_id = p.model_id AND c.run_id = p.run_id;
 
 -- Gaussian mixtures (weights, means, sigmas of equal length; weights summing to 1), as stored in
--- prediction.pdf_*. NULL in, NULL out.
+-- prediction.pdf_*. NULL in, NULL out. Computed in float8; beyond 8 (CDF) or 20 (PDF) sigmas a
+-- component's tail is clamped (below 1e-28 relative), since PostgreSQL raises on underflow.
 CREATE FUNCTION healcat.mixture_pdf(weights real[], means real[], sigmas real[], x float8)
 RETURNS float8 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-    SELECT sum(c.w::float8 * exp(-0.5 * ((x - c.m) / c.s) ^ 2) / (c.s * sqrt(2 * pi())))
-    FROM unnest(weights, means, sigmas) AS c(w, m, s)
+    SELECT sum(c.w * exp(-0.5 * least(((x - c.m) / c.s) ^ 2, 200.0)) / (c.s * sqrt(2 * pi())))
+    FROM unnest(weights::float8[], means::float8[], sigmas::float8[]) AS c(w, m, s)
 $$;
 
 CREATE FUNCTION healcat.mixture_cdf(weights real[], means real[], sigmas real[], x float8)
 RETURNS float8 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-    SELECT sum(c.w::float8 * 0.5 * erfc((c.m - x) / (c.s * sqrt(2.0))))
-    FROM unnest(weights, means, sigmas) AS c(w, m, s)
+    SELECT sum(c.w * 0.5 * erfc(least(greatest((c.m - x) / (c.s * sqrt(2.0::float8)), -8.0), 8.0)))
+    FROM unnest(weights::float8[], means::float8[], sigmas::float8[]) AS c(w, m, s)
 $$;
 
 -- The q-quantile of a mixture, by bisection on its CDF over [min(m - 10 s), max(m + 10 s)]
@@ -42,6 +43,9 @@ CREATE FUNCTION healcat.mixture_quantile(weights real[], means real[], sigmas re
 RETURNS float8 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 DECLARE
     n integer := cardinality(weights);
+    w float8[] := weights::float8[];
+    m float8[] := means::float8[];
+    s float8[] := sigmas::float8[];
     lo float8;
     hi float8;
     mid float8;
@@ -58,12 +62,12 @@ BEGIN
         RAISE EXCEPTION 'mixture_quantile: weights, means and sigmas must have the same non-zero length, got %, %, %',
             n, cardinality(means), cardinality(sigmas) USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    SELECT min(c.m - 10 * c.s), max(c.m + 10 * c.s) INTO lo, hi FROM unnest(means, sigmas) AS c(m, s);
+    SELECT min(c.m - 10 * c.s), max(c.m + 10 * c.s) INTO lo, hi FROM unnest(m, s) AS c(m, s);
     FOR it IN 1..60 LOOP
         mid := 0.5 * (lo + hi);
         cdf := 0;
         FOR i IN 1..n LOOP
-            cdf := cdf + weights[i] * 0.5 * erfc((means[i] - mid) / (sigmas[i] * sqrt(2.0)));
+            cdf := cdf + w[i] * 0.5 * erfc(least(greatest((m[i] - mid) / (s[i] * sqrt(2.0::float8)), -8.0), 8.0));
         END LOOP;
         IF cdf < q THEN lo := mid; ELSE hi := mid; END IF;
     END LOOP;
