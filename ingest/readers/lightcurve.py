@@ -36,16 +36,23 @@ def _columns(table: Table) -> dict[str, np.ndarray]:
     return out
 
 
+def _csv_tables(paths: list[Path]) -> Iterator[tuple[Path, Table | Record]]:
+    """Each CSV file as a Table, or as the unreadable record that quarantines it."""
+    for path in paths:
+        try:
+            yield path, Table.read(path, format="ascii.csv")
+        except Exception as exc:  # astropy raises many types for broken files
+            yield path, unreadable(path, exc)
+
+
 @register_series("json_arrays_csv")
 def read_json_arrays_csv(paths: list[Path], options: dict[str, Any]) -> Iterator[Record]:
     key = options.get("key")
     if not isinstance(key, str):
         raise MappingError("[series] format json_arrays_csv needs key = the column naming the object")
-    for path in paths:
-        try:
-            table = Table.read(path, format="ascii.csv")
-        except Exception as exc:  # astropy raises many types for broken files
-            yield unreadable(path, exc)
+    for path, table in _csv_tables(paths):
+        if isinstance(table, Record):
+            yield table
             continue
         if key not in table.colnames:
             raise MappingError(f"{path}: no key column {key!r} (columns: {', '.join(table.colnames)})")
@@ -92,10 +99,8 @@ def read_tar_table(paths: list[Path], options: dict[str, Any]) -> Iterator[Recor
 
 @register_series("csv_per_object")
 def read_csv_per_object(paths: list[Path], options: dict[str, Any]) -> Iterator[Record]:
-    for path in paths:
-        try:
-            table = Table.read(path, format="ascii.csv")
-        except Exception as exc:  # astropy raises many types for broken files
-            yield unreadable(path, exc)
+    for path, table in _csv_tables(paths):
+        if isinstance(table, Record):
+            yield table
             continue
         yield Record(path, 0, path.stem, arrays=_columns(table), point_rows=np.arange(1, len(table) + 1))
