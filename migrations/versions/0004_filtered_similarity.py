@@ -1,7 +1,7 @@
 """filtered similarity search: candidates, release, exact / approximate plans (sql/similarity_v1.sql)
 
-Revision ID: 0005
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-11-24 04:10:00
 
 similar_sources, similar_to_vector and nearest_embeddings gain arguments, so the 0001 versions are
@@ -16,8 +16,8 @@ from alembic import op
 
 SQL = Path(__file__).parent / "sql"
 
-revision = '0005'
-down_revision = '0002'
+revision = '0004'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """cross-match functions (crossmatch_v1.sql) and the read-only role healcat_reader
 
-Revision ID: 0004
-Revises: 0005 (scale's filtered similarity, merged into this branch)
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-11-24 04:30:00
 
 healcat_reader can SELECT every table and view of the schema and EXECUTE its functions, now and
@@ -18,8 +18,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0004'
-down_revision = '0005'
+revision = '0005'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 
