@@ -17,8 +17,10 @@ from catalog.cli import main
 from catalog.errors import QueryError
 from catalog.models import Photometry, SpecRedshift
 from catalog.search import Cone, similar
-from ingest.inference import PHOTOZ_MODEL
+from ingest.tasks.photoz import Photoz
 from tests.conftest import GAIA_RELEASE, SDSS_RELEASE
+
+PHOTOZ_MODEL = Photoz.model_name
 
 
 @pytest.fixture(scope="module")
