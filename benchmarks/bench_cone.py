@@ -77,29 +77,34 @@ def check_plans(conn: psycopg.Connection, q3c: psycopg.Connection, engine, ra: f
     """EXPLAIN of the three paths' statements for one cone; each must use its spatial index."""
     from catalog.search.cone import Cone
 
-    # The SQL path's statement is planned inside healcat.cone_search: auto_explain shows it.
-    conn.execute("LOAD 'auto_explain'")
-    conn.execute("SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on; "
-                  "SET client_min_messages = log")
-    notices: list[str] = []
-
-    def collect(diag):
-        notices.append(diag.message_primary)
-
-    conn.add_notice_handler(collect)
-    conn.execute("SELECT count(*) FROM healcat.cone_search(%s, %s, %s)", (ra, dec, rad)).fetchone()
-    conn.execute("RESET client_min_messages; RESET auto_explain.log_min_duration")
-    conn.remove_notice_handler(collect)
-    inner = next(n for n in notices if "healcat.source" in n and "hpx" in n)
-    sql_plan = inner.split("\n")[1:]
-    stmt = Cone.from_arcsec(ra, dec, rad).select().compile(engine, compile_kwargs={"literal_binds": True})
-    py_plan = [r[0] for r in conn.execute(f"EXPLAIN {stmt}")]
+    # Both healcat paths plan their statement inside a SQL function: auto_explain shows it.
+    sql_plan = _inner_plan(conn, "SELECT count(*) FROM healcat.cone_search(%s, %s, %s)", (ra, dec, rad))
+    py_plan = _inner_plan(conn, *Cone.from_arcsec(ra, dec, rad).sql())
     q3c_plan = [r[0] for r in q3c.execute("EXPLAIN " + Q3C_QUERY, {"ra": ra, "dec": dec, "r": rad})]
     for name, plan, index in (("SQL", sql_plan, "ix_source_hpx"), ("Python", py_plan, "ix_source_hpx"),
                               ("Q3C", q3c_plan, "src_q3c_idx")):
         assert any(index in line for line in plan), f"{name} path at {rad} arcsec does not use {index}:\n" + \
             "\n".join(plan)
     return [f"{name}: {_plan_nodes(p)}" for name, p in (("SQL", sql_plan), ("Python", py_plan), ("Q3C", q3c_plan))]
+
+
+def _inner_plan(conn: psycopg.Connection, statement: str, params: tuple) -> list[str]:
+    """The plan of the statement on healcat.source that a query function runs (auto_explain, nested)."""
+    conn.execute("LOAD 'auto_explain'")
+    conn.execute("SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on; "
+                 "SET client_min_messages = log")
+    notices: list[str] = []
+
+    def collect(diag):
+        notices.append(diag.message_primary)
+
+    conn.add_notice_handler(collect)
+    try:
+        conn.execute(statement, params).fetchall()
+    finally:
+        conn.execute("RESET client_min_messages; RESET auto_explain.log_min_duration")
+        conn.remove_notice_handler(collect)
+    return next(n for n in notices if "healcat.source" in n and "hpx" in n).split("\n")[1:]
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ and bytes) and the mapping, so ingesting the same set again changes nothing.
 
 Objects become sources as catalogue rows do (``ingest.mapping.apply``, ``ingest.validate``),
 from a ``[catalog]`` file (light curves) or from each spectrum's own scalars (spectra). A
-spectrum whose object id names an existing source of ``match_survey`` (e.g. SDSS
+spectrum whose object id names an existing source of a ``match_survey`` (e.g. SDSS
 PLATE-MJD-FIBER) joins that source; spectra of one release within ``group_within_arcsec`` of
 each other (epochs of one object) share one source.
 
@@ -306,15 +306,15 @@ def _stored_spectra(pg, sources: list[tuple[int, int]]) -> dict[tuple[int, int, 
 
 
 def _matches(pg, mapping: PerObjectMapping, object_ids: list[str]) -> dict[str, tuple[int, int]]:
-    """Existing sources of ``match_survey`` named by these object ids: object_id -> (shard, source_id)."""
-    if not mapping.match_survey or not object_ids:
+    """Existing sources of the ``match_survey`` surveys named by these object ids: object_id -> (shard, source_id)."""
+    if not mapping.match_surveys or not object_ids:
         return {}
     with pg.cursor() as cur:
         cur.execute(
             "SELECT s.object_id, s.shard, s.source_id FROM healcat.source AS s "
             "JOIN healcat.release AS r USING (release_id) JOIN healcat.survey AS v USING (survey_id) "
-            "WHERE v.name = %s AND s.object_id = ANY(%s) ORDER BY s.source_id",
-            (mapping.match_survey, object_ids),
+            "WHERE v.name = ANY(%s) AND s.object_id = ANY(%s) ORDER BY s.source_id",
+            (list(mapping.match_surveys), object_ids),
         )
         out: dict[str, tuple[int, int]] = {}
         for oid, shard, sid in cur.fetchall():

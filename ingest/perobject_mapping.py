@@ -112,7 +112,7 @@ class PerObjectMapping:
     light_curve: LightCurveSpec | None
     spectrum: SpectrumSpec | None
     label: LabelSpec | None
-    match_survey: str | None
+    match_surveys: tuple[str, ...]  # existing sources of these surveys are joined by object id
     group_within_arcsec: float | None
     sexagesimal: dict[str, tuple[str, str, str]]  # derived column "d:m:s" -> its three input columns
     raw: dict[str, Any] = field(repr=False)
@@ -265,6 +265,14 @@ def parse_per_object(path: Path, raw: dict[str, Any]) -> PerObjectMapping:
         path=path, source=base, series=series, catalog=catalog,
         light_curve=_light_curve(raw["light_curve"], path) if "light_curve" in raw else None,
         spectrum=_spectrum(raw["spectrum"], path) if "spectrum" in raw else None,
-        label=label, match_survey=extras.get("match_survey"),
+        label=label, match_surveys=_surveys(extras.get("match_survey"), path),
         group_within_arcsec=float(group) if group is not None else None, sexagesimal=sexagesimal, raw=raw,
     )
+
+
+def _surveys(value: Any, path: Path) -> tuple[str, ...]:
+    """``match_survey``: one survey name or a list of them."""
+    names = [value] if isinstance(value, str) else value if value is not None else []
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise MappingError(f"{path}: [source] match_survey must be a survey name or a list of them, got {value!r}")
+    return tuple(names)

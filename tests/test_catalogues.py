@@ -21,11 +21,11 @@ from catalog import cli
 from catalog.errors import MappingError
 from ingest.load import ingest_release
 from ingest.mapping import MAPPINGS_DIR, data_dir, load_mapping
-from tests.conftest import GAIA
+from tests.conftest import GAIA, PER_OBJECT
 
 HSC_ROWS = 20_000  # the RAIL HSC file has 429,235 rows; the tests load a slice (max_rows)
 CATALOGUES = sorted(p.stem for p in MAPPINGS_DIR.glob("*.toml")
-                    if p.stem not in (GAIA, "sdss_dr14_skyserver_10k", "rail_hsc_pdr2_specz_grid"))
+                    if p.stem not in (GAIA, "sdss_dr14_skyserver_10k", "rail_hsc_pdr2_specz_grid", *PER_OBJECT))
 # Photometry before the SED codes' outputs that join it by CANDELS ID.
 CATALOGUES.sort(key=lambda name: ("prospector" in name or "sed3fit" in name, name))
 
@@ -215,7 +215,7 @@ def test_rail_hsc_rows_are_named_by_their_row_number(engine, catalogues):
 
 
 def test_a_joining_row_whose_id_no_source_has_is_quarantined(engine, catalogues, tmp_path, scratch_release):
-    text = load_mapping("candels_prospector_z1").path.read_text().replace('name = "candels-sedfit-prospector"',
+    text = load_mapping("candels_prospector_z1").path.read_text().replace('name = "candels-sedfit-prospector-z1"',
                                                                           'name = "scratch"')
     (tmp_path / "m.toml").write_text(text)
     (tmp_path / "p.dat").write_text("#objname,logmass,logmass_errup,logmass_errdown,logsfr,logsfr_errup,"

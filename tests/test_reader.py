@@ -9,6 +9,7 @@ from astropy.table import Table
 
 from catalog import cone_search, crossmatch, db
 from catalog.cli import main
+from tests.conftest import SDSS_RELEASE
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +70,10 @@ def test_searches_work_through_the_reader(reader, engine):
         assert conn.scalar(sa.text("SELECT count(*) FROM healcat.cone_search(160.9415, 0.7968, 600.0)")) == len(mine)
         assert conn.scalar(sa.text("SELECT count(*) FROM healcat.xmatch_releases('sdss/dr14-skyserver-10k', "
                                    "'gaia/dr3-bright-g10', 60.0, 'all')")) > 0
-    table = Table({"ra": np.array(mine["ra"]), "dec": np.array(mine["dec"])})
-    matched = crossmatch(table, 0.01, engine=reader)  # the upload goes to a temporary table
-    assert list(matched["source_id"]) == list(mine["source_id"])
+    sdss = mine[mine["release"] == SDSS_RELEASE]  # one release: other releases may repeat a position exactly
+    table = Table({"ra": np.array(sdss["ra"]), "dec": np.array(sdss["dec"])})
+    matched = crossmatch(table, 0.01, release=SDSS_RELEASE, engine=reader)  # the upload goes to a temporary table
+    assert len(sdss) > 0 and list(matched["source_id"]) == list(sdss["source_id"])
 
 
 def test_db_url_reader(database_url, capsys):

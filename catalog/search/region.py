@@ -22,6 +22,7 @@ import numpy as np
 import psycopg
 import sqlalchemy as sa
 from astropy.table import Table
+from sqlalchemy.dialects import postgresql
 
 from catalog.errors import QueryError
 from catalog.search.results import table_from_columns
@@ -61,6 +62,17 @@ class Region:
         text = (f"SELECT * FROM healcat.{self.function}(%s::bigint[], %s::bigint[], %s::integer"
                 + ", %s" * len(args) + ")")
         return text, (ranges[:, 0].tolist(), ranges[:, 1].tolist(), release_id, *args)
+
+
+    def source_ids(self) -> sa.Select:
+        """``SELECT source_id`` of the region's sources, to use inside a larger SQLAlchemy query
+        (the same ``healcat.<function>`` call as :meth:`sql`, every value a bound parameter)."""
+        ranges = self.ranges()
+        bigints = postgresql.ARRAY(sa.BigInteger)
+        call = getattr(sa.func.healcat, self.function)(
+            sa.bindparam(None, ranges[:, 0].tolist(), type_=bigints), sa.bindparam(None, ranges[:, 1].tolist(), type_=bigints),
+            sa.cast(sa.null(), sa.Integer), *self.args()).table_valued("source_id")
+        return sa.select(call.c.source_id)
 
 
 class _Sessions(threading.local):

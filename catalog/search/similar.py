@@ -2,8 +2,8 @@
 ``healcat.similar_to_vector`` are the one place the per-model HNSW index is queried.
 
 A filter (``where``) becomes the functions' candidate set: ``ARRAY(SELECT source_id ...)`` built
-with SQLAlchemy from a :class:`~catalog.search.cone.Cone` and/or boolean expressions over the
-catalog's tables (``Photometry.mag < 18``, ``SpecRedshift.z.between(0.1, 0.2)``), joined to the
+with SQLAlchemy from a region (:class:`~catalog.search.cone.Cone`, a box, polygon, ellipse or
+MOC) and/or boolean expressions over the catalog's tables (``Photometry.mag < 18``, ``SpecRedshift.z.between(0.1, 0.2)``), joined to the
 source by its key, every value a bound parameter. The SQL functions choose the plan (exact or
 HNSW with iterative scan) from the filter's selectivity and always return k rows when k exist.
 """
@@ -18,24 +18,24 @@ from astropy.table import Table
 
 from catalog.errors import QueryError
 from catalog.models import Release, Source
-from catalog.search.cone import Cone
+from catalog.search.region import Region
 from catalog.search.results import to_table
 
 MODES = ("auto", "exact", "approx")
-Filter = Cone | sa.ColumnElement[bool]
+Filter = Region | sa.ColumnElement[bool]
 
 
 def candidates(where: Filter | Iterable[Filter]) -> sa.Select:
     """``SELECT source.source_id`` of the sources passing every filter (cones and boolean expressions)."""
-    filters = [where] if isinstance(where, (Cone, sa.ColumnElement)) else list(where)
+    filters = [where] if isinstance(where, (Region, sa.ColumnElement)) else list(where)
     query = sa.select(Source.source_id)
     joined = {Source.__table__}
     for f in filters:
-        if isinstance(f, Cone):
-            query = query.where(f.select().whereclause)  # the cone's hpx ranges, shards and exact distance
+        if isinstance(f, Region):
+            query = query.where(Source.source_id.in_(f.source_ids()))  # the hpx ranges, then the exact test
             continue
         if not isinstance(f, sa.ColumnElement):
-            raise QueryError(f"similar: a filter is a Cone or a SQLAlchemy boolean expression, got {f!r}")
+            raise QueryError(f"similar: a filter is a region (Cone, Box, ...) or a boolean expression, got {f!r}")
         for table in _tables(f) - joined:
             query = query.join(table, _join_condition(table))
             joined.add(table)
@@ -70,7 +70,8 @@ def similar(
 ) -> Table:
     """The ``k`` sources nearest to a source (itself excluded) or a vector in ``model``'s embedding space.
 
-    ``where``: a Cone and/or SQLAlchemy boolean expressions over the catalog's tables, e.g.
+    ``where``: a region (Cone, Box, ...) and/or SQLAlchemy boolean expressions over the catalog's
+    tables, e.g.
     ``[Cone.from_arcsec(185.0, 15.5, 3600), Photometry.band == "sdss_r", Photometry.mag < 18]``;
     ``release``: only sources of that release. ``mode``: 'auto' (by the filter's selectivity),
     'exact' or 'approx' (HNSW, iterative scan, ``ef_search`` candidates per step).

@@ -7,11 +7,9 @@ Create Date: 2026-11-24 04:10:00
 The SQL functions of sql/regions_v1.sql, each pinned to a search_path like 0001's. No tables.
 """
 
-from pathlib import Path
-
 from alembic import op
 
-SQL = Path(__file__).parent / "sql"
+from migrations.functions import run_sql_file
 
 revision = '0003'
 down_revision = '0002'
@@ -51,22 +49,7 @@ FUNCTIONS = [
 
 
 def upgrade() -> None:
-    op.execute((SQL / "regions_v1.sql").read_text())
-    # As in 0001: the PL/pgSQL functions resolve healcat's names whatever the caller's search_path.
-    op.execute(
-        """
-        DO $$
-        DECLARE
-            f regprocedure;
-        BEGIN
-            FOR f IN SELECT p.oid::regprocedure FROM pg_proc AS p JOIN pg_language AS l ON l.oid = p.prolang
-                     WHERE p.pronamespace = 'healcat'::regnamespace AND l.lanname = 'plpgsql'
-                       AND p.proconfig IS NULL LOOP
-                EXECUTE format('ALTER FUNCTION %s SET search_path = pg_catalog, healcat', f);
-            END LOOP;
-        END $$;
-        """
-    )
+    run_sql_file("regions_v1.sql")
 
 
 def downgrade() -> None:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from alembic import op
 
+from migrations.functions import pin_search_path, run_sql_file
+
 SQL = Path(__file__).parent / "sql"
 
 revision = '0004'
@@ -28,26 +30,10 @@ V1_SIGNATURES = ("healcat.similar_sources(bigint, text, integer, text)",
 NEW_FUNCTIONS = ("healcat.similar_plan", "healcat.similar_sources", "healcat.similar_to_vector",
                  "healcat.similar_core", "healcat.nearest_embeddings", "healcat.plan_similar", "healcat.similar_args")
 
-# The PL/pgSQL functions resolve names (vector, <=>, healcat's own) the same way whatever the
-# caller's search_path (as in 0001).
-PIN_SEARCH_PATH = """
-DO $$
-DECLARE
-    f regprocedure;
-    vector_schema text := (SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'vector');
-BEGIN
-    FOR f IN SELECT p.oid::regprocedure FROM pg_proc AS p JOIN pg_language AS l ON l.oid = p.prolang
-             WHERE p.pronamespace = 'healcat'::regnamespace AND l.lanname = 'plpgsql' LOOP
-        EXECUTE format('ALTER FUNCTION %s SET search_path = pg_catalog, healcat, %s', f, vector_schema);
-    END LOOP;
-END $$;
-"""
-
 
 def upgrade() -> None:
     op.execute(f"DROP FUNCTION {', '.join(V1_SIGNATURES)}")
-    op.execute((SQL / "similarity_v1.sql").read_text())
-    op.execute(PIN_SEARCH_PATH)
+    run_sql_file("similarity_v1.sql")
 
 
 def downgrade() -> None:
@@ -55,4 +41,4 @@ def downgrade() -> None:
     queries_v1 = (SQL / "queries_v1.sql").read_text()
     for name in V1_FUNCTIONS:
         op.execute(re.search(rf"CREATE FUNCTION healcat\.{name}\(.*?END \$\$;", queries_v1, re.DOTALL).group(0))
-    op.execute(PIN_SEARCH_PATH)
+    pin_search_path()

@@ -13,23 +13,23 @@ HEALCAT_READER_PASSWORD, when set while migrating, becomes its password (servers
 """
 
 import os
-from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import op
+
+from migrations.functions import run_sql_file
 
 revision = '0005'
 down_revision = '0004'
 branch_labels = None
 depends_on = None
 
-SQL = Path(__file__).parent / "sql"
 READER = "healcat_reader"
 STATEMENT_TIMEOUT = "60s"
 
 
 def upgrade() -> None:
-    op.execute((SQL / "crossmatch_v1.sql").read_text())
+    run_sql_file("crossmatch_v1.sql")
     op.execute(
         f"""
         DO $$
@@ -38,14 +38,14 @@ def upgrade() -> None:
                 BEGIN
                     CREATE ROLE {READER} LOGIN;
                 EXCEPTION WHEN insufficient_privilege THEN
-                    RAISE EXCEPTION 'healcat migration 0004: user % may not create roles; ask an administrator '
+                    RAISE EXCEPTION 'healcat migration 0005: user % may not create roles; ask an administrator '
                         'to run CREATE ROLE {READER} LOGIN, then run healcat db up again', current_user;
                 END;
             END IF;
             BEGIN
                 ALTER ROLE {READER} SET statement_timeout = '{STATEMENT_TIMEOUT}';
             EXCEPTION WHEN insufficient_privilege THEN
-                RAISE WARNING 'healcat migration 0004: user % may not alter role {READER}; its statement '
+                RAISE WARNING 'healcat migration 0005: user % may not alter role {READER}; its statement '
                     'timeout is left as it is (an administrator can run ALTER ROLE {READER} SET '
                     'statement_timeout = ''{STATEMENT_TIMEOUT}'')', current_user;
             END;

@@ -11,12 +11,11 @@ of sql/perobject_v1.sql unnest a light curve into (time, mag, err, band) rows an
 a spectrum into (wavelength, flux, ivar, mask) rows.
 """
 
-from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import op
 
-SQL = Path(__file__).parent / "sql"
+from migrations.functions import run_sql_file
 
 revision = '0007'
 down_revision = '0006'
@@ -59,7 +58,7 @@ def upgrade() -> None:
     )
     op.create_index('ix_label_taxonomy_label', 'label', ['taxonomy', 'label'], unique=False, schema='healcat')
     op.create_index(op.f('ix_healcat_label_release_id'), 'label', ['release_id'], unique=False, schema='healcat')
-    op.execute((SQL / "perobject_v1.sql").read_text())
+    run_sql_file("perobject_v1.sql")
 
 
 def downgrade() -> None:

@@ -12,12 +12,11 @@ Create Date: 2026-11-24 04:20:00
 - scheduled_ingest: what the scheduler has queued, by release checksum.
 """
 
-from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import op
 
-SQL = Path(__file__).parent / "sql"
+from migrations.functions import run_sql_file
 
 revision = '0008'
 down_revision = '0007'
@@ -86,7 +85,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('checksum', name=op.f('pk_scheduled_ingest')),
     schema='healcat'
     )
-    op.execute((SQL / "releases_v1.sql").read_text())
+    run_sql_file("releases_v1.sql")
 
 
 def downgrade() -> None:

@@ -13,13 +13,11 @@ Create Date: 2026-11-24 04:20:00
   credible-interval functions with their photo-z shorthands.
 """
 
-from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
-
-SQL = Path(__file__).parent / "sql"
+from migrations.functions import run_sql_file
 
 revision = '0009'
 down_revision = '0008'
@@ -59,21 +57,7 @@ def upgrade() -> None:
     schema='healcat'
     )
     op.create_index('ix_inference_skip_run_id', 'inference_skip', ['run_id'], unique=False, schema='healcat')
-    op.execute((SQL / "ml_v1.sql").read_text())
-    op.execute(
-        """
-        DO $$
-        DECLARE
-            f regprocedure;
-        BEGIN
-            FOR f IN SELECT p.oid::regprocedure FROM pg_proc AS p JOIN pg_language AS l ON l.oid = p.prolang
-                     WHERE p.pronamespace = 'healcat'::regnamespace AND l.lanname = 'plpgsql'
-                       AND p.proname IN ('mixture_quantile', 'mixture_interval', 'photoz_prediction') LOOP
-                EXECUTE format('ALTER FUNCTION %s SET search_path = pg_catalog, healcat', f);
-            END LOOP;
-        END $$;
-        """
-    )
+    run_sql_file("ml_v1.sql")
 
 
 def downgrade() -> None:

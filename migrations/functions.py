@@ -1,0 +1,32 @@
+"""What the migrations share: a file of SQL functions from ``versions/sql``, run with every
+PL/pgSQL function of the schema pinned to one search_path, so that they resolve healcat's names
+(and pgvector's ``vector`` and ``<=>``) the same way whatever the caller's search_path."""
+
+from pathlib import Path
+
+from alembic import op
+
+SQL = Path(__file__).parent / "versions" / "sql"
+
+PIN_SEARCH_PATH = """
+DO $$
+DECLARE
+    f regprocedure;
+    vector_schema text := (SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'vector');
+BEGIN
+    FOR f IN SELECT p.oid::regprocedure FROM pg_proc AS p JOIN pg_language AS l ON l.oid = p.prolang
+             WHERE p.pronamespace = 'healcat'::regnamespace AND l.lanname = 'plpgsql' LOOP
+        EXECUTE format('ALTER FUNCTION %s SET search_path = pg_catalog, healcat, %s', f, vector_schema);
+    END LOOP;
+END $$;
+"""
+
+
+def run_sql_file(name: str) -> None:
+    """Run ``versions/sql/NAME`` and pin the search_path of the schema's PL/pgSQL functions."""
+    op.execute((SQL / name).read_text())
+    pin_search_path()
+
+
+def pin_search_path() -> None:
+    op.execute(PIN_SEARCH_PATH)
