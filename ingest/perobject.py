@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 from astropy.table import Table, join, vstack
-from psycopg.types.json import Jsonb
 
 from catalog.errors import IngestError, MappingError
 from ingest.copy import copy_rows

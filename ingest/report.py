@@ -18,7 +18,7 @@ from catalog.errors import QueryError
 _BLANK_QUOTED = r"'[^']*'"
 _BLANK_NUMBER = r"^(\S+) -?[0-9.]+(e[+-]?[0-9]+)?|(nan|inf) "
 
-REPORT_SQL = sa.text(f"""
+REPORT_SQL = sa.text("""
 WITH q AS (
     SELECT column_name, row_number, reason, raw,
            regexp_replace(regexp_replace(reason, :quoted, '''...''', 'g'), :number, '\\1 ...') AS kind

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from . import common
-from .common import best_device, split_indices
+from .common import best_device, fit_early_stopping, split_indices
 
 
 class ObjectClassifier(nn.Module):
@@ -58,29 +58,9 @@ def train(x: np.ndarray, y: np.ndarray, *, n_classes: int, seed: int = 0, epochs
     xf, yf = torch.from_numpy(x[fit]).to(dev), torch.from_numpy(y[fit]).to(dev)
     xv, yv = torch.from_numpy(x[val]).to(dev), torch.from_numpy(y[val]).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-    gen = torch.Generator().manual_seed(seed)
     loss_fn = nn.CrossEntropyLoss()
-    best, best_state, since, epoch = float("inf"), None, 0, 0
-    for epoch in range(1, epochs + 1):
-        model.train()
-        for idx in torch.randperm(len(fit), generator=gen).to(dev).split(batch_size):
-            opt.zero_grad(set_to_none=True)
-            loss_fn(model(xf[idx]), yf[idx]).backward()
-            opt.step()
-        sched.step()
-        model.eval()
-        with torch.no_grad():
-            v = float(loss_fn(model(xv), yv))
-        if v < best:
-            best, since = v, 0
-            best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
-        else:
-            since += 1
-            if since >= patience:
-                break
-    model.load_state_dict(best_state)
-    model.eval()
+    best, epoch = fit_early_stopping(model, opt, lambda m, xb, yb: loss_fn(m(xb), yb), (xf, yf), (xv, yv),
+                                     epochs=epochs, batch_size=batch_size, patience=patience, seed=seed)
     pred = predict(model, x[test], device=dev).argmax(1)
     confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(confusion, (y[test], pred), 1)

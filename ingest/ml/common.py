@@ -1,7 +1,9 @@
-"""What every model in ``ingest/ml`` shares: the seeded split, the device, deterministic weight bytes."""
+"""What every model in ``ingest/ml`` shares: the seeded split, early-stopped training, the device,
+deterministic weight bytes."""
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -16,6 +18,44 @@ def split_indices(n: int, seed: int, test_fraction: float = 0.2,
     n_test = int(round(test_fraction * n))
     n_val = int(round(val_fraction * (n - n_test)))
     return perm[:n_test], perm[n_test:n_test + n_val], perm[n_test + n_val:]
+
+
+def fit_early_stopping(model: nn.Module, opt: torch.optim.Optimizer,
+                       loss: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor],
+                       fit: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor], *,
+                       epochs: int, batch_size: int, patience: int, seed: int) -> tuple[float, int]:
+    """Seeded minibatch training under a cosine learning-rate schedule, stopped ``patience`` epochs
+    after the best validation loss, whose weights are kept (the model is left in eval mode).
+
+    ``loss(model, x, y)`` is a scalar tensor; ``fit`` and ``val`` are (x, y) on the model's device.
+    Returns the best validation loss and the number of epochs run.
+    """
+    (xf, yf), (xv, yv) = fit, val
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    gen = torch.Generator().manual_seed(seed)
+    best, best_state, since, epoch = float("inf"), None, 0, 0
+    for epoch in range(1, epochs + 1):
+        model.train()
+        for idx in torch.randperm(len(xf), generator=gen).to(xf.device).split(batch_size):
+            opt.zero_grad(set_to_none=True)
+            loss(model, xf[idx], yf[idx]).backward()
+            opt.step()
+        sched.step()
+        model.eval()
+        with torch.no_grad():
+            v = float(loss(model, xv, yv))
+        if v < best:
+            best, since = v, 0
+            best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
+        else:
+            since += 1
+            if since >= patience:
+                break
+    if best_state is None:
+        raise RuntimeError("the validation loss was never finite; check the inputs")
+    model.load_state_dict(best_state)
+    model.eval()
+    return best, epoch
 
 
 def best_device() -> torch.device:

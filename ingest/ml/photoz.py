@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from . import common, metrics
-from .common import best_device, split_indices
+from .common import best_device, fit_early_stopping, split_indices
 
 MAG_MIN, MAG_MAX = 0.0, 40.0  # valid magnitude range (exclusive); SDSS uses -9999 sentinels
 SIGMA_FLOOR = 1e-3  # minimum component sigma, redshift units
@@ -127,30 +127,8 @@ def train_features(x: np.ndarray, z: np.ndarray, *, seed: int = 0, epochs: int =
     xf, zf = (torch.from_numpy(a[fit]).to(dev) for a in (x_all, z_all))
     xv, zv = (torch.from_numpy(a[val]).to(dev) for a in (x_all, z_all))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-    gen = torch.Generator().manual_seed(seed)
-    best, best_state, since, epoch = float("inf"), None, 0, 0
-    for epoch in range(1, epochs + 1):
-        model.train()
-        for idx in torch.randperm(len(fit), generator=gen).to(dev).split(batch_size):
-            opt.zero_grad(set_to_none=True)
-            mixture_nll(*model(xf[idx]), zf[idx]).backward()
-            opt.step()
-        sched.step()
-        model.eval()
-        with torch.no_grad():
-            v = float(mixture_nll(*model(xv), zv))
-        if v < best:
-            best, since = v, 0
-            best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
-        else:
-            since += 1
-            if since >= patience:
-                break
-    if best_state is None:
-        raise RuntimeError("validation NLL was never finite; check inputs")
-    model.load_state_dict(best_state)
-    model.eval()
+    best, epoch = fit_early_stopping(model, opt, lambda m, xb, zb: mixture_nll(*m(xb), zb), (xf, zf), (xv, zv),
+                                     epochs=epochs, batch_size=batch_size, patience=patience, seed=seed)
 
     out = predict(model, x_all[test], device=dev)
     zt = z_all[test]
