@@ -39,18 +39,25 @@ SELECT n.survey_id,
 FROM healcat.release AS n WHERE n.release_id = :release_id
 """)
 
+# The two releases' objects, copied into analysed temporary tables: the new release's rows are not
+# committed yet, so the statistics of healcat.source know nothing of them, and a plan built on
+# them can turn a hash join of two 100,000-row releases into a nested loop that runs for hours.
+_SIDES = [sa.text(f"""
+CREATE TEMP TABLE release_{side} ON COMMIT DROP AS
+    SELECT shard, source_id, object_id, ra, dec, hpx FROM healcat.source WHERE release_id = :{key}""")
+    for side, key in (("new", "release_id"), ("old", "previous"))]
 _MATCH_TABLE = """
 CREATE TEMP TABLE release_match (
     shard smallint, source_id bigint, previous_shard smallint, previous_source_id bigint,
-    matched_by text, separation_arcsec float8) ON COMMIT DROP
+    matched_by text, separation_arcsec float8) ON COMMIT DROP;
+CREATE INDEX ON release_old (hpx);
+ANALYZE release_new, release_old
 """
 
 _MATCH_BY_ID = sa.text("""
 INSERT INTO release_match
 SELECT n.shard, n.source_id, o.shard, o.source_id, 'object_id', healcat.angdist_deg(n.ra, n.dec, o.ra, o.dec) * 3600
-FROM healcat.source AS n
-JOIN healcat.source AS o ON o.release_id = :previous AND o.object_id = n.object_id
-WHERE n.release_id = :release_id
+FROM release_new AS n JOIN release_old AS o USING (object_id)
 """)
 
 # Objects left unmatched on both sides: each new one's candidates within the radius through the
@@ -58,15 +65,15 @@ WHERE n.release_id = :release_id
 _MATCH_BY_POSITION = sa.text("""
 INSERT INTO release_match
 WITH left_new AS (
-    SELECT s.shard, s.source_id, s.ra, s.dec FROM healcat.source AS s
-    WHERE s.release_id = :release_id AND s.hpx IS NOT NULL
+    SELECT s.shard, s.source_id, s.ra, s.dec FROM release_new AS s
+    WHERE s.hpx IS NOT NULL
       AND NOT EXISTS (SELECT 1 FROM release_match AS m WHERE m.source_id = s.source_id)),
 candidate AS (
     SELECT n.shard, n.source_id, o.shard AS previous_shard, o.source_id AS previous_source_id,
            healcat.angdist_deg(n.ra, n.dec, o.ra, o.dec) * 3600 AS separation_arcsec
     FROM left_new AS n
     CROSS JOIN LATERAL healcat.hpx_cone_cover(n.ra, n.dec, :radius_arcsec / 3600.0) AS c
-    JOIN healcat.source AS o ON o.hpx >= c.lo AND o.hpx < c.hi AND o.release_id = :previous
+    JOIN release_old AS o ON o.hpx >= c.lo AND o.hpx < c.hi
     WHERE NOT EXISTS (SELECT 1 FROM release_match AS m WHERE m.previous_source_id = o.source_id)),
 close AS (SELECT * FROM candidate WHERE separation_arcsec <= :radius_arcsec),
 nearest_old AS (
@@ -82,8 +89,8 @@ _RECORD = sa.text("""
 INSERT INTO healcat.release_change
     (shard, source_id, release_id, change, previous_shard, previous_source_id, matched_by, separation_arcsec)
 SELECT n.shard, n.source_id, :release_id, 'new', NULL, NULL, NULL, NULL
-FROM healcat.source AS n
-WHERE n.release_id = :release_id AND NOT EXISTS (SELECT 1 FROM release_match AS m WHERE m.source_id = n.source_id)
+FROM release_new AS n
+WHERE NOT EXISTS (SELECT 1 FROM release_match AS m WHERE m.source_id = n.source_id)
 UNION ALL
 SELECT m.shard, m.source_id, :release_id, 'changed', m.previous_shard, m.previous_source_id, m.matched_by,
        m.separation_arcsec
@@ -93,9 +100,8 @@ WHERE m.matched_by = 'position'
       IS DISTINCT FROM healcat.source_fingerprint(m.previous_shard, m.previous_source_id)
 UNION ALL
 SELECT o.shard, o.source_id, :release_id, 'vanished', o.shard, o.source_id, NULL, NULL
-FROM healcat.source AS o
-WHERE o.release_id = :previous
-  AND NOT EXISTS (SELECT 1 FROM release_match AS m WHERE m.previous_source_id = o.source_id)
+FROM release_old AS o
+WHERE NOT EXISTS (SELECT 1 FROM release_match AS m WHERE m.previous_source_id = o.source_id)
 """)
 
 _COUNTS = sa.text("SELECT change, count(*) FROM healcat.release_change WHERE release_id = :release_id GROUP BY change")
@@ -128,13 +134,15 @@ def publish(conn: sa.Connection, release_id: int) -> dict[str, int]:
     conn.execute(sa.text("UPDATE healcat.release SET previous_release_id = :p WHERE release_id = :r"),
                  {"p": place.previous_id, "r": release_id})
     params = {"release_id": release_id, "previous": place.previous_id, "radius_arcsec": MATCH_RADIUS_ARCSEC}
+    for statement in _SIDES:
+        conn.execute(statement, params)
     conn.exec_driver_sql(_MATCH_TABLE)
     conn.execute(_MATCH_BY_ID, params)
     conn.exec_driver_sql("CREATE INDEX ON release_match (source_id); CREATE INDEX ON release_match (previous_source_id);"
                          " ANALYZE release_match")
     conn.execute(_MATCH_BY_POSITION, params)
     conn.execute(_RECORD, params)
-    conn.exec_driver_sql("DROP TABLE release_match")
+    conn.exec_driver_sql("DROP TABLE release_match, release_new, release_old")
     counts.update(dict(conn.execute(_COUNTS, {"release_id": release_id}).all()))
     log.info("release %d against %d: %s", release_id, place.previous_id, counts)
     return counts
