@@ -484,14 +484,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--file", help="read this file instead of the one the mapping names")
     p.set_defaults(func=cmd_ingest)
 
-    p = sub.add_parser("release", help="a release's row counts and quarantined rows by reason")
-    release_sub = p.add_subparsers(dest="release_command", required=True, metavar="ACTION")
-    r = release_sub.add_parser("report", help="row counts, and quarantined rows by column and reason with examples",
-                               formatter_class=formatter)
-    r.add_argument("name", help="release name, e.g. gyrointerp-ruprecht147/0.7")
-    r.add_argument("--examples", type=int, default=3, help="example rows per reason")
-    r.set_defaults(func=cmd_release)
-
     from ingest.tasks import all_tasks
 
     tasks = sorted(all_tasks())
@@ -690,6 +682,11 @@ def build_parser() -> argparse.ArgumentParser:
     q = _release_action(releases, "diff", cmd_release_diff, "objects new, changed or vanished since the previous "
                         "release of the survey", fmt)
     q.add_argument("--change", choices=["new", "changed", "vanished"], help="only these")
+    q = releases.add_parser("report", help="row counts, and quarantined rows by column and reason with examples",
+                            formatter_class=formatter)
+    q.add_argument("name", help="release name, e.g. gyrointerp-ruprecht147/0.7")
+    q.add_argument("--examples", type=int, default=3, help="example rows per reason")
+    q.set_defaults(func=cmd_release)
 
     p = sub.add_parser("demo", help="load the SDSS sample, train, infer, and show a cone and a similarity search")
     p.set_defaults(func=cmd_demo)
