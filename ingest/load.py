@@ -253,9 +253,41 @@ def _new_source_ids(pg, n: int) -> np.ndarray:
         return np.array(cur.fetchone()[0] or [], dtype=np.int64)
 
 
+class _NewParents:
+    """Foreign-key checks off while rows whose parents this transaction made are COPYed.
+
+    A new source's release, and a new source's photometry, ids and redshift, reference rows inserted
+    by this very transaction and built from the same arrays: no other transaction can see, hence
+    delete, those parents before it commits, so the per-row check of each foreign key (a query and a
+    row lock on the parent per row, most of a COPY's cost) can only pass. Where the loading role may
+    set ``session_replication_role`` (superuser, or granted SET on it: the embedded server's role),
+    those COPYs run with it at ``replica``, which skips the check triggers; ``SET LOCAL`` ends with
+    the transaction, committed or rolled back. Rows that reference sources of earlier releases
+    (joined rows) are written outside, with every check. Other roles keep the per-row checks.
+    """
+
+    def __init__(self, pg):
+        with pg.cursor() as cur:
+            cur.execute("SELECT has_parameter_privilege('session_replication_role', 'SET'), "
+                        "current_setting('session_replication_role')")
+            self.allowed, self.outside = cur.fetchone()
+        self.pg = pg
+
+    def __enter__(self):
+        if self.allowed:
+            self.pg.execute("SET LOCAL session_replication_role = replica")
+        return self
+
+    def __exit__(self, exc_type, *_):
+        # After an error the transaction is aborted and rolls back, and the SET LOCAL with it.
+        if self.allowed and exc_type is None:
+            self.pg.execute("SELECT set_config('session_replication_role', %s, true)", (self.outside,))
+
+
 def _copy_chunk(pg, mapping: Mapping, chunk: MappedChunk, good: np.ndarray, owner, release_id: int) -> dict[str, int]:
-    """COPY the good rows: new sources with their photometry, redshifts and ids, then the rows
-    every good row (new or joined) gives to the per-release tables."""
+    """COPY the good rows: new sources with their photometry, redshifts and ids (foreign-key checks
+    off, see :class:`_NewParents`), then the rows every good row (new or joined) gives to the
+    per-release tables."""
     joined = np.zeros(len(good), dtype=bool) if owner is None else good & (owner[:, 1] >= 0)
     new = np.flatnonzero(good & ~joined)
     if chunk.ra_deg is not None:
@@ -278,26 +310,27 @@ def _copy_chunk(pg, mapping: Mapping, chunk: MappedChunk, good: np.ndarray, owne
     # per-release table, not to the sources it only finds or makes.
     with_attrs = mapping.attrs and mapping.join is None
     attrs = np.array([json.dumps(chunk.attrs[i]) for i in new], dtype=object) if with_attrs else "{}"
-    counts = {"source": copy_columns(pg, "source", [
-        ("shard", "int2", shard), ("source_id", "int8", source_id),
-        ("release_id", "int4", np.full(len(new), release_id)),
-        ("object_id", "text", chunk.object_id[new]), ("ra", "float8", ra), ("dec", "float8", dec),
-        ("hpx", "int8", hpx), ("attrs", "jsonb", attrs)])}
-    counts["photometry"] = _copy_photometry(pg, mapping, chunk, new, shard, source_id)
-    counts["source_xid"] = sum(
-        _copy_where(pg, "source_xid", ids[new] != None, shard, source_id,  # noqa: E711 (elementwise)
-                    [("catalog", "text", catalog), ("xid", "text", ids[new])])
-        for catalog, ids in chunk.xids.items())
-    if "spec_redshift" in chunk.sections:
-        spec = chunk.sections["spec_redshift"]
-        n = len(new)
-        z = spec.get("z", np.full(len(good), np.nan))[new]
-        cls = spec.get("spec_class", np.full(len(good), None, dtype=object))[new]
-        keep = np.isfinite(z) | (cls != None)  # noqa: E711 (elementwise)
-        counts["spec_redshift"] = _copy_where(pg, "spec_redshift", keep, shard, source_id, [
-            ("z", "float8", z), ("z_err", "float8", spec.get("z_err", np.full(len(good), np.nan))[new]),
-            ("quality", "int4", spec.get("quality", np.full(len(good), np.nan))[new]),
-            ("spec_class", "text", cls)]) if n else 0
+    with _NewParents(pg):
+        counts = {"source": copy_columns(pg, "source", [
+            ("shard", "int2", shard), ("source_id", "int8", source_id),
+            ("release_id", "int4", np.full(len(new), release_id)),
+            ("object_id", "text", chunk.object_id[new]), ("ra", "float8", ra), ("dec", "float8", dec),
+            ("hpx", "int8", hpx), ("attrs", "jsonb", attrs)])}
+        counts["photometry"] = _copy_photometry(pg, mapping, chunk, new, shard, source_id)
+        counts["source_xid"] = sum(
+            _copy_where(pg, "source_xid", ids[new] != None, shard, source_id,  # noqa: E711 (elementwise)
+                        [("catalog", "text", catalog), ("xid", "text", ids[new])])
+            for catalog, ids in chunk.xids.items())
+        if "spec_redshift" in chunk.sections:
+            spec = chunk.sections["spec_redshift"]
+            n = len(new)
+            z = spec.get("z", np.full(len(good), np.nan))[new]
+            cls = spec.get("spec_class", np.full(len(good), None, dtype=object))[new]
+            keep = np.isfinite(z) | (cls != None)  # noqa: E711 (elementwise)
+            counts["spec_redshift"] = _copy_where(pg, "spec_redshift", keep, shard, source_id, [
+                ("z", "float8", z), ("z_err", "float8", spec.get("z_err", np.full(len(good), np.nan))[new]),
+                ("quality", "int4", spec.get("quality", np.full(len(good), np.nan))[new]),
+                ("spec_class", "text", cls)]) if n else 0
     counts["joined"] = int(joined.sum())
     # Per-release tables take every good row: new sources and joined ones.
     rows = np.concatenate([new, np.flatnonzero(joined)])
