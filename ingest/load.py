@@ -359,16 +359,22 @@ def _copy_where(pg, table: str, keep: np.ndarray, shard, source_id, columns) -> 
 
 
 def _copy_photometry(pg, mapping: Mapping, chunk: MappedChunk, new: np.ndarray, shard, source_id) -> int:
-    """One row per (new source, band) with a magnitude or a flux."""
-    n = 0
-    for band, p in chunk.phot.items():  # one COPY per band: band and system are constants, encoded once
-        keep = np.isfinite(p.mag[new]) | np.isfinite(p.flux_ujy[new])
-        n += copy_columns(pg, "photometry", [
-            ("shard", "int2", shard[keep]), ("source_id", "int8", source_id[keep]), ("band", "text", band),
-            ("mag", "float4", p.mag[new][keep]), ("mag_err", "float4", p.mag_err[new][keep]),
-            ("mag_system", "text", mapping.mag_system), ("flux_ujy", "float4", p.flux_ujy[new][keep]),
-            ("flux_err_ujy", "float4", p.flux_err_ujy[new][keep])])
-    return n
+    """One row per (new source, band) with a magnitude or a flux, in one COPY in key order (by source
+    as the sources come, then band name), so the primary key takes them as one sweep."""
+    bands = sorted(chunk.phot)
+    if not bands:
+        return 0
+
+    def stacked(name: str) -> np.ndarray:
+        return np.stack([getattr(chunk.phot[b], name)[new] for b in bands], axis=1)
+
+    mag, flux = stacked("mag"), stacked("flux_ujy")
+    row, band = np.nonzero(np.isfinite(mag) | np.isfinite(flux))
+    return copy_columns(pg, "photometry", [
+        ("shard", "int2", shard[row]), ("source_id", "int8", source_id[row]),
+        ("band", "text", np.array(bands)[band]), ("mag", "float4", mag[row, band]),
+        ("mag_err", "float4", stacked("mag_err")[row, band]), ("mag_system", "text", mapping.mag_system),
+        ("flux_ujy", "float4", flux[row, band]), ("flux_err_ujy", "float4", stacked("flux_err_ujy")[row, band])])
 
 
 def _copy_rotation(pg, mapping: Mapping, chunk: MappedChunk, rows: np.ndarray, shard, source_id,
