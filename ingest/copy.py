@@ -101,6 +101,12 @@ def _field(pgtype: str, values: np.ndarray) -> list[tuple[np.ndarray, np.ndarray
                 (np.full(n, body.shape[1]), body.ravel())]
     if pgtype not in ("text", "jsonb"):
         raise ValueError(f"copy_columns: no binary encoder for PostgreSQL type {pgtype!r}")
+    if pgtype == "text" and values.dtype.kind == "U":  # fixed-width strings (e.g. band names): no loop
+        encoded = np.char.encode(values, "utf-8")
+        lengths = np.char.str_len(encoded).astype(np.int64)
+        width = encoded.dtype.itemsize
+        payload = encoded.view(np.uint8).reshape(n, width)[np.arange(width) < lengths[:, None]]
+        return [(np.full(n, 4), lengths.astype(">i4").view(np.uint8)), (lengths, payload)]
     prefix = b"\x01" if pgtype == "jsonb" else b""  # jsonb's binary format: version 1, then the text
     encoded = [None if v is None else prefix + str(v).encode() for v in values]
     lengths = np.fromiter((-1 if e is None else len(e) for e in encoded), dtype=np.int64, count=n)

@@ -253,44 +253,85 @@ def _new_source_ids(pg, n: int) -> np.ndarray:
         return np.array(cur.fetchone()[0] or [], dtype=np.int64)
 
 
+class _NewParents:
+    """Foreign-key checks off while rows whose parents this transaction made are COPYed.
+
+    A new source's release, and a new source's photometry, ids and redshift, reference rows inserted
+    by this very transaction and built from the same arrays: no other transaction can see, hence
+    delete, those parents before it commits, so the per-row check of each foreign key (a query and a
+    row lock on the parent per row, most of a COPY's cost) can only pass. Where the loading role may
+    set ``session_replication_role`` (superuser, or granted SET on it: the embedded server's role),
+    those COPYs run with it at ``replica``, which skips the check triggers; ``SET LOCAL`` ends with
+    the transaction, committed or rolled back. Rows that reference sources of earlier releases
+    (joined rows) are written outside, with every check. Other roles keep the per-row checks.
+    """
+
+    def __init__(self, pg):
+        with pg.cursor() as cur:
+            cur.execute("SELECT has_parameter_privilege('session_replication_role', 'SET'), "
+                        "current_setting('session_replication_role')")
+            self.allowed, self.outside = cur.fetchone()
+        self.pg = pg
+
+    def __enter__(self):
+        if self.allowed:
+            self.pg.execute("SET LOCAL session_replication_role = replica")
+        return self
+
+    def __exit__(self, exc_type, *_):
+        # After an error the transaction is aborted and rolls back, and the SET LOCAL with it.
+        if self.allowed and exc_type is None:
+            self.pg.execute("SELECT set_config('session_replication_role', %s, true)", (self.outside,))
+
+
 def _copy_chunk(pg, mapping: Mapping, chunk: MappedChunk, good: np.ndarray, owner, release_id: int) -> dict[str, int]:
-    """COPY the good rows: new sources with their photometry, redshifts and ids, then the rows
-    every good row (new or joined) gives to the per-release tables."""
+    """COPY the good rows: new sources with their photometry, redshifts and ids (foreign-key checks
+    off, see :class:`_NewParents`), then the rows every good row (new or joined) gives to the
+    per-release tables."""
     joined = np.zeros(len(good), dtype=bool) if owner is None else good & (owner[:, 1] >= 0)
     new = np.flatnonzero(good & ~joined)
-    source_id = _new_source_ids(pg, len(new))
     if chunk.ra_deg is not None:
         ra = healpix.wrap_ra_deg(chunk.ra_deg[new])
         dec = chunk.dec_deg[new]
         hpx = healpix.hpx_index(ra, dec)
         shard = healpix.shard_of(hpx)
+        order = np.argsort(hpx, kind="stable")  # hpx order is shard order too (shard = hpx >> 50)
     else:
         ra = dec = np.full(len(new), np.nan)
         hpx = np.ma.masked_all(len(new), dtype=np.int64)
         shard = _positionless_shard(chunk, new)
+        order = np.argsort(shard, kind="stable")
+    # New sources in index order, their ids ascending in it: every btree led by shard or hpx (the
+    # source's hpx index, the (shard, source_id, ...) keys of photometry, ids, redshifts) then takes
+    # the chunk as one sweep from left to right instead of a random insertion point per row.
+    new, ra, dec, hpx, shard = new[order], ra[order], dec[order], hpx[order], shard[order]
+    source_id = _new_source_ids(pg, len(new))
     # A joining mapping's attrs describe its own rows (e.g. a period's quality flags): they go to its
     # per-release table, not to the sources it only finds or makes.
     with_attrs = mapping.attrs and mapping.join is None
     attrs = np.array([json.dumps(chunk.attrs[i]) for i in new], dtype=object) if with_attrs else "{}"
-    counts = {"source": copy_columns(pg, "source", [
-        ("shard", "int2", shard), ("source_id", "int8", source_id), ("release_id", "int4", np.full(len(new), release_id)),
-        ("object_id", "text", chunk.object_id[new]), ("ra", "float8", ra), ("dec", "float8", dec),
-        ("hpx", "int8", hpx), ("attrs", "jsonb", attrs)])}
+    with _NewParents(pg):
+        counts = {"source": copy_columns(pg, "source", [
+            ("shard", "int2", shard), ("source_id", "int8", source_id),
+            ("release_id", "int4", np.full(len(new), release_id)),
+            ("object_id", "text", chunk.object_id[new]), ("ra", "float8", ra), ("dec", "float8", dec),
+            ("hpx", "int8", hpx), ("attrs", "jsonb", attrs)])}
+        counts["photometry"] = _copy_photometry(pg, mapping, chunk, new, shard, source_id)
+        counts["source_xid"] = sum(
+            _copy_where(pg, "source_xid", ids[new] != None, shard, source_id,  # noqa: E711 (elementwise)
+                        [("catalog", "text", catalog), ("xid", "text", ids[new])])
+            for catalog, ids in chunk.xids.items())
+        if "spec_redshift" in chunk.sections:
+            spec = chunk.sections["spec_redshift"]
+            n = len(new)
+            z = spec.get("z", np.full(len(good), np.nan))[new]
+            cls = spec.get("spec_class", np.full(len(good), None, dtype=object))[new]
+            keep = np.isfinite(z) | (cls != None)  # noqa: E711 (elementwise)
+            counts["spec_redshift"] = _copy_where(pg, "spec_redshift", keep, shard, source_id, [
+                ("z", "float8", z), ("z_err", "float8", spec.get("z_err", np.full(len(good), np.nan))[new]),
+                ("quality", "int4", spec.get("quality", np.full(len(good), np.nan))[new]),
+                ("spec_class", "text", cls)]) if n else 0
     counts["joined"] = int(joined.sum())
-    counts["photometry"] = _copy_photometry(pg, mapping, chunk, new, shard, source_id)
-    counts["source_xid"] = sum(
-        _copy_where(pg, "source_xid", ids[new] != None, shard, source_id,  # noqa: E711 (elementwise)
-                    [("catalog", "text", catalog), ("xid", "text", ids[new])])
-        for catalog, ids in chunk.xids.items())
-    if "spec_redshift" in chunk.sections:
-        spec = chunk.sections["spec_redshift"]
-        n = len(new)
-        z = spec.get("z", np.full(len(good), np.nan))[new]
-        cls = spec.get("spec_class", np.full(len(good), None, dtype=object))[new]
-        counts["spec_redshift"] = _copy_where(pg, "spec_redshift", np.isfinite(z) | (cls != None), shard, source_id, [  # noqa: E711
-            ("z", "float8", z), ("z_err", "float8", spec.get("z_err", np.full(len(good), np.nan))[new]),
-            ("quality", "int4", spec.get("quality", np.full(len(good), np.nan))[new]),
-            ("spec_class", "text", cls)]) if n else 0
     # Per-release tables take every good row: new sources and joined ones.
     rows = np.concatenate([new, np.flatnonzero(joined)])
     all_shard = np.concatenate([shard, owner[joined, 0] if owner is not None else []]).astype(np.int64)
@@ -318,16 +359,22 @@ def _copy_where(pg, table: str, keep: np.ndarray, shard, source_id, columns) -> 
 
 
 def _copy_photometry(pg, mapping: Mapping, chunk: MappedChunk, new: np.ndarray, shard, source_id) -> int:
-    """One row per (new source, band) with a magnitude or a flux."""
-    n = 0
-    for band, p in chunk.phot.items():  # one COPY per band: band and system are constants, encoded once
-        keep = np.isfinite(p.mag[new]) | np.isfinite(p.flux_ujy[new])
-        n += copy_columns(pg, "photometry", [
-            ("shard", "int2", shard[keep]), ("source_id", "int8", source_id[keep]), ("band", "text", band),
-            ("mag", "float4", p.mag[new][keep]), ("mag_err", "float4", p.mag_err[new][keep]),
-            ("mag_system", "text", mapping.mag_system), ("flux_ujy", "float4", p.flux_ujy[new][keep]),
-            ("flux_err_ujy", "float4", p.flux_err_ujy[new][keep])])
-    return n
+    """One row per (new source, band) with a magnitude or a flux, in one COPY in key order (by source
+    as the sources come, then band name), so the primary key takes them as one sweep."""
+    bands = sorted(chunk.phot)
+    if not bands:
+        return 0
+
+    def stacked(name: str) -> np.ndarray:
+        return np.stack([getattr(chunk.phot[b], name)[new] for b in bands], axis=1)
+
+    mag, flux = stacked("mag"), stacked("flux_ujy")
+    row, band = np.nonzero(np.isfinite(mag) | np.isfinite(flux))
+    return copy_columns(pg, "photometry", [
+        ("shard", "int2", shard[row]), ("source_id", "int8", source_id[row]),
+        ("band", "text", np.array(bands)[band]), ("mag", "float4", mag[row, band]),
+        ("mag_err", "float4", stacked("mag_err")[row, band]), ("mag_system", "text", mapping.mag_system),
+        ("flux_ujy", "float4", flux[row, band]), ("flux_err_ujy", "float4", stacked("flux_err_ujy")[row, band])])
 
 
 def _copy_rotation(pg, mapping: Mapping, chunk: MappedChunk, rows: np.ndarray, shard, source_id,

@@ -281,3 +281,16 @@ def test_a_load_killed_midway_leaves_nothing_and_a_rerun_loads_it_whole(engine, 
     result = ingest_release(mapping, engine, file=sliced)
     assert not result.already_loaded and result.row_counts["source"] == n
     assert count_sources() == before + n
+
+
+def test_copy_columns_writes_fixed_width_text_as_psycopg_reads_it(conn):
+    """The vectorised path for numpy str columns (band names) against the server's own text."""
+    from ingest.copy import copy_columns
+
+    conn.execute(sa.text("CREATE TABLE healcat.copy_probe (k int4, t text)"))
+    words = np.array(["g", "bench_b10", "", "Hα band", "r"])
+    copy_columns(conn.connection.driver_connection, "copy_probe", [("k", "int4", np.arange(len(words))),
+                                                                   ("t", "text", words)])
+    stored = conn.execute(sa.text("SELECT t, octet_length(t) FROM healcat.copy_probe ORDER BY k")).all()
+    assert [t for t, _ in stored] == list(words)
+    assert [n for _, n in stored] == [len(w.encode()) for w in words]
