@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from pgvector.psycopg import register_vector
 
 from benchmarks import bench_cone, sky10m
-from benchmarks.pgcopy import copy_columns
+from catalog.pgcopy import copy_columns
 
 MODEL, VERSION, DIM = "bench-gmm128", "v1", 128
 N_EMBEDDED, N_CENTRES, RANK, SEED = 1_000_000, 1000, 8, 7
