@@ -21,8 +21,11 @@ import logging
 import platform
 import tempfile
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import sqlalchemy as sa
@@ -35,7 +38,9 @@ from catalog.models import InferenceRun, Model, Release
 from ingest import progress, queue
 from ingest.copy import copy_columns, copy_rows
 from ingest.ml.common import best_device
-from ingest.tasks import Outputs, Task, all_tasks, get_task
+from ingest.tasks import Outputs, Prepared, Task, all_tasks, get_task
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -273,22 +278,25 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
         run_id = conn.scalar(sa.insert(InferenceRun).values(
             model_id=model_row.model_id, release_id=release_id, device=_describe(dev)).returning(InferenceRun.run_id))
         pg = conn.connection.driver_connection
-        n_pred = n_skip = 0
-        with pg.cursor(name=f"infer_{run_id}") as cur:
-            cur.itersize = batch_size
-            cur.execute(task.input_query, params)
-            while batch := cur.fetchmany(batch_size):
-                prepared = task.prepare(batch)
-                progress.report(n_pred + n_skip + len(batch))
-                skipped = prepared.skipped
-                if len(prepared.keys):
-                    out = task.predict(model, prepared.inputs, dev)
-                    ok = _finite(out)
-                    skipped += [(int(s), int(i), "model output not finite") for s, i in prepared.keys[~ok]]
-                    n_pred += write_outputs(pg, prepared.keys[ok], _take(out, ok), model_row.model_id, run_id)
-                if skipped:
-                    n_skip += copy_rows(pg, "inference_skip", ("shard", "source_id", "run_id", "reason"),
-                                        ("int2", "int8", "int8", "text"), ((s, i, run_id, r) for s, i, r in skipped))
+        # Three stages overlap, one batch apart: reading and checking the next batch (its own
+        # connection, so its server work runs beside the COPY's), the model (which releases the
+        # GIL), and the COPY of the previous batch's outputs into this transaction.
+        counts, n_read, writing = [], 0, None
+        batches = _read_prepared(engine, task, params, batch_size)
+        try:
+            with ThreadPoolExecutor(1, "infer-read") as reader, ThreadPoolExecutor(1, "infer-write") as writer:
+                for n, prepared in _ahead(batches, reader):
+                    n_read += n
+                    progress.report(n_read)
+                    out = task.predict(model, prepared.inputs, dev) if len(prepared.keys) else None
+                    if writing is not None:
+                        counts.append(writing.result())
+                    writing = writer.submit(_write_batch, pg, prepared, out, model_row.model_id, run_id)
+                if writing is not None:
+                    counts.append(writing.result())
+        finally:
+            batches.close()
+        n_pred, n_skip = (sum(c) for c in zip(*counts)) if counts else (0, 0)
         conn.execute(sa.update(InferenceRun).where(InferenceRun.run_id == run_id).values(
             n_predicted=n_pred, n_skipped=n_skip, finished_at=sa.func.clock_timestamp()))
     t1 = time.perf_counter()
@@ -297,6 +305,37 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
     log.info("%s/%s on %s: %d predicted, %d skipped", model_row.name, model_row.version, release, n_pred, n_skip)
     return RunResult(run_id, n_pred, n_skip, _describe(dev), run_seconds=t1 - t0,
                      index_seconds=time.perf_counter() - t1)
+
+
+def _read_prepared(engine: sa.Engine, task: Task, params: dict, batch_size: int) -> Iterator[tuple[int, Prepared]]:
+    """The task's input query, streamed with a server-side cursor on a connection of its own, as
+    (rows read, prepared batch). Its inputs are committed rows (the release, required models' runs)."""
+    with engine.connect() as conn, conn.connection.driver_connection.cursor(name="infer_input") as cur:
+        cur.itersize = batch_size
+        cur.execute(task.input_query, params)
+        while batch := cur.fetchmany(batch_size):
+            yield len(batch), task.prepare(batch)
+
+
+def _ahead(items: Iterator[T], pool: ThreadPoolExecutor) -> Iterator[T]:
+    """``items``, each next one computed in ``pool``'s thread while the caller works on the current one."""
+    end = object()
+    pending = pool.submit(next, items, end)
+    while (item := pending.result()) is not end:
+        pending = pool.submit(next, items, end)
+        yield item
+
+
+def _write_batch(pg, prepared: Prepared, out: Outputs | None, model_id: int, run_id: int) -> tuple[int, int]:
+    """COPY a batch's outputs (the finite ones) and its skipped sources; returns (predicted, skipped)."""
+    skipped, n_pred = list(prepared.skipped), 0
+    if out is not None:
+        ok = _finite(out)
+        skipped += [(int(s), int(i), "model output not finite") for s, i in prepared.keys[~ok]]
+        n_pred = write_outputs(pg, prepared.keys[ok], _take(out, ok), model_id, run_id)
+    n_skip = copy_rows(pg, "inference_skip", ("shard", "source_id", "run_id", "reason"),
+                       ("int2", "int8", "int8", "text"), ((s, i, run_id, r) for s, i, r in skipped)) if skipped else 0
+    return n_pred, n_skip
 
 
 def _finite(out: Outputs) -> np.ndarray:
