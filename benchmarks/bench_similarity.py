@@ -6,7 +6,8 @@ dimension, as learned embeddings do), seeded. They are attached, as the embeddin
 model ``bench-gmm128``, to 1,000,000 real source rows of the 10M sky (benchmarks/sky10m.py), so
 the filters are real: a magnitude cut (Gaia G) keeping 20% of the embedded rows, and a cone
 holding 1% of them (its candidates are all sources in the cone, most without an embedding).
-The HNSW index (m=16, ef_construction=64, cosine) is built once and kept in var/bench.
+The HNSW index (ingest.inference.hnsw_build_params: m=32, ef_construction=200 at 128-d; cosine) is built once
+and kept in var/bench.
 
 For each case, 50 seeded query vectors drawn from the mixture: healcat.similar_to_vector with
 mode 'auto' (the plan it picks is printed) at the default ef_search and at 500, the candidates as
@@ -25,7 +26,7 @@ import sqlalchemy as sa
 from pgvector.psycopg import register_vector
 
 from benchmarks import bench_cone, sky10m
-from benchmarks.pgcopy import copy_columns
+from catalog.pgcopy import copy_columns
 
 MODEL, VERSION, DIM = "bench-gmm128", "v1", 128
 N_EMBEDDED, N_CENTRES, RANK, SEED = 1_000_000, 1000, 8, 7
