@@ -265,8 +265,6 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
             run_model(engine, dep.name, release, version=dep.version, batch_size=batch_size, device=device)
         params[f"{required}_model_id"] = dep.model_id if dep else None
     t0 = time.perf_counter()
-    if model_row.embedding_dim:
-        drop_embedding_index_for_bulk(engine, model_row.model_id, release_id)
     with engine.begin() as conn:
         # One run per (model version, release) at a time; the next one finds it finished.
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(
@@ -374,33 +372,6 @@ def write_outputs(pg, keys: np.ndarray, out: Outputs, model_id: int, run_id: int
     if out.embedding is not None:
         copy_columns(pg, "embedding", base + [("vec", "vector", out.embedding)])
     return n
-
-
-def drop_embedding_index_for_bulk(engine: sa.Engine, model_id: int, release_id: int) -> bool:
-    """Before a run of the model on the release that adds at least as many vectors as its HNSW index
-    holds (by the index's statistics): drop the index, CONCURRENTLY, and say so.
-
-    Each vector COPYed into an indexed model costs an HNSW insert (about 0.3 ms with 100k vectors
-    indexed, ten times the rest of its write); :func:`ensure_embedding_index` builds the index again
-    after the run in one pass, which costs less once the run at least doubles the index. Meanwhile
-    similarity searches on this model scan its vectors exactly: same answers, slower.
-    """
-    name = f"ix_embedding_hnsw_{int(model_id)}"
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        indexed = conn.scalar(sa.text("SELECT c.reltuples FROM pg_class AS c JOIN pg_index AS i ON i.indexrelid = c.oid "
-                                      "WHERE c.relname = :name AND c.relnamespace = 'healcat'::regnamespace "
-                                      "AND i.indisvalid"), {"name": name})
-        if indexed is None or indexed < 0 or conn.scalar(sa.select(InferenceRun.run_id).where(
-                InferenceRun.model_id == model_id, InferenceRun.release_id == release_id,
-                InferenceRun.finished_at.is_not(None))) is not None:
-            return False
-        adding = conn.scalar(sa.text("SELECT count(*) FROM healcat.source WHERE release_id = :r"), {"r": release_id})
-        if adding < max(indexed, 1):
-            return False
-        conn.exec_driver_sql(f"DROP INDEX CONCURRENTLY IF EXISTS healcat.{name}")
-        log.info("dropped %s (%d vectors indexed) before adding up to %d: built again after the run",
-                 name, indexed, adding)
-        return True
 
 
 def ensure_embedding_index(engine: sa.Engine, model_id: int, dim: int) -> None:

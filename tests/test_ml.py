@@ -14,7 +14,7 @@ from catalog.search import similar
 from ingest.inference import backfill, run_model, train
 from ingest.ml import metrics, photoz
 from ingest.tasks.photoz import Photoz
-from tests.conftest import GAIA_RELEASE, SDSS_RELEASE
+from tests.conftest import SDSS_RELEASE
 
 PHOTOZ_MODEL = Photoz.model_name
 
@@ -215,30 +215,3 @@ def test_null_or_zero_vectors_are_errors_and_hnsw_settings_do_not_leak(engine, c
         valid = conn.scalar(sa.text("SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
                                     "WHERE c.relname = :n"), {"n": f"ix_embedding_hnsw_{catalog['model'].model_id}"})
     assert valid is True
-
-
-def _hnsw_valid(engine, model_id) -> bool | None:
-    with engine.connect() as conn:
-        return conn.scalar(sa.text("SELECT i.indisvalid FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid "
-                                   "WHERE c.relname = :n"), {"n": f"ix_embedding_hnsw_{int(model_id)}"})
-
-
-def test_a_bulk_run_drops_the_hnsw_index_and_it_is_built_again(engine, catalog):
-    from ingest.inference import drop_embedding_index_for_bulk, ensure_embedding_index, release_id_of
-
-    model = catalog["model"]
-    with engine.connect() as conn:
-        sdss_id, gaia_id = release_id_of(conn, SDSS_RELEASE), release_id_of(conn, GAIA_RELEASE)
-        indexed = conn.scalar(sa.text("SELECT count(*) FROM healcat.embedding WHERE model_id = :m"),
-                              {"m": model.model_id})
-        n_gaia = conn.scalar(sa.text("SELECT count(*) FROM healcat.source WHERE release_id = :r"), {"r": gaia_id})
-    assert _hnsw_valid(engine, model.model_id) is True
-    assert drop_embedding_index_for_bulk(engine, model.model_id, sdss_id) is False, "its run is finished: nothing to add"
-    assert _hnsw_valid(engine, model.model_id) is True
-    try:  # Gaia has no finished photo-z run: the index goes if Gaia would at least double it
-        assert drop_embedding_index_for_bulk(engine, model.model_id, gaia_id) is (n_gaia >= indexed)
-        assert _hnsw_valid(engine, model.model_id) is (None if n_gaia >= indexed else True)
-    finally:
-        ensure_embedding_index(engine, model.model_id, model.embedding_dim)
-    assert _hnsw_valid(engine, model.model_id) is True
-    assert len(similar(_a_galaxy(engine), model=PHOTOZ_MODEL, k=3)) == 3
