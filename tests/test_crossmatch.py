@@ -190,7 +190,9 @@ def test_proper_motions_move_the_input_to_the_catalog_epoch(engine, gaia):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ErfaWarning)
         then = moving.apply_space_motion(new_obstime=Time(2000.0, format="jyear"))
-    table = Table({"ra": then.ra.deg, "dec": then.dec.deg, "pmra": pmra, "pmdec": pmdec})
+    # The input carries its own epoch's proper motions (their RA/Dec components turn as a star moves).
+    table = Table({"ra": then.ra.deg, "dec": then.dec.deg, "pmra": then.pm_ra_cosdec.to_value(u.mas / u.yr),
+                   "pmdec": then.pm_dec.to_value(u.mas / u.yr)})
     stale = crossmatch(table, 1.0, release=GAIA_RELEASE)
     moved = crossmatch(table, 1.0, release=GAIA_RELEASE, pm_cols=("pmra", "pmdec"), epoch_jyear=2000.0,
                        to_epoch_jyear=2016.0)
