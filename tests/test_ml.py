@@ -14,7 +14,7 @@ from catalog.search import similar
 from ingest.inference import backfill, run_model, train
 from ingest.ml import metrics, photoz
 from ingest.tasks.photoz import Photoz
-from tests.conftest import SDSS_RELEASE
+from tests.conftest import GAIA_RELEASE, SDSS_RELEASE
 
 PHOTOZ_MODEL = Photoz.model_name
 

@@ -148,8 +148,9 @@ def test_the_plan_follows_the_filters_selectivity(engine, space):
 
 
 def test_a_short_index_scan_falls_back_to_exact(engine, space):
-    """max_scan_tuples = 1 stops the iterative scan at once; the search is redone exactly, k rows."""
-    passes = space["r_ab"] < float(np.quantile(space["r_ab"], 0.3))
+    """max_scan_tuples = 1 stops the iterative scan after its first ef_search (40) tuples, too few to
+    hold 10 of a 5% filter; the search is redone exactly, k rows."""
+    passes = space["r_ab"] < float(np.quantile(space["r_ab"], 0.05))
     messages = []
     with engine.connect() as conn:
         pg = conn.connection.driver_connection
@@ -157,11 +158,11 @@ def test_a_short_index_scan_falls_back_to_exact(engine, space):
         conn.execute(sa.text("SET client_min_messages = debug1"))
         rows = conn.execute(sa.text(
             "SELECT source_id FROM healcat.similar_sources(:s, :m, 10, candidates => :c, mode => 'approx', "
-            "max_scan_tuples => 1)"), {"s": int(space["id"][0]), "m": PHOTOZ_MODEL,
+            "ef_search => 40, max_scan_tuples => 1)"), {"s": int(space["id"][0]), "m": PHOTOZ_MODEL,
                                        "c": space["id"][passes].tolist()}).scalars().all()
         conn.execute(sa.text("RESET client_min_messages"))
     assert rows == brute_force(space, 0, passes, 10)
-    assert any("exact search instead" in m for m in messages)
+    assert any("exact search instead" in m for m in messages), messages
 
 
 def test_cli_filters_give_the_python_rows(capsys, space):
