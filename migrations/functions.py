@@ -2,6 +2,7 @@
 PL/pgSQL function of the schema pinned to one search_path, so that they resolve healcat's names
 (and pgvector's ``vector`` and ``<=>``) the same way whatever the caller's search_path."""
 
+import re
 from pathlib import Path
 
 from alembic import op
@@ -30,3 +31,14 @@ def run_sql_file(name: str) -> None:
 
 def pin_search_path() -> None:
     op.execute(PIN_SEARCH_PATH)
+
+
+def restore_functions(name: str, functions: list[str]) -> None:
+    """Run the definitions of ``functions`` in ``versions/NAME`` again, as CREATE OR REPLACE (a downgrade
+    restoring what a later migration replaced with the same signature), then pin the search_path."""
+    text = (SQL / name).read_text()
+    for function in functions:
+        definition = re.search(rf"CREATE (?:OR REPLACE )?FUNCTION healcat\.{function}\(.*?\n(?:END;?\s*)?\$\$;", text,
+                               re.DOTALL).group(0)
+        op.execute(re.sub(r"^CREATE (OR REPLACE )?FUNCTION", "CREATE OR REPLACE FUNCTION", definition))
+    pin_search_path()

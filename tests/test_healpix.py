@@ -88,11 +88,16 @@ def test_sql_index_agrees_with_healpy(conn):
         np.testing.assert_array_equal(got, healpy.ang2pix(1 << order, ra % 360, dec, nest=True, lonlat=True))
 
 
+@pytest.mark.parametrize("stop_order", [None, 0, 9, 14])
 @pytest.mark.parametrize("radius_arcsec", [0.001, 1.0, 60.0, 1800.0, 7200.0, 90 * 3600.0])
-def test_sql_cover_contains_every_point_of_the_cone(conn, radius_arcsec):
-    for ra0, dec0 in [(0.0, 0.0), (359.9999, -30.0), (120.5, 89.99), (33.0, -90.0), (250.0, 41.81)]:
-        ranges = np.array(conn.execute(sa.text("SELECT lo, hi FROM healcat.hpx_cone_cover(:r, :d, :rad)"),
-                                       {"r": ra0, "d": dec0, "rad": radius_arcsec / 3600}).all(), dtype=np.int64)
+def test_sql_cover_contains_every_point_of_the_cone(conn, radius_arcsec, stop_order):
+    """Whatever the stop order (the 3-argument cover refines to r/4, cone_search stops where pixels hold about one source)."""
+    cover = "healcat.hpx_cone_cover(:r, :d, :rad)" if stop_order is None else "healcat.hpx_cone_cover(:r, :d, :rad, :stop)"
+    for ra0, dec0 in [(0.0, 0.0), (359.9999, -30.0), (120.5, 89.99), (33.0, -90.0), (250.0, 41.81), (45.0, 41.8103149)]:
+        ranges = np.array(conn.execute(sa.text(f"SELECT lo, hi FROM {cover}"),
+                                       {"r": ra0, "d": dec0, "rad": radius_arcsec / 3600, "stop": stop_order}).all(),
+                          dtype=np.int64)
+        assert len(ranges) and np.all(ranges[1:, 0] > ranges[:-1, 1]) and np.all(ranges[:, 1] > ranges[:, 0])
         pts = _points_in_cone(ra0, dec0, radius_arcsec, 400)
         hpx = healpix.hpx_index(pts.ra.deg, pts.dec.deg)
         slot = np.searchsorted(ranges[:, 0], hpx, side="right") - 1
