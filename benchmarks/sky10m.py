@@ -110,6 +110,9 @@ def load_healcat(engine: sa.Engine, s: Sky) -> np.ndarray:
     from catalog.models import Release, Source, Survey
 
     with engine.begin() as conn:
+        others = conn.scalars(sa.select(Release.name).where(Release.name != RELEASE)).all()
+        if others:  # the baselines (Q3C) hold the sky alone: so must healcat, or the row counts differ
+            raise RuntimeError(f"the benchmark catalog also holds {others}: drop var/bench and rerun")
         release_id = conn.scalar(sa.select(Release.release_id).where(Release.name == RELEASE))
         if release_id is not None:
             ids = conn.execute(sa.select(Source.source_id).where(Source.release_id == release_id)

@@ -139,7 +139,9 @@ def _default_engine(home: str | None, database_url: str | None) -> sa.Engine:
 
 
 def _execute(conn: psycopg.Connection, what: str, statement: str, params: tuple, release: str | None) -> Table:
-    with conn.cursor() as cursor:
+    # Binary results: the server sends float8 and bigint as their bytes instead of formatting them as
+    # text for the client to parse again (a third of a 2-degree cone's time at 10M sources).
+    with conn.cursor(binary=True) as cursor:
         try:
             if release is not None:
                 release_id = cursor.execute("SELECT healcat.release_id_of(%s, %s)", (what, release)).fetchone()[0]
