@@ -14,9 +14,11 @@
 --   healcat.cover_stop_order()
 --       the order whose pixels hold about one source on average (from the planner's row count of
 --       healcat.source; 0 for an empty catalog).
---   healcat.sources_in_ranges(...)
---       same rows as regions_v1.sql; its shard = ANY(...) list holds each shard once (it held one
---       entry per range, and every index row is compared with the whole list).
+--   healcat.sources_near_ranges(los, his, release_id, ra_deg, dec_deg)
+--       regions_v1.sql's sources_in_ranges with each row's distance from a centre computed once,
+--       and its shard = ANY(...) list holding each shard once (it held one entry per range, and
+--       every index row is compared with the whole list); sources_in_ranges and cone_in_ranges
+--       (same rows as regions_v1.sql) are now written over it.
 --   healcat.cone_search(...)
 --       same arguments and rows as queries_v1.sql, now the cover's ranges passed as arrays to
 --       healcat.cone_in_ranges (regions_v1.sql: one LATERAL btree range scan per range), whose
@@ -209,13 +211,20 @@ BEGIN
 END $$;
 
 
-CREATE OR REPLACE FUNCTION healcat.sources_in_ranges(los bigint[], his bigint[], p_release_id integer)
-RETURNS TABLE (source_id bigint, release text, object_id text, ra float8, "dec" float8)
+-- The coarse filter every region shares, as in regions_v1.sql (one btree range scan per range,
+-- shard = ANY(...) for a distributed planner), plus each row's distance [deg] from a centre when
+-- one is given (NULL otherwise): computed once per row inside the range scan's subquery, which
+-- OFFSET 0 keeps whole, so a cone's recheck, sort and output reuse it instead of evaluating the
+-- haversine three times.
+CREATE FUNCTION healcat.sources_near_ranges(los bigint[], his bigint[], p_release_id integer,
+                                            ra_deg float8, dec_deg float8)
+RETURNS TABLE (source_id bigint, release text, object_id text, ra float8, "dec" float8, dist_deg float8)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT s.source_id, r.name, s.object_id, s.ra, s.dec
+    SELECT s.source_id, r.name, s.object_id, s.ra, s.dec, s.dist_deg
     FROM unnest(los, his) AS c(lo, hi)
     CROSS JOIN LATERAL (
-        SELECT x.source_id, x.release_id, x.object_id, x.ra, x.dec
+        SELECT x.source_id, x.release_id, x.object_id, x.ra, x.dec,
+               CASE WHEN ra_deg IS NOT NULL THEN healcat.angdist_deg(ra_deg, dec_deg, x.ra, x.dec) END AS dist_deg
         FROM healcat.source AS x
         WHERE x.hpx >= c.lo AND x.hpx < c.hi
           AND x.shard = ANY(ARRAY(SELECT DISTINCT generate_series(y.lo >> 50, (y.hi - 1) >> 50)::smallint
@@ -223,4 +232,22 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
           AND (p_release_id IS NULL OR x.release_id = p_release_id)
         OFFSET 0) AS s
     JOIN healcat.release AS r ON r.release_id = s.release_id
+$$;
+
+CREATE OR REPLACE FUNCTION healcat.sources_in_ranges(los bigint[], his bigint[], p_release_id integer)
+RETURNS TABLE (source_id bigint, release text, object_id text, ra float8, "dec" float8)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT s.source_id, s.release, s.object_id, s.ra, s.dec
+    FROM healcat.sources_near_ranges(los, his, p_release_id, NULL, NULL) AS s
+$$;
+
+-- Sources in the ranges within radius_deg of (ra_deg, dec_deg), nearest first (ties by source_id).
+CREATE OR REPLACE FUNCTION healcat.cone_in_ranges(los bigint[], his bigint[], p_release_id integer,
+                                                  ra_deg float8, dec_deg float8, radius_deg float8)
+RETURNS TABLE (source_id bigint, release text, object_id text, ra float8, "dec" float8, distance_arcsec float8)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT s.source_id, s.release, s.object_id, s.ra, s.dec, s.dist_deg * 3600.0
+    FROM healcat.sources_near_ranges(los, his, p_release_id, ra_deg, dec_deg) AS s
+    WHERE s.dist_deg <= radius_deg
+    ORDER BY s.dist_deg, s.source_id
 $$;
