@@ -30,6 +30,7 @@ TARGET_SMALL, TARGET_LARGE, SMALL_ARCSEC = 0.3, 0.5, 600.0
 #: Settings copied from healcat's server to the Q3C one, so both plan and cache alike.
 SHARED_SETTINGS = ("shared_buffers", "work_mem", "effective_cache_size", "random_page_cost", "jit",
                    "max_parallel_workers_per_gather")
+SQL_QUERY = "SELECT source_id, ra, dec, distance_arcsec FROM healcat.cone_search(%s, %s, %s)"
 Q3C_QUERY = ("SELECT source_id, ra, dec, q3c_dist(%(ra)s, %(dec)s, ra, dec) * 3600.0 AS distance_arcsec "
              "FROM bench.src WHERE q3c_radial_query(ra, dec, %(ra)s, %(dec)s, %(r)s / 3600.0) "
              "ORDER BY distance_arcsec, source_id")
@@ -122,8 +123,8 @@ def main() -> None:
             version = conn.execute("SHOW server_version").fetchone()[0]
             vector = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()[0]
 
-            def sql(r, d, rad):
-                return len(conn.execute("SELECT * FROM healcat.cone_search(%s, %s, %s)", (r, d, rad)).fetchall())
+            def sql(r, d, rad):  # the columns Q3C's query returns (cone_search also gives release and object_id)
+                return len(conn.execute(SQL_QUERY, (r, d, rad)).fetchall())
 
             def python(r, d, rad):
                 return len(cone_search(r, d, rad, engine=engine))
