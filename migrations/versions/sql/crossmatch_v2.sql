@@ -15,11 +15,11 @@
 -- `source.hpx >> 2*(29-k)` with a hash join against a sequential scan of the whole catalog. v2
 -- probes the catalog through ix_source_hpx instead: one index range scan per probe pixel, the
 -- probes in hpx order so that consecutive scans read neighbouring index and heap pages (the
--- catalog is stored in hpx order). The probe pixels are the order-(k-2) parents of the
--- order-k cover: they hold the disk because the order-k pixels do, and since an order-(k-2)
--- pixel is 4 order-k pixels across, the <= 2x2 order-k block around a point falls in one parent
--- for 9 points out of 16: 1.56 probes per row instead of 4 (1 arcsec: order 12, 52 arcsec
--- pixels, against a density of 245 sources per square degree about 0.05 sources each).
+-- catalog is stored in hpx order). For small radii the probe pixels are the order-(k-2) parents
+-- of the order-k cover: they hold the disk because the order-k pixels do, and since an
+-- order-(k-2) pixel is 4 order-k pixels across, the <= 2x2 order-k block around a point falls in
+-- one parent for 9 points out of 16: 1.56 probes per row instead of 4 (1 arcsec: order 12, 52
+-- arcsec pixels, against a density of 245 sources per square degree about 0.05 sources each).
 --
 -- Note for whoever edits this file: it is executed through sqlalchemy.text(), so never write
 -- a colon directly followed by a word character; '::type' and ':=' are fine.
@@ -30,14 +30,20 @@ DROP FUNCTION healcat.xmatch_releases(text, text, float8, text), healcat.xmatch_
     healcat.xmatch_core(text, text, bigint, float8, integer, text);
 
 
--- Order of the probe pixels: two orders coarser than the cover's (healcat.xmatch_order), at least 4.
+-- Order of the probe pixels: two orders coarser than the cover's (healcat.xmatch_order k) while
+-- that stays at order 11 or finer (pixels under 2 arcmin: radii up to about 2 arcsec), else k
+-- itself. Coarse pixels save probes (1.56 per row instead of 4) but each holds 16 times the
+-- sources; past order 11 a probe pixel would hold tens of sources in the densest catalogs
+-- (Gaia's 44,000 per square degree on average), and rechecking them would cost more than the
+-- probes saved.
 CREATE FUNCTION healcat.xmatch_probe_order(radius_arcsec float8)
 RETURNS int LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT greatest(4, healcat.xmatch_order(radius_arcsec) - 2)
+    SELECT CASE WHEN k.k - 2 >= 11 THEN k.k - 2 ELSE k.k END
+    FROM (SELECT healcat.xmatch_order(radius_arcsec) AS k) AS k
 $$;
 
 COMMENT ON FUNCTION healcat.xmatch_probe_order(float8) IS
-    'HEALPix order of the cross-match probe pixels for a radius [arcsec]: healcat.xmatch_order(radius) - 2, at least 4.';
+    'HEALPix order of the cross-match probe pixels for a radius [arcsec]: healcat.xmatch_order(radius) - 2 if that is >= 11, else xmatch_order(radius).';
 
 
 -- The distinct order-probe_order parents of healcat.hpx_xmatch_cover(order, hpx): <= 4 pixels whose
