@@ -154,24 +154,31 @@ BEGIN
     PERFORM set_config('enable_mergejoin', 'off', true);
     PERFORM set_config('enable_nestloop', CASE WHEN probe THEN 'on' ELSE 'off' END, true);
     -- The pixels are materialized first (inlined into the join condition, the cover's expression
-    -- would be evaluated once per use of each of its parts), sorted for the range-scan plan. In
-    -- that plan the shard is compared as int: as a smallint equality, PostgreSQL 18 would
-    -- skip-scan pk_source (source_id, shard) on it, which looks cheaper than the hpx range whose
-    -- per-row bounds it cannot estimate, and is not.
+    -- would be evaluated once per use of each of its parts), sorted for the range-scan plan. That
+    -- plan is a LATERAL subquery kept apart by OFFSET 0, so the pixels can only drive it: the
+    -- planner cannot estimate a range with per-row bounds, and for a million pixels it found a
+    -- nested loop over the whole catalog cheaper (minutes). Its shard is compared as int: as a
+    -- smallint equality, PostgreSQL 18 would skip-scan pk_source (source_id, shard) on it; and its
+    -- release as release_id + 0, so that no index on release_id competes with ix_source_hpx.
     pairs := format($q$
-        WITH c AS MATERIALIZED (SELECT * FROM (%1$s) AS c0 %4$s)
+        WITH c AS MATERIALIZED (SELECT * FROM (%1$s) AS c0 %3$s)
         SELECT c.row_id, s.source_id, s.release_id, s.object_id, m.ra, m.dec, d.sep_deg
         FROM c
-        JOIN healcat.source AS s ON %2$s %3$s
-        CROSS JOIN LATERAL %5$s AS m(ra, dec)
+        %2$s
+        CROSS JOIN LATERAL %4$s AS m(ra, dec)
         CROSS JOIN LATERAL (SELECT healcat.angdist_deg(c.ra, c.dec, m.ra, m.dec) AS sep_deg) AS d
         WHERE d.sep_deg <= $1$q$,
         cover,
         CASE WHEN probe
-             THEN format('s.hpx >= (c.pix << %1$s) AND s.hpx < ((c.pix + 1) << %1$s) AND s.shard::int = (c.pix >> %2$s)::int',
-                         2 * (29 - k), 2 * (k - 4))
-             ELSE format('(s.hpx >> %s) = c.pix AND s.shard = (c.pix >> %s)::smallint', 2 * (29 - k), 2 * (k - 4)) END,
-        CASE WHEN rel IS NULL THEN '' ELSE 'AND s.release_id = $2' END,
+             THEN format('CROSS JOIN LATERAL (
+                              SELECT s0.source_id, s0.release_id, s0.object_id, s0.ra, s0.dec, s0.pmra_masyr,
+                                     s0.pmdec_masyr, s0.ref_epoch_yr
+                              FROM healcat.source AS s0
+                              WHERE s0.hpx >= (c.pix << %1$s) AND s0.hpx < ((c.pix + 1) << %1$s)
+                                AND s0.shard::int = (c.pix >> %2$s)::int %3$s OFFSET 0) AS s',
+                         2 * (29 - k), 2 * (k - 4), CASE WHEN rel IS NULL THEN '' ELSE 'AND s0.release_id + 0 = $2' END)
+             ELSE format('JOIN healcat.source AS s ON (s.hpx >> %s) = c.pix AND s.shard = (c.pix >> %s)::smallint %s',
+                         2 * (29 - k), 2 * (k - 4), CASE WHEN rel IS NULL THEN '' ELSE 'AND s.release_id = $2' END) END,
         CASE WHEN probe THEN 'ORDER BY c0.pix' ELSE '' END,
         CASE WHEN epoch_yr IS NULL THEN '(SELECT s.ra, s.dec)'
              ELSE 'healcat.pm_propagate(s.ra, s.dec, s.pmra_masyr, s.pmdec_masyr, $3 - s.ref_epoch_yr)' END);
