@@ -150,8 +150,13 @@ DECLARE
 BEGIN
     SELECT greatest(c.reltuples, 0) INTO n_catalog FROM pg_class AS c WHERE c.oid = 'healcat.source'::regclass;
     probe := n_input * 4 < n_catalog;
-    PERFORM set_config('enable_hashjoin', CASE WHEN probe THEN 'off' ELSE 'on' END, true);
-    PERFORM set_config('enable_mergejoin', 'off', true);
+    -- The range-scan plan needs no setting (its LATERAL subquery can only be a nested loop driven
+    -- by the pixels), and the joins around it (release names; in 'best' mode the input with its
+    -- nearest matches, a million rows each) must stay free to hash: v1 turned hash joins off for
+    -- it, which made those a nested loop over a million rows squared. The hash plan turns nested
+    -- loops off instead, so that the pixel equi-join is hashed.
+    PERFORM set_config('enable_hashjoin', 'on', true);
+    PERFORM set_config('enable_mergejoin', CASE WHEN probe THEN 'on' ELSE 'off' END, true);
     PERFORM set_config('enable_nestloop', CASE WHEN probe THEN 'on' ELSE 'off' END, true);
     -- The pixels are materialized first (inlined into the join condition, the cover's expression
     -- would be evaluated once per use of each of its parts), sorted for the range-scan plan. That
