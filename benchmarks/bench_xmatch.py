@@ -68,9 +68,9 @@ def main() -> None:
 
     with psycopg.connect(db.libpq_url(url)) as pg:
         version = pg.execute("SHOW server_version").fetchone()[0]
-        order = pg.execute("SELECT healcat.xmatch_order(%s)", (RADIUS_ARCSEC,)).fetchone()[0]
+        order = pg.execute("SELECT healcat.xmatch_probe_order(%s)", (RADIUS_ARCSEC,)).fetchone()[0]
         t0 = time.perf_counter()
-        upload_input(pg, ra, dec, rows, order)  # a temporary table, dropped at commit
+        upload_input(pg, ra, dec, rows, RADIUS_ARCSEC)  # a temporary table, dropped at commit
         t_upload = time.perf_counter() - t0
 
         def healcat_count(mode: str):
@@ -105,7 +105,7 @@ def main() -> None:
           f"{len(sky):,} sources at {RADIUS_ARCSEC:g} arcsec; healcat on PostgreSQL {version}, Q3C {q3c_version} "
           f"on PostgreSQL {q3c_pg}; {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
     print(f"pairs: healcat {n_all:,}, Q3C {n_q3c:,}; best mode: {n_best_matched:,} of {n_best:,} rows matched; "
-          f"join order {order}; upload (COPY + cover) {t_upload:.1f} s")
+          f"probe order {order}; upload (COPY + cover) {t_upload:.1f} s")
     print(f"{'path':<44} {'seconds':>8} {'input rows/s':>13} {'vs q3c_join':>11}")
     for label, seconds in [("healcat.xmatch_table, all pairs (SQL)", t_all),
                            ("healcat.xmatch_table, best match (SQL)", t_best),

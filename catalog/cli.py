@@ -295,6 +295,10 @@ XMATCH_SUFFIXES = {".csv": "csv", ".ecsv": "ecsv", ".fits": "fits", ".fit": "fit
                    ".xml": "votable", ".vot": "votable", ".votable": "votable"}
 
 
+AT_EPOCH_HELP = ("match at this epoch, a Julian year: catalog sources with proper motions are moved to it "
+                 "from their reference epochs")
+
+
 def cmd_xmatch(args: argparse.Namespace) -> None:
     from astropy.table import vstack
 
@@ -322,7 +326,7 @@ def cmd_xmatch(args: argparse.Namespace) -> None:
     try:
         answer = crossmatch(table, args.radius, release=args.release, mode=args.mode, ra_col=args.ra_col,
                             dec_col=args.dec_col, pm_cols=args.pm_cols, epoch_jyear=epoch,
-                            to_epoch_jyear=args.to_epoch, keep_bad=args.keep_bad)
+                            to_epoch_jyear=args.to_epoch, at_epoch_jyear=args.at_epoch, keep_bad=args.keep_bad)
     except QueryError as exc:
         raise QueryError(f"{path}: {exc}") from None
     _print_table(answer, args.format)
@@ -331,7 +335,8 @@ def cmd_xmatch(args: argparse.Namespace) -> None:
 def cmd_xmatch_releases(args: argparse.Namespace) -> None:
     from catalog.crossmatch import crossmatch_releases
 
-    _print_table(crossmatch_releases(args.release_a, args.release_b, args.radius, mode=args.mode), args.format)
+    _print_table(crossmatch_releases(args.release_a, args.release_b, args.radius, mode=args.mode,
+                                     at_epoch_jyear=args.at_epoch), args.format)
 
 
 def cmd_enqueue(args: argparse.Namespace) -> None:
@@ -631,6 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="proper-motion columns [mas/yr, PMRA times cos Dec]: move positions to --to-epoch")
     p.add_argument("--epoch", help="with --pm-cols: the input's epoch, a Julian year (2000.0) or a column")
     p.add_argument("--to-epoch", type=float, help="with --pm-cols: the catalog's epoch (Gaia DR3: 2016.0)")
+    p.add_argument("--at-epoch", type=float, help=AT_EPOCH_HELP)
     p.add_argument("--keep-bad", action="store_true",
                    help="keep rows with bad positions, unmatched, with the reason in xmatch_problem")
     p.add_argument("--format", **fmt)
@@ -641,6 +647,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("release_b", help="... with the sources of this one")
     p.add_argument("--radius", type=_radius_arcsec, required=True, help="match radius: arcsec, or with a unit")
     p.add_argument("--mode", choices=["best", "all"], default="best", help="nearest match, or all pairs")
+    p.add_argument("--at-epoch", type=float, help=AT_EPOCH_HELP)
     p.add_argument("--format", **fmt)
     p.set_defaults(func=cmd_xmatch_releases)
 

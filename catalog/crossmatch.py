@@ -118,19 +118,28 @@ def find_column(table: Table, given: str | None, candidates: tuple[str, ...], wh
     raise QueryError(f"xmatch: no {what} column found (tried {', '.join(candidates)}); name it")
 
 
-def upload_input(pg, ra_deg: np.ndarray, dec_deg: np.ndarray, rows: np.ndarray, order: int) -> None:
+def upload_input(pg, ra_deg: np.ndarray, dec_deg: np.ndarray, rows: np.ndarray,
+                 radius_arcsec: float | None) -> None:
     """Positions [deg] into the temporary table healcat.xmatch_table reads (row_id, ra, dec, hpx, pix0..pix3).
 
-    One binary COPY; the HEALPix cover at ``order`` (``healcat.xmatch_order(radius)``) is computed
-    here with healpy. The table is dropped when the transaction ends.
+    One binary COPY, in hpx order (the order the catalog is probed in); the probe pixels for
+    ``radius_arcsec`` (``healcat.xmatch_order`` and ``healcat.xmatch_probe_order``) are computed
+    here with healpy (with ``None``, no pixels: the SQL function computes them). The table is
+    dropped when the transaction ends.
     """
-    pg.execute(f"CREATE TEMPORARY TABLE {_TEMP_TABLE} (row_id bigint, ra float8, dec float8, hpx bigint, "
-               "pix0 bigint, pix1 bigint, pix2 bigint, pix3 bigint) ON COMMIT DROP")
     ra = healpix.wrap_ra_deg(ra_deg)
     hpx = healpix.hpx_index(ra, dec_deg)
-    cover = healpix.xmatch_cover(hpx, order).T
-    copy_columns(pg, f"pg_temp.{_TEMP_TABLE}", ("row_id", "ra", "dec", "hpx", "pix0", "pix1", "pix2", "pix3"),
-                 (rows.astype(np.int64), ra, np.asarray(dec_deg, np.float64), hpx, *cover))
+    by_hpx = np.argsort(hpx, kind="stable")
+    names = ["row_id", "ra", "dec", "hpx"]
+    columns = [rows.astype(np.int64)[by_hpx], ra[by_hpx], np.asarray(dec_deg, np.float64)[by_hpx], hpx[by_hpx]]
+    if radius_arcsec is not None:
+        order, probe_order = pg.execute("SELECT healcat.xmatch_order(%s), healcat.xmatch_probe_order(%s)",
+                                        (radius_arcsec, radius_arcsec)).fetchone()
+        names += ["pix0", "pix1", "pix2", "pix3"]
+        columns += list(healpix.xmatch_probe_cover(hpx[by_hpx], order, probe_order).T)
+    types = ", ".join(f"{n} {'float8' if n in ('ra', 'dec') else 'bigint'}" for n in names)
+    pg.execute(f"CREATE TEMPORARY TABLE {_TEMP_TABLE} ({types}) ON COMMIT DROP")
+    copy_columns(pg, f"pg_temp.{_TEMP_TABLE}", names, columns)
     pg.execute(f"ANALYZE {_TEMP_TABLE}")
 
 
@@ -147,6 +156,11 @@ def _check(radius_arcsec: float, mode: str) -> None:
         raise QueryError(f"xmatch: radius_arcsec must be in (0, {MAX_RADIUS_ARCSEC:g}], got {radius_arcsec}")
 
 
+def _check_epoch(epoch_jyear: float | None) -> None:
+    if epoch_jyear is not None and not np.isfinite(epoch_jyear):
+        raise QueryError(f"xmatch: the epoch must be a finite Julian year, got {epoch_jyear}")
+
+
 def crossmatch(
     table: Table,
     radius_arcsec: float,
@@ -158,6 +172,7 @@ def crossmatch(
     pm_cols: tuple[str, str] | None = None,
     epoch_jyear: float | str | None = None,
     to_epoch_jyear: float | None = None,
+    at_epoch_jyear: float | None = None,
     keep_bad: bool = False,
     engine: sa.Engine | None = None,
 ) -> Table:
@@ -166,7 +181,11 @@ def crossmatch(
     Positions are ICRS degrees in ``ra_col``/``dec_col`` (found by name if not given). With
     ``pm_cols`` (proper motions in RA*cos(Dec) and Dec [mas/yr]), ``epoch_jyear`` (the input's
     epoch, a Julian year or a column of them) and ``to_epoch_jyear`` (the catalog's, e.g. 2016.0
-    for Gaia DR3), positions are moved to the catalog's epoch first. A row with a bad position is
+    for Gaia DR3), positions are moved to the catalog's epoch first. With ``at_epoch_jyear`` the
+    match is made at that epoch: the catalog's sources with proper motions are moved to it from
+    their reference epochs (match_ra, match_dec are then their positions at it), and the input's
+    positions are taken to be at it (or moved to it, when ``pm_cols`` is given without
+    ``to_epoch_jyear``). A row with a bad position is
     an error naming its row and column, unless ``keep_bad``: then it is kept unmatched, with the
     reason in ``xmatch_problem``. The answer has the input's columns (a name the answer needs
     gets ``_input`` appended), ``input_row`` (1-based), source_id, release, object_id,
@@ -182,13 +201,15 @@ def crossmatch(
         shown = "; ".join(f"row {p.row} column {p.column}: {p.reason}" for p in positions.problems[:5])
         more = f" (and {len(positions.problems) - 5} more)" if len(positions.problems) > 5 else ""
         raise QueryError(f"xmatch: {len(positions.problems)} bad positions: {shown}{more}")
+    _check_epoch(at_epoch_jyear)
     if pm_cols is not None:
+        to_epoch_jyear = at_epoch_jyear if to_epoch_jyear is None else to_epoch_jyear
         if epoch_jyear is None or to_epoch_jyear is None:
             raise QueryError("xmatch: proper motions need the input's epoch and the epoch to move them to")
         epoch = table[epoch_jyear] if isinstance(epoch_jyear, str) else epoch_jyear
         positions = positions.moved(*(np.ma.filled(np.ma.asarray(table[c], dtype=float), np.nan) for c in pm_cols),
                                     np.asarray(epoch, dtype=float), to_epoch_jyear)
-    matched = _match(engine or default_engine(), positions, float(radius_arcsec), release, mode)
+    matched = _match(engine or default_engine(), positions, float(radius_arcsec), release, mode, at_epoch_jyear)
     if positions.problems:
         log.warning("xmatch: %d rows with bad positions kept unmatched (first: row %d column %s: %s)",
                     len(positions.problems), positions.problems[0].row, positions.problems[0].column,
@@ -197,20 +218,22 @@ def crossmatch(
 
 
 def _match(engine: sa.Engine, positions: Positions, radius_arcsec: float, release: str | None,
-           mode: str) -> list[tuple]:
+           mode: str, at_epoch_jyear: float | None) -> list[tuple]:
     """Upload the good positions and run healcat.xmatch_table: (row_id, source_id or -1, release, ...) rows."""
     rows = np.flatnonzero(positions.good) + 1
     with engine.connect() as conn:
         pg = conn.connection.driver_connection
         try:
             with conn.begin():
-                order = conn.scalar(sa.text("SELECT healcat.xmatch_order(:r)"), {"r": radius_arcsec})
-                upload_input(pg, positions.ra_deg[rows - 1], positions.dec_deg[rows - 1], rows, order)
+                # at an epoch, the radius is padded by the proper motions: SQL computes the cover
+                upload_input(pg, positions.ra_deg[rows - 1], positions.dec_deg[rows - 1], rows,
+                             radius_arcsec if at_epoch_jyear is None else None)
                 with pg.cursor() as cur:  # columns without NULLs, so that numpy takes them whole
                     cur.execute(
                         "SELECT row_id, coalesce(source_id, -1), coalesce(release, ''), coalesce(object_id, ''),"
                         " coalesce(ra, 'NaN'), coalesce(dec, 'NaN'), coalesce(separation_arcsec, 'NaN')"
-                        " FROM healcat.xmatch_table(%s, %s, %s, %s)", (_TEMP_TABLE, radius_arcsec, release, mode))
+                        " FROM healcat.xmatch_table(%s, %s, %s, %s, %s)",
+                        (_TEMP_TABLE, radius_arcsec, release, mode, at_epoch_jyear))
                     return cur.fetchall()
         except sa.exc.DBAPIError as exc:
             raise _sql_error(exc) from None
@@ -246,9 +269,11 @@ def _answer(table: Table, matched: list[tuple], positions: Positions, keep_bad: 
 
 
 def crossmatch_releases(
-    release_a: str, release_b: str, radius_arcsec: float, *, mode: str = "best", engine: sa.Engine | None = None
+    release_a: str, release_b: str, radius_arcsec: float, *, mode: str = "best", at_epoch_jyear: float | None = None,
+    engine: sa.Engine | None = None
 ) -> Table:
-    """Match every positioned source of ``release_a`` with those of ``release_b`` within ``radius_arcsec``.
+    """Match every positioned source of ``release_a`` with those of ``release_b`` within ``radius_arcsec``
+    (at ``at_epoch_jyear``, if given: both releases' sources moved to it by their proper motions).
 
     Columns: source_id_a, object_id_a, ra_a, dec_a, source_id_b, object_id_b, ra_b, dec_b [deg],
     separation_arcsec; 'best' mode masks the _b columns of sources with no match.
@@ -256,10 +281,12 @@ def crossmatch_releases(
     from catalog.db import engine as default_engine
 
     _check(radius_arcsec, mode)
+    _check_epoch(at_epoch_jyear)
     with (engine or default_engine()).connect() as conn:
         try:
-            result = conn.execute(sa.text("SELECT * FROM healcat.xmatch_releases(:a, :b, :r, :mode)"),
-                                  {"a": release_a, "b": release_b, "r": float(radius_arcsec), "mode": mode})
+            result = conn.execute(sa.text("SELECT * FROM healcat.xmatch_releases(:a, :b, :r, :mode, :epoch)"),
+                                  {"a": release_a, "b": release_b, "r": float(radius_arcsec), "mode": mode,
+                                   "epoch": at_epoch_jyear})
             rows, names = result.fetchall(), list(result.keys())
         except sa.exc.DBAPIError as exc:
             raise _sql_error(exc) from None

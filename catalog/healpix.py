@@ -48,6 +48,7 @@ __all__ = [
     "shards_of_ranges",
     "mollweide_pixels",
     "xmatch_cover",
+    "xmatch_probe_cover",
 ]
 
 
@@ -221,3 +222,14 @@ def xmatch_cover(hpx, order: int) -> np.ndarray:
         cover[filled[new], np.flatnonzero(new)] = parents[new]
         filled += new
     return cover.T
+
+
+def xmatch_probe_cover(hpx, order: int, probe_order: int) -> np.ndarray:
+    """The distinct order-``probe_order`` parents of :func:`xmatch_cover` (``-1`` pads), as
+    ``healcat.hpx_xmatch_probe_cover``: they hold the same disk in fewer, coarser pixels (one for
+    most points). Shape (n, 4), int64, the point's own parent first."""
+    cover = xmatch_cover(hpx, order)
+    parents = np.where(cover >= 0, cover >> (2 * (order - probe_order)), -1)
+    for j in range(1, 4):  # a parent already in an earlier slot becomes -1
+        parents[:, j] = np.where((parents[:, :j] == parents[:, j:j + 1]).any(axis=1), -1, parents[:, j])
+    return parents

@@ -153,6 +153,8 @@ class Source(Base):
         CheckConstraint("(hpx IS NULL) = (ra IS NULL) AND (ra IS NULL) = (dec IS NULL)", name="position_complete"),
         CheckConstraint(f"hpx IS NULL OR shard = hpx >> {SHARD_SHIFT}", name="shard_is_hpx_pixel"),
         CheckConstraint(f"shard BETWEEN {NO_SHARD} AND {12 * 4**SHARD_ORDER - 1}", name="shard_range"),
+        CheckConstraint("(pmra_masyr IS NULL) = (pmdec_masyr IS NULL) "
+                        "AND (pmra_masyr IS NULL OR ref_epoch_yr IS NOT NULL)", name="proper_motion_complete"),
         Index("ix_source_hpx", "hpx"),
     )
     # Primary key (source_id, shard): source_id first, so that no index but ix_source_hpx leads
@@ -171,6 +173,11 @@ class Source(Base):
     attrs: Mapped[dict[str, Any]] = mapped_column(
         JSONB, server_default="{}", comment="survey columns with no table of their own"
     )
+    pmra_masyr: Mapped[float | None] = mapped_column(
+        Double, comment="proper motion in RA, mu_alpha* = mu_alpha cos(dec) [mas/yr]")
+    pmdec_masyr: Mapped[float | None] = mapped_column(Double, comment="proper motion in Dec [mas/yr]")
+    ref_epoch_yr: Mapped[float | None] = mapped_column(
+        Double, comment="epoch of ra, dec and the proper motions [Julian year, e.g. 2016.0]")
 
 
 class SourceXid(PerSource, Base):

@@ -315,7 +315,9 @@ def _copy_chunk(pg, mapping: Mapping, chunk: MappedChunk, good: np.ndarray, owne
             ("shard", "int2", shard), ("source_id", "int8", source_id),
             ("release_id", "int4", np.full(len(new), release_id)),
             ("object_id", "text", chunk.object_id[new]), ("ra", "float8", ra), ("dec", "float8", dec),
-            ("hpx", "int8", hpx), ("attrs", "jsonb", attrs)])}
+            ("hpx", "int8", hpx), ("attrs", "jsonb", attrs),
+            *([(name, "float8", values[new]) for name, values in zip(
+                ("pmra_masyr", "pmdec_masyr", "ref_epoch_yr"), chunk.proper_motion)] if chunk.proper_motion else [])])}
         counts["photometry"] = _copy_photometry(pg, mapping, chunk, new, shard, source_id)
         counts["source_xid"] = sum(
             _copy_where(pg, "source_xid", ids[new] != None, shard, source_id,  # noqa: E711 (elementwise)

@@ -113,6 +113,46 @@ class Band:
 
 
 @dataclass(frozen=True)
+class ProperMotion:
+    """Where a source's proper motions [mas/yr; RA's is mu_alpha * cos(dec)] and their reference
+    epoch [Julian year] come from: [source] pmra, pmdec (columns, optionally with a unit) and
+    ref_epoch (a number such as 2016.0, or a column)."""
+
+    pmra: Column
+    pmdec: Column
+    ref_epoch: float | str
+
+    @classmethod
+    def parse(cls, source: dict[str, Any], where: str) -> ProperMotion | None:
+        keys = [k for k in ("pmra", "pmdec", "ref_epoch") if k in source]
+        if not keys:
+            return None
+        if len(keys) < 3:
+            raise MappingError(f"{where}: proper motions need pmra, pmdec and ref_epoch together, "
+                               f"got {', '.join(keys)}")
+        pmra, pmdec = (Column.parse(source[k], f"{where} {k}") for k in ("pmra", "pmdec"))
+        for col in (pmra, pmdec):
+            if col.unit is not None and not u.Unit(col.unit).is_equivalent(u.mas / u.yr):
+                raise MappingError(f"{where}: proper-motion unit {col.unit!r} is not an angle per time")
+        epoch = source["ref_epoch"]
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, float, str)):
+            raise MappingError(f"{where}: ref_epoch must be a Julian year (2016.0) or a column name, got {epoch!r}")
+        return cls(pmra, pmdec, epoch if isinstance(epoch, str) else float(epoch))
+
+    def columns(self) -> set[str]:
+        return {self.pmra.name, self.pmdec.name} | ({self.ref_epoch} if isinstance(self.ref_epoch, str) else set())
+
+    def values(self, table: Table, problems: Problems) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """pmra, pmdec [mas/yr] and ref_epoch [Julian year]; NaN (NULL) for all three where one is missing."""
+        pmra, pmdec = (cells.floats(table[c.name], problems, c.name) * u.Unit(c.unit or "mas/yr").to(u.mas / u.yr)
+                       for c in (self.pmra, self.pmdec))
+        epoch = (cells.floats(table[self.ref_epoch], problems, self.ref_epoch) if isinstance(self.ref_epoch, str)
+                 else np.full(len(table), self.ref_epoch))
+        missing = np.isnan(pmra) | np.isnan(pmdec) | np.isnan(epoch)
+        return tuple(np.where(missing, np.nan, v) for v in (pmra, pmdec, epoch))
+
+
+@dataclass(frozen=True)
 class Mapping:
     path: Path
     survey: dict[str, str]
@@ -125,6 +165,7 @@ class Mapping:
     object_id: str
     ra: Column | None
     dec: Column | None
+    proper_motion: ProperMotion | None
     attrs: tuple[str, ...]
     join: str | None  # rows attach to the existing source with this external id catalog's id
     on_missing: str  # ... and when there is none: "create" a positionless source, or "quarantine"
@@ -158,6 +199,7 @@ class Mapping:
     def used_columns(self) -> set[str]:
         cols = set(self.object_id_fields) - {ROW_FIELD}
         cols |= {c.name for c in (self.ra, self.dec) if c}
+        cols |= self.proper_motion.columns() if self.proper_motion else set()
         cols |= set(self.attrs) | set(self.xids.values())
         for band in self.bands.values():
             cols |= band.columns()
@@ -257,6 +299,9 @@ def parse_mapping(path: Path, raw: dict[str, Any]) -> Mapping:
         raise MappingError(f"{path}: [source] join = {join!r} needs that catalog's id column under [xid]")
     if on_missing not in ON_MISSING:
         raise MappingError(f"{path}: [source] on_missing must be one of {ON_MISSING}, got {on_missing!r}")
+    proper_motion = ProperMotion.parse(source, f"{path} [source]")
+    if proper_motion is not None and ra is None:
+        raise MappingError(f"{path}: [source] proper motions need ra/dec")
     if join is not None and ra is not None:
         raise MappingError(f"{path}: [source] join is for rows with no position; this mapping has ra/dec")
     options = {k: release[k] for k in ("hdu", "dataset", "header_comment", "delimiter", "chunk_rows") if k in release}
@@ -278,6 +323,7 @@ def parse_mapping(path: Path, raw: dict[str, Any]) -> Mapping:
         object_id=source["object_id"],
         ra=ra,
         dec=dec,
+        proper_motion=proper_motion,
         attrs=tuple(source.get("attrs", ())),
         join=join,
         on_missing=on_missing,
@@ -316,6 +362,7 @@ class MappedChunk:
     object_id: np.ndarray
     ra_deg: np.ndarray | None
     dec_deg: np.ndarray | None
+    proper_motion: tuple[np.ndarray, np.ndarray, np.ndarray] | None  # pmra, pmdec [mas/yr], ref_epoch [Julian yr]
     attrs: list[dict[str, Any]]
     phot: dict[str, Photometry]  # band -> its values
     sections: dict[str, dict[str, np.ndarray]]  # spec_redshift / rotation_period / stellar_mass key -> values
@@ -362,6 +409,7 @@ def apply(mapping: Mapping, table: Table, first_row: int = 1) -> MappedChunk:
                              mapping.ra.name) if mapping.ra else None,
         dec_deg=cells.degrees(table[mapping.dec.name], POSITION_UNITS[mapping.dec.unit or "deg"], problems,
                               mapping.dec.name) if mapping.dec else None,
+        proper_motion=mapping.proper_motion.values(table, problems) if mapping.proper_motion else None,
         attrs=[{k: json_scalar(r[k]) for k in mapping.attrs} for r in rows],
         phot={band: _photometry(mapping, spec, table, problems) for band, spec in mapping.bands.items()},
         sections=sections,

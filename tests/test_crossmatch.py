@@ -102,6 +102,40 @@ def test_cover_is_the_same_in_sql_and_python_and_holds_the_disk(engine):
                     assert set((disc >> 2).tolist()) <= cover, f"order {order}, point {i}: disk leaves the cover"
 
 
+@pytest.mark.parametrize("radius_arcsec", [0.5, 1.0, 60.0, 1800.0])
+def test_probe_cover_is_the_same_in_sql_and_python_holds_the_disk_and_is_small(engine, radius_arcsec):
+    """The probe pixels (for small radii the cover's parents two orders up) hold every pixel query_disc finds."""
+    rng = np.random.default_rng(11)
+    n = 1200
+    ra = rng.uniform(0, 360, n)
+    dec = np.degrees(np.arcsin(rng.uniform(-1, 1, n)))
+    dec[:200] = rng.choice([-1, 1], 200) * (90 - rng.uniform(0, 1, 200))  # polar caps
+    dec[200:400] = rng.choice([-1, 1], 200) * (41.8103149 + rng.normal(0, 0.2, 200))  # cap/belt boundary
+    ra[400:500] = rng.choice([0.0, 45.0, 90.0, 359.9999], 100)  # face boundaries
+    hpx = healpix.hpx_index(ra, dec)
+    with engine.connect() as conn:
+        order, probe = conn.execute(sa.text("SELECT healcat.xmatch_order(:r), healcat.xmatch_probe_order(:r)"),
+                                    {"r": radius_arcsec}).one()
+        rows = conn.execute(sa.text(
+            "SELECT u.i, array_agg(c.pix) FROM unnest(CAST(:h AS bigint[])) WITH ORDINALITY AS u(h, i) "
+            "CROSS JOIN LATERAL healcat.hpx_xmatch_probe_cover(:k, :p, u.h) AS c GROUP BY u.i ORDER BY u.i"),
+            {"h": hpx.tolist(), "k": order, "p": probe}).all()
+    assert probe == (order - 2 if order - 2 >= 11 else order)
+    python = healpix.xmatch_probe_cover(hpx, order, probe)
+    fine = min(order + 2, 18)  # healpy's query_disc is reliable to order 18
+    sizes = []
+    for i, (_, sql_cover) in enumerate(rows):
+        cover = set(python[i][python[i] >= 0].tolist())
+        assert sorted(sql_cover) == sorted(cover), f"point {i}: SQL and Python probe covers differ"
+        assert python[i][0] == hpx[i] >> (2 * (29 - probe)), "the point's own pixel comes first"
+        disc = healpy.query_disc(1 << fine, healpy.ang2vec(ra[i], dec[i], lonlat=True),
+                                 math.radians(radius_arcsec / 3600.0), inclusive=True, nest=True, fact=16)
+        assert set((disc >> (2 * (fine - probe))).tolist()) <= cover, f"point {i}: the disk leaves the cover"
+        sizes.append(len(cover))
+    if probe < order:  # 9 in 16 points need one probe pixel (a 2x2 order-k block in a 4x4 one)
+        assert np.mean(sizes[500:]) < 1.75, "most points need one probe pixel"
+
+
 # --- two releases in the catalog ---------------------------------------------------------------------
 
 
@@ -289,3 +323,108 @@ def test_real_proper_motions_bring_kepler_stars_onto_gaia_dr3(engine, gaia):
     assert len(table) > 20 and found.all(), "every bright TGAS star is a Gaia DR3 star at 2016.0"
     assert np.median(moved["separation_arcsec"].filled(np.nan)) < 0.01, "within milliarcseconds once moved"
     assert (~stale["source_id"].mask).sum() < len(table) / 4, "16 years of proper motion move most by > 0.1 arcsec"
+
+
+# --- catalog-side proper motions: a match at an epoch ---------------------------------------------------
+
+KEPLER = "kepler_mcquillan_tgas_prot"
+MOVED_TOLERANCE_ARCSEC = 1e-5  # healcat.pm_propagate against astropy's apply_space_motion
+
+
+@pytest.fixture(scope="module")
+def kepler(engine, catalog):
+    """The Kepler x TGAS release (proper motions at ref_epoch 2015.0), and its file's rows by object_id."""
+    from ingest.load import ingest_release
+    from ingest.mapping import data_dir
+
+    result = ingest_release(KEPLER, engine)
+    table = Table.read(data_dir() / KEPLER / "1473873638462A.csv", format="ascii.csv")
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT source_id, object_id, ra, dec, pmra_masyr, pmdec_masyr, ref_epoch_yr "
+                                    "FROM healcat.source WHERE release_id = :r ORDER BY source_id"),
+                            {"r": result.release_id}).all()
+    return result.release, table, rows
+
+
+def _moved(ra, dec, pmra, pmdec, from_jyear, to_jyear) -> SkyCoord:
+    import warnings
+
+    from astropy.time import Time
+    from erfa import ErfaWarning
+
+    c = SkyCoord(ra=np.asarray(ra) * u.deg, dec=np.asarray(dec) * u.deg, pm_ra_cosdec=np.asarray(pmra) * u.mas / u.yr,
+                 pm_dec=np.asarray(pmdec) * u.mas / u.yr, obstime=Time(from_jyear, format="jyear"))
+    with warnings.catch_warnings():  # no parallax: ERFA puts the stars far away
+        warnings.simplefilter("ignore", ErfaWarning)
+        return c.apply_space_motion(new_obstime=Time(to_jyear, format="jyear"))
+
+
+def test_ingest_keeps_the_proper_motions_and_their_epoch(engine, kepler):
+    release, table, rows = kepler
+    by_kic = {}
+    for i, k in enumerate(table["KIC"]):  # a KIC star's second TGAS match is quarantined
+        by_kic.setdefault(f"KIC {k}", i)
+    assert len(rows) > 1000
+    for r in rows:
+        i = by_kic[r.object_id]
+        assert (r.pmra_masyr, r.pmdec_masyr, r.ref_epoch_yr) == (table["pmra"][i], table["pmdec"][i], 2015.0)
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM healcat.source s JOIN healcat.release r USING (release_id) "
+                                   "WHERE r.name = :n AND s.pmra_masyr IS NOT NULL"), {"n": GAIA_RELEASE}) == 0
+
+
+def test_catalog_proper_motions_move_sources_to_the_epoch(engine, kepler):
+    """The 40 fastest TGAS stars (up to 213 mas/yr) seen at 1985.0: found at their 1985 positions only at that epoch."""
+    release, _, rows = kepler
+    fast = sorted(rows, key=lambda r: -math.hypot(r.pmra_masyr, r.pmdec_masyr))[:40]
+    then = _moved([r.ra for r in fast], [r.dec for r in fast], [r.pmra_masyr for r in fast],
+                  [r.pmdec_masyr for r in fast], 2015.0, 1985.0)
+    table = Table({"ra": then.ra.deg, "dec": then.dec.deg})
+    at = crossmatch(table, 0.05, release=release, at_epoch_jyear=1985.0)
+    assert list(at["source_id"]) == [r.source_id for r in fast], "every star found, itself"
+    assert np.all(at["separation_arcsec"] < MOVED_TOLERANCE_ARCSEC)
+    got = SkyCoord(at["match_ra"], at["match_dec"])
+    assert np.all(got.separation(then).arcsec < MOVED_TOLERANCE_ARCSEC), "match_ra/dec are the positions at 1985.0"
+    stale = crossmatch(table, 0.05, release=release)
+    assert stale["source_id"].mask.all(), "30 years of at least 50 mas/yr: all 1.5 arcsec or more from 2015.0"
+
+    everything = crossmatch(table, 1.0, release=release, mode="all", at_epoch_jyear=1985.0)
+    all_moved = _moved([r.ra for r in rows], [r.dec for r in rows], [r.pmra_masyr for r in rows],
+                       [r.pmdec_masyr for r in rows], 2015.0, 1985.0)
+    ids = np.array([r.source_id for r in rows])
+    pairs, ambiguous = expected_pairs(then, {"id": ids, "coord": all_moved}, 1.0)
+    got_pairs = set(zip(everything["input_row"].tolist(), everything["source_id"].tolist()))
+    assert got_pairs - ambiguous == pairs
+
+
+def test_the_pad_is_the_largest_motion_and_bounds_the_radius(engine, kepler):
+    release, table, _ = kepler
+    with engine.connect() as conn:
+        rel = conn.scalar(sa.text("SELECT release_id FROM healcat.release WHERE name = :n"), {"n": release})
+        pad = conn.scalar(sa.text("SELECT healcat.xmatch_pm_pad_arcsec(:r, 1985.0)"), {"r": rel})
+    fastest = np.max(np.hypot(np.asarray(table["pmra"], float), np.asarray(table["pmdec"], float)))
+    assert pad == pytest.approx(fastest * 30 / 1000, rel=1e-12)
+    with pytest.raises(QueryError, match="exceeds 1800"):
+        crossmatch(Table({"ra": [10.0], "dec": [20.0]}), 1.0, release=release, at_epoch_jyear=-30000.0)
+    with pytest.raises(QueryError, match="finite Julian year"):
+        crossmatch(Table({"ra": [10.0], "dec": [20.0]}), 1.0, release=release, at_epoch_jyear=float("nan"))
+
+
+def test_releases_at_gaias_epoch_bring_tgas_onto_gaia_dr3(engine, kepler, gaia):
+    """TGAS (2015.0) against Gaia DR3 (2016.0, no proper motions stored) at 0.02 arcsec: a year of motion decides."""
+    release, _, rows = kepler
+    radius_arcsec = 0.02
+    stale = crossmatch_releases(release, GAIA_RELEASE, radius_arcsec)
+    moved = crossmatch_releases(release, GAIA_RELEASE, radius_arcsec, at_epoch_jyear=2016.0)
+    assert list(moved["source_id_a"]) == [r.source_id for r in rows]
+    expected = _moved([r.ra for r in rows], [r.dec for r in rows], [r.pmra_masyr for r in rows],
+                      [r.pmdec_masyr for r in rows], 2015.0, 2016.0)
+    got = SkyCoord(moved["ra_a"], moved["dec_a"])
+    assert np.all(got.separation(expected).arcsec < MOVED_TOLERANCE_ARCSEC), "ra_a/dec_a are at 2016.0"
+    idx, sep, _ = match_coordinates_sky(expected, gaia["coord"])
+    clear = np.abs(sep.arcsec - radius_arcsec) > 1e-4  # the propagation's own tolerance, with room
+    matched = sep.arcsec <= radius_arcsec
+    assert np.array_equal(~moved["source_id_b"].mask[clear], matched[clear])
+    assert np.array_equal(moved["source_id_b"][matched & clear], gaia["id"][idx[matched & clear]])
+    found, found_stale = ~moved["source_id_b"].mask, ~stale["source_id_b"].mask
+    assert found.sum() > 10 and (found & ~found_stale).sum() > 0, "some stars are found only at Gaia's epoch"
