@@ -91,10 +91,12 @@ def test_gyro_ages_trained_from_sql_with_held_out_clusters(engine):
 def test_lightcurve_embeddings_from_sql_are_searchable(engine, per_object):
     from catalog.search import similar
 
-    model = train(engine, "lightcurve_embed", "eros2/lmc-ramp-variable-stars")
+    # A few epochs: this tests training by SQL and the write-back; tests/test_lightcurve_embed.py the quality.
+    model = train(engine, "lightcurve_embed", "eros2/lmc-ramp-variable-stars", epochs=6)
     m = model.metrics
     assert m["n_test"] == 729 and m["n_train"] == 2912 and model.embedding_dim == 64
     assert m["knn_accuracy"] > m["majority_accuracy"] + 0.15 and m["supervised_accuracy"] > m["majority_accuracy"]
+    assert m["knn_k"] in (5, 10, 20, 40) and 1 <= m["epochs_contrastive"] <= 6 and 1 <= m["epochs_supervised"] <= 6
     run = run_model(engine, model.name, "eros2/lmc-ramp-variable-stars")
     assert run.n_predicted == 3641
     with engine.connect() as conn:
