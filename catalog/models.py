@@ -264,7 +264,8 @@ class Label(PerSource, Base):
 
 
 class Cluster(Base):
-    """A star cluster (reference table: small, replicated when distributed)."""
+    """A star cluster or a subgroup of an association, with its own age (reference table: small,
+    replicated when distributed)."""
 
     __tablename__ = "cluster"
     cluster_id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -273,6 +274,9 @@ class Cluster(Base):
     age_err_myr: Mapped[float | None] = mapped_column(Double, comment="[Myr]")
     ra: Mapped[float | None] = mapped_column(Double, comment="ICRS [deg]")
     dec: Mapped[float | None] = mapped_column(Double, comment="ICRS [deg]")
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey(f"{SCHEMA}.cluster.cluster_id"),
+        comment="the association this cluster is a subgroup of (e.g. Upper Sco -> Sco-Cen); NULL for a cluster of its own")
 
 
 class RotationPeriod(PerSource, Base):

@@ -385,8 +385,9 @@ def _copy_rotation(pg, mapping: Mapping, chunk: MappedChunk, rows: np.ndarray, s
     nan = np.full(len(chunk.object_id), np.nan)
     const = mapping.constants["rotation_period"].get("cluster_name")
     names = r["cluster"][rows] if "cluster" in r else np.full(len(rows), const, dtype=object)
+    subgroups = r["subgroup"][rows] if "subgroup" in r else np.full(len(rows), None, dtype=object)
     ages = r.get("cluster_age_myr", nan)[rows]
-    cluster_id = _cluster_ids(pg, names, ages)
+    cluster_id = _cluster_ids(pg, names, subgroups, ages)
     with_attrs = mapping.attrs and mapping.join is not None
     attrs = np.array([json.dumps(chunk.attrs[i]) for i in rows], dtype=object) if with_attrs else "{}"
     return copy_columns(pg, "rotation_period", [
@@ -398,22 +399,36 @@ def _copy_rotation(pg, mapping: Mapping, chunk: MappedChunk, rows: np.ndarray, s
         ("attrs", "jsonb", attrs)])
 
 
-def _cluster_ids(pg, names: np.ndarray, ages: np.ndarray) -> np.ndarray:
-    """cluster_id per row (NaN where the row names no cluster); clusters not yet known are added
-    with the first age given for them."""
-    known = {}
-    for name, age in zip(names, ages):
+def _cluster_ids(pg, names: np.ndarray, subgroups: np.ndarray, ages: np.ndarray) -> np.ndarray:
+    """cluster_id per row (NaN where the row names no cluster).
+
+    A row whose subgroup differs from its cluster's name belongs to the subgroup: a cluster of its
+    own, with the row's age, whose ``parent_id`` is the named cluster (an association of subgroups
+    of different ages, so its own row holds no age). Clusters not yet known are added with the
+    first age given for them.
+    """
+    own = np.array([s if s is not None and s != c else c for c, s in zip(names, subgroups)], dtype=object)
+    known: dict[str, tuple[float | None, str | None]] = {}
+    for name, parent, age in zip(own, names, ages):
         if name is not None and name not in known:
-            known[name] = float(age) if np.isfinite(age) else None
+            known[name] = (float(age) if np.isfinite(age) else None, parent if parent != name else None)
     out = np.full(len(names), np.nan)
     if not known:
         return out
+    parents = sorted({p for _, p in known.values() if p is not None})
     with pg.cursor() as cur:
-        cur.execute("INSERT INTO healcat.cluster (name, age_myr) SELECT * FROM unnest(%s::text[], %s::float8[]) "
-                    "ON CONFLICT (name) DO NOTHING", (list(known), list(known.values())))
+        if parents:
+            cur.execute("INSERT INTO healcat.cluster (name) SELECT unnest(%s::text[]) "
+                        "ON CONFLICT (name) DO UPDATE SET age_myr = NULL", (parents,))
+        cur.execute("""INSERT INTO healcat.cluster (name, age_myr, parent_id)
+            SELECT u.name, u.age_myr, p.cluster_id
+            FROM unnest(%s::text[], %s::float8[], %s::text[]) AS u(name, age_myr, parent)
+            LEFT JOIN healcat.cluster AS p ON p.name = u.parent
+            ON CONFLICT (name) DO UPDATE SET parent_id = coalesce(healcat.cluster.parent_id, EXCLUDED.parent_id)""",
+                    (list(known), [a for a, _ in known.values()], [p for _, p in known.values()]))
         cur.execute("SELECT name, cluster_id FROM healcat.cluster WHERE name = ANY(%s)", (list(known),))
         ids = dict(cur.fetchall())
-    for i, name in enumerate(names):
+    for i, name in enumerate(own):
         if name is not None:
             out[i] = ids[name]
     return out

@@ -40,8 +40,8 @@ ON_MISSING = ("create", "quarantine")
 SECTIONS = {
     "spec_redshift": {"z": "float", "z_err": "float", "quality": "float", "spec_class": "text"},
     "rotation_period": {"period": "float", "period_err": "float", "bp_rp_dered": "float",
-                        "membership_prob": "float", "cluster": "text", "cluster_age_myr": "float",
-                        "reference": "text"},
+                        "membership_prob": "float", "cluster": "text", "subgroup": "text",
+                        "cluster_age_myr": "float", "reference": "text"},
     "stellar_mass": {"log_mass": "float", "log_mass_p16": "float", "log_mass_p84": "float",
                      "log_sfr": "float", "log_sfr_p16": "float", "log_sfr_p84": "float"},
 }

@@ -134,7 +134,7 @@ def test_chronoflow_periods_join_gaia_stars_by_id_and_the_rest_get_positionless_
     assert got.period_day == float(probe["Prot"]) and got.bp_rp_dered == pytest.approx(float(probe["BPRP_0"]), rel=1e-6)
     assert got.membership_prob == pytest.approx(float(probe["mem_prob_source"]), rel=1e-6)
     assert (got.reference, got.name, got.age_myr, got.dustmap) == (
-        probe["Prot_source"], probe["cluster"], float(probe["fiducial_age_Myr"]), probe["dustmap"])
+        probe["Prot_source"], probe["subgroup"], float(probe["fiducial_age_Myr"]), probe["dustmap"])
     assert got.shard == int(probe["GaiaDR3_ID"]) >> 51  # the order-4 pixel inside the Gaia id
     assert joined == len(in_gaia)  # the joined periods sit on the positioned Gaia stars
 

@@ -9,8 +9,6 @@ import torch
 from ingest.ml import lightcurve_embed as le
 from tests.science_data import LC_BANDS, eros, stripe82_rrlyrae
 
-EPOCHS = 6  # ~15 s of one core per model on the 3,300 training stars
-
 
 @pytest.fixture(scope="module")
 def stars() -> dict:
@@ -33,20 +31,23 @@ def test_both_surveys_and_all_six_classes_are_present(stars):
 
 
 def test_knn_on_embeddings_against_a_supervised_baseline(stars):
+    """The same held-out stars, inputs, encoders, augmentations and early stopping for both."""
     torch.set_num_threads(1)
     tr, te, y = stars["train"], ~stars["train"], stars["y"]
-    clip = le.train(*_part(stars, tr), n_bands=len(LC_BANDS), seed=0, epochs=EPOCHS)
+    clip = le.train(*_part(stars, tr), n_bands=len(LC_BANDS), seed=0)
     emb_tr, emb_te = le.embed(clip, *_part(stars, tr)), le.embed(clip, *_part(stars, te))
     np.testing.assert_allclose(np.linalg.norm(emb_te, axis=1), 1.0, atol=1e-5)
-    knn = float(np.mean(le.knn_classify(emb_tr, y[tr], emb_te, k=10) == y[te]))
-    baseline = le.train(*_part(stars, tr), n_bands=len(LC_BANDS), labels=y[tr], seed=0, epochs=EPOCHS)
+    k = le.choose_k(emb_tr, y[tr])
+    knn = float(np.mean(le.knn_classify(emb_tr, y[tr], emb_te, k=k) == y[te]))
+    baseline = le.train(*_part(stars, tr), n_bands=len(LC_BANDS), labels=y[tr], seed=0)
     supervised = float(np.mean(le.classify(baseline, *_part(stars, te)) == y[te]))
     majority = float(np.mean(y[te] == np.bincount(y[tr]).argmax()))
-    # Measured (seed 0): k-NN 0.873, supervised 0.912, majority 0.55. Labels never enter the
-    # contrastive model; the target "k-NN >= supervised" is NOT met, so the test pins the gap.
+    # Measured (seed 0): k-NN 0.919 (k = 10), supervised 0.930, majority 0.55. Labels never enter
+    # the contrastive model; the target "k-NN >= supervised" is NOT met (by 9 of 826 stars, about
+    # one binomial sigma), so the test pins the gap.
     assert knn > majority + 0.3
-    assert knn > supervised - 0.06
-    assert supervised > 0.88
+    assert knn > 0.905 and knn > supervised - 0.025
+    assert supervised > 0.915
 
 
 def test_training_is_reproducible(stars):
@@ -56,6 +57,26 @@ def test_training_is_reproducible(stars):
     a = le.embed(le.train(*_part(stars, subset), n_bands=len(LC_BANDS), seed=3, epochs=1), *_part(stars, subset))
     b = le.embed(le.train(*_part(stars, subset), n_bands=len(LC_BANDS), seed=3, epochs=1), *_part(stars, subset))
     np.testing.assert_array_equal(a, b)
+
+
+def test_fourier_features_recover_a_folded_curve_whatever_its_phase_origin():
+    rng = np.random.default_rng(1)
+    period_day = 0.57
+    t = np.sort(rng.uniform(0.0, 500.0, 200))
+    curves = []
+    for shift_day in (0.0, 0.2):  # a later first epoch moves phi_1 and phi_2, not phi_21
+        phase = 2 * np.pi * (t + shift_day) / period_day
+        mag = 18.0 + 0.4 * np.cos(phase + 0.3) + 0.1 * np.cos(2 * phase + 1.0)
+        curves.append(np.stack([t, mag, np.full_like(t, 0.01), np.zeros_like(t)], axis=1))
+    curves.append(curves[0][:5])  # too few epochs for a fit
+    f = le.fourier_features(curves, np.array([period_day] * 3), n_bands=2)
+    k = le.N_FOURIER - 1
+    for row in f[:2, 0]:
+        assert row[0] == pytest.approx(np.log10(0.4), abs=1e-3)  # A1
+        assert row[2] == pytest.approx(np.log10(0.1 / 0.4), abs=1e-3)  # A2 / A1
+        phi21 = 1.0 - 2 * 0.3
+        assert (row[2 + k], row[2 + 2 * k]) == pytest.approx((np.sin(phi21), np.cos(phi21)), abs=1e-3)
+    assert np.isnan(f[:, 1]).all() and np.isnan(f[2]).all()  # no band-1 epochs; too few epochs
 
 
 def test_malformed_light_curve_is_named():

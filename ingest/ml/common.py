@@ -20,6 +20,32 @@ def split_indices(n: int, seed: int, test_fraction: float = 0.2,
     return perm[:n_test], perm[n_test:n_test + n_val], perm[n_test + n_val:]
 
 
+class EarlyStopping:
+    """Keeps a model's weights at its best validation loss and says when ``patience`` epochs have
+    passed without a better one."""
+
+    def __init__(self, model: nn.Module, patience: int) -> None:
+        self.model, self.patience = model, patience
+        self.best, self.best_state, self.since = float("inf"), None, 0
+
+    def stop(self, val_loss: float) -> bool:
+        """Record one epoch's validation loss; True when training should stop."""
+        if val_loss < self.best:
+            self.best, self.since = val_loss, 0
+            self.best_state = {k: t.detach().clone() for k, t in self.model.state_dict().items()}
+        else:
+            self.since += 1
+        return self.since >= self.patience
+
+    def restore(self) -> float:
+        """Load the best weights, leave the model in eval mode; returns the best validation loss."""
+        if self.best_state is None:
+            raise RuntimeError("the validation loss was never finite; check the inputs")
+        self.model.load_state_dict(self.best_state)
+        self.model.eval()
+        return self.best
+
+
 def fit_early_stopping(model: nn.Module, opt: torch.optim.Optimizer,
                        loss: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor],
                        fit: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor], *,
@@ -33,7 +59,7 @@ def fit_early_stopping(model: nn.Module, opt: torch.optim.Optimizer,
     (xf, yf), (xv, yv) = fit, val
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     gen = torch.Generator().manual_seed(seed)
-    best, best_state, since, epoch = float("inf"), None, 0, 0
+    stopper, epoch = EarlyStopping(model, patience), 0
     for epoch in range(1, epochs + 1):
         model.train()
         for idx in torch.randperm(len(xf), generator=gen).to(xf.device).split(batch_size):
@@ -44,18 +70,9 @@ def fit_early_stopping(model: nn.Module, opt: torch.optim.Optimizer,
         model.eval()
         with torch.no_grad():
             v = float(loss(model, xv, yv))
-        if v < best:
-            best, since = v, 0
-            best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
-        else:
-            since += 1
-            if since >= patience:
-                break
-    if best_state is None:
-        raise RuntimeError("the validation loss was never finite; check the inputs")
-    model.load_state_dict(best_state)
-    model.eval()
-    return best, epoch
+        if stopper.stop(v):
+            break
+    return stopper.restore(), epoch
 
 
 def best_device() -> torch.device:

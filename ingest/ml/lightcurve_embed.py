@@ -1,20 +1,28 @@
 """Light-curve + metadata embeddings trained contrastively (AstroM3 / CLIP idea).
 
-Two encoders map one star's two views into a shared space: a small transformer over irregularly
-sampled multi-band epochs (tokens of time, magnitude, error and band) and an MLP over catalogue
-metadata (period, mean magnitudes, amplitudes, ...). A symmetric InfoNCE loss pulls a star's two
-views together and pushes other stars' apart; no labels are used. A star's embedding is the
-concatenation of its two L2-normalised views, itself normalised (cosine / inner product search).
+Two encoders map one star's two views into a shared space: a light-curve encoder over irregularly
+sampled multi-band epochs and an MLP over catalogue metadata (period, mean magnitudes, amplitudes,
+...). The light-curve encoder has two branches that both fold the curve on the catalogue period:
+a small transformer over epoch tokens (time, phase, magnitude, error, band) and an MLP over each
+band's Fourier decomposition of the folded curve (amplitude A1, ratios A_k/A1 and phase
+differences phi_k1 = phi_k - k phi_1 for k = 2..4, residual scatter; the classical variable-star
+features, invariant to the arbitrary phase origin). No labels are used: a symmetric InfoNCE loss
+pulls a star's light-curve and metadata views together (CLIP), and two more pull together two
+augmented copies of the same view (SimCLR: different random subsets of the epochs; Gaussian noise
+on the standardised metadata), so each view also keeps what the other cannot predict. A star's
+embedding is the concatenation of its two L2-normalised views, itself normalised (cosine / inner
+product search).
 
 Inputs (numpy): a light curve is a ``[n, 4]`` float array of rows (time_day, mag, mag_err,
 band index < ``n_bands``); metadata is a ``[N, M]`` float array with NaN for "not measured".
 Magnitudes are per-survey (EROS-2 B/R, SDSS ugriz AB); only offsets from a star's per-band median
-enter the network, so zero points matter only through the metadata.
+enter the transformer, so zero points matter only through the metadata.
 """
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -25,6 +33,71 @@ from . import common
 MAX_TOKENS = 64  # epochs kept per star (seeded random subset when a star has more)
 PERIODS_DAY = np.geomspace(0.2, 2000.0, 12)  # time encodings sin/cos(2 pi t / P)
 N_HARMONICS = 3  # phase encodings sin/cos(2 pi k phase), k = 1..3
+N_FOURIER = 4  # harmonics of the per-band Fourier fit of the folded curve
+MIN_FOURIER_EPOCHS = 3 * N_FOURIER  # a band with fewer epochs has no Fourier features (NaN)
+FOURIER_FEATURES = 2 + 3 * (N_FOURIER - 1)  # log A1, log rms; per k >= 2: log(A_k/A1), sin, cos phi_k1
+AUGMENT_FRACTION = 0.75  # training views fit the Fourier series to this random fraction of epochs
+AUGMENT_COPIES = 4  # ... drawn this many times per star (once per training: the fits are the slow part)
+META_NOISE = 0.1  # training views add this much Gaussian noise to the metadata [its std]
+
+
+class Batch(NamedTuple):
+    """A batch of stars as tensors: transformer tokens, Fourier features, metadata."""
+
+    values: torch.Tensor  # [N, L, 6] float32, see tokenize()
+    band: torch.Tensor  # [N, L] int64
+    mask: torch.Tensor  # [N, L] bool, True = real token
+    fourier: torch.Tensor  # [N, n_bands * FOURIER_FEATURES] float32, NaN = band missing
+    meta: torch.Tensor  # [N, M] float32, NaN = not measured
+
+    def rows(self, idx: torch.Tensor | slice) -> Batch:
+        """The same stars' rows ``idx`` of every field."""
+        return self._make(t[idx] for t in self)
+
+
+class _Epochs(NamedTuple):
+    """All stars' epochs concatenated, star by star (float64 except the indices)."""
+
+    star: np.ndarray  # [E] int64, index into the light curves
+    time_day: np.ndarray  # [E] since the star's first epoch
+    mag: np.ndarray  # [E] minus the median of the star's epochs in that band
+    level: np.ndarray  # [E] that median magnitude
+    err: np.ndarray  # [E]
+    band: np.ndarray  # [E] int64
+    period_day: np.ndarray  # [N] NaN where unknown (not positive or not finite)
+    start: np.ndarray  # [N + 1] first epoch of each star (and the end)
+
+
+def _group_starts(key: np.ndarray, n: int) -> np.ndarray:
+    """Offsets ``[n + 1]`` of groups ``0..n-1`` in an array sorted by ``key``."""
+    return np.concatenate([[0], np.cumsum(np.bincount(key, minlength=n))])
+
+
+def _epochs(light_curves: list[np.ndarray], period_day: np.ndarray) -> _Epochs:
+    period_day = np.asarray(period_day, dtype=np.float64)
+    n = len(light_curves)
+    if period_day.shape != (n,):
+        raise ValueError(f"period_day has shape {period_day.shape}, expected ({n},)")
+    for i, lc in enumerate(light_curves):
+        if np.ndim(lc) != 2 or np.shape(lc)[1] != 4 or len(lc) == 0:
+            raise ValueError(f"light curve {i}: expected a non-empty [n, 4] array, got shape {np.shape(lc)}")
+    lc = np.concatenate(light_curves).astype(np.float64)
+    star = np.repeat(np.arange(n), [len(c) for c in light_curves])
+    start = _group_starts(star, n)
+    band = lc[:, 3].astype(np.int64)
+    # Median per (star, band): sort by group then magnitude, average the middle one or two.
+    group = star * (band.max() + 1) + band
+    order = np.lexsort((lc[:, 1], group))
+    g_sorted, m_sorted = group[order], lc[order, 1]
+    first = np.flatnonzero(np.r_[True, g_sorted[1:] != g_sorted[:-1]])
+    count = np.diff(np.r_[first, len(order)])
+    median = 0.5 * (m_sorted[first + (count - 1) // 2] + m_sorted[first + count // 2])
+    level = np.empty(len(lc))
+    level[order] = np.repeat(median, count)
+    t0 = np.minimum.reduceat(lc[:, 0], start[:-1])
+    known = np.isfinite(period_day) & (period_day > 0)
+    return _Epochs(star, lc[:, 0] - t0[star], lc[:, 1] - level, level, lc[:, 2], band,
+                   np.where(known, period_day, np.nan), start)
 
 
 def tokenize(light_curves: list[np.ndarray], period_day: np.ndarray, *, seed: int = 0,
@@ -34,40 +107,110 @@ def tokenize(light_curves: list[np.ndarray], period_day: np.ndarray, *, seed: in
     Returns ``values`` ``[N, L, 6]`` (time since first epoch in days, phase in [0, 1) folded on
     the star's catalogue ``period_day``, mag minus that band's median, mag_err, the band's median
     mag, log10 period; phase and period are 0 where the period is unknown), ``band`` ``[N, L]``
-    int64 and ``mask`` ``[N, L]`` bool (True = real token). The light-curve view is thus the
-    folded curve with its period, as variable-star catalogues present it.
+    int64 and ``mask`` ``[N, L]`` bool (True = real token).
     Stars with more than ``max_tokens`` epochs keep a random subset drawn from ``seed``.
     """
-    rng = np.random.default_rng(seed)
-    n = len(light_curves)
+    return _tokens(_epochs(light_curves, period_day), np.random.default_rng(seed), max_tokens)
+
+
+def _tokens(e: _Epochs, rng: np.random.Generator, max_tokens: int = MAX_TOKENS):
+    n = len(e.period_day)
+    order = np.lexsort((rng.random(len(e.star)), e.star))  # star by star, in random order
+    slot = np.arange(len(order)) - e.start[e.star[order]]
+    keep, slot = order[slot < max_tokens], slot[slot < max_tokens]
+    row = e.star[keep]
+    p = e.period_day[row]
+    known = np.isfinite(p)
     values = np.zeros((n, max_tokens, 6), dtype=np.float32)
-    period_day = np.asarray(period_day, dtype=np.float64)
-    if period_day.shape != (n,):
-        raise ValueError(f"period_day has shape {period_day.shape}, expected ({n},)")
+    values[row, slot] = np.stack([e.time_day[keep], np.where(known, np.mod(e.time_day[keep] / p, 1.0), 0.0),
+                                  e.mag[keep], e.err[keep], e.level[keep],
+                                  np.where(known, np.log10(p), 0.0)], axis=1)
     band = np.zeros((n, max_tokens), dtype=np.int64)
     mask = np.zeros((n, max_tokens), dtype=bool)
-    for i, lc in enumerate(light_curves):
-        lc = np.asarray(lc, dtype=np.float64)
-        if lc.ndim != 2 or lc.shape[1] != 4 or len(lc) == 0:
-            raise ValueError(f"light curve {i}: expected a non-empty [n, 4] array, got shape {lc.shape}")
-        b = lc[:, 3].astype(np.int64)
-        level = np.empty(len(lc))
-        for k in np.unique(b):
-            level[b == k] = np.median(lc[b == k, 1])
-        keep = np.sort(rng.choice(len(lc), max_tokens, replace=False)) if len(lc) > max_tokens else np.arange(len(lc))
-        m = len(keep)
-        t = lc[keep, 0] - lc[:, 0].min()
-        p = period_day[i]
-        known = bool(np.isfinite(p) and p > 0)
-        phase = np.mod(t / p, 1.0) if known else np.zeros(m)
-        values[i, :m] = np.stack([t, phase, lc[keep, 1] - level[keep], lc[keep, 2], level[keep],
-                                  np.full(m, np.log10(p) if known else 0.0)], axis=1)
-        band[i, :m], mask[i, :m] = b[keep], True
+    band[row, slot], mask[row, slot] = e.band[keep], True
     return values, band, mask
 
 
+def fourier_features(light_curves: list[np.ndarray], period_day: np.ndarray, n_bands: int, *,
+                     seed: int = 0, fraction: float = 1.0) -> np.ndarray:
+    """Per-band Fourier decomposition of each curve folded on its period: ``[N, n_bands, FOURIER_FEATURES]``.
+
+    Per band, mag = a0 + sum_k A_k cos(2 pi k phase + phi_k), k = 1..N_FOURIER, by least squares
+    weighted by 1/mag_err; features log10 A1 [mag], log10 of the residual rms [mag], and for
+    k >= 2 log10(A_k / A1), sin and cos of phi_k1 = phi_k - k phi_1. NaN for a band with fewer
+    than MIN_FOURIER_EPOCHS epochs and for every band when the period is unknown. With
+    ``fraction`` < 1 each band is fitted to a random fraction of its epochs (drawn from ``seed``;
+    training augmentation).
+    """
+    return _fourier(_epochs(light_curves, period_day), n_bands, np.random.default_rng(seed) if fraction < 1 else None,
+                    fraction)
+
+
+def _fourier(e: _Epochs, n_bands: int, rng: np.random.Generator | None, fraction: float = 1.0) -> np.ndarray:
+    n = len(e.period_day)
+    use = np.isfinite(e.period_day[e.star])
+    if rng is not None:
+        use &= rng.random(len(e.star)) < fraction
+    star, band, mag = e.star[use], e.band[use], e.mag[use]
+    group = star * n_bands + band
+    n_groups = n * n_bands
+    k = np.arange(1, N_FOURIER + 1)
+    arg = 2 * np.pi * np.mod(e.time_day[use] / e.period_day[star], 1.0)[:, None] * k
+    design = np.concatenate([np.ones((len(star), 1)), np.cos(arg), np.sin(arg)], axis=1)
+    w2 = np.maximum(e.err[use], 1e-3) ** -2.0
+    size = design.shape[1]
+    # Weighted normal equations of every (star, band) at once: sums over each group's epochs.
+    normal = np.empty((n_groups, size, size))
+    for a in range(size):
+        for b in range(a, size):
+            normal[:, a, b] = normal[:, b, a] = np.bincount(group, w2 * design[:, a] * design[:, b], n_groups)
+    rhs = np.stack([np.bincount(group, w2 * design[:, a] * mag, n_groups) for a in range(size)], axis=1)
+    count = np.bincount(group, minlength=n_groups)
+    ok = count >= MIN_FOURIER_EPOCHS
+    coef = np.zeros((n_groups, size))
+    coef[ok] = np.linalg.solve(normal[ok] + 1e-9 * np.eye(size), rhs[ok][:, :, None])[:, :, 0]
+    resid = mag - np.einsum("ij,ij->i", design, coef[group])
+    rms = np.sqrt(np.bincount(group, resid ** 2, n_groups) / np.maximum(count, 1)) + 1e-4
+    c, s = coef[:, 1:1 + N_FOURIER], coef[:, 1 + N_FOURIER:]
+    amp = np.hypot(c, s) + 1e-4
+    phi = np.arctan2(-s, c)  # A cos(x + phi) = A cos(phi) cos(x) - A sin(phi) sin(x)
+    dphi = phi[:, 1:] - k[1:] * phi[:, :1]
+    out = np.concatenate([np.log10(amp[:, :1]), np.log10(rms)[:, None], np.log10(amp[:, 1:] / amp[:, :1]),
+                          np.sin(dphi), np.cos(dphi)], axis=1)
+    out[~ok] = np.nan
+    return out.reshape(n, n_bands, FOURIER_FEATURES).astype(np.float32)
+
+
+class Standardise(nn.Module):
+    """Standardised features (NaN -> 0) beside their missing-value flags: ``[N, 2 F]``."""
+
+    def __init__(self, n_features: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n_features))
+        self.register_buffer("std", torch.ones(n_features))
+
+    def fit(self, x: np.ndarray) -> None:
+        """Mean and std of each column over its finite values."""
+        x = np.asarray(x, dtype=np.float64)
+        finite = np.isfinite(x)
+        count = np.maximum(finite.sum(0), 1)
+        mean = np.where(finite, x, 0.0).sum(0) / count
+        std = np.sqrt(np.where(finite, (x - mean) ** 2, 0.0).sum(0) / count)
+        self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.std.copy_(torch.as_tensor(np.where(std > 0, std, 1.0), dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        missing = torch.isnan(x)
+        return torch.cat([torch.where(missing, torch.zeros_like(x), (x - self.mean) / self.std), missing.float()], -1)
+
+
+def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(n_in, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, n_out))
+
+
 class LightCurveEncoder(nn.Module):
-    """Transformer over (time and phase encodings, mag offset, error, band) tokens, masked mean pooling."""
+    """Transformer over (time and phase encodings, mag offset, error, band) tokens, masked mean
+    pooling, plus an MLP over the standardised Fourier features; the two branches are summed."""
 
     def __init__(self, n_bands: int, d_model: int = 32, depth: int = 2, heads: int = 4, out_dim: int = 32) -> None:
         super().__init__()
@@ -77,16 +220,19 @@ class LightCurveEncoder(nn.Module):
         layer = nn.TransformerEncoderLayer(d_model, heads, 2 * d_model, dropout=0.0, batch_first=True)
         self.body = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
         self.out = nn.Linear(d_model, out_dim)
+        self.fourier_scale = Standardise(n_bands * FOURIER_FEATURES)
+        self.fourier = _mlp(2 * n_bands * FOURIER_FEATURES, 64, out_dim)
 
-    def forward(self, values: torch.Tensor, band: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Batch) -> torch.Tensor:
+        values, mask = x.values, x.mask
         t = values[..., :1] * self.omega
         fold = 2 * math.pi * values[..., 1:2] * torch.arange(1, N_HARMONICS + 1, dtype=values.dtype)
         feats = torch.cat([t.sin(), t.cos(), fold.sin(), fold.cos(), values[..., 2:3],
                            torch.log10(values[..., 3:4] + 1e-3), (values[..., 4:5] - 18.0) / 2.0,
                            values[..., 5:6]], -1)
-        h = self.body(self.inp(feats) + self.band(band), src_key_padding_mask=~mask)
+        h = self.body(self.inp(feats) + self.band(x.band), src_key_padding_mask=~mask)
         w = mask.unsqueeze(-1).float()
-        return self.out((h * w).sum(1) / w.sum(1).clamp_min(1.0))
+        return self.out((h * w).sum(1) / w.sum(1).clamp_min(1.0)) + self.fourier(self.fourier_scale(x.fourier))
 
 
 class MetaEncoder(nn.Module):
@@ -94,15 +240,11 @@ class MetaEncoder(nn.Module):
 
     def __init__(self, n_meta: int, hidden: int = 64, out_dim: int = 32) -> None:
         super().__init__()
-        self.register_buffer("m_mean", torch.zeros(n_meta))
-        self.register_buffer("m_std", torch.ones(n_meta))
-        self.net = nn.Sequential(nn.Linear(2 * n_meta, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
-                                 nn.Linear(hidden, out_dim))
+        self.scale = Standardise(n_meta)
+        self.net = _mlp(2 * n_meta, hidden, out_dim)
 
     def forward(self, meta: torch.Tensor) -> torch.Tensor:
-        missing = torch.isnan(meta)
-        z = torch.where(missing, torch.zeros_like(meta), (meta - self.m_mean) / self.m_std)
-        return self.net(torch.cat([z, missing.float()], -1))
+        return self.net(self.scale(meta))
 
 
 class LightCurveCLIP(nn.Module):
@@ -116,105 +258,168 @@ class LightCurveCLIP(nn.Module):
         self.log_temp = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
         self.head = nn.Linear(2 * out_dim, n_classes) if n_classes else None
 
-    def views(self, values, band, mask, meta) -> tuple[torch.Tensor, torch.Tensor]:
+    def views(self, x: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """L2-normalised light-curve and metadata views ``[N, out_dim]`` each."""
-        return (nn.functional.normalize(self.lc(values, band, mask), dim=1),
-                nn.functional.normalize(self.meta(meta), dim=1))
+        return nn.functional.normalize(self.lc(x), dim=1), nn.functional.normalize(self.meta(x.meta), dim=1)
 
-    def embed(self, values, band, mask, meta) -> torch.Tensor:
+    def embed(self, x: Batch) -> torch.Tensor:
         """The star's embedding ``[N, 2 * out_dim]``: both views concatenated, unit norm."""
-        return nn.functional.normalize(torch.cat(self.views(values, band, mask, meta), 1), dim=1)
+        return nn.functional.normalize(torch.cat(self.views(x), 1), dim=1)
 
-    def clip_loss(self, values, band, mask, meta) -> torch.Tensor:
-        a, b = self.views(values, band, mask, meta)
+    def info_nce(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Symmetric InfoNCE: row i of ``a`` and of ``b`` are the positive pair, the other rows negatives."""
         logits = self.log_temp.clamp(max=math.log(100.0)).exp() * a @ b.T
-        target = torch.arange(len(a))
+        target = torch.arange(len(a), device=a.device)
         return 0.5 * (nn.functional.cross_entropy(logits, target) + nn.functional.cross_entropy(logits.T, target))
 
-    def class_loss(self, values, band, mask, meta, labels: torch.Tensor) -> torch.Tensor:
-        pooled = torch.cat([self.lc(values, band, mask), self.meta(meta)], 1)
-        return nn.functional.cross_entropy(self.head(pooled), labels)
+    def contrastive_loss(self, x1: Batch, x2: Batch) -> torch.Tensor:
+        """Cross-modal InfoNCE on the first copy plus within-modality InfoNCE between two augmented copies."""
+        lc1, meta1 = self.views(x1)
+        lc2, meta2 = self.views(x2)
+        return self.info_nce(lc1, meta1) + self.info_nce(lc1, lc2) + self.info_nce(meta1, meta2)
+
+    def logits(self, x: Batch) -> torch.Tensor:
+        return self.head(torch.cat([self.lc(x), self.meta(x.meta)], 1))
+
+    def class_loss(self, x1: Batch, x2: Batch, labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the supervised baseline, averaged over the two augmented copies."""
+        return 0.5 * (nn.functional.cross_entropy(self.logits(x1), labels)
+                      + nn.functional.cross_entropy(self.logits(x2), labels))
 
 
-def _tensors(light_curves, period_day, meta, seed):
-    values, band, mask = tokenize(light_curves, period_day, seed=seed)
-    return (torch.from_numpy(values), torch.from_numpy(band), torch.from_numpy(mask),
-            torch.as_tensor(np.asarray(meta, dtype=np.float32)))
+def batch(light_curves: list[np.ndarray], period_day: np.ndarray, meta: np.ndarray, n_bands: int, *,
+          seed: int = 0) -> Batch:
+    """Tensors of a set of stars (token subsets drawn from ``seed``)."""
+    e = _epochs(light_curves, period_day)
+    return _batch(e, _fourier(e, n_bands, None), meta, np.random.default_rng(seed))
+
+
+def _batch(e: _Epochs, fourier: np.ndarray, meta: np.ndarray, rng: np.random.Generator) -> Batch:
+    values, band, mask = _tokens(e, rng)
+    return Batch(torch.from_numpy(values), torch.from_numpy(band), torch.from_numpy(mask),
+                 torch.from_numpy(fourier.reshape(len(fourier), -1)), torch.as_tensor(np.asarray(meta, dtype=np.float32)))
+
+
+def _noisy(x: Batch, std: torch.Tensor, gen: torch.Generator) -> Batch:
+    """``x`` with Gaussian noise of ``META_NOISE`` x each column's std on the metadata."""
+    return x._replace(meta=x.meta + META_NOISE * std * torch.randn(x.meta.shape, generator=gen))
 
 
 def train(light_curves: list[np.ndarray], period_day: np.ndarray, meta: np.ndarray, *, n_bands: int,
-          labels: np.ndarray | None = None,
-          seed: int = 0, epochs: int = 12, batch_size: int = 128, lr: float = 2e-3,
+          labels: np.ndarray | None = None, seed: int = 0, epochs: int = 40, patience: int = 6,
+          batch_size: int = 128, lr: float = 2e-3, val_fraction: float = 0.1,
           **hparams: Any) -> LightCurveCLIP:
     """Contrastive training (``labels=None``) or the supervised baseline (integer ``labels``).
 
-    Both use the same encoders, optimiser and epochs. Each epoch redraws which epochs of long light
-    curves are kept (augmentation). Returns the model in eval mode.
+    Both use the same encoders, optimiser, augmentations and stopping rule: a seeded
+    ``val_fraction`` of the stars is set aside, training runs up to ``epochs`` epochs and stops
+    ``patience`` epochs after the best validation loss, whose weights are kept. Each epoch draws two
+    augmented copies of every training star (other epoch subsets, Fourier fits to other epoch
+    subsets, metadata noise). Returns the model in eval mode.
     """
-    meta = np.asarray(meta, dtype=np.float64)
+    period_day, meta = np.asarray(period_day, dtype=np.float64), np.asarray(meta, dtype=np.float64)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     n_classes = 0 if labels is None else int(np.max(labels)) + 1
     model = LightCurveCLIP(n_bands, meta.shape[1], n_classes=n_classes, **hparams)
-    finite = np.isfinite(meta)
-    count = np.maximum(finite.sum(0), 1)
-    mean = np.where(finite, meta, 0.0).sum(0) / count
-    std = np.sqrt(np.where(finite, (meta - mean) ** 2, 0.0).sum(0) / count)
-    model.meta.m_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
-    model.meta.m_std.copy_(torch.as_tensor(np.where(std > 0, std, 1.0), dtype=torch.float32))
+    _, val, fit = common.split_indices(len(light_curves), seed, test_fraction=0.0, val_fraction=val_fraction)
+    e_fit, e_val = (_epochs([light_curves[i] for i in idx], period_day[idx]) for idx in (fit, val))
+    rng = np.random.default_rng(seed)
+    model.meta.scale.fit(meta[fit])
+    model.lc.fourier_scale.fit(_fourier(e_fit, n_bands, None).reshape(len(fit), -1))
     y = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+
+    def loss(x1: Batch, x2: Batch, idx: np.ndarray) -> torch.Tensor:
+        return model.contrastive_loss(x1, x2) if y is None else model.class_loss(x1, x2, y[idx])
+
+    def augmenter(e: _Epochs, m: np.ndarray) -> Callable[[], list[Batch]]:
+        """Draws two augmented copies of every star: new epoch subsets for the transformer, and
+        one of AUGMENT_COPIES Fourier fits each to a random AUGMENT_FRACTION of the epochs."""
+        pool = np.stack([_fourier(e, n_bands, rng, AUGMENT_FRACTION) for _ in range(AUGMENT_COPIES)])
+        rows = np.arange(len(m))
+        return lambda: [_batch(e, pool[rng.integers(AUGMENT_COPIES, size=len(m)), rows], m, rng) for _ in (0, 1)]
+
+    # The validation loss is on fixed augmented copies, so epochs compare like with like.
+    v1, v2 = (_noisy(v, model.meta.scale.std, gen) for v in augmenter(e_val, meta[val])())
+    draw = augmenter(e_fit, meta[fit])
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-    model.train()
+    stopper = common.EarlyStopping(model, patience)
     for epoch in range(epochs):
-        values, band, mask, m = _tensors(light_curves, period_day, meta, seed * 1000 + epoch)
-        for idx in torch.randperm(len(m), generator=gen).split(batch_size):
+        model.train()
+        copies = draw()
+        for idx in torch.randperm(len(fit), generator=gen).split(batch_size):
             if len(idx) < 2:
                 continue
             opt.zero_grad(set_to_none=True)
-            args = (values[idx], band[idx], mask[idx], m[idx])
-            loss = model.clip_loss(*args) if y is None else model.class_loss(*args, y[idx])
-            loss.backward()
+            x1, x2 = (_noisy(v.rows(idx), model.meta.scale.std, gen) for v in copies)
+            loss(x1, x2, fit[idx.numpy()]).backward()
             opt.step()
         sched.step()
+        model.eval()
+        with torch.no_grad():
+            if stopper.stop(float(loss(v1, v2, val))):
+                break
+    stopper.restore()
+    model.epochs_run = epoch + 1
     return model.eval()
+
+
+def _batches(model: LightCurveCLIP, light_curves, period_day, meta, seed: int, batch_size: int):
+    x = batch(light_curves, period_day, meta, model.hparams["n_bands"], seed=seed)
+    return (x.rows(slice(i, i + batch_size)) for i in range(0, len(x.meta), batch_size))
 
 
 @torch.inference_mode()
 def embed(model: LightCurveCLIP, light_curves: list[np.ndarray], period_day: np.ndarray, meta: np.ndarray, *,
           seed: int = 0, batch_size: int = 512) -> np.ndarray:
     """Embeddings ``[N, 2 * out_dim]`` float32, unit norm (the token subset is fixed by ``seed``)."""
-    values, band, mask, m = _tensors(light_curves, period_day, meta, seed)
-    return torch.cat([model.embed(*(t[i:i + batch_size] for t in (values, band, mask, m)))
-                      for i in range(0, len(m), batch_size)]).numpy()
+    return torch.cat([model.embed(x) for x in _batches(model, light_curves, period_day, meta, seed, batch_size)]).numpy()
 
 
 @torch.inference_mode()
 def view_agreement(model: LightCurveCLIP, light_curves: list[np.ndarray], period_day: np.ndarray,
-                   meta: np.ndarray, *, seed: int = 0) -> np.ndarray:
+                   meta: np.ndarray, *, seed: int = 0, batch_size: int = 512) -> np.ndarray:
     """Cosine similarity ``[N]`` of each star's light-curve and metadata views, in [-1, 1]: low when
     a curve does not look like what its catalogue entry (period, magnitudes) says."""
-    a, b = model.views(*_tensors(light_curves, period_day, meta, seed))
-    return (a * b).sum(1).numpy()
+    out = []
+    for x in _batches(model, light_curves, period_day, meta, seed, batch_size):
+        a, b = model.views(x)
+        out.append((a * b).sum(1))
+    return torch.cat(out).numpy()
 
 
 @torch.inference_mode()
 def classify(model: LightCurveCLIP, light_curves: list[np.ndarray], period_day: np.ndarray, meta: np.ndarray, *,
-             seed: int = 0) -> np.ndarray:
+             seed: int = 0, batch_size: int = 512) -> np.ndarray:
     """Predicted class indices ``[N]`` from a supervised-baseline model."""
-    values, band, mask, m = _tensors(light_curves, period_day, meta, seed)
-    return model.head(torch.cat([model.lc(values, band, mask), model.meta(m)], 1)).argmax(1).numpy()
+    return torch.cat([model.logits(x).argmax(1)
+                      for x in _batches(model, light_curves, period_day, meta, seed, batch_size)]).numpy()
+
+
+def _vote(sims: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Each row's label by a k-nearest-neighbour vote over cosine similarities ``sims`` ``[M, N]``,
+    a neighbour weighing 1 + its similarity (nearer votes weigh more)."""
+    nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    classes = np.unique(labels)
+    weights = np.take_along_axis(sims, nearest, 1) + 1.0
+    votes = np.stack([((labels[nearest] == c) * weights).sum(1) for c in classes], 1)
+    return classes[votes.argmax(1)]
 
 
 def knn_classify(train_emb: np.ndarray, train_labels: np.ndarray, query_emb: np.ndarray, k: int = 10) -> np.ndarray:
-    """Cosine k-nearest-neighbour vote (ties to the nearer neighbours), labels ``[M]``."""
-    sims = np.asarray(query_emb) @ np.asarray(train_emb).T
-    nearest = np.argsort(-sims, axis=1)[:, :k]
-    labels = np.asarray(train_labels)
-    classes = np.unique(labels)
-    weights = np.take_along_axis(sims, nearest, 1) + 1.0  # in [0, 2]: nearer votes weigh more
-    votes = np.stack([((labels[nearest] == c) * weights).sum(1) for c in classes], 1)
-    return classes[votes.argmax(1)]
+    """Cosine k-nearest-neighbour vote (nearer neighbours weigh more), labels ``[M]``."""
+    return _vote(np.asarray(query_emb) @ np.asarray(train_emb).T, np.asarray(train_labels), k)
+
+
+def choose_k(train_emb: np.ndarray, train_labels: np.ndarray, ks: tuple[int, ...] = (5, 10, 20, 40)) -> int:
+    """The k of :func:`knn_classify` with the best leave-one-out accuracy on the training stars
+    themselves (each voted on by the others), the smaller k on ties: chosen without the test set."""
+    emb, labels = np.asarray(train_emb), np.asarray(train_labels)
+    sims = emb @ emb.T
+    np.fill_diagonal(sims, -np.inf)
+    accuracy = [float(np.mean(_vote(sims, labels, k) == labels)) for k in ks]
+    return ks[int(np.argmax(accuracy))]
 
 
 to_bytes = common.to_bytes

@@ -1,10 +1,11 @@
 """Gyrochronology ages (ChronoFlow idea): p(Prot | BP-RP_0, age) learnt from open clusters, inverted per star.
 
 Training rows are a release's cluster rotators passing the paper's cuts (kept in
-``rotation_period.attrs``). Clusters made of subgroups of different ages (Sco-Cen, Taurus) are left
-out: ``healcat.cluster`` holds one age per cluster name. A seeded fifth of the clusters is held out
-whole; the metrics give each cluster's age from all its members (product of member likelihoods),
-queryable as ``model.metrics->'cluster_ages'``.
+``rotation_period.attrs``). A cluster is a ``healcat.cluster`` row with its own age: the subgroups
+of an association (Sco-Cen's Upper Sco, UCL, ..., Taurus's groups) are clusters of their own, with
+their literature ages, whose ``parent_id`` names the association. A seeded fifth of the clusters is
+held out whole; the metrics give each cluster's age from all its members (product of member
+likelihoods), queryable as ``model.metrics->'cluster_ages'``.
 """
 
 from __future__ import annotations
@@ -24,13 +25,12 @@ class GyroAge(Task):
     model_name = "chronoflow-gyro"
     default_training_release = "chronoflow/2025-prot-catalogue"
     unit = "log10 yr"
-    #: shard, source_id, BP-RP_0 [mag], Prot [d], cluster age [Myr], cluster name.
-    training_query = f"""SELECT rp.shard, rp.source_id, rp.bp_rp_dered, rp.period_day, c.age_myr, c.name
+    #: shard, source_id, BP-RP_0 [mag], Prot [d], cluster age [Myr], cluster name, association (or the cluster).
+    training_query = f"""SELECT rp.shard, rp.source_id, rp.bp_rp_dered, rp.period_day, c.age_myr, c.name,
+       coalesce(a.name, c.name) AS association
 FROM healcat.rotation_period AS rp JOIN healcat.cluster AS c USING (cluster_id)
+LEFT JOIN healcat.cluster AS a ON a.cluster_id = c.parent_id
 WHERE rp.release_id = %(release_id)s AND c.age_myr IS NOT NULL AND {_CUTS}
-  AND c.cluster_id NOT IN (SELECT cluster_id FROM healcat.rotation_period
-                           WHERE release_id = %(release_id)s AND cluster_id IS NOT NULL
-                           GROUP BY cluster_id HAVING count(DISTINCT attrs->>'subgroup') > 1)
 ORDER BY rp.source_id"""
     #: Every rotator of the release: shard, source_id, BP-RP_0 [mag], Prot [d].
     input_query = """SELECT rp.shard, rp.source_id, rp.bp_rp_dered, rp.period_day
@@ -42,6 +42,7 @@ FROM healcat.rotation_period AS rp WHERE rp.release_id = %(release_id)s ORDER BY
         prot = np.array([r[3] for r in rows], dtype=np.float64)
         log_age = np.log10(np.array([r[4] for r in rows], dtype=np.float64) * 1e6)
         cluster = np.array([r[5] for r in rows])
+        association = {r[5]: r[6] for r in rows}
         names = np.unique(cluster)
         held = np.random.default_rng(seed).permutation(len(names))[:max(1, round(0.2 * len(names)))]
         test = np.isin(cluster, names[held])
@@ -52,7 +53,8 @@ FROM healcat.rotation_period AS rp WHERE rp.release_id = %(release_id)s ORDER BY
             members = cluster == name
             est = gyro.cluster_age(model, colour[members], prot[members])
             truth = float(log_age[members][0])
-            ages[name] = dict(n_members=int(members.sum()), held_out=bool(test[members][0]), log_age_true=truth,
+            ages[name] = dict(association=association[name], n_members=int(members.sum()),
+                              held_out=bool(test[members][0]), log_age_true=truth,
                               **est, delta_dex=est["log_age_median"] - truth)
         deltas = [abs(v["delta_dex"]) for v in ages.values() if v["held_out"]]
         metrics = dict(n_train=report["n_train"], n_test=int(test.sum()), n_test_clusters=len(deltas),
