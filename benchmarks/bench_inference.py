@@ -70,7 +70,8 @@ def _synthesize(conn) -> None:
         SELECT s.shard, s.source_id, g.bands[b], g.mags[b] + 0.03 * sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random()), 'AB'
         FROM (SELECT shard, source_id, 1 + floor(random() * :ng)::int AS pick
               FROM healcat.source WHERE release_id = :rel) AS s
-        JOIN galaxy g ON g.i = s.pick, generate_series(1, 5) AS b"""), {"rel": release_id, "ng": n_gal})
+        JOIN galaxy g ON g.i = s.pick, generate_series(1, 5) AS b
+        ORDER BY s.shard, s.source_id, b"""), {"rel": release_id, "ng": n_gal})  # primary-key order, as ingest writes
     conn.execute(sa.text("ANALYZE healcat.source; ANALYZE healcat.photometry"))
 
 

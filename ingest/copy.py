@@ -59,6 +59,37 @@ def copy_rows(
     return n
 
 
+class ParentChecksOff:
+    """Per-row foreign-key checks off while COPYing rows whose parents cannot vanish before commit.
+
+    The caller guarantees it: the parents were inserted by this very transaction (no other one can
+    see, hence delete, them: a load's new sources and their photometry), or it holds them locked
+    FOR KEY SHARE, which is what each per-row check would take (an inference run's sources,
+    :func:`ingest.inference.hold_sources`, ``allowed`` says whether to). The check, a query and a
+    row lock on the parent per row and foreign key, is then most of a COPY's cost and can only
+    pass. Where the role may set ``session_replication_role`` (superuser, or granted SET on it: the
+    embedded server's role) the COPYs run with it at ``replica``, which skips the check triggers;
+    ``SET LOCAL`` ends with the transaction, committed or rolled back. Other roles keep the checks.
+    """
+
+    def __init__(self, conn: psycopg.Connection):
+        with conn.cursor() as cur:
+            cur.execute("SELECT has_parameter_privilege('session_replication_role', 'SET'), "
+                        "current_setting('session_replication_role')")
+            self.allowed, self.outside = cur.fetchone()
+        self.conn = conn
+
+    def __enter__(self):
+        if self.allowed:
+            self.conn.execute("SET LOCAL session_replication_role = replica")
+        return self
+
+    def __exit__(self, exc_type, *_):
+        # After an error the transaction is aborted and rolls back, and the SET LOCAL with it.
+        if self.allowed and exc_type is None:
+            self.conn.execute("SELECT set_config('session_replication_role', %s, true)", (self.outside,))
+
+
 def encode_rows(n: int, columns: Sequence[tuple[str, np.ndarray | str]]) -> bytes:
     """The binary COPY tuples (without header and trailer) of ``n`` rows of these (type, values) columns."""
     pieces = [_constant(np.int16(len(columns)).byteswap().tobytes(), n)]

@@ -36,7 +36,7 @@ from catalog import healpix
 from catalog.errors import IngestError
 from catalog.models import Release, Survey
 from ingest import progress, publish, readers
-from ingest.copy import copy_columns
+from ingest.copy import ParentChecksOff, copy_columns
 from ingest.mapping import MappedChunk, Mapping, apply, load_mapping
 from ingest.validate import Rejected, SeenIds, quarantined, validate
 
@@ -253,40 +253,10 @@ def _new_source_ids(pg, n: int) -> np.ndarray:
         return np.array(cur.fetchone()[0] or [], dtype=np.int64)
 
 
-class _NewParents:
-    """Foreign-key checks off while rows whose parents this transaction made are COPYed.
-
-    A new source's release, and a new source's photometry, ids and redshift, reference rows inserted
-    by this very transaction and built from the same arrays: no other transaction can see, hence
-    delete, those parents before it commits, so the per-row check of each foreign key (a query and a
-    row lock on the parent per row, most of a COPY's cost) can only pass. Where the loading role may
-    set ``session_replication_role`` (superuser, or granted SET on it: the embedded server's role),
-    those COPYs run with it at ``replica``, which skips the check triggers; ``SET LOCAL`` ends with
-    the transaction, committed or rolled back. Rows that reference sources of earlier releases
-    (joined rows) are written outside, with every check. Other roles keep the per-row checks.
-    """
-
-    def __init__(self, pg):
-        with pg.cursor() as cur:
-            cur.execute("SELECT has_parameter_privilege('session_replication_role', 'SET'), "
-                        "current_setting('session_replication_role')")
-            self.allowed, self.outside = cur.fetchone()
-        self.pg = pg
-
-    def __enter__(self):
-        if self.allowed:
-            self.pg.execute("SET LOCAL session_replication_role = replica")
-        return self
-
-    def __exit__(self, exc_type, *_):
-        # After an error the transaction is aborted and rolls back, and the SET LOCAL with it.
-        if self.allowed and exc_type is None:
-            self.pg.execute("SELECT set_config('session_replication_role', %s, true)", (self.outside,))
-
-
 def _copy_chunk(pg, mapping: Mapping, chunk: MappedChunk, good: np.ndarray, owner, release_id: int) -> dict[str, int]:
     """COPY the good rows: new sources with their photometry, redshifts and ids (foreign-key checks
-    off, see :class:`_NewParents`), then the rows every good row (new or joined) gives to the
+    off, see :class:`ingest.copy.ParentChecksOff`: no other transaction can see, hence delete, the
+    parents this one made), then the rows every good row (new or joined) gives to the
     per-release tables."""
     joined = np.zeros(len(good), dtype=bool) if owner is None else good & (owner[:, 1] >= 0)
     new = np.flatnonzero(good & ~joined)
@@ -310,7 +280,7 @@ def _copy_chunk(pg, mapping: Mapping, chunk: MappedChunk, good: np.ndarray, owne
     # per-release table, not to the sources it only finds or makes.
     with_attrs = mapping.attrs and mapping.join is None
     attrs = np.array([json.dumps(chunk.attrs[i]) for i in new], dtype=object) if with_attrs else "{}"
-    with _NewParents(pg):
+    with ParentChecksOff(pg):
         counts = {"source": copy_columns(pg, "source", [
             ("shard", "int2", shard), ("source_id", "int8", source_id),
             ("release_id", "int4", np.full(len(new), release_id)),
