@@ -27,7 +27,8 @@ BATCH = 8192
 
 
 def _setup():
-    os.environ.setdefault("HEALCAT_HOME", str(Path(__file__).resolve().parents[1] / "var" / "bench"))
+    # a catalog of its own: the 10M sky's (var/bench) must hold the sky alone for the Q3C comparisons
+    os.environ.setdefault("HEALCAT_HOME", str(Path(__file__).resolve().parents[1] / "var" / "bench" / "inference"))
     from catalog import db
     from ingest.inference import train
     from ingest.load import ingest_release
@@ -86,7 +87,7 @@ def main() -> None:
         release_id = inference.release_id_of(conn, RELEASE)
         done = conn.scalar(sa.text("SELECT count(*) FROM healcat.inference_run WHERE release_id = :r"),
                            {"r": release_id})
-    assert done == 0, f"{RELEASE} already has runs: drop var/bench to measure again"
+    assert done == 0, f"{RELEASE} already has runs: drop var/bench/inference to measure again"
     with engine.connect() as conn:
         cls_ref = next(m for m in inference.applicable_models(conn, release_id) if m.task == "object_class")
     cls_run = inference.run_model(engine, cls_ref.name, RELEASE, batch_size=BATCH)
