@@ -105,7 +105,7 @@ def _inner_plan(conn: psycopg.Connection, statement: str, params: tuple) -> list
     finally:
         conn.execute("RESET client_min_messages; RESET auto_explain.log_min_duration")
         conn.remove_notice_handler(collect)
-    return next(n for n in notices if "healcat.source" in n and "hpx" in n).split("\n")[1:]
+    return next(n for n in notices if " on source " in n).split("\n")[1:]
 
 
 def main() -> None:
