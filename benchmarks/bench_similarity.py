@@ -111,8 +111,7 @@ def serve_index_from_memory(url: str, model_id: int) -> str:
         if mb < SHARED_BUFFERS_MB:
             conn.execute(f"ALTER SYSTEM SET shared_buffers = '{SHARED_BUFFERS_MB}MB'")
     if mb < SHARED_BUFFERS_MB:
-        db.EmbeddedServer().stop()
-        db.database_url()  # starts it again
+        db.EmbeddedServer().restart()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
         conn.execute("SELECT pg_prewarm(%s)", (f"healcat.ix_embedding_hnsw_{model_id}",))
