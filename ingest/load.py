@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import queue
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -124,26 +123,15 @@ def _insert_release(conn: sa.Connection, mapping: Mapping, path: Path, checksum:
 
 
 def _chunks(mapping: Mapping, path: Path):
-    """The reader's chunks, cut at ``max_rows`` when the mapping sets it; a progress bar on a terminal."""
+    """The reader's chunks, cut at ``max_rows`` when the mapping sets it."""
     left = mapping.max_rows
-    bar = None
-    if sys.stderr.isatty():
-        from tqdm import tqdm
-
-        bar = tqdm(total=left, unit=" rows", desc=mapping.release_name, leave=False)
-    try:
-        for first_row, table in readers.read(path, mapping.format, mapping.read_options):
-            if left is not None:
-                table = table[:left]
-                left -= len(table)
-            yield first_row, table
-            if bar is not None:
-                bar.update(len(table))
-            if left == 0:
-                return
-    finally:
-        if bar is not None:
-            bar.close()
+    for first_row, table in readers.read(path, mapping.format, mapping.read_options):
+        if left is not None:
+            table = table[:left]
+            left -= len(table)
+        yield first_row, table
+        if left == 0:
+            return
 
 
 def _prefetched(mapping: Mapping, path: Path):
@@ -189,17 +177,17 @@ def _load_rows(pg, mapping: Mapping, path: Path, release_id: int) -> dict[str, i
     counts = dict.fromkeys(COUNTED, 0)
     seen_ids = SeenIds(None if mapping.join else lambda ids: _in_release(pg, release_id, ids))
     first_rejects: list[Rejected] = []
-    for first_row, table, chunk in _prefetched(mapping, path):
-        good, rejected = validate(mapping, chunk, seen_ids)
-        owner = _owners(pg, mapping, chunk, good, rejected)
-        counts["rows_read"] += len(table)
-        progress.report(counts["rows_read"])
-        counts["quarantine"] += _quarantine(pg, release_id, path, rejected)
-        first_rejects += rejected[: 3 - len(first_rejects)]
-        for table_name, n in _copy_chunk(pg, mapping, chunk, good, owner, release_id).items():
-            counts[table_name] += n
-        log.info("%s: rows %d-%d read, %d quarantined", path.name, first_row, first_row + len(table) - 1,
-                 len(rejected))
+    size = readers.count_rows(path, mapping.format, mapping.read_options)
+    with progress.RowsRead(path.name, size, log, max_rows=mapping.max_rows) as rows_read:
+        for first_row, table, chunk in _prefetched(mapping, path):
+            good, rejected = validate(mapping, chunk, seen_ids)
+            owner = _owners(pg, mapping, chunk, good, rejected)
+            counts["rows_read"] += len(table)
+            counts["quarantine"] += _quarantine(pg, release_id, path, rejected)
+            first_rejects += rejected[: 3 - len(first_rejects)]
+            for table_name, n in _copy_chunk(pg, mapping, chunk, good, owner, release_id).items():
+                counts[table_name] += n
+            rows_read.step(first_row, len(table), f", {len(rejected)} quarantined")
     if counts["rows_read"] == 0:
         raise IngestError(f"{path}: no data rows; an empty release is not published")
     if counts["source"] + counts["joined"] == 0:

@@ -8,11 +8,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from catalog.errors import IngestError
-from ingest.readers import Chunks, ReadOptions, register
+from ingest.readers import Chunks, ReadOptions, RowCount, register
 from ingest.readers.arrow import to_table
 
 
-@register("parquet")
+def count_parquet(path: Path, options: ReadOptions) -> RowCount:
+    return RowCount(pq.ParquetFile(path).metadata.num_rows)
+
+
+@register("parquet", count=count_parquet)
 def read_parquet(path: Path, options: ReadOptions) -> Chunks:
     try:
         parquet = pq.ParquetFile(path)
