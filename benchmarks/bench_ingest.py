@@ -119,7 +119,8 @@ def _report(n_rows: int, rows: dict[str, int], ingest_s: float, raw_s: float, pe
     total = sum(rows.values())
     print(f"\ningest: {n_rows:,d} catalogue rows (positions + {N_BANDS} AB magnitudes, Parquet) -> "
           f"{rows['source']:,d} sources + {rows['photometry']:,d} photometry rows")
-    print(f"PostgreSQL {version}, Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} cores")
+    print(f"PostgreSQL {version}, Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} cores, "
+          f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} (1, 5, 15 min)")
     print("| path | seconds | file rows/s | table rows/s |\n|---|---|---|---|")
     print(f"| healcat ingest (file -> published, indexed) | {ingest_s:.1f} | {n_rows / ingest_s:,.0f} | "
           f"{total / ingest_s:,.0f} |")

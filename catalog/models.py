@@ -31,6 +31,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     REAL,
     SmallInteger,
     Text,
@@ -190,8 +191,13 @@ class SourceXid(PerSource, Base):
 
 
 class Photometry(PerSource, Base):
+    """One band of one source. Primary key led by ``source_id`` (migration 0014): a load's new
+    sources take ids above every earlier one, so their photometry is appended at the right edge of
+    the index instead of being inserted in every shard's part of it."""
+
     __tablename__ = "photometry"
-    __extra_args__ = (CheckConstraint("mag_system IN ('AB', 'Vega')", name="mag_system"),)
+    __extra_args__ = (CheckConstraint("mag_system IN ('AB', 'Vega')", name="mag_system"),
+                      PrimaryKeyConstraint("source_id", "shard", "band", name="pk_photometry"))
     band: Mapped[str] = mapped_column(Text, primary_key=True, comment="e.g. sdss_r, gaia_g")
     mag: Mapped[float | None] = mapped_column(REAL, comment="magnitude [mag] in mag_system")
     mag_err: Mapped[float | None] = mapped_column(REAL, comment="[mag]")

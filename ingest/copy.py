@@ -20,8 +20,8 @@ BATCH_ROWS = 50_000  # rows encoded at a time (bounds the scatter index arrays)
 _FLOAT4_OID = 700
 
 #: One column to write: (name, PostgreSQL type, values). Floats: NaN is NULL; integers may come as a
-#: masked array; text and jsonb (already JSON text): an object array of str with None as NULL, or
-#: one str for every row (encoded once).
+#: masked array; text and jsonb (already JSON text): an object array of str with None as NULL, a
+#: numpy str array, a bytes array of UTF-8 (no NULL), or one str for every row (encoded once).
 ColumnData = tuple[str, str, np.ndarray]
 
 
@@ -90,8 +90,11 @@ class ParentChecksOff:
             self.conn.execute("SELECT set_config('session_replication_role', %s, true)", (self.outside,))
 
 
-def encode_rows(n: int, columns: Sequence[tuple[str, np.ndarray | str]]) -> bytes:
+def encode_rows(n: int, columns: Sequence[tuple[str, np.ndarray | str]]) -> memoryview:
     """The binary COPY tuples (without header and trailer) of ``n`` rows of these (type, values) columns."""
+    fixed = [_fixed_layout(pgtype, values, n) for pgtype, values in columns]
+    if all(parts is not None for parts in fixed):
+        return _rows_of_one_layout(n, len(columns), [part for parts in fixed for part in parts])
     pieces = [_constant(np.int16(len(columns)).byteswap().tobytes(), n)]
     for pgtype, values in columns:
         pieces += _text_constant(pgtype, values, n) if isinstance(values, str) else _field(pgtype, values)
@@ -104,7 +107,45 @@ def encode_rows(n: int, columns: Sequence[tuple[str, np.ndarray | str]]) -> byte
             src_start = np.concatenate(([0], np.cumsum(piece_sizes)[:-1]))
             out[np.repeat(offset - src_start, piece_sizes) + np.arange(len(flat))] = flat
         offset += piece_sizes
-    return out.tobytes()
+    return out.data
+
+
+def _rows_of_one_layout(n: int, n_columns: int, parts: list[np.ndarray]) -> memoryview:
+    """Rows that all have the same byte layout: an ``n x width`` matrix filled column block by block."""
+    parts = [np.broadcast_to(np.array([n_columns], ">i2").view(np.uint8), (n, 2)), *parts]
+    out = np.empty((n, sum(p.shape[1] for p in parts)), np.uint8)
+    at = 0
+    for part in parts:
+        out[:, at:at + part.shape[1]] = part
+        at += part.shape[1]
+    return out.data
+
+
+_NULL = np.array([-1], ">i4").view(np.uint8)
+
+
+def _fixed_layout(pgtype: str, values: np.ndarray | str, n: int) -> list[np.ndarray] | None:
+    """A column whose every row takes the same bytes (no NULL or all NULL, text of one length) as
+    ``n x width`` uint8 matrices (length field, then value); None for a column of varying layout,
+    which :func:`_field` encodes."""
+    def length(width: int) -> np.ndarray:
+        return np.broadcast_to(np.array([width], ">i4").view(np.uint8), (n, 4))
+
+    if isinstance(values, str):
+        payload = np.frombuffer((b"\x01" if pgtype == "jsonb" else b"") + values.encode(), np.uint8)
+        return [length(len(payload)), np.broadcast_to(payload, (n, len(payload)))]
+    if pgtype in FIXED and not np.ma.isMaskedArray(values) and values.dtype.kind in "iufb":
+        null = np.isnan(values) if values.dtype.kind == "f" else None
+        if null is not None and null.any():
+            return [np.broadcast_to(_NULL, (n, 4))] if null.all() else None
+        data = np.ascontiguousarray(values, dtype=FIXED[pgtype])
+        return [length(data.itemsize), data.view(np.uint8).reshape(n, data.itemsize)]
+    if pgtype == "text" and values.dtype.kind == "S" and n:  # UTF-8 bytes, e.g. band names encoded once
+        width = len(values[0])
+        if not (np.strings.str_len(values) == width).all():
+            return None
+        return [length(width), values.view(np.uint8).reshape(n, values.itemsize)[:, :width]]
+    return None
 
 
 def _field(pgtype: str, values: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -132,8 +173,8 @@ def _field(pgtype: str, values: np.ndarray) -> list[tuple[np.ndarray, np.ndarray
                 (np.full(n, body.shape[1]), body.ravel())]
     if pgtype not in ("text", "jsonb"):
         raise ValueError(f"copy_columns: no binary encoder for PostgreSQL type {pgtype!r}")
-    if pgtype == "text" and values.dtype.kind == "U":  # fixed-width strings (e.g. band names): no loop
-        encoded = np.char.encode(values, "utf-8")
+    if pgtype == "text" and values.dtype.kind in "US":  # fixed-width strings (e.g. band names): no loop
+        encoded = np.char.encode(values, "utf-8") if values.dtype.kind == "U" else values
         lengths = np.char.str_len(encoded).astype(np.int64)
         width = encoded.dtype.itemsize
         payload = encoded.view(np.uint8).reshape(n, width)[np.arange(width) < lengths[:, None]]

@@ -174,7 +174,7 @@ def test_failed_jobs_view_and_jobs_listing_with_progress(engine, catalog, tmp_pa
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "job_id,kind,status,attempts,progress,args,run_after,worker,parent,error"
     ingest_line = next(line for line in lines if ",ingest,done," in line)
-    assert ",1/5,12," in ingest_line, "attempts and rows done"
+    assert ",1/5,12/12 (100%)," in ingest_line, "attempts, and rows done out of the file's"
     assert any(",index,done," in line and "/" in line.split(",")[4] for line in lines)
     assert any(line.startswith(f"{bad},infer,failed,1/5,") and "no model named" in line for line in lines)
 

@@ -77,6 +77,27 @@ def test_every_format_reads_in_numbered_chunks_that_add_up_to_the_file(tmp_path,
     np.testing.assert_allclose(np.asarray(table["mag"], dtype=float), expected["mag"], rtol=1e-6)
 
 
+@pytest.mark.parametrize("fmt", ["csv", "fits", "parquet", "hdf5", "whitespace", "ecsv"])
+def test_row_counts_for_progress_agree_with_the_rows_read(tmp_path, fmt):
+    path = _write(tmp_path, fmt)
+    count = readers.count_rows(path, fmt, ReadOptions(header_comment=-1))
+    if fmt in ("whitespace", "ecsv"):  # gzipped text, and a format parsed whole: no cheap count
+        assert count is None
+        return
+    assert count.exact and count.rows == N == len(_read_all(path, fmt)[2])
+
+
+def test_a_large_csv_gets_a_row_estimate_from_its_bytes(tmp_path):
+    rng = np.random.default_rng(5)
+    n = 60_000  # ~2 MB: larger than the sample, so estimated
+    path = tmp_path / "big.csv"
+    path.write_text("id,ra,mag\n" + "".join(f"{i},{ra!r},{mag:.3f}\n" for i, (ra, mag) in
+                                            enumerate(zip(rng.uniform(0, 360, n), rng.normal(20, 1, n)))))
+    count = readers.count_rows(path, "csv")
+    assert not count.exact and abs(count.rows - n) < 0.02 * n
+    assert readers.count_rows(tmp_path / "missing.csv", "csv") is None, "no count, the reader will say why"
+
+
 def test_pandas_fixed_frame_in_hdf5_is_read_by_blocks(tmp_path):
     values = np.arange(30.0).reshape(10, 3)
     with h5py.File(tmp_path / "p.h5", "w") as fh:

@@ -49,7 +49,7 @@ def test_ingest_job_runs_once_and_queues_inference(engine, catalog, tmp_path, sc
         parents = conn.execute(sa.text("SELECT parent_job_id FROM healcat.job ORDER BY job_id")).scalars().all()
         progress = conn.execute(sa.text("SELECT progress_done, progress_total FROM healcat.job ORDER BY job_id")).all()
     assert parents == [None, ingest_job.job_id, ingest_job.job_id, class_job.job_id], "ingest -> infer -> index"
-    assert progress[0].progress_done == 40, "the ingest reported its rows"
+    assert tuple(progress[0]) == (40, 40), "the ingest reported its rows out of the file's (counted: a small CSV)"
     assert progress[3].progress_done == progress[3].progress_total > 0, "the index job reported its steps"
     with engine.connect() as conn:
         n_galaxies = conn.scalar(sa.text(

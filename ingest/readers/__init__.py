@@ -6,14 +6,18 @@ memory stays bounded whatever the file's size and every error and every quaranti
 row can name its place in the file. A file a reader cannot parse raises an
 IngestError naming the file and what is wrong.
 
-| format | module | chunking |
-|---|---|---|
-| csv, whitespace | text.py | pyarrow's streaming CSV reader / astropy's chunked fast reader |
-| ecsv, votable | whole.py | whole file, then sliced (these formats have no streaming reader) |
-| fits | fits.py | memory-mapped binary table, sliced |
-| parquet | parquet.py | pyarrow ``iter_batches`` |
-| hdf5 | hdf5.py | h5py dataset slices (plain tables and pandas "fixed" frames) |
-| gaia_catalog_bin | gaia_catalog_bin.py | fixed-width records |
+A format may also register a cheap row count (``count``), for the progress of a load: the count
+its metadata records (Parquet footer, FITS ``NAXIS2``, HDF5 shape, the Gaia binary header), or for
+plain text an estimate from the file's bytes.
+
+| format | module | chunking | row count |
+|---|---|---|---|
+| csv, whitespace | text.py | pyarrow's streaming CSV reader / astropy's chunked fast reader | estimated from the bytes |
+| ecsv, votable | whole.py | whole file, then sliced (these formats have no streaming reader) | none |
+| fits | fits.py | memory-mapped binary table, sliced | ``NAXIS2`` |
+| parquet | parquet.py | pyarrow ``iter_batches`` | footer metadata |
+| hdf5 | hdf5.py | h5py dataset slices (plain tables and pandas "fixed" frames) | dataset shape |
+| gaia_catalog_bin | gaia_catalog_bin.py | fixed-width records | header |
 """
 
 from __future__ import annotations
@@ -41,18 +45,42 @@ class ReadOptions:
     text_columns: frozenset[str] = frozenset()  # read as text whatever they look like (exact ids)
 
 
+@dataclass(frozen=True)
+class RowCount:
+    """How many data rows a file has: exact where the format records it, else an estimate."""
+
+    rows: int
+    exact: bool = True
+
+
 Chunks = Iterator[tuple[int, Table]]
 Reader = Callable[[Path, ReadOptions], Chunks]
+Counter = Callable[[Path, ReadOptions], "RowCount | None"]
 READERS: dict[str, Reader] = {}
+COUNTERS: dict[str, Counter] = {}
 
 
-def register(*formats: str) -> Callable[[Reader], Reader]:
+def register(*formats: str, count: Counter | None = None) -> Callable[[Reader], Reader]:
     def decorate(reader: Reader) -> Reader:
         for fmt in formats:
             READERS[fmt] = reader
+            if count is not None:
+                COUNTERS[fmt] = count
         return reader
 
     return decorate
+
+
+def count_rows(path: Path, fmt: str, options: ReadOptions = ReadOptions()) -> RowCount | None:
+    """The file's row count where its format gives it cheaply, for progress only: None for formats
+    without one and for a file whose count cannot be read (its reader then says what is wrong)."""
+    counter = COUNTERS.get(fmt)
+    if counter is None:
+        return None
+    try:
+        return counter(path, options)
+    except (IngestError, OSError, ValueError, KeyError, IndexError):
+        return None
 
 
 def read(path: Path, fmt: str, options: ReadOptions = ReadOptions()) -> Chunks:

