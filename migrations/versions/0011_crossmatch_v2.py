@@ -1,7 +1,7 @@
 """cross-match v2 (crossmatch_v2.sql): probe pixels scanned in hpx order; proper motions on source, matches at an epoch
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-11-24 07:00:00
 
 - source.pmra_masyr, pmdec_masyr [mas/yr, RA's times cos(dec)] and ref_epoch_yr [Julian year],
@@ -18,7 +18,7 @@ from alembic import op
 from migrations.functions import run_sql_file
 
 revision = '0011'
-down_revision = '0009'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 

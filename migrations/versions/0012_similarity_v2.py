@@ -1,7 +1,7 @@
 """similarity search v2: the default ef_search chosen from recall on the 1M benchmark (sql/similarity_v2.sql)
 
 Revision ID: 0012
-Revises: 0009
+Revises: 0011
 Create Date: 2026-11-24 07:00:00
 
 sql/similarity_v2.sql replaces plan_similar of sql/similarity_v1.sql (same signature, CREATE OR
@@ -18,7 +18,7 @@ from migrations.functions import pin_search_path, run_sql_file
 SQL = Path(__file__).parent / "sql"
 
 revision = '0012'
-down_revision = '0009'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """cluster subgroups: cluster.parent_id
 
 Revision ID: 0013
-Revises: 0009
+Revises: 0012
 Create Date: 2026-11-24 07:00:00
 
 An association made of subgroups of different ages (Sco-Cen's Upper Sco, UCL, ...; Taurus's
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0013'
-down_revision = '0009'
+down_revision = '0012'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """photometry's primary key led by source_id: (source_id, shard, band)
 
 Revision ID: 0014
-Revises: 0009
+Revises: 0013
 Create Date: 2026-11-24 07:00:00
 
 A load gives its new sources ids above every earlier one (one sequence), in HEALPix order within
@@ -17,7 +17,7 @@ the shard (Citus colocation) and the foreign key to source is unchanged.
 from alembic import op
 
 revision = '0014'
-down_revision = '0009'
+down_revision = '0013'
 branch_labels = None
 depends_on = None
 
