@@ -75,15 +75,21 @@ def test_xmatch_order_is_the_finest_that_holds_the_radius(engine):
             assert k == 28 or radius_arcsec > 0.3 * resol_arcsec[k + 2] or k == 4
 
 
-def test_cover_is_the_same_in_sql_and_python_and_holds_the_disk(engine):
-    rng = np.random.default_rng(7)
-    n = 1500
+def _hard_positions(seed: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ra, dec, hpx) of n seeded positions, a fifth in the polar caps, a fifth along the cap/belt
+    boundary (|dec| = 41.81 deg) and a fifteenth on face boundaries in RA; the rest uniform."""
+    rng = np.random.default_rng(seed)
     ra = rng.uniform(0, 360, n)
     dec = np.degrees(np.arcsin(rng.uniform(-1, 1, n)))
-    dec[:300] = rng.choice([-1, 1], 300) * (90 - rng.uniform(0, 2, 300))  # polar caps
-    dec[300:600] = rng.choice([-1, 1], 300) * (41.8103149 + rng.normal(0, 0.5, 300))  # cap/belt boundary
-    ra[600:700] = rng.choice([0.0, 45.0, 90.0, 359.9999], 100)  # face boundaries
-    hpx = healpix.hpx_index(ra, dec)
+    k = n // 5
+    dec[:k] = rng.choice([-1, 1], k) * (90 - rng.uniform(0, 2, k))  # polar caps
+    dec[k:2 * k] = rng.choice([-1, 1], k) * (41.8103149 + rng.normal(0, 0.5, k))  # cap/belt boundary
+    ra[2 * k:2 * k + n // 15] = rng.choice([0.0, 45.0, 90.0, 359.9999], n // 15)  # face boundaries
+    return ra, dec, healpix.hpx_index(ra, dec)
+
+
+def test_cover_is_the_same_in_sql_and_python_and_holds_the_disk(engine):
+    ra, dec, hpx = _hard_positions(7, 1500)
     with engine.connect() as conn:
         for order in (4, 9, 14, 18, 28):
             rows = conn.execute(sa.text(
@@ -105,14 +111,7 @@ def test_cover_is_the_same_in_sql_and_python_and_holds_the_disk(engine):
 @pytest.mark.parametrize("radius_arcsec", [0.5, 1.0, 60.0, 1800.0])
 def test_probe_cover_is_the_same_in_sql_and_python_holds_the_disk_and_is_small(engine, radius_arcsec):
     """The probe pixels (for small radii the cover's parents two orders up) hold every pixel query_disc finds."""
-    rng = np.random.default_rng(11)
-    n = 1200
-    ra = rng.uniform(0, 360, n)
-    dec = np.degrees(np.arcsin(rng.uniform(-1, 1, n)))
-    dec[:200] = rng.choice([-1, 1], 200) * (90 - rng.uniform(0, 1, 200))  # polar caps
-    dec[200:400] = rng.choice([-1, 1], 200) * (41.8103149 + rng.normal(0, 0.2, 200))  # cap/belt boundary
-    ra[400:500] = rng.choice([0.0, 45.0, 90.0, 359.9999], 100)  # face boundaries
-    hpx = healpix.hpx_index(ra, dec)
+    ra, dec, hpx = _hard_positions(11, 1200)
     with engine.connect() as conn:
         order, probe = conn.execute(sa.text("SELECT healcat.xmatch_order(:r), healcat.xmatch_probe_order(:r)"),
                                     {"r": radius_arcsec}).one()
