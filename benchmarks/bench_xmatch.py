@@ -49,6 +49,7 @@ def _twice(fn):
 
 def main() -> None:
     from benchmarks import sky10m
+    from benchmarks.bench_cone import healcat_settings
     from benchmarks.q3c import Q3CServer
 
     sky10m.use_bench_home()
@@ -87,7 +88,8 @@ def main() -> None:
                                                  engine=engine))
     assert len(answer) == n_all, f"Python and SQL paths disagree: {len(answer)} vs {n_all}"
 
-    with Q3CServer() as q3c:
+    settings = healcat_settings(db.libpq_url(url))  # the same memory and planner settings on both servers
+    with Q3CServer(settings) as q3c:
         q3c.load(ids, sky.ra, sky.dec, tag=f"sky10m-v1:{len(sky)}")
         q3c_pg, q3c_version = q3c.version()
         with psycopg.connect(q3c.url, autocommit=True) as conn:
@@ -103,7 +105,8 @@ def main() -> None:
 
     print(f"\ncross-match: {N_INPUT:,} input rows (sky rows jittered {JITTER_ARCSEC} arcsec) against "
           f"{len(sky):,} sources at {RADIUS_ARCSEC:g} arcsec; healcat on PostgreSQL {version}, Q3C {q3c_version} "
-          f"on PostgreSQL {q3c_pg}; {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+          f"on PostgreSQL {q3c_pg}; {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+          f"both servers {settings}")
     print(f"pairs: healcat {n_all:,}, Q3C {n_q3c:,}; best mode: {n_best_matched:,} of {n_best:,} rows matched; "
           f"probe order {order}; upload (COPY + cover) {t_upload:.1f} s")
     print(f"{'path':<44} {'seconds':>8} {'input rows/s':>13} {'vs q3c_join':>11}")
