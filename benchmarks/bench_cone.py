@@ -43,6 +43,7 @@ def prepare():
 
     url = db.database_url()
     db.migrate(url)
+    sky10m.serve_from_memory(db.libpq_url(url))
     engine = db.engine()
     s = sky10m.sky()
     ids = sky10m.load_healcat(engine, s)

@@ -36,10 +36,6 @@ K, N_QUERIES, N_EXACT_BASELINE = 10, 50, 10
 #: healcat's default (None: what healcat.plan_similar picks), then wider searches: recall against effort.
 EF_SEARCH = (None, 40, 64, 200)
 TARGET_RECALL, TARGET_P50_MS = 0.95, 10.0
-#: The HNSW index (~1 GB) is served from shared buffers, as pgvector advises: with the embedded
-#: server's default 128MB every search reads hundreds of its pages back from the OS cache. The
-#: setting stays on the benchmark catalog's server (the cone benchmark gives Q3C the same).
-SHARED_BUFFERS_MB = 2048
 
 
 def mixture(rng: np.random.Generator, n: int, centres: np.ndarray, bases: np.ndarray) -> np.ndarray:
@@ -101,17 +97,9 @@ def load(engine: sa.Engine, s: sky10m.Sky, ids: np.ndarray, rows: np.ndarray, da
     return model_id
 
 
-def serve_index_from_memory(url: str, model_id: int) -> str:
-    """shared_buffers of at least SHARED_BUFFERS_MB (restarting the embedded server if it had less),
-    then the model's HNSW index read into them (pg_prewarm); returns the setting."""
-    from catalog import db
-
-    with psycopg.connect(url, autocommit=True) as conn:
-        mb = conn.execute("SELECT setting::bigint * 8 / 1024 FROM pg_settings WHERE name = 'shared_buffers'").fetchone()[0]
-        if mb < SHARED_BUFFERS_MB:
-            conn.execute(f"ALTER SYSTEM SET shared_buffers = '{SHARED_BUFFERS_MB}MB'")
-    if mb < SHARED_BUFFERS_MB:
-        db.EmbeddedServer().restart()
+def prewarm_index(url: str, model_id: int) -> str:
+    """The model's HNSW index read into shared buffers (sky10m.serve_from_memory sized them); returns
+    the setting."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
         conn.execute("SELECT pg_prewarm(%s)", (f"healcat.ix_embedding_hnsw_{model_id}",))
@@ -130,7 +118,7 @@ def main() -> None:
     rows, data, queries, _ = vectors()
     model_id = load(engine, s, ids, rows, data)
     engine.dispose()
-    shared_buffers = serve_index_from_memory(url, model_id)
+    shared_buffers = prewarm_index(url, model_id)
     unit = data / np.linalg.norm(data, axis=1, keepdims=True)
     emb_ids = ids[rows]
 

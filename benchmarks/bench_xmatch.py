@@ -61,6 +61,7 @@ def main() -> None:
 
     url = db.database_url()
     db.migrate(url)
+    sky10m.serve_from_memory(db.libpq_url(url))
     engine = db.engine()
     sky = sky10m.sky()
     ids = sky10m.load_healcat(engine, sky)
