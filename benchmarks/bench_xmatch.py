@@ -48,27 +48,20 @@ def _twice(fn):
 
 
 def main() -> None:
-    from benchmarks import sky10m
-    from benchmarks.bench_cone import healcat_settings
-    from benchmarks.q3c import Q3CServer
-
-    sky10m.use_bench_home()
     from astropy.table import Table
 
-    from catalog import crossmatch, db
+    from benchmarks import sky10m
+    from benchmarks.bench_cone import healcat_settings, prepare
+    from benchmarks.q3c import Q3CServer
+    from catalog import crossmatch
     from catalog.crossmatch import upload_input
     from catalog.pgcopy import copy_columns
 
-    url = db.database_url()
-    db.migrate(url)
-    sky10m.serve_from_memory(db.libpq_url(url))
-    engine = db.engine()
-    sky = sky10m.sky()
-    ids = sky10m.load_healcat(engine, sky)
+    engine, url, sky, ids = prepare()  # the 10M sky's catalog, served from memory
     ra, dec = _input(sky)
     rows = np.arange(1, N_INPUT + 1, dtype=np.int64)
 
-    with psycopg.connect(db.libpq_url(url)) as pg:
+    with psycopg.connect(url) as pg:
         version = pg.execute("SHOW server_version").fetchone()[0]
         order = pg.execute("SELECT healcat.xmatch_probe_order(%s)", (RADIUS_ARCSEC,)).fetchone()[0]
         t0 = time.perf_counter()
@@ -89,7 +82,7 @@ def main() -> None:
                                                  engine=engine))
     assert len(answer) == n_all, f"Python and SQL paths disagree: {len(answer)} vs {n_all}"
 
-    settings = healcat_settings(db.libpq_url(url))  # the same memory and planner settings on both servers
+    settings = healcat_settings(url)  # the same memory and planner settings on both servers
     with Q3CServer(settings) as q3c:
         q3c.load(ids, sky.ra, sky.dec, tag=f"sky10m-v1:{len(sky)}")
         q3c_pg, q3c_version = q3c.version()
