@@ -393,7 +393,8 @@ class InferenceRun(Base):
 
 class Prediction(PerSource, Base):
     __tablename__ = "prediction"
-    __extra_args__ = (Index("ix_prediction_model_id", "model_id"),)
+    # Led by model_id (migration 0016): a run's rows are appended at the index's right edge.
+    __extra_args__ = (PrimaryKeyConstraint("model_id", "source_id", "shard", name="pk_prediction"),)
     model_id: Mapped[int] = mapped_column(ForeignKey(f"{SCHEMA}.model.model_id"), primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey(f"{SCHEMA}.inference_run.run_id"))
     value: Mapped[float] = mapped_column(Double, comment="point estimate, in the task's unit")
@@ -423,6 +424,7 @@ class Embedding(PerSource, Base):
     """Similarity vectors; each model gets a partial HNSW index on ``vec::vector(dim)``."""
 
     __tablename__ = "embedding"
+    __extra_args__ = (PrimaryKeyConstraint("model_id", "source_id", "shard", name="pk_embedding"),)
     model_id: Mapped[int] = mapped_column(ForeignKey(f"{SCHEMA}.model.model_id"), primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey(f"{SCHEMA}.inference_run.run_id"))
     vec: Mapped[Any] = mapped_column(Vector())

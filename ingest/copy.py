@@ -63,9 +63,9 @@ class ParentChecksOff:
     """Per-row foreign-key checks off while COPYing rows whose parents cannot vanish before commit.
 
     The caller guarantees it: the parents were inserted by this very transaction (no other one can
-    see, hence delete, them: a load's new sources and their photometry), or it holds them locked
-    FOR KEY SHARE, which is what each per-row check would take (an inference run's sources,
-    :func:`ingest.inference.hold_sources`, ``allowed`` says whether to). The check, a query and a
+    see, hence delete, them: a load's new sources and their photometry), or it holds what keeps
+    them (an inference run holds its release FOR KEY SHARE, and deleting one of the release's sources
+    waits for that: :func:`ingest.inference.hold_release`). The check, a query and a
     row lock on the parent per row and foreign key, is then most of a COPY's cost and can only
     pass. Where the role may set ``session_replication_role`` (superuser, or granted SET on it: the
     embedded server's role) the COPYs run with it at ``replica``, which skips the check triggers;
@@ -140,6 +140,9 @@ def _fixed_layout(pgtype: str, values: np.ndarray | str, n: int) -> list[np.ndar
             return [np.broadcast_to(_NULL, (n, 4))] if null.all() else None
         data = np.ascontiguousarray(values, dtype=FIXED[pgtype])
         return [length(data.itemsize), data.view(np.uint8).reshape(n, data.itemsize)]
+    if pgtype in ("float4[]", "vector"):  # one length per column, no NULLs (model outputs)
+        body = _array_body(pgtype, np.asarray(values))
+        return [length(body.shape[1]), body]
     if pgtype == "text" and values.dtype.kind == "S" and n:  # UTF-8 bytes, e.g. band names encoded once
         width = len(values[0])
         if not (np.strings.str_len(values) == width).all():
@@ -167,10 +170,9 @@ def _field(pgtype: str, values: np.ndarray) -> list[tuple[np.ndarray, np.ndarray
         lengths = np.where(null, -1, width).astype(">i4")
         return [(np.full(n, 4), lengths.view(np.uint8)),
                 (np.where(null, 0, width), data.view(np.uint8).ravel())]
-    if pgtype in ("float4[]", "vector"):  # fixed length per column, no NULLs (model outputs)
-        body = _array_body(pgtype, np.asarray(values))
-        return [(np.full(n, 4), np.tile(np.array([body.shape[1]], dtype=">i4").view(np.uint8), n)),
-                (np.full(n, body.shape[1]), body.ravel())]
+    if pgtype in ("float4[]", "vector"):  # beside a column of varying layout
+        width, body = _fixed_layout(pgtype, values, n)
+        return [(np.full(n, 4), width.ravel()), (np.full(n, body.shape[1]), body.ravel())]
     if pgtype not in ("text", "jsonb"):
         raise ValueError(f"copy_columns: no binary encoder for PostgreSQL type {pgtype!r}")
     if pgtype == "text" and values.dtype.kind in "US":  # fixed-width strings (e.g. band names): no loop

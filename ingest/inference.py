@@ -277,14 +277,15 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
         model = task.load(str(weights_file(conn, model_row.model_id)), dev)
         run_id = conn.scalar(sa.insert(InferenceRun).values(
             model_id=model_row.model_id, release_id=release_id, device=_describe(dev)).returning(InferenceRun.run_id))
+        hold_release(conn, release_id)
         pg = conn.connection.driver_connection
         # Three stages overlap, one batch apart: reading and checking the next batch (its own
-        # connection, so its server work runs beside the COPY's), the model (which releases the
-        # GIL), and the COPY of the previous batch's outputs into this transaction.
-        # The outputs reference the run (made by this transaction), the model version and the
-        # release (locked FOR KEY SHARE by the run's foreign-key checks above) and the batch's
-        # sources, which the writer locks FOR KEY SHARE itself (hold_sources) where the per-row
-        # checks are off: each row's three checks would only take the same locks one by one.
+        # connection, started after the release is held, so its server work runs beside the
+        # COPY's), the model (which releases the GIL), and the COPY of the previous batch's
+        # outputs into this transaction. Every output references the run (made by this
+        # transaction), the model version (locked by the run's foreign-key check) and a source of
+        # the held release, so where the role may, the per-row checks are off: each would only
+        # take, row by row, a lock that the run already holds.
         counts, n_read, writing = [], 0, None
         checks_off = ParentChecksOff(pg)
         batches = _read_prepared(engine, task, params, batch_size)
@@ -297,8 +298,7 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
                     out = task.predict(model, prepared.inputs, dev) if len(prepared.keys) else None
                     if writing is not None:
                         counts.append(writing.result())
-                    writing = writer.submit(_write_batch, pg, prepared, out, model_row.model_id, run_id,
-                                            checks_off.allowed)
+                    writing = writer.submit(_write_batch, pg, prepared, out, model_row.model_id, run_id)
                 if writing is not None:
                     counts.append(writing.result())
         finally:
@@ -316,8 +316,9 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
 
 def _read_prepared(engine: sa.Engine, task: Task, params: dict, batch_size: int) -> Iterator[tuple[int, Prepared]]:
     """The task's input query, streamed with a server-side cursor on a connection of its own, as
-    (rows read, prepared batch). Its inputs are committed rows (the release, required models' runs)."""
-    with engine.connect() as conn, conn.connection.driver_connection.cursor(name="infer_input") as cur:
+    (rows read, prepared batch). Its inputs are committed rows (the release, required models' runs).
+    Results come in binary: numbers are sent as bytes, not formatted as text and parsed again."""
+    with engine.connect() as conn, conn.connection.driver_connection.cursor(name="infer_input", binary=True) as cur:
         cur.itersize = batch_size
         cur.execute(task.input_query, params)
         while batch := cur.fetchmany(batch_size):
@@ -333,13 +334,8 @@ def _ahead(items: Iterator[T], pool: ThreadPoolExecutor) -> Iterator[T]:
         yield item
 
 
-def _write_batch(pg, prepared: Prepared, out: Outputs | None, model_id: int, run_id: int,
-                 hold: bool) -> tuple[int, int]:
-    """COPY a batch's outputs (the finite ones) and its skipped sources, after locking the batch's
-    sources if ``hold`` (the foreign-key checks are off); returns (predicted, skipped)."""
-    if hold:
-        hold_sources(pg, np.concatenate([prepared.keys, np.array([k[:2] for k in prepared.skipped],
-                                                                  dtype=np.int64).reshape(-1, 2)]))
+def _write_batch(pg, prepared: Prepared, out: Outputs | None, model_id: int, run_id: int) -> tuple[int, int]:
+    """COPY a batch's outputs (the finite ones) and its skipped sources; returns (predicted, skipped)."""
     skipped, n_pred = list(prepared.skipped), 0
     if out is not None:
         ok = _finite(out)
@@ -350,25 +346,11 @@ def _write_batch(pg, prepared: Prepared, out: Outputs | None, model_id: int, run
     return n_pred, n_skip
 
 
-def hold_sources(pg, keys: np.ndarray) -> None:
-    """Lock these sources (``keys`` [N, 2]: shard, source_id) FOR KEY SHARE until the transaction
-    ends, as the per-row foreign-key checks of rows referencing them would: no other transaction
-    can delete one before this one commits. One statement: the keys (unique: one row per source
-    read) joined to the sources in their primary-key range. Fails if one is gone (deleted since the
-    batch was read)."""
-    if not len(keys):
-        return
-    lo, hi = keys[np.lexsort((keys[:, 1], keys[:, 0]))[[0, -1]]].tolist()
-    with pg.cursor() as cur:
-        cur.execute(
-            "SELECT count(*) FROM (SELECT FROM unnest(%s::int2[], %s::int8[]) AS k (shard, source_id) "
-            "JOIN healcat.source AS s USING (shard, source_id) "
-            "WHERE (s.shard, s.source_id) BETWEEN (%s, %s) AND (%s, %s) FOR KEY SHARE OF s) AS held",
-            (keys[:, 0].tolist(), keys[:, 1].tolist(), *lo, *hi))
-        held = cur.fetchone()[0]
-    if held != len(keys):
-        raise HealcatError(f"infer: {len(keys) - held} of {len(keys)} sources read for this run were deleted "
-                           "before their outputs were written; run it again")
+def hold_release(conn: sa.Connection, release_id: int) -> None:
+    """Lock the release FOR KEY SHARE until the transaction ends: no source of it can be deleted or
+    re-keyed before then (trigger ``source_guard``, migration 0016, locks the release FOR UPDATE
+    first), so outputs written for its sources without per-row foreign-key checks keep their parents."""
+    conn.execute(sa.select(Release.release_id).where(Release.release_id == release_id).with_for_update(key_share=True))
 
 
 def _finite(out: Outputs) -> np.ndarray:

@@ -71,16 +71,21 @@ class PhotoZMDN(nn.Module):
     def _hidden(self, x: torch.Tensor) -> torch.Tensor:
         return self.trunk((x - self.x_mean) / self.x_std)
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Embedding-layer activations ``[N, embed_dim]``, L2-normalised (use cosine / inner product)."""
-        return nn.functional.normalize(self._hidden(x).float(), dim=1)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Mixture ``(logits, mu, sigma)``, each ``[N, K]``; mu and sigma in redshift units."""
-        a, b, c = self.head(self._hidden(x)).float().chunk(3, dim=1)
+    def _mixture(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        a, b, c = self.head(h).float().chunk(3, dim=1)
         mu = self.z_loc + self.z_scale * b
         sigma = self.z_scale * nn.functional.softplus(c) + SIGMA_FLOOR
         return a, mu, sigma
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Mixture ``(logits, mu, sigma)``, each ``[N, K]``; mu and sigma in redshift units."""
+        return self._mixture(self._hidden(x))
+
+    def mixture_and_embedding(self, x: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        """:meth:`forward`'s mixture and the embedding-layer activations ``[N, embed_dim]``,
+        L2-normalised (use cosine / inner product), from one pass through the trunk."""
+        h = self._hidden(x)
+        return self._mixture(h), nn.functional.normalize(h.float(), dim=1)
 
 
 def mixture_nll(logits: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -146,8 +151,10 @@ def train_features(x: np.ndarray, z: np.ndarray, *, seed: int = 0, epochs: int =
     return model, report
 
 
-def _mixture_median(w: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, iters: int = 40) -> torch.Tensor:
-    """Mixture median ``[N]`` by bisection on the mixture CDF (redshift units)."""
+def _mixture_median(w: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, iters: int = 24) -> torch.Tensor:
+    """Mixture median ``[N]`` by bisection on the mixture CDF (redshift units): 24 halvings of the
+    +-6 sigma bracket leave it under 1e-6 wide for any bracket narrower than 16 (float32 holds
+    about 7 digits; photo-z errors are ~1e-2)."""
     lo = (mu - 6 * sigma).min(1).values
     hi = (mu + 6 * sigma).max(1).values
     for _ in range(iters):
@@ -176,8 +183,7 @@ def predict(model: PhotoZMDN, x_features: np.ndarray, *, batch_size: int = 65536
     for xb in x_all.split(batch_size):
         xb = xb.to(dev)
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-            logits, mu, sigma = model(xb)
-            emb = model.embed(xb)
+            (logits, mu, sigma), emb = model.mixture_and_embedding(xb)
         w = torch.softmax(logits.float(), dim=1)
         mean = (w * mu).sum(1)
         var = (w * (sigma ** 2 + mu ** 2)).sum(1) - mean ** 2

@@ -21,7 +21,7 @@ class ObjectClass(Task):
     training_query = ugriz.ugriz_query(
         columns=", r.spec_class",
         joins="JOIN healcat.spec_redshift AS r ON r.shard = s.shard AND r.source_id = s.source_id\n",
-        where=f"AND r.spec_class IN ({', '.join(repr(c) for c in CLASSES)})", group=", r.spec_class", order=True)
+        where=f"AND r.spec_class IN ({', '.join(repr(c) for c in CLASSES)})")
     #: Every source of the release.
     input_query = ugriz.ugriz_query()
     applies_query = ugriz.APPLIES_QUERY

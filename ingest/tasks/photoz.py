@@ -16,7 +16,7 @@ class Photoz(Task):
     training_query = ugriz.ugriz_query(
         columns=", r.z",
         joins="JOIN healcat.spec_redshift AS r ON r.shard = s.shard AND r.source_id = s.source_id\n",
-        where="AND r.spec_class = 'GALAXY' AND r.z IS NOT NULL", group=", r.z", order=True)
+        where="AND r.spec_class = 'GALAXY' AND r.z IS NOT NULL")
     #: Every source of the release, with the reason it is not a galaxy (NULL if it is one): its
     #: spectrum's class where it has one, else the object classifier's label (run first).
     input_query = ugriz.ugriz_query(
@@ -28,8 +28,7 @@ class Photoz(Task):
        END AS not_galaxy""",
         joins="LEFT JOIN healcat.spec_redshift AS r ON r.shard = s.shard AND r.source_id = s.source_id\n"
               "LEFT JOIN healcat.prediction AS c ON c.shard = s.shard AND c.source_id = s.source_id "
-              "AND c.model_id = %(object_class_model_id)s\n",
-        group=", r.spec_class, c.label, c.value")
+              "AND c.model_id = %(object_class_model_id)s\n")
     applies_query = ugriz.APPLIES_QUERY
     requires = ("object_class",)
 

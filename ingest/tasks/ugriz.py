@@ -9,18 +9,25 @@ from ingest.ml import photoz as ml_photoz
 BANDS = ("sdss_u", "sdss_g", "sdss_r", "sdss_i", "sdss_z")
 
 
-def ugriz_query(*, columns: str = "", joins: str = "", where: str = "", group: str = "", order: bool = False) -> str:
-    """A release's sources, one row each: shard, source_id, the five magnitudes (NULL where not
-    measured), then ``columns``; ``joins`` may add one-row-per-source tables (group by their columns)."""
+def ugriz_query(*, columns: str = "", joins: str = "", where: str = "") -> str:
+    """A release's sources, one row each, in source_id order: shard, source_id, the five magnitudes
+    (NULL where not measured), then ``columns``. ``joins`` may add one-row-per-source tables on
+    ``s.shard`` and ``s.source_id``, and ``where`` filter on them (``AND ...``).
+
+    The photometry is pivoted in an inner query grouped by the source's key alone, and the other
+    tables are joined to its rows after: grouping by their columns too made PostgreSQL sort all the
+    release's photometry rows by them (2.5 of 11.7 s for 1M sources)."""
     mags = ", ".join(f"max(p.mag) FILTER (WHERE p.band = '{b}') AS {b}" for b in BANDS)
     return (
-        f"SELECT s.shard, s.source_id, {mags}{columns}\n"
-        "FROM healcat.source AS s\n"
-        "LEFT JOIN healcat.photometry AS p ON p.shard = s.shard AND p.source_id = s.source_id\n"
+        f"SELECT s.*{columns}\n"
+        f"FROM (SELECT s.shard, s.source_id, {mags}\n"
+        "      FROM healcat.source AS s\n"
+        "      LEFT JOIN healcat.photometry AS p ON p.shard = s.shard AND p.source_id = s.source_id\n"
+        "      WHERE s.release_id = %(release_id)s\n"
+        "      GROUP BY s.source_id, s.shard) AS s\n"
         f"{joins}"
-        f"WHERE s.release_id = %(release_id)s {where}\n"
-        f"GROUP BY s.shard, s.source_id{group}"
-        + ("\nORDER BY s.source_id" if order else "")
+        f"WHERE true {where}\n"
+        "ORDER BY s.source_id"
     )
 
 
@@ -36,10 +43,11 @@ def split_rows(rows: list[tuple], reasons: list[str | None] | None = None
     """Rows (shard, source_id, u, g, r, i, z, ...) -> (keys [N, 2], ugriz [N, 5] mag, skipped) of the rows
     with five valid magnitudes and no other reason (``reasons[i]``) to skip them; bad magnitudes are
     the reason given first."""
-    keys = np.array([r[:2] for r in rows], dtype=np.int64).reshape(-1, 2)
-    mags = np.array([r[2:7] for r in rows], dtype=np.float64).reshape(-1, 5)  # NULL -> NaN
+    columns = list(zip(*rows)) if rows else [()] * 7  # transposed in C: no Python loop per row
+    keys = np.array(columns[:2], dtype=np.int64).T.reshape(-1, 2)
+    mags = np.array(columns[2:7], dtype=np.float64).T.reshape(-1, 5)  # NULL -> NaN
     valid = ml_photoz.valid_rows(mags)
-    ok = valid & (np.array([r is None for r in reasons], dtype=bool) if reasons is not None else True)
+    ok = valid & (np.equal(np.array(reasons, dtype=object), None) if reasons is not None else True)
     skipped = [(int(keys[i, 0]), int(keys[i, 1]), reasons[i] if valid[i] else _bad_mags(mags[i]))
                for i in np.flatnonzero(~ok)]
     return keys[ok], mags[ok], skipped
