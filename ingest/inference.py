@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import platform
 import tempfile
@@ -30,7 +31,6 @@ from typing import TypeVar
 import numpy as np
 import sqlalchemy as sa
 import torch
-from psycopg.types.json import Jsonb
 
 from catalog.db import home
 from catalog.errors import HealcatError, QueryError
@@ -374,19 +374,22 @@ def write_outputs(pg, keys: np.ndarray, out: Outputs, model_id: int, run_id: int
                                        ("pdf_weights", "float4[]", out.pdf_weights),
                                        ("pdf_means", "float4[]", out.pdf_means),
                                        ("pdf_sigmas", "float4[]", out.pdf_sigmas)) if v is not None]
-    if out.probabilities is None:
-        copy_columns(pg, "prediction", base + fixed)
-    else:  # text and jsonb columns: row by row
+    if out.probabilities is not None:  # the most probable class, and every class's probability as JSON
         names = np.asarray(out.class_names)
-        labels = names[out.probabilities.argmax(1)]
-        probs = [dict(zip(out.class_names, map(float, p))) for p in out.probabilities]
-        cols = [c for c, _, _ in base + fixed] + ["label", "probabilities"]
-        types = [t for _, t, _ in base + fixed] + ["text", "jsonb"]
-        columns = [v.tolist() for _, _, v in base + fixed] + [labels.tolist(), [Jsonb(p) for p in probs]]
-        copy_rows(pg, "prediction", cols, types, zip(*columns))
+        fixed += [("label", "text", names[out.probabilities.argmax(1)]),
+                  ("probabilities", "jsonb", probabilities_json(out.class_names, out.probabilities))]
+    copy_columns(pg, "prediction", base + fixed)
     if out.embedding is not None:
         copy_columns(pg, "embedding", base + [("vec", "vector", out.embedding)])
     return n
+
+
+def probabilities_json(class_names: tuple[str, ...], probabilities: np.ndarray) -> np.ndarray:
+    """``[N]`` JSON objects ``{"class": p, ...}`` (object array of str), each ``p`` as ``json.dumps``
+    writes the float; built column by column rather than one ``dumps`` per row."""
+    keys = [json.dumps(c) + ": " for c in class_names]
+    columns = [[k + r for r in map(repr, p.tolist())] for k, p in zip(keys, np.asarray(probabilities).T)]
+    return np.array(["{" + ", ".join(items) + "}" for items in zip(*columns)], dtype=object)
 
 
 def ensure_embedding_index(engine: sa.Engine, model_id: int, dim: int) -> None:
