@@ -76,6 +76,23 @@ def _synthesize(conn) -> None:
     conn.execute(sa.text("ANALYZE healcat.source; ANALYZE healcat.photometry"))
 
 
+def _forget_runs(engine, release_id: int) -> None:
+    """Remove an earlier benchmark's runs on the release (outputs, skips) and the HNSW indexes of
+    their models, so that every run is measured as the first run of its version."""
+    with engine.begin() as conn:
+        runs = conn.execute(sa.text("SELECT run_id, model_id FROM healcat.inference_run WHERE release_id = :r"),
+                            {"r": release_id}).all()
+        if not runs:
+            return
+        ids = [r.run_id for r in runs]
+        for table in ("embedding", "prediction", "inference_run"):
+            conn.execute(sa.text(f"DELETE FROM healcat.{table} WHERE run_id = ANY(:ids)"), {"ids": ids})  # noqa: S608
+        for model_id in {r.model_id for r in runs}:
+            conn.exec_driver_sql(f"DROP INDEX IF EXISTS healcat.ix_embedding_hnsw_{int(model_id)}")
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("VACUUM (ANALYZE) healcat.prediction, healcat.embedding, healcat.inference_skip")
+
+
 def main() -> None:
     engine, photoz_model = _setup()
     from ingest import inference
@@ -85,9 +102,7 @@ def main() -> None:
     dev = inference.device_of(None)
     with engine.connect() as conn:
         release_id = inference.release_id_of(conn, RELEASE)
-        done = conn.scalar(sa.text("SELECT count(*) FROM healcat.inference_run WHERE release_id = :r"),
-                           {"r": release_id})
-    assert done == 0, f"{RELEASE} already has runs: drop var/bench/inference to measure again"
+    _forget_runs(engine, release_id)
     with engine.connect() as conn:
         cls_ref = next(m for m in inference.applicable_models(conn, release_id) if m.task == "object_class")
     cls_run = inference.run_model(engine, cls_ref.name, RELEASE, batch_size=BATCH)
