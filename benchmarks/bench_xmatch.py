@@ -84,7 +84,7 @@ def main() -> None:
 
     settings = healcat_settings(url)  # the same memory and planner settings on both servers
     with Q3CServer(settings) as q3c:
-        q3c.load(ids, sky.ra, sky.dec, tag=f"sky10m-v1:{len(sky)}")
+        q3c.load(ids, sky.ra, sky.dec, tag=sky10m.Q3C_TAG)
         q3c_pg, q3c_version = q3c.version()
         with psycopg.connect(q3c.url, autocommit=True) as conn:
             conn.execute("DROP TABLE IF EXISTS bench.xmatch_input")
