@@ -16,6 +16,7 @@
 --   the planner settings and work_mem xmatch_core had.
 -- * With one release named, its name comes from a one-row subquery evaluated once (an InitPlan)
 --   instead of a hash join of every pair with healcat.release.
+-- * Each candidate's distance is computed once (it was computed twice for every match).
 --
 -- Note for whoever edits this file: it is executed through sqlalchemy.text(), so never write a
 -- colon directly followed by a word character; '::type' and ':=' are fine.
@@ -39,6 +40,9 @@ DECLARE
     n_catalog float8;
     probe boolean;
     pairs text;
+    -- a source's position at the epoch (its stored one without an epoch)
+    moved text := CASE WHEN epoch_yr IS NULL THEN '(SELECT s0.ra, s0.dec)'
+                       ELSE 'healcat.pm_propagate(s0.ra, s0.dec, s0.pmra_masyr, s0.pmdec_masyr, $3 - s0.ref_epoch_yr)' END;
     -- one release: its name once (an InitPlan), not a join of every pair with healcat.release
     release_name text := CASE WHEN rel IS NULL THEN 'r.name'
                               ELSE '(SELECT r1.name FROM healcat.release AS r1 WHERE r1.release_id = $2)' END;
@@ -59,28 +63,33 @@ BEGIN
     -- nested loop over the whole catalog cheaper (minutes). Its shard is compared as int: as a
     -- smallint equality, PostgreSQL 18 would skip-scan pk_source (source_id, shard) on it; and its
     -- release as release_id + 0, so that no index on release_id competes with ix_source_hpx.
+    -- Each candidate's distance is computed once: inside the range scan's subquery (which OFFSET 0
+    -- keeps whole) for the range-scan plan; written in the outer query, a flattened subquery's
+    -- expression was evaluated twice for every match, by the test and by the output.
     pairs := format($q$
         WITH c AS MATERIALIZED (SELECT * FROM (%1$s) AS c0 %3$s)
-        SELECT c.row_id, s.source_id, s.release_id, s.object_id, m.ra, m.dec, d.sep_deg
+        SELECT c.row_id, s.source_id, s.release_id, s.object_id, s.ra, s.dec, s.sep_deg
         FROM c
         %2$s
-        CROSS JOIN LATERAL %4$s AS m(ra, dec)
-        CROSS JOIN LATERAL (SELECT healcat.angdist_deg(c.ra, c.dec, m.ra, m.dec) AS sep_deg) AS d
-        WHERE d.sep_deg <= $1$q$,
+        WHERE s.sep_deg <= $1$q$,
         cover,
         CASE WHEN probe
              THEN format('CROSS JOIN LATERAL (
-                              SELECT s0.source_id, s0.release_id, s0.object_id, s0.ra, s0.dec, s0.pmra_masyr,
-                                     s0.pmdec_masyr, s0.ref_epoch_yr
+                              SELECT s0.source_id, s0.release_id, s0.object_id, m.ra, m.dec,
+                                     healcat.angdist_deg(c.ra, c.dec, m.ra, m.dec) AS sep_deg
                               FROM healcat.source AS s0
+                              CROSS JOIN LATERAL %4$s AS m(ra, dec)
                               WHERE s0.hpx >= (c.pix << %1$s) AND s0.hpx < ((c.pix + 1) << %1$s)
                                 AND s0.shard::int = (c.pix >> %2$s)::int %3$s OFFSET 0) AS s',
-                         2 * (29 - k), 2 * (k - 4), CASE WHEN rel IS NULL THEN '' ELSE 'AND s0.release_id + 0 = $2' END)
-             ELSE format('JOIN healcat.source AS s ON (s.hpx >> %s) = c.pix AND s.shard = (c.pix >> %s)::smallint %s',
-                         2 * (29 - k), 2 * (k - 4), CASE WHEN rel IS NULL THEN '' ELSE 'AND s.release_id = $2' END) END,
-        CASE WHEN probe THEN 'ORDER BY c0.pix' ELSE '' END,
-        CASE WHEN epoch_yr IS NULL THEN '(SELECT s.ra, s.dec)'
-             ELSE 'healcat.pm_propagate(s.ra, s.dec, s.pmra_masyr, s.pmdec_masyr, $3 - s.ref_epoch_yr)' END);
+                         2 * (29 - k), 2 * (k - 4), CASE WHEN rel IS NULL THEN '' ELSE 'AND s0.release_id + 0 = $2' END,
+                         moved)
+             ELSE format('JOIN healcat.source AS s0 ON (s0.hpx >> %1$s) = c.pix AND s0.shard = (c.pix >> %2$s)::smallint %3$s
+                          CROSS JOIN LATERAL %4$s AS m(ra, dec)
+                          CROSS JOIN LATERAL (SELECT s0.source_id, s0.release_id, s0.object_id, m.ra, m.dec,
+                                                     healcat.angdist_deg(c.ra, c.dec, m.ra, m.dec) AS sep_deg) AS s',
+                         2 * (29 - k), 2 * (k - 4), CASE WHEN rel IS NULL THEN '' ELSE 'AND s0.release_id = $2' END,
+                         moved) END,
+        CASE WHEN probe THEN 'ORDER BY c0.pix' ELSE '' END);
     IF mode = 'all' THEN
         RETURN format($q$
             SELECT p.row_id, p.source_id, %s, p.object_id, p.ra, p.dec, p.sep_deg * 3600.0
