@@ -6,8 +6,9 @@ Create Date: 2026-12-03 04:00:00
 
 sql/sky_v3.sql: healcat.xmatch_prepare is new (xmatch_core's statement, built but not run);
 xmatch_core and xmatch_table are replaced by versions running it, so that xmatch_table stores its
-rows once instead of twice, and a release named once is not joined with every pair. The
-downgrade restores crossmatch_v2.sql's definitions verbatim and drops xmatch_prepare.
+rows once instead of twice, a release named once is not joined with every pair, and each
+candidate's distance is computed once. The downgrade restores crossmatch_v2.sql's definitions
+verbatim and drops xmatch_prepare.
 """
 
 from alembic import op
