@@ -118,7 +118,7 @@ def main() -> None:
     dec = np.degrees(np.arcsin(rng.uniform(-1, 1, N_CENTRES)))
     settings = healcat_settings(url)
     with Q3CServer(settings) as server:
-        server.load(ids, s.ra, s.dec, tag=f"{sky10m.RELEASE} seed={sky10m.SEED}")
+        server.load(ids, s.ra, s.dec, tag=sky10m.Q3C_TAG)
         q3c_pg, q3c_version = server.version()
         with psycopg.connect(url) as conn, psycopg.connect(server.url) as q3c:
             version = conn.execute("SHOW server_version").fetchone()[0]

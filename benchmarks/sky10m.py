@@ -33,6 +33,9 @@ VERSION = "gaia-dr3-bright-x21"
 RELEASE = f"bench/{VERSION}"
 BENCH_HOME = Path(__file__).resolve().parents[1] / "var" / "bench"
 CACHE = BENCH_HOME / "sky10m-v1.npz"
+#: What a Q3C server's copy of the sky is labelled with (benchmarks/q3c.py keeps a table so labelled), the
+#: same for every benchmark, so that the cone and cross-match benchmarks share one load.
+Q3C_TAG = f"{RELEASE} seed={SEED}"
 
 
 @dataclass(frozen=True)
