@@ -1,7 +1,7 @@
 """inference writes: a run guards its release, not each source; output keys led by model_id
 
 Revision ID: 0016
-Revises: 0014
+Revises: 0015
 Create Date: 2026-12-03 03:10:00
 
 An inference run writes its outputs (prediction, embedding, inference_skip) without per-row
@@ -26,7 +26,7 @@ The key keeps the shard (Citus colocation) and the foreign key to source is unch
 from alembic import op
 
 revision = '0016'
-down_revision = '0014'
+down_revision = '0015'
 branch_labels = None
 depends_on = None
 
