@@ -82,10 +82,12 @@ def test_a_delete_waiting_for_a_run_removes_the_outputs_the_run_committed(engine
         pg = run.connection.driver_connection
         with ParentChecksOff(pg):
             write_outputs(pg, keys, Outputs(value=np.arange(len(keys), dtype=np.float64)), model_id, run_id)
+        other_pid = other.scalar(sa.text("SELECT pg_backend_pid()"))
         deleting = pool.submit(lambda: other.execute(sa.text(
             "DELETE FROM healcat.source WHERE shard = :s AND source_id = :i"), {"s": int(keys[3, 0]), "i": int(keys[3, 1])}))
         deadline = time.monotonic() + 30
-        while not run.scalar(sa.text("SELECT count(*) FROM pg_locks WHERE NOT granted AND pid <> pg_backend_pid()")):
+        waits_for_run = sa.text("SELECT :run = ANY(pg_blocking_pids(:other))")
+        while not run.scalar(waits_for_run, {"run": run.scalar(sa.text("SELECT pg_backend_pid()")), "other": other_pid}):
             assert time.monotonic() < deadline, "the delete never waited for the run"
             time.sleep(0.02)
         assert not deleting.done()
