@@ -2,13 +2,17 @@
 -- definitions rather than by editing this file.
 --
 --   healcat.hpx_cone_cover(ra_deg, dec_deg, radius_deg, stop_order)
---       replaced: cone_v2.sql's cover, plus a fast path. When the <= 4 seed pixels of order
---       k0 = healcat.xmatch_order(radius) around the centre are at most two orders coarser than
---       stop_order (radii up to about 2 arcmin on a 10-million-source catalog), they are the
---       cover: no recursive descent. The descent's query costs about 0.2 ms to start and finish
---       even when it refines nothing, several times what rechecking the seeds' few dozen rows
---       costs (benchmarks/README.md, cone). Same rows from every cone: the cover is a superset
---       either way and the distance recheck is exact.
+--       replaced: cone_v2.sql's cover with two changes, both trading pixel tests for row rechecks
+--       (a pixel tested in the descent's recursive query costs about 1.5 us, a row rechecked about
+--       1 us; benchmarks/README.md, cone, has the figures):
+--       * boundary pixels are refined down to two orders above stop_order (pixels holding about
+--         16 sources when stop_order's hold one), not to stop_order itself;
+--       * when the <= 4 seed pixels of order k0 = healcat.xmatch_order(radius) around the centre
+--         are that coarse already (radii up to about 2 arcmin on a 10-million-source catalog),
+--         they are the cover: no recursive descent, whose query costs about 0.2 ms to start and
+--         finish even when it refines nothing.
+--       Same rows from every cone: the cover is a superset either way and the distance recheck
+--       is exact.
 --
 -- Note for whoever edits this file: it is executed through sqlalchemy.text(), so never write a
 -- colon directly followed by a word character; '::type' and ':=' are fine.
@@ -75,10 +79,13 @@ BEGIN
             EXIT;
         END IF;
     END LOOP;
-    v_kstop := least(v_kstop, greatest(v_k0, stop_order));
+    -- Refined no finer than two orders above stop_order: a boundary pixel there holds about 16
+    -- sources when stop_order's hold one, and rechecking half of them costs less than testing
+    -- its 4 children in the descent's query (about 1.5 us a pixel against 1 us a row).
+    v_kstop := least(v_kstop, greatest(v_k0, stop_order - 2));
     IF v_k0 > 0 AND v_k0 + 2 >= stop_order THEN
-        -- The seeds hold few sources (each about 16 of stop_order's pixels): they are the cover,
-        -- sorted and coalesced here; the descent's query costs more than rechecking their rows.
+        -- The seeds need no refinement (each holds about 16 of stop_order's pixels): they are the
+        -- cover, sorted and coalesced here; the descent's query costs ~0.2 ms even when it refines nothing.
         v_shift := 2 * (29 - v_k0);
         FOR v_pix IN SELECT x.pix FROM healcat.hpx_xmatch_cover(v_k0, v_hpx) AS x ORDER BY x.pix LOOP
             IF hi = v_pix << v_shift THEN
@@ -177,7 +184,4 @@ END;
 $$;
 
 COMMENT ON FUNCTION healcat.hpx_cone_cover(float8, float8, float8, int) IS
-    'Sorted, disjoint, coalesced ranges [lo, hi) of order-29 NESTED HEALPix indices covering every pixel that intersects the cone (superset; recheck with healcat.angdist_deg); boundary pixels no finer than stop_order.';
-
-COMMENT ON FUNCTION healcat.hpx_cone_cover(float8, float8, float8, int) IS
-    'Sorted, disjoint, coalesced ranges [lo, hi) of order-29 NESTED HEALPix indices covering every pixel that intersects the cone (superset; recheck with healcat.angdist_deg); boundary pixels no finer than stop_order.';
+    'Sorted, disjoint, coalesced ranges [lo, hi) of order-29 NESTED HEALPix indices covering every pixel that intersects the cone (superset; recheck with healcat.angdist_deg); boundary pixels no finer than stop_order - 2 (stop_order: where pixels hold about one source).';
