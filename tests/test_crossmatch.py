@@ -427,3 +427,24 @@ def test_releases_at_gaias_epoch_bring_tgas_onto_gaia_dr3(engine, kepler, gaia):
     assert np.array_equal(moved["source_id_b"][matched & clear], gaia["id"][idx[matched & clear]])
     found, found_stale = ~moved["source_id_b"].mask, ~stale["source_id_b"].mask
     assert found.sum() > 10 and (found & ~found_stale).sum() > 0, "some stars are found only at Gaia's epoch"
+
+
+def test_fetch_columns_returns_every_value_as_stored(conn):
+    """The cross-match's answer comes back one aggregated value per column: numbers bit for bit, text
+    with backslashes, newlines and non-ASCII intact, rows in the query's order; a NULL is an error."""
+    from catalog.pgcopy import fetch_columns
+
+    pg = conn.connection.driver_connection
+    words = ["Gaia DR3 1", "a\\b", "two\nlines", "", "Hα \\n", "tab\there"]
+    numbers = [np.pi, -0.0, np.nan, 1e-300, -np.inf, 2.5]
+    query = ("SELECT t.k, t.w, t.x FROM unnest(%s::int8[], %s::text[], %s::float8[]) WITH ORDINALITY AS t(k, w, x, i) "
+             "ORDER BY t.i DESC")
+    ids = [2**62 + i for i in range(len(words))]
+    k, w, x = fetch_columns(pg, query, (ids, words, numbers), [("k", "int64"), ("w", "str"), ("x", "float64")])
+    assert k.tolist() == ids[::-1] and w.tolist() == words[::-1]
+    np.testing.assert_array_equal(x, np.array(numbers[::-1]))
+    assert np.signbit(x[-2]) and x.dtype == np.float64 and k.dtype == np.int64
+    empty = fetch_columns(pg, query + " LIMIT 0", (ids, words, numbers), [("k", "int64"), ("w", "str")])
+    assert [len(a) for a in empty] == [0, 0]
+    with pytest.raises(ValueError, match="column w has NULLs"):
+        fetch_columns(pg, query, (ids, [None] + words[1:], numbers), [("k", "int64"), ("w", "str")])
