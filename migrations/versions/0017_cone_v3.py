@@ -4,12 +4,17 @@ Revision ID: 0017
 Revises: 0016
 Create Date: 2026-12-03 07:30:00
 
-sql/cone_v3.sql replaces healcat.hpx_cone_cover(ra, dec, radius, stop_order) with cone_v2.sql's
-definition plus a fast path for cones whose seed pixels hold few sources. The downgrade restores
-cone_v2.sql's definition verbatim.
+sql/cone_v3.sql renames cone_v2.sql's healcat.hpx_cone_cover(ra, dec, radius, stop_order) to
+hpx_cone_descent and defines hpx_cone_cover over it: no descent for cones whose seed pixels hold few
+sources, and the descent two orders coarser. The downgrade drops the new function and renames the
+descent back.
 """
 
-from migrations.functions import restore_functions, run_sql_file
+import re
+
+from alembic import op
+
+from migrations.functions import SQL, run_sql_file
 
 revision = '0017'
 down_revision = '0016'
@@ -22,4 +27,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    restore_functions("cone_v2.sql", ["hpx_cone_cover"])
+    op.execute("DROP FUNCTION healcat.hpx_cone_cover(float8, float8, float8, int)")
+    op.execute("ALTER FUNCTION healcat.hpx_cone_descent(float8, float8, float8, int) RENAME TO hpx_cone_cover")
+    op.execute(re.search(r"COMMENT ON FUNCTION healcat\.hpx_cone_cover\(float8, float8, float8, int\) IS\n.*?';\n",
+                         (SQL / "cone_v2.sql").read_text(), re.DOTALL).group(0))
