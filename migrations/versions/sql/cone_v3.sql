@@ -29,10 +29,13 @@ COMMENT ON FUNCTION healcat.hpx_cone_descent(float8, float8, float8, int) IS
 
 CREATE FUNCTION healcat.hpx_cone_cover(ra_deg float8, dec_deg float8, radius_deg float8, stop_order int)
 RETURNS TABLE(lo bigint, hi bigint)
-LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE ROWS 20 AS $$
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE ROWS 20
+SET plan_cache_mode = force_generic_plan  -- its statements' plans do not depend on the arguments: plan once
+AS $$
 DECLARE
     v_k0    int;
     v_shift int;
+    v_hpx   bigint;
     v_pix   bigint;
 BEGIN
     -- (NaN fails every comparison here; invalid arguments go to the descent, which names them)
@@ -42,8 +45,8 @@ BEGIN
         IF v_k0 + 2 >= stop_order THEN
             -- the seeds are the cover, sorted and coalesced
             v_shift := 2 * (29 - v_k0);
-            FOR v_pix IN SELECT x.pix FROM healcat.hpx_xmatch_cover(v_k0, healcat.hpx_ang2pix(29, ra_deg, dec_deg)) AS x
-                         ORDER BY x.pix LOOP
+            v_hpx := healcat.hpx_ang2pix(29, ra_deg, dec_deg);  -- once: an argument is inlined at every use
+            FOR v_pix IN SELECT x.pix FROM healcat.hpx_xmatch_cover(v_k0, v_hpx) AS x ORDER BY x.pix LOOP
                 IF hi = v_pix << v_shift THEN
                     hi := (v_pix + 1) << v_shift;
                 ELSE
