@@ -104,6 +104,24 @@ def test_sql_cover_contains_every_point_of_the_cone(conn, radius_arcsec, stop_or
         assert np.all((slot >= 0) & (hpx < ranges[np.maximum(slot, 0), 1]))
 
 
+@pytest.mark.parametrize("radius_arcsec", [0.001, 1.0, 60.0])
+def test_sql_cover_of_a_small_cone_is_its_seed_pixels_coalesced(conn, radius_arcsec):
+    """When the seed pixels are within two orders of stop_order (cone_v3.sql's fast path), the cover is
+    those pixels, sorted and adjacent ones merged: the ranges healpy's neighbours give (xmatch_cover),
+    at the poles and the RA wrap too."""
+    ra, dec = random_sky(30)
+    ra, dec = np.concatenate([ra, EDGE_RA]), np.concatenate([dec, EDGE_DEC])
+    k0 = conn.execute(sa.text("SELECT healcat.xmatch_order(:r)"), {"r": radius_arcsec}).scalar()
+    seeds = healpix.xmatch_cover(healpix.hpx_index(ra, dec), k0)
+    for i, (ra0, dec0) in enumerate(zip(ra, dec)):
+        got = np.array(conn.execute(sa.text("SELECT lo, hi FROM healcat.hpx_cone_cover(:r, :d, :rad, :stop)"),
+                                    {"r": ra0, "d": dec0, "rad": radius_arcsec / 3600, "stop": k0 + 2}).all())
+        pix = seeds[i][seeds[i] >= 0]
+        shift = 2 * (healpix.ORDER - k0)
+        np.testing.assert_array_equal(got, healpix.merge_ranges(pix << shift, (pix + 1) << shift))
+        assert np.all(got[1:, 0] > got[:-1, 1])
+
+
 def test_sql_angular_distance_matches_astropy(conn):
     ra1, dec1 = random_sky(2000)
     ra2, dec2 = random_sky(2000)
