@@ -56,7 +56,6 @@ def copy_columns(conn: psycopg.Connection, table: str, columns: Sequence[str], v
     return n
 
 
-
 #: The send function giving a number's binary form (big-endian), by numpy dtype.
 _SEND = {"int32": "int4send", "int64": "int8send", "float32": "float4send", "float64": "float8send"}
 
