@@ -6,12 +6,13 @@ sampled multi-band epochs and an MLP over catalogue metadata (period, mean magni
 a small transformer over epoch tokens (time, phase, magnitude, error, band) and an MLP over each
 band's Fourier decomposition of the folded curve (amplitude A1, ratios A_k/A1 and phase
 differences phi_k1 = phi_k - k phi_1 for k = 2..4, residual scatter; the classical variable-star
-features, invariant to the arbitrary phase origin). No labels are used: a symmetric InfoNCE loss
-pulls a star's light-curve and metadata views together (CLIP), and two more pull together two
-augmented copies of the same view (SimCLR: different random subsets of the epochs; Gaussian noise
-on the standardised metadata), so each view also keeps what the other cannot predict. A star's
-embedding is the concatenation of its two L2-normalised views, itself normalised (cosine / inner
-product search).
+features, invariant to the arbitrary phase origin). Pretraining uses no labels: a symmetric
+InfoNCE loss pulls a star's light-curve and metadata views together (CLIP), and two more pull
+together two augmented copies of the same view (SimCLR: different random subsets of the epochs;
+Gaussian noise on the standardised metadata), so each view also keeps what the other cannot
+predict. :func:`finetune` then adapts a copy with class labels (supervised contrastive loss; AstroM3
+fine-tunes after CLIP pretraining too). A star's embedding is the concatenation of its two
+L2-normalised views, itself normalised (cosine / inner product search).
 
 Inputs (numpy): a light curve is a ``[n, 4]`` float array of rows (time_day, mag, mag_err,
 band index < ``n_bands``); metadata is a ``[N, M]`` float array with NaN for "not measured".
@@ -20,6 +21,7 @@ enter the transformer, so zero points matter only through the metadata.
 """
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -39,6 +41,7 @@ FOURIER_FEATURES = 2 + 3 * (N_FOURIER - 1)  # log A1, log rms; per k >= 2: log(A
 AUGMENT_FRACTION = 0.75  # training views fit the Fourier series to this random fraction of epochs
 AUGMENT_COPIES = 4  # ... drawn this many times per star (once per training: the fits are the slow part)
 META_NOISE = 0.1  # training views add this much Gaussian noise to the metadata [its std]
+SUPCON_TEMPERATURE = 0.1  # of the label-aware contrastive fine-tuning
 
 
 class Batch(NamedTuple):
@@ -286,6 +289,17 @@ class LightCurveCLIP(nn.Module):
         return 0.5 * (nn.functional.cross_entropy(self.logits(x1), labels)
                       + nn.functional.cross_entropy(self.logits(x2), labels))
 
+    def label_contrastive_loss(self, x1: Batch, x2: Batch, labels: torch.Tensor) -> torch.Tensor:
+        """Supervised contrastive loss (Khosla et al. 2020) on the embeddings of both augmented
+        copies, every other star of the same class a positive, plus :meth:`contrastive_loss`."""
+        z = torch.cat([self.embed(x1), self.embed(x2)])
+        y = torch.cat([labels, labels])
+        logits = (z @ z.T / SUPCON_TEMPERATURE).fill_diagonal_(-torch.inf)
+        positive = (y[:, None] == y[None, :]).fill_diagonal_(False)
+        log_prob = logits.log_softmax(1).masked_fill(~positive, 0.0)
+        supcon = -(log_prob.sum(1) / positive.sum(1).clamp_min(1)).mean()
+        return supcon + self.contrastive_loss(x1, x2)
+
 
 def batch(light_curves: list[np.ndarray], period_day: np.ndarray, meta: np.ndarray, n_bands: int, *,
           seed: int = 0) -> Batch:
@@ -306,31 +320,40 @@ def _noisy(x: Batch, std: torch.Tensor, gen: torch.Generator) -> Batch:
 
 
 def train(light_curves: list[np.ndarray], period_day: np.ndarray, meta: np.ndarray, *, n_bands: int,
-          labels: np.ndarray | None = None, seed: int = 0, epochs: int = 40, patience: int = 6,
-          batch_size: int = 128, lr: float = 2e-3, val_fraction: float = 0.1,
-          **hparams: Any) -> LightCurveCLIP:
-    """Contrastive training (``labels=None``) or the supervised baseline (integer ``labels``).
+          labels: np.ndarray | None = None, init: LightCurveCLIP | None = None, seed: int = 0,
+          epochs: int = 40, patience: int = 6, batch_size: int = 128, lr: float = 2e-3,
+          val_fraction: float = 0.1, **hparams: Any) -> LightCurveCLIP:
+    """Contrastive training (``labels=None``), the supervised baseline (integer ``labels``), or
+    label-aware contrastive fine-tuning of a contrastive model ``init`` (``labels`` and ``init``;
+    see :func:`finetune`).
 
-    Both use the same encoders, optimiser, augmentations and stopping rule: a seeded
+    All use the same encoders, optimiser, augmentations and stopping rule: a seeded
     ``val_fraction`` of the stars is set aside, training runs up to ``epochs`` epochs and stops
     ``patience`` epochs after the best validation loss, whose weights are kept. Each epoch draws two
     augmented copies of every training star (other epoch subsets, Fourier fits to other epoch
-    subsets, metadata noise). Returns the model in eval mode.
+    subsets, metadata noise). Returns the model in eval mode (``init`` itself is left unchanged).
     """
     period_day, meta = np.asarray(period_day, dtype=np.float64), np.asarray(meta, dtype=np.float64)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    n_classes = 0 if labels is None else int(np.max(labels)) + 1
-    model = LightCurveCLIP(n_bands, meta.shape[1], n_classes=n_classes, **hparams)
     _, val, fit = common.split_indices(len(light_curves), seed, test_fraction=0.0, val_fraction=val_fraction)
     e_fit, e_val = (_epochs([light_curves[i] for i in idx], period_day[idx]) for idx in (fit, val))
     rng = np.random.default_rng(seed)
-    model.meta.scale.fit(meta[fit])
-    model.lc.fourier_scale.fit(_fourier(e_fit, n_bands, None).reshape(len(fit), -1))
+    if init is None:
+        n_classes = 0 if labels is None else int(np.max(labels)) + 1
+        model = LightCurveCLIP(n_bands, meta.shape[1], n_classes=n_classes, **hparams)
+        model.meta.scale.fit(meta[fit])
+        model.lc.fourier_scale.fit(_fourier(e_fit, n_bands, None).reshape(len(fit), -1))
+    else:  # its standardisations stay those of its own training stars
+        model = copy.deepcopy(init)
     y = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.int64)
 
     def loss(x1: Batch, x2: Batch, idx: np.ndarray) -> torch.Tensor:
-        return model.contrastive_loss(x1, x2) if y is None else model.class_loss(x1, x2, y[idx])
+        if y is None:
+            return model.contrastive_loss(x1, x2)
+        if init is None:
+            return model.class_loss(x1, x2, y[idx])
+        return model.label_contrastive_loss(x1, x2, y[idx])
 
     def augmenter(e: _Epochs, m: np.ndarray) -> Callable[[], list[Batch]]:
         """Draws two augmented copies of every star: new epoch subsets for the transformer, and
@@ -363,6 +386,17 @@ def train(light_curves: list[np.ndarray], period_day: np.ndarray, meta: np.ndarr
     stopper.restore()
     model.epochs_run = epoch + 1
     return model.eval()
+
+
+def finetune(model: LightCurveCLIP, light_curves: list[np.ndarray], period_day: np.ndarray, meta: np.ndarray,
+             labels: np.ndarray, *, seed: int = 0, epochs: int = 20, patience: int = 4,
+             lr: float = 5e-4) -> LightCurveCLIP:
+    """A copy of contrastive ``model`` fine-tuned with its training stars' class ``labels`` (as AstroM3
+    fine-tunes after CLIP pretraining): :meth:`LightCurveCLIP.label_contrastive_loss`, a smaller
+    learning rate, the same augmentations and early stopping as :func:`train`. Its embeddings have
+    seen labels; ``model``'s have not."""
+    return train(light_curves, period_day, meta, n_bands=model.hparams["n_bands"], labels=labels, init=model,
+                 seed=seed, epochs=epochs, patience=patience, lr=lr)
 
 
 def _batches(model: LightCurveCLIP, light_curves, period_day, meta, seed: int, batch_size: int):
