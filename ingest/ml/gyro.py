@@ -83,7 +83,7 @@ def valid_rows(bprp0_mag: np.ndarray, prot_day: np.ndarray) -> np.ndarray:
 
 
 def train(bprp0_mag: np.ndarray, log_age: np.ndarray, prot_day: np.ndarray, *, seed: int = 0,
-          population: np.ndarray | None = None, members: int = MEMBERS, steps: int = 800,
+          population: np.ndarray | None = None, members: int = MEMBERS, steps: int = 1500,
           batch_size: int = 1024, lr: float = 1e-2, age_jitter_dex: float = 0.05,
           **hparams: int) -> tuple[GyroMDN, dict[str, Any]]:
     """Fit p(log10 Prot | colour, log age) on member stars (rows failing :func:`valid_rows` raise).
