@@ -41,8 +41,8 @@ def test_leave_one_cluster_out_ages(stars):
     assert len(single) == 23 and np.median(single) <= 0.1  # measured 0.055
     sco = np.abs([v["delta_dex"] for p, v in res.items() if association[p] == "ScoCen" and v["n_members"] >= MIN_MEMBERS])
     assert len(sco) == 8 and np.median(sco) < 0.15  # Sco-Cen's subgroups, 6-19 Myr (measured 0.078)
-    # The target, over all 41: measured 0.084 (seed 0; seeds 1 and 2 give 0.103 and 0.097, so it
-    # holds for 2 of 3 seeds): 22 within 0.1 dex, while the Taurus groups of 1-18 rotators (median
+    # The target, over all 41: measured 0.084 (seed 0; seeds 1-3 give 0.103, 0.097 and 0.094, so it
+    # holds for 3 of 4 seeds): 22 within 0.1 dex, while the Taurus groups of 1-18 rotators (median
     # 0.50) sit far outside it.
     assert np.median(np.abs([v["delta_dex"] for v in res.values()])) <= 0.1
     for v in res.values():
