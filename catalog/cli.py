@@ -467,13 +467,20 @@ def _metrics_line(metrics: dict) -> str:
     return ", ".join(f"{k}={metrics[k]:.4g}" for k in keys if k in metrics)
 
 
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default where it has one (not "(default: None)" or "(default: False)")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        return action.help if action.default is None or action.default is False else super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="healcat", description="A sky catalog database with embedded ML services.",
                                      epilog="HEALCAT_DATABASE_URL picks another PostgreSQL; HEALCAT_HOME the embedded "
                                             "server's folder; HEALCAT_DATA_DIR where survey files are read.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    formatter = argparse.ArgumentDefaultsHelpFormatter
+    formatter = _DefaultsFormatter
 
     p = sub.add_parser("db", help="the database: up, status, url, psql, stop", formatter_class=formatter,
                        description="up: start the embedded server if it is the one used, and migrate to the newest "
@@ -494,11 +501,12 @@ def build_parser() -> argparse.ArgumentParser:
     tasks = sorted(all_tasks())
     p = sub.add_parser("train", help="train a task's model on the catalog and register the version",
                        formatter_class=formatter,
-                       description="Runs the task's training query on a release, holds out 20%% (seeded), trains, "
+                       description="Runs the task's training query on a release, holds out 20% (seeded), trains, "
                                    "and registers the version with its weights, query and held-out metrics; then "
                                    "queues inference of the new version over every release it applies to.")
     p.add_argument("task", choices=tasks)
-    p.add_argument("--release", help="train on this release (default: the task's, sdss/dr14-skyserver-10k)")
+    defaults = "; ".join(f"{name}: {task.default_training_release}" for name, task in sorted(all_tasks().items()))
+    p.add_argument("--release", help=f"train on this release (default: the task's own; {defaults})")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the initial weights and the batches")
     p.add_argument("--epochs", type=int, help="most epochs (early stopping may end sooner; default: the model's)")
     p.add_argument("--no-backfill", action="store_true", help="do not queue inference of the new version")

@@ -20,6 +20,18 @@ def test_help_lists_every_command(capsys):
     assert all(f"    {name}" in out for name in COMMANDS)
 
 
+def test_train_help_names_each_task_default_release(capsys, monkeypatch):
+    from ingest.tasks import all_tasks
+
+    monkeypatch.setenv("COLUMNS", "1000")  # no wrapping inside release names
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "20%%" not in out and "(default: None)" not in out and "(default: False)" not in out
+    for name, task in all_tasks().items():
+        assert f"{name}: {task.default_training_release}" in out
+
+
 def test_db_url_is_a_libpq_url_psql_can_use(capsys, database_url):
     assert main(["db", "url"]) == 0
     url = capsys.readouterr().out.strip()
