@@ -9,6 +9,10 @@ the 16-d embeddings back, in one transaction. The HNSW index over a new version'
 built afterwards (CONCURRENTLY, readers unaffected) and reported on its own. Before it, the object classifier's run (which
 photo-z requires) is timed and reported on its own. The baseline is the same photo-z model's
 `predict` on the same inputs, in memory, in the same batches, in the same process.
+
+The CPU seconds the run spent, in this process (all its threads) and in the local server's
+processes (from /proc: live backends, plus what the postmaster reaped), give the ceiling that the
+cores put on the ratio: the run cannot take less wall time than its CPU seconds over the cores.
 """
 
 from __future__ import annotations
@@ -76,6 +80,61 @@ def _synthesize(conn) -> None:
     conn.execute(sa.text("ANALYZE healcat.source; ANALYZE healcat.photometry"))
 
 
+def _postmaster_pid(engine) -> int | None:
+    """The server's postmaster, if it runs on this machine where /proc shows it (not in a container)."""
+    with engine.connect() as conn:
+        backend = conn.scalar(sa.text("SELECT pg_backend_pid()"))
+    try:
+        stat = Path(f"/proc/{backend}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1]) if "(postgres)" in stat else None
+
+
+def _server_cpu_seconds(postmaster: int) -> float:
+    """User + system CPU of the postmaster's live children, plus the children it has reaped."""
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # exited meanwhile: the postmaster's reaped counts have it
+            continue
+        if int(entry.name) == postmaster:
+            total += sum(int(f) for f in fields[13:15])  # cutime, cstime
+        elif int(fields[1]) == postmaster:
+            total += sum(int(f) for f in fields[11:13])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+class _RunCpu:
+    """CPU seconds of this process and of the server from a run's start to the start of its index
+    build (``run_model`` builds the HNSW index after its transaction commits; that is not timed)."""
+
+    def __init__(self, engine, inference) -> None:
+        self.postmaster, self.inference = _postmaster_pid(engine), inference
+        self.build_index = inference.ensure_embedding_index
+
+    def _now(self) -> tuple[float, float | None]:
+        return time.process_time(), _server_cpu_seconds(self.postmaster) if self.postmaster else None
+
+    def __enter__(self):
+        def mark_then_build(*args, **kwargs):
+            self.end = self._now()
+            return self.build_index(*args, **kwargs)
+
+        self.start, self.end = self._now(), None
+        self.inference.ensure_embedding_index = mark_then_build
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.inference.ensure_embedding_index = self.build_index
+        self.end = self.end or self._now()
+        self.python_s = self.end[0] - self.start[0]
+        self.server_s = None if self.postmaster is None else self.end[1] - self.start[1]
+
+
 def _forget_runs(engine, release_id: int) -> None:
     """Remove an earlier benchmark's runs on the release (outputs, skips) and the HNSW indexes of
     their models, so that every run is measured as the first run of its version."""
@@ -107,7 +166,8 @@ def main() -> None:
         cls_ref = next(m for m in inference.applicable_models(conn, release_id) if m.task == "object_class")
     cls_run = inference.run_model(engine, cls_ref.name, RELEASE, batch_size=BATCH)
     t_cls = cls_run.run_seconds
-    run = inference.run_model(engine, photoz_model.name, RELEASE, batch_size=BATCH)
+    with _RunCpu(engine, inference) as cpu:
+        run = inference.run_model(engine, photoz_model.name, RELEASE, batch_size=BATCH)
     t_e2e = run.run_seconds
 
     # Baseline: the same inputs, in memory, through predict() in the same batches.
@@ -132,6 +192,14 @@ def main() -> None:
     print(f"  then the HNSW index over the new version's embeddings: {run.index_seconds:.1f} s (not in end to end)")
     print(f"  photo-z pure forward:  {n_fwd:,} in {t_fwd:.1f} s ({fwd:,.0f} sources/s)")
     print(f"  end to end / forward:  {e2e / fwd:.2f}")
+    if cpu.server_s is None:
+        print(f"  CPU in the run: Python {cpu.python_s:.1f} s; the server's is not visible from here")
+        return
+    cores = len(os.sched_getaffinity(0))
+    cpu_s = cpu.python_s + cpu.server_s
+    print(f"  CPU in the run: Python {cpu.python_s:.1f} s (the model ~{t_fwd:.1f} of it), server {cpu.server_s:.1f} s: "
+          f"{cpu_s:.1f} s on {cores} cores, so end to end takes >= {cpu_s / cores:.1f} s here and "
+          f"end to end / forward <= {min(1.0, t_fwd * cores / cpu_s):.2f}")
 
 
 if __name__ == "__main__":
