@@ -65,14 +65,16 @@ SHARED_BUFFERS_MB = 2048
 
 def serve_from_memory(libpq_url: str) -> str:
     """shared_buffers of at least SHARED_BUFFERS_MB on the benchmark server (ALTER SYSTEM and a restart
-    of the embedded server if it had less; call before opening connections); returns the setting."""
+    of the embedded server if it had less; call before opening connections); returns the setting.
+    A server named by HEALCAT_DATABASE_URL is left as its operator set it."""
     from catalog import db
 
     with psycopg.connect(libpq_url, autocommit=True) as conn:
         mb = conn.execute("SELECT setting::bigint * 8 / 1024 FROM pg_settings WHERE name = 'shared_buffers'").fetchone()[0]
-        if mb < SHARED_BUFFERS_MB:
+        raise_it = mb < SHARED_BUFFERS_MB and db.uses_embedded()
+        if raise_it:
             conn.execute(f"ALTER SYSTEM SET shared_buffers = '{SHARED_BUFFERS_MB}MB'")
-    if mb < SHARED_BUFFERS_MB:
+    if raise_it:
         db.EmbeddedServer().restart()
     with psycopg.connect(libpq_url, autocommit=True) as conn:
         return conn.execute("SHOW shared_buffers").fetchone()[0]
