@@ -140,6 +140,18 @@ class _RunCpu:
         self.server_s = None if self.postmaster is None else self.end[1] - self.start[1]
 
 
+def _peak_rss_mib() -> float:
+    """This process's peak resident memory since the last :func:`_reset_peak_rss` (VmHWM), MiB."""
+    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
+
+
+def _reset_peak_rss() -> float:
+    """Reset the peak to the current resident memory (Linux: clear_refs 5) and return it, MiB."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return _peak_rss_mib()
+
+
 def _forget_runs(engine, release_id: int) -> None:
     """Remove an earlier benchmark's runs on the release (outputs, skips) and the HNSW indexes of
     their models, so that every run is measured as the first run of its version."""
@@ -171,9 +183,10 @@ def main() -> None:
         cls_ref = next(m for m in inference.applicable_models(conn, release_id) if m.task == "object_class")
     cls_run = inference.run_model(engine, cls_ref.name, RELEASE, batch_size=BATCH)
     t_cls = cls_run.run_seconds
+    rss_before = _reset_peak_rss()
     with _RunCpu(engine, inference) as cpu:
         run = inference.run_model(engine, photoz_model.name, RELEASE, batch_size=BATCH)
-    t_e2e = run.run_seconds
+    t_e2e, rss_peak = run.run_seconds, _peak_rss_mib()
 
     # Baseline: the same inputs, in memory, through predict() in the same batches.
     task = get_task("photoz")
@@ -195,6 +208,8 @@ def main() -> None:
     print(f"  photo-z end to end:    {run.n_predicted:,} PDFs + embeddings in {t_e2e:.1f} s ({e2e:,.0f} sources/s), "
           f"{run.n_skipped:,} skipped")
     print(f"  then the HNSW index over the new version's embeddings: {run.index_seconds:.1f} s (not in end to end)")
+    print(f"  memory: peak resident {rss_peak:,.0f} MiB during the run, {rss_before:,.0f} MiB before it "
+          f"(batches of {BATCH:,} streamed; the peak includes the index build)")
     print(f"  photo-z pure forward:  {n_fwd:,} in {t_fwd:.1f} s ({fwd:,.0f} sources/s)")
     print(f"  end to end / forward:  {e2e / fwd:.2f}")
     if cpu.server_s is None:
