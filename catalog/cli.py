@@ -498,14 +498,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     from ingest.tasks import all_tasks
 
-    tasks = sorted(all_tasks())
+    registered = all_tasks()
+    tasks = sorted(registered)
     p = sub.add_parser("train", help="train a task's model on the catalog and register the version",
                        formatter_class=formatter,
                        description="Runs the task's training query on a release, holds out 20% (seeded), trains, "
                                    "and registers the version with its weights, query and held-out metrics; then "
                                    "queues inference of the new version over every release it applies to.")
     p.add_argument("task", choices=tasks)
-    defaults = "; ".join(f"{name}: {task.default_training_release}" for name, task in sorted(all_tasks().items()))
+    defaults = "; ".join(f"{name}: {task.default_training_release}" for name, task in sorted(registered.items()))
     p.add_argument("--release", help=f"train on this release (default: the task's own; {defaults})")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the initial weights and the batches")
     p.add_argument("--epochs", type=int, help="most epochs (early stopping may end sooner; default: the model's)")
