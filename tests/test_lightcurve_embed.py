@@ -49,15 +49,15 @@ def test_knn_on_embeddings_against_a_supervised_baseline(stars):
     baseline = le.train(*_part(stars, tr), n_bands=len(LC_BANDS), labels=y[tr], seed=0)
     supervised = float(np.mean(le.classify(baseline, *_part(stars, te)) == y[te]))
     majority = float(np.mean(y[te] == np.bincount(y[tr]).argmax()))
-    # Measured (seed 0): label-free k-NN 0.919 (k = 10), after label-aware fine-tuning 0.921 (k = 10),
-    # supervised 0.930, majority 0.55. The target "k-NN >= supervised" is NOT met (by 7 of 826 stars,
-    # about one binomial sigma), so the test pins the gap.
+    # Measured (seed 0): label-free k-NN 0.919 (k = 10), after label-aware fine-tuning 0.926 (k = 10;
+    # 0.921 before the margin loss), supervised 0.930, majority 0.55. The target "k-NN >= supervised"
+    # is NOT met at this seed (by 3 of 826 stars, under one binomial sigma), so the test pins the gap.
     assert label_free > majority + 0.3 and label_free > 0.905
     assert supervised > 0.915
-    assert knn >= label_free and knn > supervised - 0.015
+    assert knn >= label_free and knn > supervised - 0.01
 
 
-def test_training_is_reproducible(stars):
+def test_training_is_reproducible(stars, tmp_path):
     torch.set_num_threads(1)
     subset = np.zeros(len(stars["y"]), dtype=bool)
     subset[::12] = True
@@ -68,6 +68,26 @@ def test_training_is_reproducible(stars):
     tuned_a, tuned_b = (le.finetune(m, *part, y, seed=3, epochs=1) for m in (a, b))
     np.testing.assert_array_equal(le.embed(tuned_a, *part), le.embed(tuned_b, *part))
     assert le.to_bytes(a) == before and le.to_bytes(tuned_a) != before  # a copy is fine-tuned
+    assert a.proxies is None and tuned_a.hparams["n_proxies"] == len(np.unique(y))
+    path = tmp_path / "tuned.bin"
+    path.write_bytes(le.to_bytes(tuned_a))  # the class directions travel with the weights
+    np.testing.assert_array_equal(le.embed(le.load(str(path)), *part), le.embed(tuned_a, *part))
+
+
+def test_margin_loss_asks_for_more_than_the_nearest_class_direction():
+    model = le.LightCurveCLIP(n_bands=2, n_meta=3, out_dim=2, n_proxies=2)
+    with torch.no_grad():
+        model.proxies.copy_(torch.eye(2, 4))  # class 0 along x, class 1 along y
+    labels = torch.tensor([0])
+    at = lambda deg: torch.tensor([[np.cos(np.radians(deg)), np.sin(np.radians(deg)), 0.0, 0.0]],  # noqa: E731
+                                  dtype=torch.float32)
+    with torch.no_grad():
+        on, near, wrong = (float(model.margin_loss(at(deg), labels)) for deg in (0.0, 40.0, 60.0))
+    assert on < near < wrong
+    # 40 deg from its own direction and 50 deg from the other's: the nearer class, yet the margin
+    # (0.3 rad = 17 deg) still counts it as on the wrong side: loss above log 2.
+    assert near > np.log(2.0)
+    assert on < 1e-3
 
 
 def test_fourier_features_recover_a_folded_curve_whatever_its_phase_origin():

@@ -10,8 +10,10 @@ features, invariant to the arbitrary phase origin). Pretraining uses no labels: 
 InfoNCE loss pulls a star's light-curve and metadata views together (CLIP), and two more pull
 together two augmented copies of the same view (SimCLR: different random subsets of the epochs;
 Gaussian noise on the standardised metadata), so each view also keeps what the other cannot
-predict. :func:`finetune` then adapts a copy with class labels (supervised contrastive loss; AstroM3
-fine-tunes after CLIP pretraining too). A star's embedding is the concatenation of its two
+predict. :func:`finetune` then adapts a copy with class labels (AstroM3 fine-tunes after CLIP
+pretraining too): a supervised contrastive loss plus an additive angular margin loss against one
+learned direction per class (ArcFace), which pulls each class into a tight cone on the sphere, the
+shape a nearest-neighbour search reads best. A star's embedding is the concatenation of its two
 L2-normalised views, itself normalised (cosine / inner product search).
 
 Inputs (numpy): a light curve is a ``[n, 4]`` float array of rows (time_day, mag, mag_err,
@@ -42,6 +44,8 @@ AUGMENT_FRACTION = 0.75  # training views fit the Fourier series to this random 
 AUGMENT_COPIES = 4  # ... drawn this many times per star (once per training: the fits are the slow part)
 META_NOISE = 0.1  # training views add this much Gaussian noise to the metadata [its std]
 SUPCON_TEMPERATURE = 0.1  # of the label-aware contrastive fine-tuning
+MARGIN_SCALE = 30.0  # ArcFace (Deng et al. 2019) logit scale s of the fine-tuning's margin loss ...
+ANGULAR_MARGIN_RAD = 0.3  # ... and its additive angular margin m [rad]
 
 
 class Batch(NamedTuple):
@@ -251,15 +255,27 @@ class MetaEncoder(nn.Module):
 
 
 class LightCurveCLIP(nn.Module):
-    """The two encoders and a learnable temperature; optional linear head for the supervised baseline."""
+    """The two encoders and a learnable temperature; optional linear head for the supervised baseline,
+    optional class directions (``n_proxies``) for the margin loss of :func:`finetune`."""
 
-    def __init__(self, n_bands: int, n_meta: int, n_classes: int = 0, d_model: int = 32, out_dim: int = 32) -> None:
+    def __init__(self, n_bands: int, n_meta: int, n_classes: int = 0, d_model: int = 32, out_dim: int = 32,
+                 n_proxies: int = 0) -> None:
         super().__init__()
-        self.hparams = dict(n_bands=n_bands, n_meta=n_meta, n_classes=n_classes, d_model=d_model, out_dim=out_dim)
+        self.hparams = dict(n_bands=n_bands, n_meta=n_meta, n_classes=n_classes, d_model=d_model, out_dim=out_dim,
+                            n_proxies=n_proxies)
         self.lc = LightCurveEncoder(n_bands, d_model=d_model, out_dim=out_dim)
         self.meta = MetaEncoder(n_meta, out_dim=out_dim)
         self.log_temp = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
         self.head = nn.Linear(2 * out_dim, n_classes) if n_classes else None
+        self.proxies = nn.Parameter(torch.randn(n_proxies, 2 * out_dim)) if n_proxies else None
+
+    def with_proxies(self, n_proxies: int) -> LightCurveCLIP:
+        """A copy with ``n_proxies`` new random class directions (drawn from torch's global RNG), unit
+        vectors: their length sets how far an optimiser step turns them."""
+        model = copy.deepcopy(self)
+        model.hparams["n_proxies"] = n_proxies
+        model.proxies = nn.Parameter(nn.functional.normalize(torch.randn(n_proxies, 2 * self.hparams["out_dim"]), dim=1))
+        return model
 
     def views(self, x: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """L2-normalised light-curve and metadata views ``[N, out_dim]`` each."""
@@ -289,16 +305,26 @@ class LightCurveCLIP(nn.Module):
         return 0.5 * (nn.functional.cross_entropy(self.logits(x1), labels)
                       + nn.functional.cross_entropy(self.logits(x2), labels))
 
+    def margin_loss(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """ArcFace: cross-entropy over scaled cosines between embeddings ``z`` and the class
+        directions, the true class's angle widened by ``ANGULAR_MARGIN_RAD`` (so a star must sit
+        well inside its class's cone, not just nearer it than to the others)."""
+        cos = (z @ nn.functional.normalize(self.proxies, dim=1).T).clamp(-1 + 1e-6, 1 - 1e-6)
+        true = nn.functional.one_hot(labels, len(self.proxies)).bool()
+        logits = torch.where(true, torch.cos(torch.acos(cos) + ANGULAR_MARGIN_RAD), cos)
+        return nn.functional.cross_entropy(MARGIN_SCALE * logits, labels)
+
     def label_contrastive_loss(self, x1: Batch, x2: Batch, labels: torch.Tensor) -> torch.Tensor:
         """Supervised contrastive loss (Khosla et al. 2020) on the embeddings of both augmented
-        copies, every other star of the same class a positive, plus :meth:`contrastive_loss`."""
+        copies, every other star of the same class a positive, plus :meth:`margin_loss` on both
+        copies, plus :meth:`contrastive_loss`."""
         z = torch.cat([self.embed(x1), self.embed(x2)])
         y = torch.cat([labels, labels])
         logits = (z @ z.T / SUPCON_TEMPERATURE).fill_diagonal_(-torch.inf)
         positive = (y[:, None] == y[None, :]).fill_diagonal_(False)
         log_prob = logits.log_softmax(1).masked_fill(~positive, 0.0)
         supcon = -(log_prob.sum(1) / positive.sum(1).clamp_min(1)).mean()
-        return supcon + self.contrastive_loss(x1, x2)
+        return supcon + self.margin_loss(z, y) + self.contrastive_loss(x1, x2)
 
 
 def batch(light_curves: list[np.ndarray], period_day: np.ndarray, meta: np.ndarray, n_bands: int, *,
@@ -345,7 +371,7 @@ def train(light_curves: list[np.ndarray], period_day: np.ndarray, meta: np.ndarr
         model.meta.scale.fit(meta[fit])
         model.lc.fourier_scale.fit(_fourier(e_fit, n_bands, None).reshape(len(fit), -1))
     else:  # its standardisations stay those of its own training stars
-        model = copy.deepcopy(init)
+        model = init.with_proxies(int(np.max(labels)) + 1)
     y = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.int64)
 
     def loss(x1: Batch, x2: Batch, idx: np.ndarray) -> torch.Tensor:
@@ -392,9 +418,10 @@ def finetune(model: LightCurveCLIP, light_curves: list[np.ndarray], period_day: 
              labels: np.ndarray, *, seed: int = 0, epochs: int = 20, patience: int = 4,
              lr: float = 5e-4) -> LightCurveCLIP:
     """A copy of contrastive ``model`` fine-tuned with its training stars' class ``labels`` (as AstroM3
-    fine-tunes after CLIP pretraining): :meth:`LightCurveCLIP.label_contrastive_loss`, a smaller
-    learning rate, the same augmentations and early stopping as :func:`train`. Its embeddings have
-    seen labels; ``model``'s have not."""
+    fine-tunes after CLIP pretraining): :meth:`LightCurveCLIP.label_contrastive_loss` (supervised
+    contrastive + ArcFace margin against learned class directions + the pretraining's losses), a
+    smaller learning rate, the same augmentations and early stopping as :func:`train`. Its
+    embeddings have seen labels; ``model``'s have not."""
     return train(light_curves, period_day, meta, n_bands=model.hparams["n_bands"], labels=labels, init=model,
                  seed=seed, epochs=epochs, patience=patience, lr=lr)
 
