@@ -254,6 +254,11 @@ class MetaEncoder(nn.Module):
         return self.net(self.scale(meta))
 
 
+def _unit_directions(n: int, dim: int) -> nn.Parameter:
+    """``n`` random unit vectors: their length sets how far an optimiser step turns them."""
+    return nn.Parameter(nn.functional.normalize(torch.randn(n, dim), dim=1))
+
+
 class LightCurveCLIP(nn.Module):
     """The two encoders and a learnable temperature; optional linear head for the supervised baseline,
     optional class directions (``n_proxies``) for the margin loss of :func:`finetune`."""
@@ -267,14 +272,13 @@ class LightCurveCLIP(nn.Module):
         self.meta = MetaEncoder(n_meta, out_dim=out_dim)
         self.log_temp = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
         self.head = nn.Linear(2 * out_dim, n_classes) if n_classes else None
-        self.proxies = nn.Parameter(torch.randn(n_proxies, 2 * out_dim)) if n_proxies else None
+        self.proxies = _unit_directions(n_proxies, 2 * out_dim) if n_proxies else None
 
     def with_proxies(self, n_proxies: int) -> LightCurveCLIP:
-        """A copy with ``n_proxies`` new random class directions (drawn from torch's global RNG), unit
-        vectors: their length sets how far an optimiser step turns them."""
+        """A copy with ``n_proxies`` new random class directions (drawn from torch's global RNG)."""
         model = copy.deepcopy(self)
         model.hparams["n_proxies"] = n_proxies
-        model.proxies = nn.Parameter(nn.functional.normalize(torch.randn(n_proxies, 2 * self.hparams["out_dim"]), dim=1))
+        model.proxies = _unit_directions(n_proxies, 2 * self.hparams["out_dim"])
         return model
 
     def views(self, x: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -365,13 +369,13 @@ def train(light_curves: list[np.ndarray], period_day: np.ndarray, meta: np.ndarr
     _, val, fit = common.split_indices(len(light_curves), seed, test_fraction=0.0, val_fraction=val_fraction)
     e_fit, e_val = (_epochs([light_curves[i] for i in idx], period_day[idx]) for idx in (fit, val))
     rng = np.random.default_rng(seed)
+    n_classes = 0 if labels is None else int(np.max(labels)) + 1
     if init is None:
-        n_classes = 0 if labels is None else int(np.max(labels)) + 1
         model = LightCurveCLIP(n_bands, meta.shape[1], n_classes=n_classes, **hparams)
         model.meta.scale.fit(meta[fit])
         model.lc.fourier_scale.fit(_fourier(e_fit, n_bands, None).reshape(len(fit), -1))
     else:  # its standardisations stay those of its own training stars
-        model = init.with_proxies(int(np.max(labels)) + 1)
+        model = init.with_proxies(n_classes)
     y = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.int64)
 
     def loss(x1: Batch, x2: Batch, idx: np.ndarray) -> torch.Tensor:
