@@ -6,7 +6,8 @@
   the same version. :func:`register_weights_file` registers weights trained elsewhere;
   :func:`retire_model` retires a version (its outputs stay).
 - :func:`run_model` streams a task's input query out of PostgreSQL with a server-side cursor in
-  batches, runs the model on the best device (CUDA with bf16 autocast, else CPU), and writes
+  batches, runs the model on the best device (CUDA with bf16 autocast, else CPU; tasks with
+  ``on_gpu = False`` on the CPU; the run records which), and writes
   predictions, embeddings and skipped sources (with reasons) with binary COPY, in one transaction
   per (model version, release): a run is all or nothing, a rerun finds it finished and does nothing,
   and ``current_prediction`` switches to a new version on a release only when its run there commits.
@@ -257,6 +258,8 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
         model_row = resolve_model(conn, model_name, version)
         release_id = release_id_of(conn, release)
     task = get_task(model_row.task)
+    if not task.on_gpu:
+        dev = torch.device("cpu")
     params = {"release_id": release_id, "model_id": model_row.model_id}
     for required in task.requires:
         with engine.connect() as conn:
@@ -269,11 +272,11 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
         # One run per (model version, release) at a time; the next one finds it finished.
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(
             sa.func.hashtext(f"infer:{model_row.model_id}:{release_id}"))))
-        done = conn.scalar(sa.select(InferenceRun.run_id).where(
+        done = conn.execute(sa.select(InferenceRun.run_id, InferenceRun.device).where(
             InferenceRun.model_id == model_row.model_id, InferenceRun.release_id == release_id,
-            InferenceRun.finished_at.is_not(None)))
+            InferenceRun.finished_at.is_not(None))).first()
         if done is not None:
-            return RunResult(done, 0, 0, _describe(dev), already_done=True)
+            return RunResult(done.run_id, 0, 0, done.device, already_done=True)
         model = task.load(str(weights_file(conn, model_row.model_id)), dev)
         run_id = conn.scalar(sa.insert(InferenceRun).values(
             model_id=model_row.model_id, release_id=release_id, device=_describe(dev)).returning(InferenceRun.run_id))

@@ -72,7 +72,10 @@ def test_predictions_cover_the_galaxies_and_agree_with_spec_z(engine, catalog):
 
 def test_rerunning_inference_writes_nothing(engine, catalog):
     again = run_photoz(engine, SDSS_RELEASE)
-    assert again.n_predicted == 0 and again.n_skipped == 0
+    assert again.n_predicted == 0 and again.n_skipped == 0 and again.already_done
+    with engine.connect() as conn:  # the finished run's id and the device it ran on, not this call's
+        assert conn.execute(sa.text("SELECT run_id, device FROM healcat.inference_run WHERE run_id = :r"),
+                            {"r": again.run_id}).one() == (again.run_id, again.device)
 
 
 def test_inference_skips_invalid_magnitudes():

@@ -70,8 +70,13 @@ def test_gyro_ages_trained_from_sql_with_held_out_clusters(engine):
     assert model.metrics["n_test_clusters"] == round(0.2 * 41)
     # A seeded fifth of the clusters held out; leave-one-cluster-out on the files: tests/test_gyro.py.
     assert model.metrics["median_abs_delta_log_age_held_out"] < 0.2
-    run = run_model(engine, model.name, "chronoflow/2025-prot-catalogue")
+    # A CPU-only task asked for another device (torch's "meta", which exists without a GPU) runs on
+    # the CPU, and its run says so.
+    run = run_model(engine, model.name, "chronoflow/2025-prot-catalogue", device="meta")
+    assert run.device.startswith("cpu (")
     with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT device FROM healcat.inference_run WHERE run_id = :r"),
+                           {"r": run.run_id}) == run.device
         by_sql = conn.execute(sa.text(
             "SELECT key, (value->>'log_age_median')::float8 AS est, (value->>'log_age_true')::float8 AS truth "
             "FROM healcat.model, jsonb_each(metrics->'cluster_ages') WHERE model_id = :m"), {"m": model.model_id}).all()

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from . import common
-from .common import best_device, fit_early_stopping, split_indices
+from .common import fit_early_stopping, inference_device, mixed_precision, split_indices
 
 
 class ObjectClassifier(nn.Module):
@@ -78,12 +78,12 @@ def train(x: np.ndarray, y: np.ndarray, *, n_classes: int, seed: int = 0, epochs
 def predict(model: ObjectClassifier, x: np.ndarray, *, batch_size: int = 65536,
             device: str | torch.device | None = None) -> np.ndarray:
     """Class probabilities ``[N, n_classes]`` float32 (bfloat16 autocast on CUDA only)."""
-    dev = torch.device(device) if device is not None else best_device()
+    dev = inference_device(device)
     model.to(dev).eval()
     parts = []
     for xb in torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).split(batch_size):
         xb = xb.to(dev)
-        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+        with mixed_precision(dev):
             logits = model(xb)
         parts.append(torch.softmax(logits.float(), dim=1).cpu())
     return torch.cat(parts).numpy() if parts else np.zeros((0, model.hparams["n_classes"]), np.float32)

@@ -80,6 +80,17 @@ def best_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def inference_device(device: str | torch.device | None) -> torch.device:
+    """``device``, else :func:`best_device`."""
+    return torch.device(device) if device is not None else best_device()
+
+
+def mixed_precision(dev: torch.device):
+    """bfloat16 autocast on CUDA (tensor cores, half the memory traffic); on the CPU a no-op:
+    float32 there is as fast for these small networks and keeps results bit-reproducible."""
+    return torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")
+
+
 def to_bytes(model: nn.Module) -> bytes:
     """state_dict + constructor hyperparameters (``model.hparams``) as a torch.save file's bytes.
 

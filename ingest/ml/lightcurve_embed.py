@@ -61,6 +61,10 @@ class Batch(NamedTuple):
         """The same stars' rows ``idx`` of every field."""
         return self._make(t[idx] for t in self)
 
+    def to(self, device: torch.device) -> Batch:
+        """Every field on ``device``."""
+        return self._make(t.to(device, non_blocking=True) for t in self)
+
 
 class _Epochs(NamedTuple):
     """All stars' epochs concatenated, star by star (float64 except the indices)."""
@@ -233,7 +237,7 @@ class LightCurveEncoder(nn.Module):
     def forward(self, x: Batch) -> torch.Tensor:
         values, mask = x.values, x.mask
         t = values[..., :1] * self.omega
-        fold = 2 * math.pi * values[..., 1:2] * torch.arange(1, N_HARMONICS + 1, dtype=values.dtype)
+        fold = 2 * math.pi * values[..., 1:2] * torch.arange(1, N_HARMONICS + 1, dtype=values.dtype, device=values.device)
         feats = torch.cat([t.sin(), t.cos(), fold.sin(), fold.cos(), values[..., 2:3],
                            torch.log10(values[..., 3:4] + 1e-3), (values[..., 4:5] - 18.0) / 2.0,
                            values[..., 5:6]], -1)
@@ -430,36 +434,45 @@ def finetune(model: LightCurveCLIP, light_curves: list[np.ndarray], period_day: 
                  seed=seed, epochs=epochs, patience=patience, lr=lr)
 
 
-def _batches(model: LightCurveCLIP, light_curves, period_day, meta, seed: int, batch_size: int):
-    x = batch(light_curves, period_day, meta, model.hparams["n_bands"], seed=seed)
-    return (x.rows(slice(i, i + batch_size)) for i in range(0, len(x.meta), batch_size))
-
-
 @torch.inference_mode()
+def _per_batch(fn: Callable[[Batch], torch.Tensor], model: LightCurveCLIP, light_curves: list[np.ndarray],
+               period_day: np.ndarray, meta: np.ndarray, seed: int, batch_size: int) -> np.ndarray:
+    """``fn`` over the stars in batches on the model's device (in :func:`common.mixed_precision`),
+    concatenated on the CPU (the token subset is fixed by ``seed``)."""
+    dev = next(model.parameters()).device
+    x = batch(light_curves, period_day, meta, model.hparams["n_bands"], seed=seed)
+    out = []
+    for i in range(0, len(x.meta), batch_size):
+        with common.mixed_precision(dev):
+            out.append(fn(x.rows(slice(i, i + batch_size)).to(dev)).cpu())
+    return torch.cat(out).numpy()
+
+
+def _unit(v: torch.Tensor) -> torch.Tensor:
+    """Rows of ``v`` as float32 unit vectors (normalised again: bfloat16 keeps ~3 digits of the norm)."""
+    return nn.functional.normalize(v.float(), dim=1)
+
+
 def embed(model: LightCurveCLIP, light_curves: list[np.ndarray], period_day: np.ndarray, meta: np.ndarray, *,
           seed: int = 0, batch_size: int = 512) -> np.ndarray:
-    """Embeddings ``[N, 2 * out_dim]`` float32, unit norm (the token subset is fixed by ``seed``)."""
-    return torch.cat([model.embed(x) for x in _batches(model, light_curves, period_day, meta, seed, batch_size)]).numpy()
+    """Embeddings ``[N, 2 * out_dim]`` float32, unit norm."""
+    return _per_batch(lambda x: _unit(model.embed(x)), model, light_curves, period_day, meta, seed, batch_size)
 
 
-@torch.inference_mode()
 def view_agreement(model: LightCurveCLIP, light_curves: list[np.ndarray], period_day: np.ndarray,
                    meta: np.ndarray, *, seed: int = 0, batch_size: int = 512) -> np.ndarray:
     """Cosine similarity ``[N]`` of each star's light-curve and metadata views, in [-1, 1]: low when
     a curve does not look like what its catalogue entry (period, magnitudes) says."""
-    out = []
-    for x in _batches(model, light_curves, period_day, meta, seed, batch_size):
-        a, b = model.views(x)
-        out.append((a * b).sum(1))
-    return torch.cat(out).numpy()
+    def agreement(x: Batch) -> torch.Tensor:
+        a, b = map(_unit, model.views(x))
+        return (a * b).sum(1)
+    return _per_batch(agreement, model, light_curves, period_day, meta, seed, batch_size)
 
 
-@torch.inference_mode()
 def classify(model: LightCurveCLIP, light_curves: list[np.ndarray], period_day: np.ndarray, meta: np.ndarray, *,
              seed: int = 0, batch_size: int = 512) -> np.ndarray:
     """Predicted class indices ``[N]`` from a supervised-baseline model."""
-    return torch.cat([model.logits(x).argmax(1)
-                      for x in _batches(model, light_curves, period_day, meta, seed, batch_size)]).numpy()
+    return _per_batch(lambda x: model.logits(x).argmax(1), model, light_curves, period_day, meta, seed, batch_size)
 
 
 def _vote(sims: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:

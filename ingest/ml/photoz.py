@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from . import common, metrics
-from .common import best_device, fit_early_stopping, split_indices
+from .common import fit_early_stopping, inference_device, mixed_precision, split_indices
 
 MAG_MIN, MAG_MAX = 0.0, 40.0  # valid magnitude range (exclusive); SDSS uses -9999 sentinels
 SIGMA_FLOOR = 1e-3  # minimum component sigma, redshift units
@@ -72,7 +72,8 @@ class PhotoZMDN(nn.Module):
         return self.trunk((x - self.x_mean) / self.x_std)
 
     def _mixture(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        a, b, c = self.head(h).float().chunk(3, dim=1)
+        with torch.autocast(h.device.type, enabled=False):  # the output layer in float32 whatever the trunk ran in
+            a, b, c = self.head(h.float()).chunk(3, dim=1)
         mu = self.z_loc + self.z_scale * b
         sigma = self.z_scale * nn.functional.softplus(c) + SIGMA_FLOOR
         return a, mu, sigma
@@ -176,13 +177,13 @@ def predict(model: PhotoZMDN, x_features: np.ndarray, *, batch_size: int = 65536
     autocast is used on CUDA only. The model is moved to ``device`` (default
     :func:`best_device`).
     """
-    dev = torch.device(device) if device is not None else best_device()
+    dev = inference_device(device)
     model.to(dev).eval()
     parts: dict[str, list[torch.Tensor]] = {}
     x_all = torch.from_numpy(np.ascontiguousarray(x_features, dtype=np.float32))
     for xb in x_all.split(batch_size):
         xb = xb.to(dev)
-        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+        with mixed_precision(dev):
             (logits, mu, sigma), emb = model.mixture_and_embedding(xb)
         w = torch.softmax(logits.float(), dim=1)
         mean = (w * mu).sum(1)

@@ -28,6 +28,7 @@ How a new model plugs in (e.g. ``ingest/tasks/gyro_age.py``)::
         # SQL returning one boolean: does the task apply to a release? (%(release_id)s)
         applies_query = "SELECT EXISTS (SELECT 1 FROM healcat.rotation_period ...)"
         requires = ()                               # e.g. ("object_class",)
+        on_gpu = False                              # runs on the CPU even where a GPU is asked for
 
         def fit(self, rows, *, seed, epochs=None) -> Trained:     # rows: list of tuples
             model, report = gyro.train(..., seed=seed)            # report: held-out metrics
@@ -113,6 +114,9 @@ class Task(ABC):
     input_query: ClassVar[str]
     applies_query: ClassVar[str]
     requires: ClassVar[tuple[str, ...]] = ()
+    #: False: the model runs on the CPU whatever device the run asks for (a small network over a
+    #: few thousand rows gains nothing from a GPU); the run records the device it really used.
+    on_gpu: ClassVar[bool] = True
 
     def applies(self, conn: sa.Connection, release_id: int) -> bool:
         """Whether the task has anything to run on in a release."""

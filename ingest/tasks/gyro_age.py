@@ -36,6 +36,7 @@ ORDER BY rp.source_id"""
     input_query = """SELECT rp.shard, rp.source_id, rp.bp_rp_dered, rp.period_day
 FROM healcat.rotation_period AS rp WHERE rp.release_id = %(release_id)s ORDER BY rp.source_id"""
     applies_query = "SELECT EXISTS (SELECT 1 FROM healcat.rotation_period WHERE release_id = %(release_id)s)"
+    on_gpu = False  # a few thousand stars on the age grid
 
     def fit(self, rows: list[tuple], *, seed: int, epochs: int | None = None) -> Trained:
         colour = np.array([r[2] for r in rows], dtype=np.float64)
@@ -62,7 +63,7 @@ FROM healcat.rotation_period AS rp WHERE rp.release_id = %(release_id)s ORDER BY
         return Trained(gyro.to_bytes(model), dict(model.hparams), metrics)
 
     def load(self, path: str, device):
-        return gyro.load(path)  # a few thousand stars on the age grid: CPU
+        return gyro.load(path, map_location=device)
 
     def prepare(self, rows: list[tuple]) -> Prepared:
         keys = np.array([(r[0], r[1]) for r in rows], dtype=np.int64).reshape(-1, 2)

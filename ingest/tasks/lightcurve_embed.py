@@ -101,7 +101,7 @@ class LightCurveEmbed(Task):
                        embedding_dim=2 * model.hparams["out_dim"])
 
     def load(self, path: str, device):
-        return le.load(path)
+        return le.load(path, map_location=device)
 
     def embedding_dim(self, model) -> int:
         return 2 * model.hparams["out_dim"]

@@ -44,6 +44,7 @@ class StellarMass(Task):
     input_query = _ROWS.format(where="")
     applies_query = ("SELECT EXISTS (SELECT 1 FROM healcat.photometry AS p JOIN healcat.source AS s "
                      "USING (shard, source_id) WHERE s.release_id = %(release_id)s AND p.band = 'candels_wfc3_f160w')")
+    on_gpu = False  # a few hundred galaxies
 
     def fit(self, rows: list[tuple], *, seed: int, epochs: int | None = None) -> Trained:
         z = np.array([r[2] for r in rows], dtype=np.float64)
@@ -77,7 +78,7 @@ class StellarMass(Task):
         return Prepared(keys[ok], ml_mass.features(_mags([r for r, g in zip(rows, ok) if g]), z[ok]), skipped)
 
     def predict(self, model, inputs, device) -> Outputs:
-        out = ml_mass.predict(model.cpu(), inputs)  # a few hundred galaxies: CPU
+        out = ml_mass.predict(model, inputs)
         return Outputs(value=out["log_mass"], uncertainty=out["log_mass_sigma"])
 
 
