@@ -38,7 +38,7 @@ from catalog.errors import HealcatError, QueryError
 from catalog.models import InferenceRun, Model, Release
 from ingest import progress, queue
 from ingest.copy import ParentChecksOff, copy_columns, copy_rows
-from ingest.ml.common import best_device
+from ingest.ml.common import inference_device
 from ingest.tasks import Outputs, Prepared, Task, all_tasks, get_task
 
 T = TypeVar("T")
@@ -229,9 +229,7 @@ def backfill(engine: sa.Engine, model: Model) -> list[int]:
 
 
 def device_of(name: str | None) -> torch.device:
-    if name is None:
-        return best_device()
-    device = torch.device(name)
+    device = inference_device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise HealcatError(f"infer: device {name!r} asked for, but this torch ({torch.__version__}) sees no CUDA GPU")
     return device

@@ -291,7 +291,12 @@ class LightCurveCLIP(nn.Module):
 
     def embed(self, x: Batch) -> torch.Tensor:
         """The star's embedding ``[N, 2 * out_dim]``: both views concatenated, unit norm."""
-        return nn.functional.normalize(torch.cat(self.views(x), 1), dim=1)
+        return self.join(*self.views(x))
+
+    @staticmethod
+    def join(lc_view: torch.Tensor, meta_view: torch.Tensor) -> torch.Tensor:
+        """The embedding of two unit views: concatenated, unit norm."""
+        return nn.functional.normalize(torch.cat([lc_view, meta_view], 1), dim=1)
 
     def info_nce(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Symmetric InfoNCE: row i of ``a`` and of ``b`` are the positive pair, the other rows negatives."""
@@ -456,17 +461,19 @@ def _unit(v: torch.Tensor) -> torch.Tensor:
 def embed(model: LightCurveCLIP, light_curves: list[np.ndarray], period_day: np.ndarray, meta: np.ndarray, *,
           seed: int = 0, batch_size: int = 512) -> np.ndarray:
     """Embeddings ``[N, 2 * out_dim]`` float32, unit norm."""
-    return _per_batch(lambda x: _unit(model.embed(x)), model, light_curves, period_day, meta, seed, batch_size)
+    return embed_and_agreement(model, light_curves, period_day, meta, seed=seed, batch_size=batch_size)[0]
 
 
-def view_agreement(model: LightCurveCLIP, light_curves: list[np.ndarray], period_day: np.ndarray,
-                   meta: np.ndarray, *, seed: int = 0, batch_size: int = 512) -> np.ndarray:
-    """Cosine similarity ``[N]`` of each star's light-curve and metadata views, in [-1, 1]: low when
-    a curve does not look like what its catalogue entry (period, magnitudes) says."""
-    def agreement(x: Batch) -> torch.Tensor:
+def embed_and_agreement(model: LightCurveCLIP, light_curves: list[np.ndarray], period_day: np.ndarray,
+                        meta: np.ndarray, *, seed: int = 0, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`embed`'s embeddings and, from the same pass, the cosine similarity ``[N]`` of each
+    star's light-curve and metadata views, in [-1, 1]: low when a curve does not look like what its
+    catalogue entry (period, magnitudes) says."""
+    def both(x: Batch) -> torch.Tensor:
         a, b = map(_unit, model.views(x))
-        return (a * b).sum(1)
-    return _per_batch(agreement, model, light_curves, period_day, meta, seed, batch_size)
+        return torch.cat([model.join(a, b), (a * b).sum(1, keepdim=True)], 1)
+    out = _per_batch(both, model, light_curves, period_day, meta, seed, batch_size)
+    return out[:, :-1], out[:, -1]
 
 
 def classify(model: LightCurveCLIP, light_curves: list[np.ndarray], period_day: np.ndarray, meta: np.ndarray, *,

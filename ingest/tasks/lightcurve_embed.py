@@ -114,4 +114,5 @@ class LightCurveEmbed(Task):
         return Prepared(keys[ok], ([curves[i] for i in np.flatnonzero(ok)], period[ok], meta[ok]), skipped)
 
     def predict(self, model, inputs, device) -> Outputs:
-        return Outputs(value=le.view_agreement(model, *inputs), embedding=le.embed(model, *inputs))
+        embedding, agreement = le.embed_and_agreement(model, *inputs)
+        return Outputs(value=agreement, embedding=embedding)
