@@ -90,6 +90,16 @@ def test_margin_loss_asks_for_more_than_the_nearest_class_direction():
     assert on < 1e-3
 
 
+def test_class_directions_start_at_the_class_means():
+    model = le.LightCurveCLIP(n_bands=2, n_meta=3, out_dim=2)
+    z = torch.nn.functional.normalize(torch.tensor([[1.0, 0.2, 0, 0], [1.0, -0.2, 0, 0], [0, 0, 3.0, 4.0]]), dim=1)
+    copy = model.with_proxies(z, torch.tensor([0, 0, 2]), 3)
+    assert model.proxies is None and copy.hparams["n_proxies"] == 3
+    np.testing.assert_allclose(copy.proxies[0].detach(), [1, 0, 0, 0], atol=1e-6)  # the two rows' mean direction
+    np.testing.assert_allclose(copy.proxies[2].detach(), [0, 0, 0.6, 0.8], atol=1e-6)
+    assert float(copy.proxies[1].detach().norm()) == pytest.approx(1.0)  # no rows: a random unit direction
+
+
 def test_fourier_features_recover_a_folded_curve_whatever_its_phase_origin():
     rng = np.random.default_rng(1)
     period_day = 0.57

@@ -278,11 +278,18 @@ class LightCurveCLIP(nn.Module):
         self.head = nn.Linear(2 * out_dim, n_classes) if n_classes else None
         self.proxies = _unit_directions(n_proxies, 2 * out_dim) if n_proxies else None
 
-    def with_proxies(self, n_proxies: int) -> LightCurveCLIP:
-        """A copy with ``n_proxies`` new random class directions (drawn from torch's global RNG)."""
+    def with_proxies(self, z: torch.Tensor, labels: torch.Tensor, n_proxies: int) -> LightCurveCLIP:
+        """A copy with ``n_proxies`` class directions, each starting at the mean direction of its
+        class's embeddings ``z`` (``labels``), where the classes already sit, so that the margin loss
+        tightens them instead of first dragging them towards random directions; a class with no
+        rows starts at a random direction (drawn from torch's global RNG)."""
         model = copy.deepcopy(self)
         model.hparams["n_proxies"] = n_proxies
-        model.proxies = _unit_directions(n_proxies, 2 * self.hparams["out_dim"])
+        sums = torch.zeros(n_proxies, z.shape[1]).index_add_(0, labels, z)
+        model.proxies = _unit_directions(n_proxies, z.shape[1])
+        with torch.no_grad():
+            seen = sums.norm(dim=1) > 0
+            model.proxies[seen] = nn.functional.normalize(sums[seen], dim=1)
         return model
 
     def views(self, x: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -379,13 +386,14 @@ def train(light_curves: list[np.ndarray], period_day: np.ndarray, meta: np.ndarr
     e_fit, e_val = (_epochs([light_curves[i] for i in idx], period_day[idx]) for idx in (fit, val))
     rng = np.random.default_rng(seed)
     n_classes = 0 if labels is None else int(np.max(labels)) + 1
+    y = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.int64)
     if init is None:
         model = LightCurveCLIP(n_bands, meta.shape[1], n_classes=n_classes, **hparams)
         model.meta.scale.fit(meta[fit])
         model.lc.fourier_scale.fit(_fourier(e_fit, n_bands, None).reshape(len(fit), -1))
     else:  # its standardisations stay those of its own training stars
-        model = init.with_proxies(n_classes)
-    y = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+        z = embed(init, [light_curves[i] for i in fit], period_day[fit], meta[fit], seed=seed)
+        model = init.with_proxies(torch.from_numpy(z), y[fit], n_classes)
 
     def loss(x1: Batch, x2: Batch, idx: np.ndarray) -> torch.Tensor:
         if y is None:
@@ -432,9 +440,10 @@ def finetune(model: LightCurveCLIP, light_curves: list[np.ndarray], period_day: 
              lr: float = 5e-4) -> LightCurveCLIP:
     """A copy of contrastive ``model`` fine-tuned with its training stars' class ``labels`` (as AstroM3
     fine-tunes after CLIP pretraining): :meth:`LightCurveCLIP.label_contrastive_loss` (supervised
-    contrastive + ArcFace margin against learned class directions + the pretraining's losses), a
-    smaller learning rate, the same augmentations and early stopping as :func:`train`. Its
-    embeddings have seen labels; ``model``'s have not."""
+    contrastive + ArcFace margin against learned class directions + the pretraining's losses; the
+    directions start at each class's mean embedding by ``model``), a smaller learning rate, the same
+    augmentations and early stopping as :func:`train`. Its embeddings have seen labels; ``model``'s
+    have not."""
     return train(light_curves, period_day, meta, n_bands=model.hparams["n_bands"], labels=labels, init=model,
                  seed=seed, epochs=epochs, patience=patience, lr=lr)
 
