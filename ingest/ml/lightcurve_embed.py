@@ -387,12 +387,13 @@ def train(light_curves: list[np.ndarray], period_day: np.ndarray, meta: np.ndarr
     rng = np.random.default_rng(seed)
     n_classes = 0 if labels is None else int(np.max(labels)) + 1
     y = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+    fourier_fit = _fourier(e_fit, n_bands, None)
     if init is None:
         model = LightCurveCLIP(n_bands, meta.shape[1], n_classes=n_classes, **hparams)
         model.meta.scale.fit(meta[fit])
-        model.lc.fourier_scale.fit(_fourier(e_fit, n_bands, None).reshape(len(fit), -1))
+        model.lc.fourier_scale.fit(fourier_fit.reshape(len(fit), -1))
     else:  # its standardisations stay those of its own training stars
-        z = embed(init, [light_curves[i] for i in fit], period_day[fit], meta[fit], seed=seed)
+        z, _ = _embed_and_agreement(init, _batch(e_fit, fourier_fit, meta[fit], np.random.default_rng(seed)))
         model = init.with_proxies(torch.from_numpy(z), y[fit], n_classes)
 
     def loss(x1: Batch, x2: Batch, idx: np.ndarray) -> torch.Tensor:
@@ -449,12 +450,10 @@ def finetune(model: LightCurveCLIP, light_curves: list[np.ndarray], period_day: 
 
 
 @torch.inference_mode()
-def _per_batch(fn: Callable[[Batch], torch.Tensor], model: LightCurveCLIP, light_curves: list[np.ndarray],
-               period_day: np.ndarray, meta: np.ndarray, seed: int, batch_size: int) -> np.ndarray:
-    """``fn`` over the stars in batches on the model's device (in :func:`common.mixed_precision`),
-    concatenated on the CPU (the token subset is fixed by ``seed``)."""
+def _per_batch(fn: Callable[[Batch], torch.Tensor], model: LightCurveCLIP, x: Batch, batch_size: int) -> np.ndarray:
+    """``fn`` over the stars ``x`` in batches on the model's device (in :func:`common.mixed_precision`),
+    concatenated on the CPU."""
     dev = next(model.parameters()).device
-    x = batch(light_curves, period_day, meta, model.hparams["n_bands"], seed=seed)
     out = []
     for i in range(0, len(x.meta), batch_size):
         with common.mixed_precision(dev):
@@ -469,7 +468,7 @@ def _unit(v: torch.Tensor) -> torch.Tensor:
 
 def embed(model: LightCurveCLIP, light_curves: list[np.ndarray], period_day: np.ndarray, meta: np.ndarray, *,
           seed: int = 0, batch_size: int = 512) -> np.ndarray:
-    """Embeddings ``[N, 2 * out_dim]`` float32, unit norm."""
+    """Embeddings ``[N, 2 * out_dim]`` float32, unit norm (the token subset is fixed by ``seed``)."""
     return embed_and_agreement(model, light_curves, period_day, meta, seed=seed, batch_size=batch_size)[0]
 
 
@@ -478,17 +477,24 @@ def embed_and_agreement(model: LightCurveCLIP, light_curves: list[np.ndarray], p
     """:func:`embed`'s embeddings and, from the same pass, the cosine similarity ``[N]`` of each
     star's light-curve and metadata views, in [-1, 1]: low when a curve does not look like what its
     catalogue entry (period, magnitudes) says."""
-    def both(x: Batch) -> torch.Tensor:
-        a, b = map(_unit, model.views(x))
+    return _embed_and_agreement(model, batch(light_curves, period_day, meta, model.hparams["n_bands"], seed=seed),
+                                batch_size)
+
+
+def _embed_and_agreement(model: LightCurveCLIP, x: Batch, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`embed_and_agreement` of the stars' tensors ``x``."""
+    def both(rows: Batch) -> torch.Tensor:
+        a, b = map(_unit, model.views(rows))
         return torch.cat([model.join(a, b), (a * b).sum(1, keepdim=True)], 1)
-    out = _per_batch(both, model, light_curves, period_day, meta, seed, batch_size)
+    out = _per_batch(both, model, x, batch_size)
     return out[:, :-1], out[:, -1]
 
 
 def classify(model: LightCurveCLIP, light_curves: list[np.ndarray], period_day: np.ndarray, meta: np.ndarray, *,
              seed: int = 0, batch_size: int = 512) -> np.ndarray:
     """Predicted class indices ``[N]`` from a supervised-baseline model."""
-    return _per_batch(lambda x: model.logits(x).argmax(1), model, light_curves, period_day, meta, seed, batch_size)
+    x = batch(light_curves, period_day, meta, model.hparams["n_bands"], seed=seed)
+    return _per_batch(lambda b: model.logits(b).argmax(1), model, x, batch_size)
 
 
 def _vote(sims: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
