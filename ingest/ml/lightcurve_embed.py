@@ -166,21 +166,22 @@ def _fourier(e: _Epochs, n_bands: int, rng: np.random.Generator | None, fraction
     group = star * n_bands + band
     n_groups = n * n_bands
     k = np.arange(1, N_FOURIER + 1)
-    arg = 2 * np.pi * np.mod(e.time_day[use] / e.period_day[star], 1.0)[:, None] * k
-    design = np.concatenate([np.ones((len(star), 1)), np.cos(arg), np.sin(arg)], axis=1)
-    w2 = np.maximum(e.err[use], 1e-3) ** -2.0
-    size = design.shape[1]
+    arg = (2 * np.pi * np.mod(e.time_day[use] / e.period_day[star], 1.0)) * k[:, None]
+    # The design matrix one basis function per row (each row contiguous), and each row times the weight.
+    design = np.concatenate([np.ones((1, len(star))), np.cos(arg), np.sin(arg)])
+    weighted = np.maximum(e.err[use], 1e-3) ** -2.0 * design
+    size = len(design)
     # Weighted normal equations of every (star, band) at once: sums over each group's epochs.
     normal = np.empty((n_groups, size, size))
     for a in range(size):
         for b in range(a, size):
-            normal[:, a, b] = normal[:, b, a] = np.bincount(group, w2 * design[:, a] * design[:, b], n_groups)
-    rhs = np.stack([np.bincount(group, w2 * design[:, a] * mag, n_groups) for a in range(size)], axis=1)
+            normal[:, a, b] = normal[:, b, a] = np.bincount(group, weighted[a] * design[b], n_groups)
+    rhs = np.stack([np.bincount(group, weighted[a] * mag, n_groups) for a in range(size)], axis=1)
     count = np.bincount(group, minlength=n_groups)
     ok = count >= MIN_FOURIER_EPOCHS
     coef = np.zeros((n_groups, size))
     coef[ok] = np.linalg.solve(normal[ok] + 1e-9 * np.eye(size), rhs[ok][:, :, None])[:, :, 0]
-    resid = mag - np.einsum("ij,ij->i", design, coef[group])
+    resid = mag - np.einsum("ij,ij->i", design.T, coef[group])
     rms = np.sqrt(np.bincount(group, resid ** 2, n_groups) / np.maximum(count, 1)) + 1e-4
     c, s = coef[:, 1:1 + N_FOURIER], coef[:, 1 + N_FOURIER:]
     amp = np.hypot(c, s) + 1e-4
