@@ -1,0 +1,56 @@
+"""The HNSW build's memory: the estimate against pgvector's own account, and the setting an operator sizes."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from catalog.errors import HealcatError
+from ingest.inference import ensure_embedding_index, hnsw_build_bytes, hnsw_build_params
+
+MIB = 2**20
+
+
+@pytest.mark.parametrize("dim", [16, 128])  # m = 16 and m = 32
+def test_the_estimate_is_where_pgvector_says_the_graph_stops_fitting(engine, dim):
+    """Built in 1 MB, pgvector reports after how many vectors its graph outgrew the memory: the
+    estimate for that many vectors must be that memory, within 10%."""
+    rng = np.random.default_rng(dim)
+    notices = []
+    with engine.connect() as conn:
+        pg = conn.connection.driver_connection
+        pg.add_notice_handler(lambda d: notices.append(d.message_primary))
+        conn.execute(sa.text(f"CREATE TEMP TABLE hnsw_probe (v vector({dim})) ON COMMIT DROP"))
+        conn.execute(sa.text("INSERT INTO hnsw_probe SELECT CAST(v AS vector) FROM unnest(CAST(:v AS text[])) AS v"),
+                     {"v": [str(list(map(float, r))) for r in rng.normal(size=(3000, dim))]})
+        conn.execute(sa.text("SET LOCAL maintenance_work_mem = '1MB'; SET LOCAL max_parallel_maintenance_workers = 0"))
+        m, ef_construction = hnsw_build_params(dim)
+        conn.execute(sa.text(f"CREATE INDEX ON hnsw_probe USING hnsw (v vector_cosine_ops) "
+                             f"WITH (m = {m}, ef_construction = {ef_construction})"))
+        conn.rollback()
+    fitted = [int(n.split("after ")[1].split()[0]) for n in notices if "no longer fits" in n]
+    assert len(fitted) == 1, notices
+    assert hnsw_build_bytes(fitted[0], dim) == pytest.approx(MIB, rel=0.1)
+
+
+def test_the_build_memory_is_the_operators_and_a_short_one_is_named(engine, catalog, monkeypatch, caplog):
+    model_id = catalog["model"].model_id
+    index = f"ix_embedding_hnsw_{int(model_id)}"
+    with engine.begin() as conn:
+        dim = conn.scalar(sa.text("SELECT embedding_dim FROM healcat.model WHERE model_id = :m"), {"m": model_id})
+        n = conn.scalar(sa.text("SELECT count(*) FROM healcat.embedding WHERE model_id = :m"), {"m": model_id})
+        conn.execute(sa.text(f"DROP INDEX healcat.{index}"))
+    assert hnsw_build_bytes(n, dim) > MIB  # so 1MB is too little for this model's vectors
+    monkeypatch.setenv("HEALCAT_HNSW_BUILD_MEMORY", "a lot")
+    with pytest.raises(HealcatError, match="HEALCAT_HNSW_BUILD_MEMORY='a lot' is not a PostgreSQL size"):
+        ensure_embedding_index(engine, model_id, dim)
+    monkeypatch.setenv("HEALCAT_HNSW_BUILD_MEMORY", "1MB")
+    with caplog.at_level(logging.WARNING, logger="ingest.inference"):
+        ensure_embedding_index(engine, model_id, dim)  # built all the same, on disk
+    assert f"{n} vectors need about" in caplog.text and "HEALCAT_HNSW_BUILD_MEMORY is 1MB" in caplog.text
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                                   "WHERE c.relname = :n"), {"n": index}) is True
