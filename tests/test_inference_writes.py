@@ -3,6 +3,7 @@ holds on its release (only where the role may turn the checks off), and every ou
 
 from __future__ import annotations
 
+import gc
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from ingest.copy import ParentChecksOff
-from ingest.inference import hold_release, write_outputs
+from ingest.inference import hold_release, only_new_objects_collected, write_outputs
 from ingest.load import ingest_release
 from ingest.tasks import Outputs
 from tests.conftest import SDSS_RELEASE, gaia_slice
@@ -115,3 +116,17 @@ def test_a_role_without_the_privilege_keeps_every_foreign_key_check(conn):
                              "VALUES (0, -1, :m, :r, 0.1)"), {"m": model_id, "r": run_id})
     assert isinstance(info.value.orig, psycopg.errors.ForeignKeyViolation)
     assert conn.scalar(sa.text("SELECT current_setting('session_replication_role')")) == "origin"
+
+
+def _collector_walks(obj) -> bool:
+    return any(o is obj for o in gc.get_objects())  # the generations a collection walks, not the frozen
+
+
+def test_a_run_freezes_the_objects_alive_before_it_and_unfreezes_them_even_after_an_error():
+    assert gc.get_freeze_count() == 0
+    alive = [object()]
+    with pytest.raises(RuntimeError, match="model failed"), only_new_objects_collected():
+        made_in_the_run = [object()]
+        assert not _collector_walks(alive) and _collector_walks(made_in_the_run)
+        raise RuntimeError("model failed")
+    assert gc.get_freeze_count() == 0 and _collector_walks(alive)
