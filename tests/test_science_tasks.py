@@ -102,7 +102,7 @@ def test_lightcurve_embeddings_from_sql_are_searchable(engine, per_object):
     assert m["n_test"] == 729 and m["n_train"] == 2912 and model.embedding_dim == 64
     assert m["knn_accuracy"] > m["majority_accuracy"] + 0.15 and m["supervised_accuracy"] > m["majority_accuracy"]
     assert m["knn_accuracy_contrastive"] > m["majority_accuracy"] + 0.15  # before the labels' fine-tuning
-    assert m["knn_k"] in (5, 10, 20, 40) and m["knn_k_contrastive"] in (5, 10, 20, 40)
+    assert m["knn_k"] == 20  # the k the accuracies were measured with, recorded beside them
     assert 1 <= m["epochs_contrastive"] <= 6 and 1 <= m["epochs_finetune"] <= 6 and 1 <= m["epochs_supervised"] <= 6
     run = run_model(engine, model.name, "eros2/lmc-ramp-variable-stars")
     assert run.n_predicted == 3641

@@ -7,7 +7,7 @@ and each band's median magnitude. ``prediction.value`` is the cosine agreement o
 the model is fine-tuned with the training split's labels (``healcat.label``; label-aware
 contrastive loss, as AstroM3 fine-tunes after CLIP pretraining) and the fine-tuned model is the one
 stored. The held-out metric is the k-nearest-neighbour accuracy of the release's test-split labels
-from embeddings alone (k chosen by leave-one-out on the training stars), for the fine-tuned and the
+from embeddings alone (k = :data:`ingest.ml.lightcurve_embed.KNN_K`), for the fine-tuned and the
 label-free model, beside a supervised classifier with the same encoders, inputs, augmentations,
 split and early stopping.
 """
@@ -83,16 +83,15 @@ class LightCurveEmbed(Task):
         model = single_thread(le.finetune, contrastive, *part(fit), y[fit], seed=seed,
                               **({"epochs": epochs} if epochs else {}))
 
-        def knn_accuracy(m) -> tuple[int, float]:
+        def knn_accuracy(m) -> float:
             emb_fit = le.embed(m, *part(fit))
-            k = le.choose_k(emb_fit, y[fit])  # by leave-one-out on the training stars, not the test split
-            return k, float(np.mean(le.knn_classify(emb_fit, y[fit], le.embed(m, *part(test)), k=k) == y[test]))
+            return float(np.mean(le.knn_classify(emb_fit, y[fit], le.embed(m, *part(test))) == y[test]))
 
-        (k, knn), (k_contrastive, knn_contrastive) = knn_accuracy(model), knn_accuracy(contrastive)
+        knn, knn_contrastive = knn_accuracy(model), knn_accuracy(contrastive)
         baseline = single_thread(le.train, *part(fit), labels=y[fit], **kw)
         supervised = le.classify(baseline, *part(test))
-        metrics = dict(n_train=int(fit.sum()), n_test=int(test.sum()), classes=classes.tolist(), knn_k=k,
-                       knn_accuracy=knn, knn_k_contrastive=k_contrastive, knn_accuracy_contrastive=knn_contrastive,
+        metrics = dict(n_train=int(fit.sum()), n_test=int(test.sum()), classes=classes.tolist(), knn_k=le.KNN_K,
+                       knn_accuracy=knn, knn_accuracy_contrastive=knn_contrastive,
                        supervised_accuracy=float(np.mean(supervised == y[test])),
                        majority_accuracy=float(np.mean(y[test] == np.bincount(y[fit]).argmax())),
                        epochs_contrastive=contrastive.epochs_run, epochs_finetune=model.epochs_run,
