@@ -444,10 +444,10 @@ def ensure_embedding_index(engine: sa.Engine, model_id: int, dim: int) -> None:
             raise HealcatError(f"HEALCAT_HNSW_BUILD_MEMORY={memory!r} is not a PostgreSQL size "
                                f"(e.g. 1GB, 512MB): {e.orig}") from None
         n = conn.scalar(sa.text("SELECT count(*) FROM healcat.embedding WHERE model_id = :m"), {"m": model_id})
-        if hnsw_build_bytes(n, dim) > have:
+        if (need := hnsw_build_bytes(n, dim)) > have:
             log.warning("HNSW index of model %d: %d vectors need about %.1f GB to be built in memory, "
                         "HEALCAT_HNSW_BUILD_MEMORY is %s: it will be built on disk, many times more slowly",
-                        model_id, n, hnsw_build_bytes(n, dim) / 2**30, memory)
+                        model_id, n, need / 2**30, memory)
         m, ef_construction = hnsw_build_params(dim)
         conn.execute(sa.text("SELECT set_config('maintenance_work_mem', :memory, false)"), {"memory": memory})
         try:
