@@ -123,17 +123,22 @@ def _server_cpu(postmaster: int) -> dict[int, float]:
 
 
 class _RunCpu:
-    """CPU seconds of this process and of the server from a run's start to the start of its index
-    build (``run_model`` builds the HNSW index after its transaction commits; that is not timed),
-    and the busiest single server process's (a backend runs on one core: the run's reader and
-    writer each have one, so neither can take less wall time than its CPU seconds)."""
+    """CPU seconds of this process and of the server, and the WAL the server wrote and the
+    checkpoints it began, from a run's start to the start of its index build (``run_model`` builds
+    the HNSW index after its transaction commits; that is not timed), and the busiest single server
+    process's CPU seconds (a backend runs on one core: the run's reader and writer each have one,
+    so neither can take less wall time than its CPU seconds)."""
 
     def __init__(self, engine, inference) -> None:
-        self.postmaster, self.inference = _postmaster_pid(engine), inference
+        self.engine, self.postmaster, self.inference = engine, _postmaster_pid(engine), inference
         self.build_index = inference.ensure_embedding_index
 
-    def _now(self) -> tuple[float, dict[int, float]]:
-        return time.process_time(), _server_cpu(self.postmaster) if self.postmaster else {}
+    def _now(self) -> tuple[float, dict[int, float], tuple[int, int]]:
+        with self.engine.connect() as conn:  # WAL position (bytes) and checkpoints so far (PostgreSQL 17+)
+            checkpoints = ("(SELECT num_timed + num_requested FROM pg_stat_checkpointer)"
+                           if conn.connection.driver_connection.info.server_version >= 170000 else "NULL")
+            wal = tuple(conn.execute(sa.text(f"SELECT pg_current_wal_lsn() - '0/0'::pg_lsn, {checkpoints}")).one())
+        return time.process_time(), _server_cpu(self.postmaster) if self.postmaster else {}, wal
 
     def __enter__(self):
         def mark_then_build(*args, **kwargs):
@@ -151,6 +156,8 @@ class _RunCpu:
         spent = {pid: s - self.start[1].get(pid, 0.0) for pid, s in self.end[1].items()}
         self.server_s = sum(spent.values()) if self.postmaster else None
         self.busiest_backend_s = max((s for pid, s in spent.items() if pid != self.postmaster), default=0.0)
+        self.wal_mb = (self.end[2][0] - self.start[2][0]) / 2**20
+        self.checkpoints = None if self.end[2][1] is None else self.end[2][1] - self.start[2][1]
 
 
 def _peak_rss_mib() -> float:
@@ -200,6 +207,8 @@ def main() -> None:
     with _RunCpu(engine, inference) as cpu:
         run = inference.run_model(engine, photoz_model.name, RELEASE, batch_size=BATCH, device=dev.type)
     t_e2e, rss_peak = run.run_seconds, _peak_rss_mib()
+    with engine.connect() as conn:
+        max_wal_size = conn.exec_driver_sql("SHOW max_wal_size").scalar()
 
     # Baseline: the same inputs, read as the run reads them (binary, in batches), prepared, held in
     # memory, then through predict() in the same batches.
@@ -228,6 +237,9 @@ def main() -> None:
           f"(batches of {BATCH:,} streamed{'; the peak includes the index build' if BUILD_INDEX else ''})")
     print(f"  photo-z pure forward:  {n_fwd:,} in {t_fwd:.1f} s ({fwd:,.0f} sources/s)")
     print(f"  end to end / forward:  {e2e / fwd:.2f}")
+    print(f"  WAL written during the run: {cpu.wal_mb:,.0f} MB; checkpoints begun: "
+          f"{'not counted before PostgreSQL 17' if cpu.checkpoints is None else cpu.checkpoints} "
+          f"(max_wal_size {max_wal_size})")
     if cpu.server_s is None:
         print(f"  CPU in the run: Python {cpu.python_s:.1f} s; the server's is not visible from here")
         return
