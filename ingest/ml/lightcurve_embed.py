@@ -511,7 +511,8 @@ def _vote(sims: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
 #: Neighbours in :func:`knn_classify` (fixed, as in the k-NN evaluation of DINO, Caron et al. 2021).
 #: Not chosen by leave-one-out on the training stars: their fine-tuned embeddings sit deeper in
 #: their class's cone than a new star's (the fine-tuning pulled them there), so leave-one-out
-#: favoured k = 10 at four of six seeds, and k = 20 classified 0-6 more held-out stars at each of them.
+#: favoured k = 10 at four of six seeds, and at every seed k = 20 classified as many held-out
+#: stars as its choice or up to 6 more (README.md, the model card of ``lightcurve-clip``).
 KNN_K = 20
 
 
