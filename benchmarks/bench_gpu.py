@@ -54,7 +54,7 @@ def export(out_dir: Path) -> None:
     from catalog import db
     from ingest.inference import release_id_of, train, weights_file
     from ingest.load import ingest_release
-    from ingest.tasks import get_task, ugriz
+    from ingest.tasks import ALL_SOURCES, get_task, ugriz
 
     db.migrate(db.database_url())
     engine = db.engine()
@@ -70,7 +70,8 @@ def export(out_dir: Path) -> None:
             shutil.copyfile(weights_file(conn, model.model_id), out_dir / file_name)
             if task_name != "photoz":  # photo-z's inputs are the classifier's: every source's ugriz
                 with conn.connection.driver_connection.cursor() as cur:
-                    cur.execute(get_task(task_name).input_query, {"release_id": release_id_of(conn, releases[task_name])})
+                    params = {"release_id": release_id_of(conn, releases[task_name]), **ALL_SOURCES}
+                    cur.execute(get_task(task_name).input_query, params)
                     inputs[task_name] = cur.fetchall()
         print(f"{task_name}: {model.name}/{model.version} -> {out_dir / file_name}")
     _, mags, _ = ugriz.split_rows(inputs["object_class"])

@@ -3,12 +3,15 @@
 The sources are synthetic: each is a real SDSS DR14 spectroscopic galaxy's ugriz (from
 `sdss/dr14-skyserver-10k`), resampled with replacement and perturbed by N(0, 0.03 mag) noise per
 band, with no position (shard -1) and no spectrum, in the release `bench/sdss-resampled-1m`.
-End to end is `run_model` on the photo-z model (its transaction, timed by `RunResult.run_seconds`): stream the input query (photometry pivot, class
-join) with a server-side cursor, check the magnitudes, infer, and COPY the PDFs (prediction) and
-the 16-d embeddings back, in one transaction. The HNSW index over a new version's embeddings is
-built afterwards (CONCURRENTLY, readers unaffected) and reported on its own. Before it, the object classifier's run (which
-photo-z requires) is timed and reported on its own. The baseline is the same photo-z model's
-`predict` on the same inputs, in memory, in the same batches, in the same process.
+End to end is `run_model` on the photo-z model (timed by `RunResult.run_seconds`): stream the input
+query (photometry pivot, class join) with server-side cursors, check the magnitudes, infer, and COPY
+the PDFs (prediction) and the 16-d embeddings back, in as many lanes (source_id ranges, each with
+a reader and a writer connection) as ``BENCH_INFERENCE_LANES`` says (a comma-separated list: one run
+each, e.g. ``1,2,4,8``; default 1 and `default_lanes()` of this machine). The HNSW index over a new
+version's embeddings is built after the last run (CONCURRENTLY, readers unaffected) and reported on
+its own. Before them, the object classifier's run (which photo-z requires) is timed and reported on
+its own. The baseline is the same photo-z model's `predict` on the same inputs, in memory, in the
+same batches, in the same process, on the same one torch thread.
 
 The CPU seconds the run spent, in this process (all its threads) and in the local server's
 processes (from /proc: live backends, plus what the postmaster reaped), give the ceiling that the
@@ -129,9 +132,9 @@ class _RunCpu:
     process's CPU seconds (a backend runs on one core: the run's reader and writer each have one,
     so neither can take less wall time than its CPU seconds)."""
 
-    def __init__(self, engine, inference) -> None:
+    def __init__(self, engine, inference, *, build_index: bool) -> None:
         self.engine, self.postmaster, self.inference = engine, _postmaster_pid(engine), inference
-        self.build_index = inference.ensure_embedding_index
+        self.build_index, self.build = inference.ensure_embedding_index, build_index
 
     def _now(self) -> tuple[float, dict[int, float], tuple[int, int]]:
         with self.engine.connect() as conn:  # WAL position (bytes) and checkpoints so far (PostgreSQL 17+)
@@ -143,7 +146,7 @@ class _RunCpu:
     def __enter__(self):
         def mark_then_build(*args, **kwargs):
             self.end = self._now()
-            return self.build_index(*args, **kwargs) if BUILD_INDEX else None
+            return self.build_index(*args, **kwargs) if self.build else None
 
         self.start, self.end = self._now(), None
         self.inference.ensure_embedding_index = mark_then_build
@@ -172,18 +175,20 @@ def _reset_peak_rss() -> float:
     return _peak_rss_mib()
 
 
-def _forget_runs(engine, release_id: int) -> None:
-    """Remove an earlier benchmark's runs on the release (outputs, skips) and the HNSW indexes of
-    their models, so that every run is measured as the first run of its version."""
+def _forget_runs(engine, release_id: int, model_id: int | None = None) -> None:
+    """Remove an earlier benchmark's runs on the release (of one model, or all), their outputs and
+    skips, and the HNSW indexes of their models, so that every run is measured as the first run of
+    its version."""
+    from ingest.inference import forget_runs
+
     with engine.begin() as conn:
-        runs = conn.execute(sa.text("SELECT run_id, model_id FROM healcat.inference_run WHERE release_id = :r"),
-                            {"r": release_id}).all()
+        runs = conn.execute(sa.text("SELECT model_id, array_agg(run_id) FROM healcat.inference_run WHERE release_id = :r "
+                                    "AND model_id = coalesce(:m, model_id) GROUP BY model_id"),
+                            {"r": release_id, "m": model_id}).all()
         if not runs:
             return
-        ids = [r.run_id for r in runs]
-        for table in ("embedding", "prediction", "inference_run"):
-            conn.execute(sa.text(f"DELETE FROM healcat.{table} WHERE run_id = ANY(:ids)"), {"ids": ids})  # noqa: S608
-        for model_id in {r.model_id for r in runs}:
+        for model_id, run_ids in runs:
+            forget_runs(conn, model_id, run_ids)
             conn.exec_driver_sql(f"DROP INDEX IF EXISTS healcat.ix_embedding_hnsw_{int(model_id)}")
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.exec_driver_sql("VACUUM (ANALYZE) healcat.prediction, healcat.embedding, healcat.inference_skip")
@@ -192,63 +197,75 @@ def _forget_runs(engine, release_id: int) -> None:
 def main() -> None:
     engine, photoz_model, shared_buffers = _setup()
     from ingest import inference
-    from ingest.tasks import get_task
+    from ingest.tasks import ALL_SOURCES, get_task
 
-    torch.set_num_threads(1)  # one core for the model; PostgreSQL's backend gets the other
+    torch.set_num_threads(1)  # one core for the model (end to end and forward alike)
     dev = inference.device_of(DEVICE)
+    lanes = [int(x) for x in os.environ.get("BENCH_INFERENCE_LANES", "").split(",") if x] or \
+        sorted({1, inference.default_lanes()})
     with engine.connect() as conn:
         release_id = inference.release_id_of(conn, RELEASE)
     _forget_runs(engine, release_id)
     with engine.connect() as conn:
         cls_ref = next(m for m in inference.applicable_models(conn, release_id) if m.task == "object_class")
-    cls_run = inference.run_model(engine, cls_ref.name, RELEASE, batch_size=BATCH, device=dev.type)
-    t_cls = cls_run.run_seconds
-    rss_before = _reset_peak_rss()
-    with _RunCpu(engine, inference) as cpu:
-        run = inference.run_model(engine, photoz_model.name, RELEASE, batch_size=BATCH, device=dev.type)
-    t_e2e, rss_peak = run.run_seconds, _peak_rss_mib()
-    with engine.connect() as conn:
-        max_wal_size = conn.exec_driver_sql("SHOW max_wal_size").scalar()
+    cls_run = inference.run_model(engine, cls_ref.name, RELEASE, batch_size=BATCH, device=dev.type, lanes=max(lanes))
 
     # Baseline: the same inputs, read as the run reads them (binary, in batches), prepared, held in
     # memory, then through predict() in the same batches.
     task = get_task("photoz")
     batches = []
     with engine.connect() as conn, conn.connection.driver_connection.cursor(name="baseline", binary=True) as cur:
-        cur.execute(task.input_query, {"release_id": release_id, "object_class_model_id": cls_ref.model_id})
+        cur.execute(task.input_query, {"release_id": release_id, "object_class_model_id": cls_ref.model_id,
+                                       **ALL_SOURCES})
         while rows := cur.fetchmany(BATCH):
             batches.append(task.prepare(rows).inputs)
         model = task.load(str(inference.weights_file(conn, photoz_model.model_id)), dev)
     t0 = time.perf_counter()
     n_fwd = sum(len(task.predict(model, x, dev).value) for x in batches)
     t_fwd = time.perf_counter() - t0
-    assert n_fwd == run.n_predicted, (n_fwd, run.n_predicted)
+    fwd = n_fwd / t_fwd
+    del batches
+    with engine.connect() as conn:
+        max_wal_size = conn.exec_driver_sql("SHOW max_wal_size").scalar()
 
-    e2e, fwd = run.n_predicted / t_e2e, n_fwd / t_fwd
     print(f"\ninference: {N_SOURCES:,} synthetic sources (real SDSS galaxies resampled + noise), {dev}, "
           f"torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} cores, shared_buffers {shared_buffers}")
-    print(f"  object classifier run: {cls_run.n_predicted:,} labelled in {t_cls:.1f} s "
-          f"({cls_run.n_predicted / t_cls:,.0f} sources/s)")
-    print(f"  photo-z end to end:    {run.n_predicted:,} PDFs + embeddings in {t_e2e:.1f} s ({e2e:,.0f} sources/s), "
-          f"{run.n_skipped:,} skipped")
-    if BUILD_INDEX:
-        print(f"  then the HNSW index over the new version's embeddings: {run.index_seconds:.1f} s (not in end to end)")
-    print(f"  memory: peak resident {rss_peak:,.0f} MiB during the run, {rss_before:,.0f} MiB before it "
-          f"(batches of {BATCH:,} streamed{'; the peak includes the index build' if BUILD_INDEX else ''})")
+    print(f"  object classifier run: {cls_run.n_predicted:,} labelled in {cls_run.run_seconds:.1f} s "
+          f"({cls_run.n_predicted / cls_run.run_seconds:,.0f} sources/s, {cls_run.lanes} lanes)")
     print(f"  photo-z pure forward:  {n_fwd:,} in {t_fwd:.1f} s ({fwd:,.0f} sources/s)")
-    print(f"  end to end / forward:  {e2e / fwd:.2f}")
-    print(f"  WAL written during the run: {cpu.wal_mb:,.0f} MB; checkpoints begun: "
+    for i, n_lanes in enumerate(lanes):
+        last = i == len(lanes) - 1
+        _forget_runs(engine, release_id, photoz_model.model_id)
+        rss_before = _reset_peak_rss()
+        with _RunCpu(engine, inference, build_index=BUILD_INDEX and last) as cpu:
+            run = inference.run_model(engine, photoz_model.name, RELEASE, batch_size=BATCH, device=dev.type,
+                                      lanes=n_lanes)
+        assert run.n_predicted == n_fwd, (run.n_predicted, n_fwd)
+        _report(run, cpu, t_fwd, fwd, _peak_rss_mib(), rss_before, max_wal_size, BUILD_INDEX and last)
+
+
+def _report(run, cpu: _RunCpu, t_fwd: float, fwd: float, rss_peak: float, rss_before: float, max_wal_size: str,
+            built_index: bool) -> None:
+    e2e = run.n_predicted / run.run_seconds
+    print(f"  photo-z end to end, {run.lanes} lane{'s' * (run.lanes > 1)}: {run.n_predicted:,} PDFs + embeddings in "
+          f"{run.run_seconds:.1f} s ({e2e:,.0f} sources/s), {run.n_skipped:,} skipped")
+    print(f"    end to end / forward:  {e2e / fwd:.2f}")
+    if built_index:
+        print(f"    then the HNSW index over the new version's embeddings: {run.index_seconds:.1f} s (not in end to end)")
+    print(f"    memory: peak resident {rss_peak:,.0f} MiB during the run, {rss_before:,.0f} MiB before it "
+          f"(batches of {BATCH:,} streamed{'; the peak includes the index build' if built_index else ''})")
+    print(f"    WAL written during the run: {cpu.wal_mb:,.0f} MB; checkpoints begun: "
           f"{'not counted before PostgreSQL 17' if cpu.checkpoints is None else cpu.checkpoints} "
           f"(max_wal_size {max_wal_size})")
     if cpu.server_s is None:
-        print(f"  CPU in the run: Python {cpu.python_s:.1f} s; the server's is not visible from here")
+        print(f"    CPU in the run: Python {cpu.python_s:.1f} s; the server's is not visible from here")
         return
     cores = len(os.sched_getaffinity(0))
     cpu_s = cpu.python_s + cpu.server_s
-    print(f"  CPU in the run: Python {cpu.python_s:.1f} s (the model ~{t_fwd:.1f} of it), server {cpu.server_s:.1f} s: "
+    print(f"    CPU in the run: Python {cpu.python_s:.1f} s (the model ~{t_fwd:.1f} of it), server {cpu.server_s:.1f} s: "
           f"{cpu_s:.1f} s on {cores} cores, so end to end takes >= {cpu_s / cores:.1f} s here and "
           f"end to end / forward <= {min(1.0, t_fwd * cores / cpu_s):.2f}")
-    print(f"  busiest server process: {cpu.busiest_backend_s:.1f} s CPU on its one core, so end to end takes "
+    print(f"    busiest server process: {cpu.busiest_backend_s:.1f} s CPU on its one core, so end to end takes "
           f">= {cpu.busiest_backend_s:.1f} s on any number of cores and end to end / forward "
           f"<= {min(1.0, t_fwd / max(cpu.busiest_backend_s, 1e-9)):.2f}")
 

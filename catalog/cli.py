@@ -145,8 +145,8 @@ def cmd_infer(args: argparse.Namespace) -> None:
 
     tasks = all_tasks()
     model = tasks[args.model].model_name if args.model in tasks else args.model
-    result = run_model(db.engine(), model, args.release, version=args.version, device=args.device)
-    state = " (already done: nothing to do)" if result.already_done else ""
+    result = run_model(db.engine(), model, args.release, version=args.version, device=args.device, lanes=args.lanes)
+    state = " (already done: nothing to do)" if result.already_done else f" in {result.lanes} lane(s)"
     print(f"run {result.run_id} on {result.device}: {result.n_predicted} predicted, {result.n_skipped} skipped{state}")
 
 
@@ -538,6 +538,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("release", help="release name, e.g. sdss/dr14-skyserver-10k")
     p.add_argument("--version", help="model version (default: the current one)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--lanes", type=int, help="source_id ranges read and written at once, each with two connections "
+                   "(default: HEALCAT_INFER_LANES, else a quarter of the cores, 1 to 8)")
     p.set_defaults(func=cmd_infer)
 
     fmt = dict(choices=["table", "csv", "ecsv", "votable"], default="table", help="output format")

@@ -377,7 +377,7 @@ class InferenceRun(Base):
 
     __tablename__ = "inference_run"
     __table_args__ = (
-        # A run is one transaction, so a (model version, release) has at most one finished run.
+        # One run per (model version, release) at a time (an advisory lock), so at most one finished.
         Index("uq_inference_run_done", "model_id", "release_id", unique=True,
               postgresql_where=text("finished_at IS NOT NULL")),
     )

@@ -5,12 +5,14 @@
   parameters, hyperparameters and held-out metrics. Same data and seed give the same bytes, hence
   the same version. :func:`register_weights_file` registers weights trained elsewhere;
   :func:`retire_model` retires a version (its outputs stay).
-- :func:`run_model` streams a task's input query out of PostgreSQL with a server-side cursor in
-  batches, runs the model on the best device (CUDA with bf16 autocast, else CPU; tasks with
-  ``on_gpu = False`` on the CPU; the run records which), and writes
-  predictions, embeddings and skipped sources (with reasons) with binary COPY, in one transaction
-  per (model version, release): a run is all or nothing, a rerun finds it finished and does nothing,
-  and ``current_prediction`` switches to a new version on a release only when its run there commits.
+- :func:`run_model` streams a task's input query out of PostgreSQL with server-side cursors in
+  batches, in lanes (source_id ranges, each with a reader and a writer connection), runs the model
+  on the best device (CUDA with bf16 autocast, else CPU; tasks with ``on_gpu = False`` on the CPU;
+  the run records which), and writes predictions, embeddings and skipped sources (with reasons)
+  with binary COPY, one run per (model version, release) at a time: the lanes commit after all have
+  written everything, then the run is marked finished, and ``current_prediction`` switches to a new
+  version on a release only then. A rerun finds it finished and does nothing; a run that died
+  unfinished has its outputs deleted by the next one.
 - :func:`applicable_models` / :func:`enqueue_inference` / :func:`backfill` queue ``infer`` jobs
   (args :func:`infer_job_args`) for the workers: after a release is published, and after a new version.
 """
@@ -24,10 +26,11 @@ import logging
 import os
 import platform
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -42,7 +45,7 @@ from catalog.models import InferenceRun, Model, Release
 from ingest import progress, queue
 from ingest.copy import ParentChecksOff, copy_columns, copy_rows
 from ingest.ml.common import inference_device
-from ingest.tasks import Outputs, Prepared, Task, all_tasks, get_task
+from ingest.tasks import ALL_SOURCES, Outputs, Prepared, Task, all_tasks, get_task, in_lane
 
 T = TypeVar("T")
 
@@ -68,6 +71,7 @@ class RunResult:
     already_done: bool = False
     run_seconds: float = 0.0  # read, infer, write: the run's transaction
     index_seconds: float = 0.0  # building the embedding index afterwards (first run of a version only)
+    lanes: int = 1  # source_id ranges read and written at once (run_model's lanes, fewer on a small release)
 
 
 def release_id_of(conn: sa.Connection, release: str) -> int:
@@ -249,12 +253,17 @@ def resolve_model(conn: sa.Connection, name: str, version: str | None = None) ->
 
 
 def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str | None = None,
-              batch_size: int = 8192, device: str | None = None) -> RunResult:
+              batch_size: int = 8192, device: str | None = None, lanes: int | None = None) -> RunResult:
     """Run a model version (default: current) over a release: predictions, embeddings, skips (idempotent).
 
     Models of the tasks this one ``requires`` run on the release first (their current versions).
+    ``lanes`` (default :func:`default_lanes`) splits the release's sources into that many ranges of
+    source_id, each read and written by connections of its own (:func:`_run_lanes`).
     """
     dev = device_of(device)
+    lanes = default_lanes() if lanes is None else lanes
+    if lanes < 1:
+        raise HealcatError(f"infer: lanes must be at least 1, not {lanes}")
     with engine.connect() as conn:
         model_row = resolve_model(conn, model_name, version)
         release_id = release_id_of(conn, release)
@@ -266,65 +275,158 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
         with engine.connect() as conn:
             dep = next((m for m in applicable_models(conn, release_id) if m.task == required), None)
         if dep is not None:
-            run_model(engine, dep.name, release, version=dep.version, batch_size=batch_size, device=device)
+            run_model(engine, dep.name, release, version=dep.version, batch_size=batch_size, device=device, lanes=lanes)
         params[f"{required}_model_id"] = dep.model_id if dep else None
     t0 = time.perf_counter()
-    with engine.begin() as conn:
-        # One run per (model version, release) at a time; the next one finds it finished.
-        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(
+    with engine.connect() as lock:
+        # One run per (model version, release) at a time: the lock is held by a transaction of its
+        # own for the whole run (and goes with its connection if this process dies); the next run
+        # finds this one finished.
+        lock.execute(sa.select(sa.func.pg_advisory_xact_lock(
             sa.func.hashtext(f"infer:{model_row.model_id}:{release_id}"))))
-        done = conn.execute(sa.select(InferenceRun.run_id, InferenceRun.device).where(
-            InferenceRun.model_id == model_row.model_id, InferenceRun.release_id == release_id,
-            InferenceRun.finished_at.is_not(None))).first()
-        if done is not None:
-            return RunResult(done.run_id, 0, 0, done.device, already_done=True)
-        model = task.load(str(weights_file(conn, model_row.model_id)), dev)
-        run_id = conn.scalar(sa.insert(InferenceRun).values(
-            model_id=model_row.model_id, release_id=release_id, device=_describe(dev)).returning(InferenceRun.run_id))
-        hold_release(conn, release_id)
-        pg = conn.connection.driver_connection
-        # Three stages overlap, one batch apart: reading and checking the next batch (its own
-        # connection, started after the release is held, so its server work runs beside the
-        # COPY's), the model (which releases the GIL), and the COPY of the previous batch's
-        # outputs into this transaction. Every output references the run (made by this
-        # transaction), the model version (locked by the run's foreign-key check) and a source of
-        # the held release, so where the role may, the per-row checks are off: each would only
-        # take, row by row, a lock that the run already holds.
-        counts, n_read, writing = [], 0, None
-        checks_off = ParentChecksOff(pg)
-        batches = _read_prepared(engine, task, params, batch_size)
+        with engine.begin() as conn:
+            done = conn.execute(sa.select(InferenceRun.run_id, InferenceRun.device).where(
+                InferenceRun.model_id == model_row.model_id, InferenceRun.release_id == release_id,
+                InferenceRun.finished_at.is_not(None))).first()
+            if done is not None:
+                return RunResult(done.run_id, 0, 0, done.device, already_done=True)
+            forget_runs(conn, model_row.model_id, conn.execute(sa.select(InferenceRun.run_id).where(
+                InferenceRun.model_id == model_row.model_id, InferenceRun.release_id == release_id)).scalars().all())
+            model = task.load(str(weights_file(conn, model_row.model_id)), dev)
+            run_id = conn.scalar(sa.insert(InferenceRun).values(
+                model_id=model_row.model_id, release_id=release_id, device=_describe(dev)).returning(InferenceRun.run_id))
         try:
-            with checks_off, only_new_objects_collected(), ThreadPoolExecutor(1, "infer-read") as reader, \
-                    ThreadPoolExecutor(1, "infer-write") as writer:
-                for n, prepared in _ahead(batches, reader):
-                    n_read += n
-                    progress.report(n_read)
-                    out = task.predict(model, prepared.inputs, dev) if len(prepared.keys) else None
-                    if writing is not None:
-                        counts.append(writing.result())
-                    writing = writer.submit(_write_batch, pg, prepared, out, model_row.model_id, run_id)
-                if writing is not None:
-                    counts.append(writing.result())
-        finally:
-            batches.close()
-        n_pred, n_skip = (sum(c) for c in zip(*counts)) if counts else (0, 0)
-        conn.execute(sa.update(InferenceRun).where(InferenceRun.run_id == run_id).values(
-            n_predicted=n_pred, n_skipped=n_skip, finished_at=sa.func.clock_timestamp()))
+            n_pred, n_skip, lanes = _run_lanes(engine, task, model, dev, params, run_id, batch_size, lanes)
+            with engine.begin() as conn:
+                conn.execute(sa.update(InferenceRun).where(InferenceRun.run_id == run_id).values(
+                    n_predicted=n_pred, n_skipped=n_skip, finished_at=sa.func.clock_timestamp()))
+        except BaseException:
+            with engine.begin() as conn:
+                forget_runs(conn, model_row.model_id, [run_id])
+            raise
     t1 = time.perf_counter()
     if n_pred and model_row.embedding_dim:
         ensure_embedding_index(engine, model_row.model_id, model_row.embedding_dim)
-    log.info("%s/%s on %s: %d predicted, %d skipped", model_row.name, model_row.version, release, n_pred, n_skip)
+    log.info("%s/%s on %s: %d predicted, %d skipped (%d lanes)", model_row.name, model_row.version, release,
+             n_pred, n_skip, lanes)
     return RunResult(run_id, n_pred, n_skip, _describe(dev), run_seconds=t1 - t0,
-                     index_seconds=time.perf_counter() - t1)
+                     index_seconds=time.perf_counter() - t1, lanes=lanes)
 
 
-def _read_prepared(engine: sa.Engine, task: Task, params: dict, batch_size: int) -> Iterator[tuple[int, Prepared]]:
-    """The task's input query, streamed with a server-side cursor on a connection of its own, as
-    (rows read, prepared batch). Its inputs are committed rows (the release, required models' runs).
-    Results come in binary: numbers are sent as bytes, not formatted as text and parsed again."""
+def default_lanes() -> int:
+    """Lanes of a run unless the caller says: ``HEALCAT_INFER_LANES``, else a quarter of this
+    machine's cores, 1 to 8 (a lane keeps two server backends and about one core of this process
+    busy; on 2 cores one lane, measured in benchmarks/README.md, inference)."""
+    given = os.environ.get("HEALCAT_INFER_LANES")
+    if given is None:
+        return max(1, min(8, len(os.sched_getaffinity(0)) // 4))
+    if not given.isdigit() or int(given) < 1:
+        raise HealcatError(f"HEALCAT_INFER_LANES={given!r}: give a whole number of lanes, at least 1")
+    return int(given)
+
+
+def forget_runs(conn: sa.Connection, model_id: int, run_ids: list[int]) -> None:
+    """Delete runs of a model and everything they wrote (a run that died half way, before a rerun)."""
+    if run_ids:
+        for table in ("embedding", "prediction"):
+            conn.execute(sa.text(f"DELETE FROM healcat.{table} WHERE model_id = :m AND run_id = ANY(:r)"),  # noqa: S608
+                         {"m": model_id, "r": run_ids})
+        conn.execute(sa.delete(InferenceRun).where(InferenceRun.run_id.in_(run_ids)))  # skips go with it (cascade)
+
+
+def _run_lanes(engine: sa.Engine, task: Task, model, dev: torch.device, params: dict, run_id: int,
+               batch_size: int, lanes: int) -> tuple[int, int, int]:
+    """Read, infer and write a release's sources in ``lanes`` ranges of source_id at once; returns
+    (predicted, skipped, lanes used).
+
+    Each lane has a reader connection (a server-side cursor over its range) and a writer connection
+    (one transaction, holding the release and the run FOR KEY SHARE, COPYing without per-row
+    checks where the role may), so the server's work (the input query, the COPYs, their index
+    entries and WAL) is spread over 2 x lanes backends; one batch at a time goes through the model
+    (a lock), as in the forward pass alone. Every lane's transaction commits only after all lanes
+    have written everything; the caller then marks the run finished, and readers of
+    ``current_prediction`` see its outputs from that commit on. Should the process die between the
+    lanes' commits, the run stays unfinished and the next run deletes what it wrote."""
+    ranges = _lane_ranges(engine, params["release_id"], lanes, batch_size)
+    model_lock, stop = threading.Lock(), threading.Event()
+    n_read = [0] * len(ranges)
+    with ExitStack() as stack:
+        writers = [stack.enter_context(engine.connect()) for _ in ranges]
+        for conn in writers:  # before the readers start: they read rows of a release held
+            hold_release(conn, params["release_id"])
+            conn.execute(sa.select(InferenceRun.run_id).where(InferenceRun.run_id == run_id)
+                         .with_for_update(read=True, key_share=True))
+
+        def lane(i: int) -> tuple[int, int]:
+            pg, counts, writing = writers[i].connection.driver_connection, [], None
+            batches = _read_prepared(engine, task, params, batch_size, ranges[i])
+            try:
+                with ParentChecksOff(pg), ThreadPoolExecutor(1, f"infer-read-{i}") as reader, \
+                        ThreadPoolExecutor(1, f"infer-write-{i}") as writer:
+                    for n, prepared in _ahead(batches, reader):
+                        if stop.is_set():
+                            break
+                        n_read[i] += n
+                        if len(prepared.keys):
+                            with model_lock:
+                                out = task.predict(model, prepared.inputs, dev)
+                        else:
+                            out = None
+                        if writing is not None:
+                            counts.append(writing.result())
+                        writing = writer.submit(_write_batch, pg, prepared, out, params["model_id"], run_id)
+                    if writing is not None:
+                        counts.append(writing.result())
+            finally:
+                batches.close()
+            return tuple(sum(c) for c in zip(*counts)) if counts else (0, 0)
+
+        with only_new_objects_collected(), ThreadPoolExecutor(len(ranges), "infer-lane") as pool:
+            futures = [pool.submit(lane, i) for i in range(len(ranges))]
+            try:
+                while not all(f.done() for f in futures):
+                    wait(futures, timeout=0.5, return_when=FIRST_EXCEPTION)
+                    progress.report(sum(n_read))
+                    if any(f.done() and f.exception() for f in futures):
+                        break
+            finally:
+                stop.set()  # a failed lane stops the others (each checks between batches)
+            counts = [f.result() for f in futures]
+        progress.report(sum(n_read))
+        for conn in writers:
+            conn.commit()
+    return sum(c[0] for c in counts), sum(c[1] for c in counts), len(ranges)
+
+
+def _lane_ranges(engine: sa.Engine, release_id: int, lanes: int, batch_size: int) -> list[tuple[int, int] | None]:
+    """``lanes`` half-open ranges of source_id covering the release's sources (fewer where the
+    release has under 4 batches per lane; ``[None]``: one lane, no range). A release's sources
+    take consecutive ids when it is loaded, so equal widths are equal shares."""
+    if lanes == 1:
+        return [None]
+    with engine.connect() as conn:
+        lo, hi = conn.execute(sa.text("SELECT min(source_id), max(source_id) FROM healcat.source "
+                                      "WHERE release_id = :r"), {"r": release_id}).one()
+    if lo is None:
+        return [None]
+    lanes = min(lanes, (hi - lo + 1) // (4 * batch_size))
+    if lanes <= 1:
+        return [None]
+    edges = [lo + (hi + 1 - lo) * k // lanes for k in range(lanes + 1)]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def _read_prepared(engine: sa.Engine, task: Task, params: dict, batch_size: int,
+                   source_ids: tuple[int, int] | None = None) -> Iterator[tuple[int, Prepared]]:
+    """The task's input query (its rows with ``source_ids[0] <= source_id < source_ids[1]`` where
+    given), streamed with a server-side cursor on a connection of its own, as (rows read, prepared
+    batch). Its inputs are committed rows (the release, required models' runs). Results come in
+    binary: numbers are sent as bytes, not formatted as text and parsed again."""
+    query = f"SELECT * FROM ({task.input_query}) AS lane WHERE {in_lane('lane')}"
+    params = {**params, **(ALL_SOURCES if source_ids is None else dict(zip(("lane_from", "lane_to"), source_ids)))}
     with engine.connect() as conn, conn.connection.driver_connection.cursor(name="infer_input", binary=True) as cur:
         cur.itersize = batch_size
-        cur.execute(task.input_query, params)
+        cur.execute(query, params)
         while batch := cur.fetchmany(batch_size):
             yield len(batch), task.prepare(batch)
 
@@ -375,7 +477,8 @@ def hold_release(conn: sa.Connection, release_id: int) -> None:
     """Lock the release FOR KEY SHARE until the transaction ends: no source of it can be deleted or
     re-keyed before then (trigger ``source_guard``, migration 0016, locks the release FOR UPDATE
     first), so outputs written for its sources without per-row foreign-key checks keep their parents."""
-    conn.execute(sa.select(Release.release_id).where(Release.release_id == release_id).with_for_update(key_share=True))
+    conn.execute(sa.select(Release.release_id).where(Release.release_id == release_id)
+                 .with_for_update(read=True, key_share=True))
 
 
 def _finite(out: Outputs) -> np.ndarray:

@@ -1,5 +1,6 @@
 """How inference writes its outputs: the per-row foreign-key checks are replaced by the lock the run
-holds on its release (only where the role may turn the checks off), and every output keeps its parents."""
+holds on its release (only where the role may turn the checks off), and every output keeps its parents;
+a run in several lanes writes what one lane writes, and a run that fails or dies leaves nothing visible."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
+from catalog.errors import HealcatError
 from ingest.copy import ParentChecksOff
-from ingest.inference import hold_release, only_new_objects_collected, write_outputs
+from ingest.inference import (_lane_ranges, default_lanes, forget_runs, hold_release, only_new_objects_collected,
+                              release_id_of, run_model, write_outputs)
 from ingest.load import ingest_release
 from ingest.tasks import Outputs
 from tests.conftest import SDSS_RELEASE, gaia_slice
@@ -60,6 +63,10 @@ def test_no_source_of_a_release_being_inferred_can_be_deleted_or_rekeyed_until_t
             gaia = other.execute(sa.text("SELECT shard, source_id FROM healcat.source WHERE release_id = :r LIMIT 1"),
                                  {"r": catalog["gaia"].release_id}).one()
             assert _delete_source(other, gaia) == 1
+            tx.rollback()
+        with other.begin() as tx:  # another run (a lane, another model) holds the same release at once
+            other.execute(sa.text("SET LOCAL lock_timeout = '200ms'"))
+            hold_release(other, catalog["sdss"].release_id)
             tx.rollback()
         run.rollback()
         with other.begin() as tx:  # the lock went with the run's transaction
@@ -130,3 +137,133 @@ def test_a_run_freezes_the_objects_alive_before_it_and_unfreezes_them_even_after
         assert not _collector_walks(alive) and _collector_walks(made_in_the_run)
         raise RuntimeError("model failed")
     assert gc.get_freeze_count() == 0 and _collector_walks(alive)
+
+
+def _outputs(engine, release: str) -> dict:
+    """Every output of the runs on a release, by table, as sorted comparable rows."""
+    with engine.connect() as conn:
+        where = "JOIN healcat.inference_run AS x USING (run_id, model_id) JOIN healcat.release AS r USING (release_id) " \
+                "WHERE r.name = :r ORDER BY 1, 2"
+        return {
+            "prediction": conn.execute(sa.text(
+                "SELECT t.model_id, t.source_id, t.value, t.uncertainty, t.pdf_means, t.label FROM healcat.prediction AS t "
+                + where), {"r": release}).all(),
+            "embedding": conn.execute(sa.text(
+                "SELECT t.model_id, t.source_id, t.vec FROM healcat.embedding AS t " + where), {"r": release}).all(),
+            "skip": conn.execute(sa.text(
+                "SELECT x.model_id, t.source_id, t.reason FROM healcat.inference_skip AS t "
+                "JOIN healcat.inference_run AS x USING (run_id) JOIN healcat.release AS r USING (release_id) "
+                "WHERE r.name = :r ORDER BY 1, 2"), {"r": release}).all(),
+            "runs": conn.execute(sa.text(
+                "SELECT x.model_id, x.n_predicted, x.n_skipped, x.finished_at IS NOT NULL FROM healcat.inference_run AS x "
+                "JOIN healcat.release AS r USING (release_id) WHERE r.name = :r ORDER BY 1"), {"r": release}).all(),
+        }
+
+
+def _forget_release_runs(engine, release: str) -> None:
+    with engine.begin() as conn:
+        for model_id, run_ids in conn.execute(sa.text(
+                "SELECT x.model_id, array_agg(x.run_id) FROM healcat.inference_run AS x JOIN healcat.release AS r "
+                "USING (release_id) WHERE r.name = :r GROUP BY 1"), {"r": release}).all():
+            forget_runs(conn, model_id, run_ids)
+
+
+def _same_outputs(a: dict, b: dict) -> None:
+    for x, y in zip(a["prediction"], b["prediction"], strict=True):
+        assert x.model_id == y.model_id and x.source_id == y.source_id and x.label == y.label
+        assert np.isclose(x.value, y.value, rtol=1e-5) and (x.pdf_means is None) == (y.pdf_means is None)
+    for x, y in zip(a["embedding"], b["embedding"], strict=True):
+        assert x.source_id == y.source_id and np.allclose(x.vec.to_numpy(), y.vec.to_numpy(), rtol=1e-4, atol=1e-6)
+    assert a["skip"] == b["skip"] and a["runs"] == b["runs"]
+
+
+@pytest.fixture
+def sdss_1500(engine, catalog, tmp_path, scratch_release) -> str:
+    """1,500 SDSS objects (galaxies, stars, quasars; some with a band missing) as the release scratch/lanes."""
+    from tests.conftest import scratch_mapping, sdss_rows, write_csv
+
+    rows = sdss_rows()[:1500]
+    for row in rows[::100]:
+        row["g"] = ""  # no g magnitude: skipped by both models, with the reason
+    ingest_release(scratch_mapping(tmp_path, "lanes"), engine, file=write_csv(tmp_path / "lanes.csv", rows))
+    return "scratch/lanes"
+
+
+def test_lanes_write_exactly_what_one_lane_writes(engine, catalog, sdss_1500):
+    one = run_model(engine, catalog["model"].name, sdss_1500, batch_size=64, lanes=1)
+    by_one = _outputs(engine, sdss_1500)
+    _forget_release_runs(engine, sdss_1500)
+    four = run_model(engine, catalog["model"].name, sdss_1500, batch_size=64, lanes=4)
+    by_four = _outputs(engine, sdss_1500)
+    assert (one.lanes, four.lanes) == (1, 4)
+    assert (four.n_predicted, four.n_skipped) == (one.n_predicted, one.n_skipped)
+    assert one.n_predicted > 300 and one.n_skipped > 15
+    _same_outputs(by_one, by_four)
+    assert len(by_four["runs"]) == 2 and all(r[3] for r in by_four["runs"]), "both models' runs finished"
+    assert len({r.source_id for r in by_four["prediction"]}) == 1500 - 15, "every source with ugriz, each once"
+    with engine.connect() as conn:  # the ranges: contiguous, covering the release; at least four batches each
+        release_id = release_id_of(conn, sdss_1500)
+        lo, hi = conn.execute(sa.text("SELECT min(source_id), max(source_id) FROM healcat.source WHERE release_id = :r"),
+                              {"r": release_id}).one()
+    ranges = _lane_ranges(engine, release_id, 8, 64)
+    assert len(ranges) == 1500 // (4 * 64) and ranges[0][0] == lo and ranges[-1][1] == hi + 1
+    assert all(a[1] == b[0] and b[1] - b[0] >= 256 for a, b in zip(ranges, ranges[1:]))
+    assert _lane_ranges(engine, release_id, 8, 8192) == [None] == _lane_ranges(engine, release_id, 1, 64)
+
+
+class _ModelDies(Exception):
+    pass
+
+
+def test_a_run_that_fails_half_way_leaves_nothing_and_a_dead_runs_outputs_are_replaced(engine, catalog, sdss_1500,
+                                                                                      monkeypatch):
+    from ingest.tasks.photoz import Photoz
+
+    run_model(engine, catalog["classifier"].name, sdss_1500, batch_size=64, lanes=1)  # the prerequisite, finished
+    classified = _outputs(engine, sdss_1500)
+    calls, predict = [], Photoz.predict
+
+    def dies_on_the_fifth_batch(self, *args):
+        calls.append(1)
+        if len(calls) == 5:
+            raise _ModelDies("the model failed on a batch")
+        return predict(self, *args)
+
+    monkeypatch.setattr(Photoz, "predict", dies_on_the_fifth_batch)
+    with pytest.raises(_ModelDies):
+        run_model(engine, catalog["model"].name, sdss_1500, batch_size=64, lanes=4)
+    assert _outputs(engine, sdss_1500) == classified, "the failed run left no row, not even its own"
+    monkeypatch.undo()
+
+    # A process that died between its lanes' commits: a run never finished, with some outputs committed.
+    with engine.begin() as conn:
+        release_id = release_id_of(conn, sdss_1500)
+        dead = conn.scalar(sa.text("INSERT INTO healcat.inference_run (model_id, release_id, device) "
+                                   "VALUES (:m, :r, 'died') RETURNING run_id"),
+                           {"m": catalog["model"].model_id, "r": release_id})
+        keys = np.array(conn.execute(sa.text("SELECT shard, source_id FROM healcat.source WHERE release_id = :r "
+                                             "ORDER BY source_id LIMIT 100"), {"r": release_id}).all(), dtype=np.int64)
+        write_outputs(conn.connection.driver_connection, keys, Outputs(value=np.full(100, 99.0)),
+                      catalog["model"].model_id, dead)
+    with engine.connect() as conn:  # readers never see an unfinished run's outputs
+        assert conn.scalar(sa.text("SELECT count(*) FROM healcat.current_prediction WHERE run_id = :r"), {"r": dead}) == 0
+    run = run_model(engine, catalog["model"].name, sdss_1500, batch_size=64, lanes=4)
+    after = _outputs(engine, sdss_1500)
+    assert not any(r.value == 99.0 for r in after["prediction"]), "the dead run's outputs are gone"
+    assert [r[:3] for r in after["runs"]] == sorted([r[:3] for r in classified["runs"]] +
+                                                    [(catalog["model"].model_id, run.n_predicted, run.n_skipped)])
+    assert sum(r.model_id == catalog["model"].model_id for r in after["prediction"]) == run.n_predicted > 300
+
+
+def test_lanes_are_checked_where_they_are_given(engine, catalog, monkeypatch, capsys):
+    from catalog.cli import main
+
+    assert main(["infer", catalog["model"].name, "sdss/dr14-skyserver-10k", "--lanes", "0"]) != 0
+    assert "lanes must be at least 1, not 0" in capsys.readouterr().err
+    monkeypatch.setenv("HEALCAT_INFER_LANES", "many")
+    with pytest.raises(HealcatError, match="HEALCAT_INFER_LANES='many': give a whole number of lanes"):
+        default_lanes()
+    monkeypatch.setenv("HEALCAT_INFER_LANES", "3")
+    assert default_lanes() == 3
+    monkeypatch.delenv("HEALCAT_INFER_LANES")
+    assert 1 <= default_lanes() <= 8

@@ -6,7 +6,7 @@ training query, hands the rows to :meth:`Task.fit`, stores the weights (sha256-c
 catalog and on disk) with the exact training query and its parameters and the held-out metrics as
 a new model version; it streams :attr:`Task.input_query` out of PostgreSQL in batches, calls
 :meth:`Task.prepare` and :meth:`Task.predict`, and writes :class:`Outputs` back with binary COPY,
-one run per (model version, release), all or nothing, with every source it gave no output for
+one run per (model version, release), visible once finished, with every source it gave no output for
 recorded in ``inference_skip`` with the reason.
 
 How a new model plugs in (e.g. ``ingest/tasks/gyro_age.py``)::
@@ -23,8 +23,10 @@ How a new model plugs in (e.g. ``ingest/tasks/gyro_age.py``)::
         # SQL over the catalog, psycopg parameters: %(release_id)s (the training release)
         training_query = "SELECT ... FROM healcat.rotation_period ... WHERE s.release_id = %(release_id)s"
         # SQL, first two columns shard, source_id; %(release_id)s (the release run on), and
-        # %(<task>_model_id)s for each task in `requires` (that model's current version, run first)
-        input_query = "SELECT s.shard, s.source_id, ... WHERE s.release_id = %(release_id)s"
+        # %(<task>_model_id)s for each task in `requires` (that model's current version, run first).
+        # A run reads it in lanes (ranges of source_id; the run keeps each lane's rows); a query
+        # joining several per-source tables puts in_lane(alias) on each, so each lane reads its own.
+        input_query = "SELECT s.shard, s.source_id, ... WHERE s.release_id = %(release_id)s AND " + in_lane("s")
         # SQL returning one boolean: does the task apply to a release? (%(release_id)s)
         applies_query = "SELECT EXISTS (SELECT 1 FROM healcat.rotation_period ...)"
         requires = ()                               # e.g. ("object_class",)
@@ -68,6 +70,21 @@ from catalog.errors import QueryError
 #: The modules whose import registers the tasks; a new task adds its module here.
 TASK_MODULES = ("ingest.tasks.object_class", "ingest.tasks.photoz", "ingest.tasks.stellar_mass", "ingest.tasks.gyro_age",
                 "ingest.tasks.lightcurve_embed")
+
+
+def in_lane(alias: str) -> str:
+    """SQL: the table ``alias``'s source_id is in the run's lane, ``%(lane_from)s <= source_id < %(lane_to)s``.
+
+    A run streams its input query in lanes, ranges of source_id (:func:`ingest.inference.run_model`),
+    and keeps each lane's rows of the query's result whatever the query says. PostgreSQL carries a
+    range from a query's output down to the table it comes from, but not across a join to the other
+    tables: each lane would read all their rows. So an input query restricts each of its per-source
+    tables with this (:data:`ALL_SOURCES`: one lane, every source)."""
+    return f"{alias}.source_id >= %(lane_from)s AND {alias}.source_id < %(lane_to)s"
+
+
+#: The lane of every source (a run in one lane).
+ALL_SOURCES = {"lane_from": -2**63, "lane_to": 2**63 - 1}
 
 
 @dataclass

@@ -23,7 +23,7 @@ class ObjectClass(Task):
         joins="JOIN healcat.spec_redshift AS r ON r.shard = s.shard AND r.source_id = s.source_id\n",
         where=f"AND r.spec_class IN ({', '.join(repr(c) for c in CLASSES)})")
     #: Every source of the release.
-    input_query = ugriz.ugriz_query()
+    input_query = ugriz.ugriz_query(lanes=True)
     applies_query = ugriz.APPLIES_QUERY
 
     def fit(self, rows: list[tuple], *, seed: int, epochs: int | None = None) -> Trained:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ingest.ml import photoz as ml_photoz
-from ingest.tasks import Outputs, Prepared, Task, Trained, register, single_thread, ugriz
+from ingest.tasks import Outputs, Prepared, Task, Trained, in_lane, register, single_thread, ugriz
 
 
 @register
@@ -26,9 +26,10 @@ class Photoz(Task):
             WHEN r.spec_class IS NULL AND c.label <> 'GALAXY'
                 THEN 'not a galaxy: classified ' || c.label || ' (p = ' || round(c.value::numeric, 3) || ')'
        END AS not_galaxy""",
-        joins="LEFT JOIN healcat.spec_redshift AS r ON r.shard = s.shard AND r.source_id = s.source_id\n"
+        joins=f"LEFT JOIN healcat.spec_redshift AS r ON r.shard = s.shard AND r.source_id = s.source_id AND {in_lane('r')}\n"
               "LEFT JOIN healcat.prediction AS c ON c.shard = s.shard AND c.source_id = s.source_id "
-              "AND c.model_id = %(object_class_model_id)s\n")
+              f"AND c.model_id = %(object_class_model_id)s AND {in_lane('c')}\n",
+        lanes=True)
     applies_query = ugriz.APPLIES_QUERY
     requires = ("object_class",)
 

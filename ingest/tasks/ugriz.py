@@ -5,14 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 from ingest.ml import photoz as ml_photoz
+from ingest.tasks import in_lane
 
 BANDS = ("sdss_u", "sdss_g", "sdss_r", "sdss_i", "sdss_z")
 
 
-def ugriz_query(*, columns: str = "", joins: str = "", where: str = "") -> str:
+def ugriz_query(*, columns: str = "", joins: str = "", where: str = "", lanes: bool = False) -> str:
     """A release's sources, one row each, in source_id order: shard, source_id, the five magnitudes
     (NULL where not measured), then ``columns``. ``joins`` may add one-row-per-source tables on
-    ``s.shard`` and ``s.source_id``, and ``where`` filter on them (``AND ...``).
+    ``s.shard`` and ``s.source_id``, and ``where`` filter on them (``AND ...``). ``lanes``: an input
+    query, the sources and their photometry restricted to the run's lane (``in_lane``; ``joins``
+    restrict theirs).
 
     The photometry is pivoted in an inner query grouped by the source's key alone, and the other
     tables are joined to its rows after: grouping by their columns too made PostgreSQL sort all the
@@ -22,8 +25,9 @@ def ugriz_query(*, columns: str = "", joins: str = "", where: str = "") -> str:
         f"SELECT s.*{columns}\n"
         f"FROM (SELECT s.shard, s.source_id, {mags}\n"
         "      FROM healcat.source AS s\n"
-        "      LEFT JOIN healcat.photometry AS p ON p.shard = s.shard AND p.source_id = s.source_id\n"
-        "      WHERE s.release_id = %(release_id)s\n"
+        "      LEFT JOIN healcat.photometry AS p ON p.shard = s.shard AND p.source_id = s.source_id"
+        f"{' AND ' + in_lane('p') if lanes else ''}\n"
+        f"      WHERE s.release_id = %(release_id)s{' AND ' + in_lane('s') if lanes else ''}\n"
         "      GROUP BY s.source_id, s.shard) AS s\n"
         f"{joins}"
         f"WHERE true {where}\n"
