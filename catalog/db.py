@@ -133,7 +133,9 @@ def reader_url(url: URL | None = None) -> URL:
 
 @functools.cache
 def _engine(url: str) -> Engine:
-    engine = sa.create_engine(url, pool_pre_ping=True)
+    # Up to 35 connections at once: an inference run in its most lanes holds 2 x 12 + 1
+    # (ingest.inference.MAX_LANES), beside a worker's own.
+    engine = sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=30)
 
     @sa.event.listens_for(engine, "connect")
     def _register_vector(dbapi_connection, _record) -> None:

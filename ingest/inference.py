@@ -262,8 +262,8 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
     """
     dev = device_of(device)
     lanes = default_lanes() if lanes is None else lanes
-    if lanes < 1:
-        raise HealcatError(f"infer: lanes must be at least 1, not {lanes}")
+    if not 1 <= lanes <= MAX_LANES:
+        raise HealcatError(f"infer: lanes must be 1 to {MAX_LANES}, not {lanes}")
     with engine.connect() as conn:
         model_row = resolve_model(conn, model_name, version)
         release_id = release_id_of(conn, release)
@@ -311,6 +311,10 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
              n_pred, n_skip, lanes)
     return RunResult(run_id, n_pred, n_skip, _describe(dev), run_seconds=t1 - t0,
                      index_seconds=time.perf_counter() - t1, lanes=lanes)
+
+
+#: The most lanes a run takes: each holds two connections (``catalog.db`` pools 35).
+MAX_LANES = 12
 
 
 def default_lanes() -> int:

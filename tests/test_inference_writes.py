@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 
 import numpy as np
 import psycopg
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 
 from catalog.errors import HealcatError
 from ingest.copy import ParentChecksOff
-from ingest.inference import (_lane_ranges, default_lanes, forget_runs, hold_release, only_new_objects_collected,
+from ingest.inference import (MAX_LANES, _lane_ranges, default_lanes, forget_runs, hold_release, only_new_objects_collected,
                               release_id_of, run_model, write_outputs)
 from ingest.load import ingest_release
 from ingest.tasks import Outputs
@@ -259,7 +260,7 @@ def test_lanes_are_checked_where_they_are_given(engine, catalog, monkeypatch, ca
     from catalog.cli import main
 
     assert main(["infer", catalog["model"].name, "sdss/dr14-skyserver-10k", "--lanes", "0"]) != 0
-    assert "lanes must be at least 1, not 0" in capsys.readouterr().err
+    assert "lanes must be 1 to 12, not 0" in capsys.readouterr().err
     monkeypatch.setenv("HEALCAT_INFER_LANES", "many")
     with pytest.raises(HealcatError, match="HEALCAT_INFER_LANES='many': give a whole number of lanes"):
         default_lanes()
@@ -267,3 +268,9 @@ def test_lanes_are_checked_where_they_are_given(engine, catalog, monkeypatch, ca
     assert default_lanes() == 3
     monkeypatch.delenv("HEALCAT_INFER_LANES")
     assert 1 <= default_lanes() <= 8
+
+
+def test_the_engine_gives_a_run_in_the_most_lanes_all_its_connections_at_once(engine):
+    with ExitStack() as stack:  # a pool too small makes the last lanes' readers wait for the first lanes to end
+        conns = [stack.enter_context(engine.connect()) for _ in range(2 * MAX_LANES + 1)]
+        assert sum(c.scalar(sa.text("SELECT 1")) for c in conns) == 2 * MAX_LANES + 1
