@@ -48,7 +48,7 @@ class Photoz(Task):
         return model.hparams["embed_dim"]
 
     def prepare(self, rows: list[tuple]) -> Prepared:
-        keys, mags, skipped = ugriz.split_rows(rows, [r[7] for r in rows])
+        keys, mags, skipped = ugriz.split_rows(rows, reason_column=7)
         return Prepared(keys, ml_photoz.features(mags), skipped)
 
     def predict(self, model, inputs, device) -> Outputs:
