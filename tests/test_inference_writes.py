@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from catalog.errors import HealcatError
+from catalog.search import similar
 from ingest.copy import ParentChecksOff
 from ingest.inference import (MAX_LANES, _lane_ranges, default_lanes, forget_runs, hold_release, only_new_objects_collected,
                               release_id_of, run_model, write_outputs)
@@ -244,10 +245,14 @@ def test_a_run_that_fails_half_way_leaves_nothing_and_a_dead_runs_outputs_are_re
                            {"m": catalog["model"].model_id, "r": release_id})
         keys = np.array(conn.execute(sa.text("SELECT shard, source_id FROM healcat.source WHERE release_id = :r "
                                              "ORDER BY source_id LIMIT 100"), {"r": release_id}).all(), dtype=np.int64)
-        write_outputs(conn.connection.driver_connection, keys, Outputs(value=np.full(100, 99.0)),
+        vectors = np.random.default_rng(5).normal(size=(100, 16)).astype(np.float32)
+        write_outputs(conn.connection.driver_connection, keys, Outputs(value=np.full(100, 99.0), embedding=vectors),
                       catalog["model"].model_id, dead)
     with engine.connect() as conn:  # readers never see an unfinished run's outputs
         assert conn.scalar(sa.text("SELECT count(*) FROM healcat.current_prediction WHERE run_id = :r"), {"r": dead}) == 0
+    for mode in ("exact", "approx"):  # nor does a similarity search find its embeddings, not even a vector's own
+        found = similar(vector=vectors[0], model=catalog["model"].name, k=5, mode=mode, engine=engine)
+        assert len(found) == 5 and not set(found["source_id"]) & set(keys[:, 1].tolist()), mode
     run = run_model(engine, catalog["model"].name, sdss_1500, batch_size=64, lanes=4)
     after = _outputs(engine, sdss_1500)
     assert not any(r.value == 99.0 for r in after["prediction"]), "the dead run's outputs are gone"
