@@ -279,3 +279,26 @@ def test_the_engine_gives_a_run_in_the_most_lanes_all_its_connections_at_once(en
     with ExitStack() as stack:  # a pool too small makes the last lanes' readers wait for the first lanes to end
         conns = [stack.enter_context(engine.connect()) for _ in range(2 * MAX_LANES + 1)]
         assert sum(c.scalar(sa.text("SELECT 1")) for c in conns) == 2 * MAX_LANES + 1
+
+
+def test_a_lane_holds_the_release_while_a_delete_waits_for_the_lanes_before_it(engine, catalog):
+    """A run's lanes hold the release one after another; a delete that comes between them waits for
+    the first (FOR UPDATE against FOR KEY SHARE), and the next lane must not queue behind the delete:
+    the first lane waits for the run, which waits for the next lane, which the server cannot see."""
+    with engine.connect() as first, engine.connect() as deleter, engine.connect() as second, \
+            ThreadPoolExecutor(1) as pool:
+        hold_release(first, catalog["sdss"].release_id)
+        key = _sdss_keys(first, 1)[0]
+        deleter_pid = deleter.scalar(sa.text("SELECT pg_backend_pid()"))
+        deleting = pool.submit(_delete_source, deleter, key)
+        deadline = time.monotonic() + 30
+        while not first.scalar(sa.text("SELECT cardinality(pg_blocking_pids(:p)) > 0"), {"p": deleter_pid}):
+            assert time.monotonic() < deadline, "the delete never waited for the first lane"
+            time.sleep(0.02)
+        second.execute(sa.text("SET LOCAL lock_timeout = '2s'"))
+        hold_release(second, catalog["sdss"].release_id)  # LockNotAvailable here would be the hang
+        assert not deleting.done()
+        second.rollback()
+        first.rollback()
+        assert deleting.result(timeout=30) == 1
+        deleter.rollback()  # the source stays
