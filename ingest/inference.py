@@ -301,8 +301,11 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
                 conn.execute(sa.update(InferenceRun).where(InferenceRun.run_id == run_id).values(
                     n_predicted=n_pred, n_skipped=n_skip, finished_at=sa.func.clock_timestamp()))
         except BaseException:
-            with engine.begin() as conn:
-                forget_runs(conn, model_row.model_id, [run_id])
+            try:
+                with engine.begin() as conn:
+                    forget_runs(conn, model_row.model_id, [run_id])
+            except Exception:  # the database is gone too: the run stays unfinished, the next one deletes it
+                log.exception("run %d failed and what it wrote could not be deleted now", run_id)
             raise
     t1 = time.perf_counter()
     if n_pred and model_row.embedding_dim:
@@ -318,9 +321,9 @@ MAX_LANES = 12
 
 
 def default_lanes() -> int:
-    """Lanes of a run unless the caller says: ``HEALCAT_INFER_LANES``, else a quarter of this
-    machine's cores, 1 to 8 (a lane keeps two server backends and about one core of this process
-    busy; on 2 cores one lane, measured in benchmarks/README.md, inference)."""
+    """Lanes of a run unless the caller says: ``HEALCAT_INFER_LANES``, else a quarter of the cores
+    this process may use, 1 to 8 (on 16 cores four lanes ran fastest of 1, 2, 4 and 8; on 2 cores
+    one: benchmarks/README.md, inference)."""
     given = os.environ.get("HEALCAT_INFER_LANES")
     if given is None:
         return max(1, min(8, len(os.sched_getaffinity(0)) // 4))
