@@ -326,7 +326,8 @@ def default_lanes() -> int:
     one: benchmarks/README.md, inference)."""
     given = os.environ.get("HEALCAT_INFER_LANES")
     if given is None:
-        return max(1, min(8, len(os.sched_getaffinity(0)) // 4))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # macOS
+        return max(1, min(8, cores // 4))
     if not given.isdigit() or int(given) < 1:
         raise HealcatError(f"HEALCAT_INFER_LANES={given!r}: give a whole number of lanes, at least 1")
     return int(given)
