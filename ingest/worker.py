@@ -50,7 +50,8 @@ def run_infer(engine: sa.Engine, args: dict[str, Any], job_id: int) -> dict[str,
     with engine.begin() as conn:
         index_job, _ = queue.enqueue(conn, "index", {"release": args["release"]}, parent_job_id=job_id)
     return {"run_id": result.run_id, "n_predicted": result.n_predicted, "n_skipped": result.n_skipped,
-            "device": result.device, "queued_jobs": [index_job]}
+            "device": result.device, "lanes": result.lanes, "seconds": round(result.run_seconds, 1),
+            "queued_jobs": [index_job]}
 
 
 def run_index(engine: sa.Engine, args: dict[str, Any], job_id: int) -> dict[str, Any]:

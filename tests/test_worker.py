@@ -56,6 +56,8 @@ def test_ingest_job_runs_once_and_queues_inference(engine, catalog, tmp_path, sc
             "SELECT count(*) FROM healcat.spec_redshift z JOIN healcat.source s USING (shard, source_id) "
             "JOIN healcat.release r USING (release_id) WHERE r.name = 'scratch/worker' AND z.spec_class = 'GALAXY'"))
     assert infer_job.result["n_predicted"] == n_galaxies > 0
+    assert infer_job.result["lanes"] == 1, "40 sources: too few for a second lane"
+    assert [p.progress_done for p in progress[1:3]] == [40, 40], "each inference reported the rows it read"
 
 
 def test_a_job_that_cannot_succeed_fails_at_once(engine, catalog, tmp_path, scratch_release):
