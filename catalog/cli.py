@@ -179,6 +179,10 @@ def cmd_model(args: argparse.Namespace) -> None:
             if args.version:
                 query = query.where(Model.version == args.version)
         rows = conn.execute(query).all()
+        runs = conn.execute(sa.text(
+            "SELECT x.model_id, x.run_id, r.name AS release, x.device, x.started_at, x.finished_at, x.n_predicted, "
+            "x.n_skipped FROM healcat.inference_run AS x JOIN healcat.release AS r USING (release_id) "
+            "WHERE x.model_id = ANY(:m) ORDER BY x.run_id"), {"m": [m.model_id for m in rows]}).all()
     if args.action == "show":
         if not rows:
             raise HealcatError(f"model show: no model {args.name!r}" + (f" version {args.version!r}" if args.version else ""))
@@ -189,6 +193,11 @@ def cmd_model(args: argparse.Namespace) -> None:
             print(f"  training query, run with {json.dumps(m.training_params)}:\n    "
                   + m.training_set.replace("\n", "\n    "))
             print(f"  hyperparameters: {json.dumps(m.hyperparams)}\n  metrics: {json.dumps(m.metrics)}")
+            print("  runs:" if any(r.model_id == m.model_id for r in runs) else "  runs: none")
+            for r in (r for r in runs if r.model_id == m.model_id):
+                state = (f"finished {r.finished_at:%Y-%m-%d %H:%M:%S}: {r.n_predicted} predicted, {r.n_skipped} skipped"
+                         if r.finished_at else "not finished (running, or died: the next run deletes its outputs)")
+                print(f"    run {r.run_id} on {r.release}, {r.device}, started {r.started_at:%Y-%m-%d %H:%M:%S}, {state}")
         return
     table = Table(rows=[(m.name, m.version, m.task, "current" if m.model_id in current else
                          ("retired" if m.retired_at else "superseded"), str(m.created_at)[:19],

@@ -218,7 +218,9 @@ class _ModelDies(Exception):
 
 
 def test_a_run_that_fails_half_way_leaves_nothing_and_a_dead_runs_outputs_are_replaced(engine, catalog, sdss_1500,
-                                                                                      monkeypatch):
+                                                                                      monkeypatch, capsys):
+    from catalog.cli import main
+
     from ingest.tasks.photoz import Photoz
 
     run_model(engine, catalog["classifier"].name, sdss_1500, batch_size=64, lanes=1)  # the prerequisite, finished
@@ -253,6 +255,9 @@ def test_a_run_that_fails_half_way_leaves_nothing_and_a_dead_runs_outputs_are_re
     for mode in ("exact", "approx"):  # nor does a similarity search find its embeddings, not even a vector's own
         found = similar(vector=vectors[0], model=catalog["model"].name, k=5, mode=mode, engine=engine)
         assert len(found) == 5 and not set(found["source_id"]) & set(keys[:, 1].tolist()), mode
+    capsys.readouterr()
+    assert main(["model", "show", catalog["model"].name]) == 0  # the operator sees it
+    assert f"run {dead} on {sdss_1500}, died, started " in (out := capsys.readouterr().out) and "not finished" in out
     run = run_model(engine, catalog["model"].name, sdss_1500, batch_size=64, lanes=4)
     after = _outputs(engine, sdss_1500)
     assert not any(r.value == 99.0 for r in after["prediction"]), "the dead run's outputs are gone"

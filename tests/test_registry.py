@@ -139,6 +139,9 @@ def test_model_cli_lists_shows_registers_and_refuses_bad_weights(engine, catalog
     assert main(["model", "show", "photoz-sdss"]) == 0
     out = capsys.readouterr().out
     assert model.weights_sha256 in out and "WHERE s.release_id = %(release_id)s" in out and '"release_id"' in out
+    run = catalog["run"]
+    assert f"run {run.run_id} on {SDSS_RELEASE}, {run.device}" in out
+    assert f"{run.n_predicted} predicted, {run.n_skipped} skipped" in out
     weights = Path(model.weights_path)
     assert main(["model", "register", "photoz", str(weights), "--sha256", "0" * 64, "--no-backfill"]) == 1
     assert f"has sha256 {model.weights_sha256}, not the {'0' * 64} given" in capsys.readouterr().err
