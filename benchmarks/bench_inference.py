@@ -11,7 +11,10 @@ each, e.g. ``1,2,4,8``; default 1 and `default_lanes()` of this machine). The HN
 version's embeddings is built after the last run (CONCURRENTLY, readers unaffected) and reported on
 its own. Before them, the object classifier's run (which photo-z requires) is timed and reported on
 its own. The baseline is the same photo-z model's `predict` on the same inputs, in memory, in the
-same batches, in the same process, on the same one torch thread.
+same batches, in the same process, on the same one torch thread. Beside it, what other threads'
+Python work costs the model: the forward on 30 batches beside a thread holding the interpreter lock
+half the time, as runs call it (TorchScript on the CPU) and eager; and in each run, the model's own
+time (its ``predict`` calls) against its forward alone.
 
 The CPU seconds the run spent, in this process (all its threads) and in the local server's
 processes (from /proc: live backends, plus what the postmaster reaped), give the ceiling that the
@@ -25,15 +28,19 @@ Like the benchmarks on the 10M sky, the embedded server gets shared_buffers 2GB
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+import threading
 import time
 from pathlib import Path
+from unittest import mock
 
 import sqlalchemy as sa
 import torch
 
 from benchmarks import sky10m
+from ingest.ml import common
 
 N_SOURCES = int(os.environ.get("BENCH_INFERENCE_N", 1_000_000))
 #: The model's device, end to end and in the baseline: ``cpu`` or ``cuda`` (default: CUDA where there is one).
@@ -163,6 +170,64 @@ class _RunCpu:
         self.checkpoints = None if self.end[2][1] is None else self.end[2][1] - self.start[2][1]
 
 
+class _ModelTime:
+    """Wall seconds a task's ``predict`` takes inside a run (all lanes: one batch at a time), to set
+    beside the same model's forward alone: what the run's other work costs the model."""
+
+    def __init__(self, task) -> None:
+        self.task, self.seconds = task, 0.0
+
+    def __enter__(self):
+        predict = type(self.task).predict
+
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return predict(self.task, *args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - t0
+
+        self.task.predict = timed
+        return self
+
+    def __exit__(self, *exc) -> None:
+        del self.task.predict
+
+
+def _beside_python(task, model, dev, batches) -> dict[str, tuple[float, float]]:
+    """Wall seconds of ``predict`` over ``batches`` alone, then beside a thread that holds the
+    interpreter lock half the time (1 ms of pure Python, 1 ms asleep), as runs call it (TorchScript
+    on the CPU, ``ingest.ml.common.scripted``) and eager: what Python work in other threads (a
+    run's lanes) costs the model when it has a core of its own."""
+    def timed() -> float:
+        t0 = time.perf_counter()
+        for x in batches:
+            task.predict(model, x, dev)
+        return time.perf_counter() - t0
+
+    def hold_half(stop: threading.Event) -> None:
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            while time.perf_counter() - t0 < 1e-3:
+                pass
+            time.sleep(1e-3)
+
+    out = {}
+    for name, how in (("scripted", contextlib.nullcontext()),
+                      ("eager", mock.patch.object(common, "scripted", lambda m: m))):
+        with how:
+            alone = timed()
+            stop = threading.Event()
+            holder = threading.Thread(target=hold_half, args=(stop,))
+            holder.start()
+            try:
+                out[name] = (alone, timed())
+            finally:
+                stop.set()
+                holder.join()
+    return out
+
+
 def _peak_rss_mib() -> float:
     """This process's peak resident memory since the last :func:`_reset_peak_rss` (VmHWM), MiB."""
     line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("VmHWM:"))
@@ -224,6 +289,7 @@ def main() -> None:
     n_fwd = sum(len(task.predict(model, x, dev).value) for x in batches)
     t_fwd = time.perf_counter() - t0
     fwd = n_fwd / t_fwd
+    beside = _beside_python(task, model, dev, batches[:30]) if dev.type == "cpu" else None
     del batches
     with engine.connect() as conn:
         max_wal_size = conn.exec_driver_sql("SHOW max_wal_size").scalar()
@@ -233,23 +299,30 @@ def main() -> None:
     print(f"  object classifier run: {cls_run.n_predicted:,} labelled in {cls_run.run_seconds:.1f} s "
           f"({cls_run.n_predicted / cls_run.run_seconds:,.0f} sources/s, {cls_run.lanes} lanes)")
     print(f"  photo-z pure forward:  {n_fwd:,} in {t_fwd:.1f} s ({fwd:,.0f} sources/s)")
+    if beside:
+        print("  photo-z forward on 30 batches beside a thread holding the interpreter lock half the time, "
+              "against alone: " + ", ".join(f"{name} {b:.2f} s / {a:.2f} s = {b / a:.2f}x"
+                                            for name, (a, b) in beside.items()))
     for i, n_lanes in enumerate(lanes):
         last = i == len(lanes) - 1
         _forget_runs(engine, release_id, photoz_model.model_id)
         rss_before = _reset_peak_rss()
-        with _RunCpu(engine, inference, build_index=BUILD_INDEX and last) as cpu:
+        with _RunCpu(engine, inference, build_index=BUILD_INDEX and last) as cpu, _ModelTime(task) as model_time:
             run = inference.run_model(engine, photoz_model.name, RELEASE, batch_size=BATCH, device=dev.type,
                                       lanes=n_lanes)
         assert run.n_predicted == n_fwd, (run.n_predicted, n_fwd)
-        _report(run, cpu, t_fwd, fwd, _peak_rss_mib(), rss_before, max_wal_size, BUILD_INDEX and last)
+        _report(run, cpu, t_fwd, fwd, _peak_rss_mib(), rss_before, max_wal_size, BUILD_INDEX and last,
+                model_time.seconds)
 
 
 def _report(run, cpu: _RunCpu, t_fwd: float, fwd: float, rss_peak: float, rss_before: float, max_wal_size: str,
-            built_index: bool) -> None:
+            built_index: bool, model_s: float) -> None:
     e2e = run.n_predicted / run.run_seconds
     print(f"  photo-z end to end, {run.lanes} lane{'s' * (run.lanes > 1)}: {run.n_predicted:,} PDFs + embeddings in "
           f"{run.run_seconds:.1f} s ({e2e:,.0f} sources/s), {run.n_skipped:,} skipped")
     print(f"    end to end / forward:  {e2e / fwd:.2f}")
+    print(f"    the model's time in the run: {model_s:.1f} s, {model_s / t_fwd:.2f}x its forward alone "
+          f"({model_s / run.run_seconds:.0%} of end to end)")
     if built_index:
         print(f"    then the HNSW index over the new version's embeddings: {run.index_seconds:.1f} s (not in end to end)")
     print(f"    memory: peak resident {rss_peak:,.0f} MiB during the run, {rss_before:,.0f} MiB before it "

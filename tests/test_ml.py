@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sqlalchemy as sa
+import torch
 
 from catalog.errors import QueryError
 from catalog.search import similar
-from ingest.inference import backfill, run_model, train
-from ingest.ml import metrics, photoz
+from ingest.inference import backfill, run_model, train, weights_file
+from ingest.ml import classifier, common, metrics, photoz
+from ingest.tasks import get_task, ugriz
 from ingest.tasks.photoz import Photoz
 from tests.conftest import GAIA_RELEASE, SDSS_RELEASE
 
@@ -218,3 +220,33 @@ def test_null_or_zero_vectors_are_errors_and_hnsw_settings_do_not_leak(engine, c
         valid = conn.scalar(sa.text("SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
                                     "WHERE c.relname = :n"), {"n": f"ix_embedding_hnsw_{catalog['model'].model_id}"})
     assert valid is True
+
+
+def test_the_cpu_models_run_scripted_with_the_eager_outputs(engine, catalog, monkeypatch):
+    """photo-z and the object classifier predict on the CPU through TorchScript (``common.scripted``:
+    no interpreter lock taken per tensor operation) with exactly the eager models' outputs on the
+    SDSS sample; a model TorchScript cannot compile runs eager, with a warning saying so."""
+    with engine.connect() as conn, conn.connection.driver_connection.cursor() as cur:
+        cur.execute(Photoz.training_query, {"release_id": catalog["sdss"].release_id})
+        _, mags, _ = ugriz.split_rows(cur.fetchall())
+        paths = {m.model_id: weights_file(conn, m.model_id) for m in (catalog["model"], catalog["classifier"])}
+    x = photoz.features(mags)
+    assert len(x) > 3000
+    for module, registered in ((photoz, catalog["model"]), (classifier, catalog["classifier"])):
+        task = get_task(registered.task)
+        model = task.load(str(paths[registered.model_id]), "cpu")
+        scripted = module.predict(model, x, device="cpu", batch_size=1000)
+        assert isinstance(common.scripted(model), torch.jit.ScriptModule), module.__name__
+        monkeypatch.setattr(torch.jit, "script", _no_torchscript)
+        eager_model = task.load(str(paths[registered.model_id]), "cpu")
+        with pytest.warns(RuntimeWarning, match="runs eager, not scripted.*no TorchScript here"):
+            eager = module.predict(eager_model, x, device="cpu", batch_size=1000)
+        monkeypatch.undo()
+        assert common.scripted(eager_model) is eager_model
+        for key, value in (scripted.items() if isinstance(scripted, dict) else [("probabilities", scripted)]):
+            other = eager[key] if isinstance(eager, dict) else eager
+            assert value.shape[0] == len(x) and np.array_equal(value, other), (module.__name__, key)
+
+
+def _no_torchscript(model):
+    raise RuntimeError("no TorchScript here")

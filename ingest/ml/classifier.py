@@ -80,11 +80,12 @@ def predict(model: ObjectClassifier, x: np.ndarray, *, batch_size: int = 65536,
     """Class probabilities ``[N, n_classes]`` float32 (bfloat16 autocast on CUDA only)."""
     dev = inference_device(device)
     model.to(dev).eval()
+    net = common.scripted(model) if dev.type == "cpu" else model  # on CUDA, eager in bfloat16 autocast
     parts = []
     for xb in torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).split(batch_size):
         xb = xb.to(dev)
         with mixed_precision(dev):
-            logits = model(xb)
+            logits = net(xb)
         parts.append(torch.softmax(logits.float(), dim=1).cpu())
     return torch.cat(parts).numpy() if parts else np.zeros((0, model.hparams["n_classes"]), np.float32)
 

@@ -1,8 +1,10 @@
 """What every model in ``ingest/ml`` shares: the seeded split, early-stopped training, the device,
-deterministic weight bytes."""
+TorchScript for inference, deterministic weight bytes."""
 from __future__ import annotations
 
 import io
+import threading
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -89,6 +91,39 @@ def mixed_precision(dev: torch.device):
     """bfloat16 autocast on CUDA (tensor cores, half the memory traffic); on the CPU a no-op:
     float32 there is as fast for these small networks and keeps results bit-reproducible."""
     return torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")
+
+
+_scripting = threading.Lock()
+
+
+def scripted(model: nn.Module) -> nn.Module:
+    """``model`` compiled with TorchScript (``torch.jit.script``), once per model object; it shares
+    the model's parameters and buffers (and follows its ``.to()``). Its ``forward`` and exported
+    methods compute what the eager ones do, operation for operation.
+
+    A call to a scripted method runs its whole graph without Python's interpreter lock. Eager
+    PyTorch releases the lock around each tensor operation and must take it back after, so
+    beside threads doing Python work (a run's lanes fetching rows and encoding COPY data) every
+    one of a batch's operations may wait for the lock: the photo-z model's ~300 operations per
+    batch of 8,192 took 1.7x as long beside a thread holding the lock half the time and 10x
+    beside one holding it always; scripted, 1.0x (benchmarks/README.md, inference).
+    TorchScript is deprecated in torch 2.x (its warning is silenced here); where scripting
+    fails, the eager model, with a warning saying why.
+    """
+    with _scripting:
+        if (done := model.__dict__.get("_scripted")) is None:
+            try:
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", r"`torch\.jit\.script` is deprecated", DeprecationWarning)
+                    done = torch.jit.script(model)
+            except Exception as exc:  # noqa: BLE001 - a torch without TorchScript, or a model it cannot compile
+                warnings.warn(f"{type(model).__name__} runs eager, not scripted, and slower beside other "
+                              f"Python threads: {type(exc).__name__}: {str(exc).strip().splitlines()[0]}",
+                              RuntimeWarning, stacklevel=2)
+                done = model
+            # in the instance's __dict__, not as a submodule: not in its state_dict, gone with it
+            object.__setattr__(model, "_scripted", done)
+        return done
 
 
 def to_bytes(model: nn.Module) -> bytes:

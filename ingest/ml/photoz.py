@@ -59,6 +59,7 @@ class PhotoZMDN(nn.Module):
         self.register_buffer("x_std", torch.ones(n_features))
         self.register_buffer("z_loc", torch.zeros(()))
         self.register_buffer("z_scale", torch.ones(()))
+        self.sigma_floor = SIGMA_FLOOR  # an attribute, not the global: TorchScript reads no float globals
         layers: list[nn.Module] = []
         width = n_features
         for _ in range(depth):
@@ -68,25 +69,31 @@ class PhotoZMDN(nn.Module):
         self.trunk = nn.Sequential(*layers)
         self.head = nn.Linear(embed_dim, 3 * n_components)
 
-    def _hidden(self, x: torch.Tensor) -> torch.Tensor:
+    @torch.jit.export
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The embedding layer's activations ``[N, embed_dim]`` (unnormalised) from features ``[N, F]``."""
         return self.trunk((x - self.x_mean) / self.x_std)
 
     def _mixture(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        with torch.autocast(h.device.type, enabled=False):  # the output layer in float32 whatever the trunk ran in
-            a, b, c = self.head(h.float()).chunk(3, dim=1)
+        a, b, c = self.head(h).chunk(3, dim=1)
         mu = self.z_loc + self.z_scale * b
-        sigma = self.z_scale * nn.functional.softplus(c) + SIGMA_FLOOR
+        sigma = self.z_scale * nn.functional.softplus(c) + self.sigma_floor
         return a, mu, sigma
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Mixture ``(logits, mu, sigma)``, each ``[N, K]``; mu and sigma in redshift units."""
-        return self._mixture(self._hidden(x))
+        return self._mixture(self.hidden(x))
 
-    def mixture_and_embedding(self, x: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
-        """:meth:`forward`'s mixture and the embedding-layer activations ``[N, embed_dim]``,
-        L2-normalised (use cosine / inner product), from one pass through the trunk."""
-        h = self._hidden(x)
-        return self._mixture(h), nn.functional.normalize(h.float(), dim=1)
+    @torch.jit.export
+    def summary(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:func:`predict`'s outputs from :meth:`hidden`'s activations ``h`` (float32: the output
+        layer and what follows run in float32 whatever the trunk ran in)."""
+        logits, mu, sigma = self._mixture(h)
+        w = torch.softmax(logits, dim=1)
+        mean = (w * mu).sum(1)
+        var = (w * (sigma ** 2 + mu ** 2)).sum(1) - mean ** 2
+        return {"z_point": _mixture_median(w, mu, sigma), "z_mean": mean, "z_sigma": var.clamp_min(0).sqrt(),
+                "weights": w, "means": mu, "sigmas": sigma, "embedding": nn.functional.normalize(h, dim=1)}
 
 
 def mixture_nll(logits: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -179,20 +186,14 @@ def predict(model: PhotoZMDN, x_features: np.ndarray, *, batch_size: int = 65536
     """
     dev = inference_device(device)
     model.to(dev).eval()
+    net = common.scripted(model) if dev.type == "cpu" else model  # on CUDA, eager in bfloat16 autocast
     parts: dict[str, list[torch.Tensor]] = {}
     x_all = torch.from_numpy(np.ascontiguousarray(x_features, dtype=np.float32))
     for xb in x_all.split(batch_size):
-        xb = xb.to(dev)
         with mixed_precision(dev):
-            (logits, mu, sigma), emb = model.mixture_and_embedding(xb)
-        w = torch.softmax(logits.float(), dim=1)
-        mean = (w * mu).sum(1)
-        var = (w * (sigma ** 2 + mu ** 2)).sum(1) - mean ** 2
-        res = dict(z_point=_mixture_median(w, mu, sigma),
-                   z_mean=mean, z_sigma=var.clamp_min(0).sqrt(),
-                   weights=w, means=mu, sigmas=sigma, embedding=emb.float())
-        for k, t in res.items():
-            parts.setdefault(k, []).append(t.float().cpu())
+            h = net.hidden(xb.to(dev))
+        for k, t in net.summary(h.float()).items():
+            parts.setdefault(k, []).append(t.cpu())
     return {k: torch.cat(v).numpy() for k, v in parts.items()}
 
 
