@@ -28,6 +28,7 @@ import platform
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import ExitStack, contextmanager
@@ -316,6 +317,12 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
                      index_seconds=time.perf_counter() - t1, lanes=lanes)
 
 
+#: Batches a lane reads ahead of the model, and writes behind it, at most. The stages' times vary
+#: batch to batch, and with one batch either way the model waited for the slower of its
+#: neighbours: photo-z on 1M sources, 2 cores, one lane, 5.58 s with one, 5.19-5.31 s with three
+#: or six (two lanes: 5.31 s, 5.19 s; benchmarks/README.md, inference).
+QUEUED = 3
+
 #: The most lanes a run takes: each holds two connections (``catalog.db`` pools 35).
 MAX_LANES = 12
 
@@ -366,12 +373,12 @@ def _run_lanes(engine: sa.Engine, task: Task, model, dev: torch.device, params: 
                          .with_for_update(read=True, key_share=True))
 
         def lane(i: int) -> tuple[int, int]:
-            pg, counts, writing = writers[i].connection.driver_connection, [], None
+            pg, counts, writing = writers[i].connection.driver_connection, [], deque()
             batches = _read_prepared(engine, task, params, batch_size, ranges[i])
             try:
                 with ParentChecksOff(pg), ThreadPoolExecutor(1, f"infer-read-{i}") as reader, \
                         ThreadPoolExecutor(1, f"infer-write-{i}") as writer:
-                    for n, prepared in _ahead(batches, reader):
+                    for n, prepared in _ahead(batches, reader, QUEUED):
                         if stop.is_set():
                             break
                         n_read[i] += n
@@ -380,11 +387,10 @@ def _run_lanes(engine: sa.Engine, task: Task, model, dev: torch.device, params: 
                                 out = task.predict(model, prepared.inputs, dev)
                         else:
                             out = None
-                        if writing is not None:
-                            counts.append(writing.result())
-                        writing = writer.submit(_write_batch, pg, prepared, out, params["model_id"], run_id)
-                    if writing is not None:
-                        counts.append(writing.result())
+                        if len(writing) == QUEUED:
+                            counts.append(writing.popleft().result())
+                        writing.append(writer.submit(_write_batch, pg, prepared, out, params["model_id"], run_id))
+                    counts += [w.result() for w in writing]
             finally:
                 batches.close()
             return tuple(sum(c) for c in zip(*counts)) if counts else (0, 0)
@@ -460,12 +466,13 @@ def only_new_objects_collected() -> Iterator[None]:
             gc.unfreeze()
 
 
-def _ahead(items: Iterator[T], pool: ThreadPoolExecutor) -> Iterator[T]:
-    """``items``, each next one computed in ``pool``'s thread while the caller works on the current one."""
+def _ahead(items: Iterator[T], pool: ThreadPoolExecutor, depth: int = 1) -> Iterator[T]:
+    """``items``, up to ``depth`` next ones computed in ``pool``'s thread (one thread: in order)
+    while the caller works on the current one."""
     end = object()
-    pending = pool.submit(next, items, end)
-    while (item := pending.result()) is not end:
-        pending = pool.submit(next, items, end)
+    pending = deque(pool.submit(next, items, end) for _ in range(depth))
+    while (item := pending.popleft().result()) is not end:
+        pending.append(pool.submit(next, items, end))
         yield item
 
 
