@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from catalog.errors import HealcatError
 from catalog.search import similar
 from ingest.copy import ParentChecksOff
-from ingest.inference import (MAX_LANES, _lane_ranges, default_lanes, forget_runs, hold_release, only_new_objects_collected,
+from ingest.inference import (MAX_LANES, _ahead, _lane_ranges, default_lanes, forget_runs, hold_release, only_new_objects_collected,
                               release_id_of, run_model, write_outputs)
 from ingest.load import ingest_release
 from ingest.tasks import Outputs
@@ -211,6 +211,30 @@ def test_lanes_write_exactly_what_one_lane_writes(engine, catalog, sdss_1500):
     assert len(ranges) == 1500 // (4 * 64) and ranges[0][0] == lo and ranges[-1][1] == hi + 1
     assert all(a[1] == b[0] and b[1] - b[0] >= 256 for a, b in zip(ranges, ranges[1:]))
     assert _lane_ranges(engine, release_id, 8, 8192) == [None] == _lane_ranges(engine, release_id, 1, 64)
+
+
+def test_a_lane_reads_at_most_its_queue_ahead_in_order_and_fails_where_its_input_does():
+    pulled = []
+
+    def items(n, fail_at=None):
+        for i in range(n):
+            if i == fail_at:
+                raise ValueError(f"item {i} is bad")
+            pulled.append(i)
+            yield i
+
+    with ThreadPoolExecutor(1) as pool:
+        got = []
+        for item in _ahead(items(10), pool, 3):
+            time.sleep(0.01)  # the reader runs ahead meanwhile, but no further than the queue
+            assert len(pulled) <= item + 1 + 3
+            got.append(item)
+        assert got == list(range(10))
+        got = []
+        with pytest.raises(ValueError, match="item 4 is bad"):
+            for item in _ahead(items(10, fail_at=4), pool, 3):
+                got.append(item)
+        assert got == [0, 1, 2, 3], "every item before the bad one, then its error"
 
 
 class _ModelDies(Exception):
