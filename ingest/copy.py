@@ -175,13 +175,14 @@ def _field(pgtype: str, values: np.ndarray) -> list[tuple[np.ndarray, np.ndarray
         return [(np.full(n, 4), width.ravel()), (np.full(n, body.shape[1]), body.ravel())]
     if pgtype not in ("text", "jsonb"):
         raise ValueError(f"copy_columns: no binary encoder for PostgreSQL type {pgtype!r}")
-    if pgtype == "text" and values.dtype.kind in "US":  # fixed-width strings (e.g. band names): no loop
+    prefix = b"\x01" if pgtype == "jsonb" else b""  # jsonb's binary format: version 1, then the text
+    if values.dtype.kind in "US":  # fixed-width strings (band names, JSON made by numpy): no loop
         encoded = np.char.encode(values, "utf-8") if values.dtype.kind == "U" else values
         lengths = np.char.str_len(encoded).astype(np.int64)
         width = encoded.dtype.itemsize
         payload = encoded.view(np.uint8).reshape(n, width)[np.arange(width) < lengths[:, None]]
-        return [(np.full(n, 4), lengths.astype(">i4").view(np.uint8)), (lengths, payload)]
-    prefix = b"\x01" if pgtype == "jsonb" else b""  # jsonb's binary format: version 1, then the text
+        version = [_constant(prefix, n)] if prefix else []
+        return [(np.full(n, 4), (lengths + len(prefix)).astype(">i4").view(np.uint8)), *version, (lengths, payload)]
     encoded = [None if v is None else prefix + str(v).encode() for v in values]
     lengths = np.fromiter((-1 if e is None else len(e) for e in encoded), dtype=np.int64, count=n)
     payload = np.frombuffer(b"".join(e for e in encoded if e is not None), np.uint8)

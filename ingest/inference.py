@@ -528,11 +528,13 @@ def write_outputs(pg, keys: np.ndarray, out: Outputs, model_id: int, run_id: int
 
 
 def probabilities_json(class_names: tuple[str, ...], probabilities: np.ndarray) -> np.ndarray:
-    """``[N]`` JSON objects ``{"class": p, ...}`` (object array of str), each ``p`` as ``json.dumps``
-    writes the float; built column by column rather than one ``dumps`` per row."""
-    keys = [json.dumps(c) + ": " for c in class_names]
-    columns = [[k + r for r in map(repr, p.tolist())] for k, p in zip(keys, np.asarray(probabilities).T)]
-    return np.array(["{" + ", ".join(items) + "}" for items in zip(*columns)], dtype=object)
+    """``[N]`` JSON objects ``{"class": p, ...}`` as ASCII bytes (numpy ``S``, which the COPY encodes
+    without a loop), each ``p`` with the 9 significant digits that give back its float32 exactly
+    (``%.9g``; ``repr`` of the float64 wrote up to 17, float noise). One C-level format per row:
+    1M rows of three classes in 0.7 s, against 1.9 s for ``repr`` and joins (benchmarks/README.md)."""
+    template = "{" + ", ".join(json.dumps(c) + ": %.9g" for c in class_names) + "}"
+    columns = (p.tolist() for p in np.asarray(probabilities, dtype=np.float32).T)
+    return np.array(list(map(template.__mod__, zip(*columns))), dtype="S")
 
 
 def ensure_embedding_index(engine: sa.Engine, model_id: int, dim: int) -> None:

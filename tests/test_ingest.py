@@ -296,6 +296,29 @@ def test_copy_columns_writes_fixed_width_text_as_psycopg_reads_it(conn):
     assert [n for _, n in stored] == [len(w.encode()) for w in words]
 
 
+def test_class_probabilities_go_to_jsonb_as_numbers_that_give_back_each_float32(conn):
+    """``probabilities_json`` (9 significant digits, numpy bytes) through the vectorised jsonb COPY
+    path, and numpy str JSON (UTF-8) through it too: the server stores what the model gave."""
+    from ingest.copy import copy_columns
+    from ingest.inference import probabilities_json
+
+    rng = np.random.default_rng(3)
+    probs = np.vstack([rng.dirichlet([0.3, 0.3, 0.3], 500), [[1, 0, 0], [0.1, 0.2, 0.7], [1.4e-45, 0.5, 0.5],
+                                                            [3.0148125e-05, 0.282679051, 0.717290819]]]).astype(np.float32)
+    names = ("GALAXY", 'Q"SO', "Hα star")
+    conn.execute(sa.text("CREATE TABLE healcat.copy_probe (k int4, p jsonb)"))
+    texts = probabilities_json(names, probs)
+    assert texts.dtype.kind == "S" and b"0.100000001" in texts[-3] and texts[-4].startswith(b'{"GALAXY": 1, ')
+    other = np.array(['{"Hα": 1}', "{}", '{"x": [1, 2.5]}'])
+    pg = conn.connection.driver_connection
+    copy_columns(pg, "copy_probe", [("k", "int4", np.arange(len(probs))), ("p", "jsonb", texts)])
+    copy_columns(pg, "copy_probe", [("k", "int4", -1 - np.arange(3)), ("p", "jsonb", other)])
+    stored = conn.execute(sa.text("SELECT p FROM healcat.copy_probe ORDER BY k")).scalars().all()
+    assert stored[:3] == [{"x": [1, 2.5]}, {}, {"Hα": 1}]
+    assert all(sorted(p) == sorted(names) for p in stored[3:])
+    np.testing.assert_array_equal(np.array([[p[c] for c in names] for p in stored[3:]]).astype(np.float32), probs)
+
+
 @pytest.mark.parametrize("nulls", [False, True])
 def test_copy_columns_rows_of_one_layout_and_of_many_store_every_value(conn, nulls):
     """Rows whose bytes all have one layout (no NULL, or a column all NULL; text of one length) are
