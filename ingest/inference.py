@@ -518,7 +518,7 @@ def write_outputs(pg, keys: np.ndarray, out: Outputs, model_id: int, run_id: int
                                        ("pdf_means", "float4[]", out.pdf_means),
                                        ("pdf_sigmas", "float4[]", out.pdf_sigmas)) if v is not None]
     if out.probabilities is not None:  # the most probable class, and every class's probability as JSON
-        names = np.asarray(out.class_names)
+        names = np.array([c.encode() for c in out.class_names])  # UTF-8 once, not per row
         fixed += [("label", "text", names[out.probabilities.argmax(1)]),
                   ("probabilities", "jsonb", probabilities_json(out.class_names, out.probabilities))]
     copy_columns(pg, "prediction", base + fixed)
