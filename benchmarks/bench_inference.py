@@ -11,10 +11,10 @@ each, e.g. ``1,2,4,8``; default 1 and `default_lanes()` of this machine). The HN
 version's embeddings is built after the last run (CONCURRENTLY, readers unaffected) and reported on
 its own. Before them, the object classifier's run (which photo-z requires) is timed and reported on
 its own. The baseline is the same photo-z model's `predict` on the same inputs, in memory, in the
-same batches, in the same process, on the same one torch thread. Beside it, what other threads'
-Python work costs the model: the forward on 30 batches beside a thread holding the interpreter lock
-half the time, as runs call it (TorchScript on the CPU) and eager; and in each run, the model's own
-time (its ``predict`` calls) against its forward alone.
+same batches, in the same process, on the same one torch thread (the median of three passes).
+Beside it, what other threads' Python work costs the model: the forward on 30 batches beside a
+thread holding the interpreter lock half the time, as runs call it (TorchScript on the CPU) and
+eager; and in each run, the model's own time (its ``predict`` calls) against its forward alone.
 
 The CPU seconds the run spent, in this process (all its threads) and in the local server's
 processes (from /proc: live backends, plus what the postmaster reaped), give the ceiling that the
@@ -285,9 +285,12 @@ def main() -> None:
         while rows := cur.fetchmany(BATCH):
             batches.append(task.prepare(rows).inputs)
         model = task.load(str(inference.weights_file(conn, photoz_model.model_id)), dev)
-    t0 = time.perf_counter()
-    n_fwd = sum(len(task.predict(model, x, dev).value) for x in batches)
-    t_fwd = time.perf_counter() - t0
+    times = []
+    for _ in range(3):  # the median of three passes: one pass varied by 1.5x between runs on 2 cores
+        t0 = time.perf_counter()
+        n_fwd = sum(len(task.predict(model, x, dev).value) for x in batches)
+        times.append(time.perf_counter() - t0)
+    t_fwd = sorted(times)[1]
     fwd = n_fwd / t_fwd
     beside = _beside_python(task, model, dev, batches[:30]) if dev.type == "cpu" else None
     del batches
@@ -298,7 +301,8 @@ def main() -> None:
           f"torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} cores, shared_buffers {shared_buffers}")
     print(f"  object classifier run: {cls_run.n_predicted:,} labelled in {cls_run.run_seconds:.1f} s "
           f"({cls_run.n_predicted / cls_run.run_seconds:,.0f} sources/s, {cls_run.lanes} lanes)")
-    print(f"  photo-z pure forward:  {n_fwd:,} in {t_fwd:.1f} s ({fwd:,.0f} sources/s)")
+    print(f"  photo-z pure forward:  {n_fwd:,} in {t_fwd:.1f} s ({fwd:,.0f} sources/s; the median of "
+          f"{', '.join(f'{t:.2f}' for t in times)} s)")
     if beside:
         print("  photo-z forward on 30 batches beside a thread holding the interpreter lock half the time, "
               "against alone: " + ", ".join(f"{name} {b:.2f} s / {a:.2f} s = {b / a:.2f}x"
