@@ -7,7 +7,9 @@ End to end is `run_model` on the photo-z model (timed by `RunResult.run_seconds`
 query (photometry pivot, class join) with server-side cursors, check the magnitudes, infer, and COPY
 the PDFs (prediction) and the 16-d embeddings back, in as many lanes (source_id ranges, each with
 a reader and a writer connection) as ``BENCH_INFERENCE_LANES`` says (a comma-separated list: one run
-each, e.g. ``1,2,4,8``; default 1 and `default_lanes()` of this machine). The HNSW index over a new
+each, e.g. ``1,2,4,8``; default 1 and `default_lanes()` of this machine), each with as many batches
+queued ahead of the model and behind it as ``BENCH_INFERENCE_QUEUED`` says (a list too, e.g.
+``1,3,1,3``: one run per lanes and depth; default ``ingest.inference.QUEUED``). The HNSW index over a new
 version's embeddings is built after the last run (CONCURRENTLY, readers unaffected) and reported on
 its own. Before them, the object classifier's run (which photo-z requires) is timed and reported on
 its own. The baseline is the same photo-z model's `predict` on the same inputs, in memory, in the
@@ -268,6 +270,8 @@ def main() -> None:
     dev = inference.device_of(DEVICE)
     lanes = [int(x) for x in os.environ.get("BENCH_INFERENCE_LANES", "").split(",") if x] or \
         sorted({1, inference.default_lanes()})
+    depths = [int(x) for x in os.environ.get("BENCH_INFERENCE_QUEUED", "").split(",") if x] or [inference.QUEUED]
+    runs = [(n_lanes, depth) for n_lanes in lanes for depth in depths]
     with engine.connect() as conn:
         release_id = inference.release_id_of(conn, RELEASE)
     _forget_runs(engine, release_id)
@@ -307,22 +311,24 @@ def main() -> None:
         print("  photo-z forward on 30 batches beside a thread holding the interpreter lock half the time, "
               "against alone: " + ", ".join(f"{name} {b:.2f} s / {a:.2f} s = {b / a:.2f}x"
                                             for name, (a, b) in beside.items()))
-    for i, n_lanes in enumerate(lanes):
-        last = i == len(lanes) - 1
+    for i, (n_lanes, depth) in enumerate(runs):
+        last = i == len(runs) - 1
         _forget_runs(engine, release_id, photoz_model.model_id)
         rss_before = _reset_peak_rss()
-        with _RunCpu(engine, inference, build_index=BUILD_INDEX and last) as cpu, _ModelTime(task) as model_time:
+        with _RunCpu(engine, inference, build_index=BUILD_INDEX and last) as cpu, _ModelTime(task) as model_time, \
+                mock.patch.object(inference, "QUEUED", depth):
             run = inference.run_model(engine, photoz_model.name, RELEASE, batch_size=BATCH, device=dev.type,
                                       lanes=n_lanes)
         assert run.n_predicted == n_fwd, (run.n_predicted, n_fwd)
-        _report(run, cpu, t_fwd, fwd, _peak_rss_mib(), rss_before, max_wal_size, BUILD_INDEX and last,
+        _report(run, depth, cpu, t_fwd, fwd, _peak_rss_mib(), rss_before, max_wal_size, BUILD_INDEX and last,
                 model_time.seconds)
 
 
-def _report(run, cpu: _RunCpu, t_fwd: float, fwd: float, rss_peak: float, rss_before: float, max_wal_size: str,
+def _report(run, depth: int, cpu: _RunCpu, t_fwd: float, fwd: float, rss_peak: float, rss_before: float, max_wal_size: str,
             built_index: bool, model_s: float) -> None:
     e2e = run.n_predicted / run.run_seconds
-    print(f"  photo-z end to end, {run.lanes} lane{'s' * (run.lanes > 1)}: {run.n_predicted:,} PDFs + embeddings in "
+    print(f"  photo-z end to end, {run.lanes} lane{'s' * (run.lanes > 1)}, {depth} batch{'es' * (depth > 1)} queued each way: "
+          f"{run.n_predicted:,} PDFs + embeddings in "
           f"{run.run_seconds:.1f} s ({e2e:,.0f} sources/s), {run.n_skipped:,} skipped")
     print(f"    end to end / forward:  {e2e / fwd:.2f}")
     print(f"    the model's time in the run: {model_s:.1f} s, {model_s / t_fwd:.2f}x its forward alone "
