@@ -14,7 +14,13 @@ class QueryError(HealcatError, ValueError):
 
 
 class IngestError(HealcatError):
-    """A release cannot be ingested; the message names the file and what is wrong."""
+    """A release cannot be ingested; the message names the file and what is wrong. The same input
+    fails the same way every time, so a job that raises one is not retried (but see
+    :class:`MissingInputError`)."""
+
+
+class MissingInputError(IngestError):
+    """A release's input file is not there: a job retries it, as the file may still be arriving."""
 
 
 class MappingError(IngestError):

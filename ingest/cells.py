@@ -19,7 +19,9 @@ from astropy.coordinates import Angle
 Problems = dict[int, tuple[str | None, str]]
 
 EXACT_FLOAT_INT = 2**53  # floats hold every integer below this exactly
+INT64_MAX = 2**63 - 1
 _INTEGRAL_TEXT = re.compile(r"^[+-]?\d+(\.0*)?$")
+_EXPONENT_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")  # '1.237e18': a float, printed
 
 
 def parse_cells(column, parse, problems: Problems, name: str, expected: str) -> np.ndarray:
@@ -69,18 +71,46 @@ def floats(column, problems: Problems, name: str, sentinels: tuple[float, ...] =
     return values
 
 
+def nul_problems(column, problems: Problems, name: str) -> None:
+    """A text cell holding a NUL character is a problem for its row: PostgreSQL text cannot store it."""
+    data = np.ma.getdata(column)
+    if column.dtype.kind == "U":  # in C: a zero code point before the string's end (numpy pads with zeros)
+        data = np.ascontiguousarray(data)
+        codes = data.view(np.uint32).reshape(len(data), -1)
+        inside = np.arange(codes.shape[1]) < np.strings.str_len(data)[:, None]
+        rows = np.flatnonzero(((codes == 0) & inside).any(axis=1))
+    elif column.dtype.kind == "O":
+        rows = [i for i, value in enumerate(data) if isinstance(value, str) and "\x00" in value]
+    else:
+        return
+    masked = np.ma.getmaskarray(column)
+    for i in rows:
+        if not masked[i]:
+            problems.setdefault(int(i), (name, f"{name} {str(data[i])!r} holds a NUL character, which text cannot hold"))
+
+
 def texts(column) -> np.ndarray:
     return np.array([str(v).strip() or None if v is not np.ma.masked else None for v in column], dtype=object)
 
 
-def identifiers(column, problems: Problems, name: str) -> np.ndarray:
+def identifiers(column, problems: Problems, name: str, integer: bool = False) -> np.ndarray:
     """External ids as exact text (see :func:`id_texts`); non-positive integer ids (e.g. Gaia rows
-    that carry -HIP numbers) are absent."""
+    that carry -HIP numbers) are absent. With ``integer`` (catalogs whose ids are 64-bit integers,
+    such as Gaia's source_id) an id that is not one is a problem for its row."""
     out = id_texts(column, problems, name, empty_is_problem=False)
     if column.dtype.kind in "iuf":
         values = np.ma.filled(np.ma.asarray(column, dtype=np.float64), np.nan)
         with np.errstate(invalid="ignore"):
             out[~(values > 0)] = None
+    elif integer:
+        for i, text in enumerate(out):
+            if text is None:
+                continue
+            whole = text.isascii() and text.removeprefix("-").isdigit()
+            if not (whole and int(text) <= INT64_MAX):
+                problems.setdefault(i, (name, f"{name} {text!r} is not a 64-bit integer id"))
+            if not (whole and 0 < int(text) <= INT64_MAX):  # non-positive: absent, as in a numeric column
+                out[i] = None
     return out
 
 
@@ -102,14 +132,16 @@ def id_texts(column, problems: Problems, name: str, empty_is_problem: bool = Tru
             if kind == "f":
                 if not np.isfinite(value):
                     mask[i] = True
-                elif value != np.floor(value) or abs(value) >= EXACT_FLOAT_INT:
-                    problems.setdefault(i, (name, f"{name} {float(value)!r} is a float that is not an exact integer id"))
                 else:
-                    out[i] = str(int(value))
+                    out[i] = _exact_integer(float(value), float(value), problems, i, name)
             else:
                 text = str(value).strip()
                 if _INTEGRAL_TEXT.match(text):
                     text = text.split(".")[0].lstrip("+")
+                elif _EXPONENT_TEXT.match(text):  # a number printed as a float: its integer, if exact
+                    text = _exact_integer(float(text), text, problems, i, name)
+                    if text is None:
+                        continue
                 out[i] = text or None
                 mask[i] = not text
     out[mask] = None
@@ -117,6 +149,15 @@ def id_texts(column, problems: Problems, name: str, empty_is_problem: bool = Tru
         for i in np.flatnonzero(mask):
             problems.setdefault(int(i), (name, f"object_id: {name} is empty"))
     return out
+
+
+def _exact_integer(value: float, shown, problems: Problems, i: int, name: str) -> str | None:
+    """The integer a float id stands for, as text; None and a problem for row ``i`` when the float is
+    fractional or past 2**53 (where it may have lost digits)."""
+    if value != np.floor(value) or abs(value) >= EXACT_FLOAT_INT:
+        problems.setdefault(i, (name, f"{name} {shown!r} is a float that is not an exact integer id"))
+        return None
+    return str(int(value))
 
 
 def format_id(template: str, row: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
@@ -137,13 +178,17 @@ def format_id(template: str, row: dict[str, Any]) -> tuple[str | None, str | Non
 
 
 def _number(value: Any) -> Any:
-    """Text that spells an integer or a float, as that number; anything else unchanged."""
+    """Text that spells an integer or a float, as that number, and a whole float as its integer (a
+    chunk whose column holds one '266.0' reads every cell as a float); anything else unchanged."""
     if isinstance(value, (str, np.str_)):
         for kind in (int, float):
             try:
-                return kind(value)
+                value = kind(value)
+                break
             except ValueError:
                 pass
+    if isinstance(value, (float, np.floating)) and np.isfinite(value) and float(value).is_integer():
+        return int(value)
     return value
 
 
@@ -160,5 +205,7 @@ def json_scalar(value: Any) -> Any:
     if isinstance(value, (np.bool_,)):
         return bool(value)
     if isinstance(value, bytes):
-        return value.decode()
-    return value if isinstance(value, (int, str, type(None))) else str(value)
+        value = value.decode(errors="replace")
+    if isinstance(value, str):  # jsonb cannot hold NUL either: shown as U+FFFD in a quarantined row's raw cells
+        return value.replace("\x00", "\ufffd")
+    return value if isinstance(value, (int, type(None))) else str(value)

@@ -30,6 +30,8 @@ def copy_columns(conn: psycopg.Connection, table: str, columns: Sequence[ColumnD
     n = len(columns[0][2]) if columns else 0
     if n == 0:
         return 0
+    for name, pgtype, values in columns:
+        _check_integers(table, name, pgtype, values)
     stmt = sql.SQL("COPY healcat.{} ({}) FROM STDIN (FORMAT BINARY)").format(
         sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c[0]) for c in columns))
     with conn.cursor() as cur, cur.copy(stmt) as copy:
@@ -40,6 +42,18 @@ def copy_columns(conn: psycopg.Connection, table: str, columns: Sequence[ColumnD
                                                   for _, t, v in columns]))
         copy.write(TRAILER)
     return n
+
+
+def _check_integers(table: str, name: str, pgtype: str, values) -> None:
+    """Floats bound for an integer column must be whole and fit it (NaN is NULL): numpy's cast would
+    truncate 2.7 to 2 and wrap 3e9 to -2147483648 without a word."""
+    if pgtype not in ("int2", "int4", "int8") or isinstance(values, str) or values.dtype.kind != "f":
+        return
+    top = 2.0 ** (8 * np.dtype(FIXED[pgtype]).itemsize - 1)  # exact in float64, unlike the largest integer
+    present = values[~np.isnan(values)]
+    bad = present[(present != np.floor(present)) | (present < -top) | (present >= top)]
+    if len(bad):
+        raise ValueError(f"copy_columns: {table}.{name} ({pgtype}) cannot hold {float(bad[0])!r} exactly")
 
 
 def copy_rows(

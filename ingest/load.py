@@ -32,16 +32,15 @@ import numpy as np
 import sqlalchemy as sa
 
 from catalog import healpix
-from catalog.errors import IngestError
+from catalog.errors import IngestError, MissingInputError
 from catalog.models import Release, Survey
 from ingest import progress, publish, readers
 from ingest.copy import ParentChecksOff, copy_columns
-from ingest.mapping import MappedChunk, Mapping, apply, load_mapping
+from ingest.mapping import GAIA_DR3, MappedChunk, Mapping, apply, load_mapping
 from ingest.validate import Rejected, SeenIds, quarantined, validate
 
 log = logging.getLogger(__name__)
 
-GAIA_DR3 = "gaia_dr3"
 COUNTED = ("rows_read", "source", "joined", "source_xid", "photometry", "spec_redshift", "rotation_period",
            "stellar_mass", "quarantine")
 
@@ -74,7 +73,7 @@ def ingest_release(mapping: Mapping | str | Path, engine: sa.Engine, file: str |
         return ingest_per_object(mapping, engine)
     path = mapping.input_path(file)
     if not path.is_file():
-        raise IngestError(f"{path}: no such file (release {mapping.release_name})")
+        raise MissingInputError(f"{path}: no such file (release {mapping.release_name})")
     return load_release(engine, mapping, path, release_checksum(path, mapping),
                    lambda pg, release_id: _load_rows(pg, mapping, path, release_id))
 

@@ -36,6 +36,8 @@ POSITION_UNITS = {"deg": u.deg, "hourangle": u.hourangle, "rad": u.rad}
 AB_ZERO_POINT_UJY = u.ABflux.to(u.uJy)  # the AB system's zero point, 3630.78 Jy [uJy]
 ROW_FIELD = "_row"  # object_id templates may use the 1-based row number in the file (files with no ids)
 ON_MISSING = ("create", "quarantine")
+GAIA_DR3 = "gaia_dr3"  # its source_id places a positionless row's shard (healpix.gaia_shard)
+INTEGER_XIDS = {GAIA_DR3}  # external catalogs whose ids are 64-bit integers
 #: Per-object sections with one value per row: key -> kind ("float", "text"); "required" keys must be mapped.
 SECTIONS = {
     "spec_redshift": {"z": "float", "z_err": "float", "quality": "float", "spec_class": "text"},
@@ -49,6 +51,16 @@ REQUIRED = {"rotation_period": "period", "stellar_mass": "log_mass"}
 CONSTANTS = {"rotation_period": ("cluster_name",), "stellar_mass": ("code",)}
 #: Sections that make a mapping one of per-object files (ingest/perobject_mapping.py).
 PER_OBJECT_SECTIONS = {"light_curve", "spectrum"}
+#: The keys a catalogue mapping knows, at its top level (None) and in each fixed section: a key not
+#: known (a typo such as max_row) is an error, never silently ignored.
+KEYS = {
+    None: {"survey", "release", "source", "photometry", "xid", "ignore", *SECTIONS},
+    "survey": {"name", "description", "url"},
+    "release": {"version", "file", "format", "date", "max_rows", "chunk_rows", "hdu", "dataset",
+                "header_comment", "delimiter"},
+    "source": {"object_id", "ra", "dec", "attrs", "join", "on_missing", "pmra", "pmdec", "ref_epoch"},
+    "photometry": {"system", "bands", "sentinels", "missing_above"},
+}
 
 
 def data_dir() -> Path:
@@ -220,13 +232,20 @@ class Mapping:
                 f"{file}: columns {', '.join(unmapped)} are neither mapped nor listed under [ignore] "
                 f"in {self.path.name}"
             )
-        for col in (self.ra, self.dec):
+        for col, axis in ((self.ra, "ra"), (self.dec, "dec")):
             file_unit = getattr(table[col.name], "unit", None) if col else None
-            if (file_unit is not None and table[col.name].dtype.kind in "iuf"
-                    and not isinstance(file_unit, u.UnrecognizedUnit) and file_unit.physical_type == "angle"):
-                if file_unit.to(u.deg) != POSITION_UNITS[col.unit or "deg"].to(u.deg):
-                    raise MappingError(f"{file}: column {col.name} is in {file_unit} by the file's own header, "
-                                       f"but mapping {self.path.name} says {col.unit or 'deg'}")
+            if (file_unit is None or table[col.name].dtype.kind not in "iuf"
+                    or isinstance(file_unit, u.UnrecognizedUnit) or file_unit == u.dimensionless_unscaled):
+                continue
+            angle = file_unit
+            if axis == "ra" and file_unit.physical_type == "time":  # FITS and VO write hours of RA as 'h'
+                angle = u.CompositeUnit(file_unit.to(u.hour), [u.hourangle], [1])
+            if angle.physical_type != "angle":
+                raise MappingError(f"{file}: column {col.name} is in {file_unit} by the file's own header, "
+                                   f"which is no angle; mapping {self.path.name} reads it as {axis}")
+            if not math.isclose(angle.to(u.deg), POSITION_UNITS[col.unit or "deg"].to(u.deg)):
+                raise MappingError(f"{file}: column {col.name} is in {file_unit} by the file's own header, "
+                                   f"but mapping {self.path.name} says {col.unit or 'deg'}")
 
 
 def load_mapping(path: Path | str) -> Mapping | PerObjectMapping:
@@ -240,11 +259,24 @@ def load_mapping(path: Path | str) -> Mapping | PerObjectMapping:
         raise MappingError(f"no mapping file {path}") from None
     except tomllib.TOMLDecodeError as exc:
         raise MappingError(f"{path}: not valid TOML: {exc}") from None
-    if PER_OBJECT_SECTIONS & raw.keys():  # spectra and light curves: files per object
-        from ingest.perobject_mapping import parse_per_object
+    try:
+        if PER_OBJECT_SECTIONS & raw.keys():  # spectra and light curves: files per object
+            from ingest.perobject_mapping import parse_per_object
 
-        return parse_per_object(path, raw)
-    return parse_mapping(path, raw)
+            return parse_per_object(path, raw)
+        return parse_mapping(path, raw)
+    except (ValueError, TypeError, AttributeError) as exc:  # a value of the wrong kind, e.g. sentinels = ["n/a"]
+        raise MappingError(f"{path}: {exc}") from None
+
+
+def check_keys(path: Path, section: str | None, spec: dict[str, Any], known: set[str]) -> None:
+    """Fail, naming the file and the section, on a key the mapping does not know."""
+    if not isinstance(spec, dict):
+        raise MappingError(f"{path}: [{section}] must be a table of keys, got {spec!r}")
+    unknown = sorted(set(spec) - known)
+    if unknown:
+        where = f"[{section}]" if section else "the top level"
+        raise MappingError(f"{path}: {where} knows {', '.join(sorted(known))}; not {', '.join(unknown)}")
 
 
 def parse_mapping(path: Path, raw: dict[str, Any]) -> Mapping:
@@ -255,8 +287,11 @@ def parse_mapping(path: Path, raw: dict[str, Any]) -> Mapping:
             raise MappingError(f"{path}: missing [{name}]")
         return raw.get(name, {})
 
+    check_keys(path, None, raw, KEYS[None])
     survey, release, source = section("survey"), section("release"), section("source")
     phot = section("photometry", required=False)
+    for name, spec in (("survey", survey), ("release", release), ("source", source), ("photometry", phot)):
+        check_keys(path, name, spec, KEYS[name])
     for key, sec, sec_name in (("name", survey, "survey"), ("version", release, "release"),
                                ("file", release, "release"), ("format", release, "release"),
                                ("object_id", source, "source")):
@@ -278,15 +313,13 @@ def parse_mapping(path: Path, raw: dict[str, Any]) -> Mapping:
         raise MappingError(f"{path}: [release] date must be a TOML date such as 2017-07-31, got {date!r}")
     sections, sentinels, constants = {}, {}, {}
     for name, keys in SECTIONS.items():
-        spec = dict(section(name, required=False))
+        spec = section(name, required=False)
+        check_keys(path, name, spec, set(keys) | set(CONSTANTS.get(name, ())) | {"sentinels"})
+        spec = dict(spec)
         if not spec:
             continue
         sentinels[name] = tuple(float(x) for x in spec.pop("sentinels", ()))
         constants[name] = {k: str(spec.pop(k)) for k in CONSTANTS.get(name, ()) if k in spec}
-        allowed = set(keys) | set(CONSTANTS.get(name, ()))
-        unknown = sorted(set(spec) - allowed)
-        if unknown:
-            raise MappingError(f"{path}: [{name}] knows {', '.join(sorted(allowed))}, not {', '.join(unknown)}")
         if name in REQUIRED and REQUIRED[name] not in spec:
             raise MappingError(f"{path}: [{name}] needs {REQUIRED[name]!r}")
         sections[name] = spec
@@ -394,6 +427,8 @@ def apply(mapping: Mapping, table: Table, first_row: int = 1) -> MappedChunk:
             object_id[i], column, reason = cells.format_id(mapping.object_id, row)
             if reason:
                 problems.setdefault(i, (column, reason))
+    for col in sorted(mapping.used_columns()):
+        cells.nul_problems(table[col], problems, col)
     sections = {}
     for name, spec in mapping.sections.items():
         kinds = SECTIONS[name]
@@ -413,7 +448,8 @@ def apply(mapping: Mapping, table: Table, first_row: int = 1) -> MappedChunk:
         attrs=[{k: json_scalar(r[k]) for k in mapping.attrs} for r in rows],
         phot={band: _photometry(mapping, spec, table, problems) for band, spec in mapping.bands.items()},
         sections=sections,
-        xids={catalog: cells.identifiers(table[col], problems, col) for catalog, col in mapping.xids.items()},
+        xids={catalog: cells.identifiers(table[col], problems, col, integer=catalog in INTEGER_XIDS)
+              for catalog, col in mapping.xids.items()},
         problems=problems,
         raw=table,
     )

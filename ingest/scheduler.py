@@ -4,6 +4,7 @@ A release source is either
 
 - a directory of mapping files (``*.toml``), each release's data file beside it (the mapping's
   ``[release] file``, relative to the directory) or else where the mapping says (the data folder);
+  a mapping of spectra or light curves reads the files its globs match (in the data folder);
 - a manifest file (TOML) listing releases::
 
       [[release]]
@@ -33,7 +34,9 @@ from catalog.errors import IngestError
 from catalog.models import Release, ScheduledIngest
 from ingest import queue
 from ingest.load import release_checksum
-from ingest.mapping import load_mapping
+from ingest.mapping import Mapping, load_mapping
+from ingest.perobject import files_checksum
+from ingest.perobject_mapping import PerObjectMapping
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +87,7 @@ class Scheduler:
         self.sources = sources
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.stopping = threading.Event()
-        self._checksums: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> checksum
+        self._checksums: dict[tuple, str] = {}  # (mapping, its mtime_ns, files' (path, size, mtime_ns)) -> checksum
 
     def scan(self) -> list[int]:
         """One pass over every source; returns the ids of the jobs it queued."""
@@ -101,41 +104,52 @@ class Scheduler:
                 except IngestError as exc:  # MappingError too: fix the file, the next scan finds it
                     log.error("skipped %s: %s", candidate.mapping, exc)
                     continue
+                except Exception:  # one bad candidate never stops the scan, nor the scheduler
+                    log.exception("skipped %s: unexpected error", candidate.mapping)
+                    continue
                 if job_id is not None:
                     queued.append(job_id)
         return queued
 
     def _schedule(self, candidate: Candidate) -> int | None:
         mapping = load_mapping(candidate.mapping)
-        file = candidate.file
-        if candidate.folder is not None and (candidate.folder / mapping.file).is_file():
-            file = candidate.folder / mapping.file
-        path = mapping.input_path(file)
-        if not path.is_file():
-            raise IngestError(f"{path}: no such file (release {mapping.release_name})")
-        checksum = self._checksum(path, mapping)
+        if isinstance(mapping, Mapping):
+            file = candidate.file
+            if candidate.folder is not None and (candidate.folder / mapping.file).is_file():
+                file = candidate.folder / mapping.file
+            path = mapping.input_path(file)
+            if not path.is_file():
+                raise IngestError(f"{path}: no such file (release {mapping.release_name})")
+            paths, uri, args = [path], str(path), {"file": str(path)}
+        else:  # spectra or light curves: the files its globs match now (none: MappingError)
+            paths = mapping.input_paths()
+            uri, args = "; ".join(str(p) for p in (mapping.catalog.patterns if mapping.catalog else ())
+                                  + mapping.series.patterns), {}
+        checksum = self._checksum(paths, mapping)
         with self.engine.begin() as conn:
             if conn.scalar(sa.select(sa.func.count()).where(Release.checksum == checksum)):
                 return None
             claimed = conn.scalar(
                 sa.dialects.postgresql.insert(ScheduledIngest)
-                .values(checksum=checksum, mapping=str(mapping.path.resolve()), file=str(path), scheduler=self.name)
+                .values(checksum=checksum, mapping=str(mapping.path.resolve()), file=uri, scheduler=self.name)
                 .on_conflict_do_nothing(index_elements=["checksum"])
                 .returning(ScheduledIngest.checksum))
             if claimed is None:  # an earlier scan, or another scheduler, has it
                 return None
-            job_id, _ = queue.enqueue(conn, "ingest", {"mapping": str(mapping.path.resolve()), "file": str(path)})
+            job_id, _ = queue.enqueue(conn, "ingest", {"mapping": str(mapping.path.resolve()), **args})
             conn.execute(sa.update(ScheduledIngest).where(ScheduledIngest.checksum == checksum)
                          .values(job_id=job_id))
-        log.info("queued job %d: ingest %s from %s", job_id, mapping.release_name, path)
+        log.info("queued job %d: ingest %s from %s", job_id, mapping.release_name, uri)
         return job_id
 
-    def _checksum(self, path: Path, mapping) -> str:
-        stat = path.stat()
-        key = (f"{path.resolve()}|{mapping.path.resolve()}|{mapping.path.stat().st_mtime_ns}", stat.st_size,
-               stat.st_mtime_ns)
+    def _checksum(self, paths: list[Path], mapping: Mapping | PerObjectMapping) -> str:
+        """The release checksum a load would give these files, recomputed only when a file or the
+        mapping has changed (size or modification time)."""
+        key = (str(mapping.path.resolve()), mapping.path.stat().st_mtime_ns,
+               tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in paths))
         if key not in self._checksums:
-            self._checksums[key] = release_checksum(path, mapping)
+            self._checksums[key] = (release_checksum(paths[0], mapping) if isinstance(mapping, Mapping)
+                                    else files_checksum(paths, mapping))
         return self._checksums[key]
 
     def run(self, *, once: bool = False, interval_s: float = DEFAULT_INTERVAL_S) -> int:

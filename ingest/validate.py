@@ -4,7 +4,7 @@ A row is rejected, with the column and the value named, when a cell cannot be re
 where a number belongs, a float that is no exact integer id), its object id cannot be
 formed or repeats one earlier in the release, its position is missing or outside ICRS
 ranges, a magnitude is outside what any survey measures, a redshift outside what any
-spectrum gives, a rotation period missing or not positive, a membership probability
+spectrum gives, a redshift quality that is no whole number, a rotation period missing or not positive, a membership probability
 outside [0, 1], or a stellar mass outside what a galaxy or star cluster weighs. Missing
 values (empty cells, the mapping's sentinels) are not errors: they simply have no row
 in their table.
@@ -29,6 +29,8 @@ RANGES = {
     ("rotation_period", "membership_prob"): ((0.0, 1.0), " (a probability)"),
     ("stellar_mass", "log_mass"): ((3.0, 13.5), " [log10 Msun]"),  # a few stars to the most massive galaxies
 }
+#: (section, key) stored as a PostgreSQL integer: a value must be whole and fit (int4 here).
+INTEGERS = {("spec_redshift", "quality"): 2**31 - 1}
 
 
 class SeenIds:
@@ -120,6 +122,12 @@ def validate(mapping: Mapping, chunk: MappedChunk, seen_ids: SeenIds) -> tuple[n
                 v = values[key]
                 reject(_outside(v, lo, hi), column,
                        lambda i, v=v, c=column, lo=lo, hi=hi, unit=unit: f"{c} {v[i]} is outside [{lo}, {hi}]{unit}")
+            if (name, key) in INTEGERS:
+                v, top = values[key], INTEGERS[name, key]
+                with np.errstate(invalid="ignore"):
+                    bad = ~np.isnan(v) & ~((v == np.floor(v)) & (np.abs(v) <= top))
+                reject(bad, column, lambda i, v=v, c=column, top=top: f"{c} {v[i]} is not a whole number "
+                                                                      f"in [{-top}, {top}]")
     if "rotation_period" in chunk.sections:
         column = mapping.sections["rotation_period"]["period"]
         reject(np.isnan(chunk.sections["rotation_period"]["period"]), column, lambda i: f"{column} is missing")

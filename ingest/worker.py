@@ -20,7 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from catalog.errors import MappingError, QueryError
+from catalog.errors import IngestError, MissingInputError, QueryError
 from ingest import progress, queue
 
 log = logging.getLogger(__name__)
@@ -98,8 +98,10 @@ class Worker:
                 result = HANDLERS[job.kind](self.engine, job.args, job.job_id)
         except Exception as exc:  # a job's failure is recorded, never fatal to the worker
             error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
-            # A bad mapping or an unknown release or model fails the same way every time: no retries.
-            status = queue.fail(conn, job, error, retry=not isinstance(exc, (MappingError, QueryError)))
+            # Bad input (a malformed mapping or file, rows that all fail) or an unknown release or model
+            # fails the same way every time: no retries; a missing file may still arrive.
+            permanent = isinstance(exc, (IngestError, QueryError)) and not isinstance(exc, MissingInputError)
+            status = queue.fail(conn, job, error, retry=not permanent)
             log.error("job %d failed (%s): %s", job.job_id, status, exc)
         else:
             queue.finish(conn, job.job_id, result)

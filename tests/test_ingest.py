@@ -12,6 +12,7 @@ from astropy.table import Table
 from catalog import healpix
 from catalog.errors import IngestError, MappingError
 from ingest import readers
+from ingest.copy import copy_columns
 from ingest.load import ingest_release
 from ingest.mapping import apply, load_mapping
 from tests.conftest import (
@@ -46,6 +47,23 @@ def test_mapping_handles_hour_angles_and_sexagesimal(tmp_path):
     assert ra[0] == pytest.approx((12 + 14 / 60 + 7.52 / 3600) * 15)
     assert ra[1] == pytest.approx((12 + 14 / 60 + 23.6 / 3600) * 15)
     assert np.isnan(ra[2])
+
+
+@pytest.mark.parametrize(("unit", "error"), [
+    ("h", "column ra is in h by the file's own header, but mapping .* says deg"),  # FITS/VO's hours of RA
+    ("hourangle", "column ra is in hourangle by the file's own header, but mapping .* says deg"),
+    ("m", "column ra is in m by the file's own header, which is no angle"),
+    ("deg", None), ("arcsec", "column ra is in arcsec by"),
+])
+def test_a_position_unit_in_the_file_must_agree_with_the_mapping(unit, error):
+    mapping = load_mapping(SDSS)
+    table = Table.read(SDSS_CSV, format="ascii.csv")[:2]
+    table["ra"].unit = unit
+    if error is None:
+        mapping.check_columns(table, SDSS_CSV)
+    else:
+        with pytest.raises(MappingError, match=error):
+            mapping.check_columns(table, SDSS_CSV)
 
 
 def test_mapping_errors_name_the_file_and_the_column(tmp_path):
@@ -173,6 +191,49 @@ def test_unreadable_and_implausible_cells_are_quarantined_not_fatal(engine, tmp_
     assert by_id[oid].z is None and by_id[oid].spec_class == rows[7]["class"]
 
 
+def test_cells_that_would_be_stored_altered_are_quarantined(engine, tmp_path, scratch_release):
+    """A quality that is no int4, a NUL in a text cell, a Gaia id that is no integer or a float that
+    may have lost digits: each row is quarantined naming its column, never stored changed. A whole
+    float in an id template ('266.0' beside '271') is its integer."""
+    (tmp_path / "cells.csv").write_text(
+        "id,plate,ra,dec,r,q,cls,gaia\n"
+        "1,266.0,10.0,20.0,18.0,0,GALAXY,\n"
+        "2,266,10.1,20.0,18.1,2.7,GALAXY,\n"
+        "3,267,10.2,20.0,18.2,3000000000,STAR,\n"
+        "4,268,10.3,20.0,18.3,1,ST\x00AR,\n"
+        "5,269,10.4,20.0,18.4,1,QSO,5.853498713190526e+18\n"
+        "6,270,10.5,20.0,18.5,1,QSO,abc\n"
+        "7,271,10.6,20.0,18.6,-1,QSO,4295806720\n")
+    mapping = tmp_path / "cells.toml"
+    mapping.write_text(f"""[survey]\nname = "scratch"\n[release]\nversion = "altered"\nfile = "{tmp_path}/cells.csv"
+format = "csv"\n[source]\nobject_id = "{{plate:04d}}-{{id}}"\nra = "ra"\ndec = "dec"
+[photometry]\nsystem = "AB"\nbands = {{ sdss_r = "r" }}\n[spec_redshift]\nquality = "q"\nspec_class = "cls"
+[xid]\ngaia_dr3 = "gaia"\n""")
+    result = ingest_release(mapping, engine)
+    q = _quarantine(engine, result.release_id)
+    assert [(r.row_number, r.column_name) for r in q] == [(2, "q"), (3, "q"), (4, "cls"), (5, "gaia"), (6, "gaia")]
+    assert "q 2.7 is not a whole number" in q[0].reason and "q 3000000000.0 is not a whole number" in q[1].reason
+    assert "holds a NUL character" in q[2].reason and q[2].raw["cls"] == "ST\ufffdAR"
+    assert "not an exact integer id" in q[3].reason and "'abc' is not a 64-bit integer id" in q[4].reason
+    with engine.connect() as conn:
+        kept = conn.execute(sa.text(
+            "SELECT s.object_id, z.quality, z.spec_class, x.xid FROM healcat.source s "
+            "JOIN healcat.spec_redshift z USING (shard, source_id) LEFT JOIN healcat.source_xid x USING (shard, source_id) "
+            "WHERE s.release_id = :r ORDER BY 1"), {"r": result.release_id}).all()
+    assert [tuple(k) for k in kept] == [("0266-1", 0, "GALAXY", None), ("0271-7", -1, "QSO", "4295806720")]
+
+
+def test_copy_columns_refuses_floats_an_integer_column_cannot_hold(conn):
+    conn.execute(sa.text("CREATE TABLE healcat.int_probe (i int4)"))
+    pg = conn.connection.driver_connection
+    copy_columns(pg, "int_probe", [("i", "int4", np.array([1.0, np.nan, -2147483648.0]))])
+    for bad in (2.7, 3e9, np.inf):
+        with pytest.raises(ValueError, match=f"int_probe.i \\(int4\\) cannot hold {bad!r}"):
+            copy_columns(pg, "int_probe", [("i", "int4", np.array([1.0, bad]))])
+    assert conn.scalar(sa.text("SELECT array_agg(i ORDER BY i NULLS LAST) FROM healcat.int_probe")) == [
+        -2147483648, 1, None]
+
+
 def test_broken_file_and_changed_content_fail_clearly(engine, tmp_path, scratch_release, monkeypatch):
     mapping = scratch_mapping(tmp_path, "broken")
     broken = tmp_path / "broken.csv"
@@ -205,6 +266,11 @@ def test_mapping_files_are_checked_when_read(tmp_path):
         ("date = 2017-07-31", 'date = "July 2017"', "date must be a TOML date"),
         ('spec_class = "class"', 'spec_class = "class"\nredshift_err = "x"', r"\[spec_redshift\] knows .* not redshift_err"),
         ('system = "AB"', 'system = "ST"', "system must be one of"),
+        ('format = "csv"', 'format = "csv"\nmax_row = 3', r"\[release\] knows .*max_rows.*; not max_row$"),
+        ('attrs = [', 'atrs = [', r"\[source\] knows .*; not atrs"),
+        ('sentinels = [-9999.0]', 'sentinel = [-9999.0]', r"\[photometry\] knows .*; not sentinel"),
+        ('[spec_redshift]', '[spec_redshif]', r"the top level knows .*; not spec_redshif"),
+        ('sentinels = [-9999.0]', 'sentinels = ["n/a"]', "m.toml: could not convert string to float: 'n/a'"),
     ]:
         path = tmp_path / "m.toml"
         path.write_text(text.replace(old, new))

@@ -17,7 +17,9 @@ from ingest.load import ingest_release
 from ingest.mapping import load_mapping
 from ingest.scheduler import Scheduler
 from ingest.worker import Worker
-from tests.conftest import SDSS, gaia_slice, kill_while_copying, scratch_mapping, sdss_rows, write_csv
+from tests.conftest import (
+    SDSS, gaia_slice, kill_while_copying, per_object_mapping, scratch_mapping, sdss_rows, write_csv,
+)
 
 # What a release holds, independent of the source_ids it was given: ordered rows, hashed.
 SOURCE_CHECKSUM = sa.text("""
@@ -148,11 +150,25 @@ def test_scheduler_skips_what_it_cannot_read_and_says_why(engine, catalog, tmp_p
     (tmp_path / "broken.toml").write_text("[survey\nname = ")
     missing = scratch_mapping(tmp_path, "nofile")
     missing.write_text(missing.read_text().replace(load_mapping(SDSS).file, "not-here.csv"))
+    (tmp_path / "sentinel.toml").write_text(load_mapping(SDSS).path.read_text().replace("[-9999.0]", '["n/a"]'))
     assert Scheduler(engine, [tmp_path, tmp_path / "no-such-manifest.toml"]).scan() == []
     text = caplog.text
     assert "broken.toml: not valid TOML" in text and "not-here.csv: no such file" in text
     assert "no-such-manifest.toml: no such directory or manifest file" in text
+    assert "sentinel.toml: could not convert string to float: 'n/a'" in text
     assert _jobs(engine) == []
+
+    # A mapping of light curves beside them: its files are those its globs match, the job has no 'file'.
+    light_curves = per_object_mapping(tmp_path, "ztf_bts_snia", "sched-lc", {})
+    scheduler = Scheduler(engine, [tmp_path])
+    try:
+        (job_id,) = scheduler.scan()
+        assert [(j.job_id, j.args) for j in _jobs(engine)] == [(job_id, {"mapping": str(light_curves.resolve())})]
+        assert scheduler.scan() == [], "already scheduled"
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM healcat.scheduled_ingest WHERE mapping = :m"),
+                         {"m": str(light_curves.resolve())})
 
 
 def test_failed_jobs_view_and_jobs_listing_with_progress(engine, catalog, tmp_path, scratch_release, capsys):

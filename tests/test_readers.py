@@ -145,6 +145,26 @@ def test_broken_files_fail_naming_the_file_and_the_fault(tmp_path):
     (tmp_path / "ragged.csv").write_text("a,b\n1,2\n3,4,5\n")
     with pytest.raises(IngestError, match="ragged.csv: cannot be read as CSV: .*Expected 2 columns, got 3"):
         list(readers.read(tmp_path / "ragged.csv", "csv"))
+    with pytest.raises(IngestError, match="ragged.dat: .* data row 2 has 2 fields, not 3: '4 5'"):
+        list(readers.read(tmp_path / "ragged.dat", "whitespace"))
+    (tmp_path / "twice.csv").write_text("id,r,ra,r\n1,18,10,25\n")
+    with pytest.raises(IngestError, match="twice.csv: column 'r' appears more than once in the header"):
+        list(readers.read(tmp_path / "twice.csv", "csv"))
+    (tmp_path / "twice.dat").write_text("# id r r\n1 18 25\n")
+    with pytest.raises(IngestError, match="twice.dat: column 'r' appears more than once"):
+        list(readers.read(tmp_path / "twice.dat", "whitespace"))
+
+
+def test_whitespace_tables_keep_text_columns_exact_and_type_the_rest(tmp_path):
+    """Ids in text_columns keep every character ('007' is not '7'); other columns become integers or
+    floats where every cell of the chunk is one; comment and blank lines are not rows."""
+    path = tmp_path / "ids.dat"
+    path.write_text("# id n x flag\n007 1 1.5 a\n\n# a note\n7 2 nan b\n  0012\t3  -2e3 c\n")
+    (first, table), = readers.read(path, "whitespace", ReadOptions(text_columns=frozenset({"id"})))
+    assert first == 1 and [str(v) for v in table["id"]] == ["007", "7", "0012"]
+    assert table["n"].dtype.kind == "i" and list(table["n"]) == [1, 2, 3]
+    assert table["x"].dtype.kind == "f" and np.isnan(table["x"][1]) and table["x"][2] == -2000.0
+    assert [str(v) for v in table["flag"]] == ["a", "b", "c"]
 
 
 def test_float_formatted_ids_are_exact_or_a_problem_for_their_row():
@@ -152,8 +172,15 @@ def test_float_formatted_ids_are_exact_or_a_problem_for_their_row():
     ids = cells.identifiers(np.array([26618.0, 20.0, 1.5, 2.0**60, np.nan]), problems, "ID")
     assert ids.tolist() == ["26618", "20", None, None, None]
     assert sorted(problems) == [2, 3] and "not an exact integer id" in problems[3][1]
-    text = cells.identifiers(np.array(["20.0000000", "+7", " NGC6715 ", "5290646440127895936"]), {}, "ID")
-    assert text.tolist() == ["20", "7", "NGC6715", "5290646440127895936"]
+    text = cells.identifiers(np.array(["20.0000000", "+7", " NGC6715 ", "5290646440127895936", "1e3"]), {}, "ID")
+    assert text.tolist() == ["20", "7", "NGC6715", "5290646440127895936", "1000"]
+    problems = {}  # a float printed with an exponent past 2**53 may have lost digits
+    text = cells.identifiers(np.array(["5.853498713190526e+18", "4295806720", "abc", "-3", str(2**63)]),
+                             problems, "gaia", integer=True)
+    assert text.tolist() == [None, "4295806720", None, None, None]  # -3: absent (Gaia's -HIP numbers)
+    assert {i: p[1] for i, p in problems.items()} == {
+        0: "gaia '5.853498713190526e+18' is a float that is not an exact integer id",
+        2: "gaia 'abc' is not a 64-bit integer id", 4: f"gaia '{2**63}' is not a 64-bit integer id"}
 
 
 @pytest.mark.parametrize(("spec", "mag_ab"), [

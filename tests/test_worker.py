@@ -61,11 +61,15 @@ def test_ingest_job_runs_once_and_queues_inference(engine, catalog, tmp_path, sc
 
 
 def test_a_job_that_cannot_succeed_fails_at_once(engine, catalog, tmp_path, scratch_release):
+    header_only = tmp_path / "header.csv"
+    header_only.write_text(load_mapping(SDSS).input_path().read_text().splitlines()[0] + "\n")
     with engine.begin() as conn:
         queue.enqueue(conn, "infer", {"model": "photoz-sdss", "release": "no/such-release"})
-    assert Worker(engine, name="test").run(once=True) == 1
-    (job,) = _jobs(engine)
-    assert (job.status, job.attempts) == ("failed", 1) and "no release named 'no/such-release'" in job.error
+        queue.enqueue(conn, "ingest", {"mapping": str(scratch_mapping(tmp_path, "header")), "file": str(header_only)})
+    assert Worker(engine, name="test").run(once=True) == 2
+    infer, ingest = _jobs(engine)
+    assert (infer.status, infer.attempts) == ("failed", 1) and "no release named 'no/such-release'" in infer.error
+    assert (ingest.status, ingest.attempts) == ("failed", 1) and "header.csv: no data rows" in ingest.error
 
 
 def test_failing_job_backs_off_then_fails_and_can_be_retried(engine, catalog, tmp_path, scratch_release, capsys):

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from astropy.table import Table
 
-from catalog.errors import IngestError
+from catalog.errors import IngestError, MissingInputError
 
 CHUNK_ROWS = 100_000
 
@@ -88,8 +88,17 @@ def read(path: Path, fmt: str, options: ReadOptions = ReadOptions()) -> Chunks:
     if fmt not in READERS:
         raise IngestError(f"{path}: no reader for format {fmt!r} (known: {', '.join(sorted(READERS))})")
     if not path.is_file():
-        raise IngestError(f"{path}: no such file")
+        raise MissingInputError(f"{path}: no such file")
     return READERS[fmt](path, options)
+
+
+def unique_names(path: Path, names: list[str]) -> list[str]:
+    """The file's column names, unless one repeats: a table keeps one column per name, so a second
+    one would silently replace the first."""
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise IngestError(f"{path}: column {', '.join(map(repr, repeated))} appears more than once in the header")
+    return names
 
 
 def sliced(table: Table, chunk_rows: int, first_row: int = 1) -> Chunks:

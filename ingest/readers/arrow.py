@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -32,15 +34,24 @@ def _column(array) -> MaskedColumn | np.ndarray:
 
 def typed(batch: pa.RecordBatch, text_columns: frozenset[str]) -> pa.RecordBatch:
     """Columns read as text, as integers or floats where every cell of the chunk is one (fast, in C);
-    columns with a cell that is neither stay text, for the mapping to find the bad cell."""
+    columns with a cell that is neither stay text, for the mapping to find the bad cell.
+
+    A column is cast to float64 first and to int64 only where every cell spells an integer: a cast
+    that fails costs ~25x one that succeeds (pyarrow 23: 35 ms against 1.4 ms for 92k cells), and
+    most columns are floats."""
     columns = []
     for name, column in zip(batch.schema.names, batch.columns):
         if name not in text_columns:
-            for kind in (pa.int64(), pa.float64()):
-                try:
-                    column = pc.cast(column, kind)
-                    break
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                    continue
+            try:
+                floats = pc.cast(column, pa.float64())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                floats = None
+            if floats is not None:
+                text = column
+                column = floats
+                if not pa.types.is_string(text.type) or \
+                        pc.all(pc.match_substring_regex(text, r"^[+-]?\d+$")).as_py() is not False:
+                    with contextlib.suppress(pa.ArrowInvalid):  # past int64: stays float64
+                        column = pc.cast(text, pa.int64())
         columns.append(column)
     return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from catalog.errors import IngestError
-from ingest.readers import Chunks, ReadOptions, RowCount, register
+from ingest.readers import Chunks, ReadOptions, RowCount, register, unique_names
 from ingest.readers.arrow import to_table
 
 
@@ -23,6 +23,7 @@ def read_parquet(path: Path, options: ReadOptions) -> Chunks:
         parquet = pq.ParquetFile(path, pre_buffer=False)
     except (pa.ArrowInvalid, OSError) as exc:
         raise IngestError(f"{path}: not a Parquet file: {exc}") from exc
+    unique_names(path, parquet.schema_arrow.names)
     first = 1
     try:
         for batch in parquet.iter_batches(batch_size=options.chunk_rows):

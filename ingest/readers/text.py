@@ -8,12 +8,14 @@ import gzip
 import re
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-from astropy.io import ascii
+from astropy.table import Table
 
 from catalog.errors import IngestError
-from ingest.readers import Chunks, ReadOptions, RowCount, register, sliced
+from ingest.readers import Chunks, ReadOptions, RowCount, register, sliced, unique_names
 from ingest.readers.arrow import to_table, typed
 
 BLOCK_BYTES = 8 << 20  # pyarrow's read block; chunks are re-cut to chunk_rows
@@ -54,7 +56,7 @@ def read_csv(path: Path, options: ReadOptions) -> Chunks:
     all its cells are (so a stray word quarantines one row instead of failing the file, and ids
     in ``text_columns`` keep every digit)."""
     try:
-        names = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES)).schema.names
+        names = unique_names(path, pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES)).schema.names)
         reader = pacsv.open_csv(
             path,
             read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES),
@@ -102,16 +104,43 @@ def _comment_names(path: Path, index: int) -> list[str]:
 
 @register("whitespace", count=estimate_rows)
 def read_whitespace(path: Path, options: ReadOptions) -> Chunks:
-    names = _comment_names(path, options.header_comment)
+    """Fields split on blanks (or ``options.delimiter``) in C by pyarrow, block by block; blank and
+    '#' lines are not data. Every field starts as text and becomes numbers as in :func:`read_csv`,
+    so ``text_columns`` keep every character ('007' stays '007')."""
+    names = unique_names(path, _comment_names(path, options.header_comment))
+    opener = gzip.open if path.suffix == ".gz" else open
     first = 1
     try:
-        chunks = ascii.read(path, format="no_header", names=names, comment="#", guess=False,
-                            delimiter=options.delimiter or " ",
-                            fast_reader={"chunk_size": 32 << 20, "chunk_generator": True})
-        for chunk in chunks:
-            for start, table in sliced(chunk, options.chunk_rows, first):
-                yield start, table
-            first += len(chunk)
-    except (ascii.InconsistentTableError, ValueError) as exc:
-        raise IngestError(f"{path}: not a whitespace table with columns {' '.join(names)} "
-                          f"(after data row {first - 1}): {exc}") from exc
+        with opener(path, "rb") as fh:
+            while block := fh.read(BLOCK_BYTES):
+                block += fh.readline()  # end on a line's end
+                for start, table in sliced(_whitespace_block(path, block, names, options, first),
+                                           options.chunk_rows, first):
+                    yield start, table
+                    first += len(table)
+    except (OSError, EOFError) as exc:
+        raise IngestError(f"{path}: cannot be read (after data row {first - 1}): {exc}") from exc
+
+
+def _whitespace_block(path: Path, block: bytes, names: list[str], options: ReadOptions, first: int) -> Table:
+    """A block of whole lines as a Table of the data rows in it (the first being data row ``first``)."""
+    try:
+        text = pa.array([block], pa.binary()).cast(pa.string())
+    except pa.ArrowInvalid:
+        raise IngestError(f"{path}: not UTF-8 text (data rows {first} and after)") from None
+    lines = pc.utf8_trim_whitespace(pc.split_pattern(text, "\n").flatten())
+    lines = lines.filter(pc.and_(pc.not_equal(lines, ""), pc.invert(pc.starts_with(lines, "#"))))
+    if options.delimiter:
+        fields = pc.split_pattern(lines, options.delimiter)
+        fields = pa.ListArray.from_arrays(fields.offsets, pc.utf8_trim_whitespace(fields.flatten()))
+    else:
+        fields = pc.utf8_split_whitespace(lines)
+    counts = pc.list_value_length(fields).to_numpy(zero_copy_only=False)
+    ragged = np.flatnonzero(counts != len(names))
+    if len(ragged):
+        i = int(ragged[0])
+        raise IngestError(f"{path}: not a whitespace table with columns {' '.join(names)}: data row {first + i} "
+                          f"has {counts[i]} fields, not {len(names)}: {lines[i].as_py()[:200]!r}")
+    columns = [pc.list_element(fields, j) for j in range(len(names))]
+    columns = [pc.if_else(pc.equal(c, ""), pa.scalar(None, pa.string()), c) for c in columns]  # empty: missing
+    return to_table(typed(pa.RecordBatch.from_arrays(columns, names=names), options.text_columns))
