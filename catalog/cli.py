@@ -49,6 +49,10 @@ def _radius_arcsec(text: str) -> float:
 
 
 #: How the terminal shows columns (CSV, ECSV and VOTable keep full precision).
+#: What a search's positional argument may look like with a leading minus and still be one, not an
+#: option: -12.5, -.5, -1e-3, sexagesimal -0d05m23s or -12:30:00, a polygon vertex -10,0.
+NEGATIVE = re.compile(r"^-\.?\d[\d.:hdms'\"eE+,-]*$")
+
 DISPLAY_FORMATS = {"ra": ".7f", "dec": ".7f", "distance_arcsec": ".3f", "distance": ".5f",
                    "match_ra": ".7f", "match_dec": ".7f", "ra_a": ".7f", "dec_a": ".7f", "ra_b": ".7f",
                    "dec_b": ".7f", "separation_arcsec": ".3f"}
@@ -259,6 +263,9 @@ def cmd_skymap(args: argparse.Namespace) -> None:
     from catalog.search import density_of, sky_density
     from catalog.skymap import write_skymap
 
+    folder = Path(args.png).resolve().parent
+    if not folder.is_dir():
+        raise HealcatError(f"skymap: no folder {folder} to write {args.png} in")
     if args.search:
         query = build_parser().parse_args(args.search)
         if not hasattr(query, "query"):
@@ -290,10 +297,17 @@ def _similar_filters(args: argparse.Namespace) -> list | None:
     filters = []
     if args.cone:
         ra, dec, radius = args.cone
-        filters.append(Cone.from_arcsec(_ra_deg(ra), _dec_deg(dec), _radius_arcsec(radius)))
+        try:
+            filters.append(Cone.from_arcsec(_ra_deg(ra), _dec_deg(dec), _radius_arcsec(radius)))
+        except argparse.ArgumentTypeError as exc:
+            raise HealcatError(f"similar: --cone RA DEC RADIUS: {exc}") from None
     if args.mag:
         band, lo, hi = args.mag
-        filters += [Photometry.band == band, Photometry.mag.between(float(lo), float(hi))]
+        try:
+            lo, hi = float(lo), float(hi)
+        except ValueError:
+            raise HealcatError(f"similar: --mag BAND LO HI takes magnitudes, got {lo!r} {hi!r}") from None
+        filters += [Photometry.band == band, Photometry.mag.between(lo, hi)]
     if args.z:
         filters.append(SpecRedshift.z.between(*args.z))
     return filters or None
@@ -554,8 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = dict(choices=["table", "csv", "ecsv", "votable"], default="table", help="output format")
     p = sub.add_parser("cone", help="sources within a radius of a position, nearest first",
                        formatter_class=formatter)
-    # A negative sexagesimal declination (-0d05m23s, -12:30:00) is an argument, not an option.
-    p._negative_number_matcher = re.compile(r"^-\d[\d.:hdms'\"]*$")
+    p._negative_number_matcher = NEGATIVE
     p.add_argument("ra", type=_ra_deg, help="ICRS right ascension: degrees, or hours as 12h30m49s")
     p.add_argument("dec", type=_dec_deg, help="ICRS declination: degrees, or 12d23m28s")
     p.add_argument("radius", type=_radius_arcsec, help="radius: arcsec, or with a unit (2arcmin, 0.5deg)")
@@ -565,7 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def search_parser(name: str, help: str, query) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, formatter_class=formatter)
-        p._negative_number_matcher = re.compile(r"^-\d[\d.:hdms'\"]*$")
+        p._negative_number_matcher = NEGATIVE
         p.set_defaults(func=cmd_query, query=query)
         return p
 

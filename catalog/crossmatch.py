@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from astropy.table import MaskedColumn, Table
 
 from catalog import healpix
-from catalog.errors import QueryError
+from catalog.errors import QueryError, query_error
 from catalog.pgcopy import copy_columns, fetch_columns
 
 log = logging.getLogger(__name__)
@@ -144,9 +144,7 @@ def upload_input(pg, ra_deg: np.ndarray, dec_deg: np.ndarray, rows: np.ndarray,
 
 
 def _sql_error(exc: sa.exc.DBAPIError) -> Exception:
-    if getattr(exc.orig, "sqlstate", None) == "22023":  # invalid_parameter_value from the SQL functions
-        return QueryError(str(exc.orig).splitlines()[0])
-    return exc
+    return query_error(exc, "xmatch") or exc
 
 
 def _check(radius_arcsec: float, mode: str) -> None:
@@ -206,6 +204,13 @@ def crossmatch(
         to_epoch_jyear = at_epoch_jyear if to_epoch_jyear is None else to_epoch_jyear
         if epoch_jyear is None or to_epoch_jyear is None:
             raise QueryError("xmatch: proper motions need the input's epoch and the epoch to move them to")
+        for name in (*pm_cols, *([epoch_jyear] if isinstance(epoch_jyear, str) else [])):
+            if name not in table.colnames:
+                raise QueryError(f"xmatch: no column {name!r} (proper motions, or the epoch as a Julian year "
+                                 f"such as 2000.0, or a column of them); the input has {', '.join(table.colnames)}")
+        _check_epoch(to_epoch_jyear)
+        if not isinstance(epoch_jyear, str):
+            _check_epoch(epoch_jyear)
         epoch = table[epoch_jyear] if isinstance(epoch_jyear, str) else epoch_jyear
         positions = positions.moved(*(np.ma.filled(np.ma.asarray(table[c], dtype=float), np.nan) for c in pm_cols),
                                     np.asarray(epoch, dtype=float), to_epoch_jyear)

@@ -13,6 +13,19 @@ class QueryError(HealcatError, ValueError):
     """A search was asked with arguments that have no answer (NaN, out of range, unknown id)."""
 
 
+def query_error(exc: BaseException, what: str) -> QueryError | None:
+    """The QueryError a database error (psycopg's, or SQLAlchemy's wrapping it) stands for, else None:
+    SQLSTATE 22023 is an argument check of healcat's SQL functions (its message says which), 57014 a
+    statement cancelled by the server's statement_timeout (the read-only role has one)."""
+    state = getattr(getattr(exc, "orig", exc), "sqlstate", None)
+    if state == "22023":  # invalid_parameter_value
+        return QueryError(str(getattr(exc, "orig", exc)).splitlines()[0])
+    if state == "57014":  # query_canceled
+        return QueryError(f"{what}: cancelled by the server's statement_timeout; narrow the search (a smaller "
+                          "region or radius, one release, fewer rows) or use a role with a longer timeout")
+    return None
+
+
 class IngestError(HealcatError):
     """A release cannot be ingested; the message names the file and what is wrong. The same input
     fails the same way every time, so a job that raises one is not retried (but see

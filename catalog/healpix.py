@@ -170,15 +170,22 @@ def moc_ranges(moc) -> np.ndarray:
         if text.startswith("{"):
             import json
 
-            moc = MOC.from_json(json.loads(text))
+            cells = json.loads(text)
+            if not isinstance(cells, dict) or not all(
+                    order.isdigit() and int(order) <= 29 and isinstance(pixels, list) and all(
+                        type(p) is int and 0 <= p < 12 * 4 ** int(order) for p in pixels)
+                    for order, pixels in cells.items()):
+                raise ValueError("a JSON MOC maps orders 0..29 to lists of their pixels (0 .. 12*4**order - 1)")
+            moc = MOC.from_json(cells)
         elif Path(text).is_file():
             moc = MOC.from_fits(text)
         else:
             moc = MOC.from_str(text)
     ranges = np.asarray(moc.to_depth29_ranges, dtype=np.int64).reshape(-1, 2)
     # mocpy reads '30/1' or '1/48' without complaint; their cells are not on the sky
-    if len(ranges) and (ranges.min() < 0 or ranges.max() > NPIX):
-        raise ValueError("cells beyond the sky (orders 0..29 have 12*4**order pixels)")
+    if len(ranges) and (ranges.min() < 0 or ranges.max() > NPIX or (ranges[:, 0] >= ranges[:, 1]).any()):
+        raise ValueError("cells are not pixels: beyond the sky (orders 0..29 have 12*4**order pixels) "
+                         "or a range that runs backwards ('3/5-1')")
     return ranges
 
 

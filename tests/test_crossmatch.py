@@ -233,6 +233,12 @@ def test_proper_motions_move_the_input_to_the_catalog_epoch(engine, gaia):
     assert (~stale["source_id"].mask).sum() < 20, "without the proper motions the stars are elsewhere"
     with pytest.raises(QueryError, match="epoch"):
         crossmatch(table, 1.0, pm_cols=("pmra", "pmdec"))
+    with pytest.raises(QueryError, match="no column 'pmRA' .*; the input has ra, dec, pmra, pmdec"):
+        crossmatch(table, 1.0, pm_cols=("pmRA", "pmdec"), epoch_jyear=2000.0, to_epoch_jyear=2016.0)
+    with pytest.raises(QueryError, match="no column 'J2000' \\(proper motions, or the epoch as a Julian year"):
+        crossmatch(table, 1.0, pm_cols=("pmra", "pmdec"), epoch_jyear="J2000", to_epoch_jyear=2016.0)
+    with pytest.raises(QueryError, match="the epoch must be a finite Julian year, got nan"):
+        crossmatch(table, 1.0, pm_cols=("pmra", "pmdec"), epoch_jyear=float("nan"), to_epoch_jyear=2016.0)
 
 
 # --- bad input and arguments -------------------------------------------------------------------------

@@ -287,6 +287,14 @@ def test_bad_mocs_are_sql_errors(engine, text, message):
         moc_search(text)
 
 
+@pytest.mark.parametrize("text", ['3/5-1', '{"3": [1, -1]}', '{"3": [1], "30": [5]}', '{"3": [1], "x": [2]}',
+                                  '{"3": [1, 1.5]}', '{"3": [768]}'])
+def test_python_rejects_mocs_with_cells_that_are_not_pixels(catalog, text):
+    """mocpy reads a backward range or a JSON cell list without complaint (and drops what it cannot use)."""
+    with pytest.raises(QueryError, match="moc: .*(not pixels|maps orders 0..29)"):
+        moc_search(text)
+
+
 # --- nearest neighbours ----------------------------------------------------------
 
 
@@ -324,7 +332,9 @@ def test_nearest_in_one_release_and_bad_k(engine, catalog):
     ("box_search", (0.0, 10.0, -95.0, 5.0), r"dec_min_deg must be in \[-90, 90\]"),
     ("box_search", (0.0, float("inf"), -5.0, 5.0), "ra_max_deg must be a finite number"),
     ("ellipse_search", (10.0, 0.0, 60.0, 90.0, 0.0), r"semi_minor_arcsec must be in \(0, 60\]"),
-    ("ellipse_search", (10.0, 0.0, 91 * 3600.0, 60.0, 0.0), r"semi_major_arcsec must be in \(0, 324000\]"),
+    ("ellipse_search", (10.0, 0.0, 91 * 3600.0, 60.0, 0.0), r"semi_major_arcsec must be in \(0, 324000[\])]"),
+    # at 90 deg the foci are antipodal: every point of the sky would be inside
+    ("ellipse_search", (0.0, 0.0, 90 * 3600.0, 1000.0, 0.0), r"semi_major_arcsec must be in \(0, 324000\)"),
     ("ellipse_search", (10.0, 0.0, 60.0, 30.0, float("nan")), "pa_deg must be a finite number"),
     ("ellipse_search", (10.0, None, 60.0, 30.0, 0.0), "dec_deg must not be NULL"),
 ])
@@ -390,5 +400,7 @@ def test_cli_gives_the_same_rows(catalog, capsys, argv, expected):
 def test_cli_errors_name_the_argument(catalog, capsys):
     assert main(["box", "10", "20", "5", "-5"]) == 1
     assert "box: dec_min_deg must be below dec_max_deg, got 5.0 and -5.0" in capsys.readouterr().err
+    assert main(["box", "10", "20", "-1e-3", "-.5"]) == 1, "-1e-3 and -.5 are numbers, not options"
+    assert "box: dec_min_deg must be below dec_max_deg, got -0.001 and -0.5" in capsys.readouterr().err
     assert main(["polygon", "0,0", "10,10", "10,0", "0,10"]) == 1
     assert "self-intersecting" in capsys.readouterr().err

@@ -131,6 +131,50 @@ def test_pdf_and_credible_intervals_in_sql_match_numpy(engine, catalog):
         assert conn.scalar(sa.text("SELECT healcat.photoz_pdf(:s, 0.1)"), {"s": star}) is None
 
 
+def test_searches_stay_on_the_version_that_has_run_until_a_new_one_has(conn, catalog):
+    """A version registered but not run yet (or still running) leaves similarity searches and the
+    photo-z functions on the version whose run is current; naming the new version asks for it."""
+    model = catalog["model"]
+    conn.execute(sa.text(
+        "INSERT INTO healcat.model (name, version, task, framework, weights_path, weights_sha256, weights, "
+        "training_set, training_params, hyperparams, metrics, embedding_dim, created_at) "
+        "SELECT name, 'unrun', task, framework, weights_path, repeat('f', 64), weights, training_set, training_params, "
+        "hyperparams, metrics, embedding_dim, now() + interval '1 hour' FROM healcat.model WHERE model_id = :m"),
+        {"m": model.model_id})
+    source = conn.scalar(sa.text("SELECT source_id FROM healcat.current_prediction WHERE model_name = 'photoz-sdss' "
+                                 "ORDER BY source_id LIMIT 1"))
+    assert conn.scalar(sa.text("SELECT version FROM healcat.resolve_model('photoz-sdss')")) == model.version
+    assert conn.scalar(sa.text("SELECT version FROM healcat.resolve_model('photoz-sdss', 'unrun')")) == "unrun"
+    assert len(conn.execute(sa.text("SELECT * FROM healcat.similar_sources(:s, 'photoz-sdss', 5)"),
+                            {"s": source}).all()) == 5
+    assert conn.scalar(sa.text("SELECT healcat.photoz_pdf(:s, 0.1)"), {"s": source}) > 0
+    with pytest.raises(sa.exc.DBAPIError, match="has no embedding from model photoz-sdss/unrun"):
+        conn.execute(sa.text("SELECT * FROM healcat.similar_sources(:s, 'photoz-sdss', 5, 'unrun')"),
+                     {"s": source}).all()
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    ("healcat.photoz_pdf(:s, 0.1, 'photoz_sdss')", "no photo-z model named 'photoz_sdss'"),
+    ("healcat.photoz_pdf(:s, 0.1, 'object-class-sdss')", "no photo-z model named 'object-class-sdss'"),
+    ("(SELECT z_lo FROM healcat.photoz_interval(:s, 0.68, 'nope'))", "no photo-z model named 'nope'"),
+])
+def test_photoz_functions_name_an_unknown_model(conn, catalog, call, message):
+    source = conn.scalar(sa.text("SELECT min(source_id) FROM healcat.current_prediction WHERE model_name = 'photoz-sdss'"))
+    with pytest.raises(sa.exc.DBAPIError, match=message) as err:
+        conn.execute(sa.text(f"SELECT {call}"), {"s": source})
+    assert err.value.orig.sqlstate == "22023"
+
+
+def test_mixture_functions_keep_nan_and_vanish_far_out(conn):
+    w, m, s = "'{0.5,0.5}'::real[]", "'{0.1,0.3}'::real[]", "'{0.02,0.05}'::real[]"
+    pdf = [conn.scalar(sa.text(f"SELECT healcat.mixture_pdf({w}, {m}, {s}, '{x}')")) for x in ("NaN", "Infinity", "5", "0.1")]
+    assert math.isnan(pdf[0]) and pdf[1] == 0.0 and pdf[2] == 0.0
+    assert pdf[3] == pytest.approx(0.5 / (0.02 * math.sqrt(2 * math.pi)) + 0.5 * math.exp(-8) / (0.05 * math.sqrt(2 * math.pi)),
+                                   rel=1e-6)
+    cdf = [conn.scalar(sa.text(f"SELECT healcat.mixture_cdf({w}, {m}, {s}, '{x}')")) for x in ("NaN", "Infinity", "-Infinity")]
+    assert math.isnan(cdf[0]) and cdf[1] == pytest.approx(1.0) and cdf[2] == pytest.approx(0.0, abs=1e-15)
+
+
 def test_model_cli_lists_shows_registers_and_refuses_bad_weights(engine, catalog, tmp_path, capsys):
     model = catalog["model"]
     assert main(["model", "list"]) == 0

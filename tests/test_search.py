@@ -138,6 +138,20 @@ def test_bad_cones_are_errors_not_empty_results(engine, args, message, sql_messa
     assert err.value.orig.sqlstate == "22023"
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    ((160.9, 95.0, 1.0), r"dec_deg must be in \[-90, 90\], got 95.0"),
+    ((160.9, 0.8, -1.0), r"radius_deg must be in \(0, 180\], got -1.0"),
+    ((160.9, 0.8, NAN), "radius_deg must be a finite number"),
+    ((INF, 0.8, 1.0), "ra_deg must be a finite number"),
+])
+def test_a_cone_made_directly_is_validated_too(args, message):
+    from catalog.search import Cone
+
+    with pytest.raises(QueryError, match=message):
+        Cone(*args)
+    assert Cone(370.0, 0.0, 1.0).ra_deg == 10.0
+
+
 def test_hemisphere_and_sub_milliarcsec_cones_at_the_limits(engine, sky):
     """radius 90 deg (half the sky) and 0.001 arcsec, centred on a star: exact, both paths."""
     star = int(len(sky["id"]) * 0.13)

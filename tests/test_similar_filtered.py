@@ -16,6 +16,7 @@ from astropy.coordinates import SkyCoord
 from catalog.cli import main
 from catalog.errors import QueryError
 from catalog.models import Photometry, SpecRedshift
+import catalog as catalog_api
 from catalog.search import Cone, similar
 from ingest.tasks.photoz import Photoz
 from tests.conftest import GAIA_RELEASE, SDSS_RELEASE
@@ -196,11 +197,35 @@ def test_cli_filters_give_the_python_rows(capsys, space):
     assert [int(line.split(",")[0]) for line in lines[1:]] == list(expected["source_id"])
 
 
+def test_cli_filters_that_are_not_numbers_are_errors_not_tracebacks(capsys, space):
+    sid = str(int(space["id"][0]))
+    assert main(["similar", sid, "--mag", "sdss_r", "x", "18"]) == 1
+    assert "similar: --mag BAND LO HI takes magnitudes, got 'x' '18'" in capsys.readouterr().err
+    assert main(["similar", sid, "--cone", "10", "abc", "5"]) == 1
+    assert "similar: --cone RA DEC RADIUS:" in capsys.readouterr().err
+
+
+def test_a_search_cut_by_the_statement_timeout_is_a_query_error(database_url, catalog):
+    """Not retried (the retry is for a dropped session), and saying what happened: the whole sky's
+    half a million sources take longer than 100 ms to send."""
+    impatient = sa.create_engine(database_url.update_query_dict({"options": "-cstatement_timeout=100"}))
+    try:
+        with pytest.raises(QueryError, match="cone: cancelled by the server's statement_timeout"):
+            catalog_api.cone_search(0.0, 0.0, 180 * 3600.0, engine=impatient)
+        with impatient.connect() as conn:
+            assert conn.exec_driver_sql("SHOW statement_timeout").scalar() == "100ms"
+    finally:
+        impatient.dispose()
+
+
 @pytest.mark.parametrize("kwargs,message", [
+    ({"k": True}, "k must be an integer, got True"),
+    ({"source_id": 12.9}, "source_id must be an integer, got 12.9"),
+    ({"source_id": None, "vector": np.full(16, np.nan)}, "the query vector must be finite"),
     ({"mode": "fast"}, "mode must be one of auto, exact, approx, got 'fast'"),
     ({"ef_search": 0}, r"ef_search must be in \[1, 1000\], got 0"),
     ({"where": "r < 18"}, "a filter is a region"),
 ])
 def test_bad_arguments_are_clear_errors(space, kwargs, message):
     with pytest.raises(QueryError, match=message):
-        similar(int(space["id"][0]), model=PHOTOZ_MODEL, **kwargs)
+        similar(kwargs.pop("source_id", int(space["id"][0])), model=PHOTOZ_MODEL, **kwargs)

@@ -34,12 +34,16 @@ class Cone(Region):
     what = "cone"
     function = "cone_in_ranges"
 
+    def __post_init__(self) -> None:
+        ra = checked("cone", "ra_deg", self.ra_deg)
+        object.__setattr__(self, "ra_deg", float(healpix.wrap_ra_deg(ra)))
+        object.__setattr__(self, "dec_deg", checked("cone", "dec_deg", self.dec_deg, -90.0, 90.0))
+        object.__setattr__(self, "radius_deg", checked("cone", "radius_deg", self.radius_deg, 0.0, 180.0, lo_open=True))
+
     @classmethod
     def from_arcsec(cls, ra_deg: float, dec_deg: float, radius_arcsec: float) -> Cone:
-        ra = checked("cone", "ra_deg", ra_deg)
-        dec = checked("cone", "dec_deg", dec_deg, -90.0, 90.0)
         radius = checked("cone", "radius_arcsec", radius_arcsec, 0.0, 180.0 * 3600.0, lo_open=True)
-        return cls(float(healpix.wrap_ra_deg(ra)), dec, radius / 3600.0)
+        return cls(ra_deg, dec_deg, radius / 3600.0)
 
     def ranges(self) -> np.ndarray:
         return healpix.cone_ranges(self.ra_deg, self.dec_deg, self.radius_deg)

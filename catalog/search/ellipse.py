@@ -31,7 +31,9 @@ class Ellipse(Region):
     def __post_init__(self) -> None:
         checked("ellipse", "ra_deg", self.ra_deg)
         checked("ellipse", "dec_deg", self.dec_deg, -90.0, 90.0)
-        major = checked("ellipse", "semi_major_arcsec", self.semi_major_arcsec, 0.0, 90.0 * 3600.0, lo_open=True)
+        # below 90 deg: at 90 the foci are antipodal and the "ellipse" is the whole sky
+        major = checked("ellipse", "semi_major_arcsec", self.semi_major_arcsec, 0.0, 90.0 * 3600.0, lo_open=True,
+                        hi_open=True)
         checked("ellipse", "semi_minor_arcsec", self.semi_minor_arcsec, 0.0, major, lo_open=True)
         checked("ellipse", "pa_deg", self.pa_deg)
 

@@ -24,12 +24,14 @@ import sqlalchemy as sa
 from astropy.table import Table
 from sqlalchemy.dialects import postgresql
 
-from catalog.errors import QueryError
+from catalog.errors import QueryError, query_error
 from catalog.search.results import table_from_columns
 
 
-def checked(what: str, name: str, value, lo: float = -math.inf, hi: float = math.inf, lo_open: bool = False) -> float:
-    """``value`` as a float in [lo, hi] (or (lo, hi]), else a QueryError naming it, as healcat.check_arg does."""
+def checked(what: str, name: str, value, lo: float = -math.inf, hi: float = math.inf, lo_open: bool = False,
+            hi_open: bool = False) -> float:
+    """``value`` as a float in [lo, hi] (``lo_open``, ``hi_open``: excluding that end), else a QueryError
+    naming it, as healcat.check_arg does."""
     if value is None:
         raise QueryError(f"{what}: {name} must not be NULL (None)")
     try:
@@ -38,8 +40,9 @@ def checked(what: str, name: str, value, lo: float = -math.inf, hi: float = math
         raise QueryError(f"{what}: {name} must be a number, got {value!r}") from None
     if not math.isfinite(number):
         raise QueryError(f"{what}: {name} must be a finite number, got {number}")
-    if number < lo or number > hi or (lo_open and number == lo):
-        raise QueryError(f"{what}: {name} must be in {'(' if lo_open else '['}{lo:g}, {hi:g}], got {number}")
+    if number < lo or number > hi or (lo_open and number == lo) or (hi_open and number == hi):
+        raise QueryError(f"{what}: {name} must be in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}, "
+                         f"got {number}")
     return number
 
 
@@ -114,7 +117,7 @@ def _close_sessions() -> None:
 
 
 def run(engine: sa.Engine | None, what: str, statement: str, params: tuple, release: str | None = None) -> Table:
-    """Execute a region's statement; SQL argument errors (SQLSTATE 22023) become QueryError.
+    """Execute a region's statement; SQL argument errors and the statement timeout become QueryError.
 
     ``release`` (a name) fills the statement's third parameter with its release_id.
     """
@@ -147,9 +150,9 @@ def _execute(conn: psycopg.Connection, what: str, statement: str, params: tuple,
                 release_id = cursor.execute("SELECT healcat.release_id_of(%s, %s)", (what, release)).fetchone()[0]
                 params = params[:2] + (release_id,) + params[3:]
             cursor.execute(statement, params)
-        except psycopg.Error as exc:
-            if exc.sqlstate == "22023":  # invalid_parameter_value, raised by the SQL argument checks
-                raise QueryError(str(exc).splitlines()[0]) from None
+        except psycopg.Error as exc:  # an argument check or the statement timeout: not retried
+            if (error := query_error(exc, what)) is not None:
+                raise error from None
             raise
         return table_from_columns([column.name for column in cursor.description], cursor.fetchall())
 

@@ -16,7 +16,7 @@ import numpy as np
 import sqlalchemy as sa
 from astropy.table import Table
 
-from catalog.errors import QueryError
+from catalog.errors import QueryError, query_error
 from catalog.models import Release, Source
 from catalog.search.region import Region
 from catalog.search.results import to_table
@@ -82,8 +82,12 @@ def similar(
 
     if (source_id is None) == (vector is None):
         raise QueryError("similar: give exactly one of source_id or vector")
-    if not isinstance(k, (int, np.integer)):
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool):
         raise QueryError(f"similar: k must be an integer, got {k!r}")
+    if source_id is not None and (not isinstance(source_id, (int, np.integer)) or isinstance(source_id, bool)):
+        raise QueryError(f"similar: source_id must be an integer, got {source_id!r}")
+    if vector is not None and not np.isfinite(np.asarray(vector, dtype=np.float64)).all():
+        raise QueryError("similar: the query vector must be finite (it holds NaN or infinity)")
     if mode not in MODES:
         raise QueryError(f"similar: mode must be one of {', '.join(MODES)}, got {mode!r}")
     args = [sa.bindparam("model", model), sa.bindparam("k", int(k)), sa.bindparam("version", version, sa.Text)]
@@ -102,8 +106,8 @@ def similar(
         try:
             return to_table(conn.execute(sa.select(sa.text("*")).select_from(call.table_valued())))
         except sa.exc.DBAPIError as exc:
-            if getattr(exc.orig, "sqlstate", None) == "22023":  # invalid_parameter_value from the SQL function
-                raise QueryError(str(exc.orig).splitlines()[0]) from None
+            if (error := query_error(exc, "similar")) is not None:
+                raise error from None
             raise
 
 

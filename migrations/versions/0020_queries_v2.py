@@ -1,0 +1,29 @@
+"""query fixes (sql/queries_v2.sql): searches use the newest model version that has run; ellipse,
+photo-z and mixture arguments that gave silent answers
+
+Revision ID: 0020
+Revises: 0019
+Create Date: 2026-12-05 00:10:00
+
+sql/queries_v2.sql replaces, with the same signatures, healcat.resolve_model (no version named: the
+newest unretired version with a finished run), check_ellipse (semi-major axis below 90 deg),
+photoz_prediction (an unknown or non-photo-z model name is an error) and mixture_pdf / mixture_cdf
+(NaN in, NaN out; a density of 0 far out). The downgrade restores the earlier definitions verbatim.
+"""
+
+from migrations.functions import restore_functions, run_sql_file
+
+revision = '0020'
+down_revision = '0019'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    run_sql_file("queries_v2.sql")
+
+
+def downgrade() -> None:
+    restore_functions("queries_v1.sql", ["resolve_model"])
+    restore_functions("regions_v1.sql", ["check_ellipse"])
+    restore_functions("ml_v1.sql", ["photoz_prediction", "mixture_pdf", "mixture_cdf"])
