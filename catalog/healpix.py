@@ -179,6 +179,8 @@ def moc_ranges(moc) -> np.ndarray:
             moc = MOC.from_json(cells)
         elif Path(text).is_file():
             moc = MOC.from_fits(text)
+        elif text.lower().endswith((".fits", ".fit", ".fits.gz")):
+            raise ValueError(f"{text}: no such file")
         else:
             moc = MOC.from_str(text)
     ranges = np.asarray(moc.to_depth29_ranges, dtype=np.int64).reshape(-1, 2)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ingest.cells import json_scalar
-from ingest.mapping import MappedChunk, Mapping
+from ingest.mapping import ROW_FIELD, MappedChunk, Mapping
 
 MAG_RANGE = (-30.0, 50.0)  # [mag]: the Sun is -26.7; the deepest surveys reach about 30
 Z_RANGE = (-0.01, 15.0)  # stars have |z| < 0.01 from their velocities; no spectrum gives z > 15
@@ -135,9 +135,10 @@ def validate(mapping: Mapping, chunk: MappedChunk, seen_ids: SeenIds) -> tuple[n
         column = mapping.sections["stellar_mass"]["log_mass"]
         reject(np.isnan(chunk.sections["stellar_mass"]["log_mass"]), column, lambda i: f"{column} is missing")
     candidates = [i for i, oid in enumerate(chunk.object_id) if i not in reason and oid is not None]
+    id_columns = ",".join(f for f in mapping.object_id_fields if f != ROW_FIELD) or None  # what the id is made of
     for j in seen_ids.duplicates([chunk.object_id[i] for i in candidates]):
         i = candidates[j]
-        reason[i] = (None, f"duplicate object_id {chunk.object_id[i]!r} within the release")
+        reason[i] = (id_columns, f"duplicate object_id {chunk.object_id[i]!r} within the release")
     good = np.ones(len(chunk.object_id), dtype=bool)
     good[list(reason)] = False
     rejected = [quarantined(chunk, i, *reason[i]) for i in sorted(reason)]

@@ -209,6 +209,15 @@ def test_sql_cover_and_python_cover_give_the_same_matches(engine, gaia):
     assert best[0] == len(table) and best[1] == len(set(python["input_row"]))
 
 
+def test_sql_crossmatch_names_the_columns_its_input_table_lacks(conn, gaia):
+    conn.execute(sa.text("CREATE TEMPORARY TABLE mine AS SELECT g AS row_id, 10.0::float8 AS ra, 0.0::float8 AS dec "
+                         "FROM generate_series(1, 5) AS g"))
+    with pytest.raises(sa.exc.DBAPIError, match=r"xmatch: table mine needs the columns row_id bigint, .* it lacks or "
+                                                r"mistypes row_id bigint, hpx bigint") as err:
+        conn.execute(sa.text("SELECT * FROM healcat.xmatch_table('mine', 600)")).all()
+    assert err.value.orig.sqlstate == "22023"
+
+
 def test_proper_motions_move_the_input_to_the_catalog_epoch(engine, gaia):
     from astropy.time import Time
 

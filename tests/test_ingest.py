@@ -155,7 +155,7 @@ def test_bad_rows_are_quarantined_with_file_row_and_column(engine, tmp_path, scr
     assert result.row_counts["source"] == 17 and result.row_counts["quarantine"] == 3
     assert result.row_counts["photometry"] == 17 * 5 - 1
     q = _quarantine(engine, result.release_id)
-    assert [(r.row_number, r.column_name) for r in q] == [(4, "ra"), (8, "dec"), (12, None)]
+    assert [(r.row_number, r.column_name) for r in q] == [(4, "ra"), (8, "dec"), (12, "plate,mjd,fiberid")]
     assert all(r.file == str(path) for r in q)
     assert "95.5" in q[1].reason and "duplicate object_id" in q[2].reason
     assert q[1].raw["dec"] == 95.5 and q[1].raw["plate"] == int(rows[7]["plate"])

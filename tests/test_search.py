@@ -93,12 +93,17 @@ def test_release_filter(engine, catalog):
         cone_search(183.5, 0.09, 60.0, release="nope")
 
 
-@pytest.mark.parametrize("ra,same_as", [(360.0, 0.0), (-10.0, 350.0), (370.5, 10.5), (-1e-20, 0.0)])
+@pytest.mark.parametrize("ra,same_as", [(360.0, 0.0), (-10.0, 350.0), (370.5, 10.5), (-1e-20, 0.0),
+                                         (2_000_000_010.0, 210.0)])
 def test_ra_is_taken_modulo_360_by_both_paths(engine, catalog, ra, same_as):
     expected = [r.source_id for r in sql_cone(engine, same_as, 5.0, 3 * 3600)]
     assert expected, "a 3 deg cone on the equator holds Gaia stars"
     assert [r.source_id for r in sql_cone(engine, ra, 5.0, 3 * 3600)] == expected
     assert list(cone_search(ra, 5.0, 3 * 3600)["source_id"]) == expected
+    with engine.connect() as conn:
+        nearest = [conn.execute(sa.text("SELECT source_id FROM healcat.nearest(:ra, 5.0, 3)"), {"ra": x}).scalars().all()
+                   for x in (ra, same_as)]
+    assert nearest[0] == nearest[1] == expected[:3]
 
 
 def test_an_empty_answer_is_a_valid_table_in_every_format(catalog, capsys):

@@ -11,6 +11,8 @@
 --       is no photo-z model, is an error (was: no row, so photoz_pdf gave NULL for a typo).
 --   healcat.mixture_pdf, healcat.mixture_cdf    ml_v1.sql's; NaN gives NaN, and an infinite x or a
 --       point beyond 37 sigmas a density of 0 (was: clamped to exp(-100), and NaN sorted as a number).
+--   healcat.cone_search, healcat.nearest        cone_v2.sql's and regions_v1.sql's; RA modulo 360 on entry.
+--   healcat.check_xmatch_input(input)           new; healcat.xmatch_table (sky_v4.sql's) calls it first.
 --
 -- Note for whoever edits this file: it is executed through sqlalchemy.text(), so never write a
 -- colon directly followed by a word character; '::type' and ':=' are fine.
@@ -85,3 +87,110 @@ RETURNS float8 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
         sum(c.w * 0.5 * erfc(least(greatest((c.m - x) / (c.s * sqrt(2.0::float8)), -8.0), 8.0))) END
     FROM unnest(weights::float8[], means::float8[], sigmas::float8[]) AS c(w, m, s)
 $$;
+
+-- cone_search (cone_v2.sql's) and nearest (regions_v1.sql's) take RA modulo 360 on entry, as the
+-- Python searches do: any finite RA was accepted, but RA 1e300 found nothing (its cosine has no
+-- precision left) and 2e9 failed in hpx_ang2pix with a generic error.
+CREATE OR REPLACE FUNCTION healcat.cone_search(
+    ra_deg float8, dec_deg float8, radius_arcsec float8, release_name text DEFAULT NULL)
+RETURNS TABLE (source_id bigint, release text, object_id text, ra float8, "dec" float8, distance_arcsec float8)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+    los bigint[];
+    his bigint[];
+    rel integer;
+BEGIN
+    PERFORM healcat.check_cone(ra_deg, dec_deg, radius_arcsec);
+    ra_deg := healcat.wrap_ra_deg(ra_deg);
+    rel := healcat.release_id_of('cone_search', release_name);
+    SELECT array_agg(c.lo ORDER BY c.lo), array_agg(c.hi ORDER BY c.lo) INTO los, his
+    FROM healcat.hpx_cone_cover(ra_deg, dec_deg, radius_arcsec / 3600.0, healcat.cover_stop_order()) AS c;
+    RETURN QUERY SELECT * FROM healcat.cone_in_ranges(los, his, rel, ra_deg, dec_deg, radius_arcsec / 3600.0);
+END $$;
+
+CREATE OR REPLACE FUNCTION healcat.nearest(ra_deg float8, dec_deg float8, k integer DEFAULT 1, release_name text DEFAULT NULL)
+RETURNS TABLE (source_id bigint, release text, object_id text, ra float8, "dec" float8, distance_arcsec float8)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    rel integer;
+    radius_deg float8;
+    los bigint[];
+    his bigint[];
+    n integer;
+BEGIN
+    PERFORM healcat.check_arg('nearest', 'ra_deg', ra_deg, '-Infinity', 'Infinity');
+    PERFORM healcat.check_arg('nearest', 'dec_deg', dec_deg, -90, 90);
+    PERFORM healcat.check_arg('nearest', 'k', k, 1, 10000);
+    ra_deg := healcat.wrap_ra_deg(ra_deg);
+    rel := healcat.release_id_of('nearest', release_name);
+    radius_deg := sqrt(k) / 60.0;
+    LOOP
+        radius_deg := least(radius_deg, 180.0);
+        SELECT array_agg(c.lo ORDER BY c.lo), array_agg(c.hi ORDER BY c.lo) INTO los, his
+        FROM healcat.hpx_cone_cover(ra_deg, dec_deg, radius_deg) AS c;
+        SELECT count(*) INTO n FROM (SELECT 1 FROM healcat.cone_in_ranges(los, his, rel, ra_deg, dec_deg, radius_deg)
+                                     LIMIT k) AS x;
+        EXIT WHEN n >= k OR radius_deg >= 180.0;
+        radius_deg := radius_deg * 4.0;
+    END LOOP;
+    RETURN QUERY SELECT * FROM healcat.cone_in_ranges(los, his, rel, ra_deg, dec_deg, radius_deg) LIMIT k;
+END $$;
+
+-- The columns healcat.xmatch_table reads from its input table, checked first: a table made with an
+-- integer row_id, or without hpx, failed with a planner error and a page of generated SQL.
+CREATE OR REPLACE FUNCTION healcat.check_xmatch_input(input regclass)
+RETURNS void LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    wrong text;
+BEGIN
+    SELECT string_agg(format('%s %s', w.name, w.type), ', ') INTO wrong
+    FROM (VALUES ('row_id', 'bigint'), ('ra', 'double precision'), ('dec', 'double precision'), ('hpx', 'bigint'))
+         AS w(name, type)
+    WHERE NOT EXISTS (SELECT 1 FROM pg_attribute AS a
+                      WHERE a.attrelid = input AND a.attname = w.name AND NOT a.attisdropped
+                        AND format_type(a.atttypid, a.atttypmod) = w.type);
+    IF wrong IS NOT NULL THEN
+        RAISE EXCEPTION 'xmatch: table % needs the columns row_id bigint, ra and dec double precision [deg], hpx bigint (healcat.hpx_ang2pix(29, ra, dec)); it lacks or mistypes %',
+            input, wrong USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END $$;
+
+CREATE OR REPLACE FUNCTION healcat.xmatch_table(
+    input regclass, radius_arcsec float8, release_name text DEFAULT NULL, mode text DEFAULT 'best',
+    epoch_yr float8 DEFAULT NULL)
+RETURNS TABLE (row_id bigint, source_id bigint, release text, object_id text, ra float8, "dec" float8,
+               separation_arcsec float8)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, healcat
+SET enable_nestloop = on SET enable_hashjoin = on SET enable_mergejoin = on SET work_mem = '256MB'
+AS $$
+DECLARE
+    n bigint;
+    given_cover boolean;
+    rel integer;
+    search_arcsec float8;
+BEGIN
+    PERFORM healcat.check_xmatch(radius_arcsec, mode);
+    PERFORM healcat.check_epoch(epoch_yr);
+    IF input IS NULL THEN
+        RAISE EXCEPTION 'xmatch: input must name a table' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM healcat.check_xmatch_input(input);
+    rel := CASE WHEN release_name IS NULL THEN NULL ELSE healcat.resolve_release(release_name, 'xmatch') END;
+    search_arcsec := healcat.xmatch_search_radius_arcsec(radius_arcsec, healcat.xmatch_pm_pad_arcsec(rel, epoch_yr));
+    EXECUTE format('SELECT count(*) FROM %s', input) INTO n;
+    SELECT count(*) = 4 AND epoch_yr IS NULL INTO given_cover FROM pg_attribute AS a
+    WHERE a.attrelid = input AND a.attname IN ('pix0', 'pix1', 'pix2', 'pix3') AND NOT a.attisdropped;
+    RETURN QUERY EXECUTE healcat.xmatch_prepare(
+        input::text,
+        CASE WHEN given_cover
+             THEN (SELECT string_agg(format('SELECT i.row_id, i.ra, i.dec, i.pix%s AS pix FROM %s AS i
+                                             WHERE i.hpx IS NOT NULL AND i.pix%s >= 0', k, input, k), ' UNION ALL ')
+                   FROM generate_series(0, 3) AS k)
+             ELSE format('SELECT i.row_id, i.ra, i.dec, p.pix FROM %s AS i
+                          CROSS JOIN LATERAL healcat.hpx_xmatch_probe_cover(%s, %s, i.hpx) AS p
+                          WHERE i.hpx IS NOT NULL', input, healcat.xmatch_order(search_arcsec),
+                         healcat.xmatch_probe_order(search_arcsec)) END,
+        n, healcat.xmatch_probe_order(search_arcsec), rel, mode, epoch_yr)
+    USING radius_arcsec / 3600.0, rel, epoch_yr;
+END $$;
