@@ -21,7 +21,7 @@ Problems = dict[int, tuple[str | None, str]]
 EXACT_FLOAT_INT = 2**53  # floats hold every integer below this exactly
 INT64_MAX = 2**63 - 1
 _INTEGRAL_TEXT = re.compile(r"^[+-]?\d+(\.0*)?$")
-_EXPONENT_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")  # '1.237e18': a float, printed
+_FLOAT_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")  # '25.5', '1.237e18': a float, printed
 
 
 def parse_cells(column, parse, problems: Problems, name: str, expected: str) -> np.ndarray:
@@ -133,12 +133,12 @@ def id_texts(column, problems: Problems, name: str, empty_is_problem: bool = Tru
                 if not np.isfinite(value):
                     mask[i] = True
                 else:
-                    out[i] = _exact_integer(float(value), float(value), problems, i, name)
+                    out[i] = _exact_integer(float(value), repr(float(value)), problems, i, name)
             else:
                 text = str(value).strip()
                 if _INTEGRAL_TEXT.match(text):
                     text = text.split(".")[0].lstrip("+")
-                elif _EXPONENT_TEXT.match(text):  # a number printed as a float: its integer, if exact
+                elif _FLOAT_TEXT.match(text):  # a number printed as a float: its integer, if exact
                     text = _exact_integer(float(text), text, problems, i, name)
                     if text is None:
                         continue
@@ -151,11 +151,11 @@ def id_texts(column, problems: Problems, name: str, empty_is_problem: bool = Tru
     return out
 
 
-def _exact_integer(value: float, shown, problems: Problems, i: int, name: str) -> str | None:
+def _exact_integer(value: float, shown: str, problems: Problems, i: int, name: str) -> str | None:
     """The integer a float id stands for, as text; None and a problem for row ``i`` when the float is
     fractional or past 2**53 (where it may have lost digits)."""
     if value != np.floor(value) or abs(value) >= EXACT_FLOAT_INT:
-        problems.setdefault(i, (name, f"{name} {shown!r} is a float that is not an exact integer id"))
+        problems.setdefault(i, (name, f"{name} {shown} is a float that is not an exact integer id"))
         return None
     return str(int(value))
 

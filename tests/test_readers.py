@@ -179,7 +179,7 @@ def test_float_formatted_ids_are_exact_or_a_problem_for_their_row():
                              problems, "gaia", integer=True)
     assert text.tolist() == [None, "4295806720", None, None, None]  # -3: absent (Gaia's -HIP numbers)
     assert {i: p[1] for i, p in problems.items()} == {
-        0: "gaia '5.853498713190526e+18' is a float that is not an exact integer id",
+        0: "gaia 5.853498713190526e+18 is a float that is not an exact integer id",
         2: "gaia 'abc' is not a 64-bit integer id", 4: f"gaia '{2**63}' is not a 64-bit integer id"}
 
 
