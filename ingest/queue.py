@@ -5,7 +5,7 @@
 - ``claim`` marks the oldest due job running and takes a session advisory lock on it in the
   same transaction, on the worker's own connection; the lock lives exactly as long as the
   worker's session, so a worker that dies (SIGKILL, lost machine) releases it.
-- ``requeue_orphans`` puts back running jobs whose lock nobody holds.
+- ``requeue_orphans`` puts back running jobs whose lock nobody holds (a death is a failed attempt).
 - ``fail`` retries with exponential backoff until ``max_attempts``, then keeps the job as
   failed with its error (the view ``healcat.failed_job``); ``retry`` requeues a failed job by hand.
 - ``progress`` records rows (or steps) done in the running job's row; a job queued by another
@@ -19,6 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from catalog.errors import HealcatError
 from catalog.models import Job
 
 #: First key of the two-key advisory locks that mark running jobs ('hcjb').
@@ -43,14 +44,19 @@ _LOCK = sa.text(f"SELECT pg_advisory_lock({LOCK_NAMESPACE}, CAST(:job_id % 21474
 _UNLOCK = sa.text(f"SELECT pg_advisory_unlock({LOCK_NAMESPACE}, CAST(:job_id % 2147483647 AS integer))")
 
 # Running jobs whose advisory lock is free: their worker is gone. Taking the lock here both
-# proves it and keeps two reapers from requeueing the same job; it is released at once.
+# proves it and keeps two reapers from requeueing the same job; it is released at once. A death
+# counts as a failed attempt: the job waits the same backoff as after an error, and one that has
+# used its attempts (a job that kills every worker that runs it, e.g. out of memory) fails for good.
 _REQUEUE_ORPHANS = sa.text(f"""
 WITH orphans AS (
     SELECT job_id FROM healcat.job
     WHERE status = 'running' AND pg_try_advisory_xact_lock({LOCK_NAMESPACE}, CAST(job_id % 2147483647 AS integer))
     FOR UPDATE SKIP LOCKED)
-UPDATE healcat.job AS j SET status = 'queued', run_after = now(),
-       error = 'worker ' || coalesce(j.worker, '?') || ' died while running it'
+UPDATE healcat.job AS j
+SET status = CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'queued' END,
+    finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
+    run_after = now() + make_interval(secs => least({BACKOFF_MAX_S}, {BACKOFF_BASE_S} * 2 ^ (j.attempts - 1))),
+    error = 'worker ' || coalesce(j.worker, '?') || ' died while running it'
 FROM orphans WHERE j.job_id = orphans.job_id
 RETURNING j.job_id
 """)
@@ -121,8 +127,15 @@ def requeue_orphans(conn: sa.Connection) -> list[int]:
 
 
 def retry(conn: sa.Connection, job_id: int) -> bool:
-    """Requeue a failed job now, with a fresh set of attempts."""
+    """Requeue a failed job now, with a fresh set of attempts; a HealcatError if an identical job is
+    live already (queued or running: the queue holds one of each)."""
     with conn.begin():
+        job = conn.execute(sa.select(Job.key).where(Job.job_id == job_id, Job.status == "failed")).first()
+        if job is None:
+            return False
+        live = conn.scalar(sa.select(Job.job_id).where(Job.key == job.key, Job.status.in_(["queued", "running"])))
+        if live is not None:
+            raise HealcatError(f"jobs: job {job_id} is the same job as job {live}, which is queued or running already")
         return conn.execute(
             sa.update(Job).where(Job.job_id == job_id, Job.status == "failed")
             .values(status="queued", attempts=0, run_after=sa.func.now(), finished_at=None)

@@ -94,26 +94,56 @@ def test_failing_job_backs_off_then_fails_and_can_be_retried(engine, catalog, tm
     assert (job.status, job.attempts) == ("queued", 0)
 
 
-def test_a_dead_workers_job_is_requeued(engine, catalog, tmp_path, scratch_release):
-    mapping, csv = scratch_mapping(tmp_path, "orphan"), _small_sdss(tmp_path, 5)
-    with engine.begin() as conn:
-        job_id, _ = queue.enqueue(conn, "ingest", {"mapping": str(mapping), "file": str(csv)})
+def _claim_and_die(engine, job_id: int, worker: str) -> None:
+    """A worker claims the job and its session ends without a word, as under SIGKILL; the next reaper
+    requeues the job (once the server has noticed the dead session and freed its lock)."""
     dying = engine.connect()
-    claimed = queue.claim(dying, "doomed")
-    assert claimed.job_id == job_id
+    assert queue.claim(dying, worker).job_id == job_id
     with engine.connect() as conn:
         assert queue.requeue_orphans(conn) == [], "the job's worker is alive: leave it alone"
-    dying.invalidate()  # the worker's session ends without a word, as under SIGKILL
+    dying.invalidate()
     dying.close()
-    deadline = time.monotonic() + 30  # the server releases the dead session's locks when it notices
+    deadline = time.monotonic() + 30
     with engine.connect() as conn:
         while not (requeued := queue.requeue_orphans(conn)) and time.monotonic() < deadline:
             time.sleep(0.05)
     assert requeued == [job_id]
+
+
+def test_a_dead_workers_job_is_requeued(engine, catalog, tmp_path, scratch_release):
+    mapping, csv = scratch_mapping(tmp_path, "orphan"), _small_sdss(tmp_path, 5)
+    with engine.begin() as conn:
+        job_id, _ = queue.enqueue(conn, "ingest", {"mapping": str(mapping), "file": str(csv)})
+    _claim_and_die(engine, job_id, "doomed")
     (job,) = _jobs(engine)
-    assert job.status == "queued" and "doomed died" in job.error
+    assert job.status == "queued" and "doomed died" in job.error and job.later, "after a backoff, as for an error"
+    with engine.begin() as conn:  # skip the backoff
+        conn.execute(sa.text("UPDATE healcat.job SET run_after = now()"))
     assert Worker(engine, name="test").run(once=True) >= 1
     assert _jobs(engine)[0].status == "done"
+
+
+def test_a_job_that_kills_every_worker_fails_after_its_attempts(engine, catalog, tmp_path, scratch_release):
+    with engine.begin() as conn:
+        job_id, _ = queue.enqueue(conn, "ingest", {"mapping": "poison"}, max_attempts=2)
+    for attempt in (1, 2):
+        _claim_and_die(engine, job_id, f"oom-{attempt}")
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE healcat.job SET run_after = now()"))
+    (job,) = _jobs(engine)
+    assert (job.status, job.attempts) == ("failed", 2) and "oom-2 died while running it" in job.error
+
+
+def test_retrying_a_failed_job_that_is_queued_again_says_so(engine, catalog, tmp_path, scratch_release, capsys):
+    args = {"mapping": str(scratch_mapping(tmp_path, "twice")), "file": "/nonexistent/twice.csv"}
+    with engine.begin() as conn:
+        first, _ = queue.enqueue(conn, "ingest", args, max_attempts=1)
+    assert Worker(engine, name="test").run(once=True) == 1
+    with engine.begin() as conn:
+        second, created = queue.enqueue(conn, "ingest", args)
+    assert created and _jobs(engine)[0].status == "failed"
+    assert main(["jobs", "--retry", str(first)]) == 1
+    assert f"job {first} is the same job as job {second}, which is queued or running already" in capsys.readouterr().err
 
 
 def test_inference_counts_skipped_galaxies_and_loads_weights_from_the_catalog(engine, catalog, tmp_path,
