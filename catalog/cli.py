@@ -120,10 +120,15 @@ def _exec_psql(url: str) -> None:
 
 
 def cmd_ingest(args: argparse.Namespace) -> None:
+    import sqlalchemy as sa
+
     from ingest.load import ingest_release
 
-    result = ingest_release(args.mapping, db.engine(), file=args.file)
-    state = "already loaded, nothing changed" if result.already_loaded else "published"
+    engine = db.engine()
+    result = ingest_release(args.mapping, engine, file=args.file)
+    with engine.connect() as conn:  # published, or superseded at once (an older release loaded after a newer one)
+        status = conn.scalar(sa.text("SELECT status FROM healcat.release WHERE release_id = :r"), {"r": result.release_id})
+    state = f"already loaded ({status}), nothing changed" if result.already_loaded else status
     print(f"{result.release}: {state}; rows {result.row_counts}")
 
 
@@ -366,9 +371,11 @@ def cmd_enqueue(args: argparse.Namespace) -> None:
     from ingest import queue
 
     if args.kind == "ingest":
+        from ingest.load import refuse_file
         from ingest.mapping import load_mapping
 
         mapping = load_mapping(args.target)  # fail here, not in the worker, on a mapping that does not exist
+        refuse_file(mapping, args.file)
         target = str(mapping.path.resolve()) if Path(args.target).suffix else args.target
         job_args = {"mapping": target, **({"file": str(mapping.input_path(args.file))} if args.file else {})}
     with db.engine().begin() as conn:
@@ -437,7 +444,7 @@ def cmd_scheduler(args: argparse.Namespace) -> None:
     sources = args.source or sources_from_env()
     if not sources:
         raise HealcatError("scheduler: no release sources; give --source PATH or set HEALCAT_RELEASE_SOURCES")
-    scheduler = Scheduler(db.engine(), sources)
+    scheduler = Scheduler(db.engine(), sources, settle_s=args.settle)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: scheduler.stopping.set())
     logging.getLogger().setLevel(logging.INFO)
@@ -703,6 +710,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: HEALCAT_RELEASE_SOURCES, separated by ':')")
     p.add_argument("--interval", type=float, metavar="SECONDS",
                    help="seconds between scans (default: HEALCAT_SCHEDULE_INTERVAL_S, else 300)")
+    p.add_argument("--settle", type=float, metavar="SECONDS",
+                   help="queue only files unmodified this long: a newer one may still be being written "
+                        "(default: HEALCAT_SCHEDULE_SETTLE_S, else 60)")
     p.add_argument("--once", action="store_true", help="scan once and stop")
     p.set_defaults(func=cmd_scheduler)
 

@@ -63,19 +63,39 @@ def release_checksum(path: Path, mapping: Mapping) -> str:
     return digest.hexdigest()
 
 
-def ingest_release(mapping: Mapping | str | Path, engine: sa.Engine, file: str | Path | None = None) -> LoadResult:
-    """Ingest one release file through its mapping and publish it atomically (idempotent)."""
+def ingest_release(mapping: Mapping | str | Path, engine: sa.Engine, file: str | Path | None = None, *,
+                   checksum: str | None = None) -> LoadResult:
+    """Ingest one release file through its mapping and publish it atomically (idempotent).
+
+    ``checksum``: the release checksum the file had when the scheduler found it; a file that has
+    changed since is not loaded (an IngestError: the scheduler queues its new content)."""
     if isinstance(mapping, (str, Path)):
         mapping = load_mapping(mapping)
     if not isinstance(mapping, Mapping):  # files per object (spectra, light curves)
         from ingest.perobject import ingest_per_object
 
-        return ingest_per_object(mapping, engine)
+        refuse_file(mapping, file)
+        return ingest_per_object(mapping, engine, checksum=checksum)
     path = mapping.input_path(file)
     if not path.is_file():
         raise MissingInputError(f"{path}: no such file (release {mapping.release_name})")
-    return load_release(engine, mapping, path, release_checksum(path, mapping),
-                   lambda pg, release_id: _load_rows(pg, mapping, path, release_id))
+    found = release_checksum(path, mapping)
+    check_unchanged(path, checksum, found)
+    return load_release(engine, mapping, path, found, lambda pg, release_id: _load_rows(pg, mapping, path, release_id))
+
+
+def refuse_file(mapping, file: str | Path | None) -> None:
+    """A mapping of spectra or light curves reads the files its globs match: another file is an error."""
+    if file is not None and not isinstance(mapping, Mapping):
+        raise IngestError(f"{mapping.path}: a mapping of spectra or light curves reads the files its [series] "
+                          f"(and [catalog]) globs match; it takes no --file ({file})")
+
+
+def check_unchanged(path: Path | str, scanned: str | None, found: str) -> None:
+    """Fail when the release's files are not what the scheduler scanned (still being written, or replaced)."""
+    if scanned is not None and scanned != found:
+        raise IngestError(f"{path}: changed since the scheduler found it (sha256 {scanned[:12]}... then, "
+                          f"{found[:12]}... now): not loaded; the next scan queues what it holds now")
 
 
 def load_release(engine: sa.Engine, mapping, path: Path, checksum: str,

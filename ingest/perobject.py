@@ -29,7 +29,7 @@ from astropy.table import Table, join, vstack
 
 from catalog.errors import IngestError, MappingError
 from ingest.copy import copy_rows
-from ingest.load import LoadResult, _copy_chunk, _quarantine, load_release
+from ingest.load import LoadResult, _copy_chunk, _quarantine, check_unchanged, load_release
 from ingest.mapping import apply, data_dir, json_scalar
 from ingest.perobject_build import curve_rows, group_by_position, spectrum_row
 from ingest.perobject_mapping import PerObjectMapping
@@ -59,12 +59,14 @@ def files_checksum(paths: list[Path], mapping: PerObjectMapping) -> str:
     return digest.hexdigest()
 
 
-def ingest_per_object(mapping: PerObjectMapping, engine) -> LoadResult:
+def ingest_per_object(mapping: PerObjectMapping, engine, *, checksum: str | None = None) -> LoadResult:
+    """Load a mapping's per-object files as one release (``checksum``: as for ingest_release)."""
     paths = mapping.input_paths()
     uri = "; ".join((mapping.catalog.patterns if mapping.catalog else ()) + mapping.series.patterns)
     load = _load_light_curves if mapping.light_curve else _load_spectra
-    return load_release(engine, mapping, uri, files_checksum(paths, mapping),
-                   lambda pg, release_id: load(pg, mapping, release_id))
+    found = files_checksum(paths, mapping)
+    check_unchanged(uri, checksum, found)
+    return load_release(engine, mapping, uri, found, lambda pg, release_id: load(pg, mapping, release_id))
 
 
 def _relative(path: Path | str) -> str:

@@ -12,7 +12,9 @@ A release source is either
       file = "incoming/sdss-2027-01.csv"      # optional, relative to the manifest
 
 A release file is new when no release and no earlier scan has its checksum (the sha256 of the
-file and the mapping, as ``release.checksum``). The scan records it in ``scheduled_ingest``,
+file and the mapping, as ``release.checksum``). A file modified less than ``settle_s`` seconds ago
+(``HEALCAT_SCHEDULE_SETTLE_S``, default 60) may still be being written: it waits for a later scan.
+The job carries the checksum scanned, and the worker loads the file only if it still has it. The scan records it in ``scheduled_ingest``,
 whose primary key is that checksum, in the transaction that queues its job: two schedulers
 scanning at once queue it once. A mapping that cannot be read or a file that is missing is
 logged and skipped, and tried again at the next scan.
@@ -24,6 +26,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +44,7 @@ from ingest.perobject_mapping import PerObjectMapping
 log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL_S = 300.0
+DEFAULT_SETTLE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,10 @@ def sources_from_env() -> list[Path]:
 
 def interval_from_env() -> float:
     return float(os.environ.get("HEALCAT_SCHEDULE_INTERVAL_S", DEFAULT_INTERVAL_S))
+
+
+def settle_from_env() -> float:
+    return float(os.environ.get("HEALCAT_SCHEDULE_SETTLE_S", DEFAULT_SETTLE_S))
 
 
 def candidates(source: Path) -> list[Candidate]:
@@ -82,9 +90,11 @@ def candidates(source: Path) -> list[Candidate]:
 
 
 class Scheduler:
-    def __init__(self, engine: sa.Engine, sources: list[Path], name: str | None = None):
+    def __init__(self, engine: sa.Engine, sources: list[Path], name: str | None = None,
+                 settle_s: float | None = None):
         self.engine = engine
         self.sources = sources
+        self.settle_s = settle_from_env() if settle_s is None else settle_s
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.stopping = threading.Event()
         self._checksums: dict[tuple, str] = {}  # (mapping, its mtime_ns, files' (path, size, mtime_ns)) -> checksum
@@ -125,6 +135,11 @@ class Scheduler:
             paths = mapping.input_paths()
             uri, args = "; ".join(str(p) for p in (mapping.catalog.patterns if mapping.catalog else ())
                                   + mapping.series.patterns), {}
+        age_s = time.time() - max(p.stat().st_mtime for p in paths)
+        if age_s < self.settle_s:
+            log.info("waiting for %s: modified %.0f s ago, maybe still being written (settle time %.0f s)",
+                     uri, age_s, self.settle_s)
+            return None
         checksum = self._checksum(paths, mapping)
         with self.engine.begin() as conn:
             if conn.scalar(sa.select(sa.func.count()).where(Release.checksum == checksum)):
@@ -136,7 +151,8 @@ class Scheduler:
                 .returning(ScheduledIngest.checksum))
             if claimed is None:  # an earlier scan, or another scheduler, has it
                 return None
-            job_id, _ = queue.enqueue(conn, "ingest", {"mapping": str(mapping.path.resolve()), **args})
+            job_id, _ = queue.enqueue(conn, "ingest", {"mapping": str(mapping.path.resolve()), **args,
+                                                       "checksum": checksum})
             conn.execute(sa.update(ScheduledIngest).where(ScheduledIngest.checksum == checksum)
                          .values(job_id=job_id))
         log.info("queued job %d: ingest %s from %s", job_id, mapping.release_name, uri)

@@ -31,7 +31,7 @@ def run_ingest(engine: sa.Engine, args: dict[str, Any], job_id: int) -> dict[str
     from ingest.inference import enqueue_inference
     from ingest.load import ingest_release
 
-    result = ingest_release(args["mapping"], engine, file=args.get("file"))
+    result = ingest_release(args["mapping"], engine, file=args.get("file"), checksum=args.get("checksum"))
     with engine.begin() as conn:
         queued = enqueue_inference(conn, result.release_id, parent_job_id=job_id)
         if not queued:

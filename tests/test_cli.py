@@ -59,7 +59,7 @@ def test_db_up_is_idempotent_and_status_reports(capsys, database_url):
 
 def test_ingest_command_reports_an_already_loaded_release(capsys, catalog):
     assert main(["ingest", "sdss_dr14_skyserver_10k"]) == 0
-    assert "already loaded, nothing changed" in capsys.readouterr().out
+    assert "already loaded (published), nothing changed" in capsys.readouterr().out
     assert main(["ingest", "no_such_survey"]) == 1
     assert "no mapping file" in capsys.readouterr().err
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import sqlalchemy as sa
 from catalog import db
 from catalog.cli import main
 from ingest import queue
-from ingest.load import ingest_release
+from ingest.load import ingest_release, release_checksum
 from ingest.mapping import load_mapping
 from ingest.scheduler import Scheduler
 from ingest.worker import Worker
@@ -110,7 +111,7 @@ def test_scheduler_queues_each_new_release_once_even_with_two_running(engine, ca
     write_csv(incoming / "v1.csv", sdss_rows()[:25])
     mapping = scratch_mapping(incoming, "sched1")
     mapping.write_text(mapping.read_text().replace(load_mapping(SDSS).file, "v1.csv"))
-    schedulers = [Scheduler(engine, [incoming], name=f"scheduler-{i}") for i in range(2)]
+    schedulers = [Scheduler(engine, [incoming], name=f"scheduler-{i}", settle_s=0) for i in range(2)]
     start = threading.Barrier(2)
     queued = []
 
@@ -125,7 +126,8 @@ def test_scheduler_queues_each_new_release_once_even_with_two_running(engine, ca
         t.join()
     assert len(queued) == 1 and [j.kind for j in _jobs(engine)] == ["ingest"]
     (job,) = _jobs(engine)
-    assert job.args == {"mapping": str(mapping.resolve()), "file": str(incoming / "v1.csv")}
+    assert job.args == {"mapping": str(mapping.resolve()), "file": str(incoming / "v1.csv"),
+                        "checksum": release_checksum(incoming / "v1.csv", load_mapping(mapping))}
     assert schedulers[0].scan() == [], "already scheduled"
     Worker(engine, name="test").run(once=True)
     with engine.begin() as conn:  # even with its record gone, a loaded release is not queued again
@@ -137,7 +139,7 @@ def test_scheduler_queues_each_new_release_once_even_with_two_running(engine, ca
     manifest = tmp_path / "releases.toml"
     manifest.write_text(f'[[release]]\nmapping = "{scratch_mapping(tmp_path, "sched2").name}"\n'
                         f'file = "incoming/v2.csv"\n')
-    assert main(["scheduler", "--source", str(manifest), "--source", str(incoming), "--once"]) == 0
+    assert main(["scheduler", "--source", str(manifest), "--source", str(incoming), "--once", "--settle", "0"]) == 0
     assert main(["worker", "--once", "--poll", "0.1"]) == 0
     with engine.connect() as conn:
         current = conn.execute(sa.text("SELECT name, row_counts->>'source' FROM healcat.current_release "
@@ -163,12 +165,41 @@ def test_scheduler_skips_what_it_cannot_read_and_says_why(engine, catalog, tmp_p
     scheduler = Scheduler(engine, [tmp_path])
     try:
         (job_id,) = scheduler.scan()
-        assert [(j.job_id, j.args) for j in _jobs(engine)] == [(job_id, {"mapping": str(light_curves.resolve())})]
+        (job,) = _jobs(engine)
+        assert job.job_id == job_id and set(job.args) == {"mapping", "checksum"}
+        assert job.args["mapping"] == str(light_curves.resolve())
         assert scheduler.scan() == [], "already scheduled"
     finally:
         with engine.begin() as conn:
             conn.execute(sa.text("DELETE FROM healcat.scheduled_ingest WHERE mapping = :m"),
                          {"m": str(light_curves.resolve())})
+
+
+def test_scheduler_waits_for_a_file_to_settle_and_loads_only_what_it_scanned(engine, catalog, tmp_path,
+                                                                             scratch_release, caplog):
+    """A file modified within the settle time may still be being written: not queued yet. A file
+    changed after its scan is not loaded (the next scan queues its new content)."""
+    caplog.set_level(logging.INFO)
+    csv = write_csv(tmp_path / "growing.csv", sdss_rows()[:10])
+    mapping = scratch_mapping(tmp_path, "growing")
+    mapping.write_text(mapping.read_text().replace(load_mapping(SDSS).file, "growing.csv"))
+    scheduler = Scheduler(engine, [tmp_path], settle_s=60)
+    assert scheduler.scan() == [] and _jobs(engine) == []
+    assert f"waiting for {csv}: modified 0 s ago, maybe still being written (settle time 60 s)" in caplog.text
+    old = time.time() - 120
+    os.utime(csv, (old, old))
+    (job_id,) = scheduler.scan()
+    write_csv(csv, sdss_rows()[:20])  # the writer was not done after all
+    assert Worker(engine, name="test").run(once=True) == 1
+    (job,) = _jobs(engine)
+    assert (job.job_id, job.status, job.attempts) == (job_id, "failed", 1)
+    assert "growing.csv: changed since the scheduler found it" in job.error
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM healcat.release WHERE name = 'scratch/growing'")) == 0
+    os.utime(csv, (old, old))
+    (again,) = scheduler.scan()
+    assert Worker(engine, name="test").run(once=True) >= 1
+    assert next(j for j in _jobs(engine) if j.job_id == again).result["row_counts"]["source"] == 20
 
 
 def test_failed_jobs_view_and_jobs_listing_with_progress(engine, catalog, tmp_path, scratch_release, capsys):
