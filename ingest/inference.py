@@ -244,13 +244,17 @@ def device_of(name: str | None) -> torch.device:
 
 
 def resolve_model(conn: sa.Connection, name: str, version: str | None = None) -> sa.Row:
-    """(model_id, name, version, embedding_dim, task) of a named version, else the current one."""
-    try:
-        return conn.execute(sa.text(
-            "SELECT r.model_id, r.name, r.version, r.embedding_dim, m.task FROM healcat.resolve_model(:n, :v) AS r "
-            "JOIN healcat.model AS m USING (model_id)"), {"n": name, "v": version}).one()
-    except sa.exc.DBAPIError as exc:
-        raise QueryError(str(exc.orig).splitlines()[0]) from None
+    """(model_id, name, version, embedding_dim, task) of a named version, else the current one: the
+    newest unretired (``current_model``), which is what a run runs. (Searches, SQL's
+    ``healcat.resolve_model``, stay on the newest version that has finished a run.)"""
+    columns = "model_id, name, version, embedding_dim, task"
+    row = (conn.execute(sa.text(f"SELECT {columns} FROM healcat.current_model WHERE name = :n"), {"n": name})
+           if version is None else
+           conn.execute(sa.text(f"SELECT {columns} FROM healcat.model WHERE name = :n AND version = :v"),
+                        {"n": name, "v": version})).first()
+    if row is None:
+        raise QueryError(f"no model named {name!r} (version {version or 'current'})")
+    return row
 
 
 def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str | None = None,

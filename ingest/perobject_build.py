@@ -117,6 +117,13 @@ def spectrum_row(spec: SpectrumSpec, record: Record, reject: Reject, counts: dic
     wave = as_floats(record.arrays[spec.wavelength])
     flux = as_floats(record.arrays[spec.flux])
     sig = as_floats(record.arrays[spec.ivar])
+    lengths = {spec.wavelength: len(wave), spec.flux: len(flux), spec.ivar: len(sig),
+               **({spec.mask: len(record.arrays[spec.mask])} if spec.mask else {})}
+    if len(set(lengths.values())) > 1:  # pixel by pixel they would not belong together
+        column = next(c for c, n in lengths.items() if n != len(wave))
+        reject(record.file, record.row, column, f"{name}: arrays of different lengths, "
+               + ", ".join(f"{c} {n}" for c, n in lengths.items()), raw)
+        return None
     if spec.ivar_from == "sigma":
         with np.errstate(divide="ignore", invalid="ignore"):
             ivar = np.where(sig > 0, 1.0 / sig**2, np.where(sig == 0, 0.0, np.nan))

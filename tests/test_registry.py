@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from catalog.cli import main
+from ingest import inference
 from ingest.inference import applicable_models, release_id_of, run_model
 from ingest.load import ingest_release
 from ingest.tasks import get_task
@@ -145,12 +146,26 @@ def test_searches_stay_on_the_version_that_has_run_until_a_new_one_has(conn, cat
                                  "ORDER BY source_id LIMIT 1"))
     assert conn.scalar(sa.text("SELECT version FROM healcat.resolve_model('photoz-sdss')")) == model.version
     assert conn.scalar(sa.text("SELECT version FROM healcat.resolve_model('photoz-sdss', 'unrun')")) == "unrun"
+    assert inference.resolve_model(conn, "photoz-sdss").version == "unrun", "a run runs the newest version"
     assert len(conn.execute(sa.text("SELECT * FROM healcat.similar_sources(:s, 'photoz-sdss', 5)"),
                             {"s": source}).all()) == 5
     assert conn.scalar(sa.text("SELECT healcat.photoz_pdf(:s, 0.1)"), {"s": source}) > 0
+    savepoint = conn.begin_nested()
     with pytest.raises(sa.exc.DBAPIError, match="has no embedding from model photoz-sdss/unrun"):
         conn.execute(sa.text("SELECT * FROM healcat.similar_sources(:s, 'photoz-sdss', 5, 'unrun')"),
                      {"s": source}).all()
+    savepoint.rollback()
+    # Its backfill has finished on another release (Gaia's) only: searches from this release's sources
+    # use the version current here, as current_prediction does.
+    conn.execute(sa.text(
+        "INSERT INTO healcat.inference_run (model_id, release_id, device, finished_at) "
+        "SELECT m.model_id, r.release_id, 'cpu', now() FROM healcat.model m, healcat.release r "
+        "WHERE m.name = 'photoz-sdss' AND m.version = 'unrun' AND r.name = :gaia"), {"gaia": GAIA_RELEASE})
+    assert conn.scalar(sa.text("SELECT version FROM healcat.resolve_model('photoz-sdss')")) == "unrun"
+    near = conn.execute(sa.text("SELECT source_id FROM healcat.similar_sources(:s, 'photoz-sdss', 5)"),
+                        {"s": source}).scalars().all()
+    assert near == conn.execute(sa.text("SELECT source_id FROM healcat.similar_sources(:s, 'photoz-sdss', 5, :v)"),
+                                {"s": source, "v": model.version}).scalars().all() and len(near) == 5
 
 
 @pytest.mark.parametrize(("call", "message"), [

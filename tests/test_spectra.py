@@ -105,3 +105,24 @@ def test_a_spectrum_of_a_dr14_object_joins_its_source_and_a_truncated_file_is_qu
     assert "already in the catalog (release sdss-spectra/pyqsofit-sample)" in reasons["spec-0332-52367-0639.fits"][1]
     assert result.row_counts["spectrum"] == 2 and result.row_counts["source"] == 1
     assert ingest_release(mapping, engine).already_loaded
+
+
+@pytest.mark.parametrize(("short", "column"), [("FLUX", "FLUX"), ("QUAL", "QUAL"), ("WAVE", "FLUX")])
+def test_a_spectrum_whose_arrays_differ_in_length_is_rejected_naming_the_column(short, column):
+    """Pixel by pixel its arrays would not belong together: rejected, not broadcast or stored misaligned."""
+    from ingest.perobject_build import spectrum_row
+    from ingest.perobject_mapping import SpectrumSpec
+    from ingest.readers.series import Record
+
+    spec = SpectrumSpec(name="obj{ID}", wavelength="WAVE", wavelength_log10=False, wavelength_unit="Angstrom",
+                        vacuum=True, flux="FLUX", flux_unit="erg / (s cm2 Angstrom)", ivar="IVAR", ivar_from="ivar",
+                        mask="QUAL", mjd=None)
+    whole = {"WAVE": np.linspace(4000.0, 5000.0, 10), "FLUX": np.ones(10), "IVAR": np.ones(10), "QUAL": np.zeros(10)}
+    arrays = {**whole, short: whole[short][:7]}
+    rejected = []
+    row = spectrum_row(spec, Record("f.fits", 0, None, {"ID": 1}, arrays), lambda *a: rejected.append(a), {})
+    assert row is None
+    (file, n, col, reason, _), = rejected
+    assert (file, n, col) == ("f.fits", 0, column) and "obj1: arrays of different lengths" in reason
+    assert f"{short} 7" in reason
+    assert spectrum_row(spec, Record("f.fits", 0, None, {"ID": 1}, whole), lambda *a: rejected.append(a), {})

@@ -9,7 +9,8 @@ sql/queries_v2.sql replaces, with the same signatures, healcat.resolve_model (no
 newest unretired version with a finished run), check_ellipse (semi-major axis below 90 deg),
 photoz_prediction (an unknown or non-photo-z model name is an error) and mixture_pdf / mixture_cdf
 (NaN in, NaN out; a density of 0 far out), cone_search and nearest (RA modulo 360 on entry) and
-xmatch_table (its input's columns checked first, by the new check_xmatch_input). The downgrade
+xmatch_table (its input's columns checked first, by the new check_xmatch_input) and similar_sources
+(no version named: the version current on the query source's release). The downgrade
 restores the earlier definitions verbatim and drops check_xmatch_input.
 """
 
@@ -34,4 +35,5 @@ def downgrade() -> None:
     restore_functions("cone_v2.sql", ["cone_search"])
     restore_functions("regions_v1.sql", ["nearest"])
     restore_functions("sky_v4.sql", ["xmatch_table"])
+    restore_functions("similarity_v1.sql", ["similar_sources"])
     op.execute("DROP FUNCTION healcat.check_xmatch_input(regclass)")

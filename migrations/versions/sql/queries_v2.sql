@@ -13,6 +13,9 @@
 --       point beyond 37 sigmas a density of 0 (was: clamped to exp(-100), and NaN sorted as a number).
 --   healcat.cone_search, healcat.nearest        cone_v2.sql's and regions_v1.sql's; RA modulo 360 on entry.
 --   healcat.check_xmatch_input(input)           new; healcat.xmatch_table (sky_v4.sql's) calls it first.
+--   healcat.similar_sources(...)                similarity_v1.sql's; with no version named, the version
+--       whose run is current on the query source's own release (during a backfill, each release's
+--       sources are searched with the version current_prediction shows for them).
 --
 -- Note for whoever edits this file: it is executed through sqlalchemy.text(), so never write a
 -- colon directly followed by a word character; '::type' and ':=' are fine.
@@ -193,4 +196,37 @@ BEGIN
                          healcat.xmatch_probe_order(search_arcsec)) END,
         n, healcat.xmatch_probe_order(search_arcsec), rel, mode, epoch_yr)
     USING radius_arcsec / 3600.0, rel, epoch_yr;
+END $$;
+
+-- With no version named, the version current on the query source's release (see the top).
+CREATE OR REPLACE FUNCTION healcat.similar_sources(
+    p_source_id bigint, model_name text, k integer DEFAULT 10, model_version text DEFAULT NULL,
+    candidates bigint[] DEFAULT NULL, release_name text DEFAULT NULL, mode text DEFAULT 'auto',
+    ef_search integer DEFAULT NULL, max_scan_tuples integer DEFAULT NULL)
+RETURNS TABLE (source_id bigint, release text, object_id text, ra float8, "dec" float8, distance float8)
+LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+DECLARE
+    m record;
+    sh smallint;
+    q vector;
+    v text := model_version;
+BEGIN
+    PERFORM healcat.check_k(k);
+    IF v IS NULL THEN  -- the version whose run is current on the source's own release, as current_prediction's
+        SELECT c.model_version INTO v FROM healcat.current_run AS c
+        JOIN healcat.source AS s ON s.release_id = c.release_id
+        WHERE s.source_id = p_source_id AND c.model_name = similar_sources.model_name;
+    END IF;
+    SELECT * INTO m FROM healcat.resolve_model(model_name, v);
+    -- The shard first (source's key leads with source_id), then the embedding by its whole key.
+    SELECT s.shard INTO sh FROM healcat.source AS s WHERE s.source_id = p_source_id;
+    SELECT e.vec INTO q FROM healcat.embedding AS e
+    WHERE e.shard = sh AND e.source_id = p_source_id AND e.model_id = m.model_id;
+    IF q IS NULL THEN
+        RAISE EXCEPTION 'similar: source % has no embedding from model %/%', p_source_id, m.name, m.version
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY SELECT * FROM healcat.similar_core(q, model_name, k, m.version, candidates, release_name,
+                                                    mode, ef_search, max_scan_tuples, p_source_id);
 END $$;
