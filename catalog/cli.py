@@ -169,7 +169,10 @@ def cmd_model(args: argparse.Namespace) -> None:
 
     engine = db.engine()
     if args.action == "register":
-        metrics = json.loads(args.metrics) if args.metrics else None
+        try:
+            metrics = json.loads(args.metrics) if args.metrics else None
+        except json.JSONDecodeError as exc:
+            raise HealcatError(f"model register: --metrics is not JSON ({exc}): {args.metrics!r}") from None
         model = inference.register_weights_file(engine, args.task, args.weights, sha256=args.sha256, name=args.name,
                                                 metrics=metrics, training_set=args.training_set)
         print(f"{model.name} version {model.version} ({model.weights_sha256[:12]}) registered for task {model.task}")
@@ -494,7 +497,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 def _metrics_line(metrics: dict) -> str:
     keys = ("nmad", "bias", "outlier_fraction", "crps", "pit_max_dev", "accuracy", "n_test")
-    return ", ".join(f"{k}={metrics[k]:.4g}" for k in keys if k in metrics)
+    return ", ".join(f"{k}={metrics[k]:.4g}" if isinstance(metrics[k], (int, float)) else f"{k}={metrics[k]}"
+                     for k in keys if k in metrics)
 
 
 class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import platform
+import re
 import tempfile
 import threading
 import time
@@ -110,12 +111,24 @@ def train(engine: sa.Engine, task_name: str, release: str | None = None, *, seed
 def register_model(engine: sa.Engine, *, name: str, task: str, weights: bytes, training_set: str,
                    training_params: dict | None = None, hyperparams: dict | None = None,
                    metrics: dict | None = None, embedding_dim: int | None = None) -> Model:
-    """Register a model version; the same weights (by sha256) under the same name are the same version."""
+    """Register a model version; the same weights (by sha256) under the same name are the same version.
+
+    A name is letters, digits, '.', '_' and '-', starting with a letter or digit (it names the
+    weights file); metrics are a JSON object."""
+    if not isinstance(name, str) or not MODEL_NAME.fullmatch(name):
+        raise HealcatError(f"model register: a model name is letters, digits, '.', '_' and '-', starting with a "
+                           f"letter or digit; not {name!r}")
+    if metrics is not None and not isinstance(metrics, dict):
+        raise HealcatError(f"model register: metrics must be a JSON object (name: value), not {metrics!r}")
     sha = hashlib.sha256(weights).hexdigest()
     path = _write_weights(name, weights, sha)
     with engine.begin() as conn:
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(f"model:{name}"))))
         same = conn.execute(sa.select(Model).where(Model.name == name, Model.weights_sha256 == sha)).first()
+        if same is not None and same.retired_at is not None:
+            raise HealcatError(f"model register: these weights are {name} version {same.version}, retired at "
+                               f"{same.retired_at:%Y-%m-%d %H:%M:%S %Z}; retiring is for good (its outputs stay): "
+                               "train with another seed or register other weights")
         if same is not None:
             return same
         n = conn.scalar(sa.select(sa.func.count()).where(Model.name == name))
@@ -237,7 +250,10 @@ def backfill(engine: sa.Engine, model: Model) -> list[int]:
 
 
 def device_of(name: str | None) -> torch.device:
-    device = inference_device(name)
+    try:
+        device = inference_device(name)
+    except RuntimeError as exc:  # torch's own words for a name it does not know
+        raise HealcatError(f"infer: {name!r} is no torch device (cpu, cuda, cuda:1, mps): {exc}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise HealcatError(f"infer: device {name!r} asked for, but this torch ({torch.__version__}) sees no CUDA GPU")
     return device
@@ -272,7 +288,10 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
     with engine.connect() as conn:
         model_row = resolve_model(conn, model_name, version)
         release_id = release_id_of(conn, release)
-    task = get_task(model_row.task)
+        task = get_task(model_row.task)
+        if not task.applies(conn, release_id):  # else a finished run of nothing, or of skips only
+            raise HealcatError(f"infer: {model_row.name} (task {task.name}) does not apply to {release}: "
+                               "the release has none of the inputs the task reads")
     if not task.on_gpu:
         dev = torch.device("cpu")
     params = {"release_id": release_id, "model_id": model_row.model_id}
@@ -290,28 +309,33 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
         lock.execute(sa.select(sa.func.pg_advisory_xact_lock(
             sa.func.hashtext(f"infer:{model_row.model_id}:{release_id}"))))
         with engine.begin() as conn:
-            done = conn.execute(sa.select(InferenceRun.run_id, InferenceRun.device).where(
+            done = conn.execute(sa.select(InferenceRun.run_id, InferenceRun.device, InferenceRun.n_predicted).where(
                 InferenceRun.model_id == model_row.model_id, InferenceRun.release_id == release_id,
                 InferenceRun.finished_at.is_not(None))).first()
-            if done is not None:
-                return RunResult(done.run_id, 0, 0, done.device, already_done=True)
-            forget_runs(conn, model_row.model_id, conn.execute(sa.select(InferenceRun.run_id).where(
-                InferenceRun.model_id == model_row.model_id, InferenceRun.release_id == release_id)).scalars().all())
-            model = task.load(str(weights_file(conn, model_row.model_id)), dev)
-            run_id = conn.scalar(sa.insert(InferenceRun).values(
-                model_id=model_row.model_id, release_id=release_id, device=_describe(dev)).returning(InferenceRun.run_id))
-        try:
-            n_pred, n_skip, lanes = _run_lanes(engine, task, model, dev, params, run_id, batch_size, lanes)
-            with engine.begin() as conn:
-                conn.execute(sa.update(InferenceRun).where(InferenceRun.run_id == run_id).values(
-                    n_predicted=n_pred, n_skipped=n_skip, finished_at=sa.func.clock_timestamp()))
-        except BaseException:
+            if done is None:
+                forget_runs(conn, model_row.model_id, conn.execute(sa.select(InferenceRun.run_id).where(
+                    InferenceRun.model_id == model_row.model_id, InferenceRun.release_id == release_id)).scalars().all())
+                model = task.load(str(weights_file(conn, model_row.model_id)), dev)
+                run_id = conn.scalar(sa.insert(InferenceRun).values(
+                    model_id=model_row.model_id, release_id=release_id, device=_describe(dev))
+                    .returning(InferenceRun.run_id))
+        if done is None:
             try:
+                n_pred, n_skip, lanes = _run_lanes(engine, task, model, dev, params, run_id, batch_size, lanes)
                 with engine.begin() as conn:
-                    forget_runs(conn, model_row.model_id, [run_id])
-            except Exception:  # the database is gone too: the run stays unfinished, the next one deletes it
-                log.exception("run %d failed and what it wrote could not be deleted now", run_id)
-            raise
+                    conn.execute(sa.update(InferenceRun).where(InferenceRun.run_id == run_id).values(
+                        n_predicted=n_pred, n_skipped=n_skip, finished_at=sa.func.clock_timestamp()))
+            except BaseException:
+                try:
+                    with engine.begin() as conn:
+                        forget_runs(conn, model_row.model_id, [run_id])
+                except Exception:  # the database is gone too: the run stays unfinished, the next one deletes it
+                    log.exception("run %d failed and what it wrote could not be deleted now", run_id)
+                raise
+    if done is not None:  # nothing to run; but an index build that failed after the run is made now
+        if done.n_predicted and model_row.embedding_dim:
+            ensure_embedding_index(engine, model_row.model_id, model_row.embedding_dim)
+        return RunResult(done.run_id, 0, 0, done.device, already_done=True)
     t1 = time.perf_counter()
     if n_pred and model_row.embedding_dim:
         ensure_embedding_index(engine, model_row.model_id, model_row.embedding_dim)
@@ -326,6 +350,8 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
 #: neighbours: photo-z on 1M sources, 2 cores, one lane, 5.58 s with one, 5.19-5.31 s with three
 #: or six (two lanes: 5.31 s, 5.19 s; benchmarks/README.md, inference).
 QUEUED = 3
+
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 #: The most lanes a run takes: each holds two connections (``catalog.db`` pools 35).
 MAX_LANES = 12

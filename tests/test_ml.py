@@ -10,9 +10,9 @@ import pytest
 import sqlalchemy as sa
 import torch
 
-from catalog.errors import QueryError
+from catalog.errors import HealcatError, QueryError
 from catalog.search import similar
-from ingest.inference import backfill, run_model, train, weights_file
+from ingest.inference import backfill, register_model, run_model, train, weights_file
 from ingest.ml import classifier, common, metrics, photoz
 from ingest.tasks import get_task, ugriz
 from ingest.tasks.photoz import Photoz
@@ -194,6 +194,10 @@ def test_versions_coexist_and_current_is_a_query(engine, catalog):
             assert conn.scalar(sa.text("SELECT count(*) FROM healcat.prediction WHERE model_id = :m"),
                                {"m": v2.model_id}) == run.n_predicted
         assert len(similar(sid, model=PHOTOZ_MODEL, k=3, version=v2.version)) == 3, "a retired version still answers"
+        with pytest.raises(HealcatError, match=f"these weights are {PHOTOZ_MODEL} version {v2.version}, retired at"):
+            with engine.connect() as conn:
+                again = weights_file(conn, v2.model_id).read_bytes()
+            register_model(engine, name=PHOTOZ_MODEL, task="photoz", weights=again, training_set="again")
     finally:
         with engine.begin() as conn:  # put the catalog back as the other tests know it
             for table in ("prediction", "embedding", "inference_run"):
@@ -204,6 +208,13 @@ def test_versions_coexist_and_current_is_a_query(engine, catalog):
     with engine.connect() as conn:
         assert conn.scalar(sa.text("SELECT model_id FROM healcat.current_model WHERE name = :n"),
                            {"n": PHOTOZ_MODEL}) == v1.model_id
+
+
+@pytest.mark.parametrize("name", ["pz/sub", "../../escaped", "   ", "", ".hidden", "a" * 101])
+def test_a_model_name_must_be_a_plain_word(engine, catalog, name):
+    """It names the weights file under HEALCAT_HOME/models: no folders, no way out of it."""
+    with pytest.raises(HealcatError, match="a model name is letters, digits"):
+        register_model(engine, name=name, task="photoz", weights=b"x", training_set="none")
 
 
 def test_null_or_zero_vectors_are_errors_and_hnsw_settings_do_not_leak(engine, catalog):
@@ -250,3 +261,21 @@ def test_the_cpu_models_run_scripted_with_the_eager_outputs(engine, catalog, mon
 
 def _no_torchscript(model):
     raise RuntimeError("no TorchScript here")
+
+
+def test_a_model_that_does_not_apply_or_a_device_that_is_none_is_an_error(engine, catalog):
+    with pytest.raises(HealcatError, match=f"does not apply to {GAIA_RELEASE}: the release has none of the inputs"):
+        run_model(engine, PHOTOZ_MODEL, GAIA_RELEASE)  # Gaia has no ugriz: no run of nothing
+    with pytest.raises(HealcatError, match="'bogus' is no torch device"):
+        run_model(engine, PHOTOZ_MODEL, SDSS_RELEASE, device="bogus")
+
+
+def test_a_rerun_builds_the_index_a_failed_build_left_missing(engine, catalog):
+    model = catalog["model"]
+    index = f"ix_embedding_hnsw_{int(model.model_id)}"
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP INDEX healcat.{index}")
+    assert run_model(engine, PHOTOZ_MODEL, SDSS_RELEASE).already_done
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM pg_indexes WHERE schemaname = 'healcat' AND indexname = :i"),
+                           {"i": index}) == 1

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from ingest.inference import run_model, train
 from ingest.load import ingest_release
+from ingest.mapping import load_mapping
 from ingest.ml import stellar_mass as ml_mass
 from tests.science_data import candels, chronoflow
 
@@ -46,7 +47,7 @@ def test_stellar_mass_trained_from_sql_beats_the_codes_scatter(engine, candels_m
     assert np.median(ml_mass.code_scatter(codes)) < 0.1
 
 
-def test_gyro_ages_trained_from_sql_with_held_out_clusters(engine):
+def test_gyro_ages_trained_from_sql_with_held_out_clusters(engine, tmp_path, scratch_release):
     ingest_release("chronoflow_prot", engine)
     files = chronoflow()
     # Sco-Cen's and Taurus's subgroups are clusters of their own, each with its literature age.
@@ -91,6 +92,18 @@ def test_gyro_ages_trained_from_sql_with_held_out_clusters(engine):
     # its 995 rotators (the posteriors are skewed, and the file's excluded stars are included here).
     inside = [abs(s.value - np.log10(s.age_myr * 1e6)) <= s.uncertainty for s in stars]
     assert len(stars) > 900 and 0.3 < np.mean(inside) < 0.9
+
+    # A second rotation catalogue joins some of the same stars: the model keeps one prediction per star
+    # and version, so those are skipped with the release that has it, not a duplicate-key crash.
+    second = tmp_path / "second.toml"
+    second.write_text(load_mapping("chronoflow_prot").path.read_text().replace('name = "chronoflow"', 'name = "scratch"')
+                      .replace('version = "2025-prot-catalogue"', 'version = "second"\nmax_rows = 40'))
+    again = run_model(engine, model.name, ingest_release(second, engine).release)
+    with engine.connect() as conn:
+        reasons = conn.execute(sa.text("SELECT reason, count(*) FROM healcat.inference_skip WHERE run_id = :r "
+                                       "GROUP BY 1"), {"r": again.run_id}).all()
+    assert again.n_predicted == 0 and again.n_skipped == 40
+    assert dict(reasons)["already predicted by this model version for release chronoflow/2025-prot-catalogue"] > 30
 
 
 def test_lightcurve_embeddings_from_sql_are_searchable(engine, per_object):

@@ -42,3 +42,20 @@ def test_missing_bands_are_flagged_and_bad_redshift_named():
     assert x[0, 1] == 0.0 and x[0, 3] == 1.0 and x[1, 3] == 0.0
     with pytest.raises(ValueError, match="first bad row 1"):
         stellar_mass.features(np.array([[24.0], [23.0]]), np.array([1.0, np.nan]))
+
+
+def test_inference_skips_galaxies_without_a_redshift_or_the_detection_band():
+    """A galaxy with no F160W magnitude (all its bands sentinels, say) is outside what the model saw:
+    skipped with the reason, not given a confident mass."""
+    from ingest.tasks.stellar_mass import BANDS, DETECTION_BAND, StellarMass
+
+    full = [22.0] * len(BANDS)
+    no_h = [m if i != DETECTION_BAND else None for i, m in enumerate(full)]
+    rows = [(1, 10, 0.9, full, []), (1, 11, 0.9, [None] * len(BANDS), []), (1, 12, 0.9, no_h, []),
+            (1, 13, None, full, []), (1, 14, -99.0, full, [])]
+    prepared = StellarMass().prepare(rows)
+    assert prepared.keys.tolist() == [[1, 10]] and prepared.inputs.shape[0] == 1
+    assert {k[1]: why for k in prepared.skipped for why in [k[2]]} == {
+        11: "no F160W (H) magnitude, the band CANDELS selects on",
+        12: "no F160W (H) magnitude, the band CANDELS selects on",
+        13: "no redshift (attrs.zz)", 14: "no redshift (attrs.zz)"}

@@ -32,15 +32,23 @@ FROM healcat.rotation_period AS rp JOIN healcat.cluster AS c USING (cluster_id)
 LEFT JOIN healcat.cluster AS a ON a.cluster_id = c.parent_id
 WHERE rp.release_id = %(release_id)s AND c.age_myr IS NOT NULL AND {_CUTS}
 ORDER BY rp.source_id"""
-    #: Every rotator of the release: shard, source_id, BP-RP_0 [mag], Prot [d].
-    input_query = """SELECT rp.shard, rp.source_id, rp.bp_rp_dered, rp.period_day
-FROM healcat.rotation_period AS rp WHERE rp.release_id = %(release_id)s ORDER BY rp.source_id"""
+    #: Every rotator of the release: shard, source_id, BP-RP_0 [mag], Prot [d], and the release whose run
+    #: of this model version has predicted the star already (its source belongs to another release, e.g.
+    #: a Gaia star that two rotation catalogues join: the model's one prediction per star is kept).
+    input_query = """SELECT rp.shard, rp.source_id, rp.bp_rp_dered, rp.period_day, r.name AS predicted_for
+FROM healcat.rotation_period AS rp
+LEFT JOIN healcat.prediction AS p ON p.model_id = %(model_id)s AND p.shard = rp.shard AND p.source_id = rp.source_id
+LEFT JOIN healcat.inference_run AS ir ON ir.run_id = p.run_id
+LEFT JOIN healcat.release AS r ON r.release_id = ir.release_id
+WHERE rp.release_id = %(release_id)s ORDER BY rp.source_id"""
     applies_query = "SELECT EXISTS (SELECT 1 FROM healcat.rotation_period WHERE release_id = %(release_id)s)"
     on_gpu = False  # a few thousand stars on the age grid
 
     def fit(self, rows: list[tuple], *, seed: int, epochs: int | None = None) -> Trained:
-        colour = np.array([r[2] for r in rows], dtype=np.float64)
-        prot = np.array([r[3] for r in rows], dtype=np.float64)
+        # as inference takes them: a colour and a period in the model's range (the cuts keep only such)
+        keep = gyro.valid_rows(*_colour_period(rows))
+        rows = [r for r, k in zip(rows, keep) if k]
+        colour, prot = _colour_period(rows)
         log_age = np.log10(np.array([r[4] for r in rows], dtype=np.float64) * 1e6)
         cluster = np.array([r[5] for r in rows])
         association = {r[5]: r[6] for r in rows}
@@ -67,13 +75,20 @@ FROM healcat.rotation_period AS rp WHERE rp.release_id = %(release_id)s ORDER BY
 
     def prepare(self, rows: list[tuple]) -> Prepared:
         keys = np.array([(r[0], r[1]) for r in rows], dtype=np.int64).reshape(-1, 2)
-        colour = np.array([np.nan if r[2] is None else r[2] for r in rows], dtype=np.float64)
-        prot = np.array([np.nan if r[3] is None else r[3] for r in rows], dtype=np.float64)
-        ok = gyro.valid_rows(colour, prot)
-        skipped = [(int(s), int(i), "no dereddened BP-RP or Prot outside 0.025-500 d") for s, i in keys[~ok]]
+        colour, prot = _colour_period(rows)
+        done = np.array([len(r) > 4 and r[4] is not None for r in rows], dtype=bool)
+        ok = gyro.valid_rows(colour, prot) & ~done
+        skipped = [(int(keys[j, 0]), int(keys[j, 1]),
+                    f"already predicted by this model version for release {rows[j][4]}" if done[j]
+                    else "no dereddened BP-RP or Prot outside 0.025-500 d") for j in np.flatnonzero(~ok)]
         return Prepared(keys[ok], (colour[ok], prot[ok]), skipped)
 
     def predict(self, model, inputs, device) -> Outputs:
         ages = gyro.star_ages(model, *inputs)
         half_width = 0.5 * (ages["log_age_p84"] - ages["log_age_p16"])
         return Outputs(value=ages["log_age_median"], uncertainty=half_width)
+
+
+def _colour_period(rows: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
+    """Dereddened BP-RP [mag] and Prot [d] of input or training rows, NaN where NULL."""
+    return tuple(np.array([np.nan if r[k] is None else r[k] for r in rows], dtype=np.float64) for k in (2, 3))

@@ -23,8 +23,7 @@ class Photoz(Task):
         columns=""",
        CASE WHEN r.spec_class IS NOT NULL AND r.spec_class <> 'GALAXY' THEN 'not a galaxy: spectrum says ' || r.spec_class
             WHEN r.spec_class IS NULL AND c.label IS NULL THEN 'no class: no spectrum and no object_class prediction'
-            WHEN r.spec_class IS NULL AND c.label <> 'GALAXY'
-                THEN 'not a galaxy: classified ' || c.label || ' (p = ' || round(c.value::numeric, 3) || ')'
+            WHEN r.spec_class IS NULL AND c.label <> 'GALAXY' THEN 'not a galaxy: classified ' || c.label
        END AS not_galaxy""",
         joins=f"LEFT JOIN healcat.spec_redshift AS r ON r.shard = s.shard AND r.source_id = s.source_id AND {in_lane('r')}\n"
               "LEFT JOIN healcat.prediction AS c ON c.shard = s.shard AND c.source_id = s.source_id "

@@ -18,6 +18,8 @@ BANDS = ("candels_ctio_u", "candels_vimos_u", "candels_acs_f435w", "candels_acs_
          "candels_wfc3_f125w", "candels_wfc3_f160w", "candels_isaac_ks", "candels_hawki_ks",
          "candels_irac_ch1", "candels_irac_ch2", "candels_irac_ch3", "candels_irac_ch4")
 
+DETECTION_BAND = BANDS.index("candels_wfc3_f160w")
+
 #: shard, source_id, z (the redshift the codes fitted at), AB mags in BANDS order (NULL: no data),
 #: and every code's median mass for the source (ordered by code).
 _ROWS = """SELECT s.shard, s.source_id, (s.attrs->>'zz')::float8 AS z,
@@ -47,6 +49,9 @@ class StellarMass(Task):
     on_gpu = False  # a few hundred galaxies
 
     def fit(self, rows: list[tuple], *, seed: int, epochs: int | None = None) -> Trained:
+        usable = _usable(rows)[0]  # as inference would take them: a redshift and the detection band
+        n_unusable = int((~usable).sum())
+        rows = [r for r, ok in zip(rows, usable) if ok]
         z = np.array([r[2] for r in rows], dtype=np.float64)
         mags = _mags(rows)
         width = max(len(r[4]) for r in rows)
@@ -64,7 +69,7 @@ class StellarMass(Task):
                        median_abs_error_dex=float(np.median(np.abs(r))), bias_dex=float(np.median(r)),
                        coverage_1sigma=float(np.mean(np.abs(r) < out["log_mass_sigma"])),
                        code_scatter_dex=float(np.nanmedian(scatter)),
-                       n_codes_median=float(np.median(np.isfinite(codes).sum(axis=1))))
+                       n_codes_median=float(np.median(np.isfinite(codes).sum(axis=1))), n_unusable=n_unusable)
         return Trained(common.to_bytes(model), dict(model.hparams), metrics)
 
     def load(self, path: str, device):
@@ -72,14 +77,25 @@ class StellarMass(Task):
 
     def prepare(self, rows: list[tuple]) -> Prepared:
         keys = np.array([(r[0], r[1]) for r in rows], dtype=np.int64).reshape(-1, 2)
-        z = np.array([np.nan if r[2] is None else r[2] for r in rows], dtype=np.float64)
-        ok = np.isfinite(z) & (z > 0)
-        skipped = [(int(k[0]), int(k[1]), "no redshift (attrs.zz)") for k in keys[~ok]]
-        return Prepared(keys[ok], ml_mass.features(_mags([r for r, g in zip(rows, ok) if g]), z[ok]), skipped)
+        ok, why, z, mags = _usable(rows)
+        skipped = [(int(keys[j, 0]), int(keys[j, 1]), why[j]) for j in np.flatnonzero(~ok)]
+        return Prepared(keys[ok], ml_mass.features(mags[ok], z[ok]), skipped)
 
     def predict(self, model, inputs, device) -> Outputs:
         out = ml_mass.predict(model, inputs)
         return Outputs(value=out["log_mass"], uncertainty=out["log_mass_sigma"])
+
+
+def _usable(rows: list[tuple]) -> tuple[np.ndarray, list[str | None], np.ndarray, np.ndarray]:
+    """Which rows the model can take (a redshift > 0 and an F160W magnitude: CANDELS selects on
+    F160W, and a galaxy without it is outside what the model saw), why not, their z and magnitudes."""
+    z = np.array([np.nan if r[2] is None else r[2] for r in rows], dtype=np.float64)
+    mags = _mags(rows)
+    has_z = np.isfinite(z) & (z > 0)
+    has_h = np.isfinite(mags[:, DETECTION_BAND])
+    why = [None if zi and hi else "no redshift (attrs.zz)" if not zi else "no F160W (H) magnitude, the band "
+           "CANDELS selects on" for zi, hi in zip(has_z, has_h)]
+    return has_z & has_h, why, z, mags
 
 
 def _mags(rows: list[tuple]) -> np.ndarray:
