@@ -31,6 +31,8 @@ from ingest.mapping import MAG_SYSTEMS, Mapping, data_dir, parse_mapping
 
 #: [source] keys of per-object mappings beyond the catalogue ones.
 SOURCE_EXTRAS = ("match_survey", "group_within_arcsec")
+#: Time scales a light curve's times may be in (astropy.time's), or "unknown" where the survey does not say.
+TIME_SCALES = ("utc", "tai", "tt", "tdb", "tcb", "tcg", "ut1", "unknown")
 
 
 @dataclass(frozen=True)
@@ -200,8 +202,12 @@ def _light_curve(sec: dict[str, Any], path: Path) -> LightCurveSpec:
     band_column = sec.get("band_column")
     if bool(band_column) != any(b.select is not None for b in bands.values()):
         raise MappingError(f"{where} band_column and the bands' select go together")
+    time_scale = _text(sec, "time_scale", where)
+    if time_scale not in TIME_SCALES:
+        raise MappingError(f"{where} time_scale must be one of {', '.join(TIME_SCALES)} (astropy's names), "
+                           f"got {time_scale!r}")
     return LightCurveSpec(
-        bands=bands, mag_system=sec["mag_system"], time_scale=_text(sec, "time_scale", where),
+        bands=bands, mag_system=sec["mag_system"], time_scale=time_scale,
         time_offset_day=float(sec.get("time_offset_day", 0.0)), time_origin=_text(sec, "time_origin", where),
         band_column=band_column, sentinels=tuple(float(x) for x in sec.get("sentinels", ())),
     )

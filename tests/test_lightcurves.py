@@ -215,3 +215,16 @@ def test_ztf_bts_counts_match_the_files(engine, per_object):
             "USING (shard, source_id) WHERE s.object_id = 'ZTF20aadvunl' AND p.band = 'ztf_r' ORDER BY p.point LIMIT 1"
         )).one()
     assert tuple(t) == (58852.42908560019, np.float32(20.51930046081543), np.float32(0.2458830028772354))
+
+
+def test_a_light_curve_mapping_names_its_time_scale_and_takes_no_other_file(tmp_path, engine, scratch_release):
+    from catalog.errors import MappingError
+    from ingest.mapping import load_mapping
+
+    mapping = per_object_mapping(tmp_path, "ztf_bts_snia", "time-scale", {})
+    mapping.write_text(mapping.read_text().replace('time_scale = "utc"', 'time_scale = "banana"'))
+    with pytest.raises(MappingError, match="time_scale must be one of utc, tai, tt, tdb, .*got 'banana'"):
+        load_mapping(mapping)
+    with pytest.raises(IngestError, match="reads the files its \\[series\\] \\(and \\[catalog\\]\\) globs match; "
+                                          "it takes no --file"):
+        ingest_release("ztf_bts_snia", engine, file=tmp_path / "other.csv")
