@@ -228,3 +228,16 @@ def test_a_light_curve_mapping_names_its_time_scale_and_takes_no_other_file(tmp_
     with pytest.raises(IngestError, match="reads the files its \\[series\\] \\(and \\[catalog\\]\\) globs match; "
                                           "it takes no --file"):
         ingest_release("ztf_bts_snia", engine, file=tmp_path / "other.csv")
+
+
+def test_a_changed_light_curve_changes_its_objects_fingerprint(conn, eros):
+    """Release diffs compare fingerprints: an object whose light curve changed is 'changed'."""
+    lc = conn.execute(sa.text("SELECT lc.shard, lc.source_id, lc.band FROM healcat.light_curve lc "
+                              "JOIN healcat.source s USING (shard, source_id) WHERE lc.release_id = s.release_id "
+                              "ORDER BY lc.source_id LIMIT 1")).one()
+    fingerprint = sa.text("SELECT healcat.source_fingerprint(CAST(:s AS smallint), :i)")
+    before = conn.scalar(fingerprint, {"s": lc.shard, "i": lc.source_id})
+    assert conn.scalar(fingerprint, {"s": lc.shard, "i": lc.source_id}) == before, "a function of the data only"
+    conn.execute(sa.text("UPDATE healcat.light_curve SET mag[1] = mag[1] + 0.01 WHERE shard = :s AND source_id = :i "
+                         "AND band = :b"), {"s": lc.shard, "i": lc.source_id, "b": lc.band})
+    assert conn.scalar(fingerprint, {"s": lc.shard, "i": lc.source_id}) != before
