@@ -7,7 +7,8 @@ never half of it, and never both.
 - Order of a survey's releases: by release date, then load order; a release without a date
   counts as the newest. The newest release is ``published``, every other one ``superseded``
   (the partial unique index ``uq_release_published_survey`` allows one published per survey).
-  A back-filled older release is stored superseded at once.
+  A back-filled older release is stored superseded at once, and the release right after it is
+  compared anew with it (its ``previous_release_id`` and changes).
 - Cross-identification with the previous release (the one just before it in that order): by
   the survey's ``object_id`` first, then, for the objects left on both sides, by position
   (mutual nearest neighbours within ``MATCH_RADIUS_ARCSEC``, through the HEALPix index).
@@ -37,6 +38,13 @@ SELECT n.survey_id,
        EXISTS (SELECT 1 FROM healcat.release AS o
                WHERE o.survey_id = n.survey_id AND {_ORDER.format(r='o')} > {_ORDER.format(r='n')}) AS has_newer
 FROM healcat.release AS n WHERE n.release_id = :release_id
+""")
+
+# The release right after this one in the survey's order.
+_NEXT = sa.text(f"""
+SELECT o.release_id FROM healcat.release AS o JOIN healcat.release AS n ON n.survey_id = o.survey_id
+WHERE n.release_id = :release_id AND {_ORDER.format(r='o')} > {_ORDER.format(r='n')}
+ORDER BY {_ORDER.format(r='o')} LIMIT 1
 """)
 
 # The two releases' objects, copied into analysed temporary tables: the new release's rows are not
@@ -126,14 +134,24 @@ def publish(conn: sa.Connection, release_id: int) -> dict[str, int]:
                      {"s": survey_id, "r": release_id})
         conn.execute(sa.text("UPDATE healcat.release SET status = 'published' WHERE release_id = :r"),
                      {"r": release_id})
+    counts = _record_changes(conn, release_id, place.previous_id)
+    if place.has_newer:  # back-filled between two releases: the next one now follows it, and is compared with it
+        newer = conn.scalar(_NEXT, {"release_id": release_id})
+        conn.execute(sa.text("DELETE FROM healcat.release_change WHERE release_id = :n"), {"n": newer})
+        _record_changes(conn, newer, release_id)
+    return counts
+
+
+def _record_changes(conn: sa.Connection, release_id: int, previous_id: int | None) -> dict[str, int]:
+    """Cross-identify a release with the one before it and record the objects new, changed and vanished."""
     counts = {"new": 0, "changed": 0, "vanished": 0}
-    if place.previous_id is None:
+    if previous_id is None:
         counts["new"] = conn.scalar(sa.text("SELECT count(*) FROM healcat.source WHERE release_id = :r"),
                                     {"r": release_id})
         return counts
     conn.execute(sa.text("UPDATE healcat.release SET previous_release_id = :p WHERE release_id = :r"),
-                 {"p": place.previous_id, "r": release_id})
-    params = {"release_id": release_id, "previous": place.previous_id, "radius_arcsec": MATCH_RADIUS_ARCSEC}
+                 {"p": previous_id, "r": release_id})
+    params = {"release_id": release_id, "previous": previous_id, "radius_arcsec": MATCH_RADIUS_ARCSEC}
     for statement in _SIDES:
         conn.execute(statement, params)
     conn.exec_driver_sql(_MATCH_TABLE)
@@ -144,5 +162,5 @@ def publish(conn: sa.Connection, release_id: int) -> dict[str, int]:
     conn.execute(_RECORD, params)
     conn.exec_driver_sql("DROP TABLE release_match, release_new, release_old")
     counts.update(dict(conn.execute(_COUNTS, {"release_id": release_id}).all()))
-    log.info("release %d against %d: %s", release_id, place.previous_id, counts)
+    log.info("release %d against %d: %s", release_id, previous_id, counts)
     return counts

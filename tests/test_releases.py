@@ -129,6 +129,13 @@ def test_an_older_release_loaded_later_is_superseded_at_once(engine, catalog, tm
     with engine.connect() as conn:
         assert conn.execute(SCRATCH_CURRENT).all() == [("scratch/new", 20)]
     assert all(not c for c in _changes(engine, "scratch/old").values()), "nothing before it to compare with"
+    # The newer release now follows it: compared with it anew (it had nothing before it when loaded).
+    changes = _changes(engine, "scratch/new")
+    assert {c[0] for c in changes["new"]} == {spec_name(r) for r in rows[:10]} and not changes["changed"]
+    assert {c[1] for c in changes["vanished"]} == {spec_name(r) for r in rows[20:]}
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT p.name FROM healcat.release r JOIN healcat.release p "
+                                   "ON p.release_id = r.previous_release_id WHERE r.name = 'scratch/new'")) == "scratch/old"
 
 
 def test_ingesting_a_release_twice_changes_nothing(engine, two_releases):
