@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from astropy.table import Table, join, vstack
 
 from catalog.errors import IngestError, MappingError
+from ingest import progress
 from ingest.copy import copy_rows
 from ingest.load import LoadResult, _copy_chunk, _quarantine, check_unchanged, load_release
 from ingest.mapping import apply, data_dir, json_scalar
@@ -67,6 +69,17 @@ def ingest_per_object(mapping: PerObjectMapping, engine, *, checksum: str | None
     found = files_checksum(paths, mapping)
     check_unchanged(uri, checksum, found)
     return load_release(engine, mapping, uri, found, lambda pg, release_id: load(pg, mapping, release_id))
+
+
+def _series(mapping: PerObjectMapping) -> Iterator[Record]:
+    """The records of the mapping's series files, reporting the files done so far out of all of them
+    (a job's progress; an archive counts as one file)."""
+    paths = mapping.series.paths()
+    done: set[str] = set()
+    for record in read_series(paths, mapping.series.format, mapping.series.options):
+        done.add(str(record.file).split(":", 1)[0])
+        progress.report(len(done), len(paths))
+        yield record
 
 
 def _relative(path: Path | str) -> str:
@@ -201,7 +214,7 @@ def _load_light_curves(pg, mapping: PerObjectMapping, release_id: int) -> dict[s
     seen: set[str] = set()
     rows = []
     checked = False
-    for record in read_series(mapping.series.paths(), mapping.series.format, mapping.series.options):
+    for record in _series(mapping):
         stats["series_read"] += 1
         if record.problems:
             quarantine.add_record(record)
@@ -241,7 +254,7 @@ def _load_spectra(pg, mapping: PerObjectMapping, release_id: int) -> dict[str, i
     spec = mapping.spectrum
     records, metas = [], []
     scalars = sorted(mapping.scalar_columns())
-    for record in read_series(mapping.series.paths(), mapping.series.format, mapping.series.options):
+    for record in _series(mapping):
         if record.problems:
             quarantine.add_record(record)
             continue

@@ -16,7 +16,7 @@ from astropy.coordinates import Angle
 from catalog.errors import IngestError
 from conftest import per_object_mapping
 from ingest.load import ingest_release
-from ingest.mapping import data_dir
+from ingest.mapping import data_dir, load_mapping
 
 EROS = data_dir() / "ramp_eros_variable_stars"
 
@@ -219,7 +219,6 @@ def test_ztf_bts_counts_match_the_files(engine, per_object):
 
 def test_a_light_curve_mapping_names_its_time_scale_and_takes_no_other_file(tmp_path, engine, scratch_release):
     from catalog.errors import MappingError
-    from ingest.mapping import load_mapping
 
     mapping = per_object_mapping(tmp_path, "ztf_bts_snia", "time-scale", {})
     mapping.write_text(mapping.read_text().replace('time_scale = "utc"', 'time_scale = "banana"'))
@@ -241,3 +240,16 @@ def test_a_changed_light_curve_changes_its_objects_fingerprint(conn, eros):
     conn.execute(sa.text("UPDATE healcat.light_curve SET mag[1] = mag[1] + 0.01 WHERE shard = :s AND source_id = :i "
                          "AND band = :b"), {"s": lc.shard, "i": lc.source_id, "b": lc.band})
     assert conn.scalar(fingerprint, {"s": lc.shard, "i": lc.source_id}) != before
+
+
+def test_a_per_object_load_reports_its_files_done(engine, tmp_path, scratch_release):
+    """A job loading light curves shows files done out of all of them, as a table load shows rows."""
+    from ingest import progress
+
+    mapping = per_object_mapping(tmp_path, "ztf_bts_snia", "progress", {})
+    sent = []
+    with progress.reporting(lambda done, total: sent.append((done, total)), interval_s=0):
+        ingest_release(mapping, engine)
+    n_files = len(load_mapping(mapping).series.paths())
+    assert sent[-1] == (n_files, n_files) and n_files > 1
+    assert [d for d, _ in sent] == sorted(d for d, _ in sent), "never backwards"
