@@ -320,15 +320,18 @@ def _stored_spectra(pg, sources: list[tuple[int, int]]) -> dict[tuple[int, int, 
 
 
 def _matches(pg, mapping: PerObjectMapping, object_ids: list[str]) -> dict[str, tuple[int, int]]:
-    """Existing sources of the ``match_survey`` surveys named by these object ids: object_id -> (shard, source_id)."""
+    """Existing sources of the ``match_survey`` surveys named by these object ids: object_id -> (shard, source_id).
+
+    Never the mapping's own survey: its earlier releases are versions this one supersedes, whose
+    sources it does not share (matched, a new version's spectra would be 'already in the catalog')."""
     if not mapping.match_surveys or not object_ids:
         return {}
     with pg.cursor() as cur:
         cur.execute(
             "SELECT s.object_id, s.shard, s.source_id FROM healcat.source AS s "
             "JOIN healcat.release AS r USING (release_id) JOIN healcat.survey AS v USING (survey_id) "
-            "WHERE v.name = ANY(%s) AND s.object_id = ANY(%s) ORDER BY s.source_id",
-            (list(mapping.match_surveys), object_ids),
+            "WHERE v.name = ANY(%s) AND v.name <> %s AND s.object_id = ANY(%s) ORDER BY s.source_id",
+            (list(mapping.match_surveys), mapping.survey["name"], object_ids),
         )
         out: dict[str, tuple[int, int]] = {}
         for oid, shard, sid in cur.fetchall():

@@ -126,3 +126,27 @@ def test_a_spectrum_whose_arrays_differ_in_length_is_rejected_naming_the_column(
     assert (file, n, col) == ("f.fits", 0, column) and "obj1: arrays of different lengths" in reason
     assert f"{short} 7" in reason
     assert spectrum_row(spec, Record("f.fits", 0, None, {"ID": 1}, whole), lambda *a: rejected.append(a), {})
+
+
+def test_a_new_version_of_a_spectra_release_loads_the_spectra_it_shares_with_the_last(
+        engine, catalog, per_object, tmp_path, scratch_release):
+    """Its own survey's earlier releases are versions it supersedes, not sources to attach to."""
+    for fiber in (1, 2):
+        with fits.open(PYQSOFIT / "spec-0332-52367-0639.fits") as hdul:
+            hdul[2].data["FIBERID"][0] = fiber                         # 0332-52367-000N: new objects
+            hdul[2].data["PLUG_RA"][0] += 0.01 * fiber
+            hdul.writeto(tmp_path / f"spec-0332-52367-000{fiber}.fits")
+    releases = []
+    for version, date in (("shared-1", "2020-01-01"), ("shared-2", "2021-01-01")):
+        mapping = per_object_mapping(tmp_path, "sdss_spectra_pyqsofit", version,
+                                     {"series": [tmp_path / "spec-0332-*.fits"]})
+        mapping.write_text(mapping.read_text().replace('match_survey = ["sdss"', 'match_survey = ["scratch", "sdss"')
+                           .replace(f'version = "{version}"', f'version = "{version}"\ndate = {date}'))
+        releases.append(ingest_release(mapping, engine))
+    assert [r.row_counts["spectrum"] for r in releases] == [2, 2]
+    assert [r.row_counts["quarantine"] for r in releases] == [0, 0]
+    with engine.connect() as conn:
+        current = conn.execute(sa.text(
+            "SELECT sp.spectrum_name FROM healcat.spectrum sp JOIN healcat.current_source s USING (shard, source_id) "
+            "WHERE sp.release_id = :r ORDER BY 1"), {"r": releases[1].release_id}).scalars().all()
+    assert current == ["spec-0332-52367-0001", "spec-0332-52367-0002"]
