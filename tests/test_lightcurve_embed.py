@@ -123,3 +123,16 @@ def test_fourier_features_recover_a_folded_curve_whatever_its_phase_origin():
 def test_malformed_light_curve_is_named():
     with pytest.raises(ValueError, match="light curve 1"):
         le.tokenize([np.zeros((3, 4)), np.zeros((3, 2))], np.array([1.0, 1.0]))
+
+
+def test_a_source_whose_curves_have_no_magnitudes_is_skipped_with_the_reason():
+    """Its curves aggregate to NULL (flux-only, or every magnitude missing): a skip with the reason, not absent."""
+    from ingest.tasks.lightcurve_embed import LightCurveEmbed
+
+    curve = [["eros_b", [50000.0, 50001.0, 50002.0], [18.0, 18.1, 18.2], [0.02, 0.02, 0.02]]]
+    rows = [(3, 30, 0.5, curve, None, None), (3, 31, 0.5, None, None, None),
+            (3, 32, None, [["eros_r", [50000.0], [None], [None]]], None, None)]
+    prepared = LightCurveEmbed().prepare(rows)
+    assert prepared.keys.tolist() == [[3, 30]]
+    assert prepared.skipped == [(3, 31, "no light-curve epoch with a finite magnitude"),
+                                (3, 32, "no light-curve epoch with a finite magnitude")]

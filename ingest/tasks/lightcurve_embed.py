@@ -24,14 +24,16 @@ from ingest.tasks import Outputs, Prepared, Task, Trained, register, single_thre
 
 BANDS = ("eros_b", "eros_r", "sdss_u", "sdss_g", "sdss_r", "sdss_i", "sdss_z")
 
-#: shard, source_id, period [d] (NULL if none), curves as JSON [[band, times, mags, errs], ...], label, split.
+#: shard, source_id, period [d] (NULL if none), curves as JSON [[band, times, mags, errs], ...] (NULL when
+#: no curve has magnitudes: the source is then skipped with the reason), label, split.
 _ROWS = """SELECT s.shard, s.source_id, coalesce(s.attrs->>'period', s.attrs->>'P')::float8 AS period_day,
-       jsonb_agg(jsonb_build_array(lc.band, lc.time_mjd, lc.mag, lc.mag_err) ORDER BY lc.band) AS curves,
+       jsonb_agg(jsonb_build_array(lc.band, lc.time_mjd, lc.mag, lc.mag_err) ORDER BY lc.band)
+           FILTER (WHERE lc.mag IS NOT NULL) AS curves,
        min(l.label) AS label, min(l.split) AS split
 FROM healcat.source AS s
 JOIN healcat.light_curve AS lc ON lc.shard = s.shard AND lc.source_id = s.source_id
 LEFT JOIN healcat.label AS l ON l.shard = s.shard AND l.source_id = s.source_id
-WHERE s.release_id = %(release_id)s AND lc.mag IS NOT NULL{where}
+WHERE s.release_id = %(release_id)s{where}
 GROUP BY s.shard, s.source_id
 ORDER BY s.source_id"""
 
@@ -41,7 +43,7 @@ def _curves(rows: list[tuple]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray
     curves, meta = [], np.full((len(rows), 1 + len(BANDS)), np.nan)
     for i, r in enumerate(rows):
         parts = []
-        for band, t, mag, err in (json.loads(r[3]) if isinstance(r[3], str) else r[3]):
+        for band, t, mag, err in (json.loads(r[3]) if isinstance(r[3], str) else r[3] or []):
             if band not in BANDS:
                 continue
             b = BANDS.index(band)
