@@ -41,8 +41,9 @@ def checked(what: str, name: str, value, lo: float = -math.inf, hi: float = math
     if not math.isfinite(number):
         raise QueryError(f"{what}: {name} must be a finite number, got {number}")
     if number < lo or number > hi or (lo_open and number == lo) or (hi_open and number == hi):
+        shown = int(value) if isinstance(value, (int, np.integer)) else number  # k = 0, not 0.0
         raise QueryError(f"{what}: {name} must be in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}, "
-                         f"got {number}")
+                         f"got {shown}")
     return number
 
 
