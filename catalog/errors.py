@@ -33,7 +33,8 @@ class IngestError(HealcatError):
 
 
 class MissingInputError(IngestError):
-    """A release's input file is not there: a job retries it, as the file may still be arriving."""
+    """A release's input file is not there, or could not be read (an I/O error): a job retries it, as
+    the file may still be arriving or the disk come back."""
 
 
 class MappingError(IngestError):

@@ -74,6 +74,8 @@ def floats(column, problems: Problems, name: str, sentinels: tuple[float, ...] =
 def nul_problems(column, problems: Problems, name: str) -> None:
     """A text cell holding a NUL character is a problem for its row: PostgreSQL text cannot store it."""
     data = np.ma.getdata(column)
+    if len(data) == 0:
+        return
     if column.dtype.kind == "U":  # in C: a zero code point before the string's end (numpy pads with zeros)
         data = np.ascontiguousarray(data)
         codes = data.view(np.uint32).reshape(len(data), -1)
@@ -181,13 +183,14 @@ def _number(value: Any) -> Any:
     """Text that spells an integer or a float, as that number, and a whole float as its integer (a
     chunk whose column holds one '266.0' reads every cell as a float); anything else unchanged."""
     if isinstance(value, (str, np.str_)):
-        for kind in (int, float):
-            try:
-                value = kind(value)
-                break
-            except ValueError:
-                pass
-    if isinstance(value, (float, np.floating)) and np.isfinite(value) and float(value).is_integer():
+        if _INTEGRAL_TEXT.match(value.strip()):  # '266' or '266.0': every digit, however long
+            return int(value.strip().split(".")[0])
+        try:
+            value = float(value)
+        except ValueError:
+            return value
+    if isinstance(value, (float, np.floating)) and np.isfinite(value) and float(value).is_integer() \
+            and abs(value) < EXACT_FLOAT_INT:  # past 2**53 a float may have lost digits: no id made of it
         return int(value)
     return value
 

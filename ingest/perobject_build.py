@@ -6,6 +6,7 @@ write and reports what it rejects through ``reject(file, row, column, reason, ra
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -120,7 +121,8 @@ def spectrum_row(spec: SpectrumSpec, record: Record, reject: Reject, counts: dic
     lengths = {spec.wavelength: len(wave), spec.flux: len(flux), spec.ivar: len(sig),
                **({spec.mask: len(record.arrays[spec.mask])} if spec.mask else {})}
     if len(set(lengths.values())) > 1:  # pixel by pixel they would not belong together
-        column = next(c for c, n in lengths.items() if n != len(wave))
+        shared = Counter(lengths.values())
+        column = min(lengths, key=lambda c: shared[lengths[c]])  # the one whose length the others do not share
         reject(record.file, record.row, column, f"{name}: arrays of different lengths, "
                + ", ".join(f"{c} {n}" for c, n in lengths.items()), raw)
         return None

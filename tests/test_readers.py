@@ -165,6 +165,9 @@ def test_whitespace_tables_keep_text_columns_exact_and_type_the_rest(tmp_path):
     assert table["n"].dtype.kind == "i" and list(table["n"]) == [1, 2, 3]
     assert table["x"].dtype.kind == "f" and np.isnan(table["x"][1]) and table["x"][2] == -2000.0
     assert [str(v) for v in table["flag"]] == ["a", "b", "c"]
+    path.write_text('# id name mag\n1 "NGC 104" 12.5\n2 "M4"\t5.6\n3 plain 7\n')
+    (_, table), = readers.read(path, "whitespace", ReadOptions(text_columns=frozenset({"id"})))
+    assert list(table["name"]) == ["NGC 104", "M4", "plain"] and list(table["mag"]) == [12.5, 5.6, 7.0]
 
 
 def test_float_formatted_ids_are_exact_or_a_problem_for_their_row():

@@ -22,6 +22,8 @@ from catalog.search.region import Region, checked, run, search
 
 #: Most neighbours one call returns (as healcat.nearest).
 MAX_K = 10000
+#: Largest |RA| a search takes (modulo 360), as healcat.hpx_ang2pix: beyond, a float's RA has no degrees left.
+MAX_ABS_RA_DEG = 1e9
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ class Cone(Region):
     function = "cone_in_ranges"
 
     def __post_init__(self) -> None:
-        ra = checked("cone", "ra_deg", self.ra_deg)
+        ra = checked("cone", "ra_deg", self.ra_deg, -MAX_ABS_RA_DEG, MAX_ABS_RA_DEG)  # then modulo 360
         object.__setattr__(self, "ra_deg", float(healpix.wrap_ra_deg(ra)))
         object.__setattr__(self, "dec_deg", checked("cone", "dec_deg", self.dec_deg, -90.0, 90.0))
         object.__setattr__(self, "radius_deg", checked("cone", "radius_deg", self.radius_deg, 0.0, 180.0, lo_open=True))

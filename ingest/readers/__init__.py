@@ -12,7 +12,7 @@ plain text an estimate from the file's bytes.
 
 | format | module | chunking | row count |
 |---|---|---|---|
-| csv, whitespace | text.py | pyarrow's streaming CSV reader / astropy's chunked fast reader | estimated from the bytes |
+| csv, whitespace | text.py | pyarrow's streaming CSV reader / blocks split by pyarrow | estimated from the bytes |
 | ecsv, votable | whole.py | whole file, then sliced (these formats have no streaming reader) | none |
 | fits | fits.py | memory-mapped binary table, sliced | ``NAXIS2`` |
 | parquet | parquet.py | pyarrow ``iter_batches`` | footer metadata |

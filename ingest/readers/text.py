@@ -1,8 +1,10 @@
-"""Text tables: CSV (pyarrow's streaming reader), whitespace tables with '#' headers (astropy's
-chunked fast reader, gzip too; the header line's names may be separated by blanks or commas)."""
+"""Text tables: CSV (pyarrow's streaming reader), whitespace tables with '#' headers (split by pyarrow
+in C block by block, quoted fields by Python's csv module; gzip too; the header line's names may be
+separated by blanks or commas)."""
 
 from __future__ import annotations
 
+import csv
 import functools
 import gzip
 import re
@@ -14,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from astropy.table import Table
 
-from catalog.errors import IngestError
+from catalog.errors import IngestError, MissingInputError
 from ingest.readers import Chunks, ReadOptions, RowCount, register, sliced, unique_names
 from ingest.readers.arrow import to_table, typed
 
@@ -118,8 +120,10 @@ def read_whitespace(path: Path, options: ReadOptions) -> Chunks:
                                            options.chunk_rows, first):
                     yield start, table
                     first += len(table)
-    except (OSError, EOFError) as exc:
+    except EOFError as exc:  # a gzip stream cut short: the same every time
         raise IngestError(f"{path}: cannot be read (after data row {first - 1}): {exc}") from exc
+    except OSError as exc:  # an I/O error may pass: the job is retried
+        raise MissingInputError(f"{path}: cannot be read (after data row {first - 1}): {exc}") from exc
 
 
 def _whitespace_block(path: Path, block: bytes, names: list[str], options: ReadOptions, first: int) -> Table:
@@ -130,7 +134,11 @@ def _whitespace_block(path: Path, block: bytes, names: list[str], options: ReadO
         raise IngestError(f"{path}: not UTF-8 text (data rows {first} and after)") from None
     lines = pc.utf8_trim_whitespace(pc.split_pattern(text, "\n").flatten())
     lines = lines.filter(pc.and_(pc.not_equal(lines, ""), pc.invert(pc.starts_with(lines, "#"))))
-    if options.delimiter:
+    if pc.any(pc.match_substring(lines, '"')).as_py():  # quoted fields ("NGC 104"): Python's csv splits them
+        fields = pa.array([[f.strip() for f in row] for row in csv.reader(
+            (line.replace("\t", " ") for line in lines.to_pylist()), delimiter=options.delimiter or " ",
+            skipinitialspace=True)], pa.list_(pa.string()))
+    elif options.delimiter:
         fields = pc.split_pattern(lines, options.delimiter)
         fields = pa.ListArray.from_arrays(fields.offsets, pc.utf8_trim_whitespace(fields.flatten()))
     else:

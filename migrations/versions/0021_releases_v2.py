@@ -6,8 +6,8 @@ Revises: 0020
 Create Date: 2026-12-05 00:40:00
 
 sql/releases_v2.sql replaces healcat.source_fingerprint (same signature) with one that also covers
-the object's rows in the per-release tables its own release wrote. The downgrade restores
-releases_v1.sql's definition.
+the object's rows in the per-release tables its own release wrote (healcat.per_release_fingerprint,
+new). The downgrade restores releases_v1.sql's definition and drops the new function.
 """
 
 from alembic import op
@@ -27,3 +27,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     restore_functions("releases_v1.sql", ["source_fingerprint"])
     op.execute("ALTER FUNCTION healcat.source_fingerprint(smallint, bigint) SET search_path = pg_catalog, healcat")
+    op.execute("DROP FUNCTION healcat.per_release_fingerprint(smallint, bigint, integer)")

@@ -10,8 +10,10 @@
 --   healcat.photoz_prediction(...)              ml_v1.sql's; an unknown model name, or a model that
 --       is no photo-z model, is an error (was: no row, so photoz_pdf gave NULL for a typo).
 --   healcat.mixture_pdf, healcat.mixture_cdf    ml_v1.sql's; NaN gives NaN, and an infinite x or a
---       point beyond 37 sigmas a density of 0 (was: clamped to exp(-100), and NaN sorted as a number).
---   healcat.cone_search, healcat.nearest        cone_v2.sql's and regions_v1.sql's; RA modulo 360 on entry.
+--       point beyond 37 sigmas a density of 0 (was: clamped to exp(-100), and NaN sorted as a number);
+--       the PDF in log space, so that no term underflows (an error in PostgreSQL).
+--   healcat.cone_search, healcat.nearest        cone_v2.sql's and regions_v1.sql's; RA within +-1e9 deg,
+--       modulo 360 on entry.
 --   healcat.check_xmatch_input(input)           new; healcat.xmatch_table (sky_v4.sql's) calls it first.
 --   healcat.similar_sources(...)                similarity_v1.sql's; with no version named, the version
 --       whose run is current on the query source's own release (during a backfill, each release's
@@ -45,8 +47,8 @@ RETURNS void LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 BEGIN
     PERFORM healcat.check_arg('ellipse', 'ra_deg', ra_deg, '-Infinity', 'Infinity');
     PERFORM healcat.check_arg('ellipse', 'dec_deg', dec_deg, -90, 90);
-    PERFORM healcat.check_arg('ellipse', 'semi_major_arcsec', semi_major_arcsec, 0, 90 * 3600, true);
-    IF semi_major_arcsec = 90 * 3600 THEN
+    PERFORM healcat.check_arg('ellipse', 'semi_major_arcsec', semi_major_arcsec, 0, 'Infinity', true);
+    IF semi_major_arcsec >= 90 * 3600 THEN
         RAISE EXCEPTION 'ellipse: semi_major_arcsec must be in (0, 324000), below 90 deg, got %', semi_major_arcsec
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -76,11 +78,14 @@ BEGIN
     END IF;
 END $$;
 
+-- Each component's density in log space: PostgreSQL raises on underflow, so a term below exp(-700)
+-- (or a component with weight 0, or beyond 37 sigmas) is 0 rather than computed.
 CREATE OR REPLACE FUNCTION healcat.mixture_pdf(weights real[], means real[], sigmas real[], x float8)
 RETURNS float8 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
     SELECT CASE WHEN x = 'NaN' THEN 'NaN'::float8 ELSE
-        sum(CASE WHEN abs((x - c.m) / c.s) > 37 THEN 0
-                 ELSE c.w * exp(-0.5 * ((x - c.m) / c.s) ^ 2) / (c.s * sqrt(2 * pi())) END) END
+        sum(CASE WHEN c.w <= 0 OR abs((x - c.m) / c.s) > 37 THEN 0
+                 WHEN ln(c.w) - 0.5 * ((x - c.m) / c.s) ^ 2 - ln(c.s * sqrt(2 * pi())) < -700 THEN 0
+                 ELSE exp(ln(c.w) - 0.5 * ((x - c.m) / c.s) ^ 2 - ln(c.s * sqrt(2 * pi()))) END) END
     FROM unnest(weights::float8[], means::float8[], sigmas::float8[]) AS c(w, m, s)
 $$;
 
@@ -91,9 +96,9 @@ RETURNS float8 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
     FROM unnest(weights::float8[], means::float8[], sigmas::float8[]) AS c(w, m, s)
 $$;
 
--- cone_search (cone_v2.sql's) and nearest (regions_v1.sql's) take RA modulo 360 on entry, as the
--- Python searches do: any finite RA was accepted, but RA 1e300 found nothing (its cosine has no
--- precision left) and 2e9 failed in hpx_ang2pix with a generic error.
+-- cone_search (cone_v2.sql's) and nearest (regions_v1.sql's) take RA within +-1e9 deg (as hpx_ang2pix
+-- and the Python searches do) modulo 360 on entry: any finite RA was accepted, but RA 1e300 found
+-- nothing (its cosine has no precision left) and 2e9 failed in hpx_ang2pix with a generic error.
 CREATE OR REPLACE FUNCTION healcat.cone_search(
     ra_deg float8, dec_deg float8, radius_arcsec float8, release_name text DEFAULT NULL)
 RETURNS TABLE (source_id bigint, release text, object_id text, ra float8, "dec" float8, distance_arcsec float8)
@@ -105,6 +110,7 @@ DECLARE
     rel integer;
 BEGIN
     PERFORM healcat.check_cone(ra_deg, dec_deg, radius_arcsec);
+    PERFORM healcat.check_arg('cone', 'ra_deg', ra_deg, -1e9, 1e9);
     ra_deg := healcat.wrap_ra_deg(ra_deg);
     rel := healcat.release_id_of('cone_search', release_name);
     SELECT array_agg(c.lo ORDER BY c.lo), array_agg(c.hi ORDER BY c.lo) INTO los, his
@@ -125,6 +131,7 @@ BEGIN
     PERFORM healcat.check_arg('nearest', 'ra_deg', ra_deg, '-Infinity', 'Infinity');
     PERFORM healcat.check_arg('nearest', 'dec_deg', dec_deg, -90, 90);
     PERFORM healcat.check_arg('nearest', 'k', k, 1, 10000);
+    PERFORM healcat.check_arg('nearest', 'ra_deg', ra_deg, -1e9, 1e9);
     ra_deg := healcat.wrap_ra_deg(ra_deg);
     rel := healcat.release_id_of('nearest', release_name);
     radius_deg := sqrt(k) / 60.0;
