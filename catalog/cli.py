@@ -274,6 +274,12 @@ def cmd_skymap(args: argparse.Namespace) -> None:
     folder = Path(args.png).resolve().parent
     if not folder.is_dir():
         raise HealcatError(f"skymap: no folder {folder} to write {args.png} in")
+    if args.search and args.search[0].startswith("--"):
+        raise HealcatError(f"skymap: options go before the PNG's name ({args.search[0]} came after it); "
+                           "what follows the name is a search command line")
+    if not 0 <= args.order <= 10:
+        raise HealcatError(f"skymap: --order must be 0 to 10 (a Mollweide image of finer pixels is noise), "
+                           f"got {args.order}")
     if args.search:
         query = build_parser().parse_args(args.search)
         if not hasattr(query, "query"):

@@ -87,3 +87,9 @@ def test_skymap_of_a_search_colours_only_its_pixels(tmp_path, catalog, capsys):
     assert coloured == set(density["pix"]) & set(np.unique(shown[shown >= 0])) and len(coloured) > 5
     assert main(["skymap", str(tmp_path / "x.png"), "jobs"]) == 1
     assert "'jobs' is not a search" in capsys.readouterr().err
+    assert main(["skymap", str(tmp_path / "x.png"), "--order", "4"]) == 1
+    assert "options go before the PNG's name (--order came after it)" in capsys.readouterr().err
+    assert main(["skymap", "--order", "11", str(tmp_path / "x.png")]) == 1
+    assert "--order must be 0 to 10" in capsys.readouterr().err
+    assert main(["skymap", str(tmp_path / "no" / "such" / "x.png")]) == 1
+    assert "skymap: no folder" in capsys.readouterr().err
