@@ -12,7 +12,7 @@ from pathlib import Path
 
 import astropy.units as u
 from astropy.coordinates import Angle
-from astropy.table import Table
+from astropy.table import MaskedColumn, Table
 
 from catalog import db
 from catalog.errors import HealcatError
@@ -430,12 +430,14 @@ def cmd_jobs(args: argparse.Namespace) -> None:
         if not args.all:
             query = query.where(Job.status != "done")
         rows = conn.execute(query).all()
+    width = 80 if args.format == "table" else None  # a terminal's line; files get the error's whole first line
     table = Table(rows=[(r.job_id, r.kind, r.status, f"{r.attempts}/{r.max_attempts}", _progress(r),
                          str(r.args), str(r.run_after)[:19], r.worker or "", r.parent_job_id or 0,
-                         (r.error or "").split("\n")[0][:80]) for r in rows],
+                         (r.error or "").split("\n")[0][:width]) for r in rows],
                   names=["job_id", "kind", "status", "attempts", "progress", "args", "run_after", "worker",
                          "parent", "error"],
                   dtype=[int, str, str, str, str, str, str, str, int, str])
+    table["parent"] = MaskedColumn(table["parent"], mask=[r.parent_job_id is None for r in rows])  # none: empty
     _print_table(table, args.format)
 
 
@@ -502,7 +504,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def _metrics_line(metrics: dict) -> str:
-    keys = ("nmad", "bias", "outlier_fraction", "crps", "pit_max_dev", "accuracy", "n_test")
+    keys = ("nmad", "bias", "outlier_fraction", "crps", "pit_max_dev", "accuracy",  # photo-z, classes
+            "median_abs_delta_log_age_held_out",  # gyro ages [dex]
+            "median_abs_error_dex", "code_scatter_dex",  # stellar mass
+            "knn_accuracy", "supervised_accuracy", "n_test")  # light-curve embeddings
     return ", ".join(f"{k}={metrics[k]:.4g}" if isinstance(metrics[k], (int, float)) else f"{k}={metrics[k]}"
                      for k in keys if k in metrics)
 

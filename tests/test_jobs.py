@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 
+import numpy as np
 import sqlalchemy as sa
 
 from catalog import db
@@ -226,6 +227,12 @@ def test_failed_jobs_view_and_jobs_listing_with_progress(engine, catalog, tmp_pa
     assert ",1/5,12/12 (100%)," in ingest_line, "attempts, and rows done out of the file's"
     assert any(",index,done," in line and "/" in line.split(",")[4] for line in lines)
     assert any(line.startswith(f"{bad},infer,failed,1/5,") and "no model named" in line for line in lines)
+    from astropy.io import ascii
+
+    listing = ascii.read("\n".join(lines), format="csv")
+    parents = {str(r["kind"]): r["parent"] for r in listing}
+    assert parents["ingest"] is np.ma.masked, "no parent: an empty cell, not 0"
+    assert parents["index"] is not np.ma.masked and int(parents["index"]) > 0
 
 
 def test_a_worker_pool_runs_separate_releases_in_parallel_processes(engine, catalog, tmp_path, scratch_release):

@@ -41,7 +41,9 @@ LEFT JOIN healcat.prediction AS p ON p.model_id = %(model_id)s AND p.shard = rp.
 LEFT JOIN healcat.inference_run AS ir ON ir.run_id = p.run_id
 LEFT JOIN healcat.release AS r ON r.release_id = ir.release_id
 WHERE rp.release_id = %(release_id)s ORDER BY rp.source_id"""
-    applies_query = "SELECT EXISTS (SELECT 1 FROM healcat.rotation_period WHERE release_id = %(release_id)s)"
+    # a rotation catalogue with dereddened colours (McQuillan's Kepler periods have none: nothing to age)
+    applies_query = ("SELECT EXISTS (SELECT 1 FROM healcat.rotation_period WHERE release_id = %(release_id)s "
+                     "AND bp_rp_dered IS NOT NULL)")
     on_gpu = False  # a few thousand stars on the age grid
 
     def fit(self, rows: list[tuple], *, seed: int, epochs: int | None = None) -> Trained:
