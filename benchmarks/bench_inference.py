@@ -266,7 +266,8 @@ def main() -> None:
     from ingest import inference
     from ingest.tasks import ALL_SOURCES, get_task
 
-    torch.set_num_threads(1)  # one core for the model (end to end and forward alike)
+    torch.set_num_threads(1)  # one core for the model (end to end and forward alike):
+    os.environ.setdefault("HEALCAT_INFER_THREADS", "1")  # runs would give it the cores the backends leave
     dev = inference.device_of(DEVICE)
     lanes = [int(x) for x in os.environ.get("BENCH_INFERENCE_LANES", "").split(",") if x] or \
         sorted({1, inference.default_lanes()})

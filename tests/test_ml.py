@@ -279,3 +279,22 @@ def test_a_rerun_builds_the_index_a_failed_build_left_missing(engine, catalog):
     with engine.connect() as conn:
         assert conn.scalar(sa.text("SELECT count(*) FROM pg_indexes WHERE schemaname = 'healcat' AND indexname = :i"),
                            {"i": index}) == 1
+
+
+def test_a_cpu_run_gives_the_model_the_cores_its_database_backends_leave(engine, catalog, monkeypatch):
+    from ingest import inference
+
+    # the run recorded the threads its model had, and gave torch back the threads it had before
+    assert catalog["run"].device.endswith(f", {inference.model_threads(inference.default_lanes())} threads)")
+    before = torch.get_num_threads()
+    run_model(engine, PHOTOZ_MODEL, SDSS_RELEASE)
+    assert torch.get_num_threads() == before
+    monkeypatch.setattr(inference, "_cores", lambda: 16)
+    assert [inference.model_threads(n) for n in (1, 4, 8)] == [14, 8, 1]
+    monkeypatch.setattr(inference, "_cores", lambda: 2)
+    assert inference.model_threads(1) == 1
+    monkeypatch.setenv("HEALCAT_INFER_THREADS", "3")
+    assert inference.model_threads(1) == 3
+    monkeypatch.setenv("HEALCAT_INFER_THREADS", "all")
+    with pytest.raises(HealcatError, match="HEALCAT_INFER_THREADS='all': give a whole number of threads"):
+        inference.model_threads(1)

@@ -57,6 +57,8 @@ Outputs map to rows as follows: ``value``/``uncertainty``/``pdf_*``/``label``/``
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -162,15 +164,23 @@ class Task(ABC):
         """Run the model on prepared inputs."""
 
 
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """torch on ``n`` threads inside the block (None: as it is), as it was after."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def single_thread(fn, *args, **kwargs):
     """Call ``fn`` with torch on one thread: small MLPs on batches of a few hundred rows only
     contend with more (8x slower on 2 cores), and one thread keeps training bit-reproducible."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         return fn(*args, **kwargs)
-    finally:
-        torch.set_num_threads(threads)
 
 
 _TASKS: dict[str, Task] = {}
