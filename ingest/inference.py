@@ -383,9 +383,9 @@ def model_threads(lanes: int) -> int:
     """Torch threads for a CPU model in a run of ``lanes`` lanes: ``HEALCAT_INFER_THREADS``, else the
     cores left once each lane's two busy database backends have one each (at least 1). torch's
     default, every core, makes its threads wait on cores the backends hold: photo-z over 1M
-    sources on 2 cores, one lane, three rounds alternating, 4.45-4.74 s end to end with one thread
-    against 4.90-5.01 s with two, though two threads alone run the model 1.5x faster (1.08-1.12 s
-    against 1.60-1.70 s). On many cores the split is reasoned, not measured yet."""
+    sources on 2 cores, one lane (benchmarks/README.md, inference), 4.6-4.8 s end to end with one
+    thread against 4.8 s with two, though two threads alone run the model 1.5x faster. On many
+    cores the split is reasoned, not measured yet."""
     given = _whole_from_env("HEALCAT_INFER_THREADS", "threads")
     return max(1, _cores() - 2 * lanes) if given is None else given
 

@@ -76,12 +76,18 @@ def ingest_release(mapping: Mapping | str | Path, engine: sa.Engine, file: str |
 
         refuse_file(mapping, file)
         return ingest_per_object(mapping, engine, checksum=checksum)
-    path = mapping.input_path(file)
-    if not path.is_file():
-        raise MissingInputError(f"{path}: no such file (release {mapping.release_name})")
+    path = input_file(mapping, file)
     found = release_checksum(path, mapping)
     check_unchanged(path, checksum, found)
     return load_release(engine, mapping, path, found, lambda pg, release_id: _load_rows(pg, mapping, path, release_id))
+
+
+def input_file(mapping: Mapping, file: str | Path | None = None) -> Path:
+    """The file a catalogue mapping loads (``file``, else its own); MissingInputError if it is not there."""
+    path = mapping.input_path(file)
+    if not path.is_file():
+        raise MissingInputError(f"{path}: no such file (release {mapping.release_name})")
+    return path
 
 
 def refuse_file(mapping, file: str | Path | None) -> None:

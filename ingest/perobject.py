@@ -64,7 +64,7 @@ def files_checksum(paths: list[Path], mapping: PerObjectMapping) -> str:
 def ingest_per_object(mapping: PerObjectMapping, engine, *, checksum: str | None = None) -> LoadResult:
     """Load a mapping's per-object files as one release (``checksum``: as for ingest_release)."""
     paths = mapping.input_paths()
-    uri = "; ".join((mapping.catalog.patterns if mapping.catalog else ()) + mapping.series.patterns)
+    uri = mapping.source_uri
     load = _load_light_curves if mapping.light_curve else _load_spectra
     found = files_checksum(paths, mapping)
     check_unchanged(uri, checksum, found)

@@ -140,6 +140,11 @@ class PerObjectMapping:
     def ignore(self) -> dict[str, str]:
         return self.source.ignore
 
+    @property
+    def source_uri(self) -> str:
+        """The release's files as its globs name them (``release.source_uri``)."""
+        return "; ".join((self.catalog.patterns if self.catalog else ()) + self.series.patterns)
+
     def input_paths(self) -> list[Path]:
         return (self.catalog.paths() if self.catalog else []) + self.series.paths()
 

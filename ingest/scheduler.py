@@ -36,7 +36,7 @@ import sqlalchemy as sa
 from catalog.errors import IngestError
 from catalog.models import Release, ScheduledIngest
 from ingest import queue
-from ingest.load import release_checksum
+from ingest.load import input_file, release_checksum
 from ingest.mapping import Mapping, load_mapping
 from ingest.perobject import files_checksum
 from ingest.perobject_mapping import PerObjectMapping
@@ -127,14 +127,10 @@ class Scheduler:
             file = candidate.file
             if candidate.folder is not None and (candidate.folder / mapping.file).is_file():
                 file = candidate.folder / mapping.file
-            path = mapping.input_path(file)
-            if not path.is_file():
-                raise IngestError(f"{path}: no such file (release {mapping.release_name})")
+            path = input_file(mapping, file)
             paths, uri, args = [path], str(path), {"file": str(path)}
         else:  # spectra or light curves: the files its globs match now (none: MappingError)
-            paths = mapping.input_paths()
-            uri, args = "; ".join(str(p) for p in (mapping.catalog.patterns if mapping.catalog else ())
-                                  + mapping.series.patterns), {}
+            paths, uri, args = mapping.input_paths(), mapping.source_uri, {}
         age_s = time.time() - max(p.stat().st_mtime for p in paths)
         if age_s < self.settle_s:
             log.info("waiting for %s: modified %.0f s ago, maybe still being written (settle time %.0f s)",

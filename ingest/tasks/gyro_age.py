@@ -48,9 +48,10 @@ WHERE rp.release_id = %(release_id)s ORDER BY rp.source_id"""
 
     def fit(self, rows: list[tuple], *, seed: int, epochs: int | None = None) -> Trained:
         # as inference takes them: a colour and a period in the model's range (the cuts keep only such)
-        keep = gyro.valid_rows(*_colour_period(rows))
-        rows = [r for r, k in zip(rows, keep) if k]
         colour, prot = _colour_period(rows)
+        keep = gyro.valid_rows(colour, prot)
+        rows = [r for r, k in zip(rows, keep) if k]
+        colour, prot = colour[keep], prot[keep]
         log_age = np.log10(np.array([r[4] for r in rows], dtype=np.float64) * 1e6)
         cluster = np.array([r[5] for r in rows])
         association = {r[5]: r[6] for r in rows}

@@ -49,11 +49,10 @@ class StellarMass(Task):
     on_gpu = False  # a few hundred galaxies
 
     def fit(self, rows: list[tuple], *, seed: int, epochs: int | None = None) -> Trained:
-        usable = _usable(rows)[0]  # as inference would take them: a redshift and the detection band
+        usable, _, z, mags = _usable(rows)  # as inference would take them: a redshift and the detection band
         n_unusable = int((~usable).sum())
         rows = [r for r, ok in zip(rows, usable) if ok]
-        z = np.array([r[2] for r in rows], dtype=np.float64)
-        mags = _mags(rows)
+        z, mags = z[usable], mags[usable]
         width = max(len(r[4]) for r in rows)
         codes = np.array([list(r[4]) + [np.nan] * (width - len(r[4])) for r in rows], dtype=np.float64)
         target = np.nanmedian(codes, axis=1)
