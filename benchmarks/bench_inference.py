@@ -9,11 +9,13 @@ the PDFs (prediction) and the 16-d embeddings back, in as many lanes (source_id 
 a reader and a writer connection) as ``BENCH_INFERENCE_LANES`` says (a comma-separated list: one run
 each, e.g. ``1,2,4,8``; default 1 and `default_lanes()` of this machine), each with as many batches
 queued ahead of the model and behind it as ``BENCH_INFERENCE_QUEUED`` says (a list too, e.g.
-``1,3,1,3``: one run per lanes and depth; default ``ingest.inference.QUEUED``). The HNSW index over a new
+``1,3,1,3``: one run per lanes and depth; default ``ingest.inference.QUEUED``), and with as many torch
+threads for the model as ``BENCH_INFERENCE_THREADS`` says (a list too, e.g. ``1,2,1,2``; default 1:
+``HEALCAT_INFER_THREADS`` in the run, the same count in its forward baseline). The HNSW index over a new
 version's embeddings is built after the last run (CONCURRENTLY, readers unaffected) and reported on
 its own. Before them, the object classifier's run (which photo-z requires) is timed and reported on
 its own. The baseline is the same photo-z model's `predict` on the same inputs, in memory, in the
-same batches, in the same process, on the same one torch thread (the median of three passes).
+same batches, in the same process, on the run's torch threads (the median of three passes).
 Beside it, what other threads' Python work costs the model: the forward on 30 batches beside a
 thread holding the interpreter lock half the time, as runs call it (TorchScript on the CPU) and
 eager; and in each run, the model's own time (its ``predict`` calls) against its forward alone.
@@ -43,6 +45,7 @@ import torch
 
 from benchmarks import sky10m
 from ingest.ml import common
+from ingest.tasks import torch_threads
 
 N_SOURCES = int(os.environ.get("BENCH_INFERENCE_N", 1_000_000))
 #: The model's device, end to end and in the baseline: ``cpu`` or ``cuda`` (default: CUDA where there is one).
@@ -266,13 +269,14 @@ def main() -> None:
     from ingest import inference
     from ingest.tasks import ALL_SOURCES, get_task
 
-    torch.set_num_threads(1)  # one core for the model (end to end and forward alike):
-    os.environ.setdefault("HEALCAT_INFER_THREADS", "1")  # runs would give it the cores the backends leave
+    torch.set_num_threads(1)  # the classifier's run and the lock comparison: one core for the model
     dev = inference.device_of(DEVICE)
     lanes = [int(x) for x in os.environ.get("BENCH_INFERENCE_LANES", "").split(",") if x] or \
         sorted({1, inference.default_lanes()})
     depths = [int(x) for x in os.environ.get("BENCH_INFERENCE_QUEUED", "").split(",") if x] or [inference.QUEUED]
-    runs = [(n_lanes, depth) for n_lanes in lanes for depth in depths]
+    # The model's torch threads, end to end (HEALCAT_INFER_THREADS) and in its forward baseline alike.
+    threads = [int(x) for x in os.environ.get("BENCH_INFERENCE_THREADS", "").split(",") if x] or [1]
+    runs = [(n_lanes, depth, n_threads) for n_lanes in lanes for depth in depths for n_threads in threads]
     with engine.connect() as conn:
         release_id = inference.release_id_of(conn, RELEASE)
     _forget_runs(engine, release_id)
@@ -290,13 +294,15 @@ def main() -> None:
         while rows := cur.fetchmany(BATCH):
             batches.append(task.prepare(rows).inputs)
         model = task.load(str(inference.weights_file(conn, photoz_model.model_id)), dev)
-    times = []
-    for _ in range(3):  # the median of three passes: one pass varied by 1.5x between runs on 2 cores
-        t0 = time.perf_counter()
-        n_fwd = sum(len(task.predict(model, x, dev).value) for x in batches)
-        times.append(time.perf_counter() - t0)
-    t_fwd = sorted(times)[1]
-    fwd = n_fwd / t_fwd
+    forward = {}  # threads -> (the median of three passes, the passes): one pass varied by 1.5x on 2 cores
+    for n_threads in dict.fromkeys(threads):
+        times = []
+        with torch_threads(n_threads):
+            for _ in range(3):
+                t0 = time.perf_counter()
+                n_fwd = sum(len(task.predict(model, x, dev).value) for x in batches)
+                times.append(time.perf_counter() - t0)
+        forward[n_threads] = (sorted(times)[1], times)
     beside = _beside_python(task, model, dev, batches[:30]) if dev.type == "cpu" else None
     del batches
     with engine.connect() as conn:
@@ -306,29 +312,33 @@ def main() -> None:
           f"torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} cores, shared_buffers {shared_buffers}")
     print(f"  object classifier run: {cls_run.n_predicted:,} labelled in {cls_run.run_seconds:.1f} s "
           f"({cls_run.n_predicted / cls_run.run_seconds:,.0f} sources/s, {cls_run.lanes} lanes)")
-    print(f"  photo-z pure forward:  {n_fwd:,} in {t_fwd:.1f} s ({fwd:,.0f} sources/s; the median of "
-          f"{', '.join(f'{t:.2f}' for t in times)} s)")
+    for n_threads, (t_fwd, times) in forward.items():
+        print(f"  photo-z pure forward, {n_threads} thread{'s' * (n_threads > 1)}:  {n_fwd:,} in {t_fwd:.1f} s "
+              f"({n_fwd / t_fwd:,.0f} sources/s; the median of {', '.join(f'{t:.2f}' for t in times)} s)")
     if beside:
         print("  photo-z forward on 30 batches beside a thread holding the interpreter lock half the time, "
               "against alone: " + ", ".join(f"{name} {b:.2f} s / {a:.2f} s = {b / a:.2f}x"
                                             for name, (a, b) in beside.items()))
-    for i, (n_lanes, depth) in enumerate(runs):
+    for i, (n_lanes, depth, n_threads) in enumerate(runs):
         last = i == len(runs) - 1
         _forget_runs(engine, release_id, photoz_model.model_id)
         rss_before = _reset_peak_rss()
         with _RunCpu(engine, inference, build_index=BUILD_INDEX and last) as cpu, _ModelTime(task) as model_time, \
-                mock.patch.object(inference, "QUEUED", depth):
+                mock.patch.object(inference, "QUEUED", depth), \
+                mock.patch.dict(os.environ, {"HEALCAT_INFER_THREADS": str(n_threads)}):
             run = inference.run_model(engine, photoz_model.name, RELEASE, batch_size=BATCH, device=dev.type,
                                       lanes=n_lanes)
         assert run.n_predicted == n_fwd, (run.n_predicted, n_fwd)
-        _report(run, depth, cpu, t_fwd, fwd, _peak_rss_mib(), rss_before, max_wal_size, BUILD_INDEX and last,
-                model_time.seconds)
+        t_fwd = forward[n_threads][0]
+        _report(run, depth, n_threads, cpu, t_fwd, n_fwd / t_fwd, _peak_rss_mib(), rss_before, max_wal_size,
+                BUILD_INDEX and last, model_time.seconds)
 
 
-def _report(run, depth: int, cpu: _RunCpu, t_fwd: float, fwd: float, rss_peak: float, rss_before: float, max_wal_size: str,
-            built_index: bool, model_s: float) -> None:
+def _report(run, depth: int, n_threads: int, cpu: _RunCpu, t_fwd: float, fwd: float, rss_peak: float,
+            rss_before: float, max_wal_size: str, built_index: bool, model_s: float) -> None:
     e2e = run.n_predicted / run.run_seconds
-    print(f"  photo-z end to end, {run.lanes} lane{'s' * (run.lanes > 1)}, {depth} batch{'es' * (depth > 1)} queued each way: "
+    print(f"  photo-z end to end, {run.lanes} lane{'s' * (run.lanes > 1)}, {depth} batch{'es' * (depth > 1)} queued each way, "
+          f"{n_threads} model thread{'s' * (n_threads > 1)}: "
           f"{run.n_predicted:,} PDFs + embeddings in "
           f"{run.run_seconds:.1f} s ({e2e:,.0f} sources/s), {run.n_skipped:,} skipped")
     print(f"    end to end / forward:  {e2e / fwd:.2f}")
