@@ -8,6 +8,7 @@ import logging
 import re
 import signal
 import sys
+import time
 from pathlib import Path
 
 import astropy.units as u
@@ -141,8 +142,10 @@ def cmd_release_report(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from ingest.inference import backfill, train
 
+    t0 = time.perf_counter()
     model = train(db.engine(), args.task, args.release, seed=args.seed, epochs=args.epochs)
-    print(f"{model.name} version {model.version} ({model.weights_sha256[:12]}): {_metrics_line(model.metrics)}")
+    print(f"{model.name} version {model.version} ({model.weights_sha256[:12]}), {time.perf_counter() - t0:.0f} s: "
+          f"{_metrics_line(model.metrics)}")
     if not args.no_backfill:
         jobs = backfill(db.engine(), model)
         print(f"backfill: {len(jobs)} infer jobs queued" + (f" ({', '.join(map(str, jobs))})" if jobs else ""))

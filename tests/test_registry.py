@@ -43,8 +43,7 @@ def test_training_is_reproducible_from_the_same_rows_and_seed(engine, catalog):
         rows = cur.fetchall()
     a, b = task.fit(rows, seed=0, epochs=20), task.fit(rows, seed=0, epochs=20)
     assert hashlib.sha256(a.weights).digest() == hashlib.sha256(b.weights).digest()
-    assert {k: v for k, v in a.metrics.items() if k != "train_seconds"} == \
-        {k: v for k, v in b.metrics.items() if k != "train_seconds"}
+    assert a.metrics == b.metrics  # every metric, nothing timed: the same data and seed give the same numbers
     assert catalog["classifier"].weights_sha256 != hashlib.sha256(a.weights).hexdigest(), "20 epochs differ from the full run"
 
 
