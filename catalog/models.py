@@ -224,8 +224,8 @@ class Spectrum(PerSource, Base):
     flux_unit: Mapped[str] = mapped_column(Text, comment="astropy unit string, e.g. 1e-17 erg/(s cm2 Angstrom)")
     vacuum: Mapped[bool | None] = mapped_column()
     # Added by migration 0007 (per-object files: ingest/perobject.py).
-    release_id: Mapped[int] = mapped_column(
-        ForeignKey(f"{SCHEMA}.release.release_id", ondelete="CASCADE"), index=True,
+    release_id: Mapped[int] = mapped_column(  # in the key since migration 0022: one row per release's reading
+        ForeignKey(f"{SCHEMA}.release.release_id", ondelete="CASCADE"), primary_key=True, index=True,
         comment="the release the spectrum was read from (its source may belong to an earlier one)",
     )
     mask: Mapped[list[int] | None] = mapped_column(ARRAY(Integer), comment="survey pixel mask, e.g. SDSS and_mask (0 = good)")

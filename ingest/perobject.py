@@ -8,7 +8,9 @@ Objects become sources as catalogue rows do (``ingest.mapping.apply``, ``ingest.
 from a ``[catalog]`` file (light curves) or from each spectrum's own scalars (spectra). A
 spectrum whose object id names an existing source of a ``match_survey`` (e.g. SDSS
 PLATE-MJD-FIBER) joins that source; spectra of one release within ``group_within_arcsec`` of
-each other (epochs of one object) share one source.
+each other (epochs of one object) share one source. A spectrum is one release's reading (keyed
+with ``release_id``): a new version of a sample, or another sample holding the same spectrum,
+stores it again for the same source, and ``healcat.current_spectrum`` shows published ones.
 
 Validation keeps everything: a light-curve point with a non-finite value, a magnitude outside
 [-30, 50] or a negative error, a point of a band the mapping does not name, a curve with no
@@ -287,15 +289,15 @@ def _load_spectra(pg, mapping: PerObjectMapping, release_id: int) -> dict[str, i
         if g not in group_source:
             group_source[g] = ids[chunk.object_id[i]]
     counts["matched_existing_source"] = sum(1 for i in np.flatnonzero(good) if chunk.object_id[i] in matched)
-    rows = []
-    stored = _stored_spectra(pg, list(group_source.values()))
+    rows, named = [], {}  # (shard, source_id, name) -> the record that gave it first
     for i in np.flatnonzero(good):
         row = spectrum_row(spec, records[i], quarantine.add, counts)
         if row is not None:
             shard, sid = group_source[groups[i]]
-            if (shard, sid, row["name"]) in stored:
-                quarantine.add(records[i].file, records[i].row, None, f"{row['name']} is already in the catalog "
-                               f"(release {stored[(shard, sid, row['name'])]}) for this source", {"object": row["name"]})
+            if (first := named.setdefault((shard, sid, row["name"]), i)) != i:
+                quarantine.add(records[i].file, records[i].row, None, f"{row['name']} is already in this release "
+                               f"for this source (file {records[first].file}, row {records[first].row})",
+                               {"object": row["name"]})
                 continue
             rows.append((shard, sid, row["name"], release_id, row["wavelength"], spec.wavelength_unit, spec.vacuum,
                          row["flux"], spec.flux_unit, row["ivar"], f"({spec.flux_unit})**-2", row["mask"],
@@ -307,23 +309,11 @@ def _load_spectra(pg, mapping: PerObjectMapping, release_id: int) -> dict[str, i
     return counts
 
 
-def _stored_spectra(pg, sources: list[tuple[int, int]]) -> dict[tuple[int, int, str], str]:
-    """Spectra the catalog already holds for these sources: (shard, source_id, name) -> release name."""
-    with pg.cursor() as cur:
-        cur.execute(
-            "SELECT sp.shard, sp.source_id, sp.spectrum_name, r.name FROM healcat.spectrum AS sp "
-            "JOIN healcat.release AS r USING (release_id) WHERE (sp.shard, sp.source_id) IN "
-            "(SELECT * FROM unnest(%s::int2[], %s::int8[]))",
-            ([s for s, _ in sources], [i for _, i in sources]),
-        )
-        return {(shard, sid, name): release for shard, sid, name, release in cur.fetchall()}
-
-
 def _matches(pg, mapping: PerObjectMapping, object_ids: list[str]) -> dict[str, tuple[int, int]]:
     """Existing sources of the ``match_survey`` surveys named by these object ids: object_id -> (shard, source_id).
 
     Never the mapping's own survey: its earlier releases are versions this one supersedes, whose
-    sources it does not share (matched, a new version's spectra would be 'already in the catalog')."""
+    sources it does not share."""
     if not mapping.match_surveys or not object_ids:
         return {}
     with pg.cursor() as cur:

@@ -100,10 +100,17 @@ def test_a_spectrum_of_a_dr14_object_joins_its_source_and_a_truncated_file_is_qu
                          {"r": result.release_id}).all()
     assert dr14 == "sdss/dr14-skyserver-10k" and result.row_counts["matched_existing_source"] == 2
     reasons = {f.rsplit("/", 1)[-1]: (n, why) for f, n, why in q}
-    assert set(reasons) == {"spec-truncated.fits", "spec-0332-52367-0639.fits"}
+    assert set(reasons) == {"spec-truncated.fits"}
     assert reasons["spec-truncated.fits"][0] == 0 and "unreadable file" in reasons["spec-truncated.fits"][1]
-    assert "already in the catalog (release sdss-spectra/pyqsofit-sample)" in reasons["spec-0332-52367-0639.fits"][1]
-    assert result.row_counts["spectrum"] == 2 and result.row_counts["source"] == 1
+    # 0332-52367-0639 is also this release's reading: stored for the pyqsofit sample's source, beside that one's
+    assert result.row_counts["spectrum"] == 3 and result.row_counts["source"] == 1
+    with engine.connect() as conn:
+        readings = conn.execute(sa.text(
+            "SELECT r.name FROM healcat.spectrum sp JOIN healcat.release r USING (release_id) "
+            "WHERE sp.spectrum_name = 'spec-0332-52367-0639' ORDER BY 1")).scalars().all()
+        sources = conn.scalar(sa.text("SELECT count(DISTINCT (shard, source_id)) FROM healcat.spectrum "
+                                      "WHERE spectrum_name = 'spec-0332-52367-0639'"))
+    assert readings == ["scratch/scratch-spectra", "sdss-spectra/pyqsofit-sample"] and sources == 1
     assert ingest_release(mapping, engine).already_loaded
 
 
@@ -137,16 +144,51 @@ def test_a_new_version_of_a_spectra_release_loads_the_spectra_it_shares_with_the
             hdul[2].data["PLUG_RA"][0] += 0.01 * fiber
             hdul.writeto(tmp_path / f"spec-0332-52367-000{fiber}.fits")
     releases = []
-    for version, date in (("shared-1", "2020-01-01"), ("shared-2", "2021-01-01")):
+    for k, (version, date) in enumerate((("shared-1", "2020-01-01"), ("shared-2", "2021-01-01"))):
+        # ... and a spectrum of a DR14 object (0266-51630-0359), re-reduced in the second version
+        with fits.open(PYQSOFIT / "spec-0266-51602-0013.fits") as hdul:
+            hdul[2].data["MJD"][0], hdul[2].data["FIBERID"][0] = 51630, 359
+            hdul[1].data["flux"] *= 1 + k
+            hdul.writeto(tmp_path / "spec-0266-51630-0359.fits", overwrite=True)
         mapping = per_object_mapping(tmp_path, "sdss_spectra_pyqsofit", version,
-                                     {"series": [tmp_path / "spec-0332-*.fits"]})
+                                     {"series": [tmp_path / "spec-0*.fits"]})
         mapping.write_text(mapping.read_text().replace('match_survey = ["sdss"', 'match_survey = ["scratch", "sdss"')
                            .replace(f'version = "{version}"', f'version = "{version}"\ndate = {date}'))
         releases.append(ingest_release(mapping, engine))
-    assert [r.row_counts["spectrum"] for r in releases] == [2, 2]
+    assert [r.row_counts["spectrum"] for r in releases] == [3, 3]
     assert [r.row_counts["quarantine"] for r in releases] == [0, 0]
     with engine.connect() as conn:
         current = conn.execute(sa.text(
             "SELECT sp.spectrum_name FROM healcat.spectrum sp JOIN healcat.current_source s USING (shard, source_id) "
             "WHERE sp.release_id = :r ORDER BY 1"), {"r": releases[1].release_id}).scalars().all()
-    assert current == ["spec-0332-52367-0001", "spec-0332-52367-0002"]
+        dr14 = conn.execute(sa.text(
+            "SELECT sp.release_id, sp.flux[100] AS flux, c.release_id IS NOT NULL AS current, r.name AS source_release "
+            "FROM healcat.spectrum sp LEFT JOIN healcat.current_spectrum c USING (shard, source_id, spectrum_name, release_id) "
+            "JOIN healcat.source s USING (shard, source_id) JOIN healcat.release r ON r.release_id = s.release_id "
+            "WHERE sp.spectrum_name = 'spec-0266-51630-0359' ORDER BY sp.release_id")).all()
+    assert current == ["spec-0266-51630-0359", "spec-0332-52367-0001", "spec-0332-52367-0002"]
+    # both readings kept on the DR14 source; only the new version's is current
+    assert [(r.release_id, r.current, r.source_release) for r in dr14] == [
+        (releases[0].release_id, False, "sdss/dr14-skyserver-10k"), (releases[1].release_id, True, "sdss/dr14-skyserver-10k")]
+    assert dr14[1].flux == pytest.approx(2 * dr14[0].flux, rel=1e-6)
+
+
+def test_one_spectrum_named_twice_for_one_source_in_a_release_is_quarantined_naming_the_first(
+        engine, catalog, tmp_path, scratch_release):
+    """Two epochs within 1 arcsec share a source; a name template without the fibre names both alike."""
+    for fiber in (1, 2):
+        with fits.open(PYQSOFIT / "spec-0332-52367-0639.fits") as hdul:
+            hdul[2].data["FIBERID"][0] = fiber
+            hdul.writeto(tmp_path / f"spec-0332-52367-000{fiber}.fits")
+    mapping = per_object_mapping(tmp_path, "sdss_spectra_pyqsofit", "named-twice",
+                                 {"series": [tmp_path / "spec-0332-*.fits"]})
+    mapping.write_text(mapping.read_text().replace('name = "spec-{PLATE:04d}-{MJD:05d}-{FIBERID:04d}"',
+                                                   'name = "spec-{PLATE:04d}-{MJD:05d}"'))
+    result = ingest_release(mapping, engine)
+    assert result.row_counts["spectrum"] == 1 and result.row_counts["source"] == 1
+    with engine.connect() as conn:
+        (file, row, reason), = conn.execute(sa.text(
+            "SELECT file, row_number, reason FROM healcat.quarantine WHERE release_id = :r"), {"r": result.release_id}).all()
+    assert file.endswith("spec-0332-52367-0002.fits") and row == 0
+    assert "spec-0332-52367 is already in this release for this source (file " in reason
+    assert "spec-0332-52367-0001.fits, row 0)" in reason

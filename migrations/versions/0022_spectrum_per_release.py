@@ -1,0 +1,45 @@
+"""a spectrum is one release's reading: spectrum's key gains release_id; view current_spectrum
+
+Revision ID: 0022
+Revises: 0021
+Create Date: 2026-12-05 03:30:00
+
+A spectrum joins an existing source of another survey (its PLATE-MJD-FIBER names an SDSS DR14
+object, ``match_survey``), so a new version of a spectra release, or another sample holding the
+same spectrum, stores it for a source that already has it. Keyed (shard, source_id,
+spectrum_name), the second reading could not be stored and was quarantined as 'already in the
+catalog': a re-reduced spectrum never reached the catalog, against "superseded, never
+overwritten". Now the key is (shard, source_id, spectrum_name, release_id), as rotation periods
+and stellar masses are keyed by their release, and ``current_spectrum`` shows the spectra of
+published releases only (each survey's current one). The downgrade fails, naming the key, while
+two releases hold one spectrum of one source.
+"""
+
+from alembic import op
+
+revision = '0022'
+down_revision = '0021'
+branch_labels = None
+depends_on = None
+
+
+def _key(columns: str) -> None:
+    op.execute(f"ALTER TABLE healcat.spectrum DROP CONSTRAINT pk_spectrum, "
+               f"ADD CONSTRAINT pk_spectrum PRIMARY KEY ({columns})")
+
+
+def upgrade() -> None:
+    _key("shard, source_id, spectrum_name, release_id")
+    op.execute("""
+        CREATE VIEW healcat.current_spectrum AS
+        SELECT sp.*
+        FROM healcat.spectrum AS sp
+        JOIN healcat.release AS r ON r.release_id = sp.release_id
+        WHERE r.status = 'published'""")
+    op.execute("COMMENT ON VIEW healcat.current_spectrum IS "
+               "'spectra read by published releases (each survey''s current one); older readings stay in spectrum'")
+
+
+def downgrade() -> None:
+    op.execute("DROP VIEW healcat.current_spectrum")
+    _key("shard, source_id, spectrum_name")
