@@ -303,11 +303,11 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
         params[f"{required}_model_id"] = dep.model_id if dep else None
     t0 = time.perf_counter()
     with engine.connect() as lock, torch_threads(model_threads(lanes) if dev.type == "cpu" else None):
-        # One run per (model version, release) at a time: the lock is held by a transaction of its
-        # own for the whole run (and goes with its connection if this process dies); the next run
-        # finds this one finished.
-        lock.execute(sa.select(sa.func.pg_advisory_xact_lock(
-            sa.func.hashtext(f"infer:{model_row.model_id}:{release_id}"))))
+        # One run per (model version, release) at a time, or per model version where runs share
+        # sources: the lock is held by a transaction of its own for the whole run (and goes with its
+        # connection if this process dies); the next run finds this one finished, or its outputs.
+        lock.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(run_lock(task, model_row.model_id,
+                                                                                       release_id)))))
         with engine.begin() as conn:
             done = conn.execute(sa.select(InferenceRun.run_id, InferenceRun.device, InferenceRun.n_predicted).where(
                 InferenceRun.model_id == model_row.model_id, InferenceRun.release_id == release_id,
@@ -344,6 +344,11 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
              n_pred, n_skip, lanes)
     return RunResult(run_id, n_pred, n_skip, described, run_seconds=t1 - t0,
                      index_seconds=time.perf_counter() - t1, lanes=lanes)
+
+
+def run_lock(task: Task, model_id: int, release_id: int) -> str:
+    """The advisory lock (by ``hashtext``) a run of a model version on a release holds throughout."""
+    return f"infer:{model_id}" if task.runs_share_sources else f"infer:{model_id}:{release_id}"
 
 
 #: Batches a lane reads ahead of the model, and writes behind it, at most. The stages' times vary

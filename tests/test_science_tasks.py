@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import sqlalchemy as sa
@@ -98,7 +101,20 @@ def test_gyro_ages_trained_from_sql_with_held_out_clusters(engine, tmp_path, scr
     second = tmp_path / "second.toml"
     second.write_text(load_mapping("chronoflow_prot").path.read_text().replace('name = "chronoflow"', 'name = "scratch"')
                       .replace('version = "2025-prot-catalogue"', 'version = "second"\nmax_rows = 40'))
-    again = run_model(engine, model.name, ingest_release(second, engine).release)
+    second_release = ingest_release(second, engine).release
+    # ... and its run waits while another run of this version (on any release) holds the version's
+    # lock, so two releases' runs never both predict a shared star.
+    with engine.connect() as holder:
+        holder.execute(sa.text("SELECT pg_advisory_lock(hashtext(:k))"), {"k": f"infer:{model.model_id}"})
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(run_model, engine, model.name, second_release)
+            time.sleep(1.5)
+            assert not waiting.done()
+            with engine.connect() as conn:
+                assert conn.scalar(sa.text("SELECT count(*) FROM healcat.inference_run r JOIN healcat.release USING "
+                                           "(release_id) WHERE name = :n"), {"n": second_release}) == 0
+            holder.execute(sa.text("SELECT pg_advisory_unlock(hashtext(:k))"), {"k": f"infer:{model.model_id}"})
+            again = waiting.result(timeout=120)
     with engine.connect() as conn:
         reasons = conn.execute(sa.text("SELECT reason, count(*) FROM healcat.inference_skip WHERE run_id = :r "
                                        "GROUP BY 1"), {"r": again.run_id}).all()

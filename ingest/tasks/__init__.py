@@ -136,6 +136,9 @@ class Task(ABC):
     #: False: the model runs on the CPU whatever device the run asks for (a small network over a
     #: few thousand rows gains nothing from a GPU); the run records the device it really used.
     on_gpu: ClassVar[bool] = True
+    #: True: runs on different releases may predict the same source (a Gaia star that two rotation
+    #: catalogues join), so a model version's runs go one at a time, each seeing what the last wrote.
+    runs_share_sources: ClassVar[bool] = False
 
     def applies(self, conn: sa.Connection, release_id: int) -> bool:
         """Whether the task has anything to run on in a release."""

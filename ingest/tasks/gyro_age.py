@@ -45,6 +45,7 @@ WHERE rp.release_id = %(release_id)s ORDER BY rp.source_id"""
     applies_query = ("SELECT EXISTS (SELECT 1 FROM healcat.rotation_period WHERE release_id = %(release_id)s "
                      "AND bp_rp_dered IS NOT NULL)")
     on_gpu = False  # a few thousand stars on the age grid
+    runs_share_sources = True  # one prediction per star and version, whichever release's run made it
 
     def fit(self, rows: list[tuple], *, seed: int, epochs: int | None = None) -> Trained:
         # as inference takes them: a colour and a period in the model's range (the cuts keep only such)
