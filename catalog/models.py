@@ -1,8 +1,9 @@
 """The catalog's tables as SQLAlchemy 2 typed models (schema ``healcat``).
 
 Every table of per-object rows carries ``shard`` (the order-4 HEALPix pixel,
-``hpx >> 50``; see :mod:`catalog.healpix`) as the first column of its primary
-key, and child tables reference ``(shard, source_id)`` so that a distributed
+``hpx >> 50``; see :mod:`catalog.healpix`) in its primary key and every unique
+constraint (not always first: photometry, predictions and embeddings lead with
+the column their writes append in order), and child tables reference ``(shard, source_id)`` so that a distributed
 PostgreSQL (Citus) can distribute them all on ``shard`` and colocate an
 object's photometry, spectra, predictions and embeddings with it. ``shard`` is
 a plain stored column, never a generated one, because Citus cannot distribute
@@ -216,7 +217,7 @@ class SpecRedshift(PerSource, Base):
 
 class Spectrum(PerSource, Base):
     __tablename__ = "spectrum"
-    spectrum_name: Mapped[str] = mapped_column(Text, primary_key=True, comment="e.g. spec-PLATE-MJD-FIBER")
+    spectrum_name: Mapped[str] = mapped_column(Text, primary_key=True, index=True, comment="e.g. spec-PLATE-MJD-FIBER")
     wavelength: Mapped[list[float]] = mapped_column(ARRAY(REAL))
     flux: Mapped[list[float]] = mapped_column(ARRAY(REAL))
     ivar: Mapped[list[float] | None] = mapped_column(ARRAY(REAL))
@@ -394,7 +395,8 @@ class InferenceRun(Base):
 class Prediction(PerSource, Base):
     __tablename__ = "prediction"
     # Led by model_id (migration 0016): a run's rows are appended at the index's right edge.
-    __extra_args__ = (PrimaryKeyConstraint("model_id", "source_id", "shard", name="pk_prediction"),)
+    __extra_args__ = (PrimaryKeyConstraint("model_id", "source_id", "shard", name="pk_prediction"),
+                      Index("ix_prediction_run_id", "run_id", postgresql_using="brin"))  # deleting a run (0023)
     model_id: Mapped[int] = mapped_column(ForeignKey(f"{SCHEMA}.model.model_id"), primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey(f"{SCHEMA}.inference_run.run_id"))
     value: Mapped[float] = mapped_column(Double, comment="point estimate, in the task's unit")
@@ -424,7 +426,8 @@ class Embedding(PerSource, Base):
     """Similarity vectors; each model gets a partial HNSW index on ``vec::vector(dim)``."""
 
     __tablename__ = "embedding"
-    __extra_args__ = (PrimaryKeyConstraint("model_id", "source_id", "shard", name="pk_embedding"),)
+    __extra_args__ = (PrimaryKeyConstraint("model_id", "source_id", "shard", name="pk_embedding"),
+                      Index("ix_embedding_run_id", "run_id", postgresql_using="brin"))
     model_id: Mapped[int] = mapped_column(ForeignKey(f"{SCHEMA}.model.model_id"), primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey(f"{SCHEMA}.inference_run.run_id"))
     vec: Mapped[Any] = mapped_column(Vector())

@@ -50,3 +50,14 @@ def test_downgrade_to_base_and_upgrade_again(engine, database_url):
         scratch.dispose()
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("DROP DATABASE healcat_migrations")
+
+
+def test_the_current_views_show_every_column_of_their_tables(conn):
+    """A view fixes its columns when created: a column added to the table later is missing from it."""
+    def columns(name: str) -> list[str]:
+        return conn.execute(sa.text("SELECT attname FROM pg_attribute WHERE attrelid = CAST(:r AS regclass) AND attnum > 0 "
+                                    "AND NOT attisdropped ORDER BY attnum"), {"r": f"healcat.{name}"}).scalars().all()
+
+    for table in ("source", "photometry", "spec_redshift", "source_xid", "spectrum"):
+        assert columns(f"current_{table}") == columns(table), table
+    assert "pmra_masyr" in columns("current_source")

@@ -233,3 +233,19 @@ def test_shard_must_be_the_hpx_pixel(conn, catalog):
     with pytest.raises(sa.exc.IntegrityError, match="ck_source_shard_is_hpx_pixel"):
         conn.execute(sa.text("UPDATE healcat.source SET shard = shard + 1 WHERE source_id = "
                              "(SELECT min(source_id) FROM healcat.source WHERE hpx IS NOT NULL)"))
+
+
+def test_a_never_analyzed_catalog_still_gets_a_fine_cover(engine, catalog):
+    """reltuples -1 (loaded, not yet analyzed) was read as an empty catalog: a whole-sky cover."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        known = conn.scalar(sa.text("SELECT healcat.cover_stop_order()"))
+        rows = conn.execute(sa.text("SELECT source_id FROM healcat.cone_search(183.53, 0.09, 600.0)")).scalars().all()
+        try:
+            conn.execute(sa.text("SELECT pg_clear_relation_stats('healcat', 'source')"))
+            assert conn.scalar(sa.text("SELECT reltuples FROM pg_class WHERE oid = 'healcat.source'::regclass")) == -1
+            unknown = conn.scalar(sa.text("SELECT healcat.cover_stop_order()"))
+            again = conn.execute(sa.text("SELECT source_id FROM healcat.cone_search(183.53, 0.09, 600.0)")).scalars().all()
+        finally:
+            conn.execute(sa.text("ANALYZE healcat.source"))
+    assert known >= 5 and abs(unknown - known) <= 1, (known, unknown)
+    assert again == rows and len(rows) > 0

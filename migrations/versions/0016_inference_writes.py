@@ -25,6 +25,8 @@ The key keeps the shard (Citus colocation) and the foreign key to source is unch
 
 from alembic import op
 
+from migrations.functions import pin_search_path
+
 revision = '0016'
 down_revision = '0015'
 branch_labels = None
@@ -52,6 +54,7 @@ def _key(table: str, columns: str) -> None:
 
 def upgrade() -> None:
     op.execute(GUARD)
+    pin_search_path()  # as every migration's functions are (0017's downgrade pinned it; now 0016 does too)
     for table in ("prediction", "embedding"):
         _key(table, "model_id, source_id, shard")
     op.drop_index('ix_prediction_model_id', table_name='prediction', schema='healcat')
