@@ -671,7 +671,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--in-release", help="only neighbours in this release")
     p.add_argument("--mode", choices=["auto", "exact", "approx"], default="auto",
                    help="exact ranking, HNSW index (approx), or by the filter's selectivity (auto)")
-    p.add_argument("--ef-search", type=int, help="HNSW candidates per step in approx mode (default max(40, 2k))")
+    p.add_argument("--ef-search", type=int, help="HNSW candidates per step in approx mode (default max(100, 2k), at most 1000)")
     p.add_argument("--format", **fmt)
     p.set_defaults(func=cmd_similar)
 

@@ -15,9 +15,10 @@ from astropy.coordinates import SkyCoord
 
 from catalog.cli import main
 from catalog.errors import QueryError
-from catalog.models import Photometry, SpecRedshift
+from catalog.models import Label, Model, Photometry, Prediction, Source, SpecRedshift
 import catalog as catalog_api
 from catalog.search import Cone, similar
+from ingest.tasks.object_class import ObjectClass
 from ingest.tasks.photoz import Photoz
 from tests.conftest import GAIA_RELEASE, SDSS_RELEASE
 
@@ -229,3 +230,39 @@ def test_a_search_cut_by_the_statement_timeout_is_a_query_error(database_url, ca
 def test_bad_arguments_are_clear_errors(space, kwargs, message):
     with pytest.raises(QueryError, match=message):
         similar(kwargs.pop("source_id", int(space["id"][0])), model=PHOTOZ_MODEL, **kwargs)
+
+
+def test_a_filter_with_a_subquery_joins_only_its_own_tables(engine, space, catalog):
+    """``NOT IN (SELECT label ...)`` joined label and kept only labelled sources (none of the
+    galaxies: 0 rows); a model id by a scalar subquery was refused as a filter 'on table model'."""
+    i = 7
+    unlabelled = ~Source.source_id.in_(sa.select(Label.source_id).where(Label.label == "c"))
+    got = similar(int(space["id"][i]), model=PHOTOZ_MODEL, k=5, where=unlabelled)
+    assert list(got["source_id"]) == brute_force(space, i, np.ones(len(space["id"]), dtype=bool), 5)
+    version = sa.select(Model.model_id).where(Model.name == PHOTOZ_MODEL, Model.version == catalog["model"].version)
+    photoz = [Prediction.model_id == version.scalar_subquery(), Prediction.value < 0.1]
+    got = similar(int(space["id"][i]), model=PHOTOZ_MODEL, k=5, where=photoz)
+    with engine.connect() as conn:
+        low = set(conn.execute(sa.text("SELECT source_id FROM healcat.prediction WHERE model_id = :m AND value < 0.1"),
+                               {"m": catalog["model"].model_id}).scalars())
+    assert list(got["source_id"]) == brute_force(space, i, np.isin(space["id"], list(low)), 5)
+
+
+def test_a_model_without_embeddings_is_a_clear_error(space):
+    """The object classifier gives classes, not vectors: its NULL dimension made the SQL 'vector()'."""
+    with pytest.raises(QueryError, match=f"model {ObjectClass.model_name}/1 gives no embeddings"):
+        similar(vector=np.ones(16), model=ObjectClass.model_name)
+    with pytest.raises(QueryError, match=f"model {ObjectClass.model_name}/1 gives no embeddings"):
+        similar(int(space["id"][0]), model=ObjectClass.model_name)
+
+
+def test_the_candidate_sample_does_not_depend_on_their_order(engine, space):
+    """900 candidates, a third with embeddings, all of those first: a whole-number step sampled only
+    the first 500 (estimate 505 one way round, 2 the other)."""
+    with engine.connect() as conn:
+        stars = conn.execute(sa.text("SELECT s.source_id FROM healcat.source s JOIN healcat.release r "
+                                     "USING (release_id) WHERE r.name = :r LIMIT 600"), {"r": GAIA_RELEASE}).scalars().all()
+    ids = space["id"][:300].tolist() + stars
+    assert len(ids) == 900
+    forward, backward = (plan(engine, k=10, candidates=c).n_candidates for c in (ids, ids[::-1]))
+    assert forward == pytest.approx(300, rel=0.1) and backward == pytest.approx(300, rel=0.1)

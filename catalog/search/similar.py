@@ -44,7 +44,16 @@ def candidates(where: Filter | Iterable[Filter]) -> sa.Select:
 
 
 def _tables(expr: sa.ColumnElement) -> set[sa.Table]:
-    return {c.table for c in sa.sql.visitors.iterate(expr) if isinstance(c, sa.Column)}
+    """The tables whose columns ``expr`` compares, not those of its subqueries (``~Source.source_id.in_(
+    select(Label.source_id))`` joins no label: the join would keep only labelled sources)."""
+    found, stack = set(), [expr]
+    while stack:
+        element = stack.pop()
+        if isinstance(element, sa.Column):
+            found.add(element.table)
+        elif not isinstance(element, (sa.sql.expression.SelectBase, sa.sql.expression.ScalarSelect)):
+            stack.extend(element.get_children())
+    return found
 
 
 def _join_condition(table: sa.Table) -> sa.ColumnElement[bool]:
