@@ -42,3 +42,10 @@ def restore_functions(name: str, functions: list[str]) -> None:
                                re.DOTALL).group(0)
         op.execute(re.sub(r"^CREATE (OR REPLACE )?FUNCTION", "CREATE OR REPLACE FUNCTION", definition))
     pin_search_path()
+
+
+def replace_primary_key(table: str, columns: str) -> None:
+    """Give ``healcat.TABLE`` the primary key ``pk_TABLE`` on ``columns`` (a comma-separated list), in
+    one statement: the old key is dropped and the new one built in the same ALTER TABLE."""
+    op.execute(f"ALTER TABLE healcat.{table} DROP CONSTRAINT pk_{table}, "
+               f"ADD CONSTRAINT pk_{table} PRIMARY KEY ({columns})")

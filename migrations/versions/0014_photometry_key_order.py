@@ -14,7 +14,7 @@ joins photometry on (shard, source_id) equality, which either order serves; the 
 the shard (Citus colocation) and the foreign key to source is unchanged.
 """
 
-from alembic import op
+from migrations.functions import replace_primary_key
 
 revision = '0014'
 down_revision = '0013'
@@ -22,14 +22,9 @@ branch_labels = None
 depends_on = None
 
 
-def _key(columns: str) -> None:
-    op.execute(f"ALTER TABLE healcat.photometry DROP CONSTRAINT pk_photometry, "
-               f"ADD CONSTRAINT pk_photometry PRIMARY KEY ({columns})")
-
-
 def upgrade() -> None:
-    _key("source_id, shard, band")
+    replace_primary_key("photometry", "source_id, shard, band")
 
 
 def downgrade() -> None:
-    _key("shard, source_id, band")
+    replace_primary_key("photometry", "shard, source_id, band")

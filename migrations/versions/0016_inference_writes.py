@@ -25,7 +25,7 @@ The key keeps the shard (Citus colocation) and the foreign key to source is unch
 
 from alembic import op
 
-from migrations.functions import pin_search_path
+from migrations.functions import pin_search_path, replace_primary_key
 
 revision = '0016'
 down_revision = '0015'
@@ -47,21 +47,16 @@ CREATE TRIGGER source_guard BEFORE DELETE OR UPDATE OF source_id, shard, release
 """
 
 
-def _key(table: str, columns: str) -> None:
-    op.execute(f"ALTER TABLE healcat.{table} DROP CONSTRAINT pk_{table}, "
-               f"ADD CONSTRAINT pk_{table} PRIMARY KEY ({columns})")
-
-
 def upgrade() -> None:
     op.execute(GUARD)
     pin_search_path()  # as every migration's functions are (0017's downgrade pinned it; now 0016 does too)
     for table in ("prediction", "embedding"):
-        _key(table, "model_id, source_id, shard")
+        replace_primary_key(table, "model_id, source_id, shard")
     op.drop_index('ix_prediction_model_id', table_name='prediction', schema='healcat')
 
 
 def downgrade() -> None:
     op.create_index('ix_prediction_model_id', 'prediction', ['model_id'], unique=False, schema='healcat')
     for table in ("prediction", "embedding"):
-        _key(table, "shard, source_id, model_id")
+        replace_primary_key(table, "shard, source_id, model_id")
     op.execute("DROP TRIGGER source_guard ON healcat.source; DROP FUNCTION healcat.source_guard()")

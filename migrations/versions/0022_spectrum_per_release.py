@@ -17,19 +17,16 @@ two releases hold one spectrum of one source.
 
 from alembic import op
 
+from migrations.functions import replace_primary_key
+
 revision = '0022'
 down_revision = '0021'
 branch_labels = None
 depends_on = None
 
 
-def _key(columns: str) -> None:
-    op.execute(f"ALTER TABLE healcat.spectrum DROP CONSTRAINT pk_spectrum, "
-               f"ADD CONSTRAINT pk_spectrum PRIMARY KEY ({columns})")
-
-
 def upgrade() -> None:
-    _key("shard, source_id, spectrum_name, release_id")
+    replace_primary_key("spectrum", "shard, source_id, spectrum_name, release_id")
     op.execute("""
         CREATE VIEW healcat.current_spectrum AS
         SELECT sp.*
@@ -42,4 +39,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DROP VIEW healcat.current_spectrum")
-    _key("shard, source_id, spectrum_name")
+    replace_primary_key("spectrum", "shard, source_id, spectrum_name")
