@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import logging
 import re
 import signal
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import astropy.units as u
+import sqlalchemy as sa
 from astropy.coordinates import Angle
 from astropy.table import MaskedColumn, Table
 
@@ -98,8 +100,6 @@ def cmd_db(args: argparse.Namespace) -> None:
         db.migrate(url)
         print(f"database ready at {db.libpq_url(url)}")
     else:
-        import sqlalchemy as sa
-
         with db.engine().connect() as conn:
             version = conn.scalar(sa.text("SHOW server_version"))
             vector = conn.scalar(sa.text("SELECT extversion FROM pg_extension WHERE extname = 'vector'"))
@@ -121,8 +121,6 @@ def _exec_psql(url: str) -> None:
 
 
 def cmd_ingest(args: argparse.Namespace) -> None:
-    import sqlalchemy as sa
-
     from ingest.load import ingest_release
 
     engine = db.engine()
@@ -163,10 +161,6 @@ def cmd_infer(args: argparse.Namespace) -> None:
 
 
 def cmd_model(args: argparse.Namespace) -> None:
-    import json
-
-    import sqlalchemy as sa
-
     from catalog.models import Model
     from ingest import inference
 
@@ -226,6 +220,20 @@ def query_cone(args: argparse.Namespace):
     from catalog.search import cone_search
 
     return cone_search(args.ra, args.dec, args.radius, release=args.release)
+
+
+def _at_least(minimum: float, kind: type = int):
+    """An argparse type: a number of ``kind`` no smaller than ``minimum``."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {'a whole number' if kind is int else 'a number'}: {text!r}") from None
+        if not value >= minimum:  # NaN too
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text}")
+        return value
+
+    return parse
 
 
 def _vertex(text: str) -> tuple[float, float]:
@@ -416,8 +424,6 @@ def cmd_worker(args: argparse.Namespace) -> None:
 
 
 def cmd_jobs(args: argparse.Namespace) -> None:
-    import sqlalchemy as sa
-
     from catalog.models import Job
     from ingest import queue
 
@@ -435,13 +441,21 @@ def cmd_jobs(args: argparse.Namespace) -> None:
         rows = conn.execute(query).all()
     width = 80 if args.format == "table" else None  # a terminal's line; files get the error's whole first line
     table = Table(rows=[(r.job_id, r.kind, r.status, f"{r.attempts}/{r.max_attempts}", _progress(r),
-                         str(r.args), str(r.run_after)[:19], r.worker or "", r.parent_job_id or 0,
-                         (r.error or "").split("\n")[0][:width]) for r in rows],
+                         json.dumps(r.args), str(r.run_after)[:19], r.worker or "", r.parent_job_id or 0,
+                         _cut((r.error or "").split("\n")[0], width)) for r in rows],
                   names=["job_id", "kind", "status", "attempts", "progress", "args", "run_after", "worker",
                          "parent", "error"],
                   dtype=[int, str, str, str, str, str, str, str, int, str])
     table["parent"] = MaskedColumn(table["parent"], mask=[r.parent_job_id is None for r in rows])  # none: empty
     _print_table(table, args.format)
+
+
+def _cut(text: str, width: int | None) -> str:
+    """``text`` in ``width`` characters, its start and its end (where an error says what to do)."""
+    if width is None or len(text) <= width:
+        return text
+    half = (width - 5) // 2
+    return f"{text[:half]} ... {text[-(width - 5 - half):]}"
 
 
 def _progress(job) -> str:
@@ -453,16 +467,17 @@ def _progress(job) -> str:
 
 
 def cmd_scheduler(args: argparse.Namespace) -> None:
-    from ingest.scheduler import Scheduler, interval_from_env, sources_from_env
+    from ingest.scheduler import Scheduler, check_sources, interval_from_env, sources_from_env
 
     sources = args.source or sources_from_env()
     if not sources:
         raise HealcatError("scheduler: no release sources; give --source PATH or set HEALCAT_RELEASE_SOURCES")
+    check_sources(sources)
+    interval = args.interval if args.interval is not None else interval_from_env()
     scheduler = Scheduler(db.engine(), sources, settle_s=args.settle)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: scheduler.stopping.set())
     logging.getLogger().setLevel(logging.INFO)
-    interval = args.interval if args.interval is not None else interval_from_env()
     n = scheduler.run(once=args.once, interval_s=interval)
     print(f"scheduler {scheduler.name}: {n} ingest jobs queued")
 
@@ -717,8 +732,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="run queued jobs until stopped")
     p.add_argument("--once", action="store_true", help="stop when no job is due")
-    p.add_argument("--poll", type=float, default=2.0, help="seconds between polls of an empty queue")
-    p.add_argument("--concurrency", type=int, default=1, help="worker processes to run here")
+    p.add_argument("--poll", type=_at_least(0.01, float), default=2.0, help="seconds between polls of an empty queue")
+    p.add_argument("--concurrency", type=_at_least(1), default=1, help="worker processes to run here")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("scheduler", help="scan release sources now and then, queue ingest jobs for new releases",
@@ -726,9 +741,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", action="append", type=Path, metavar="PATH",
                    help="a directory of mapping files (data files beside them) or a manifest file; repeatable "
                         "(default: HEALCAT_RELEASE_SOURCES, separated by ':')")
-    p.add_argument("--interval", type=float, metavar="SECONDS",
+    p.add_argument("--interval", type=_at_least(0.01, float), metavar="SECONDS",
                    help="seconds between scans (default: HEALCAT_SCHEDULE_INTERVAL_S, else 300)")
-    p.add_argument("--settle", type=float, metavar="SECONDS",
+    p.add_argument("--settle", type=_at_least(0, float), metavar="SECONDS",
                    help="queue only files unmodified this long: a newer one may still be being written "
                         "(default: HEALCAT_SCHEDULE_SETTLE_S, else 60)")
     p.add_argument("--once", action="store_true", help="scan once and stop")
@@ -753,7 +768,7 @@ def build_parser() -> argparse.ArgumentParser:
     q = releases.add_parser("report", help="row counts, and quarantined rows by column and reason with examples",
                             formatter_class=formatter)
     q.add_argument("name", help="release name, e.g. gyrointerp-ruprecht147/0.7")
-    q.add_argument("--examples", type=int, default=3, help="example rows per reason")
+    q.add_argument("--examples", type=_at_least(0), default=3, help="example rows per reason (0: counts only)")
     q.set_defaults(func=cmd_release_report)
 
     p = sub.add_parser("demo", help="load the SDSS sample, train, infer, and show a cone and a similarity search")
@@ -771,6 +786,10 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except HealcatError as exc:
         print(f"healcat: error: {exc}", file=sys.stderr)
+        return 1
+    except sa.exc.OperationalError as exc:  # the server is down, unreachable or refuses us
+        print(f"healcat: error: cannot reach the database ({db.describe_url()}): "
+              f"{str(exc.orig or exc).strip().splitlines()[0]}", file=sys.stderr)
         return 1
     return 0
 

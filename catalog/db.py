@@ -38,6 +38,16 @@ def uses_embedded() -> bool:
     return not os.environ.get("HEALCAT_DATABASE_URL")
 
 
+def describe_url() -> str:
+    """The catalog database in words, for messages: never its password."""
+    if uses_embedded():
+        return f"the embedded server in {home() / 'pgdata'}"
+    try:
+        return make_url(os.environ["HEALCAT_DATABASE_URL"]).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "HEALCAT_DATABASE_URL"
+
+
 class EmbeddedServer:
     """The embedded PostgreSQL under ``HEALCAT_HOME/pgdata`` (unix socket only)."""
 
@@ -102,7 +112,11 @@ def embedded_bin() -> Path:
 
 
 def _sqlalchemy_url(url: str | URL) -> URL:
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except sa.exc.ArgumentError:
+        raise ConfigurationError(f"HEALCAT_DATABASE_URL is not a database URL: give one like "
+                                 f"postgresql://user:password@host:5432/dbname, not {str(url)!r}") from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if not parsed.drivername.startswith("postgresql"):

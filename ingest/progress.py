@@ -75,7 +75,10 @@ class RowsRead:
     def __enter__(self) -> RowsRead:
         return self
 
-    def __exit__(self, *_) -> None:
+    def __exit__(self, exc_type, *_) -> None:
+        if exc_type is None and not self.exact and self.total != self.done:  # the estimate gives way to the count
+            self.total = self.done
+            report(self.done, self.total)
         if self.bar is not None:
             self.bar.close()
 

@@ -27,7 +27,7 @@ WITH q AS (
     SELECT q.*, count(*) OVER w AS n, row_number() OVER (w ORDER BY row_number) AS rank
     FROM q WINDOW w AS (PARTITION BY column_name, kind)
 )
-SELECT column_name, kind, n, row_number, reason, raw FROM ranked WHERE rank <= :examples
+SELECT column_name, kind, n, row_number, reason, raw FROM ranked WHERE rank <= greatest(:examples, 1)
 ORDER BY n DESC, column_name NULLS FIRST, kind, row_number
 """)
 
@@ -61,7 +61,8 @@ def release_report(engine: sa.Engine, release: str, examples: int = 3) -> Releas
     groups: dict[tuple, ReasonGroup] = {}
     for r in rows:
         group = groups.setdefault((r.column_name, r.kind), ReasonGroup(r.column_name, r.kind, r.n, []))
-        group.examples.append({"row_number": r.row_number, "reason": r.reason, "raw": r.raw})
+        if len(group.examples) < examples:  # one row per group is read even for none: it carries the count
+            group.examples.append({"row_number": r.row_number, "reason": r.reason, "raw": r.raw})
     return ReleaseReport(release, row.status, row.row_counts, list(groups.values()))
 
 

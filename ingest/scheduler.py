@@ -14,6 +14,8 @@ A release source is either
 A release file is new when no release and no earlier scan has its checksum (the sha256 of the
 file and the mapping, as ``release.checksum``). A file modified less than ``settle_s`` seconds ago
 (``HEALCAT_SCHEDULE_SETTLE_S``, default 60) may still be being written: it waits for a later scan.
+A copy that stalls longer than that would be queued half written: drop a release by copying it
+under another name (hidden mappings, ``.name.toml``, are not read) and renaming it into place.
 The job carries the checksum scanned, and the worker loads the file only if it still has it. The scan records it in ``scheduled_ingest``,
 whose primary key is that checksum, in the transaction that queues its job: two schedulers
 scanning at once queue it once. A mapping that cannot be read or a file that is missing is
@@ -33,7 +35,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from catalog.errors import IngestError
+from catalog.errors import ConfigurationError, IngestError
 from catalog.models import Release, ScheduledIngest
 from ingest import queue
 from ingest.load import input_file, release_checksum
@@ -60,17 +62,38 @@ def sources_from_env() -> list[Path]:
 
 
 def interval_from_env() -> float:
-    return float(os.environ.get("HEALCAT_SCHEDULE_INTERVAL_S", DEFAULT_INTERVAL_S))
+    return _seconds_from_env("HEALCAT_SCHEDULE_INTERVAL_S", DEFAULT_INTERVAL_S, minimum=0.01)
 
 
 def settle_from_env() -> float:
-    return float(os.environ.get("HEALCAT_SCHEDULE_SETTLE_S", DEFAULT_SETTLE_S))
+    return _seconds_from_env("HEALCAT_SCHEDULE_SETTLE_S", DEFAULT_SETTLE_S, minimum=0.0)
+
+
+def _seconds_from_env(name: str, default: float, *, minimum: float) -> float:
+    given = os.environ.get(name)
+    if given is None:
+        return default
+    try:
+        seconds = float(given)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds >= minimum:
+        raise ConfigurationError(f"{name}={given!r}: give a number of seconds, at least {minimum:g}")
+    return seconds
+
+
+def check_sources(sources: list[Path]) -> None:
+    """Each release source exists: a misspelt one would be scanned, and found empty, for ever."""
+    missing = [str(s) for s in sources if not (s.is_dir() or s.is_file())]
+    if missing:
+        raise ConfigurationError(f"scheduler: no such directory or manifest file: {', '.join(missing)}")
 
 
 def candidates(source: Path) -> list[Candidate]:
     """The releases a source offers, in a stable order."""
     if source.is_dir():
-        return [Candidate(path, folder=source) for path in sorted(source.glob("*.toml"))]
+        # not hidden files (an editor's or a copy's temporary names): a release is dropped by renaming
+        return [Candidate(path, folder=source) for path in sorted(source.glob("*.toml")) if not path.name.startswith(".")]
     if not source.is_file():
         raise IngestError(f"release source {source}: no such directory or manifest file")
     try:

@@ -67,6 +67,10 @@ HANDLERS: dict[str, Callable[[sa.Engine, dict[str, Any], int], dict[str, Any]]] 
 }
 
 
+#: The longest wait between attempts to reach a database that went away [s].
+RECONNECT_MAX_S = 30.0
+
+
 class Worker:
     def __init__(self, engine: sa.Engine, name: str | None = None):
         self.engine = engine
@@ -74,22 +78,41 @@ class Worker:
         self.stopping = threading.Event()
 
     def run(self, *, once: bool = False, poll_s: float = 2.0) -> int:
-        """Run jobs; with ``once``, until the queue has nothing due. Returns the number of jobs run."""
-        done = 0
-        # One session for the whole life of the worker: it holds the advisory locks of its jobs.
-        with self.engine.connect() as conn:
-            while not self.stopping.is_set():
-                for job_id in queue.requeue_orphans(conn):
-                    log.warning("requeued job %d: its worker died", job_id)
-                job = queue.claim(conn, self.name)
-                if job is None:
-                    if once:
+        """Run jobs; with ``once``, until the queue has nothing due. Returns the number of jobs run.
+
+        When the database goes away (a restart, a dropped connection) the worker waits, 1 s and
+        doubling up to :data:`RECONNECT_MAX_S`, and connects again; a job it was running lost its
+        session's lock with the connection, so the next claim finds it orphaned and queues it again
+        (a failed attempt)."""
+        self.done, wait_s = 0, 1.0
+        while not self.stopping.is_set():
+            try:
+                # One session at a time for the worker: it holds the advisory locks of its jobs.
+                with self.engine.connect() as conn:
+                    wait_s = 1.0
+                    if self._serve(conn, once=once, poll_s=poll_s):
                         break
-                    self.stopping.wait(poll_s)
-                    continue
-                self._run_one(conn, job)
-                done += 1
-        return done
+            except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+                log.error("lost the database (%s); connecting again in %.0f s",
+                          str(exc.orig or exc).strip().splitlines()[0], wait_s)
+                self.stopping.wait(wait_s)
+                wait_s = min(RECONNECT_MAX_S, 2 * wait_s)
+        return self.done
+
+    def _serve(self, conn: sa.Connection, *, once: bool, poll_s: float) -> bool:
+        """Claim and run jobs on one connection until stopped; True once ``once`` finds nothing due."""
+        while not self.stopping.is_set():
+            for job_id in queue.requeue_orphans(conn):
+                log.warning("requeued job %d: its worker died", job_id)
+            job = queue.claim(conn, self.name)
+            if job is None:
+                if once:
+                    return True
+                self.stopping.wait(poll_s)
+                continue
+            self._run_one(conn, job)
+            self.done += 1
+        return False
 
     def _run_one(self, conn: sa.Connection, job: sa.Row) -> None:
         log.info("job %d (%s %s), attempt %d of %d", job.job_id, job.kind, job.args, job.attempts, job.max_attempts)

@@ -109,6 +109,9 @@ def test_release_report_counts_quarantine_by_reason(catalogues, capsys):
     assert "row 1: Prot is missing" in out  # the first example row, with its raw values
     assert cli.main(["release", "report", "no/such-release"]) == 1
     assert "no release 'no/such-release'" in capsys.readouterr().err
+    assert cli.main(["release", "report", "gyrointerp-ruprecht147/0.7", "--examples", "0"]) == 0
+    out = capsys.readouterr().out  # the counts without examples (it said 'quarantined: 0')
+    assert "285  Prot: Prot is missing" in out and "row 1:" not in out and "quarantined: 0" not in out
 
 
 def test_chronoflow_periods_join_gaia_stars_by_id_and_the_rest_get_positionless_sources(engine, catalogues):

@@ -128,3 +128,35 @@ def test_similar_by_object_id_and_negative_sexagesimal_dec(catalog, capsys):
     assert "object_id 'no-such-object': not found" in capsys.readouterr().err
     assert main(["cone", "12h14m07.5s", "-0d05m23s", "1deg", "--format", "csv"]) == 0
     assert capsys.readouterr().out.startswith("source_id,")
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["worker", "--concurrency", "0"], "must be at least 1, got 0"),  # it ran one worker
+    (["worker", "--concurrency", "two"], "not a whole number: 'two'"),
+    (["worker", "--poll", "-1"], "must be at least 0.01, got -1"),  # a busy loop
+    (["scheduler", "--interval", "0"], "must be at least 0.01, got 0"),  # scans without a pause
+    (["scheduler", "--settle", "-5"], "must be at least 0, got -5"),
+    (["release", "report", "x", "--examples", "-1"], "must be at least 0, got -1"),
+])
+def test_numbers_out_of_range_are_usage_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_bad_settings_and_an_unreachable_database_are_one_line_errors(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("HEALCAT_SCHEDULE_INTERVAL_S", "5m")
+    assert main(["scheduler", "--once", "--source", str(tmp_path)]) == 1
+    assert "HEALCAT_SCHEDULE_INTERVAL_S='5m': give a number of seconds, at least 0.01" in capsys.readouterr().err
+    monkeypatch.delenv("HEALCAT_SCHEDULE_INTERVAL_S")
+    assert main(["scheduler", "--once", "--source", str(tmp_path), "--source", str(tmp_path / "typo")]) == 1
+    assert f"no such directory or manifest file: {tmp_path / 'typo'}" in capsys.readouterr().err
+    monkeypatch.setenv("HEALCAT_DATABASE_URL", "notaurl")
+    assert main(["jobs"]) == 1
+    assert "HEALCAT_DATABASE_URL is not a database URL" in capsys.readouterr().err
+    monkeypatch.setenv("HEALCAT_DATABASE_URL", "postgresql://nobody:secret@127.0.0.1:9/nothing")
+    assert main(["jobs"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("healcat: error: cannot reach the database (postgresql://nobody:***@127.0.0.1:9/nothing): "
+                          "connection failed")
+    assert "secret" not in err and len(err.strip().splitlines()) == 1

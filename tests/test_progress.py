@@ -42,3 +42,9 @@ def test_a_slice_counts_out_of_max_rows_and_an_unknown_count_has_no_total(caplog
     caplog.clear()
     lines, sent = _steps(None, [300], caplog)
     assert lines == ["f.fits: rows 1-300 read, 0 quarantined"] and sent == [(300, None)]
+
+
+def test_an_estimate_gives_way_to_the_rows_read_at_the_end(caplog):
+    """A text file's count is estimated from its bytes: a finished job read 500,000/501,344."""
+    lines, sent = _steps(RowCount(2500, exact=False), [1000, 1000], caplog)
+    assert sent[-2:] == [(2000, 2500), (2000, 2000)]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import threading
 import time
 from pathlib import Path
 
 import sqlalchemy as sa
+from astropy.io import ascii
 
 from catalog.cli import main
 from ingest import queue
@@ -88,7 +92,9 @@ def test_failing_job_backs_off_then_fails_and_can_be_retried(engine, catalog, tm
     (job,) = _jobs(engine)
     assert (job.status, job.attempts) == ("failed", 2)
     assert main(["jobs", "--format", "csv"]) == 0
-    assert "failed" in capsys.readouterr().out
+    listed = ascii.read(capsys.readouterr().out, format="csv")
+    assert list(listed["status"]) == ["failed"]
+    assert json.loads(listed["args"][0]) == job.args  # JSON, not a Python repr
     assert main(["jobs", "--retry", str(job_id)]) == 0
     (job,) = _jobs(engine)
     assert (job.status, job.attempts) == ("queued", 0)
@@ -165,3 +171,30 @@ def test_inference_counts_skipped_galaxies_and_loads_weights_from_the_catalog(en
                                {"r": result.run_id}).scalars().all()
     assert reasons == ["no sdss_u magnitude"]
     assert weights.is_file(), "the weights came from the catalog, checked against their sha256"
+
+
+def test_a_worker_whose_connection_dies_connects_again_and_goes_on(engine, catalog, tmp_path, scratch_release, caplog):
+    """A database restart dropped every worker's session: each died on its next claim."""
+    worker = Worker(engine, name="test-reconnect")
+    thread = threading.Thread(target=worker.run, kwargs={"poll_s": 0.1})
+    caplog.set_level(logging.ERROR, logger="ingest.worker")
+    thread.start()
+    try:
+        time.sleep(0.5)
+        with engine.connect() as conn:  # every other session of this database: the worker's among them
+            killed = conn.execute(sa.text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND backend_type = 'client backend'")).scalar()
+        assert killed >= 1
+        mapping, csv = scratch_mapping(tmp_path, "reconnect"), _small_sdss(tmp_path, 5)
+        with engine.begin() as conn:
+            queue.enqueue(conn, "ingest", {"mapping": str(mapping), "file": str(csv)})
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(j.kind == "ingest" and j.status == "done" for j in _jobs(engine)):
+            time.sleep(0.2)
+        assert thread.is_alive()
+    finally:
+        worker.stopping.set()
+        thread.join(60)
+    assert any(j.kind == "ingest" and j.status == "done" for j in _jobs(engine))
+    assert "lost the database" in caplog.text and "connecting again in 1 s" in caplog.text
