@@ -68,21 +68,30 @@ SELECT n.shard, n.source_id, o.shard, o.source_id, 'object_id', healcat.angdist_
 FROM release_new AS n JOIN release_old AS o USING (object_id)
 """)
 
-# Objects left unmatched on both sides: each new one's candidates within the radius through the
-# hpx index (coarse cover, exact distance), kept where each is the other's nearest.
+# Objects left unmatched on both sides: each new one's candidates within the radius, as the
+# cross-match finds them (the <= 4 probe pixels that hold its disk, healcat.hpx_xmatch_probe_cover,
+# hash-joined to the old objects' pixels; exact distance), kept where each is the other's nearest.
+# A recursive cone cover per object (hpx_cone_cover) cost 0.5 ms each: minutes for a renumbered
+# release of 500,000 objects, under the survey's publish lock.
 _MATCH_BY_POSITION = sa.text("""
 INSERT INTO release_match
 WITH left_new AS (
-    SELECT s.shard, s.source_id, s.ra, s.dec FROM release_new AS s
+    SELECT s.shard, s.source_id, s.ra, s.dec, s.hpx FROM release_new AS s
     WHERE s.hpx IS NOT NULL
       AND NOT EXISTS (SELECT 1 FROM release_match AS m WHERE m.source_id = s.source_id)),
+left_old AS MATERIALIZED (
+    SELECT o.shard, o.source_id, o.ra, o.dec,
+           o.hpx >> (2 * (29 - healcat.xmatch_probe_order(:radius_arcsec))) AS pix
+    FROM release_old AS o
+    WHERE o.hpx IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM release_match AS m WHERE m.previous_source_id = o.source_id)),
 candidate AS (
     SELECT n.shard, n.source_id, o.shard AS previous_shard, o.source_id AS previous_source_id,
            healcat.angdist_deg(n.ra, n.dec, o.ra, o.dec) * 3600 AS separation_arcsec
     FROM left_new AS n
-    CROSS JOIN LATERAL healcat.hpx_cone_cover(n.ra, n.dec, :radius_arcsec / 3600.0) AS c
-    JOIN release_old AS o ON o.hpx >= c.lo AND o.hpx < c.hi
-    WHERE NOT EXISTS (SELECT 1 FROM release_match AS m WHERE m.previous_source_id = o.source_id)),
+    CROSS JOIN LATERAL healcat.hpx_xmatch_probe_cover(healcat.xmatch_order(:radius_arcsec),
+                                                      healcat.xmatch_probe_order(:radius_arcsec), n.hpx) AS c
+    JOIN left_old AS o ON o.pix = c.pix),
 close AS (SELECT * FROM candidate WHERE separation_arcsec <= :radius_arcsec),
 nearest_old AS (
     SELECT DISTINCT ON (source_id) * FROM close ORDER BY source_id, separation_arcsec, previous_source_id),

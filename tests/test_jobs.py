@@ -152,6 +152,7 @@ def test_scheduler_queues_each_new_release_once_even_with_two_running(engine, ca
 
 def test_scheduler_skips_what_it_cannot_read_and_says_why(engine, catalog, tmp_path, scratch_release, caplog):
     (tmp_path / "broken.toml").write_text("[survey\nname = ")
+    (tmp_path / ".half-copied.toml").write_text("[survey\nna")  # hidden: a copy not yet renamed into place
     missing = scratch_mapping(tmp_path, "nofile")
     missing.write_text(missing.read_text().replace(load_mapping(SDSS).file, "not-here.csv"))
     (tmp_path / "sentinel.toml").write_text(load_mapping(SDSS).path.read_text().replace("[-9999.0]", '["n/a"]'))
@@ -160,6 +161,7 @@ def test_scheduler_skips_what_it_cannot_read_and_says_why(engine, catalog, tmp_p
     assert "broken.toml: not valid TOML" in text and "not-here.csv: no such file" in text
     assert "no-such-manifest.toml: no such directory or manifest file" in text
     assert "sentinel.toml: could not convert string to float: 'n/a'" in text
+    assert "half-copied" not in text
     assert _jobs(engine) == []
 
     # A mapping of light curves beside them: its files are those its globs match, the job has no 'file'.
