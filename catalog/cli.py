@@ -347,12 +347,24 @@ AT_EPOCH_HELP = ("match at this epoch, a Julian year: catalog sources with prope
                  "from their reference epochs")
 
 
-def cmd_xmatch(args: argparse.Namespace) -> None:
+def _stacked(chunks: list[Table]) -> Table:
+    """A file's chunks as one table. Text files are typed chunk by chunk, so a column of numbers in
+    one chunk may be text in the next (ids 12345, then J1234+56): such a column is text throughout."""
     from astropy.table import vstack
 
+    if len(chunks) == 1:
+        return chunks[0]
+    for name in chunks[0].colnames:
+        if len({chunk[name].dtype.kind for chunk in chunks}) > 1:
+            for chunk in chunks:
+                chunk[name] = chunk[name].astype(str)
+    return vstack(chunks)
+
+
+def cmd_xmatch(args: argparse.Namespace) -> None:
     from catalog.crossmatch import crossmatch
     from catalog.errors import QueryError
-    from ingest.readers import read
+    from ingest.readers import ReadOptions, read
 
     from ingest.mapping import data_dir
 
@@ -363,8 +375,7 @@ def cmd_xmatch(args: argparse.Namespace) -> None:
                                     None)
     if fmt is None:
         raise QueryError(f"{path}: cannot tell the format from the name; give --input-format")
-    chunks = [table for _, table in read(path, fmt)]
-    table = vstack(chunks) if len(chunks) > 1 else chunks[0]
+    table = _stacked([chunk for _, chunk in read(path, fmt, ReadOptions(chunk_rows=sys.maxsize))])
     epoch = args.epoch
     if epoch is not None:
         try:

@@ -96,15 +96,29 @@ class Positions:
 
 def _degrees(table: Table, name: str) -> tuple[np.ndarray, np.ndarray]:
     """A column as float64 degrees (its unit if it has one) and where it is missing or not finite."""
-    column = table[name]
-    unit = getattr(column, "unit", None)
-    values = np.ma.asarray(column)
-    if values.dtype.kind not in "fiu":
-        raise QueryError(f"xmatch: column {name!r} holds {values.dtype} values, not angles in degrees")
-    data = np.ma.filled(values.astype(np.float64), np.nan)
+    data, bad = _numbers(table, name)
+    unit = getattr(table[name], "unit", None)
     if unit is not None and unit != u.dimensionless_unscaled:
         data = (data * unit).to_value(u.deg)
+    return data, bad | ~np.isfinite(data)
+
+
+def _numbers(table: Table, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A column as float64 and where a cell is missing, not finite or not a number: a column read as
+    text because one cell is not a number ('12.5d', '--') keeps its other cells, each checked."""
+    values = np.ma.asarray(table[name])
+    if values.dtype.kind in "fiub":
+        data = np.ma.filled(values.astype(np.float64), np.nan)
+    else:
+        data = np.array([_number_or_nan(x) for x in np.ma.filled(values.astype(object), None)], dtype=np.float64)
     return data, ~np.isfinite(data)
+
+
+def _number_or_nan(cell) -> float:
+    try:
+        return float(cell)
+    except (TypeError, ValueError):
+        return np.nan
 
 
 def find_column(table: Table, given: str | None, candidates: tuple[str, ...], what: str) -> str:
@@ -143,15 +157,25 @@ def upload_input(pg, ra_deg: np.ndarray, dec_deg: np.ndarray, rows: np.ndarray,
     pg.execute(f"ANALYZE {_TEMP_TABLE}")
 
 
-def _sql_error(exc: sa.exc.DBAPIError) -> Exception:
+def _sql_error(exc: sa.exc.DBAPIError | psycopg.Error) -> Exception:
+    if getattr(getattr(exc, "orig", exc), "sqlstate", None) == "54000":  # program_limit_exceeded: one 1 GB value
+        return QueryError("xmatch: the answer is too large to return in one piece (PostgreSQL's 1 GB limit on a "
+                          "value, about 19 million pairs): use a smaller radius, mode 'best', or split the input")
     return query_error(exc, "xmatch") or exc
 
 
-def _check(radius_arcsec: float, mode: str) -> None:
+def _check(radius_arcsec: float | u.Quantity, mode: str) -> float:
+    """The radius in arcsec (an astropy angle is converted), checked with the mode."""
     if mode not in MODES:
         raise QueryError(f"xmatch: mode must be 'best' or 'all', got {mode!r}")
+    if isinstance(radius_arcsec, u.Quantity):
+        try:
+            radius_arcsec = radius_arcsec.to_value(u.arcsec)
+        except u.UnitConversionError:
+            raise QueryError(f"xmatch: the radius must be an angle, got {radius_arcsec}") from None
     if radius_arcsec is None or not np.isfinite(radius_arcsec) or not 0 < radius_arcsec <= MAX_RADIUS_ARCSEC:
         raise QueryError(f"xmatch: radius_arcsec must be in (0, {MAX_RADIUS_ARCSEC:g}], got {radius_arcsec}")
+    return float(radius_arcsec)
 
 
 def _check_epoch(epoch_jyear: float | None) -> None:
@@ -191,15 +215,12 @@ def crossmatch(
     """
     from catalog.db import engine as default_engine
 
-    _check(radius_arcsec, mode)
+    radius_arcsec = _check(radius_arcsec, mode)
     ra_name = find_column(table, ra_col, RA_NAMES, "RA")
     dec_name = find_column(table, dec_col, DEC_NAMES, "Dec")
     positions = Positions.from_table(table, ra_name, dec_name)
-    if positions.problems and not keep_bad:
-        shown = "; ".join(f"row {p.row} column {p.column}: {p.reason}" for p in positions.problems[:5])
-        more = f" (and {len(positions.problems) - 5} more)" if len(positions.problems) > 5 else ""
-        raise QueryError(f"xmatch: {len(positions.problems)} bad positions: {shown}{more}")
     _check_epoch(at_epoch_jyear)
+    motion = None
     if pm_cols is not None:
         to_epoch_jyear = at_epoch_jyear if to_epoch_jyear is None else to_epoch_jyear
         if epoch_jyear is None or to_epoch_jyear is None:
@@ -211,15 +232,46 @@ def crossmatch(
         _check_epoch(to_epoch_jyear)
         if not isinstance(epoch_jyear, str):
             _check_epoch(epoch_jyear)
-        epoch = table[epoch_jyear] if isinstance(epoch_jyear, str) else epoch_jyear
-        positions = positions.moved(*(np.ma.filled(np.ma.asarray(table[c], dtype=float), np.nan) for c in pm_cols),
-                                    np.asarray(epoch, dtype=float), to_epoch_jyear)
-    matched = _match(engine or default_engine(), positions, float(radius_arcsec), release, mode, at_epoch_jyear)
+        motion = _motions(table, pm_cols, epoch_jyear, positions)
+    if positions.problems and not keep_bad:
+        shown = "; ".join(f"row {p.row} column {p.column}: {p.reason}" for p in positions.problems[:5])
+        more = f" (and {len(positions.problems) - 5} more)" if len(positions.problems) > 5 else ""
+        raise QueryError(f"xmatch: {len(positions.problems)} bad positions: {shown}{more}")
+    if motion is not None:
+        positions = positions.moved(*motion, to_epoch_jyear)
+    matched = _match(engine or default_engine(), positions, radius_arcsec, release, mode, at_epoch_jyear)
     if positions.problems:
         log.warning("xmatch: %d rows with bad positions kept unmatched (first: row %d column %s: %s)",
                     len(positions.problems), positions.problems[0].row, positions.problems[0].column,
                     positions.problems[0].reason)
     return _answer(table, matched, positions, keep_bad)
+
+
+def _motions(table: Table, pm_cols: tuple[str, str], epoch_jyear: float | str,
+             positions: Positions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pm RA*cos(Dec), pm Dec [mas/yr], epoch [Julian year]) per row, the rows whose cells cannot be
+    used added to ``positions``' problems (and made bad): an epoch cell missing, not finite or not a
+    number (a masked cell held 0, and moved its star by 2,000 years), or a proper motion that is
+    text. A missing proper motion is no motion: the row stays where it is."""
+    found, pm = [], []
+    for name in pm_cols:
+        values, bad = _numbers(table, name)
+        cells = np.ma.asarray(table[name])
+        if cells.dtype.kind not in "fiub":  # read as text: a cell neither empty nor a number is a problem
+            given = np.array([x is not None and str(x).strip() != "" for x in np.ma.filled(cells.astype(object), None)])
+            found += [(i, name, "a proper motion that is not a number") for i in np.flatnonzero(bad & given & positions.good)]
+        values[bad] = 0.0
+        pm.append(values)
+    if isinstance(epoch_jyear, str):
+        epoch, epoch_bad = _numbers(table, epoch_jyear)
+        found += [(i, epoch_jyear, "epoch missing or not a finite number") for i in np.flatnonzero(epoch_bad & positions.good)]
+    else:
+        epoch = np.full(len(table), float(epoch_jyear))
+    for i, column, why in found:
+        positions.problems.append(Problem(int(i) + 1, column, f"{why}: {table[column][i]}"))
+        positions.good[i] = False
+    positions.problems.sort(key=lambda p: p.row)
+    return pm[0], pm[1], np.where(positions.good, epoch, 2000.0)
 
 
 def _match(engine: sa.Engine, positions: Positions, radius_arcsec: float, release: str | None,
@@ -246,10 +298,8 @@ def _match(engine: sa.Engine, positions: Positions, radius_arcsec: float, releas
                     (_TEMP_TABLE, radius_arcsec, release, mode, at_epoch_jyear),
                     [("row_id", "int64"), ("source", "int64"), ("release_name", "str"), ("object", "str"),
                      ("match_ra", "float64"), ("match_dec", "float64"), ("separation", "float64")])
-        except sa.exc.DBAPIError as exc:
+        except (sa.exc.DBAPIError, psycopg.Error) as exc:
             raise _sql_error(exc) from None
-        except psycopg.errors.InvalidParameterValue as exc:
-            raise QueryError(str(exc).splitlines()[0]) from None
 
 
 def _answer(table: Table, columns: list[np.ndarray], positions: Positions, keep_bad: bool) -> Table:
@@ -265,8 +315,9 @@ def _answer(table: Table, columns: list[np.ndarray], positions: Positions, keep_
     row = columns[0]
     answer = table[row - 1] if len(row) else table[:0]
     for name in list(answer.colnames):
-        if name in MATCH_COLUMNS or name in ("input_row", "xmatch_problem"):
-            answer.rename_column(name, f"{name}_input")
+        if name in MATCH_COLUMNS or name in ("input_row", "xmatch_problem"):  # e.g. an earlier match's
+            answer.rename_column(name, next(f"{name}_input{n or ''}" for n in range(len(answer.colnames) + 1)
+                                            if f"{name}_input{n or ''}" not in answer.colnames))
     answer["input_row"] = row
     missing = columns[1] < 0
     for (name, unit), values in zip(MATCH_COLUMNS.items(), columns[1:]):
@@ -289,7 +340,7 @@ def crossmatch_releases(
     """
     from catalog.db import engine as default_engine
 
-    _check(radius_arcsec, mode)
+    radius_arcsec = _check(radius_arcsec, mode)
     _check_epoch(at_epoch_jyear)
     with (engine or default_engine()).connect() as conn:
         try:

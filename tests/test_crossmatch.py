@@ -290,6 +290,45 @@ def test_sql_rejects_bad_arguments(engine, catalog, call, message):
         conn.execute(sa.text(f"SELECT * FROM {call}")).all()
 
 
+def test_epoch_and_proper_motion_cells_that_cannot_be_used_are_named(engine, catalog):
+    """A masked epoch cell held 0 (the star moved by 2,000 years, silently); a text one was a bare
+    ValueError. A missing proper motion is no motion."""
+    from astropy.table import MaskedColumn
+
+    table = Table({"ra": [160.941521316, 160.941521316, 160.941521316, 160.941521316],
+                   "dec": [0.7967796443] * 4,
+                   "pmra": ["10", "", "fast", "0"], "pmdec": [5.0, 5.0, 5.0, 5.0],
+                   "ep": MaskedColumn([2016.0, 2016.0, 2016.0, 0.0], mask=[False, False, False, True])})
+    with pytest.raises(QueryError, match=r"2 bad positions: row 3 column pmra: a proper motion that is not a number: "
+                                         r"fast; row 4 column ep: epoch missing or not a finite number"):
+        crossmatch(table, 1.0, pm_cols=("pmra", "pmdec"), epoch_jyear="ep", to_epoch_jyear=2016.0)
+    kept = crossmatch(table, 1.0, pm_cols=("pmra", "pmdec"), epoch_jyear="ep", to_epoch_jyear=2016.0, keep_bad=True)
+    assert list(kept["source_id"].mask) == [False, False, True, True]  # row 2: no pm, not moved, matched
+    assert "epoch missing" in kept["xmatch_problem"][3]
+
+
+def test_a_radius_with_a_unit_and_a_third_match_of_a_matched_table(engine, catalog):
+    table = Table({"ra": [160.941521316], "dec": [0.7967796443]})
+    once = crossmatch(table, 1.0)
+    assert list(crossmatch(table, 1 * u.arcsec)["source_id"]) == list(once["source_id"])
+    with pytest.raises(QueryError, match="the radius must be an angle, got 1.0 m"):
+        crossmatch(table, 1 * u.m)
+    thrice = crossmatch(crossmatch(once, 1.0), 1.0)  # each earlier match's columns get a free name
+    assert {"source_id", "source_id_input", "source_id_input1", "input_row_input1"} <= set(thrice.colnames)
+
+
+def test_a_statement_timeout_is_a_query_error_on_the_python_path(database_url, catalog):
+    from catalog import db
+
+    impatient = sa.create_engine(db.reader_url(database_url), connect_args={"options": "-c statement_timeout=1"})
+    try:
+        table = Table({"ra": np.linspace(0, 359, 2000), "dec": np.linspace(-80, 80, 2000)})
+        with pytest.raises(QueryError, match="xmatch: cancelled by the server's statement_timeout"):
+            crossmatch(table, 1800.0, mode="all", engine=impatient)
+    finally:
+        impatient.dispose()
+
+
 # --- the command line --------------------------------------------------------------------------------
 
 
@@ -463,3 +502,34 @@ def test_fetch_columns_returns_every_value_as_stored(conn):
     assert [len(a) for a in empty] == [0, 0]
     with pytest.raises(ValueError, match="column w has NULLs"):
         fetch_columns(pg, query, (ids, [None] + words[1:], numbers), [("k", "int64"), ("w", "str")])
+
+
+def test_cli_reads_a_column_of_numbers_then_text_and_a_word_among_positions(tmp_path, catalog, capsys):
+    """Ids 12345 in one chunk, J1234+56 in the next (text files are typed per chunk: they did not
+    stack); an RA cell '12.5d' made the whole column text and the message named no row."""
+    from catalog.cli import _stacked
+
+    stacked = _stacked([Table({"name": [12345, 2], "ra": [1.0, 2.0]}), Table({"name": ["J1234+56"], "ra": [3.0]})])
+    assert list(stacked["name"]) == ["12345", "2", "J1234+56"] and stacked["ra"].dtype.kind == "f"
+    path = tmp_path / "mixed.csv"
+    path.write_text("name,ra,dec\n" + "".join(f"{i},10.0,5.0\n" for i in range(3)) + "J1234+56,12.5d,5.0\n")
+    assert main(["xmatch", str(path), "--radius", "1"]) == 1
+    assert "row 4 column ra: missing or not a finite number: 12.5d" in capsys.readouterr().err
+    assert main(["xmatch", str(path), "--radius", "1", "--keep-bad", "--format", "csv"]) == 0
+    out = Table.read(capsys.readouterr().out, format="ascii.csv")
+    assert [str(n) for n in out["name"]] == ["0", "1", "2", "J1234+56"] and "12.5d" in out["xmatch_problem"][3]
+
+
+def test_sql_crossmatch_refuses_an_input_whose_row_ids_repeat(conn, catalog):
+    """'best' mode keeps one match per row_id: two rows sharing one got the same (wrong) match."""
+    conn.execute(sa.text("CREATE TEMP TABLE mine (row_id bigint, ra float8, dec float8, hpx bigint)"))
+    conn.execute(sa.text("INSERT INTO mine SELECT i, ra, dec, healcat.hpx_ang2pix(29, ra, dec) FROM (VALUES "
+                         "(1, 160.9415, 0.7968), (1, 30.81, 12.78), (2, 10.0, 10.0)) AS v(i, ra, dec)"))
+    with pytest.raises(sa.exc.DBAPIError, match="the row_id of table mine must name each row once: row_id 1 is on "
+                                                "more than one row"):
+        with conn.begin_nested():
+            conn.execute(sa.text("SELECT * FROM healcat.xmatch_table('mine', 1.0)")).all()
+    conn.execute(sa.text("UPDATE mine SET row_id = NULL WHERE ra > 100"))
+    with pytest.raises(sa.exc.DBAPIError, match="1 rows have none"):
+        with conn.begin_nested():
+            conn.execute(sa.text("SELECT * FROM healcat.xmatch_table('mine', 1.0)")).all()

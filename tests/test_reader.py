@@ -26,6 +26,9 @@ def reader(database_url, catalog) -> sa.Engine:
     "TRUNCATE healcat.quarantine",
     "CREATE TABLE healcat.reader_table (x int)",
     "CREATE FUNCTION healcat.reader_function() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+    # the locks healcat's writers serialise on: a reader holding a release's stalled its load for ever
+    "SELECT pg_advisory_lock(hashtext('sdss/dr14-skyserver-10k'))",
+    "SELECT pg_try_advisory_xact_lock(1752457826, 1)",
 ])
 def test_writes_are_refused(reader, statement):
     with reader.connect() as conn, pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
