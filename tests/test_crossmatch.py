@@ -533,3 +533,14 @@ def test_sql_crossmatch_refuses_an_input_whose_row_ids_repeat(conn, catalog):
     with pytest.raises(sa.exc.DBAPIError, match="1 rows have none"):
         with conn.begin_nested():
             conn.execute(sa.text("SELECT * FROM healcat.xmatch_table('mine', 1.0)")).all()
+
+
+def test_an_answer_over_postgresqls_value_limit_is_a_query_error():
+    """~19M pairs exceed the 1 GB a value may hold (fetch_columns aggregates each column): measured
+    with 1,600 rows at the pole and 30 arcmin (34M pairs), too slow to repeat here."""
+    import psycopg
+
+    from catalog.crossmatch import _sql_error
+
+    error = _sql_error(psycopg.errors.ProgramLimitExceeded("string buffer exceeds maximum allowed length"))
+    assert isinstance(error, QueryError) and "use a smaller radius, mode 'best', or split the input" in str(error)
