@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from astropy.coordinates import Angle
 from astropy.table import MaskedColumn, Table
 
-from catalog import db
-from catalog.errors import HealcatError
+from catalog import db, settings
+from catalog.errors import HealcatError, first_line, lost_connection, query_error
 
 
 def _ra_deg(text: str) -> float:
@@ -223,15 +223,12 @@ def query_cone(args: argparse.Namespace):
 
 
 def _at_least(minimum: float, kind: type = int):
-    """An argparse type: a number of ``kind`` no smaller than ``minimum``."""
+    """An argparse type: a finite number of ``kind`` no smaller than ``minimum``."""
     def parse(text: str):
         try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not {'a whole number' if kind is int else 'a number'}: {text!r}") from None
-        if not value >= minimum:  # NaN too
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text}")
-        return value
+            return settings.number_at_least(text, minimum, kind)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
     return parse
 
@@ -349,13 +346,15 @@ AT_EPOCH_HELP = ("match at this epoch, a Julian year: catalog sources with prope
 
 def _stacked(chunks: list[Table]) -> Table:
     """A file's chunks as one table. Text files are typed chunk by chunk, so a column of numbers in
-    one chunk may be text in the next (ids 12345, then J1234+56): such a column is text throughout."""
+    one chunk may be text in the next (ids 12345, then J1234+56): such a column is text throughout
+    (integers in one chunk and decimals in another stay numbers)."""
     from astropy.table import vstack
 
     if len(chunks) == 1:
         return chunks[0]
     for name in chunks[0].colnames:
-        if len({chunk[name].dtype.kind for chunk in chunks}) > 1:
+        kinds = {chunk[name].dtype.kind for chunk in chunks}
+        if len(kinds) > 1 and kinds - set("biuf"):  # numbers of two kinds stack as floats
             for chunk in chunks:
                 chunk[name] = chunk[name].astype(str)
     return vstack(chunks)
@@ -798,9 +797,11 @@ def main(argv: list[str] | None = None) -> int:
     except HealcatError as exc:
         print(f"healcat: error: {exc}", file=sys.stderr)
         return 1
-    except sa.exc.OperationalError as exc:  # the server is down, unreachable or refuses us
-        print(f"healcat: error: cannot reach the database ({db.describe_url()}): "
-              f"{str(exc.orig or exc).strip().splitlines()[0]}", file=sys.stderr)
+    except sa.exc.OperationalError as exc:
+        if lost_connection(exc):  # the server is down, unreachable or refuses us
+            print(f"healcat: error: cannot reach the database ({db.describe_url()}): {first_line(exc)}", file=sys.stderr)
+        else:  # a statement failed (a timeout, a deadlock, a full disk)
+            print(f"healcat: error: {query_error(exc, args.command) or first_line(exc)}", file=sys.stderr)
         return 1
     return 0
 

@@ -96,22 +96,27 @@ class Positions:
 
 def _degrees(table: Table, name: str) -> tuple[np.ndarray, np.ndarray]:
     """A column as float64 degrees (its unit if it has one) and where it is missing or not finite."""
-    data, bad = _numbers(table, name)
+    data, bad, _ = _numbers(table, name)
     unit = getattr(table[name], "unit", None)
     if unit is not None and unit != u.dimensionless_unscaled:
         data = (data * unit).to_value(u.deg)
     return data, bad | ~np.isfinite(data)
 
 
-def _numbers(table: Table, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """A column as float64 and where a cell is missing, not finite or not a number: a column read as
-    text because one cell is not a number ('12.5d', '--') keeps its other cells, each checked."""
+def _numbers(table: Table, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A column as float64, where a cell is missing or not a finite number, and where it holds text
+    that is no number: a column read as text because one cell is not a number ('12.5d') keeps its
+    other cells, each checked."""
     values = np.ma.asarray(table[name])
-    if values.dtype.kind in "fiub":
+    if values.dtype.kind == "b":
+        raise QueryError(f"xmatch: column {name!r} holds booleans, not numbers")
+    if values.dtype.kind in "fiu":
         data = np.ma.filled(values.astype(np.float64), np.nan)
-    else:
-        data = np.array([_number_or_nan(x) for x in np.ma.filled(values.astype(object), None)], dtype=np.float64)
-    return data, ~np.isfinite(data)
+        return data, ~np.isfinite(data), np.zeros(len(data), dtype=bool)
+    cells = np.ma.filled(values.astype(object), None)
+    data = np.array([_number_or_nan(x) for x in cells], dtype=np.float64)
+    text = np.array([x is not None and str(x).strip() != "" for x in cells]) & np.isnan(data)
+    return data, ~np.isfinite(data), text
 
 
 def _number_or_nan(cell) -> float:
@@ -255,15 +260,12 @@ def _motions(table: Table, pm_cols: tuple[str, str], epoch_jyear: float | str,
     text. A missing proper motion is no motion: the row stays where it is."""
     found, pm = [], []
     for name in pm_cols:
-        values, bad = _numbers(table, name)
-        cells = np.ma.asarray(table[name])
-        if cells.dtype.kind not in "fiub":  # read as text: a cell neither empty nor a number is a problem
-            given = np.array([x is not None and str(x).strip() != "" for x in np.ma.filled(cells.astype(object), None)])
-            found += [(i, name, "a proper motion that is not a number") for i in np.flatnonzero(bad & given & positions.good)]
+        values, bad, text = _numbers(table, name)
+        found += [(i, name, "a proper motion that is not a number") for i in np.flatnonzero(text & positions.good)]
         values[bad] = 0.0
         pm.append(values)
     if isinstance(epoch_jyear, str):
-        epoch, epoch_bad = _numbers(table, epoch_jyear)
+        epoch, epoch_bad, _ = _numbers(table, epoch_jyear)
         found += [(i, epoch_jyear, "epoch missing or not a finite number") for i in np.flatnonzero(epoch_bad & positions.good)]
     else:
         epoch = np.full(len(table), float(epoch_jyear))

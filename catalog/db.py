@@ -43,9 +43,12 @@ def describe_url() -> str:
     if uses_embedded():
         return f"the embedded server in {home() / 'pgdata'}"
     try:
-        return make_url(os.environ["HEALCAT_DATABASE_URL"]).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
+        url = make_url(os.environ["HEALCAT_DATABASE_URL"])
+    except (sa.exc.ArgumentError, ValueError):
         return "HEALCAT_DATABASE_URL"
+    # user, host, port and database only: a password may sit in the query too (?password=...)
+    return URL.create(url.drivername, username=url.username, host=url.host, port=url.port,
+                      database=url.database).render_as_string()
 
 
 class EmbeddedServer:
@@ -114,9 +117,9 @@ def embedded_bin() -> Path:
 def _sqlalchemy_url(url: str | URL) -> URL:
     try:
         parsed = make_url(url)
-    except sa.exc.ArgumentError:
-        raise ConfigurationError(f"HEALCAT_DATABASE_URL is not a database URL: give one like "
-                                 f"postgresql://user:password@host:5432/dbname, not {str(url)!r}") from None
+    except (sa.exc.ArgumentError, ValueError):  # not echoed: it may hold a password
+        raise ConfigurationError("HEALCAT_DATABASE_URL is not a database URL: give one like "
+                                 "postgresql://user:password@host:5432/dbname") from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if not parsed.drivername.startswith("postgresql"):

@@ -39,3 +39,19 @@ class MissingInputError(IngestError):
 
 class MappingError(IngestError):
     """A survey mapping file is malformed or refers to columns the input does not have."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message; for a database error psycopg's own (SQLAlchemy's
+    wrapping adds the statement and its parameters)."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def lost_connection(exc: BaseException) -> bool:
+    """Whether a database error means the server could not be reached or the session was lost (no
+    SQLSTATE: the connection failed or broke; 08: connection exception; 28: login refused; 3D: no
+    such database; 57P01-03: the server shut down or is starting), rather than a statement failing
+    (a timeout, a deadlock, a full disk)."""
+    state = getattr(getattr(exc, "orig", exc), "sqlstate", None)
+    return state is None or state[:2] in ("08", "28", "3D") or state in ("57P01", "57P02", "57P03")

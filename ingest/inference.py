@@ -41,6 +41,7 @@ import numpy as np
 import sqlalchemy as sa
 import torch
 
+from catalog import settings
 from catalog.db import home
 from catalog.errors import HealcatError, QueryError
 from catalog.models import InferenceRun, Model, Release
@@ -367,20 +368,11 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # macOS
 
 
-def _whole_from_env(name: str, what: str) -> int | None:
-    given = os.environ.get(name)
-    if given is None:
-        return None
-    if not given.isdigit() or int(given) < 1:
-        raise HealcatError(f"{name}={given!r}: give a whole number of {what}, at least 1")
-    return int(given)
-
-
 def default_lanes() -> int:
     """Lanes of a run unless the caller says: ``HEALCAT_INFER_LANES``, else a quarter of the cores
     this process may use, 1 to 8 (on 16 cores four lanes ran fastest of 1, 2, 4 and 8; on 2 cores
     one: benchmarks/README.md, inference)."""
-    given = _whole_from_env("HEALCAT_INFER_LANES", "lanes")
+    given = settings.from_env("HEALCAT_INFER_LANES", 1, int, "lanes")
     return max(1, min(8, _cores() // 4)) if given is None else given
 
 
@@ -391,7 +383,7 @@ def model_threads(lanes: int) -> int:
     sources on 2 cores, one lane (benchmarks/README.md, inference), 4.6-4.8 s end to end with one
     thread against 4.8 s with two, though two threads alone run the model 1.5x faster. On many
     cores the split is reasoned, not measured yet."""
-    given = _whole_from_env("HEALCAT_INFER_THREADS", "threads")
+    given = settings.from_env("HEALCAT_INFER_THREADS", 1, int, "threads")
     return max(1, _cores() - 2 * lanes) if given is None else given
 
 

@@ -294,9 +294,9 @@ def _load_spectra(pg, mapping: PerObjectMapping, release_id: int) -> dict[str, i
         row = spectrum_row(spec, records[i], quarantine.add, counts)
         if row is not None:
             shard, sid = group_source[groups[i]]
-            if (first := named.setdefault((shard, sid, row["name"]), i)) != i:
+            if (earlier := named.setdefault((shard, sid, row["name"]), i)) != i:
                 quarantine.add(records[i].file, records[i].row, None, f"{row['name']} is already in this release "
-                               f"for this source (file {records[first].file}, row {records[first].row})",
+                               f"for this source (file {records[earlier].file}, row {records[earlier].row})",
                                {"object": row["name"]})
                 continue
             rows.append((shard, sid, row["name"], release_id, row["wavelength"], spec.wavelength_unit, spec.vacuum,

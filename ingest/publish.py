@@ -58,7 +58,6 @@ _MATCH_TABLE = """
 CREATE TEMP TABLE release_match (
     shard smallint, source_id bigint, previous_shard smallint, previous_source_id bigint,
     matched_by text, separation_arcsec float8) ON COMMIT DROP;
-CREATE INDEX ON release_old (hpx);
 ANALYZE release_new, release_old
 """
 

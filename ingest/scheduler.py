@@ -35,6 +35,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from catalog import settings
 from catalog.errors import ConfigurationError, IngestError
 from catalog.models import Release, ScheduledIngest
 from ingest import queue
@@ -62,24 +63,13 @@ def sources_from_env() -> list[Path]:
 
 
 def interval_from_env() -> float:
-    return _seconds_from_env("HEALCAT_SCHEDULE_INTERVAL_S", DEFAULT_INTERVAL_S, minimum=0.01)
+    given = settings.from_env("HEALCAT_SCHEDULE_INTERVAL_S", 0.01, float, "seconds")
+    return DEFAULT_INTERVAL_S if given is None else given
 
 
 def settle_from_env() -> float:
-    return _seconds_from_env("HEALCAT_SCHEDULE_SETTLE_S", DEFAULT_SETTLE_S, minimum=0.0)
-
-
-def _seconds_from_env(name: str, default: float, *, minimum: float) -> float:
-    given = os.environ.get(name)
-    if given is None:
-        return default
-    try:
-        seconds = float(given)
-    except ValueError:
-        seconds = float("nan")
-    if not seconds >= minimum:
-        raise ConfigurationError(f"{name}={given!r}: give a number of seconds, at least {minimum:g}")
-    return seconds
+    given = settings.from_env("HEALCAT_SCHEDULE_SETTLE_S", 0.0, float, "seconds")
+    return DEFAULT_SETTLE_S if given is None else given
 
 
 def check_sources(sources: list[Path]) -> None:

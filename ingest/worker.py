@@ -20,7 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from catalog.errors import IngestError, MissingInputError, QueryError
+from catalog.errors import IngestError, MissingInputError, QueryError, first_line, lost_connection
 from ingest import progress, queue
 
 log = logging.getLogger(__name__)
@@ -80,21 +80,25 @@ class Worker:
     def run(self, *, once: bool = False, poll_s: float = 2.0) -> int:
         """Run jobs; with ``once``, until the queue has nothing due. Returns the number of jobs run.
 
-        When the database goes away (a restart, a dropped connection) the worker waits, 1 s and
-        doubling up to :data:`RECONNECT_MAX_S`, and connects again; a job it was running lost its
-        session's lock with the connection, so the next claim finds it orphaned and queues it again
-        (a failed attempt)."""
-        self.done, wait_s = 0, 1.0
+        When a database it has worked with goes away (a restart, a dropped connection) the worker
+        waits, 1 s and doubling up to :data:`RECONNECT_MAX_S` until a claim succeeds again, and
+        connects again; a job it was running lost its session's lock with the connection, so the
+        next claim finds it orphaned and queues it again (a failed attempt). A database it never
+        reached, a login refused, or any loss under ``once``, is raised."""
+        self.done, wait_s, reached = 0, 1.0, False
         while not self.stopping.is_set():
+            self.claimed = False
             try:
                 # One session at a time for the worker: it holds the advisory locks of its jobs.
                 with self.engine.connect() as conn:
-                    wait_s = 1.0
+                    reached = True
                     if self._serve(conn, once=once, poll_s=poll_s):
                         break
             except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-                log.error("lost the database (%s); connecting again in %.0f s",
-                          str(exc.orig or exc).strip().splitlines()[0], wait_s)
+                if once or not reached or not lost_connection(exc) or (getattr(exc.orig, "sqlstate", None) or "")[:2] == "28":
+                    raise
+                wait_s = 1.0 if self.claimed else wait_s
+                log.error("lost the database (%s); connecting again in %.0f s", first_line(exc), wait_s)
                 self.stopping.wait(wait_s)
                 wait_s = min(RECONNECT_MAX_S, 2 * wait_s)
         return self.done
@@ -105,6 +109,7 @@ class Worker:
             for job_id in queue.requeue_orphans(conn):
                 log.warning("requeued job %d: its worker died", job_id)
             job = queue.claim(conn, self.name)
+            self.claimed = True  # the database answered: the next loss starts waiting from 1 s again
             if job is None:
                 if once:
                     return True

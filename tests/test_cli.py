@@ -6,6 +6,7 @@ import subprocess
 
 import psycopg
 import pytest
+import sqlalchemy as sa
 
 from catalog.cli import build_parser, main
 
@@ -137,6 +138,7 @@ def test_similar_by_object_id_and_negative_sexagesimal_dec(catalog, capsys):
     (["scheduler", "--interval", "0"], "must be at least 0.01, got 0"),  # scans without a pause
     (["scheduler", "--settle", "-5"], "must be at least 0, got -5"),
     (["release", "report", "x", "--examples", "-1"], "must be at least 0, got -1"),
+    (["worker", "--poll", "inf"], "must be finite, got inf"),  # passed the comparison, overflowed the wait
 ])
 def test_numbers_out_of_range_are_usage_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as stop:
@@ -151,12 +153,46 @@ def test_bad_settings_and_an_unreachable_database_are_one_line_errors(monkeypatc
     monkeypatch.delenv("HEALCAT_SCHEDULE_INTERVAL_S")
     assert main(["scheduler", "--once", "--source", str(tmp_path), "--source", str(tmp_path / "typo")]) == 1
     assert f"no such directory or manifest file: {tmp_path / 'typo'}" in capsys.readouterr().err
-    monkeypatch.setenv("HEALCAT_DATABASE_URL", "notaurl")
-    assert main(["jobs"]) == 1
-    assert "HEALCAT_DATABASE_URL is not a database URL" in capsys.readouterr().err
-    monkeypatch.setenv("HEALCAT_DATABASE_URL", "postgresql://nobody:secret@127.0.0.1:9/nothing")
-    assert main(["jobs"]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith("healcat: error: cannot reach the database (postgresql://nobody:***@127.0.0.1:9/nothing): "
-                          "connection failed")
-    assert "secret" not in err and len(err.strip().splitlines()) == 1
+    monkeypatch.setenv("HEALCAT_SCHEDULE_INTERVAL_S", "inf")
+    assert main(["scheduler", "--once", "--source", str(tmp_path)]) == 1
+    assert "HEALCAT_SCHEDULE_INTERVAL_S='inf': give a number of seconds" in capsys.readouterr().err
+    monkeypatch.delenv("HEALCAT_SCHEDULE_INTERVAL_S")
+    for url in ("notaurl", "host=127.0.0.1 user=nobody password=secret", "postgresql://u:secret@h:5432x/db"):
+        monkeypatch.setenv("HEALCAT_DATABASE_URL", url)
+        assert main(["jobs"]) == 1
+        err = capsys.readouterr().err
+        assert "HEALCAT_DATABASE_URL is not a database URL" in err and "secret" not in err
+    for url in ("postgresql://nobody:secret@127.0.0.1:9/nothing", "postgresql://nobody@127.0.0.1:9/nothing?password=secret"):
+        monkeypatch.setenv("HEALCAT_DATABASE_URL", url)
+        assert main(["jobs"]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("healcat: error: cannot reach the database (postgresql://nobody@127.0.0.1:9/nothing): "
+                              "connection failed")
+        assert "secret" not in err and len(err.strip().splitlines()) == 1
+    # a worker that never reached its database stops with the error (it retried for ever)
+    assert main(["worker", "--once"]) == 1
+    assert "cannot reach the database" in capsys.readouterr().err
+
+
+def test_a_statement_that_fails_is_not_called_an_unreachable_database():
+    """A statement timeout, a deadlock or a full disk is an OperationalError too: the CLI said
+    'cannot reach the database' for each."""
+    import psycopg
+
+    from catalog.errors import lost_connection
+
+    assert lost_connection(psycopg.OperationalError("connection failed: Connection refused"))  # no SQLSTATE
+    for gone in (psycopg.errors.AdminShutdown, psycopg.errors.InvalidPassword, psycopg.errors.InvalidCatalogName,
+                 psycopg.errors.ConnectionFailure):
+        assert lost_connection(gone("x")), gone
+    for failed in (psycopg.errors.QueryCanceled, psycopg.errors.DeadlockDetected, psycopg.errors.DiskFull):
+        assert not lost_connection(sa.exc.OperationalError("SELECT 1", {}, failed("x"))), failed
+
+
+def test_a_long_error_keeps_its_start_and_its_end_in_a_table():
+    from catalog.cli import _cut
+
+    error = "IngestError: release sdss/x is already loaded from different content; give the new release a new version"
+    assert _cut(error, 200) == error
+    cut = _cut(error, 60)
+    assert len(cut) == 60 and cut.startswith("IngestError: release") and cut.endswith("new release a new version")

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from ingest.inference import run_model, train
+from ingest.inference import run_lock, run_model, train
 from ingest.load import ingest_release
 from ingest.mapping import load_mapping
+from ingest.tasks import get_task
 from ingest.ml import stellar_mass as ml_mass
 from tests.science_data import candels, chronoflow
 
@@ -105,7 +106,9 @@ def test_gyro_ages_trained_from_sql_with_held_out_clusters(engine, tmp_path, scr
     # ... and its run waits while another run of this version (on any release) holds the version's
     # lock, so two releases' runs never both predict a shared star.
     with engine.connect() as holder:
-        holder.execute(sa.text("SELECT pg_advisory_lock(hashtext(:k))"), {"k": f"infer:{model.model_id}"})
+        key = run_lock(get_task("gyro_age"), model.model_id, 0)  # any release: the version's lock
+        assert key == f"infer:{model.model_id}"
+        holder.execute(sa.text("SELECT pg_advisory_lock(hashtext(:k))"), {"k": key})
         with ThreadPoolExecutor(1) as pool:
             waiting = pool.submit(run_model, engine, model.name, second_release)
             time.sleep(1.5)
@@ -113,7 +116,7 @@ def test_gyro_ages_trained_from_sql_with_held_out_clusters(engine, tmp_path, scr
             with engine.connect() as conn:
                 assert conn.scalar(sa.text("SELECT count(*) FROM healcat.inference_run r JOIN healcat.release USING "
                                            "(release_id) WHERE name = :n"), {"n": second_release}) == 0
-            holder.execute(sa.text("SELECT pg_advisory_unlock(hashtext(:k))"), {"k": f"infer:{model.model_id}"})
+            holder.execute(sa.text("SELECT pg_advisory_unlock(hashtext(:k))"), {"k": key})
             again = waiting.result(timeout=120)
     with engine.connect() as conn:
         reasons = conn.execute(sa.text("SELECT reason, count(*) FROM healcat.inference_skip WHERE run_id = :r "

