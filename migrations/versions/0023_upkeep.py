@@ -11,7 +11,8 @@ Create Date: 2026-12-05 04:00:00
 - BRIN indexes on prediction.run_id and embedding.run_id: deleting a run (``forget_runs``, a
   rerun after a failure) checked their foreign keys by scanning both tables (70 ms and 41 ms at
   450k and 150k rows, growing with every model's outputs; 0.1 ms with the index). BRIN: run ids
-  grow with insertion order, and a run's COPY pays almost nothing for it.
+  grow with insertion order, and writes pay nothing measurable for it (1M rows inserted into a
+  copy of prediction's key and run_id, three rounds: 0.65-0.69 s with it and without).
 - an index on spectrum.spectrum_name: a spectrum by name (``spectrum_pixels WHERE spectrum_name``)
   read the whole primary key.
 - current_source gains source's proper-motion columns (pmra_masyr, pmdec_masyr, ref_epoch_yr),
