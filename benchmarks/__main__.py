@@ -10,5 +10,8 @@ BENCHMARKS = {"cone": bench_cone.main, "regions": bench_cone.regions, "similarit
               "inference": bench_inference.main, "releases": bench_releases.main}
 
 if __name__ == "__main__":
+    unknown = [name for name in sys.argv[1:] if name not in BENCHMARKS]
+    if unknown:
+        sys.exit(f"no benchmark {', '.join(unknown)}; the benchmarks: {', '.join(BENCHMARKS)}")
     for name in sys.argv[1:] or list(BENCHMARKS):
         BENCHMARKS[name]()

@@ -75,7 +75,7 @@ def _plan_nodes(plan: list[str]) -> str:
     return " > ".join(name if n == 1 else f"{name} x{n}" for name, n in nodes)
 
 
-def check_plans(conn: psycopg.Connection, q3c: psycopg.Connection, engine, ra: float, dec: float, rad: float) -> list[str]:
+def check_plans(conn: psycopg.Connection, q3c: psycopg.Connection, ra: float, dec: float, rad: float) -> list[str]:
     """EXPLAIN of the three paths' statements for one cone; each must use its spatial index."""
     from catalog.search.cone import Cone
 
@@ -152,7 +152,7 @@ def main() -> None:
                     counts.append(n_q3c)
                     assert n == n_py == n_q3c, (f"row counts differ at ({ra[i]}, {dec[i]}, {rad} arcsec): "
                                                 f"SQL {n}, Python {n_py}, Q3C {n_q3c}")
-                plans[label] = check_plans(conn, q3c, engine, ra[0], dec[0], rad)
+                plans[label] = check_plans(conn, q3c, ra[0], dec[0], rad)
                 p = lambda xs, q: float(np.percentile(xs, q))  # noqa: E731
                 target = TARGET_SMALL if rad <= SMALL_ARCSEC else TARGET_LARGE
                 r_sql, r_py = p(t_sql, 50) / p(t_q3c, 50), p(t_py, 50) / p(t_q3c, 50)

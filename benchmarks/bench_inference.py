@@ -16,7 +16,7 @@ version's embeddings is built after the last run (CONCURRENTLY, readers unaffect
 its own. Before them, the object classifier's run (which photo-z requires) is timed and reported on
 its own. The baseline is the same photo-z model's `predict` on the same inputs, in memory, in the
 same batches, in the same process, on the run's torch threads (the median of three passes).
-Beside it, what other threads' Python work costs the model: the forward on 30 batches beside a
+Beside it, what other threads' Python work costs the model: the forward on (up to) 30 batches beside a
 thread holding the interpreter lock half the time, as runs call it (TorchScript on the CPU) and
 eager; and in each run, the model's own time (its ``predict`` calls) against its forward alone.
 
@@ -53,7 +53,8 @@ DEVICE = os.environ.get("BENCH_INFERENCE_DEVICE")
 #: ``0``: no HNSW index build after the run (it is not in end to end; on 10M vectors it outgrows
 #: the build's memory and takes hours on disk).
 BUILD_INDEX = os.environ.get("BENCH_INFERENCE_INDEX", "1") != "0"
-RELEASE = "bench/sdss-resampled-1m"
+#: The release of N_SOURCES synthetic sources: a catalog keeps one per size, found again by name.
+RELEASE = "bench/sdss-resampled-" + ({1_000_000: "1m", 10_000_000: "10m"}.get(N_SOURCES) or f"{N_SOURCES}")
 BATCH = 8192
 
 
@@ -82,7 +83,7 @@ def _synthesize(conn) -> None:
                          "ON CONFLICT DO NOTHING"))
     release_id = conn.scalar(sa.text(
         "INSERT INTO healcat.release (survey_id, name, version, source_uri, checksum, mapping, status) "
-        "SELECT survey_id, :r, 'sdss-resampled-1m', 'synthesized by benchmarks/bench_inference.py', :r, '{}', "
+        "SELECT survey_id, :r, split_part(:r, '/', 2), 'synthesized by benchmarks/bench_inference.py', :r, '{}', "
         "'published' FROM healcat.survey WHERE name = 'bench' RETURNING release_id"), {"r": RELEASE})
     conn.execute(sa.text("SELECT setseed(0.42)"))
     conn.execute(sa.text("""
@@ -303,7 +304,8 @@ def main() -> None:
                 n_fwd = sum(len(task.predict(model, x, dev).value) for x in batches)
                 times.append(time.perf_counter() - t0)
         forward[n_threads] = (sorted(times)[1], times)
-    beside = _beside_python(task, model, dev, batches[:30]) if dev.type == "cpu" else None
+    few = batches[:30]
+    beside = _beside_python(task, model, dev, few) if dev.type == "cpu" else None
     del batches
     with engine.connect() as conn:
         max_wal_size = conn.exec_driver_sql("SHOW max_wal_size").scalar()
@@ -311,12 +313,12 @@ def main() -> None:
     print(f"\ninference: {N_SOURCES:,} synthetic sources (real SDSS galaxies resampled + noise), {dev}, "
           f"torch {torch.__version__}, {platform.machine()}, {os.cpu_count()} cores, shared_buffers {shared_buffers}")
     print(f"  object classifier run: {cls_run.n_predicted:,} labelled in {cls_run.run_seconds:.1f} s "
-          f"({cls_run.n_predicted / cls_run.run_seconds:,.0f} sources/s, {cls_run.lanes} lanes)")
+          f"({cls_run.n_predicted / cls_run.run_seconds:,.0f} sources/s, {_lanes(cls_run.lanes, max(lanes))})")
     for n_threads, (t_fwd, times) in forward.items():
         print(f"  photo-z pure forward, {n_threads} thread{'s' * (n_threads > 1)}:  {n_fwd:,} in {t_fwd:.1f} s "
               f"({n_fwd / t_fwd:,.0f} sources/s; the median of {', '.join(f'{t:.2f}' for t in times)} s)")
     if beside:
-        print("  photo-z forward on 30 batches beside a thread holding the interpreter lock half the time, "
+        print(f"  photo-z forward on {len(few)} batches beside a thread holding the interpreter lock half the time, "
               "against alone: " + ", ".join(f"{name} {b:.2f} s / {a:.2f} s = {b / a:.2f}x"
                                             for name, (a, b) in beside.items()))
     for i, (n_lanes, depth, n_threads) in enumerate(runs):
@@ -330,14 +332,20 @@ def main() -> None:
                                       lanes=n_lanes)
         assert run.n_predicted == n_fwd, (run.n_predicted, n_fwd)
         t_fwd = forward[n_threads][0]
-        _report(run, depth, n_threads, cpu, t_fwd, n_fwd / t_fwd, _peak_rss_mib(), rss_before, max_wal_size,
+        _report(run, n_lanes, depth, n_threads, cpu, t_fwd, n_fwd / t_fwd, _peak_rss_mib(), rss_before, max_wal_size,
                 BUILD_INDEX and last, model_time.seconds)
 
 
-def _report(run, depth: int, n_threads: int, cpu: _RunCpu, t_fwd: float, fwd: float, rss_peak: float,
-            rss_before: float, max_wal_size: str, built_index: bool, model_s: float) -> None:
+def _lanes(used: int, asked: int) -> str:
+    """'4 lanes', or '1 lane (2 asked: the release is small)' when a run took fewer than asked."""
+    said = f"{used} lane{'s' * (used > 1)}"
+    return said if used == asked else f"{said} ({asked} asked: the release has too few batches for more)"
+
+
+def _report(run, asked_lanes: int, depth: int, n_threads: int, cpu: _RunCpu, t_fwd: float, fwd: float,
+            rss_peak: float, rss_before: float, max_wal_size: str, built_index: bool, model_s: float) -> None:
     e2e = run.n_predicted / run.run_seconds
-    print(f"  photo-z end to end, {run.lanes} lane{'s' * (run.lanes > 1)}, {depth} batch{'es' * (depth > 1)} queued each way, "
+    print(f"  photo-z end to end, {_lanes(run.lanes, asked_lanes)}, {depth} batch{'es' * (depth > 1)} queued each way, "
           f"{n_threads} model thread{'s' * (n_threads > 1)}: "
           f"{run.n_predicted:,} PDFs + embeddings in "
           f"{run.run_seconds:.1f} s ({e2e:,.0f} sources/s), {run.n_skipped:,} skipped")
@@ -356,7 +364,7 @@ def _report(run, depth: int, n_threads: int, cpu: _RunCpu, t_fwd: float, fwd: fl
         return
     cores = len(os.sched_getaffinity(0))
     cpu_s = cpu.python_s + cpu.server_s
-    print(f"    CPU in the run: Python {cpu.python_s:.1f} s (the model ~{t_fwd:.1f} of it), server {cpu.server_s:.1f} s: "
+    print(f"    CPU in the run: Python {cpu.python_s:.1f} s (the model's forward alone: {t_fwd:.1f} s of wall time), server {cpu.server_s:.1f} s: "
           f"{cpu_s:.1f} s on {cores} cores, so end to end takes >= {cpu_s / cores:.1f} s here and "
           f"end to end / forward <= {min(1.0, t_fwd * cores / cpu_s):.2f}")
     print(f"    busiest server process: {cpu.busiest_backend_s:.1f} s CPU on its one core, so end to end takes "

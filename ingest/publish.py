@@ -61,6 +61,10 @@ CREATE TEMP TABLE release_match (
 ANALYZE release_new, release_old
 """
 
+# After the id match: what the position match and the changes look up in release_match.
+_MATCH_INDEXES = ("CREATE INDEX ON release_match (source_id); CREATE INDEX ON release_match (previous_source_id); "
+                  "ANALYZE release_match")
+
 _MATCH_BY_ID = sa.text("""
 INSERT INTO release_match
 SELECT n.shard, n.source_id, o.shard, o.source_id, 'object_id', healcat.angdist_deg(n.ra, n.dec, o.ra, o.dec) * 3600
@@ -164,8 +168,7 @@ def _record_changes(conn: sa.Connection, release_id: int, previous_id: int | Non
         conn.execute(statement, params)
     conn.exec_driver_sql(_MATCH_TABLE)
     conn.execute(_MATCH_BY_ID, params)
-    conn.exec_driver_sql("CREATE INDEX ON release_match (source_id); CREATE INDEX ON release_match (previous_source_id);"
-                         " ANALYZE release_match")
+    conn.exec_driver_sql(_MATCH_INDEXES)
     conn.execute(_MATCH_BY_POSITION, params)
     conn.execute(_RECORD, params)
     conn.exec_driver_sql("DROP TABLE release_match, release_new, release_old")
