@@ -13,10 +13,11 @@ with ``release_id``): a new version of a sample, or another sample holding the s
 stores it again for the same source, and ``healcat.current_spectrum`` shows published ones.
 
 Validation keeps everything: a light-curve point with a non-finite value, a magnitude outside
-[-30, 50] or a negative error, a point of a band the mapping does not name, a curve with no
-points or with times not strictly increasing, a spectrum with no pixels, non-finite or
+[-30, 50] or a negative error, a point repeating an earlier point's time (the first is kept), a
+point of a band the mapping does not name, a curve with no points, a spectrum with no pixels, non-finite or
 non-increasing wavelengths or unusable flux/ivar, and an unreadable file each become a
-quarantine row with the file, the row (or 0 for a whole file), the column and the reason.
+quarantine row with the file, the row (or 0 for a whole file), the column and the reason. A
+curve whose times are out of order is sorted (``curves_sorted`` counts them).
 Sentinel magnitudes the mapping lists are missing measurements, counted, not errors.
 """
 

@@ -87,15 +87,20 @@ def curve_rows(lc: LightCurveSpec, record: Record, reject: Reject, stats: dict[s
             reject(record.file, record.row, band.mag, f"{band.name}: empty light curve ({len(idx)} points read, "
                    f"{int(sentinel.sum())} sentinels, none valid)", raw)
             continue
-        t, m, e = t[ok] + lc.time_offset_day, m[ok], e[ok]
-        step = np.flatnonzero(np.diff(t) <= 0)
-        if len(step):
-            k = int(step[0])
-            kind = "duplicate" if t[k + 1] == t[k] else "unsorted"
-            reject(record.file, record.where(idx[ok][k + 1]), band.time,
-                   f"{band.name}: times are not strictly increasing ({kind} time at point {int(idx[ok][k + 1])}: "
-                   f"{t[k]} then {t[k + 1]}); {len(step)} such steps", raw)
-            continue
+        # in time order (a file out of order is sorted, counted); a point repeating an earlier one's
+        # time is quarantined, the first kept (a whole band was dropped for one repeated epoch)
+        order = np.argsort(t[ok], kind="stable")
+        t, m, e, where = t[ok][order] + lc.time_offset_day, m[ok][order], e[ok][order], idx[ok][order]
+        stats["curves_sorted"] = stats.get("curves_sorted", 0) + int(bool(np.any(np.diff(order) < 0)))
+        repeat = np.flatnonzero(np.diff(t) == 0) + 1
+        for j in repeat:
+            reject(record.file, record.where(where[j]), band.time,
+                   f"{band.name} point {int(where[j])}: duplicate time {t[j]} (point {int(where[j - 1])} has it; kept)",
+                   {**raw, "index": int(where[j]), "time": _num(t[j]), "mag": _num(m[j]), "mag_err": _num(e[j])})
+        stats["duplicate_epochs"] = stats.get("duplicate_epochs", 0) + len(repeat)
+        keep = np.ones(len(t), dtype=bool)
+        keep[repeat] = False
+        t, m, e = t[keep], m[keep], e[keep]
         stats["points"] += len(t)
         yield {"band": band.name, "time_mjd": t.tolist(), "mag": m.tolist(), "mag_err": e.tolist()}
 

@@ -133,18 +133,26 @@ def test_broken_curves_are_quarantined_with_file_row_column(engine, tmp_path, sc
     by_row = {(r.row_number, r.column_name): r for r in q}
     assert {r.file for r in q} == {series}
     assert "not finite" in by_row[(1, "light_points_b")].reason
-    assert "unsorted time" in by_row[(2, "time_points_r")].reason
-    assert "duplicate time" in by_row[(3, "time_points_b")].reason
+    assert (2, "time_points_r") not in by_row  # out of order: sorted, not dropped
+    assert "eros_b point 1: duplicate time" in by_row[(3, "time_points_b")].reason  # that point only
+    assert "(point 0 has it; kept)" in by_row[(3, "time_points_b")].reason
     assert "empty light curve" in by_row[(4, "light_points_r")].reason
     assert "not a JSON list" in by_row[(5, "error_points_b")].reason
-    assert len(q) == 5
+    assert len(q) == 4
     kept = {(o, b): n for o, b, n in bands}
     first = rows[0][0]
     assert kept[(first, "eros_b")] == len(json.loads(rows[0][col["time_points_b"]])) - 1  # the NaN point only
-    assert (rows[1][0], "eros_r") not in kept and (rows[1][0], "eros_b") in kept
+    assert kept[(rows[1][0], "eros_r")] == len(json.loads(rows[1][col["time_points_r"]]))  # every point, in order
+    assert kept[(rows[2][0], "eros_b")] == len(json.loads(rows[2][col["time_points_b"]])) - 1  # all but the repeat
     assert not any(o == rows[4][0] for o, _ in kept)  # the unreadable record: no curve at all
-    assert len(kept) == 2 * 6 - 5
+    assert len(kept) == 2 * 6 - 3
     assert result.row_counts["source"] == 6
+    assert result.row_counts["curves_sorted"] == 1 and result.row_counts["duplicate_epochs"] == 1
+    with engine.connect() as conn:
+        times = conn.scalar(sa.text("SELECT lc.time_mjd FROM healcat.light_curve lc JOIN healcat.source s "
+                                    "USING (shard, source_id) WHERE lc.release_id = :r AND s.object_id = :o "
+                                    "AND lc.band = 'eros_r'"), {"r": result.release_id, "o": rows[1][0]})
+    assert times == sorted(times) and len(set(times)) == len(times)
 
 
 def test_a_release_whose_series_all_fail_publishes_nothing(engine, tmp_path, scratch_release):
@@ -179,13 +187,11 @@ def test_s82_rrlyrae_counts_and_quarantine_match_the_files(engine, per_object):
                 points = [(r[2 + 3 * k], r[3 + 3 * k]) for r in rows if r[3 + 3 * k] != -99.99]
                 valid = [t for t, m in points if m < 50]
                 bad_points += len(points) - len(valid)
-                if len(set(valid)) < len(valid):
-                    dup += 1
-                else:
-                    good += len(valid)
+                dup += len(valid) - len(set(valid))  # a repeated epoch: that point quarantined, the curve kept
+                good += len(set(valid))
     stats = _release_stats(engine, result.release_id)
-    assert (stats.curves, stats.points) == (483 * 5 - dup, good)
-    assert result.row_counts["quarantine"] == dup + bad_points and dup == 8
+    assert (stats.curves, stats.points) == (483 * 5, good)
+    assert result.row_counts["quarantine"] == dup + bad_points and dup == result.row_counts["duplicate_epochs"] == 8
     with engine.connect() as conn:
         labels = dict(conn.execute(sa.text("SELECT label, count(*) FROM healcat.label WHERE release_id = :r GROUP BY 1"),
                                    {"r": result.release_id}).all())
