@@ -131,8 +131,25 @@ def test_a_source_whose_curves_have_no_magnitudes_is_skipped_with_the_reason():
 
     curve = [["eros_b", [50000.0, 50001.0, 50002.0], [18.0, 18.1, 18.2], [0.02, 0.02, 0.02]]]
     rows = [(3, 30, 0.5, curve, None, None), (3, 31, 0.5, None, None, None),
-            (3, 32, None, [["eros_r", [50000.0], [None], [None]]], None, None)]
+            (3, 32, None, [["eros_r", [50000.0], [None], [None]]], None, None),
+            (3, 33, None, [["ztf_g", [50000.0], [18.0], [0.1]], ["ztf_r", [50000.0], [18.0], [0.1]]], None, None)]
     prepared = LightCurveEmbed().prepare(rows)
     assert prepared.keys.tolist() == [[3, 30]]
-    assert prepared.skipped == [(3, 31, "no light-curve epoch with a finite magnitude"),
-                                (3, 32, "no light-curve epoch with a finite magnitude")]
+    assert prepared.skipped[:2] == [(3, 31, "no light-curve epoch with a finite magnitude"),
+                                    (3, 32, "no light-curve epoch with a finite magnitude")]
+    # ZTF's bands: finite epochs, none the model reads (it said 'no ... finite magnitude')
+    assert prepared.skipped[2][:2] == (3, 33) and prepared.skipped[2][2].startswith(
+        "no band the model reads (has ztf_g, ztf_r; reads eros_b, eros_r, sdss_u")
+
+
+def test_the_model_applies_to_releases_with_bands_it_reads(engine, per_object):
+    """ZTF's g/R curves: a run of 2,289 skips with a false reason; now the task does not apply."""
+    from ingest.inference import release_id_of
+    from ingest.tasks.lightcurve_embed import LightCurveEmbed
+
+    with engine.connect() as conn:
+        applies = {name: LightCurveEmbed().applies(conn, release_id_of(conn, name))
+                   for name in ("ztf-bts/snia-light-curve-test-data", "eros2/lmc-ramp-variable-stars",
+                                "sdss-s82-rrlyrae/sesar2010")}
+    assert applies == {"ztf-bts/snia-light-curve-test-data": False, "eros2/lmc-ramp-variable-stars": True,
+                       "sdss-s82-rrlyrae/sesar2010": True}

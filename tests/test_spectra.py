@@ -58,6 +58,8 @@ def test_legac_spectrum_keeps_nodata_pixels_with_zero_ivar(engine, per_object):
     with engine.connect() as conn:
         row = _spectrum(conn, "M19_56670")
     assert len(row.flux) == len(flux) and row.ivar_unit == "(1e-19 erg / (s cm2 Angstrom))**-2"
+    with fits.open(path) as hdul:  # ESO Phase 3's UCD for air wavelengths
+        assert hdul[1].header["TUCD1"] == "em.wl;obs.atmos" and row.vacuum is False
     nan = np.isnan(np.array(row.flux, dtype=float))
     assert np.array_equal(nan, np.isnan(flux)) and all(np.array(row.ivar)[nan] == 0)
     good = err > 0

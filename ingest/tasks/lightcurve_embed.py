@@ -32,7 +32,9 @@ _ROWS = """SELECT s.shard, s.source_id, coalesce(s.attrs->>'period', s.attrs->>'
        min(l.label) AS label, min(l.split) AS split
 FROM healcat.source AS s
 JOIN healcat.light_curve AS lc ON lc.shard = s.shard AND lc.source_id = s.source_id
-LEFT JOIN healcat.label AS l ON l.shard = s.shard AND l.source_id = s.source_id
+LEFT JOIN LATERAL (  -- one label (a second taxonomy's would repeat every curve)
+    SELECT l.label, l.split FROM healcat.label AS l WHERE l.shard = s.shard AND l.source_id = s.source_id
+    ORDER BY l.taxonomy LIMIT 1) AS l ON true
 WHERE s.release_id = %(release_id)s{where}
 GROUP BY s.shard, s.source_id
 ORDER BY s.source_id"""
@@ -59,6 +61,14 @@ def _curves(rows: list[tuple]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray
     return curves, period, meta
 
 
+def _why_no_curve(curves) -> str:
+    """Why a source has nothing the model reads: no band it knows, or no finite epoch in them."""
+    bands = sorted({c[0] for c in (json.loads(curves) if isinstance(curves, str) else curves or [])})
+    if bands and not set(bands) & set(BANDS):
+        return f"no band the model reads (has {', '.join(bands)}; reads {', '.join(BANDS)})"
+    return "no light-curve epoch with a finite magnitude"
+
+
 @register
 class LightCurveEmbed(Task):
     name = "lightcurve_embed"
@@ -67,7 +77,9 @@ class LightCurveEmbed(Task):
     unit = "cosine"  # prediction.value: agreement of the curve's and the catalogue's views
     training_query = _ROWS.format(where="")
     input_query = _ROWS.format(where="")
-    applies_query = "SELECT EXISTS (SELECT 1 FROM healcat.light_curve WHERE release_id = %(release_id)s)"
+    # light curves in a band the model reads (ZTF's g and r are none of them)
+    applies_query = ("SELECT EXISTS (SELECT 1 FROM healcat.light_curve WHERE release_id = %(release_id)s AND band IN ("
+                     + ", ".join(f"'{b}'" for b in BANDS) + "))")
 
     def fit(self, rows: list[tuple], *, seed: int, epochs: int | None = None) -> Trained:
         curves, period, meta = _curves(rows)
@@ -111,7 +123,7 @@ class LightCurveEmbed(Task):
         keys = np.array([(r[0], r[1]) for r in rows], dtype=np.int64).reshape(-1, 2)
         curves, period, meta = _curves(rows)
         ok = np.array([len(c) > 0 for c in curves], dtype=bool)
-        skipped = [(int(s), int(i), "no light-curve epoch with a finite magnitude") for s, i in keys[~ok]]
+        skipped = [(int(keys[i, 0]), int(keys[i, 1]), _why_no_curve(rows[i][3])) for i in np.flatnonzero(~ok)]
         return Prepared(keys[ok], ([curves[i] for i in np.flatnonzero(ok)], period[ok], meta[ok]), skipped)
 
     def predict(self, model, inputs, device) -> Outputs:
