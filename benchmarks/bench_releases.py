@@ -54,10 +54,7 @@ def _run(conn, renumber: bool) -> tuple[float, int, int]:
         conn.execute(sa.text(_OLD), params)
         conn.execute(sa.text(_NEW), params)
         t0 = time.perf_counter()
-        conn.exec_driver_sql(publish._MATCH_TABLE)  # ANALYZE of both sides
-        conn.execute(publish._MATCH_BY_ID, params)
-        conn.exec_driver_sql(publish._MATCH_INDEXES)
-        conn.execute(publish._MATCH_BY_POSITION, params)
+        publish.match_objects(conn, publish.MATCH_RADIUS_ARCSEC)  # as publish runs it, ANALYZE of both sides first
         seconds = time.perf_counter() - t0
         pairs = conn.scalar(sa.text("SELECT count(*) FROM release_match"))
         moved_less = conn.scalar(sa.text("SELECT count(*) FROM release_new WHERE moved_arcsec <= :radius_arcsec"), params)

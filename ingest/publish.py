@@ -154,6 +154,15 @@ def publish(conn: sa.Connection, release_id: int) -> dict[str, int]:
     return counts
 
 
+def match_objects(conn: sa.Connection, radius_arcsec: float) -> None:
+    """Fill the temporary table release_match from release_new and release_old: pairs by object_id,
+    then the objects left on both sides by position (mutual nearest within ``radius_arcsec``)."""
+    conn.exec_driver_sql(_MATCH_TABLE)
+    conn.execute(_MATCH_BY_ID)
+    conn.exec_driver_sql(_MATCH_INDEXES)
+    conn.execute(_MATCH_BY_POSITION, {"radius_arcsec": radius_arcsec})
+
+
 def _record_changes(conn: sa.Connection, release_id: int, previous_id: int | None) -> dict[str, int]:
     """Cross-identify a release with the one before it and record the objects new, changed and vanished."""
     counts = {"new": 0, "changed": 0, "vanished": 0}
@@ -166,10 +175,7 @@ def _record_changes(conn: sa.Connection, release_id: int, previous_id: int | Non
     params = {"release_id": release_id, "previous": previous_id, "radius_arcsec": MATCH_RADIUS_ARCSEC}
     for statement in _SIDES:
         conn.execute(statement, params)
-    conn.exec_driver_sql(_MATCH_TABLE)
-    conn.execute(_MATCH_BY_ID, params)
-    conn.exec_driver_sql(_MATCH_INDEXES)
-    conn.execute(_MATCH_BY_POSITION, params)
+    match_objects(conn, params["radius_arcsec"])
     conn.execute(_RECORD, params)
     conn.exec_driver_sql("DROP TABLE release_match, release_new, release_old")
     counts.update(dict(conn.execute(_COUNTS, {"release_id": release_id}).all()))

@@ -76,6 +76,8 @@ class Worker:
         self.engine = engine
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.stopping = threading.Event()
+        self.done = 0  # jobs run
+        self.claimed = False  # whether the current connection has claimed (the database answered)
 
     def run(self, *, once: bool = False, poll_s: float = 2.0) -> int:
         """Run jobs; with ``once``, until the queue has nothing due. Returns the number of jobs run.
