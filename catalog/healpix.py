@@ -193,12 +193,14 @@ def moc_ranges(moc) -> np.ndarray:
 
 def mollweide_pixels(order: int, width_px: int) -> np.ndarray:
     """For a Mollweide image ``width_px`` wide (half as high), the NESTED pixel at ``order`` each image
-    pixel shows (-1 outside the sky's ellipse); RA increases to the left, as on the sky."""
+    pixel shows (-1 outside the sky's ellipse); row 0 is the top (north, as an image file's first row
+    is), RA increases to the left, as on the sky."""
     projector = healpy.projector.MollweideProj(xsize=width_px)
     nside = 1 << order
     image = projector.projmap(np.arange(12 * nside * nside, dtype=np.float64),
                               lambda x, y, z: healpy.vec2pix(nside, x, y, z, nest=True))
-    return np.where(np.isfinite(image) & (image >= 0), image, -1).astype(np.int64)
+    # healpy's row 0 is the bottom (y = -1, the south: it draws with origin="lower")
+    return np.flipud(np.where(np.isfinite(image) & (image >= 0), image, -1).astype(np.int64))
 
 
 def shards_of_ranges(ranges: np.ndarray) -> list[int]:

@@ -2,7 +2,7 @@
 
 The image is drawn pixel for pixel (matplotlib's imsave, no axes): each image pixel shows the count
 of the HEALPix pixel under it on a log colour scale, empty sky is light grey, outside the sky white;
-RA grows to the left, as on the sky. ``counts_image`` is what the PNG shows, as numbers.
+north is up and RA grows to the left, as on the sky. ``counts_image`` is what the PNG shows, as numbers.
 """
 
 from __future__ import annotations

@@ -93,3 +93,19 @@ def test_skymap_of_a_search_colours_only_its_pixels(tmp_path, catalog, capsys):
     assert "--order must be 0 to 10" in capsys.readouterr().err
     assert main(["skymap", str(tmp_path / "no" / "such" / "x.png")]) == 1
     assert "skymap: no folder" in capsys.readouterr().err
+
+
+def test_skymap_has_north_up_and_ra_growing_to_the_left(tmp_path, catalog):
+    """Every pixel a box at Dec 70..80 colours lies, by healpy's inverse Mollweide projection of its place
+    in the PNG (row 0 the top), near the box: not mirrored to the south nor in RA."""
+    path = tmp_path / "north.png"
+    assert main(["skymap", "--order", "4", "--width", "400", str(path), "box", "100", "140", "70", "80"]) == 0
+    rows, cols = np.nonzero(_coloured(imread(path)))
+    assert len(rows) > 10
+    from healpy.projector import MollweideProj
+
+    # the plane of healpy's Mollweide projection: x in [-2, 2] (east, RA 180, at x = -2), y in [-1, 1] up
+    x, y = 2.0 * (cols - 199.5) / 199.5, (99.5 - rows) / 99.5
+    lon, lat = MollweideProj(xsize=400).xy2ang(x, y, lonlat=True)
+    assert np.all(lat > 60) and np.all(lat < 88), "north is up"
+    assert np.all((np.mod(lon, 360) > 80) & (np.mod(lon, 360) < 160)), "RA as on the sky"
