@@ -33,6 +33,13 @@ if TYPE_CHECKING:
 MAPPINGS_DIR = Path(__file__).parent / "mappings"
 MAG_SYSTEMS = ("AB", "Vega")
 POSITION_UNITS = {"deg": u.deg, "hourangle": u.hourangle, "rad": u.rad}
+#: How files spell the units of a position column (FITS TUNITn, ECSV/VOTable/Parquet unit), lower-cased:
+#: spellings astropy does not parse ('hours', 'degrees', 'hms') or parses as something else ('H': henry).
+POSITION_UNIT_SPELLINGS = {
+    **dict.fromkeys(("deg", "degree", "degrees", "dms"), u.deg),
+    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours", "hourangle", "hms"), u.hourangle),
+    **dict.fromkeys(("rad", "radian", "radians"), u.rad),
+}
 AB_ZERO_POINT_UJY = u.ABflux.to(u.uJy)  # the AB system's zero point, 3630.78 Jy [uJy]
 ROW_FIELD = "_row"  # object_id templates may use the 1-based row number in the file (files with no ids)
 ON_MISSING = ("create", "quarantine")
@@ -234,12 +241,15 @@ class Mapping:
             )
         for col, axis in ((self.ra, "ra"), (self.dec, "dec")):
             file_unit = getattr(table[col.name], "unit", None) if col else None
-            if (file_unit is None or table[col.name].dtype.kind not in "iuf"
-                    or isinstance(file_unit, u.UnrecognizedUnit) or file_unit == u.dimensionless_unscaled):
+            if file_unit is None or table[col.name].dtype.kind not in "iuf" or file_unit == u.dimensionless_unscaled:
                 continue
-            angle = file_unit
-            if axis == "ra" and file_unit.physical_type == "time":  # FITS and VO write hours of RA as 'h'
-                angle = u.CompositeUnit(file_unit.to(u.hour), [u.hourangle], [1])
+            angle = POSITION_UNIT_SPELLINGS.get(str(file_unit).strip().lower(), file_unit)
+            if isinstance(angle, u.UnrecognizedUnit):
+                raise MappingError(f"{file}: column {col.name} is in {str(file_unit)!r} by the file's own header, "
+                                   f"a unit healcat does not know; mapping {self.path.name} reads it as {axis} "
+                                   f"(known: {', '.join(POSITION_UNIT_SPELLINGS)}, or any astropy angle unit)")
+            if axis == "ra" and angle.physical_type == "time":  # FITS and VO write hours of RA as 'h'
+                angle = u.CompositeUnit(angle.to(u.hour), [u.hourangle], [1])
             if angle.physical_type != "angle":
                 raise MappingError(f"{file}: column {col.name} is in {file_unit} by the file's own header, "
                                    f"which is no angle; mapping {self.path.name} reads it as {axis}")

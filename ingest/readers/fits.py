@@ -8,14 +8,16 @@ from pathlib import Path
 import astropy.units as u
 import numpy as np
 from astropy.io import fits
-from astropy.table import Table
+from astropy.table import MaskedColumn, Table
 
 from catalog.errors import IngestError
 from ingest.readers import Chunks, ReadOptions, RowCount, register
 
 
 def count_fits(path: Path, options: ReadOptions) -> RowCount:
-    return RowCount(int(fits.getheader(path, options.hdu)["NAXIS2"]))
+    with warnings.catch_warnings():  # a broken file: its reader says what is wrong, once
+        warnings.simplefilter("ignore")
+        return RowCount(int(fits.getheader(path, options.hdu)["NAXIS2"]))
 
 
 @register("fits", count=count_fits)
@@ -27,10 +29,12 @@ def read_fits(path: Path, options: ReadOptions) -> Chunks:
             hdul.readall()  # every header now, so a short file is found before any row is read
     except (OSError, ValueError, IndexError) as exc:
         raise IngestError(f"{path}: not a FITS file: {exc}") from exc
-    truncated = [str(w.message) for w in caught if "truncated" in str(w.message)]
-    if truncated:
+    # A file cut inside a header: astropy warns (data cut short: 'truncated'; a header cut short: 'Header
+    # size is not multiple of 2880') and keeps the HDUs before it.
+    cut = [str(w.message) for w in caught if "truncated" in str(w.message) or "2880" in str(w.message)]
+    if cut:
         hdul.close()
-        raise IngestError(f"{path}: truncated: {truncated[0]}")
+        raise IngestError(f"{path}: truncated: {' '.join(cut[0].split())}")
     with hdul:
         try:
             hdu = hdul[options.hdu]
@@ -48,12 +52,26 @@ def read_fits(path: Path, options: ReadOptions) -> Chunks:
                               f"the file has {path.stat().st_size - start}")
         data = hdu.data
         for first in range(0, n_rows, options.chunk_rows):
-            table = Table(data[first:first + options.chunk_rows], masked=False)
-            table.convert_bytestring_to_unicode()
-            for column in hdu.columns:  # TUNITn, so a mapping can be checked against the file's own units
-                if column.unit:
+            rows = data[first:first + options.chunk_rows]
+            table = Table()
+            for column in hdu.columns:
+                table[column.name] = _cells(path, column, rows[column.name], first + 1)
+                if column.unit:  # TUNITn, so a mapping can be checked against the file's own units
                     table[column.name].unit = u.Unit(column.unit, format="fits", parse_strict="silent")
-            for name in table.colnames:  # FITS pads text with blanks
-                if table[name].dtype.kind == "U":
-                    table[name] = np.char.rstrip(table[name])
             yield first + 1, table
+
+
+def _cells(path: Path, column: fits.Column, values: np.ndarray, first_row: int) -> np.ndarray | MaskedColumn:
+    """One column of a slice of rows: text decoded (FITS pads it with blanks; a byte that is not ASCII
+    is an error naming its row), integers equal to the column's TNULLn masked (missing)."""
+    if values.dtype.kind == "S":
+        try:
+            return np.char.rstrip(np.char.decode(values, "ascii"))
+        except UnicodeDecodeError:
+            flat = values.ravel()
+            cell = next(i for i, v in enumerate(flat) if not v.isascii())
+            raise IngestError(f"{path}: data row {first_row + cell // (flat.size // len(values))} column "
+                              f"{column.name}: {flat[cell]!r} is not ASCII text, as FITS requires") from None
+    if column.null is not None and values.dtype.kind in "iu":
+        return MaskedColumn(values, mask=values == column.null)
+    return values

@@ -1,0 +1,143 @@
+"""Inputs that used to load wrong values without a word: units a file spells its own way, null
+markers of each format, infinities, text that only looks missing; each must load right or fail
+(or quarantine its row) naming the file, the row and the column."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from astropy.io import fits
+from astropy.table import MaskedColumn, Table
+
+from catalog.errors import IngestError, MappingError
+from ingest import readers
+from ingest.mapping import apply, load_mapping
+
+RA_DEG = [10.0, 150.0, 345.0]
+
+
+def _table() -> Table:
+    return Table({"id": np.array([1, 2, 3], dtype=np.int64), "ra": RA_DEG, "dec": [-5.0, 20.0, 60.0],
+                  "mag": [18.5, 19.0, 20.5], "plate": np.array([266, 267, 268], dtype=np.int32),
+                  "name": ["a", "b", "c"]})
+
+
+def _mapping(tmp_path: Path, file: Path, fmt: str, ra_unit: str = "deg", release: str = "",
+             bands: str = 'r = "mag"', ignore: str = 'plate = "test"\nname = "test"') -> Path:
+    path = tmp_path / f"{file.stem}.toml"
+    path.write_text(f'[survey]\nname = "scratch"\n[release]\nversion = "{file.name}"\nfile = "{file}"\n'
+                    f'format = "{fmt}"\n{release}\n[source]\nobject_id = "{{id}}"\n'
+                    f'ra = {{ column = "ra", unit = "{ra_unit}" }}\ndec = "dec"\n'
+                    f'[photometry]\nsystem = "AB"\nbands = {{ {bands} }}\n[ignore]\n{ignore}\n')
+    return path
+
+
+def _mapped(mapping_path: Path):
+    """The file's rows as the loader sees them: read, checked against the mapping, mapped."""
+    mapping = load_mapping(mapping_path)
+    path = mapping.input_path()
+    chunks = []
+    for first, table in readers.read(path, mapping.format, mapping.read_options):
+        mapping.check_columns(table, path)
+        chunks.append((table, apply(mapping, table, first)))
+    return chunks
+
+
+def _fits_with_ra_unit(tmp_path: Path, unit: str) -> Path:
+    table = _table()
+    table["ra"] = table["ra"] / 15.0
+    path = tmp_path / "hours.fits"
+    table.write(path)
+    with fits.open(path, mode="update") as hdul:
+        hdul[1].header[f"TUNIT{hdul[1].columns.names.index('ra') + 1}"] = unit
+    return path
+
+
+@pytest.mark.parametrize("unit", ["hours", "hr", "HOURS", "hourangle", "hms", "h", "H"])
+def test_ra_in_hours_spelled_any_common_way_is_refused_as_degrees_and_read_as_hours(tmp_path, unit):
+    path = _fits_with_ra_unit(tmp_path, unit)
+    with pytest.raises(MappingError, match=rf"hours.fits: column ra is in '?{unit}'? by the file's own header, "
+                                           r"but mapping .* says deg"):
+        _mapped(_mapping(tmp_path, path, "fits"))
+    (_, chunk), = _mapped(_mapping(tmp_path, path, "fits", ra_unit="hourangle"))
+    np.testing.assert_allclose(chunk.ra_deg, RA_DEG)
+
+
+@pytest.mark.parametrize("unit", ["degrees", "DEG", "degree"])
+def test_degrees_spelled_any_common_way_agree_with_a_mapping_in_degrees(tmp_path, unit):
+    path = _fits_with_ra_unit(tmp_path, unit)
+    with pytest.raises(MappingError, match=rf"column ra is in {unit} by the file's own header, but mapping .* says "
+                                           "hourangle"):
+        _mapped(_mapping(tmp_path, path, "fits", ra_unit="hourangle"))
+    (_, chunk), = _mapped(_mapping(tmp_path, path, "fits"))
+    np.testing.assert_allclose(chunk.ra_deg, np.array(RA_DEG) / 15)
+
+
+def test_an_unknown_unit_on_a_position_column_is_an_error_naming_file_column_and_unit(tmp_path):
+    fits_path = _fits_with_ra_unit(tmp_path, "furlongs")
+    with pytest.raises(MappingError, match=r"hours.fits: column ra is in 'furlongs' by the file's own header, "
+                                           "a unit healcat does not know"):
+        _mapped(_mapping(tmp_path, fits_path, "fits"))
+    table = _table()
+    table["ra"].unit = "furlongs"
+    table.write(tmp_path / "t.ecsv", format="ascii.ecsv")
+    with pytest.raises(MappingError, match=r"t.ecsv: column ra is in 'furlongs' .* a unit healcat does not know"):
+        _mapped(_mapping(tmp_path, tmp_path / "t.ecsv", "ecsv"))
+
+
+def test_fits_null_integers_are_missing_not_values(tmp_path):
+    table = _table()
+    table["plate"] = MaskedColumn(table["plate"], mask=[False, True, False])
+    path = tmp_path / "nulls.fits"
+    table.write(path)
+    assert fits.getheader(path, 1)[f"TNULL{table.colnames.index('plate') + 1}"] == 999999
+    (raw, _), = _mapped(_mapping(tmp_path, path, "fits"))
+    assert raw["plate"].mask.tolist() == [False, True, False]
+    assert raw["plate"][0] == 266
+
+
+def test_a_fits_text_cell_that_is_not_ascii_names_its_row_and_column(tmp_path):
+    table = _table()
+    table["name"] = np.array([b"a", b"b\xc9", b"c"])
+    path = tmp_path / "latin.fits"
+    table.write(path)
+    with pytest.raises(IngestError, match=r"latin.fits: data row 2 column name: b'b\\xc9' is not ASCII"):
+        list(readers.read(path, "fits"))
+
+
+def test_a_fits_file_cut_inside_its_table_header_says_truncated(tmp_path):
+    path = tmp_path / "t.fits"
+    _table().write(path)
+    cut = tmp_path / "cut.fits"
+    cut.write_bytes(path.read_bytes()[:2880 + 1000])
+    with pytest.raises(IngestError, match="cut.fits: truncated: .*Header size is not multiple of 2880"):
+        list(readers.read(cut, "fits"))
+    assert readers.count_rows(cut, "fits") is None
+
+
+def test_parquet_written_by_astropy_keeps_its_masks_and_units(tmp_path):
+    table = _table()
+    table["ra"] = MaskedColumn(np.array(RA_DEG) / 15, mask=[False, False, True], unit="hourangle")
+    table["plate"] = MaskedColumn(table["plate"], mask=[True, False, False])
+    path = tmp_path / "astropy.parquet"
+    table.write(path)
+    assert "ra.mask" in pq.read_schema(path).names
+    with pytest.raises(MappingError, match="astropy.parquet: column ra is in hourangle .* mapping .* says deg"):
+        _mapped(_mapping(tmp_path, path, "parquet"))
+    (raw, chunk), = _mapped(_mapping(tmp_path, path, "parquet", ra_unit="hourangle"))
+    assert raw.colnames == table.colnames
+    assert raw["plate"].mask.tolist() == [True, False, False]
+    np.testing.assert_allclose(chunk.ra_deg, [RA_DEG[0], RA_DEG[1], np.nan])
+
+
+def test_parquet_with_an_astropy_column_it_cannot_read_says_which(tmp_path):
+    from astropy.time import Time
+
+    table = _table()
+    table["t"] = Time([60000.0, 60001.0, 60002.0], format="mjd")
+    table.write(tmp_path / "time.parquet")
+    with pytest.raises(IngestError, match="time.parquet: column t is astropy's serialized astropy.time.core.Time"):
+        list(readers.read(tmp_path / "time.parquet", "parquet"))
