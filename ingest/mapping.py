@@ -487,7 +487,7 @@ def _photometry(mapping: Mapping, band: Band, table: Table, problems: Problems) 
     with np.errstate(divide="ignore", invalid="ignore"):
         if band.mag is not None:
             mag, mag_err = column(band.mag), column(band.mag_err)
-            mag[mag >= mapping.missing_above] = np.nan
+            mag[np.isfinite(mag) & (mag >= mapping.missing_above)] = np.nan  # +inf is no flag: validation rejects it
             mag_err[~np.isfinite(mag) | (mag_err < 0)] = np.nan
             if mapping.mag_system != "AB":
                 return Photometry(mag, mag_err, nan, nan.copy())

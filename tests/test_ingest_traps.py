@@ -15,6 +15,7 @@ from astropy.table import MaskedColumn, Table
 from catalog.errors import IngestError, MappingError
 from ingest import readers
 from ingest.mapping import apply, load_mapping
+from ingest.validate import SeenIds, validate
 
 RA_DEG = [10.0, 150.0, 345.0]
 
@@ -141,3 +142,20 @@ def test_parquet_with_an_astropy_column_it_cannot_read_says_which(tmp_path):
     table.write(tmp_path / "time.parquet")
     with pytest.raises(IngestError, match="time.parquet: column t is astropy's serialized astropy.time.core.Time"):
         list(readers.read(tmp_path / "time.parquet", "parquet"))
+
+
+def _validated(mapping_path: Path):
+    """(good mask, rejected rows) of a one-chunk file."""
+    (_, chunk), = _mapped(mapping_path)
+    return validate(load_mapping(mapping_path), chunk, SeenIds())
+
+
+@pytest.mark.parametrize("missing_above", ["", "missing_above = 99"])
+def test_an_infinite_magnitude_either_way_is_quarantined_not_dropped(tmp_path, missing_above):
+    path = tmp_path / "inf.csv"
+    path.write_text("id,ra,dec,mag\n1,10,5,inf\n2,11,5,-inf\n3,12,5,+inf\n4,13,5,99\n5,14,5,18.2\n")
+    mapping = _mapping(tmp_path, path, "csv", ignore="")
+    mapping.write_text(mapping.read_text().replace('system = "AB"', f'system = "AB"\n{missing_above}'))
+    good, rejected = _validated(mapping)
+    assert [(r.row_number, r.column) for r in rejected if "inf" in r.reason] == [(1, "mag"), (2, "mag"), (3, "mag")]
+    assert good.tolist() == [False, False, False, bool(missing_above), True]
