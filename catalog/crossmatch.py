@@ -27,6 +27,7 @@ from astropy.table import MaskedColumn, Table
 from catalog import healpix
 from catalog.errors import QueryError, query_error
 from catalog.pgcopy import copy_columns, fetch_columns
+from catalog.search.region import checked
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +61,15 @@ class Positions:
 
     @classmethod
     def from_table(cls, table: Table, ra_col: str, dec_col: str) -> Positions:
-        ra, ra_bad = _degrees(table, ra_col)
-        dec, dec_bad = _degrees(table, dec_col)
+        ra, ra_bad, ra_text = _column_in(table, ra_col, u.deg, "an angle")
+        dec, dec_bad, dec_text = _column_in(table, dec_col, u.deg, "an angle")
         problems: list[Problem] = []
         checks = [
-            (ra_col, ra_bad, "missing or not a finite number"),
+            (ra_col, ra_text, "not a number in degrees"),
+            (ra_col, ra_bad & ~ra_text, "missing or not a finite number"),
             (ra_col, ~ra_bad & ((ra < 0) | (ra > 360)), "RA outside [0, 360] deg"),
-            (dec_col, dec_bad, "missing or not a finite number"),
+            (dec_col, dec_text, "not a number in degrees"),
+            (dec_col, dec_bad & ~dec_text, "missing or not a finite number"),
             (dec_col, ~dec_bad & (np.abs(dec) > 90), "Dec outside [-90, 90] deg"),
         ]
         bad = np.zeros(len(table), dtype=bool)
@@ -94,20 +97,29 @@ class Positions:
         return Positions(moved.ra.deg, moved.dec.deg, self.good, self.problems)
 
 
-def _degrees(table: Table, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """A column as float64 degrees (its unit if it has one) and where it is missing or not finite."""
-    data, bad, _ = _numbers(table, name)
-    unit = getattr(table[name], "unit", None)
-    if unit is not None and unit != u.dimensionless_unscaled:
-        data = (data * unit).to_value(u.deg)
-    return data, bad | ~np.isfinite(data)
+def _column_in(table: Table, name: str, unit: u.UnitBase, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A column as float64 in ``unit`` (converted from its own astropy unit, if it has one: a bare
+    number is taken to be in ``unit``), where it is missing or not finite, and where it holds text
+    that is no number (as :func:`_numbers`). A unit that is not ``what`` is an error naming the column."""
+    data, bad, text = _numbers(table, name)
+    own = getattr(table[name], "unit", None)
+    if own is not None and own != u.dimensionless_unscaled:
+        try:
+            data = (data * own).to_value(unit)
+        except (u.UnitsError, ValueError, TypeError):
+            raise QueryError(f"xmatch: column {name!r} is in {own}, not {what} ({unit})") from None
+    return data, bad | ~np.isfinite(data), text
 
 
 def _numbers(table: Table, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A column as float64, where a cell is missing or not a finite number, and where it holds text
-    that is no number: a column read as text because one cell is not a number ('12.5d') keeps its
-    other cells, each checked."""
-    values = np.ma.asarray(table[name])
+    """A column as float64 (an astropy Quantity's bare values), where a cell is missing or not a
+    finite number, and where it holds text that is no number: a column read as text because one
+    cell is not a number ('12.5d') keeps its other cells, each checked."""
+    column = table[name]
+    if isinstance(column, u.Quantity):  # a QTable's column (masked or not): its numbers, without the unit
+        values = np.ma.MaskedArray(getattr(column, "unmasked", column).value, mask=getattr(column, "mask", False))
+    else:
+        values = np.ma.asarray(column)
     if values.dtype.kind == "b":
         raise QueryError(f"xmatch: column {name!r} holds booleans, not numbers")
     if values.dtype.kind in "fiu":
@@ -173,14 +185,7 @@ def _check(radius_arcsec: float | u.Quantity, mode: str) -> float:
     """The radius in arcsec (an astropy angle is converted), checked with the mode."""
     if mode not in MODES:
         raise QueryError(f"xmatch: mode must be 'best' or 'all', got {mode!r}")
-    if isinstance(radius_arcsec, u.Quantity):
-        try:
-            radius_arcsec = radius_arcsec.to_value(u.arcsec)
-        except u.UnitConversionError:
-            raise QueryError(f"xmatch: the radius must be an angle, got {radius_arcsec}") from None
-    if radius_arcsec is None or not np.isfinite(radius_arcsec) or not 0 < radius_arcsec <= MAX_RADIUS_ARCSEC:
-        raise QueryError(f"xmatch: radius_arcsec must be in (0, {MAX_RADIUS_ARCSEC:g}], got {radius_arcsec}")
-    return float(radius_arcsec)
+    return checked("xmatch", "radius_arcsec", radius_arcsec, 0.0, MAX_RADIUS_ARCSEC, lo_open=True)
 
 
 def _check_epoch(epoch_jyear: float | None) -> None:
@@ -205,7 +210,8 @@ def crossmatch(
 ) -> Table:
     """Match the rows of ``table`` with the catalog's sources (of ``release``, if named) within ``radius_arcsec``.
 
-    Positions are ICRS degrees in ``ra_col``/``dec_col`` (found by name if not given). With
+    Positions are ICRS degrees in ``ra_col``/``dec_col`` (found by name if not given), and proper
+    motions mas/yr, unless a column carries an astropy unit (a Quantity column, or a ``unit``). With
     ``pm_cols`` (proper motions in RA*cos(Dec) and Dec [mas/yr]), ``epoch_jyear`` (the input's
     epoch, a Julian year or a column of them) and ``to_epoch_jyear`` (the catalog's, e.g. 2016.0
     for Gaia DR3), positions are moved to the catalog's epoch first. With ``at_epoch_jyear`` the
@@ -238,16 +244,17 @@ def crossmatch(
         if not isinstance(epoch_jyear, str):
             _check_epoch(epoch_jyear)
         motion = _motions(table, pm_cols, epoch_jyear, positions)
+    bad_rows = len({p.row for p in positions.problems})
     if positions.problems and not keep_bad:
         shown = "; ".join(f"row {p.row} column {p.column}: {p.reason}" for p in positions.problems[:5])
-        more = f" (and {len(positions.problems) - 5} more)" if len(positions.problems) > 5 else ""
-        raise QueryError(f"xmatch: {len(positions.problems)} bad positions: {shown}{more}")
+        more = f" (and {len(positions.problems) - 5} more values)" if len(positions.problems) > 5 else ""
+        raise QueryError(f"xmatch: bad positions in {bad_rows} {'row' if bad_rows == 1 else 'rows'}: {shown}{more}")
     if motion is not None:
         positions = positions.moved(*motion, to_epoch_jyear)
     matched = _match(engine or default_engine(), positions, radius_arcsec, release, mode, at_epoch_jyear)
     if positions.problems:
         log.warning("xmatch: %d rows with bad positions kept unmatched (first: row %d column %s: %s)",
-                    len(positions.problems), positions.problems[0].row, positions.problems[0].column,
+                    bad_rows, positions.problems[0].row, positions.problems[0].column,
                     positions.problems[0].reason)
     return _answer(table, matched, positions, keep_bad)
 
@@ -260,7 +267,7 @@ def _motions(table: Table, pm_cols: tuple[str, str], epoch_jyear: float | str,
     text. A missing proper motion is no motion: the row stays where it is."""
     found, pm = [], []
     for name in pm_cols:
-        values, bad, text = _numbers(table, name)
+        values, bad, text = _column_in(table, name, u.mas / u.yr, "a proper motion")
         found += [(i, name, "a proper motion that is not a number") for i in np.flatnonzero(text & positions.good)]
         values[bad] = 0.0
         pm.append(values)
@@ -325,7 +332,9 @@ def _answer(table: Table, columns: list[np.ndarray], positions: Positions, keep_
     for (name, unit), values in zip(MATCH_COLUMNS.items(), columns[1:]):
         answer.add_column(MaskedColumn(values, mask=missing, unit=unit, copy=False), name=name, copy=False)
     if keep_bad:
-        reasons = {p.row: f"column {p.column}: {p.reason}" for p in positions.problems}
+        reasons: dict[int, str] = {}
+        for p in positions.problems:  # every reason of a row, in column order
+            reasons[p.row] = "; ".join(filter(None, [reasons.get(p.row), f"column {p.column}: {p.reason}"]))
         answer["xmatch_problem"] = np.array([reasons.get(int(r), "") for r in row], dtype=str)
     return answer
 

@@ -64,7 +64,7 @@ KEYS = {
     None: {"survey", "release", "source", "photometry", "xid", "ignore", *SECTIONS},
     "survey": {"name", "description", "url"},
     "release": {"version", "file", "format", "date", "max_rows", "chunk_rows", "hdu", "dataset",
-                "header_comment", "delimiter"},
+                "header_comment", "delimiter", "null_values"},
     "source": {"object_id", "ra", "dec", "attrs", "join", "on_missing", "pmra", "pmdec", "ref_epoch"},
     "photometry": {"system", "bands", "sentinels", "missing_above"},
 }
@@ -351,6 +351,10 @@ def parse_mapping(path: Path, raw: dict[str, Any]) -> Mapping:
     # Ids are read as text so no digit is lost; template fields with a format spec ({plate:04d}) as numbers.
     text_columns = {name for _, name, spec, _ in string.Formatter().parse(source["object_id"]) if name and not spec}
     text_columns |= set(xids.values())
+    null_values = release.get("null_values", [])
+    if not isinstance(null_values, list) or not all(isinstance(v, str) and v.strip() for v in null_values):
+        raise MappingError(f"{path}: [release] null_values must be a list of texts that mean missing "
+                           f"(such as [\"NULL\", \"N/A\"]), got {null_values!r}")
     max_rows = release.get("max_rows")
     if max_rows is not None and (not isinstance(max_rows, int) or max_rows < 1):
         raise MappingError(f"{path}: [release] max_rows must be a positive integer, got {max_rows!r}")
@@ -361,7 +365,7 @@ def parse_mapping(path: Path, raw: dict[str, Any]) -> Mapping:
         release_date=date,
         file=release["file"],
         format=release["format"],
-        read_options=ReadOptions(text_columns=frozenset(text_columns), **options),
+        read_options=ReadOptions(text_columns=frozenset(text_columns), null_values=tuple(null_values), **options),
         max_rows=max_rows,
         object_id=source["object_id"],
         ra=ra,

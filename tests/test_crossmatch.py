@@ -256,7 +256,7 @@ def test_proper_motions_move_the_input_to_the_catalog_epoch(engine, gaia):
 def test_bad_positions_are_named_or_kept_with_the_reason(engine, catalog):
     table = Table({"id": [1, 2, 3, 4, 5], "RAJ2000": [160.941521316, -3.0, 10.0, np.nan, 360.0],
                    "DEJ2000": [0.7967796443, 0.0, 91.0, 1.0, 0.0]})
-    with pytest.raises(QueryError, match=r"3 bad positions: row 2 column RAJ2000: RA outside \[0, 360\] deg: -3.0; "
+    with pytest.raises(QueryError, match=r"bad positions in 3 rows: row 2 column RAJ2000: RA outside \[0, 360\] deg: -3.0; "
                                          r"row 3 column DEJ2000: Dec outside \[-90, 90\] deg: 91.0; row 4 column "
                                          r"RAJ2000: missing or not a finite number: nan"):
         crossmatch(table, 1.0)
@@ -270,7 +270,7 @@ def test_bad_positions_are_named_or_kept_with_the_reason(engine, catalog):
 @pytest.mark.parametrize("kwargs,message", [
     ({"radius_arcsec": 0.0}, r"radius_arcsec must be in \(0, 1800\]"),
     ({"radius_arcsec": 3600.0}, r"radius_arcsec must be in \(0, 1800\]"),
-    ({"radius_arcsec": float("nan")}, r"radius_arcsec must be in \(0, 1800\]"),
+    ({"radius_arcsec": float("nan")}, r"radius_arcsec must be a finite number, got nan"),
     ({"radius_arcsec": 1.0, "mode": "nearest"}, "mode must be 'best' or 'all'"),
     ({"radius_arcsec": 1.0, "release": "nope"}, "no release named 'nope'"),
 ])
@@ -299,7 +299,7 @@ def test_epoch_and_proper_motion_cells_that_cannot_be_used_are_named(engine, cat
                    "dec": [0.7967796443] * 4,
                    "pmra": ["10", "", "fast", "0"], "pmdec": [5.0, 5.0, 5.0, 5.0],
                    "ep": MaskedColumn([2016.0, 2016.0, 2016.0, 0.0], mask=[False, False, False, True])})
-    with pytest.raises(QueryError, match=r"2 bad positions: row 3 column pmra: a proper motion that is not a number: "
+    with pytest.raises(QueryError, match=r"bad positions in 2 rows: row 3 column pmra: a proper motion that is not a number: "
                                          r"fast; row 4 column ep: epoch missing or not a finite number"):
         crossmatch(table, 1.0, pm_cols=("pmra", "pmdec"), epoch_jyear="ep", to_epoch_jyear=2016.0)
     kept = crossmatch(table, 1.0, pm_cols=("pmra", "pmdec"), epoch_jyear="ep", to_epoch_jyear=2016.0, keep_bad=True)
@@ -311,7 +311,7 @@ def test_a_radius_with_a_unit_and_a_third_match_of_a_matched_table(engine, catal
     table = Table({"ra": [160.941521316], "dec": [0.7967796443]})
     once = crossmatch(table, 1.0)
     assert list(crossmatch(table, 1 * u.arcsec)["source_id"]) == list(once["source_id"])
-    with pytest.raises(QueryError, match="the radius must be an angle, got 1.0 m"):
+    with pytest.raises(QueryError, match="xmatch: radius_arcsec must be an angle, got 1.0 m"):
         crossmatch(table, 1 * u.m)
     thrice = crossmatch(crossmatch(once, 1.0), 1.0)  # each earlier match's columns get a free name
     assert {"source_id", "source_id_input", "source_id_input1", "input_row_input1"} <= set(thrice.colnames)
@@ -352,7 +352,7 @@ def test_cli_names_the_file_row_and_column_of_a_bad_value(tmp_path, catalog, cap
     path = tmp_path / "bad.csv"
     path.write_text("name,ra,dec\na,10.0,5.0\nb,10.0,95.0\n")
     assert main(["xmatch", str(path), "--radius", "1"]) == 1
-    assert f"{path}: xmatch: 1 bad positions: row 2 column dec: Dec outside [-90, 90] deg: 95.0" in \
+    assert f"{path}: xmatch: bad positions in 1 row: row 2 column dec: Dec outside [-90, 90] deg: 95.0" in \
         capsys.readouterr().err
     assert main(["xmatch", str(path), "--radius", "1", "--keep-bad", "--format", "csv"]) == 0
     assert "Dec outside" in capsys.readouterr().out
@@ -378,6 +378,46 @@ def test_real_proper_motions_bring_kepler_stars_onto_gaia_dr3(engine, gaia):
     assert len(table) > 20 and found.all(), "every bright TGAS star is a Gaia DR3 star at 2016.0"
     assert np.median(moved["separation_arcsec"].filled(np.nan)) < 0.01, "within milliarcseconds once moved"
     assert (~stale["source_id"].mask).sum() < len(table) / 4, "16 years of proper motion move most by > 0.1 arcsec"
+
+
+def test_quantity_columns_and_proper_motions_in_any_angular_rate(engine, gaia):
+    """A QTable's Quantity columns failed (degrees times degrees); proper motions in arcsec/yr were
+    read as mas/yr, moving each star a thousandth of the way (no match, silently)."""
+    from astropy.table import QTable
+
+    from ingest.mapping import data_dir
+
+    one = crossmatch(QTable({"ra": [160.9415] * u.deg, "dec": [0.7968] * u.deg}), 1.0)
+    assert list(one["object_id"]) == ["0275-51910-0435"]
+    table = Table.read(data_dir() / "kepler_mcquillan_tgas_prot" / "1473873638462A.csv", format="ascii.csv")
+    table = table[table["phot_g_mean_mag"] < 9.5]
+    kwargs = dict(release=GAIA_RELEASE, pm_cols=("pmra", "pmdec"), epoch_jyear=2000.0, to_epoch_jyear=2016.0)
+    in_mas = crossmatch(Table({"ra": table["ra_ep2000"], "dec": table["dec_ep2000"], "pmra": table["pmra"],
+                               "pmdec": table["pmdec"]}), 0.1, **kwargs)
+    assert (~in_mas["source_id"].mask).all()
+    units = QTable({"ra": np.asarray(table["ra_ep2000"]) / 15 * u.hourangle, "dec": np.asarray(table["dec_ep2000"]) * u.deg,
+                    "pmra": np.asarray(table["pmra"]) / 1000 * u.arcsec / u.yr,
+                    "pmdec": np.asarray(table["pmdec"]) * u.mas / u.yr})
+    assert list(crossmatch(units, 0.1, **kwargs)["source_id"]) == list(in_mas["source_id"])
+    in_column_units = Table(units)  # plain columns with a unit attribute
+    assert list(crossmatch(in_column_units, 0.1, **kwargs)["source_id"]) == list(in_mas["source_id"])
+    units["pmdec"] = np.asarray(table["pmdec"]) * u.km / u.s
+    with pytest.raises(QueryError, match=r"column 'pmdec' is in km / s, not a proper motion \(mas / yr\)"):
+        crossmatch(units, 0.1, **kwargs)
+    with pytest.raises(QueryError, match=r"column 'dec' is in m, not an angle \(deg\)"):
+        crossmatch(QTable({"ra": [10.0] * u.deg, "dec": [10.0] * u.m}), 1.0)
+
+
+def test_a_row_with_two_bad_values_is_one_row_with_both_reasons(engine, catalog, caplog):
+    table = Table({"ra": [160.941521316, -3.0, np.nan], "dec": [0.7967796443, 95.0, 0.0]})
+    with pytest.raises(QueryError, match=r"bad positions in 2 rows: row 2 column ra: RA outside \[0, 360\] deg: -3.0; "
+                                         r"row 2 column dec: Dec outside \[-90, 90\] deg: 95.0; row 3 column ra"):
+        crossmatch(table, 1.0)
+    kept = crossmatch(table, 1.0, keep_bad=True)
+    assert list(kept["xmatch_problem"]) == [
+        "", "column ra: RA outside [0, 360] deg: -3.0; column dec: Dec outside [-90, 90] deg: 95.0",
+        "column ra: missing or not a finite number: nan"]
+    assert "xmatch: 2 rows with bad positions kept unmatched" in caplog.text
 
 
 # --- catalog-side proper motions: a match at an epoch ---------------------------------------------------
@@ -516,7 +556,7 @@ def test_cli_reads_a_column_of_numbers_then_text_and_a_word_among_positions(tmp_
     path = tmp_path / "mixed.csv"
     path.write_text("name,ra,dec\n" + "".join(f"{i},10.0,5.0\n" for i in range(3)) + "J1234+56,12.5d,5.0\n")
     assert main(["xmatch", str(path), "--radius", "1"]) == 1
-    assert "row 4 column ra: missing or not a finite number: 12.5d" in capsys.readouterr().err
+    assert "row 4 column ra: not a number in degrees: 12.5d" in capsys.readouterr().err
     assert main(["xmatch", str(path), "--radius", "1", "--keep-bad", "--format", "csv"]) == 0
     out = Table.read(capsys.readouterr().out, format="ascii.csv")
     assert [str(n) for n in out["name"]] == ["0", "1", "2", "J1234+56"] and "12.5d" in out["xmatch_problem"][3]

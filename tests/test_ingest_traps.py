@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from astropy.io import fits
-from astropy.table import MaskedColumn, Table
+from astropy.table import MaskedColumn, Table, vstack
 
 from catalog.errors import IngestError, MappingError
 from ingest import readers
@@ -159,3 +159,25 @@ def test_an_infinite_magnitude_either_way_is_quarantined_not_dropped(tmp_path, m
     good, rejected = _validated(mapping)
     assert [(r.row_number, r.column) for r in rejected if "inf" in r.reason] == [(1, "mag"), (2, "mag"), (3, "mag")]
     assert good.tolist() == [False, False, False, bool(missing_above), True]
+
+
+@pytest.mark.parametrize(("fmt", "name"), [("csv", "t.csv"), ("whitespace", "t.dat")])
+def test_text_that_looks_missing_is_text_unless_the_mapping_says_it_means_missing(tmp_path, fmt, name):
+    """CSV and whitespace tables agree: only empty cells and the mapping's null_values are missing."""
+    words = ["NA", "N/A", "null", "NULL", "NaN", "nan", "-nan", "x"]
+    sep = "," if fmt == "csv" else " "
+    path = tmp_path / name
+    path.write_text(("" if fmt == "csv" else "# ") + sep.join(["id", "ra", "dec", "mag", "name"]) + "\n"
+                    + "".join(f"{i},{10 + i},5,18,{w}\n".replace(",", sep) for i, w in enumerate(words)))
+    raw = vstack([t for t, _ in _mapped(_mapping(tmp_path, path, fmt, ignore='name = "test"'))])
+    assert list(raw["name"]) == words
+    mapping = _mapping(tmp_path, path, fmt, ignore='name = "test"', release='null_values = ["NULL", "N/A"]')
+    raw = vstack([t for t, _ in _mapped(mapping)])
+    assert raw["name"].mask.tolist() == [w in ("NULL", "N/A") for w in words]
+
+
+def test_null_values_must_be_a_list_of_texts(tmp_path):
+    mapping = _mapping(tmp_path, tmp_path / "t.csv", "csv", release="null_values = \"NULL\"")
+    with pytest.raises(MappingError, match=r"null_values must be a list of texts that mean missing .*got 'NULL'"):
+        load_mapping(mapping)
+

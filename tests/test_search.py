@@ -169,6 +169,22 @@ def test_a_cone_made_directly_is_validated_too(args, message):
     assert Cone(370.0, 0.0, 1.0).ra_deg == 10.0
 
 
+def test_astropy_angles_are_taken_as_crossmatch_takes_them(catalog):
+    """cone_search(160.9415, 0.7968, 10 * u.arcmin) was 'radius_arcsec must be a number'."""
+    from astropy.coordinates import Angle
+
+    from catalog.search import nearest, polygon_search
+
+    plain = cone_search(160.9415, 0.7968, 600.0)
+    angles = cone_search(Angle("10h43m45.96s"), 0.7968 * u.deg, 10 * u.arcmin)
+    assert len(plain) > 5 and list(angles["source_id"]) == list(plain["source_id"])
+    assert list(nearest(160.9415 * u.deg, 0.7968 * u.deg, k=3)["source_id"]) == list(plain["source_id"][:3])
+    square = [(160.5, 0.3), (161.5, 0.3), (161.5, 1.3), (160.5, 1.3)]
+    assert len(polygon_search([(ra * u.deg, dec * u.deg) for ra, dec in square])) == len(polygon_search(square))
+    with pytest.raises(QueryError, match="cone: radius_arcsec must be an angle, got 10.0 m"):
+        cone_search(160.9415, 0.7968, 10 * u.m)
+
+
 def test_hemisphere_and_sub_milliarcsec_cones_at_the_limits(engine, sky):
     """radius 90 deg (half the sky) and 0.001 arcsec, centred on a star: exact, both paths."""
     star = int(len(sky["id"]) * 0.13)

@@ -18,6 +18,7 @@ import math
 import os
 import threading
 
+import astropy.units as u
 import numpy as np
 import psycopg
 import sqlalchemy as sa
@@ -28,12 +29,24 @@ from catalog.errors import QueryError, query_error
 from catalog.search.results import table_from_columns
 
 
+#: The unit an argument's name ends in: an astropy Quantity given for it is converted to it.
+NAME_UNITS = {"_arcsec": u.arcsec, "_deg": u.deg}
+
+
 def checked(what: str, name: str, value, lo: float = -math.inf, hi: float = math.inf, lo_open: bool = False,
             hi_open: bool = False) -> float:
     """``value`` as a float in [lo, hi] (``lo_open``, ``hi_open``: excluding that end), else a QueryError
-    naming it, as healcat.check_arg does."""
+    naming it, as healcat.check_arg does. An astropy Quantity is converted to the unit ``name`` ends in
+    (``radius_arcsec``: ``10 * u.arcmin`` is 600.0)."""
     if value is None:
         raise QueryError(f"{what}: {name} must not be NULL (None)")
+    if isinstance(value, u.Quantity):
+        unit = next((unit for suffix, unit in NAME_UNITS.items() if name.endswith(suffix)), u.dimensionless_unscaled)
+        try:
+            value = value.to_value(unit)
+        except u.UnitsError:
+            kind = "a number" if unit is u.dimensionless_unscaled else "an angle"
+            raise QueryError(f"{what}: {name} must be {kind}, got {value}") from None
     try:
         number = float(value)
     except (TypeError, ValueError):

@@ -43,6 +43,7 @@ class ReadOptions:
     header_comment: int = 0  # whitespace: which '#' comment line names the columns (-1: the last)
     delimiter: str | None = None  # whitespace: a delimiter other than blanks (e.g. ',' under a '#' header)
     text_columns: frozenset[str] = frozenset()  # read as text whatever they look like (exact ids)
+    null_values: tuple[str, ...] = ()  # csv, whitespace: cells that mean missing besides empty ones ("NULL")
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,8 @@ def _is_data(line: bytes) -> bool:
 
 @register("csv", count=functools.partial(estimate_rows, header_lines=1))
 def read_csv(path: Path, options: ReadOptions) -> Chunks:
-    """Every cell is read as text, then each column of a chunk becomes integers or floats where
+    """Empty cells and the mapping's ``null_values`` are missing; any other text ('NA', 'null') is
+    text. Every cell is read as text, then each column of a chunk becomes integers or floats where
     all its cells are (so a stray word quarantines one row instead of failing the file, and ids
     in ``text_columns`` keep every digit)."""
     try:
@@ -63,7 +64,7 @@ def read_csv(path: Path, options: ReadOptions) -> Chunks:
             path,
             read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES),
             convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
-                                                 strings_can_be_null=True),
+                                                 null_values=["", *options.null_values], strings_can_be_null=True),
         )
     except (pa.ArrowInvalid, OSError) as exc:
         raise IngestError(f"{path}: cannot be read as CSV: {exc}") from exc
@@ -150,5 +151,6 @@ def _whitespace_block(path: Path, block: bytes, names: list[str], options: ReadO
         raise IngestError(f"{path}: not a whitespace table with columns {' '.join(names)}: data row {first + i} "
                           f"has {counts[i]} fields, not {len(names)}: {lines[i].as_py()[:200]!r}")
     columns = [pc.list_element(fields, j) for j in range(len(names))]
-    columns = [pc.if_else(pc.equal(c, ""), pa.scalar(None, pa.string()), c) for c in columns]  # empty: missing
+    nulls = pa.array(["", *options.null_values], pa.string())  # empty cells and the mapping's null_values: missing
+    columns = [pc.if_else(pc.is_in(c, value_set=nulls), pa.scalar(None, pa.string()), c) for c in columns]
     return to_table(typed(pa.RecordBatch.from_arrays(columns, names=names), options.text_columns))
