@@ -11,7 +11,8 @@ advisory lock and then finds it too.
 Rows with no position either make their own positionless source (colocated by the pixel
 inside their Gaia DR3 id where they have one, else shard -1) or, when the mapping says
 ``join = CATALOG``, attach their per-object rows to the source that already carries that
-external id (a positioned one first, then the oldest); a row whose id no source carries
+external id in a published release of another survey (a positioned one first, then the oldest;
+never a superseded release's, nor the survey's own previous release's, which this one replaces); a row whose id no source carries
 gets a positionless source of its own (``on_missing = "create"``, the default) or goes to
 quarantine (``on_missing = "quarantine"``).
 """
@@ -122,8 +123,9 @@ def load_release(engine: sa.Engine, mapping, path: Path, checksum: str,
             )
         release_id = _insert_release(conn, mapping, path, checksum)
         counts = load_rows(conn.connection.driver_connection, release_id)
-        publish.publish(conn, release_id)  # current or superseded, and release_change, in this transaction
+        # The counts first: the diff's fingerprints look at the per-release rows a release's counts say it wrote.
         conn.execute(sa.update(Release).where(Release.release_id == release_id).values(row_counts=counts))
+        publish.publish(conn, release_id)  # current or superseded, and release_change, in this transaction
     log.info("published %s: %s", mapping.release_name, counts)
     return LoadResult(mapping.release_name, release_id, False, counts)
 
@@ -206,7 +208,7 @@ def _load_rows(pg, mapping: Mapping, path: Path, release_id: int) -> dict[str, i
     with progress.RowsRead(path.name, size, log, max_rows=mapping.max_rows) as rows_read:
         for first_row, table, chunk in _prefetched(mapping, path):
             good, rejected = validate(mapping, chunk, seen_ids)
-            owner = _owners(pg, mapping, chunk, good, rejected)
+            owner = _owners(pg, mapping, chunk, good, rejected, release_id)
             counts["rows_read"] += len(table)
             counts["quarantine"] += _quarantine(pg, release_id, path, rejected)
             first_rejects += rejected[: 3 - len(first_rejects)]
@@ -221,19 +223,24 @@ def _load_rows(pg, mapping: Mapping, path: Path, release_id: int) -> dict[str, i
     return counts
 
 
-def _owners(pg, mapping: Mapping, chunk: MappedChunk, good: np.ndarray, rejected: list[Rejected]):
-    """For a joining mapping, (shard, source_id) of the existing source each good row attaches to
+def _owners(pg, mapping: Mapping, chunk: MappedChunk, good: np.ndarray, rejected: list[Rejected], release_id: int):
+    """For a joining mapping, (shard, source_id) of the published source each good row attaches to
     (source_id -1 where none; those rows are quarantined when the mapping says so). None otherwise."""
     if mapping.join is None:
         return None
     ids = chunk.xids[mapping.join]
     idx = [i for i in np.flatnonzero(good) if ids[i] is not None]
     with pg.cursor() as cur:
+        # Sources of published releases of other surveys: a superseded release's sources are history,
+        # and this survey's own published release is the one this release replaces.
         cur.execute(
             "SELECT DISTINCT ON (x.xid) x.xid, x.shard, x.source_id FROM healcat.source_xid x "
             "JOIN healcat.source s ON s.shard = x.shard AND s.source_id = x.source_id "
-            "WHERE x.catalog = %s AND x.xid = ANY(%s) ORDER BY x.xid, s.hpx IS NULL, s.source_id",
-            (mapping.join, [ids[i] for i in idx]),
+            "JOIN healcat.release r ON r.release_id = s.release_id "
+            "WHERE x.catalog = %s AND x.xid = ANY(%s) AND r.status = 'published' "
+            "AND r.survey_id <> (SELECT survey_id FROM healcat.release WHERE release_id = %s) "
+            "ORDER BY x.xid, s.hpx IS NULL, s.source_id",
+            (mapping.join, [ids[i] for i in idx], release_id),
         )
         found = {xid: (shard, sid) for xid, shard, sid in cur.fetchall()}
     owner = np.full((len(good), 2), -1, dtype=np.int64)

@@ -9,11 +9,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import sqlalchemy as sa
 from astropy.io import fits
 from astropy.table import MaskedColumn, Table, vstack
 
 from catalog.errors import IngestError, MappingError
 from ingest import readers
+from ingest.load import ingest_release
 from ingest.mapping import apply, load_mapping
 from ingest.validate import SeenIds, validate
 
@@ -180,4 +182,51 @@ def test_null_values_must_be_a_list_of_texts(tmp_path):
     mapping = _mapping(tmp_path, tmp_path / "t.csv", "csv", release="null_values = \"NULL\"")
     with pytest.raises(MappingError, match=r"null_values must be a list of texts that mean missing .*got 'NULL'"):
         load_mapping(mapping)
+
+
+@pytest.fixture
+def joiner(engine, scratch_release):
+    """The survey 'scratch-joiner' (rows that join another survey's sources by id), removed after the test."""
+    yield "scratch-joiner"
+    with engine.begin() as conn:
+        ids = conn.scalars(sa.text("SELECT release_id FROM healcat.release JOIN healcat.survey USING (survey_id) "
+                                   "WHERE survey.name = 'scratch-joiner'")).all()
+        conn.execute(sa.text("DELETE FROM healcat.source WHERE release_id = ANY(:ids)"), {"ids": ids})
+        conn.execute(sa.text("DELETE FROM healcat.release WHERE release_id = ANY(:ids)"), {"ids": ids})
+
+
+def _release(tmp_path: Path, survey: str, version: str, date: str, rows: str, joining: bool) -> Path:
+    """A CSV release dated ``date``: positioned sources carrying Gaia DR3 ids, or periods joining them."""
+    file = tmp_path / f"{survey}-{version}.csv"
+    file.write_text(rows)
+    source = ('join = "gaia_dr3"\n[rotation_period]\nperiod = "prot"\n' if joining
+              else 'ra = "ra"\ndec = "dec"\n')
+    path = tmp_path / f"{survey}-{version}.toml"
+    path.write_text(f'[survey]\nname = "{survey}"\n[release]\nversion = "{version}"\ndate = {date}\nfile = "{file}"\n'
+                    f'format = "csv"\n[xid]\ngaia_dr3 = "gaia"\n[source]\nobject_id = "{{gaia}}"\n{source}')
+    return path
+
+
+def test_a_joining_release_attaches_to_published_sources_of_other_surveys_only(engine, tmp_path, joiner):
+    """Stars 11 and 12 are in the first release of 'scratch', only 11 in its second (the first is then
+    superseded). Periods of 11, 12 and 13 attach to the published source of 11 and get sources of their
+    own for 12 and 13; the joiner's second version does the same, not attaching to its first's sources."""
+    for version, date, rows in (("v1", "2024-01-01", "gaia,ra,dec\n11,10,5\n12,11,5\n"),
+                                ("v2", "2024-06-01", "gaia,ra,dec\n11,10,5\n")):
+        ingest_release(_release(tmp_path, "scratch", version, date, rows, joining=False), engine)
+    periods = "gaia,prot\n11,3.5\n12,4.5\n13,5.5\n"
+    loads = [ingest_release(_release(tmp_path, joiner, version, date, periods, joining=True), engine)
+             for version, date in (("v1", "2025-01-01"), ("v2", "2025-06-01"))]
+    with engine.connect() as conn:
+        for load in loads:
+            assert (load.row_counts["joined"], load.row_counts["source"]) == (1, 2)
+            owners = conn.execute(sa.text(
+                "SELECT x.xid, r.name FROM healcat.rotation_period p JOIN healcat.source s USING (shard, source_id) "
+                "JOIN healcat.release r ON r.release_id = s.release_id JOIN healcat.source_xid x "
+                "ON x.shard = s.shard AND x.source_id = s.source_id WHERE p.release_id = :r ORDER BY x.xid"),
+                {"r": load.release_id}).all()
+            assert owners == [("11", "scratch/v2"), ("12", load.release), ("13", load.release)]
+        changes = conn.execute(sa.text("SELECT change, count(*) FROM healcat.release_change WHERE release_id = :r "
+                                       "GROUP BY change"), {"r": loads[1].release_id}).all()
+    assert changes == []  # the same stars: nothing new, changed or vanished
 
