@@ -83,13 +83,15 @@ def _print_table(table: Table, fmt: str) -> None:
 
 
 def cmd_db(args: argparse.Namespace) -> None:
+    if args.reader and args.action in ("up", "stop"):
+        raise HealcatError(f"db {args.action}: --reader is for url, psql and status (up and stop act as the owner)")
     if args.action == "stop":
         if not db.uses_embedded():
             raise HealcatError("db stop: HEALCAT_DATABASE_URL is set; healcat does not manage that server")
         print("stopped" if db.EmbeddedServer().stop() else "not running")
         return
     if args.action == "psql":
-        _exec_psql(db.libpq_url())
+        _exec_psql(db.libpq_url(db.reader_url() if args.reader else None))
     if args.action == "status" and db.uses_embedded() and not db.EmbeddedServer().running():
         print(f"embedded server: not running (data in {db.EmbeddedServer().pgdata})")
         return
@@ -100,12 +102,13 @@ def cmd_db(args: argparse.Namespace) -> None:
         db.migrate(url)
         print(f"database ready at {db.libpq_url(url)}")
     else:
-        with db.engine().connect() as conn:
+        with db.engine(reader=args.reader).connect() as conn:
+            user = conn.scalar(sa.text("SELECT current_user"))
             version = conn.scalar(sa.text("SHOW server_version"))
             vector = conn.scalar(sa.text("SELECT extversion FROM pg_extension WHERE extname = 'vector'"))
             revision = db.current_revision(conn)
         where = f"embedded in {db.EmbeddedServer().pgdata}" if db.uses_embedded() else "HEALCAT_DATABASE_URL"
-        print(f"server: PostgreSQL {version} ({where})\npgvector: {vector or 'not installed'}")
+        print(f"server: PostgreSQL {version} ({where}), as {user}\npgvector: {vector or 'not installed'}")
         print(f"schema revision: {revision or 'none (run: healcat db up)'}")
 
 
@@ -162,6 +165,7 @@ def cmd_infer(args: argparse.Namespace) -> None:
 
 def cmd_model(args: argparse.Namespace) -> None:
     from catalog.models import Model
+    from catalog.search.similar import model_hint
     from ingest import inference
 
     engine = db.engine()
@@ -188,13 +192,15 @@ def cmd_model(args: argparse.Namespace) -> None:
             if args.version:
                 query = query.where(Model.version == args.version)
         rows = conn.execute(query).all()
+        hint = model_hint(conn, args.name) if args.action == "show" and not rows else ""
         runs = conn.execute(sa.text(
             "SELECT x.model_id, x.run_id, r.name AS release, x.device, x.started_at, x.finished_at, x.n_predicted, "
             "x.n_skipped FROM healcat.inference_run AS x JOIN healcat.release AS r USING (release_id) "
             "WHERE x.model_id = ANY(:m) ORDER BY x.run_id"), {"m": [m.model_id for m in rows]}).all()
     if args.action == "show":
         if not rows:
-            raise HealcatError(f"model show: no model {args.name!r}" + (f" version {args.version!r}" if args.version else ""))
+            raise HealcatError(f"model show: no model {args.name!r}" + (f" version {args.version!r}" if args.version else "")
+                               + hint)
         for m in rows:
             state = "current" if m.model_id in current else ("retired" if m.retired_at else "superseded")
             print(f"{m.name} version {m.version} ({state}), task {m.task}, {m.framework}, created {m.created_at:%Y-%m-%d %H:%M:%S}")
@@ -285,6 +291,9 @@ def cmd_skymap(args: argparse.Namespace) -> None:
     if args.search and args.search[0].startswith("--"):
         raise HealcatError(f"skymap: options go before the PNG's name ({args.search[0]} came after it); "
                            "what follows the name is a search command line")
+    if args.search and args.release:
+        raise HealcatError(f"skymap: --release is for the whole-catalog map; a search takes its own "
+                           f"(`{' '.join(args.search)} --release {args.release}`)")
     if not 0 <= args.order <= 10:
         raise HealcatError(f"skymap: --order must be 0 to 10 (a Mollweide image of finer pixels is noise), "
                            f"got {args.order}")
@@ -561,7 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and other clients; psql: open psql on the catalog; stop: stop the embedded server")
     p.add_argument("action", choices=["up", "status", "url", "psql", "stop"])
     p.add_argument("--reader", action="store_true",
-                   help="url: as the read-only role healcat_reader (SELECT and query functions only)")
+                   help="url, psql, status: as the read-only role healcat_reader (SELECT and query functions only)")
     p.set_defaults(func=cmd_db)
 
     p = sub.add_parser("ingest", help="ingest a release through its mapping (idempotent)")
@@ -581,8 +590,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("task", choices=tasks)
     defaults = "; ".join(f"{name}: {task.default_training_release}" for name, task in sorted(registered.items()))
     p.add_argument("--release", help=f"train on this release (default: the task's own; {defaults})")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split, the initial weights and the batches")
-    p.add_argument("--epochs", type=int, help="most epochs (early stopping may end sooner; default: the model's)")
+    p.add_argument("--seed", type=_at_least(0), default=0, help="seed of the split, the initial weights and the batches")
+    p.add_argument("--epochs", type=_at_least(1), help="most epochs (early stopping may end sooner; default: the model's)")
     p.add_argument("--no-backfill", action="store_true", help="do not queue inference of the new version")
     p.set_defaults(func=cmd_train)
 
@@ -674,7 +683,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("png", help="PNG file to write")
     p.add_argument("--order", type=int, default=5, help="HEALPix order of the density pixels (0..10)")
     p.add_argument("--width", type=int, default=1200, help="image width in pixels (height: half of it)")
-    p.add_argument("--release", help="only this release (whole-catalog map)")
+    p.add_argument("--release", help="only this release (whole-catalog map; a search takes its own --release)")
     p.add_argument("search", nargs=argparse.REMAINDER, metavar="SEARCH ...",
                    help="a search command line: cone, box, polygon, ellipse, moc or nearest and its arguments")
     p.set_defaults(func=cmd_skymap)
@@ -716,7 +725,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-format", choices=sorted(set(XMATCH_SUFFIXES.values())),
                    help="format of FILE (default: from its suffix)")
     p.add_argument("--pm-cols", nargs=2, metavar=("PMRA", "PMDEC"),
-                   help="proper-motion columns [mas/yr, PMRA times cos Dec]: move positions to --to-epoch")
+                   help="proper-motion columns [mas/yr unless the file gives a unit; PMRA times cos Dec]: "
+                        "move positions to --to-epoch")
     p.add_argument("--epoch", help="with --pm-cols: the input's epoch, a Julian year (2000.0) or a column")
     p.add_argument("--to-epoch", type=float, help="with --pm-cols: the catalog's epoch (Gaia DR3: 2016.0)")
     p.add_argument("--at-epoch", type=float, help=AT_EPOCH_HELP)
@@ -794,6 +804,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         args.func(args)
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as Python's docs advise
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        return 1
     except HealcatError as exc:
         print(f"healcat: error: {exc}", file=sys.stderr)
         return 1

@@ -122,6 +122,49 @@ def test_db_psql_opens_psql_on_the_catalog(database_url, tmp_path):
     assert done.returncode == 0 and "42" in done.stdout, done.stderr
 
 
+def test_db_reader_connects_as_the_reader_or_is_refused(database_url, capsys):
+    """`db psql --reader` opened a superuser session: --reader was read only by `db url`."""
+    import os
+    import sys
+
+    from catalog import db
+
+    env = {**os.environ, "HEALCAT_DATABASE_URL": db.libpq_url(database_url)}
+    done = subprocess.run([sys.executable, "-m", "catalog.cli", "db", "psql", "--reader"],
+                          input="SELECT current_user;\nCREATE TABLE healcat.x (i int);\n",
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert "healcat_reader" in done.stdout and "permission denied" in done.stderr, (done.stdout, done.stderr)
+    assert main(["db", "status", "--reader"]) == 0
+    assert ", as healcat_reader\n" in capsys.readouterr().out
+    for action in ("up", "stop"):
+        assert main(["db", action, "--reader"]) == 1
+        assert f"db {action}: --reader is for url, psql and status" in capsys.readouterr().err
+
+
+def test_skymap_refuses_a_release_beside_a_search(tmp_path, capsys):
+    """The map's --release was silently ignored when a search followed."""
+    png = str(tmp_path / "map.png")
+    assert main(["skymap", "--release", "sdss/dr14-skyserver-10k", png, "box", "160", "162", "0", "1.5"]) == 1
+    assert ("skymap: --release is for the whole-catalog map; a search takes its own "
+            "(`box 160 162 0 1.5 --release sdss/dr14-skyserver-10k`)") in capsys.readouterr().err
+
+
+def test_output_to_a_closed_pipe_stops_quietly(database_url, catalog):
+    """`healcat moc ... | head -2` printed a BrokenPipeError traceback."""
+    import os
+    import sys
+
+    from catalog import db
+
+    env = {**os.environ, "HEALCAT_DATABASE_URL": db.libpq_url(database_url)}
+    with subprocess.Popen([sys.executable, "-m", "catalog.cli", "box", "0", "360", "-90", "90", "--release",
+                           "sdss/dr14-skyserver-10k"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as p:
+        assert p.stdout.readline().split()[0] == b"source_id"  # about 1 MB follows: more than a pipe holds
+        p.stdout.close()
+        err = p.stderr.read().decode()
+    assert p.returncode == 1 and err == "", err
+
+
 def test_similar_by_object_id_and_negative_sexagesimal_dec(catalog, capsys):
     assert main(["similar", "--object-id", "0275-51910-0435", "-k", "3", "--format", "csv"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 4
@@ -138,7 +181,9 @@ def test_similar_by_object_id_and_negative_sexagesimal_dec(catalog, capsys):
     (["scheduler", "--interval", "0"], "must be at least 0.01, got 0"),  # scans without a pause
     (["scheduler", "--settle", "-5"], "must be at least 0, got -5"),
     (["release", "report", "x", "--examples", "-1"], "must be at least 0, got -1"),
-    (["worker", "--poll", "inf"], "must be finite, got inf"),  # passed the comparison, overflowed the wait
+    (["worker", "--poll", "inf"], "must be finite, got inf"),
+    (["train", "photoz", "--seed", "-1"], "must be at least 0, got -1"),  # numpy's ValueError traceback
+    (["train", "photoz", "--epochs", "0"], "must be at least 1, got 0"),  # trained the default epochs  # passed the comparison, overflowed the wait
 ])
 def test_numbers_out_of_range_are_usage_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as stop:

@@ -7,6 +7,7 @@ independently (astropy separations for cones, the photometry rows for magnitude 
 
 from __future__ import annotations
 
+import re
 import astropy.units as u
 import numpy as np
 import pytest
@@ -204,6 +205,34 @@ def test_cli_filters_that_are_not_numbers_are_errors_not_tracebacks(capsys, spac
     assert "similar: --mag BAND LO HI takes magnitudes, got 'x' '18'" in capsys.readouterr().err
     assert main(["similar", sid, "--cone", "10", "abc", "5"]) == 1
     assert "similar: --cone RA DEC RADIUS:" in capsys.readouterr().err
+
+
+def test_filters_that_can_only_be_mistakes_are_errors_not_empty_answers(capsys, space):
+    """A band the catalog lacks (r: the band is sdss_r) or a range upside down answered nothing, exit 0."""
+    sid = int(space["id"][0])
+    with pytest.raises(QueryError, match=r"similar: where: no photometry in band 'r'; the catalog's bands are .*sdss_r"):
+        similar(sid, model=PHOTOZ_MODEL, where=[Photometry.band == "r", Photometry.mag < 18])
+    with pytest.raises(QueryError, match=r"photometry.mag between 17.5 and 14 selects nothing: the minimum 17.5"):
+        similar(sid, model=PHOTOZ_MODEL, where=sa.and_(Photometry.band.in_(["sdss_r"]), Photometry.mag.between(17.5, 14)))
+    assert main(["similar", str(sid), "--mag", "r", "14", "17.5"]) == 1
+    assert "no photometry in band 'r'" in capsys.readouterr().err
+    assert main(["similar", str(sid), "--mag", "sdss_r", "17.5", "14"]) == 1
+    assert "the minimum 17.5 exceeds the maximum 14" in capsys.readouterr().err
+    assert main(["similar", str(sid), "--z", "0.2", "0.1"]) == 1
+    assert "spec_redshift.z between 0.2 and 0.1 selects nothing" in capsys.readouterr().err
+
+
+def test_a_task_name_given_for_a_model_name_says_which_model(capsys, space):
+    """`similar --model photoz` and `model show photoz` said only that there is no such model."""
+    hint = "(did you mean photoz-sdss, the model of task photoz?)"
+    with pytest.raises(QueryError, match=r"no model named 'photoz' \(version current\) " + re.escape(hint)):
+        similar(int(space["id"][0]), model="photoz")
+    assert main(["similar", str(int(space["id"][0])), "--model", "photoz"]) == 1
+    assert hint in capsys.readouterr().err
+    assert main(["model", "show", "photoz"]) == 1
+    assert f"model show: no model 'photoz' {hint}" in capsys.readouterr().err
+    assert main(["model", "show", "nope"]) == 1
+    assert capsys.readouterr().err.strip().endswith("no model 'nope'")
 
 
 def test_a_search_cut_by_the_statement_timeout_is_a_query_error(database_url, catalog):

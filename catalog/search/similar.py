@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from astropy.table import Table
 
 from catalog.errors import QueryError, query_error
-from catalog.models import Release, Source
+from catalog.models import Model, Photometry, Release, Source
 from catalog.search.region import Region
 from catalog.search.results import to_table
 
@@ -54,6 +54,40 @@ def _tables(expr: sa.ColumnElement) -> set[sa.Table]:
         elif not isinstance(element, (sa.sql.expression.SelectBase, sa.sql.expression.ScalarSelect)):
             stack.extend(element.get_children())
     return found
+
+
+def check_filters(conn: sa.Connection, where: Filter | Iterable[Filter]) -> None:
+    """Refuse a filter that can only be a mistake, naming it, rather than answer nothing: a band the
+    catalog has no photometry in (``Photometry.band == "r"``: the band is ``sdss_r``), a range whose
+    minimum exceeds its maximum (``Photometry.mag.between(17.5, 14)``)."""
+    filters = [where] if isinstance(where, (Region, sa.ColumnElement)) else list(where)
+    bands: list[str] = []
+    stack = [f for f in filters if isinstance(f, sa.ColumnElement)]
+    while stack:
+        element = stack.pop()
+        if isinstance(element, (sa.sql.expression.SelectBase, sa.sql.expression.ScalarSelect)):
+            continue  # a subquery's own conditions are its business
+        stack.extend(element.get_children())
+        if not isinstance(element, sa.BinaryExpression):
+            continue
+        if element.operator is sa.sql.operators.between_op:
+            lo, hi = (getattr(c, "value", None) for c in element.right.clauses)
+            if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and lo > hi:
+                raise QueryError(f"similar: where: {element.left} between {lo} and {hi} selects nothing: "
+                                 f"the minimum {lo} exceeds the maximum {hi}")
+        elif (isinstance(element.left, sa.Column) and element.left.table is Photometry.__table__
+              and element.left.name == "band" and isinstance(element.right, sa.BindParameter)
+              and element.operator in (sa.sql.operators.eq, sa.sql.operators.in_op)):
+            value = element.right.value
+            bands += [value] if isinstance(value, str) else list(value)
+    if bands:
+        known = set(conn.scalars(sa.text("SELECT DISTINCT jsonb_object_keys(mapping -> 'photometry' -> 'bands') "
+                                         "FROM healcat.release WHERE jsonb_typeof(mapping -> 'photometry' -> 'bands') "
+                                         "= 'object'")))
+        for band in bands:
+            if band not in known:
+                raise QueryError(f"similar: where: no photometry in band {band!r}; the catalog's bands are "
+                                 f"{', '.join(sorted(known))}")
 
 
 def _join_condition(table: sa.Table) -> sa.ColumnElement[bool]:
@@ -112,12 +146,23 @@ def similar(
         fn, first = sa.func.healcat.similar_to_vector, sa.bindparam("vector", np.asarray(vector, np.float32), Vector())
     call = fn(first, *args, *(_named(name, value) for name, value in named.items()))
     with (engine or default_engine()).connect() as conn:
+        if where is not None:
+            check_filters(conn, where)
         try:
             return to_table(conn.execute(sa.select(sa.text("*")).select_from(call.table_valued())))
         except sa.exc.DBAPIError as exc:
             if (error := query_error(exc, "similar")) is not None:
-                raise error from None
+                conn.rollback()
+                raise QueryError(f"{error}{model_hint(conn, model) if 'no model named' in str(error) else ''}") from None
             raise
+
+
+def model_hint(conn: sa.Connection, name: str) -> str:
+    """For a model name that is a task's name (``photoz``): which model that task has, as the end of
+    a 'no model' message; else ''."""
+    models = conn.scalars(sa.select(Model.name).where(Model.task == name, Model.name != name).distinct()
+                          .order_by(Model.name)).all()
+    return f" (did you mean {' or '.join(models)}, the model of task {name}?)" if models else ""
 
 
 def _named(name: str, value: sa.ColumnElement) -> sa.ColumnElement:
