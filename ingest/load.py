@@ -209,6 +209,7 @@ def _load_rows(pg, mapping: Mapping, path: Path, release_id: int) -> dict[str, i
         for first_row, table, chunk in _prefetched(mapping, path):
             good, rejected = validate(mapping, chunk, seen_ids)
             owner = _owners(pg, mapping, chunk, good, rejected, release_id)
+            _age_conflicts(pg, mapping, chunk, good, rejected)
             counts["rows_read"] += len(table)
             counts["quarantine"] += _quarantine(pg, release_id, path, rejected)
             first_rejects += rejected[: 3 - len(first_rejects)]
@@ -255,6 +256,44 @@ def _owners(pg, mapping: Mapping, chunk: MappedChunk, good: np.ndarray, rejected
             rejected.append(quarantined(chunk, i, column, why))
     rejected.sort(key=lambda r: r.row_number)
     return owner
+
+
+def _clusters(mapping: Mapping, chunk: MappedChunk) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of the chunk, the cluster it names and its own cluster: the subgroup where it differs
+    (None where the row names none)."""
+    r = chunk.sections["rotation_period"]
+    const = mapping.constants["rotation_period"].get("cluster_name")
+    names = r["cluster"] if "cluster" in r else np.full(len(chunk.object_id), const, dtype=object)
+    subgroups = r["subgroup"] if "subgroup" in r else np.full(len(chunk.object_id), None, dtype=object)
+    own = np.array([s if s is not None and s != c else c for c, s in zip(names, subgroups)], dtype=object)
+    return names, own
+
+
+def _age_conflicts(pg, mapping: Mapping, chunk: MappedChunk, good: np.ndarray, rejected: list[Rejected]) -> None:
+    """Quarantine the good rows that give their cluster an age other than the one it has: stored by an
+    earlier release or chunk, else given by an earlier row of this chunk (a stored cluster without an
+    age takes the first one given)."""
+    if "cluster_age_myr" not in mapping.sections.get("rotation_period", {}):
+        return
+    column = mapping.sections["rotation_period"]["cluster_age_myr"]
+    _, own = _clusters(mapping, chunk)
+    ages = chunk.sections["rotation_period"]["cluster_age_myr"]
+    rows = [i for i in np.flatnonzero(good) if own[i] is not None and np.isfinite(ages[i])]
+    with pg.cursor() as cur:
+        cur.execute("SELECT name, age_myr FROM healcat.cluster WHERE name = ANY(%s) AND age_myr IS NOT NULL",
+                    (sorted({own[i] for i in rows}),))
+        stored = dict(cur.fetchall())
+    known = dict(stored)
+    for i in rows:
+        name, age = own[i], float(ages[i])
+        if name not in known:
+            known[name] = age
+        elif not np.isclose(age, known[name], rtol=1e-9, atol=0):
+            good[i] = False
+            source = "stored" if name in stored else "given by an earlier row of the file"
+            rejected.append(quarantined(chunk, i, column, f"cluster {name} age {age} Myr differs from the "
+                                                          f"{known[name]} Myr {source}"))
+    rejected.sort(key=lambda r: r.row_number)
 
 
 def _in_release(pg, release_id: int, object_ids: list[str]) -> set[str]:
@@ -377,11 +416,8 @@ def _copy_rotation(pg, mapping: Mapping, chunk: MappedChunk, rows: np.ndarray, s
                    release_id: int) -> int:
     r = chunk.sections["rotation_period"]
     nan = np.full(len(chunk.object_id), np.nan)
-    const = mapping.constants["rotation_period"].get("cluster_name")
-    names = r["cluster"][rows] if "cluster" in r else np.full(len(rows), const, dtype=object)
-    subgroups = r["subgroup"][rows] if "subgroup" in r else np.full(len(rows), None, dtype=object)
-    ages = r.get("cluster_age_myr", nan)[rows]
-    cluster_id = _cluster_ids(pg, names, subgroups, ages)
+    names, own = _clusters(mapping, chunk)
+    cluster_id = _cluster_ids(pg, names[rows], own[rows], r.get("cluster_age_myr", nan)[rows])
     with_attrs = mapping.attrs and mapping.join is not None
     attrs = np.array([json.dumps(chunk.attrs[i]) for i in rows], dtype=object) if with_attrs else "{}"
     return copy_columns(pg, "rotation_period", [
@@ -393,18 +429,18 @@ def _copy_rotation(pg, mapping: Mapping, chunk: MappedChunk, rows: np.ndarray, s
         ("attrs", "jsonb", attrs)])
 
 
-def _cluster_ids(pg, names: np.ndarray, subgroups: np.ndarray, ages: np.ndarray) -> np.ndarray:
+def _cluster_ids(pg, names: np.ndarray, own: np.ndarray, ages: np.ndarray) -> np.ndarray:
     """cluster_id per row (NaN where the row names no cluster).
 
-    A row whose subgroup differs from its cluster's name belongs to the subgroup: a cluster of its
-    own, with the row's age, whose ``parent_id`` is the named cluster (an association of subgroups
-    of different ages, so its own row holds no age). Clusters not yet known are added with the
-    first age given for them.
+    A row whose subgroup differs from its cluster's name belongs to the subgroup (``own``): a cluster
+    of its own, with the row's age, whose ``parent_id`` is the named cluster (an association of
+    subgroups of different ages, so its own row holds no age). Clusters not yet known are added with
+    the age given for them, and a known one without an age takes it (rows giving another age than
+    the cluster's were quarantined, see :func:`_age_conflicts`).
     """
-    own = np.array([s if s is not None and s != c else c for c, s in zip(names, subgroups)], dtype=object)
     known: dict[str, tuple[float | None, str | None]] = {}
     for name, parent, age in zip(own, names, ages):
-        if name is not None and name not in known:
+        if name is not None and (name not in known or known[name][0] is None):
             known[name] = (float(age) if np.isfinite(age) else None, parent if parent != name else None)
     out = np.full(len(names), np.nan)
     if not known:
@@ -418,7 +454,8 @@ def _cluster_ids(pg, names: np.ndarray, subgroups: np.ndarray, ages: np.ndarray)
             SELECT u.name, u.age_myr, p.cluster_id
             FROM unnest(%s::text[], %s::float8[], %s::text[]) AS u(name, age_myr, parent)
             LEFT JOIN healcat.cluster AS p ON p.name = u.parent
-            ON CONFLICT (name) DO UPDATE SET parent_id = coalesce(healcat.cluster.parent_id, EXCLUDED.parent_id)""",
+            ON CONFLICT (name) DO UPDATE SET parent_id = coalesce(healcat.cluster.parent_id, EXCLUDED.parent_id),
+                                             age_myr = coalesce(healcat.cluster.age_myr, EXCLUDED.age_myr)""",
                     (list(known), [a for a, _ in known.values()], [p for _, p in known.values()]))
         cur.execute("SELECT name, cluster_id FROM healcat.cluster WHERE name = ANY(%s)", (list(known),))
         ids = dict(cur.fetchall())

@@ -193,13 +193,16 @@ def joiner(engine, scratch_release):
                                    "WHERE survey.name = 'scratch-joiner'")).all()
         conn.execute(sa.text("DELETE FROM healcat.source WHERE release_id = ANY(:ids)"), {"ids": ids})
         conn.execute(sa.text("DELETE FROM healcat.release WHERE release_id = ANY(:ids)"), {"ids": ids})
+        conn.execute(sa.text("DELETE FROM healcat.cluster WHERE name LIKE 'scratch-%'"))
 
 
-def _release(tmp_path: Path, survey: str, version: str, date: str, rows: str, joining: bool) -> Path:
-    """A CSV release dated ``date``: positioned sources carrying Gaia DR3 ids, or periods joining them."""
+def _release(tmp_path: Path, survey: str, version: str, date: str, rows: str, joining: bool,
+             rotation: str = "") -> Path:
+    """A CSV release dated ``date``: positioned sources carrying Gaia DR3 ids, or periods joining them
+    (``rotation``: more keys of [rotation_period])."""
     file = tmp_path / f"{survey}-{version}.csv"
     file.write_text(rows)
-    source = ('join = "gaia_dr3"\n[rotation_period]\nperiod = "prot"\n' if joining
+    source = (f'join = "gaia_dr3"\n[rotation_period]\nperiod = "prot"\n{rotation}\n' if joining
               else 'ra = "ra"\ndec = "dec"\n')
     path = tmp_path / f"{survey}-{version}.toml"
     path.write_text(f'[survey]\nname = "{survey}"\n[release]\nversion = "{version}"\ndate = {date}\nfile = "{file}"\n'
@@ -230,3 +233,27 @@ def test_a_joining_release_attaches_to_published_sources_of_other_surveys_only(e
                                        "GROUP BY change"), {"r": loads[1].release_id}).all()
     assert changes == []  # the same stars: nothing new, changed or vanished
 
+
+def test_a_cluster_without_an_age_takes_a_later_one_and_conflicting_ages_are_quarantined(engine, tmp_path, joiner):
+    def load(version: str, rows: str, rotation: str):
+        return ingest_release(_release(tmp_path, joiner, version, f"2025-01-0{version[1]}", rows, joining=True,
+                                       rotation=rotation), engine)
+
+    load("v1", "gaia,prot\n21,3\n22,4\n", 'cluster_name = "scratch-Rup"')  # gyrointerp: no age
+    with_ages = 'cluster = "cl"\ncluster_age_myr = "age"'
+    v2 = load("v2", "gaia,prot,cl,age\n21,3,scratch-Rup,2700\n22,4,scratch-Rup,2700\n23,5,scratch-Rup,2500\n"
+                    "24,6,scratch-B,50\n25,7,scratch-B,60\n", with_ages)
+    v3 = load("v3", "gaia,prot,cl,age\n26,3,scratch-Rup,3000\n27,4,scratch-B,50\n", with_ages)
+    with engine.connect() as conn:
+        ages = dict(conn.execute(sa.text("SELECT name, age_myr FROM healcat.cluster WHERE name LIKE 'scratch-%'")).all())
+        quarantine = conn.execute(sa.text("SELECT release_id, row_number, column_name, reason FROM healcat.quarantine "
+                                          "WHERE release_id IN (:v2, :v3) ORDER BY release_id, row_number"),
+                                  {"v2": v2.release_id, "v3": v3.release_id}).all()
+    assert ages == {"scratch-Rup": 2700.0, "scratch-B": 50.0}
+    assert quarantine == [
+        (v2.release_id, 3, "age", "cluster scratch-Rup age 2500.0 Myr differs from the 2700.0 Myr given by an "
+                                  "earlier row of the file"),
+        (v2.release_id, 5, "age", "cluster scratch-B age 60.0 Myr differs from the 50.0 Myr given by an earlier "
+                                  "row of the file"),
+        (v3.release_id, 1, "age", "cluster scratch-Rup age 3000.0 Myr differs from the 2700.0 Myr stored")]
+    assert (v2.row_counts["rotation_period"], v3.row_counts["rotation_period"]) == (3, 1)
