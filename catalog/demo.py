@@ -1,9 +1,11 @@
 """``healcat demo``: the whole product on real data, from an empty catalog to answers.
 
-Starts the database, migrates, ingests the SDSS DR14 sample, trains the photo-z
-model (or reuses the registered one), runs inference, then prints a cone search
+Starts the database, migrates, ingests the SDSS DR14 sample, trains the object
+classifier and the photo-z model, runs inference, then prints a cone search
 around a real galaxy and the ten galaxies most similar to it, with spec-z and
-photo-z side by side. Every step is idempotent: running it twice changes nothing.
+photo-z side by side. Every step is idempotent: a second run finds the release
+loaded, trains again (the same data and seed give the same weights, hence the
+versions already registered) and finds inference done, so the catalog does not change.
 """
 
 from __future__ import annotations
