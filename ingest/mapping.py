@@ -69,6 +69,15 @@ KEYS = {
     "photometry": {"system", "bands", "sentinels", "missing_above"},
 }
 
+#: [release] keys that say how to read the file (ingest.readers.ReadOptions): their types and what they must be.
+READ_OPTIONS = {
+    "chunk_rows": (int, "a positive integer (rows per chunk)"),
+    "hdu": ((int, str), "an HDU's index (an integer) or its EXTNAME"),
+    "dataset": (str, "the HDF5 dataset's name"),
+    "header_comment": (int, "an integer (which '#' line names the columns; -1: the last)"),
+    "delimiter": (str, "a text such as \",\""),
+}
+
 
 def data_dir() -> Path:
     """Where relative release files are found: HEALCAT_DATA_DIR, else ../shared/data beside the checkout."""
@@ -347,7 +356,11 @@ def parse_mapping(path: Path, raw: dict[str, Any]) -> Mapping:
         raise MappingError(f"{path}: [source] proper motions need ra/dec")
     if join is not None and ra is not None:
         raise MappingError(f"{path}: [source] join is for rows with no position; this mapping has ra/dec")
-    options = {k: release[k] for k in ("hdu", "dataset", "header_comment", "delimiter", "chunk_rows") if k in release}
+    options = {k: release[k] for k in READ_OPTIONS if k in release}
+    for key, value in options.items():
+        kind, what = READ_OPTIONS[key]
+        if isinstance(value, bool) or not isinstance(value, kind) or (key == "chunk_rows" and value < 1):
+            raise MappingError(f"{path}: [release] {key} must be {what}, got {value!r}")
     # Ids are read as text so no digit is lost; template fields with a format spec ({plate:04d}) as numbers.
     text_columns = {name for _, name, spec, _ in string.Formatter().parse(source["object_id"]) if name and not spec}
     text_columns |= set(xids.values())

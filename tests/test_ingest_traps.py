@@ -257,3 +257,33 @@ def test_a_cluster_without_an_age_takes_a_later_one_and_conflicting_ages_are_qua
                                   "row of the file"),
         (v3.release_id, 1, "age", "cluster scratch-Rup age 3000.0 Myr differs from the 2700.0 Myr stored")]
     assert (v2.row_counts["rotation_period"], v3.row_counts["rotation_period"]) == (3, 1)
+
+
+def test_text_that_is_not_utf8_names_its_row_and_column(tmp_path):
+    (tmp_path / "latin.csv").write_bytes(b"id,ra,name\n1,10,a\n2,11,b\xc9\n")
+    with pytest.raises(IngestError, match=r"latin.csv: data row 2 column name: b'b\\xc9' is not UTF-8 text"):
+        list(readers.read(tmp_path / "latin.csv", "csv"))
+    (tmp_path / "latin.dat").write_bytes(b"# id ra name\n1 10 a\n\n# a note\n2 11 b\xc9\n")
+    with pytest.raises(IngestError, match=r"latin.dat: data row 2 is not UTF-8 text: b'2 11 b\\xc9'"):
+        list(readers.read(tmp_path / "latin.dat", "whitespace"))
+    (tmp_path / "header.dat").write_bytes(b"# a note \xc9\n# id ra\n1 10\n")
+    with pytest.raises(IngestError, match=r"header.dat: line 1 of the '#' header is not UTF-8 text"):
+        list(readers.read(tmp_path / "header.dat", "whitespace", readers.ReadOptions(header_comment=1)))
+
+
+@pytest.mark.parametrize("rows", [3, 1_000_000])  # a later block of pyarrow's (8 MiB)
+def test_a_csv_row_of_another_length_is_named_by_its_data_row(tmp_path, rows):
+    """In the first block pyarrow reads or in a later one, blank lines not counted."""
+    lines = ["id,ra"] + [f"{i},{i % 360}" for i in range(rows)] + ["", "7,8,9", "10,11"]
+    (tmp_path / "ragged.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(IngestError, match=rf"ragged.csv: .*data row {rows + 1} has 3 fields, not 2: '7,8,9'"):
+        list(readers.read(tmp_path / "ragged.csv", "csv"))
+
+
+@pytest.mark.parametrize(("option", "value", "shown"), [
+    ("chunk_rows", "0", "0"), ("chunk_rows", "-5", "-5"), ("chunk_rows", '"10"', "'10'"), ("hdu", "1.5", "1.5"),
+    ("header_comment", '"x"', "'x'"), ("delimiter", "1", "1")])
+def test_a_read_option_of_the_wrong_kind_is_a_mapping_error(tmp_path, option, value, shown):
+    mapping = _mapping(tmp_path, tmp_path / "t.fits", "fits", release=f"{option} = {value}")
+    with pytest.raises(MappingError, match=rf"t.toml: \[release\] {option} must be .*, got {shown}$"):
+        load_mapping(mapping)

@@ -63,11 +63,12 @@ def read_csv(path: Path, options: ReadOptions) -> Chunks:
         reader = pacsv.open_csv(
             path,
             read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES),
-            convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
+            # bytes, not text: a cell that is not UTF-8 is then found and named (by _text), not a whole column
+            convert_options=pacsv.ConvertOptions(column_types={n: pa.binary() for n in names},
                                                  null_values=["", *options.null_values], strings_can_be_null=True),
         )
     except (pa.ArrowInvalid, OSError) as exc:
-        raise IngestError(f"{path}: cannot be read as CSV: {exc}") from exc
+        raise IngestError(f"{path}: cannot be read as CSV: {_ragged_row(path, exc) or exc}") from exc
     first = 1
     pending: list[pa.RecordBatch] = []
     try:
@@ -77,26 +78,67 @@ def read_csv(path: Path, options: ReadOptions) -> Chunks:
             while rows >= options.chunk_rows:
                 table = pa.Table.from_batches(pending).combine_chunks()
                 head, rest = table.slice(0, options.chunk_rows), table.slice(options.chunk_rows)
-                yield first, to_table(typed(head.to_batches()[0], options.text_columns))
+                yield first, to_table(typed(_text(path, head, first), options.text_columns))
                 first += len(head)
                 pending, rows = rest.to_batches(), len(rest)
     except pa.ArrowInvalid as exc:
-        raise IngestError(f"{path}: malformed CSV after data row {first - 1}: {exc}") from exc
+        raise IngestError(f"{path}: malformed CSV: {_ragged_row(path, exc) or f'after data row {first - 1}: {exc}'}") \
+            from exc
     table = pa.Table.from_batches(pending, schema=reader.schema).combine_chunks()
     if len(table):
-        yield first, to_table(typed(table.to_batches()[0], options.text_columns))
+        yield first, to_table(typed(_text(path, table, first), options.text_columns))
+
+
+def _ragged_row(path: Path, exc: pa.ArrowInvalid) -> str | None:
+    """Which data row pyarrow's 'Expected N columns, got M' (which names none) is about: the first one
+    of another length, found again by Python's csv module. None for other errors."""
+    expected = re.search(r"Expected (\d+) columns, got \d+", str(exc))
+    if expected is None:
+        return None
+    with path.open(newline="", encoding="utf-8", errors="replace") as fh:
+        rows = (row for row in csv.reader(fh) if row)  # pyarrow skips blank lines too
+        next(rows, None)  # the header
+        for n, row in enumerate(rows, 1):
+            if len(row) != int(expected[1]):
+                return f"data row {n} has {len(row)} fields, not {expected[1]}: {','.join(row)[:200]!r}"
+    return None
+
+
+def _text(path: Path, table: pa.Table, first: int) -> pa.RecordBatch:
+    """The chunk's cells (bytes) as text; a cell that is not UTF-8 fails, naming its row and column."""
+    columns = []
+    for name, column in zip(table.column_names, table.columns):
+        try:
+            columns.append(column.cast(pa.string()))
+        except pa.ArrowInvalid:
+            row, cell = next((i, v) for i, v in enumerate(column.to_pylist()) if v is not None and not _utf8(v))
+            raise IngestError(f"{path}: data row {first + row} column {name}: {cell[:200]!r} is not UTF-8 text") \
+                from None
+    return pa.RecordBatch.from_arrays([c.combine_chunks() for c in columns], names=table.column_names)
+
+
+def _utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _comment_names(path: Path, index: int) -> list[str]:
     """Column names from the file's '#' comment lines (the ``index``-th of them)."""
     opener = gzip.open if path.suffix == ".gz" else open
     comments = []
-    with opener(path, "rt") as fh:
-        for line in fh:
-            if not line.strip():
+    with opener(path, "rb") as fh:  # bytes: only the header lines need be text here
+        for number, raw in enumerate(fh, 1):
+            if not raw.strip():
                 continue
-            if not line.startswith("#"):
+            if not raw.startswith(b"#"):
                 break
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise IngestError(f"{path}: line {number} of the '#' header is not UTF-8 text: {raw[:200]!r}") from None
             comments.append([n for n in re.split(r"[\s,]+", line.lstrip("#")) if n])
     comments = [c for c in comments if c]
     try:
@@ -132,7 +174,9 @@ def _whitespace_block(path: Path, block: bytes, names: list[str], options: ReadO
     try:
         text = pa.array([block], pa.binary()).cast(pa.string())
     except pa.ArrowInvalid:
-        raise IngestError(f"{path}: not UTF-8 text (data rows {first} and after)") from None
+        data = [line for line in block.split(b"\n") if _is_data(line.strip())]
+        row, line = next((i, line) for i, line in enumerate(data) if not _utf8(line))
+        raise IngestError(f"{path}: data row {first + row} is not UTF-8 text: {line.strip()[:200]!r}") from None
     lines = pc.utf8_trim_whitespace(pc.split_pattern(text, "\n").flatten())
     lines = lines.filter(pc.and_(pc.not_equal(lines, ""), pc.invert(pc.starts_with(lines, "#"))))
     if pc.any(pc.match_substring(lines, '"')).as_py():  # quoted fields ("NGC 104"): Python's csv splits them
