@@ -195,16 +195,17 @@ def _number(value: Any) -> Any:
     return value
 
 
-def json_scalar(value: Any) -> Any:
-    """A numpy/astropy cell as a JSON value (NaN and masked become null, arrays lists)."""
+def json_scalar(value: Any, raw: bool = False) -> Any:
+    """A numpy/astropy cell as a JSON value (masked becomes null, arrays lists); NaN and infinities
+    become null, or with ``raw`` (a quarantined row as the file had it) their text: 'nan', 'inf', '-inf'."""
     if value is np.ma.masked:
         return None
     if isinstance(value, np.ndarray):
-        return [json_scalar(v) for v in value.tolist()]
+        return [json_scalar(v, raw) for v in value.tolist()]
     if isinstance(value, (np.integer,)):
         return int(value)
     if isinstance(value, (np.floating, float)):
-        return float(value) if np.isfinite(value) else None
+        return float(value) if np.isfinite(value) else (str(float(value)) if raw else None)
     if isinstance(value, (np.bool_,)):
         return bool(value)
     if isinstance(value, bytes):

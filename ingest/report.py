@@ -1,8 +1,9 @@
 """What a release's ingestion kept and rejected: row counts, and its quarantine grouped by reason.
 
 Reasons name the offending value ("dec 95.5 deg is outside [-90, 90]"); the report groups them by
-column and the reason with the value blanked out ("dec ... deg is outside [-90, 90]"), with the
-first rows of each group (file row number, reason, raw row) as examples.
+column and the reason with the values blanked out ("dec ... deg is outside [-90, 90]", "sdss_g
+point ...: mag ... is ..."), with the first rows of each group (file row number, reason, raw row,
+the offending column's cell first) as examples.
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ import sqlalchemy as sa
 
 from catalog.errors import QueryError
 
-# The value a reason names: a quoted text, or the number after the column name.
+# The values a reason names: quoted texts, and every number that is not part of a name (sdss_g,
+# F435W) nor inside [...] (the range a value is outside of: the same for the whole group).
 _BLANK_QUOTED = r"'[^']*'"
-_BLANK_NUMBER = r"^(\S+) -?[0-9.]+(e[+-]?[0-9]+)?|(nan|inf) "
+_BLANK_NUMBER = r"(?<![\w.])[-+]?(nan|inf|[0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?(?![\w.])(?![^\[]*\])"
 
 REPORT_SQL = sa.text("""
 WITH q AS (
     SELECT column_name, row_number, reason, raw,
-           regexp_replace(regexp_replace(reason, :quoted, '''...''', 'g'), :number, '\\1 ...') AS kind
+           regexp_replace(regexp_replace(reason, :quoted, '''...''', 'g'), :number, '...', 'g') AS kind
     FROM healcat.quarantine WHERE release_id = :release_id
 ), ranked AS (
     SELECT q.*, count(*) OVER w AS n, row_number() OVER (w ORDER BY row_number) AS rank
@@ -74,6 +76,7 @@ def format_report(report: ReleaseReport) -> str:
     for g in report.quarantine:
         lines.append(f"  {g.count:>10,d}  {g.column or '-'}: {g.reason}")
         for ex in g.examples:
-            raw = ", ".join(f"{k}={v}" for k, v in list(ex["raw"].items())[:8])
-            lines.append(f"              row {ex['row_number']}: {ex['reason']}  [{raw}{', ...' if len(ex['raw']) > 8 else ''}]")
+            cells = sorted(ex["raw"].items(), key=lambda kv: kv[0] != g.column)  # the offending column's first
+            raw = ", ".join(f"{k}={v}" for k, v in cells[:8])
+            lines.append(f"              row {ex['row_number']}: {ex['reason']}  [{raw}{', ...' if len(cells) > 8 else ''}]")
     return "\n".join(lines)

@@ -148,4 +148,5 @@ def validate(mapping: Mapping, chunk: MappedChunk, seen_ids: SeenIds) -> tuple[n
 def quarantined(chunk: MappedChunk, i: int, column: str | None, why: str) -> Rejected:
     """Row ``i`` of the chunk as a quarantine entry: its file row, the column, the reason and the raw row."""
     names = chunk.raw.colnames
-    return Rejected(int(chunk.row_number[i]), column, why, {k: json_scalar(v) for k, v in zip(names, chunk.raw[i])})
+    raw = {k: json_scalar(v, raw=True) for k, v in zip(names, chunk.raw[i])}
+    return Rejected(int(chunk.row_number[i]), column, why, raw)

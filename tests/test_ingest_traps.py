@@ -17,6 +17,7 @@ from catalog.errors import IngestError, MappingError
 from ingest import readers
 from ingest.load import ingest_release
 from ingest.mapping import apply, load_mapping
+from ingest.report import format_report, release_report
 from ingest.validate import SeenIds, validate
 
 RA_DEG = [10.0, 150.0, 345.0]
@@ -160,6 +161,7 @@ def test_an_infinite_magnitude_either_way_is_quarantined_not_dropped(tmp_path, m
     mapping.write_text(mapping.read_text().replace('system = "AB"', f'system = "AB"\n{missing_above}'))
     good, rejected = _validated(mapping)
     assert [(r.row_number, r.column) for r in rejected if "inf" in r.reason] == [(1, "mag"), (2, "mag"), (3, "mag")]
+    assert [r.raw["mag"] for r in rejected][:3] == ["inf", "-inf", "inf"]  # the raw row as read, not null
     assert good.tolist() == [False, False, False, bool(missing_above), True]
 
 
@@ -242,7 +244,7 @@ def test_a_cluster_without_an_age_takes_a_later_one_and_conflicting_ages_are_qua
     load("v1", "gaia,prot\n21,3\n22,4\n", 'cluster_name = "scratch-Rup"')  # gyrointerp: no age
     with_ages = 'cluster = "cl"\ncluster_age_myr = "age"'
     v2 = load("v2", "gaia,prot,cl,age\n21,3,scratch-Rup,2700\n22,4,scratch-Rup,2700\n23,5,scratch-Rup,2500\n"
-                    "24,6,scratch-B,50\n25,7,scratch-B,60\n", with_ages)
+                    "24,6,scratch-B,50\n25,7,scratch-B,60\n28,8,scratch-Rup,2600\n", with_ages)
     v3 = load("v3", "gaia,prot,cl,age\n26,3,scratch-Rup,3000\n27,4,scratch-B,50\n", with_ages)
     with engine.connect() as conn:
         ages = dict(conn.execute(sa.text("SELECT name, age_myr FROM healcat.cluster WHERE name LIKE 'scratch-%'")).all())
@@ -255,8 +257,15 @@ def test_a_cluster_without_an_age_takes_a_later_one_and_conflicting_ages_are_qua
                                   "earlier row of the file"),
         (v2.release_id, 5, "age", "cluster scratch-B age 60.0 Myr differs from the 50.0 Myr given by an earlier "
                                   "row of the file"),
+        (v2.release_id, 6, "age", "cluster scratch-Rup age 2600.0 Myr differs from the 2700.0 Myr given by an "
+                                  "earlier row of the file"),
         (v3.release_id, 1, "age", "cluster scratch-Rup age 3000.0 Myr differs from the 2700.0 Myr stored")]
     assert (v2.row_counts["rotation_period"], v3.row_counts["rotation_period"]) == (3, 1)
+    report = format_report(release_report(engine, v2.release, examples=1))
+    # grouped with the ages blanked; the example shows the offending column's cell first
+    assert ("2  age: cluster scratch-Rup age ... Myr differs from the ... Myr given by an earlier row of the file\n"
+            "              row 3: cluster scratch-Rup age 2500.0 Myr differs from the 2700.0 Myr given by an earlier row "
+            "of the file  [age=2500, cl=scratch-Rup, gaia=23, prot=5]") in report
 
 
 def test_text_that_is_not_utf8_names_its_row_and_column(tmp_path):
