@@ -214,6 +214,8 @@ def test_filters_that_can_only_be_mistakes_are_errors_not_empty_answers(capsys, 
         similar(sid, model=PHOTOZ_MODEL, where=[Photometry.band == "r", Photometry.mag < 18])
     with pytest.raises(QueryError, match=r"photometry.mag between 17.5 and 14 selects nothing: the minimum 17.5"):
         similar(sid, model=PHOTOZ_MODEL, where=sa.and_(Photometry.band.in_(["sdss_r"]), Photometry.mag.between(17.5, 14)))
+    either_way = similar(sid, model=PHOTOZ_MODEL, k=3, where=Photometry.mag.between(17.5, 14, symmetric=True))
+    assert len(either_way) == 3  # BETWEEN SYMMETRIC takes its bounds in either order
     assert main(["similar", str(sid), "--mag", "r", "14", "17.5"]) == 1
     assert "no photometry in band 'r'" in capsys.readouterr().err
     assert main(["similar", str(sid), "--mag", "sdss_r", "17.5", "14"]) == 1

@@ -56,7 +56,7 @@ def _tables(expr: sa.ColumnElement) -> set[sa.Table]:
     return found
 
 
-def check_filters(conn: sa.Connection, where: Filter | Iterable[Filter]) -> None:
+def _check_filters(conn: sa.Connection, where: Filter | Iterable[Filter]) -> None:
     """Refuse a filter that can only be a mistake, naming it, rather than answer nothing: a band the
     catalog has no photometry in (``Photometry.band == "r"``: the band is ``sdss_r``), a range whose
     minimum exceeds its maximum (``Photometry.mag.between(17.5, 14)``)."""
@@ -70,7 +70,7 @@ def check_filters(conn: sa.Connection, where: Filter | Iterable[Filter]) -> None
         stack.extend(element.get_children())
         if not isinstance(element, sa.BinaryExpression):
             continue
-        if element.operator is sa.sql.operators.between_op:
+        if element.operator is sa.sql.operators.between_op and not element.modifiers.get("symmetric"):
             lo, hi = (getattr(c, "value", None) for c in element.right.clauses)
             if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and lo > hi:
                 raise QueryError(f"similar: where: {element.left} between {lo} and {hi} selects nothing: "
@@ -147,7 +147,7 @@ def similar(
     call = fn(first, *args, *(_named(name, value) for name, value in named.items()))
     with (engine or default_engine()).connect() as conn:
         if where is not None:
-            check_filters(conn, where)
+            _check_filters(conn, where)
         try:
             return to_table(conn.execute(sa.select(sa.text("*")).select_from(call.table_valued())))
         except sa.exc.DBAPIError as exc:
