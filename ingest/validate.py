@@ -31,6 +31,9 @@ RANGES = {
 }
 #: (section, key) stored as a PostgreSQL integer: a value must be whole and fit (int4 here).
 INTEGERS = {("spec_redshift", "quality"): 2**31 - 1}
+FLOAT4_MAX = float(np.finfo(np.float32).max)  # a larger value would be stored as an infinity
+#: (section, key) stored as a PostgreSQL real (float4), with no range of their own above.
+FLOAT4 = {("rotation_period", "bp_rp_dered")}
 
 
 class SeenIds:
@@ -114,7 +117,15 @@ def validate(mapping: Mapping, chunk: MappedChunk, seen_ids: SeenIds) -> tuple[n
         mags = phot.mag
         reject(_outside(mags, *MAG_RANGE), col,
                lambda i, m=mags, c=col: f"{c} {m[i]} mag is outside {list(MAG_RANGE)} (an unlisted sentinel?)")
-        reject(np.isinf(phot.flux_ujy), col, lambda i, c=col: f"{c} is infinite")
+        # stored as float4 (real): flux, its error and the magnitude's error must be finite and fit one;
+        # the values the file gives are looked at before those derived from them
+        float4 = [(phot.flux_ujy, spec.flux or spec.mag, "flux {:g} uJy"),
+                  (phot.flux_err_ujy, spec.flux_err or spec.mag_err, "flux error {:g} uJy"),
+                  (phot.mag_err, spec.mag_err or spec.flux_err, "magnitude error {:g}")]
+        for values, column, what in float4[::-1] if spec.mag else float4:
+            reject(_outside(values, -FLOAT4_MAX, FLOAT4_MAX), column or col,
+                   lambda i, v=values, c=column or col, what=what, b=band:
+                   f"{c}: {b} {what.format(v[i])} is infinite or past a float4 (|x| <= {FLOAT4_MAX:.4g})")
     for name, values in chunk.sections.items():
         for key, column in mapping.sections[name].items():
             if (name, key) in RANGES:
@@ -122,6 +133,10 @@ def validate(mapping: Mapping, chunk: MappedChunk, seen_ids: SeenIds) -> tuple[n
                 v = values[key]
                 reject(_outside(v, lo, hi), column,
                        lambda i, v=v, c=column, lo=lo, hi=hi, unit=unit: f"{c} {v[i]} is outside [{lo}, {hi}]{unit}")
+            if (name, key) in FLOAT4:
+                v = values[key]
+                reject(_outside(v, -FLOAT4_MAX, FLOAT4_MAX), column,
+                       lambda i, v=v, c=column: f"{c} {v[i]:g} is infinite or past a float4")
             if (name, key) in INTEGERS:
                 v, top = values[key], INTEGERS[name, key]
                 with np.errstate(invalid="ignore"):

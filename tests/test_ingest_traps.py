@@ -296,3 +296,26 @@ def test_a_read_option_of_the_wrong_kind_is_a_mapping_error(tmp_path, option, va
     mapping = _mapping(tmp_path, tmp_path / "t.fits", "fits", release=f"{option} = {value}")
     with pytest.raises(MappingError, match=rf"t.toml: \[release\] {option} must be .*, got {shown}$"):
         load_mapping(mapping)
+
+
+def test_values_a_float4_cannot_hold_are_quarantined_not_stored_as_infinities(tmp_path):
+    path = tmp_path / "big.csv"
+    path.write_text("id,ra,dec,f,fe,mag,me,p,c\n"
+                    "1,10,5,-1e39,1,18,0.1,3,0.5\n"      # -3.6e39 uJy
+                    "2,11,5,100,1e39,18,0.1,3,0.5\n"      # its error
+                    "3,12,5,100,1,18,1e39,3,0.5\n"        # a magnitude error
+                    "4,13,5,100,1,18,inf,3,0.5\n"
+                    "5,14,5,100,1,18,0.1,3,-5e38\n"       # a colour
+                    "6,15,5,100,1,18,0.1,3,0.5\n")
+    mapping = _mapping(tmp_path, path, "csv", ignore="",
+                       bands='u = { flux = "f", flux_err = "fe", unit = "nanomaggy" }, r = { mag = "mag", mag_err = "me" }')
+    mapping.write_text(mapping.read_text() + '[rotation_period]\nperiod = "p"\nbp_rp_dered = "c"\n')
+    good, rejected = _validated(mapping)
+    assert good.tolist() == [False] * 5 + [True]
+    assert [(r.row_number, r.column, r.reason) for r in rejected] == [
+        (1, "f", "f: u flux -3.63078e+39 uJy is infinite or past a float4 (|x| <= 3.403e+38)"),
+        (2, "fe", "fe: u flux error 3.63078e+39 uJy is infinite or past a float4 (|x| <= 3.403e+38)"),
+        (3, "me", "me: r magnitude error 1e+39 is infinite or past a float4 (|x| <= 3.403e+38)"),
+        (4, "me", "me: r magnitude error inf is infinite or past a float4 (|x| <= 3.403e+38)"),
+        (5, "c", "c -5e+38 is infinite or past a float4")]
+
