@@ -14,7 +14,9 @@ of every per-object table: ``shard = hpx >> SHARD_SHIFT`` (order 4, 3072 pixels)
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from pathlib import Path
 
 import healpy
@@ -45,6 +47,7 @@ __all__ = [
     "box_ranges",
     "merge_ranges",
     "moc_ranges",
+    "moc_text_ranges",
     "shards_of_ranges",
     "mollweide_pixels",
     "xmatch_cover",
@@ -131,22 +134,25 @@ def cone_ranges(ra_deg: float, dec_deg: float, radius_deg: float) -> np.ndarray:
 def box_ranges(ra_min_deg: float, ra_max_deg: float, dec_min_deg: float, dec_max_deg: float) -> np.ndarray:
     """Ranges covering an RA/Dec box (RA from ra_min eastwards to ra_max, in [0, 360) or wrapping).
 
-    As healcat.box_cover in SQL: the box cut along RA into near-square pieces (at most 64, each at
-    most 90 deg wide, so that a piece's farthest point from its centre is a corner), each covered by
-    its bounding cone plus 1e-9 deg.
+    As healcat.box_cover in SQL: the box cut into n_ra x n_dec pieces, along RA into pieces at most
+    90 deg wide and into near-square pieces along its longer side (at most 64 that way), each piece
+    covered by its bounding cone (the farthest point of a piece is a corner) plus 1e-9 deg.
     """
     ra0 = float(wrap_ra_deg(ra_min_deg))
     width = 360.0 if ra_max_deg - ra_min_deg >= 360.0 else float(np.mod(wrap_ra_deg(ra_max_deg) - ra0, 360.0))
-    widest_cos = 1.0 if dec_min_deg <= 0 <= dec_max_deg else math.cos(math.radians(min(abs(dec_min_deg),
-                                                                                      abs(dec_max_deg))))
-    n = int(min(64, max(math.ceil(width / 90.0), math.ceil(width * widest_cos / (dec_max_deg - dec_min_deg)), 1)))
-    mid_dec = (dec_min_deg + dec_max_deg) / 2.0
+    height = dec_max_deg - dec_min_deg
+    span = width * (1.0 if dec_min_deg <= 0 <= dec_max_deg else math.cos(math.radians(min(abs(dec_min_deg),
+                                                                                          abs(dec_max_deg)))))
+    n_ra = int(min(64, max(math.ceil(width / 90.0), math.ceil(span / height), 1)))
+    n_dec = int(min(64, max(math.ceil(height / span), 1)))
     pieces = []
-    for i in range(n):
-        a, b = ra0 + width * i / n, ra0 + width * (i + 1) / n
-        centre = ((a + b) / 2.0, mid_dec)
-        radius = max(angdist_deg(*centre, a, dec_min_deg), angdist_deg(*centre, a, dec_max_deg))
-        pieces.append(cone_ranges(*centre, radius + 1e-9))
+    for i in range(n_ra):
+        a, b = ra0 + width * i / n_ra, ra0 + width * (i + 1) / n_ra
+        for j in range(n_dec):
+            d1, d2 = dec_min_deg + height * j / n_dec, dec_min_deg + height * (j + 1) / n_dec
+            centre = ((a + b) / 2.0, (d1 + d2) / 2.0)
+            radius = max(angdist_deg(*centre, a, d1), angdist_deg(*centre, a, d2))
+            pieces.append(cone_ranges(*centre, radius + 1e-9))
     ranges = np.concatenate(pieces)
     return merge_ranges(ranges[:, 0], ranges[:, 1])
 
@@ -158,37 +164,80 @@ def angdist_deg(ra1_deg, dec1_deg, ra2_deg, dec2_deg):
     return np.degrees(2 * np.arcsin(np.minimum(1.0, np.sqrt(h))))
 
 
+#: A token of an ASCII MOC (MOC 2.0's '3/1-3 5', MOC 1.0's '3/1,2'): 'order/', 'order/pix[-pix]' or 'pix[-pix]'.
+_MOC_TOKEN = re.compile(r"(?:([0-9]+)/)?(?:([0-9]+)(?:-([0-9]+))?)?")
+
+
+def _quoted(text: str) -> str:
+    """``text`` in single quotes, its first 80 characters only (as healcat.moc_ranges quotes input)."""
+    return "'" + (text if len(text) <= 80 else text[:80] + "...").replace("'", "''") + "'"
+
+
+def moc_text_ranges(text: str) -> np.ndarray:
+    """The order-29 ranges of a MOC's ASCII ('3/1-3 5 4/40', or MOC 1.0's commas) or JSON ('{"3": [1, 2]}')
+    text, merged; the grammar and the errors (ValueError) are healcat.moc_ranges's."""
+    text = text.strip()
+    if not text:
+        raise ValueError("the MOC must not be NULL or empty")
+    if text.startswith("{"):
+        try:
+            cells = json.loads(text)
+        except ValueError:
+            raise ValueError(f"not valid JSON: {text[:80]}") from None
+        for order, pixels in cells.items():
+            if not (re.fullmatch("[0-9]+", order) and isinstance(pixels, list)
+                    and all(type(p) is int and p >= 0 for p in pixels)):
+                raise ValueError(f"a JSON MOC maps orders to lists of pixels (integers from 0), got "
+                                 f"{_quoted(json.dumps({order: pixels}))}")
+        text = " ".join(f"{order}/" + " ".join(map(str, pixels)) for order, pixels in cells.items())
+    los, his, order = [], [], None
+    for token in re.split(r"[\s,]+", text):
+        if not token:  # around the text's ends
+            continue
+        match = _MOC_TOKEN.fullmatch(token)
+        if match is None or (match[1] is None and match[2] is None):
+            raise ValueError(f"cannot read {_quoted(token)} (expected order/pix, order/pix-pix or pix)")
+        if match[1] is not None:
+            if len(match[1]) > 2 or int(match[1]) > ORDER:
+                raise ValueError(f"order must be in 0..29, got {match[1][:80]} in {_quoted(token)}")
+            order = int(match[1])
+        elif order is None:
+            raise ValueError(f"{_quoted(token)} comes before any order/")
+        if match[2] is None:  # 'order/' with no cells
+            continue
+        last = match[3] or match[2]
+        if len(match[2]) > 19 or len(last) > 19 or int(last) < int(match[2]) or int(last) >= 12 * 4**order:
+            raise ValueError(f"cells {_quoted(token)} are not pixels of order {order} (0..{12 * 4**order - 1})")
+        shift = 2 * (ORDER - order)
+        los.append(int(match[2]) << shift)
+        his.append((int(last) + 1) << shift)
+    return merge_ranges(np.array(los, np.int64), np.array(his, np.int64))
+
+
 def moc_ranges(moc) -> np.ndarray:
-    """The exact order-29 ranges of a MOC: a ``mocpy.MOC``, a FITS file path, or an ASCII
-    ('3/1-3 4/40') or JSON ('{"3": [1, 2]}') string. Raises ValueError for what is not a MOC."""
+    """The exact order-29 ranges of a MOC: a ``mocpy.MOC``, a FITS file path, or ASCII or JSON text
+    (:func:`moc_text_ranges`). Raises ValueError, one line, for what is not a MOC."""
     from mocpy import MOC
 
     if not isinstance(moc, MOC):
         text = str(moc).strip()
-        if not text:
-            raise ValueError("the MOC is empty")
-        if text.startswith("{"):
-            import json
-
-            cells = json.loads(text)
-            if not isinstance(cells, dict) or not all(
-                    order.isdigit() and int(order) <= 29 and isinstance(pixels, list) and all(
-                        type(p) is int and 0 <= p < 12 * 4 ** int(order) for p in pixels)
-                    for order, pixels in cells.items()):
-                raise ValueError("a JSON MOC maps orders 0..29 to lists of their pixels (0 .. 12*4**order - 1)")
-            moc = MOC.from_json(cells)
-        elif Path(text).is_file():
-            moc = MOC.from_fits(text)
+        if not text.startswith("{") and _is_file(text):
+            try:
+                moc = MOC.from_fits(text)
+            except Exception as exc:  # mocpy raises ValueError, OSError or its Rust layer's errors
+                raise ValueError(f"cannot read {_quoted(text)} as a MOC FITS file ({str(exc)[:200]})") from None
         elif text.lower().endswith((".fits", ".fit", ".fits.gz")):
-            raise ValueError(f"{text}: no such file")
+            raise ValueError(f"{_quoted(text)}: no such file")
         else:
-            moc = MOC.from_str(text)
-    ranges = np.asarray(moc.to_depth29_ranges, dtype=np.int64).reshape(-1, 2)
-    # mocpy reads '30/1' or '1/48' without complaint; their cells are not on the sky
-    if len(ranges) and (ranges.min() < 0 or ranges.max() > NPIX or (ranges[:, 0] >= ranges[:, 1]).any()):
-        raise ValueError("cells are not pixels: beyond the sky (orders 0..29 have 12*4**order pixels) "
-                         "or a range that runs backwards ('3/5-1')")
-    return ranges
+            return moc_text_ranges(text)
+    return np.asarray(moc.to_depth29_ranges, dtype=np.int64).reshape(-1, 2)
+
+
+def _is_file(text: str) -> bool:
+    try:
+        return Path(text).is_file()
+    except OSError:  # a name too long for a path (ENAMETOOLONG): a MOC's text, not a file
+        return False
 
 
 def mollweide_pixels(order: int, width_px: int) -> np.ndarray:

@@ -46,6 +46,11 @@ def test_density_of_one_release_and_of_a_search(engine, positions):
     assert [tuple(r) for r in sql] == list(zip(*density_of(box, 5).columns.values()))
     with pytest.raises(QueryError, match=r"sky_density: order must be in \[0, 29\], got 30"):
         sky_density(30)
+    for order in (2.5, True, "3"):  # healcat.sky_density takes an integer: no rounding, no bool
+        with pytest.raises(QueryError, match="sky_density: order must be an integer, got "):
+            sky_density(order)
+        with pytest.raises(QueryError, match="sky_density: order must be an integer, got "):
+            density_of(box, order)
     with pytest.raises(sa.exc.DBAPIError, match=r"sky_density: order must be in \[0, 29\], got -1"):
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT * FROM healcat.sky_density(-1)")).all()

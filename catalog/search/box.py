@@ -10,6 +10,7 @@ from astropy.table import Table
 
 from catalog import healpix
 from catalog.errors import QueryError
+from catalog.search.cone import MAX_ABS_RA_DEG
 from catalog.search.region import Region, checked, search
 
 
@@ -26,9 +27,12 @@ class Box(Region):
     function = "box_in_ranges"
 
     def __post_init__(self) -> None:
-        ra_min, ra_max = checked("box", "ra_min_deg", self.ra_min_deg), checked("box", "ra_max_deg", self.ra_max_deg)
+        ra_min = checked("box", "ra_min_deg", self.ra_min_deg, -MAX_ABS_RA_DEG, MAX_ABS_RA_DEG)
+        ra_max = checked("box", "ra_max_deg", self.ra_max_deg, -MAX_ABS_RA_DEG, MAX_ABS_RA_DEG)
         dec_min = checked("box", "dec_min_deg", self.dec_min_deg, -90.0, 90.0)
         dec_max = checked("box", "dec_max_deg", self.dec_max_deg, -90.0, 90.0)
+        for name, value in zip(("ra_min_deg", "ra_max_deg", "dec_min_deg", "dec_max_deg"), (ra_min, ra_max, dec_min, dec_max)):
+            object.__setattr__(self, name, value)
         if dec_min >= dec_max:
             raise QueryError(f"box: dec_min_deg must be below dec_max_deg, got {dec_min} and {dec_max}")
         if ra_max - ra_min < 360.0 and healpix.wrap_ra_deg(ra_min) == healpix.wrap_ra_deg(ra_max):
@@ -38,7 +42,7 @@ class Box(Region):
         return healpix.box_ranges(self.ra_min_deg, self.ra_max_deg, self.dec_min_deg, self.dec_max_deg)
 
     def args(self) -> tuple:
-        return float(self.ra_min_deg), float(self.ra_max_deg), float(self.dec_min_deg), float(self.dec_max_deg)
+        return self.ra_min_deg, self.ra_max_deg, self.dec_min_deg, self.dec_max_deg
 
 
 def box_search(ra_min_deg: float, ra_max_deg: float, dec_min_deg: float, dec_max_deg: float, *,

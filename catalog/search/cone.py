@@ -75,7 +75,8 @@ def nearest(
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
         raise QueryError(f"nearest: k must be an integer, got {k!r}")
     checked("nearest", "k", k, 1, MAX_K)
-    cone = Cone.from_arcsec(ra_deg, dec_deg, np.sqrt(k) * 60.0)
+    ra = checked("nearest", "ra_deg", ra_deg, -MAX_ABS_RA_DEG, MAX_ABS_RA_DEG)
+    cone = Cone(ra, checked("nearest", "dec_deg", dec_deg, -90.0, 90.0), np.sqrt(k) / 60.0)
     while True:
         statement, params = cone.sql()
         found = run(engine, "nearest", statement + " LIMIT %s", params + (int(k),), release)

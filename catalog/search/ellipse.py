@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from astropy.table import Table
 
 from catalog import healpix
+from catalog.search.cone import MAX_ABS_RA_DEG
 from catalog.search.region import Region, checked, search
 
 
@@ -29,21 +30,23 @@ class Ellipse(Region):
     function = "ellipse_in_ranges"
 
     def __post_init__(self) -> None:
-        checked("ellipse", "ra_deg", self.ra_deg)
-        checked("ellipse", "dec_deg", self.dec_deg, -90.0, 90.0)
+        ra = checked("ellipse", "ra_deg", self.ra_deg, -MAX_ABS_RA_DEG, MAX_ABS_RA_DEG)  # then modulo 360
+        object.__setattr__(self, "ra_deg", float(healpix.wrap_ra_deg(ra)))
+        object.__setattr__(self, "dec_deg", checked("ellipse", "dec_deg", self.dec_deg, -90.0, 90.0))
         # below 90 deg: at 90 the foci are antipodal and the "ellipse" is the whole sky
         major = checked("ellipse", "semi_major_arcsec", self.semi_major_arcsec, 0.0, 90.0 * 3600.0, lo_open=True,
                         hi_open=True)
-        checked("ellipse", "semi_minor_arcsec", self.semi_minor_arcsec, 0.0, major, lo_open=True)
-        checked("ellipse", "pa_deg", self.pa_deg)
+        object.__setattr__(self, "semi_major_arcsec", major)
+        object.__setattr__(self, "semi_minor_arcsec",
+                           checked("ellipse", "semi_minor_arcsec", self.semi_minor_arcsec, 0.0, major, lo_open=True))
+        object.__setattr__(self, "pa_deg", checked("ellipse", "pa_deg", self.pa_deg))
 
     def ranges(self) -> np.ndarray:
         """The bounding cone (radius a) plus 1e-9 deg, as healcat.ellipse_search."""
         return healpix.cone_ranges(self.ra_deg, self.dec_deg, self.semi_major_arcsec / 3600.0 + 1e-9)
 
     def args(self) -> tuple:
-        return tuple(float(x) for x in (self.ra_deg, self.dec_deg, self.semi_major_arcsec, self.semi_minor_arcsec,
-                                        self.pa_deg))
+        return self.ra_deg, self.dec_deg, self.semi_major_arcsec, self.semi_minor_arcsec, self.pa_deg
 
 
 def ellipse_search(ra_deg: float, dec_deg: float, semi_major_arcsec: float, semi_minor_arcsec: float,

@@ -17,6 +17,7 @@ from astropy.table import Table
 
 from catalog import healpix
 from catalog.errors import QueryError
+from catalog.search.cone import MAX_ABS_RA_DEG
 from catalog.search.region import Region, checked, search
 
 #: A polygon must lie within this distance [deg] of its centre (the gnomonic projection's domain).
@@ -31,21 +32,28 @@ class Polygon(Region):
     what = "polygon"
     function = "polygon_in_ranges"
 
+    def __post_init__(self) -> None:
+        """Vertices as float pairs, each checked, and the polygon's size (healcat.polygon_prepare, run by
+        the search, also rejects self-intersecting and degenerate polygons)."""
+        try:
+            pairs = [(v[0], v[1]) if len(v) == 2 else None for v in self.vertices_deg]
+        except TypeError:
+            raise QueryError(f"polygon: vertices must be (ra_deg, dec_deg) pairs, got {str(self.vertices_deg)[:80]}") \
+                from None
+        if None in pairs:
+            raise QueryError(f"polygon: vertex {pairs.index(None) + 1} is not an (ra_deg, dec_deg) pair")
+        object.__setattr__(self, "vertices_deg", tuple(
+            (checked("polygon", f"vertex {i} ra_deg", ra, -MAX_ABS_RA_DEG, MAX_ABS_RA_DEG),
+             checked("polygon", f"vertex {i} dec_deg", dec, -90.0, 90.0)) for i, (ra, dec) in enumerate(pairs, start=1)))
+        self._centre_and_radius()
+
     @classmethod
     def from_vertices(cls, vertices) -> Polygon:
         """From [(ra, dec), ...] degrees, an (n, 2) array, or a SkyCoord."""
         if isinstance(vertices, SkyCoord):
             icrs = vertices.icrs
             vertices = np.column_stack([icrs.ra.deg, icrs.dec.deg])
-        try:
-            pairs = [(v[0], v[1]) if len(v) == 2 else None for v in vertices]
-        except TypeError:
-            raise QueryError(f"polygon: vertices must be (ra_deg, dec_deg) pairs, got {vertices!r}") from None
-        if None in pairs:
-            raise QueryError(f"polygon: vertex {pairs.index(None) + 1} is not an (ra_deg, dec_deg) pair")
-        return cls(tuple((checked("polygon", f"vertex {i} ra_deg", ra),
-                          checked("polygon", f"vertex {i} dec_deg", dec, -90.0, 90.0))
-                         for i, (ra, dec) in enumerate(pairs, start=1)))
+        return cls(vertices)
 
     def _centre_and_radius(self) -> tuple[float, float, float]:
         ra, dec = np.radians(np.array(self.vertices_deg, dtype=np.float64).reshape(-1, 2)).T
