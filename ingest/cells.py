@@ -170,16 +170,16 @@ def format_id(template: str, row: dict[str, Any]) -> tuple[str | None, str | Non
         if value is np.ma.masked or not str(value).strip():
             return None, name, f"object_id: {name} is empty"
         try:
-            format(_number(value) if spec else value, spec or "")
+            format(number(value) if spec else value, spec or "")
         except (ValueError, TypeError) as exc:
             return None, name, f"object_id template {template!r}: {name}={str(value)!r} does not fit {{:{spec}}} ({exc})"
     try:
         return template.format_map(row), None, None
     except (ValueError, TypeError):  # e.g. "{plate:04d}" over a column that one bad cell made text
-        return template.format_map({**row, **{name: _number(row[name]) for name, _ in fields}}), None, None
+        return template.format_map({**row, **{name: number(row[name]) for name, _ in fields}}), None, None
 
 
-def _number(value: Any) -> Any:
+def number(value: Any) -> Any:
     """Text that spells an integer or a float, as that number, and a whole float as its integer (a
     chunk whose column holds one '266.0' reads every cell as a float); anything else unchanged."""
     if isinstance(value, (str, np.str_)):

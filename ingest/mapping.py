@@ -456,6 +456,9 @@ def apply(mapping: Mapping, table: Table, first_row: int = 1) -> MappedChunk:
                 problems.setdefault(i, (column, reason))
     for col in sorted(mapping.used_columns()):
         cells.nul_problems(table[col], problems, col)
+    # An attr column that one stray word left text in this chunk (text formats type each chunk's
+    # columns on their own): its numbers are numbers, as in the chunks where every cell is one.
+    numbers_as_text = {k for k in mapping.attrs if table[k].dtype.kind in "UO"} - mapping.read_options.text_columns
     sections = {}
     for name, spec in mapping.sections.items():
         kinds = SECTIONS[name]
@@ -472,7 +475,8 @@ def apply(mapping: Mapping, table: Table, first_row: int = 1) -> MappedChunk:
         dec_deg=cells.degrees(table[mapping.dec.name], POSITION_UNITS[mapping.dec.unit or "deg"], problems,
                               mapping.dec.name) if mapping.dec else None,
         proper_motion=mapping.proper_motion.values(table, problems) if mapping.proper_motion else None,
-        attrs=[{k: json_scalar(r[k]) for k in mapping.attrs} for r in rows],
+        attrs=[{k: json_scalar(cells.number(r[k]) if k in numbers_as_text else r[k]) for k in mapping.attrs}
+               for r in rows],
         phot={band: _photometry(mapping, spec, table, problems) for band, spec in mapping.bands.items()},
         sections=sections,
         xids={catalog: cells.identifiers(table[col], problems, col, integer=catalog in INTEGER_XIDS)

@@ -319,3 +319,12 @@ def test_values_a_float4_cannot_hold_are_quarantined_not_stored_as_infinities(tm
         (4, "me", "me: r magnitude error inf is infinite or past a float4 (|x| <= 3.403e+38)"),
         (5, "c", "c -5e+38 is infinite or past a float4")]
 
+
+def test_an_attr_keeps_its_numbers_numbers_in_a_chunk_a_stray_word_made_text(tmp_path):
+    path = tmp_path / "attrs.csv"
+    path.write_text("id,ra,dec,mag,zz\n1,10,5,18,3.004\n2,11,5,18,7\n3,12,5,18,3.004\n4,13,5,18,bright\n")
+    mapping = _mapping(tmp_path, path, "csv", ignore="", release="chunk_rows = 2")
+    mapping.write_text(mapping.read_text().replace('dec = "dec"', 'dec = "dec"\nattrs = ["zz"]'))
+    chunks = _mapped(mapping)
+    assert [t["zz"].dtype.kind for t, _ in chunks] == ["f", "U"]
+    assert [a["zz"] for _, chunk in chunks for a in chunk.attrs] == [3.004, 7, 3.004, "bright"]
