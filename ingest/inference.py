@@ -45,6 +45,7 @@ from catalog import settings
 from catalog.db import home
 from catalog.errors import HealcatError, QueryError
 from catalog.models import InferenceRun, Model, Release
+from catalog.search.similar import model_hint
 from ingest import progress, queue
 from ingest.copy import ParentChecksOff, copy_columns, copy_rows
 from ingest.ml.common import inference_device
@@ -89,7 +90,12 @@ def release_id_of(conn: sa.Connection, release: str) -> int:
 
 def train(engine: sa.Engine, task_name: str, release: str | None = None, *, seed: int = 0,
           epochs: int | None = None) -> Model:
-    """Train a task's model on a release (default: the task's) and register the version (idempotent)."""
+    """Train a task's model on a release (default: the task's) and register the version (idempotent).
+    ``epochs``: the task's training length (epochs, or steps for gyro_age), None for its default;
+    registered with the seed, so a version says how to make it again."""
+    for what, value, least in (("seed", seed, 0), ("epochs", epochs, 1)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+            raise HealcatError(f"train {task_name}: {what} must be an integer >= {least}, not {value!r}")
     task = get_task(task_name)
     release = release or task.default_training_release
     if release is None:
@@ -105,7 +111,7 @@ def train(engine: sa.Engine, task_name: str, release: str | None = None, *, seed
     return register_model(
         engine, name=task.model_name, task=task.name, weights=trained.weights, training_set=task.training_query,
         training_params={"release_id": release_id, "release": release},
-        hyperparams={**trained.hyperparams, "seed": seed, "training_release": release},
+        hyperparams={**trained.hyperparams, "seed": seed, "epochs": epochs, "training_release": release},
         metrics=trained.metrics, embedding_dim=trained.embedding_dim)
 
 
@@ -121,10 +127,19 @@ def register_model(engine: sa.Engine, *, name: str, task: str, weights: bytes, t
                            f"letter or digit; not {name!r}")
     if metrics is not None and not isinstance(metrics, dict):
         raise HealcatError(f"model register: metrics must be a JSON object (name: value), not {metrics!r}")
+    for what, value in (("metrics", metrics), ("hyperparameters", hyperparams), ("training parameters", training_params)):
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:  # NaN / Infinity (no JSON number), or no JSON value
+            raise HealcatError(f"model register: {what} must be JSON with finite numbers: {exc}") from None
     sha = hashlib.sha256(weights).hexdigest()
-    path = _write_weights(name, weights, sha)
     with engine.begin() as conn:
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(f"model:{name}"))))
+        other = conn.scalar(sa.select(Model.task).where(Model.name == name, Model.task != task).limit(1))
+        if other is not None:
+            raise HealcatError(f"model register: {name} is a model of task {other}; these are {task} weights "
+                               "(register them under another name)")
+        path = _write_weights(name, weights, sha)  # before the row: a version never lacks its file
         same = conn.execute(sa.select(Model).where(Model.name == name, Model.weights_sha256 == sha)).first()
         if same is not None and same.retired_at is not None:
             raise HealcatError(f"model register: these weights are {name} version {same.version}, retired at "
@@ -164,13 +179,20 @@ def register_weights_file(engine: sa.Engine, task_name: str, path: str | Path, *
 
 
 def retire_model(engine: sa.Engine, name: str, version: str) -> Model:
-    """Retire a version: it stops being current; its predictions and embeddings stay."""
+    """Retire a version: it stops being current; its predictions and embeddings stay. The version
+    current after it (if any) is queued on every release it has not run on (:func:`backfill`):
+    releases that only the retired version had run on have no current outputs until those jobs run."""
     with engine.begin() as conn:
         row = conn.execute(sa.update(Model).where(Model.name == name, Model.version == version)
                            .values(retired_at=sa.func.coalesce(Model.retired_at, sa.func.now()))
                            .returning(Model)).first()
-    if row is None:
-        raise QueryError(f"no model {name!r} version {version!r}")
+    with engine.connect() as conn:
+        if row is None:
+            raise QueryError(f"no model {name!r} version {version!r}{model_hint(conn, name)}")
+        current_id = conn.scalar(sa.text("SELECT model_id FROM healcat.current_model WHERE name = :n"), {"n": name})
+        current = conn.execute(sa.select(Model).where(Model.model_id == current_id)).first()
+    if current is not None and current.task in all_tasks():
+        backfill(engine, current)
     return row
 
 
@@ -270,7 +292,7 @@ def resolve_model(conn: sa.Connection, name: str, version: str | None = None) ->
            conn.execute(sa.text(f"SELECT {columns} FROM healcat.model WHERE name = :n AND version = :v"),
                         {"n": name, "v": version})).first()
     if row is None:
-        raise QueryError(f"no model named {name!r} (version {version or 'current'})")
+        raise QueryError(f"no model named {name!r} (version {version or 'current'}){model_hint(conn, name)}")
     return row
 
 
@@ -528,7 +550,10 @@ def _write_batch(pg, prepared: Prepared, out: Outputs | None, model_id: int, run
     skipped, n_pred = list(prepared.skipped), 0
     if out is not None:
         ok = _finite(out)
-        skipped += [(int(s), int(i), "model output not finite") for s, i in prepared.keys[~ok]]
+        refused = np.full(len(ok), None, dtype=object) if out.refused is None else out.refused
+        ok &= np.equal(refused, None)
+        skipped += [(int(s), int(i), why or "model output not finite")
+                    for (s, i), why in zip(prepared.keys[~ok], refused[~ok])]
         n_pred = write_outputs(pg, prepared.keys[ok], _take(out, ok), model_id, run_id)
     n_skip = copy_rows(pg, "inference_skip", ("shard", "source_id", "run_id", "reason"),
                        ("int2", "int8", "int8", "text"), ((s, i, run_id, r) for s, i, r in skipped)) if skipped else 0

@@ -62,6 +62,28 @@ def test_star_posteriors_cover_their_cluster_age(stars):
     again, _ = gyro.train(stars["bprp0_mag"], stars["log_age"], stars["prot_day"],
                           population=stars["population"], seed=0)
     assert gyro.to_bytes(again) == gyro.to_bytes(model)
+    # Colours the clusters never had (a catalogue's sentinels, a colour in the wrong units) get no
+    # age, with the reason, where they got the prior's ~8 +- 1.4 dex.
+    assert ages["refused"] is None, "every training star is inside its own colour range"
+    from ingest.tasks.gyro_age import GyroAge
+
+    colour = np.array([-9999.0, 99.0, -5.0, 1.0])
+    out = GyroAge().predict(model, (colour, np.full(4, 10.0)), "cpu")
+    lo, hi = model.hparams["colour_range"][0]
+    assert -5 < lo < stars["bprp0_mag"].min() and stars["bprp0_mag"].max() < hi < 99
+    assert [why is None for why in out.refused] == [False, False, False, True]
+    assert out.refused[0].startswith("BP-RP_0 = -9999 is outside what the model was trained on")
+
+
+def test_skipped_stars_say_which_input_is_missing():
+    from ingest.tasks.gyro_age import GyroAge
+
+    prepared = GyroAge().prepare([(1, 1, None, 10.0, None), (1, 2, 1.0, 900.0, None), (1, 3, 1.0, 10.0, None),
+                                  (1, 4, 1.0, 10.0, "chronoflow/x")])
+    assert prepared.keys.tolist() == [[1, 3]]
+    assert [why for *_, why in prepared.skipped] == [
+        "no dereddened BP-RP colour", "Prot 900 d is not a period in 0.025-500 d",
+        "already predicted by this model version for release chronoflow/x"]
 
 
 def test_invalid_rows_are_refused_with_their_index():

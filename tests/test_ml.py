@@ -199,15 +199,66 @@ def test_versions_coexist_and_current_is_a_query(engine, catalog):
                 again = weights_file(conn, v2.model_id).read_bytes()
             register_model(engine, name=PHOTOZ_MODEL, task="photoz", weights=again, training_set="again")
     finally:
-        with engine.begin() as conn:  # put the catalog back as the other tests know it
-            for table in ("prediction", "embedding", "inference_run"):
-                conn.execute(sa.text(f"DELETE FROM healcat.{table} WHERE model_id = :m"), {"m": v2.model_id})
-            conn.execute(sa.text(f"DROP INDEX IF EXISTS healcat.ix_embedding_hnsw_{int(v2.model_id)}"))
-            conn.execute(sa.text("DELETE FROM healcat.model WHERE model_id = :m"), {"m": v2.model_id})
-            conn.execute(sa.text("DELETE FROM healcat.job"))
+        _forget(engine, v2)
     with engine.connect() as conn:
         assert conn.scalar(sa.text("SELECT model_id FROM healcat.current_model WHERE name = :n"),
                            {"n": PHOTOZ_MODEL}) == v1.model_id
+
+
+def _forget(engine, model) -> None:
+    """Put the catalog back as the other tests know it: the version, its outputs and the jobs gone."""
+    with engine.begin() as conn:
+        for table in ("prediction", "embedding", "inference_run"):  # skips go with their runs
+            conn.execute(sa.text(f"DELETE FROM healcat.{table} WHERE model_id = :m"), {"m": model.model_id})
+        conn.execute(sa.text(f"DROP INDEX IF EXISTS healcat.ix_embedding_hnsw_{int(model.model_id)}"))
+        conn.execute(sa.text("DELETE FROM healcat.model WHERE model_id = :m"), {"m": model.model_id})
+        conn.execute(sa.text("DELETE FROM healcat.job"))
+
+
+def test_retiring_the_current_version_queues_the_next_where_it_has_not_run(engine, catalog, tmp_path, scratch_release):
+    """A release that only the retired version had run on would have no current photo-z: the version
+    current again is queued there (and not where it has run)."""
+    from ingest.inference import retire_model
+    from ingest.load import ingest_release
+    from tests.conftest import scratch_mapping, sdss_rows, write_csv
+
+    v1 = catalog["model"]
+    v2 = train_photoz(engine, SDSS_RELEASE, seed=1)
+    try:
+        assert (v2.hyperparams["seed"], v2.hyperparams["epochs"]) == (1, None), "how to make it again"
+        ingest_release(scratch_mapping(tmp_path, "retire"), engine, file=write_csv(tmp_path / "r.csv", sdss_rows()[:300]))
+        run = run_photoz(engine, "scratch/retire")
+        with engine.begin() as conn:
+            assert conn.scalar(sa.text("SELECT model_id FROM healcat.inference_run WHERE run_id = :r"),
+                               {"r": run.run_id}) == v2.model_id
+            conn.execute(sa.text("DELETE FROM healcat.job"))
+        retire_model(engine, PHOTOZ_MODEL, v2.version)
+        with engine.connect() as conn:
+            queued = {(a["model"], a["version"], a["release"]) for a in conn.execute(sa.text(
+                "SELECT args FROM healcat.job WHERE kind = 'infer'")).scalars()}
+        assert (PHOTOZ_MODEL, v1.version, "scratch/retire") in queued
+        assert all(release != SDSS_RELEASE for *_, release in queued), "v1 has run there"
+    finally:
+        _forget(engine, v2)
+
+
+def test_registering_refuses_another_tasks_weights_and_numbers_json_cannot_hold(engine, catalog):
+    """Neither leaves a weights file behind; a version of one task never joins another task's model."""
+    blob = b"not really weights"
+    stray = Path(catalog["model"].weights_path).parent / f"{PHOTOZ_MODEL}-{hashlib.sha256(blob).hexdigest()[:16]}.pt"
+    with pytest.raises(HealcatError, match=f"{PHOTOZ_MODEL} is a model of task photoz; these are object_class weights"):
+        register_model(engine, name=PHOTOZ_MODEL, task="object_class", weights=blob, training_set="t")
+    with pytest.raises(HealcatError, match="metrics must be JSON with finite numbers"):
+        register_model(engine, name=PHOTOZ_MODEL, task="photoz", weights=blob, training_set="t",
+                       metrics={"nmad": float("nan")})
+    assert not stray.exists()
+    from ingest.inference import retire_model
+
+    with pytest.raises(QueryError, match=f"no model 'photoz' version '1' \\(did you mean {PHOTOZ_MODEL}, the model of task"):
+        retire_model(engine, "photoz", "1")  # the task's name, not its model's
+    for option, bad in (("seed", -1), ("epochs", 0), ("epochs", 2.5)):
+        with pytest.raises(HealcatError, match=f"train photoz: {option} must be an integer"):
+            train(engine, "photoz", SDSS_RELEASE, **{"seed": 0, option: bad})
 
 
 @pytest.mark.parametrize("name", ["pz/sub", "../../escaped", "   ", "", ".hidden", "a" * 101])

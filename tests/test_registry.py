@@ -78,10 +78,12 @@ def test_photoz_runs_on_galaxies_only_and_records_why_it_skipped_the_rest(engine
 
 def test_without_a_spectrum_the_classifier_decides(engine, catalog, tmp_path, scratch_release):
     rows = [r for r in sdss_rows() if r["class"] == "GALAXY"][:12] + [r for r in sdss_rows() if r["class"] == "STAR"][:12]
-    for r in rows:
+    for r in rows[:3] + rows[4:]:
         r["class"] = r["redshift"] = ""  # no spectrum: no spec_redshift row
     rows[0]["u"] = "-9999"  # the mapping's sentinel: not measured
     rows[1]["g"] = "45.0"  # passes validation (<= 50), but is no magnitude the model knows
+    rows[2].update(u="39.9", g="0.01", r="39.9", i="0.01", z="39.9")  # valid magnitudes, colours no object has
+    rows[3]["class"] = "galaxy"  # a spectrum's class written in lower case is still a galaxy
     ingest_release(scratch_mapping(tmp_path, "nospec"), engine, file=write_csv(tmp_path / "nospec.csv", rows))
     result = run_model(engine, catalog["model"].name, "scratch/nospec")
     with engine.connect() as conn:
@@ -94,11 +96,21 @@ def test_without_a_spectrum_the_classifier_decides(engine, catalog, tmp_path, sc
         skips = dict(conn.execute(sa.text(
             "SELECT s.object_id, k.reason FROM healcat.inference_skip k JOIN healcat.source s USING (shard, source_id) "
             "WHERE k.run_id = :r"), {"r": result.run_id}).all())
-    first, second = (f"{int(r['plate']):04d}-{int(r['mjd']):05d}-{int(r['fiberid']):04d}" for r in rows[:2])
+        classifier_skips = dict(conn.execute(sa.text(
+            "SELECT s.object_id, k.reason FROM healcat.inference_skip k JOIN healcat.source s USING (shard, source_id) "
+            "JOIN healcat.inference_run r USING (run_id) JOIN healcat.model m USING (model_id) "
+            "WHERE r.release_id = s.release_id AND m.task = 'object_class' AND s.release_id = "
+            "(SELECT release_id FROM healcat.release WHERE name = 'scratch/nospec')")).all())
+    first, second, third, fourth = (f"{int(r['plate']):04d}-{int(r['mjd']):05d}-{int(r['fiberid']):04d}" for r in rows[:4])
     assert skips.pop(first) == "no sdss_u magnitude"
     assert skips.pop(second) == "magnitude outside (0, 40) mag (a sentinel?): sdss_g = 45"
     assert first not in labels and second not in labels, "the classifier skipped them too"
-    assert photoz == {o for o, label in labels.items() if label == "GALAXY"}
+    # outside every colour the classifier was trained on: refused with the reason, not called a galaxy at p = 1
+    assert third not in labels and classifier_skips[third].startswith("r = 39.9 is outside")
+    assert "is outside what the model was trained on" in classifier_skips[third]
+    assert skips.pop(third) == "no class: no spectrum and no object_class prediction"
+    assert fourth in photoz
+    assert photoz == {o for o, label in labels.items() if label == "GALAXY"} | {fourth}
     assert len(photoz) >= 9 and result.n_predicted == len(photoz) and result.n_skipped == 24 - len(photoz)
     # one reason per class, so that skips group by reason (the probability is the classifier's prediction)
     assert set(skips.values()) <= {"not a galaxy: classified STAR", "not a galaxy: classified QSO"} and skips

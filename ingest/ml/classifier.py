@@ -19,9 +19,12 @@ from .common import fit_early_stopping, inference_device, mixed_precision, split
 class ObjectClassifier(nn.Module):
     """Standardised features -> MLP -> class logits ``[N, n_classes]``."""
 
-    def __init__(self, n_features: int = 5, n_classes: int = 3, hidden: int = 128, depth: int = 3) -> None:
+    def __init__(self, n_features: int = 5, n_classes: int = 3, hidden: int = 128, depth: int = 3,
+                 input_range: list[list[float]] | None = None) -> None:
         super().__init__()
-        self.hparams = dict(n_features=n_features, n_classes=n_classes, hidden=hidden, depth=depth)
+        # input_range: the training features' ranges (common.input_range), for common.outside_range
+        self.hparams = dict(n_features=n_features, n_classes=n_classes, hidden=hidden, depth=depth,
+                            input_range=input_range)
         self.register_buffer("x_mean", torch.zeros(n_features))
         self.register_buffer("x_std", torch.ones(n_features))
         layers: list[nn.Module] = []
@@ -49,7 +52,8 @@ def train(x: np.ndarray, y: np.ndarray, *, n_classes: int, seed: int = 0, epochs
     y = np.asarray(y, dtype=np.int64)
     test, val, fit = split_indices(len(y), seed)
     dev = torch.device(device)
-    model = ObjectClassifier(n_features=x.shape[1], n_classes=n_classes, **hparams)
+    model = ObjectClassifier(n_features=x.shape[1], n_classes=n_classes, input_range=common.input_range(x),
+                             **hparams)
     model.x_mean.copy_(torch.from_numpy(x[fit].mean(0)))
     model.x_std.copy_(torch.from_numpy(x[fit].std(0) + 1e-6))
     model.to(dev)

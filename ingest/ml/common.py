@@ -11,6 +11,9 @@ import numpy as np
 import torch
 from torch import nn
 
+#: A magnitude outside (MAG_MIN, MAG_MAX) is a catalogue's sentinel (SDSS -9999, 99), not a measurement.
+MAG_MIN, MAG_MAX = 0.0, 40.0
+
 
 def split_indices(n: int, seed: int, test_fraction: float = 0.2,
                   val_fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -144,3 +147,34 @@ def load(cls: type[nn.Module], path: str, map_location: str | torch.device | Non
     model = cls(**blob["hparams"])
     model.load_state_dict(blob["state_dict"])
     return model.to(map_location or "cpu").eval()
+
+
+def input_range(x: np.ndarray, margin: float = 0.1) -> list[list[float]]:
+    """Each column's ``[lo, hi]`` over training inputs ``x`` ``[N, F]`` (NaN ignored), widened on
+    each side by ``margin`` of its width: the region the model has seen, kept with its weights
+    (a constructor argument, so in its ``hparams``) for :func:`outside_range`."""
+    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    lo, hi = np.nanmin(x, axis=0), np.nanmax(x, axis=0)
+    pad = margin * (hi - lo)
+    return [[float(a), float(b)] for a, b in zip(lo - pad, hi + pad)]
+
+
+def outside_range(x: np.ndarray, ranges: list[list[float]] | None, names: tuple[str, ...]) -> np.ndarray | None:
+    """Why each row of ``x`` ``[N, F]`` is outside ``ranges`` (:func:`input_range`): the first column
+    that is, named by ``names``, with its value and the range; None where every column is inside
+    (or NaN, which the caller's checks handle). None for the whole batch when all rows are inside
+    or the model has no ranges (weights trained before they were kept)."""
+    if ranges is None:
+        return None
+    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    lo, hi = np.asarray(ranges, dtype=np.float64).T
+    out = (x < lo) | (x > hi)
+    rows = np.flatnonzero(out.any(axis=1))
+    if not len(rows):
+        return None
+    why = np.full(len(x), None, dtype=object)
+    for i in rows:
+        j = int(np.argmax(out[i]))
+        why[i] = (f"{names[j]} = {x[i, j]:.6g} is outside what the model was trained on "
+                  f"({lo[j]:.6g} to {hi[j]:.6g}): no extrapolation")
+    return why

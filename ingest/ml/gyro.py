@@ -37,9 +37,12 @@ class GyroMDN(nn.Module):
     the model takes raw ``[bprp0_mag, log_age]`` rows.
     """
 
-    def __init__(self, hidden: int = 48, depth: int = 2, n_components: int = 4, members: int = 1) -> None:
+    def __init__(self, hidden: int = 48, depth: int = 2, n_components: int = 4, members: int = 1,
+                 colour_range: list[list[float]] | None = None) -> None:
         super().__init__()
-        self.hparams = dict(hidden=hidden, depth=depth, n_components=n_components, members=members)
+        # colour_range: the training stars' BP-RP_0 range (common.input_range), for common.outside_range
+        self.hparams = dict(hidden=hidden, depth=depth, n_components=n_components, members=members,
+                            colour_range=colour_range)
         self.register_buffer("x_mean", torch.zeros(2))
         self.register_buffer("x_std", torch.ones(2))
         widths = [2] + [hidden] * depth + [3 * n_components]
@@ -103,7 +106,7 @@ def train(bprp0_mag: np.ndarray, log_age: np.ndarray, prot_day: np.ndarray, *, s
     gen = torch.Generator().manual_seed(seed)
     x = torch.tensor(np.stack([bprp0_mag, log_age], axis=1), dtype=torch.float32)
     y = torch.tensor(np.log10(prot_day), dtype=torch.float32)
-    model = GyroMDN(members=members, **hparams)
+    model = GyroMDN(members=members, colour_range=common.input_range(bprp0_mag), **hparams)
     model.x_mean.copy_(x.mean(0))
     model.x_std.copy_(x.std(0) + 1e-6)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -163,8 +166,10 @@ def summarize(log_post: np.ndarray, grid: np.ndarray = LOG_AGE_GRID) -> dict[str
 
 def star_ages(model: GyroMDN, bprp0_mag: np.ndarray, prot_day: np.ndarray,
               grid: np.ndarray = LOG_AGE_GRID) -> dict[str, np.ndarray]:
-    """Each star's age posterior summary: ``log_age_median``, ``log_age_p16``, ``log_age_p84`` ``[N]``."""
-    return summarize(log_likelihood_grid(model, bprp0_mag, prot_day, grid), grid)
+    """Each star's age posterior summary: ``log_age_median``, ``log_age_p16``, ``log_age_p84`` ``[N]``,
+    and ``refused``: why a star's colour is outside the training stars' (:func:`ingest.ml.common.outside_range`)."""
+    return {**summarize(log_likelihood_grid(model, bprp0_mag, prot_day, grid), grid),
+            "refused": common.outside_range(bprp0_mag, model.hparams.get("colour_range"), ("BP-RP_0",))}
 
 
 def cluster_age(model: GyroMDN, bprp0_mag: np.ndarray, prot_day: np.ndarray,

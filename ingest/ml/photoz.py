@@ -14,9 +14,8 @@ import torch
 from torch import nn
 
 from . import common, metrics
-from .common import fit_early_stopping, inference_device, mixed_precision, split_indices
+from .common import MAG_MAX, MAG_MIN, fit_early_stopping, inference_device, mixed_precision, split_indices
 
-MAG_MIN, MAG_MAX = 0.0, 40.0  # valid magnitude range (exclusive); SDSS uses -9999 sentinels
 SIGMA_FLOOR = 1e-3  # minimum component sigma, redshift units
 
 
@@ -39,6 +38,7 @@ def features(mags: np.ndarray) -> np.ndarray:
 
 
 N_FEATURES = 5
+FEATURE_NAMES = ("r", "u-g", "g-r", "r-i", "i-z")  # :func:`features`' columns
 
 
 class PhotoZMDN(nn.Module):
@@ -50,10 +50,11 @@ class PhotoZMDN(nn.Module):
     """
 
     def __init__(self, n_features: int = N_FEATURES, hidden: int = 128, depth: int = 3,
-                 embed_dim: int = 16, n_components: int = 5) -> None:
+                 embed_dim: int = 16, n_components: int = 5, input_range: list[list[float]] | None = None) -> None:
         super().__init__()
+        # input_range: the training features' ranges (common.input_range), for common.outside_range
         self.hparams = dict(n_features=n_features, hidden=hidden, depth=depth,
-                            embed_dim=embed_dim, n_components=n_components)
+                            embed_dim=embed_dim, n_components=n_components, input_range=input_range)
         self.register_buffer("x_mean", torch.zeros(n_features))
         self.register_buffer("x_std", torch.ones(n_features))
         self.register_buffer("z_loc", torch.zeros(()))
@@ -129,7 +130,7 @@ def train_features(x: np.ndarray, z: np.ndarray, *, seed: int = 0, epochs: int =
     test, val, fit = split_indices(len(z_all), seed)
 
     dev = torch.device(device)
-    model = PhotoZMDN(n_features=x_all.shape[1], **hparams)
+    model = PhotoZMDN(n_features=x_all.shape[1], input_range=common.input_range(x_all), **hparams)
     model.x_mean.copy_(torch.from_numpy(x_all[fit].mean(0)))
     model.x_std.copy_(torch.from_numpy(x_all[fit].std(0) + 1e-6))
     model.z_loc.fill_(float(z_all[fit].mean()))

@@ -52,12 +52,17 @@ def features(mag_ab: np.ndarray, z: np.ndarray) -> np.ndarray:
                           axis=1).astype(np.float32)
 
 
+Z_COLUMN = slice(-2, -1)  # :func:`features`' redshift column
+
+
 class MassNet(nn.Module):
     """MLP -> Gaussian (mean, sigma) over log10 M*; input and target scaling kept as buffers."""
 
-    def __init__(self, n_features: int, hidden: int = 64, depth: int = 2, dropout: float = 0.1) -> None:
+    def __init__(self, n_features: int, hidden: int = 64, depth: int = 2, dropout: float = 0.1,
+                 z_range: list[list[float]] | None = None) -> None:
         super().__init__()
-        self.hparams = dict(n_features=n_features, hidden=hidden, depth=depth, dropout=dropout)
+        # z_range: the training redshifts' range (common.input_range), for common.outside_range
+        self.hparams = dict(n_features=n_features, hidden=hidden, depth=depth, dropout=dropout, z_range=z_range)
         self.register_buffer("x_mean", torch.zeros(n_features))
         self.register_buffer("x_std", torch.ones(n_features))
         self.register_buffer("y_loc", torch.zeros(()))
@@ -90,7 +95,7 @@ def train(x_features: np.ndarray, log_mass: np.ndarray, *, seed: int = 0, epochs
         raise ValueError(f"stellar_mass.train: non-finite target at rows {np.flatnonzero(~np.isfinite(y))[:5].tolist()}")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = MassNet(x.shape[1], **hparams)
+    model = MassNet(x.shape[1], z_range=common.input_range(x[:, Z_COLUMN]), **hparams)
     model.x_mean.copy_(torch.from_numpy(x.mean(0)))
     model.x_std.copy_(torch.from_numpy(x.std(0) + 1e-3))
     model.y_loc.fill_(float(y.mean()))
@@ -110,9 +115,11 @@ def train(x_features: np.ndarray, log_mass: np.ndarray, *, seed: int = 0, epochs
 
 @torch.inference_mode()
 def predict(model: MassNet, x_features: np.ndarray) -> dict[str, np.ndarray]:
-    """``log_mass`` and ``log_mass_sigma`` (log10 Msun, dex) ``[N]`` float64."""
+    """``log_mass`` and ``log_mass_sigma`` (log10 Msun, dex) ``[N]`` float64, and ``refused``: why a
+    row's redshift is outside those the model was trained on (:func:`ingest.ml.common.outside_range`)."""
     mu, sigma = model.eval()(torch.as_tensor(np.asarray(x_features, dtype=np.float32)))
-    return dict(log_mass=mu.double().numpy(), log_mass_sigma=sigma.double().numpy())
+    return dict(log_mass=mu.double().numpy(), log_mass_sigma=sigma.double().numpy(),
+                refused=common.outside_range(np.asarray(x_features)[:, Z_COLUMN], model.hparams.get("z_range"), ("z",)))
 
 
 def code_scatter(code_log_mass: np.ndarray) -> np.ndarray:

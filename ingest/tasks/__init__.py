@@ -51,7 +51,8 @@ Then add the module to :data:`TASK_MODULES`. Nothing else changes: ``healcat tra
 jobs, backfills and :func:`ingest.inference.applicable_models` all go through the registry.
 Outputs map to rows as follows: ``value``/``uncertainty``/``pdf_*``/``label``/``probabilities``
 -> one ``healcat.prediction`` row per source (any of them may be None except ``value``);
-``embedding`` -> one ``healcat.embedding`` row (pgvector, HNSW index per model version, cosine).
+``embedding`` -> one ``healcat.embedding`` row (pgvector, HNSW index per model version, cosine);
+``refused`` -> an ``inference_skip`` row with the reason instead (inputs the model never saw).
 """
 
 from __future__ import annotations
@@ -120,6 +121,9 @@ class Outputs:
     class_names: tuple[str, ...] | None = None  # classification: the names of probabilities' columns
     probabilities: np.ndarray | None = None  # [N, C]; label = the most probable class
     embedding: np.ndarray | None = None  # [N, D] float32, for similarity search
+    #: [N] object: why the model gives row i no output (its inputs are outside what it was trained
+    #: on: ingest.ml.common.outside_range), None where it does; None: it answers every row
+    refused: np.ndarray | None = None
 
 
 class Task(ABC):
@@ -177,6 +181,18 @@ def torch_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def attr_number(text: str | float | None, name: str) -> tuple[float, str | None]:
+    """A number read from ``source.attrs`` (``->>``: text, as the catalogue wrote it), or NaN and
+    why not: missing, or text that is no number (one bad cell is its row's reason, never a failed run)."""
+    if text is None:
+        return np.nan, f"no {name}"
+    try:
+        value = float(text)
+    except ValueError:
+        return np.nan, f"{name} {text!r} is not a number"
+    return (value, None) if np.isfinite(value) else (np.nan, f"{name} = {text} is not a finite number")
 
 
 def single_thread(fn, *args, **kwargs):

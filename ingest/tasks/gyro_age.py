@@ -84,13 +84,14 @@ WHERE rp.release_id = %(release_id)s ORDER BY rp.source_id"""
         ok = gyro.valid_rows(colour, prot) & ~done
         skipped = [(int(keys[j, 0]), int(keys[j, 1]),
                     f"already predicted by this model version for release {rows[j][4]}" if done[j]
-                    else "no dereddened BP-RP or Prot outside 0.025-500 d") for j in np.flatnonzero(~ok)]
+                    else "no dereddened BP-RP colour" if not np.isfinite(colour[j])
+                    else f"Prot {prot[j]:g} d is not a period in 0.025-500 d") for j in np.flatnonzero(~ok)]
         return Prepared(keys[ok], (colour[ok], prot[ok]), skipped)
 
     def predict(self, model, inputs, device) -> Outputs:
         ages = gyro.star_ages(model, *inputs)
         half_width = 0.5 * (ages["log_age_p84"] - ages["log_age_p16"])
-        return Outputs(value=ages["log_age_median"], uncertainty=half_width)
+        return Outputs(value=ages["log_age_median"], uncertainty=half_width, refused=ages["refused"])
 
 
 def _colour_period(rows: list[tuple]) -> tuple[np.ndarray, np.ndarray]:

@@ -20,13 +20,13 @@ import numpy as np
 
 from ingest.ml import common
 from ingest.ml import lightcurve_embed as le
-from ingest.tasks import Outputs, Prepared, Task, Trained, register, single_thread
+from ingest.tasks import Outputs, Prepared, Task, Trained, attr_number, register, single_thread
 
 BANDS = ("eros_b", "eros_r", "sdss_u", "sdss_g", "sdss_r", "sdss_i", "sdss_z")
 
-#: shard, source_id, period [d] (NULL if none), curves as JSON [[band, times, mags, errs], ...] (NULL when
+#: shard, source_id, period [d] (text as the catalogue wrote it; NULL if none), curves as JSON [[band, times, mags, errs], ...] (NULL when
 #: no curve has magnitudes: the source is then skipped with the reason), label, split.
-_ROWS = """SELECT s.shard, s.source_id, coalesce(s.attrs->>'period', s.attrs->>'P')::float8 AS period_day,
+_ROWS = """SELECT s.shard, s.source_id, coalesce(s.attrs->>'period', s.attrs->>'P') AS period_day,
        jsonb_agg(jsonb_build_array(lc.band, lc.time_mjd, lc.mag, lc.mag_err) ORDER BY lc.band)
            FILTER (WHERE lc.mag IS NOT NULL) AS curves,
        min(l.label) AS label, min(l.split) AS split
@@ -55,7 +55,8 @@ def _curves(rows: list[tuple]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray
             if len(a):
                 meta[i, 1 + b] = np.median(a[:, 1])
         curves.append(np.concatenate(parts) if parts else np.empty((0, 4)))
-    period = np.array([np.nan if r[2] is None else r[2] for r in rows], dtype=np.float64)
+    # a period cell that is no number is no period (the model reads a curve without one)
+    period = np.array([attr_number(r[2], "period")[0] for r in rows], dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         meta[:, 0] = np.log10(period)
     return curves, period, meta

@@ -19,9 +19,9 @@ class ObjectClass(Task):
     unit = "probability of the label"
     #: The release's objects with a spectroscopic class, ordered so the split is reproducible.
     training_query = ugriz.ugriz_query(
-        columns=", r.spec_class",
+        columns=", upper(r.spec_class)",  # as class names are written: 'galaxy' is a GALAXY
         joins="JOIN healcat.spec_redshift AS r ON r.shard = s.shard AND r.source_id = s.source_id\n",
-        where=f"AND r.spec_class IN ({', '.join(repr(c) for c in CLASSES)})")
+        where=f"AND upper(r.spec_class) IN ({', '.join(repr(c) for c in CLASSES)})")
     #: Every source of the release.
     input_query = ugriz.ugriz_query(lanes=True)
     applies_query = ugriz.APPLIES_QUERY
@@ -44,5 +44,6 @@ class ObjectClass(Task):
 
     def predict(self, model, inputs, device) -> Outputs:
         probs = classifier.predict(model, inputs, device=device)
-        return Outputs(value=probs.max(1), class_names=CLASSES, probabilities=probs)
+        return Outputs(value=probs.max(1), class_names=CLASSES, probabilities=probs,
+                       refused=ugriz.outside_training(model, inputs))
 

@@ -16,12 +16,13 @@ class Photoz(Task):
     training_query = ugriz.ugriz_query(
         columns=", r.z",
         joins="JOIN healcat.spec_redshift AS r ON r.shard = s.shard AND r.source_id = s.source_id\n",
-        where="AND r.spec_class = 'GALAXY' AND r.z IS NOT NULL")
+        where="AND upper(r.spec_class) = 'GALAXY' AND r.z IS NOT NULL")
     #: Every source of the release, with the reason it is not a galaxy (NULL if it is one): its
-    #: spectrum's class where it has one, else the object classifier's label (run first).
+    #: spectrum's class where it has one (in any case: 'galaxy' is a galaxy), else the object
+    #: classifier's label (run first).
     input_query = ugriz.ugriz_query(
         columns=""",
-       CASE WHEN r.spec_class IS NOT NULL AND r.spec_class <> 'GALAXY' THEN 'not a galaxy: spectrum says ' || r.spec_class
+       CASE WHEN upper(r.spec_class) <> 'GALAXY' THEN 'not a galaxy: spectrum says ' || r.spec_class
             WHEN r.spec_class IS NULL AND c.label IS NULL THEN 'no class: no spectrum and no object_class prediction'
             WHEN r.spec_class IS NULL AND c.label <> 'GALAXY' THEN 'not a galaxy: classified ' || c.label
        END AS not_galaxy""",
@@ -33,11 +34,12 @@ class Photoz(Task):
     requires = ("object_class",)
 
     def fit(self, rows: list[tuple], *, seed: int, epochs: int | None = None) -> Trained:
-        keys, mags, _ = ugriz.split_rows(rows)
+        keys, mags, dropped = ugriz.split_rows(rows)
         z = {int(r[1]): r[7] for r in rows}
         z_spec = [z[int(k)] for k in keys[:, 1]]
         model, report = single_thread(ml_photoz.train, mags, z_spec, seed=seed,
                                        **({"epochs": epochs} if epochs else {}))
+        report["n_dropped"] += len(dropped)  # galaxies without five valid magnitudes
         return Trained(ml_photoz.to_bytes(model), dict(model.hparams), report, embedding_dim=self.embedding_dim(model))
 
     def load(self, path: str, device):
@@ -53,4 +55,5 @@ class Photoz(Task):
     def predict(self, model, inputs, device) -> Outputs:
         out = ml_photoz.predict(model, inputs, device=device)
         return Outputs(value=out["z_point"], uncertainty=out["z_sigma"], pdf_weights=out["weights"],
-                       pdf_means=out["means"], pdf_sigmas=out["sigmas"], embedding=out["embedding"])
+                       pdf_means=out["means"], pdf_sigmas=out["sigmas"], embedding=out["embedding"],
+                       refused=ugriz.outside_training(model, inputs))

@@ -11,7 +11,7 @@ import numpy as np
 
 from ingest.ml import common
 from ingest.ml import stellar_mass as ml_mass
-from ingest.tasks import Outputs, Prepared, Task, Trained, register, single_thread
+from ingest.tasks import Outputs, Prepared, Task, Trained, attr_number, register, single_thread
 
 BANDS = ("candels_ctio_u", "candels_vimos_u", "candels_acs_f435w", "candels_acs_f606w", "candels_acs_f775w",
          "candels_acs_f814w", "candels_acs_f850lp", "candels_wfc3_f098m", "candels_wfc3_f105w",
@@ -20,9 +20,10 @@ BANDS = ("candels_ctio_u", "candels_vimos_u", "candels_acs_f435w", "candels_acs_
 
 DETECTION_BAND = BANDS.index("candels_wfc3_f160w")
 
-#: shard, source_id, z (the redshift the codes fitted at), AB mags in BANDS order (NULL: no data),
-#: and every code's median mass for the source (ordered by code).
-_ROWS = """SELECT s.shard, s.source_id, (s.attrs->>'zz')::float8 AS z,
+#: shard, source_id, z (the redshift the codes fitted at, as the catalogue wrote it: a number, or
+#: text that may be none), AB mags in BANDS order (NULL: no data), and every code's median mass for
+#: the source (ordered by code).
+_ROWS = """SELECT s.shard, s.source_id, s.attrs->>'zz' AS z,
        ARRAY(SELECT p.mag FROM unnest(ARRAY[{bands}]::text[]) WITH ORDINALITY AS b(band, i)
              LEFT JOIN healcat.photometry AS p
                ON p.shard = s.shard AND p.source_id = s.source_id AND p.band = b.band AND p.mag_system = 'AB'
@@ -49,7 +50,7 @@ class StellarMass(Task):
     on_gpu = False  # a few hundred galaxies
 
     def fit(self, rows: list[tuple], *, seed: int, epochs: int | None = None) -> Trained:
-        usable, _, z, mags = _usable(rows)  # as inference would take them: a redshift and the detection band
+        usable, _, z, mags = _usable(rows)  # as inference would take them
         n_unusable = int((~usable).sum())
         rows = [r for r, ok in zip(rows, usable) if ok]
         z, mags = z[usable], mags[usable]
@@ -82,19 +83,30 @@ class StellarMass(Task):
 
     def predict(self, model, inputs, device) -> Outputs:
         out = ml_mass.predict(model, inputs)
-        return Outputs(value=out["log_mass"], uncertainty=out["log_mass_sigma"])
+        return Outputs(value=out["log_mass"], uncertainty=out["log_mass_sigma"], refused=out["refused"])
 
 
 def _usable(rows: list[tuple]) -> tuple[np.ndarray, list[str | None], np.ndarray, np.ndarray]:
-    """Which rows the model can take (a redshift > 0 and an F160W magnitude: CANDELS selects on
-    F160W, and a galaxy without it is outside what the model saw), why not, their z and magnitudes."""
-    z = np.array([np.nan if r[2] is None else r[2] for r in rows], dtype=np.float64)
+    """Which rows the model can take (a redshift > 0, an F160W magnitude: CANDELS selects on
+    F160W, and a galaxy without it is outside what the model saw; no magnitude that is a
+    sentinel), why not, their z (NaN where none) and magnitudes."""
+    z_why = [_redshift(r[2]) for r in rows]
+    z = np.array([v for v, _ in z_why], dtype=np.float64)
     mags = _mags(rows)
-    has_z = np.isfinite(z) & (z > 0)
-    has_h = np.isfinite(mags[:, DETECTION_BAND])
-    why = [None if zi and hi else "no redshift (attrs.zz)" if not zi else "no F160W (H) magnitude, the band "
-           "CANDELS selects on" for zi, hi in zip(has_z, has_h)]
-    return has_z & has_h, why, z, mags
+    with np.errstate(invalid="ignore"):
+        sentinel = np.isfinite(mags) & ~((mags > common.MAG_MIN) & (mags < common.MAG_MAX))
+    why = [zw if zw else
+           "no F160W (H) magnitude, the band CANDELS selects on" if np.isnan(m[DETECTION_BAND]) else
+           (f"magnitude outside ({common.MAG_MIN:g}, {common.MAG_MAX:g}) AB (a sentinel?): "
+            + ", ".join(f"{b} = {v:g}" for b, v, bad in zip(BANDS, m, s) if bad)) if s.any() else None
+           for (_, zw), m, s in zip(z_why, mags, sentinel)]
+    return np.array([w is None for w in why], dtype=bool), why, z, mags
+
+
+def _redshift(text: str | None) -> tuple[float, str | None]:
+    """A row's ``attrs.zz`` as a redshift, or NaN and why not."""
+    z, why = attr_number(text, "redshift (attrs.zz)")
+    return (z, why) if why or z > 0 else (np.nan, f"redshift (attrs.zz) = {z:g} is not > 0")
 
 
 def _mags(rows: list[tuple]) -> np.ndarray:

@@ -6,6 +6,7 @@ import itertools
 
 import numpy as np
 
+from ingest.ml import common
 from ingest.ml import photoz as ml_photoz
 from ingest.tasks import in_lane
 
@@ -73,3 +74,10 @@ def _bad_mags(mags: np.ndarray) -> str:
         ([f"magnitude outside ({ml_photoz.MAG_MIN:g}, {ml_photoz.MAG_MAX:g}) mag (a sentinel?): {', '.join(invalid)}"]
          if invalid else [])
     return "; ".join(parts)
+
+
+def outside_training(model, features: np.ndarray) -> np.ndarray | None:
+    """Why each row of :func:`ingest.ml.photoz.features` (r and colours, mag) is outside what
+    ``model`` was trained on (None where inside; None for the batch when all are): colours no
+    star, galaxy or quasar of its training release has, such as a corrupted band."""
+    return common.outside_range(features, model.hparams.get("input_range"), ml_photoz.FEATURE_NAMES)
