@@ -65,10 +65,19 @@ def floats(column, problems: Problems, name: str, sentinels: tuple[float, ...] =
     """Numbers from a column; empty cells and sentinel values are NaN (missing), text that is no number a problem."""
     values = numeric(column)
     if values is None:
-        values = parse_cells(column, float, problems, name, "a number")
+        values = parse_cells(column, _not_nan, problems, name,
+                             "a number (a NaN is no measurement: leave the cell empty or list it under [release] "
+                             "null_values)")
     if sentinels:
         values[np.isin(values, sentinels)] = np.nan
     return values
+
+
+def _not_nan(text: str) -> float:
+    value = float(text)
+    if np.isnan(value):
+        raise ValueError(text)
+    return value
 
 
 def nul_problems(column, problems: Problems, name: str) -> None:

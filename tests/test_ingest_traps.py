@@ -328,3 +328,17 @@ def test_an_attr_keeps_its_numbers_numbers_in_a_chunk_a_stray_word_made_text(tmp
     chunks = _mapped(mapping)
     assert [t["zz"].dtype.kind for t, _ in chunks] == ["f", "U"]
     assert [a["zz"] for _, chunk in chunks for a in chunk.attrs] == [3.004, 7, 3.004, "bright"]
+
+
+@pytest.mark.parametrize(("fmt", "name"), [("csv", "t.csv"), ("whitespace", "t.dat")])
+def test_nan_text_in_a_numeric_column_is_quarantined_unless_the_mapping_says_it_means_missing(tmp_path, fmt, name):
+    sep = "," if fmt == "csv" else " "
+    path = tmp_path / name
+    path.write_text(("" if fmt == "csv" else "# ") + sep.join(["id", "ra", "dec", "mag"]) + "\n"
+                    + "".join(f"{i},{10 + i},5,{m}\n".replace(",", sep) for i, m in enumerate(["nan", "18", "-nan"], 1)))
+    good, rejected = _validated(_mapping(tmp_path, path, fmt, ignore=""))
+    assert good.tolist() == [False, True, False]
+    assert [(r.row_number, r.column, r.reason.split(" (")[0]) for r in rejected] == [
+        (1, "mag", "mag 'nan' is not a number"), (3, "mag", "mag '-nan' is not a number")]
+    good, rejected = _validated(_mapping(tmp_path, path, fmt, ignore="", release='null_values = ["nan", "-nan"]'))
+    assert good.all() and not rejected

@@ -163,7 +163,7 @@ def test_whitespace_tables_keep_text_columns_exact_and_type_the_rest(tmp_path):
     (first, table), = readers.read(path, "whitespace", ReadOptions(text_columns=frozenset({"id"})))
     assert first == 1 and [str(v) for v in table["id"]] == ["007", "7", "0012"]
     assert table["n"].dtype.kind == "i" and list(table["n"]) == [1, 2, 3]
-    assert table["x"].dtype.kind == "f" and np.isnan(table["x"][1]) and table["x"][2] == -2000.0
+    assert list(table["x"]) == ["1.5", "nan", "-2e3"]  # text spelling NaN leaves it text, for the mapping to judge
     assert [str(v) for v in table["flag"]] == ["a", "b", "c"]
     path.write_text('# id name mag\n1 "NGC 104" 12.5\n2 "M4"\t5.6\n3 plain 7\n')
     (_, table), = readers.read(path, "whitespace", ReadOptions(text_columns=frozenset({"id"})))
