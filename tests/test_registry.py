@@ -191,6 +191,18 @@ def test_photoz_functions_name_an_unknown_model(conn, catalog, call, message):
     assert err.value.orig.sqlstate == "22023"
 
 
+@pytest.mark.parametrize("function", ["mixture_pdf", "mixture_cdf", "mixture_quantile"])
+@pytest.mark.parametrize(("w", "m", "s"), [("{0.5,0.5}", "{0,1}", "{1}"), ("{1}", "{0,1}", "{1,1}"), ("{}", "{}", "{}")])
+def test_mixture_arrays_of_other_lengths_are_an_error(conn, function, w, m, s):
+    """Not a value computed from the components unnest could pair (0.1995 for the first)."""
+    x = 0.5
+    with pytest.raises(sa.exc.DBAPIError, match=f"{function}: weights, means and sigmas must have the same non-zero length"
+                       ) as err:
+        conn.execute(sa.text(f"SELECT healcat.{function}(CAST(:w AS real[]), CAST(:m AS real[]), CAST(:s AS real[]), :x)"),
+                     {"w": w, "m": m, "s": s, "x": x})
+    assert err.value.orig.sqlstate == "22023"
+
+
 def test_mixture_functions_keep_nan_and_vanish_far_out(conn):
     w, m, s = "'{0.5,0.5}'::real[]", "'{0.1,0.3}'::real[]", "'{0.02,0.05}'::real[]"
     pdf = [conn.scalar(sa.text(f"SELECT healcat.mixture_pdf({w}, {m}, {s}, '{x}')")) for x in ("NaN", "Infinity", "5", "0.1")]
