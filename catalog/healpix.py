@@ -45,6 +45,7 @@ __all__ = [
     "gaia_shard",
     "cone_ranges",
     "box_ranges",
+    "polygon_ranges",
     "merge_ranges",
     "moc_ranges",
     "moc_text_ranges",
@@ -154,6 +155,49 @@ def box_ranges(ra_min_deg: float, ra_max_deg: float, dec_min_deg: float, dec_max
             radius = max(angdist_deg(*centre, a, d1), angdist_deg(*centre, a, d2))
             pieces.append(cone_ranges(*centre, radius + 1e-9))
     ranges = np.concatenate(pieces)
+    return merge_ranges(ranges[:, 0], ranges[:, 1])
+
+
+def _tangent_frame(ra0_deg: float, dec0_deg: float) -> np.ndarray:
+    """Rows: the unit vectors of the centre, east and north at (ra0, dec0), as healcat.polygon_prepare's frame."""
+    ra0, dec0 = math.radians(ra0_deg), math.radians(dec0_deg)
+    return np.array([[math.cos(dec0) * math.cos(ra0), math.cos(dec0) * math.sin(ra0), math.sin(dec0)],
+                     [-math.sin(ra0), math.cos(ra0), 0.0],
+                     [-math.sin(dec0) * math.cos(ra0), -math.sin(dec0) * math.sin(ra0), math.cos(dec0)]])
+
+
+def polygon_ranges(ra_deg, dec_deg, ra0_deg: float, dec0_deg: float) -> np.ndarray:
+    """Ranges covering a spherical polygon (its vertices in order, within 89 deg of (ra0, dec0)).
+
+    As healcat.polygon_cover in SQL: the polygon's bounding rectangle in the tangent plane at (ra0,
+    dec0) cut into square cells, g along the longer side (g <= 16, fewer for many vertices); a cell
+    is kept when its centre is inside the polygon or an edge passes within its half-diagonal, and
+    covered by the cone about its centre through its farthest corner plus 1e-9 deg.
+    """
+    frame = _tangent_frame(ra0_deg, dec0_deg)
+    ra, dec = np.radians(np.asarray(ra_deg, dtype=np.float64)), np.radians(np.asarray(dec_deg, dtype=np.float64))
+    centre, east, north = frame @ np.array([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)])
+    x1, y1 = east / centre, north / centre
+    x2, y2 = np.roll(x1, -1), np.roll(y1, -1)
+    x_min, y_min, width, height = x1.min(), y1.min(), np.ptp(x1), np.ptp(y1)
+    side = max(width, height) / min(16, max(1, math.floor(math.sqrt(100000.0 / len(x1)))))
+    i, j = np.meshgrid(np.arange(max(1, math.ceil(width / side))), np.arange(max(1, math.ceil(height / side))))
+    qx, qy = (x_min + side * (i.ravel() + 0.5))[:, None], (y_min + side * (j.ravel() + 0.5))[:, None]
+    # (horizontal edges are never crossed, as in SQL; an edge of length 0 is healcat.polygon_prepare's error)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        crossed = ((y1 > qy) != (y2 > qy)) & (qx < x1 + (x2 - x1) * (qy - y1) / (y2 - y1))
+        t = np.clip(((qx - x1) * (x2 - x1) + (qy - y1) * (y2 - y1)) / ((x2 - x1) ** 2 + (y2 - y1) ** 2), 0.0, 1.0)
+    near = (qx - x1 - t * (x2 - x1)) ** 2 + (qy - y1 - t * (y2 - y1)) ** 2 <= side * side / 2
+    kept = (crossed.sum(axis=1) % 2 == 1) | near.any(axis=1)
+    pieces = []
+    for x, y in zip(qx[kept, 0], qy[kept, 0]):
+        points = np.array([[x, y], [x - side / 2, y - side / 2], [x - side / 2, y + side / 2],
+                           [x + side / 2, y - side / 2], [x + side / 2, y + side / 2]])
+        v = frame[0] + points[:, :1] * frame[1] + points[:, 1:] * frame[2]
+        p_ra, p_dec = np.degrees(np.arctan2(v[:, 1], v[:, 0])), np.degrees(np.arctan2(v[:, 2], np.hypot(v[:, 0], v[:, 1])))
+        radius = float(np.max(angdist_deg(p_ra[0], p_dec[0], p_ra[1:], p_dec[1:])))
+        pieces.append(cone_ranges(float(p_ra[0]), float(p_dec[0]), radius + 1e-9))
+    ranges = np.concatenate(pieces) if pieces else np.empty((0, 2), np.int64)
     return merge_ranges(ranges[:, 0], ranges[:, 1])
 
 

@@ -240,6 +240,27 @@ def test_polygon_is_exact_and_the_same_from_sql_and_python(engine, sky, name):
     assert inside.sum() > 0
 
 
+def test_a_thin_polygon_scans_a_small_part_of_the_sky(conn):
+    """Covered by cones over the tangent-plane cells it meets, not by its bounding cone (14 deg here), in
+    SQL and in Python; each cover holds random points of the polygon (brute force, astropy)."""
+    from catalog.healpix import NPIX, hpx_index
+    from catalog.search import Polygon
+
+    vertices = POLYGONS["thin diagonal sliver"]
+    p = conn.execute(sa.text("SELECT * FROM healcat.polygon_prepare(:v)"), {"v": [list(v) for v in vertices]}).one()
+    lo, hi = conn.execute(sa.text("SELECT lo, hi FROM healcat.polygon_cover(:f, :x, :y)"),
+                          {"f": p.frame, "x": p.xs, "y": p.ys}).one()
+    rng = np.random.default_rng(3)
+    coord = SkyCoord(rng.uniform(0.0, 21.0, 400000) * u.deg,
+                     np.degrees(np.arcsin(rng.uniform(0.0, np.sin(np.radians(21.0)), 400000))) * u.deg)
+    inside, _ = brute_polygon({"xyz": coord.cartesian.xyz.value.T}, vertices)
+    points = hpx_index(coord.ra.deg[inside], coord.dec.deg[inside])
+    assert len(points) > 100
+    for ranges in (Polygon(tuple(vertices)).ranges(), np.column_stack([lo, hi])):
+        assert (ranges[:, 1] - ranges[:, 0]).sum() / NPIX < 0.004  # its bounding cone: 0.015
+        assert ((points[:, None] >= ranges[:, 0]) & (points[:, None] < ranges[:, 1])).any(axis=1).all()
+
+
 def test_polygon_winding_order_does_not_matter(catalog):
     forward = polygon_search(POLYGONS["concave L"])
     assert list(polygon_search(POLYGONS["concave L"][::-1])["source_id"]) == list(forward["source_id"])

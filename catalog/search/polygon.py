@@ -2,8 +2,8 @@
 
 Vertices are joined by great-circle arcs, in either winding order; the polygon is the side that lies
 within 89 deg of the vertices' mean direction. The SQL function ``healcat.polygon_prepare`` (run by
-both paths) rejects self-intersecting and degenerate polygons; here the vertices are read and the
-bounding cone computed for the HEALPix cover.
+both paths) rejects self-intersecting and degenerate polygons; here the vertices are read and checked,
+and the HEALPix cover computed (``healpix.polygon_ranges``, as ``healcat.polygon_cover``).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class Polygon(Region):
         object.__setattr__(self, "vertices_deg", tuple(
             (checked("polygon", f"vertex {i} ra_deg", ra, -MAX_ABS_RA_DEG, MAX_ABS_RA_DEG),
              checked("polygon", f"vertex {i} dec_deg", dec, -90.0, 90.0)) for i, (ra, dec) in enumerate(pairs, start=1)))
-        self._centre_and_radius()
+        self._ring_and_centre()
 
     @classmethod
     def from_vertices(cls, vertices) -> Polygon:
@@ -55,7 +55,9 @@ class Polygon(Region):
             vertices = np.column_stack([icrs.ra.deg, icrs.dec.deg])
         return cls(vertices)
 
-    def _centre_and_radius(self) -> tuple[float, float, float]:
+    def _ring_and_centre(self) -> tuple[np.ndarray, np.ndarray, float, float]:
+        """The vertices [deg] without a closing repeat of the first, and the centre (their mean direction)
+        [deg]; QueryError for too few vertices, no centre, or a vertex 89 deg or more from it."""
         ra, dec = np.radians(np.array(self.vertices_deg, dtype=np.float64).reshape(-1, 2)).T
         if len(ra) > 1 and healpix.angdist_deg(*np.degrees([ra[0], dec[0], ra[-1], dec[-1]])) == 0:
             ra, dec = ra[:-1], dec[:-1]
@@ -69,12 +71,11 @@ class Polygon(Region):
         if radius >= MAX_RADIUS_DEG:
             raise QueryError(f"polygon: must lie within {MAX_RADIUS_DEG:g} deg of its vertices' mean direction, "
                              f"a vertex is {radius:.3f} deg away")
-        return float(ra0), float(dec0), radius
+        return np.degrees(ra), np.degrees(dec), float(ra0), float(dec0)
 
     def ranges(self) -> np.ndarray:
-        """The bounding cone about the centre plus 1e-6 deg (a superset of healcat.polygon_search's)."""
-        ra0, dec0, radius = self._centre_and_radius()
-        return healpix.cone_ranges(ra0, dec0, radius + 1e-6)
+        """Cones over the cells of the tangent plane the polygon meets (as healcat.polygon_cover)."""
+        return healpix.polygon_ranges(*self._ring_and_centre())
 
     def args(self) -> tuple:
         return ([list(v) for v in self.vertices_deg],)

@@ -13,11 +13,14 @@
 --       edges of one slab (was: every pair, 5.9 s for 1000 vertices).
 --   healcat.polygon_in_ranges                    the crossing test inline, over the edges of the
 --       candidate's slab only (was: two non-inlined functions per candidate, 45 us each).
+--   healcat.polygon_search                       covered by healcat.polygon_cover (new): cones over the
+--       cells of the tangent plane the polygon meets, not its bounding cone (a 30 x 0.01 deg sliver
+--       scanned a cone of 15 deg).
 --   healcat.moc_ranges                           as catalog.healpix.moc_text_ranges (the same grammar and
 --       errors): a JSON MOC's cells must be integers, '{}' covers no cells, and an order or a cell
 --       beyond bigint is a 22023 error naming it; errors quote at most 80 characters of the input.
---   healcat.tangent_xyw, healcat.quoted_short    new helpers; gnomonic and plane_polygon_contains
---       are dropped (nothing calls them).
+--   healcat.tangent_xyw, healcat.tangent_radec, healcat.quoted_short    new helpers; gnomonic and
+--       plane_polygon_contains are dropped (nothing calls them).
 --
 -- Note for whoever edits this file: it is executed through sqlalchemy.text(), so never write a
 -- colon directly followed by a word character; '::type' and ':=' are fine.
@@ -316,6 +319,67 @@ BEGIN
         SELECT s.*, healcat.angdist_deg(p.ra0, p.dec0, s.ra, s.dec) * 3600.0
         FROM unnest(ids, releases, object_ids, ras, decs) AS s(source_id, release, object_id, ra, "dec")
         ORDER BY 6, s.source_id;
+END $$;
+
+-- (ra, dec) [deg] of the tangent-plane point (x, y) in frame (healcat.tangent_xyw's inverse).
+CREATE FUNCTION healcat.tangent_radec(x float8, y float8, frame float8[], OUT ra float8, OUT "dec" float8)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT healcat.wrap_ra_deg(degrees(atan2(v.y, v.x))), degrees(atan2(v.z, sqrt(v.x * v.x + v.y * v.y)))
+    FROM (SELECT frame[1] + x * frame[4] + y * frame[7] AS x, frame[2] + x * frame[5] + y * frame[8] AS y,
+                 frame[3] + x * frame[6] + y * frame[9] AS z) AS v
+$$;
+
+-- Cover of a prepared polygon (catalog.healpix.polygon_ranges computes the same): its bounding
+-- rectangle in the tangent plane cut into square cells, g along the longer side (g <= 16, fewer for
+-- many vertices: cells x edges stays near 100000); a cell is kept when its centre is inside the
+-- polygon or an edge passes within the cell's half-diagonal of it (then the polygon meets the
+-- cell, or misses it), and each kept cell is covered by the cone about its centre through its
+-- farthest corner, plus 1e-9 deg. A thin polygon is a few small cones, not its bounding cone.
+CREATE FUNCTION healcat.polygon_cover(frame float8[], xs float8[], ys float8[], OUT lo bigint[], OUT hi bigint[])
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+DECLARE
+    n integer := cardinality(xs);
+    x_min float8 := (SELECT min(v) FROM unnest(xs) AS v);
+    y_min float8 := (SELECT min(v) FROM unnest(ys) AS v);
+    w float8 := (SELECT max(v) FROM unnest(xs) AS v) - x_min;
+    h float8 := (SELECT max(v) FROM unnest(ys) AS v) - y_min;
+    side float8 := greatest(w, h) / least(16, greatest(1, floor(sqrt(100000.0 / n))));
+BEGIN
+    SELECT m.lo, m.hi INTO lo, hi
+    FROM (SELECT array_agg(c.lo) AS los, array_agg(c.hi) AS his
+          FROM generate_series(0, greatest(1, ceil(w / side))::integer - 1) AS i
+          CROSS JOIN generate_series(0, greatest(1, ceil(h / side))::integer - 1) AS j
+          CROSS JOIN LATERAL (SELECT x_min + side * (i + 0.5) AS x, y_min + side * (j + 0.5) AS y) AS q
+          CROSS JOIN LATERAL healcat.tangent_radec(q.x, q.y, frame) AS centre
+          CROSS JOIN LATERAL healcat.hpx_cone_cover(centre.ra, centre.dec, 1e-9 + (
+              SELECT max(healcat.angdist_deg(centre.ra, centre.dec, corner.ra, corner.dec))
+              FROM (VALUES (-0.5, -0.5), (-0.5, 0.5), (0.5, -0.5), (0.5, 0.5)) AS k(dx, dy)
+              CROSS JOIN LATERAL healcat.tangent_radec(q.x + side * k.dx, q.y + side * k.dy, frame) AS corner)) AS c
+          WHERE (SELECT count(*) % 2 = 1 FROM generate_series(1, n) AS e       -- the centre is inside
+                 WHERE (ys[e] > q.y) <> (ys[e % n + 1] > q.y)
+                   AND q.x < xs[e] + (xs[e % n + 1] - xs[e]) * (q.y - ys[e]) / (ys[e % n + 1] - ys[e]))
+             OR EXISTS (SELECT 1 FROM generate_series(1, n) AS e                  -- an edge is near
+                        CROSS JOIN LATERAL (SELECT xs[e % n + 1] - xs[e] AS dx, ys[e % n + 1] - ys[e] AS dy) AS d
+                        CROSS JOIN LATERAL (SELECT greatest(0.0, least(1.0, ((q.x - xs[e]) * d.dx + (q.y - ys[e]) * d.dy)
+                                                                         / (d.dx * d.dx + d.dy * d.dy))) AS t) AS f
+                        WHERE (q.x - xs[e] - f.t * d.dx) ^ 2 + (q.y - ys[e] - f.t * d.dy) ^ 2 <= side * side / 2)
+         ) AS u
+    CROSS JOIN LATERAL healcat.merge_ranges(u.los, u.his) AS m;
+END $$;
+
+-- Sources inside the spherical polygon, nearest its centre first. Cover: healcat.polygon_cover.
+CREATE OR REPLACE FUNCTION healcat.polygon_search(vertices_deg float8[], release_name text DEFAULT NULL)
+RETURNS TABLE (source_id bigint, release text, object_id text, ra float8, "dec" float8, distance_arcsec float8)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    p record;
+    c record;
+    rel integer;
+BEGIN
+    p := healcat.polygon_prepare(vertices_deg);
+    rel := healcat.release_id_of('polygon', release_name);
+    c := healcat.polygon_cover(p.frame, p.xs, p.ys);
+    RETURN QUERY SELECT * FROM healcat.polygon_in_ranges(c.lo, c.hi, rel, vertices_deg);
 END $$;
 
 DROP FUNCTION healcat.plane_polygon_contains(float8, float8, float8[], float8[]);
