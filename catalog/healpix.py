@@ -194,7 +194,8 @@ def polygon_ranges(ra_deg, dec_deg, ra0_deg: float, dec0_deg: float) -> np.ndarr
         points = np.array([[x, y], [x - side / 2, y - side / 2], [x - side / 2, y + side / 2],
                            [x + side / 2, y - side / 2], [x + side / 2, y + side / 2]])
         v = frame[0] + points[:, :1] * frame[1] + points[:, 1:] * frame[2]
-        p_ra, p_dec = np.degrees(np.arctan2(v[:, 1], v[:, 0])), np.degrees(np.arctan2(v[:, 2], np.hypot(v[:, 0], v[:, 1])))
+        p_ra = np.degrees(np.arctan2(v[:, 1], v[:, 0]))
+        p_dec = np.degrees(np.arctan2(v[:, 2], np.hypot(v[:, 0], v[:, 1])))
         radius = float(np.max(angdist_deg(p_ra[0], p_dec[0], p_ra[1:], p_dec[1:])))
         pieces.append(cone_ranges(float(p_ra[0]), float(p_dec[0]), radius + 1e-9))
     ranges = np.concatenate(pieces) if pieces else np.empty((0, 2), np.int64)

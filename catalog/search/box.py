@@ -31,7 +31,8 @@ class Box(Region):
         ra_max = checked("box", "ra_max_deg", self.ra_max_deg, -MAX_ABS_RA_DEG, MAX_ABS_RA_DEG)
         dec_min = checked("box", "dec_min_deg", self.dec_min_deg, -90.0, 90.0)
         dec_max = checked("box", "dec_max_deg", self.dec_max_deg, -90.0, 90.0)
-        for name, value in zip(("ra_min_deg", "ra_max_deg", "dec_min_deg", "dec_max_deg"), (ra_min, ra_max, dec_min, dec_max)):
+        for name, value in zip(("ra_min_deg", "ra_max_deg", "dec_min_deg", "dec_max_deg"),
+                               (ra_min, ra_max, dec_min, dec_max)):
             object.__setattr__(self, name, value)
         if dec_min >= dec_max:
             raise QueryError(f"box: dec_min_deg must be below dec_max_deg, got {dec_min} and {dec_max}")

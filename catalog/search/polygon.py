@@ -44,7 +44,8 @@ class Polygon(Region):
             raise QueryError(f"polygon: vertex {pairs.index(None) + 1} is not an (ra_deg, dec_deg) pair")
         object.__setattr__(self, "vertices_deg", tuple(
             (checked("polygon", f"vertex {i} ra_deg", ra, -MAX_ABS_RA_DEG, MAX_ABS_RA_DEG),
-             checked("polygon", f"vertex {i} dec_deg", dec, -90.0, 90.0)) for i, (ra, dec) in enumerate(pairs, start=1)))
+             checked("polygon", f"vertex {i} dec_deg", dec, -90.0, 90.0))
+            for i, (ra, dec) in enumerate(pairs, start=1)))
         self._ring_and_centre()
 
     @classmethod
