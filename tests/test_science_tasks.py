@@ -144,3 +144,18 @@ def test_lightcurve_embeddings_from_sql_are_searchable(engine, per_object):
     near = similar(source_id, model=model.name, k=5, engine=engine)
     assert len(near) == 5 and source_id not in near["source_id"].tolist()
     assert np.all(np.diff(near["distance"]) >= 0)
+
+
+def test_unlabelled_stars_train_the_label_free_model_only(engine, per_object):
+    """A star without a label is no class "" in the fine-tuning, the k-NN or the classifier (it
+    was: one more class, scored as any other); it still teaches the label-free model."""
+    task = get_task("lightcurve_embed")
+    with engine.connect() as conn, conn.connection.driver_connection.cursor() as cur:
+        release_id = conn.scalar(sa.text("SELECT release_id FROM healcat.release WHERE name = 'eros2/lmc-ramp-variable-stars'"))
+        cur.execute(task.training_query, {"release_id": release_id})
+        rows = cur.fetchall()[:400]
+    rows = [r[:4] + (None,) + r[5:] if i % 8 == 0 else r for i, r in enumerate(rows)]  # 50 without a label
+    trained = task.fit(rows, seed=0, epochs=1)
+    m = trained.metrics
+    assert "" not in m["classes"] and m["n_unlabelled"] == 50
+    assert m["n_train"] + m["n_test"] == 350

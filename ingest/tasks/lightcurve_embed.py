@@ -87,14 +87,17 @@ class LightCurveEmbed(Task):
         split = np.array([r[5] for r in rows], dtype=object)
         labels = np.array([r[4] or "" for r in rows], dtype=object)
         keep = np.array([len(c) > 0 for c in curves])
-        test = keep & (split == "test")
+        labelled = labels != ""  # an unlabelled star trains the label-free model only (never a class "")
+        test = keep & labelled & (split == "test")
         if not test.any():  # the release publishes no split: a seeded fifth
-            test = keep & np.isin(np.arange(len(rows)), common.split_indices(len(rows), seed)[0])
+            test = keep & labelled & np.isin(np.arange(len(rows)), common.split_indices(len(rows), seed)[0])
         fit = keep & ~test
         part = lambda m: ([curves[i] for i in np.flatnonzero(m)], period[m], meta[m])  # noqa: E731
         kw = dict(n_bands=len(BANDS), seed=seed, **({"epochs": epochs} if epochs else {}))
         contrastive = single_thread(le.train, *part(fit), **kw)
-        classes, y = np.unique(labels, return_inverse=True)
+        classes, y = np.unique(labels[labelled], return_inverse=True)
+        y = np.searchsorted(classes, np.where(labelled, labels, classes[0])).astype(np.int64)
+        fit = fit & labelled  # from here on: the labels' turn
         model = single_thread(le.finetune, contrastive, *part(fit), y[fit], seed=seed,
                               **({"epochs": epochs} if epochs else {}))
 
@@ -105,7 +108,8 @@ class LightCurveEmbed(Task):
         knn, knn_contrastive = knn_accuracy(model), knn_accuracy(contrastive)
         baseline = single_thread(le.train, *part(fit), labels=y[fit], **kw)
         supervised = le.classify(baseline, *part(test))
-        metrics = dict(n_train=int(fit.sum()), n_test=int(test.sum()), classes=classes.tolist(), knn_k=le.KNN_K,
+        metrics = dict(n_train=int(fit.sum()), n_test=int(test.sum()), n_unlabelled=int((keep & ~labelled).sum()),
+                       classes=classes.tolist(), knn_k=le.KNN_K,
                        knn_accuracy=knn, knn_accuracy_contrastive=knn_contrastive,
                        supervised_accuracy=float(np.mean(supervised == y[test])),
                        majority_accuracy=float(np.mean(y[test] == np.bincount(y[fit]).argmax())),
