@@ -191,6 +191,17 @@ def test_photoz_functions_name_an_unknown_model(conn, catalog, call, message):
     assert err.value.orig.sqlstate == "22023"
 
 
+def test_a_named_version_shows_only_finished_runs(conn, catalog):
+    """A run that died half way leaves rows that only the next run deletes: never an answer."""
+    source = conn.scalar(sa.text("SELECT min(source_id) FROM healcat.prediction WHERE run_id = :r"),
+                         {"r": catalog["run"].run_id})
+    ask = sa.text("SELECT count(*) FROM healcat.photoz_prediction(:s, 'photoz-sdss', :v)")
+    assert conn.scalar(ask, {"s": source, "v": catalog["model"].version}) == 1
+    conn.execute(sa.text("UPDATE healcat.inference_run SET finished_at = NULL WHERE run_id = :r"),
+                 {"r": catalog["run"].run_id})
+    assert conn.scalar(ask, {"s": source, "v": catalog["model"].version}) == 0
+
+
 @pytest.mark.parametrize("function", ["mixture_pdf", "mixture_cdf", "mixture_quantile"])
 @pytest.mark.parametrize(("w", "m", "s"), [("{0.5,0.5}", "{0,1}", "{1}"), ("{1}", "{0,1}", "{1,1}"), ("{}", "{}", "{}")])
 def test_mixture_arrays_of_other_lengths_are_an_error(conn, function, w, m, s):

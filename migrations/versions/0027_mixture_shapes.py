@@ -1,4 +1,5 @@
-"""mixture functions v2 (sql/ml_v2.sql): arrays of different lengths are an error
+"""mixture functions v2 (sql/ml_v2.sql): arrays of different lengths are an error; a named
+photo-z version's outputs from finished runs only
 
 Revision ID: 0027
 Revises: 0026
@@ -6,7 +7,8 @@ Create Date: 2026-12-05 07:00:00
 
 mixture_pdf and mixture_cdf (same signatures) refuse weights, means and sigmas of different lengths
 (unnest padded the shorter with NULLs and the sum skipped them: mixture_pdf('{0.5,0.5}', '{0,1}',
-'{1}', 0) returned 0.1995); the downgrade restores queries_v2.sql's definitions.
+'{1}', 0) returned 0.1995); photoz_prediction (so photoz_pdf and photoz_interval) with a version
+named reads only finished runs' outputs; the downgrade restores queries_v2.sql's definitions.
 """
 
 from alembic import op
@@ -24,5 +26,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    restore_functions("queries_v2.sql", ["mixture_pdf", "mixture_cdf"])
+    restore_functions("queries_v2.sql", ["mixture_pdf", "mixture_cdf", "photoz_prediction"])
     op.execute("DROP FUNCTION healcat.mixture_shape_error(text, real[], real[], real[])")
