@@ -157,8 +157,10 @@ DROP FUNCTION healcat.polygon_prepare(float8[]);
 
 -- The polygon, validated: centre, bounding radius [deg] about it, the tangent-plane frame there, the
 -- projected vertices (xs, ys), and its edges (edge i joins vertex i to i % n + 1) by horizontal slab:
--- the n slabs of height slab_h from y = y_min hold the edges listed in slab_edges[slab_first[k + 1]
--- .. slab_first[k + 2] - 1] (slab k, counted from 0), every edge in each slab its y range meets.
+-- the cardinality(slab_first) - 1 slabs of height slab_h from y = y_min hold the edges listed in
+-- slab_edges[slab_first[k + 1] .. slab_first[k + 2] - 1] (slab k, counted from 0), every edge in each
+-- slab its y range meets. Slabs a quarter of an edge's mean height, at most n: each edge is in about
+-- 5, and a slab holds little more than the edges a horizontal line crosses.
 CREATE FUNCTION healcat.polygon_prepare(vertices_deg float8[],
                                         OUT ra0 float8, OUT dec0 float8, OUT radius_deg float8, OUT frame float8[],
                                         OUT xs float8[], OUT ys float8[], OUT y_min float8, OUT y_max float8,
@@ -167,6 +169,7 @@ LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 DECLARE
     flat float8[];
     n integer;
+    slabs integer;
     vx float8 := 0;
     vy float8 := 0;
     vz float8 := 0;
@@ -229,23 +232,27 @@ BEGIN
     END IF;
     y_min := (SELECT min(y) FROM unnest(ys) AS y);
     y_max := (SELECT max(y) FROM unnest(ys) AS y);
-    slab_h := CASE WHEN y_max > y_min THEN (y_max - y_min) / n ELSE 1.0 END;
+    -- 4n (y range) / (the edges' summed heights) slabs, within 1..n (1 when the heights sum to 0: degenerate,
+    -- refused below)
+    slabs := (SELECT least(n, greatest(1, ceil(4 * n * (y_max - y_min) / nullif(sum(abs(ys[i % n + 1] - ys[i])), 0))))
+              FROM generate_series(1, n) AS i)::integer;
+    slab_h := CASE WHEN y_max > y_min THEN (y_max - y_min) / slabs ELSE 1.0 END;
     WITH member AS (                                        -- (slab, edge): the slabs each edge's y range meets
         SELECT k, e.i
         FROM generate_series(1, n) AS e(i)
         CROSS JOIN LATERAL generate_series(
-            least(n - 1, floor((least(ys[e.i], ys[e.i % n + 1]) - y_min) / slab_h))::integer,
-            least(n - 1, floor((greatest(ys[e.i], ys[e.i % n + 1]) - y_min) / slab_h))::integer) AS k)
+            least(slabs - 1, floor((least(ys[e.i], ys[e.i % n + 1]) - y_min) / slab_h))::integer,
+            least(slabs - 1, floor((greatest(ys[e.i], ys[e.i % n + 1]) - y_min) / slab_h))::integer) AS k)
     SELECT (SELECT array_agg(m.i ORDER BY m.k, m.i) FROM member AS m),
            (SELECT array_agg(1 + f.before ORDER BY f.s)
             FROM (SELECT s, coalesce(sum(count(m.i)) OVER (ORDER BY s ROWS BETWEEN UNBOUNDED PRECEDING
                                                              AND 1 PRECEDING), 0)::integer AS before
-                  FROM generate_series(0, n) AS s LEFT JOIN member AS m ON m.k = s GROUP BY s) AS f)
+                  FROM generate_series(0, slabs) AS s LEFT JOIN member AS m ON m.k = s GROUP BY s) AS f)
     INTO slab_edges, slab_first;
     -- edges i (i -> i+1) and j (j -> j+1) that are not neighbours must not touch or cross; only edges
     -- sharing a slab can
     WITH slab AS (SELECT k, slab_edges[o] AS i
-                  FROM generate_series(0, n - 1) AS k
+                  FROM generate_series(0, slabs - 1) AS k
                   CROSS JOIN LATERAL generate_series(slab_first[k + 1], slab_first[k + 2] - 1) AS o)
     , pair AS MATERIALIZED (SELECT DISTINCT a.i, b.i AS j      -- each pair once, then tested
                             FROM slab AS a JOIN slab AS b ON b.k = a.k AND b.i > a.i + 1 AND NOT (a.i = 1 AND b.i = n))
@@ -280,6 +287,7 @@ DECLARE
     slab_first integer[] := p.slab_first;
     slab_edges integer[] := p.slab_edges;
     n integer := cardinality(p.xs);
+    slabs integer := cardinality(p.slab_first) - 1;
     c record;
     x float8;
     y float8;
@@ -299,8 +307,8 @@ BEGIN
         CONTINUE WHEN y < p.y_min OR y > p.y_max;
         x := c.v[1] / c.v[3];
         inside := false;
-        FOR o IN slab_first[least(n - 1, floor((y - p.y_min) / p.slab_h))::integer + 1]
-                 .. slab_first[least(n - 1, floor((y - p.y_min) / p.slab_h))::integer + 2] - 1 LOOP
+        FOR o IN slab_first[least(slabs - 1, floor((y - p.y_min) / p.slab_h))::integer + 1]
+                 .. slab_first[least(slabs - 1, floor((y - p.y_min) / p.slab_h))::integer + 2] - 1 LOOP
             i := slab_edges[o];
             j := i % n + 1;
             IF (ys[i] > y) <> (ys[j] > y) AND x < xs[i] + (xs[j] - xs[i]) * (y - ys[i]) / (ys[j] - ys[i]) THEN
