@@ -10,9 +10,10 @@
 --       scanned 47% of the sky).
 --   healcat.polygon_prepare                      now also returns the tangent-plane frame and the
 --       polygon's edges sorted into horizontal slabs, and checks for crossing edges only among the
---       edges of one slab (was: every pair, 5.9 s for 1000 vertices).
---   healcat.polygon_in_ranges                    the crossing test inline, over the edges of the
---       candidate's slab only (was: two non-inlined functions per candidate, 45 us each).
+--       edges of one slab, each pair once (was: every pair, 5.9 s for 1000 vertices); the pair test,
+--       healcat.segments_touch, is PL/pgSQL (its SQL form was not inlined, 25 us a call).
+--   healcat.polygon_in_ranges                    one PL/pgSQL loop over the candidates, testing the
+--       edges of the candidate's slab only (was: two non-inlined functions per candidate, 45 us).
 --   healcat.polygon_search                       covered by healcat.polygon_cover (new): cones over the
 --       cells of the tangent plane the polygon meets, not its bounding cone (a 30 x 0.01 deg sliver
 --       scanned a cone of 15 deg).
@@ -253,9 +254,9 @@ BEGIN
     -- sharing a slab can
     WITH slab AS (SELECT k, slab_edges[o] AS i
                   FROM generate_series(0, slabs - 1) AS k
-                  CROSS JOIN LATERAL generate_series(slab_first[k + 1], slab_first[k + 2] - 1) AS o)
-    , pair AS MATERIALIZED (SELECT DISTINCT a.i, b.i AS j      -- each pair once, then tested
-                            FROM slab AS a JOIN slab AS b ON b.k = a.k AND b.i > a.i + 1 AND NOT (a.i = 1 AND b.i = n))
+                  CROSS JOIN LATERAL generate_series(slab_first[k + 1], slab_first[k + 2] - 1) AS o),
+    pair AS MATERIALIZED (SELECT DISTINCT a.i, b.i AS j        -- each pair once, then tested
+                          FROM slab AS a JOIN slab AS b ON b.k = a.k AND b.i > a.i + 1 AND NOT (a.i = 1 AND b.i = n))
     SELECT e.i, e.j INTO bad
     FROM pair AS e
     WHERE healcat.segments_touch(xs[e.i], ys[e.i], xs[e.i % n + 1], ys[e.i % n + 1],
