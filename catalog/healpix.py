@@ -226,15 +226,17 @@ def moc_text_ranges(text: str) -> np.ndarray:
         raise ValueError("the MOC must not be NULL or empty")
     if text.startswith("{"):
         try:
-            cells = json.loads(text)
+            # every (order, pixels) pair, a repeated order too (as PostgreSQL's json_each); an integer as
+            # its text in a tuple, so that 1.0, 1e3 and -0 are no pixels, as they are not in SQL
+            cells = json.loads(text, object_pairs_hook=list, parse_int=lambda digits: (digits,))
         except ValueError:
             raise ValueError(f"not valid JSON: {text[:80]}") from None
-        for order, pixels in cells.items():
+        for order, pixels in cells:
             if not (re.fullmatch("[0-9]+", order) and isinstance(pixels, list)
-                    and all(type(p) is int and p >= 0 for p in pixels)):
-                raise ValueError(f"a JSON MOC maps orders to lists of pixels (integers from 0), got "
-                                 f"{_quoted(json.dumps({order: pixels}))}")
-        text = " ".join(f"{order}/" + " ".join(map(str, pixels)) for order, pixels in cells.items())
+                    and all(type(p) is tuple and re.fullmatch("[0-9]+", p[0]) for p in pixels)):
+                raise ValueError(f"a JSON MOC maps orders to lists of pixels (integers from 0); order "
+                                 f"{_quoted(order)} holds something else")
+        text = " ".join(f"{order}/" + " ".join(p[0] for p in pixels) for order, pixels in cells)
     los, his, order = [], [], None
     for token in re.split(r"[\s,]+", text):
         if not token:  # around the text's ends

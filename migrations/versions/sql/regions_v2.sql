@@ -18,7 +18,8 @@
 --       cells of the tangent plane the polygon meets, not its bounding cone (a 30 x 0.01 deg sliver
 --       scanned a cone of 15 deg).
 --   healcat.moc_ranges                           as catalog.healpix.moc_text_ranges (the same grammar and
---       errors): a JSON MOC's cells must be integers, '{}' covers no cells, and an order or a cell
+--       errors): a JSON MOC's cells must be integers as written (1.0, 1e3 are not), a repeated order
+--       adds its cells, '{}' covers no cells, and an order or a cell
 --       beyond bigint is a 22023 error naming it; errors quote at most 80 characters of the input.
 --   healcat.tangent_xyw, healcat.tangent_radec, healcat.quoted_short    new helpers; gnomonic and
 --       plane_polygon_contains are dropped (nothing calls them).
@@ -410,7 +411,7 @@ DECLARE
     beyond boolean;
     los bigint[] := '{}';
     his bigint[] := '{}';
-    cells jsonb;
+    cells json;
     kv record;
 BEGIN
     IF moc IS NULL OR btrim(moc) = '' THEN
@@ -418,21 +419,20 @@ BEGIN
     END IF;
     IF btrim(moc) LIKE '{%' THEN                            -- JSON: {"order": [pix, ...], ...}
         BEGIN
-            cells := moc::jsonb;
+            cells := moc::json;                              -- json, not jsonb: numbers as written
         EXCEPTION WHEN invalid_text_representation THEN
             RAISE EXCEPTION 'moc: not valid JSON: %', left(btrim(moc), 80) USING ERRCODE = 'invalid_parameter_value';
         END;
         moc := '';
-        FOR kv IN SELECT e.key, e.value FROM jsonb_each(cells) AS e LOOP
-            IF kv.key !~ '^[0-9]+$' OR jsonb_typeof(kv.value) <> 'array'
-               OR EXISTS (SELECT 1 FROM jsonb_array_elements(kv.value) AS v
-                          WHERE jsonb_typeof(v) <> 'number' OR v::text !~ '^[0-9]+$') THEN
-                RAISE EXCEPTION 'moc: a JSON MOC maps orders to lists of pixels (integers from 0), got %',
-                    healcat.quoted_short(jsonb_build_object(kv.key, kv.value)::text)
-                    USING ERRCODE = 'invalid_parameter_value';
+        FOR kv IN SELECT e.key, e.value FROM json_each(cells) AS e LOOP
+            IF kv.key !~ '^[0-9]+$' OR json_typeof(kv.value) <> 'array'
+               OR EXISTS (SELECT 1 FROM json_array_elements(kv.value) AS v
+                          WHERE json_typeof(v) <> 'number' OR v::text !~ '^[0-9]+$') THEN
+                RAISE EXCEPTION 'moc: a JSON MOC maps orders to lists of pixels (integers from 0); order % holds '
+                    'something else', healcat.quoted_short(kv.key) USING ERRCODE = 'invalid_parameter_value';
             END IF;
             moc := moc || ' ' || kv.key || '/' || coalesce((SELECT string_agg(v::text, ' ')
-                                                            FROM jsonb_array_elements(kv.value) AS v), '');
+                                                            FROM json_array_elements(kv.value) AS v), '');
         END LOOP;
     END IF;
     FOREACH tok IN ARRAY regexp_split_to_array(btrim(moc), '[\s,]+') LOOP
