@@ -218,6 +218,10 @@ def _quoted(text: str) -> str:
     return "'" + (text if len(text) <= 80 else text[:80] + "...").replace("'", "''") + "'"
 
 
+class _JsonObject(list):
+    """A JSON object's (key, value) pairs in order (json's object_pairs_hook), told apart from an array."""
+
+
 def moc_text_ranges(text: str) -> np.ndarray:
     """The order-29 ranges of a MOC's ASCII ('3/1-3 5 4/40', or MOC 1.0's commas) or JSON ('{"3": [1, 2]}')
     text, merged; the grammar and the errors (ValueError) are healcat.moc_ranges's."""
@@ -228,11 +232,11 @@ def moc_text_ranges(text: str) -> np.ndarray:
         try:
             # every (order, pixels) pair, a repeated order too (as PostgreSQL's json_each); an integer as
             # its text in a tuple, so that 1.0, 1e3 and -0 are no pixels, as they are not in SQL
-            cells = json.loads(text, object_pairs_hook=list, parse_int=lambda digits: (digits,))
+            cells = json.loads(text, object_pairs_hook=_JsonObject, parse_int=lambda digits: (digits,))
         except ValueError:
             raise ValueError(f"not valid JSON: {text[:80]}") from None
         for order, pixels in cells:
-            if not (re.fullmatch("[0-9]+", order) and isinstance(pixels, list)
+            if not (re.fullmatch("[0-9]+", order) and type(pixels) is list  # an array, not an object
                     and all(type(p) is tuple and re.fullmatch("[0-9]+", p[0]) for p in pixels)):
                 raise ValueError(f"a JSON MOC maps orders to lists of pixels (integers from 0); order "
                                  f"{_quoted(order)} holds something else")

@@ -204,6 +204,18 @@ def number(value: Any) -> Any:
     return value
 
 
+_NUMBER_TEXT = re.compile(r"[+-]?(?:0|[1-9][0-9]*)(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?")
+
+
+def number_in_text(value: Any) -> Any:
+    """An attr cell of a column one stray word left text in a chunk: text written as a plain decimal
+    number, as that number (:func:`number`); anything else, '007', '1_000', 'NaN', 'inf' among it,
+    stays the text it is."""
+    if isinstance(value, (str, np.str_)) and _NUMBER_TEXT.fullmatch(value.strip()):
+        return number(value)
+    return value
+
+
 def json_scalar(value: Any, raw: bool = False) -> Any:
     """A numpy/astropy cell as a JSON value (masked becomes null, arrays lists); NaN and infinities
     become null, or with ``raw`` (a quarantined row as the file had it) their text: 'nan', 'inf', '-inf'."""

@@ -475,7 +475,7 @@ def apply(mapping: Mapping, table: Table, first_row: int = 1) -> MappedChunk:
         dec_deg=cells.degrees(table[mapping.dec.name], POSITION_UNITS[mapping.dec.unit or "deg"], problems,
                               mapping.dec.name) if mapping.dec else None,
         proper_motion=mapping.proper_motion.values(table, problems) if mapping.proper_motion else None,
-        attrs=[{k: json_scalar(cells.number(r[k]) if k in numbers_as_text else r[k]) for k in mapping.attrs}
+        attrs=[{k: json_scalar(cells.number_in_text(r[k]) if k in numbers_as_text else r[k]) for k in mapping.attrs}
                for r in rows],
         phot={band: _photometry(mapping, spec, table, problems) for band, spec in mapping.bands.items()},
         sections=sections,

@@ -275,6 +275,9 @@ def test_text_that_is_not_utf8_names_its_row_and_column(tmp_path):
     (tmp_path / "latin.dat").write_bytes(b"# id ra name\n1 10 a\n\n# a note\n2 11 b\xc9\n")
     with pytest.raises(IngestError, match=r"latin.dat: data row 2 is not UTF-8 text: b'2 11 b\\xc9'"):
         list(readers.read(tmp_path / "latin.dat", "whitespace"))
+    (tmp_path / "comment.dat").write_bytes(b"# id ra name\n1 10 a\n# caf\xe9 note\n2 11 b\n")
+    with pytest.raises(IngestError, match=r"comment.dat: a comment line after data row 1 is not UTF-8 text"):
+        list(readers.read(tmp_path / "comment.dat", "whitespace"))  # not a StopIteration turned RuntimeError
     (tmp_path / "header.dat").write_bytes(b"# a note \xc9\n# id ra\n1 10\n")
     with pytest.raises(IngestError, match=r"header.dat: line 1 of the '#' header is not UTF-8 text"):
         list(readers.read(tmp_path / "header.dat", "whitespace", readers.ReadOptions(header_comment=1)))
@@ -328,6 +331,17 @@ def test_an_attr_keeps_its_numbers_numbers_in_a_chunk_a_stray_word_made_text(tmp
     chunks = _mapped(mapping)
     assert [t["zz"].dtype.kind for t, _ in chunks] == ["f", "U"]
     assert [a["zz"] for _, chunk in chunks for a in chunk.attrs] == [3.004, 7, 3.004, "bright"]
+
+
+def test_a_text_attr_keeps_text_that_only_looks_like_a_number(tmp_path):
+    """Only plain decimals are numbers again: a code '007', '1_000' (Python's float reads it), 'NaN'
+    and 'inf' (which JSON would make null) stay the text the file has."""
+    path = tmp_path / "codes.csv"
+    path.write_text("id,ra,dec,mag,code\n1,10,5,18,007\n2,11,5,18,1_000\n3,12,5,18,NaN\n4,13,5,18,inf\n"
+                    "5,14,5,18,1.10\n6,15,5,18,A12\n")
+    mapping = _mapping(tmp_path, path, "csv", ignore="")
+    mapping.write_text(mapping.read_text().replace('dec = "dec"', 'dec = "dec"\nattrs = ["code"]'))
+    assert [a["code"] for _, chunk in _mapped(mapping) for a in chunk.attrs] == ["007", "1_000", "NaN", "inf", 1.1, "A12"]
 
 
 @pytest.mark.parametrize(("fmt", "name"), [("csv", "t.csv"), ("whitespace", "t.dat")])

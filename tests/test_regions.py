@@ -317,12 +317,13 @@ MOCS = [
     "8/" + " ".join(str(p) for p in range(700000, 700040)) + " 12/3000000-3000300",
     "8/" + " ".join(str(p) for p in range(100000, 101401, 2)),  # 4.9 KB, longer than a file name may be
     "3/1,2,3,5 4/40,41,42,43",                                   # MOC 1.0's commas
+    '\n{"3": [1, 2, 3, 5]}\n',                                     # read from a file: blank lines around it
 ]
 
 
 @pytest.mark.parametrize("text", MOCS)
 def test_moc_is_exact_and_the_same_from_sql_and_python(engine, sky, text):
-    moc = MOC.from_json(json.loads(text)) if text.startswith("{") else MOC.from_str(text.replace(",", " "))
+    moc = MOC.from_json(json.loads(text)) if text.strip().startswith("{") else MOC.from_str(text.replace(",", " "))
     inside = moc.contains_lonlat(sky["coord"].ra, sky["coord"].dec)  # mocpy's own cell test, not our parser
     sql = sql_rows(engine, "moc_search(:m)", {"m": text})
     py = moc_search(text)
@@ -368,6 +369,9 @@ def test_overlapping_cells_are_their_union(engine, catalog):
     ('{"4": [1e3]}', "moc: a JSON MOC maps orders to lists of pixels"),
     ('{"3": [1, -1]}', "moc: a JSON MOC maps orders to lists of pixels"),
     ('{"3": [1, 1.5]}', "moc: a JSON MOC maps orders to lists of pixels"),
+    ('{"3": {"5": 7}}', "moc: a JSON MOC maps orders to lists of pixels"),  # an object is no list
+    ('{"3": {}}', "moc: a JSON MOC maps orders to lists of pixels"),
+    ("\t", "moc: the MOC must not be NULL or empty"),  # every kind of blank, on both paths
     ('{"3": [1], "x": [2]}', "moc: a JSON MOC maps orders to lists of pixels"),
     ('{"3": [1], "30": [5]}', "moc: order must be in 0..29, got 30"),
     ('{"3": [768]}', r"moc: cells '3/768' are not pixels of order 3"),

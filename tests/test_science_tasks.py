@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from catalog.errors import HealcatError
 from ingest.inference import run_lock, run_model, train
 from ingest.load import ingest_release
 from ingest.mapping import load_mapping
@@ -159,3 +160,5 @@ def test_unlabelled_stars_train_the_label_free_model_only(engine, per_object):
     m = trained.metrics
     assert "" not in m["classes"] and m["n_unlabelled"] == 50
     assert m["n_train"] + m["n_test"] == 350
+    with pytest.raises(HealcatError, match="no star with a light curve has a label"):
+        task.fit([r[:4] + (None,) + r[5:] for r in rows], seed=0, epochs=1)

@@ -55,7 +55,8 @@ def test_inference_skips_galaxies_without_a_redshift_or_the_detection_band():
     h_sentinel = [m if i != DETECTION_BAND else -5.0 for i, m in enumerate(full)]
     rows = [(1, 10, "0.9", full, []), (1, 11, "0.9", [None] * len(BANDS), []), (1, 12, "0.9", no_h, []),
             (1, 13, None, full, []), (1, 14, "-99", full, []), (1, 15, "n/a", full, []),
-            (1, 16, "0.9", h_sentinel, []), (1, 17, "0.9", [99.0] + full[1:], []), (1, 18, "1.5", full, [])]
+            (1, 16, "0.9", h_sentinel, []), (1, 17, "0.9", [99.0] + full[1:], []), (1, 18, "1.5", full, []),
+            (1, 19, "0.9", [m if i != DETECTION_BAND else float("inf") for i, m in enumerate(full)], [])]
     prepared = StellarMass().prepare(rows)
     assert prepared.keys.tolist() == [[1, 10], [1, 18]] and prepared.inputs.shape[0] == 2
     assert {k[1]: why for k in prepared.skipped for why in [k[2]]} == {
@@ -64,7 +65,8 @@ def test_inference_skips_galaxies_without_a_redshift_or_the_detection_band():
         13: "no redshift (attrs.zz)", 14: "redshift (attrs.zz) = -99 is not > 0",
         15: "redshift (attrs.zz) 'n/a' is not a number",
         16: "magnitude outside (0, 40) AB (a sentinel?): candels_wfc3_f160w = -5",
-        17: "magnitude outside (0, 40) AB (a sentinel?): candels_ctio_u = 99"}
+        17: "magnitude outside (0, 40) AB (a sentinel?): candels_ctio_u = 99",
+        19: "no F160W (H) magnitude, the band CANDELS selects on"}
 
 
 def test_a_redshift_outside_the_training_redshifts_gets_no_mass(galaxies, tmp_path):
@@ -81,5 +83,6 @@ def test_a_redshift_outside_the_training_redshifts_gets_no_mass(galaxies, tmp_pa
     refused = np.not_equal(out.refused, None)
     np.testing.assert_array_equal(refused, ~z1)
     assert all("z = " in why and "outside what the model was trained on" in why for why in out.refused[refused])
+    assert StellarMass().predict(model, galaxies["x"][:0], "cpu").refused is None  # an empty batch
     (tmp_path / "w.pt").write_bytes(stellar_mass.to_bytes(model))  # the range travels with the weights
     assert stellar_mass.load(str(tmp_path / "w.pt")).hparams["z_range"] == model.hparams["z_range"]

@@ -164,7 +164,7 @@ def outside_range(x: np.ndarray, ranges: list[list[float]] | None, names: tuple[
     that is, named by ``names``, with its value and the range; None where every column is inside
     (or NaN, which the caller's checks handle). None for the whole batch when all rows are inside
     or the model has no ranges (weights trained before they were kept)."""
-    if ranges is None:
+    if ranges is None or len(x) == 0:
         return None
     x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
     lo, hi = np.asarray(ranges, dtype=np.float64).T

@@ -174,9 +174,12 @@ def _whitespace_block(path: Path, block: bytes, names: list[str], options: ReadO
     try:
         text = pa.array([block], pa.binary()).cast(pa.string())
     except pa.ArrowInvalid:
-        data = [line for line in block.split(b"\n") if _is_data(line.strip())]
-        row, line = next((i, line) for i, line in enumerate(data) if not _utf8(line))
-        raise IngestError(f"{path}: data row {first + row} is not UTF-8 text: {line.strip()[:200]!r}") from None
+        lines = block.split(b"\n")  # a block of whole lines: one of them is not UTF-8
+        bad = next(i for i, line in enumerate(lines) if not _utf8(line))
+        row = first + sum(_is_data(line.strip()) for line in lines[:bad])
+        if not _is_data(lines[bad].strip()):  # a comment among the data
+            raise IngestError(f"{path}: a comment line after data row {row - 1} is not UTF-8 text") from None
+        raise IngestError(f"{path}: data row {row} is not UTF-8 text: {lines[bad].strip()[:200]!r}") from None
     lines = pc.utf8_trim_whitespace(pc.split_pattern(text, "\n").flatten())
     lines = lines.filter(pc.and_(pc.not_equal(lines, ""), pc.invert(pc.starts_with(lines, "#"))))
     if pc.any(pc.match_substring(lines, '"')).as_py():  # quoted fields ("NGC 104"): Python's csv splits them

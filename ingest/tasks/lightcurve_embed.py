@@ -18,6 +18,7 @@ import json
 
 import numpy as np
 
+from catalog.errors import HealcatError
 from ingest.ml import common
 from ingest.ml import lightcurve_embed as le
 from ingest.tasks import Outputs, Prepared, Task, Trained, attr_number, register, single_thread
@@ -88,6 +89,8 @@ class LightCurveEmbed(Task):
         labels = np.array([r[4] or "" for r in rows], dtype=object)
         keep = np.array([len(c) > 0 for c in curves])
         labelled = labels != ""  # an unlabelled star trains the label-free model only (never a class "")
+        if not (keep & labelled).any():
+            raise HealcatError("train lightcurve_embed: no star with a light curve has a label (healcat.label)")
         test = keep & labelled & (split == "test")
         if not test.any():  # the release publishes no split: a seeded fifth
             test = keep & labelled & np.isin(np.arange(len(rows)), common.split_indices(len(rows), seed)[0])

@@ -96,7 +96,7 @@ def _usable(rows: list[tuple]) -> tuple[np.ndarray, list[str | None], np.ndarray
     with np.errstate(invalid="ignore"):
         sentinel = np.isfinite(mags) & ~((mags > common.MAG_MIN) & (mags < common.MAG_MAX))
     why = [zw if zw else
-           "no F160W (H) magnitude, the band CANDELS selects on" if np.isnan(m[DETECTION_BAND]) else
+           "no F160W (H) magnitude, the band CANDELS selects on" if not np.isfinite(m[DETECTION_BAND]) else
            (f"magnitude outside ({common.MAG_MIN:g}, {common.MAG_MAX:g}) AB (a sentinel?): "
             + ", ".join(f"{b} = {v:g}" for b, v, bad in zip(BANDS, m, s) if bad)) if s.any() else None
            for (_, zw), m, s in zip(z_why, mags, sentinel)]

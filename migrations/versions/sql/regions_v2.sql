@@ -414,14 +414,14 @@ DECLARE
     cells json;
     kv record;
 BEGIN
-    IF moc IS NULL OR btrim(moc) = '' THEN
+    IF moc IS NULL OR btrim(moc, E' \t\r\n\f') = '' THEN
         RAISE EXCEPTION 'moc: the MOC must not be NULL or empty' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF btrim(moc) LIKE '{%' THEN                            -- JSON: {"order": [pix, ...], ...}
+    IF btrim(moc, E' \t\r\n\f') LIKE '{%' THEN                            -- JSON: {"order": [pix, ...], ...}
         BEGIN
             cells := moc::json;                              -- json, not jsonb: numbers as written
         EXCEPTION WHEN invalid_text_representation THEN
-            RAISE EXCEPTION 'moc: not valid JSON: %', left(btrim(moc), 80) USING ERRCODE = 'invalid_parameter_value';
+            RAISE EXCEPTION 'moc: not valid JSON: %', left(btrim(moc, E' \t\r\n\f'), 80) USING ERRCODE = 'invalid_parameter_value';
         END;
         moc := '';
         FOR kv IN SELECT e.key, e.value FROM json_each(cells) AS e LOOP
@@ -435,7 +435,7 @@ BEGIN
                                                             FROM json_array_elements(kv.value) AS v), '');
         END LOOP;
     END IF;
-    FOREACH tok IN ARRAY regexp_split_to_array(btrim(moc), '[\s,]+') LOOP
+    FOREACH tok IN ARRAY regexp_split_to_array(btrim(moc, E' \t\r\n\f'), '[\s,]+') LOOP
         CONTINUE WHEN tok = '';                              -- '{}' holds no token
         m := regexp_match(tok, '^(?:([0-9]+)/)?(?:([0-9]+)(?:-([0-9]+))?)?$');
         IF m IS NULL OR (m[1] IS NULL AND m[2] IS NULL) THEN
