@@ -796,6 +796,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: SQLSTATEs of a statement naming what the schema lacks: undefined table, function, column; no schema
+UNMIGRATED = ("42P01", "42883", "42703", "3F000")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -811,6 +815,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except HealcatError as exc:
         print(f"healcat: error: {exc}", file=sys.stderr)
+        return 1
+    except sa.exc.ProgrammingError as exc:
+        if getattr(exc.orig, "sqlstate", None) not in UNMIGRATED or "healcat." not in str(exc.orig):
+            raise
+        print(f"healcat: error: the database ({db.describe_url()}) has no healcat schema, or an older one "
+              f"({first_line(exc.orig)}): `healcat db up` migrates it", file=sys.stderr)
         return 1
     except sa.exc.OperationalError as exc:
         if lost_connection(exc):  # the server is down, unreachable or refuses us

@@ -100,6 +100,19 @@ def test_healcat_database_url_points_at_another_server(database_url, tmp_path):
     assert stop.returncode == 1 and "does not manage that server" in stop.stderr
 
 
+def test_a_database_never_migrated_says_to_run_db_up(engine, database_url):
+    """Not a traceback ending in 'relation "healcat.release" does not exist'."""
+    from catalog import db
+
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text("DROP DATABASE IF EXISTS healcat_empty"))
+        conn.execute(sa.text("CREATE DATABASE healcat_empty"))
+    env = {"HEALCAT_DATABASE_URL": db.libpq_url(database_url.set(database="healcat_empty"))}
+    done = _healcat("release", "list", env=env)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "has no healcat schema, or an older one" in done.stderr and "`healcat db up` migrates it" in done.stderr
+
+
 def test_demo_shows_release_metrics_cone_and_similar_galaxies(capsys, catalog):
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
