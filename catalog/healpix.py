@@ -166,11 +166,15 @@ def _tangent_frame(ra0_deg: float, dec0_deg: float) -> np.ndarray:
                      [-math.sin(dec0) * math.cos(ra0), -math.sin(dec0) * math.sin(ra0), math.cos(dec0)]])
 
 
+MIN_CELL_TAN = 0.0087269  # tan(0.5 deg): a polygon cover's cells are no smaller (each costs a cone cover)
+
+
 def polygon_ranges(ra_deg, dec_deg, ra0_deg: float, dec0_deg: float) -> np.ndarray:
     """Ranges covering a spherical polygon (its vertices in order, within 89 deg of (ra0, dec0)).
 
     As healcat.polygon_cover in SQL: the polygon's bounding rectangle in the tangent plane at (ra0,
-    dec0) cut into square cells, g along the longer side (g <= 16, fewer for many vertices); a cell
+    dec0) cut into square cells, g along the longer side (g <= 16, fewer for many vertices, cells no
+    smaller than 0.5 deg); a cell
     is kept when its centre is inside the polygon or an edge passes within its half-diagonal, and
     covered by the cone about its centre through its farthest corner plus 1e-9 deg.
     """
@@ -180,7 +184,8 @@ def polygon_ranges(ra_deg, dec_deg, ra0_deg: float, dec0_deg: float) -> np.ndarr
     x1, y1 = east / centre, north / centre
     x2, y2 = np.roll(x1, -1), np.roll(y1, -1)
     x_min, y_min, width, height = x1.min(), y1.min(), np.ptp(x1), np.ptp(y1)
-    side = max(width, height) / min(16, max(1, math.floor(math.sqrt(100000.0 / len(x1)))))
+    side = max(width, height) / max(1, min(16, math.floor(math.sqrt(100000.0 / len(x1))),
+                                           math.floor(max(width, height) / MIN_CELL_TAN)))
     i, j = np.meshgrid(np.arange(max(1, math.ceil(width / side))), np.arange(max(1, math.ceil(height / side))))
     qx, qy = (x_min + side * (i.ravel() + 0.5))[:, None], (y_min + side * (j.ravel() + 0.5))[:, None]
     # (horizontal edges are never crossed, as in SQL; an edge of length 0 is healcat.polygon_prepare's error)
