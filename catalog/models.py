@@ -409,6 +409,22 @@ class Prediction(PerSource, Base):
         JSONB, comment='classification: probability per class, e.g. {"GALAXY": 0.97, "QSO": 0.01, "STAR": 0.02}'
     )
     created_at: Mapped[dt.datetime] = _created()
+    value_p16: Mapped[float | None] = mapped_column(Double, comment="16th percentile of the posterior, same unit as value")
+    value_p84: Mapped[float | None] = mapped_column(Double, comment="84th percentile of the posterior, same unit as value")
+
+
+class ClusterAge(Base):
+    """A cluster's age from all its members in a release, by one run of an age model (migration 0028)."""
+
+    __tablename__ = "cluster_age"
+    __table_args__ = {"comment": "a cluster's age from all its members in a release, by one inference run"}
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey(f"{SCHEMA}.inference_run.run_id", ondelete="CASCADE"), primary_key=True)
+    cluster_id: Mapped[int] = mapped_column(ForeignKey(f"{SCHEMA}.cluster.cluster_id"), primary_key=True)
+    n_members: Mapped[int] = mapped_column(Integer, comment="the members whose likelihoods were multiplied")
+    log_age_yr: Mapped[float] = mapped_column(Double, comment="posterior median of log10(age / yr)")
+    log_age_p16_yr: Mapped[float] = mapped_column(Double, comment="16th percentile [log10 yr]")
+    log_age_p84_yr: Mapped[float] = mapped_column(Double, comment="84th percentile [log10 yr]")
 
 
 class InferenceSkip(PerSource, Base):

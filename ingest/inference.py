@@ -347,6 +347,7 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
             try:
                 n_pred, n_skip, lanes = _run_lanes(engine, task, model, dev, params, run_id, batch_size, lanes)
                 with engine.begin() as conn:
+                    task.finish(conn, model, params, run_id)
                     conn.execute(sa.update(InferenceRun).where(InferenceRun.run_id == run_id).values(
                         n_predicted=n_pred, n_skipped=n_skip, finished_at=sa.func.clock_timestamp()))
             except BaseException:
@@ -570,7 +571,7 @@ def hold_release(conn: sa.Connection, release_id: int) -> None:
 
 def _finite(out: Outputs) -> np.ndarray:
     ok = np.isfinite(out.value)
-    for a in (out.uncertainty, out.pdf_weights, out.pdf_means, out.pdf_sigmas, out.probabilities, out.embedding):
+    for a in (out.uncertainty, out.value_p16, out.value_p84, out.pdf_weights, out.pdf_means, out.pdf_sigmas, out.probabilities, out.embedding):
         if a is not None:
             ok &= np.isfinite(a).reshape(len(ok), -1).all(1)
     return ok
@@ -586,6 +587,7 @@ def write_outputs(pg, keys: np.ndarray, out: Outputs, model_id: int, run_id: int
     base = [("shard", "int2", keys[:, 0]), ("source_id", "int8", keys[:, 1]),
             ("model_id", "int4", np.full(n, model_id)), ("run_id", "int8", np.full(n, run_id))]
     fixed = [(c, t, v) for c, t, v in (("value", "float8", out.value), ("uncertainty", "float8", out.uncertainty),
+                                       ("value_p16", "float8", out.value_p16), ("value_p84", "float8", out.value_p84),
                                        ("pdf_weights", "float4[]", out.pdf_weights),
                                        ("pdf_means", "float4[]", out.pdf_means),
                                        ("pdf_sigmas", "float4[]", out.pdf_sigmas)) if v is not None]

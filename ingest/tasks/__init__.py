@@ -49,7 +49,7 @@ How a new model plugs in (e.g. ``ingest/tasks/gyro_age.py``)::
 Then add the module to :data:`TASK_MODULES`. Nothing else changes: ``healcat train gyro_age``,
 ``healcat infer chronoflow RELEASE``, ``healcat model list|show|register|retire``, the worker's
 jobs, backfills and :func:`ingest.inference.applicable_models` all go through the registry.
-Outputs map to rows as follows: ``value``/``uncertainty``/``pdf_*``/``label``/``probabilities``
+Outputs map to rows as follows: ``value``/``uncertainty``/``value_p16``/``value_p84``/``pdf_*``/``label``/``probabilities``
 -> one ``healcat.prediction`` row per source (any of them may be None except ``value``);
 ``embedding`` -> one ``healcat.embedding`` row (pgvector, HNSW index per model version, cosine);
 ``refused`` -> an ``inference_skip`` row with the reason instead (inputs the model never saw).
@@ -115,6 +115,8 @@ class Outputs:
 
     value: np.ndarray  # [N] point estimate, in the task's unit
     uncertainty: np.ndarray | None = None  # [N] 1-sigma, same unit
+    value_p16: np.ndarray | None = None  # [N] 16th and 84th percentiles of the posterior, same unit
+    value_p84: np.ndarray | None = None  #   (where it is skewed: a half-width would misstate it)
     pdf_weights: np.ndarray | None = None  # [N, K] Gaussian mixture over the value
     pdf_means: np.ndarray | None = None  # [N, K]
     pdf_sigmas: np.ndarray | None = None  # [N, K]
@@ -169,6 +171,10 @@ class Task(ABC):
     @abstractmethod
     def predict(self, model: Any, inputs: Any, device: Any) -> Outputs:
         """Run the model on prepared inputs."""
+
+    def finish(self, conn: sa.Connection, model: Any, params: dict, run_id: int) -> None:
+        """Write what a run says about the release as a whole (a cluster's age from all its members),
+        in the transaction that marks the run finished, so it appears with the run's outputs."""
 
 
 @contextmanager

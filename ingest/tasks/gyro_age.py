@@ -5,18 +5,32 @@ Training rows are a release's cluster rotators passing the paper's cuts (kept in
 of an association (Sco-Cen's Upper Sco, UCL, ..., Taurus's groups) are clusters of their own, with
 their literature ages, whose ``parent_id`` names the association. A seeded fifth of the clusters is
 held out whole; the metrics give each cluster's age from all its members (product of member
-likelihoods), queryable as ``model.metrics->'cluster_ages'``.
+likelihoods), queryable as ``model.metrics->'cluster_ages'``. A run over a release stores each star's
+posterior median and 16th/84th percentiles, and each of the release's clusters' age from its members
+(``healcat.cluster_age``, :meth:`GyroAge.finish`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ingest.ml import gyro
-from ingest.tasks import Outputs, Prepared, Task, Trained, register, single_thread
+import sqlalchemy as sa
 
-_CUTS = """(rp.attrs->>'cmd_exclude')::float8 = 0 AND (rp.attrs->>'dered_exclude')::float8 = 0
-  AND (rp.attrs->>'phot_exclude')::float8 = 0 AND (rp.attrs->>'dr3_ruwe')::float8 < 1.4"""
+from catalog.models import ClusterAge
+from ingest.ml import common, gyro
+from ingest.tasks import Outputs, Prepared, Task, Trained, attr_number, register, single_thread
+
+#: ChronoFlow's quality cuts, as ``rotation_period.attrs`` keeps the catalogue's columns: a star
+#: flagged by any of these (non-zero) or with Gaia RUWE >= MAX_RUWE trains nothing and ages no cluster.
+EXCLUDE_FLAGS = ("cmd_exclude", "dered_exclude", "phot_exclude")
+MAX_RUWE = 1.4
+_CUTS = " AND ".join([f"(rp.attrs->>'{f}')::float8 = 0" for f in EXCLUDE_FLAGS]
+                     + [f"(rp.attrs->>'dr3_ruwe')::float8 < {MAX_RUWE}"])
+#: A release's cluster members, with the flags and RUWE as text (:func:`_passes_cuts`).
+_MEMBERS = ("SELECT rp.cluster_id, rp.bp_rp_dered, rp.period_day, "
+            + ", ".join(f"rp.attrs->>'{f}'" for f in (*EXCLUDE_FLAGS, "dr3_ruwe"))
+            + " FROM healcat.rotation_period AS rp WHERE rp.release_id = %(release_id)s AND rp.cluster_id IS NOT NULL"
+            " ORDER BY rp.cluster_id, rp.source_id")
 
 
 @register
@@ -91,9 +105,44 @@ WHERE rp.release_id = %(release_id)s ORDER BY rp.source_id"""
     def predict(self, model, inputs, device) -> Outputs:
         ages = gyro.star_ages(model, *inputs)
         half_width = 0.5 * (ages["log_age_p84"] - ages["log_age_p16"])
-        return Outputs(value=ages["log_age_median"], uncertainty=half_width, refused=ages["refused"])
+        return Outputs(value=ages["log_age_median"], uncertainty=half_width, value_p16=ages["log_age_p16"],
+                       value_p84=ages["log_age_p84"], refused=ages["refused"])
+
+    def finish(self, conn: sa.Connection, model, params: dict, run_id: int) -> None:
+        """Each cluster's age from its members in the release: the stars the model would age (a colour
+        in its range, a period in 0.025-500 d) that pass the quality cuts where the release has them;
+        all of them, whether this run or an earlier release's predicted each star."""
+        with conn.connection.driver_connection.cursor() as cur:
+            cur.execute(_MEMBERS, params)
+            rows = cur.fetchall()
+        if not rows:
+            return
+        cluster = np.array([r[0] for r in rows])
+        colour, prot = _colour_period(rows, columns=(1, 2))
+        keep = (gyro.valid_rows(colour, prot) & _passes_cuts(rows)
+                & np.equal(common.outside_range(colour, model.hparams.get("colour_range"), ("BP-RP_0",)), None))
+        values = []
+        for cluster_id in np.unique(cluster[keep]).tolist():
+            members = keep & (cluster == cluster_id)
+            est = gyro.cluster_age(model, colour[members], prot[members])
+            values.append(dict(run_id=run_id, cluster_id=cluster_id, n_members=int(members.sum()),
+                               log_age_yr=est["log_age_median"], log_age_p16_yr=est["log_age_p16"],
+                               log_age_p84_yr=est["log_age_p84"]))
+        if values:
+            conn.execute(sa.insert(ClusterAge), values)
 
 
-def _colour_period(rows: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
-    """Dereddened BP-RP [mag] and Prot [d] of input or training rows, NaN where NULL."""
-    return tuple(np.array([np.nan if r[k] is None else r[k] for r in rows], dtype=np.float64) for k in (2, 3))
+def _passes_cuts(rows: list[tuple]) -> np.ndarray:
+    """Per :data:`_MEMBERS` row: no exclusion flag set and RUWE below :data:`MAX_RUWE`, as training
+    has them (a star missing one that other stars of the release give fails, as in :data:`_CUTS`); a
+    flag or RUWE that no star of the release gives (another catalogue than ChronoFlow's) cuts nothing."""
+    values = np.array([[attr_number(v, "")[0] for v in r[3:]] for r in rows], dtype=np.float64).reshape(len(rows), -1)
+    given = np.array([[v is not None for v in r[3:]] for r in rows], dtype=bool).reshape(len(rows), -1).any(0)
+    with np.errstate(invalid="ignore"):
+        ok = np.column_stack([values[:, :-1] == 0, values[:, -1] < MAX_RUWE])
+    return (ok | ~given).all(1)
+
+
+def _colour_period(rows: list[tuple], columns: tuple[int, int] = (2, 3)) -> tuple[np.ndarray, np.ndarray]:
+    """Dereddened BP-RP [mag] and Prot [d] of input or training rows (in ``columns``), NaN where NULL."""
+    return tuple(np.array([np.nan if r[k] is None else r[k] for r in rows], dtype=np.float64) for k in columns)
