@@ -273,8 +273,18 @@ def _load_spectra(pg, mapping: PerObjectMapping, release_id: int) -> dict[str, i
     table["_row"] = [r.row for r in records]
     chunk = apply(mapping.source, table)
     good, _ = validate(mapping.source, chunk, SeenIds())
+    matched, ambiguous = _matches(pg, mapping, [chunk.object_id[i] for i in np.flatnonzero(good)])
+    built: list[dict | None] = [None] * len(records)
+    for i in np.flatnonzero(good):
+        oid = chunk.object_id[i]
+        if oid in ambiguous:
+            quarantine.add(records[i].file, records[i].row, None, f"object id {oid!r} names {len(ambiguous[oid])} "
+                           f"current sources of the match_survey surveys ({', '.join(ambiguous[oid])}): "
+                           "which one this spectrum is of is ambiguous", {"object": oid})
+        else:  # the pixels are checked before any source is made for it: a rejected spectrum leaves none
+            built[i] = spectrum_row(spec, records[i], quarantine.add, counts)
+        good[i] = built[i] is not None
     groups = group_by_position(chunk.ra_deg, chunk.dec_deg, good, mapping.group_within_arcsec)
-    matched = _matches(pg, mapping, [chunk.object_id[i] for i in np.flatnonzero(good)])
     first = {}  # group -> representative row: the earliest spectrum
     order = np.argsort([r.meta.get(spec.mjd, 0) if spec.mjd else 0 for r in records], kind="stable")
     for i in order:
@@ -292,17 +302,16 @@ def _load_spectra(pg, mapping: PerObjectMapping, release_id: int) -> dict[str, i
     counts["matched_existing_source"] = sum(1 for i in np.flatnonzero(good) if chunk.object_id[i] in matched)
     rows, named = [], {}  # (shard, source_id, name) -> the record that gave it first
     for i in np.flatnonzero(good):
-        row = spectrum_row(spec, records[i], quarantine.add, counts)
-        if row is not None:
-            shard, sid = group_source[groups[i]]
-            if (earlier := named.setdefault((shard, sid, row["name"]), i)) != i:
-                quarantine.add(records[i].file, records[i].row, None, f"{row['name']} is already in this release "
-                               f"for this source (file {records[earlier].file}, row {records[earlier].row})",
-                               {"object": row["name"]})
-                continue
-            rows.append((shard, sid, row["name"], release_id, row["wavelength"], spec.wavelength_unit, spec.vacuum,
-                         row["flux"], spec.flux_unit, row["ivar"], f"({spec.flux_unit})**-2", row["mask"],
-                         row["mjd"], _relative(records[i].file)))
+        row = built[i]
+        shard, sid = group_source[groups[i]]
+        if (earlier := named.setdefault((shard, sid, row["name"]), i)) != i:
+            quarantine.add(records[i].file, records[i].row, None, f"{row['name']} is already in this release "
+                           f"for this source (file {records[earlier].file}, row {records[earlier].row})",
+                           {"object": row["name"]})
+            continue
+        rows.append((shard, sid, row["name"], release_id, row["wavelength"], spec.wavelength_unit, spec.vacuum,
+                     row["flux"], spec.flux_unit, row["ivar"], f"({spec.flux_unit})**-2", row["mask"],
+                     row["mjd"], _relative(records[i].file)))
     if not rows:
         raise quarantine.nothing_loaded("spectrum", counts["spectra_read"])
     counts["spectrum"] = copy_rows(pg, "spectrum", SPECTRUM_COLUMNS, SPECTRUM_TYPES, rows)
@@ -310,21 +319,28 @@ def _load_spectra(pg, mapping: PerObjectMapping, release_id: int) -> dict[str, i
     return counts
 
 
-def _matches(pg, mapping: PerObjectMapping, object_ids: list[str]) -> dict[str, tuple[int, int]]:
-    """Existing sources of the ``match_survey`` surveys named by these object ids: object_id -> (shard, source_id).
+def _matches(pg, mapping: PerObjectMapping,
+             object_ids: list[str]) -> tuple[dict[str, tuple[int, int]], dict[str, list[str]]]:
+    """Current sources of the ``match_survey`` surveys named by these object ids: object_id ->
+    (shard, source_id), and object_id -> the releases of its sources where it names more than one.
 
-    Never the mapping's own survey: its earlier releases are versions this one supersedes, whose
-    sources it does not share."""
+    Only sources of published releases, as ``[source] join`` finds them: a superseded release's
+    sources are history, and a spectrum attached to one is invisible to current_source. Never the
+    mapping's own survey: its earlier releases are versions this one supersedes, whose sources it
+    does not share."""
     if not mapping.match_surveys or not object_ids:
-        return {}
+        return {}, {}
     with pg.cursor() as cur:
         cur.execute(
-            "SELECT s.object_id, s.shard, s.source_id FROM healcat.source AS s "
+            "SELECT s.object_id, s.shard, s.source_id, r.name FROM healcat.source AS s "
             "JOIN healcat.release AS r USING (release_id) JOIN healcat.survey AS v USING (survey_id) "
-            "WHERE v.name = ANY(%s) AND v.name <> %s AND s.object_id = ANY(%s) ORDER BY s.source_id",
+            "WHERE v.name = ANY(%s) AND v.name <> %s AND s.object_id = ANY(%s) AND r.status = 'published' "
+            "ORDER BY s.source_id",
             (list(mapping.match_surveys), mapping.survey["name"], object_ids),
         )
-        out: dict[str, tuple[int, int]] = {}
-        for oid, shard, sid in cur.fetchall():
-            out.setdefault(oid, (shard, sid))
-        return out
+        found: dict[str, list[tuple[int, int, str]]] = {}
+        for oid, shard, sid, release in cur.fetchall():
+            found.setdefault(oid, []).append((shard, sid, release))
+    matched = {oid: (s[0][0], s[0][1]) for oid, s in found.items() if len(s) == 1}
+    ambiguous = {oid: [f"{r} source {sid}" for _, sid, r in s] for oid, s in found.items() if len(s) > 1}
+    return matched, ambiguous

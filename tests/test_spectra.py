@@ -3,6 +3,8 @@ the same files here; multi-epoch spectra of one object; matching to a DR14 sourc
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 
 import numpy as np
@@ -10,11 +12,31 @@ import pytest
 import sqlalchemy as sa
 from astropy.io import fits
 
-from conftest import per_object_mapping
+from catalog.errors import IngestError
+from conftest import per_object_mapping, scratch_mapping, sdss_rows, spec_name, write_csv
 from ingest.load import ingest_release
 from ingest.mapping import data_dir
 
 PYQSOFIT = data_dir() / "pyqsofit_sdss_spectra"
+
+
+@pytest.fixture
+def other_survey(engine):
+    """Removes, after the test, every release it committed under the survey 'scratch-spectra'."""
+    yield "scratch-spectra"
+    ours = ("(SELECT release_id FROM healcat.release r JOIN healcat.survey s USING (survey_id) "
+            "WHERE s.name = 'scratch-spectra')")
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DELETE FROM healcat.source WHERE release_id IN {ours}"))
+        conn.execute(sa.text(f"DELETE FROM healcat.release WHERE release_id IN {ours}"))
+
+
+def _spectra_of(tmp_path, version: str, match: list[str], survey: str = "scratch-spectra"):
+    """The pyqsofit mapping for the spec files in tmp_path, under ``survey``, matching ``match``."""
+    mapping = per_object_mapping(tmp_path, "sdss_spectra_pyqsofit", version, {"series": [tmp_path / "spec-*.fits"]})
+    text = mapping.read_text().replace('name = "scratch"', f'name = "{survey}"', 1)
+    mapping.write_text(re.sub(r"^match_survey = .*$", "match_survey = " + json.dumps(match), text, flags=re.M))
+    return mapping
 
 
 def _spectrum(conn, name: str):
@@ -194,3 +216,56 @@ def test_one_spectrum_named_twice_for_one_source_in_a_release_is_quarantined_nam
     assert file.endswith("spec-0332-52367-0002.fits") and row == 0
     assert "spec-0332-52367 is already in this release for this source (file " in reason
     assert "spec-0332-52367-0001.fits, row 0)" in reason
+
+
+def test_a_spectrum_joins_the_current_source_of_its_match_survey_never_a_superseded_one(
+        engine, catalog, tmp_path, scratch_release, other_survey):
+    """Two releases of one survey hold the object: the spectrum joins the published (current) one's
+    source, as [source] join does; a superseded release's source is history, invisible to current_source.
+    Where two current sources of the match surveys have the id, the spectrum is quarantined, naming both."""
+    row = next(r for r in sdss_rows() if spec_name(r) == "0266-51630-0359")
+    for version, date in (("v1", "2017-01-01"), ("v2", "2018-01-01")):
+        mapping = scratch_mapping(tmp_path, version)
+        mapping.write_text(mapping.read_text().replace("date = 2017-07-31", f"date = {date}"))
+        ingest_release(mapping, engine, file=write_csv(tmp_path / f"{version}.csv", [row]))
+    with fits.open(PYQSOFIT / "spec-0266-51602-0013.fits") as hdul:
+        hdul[2].data["MJD"][0], hdul[2].data["FIBERID"][0] = 51630, 359
+        hdul.writeto(tmp_path / "spec-0266-51630-0359.fits")
+    result = ingest_release(_spectra_of(tmp_path, "current", ["scratch"]), engine)
+    assert result.row_counts["matched_existing_source"] == 1 and result.row_counts["source"] == 0
+    with engine.connect() as conn:
+        joined = conn.execute(sa.text(
+            "SELECT r.name, r.status FROM healcat.spectrum sp JOIN healcat.source s USING (shard, source_id) "
+            "JOIN healcat.release r ON r.release_id = s.release_id WHERE sp.release_id = :r"),
+            {"r": result.release_id}).all()
+        current = conn.scalar(sa.text(
+            "SELECT count(*) FROM healcat.current_spectrum sp JOIN healcat.current_source s USING (shard, source_id) "
+            "WHERE sp.release_id = :r"), {"r": result.release_id})
+    assert [tuple(j) for j in joined] == [("scratch/v2", "published")] and current == 1
+    # DR14 has the object too: two current sources, neither chosen silently
+    with pytest.raises(IngestError, match=r"object id '0266-51630-0359' names 2 current sources of the match_survey "
+                                          r"surveys \(.*\): which one this spectrum is of is ambiguous") as error:
+        ingest_release(_spectra_of(tmp_path, "both", ["scratch", "sdss"]), engine)
+    assert "scratch/v2 source" in str(error.value) and "sdss/dr14-skyserver-10k source" in str(error.value)
+
+
+def test_a_quarantined_spectrum_leaves_no_source_and_no_redshift(engine, catalog, tmp_path, scratch_release):
+    """Its pixels are checked before its source is made: a rejected spectrum is not half loaded."""
+    for fiber, damage in ((1, None), (2, "flux")):
+        with fits.open(PYQSOFIT / "spec-0332-52367-0639.fits") as hdul:
+            hdul[2].data["FIBERID"][0] = fiber
+            hdul[2].data["PLUG_RA"][0] += 0.01 * fiber
+            if damage:
+                hdul[1].data[damage][5] = np.inf
+            hdul.writeto(tmp_path / f"spec-0332-52367-000{fiber}.fits")
+    mapping = per_object_mapping(tmp_path, "sdss_spectra_pyqsofit", "rejected", {"series": [tmp_path / "spec-*.fits"]})
+    result = ingest_release(mapping, engine)
+    assert (result.row_counts["spectrum"], result.row_counts["source"], result.row_counts["quarantine"]) == (1, 1, 1)
+    with engine.connect() as conn:
+        sources = conn.execute(sa.text(
+            "SELECT s.object_id, z.z IS NOT NULL FROM healcat.source s LEFT JOIN healcat.spec_redshift z "
+            "USING (shard, source_id) WHERE s.release_id = :r"), {"r": result.release_id}).all()
+        reason = conn.scalar(sa.text("SELECT reason FROM healcat.quarantine WHERE release_id = :r"),
+                             {"r": result.release_id})
+    assert [tuple(s) for s in sources] == [("0332-52367-0001", True)]
+    assert "flux is not finite where ivar > 0 at pixel 5" in reason
