@@ -4,8 +4,12 @@ Four slices of the Gaia DR3 bright file (real stars, different rows in each, one
 so the releases are independent) are queued as ingest jobs, each of which then queues and runs
 its index job. The workers are `healcat worker` processes started beforehand and warmed up with
 one small release each (a worker's first job imports the ingestion modules); the wall time runs
-from queueing the four files to the queue being empty. Baseline: one worker, in the same run.
-Both runs must load the same rows.
+from queueing the four files to the last of the jobs they led to (their index jobs) being done.
+Baseline: one worker, in the same run. Both runs must load the same rows.
+
+The benchmark watches and removes only what it queued: its ingest jobs, the jobs they queued
+(``parent_job_id``), its releases and surveys; another job in the catalog is neither waited for nor
+deleted. It refuses a catalog where other jobs are due or running, which its workers would take.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import numpy as np
 import sqlalchemy as sa
 
 N_FILES = 4
-ROWS_PER_FILE = 40_000
+ROWS_PER_FILE = int(os.environ.get("BENCH_WORKERS_ROWS", 40_000))
 WARM_UP_ROWS = 500
 
 
@@ -34,7 +38,14 @@ def _setup():
 
     url = db.database_url()
     db.migrate(url)
-    return db.engine(), db.libpq_url(url)
+    engine = db.engine()
+    with engine.connect() as conn:
+        others = conn.scalar(sa.text("SELECT count(*) FROM healcat.job WHERE status = 'running' "
+                                     "OR (status = 'queued' AND run_after <= now())"))
+    if others:
+        raise SystemExit(f"workers: {db.describe_url()} has {others} jobs due or running, which the benchmark's "
+                         "workers would take or compete with; run it on a catalog of its own (HEALCAT_HOME)")
+    return engine, db.libpq_url(url)
 
 
 def _gaia_file(folder: Path, name: str, first: int, n: int) -> Path:
@@ -47,34 +58,45 @@ def _gaia_file(folder: Path, name: str, first: int, n: int) -> Path:
     return path
 
 
-def _queue(engine, folder: Path, files: dict[str, Path]) -> None:
-    """One ingest job per file, each under its own survey (named after the file)."""
+def _queue(engine, folder: Path, files: dict[str, Path]) -> list[int]:
+    """One ingest job per file, each under its own survey (named after the file); returns their job ids."""
     from ingest import queue
     from ingest.mapping import load_mapping
 
     text = load_mapping("gaia_dr3_bright").path.read_text()
+    job_ids = []
     with engine.begin() as conn:
         for survey, path in files.items():
             mapping = folder / f"{survey}.toml"
             mapping.write_text(text.replace('name = "gaia"', f'name = "{survey}"'))
-            queue.enqueue(conn, "ingest", {"mapping": str(mapping), "file": str(path)})
+            job_ids.append(queue.enqueue(conn, "ingest", {"mapping": str(mapping), "file": str(path)})[0])
+    return job_ids
 
 
-def _drain(engine) -> None:
+#: The jobs ``:ids`` and every job they led to (each names its parent in parent_job_id).
+_OURS = """WITH RECURSIVE ours AS (
+    SELECT job_id FROM healcat.job WHERE job_id = ANY(:ids)
+    UNION SELECT j.job_id FROM healcat.job AS j JOIN ours AS o ON j.parent_job_id = o.job_id)
+"""
+
+
+def _drain(engine, job_ids: list[int]) -> None:
+    """Wait until the benchmark's jobs and those they queued are done (no other job counts)."""
     while True:
         with engine.connect() as conn:
             live, failed = conn.execute(sa.text(
-                "SELECT count(*) FILTER (WHERE status IN ('queued', 'running')), "
-                "count(*) FILTER (WHERE status = 'failed') FROM healcat.job")).one()
+                _OURS + "SELECT count(*) FILTER (WHERE status IN ('queued', 'running')), "
+                "array_agg(job_id || ' ' || kind || ': ' || coalesce(error, '')) FILTER (WHERE status = 'failed') "
+                "FROM healcat.job WHERE job_id IN (SELECT job_id FROM ours)"), {"ids": job_ids}).one()
         if failed:
-            raise SystemExit(f"{failed} jobs failed")
+            raise SystemExit(f"workers: {len(failed)} of the benchmark's jobs failed: " + "; ".join(failed))
         if not live:
             return
         time.sleep(0.05)
 
 
-def _clean(engine, surveys: list[str]) -> int:
-    """Remove the round's releases; returns how many sources they had."""
+def _clean(engine, surveys: list[str], job_ids: list[int]) -> int:
+    """Remove the round's releases and jobs (those it queued and theirs); returns how many sources they had."""
     with engine.begin() as conn:
         params = {"s": surveys}
         n = conn.scalar(sa.text("SELECT count(*) FROM healcat.source s JOIN healcat.release r USING (release_id) "
@@ -85,7 +107,8 @@ def _clean(engine, surveys: list[str]) -> int:
         conn.execute(sa.text("DELETE FROM healcat.release r USING healcat.survey v "
                              "WHERE r.survey_id = v.survey_id AND v.name = ANY(:s)"), params)
         conn.execute(sa.text("DELETE FROM healcat.survey WHERE name = ANY(:s)"), params)
-        conn.execute(sa.text("DELETE FROM healcat.job"))
+        conn.execute(sa.text(_OURS + "DELETE FROM healcat.job WHERE job_id IN (SELECT job_id FROM ours)"),
+                     {"ids": job_ids})
     return n
 
 
@@ -96,23 +119,29 @@ def _round(engine, url: str, folder: Path, files: list[Path], n_workers: int) ->
     real = {f"bench-w{n_workers}-{i}": path for i, path in enumerate(files)}
     workers = [subprocess.Popen([sys.executable, "-m", "catalog.cli", "worker", "--poll", "0.05"], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(n_workers)]
+    jobs: list[int] = []
     try:
-        _queue(engine, folder, warm)
-        _drain(engine)
-        _clean(engine, list(warm))
+        jobs += _queue(engine, folder, warm)
+        _drain(engine, jobs)
+        _clean(engine, list(warm), jobs)
         t0 = time.perf_counter()
-        _queue(engine, folder, real)
-        _drain(engine)
+        jobs = _queue(engine, folder, real)
+        _drain(engine, jobs)
         wall_s = time.perf_counter() - t0
-    except BaseException:  # a failed round leaves no release behind for the next run
-        _clean(engine, [*warm, *real])
+    except BaseException:  # a failed round leaves no release or job of its own behind for the next run
+        _stop(workers)
+        _clean(engine, [*warm, *real], jobs)
         raise
-    finally:
-        for worker in workers:
+    _stop(workers)
+    return wall_s, _clean(engine, list(real), jobs)
+
+
+def _stop(workers: list[subprocess.Popen]) -> None:
+    for worker in workers:
+        if worker.poll() is None:
             worker.send_signal(signal.SIGTERM)
-        for worker in workers:
-            worker.wait()
-    return wall_s, _clean(engine, list(real))
+    for worker in workers:
+        worker.wait()
 
 
 def main() -> None:
