@@ -121,21 +121,37 @@ def _norm_cdf(x: float) -> float:
 
 
 def test_pdf_and_credible_intervals_in_sql_match_numpy(engine, catalog):
+    # A photo-z is the stored mixture truncated at z = 0 and renormalised (ml_v3.sql): the PDF, the
+    # CDF, the intervals and the point estimate all read it above 0.
     with engine.connect() as conn:
         rows = conn.execute(sa.text(
-            "SELECT source_id, pdf_weights, pdf_means, pdf_sigmas FROM healcat.current_prediction "
-            "WHERE model_name = 'photoz-sdss' ORDER BY source_id LIMIT 15")).all()
+            "SELECT source_id, value, pdf_weights, pdf_means, pdf_sigmas FROM healcat.current_prediction "
+            "WHERE model_name = 'photoz-sdss' ORDER BY healcat.mixture_cdf(pdf_weights, pdf_means, pdf_sigmas, 0) "
+            "DESC, source_id LIMIT 15")).all()
         for row in rows:
-            w, mu, s = (np.array(a, dtype=np.float64) for a in row[1:])
+            w, mu, s = (np.array(a, dtype=np.float64) for a in row[2:])
+            def cdf(z):
+                return sum(wi * _norm_cdf((z - mi) / si) for wi, mi, si in zip(w, mu, s))
+            kept = 1 - cdf(0.0)
             for z in (0.0, 0.05, 0.1, 0.3):
-                expected = float(np.sum(w * np.exp(-0.5 * ((z - mu) / s) ** 2) / (s * math.sqrt(2 * math.pi))))
+                expected = float(np.sum(w * np.exp(-0.5 * ((z - mu) / s) ** 2) / (s * math.sqrt(2 * math.pi)))) / kept
                 got = conn.scalar(sa.text("SELECT healcat.photoz_pdf(:s, :z)"), {"s": row.source_id, "z": z})
                 assert got == pytest.approx(expected, rel=1e-6)  # float4 parameters: far below their resolution
+                got = conn.scalar(sa.text("SELECT healcat.photoz_cdf(:s, :z)"), {"s": row.source_id, "z": z})
+                assert got == pytest.approx((cdf(z) - cdf(0.0)) / kept, abs=1e-7)
+            assert conn.scalar(sa.text("SELECT healcat.photoz_pdf(:s, -0.01)"), {"s": row.source_id}) == 0
+            assert conn.scalar(sa.text("SELECT healcat.photoz_cdf(:s, -0.01)"), {"s": row.source_id}) == 0
             lo, hi = conn.execute(sa.text("SELECT z_lo, z_hi FROM healcat.photoz_interval(:s, 0.9)"),
                                   {"s": row.source_id}).one()
-            cdf = [sum(wi * _norm_cdf((z - mi) / si) for wi, mi, si in zip(w, mu, s)) for z in (lo, hi)]
-            assert cdf[0] == pytest.approx(0.05, abs=1e-7) and cdf[1] == pytest.approx(0.95, abs=1e-7)
-            assert lo < hi
+            truncated = [(cdf(z) - cdf(0.0)) / kept for z in (lo, hi)]
+            assert truncated[0] == pytest.approx(0.05, abs=1e-7) and truncated[1] == pytest.approx(0.95, abs=1e-7)
+            assert 0 <= lo < row.value < hi
+            # the stored point estimate is the truncated mixture's median (float32, 24 bisections)
+            assert (cdf(row.value) - cdf(0.0)) / kept == pytest.approx(0.5, abs=1e-4)
+        # these are the galaxies with the most mass below z = 0 (up to 75% for one: its untruncated
+        # median was negative)
+        below = max(sum(wi * _norm_cdf(-mi / si) for wi, mi, si in zip(*r[2:])) for r in rows)
+        assert below > 0.05
         with pytest.raises(sa.exc.DBAPIError, match=r"level must be in \(0, 1\), got 1.5"):
             conn.execute(sa.text("SELECT * FROM healcat.photoz_interval(:s, 1.5)"), {"s": rows[0].source_id}).all()
     with engine.connect() as conn:
@@ -200,6 +216,26 @@ def test_a_named_version_shows_only_finished_runs(conn, catalog):
     conn.execute(sa.text("UPDATE healcat.inference_run SET finished_at = NULL WHERE run_id = :r"),
                  {"r": catalog["run"].run_id})
     assert conn.scalar(ask, {"s": source, "v": catalog["model"].version}) == 0
+
+
+def test_mixture_functions_with_a_lower_bound(conn):
+    w, m, s = "'{0.4,0.6}'", "'{-0.02,0.05}'", "'{0.03,0.02}'"
+    def cdf(x):
+        return 0.4 * _norm_cdf((x + 0.02) / 0.03) + 0.6 * _norm_cdf((x - 0.05) / 0.02)
+    def one(sql):
+        return conn.scalar(sa.text(f"SELECT {sql}"))
+    kept = 1 - cdf(0.0)
+    assert one(f"healcat.mixture_pdf({w}, {m}, {s}, 0.03, 0)") == pytest.approx(
+        one(f"healcat.mixture_pdf({w}, {m}, {s}, 0.03)") / kept, rel=1e-6)
+    assert one(f"healcat.mixture_pdf({w}, {m}, {s}, -0.001, 0)") == 0
+    assert one(f"healcat.mixture_cdf({w}, {m}, {s}, 0.04, 0)") == pytest.approx((cdf(0.04) - cdf(0)) / kept, abs=1e-7)
+    lo, hi = conn.execute(sa.text(f"SELECT lo, hi FROM healcat.mixture_interval({w}, {m}, {s}, 0.68, 0)")).one()
+    assert [(cdf(z) - cdf(0)) / kept for z in (lo, hi)] == pytest.approx([0.16, 0.84], abs=1e-7) and lo > 0
+    # no lower bound: the whole mixture, as before
+    lo, hi = conn.execute(sa.text(f"SELECT lo, hi FROM healcat.mixture_interval({w}, {m}, {s})")).one()
+    assert [cdf(lo), cdf(hi)] == pytest.approx([0.16, 0.84], abs=1e-7) and lo < 0
+    # a mixture with nothing above the bound has no PDF there
+    assert one("healcat.mixture_pdf('{1}', '{-5}', '{0.1}', 0.1, 0)") is None
 
 
 @pytest.mark.parametrize("function", ["mixture_pdf", "mixture_cdf", "mixture_quantile"])

@@ -66,11 +66,17 @@ def crps_gmm(weights: np.ndarray, means: np.ndarray, sigmas: np.ndarray, z: np.n
     return term1 - term2
 
 
-def pit_gmm(weights: np.ndarray, means: np.ndarray, sigmas: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """Probability integral transform: mixture CDF evaluated at truth ``z``, shape ``[N]`` in [0, 1]."""
+def pit_gmm(weights: np.ndarray, means: np.ndarray, sigmas: np.ndarray, z: np.ndarray,
+            lower: float | None = None) -> np.ndarray:
+    """Probability integral transform: mixture CDF evaluated at truth ``z``, shape ``[N]`` in [0, 1];
+    ``lower``: of the mixture truncated there, ``(F(z) - F(lower)) / (1 - F(lower))``."""
     w, m, s = (np.asarray(a, dtype=np.float64) for a in (weights, means, sigmas))
-    t = (np.asarray(z, dtype=np.float64)[:, None] - m) / s
-    return np.sum(w * _norm_cdf(t), axis=1)
+    def cdf(x):
+        return np.sum(w * _norm_cdf((np.asarray(x, dtype=np.float64)[..., None] - m) / s), axis=1)
+    if lower is None:
+        return cdf(z)
+    below = cdf(np.full(len(w), lower))
+    return (cdf(z) - below) / np.maximum(1.0 - below, 1e-300)
 
 
 def pit_histogram(pit: np.ndarray, bins: int = 10) -> np.ndarray:

@@ -17,6 +17,10 @@ from . import common, metrics
 from .common import MAG_MAX, MAG_MIN, fit_early_stopping, inference_device, mixed_precision, split_indices
 
 SIGMA_FLOOR = 1e-3  # minimum component sigma, redshift units
+# A redshift is not negative: p(z) is the stored mixture truncated at z = 0 and renormalised (the
+# mass a component puts below 0 goes to the rest), in the point estimate, the moments, the PIT and
+# SQL's photoz_pdf / photoz_interval alike; the stored pdf_* are the network's untruncated mixture.
+Z_MIN = 0.0
 
 
 def valid_rows(mags: np.ndarray) -> np.ndarray:
@@ -60,6 +64,7 @@ class PhotoZMDN(nn.Module):
         self.register_buffer("z_loc", torch.zeros(()))
         self.register_buffer("z_scale", torch.ones(()))
         self.sigma_floor = SIGMA_FLOOR  # an attribute, not the global: TorchScript reads no float globals
+        self.z_min = Z_MIN
         layers: list[nn.Module] = []
         width = n_features
         for _ in range(depth):
@@ -90,9 +95,8 @@ class PhotoZMDN(nn.Module):
         layer and what follows run in float32 whatever the trunk ran in)."""
         logits, mu, sigma = self._mixture(h)
         w = torch.softmax(logits, dim=1)
-        mean = (w * mu).sum(1)
-        var = (w * (sigma ** 2 + mu ** 2)).sum(1) - mean ** 2
-        return {"z_point": _mixture_median(w, mu, sigma), "z_mean": mean, "z_sigma": var.clamp_min(0).sqrt(),
+        mean, var = _truncated_moments(w, mu, sigma, self.z_min)
+        return {"z_point": _mixture_median(w, mu, sigma, self.z_min), "z_mean": mean, "z_sigma": var.clamp_min(0).sqrt(),
                 "weights": w, "means": mu, "sigmas": sigma, "embedding": nn.functional.normalize(h, dim=1)}
 
 
@@ -144,7 +148,7 @@ def train_features(x: np.ndarray, z: np.ndarray, *, seed: int = 0, epochs: int =
 
     out = predict(model, x_all[test], device=dev)
     zt = z_all[test]
-    pit = metrics.pit_gmm(out["weights"], out["means"], out["sigmas"], zt)
+    pit = metrics.pit_gmm(out["weights"], out["means"], out["sigmas"], zt, lower=Z_MIN)
     report = dict(
         n_train=len(fit), n_val=len(val), n_test=len(test), n_dropped=int((~ok).sum()),
         nmad=metrics.nmad(out["z_point"], zt), bias=metrics.bias(out["z_point"], zt),
@@ -158,16 +162,37 @@ def train_features(x: np.ndarray, z: np.ndarray, *, seed: int = 0, epochs: int =
     return model, report
 
 
-def _mixture_median(w: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, iters: int = 24) -> torch.Tensor:
-    """Mixture median ``[N]`` by bisection on the mixture CDF (redshift units): 24 halvings of the
-    +-6 sigma bracket leave it under 1e-6 wide for any bracket narrower than 16 (float32 holds
-    about 7 digits; photo-z errors are ~1e-2)."""
-    lo = (mu - 6 * sigma).min(1).values
-    hi = (mu + 6 * sigma).max(1).values
+def _truncated_moments(w: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor,
+                       z_min: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and variance ``[N]`` of the mixture truncated at ``z_min`` (:data:`Z_MIN`; each component a truncated
+    normal: mean mu + sigma lambda, variance sigma^2 (1 + alpha lambda - lambda^2), lambda the inverse
+    Mills ratio at alpha = (z_min - mu) / sigma, reweighted by the mass it keeps)."""
+    alpha = (z_min - mu) / sigma
+    kept = torch.special.ndtr(-alpha)
+    # phi(alpha) / kept, computed as exp(log phi - log kept): finite where a component lies far below 0
+    lam = torch.exp(-0.5 * alpha ** 2 - 0.9189385332046727 - torch.special.log_ndtr(-alpha))
+    m = mu + sigma * lam
+    v = sigma ** 2 * (1 + alpha * lam - lam ** 2)
+    wk = w * kept
+    wk = wk / wk.sum(1, keepdim=True).clamp_min(1e-30)
+    mean = (wk * m).sum(1)
+    return mean, (wk * (v + m ** 2)).sum(1) - mean ** 2
+
+
+def _mixture_median(w: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, z_min: float,
+                    iters: int = 24) -> torch.Tensor:
+    """Median ``[N]`` of the mixture truncated at ``z_min`` (:data:`Z_MIN`), by bisection on its CDF
+    (redshift units): the z where the untruncated CDF reaches F(z_min) + (1 - F(z_min)) / 2; 24 halvings
+    of the +-6 sigma bracket (cut at z_min) leave it under 1e-6 wide for any bracket narrower than 16
+    (float32 holds about 7 digits; photo-z errors are ~1e-2)."""
+    below = (w * torch.special.ndtr((z_min - mu) / sigma)).sum(1)
+    target = 0.5 * (1 + below)
+    lo = (mu - 6 * sigma).min(1).values.clamp_min(z_min)
+    hi = torch.maximum((mu + 6 * sigma).max(1).values, lo)
     for _ in range(iters):
         mid = 0.5 * (lo + hi)
         cdf = (w * torch.special.ndtr((mid[:, None] - mu) / sigma)).sum(1)
-        lo, hi = torch.where(cdf < 0.5, mid, lo), torch.where(cdf < 0.5, hi, mid)
+        lo, hi = torch.where(cdf < target, mid, lo), torch.where(cdf < target, hi, mid)
     return 0.5 * (lo + hi)
 
 
