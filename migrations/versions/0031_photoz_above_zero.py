@@ -2,7 +2,7 @@
 z = 0 and renormalised, photoz_cdf; mixture_pdf / mixture_cdf / mixture_interval take a lower bound
 
 Revision ID: 0031
-Revises: 0030
+Revises: 0028 (numbered after 0030, which was written at the same time and follows it)
 Create Date: 2026-12-05 10:00:00
 
 The network's mixture puts probability below z = 0 for galaxies near it (2 of the 4,998 SDSS
