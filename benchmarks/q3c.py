@@ -2,9 +2,10 @@
 
 Q3C (Koposov & Bartunov 2006) is the usual PostgreSQL spatial index for astronomy catalogs. This
 harness installs Debian's ``postgresql-15`` and ``postgresql-15-q3c`` when they are missing (as
-root, with apt-get), initialises a cluster under ``var/bench/q3c`` (run as the ``postgres`` system
-user when we are root: PostgreSQL refuses to run as root), listening only on a unix socket in that
-folder on port ``PORT`` (log in ``var/bench/q3c/run/server.log``), loads rows the Q3C way (table ``bench.src(source_id, ra, dec)``, an index
+root, with apt-get), initialises a cluster in ``q3c/`` under the benchmark catalog's home
+(``sky10m.home()``: HEALCAT_HOME, default ``var/bench``; run as the ``postgres`` system user when we
+are root: PostgreSQL refuses to run as root), listening only on a unix socket in that folder on port
+``PORT`` (log in ``q3c/run/server.log``), loads rows the Q3C way (table ``bench.src(source_id, ra, dec)``, an index
 on ``q3c_ang2ipix(ra, dec)``, CLUSTER on it, ANALYZE) and stops it when done::
 
     with Q3CServer(planner_settings) as q3c:
@@ -27,7 +28,7 @@ import psycopg
 from psycopg import sql
 
 from catalog.pgcopy import copy_columns
-from benchmarks.sky10m import BENCH_HOME
+from benchmarks import sky10m
 
 PG_VERSION = 15
 PG_BIN = Path(f"/usr/lib/postgresql/{PG_VERSION}/bin")
@@ -39,7 +40,8 @@ DATABASE = "bench"
 
 
 def install() -> None:
-    """apt-get install PostgreSQL 15 and Q3C unless they are there already."""
+    """apt-get install PostgreSQL 15 and Q3C unless they are there already; without root, an error
+    saying what to install (benchmarks needing Q3C call this first, before building anything)."""
     if (PG_BIN / "postgres").exists() and Q3C_CONTROL.exists():
         return
     if os.geteuid() != 0:
@@ -55,12 +57,13 @@ def _as_db_user(cmd: list[str]) -> list[str]:
 
 
 class Q3CServer:
-    """PostgreSQL 15 with Q3C in ``root`` (default var/bench/q3c); a context manager that stops it."""
+    """PostgreSQL 15 with Q3C in ``root`` (default: ``q3c`` in the benchmark catalog's home); a context
+    manager that stops it."""
 
-    def __init__(self, settings: dict[str, str] | None = None, root: Path = BENCH_HOME / "q3c"):
-        self.root = root
-        self.pgdata = root / "pgdata"
-        self.run_dir = root / "run"  # the socket and the server log, writable by the server
+    def __init__(self, settings: dict[str, str] | None = None, root: Path | None = None):
+        self.root = root or sky10m.home() / "q3c"
+        self.pgdata = self.root / "pgdata"
+        self.run_dir = self.root / "run"  # the socket and the server log, writable by the server
         self.settings = settings or {}
 
     @property
