@@ -1,12 +1,15 @@
 """Cone search latency on 10 million sources: healcat (PostgreSQL 18) against Q3C (PostgreSQL 15), same rows.
 
 The sky is benchmarks/sky10m.py (real Gaia DR3 positions tiled 21x with jitter), loaded into the
-benchmark catalog (HEALCAT_HOME=var/bench) and into a throwaway Q3C server (benchmarks/q3c.py) with
-the same planner and memory settings. For 200 seeded random centres per radius: healcat's SQL path
-(healcat.cone_search, rows fetched), its Python path (catalog.search.cone_search, an astropy Table)
-and Q3C's q3c_radial_query returning the same columns nearest first. Warm cache: each query runs
-once before it is timed. Row counts must be identical to Q3C's for every query. One plan per
-radius and path is checked for the index it must use and printed.
+benchmark catalog (HEALCAT_HOME, default var/bench; refused unless it holds the sky alone) and into a
+throwaway Q3C server (benchmarks/q3c.py) with the same planner and memory settings. For 200 seeded
+random centres per radius (``BENCH_CONE_CENTRES``): healcat's SQL path (healcat.cone_search, rows
+fetched), its Python path (catalog.search.cone_search, an astropy Table) and Q3C's q3c_radial_query
+returning the same columns nearest first. Warm cache: each query runs once before it is timed. Every
+query's source_ids must be Q3C's, on both paths. One plan per radius and path is checked for the
+index it must use and printed. Q3C is checked for (installed, or root to install it) first.
+
+``python -m benchmarks regions`` (:func:`regions`) times box, ellipse and polygon searches the same way.
 """
 
 from __future__ import annotations
@@ -19,11 +22,11 @@ import time
 import numpy as np
 import psycopg
 
-from benchmarks import sky10m
+from benchmarks import q3c as q3c_server, sky10m
 from benchmarks.q3c import Q3CServer
 
 RADII_ARCSEC = {"1 arcsec": 1.0, "1 arcmin": 60.0, "30 arcmin": 1800.0, "2 deg": 7200.0}
-N_CENTRES = 200
+N_CENTRES = int(os.environ.get("BENCH_CONE_CENTRES", 200))
 SEED = 42
 #: The issue's targets: healcat p50 / Q3C p50 at most this, by radius.
 TARGET_SMALL, TARGET_LARGE, SMALL_ARCSEC = 0.3, 0.5, 600.0
@@ -37,11 +40,13 @@ Q3C_QUERY = ("SELECT source_id, ra, dec, q3c_dist(%(ra)s, %(dec)s, ra, dec) * 36
 
 
 def prepare():
-    """(engine, healcat libpq URL, sky, source_ids): the benchmark catalog with the 10M sky loaded."""
+    """(engine, healcat libpq URL, sky, source_ids): the benchmark catalog with the 10M sky loaded.
+    A catalog holding anything else is refused before it is migrated or its settings changed."""
     sky10m.use_bench_home()
     from catalog import db
 
     url = db.database_url()
+    sky10m.refuse_unless_own(db.libpq_url(url))
     db.migrate(url)
     sky10m.serve_from_memory(db.libpq_url(url))
     engine = db.engine()
@@ -55,11 +60,26 @@ def healcat_settings(url: str) -> dict[str, str]:
         return {k: conn.execute(f"SHOW {k}").fetchone()[0] for k in SHARED_SETTINGS}
 
 
-def _timed(fn, *args) -> tuple[float, int]:
+def _timed(fn, *args):
+    """(milliseconds, result) of the second of two calls (the first warms the cache)."""
     fn(*args)  # warm
     t0 = time.perf_counter()
-    n = fn(*args)
-    return (time.perf_counter() - t0) * 1000, n
+    result = fn(*args)
+    return (time.perf_counter() - t0) * 1000, result
+
+
+def _same_ids(where: str, **answers) -> int:
+    """The answers' source_ids (rows' first column, or a Table's source_id) must be the same set;
+    returns how many."""
+    ids = {name: np.sort(np.asarray(a["source_id"] if hasattr(a, "colnames") else [r[0] for r in a], np.int64))
+           for name, a in answers.items()}
+    (first, want), *rest = ids.items()
+    for name, got in rest:
+        if not np.array_equal(got, want):
+            raise AssertionError(f"{where}: {name} returns {len(got)} rows, {first} {len(want)}; only in {name}: "
+                                 f"{np.setdiff1d(got, want)[:10].tolist()}, only in {first}: "
+                                 f"{np.setdiff1d(want, got)[:10].tolist()}")
+    return len(want)
 
 
 def _plan_nodes(plan: list[str]) -> str:
@@ -112,6 +132,7 @@ def _inner_plan(conn: psycopg.Connection, statement: str, params: tuple) -> list
 def main() -> None:
     from catalog.search import cone_search
 
+    q3c_server.install()  # before the sky is built and loaded (minutes): Q3C needs root to install
     engine, url, s, ids = prepare()
     rng = np.random.default_rng(SEED)
     ra = rng.uniform(0, 360, N_CENTRES)
@@ -125,13 +146,13 @@ def main() -> None:
             vector = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()[0]
 
             def sql(r, d, rad):  # the columns Q3C's query returns (cone_search also gives release and object_id)
-                return len(conn.execute(SQL_QUERY, (r, d, rad)).fetchall())
+                return conn.execute(SQL_QUERY, (r, d, rad)).fetchall()
 
             def python(r, d, rad):
-                return len(cone_search(r, d, rad, engine=engine))
+                return cone_search(r, d, rad, engine=engine)
 
             def q3c_path(r, d, rad):
-                return len(q3c.execute(Q3C_QUERY, {"ra": r, "dec": d, "r": rad}).fetchall())
+                return q3c.execute(Q3C_QUERY, {"ra": r, "dec": d, "r": rad}).fetchall()
 
             print(f"\ncone search, {dt.date.today()}: {len(s):,} sources (benchmarks/sky10m.py), {N_CENTRES} random "
                   f"centres per radius, warm cache; healcat on PostgreSQL {version} (pgvector {vector}), Q3C "
@@ -143,15 +164,14 @@ def main() -> None:
             for label, rad in RADII_ARCSEC.items():
                 t_sql, t_py, t_q3c, counts = [], [], [], []
                 for i in range(N_CENTRES):
-                    ms, n_q3c = _timed(q3c_path, ra[i], dec[i], rad)
+                    ms, rows_q3c = _timed(q3c_path, ra[i], dec[i], rad)
                     t_q3c.append(ms)
-                    ms, n = _timed(sql, ra[i], dec[i], rad)
+                    ms, rows_sql = _timed(sql, ra[i], dec[i], rad)
                     t_sql.append(ms)
-                    ms, n_py = _timed(python, ra[i], dec[i], rad)
+                    ms, table = _timed(python, ra[i], dec[i], rad)
                     t_py.append(ms)
-                    counts.append(n_q3c)
-                    assert n == n_py == n_q3c, (f"row counts differ at ({ra[i]}, {dec[i]}, {rad} arcsec): "
-                                                f"SQL {n}, Python {n_py}, Q3C {n_q3c}")
+                    counts.append(_same_ids(f"cone at ({ra[i]}, {dec[i]}, {rad} arcsec)", Q3C=rows_q3c, SQL=rows_sql,
+                                            Python=table))
                 plans[label] = check_plans(conn, q3c, ra[0], dec[0], rad)
                 p = lambda xs, q: float(np.percentile(xs, q))  # noqa: E731
                 target = TARGET_SMALL if rad <= SMALL_ARCSEC else TARGET_LARGE
@@ -166,13 +186,16 @@ def main() -> None:
                     print(f"  {label:>10} {line}")
 
 
-REGION_CENTRES = 50
-REGION_SCANS = 4  # whole-sky scans per region type (the baseline; seconds each on 10M rows)
+REGION_CENTRES = int(os.environ.get("BENCH_REGIONS_CENTRES", 50))
+#: Whole-sky scans per region type (the baseline; seconds each on 10M rows), on the first centres.
+REGION_SCANS = int(os.environ.get("BENCH_REGIONS_SCANS", 4))
 
 
 def regions() -> None:
-    """Box, ellipse and polygon of about 1 deg: Python path and SQL function against the same exact test
-    over the whole sky (the region's *_in_ranges function given one range, [0, npix): no index pruning)."""
+    """Box, ellipse and polygon of about 1 deg: the SQL function (rows fetched) and the Python path (an
+    astropy Table) against the same exact test over the whole sky, rows fetched too (the region's
+    *_in_ranges function given one range, [0, npix): no index pruning), on the first REGION_SCANS
+    centres; both ratios are over those centres. The three must return the same source_ids."""
     from catalog import healpix
     from catalog.search import Box, Ellipse, Polygon, box_search, ellipse_search, polygon_search
 
@@ -180,6 +203,7 @@ def regions() -> None:
     rng = np.random.default_rng(7)
     ra = rng.uniform(0, 360, REGION_CENTRES)
     dec = np.degrees(np.arcsin(rng.uniform(-0.95, 0.95, REGION_CENTRES)))
+    n_scans = min(REGION_SCANS, REGION_CENTRES)
     cases = {
         "box 1x1 deg": lambda r, d: (Box(r - 0.5, r + 0.5, d - 0.5, d + 0.5), box_search,
                                      "box_search(%s, %s, %s, %s)"),
@@ -189,30 +213,32 @@ def regions() -> None:
             [(r, d - 0.5), (r + 0.5, d - 0.2), (r + 0.3, d + 0.5), (r - 0.3, d + 0.5), (r - 0.5, d - 0.2)]),
             polygon_search, "polygon_search(%s)"),
     }
-    print(f"\nregion search: {REGION_CENTRES} random centres per region")
+    print(f"\nregion search: {REGION_CENTRES} random centres per region, the whole-sky scan on the first {n_scans} "
+          f"(SQL and scan fetch the same rows; Python returns them as an astropy Table)")
     print(f"{'region':>20} {'rows p50':>8} | {'SQL p50':>8} | {'Python p50':>10} {'p95':>7} | "
-          f"{'whole-sky scan p50':>18} | {'Python/scan':>11}")
+          f"{'whole-sky scan p50':>18} | {'SQL/scan':>9} {'Python/scan':>11}")
     with psycopg.connect(url) as conn:
         for label, make in cases.items():
             t_sql, t_py, t_scan, counts = [], [], [], []
             for i in range(REGION_CENTRES):
                 region, python, call = make(ra[i], dec[i])
                 args = region.args()
-                ms, n = _timed(lambda: conn.execute(f"SELECT count(*) FROM healcat.{call}", args).fetchone()[0])
+                ms, rows_sql = _timed(lambda: conn.execute(f"SELECT * FROM healcat.{call}", args).fetchall())
                 t_sql.append(ms)
-                counts.append(n)
-                ms, n_py = _timed(lambda: len(python(*_public_args(region))))
+                ms, table = _timed(lambda: python(*_public_args(region)))
                 t_py.append(ms)
-                assert n_py == n, f"{label} at ({ra[i]}, {dec[i]}): Python {n_py} rows, SQL {n}"
-                if i < REGION_SCANS:
-                    scan = (f"SELECT count(*) FROM healcat.{region.function}(ARRAY[0]::bigint[], "
+                answers = {"SQL": rows_sql, "Python": table}
+                if i < n_scans:
+                    scan = (f"SELECT * FROM healcat.{region.function}(ARRAY[0]::bigint[], "
                             f"ARRAY[{healpix.NPIX}]::bigint[], NULL" + ", %s" * len(args) + ")")
-                    ms, n_scan = _timed(lambda: conn.execute(scan, args).fetchone()[0])
+                    ms, answers["whole-sky scan"] = _timed(lambda: conn.execute(scan, args).fetchall())
                     t_scan.append(ms)
-                    assert n_scan == n, f"{label}: whole-sky scan {n_scan} rows, index {n}"
+                counts.append(_same_ids(f"{label} at ({ra[i]}, {dec[i]})", **answers))
             p = lambda xs, q: float(np.percentile(xs, q))  # noqa: E731
+            scan50 = p(t_scan, 50)
             print(f"{label:>20} {p(counts, 50):>8.0f} | {p(t_sql, 50):>6.2f}ms | {p(t_py, 50):>8.2f}ms "
-                  f"{p(t_py, 95):>5.2f}ms | {p(t_scan, 50):>16.1f}ms | {p(t_py, 50) / p(t_scan, 50):>11.4f}")
+                  f"{p(t_py, 95):>5.2f}ms | {scan50:>16.1f}ms | {p(t_sql[:n_scans], 50) / scan50:>9.4f} "
+                  f"{p(t_py[:n_scans], 50) / scan50:>11.4f}")
 
 
 def _public_args(region) -> tuple:
