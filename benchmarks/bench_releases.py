@@ -9,7 +9,9 @@ temporary tables publish builds (``release_old``, ``release_new``): publish's wh
 renumbered, against the same phase with the release keeping its ids (all matched by one hash
 join, no leftovers), in the same run, on the same server. Printed: objects/s of each and their ratio, and the pairs
 found against the pairs within 1 arcsec by construction (a move under 1 arcsec, and no other old
-object nearer: at this density, all but a handful).
+object nearer: at this density, all but a handful). Checked (:func:`check`), failing loudly: ids kept,
+every object paired with itself; renumbered, every pair but a handful (``HANDFUL``) an object with
+itself, and every object moved <= 1 arcsec paired but a handful.
 
     python -m benchmarks releases                 # 1,000,000 objects
     BENCH_RELEASES_N=100000 python -m benchmarks releases
@@ -25,6 +27,10 @@ from pathlib import Path
 import sqlalchemy as sa
 
 N = int(os.environ.get("BENCH_RELEASES_N", 1_000_000))
+#: Pairs a renumbered release may get wrong or miss: an old object nearer than the moved one's own
+#: (about 6 per million objects uniform on the sky within 1 arcsec), or a move under 1 arcsec that
+#: the separation's rounding puts over.
+HANDFUL = max(10, N // 50_000)
 
 _OLD = """
 CREATE TEMP TABLE release_old ON COMMIT DROP AS
@@ -44,7 +50,8 @@ FROM (SELECT o.source_id + :n AS source_id, CASE WHEN :renumber THEN 'renumbered
       FROM (SELECT *, 1.3 * random() AS d, 2 * pi() * random() AS a FROM release_old) AS o) AS t"""
 
 
-def _run(conn, renumber: bool) -> tuple[float, int, int]:
+def _run(conn, renumber: bool) -> tuple[float, int, int, int]:
+    """(seconds, pairs, pairs of an object with itself, objects moved <= the radius)."""
     from ingest import publish
 
     params = {"radius_arcsec": publish.MATCH_RADIUS_ARCSEC, "n": N, "renumber": renumber}
@@ -56,9 +63,20 @@ def _run(conn, renumber: bool) -> tuple[float, int, int]:
         t0 = time.perf_counter()
         publish.match_objects(conn, publish.MATCH_RADIUS_ARCSEC)  # as publish runs it, ANALYZE of both sides first
         seconds = time.perf_counter() - t0
-        pairs = conn.scalar(sa.text("SELECT count(*) FROM release_match"))
+        pairs, right = conn.execute(sa.text("SELECT count(*), count(*) FILTER (WHERE source_id = previous_source_id + :n) "
+                                            "FROM release_match"), params).one()
         moved_less = conn.scalar(sa.text("SELECT count(*) FROM release_new WHERE moved_arcsec <= :radius_arcsec"), params)
-    return seconds, pairs, moved_less
+    return seconds, pairs, right, moved_less
+
+
+def check(by_id: tuple, by_position: tuple) -> None:
+    """The pairs expected, or an AssertionError saying which are not."""
+    _, pairs, right, _ = by_id
+    assert pairs == right == N, f"releases, ids kept: {pairs:,} pairs, {right:,} of an object with itself, for {N:,}"
+    _, pairs, right, moved_less = by_position
+    assert pairs - right <= HANDFUL and right >= moved_less - HANDFUL, (
+        f"releases, renumbered: {pairs:,} pairs, {pairs - right:,} of two different objects, {right:,} of an object "
+        f"with itself where {moved_less:,} moved <= 1 arcsec (allowed {HANDFUL} off)")
 
 
 def main() -> None:
@@ -73,8 +91,11 @@ def main() -> None:
           f"{os.cpu_count()} cores")
     print(f"  ids kept (all by object_id):     {by_id[0]:.2f} s ({N / by_id[0]:,.0f} objects/s), {by_id[1]:,} pairs")
     print(f"  renumbered (all by position, 1\"): {by_position[0]:.2f} s ({N / by_position[0]:,.0f} objects/s), "
-          f"{by_position[1]:,} pairs; {by_position[2]:,} objects moved <= 1\" (a nearer neighbour may take one)")
+          f"{by_position[1]:,} pairs; {by_position[3]:,} objects moved <= 1\" (a nearer neighbour may take one)")
     print(f"  position / id time:              {by_position[0] / by_id[0]:.1f}x")
+    check(by_id, by_position)
+    print(f"  pairs as expected: all {N:,} by id; by position {by_position[2]:,} right, "
+          f"{by_position[1] - by_position[2]:,} wrong")
 
 
 if __name__ == "__main__":
