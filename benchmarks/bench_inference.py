@@ -15,10 +15,13 @@ threads for the model as ``BENCH_INFERENCE_THREADS`` says (a list too, e.g. ``1,
 version's embeddings is built after the last run (CONCURRENTLY, readers unaffected) and reported on
 its own. Before them, the object classifier's run (which photo-z requires) is timed and reported on
 its own. The baseline is the same photo-z model's `predict` on the same inputs, in memory, in the
-same batches, in the same process, on the run's torch threads (the median of three passes).
+same batches, in the same process, on the run's torch threads (the median of three passes); each
+run's predictions must be its outputs (value and uncertainty within ``TOLERANCE``, the same sources;
+those it refuses or gives no finite output for skipped), or the benchmark fails.
 Beside it, what other threads' Python work costs the model: the forward on (up to) 30 batches beside a
 thread holding the interpreter lock half the time, as runs call it (TorchScript on the CPU) and
-eager; and in each run, the model's own time (its ``predict`` calls) against its forward alone.
+eager (where the model did not script, that is said and only eager is timed); and in each run, the
+model's own time (its ``predict`` calls) against its forward alone.
 
 The CPU seconds the run spent, in this process (all its threads) and in the local server's
 processes (from /proc: live backends, plus what the postmaster reaped), give the ceiling that the
@@ -37,9 +40,11 @@ import os
 import platform
 import threading
 import time
+import warnings
 from pathlib import Path
 from unittest import mock
 
+import numpy as np
 import sqlalchemy as sa
 import torch
 
@@ -56,6 +61,9 @@ BUILD_INDEX = os.environ.get("BENCH_INFERENCE_INDEX", "1") != "0"
 #: The release of N_SOURCES synthetic sources: a catalog keeps one per size, found again by name.
 RELEASE = "bench/sdss-resampled-" + ({1_000_000: "1m", 10_000_000: "10m"}.get(N_SOURCES) or f"{N_SOURCES}")
 BATCH = 8192
+#: A run's stored predictions against the baseline's forward outputs for the same sources
+#: (numpy.allclose: rtol, atol); on the CPU they are computed alike and agree to float32 rounding.
+TOLERANCE = (1e-4, 1e-5)
 
 
 def _setup():
@@ -200,11 +208,12 @@ class _ModelTime:
         del self.task.predict
 
 
-def _beside_python(task, model, dev, batches) -> dict[str, tuple[float, float]]:
+def _beside_python(task, model, dev, batches) -> tuple[dict[str, tuple[float, float]], str | None]:
     """Wall seconds of ``predict`` over ``batches`` alone, then beside a thread that holds the
     interpreter lock half the time (1 ms of pure Python, 1 ms asleep), as runs call it (TorchScript
     on the CPU, ``ingest.ml.common.scripted``) and eager: what Python work in other threads (a
-    run's lanes) costs the model when it has a core of its own."""
+    run's lanes) costs the model when it has a core of its own. Where the model does not script
+    (``scripted`` falls back to eager with a warning), only eager, and the warning's text second."""
     def timed() -> float:
         t0 = time.perf_counter()
         for x in batches:
@@ -218,9 +227,15 @@ def _beside_python(task, model, dev, batches) -> dict[str, tuple[float, float]]:
                 pass
             time.sleep(1e-3)
 
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        not_scripted = common.scripted(model) is model
+    why = "; ".join(str(w.message) for w in said) or f"{type(model).__name__} is not scripted"
+    ways = [("eager", mock.patch.object(common, "scripted", lambda m: m))]
+    if not not_scripted:
+        ways.insert(0, ("scripted", contextlib.nullcontext()))
     out = {}
-    for name, how in (("scripted", contextlib.nullcontext()),
-                      ("eager", mock.patch.object(common, "scripted", lambda m: m))):
+    for name, how in ways:
         with how:
             alone = timed()
             stop = threading.Event()
@@ -231,7 +246,7 @@ def _beside_python(task, model, dev, batches) -> dict[str, tuple[float, float]]:
             finally:
                 stop.set()
                 holder.join()
-    return out
+    return out, why if not_scripted else None
 
 
 def _peak_rss_mib() -> float:
@@ -288,13 +303,17 @@ def main() -> None:
     # Baseline: the same inputs, read as the run reads them (binary, in batches), prepared, held in
     # memory, then through predict() in the same batches.
     task = get_task("photoz")
-    batches = []
+    batches, keys = [], []
     with engine.connect() as conn, conn.connection.driver_connection.cursor(name="baseline", binary=True) as cur:
         cur.execute(task.input_query, {"release_id": release_id, "object_class_model_id": cls_ref.model_id,
                                        **ALL_SOURCES})
         while rows := cur.fetchmany(BATCH):
-            batches.append(task.prepare(rows).inputs)
+            prepared = task.prepare(rows)
+            batches.append(prepared.inputs)
+            keys.append(prepared.keys[:, 1])
         model = task.load(str(inference.weights_file(conn, photoz_model.model_id)), dev)
+    with torch_threads(threads[0]):  # what every run must store: an untimed pass, its outputs kept
+        expected = _expected(keys, [task.predict(model, x, dev) for x in batches])
     forward = {}  # threads -> (the median of three passes, the passes): one pass varied by 1.5x on 2 cores
     for n_threads in dict.fromkeys(threads):
         times = []
@@ -305,8 +324,8 @@ def main() -> None:
                 times.append(time.perf_counter() - t0)
         forward[n_threads] = (sorted(times)[1], times)
     few = batches[:30]
-    beside = _beside_python(task, model, dev, few) if dev.type == "cpu" else None
-    del batches
+    beside, not_scripted = _beside_python(task, model, dev, few) if dev.type == "cpu" else (None, None)
+    del batches, keys
     with engine.connect() as conn:
         max_wal_size = conn.exec_driver_sql("SHOW max_wal_size").scalar()
 
@@ -317,6 +336,8 @@ def main() -> None:
     for n_threads, (t_fwd, times) in forward.items():
         print(f"  photo-z pure forward, {n_threads} thread{'s' * (n_threads > 1)}:  {n_fwd:,} in {t_fwd:.1f} s "
               f"({n_fwd / t_fwd:,.0f} sources/s; the median of {', '.join(f'{t:.2f}' for t in times)} s)")
+    if not_scripted:
+        print(f"  photo-z did NOT script, so its runs here are eager: {not_scripted}")
     if beside:
         print(f"  photo-z forward on {len(few)} batches beside a thread holding the interpreter lock half the time, "
               "against alone: " + ", ".join(f"{name} {b:.2f} s / {a:.2f} s = {b / a:.2f}x"
@@ -330,10 +351,39 @@ def main() -> None:
                 mock.patch.dict(os.environ, {"HEALCAT_INFER_THREADS": str(n_threads)}):
             run = inference.run_model(engine, photoz_model.name, RELEASE, batch_size=BATCH, device=dev.type,
                                       lanes=n_lanes)
-        assert run.n_predicted == n_fwd, (run.n_predicted, n_fwd)
+        _check_predictions(engine, run.run_id, expected)
         t_fwd = forward[n_threads][0]
         _report(run, n_lanes, depth, n_threads, cpu, t_fwd, n_fwd / t_fwd, _peak_rss_mib(), rss_before, max_wal_size,
                 BUILD_INDEX and last, model_time.seconds)
+
+
+def _expected(keys: list, outs: list) -> tuple:
+    """(source_ids, value, uncertainty) of the baseline's outputs that a run stores: finite, not refused."""
+    from ingest import inference
+
+    ok = [inference._finite(o) & np.equal(np.full(len(o.value), None, object) if o.refused is None else o.refused,
+                                          None) for o in outs]
+    take = lambda column: np.concatenate([np.asarray(c, np.float64)[m] for c, m in zip(column, ok)])  # noqa: E731
+    return (np.concatenate([k[m] for k, m in zip(keys, ok)]), take([o.value for o in outs]),
+            take([o.uncertainty for o in outs]))
+
+
+def _check_predictions(engine, run_id: int, expected: tuple) -> None:
+    """The run's stored predictions must be the baseline's outputs for the same sources (TOLERANCE)."""
+    source_id, value, uncertainty = expected
+    with engine.connect() as conn:
+        got = np.array(conn.execute(sa.text("SELECT source_id, value, uncertainty FROM healcat.prediction "
+                                            "WHERE run_id = :r ORDER BY source_id"), {"r": run_id}).all(),
+                       np.float64).reshape(-1, 3)
+    order = np.argsort(source_id)
+    assert np.array_equal(got[:, 0].astype(np.int64), source_id[order]), (
+        f"inference: run {run_id} stored {len(got):,} predictions, the baseline has {len(source_id):,} "
+        f"({len(np.setxor1d(got[:, 0].astype(np.int64), source_id)):,} sources in one only)")
+    for name, column, want in (("value", 1, value[order]), ("uncertainty", 2, uncertainty[order])):
+        off = ~np.isclose(got[:, column], want, *TOLERANCE)
+        assert not off.any(), (f"inference: run {run_id}'s {name} differs from the baseline's for {int(off.sum()):,} "
+                               f"sources, e.g. source {int(got[off, 0][0])}: {got[off, column][0]} against "
+                               f"{want[off][0]}")
 
 
 def _lanes(used: int, asked: int) -> str:
