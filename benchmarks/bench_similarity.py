@@ -18,7 +18,7 @@ ARRAY(SELECT source_id FROM <temp table>): recall@10 against the exact search's 
 latency, the fewest rows returned, and the p50 against the exact search's p50 over the same queries.
 
 ``BENCH_SIMILARITY_N`` (default 1,000,000; at most the sky's size) and ``BENCH_SIMILARITY_QUERIES``
-(default 50) size a quick run; the model's version names the size, so each size has its own rows.
+(default 50) size a quick run; a size other than the default has a model version of its own (v1-n<N>).
 """
 
 from __future__ import annotations
