@@ -496,7 +496,9 @@ def _single_field(template: str) -> str | None:
 
 def _photometry(mapping: Mapping, band: Band, table: Table, problems: Problems) -> Photometry:
     """A band's magnitudes and fluxes: each derived from the other where only one is given (fluxes
-    only for AB magnitudes); non-positive fluxes keep their flux and have no magnitude."""
+    only for AB magnitudes); non-positive fluxes keep their flux and have no magnitude. A negative
+    error beside a measurement that is no listed sentinel is a problem for its row (a sentinel the
+    mapping does not list, or a sign error: never silently 'no error')."""
     n = len(table)
 
     def column(name: str | None) -> np.ndarray:
@@ -504,11 +506,17 @@ def _photometry(mapping: Mapping, band: Band, table: Table, problems: Problems) 
             return np.full(n, np.nan)
         return cells.floats(table[name], problems, name, mapping.sentinels)
 
+    def negative_errors(values: np.ndarray, measured: np.ndarray, name: str | None) -> None:
+        for i in np.flatnonzero(measured & (values < 0)):
+            problems.setdefault(int(i), (name, f"{name} {table[name][i]} is a negative error (a sentinel? list it "
+                                              "under [photometry] sentinels)"))
+
     nan = np.full(n, np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         if band.mag is not None:
             mag, mag_err = column(band.mag), column(band.mag_err)
             mag[np.isfinite(mag) & (mag >= mapping.missing_above)] = np.nan  # +inf is no flag: validation rejects it
+            negative_errors(mag_err, np.isfinite(mag), band.mag_err)
             mag_err[~np.isfinite(mag) | (mag_err < 0)] = np.nan
             if mapping.mag_system != "AB":
                 return Photometry(mag, mag_err, nan, nan.copy())
@@ -516,6 +524,7 @@ def _photometry(mapping: Mapping, band: Band, table: Table, problems: Problems) 
             return Photometry(mag, mag_err, flux, flux * mag_err * np.log(10) / 2.5)
         flux = column(band.flux) * band.to_ujy
         flux_err = column(band.flux_err) * band.to_ujy
+        negative_errors(flux_err, np.isfinite(flux), band.flux_err)
         flux_err[flux_err < 0] = np.nan
         mag = np.where(flux > 0, -2.5 * np.log10(flux / AB_ZERO_POINT_UJY), np.nan)
         mag_err = np.where(flux > 0, 2.5 / np.log(10) * flux_err / flux, np.nan)

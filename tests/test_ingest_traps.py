@@ -323,6 +323,26 @@ def test_values_a_float4_cannot_hold_are_quarantined_not_stored_as_infinities(tm
         (5, "c", "c -5e+38 is infinite or past a float4")]
 
 
+def test_a_negative_error_beside_a_measurement_is_quarantined_unless_a_listed_sentinel(tmp_path):
+    """It was 'no error', silently; without a measurement it means nothing and stays missing."""
+    path = tmp_path / "negerr.csv"
+    path.write_text("id,ra,dec,f,fe,mag,me\n"
+                    "1,10,5,100,-1,18,0.1\n"        # a negative flux error
+                    "2,11,5,100,1,18,-0.05\n"       # a negative magnitude error
+                    "3,12,5,100,1,,-0.05\n"         # ... with no magnitude: nothing to be the error of
+                    "4,13,5,100,1,18,-99\n"         # a listed sentinel: no error
+                    "5,14,5,100,1,18,0.1\n")
+    mapping = _mapping(tmp_path, path, "csv", ignore="",
+                       bands='u = { flux = "f", flux_err = "fe", unit = "nanomaggy" }, r = { mag = "mag", mag_err = "me" }')
+    mapping.write_text(mapping.read_text().replace('system = "AB"', 'system = "AB"\nsentinels = [-99.0]'))
+    good, rejected = _validated(mapping)
+    assert good.tolist() == [False, False, True, True, True]
+    assert [(r.row_number, r.column, r.reason.split(" (")[0]) for r in rejected] == [
+        (1, "fe", "fe -1 is a negative error"), (2, "me", "me -0.05 is a negative error")]
+    (_, chunk), = _mapped(mapping)
+    assert np.isnan(chunk.phot["r"].mag_err[3]) and chunk.phot["r"].mag_err[4] == pytest.approx(0.1)
+
+
 def test_an_attr_keeps_its_numbers_numbers_in_a_chunk_a_stray_word_made_text(tmp_path):
     path = tmp_path / "attrs.csv"
     path.write_text("id,ra,dec,mag,zz\n1,10,5,18,3.004\n2,11,5,18,7\n3,12,5,18,3.004\n4,13,5,18,bright\n")
