@@ -28,6 +28,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import astropy.units as u
 import numpy as np
 from astropy.table import Table, join, vstack
 
@@ -300,6 +301,7 @@ def _load_spectra(pg, mapping: PerObjectMapping, release_id: int) -> dict[str, i
         if g not in group_source:
             group_source[g] = ids[chunk.object_id[i]]
     counts["matched_existing_source"] = sum(1 for i in np.flatnonzero(good) if chunk.object_id[i] in matched)
+    ivar_unit = (u.Unit(spec.flux_unit) ** -2).to_string()  # one astropy parses back
     rows, named = [], {}  # (shard, source_id, name) -> the record that gave it first
     for i in np.flatnonzero(good):
         row = built[i]
@@ -310,7 +312,7 @@ def _load_spectra(pg, mapping: PerObjectMapping, release_id: int) -> dict[str, i
                            {"object": row["name"]})
             continue
         rows.append((shard, sid, row["name"], release_id, row["wavelength"], spec.wavelength_unit, spec.vacuum,
-                     row["flux"], spec.flux_unit, row["ivar"], f"({spec.flux_unit})**-2", row["mask"],
+                     row["flux"], spec.flux_unit, row["ivar"], ivar_unit, row["mask"],
                      row["mjd"], _relative(records[i].file)))
     if not rows:
         raise quarantine.nothing_loaded("spectrum", counts["spectra_read"])

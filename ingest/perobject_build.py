@@ -17,7 +17,7 @@ from astropy.coordinates import SkyCoord
 from ingest.cells import format_id
 from ingest.perobject_mapping import Band, LightCurveSpec, SpectrumSpec
 from ingest.readers.series import Record
-from ingest.validate import MAG_RANGE
+from ingest.validate import FLOAT4_MAX, MAG_RANGE
 
 Reject = Callable[[Any, int, str | None, str, dict], None]
 
@@ -76,7 +76,8 @@ def curve_rows(lc: LightCurveSpec, record: Record, reject: Reject, stats: dict[s
                       (band.mag_err, ~np.isfinite(e), "mag error {} is not finite"),
                       (band.mag, (m < MAG_RANGE[0]) | (m > MAG_RANGE[1]),
                        f"mag {{}} is outside {list(MAG_RANGE)} (an unlisted sentinel?)"),
-                      (band.mag_err, e < 0, "mag error {} is negative"))
+                      (band.mag_err, e <= 0, "mag error {} is not positive (0 would weigh the point infinitely)"),
+                      (band.mag_err, _past_float4(e), "mag error {:g} is past a float4"))
         for column, bad, why in checks:
             for j in np.flatnonzero(ok & bad):
                 value = {band.time: t, band.mag: m, band.mag_err: e}[column][j]
@@ -109,20 +110,77 @@ def _num(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
 
+#: Wavelengths [Angstrom] a spectrum may have: below, they are most likely log10 values or another
+#: unit than the mapping says (X-ray gratings aside, which these readers do not read).
+WAVELENGTH_RANGE_AA = (10.0, 1e7)
+INT4_RANGE = (-(2**31), 2**31 - 1)
+
+
+def file_unit(text: str) -> u.UnitBase:
+    """A unit as a file writes it: FITS TUNIT syntax first (``10**(-19).erg.cm**(-2)...``), then astropy's."""
+    try:
+        return u.Unit(text, format="fits")
+    except ValueError:
+        return u.Unit(text)
+
+
+def _unit_factors(spec: SpectrumSpec, record: Record) -> tuple[dict[str, float], tuple[str, str] | None]:
+    """Per array column whose file gives its own unit (FITS TUNIT): the factor from that unit to the
+    mapping's. Or (column, reason) where that unit cannot be parsed or converted: the spectrum is refused."""
+    flux = u.Unit(spec.flux_unit)
+    expected = {spec.wavelength: u.Unit(spec.wavelength_unit), spec.flux: flux,
+                spec.ivar: flux if spec.ivar_from == "sigma" else flux**-2}
+    factors = {}
+    for column, want in expected.items():
+        text = record.units.get(column)
+        if not text:
+            continue
+        log = column == spec.wavelength and spec.wavelength_log10
+        try:
+            given = file_unit(text)
+        except ValueError:
+            if log:  # 'log(Angstrom)' and the like: astropy reads only dex(...) as a log unit
+                continue
+            return {}, (column, f"the file gives {column} the unit {text!r}, which astropy cannot parse")
+        if log:
+            if not isinstance(given, u.DexUnit):
+                continue
+            given = given.physical_unit
+        try:
+            factors[column] = float(given.to(want))
+        except u.UnitConversionError:
+            return {}, (column, f"the file gives {column} in {text!r}, the mapping in {want}: not convertible")
+    return factors, None
+
+
+def _past_float4(values: np.ndarray) -> np.ndarray:
+    """Finite values a PostgreSQL real (float4) would store as an infinity."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(values) & (np.abs(values) > FLOAT4_MAX)
+
+
 def spectrum_row(spec: SpectrumSpec, record: Record, reject: Reject, counts: dict[str, int]) -> dict | None:
     """The spectrum row of one record, or None (rejected with the reason).
 
     A pixel whose flux is not finite but whose ivar is 0 (the file says: no data) is kept with
-    flux NaN and counted in ``counts['nodata_pixels']``; anything else non-finite rejects the spectrum.
+    flux NaN and counted in ``counts['nodata_pixels']``; anything else non-finite rejects the spectrum,
+    as does a value a float4 or int4 column cannot hold, a wavelength outside ``WAVELENGTH_RANGE_AA``,
+    and a unit the file gives (FITS TUNIT) that cannot be converted to the mapping's (one that can
+    is converted, counted in ``counts['unit_converted']``).
     """
     name, column, why = format_id(spec.name, record.meta)
     raw = {"object": name or str(record.file)}
     if why:
         reject(record.file, record.row, column, f"spectrum name: {why}", raw)
         return None
+    factors, refused = _unit_factors(spec, record)
+    if refused:
+        reject(record.file, record.row, refused[0], f"{name}: {refused[1]}", raw)
+        return None
+    counts["unit_converted"] = counts.get("unit_converted", 0) + int(any(f != 1 for f in factors.values()))
     wave = as_floats(record.arrays[spec.wavelength])
-    flux = as_floats(record.arrays[spec.flux])
-    sig = as_floats(record.arrays[spec.ivar])
+    flux = as_floats(record.arrays[spec.flux]) * factors.get(spec.flux, 1.0)
+    sig = as_floats(record.arrays[spec.ivar]) * factors.get(spec.ivar, 1.0)
     lengths = {spec.wavelength: len(wave), spec.flux: len(flux), spec.ivar: len(sig),
                **({spec.mask: len(record.arrays[spec.mask])} if spec.mask else {})}
     if len(set(lengths.values())) > 1:  # pixel by pixel they would not belong together
@@ -132,32 +190,49 @@ def spectrum_row(spec: SpectrumSpec, record: Record, reject: Reject, counts: dic
                + ", ".join(f"{c} {n}" for c, n in lengths.items()), raw)
         return None
     if spec.ivar_from == "sigma":
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             ivar = np.where(sig > 0, 1.0 / sig**2, np.where(sig == 0, 0.0, np.nan))
     else:
         ivar = sig
     if spec.wavelength_log10:
-        wave = 10.0**wave
+        with np.errstate(over="ignore"):
+            wave = 10.0**wave
+    wave = wave * factors.get(spec.wavelength, 1.0)
+    mask = as_floats(record.arrays[spec.mask]) if spec.mask else np.zeros(len(wave))
     nodata = ~np.isfinite(flux) & (ivar == 0)
-    with np.errstate(invalid="ignore"):
-        problems = ((spec.wavelength, ~np.isfinite(wave), "wavelength is not finite"),
-                    (spec.wavelength, np.r_[False, np.diff(wave) <= 0], "wavelength does not increase"),
-                    (spec.flux, ~np.isfinite(flux) & ~nodata, "flux is not finite where ivar > 0"),
-                    (spec.ivar, ~np.isfinite(ivar), f"{spec.ivar_from} is not finite"),
-                    (spec.ivar, ivar < 0, f"{spec.ivar_from} is negative"))
+    in_aa = wave * u.Unit(spec.wavelength_unit).to(u.AA)
+    lo, hi = WAVELENGTH_RANGE_AA
+    with np.errstate(invalid="ignore", over="ignore"):
+        problems = ((spec.wavelength, wave, ~np.isfinite(wave), "wavelength is not finite"),
+                    (spec.wavelength, wave, _past_float4(wave), "wavelength {:g} is past a float4"),
+                    (spec.wavelength, wave, (in_aa < lo) | (in_aa > hi),
+                     f"wavelength {{:g}} {spec.wavelength_unit} is outside [{lo:g}, {hi:g}] Angstrom "
+                     "(another unit than the mapping says, or log10 values?)"),
+                    # as stored: float4 neighbours that round to one value do not increase either
+                    (spec.wavelength, wave, np.r_[False, np.diff(wave.astype(np.float32)) <= 0],
+                     "wavelength does not increase"),
+                    (spec.flux, flux, ~np.isfinite(flux) & ~nodata, "flux is not finite where ivar > 0"),
+                    (spec.flux, flux, _past_float4(flux), "flux {:g} is past a float4"),
+                    (spec.ivar, ivar, ~np.isfinite(ivar), f"{spec.ivar_from} is not finite"),
+                    (spec.ivar, ivar, ivar < 0, f"{spec.ivar_from} is negative"),
+                    # 0 is no data: an ivar (or 1/sigma**2) too small for a float4 must not become one
+                    (spec.ivar, ivar, _past_float4(ivar) | ((sig > 0) & (ivar.astype(np.float32) == 0)),
+                     "ivar {:g} does not fit a float4 (it would be stored as infinite or as 0, no data)"),
+                    (spec.mask, mask, ~np.isfinite(mask) | (mask != np.round(mask)) | (mask < INT4_RANGE[0])
+                     | (mask > INT4_RANGE[1]), f"mask {{}} is not an integer in {list(INT4_RANGE)} (an int4)"))
     if len(wave) == 0:
         reject(record.file, record.row, spec.flux, f"{name}: empty spectrum (no pixels)", raw)
         return None
-    for col, bad, what in problems:
+    for col, values, bad, what in problems:
         if bad.any():
             k = int(np.flatnonzero(bad)[0])
-            reject(record.file, record.row, col, f"{name}: {what} at pixel {k} (and {int(bad.sum()) - 1} more)",
-                   {**raw, "pixel": k})
+            reject(record.file, record.row, col, f"{name}: {what.format(values[k])} at pixel {k} "
+                   f"(and {int(bad.sum()) - 1} more)", {**raw, "pixel": k})
             return None
     counts["nodata_pixels"] = counts.get("nodata_pixels", 0) + int(nodata.sum())
-    mask = as_floats(record.arrays[spec.mask]).astype(np.int64).tolist() if spec.mask else None
     mjd = record.meta.get(spec.mjd) if spec.mjd else None
-    return {"name": name, "wavelength": wave.tolist(), "flux": flux.tolist(), "ivar": ivar.tolist(), "mask": mask,
+    return {"name": name, "wavelength": wave.tolist(), "flux": flux.tolist(), "ivar": ivar.tolist(),
+            "mask": mask.astype(np.int64).tolist() if spec.mask else None,
             "mjd": float(mjd) if mjd is not None else None}
 
 

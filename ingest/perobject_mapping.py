@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import astropy.units as u
+
 from catalog.errors import MappingError
 from ingest.mapping import MAG_SYSTEMS, Mapping, data_dir, parse_mapping
 
@@ -224,6 +226,13 @@ def _spectrum(sec: dict[str, Any], path: Path) -> SpectrumSpec:
     for key, spec in (("wavelength", wave), ("flux", flux)):
         if not isinstance(spec, dict) or not {"column", "unit"} <= spec.keys():
             raise MappingError(f"{where} {key} needs {{ column = ..., unit = ... }}")
+    for key, spec in (("wavelength", wave), ("flux", flux)):
+        try:
+            unit = u.Unit(spec["unit"])
+        except (ValueError, TypeError) as exc:
+            raise MappingError(f"{where} {key} unit {spec['unit']!r} is not an astropy unit: {exc}") from exc
+        if key == "wavelength" and not unit.is_equivalent(u.AA):
+            raise MappingError(f"{where} wavelength unit {spec['unit']!r} is not a length")
     ivar = ivar if isinstance(ivar, dict) else {"column": ivar}
     ivar_from = ivar.get("from", "ivar")
     if ivar_from not in ("ivar", "sigma"):

@@ -259,3 +259,42 @@ def test_a_per_object_load_reports_its_files_done(engine, tmp_path, scratch_rele
     n_files = len(load_mapping(mapping).series.paths())
     assert sent[-1] == (n_files, n_files) and n_files > 1
     assert [d for d, _ in sent] == sorted(d for d, _ in sent), "never backwards"
+
+
+ZTF = data_dir() / "ztf_bts_snia_lightcurves"
+
+
+def _ztf_copy(tmp_path, version: str, curves: dict[str, str]):
+    """A BTS catalogue of the objects ``curves`` names (the first BTS row's values under each id) and
+    one curve file per object (name -> CSV text), with a mapping of them."""
+    lines = [line for line in (ZTF / "bts.csv").read_text().splitlines() if line.strip()]
+    first = lines[1].split(",", 1)[1]
+    (tmp_path / "bts.csv").write_text("\n".join([lines[0]] + [f"{name},{first}" for name in curves]) + "\n")
+    (tmp_path / "curves").mkdir()
+    for name, text in curves.items():
+        (tmp_path / "curves" / f"{name}.csv").write_text(text)
+    return per_object_mapping(tmp_path, "ztf_bts_snia", version, {
+        "catalog": [tmp_path / "bts.csv"], "series": [tmp_path / "curves/*.csv"]})
+
+
+def _quarantine(engine, release_id: int) -> list:
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT file, row_number, column_name, reason FROM healcat.quarantine "
+                                    "WHERE release_id = :r ORDER BY row_number"), {"r": release_id}).all()
+
+
+def test_a_point_error_that_is_zero_or_past_a_float4_is_quarantined(engine, tmp_path, scratch_release):
+    """1e300 was stored as inf (a float4), and 0 weighs a point infinitely: both are quarantined, named."""
+    header = "time,mag,magerr,band\n"
+    mapping = _ztf_copy(tmp_path, "errors", {"ZTFA": header + "58000.1,19.0,1e300,g\n58000.2,19.1,0.0,g\n"
+                                                      "58000.3,19.2,0.1,g\n"})
+    result = ingest_release(mapping, engine)
+    q = _quarantine(engine, result.release_id)
+    assert [(r.row_number, r.column_name) for r in q] == [(1, "magerr"), (2, "magerr")]
+    assert "ztf_g point 0: mag error 1e+300 is past a float4" in q[0].reason
+    assert "ztf_g point 1: mag error 0.0 is not positive" in q[1].reason
+    with engine.connect() as conn:
+        errors = conn.scalar(sa.text("SELECT mag_err FROM healcat.light_curve WHERE release_id = :r"),
+                             {"r": result.release_id})
+    assert errors == [pytest.approx(0.1)]
+

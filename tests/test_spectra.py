@@ -9,6 +9,7 @@ import shutil
 
 import numpy as np
 import pytest
+import astropy.units as u
 import sqlalchemy as sa
 from astropy.io import fits
 
@@ -18,6 +19,7 @@ from ingest.load import ingest_release
 from ingest.mapping import data_dir
 
 PYQSOFIT = data_dir() / "pyqsofit_sdss_spectra"
+LEGAC = data_dir() / "ppxf_sdss_spectra/legac_M19_56670_v3.0.fits"
 
 
 @pytest.fixture
@@ -79,7 +81,7 @@ def test_legac_spectrum_keeps_nodata_pixels_with_zero_ivar(engine, per_object):
         flux, err = hdul[1].data["FLUX"][0], hdul[1].data["ERR"][0]
     with engine.connect() as conn:
         row = _spectrum(conn, "M19_56670")
-    assert len(row.flux) == len(flux) and row.ivar_unit == "(1e-19 erg / (s cm2 Angstrom))**-2"
+    assert len(row.flux) == len(flux) and u.Unit(row.ivar_unit) == u.Unit("1e-19 erg / (s cm2 Angstrom)") ** -2
     with fits.open(path) as hdul:  # ESO Phase 3's UCD for air wavelengths
         assert hdul[1].header["TUCD1"] == "em.wl;obs.atmos" and row.vacuum is False
     nan = np.isnan(np.array(row.flux, dtype=float))
@@ -269,3 +271,94 @@ def test_a_quarantined_spectrum_leaves_no_source_and_no_redshift(engine, catalog
                              {"r": result.release_id})
     assert [tuple(s) for s in sources] == [("0332-52367-0001", True)]
     assert "flux is not finite where ivar > 0 at pixel 5" in reason
+
+
+def _legac_copy(tmp_path, version: str, edit) -> tuple:
+    """A copy of the LEGA-C spectrum changed by ``edit(hdul)``, and a mapping of it alone."""
+    with fits.open(LEGAC) as hdul:
+        edit(hdul)
+        hdul.writeto(tmp_path / "legac_copy.fits")
+    return per_object_mapping(tmp_path, "legac_dr3_spectra_ppxf", version, {"series": [tmp_path / "legac_copy.fits"]})
+
+
+def _qual_as_float(hdul, pixel: int, value: float) -> None:
+    """QUAL written as float4, one pixel ``value`` (a NaN, or past an int4)."""
+    table = hdul[1].data
+    qual = np.asarray(table["QUAL"][0], dtype=np.float32)
+    qual[pixel] = value
+    cols = [fits.Column(name=c.name, format=f"{len(qual)}{'E' if c.name == 'QUAL' else c.format[-1]}", unit=c.unit,
+                        array=[qual if c.name == "QUAL" else table[c.name][0]]) for c in hdul[1].columns]
+    hdul[1] = fits.BinTableHDU.from_columns(cols)
+
+
+def _scaled(hdul, factor: float) -> None:
+    hdul[1].data["FLUX"][0] *= factor
+    hdul[1].data["ERR"][0] *= factor
+
+
+def _tunit(column: int, unit: str):
+    def edit(hdul):
+        hdul[1].header[f"TUNIT{column}"] = unit
+    return edit
+
+
+@pytest.mark.parametrize(("edit", "column", "reason"), [
+    # 1/ERR**2 ~ 1e41: stored as +inf in a float4 (4,086 of its pixels), with 0 quarantined
+    (lambda h: _scaled(h, 1e-21), "ERR", r"ivar \d\.\d+e\+40 does not fit a float4 .* at pixel 723 \(and 4085 more\)"),
+    (lambda h: _scaled(h, 1e40), "FLUX", r"flux 7\.81472e\+41 is past a float4 at pixel 723 \(and 4090 more\)"),
+    (lambda h: h[1].data["ERR"][0].__imul__(1e200), "ERR", r"ivar 0 does not fit a float4 .* at pixel 723"),  # underflow
+    # a NaN mask cast to int64 is INT64_MIN, stored as 0 (good) where the file says 1; 2**31 wraps
+    (lambda h: _qual_as_float(h, 10, np.nan), "QUAL", r"mask nan is not an integer in \[-2147483648, 2147483647\] "
+                                                      r"\(an int4\) at pixel 10"),
+    (lambda h: _qual_as_float(h, 3, 2.0**32), "QUAL", r"mask 4294967296\.0 is not an integer .* at pixel 3"),
+    # the file's own unit, where no conversion to the mapping's exists, refuses it
+    (_tunit(3, "erg"), "ERR", r"the file gives ERR in 'erg', the mapping in 1e-19 erg / \(Angstrom s cm2\): "
+                              r"not convertible"),
+    (_tunit(1, "furlongs-ish"), "WAVE", r"the file gives WAVE the unit 'furlongs-ish', which astropy cannot parse"),
+], ids=["ivar-float4", "flux-float4", "ivar-underflow", "mask-nan", "mask-int4", "unit-not-convertible", "unit-unparsable"])
+def test_a_spectrum_value_its_column_cannot_hold_or_unit_it_cannot_convert_is_quarantined_naming_column_and_pixel(
+        engine, tmp_path, scratch_release, edit, column, reason):
+    """Values are checked as stored (float4, int4), not as float64: never narrowed to inf, 0 or a wrapped int."""
+    mapping = _legac_copy(tmp_path, "bad-values", edit)
+    with pytest.raises(IngestError, match=rf"legac_copy.fits row 0 column {column}: M19_56670: {reason}"):
+        ingest_release(mapping, engine)
+
+
+def test_a_wavelength_in_the_files_own_unit_is_converted_to_the_mappings(engine, tmp_path, scratch_release):
+    """ESO Phase 3 products often give nm (TUNIT1): read as the mapping's Angstrom they were 10x short."""
+    def to_nm(hdul):
+        hdul[1].data["WAVE"][0] /= 10.0
+        hdul[1].columns["WAVE"].unit = "nm"
+    result = ingest_release(_legac_copy(tmp_path, "nm", to_nm), engine)
+    with fits.open(LEGAC) as hdul:
+        wave = hdul[1].data["WAVE"][0]
+    with engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT wavelength, wavelength_unit FROM healcat.spectrum WHERE release_id = :r"),
+                           {"r": result.release_id}).one()
+    assert row.wavelength_unit == "Angstrom" and result.row_counts["unit_converted"] == 1
+    assert row.wavelength == pytest.approx(wave.astype(np.float64), rel=1e-6)
+
+
+@pytest.mark.parametrize(("key", "value", "error"), [
+    ("flux", '{ column = "FLUX", unit = "bogus-units" }', r"flux unit 'bogus-units' is not an astropy unit"),
+    ("wavelength", '{ column = "WAVE", unit = "Jy" }', r"wavelength unit 'Jy' is not a length"),
+])
+def test_a_spectrum_mapping_unit_must_be_an_astropy_unit(tmp_path, key, value, error):
+    from catalog.errors import MappingError
+    from ingest.mapping import load_mapping
+
+    mapping = per_object_mapping(tmp_path, "legac_dr3_spectra_ppxf", "units", {})
+    mapping.write_text(re.sub(rf"^{key} = .*$", f"{key} = {value}", mapping.read_text(), flags=re.M))
+    with pytest.raises(MappingError, match=rf"scratch-units.toml: \[spectrum\] {error}"):
+        load_mapping(mapping)
+
+
+def test_log10_wavelengths_read_as_wavelengths_are_quarantined(engine, tmp_path, scratch_release):
+    """loglam (3.58...) taken for Angstrom: outside any spectrum's range, not stored as 3.58 Angstrom."""
+    shutil.copy(PYQSOFIT / "spec-0332-52367-0639.fits", tmp_path)
+    mapping = per_object_mapping(tmp_path, "sdss_spectra_pyqsofit", "loglam", {"series": [tmp_path / "spec-*.fits"]})
+    mapping.write_text(mapping.read_text().replace("log10 = true", "log10 = false"))
+    with pytest.raises(IngestError, match=r"column loglam: spec-0332-52367-0639: wavelength 3\.5\d+ Angstrom is "
+                                          r"outside \[10, 1e\+07\] Angstrom \(another unit than the mapping says, or "
+                                          r"log10 values\?\) at pixel 0"):
+        ingest_release(mapping, engine)

@@ -7,6 +7,9 @@
 - ``eso_phase3_spec``: an ESO Phase-3 1-D spectrum (e.g. LEGA-C): one binary-table row of
   arrays (WAVE, FLUX, ERR, QUAL); the scalars are the primary header's keywords.
 
+A column's own unit (FITS TUNIT) goes with the record: where it differs from the mapping's, the
+values are converted, or the spectrum refused where they cannot be (``perobject_build.spectrum_row``).
+
 A file that astropy cannot read whole (truncated, not FITS, missing HDU) is an unreadable
 record: quarantined by name, the other files load.
 """
@@ -35,6 +38,11 @@ def _scalars(row: fits.FITS_rec, names: list[str]) -> dict[str, Any]:
     return out
 
 
+def _units(columns: fits.ColDefs) -> dict[str, str]:
+    """The TUNIT of each column that has one: the spectrum's checks compare it to the mapping's unit."""
+    return {c.name: c.unit.strip() for c in columns if c.unit and c.unit.strip()}
+
+
 def _read(path: Path, parse) -> Iterator[Record]:
     try:
         with warnings.catch_warnings():
@@ -53,7 +61,7 @@ def _sdss(path: Path, hdul: fits.HDUList) -> Record:
     meta_hdu = hdul["SPECOBJ"] if "SPECOBJ" in hdul else hdul["SPALL"]
     meta = _scalars(meta_hdu.data[0], meta_hdu.columns.names)
     arrays = {name: np.asarray(coadd[name]) for name in coadd.columns.names}
-    return Record(path, 0, None, meta=meta, arrays=arrays)
+    return Record(path, 0, None, meta=meta, arrays=arrays, units=_units(hdul["COADD"].columns))
 
 
 def _eso_phase3(path: Path, hdul: fits.HDUList) -> Record:
@@ -62,7 +70,7 @@ def _eso_phase3(path: Path, hdul: fits.HDUList) -> Record:
         raise ValueError(f"{len(table)} rows in HDU 1; an ESO Phase-3 1-D spectrum has one")
     meta = {k: json_scalar(v) for k, v in hdul[0].header.items() if k not in ("COMMENT", "HISTORY", "")}
     arrays = {name: np.asarray(table[name][0]).astype(np.float64) for name in table.columns.names}
-    return Record(path, 0, None, meta=meta, arrays=arrays)
+    return Record(path, 0, None, meta=meta, arrays=arrays, units=_units(table.columns))
 
 
 @register_series("sdss_spec")

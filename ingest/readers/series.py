@@ -27,6 +27,7 @@ class Record:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)  # per-point columns
     point_rows: np.ndarray | None = None  # 1-based file row of each point, where points are rows
     problems: list[tuple[str | None, str]] = field(default_factory=list)  # (column, reason): quarantine it
+    units: dict[str, str] = field(default_factory=dict)  # a column's unit as the file gives it (FITS TUNIT)
 
     def where(self, index: int) -> int:
         """The row number to report for point ``index``."""
