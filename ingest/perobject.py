@@ -30,6 +30,7 @@ from pathlib import Path
 
 import astropy.units as u
 import numpy as np
+from astropy.io import ascii
 from astropy.table import Table, join, vstack
 
 from catalog.errors import IngestError, MappingError
@@ -128,10 +129,11 @@ class _Quarantine:
 def _catalog_table(mapping: PerObjectMapping) -> Table:
     """The [catalog] files stacked (with their file name and row) and joined to its join files by key."""
     cat = mapping.catalog
+    text = (set(mapping.source.read_options.text_columns) - {"key"}) | {cat.options["key"]}
     tables = []
     for path in cat.paths():
         try:
-            table = Table.read(path, format=cat.format)
+            table = read_table(path, cat.format, text)
         except Exception as exc:  # astropy raises many types for broken files
             raise MappingError(f"{path}: cannot be read as {cat.format}: {exc}") from exc
         mapping.check_columns(set(table.colnames) | _joined_columns(mapping), _catalog_used(mapping), path)
@@ -141,7 +143,7 @@ def _catalog_table(mapping: PerObjectMapping) -> Table:
     table = vstack(tables, join_type="exact") if len(tables) > 1 else tables[0]
     for extra in cat.options.get("join", []):
         for path in sorted(data_dir().glob(extra["files"])):
-            other = Table.read(path, format=extra.get("format", cat.format))
+            other = read_table(path, extra.get("format", cat.format), {extra["key"]})
             if extra["key"] != cat.options["key"]:
                 other.rename_column(extra["key"], cat.options["key"])
             table = join(table, other, keys=cat.options["key"], join_type="left")
@@ -150,6 +152,14 @@ def _catalog_table(mapping: PerObjectMapping) -> Table:
     for name, parts in mapping.sexagesimal.items():
         table[name] = _sexagesimal(*(np.ma.filled(np.ma.asarray(table[c], dtype=np.float64), np.nan) for c in parts))
     return table
+
+
+def read_table(path: Path, fmt: str, text: set[str]) -> Table:
+    """A table file read by astropy, the ``text`` columns (ids) as text: guessed as numbers, an
+    all-digit column of ids lost its leading zeros ('0042' became '42', and matched no '0042.csv')."""
+    if fmt.startswith("ascii"):
+        return Table.read(path, format=fmt, converters={c: [ascii.convert_numpy(str)] for c in text})
+    return Table.read(path, format=fmt)
 
 
 def _sexagesimal(d: np.ndarray, m: np.ndarray, s: np.ndarray) -> list[str]:
@@ -217,17 +227,16 @@ def _load_light_curves(pg, mapping: PerObjectMapping, release_id: int) -> dict[s
     stats = {"series_read": 0, "light_curve": 0, "points": 0, "sentinel_points": 0}
     seen: set[str] = set()
     rows = []
-    checked = False
+    key = {mapping.series.options["key"]} if "key" in mapping.series.options else set()
+    checked: set[frozenset[str]] = set()  # column sets found fine: every file's are checked, not the first's
     for record in _series(mapping):
         stats["series_read"] += 1
         if record.problems:
             quarantine.add_record(record)
             continue
-        if not checked:
-            used = lc.columns() | ({mapping.series.options["key"]} if "key" in mapping.series.options else set())
-            mapping.check_columns(set(record.arrays) | ({mapping.series.options.get("key")} - {None}), used,
-                                  record.file)
-            checked = True
+        if (columns := frozenset(record.arrays) | key) not in checked:
+            mapping.check_columns(set(columns), lc.columns() | key, record.file)
+            checked.add(columns)
         raw = {"object": record.key}
         if record.key in seen:
             quarantine.add(record.file, record.row, None, f"a second series for object {record.key!r}", raw)

@@ -298,3 +298,28 @@ def test_a_point_error_that_is_zero_or_past_a_float4_is_quarantined(engine, tmp_
                              {"r": result.release_id})
     assert errors == [pytest.approx(0.1)]
 
+
+def test_object_ids_keep_their_leading_zeros(engine, tmp_path, scratch_release):
+    """An all-digit id column was guessed int64: '0042' became the source '42', and 0042.csv matched nothing."""
+    curve = "time,mag,magerr,band\n58000.1,19.0,0.1,g\n"
+    result = ingest_release(_ztf_copy(tmp_path, "zeros", {"0042": curve, "0043": curve}), engine)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT s.object_id, count(lc.band) FROM healcat.source s LEFT JOIN healcat.light_curve lc "
+            "USING (shard, source_id) WHERE s.release_id = :r GROUP BY 1 ORDER BY 1"), {"r": result.release_id}).all()
+    assert [tuple(r) for r in rows] == [("0042", 1), ("0043", 1)] and result.row_counts["quarantine"] == 0
+
+
+@pytest.mark.parametrize(("second", "error"), [
+    ("time,mag,band\n58000.1,19.0,g\n", r"ZTFB.csv: mapping scratch-columns.toml uses columns not in the file: magerr"),
+    ("time,mag,magerr,band,flux\n58000.1,19.0,0.1,g,3.0\n",
+     r"ZTFB.csv: columns flux are neither mapped nor listed under \[ignore\]"),
+], ids=["missing", "extra"])
+def test_every_series_file_has_the_mappings_columns(engine, tmp_path, scratch_release, second, error):
+    """Only the first file was checked: a later one without magerr crashed with a bare KeyError, and an
+    extra column in one was silently not stored."""
+    from catalog.errors import MappingError
+
+    mapping = _ztf_copy(tmp_path, "columns", {"ZTFA": "time,mag,magerr,band\n58000.1,19.0,0.1,g\n", "ZTFB": second})
+    with pytest.raises(MappingError, match=error):
+        ingest_release(mapping, engine)

@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
+from astropy.io import ascii
 from astropy.table import Table
 
 from catalog.errors import MappingError
@@ -36,11 +37,13 @@ def _columns(table: Table) -> dict[str, np.ndarray]:
     return out
 
 
-def _csv_tables(paths: list[Path]) -> Iterator[tuple[Path, Table | Record]]:
-    """Each CSV file as a Table, or as the unreadable record that quarantines it."""
+def _csv_tables(paths: list[Path], text: str | None = None) -> Iterator[tuple[Path, Table | Record]]:
+    """Each CSV file as a Table (columns guessed, except ``text``: every column read as text when
+    it is "*"), or as the unreadable record that quarantines it."""
+    converters = {text: [ascii.convert_numpy(str)]} if text else {}
     for path in paths:
         try:
-            yield path, Table.read(path, format="ascii.csv")
+            yield path, Table.read(path, format="ascii.csv", converters=converters)
         except Exception as exc:  # astropy raises many types for broken files
             yield path, unreadable(path, exc)
 
@@ -50,7 +53,7 @@ def read_json_arrays_csv(paths: list[Path], options: dict[str, Any]) -> Iterator
     key = options.get("key")
     if not isinstance(key, str):
         raise MappingError("[series] format json_arrays_csv needs key = the column naming the object")
-    for path, table in _csv_tables(paths):
+    for path, table in _csv_tables(paths, "*"):  # JSON texts, and the key as text: '0042' stays '0042'
         if isinstance(table, Record):
             yield table
             continue
