@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -88,30 +88,37 @@ def release_id_of(conn: sa.Connection, release: str) -> int:
 # --- registry --------------------------------------------------------------------
 
 
-def train(engine: sa.Engine, task_name: str, release: str | None = None, *, seed: int = 0,
+def train(engine: sa.Engine, task_name: str, release: str | Sequence[str] | None = None, *, seed: int = 0,
           epochs: int | None = None) -> Model:
-    """Train a task's model on a release (default: the task's) and register the version (idempotent).
-    ``epochs``: the task's training length (epochs, or steps for gyro_age), None for its default;
-    registered with the seed, so a version says how to make it again."""
+    """Train a task's model on a release, or on several (default: the task's), and register the
+    version (idempotent). The training query runs once per release, in the order given, and the fit
+    sees their rows together (one seeded held-out split over all of them). ``epochs``: the task's
+    training length (epochs, or steps for gyro_age), None for its default; registered with the
+    seed and the releases, so a version says how to make it again."""
     for what, value, least in (("seed", seed, 0), ("epochs", epochs, 1)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
             raise HealcatError(f"train {task_name}: {what} must be an integer >= {least}, not {value!r}")
     task = get_task(task_name)
-    release = release or task.default_training_release
-    if release is None:
+    releases = (release,) if isinstance(release, str) else tuple(release or task.default_training_releases)
+    if not releases:
         raise QueryError(f"train {task.name}: name a release to train on")
+    if len(set(releases)) < len(releases):
+        raise QueryError(f"train {task.name}: a release is named twice in {', '.join(releases)}")
+    rows: list[tuple] = []
     with engine.connect() as conn:
-        release_id = release_id_of(conn, release)
+        release_ids = [release_id_of(conn, r) for r in releases]
         with conn.connection.driver_connection.cursor() as cur:
-            cur.execute(task.training_query, {"release_id": release_id})
-            rows = cur.fetchall()
+            for release_id in release_ids:
+                cur.execute(task.training_query, {"release_id": release_id})
+                rows += cur.fetchall()
     if len(rows) < 100:
-        raise HealcatError(f"train {task.name}: {release} has only {len(rows)} training rows (need 100)")
+        raise HealcatError(f"train {task.name}: {' + '.join(releases)} {'has' if len(releases) == 1 else 'have'} "
+                           f"only {len(rows)} training rows (need 100)")
     trained = task.fit(rows, seed=seed, epochs=epochs)
     return register_model(
         engine, name=task.model_name, task=task.name, weights=trained.weights, training_set=task.training_query,
-        training_params={"release_id": release_id, "release": release},
-        hyperparams={**trained.hyperparams, "seed": seed, "epochs": epochs, "training_release": release},
+        training_params={"release_ids": release_ids, "releases": list(releases)},
+        hyperparams={**trained.hyperparams, "seed": seed, "epochs": epochs, "training_releases": list(releases)},
         metrics=trained.metrics, embedding_dim=trained.embedding_dim)
 
 
@@ -364,6 +371,9 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
     t1 = time.perf_counter()
     if n_pred and model_row.embedding_dim:
         ensure_embedding_index(engine, model_row.model_id, model_row.embedding_dim)
+        with engine.connect() as conn:  # the index's reltuples: similarity plans count the embeddings by it
+            conn.exec_driver_sql("ANALYZE healcat.embedding")
+            conn.commit()
     log.info("%s/%s on %s: %d predicted, %d skipped (%d lanes)", model_row.name, model_row.version, release,
              n_pred, n_skip, lanes)
     return RunResult(run_id, n_pred, n_skip, described, run_seconds=t1 - t0,
