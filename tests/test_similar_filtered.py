@@ -297,3 +297,173 @@ def test_the_candidate_sample_does_not_depend_on_their_order(engine, space):
     assert len(ids) == 900
     forward, backward = (plan(engine, k=10, candidates=c).n_candidates for c in (ids, ids[::-1]))
     assert forward == pytest.approx(300, rel=0.1) and backward == pytest.approx(300, rel=0.1)
+
+
+def test_approximate_rows_come_nearest_first_past_the_first_index_batch(engine, space):
+    """k = 300 with ef_search 1 or 5: the iterative scan (relaxed_order) goes on for many batches and
+    returns rows only roughly in distance order; the re-sort was an Incremental Sort trusting the
+    subquery's ORDER BY (sorting only within its batches of ~32 rows), and the rows then kept that order."""
+    unsorted = []
+    for ef in (1, 5):
+        for i in range(0, len(space["id"]), 40):
+            got = similar(int(space["id"][i]), model=PHOTOZ_MODEL, k=300, mode="approx", ef_search=ef)
+            d, ids = np.asarray(got["distance"]), np.asarray(got["source_id"])
+            assert len(got) == 300
+            if np.any(np.diff(d) < 0) or np.any((np.diff(d) == 0) & (np.diff(ids) < 0)):
+                unsorted.append((ef, int(space["id"][i])))
+    assert unsorted == []
+    with engine.connect() as conn:  # the SQL function itself, not only the Python table
+        d = conn.execute(sa.text("SELECT distance FROM healcat.similar_sources(:s, :m, 300, mode => 'approx', "
+                                 "ef_search => 1)"), {"s": int(space["id"][3]), "m": PHOTOZ_MODEL}).scalars().all()
+    assert len(d) == 300 and d == sorted(d)
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e-19, 1e18])
+def test_a_query_vector_of_any_length_gets_the_distances_of_its_direction(engine, space, scale):
+    """Cosine distance does not depend on length; pgvector sums the squared norm in float4, so below a
+    norm of ~1e-19 it underflowed and every distance came out 0 (exact mode: the lowest source_ids)."""
+    direction = space["unit"][10]
+    unit = similar(vector=direction, model=PHOTOZ_MODEL, k=5, mode="exact")
+    for mode in ("exact", "approx"):
+        got = similar(vector=direction * scale, model=PHOTOZ_MODEL, k=5, mode=mode)
+        assert list(got["source_id"]) == list(unit["source_id"]), mode
+        assert np.allclose(got["distance"], unit["distance"], atol=1e-6), mode
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT source_id, distance FROM healcat.similar_to_vector("
+                                    "array_fill(CAST(1e-30 AS real), ARRAY[16])::vector, :m, 3, mode => 'exact')"),
+                            {"m": PHOTOZ_MODEL}).all()
+    ones = similar(vector=np.ones(16), model=PHOTOZ_MODEL, k=3, mode="exact")
+    assert [r.source_id for r in rows] == list(ones["source_id"]) and rows[0].distance > 0
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"k": 3_000_000_000}, r"k must be an integer in \[1, 10000\], got 3000000000"),
+    ({"k": 10**12}, r"k must be an integer in \[1, 10000\], got 1000000000000"),
+    ({"ef_search": 3_000_000_000}, r"ef_search must be in \[1, 1000\], got 3000000000"),
+    ({"ef_search": 2.5}, "ef_search must be an integer, got 2.5"),
+    ({"source_id": None, "vector": np.full(16, 1e39)}, "outside float4's range"),
+])
+def test_huge_arguments_are_query_errors(space, kwargs, message):
+    with pytest.raises(QueryError, match=message):
+        similar(kwargs.pop("source_id", int(space["id"][0])), model=PHOTOZ_MODEL, **kwargs)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["-k", "3000000000"], r"k must be an integer in \[1, 10000\], got 3000000000"),
+    (["--ef-search", "3000000000"], r"ef_search must be in \[1, 1000\], got 3000000000"),
+])
+def test_huge_cli_arguments_are_one_line_errors(capsys, space, argv, message):
+    """k went as a bigint, so the function 'did not exist' and the CLI said the database was unmigrated;
+    ef_search overflowed integer: a DataError traceback."""
+    capsys.readouterr()
+    assert main(["similar", str(int(space["id"][0])), *argv]) == 1
+    err = capsys.readouterr().err
+    assert re.search(message, err) and "healcat schema" not in err and err.count("\n") == 1
+
+
+@pytest.fixture
+def superseded(engine, catalog, tmp_path, scratch_release) -> dict:
+    """scratch/v1 (SDSS rows 0-199) superseded by scratch/v2 (rows 100-299; row 150 under another plate
+    number: the same object by position), photo-z run on both after both were loaded."""
+    from ingest.inference import run_model
+    from ingest.load import ingest_release
+    from tests.conftest import scratch_mapping, sdss_rows, write_csv
+
+    rows = sdss_rows()[:300]
+    v2 = [dict(r) for r in rows[100:]]
+    v2[50]["plate"] = str(int(v2[50]["plate"]) + 9000)
+    ingest_release(scratch_mapping(tmp_path, "v1"), engine, file=write_csv(tmp_path / "v1.csv", rows[:200]))
+    ingest_release(scratch_mapping(tmp_path, "v2"), engine, file=write_csv(tmp_path / "v2.csv", v2))
+    for release in ("scratch/v1", "scratch/v2"):
+        run_model(engine, PHOTOZ_MODEL, release, lanes=1)
+    with engine.connect() as conn:
+        ids = {(r.release, r.object_id): r.source_id for r in conn.execute(sa.text(
+            "SELECT r.name AS release, s.object_id, s.source_id FROM healcat.source s JOIN healcat.release r "
+            "USING (release_id) JOIN healcat.embedding e ON e.shard = s.shard AND e.source_id = s.source_id "
+            "WHERE r.name LIKE 'scratch/%' AND e.model_id = :m"), {"m": catalog["model"].model_id})}
+    return {"ids": ids, "both": sorted(o for (r, o) in ids if r == "scratch/v1" and ("scratch/v2", o) in ids)}
+
+
+def test_a_search_after_a_release_is_superseded(engine, catalog, superseded):
+    """By default the published releases are searched, and the query's own object in another release
+    (the same object_id in the survey, or the source release_change matched it to) is excluded: after
+    scratch/v2 superseded scratch/v1, 'similar to X' came back with X itself (v2's copy, distance 0)
+    and the other objects twice."""
+    ids, obj = superseded["ids"], superseded["both"][7]
+    old, new = ids[("scratch/v1", obj)], ids[("scratch/v2", obj)]
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT * FROM healcat.similar_sources(:s, :m, 50)"),
+                            {"s": old, "m": PHOTOZ_MODEL}).all()
+        assert len(rows) == 50 and "scratch/v1" not in {r.release for r in rows}
+        assert not [r for r in rows if r.release == "scratch/v2" and r.object_id == obj]
+        assert not [r for r in rows if r.source_id in (old, new)]
+        # The superseded release named: searched, with the object itself still left out.
+        named = conn.execute(sa.text("SELECT * FROM healcat.similar_sources(:s, :m, 20, release_name => 'scratch/v1')"),
+                             {"s": new, "m": PHOTOZ_MODEL}).all()
+        assert len(named) == 20 and {r.release for r in named} == {"scratch/v1"}
+        assert obj not in {r.object_id for r in named}
+        # A source matched by position (its plate number changed): its previous source is left out too.
+        moved = conn.execute(sa.text(
+            "SELECT c.source_id, c.previous_source_id FROM healcat.release_change c JOIN healcat.release r "
+            "USING (release_id) WHERE r.name = 'scratch/v2' AND c.matched_by = 'position'")).one()
+        named = conn.execute(sa.text("SELECT source_id FROM healcat.similar_sources(:s, :m, 250, "
+                                     "release_name => 'scratch/v1', mode => 'exact')"),
+                             {"s": moved.source_id, "m": PHOTOZ_MODEL}).scalars().all()
+        assert moved.previous_source_id in {ids[("scratch/v1", o)] for (r, o) in ids if r == "scratch/v1"}
+        assert moved.previous_source_id not in named and len(named) == sum(r == "scratch/v1" for r, _ in ids) - 1
+        # similar_plan counts the embeddings the runs just wrote (the index's reltuples were the first build's).
+        n = conn.scalar(sa.text("SELECT count(*) FROM healcat.embedding WHERE model_id = :m"),
+                        {"m": catalog["model"].model_id})
+        assert conn.execute(sa.text("SELECT * FROM healcat.similar_plan(:m)"), {"m": PHOTOZ_MODEL}).one().n_embeddings == n
+
+
+def test_versions_current_on_different_releases(superseded, conn, catalog):
+    # superseded first: its releases are deleted after conn's transaction is rolled back
+    """A version current on scratch/v2 only (its backfill not done elsewhere): a search with no version
+    named over releases where different versions are current is an error naming them (it searched the
+    query source's version only: the other release's neighbours vanished, or 0 rows with that release
+    named); a release named is searched with the version current there."""
+    model, ids = catalog["model"], superseded["ids"]
+    two = conn.scalar(sa.text(
+        "INSERT INTO healcat.model (name, version, task, framework, weights_path, weights_sha256, weights, "
+        "training_set, training_params, hyperparams, metrics, embedding_dim, created_at) "
+        "SELECT name, 'two', task, framework, weights_path, repeat('e', 64), weights, training_set, training_params, "
+        "hyperparams, metrics, embedding_dim, now() + interval '1 hour' FROM healcat.model WHERE model_id = :m "
+        "RETURNING model_id"), {"m": model.model_id})
+    run = conn.scalar(sa.text(
+        "INSERT INTO healcat.inference_run (model_id, release_id, device, n_predicted, finished_at) "
+        "SELECT :two, release_id, 'cpu', 200, now() FROM healcat.release WHERE name = 'scratch/v2' RETURNING run_id"),
+        {"two": two})
+    conn.execute(sa.text(
+        "INSERT INTO healcat.embedding (shard, source_id, model_id, run_id, vec) "
+        "SELECT e.shard, e.source_id, :two, :run, e.vec FROM healcat.embedding e JOIN healcat.source s "
+        "USING (shard, source_id) JOIN healcat.release r USING (release_id) "
+        "WHERE e.model_id = :m AND r.name = 'scratch/v2'"), {"two": two, "run": run, "m": model.model_id})
+    sdss_source = conn.scalar(sa.text(
+        "SELECT e.source_id FROM healcat.embedding e JOIN healcat.source s USING (shard, source_id) "
+        "JOIN healcat.release r USING (release_id) WHERE e.model_id = :m AND r.name = :r ORDER BY 1 LIMIT 1"),
+        {"m": model.model_id, "r": SDSS_RELEASE})
+    new = ids[("scratch/v2", superseded["both"][3])]
+
+    def search(sql: str, **params) -> list:
+        with conn.begin_nested():
+            return conn.execute(sa.text(sql), {"m": PHOTOZ_MODEL, **params}).all()
+
+    for sql in ("SELECT * FROM healcat.similar_sources(:s, :m, 10)",
+                "SELECT * FROM healcat.similar_to_vector((SELECT vec FROM healcat.embedding WHERE source_id = :s "
+                "AND model_id = :mid), :m, 10)", "SELECT * FROM healcat.similar_plan(:m, 10)"):
+        with pytest.raises(sa.exc.DBAPIError, match=rf"version two on scratch/v2.*version {model.version} on "
+                           f"{SDSS_RELEASE}|version {model.version} on {SDSS_RELEASE}.*version two on scratch/v2"):
+            search(sql, s=sdss_source, mid=model.model_id)
+    # One release named: the version current there.
+    here = search("SELECT * FROM healcat.similar_sources(:s, :m, 10, release_name => :r)", s=sdss_source,
+                  r=SDSS_RELEASE)
+    assert len(here) == 10 and {r.release for r in here} == {SDSS_RELEASE}
+    there = search("SELECT * FROM healcat.similar_sources(:s, :m, 10, release_name => 'scratch/v2')", s=new)
+    assert len(there) == 10 and {r.release for r in there} == {"scratch/v2"}
+    with pytest.raises(sa.exc.DBAPIError, match=rf"source {sdss_source} has no embedding from model "
+                                                r"photoz-sdss/two, the version current on scratch/v2"):
+        search("SELECT * FROM healcat.similar_sources(:s, :m, 10, release_name => 'scratch/v2')", s=sdss_source)
+    # A version named: that version's embeddings wherever it has them.
+    named = search("SELECT * FROM healcat.similar_sources(:s, :m, 10, :v)", s=sdss_source, v=model.version)
+    assert len(named) == 10

@@ -16,12 +16,14 @@ import numpy as np
 import sqlalchemy as sa
 from astropy.table import Table
 
-from catalog.errors import QueryError, query_error
+from catalog.errors import QueryError, first_line, query_error
 from catalog.models import Model, Photometry, Release, Source
 from catalog.search.region import Region
 from catalog.search.results import to_table
 
 MODES = ("auto", "exact", "approx")
+MAX_K = 10_000  # healcat.check_k's bounds
+MAX_EF_SEARCH = 1_000  # healcat.similar_scope's
 Filter = Region | sa.ColumnElement[bool]
 
 
@@ -111,12 +113,14 @@ def similar(
     ef_search: int | None = None,
     engine: sa.Engine | None = None,
 ) -> Table:
-    """The ``k`` sources nearest to a source (itself excluded) or a vector in ``model``'s embedding space.
+    """The ``k`` sources nearest to a source (its own object excluded, in every release) or a vector in
+    ``model``'s embedding space, nearest first.
 
     ``where``: a region (Cone, Box, ...) and/or SQLAlchemy boolean expressions over the catalog's
     tables, e.g.
     ``[Cone.from_arcsec(185.0, 15.5, 3600), Photometry.band == "sdss_r", Photometry.mag < 18]``;
-    ``release``: only sources of that release. ``mode``: 'auto' (by the filter's selectivity),
+    ``release``: only sources of that release (default: the published releases); ``version``
+    (default: the one current on the releases searched; an error while they differ). ``mode``: 'auto' (by the filter's selectivity),
     'exact' or 'approx' (HNSW, iterative scan, ``ef_search`` candidates per step).
 
     Columns: source_id, release, object_id, ra [deg], dec [deg], distance (cosine distance, 0..2).
@@ -125,14 +129,20 @@ def similar(
 
     if (source_id is None) == (vector is None):
         raise QueryError("similar: give exactly one of source_id or vector")
-    if not isinstance(k, (int, np.integer)) or isinstance(k, bool):
+    if not _integer(k):
         raise QueryError(f"similar: k must be an integer, got {k!r}")
-    if source_id is not None and (not isinstance(source_id, (int, np.integer)) or isinstance(source_id, bool)):
+    if not 1 <= k <= MAX_K:  # as the SQL functions say it; beyond int4 the call would not match them
+        raise QueryError(f"similar: k must be an integer in [1, {MAX_K}], got {k}")
+    if source_id is not None and not _integer(source_id):
         raise QueryError(f"similar: source_id must be an integer, got {source_id!r}")
-    if vector is not None and not np.isfinite(np.asarray(vector, dtype=np.float64)).all():
-        raise QueryError("similar: the query vector must be finite (it holds NaN or infinity)")
+    if vector is not None:
+        vector = _query_vector(vector)
     if mode not in MODES:
         raise QueryError(f"similar: mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if ef_search is not None and not _integer(ef_search):
+        raise QueryError(f"similar: ef_search must be an integer, got {ef_search!r}")
+    if ef_search is not None and not 1 <= ef_search <= MAX_EF_SEARCH:
+        raise QueryError(f"similar: ef_search must be in [1, {MAX_EF_SEARCH}], got {ef_search}")
     args = [sa.bindparam("model", model), sa.bindparam("k", int(k)), sa.bindparam("version", version, sa.Text)]
     named = {"release_name": sa.bindparam("release", release, sa.Text), "mode": sa.bindparam("mode", mode),
              "ef_search": sa.bindparam("ef_search", ef_search, sa.Integer)}
@@ -143,7 +153,7 @@ def similar(
     else:
         from pgvector.sqlalchemy import Vector
 
-        fn, first = sa.func.healcat.similar_to_vector, sa.bindparam("vector", np.asarray(vector, np.float32), Vector())
+        fn, first = sa.func.healcat.similar_to_vector, sa.bindparam("vector", vector, Vector())
     call = fn(first, *args, *(_named(name, value) for name, value in named.items()))
     with (engine or default_engine()).connect() as conn:
         if where is not None:
@@ -151,10 +161,34 @@ def similar(
         try:
             return to_table(conn.execute(sa.select(sa.text("*")).select_from(call.table_valued())))
         except sa.exc.DBAPIError as exc:
-            if (error := query_error(exc, "similar")) is not None:
+            if (error := query_error(exc, "similar") or _data_error(exc)) is not None:
                 conn.rollback()
                 raise QueryError(f"{error}{model_hint(conn, model) if 'no model named' in str(error) else ''}") from None
             raise
+
+
+def _integer(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _query_vector(vector: np.ndarray) -> np.ndarray:
+    """The query vector as the float4 the database takes, or a QueryError: NaN, infinity, or a
+    component beyond float4's range (it became infinity in the cast)."""
+    wide = np.asarray(vector, dtype=np.float64)
+    if not np.isfinite(wide).all():
+        raise QueryError("similar: the query vector must be finite (it holds NaN or infinity)")
+    if wide.size and (largest := float(np.abs(wide).max())) > float(np.finfo(np.float32).max):
+        raise QueryError(f"similar: the query vector has a component of magnitude {largest:g}, outside float4's "
+                         f"range (at most {float(np.finfo(np.float32).max):g}); scale it (cosine distance does "
+                         "not depend on the length)")
+    return wide.astype(np.float32)
+
+
+def _data_error(exc: sa.exc.DBAPIError) -> QueryError | None:
+    """A value the database could not take (SQLSTATE class 22: out of range, not a number) as a
+    QueryError with its message, not a traceback."""
+    state = getattr(exc.orig, "sqlstate", None) or ""
+    return QueryError(f"similar: {first_line(exc)}") if state.startswith("22") else None
 
 
 def model_hint(conn: sa.Connection, name: str) -> str:
