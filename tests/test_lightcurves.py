@@ -323,3 +323,28 @@ def test_every_series_file_has_the_mappings_columns(engine, tmp_path, scratch_re
     mapping = _ztf_copy(tmp_path, "columns", {"ZTFA": "time,mag,magerr,band\n58000.1,19.0,0.1,g\n", "ZTFB": second})
     with pytest.raises(MappingError, match=error):
         ingest_release(mapping, engine)
+
+
+def test_the_current_views_show_one_release_of_a_survey_with_two(engine, tmp_path, scratch_release):
+    """The README's light-curve queries returned every point and label twice once a survey had two
+    releases: the superseded one's and the current one's."""
+    curve = "time,mag,magerr,band\n58000.1,19.0,0.1,g\n58000.2,19.1,0.1,g\n"
+    releases = []
+    for version, date in (("lc-v1", "2020-01-01"), ("lc-v2", "2021-01-01")):
+        folder = tmp_path / version
+        folder.mkdir()
+        mapping = _ztf_copy(folder, version, {"ZTFM": curve})
+        mapping.write_text(mapping.read_text().replace(f'version = "{version}"', f'version = "{version}"\ndate = {date}'))
+        releases.append(ingest_release(mapping, engine).release_id)
+    with engine.connect() as conn:
+        points = conn.execute(sa.text(
+            "SELECT p.band, p.time_mjd, p.mag, p.release_id FROM healcat.light_curve_points p "
+            "JOIN healcat.current_source s USING (shard, source_id) WHERE s.object_id = 'ZTFM' ORDER BY p.time_mjd")).all()
+        curves = conn.execute(sa.text(
+            "SELECT lc.release_id, l.label FROM healcat.current_light_curve lc JOIN healcat.source s "
+            "USING (shard, source_id) JOIN healcat.current_label l USING (shard, source_id) "
+            "WHERE s.object_id = 'ZTFM'")).all()
+        stored = conn.scalar(sa.text("SELECT count(*) FROM healcat.light_curve lc JOIN healcat.source s "
+                                     "USING (shard, source_id) WHERE s.object_id = 'ZTFM'"))
+    assert [(p.time_mjd, p.release_id) for p in points] == [(58000.1, releases[1]), (58000.2, releases[1])]
+    assert [tuple(c) for c in curves] == [(releases[1], "SN Ia")] and stored == 2  # the old release's stays
