@@ -144,7 +144,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from ingest.inference import backfill, train
 
     t0 = time.perf_counter()
-    model = train(db.engine(), args.task, args.release, seed=args.seed, epochs=args.epochs)
+    model = train(db.engine(), args.task, args.releases, seed=args.seed, epochs=args.epochs)
     print(f"{model.name} version {model.version} ({model.weights_sha256[:12]}), {time.perf_counter() - t0:.0f} s: "
           f"{_metrics_line(model.metrics)}")
     if not args.no_backfill:
@@ -205,7 +205,8 @@ def cmd_model(args: argparse.Namespace) -> None:
             state = "current" if m.model_id in current else ("retired" if m.retired_at else "superseded")
             print(f"{m.name} version {m.version} ({state}), task {m.task}, {m.framework}, created {m.created_at:%Y-%m-%d %H:%M:%S}")
             print(f"  weights: sha256 {m.weights_sha256} ({len(m.weights or b'')} bytes), {m.weights_path}")
-            print(f"  training query, run with {json.dumps(m.training_params)}:\n    "
+            each = " (each as release_id, rows put together)" if "release_ids" in m.training_params else ""
+            print(f"  training query, run with {json.dumps(m.training_params)}{each}:\n    "
                   + m.training_set.replace("\n", "\n    "))
             print(f"  hyperparameters: {json.dumps(m.hyperparams)}\n  metrics: {json.dumps(m.metrics)}")
             print("  runs:" if any(r.model_id == m.model_id for r in runs) else "  runs: none")
@@ -584,12 +585,16 @@ def build_parser() -> argparse.ArgumentParser:
     tasks = sorted(registered)
     p = sub.add_parser("train", help="train a task's model on the catalog and register the version",
                        formatter_class=formatter,
-                       description="Runs the task's training query on a release, holds out 20% (seeded), trains, "
+                       description="Runs the task's training query on a release (or each of several), holds out "
+                                   "20% (seeded), trains, "
                                    "and registers the version with its weights, query and held-out metrics; then "
                                    "queues inference of the new version over every release it applies to.")
     p.add_argument("task", choices=tasks)
-    defaults = "; ".join(f"{name}: {task.default_training_release}" for name, task in sorted(registered.items()))
-    p.add_argument("--release", help=f"train on this release (default: the task's own; {defaults})")
+    defaults = "; ".join(f"{name}: {' + '.join(task.default_training_releases)}"
+                         for name, task in sorted(registered.items()))
+    p.add_argument("--release", action="append", dest="releases", metavar="RELEASE",
+                   help=f"train on this release; repeat it to train on several together (default: the task's "
+                        f"own; {defaults})")
     p.add_argument("--seed", type=_at_least(0), default=0, help="seed of the split, the initial weights and the batches")
     p.add_argument("--epochs", type=_at_least(1), help="most epochs (early stopping may end sooner; default: the model's)")
     p.add_argument("--no-backfill", action="store_true", help="do not queue inference of the new version")

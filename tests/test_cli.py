@@ -30,7 +30,7 @@ def test_train_help_names_each_task_default_release(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "20%%" not in out and "(default: None)" not in out and "(default: False)" not in out
     for name, task in all_tasks().items():
-        assert f"{name}: {task.default_training_release}" in out
+        assert f"{name}: {' + '.join(task.default_training_releases)}" in out
 
 
 def test_db_url_is_a_libpq_url_psql_can_use(capsys, database_url):

@@ -33,8 +33,8 @@ def test_model_is_registered_with_checksum_query_and_held_out_metrics(engine, ca
     model = catalog["model"]
     assert Path(model.weights_path).is_file()
     assert hashlib.sha256(Path(model.weights_path).read_bytes()).hexdigest() == model.weights_sha256
-    assert model.training_set == Photoz.training_query and model.training_params["release"] == SDSS_RELEASE
-    assert model.task == "photoz" and model.hyperparams["training_release"] == SDSS_RELEASE
+    assert model.training_set == Photoz.training_query and model.training_params["releases"] == [SDSS_RELEASE]
+    assert model.task == "photoz" and model.hyperparams["training_releases"] == [SDSS_RELEASE]
     m = model.metrics
     assert m["n_test"] >= 900 and m["n_train"] >= 3000
     # SDSS main-sample galaxies from ugriz alone: the MDN must beat these bounds.

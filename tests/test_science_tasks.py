@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from catalog.errors import HealcatError
+from catalog.cli import build_parser
+from catalog.errors import HealcatError, QueryError
 from ingest.inference import run_lock, run_model, train
 from ingest.load import ingest_release
 from ingest.mapping import load_mapping
@@ -19,30 +20,44 @@ from ingest.ml import stellar_mass as ml_mass
 from tests import test_readme
 from tests.science_data import candels, chronoflow
 
-CANDELS_RELEASES = ("candels_goodss_z1", "candels_prospector_z1", "candels_sed3fit_z1")
+CANDELS_RELEASES = tuple(f"candels_{what}_{z}" for z in ("z1", "z3") for what in ("goodss", "prospector", "sed3fit"))
 
 
 @pytest.fixture(scope="module")
 def candels_mass(engine):
-    """The z~1 CANDELS photometry and two codes' masses ingested (committed), the model trained and run."""
+    """The z~1 and z~3 CANDELS photometry and two codes' masses ingested (committed), the model
+    trained on both samples (the task's default) and run on each."""
     for name in CANDELS_RELEASES:
         ingest_release(name, engine)
-    model = train(engine, "stellar_mass", "candels-goodss-z1/sedfit")
-    run = run_model(engine, model.name, "candels-goodss-z1/sedfit")
-    return model, run
+    model = train(engine, "stellar_mass")
+    runs = [run_model(engine, model.name, f"candels-goodss-{z}/sedfit") for z in ("z1", "z3")]
+    return model, runs
 
 
 def test_stellar_mass_trained_from_sql_beats_the_codes_scatter(engine, candels_mass):
-    model, run = candels_mass
+    model, runs = candels_mass
     m = model.metrics
-    assert m["n_test"] == round(0.2 * 371) and m["n_codes_median"] == 2  # prospector, sed3fit
+    assert model.training_params["releases"] == ["candels-goodss-z1/sedfit", "candels-goodss-z3/sedfit"]
+    assert len(model.training_params["release_ids"]) == 2
+    assert m["n_test"] == round(0.2 * (371 + 161)) and m["n_codes_median"] == 2  # prospector, sed3fit
     assert m["median_abs_error_dex"] < 0.15 and abs(m["bias_dex"]) < 0.05
+    # the held-out galaxies of each sample, by their nearest whole redshift
+    assert sorted(m["by_redshift"]) == ["z~1", "z~3"]
+    assert sum(b["n_test"] for b in m["by_redshift"].values()) == m["n_test"]
+    assert all(b["median_abs_error_dex"] < 0.2 for b in m["by_redshift"].values())
     assert "healcat.stellar_mass" in model.training_set
+    # the same releases from the command line; a release named twice would count its rows twice
+    args = build_parser().parse_args(["train", "stellar_mass", "--release", "candels-goodss-z1/sedfit",
+                                      "--release", "candels-goodss-z3/sedfit"])
+    assert args.releases == model.training_params["releases"]
+    with pytest.raises(QueryError, match="a release is named twice"):
+        train(engine, "stellar_mass", ["candels-goodss-z1/sedfit", "candels-goodss-z1/sedfit"])
     with engine.connect() as conn:
         rows = conn.execute(sa.text(
             "SELECT s.object_id, p.value, p.uncertainty FROM healcat.prediction p "
             "JOIN healcat.source s USING (shard, source_id) WHERE p.model_id = :m"), {"m": model.model_id}).all()
-    assert len(rows) == run.n_predicted == 371 and run.n_skipped == 0
+    # every galaxy of both samples is predicted: z~3 is no longer outside what the model saw
+    assert len(rows) == sum(r.n_predicted for r in runs) == 371 + 161 and all(r.n_skipped == 0 for r in runs)
     files = candels()
     ids = files["candels_id"].tolist()
     codes = files["code_log_mass"]

@@ -18,9 +18,10 @@ How a new model plugs in (e.g. ``ingest/tasks/gyro_age.py``)::
     class GyroAge(Task):
         name = "gyro_age"                           # model.task; `healcat train gyro_age`
         model_name = "chronoflow"                   # versions are registered under this name
-        default_training_release = "..."            # `healcat train` without --release
+        default_training_releases = ("...",)        # `healcat train` without --release
         unit = "Myr"                                # what prediction.value is in
-        # SQL over the catalog, psycopg parameters: %(release_id)s (the training release)
+        # SQL over the catalog, psycopg parameters: %(release_id)s (a training release: run once per
+        # release trained on, the rows put together)
         training_query = "SELECT ... FROM healcat.rotation_period ... WHERE s.release_id = %(release_id)s"
         # SQL, first two columns shard, source_id; %(release_id)s (the release run on), and
         # %(<task>_model_id)s for each task in `requires` (that model's current version, run first).
@@ -133,7 +134,8 @@ class Task(ABC):
 
     name: ClassVar[str]
     model_name: ClassVar[str]
-    default_training_release: ClassVar[str | None] = None
+    #: what ``healcat train TASK`` trains on without --release (one or several releases)
+    default_training_releases: ClassVar[tuple[str, ...]] = ()
     unit: ClassVar[str] = ""
     training_query: ClassVar[str]
     input_query: ClassVar[str]

@@ -37,7 +37,7 @@ _MEMBERS = ("SELECT rp.cluster_id, rp.bp_rp_dered, rp.period_day, "
 class GyroAge(Task):
     name = "gyro_age"
     model_name = "chronoflow-gyro"
-    default_training_release = "chronoflow/2025-prot-catalogue"
+    default_training_releases = ("chronoflow/2025-prot-catalogue",)
     unit = "log10 yr"
     #: shard, source_id, BP-RP_0 [mag], Prot [d], cluster age [Myr], cluster name, association (or the cluster).
     training_query = f"""SELECT rp.shard, rp.source_id, rp.bp_rp_dered, rp.period_day, c.age_myr, c.name,

@@ -75,7 +75,7 @@ def _why_no_curve(curves) -> str:
 class LightCurveEmbed(Task):
     name = "lightcurve_embed"
     model_name = "lightcurve-clip"
-    default_training_release = "eros2/lmc-ramp-variable-stars"
+    default_training_releases = ("eros2/lmc-ramp-variable-stars",)
     unit = "cosine"  # prediction.value: agreement of the curve's and the catalogue's views
     training_query = _ROWS.format(where="")
     input_query = _ROWS.format(where="")

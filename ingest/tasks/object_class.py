@@ -15,7 +15,7 @@ CLASSES = ("GALAXY", "QSO", "STAR")
 class ObjectClass(Task):
     name = "object_class"
     model_name = "object-class-sdss"
-    default_training_release = "sdss/dr14-skyserver-10k"
+    default_training_releases = ("sdss/dr14-skyserver-10k",)
     unit = "probability of the label"
     #: The release's objects with a spectroscopic class, ordered so the split is reproducible.
     training_query = ugriz.ugriz_query(

@@ -10,7 +10,7 @@ from ingest.tasks import Outputs, Prepared, Task, Trained, in_lane, register, si
 class Photoz(Task):
     name = "photoz"
     model_name = "photoz-sdss"
-    default_training_release = "sdss/dr14-skyserver-10k"
+    default_training_releases = ("sdss/dr14-skyserver-10k",)
     unit = "redshift"
     #: The release's spectroscopic galaxies, ordered so the split is reproducible.
     training_query = ugriz.ugriz_query(

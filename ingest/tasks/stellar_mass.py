@@ -39,7 +39,7 @@ ORDER BY s.source_id""".format(bands=", ".join(f"'{b}'" for b in BANDS), where="
 class StellarMass(Task):
     name = "stellar_mass"
     model_name = "stellar-mass-candels"
-    default_training_release = "candels-goodss-z1/sedfit"
+    default_training_releases = ("candels-goodss-z1/sedfit", "candels-goodss-z3/sedfit")
     unit = "log10 Msun"
     #: The release's galaxies that at least one SED-fitting code has a mass for.
     training_query = _ROWS.format(where="\n  AND EXISTS (SELECT 1 FROM healcat.stellar_mass AS m "
@@ -65,10 +65,16 @@ class StellarMass(Task):
         out = ml_mass.predict(model, x[test])
         r = out["log_mass"] - target[test]
         scatter = ml_mass.code_scatter(codes[test])
-        metrics = dict(n_train=int(len(train_rows)), n_test=int(len(test)),
-                       median_abs_error_dex=float(np.median(np.abs(r))), bias_dex=float(np.median(r)),
-                       coverage_1sigma=float(np.mean(np.abs(r) < out["log_mass_sigma"])),
-                       code_scatter_dex=float(np.nanmedian(scatter)),
+
+        def held_out(sel: np.ndarray) -> dict:
+            return dict(n_test=int(sel.sum()), median_abs_error_dex=float(np.median(np.abs(r[sel]))),
+                        bias_dex=float(np.median(r[sel])),
+                        coverage_1sigma=float(np.mean(np.abs(r[sel]) < out["log_mass_sigma"][sel])),
+                        code_scatter_dex=float(np.nanmedian(scatter[sel])))
+        # the same by the nearest whole redshift of the held-out galaxies (CANDELS' samples: z~1, z~3)
+        z_bin = np.rint(z[test]).astype(int)
+        metrics = dict(n_train=int(len(train_rows)), **held_out(np.ones(len(test), dtype=bool)),
+                       by_redshift={f"z~{b}": held_out(z_bin == b) for b in np.unique(z_bin).tolist()},
                        n_codes_median=float(np.median(np.isfinite(codes).sum(axis=1))), n_unusable=n_unusable)
         return Trained(common.to_bytes(model), dict(model.hparams), metrics)
 
