@@ -81,8 +81,13 @@ def curve_rows(lc: LightCurveSpec, record: Record, reject: Reject, stats: dict[s
         for column, bad, why in checks:
             for j in np.flatnonzero(ok & bad):
                 value = {band.time: t, band.mag: m, band.mag_err: e}[column][j]
-                reject(record.file, record.where(idx[j]), column, f"{band.name} point {int(idx[j])}: " + why.format(value),
-                       {**raw, "index": int(idx[j]), "time": _num(t[j]), "mag": _num(m[j]), "mag_err": _num(e[j])})
+                cell = record.arrays[column][idx[j]]
+                # text that is no number: reported as the file has it, not as the NaN it became
+                text = str(cell) if isinstance(cell, str) and not np.isfinite(value) else None
+                reason = why.format(value) if text is None else why.split(" {}")[0] + f" {text!r} is not a number"
+                reject(record.file, record.where(idx[j]), column, f"{band.name} point {int(idx[j])}: " + reason,
+                       {**raw, "index": int(idx[j]), "time": _num(t[j]), "mag": _num(m[j]), "mag_err": _num(e[j]),
+                        **({"text": text} if text is not None else {})})
                 ok[j] = False
         if not ok.any():
             reject(record.file, record.row, band.mag, f"{band.name}: empty light curve ({len(idx)} points read, "

@@ -348,3 +348,38 @@ def test_the_current_views_show_one_release_of_a_survey_with_two(engine, tmp_pat
                                      "USING (shard, source_id) WHERE s.object_id = 'ZTFM'"))
     assert [(p.time_mjd, p.release_id) for p in points] == [(58000.1, releases[1]), (58000.2, releases[1])]
     assert [tuple(c) for c in curves] == [(releases[1], "SN Ia")] and stored == 2  # the old release's stays
+
+
+def test_a_text_magnitude_is_reported_as_the_file_has_it(engine, tmp_path, scratch_release):
+    """'abc' in a mag column was quarantined as 'mag nan is not finite', the text lost."""
+    mapping = _ztf_copy(tmp_path, "text", {"ZTFA": "time,mag,magerr,band\n58000.1,abc,0.1,g\n58000.2,19.1,0.1,g\n"})
+    q = _quarantine(engine, ingest_release(mapping, engine).release_id)
+    assert [(r.row_number, r.column_name) for r in q] == [(1, "mag")]
+    assert q[0].reason == "ztf_g point 0: mag 'abc' is not a number"
+
+
+def test_json_cells_must_be_flat_lists_of_numbers_and_a_truncated_gzip_says_so(engine, tmp_path, scratch_release):
+    """A nested list was flattened (4 times from [[1,2],[3,4]]), a scalar became a 1-point curve, true
+    became 1.0; a truncated .csv.gz was quarantined as 'chr() arg not in range(0x110000)'."""
+    (tmp_path / "test.csv").write_text("".join((EROS / "test.csv").read_text().splitlines(keepends=True)[:5]))
+    with gzip.open(EROS / "test_varlength_features.csv.gz", "rt") as fh:
+        reader = csv.reader(fh)
+        header, rows = next(reader), [next(reader) for _ in range(4)]
+    col = {name: j for j, name in enumerate(header)}
+    n = len(json.loads(rows[0][col["time_points_b"]]))
+    rows[0][col["time_points_b"]] = json.dumps([[t] for t in json.loads(rows[0][col["time_points_b"]])])
+    rows[1][col["light_points_b"]] = "7.5"
+    rows[2][col["error_points_b"]] = json.dumps([True] * n)
+    with gzip.open(tmp_path / "test_varlength_features.csv.gz", "wt", newline="") as fh:
+        csv.writer(fh).writerows([header, *rows])
+    data = gzip.compress((EROS / "test.csv").read_bytes())
+    (tmp_path / "truncated.csv.gz").write_bytes(data[: len(data) // 2])
+    mapping = per_object_mapping(tmp_path, "eros2_lmc_ramp", "json", {
+        "catalog": [tmp_path / "test.csv"],
+        "series": [tmp_path / "test_varlength_features.csv.gz", tmp_path / "truncated.csv.gz"]})
+    q = {(r.file.rsplit("/", 1)[-1], r.row_number, r.column_name): r.reason
+         for r in _quarantine(engine, ingest_release(mapping, engine).release_id)}
+    assert "holds [" in q[("test_varlength_features.csv.gz", 1, "time_points_b")]
+    assert "a JSON float, not a list" in q[("test_varlength_features.csv.gz", 2, "light_points_b")]
+    assert "holds true, not a number" in q[("test_varlength_features.csv.gz", 3, "error_points_b")]
+    assert "the gzip file is truncated or corrupt" in q[("truncated.csv.gz", 0, None)]

@@ -11,8 +11,10 @@
 from __future__ import annotations
 
 import fnmatch
+import gzip
 import json
 import tarfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -45,7 +47,22 @@ def _csv_tables(paths: list[Path], text: str | None = None) -> Iterator[tuple[Pa
         try:
             yield path, Table.read(path, format="ascii.csv", converters=converters)
         except Exception as exc:  # astropy raises many types for broken files
-            yield path, unreadable(path, exc)
+            yield path, unreadable(path, _gzip_damage(path) or exc)
+
+
+def _gzip_damage(path: Path) -> Exception | None:
+    """Why a gzip file cannot be decompressed (truncated, corrupt), where it cannot: astropy reading
+    a truncated .csv.gz said only "chr() arg not in range(0x110000)"."""
+    try:
+        with path.open("rb") as fh:
+            if fh.read(2) != b"\x1f\x8b":
+                return None
+        with gzip.open(path) as fh:
+            while fh.read(1 << 20):
+                pass
+    except (OSError, EOFError, zlib.error) as exc:
+        return type(exc)(f"the gzip file is truncated or corrupt: {exc}")
+    return None
 
 
 @register_series("json_arrays_csv")
@@ -66,7 +83,14 @@ def read_json_arrays_csv(paths: list[Path], options: dict[str, Any]) -> Iterator
                     continue
                 try:
                     values = json.loads(str(row[name]))
-                    record.arrays[name] = np.asarray(values, dtype=np.float64).reshape(-1)
+                    # a flat list of numbers (null: a missing point): not a scalar, a nested list
+                    # (it was flattened), text or booleans (true became 1.0)
+                    if not isinstance(values, list):
+                        raise ValueError(f"a JSON {type(values).__name__}, not a list")
+                    odd = [v for v in values if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))]
+                    if odd:
+                        raise ValueError(f"holds {json.dumps(odd[0])}, not a number")
+                    record.arrays[name] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
                 except (ValueError, TypeError) as exc:
                     record.problems.append((name, f"{name} is not a JSON list of numbers: {exc}"))
             yield record
