@@ -12,10 +12,12 @@ each other (epochs of one object) share one source. A spectrum is one release's 
 with ``release_id``): a new version of a sample, or another sample holding the same spectrum,
 stores it again for the same source, and ``healcat.current_spectrum`` shows published ones.
 
-Validation keeps everything: a light-curve point with a non-finite value, a magnitude outside
-[-30, 50] or a negative error, a point repeating an earlier point's time (the first is kept), a
+Validation keeps everything: a light-curve point with a non-finite value (text quoted as the file
+has it), a magnitude outside [-30, 50], an error that is not positive or is past a float4, a point repeating an earlier point's time (the first is kept), a
 point of a band the mapping does not name, a curve with no points, a spectrum with no pixels, non-finite or
-non-increasing wavelengths or unusable flux/ivar, and an unreadable file each become a
+non-increasing wavelengths, wavelengths outside [10, 1e7] Angstrom, flux/ivar a float4 cannot
+hold, a mask an int4 cannot, a file unit (FITS TUNIT) not convertible to the mapping's, a spectrum
+whose id names two current sources of the match surveys, and an unreadable file each become a
 quarantine row with the file, the row (or 0 for a whole file), the column and the reason. A
 curve whose times are out of order is sorted (``curves_sorted`` counts them).
 Sentinel magnitudes the mapping lists are missing measurements, counted, not errors.
