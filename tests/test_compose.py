@@ -11,7 +11,7 @@ SERVICES = ("migrate", "scheduler", "worker-1", "worker-2")
 def test_compose_runs_database_migrations_scheduler_and_two_workers_on_one_url():
     spec = yaml.safe_load(COMPOSE.read_text())
     services = spec["services"]
-    assert set(services) == {"db", *SERVICES}
+    assert set(services) == {"db", *SERVICES, "vo"}
     assert services["db"]["image"].startswith("pgvector/pgvector:")
     assert services["migrate"]["command"] == ["healcat", "db", "up"]
     assert services["migrate"]["depends_on"]["db"]["condition"] == "service_healthy"
@@ -22,7 +22,12 @@ def test_compose_runs_database_migrations_scheduler_and_two_workers_on_one_url()
     for name in ("worker-1", "worker-2"):
         assert services[name]["command"] == ["healcat", "worker"]
         assert services[name]["stop_signal"] == "SIGTERM", "a stopping worker finishes its job first"
-    urls = {services[s]["environment"]["HEALCAT_DATABASE_URL"] for s in SERVICES}
+    # the VO service: Simple Cone Search on the host's port 8008, as the read-only role
+    assert services["vo"]["command"] == ["healcat", "serve", "--host", "0.0.0.0", "--port", "8008"]
+    assert services["vo"]["ports"] == ["127.0.0.1:8008:8008"]
+    assert services["vo"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert services["vo"]["environment"]["HEALCAT_READER_PASSWORD"]
+    urls = {services[s]["environment"]["HEALCAT_DATABASE_URL"] for s in (*SERVICES, "vo")}
     assert len(urls) == 1 and "@db:5432/" in next(iter(urls))
     env = services["db"]["environment"]
     assert f"{env['POSTGRES_USER']}:{env['POSTGRES_PASSWORD']}@db:5432/{env['POSTGRES_DB']}" in urls.pop()

@@ -51,7 +51,8 @@ def test_readme_sql_runs(engine, catalog, per_object, kepler, statement):
 
 @pytest.mark.parametrize("command", [line for block in _blocks("sh") for line in block.splitlines()
                                      if line.startswith("healcat ") and "--help" not in line
-                                     and "db psql" not in line])  # psql is interactive
+                                     and "db psql" not in line  # psql is interactive
+                                     and not line.startswith("healcat serve")])  # runs until stopped: test_service
 def test_readme_commands_run(catalog, kepler, command, capsys):
     argv = shlex.split(command.split("#")[0])[1:]
     assert main(argv) == 0

@@ -1,0 +1,217 @@
+"""``healcat serve``: the catalog to VO clients over HTTP (TOPCAT, Aladin, pyvo).
+
+- ``GET /scs?RA=&DEC=&SR=`` — IVOA Simple Cone Search 1.03: the sources within ``SR`` degrees of
+  (``RA``, ``DEC``), ICRS degrees, nearest first, as a VOTable whose id and position columns carry
+  the UCDs the standard names (``ID_MAIN``, ``POS_EQ_RA_MAIN``, ``POS_EQ_DEC_MAIN``). ``VERB=1`` gives
+  those three columns, 2 (default) and 3 every column of a cone search (release, object id,
+  ``distance_arcsec``); ``RELEASE=name`` searches one release (default: every release, as
+  ``healcat.cone_search``); ``MAXREC`` caps the rows (default and most :data:`MAX_ROWS`): an answer cut
+  there says ``QUERY_STATUS`` = ``OVERFLOW``. ``SR=0`` is the standard's metadata query: the columns,
+  no rows.
+- ``GET /similar?SOURCE_ID=&K=&MODEL=&RELEASE=&VERSION=`` — the ``K`` sources most like one in a
+  model's embedding space (:func:`catalog.search.similar.similar`), as a VOTable.
+- ``GET /`` — what is served, as text.
+
+Read-only by construction: every query runs as ``healcat_reader`` (SELECT and EXECUTE only, under its
+statement timeout) through the same validated searches as the Python API. Parameter names are
+case-insensitive (IVOA DALI). A bad request is a VOTable whose ``INFO`` ``QUERY_STATUS`` is ``ERROR``
+(DALI) and whose ``INFO`` ``Error`` (SCS 1.03) says why, with HTTP 400; nothing else than a search
+error reaches a client (a server fault is logged, and the client gets 500 and no traceback).
+Requests are served by a fixed pool of threads, each with its own database session.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import urllib.parse
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import sqlalchemy as sa
+from astropy.io.votable.tree import Info, Resource, VOTableFile
+from astropy.table import Table
+from astropy.io.votable import from_table
+
+from catalog.errors import HealcatError, QueryError
+from catalog.search.cone import Cone
+from catalog.search.region import run
+
+log = logging.getLogger(__name__)
+
+#: Most rows one answer holds (a client asks for fewer with MAXREC).
+MAX_ROWS = 100_000
+#: SCS 1.03's UCD1 words for the columns a client must find (pyvo's SCSRecord reads them).
+SCS_UCDS = {"source_id": "ID_MAIN", "ra": "POS_EQ_RA_MAIN", "dec": "POS_EQ_DEC_MAIN"}
+VOTABLE = "text/xml;content=x-votable"
+
+INDEX = """healcat: a sky catalog (ICRS degrees)
+GET /scs?RA=<deg>&DEC=<deg>&SR=<deg>[&VERB=1|2|3][&RELEASE=<name>][&MAXREC=<n>]
+    IVOA Simple Cone Search 1.03: sources within SR of (RA, DEC), nearest first (VOTable)
+GET /similar?SOURCE_ID=<id>[&K=10][&MODEL=photoz-sdss][&VERSION=<v>][&RELEASE=<name>]
+    the K sources most like SOURCE_ID in MODEL's embedding space (VOTable)
+"""
+
+
+class Params:
+    """A request's query parameters, names case-insensitive; each read once, checked, named in errors."""
+
+    def __init__(self, query: str) -> None:
+        self.values: dict[str, list[str]] = {}
+        for name, value in urllib.parse.parse_qsl(query, keep_blank_values=True):
+            self.values.setdefault(name.upper(), []).append(value)
+
+    def text(self, name: str, default: str | None = None) -> str | None:
+        values = self.values.get(name, [])
+        if len(values) > 1:
+            raise QueryError(f"{name} is given {len(values)} times")
+        return values[0].strip() if values and values[0].strip() else default
+
+    def number(self, name: str, default: float | None = None) -> float:
+        text = self.text(name)
+        if text is None:
+            if default is None:
+                raise QueryError(f"{name} is required")
+            return default
+        try:
+            value = float(text)
+        except ValueError:
+            raise QueryError(f"{name} must be a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise QueryError(f"{name} must be a finite number, got {text!r}")
+        return value
+
+    def integer(self, name: str, default: int | None, lo: int, hi: int) -> int:
+        text = self.text(name)
+        if text is None:
+            if default is None:
+                raise QueryError(f"{name} is required")
+            return default
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not lo <= value <= hi:
+            raise QueryError(f"{name} must be a whole number in [{lo}, {hi}], got {text!r}")
+        return value
+
+
+def cone(params: Params, engine: sa.Engine) -> tuple[Table, list[Info]]:
+    """SCS: the cone's sources, at most MAXREC of them (nearest first, ties by source_id)."""
+    ra, dec, sr = params.number("RA"), params.number("DEC"), params.number("SR")
+    verb = params.integer("VERB", 2, 1, 3)
+    maxrec = params.integer("MAXREC", MAX_ROWS, 0, MAX_ROWS)
+    if not 0 <= sr <= 180:
+        raise QueryError(f"SR must be in [0, 180] degrees, got {sr:g}")
+    if sr == 0:  # the standard's metadata query: the columns, no rows
+        maxrec, sr = 0, 1e-9
+    statement, args = Cone(ra, dec, sr).sql()
+    table = run(engine, "cone", f"SELECT * FROM ({statement}) AS hit ORDER BY distance_arcsec, source_id LIMIT %s",
+                (*args, maxrec + 1), params.text("RELEASE"))
+    infos = [Info(name="QUERY_STATUS", value="OVERFLOW" if len(table) > maxrec and maxrec else "OK")]
+    if verb == 1:
+        table = table[["source_id", "ra", "dec"]]
+    return table[:maxrec], infos
+
+
+def similar_sources(params: Params, engine: sa.Engine) -> tuple[Table, list[Info]]:
+    from catalog.search.similar import similar
+
+    table = similar(params.integer("SOURCE_ID", None, 1, 2**63 - 1), model=params.text("MODEL", "photoz-sdss"), k=params.integer("K", 10, 1, 10_000),
+                    version=params.text("VERSION"), release=params.text("RELEASE"), engine=engine)
+    return table, [Info(name="QUERY_STATUS", value="OK")]
+
+
+ROUTES: dict[str, Callable[[Params, sa.Engine], tuple[Table, list[Info]]]] = {
+    "/scs": cone, "/similar": similar_sources}
+
+
+def votable(table: Table, infos: list[Info]) -> bytes:
+    """A result table as VOTable bytes, with SCS's UCDs on the id and position columns."""
+    vot = from_table(table)
+    resource = vot.resources[0]
+    resource.type = "results"
+    for field in resource.tables[0].fields:
+        field.ucd = SCS_UCDS.get(field.name, field.ucd)
+    resource.infos.extend(infos)
+    out = io.BytesIO()
+    vot.to_xml(out)
+    return out.getvalue()
+
+
+def error_votable(message: str) -> bytes:
+    """An error as SCS 1.03 and DALI say: a VOTable with INFO Error and INFO QUERY_STATUS = ERROR."""
+    vot = VOTableFile()
+    resource = Resource(type="results")
+    vot.resources.append(resource)
+    resource.infos.extend([Info(name="QUERY_STATUS", value="ERROR"), Info(name="Error", value=message)])
+    out = io.BytesIO()
+    vot.to_xml(out)
+    return out.getvalue()
+
+
+def handler(engine: sa.Engine) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "healcat"
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            url = urllib.parse.urlsplit(self.path)
+            path = url.path.rstrip("/") or "/"
+            if path == "/":
+                return self._send(HTTPStatus.OK, "text/plain; charset=utf-8", INDEX.encode())
+            route = ROUTES.get(path)
+            if route is None:
+                return self._send(HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8",
+                                  f"no such service: {url.path}\n\n{INDEX}".encode())
+            try:
+                body = votable(*route(Params(url.query), engine))
+            except (QueryError, HealcatError) as exc:
+                return self._send(HTTPStatus.BAD_REQUEST, VOTABLE, error_votable(str(exc)))
+            except Exception:  # a fault of the server's: logged here, not shown to the client
+                log.exception("%s failed", self.path)
+                return self._send(HTTPStatus.INTERNAL_SERVER_ERROR, VOTABLE, error_votable("internal error"))
+            self._send(HTTPStatus.OK, VOTABLE, body)
+
+        def _send(self, status: HTTPStatus, content_type: str, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, fmt: str, *args) -> None:
+            log.info("%s %s", self.address_string(), fmt % args)
+
+    return Handler
+
+
+class PooledHTTPServer(HTTPServer):
+    """An HTTP server answering on a fixed pool of threads: each keeps one database session (the
+    searches' per-thread sessions), so the server holds at most ``threads`` connections."""
+
+    def __init__(self, address: tuple[str, int], handler_class, threads: int) -> None:
+        super().__init__(address, handler_class)
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="healcat-serve")
+
+    def process_request(self, request, client_address) -> None:
+        self.pool.submit(self._answer, request, client_address)
+
+    def _answer(self, request, client_address) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.pool.shutdown(wait=True)
+
+
+def make_server(engine: sa.Engine, host: str = "127.0.0.1", port: int = 8008, threads: int = 4) -> PooledHTTPServer:
+    """The service on ``host``:``port`` (port 0: any free one; ``server.server_address`` says which)."""
+    return PooledHTTPServer((host, port), handler(engine), threads)

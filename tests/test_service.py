@@ -1,0 +1,109 @@
+"""healcat serve: a VO client (pyvo) runs a Simple Cone Search and a similarity search over HTTP."""
+
+from __future__ import annotations
+
+import io
+import threading
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+import pyvo
+import sqlalchemy as sa
+from astropy.coordinates import SkyCoord
+from astropy.io.votable import parse, parse_single_table
+
+from catalog import cone_search, db
+from catalog.search.similar import similar
+from catalog.service import make_server
+from tests.conftest import SDSS_RELEASE
+
+CENTRE = (161.080928, 0.677356)  # the demo's galaxy 0274-51913-0630
+
+
+@pytest.fixture(scope="module")
+def service(database_url, catalog):
+    """The service on a free port, as the read-only role, answering on two threads."""
+    reader = sa.create_engine(db.reader_url(database_url))
+    server = make_server(reader, port=0, threads=2)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield "http://{}:{}".format(*server.server_address[:2])
+    server.shutdown()
+    server.server_close()
+    reader.dispose()
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_a_vo_client_cone_search_matches_astropy(service, engine):
+    results = pyvo.dal.SCSService(f"{service}/scs").search(pos=CENTRE, radius=0.2)
+    table = results.to_table()
+    # pyvo found the id and position columns by their SCS UCDs
+    assert [r.id for r in results][:3] == list(table["source_id"][:3])
+    assert results[0].pos.ra.deg == pytest.approx(table["ra"][0]) and results[0].pos.dec.deg == pytest.approx(table["dec"][0])
+    with engine.connect() as conn:
+        everything = conn.execute(sa.text("SELECT source_id, ra, dec FROM healcat.source WHERE ra IS NOT NULL")).all()
+    ids, ra, dec = (np.array(c) for c in zip(*everything))
+    sep = SkyCoord(ra, dec, unit="deg").separation(SkyCoord(*CENTRE, unit="deg")).deg
+    inside = ids[sep <= 0.2]
+    assert len(inside) > 10 and sorted(table["source_id"]) == sorted(inside)
+    assert list(table["distance_arcsec"]) == sorted(table["distance_arcsec"])  # nearest first
+    assert table["ra"].unit == "deg" and table["distance_arcsec"].unit == "arcsec"
+    # the same rows as the Python API
+    assert list(table["source_id"]) == list(cone_search(*CENTRE, 0.2 * 3600)["source_id"])
+
+
+def test_verbosity_release_maxrec_and_the_metadata_query(service):
+    status, body = _get(f"{service}/scs?ra={CENTRE[0]}&dec={CENTRE[1]}&sr=0.2&VERB=1&release={SDSS_RELEASE}")
+    table = parse_single_table(io.BytesIO(body)).to_table()
+    assert status == 200 and table.colnames == ["source_id", "ra", "dec"] and len(table) > 10
+    capped = pyvo.dal.SCSService(f"{service}/scs").search(pos=CENTRE, radius=0.2, maxrec=3)
+    status = {info.name: info.value for info in capped.votable.resources[0].infos}["QUERY_STATUS"]
+    assert len(capped) == 3 and status == "OVERFLOW"
+    assert list(capped.to_table()["source_id"]) == list(table["source_id"][:3])
+    meta = pyvo.dal.SCSService(f"{service}/scs").search(pos=CENTRE, radius=0)
+    assert len(meta) == 0 and "distance_arcsec" in meta.fieldnames
+
+
+@pytest.mark.parametrize(("query", "message"), [
+    ("RA=161&DEC=0.7", "SR is required"),
+    ("RA=161&DEC=91&SR=1", "dec_deg must be in"),
+    ("RA=161&DEC=0.7&SR=200", "SR must be in [0, 180] degrees"),
+    ("RA=abc&DEC=0.7&SR=1", "RA must be a number, got 'abc'"),
+    ("RA=nan&DEC=0.7&SR=1", "RA must be a finite number"),
+    ("RA=1&RA=2&DEC=0.7&SR=1", "RA is given 2 times"),
+    ("RA=161&DEC=0.7&SR=1&VERB=7", "VERB must be a whole number in [1, 3]"),
+    ("RA=161&DEC=0.7&SR=1&RELEASE=x'); DROP TABLE healcat.source; --", "no release named"),
+])
+def test_a_bad_request_is_an_error_votable_a_vo_client_reads(service, query, message):
+    status, body = _get(f"{service}/scs?{urllib.request.quote(query, safe='=&')}")
+    infos = {info.name: info.value for info in parse(io.BytesIO(body)).resources[0].infos}
+    assert status == 400 and infos["QUERY_STATUS"] == "ERROR" and message in infos["Error"]
+    with pytest.raises((pyvo.dal.DALQueryError, pyvo.dal.DALServiceError), match="no release named 'nope'"):
+        pyvo.dal.SCSService(f"{service}/scs").search(pos=CENTRE, radius=0.1, release="nope")
+
+
+def test_similarity_search_over_http_is_the_python_api(service, catalog):
+    source = int(cone_search(*CENTRE, 1.0)["source_id"][0])
+    status, body = _get(f"{service}/similar?source_id={source}&k=5")
+    table = parse_single_table(io.BytesIO(body)).to_table()
+    expected = similar(source, k=5)
+    assert status == 200 and list(table["source_id"]) == list(expected["source_id"])
+    assert np.allclose(table["distance"], expected["distance"])
+    status, body = _get(f"{service}/similar?source_id={source}&model=nope")
+    assert status == 400 and b"nope" in body
+
+
+def test_the_index_and_an_unknown_path(service):
+    status, body = _get(f"{service}/")
+    assert status == 200 and b"/scs?RA=" in body and b"/similar?SOURCE_ID=" in body
+    status, body = _get(f"{service}/tap/sync")
+    assert status == 404 and b"no such service: /tap/sync" in body
