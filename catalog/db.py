@@ -23,8 +23,12 @@ from sqlalchemy.engine import URL, Engine, make_url
 from catalog.errors import ConfigurationError
 
 DATABASE_NAME = "healcat"
-#: The read-only role migration 0004 creates: SELECT and EXECUTE on the schema, a statement timeout.
+#: The read-only role migration 0005 creates: SELECT and EXECUTE on the schema, a statement timeout.
 READER_ROLE = "healcat_reader"
+#: The limits every session as the read-only role sets for itself when it connects (startup options,
+#: which win over the role's defaults: a reader may ``ALTER ROLE`` its own defaults, which would
+#: otherwise reach every reader session, ``healcat serve``'s included).
+READER_SESSION = {"statement_timeout": "60s", "idle_in_transaction_session_timeout": "5min", "work_mem": "32MB"}
 
 
 def home() -> Path:
@@ -135,17 +139,30 @@ def database_url() -> URL:
 
 
 def libpq_url(url: URL | None = None) -> str:
-    """The URL as libpq (psql, psycopg) spells it."""
+    """The URL as libpq (psql, psycopg) spells it, password included (``healcat db url``)."""
     url = url or database_url()
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+def shown_url(url: URL) -> str:
+    """The URL as libpq spells it, for messages and logs: a password (in the URL or its query) is ***."""
+    password = url.password or url.query.get("password")
+    url = url.difference_update_query(["password"]).set(drivername="postgresql", password="***" if password else None)
+    return url.render_as_string(hide_password=False)
+
+
 def reader_url(url: URL | None = None) -> URL:
-    """The catalog's URL as the read-only role (password: HEALCAT_READER_PASSWORD, if the server asks for one).
+    """The catalog's URL as the read-only role (password: HEALCAT_READER_PASSWORD, if the server asks for one),
+    whose sessions set the limits :data:`READER_SESSION` when they connect.
 
     The embedded server trusts connections on its unix socket, so there the role needs no password.
+    The options are separated by tabs: SQLAlchemy writes a space in a URL's query as ``+``, which
+    libpq (psql, and the searches' own psycopg sessions) would read as a ``+``; a tab is ``%09``.
     """
-    return (url or database_url()).set(username=READER_ROLE, password=os.environ.get("HEALCAT_READER_PASSWORD"))
+    url = (url or database_url()).set(username=READER_ROLE, password=os.environ.get("HEALCAT_READER_PASSWORD"))
+    limits = "\t".join(f"-c{name}={value}" for name, value in READER_SESSION.items())
+    options = url.query.get("options")  # the URL's own options first: ours, later, win
+    return url.update_query_dict({"options": f"{options}\t{limits}" if options else limits})
 
 
 @functools.cache
@@ -187,10 +204,31 @@ def alembic_config(url: URL | None = None):
 
 
 def migrate(url: URL | None = None, revision: str = "head") -> None:
-    """Upgrade the database schema to ``revision``."""
+    """Upgrade the database schema to ``revision``, then put the read-only role's settings back."""
     from alembic import command
 
+    url = url or database_url()
     command.upgrade(alembic_config(url), revision)
+    assert_reader_role(url)
+
+
+def assert_reader_role(url: URL) -> None:
+    """Put back what a reader may change of its own role (its defaults, its password): its limits, by
+    ``healcat.assert_reader_role()`` (migration 0032; nothing before it), and HEALCAT_READER_PASSWORD
+    when set. Where the migrating role may not alter the reader, the function warns instead."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            if conn.scalar(sa.text("SELECT to_regprocedure('healcat.assert_reader_role()')")) is None:
+                return
+            conn.execute(sa.text("SELECT healcat.assert_reader_role()"))
+            password = os.environ.get("HEALCAT_READER_PASSWORD")
+            if password:  # ALTER ROLE takes no parameters: the server quotes the password (%L)
+                statement = conn.scalar(sa.text("SELECT format('ALTER ROLE %I PASSWORD %L', CAST(:role AS text), "
+                                                "CAST(:pw AS text))"), {"role": READER_ROLE, "pw": password})
+                conn.execution_options(no_parameters=True).exec_driver_sql(statement)
+    finally:
+        engine.dispose()
 
 
 def current_revision(conn: sa.Connection) -> str | None:

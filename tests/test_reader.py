@@ -87,3 +87,78 @@ def test_db_url_reader(database_url, capsys):
     with engine.connect() as conn:
         assert conn.scalar(sa.text("SELECT current_user")) == db.READER_ROLE
     engine.dispose()
+
+
+def _role_settings(engine) -> dict[str, list[str]]:
+    """The reader's defaults in pg_db_role_setting: role-wide ('') and per database (its name)."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT coalesce(d.datname, ''), s.setconfig FROM pg_db_role_setting AS s "
+            "LEFT JOIN pg_database AS d ON d.oid = s.setdatabase WHERE s.setrole = to_regrole(:r)"),
+            {"r": db.READER_ROLE}).all()
+    return {database: sorted(config) for database, config in rows}
+
+
+def test_a_reader_cannot_lift_the_limits_of_other_readers_and_db_up_puts_its_role_back(reader, engine, database_url):
+    expected = {"": ["idle_in_transaction_session_timeout=5min", "statement_timeout=60s", "temp_file_limit=2GB"]}
+    assert _role_settings(engine) == expected
+    try:
+        with reader.begin() as conn:  # PostgreSQL lets a role change its own defaults
+            conn.execute(sa.text("ALTER ROLE healcat_reader SET statement_timeout = 0"))
+            conn.execute(sa.text("ALTER ROLE healcat_reader SET idle_in_transaction_session_timeout = 0"))
+            conn.execute(sa.text("ALTER ROLE healcat_reader IN DATABASE healcat SET work_mem = '64GB'"))
+        for statement in ["ALTER ROLE healcat_reader SET temp_file_limit = -1",  # superuser-only
+                          "ALTER ROLE healcat_reader RESET temp_file_limit",
+                          "ALTER ROLE healcat_reader CONNECTION LIMIT -1"]:  # a role cannot change its own
+            with reader.connect() as conn, pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+                conn.execute(sa.text(statement))
+        with reader.begin() as conn:  # RESET ALL by the reader keeps what only a superuser may set
+            conn.execute(sa.text("ALTER ROLE healcat_reader RESET ALL"))
+            conn.execute(sa.text("ALTER ROLE healcat_reader SET statement_timeout = 0"))
+        assert _role_settings(engine) == {"": ["statement_timeout=0", "temp_file_limit=2GB"],
+                                          "healcat": ["work_mem=64GB"]}
+        # every session healcat opens as the reader sets its own limits: the role's defaults lose
+        fresh = sa.create_engine(db.reader_url(database_url))
+        with fresh.connect() as conn:
+            shown = {name: conn.scalar(sa.text(f"SHOW {name}")) for name in
+                     ("statement_timeout", "idle_in_transaction_session_timeout", "work_mem", "temp_file_limit")}
+        fresh.dispose()
+        assert shown == {"statement_timeout": "1min", "idle_in_transaction_session_timeout": "5min",
+                         "work_mem": "32MB", "temp_file_limit": "2GB"}
+        with engine.connect() as conn:
+            assert 0 < conn.scalar(sa.text("SELECT rolconnlimit FROM pg_roles WHERE rolname = :r"),
+                                   {"r": db.READER_ROLE}) <= 40
+        assert main(["db", "up"]) == 0  # and healcat db up puts the role back
+        assert _role_settings(engine) == expected
+    finally:
+        db.assert_reader_role(database_url)
+
+
+def test_db_up_gives_the_reader_its_password_again(reader, engine, database_url, monkeypatch):
+    def stored() -> str | None:
+        with engine.connect() as conn:
+            return conn.scalar(sa.text("SELECT rolpassword FROM pg_authid WHERE rolname = :r"), {"r": db.READER_ROLE})
+
+    password = "it's 100%: a :pw"  # quotes, % and : reach the server as they are
+    try:
+        with reader.begin() as conn:
+            conn.execute(sa.text("ALTER ROLE healcat_reader PASSWORD 'mine-now'"))
+        mine = stored()
+        monkeypatch.setenv("HEALCAT_READER_PASSWORD", password)
+        db.migrate(database_url)
+        assert stored() not in (None, mine)
+        with engine.connect() as conn:  # the stored SCRAM verifier is of HEALCAT_READER_PASSWORD
+            salt, iterations = conn.execute(sa.text(
+                "SELECT split_part(split_part(rolpassword, '$', 2), ':', 2), "
+                "split_part(split_part(rolpassword, '$', 2), ':', 1)::int FROM pg_authid WHERE rolname = :r"),
+                {"r": db.READER_ROLE}).one()
+        import base64
+        import hashlib
+        import hmac
+
+        salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(salt), iterations)
+        stored_key = hashlib.sha256(hmac.new(salted, b"Client Key", "sha256").digest()).digest()
+        assert base64.b64encode(stored_key).decode() in stored()
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("ALTER ROLE healcat_reader PASSWORD NULL"))
