@@ -16,8 +16,13 @@ Read-only by construction: every query runs as ``healcat_reader`` (SELECT and EX
 statement timeout) through the same validated searches as the Python API. Parameter names are
 case-insensitive (IVOA DALI). A bad request is a VOTable whose ``INFO`` ``QUERY_STATUS`` is ``ERROR``
 (DALI) and whose ``INFO`` ``Error`` (SCS 1.03) says why, with HTTP 400; nothing else than a search
-error reaches a client (a server fault is logged, and the client gets 500 and no traceback).
-Requests are served by a fixed pool of threads, each with its own database session.
+error reaches a client (a server fault is logged, and the client gets 500 and no traceback); a
+parameter holding a control character (a NUL, which PostgreSQL text cannot hold) is such an error.
+Requests are served by a fixed pool of threads, each with its own database session. A connection that
+sends nothing for :data:`REQUEST_TIMEOUT` seconds is closed (idle connections held every thread, and
+the service stalled), and at most :data:`QUEUED_PER_THREAD` connections per thread wait for one: the
+next ones get HTTP 503 at once. The sessions set their own statement timeout and memory when they
+connect (:data:`catalog.db.READER_SESSION`), whatever a reader made its role's defaults.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from __future__ import annotations
 import io
 import logging
 import math
+import threading
+import unicodedata
 import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +54,10 @@ MAX_ROWS = 100_000
 #: SCS 1.03's UCD1 words for the columns a client must find (pyvo's SCSRecord reads them).
 SCS_UCDS = {"source_id": "ID_MAIN", "ra": "POS_EQ_RA_MAIN", "dec": "POS_EQ_DEC_MAIN"}
 VOTABLE = "text/xml;content=x-votable"
+#: Seconds a connection may wait for a client's next bytes (request line, headers) before it is closed.
+REQUEST_TIMEOUT = 10.0
+#: Connections that may wait for a free thread, per thread; more are answered 503 at once.
+QUEUED_PER_THREAD = 8
 
 INDEX = """healcat: a sky catalog (ICRS degrees)
 GET /scs?RA=<deg>&DEC=<deg>&SR=<deg>[&VERB=1|2|3][&RELEASE=<name>][&MAXREC=<n>]
@@ -62,6 +73,8 @@ class Params:
     def __init__(self, query: str) -> None:
         self.values: dict[str, list[str]] = {}
         for name, value in urllib.parse.parse_qsl(query, keep_blank_values=True):
+            if bad := next((c for c in name + value if unicodedata.category(c) == "Cc"), None):
+                raise QueryError(f"{name!r}: parameters must not hold control characters, got {bad!r}")
             self.values.setdefault(name.upper(), []).append(value)
 
     def text(self, name: str, default: str | None = None) -> str | None:
@@ -153,9 +166,10 @@ def error_votable(message: str) -> bytes:
     return out.getvalue()
 
 
-def handler(engine: sa.Engine) -> type[BaseHTTPRequestHandler]:
+def handler(engine: sa.Engine, request_timeout: float = REQUEST_TIMEOUT) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "healcat"
+        timeout = request_timeout  # the socket's: a silent client's readline() gives up (http.server then closes)
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             url = urllib.parse.urlsplit(self.path)
@@ -190,14 +204,34 @@ def handler(engine: sa.Engine) -> type[BaseHTTPRequestHandler]:
 
 class PooledHTTPServer(HTTPServer):
     """An HTTP server answering on a fixed pool of threads: each keeps one database session (the
-    searches' per-thread sessions), so the server holds at most ``threads`` connections."""
+    searches' per-thread sessions), so the server holds at most ``threads`` connections. At most
+    ``queued`` accepted connections wait for a thread; the next ones are answered 503 and closed."""
 
-    def __init__(self, address: tuple[str, int], handler_class, threads: int) -> None:
+    def __init__(self, address: tuple[str, int], handler_class, threads: int, queued: int) -> None:
         super().__init__(address, handler_class)
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="healcat-serve")
+        self.most = threads + queued
+        self.room = threading.BoundedSemaphore(self.most)  # for connections answered or waiting
 
     def process_request(self, request, client_address) -> None:
+        if not self.room.acquire(blocking=False):
+            return self._busy(request, client_address)
         self.pool.submit(self._answer, request, client_address)
+
+    def _busy(self, request, client_address) -> None:
+        log.warning("%s: 503, %d connections answered or waiting already", client_address[0], self.most)
+        body = error_votable("the service is busy: try again shortly")
+        try:
+            request.settimeout(1.0)  # a new socket's send buffer takes this at once; never wait on a client
+            request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: " + VOTABLE.encode()
+                            + b"\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: "
+                            + str(len(body)).encode() + b"\r\n\r\n" + body)
+            request.setblocking(False)
+            request.recv(65536)  # what the request sent already: closing on unread bytes resets the answer
+        except OSError:
+            pass
+        finally:
+            self.shutdown_request(request)
 
     def _answer(self, request, client_address) -> None:
         try:
@@ -206,12 +240,18 @@ class PooledHTTPServer(HTTPServer):
             self.handle_error(request, client_address)
         finally:
             self.shutdown_request(request)
+            self.room.release()
 
     def server_close(self) -> None:
         super().server_close()
         self.pool.shutdown(wait=True)
 
 
-def make_server(engine: sa.Engine, host: str = "127.0.0.1", port: int = 8008, threads: int = 4) -> PooledHTTPServer:
-    """The service on ``host``:``port`` (port 0: any free one; ``server.server_address`` says which)."""
-    return PooledHTTPServer((host, port), handler(engine), threads)
+def make_server(engine: sa.Engine, host: str = "127.0.0.1", port: int = 8008, threads: int = 4,
+                timeout: float = REQUEST_TIMEOUT, queued: int | None = None) -> PooledHTTPServer:
+    """The service on ``host``:``port`` (port 0: any free one; ``server.server_address`` says which),
+    ``engine`` as the read-only role (:func:`catalog.db.reader_url`); ``timeout``: seconds a client may
+    stay silent; ``queued``: connections that may wait for a thread (default
+    :data:`QUEUED_PER_THREAD` per thread)."""
+    queued = QUEUED_PER_THREAD * threads if queued is None else queued
+    return PooledHTTPServer((host, port), handler(engine, timeout), threads, queued)

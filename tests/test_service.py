@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -107,3 +109,74 @@ def test_the_index_and_an_unknown_path(service):
     assert status == 200 and b"/scs?RA=" in body and b"/similar?SOURCE_ID=" in body
     status, body = _get(f"{service}/tap/sync")
     assert status == 404 and b"no such service: /tap/sync" in body
+
+
+@pytest.fixture
+def small_service(database_url, catalog):
+    """A service of one thread, quick to drop silent clients, with room for two waiting connections."""
+    reader = sa.create_engine(db.reader_url(database_url))
+    server = make_server(reader, port=0, threads=1, timeout=2.0, queued=2)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[:2]
+    server.shutdown()
+    server.server_close()
+    reader.dispose()
+
+
+def _silent(address, n: int) -> list[socket.socket]:
+    """n connections that never send a byte."""
+    sockets = [socket.create_connection(address) for _ in range(n)]
+    time.sleep(0.3)  # accepted by the server
+    return sockets
+
+
+def test_silent_connections_are_dropped_and_do_not_stall_the_service(small_service):
+    silent = _silent(small_service, 2)  # the thread and one waiting place
+    try:
+        start = time.monotonic()
+        status, body = _get("http://{}:{}/scs?RA=161.08&DEC=0.68&SR=0.05".format(*small_service))
+        assert status == 200 and time.monotonic() - start < 15  # the silent ones timed out after 2 s each
+        assert all(s.recv(1) == b"" for s in silent)  # closed by the server
+    finally:
+        for s in silent:
+            s.close()
+
+
+def test_a_full_queue_is_answered_503_at_once(small_service):
+    silent = _silent(small_service, 3)  # the thread and both waiting places
+    try:
+        with socket.create_connection(small_service, timeout=5) as client:
+            client.sendall(b"GET /scs?RA=1&DEC=2&SR=0.1 HTTP/1.0\r\n\r\n")
+            answer = b"".join(iter(lambda: client.recv(65536), b""))
+        assert answer.startswith(b"HTTP/1.0 503") and b"the service is busy" in answer
+    finally:
+        for s in silent:
+            s.close()
+    time.sleep(0.5)
+    status, _ = _get("http://{}:{}/scs?RA=161.08&DEC=0.68&SR=0.05".format(*small_service))
+    assert status == 200
+
+
+@pytest.mark.parametrize("query", ["scs?RA=1&DEC=2&SR=1&RELEASE=%00", "similar?SOURCE_ID=1&VERSION=%00",
+                                   "scs?RA=1&DEC=2&SR=1&RELEASE=a%1Bb", "scs?RA=1&DEC=2&SR=1&X%00=1"])
+def test_control_characters_in_a_parameter_are_a_bad_request(service, query):
+    status, body = _get(f"{service}/{query}")
+    infos = {info.name: info.value for info in parse(io.BytesIO(body)).resources[0].infos}
+    assert status == 400 and "must not hold control characters" in infos["Error"]
+
+
+def test_the_service_sets_its_own_limits_whatever_the_role_defaults_say(small_service, database_url, engine):
+    reader = sa.create_engine(db.reader_url(database_url))
+    try:
+        with reader.begin() as conn:  # a reader makes every reader session time out at once
+            conn.execute(sa.text("ALTER ROLE healcat_reader SET statement_timeout = '1ms'"))
+            conn.execute(sa.text("ALTER ROLE healcat_reader SET work_mem = '64GB'"))
+        status, body = _get("http://{}:{}/scs?RA=161.08&DEC=0.68&SR=0.5".format(*small_service))
+        assert status == 200 and len(parse_single_table(io.BytesIO(body)).to_table()) > 0
+        with reader.connect() as conn:
+            assert conn.scalar(sa.text("SHOW statement_timeout")) == "1min"
+            assert conn.scalar(sa.text("SHOW work_mem")) == "32MB"
+    finally:
+        reader.dispose()
+        db.assert_reader_role(database_url)
