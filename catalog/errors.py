@@ -51,7 +51,8 @@ def first_line(exc: BaseException) -> str:
 def lost_connection(exc: BaseException) -> bool:
     """Whether a database error means the server could not be reached or the session was lost (no
     SQLSTATE: the connection failed or broke; 08: connection exception; 28: login refused; 3D: no
-    such database; 57P01-03: the server shut down or is starting), rather than a statement failing
-    (a timeout, a deadlock, a full disk)."""
+    such database; 57P01-03: the server shut down or is starting; 57P05 and 25P03: the server ended
+    a session idle longer than its ``idle_session_timeout`` or ``idle_in_transaction_session_timeout``),
+    rather than a statement failing (a timeout, a deadlock, a full disk)."""
     state = getattr(getattr(exc, "orig", exc), "sqlstate", None)
-    return state is None or state[:2] in ("08", "28", "3D") or state in ("57P01", "57P02", "57P03")
+    return state is None or state[:2] in ("08", "28", "3D") or state in ("57P01", "57P02", "57P03", "57P05", "25P03")

@@ -4,12 +4,18 @@
   the partial unique index ``uq_job_live_key`` stops duplicates, not code.
 - ``claim`` marks the oldest due job running and takes a session advisory lock on it in the
   same transaction, on the worker's own connection; the lock lives exactly as long as the
-  worker's session, so a worker that dies (SIGKILL, lost machine) releases it.
-- ``requeue_orphans`` puts back running jobs whose lock nobody holds (a death is a failed attempt).
+  worker's session, so a worker that dies (SIGKILL, lost machine) releases it. The worker keeps
+  that session busy while the job runs and stops the job when it ends (ingest/worker.py).
+- ``requeue_orphans`` puts back running jobs whose lock nobody holds (their worker died or lost
+  its session: a failed attempt).
 - ``fail`` retries with exponential backoff until ``max_attempts``, then keeps the job as
-  failed with its error (the view ``healcat.failed_job``); ``retry`` requeues a failed job by hand.
+  failed with its error (the view ``healcat.failed_job``); ``retry`` requeues a failed job by hand,
+  ``cancel`` takes a queued or failed one out of the queue.
 - ``progress`` records rows (or steps) done in the running job's row; a job queued by another
   one's success (ingest -> infer -> index) names it in ``parent_job_id``.
+- ``progress``, ``finish`` and ``fail`` change the job only while it is the attempt the worker
+  claimed (status running, same attempt count): a worker that lost its job never overwrites the
+  row of the attempt that replaced it.
 """
 
 from __future__ import annotations
@@ -43,10 +49,17 @@ RETURNING job_id, kind, args, attempts, max_attempts
 _LOCK = sa.text(f"SELECT pg_advisory_lock({LOCK_NAMESPACE}, CAST(:job_id % 2147483647 AS integer))")
 _UNLOCK = sa.text(f"SELECT pg_advisory_unlock({LOCK_NAMESPACE}, CAST(:job_id % 2147483647 AS integer))")
 
-# Running jobs whose advisory lock is free: their worker is gone. Taking the lock here both
-# proves it and keeps two reapers from requeueing the same job; it is released at once. A death
-# counts as a failed attempt: the job waits the same backoff as after an error, and one that has
-# used its attempts (a job that kills every worker that runs it, e.g. out of memory) fails for good.
+# Whether this session holds a job's lock (a ping of the worker's session that also proves it).
+_HOLDS = sa.text(f"""
+SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted
+AND classid = {LOCK_NAMESPACE} AND objid = CAST(:job_id % 2147483647 AS integer) AND objsubid = 2""")
+
+# Running jobs whose advisory lock is free: their worker's session is gone (the worker died, or its
+# connection was lost: a server restart, a network cut). Taking the lock here both proves it and
+# keeps two reapers from requeueing the same job; it is released at once. It counts as a failed
+# attempt: the job waits the same backoff as after an error (its progress cleared), and one that
+# has used its attempts (a job that kills every worker that runs it, e.g. out of memory) fails for
+# good. The worker that lost its session and requeues its own job says so (:lost, :name).
 _REQUEUE_ORPHANS = sa.text(f"""
 WITH orphans AS (
     SELECT job_id FROM healcat.job
@@ -55,8 +68,13 @@ WITH orphans AS (
 UPDATE healcat.job AS j
 SET status = CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'queued' END,
     finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
-    run_after = now() + make_interval(secs => least({BACKOFF_MAX_S}, {BACKOFF_BASE_S} * 2 ^ (j.attempts - 1))),
-    error = 'worker ' || coalesce(j.worker, '?') || ' died while running it'
+    run_after = CASE WHEN j.attempts >= j.max_attempts THEN j.run_after
+                ELSE now() + make_interval(secs => least({BACKOFF_MAX_S}, {BACKOFF_BASE_S} * 2 ^ (j.attempts - 1))) END,
+    progress_done = NULL, progress_total = NULL,
+    error = CASE WHEN j.job_id = CAST(:lost AS bigint) AND j.worker = :name
+                 THEN 'worker ' || j.worker || ' lost its connection to the database while running it'
+                 ELSE 'worker ' || coalesce(j.worker, '?') || ' stopped holding it while running it: '
+                      'the worker died or lost its connection to the database' END
 FROM orphans WHERE j.job_id = orphans.job_id
 RETURNING j.job_id
 """)
@@ -94,36 +112,68 @@ def claim(conn: sa.Connection, worker: str) -> sa.Row | None:
     return job
 
 
-def progress(conn: sa.Connection, job_id: int, done: int, total: int | None) -> None:
+def holds(conn: sa.Connection, job_id: int) -> bool:
+    """Whether this connection's session holds the job's lock (a round trip to the server: a ping too)."""
+    with conn.begin():
+        return bool(conn.scalar(_HOLDS, {"job_id": job_id}))
+
+
+def _attempt(job: sa.Row):
+    """The claimed attempt of a job: still running, not requeued (and maybe claimed again) since."""
+    return sa.and_(Job.job_id == job.job_id, Job.status == "running", Job.attempts == job.attempts)
+
+
+def progress(conn: sa.Connection, job: sa.Row, done: int, total: int | None) -> None:
     """Record how far a running job is (its own short transaction, visible to `healcat jobs` at once)."""
     with conn.begin():
-        conn.execute(sa.update(Job).where(Job.job_id == job_id, Job.status == "running")
-                     .values(progress_done=done, progress_total=total))
+        conn.execute(sa.update(Job).where(_attempt(job)).values(progress_done=done, progress_total=total))
 
 
-def finish(conn: sa.Connection, job_id: int, result: dict[str, Any]) -> None:
+def finish(conn: sa.Connection, job: sa.Row, result: dict[str, Any]) -> None:
     with conn.begin():
-        conn.execute(sa.update(Job).where(Job.job_id == job_id).values(
+        conn.execute(sa.update(Job).where(_attempt(job)).values(
             status="done", finished_at=sa.func.now(), result=result, error=None))
-        conn.execute(_UNLOCK, {"job_id": job_id})
+        conn.execute(_UNLOCK, {"job_id": job.job_id})
 
 
 def fail(conn: sa.Connection, job: sa.Row, error: str, *, retry: bool = True) -> str:
-    """Record a failure: back to the queue after a backoff, or failed for good. Returns the new status."""
+    """Record a failure: back to the queue after a backoff (its progress cleared), or failed for good
+    (its ``run_after`` left as it was: nothing is due). Returns the new status."""
     final = not retry or job.attempts >= job.max_attempts
     delay_s = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (job.attempts - 1))
-    status = "failed" if final else "queued"
+    values = ({"status": "failed", "finished_at": sa.func.now()} if final else
+              {"status": "queued", "finished_at": None, "progress_done": None, "progress_total": None,
+               "run_after": sa.func.now() + sa.func.make_interval(0, 0, 0, 0, 0, 0, delay_s)})
     with conn.begin():
-        conn.execute(sa.update(Job).where(Job.job_id == job.job_id).values(
-            status=status, error=error, finished_at=sa.func.now() if final else None,
-            run_after=sa.func.now() + sa.func.make_interval(0, 0, 0, 0, 0, 0, delay_s)))
+        conn.execute(sa.update(Job).where(_attempt(job)).values(error=error, **values))
         conn.execute(_UNLOCK, {"job_id": job.job_id})
-    return status
+    return values["status"]
 
 
-def requeue_orphans(conn: sa.Connection) -> list[int]:
+def requeue_orphans(conn: sa.Connection, *, lost: int | None = None, name: str | None = None) -> list[int]:
+    """Requeue running jobs whose worker's session is gone; ``lost``: the job the worker ``name``
+    (calling) was running when its own session ended, whose error then says just that."""
     with conn.begin():
-        return list(conn.execute(_REQUEUE_ORPHANS).scalars())
+        return list(conn.execute(_REQUEUE_ORPHANS, {"lost": lost, "name": name}).scalars())
+
+
+def cancel(conn: sa.Connection, job_id: int) -> str | None:
+    """Take a queued (due or backing off) or failed job out of the queue: its row is deleted (jobs it
+    queued keep theirs, with no parent). Returns the status it had; None if there is no such job. A
+    running job is not cancelled (a HealcatError says how to stop it), nor a finished one."""
+    with conn.begin():
+        job = conn.execute(sa.select(Job.status, Job.worker).where(Job.job_id == job_id).with_for_update()).first()
+        if job is None:
+            return None
+        if job.status == "running":
+            raise HealcatError(
+                f"jobs: job {job_id} is running (worker {job.worker}): it cannot be cancelled while it runs; stop "
+                f"that worker (SIGTERM lets it finish the job first; SIGKILL abandons it, and the next worker "
+                f"requeues it), then healcat jobs --cancel {job_id}")
+        if job.status == "done":
+            raise HealcatError(f"jobs: job {job_id} is done: nothing to cancel")
+        conn.execute(sa.delete(Job).where(Job.job_id == job_id))
+        return job.status
 
 
 def retry(conn: sa.Connection, job_id: int) -> bool:

@@ -4,6 +4,16 @@ The chain of a release: an ``ingest`` job loads and publishes it, then queues on
 per model that applies (``ingest.inference.applicable_models``); each of those, once done, queues
 the release's ``index`` job (ANALYZE, HNSW indexes), which runs once however many queue it while
 it waits. Each job names the one that queued it in ``parent_job_id``.
+
+A running job is the worker's while its session holds the job's advisory lock (ingest/queue.py).
+That session would sit idle while the job works on other connections, and a server's
+``idle_session_timeout`` or a NAT's or firewall's idle timeout would end it, freeing the lock for
+another worker to requeue and run the job alongside. So the worker turns the server's idle
+timeout off for its session and, while a job runs, checks every :data:`HEARTBEAT_S` seconds that the
+session still holds the lock (a query: it keeps the connection busy too), and again before each
+commit of the job's connections. Once it does not (the connection broke, the server restarted),
+the job is lost: its running statements are cancelled, no commit of its goes through, nothing is
+recorded in its row, and the worker connects again (:class:`JobLost`); the next claim requeues it.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ import signal
 import socket
 import threading
 import traceback
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -69,22 +80,106 @@ HANDLERS: dict[str, Callable[[sa.Engine, dict[str, Any], int], dict[str, Any]]] 
 
 #: The longest wait between attempts to reach a database that went away [s].
 RECONNECT_MAX_S = 30.0
+#: Seconds between checks, while a job runs, that the worker's session still holds the job's lock.
+HEARTBEAT_S = 10.0
+
+# The server's idle-session timeout (PostgreSQL 14+) off for this session: it holds job locks.
+_NO_IDLE_TIMEOUT = sa.text("SELECT set_config('idle_session_timeout', '0', false) "
+                           "WHERE current_setting('idle_session_timeout', true) IS NOT NULL")
+
+
+class JobLost(Exception):
+    """The worker's session no longer holds its job's lock: another worker may run the job now."""
+
+    def __init__(self, job_id: int, cause: BaseException | str):
+        super().__init__(f"job {job_id}: this worker's session with the database no longer holds the job "
+                         f"({cause if isinstance(cause, str) else first_line(cause)}); the job was stopped")
+        self.job_id = job_id
+
+
+class Ownership:
+    """A claimed job held on the worker's connection ``conn``: a heartbeat thread checks the lock
+    (:func:`queue.holds`) every ``heartbeat_s``; :attr:`engine`, the engine the job runs on, checks it
+    before each commit and has its connections' statements cancelled once it is lost."""
+
+    def __init__(self, engine: sa.Engine, conn: sa.Connection, job: sa.Row, heartbeat_s: float):
+        self.conn, self.job, self.heartbeat_s = conn, job, heartbeat_s
+        self.lost: JobLost | None = None
+        self._mutex = threading.Lock()  # one statement at a time on conn (heartbeat, progress, commits)
+        self._connections: weakref.WeakSet[sa.Connection] = weakref.WeakSet()
+        self._stop = threading.Event()
+        self.engine = engine.execution_options()  # the same pool, with listeners of its own
+        sa.event.listen(self.engine, "engine_connect", lambda conn: self._connections.add(conn))
+        sa.event.listen(self.engine, "commit", lambda _conn: self.check())
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat job {job.job_id}", daemon=True)
+
+    def __enter__(self) -> Ownership:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def use(self, action: Callable[[sa.Connection], Any]) -> Any:
+        """Run ``action(conn)`` on the worker's connection; JobLost once the lock is gone."""
+        with self._mutex:
+            if self.lost is not None:
+                raise self.lost
+            try:
+                return action(self.conn)
+            except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+                if lost_connection(exc):
+                    self._lose(exc)
+                    raise self.lost from exc
+                raise
+
+    def check(self) -> None:
+        """JobLost unless the worker's session still holds the job's lock (a round trip)."""
+        if not self.use(lambda conn: queue.holds(conn, self.job.job_id)):
+            with self._mutex:
+                self._lose("its lock is not held")
+            raise self.lost
+
+    def _lose(self, cause: BaseException | str) -> None:
+        if self.lost is not None:
+            return
+        self.lost = JobLost(self.job.job_id, cause)
+        log.error("%s", self.lost)
+        for conn in list(self._connections):  # stop what the job is doing on its connections now
+            try:
+                if not conn.closed and not conn.invalidated:
+                    conn.connection.driver_connection.cancel()
+            except Exception as exc:  # closed meanwhile: nothing to cancel
+                log.debug("could not cancel a statement of job %d: %s", self.job.job_id, exc)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat_s):
+            try:
+                self.check()
+            except JobLost:
+                return
+            except Exception as exc:  # a statement failing (not the connection): try again next beat
+                log.warning("heartbeat of job %d: %s", self.job.job_id, first_line(exc))
 
 
 class Worker:
-    def __init__(self, engine: sa.Engine, name: str | None = None):
+    def __init__(self, engine: sa.Engine, name: str | None = None, *, heartbeat_s: float = HEARTBEAT_S):
         self.engine = engine
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.heartbeat_s = heartbeat_s
         self.stopping = threading.Event()
         self.done = 0  # jobs run
         self.claimed = False  # whether the current connection has claimed (the database answered)
+        self.lost_job: int | None = None  # the job this worker was running when its session ended
 
     def run(self, *, once: bool = False, poll_s: float = 2.0) -> int:
         """Run jobs; with ``once``, until the queue has nothing due. Returns the number of jobs run.
 
-        When a database it has worked with goes away (a restart, a dropped connection) the worker
-        waits, 1 s and doubling up to :data:`RECONNECT_MAX_S` until a claim succeeds again, and
-        connects again; a job it was running lost its session's lock with the connection, so the
+        When a database it has worked with goes away (a restart, a dropped connection, the
+        server's idle-session timeout) the worker waits, 1 s and doubling up to
+        :data:`RECONNECT_MAX_S` until a claim succeeds again, and connects again; a job it was running
+        lost its session's lock with the connection, so it was stopped (:class:`JobLost`) and the
         next claim finds it orphaned and queues it again (a failed attempt). A database it never
         reached, a login refused, or any loss under ``once``, is raised."""
         self.done, wait_s, reached = 0, 1.0, False
@@ -94,8 +189,16 @@ class Worker:
                 # One session at a time for the worker: it holds the advisory locks of its jobs.
                 with self.engine.connect() as conn:
                     reached = True
+                    conn.execute(_NO_IDLE_TIMEOUT)
+                    conn.commit()
                     if self._serve(conn, once=once, poll_s=poll_s):
                         break
+            except JobLost:
+                if once:
+                    raise
+                log.error("lost the database while running job %d; connecting again in 1 s", self.lost_job)
+                wait_s = 1.0
+                self.stopping.wait(wait_s)
             except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
                 if once or not reached or not lost_connection(exc) or (getattr(exc.orig, "sqlstate", None) or "")[:2] == "28":
                     raise
@@ -108,8 +211,10 @@ class Worker:
     def _serve(self, conn: sa.Connection, *, once: bool, poll_s: float) -> bool:
         """Claim and run jobs on one connection until stopped; True once ``once`` finds nothing due."""
         while not self.stopping.is_set():
-            for job_id in queue.requeue_orphans(conn):
-                log.warning("requeued job %d: its worker died", job_id)
+            for job_id in queue.requeue_orphans(conn, lost=self.lost_job, name=self.name):
+                log.warning("requeued job %d: %s", job_id, "this worker lost its connection while running it"
+                            if job_id == self.lost_job else "its worker died or lost its connection")
+            self.lost_job = None
             job = queue.claim(conn, self.name)
             self.claimed = True  # the database answered: the next loss starts waiting from 1 s again
             if job is None:
@@ -122,20 +227,33 @@ class Worker:
         return False
 
     def _run_one(self, conn: sa.Connection, job: sa.Row) -> None:
+        """Run a claimed job and record its outcome; JobLost (nothing recorded) if the worker's
+        session stopped holding it meanwhile."""
         log.info("job %d (%s %s), attempt %d of %d", job.job_id, job.kind, job.args, job.attempts, job.max_attempts)
+        with Ownership(self.engine, conn, job, self.heartbeat_s) as owned:
+            try:
+                with progress.reporting(lambda done, total: owned.use(lambda c: queue.progress(c, job, done, total))):
+                    result = HANDLERS[job.kind](owned.engine, job.args, job.job_id)
+            except Exception as exc:  # a job's failure is recorded, never fatal to the worker
+                if owned.lost is not None:  # what failed was the job stopped: not its failure to record
+                    self.lost_job = job.job_id
+                    raise owned.lost from exc
+                error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
+                # Bad input (a malformed mapping or file, rows that all fail) or an unknown release or model
+                # fails the same way every time: no retries; a missing file may still arrive.
+                permanent = isinstance(exc, (IngestError, QueryError)) and not isinstance(exc, MissingInputError)
+                status = self._record(owned, lambda c: queue.fail(c, job, error, retry=not permanent))
+                log.error("job %d failed (%s): %s", job.job_id, status, exc)
+            else:
+                self._record(owned, lambda c: queue.finish(c, job, result))
+                log.info("job %d done: %s", job.job_id, result)
+
+    def _record(self, owned: Ownership, action: Callable[[sa.Connection], Any]) -> Any:
         try:
-            with progress.reporting(lambda done, total: queue.progress(conn, job.job_id, done, total)):
-                result = HANDLERS[job.kind](self.engine, job.args, job.job_id)
-        except Exception as exc:  # a job's failure is recorded, never fatal to the worker
-            error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
-            # Bad input (a malformed mapping or file, rows that all fail) or an unknown release or model
-            # fails the same way every time: no retries; a missing file may still arrive.
-            permanent = isinstance(exc, (IngestError, QueryError)) and not isinstance(exc, MissingInputError)
-            status = queue.fail(conn, job, error, retry=not permanent)
-            log.error("job %d failed (%s): %s", job.job_id, status, exc)
-        else:
-            queue.finish(conn, job.job_id, result)
-            log.info("job %d done: %s", job.job_id, result)
+            return owned.use(action)
+        except JobLost:
+            self.lost_job = owned.job.job_id
+            raise
 
     def stop_on_signals(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):

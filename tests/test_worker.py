@@ -15,7 +15,7 @@ from catalog.cli import main
 from ingest import queue
 from ingest.mapping import load_mapping
 from ingest.worker import Worker
-from tests.conftest import SDSS, scratch_mapping, sdss_rows, write_csv
+from tests.conftest import SDSS, gaia_slice, scratch_mapping, sdss_rows, write_csv
 
 
 def _small_sdss(folder: Path, n_rows: int) -> Path:
@@ -90,7 +90,7 @@ def test_failing_job_backs_off_then_fails_and_can_be_retried(engine, catalog, tm
         conn.execute(sa.text("UPDATE healcat.job SET run_after = now()"))
     assert worker.run(once=True) == 1
     (job,) = _jobs(engine)
-    assert (job.status, job.attempts) == ("failed", 2)
+    assert (job.status, job.attempts, job.later) == ("failed", 2, False), "failed for good: nothing is due later"
     assert main(["jobs", "--format", "csv"]) == 0
     listed = ascii.read(capsys.readouterr().out, format="csv")
     assert list(listed["status"]) == ["failed"]
@@ -122,7 +122,8 @@ def test_a_dead_workers_job_is_requeued(engine, catalog, tmp_path, scratch_relea
         job_id, _ = queue.enqueue(conn, "ingest", {"mapping": str(mapping), "file": str(csv)})
     _claim_and_die(engine, job_id, "doomed")
     (job,) = _jobs(engine)
-    assert job.status == "queued" and "doomed died" in job.error and job.later, "after a backoff, as for an error"
+    assert job.status == "queued" and "worker doomed stopped holding it" in job.error and job.later, \
+        "after a backoff, as for an error"
     with engine.begin() as conn:  # skip the backoff
         conn.execute(sa.text("UPDATE healcat.job SET run_after = now()"))
     assert Worker(engine, name="test").run(once=True) >= 1
@@ -137,7 +138,8 @@ def test_a_job_that_kills_every_worker_fails_after_its_attempts(engine, catalog,
         with engine.begin() as conn:
             conn.execute(sa.text("UPDATE healcat.job SET run_after = now()"))
     (job,) = _jobs(engine)
-    assert (job.status, job.attempts) == ("failed", 2) and "oom-2 died while running it" in job.error
+    assert (job.status, job.attempts, job.later) == ("failed", 2, False)
+    assert "worker oom-2 stopped holding it while running it: the worker died or lost its connection" in job.error
 
 
 def test_retrying_a_failed_job_that_is_queued_again_says_so(engine, catalog, tmp_path, scratch_release, capsys):
@@ -198,3 +200,136 @@ def test_a_worker_whose_connection_dies_connects_again_and_goes_on(engine, catal
         thread.join(60)
     assert any(j.kind == "ingest" and j.status == "done" for j in _jobs(engine))
     assert "lost the database" in caplog.text and "connecting again in 1 s" in caplog.text
+
+
+def test_the_servers_idle_session_timeout_is_a_lost_connection(engine):
+    """SQLSTATE 57P05 (the server ended a session idle past idle_session_timeout) made a worker exit."""
+    from catalog.errors import lost_connection
+
+    with engine.connect() as conn:
+        conn.execute(sa.text("SET idle_session_timeout = '100ms'"))
+        conn.commit()
+        time.sleep(0.5)
+        try:
+            conn.execute(sa.text("SELECT 1"))
+        except sa.exc.OperationalError as exc:
+            error = exc
+        else:
+            raise AssertionError("the server did not end the idle session")
+    assert error.orig.sqlstate == "57P05" and "idle-session timeout" in str(error.orig)
+    assert lost_connection(error)
+
+
+_LOCK_WAITERS = sa.text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND query LIKE '%pg_advisory_xact_lock%' AND datname = current_database()")
+
+
+def _wait_for(condition, what: str, timeout_s: float = 60.0):
+    deadline = time.monotonic() + timeout_s
+    while not (value := condition()):
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+    return value
+
+
+def _scalar(engine, sql: str, **params):
+    with engine.connect() as conn:
+        return conn.execute(sa.text(sql), params).scalar()
+
+
+def _gaia_job(engine, tmp_path, version: str) -> int:
+    mapping, path = gaia_slice(tmp_path, 200, version)
+    with engine.begin() as conn:
+        return queue.enqueue(conn, "ingest", {"mapping": str(mapping), "file": str(path)})[0]
+
+
+def _workers(engine, *names: str, **kwargs) -> list[tuple[Worker, threading.Thread]]:
+    started = []
+    for name in names:
+        worker = Worker(engine, name=name, **kwargs)
+        thread = threading.Thread(target=worker.run, kwargs={"poll_s": 0.1})
+        thread.start()
+        started.append((worker, thread))
+    return started
+
+
+def _stop(workers) -> None:
+    for worker, _ in workers:
+        worker.stopping.set()
+    for _, thread in workers:
+        thread.join(120)
+
+
+def test_a_job_stays_its_workers_past_the_servers_idle_session_timeout(engine, catalog, tmp_path, scratch_release):
+    """The worker's session sat idle while its job waited (here on the release's lock, in production a
+    publish, an ANALYZE, an HNSW build): the server's idle_session_timeout ended it, which freed the
+    job's lock, and the other worker requeued the job ('died') and ran it a second time alongside."""
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER ROLE CURRENT_USER SET idle_session_timeout = '1s'"))
+    engine.dispose()  # sessions from now on have the timeout
+    holder = engine.connect()
+    workers = []
+    try:
+        holder.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('scratch/idle'))"))  # a loader before it
+        job_id = _gaia_job(engine, tmp_path, "idle")
+        workers = _workers(engine, "idle-a", "idle-b")
+        _wait_for(lambda: _scalar(engine, _LOCK_WAITERS.text) == 1, "the job waits for the release's lock")
+        time.sleep(3)  # three idle timeouts of the worker's session, while the other worker polls
+        job = _jobs(engine)[0]
+        assert (job.job_id, job.status, job.attempts, job.error) == (job_id, "running", 1, None)
+        holder.rollback()
+        _wait_for(lambda: _jobs(engine)[0].status == "done", "the job finishes")
+        assert all(thread.is_alive() for _, thread in workers), "no worker exited"
+    finally:
+        holder.close()
+        _stop(workers)
+        with engine.begin() as conn:
+            conn.execute(sa.text("ALTER ROLE CURRENT_USER RESET idle_session_timeout"))
+        engine.dispose()
+    job = _jobs(engine)[0]
+    assert (job.status, job.attempts) == ("done", 1) and not job.result["already_loaded"]
+
+
+def test_a_worker_that_loses_its_jobs_lock_stops_the_job_and_goes_on(engine, catalog, tmp_path, scratch_release,
+                                                                      caplog):
+    """A worker whose session (and so the job's lock) was gone went on with the job, while another
+    worker requeued and ran it: two runs at once. Now it stops the job, records nothing, and
+    connects again; the job runs once more, once."""
+    caplog.set_level(logging.INFO, logger="ingest.worker")
+    holder = engine.connect()
+    workers = []
+    try:
+        holder.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('scratch/lost'))"))
+        job_id = _gaia_job(engine, tmp_path, "lost")
+        workers = _workers(engine, "lost-a", heartbeat_s=0.2)
+        _wait_for(lambda: _scalar(engine, _LOCK_WAITERS.text) == 1, "the job waits for the release's lock")
+        with engine.begin() as conn:  # a progress report the requeue must clear
+            conn.execute(sa.text("UPDATE healcat.job SET progress_done = 50, progress_total = 200"))
+        owner = _scalar(engine, f"SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND "
+                                f"classid = {queue.LOCK_NAMESPACE} AND objid = :j AND objsubid = 2", j=job_id)
+        assert _scalar(engine, "SELECT pg_terminate_backend(:pid)", pid=owner)  # a network cut, a restart
+
+        # The worker stops waiting (its statement cancelled), connects again and requeues its own job.
+        _wait_for(lambda: _jobs(engine)[0].status == "queued", "the job is requeued")
+        assert _scalar(engine, _LOCK_WAITERS.text) == 0, "nothing of the lost attempt still runs"
+        with engine.connect() as conn:
+            job = conn.execute(sa.text("SELECT * FROM healcat.job WHERE job_id = :j"), {"j": job_id}).one()
+        assert job.attempts == 1 and job.error == "worker lost-a lost its connection to the database while running it"
+        assert (job.progress_done, job.progress_total) == (None, None), "a requeued job's progress is cleared"
+        workers += _workers(engine, "lost-b", heartbeat_s=0.2)
+        with engine.begin() as conn:  # skip the backoff
+            conn.execute(sa.text("UPDATE healcat.job SET run_after = now()"))
+        _wait_for(lambda: _jobs(engine)[0].status == "running", "claimed again")
+        _wait_for(lambda: _scalar(engine, _LOCK_WAITERS.text) == 1, "the second attempt waits for the lock")
+        holder.rollback()
+        _wait_for(lambda: _jobs(engine)[0].status == "done", "the job finishes")
+        assert all(thread.is_alive() for _, thread in workers), "no worker exited"
+    finally:
+        holder.close()
+        _stop(workers)
+    job = _jobs(engine)[0]
+    assert (job.status, job.attempts) == ("done", 2) and not job.result["already_loaded"]
+    assert _scalar(engine, "SELECT count(*) FROM healcat.release WHERE name = 'scratch/lost'") == 1
+    assert f"job {job_id}: this worker's session with the database no longer holds the job" in caplog.text
+    assert f"requeued job {job_id}: this worker lost its connection while running it" in caplog.text
+
