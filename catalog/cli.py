@@ -92,7 +92,7 @@ def cmd_db(args: argparse.Namespace) -> None:
         print("stopped" if db.EmbeddedServer().stop() else "not running")
         return
     if args.action == "psql":
-        _exec_psql(db.libpq_url(db.reader_url() if args.reader else None))
+        _exec_psql(db.reader_url() if args.reader else db.database_url())
     if args.action == "status" and db.uses_embedded() and not db.EmbeddedServer().running():
         print(f"embedded server: not running (data in {db.EmbeddedServer().pgdata})")
         return
@@ -101,7 +101,7 @@ def cmd_db(args: argparse.Namespace) -> None:
         print(db.libpq_url(db.reader_url(url) if args.reader else url))
     elif args.action == "up":
         db.migrate(url)
-        print(f"database ready at {db.libpq_url(url)}")
+        print(f"database ready at {db.shown_url(url)}")
     else:
         with db.engine(reader=args.reader).connect() as conn:
             user = conn.scalar(sa.text("SELECT current_user"))
@@ -113,15 +113,18 @@ def cmd_db(args: argparse.Namespace) -> None:
         print(f"schema revision: {revision or 'none (run: healcat db up)'}")
 
 
-def _exec_psql(url: str) -> None:
-    """Replace this process with psql on the catalog: the system's, else the embedded server's own."""
+def _exec_psql(url: sa.URL) -> None:
+    """Replace this process with psql on the catalog: the system's, else the embedded server's own.
+    The password goes in PGPASSWORD: any local user may read a process's arguments."""
     import os
     import shutil
 
     from catalog.db import embedded_bin
 
     psql = shutil.which("psql") or str(embedded_bin() / "psql")
-    os.execv(psql, [psql, url])
+    password = url.password or url.query.get("password")
+    env = {**os.environ, "PGPASSWORD": password} if password else dict(os.environ)
+    os.execve(psql, [psql, db.libpq_url(db.without_password(url))], env)
 
 
 def cmd_ingest(args: argparse.Namespace) -> None:

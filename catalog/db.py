@@ -146,9 +146,13 @@ def libpq_url(url: URL | None = None) -> str:
 
 def shown_url(url: URL) -> str:
     """The URL as libpq spells it, for messages and logs: a password (in the URL or its query) is ***."""
-    password = url.password or url.query.get("password")
-    url = url.difference_update_query(["password"]).set(drivername="postgresql", password="***" if password else None)
-    return url.render_as_string(hide_password=False)
+    shown = "***" if url.password or url.query.get("password") else None
+    return without_password(url)._replace(drivername="postgresql", password=shown).render_as_string()
+
+
+def without_password(url: URL) -> URL:
+    """The URL with no password, in its own part or its query (``URL.set(password=None)`` keeps it)."""
+    return url.difference_update_query(["password"])._replace(password=None)
 
 
 def reader_url(url: URL | None = None) -> URL:
@@ -159,7 +163,9 @@ def reader_url(url: URL | None = None) -> URL:
     The options are separated by tabs: SQLAlchemy writes a space in a URL's query as ``+``, which
     libpq (psql, and the searches' own psycopg sessions) would read as a ``+``; a tab is ``%09``.
     """
-    url = (url or database_url()).set(username=READER_ROLE, password=os.environ.get("HEALCAT_READER_PASSWORD"))
+    # never the owner's password: URL.set(password=None) would keep it
+    url = without_password(url or database_url())._replace(username=READER_ROLE,
+                                                          password=os.environ.get("HEALCAT_READER_PASSWORD"))
     limits = "\t".join(f"-c{name}={value}" for name, value in READER_SESSION.items())
     options = url.query.get("options")  # the URL's own options first: ours, later, win
     return url.update_query_dict({"options": f"{options}\t{limits}" if options else limits})

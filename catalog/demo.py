@@ -59,7 +59,7 @@ def run() -> None:
     db.migrate(url)
     engine = db.engine()
     _section("database")
-    print(db.libpq_url(url))
+    print(db.shown_url(url))  # `healcat db url` prints it with the password
 
     loaded = ingest_release(MAPPING, engine)
     _section(f"release {loaded.release}")

@@ -113,9 +113,10 @@ def test_a_database_never_migrated_says_to_run_db_up(engine, database_url):
     assert "has no healcat schema, or an older one" in done.stderr and "`healcat db up` migrates it" in done.stderr
 
 
-def test_demo_shows_release_metrics_cone_and_similar_galaxies(capsys, catalog):
+def test_demo_shows_release_metrics_cone_and_similar_galaxies(capsys, catalog, url_with_password):
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
+    assert "postgresql://postgres:***@/healcat" in out and SECRET not in out
     assert "release sdss/dr14-skyserver-10k" in out and "already loaded; nothing changed" in out
     assert "NMAD of dz/(1+z)" in out and "0 new predictions" in out
     assert "healcat.cone_search(" in out and "distance_arcsec" in out
@@ -254,3 +255,51 @@ def test_a_long_error_keeps_its_start_and_its_end_in_a_table():
     assert _cut(error, 200) == error
     cut = _cut(error, 60)
     assert len(cut) == 60 and cut.startswith("IngestError: release") and cut.endswith("new release a new version")
+
+
+SECRET = "TopSecretPw"
+
+
+@pytest.fixture
+def url_with_password(database_url, monkeypatch) -> str:
+    """HEALCAT_DATABASE_URL holding a password (the embedded server trusts its socket, so it is not checked)."""
+    from catalog import db
+
+    url = db.libpq_url(database_url._replace(password=SECRET))
+    monkeypatch.setenv("HEALCAT_DATABASE_URL", url)
+    return url
+
+
+def test_db_up_does_not_print_the_password(url_with_password, capsys):
+    assert main(["db", "up"]) == 0
+    out = capsys.readouterr().out
+    assert "database ready at postgresql://postgres:***@/healcat?host=" in out and SECRET not in out
+    assert main(["db", "url"]) == 0 and SECRET in capsys.readouterr().out  # printing it is db url's purpose
+    assert main(["db", "url", "--reader"]) == 0 and SECRET not in capsys.readouterr().out  # not the owner's
+
+
+class Exec(Exception):
+    pass
+
+
+@pytest.mark.parametrize("reader", [False, True])
+def test_db_psql_passes_the_password_in_the_environment_not_argv(url_with_password, monkeypatch, reader):
+    import os
+
+    from catalog import db
+
+    if reader:
+        monkeypatch.setenv("HEALCAT_READER_PASSWORD", "reader-" + SECRET)
+
+    def execve(path, argv, env):  # what psql would be run with: any local user may read its argv
+        raise Exec(path, argv, env)
+
+    monkeypatch.setattr(os, "execve", execve)
+    with pytest.raises(Exec) as called:
+        main(["db", "psql"] + (["--reader"] if reader else []))
+    path, argv, env = called.value.args
+    assert not any(SECRET in arg for arg in argv)
+    assert env["PGPASSWORD"] == ("reader-" if reader else "") + SECRET
+    out = subprocess.run([path, *argv[1:], "-Atc", "SELECT current_user"], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == (db.READER_ROLE if reader else "postgres")
