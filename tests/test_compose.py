@@ -30,7 +30,11 @@ def test_compose_runs_database_migrations_scheduler_and_two_workers_on_one_url()
     urls = {services[s]["environment"]["HEALCAT_DATABASE_URL"] for s in (*SERVICES, "vo")}
     assert len(urls) == 1 and "@db:5432/" in next(iter(urls))
     env = services["db"]["environment"]
-    assert f"{env['POSTGRES_USER']}:{env['POSTGRES_PASSWORD']}@db:5432/{env['POSTGRES_DB']}" in urls.pop()
+    # one password variable for the server and the URL: overriding the URL alone broke the stack
+    assert env["POSTGRES_PASSWORD"] == "${HEALCAT_DB_PASSWORD:-healcat}"
+    assert urls.pop() == f"postgresql://{env['POSTGRES_USER']}:{env['POSTGRES_PASSWORD']}@db:5432/{env['POSTGRES_DB']}"
+    # the superuser's server is not published on the host (the services reach it inside the stack)
+    assert "ports" not in services["db"]
     # The scheduler queues paths that every worker must read at the same place.
     assert services["scheduler"]["environment"]["HEALCAT_RELEASE_SOURCES"] == "/releases"
     for name in SERVICES:
