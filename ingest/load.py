@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -56,12 +57,39 @@ class LoadResult:
 
 def release_checksum(path: Path, mapping: Mapping) -> str:
     """sha256 over the input file's bytes and the mapping's canonical JSON."""
+    return hashed_release(path, mapping)[0]
+
+
+def hashed_release(path: Path, mapping: Mapping) -> tuple[str, tuple[int, ...]]:
+    """:func:`release_checksum`, and the identity of the file it read (device, inode, size and
+    modification time of the open file), for :func:`check_same_file` once the rows are read."""
     digest = hashlib.sha256()
     with path.open("rb") as fh:
+        before = _identity(os.fstat(fh.fileno()))
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
+        read = _identity(os.fstat(fh.fileno()))
+    if read != before:
+        raise IngestError(f"{path}: changed while its checksum was computed (still being written?): not loaded")
     digest.update(json.dumps(mapping.raw, sort_keys=True, default=str).encode())
-    return digest.hexdigest()
+    return digest.hexdigest(), read
+
+
+def _identity(st: os.stat_result) -> tuple[int, ...]:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def check_same_file(path: Path, hashed: tuple[int, ...]) -> None:
+    """Fail unless ``path`` is still the file whose bytes were hashed, unchanged: the rows were read
+    by opening it again, later (after waiting for another loader of the release), and a file renamed
+    over it meanwhile, or written to, would have been stored under the checksum of other bytes."""
+    try:
+        now = _identity(path.stat())
+    except FileNotFoundError:
+        now = None
+    if now != hashed:
+        raise IngestError(f"{path}: replaced or changed while it was being loaded (after its checksum was "
+                          f"computed): not loaded; load it again (the scheduler's next scan queues what it holds now)")
 
 
 def ingest_release(mapping: Mapping | str | Path, engine: sa.Engine, file: str | Path | None = None, *,
@@ -78,9 +106,15 @@ def ingest_release(mapping: Mapping | str | Path, engine: sa.Engine, file: str |
         refuse_file(mapping, file)
         return ingest_per_object(mapping, engine, checksum=checksum)
     path = input_file(mapping, file)
-    found = release_checksum(path, mapping)
+    found, hashed = hashed_release(path, mapping)
     check_unchanged(path, checksum, found)
-    return load_release(engine, mapping, path, found, lambda pg, release_id: _load_rows(pg, mapping, path, release_id))
+
+    def load_rows(pg, release_id: int) -> dict[str, int]:
+        counts = _load_rows(pg, mapping, path, release_id)
+        check_same_file(path, hashed)  # before the commit: the rows read are the bytes hashed
+        return counts
+
+    return load_release(engine, mapping, path, found, load_rows)
 
 
 def input_file(mapping: Mapping, file: str | Path | None = None) -> Path:

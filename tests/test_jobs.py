@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from catalog import db
 from catalog.cli import main
+from catalog.errors import IngestError
 from ingest import queue
 from ingest.load import ingest_release, release_checksum
 from ingest.mapping import load_mapping
@@ -248,3 +249,45 @@ def test_a_worker_pool_runs_separate_releases_in_parallel_processes(engine, cata
     assert run.returncode == 0 and "2 workers stopped (exit codes [0, 0])" in run.stdout, run.stderr
     jobs = _jobs(engine)
     assert sorted((j.kind, j.status, j.attempts) for j in jobs) == [("index", "done", 1)] * 2 + [("ingest", "done", 1)] * 2
+
+
+def test_a_file_replaced_while_its_loader_waits_is_not_stored_under_the_checksum_scanned(engine, catalog, tmp_path,
+                                                                                       scratch_release):
+    """The file was hashed, then opened again to read its rows after the wait for another loader of
+    the release: a file renamed over it meanwhile (README's way to drop a release) was loaded under
+    the checksum of the file scanned, which the scheduler then took for loaded."""
+    csv = write_csv(tmp_path / "drop.csv", sdss_rows()[:10])
+    mapping = load_mapping(scratch_mapping(tmp_path, "swapped"))
+    scanned = release_checksum(csv, mapping)
+    holder = engine.connect()  # another loader of the release holds its lock
+    holder.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('scratch/swapped'))"))
+    outcome = []
+
+    def load():
+        try:
+            outcome.append(ingest_release(mapping, engine, file=csv, checksum=scanned))
+        except Exception as exc:
+            outcome.append(exc)
+
+    loader = threading.Thread(target=load)
+    loader.start()
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # a transaction each time: pg_stat_activity is a snapshot within one
+            with engine.connect() as conn:
+                if conn.scalar(sa.text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                       "AND query LIKE '%pg_advisory_xact_lock%'")):
+                    break
+            assert time.monotonic() < deadline and loader.is_alive(), outcome
+            time.sleep(0.05)
+        write_csv(tmp_path / ".drop.csv", sdss_rows()[:20])
+        os.replace(tmp_path / ".drop.csv", csv)  # the next release's file, renamed into place
+    finally:
+        holder.rollback()
+        holder.close()
+        loader.join(120)
+    (error,) = outcome
+    assert isinstance(error, IngestError) and "drop.csv: replaced or changed while it was being loaded" in str(error)
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM healcat.release WHERE name = 'scratch/swapped'")) == 0
+    assert ingest_release(mapping, engine, file=csv).row_counts["source"] == 20, "what the file holds now loads"
