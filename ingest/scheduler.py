@@ -12,8 +12,9 @@ A release source is either
       file = "incoming/sdss-2027-01.csv"      # optional, relative to the manifest
 
 A release file is new when no release and no earlier scan has its checksum (the sha256 of the
-file and the mapping, as ``release.checksum``). A file modified less than ``settle_s`` seconds ago
-(``HEALCAT_SCHEDULE_SETTLE_S``, default 60) may still be being written: it waits for a later scan.
+file and the mapping, as ``release.checksum``). A release whose files or mapping were modified less
+than ``settle_s`` seconds ago (``HEALCAT_SCHEDULE_SETTLE_S``, default 60) may still be being
+written: it waits for a later scan.
 A copy that stalls longer than that would be queued half written: drop a release by copying it
 under another name (hidden mappings, ``.name.toml``, are not read) and renaming it into place.
 The job carries the checksum scanned, and the worker loads the file only if it still has it. The scan records it in ``scheduled_ingest``,
@@ -144,10 +145,12 @@ class Scheduler:
             paths, uri, args = [path], str(path), {"file": str(path)}
         else:  # spectra or light curves: the files its globs match now (none: MappingError)
             paths, uri, args = mapping.input_paths(), mapping.source_uri, {}
-        age_s = time.time() - max(p.stat().st_mtime for p in paths)
+        # The mapping too: one still being written may be valid TOML that maps half the columns.
+        newest = max([mapping.path, *paths], key=lambda p: p.stat().st_mtime)
+        age_s = time.time() - newest.stat().st_mtime
         if age_s < self.settle_s:
-            log.info("waiting for %s: modified %.0f s ago, maybe still being written (settle time %.0f s)",
-                     uri, age_s, self.settle_s)
+            log.info("waiting for %s: %smodified %.0f s ago, maybe still being written (settle time %.0f s)",
+                     uri, f"its mapping {mapping.path} " if newest == mapping.path else "", age_s, self.settle_s)
             return None
         checksum = self._checksum(paths, mapping)
         with self.engine.begin() as conn:

@@ -167,7 +167,7 @@ def test_scheduler_skips_what_it_cannot_read_and_says_why(engine, catalog, tmp_p
 
     # A mapping of light curves beside them: its files are those its globs match, the job has no 'file'.
     light_curves = per_object_mapping(tmp_path, "ztf_bts_snia", "sched-lc", {})
-    scheduler = Scheduler(engine, [tmp_path])
+    scheduler = Scheduler(engine, [tmp_path], settle_s=0)  # the mapping was written just now
     try:
         (job_id,) = scheduler.scan()
         (job,) = _jobs(engine)
@@ -190,10 +190,15 @@ def test_scheduler_waits_for_a_file_to_settle_and_loads_only_what_it_scanned(eng
     mapping.write_text(mapping.read_text().replace(load_mapping(SDSS).file, "growing.csv"))
     scheduler = Scheduler(engine, [tmp_path], settle_s=60)
     assert scheduler.scan() == [] and _jobs(engine) == []
-    assert re.search(f"waiting for {re.escape(str(csv))}: modified [01] s ago, maybe still being written "
+    assert re.search(f"waiting for {re.escape(str(csv))}: (its mapping .* )?modified [01] s ago, "
+                     "maybe still being written "
                      r"\(settle time 60 s\)", caplog.text)
     old = time.time() - 120
     os.utime(csv, (old, old))
+    caplog.clear()
+    assert scheduler.scan() == [], "the mapping was written just now: it may be half written still"
+    assert f"waiting for {csv}: its mapping {mapping} modified" in caplog.text
+    os.utime(mapping, (old, old))
     (job_id,) = scheduler.scan()
     write_csv(csv, sdss_rows()[:20])  # the writer was not done after all
     assert Worker(engine, name="test").run(once=True) == 1
