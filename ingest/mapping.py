@@ -282,10 +282,33 @@ def load_mapping(path: Path | str) -> Mapping | PerObjectMapping:
         if PER_OBJECT_SECTIONS & raw.keys():  # spectra and light curves: files per object
             from ingest.perobject_mapping import parse_per_object
 
-            return parse_per_object(path, raw)
-        return parse_mapping(path, raw)
+            mapping = parse_per_object(path, raw)
+            files = (mapping.catalog.patterns if mapping.catalog else ()) + mapping.series.patterns
+        else:
+            mapping = parse_mapping(path, raw)
+            files = (mapping.file,)
     except (ValueError, TypeError, AttributeError) as exc:  # a value of the wrong kind, e.g. sentinels = ["n/a"]
         raise MappingError(f"{path}: {exc}") from None
+    for file in files:
+        check_confined(path, file)
+    return mapping
+
+
+def check_confined(path: Path, file: str) -> None:
+    """A mapping's file (or glob) must lie in the data folder or the mapping's own folder (a drop
+    folder): whoever may drop a mapping could otherwise have the workers read any file they can (and
+    what they found, in healcat.job and the quarantine, is readable by every reader). A relative path
+    must not climb out of the folder it is read from (``..``); an absolute one must lie in either
+    folder. The check is on the path's text: a link inside either folder is followed."""
+    name = Path(os.path.normpath(file))
+    if name.is_absolute():
+        folders = [Path(os.path.normpath(os.path.abspath(f))) for f in (data_dir(), path.parent)]
+        inside = any(name.is_relative_to(folder) for folder in folders)
+    else:
+        inside = name.parts[:1] != ("..",)
+    if not inside:
+        raise MappingError(f"{path}: file {file!r} lies outside the data folder ({data_dir()}) and the mapping's "
+                           f"own folder ({path.parent}); put the file in either")
 
 
 def check_keys(path: Path, section: str | None, spec: dict[str, Any], known: set[str]) -> None:

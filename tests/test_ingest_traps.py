@@ -376,3 +376,38 @@ def test_nan_text_in_a_numeric_column_is_quarantined_unless_the_mapping_says_it_
         (1, "mag", "mag 'nan' is not a number"), (3, "mag", "mag '-nan' is not a number")]
     good, rejected = _validated(_mapping(tmp_path, path, fmt, ignore="", release='null_values = ["nan", "-nan"]'))
     assert good.all() and not rejected
+
+
+@pytest.mark.parametrize("where", ["../outside/secret.csv", "inside/../../outside/secret.csv", "absolute"])
+def test_a_mapping_file_outside_the_data_folder_and_its_own_folder_is_refused(engine, tmp_path, where, caplog):
+    """Whoever may drop a mapping could have the workers read any file (its parse results land in
+    healcat.job and the quarantine, which every reader may select)."""
+    from ingest.scheduler import Scheduler
+
+    drop, outside = tmp_path / "drop", tmp_path / "outside"
+    drop.mkdir(), outside.mkdir()
+    secret = outside / "secret.csv"
+    secret.write_text("id,ra,dec,mag,plate,name\n1,10.0,-5.0,18.5,266,a\n")
+    file = secret if where == "absolute" else Path(where)
+    mapping = _mapping(drop, file, "csv")
+    with pytest.raises(MappingError, match="lies outside the data folder") as refused:
+        load_mapping(mapping)
+    assert str(mapping) in str(refused.value) and repr(str(file)) in str(refused.value)
+    with pytest.raises(MappingError, match="lies outside"):
+        ingest_release(mapping, engine)
+    with engine.connect() as conn:
+        jobs = conn.scalar(sa.text("SELECT count(*) FROM healcat.job"))
+    assert Scheduler(engine, [drop], settle_s=0).scan() == []
+    assert "lies outside the data folder" in caplog.text
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM healcat.job")) == jobs, "nothing queued"
+
+
+def test_a_mapping_file_in_the_data_folder_or_beside_the_mapping_is_read(tmp_path):
+    beside = tmp_path / "beside.csv"
+    _table().write(beside, format="ascii.csv")
+    assert load_mapping(_mapping(tmp_path, beside, "csv")).input_path() == beside  # absolute, in its own folder
+    (tmp_path / "sub").mkdir()
+    assert load_mapping(_mapping(tmp_path / "sub", Path("a/../b.csv"), "csv")).file == "a/../b.csv"  # stays inside
+    sdss = load_mapping("sdss_dr14_skyserver_10k")
+    assert sdss.input_path().is_file()  # relative to the data folder
