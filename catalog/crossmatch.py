@@ -22,11 +22,13 @@ import astropy.units as u
 import numpy as np
 import psycopg
 import sqlalchemy as sa
+from astropy.coordinates import SkyCoord
 from astropy.table import MaskedColumn, Table
 
 from catalog import healpix
 from catalog.errors import QueryError, query_error
 from catalog.pgcopy import copy_columns, fetch_columns
+from catalog.search.cone import MIN_RADIUS_ARCSEC
 from catalog.search.region import checked
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,12 @@ MATCH_COLUMNS = {"source_id": None, "release": None, "object_id": None, "match_r
 RA_NAMES = ("ra", "ra_deg", "raj2000", "ra_icrs")
 DEC_NAMES = ("dec", "dec_deg", "dej2000", "decj2000", "de_icrs", "dec_icrs")
 _TEMP_TABLE = "healcat_xmatch_input"
+#: The epochs a position may be moved from or to, Julian years (as healcat.check_epoch): inside ERFA's
+#: dates (its calendar ends at -4799), and far past any proper motion's use.
+EPOCH_RANGE_JYEAR = (-4700.0, 10000.0)
+#: Names of Galactic longitude and latitude columns (a column's UCD pos.galactic.lon/lat says the same).
+GLON_NAMES = ("glon", "lii", "gal_l")
+GLAT_NAMES = ("glat", "bii", "gal_b")
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,12 @@ class Positions:
 
     @classmethod
     def from_table(cls, table: Table, ra_col: str, dec_col: str) -> Positions:
+        """The positions in ``ra_col``, ``dec_col``: ICRS unless the columns declare another frame (a
+        VOTable's COOSYS, see :func:`declare_votable_frames`; a UCD pos.galactic.*, or Galactic names such
+        as glon/glat), which is converted to ICRS by astropy, or refused. A SkyCoord column given as
+        ``ra_col`` is converted from its own frame."""
+        if isinstance(table[ra_col], SkyCoord):
+            return cls.from_skycoord(table, ra_col)
         ra, ra_bad, ra_text = _column_in(table, ra_col, u.deg, "an angle")
         dec, dec_bad, dec_text = _column_in(table, dec_col, u.deg, "an angle")
         problems: list[Problem] = []
@@ -79,13 +93,32 @@ class Positions:
                 problems.append(Problem(int(i) + 1, column, f"{why}: {value}"))
             bad |= mask
         problems.sort(key=lambda p: p.row)
+        ra, dec = np.where(bad, 0.0, ra), np.where(bad, 0.0, dec)
+        frame = _frame_of(table, ra_col, dec_col)
+        if frame is not None:
+            icrs = SkyCoord(ra * u.deg, dec * u.deg, frame=frame).icrs
+            log.info("xmatch: columns %s, %s converted from %s to ICRS", ra_col, dec_col, frame.name)
+            ra, dec = np.where(bad, 0.0, icrs.ra.deg), np.where(bad, 0.0, icrs.dec.deg)
+        return cls(ra, dec, ~bad, problems)
+
+    @classmethod
+    def from_skycoord(cls, table: Table, name: str) -> Positions:
+        """The positions of a SkyCoord column, converted to ICRS from its frame."""
+        try:
+            icrs = table[name].icrs
+        except Exception as exc:  # a frame astropy cannot take to ICRS alone (AltAz without a location, ...)
+            raise QueryError(f"xmatch: column {name!r} (SkyCoord, frame {table[name].frame.name}) cannot be "
+                             f"converted to ICRS: {exc}") from None
+        ra, dec = np.asarray(icrs.ra.deg, np.float64), np.asarray(icrs.dec.deg, np.float64)
+        bad = ~(np.isfinite(ra) & np.isfinite(dec))
+        problems = [Problem(int(i) + 1, name, f"missing or not a finite number: {table[name][i]}")
+                    for i in np.flatnonzero(bad)]
         return cls(np.where(bad, 0.0, ra), np.where(bad, 0.0, dec), ~bad, problems)
 
     def moved(self, pm_ra_cosdec_mas_yr, pm_dec_mas_yr, epoch_jyear, to_epoch_jyear: float) -> Positions:
         """The positions at ``to_epoch_jyear``, moved by their proper motions [mas/yr, RA's times cos Dec]."""
-        from astropy.coordinates import SkyCoord
         from astropy.time import Time
-        from erfa import ErfaWarning
+        from erfa import ErfaError, ErfaWarning
 
         pmra = np.nan_to_num(np.asarray(pm_ra_cosdec_mas_yr, dtype=np.float64))  # no proper motion: not moved
         pmdec = np.nan_to_num(np.asarray(pm_dec_mas_yr, dtype=np.float64))
@@ -93,8 +126,83 @@ class Positions:
                          pm_dec=pmdec * u.mas / u.yr, obstime=Time(epoch_jyear, format="jyear"))
         with warnings.catch_warnings():  # no parallax: ERFA puts the stars far away, which is what is meant
             warnings.filterwarnings("ignore", message=".*distance overridden.*", category=ErfaWarning)
-            moved = coord.apply_space_motion(new_obstime=Time(to_epoch_jyear, format="jyear"))
+            try:
+                moved = coord.apply_space_motion(new_obstime=Time(to_epoch_jyear, format="jyear"))
+            except ErfaError as exc:  # epochs are checked first: a date ERFA refuses all the same
+                raise QueryError(f"xmatch: proper motions from epoch {epoch_jyear} to {to_epoch_jyear} cannot be "
+                                 f"applied ({exc}); the epochs accepted are Julian years "
+                                 f"[{EPOCH_RANGE_JYEAR[0]:g}, {EPOCH_RANGE_JYEAR[1]:g}]") from None
         return Positions(moved.ra.deg, moved.dec.deg, self.good, self.problems)
+
+
+#: VOTable COOSYS systems converted to ICRS: astropy frame, default equinox.
+_COOSYS_FRAMES = {"icrs": (None, None), "eq_fk5": ("fk5", "J2000"), "fk5": ("fk5", "J2000"),
+                  "eq_fk4": ("fk4", "B1950"), "fk4": ("fk4", "B1950"), "galactic": ("galactic", None),
+                  "supergalactic": ("supergalactic", None)}
+
+
+def declare_votable_frames(table: Table, path) -> Table:
+    """Record on ``table``'s columns (``meta['coosys']``: system, equinox, epoch) the coordinate system
+    the VOTable at ``path`` declares for them: a FIELD's ``ref`` to a COOSYS, or the file's only COOSYS
+    for a FIELD with a pos.eq UCD and no ref. astropy's table reader drops the COOSYS."""
+    import xml.etree.ElementTree as ET
+
+    systems, fields = {}, []
+    for _, element in ET.iterparse(str(path), events=("end",)):
+        tag = element.tag.rsplit("}", 1)[-1]
+        if tag == "COOSYS":
+            systems[element.get("ID")] = {k: element.get(k) for k in ("system", "equinox", "epoch")}
+        elif tag == "FIELD":
+            fields.append((element.get("name"), element.get("ref"), element.get("ucd") or ""))
+        elif tag in ("DATA", "TABLEDATA", "BINARY", "BINARY2", "FITS"):
+            break  # the header is read: the rows are not needed
+    only = next(iter(systems.values())) if len(systems) == 1 else None
+    for name, ref, ucd in fields:
+        coosys = systems.get(ref) if ref is not None else (only if ucd.lower().startswith("pos.eq") else None)
+        if coosys is not None and name in table.colnames:
+            table[name].meta["coosys"] = coosys
+    return table
+
+
+def _frame_of(table: Table, ra_col: str, dec_col: str):
+    """The astropy frame ``ra_col``, ``dec_col`` are in, None for ICRS; a frame not converted is an error
+    naming it."""
+    from astropy.coordinates import FK4, FK5, Galactic, Supergalactic
+    from astropy.time import Time
+
+    metas = [getattr(table[c], "meta", None) or {} for c in (ra_col, dec_col)]
+    ucds = [str(m.get("ucd", "")).lower() for m in metas]
+    galactic = [ucd.startswith("pos.galactic") or c.lower() in names
+                for ucd, c, names in zip(ucds, (ra_col, dec_col), (GLON_NAMES, GLAT_NAMES))]
+    if any(galactic):
+        if not all(galactic):
+            raise QueryError(f"xmatch: columns {ra_col!r} and {dec_col!r} are not one frame: one is Galactic "
+                             f"(UCD or name), the other not")
+        return Galactic()
+    if any(ucd.startswith(("pos.ecliptic", "pos.supergalactic", "pos.bodyrc", "pos.az")) for ucd in ucds):
+        raise QueryError(f"xmatch: columns {ra_col!r}, {dec_col!r} are not equatorial (UCD {ucds[0]}): healcat "
+                         f"matches ICRS RA/Dec")
+    coosys = [m.get("coosys") for m in metas]
+    if coosys[0] != coosys[1]:
+        raise QueryError(f"xmatch: columns {ra_col!r} and {dec_col!r} declare different coordinate systems "
+                         f"({coosys[0]} and {coosys[1]})")
+    if coosys[0] is None:
+        return None
+    system = str(coosys[0].get("system") or "ICRS")
+    if system.lower() not in _COOSYS_FRAMES:
+        raise QueryError(f"xmatch: columns {ra_col!r}, {dec_col!r} are in the coordinate system {system} "
+                         f"(COOSYS), which healcat does not convert: give ICRS, FK5, FK4 or Galactic positions")
+    frame, default_equinox = _COOSYS_FRAMES[system.lower()]
+    equinox = coosys[0].get("equinox") or default_equinox
+    try:
+        if frame == "fk5":
+            return FK5(equinox=Time(equinox))
+        if frame == "fk4":  # without an epoch, positions of the equinox's epoch (astropy's default)
+            return FK4(equinox=Time(equinox), obstime=Time(coosys[0].get("epoch") or equinox))
+    except ValueError:
+        raise QueryError(f"xmatch: columns {ra_col!r}, {dec_col!r}: the coordinate system {system} has an "
+                         f"equinox or epoch astropy cannot read ({equinox}, {coosys[0].get('epoch')})") from None
+    return {None: None, "galactic": Galactic(), "supergalactic": Supergalactic()}[frame]
 
 
 def _column_in(table: Table, name: str, unit: u.UnitBase, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -139,6 +247,8 @@ def _number_or_nan(cell) -> float:
 
 
 def find_column(table: Table, given: str | None, candidates: tuple[str, ...], what: str) -> str:
+    """The column ``given``, else the first named as one of ``candidates``, else the table's only SkyCoord
+    column (which holds both coordinates)."""
     if given is not None:
         if given not in table.colnames:
             raise QueryError(f"xmatch: no column {given!r} in the input (columns: {', '.join(table.colnames)})")
@@ -146,7 +256,11 @@ def find_column(table: Table, given: str | None, candidates: tuple[str, ...], wh
     for name in table.colnames:
         if name.lower() in candidates:
             return name
-    raise QueryError(f"xmatch: no {what} column found (tried {', '.join(candidates)}); name it")
+    coords = [name for name in table.colnames if isinstance(table[name], SkyCoord)]
+    if len(coords) == 1:
+        return coords[0]
+    several = f" or one of the SkyCoord columns {', '.join(coords)}" if coords else ""
+    raise QueryError(f"xmatch: no {what} column found (tried {', '.join(candidates)}); name it{several}")
 
 
 def upload_input(pg, ra_deg: np.ndarray, dec_deg: np.ndarray, rows: np.ndarray,
@@ -185,12 +299,21 @@ def _check(radius_arcsec: float | u.Quantity, mode: str) -> float:
     """The radius in arcsec (an astropy angle is converted), checked with the mode."""
     if mode not in MODES:
         raise QueryError(f"xmatch: mode must be 'best' or 'all', got {mode!r}")
-    return checked("xmatch", "radius_arcsec", radius_arcsec, 0.0, MAX_RADIUS_ARCSEC, lo_open=True)
+    radius = checked("xmatch", "radius_arcsec", radius_arcsec, 0.0, MAX_RADIUS_ARCSEC, lo_open=True)
+    if radius < MIN_RADIUS_ARCSEC:  # its degrees underflow, as healcat.check_xmatch
+        raise QueryError(f"xmatch: radius_arcsec must be at least {MIN_RADIUS_ARCSEC:g} (smaller underflows in "
+                         f"degrees), got {radius!r}")
+    return radius
 
 
 def _check_epoch(epoch_jyear: float | None) -> None:
+    """A finite Julian year in EPOCH_RANGE_JYEAR (as healcat.check_epoch), or None."""
     if epoch_jyear is not None and not np.isfinite(epoch_jyear):
         raise QueryError(f"xmatch: the epoch must be a finite Julian year, got {epoch_jyear}")
+    lo, hi = EPOCH_RANGE_JYEAR
+    if epoch_jyear is not None and not lo <= epoch_jyear <= hi:
+        raise QueryError(f"xmatch: the epoch {epoch_jyear} is outside the epochs accepted, Julian years "
+                         f"[{lo:g}, {hi:g}]")
 
 
 def crossmatch(
@@ -227,8 +350,11 @@ def crossmatch(
     from catalog.db import engine as default_engine
 
     radius_arcsec = _check(radius_arcsec, mode)
+    if pm_cols is None and (epoch_jyear is not None or to_epoch_jyear is not None):
+        raise QueryError("xmatch: the input's epoch and the epoch to move to (--epoch, --to-epoch) move positions "
+                         "by their proper motions: give the proper motions' columns too (--pm-cols PMRA PMDEC)")
     ra_name = find_column(table, ra_col, RA_NAMES, "RA")
-    dec_name = find_column(table, dec_col, DEC_NAMES, "Dec")
+    dec_name = ra_name if isinstance(table[ra_name], SkyCoord) else find_column(table, dec_col, DEC_NAMES, "Dec")
     positions = Positions.from_table(table, ra_name, dec_name)
     _check_epoch(at_epoch_jyear)
     motion = None
@@ -274,6 +400,9 @@ def _motions(table: Table, pm_cols: tuple[str, str], epoch_jyear: float | str,
     if isinstance(epoch_jyear, str):
         epoch, epoch_bad, _ = _numbers(table, epoch_jyear)
         found += [(i, epoch_jyear, "epoch missing or not a finite number") for i in np.flatnonzero(epoch_bad & positions.good)]
+        lo, hi = EPOCH_RANGE_JYEAR
+        found += [(i, epoch_jyear, f"epoch outside the Julian years accepted, [{lo:g}, {hi:g}]")
+                  for i in np.flatnonzero(~epoch_bad & ((epoch < lo) | (epoch > hi)) & positions.good)]
     else:
         epoch = np.full(len(table), float(epoch_jyear))
     for i, column, why in found:

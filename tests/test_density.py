@@ -114,3 +114,26 @@ def test_skymap_has_north_up_and_ra_growing_to_the_left(tmp_path, catalog):
     lon, lat = MollweideProj(xsize=400).xy2ang(x, y, lonlat=True)
     assert np.all(lat > 60) and np.all(lat < 88), "north is up"
     assert np.all((np.mod(lon, 360) > 80) & (np.mod(lon, 360) < 160)), "RA as on the sky"
+
+
+def test_density_counts_the_published_releases_unless_one_is_named(engine, tmp_path, scratch_release):
+    """A superseded release was counted beside its successor: every re-released object twice."""
+    import healpy
+
+    from tests.test_search import load_superseded
+
+    rows = load_superseded(engine, tmp_path)
+    with engine.connect() as conn:
+        published = conn.execute(sa.text("SELECT s.ra, s.dec FROM healcat.source s JOIN healcat.release r "
+                                         "USING (release_id) WHERE r.status = 'published' AND s.hpx IS NOT NULL")).all()
+    ra, dec = np.array(published, dtype=float).T
+    pix, n = np.unique(healpy.ang2pix(2 ** 3, ra, dec, nest=True, lonlat=True), return_counts=True)
+    for got in (sky_density(3), None):
+        if got is None:
+            with engine.connect() as conn:
+                got = dict(zip(("pix", "n"), zip(*conn.execute(sa.text("SELECT * FROM healcat.sky_density(3)")).all())))
+        assert list(got["pix"]) == list(pix) and list(got["n"]) == list(n)
+    old = sky_density(3, release="scratch/v1")
+    assert int(old["n"].sum()) == len(rows)
+    ra, dec = np.array([[float(r["ra"]), float(r["dec"])] for r in rows]).T
+    assert list(old["pix"]) == sorted(set(healpy.ang2pix(8, ra, dec, nest=True, lonlat=True)))

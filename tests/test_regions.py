@@ -531,3 +531,39 @@ def test_cli_errors_name_the_argument(catalog, capsys):
     assert "box: dec_min_deg must be below dec_max_deg, got -0.001 and -0.5" in capsys.readouterr().err
     assert main(["polygon", "0,0", "10,10", "10,0", "0,10"]) == 1
     assert "self-intersecting" in capsys.readouterr().err
+
+
+def test_regions_leave_out_a_superseded_release_unless_named(engine, tmp_path, scratch_release):
+    """Every region searched every release: a superseded release's copy of each object came back too.
+    A region used as similar's filter still holds every release (similar picks its releases itself)."""
+    from catalog.search import Cone
+    from tests.test_search import load_superseded
+
+    rows = load_superseded(engine, tmp_path)
+    coords = SkyCoord([float(r["ra"]) for r in rows] * u.deg, [float(r["dec"]) for r in rows] * u.deg)
+    ra, dec = float(coords[0].ra.deg), float(coords[0].dec.deg)
+    box = (ra - 0.5, ra + 0.5, dec - 0.5, dec + 0.5)
+    vertices = [[ra - 0.5, dec - 0.5], [ra + 0.5, dec - 0.5], [ra + 0.5, dec + 0.5], [ra - 0.5, dec + 0.5]]
+    moc = MOC.from_cone(lon=ra * u.deg, lat=dec * u.deg, radius=0.5 * u.deg, max_depth=12).to_string()
+    inside_box = ((np.abs(coords.ra.deg - ra) <= 0.5) & (np.abs(coords.dec.deg - dec) <= 0.5)).sum()  # by position
+    searches = [(box_search, box, "box_search(:a0, :a1, :a2, :a3, :rel)"),
+                (ellipse_search, (ra, dec, 1800.0, 900.0, 30.0), "ellipse_search(:a0, :a1, :a2, :a3, :a4, :rel)"),
+                (polygon_search, (vertices,), "polygon_search(:a0, :rel)"),
+                (moc_search, (moc,), "moc_search(:a0, :rel)")]
+    with engine.connect() as conn:
+        for python, args, call in searches:
+            named = {f"a{i}": a for i, a in enumerate(args)}
+            for release in (None, "scratch/v1"):
+                sql = conn.execute(sa.text(f"SELECT source_id, release FROM healcat.{call}"), {**named, "rel": release}).all()
+                found = python(*args, release=release)
+                assert [r.source_id for r in sql] == list(found["source_id"]), (call, release)
+                releases = {r.release for r in sql}
+                if release is None:
+                    assert "scratch/v2" in releases and "scratch/v1" not in releases, call
+                else:
+                    assert releases == {"scratch/v1"}, call
+        assert len(box_search(*box, release="scratch/v1")) == inside_box
+        every = conn.execute(Cone(ra, dec, 0.5).source_ids()).scalars().all()
+        releases = conn.execute(sa.text("SELECT DISTINCT r.name FROM healcat.source s JOIN healcat.release r "
+                                        "USING (release_id) WHERE s.source_id = ANY(:ids)"), {"ids": every}).scalars()
+        assert {"scratch/v1", "scratch/v2"} <= set(releases)

@@ -11,7 +11,7 @@ from astropy.io import ascii
 
 from catalog.cli import main
 from catalog.errors import QueryError
-from catalog.search import cone_search
+from catalog.search import cone_search, nearest
 from tests.conftest import SDSS_RELEASE
 
 EDGE_TOLERANCE_DEG = 1e-10  # points this close to the edge may fall either way in float64
@@ -265,3 +265,78 @@ def test_a_never_analyzed_catalog_still_gets_a_fine_cover(engine, catalog):
             conn.execute(sa.text("ANALYZE healcat.source"))
     assert known >= 5 and abs(unknown - known) <= 1, (known, unknown)
     assert again == rows and len(rows) > 0
+
+
+def load_superseded(engine, folder, n=30):
+    """The first n SDSS rows loaded twice under the survey 'scratch' (v1, then v2): scratch/v1 is superseded,
+    and every object has a copy in it at the same position. Use with the scratch_release fixture."""
+    from ingest.load import ingest_release
+    from tests.conftest import scratch_mapping, sdss_rows, write_csv
+
+    rows = sdss_rows()[:n]
+    write_csv(folder / "rows.csv", rows)
+    for version in ("v1", "v2"):
+        ingest_release(scratch_mapping(folder, version), engine, file=folder / "rows.csv")
+    with engine.connect() as conn:
+        assert dict(conn.execute(sa.text("SELECT name, status FROM healcat.release WHERE name LIKE 'scratch/%'")).all()) \
+            == {"scratch/v1": "superseded", "scratch/v2": "published"}
+    return rows
+
+
+def test_a_superseded_release_is_searched_only_by_name(engine, sky, tmp_path, scratch_release):
+    """A superseded release's copy of each object came back beside the current one (twice in cone, in nearest)."""
+    rows = load_superseded(engine, tmp_path)
+    ra, dec = float(rows[0]["ra"]), float(rows[0]["dec"])
+    published = sa.text("SELECT count(*) FROM healcat.source s JOIN healcat.release r USING (release_id) "
+                        "WHERE r.status = 'published' AND healcat.angdist_deg(:ra, :dec, s.ra, s.dec) * 3600 <= :r")
+    with engine.connect() as conn:
+        sql = conn.execute(sa.text("SELECT * FROM healcat.cone_search(:ra, :dec, 600)"), {"ra": ra, "dec": dec}).all()
+        near = conn.execute(sa.text("SELECT * FROM healcat.nearest(:ra, :dec, 3)"), {"ra": ra, "dec": dec}).all()
+        old = conn.execute(sa.text("SELECT * FROM healcat.cone_search(:ra, :dec, 600, 'scratch/v1')"),
+                           {"ra": ra, "dec": dec}).all()
+        expected = conn.scalar(published, {"ra": ra, "dec": dec, "r": 600})
+    python = cone_search(ra, dec, 600)
+    assert [r.source_id for r in sql] == list(python["source_id"]) and len(sql) == expected
+    assert "scratch/v1" not in {r.release for r in sql} and "scratch/v2" in {r.release for r in sql}
+    assert [r.source_id for r in near] == list(nearest(ra, dec, 3)["source_id"])
+    assert len({r.object_id for r in near if r.release.startswith("scratch")}) == \
+        len([r for r in near if r.release.startswith("scratch")]), "the same object twice"
+    assert "scratch/v1" not in {r.release for r in near}
+    # astropy: the published sources within the cone, by position
+    coords = SkyCoord([float(r["ra"]) for r in rows] * u.deg, [float(r["dec"]) for r in rows] * u.deg)
+    inside = coords.separation(SkyCoord(ra * u.deg, dec * u.deg)).arcsec <= 600
+    assert len(old) == inside.sum() and {r.release for r in old} == {"scratch/v1"}
+    assert list(cone_search(ra, dec, 600, release="scratch/v1")["source_id"]) == [r.source_id for r in old]
+    assert nearest(ra, dec, 1, release="scratch/v1")["release"][0] == "scratch/v1"
+
+
+def test_an_object_at_its_own_reported_distance_is_in_the_cone(engine, sky):
+    """The radius was compared in degrees (radius_arcsec / 3600) with a distance reported in arcsec: about
+    one object in 30 was left out of a cone whose radius was its own distance_arcsec."""
+    rng = np.random.default_rng(11)
+    lost = []
+    for star in rng.choice(len(sky["id"]), 12, replace=False):
+        centre = sky["coord"][star].spherical_offsets_by(40 * u.arcsec, -25 * u.arcsec)
+        ra, dec = float(centre.ra.deg), float(centre.dec.deg)
+        around = cone_search(ra, dec, 3 * 3600.0)[:30]
+        with engine.connect() as conn:
+            for source_id, distance in zip(around["source_id"], around["distance_arcsec"]):
+                r = float(distance)
+                sql = conn.execute(sa.text("SELECT source_id FROM healcat.cone_search(:ra, :dec, :r)"),
+                                   {"ra": ra, "dec": dec, "r": r}).scalars().all()
+                if source_id not in sql or source_id not in set(cone_search(ra, dec, r)["source_id"]):
+                    lost.append((ra, dec, int(source_id), r))
+        # the same cone as astropy finds it (but for points within 1e-10 deg of the edge)
+        expected, ambiguous, _ = brute_force(sky, ra, dec, float(around["distance_arcsec"][-1]))
+        got = set(cone_search(ra, dec, float(around["distance_arcsec"][-1]))["source_id"])
+        assert got - ambiguous == expected
+    assert lost == []
+
+
+def test_a_radius_whose_degrees_underflow_is_an_error_naming_it(engine, catalog):
+    with pytest.raises(QueryError, match=r"radius_arcsec must be at least 1e-300.*got 5e-324"):
+        cone_search(10, 10, 5e-324)
+    with engine.connect() as conn, pytest.raises(sa.exc.DBAPIError, match="radius_arcsec must be at least") as error:
+        conn.execute(sa.text("SELECT * FROM healcat.cone_search(10, 10, CAST(:r AS float8))"), {"r": 5e-324}).all()
+    assert error.value.orig.sqlstate == "22023"
+    assert len(cone_search(10, 10, 1e-300)) == 0

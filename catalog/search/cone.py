@@ -22,6 +22,8 @@ from catalog.search.region import Region, checked, run, search
 
 #: Most neighbours one call returns (as healcat.nearest).
 MAX_K = 10000
+#: Smallest radius a search takes [arcsec] (as healcat.check_cone and check_xmatch): below, degrees underflow.
+MIN_RADIUS_ARCSEC = 1e-300
 #: Largest |RA| a search takes (modulo 360), as healcat.hpx_ang2pix: beyond, a float's RA has no degrees left.
 MAX_ABS_RA_DEG = 1e9
 
@@ -45,6 +47,9 @@ class Cone(Region):
     @classmethod
     def from_arcsec(cls, ra_deg: float, dec_deg: float, radius_arcsec: float) -> Cone:
         radius = checked("cone", "radius_arcsec", radius_arcsec, 0.0, 180.0 * 3600.0, lo_open=True)
+        if radius < MIN_RADIUS_ARCSEC:  # its degrees underflow (5e-324 arcsec is 0.0 deg), as healcat.check_cone
+            raise QueryError(f"cone: radius_arcsec must be at least {MIN_RADIUS_ARCSEC:g} (smaller underflows in "
+                             f"degrees), got {radius!r}")
         return cls(ra_deg, dec_deg, radius / 3600.0)
 
     def ranges(self) -> np.ndarray:
@@ -57,7 +62,8 @@ class Cone(Region):
 def cone_search(
     ra_deg: float, dec_deg: float, radius_arcsec: float, *, release: str | None = None, engine: sa.Engine | None = None
 ) -> Table:
-    """Sources within ``radius_arcsec`` of (``ra_deg``, ``dec_deg``) ICRS, nearest first.
+    """Sources within ``radius_arcsec`` of (``ra_deg``, ``dec_deg``) ICRS, nearest first; of the published
+    releases unless ``release`` names one (a superseded release too).
 
     Columns: source_id, release, object_id, ra [deg], dec [deg], distance_arcsec [arcsec].
     """

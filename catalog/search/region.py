@@ -73,7 +73,8 @@ class Region:
         raise NotImplementedError
 
     def sql(self, release_id: int | None = None) -> tuple[str, tuple]:
-        """The parameterized call of ``healcat.<function>`` over this region's ranges (psycopg placeholders)."""
+        """The parameterized call of ``healcat.<function>`` over this region's ranges (psycopg placeholders);
+        ``release_id`` None reads the published releases (``healcat.release_scope``)."""
         ranges = self.ranges()
         args = self.args()
         text = (f"SELECT * FROM healcat.{self.function}(%s::bigint[], %s::bigint[], %s::integer"
@@ -82,13 +83,14 @@ class Region:
 
 
     def source_ids(self) -> sa.Select:
-        """``SELECT source_id`` of the region's sources, to use inside a larger SQLAlchemy query
-        (the same ``healcat.<function>`` call as :meth:`sql`, every value a bound parameter)."""
+        """``SELECT source_id`` of the region's sources in every release, to use inside a larger SQLAlchemy
+        query that picks its releases itself, as similar's candidates (the same ``healcat.<function>`` call as
+        :meth:`sql`, every value a bound parameter; release_id 0: every release, ``healcat.release_scope``)."""
         ranges = self.ranges()
         bigints = postgresql.ARRAY(sa.BigInteger)
         call = getattr(sa.func.healcat, self.function)(
             sa.bindparam(None, ranges[:, 0].tolist(), type_=bigints), sa.bindparam(None, ranges[:, 1].tolist(), type_=bigints),
-            sa.cast(sa.null(), sa.Integer), *self.args()).table_valued("source_id")
+            sa.cast(0, sa.Integer), *self.args()).table_valued("source_id")
         return sa.select(call.c.source_id)
 
 
@@ -133,7 +135,8 @@ def _close_sessions() -> None:
 def run(engine: sa.Engine | None, what: str, statement: str, params: tuple, release: str | None = None) -> Table:
     """Execute a region's statement; SQL argument errors and the statement timeout become QueryError.
 
-    ``release`` (a name) fills the statement's third parameter with its release_id.
+    ``release`` (a name) fills the statement's third parameter with its release_id; None leaves it NULL,
+    the published releases (a superseded release is searched by name).
     """
     try:
         return _execute(_sessions.get(engine or _default_engine(*_configuration())), what, statement, params, release)
