@@ -375,7 +375,7 @@ def _stacked(chunks: list[Table]) -> Table:
 
 
 def cmd_xmatch(args: argparse.Namespace) -> None:
-    from catalog.crossmatch import crossmatch
+    from catalog.crossmatch import crossmatch, declare_votable_frames
     from catalog.errors import QueryError
     from ingest.readers import ReadOptions, read
 
@@ -389,6 +389,8 @@ def cmd_xmatch(args: argparse.Namespace) -> None:
     if fmt is None:
         raise QueryError(f"{path}: cannot tell the format from the name; give --input-format")
     table = _stacked([chunk for _, chunk in read(path, fmt, ReadOptions(chunk_rows=sys.maxsize))])
+    if fmt == "votable":  # the frame its COOSYS declares: converted to ICRS, or refused naming it
+        declare_votable_frames(table, path)
     epoch = args.epoch
     if epoch is not None:
         try:
