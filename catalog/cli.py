@@ -459,21 +459,44 @@ def cmd_jobs(args: argparse.Namespace) -> None:
                 raise HealcatError(f"jobs: job {args.retry} is not a failed job")
             print(f"job {args.retry} requeued")
             return
+        if args.cancel is not None:
+            was = queue.cancel(conn, args.cancel)
+            if was is None:
+                raise HealcatError(f"jobs: no job {args.cancel}")
+            print(f"job {args.cancel} ({was}) cancelled: removed from the queue")
+            return
+        # A running job whose lock nobody holds has lost its worker (the next claim requeues it).
+        held = sa.literal_column(f"EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND "
+                                 f"classid = {queue.LOCK_NAMESPACE} AND objid = CAST(job.job_id % 2147483647 AS "
+                                 f"integer) AND objsubid = 2)")
         query = sa.select(Job.job_id, Job.kind, Job.status, Job.attempts, Job.max_attempts, Job.args,
-                          Job.run_after, Job.worker, Job.progress_done, Job.progress_total, Job.parent_job_id,
-                          Job.error).order_by(Job.job_id)
+                          Job.run_after, Job.started_at, Job.worker, Job.progress_done, Job.progress_total,
+                          Job.parent_job_id, Job.error, held.label("held"),
+                          (sa.func.coalesce(Job.finished_at, sa.func.now()) - Job.started_at).label("elapsed")
+                          ).order_by(Job.job_id)
         if not args.all:
             query = query.where(Job.status != "done")
         rows = conn.execute(query).all()
-    width = 80 if args.format == "table" else None  # a terminal's line; files get the error's whole first line
+    # A terminal's line: the error and the args cut (their start and end); files get them whole.
+    error_width, args_width = (80, 60) if args.format == "table" else (None, None)
     table = Table(rows=[(r.job_id, r.kind, r.status, f"{r.attempts}/{r.max_attempts}", _progress(r),
-                         json.dumps(r.args), str(r.run_after)[:19], r.worker or "", r.parent_job_id or 0,
-                         _cut((r.error or "").split("\n")[0], width)) for r in rows],
-                  names=["job_id", "kind", "status", "attempts", "progress", "args", "run_after", "worker",
-                         "parent", "error"],
-                  dtype=[int, str, str, str, str, str, str, str, int, str])
+                         _cut(json.dumps(r.args), args_width),
+                         str(r.run_after)[:19] if r.status == "queued" else "",  # due then; else nothing is due
+                         str(r.started_at)[:19] if r.status != "queued" and r.started_at else "",
+                         _elapsed(r.elapsed) if r.status != "queued" and r.elapsed is not None else "",
+                         (r.worker or "") + (" (gone)" if r.status == "running" and not r.held else ""),
+                         r.parent_job_id or 0, _cut((r.error or "").split("\n")[0], error_width)) for r in rows],
+                  names=["job_id", "kind", "status", "attempts", "progress", "args", "run_after", "started",
+                         "elapsed", "worker", "parent", "error"],
+                  dtype=[int, str, str, str, str, str, str, str, str, str, int, str])
     table["parent"] = MaskedColumn(table["parent"], mask=[r.parent_job_id is None for r in rows])  # none: empty
     _print_table(table, args.format)
+
+
+def _elapsed(delta) -> str:
+    """A duration as H:MM:SS."""
+    seconds = max(0, int(delta.total_seconds()))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def _cut(text: str, width: int | None) -> str:
@@ -795,14 +818,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=_at_least(0.01, float), metavar="SECONDS",
                    help="seconds between scans (default: HEALCAT_SCHEDULE_INTERVAL_S, else 300)")
     p.add_argument("--settle", type=_at_least(0, float), metavar="SECONDS",
-                   help="queue only files unmodified this long: a newer one may still be being written "
+                   help="queue only files (and mappings) unmodified this long: a newer one may still be being written "
                         "(default: HEALCAT_SCHEDULE_SETTLE_S, else 60)")
     p.add_argument("--once", action="store_true", help="scan once and stop")
     p.set_defaults(func=cmd_scheduler)
 
     p = sub.add_parser("jobs", help="the queue: queued, running and failed jobs")
     p.add_argument("--all", action="store_true", help="include finished jobs")
-    p.add_argument("--retry", type=int, metavar="JOB_ID", help="requeue a failed job")
+    action = p.add_mutually_exclusive_group()
+    action.add_argument("--retry", type=int, metavar="JOB_ID", help="requeue a failed job")
+    action.add_argument("--cancel", type=int, metavar="JOB_ID",
+                        help="remove a queued (due or backing off) or failed job from the queue")
     p.add_argument("--format", **fmt)
     p.set_defaults(func=cmd_jobs)
 

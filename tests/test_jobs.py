@@ -230,7 +230,7 @@ def test_failed_jobs_view_and_jobs_listing_with_progress(engine, catalog, tmp_pa
     assert "no model named 'no-such-model'" in failed[0].error
     assert main(["jobs", "--all", "--format", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "job_id,kind,status,attempts,progress,args,run_after,worker,parent,error"
+    assert lines[0] == "job_id,kind,status,attempts,progress,args,run_after,started,elapsed,worker,parent,error"
     ingest_line = next(line for line in lines if ",ingest,done," in line)
     assert ",1/5,12/12 (100%)," in ingest_line, "attempts, and rows done out of the file's"
     assert any(",index,done," in line and "/" in line.split(",")[4] for line in lines)
@@ -241,6 +241,25 @@ def test_failed_jobs_view_and_jobs_listing_with_progress(engine, catalog, tmp_pa
     parents = {str(r["kind"]): r["parent"] for r in listing}
     assert parents["ingest"] is np.ma.masked, "no parent: an empty cell, not 0"
     assert parents["index"] is not np.ma.masked and int(parents["index"]) > 0
+    ingest = next(r for r in listing if r["kind"] == "ingest")
+    assert ingest["run_after"] is np.ma.masked and re.fullmatch(r"0:00:\d\d", str(ingest["elapsed"]))
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", str(ingest["started"]))
+
+    # A running job: when it started and for how long; one whose worker's session is gone says so.
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE healcat.job SET status = 'running', started_at = now() - interval '75 s', "
+                             "worker = 'vm:1', finished_at = NULL, progress_done = NULL WHERE job_id = :j"), {"j": bad})
+    assert main(["jobs", "--format", "csv"]) == 0
+    (running,) = ascii.read(capsys.readouterr().out, format="csv")
+    assert (running["status"], running["run_after"], running["worker"]) == ("running", np.ma.masked, "vm:1 (gone)")
+    assert re.fullmatch(r"0:01:1[5-9]", str(running["elapsed"]))
+    # A table for a terminal: the args cut to a width (a scheduler job's are two paths and a checksum).
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE healcat.job SET args = jsonb_set(args, '{checksum}', to_jsonb(repeat('a', 64))) "
+                             "WHERE job_id = :j"), {"j": bad})
+    assert main(["jobs"]) == 0
+    table = capsys.readouterr().out
+    assert "a" * 64 not in table and " ... " in table and max(map(len, table.splitlines())) < 250
 
 
 def test_a_worker_pool_runs_separate_releases_in_parallel_processes(engine, catalog, tmp_path, scratch_release):

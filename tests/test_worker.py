@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import sqlalchemy as sa
 from astropy.io import ascii
 
@@ -94,6 +95,7 @@ def test_failing_job_backs_off_then_fails_and_can_be_retried(engine, catalog, tm
     assert main(["jobs", "--format", "csv"]) == 0
     listed = ascii.read(capsys.readouterr().out, format="csv")
     assert list(listed["status"]) == ["failed"]
+    assert listed["run_after"][0] is np.ma.masked, "a failed job is not due: no run_after shown"
     assert json.loads(listed["args"][0]) == job.args  # JSON, not a Python repr
     assert main(["jobs", "--retry", str(job_id)]) == 0
     (job,) = _jobs(engine)
@@ -253,6 +255,13 @@ def _workers(engine, *names: str, **kwargs) -> list[tuple[Worker, threading.Thre
     return started
 
 
+def _let_it_finish(engine, holder: sa.Connection, workers) -> None:
+    """The other loader of the release is done: the job finishes, and no worker exited meanwhile."""
+    holder.rollback()
+    _wait_for(lambda: _jobs(engine)[0].status == "done", "the job finishes")
+    assert all(thread.is_alive() for _, thread in workers), "no worker exited"
+
+
 def _stop(workers) -> None:
     for worker, _ in workers:
         worker.stopping.set()
@@ -277,9 +286,7 @@ def test_a_job_stays_its_workers_past_the_servers_idle_session_timeout(engine, c
         time.sleep(3)  # three idle timeouts of the worker's session, while the other worker polls
         job = _jobs(engine)[0]
         assert (job.job_id, job.status, job.attempts, job.error) == (job_id, "running", 1, None)
-        holder.rollback()
-        _wait_for(lambda: _jobs(engine)[0].status == "done", "the job finishes")
-        assert all(thread.is_alive() for _, thread in workers), "no worker exited"
+        _let_it_finish(engine, holder, workers)
     finally:
         holder.close()
         _stop(workers)
@@ -321,9 +328,7 @@ def test_a_worker_that_loses_its_jobs_lock_stops_the_job_and_goes_on(engine, cat
             conn.execute(sa.text("UPDATE healcat.job SET run_after = now()"))
         _wait_for(lambda: _jobs(engine)[0].status == "running", "claimed again")
         _wait_for(lambda: _scalar(engine, _LOCK_WAITERS.text) == 1, "the second attempt waits for the lock")
-        holder.rollback()
-        _wait_for(lambda: _jobs(engine)[0].status == "done", "the job finishes")
-        assert all(thread.is_alive() for _, thread in workers), "no worker exited"
+        _let_it_finish(engine, holder, workers)
     finally:
         holder.close()
         _stop(workers)
@@ -333,3 +338,23 @@ def test_a_worker_that_loses_its_jobs_lock_stops_the_job_and_goes_on(engine, cat
     assert f"job {job_id}: this worker's session with the database no longer holds the job" in caplog.text
     assert f"requeued job {job_id}: this worker lost its connection while running it" in caplog.text
 
+
+def test_a_queued_or_failed_job_can_be_cancelled_a_running_one_says_how(engine, catalog, tmp_path, scratch_release,
+                                                                         capsys):
+    with engine.begin() as conn:
+        queued, _ = queue.enqueue(conn, "infer", {"model": "photoz-sdss", "release": "no/such-release"})
+        failed, _ = queue.enqueue(conn, "infer", {"model": "photoz-sdss", "release": "no/other-release"})
+        running, _ = queue.enqueue(conn, "infer", {"model": "photoz-sdss", "release": "no/third-release"})
+        conn.execute(sa.text("UPDATE healcat.job SET status = 'failed' WHERE job_id = :j"), {"j": failed})
+        conn.execute(sa.text("UPDATE healcat.job SET status = 'running', worker = 'busy:1' WHERE job_id = :j"),
+                     {"j": running})
+    assert main(["jobs", "--cancel", str(queued)]) == 0
+    assert main(["jobs", "--cancel", str(failed)]) == 0
+    out = capsys.readouterr().out
+    assert f"job {queued} (queued) cancelled" in out and f"job {failed} (failed) cancelled" in out
+    assert [j.job_id for j in _jobs(engine)] == [running]
+    assert main(["jobs", "--cancel", str(running)]) == 1
+    err = capsys.readouterr().err
+    assert f"job {running} is running (worker busy:1): it cannot be cancelled while it runs; stop that worker" in err
+    assert main(["jobs", "--cancel", str(queued)]) == 1
+    assert f"jobs: no job {queued}" in capsys.readouterr().err
