@@ -531,6 +531,26 @@ def cmd_scheduler(args: argparse.Namespace) -> None:
     print(f"scheduler {scheduler.name}: {n} ingest jobs queued")
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    from catalog.service import make_server
+
+    engine = db.engine(reader=True)  # every query as the read-only role, under its statement timeout
+    with engine.connect() as conn:  # fail now, not at the first request: the role and the schema are there
+        conn.execute(sa.text("SELECT 1 FROM healcat.release LIMIT 1"))
+    server = make_server(engine, args.host, args.port, args.threads)
+    host, port = server.server_address[:2]
+    logging.getLogger().setLevel(logging.INFO)
+    print(f"serving http://{host}:{port}/ (Simple Cone Search: http://{host}:{port}/scs?RA=&DEC=&SR=; "
+          f"similarity: /similar?SOURCE_ID=); Ctrl-C stops", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
 def cmd_release_list(args: argparse.Namespace) -> None:
     from catalog.releases import list_releases
 
@@ -553,26 +573,6 @@ def cmd_release_diff(args: argparse.Namespace) -> None:
 
     with db.engine().connect() as conn:
         _print_table(diff_release(conn, args.name, args.change), args.format)
-
-def cmd_serve(args: argparse.Namespace) -> None:
-    from catalog.service import make_server
-
-    engine = db.engine(reader=True)  # every query as the read-only role, under its statement timeout
-    with engine.connect() as conn:  # fail now, not at the first request: the role and the schema are there
-        conn.execute(sa.text("SELECT 1 FROM healcat.release LIMIT 1"))
-    server = make_server(engine, args.host, args.port, args.threads)
-    host, port = server.server_address[:2]
-    logging.getLogger().setLevel(logging.INFO)
-    print(f"serving http://{host}:{port}/ (Simple Cone Search: http://{host}:{port}/scs?RA=&DEC=&SR=; "
-          f"similarity: /similar?SOURCE_ID=); Ctrl-C stops", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-
 
 
 def _release_action(group, action: str, func, help: str, fmt: dict) -> argparse.ArgumentParser:
@@ -823,6 +823,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="scan once and stop")
     p.set_defaults(func=cmd_scheduler)
 
+    p = sub.add_parser("serve", help="serve the catalog to VO clients over HTTP (Simple Cone Search, similarity)",
+                       formatter_class=formatter,
+                       description="IVOA Simple Cone Search 1.03 at /scs (RA, DEC, SR in ICRS degrees; VERB, RELEASE, "
+                                   "MAXREC) and similarity search at /similar (SOURCE_ID, K, MODEL, VERSION, RELEASE), "
+                                   "answering VOTables, every query as the read-only role healcat_reader.")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    p.add_argument("--port", type=_at_least(0), default=8008, help="port (0: any free one)")
+    p.add_argument("--threads", type=_at_least(1), default=4, help="requests answered at once (one database "
+                                                                   "session each)")
+    p.set_defaults(func=cmd_serve)
+
     p = sub.add_parser("jobs", help="the queue: queued, running and failed jobs")
     p.add_argument("--all", action="store_true", help="include finished jobs")
     action = p.add_mutually_exclusive_group()
@@ -849,17 +860,6 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_release_report)
 
     p = sub.add_parser("demo", help="load the SDSS sample, train, infer, and show a cone and a similarity search")
-    p = sub.add_parser("serve", help="serve the catalog to VO clients over HTTP (Simple Cone Search, similarity)",
-                       formatter_class=formatter,
-                       description="IVOA Simple Cone Search 1.03 at /scs (RA, DEC, SR in ICRS degrees; VERB, RELEASE, "
-                                   "MAXREC) and similarity search at /similar (SOURCE_ID, K, MODEL, VERSION, RELEASE), "
-                                   "answering VOTables, every query as the read-only role healcat_reader.")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
-    p.add_argument("--port", type=_at_least(0), default=8008, help="port (0: any free one)")
-    p.add_argument("--threads", type=_at_least(1), default=4, help="requests answered at once (one database "
-                                                                   "session each)")
-    p.set_defaults(func=cmd_serve)
-
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -272,7 +272,7 @@ def test_model_cli_lists_shows_registers_and_refuses_bad_weights(engine, catalog
     assert "photoz-sdss" in out and "object-class-sdss" in out and "current" in out
     assert main(["model", "show", "photoz-sdss"]) == 0
     out = capsys.readouterr().out
-    assert model.weights_sha256 in out and "WHERE s.release_id = %(release_id)s" in out and '"release_id"' in out
+    assert model.weights_sha256 in out and "WHERE s.release_id = %(release_id)s" in out and '"release_ids"' in out
     run = catalog["run"]
     assert f"run {run.run_id} on {SDSS_RELEASE}, {run.device}" in out
     assert f"{run.n_predicted} predicted, {run.n_skipped} skipped" in out
