@@ -83,33 +83,36 @@ class Params:
             raise QueryError(f"{name} is given {len(values)} times")
         return values[0].strip() if values and values[0].strip() else default
 
-    def number(self, name: str, default: float | None = None) -> float:
+    def _parsed(self, name: str, default, parse: Callable[[str], object]):
+        """The parameter as ``parse`` reads its text; ``default`` when it is absent (None: required)."""
         text = self.text(name)
         if text is None:
             if default is None:
                 raise QueryError(f"{name} is required")
             return default
-        try:
-            value = float(text)
-        except ValueError:
-            raise QueryError(f"{name} must be a number, got {text!r}") from None
-        if not math.isfinite(value):
-            raise QueryError(f"{name} must be a finite number, got {text!r}")
-        return value
+        return parse(text)
+
+    def number(self, name: str, default: float | None = None) -> float:
+        def parse(text: str) -> float:
+            try:
+                value = float(text)
+            except ValueError:
+                raise QueryError(f"{name} must be a number, got {text!r}") from None
+            if not math.isfinite(value):
+                raise QueryError(f"{name} must be a finite number, got {text!r}")
+            return value
+        return self._parsed(name, default, parse)
 
     def integer(self, name: str, default: int | None, lo: int, hi: int) -> int:
-        text = self.text(name)
-        if text is None:
-            if default is None:
-                raise QueryError(f"{name} is required")
-            return default
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or not lo <= value <= hi:
-            raise QueryError(f"{name} must be a whole number in [{lo}, {hi}], got {text!r}")
-        return value
+        def parse(text: str) -> int:
+            try:
+                value = int(text)
+            except ValueError:
+                value = None
+            if value is None or not lo <= value <= hi:
+                raise QueryError(f"{name} must be a whole number in [{lo}, {hi}], got {text!r}")
+            return value
+        return self._parsed(name, default, parse)
 
 
 def cone(params: Params, engine: sa.Engine) -> tuple[Table, list[Info]]:
