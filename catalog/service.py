@@ -4,8 +4,8 @@
   (``RA``, ``DEC``), ICRS degrees, nearest first, as a VOTable whose id and position columns carry
   the UCDs the standard names (``ID_MAIN``, ``POS_EQ_RA_MAIN``, ``POS_EQ_DEC_MAIN``). ``VERB=1`` gives
   those three columns, 2 (default) and 3 every column of a cone search (release, object id,
-  ``distance_arcsec``); ``RELEASE=name`` searches one release (default: every release, as
-  ``healcat.cone_search``); ``MAXREC`` caps the rows (default and most :data:`MAX_ROWS`): an answer cut
+  ``distance_arcsec``); ``RELEASE=name`` searches one release, a superseded one too (default: the
+  published releases, as ``healcat.cone_search``); ``MAXREC`` caps the rows (default and most :data:`MAX_ROWS`): an answer cut
   there says ``QUERY_STATUS`` = ``OVERFLOW``. ``SR=0`` is the standard's metadata query: the columns,
   no rows.
 - ``GET /similar?SOURCE_ID=&K=&MODEL=&RELEASE=&VERSION=`` — the ``K`` sources most like one in a

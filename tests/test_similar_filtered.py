@@ -417,6 +417,27 @@ def test_a_search_after_a_release_is_superseded(engine, catalog, superseded):
         assert conn.execute(sa.text("SELECT * FROM healcat.similar_plan(:m)"), {"m": PHOTOZ_MODEL}).one().n_embeddings == n
 
 
+def test_a_search_of_releases_without_the_models_outputs_is_an_error(engine, catalog, superseded, tmp_path):
+    """A release published and not yet run (its backfill pending): similar_scope searched an empty list
+    of releases and answered no rows, with no error; now the error names the releases searched and
+    where the version has run."""
+    from ingest.load import ingest_release
+    from tests.conftest import scratch_mapping, sdss_rows, write_csv
+
+    ingest_release(scratch_mapping(tmp_path, "v3"), engine, file=write_csv(tmp_path / "v3.csv", sdss_rows()[:50]))
+    source = superseded["ids"][("scratch/v2", superseded["both"][0])]
+    with engine.connect() as conn:
+        for sql in ("SELECT * FROM healcat.similar_sources(:s, :m, 5, release_name => 'scratch/v3')",
+                    "SELECT * FROM healcat.similar_to_vector((SELECT vec FROM healcat.embedding WHERE source_id = :s "
+                    "LIMIT 1), :m, 5, release_name => 'scratch/v3')"):
+            with pytest.raises(sa.exc.DBAPIError, match=r"has no finished run on the releases searched \(scratch/v3\) "
+                                                        r"but on .*scratch/v2.*name a release it has run on"):
+                conn.execute(sa.text(sql), {"s": source, "m": PHOTOZ_MODEL}).all()
+            conn.rollback()
+    with pytest.raises(QueryError, match="no finished run on the releases searched"):
+        similar(source, model=PHOTOZ_MODEL, k=5, release="scratch/v3")
+
+
 def test_versions_current_on_different_releases(superseded, conn, catalog):
     # superseded first: its releases are deleted after conn's transaction is rolled back
     """A version current on scratch/v2 only (its backfill not done elsewhere): a search with no version

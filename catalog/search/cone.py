@@ -43,6 +43,8 @@ class Cone(Region):
         object.__setattr__(self, "ra_deg", float(healpix.wrap_ra_deg(ra)))
         object.__setattr__(self, "dec_deg", checked("cone", "dec_deg", self.dec_deg, -90.0, 90.0))
         object.__setattr__(self, "radius_deg", checked("cone", "radius_deg", self.radius_deg, 0.0, 180.0, lo_open=True))
+        if self.radius_deg < MIN_RADIUS_ARCSEC / 3600.0:  # healpy's cover overflows below (a service's SR=1e-320)
+            raise QueryError(f"cone: radius_deg must be at least {MIN_RADIUS_ARCSEC / 3600.0:g}, got {self.radius_deg!r}")
 
     @classmethod
     def from_arcsec(cls, ra_deg: float, dec_deg: float, radius_arcsec: float) -> Cone:
