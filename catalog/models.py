@@ -277,7 +277,7 @@ class Cluster(Base):
     __tablename__ = "cluster"
     cluster_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(Text, unique=True)
-    age_myr: Mapped[float | None] = mapped_column(Double, comment="[Myr]")
+    age_myr: Mapped[float | None] = mapped_column(Double, comment="the first age a release gave it [Myr]")
     age_err_myr: Mapped[float | None] = mapped_column(Double, comment="[Myr]")
     ra: Mapped[float | None] = mapped_column(Double, comment="ICRS [deg]")
     dec: Mapped[float | None] = mapped_column(Double, comment="ICRS [deg]")
@@ -298,6 +298,8 @@ class RotationPeriod(PerSource, Base):
     period_err_day: Mapped[float | None] = mapped_column(Double, comment="[d]")
     bp_rp_dered: Mapped[float | None] = mapped_column(REAL, comment="dereddened Gaia BP-RP [mag, Vega]")
     cluster_id: Mapped[int | None] = mapped_column(ForeignKey(f"{SCHEMA}.cluster.cluster_id"))
+    cluster_age_myr: Mapped[float | None] = mapped_column(
+        Double, comment="the age this release gives the star's cluster [Myr] (another release may revise it)")
     membership_prob: Mapped[float | None] = mapped_column(REAL)
     reference: Mapped[str | None] = mapped_column(Text, comment="where the period was published")
     attrs: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")

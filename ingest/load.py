@@ -243,7 +243,7 @@ def _load_rows(pg, mapping: Mapping, path: Path, release_id: int) -> dict[str, i
         for first_row, table, chunk in _prefetched(mapping, path):
             good, rejected = validate(mapping, chunk, seen_ids)
             owner = _owners(pg, mapping, chunk, good, rejected, release_id)
-            _age_conflicts(pg, mapping, chunk, good, rejected)
+            _age_conflicts(pg, mapping, chunk, good, rejected, release_id)
             counts["rows_read"] += len(table)
             counts["quarantine"] += _quarantine(pg, release_id, path, rejected)
             first_rejects += rejected[: 3 - len(first_rejects)]
@@ -303,10 +303,12 @@ def _clusters(mapping: Mapping, chunk: MappedChunk) -> tuple[np.ndarray, np.ndar
     return names, own
 
 
-def _age_conflicts(pg, mapping: Mapping, chunk: MappedChunk, good: np.ndarray, rejected: list[Rejected]) -> None:
-    """Quarantine the good rows that give their cluster an age other than the one it has: stored by an
-    earlier release or chunk, else given by an earlier row of this chunk (a stored cluster without an
-    age takes the first one given)."""
+def _age_conflicts(pg, mapping: Mapping, chunk: MappedChunk, good: np.ndarray, rejected: list[Rejected],
+                   release_id: int) -> None:
+    """Quarantine the good rows that give their cluster another age than this release has given it,
+    in an earlier chunk or an earlier row of this chunk: one release states one age per cluster. Another
+    release may give another (a revised catalogue): each row keeps its release's own age
+    (``rotation_period.cluster_age_myr``)."""
     if "cluster_age_myr" not in mapping.sections.get("rotation_period", {}):
         return
     column = mapping.sections["rotation_period"]["cluster_age_myr"]
@@ -314,8 +316,9 @@ def _age_conflicts(pg, mapping: Mapping, chunk: MappedChunk, good: np.ndarray, r
     ages = chunk.sections["rotation_period"]["cluster_age_myr"]
     rows = [i for i in np.flatnonzero(good) if own[i] is not None and np.isfinite(ages[i])]
     with pg.cursor() as cur:
-        cur.execute("SELECT name, age_myr FROM healcat.cluster WHERE name = ANY(%s) AND age_myr IS NOT NULL",
-                    (sorted({own[i] for i in rows}),))
+        cur.execute("SELECT DISTINCT ON (c.name) c.name, rp.cluster_age_myr FROM healcat.rotation_period AS rp "
+                    "JOIN healcat.cluster AS c USING (cluster_id) WHERE rp.release_id = %s AND c.name = ANY(%s) "
+                    "AND rp.cluster_age_myr IS NOT NULL", (release_id, sorted({own[i] for i in rows})))
         stored = dict(cur.fetchall())
     known = dict(stored)
     for i in rows:
@@ -324,9 +327,9 @@ def _age_conflicts(pg, mapping: Mapping, chunk: MappedChunk, good: np.ndarray, r
             known[name] = age
         elif not np.isclose(age, known[name], rtol=1e-9, atol=0):
             good[i] = False
-            source = "stored" if name in stored else "given by an earlier row of the file"
+            source = "an earlier chunk of the file" if name in stored else "an earlier row of the file"
             rejected.append(quarantined(chunk, i, column, f"cluster {name} age {age} Myr differs from the "
-                                                          f"{known[name]} Myr {source}"))
+                                                          f"{known[name]} Myr given by {source}"))
     rejected.sort(key=lambda r: r.row_number)
 
 
@@ -458,6 +461,7 @@ def _copy_rotation(pg, mapping: Mapping, chunk: MappedChunk, rows: np.ndarray, s
         ("shard", "int2", shard), ("source_id", "int8", source_id), ("release_id", "int4", np.full(len(rows), release_id)),
         ("period_day", "float8", r["period"][rows]), ("period_err_day", "float8", r.get("period_err", nan)[rows]),
         ("bp_rp_dered", "float4", r.get("bp_rp_dered", nan)[rows]), ("cluster_id", "int4", cluster_id),
+        ("cluster_age_myr", "float8", r.get("cluster_age_myr", nan)[rows]),
         ("membership_prob", "float4", r.get("membership_prob", nan)[rows]),
         ("reference", "text", r["reference"][rows] if "reference" in r else np.full(len(rows), None, dtype=object)),
         ("attrs", "jsonb", attrs)])
@@ -469,8 +473,8 @@ def _cluster_ids(pg, names: np.ndarray, own: np.ndarray, ages: np.ndarray) -> np
     A row whose subgroup differs from its cluster's name belongs to the subgroup (``own``): a cluster
     of its own, with the row's age, whose ``parent_id`` is the named cluster (an association of
     subgroups of different ages, so its own row holds no age). Clusters not yet known are added with
-    the age given for them, and a known one without an age takes it (rows giving another age than
-    the cluster's were quarantined, see :func:`_age_conflicts`).
+    the age given for them, and a known one without an age takes it: ``cluster.age_myr`` is the first
+    age a release gave; each row keeps its own release's (``rotation_period.cluster_age_myr``).
     """
     known: dict[str, tuple[float | None, str | None]] = {}
     for name, parent, age in zip(own, names, ages):

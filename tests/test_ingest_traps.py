@@ -18,6 +18,8 @@ from ingest import readers
 from ingest.load import ingest_release
 from ingest.mapping import apply, load_mapping
 from ingest.report import format_report, release_report
+from ingest.tasks import gyro_age
+from ingest.tasks.gyro_age import GyroAge
 from ingest.validate import SeenIds, validate
 
 RA_DEG = [10.0, 150.0, 345.0]
@@ -236,7 +238,10 @@ def test_a_joining_release_attaches_to_published_sources_of_other_surveys_only(e
     assert changes == []  # the same stars: nothing new, changed or vanished
 
 
-def test_a_cluster_without_an_age_takes_a_later_one_and_conflicting_ages_are_quarantined(engine, tmp_path, joiner):
+def test_a_cluster_age_is_each_releases_own_and_one_release_disagreeing_is_quarantined(engine, tmp_path, joiner):
+    """A cluster stored without an age takes the first one given; a later release may revise it (its
+    rows keep its age: they were quarantined as 'differs from the ... Myr stored'); rows of one
+    release giving their cluster different ages are quarantined."""
     def load(version: str, rows: str, rotation: str):
         return ingest_release(_release(tmp_path, joiner, version, f"2025-01-0{version[1]}", rows, joining=True,
                                        rotation=rotation), engine)
@@ -251,16 +256,26 @@ def test_a_cluster_without_an_age_takes_a_later_one_and_conflicting_ages_are_qua
         quarantine = conn.execute(sa.text("SELECT release_id, row_number, column_name, reason FROM healcat.quarantine "
                                           "WHERE release_id IN (:v2, :v3) ORDER BY release_id, row_number"),
                                   {"v2": v2.release_id, "v3": v3.release_id}).all()
-    assert ages == {"scratch-Rup": 2700.0, "scratch-B": 50.0}
+        own = conn.execute(sa.text(
+            "SELECT rp.release_id, c.name, rp.cluster_age_myr FROM healcat.rotation_period rp JOIN healcat.cluster c "
+            "USING (cluster_id) WHERE rp.release_id IN (:v2, :v3) GROUP BY 1, 2, 3 ORDER BY 1, 2"),
+            {"v2": v2.release_id, "v3": v3.release_id}).all()
+        # gyrochronology trains on the age its release gives
+        with conn.connection.driver_connection.cursor() as cur:  # the ChronoFlow quality flags: none here
+            cur.execute(GyroAge.training_query.replace(gyro_age._CUTS, "true"), {"release_id": v3.release_id})
+            training = [(name, age) for _, _, _, _, age, name, _ in cur.fetchall()]
+    assert ages == {"scratch-Rup": 2700.0, "scratch-B": 50.0}  # the first age given
     assert quarantine == [
         (v2.release_id, 3, "age", "cluster scratch-Rup age 2500.0 Myr differs from the 2700.0 Myr given by an "
                                   "earlier row of the file"),
         (v2.release_id, 5, "age", "cluster scratch-B age 60.0 Myr differs from the 50.0 Myr given by an earlier "
                                   "row of the file"),
         (v2.release_id, 6, "age", "cluster scratch-Rup age 2600.0 Myr differs from the 2700.0 Myr given by an "
-                                  "earlier row of the file"),
-        (v3.release_id, 1, "age", "cluster scratch-Rup age 3000.0 Myr differs from the 2700.0 Myr stored")]
-    assert (v2.row_counts["rotation_period"], v3.row_counts["rotation_period"]) == (3, 1)
+                                  "earlier row of the file")]
+    assert own == [(v2.release_id, "scratch-B", 50.0), (v2.release_id, "scratch-Rup", 2700.0),
+                   (v3.release_id, "scratch-B", 50.0), (v3.release_id, "scratch-Rup", 3000.0)]
+    assert sorted(training) == [("scratch-B", 50.0), ("scratch-Rup", 3000.0)]
+    assert (v2.row_counts["rotation_period"], v3.row_counts["rotation_period"]) == (3, 2)
     report = format_report(release_report(engine, v2.release, examples=1))
     # grouped with the ages blanked; the example shows the offending column's cell first
     assert ("2  age: cluster scratch-Rup age ... Myr differs from the ... Myr given by an earlier row of the file\n"

@@ -39,12 +39,13 @@ class GyroAge(Task):
     model_name = "chronoflow-gyro"
     default_training_releases = ("chronoflow/2025-prot-catalogue",)
     unit = "log10 yr"
-    #: shard, source_id, BP-RP_0 [mag], Prot [d], cluster age [Myr], cluster name, association (or the cluster).
-    training_query = f"""SELECT rp.shard, rp.source_id, rp.bp_rp_dered, rp.period_day, c.age_myr, c.name,
-       coalesce(a.name, c.name) AS association
+    #: shard, source_id, BP-RP_0 [mag], Prot [d], cluster age [Myr] (the age this release gives the
+    #: cluster, else the first one any release gave), cluster name, association (or the cluster).
+    training_query = f"""SELECT rp.shard, rp.source_id, rp.bp_rp_dered, rp.period_day,
+       coalesce(rp.cluster_age_myr, c.age_myr) AS age_myr, c.name, coalesce(a.name, c.name) AS association
 FROM healcat.rotation_period AS rp JOIN healcat.cluster AS c USING (cluster_id)
 LEFT JOIN healcat.cluster AS a ON a.cluster_id = c.parent_id
-WHERE rp.release_id = %(release_id)s AND c.age_myr IS NOT NULL AND {_CUTS}
+WHERE rp.release_id = %(release_id)s AND coalesce(rp.cluster_age_myr, c.age_myr) IS NOT NULL AND {_CUTS}
 ORDER BY rp.source_id"""
     #: Every rotator of the release: shard, source_id, BP-RP_0 [mag], Prot [d], and the release whose run
     #: of this model version has predicted the star already (its source belongs to another release, e.g.
