@@ -77,8 +77,11 @@ def run() -> None:
     print(f"  NMAD of dz/(1+z): {m['nmad']:.4f}   bias: {m['bias']:+.4f}   "
           f"outliers (|dz|/(1+z) > 0.15): {100 * m['outlier_fraction']:.2f}%   CRPS: {m['crps']:.4f}")
     run_result = run_model(engine, PHOTOZ_MODEL, loaded.release)
-    print(f"  inference on {run_result.device}: {run_result.n_predicted} new predictions"
-          f" ({run_result.n_skipped} skipped: not galaxies or invalid magnitudes; reasons in healcat.inference_skip)")
+    if run_result.already_done:  # a second demo: the same weights, the same version, its run done
+        print(f"  inference: run {run_result.run_id} of this version is done on {loaded.release}; nothing to do")
+    else:
+        print(f"  inference on {run_result.device}: {run_result.n_predicted} new predictions ({run_result.n_skipped} "
+              "skipped: not galaxies or invalid magnitudes; reasons in healcat.inference_skip)")
 
     with engine.connect() as conn:
         galaxy = conn.execute(sa.text(_CROWDED_GALAXY), {"release": loaded.release}).one()

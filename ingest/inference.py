@@ -48,6 +48,7 @@ from catalog.models import InferenceRun, Model, Release
 from catalog.search.similar import model_hint
 from ingest import progress, queue
 from ingest.copy import ParentChecksOff, copy_columns, copy_rows
+from ingest.mapping import shipped_mapping_of
 from ingest.ml.common import inference_device
 from ingest.tasks import ALL_SOURCES, Outputs, Prepared, Task, all_tasks, get_task, in_lane, torch_threads
 
@@ -81,7 +82,8 @@ class RunResult:
 def release_id_of(conn: sa.Connection, release: str) -> int:
     release_id = conn.scalar(sa.select(Release.release_id).where(Release.name == release))
     if release_id is None:
-        raise QueryError(f"no release named {release!r}")
+        mapping = shipped_mapping_of(release)
+        raise QueryError(f"no release named {release!r}" + (f": `healcat ingest {mapping}` loads it" if mapping else ""))
     return release_id
 
 

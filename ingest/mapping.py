@@ -218,11 +218,15 @@ class Mapping:
 
     def input_path(self, override: Path | str | None = None) -> Path:
         """The file to read: ``override`` (relative to the working directory), else the mapping's own
-        ``file`` (relative to the data folder)."""
+        ``file``: relative to the data folder, or, where the data folder has no such file and the
+        mapping's own folder has, to the mapping's folder (your mapping beside your file)."""
         if override:
             return Path(override).resolve()
         path = Path(self.file)
-        return path if path.is_absolute() else data_dir() / path
+        if path.is_absolute():
+            return path
+        beside = self.path.parent / path
+        return beside if not (data_dir() / path).exists() and beside.exists() else data_dir() / path
 
     def used_columns(self) -> set[str]:
         cols = set(self.object_id_fields) - {ROW_FIELD}
@@ -265,6 +269,19 @@ class Mapping:
             if not math.isclose(angle.to(u.deg), POSITION_UNITS[col.unit or "deg"].to(u.deg)):
                 raise MappingError(f"{file}: column {col.name} is in {file_unit} by the file's own header, "
                                    f"but mapping {self.path.name} says {col.unit or 'deg'}")
+
+
+def shipped_mapping_of(release: str) -> str | None:
+    """The name of the shipped mapping (``ingest/mappings/NAME.toml``) that loads ``release``
+    ('survey/version'), for an error to say what to ingest; None if none does."""
+    for path in sorted(MAPPINGS_DIR.glob("*.toml")):
+        try:
+            raw = tomllib.loads(path.read_text())
+            if f"{raw['survey']['name']}/{raw['release']['version']}" == release:
+                return path.stem
+        except (tomllib.TOMLDecodeError, KeyError, TypeError):
+            continue
+    return None
 
 
 def load_mapping(path: Path | str) -> Mapping | PerObjectMapping:

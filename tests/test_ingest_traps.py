@@ -16,7 +16,7 @@ from astropy.table import MaskedColumn, Table, vstack
 from catalog.errors import IngestError, MappingError
 from ingest import readers
 from ingest.load import ingest_release
-from ingest.mapping import apply, load_mapping
+from ingest.mapping import apply, data_dir, load_mapping
 from ingest.report import format_report, release_report
 from ingest.tasks import gyro_age
 from ingest.tasks.gyro_age import GyroAge
@@ -356,6 +356,21 @@ def test_a_negative_error_beside_a_measurement_is_quarantined_unless_a_listed_se
         (1, "fe", "fe -1 is a negative error"), (2, "me", "me -0.05 is a negative error")]
     (_, chunk), = _mapped(mapping)
     assert np.isnan(chunk.phot["r"].mag_err[3]) and chunk.phot["r"].mag_err[4] == pytest.approx(0.1)
+
+
+def test_your_mapping_reads_your_file_beside_it(tmp_path):
+    """A relative file is looked for in the data folder, then beside the mapping (a newcomer's CSV next
+    to their mapping was 'no such file' under ../shared/data)."""
+    (tmp_path / "mine.csv").write_text("id,ra,dec,mag\n1,10,5,18\n")
+    mapping = _mapping(tmp_path, tmp_path / "mine.csv", "csv", ignore="")
+    mapping.write_text(mapping.read_text().replace(f'file = "{tmp_path / "mine.csv"}"', 'file = "mine.csv"'))
+    loaded = load_mapping(mapping)
+    assert loaded.file == "mine.csv" and loaded.input_path() == tmp_path / "mine.csv"
+    (chunk_table, chunk), = _mapped(mapping)
+    assert list(chunk.object_id) == ["1"]
+    # a shipped mapping's file is the data folder's
+    sdss = load_mapping("sdss_dr14_skyserver_10k")
+    assert sdss.input_path() == data_dir() / sdss.file
 
 
 def test_an_attr_keeps_its_numbers_numbers_in_a_chunk_a_stray_word_made_text(tmp_path):

@@ -259,6 +259,12 @@ def test_registering_refuses_another_tasks_weights_and_numbers_json_cannot_hold(
     for option, bad in (("seed", -1), ("epochs", 0), ("epochs", 2.5)):
         with pytest.raises(HealcatError, match=f"train photoz: {option} must be an integer"):
             train(engine, "photoz", SDSS_RELEASE, **{"seed": 0, option: bad})
+    # a release not loaded yet: the error names the shipped mapping that loads it (a newcomer had to guess)
+    with pytest.raises(QueryError, match=r"no release named 'piczl-run/ls10-demo': `healcat ingest "
+                                         r"piczl_ls10_demo_run` loads it"):
+        train(engine, "photoz", "piczl-run/ls10-demo")
+    with pytest.raises(QueryError, match=r"no release named 'nope/x'$"):
+        train(engine, "photoz", "nope/x")
 
 
 @pytest.mark.parametrize("name", ["pz/sub", "../../escaped", "   ", "", ".hidden", "a" * 101])
