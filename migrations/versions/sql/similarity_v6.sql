@@ -1,10 +1,11 @@
 -- similarity_v6.sql -- (migration 0034) change it in a new migration with _v7 definitions rather
 -- than by editing this file.
 --
---   healcat.similar_scope        a search whose releases hold no finished run of the version it
---       resolved to is an error naming them and where the version has run (similarity_v5's searched
---       an empty list of releases and answered no rows: every search with no release named, from
---       a survey's new release being published until its inference backfill finished).
+--   healcat.similar_scope        a search with no release named, whose published releases hold no
+--       finished run of the version it resolved to while older releases do, is an error naming
+--       them (similarity_v5's searched an empty list of releases and answered no rows: every such
+--       search from a survey's new release being published until its inference backfill finished).
+--       A release named without the version's outputs is still answered with no rows.
 --
 -- Executed through sqlalchemy.text(): never a colon directly followed by a word character.
 
@@ -80,15 +81,19 @@ BEGIN
     END IF;
     release_ids := ARRAY(SELECT DISTINCT i.release_id FROM healcat.inference_run AS i
                          WHERE i.model_id = m.model_id AND i.finished_at IS NOT NULL AND i.release_id = ANY(scope));
-    IF cardinality(release_ids) = 0 THEN  -- none of the releases searched has this version's outputs
+    IF release_name IS NULL AND cardinality(release_ids) = 0 AND EXISTS (
+            SELECT 1 FROM healcat.inference_run AS i WHERE i.model_id = m.model_id AND i.finished_at IS NOT NULL) THEN
+        -- the published releases hold none of this version's outputs, older releases do (a survey's new
+        -- release published, its backfill pending): say so rather than answer no rows. (A release
+        -- named without them is answered: nothing there has an embedding.)
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = format(
-            'similar: model %s version %s has no finished run on the releases searched (%s)%s: run it there '
-            '(healcat infer, or the workers'' backfill) or name a release it has run on (release_name)',
-            m.name, m.version,
+            'similar: model %s version %s has no finished run on the published releases (%s), only on %s: '
+            'run it on them (healcat infer, or the workers'' backfill) or name a release it has run on '
+            '(release_name)', m.name, m.version,
             (SELECT string_agg(r.name, ', ' ORDER BY r.name) FROM healcat.release AS r WHERE r.release_id = ANY(scope)),
-            coalesce(' but on ' || (SELECT string_agg(DISTINCT r.name, ', ') FROM healcat.inference_run AS i
-                                    JOIN healcat.release AS r ON r.release_id = i.release_id
-                                    WHERE i.model_id = m.model_id AND i.finished_at IS NOT NULL), ''));
+            (SELECT string_agg(DISTINCT r.name, ', ') FROM healcat.inference_run AS i
+             JOIN healcat.release AS r ON r.release_id = i.release_id
+             WHERE i.model_id = m.model_id AND i.finished_at IS NOT NULL));
     END IF;
     IF NOT EXISTS (SELECT 1 FROM healcat.inference_run AS i
                    WHERE i.model_id = m.model_id AND i.finished_at IS NOT NULL AND i.release_id <> ALL(scope)) THEN
