@@ -25,10 +25,16 @@ from catalog.errors import ConfigurationError
 DATABASE_NAME = "healcat"
 #: The read-only role migration 0005 creates: SELECT and EXECUTE on the schema, a statement timeout.
 READER_ROLE = "healcat_reader"
+#: The read-only role's limits [s]: how long one statement may run, and a transaction sit idle.
+#: Its sessions set them as timeouts (:data:`READER_SESSION`); a reader may ``SET`` them away in its
+#: own session, so the watchdog (:mod:`catalog.watchdog`) enforces them from outside too.
+READER_STATEMENT_S = 60
+READER_IDLE_IN_TRANSACTION_S = 300
 #: The limits every session as the read-only role sets for itself when it connects (startup options,
 #: which win over the role's defaults: a reader may ``ALTER ROLE`` its own defaults, which would
 #: otherwise reach every reader session, ``healcat serve``'s included).
-READER_SESSION = {"statement_timeout": "60s", "idle_in_transaction_session_timeout": "5min", "work_mem": "32MB"}
+READER_SESSION = {"statement_timeout": f"{READER_STATEMENT_S}s",
+                  "idle_in_transaction_session_timeout": f"{READER_IDLE_IN_TRANSACTION_S}s", "work_mem": "32MB"}
 
 
 def home() -> Path:

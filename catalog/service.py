@@ -22,7 +22,9 @@ Requests are served by a fixed pool of threads, each with its own database sessi
 sends nothing for :data:`REQUEST_TIMEOUT` seconds is closed (idle connections held every thread, and
 the service stalled), and at most :data:`QUEUED_PER_THREAD` connections per thread wait for one: the
 next ones get HTTP 503 at once. The sessions set their own statement timeout and memory when they
-connect (:data:`catalog.db.READER_SESSION`), whatever a reader made its role's defaults.
+connect (:data:`catalog.db.READER_SESSION`), whatever a reader made its role's defaults. While it
+serves, a watchdog thread (:mod:`catalog.watchdog`) ends any reader's statement or transaction that
+outlasts those limits, the service's or another client's that lifted its own timeout.
 """
 
 from __future__ import annotations
@@ -43,9 +45,11 @@ from astropy.io.votable.tree import Info, Resource, VOTableFile
 from astropy.table import Table
 from astropy.io.votable import from_table
 
+from catalog import db
 from catalog.errors import HealcatError, QueryError
 from catalog.search.cone import Cone
 from catalog.search.region import run
+from catalog.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -208,13 +212,16 @@ def handler(engine: sa.Engine, request_timeout: float = REQUEST_TIMEOUT) -> type
 class PooledHTTPServer(HTTPServer):
     """An HTTP server answering on a fixed pool of threads: each keeps one database session (the
     searches' per-thread sessions), so the server holds at most ``threads`` connections. At most
-    ``queued`` accepted connections wait for a thread; the next ones are answered 503 and closed."""
+    ``queued`` accepted connections wait for a thread; the next ones are answered 503 and closed.
+    ``watchdog`` sweeps until :meth:`server_close`."""
 
-    def __init__(self, address: tuple[str, int], handler_class, threads: int, queued: int) -> None:
+    def __init__(self, address: tuple[str, int], handler_class, threads: int, queued: int,
+                 watchdog: Watchdog) -> None:
         super().__init__(address, handler_class)
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="healcat-serve")
         self.most = threads + queued
         self.room = threading.BoundedSemaphore(self.most)  # for connections answered or waiting
+        self.watchdog = watchdog.start()
 
     def process_request(self, request, client_address) -> None:
         if not self.room.acquire(blocking=False):
@@ -248,13 +255,17 @@ class PooledHTTPServer(HTTPServer):
     def server_close(self) -> None:
         super().server_close()
         self.pool.shutdown(wait=True)
+        self.watchdog.stop()
 
 
 def make_server(engine: sa.Engine, host: str = "127.0.0.1", port: int = 8008, threads: int = 4,
-                timeout: float = REQUEST_TIMEOUT, queued: int | None = None) -> PooledHTTPServer:
+                timeout: float = REQUEST_TIMEOUT, queued: int | None = None,
+                watchdog: Watchdog | None = None) -> PooledHTTPServer:
     """The service on ``host``:``port`` (port 0: any free one; ``server.server_address`` says which),
     ``engine`` as the read-only role (:func:`catalog.db.reader_url`); ``timeout``: seconds a client may
     stay silent; ``queued``: connections that may wait for a thread (default
-    :data:`QUEUED_PER_THREAD` per thread)."""
+    :data:`QUEUED_PER_THREAD` per thread); ``watchdog``: what ends readers' statements past their limits
+    while it serves (default: the reader's limits, swept as the configured database's owner)."""
     queued = QUEUED_PER_THREAD * threads if queued is None else queued
-    return PooledHTTPServer((host, port), handler(engine, timeout), threads, queued)
+    watchdog = Watchdog(db.engine()) if watchdog is None else watchdog
+    return PooledHTTPServer((host, port), handler(engine, timeout), threads, queued, watchdog)

@@ -32,6 +32,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from catalog.errors import IngestError, MissingInputError, QueryError, first_line, lost_connection
+from catalog.watchdog import Watchdog
 from ingest import progress, queue
 
 log = logging.getLogger(__name__)
@@ -172,6 +173,8 @@ class Worker:
         self.done = 0  # jobs run
         self.claimed = False  # whether the current connection has claimed (the database answered)
         self.lost_job: int | None = None  # the job this worker was running when its session ended
+        # ends what read-only sessions run past their limits, on a thread of its own: a job may run for hours
+        self.watchdog = Watchdog(engine)
 
     def run(self, *, once: bool = False, poll_s: float = 2.0) -> int:
         """Run jobs; with ``once``, until the queue has nothing due. Returns the number of jobs run.
@@ -181,7 +184,12 @@ class Worker:
         :data:`RECONNECT_MAX_S` until a claim succeeds again, and connects again; a job it was running
         lost its session's lock with the connection, so it was stopped (:class:`JobLost`) and the
         next claim finds it orphaned and queues it again (a failed attempt). A database it never
-        reached, a login refused, or any loss under ``once``, is raised."""
+        reached, a login refused, or any loss under ``once``, is raised. Meanwhile :attr:`watchdog`
+        ends the read-only role's statements and transactions that outlast its limits."""
+        with self.watchdog:
+            return self._run(once=once, poll_s=poll_s)
+
+    def _run(self, *, once: bool, poll_s: float) -> int:
         self.done, wait_s, reached = 0, 1.0, False
         while not self.stopping.is_set():
             self.claimed = False
