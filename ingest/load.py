@@ -64,6 +64,14 @@ def hashed_release(path: Path, mapping: Mapping) -> tuple[str, tuple[int, ...]]:
     """:func:`release_checksum`, and the identity of the file it read (device, inode, size and
     modification time of the open file), for :func:`check_same_file` once the rows are read."""
     digest = hashlib.sha256()
+    read = hash_file(digest, path)
+    digest.update(mapping_json(mapping))
+    return digest.hexdigest(), read
+
+
+def hash_file(digest, path: Path) -> tuple[int, ...]:
+    """Feed the file's bytes to ``digest``; returns the identity of the file read (device, inode, size,
+    modification time), for :func:`check_same_file`. A file written to while it is read is an error."""
     with path.open("rb") as fh:
         before = _identity(os.fstat(fh.fileno()))
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -71,8 +79,12 @@ def hashed_release(path: Path, mapping: Mapping) -> tuple[str, tuple[int, ...]]:
         read = _identity(os.fstat(fh.fileno()))
     if read != before:
         raise IngestError(f"{path}: changed while its checksum was computed (still being written?): not loaded")
-    digest.update(json.dumps(mapping.raw, sort_keys=True, default=str).encode())
-    return digest.hexdigest(), read
+    return read
+
+
+def mapping_json(mapping) -> bytes:
+    """The mapping's canonical JSON, the part of a release checksum that is not the files' bytes."""
+    return json.dumps(mapping.raw, sort_keys=True, default=str).encode()
 
 
 def _identity(st: os.stat_result) -> tuple[int, ...]:
@@ -82,14 +94,15 @@ def _identity(st: os.stat_result) -> tuple[int, ...]:
 def check_same_file(path: Path, hashed: tuple[int, ...]) -> None:
     """Fail unless ``path`` is still the file whose bytes were hashed, unchanged: the rows were read
     by opening it again, later (after waiting for another loader of the release), and a file renamed
-    over it meanwhile, or written to, would have been stored under the checksum of other bytes."""
+    over it meanwhile, or written to, or removed, would have been stored under the checksum of other bytes."""
     try:
         now = _identity(path.stat())
     except FileNotFoundError:
         now = None
     if now != hashed:
-        raise IngestError(f"{path}: replaced or changed while it was being loaded (after its checksum was "
-                          f"computed): not loaded; load it again (the scheduler's next scan queues what it holds now)")
+        raise IngestError(f"{path}: {'removed' if now is None else 'replaced or changed'} while it was being "
+                          f"loaded (after its checksum was computed): not loaded; load it again (the "
+                          f"scheduler's next scan queues what it holds now)")
 
 
 def ingest_release(mapping: Mapping | str | Path, engine: sa.Engine, file: str | Path | None = None, *,

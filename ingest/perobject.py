@@ -26,7 +26,6 @@ Sentinel magnitudes the mapping lists are missing measurements, counted, not err
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,10 +37,11 @@ from astropy.table import Table, join, vstack
 from catalog.errors import IngestError, MappingError
 from ingest import progress
 from ingest.copy import copy_rows
-from ingest.load import LoadResult, _copy_chunk, _quarantine, check_unchanged, load_release
+from ingest.load import (LoadResult, _copy_chunk, _quarantine, check_same_file, check_unchanged, hash_file, load_release,
+                         mapping_json)
 from ingest.mapping import apply, data_dir, json_scalar
 from ingest.perobject_build import curve_rows, group_by_position, spectrum_row
-from ingest.perobject_mapping import PerObjectMapping
+from ingest.perobject_mapping import InputFiles, PerObjectMapping
 from ingest.readers.series import Record, read_series
 from ingest.validate import Rejected, SeenIds, validate
 
@@ -58,30 +58,44 @@ LABEL_TYPES = ("int2", "int8", "text", "text", "text", "int4")
 
 def files_checksum(paths: list[Path], mapping: PerObjectMapping) -> str:
     """sha256 over each input file's name and bytes (in name order) and the mapping's canonical JSON."""
+    return hashed_files(paths, mapping)[0]
+
+
+def hashed_files(paths: list[Path], mapping: PerObjectMapping) -> tuple[str, dict[Path, tuple[int, ...]]]:
+    """:func:`files_checksum`, and the identity of each file it read (``ingest.load.hash_file``), for
+    ``check_same_file`` once the release's rows are read."""
     digest = hashlib.sha256()
+    hashed = {}
     for path in sorted(paths, key=str):
         digest.update(_relative(path).encode() + b"\0")
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    digest.update(json.dumps(mapping.raw, sort_keys=True, default=str).encode())
-    return digest.hexdigest()
+        hashed[path] = hash_file(digest, path)
+    digest.update(mapping_json(mapping))
+    return digest.hexdigest(), hashed
 
 
 def ingest_per_object(mapping: PerObjectMapping, engine, *, checksum: str | None = None) -> LoadResult:
-    """Load a mapping's per-object files as one release (``checksum``: as for ingest_release)."""
-    paths = mapping.input_paths()
+    """Load a mapping's per-object files as one release (``checksum``: as for ingest_release).
+
+    The files are found once and read as found: each is checked, before the commit, to be the file
+    hashed, unchanged (one replaced, written to or removed meanwhile fails the load, naming it)."""
+    inputs = mapping.input_files()
     uri = mapping.source_uri
     load = _load_light_curves if mapping.light_curve else _load_spectra
-    found = files_checksum(paths, mapping)
+    found, hashed = hashed_files(inputs.all(), mapping)
     check_unchanged(uri, checksum, found)
-    return load_release(engine, mapping, uri, found, lambda pg, release_id: load(pg, mapping, release_id))
+
+    def load_rows(pg, release_id: int) -> dict[str, int]:
+        counts = load(pg, mapping, inputs, release_id)
+        for path, identity in hashed.items():  # before the commit: the rows read are the bytes hashed
+            check_same_file(path, identity)
+        return counts
+
+    return load_release(engine, mapping, uri, found, load_rows)
 
 
-def _series(mapping: PerObjectMapping) -> Iterator[Record]:
-    """The records of the mapping's series files, reporting the files done so far out of all of them
+def _series(mapping: PerObjectMapping, paths: list[Path]) -> Iterator[Record]:
+    """The records of the series files, reporting the files done so far out of all of them
     (a job's progress; an archive counts as one file)."""
-    paths = mapping.series.paths()
     done: set[str] = set()
     for record in read_series(paths, mapping.series.format, mapping.series.options):
         done.add(str(record.file).split(":", 1)[0])
@@ -128,23 +142,23 @@ class _Quarantine:
 # --- light curves ------------------------------------------------------------
 
 
-def _catalog_table(mapping: PerObjectMapping) -> Table:
+def _catalog_table(mapping: PerObjectMapping, inputs: InputFiles) -> Table:
     """The [catalog] files stacked (with their file name and row) and joined to its join files by key."""
     cat = mapping.catalog
     text = (set(mapping.source.read_options.text_columns) - {"key"}) | {cat.options["key"]}
     tables = []
-    for path in cat.paths():
+    for path in inputs.catalog:
         try:
             table = read_table(path, cat.format, text)
         except Exception as exc:  # astropy raises many types for broken files
             raise MappingError(f"{path}: cannot be read as {cat.format}: {exc}") from exc
-        mapping.check_columns(set(table.colnames) | _joined_columns(mapping), _catalog_used(mapping), path)
+        mapping.check_columns(set(table.colnames) | _joined_columns(mapping, inputs), _catalog_used(mapping), path)
         table["_file"] = _relative(path)
         table["_row"] = np.arange(1, len(table) + 1)
         tables.append(table)
     table = vstack(tables, join_type="exact") if len(tables) > 1 else tables[0]
-    for extra in cat.options.get("join", []):
-        for path in sorted(data_dir().glob(extra["files"])):
+    for extra, paths in zip(cat.options.get("join", []), inputs.joins):
+        for path in paths:
             other = read_table(path, extra.get("format", cat.format), {extra["key"]})
             if extra["key"] != cat.options["key"]:
                 other.rename_column(extra["key"], cat.options["key"])
@@ -171,10 +185,10 @@ def _sexagesimal(d: np.ndarray, m: np.ndarray, s: np.ndarray) -> list[str]:
             for a, b, c in zip(d, m, s)]
 
 
-def _joined_columns(mapping: PerObjectMapping) -> set[str]:
+def _joined_columns(mapping: PerObjectMapping, inputs: InputFiles) -> set[str]:
     cols: set[str] = set()
-    for extra in mapping.catalog.options.get("join", []):
-        for path in sorted(data_dir().glob(extra["files"])):
+    for extra, paths in zip(mapping.catalog.options.get("join", []), inputs.joins):
+        for path in paths:
             cols |= set(Table.read(path, format=extra.get("format", mapping.catalog.format)).colnames) - {extra["key"]}
     return cols
 
@@ -215,9 +229,9 @@ def _labels(mapping: PerObjectMapping, table: Table, good: np.ndarray, ids: dict
                spec.split_by_file.get(Path(table["_file"][i]).name), release_id)
 
 
-def _load_light_curves(pg, mapping: PerObjectMapping, release_id: int) -> dict[str, int]:
+def _load_light_curves(pg, mapping: PerObjectMapping, inputs: InputFiles, release_id: int) -> dict[str, int]:
     quarantine = _Quarantine()
-    table = _catalog_table(mapping)
+    table = _catalog_table(mapping, inputs)
     ids, counts, good = _new_sources(pg, mapping, table, quarantine, release_id)
     table["object_id"] = apply(mapping.source, table).object_id
     by_key = {table["key"][i]: table["object_id"][i] for i in np.flatnonzero(good)}
@@ -231,7 +245,7 @@ def _load_light_curves(pg, mapping: PerObjectMapping, release_id: int) -> dict[s
     rows = []
     key = {mapping.series.options["key"]} if "key" in mapping.series.options else set()
     checked: set[frozenset[str]] = set()  # column sets found fine: every file's are checked, not the first's
-    for record in _series(mapping):
+    for record in _series(mapping, inputs.series):
         stats["series_read"] += 1
         if record.problems:
             quarantine.add_record(record)
@@ -264,12 +278,12 @@ def _load_light_curves(pg, mapping: PerObjectMapping, release_id: int) -> dict[s
 # --- spectra -----------------------------------------------------------------
 
 
-def _load_spectra(pg, mapping: PerObjectMapping, release_id: int) -> dict[str, int]:
+def _load_spectra(pg, mapping: PerObjectMapping, inputs: InputFiles, release_id: int) -> dict[str, int]:
     quarantine = _Quarantine()
     spec = mapping.spectrum
     records, metas = [], []
     scalars = sorted(mapping.scalar_columns())
-    for record in _series(mapping):
+    for record in _series(mapping, inputs.series):
         if record.problems:
             quarantine.add_record(record)
             continue

@@ -57,6 +57,19 @@ class Files:
 
 
 @dataclass(frozen=True)
+class InputFiles:
+    """The files a per-object release reads, found once (globs matched when the load starts): what is
+    hashed is what is read, a file added later is not."""
+
+    catalog: list[Path]
+    joins: list[list[Path]]  # per [catalog] join entry, the files its glob matches in the data folder
+    series: list[Path]
+
+    def all(self) -> list[Path]:
+        return self.catalog + [p for paths in self.joins for p in paths] + self.series
+
+
+@dataclass(frozen=True)
 class Band:
     """One band of a light curve: which arrays hold its times, magnitudes and errors."""
 
@@ -147,8 +160,13 @@ class PerObjectMapping:
         """The release's files as its globs name them (``release.source_uri``)."""
         return "; ".join((self.catalog.patterns if self.catalog else ()) + self.series.patterns)
 
+    def input_files(self) -> InputFiles:
+        joins = [sorted(data_dir().glob(extra["files"])) for extra in self.catalog.options.get("join", [])] \
+            if self.catalog else []
+        return InputFiles(self.catalog.paths() if self.catalog else [], joins, self.series.paths())
+
     def input_paths(self) -> list[Path]:
-        return (self.catalog.paths() if self.catalog else []) + self.series.paths()
+        return self.input_files().all()
 
     def check_columns(self, present: set[str], used: set[str], file: Path | str) -> None:
         """Fail, naming the file and the columns, unless ``present`` is what is used or ignored."""
