@@ -20,7 +20,9 @@ error reaches a client (a server fault is logged, and the client gets 500 and no
 parameter holding a control character (a NUL, which PostgreSQL text cannot hold) is such an error.
 Requests are served by a fixed pool of threads, each with its own database session. A connection that
 sends nothing for :data:`REQUEST_TIMEOUT` seconds is closed (idle connections held every thread, and
-the service stalled), and at most :data:`QUEUED_PER_THREAD` connections per thread wait for one: the
+the service stalled), as is one whose request line and headers have not all come within
+:data:`HEADER_TIMEOUT` seconds (a client sending a byte now and then never tripped the first, and held
+a thread for ever), and at most :data:`QUEUED_PER_THREAD` connections per thread wait for one: the
 next ones get HTTP 503 at once. The sessions set their own statement timeout and memory when they
 connect (:data:`catalog.db.READER_SESSION`), whatever a reader made its role's defaults. While it
 serves, a watchdog thread (:mod:`catalog.watchdog`) ends any reader's statement or transaction that
@@ -32,7 +34,9 @@ from __future__ import annotations
 import io
 import logging
 import math
+import socket
 import threading
+import time
 import unicodedata
 import urllib.parse
 from collections.abc import Callable
@@ -45,7 +49,7 @@ from astropy.io.votable.tree import Info, Resource, VOTableFile
 from astropy.table import Table
 from astropy.io.votable import from_table
 
-from catalog import db
+from catalog import db, settings
 from catalog.errors import HealcatError, QueryError
 from catalog.search.cone import Cone
 from catalog.search.region import run
@@ -60,6 +64,9 @@ SCS_UCDS = {"source_id": "ID_MAIN", "ra": "POS_EQ_RA_MAIN", "dec": "POS_EQ_DEC_M
 VOTABLE = "text/xml;content=x-votable"
 #: Seconds a connection may wait for a client's next bytes (request line, headers) before it is closed.
 REQUEST_TIMEOUT = 10.0
+#: Seconds a client has to send its whole request line and headers, however it spaces its bytes
+#: (``HEALCAT_SERVE_HEADER_TIMEOUT_S`` sets another).
+HEADER_TIMEOUT = 10.0
 #: Connections that may wait for a free thread, per thread; more are answered 503 at once.
 QUEUED_PER_THREAD = 8
 
@@ -173,10 +180,44 @@ def error_votable(message: str) -> bytes:
     return out.getvalue()
 
 
-def handler(engine: sa.Engine, request_timeout: float = REQUEST_TIMEOUT) -> type[BaseHTTPRequestHandler]:
+class _Deadline(io.RawIOBase):
+    """A connection's incoming bytes, each read waiting at most ``per_read_s`` and no later than
+    ``deadline`` (``time.monotonic()``; None: none): TimeoutError after it, which http.server answers
+    by closing the connection."""
+
+    def __init__(self, sock: socket.socket, per_read_s: float, deadline: float | None) -> None:
+        self.sock, self.per_read_s, self.deadline = sock, per_read_s, deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the request line and headers did not all come in time")
+            self.sock.settimeout(min(left, self.per_read_s))
+        return self.sock.recv_into(buffer)
+
+
+def handler(engine: sa.Engine, request_timeout: float = REQUEST_TIMEOUT,
+            header_timeout: float = HEADER_TIMEOUT) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "healcat"
         timeout = request_timeout  # the socket's: a silent client's readline() gives up (http.server then closes)
+
+        def setup(self) -> None:
+            super().setup()
+            self.rfile.close()  # the socket's own reader: the request comes through one with a deadline
+            self.rfile = io.BufferedReader(_Deadline(self.connection, self.timeout,
+                                                     time.monotonic() + header_timeout))
+
+        def parse_request(self) -> bool:
+            try:
+                return super().parse_request()  # the request line is in; this reads the headers
+            finally:  # the answer is written under the socket's timeout alone
+                self.rfile.raw.deadline = None
+                self.connection.settimeout(self.timeout)
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             url = urllib.parse.urlsplit(self.path)
@@ -259,13 +300,17 @@ class PooledHTTPServer(HTTPServer):
 
 
 def make_server(engine: sa.Engine, host: str = "127.0.0.1", port: int = 8008, threads: int = 4,
-                timeout: float = REQUEST_TIMEOUT, queued: int | None = None,
-                watchdog: Watchdog | None = None) -> PooledHTTPServer:
+                timeout: float = REQUEST_TIMEOUT, queued: int | None = None, watchdog: Watchdog | None = None,
+                header_timeout: float | None = None) -> PooledHTTPServer:
     """The service on ``host``:``port`` (port 0: any free one; ``server.server_address`` says which),
     ``engine`` as the read-only role (:func:`catalog.db.reader_url`); ``timeout``: seconds a client may
-    stay silent; ``queued``: connections that may wait for a thread (default
-    :data:`QUEUED_PER_THREAD` per thread); ``watchdog``: what ends readers' statements past their limits
-    while it serves (default: the reader's limits, swept as the configured database's owner)."""
+    stay silent; ``header_timeout``: seconds it has to send its request line and headers (default
+    ``HEALCAT_SERVE_HEADER_TIMEOUT_S``, else :data:`HEADER_TIMEOUT`); ``queued``: connections that may
+    wait for a thread (default :data:`QUEUED_PER_THREAD` per thread); ``watchdog``: what ends readers'
+    statements past their limits while it serves (default: the reader's limits, swept as the configured
+    database's owner)."""
     queued = QUEUED_PER_THREAD * threads if queued is None else queued
+    if header_timeout is None:
+        header_timeout = settings.from_env("HEALCAT_SERVE_HEADER_TIMEOUT_S", 0.1, float, "seconds") or HEADER_TIMEOUT
     watchdog = Watchdog(db.engine()) if watchdog is None else watchdog
-    return PooledHTTPServer((host, port), handler(engine, timeout), threads, queued, watchdog)
+    return PooledHTTPServer((host, port), handler(engine, timeout, header_timeout), threads, queued, watchdog)

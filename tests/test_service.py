@@ -113,9 +113,11 @@ def test_the_index_and_an_unknown_path(service):
 
 
 @pytest.fixture
-def small_service(database_url, catalog):
-    """A service of one thread, quick to drop silent clients, with room for two waiting connections."""
+def small_service(database_url, catalog, monkeypatch):
+    """A service of one thread, quick to drop silent clients (2 s) and slow ones (3 s for the request
+    line and headers, as the environment says), with room for two waiting connections."""
     reader = sa.create_engine(db.reader_url(database_url))
+    monkeypatch.setenv("HEALCAT_SERVE_HEADER_TIMEOUT_S", "3")
     server = make_server(reader, port=0, threads=1, timeout=2.0, queued=2)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -142,6 +144,44 @@ def test_silent_connections_are_dropped_and_do_not_stall_the_service(small_servi
     finally:
         for s in silent:
             s.close()
+
+
+def test_a_client_dripping_its_request_is_cut_off_and_others_are_answered(small_service):
+    """A byte every 0.5 s never tripped the 2 s wait for a client's next bytes: a client dripping its
+    headers held the only thread for ever, and every other request waited behind it."""
+    ended = threading.Event()
+
+    def drip(client: socket.socket) -> None:
+        client.sendall(b"GET /scs?RA=161.08&DEC=0.68&SR=0.05 HTTP/1.0\r\n")
+        client.settimeout(0.5)
+        deadline = time.monotonic() + 60  # liveness: long past the 3 s the server allows
+        while time.monotonic() < deadline:
+            try:
+                client.sendall(b"X")  # a header that never ends
+                client.recv(1)  # b"" (closed) or a byte of an answer: the server is done with it
+            except TimeoutError:
+                continue
+            except OSError:  # reset: the server closed it while bytes were on their way
+                pass
+            ended.set()
+            return
+
+    with socket.create_connection(small_service) as client:
+        dripping = threading.Thread(target=drip, args=(client,))
+        dripping.start()
+        time.sleep(1.0)  # it holds the service's one thread
+        status, body = _get("http://{}:{}/scs?RA=161.08&DEC=0.68&SR=0.05".format(*small_service))
+        dripping.join(60)
+    assert ended.is_set(), "the server closed the dripping connection"
+    assert status == 200 and len(parse_single_table(io.BytesIO(body)).to_table()) > 0
+
+
+def test_a_bad_header_timeout_in_the_environment_is_refused(database_url, monkeypatch):
+    from catalog.errors import ConfigurationError
+
+    monkeypatch.setenv("HEALCAT_SERVE_HEADER_TIMEOUT_S", "0")
+    with pytest.raises(ConfigurationError, match="HEALCAT_SERVE_HEADER_TIMEOUT_S='0'"):
+        make_server(sa.create_engine(db.reader_url(database_url)), port=0)
 
 
 def test_a_full_queue_is_answered_503_at_once(small_service):
