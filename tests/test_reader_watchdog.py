@@ -160,3 +160,14 @@ def test_the_service_runs_the_watchdog(engine, reader):
         with engine.begin() as conn:
             conn.execute(sa.text("SELECT pg_cancel_backend(:pid)"), {"pid": unbounded.pid})
         unbounded.result()
+
+
+def test_a_watchdog_whose_role_may_not_signal_says_so_and_stops(engine, reader, caplog):
+    with engine.connect() as conn:
+        owner = conn.scalar(sa.text("SELECT current_user"))
+    watchdog = Watchdog(reader, role=owner, interval_s=0.1).start()  # the reader watching the owner
+    try:
+        _wait_for(lambda: not watchdog._thread.is_alive(), "the watchdog stops")
+    finally:
+        watchdog.stop()
+    assert f"the role {db.READER_ROLE} may not see and signal the sessions of {owner}" in caplog.text
