@@ -17,8 +17,10 @@ has it), a magnitude outside [-30, 50], an error that is not positive or is past
 point of a band the mapping does not name, a curve with no points, a spectrum with no pixels, non-finite or
 non-increasing wavelengths, wavelengths outside [10, 1e7] Angstrom, flux/ivar a float4 cannot
 hold, a mask an int4 cannot, a file unit (FITS TUNIT) not convertible to the mapping's, a spectrum
-whose id names two current sources of the match surveys, and an unreadable file each become a
-quarantine row with the file, the row (or 0 for a whole file), the column and the reason. A
+whose id names two current sources of the match surveys, a row with fewer or more fields than its
+file's header (a last row cut short: padded with missing cells, it was reported as a bad band) and
+an unreadable file each become a quarantine row with the file, the row (or 0 for a whole file), the
+column and the reason. A
 curve whose times are out of order is sorted (``curves_sorted`` counts them).
 Sentinel magnitudes the mapping lists are missing measurements, counted, not errors.
 """
@@ -42,6 +44,7 @@ from ingest.load import (LoadResult, _copy_chunk, _quarantine, check_same_file, 
 from ingest.mapping import apply, data_dir, json_scalar
 from ingest.perobject_build import curve_rows, group_by_position, spectrum_row
 from ingest.perobject_mapping import InputFiles, PerObjectMapping
+from ingest.readers.lightcurve import CsvRows, read_csv_rows
 from ingest.readers.series import Record, read_series
 from ingest.validate import Rejected, SeenIds, validate
 
@@ -123,8 +126,11 @@ class _Quarantine:
         self.files.append(_relative(file))
 
     def add_record(self, record: Record) -> None:
+        """What the reader could not read of a record: the whole (its problems) or some rows."""
         for column, reason in record.problems:
             self.add(record.file, record.row, column, reason, {"object": record.key})
+        for row, column, reason, raw in record.bad_rows:
+            self.add(record.file, row, column, reason, raw)
 
     def nothing_loaded(self, what: str, read: int) -> IngestError:
         """The error of a release in which nothing passed: publish nothing, name the first problems."""
@@ -142,24 +148,34 @@ class _Quarantine:
 # --- light curves ------------------------------------------------------------
 
 
-def _catalog_table(mapping: PerObjectMapping, inputs: InputFiles) -> Table:
-    """The [catalog] files stacked (with their file name and row) and joined to its join files by key."""
+def _catalog_table(mapping: PerObjectMapping, inputs: InputFiles,
+                   quarantine: _Quarantine) -> tuple[Table, set[str]]:
+    """The [catalog] files stacked (with their file name and row) and joined to its join files by key;
+    and the keys of the rows set apart as malformed (fewer or more fields than the header: quarantined)."""
     cat = mapping.catalog
     text = (set(mapping.source.read_options.text_columns) - {"key"}) | {cat.options["key"]}
-    tables = []
+    tables, malformed = [], set()
     for path in inputs.catalog:
         try:
-            table = read_table(path, cat.format, text)
+            read = read_table(path, cat.format, text)
         except Exception as exc:  # astropy raises many types for broken files
             raise MappingError(f"{path}: cannot be read as {cat.format}: {exc}") from exc
+        table = read.table
         mapping.check_columns(set(table.colnames) | _joined_columns(mapping, inputs), _catalog_used(mapping), path)
+        at = table.colnames.index(cat.options["key"])
+        for n, column, reason, fields in read.malformed:
+            quarantine.add(path, n, column, reason, {"fields": fields})
+            malformed.update(fields[at:at + 1])
         table["_file"] = _relative(path)
-        table["_row"] = np.arange(1, len(table) + 1)
+        table["_row"] = read.rows
         tables.append(table)
     table = vstack(tables, join_type="exact") if len(tables) > 1 else tables[0]
     for extra, paths in zip(cat.options.get("join", []), inputs.joins):
         for path in paths:
-            other = read_table(path, extra.get("format", cat.format), {extra["key"]})
+            read = read_table(path, extra.get("format", cat.format), {extra["key"]})
+            if read.malformed:  # its columns would be missing from a catalogue row, without a word
+                raise MappingError(f"{path}: [catalog] join file: {read.malformed[0][2]}")
+            other = read.table
             if extra["key"] != cat.options["key"]:
                 other.rename_column(extra["key"], cat.options["key"])
             table = join(table, other, keys=cat.options["key"], join_type="left")
@@ -167,15 +183,18 @@ def _catalog_table(mapping: PerObjectMapping, inputs: InputFiles) -> Table:
     table["key"] = [str(v) for v in table[cat.options["key"]]]
     for name, parts in mapping.sexagesimal.items():
         table[name] = _sexagesimal(*(np.ma.filled(np.ma.asarray(table[c], dtype=np.float64), np.nan) for c in parts))
-    return table
+    return table, malformed
 
 
-def read_table(path: Path, fmt: str, text: set[str]) -> Table:
+def read_table(path: Path, fmt: str, text: set[str]) -> CsvRows:
     """A table file read by astropy, the ``text`` columns (ids) as text: guessed as numbers, an
-    all-digit column of ids lost its leading zeros ('0042' became '42', and matched no '0042.csv')."""
-    if fmt.startswith("ascii"):
-        return Table.read(path, format=fmt, converters={c: [ascii.convert_numpy(str)] for c in text})
-    return Table.read(path, format=fmt)
+    all-digit column of ids lost its leading zeros ('0042' became '42', and matched no '0042.csv').
+    A CSV's rows of another length than its header are set apart (astropy padded a short one)."""
+    converters = {c: [ascii.convert_numpy(str)] for c in text}
+    if fmt == "ascii.csv":
+        return read_csv_rows(path, converters)
+    table = Table.read(path, format=fmt, **({"converters": converters} if fmt.startswith("ascii") else {}))
+    return CsvRows(table, np.arange(1, len(table) + 1), [])
 
 
 def _sexagesimal(d: np.ndarray, m: np.ndarray, s: np.ndarray) -> list[str]:
@@ -231,11 +250,11 @@ def _labels(mapping: PerObjectMapping, table: Table, good: np.ndarray, ids: dict
 
 def _load_light_curves(pg, mapping: PerObjectMapping, inputs: InputFiles, release_id: int) -> dict[str, int]:
     quarantine = _Quarantine()
-    table = _catalog_table(mapping, inputs)
+    table, malformed = _catalog_table(mapping, inputs, quarantine)
     ids, counts, good = _new_sources(pg, mapping, table, quarantine, release_id)
     table["object_id"] = apply(mapping.source, table).object_id
     by_key = {table["key"][i]: table["object_id"][i] for i in np.flatnonzero(good)}
-    rejected_keys = {table["key"][i] for i in np.flatnonzero(~good)}
+    rejected_keys = {table["key"][i] for i in np.flatnonzero(~good)} | malformed
     if mapping.label:
         counts["label"] = copy_rows(pg, "label", LABEL_COLUMNS, LABEL_TYPES,
                                     _labels(mapping, table, good, ids, release_id))
@@ -247,8 +266,8 @@ def _load_light_curves(pg, mapping: PerObjectMapping, inputs: InputFiles, releas
     checked: set[frozenset[str]] = set()  # column sets found fine: every file's are checked, not the first's
     for record in _series(mapping, inputs.series):
         stats["series_read"] += 1
+        quarantine.add_record(record)
         if record.problems:
-            quarantine.add_record(record)
             continue
         if (columns := frozenset(record.arrays) | key) not in checked:
             mapping.check_columns(set(columns), lc.columns() | key, record.file)
@@ -283,15 +302,17 @@ def _load_spectra(pg, mapping: PerObjectMapping, inputs: InputFiles, release_id:
     spec = mapping.spectrum
     records, metas = [], []
     scalars = sorted(mapping.scalar_columns())
+    unread = 0
     for record in _series(mapping, inputs.series):
+        quarantine.add_record(record)
         if record.problems:
-            quarantine.add_record(record)
+            unread += 1
             continue
         mapping.check_columns(set(record.meta), set(scalars), record.file)
         mapping.check_columns(set(record.arrays), spec.columns(), record.file)
         records.append(record)
         metas.append([record.meta[c] for c in scalars])
-    counts = {"spectra_read": len(records) + len(quarantine.rows), "spectrum": 0}
+    counts = {"spectra_read": len(records) + unread, "spectrum": 0}
     if not records:
         raise quarantine.nothing_loaded("spectrum", counts["spectra_read"])
     table = Table(rows=metas, names=scalars)

@@ -28,6 +28,9 @@ class Record:
     point_rows: np.ndarray | None = None  # 1-based file row of each point, where points are rows
     problems: list[tuple[str | None, str]] = field(default_factory=list)  # (column, reason): quarantine it
     units: dict[str, str] = field(default_factory=dict)  # a column's unit as the file gives it (FITS TUNIT)
+    #: (file row, column, reason, raw) of rows the file has but that are no points (a row cut short, or
+    #: of more fields than the header): each is quarantined, the record's other points load
+    bad_rows: list[tuple[int, str | None, str, dict]] = field(default_factory=list)
 
     def where(self, index: int) -> int:
         """The row number to report for point ``index``."""
@@ -53,6 +56,21 @@ def read_series(paths: list[Path], fmt: str, options: dict[str, Any]) -> Iterato
     if fmt not in SERIES_READERS:
         raise IngestError(f"no series reader for format {fmt!r} (known: {', '.join(sorted(SERIES_READERS))})")
     return SERIES_READERS[fmt](paths, options)
+
+
+def field_count_problem(names: list[str], n_fields: int, row: int, line: int,
+                        text: str) -> tuple[str | None, str] | None:
+    """(column, reason) for data row ``row`` (file line ``line``, reading ``text``) whose ``n_fields``
+    are fewer or more than the columns ``names``, else None: astropy pads a short row with missing
+    cells, which were then reported as bad values (a band '' the mapping does not name)."""
+    if n_fields == len(names):
+        return None
+    where = f"data row {row} (line {line})"
+    if n_fields < len(names):
+        missing = names[n_fields:]
+        return missing[0], (f"{where} is truncated: {n_fields} of {len(names)} fields, too few columns "
+                            f"({', '.join(missing)} missing; the file cut short?): {text[:200]!r}")
+    return None, f"{where} has {n_fields} fields, more than the {len(names)} columns ({', '.join(names)}): {text[:200]!r}"
 
 
 def unreadable(file: Path | str, exc: BaseException) -> Record:
