@@ -69,6 +69,51 @@ def test_stellar_mass_trained_from_sql_beats_the_codes_scatter(engine, candels_m
     assert np.median(ml_mass.code_scatter(codes)) < 0.1
 
 
+def test_stellar_mass_target_reads_each_codes_published_release(engine, candels_mass, tmp_path, scratch_release):
+    """A code's outputs released again (under one survey, a later date) supersede the first release:
+    the training target is the median of the published releases' masses, not of every release ever
+    loaded (which counted the re-released code twice), and the version names the releases it used."""
+    shipped = load_mapping("candels_prospector_z1")
+    lines = shipped.input_path().read_text().splitlines()
+    col = lines[0].lstrip("#").split(",").index("logmass")
+
+    def shifted(version: str, dex: float, date: str) -> str:
+        rows = [lines[0]] + [",".join(f"{float(v) + dex:.4f}" if i == col else v for i, v in enumerate(line.split(",")))
+                             for line in lines[1:] if line.strip()]
+        (tmp_path / f"{version}.dat").write_text("\n".join(rows) + "\n")
+        text = (shipped.path.read_text().replace('name = "candels-sedfit-prospector-z1"', 'name = "scratch"')
+                .replace('version = "goodss"', f'version = "{version}"').replace("date = 2019-04-18", f"date = {date}")
+                .replace(f'file = "{shipped.raw["release"]["file"]}"', f'file = "{version}.dat"'))
+        (tmp_path / f"{version}.toml").write_text(text)
+        return ingest_release(tmp_path / f"{version}.toml", engine).release
+
+    first, second = shifted("v1", 0.1, "2020-01-01"), shifted("v2", 0.3, "2021-01-01")
+    task = get_task("stellar_mass")
+    with engine.connect() as conn:
+        status = dict(conn.execute(sa.text("SELECT name, status FROM healcat.release WHERE name IN (:a, :b)"),
+                                   {"a": first, "b": second}).all())
+        assert status == {first: "superseded", second: "published"}
+        z1 = conn.scalar(sa.text("SELECT release_id FROM healcat.release WHERE name = 'candels-goodss-z1/sedfit'"))
+        with conn.connection.driver_connection.cursor() as cur:
+            cur.execute(task.training_query, {"release_id": z1})
+            rows = cur.fetchall()
+    assert rows and all(len(r[4]) == len(r[5]) for r in rows)
+    names = {n for r in rows for n in r[5]}
+    assert second in names and first not in names
+    # the galaxies Prospector fitted carry its first release's mass and the re-release's (+0.3 dex),
+    # one each, never the superseded copy's (+0.1 dex)
+    both = [r for r in rows if second in r[5]]
+    assert both
+    for r in both:
+        mine = r[4][r[5].index(second)]
+        original = r[4][r[5].index("candels-sedfit-prospector-z1/goodss")]
+        assert mine == pytest.approx(original + 0.3, abs=2e-4)
+        assert first not in r[5] and len(set(r[5])) == len(r[5]) == len(r[4])
+    # the version trained before names the releases its target came from
+    assert candels_mass[0].metrics["target_releases"] == sorted(
+        f"candels-sedfit-{code}-{z}/goodss" for code in ("prospector", "sed3fit") for z in ("z1", "z3"))
+
+
 def test_gyro_ages_trained_from_sql_with_held_out_clusters(engine, tmp_path, scratch_release):
     ingest_release("chronoflow_prot", engine)
     files = chronoflow()

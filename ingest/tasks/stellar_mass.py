@@ -21,16 +21,22 @@ BANDS = ("candels_ctio_u", "candels_vimos_u", "candels_acs_f435w", "candels_acs_
 DETECTION_BAND = BANDS.index("candels_wfc3_f160w")
 
 #: shard, source_id, z (the redshift the codes fitted at, as the catalogue wrote it: a number, or
-#: text that may be none), AB mags in BANDS order (NULL: no data), and every code's median mass for
-#: the source (ordered by code).
+#: text that may be none), AB mags in BANDS order (NULL: no data), every code's median mass for the
+#: source from the published releases of the codes' outputs (a code's superseded release is not a
+#: second opinion: its re-release replaces it), ordered by code, and those releases' names in the
+#: same order.
 _ROWS = """SELECT s.shard, s.source_id, s.attrs->>'zz' AS z,
        ARRAY(SELECT p.mag FROM unnest(ARRAY[{bands}]::text[]) WITH ORDINALITY AS b(band, i)
              LEFT JOIN healcat.photometry AS p
                ON p.shard = s.shard AND p.source_id = s.source_id AND p.band = b.band AND p.mag_system = 'AB'
              ORDER BY b.i) AS mags_ab,
-       ARRAY(SELECT m.log_mass_msun FROM healcat.stellar_mass AS m
-             WHERE m.shard = s.shard AND m.source_id = s.source_id ORDER BY m.code) AS code_log_mass
+       m.code_log_mass, m.code_releases
 FROM healcat.source AS s
+CROSS JOIN LATERAL (
+  SELECT array_agg(m.log_mass_msun ORDER BY m.code, r.name) AS code_log_mass,
+         array_agg(r.name ORDER BY m.code, r.name) AS code_releases
+  FROM healcat.stellar_mass AS m JOIN healcat.current_release AS r USING (release_id)
+  WHERE m.shard = s.shard AND m.source_id = s.source_id) AS m
 WHERE s.release_id = %(release_id)s{where}
 ORDER BY s.source_id""".format(bands=", ".join(f"'{b}'" for b in BANDS), where="{where}")
 
@@ -42,8 +48,7 @@ class StellarMass(Task):
     default_training_releases = ("candels-goodss-z1/sedfit", "candels-goodss-z3/sedfit")
     unit = "log10 Msun"
     #: The release's galaxies that at least one SED-fitting code has a mass for.
-    training_query = _ROWS.format(where="\n  AND EXISTS (SELECT 1 FROM healcat.stellar_mass AS m "
-                                        "WHERE m.shard = s.shard AND m.source_id = s.source_id)")
+    training_query = _ROWS.format(where="\n  AND m.code_log_mass IS NOT NULL")
     input_query = _ROWS.format(where="")
     applies_query = ("SELECT EXISTS (SELECT 1 FROM healcat.photometry AS p JOIN healcat.source AS s "
                      "USING (shard, source_id) WHERE s.release_id = %(release_id)s AND p.band = 'candels_wfc3_f160w')")
@@ -75,7 +80,8 @@ class StellarMass(Task):
         z_bin = np.rint(z[test]).astype(int)
         metrics = dict(n_train=int(len(train_rows)), **held_out(np.ones(len(test), dtype=bool)),
                        by_redshift={f"z~{b}": held_out(z_bin == b) for b in np.unique(z_bin).tolist()},
-                       n_codes_median=float(np.median(np.isfinite(codes).sum(axis=1))), n_unusable=n_unusable)
+                       n_codes_median=float(np.median(np.isfinite(codes).sum(axis=1))), n_unusable=n_unusable,
+                       target_releases=sorted({name for r in rows for name in r[5]}))
         return Trained(common.to_bytes(model), dict(model.hparams), metrics)
 
     def load(self, path: str, device):
