@@ -38,7 +38,7 @@ from catalog.errors import IngestError, MissingInputError
 from catalog.models import Release, Survey
 from ingest import progress, publish, readers
 from ingest.copy import ParentChecksOff, copy_columns
-from ingest.mapping import GAIA_DR3, MappedChunk, Mapping, apply, load_mapping
+from ingest.mapping import GAIA_DR3, MappedChunk, Mapping, apply, check_real_path, load_mapping
 from ingest.validate import Rejected, SeenIds, quarantined, validate
 
 log = logging.getLogger(__name__)
@@ -131,8 +131,12 @@ def ingest_release(mapping: Mapping | str | Path, engine: sa.Engine, file: str |
 
 
 def input_file(mapping: Mapping, file: str | Path | None = None) -> Path:
-    """The file a catalogue mapping loads (``file``, else its own); MissingInputError if it is not there."""
+    """The file a catalogue mapping loads (``file``, else its own); MissingInputError if it is not there.
+    Its own must really lie in the data folder or the mapping's folder (``check_real_path``: a link
+    leading elsewhere is refused); ``file`` is the caller's (the command line's, the scheduler's)."""
     path = mapping.input_path(file)
+    if file is None:
+        check_real_path(path, mapping.path)
     if not path.is_file():
         raise MissingInputError(f"{path}: no such file (release {mapping.release_name})")
     return path

@@ -316,7 +316,8 @@ def check_confined(path: Path, file: str) -> None:
     folder): whoever may drop a mapping could otherwise have the workers read any file they can (and
     what they found, in healcat.job and the quarantine, is readable by every reader). A relative path
     must not climb out of the folder it is read from (``..``); an absolute one must lie in either
-    folder. The check is on the path's text: a link inside either folder is followed."""
+    folder. The check is on the path's text; where a link leads is checked when the file is opened
+    (:func:`check_real_path`)."""
     name = Path(os.path.normpath(file))
     if name.is_absolute():
         folders = [Path(os.path.normpath(os.path.abspath(f))) for f in (data_dir(), path.parent)]
@@ -326,6 +327,26 @@ def check_confined(path: Path, file: str) -> None:
     if not inside:
         raise MappingError(f"{path}: file {file!r} lies outside the data folder ({data_dir()}) and the mapping's "
                            f"own folder ({path.parent}); put the file in either")
+
+
+def check_real_path(file: Path, mapping_path: Path, *roots: Path) -> None:
+    """Fail unless the real path of ``file`` (every link resolved) lies in the data folder, the
+    mapping's own folder or ``roots`` (each resolved too: a data folder that is itself a link is fine,
+    as is a link from one place inside them to another): a link in the data folder to /etc or another
+    user's files would have the workers read it, and the quarantine show it. The error names the link
+    and its target."""
+    allowed = [Path(os.path.realpath(folder)) for folder in (data_dir(), mapping_path.parent, *roots)]
+    real = Path(os.path.realpath(file))
+    if any(real.is_relative_to(folder) for folder in allowed):
+        return
+    where = f"the data folder ({data_dir()}), the mapping's own folder ({mapping_path.parent})"
+    where += "".join(f", {root}" for root in roots)
+    absolute = Path(os.path.abspath(file))
+    link = next((p for p in (absolute, *absolute.parents) if p.is_symlink()), None)  # the deepest
+    if link is None:
+        raise MappingError(f"{mapping_path}: file {file} lies outside {where}; put it in one of them")
+    raise MappingError(f"{mapping_path}: file {file} is read through the link {link} -> {os.readlink(link)}, whose "
+                       f"real path {real} lies outside {where}: links are followed only within them")
 
 
 def check_keys(path: Path, section: str | None, spec: dict[str, Any], known: set[str]) -> None:

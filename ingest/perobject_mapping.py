@@ -29,7 +29,7 @@ from typing import Any
 import astropy.units as u
 
 from catalog.errors import MappingError
-from ingest.mapping import MAG_SYSTEMS, Mapping, data_dir, parse_mapping
+from ingest.mapping import MAG_SYSTEMS, Mapping, check_real_path, data_dir, parse_mapping
 
 #: [source] keys of per-object mappings beyond the catalogue ones.
 SOURCE_EXTRAS = ("match_survey", "group_within_arcsec")
@@ -161,9 +161,14 @@ class PerObjectMapping:
         return "; ".join((self.catalog.patterns if self.catalog else ()) + self.series.patterns)
 
     def input_files(self) -> InputFiles:
+        """The files the globs match now, each really in the data folder or the mapping's own folder
+        (``check_real_path``: a link leading elsewhere is refused, naming it)."""
         joins = [sorted(data_dir().glob(extra["files"])) for extra in self.catalog.options.get("join", [])] \
             if self.catalog else []
-        return InputFiles(self.catalog.paths() if self.catalog else [], joins, self.series.paths())
+        inputs = InputFiles(self.catalog.paths() if self.catalog else [], joins, self.series.paths())
+        for path in inputs.all():
+            check_real_path(path, self.path)
+        return inputs
 
     def input_paths(self) -> list[Path]:
         return self.input_files().all()

@@ -41,7 +41,7 @@ from catalog.errors import ConfigurationError, IngestError
 from catalog.models import Release, ScheduledIngest
 from ingest import queue
 from ingest.load import input_file, release_checksum
-from ingest.mapping import Mapping, load_mapping
+from ingest.mapping import Mapping, check_real_path, load_mapping
 from ingest.perobject import files_checksum
 from ingest.perobject_mapping import PerObjectMapping
 
@@ -56,6 +56,7 @@ class Candidate:
     mapping: Path
     file: Path | None = None  # from a manifest; else the mapping's own file
     folder: Path | None = None  # a directory source: the mapping's file is looked for here first
+    manifest: Path | None = None  # the manifest naming ``file``: its folder may hold it
 
 
 def sources_from_env() -> list[Path]:
@@ -99,7 +100,7 @@ def candidates(source: Path) -> list[Candidate]:
         if mapping.suffix:
             mapping = source.parent / mapping
         file = source.parent / entry["file"] if isinstance(entry.get("file"), str) else None
-        found.append(Candidate(mapping, file))
+        found.append(Candidate(mapping, file, manifest=source))
     return found
 
 
@@ -141,6 +142,8 @@ class Scheduler:
             file = candidate.file
             if candidate.folder is not None and (candidate.folder / mapping.file).is_file():
                 file = candidate.folder / mapping.file
+            if file is not None:  # really in the data folder, the mapping's or the manifest's (not a link out)
+                check_real_path(file, mapping.path, *([candidate.manifest.parent] if candidate.manifest else []))
             path = input_file(mapping, file)
             paths, uri, args = [path], str(path), {"file": str(path)}
         else:  # spectra or light curves: the files its globs match now (none: MappingError)
