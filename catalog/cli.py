@@ -317,6 +317,17 @@ def cmd_skymap(args: argparse.Namespace) -> None:
           f"{args.width}x{args.width // 2} px)")
 
 
+def cmd_export_hats(args: argparse.Namespace) -> None:
+    from catalog.hats_export import export_hats
+
+    result = export_hats(args.release, args.out_dir, max_rows_per_partition=args.max_rows_per_partition,
+                         highest_order=args.highest_order)
+    orders = result.partitions[:, 0]
+    left_out = f"; {result.n_without_position} sources without a position left out" if result.n_without_position else ""
+    print(f"{result.path}: {result.n_rows} rows of {result.release} in {len(orders)} partitions (orders {orders.min()}"
+          f"-{orders.max()}, at most {result.partitions[:, 2].max()} rows){left_out}; lsdb.open_catalog opens it")
+
+
 def cmd_similar(args: argparse.Namespace) -> None:
     from catalog.search import similar, source_id_of
 
@@ -741,6 +752,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("search", nargs=argparse.REMAINDER, metavar="SEARCH ...",
                    help="a search command line: cone, box, polygon, ellipse, moc or nearest and its arguments")
     p.set_defaults(func=cmd_skymap)
+
+    from catalog.hats_export import DEFAULT_HIGHEST_ORDER, DEFAULT_MAX_ROWS
+
+    p = sub.add_parser("export-hats", help="write a release as a HATS catalog (HEALPix-partitioned Parquet, for lsdb)",
+                       formatter_class=formatter,
+                       description="Writes the release's sources (position, _healpix_29 = hpx, photometry one column "
+                                   "per band, the current models' point values) as a HATS catalog in OUT_DIR (new "
+                                   "or empty), partitioned as hats-import does; `lsdb.open_catalog(OUT_DIR)` opens "
+                                   "it. Needs the extra healcat[hats].")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="folder to write: new, or empty (nothing is overwritten)")
+    p.add_argument("--release", required=True, help="release name, e.g. sdss/dr14-skyserver-10k (superseded too)")
+    p.add_argument("--max-rows-per-partition", type=_at_least(1), default=DEFAULT_MAX_ROWS,
+                   help="most rows in one Parquet file (hats-import's pixel_threshold)")
+    p.add_argument("--highest-order", type=int, default=DEFAULT_HIGHEST_ORDER,
+                   help="HEALPix order at which rows are counted: the finest partition pixels")
+    p.set_defaults(func=cmd_export_hats)
 
     p = sub.add_parser("similar", help="the sources most similar to a source in a model's embedding space",
                        formatter_class=formatter)

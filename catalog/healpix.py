@@ -53,6 +53,10 @@ __all__ = [
     "mollweide_pixels",
     "xmatch_cover",
     "xmatch_probe_cover",
+    "order_shift",
+    "pixel_ranges",
+    "adaptive_partitions",
+    "dense_counts",
 ]
 
 
@@ -349,3 +353,57 @@ def xmatch_probe_cover(hpx, order: int, probe_order: int) -> np.ndarray:
     for j in range(1, 4):  # a parent already in an earlier slot becomes -1
         parents[:, j] = np.where((parents[:, :j] == parents[:, j:j + 1]).any(axis=1), -1, parents[:, j])
     return parents
+
+
+# --- HATS partitioning (catalog/hats_export.py) ------------------------------------------------------
+
+
+def order_shift(order: int) -> int:
+    """The bits between an order-``order`` nested pixel and the order-29 indices inside it:
+    ``hpx >> order_shift(k)`` is the order-k pixel holding hpx (HATS's ``_healpix_29``)."""
+    if not 0 <= order <= ORDER:
+        raise ValueError(f"order must be in 0..{ORDER}, got {order}")
+    return 2 * (ORDER - order)
+
+
+def pixel_ranges(orders, pixels) -> np.ndarray:
+    """The order-29 ranges ``[lo, hi)`` of nested pixels, each at its own order. Shape (n, 2), int64."""
+    shift = 2 * (ORDER - np.asarray(orders, dtype=np.int64))
+    pixels = np.asarray(pixels, dtype=np.int64)
+    return np.column_stack([pixels << shift, (pixels + 1) << shift]).reshape(-1, 2)
+
+
+def adaptive_partitions(pixels, counts, order: int, max_count: int) -> np.ndarray:
+    """hats-import's adaptive partitioning of row counts per order-``order`` pixel (sparse: the
+    occupied pixels and their counts): each pixel goes to its coarsest ancestor (order 0 up) that
+    holds at most ``max_count`` rows, as hats.pixel_math.generate_alignment with lowest order 0 and
+    no sibling dropping (tests/test_hats_export.py holds the two equal).
+
+    Returns rows (order, pixel, count), one per partition, in nested order (by first order-29 index).
+    ValueError, naming it, if one pixel at ``order`` alone holds more than ``max_count``.
+    """
+    pixels, inverse = np.unique(np.asarray(pixels, dtype=np.int64), return_inverse=True)
+    counts = np.bincount(inverse.ravel(), weights=np.asarray(counts, dtype=np.int64), minlength=len(pixels))
+    counts = counts.astype(np.int64)
+    if not len(pixels):
+        return np.empty((0, 3), dtype=np.int64)
+    if counts.max() > max_count:
+        i = int(np.argmax(counts))
+        raise ValueError(f"the order-{order} pixel {pixels[i]} alone holds {counts[i]} rows, more than {max_count}")
+    assigned = np.full(len(pixels), -1, dtype=np.int64)
+    for k in range(order + 1):  # sorted pixels: each ancestor's descendants are one run
+        parents = pixels >> (2 * (order - k))
+        starts = np.flatnonzero(np.r_[True, parents[1:] != parents[:-1]])
+        totals = np.repeat(np.add.reduceat(counts, starts), np.diff(np.r_[starts, len(pixels)]))
+        assigned[(assigned < 0) & (totals <= max_count)] = k
+    parents = pixels >> (2 * (order - assigned))
+    starts = np.flatnonzero(np.r_[True, (assigned[1:] != assigned[:-1]) | (parents[1:] != parents[:-1])])
+    return np.column_stack([assigned[starts], parents[starts], np.add.reduceat(counts, starts)])
+
+
+def dense_counts(pixels, counts, order: int, to_order: int) -> np.ndarray:
+    """Counts per pixel at ``to_order`` (<= ``order``, every pixel: a HEALPix map, as HATS's
+    point_map.fits) from sparse counts per order-``order`` pixel."""
+    dense = np.zeros(12 * 4**to_order, dtype=np.int64)
+    np.add.at(dense, np.asarray(pixels, dtype=np.int64) >> (2 * (order - to_order)), np.asarray(counts, dtype=np.int64))
+    return dense
