@@ -36,7 +36,7 @@ INTERVAL_S = 5.0
 GRACE_S = 10.0
 
 _RUNNING = "a.state IN ('active', 'fastpath function call')"
-_IDLE_IN_TRANSACTION = "a.state LIKE 'idle in transaction%%'"
+_IDLE_IN_TRANSACTION = "a.state LIKE 'idle in transaction%'"
 # One statement: the role's client sessions past a limit, each signalled as its row is read.
 _SWEEP = sa.text(f"""
     SELECT a.pid, a.usename AS role, a.application_name, host(a.client_addr) AS client, a.state, t.seconds,
