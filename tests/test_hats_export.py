@@ -4,6 +4,7 @@ implementation) and held to the database: every row, every magnitude, every part
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 import astropy.units as u
@@ -258,3 +259,17 @@ def test_the_command_line_exports_and_a_second_run_is_refused(catalog, tmp_path,
     assert main(argv) == 1
     assert capsys.readouterr().err.strip() == (f"healcat: error: export-hats: {tmp_path / 'sdss'} is not empty; name a "
                                                "new or empty folder (nothing is overwritten)")
+
+
+def test_the_readme_command_exports_into_an_empty_folder(catalog, tmp_path, capsys, monkeypatch):
+    """The README's command line, run in an empty folder; run again, it is refused (exit 1, one line)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    line = next(line for line in readme.splitlines() if line.startswith("$ healcat -v export-hats"))
+    monkeypatch.chdir(tmp_path)
+    argv = shlex.split(line[2:].split("#")[0])[1:]
+    assert main(argv) == 0
+    out_dir = argv[argv.index("export-hats") + 3]  # export-hats --release NAME OUT_DIR
+    assert f"of {SDSS_RELEASE} in " in capsys.readouterr().out
+    assert hats.read_hats(tmp_path / out_dir).catalog_info.total_rows == 10_000
+    assert main(argv) == 1
+    assert f"{tmp_path / out_dir} is not empty" in capsys.readouterr().err
