@@ -20,6 +20,8 @@ Problems = dict[int, tuple[str | None, str]]
 
 EXACT_FLOAT_INT = 2**53  # floats hold every integer below this exactly
 INT64_MAX = 2**63 - 1
+#: Values files write for "no data", either sign: stored as measurements unless the mapping lists them as sentinels.
+COMMON_SENTINELS = tuple(sign * v for v in (99.0, 999.0, 9999.0, 99999.0, 1e20, 1e30) for sign in (1.0, -1.0))
 _INTEGRAL_TEXT = re.compile(r"^[+-]?\d+(\.0*)?$")
 _FLOAT_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")  # '25.5', '1.237e18': a float, printed
 
@@ -71,6 +73,11 @@ def floats(column, problems: Problems, name: str, sentinels: tuple[float, ...] =
     if sentinels:
         values[np.isin(values, sentinels)] = np.nan
     return values
+
+
+def sentinel_like(values: np.ndarray) -> np.ndarray:
+    """Where ``values`` equal one of the :data:`COMMON_SENTINELS` (a mapping's own sentinels are NaN by now)."""
+    return np.isin(values, COMMON_SENTINELS)
 
 
 def _not_nan(text: str) -> float:

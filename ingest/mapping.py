@@ -40,6 +40,7 @@ POSITION_UNIT_SPELLINGS = {
     **dict.fromkeys(("h", "hr", "hrs", "hour", "hours", "hourangle", "hms"), u.hourangle),
     **dict.fromkeys(("rad", "radian", "radians"), u.rad),
 }
+MAX_PM_MASYR = 2e4  # [mas/yr]: no star moves faster than Barnard's star's 10,400 by half again
 AB_ZERO_POINT_UJY = u.ABflux.to(u.uJy)  # the AB system's zero point, 3630.78 Jy [uJy]
 ROW_FIELD = "_row"  # object_id templates may use the 1-based row number in the file (files with no ids)
 ON_MISSING = ("create", "quarantine")
@@ -171,13 +172,27 @@ class ProperMotion:
         return {self.pmra.name, self.pmdec.name} | ({self.ref_epoch} if isinstance(self.ref_epoch, str) else set())
 
     def values(self, table: Table, problems: Problems) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """pmra, pmdec [mas/yr] and ref_epoch [Julian year]; NaN (NULL) for all three where one is missing."""
-        pmra, pmdec = (cells.floats(table[c.name], problems, c.name) * u.Unit(c.unit or "mas/yr").to(u.mas / u.yr)
-                       for c in (self.pmra, self.pmdec))
+        """pmra, pmdec [mas/yr] and ref_epoch [Julian year]; NaN (NULL) for all three where one is missing.
+        A common 'no data' value (-9999, 1e20) or a motion past :data:`MAX_PM_MASYR` is a problem for its row."""
+        pmra, pmdec = (self._masyr(table, c, problems) for c in (self.pmra, self.pmdec))
         epoch = (cells.floats(table[self.ref_epoch], problems, self.ref_epoch) if isinstance(self.ref_epoch, str)
                  else np.full(len(table), self.ref_epoch))
         missing = np.isnan(pmra) | np.isnan(pmdec) | np.isnan(epoch)
         return tuple(np.where(missing, np.nan, v) for v in (pmra, pmdec, epoch))
+
+    @staticmethod
+    def _masyr(table: Table, col: Column, problems: Problems) -> np.ndarray:
+        raw = cells.floats(table[col.name], problems, col.name)
+        values = raw * u.Unit(col.unit or "mas/yr").to(u.mas / u.yr)
+        for i in np.flatnonzero(cells.sentinel_like(raw)):
+            problems.setdefault(int(i), (col.name, f"{col.name} {raw[i]:g} is a common 'no data' value, not a proper "
+                                                   "motion (leave the cell empty)"))
+        with np.errstate(invalid="ignore"):
+            for i in np.flatnonzero(np.abs(values) > MAX_PM_MASYR):
+                problems.setdefault(int(i), (col.name, f"{col.name} {values[i]:g} mas/yr is outside "
+                                                       f"[-{MAX_PM_MASYR:g}, {MAX_PM_MASYR:g}] mas/yr (a sentinel or "
+                                                       "a wrong unit? Barnard's star moves 10,400)"))
+        return values
 
 
 @dataclass(frozen=True)

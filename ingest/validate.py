@@ -5,7 +5,9 @@ where a number belongs, a float that is no exact integer id), its object id cann
 formed or repeats one earlier in the release, its position is missing or outside ICRS
 ranges, a magnitude is outside what any survey measures, a redshift outside what any
 spectrum gives, a redshift quality that is no whole number, a rotation period missing or not positive, a membership probability
-outside [0, 1], or a stellar mass outside what a galaxy or star cluster weighs. Missing
+outside [0, 1], a stellar mass outside what a galaxy or star cluster weighs, an error, colour, age
+or star-formation rate outside its plausible range (where an undeclared -9999 or 1e20 lands), or a
+common 'no data' value (:data:`ingest.cells.COMMON_SENTINELS`) where no range catches it. Missing
 values (empty cells, the mapping's sentinels) are not errors: they simply have no row
 in their table.
 """
@@ -17,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ingest.cells import json_scalar
+from ingest.cells import json_scalar, sentinel_like
 from ingest.mapping import ROW_FIELD, MappedChunk, Mapping
 
 MAG_RANGE = (-30.0, 50.0)  # [mag]: the Sun is -26.7; the deepest surveys reach about 30
@@ -28,12 +30,23 @@ RANGES = {
     ("rotation_period", "period"): ((1e-3, 1e4), " [d]"),  # minutes to decades
     ("rotation_period", "membership_prob"): ((0.0, 1.0), " (a probability)"),
     ("stellar_mass", "log_mass"): ((3.0, 13.5), " [log10 Msun]"),  # a few stars to the most massive galaxies
+    # Undeclared sentinels (-9999, -99, 1e20) fall outside these; each was stored as a value before.
+    ("spec_redshift", "z_err"): ((0.0, Z_RANGE[1]), ""),
+    ("rotation_period", "period_err"): ((0.0, 1e4), " [d]"),  # zero: some catalogues round small errors to it
+    # BP-RP of the bluest stars is about -0.5; ChronoFlow dereddens a faint HPer star (G 19.9) to -1.54 +- 0.64
+    ("rotation_period", "bp_rp_dered"): ((-2.0, 10.0), " [mag]"),
+    ("rotation_period", "cluster_age_myr"): ((0.0, 1.4e4), " [Myr]"),  # (0, 14 Gyr]: see OPEN_BELOW
+    **{("stellar_mass", key): ((3.0, 13.5), " [log10 Msun]") for key in ("log_mass_p16", "log_mass_p84")},
+    **{("stellar_mass", key): ((-10.0, 5.0), " [log10 Msun/yr]") for key in ("log_sfr", "log_sfr_p16", "log_sfr_p84")},
 }
+#: (section, key) of RANGES whose lower bound is excluded: a cluster's age is never zero.
+OPEN_BELOW = {("rotation_period", "cluster_age_myr")}
+#: (section, key) with no range of their own whose common 'no data' values (-9999, 99, 1e20) quarantine their row
+#: unless the section lists them under its sentinels.
+SENTINEL_CHECKED = {("spec_redshift", "quality")}
 #: (section, key) stored as a PostgreSQL integer: a value must be whole and fit (int4 here).
 INTEGERS = {("spec_redshift", "quality"): 2**31 - 1}
 FLOAT4_MAX = float(np.finfo(np.float32).max)  # a larger value would be stored as an infinity
-#: (section, key) stored as a PostgreSQL real (float4), with no range of their own above.
-FLOAT4 = {("rotation_period", "bp_rp_dered")}
 
 
 class SeenIds:
@@ -73,6 +86,8 @@ class SeenIds:
         return dups
 
     def _add(self, level: np.ndarray) -> None:
+        if not len(level):  # a chunk whose every row was quarantined: an empty level has no last element to look at
+            return
         while self._levels and len(self._levels[-1]) <= len(level):
             level = np.sort(np.concatenate([self._levels.pop(), level]))
         self._levels.append(level)
@@ -86,11 +101,11 @@ class Rejected:
     raw: dict[str, Any]
 
 
-def _outside(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Present (not NaN) values outside [lo, hi] (infinities included)."""
+def _outside(values: np.ndarray, lo: float, hi: float, open_below: bool = False) -> np.ndarray:
+    """Present (not NaN) values outside [lo, hi], or (lo, hi] when ``open_below`` (infinities included)."""
     present = ~np.isnan(values)
     with np.errstate(invalid="ignore"):
-        return present & ~((values >= lo) & (values <= hi))
+        return present & ~(((values > lo) if open_below else (values >= lo)) & (values <= hi))
 
 
 def validate(mapping: Mapping, chunk: MappedChunk, seen_ids: SeenIds) -> tuple[np.ndarray, list[Rejected]]:
@@ -130,13 +145,14 @@ def validate(mapping: Mapping, chunk: MappedChunk, seen_ids: SeenIds) -> tuple[n
         for key, column in mapping.sections[name].items():
             if (name, key) in RANGES:
                 (lo, hi), unit = RANGES[name, key]
+                v, open_below = values[key], (name, key) in OPEN_BELOW
+                reject(_outside(v, lo, hi, open_below), column,
+                       lambda i, v=v, c=column, lo=lo, hi=hi, unit=unit, b="(" if open_below else "[":
+                       f"{c} {v[i]} is outside {b}{lo}, {hi}]{unit}")
+            if (name, key) in SENTINEL_CHECKED:
                 v = values[key]
-                reject(_outside(v, lo, hi), column,
-                       lambda i, v=v, c=column, lo=lo, hi=hi, unit=unit: f"{c} {v[i]} is outside [{lo}, {hi}]{unit}")
-            if (name, key) in FLOAT4:
-                v = values[key]
-                reject(_outside(v, -FLOAT4_MAX, FLOAT4_MAX), column,
-                       lambda i, v=v, c=column: f"{c} {v[i]:g} is infinite or past a float4")
+                reject(sentinel_like(v), column, lambda i, v=v, c=column, s=name: f"{c} {v[i]:g} is a common "
+                       f"'no data' value, not a measurement (list it under [{s}] sentinels if it means none)")
             if (name, key) in INTEGERS:
                 v, top = values[key], INTEGERS[name, key]
                 with np.errstate(invalid="ignore"):

@@ -335,7 +335,7 @@ def test_values_a_float4_cannot_hold_are_quarantined_not_stored_as_infinities(tm
         (2, "fe", "fe: u flux error 3.63078e+39 uJy is infinite or past a float4 (|x| <= 3.403e+38)"),
         (3, "me", "me: r magnitude error 1e+39 is infinite or past a float4 (|x| <= 3.403e+38)"),
         (4, "me", "me: r magnitude error inf is infinite or past a float4 (|x| <= 3.403e+38)"),
-        (5, "c", "c -5e+38 is infinite or past a float4")]
+        (5, "c", "c -5e+38 is outside [-2.0, 10.0] [mag]")]  # a colour's range keeps it within a float4
 
 
 def test_a_negative_error_beside_a_measurement_is_quarantined_unless_a_listed_sentinel(tmp_path):
