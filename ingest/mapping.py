@@ -42,6 +42,7 @@ POSITION_UNIT_SPELLINGS = {
 }
 MAX_PM_MASYR = 2e4  # [mas/yr]: no star moves faster than Barnard's star's 10,400 by half again
 AB_ZERO_POINT_UJY = u.ABflux.to(u.uJy)  # the AB system's zero point, 3630.78 Jy [uJy]
+MAX_MAG_ERR = 5.0  # [mag]: a larger magnitude error is a sentinel (99, 1e20) unless [photometry] max_mag_err says
 ROW_FIELD = "_row"  # object_id templates may use the 1-based row number in the file (files with no ids)
 ON_MISSING = ("create", "quarantine")
 GAIA_DR3 = "gaia_dr3"  # its source_id places a positionless row's shard (healpix.gaia_shard)
@@ -67,7 +68,7 @@ KEYS = {
     "release": {"version", "file", "format", "date", "max_rows", "chunk_rows", "hdu", "dataset",
                 "header_comment", "delimiter", "null_values"},
     "source": {"object_id", "ra", "dec", "attrs", "join", "on_missing", "pmra", "pmdec", "ref_epoch"},
-    "photometry": {"system", "bands", "sentinels", "missing_above"},
+    "photometry": {"system", "bands", "sentinels", "missing_above", "error_sentinels", "max_mag_err"},
 }
 
 #: [release] keys that say how to read the file (ingest.readers.ReadOptions): their types and what they must be.
@@ -113,6 +114,7 @@ class Band:
     flux: str | None = None
     flux_err: str | None = None
     to_ujy: float = 1.0  # flux * to_ujy = flux density [uJy]
+    unit: str = ""  # the flux's unit as the mapping says it (for reasons): 'nanomaggy', 'zp_ab 25.0'
 
     @classmethod
     def parse(cls, name: str, spec: str | dict[str, Any], where: str) -> Band:
@@ -128,6 +130,7 @@ class Band:
             raise MappingError(f"{where}: band {name}: give the flux's unit or its zp_ab, exactly one")
         if "zp_ab" in spec:
             to_ujy = AB_ZERO_POINT_UJY * 10 ** (-0.4 * float(spec["zp_ab"]))
+            unit = f"(zp_ab {float(spec['zp_ab']):g})"
         else:
             try:
                 unit = u.Unit(spec["unit"])
@@ -135,7 +138,8 @@ class Band:
                 to_ujy = unit.to(u.mgy) * AB_ZERO_POINT_UJY if unit.is_equivalent(u.mgy) else unit.to(u.uJy)
             except (ValueError, u.UnitConversionError) as exc:
                 raise MappingError(f"{where}: band {name}: {spec['unit']!r} is not a flux-density unit ({exc})") from None
-        return cls(flux=spec["flux"], flux_err=spec.get("flux_err"), to_ujy=to_ujy)
+            unit = str(spec["unit"])
+        return cls(flux=spec["flux"], flux_err=spec.get("flux_err"), to_ujy=to_ujy, unit=unit)
 
     def columns(self) -> set[str]:
         return {c for c in (self.mag, self.mag_err, self.flux, self.flux_err) if c}
@@ -215,6 +219,8 @@ class Mapping:
     mag_system: str | None
     sentinels: tuple[float, ...]
     missing_above: float  # magnitudes at or above this are "no data" flags (e.g. 99)
+    error_sentinels: tuple[float, ...]  # in error columns only: "no error measured" (the measurement is kept)
+    max_mag_err: float  # [mag] a larger magnitude error quarantines its row
     bands: dict[str, Band]
     sections: dict[str, dict[str, str]]  # spec_redshift / rotation_period / stellar_mass: key -> column
     section_sentinels: dict[str, tuple[float, ...]]
@@ -466,6 +472,8 @@ def parse_mapping(path: Path, raw: dict[str, Any]) -> Mapping:
         mag_system=phot.get("system"),
         sentinels=tuple(float(x) for x in phot.get("sentinels", ())),
         missing_above=float(phot.get("missing_above", math.inf)),
+        error_sentinels=tuple(float(x) for x in phot.get("error_sentinels", ())),
+        max_mag_err=float(phot.get("max_mag_err", MAX_MAG_ERR)),
         bands=_bands(phot, path),
         sections=sections,
         section_sentinels=sentinels,
@@ -488,6 +496,8 @@ class Photometry:
     mag_err: np.ndarray
     flux_ujy: np.ndarray
     flux_err_ujy: np.ndarray
+    flux_in_file: np.ndarray | None = None  # a flux band's values as the file has them (its unit), for reasons
+    flux_err_in_file: np.ndarray | None = None
 
 
 @dataclass
@@ -577,10 +587,10 @@ def _photometry(mapping: Mapping, band: Band, table: Table, problems: Problems) 
     mapping does not list, or a sign error: never silently 'no error')."""
     n = len(table)
 
-    def column(name: str | None) -> np.ndarray:
+    def column(name: str | None, error: bool = False) -> np.ndarray:
         if name is None:
             return np.full(n, np.nan)
-        return cells.floats(table[name], problems, name, mapping.sentinels)
+        return cells.floats(table[name], problems, name, mapping.sentinels + (mapping.error_sentinels if error else ()))
 
     def negative_errors(values: np.ndarray, measured: np.ndarray, name: str | None) -> None:
         for i in np.flatnonzero(measured & (values < 0)):
@@ -590,7 +600,7 @@ def _photometry(mapping: Mapping, band: Band, table: Table, problems: Problems) 
     nan = np.full(n, np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         if band.mag is not None:
-            mag, mag_err = column(band.mag), column(band.mag_err)
+            mag, mag_err = column(band.mag), column(band.mag_err, error=True)
             mag[np.isfinite(mag) & (mag >= mapping.missing_above)] = np.nan  # +inf is no flag: validation rejects it
             negative_errors(mag_err, np.isfinite(mag), band.mag_err)
             mag_err[~np.isfinite(mag) | (mag_err < 0)] = np.nan
@@ -598,10 +608,10 @@ def _photometry(mapping: Mapping, band: Band, table: Table, problems: Problems) 
                 return Photometry(mag, mag_err, nan, nan.copy())
             flux = AB_ZERO_POINT_UJY * 10 ** (-0.4 * mag)
             return Photometry(mag, mag_err, flux, flux * mag_err * np.log(10) / 2.5)
-        flux = column(band.flux) * band.to_ujy
-        flux_err = column(band.flux_err) * band.to_ujy
+        flux_in_file, flux_err_in_file = column(band.flux), column(band.flux_err, error=True)
+        flux, flux_err = flux_in_file * band.to_ujy, flux_err_in_file * band.to_ujy
         negative_errors(flux_err, np.isfinite(flux), band.flux_err)
         flux_err[flux_err < 0] = np.nan
         mag = np.where(flux > 0, -2.5 * np.log10(flux / AB_ZERO_POINT_UJY), np.nan)
         mag_err = np.where(flux > 0, 2.5 / np.log(10) * flux_err / flux, np.nan)
-    return Photometry(mag, mag_err, flux, flux_err)
+    return Photometry(mag, mag_err, flux, flux_err, flux_in_file, flux_err_in_file)

@@ -20,9 +20,13 @@ from typing import Any
 import numpy as np
 
 from ingest.cells import json_scalar, sentinel_like
-from ingest.mapping import ROW_FIELD, MappedChunk, Mapping
+from ingest.mapping import AB_ZERO_POINT_UJY, ROW_FIELD, MappedChunk, Mapping
 
 MAG_RANGE = (-30.0, 50.0)  # [mag]: the Sun is -26.7; the deepest surveys reach about 30
+#: [mag] of a catalogue flux: no source a survey catalogues is brighter than -5 (Venus at its brightest: -4.9);
+#: a 1e20 nanomaggy sentinel gives -27.5, which MAG_RANGE would let pass as the Sun
+FLUX_MAG_RANGE = (-5.0, 40.0)
+MAX_FLUX_UJY = AB_ZERO_POINT_UJY * 10 ** (-0.4 * FLUX_MAG_RANGE[0])  # [uJy] of a mag -5 source: errors stay below it
 Z_RANGE = (-0.01, 15.0)  # stars have |z| < 0.01 from their velocities; no spectrum gives z > 15
 #: (section, key) -> plausible [lo, hi] and what a value outside it usually means.
 RANGES = {
@@ -130,8 +134,18 @@ def validate(mapping: Mapping, chunk: MappedChunk, seen_ids: SeenIds) -> tuple[n
         spec = mapping.bands[band]
         col = spec.mag or spec.flux
         mags = phot.mag
-        reject(_outside(mags, *MAG_RANGE), col,
-               lambda i, m=mags, c=col: f"{c} {m[i]} mag is outside {list(MAG_RANGE)} (an unlisted sentinel?)")
+        if spec.flux:
+            _flux_checks(spec, phot, mapping, reject)
+        else:
+            reject(_outside(mags, *MAG_RANGE), col,
+                   lambda i, m=mags, c=col: f"{c} {m[i]} mag is outside {list(MAG_RANGE)} (an unlisted sentinel?)")
+        if spec.mag_err:
+            err, top = phot.mag_err, mapping.max_mag_err
+            with np.errstate(invalid="ignore"):
+                bad = np.isfinite(mags) & ~np.isnan(err) & ((err <= 0) | (err > top))
+            reject(bad, spec.mag_err, lambda i, e=err, c=spec.mag_err, top=top: (
+                f"{c} {e[i]:g} is no magnitude error in (0, {top:g}] (a 'no error' flag? list it under [photometry] "
+                "error_sentinels: the magnitude is kept, its error NULL; or raise max_mag_err)"))
         # stored as float4 (real): flux, its error and the magnitude's error must be finite and fit one;
         # the values the file gives are looked at before those derived from them
         float4 = [(phot.flux_ujy, spec.flux or spec.mag, "flux {:g} uJy"),
@@ -174,6 +188,24 @@ def validate(mapping: Mapping, chunk: MappedChunk, seen_ids: SeenIds) -> tuple[n
     good[list(reason)] = False
     rejected = [quarantined(chunk, i, *reason[i]) for i in sorted(reason)]
     return good, rejected
+
+
+def _flux_checks(spec, phot, mapping: Mapping, reject) -> None:
+    """A flux band's values in the file's unit: a flux whose magnitude is outside FLUX_MAG_RANGE, a flux or
+    flux error equal to a common 'no data' value (the mapping's own sentinels are missing by now), an error
+    larger than the flux of the brightest source."""
+    flux, flux_err, unit = phot.flux_in_file, phot.flux_err_in_file, spec.unit
+    lo, hi = FLUX_MAG_RANGE
+    hint = "(an unlisted sentinel? list it under [photometry] sentinels)"
+    reject(_outside(phot.mag, lo, hi), spec.flux, lambda i, m=phot.mag: (
+        f"{spec.flux} {flux[i]:g} {unit} gives mag {m[i]:.1f}, outside [{lo:g}, {hi:g}] {hint}"))
+    for values, column in ((flux, spec.flux), (flux_err, spec.flux_err)):
+        reject(sentinel_like(values), column, lambda i, v=values, c=column: (
+            f"{c} {v[i]:g} {unit} is a common 'no data' value {hint}"))
+    with np.errstate(invalid="ignore"):
+        big = phot.flux_err_ujy > MAX_FLUX_UJY
+    reject(big, spec.flux_err, lambda i: (f"{spec.flux_err} {flux_err[i]:g} {unit} is an error larger than the flux "
+                                          f"of a mag {lo:g} source ({MAX_FLUX_UJY:.3g} uJy) {hint}"))
 
 
 def quarantined(chunk: MappedChunk, i: int, column: str | None, why: str) -> Rejected:

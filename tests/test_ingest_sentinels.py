@@ -83,3 +83,66 @@ def test_a_declared_section_sentinel_is_missing_not_quarantined(engine, tmp_path
     with engine.connect() as conn:
         assert conn.scalar(sa.text("SELECT quality FROM healcat.spec_redshift JOIN healcat.source "
                                    "USING (shard, source_id) WHERE release_id = :r"), {"r": load.release_id}) is None
+
+
+PHOT = ('[photometry]\nsystem = "AB"\nsentinels = [-9999.0]\n{extra}\n[photometry.bands]\n'
+        'sdss_r = {{ mag = "r", mag_err = "r_err" }}\n'
+        'sdss_g = {{ flux = "flux_g", flux_err = "flux_g_err", unit = "nanomaggy" }}\n')
+
+
+def _photometry(engine, release_id: int) -> dict[tuple[str, str], tuple]:
+    with engine.connect() as conn:
+        return {(oid, band): (mag, err, flux) for oid, band, mag, err, flux in conn.execute(sa.text(
+            "SELECT s.object_id, p.band, p.mag, p.mag_err, p.flux_ujy FROM healcat.photometry p JOIN healcat.source s "
+            "USING (shard, source_id) WHERE s.release_id = :r"), {"r": release_id})}
+
+
+def test_flux_sentinels_are_quarantined_not_stored_as_magnitudes_or_fluxes(engine, tmp_path, scratch_release):
+    """1e20 nanomaggy became mag -27.5 (inside [-30, 50]), -99 was stored as -359 uJy, a 1e20 error as itself."""
+    rows = ("id,ra,dec,r,r_err,flux_g,flux_g_err\n"
+            "1,10,5,16.0,0.02,1e20,1.5\n"      # mag -27.5
+            "2,11,5,16.0,0.02,-99,1.5\n"       # a sentinel, either sign
+            "3,12,5,16.0,0.02,41.0,1e20\n"     # its error
+            "4,13,5,16.0,0.02,1e-20,1.5\n"     # mag 72.5
+            "5,14,5,16.0,0.02,41.0,2e13\n"     # an error past the flux of a mag -5 source (3.6e11 uJy)
+            "6,15,5,16.0,0.02,-9999,1.5\n"     # the listed sentinel: no flux
+            "7,16,5,16.0,0.02,-5.2,1.5\n")     # a negative flux: a measurement, kept
+    load = ingest_release(_write(tmp_path, "c07", rows, PHOT.format(extra="")), engine)
+    assert _quarantine(engine, load.release_id) == [
+        (1, "flux_g", "flux_g 1e+20 nanomaggy gives mag -27.5, outside [-5, 40] (an unlisted sentinel? list it under "
+                      "[photometry] sentinels)"),
+        (2, "flux_g", "flux_g -99 nanomaggy is a common 'no data' value (an unlisted sentinel? list it under "
+                      "[photometry] sentinels)"),
+        (3, "flux_g_err", "flux_g_err 1e+20 nanomaggy is a common 'no data' value (an unlisted sentinel? list it "
+                          "under [photometry] sentinels)"),
+        (4, "flux_g", "flux_g 1e-20 nanomaggy gives mag 72.5, outside [-5, 40] (an unlisted sentinel? list it under "
+                      "[photometry] sentinels)"),
+        (5, "flux_g_err", "flux_g_err 2e+13 nanomaggy is an error larger than the flux of a mag -5 source (3.63e+11 "
+                          "uJy) (an unlisted sentinel? list it under [photometry] sentinels)")]
+    phot = _photometry(engine, load.release_id)
+    assert ("6", "sdss_g") not in phot and phot["7", "sdss_g"][2] == pytest.approx(-5.2 * 3.630781)
+    # declared, the same values are no flux: the row loads with its r band
+    declared = PHOT.format(extra="").replace("sentinels = [-9999.0]", "sentinels = [-9999.0, -99.0, 1e20]")
+    load = ingest_release(_write(tmp_path, "c07b", rows, declared), engine)
+    assert [n for n, _, _ in _quarantine(engine, load.release_id)] == [4, 5]
+    phot = _photometry(engine, load.release_id)
+    assert ("1", "sdss_g") not in phot and ("1", "sdss_r") in phot and phot["3", "sdss_g"][2] is not None
+
+
+def test_magnitude_error_sentinels_and_zero_errors_are_quarantined_unless_declared(engine, tmp_path, scratch_release):
+    rows = ("id,ra,dec,r,r_err,flux_g,flux_g_err\n"
+            "1,10,5,16.0,99,41.0,1.5\n2,11,5,16.0,1e20,41.0,1.5\n3,12,5,16.0,0,41.0,1.5\n"
+            "4,13,5,30.8,7.5,41.0,1.5\n5,14,5,16.0,0.02,41.0,1.5\n")
+    load = ingest_release(_write(tmp_path, "c06", rows, PHOT.format(extra="")), engine)
+    hint = ("is no magnitude error in (0, 5] (a 'no error' flag? list it under [photometry] error_sentinels: the "
+            "magnitude is kept, its error NULL; or raise max_mag_err)")
+    assert _quarantine(engine, load.release_id) == [(1, "r_err", f"r_err 99 {hint}"), (2, "r_err", f"r_err 1e+20 {hint}"),
+                                                    (3, "r_err", f"r_err 0 {hint}"), (4, "r_err", f"r_err 7.5 {hint}")]
+    # a survey whose 0 and 99 mean "no error measured", and whose faint detections have errors past 5 mag
+    extra = "error_sentinels = [0.0, 99.0, 1e20]\nmax_mag_err = 10.0"
+    load = ingest_release(_write(tmp_path, "c06b", rows, PHOT.format(extra=extra)), engine)
+    assert load.row_counts["quarantine"] == 0
+    phot = _photometry(engine, load.release_id)
+    assert [phot[str(i), "sdss_r"][:2] for i in (1, 2, 3)] == [(16.0, None)] * 3
+    assert phot["4", "sdss_r"][1] == pytest.approx(7.5) and phot["1", "sdss_g"][2] == pytest.approx(41.0 * 3.630781)
+
