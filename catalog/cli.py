@@ -145,15 +145,33 @@ def cmd_release_report(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from ingest.inference import backfill, train
+    from ingest.inference import train
 
     t0 = time.perf_counter()
     model = train(db.engine(), args.task, args.releases, seed=args.seed, epochs=args.epochs)
     print(f"{model.name} version {model.version} ({model.weights_sha256[:12]}), {time.perf_counter() - t0:.0f} s: "
           f"{_metrics_line(model.metrics)}")
-    if not args.no_backfill:
-        jobs = backfill(db.engine(), model)
-        print(f"backfill: {len(jobs)} infer jobs queued" + (f" ({', '.join(map(str, jobs))})" if jobs else ""))
+    _current_or_candidate(model, backfill=not args.no_backfill)
+
+
+def _current_or_candidate(model, *, backfill: bool) -> None:
+    """Say whether a version just registered (or found registered) is current and why, and queue its
+    backfill if it is current; if not, how to promote it anyway."""
+    from ingest import inference
+
+    engine = db.engine()
+    with engine.connect() as conn:
+        current = inference.current_version(conn, model.name)
+        verdict = inference.challenge(model.task, model.metrics, inference.rival(conn, model))
+    if current is not None and current.model_id == model.model_id:
+        print(f"current: {verdict}")
+        if backfill:
+            jobs = inference.backfill(engine, model)
+            print(f"backfill: {len(jobs)} infer jobs queued" + (f" ({', '.join(map(str, jobs))})" if jobs else ""))
+        return
+    stays = f"version {current.version} stays current" if current is not None else "no version is current"
+    print(f"{_state(model, set())}, not current ({stays}): {verdict}; no backfill queued. To make it current "
+          f"anyway: healcat model promote {model.name} {model.version}")
 
 
 def cmd_infer(args: argparse.Namespace) -> None:
@@ -181,8 +199,12 @@ def cmd_model(args: argparse.Namespace) -> None:
         model = inference.register_weights_file(engine, args.task, args.weights, sha256=args.sha256, name=args.name,
                                                 metrics=metrics, training_set=args.training_set)
         print(f"{model.name} version {model.version} ({model.weights_sha256[:12]}) registered for task {model.task}")
-        if not args.no_backfill:
-            print(f"backfill: {len(inference.backfill(engine, model))} infer jobs queued")
+        _current_or_candidate(model, backfill=not args.no_backfill)
+        return
+    if args.action == "promote":
+        model, jobs = inference.promote_model(engine, args.name, args.version)
+        print(f"{model.name} version {model.version} is current (promoted {model.promoted_at:%Y-%m-%d %H:%M:%S}); "
+              f"backfill: {len(jobs)} infer jobs queued")
         return
     if args.action == "retire":
         model = inference.retire_model(engine, args.name, args.version)
@@ -199,15 +221,19 @@ def cmd_model(args: argparse.Namespace) -> None:
         hint = model_hint(conn, args.name) if args.action == "show" and not rows else ""
         runs = conn.execute(sa.text(
             "SELECT x.model_id, x.run_id, r.name AS release, x.device, x.started_at, x.finished_at, x.n_predicted, "
-            "x.n_skipped FROM healcat.inference_run AS x JOIN healcat.release AS r USING (release_id) "
+            "x.n_skipped, (SELECT string_agg(i.key || ' ' || coalesce(format('%s version %s (model_id %s)', m.name, "
+            "m.version, m.model_id), 'none'), ', ' ORDER BY i.key) FROM jsonb_each_text(x.inputs) AS i "
+            "LEFT JOIN healcat.model AS m ON m.model_id = i.value::int) AS inputs "
+            "FROM healcat.inference_run AS x JOIN healcat.release AS r USING (release_id) "
             "WHERE x.model_id = ANY(:m) ORDER BY x.run_id"), {"m": [m.model_id for m in rows]}).all()
     if args.action == "show":
         if not rows:
             raise HealcatError(f"model show: no model {args.name!r}" + (f" version {args.version!r}" if args.version else "")
                                + hint)
         for m in rows:
-            state = "current" if m.model_id in current else ("retired" if m.retired_at else "superseded")
-            print(f"{m.name} version {m.version} ({state}), task {m.task}, {m.framework}, created {m.created_at:%Y-%m-%d %H:%M:%S}")
+            promoted = f", promoted {m.promoted_at:%Y-%m-%d %H:%M:%S}" if m.promoted_at else ""
+            print(f"{m.name} version {m.version} ({_state(m, current)}), task {m.task}, {m.framework}, "
+                  f"created {m.created_at:%Y-%m-%d %H:%M:%S}{promoted}")
             print(f"  weights: sha256 {m.weights_sha256} ({len(m.weights or b'')} bytes), {m.weights_path}")
             each = " (each as release_id, rows put together)" if "release_ids" in m.training_params else ""
             print(f"  training query, run with {json.dumps(m.training_params)}{each}:\n    "
@@ -217,10 +243,10 @@ def cmd_model(args: argparse.Namespace) -> None:
             for r in (r for r in runs if r.model_id == m.model_id):
                 state = (f"finished {r.finished_at:%Y-%m-%d %H:%M:%S}: {r.n_predicted} predicted, {r.n_skipped} skipped"
                          if r.finished_at else "not finished (running, or died: the next run deletes its outputs)")
-                print(f"    run {r.run_id} on {r.release}, {r.device}, started {r.started_at:%Y-%m-%d %H:%M:%S}, {state}")
+                print(f"    run {r.run_id} on {r.release}, {r.device}, started {r.started_at:%Y-%m-%d %H:%M:%S}, {state}"
+                      + (f"; inputs: {r.inputs}" if r.inputs else ""))
         return
-    table = Table(rows=[(m.name, m.version, m.task, "current" if m.model_id in current else
-                         ("retired" if m.retired_at else "superseded"), str(m.created_at)[:19],
+    table = Table(rows=[(m.name, m.version, m.task, _state(m, current), str(m.created_at)[:19],
                          m.weights_sha256[:12], _metrics_line(m.metrics)) for m in rows],
                   names=["name", "version", "task", "state", "created_at", "sha256", "metrics"],
                   dtype=[str] * 7)
@@ -601,6 +627,14 @@ def cmd_demo(args: argparse.Namespace) -> None:
     run()
 
 
+def _state(model, current: set[int]) -> str:
+    """A version's state: current (its model_id in ``current``), retired, candidate (never promoted:
+    its metric did not beat the current version's), or superseded (promoted, then another was)."""
+    if model.model_id in current:
+        return "current"
+    return "retired" if model.retired_at else "candidate" if model.promoted_at is None else "superseded"
+
+
 def _metrics_line(metrics: dict) -> str:
     keys = ("nmad", "bias", "outlier_fraction", "crps", "pit_max_dev", "accuracy",  # photo-z, classes
             "median_abs_delta_log_age_held_out",  # gyro ages [dex]
@@ -647,8 +681,10 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=formatter,
                        description="Runs the task's training query on a release (or each of several), holds out "
                                    "20% (seeded), trains, "
-                                   "and registers the version with its weights, query and held-out metrics; then "
-                                   "queues inference of the new version over every release it applies to.")
+                                   "and registers the version with its weights, query and held-out metrics. If its "
+                                   "model has no current version, or its held-out metric is at least as good as the "
+                                   "current version's, it becomes current and inference of it is queued over every "
+                                   "release it applies to; otherwise it is a candidate (`healcat model promote`).")
     p.add_argument("task", choices=tasks)
     defaults = "; ".join(f"{name}: {' + '.join(task.default_training_releases)}"
                          for name, task in sorted(registered.items()))
@@ -660,7 +696,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-backfill", action="store_true", help="do not queue inference of the new version")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("model", help="the model registry: list, show, register, retire", formatter_class=formatter)
+    p = sub.add_parser("model", help="the model registry: list, show, register, promote, retire",
+                       formatter_class=formatter)
     msub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     q = msub.add_parser("list", help="every model version, with its state and headline metrics")
     q.add_argument("--format", choices=["table", "csv", "ecsv", "votable"], default="table", help="output format")
@@ -675,6 +712,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--metrics", help="held-out metrics as a JSON object")
     q.add_argument("--training-set", help="how the training set was built")
     q.add_argument("--no-backfill", action="store_true", help="do not queue inference of the new version")
+    q = msub.add_parser("promote", help="make a version current whatever its metrics (a candidate, or one "
+                        "superseded) and queue its backfill")
+    q.add_argument("name")
+    q.add_argument("version")
     q = msub.add_parser("retire", help="retire a version: no longer current; its outputs stay")
     q.add_argument("name")
     q.add_argument("version")

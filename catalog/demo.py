@@ -5,7 +5,9 @@ classifier and the photo-z model, runs inference, then prints a cone search
 around a real galaxy and the ten galaxies most similar to it, with spec-z and
 photo-z side by side. Every step is idempotent: a second run finds the release
 loaded, trains again (the same data and seed give the same weights, hence the
-versions already registered) and finds inference done, so the catalog does not change.
+versions already registered) and finds inference done, so the catalog does not change. Where the
+version its training gives is not current (retired, or a candidate that a better version beat), it
+says so and shows the current version instead.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from astropy.table import Table, join
 
 from catalog import db
 from catalog.cli import for_display
+from catalog.errors import HealcatError
+from catalog.models import Model
 from catalog.search import cone_search, similar
-from ingest.inference import run_model, train
+from ingest.inference import RetiredVersion, current_version, run_model, train
 from ingest.load import ingest_release
 from ingest.tasks.photoz import Photoz
 
@@ -54,6 +58,25 @@ def _section(title: str) -> None:
     print(f"\n== {title} " + "=" * max(0, 70 - len(title)))
 
 
+def _trained_or_current(engine: sa.Engine, task: str, release: str) -> Model:
+    """The version the demo's training gives if it is current, else the current version, saying why."""
+    try:
+        trained = train(engine, task, release)
+        why = ("is a candidate (a better version is current)" if trained.promoted_at is None
+               else "is no longer current (a later version was promoted)")
+    except RetiredVersion as exc:
+        trained, why = exc.model, "was retired"
+    with engine.connect() as conn:
+        current = current_version(conn, trained.name)
+    if current is None:
+        raise HealcatError(f"demo: {trained.name} version {trained.version}, which the demo trains, {why}, and no "
+                           f"version is current: `healcat model promote {trained.name} VERSION` makes one current")
+    _section(f"model {current.name} version {current.version}")
+    if current.model_id != trained.model_id:
+        print(f"  the demo's training gives version {trained.version}, which {why}: showing the current version")
+    return current
+
+
 def run() -> None:
     url = db.database_url()
     db.migrate(url)
@@ -67,11 +90,9 @@ def run() -> None:
     for table, n in loaded.row_counts.items():
         print(f"  {table:>14}: {n:>6}")
 
-    classifier = train(engine, "object_class", loaded.release)
-    _section(f"model {classifier.name} version {classifier.version}")
+    classifier = _trained_or_current(engine, "object_class", loaded.release)
     print(f"  held-out objects: {classifier.metrics['n_test']}, accuracy {classifier.metrics['accuracy']:.3f}")
-    model = train(engine, "photoz", loaded.release)
-    _section(f"model {model.name} version {model.version}")
+    model = _trained_or_current(engine, "photoz", loaded.release)
     m = model.metrics
     print(f"  held-out galaxies: {m['n_test']} (trained on {m['n_train']})")
     print(f"  NMAD of dz/(1+z): {m['nmad']:.4f}   bias: {m['bias']:+.4f}   "

@@ -350,7 +350,9 @@ class ReleaseChange(PerSource, Base):
 
 
 class Model(Base):
-    """One version of one trained model; 'the current version' is a view, not an overwrite."""
+    """One version of one trained model; 'the current version' is a view, not an overwrite: the newest
+    promoted, unretired one (``current_model``). A version registered whose primary held-out metric is
+    worse than the current version's is a candidate (``promoted_at`` NULL) until promoted."""
 
     __tablename__ = "model"
     __table_args__ = (UniqueConstraint("name", "version", name="uq_model_name_version"),)
@@ -373,6 +375,9 @@ class Model(Base):
     embedding_dim: Mapped[int | None] = mapped_column(Integer, comment="length of its embedding vectors")
     created_at: Mapped[dt.datetime] = _created()
     retired_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    promoted_at: Mapped[dt.datetime | None] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(),
+        comment="when it became current (promoted); NULL: a candidate, never promoted")
 
 
 class InferenceRun(Base):
@@ -392,6 +397,9 @@ class InferenceRun(Base):
     n_skipped: Mapped[int] = mapped_column(BigInteger, server_default="0")
     started_at: Mapped[dt.datetime] = _created()
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    inputs: Mapped[dict[str, Any] | None] = mapped_column(
+        JSONB, comment='the model versions its input query read, by task, e.g. {"object_class": model_id}; '
+                       'NULL: not recorded (runs before migration 0036)')
 
 
 class Prediction(PerSource, Base):

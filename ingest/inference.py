@@ -3,8 +3,11 @@
 - :func:`train` runs a task's training query, fits, and registers the version (:func:`register_model`):
   weights (sha256) in the catalog and under HEALCAT_HOME/models, the exact training query and its
   parameters, hyperparameters and held-out metrics. Same data and seed give the same bytes, hence
-  the same version. :func:`register_weights_file` registers weights trained elsewhere;
-  :func:`retire_model` retires a version (its outputs stay).
+  the same version. :func:`register_weights_file` registers weights trained elsewhere. A version is
+  *promoted* (becomes current) when registered if its model has no current version or its task's
+  primary held-out metric is at least as good as the current version's (:func:`challenge`); else it
+  is a candidate until :func:`promote_model`. :func:`retire_model` retires a version (its outputs
+  stay; the previous promoted version is current again).
 - :func:`run_model` streams a task's input query out of PostgreSQL with server-side cursors in
   batches, in lanes (source_id ranges, each with a reader and a writer connection), runs the model
   on the best device (CUDA with bf16 autocast, else CPU; tasks with ``on_gpu = False`` on the CPU;
@@ -129,8 +132,10 @@ def register_model(engine: sa.Engine, *, name: str, task: str, weights: bytes, t
                    metrics: dict | None = None, embedding_dim: int | None = None) -> Model:
     """Register a model version; the same weights (by sha256) under the same name are the same version.
 
-    A name is letters, digits, '.', '_' and '-', starting with a letter or digit (it names the
-    weights file); metrics are a JSON object."""
+    A new version is promoted (``promoted_at`` set: current from now on) when :func:`challenge` says
+    so, else registered as a candidate (``promoted_at`` NULL). Nothing is queued here: the caller
+    queues a promoted version's :func:`backfill`. A name is letters, digits, '.', '_' and '-',
+    starting with a letter or digit (it names the weights file); metrics are a JSON object."""
     if not isinstance(name, str) or not MODEL_NAME.fullmatch(name):
         raise HealcatError(f"model register: a model name is letters, digits, '.', '_' and '-', starting with a "
                            f"letter or digit; not {name!r}")
@@ -151,17 +156,103 @@ def register_model(engine: sa.Engine, *, name: str, task: str, weights: bytes, t
         path = _write_weights(name, weights, sha)  # before the row: a version never lacks its file
         same = conn.execute(sa.select(Model).where(Model.name == name, Model.weights_sha256 == sha)).first()
         if same is not None and same.retired_at is not None:
-            raise HealcatError(f"model register: these weights are {name} version {same.version}, retired at "
-                               f"{same.retired_at:%Y-%m-%d %H:%M:%S %Z}; retiring is for good (its outputs stay): "
-                               "train with another seed or register other weights")
+            raise RetiredVersion(same)
         if same is not None:
             return same
+        promote = challenge(task, metrics or {}, current_version(conn, name)).promote
         n = conn.scalar(sa.select(sa.func.count()).where(Model.name == name))
         return conn.execute(sa.insert(Model).values(
             name=name, version=str(n + 1), task=task, framework=f"torch {torch.__version__}", weights_path=str(path),
             weights_sha256=sha, weights=weights, training_set=training_set, training_params=training_params or {},
             hyperparams=hyperparams or {}, metrics=metrics or {}, embedding_dim=embedding_dim,
+            promoted_at=sa.func.clock_timestamp() if promote else None,
         ).returning(Model)).first()
+
+
+class RetiredVersion(HealcatError):
+    """Weights registered again whose version was retired: retiring is for good. ``model``: that version."""
+
+    def __init__(self, model: Model) -> None:
+        super().__init__(f"model register: these weights are {model.name} version {model.version}, retired at "
+                         f"{model.retired_at:%Y-%m-%d %H:%M:%S %Z}; retiring is for good (its outputs stay): "
+                         "train with another seed or register other weights")
+        self.model = model
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """A version's primary held-out metric (its task's :attr:`~ingest.tasks.Task.primary_metric`)
+    against another version's (the current one, when it is registered): promoted or a candidate."""
+
+    metric: str  # the metrics key, e.g. "nmad"
+    better: str  # "lower" or "higher"
+    value: float | None  # the version's (None: its metrics have no such number)
+    rival: str | None  # the other version (None: there is none, the model had no current version)
+    rival_value: float | None
+
+    @property
+    def promote(self) -> bool:
+        """No rival, or a value at least as good as the rival's."""
+        if self.rival is None:
+            return True
+        if self.value is None or self.rival_value is None:
+            return False
+        return self.value <= self.rival_value if self.better == "lower" else self.value >= self.rival_value
+
+    def __str__(self) -> str:
+        if self.rival is None:
+            return "no version was current before it"
+        mine, theirs = ("none" if v is None else f"{v:.4g}" for v in (self.value, self.rival_value))
+        verdict = ("at least as good as" if self.promote else
+                   "not comparable with" if self.value is None or self.rival_value is None else "worse than")
+        return f"held-out {self.metric} {mine}, {verdict} version {self.rival}'s {theirs} ({self.better} is better)"
+
+
+def challenge(task: str, metrics: dict, rival: Model | None) -> Challenge:
+    """``metrics`` of a version of ``task`` against ``rival``'s (:class:`Challenge`)."""
+    known = all_tasks().get(task)
+    key, better = known.primary_metric if known else ("", "lower")  # a task unknown here: only a first version
+    return Challenge(key, better, _metric(metrics, key), rival.version if rival else None,
+                     _metric(rival.metrics, key) if rival else None)
+
+
+def rival(conn: sa.Connection, model: Model) -> Model | None:
+    """The version ``model`` is measured against: the current version, or where ``model`` is current,
+    the one current before it (the newest promoted, unretired other version, as ``current_model`` orders)."""
+    return conn.execute(sa.select(Model).where(
+        Model.name == model.name, Model.model_id != model.model_id, Model.retired_at.is_(None),
+        Model.promoted_at.is_not(None)).order_by(Model.promoted_at.desc(), Model.model_id.desc()).limit(1)).first()
+
+
+def _metric(metrics: dict, key: str) -> float | None:
+    value = metrics.get(key)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value) else None
+
+
+def current_version(conn: sa.Connection, name: str) -> Model | None:
+    """The current version of a model (``current_model``: the newest promoted, unretired), or None."""
+    model_id = conn.scalar(sa.text("SELECT model_id FROM healcat.current_model WHERE name = :n"), {"n": name})
+    return None if model_id is None else conn.execute(sa.select(Model).where(Model.model_id == model_id)).first()
+
+
+def promote_model(engine: sa.Engine, name: str, version: str, *, queue_backfill: bool = True) -> tuple[Model, list[int]]:
+    """Make a version current whatever its metrics (``promoted_at`` now: the newest promoted) and queue
+    its :func:`backfill`; returns it and the jobs queued. The current version already: nothing
+    changes. A retired version cannot be promoted (retiring is for good)."""
+    with engine.begin() as conn:
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(f"model:{name}"))))
+        row = conn.execute(sa.select(Model).where(Model.name == name, Model.version == version)).first()
+        if row is None:
+            raise QueryError(f"no model {name!r} version {version!r}{model_hint(conn, name)}")
+        if row.retired_at is not None:
+            raise HealcatError(f"model promote: {name} version {version} was retired at "
+                               f"{row.retired_at:%Y-%m-%d %H:%M:%S %Z}; retiring is for good")
+        current = current_version(conn, name)
+        if current is not None and current.model_id == row.model_id:
+            return row, []
+        row = conn.execute(sa.update(Model).where(Model.model_id == row.model_id)
+                           .values(promoted_at=sa.func.clock_timestamp()).returning(Model)).first()
+    return row, (backfill(engine, row) if queue_backfill and row.task in all_tasks() else [])
 
 
 def register_weights_file(engine: sa.Engine, task_name: str, path: str | Path, *, sha256: str | None = None,
@@ -188,19 +279,20 @@ def register_weights_file(engine: sa.Engine, task_name: str, path: str | Path, *
 
 
 def retire_model(engine: sa.Engine, name: str, version: str) -> Model:
-    """Retire a version: it stops being current; its predictions and embeddings stay. The version
-    current after it (if any) is queued on every release it has not run on (:func:`backfill`):
-    releases that only the retired version had run on have no current outputs until those jobs run."""
+    """Retire a version: it stops being current; its predictions and embeddings stay. Where it was
+    current, the previous promoted version is current again and is queued on every release it has
+    not run on (:func:`backfill`): releases that only the retired version had run on have no current
+    outputs until those jobs run."""
     with engine.begin() as conn:
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(f"model:{name}"))))
+        before = current_version(conn, name)
         row = conn.execute(sa.update(Model).where(Model.name == name, Model.version == version)
                            .values(retired_at=sa.func.coalesce(Model.retired_at, sa.func.now()))
                            .returning(Model)).first()
-    with engine.connect() as conn:
         if row is None:
             raise QueryError(f"no model {name!r} version {version!r}{model_hint(conn, name)}")
-        current_id = conn.scalar(sa.text("SELECT model_id FROM healcat.current_model WHERE name = :n"), {"n": name})
-        current = conn.execute(sa.select(Model).where(Model.model_id == current_id)).first()
-    if current is not None and current.task in all_tasks():
+        current = current_version(conn, name)
+    if current is not None and current.task in all_tasks() and (before is None or before.model_id != current.model_id):
         backfill(engine, current)
     return row
 
@@ -265,15 +357,21 @@ def enqueue_inference(conn: sa.Connection, release_id: int, parent_job_id: int |
 
 
 def backfill(engine: sa.Engine, model: Model) -> list[int]:
-    """Queue infer jobs for a (new) model version over every published release it applies to and has
-    not finished a run on. Readers keep the previous version's outputs until each run completes."""
+    """Queue infer jobs for a model version that became current over every release it applies to and
+    has not finished a run on: the published ones, and the superseded ones where any version of the
+    model has a finished run (they stay queryable, and would otherwise keep no current output of the
+    model). Readers keep the previous version's outputs until each run completes."""
     task = get_task(model.task)
     ref = ModelRef(model.model_id, model.name, model.version, model.task)
     with engine.begin() as conn:
         releases = conn.execute(sa.text(
-            "SELECT r.release_id, r.name FROM healcat.release AS r WHERE r.status = 'published' AND NOT EXISTS "
-            "(SELECT 1 FROM healcat.inference_run AS x WHERE x.release_id = r.release_id AND x.model_id = :m "
-            "AND x.finished_at IS NOT NULL) ORDER BY r.release_id"), {"m": model.model_id}).all()
+            "SELECT r.release_id, r.name FROM healcat.release AS r "
+            "WHERE (r.status = 'published' OR (r.status = 'superseded' AND EXISTS "
+            "(SELECT 1 FROM healcat.inference_run AS y JOIN healcat.model AS o USING (model_id) "
+            "WHERE y.release_id = r.release_id AND o.name = :name AND y.finished_at IS NOT NULL))) "
+            "AND NOT EXISTS (SELECT 1 FROM healcat.inference_run AS x WHERE x.release_id = r.release_id "
+            "AND x.model_id = :m AND x.finished_at IS NOT NULL) ORDER BY r.release_id"),
+            {"m": model.model_id, "name": model.name}).all()
         return [queue.enqueue(conn, "infer", infer_job_args(ref, r.name))[0]
                 for r in releases if task.applies(conn, r.release_id)]
 
@@ -293,8 +391,8 @@ def device_of(name: str | None) -> torch.device:
 
 def resolve_model(conn: sa.Connection, name: str, version: str | None = None) -> sa.Row:
     """(model_id, name, version, embedding_dim, task) of a named version, else the current one: the
-    newest unretired (``current_model``), which is what a run runs. (Searches, SQL's
-    ``healcat.resolve_model``, stay on the newest version that has finished a run.)"""
+    newest promoted, unretired (``current_model``), which is what a run runs. (Searches, SQL's
+    ``healcat.resolve_model``, stay on the newest promoted version that has finished a run.)"""
     columns = "model_id, name, version, embedding_dim, task"
     row = (conn.execute(sa.text(f"SELECT {columns} FROM healcat.current_model WHERE name = :n"), {"n": name})
            if version is None else
@@ -309,7 +407,8 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
               batch_size: int = 8192, device: str | None = None, lanes: int | None = None) -> RunResult:
     """Run a model version (default: current) over a release: predictions, embeddings, skips (idempotent).
 
-    Models of the tasks this one ``requires`` run on the release first (their current versions).
+    Models of the tasks this one ``requires`` run on the release first (their current versions; the
+    run records their model ids in ``inference_run.inputs``, by task).
     ``lanes`` (default :func:`default_lanes`) splits the release's sources into that many ranges of
     source_id, each read and written by connections of its own (:func:`_run_lanes`).
     """
@@ -326,13 +425,13 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
                                "the release has none of the inputs the task reads")
     if not task.on_gpu:
         dev = torch.device("cpu")
-    params = {"release_id": release_id, "model_id": model_row.model_id}
+    params, inputs = {"release_id": release_id, "model_id": model_row.model_id}, {}
     for required in task.requires:
         with engine.connect() as conn:
             dep = next((m for m in applicable_models(conn, release_id) if m.task == required), None)
         if dep is not None:
             run_model(engine, dep.name, release, version=dep.version, batch_size=batch_size, device=device, lanes=lanes)
-        params[f"{required}_model_id"] = dep.model_id if dep else None
+        params[f"{required}_model_id"] = inputs[required] = dep.model_id if dep else None
     t0 = time.perf_counter()
     with engine.connect() as lock, torch_threads(model_threads(lanes) if dev.type == "cpu" else None):
         # One run per (model version, release) at a time, or per model version where runs share
@@ -350,7 +449,7 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
                 model = task.load(str(weights_file(conn, model_row.model_id)), dev)
                 described = _describe(dev)  # with the model's threads
                 run_id = conn.scalar(sa.insert(InferenceRun).values(
-                    model_id=model_row.model_id, release_id=release_id, device=described)
+                    model_id=model_row.model_id, release_id=release_id, device=described, inputs=inputs)
                     .returning(InferenceRun.run_id))
         if done is None:
             try:

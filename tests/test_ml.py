@@ -12,7 +12,7 @@ import torch
 
 from catalog.errors import HealcatError, QueryError
 from catalog.search import similar
-from ingest.inference import backfill, register_model, run_model, train, weights_file
+from ingest.inference import backfill, promote_model, register_model, run_model, train, weights_file
 from ingest.ml import classifier, common, metrics, photoz
 from ingest.tasks import get_task, ugriz
 from ingest.tasks.photoz import Photoz
@@ -159,6 +159,7 @@ def test_versions_coexist_and_current_is_a_query(engine, catalog):
     v1 = catalog["model"]
     v2 = train_photoz(engine, SDSS_RELEASE, seed=1)  # another seed: other weights, so a new version
     try:
+        v2, _ = promote_model(engine, PHOTOZ_MODEL, v2.version)  # current whether or not its NMAD beats v1's
         assert v2.version != v1.version and v2.weights_sha256 != v1.weights_sha256
         with engine.connect() as conn:  # v2 is current, but until its run finishes readers get v1's outputs
             assert set(conn.execute(sa.text("SELECT DISTINCT model_version FROM healcat.current_prediction "
@@ -226,6 +227,7 @@ def test_retiring_the_current_version_queues_the_next_where_it_has_not_run(engin
     v2 = train_photoz(engine, SDSS_RELEASE, seed=1)
     try:
         assert (v2.hyperparams["seed"], v2.hyperparams["epochs"]) == (1, None), "how to make it again"
+        promote_model(engine, PHOTOZ_MODEL, v2.version)
         ingest_release(scratch_mapping(tmp_path, "retire"), engine, file=write_csv(tmp_path / "r.csv", sdss_rows()[:300]))
         run = run_photoz(engine, "scratch/retire")
         with engine.begin() as conn:

@@ -31,6 +31,8 @@ How a new model plugs in (e.g. ``ingest/tasks/gyro_age.py``)::
         # SQL returning one boolean: does the task apply to a release? (%(release_id)s)
         applies_query = "SELECT EXISTS (SELECT 1 FROM healcat.rotation_period ...)"
         requires = ()                               # e.g. ("object_class",)
+        primary_metric = ("median_abs_delta_log_age_held_out", "lower")  # a fit() metric: what
+                                                    # decides whether a new version becomes current
         on_gpu = False                              # runs on the CPU even where a GPU is asked for
 
         def fit(self, rows, *, seed, epochs=None) -> Trained:     # rows: list of tuples
@@ -48,7 +50,7 @@ How a new model plugs in (e.g. ``ingest/tasks/gyro_age.py``)::
             return Outputs(value=age_myr, uncertainty=err_myr)   # numpy, one row per key
 
 Then add the module to :data:`TASK_MODULES`. Nothing else changes: ``healcat train gyro_age``,
-``healcat infer chronoflow RELEASE``, ``healcat model list|show|register|retire``, the worker's
+``healcat infer chronoflow RELEASE``, ``healcat model list|show|register|promote|retire``, the worker's
 jobs, backfills and :func:`ingest.inference.applicable_models` all go through the registry.
 Outputs map to rows as follows: ``value``/``uncertainty``/``value_p16``/``value_p84``/``pdf_*``/``label``/``probabilities``
 -> one ``healcat.prediction`` row per source (any of them may be None except ``value``);
@@ -141,6 +143,10 @@ class Task(ABC):
     input_query: ClassVar[str]
     applies_query: ClassVar[str]
     requires: ClassVar[tuple[str, ...]] = ()
+    #: (key in :meth:`fit`'s held-out metrics, "lower" or "higher": which is better). A version
+    #: registered becomes current only if its model has no current version or this metric is at
+    #: least as good as the current version's; otherwise it is a candidate (``healcat model promote``).
+    primary_metric: ClassVar[tuple[str, str]]
     #: False: the model runs on the CPU whatever device the run asks for (a small network over a
     #: few thousand rows gains nothing from a GPU); the run records the device it really used.
     on_gpu: ClassVar[bool] = True
@@ -215,6 +221,10 @@ _TASKS: dict[str, Task] = {}
 
 def register(cls: type[Task]) -> type[Task]:
     """Class decorator: make a task known by its ``name``."""
+    metric = getattr(cls, "primary_metric", None)
+    if not (isinstance(metric, tuple) and len(metric) == 2 and isinstance(metric[0], str)
+            and metric[1] in ("lower", "higher")):
+        raise TypeError(f"task {cls.name}: primary_metric must be (metric key, 'lower' or 'higher'), not {metric!r}")
     _TASKS[cls.name] = cls()
     return cls
 

@@ -37,6 +37,7 @@ _MEMBERS = ("SELECT rp.cluster_id, rp.bp_rp_dered, rp.period_day, "
 class GyroAge(Task):
     name = "gyro_age"
     model_name = "chronoflow-gyro"
+    primary_metric = ("median_abs_delta_log_age_held_out", "lower")  # decides which version is current
     default_training_releases = ("chronoflow/2025-prot-catalogue",)
     unit = "log10 yr"
     #: shard, source_id, BP-RP_0 [mag], Prot [d], cluster age [Myr] (the age this release gives the

@@ -75,6 +75,7 @@ def _why_no_curve(curves) -> str:
 class LightCurveEmbed(Task):
     name = "lightcurve_embed"
     model_name = "lightcurve-clip"
+    primary_metric = ("knn_accuracy", "higher")  # held-out k-NN accuracy decides which version is current
     default_training_releases = ("eros2/lmc-ramp-variable-stars",)
     unit = "cosine"  # prediction.value: agreement of the curve's and the catalogue's views
     training_query = _ROWS.format(where="")

@@ -15,6 +15,7 @@ CLASSES = ("GALAXY", "QSO", "STAR")
 class ObjectClass(Task):
     name = "object_class"
     model_name = "object-class-sdss"
+    primary_metric = ("accuracy", "higher")  # held-out accuracy decides which version is current
     default_training_releases = ("sdss/dr14-skyserver-10k",)
     unit = "probability of the label"
     #: The release's objects with a spectroscopic class, ordered so the split is reproducible.

@@ -10,6 +10,7 @@ from ingest.tasks import Outputs, Prepared, Task, Trained, in_lane, register, si
 class Photoz(Task):
     name = "photoz"
     model_name = "photoz-sdss"
+    primary_metric = ("nmad", "lower")  # held-out NMAD of dz/(1+z) decides which version is current
     default_training_releases = ("sdss/dr14-skyserver-10k",)
     unit = "redshift"
     #: The release's spectroscopic galaxies, ordered so the split is reproducible.

@@ -45,6 +45,7 @@ ORDER BY s.source_id""".format(bands=", ".join(f"'{b}'" for b in BANDS), where="
 class StellarMass(Task):
     name = "stellar_mass"
     model_name = "stellar-mass-candels"
+    primary_metric = ("median_abs_error_dex", "lower")  # held-out, dex: decides which version is current
     default_training_releases = ("candels-goodss-z1/sedfit", "candels-goodss-z3/sedfit")
     unit = "log10 Msun"
     #: The release's galaxies that at least one SED-fitting code has a mass for.

@@ -1,0 +1,192 @@
+"""Champion and challenger: a new version becomes current only if its held-out metric is at least as
+good as the current version's (else a candidate until promoted); retiring falls back to the previous
+promoted version; a version that becomes current is queued on superseded releases its model has run
+on too; a run records the versions its inputs came from; the demo after its version is retired."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from catalog.cli import main
+from catalog.errors import HealcatError
+from ingest.inference import promote_model, register_model, retire_model, train
+from ingest.load import ingest_release
+from tests.conftest import SDSS_RELEASE, scratch_mapping, sdss_rows, write_csv
+from tests.test_ml import PHOTOZ_MODEL, _forget
+
+
+def _current(engine, name: str) -> str | None:
+    with engine.connect() as conn:
+        return conn.scalar(sa.text("SELECT version FROM healcat.current_model WHERE name = :n"), {"n": name})
+
+
+def _queued(engine) -> set[tuple[str, str, str]]:
+    with engine.connect() as conn:
+        return {(a["model"], a["version"], a["release"]) for a in conn.execute(sa.text(
+            "SELECT args FROM healcat.job WHERE kind = 'infer' AND status = 'queued'")).scalars()}
+
+
+@pytest.fixture
+def scratch_models(engine):
+    """Removes the versions registered under the names the test registers, their runs and all jobs."""
+    names: list[str] = []
+    yield names
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM healcat.inference_run WHERE model_id IN "
+                             "(SELECT model_id FROM healcat.model WHERE name = ANY(:n))"), {"n": names})
+        conn.execute(sa.text("DELETE FROM healcat.model WHERE name = ANY(:n)"), {"n": names})
+        conn.execute(sa.text("DELETE FROM healcat.job"))
+
+
+@pytest.mark.parametrize(("task", "metric", "worse", "better"), [
+    ("photoz", "nmad", 0.0335, 0.0143),                                  # lower is better
+    ("object_class", "accuracy", 0.80, 0.97),                            # higher is better
+    ("gyro_age", "median_abs_delta_log_age_held_out", 0.2, 0.07),
+    ("stellar_mass", "median_abs_error_dex", 0.3, 0.1),
+    ("lightcurve_embed", "knn_accuracy", 0.5, 0.8),
+])
+def test_a_worse_version_is_a_candidate_until_promoted(engine, catalog, scratch_models, task, metric, worse, better):
+    name = f"challenge-{task}"
+    scratch_models.append(name)
+
+    def register(tag: str, metrics: dict):
+        return register_model(engine, name=name, task=task, weights=f"{task} {tag}".encode(), training_set="t",
+                              metrics=metrics)
+
+    first = register("first", {metric: better})
+    assert first.promoted_at is not None and _current(engine, name) == first.version, "no current version: promoted"
+    worse_one = register("worse", {metric: worse})
+    assert worse_one.promoted_at is None and _current(engine, name) == first.version
+    no_metric = register("no metric", {"n_test": 10})
+    assert no_metric.promoted_at is None, "nothing to compare: not promoted by itself"
+    equal = register("equal", {metric: better})
+    assert equal.promoted_at is not None and _current(engine, name) == equal.version, "at least as good"
+    # Promoting a candidate by hand makes it current, whatever its metric; retiring it falls back.
+    promoted, _ = promote_model(engine, name, worse_one.version, queue_backfill=False)
+    assert promoted.promoted_at is not None and _current(engine, name) == worse_one.version
+    retire_model(engine, name, worse_one.version)
+    assert _current(engine, name) == equal.version
+    with pytest.raises(HealcatError, match=f"model promote: {name} version {worse_one.version} was retired at"):
+        promote_model(engine, name, worse_one.version)
+
+
+def test_a_candidate_is_not_what_readers_or_searches_get(conn, catalog):
+    """current_run and resolve_model (similarity searches' version) pass over a candidate that has
+    finished a run; promoted, it is what they give."""
+    model = catalog["model"]
+    candidate = conn.scalar(sa.text(
+        "INSERT INTO healcat.model (name, version, task, framework, weights_path, weights_sha256, weights, "
+        "training_set, training_params, hyperparams, metrics, embedding_dim, promoted_at) "
+        "SELECT name, 'cand', task, framework, weights_path, repeat('c', 64), weights, training_set, training_params, "
+        "hyperparams, metrics, embedding_dim, NULL FROM healcat.model WHERE model_id = :m RETURNING model_id"),
+        {"m": model.model_id})
+    conn.execute(sa.text("INSERT INTO healcat.inference_run (model_id, release_id, device, finished_at) "
+                         "SELECT :c, release_id, 'cpu', now() FROM healcat.release WHERE name = :r"),
+                 {"c": candidate, "r": SDSS_RELEASE})
+    current = ("SELECT (SELECT version FROM healcat.current_model WHERE name = :n), "
+               "(SELECT model_version FROM healcat.current_run AS c JOIN healcat.release AS r USING (release_id) "
+               " WHERE c.model_name = :n AND r.name = :r), (SELECT version FROM healcat.resolve_model(:n))")
+    ask = {"n": PHOTOZ_MODEL, "r": SDSS_RELEASE}
+    assert tuple(conn.execute(sa.text(current), ask).one()) == (model.version,) * 3
+    conn.execute(sa.text("UPDATE healcat.model SET promoted_at = clock_timestamp() WHERE model_id = :c"),
+                 {"c": candidate})
+    assert tuple(conn.execute(sa.text(current), ask).one()) == ("cand",) * 3
+
+
+def test_train_says_a_worse_version_is_a_candidate_and_promote_makes_it_current(engine, catalog, capsys):
+    """`healcat train photoz --epochs 2` made a version with 2.3x v1's NMAD current everywhere."""
+    v1 = catalog["model"]
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM healcat.job"))
+    assert main(["train", "photoz", "--epochs", "2", "--seed", "7"]) == 0
+    out = capsys.readouterr().out
+    with engine.connect() as conn:
+        v2 = conn.execute(sa.text("SELECT * FROM healcat.model WHERE name = :n AND hyperparams->>'seed' = '7'"),
+                          {"n": PHOTOZ_MODEL}).one()
+    try:
+        assert v2.metrics["nmad"] > v1.metrics["nmad"] and v2.promoted_at is None
+        assert (f"candidate, not current (version {v1.version} stays current): held-out nmad "
+                f"{v2.metrics['nmad']:.4g}, worse than version {v1.version}'s {v1.metrics['nmad']:.4g} "
+                "(lower is better); no backfill queued") in out
+        assert f"To make it current anyway: healcat model promote {PHOTOZ_MODEL} {v2.version}" in out
+        assert _current(engine, PHOTOZ_MODEL) == v1.version and _queued(engine) == set()
+        assert main(["model", "list"]) == 0
+        listed = {tuple(line.split()[:2]): line for line in capsys.readouterr().out.splitlines()}
+        assert "candidate" in listed[(PHOTOZ_MODEL, v2.version)] and "current" in listed[(PHOTOZ_MODEL, v1.version)]
+        assert main(["model", "promote", PHOTOZ_MODEL, v2.version]) == 0
+        out = capsys.readouterr().out
+        assert f"{PHOTOZ_MODEL} version {v2.version} is current" in out and "backfill: " in out
+        assert _current(engine, PHOTOZ_MODEL) == v2.version
+        assert (PHOTOZ_MODEL, v2.version, SDSS_RELEASE) in _queued(engine)
+        assert main(["model", "retire", PHOTOZ_MODEL, v2.version]) == 0
+        assert _current(engine, PHOTOZ_MODEL) == v1.version, "the previous promoted version"
+        assert main(["model", "promote", PHOTOZ_MODEL, v2.version]) == 1
+        assert "retiring is for good" in capsys.readouterr().err
+    finally:
+        _forget(engine, v2)
+
+
+def test_a_version_current_again_is_queued_on_superseded_releases_its_model_ran_on(
+        engine, catalog, tmp_path, scratch_release, scratch_models):
+    """v2 ran on scratch/a before scratch/b superseded it; retiring v2 left scratch/a with no current
+    photo-z and no job to give it one (backfill looked at published releases only)."""
+    v1 = catalog["model"]
+    rows = sdss_rows()[:300]
+    for version in ("a", "b", "c"):  # a and b superseded, c published
+        ingest_release(scratch_mapping(tmp_path, version), engine,
+                       file=write_csv(tmp_path / f"{version}.csv", rows[:150]))
+    with engine.connect() as conn:
+        weights = conn.scalar(sa.text("SELECT weights FROM healcat.model WHERE model_id = :m"), {"m": v1.model_id})
+    v2 = register_model(engine, name=PHOTOZ_MODEL, task="photoz", weights=weights + b"\0", training_set="t",
+                        metrics={"nmad": v1.metrics["nmad"] / 2}, embedding_dim=v1.embedding_dim)
+    try:
+        assert _current(engine, PHOTOZ_MODEL) == v2.version
+        with engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO healcat.inference_run (model_id, release_id, device, finished_at) "
+                                 "SELECT :m, release_id, 'cpu', now() FROM healcat.release WHERE name = 'scratch/a'"),
+                         {"m": v2.model_id})
+            statuses = dict(conn.execute(sa.text("SELECT name, status FROM healcat.release WHERE name LIKE 'scratch/%'")).all())
+            conn.execute(sa.text("DELETE FROM healcat.job"))
+        assert statuses == {"scratch/a": "superseded", "scratch/b": "superseded", "scratch/c": "published"}
+        retire_model(engine, PHOTOZ_MODEL, v2.version)
+        assert _queued(engine) == {(PHOTOZ_MODEL, v1.version, "scratch/a"), (PHOTOZ_MODEL, v1.version, "scratch/c")}
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM healcat.inference_run WHERE model_id = :m"), {"m": v2.model_id})
+            conn.execute(sa.text("DELETE FROM healcat.model WHERE model_id = :m"), {"m": v2.model_id})
+
+
+def test_a_run_records_the_versions_its_inputs_came_from(engine, catalog, capsys):
+    """Which object-class version chose a photo-z run's galaxies was used in its input query, never kept."""
+    classifier = catalog["classifier"]
+    with engine.connect() as conn:
+        inputs = dict(conn.execute(sa.text(
+            "SELECT m.task, x.inputs FROM healcat.inference_run AS x JOIN healcat.model AS m USING (model_id) "
+            "JOIN healcat.release AS r USING (release_id) WHERE r.name = :r AND m.model_id = ANY(:m)"),
+            {"r": SDSS_RELEASE, "m": [catalog["model"].model_id, classifier.model_id]}).all())
+    assert inputs == {"photoz": {"object_class": classifier.model_id}, "object_class": {}}
+    assert main(["model", "show", PHOTOZ_MODEL, "--version", catalog["model"].version]) == 0
+    assert (f"inputs: object_class {classifier.name} version {classifier.version} (model_id {classifier.model_id})"
+            in capsys.readouterr().out)
+
+
+def test_the_demo_shows_the_current_version_once_its_own_is_retired(engine, catalog, capsys):
+    """`healcat demo` failed with 'these weights are photoz-sdss version 1, retired' once seed 0's was."""
+    v1 = catalog["model"]
+    v2 = train(engine, "photoz", SDSS_RELEASE, seed=3, epochs=30)
+    try:
+        promote_model(engine, PHOTOZ_MODEL, v2.version, queue_backfill=False)
+        retire_model(engine, PHOTOZ_MODEL, v1.version)
+        assert main(["demo"]) == 0
+        out = capsys.readouterr().out
+        assert (f"model {PHOTOZ_MODEL} version {v2.version} =" in out
+                and f"the demo's training gives version {v1.version}, which was retired: showing the current version"
+                in out)
+        assert f"held-out galaxies: {v2.metrics['n_test']}" in out and "new predictions" in out
+        assert "z_phot" in out.split("most similar to source")[1]
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE healcat.model SET retired_at = NULL WHERE model_id = :m"), {"m": v1.model_id})
+        _forget(engine, v2)
+    assert _current(engine, PHOTOZ_MODEL) == v1.version
