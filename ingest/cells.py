@@ -154,6 +154,10 @@ def id_texts(column, problems: Problems, name: str, empty_is_problem: bool = Tru
                     out[i] = _exact_integer(float(value), repr(float(value)), problems, i, name)
             else:
                 text = str(value).strip()
+                if _float_past_exact(text):  # '1237648704577142784.0': a float printed, maybe digits lost
+                    problems.setdefault(i, (name, f"{name} {text} is a float that is not an exact integer id "
+                                                  f"(past 2**53 a float may have lost digits)"))
+                    continue
                 if _INTEGRAL_TEXT.match(text):
                     text = text.split(".")[0].lstrip("+")
                 elif _FLOAT_TEXT.match(text):  # a number printed as a float: its integer, if exact
@@ -167,6 +171,12 @@ def id_texts(column, problems: Problems, name: str, empty_is_problem: bool = Tru
         for i in np.flatnonzero(mask):
             problems.setdefault(int(i), (name, f"object_id: {name} is empty"))
     return out
+
+
+def _float_past_exact(text: str) -> bool:
+    """Text of an integer with a fractional part ('1237648704577142784.0') past 2**53: a float was printed,
+    and its digits may not be the id's."""
+    return "." in text and bool(_INTEGRAL_TEXT.match(text)) and abs(int(text.split(".")[0])) >= EXACT_FLOAT_INT
 
 
 def _exact_integer(value: float, shown: str, problems: Problems, i: int, name: str) -> str | None:
@@ -199,7 +209,7 @@ def number(value: Any) -> Any:
     """Text that spells an integer or a float, as that number, and a whole float as its integer (a
     chunk whose column holds one '266.0' reads every cell as a float); anything else unchanged."""
     if isinstance(value, (str, np.str_)):
-        if _INTEGRAL_TEXT.match(value.strip()):  # '266' or '266.0': every digit, however long
+        if _INTEGRAL_TEXT.match(value.strip()) and not _float_past_exact(value.strip()):  # '266' or '266.0'
             return int(value.strip().split(".")[0])
         try:
             value = float(value)

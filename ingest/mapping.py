@@ -534,10 +534,15 @@ def apply(mapping: Mapping, table: Table, first_row: int = 1) -> MappedChunk:
     elif whole is not None:
         object_id = cells.id_texts(table[whole], problems, whole)
     else:
+        # A field with no format spec is exact text, read as "{id}" alone is ('1.5e3' is 1500, '1.2E+18' a problem)
+        exact = {f: cells.id_texts(table[f], problems, f) for f in mapping.read_options.text_columns
+                 if f in mapping.object_id_fields and f != ROW_FIELD}
         object_id = np.full(n, None, dtype=object)
         for i, row in enumerate(rows):
-            row[ROW_FIELD] = int(row_number[i])
-            object_id[i], column, reason = cells.format_id(mapping.object_id, row)
+            if any(texts[i] is None for texts in exact.values()):
+                continue  # its problem is recorded
+            fields = {**row, ROW_FIELD: int(row_number[i]), **{f: texts[i] for f, texts in exact.items()}}
+            object_id[i], column, reason = cells.format_id(mapping.object_id, fields)
             if reason:
                 problems.setdefault(i, (column, reason))
     for col in sorted(mapping.used_columns()):

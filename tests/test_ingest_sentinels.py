@@ -146,3 +146,26 @@ def test_magnitude_error_sentinels_and_zero_errors_are_quarantined_unless_declar
     assert [phot[str(i), "sdss_r"][:2] for i in (1, 2, 3)] == [(16.0, None)] * 3
     assert phot["4", "sdss_r"][1] == pytest.approx(7.5) and phot["1", "sdss_g"][2] == pytest.approx(41.0 * 3.630781)
 
+
+@pytest.mark.parametrize("template", ["{id}", "sdss-{id}", "{id}-{n}"])
+def test_float_formatted_ids_read_the_same_alone_or_in_a_template(engine, tmp_path, scratch_release, template):
+    """'sdss-{id}' stored 'sdss-1.23764870457714E+018', 'sdss-1.5e3', 'sdss-3306549220491.0' where '{id}' alone
+    quarantined or normalised them; '1237648704577142784.0' (past 2**53, a printed float) was taken as exact,
+    as was a Gaia id '5853498713190525696.0'."""
+    rows = ("id,n,ra,dec,gaia\n1.23764870457714E+018,1,10,5,\n1237648704577142784.0,2,11,5,\n3306549220491.0,3,12,5,\n"
+            "1.5e3,4,13,5,\n3306549220512,5,14,5,5853498713190525696.0\n324516660594,6,15,5,5853498713190525696\n")
+    body = '[xid]\ngaia_dr3 = "gaia"\n[ignore]\nn = "a number"\n' if "{n}" not in template else '[xid]\ngaia_dr3 = "gaia"\n'
+    path = _write(tmp_path, "floatid", rows, body)
+    path.write_text(path.read_text().replace('object_id = "{id}"', f'object_id = "{template}"'))
+    load = ingest_release(path, engine)
+    assert _quarantine(engine, load.release_id) == [
+        (1, "id", "id 1.23764870457714E+018 is a float that is not an exact integer id"),
+        (2, "id", "id 1237648704577142784.0 is a float that is not an exact integer id (past 2**53 a float may have "
+                  "lost digits)"),
+        (5, "gaia", "gaia 5853498713190525696.0 is a float that is not an exact integer id (past 2**53 a float may "
+                    "have lost digits)")]
+    with engine.connect() as conn:
+        ids = conn.scalars(sa.text("SELECT object_id FROM healcat.source WHERE release_id = :r"),
+                           {"r": load.release_id}).all()
+    expected = {"3306549220491": 3, "1500": 4, "324516660594": 6}
+    assert sorted(ids) == sorted(template.replace("{id}", i).replace("{n}", str(n)) for i, n in expected.items())
