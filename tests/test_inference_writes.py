@@ -202,7 +202,9 @@ def test_lanes_write_exactly_what_one_lane_writes(engine, catalog, sdss_1500):
     assert one.n_predicted > 300 and one.n_skipped > 15
     _same_outputs(by_one, by_four)
     assert len(by_four["runs"]) == 2 and all(r[3] for r in by_four["runs"]), "both models' runs finished"
-    assert len({r.source_id for r in by_four["prediction"]}) == 1500 - 15, "every source with ugriz, each once"
+    predicted = {r.source_id for r in by_four["prediction"]}
+    guarded = {r.source_id for r in by_four["skip"] if "what the model was trained on" in r.reason}  # the models' guard
+    assert len(predicted | guarded) == 1500 - 15 and len(guarded - predicted) < 0.005 * 1500, "every source with ugriz"
     with engine.connect() as conn:  # the ranges: contiguous, covering the release; at least four batches each
         release_id = release_id_of(conn, sdss_1500)
         lo, hi = conn.execute(sa.text("SELECT min(source_id), max(source_id) FROM healcat.source WHERE release_id = :r"),

@@ -62,7 +62,10 @@ def test_predictions_cover_the_galaxies_and_agree_with_spec_z(engine, catalog):
             {"r": SDSS_RELEASE})
         n_embeddings = conn.scalar(sa.text("SELECT count(*) FROM healcat.embedding WHERE model_id = :m"),
                                    {"m": catalog["model"].model_id})
-    assert len(rows) == n_galaxies == n_embeddings == catalog["run"].n_predicted
+        n_refused = conn.scalar(sa.text(  # outside the training galaxies' inputs (test_few_sdss_galaxies_are_refused)
+            "SELECT count(*) FROM healcat.inference_skip WHERE run_id = :r AND reason NOT LIKE 'not a galaxy: spectrum%'"),
+            {"r": catalog["run"].run_id})
+    assert len(rows) == n_galaxies - n_refused == n_embeddings == catalog["run"].n_predicted
     assert {r.spec_class for r in rows} == {"GALAXY"}
     z_phot = np.array([r.value for r in rows])
     z_spec = np.array([r.z for r in rows])
@@ -171,7 +174,9 @@ def test_versions_coexist_and_current_is_a_query(engine, catalog):
         releases = [a["release"] for a in args]
         assert SDSS_RELEASE in releases and GAIA_RELEASE not in releases, "not Gaia: no ugriz"
         run = run_photoz(engine, SDSS_RELEASE)  # the current version is now v2
-        assert run.n_predicted == catalog["run"].n_predicted
+        # the same sources; each version refuses its own few galaxies (its guard is fitted on its own split)
+        assert run.n_predicted + run.n_skipped == catalog["run"].n_predicted + catalog["run"].n_skipped
+        assert abs(run.n_predicted - catalog["run"].n_predicted) < 0.005 * run.n_predicted
         with engine.connect() as conn:
             current = conn.scalar(sa.text("SELECT version FROM healcat.current_model WHERE name = :n"),
                                   {"n": PHOTOZ_MODEL})
@@ -179,7 +184,7 @@ def test_versions_coexist_and_current_is_a_query(engine, catalog):
                 "SELECT m.version, count(*) FROM healcat.prediction p JOIN healcat.model m USING (model_id) "
                 "WHERE m.name = :n GROUP BY 1"), {"n": PHOTOZ_MODEL}).all())
         assert current == v2.version
-        assert per_version == {v1.version: run.n_predicted, v2.version: run.n_predicted}, "v1's outputs stay"
+        assert per_version == {v1.version: catalog["run"].n_predicted, v2.version: run.n_predicted}, "v1's outputs stay"
         sid = _a_galaxy(engine)
         assert len(similar(sid, model=PHOTOZ_MODEL, k=3, version=v1.version)) == 3
         assert len(similar(sid, model=PHOTOZ_MODEL, k=3)) == 3
@@ -366,3 +371,96 @@ def test_a_cpu_run_gives_the_model_the_cores_its_database_backends_leave(engine,
     monkeypatch.setenv("HEALCAT_INFER_THREADS", "all")
     with pytest.raises(HealcatError, match="HEALCAT_INFER_THREADS='all': give a whole number of threads"):
         inference.model_threads(1)
+
+
+# The review's source (no spectrum): r-i = -1.48, i-z = -1.40. Under the per-column min/max ranges
+# the classifier called it a GALAXY at p = 0.98 and photo-z gave z = 0.0048 from a mixture with
+# 99.92% of its mass below z = 0.
+REVIEW_UGRIZ = np.array([[16.823, 16.815, 16.692, 18.174, 19.572]])
+
+
+def _current(task_name: str, model) -> torch.nn.Module:
+    return get_task(task_name).load(model.weights_path, "cpu")
+
+
+def test_colours_no_training_object_has_are_refused_by_both_models(catalog):
+    x = photoz.features(REVIEW_UGRIZ)
+    for task_name, model in (("photoz", catalog["model"]), ("object_class", catalog["classifier"])):
+        loaded = _current(task_name, model)
+        lo, hi = loaded.hparams["input_range"][3]  # r-i: the training rows' 0.1-99.9 percentiles, padded
+        assert -1 < lo < 0 < hi < 1.5, "a few outlier rows (r-i down to -3.3) no longer set the range"
+        why = get_task(task_name).predict(loaded, x, "cpu").refused
+        assert why[0] == (f"r-i = -1.482 is outside what the model was trained on ({lo:.6g} to {hi:.6g}): "
+                          "no extrapolation")
+
+
+def test_a_combination_unlike_the_training_galaxies_is_refused_inside_the_box(catalog):
+    """Each column inside the box, together far from every training galaxy (blue u-g and r-i, red
+    g-r and i-z): the joint check refuses it; weights without the joint check (trained before it was
+    kept) check the box alone, as they did."""
+    model = _current("photoz", catalog["model"])
+    lo, hi = np.array(model.hparams["input_range"]).T
+    x = (lo + np.array([0.5, 0.05, 0.95, 0.05, 0.95]) * (hi - lo))[None].astype(np.float32)
+    assert common.outside_range(x, model.hparams["input_range"], photoz.FEATURE_NAMES) is None
+    why = Photoz().predict(model, x, "cpu").refused
+    assert why[0].startswith("r, u-g, g-r, r-i, i-z = ") and "together are unlike what the model was trained on: " \
+        "Mahalanobis distance " in why[0] and "beyond their 99.9th percentile x 2 = " in why[0]
+    limit = model.hparams["input_distribution"]["components"][0]["limit"]
+    assert float(why[0].split("Mahalanobis distance ")[1].split()[0]) > limit
+    model.hparams["input_distribution"] = None  # as weights trained before it was kept load
+    assert common.outside_training(x, model.hparams, photoz.FEATURE_NAMES) is None
+    assert common.outside_training(x[:, :] + [[0, 0, 0, -5, 0]], model.hparams, photoz.FEATURE_NAMES)[0].startswith(
+        "r-i = ")
+
+
+def test_weights_without_the_joint_check_load_and_keep_the_per_column_check(tmp_path):
+    """A file written before ``input_distribution`` was kept: min/max ranges alone refuse."""
+    torch.manual_seed(0)
+    old = photoz.PhotoZMDN(input_range=[[11.2, 26.0], [-1.5, 3.0], [-7.1, 2.3], [-3.33, 1.48], [-2.1, 3.9]])
+    hparams = {k: v for k, v in old.hparams.items() if k != "input_distribution"}
+    torch.save({"hparams": hparams, "state_dict": old.state_dict()}, tmp_path / "old.pt")
+    loaded = photoz.load(str(tmp_path / "old.pt"))
+    assert loaded.hparams["input_distribution"] is None
+    x = photoz.features(np.vstack([REVIEW_UGRIZ, [[16.8, 16.8, 16.7, 21.0, 19.6]]]))  # r-i -1.48, then -4.3
+    why = common.outside_training(x, loaded.hparams, photoz.FEATURE_NAMES)
+    assert why[0] is None and why[1].startswith("r-i = -4.3 is outside what the model was trained on (-3.33 to 1.48)")
+
+
+def test_few_sdss_galaxies_are_refused(engine, catalog):
+    """The guard's cost: the spectroscopic galaxies of the training release that photo-z refuses
+    (inputs outside the training galaxies', or most of p(z) below 0), held out and all."""
+    m = catalog["model"].metrics
+    assert 0 < m["n_test"] and (m["n_test_outside_training"] + m["n_test_below_z_min"]) / m["n_test"] < 0.005
+    with engine.connect() as conn:
+        reasons = conn.execute(sa.text(
+            "SELECT reason FROM healcat.inference_skip WHERE run_id = :r AND reason NOT LIKE 'not a galaxy: spectrum says %'"),
+            {"r": catalog["run"].run_id}).scalars().all()
+    n_galaxies = catalog["run"].n_predicted + len(reasons)
+    assert n_galaxies > 4000 and len(reasons) / n_galaxies < 0.005
+    assert all(" is outside what the model was trained on " in r or " together are unlike what the model was " in r
+               or r.startswith("not a galaxy at z >= 0: ") for r in reasons) and reasons
+
+
+def _mixture_model(means: list[float]) -> photoz.PhotoZMDN:
+    """A photo-z model whose every answer is the same mixture: equal weights, these means, sigma 0.05."""
+    model = photoz.PhotoZMDN(n_components=len(means))
+    with torch.no_grad():
+        model.head.weight.zero_()
+        bias = torch.zeros(3 * len(means))
+        bias[len(means):2 * len(means)] = torch.tensor(means)
+        bias[2 * len(means):] = float(np.log(np.expm1(0.05 - photoz.SIGMA_FLOOR)))  # softplus^-1
+        model.head.bias.copy_(bias)
+    return model.eval()
+
+
+@pytest.mark.parametrize("means, refused", [([-1, -1, -1, 1, 1], True), ([-1, -1, 1, 1, 1], False)])
+def test_a_galaxy_with_most_of_its_p_z_below_zero_gets_no_photo_z(means, refused):
+    """Three fifths of the mixture below z = 0: "not a galaxy at z >= 0", no redshift from the truncated
+    rest; two fifths: a redshift, from the mass above 0."""
+    x = photoz.features(np.array([[19.0, 17.5, 16.9, 16.5, 16.3]] * 2))
+    out = Photoz().predict(_mixture_model(means), x, "cpu")
+    assert np.allclose(photoz.predict(_mixture_model(means), x, device="cpu")["below_z_min"], 0.6 if refused else 0.4)
+    if refused:
+        assert list(out.refused) == ["not a galaxy at z >= 0: 60% of its p(z) lies below z = 0 (more than 50%)"] * 2
+    else:
+        assert out.refused is None and np.allclose(out.value, 1.0, atol=0.01)

@@ -130,9 +130,14 @@ def test_gyro_ages_trained_from_sql_with_held_out_clusters(engine, tmp_path, scr
     model = train(engine, "gyro_age", "chronoflow/2025-prot-catalogue")
     ages = model.metrics["cluster_ages"]
     assert sorted(ages) == populations and len(populations) == 41
+    # each cluster aged from its members in the model's colour range (the training stars' 0.1-99.9
+    # percentiles plus 10%), as a run ages them: h Per's star at -1.54 and a few of the reddest are not
+    lo, hi = model.hyperparams["colour_range"][0]
+    inside = (files["bprp0_mag"] >= lo) & (files["bprp0_mag"] <= hi)
+    assert model.metrics["n_outside_colour_range"] == (~inside).sum() == 8
     for name in populations:
         members = files["population"] == name
-        assert ages[name]["n_members"] == members.sum()
+        assert ages[name]["n_members"] == (members & inside).sum() > 0
         assert ages[name]["log_age_true"] == pytest.approx(files["log_age"][members][0])
         assert ages[name]["association"] == files["cluster"][members][0]
     assert model.metrics["n_test_clusters"] == round(0.2 * 41)
@@ -215,8 +220,8 @@ def test_gyro_ages_trained_from_sql_with_held_out_clusters(engine, tmp_path, scr
                                            "WHERE release = :r"), {"r": second_release}).all()
         passing = conn.scalar(sa.text(
             f"SELECT count(*) FROM healcat.rotation_period rp JOIN healcat.release r USING (release_id) "
-            f"WHERE r.name = :r AND rp.cluster_id IS NOT NULL AND rp.bp_rp_dered IS NOT NULL AND {gyro_task._CUTS}"),
-            {"r": second_release})
+            f"WHERE r.name = :r AND rp.cluster_id IS NOT NULL AND rp.bp_rp_dered BETWEEN :lo AND :hi AND {gyro_task._CUTS}"),
+            {"r": second_release, "lo": lo, "hi": hi})  # in the model's colour range, as above
     assert second_ages and sum(n for _, n in second_ages) == passing > 0
 
 

@@ -54,11 +54,14 @@ class PhotoZMDN(nn.Module):
     """
 
     def __init__(self, n_features: int = N_FEATURES, hidden: int = 128, depth: int = 3,
-                 embed_dim: int = 16, n_components: int = 5, input_range: list[list[float]] | None = None) -> None:
+                 embed_dim: int = 16, n_components: int = 5, input_range: list[list[float]] | None = None,
+                 input_distribution: dict | None = None) -> None:
         super().__init__()
-        # input_range: the training features' ranges (common.input_range), for common.outside_range
-        self.hparams = dict(n_features=n_features, hidden=hidden, depth=depth,
-                            embed_dim=embed_dim, n_components=n_components, input_range=input_range)
+        # input_range, input_distribution: the training features' box and joint distribution
+        # (common.input_range, common.input_distribution), for common.outside_training
+        self.hparams = dict(n_features=n_features, hidden=hidden, depth=depth, embed_dim=embed_dim,
+                            n_components=n_components, input_range=input_range,
+                            input_distribution=input_distribution)
         self.register_buffer("x_mean", torch.zeros(n_features))
         self.register_buffer("x_std", torch.ones(n_features))
         self.register_buffer("z_loc", torch.zeros(()))
@@ -96,8 +99,10 @@ class PhotoZMDN(nn.Module):
         logits, mu, sigma = self._mixture(h)
         w = torch.softmax(logits, dim=1)
         mean, var = _truncated_moments(w, mu, sigma, self.z_min)
-        return {"z_point": _mixture_median(w, mu, sigma, self.z_min), "z_mean": mean, "z_sigma": var.clamp_min(0).sqrt(),
-                "weights": w, "means": mu, "sigmas": sigma, "embedding": nn.functional.normalize(h, dim=1)}
+        below = (w * torch.special.ndtr((self.z_min - mu) / sigma)).sum(1)  # the mass the truncation drops
+        return {"z_point": _mixture_median(w, mu, sigma, self.z_min, below), "z_mean": mean, "z_sigma": var.clamp_min(0).sqrt(),
+                "below_z_min": below, "weights": w, "means": mu, "sigmas": sigma,
+                "embedding": nn.functional.normalize(h, dim=1)}
 
 
 def mixture_nll(logits: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -134,7 +139,9 @@ def train_features(x: np.ndarray, z: np.ndarray, *, seed: int = 0, epochs: int =
     test, val, fit = split_indices(len(z_all), seed)
 
     dev = torch.device(device)
-    model = PhotoZMDN(n_features=x_all.shape[1], input_range=common.input_range(x_all), **hparams)
+    seen = np.delete(x_all, test, axis=0)  # the guard knows the rows the model learnt from, not the test's
+    model = PhotoZMDN(n_features=x_all.shape[1], input_range=common.input_range(seen, common.BOX_PAD_JOINT),
+                      input_distribution=common.input_distribution(seen), **hparams)
     model.x_mean.copy_(torch.from_numpy(x_all[fit].mean(0)))
     model.x_std.copy_(torch.from_numpy(x_all[fit].std(0) + 1e-6))
     model.z_loc.fill_(float(z_all[fit].mean()))
@@ -146,11 +153,18 @@ def train_features(x: np.ndarray, z: np.ndarray, *, seed: int = 0, epochs: int =
     best, epoch = fit_early_stopping(model, opt, lambda m, xb, zb: mixture_nll(*m(xb), zb), (xf, zf), (xv, zv),
                                      epochs=epochs, batch_size=batch_size, patience=patience, seed=seed)
 
-    out = predict(model, x_all[test], device=dev)
-    zt = z_all[test]
+    # the held-out galaxies the model answers: not those it refuses (:func:`refused`)
+    outside = common.outside_training(x_all[test], model.hparams, tuple(f"feature {j}" for j in range(x_all.shape[1])))
+    below = mostly_below_z_min(predict(model, x_all[test], device=dev)["below_z_min"])
+    why = common.first_reason(outside, below)
+    answered = test if why is None else test[np.equal(why, None)]
+    n_outside = 0 if outside is None else int(np.not_equal(outside, None).sum())
+    out = predict(model, x_all[answered], device=dev)
+    zt = z_all[answered]
     pit = metrics.pit_gmm(out["weights"], out["means"], out["sigmas"], zt, lower=Z_MIN)
     report = dict(
-        n_train=len(fit), n_val=len(val), n_test=len(test), n_dropped=int((~ok).sum()),
+        n_train=len(fit), n_val=len(val), n_test=len(test), n_test_outside_training=n_outside,
+        n_test_below_z_min=len(test) - len(answered) - n_outside, n_dropped=int((~ok).sum()),
         nmad=metrics.nmad(out["z_point"], zt), bias=metrics.bias(out["z_point"], zt),
         outlier_fraction=metrics.outlier_fraction(out["z_point"], zt),
         nmad_mean=metrics.nmad(out["z_mean"], zt),
@@ -179,13 +193,12 @@ def _truncated_moments(w: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor,
     return mean, (wk * (v + m ** 2)).sum(1) - mean ** 2
 
 
-def _mixture_median(w: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, z_min: float,
+def _mixture_median(w: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, z_min: float, below: torch.Tensor,
                     iters: int = 24) -> torch.Tensor:
     """Median ``[N]`` of the mixture truncated at ``z_min`` (:data:`Z_MIN`), by bisection on its CDF
-    (redshift units): the z where the untruncated CDF reaches F(z_min) + (1 - F(z_min)) / 2; 24 halvings
+    (redshift units): the z where the untruncated CDF reaches F(z_min) (``below``) + (1 - F(z_min)) / 2; 24 halvings
     of the +-6 sigma bracket (cut at z_min) leave it under 1e-6 wide for any bracket narrower than 16
     (float32 holds about 7 digits; photo-z errors are ~1e-2)."""
-    below = (w * torch.special.ndtr((z_min - mu) / sigma)).sum(1)
     target = 0.5 * (1 + below)
     lo = (mu - 6 * sigma).min(1).values.clamp_min(z_min)
     hi = torch.maximum((mu + 6 * sigma).max(1).values, lo)
@@ -203,7 +216,8 @@ def predict(model: PhotoZMDN, x_features: np.ndarray, *, batch_size: int = 65536
 
     Returns float32 arrays: ``z_point`` (point estimate = mixture median, which
     gave NMAD at least as good as the mean or mode on SDSS DR14), ``z_mean``
-    and ``z_sigma`` (mixture mean and std), ``weights``/``means``/``sigmas`` ``[N, K]``
+    and ``z_sigma`` (mixture mean and std), ``below_z_min`` (the untruncated mixture's mass below
+    z = 0), ``weights``/``means``/``sigmas`` ``[N, K]``
     and ``embedding`` ``[N, embed_dim]`` (L2-normalised). Batched; bfloat16
     autocast is used on CUDA only. The model is moved to ``device`` (default
     :func:`best_device`).
@@ -219,6 +233,37 @@ def predict(model: PhotoZMDN, x_features: np.ndarray, *, batch_size: int = 65536
         for k, t in net.summary(h.float()).items():
             parts.setdefault(k, []).append(t.cpu())
     return {k: torch.cat(v).numpy() for k, v in parts.items()}
+
+
+#: A galaxy whose p(z) (the untruncated mixture) has more than this below z = 0 gets no photo-z: the
+#: network's answer is then "not a galaxy at z >= 0", and the truncated rest is no redshift.
+MAX_BELOW_Z_MIN = 0.5
+
+
+def mostly_below_z_min(below_z_min: np.ndarray) -> np.ndarray | None:
+    """Why a galaxy gets no photo-z from its mixture's mass below z = 0 (:func:`predict`'s
+    ``below_z_min``, ``[N]``): more than :data:`MAX_BELOW_Z_MIN` of it; None where not, or for the batch."""
+    rows = np.flatnonzero(np.asarray(below_z_min) > MAX_BELOW_Z_MIN)
+    if not len(rows):
+        return None
+    why = np.full(len(below_z_min), None, dtype=object)
+    for i in rows:
+        why[i] = (f"not a galaxy at z >= 0: {100 * float(below_z_min[i]):.4g}% of its p(z) lies below z = 0 "
+                  f"(more than {100 * MAX_BELOW_Z_MIN:g}%)")
+    return why
+
+
+def refused(model: PhotoZMDN, x_features: np.ndarray, out: dict[str, np.ndarray] | None = None,
+            device: str | torch.device | None = None) -> np.ndarray | None:
+    """Why ``model`` gives each of :func:`features`' rows ``[N, F]`` no photo-z: outside what it was
+    trained on (:func:`ingest.ml.common.outside_training`: a column outside the box, or r and the
+    colours together unlike the training galaxies'), else :func:`mostly_below_z_min` of its
+    :func:`predict` output ``out`` (computed here if not given); None where it answers, or for the
+    batch when it answers all."""
+    if out is None:
+        out = predict(model, x_features, device=device)
+    return common.first_reason(common.outside_training(x_features, model.hparams, FEATURE_NAMES),
+                               mostly_below_z_min(out["below_z_min"]))
 
 
 def to_bytes(model: PhotoZMDN) -> bytes:

@@ -77,9 +77,13 @@ WHERE rp.release_id = %(release_id)s ORDER BY rp.source_id"""
         test = np.isin(cluster, names[held])
         model, report = single_thread(gyro.train, colour[~test], log_age[~test], prot[~test], seed=seed,
                                       population=cluster[~test], **({"steps": epochs} if epochs else {}))
+        # each cluster's age from the members a run ages (:meth:`finish`): a colour in the model's range
+        aged = _in_colour_range(model, colour)
         ages = {}
         for name in names.tolist():
-            members = cluster == name
+            members = (cluster == name) & aged
+            if not members.any():
+                continue
             est = gyro.cluster_age(model, colour[members], prot[members])
             truth = float(log_age[members][0])
             ages[name] = dict(association=association[name], n_members=int(members.sum()),
@@ -87,6 +91,7 @@ WHERE rp.release_id = %(release_id)s ORDER BY rp.source_id"""
                               **est, delta_dex=est["log_age_median"] - truth)
         deltas = [abs(v["delta_dex"]) for v in ages.values() if v["held_out"]]
         metrics = dict(n_train=report["n_train"], n_test=int(test.sum()), n_test_clusters=len(deltas),
+                       n_outside_colour_range=int((~aged).sum()),
                        median_abs_delta_log_age_held_out=float(np.median(deltas)), cluster_ages=ages)
         return Trained(gyro.to_bytes(model), dict(model.hparams), metrics)
 
@@ -121,8 +126,7 @@ WHERE rp.release_id = %(release_id)s ORDER BY rp.source_id"""
             return
         cluster = np.array([r[0] for r in rows])
         colour, prot = _colour_period(rows, columns=(1, 2))
-        keep = (gyro.valid_rows(colour, prot) & _passes_cuts(rows)
-                & np.equal(common.outside_range(colour, model.hparams.get("colour_range"), ("BP-RP_0",)), None))
+        keep = gyro.valid_rows(colour, prot) & _passes_cuts(rows) & _in_colour_range(model, colour)
         values = []
         for cluster_id in np.unique(cluster[keep]).tolist():
             members = keep & (cluster == cluster_id)
@@ -132,6 +136,13 @@ WHERE rp.release_id = %(release_id)s ORDER BY rp.source_id"""
                                log_age_p84_yr=est["log_age_p84"]))
         if values:
             conn.execute(sa.insert(ClusterAge), values)
+
+
+def _in_colour_range(model, colour: np.ndarray) -> np.ndarray:
+    """Per star: its BP-RP_0 [mag] is in the model's ``colour_range`` (a star outside gets no age;
+    weights without one: every star)."""
+    why = common.outside_range(colour, model.hparams.get("colour_range"), ("BP-RP_0",))
+    return np.ones(len(colour), dtype=bool) if why is None else np.equal(why, None)
 
 
 def _passes_cuts(rows: list[tuple]) -> np.ndarray:

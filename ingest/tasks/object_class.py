@@ -32,7 +32,7 @@ class ObjectClass(Task):
         labels = {int(r[1]): CLASSES.index(r[7]) for r in rows}
         y = np.array([labels[int(k)] for k in keys[:, 1]], dtype=np.int64)
         model, report = single_thread(classifier.train, ml_photoz.features(mags), y, n_classes=len(CLASSES),
-                                       seed=seed, **({"epochs": epochs} if epochs else {}))
+                                       class_names=CLASSES, seed=seed, **({"epochs": epochs} if epochs else {}))
         report["classes"] = list(CLASSES)
         return Trained(classifier.to_bytes(model), {**model.hparams, "classes": list(CLASSES)}, report)
 

@@ -57,4 +57,4 @@ class Photoz(Task):
         out = ml_photoz.predict(model, inputs, device=device)
         return Outputs(value=out["z_point"], uncertainty=out["z_sigma"], pdf_weights=out["weights"],
                        pdf_means=out["means"], pdf_sigmas=out["sigmas"], embedding=out["embedding"],
-                       refused=ugriz.outside_training(model, inputs))
+                       refused=ml_photoz.refused(model, inputs, out))

@@ -78,6 +78,7 @@ def _bad_mags(mags: np.ndarray) -> str:
 
 def outside_training(model, features: np.ndarray) -> np.ndarray | None:
     """Why each row of :func:`ingest.ml.photoz.features` (r and colours, mag) is outside what
-    ``model`` was trained on (None where inside; None for the batch when all are): colours no
-    star, galaxy or quasar of its training release has, such as a corrupted band."""
-    return common.outside_range(features, model.hparams.get("input_range"), ml_photoz.FEATURE_NAMES)
+    ``model`` was trained on (None where inside; None for the batch when all are): r or a colour
+    outside the training objects' box, or all five together unlike theirs (a corrupted band gives
+    colours no star, galaxy or quasar of its training release has); :func:`ingest.ml.common.outside_training`."""
+    return common.outside_training(features, model.hparams, ml_photoz.FEATURE_NAMES)
