@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import re
 import string
+import warnings
 from typing import Any
 
 import astropy.units as u
 import numpy as np
 from astropy.coordinates import Angle
+from astropy.coordinates.angles.errors import IllegalHourWarning, IllegalMinuteWarning, IllegalSecondWarning
 
 #: Problems found while reading cells: row index in the chunk -> (column, reason); the first wins.
 Problems = dict[int, tuple[str | None, str]]
@@ -22,13 +24,22 @@ EXACT_FLOAT_INT = 2**53  # floats hold every integer below this exactly
 INT64_MAX = 2**63 - 1
 #: Values files write for "no data", either sign: stored as measurements unless the mapping lists them as sentinels.
 COMMON_SENTINELS = tuple(sign * v for v in (99.0, 999.0, 9999.0, 99999.0, 1e20, 1e30) for sign in (1.0, -1.0))
+#: Sexagesimal with only colons or blanks between its fields ('12:14:23.6', '12 14 07.5'): no h/d to say its unit
+_BARE_SEXAGESIMAL = re.compile(r"^[+-]?\d+(?:(?::|\s+)\d+(?:\.\d*)?){1,2}$")
+#: astropy parses '+33:60:00' as 34 deg and '23:59:60' as 24 h with only these warnings
+_ILLEGAL_SEXAGESIMAL = (IllegalHourWarning, IllegalMinuteWarning, IllegalSecondWarning)
 _INTEGRAL_TEXT = re.compile(r"^[+-]?\d+(\.0*)?$")
 _FLOAT_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")  # '25.5', '1.237e18': a float, printed
 
 
+class CellError(ValueError):
+    """A cell ``parse`` rejects with a reason of its own, recorded as it is."""
+
+
 def parse_cells(column, parse, problems: Problems, name: str, expected: str) -> np.ndarray:
     """Floats from a column of text, cell by cell: empty cells are NaN (missing); a cell ``parse``
-    rejects is NaN and a problem naming the column, the text and what was ``expected``."""
+    rejects is NaN and a problem naming the column, the text and what was ``expected`` (or the
+    :class:`CellError`'s own reason)."""
     out = np.full(len(column), np.nan)
     for i, value in enumerate(column):
         text = "" if value is np.ma.masked else str(value).strip()
@@ -36,6 +47,8 @@ def parse_cells(column, parse, problems: Problems, name: str, expected: str) -> 
             continue
         try:
             out[i] = parse(text)
+        except CellError as exc:
+            problems.setdefault(i, (name, str(exc)))
         except (ValueError, TypeError, u.UnitsError):
             problems.setdefault(i, (name, f"{name} {text!r} is not {expected}"))
     return out
@@ -48,8 +61,12 @@ def numeric(column) -> np.ndarray | None:
     return np.ma.filled(np.ma.asarray(column, dtype=np.float64), np.nan)
 
 
-def degrees(column, unit: u.UnitBase, problems: Problems, name: str) -> np.ndarray:
-    """Angles in degrees from numbers in ``unit`` or sexagesimal strings ('12:30:49.4', '12h30m49s')."""
+def degrees(column, unit: u.UnitBase, problems: Problems, name: str, bare_sexagesimal: bool = True) -> np.ndarray:
+    """Angles in degrees from numbers in ``unit`` or sexagesimal strings ('12:30:49.4', '12h30m49s').
+
+    A sexagesimal field out of range ('+33:60:00', '23:59:60') is a problem, not the next degree or hour.
+    Without ``bare_sexagesimal`` (an RA column the mapping calls deg without saying dms), sexagesimal
+    with only colons or blanks ('12:14:23.6', conventionally hours) is a problem too."""
     values = numeric(column)
     if values is not None:
         return values * unit.to(u.deg)
@@ -58,7 +75,16 @@ def degrees(column, unit: u.UnitBase, problems: Problems, name: str) -> np.ndarr
         try:
             return float(text) * unit.to(u.deg)
         except ValueError:
-            return Angle(text, unit=unit).deg
+            pass
+        if not bare_sexagesimal and _BARE_SEXAGESIMAL.match(text):
+            raise CellError(f"{name} {text!r} is sexagesimal, which for RA conventionally means hours, but the mapping "
+                            "says deg: say unit = \"hourangle\" (hours) or \"dms\" (degrees)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", _ILLEGAL_SEXAGESIMAL)
+            try:
+                return Angle(text, unit=unit).deg
+            except _ILLEGAL_SEXAGESIMAL as exc:
+                raise CellError(f"{name} {text!r} is not a valid sexagesimal angle in {unit} ({exc})") from None
 
     return parse_cells(column, angle, problems, name, f"an angle in {unit}")
 

@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 
 COUNTED = ("rows_read", "source", "joined", "source_xid", "photometry", "spec_redshift", "rotation_period",
            "stellar_mass", "quarantine")
+#: A release of more positions than this whose every RA lies in [0, 24] deg is probably in hours read as degrees:
+#: its row_counts say so (RA_IN_HOURS_KEY: how many positions) and the load logs a warning.
+RA_IN_HOURS_MIN_ROWS = 100
+RA_IN_HOURS_KEY = "ra_all_within_24_deg"
 
 
 @dataclass
@@ -255,6 +259,7 @@ def _load_rows(pg, mapping: Mapping, path: Path, release_id: int) -> dict[str, i
     counts = dict.fromkeys(COUNTED, 0)
     seen_ids = SeenIds(None if mapping.join else lambda ids: _in_release(pg, release_id, ids))
     first_rejects: list[Rejected] = []
+    positioned, ra_max = 0, -np.inf  # the good rows' positions, to tell RA in hours read as degrees
     size = readers.count_rows(path, mapping.format, mapping.read_options)
     with progress.RowsRead(path.name, size, log, max_rows=mapping.max_rows) as rows_read:
         for first_row, table, chunk in _prefetched(mapping, path):
@@ -264,6 +269,9 @@ def _load_rows(pg, mapping: Mapping, path: Path, release_id: int) -> dict[str, i
             counts["rows_read"] += len(table)
             counts["quarantine"] += _quarantine(pg, release_id, path, rejected)
             first_rejects += rejected[: 3 - len(first_rejects)]
+            if chunk.ra_deg is not None and good.any():
+                positioned += int(good.sum())
+                ra_max = max(ra_max, float(np.max(chunk.ra_deg[good])))
             for table_name, n in _copy_chunk(pg, mapping, chunk, good, owner, release_id).items():
                 counts[table_name] += n
             rows_read.step(first_row, len(table), f", {len(rejected)} quarantined")
@@ -272,6 +280,11 @@ def _load_rows(pg, mapping: Mapping, path: Path, release_id: int) -> dict[str, i
     if counts["source"] + counts["joined"] == 0:
         examples = "; ".join(f"row {r.row_number} column {r.column}: {r.reason}" for r in first_rejects)
         raise IngestError(f"{path}: all {counts['rows_read']} rows failed validation, nothing published ({examples})")
+    if positioned > RA_IN_HOURS_MIN_ROWS and ra_max <= 24.0:
+        counts[RA_IN_HOURS_KEY] = positioned
+        log.warning("%s: every one of its %d positions has RA in [0, 24] deg (at most %.4g): hours read as degrees? "
+                    "Mapping %s reads %s in %s", path, positioned, ra_max, mapping.path.name, mapping.ra.name,
+                    mapping.ra.unit or "deg")
     return counts
 
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 MAPPINGS_DIR = Path(__file__).parent / "mappings"
 MAG_SYSTEMS = ("AB", "Vega")
-POSITION_UNITS = {"deg": u.deg, "hourangle": u.hourangle, "rad": u.rad}
+POSITION_UNITS = {"deg": u.deg, "dms": u.deg, "hourangle": u.hourangle, "rad": u.rad}  # dms: sexagesimal RA in deg
 #: How files spell the units of a position column (FITS TUNITn, ECSV/VOTable/Parquet unit), lower-cased:
 #: spellings astropy does not parse ('hours', 'degrees', 'hms') or parses as something else ('H': henry).
 POSITION_UNIT_SPELLINGS = {
@@ -562,7 +562,7 @@ def apply(mapping: Mapping, table: Table, first_row: int = 1) -> MappedChunk:
         row_number=row_number,
         object_id=object_id,
         ra_deg=cells.degrees(table[mapping.ra.name], POSITION_UNITS[mapping.ra.unit or "deg"], problems,
-                             mapping.ra.name) if mapping.ra else None,
+                             mapping.ra.name, bare_sexagesimal=mapping.ra.unit not in (None, "deg")) if mapping.ra else None,
         dec_deg=cells.degrees(table[mapping.dec.name], POSITION_UNITS[mapping.dec.unit or "deg"], problems,
                               mapping.dec.name) if mapping.dec else None,
         proper_motion=mapping.proper_motion.values(table, problems) if mapping.proper_motion else None,

@@ -169,3 +169,53 @@ def test_float_formatted_ids_read_the_same_alone_or_in_a_template(engine, tmp_pa
                            {"r": load.release_id}).all()
     expected = {"3306549220491": 3, "1500": 4, "324516660594": 6}
     assert sorted(ids) == sorted(template.replace("{id}", i).replace("{n}", str(n)) for i, n in expected.items())
+
+
+@pytest.mark.parametrize(("unit", "expected_deg"), [("deg", None), ("dms", 12.239889), ("hourangle", 183.598333)])
+def test_sexagesimal_ra_in_a_column_called_deg_is_quarantined_unless_the_unit_is_said(
+        engine, tmp_path, scratch_release, unit, expected_deg):
+    """'12:14:23.6' was read as 12 deg 14' (12.24 deg) where RA means hours; '12h14m23.6s' says its unit."""
+    rows = "id,ra,dec\n1,12:14:23.6,0.1\n2,12 14  07.5,0.1\n3,12h14m23.6s,0.1\n4,12.5,0.1\n"
+    path = _write(tmp_path, f"sexa-{unit}", rows, "")
+    path.write_text(path.read_text().replace('ra = "ra"', f'ra = {{ column = "ra", unit = "{unit}" }}'))
+    load = ingest_release(path, engine)
+    quarantined = _quarantine(engine, load.release_id)
+    with engine.connect() as conn:
+        ra = dict(conn.execute(sa.text("SELECT object_id, ra FROM healcat.source WHERE release_id = :r"),
+                               {"r": load.release_id}).all())
+    if expected_deg is None:
+        hint = "which for RA conventionally means hours, but the mapping says deg: say unit = \"hourangle\" (hours) " \
+               "or \"dms\" (degrees)"
+        assert quarantined == [(1, "ra", f"ra '12:14:23.6' is sexagesimal, {hint}"),
+                               (2, "ra", f"ra '12 14  07.5' is sexagesimal, {hint}")]
+        assert ra["3"] == pytest.approx(183.598333) and ra["4"] == 12.5
+    else:
+        assert quarantined == [] and ra["1"] == pytest.approx(expected_deg)
+
+
+def test_sexagesimal_fields_out_of_range_are_quarantined_not_carried(engine, tmp_path, scratch_release):
+    """astropy reads '+33:60:00' as 34 deg and '23:59:60' as 24 h (360 deg), with only a warning."""
+    rows = "id,ra,dec\n1,08:29:47.59,+33:60:00\n2,23:59:60,-00:30:00\n3,24:00:00.1,+10:00:00\n4,08:29:47.59,+33:54:22.8\n"
+    path = _write(tmp_path, "sexa-range", rows, "")
+    path.write_text(path.read_text().replace('ra = "ra"', 'ra = { column = "ra", unit = "hourangle" }'))
+    load = ingest_release(path, engine)
+    assert [(n, c, r.split(" (")[0]) for n, c, r in _quarantine(engine, load.release_id)] == [
+        (1, "dec", "dec '+33:60:00' is not a valid sexagesimal angle in deg"),
+        (2, "ra", "ra '23:59:60' is not a valid sexagesimal angle in hourangle"),
+        (3, "ra", "ra '24:00:00.1' is not a valid sexagesimal angle in hourangle")]
+    assert load.row_counts["source"] == 1
+
+
+@pytest.mark.parametrize(("n", "ra_max", "flagged"), [(101, 23.9, True), (100, 23.9, False), (101, 25.0, False)])
+def test_a_release_whose_every_ra_is_below_24_deg_says_so(engine, tmp_path, scratch_release, caplog, n, ra_max,
+                                                         flagged):
+    """RA in hours read as degrees: every position in [0, 24] deg, which no all-sky catalogue of 100 rows has."""
+    ras = [ra_max * i / (n - 1) for i in range(n)]
+    rows = "id,ra,dec\n" + "".join(f"{i},{ra},1.0\n" for i, ra in enumerate(ras, 1))
+    load = ingest_release(_write(tmp_path, f"hours-{n}-{ra_max}", rows, ""), engine)
+    assert load.row_counts.get("ra_all_within_24_deg") == (n if flagged else None)
+    assert ("every one of its 101 positions has RA in [0, 24] deg" in caplog.text) == flagged
+    with engine.connect() as conn:
+        stored = conn.scalar(sa.text("SELECT row_counts FROM healcat.release WHERE release_id = :r"),
+                             {"r": load.release_id})
+    assert stored.get("ra_all_within_24_deg") == (n if flagged else None)
