@@ -127,7 +127,9 @@ class Outputs:
     probabilities: np.ndarray | None = None  # [N, C]; label = the most probable class
     embedding: np.ndarray | None = None  # [N, D] float32, for similarity search
     #: [N] object: why the model gives row i no output (its inputs are outside what it was trained
-    #: on: ingest.ml.common.outside_range), None where it does; None: it answers every row
+    #: on: ingest.ml.common.outside_training, or outside_range for weights without the inputs'
+    #: distribution; or an answer the task will not give, as photo-z's p(z) mostly below z = 0),
+    #: None where it does; None: it answers every row
     refused: np.ndarray | None = None
 
 
