@@ -267,6 +267,9 @@ def _load_rows(pg, mapping: Mapping, path: Path, release_id: int) -> dict[str, i
             owner = _owners(pg, mapping, chunk, good, rejected, release_id)
             _age_conflicts(pg, mapping, chunk, good, rejected, release_id)
             counts["rows_read"] += len(table)
+            if table.meta.get(readers.COMMENT_LINES_SKIPPED):  # whitespace files: '#' lines among the data rows
+                counts[readers.COMMENT_LINES_SKIPPED] = counts.get(readers.COMMENT_LINES_SKIPPED, 0) \
+                    + table.meta[readers.COMMENT_LINES_SKIPPED]
             counts["quarantine"] += _quarantine(pg, release_id, path, rejected)
             first_rejects += rejected[: 3 - len(first_rejects)]
             if chunk.ra_deg is not None and good.any():

@@ -443,3 +443,45 @@ def test_a_mapping_file_in_the_data_folder_or_beside_the_mapping_is_read(tmp_pat
     assert load_mapping(_mapping(tmp_path / "sub", Path("a/../b.csv"), "csv")).file == "a/../b.csv"  # stays inside
     sdss = load_mapping("sdss_dr14_skyserver_10k")
     assert sdss.input_path().is_file()  # relative to the data folder
+
+
+def test_parquet_from_astropy_with_a_masked_column_that_masks_no_cell_loads(engine, tmp_path, scratch_release):
+    """astropy writes such a column as its data alone (no NAME.mask): it was refused as a serialized column
+    healcat does not read."""
+    table = _table()
+    table["mag"] = MaskedColumn(table["mag"], mask=[False, False, False])
+    table["plate"] = MaskedColumn(table["plate"], mask=[False, True, False])
+    path = tmp_path / "unmasked.parquet"
+    table.write(path)
+    assert "mag.mask" not in pq.read_schema(path).names and "plate.mask" in pq.read_schema(path).names
+    load = ingest_release(_mapping(tmp_path, path, "parquet"), engine)
+    assert (load.row_counts["source"], load.row_counts["photometry"]) == (3, 3)
+    (raw, _), = _mapped(_mapping(tmp_path, path, "parquet"))
+    assert raw["plate"].mask.tolist() == [False, True, False]
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_a_whitespace_file_beginning_with_a_utf8_bom_loads(engine, tmp_path, scratch_release, newline):
+    """'\\ufeff# id ra ...' was no '#' header line, and the file was refused."""
+    path = tmp_path / f"bom{len(newline)}.dat"
+    path.write_bytes(b"\xef\xbb\xbf" + newline.join(["# id ra dec mag", "1 10 5 18.5", "2 11 5 19.0", ""]).encode())
+    load = ingest_release(_mapping(tmp_path, path, "whitespace", ignore=""), engine)
+    assert (load.row_counts["rows_read"], load.row_counts["source"], load.row_counts["quarantine"]) == (2, 2, 0)
+
+
+def test_comment_lines_among_whitespace_data_are_counted_in_row_counts_and_logged(engine, tmp_path, scratch_release,
+                                                                                 caplog):
+    """A '#' line among the data rows (a row commented out) vanished without a count; the header's do not count."""
+    path = tmp_path / "commented.dat"
+    path.write_text("# id ra dec mag\n# a note\n1 10 5 18.5\n# 2 11 5 19.0\n3 12 5 19.5\n\n# end\n4 13 5 20.0\n")
+    load = ingest_release(_mapping(tmp_path, path, "whitespace", ignore="", release="chunk_rows = 2"), engine)
+    assert (load.row_counts["rows_read"], load.row_counts["comment_lines_skipped"]) == (3, 2)
+    assert "commented.dat: 2 '#' line(s) among data rows 1 to 3 skipped as comments, not data" in caplog.text
+    with engine.connect() as conn:
+        stored = conn.scalar(sa.text("SELECT row_counts FROM healcat.release WHERE release_id = :r"),
+                             {"r": load.release_id})
+    assert stored["comment_lines_skipped"] == 2
+    clean = tmp_path / "clean.dat"
+    clean.write_text("# id ra dec mag\n# a note\n1 10 5 18.5\n")
+    assert "comment_lines_skipped" not in ingest_release(_mapping(tmp_path, clean, "whitespace", ignore=""),
+                                                         engine).row_counts

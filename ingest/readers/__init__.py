@@ -93,6 +93,11 @@ def read(path: Path, fmt: str, options: ReadOptions = ReadOptions()) -> Chunks:
     return READERS[fmt](path, options)
 
 
+#: Table.meta key of a chunk: how many '#' comment lines among the data rows the reader skipped for it (the
+#: loader adds them to the release's row_counts under this name).
+COMMENT_LINES_SKIPPED = "comment_lines_skipped"
+
+
 def unique_names(path: Path, names: list[str]) -> list[str]:
     """The file's column names, unless one repeats: a table keeps one column per name, so a second
     one would silently replace the first."""

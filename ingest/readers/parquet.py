@@ -56,6 +56,8 @@ def _astropy_header(path: Path, schema: pa.Schema) -> tuple[dict[str, str], dict
         kind, parts = spec.get("__class__"), {k: v["name"] for k, v in spec.items() if isinstance(v, dict)}
         if kind == "astropy.table.column.MaskedColumn" and set(parts) == {"data", "mask"}:
             masks[parts["data"]] = parts["mask"]
+        elif kind == "astropy.table.column.MaskedColumn" and set(parts) == {"data"}:
+            pass  # a masked column with no cell masked: astropy writes no NAME.mask
         elif kind == "astropy.units.quantity.Quantity" and set(parts) == {"value"}:
             units[parts["value"]] = spec["unit"]
         else:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import functools
 import gzip
+import logging
 import re
 from pathlib import Path
 
@@ -17,10 +18,12 @@ import pyarrow.csv as pacsv
 from astropy.table import Table
 
 from catalog.errors import IngestError, MissingInputError
-from ingest.readers import Chunks, ReadOptions, RowCount, register, sliced, unique_names
+from ingest.readers import COMMENT_LINES_SKIPPED, Chunks, ReadOptions, RowCount, register, sliced, unique_names
 from ingest.readers.arrow import to_table, typed
 
 BLOCK_BYTES = 8 << 20  # pyarrow's read block; chunks are re-cut to chunk_rows
+UTF8_BOM = b"\xef\xbb\xbf"  # some editors begin a UTF-8 file with it: not part of its first line
+log = logging.getLogger(__name__)
 SAMPLE_BYTES = 1 << 20  # read at the start and the middle of a text file to estimate its row count
 
 
@@ -131,6 +134,8 @@ def _comment_names(path: Path, index: int) -> list[str]:
     comments = []
     with opener(path, "rb") as fh:  # bytes: only the header lines need be text here
         for number, raw in enumerate(fh, 1):
+            if number == 1:
+                raw = raw.removeprefix(UTF8_BOM)
             if not raw.strip():
                 continue
             if not raw.startswith(b"#"):
@@ -157,12 +162,19 @@ def read_whitespace(path: Path, options: ReadOptions) -> Chunks:
     first = 1
     try:
         with opener(path, "rb") as fh:
-            while block := fh.read(BLOCK_BYTES):
+            block = fh.read(BLOCK_BYTES).removeprefix(UTF8_BOM)
+            while block:
                 block += fh.readline()  # end on a line's end
-                for start, table in sliced(_whitespace_block(path, block, names, options, first),
-                                           options.chunk_rows, first):
-                    yield start, table
-                    first += len(table)
+                table = _whitespace_block(path, block, names, options, first)
+                comments = table.meta.pop(COMMENT_LINES_SKIPPED)
+                if comments:
+                    log.warning("%s: %d '#' line(s) among data rows %d to %d skipped as comments, not data", path,
+                                comments, first, first + len(table) - 1)
+                for n, (start, chunk) in enumerate(sliced(table, options.chunk_rows, first)):
+                    chunk.meta[COMMENT_LINES_SKIPPED] = comments if n == 0 else 0
+                    yield start, chunk
+                    first += len(chunk)
+                block = fh.read(BLOCK_BYTES)
     except EOFError as exc:  # a gzip stream cut short: the same every time
         raise IngestError(f"{path}: cannot be read (after data row {first - 1}): {exc}") from exc
     except OSError as exc:  # an I/O error may pass: the job is retried
@@ -181,7 +193,16 @@ def _whitespace_block(path: Path, block: bytes, names: list[str], options: ReadO
             raise IngestError(f"{path}: a comment line after data row {row - 1} is not UTF-8 text") from None
         raise IngestError(f"{path}: data row {row} is not UTF-8 text: {lines[bad].strip()[:200]!r}") from None
     lines = pc.utf8_trim_whitespace(pc.split_pattern(text, "\n").flatten())
-    lines = lines.filter(pc.and_(pc.not_equal(lines, ""), pc.invert(pc.starts_with(lines, "#"))))
+    lines = lines.filter(pc.not_equal(lines, ""))
+    comment = pc.starts_with(lines, "#").to_numpy(zero_copy_only=False)
+    data_at = np.flatnonzero(~comment)
+    # '#' lines after the file's first data row: comments among the data (or rows commented out), counted
+    if first > 1:  # the file's first data row was in an earlier block
+        data_from = 0
+    else:
+        data_from = int(data_at[0]) if len(data_at) else len(comment)
+    comments_among_data = int(comment[data_from:].sum())
+    lines = lines.filter(pa.array(~comment))
     if pc.any(pc.match_substring(lines, '"')).as_py():  # quoted fields ("NGC 104"): Python's csv splits them
         fields = pa.array([[f.strip() for f in row] for row in csv.reader(
             (line.replace("\t", " ") for line in lines.to_pylist()), delimiter=options.delimiter or " ",
@@ -200,4 +221,6 @@ def _whitespace_block(path: Path, block: bytes, names: list[str], options: ReadO
     columns = [pc.list_element(fields, j) for j in range(len(names))]
     nulls = pa.array(["", *options.null_values], pa.string())  # empty cells and the mapping's null_values: missing
     columns = [pc.if_else(pc.is_in(c, value_set=nulls), pa.scalar(None, pa.string()), c) for c in columns]
-    return to_table(typed(pa.RecordBatch.from_arrays(columns, names=names), options.text_columns))
+    table = to_table(typed(pa.RecordBatch.from_arrays(columns, names=names), options.text_columns))
+    table.meta[COMMENT_LINES_SKIPPED] = comments_among_data
+    return table
