@@ -28,6 +28,7 @@ COMMON_SENTINELS = tuple(sign * v for v in (99.0, 999.0, 9999.0, 99999.0, 1e20, 
 _BARE_SEXAGESIMAL = re.compile(r"^[+-]?\d+(?:(?::|\s+)\d+(?:\.\d*)?){1,2}$")
 #: astropy parses '+33:60:00' as 34 deg and '23:59:60' as 24 h with only these warnings
 _ILLEGAL_SEXAGESIMAL = (IllegalHourWarning, IllegalMinuteWarning, IllegalSecondWarning)
+NAN_HINT = "a NaN is no measurement: leave the cell empty or list it under [release] null_values"
 _INTEGRAL_TEXT = re.compile(r"^[+-]?\d+(\.0*)?$")
 _FLOAT_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")  # '25.5', '1.237e18': a float, printed
 
@@ -73,9 +74,13 @@ def degrees(column, unit: u.UnitBase, problems: Problems, name: str, bare_sexage
 
     def angle(text: str) -> float:
         try:
-            return float(text) * unit.to(u.deg)
+            value = float(text)
         except ValueError:
             pass
+        else:
+            if np.isnan(value):  # was 'missing': the text is there, and says no number
+                raise CellError(f"{name} {text!r} is not a number ({NAN_HINT})")
+            return value * unit.to(u.deg)
         if not bare_sexagesimal and _BARE_SEXAGESIMAL.match(text):
             raise CellError(f"{name} {text!r} is sexagesimal, which for RA conventionally means hours, but the mapping "
                             "says deg: say unit = \"hourangle\" (hours) or \"dms\" (degrees)")
@@ -93,9 +98,7 @@ def floats(column, problems: Problems, name: str, sentinels: tuple[float, ...] =
     """Numbers from a column; empty cells and sentinel values are NaN (missing), text that is no number a problem."""
     values = numeric(column)
     if values is None:
-        values = parse_cells(column, _not_nan, problems, name,
-                             "a number (a NaN is no measurement: leave the cell empty or list it under [release] "
-                             "null_values)")
+        values = parse_cells(column, _not_nan, problems, name, f"a number ({NAN_HINT})")
     if sentinels:
         values[np.isin(values, sentinels)] = np.nan
     return values

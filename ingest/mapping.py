@@ -526,6 +526,7 @@ def apply(mapping: Mapping, table: Table, first_row: int = 1) -> MappedChunk:
     n = len(table)
     problems: Problems = {}
     row_number = np.arange(first_row, first_row + n)
+    _repeated_header(table, problems)
     whole = _single_field(mapping.object_id)  # "{id}": the column itself, without a per-row template
     names = sorted((set(mapping.object_id_fields) - {ROW_FIELD, whole}) | set(mapping.attrs))  # per-row work
     rows = [dict(zip(names, r)) for r in table.iterrows(*names)] if n and names else [{} for _ in range(n)]
@@ -583,6 +584,18 @@ def _single_field(template: str) -> str | None:
     if len(parts) == 1 and parts[0][0] == "" and parts[0][1] and not parts[0][2] and not parts[0][3]:
         return parts[0][1]
     return None
+
+
+def _repeated_header(table: Table, problems: Problems) -> None:
+    """A row whose every cell is its column's name (a header repeated mid-file, as a file concatenated from
+    pieces has) is a problem as that, not as its first cell that is no number."""
+    names = table.colnames
+    if not len(table) or any(table[c].dtype.kind not in "UO" for c in names):  # a number column holds no name
+        return
+    same = np.logical_and.reduce([np.char.strip(np.ma.filled(table[c], "").astype(str)) == c for c in names])
+    for i in np.flatnonzero(same):
+        problems[int(i)] = (names[0], f"the row repeats the header ({','.join(names)[:120]}): a second header "
+                                      "mid-file, not data")
 
 
 def _photometry(mapping: Mapping, band: Band, table: Table, problems: Problems) -> Photometry:

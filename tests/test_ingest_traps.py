@@ -485,3 +485,19 @@ def test_comment_lines_among_whitespace_data_are_counted_in_row_counts_and_logge
     clean.write_text("# id ra dec mag\n# a note\n1 10 5 18.5\n")
     assert "comment_lines_skipped" not in ingest_release(_mapping(tmp_path, clean, "whitespace", ignore=""),
                                                          engine).row_counts
+
+
+def test_a_repeated_header_and_a_nan_position_are_reported_as_what_they_are(engine, tmp_path, scratch_release):
+    """A header repeated mid-file (files concatenated) was 'mag 'mag' is not a number (a NaN is no measurement
+    ...)', and RA 'NaN' was 'ra is missing', like an empty cell."""
+    path = tmp_path / "cat.csv"
+    path.write_text("id,ra,dec,mag\n1,10,5,18.5\nid,ra,dec,mag\n2,NaN,5,19.0\n3,,5,19.0\n4,12,nan,19.5\n5,13,5,20\n")
+    load = ingest_release(_mapping(tmp_path, path, "csv", ignore=""), engine)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT row_number, column_name, reason FROM healcat.quarantine "
+                                    "WHERE release_id = :r ORDER BY row_number"), {"r": load.release_id}).all()
+    nan = "is not a number (a NaN is no measurement: leave the cell empty or list it under [release] null_values)"
+    assert [tuple(r) for r in rows] == [
+        (2, "id", "the row repeats the header (id,ra,dec,mag): a second header mid-file, not data"),
+        (3, "ra", f"ra 'NaN' {nan}"), (4, "ra", "ra is missing"), (5, "dec", f"dec 'nan' {nan}")]
+    assert load.row_counts["source"] == 2
