@@ -30,4 +30,5 @@ def downgrade() -> None:
     restore_functions("ml_v1.sql", ["mixture_quantile"])
     restore_functions("ml_v2.sql", ["mixture_pdf", "mixture_cdf"])
     restore_functions("ml_v3.sql", ["mixture_interval"])  # the first match: the five-argument one
-    op.execute("DROP FUNCTION healcat.mixture_total(text, real[], real[], real[])")
+    op.execute("DROP FUNCTION healcat.mixture_total(text, real[], real[], real[]), "
+               "healcat.mixture_components(real[], real[], real[])")

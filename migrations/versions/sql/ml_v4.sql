@@ -4,6 +4,7 @@
 --   healcat.mixture_total(fn, weights, means, sigmas)   new; the sum of the weights, after checking the
 --       mixture: arrays of one non-zero length (mixture_shape_error's error), weights finite and >= 0
 --       and not all 0, means finite, sigmas finite and > 0. Anything else raises, naming the function.
+--   healcat.mixture_components(weights, means, sigmas)  new; the components, each with whether it passes.
 --   healcat.mixture_pdf, mixture_cdf, mixture_quantile  ml_v2.sql's and ml_v1.sql's, for a mixture whose
 --       weights are relative: divided by their sum. Stored mixtures are float4 weights summing to 1
 --       within a few 1e-7, so CDF(+inf) came out 1.0000001; a user's weights summing to 0.9999998 gave
@@ -25,9 +26,7 @@ BEGIN
        OR cardinality(sigmas) <> cardinality(weights) THEN
         PERFORM healcat.mixture_shape_error(fn, weights, means, sigmas);
     END IF;
-    IF EXISTS (SELECT 1 FROM unnest(weights::float8[], means::float8[], sigmas::float8[]) AS c(w, m, s)
-               WHERE NOT coalesce(c.w >= 0 AND c.w < 'Infinity' AND abs(c.m) < 'Infinity'
-                                  AND c.s > 0 AND c.s < 'Infinity', false)) THEN
+    IF EXISTS (SELECT 1 FROM healcat.mixture_components(weights, means, sigmas) AS c WHERE NOT c.ok) THEN
         RAISE EXCEPTION '%: weights must be finite and >= 0, means finite, sigmas finite and > 0; got weights %, means %, sigmas %',
             fn, weights, means, sigmas USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -38,35 +37,39 @@ BEGIN
     RETURN total;
 END $$;
 
+-- A mixture's components, each with whether it is usable (weight finite and >= 0, mean finite, sigma
+-- finite and > 0, arrays of one length); inlined into the callers' FROM.
+CREATE FUNCTION healcat.mixture_components(weights real[], means real[], sigmas real[])
+RETURNS TABLE (w float8, m float8, s float8, ok boolean) LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT u.w, u.m, u.s,
+           coalesce(u.w >= 0 AND u.w < 'Infinity' AND abs(u.m) < 'Infinity' AND u.s > 0 AND u.s < 'Infinity'
+                    AND cardinality(means) = cardinality(weights) AND cardinality(sigmas) = cardinality(weights), false)
+    FROM unnest(weights::float8[], means::float8[], sigmas::float8[]) AS u(w, m, s)
+$$;
+
 -- pdf and cdf check and sum in one pass over the components (a call of mixture_total, PL/pgSQL, only
 -- to raise the error): they stay single-SELECT SQL functions, which the planner inlines.
 CREATE OR REPLACE FUNCTION healcat.mixture_pdf(weights real[], means real[], sigmas real[], x float8)
 RETURNS float8 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-    SELECT (SELECT CASE WHEN bool_or(NOT c.ok) OR NOT coalesce(sum(c.w) > 0, false) OR count(*) <> cardinality(weights)
-                             OR cardinality(means) <> cardinality(weights) OR cardinality(sigmas) <> cardinality(weights)
+    SELECT (SELECT CASE WHEN bool_or(NOT c.ok) OR NOT coalesce(sum(c.w) > 0, false)
                         THEN healcat.mixture_total('mixture_pdf', weights, means, sigmas)
                         WHEN x = 'NaN' THEN 'NaN'::float8
                         ELSE sum(CASE WHEN NOT c.ok OR c.w = 0 OR abs((x - c.m) / c.s) > 37 THEN 0
                                       WHEN ln(c.w) - 0.5 * ((x - c.m) / c.s) ^ 2 - ln(c.s * sqrt(2 * pi())) < -700 THEN 0
                                       ELSE exp(ln(c.w) - 0.5 * ((x - c.m) / c.s) ^ 2 - ln(c.s * sqrt(2 * pi()))) END)
                              / sum(c.w) END
-            FROM unnest(weights::float8[], means::float8[], sigmas::float8[]) AS u(w, m, s),
-                 LATERAL (SELECT u.w, u.m, u.s, coalesce(u.w >= 0 AND u.w < 'Infinity' AND abs(u.m) < 'Infinity'
-                                                          AND u.s > 0 AND u.s < 'Infinity', false) AS ok) AS c)
+            FROM healcat.mixture_components(weights, means, sigmas) AS c)
 $$;
 
 CREATE OR REPLACE FUNCTION healcat.mixture_cdf(weights real[], means real[], sigmas real[], x float8)
 RETURNS float8 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-    SELECT (SELECT CASE WHEN bool_or(NOT c.ok) OR NOT coalesce(sum(c.w) > 0, false) OR count(*) <> cardinality(weights)
-                             OR cardinality(means) <> cardinality(weights) OR cardinality(sigmas) <> cardinality(weights)
+    SELECT (SELECT CASE WHEN bool_or(NOT c.ok) OR NOT coalesce(sum(c.w) > 0, false)
                         THEN healcat.mixture_total('mixture_cdf', weights, means, sigmas)
                         WHEN x = 'NaN' THEN 'NaN'::float8
                         ELSE least(1.0, sum(CASE WHEN NOT c.ok THEN 0 ELSE
                                  c.w * 0.5 * erfc(least(greatest((c.m - x) / (c.s * sqrt(2.0::float8)), -8.0), 8.0)) END)
                              / sum(c.w)) END
-            FROM unnest(weights::float8[], means::float8[], sigmas::float8[]) AS u(w, m, s),
-                 LATERAL (SELECT u.w, u.m, u.s, coalesce(u.w >= 0 AND u.w < 'Infinity' AND abs(u.m) < 'Infinity'
-                                                          AND u.s > 0 AND u.s < 'Infinity', false) AS ok) AS c)
+            FROM healcat.mixture_components(weights, means, sigmas) AS c)
 $$;
 
 -- The q-quantile of a mixture, by bisection on its CDF over [min(m - 10 s), max(m + 10 s)]
