@@ -58,6 +58,23 @@ def _section(title: str) -> None:
     print(f"\n== {title} " + "=" * max(0, 70 - len(title)))
 
 
+class _NotMeasured:
+    """A metric a version does not have (registered from a file without it): 'n/a' in any format."""
+
+    def __format__(self, spec: str) -> str:
+        return "n/a"
+
+
+class _Metrics(dict):
+    """A version's metrics for printing: a missing one prints as n/a, not a KeyError."""
+
+    def __missing__(self, key: str) -> _NotMeasured:
+        return _NotMeasured()
+
+    def percent(self, key: str) -> str:
+        return f"{100 * self[key]:.2f}" if key in self else "n/a"
+
+
 def _trained_or_current(engine: sa.Engine, task: str, release: str) -> Model:
     """The version the demo's training gives if it is current, else the current version, saying why."""
     try:
@@ -88,15 +105,16 @@ def run() -> None:
     _section(f"release {loaded.release}")
     print("already loaded; nothing changed" if loaded.already_loaded else "ingested and published")
     for table, n in loaded.row_counts.items():
-        print(f"  {table:>14}: {n:>6}")
+        print(f"  {table:>14}: {n:>6}" if isinstance(n, int) else f"  {table:>14}: {n}")
 
     classifier = _trained_or_current(engine, "object_class", loaded.release)
-    print(f"  held-out objects: {classifier.metrics['n_test']}, accuracy {classifier.metrics['accuracy']:.3f}")
+    c = _Metrics(classifier.metrics)
+    print(f"  held-out objects: {c['n_test']}, accuracy {c['accuracy']:.3f}")
     model = _trained_or_current(engine, "photoz", loaded.release)
-    m = model.metrics
+    m = _Metrics(model.metrics)
     print(f"  held-out galaxies: {m['n_test']} (trained on {m['n_train']})")
     print(f"  NMAD of dz/(1+z): {m['nmad']:.4f}   bias: {m['bias']:+.4f}   "
-          f"outliers (|dz|/(1+z) > 0.15): {100 * m['outlier_fraction']:.2f}%   CRPS: {m['crps']:.4f}")
+          f"outliers (|dz|/(1+z) > 0.15): {m.percent('outlier_fraction')}%   CRPS: {m['crps']:.4f}")
     run_result = run_model(engine, PHOTOZ_MODEL, loaded.release)
     if run_result.already_done:  # a second demo: the same weights, the same version, its run done
         print(f"  inference: run {run_result.run_id} of this version is done on {loaded.release}; nothing to do")

@@ -185,6 +185,12 @@ def test_the_demo_shows_the_current_version_once_its_own_is_retired(engine, cata
                 in out)
         assert f"held-out galaxies: {v2.metrics['n_test']}" in out and "new predictions" in out
         assert "z_phot" in out.split("most similar to source")[1]
+        # a current version without the metrics the demo prints (registered from a file): n/a, no KeyError
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE healcat.model SET metrics = '{}' WHERE model_id = :m"), {"m": v2.model_id})
+        assert main(["demo"]) == 0
+        out = capsys.readouterr().out
+        assert "held-out galaxies: n/a (trained on n/a)" in out and "NMAD of dz/(1+z): n/a" in out
     finally:
         with engine.begin() as conn:
             conn.execute(sa.text("UPDATE healcat.model SET retired_at = NULL WHERE model_id = :m"), {"m": v1.model_id})
