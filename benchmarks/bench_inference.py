@@ -349,8 +349,9 @@ def main() -> None:
         with _RunCpu(engine, inference, build_index=BUILD_INDEX and last) as cpu, _ModelTime(task) as model_time, \
                 mock.patch.object(inference, "QUEUED", depth), \
                 mock.patch.dict(os.environ, {"HEALCAT_INFER_THREADS": str(n_threads)}):
-            run = inference.run_model(engine, photoz_model.name, RELEASE, batch_size=BATCH, device=dev.type,
-                                      lanes=n_lanes)
+            # the version whose forward pass is the baseline: a retrained one may be a candidate, not current
+            run = inference.run_model(engine, photoz_model.name, RELEASE, version=photoz_model.version,
+                                      batch_size=BATCH, device=dev.type, lanes=n_lanes)
         _check_predictions(engine, run.run_id, expected)
         t_fwd = forward[n_threads][0]
         _report(run, n_lanes, depth, n_threads, cpu, t_fwd, n_fwd / t_fwd, _peak_rss_mib(), rss_before, max_wal_size,
