@@ -38,7 +38,7 @@ BEGIN
 END $$;
 
 -- A mixture's components, each with whether it is usable (weight finite and >= 0, mean finite, sigma
--- finite and > 0, arrays of one length); inlined into the callers' FROM.
+-- finite and > 0, arrays of one length).
 CREATE FUNCTION healcat.mixture_components(weights real[], means real[], sigmas real[])
 RETURNS TABLE (w float8, m float8, s float8, ok boolean) LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT u.w, u.m, u.s,
@@ -47,8 +47,8 @@ RETURNS TABLE (w float8, m float8, s float8, ok boolean) LANGUAGE sql IMMUTABLE 
     FROM unnest(weights::float8[], means::float8[], sigmas::float8[]) AS u(w, m, s)
 $$;
 
--- pdf and cdf check and sum in one pass over the components (a call of mixture_total, PL/pgSQL, only
--- to raise the error): they stay single-SELECT SQL functions, which the planner inlines.
+-- pdf and cdf check and sum in one pass over the components, calling mixture_total (PL/pgSQL) only
+-- to raise the error.
 CREATE OR REPLACE FUNCTION healcat.mixture_pdf(weights real[], means real[], sigmas real[], x float8)
 RETURNS float8 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
     SELECT (SELECT CASE WHEN bool_or(NOT c.ok) OR NOT coalesce(sum(c.w) > 0, false)
