@@ -150,7 +150,11 @@ def test_a_version_current_again_is_queued_on_superseded_releases_its_model_ran_
             conn.execute(sa.text("DELETE FROM healcat.job"))
         assert statuses == {"scratch/a": "superseded", "scratch/b": "superseded", "scratch/c": "published"}
         retire_model(engine, PHOTOZ_MODEL, v2.version)
-        assert _queued(engine) == {(PHOTOZ_MODEL, v1.version, "scratch/a"), (PHOTOZ_MODEL, v1.version, "scratch/c")}
+        queued = _queued(engine)
+        # (other published releases v1 has not run on, loaded by other tests, are queued too)
+        assert {q for q in queued if q[2].startswith("scratch/")} == {
+            (PHOTOZ_MODEL, v1.version, "scratch/a"), (PHOTOZ_MODEL, v1.version, "scratch/c")}
+        assert (PHOTOZ_MODEL, v1.version, SDSS_RELEASE) not in queued  # done there already
     finally:
         with engine.begin() as conn:
             conn.execute(sa.text("DELETE FROM healcat.inference_run WHERE model_id = :m"), {"m": v2.model_id})
