@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from catalog import db
 from catalog.service import make_server
 from catalog.watchdog import Watchdog, may_signal, sweep
+from ingest import queue
 from ingest.worker import Worker
 
 UNBOUNDED = ["SET statement_timeout = 0", "SET idle_in_transaction_session_timeout = 0", "SELECT pg_sleep(60)"]
@@ -136,6 +137,12 @@ def test_a_reader_idle_in_a_transaction_past_the_limit_is_terminated(engine, rea
 
 
 def test_workers_run_the_watchdog(engine, reader):
+    """A real Worker.run against the session's database: it must claim nothing, as a job another test left
+    queued (a long infer job) would outlast the join below. Such a job is queued here, and the queue emptied
+    (as the scratch_release fixture does) before the worker starts."""
+    with engine.begin() as conn:
+        queue.enqueue(conn, "ingest", {"mapping": "/nonexistent/left-by-another-test.toml"})
+        conn.execute(sa.text("DELETE FROM healcat.job"))
     worker = Worker(engine, name="test-watchdog")
     worker.watchdog = Watchdog(engine, statement_s=1.0, interval_s=0.2)
     thread = threading.Thread(target=worker.run, kwargs={"poll_s": 0.1})
@@ -145,6 +152,9 @@ def test_workers_run_the_watchdog(engine, reader):
     finally:
         worker.stopping.set()
         thread.join(60)
+    assert not thread.is_alive() and worker.done == 0
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM healcat.job WHERE worker = 'test-watchdog'")) == 0
 
 
 def test_the_service_runs_the_watchdog(engine, reader):
