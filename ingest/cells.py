@@ -22,8 +22,11 @@ Problems = dict[int, tuple[str | None, str]]
 
 EXACT_FLOAT_INT = 2**53  # floats hold every integer below this exactly
 INT64_MAX = 2**63 - 1
-#: Values files write for "no data", either sign: stored as measurements unless the mapping lists them as sentinels.
-COMMON_SENTINELS = tuple(sign * v for v in (99.0, 999.0, 9999.0, 99999.0, 1e20, 1e30) for sign in (1.0, -1.0))
+#: Values files write for "no data" that no measurement takes (with any value of magnitude COMMON_SENTINEL_ABOVE
+#: or more): quarantined where no range catches them, unless the mapping lists them as sentinels. Not +99 or
+#: +-999: a proper motion of 99 mas/yr, a flux of 99 nanomaggies (mag 17.5) or a quality of 99 is ordinary.
+COMMON_SENTINELS = (-99.0, -999.0, -9999.0, -99999.0)
+COMMON_SENTINEL_ABOVE = 1e20  # |v| >= 1e20: 1e20, 1e30, -1e20 and infinities
 #: Sexagesimal with only colons or blanks between its fields ('12:14:23.6', '12 14 07.5'): no h/d to say its unit
 _BARE_SEXAGESIMAL = re.compile(r"^[+-]?\d+(?:(?::|\s+)\d+(?:\.\d*)?){1,2}$")
 #: astropy parses '+33:60:00' as 34 deg and '23:59:60' as 24 h with only these warnings
@@ -105,8 +108,10 @@ def floats(column, problems: Problems, name: str, sentinels: tuple[float, ...] =
 
 
 def sentinel_like(values: np.ndarray) -> np.ndarray:
-    """Where ``values`` equal one of the :data:`COMMON_SENTINELS` (a mapping's own sentinels are NaN by now)."""
-    return np.isin(values, COMMON_SENTINELS)
+    """Where ``values`` equal one of the :data:`COMMON_SENTINELS` or reach :data:`COMMON_SENTINEL_ABOVE` in
+    magnitude (a mapping's own sentinels are NaN by now)."""
+    with np.errstate(invalid="ignore"):
+        return np.isin(values, COMMON_SENTINELS) | (np.abs(values) >= COMMON_SENTINEL_ABOVE)
 
 
 def _not_nan(text: str) -> float:

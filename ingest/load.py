@@ -49,6 +49,8 @@ COUNTED = ("rows_read", "source", "joined", "source_xid", "photometry", "spec_re
 #: its row_counts say so (RA_IN_HOURS_KEY: how many positions) and the load logs a warning.
 RA_IN_HOURS_MIN_ROWS = 100
 RA_IN_HOURS_KEY = "ra_all_within_24_deg"
+#: row_counts key prefix: ``mag_err_not_stored:<column>`` is how many good rows' errors in it were NULL (0, 99, ...)
+MAG_ERR_NOT_STORED = "mag_err_not_stored"
 
 
 @dataclass
@@ -260,6 +262,7 @@ def _load_rows(pg, mapping: Mapping, path: Path, release_id: int) -> dict[str, i
     seen_ids = SeenIds(None if mapping.join else lambda ids: _in_release(pg, release_id, ids))
     first_rejects: list[Rejected] = []
     positioned, ra_max = 0, -np.inf  # the good rows' positions, to tell RA in hours read as degrees
+    not_stored: dict[str, dict[str, int]] = {}  # magnitude error column -> why -> good rows whose error is NULL
     size = readers.count_rows(path, mapping.format, mapping.read_options)
     with progress.RowsRead(path.name, size, log, max_rows=mapping.max_rows) as rows_read:
         for first_row, table, chunk in _prefetched(mapping, path):
@@ -275,6 +278,7 @@ def _load_rows(pg, mapping: Mapping, path: Path, release_id: int) -> dict[str, i
             if chunk.ra_deg is not None and good.any():
                 positioned += int(good.sum())
                 ra_max = max(ra_max, float(np.max(chunk.ra_deg[good])))
+            _count_errors_not_stored(chunk, good, counts, not_stored)
             for table_name, n in _copy_chunk(pg, mapping, chunk, good, owner, release_id).items():
                 counts[table_name] += n
             rows_read.step(first_row, len(table), f", {len(rejected)} quarantined")
@@ -283,12 +287,26 @@ def _load_rows(pg, mapping: Mapping, path: Path, release_id: int) -> dict[str, i
     if counts["source"] + counts["joined"] == 0:
         examples = "; ".join(f"row {r.row_number} column {r.column}: {r.reason}" for r in first_rejects)
         raise IngestError(f"{path}: all {counts['rows_read']} rows failed validation, nothing published ({examples})")
+    for column, why in not_stored.items():
+        log.info("%s: %s: %d magnitude errors not stored (NULL, their magnitudes kept): %s", path, column,
+                 sum(why.values()), ", ".join(f"{n} {reason}" for reason, n in why.items()))
     if positioned > RA_IN_HOURS_MIN_ROWS and ra_max <= 24.0:
         counts[RA_IN_HOURS_KEY] = positioned
         log.warning("%s: every one of its %d positions has RA in [0, 24] deg (at most %.4g): hours read as degrees? "
                     "Mapping %s reads %s in %s", path, positioned, ra_max, mapping.path.name, mapping.ra.name,
                     mapping.ra.unit or "deg")
     return counts
+
+
+def _count_errors_not_stored(chunk: MappedChunk, good: np.ndarray, counts: dict, not_stored: dict) -> None:
+    """Good rows whose magnitude error is NULL, their magnitude kept (mapping._mag_errors), into
+    ``counts`` as ``mag_err_not_stored:<column>`` (a flat int, as every row count is) and by why."""
+    for column, reasons in chunk.errors_not_stored.items():
+        for why, mask in reasons.items():
+            if n := int((mask & good).sum()):
+                key = f"{MAG_ERR_NOT_STORED}:{column}"
+                counts[key] = counts.get(key, 0) + n
+                not_stored.setdefault(column, {})[why] = not_stored.get(column, {}).get(why, 0) + n
 
 
 def _owners(pg, mapping: Mapping, chunk: MappedChunk, good: np.ndarray, rejected: list[Rejected], release_id: int):

@@ -42,7 +42,7 @@ POSITION_UNIT_SPELLINGS = {
 }
 MAX_PM_MASYR = 2e4  # [mas/yr]: no star moves faster than Barnard's star's 10,400 by half again
 AB_ZERO_POINT_UJY = u.ABflux.to(u.uJy)  # the AB system's zero point, 3630.78 Jy [uJy]
-MAX_MAG_ERR = 5.0  # [mag]: a larger magnitude error is a sentinel (99, 1e20) unless [photometry] max_mag_err says
+MAX_MAG_ERR = 5.0  # [mag]: a larger magnitude error is no error measured (99, 1e20): NULL, its magnitude kept
 ROW_FIELD = "_row"  # object_id templates may use the 1-based row number in the file (files with no ids)
 ON_MISSING = ("create", "quarantine")
 GAIA_DR3 = "gaia_dr3"  # its source_id places a positionless row's shard (healpix.gaia_shard)
@@ -220,7 +220,7 @@ class Mapping:
     sentinels: tuple[float, ...]
     missing_above: float  # magnitudes at or above this are "no data" flags (e.g. 99)
     error_sentinels: tuple[float, ...]  # in error columns only: "no error measured" (the measurement is kept)
-    max_mag_err: float  # [mag] a larger magnitude error quarantines its row
+    max_mag_err: float  # [mag] a larger magnitude error is not stored (NULL, its magnitude kept)
     bands: dict[str, Band]
     sections: dict[str, dict[str, str]]  # spec_redshift / rotation_period / stellar_mass: key -> column
     section_sentinels: dict[str, tuple[float, ...]]
@@ -515,6 +515,8 @@ class MappedChunk:
     xids: dict[str, np.ndarray]  # catalog -> identifier text, None where absent
     problems: Problems  # cells that could not be read
     raw: Table  # the input rows, for quarantine
+    #: magnitude error column -> why not stored -> rows whose error is NULL with the magnitude kept (see _mag_errors)
+    errors_not_stored: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     @property
     def mags(self) -> dict[str, np.ndarray]:
@@ -551,6 +553,7 @@ def apply(mapping: Mapping, table: Table, first_row: int = 1) -> MappedChunk:
     # An attr column that one stray word left text in this chunk (text formats type each chunk's
     # columns on their own): its numbers are numbers, as in the chunks where every cell is one.
     numbers_as_text = {k for k in mapping.attrs if table[k].dtype.kind in "UO"} - mapping.read_options.text_columns
+    not_stored: dict[str, dict[str, np.ndarray]] = {}
     sections = {}
     for name, spec in mapping.sections.items():
         kinds = SECTIONS[name]
@@ -569,12 +572,13 @@ def apply(mapping: Mapping, table: Table, first_row: int = 1) -> MappedChunk:
         proper_motion=mapping.proper_motion.values(table, problems) if mapping.proper_motion else None,
         attrs=[{k: json_scalar(cells.number_in_text(r[k]) if k in numbers_as_text else r[k]) for k in mapping.attrs}
                for r in rows],
-        phot={band: _photometry(mapping, spec, table, problems) for band, spec in mapping.bands.items()},
+        phot={band: _photometry(mapping, spec, table, problems, not_stored) for band, spec in mapping.bands.items()},
         sections=sections,
         xids={catalog: cells.identifiers(table[col], problems, col, integer=catalog in INTEGER_XIDS)
               for catalog, col in mapping.xids.items()},
         problems=problems,
         raw=table,
+        errors_not_stored=not_stored,
     )
 
 
@@ -598,11 +602,13 @@ def _repeated_header(table: Table, problems: Problems) -> None:
                                       "mid-file, not data")
 
 
-def _photometry(mapping: Mapping, band: Band, table: Table, problems: Problems) -> Photometry:
+def _photometry(mapping: Mapping, band: Band, table: Table, problems: Problems,
+                not_stored: dict[str, dict[str, np.ndarray]]) -> Photometry:
     """A band's magnitudes and fluxes: each derived from the other where only one is given (fluxes
     only for AB magnitudes); non-positive fluxes keep their flux and have no magnitude. A negative
     error beside a measurement that is no listed sentinel is a problem for its row (a sentinel the
-    mapping does not list, or a sign error: never silently 'no error')."""
+    mapping does not list, or a sign error: never silently 'no error'). A magnitude error that
+    measures nothing (:func:`_mag_errors`) is NULL, its magnitude kept, and recorded in ``not_stored``."""
     n = len(table)
 
     def column(name: str | None, error: bool = False) -> np.ndarray:
@@ -618,9 +624,15 @@ def _photometry(mapping: Mapping, band: Band, table: Table, problems: Problems) 
     nan = np.full(n, np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         if band.mag is not None:
-            mag, mag_err = column(band.mag), column(band.mag_err, error=True)
+            mag, mag_err = column(band.mag), column(band.mag_err)
             mag[np.isfinite(mag) & (mag >= mapping.missing_above)] = np.nan  # +inf is no flag: validation rejects it
-            negative_errors(mag_err, np.isfinite(mag), band.mag_err)
+            declared = np.isin(mag_err, mapping.error_sentinels)  # -99 below: 'no data', not a sign error
+            negative_errors(mag_err, np.isfinite(mag) & ~declared & ~cells.sentinel_like(mag_err), band.mag_err)
+            if band.mag_err is not None:
+                unmeasured = _mag_errors(mapping, mag_err, declared, np.isfinite(mag))
+                if unmeasured:
+                    not_stored[band.mag_err] = unmeasured
+                mag_err[np.logical_or.reduce([declared, *unmeasured.values()])] = np.nan
             mag_err[~np.isfinite(mag) | (mag_err < 0)] = np.nan
             if mapping.mag_system != "AB":
                 return Photometry(mag, mag_err, nan, nan.copy())
@@ -633,3 +645,17 @@ def _photometry(mapping: Mapping, band: Band, table: Table, problems: Problems) 
         mag = np.where(flux > 0, -2.5 * np.log10(flux / AB_ZERO_POINT_UJY), np.nan)
         mag_err = np.where(flux > 0, 2.5 / np.log(10) * flux_err / flux, np.nan)
     return Photometry(mag, mag_err, flux, flux_err, flux_in_file, flux_err_in_file)
+
+
+def _mag_errors(mapping: Mapping, err: np.ndarray, declared: np.ndarray, measured: np.ndarray) -> dict[str, np.ndarray]:
+    """Magnitude errors beside a magnitude that measure nothing, by why: a declared error sentinel, exactly 0
+    (bright stars' errors rounded to 0.00), a common 'no data' value, or above ``max_mag_err`` (faint forced
+    photometry publishes errors of hundreds of mag). Each is NULL with its magnitude kept, never the row
+    quarantined; a negative error is a problem of its own (``negative_errors``)."""
+    top = mapping.max_mag_err
+    with np.errstate(invalid="ignore"):
+        reasons = {"a declared error sentinel": declared,
+                   "0 (rounded, or not measured)": ~declared & (err == 0),
+                   "a common 'no data' value": ~declared & cells.sentinel_like(err),
+                   f"above max_mag_err ({top:g} mag)": ~declared & ~cells.sentinel_like(err) & (err > top)}
+    return {why: measured & mask for why, mask in reasons.items() if (measured & mask).any()}

@@ -45,7 +45,7 @@ RANGES = {
 }
 #: (section, key) of RANGES whose lower bound is excluded: a cluster's age is never zero.
 OPEN_BELOW = {("rotation_period", "cluster_age_myr")}
-#: (section, key) with no range of their own whose common 'no data' values (-9999, 99, 1e20) quarantine their row
+#: (section, key) with no range of their own whose common 'no data' values (-9999, 1e20) quarantine their row
 #: unless the section lists them under its sentinels.
 SENTINEL_CHECKED = {("spec_redshift", "quality")}
 #: (section, key) stored as a PostgreSQL integer: a value must be whole and fit (int4 here).
@@ -139,13 +139,6 @@ def validate(mapping: Mapping, chunk: MappedChunk, seen_ids: SeenIds) -> tuple[n
         else:
             reject(_outside(mags, *MAG_RANGE), col,
                    lambda i, m=mags, c=col: f"{c} {m[i]} mag is outside {list(MAG_RANGE)} (an unlisted sentinel?)")
-        if spec.mag_err:
-            err, top = phot.mag_err, mapping.max_mag_err
-            with np.errstate(invalid="ignore"):
-                bad = np.isfinite(mags) & ~np.isnan(err) & ((err <= 0) | (err > top))
-            reject(bad, spec.mag_err, lambda i, e=err, c=spec.mag_err, top=top: (
-                f"{c} {e[i]:g} is no magnitude error in (0, {top:g}] (a 'no error' flag? list it under [photometry] "
-                "error_sentinels: the magnitude is kept, its error NULL; or raise max_mag_err)"))
         # stored as float4 (real): flux, its error and the magnitude's error must be finite and fit one;
         # the values the file gives are looked at before those derived from them
         float4 = [(phot.flux_ujy, spec.flux or spec.mag, "flux {:g} uJy"),

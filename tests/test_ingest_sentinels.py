@@ -1,4 +1,4 @@
-"""'No data' values a mapping does not declare (-9999, -99, 99, 1e20, an error of 0): each was stored as a
+"""'No data' values a mapping does not declare (-9999, -99, 1e20): each was stored as a
 measurement, one corrupting the shared cluster table. Each now quarantines its row, naming the column and the
 value, unless the mapping declares it (then it is a missing value, as declared)."""
 
@@ -85,6 +85,23 @@ def test_a_declared_section_sentinel_is_missing_not_quarantined(engine, tmp_path
                                    "USING (shard, source_id) WHERE release_id = :r"), {"r": load.release_id}) is None
 
 
+def test_values_a_measurement_takes_are_no_common_sentinel(engine, tmp_path, scratch_clusters):
+    """+99 and +-999 were common 'no data' values: a proper motion of 99 mas/yr, a redshift quality of 99 and a
+    flux of 99 nanomaggies (mag 17.5) quarantined their rows. Only -99 ... -99999 and |v| >= 1e20 are."""
+    rows = (HEADER + f"1,{GOOD}\n".replace("10.0,20.0,1.0,2.0", "10.0,20.0,99,999").replace(",3,10.0", ",99,10.0")
+            + f"2,{GOOD}\n".replace("10.0,20.0,1.0,2.0", "11.0,20.0,-999,2.0")
+            + f"3,{GOOD}\n".replace("10.0,20.0,1.0,2.0", "12.0,20.0,-1e21,2.0"))
+    load = ingest_release(_write(tmp_path, "s99", rows, SECTIONS), engine)
+    assert [(n, c) for n, c, _ in _quarantine(engine, load.release_id)] == [(2, "pmra"), (3, "pmra")]
+    with engine.connect() as conn:
+        got = dict(conn.execute(sa.text("SELECT object_id, pmra_masyr FROM healcat.source WHERE release_id = :r"),
+                                {"r": load.release_id}).all())
+        quality = conn.execute(sa.text("SELECT z.quality FROM healcat.spec_redshift z JOIN healcat.source s USING "
+                                       "(shard, source_id) WHERE s.release_id = :r AND s.object_id = '1'"),
+                               {"r": load.release_id}).scalar_one()
+    assert got == {"1": pytest.approx(99.0)} and quality == 99
+
+
 PHOT = ('[photometry]\nsystem = "AB"\nsentinels = [-9999.0]\n{extra}\n[photometry.bands]\n'
         'sdss_r = {{ mag = "r", mag_err = "r_err" }}\n'
         'sdss_g = {{ flux = "flux_g", flux_err = "flux_g_err", unit = "nanomaggy" }}\n')
@@ -106,7 +123,8 @@ def test_flux_sentinels_are_quarantined_not_stored_as_magnitudes_or_fluxes(engin
             "4,13,5,16.0,0.02,1e-20,1.5\n"     # mag 72.5
             "5,14,5,16.0,0.02,41.0,2e13\n"     # an error past the flux of a mag -5 source (3.6e11 uJy)
             "6,15,5,16.0,0.02,-9999,1.5\n"     # the listed sentinel: no flux
-            "7,16,5,16.0,0.02,-5.2,1.5\n")     # a negative flux: a measurement, kept
+            "7,16,5,16.0,0.02,-5.2,1.5\n"     # a negative flux: a measurement, kept
+            "8,17,5,16.0,0.02,99,999\n")       # 99 nanomaggies is mag 17.5, its error 999 a real one: kept
     load = ingest_release(_write(tmp_path, "c07", rows, PHOT.format(extra="")), engine)
     assert _quarantine(engine, load.release_id) == [
         (1, "flux_g", "flux_g 1e+20 nanomaggy gives mag -27.5, outside [-5, 40] (an unlisted sentinel? list it under "
@@ -121,6 +139,7 @@ def test_flux_sentinels_are_quarantined_not_stored_as_magnitudes_or_fluxes(engin
                           "uJy) (an unlisted sentinel? list it under [photometry] sentinels)")]
     phot = _photometry(engine, load.release_id)
     assert ("6", "sdss_g") not in phot and phot["7", "sdss_g"][2] == pytest.approx(-5.2 * 3.630781)
+    assert phot["8", "sdss_g"][2] == pytest.approx(99 * 3.630781) and phot["8", "sdss_g"][0] == pytest.approx(17.51, abs=0.01)
     # declared, the same values are no flux: the row loads with its r band
     declared = PHOT.format(extra="").replace("sentinels = [-9999.0]", "sentinels = [-9999.0, -99.0, 1e20]")
     load = ingest_release(_write(tmp_path, "c07b", rows, declared), engine)
@@ -129,22 +148,32 @@ def test_flux_sentinels_are_quarantined_not_stored_as_magnitudes_or_fluxes(engin
     assert ("1", "sdss_g") not in phot and ("1", "sdss_r") in phot and phot["3", "sdss_g"][2] is not None
 
 
-def test_magnitude_error_sentinels_and_zero_errors_are_quarantined_unless_declared(engine, tmp_path, scratch_release):
+def test_magnitude_errors_that_measure_nothing_are_null_with_the_magnitude_kept(engine, tmp_path, scratch_release,
+                                                                                caplog):
+    """An error of 0 (bright stars rounded to 0.00), 99 or 1e20 ('no error'), or past max_mag_err (faint forced
+    photometry) quarantined the whole row, every band and the position with it: now the error is NULL, the
+    magnitude kept, and counted per column; a negative error still quarantines its row."""
     rows = ("id,ra,dec,r,r_err,flux_g,flux_g_err\n"
             "1,10,5,16.0,99,41.0,1.5\n2,11,5,16.0,1e20,41.0,1.5\n3,12,5,16.0,0,41.0,1.5\n"
-            "4,13,5,30.8,7.5,41.0,1.5\n5,14,5,16.0,0.02,41.0,1.5\n")
-    load = ingest_release(_write(tmp_path, "c06", rows, PHOT.format(extra="")), engine)
-    hint = ("is no magnitude error in (0, 5] (a 'no error' flag? list it under [photometry] error_sentinels: the "
-            "magnitude is kept, its error NULL; or raise max_mag_err)")
-    assert _quarantine(engine, load.release_id) == [(1, "r_err", f"r_err 99 {hint}"), (2, "r_err", f"r_err 1e+20 {hint}"),
-                                                    (3, "r_err", f"r_err 0 {hint}"), (4, "r_err", f"r_err 7.5 {hint}")]
-    # a survey whose 0 and 99 mean "no error measured", and whose faint detections have errors past 5 mag
-    extra = "error_sentinels = [0.0, 99.0, 1e20]\nmax_mag_err = 10.0"
+            "4,13,5,30.8,7.5,41.0,1.5\n5,14,5,16.0,0.02,41.0,1.5\n6,15,5,16.0,-0.5,41.0,1.5\n"
+            "7,16,5,16.0,-99,41.0,1.5\n")
+    with caplog.at_level("INFO", logger="ingest.load"):
+        load = ingest_release(_write(tmp_path, "c06", rows, PHOT.format(extra="")), engine)
+    assert _quarantine(engine, load.release_id) == [
+        (6, "r_err", "r_err -0.5 is a negative error (a sentinel? list it under [photometry] sentinels)")]
+    assert load.row_counts["mag_err_not_stored:r_err"] == 5 and load.row_counts["source"] == 6
+    phot = _photometry(engine, load.release_id)
+    assert [phot[str(i), "sdss_r"][:2] for i in (1, 2, 3, 4, 7)] == [(16.0, None)] * 3 + [(30.8, None), (16.0, None)]
+    assert phot["5", "sdss_r"][1] == pytest.approx(0.02) and phot["1", "sdss_g"][2] == pytest.approx(41.0 * 3.630781)
+    assert ("r_err: 5 magnitude errors not stored (NULL, their magnitudes kept): 1 0 (rounded, or not measured), "
+            "2 a common 'no data' value, 2 above max_mag_err (5 mag)") in caplog.text
+    # declared: 0 and 99 mean "no error measured"; errors up to 10 mag are kept
+    extra = "error_sentinels = [0.0, 99.0]\nmax_mag_err = 10.0"
     load = ingest_release(_write(tmp_path, "c06b", rows, PHOT.format(extra=extra)), engine)
-    assert load.row_counts["quarantine"] == 0
+    assert load.row_counts["quarantine"] == 1 and load.row_counts["mag_err_not_stored:r_err"] == 4
     phot = _photometry(engine, load.release_id)
     assert [phot[str(i), "sdss_r"][:2] for i in (1, 2, 3)] == [(16.0, None)] * 3
-    assert phot["4", "sdss_r"][1] == pytest.approx(7.5) and phot["1", "sdss_g"][2] == pytest.approx(41.0 * 3.630781)
+    assert phot["4", "sdss_r"][1] == pytest.approx(7.5)
 
 
 @pytest.mark.parametrize("template", ["{id}", "sdss-{id}", "{id}-{n}"])
