@@ -42,6 +42,9 @@ POSITION_UNIT_SPELLINGS = {
 }
 MAX_PM_MASYR = 2e4  # [mas/yr]: no star moves faster than Barnard's star's 10,400 by half again
 AB_ZERO_POINT_UJY = u.ABflux.to(u.uJy)  # the AB system's zero point, 3630.78 Jy [uJy]
+#: [mag] a flux fainter than this (a tiny positive flux: noise) is a non-detection for the magnitude, as a
+#: flux <= 0 is: its flux kept, its magnitude NULL. No survey reaches mag 40 (the deepest about 30).
+FLUX_MAG_FAINTEST = 40.0
 MAX_MAG_ERR = 5.0  # [mag]: a larger magnitude error is no error measured (99, 1e20): NULL, its magnitude kept
 ROW_FIELD = "_row"  # object_id templates may use the 1-based row number in the file (files with no ids)
 ON_MISSING = ("create", "quarantine")
@@ -605,7 +608,8 @@ def _repeated_header(table: Table, problems: Problems) -> None:
 def _photometry(mapping: Mapping, band: Band, table: Table, problems: Problems,
                 not_stored: dict[str, dict[str, np.ndarray]]) -> Photometry:
     """A band's magnitudes and fluxes: each derived from the other where only one is given (fluxes
-    only for AB magnitudes); non-positive fluxes keep their flux and have no magnitude. A negative
+    only for AB magnitudes); non-positive fluxes, and those fainter than :data:`FLUX_MAG_FAINTEST`,
+    keep their flux and have no magnitude. A negative
     error beside a measurement that is no listed sentinel is a problem for its row (a sentinel the
     mapping does not list, or a sign error: never silently 'no error'). A magnitude error that
     measures nothing (:func:`_mag_errors`) is NULL, its magnitude kept, and recorded in ``not_stored``."""
@@ -643,7 +647,10 @@ def _photometry(mapping: Mapping, band: Band, table: Table, problems: Problems,
         negative_errors(flux_err, np.isfinite(flux), band.flux_err)
         flux_err[flux_err < 0] = np.nan
         mag = np.where(flux > 0, -2.5 * np.log10(flux / AB_ZERO_POINT_UJY), np.nan)
-        mag_err = np.where(flux > 0, 2.5 / np.log(10) * flux_err / flux, np.nan)
+        detected = flux > 0
+        detected[detected] = mag[detected] <= FLUX_MAG_FAINTEST  # fainter: noise, no magnitude (as flux <= 0)
+        mag = np.where(detected, mag, np.nan)
+        mag_err = np.where(detected, 2.5 / np.log(10) * flux_err / flux, np.nan)
     return Photometry(mag, mag_err, flux, flux_err, flux_in_file, flux_err_in_file)
 
 

@@ -20,12 +20,13 @@ from typing import Any
 import numpy as np
 
 from ingest.cells import json_scalar, sentinel_like
-from ingest.mapping import AB_ZERO_POINT_UJY, ROW_FIELD, MappedChunk, Mapping
+from ingest.mapping import AB_ZERO_POINT_UJY, FLUX_MAG_FAINTEST, ROW_FIELD, MappedChunk, Mapping
 
 MAG_RANGE = (-30.0, 50.0)  # [mag]: the Sun is -26.7; the deepest surveys reach about 30
 #: [mag] of a catalogue flux: no source a survey catalogues is brighter than -5 (Venus at its brightest: -4.9);
-#: a 1e20 nanomaggy sentinel gives -27.5, which MAG_RANGE would let pass as the Sun
-FLUX_MAG_RANGE = (-5.0, 40.0)
+#: a 1e20 nanomaggy sentinel gives -27.5, which MAG_RANGE would let pass as the Sun. The faint end is no
+#: problem: a flux fainter is a non-detection, its magnitude NULL by now (mapping.FLUX_MAG_FAINTEST).
+FLUX_MAG_RANGE = (-5.0, FLUX_MAG_FAINTEST)
 MAX_FLUX_UJY = AB_ZERO_POINT_UJY * 10 ** (-0.4 * FLUX_MAG_RANGE[0])  # [uJy] of a mag -5 source: errors stay below it
 Z_RANGE = (-0.01, 15.0)  # stars have |z| < 0.01 from their velocities; no spectrum gives z > 15
 #: (section, key) -> plausible [lo, hi] and what a value outside it usually means.

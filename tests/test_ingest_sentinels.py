@@ -120,7 +120,7 @@ def test_flux_sentinels_are_quarantined_not_stored_as_magnitudes_or_fluxes(engin
             "1,10,5,16.0,0.02,1e20,1.5\n"      # mag -27.5
             "2,11,5,16.0,0.02,-99,1.5\n"       # a sentinel, either sign
             "3,12,5,16.0,0.02,41.0,1e20\n"     # its error
-            "4,13,5,16.0,0.02,1e-20,1.5\n"     # mag 72.5
+            "4,13,5,16.0,0.02,1e-20,1.5\n"     # mag 72.5: noise, no magnitude (as a flux <= 0), the flux kept
             "5,14,5,16.0,0.02,41.0,2e13\n"     # an error past the flux of a mag -5 source (3.6e11 uJy)
             "6,15,5,16.0,0.02,-9999,1.5\n"     # the listed sentinel: no flux
             "7,16,5,16.0,0.02,-5.2,1.5\n"     # a negative flux: a measurement, kept
@@ -133,17 +133,16 @@ def test_flux_sentinels_are_quarantined_not_stored_as_magnitudes_or_fluxes(engin
                       "[photometry] sentinels)"),
         (3, "flux_g_err", "flux_g_err 1e+20 nanomaggy is a common 'no data' value (an unlisted sentinel? list it "
                           "under [photometry] sentinels)"),
-        (4, "flux_g", "flux_g 1e-20 nanomaggy gives mag 72.5, outside [-5, 40] (an unlisted sentinel? list it under "
-                      "[photometry] sentinels)"),
         (5, "flux_g_err", "flux_g_err 2e+13 nanomaggy is an error larger than the flux of a mag -5 source (3.63e+11 "
                           "uJy) (an unlisted sentinel? list it under [photometry] sentinels)")]
     phot = _photometry(engine, load.release_id)
     assert ("6", "sdss_g") not in phot and phot["7", "sdss_g"][2] == pytest.approx(-5.2 * 3.630781)
+    assert phot["4", "sdss_g"][0] is None and phot["4", "sdss_g"][2] == pytest.approx(1e-20 * 3.630781)
     assert phot["8", "sdss_g"][2] == pytest.approx(99 * 3.630781) and phot["8", "sdss_g"][0] == pytest.approx(17.51, abs=0.01)
     # declared, the same values are no flux: the row loads with its r band
     declared = PHOT.format(extra="").replace("sentinels = [-9999.0]", "sentinels = [-9999.0, -99.0, 1e20]")
     load = ingest_release(_write(tmp_path, "c07b", rows, declared), engine)
-    assert [n for n, _, _ in _quarantine(engine, load.release_id)] == [4, 5]
+    assert [n for n, _, _ in _quarantine(engine, load.release_id)] == [5]
     phot = _photometry(engine, load.release_id)
     assert ("1", "sdss_g") not in phot and ("1", "sdss_r") in phot and phot["3", "sdss_g"][2] is not None
 
