@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import re
 import string
-import warnings
 from typing import Any
 
 import astropy.units as u
 import numpy as np
 from astropy.coordinates import Angle
-from astropy.coordinates.angles.errors import IllegalHourWarning, IllegalMinuteWarning, IllegalSecondWarning
 
 #: Problems found while reading cells: row index in the chunk -> (column, reason); the first wins.
 Problems = dict[int, tuple[str | None, str]]
@@ -29,8 +27,12 @@ COMMON_SENTINELS = (-99.0, -999.0, -9999.0, -99999.0)
 COMMON_SENTINEL_ABOVE = 1e20  # |v| >= 1e20: 1e20, 1e30, -1e20 and infinities
 #: Sexagesimal with only colons or blanks between its fields ('12:14:23.6', '12 14 07.5'): no h/d to say its unit
 _BARE_SEXAGESIMAL = re.compile(r"^[+-]?\d+(?:(?::|\s+)\d+(?:\.\d*)?){1,2}$")
-#: astropy parses '+33:60:00' as 34 deg and '23:59:60' as 24 h with only these warnings
-_ILLEGAL_SEXAGESIMAL = (IllegalHourWarning, IllegalMinuteWarning, IllegalSecondWarning)
+#: Sexagesimal fields as astropy's Angle reads them, separated by ':', blanks or h/d/m/s letters ('12:14:23.6',
+#: '12 14 07.5', '12h14m23.6s', '+33d54m22.8s', '23:59'): its fields are checked before Angle sees the text, as
+#: astropy reads '+33:60:00' as 34 deg and '23:59:60' as 24 h with only a warning (no catch_warnings: that swaps
+#: the process's warning filters, and the cells are read in the loader's read-ahead thread)
+_SEXAGESIMAL_FIELDS = re.compile(r"^[+-]?\s*(\d+(?:\.\d*)?)\s*(?:[:hHdD\u00b0]\s*|\s+)(\d+(?:\.\d*)?)\s*"
+                                 r"(?:(?:[:mM'\u2032]\s*|\s+)(\d+(?:\.\d*)?)\s*)?[mMsS'\"\u2032\u2033]?$")
 NAN_HINT = "a NaN is no measurement: leave the cell empty or list it under [release] null_values"
 _INTEGRAL_TEXT = re.compile(r"^[+-]?\d+(\.0*)?$")
 _FLOAT_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")  # '25.5', '1.237e18': a float, printed
@@ -87,14 +89,28 @@ def degrees(column, unit: u.UnitBase, problems: Problems, name: str, bare_sexage
         if not bare_sexagesimal and _BARE_SEXAGESIMAL.match(text):
             raise CellError(f"{name} {text!r} is sexagesimal, which for RA conventionally means hours, but the mapping "
                             "says deg: say unit = \"hourangle\" (hours) or \"dms\" (degrees)")
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", _ILLEGAL_SEXAGESIMAL)
-            try:
-                return Angle(text, unit=unit).deg
-            except _ILLEGAL_SEXAGESIMAL as exc:
-                raise CellError(f"{name} {text!r} is not a valid sexagesimal angle in {unit} ({exc})") from None
+        if why := _illegal_sexagesimal(text, unit):
+            raise CellError(f"{name} {text!r} is not a valid sexagesimal angle in {unit} ({why})")
+        return Angle(text, unit=unit).deg
 
     return parse_cells(column, angle, problems, name, f"an angle in {unit}")
+
+
+def _illegal_sexagesimal(text: str, unit: u.UnitBase) -> str | None:
+    """Why sexagesimal ``text`` is out of range (minutes or seconds not below 60; hours not below 24 where the
+    unit or an 'h' says hours), or None: astropy would carry it into the next degree or hour with a warning.
+    Degrees are left to the range checks (Dec within [-90, 90])."""
+    fields = _SEXAGESIMAL_FIELDS.match(text)
+    if fields is None:
+        return None
+    first, minutes, seconds = (float(f) if f else None for f in fields.groups())
+    if (unit == u.hourangle or "h" in text.lower()) and first >= 24:
+        return f"hours {fields[1]} must be below 24"
+    if minutes >= 60:
+        return f"minutes {fields[2]} must be below 60"
+    if seconds is not None and seconds >= 60:
+        return f"seconds {fields[3]} must be below 60"
+    return None
 
 
 def floats(column, problems: Problems, name: str, sentinels: tuple[float, ...] = ()) -> np.ndarray:

@@ -4,11 +4,16 @@ value, unless the mapping declares it (then it is a missing value, as declared).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
+import astropy.units as u
+import numpy as np
 import pytest
 import sqlalchemy as sa
+from astropy.table import Column
 
+from ingest import cells
 from ingest.load import ingest_release
 
 HEADER = "id,ra,dec,pmra,pmdec,prot,e_prot,bprp0,age,pmem,cl,z,z_err,zq,logm,logsfr\n"
@@ -232,6 +237,33 @@ def test_sexagesimal_fields_out_of_range_are_quarantined_not_carried(engine, tmp
         (2, "ra", "ra '23:59:60' is not a valid sexagesimal angle in hourangle"),
         (3, "ra", "ra '24:00:00.1' is not a valid sexagesimal angle in hourangle")]
     assert load.row_counts["source"] == 1
+
+
+def test_sexagesimal_cells_are_checked_without_touching_the_process_warning_filters(monkeypatch):
+    """The cells are read in the loader's read-ahead thread: warnings.catch_warnings per cell saved and restored
+    the process-wide filters (another thread could be left with 'error' installed, or lose its own). Out-of-range
+    fields are found before astropy's Angle sees them, so it never warns, and no filter is touched."""
+    entered, catch_warnings = [], warnings.catch_warnings
+
+    def counted(*args, **kwargs):
+        entered.append(args)
+        return catch_warnings(*args, **kwargs)
+
+    filters = list(warnings.filters)
+    problems = {}
+    with monkeypatch.context() as patch:
+        patch.setattr(warnings, "catch_warnings", counted)
+        ra = cells.degrees(Column(["08:29:47.59", "23:59:60", "24:00:00.1", "12h60m", "23h59m59.5s"]), u.hourangle,
+                           problems, "ra")
+        dec = cells.degrees(Column(["+33:60:00", "-10d59m60s", "+33:54:22.8", "-00 30 00"]), u.deg, problems, "dec")
+    assert entered == [] and warnings.filters == filters
+    assert {i: why.split(" (")[0] for i, (_, why) in problems.items()} == {
+        1: "ra '23:59:60' is not a valid sexagesimal angle in hourangle",
+        2: "ra '24:00:00.1' is not a valid sexagesimal angle in hourangle",
+        3: "ra '12h60m' is not a valid sexagesimal angle in hourangle",
+        0: "dec '+33:60:00' is not a valid sexagesimal angle in deg"}
+    assert ra[0] == pytest.approx(127.448292) and ra[4] == pytest.approx(359.997917)
+    assert dec[2] == pytest.approx(33.906333) and dec[3] == pytest.approx(-0.5) and np.isnan(dec[1])
 
 
 @pytest.mark.parametrize(("n", "ra_max", "flagged"), [(101, 23.9, True), (100, 23.9, False), (101, 25.0, False)])
