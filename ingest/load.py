@@ -38,7 +38,7 @@ from catalog.errors import IngestError, MissingInputError
 from catalog.models import Release, Survey
 from ingest import progress, publish, readers
 from ingest.copy import ParentChecksOff, copy_columns
-from ingest.mapping import GAIA_DR3, MappedChunk, Mapping, apply, check_real_path, load_mapping
+from ingest.mapping import GAIA_DR3, MappedChunk, Mapping, apply, check_real_path, load_mapping, opened_path
 from ingest.validate import Rejected, SeenIds, quarantined, validate
 
 log = logging.getLogger(__name__)
@@ -66,19 +66,25 @@ def release_checksum(path: Path, mapping: Mapping) -> str:
     return hashed_release(path, mapping)[0]
 
 
-def hashed_release(path: Path, mapping: Mapping) -> tuple[str, tuple[int, ...]]:
+def hashed_release(path: Path, mapping: Mapping, confined: bool = False) -> tuple[str, tuple[int, ...]]:
     """:func:`release_checksum`, and the identity of the file it read (device, inode, size and
-    modification time of the open file), for :func:`check_same_file` once the rows are read."""
+    modification time of the open file), for :func:`check_same_file` once the rows are read. With
+    ``confined`` the file opened must really lie in the data folder or the mapping's (:func:`hash_file`)."""
     digest = hashlib.sha256()
-    read = hash_file(digest, path)
+    read = hash_file(digest, path, (mapping.path,) if confined else None)
     digest.update(mapping_json(mapping))
     return digest.hexdigest(), read
 
 
-def hash_file(digest, path: Path) -> tuple[int, ...]:
+def hash_file(digest, path: Path, confined_to: tuple[Path, ...] | None = None) -> tuple[int, ...]:
     """Feed the file's bytes to ``digest``; returns the identity of the file read (device, inode, size,
-    modification time), for :func:`check_same_file`. A file written to while it is read is an error."""
+    modification time), for :func:`check_same_file`. A file written to while it is read is an error.
+    ``confined_to`` (a mapping's path, then more allowed folders): the file actually opened must really
+    lie in them (``check_real_path`` of the descriptor: a link swapped in after the path was checked is
+    refused, not read); the rows read later are of this file (``check_same_file``)."""
     with path.open("rb") as fh:
+        if confined_to is not None:
+            check_real_path(path, *confined_to, opened=opened_path(fh, path))
         before = _identity(os.fstat(fh.fileno()))
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
@@ -125,7 +131,7 @@ def ingest_release(mapping: Mapping | str | Path, engine: sa.Engine, file: str |
         refuse_file(mapping, file)
         return ingest_per_object(mapping, engine, checksum=checksum)
     path = input_file(mapping, file)
-    found, hashed = hashed_release(path, mapping)
+    found, hashed = hashed_release(path, mapping, confined=file is None)  # a --file is the operator's
     check_unchanged(path, checksum, found)
 
     def load_rows(pg, release_id: int) -> dict[str, int]:

@@ -353,24 +353,36 @@ def check_confined(path: Path, file: str) -> None:
                            f"own folder ({path.parent}); put the file in either")
 
 
-def check_real_path(file: Path, mapping_path: Path, *roots: Path) -> None:
+def check_real_path(file: Path, mapping_path: Path, *roots: Path, opened: Path | None = None) -> None:
     """Fail unless the real path of ``file`` (every link resolved) lies in the data folder, the
     mapping's own folder or ``roots`` (each resolved too: a data folder that is itself a link is fine,
     as is a link from one place inside them to another): a link in the data folder to /etc or another
     user's files would have the workers read it, and the quarantine show it. The error names the link
-    and its target."""
+    and its target. ``opened``: the real path of the descriptor ``file`` was opened as (:func:`opened_path`),
+    checked instead, as a link swapped in after a check of the path would be read."""
     allowed = [Path(os.path.realpath(folder)) for folder in (data_dir(), mapping_path.parent, *roots)]
-    real = Path(os.path.realpath(file))
+    real = Path(os.path.realpath(file)) if opened is None else opened
     if any(real.is_relative_to(folder) for folder in allowed):
         return
     where = f"the data folder ({data_dir()}), the mapping's own folder ({mapping_path.parent})"
     where += "".join(f", {root}" for root in roots)
+    if opened is not None and opened != Path(os.path.realpath(file)):  # the link was changed back meanwhile
+        raise MappingError(f"{mapping_path}: file {file} was opened as {opened}, which lies outside {where} (a link "
+                           f"changed while it was opened?): links are followed only within them")
     absolute = Path(os.path.abspath(file))
     link = next((p for p in (absolute, *absolute.parents) if p.is_symlink()), None)  # the deepest
     if link is None:
         raise MappingError(f"{mapping_path}: file {file} lies outside {where}; put it in one of them")
     raise MappingError(f"{mapping_path}: file {file} is read through the link {link} -> {os.readlink(link)}, whose "
                        f"real path {real} lies outside {where}: links are followed only within them")
+
+
+def opened_path(fh, file: Path) -> Path:
+    """The real path of the open file ``fh`` (Linux: its descriptor's /proc link), else ``file``'s as it is now."""
+    try:
+        return Path(os.readlink(f"/proc/self/fd/{fh.fileno()}"))
+    except OSError:  # no /proc (macOS, BSD): the path's, which a link swapped in after the open escapes
+        return Path(os.path.realpath(file))
 
 
 def check_keys(path: Path, section: str | None, spec: dict[str, Any], known: set[str]) -> None:

@@ -113,3 +113,48 @@ def test_a_light_curve_linking_out_of_the_folders_is_refused(engine, tmp_path, s
     (tmp_path / "drop" / "store" / "ZTFB.csv").write_text(CURVE)
     (curves / "ZTFB.csv").symlink_to(tmp_path / "drop" / "store" / "ZTFB.csv")  # within the mapping's folder
     assert ingest_release(mapping, engine).row_counts["series_read"] == 2
+
+
+def test_a_link_swapped_in_after_the_path_was_checked_is_refused_where_it_is_opened(engine, tmp_path, scratch_release,
+                                                                                    monkeypatch):
+    """input_file checked the path's real path, then hash_file opened the path again: a link to a file outside,
+    swapped in between, was read (and its rows loaded). The descriptor read is checked now."""
+    import ingest.load
+
+    secret = _secret(tmp_path)
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    _table().write(drop / "rows.csv", format="ascii.csv")
+    mapping = _mapping(drop, Path("rows.csv"), "csv")
+    checked = ingest.load.input_file
+
+    def then_swapped(*args, **kwargs):  # the race: the path passes its check, then becomes a link out
+        path = checked(*args, **kwargs)
+        os.remove(path)
+        path.symlink_to(secret)
+        return path
+
+    monkeypatch.setattr(ingest.load, "input_file", then_swapped)
+    with pytest.raises(MappingError, match="links are followed only within them") as refused:
+        ingest_release(mapping, engine)
+    assert f"the link {drop / 'rows.csv'} -> {secret}" in str(refused.value)
+    assert _releases(engine) == 0
+
+
+def test_hash_file_refuses_a_descriptor_whose_real_path_lies_outside(tmp_path):
+    """Whatever the path's text, the file opened is what is checked: /proc/self/fd/N's target on Linux."""
+    import hashlib
+
+    from ingest.load import hash_file
+    from ingest.mapping import opened_path
+
+    secret = _secret(tmp_path)
+    (tmp_path / "drop").mkdir()
+    (tmp_path / "drop" / "link.csv").symlink_to(secret)
+    with open(tmp_path / "drop" / "link.csv", "rb") as fh:
+        assert opened_path(fh, tmp_path / "drop" / "link.csv") == secret
+    with pytest.raises(MappingError, match=f"{secret} lies outside"):
+        hash_file(hashlib.sha256(), tmp_path / "drop" / "link.csv", (tmp_path / "drop" / "m.toml",))
+    inside = tmp_path / "drop" / "rows.csv"
+    _table().write(inside, format="ascii.csv")
+    assert hash_file(hashlib.sha256(), inside, (tmp_path / "drop" / "m.toml",))[1] == inside.stat().st_ino
