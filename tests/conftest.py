@@ -181,7 +181,7 @@ def kill_while_copying(engine, argv: list[str], app: str) -> None:
     import time
 
     env = {**os.environ, "HEALCAT_DATABASE_URL": db.libpq_url(engine.url), "PGAPPNAME": app}
-    copying = sa.text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :app AND query LIKE 'COPY %%'")
+    copying = sa.text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :app AND query LIKE 'COPY %'")
     process = subprocess.Popen([sys.executable, "-m", "catalog.cli", *argv], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

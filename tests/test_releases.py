@@ -171,8 +171,8 @@ def test_readers_see_the_old_release_or_the_new_one_never_half(engine, catalog, 
         loader.start()
         deadline = time.monotonic() + 120
         while loader.is_alive():
-            loading = reader.scalar(sa.text("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY healcat.%%' "
-                                            "OR query LIKE '%%release_match%%'"))
+            loading = reader.scalar(sa.text("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY healcat.%' "
+                                            "OR query LIKE '%release_match%'"))
             observed = tuple(sorted(reader.execute(SCRATCH_CURRENT).all()))
             reader.commit()
             seen.append(observed)
