@@ -155,11 +155,12 @@ def train_features(x: np.ndarray, z: np.ndarray, *, seed: int = 0, epochs: int =
 
     # the held-out galaxies the model answers: not those it refuses (:func:`refused`)
     outside = common.outside_training(x_all[test], model.hparams, tuple(f"feature {j}" for j in range(x_all.shape[1])))
-    below = mostly_below_z_min(predict(model, x_all[test], device=dev)["below_z_min"])
-    why = common.first_reason(outside, below)
-    answered = test if why is None else test[np.equal(why, None)]
+    held_out = predict(model, x_all[test], device=dev)  # once: each row's outputs are its own, whatever the batch
+    why = common.first_reason(outside, mostly_below_z_min(held_out["below_z_min"]))
+    kept = slice(None) if why is None else np.equal(why, None)
+    answered = test[kept]
     n_outside = 0 if outside is None else int(np.not_equal(outside, None).sum())
-    out = predict(model, x_all[answered], device=dev)
+    out = {k: v[kept] for k, v in held_out.items()}
     zt = z_all[answered]
     pit = metrics.pit_gmm(out["weights"], out["means"], out["sigmas"], zt, lower=Z_MIN)
     report = dict(
