@@ -66,12 +66,14 @@ def files_checksum(paths: list[Path], mapping: PerObjectMapping) -> str:
 
 def hashed_files(paths: list[Path], mapping: PerObjectMapping) -> tuple[str, dict[Path, tuple[int, ...]]]:
     """:func:`files_checksum`, and the identity of each file it read (``ingest.load.hash_file``), for
-    ``check_same_file`` once the release's rows are read."""
+    ``check_same_file`` once the release's rows are read. Each file opened must really lie in the data
+    folder or the mapping's (its descriptor's real path: a link swapped in after the paths were found
+    is refused, not read)."""
     digest = hashlib.sha256()
     hashed = {}
     for path in sorted(paths, key=str):
         digest.update(_relative(path).encode() + b"\0")
-        hashed[path] = hash_file(digest, path)
+        hashed[path] = hash_file(digest, path, (mapping.path,))
     digest.update(mapping_json(mapping))
     return digest.hexdigest(), hashed
 

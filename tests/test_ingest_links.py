@@ -158,3 +158,29 @@ def test_hash_file_refuses_a_descriptor_whose_real_path_lies_outside(tmp_path):
     inside = tmp_path / "drop" / "rows.csv"
     _table().write(inside, format="ascii.csv")
     assert hash_file(hashlib.sha256(), inside, (tmp_path / "drop" / "m.toml",))[1] == inside.stat().st_ino
+
+
+def test_a_light_curve_swapped_for_a_link_after_it_was_found_is_refused_where_it_is_opened(
+        engine, tmp_path, scratch_release, monkeypatch):
+    """The per-object files are checked when found (input_files), then opened to be hashed: a curve
+    swapped for a link to a file outside in between was read. The descriptor hashed is checked now."""
+    from ingest.perobject_mapping import PerObjectMapping
+
+    secret = tmp_path / "outside" / "ZTFB.csv"
+    secret.parent.mkdir()
+    secret.write_text(CURVE)
+    (tmp_path / "drop").mkdir()
+    mapping = _ztf_copy(tmp_path / "drop", "swapped", {"ZTFA": CURVE, "ZTFB": CURVE})
+    found = PerObjectMapping.input_files
+
+    def then_swapped(self, *args, **kwargs):  # the race: the files pass their check, then one becomes a link out
+        inputs = found(self, *args, **kwargs)
+        curve = tmp_path / "drop" / "curves" / "ZTFB.csv"
+        os.remove(curve)
+        curve.symlink_to(secret)
+        return inputs
+
+    monkeypatch.setattr(PerObjectMapping, "input_files", then_swapped)
+    with pytest.raises(MappingError, match=f"the link {tmp_path / 'drop' / 'curves' / 'ZTFB.csv'} -> {secret}"):
+        ingest_release(mapping, engine)
+    assert _releases(engine) == 0
