@@ -61,10 +61,12 @@ def parse_cells(column, parse, problems: Problems, name: str, expected: str) -> 
 
 
 def numeric(column) -> np.ndarray | None:
-    """The column as float64 with masked cells NaN, if its type is numeric."""
+    """The column as float64 with masked cells NaN, if its type is numeric: always a copy (a float64
+    column without a mask came back as a view, and the NaNs its callers write for sentinels and errors
+    not stored went into the table a quarantined row's raw JSON is taken from)."""
     if column.dtype.kind not in "iufb" or column.ndim != 1:
         return None
-    return np.ma.filled(np.ma.asarray(column, dtype=np.float64), np.nan)
+    return np.array(np.ma.filled(np.ma.asarray(column, dtype=np.float64), np.nan), dtype=np.float64)
 
 
 def degrees(column, unit: u.UnitBase, problems: Problems, name: str, bare_sexagesimal: bool = True) -> np.ndarray:

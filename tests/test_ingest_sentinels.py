@@ -166,6 +166,11 @@ def test_magnitude_errors_that_measure_nothing_are_null_with_the_magnitude_kept(
     assert _quarantine(engine, load.release_id) == [
         (6, "r_err", "r_err -0.5 is a negative error (a sentinel? list it under [photometry] sentinels)")]
     assert load.row_counts["mag_err_not_stored:r_err"] == 5 and load.row_counts["source"] == 6
+    # the quarantined row is kept as the file had it: the NULLs and NaNs written for storing were
+    # written into the table the row's raw JSON comes from (r_err "nan" for the file's -0.5)
+    with engine.connect() as conn:
+        raw = conn.scalar(sa.text("SELECT raw FROM healcat.quarantine WHERE release_id = :r"), {"r": load.release_id})
+    assert float(raw["r_err"]) == -0.5 and float(raw["r"]) == 16.0
     phot = _photometry(engine, load.release_id)
     assert [phot[str(i), "sdss_r"][:2] for i in (1, 2, 3, 4, 7)] == [(16.0, None)] * 3 + [(30.8, None), (16.0, None)]
     assert phot["5", "sdss_r"][1] == pytest.approx(0.02) and phot["1", "sdss_g"][2] == pytest.approx(41.0 * 3.630781)
