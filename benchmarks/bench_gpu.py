@@ -8,7 +8,7 @@ project cannot install packages)::
 
 ``export`` builds a catalog of its own (``HEALCAT_HOME``, default ``var/bench/gpu``): the SDSS DR14
 sample and the EROS-2 LMC variables ingested, the object classifier, photo-z and light-curve
-models trained by the registry (``ingest.inference.train``; the light-curve model for
+models trained by the registry (``ingest.registry.train``; the light-curve model for
 ``BENCH_GPU_LC_EPOCHS`` epochs, default 4: the check compares two devices on the same weights,
 not the model's quality), and writes each model's weights file and, in ``inputs.npz``, what each
 task prepares from its input query: the SDSS sources' ugriz magnitudes and the EROS-2 stars'
@@ -52,7 +52,7 @@ PHOTOZ_DZ, MIN_COSINE, SAME_LABEL = 1.4e-3, 0.99, 0.995
 def export(out_dir: Path) -> None:
     os.environ.setdefault("HEALCAT_HOME", str(Path(__file__).resolve().parents[1] / "var" / "bench" / "gpu"))
     from catalog import db
-    from ingest.inference import release_id_of, train, weights_file
+    from ingest.registry import release_id_of, train, weights_file
     from ingest.load import ingest_release
     from ingest.tasks import ALL_SOURCES, get_task, ugriz
 

@@ -70,7 +70,7 @@ def _setup():
     # a catalog of its own: the 10M sky's (var/bench) must hold the sky alone for the Q3C comparisons
     os.environ.setdefault("HEALCAT_HOME", str(Path(__file__).resolve().parents[1] / "var" / "bench" / "inference"))
     from catalog import db
-    from ingest.inference import train
+    from ingest.registry import train
     from ingest.load import ingest_release
 
     url = db.database_url()
@@ -282,7 +282,7 @@ def _forget_runs(engine, release_id: int, model_id: int | None = None) -> None:
 
 def main() -> None:
     engine, photoz_model, shared_buffers = _setup()
-    from ingest import inference
+    from ingest import inference, registry
     from ingest.tasks import ALL_SOURCES, get_task
 
     torch.set_num_threads(1)  # the classifier's run and the lock comparison: one core for the model
@@ -294,10 +294,10 @@ def main() -> None:
     threads = [int(x) for x in os.environ.get("BENCH_INFERENCE_THREADS", "").split(",") if x] or [1]
     runs = [(n_lanes, depth, n_threads) for n_lanes in lanes for depth in depths for n_threads in threads]
     with engine.connect() as conn:
-        release_id = inference.release_id_of(conn, RELEASE)
+        release_id = registry.release_id_of(conn, RELEASE)
     _forget_runs(engine, release_id)
     with engine.connect() as conn:
-        cls_ref = next(m for m in inference.applicable_models(conn, release_id) if m.task == "object_class")
+        cls_ref = next(m for m in registry.applicable_models(conn, release_id) if m.task == "object_class")
     cls_run = inference.run_model(engine, cls_ref.name, RELEASE, batch_size=BATCH, device=dev.type, lanes=max(lanes))
 
     # Baseline: the same inputs, read as the run reads them (binary, in batches), prepared, held in
@@ -311,7 +311,7 @@ def main() -> None:
             prepared = task.prepare(rows)
             batches.append(prepared.inputs)
             keys.append(prepared.keys[:, 1])
-        model = task.load(str(inference.weights_file(conn, photoz_model.model_id)), dev)
+        model = task.load(str(registry.weights_file(conn, photoz_model.model_id)), dev)
     with torch_threads(threads[0]):  # what every run must store: an untimed pass, its outputs kept
         expected = _expected(keys, [task.predict(model, x, dev) for x in batches])
     forward = {}  # threads -> (the median of three passes, the passes): one pass varied by 1.5x on 2 cores

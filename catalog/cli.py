@@ -145,7 +145,7 @@ def cmd_release_report(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from ingest.inference import train
+    from ingest.registry import train
 
     t0 = time.perf_counter()
     model = train(db.engine(), args.task, args.releases, seed=args.seed, epochs=args.epochs)
@@ -157,16 +157,16 @@ def cmd_train(args: argparse.Namespace) -> None:
 def _current_or_candidate(model, *, backfill: bool) -> None:
     """Say whether a version just registered (or found registered) is current and why, and queue its
     backfill if it is current; if not, how to promote it anyway."""
-    from ingest import inference
+    from ingest import registry
 
     engine = db.engine()
     with engine.connect() as conn:
-        current = inference.current_version(conn, model.name)
-        verdict = inference.challenge(model.task, model.metrics, inference.rival(conn, model))
+        current = registry.current_version(conn, model.name)
+        verdict = registry.challenge(model.task, model.metrics, registry.rival(conn, model))
     if current is not None and current.model_id == model.model_id:
         print(f"current: {verdict}")
         if backfill:
-            jobs = inference.backfill(engine, model)
+            jobs = registry.backfill(engine, model)
             print(f"backfill: {len(jobs)} infer jobs queued" + (f" ({', '.join(map(str, jobs))})" if jobs else ""))
         return
     stays = f"version {current.version} stays current" if current is not None else "no version is current"
@@ -188,7 +188,7 @@ def cmd_infer(args: argparse.Namespace) -> None:
 def cmd_model(args: argparse.Namespace) -> None:
     from catalog.models import Model
     from catalog.search.similar import model_hint
-    from ingest import inference
+    from ingest import registry
 
     engine = db.engine()
     if args.action == "register":
@@ -196,18 +196,18 @@ def cmd_model(args: argparse.Namespace) -> None:
             metrics = json.loads(args.metrics) if args.metrics else None
         except json.JSONDecodeError as exc:
             raise HealcatError(f"model register: --metrics is not JSON ({exc}): {args.metrics!r}") from None
-        model = inference.register_weights_file(engine, args.task, args.weights, sha256=args.sha256, name=args.name,
-                                                metrics=metrics, training_set=args.training_set)
+        model = registry.register_weights_file(engine, args.task, args.weights, sha256=args.sha256, name=args.name,
+                                               metrics=metrics, training_set=args.training_set)
         print(f"{model.name} version {model.version} ({model.weights_sha256[:12]}) registered for task {model.task}")
         _current_or_candidate(model, backfill=not args.no_backfill)
         return
     if args.action == "promote":
-        model, jobs = inference.promote_model(engine, args.name, args.version)
+        model, jobs = registry.promote_model(engine, args.name, args.version)
         print(f"{model.name} version {model.version} is current (promoted {model.promoted_at:%Y-%m-%d %H:%M:%S}); "
               f"backfill: {len(jobs)} infer jobs queued")
         return
     if args.action == "retire":
-        model = inference.retire_model(engine, args.name, args.version)
+        model = registry.retire_model(engine, args.name, args.version)
         print(f"{model.name} version {model.version} retired at {model.retired_at:%Y-%m-%d %H:%M:%S}; outputs kept")
         return
     with engine.connect() as conn:
@@ -463,7 +463,7 @@ def cmd_enqueue(args: argparse.Namespace) -> None:
         job_args = {"mapping": target, **({"file": str(mapping.input_path(args.file))} if args.file else {})}
     with db.engine().begin() as conn:
         if args.kind == "infer":
-            from ingest.inference import enqueue_inference, release_id_of
+            from ingest.registry import enqueue_inference, release_id_of
 
             jobs = enqueue_inference(conn, release_id_of(conn, args.target))  # an unknown release fails here
             print(f"{len(jobs)} infer jobs queued for {args.target}" + (f" ({', '.join(map(str, jobs))})" if jobs else ""))

@@ -20,8 +20,9 @@ from catalog.cli import for_display
 from catalog.errors import HealcatError
 from catalog.models import Model
 from catalog.search import cone_search, similar
-from ingest.inference import RetiredVersion, current_version, run_model, train
+from ingest.inference import run_model
 from ingest.load import ingest_release
+from ingest.registry import RetiredVersion, current_version, train
 from ingest.tasks.photoz import Photoz
 
 PHOTOZ_MODEL = Photoz.model_name

@@ -9,7 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from ingest import progress
-from ingest.inference import ensure_embedding_index, release_id_of
+from ingest.inference import ensure_embedding_index
+from ingest.registry import release_id_of
 
 TABLES = ("source", "photometry", "spec_redshift", "source_xid", "release_change", "quarantine",
           "prediction", "embedding")

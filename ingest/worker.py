@@ -1,7 +1,7 @@
 """``healcat worker``: run queued jobs until stopped (SIGTERM/SIGINT finish the current job first).
 
 The chain of a release: an ``ingest`` job loads and publishes it, then queues one ``infer`` job
-per model that applies (``ingest.inference.applicable_models``); each of those, once done, queues
+per model that applies (``ingest.registry.applicable_models``); each of those, once done, queues
 the release's ``index`` job (ANALYZE, HNSW indexes), which runs once however many queue it while
 it waits. Each job names the one that queued it in ``parent_job_id``.
 
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 def run_ingest(engine: sa.Engine, args: dict[str, Any], job_id: int) -> dict[str, Any]:
     """Ingest a release; then queue one infer job per model that applies to it, or the index job if none does."""
-    from ingest.inference import enqueue_inference
+    from ingest.registry import enqueue_inference
     from ingest.load import ingest_release
 
     result = ingest_release(args["mapping"], engine, file=args.get("file"), checksum=args.get("checksum"))

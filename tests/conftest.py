@@ -59,8 +59,9 @@ def engine(database_url) -> sa.Engine:
 def catalog(engine) -> dict:
     """The loaded catalog: both releases ingested, the object classifier and photo-z trained and run
     (photo-z runs the classifier first; committed once)."""
-    from ingest.inference import run_model, train
+    from ingest.inference import run_model
     from ingest.load import ingest_release
+    from ingest.registry import train
 
     sdss = ingest_release(SDSS, engine)
     gaia = ingest_release(GAIA, engine)

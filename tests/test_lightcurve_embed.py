@@ -144,7 +144,7 @@ def test_a_source_whose_curves_have_no_magnitudes_is_skipped_with_the_reason():
 
 def test_the_model_applies_to_releases_with_bands_it_reads(engine, per_object):
     """ZTF's g/R curves: a run of 2,289 skips with a false reason; now the task does not apply."""
-    from ingest.inference import release_id_of
+    from ingest.registry import release_id_of
     from ingest.tasks.lightcurve_embed import LightCurveEmbed
 
     with engine.connect() as conn:

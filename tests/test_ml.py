@@ -12,8 +12,9 @@ import torch
 
 from catalog.errors import HealcatError, QueryError
 from catalog.search import similar
-from ingest.inference import backfill, promote_model, register_model, run_model, train, weights_file
+from ingest.inference import run_model
 from ingest.ml import classifier, common, metrics, photoz
+from ingest.registry import backfill, promote_model, register_model, train, weights_file
 from ingest.tasks import get_task, ugriz
 from ingest.tasks.photoz import Photoz
 from tests.conftest import GAIA_RELEASE, SDSS_RELEASE
@@ -224,8 +225,8 @@ def _forget(engine, model) -> None:
 def test_retiring_the_current_version_queues_the_next_where_it_has_not_run(engine, catalog, tmp_path, scratch_release):
     """A release that only the retired version had run on would have no current photo-z: the version
     current again is queued there (and not where it has run)."""
-    from ingest.inference import retire_model
     from ingest.load import ingest_release
+    from ingest.registry import retire_model
     from tests.conftest import scratch_mapping, sdss_rows, write_csv
 
     v1 = catalog["model"]
@@ -259,7 +260,7 @@ def test_registering_refuses_another_tasks_weights_and_numbers_json_cannot_hold(
         register_model(engine, name=PHOTOZ_MODEL, task="photoz", weights=blob, training_set="t",
                        metrics={"nmad": float("nan")})
     assert not stray.exists()
-    from ingest.inference import retire_model
+    from ingest.registry import retire_model
 
     with pytest.raises(QueryError, match=f"no model 'photoz' version '1' \\(did you mean {PHOTOZ_MODEL}, the model of task"):
         retire_model(engine, "photoz", "1")  # the task's name, not its model's

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from catalog.cli import main
 from catalog.errors import HealcatError
-from ingest.inference import promote_model, register_model, retire_model, train
+from ingest.registry import promote_model, register_model, retire_model, train
 from ingest.load import ingest_release
 from tests.conftest import SDSS_RELEASE, scratch_mapping, sdss_rows, write_csv
 from tests.test_ml import PHOTOZ_MODEL, _forget

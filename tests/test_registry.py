@@ -12,9 +12,10 @@ import pytest
 import sqlalchemy as sa
 
 from catalog.cli import main
-from ingest import inference
-from ingest.inference import applicable_models, release_id_of, run_model
+from ingest import registry
+from ingest.inference import run_model
 from ingest.load import ingest_release
+from ingest.registry import applicable_models, release_id_of
 from ingest.tasks import get_task
 from tests.conftest import GAIA_RELEASE, SDSS_RELEASE, scratch_mapping, sdss_rows, write_csv
 
@@ -188,7 +189,7 @@ def test_searches_stay_on_the_version_that_has_run_until_a_new_one_has(conn, cat
                                  "ORDER BY source_id LIMIT 1"))
     assert conn.scalar(sa.text("SELECT version FROM healcat.resolve_model('photoz-sdss')")) == model.version
     assert conn.scalar(sa.text("SELECT version FROM healcat.resolve_model('photoz-sdss', 'unrun')")) == "unrun"
-    assert inference.resolve_model(conn, "photoz-sdss").version == "unrun", "a run runs the newest version"
+    assert registry.resolve_model(conn, "photoz-sdss").version == "unrun", "a run runs the newest version"
     assert len(conn.execute(sa.text("SELECT * FROM healcat.similar_sources(:s, 'photoz-sdss', 5)"),
                             {"s": source}).all()) == 5
     assert conn.scalar(sa.text("SELECT healcat.photoz_pdf(:s, 0.1)"), {"s": source}) > 0

@@ -11,9 +11,10 @@ import sqlalchemy as sa
 
 from catalog.cli import build_parser
 from catalog.errors import HealcatError, QueryError
-from ingest.inference import run_lock, run_model, train
+from ingest.inference import run_lock, run_model
 from ingest.load import ingest_release
 from ingest.mapping import load_mapping
+from ingest.registry import train
 from ingest.tasks import get_task
 from ingest.tasks import gyro_age as gyro_task
 from ingest.ml import stellar_mass as ml_mass

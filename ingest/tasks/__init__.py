@@ -1,10 +1,10 @@
 """Model tasks: what a model learns from the catalog, and what it writes back.
 
 A *task* (photo-z, object class, gyrochronology age, ...) is a :class:`Task` subclass registered
-with :func:`register`. The machinery in :mod:`ingest.inference` does everything else: it runs the
+with :func:`register`. The machinery does everything else: :mod:`ingest.registry` runs the
 training query, hands the rows to :meth:`Task.fit`, stores the weights (sha256-checked, in the
 catalog and on disk) with the exact training query and its parameters and the held-out metrics as
-a new model version; it streams :attr:`Task.input_query` out of PostgreSQL in batches, calls
+a new model version; :mod:`ingest.inference` streams :attr:`Task.input_query` out of PostgreSQL in batches, calls
 :meth:`Task.prepare` and :meth:`Task.predict`, and writes :class:`Outputs` back with binary COPY,
 one run per (model version, release), visible once finished, with every source it gave no output for
 recorded in ``inference_skip`` with the reason.
@@ -51,7 +51,7 @@ How a new model plugs in (e.g. ``ingest/tasks/gyro_age.py``)::
 
 Then add the module to :data:`TASK_MODULES`. Nothing else changes: ``healcat train gyro_age``,
 ``healcat infer chronoflow RELEASE``, ``healcat model list|show|register|promote|retire``, the worker's
-jobs, backfills and :func:`ingest.inference.applicable_models` all go through the registry.
+jobs, backfills and :func:`ingest.registry.applicable_models` all go through the registry.
 Outputs map to rows as follows: ``value``/``uncertainty``/``value_p16``/``value_p84``/``pdf_*``/``label``/``probabilities``
 -> one ``healcat.prediction`` row per source (any of them may be None except ``value``);
 ``embedding`` -> one ``healcat.embedding`` row (pgvector, HNSW index per model version, cosine);
