@@ -357,6 +357,10 @@ def crossmatch(
     dec_name = ra_name if isinstance(table[ra_name], SkyCoord) else find_column(table, dec_col, DEC_NAMES, "Dec")
     positions = Positions.from_table(table, ra_name, dec_name)
     _check_epoch(at_epoch_jyear)
+    if at_epoch_jyear is not None and to_epoch_jyear is not None and to_epoch_jyear != at_epoch_jyear:
+        raise QueryError(f"xmatch: the input moved to {to_epoch_jyear} (--to-epoch) and the catalog to {at_epoch_jyear} "
+                         "(--at-epoch) would be compared at two epochs: give --at-epoch alone (the input is moved "
+                         "to it too)")
     motion = None
     if pm_cols is not None:
         to_epoch_jyear = at_epoch_jyear if to_epoch_jyear is None else to_epoch_jyear

@@ -51,7 +51,7 @@ from astropy.io.votable import from_table
 
 from catalog import db, settings
 from catalog.errors import HealcatError, QueryError
-from catalog.search.cone import Cone
+from catalog.search.cone import MAX_ABS_RA_DEG, MIN_RADIUS_ARCSEC, Cone
 from catalog.search.region import run
 from catalog.watchdog import Watchdog
 
@@ -134,8 +134,16 @@ def cone(params: Params, engine: sa.Engine) -> tuple[Table, list[Info]]:
     ra, dec, sr = params.number("RA"), params.number("DEC"), params.number("SR")
     verb = params.integer("VERB", 2, 1, 3)
     maxrec = params.integer("MAXREC", MAX_ROWS, 0, MAX_ROWS)
+    # the protocol's names in the errors (Cone's would say dec_deg, radius_deg)
+    if not -MAX_ABS_RA_DEG <= ra <= MAX_ABS_RA_DEG:
+        raise QueryError(f"RA must be in [0, 360] degrees (larger or negative values are taken modulo 360, up to "
+                         f"{MAX_ABS_RA_DEG:g}), got {ra:g}")
+    if not -90 <= dec <= 90:
+        raise QueryError(f"DEC must be in [-90, 90] degrees, got {dec:g}")
     if not 0 <= sr <= 180:
         raise QueryError(f"SR must be in [0, 180] degrees, got {sr:g}")
+    if 0 < sr < MIN_RADIUS_ARCSEC / 3600.0:
+        raise QueryError(f"SR must be 0 (the columns only) or at least {MIN_RADIUS_ARCSEC / 3600.0:g} degrees, got {sr:g}")
     if sr == 0:  # the standard's metadata query: the columns, no rows
         maxrec, sr = 0, 1e-9
     statement, args = Cone(ra, dec, sr).sql()

@@ -483,6 +483,17 @@ def test_catalog_proper_motions_move_sources_to_the_epoch(engine, kepler):
     assert np.all(got.separation(then).arcsec < MOVED_TOLERANCE_ARCSEC), "match_ra/dec are the positions at 1985.0"
     stale = crossmatch(table, 0.05, release=release)
     assert stale["source_id"].mask.all(), "30 years of at least 50 mas/yr: all 1.5 arcsec or more from 2015.0"
+    # The input at 1985.0 with its motions: moved to 1985.0 (no motion) and matched there, with --to-epoch
+    # equal to --at-epoch or without it; a --to-epoch other than --at-epoch compared two epochs (356 of
+    # the README's 1,303 Kepler stars matched instead of 1,301).
+    table["pmra"], table["pmdec"] = [r.pmra_masyr for r in fast], [r.pmdec_masyr for r in fast]
+    for to_epoch in (None, 1985.0):
+        same = crossmatch(table, 0.05, release=release, pm_cols=("pmra", "pmdec"), epoch_jyear=1985.0,
+                          to_epoch_jyear=to_epoch, at_epoch_jyear=1985.0)
+        assert list(same["source_id"]) == [r.source_id for r in fast]
+    with pytest.raises(QueryError, match="two epochs"):
+        crossmatch(table, 0.05, release=release, pm_cols=("pmra", "pmdec"), epoch_jyear=1985.0,
+                   to_epoch_jyear=2015.0, at_epoch_jyear=1985.0)
 
     everything = crossmatch(table, 1.0, release=release, mode="all", at_epoch_jyear=1985.0)
     all_moved = _moved([r.ra for r in rows], [r.dec for r in rows], [r.pmra_masyr for r in rows],

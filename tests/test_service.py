@@ -77,9 +77,10 @@ def test_verbosity_release_maxrec_and_the_metadata_query(service):
 
 @pytest.mark.parametrize(("query", "message"), [
     ("RA=161&DEC=0.7", "SR is required"),
-    ("RA=161&DEC=91&SR=1", "dec_deg must be in"),
+    ("RA=161&DEC=91&SR=1", "DEC must be in [-90, 90] degrees, got 91"),  # the protocol's names, not Cone's
+    ("RA=2e9&DEC=0.7&SR=1", "RA must be in [0, 360] degrees"),
     ("RA=161&DEC=0.7&SR=200", "SR must be in [0, 180] degrees"),
-    ("RA=161&DEC=0.7&SR=1e-320", "radius_deg must be at least"),  # was a 500: healpy's cover overflowed
+    ("RA=161&DEC=0.7&SR=1e-320", "SR must be 0 (the columns only) or at least"),  # was a 500: healpy's cover overflowed
     ("RA=abc&DEC=0.7&SR=1", "RA must be a number, got 'abc'"),
     ("RA=nan&DEC=0.7&SR=1", "RA must be a finite number"),
     ("RA=1&RA=2&DEC=0.7&SR=1", "RA is given 2 times"),
