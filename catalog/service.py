@@ -5,7 +5,7 @@
   the UCDs the standard names (``ID_MAIN``, ``POS_EQ_RA_MAIN``, ``POS_EQ_DEC_MAIN``). ``VERB=1`` gives
   those three columns, 2 (default) and 3 every column of a cone search (release, object id,
   ``distance_arcsec``); ``RELEASE=name`` searches one release, a superseded one too (default: the
-  published releases, as ``healcat.cone_search``); ``MAXREC`` caps the rows (default and most :data:`MAX_ROWS`): an answer cut
+  published releases, as ``healcat.cone_search``); ``MAXREC`` caps the rows (default and most :data:`MAX_ROWS`; a larger one gets it): an answer cut
   there says ``QUERY_STATUS`` = ``OVERFLOW``. ``SR=0`` is the standard's metadata query: the columns,
   no rows.
 - ``GET /similar?SOURCE_ID=&K=&MODEL=&RELEASE=&VERSION=`` — the ``K`` sources most like one in a
@@ -133,7 +133,8 @@ def cone(params: Params, engine: sa.Engine) -> tuple[Table, list[Info]]:
     """SCS: the cone's sources, at most MAXREC of them (nearest first, ties by source_id)."""
     ra, dec, sr = params.number("RA"), params.number("DEC"), params.number("SR")
     verb = params.integer("VERB", 2, 1, 3)
-    maxrec = params.integer("MAXREC", MAX_ROWS, 0, MAX_ROWS)
+    # a larger MAXREC gets the service's limit, as DALI lets a service do (an answer cut there says OVERFLOW)
+    maxrec = min(params.integer("MAXREC", MAX_ROWS, 0, 2**63 - 1), MAX_ROWS)
     # the protocol's names in the errors (Cone's would say dec_deg, radius_deg)
     if not -MAX_ABS_RA_DEG <= ra <= MAX_ABS_RA_DEG:
         raise QueryError(f"RA must be in [0, 360] degrees (larger or negative values are taken modulo 360, up to "

@@ -75,6 +75,18 @@ def test_verbosity_release_maxrec_and_the_metadata_query(service):
     assert len(meta) == 0 and "distance_arcsec" in meta.fieldnames
 
 
+def test_a_maxrec_above_the_limit_gets_the_limit(service, monkeypatch):
+    """DALI lets a service hold MAXREC to its own limit: a larger one was a 400 (TOPCAT may ask for millions)."""
+    from catalog import service as module
+
+    monkeypatch.setattr(module, "MAX_ROWS", 4)
+    status, body = _get(f"{service}/scs?RA={CENTRE[0]}&DEC={CENTRE[1]}&SR=0.2&MAXREC=1000000000000")
+    votable = parse(io.BytesIO(body))
+    infos = {info.name: info.value for info in votable.resources[0].infos}
+    assert status == 200 and infos["QUERY_STATUS"] == "OVERFLOW"
+    assert len(votable.get_first_table().to_table()) == 4
+
+
 @pytest.mark.parametrize(("query", "message"), [
     ("RA=161&DEC=0.7", "SR is required"),
     ("RA=161&DEC=91&SR=1", "DEC must be in [-90, 90] degrees, got 91"),  # the protocol's names, not Cone's
