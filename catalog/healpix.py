@@ -136,6 +136,14 @@ def cone_ranges(ra_deg: float, dec_deg: float, radius_deg: float) -> np.ndarray:
     return merge_ranges(pix << shift, (pix + 1) << shift)
 
 
+def box_ra_width_deg(ra_min_deg: float, ra_max_deg: float) -> float:
+    """A box's extent in RA [deg], from ra_min eastwards to ra_max (360 for ra_max - ra_min >= 360), as
+    healcat.box_ra_width_deg."""
+    if ra_max_deg - ra_min_deg >= 360.0:
+        return 360.0
+    return float(np.mod(wrap_ra_deg(ra_max_deg) - wrap_ra_deg(ra_min_deg), 360.0))
+
+
 def box_ranges(ra_min_deg: float, ra_max_deg: float, dec_min_deg: float, dec_max_deg: float) -> np.ndarray:
     """Ranges covering an RA/Dec box (RA from ra_min eastwards to ra_max, in [0, 360) or wrapping).
 
@@ -144,12 +152,13 @@ def box_ranges(ra_min_deg: float, ra_max_deg: float, dec_min_deg: float, dec_max
     covered by its bounding cone (the farthest point of a piece is a corner) plus 1e-9 deg.
     """
     ra0 = float(wrap_ra_deg(ra_min_deg))
-    width = 360.0 if ra_max_deg - ra_min_deg >= 360.0 else float(np.mod(wrap_ra_deg(ra_max_deg) - ra0, 360.0))
+    width = box_ra_width_deg(ra_min_deg, ra_max_deg)
     height = dec_max_deg - dec_min_deg
     span = width * (1.0 if dec_min_deg <= 0 <= dec_max_deg else math.cos(math.radians(min(abs(dec_min_deg),
                                                                                           abs(dec_max_deg)))))
-    n_ra = int(min(64, max(math.ceil(width / 90.0), math.ceil(span / height), 1)))
-    n_dec = int(min(64, max(math.ceil(height / span), 1)))
+    # the ratios before ceil: a box 1e-320 deg wide has height / span = inf, which no int takes
+    n_ra = math.ceil(min(64.0, max(width / 90.0, span / height, 1.0)))
+    n_dec = math.ceil(min(64.0, max(height / span if span else math.inf, 1.0)))
     pieces = []
     for i in range(n_ra):
         a, b = ra0 + width * i / n_ra, ra0 + width * (i + 1) / n_ra

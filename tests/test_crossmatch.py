@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import astropy.units as u
 import healpy
@@ -723,3 +724,59 @@ def test_releases_at_an_epoch_compute_each_moved_rows_pixel_once(engine, kepler,
                                     "'healcat.hpx_ang2pix(int, float8, float8)'::regprocedure)"))
     assert moved == list(without["source_id_a"]) == [r.source_id for r in rows]
     assert 0 < calls <= 2 * len(rows), (calls, len(rows))  # STRICT: rows with a NULL argument are no call
+
+
+@pytest.mark.parametrize("row,column,got", [
+    ("(1, 400, 0, healcat.hpx_ang2pix(29, 400, 0))", "ra", "400"),  # was matched as RA 40
+    ("(1, 'NaN', 0, 0)", "ra", "NaN"),
+    ("(1, NULL, 0, 0)", "ra", "NULL"),
+    ("(1, 40, 95, 0)", "dec", "95"),
+    ("(1, 40, NULL, 0)", "dec", "NULL"),
+    ("(1, 40, 0, healcat.hpx_ang2pix(29, 40, 0) + 1)", "hpx", None),
+    ("(1, 40, 0, NULL)", "hpx", "NULL"),
+])
+def test_sql_crossmatch_refuses_bad_positions_naming_the_row_and_column(conn, catalog, row, column, got):
+    """As the Python route does: RA 400 was matched like RA 40, and a NaN, Dec 95, NULL or an hpx
+    that disagrees with (ra, dec) came back unmatched without a word."""
+    conn.execute(sa.text("CREATE TEMP TABLE mine (row_id bigint, ra float8, dec float8, hpx bigint)"))
+    conn.execute(sa.text(f"INSERT INTO mine VALUES (2, 40, 0, healcat.hpx_ang2pix(29, 40, 0)), {row}, "
+                         "(3, 500, 0, healcat.hpx_ang2pix(29, 500, 0))"))
+    expected = conn.scalar(sa.text("SELECT healcat.hpx_ang2pix(29, 40, 0)"))
+    got = got or str(expected + 1)
+    what = {"ra": r"column ra must be a finite RA in \[0, 360\) deg", "dec": r"column dec must be a finite Dec in "
+            r"\[-90, 90\] deg", "hpx": rf"column hpx must be healcat.hpx_ang2pix\(29, ra, dec\), {expected}"}[column]
+    with pytest.raises(sa.exc.DBAPIError) as err:
+        with conn.begin_nested():
+            conn.execute(sa.text("SELECT * FROM healcat.xmatch_table('mine', 1800)")).all()
+    assert err.value.orig.sqlstate == "22023"
+    assert re.fullmatch(rf"xmatch: table mine, row_id 1: {what}, got {got}", err.value.orig.diag.message_primary)
+    conn.execute(sa.text("DELETE FROM mine WHERE row_id <> 2"))
+    assert len(conn.execute(sa.text("SELECT * FROM healcat.xmatch_table('mine', 1800)")).all()) == 1
+
+
+@pytest.mark.parametrize("args,message", [
+    ("'NaN', 0, 1, 1, 10", "ra must be a finite number, got NaN"),  # was RA 0
+    ("10, 0, 'NaN', 1, 10", "pmra_masyr must be a finite number, got NaN"),  # was RA 0
+    ("10, 0, 1, '-Infinity', 10", "pmdec_masyr must be a finite number, got -Infinity"),
+    ("10, 0, 1, 1, 'Infinity'", "dt_yr must be a finite number, got Infinity"),
+    ("0, 95, 1000, 0, 10", r"dec must be in \[-90, 90\], got 95"),  # was moved as a position
+    ("0, 'NaN', NULL, NULL, NULL", "dec must be a finite number, got NaN"),
+])
+def test_pm_propagate_refuses_non_finite_arguments_and_dec_beyond_the_poles(conn, args, message):
+    with pytest.raises(sa.exc.DBAPIError, match=f"pm_propagate: {message}") as err:
+        with conn.begin_nested():
+            conn.execute(sa.text(f"SELECT * FROM healcat.pm_propagate({args})")).all()
+    assert err.value.orig.sqlstate == "22023"
+    # from a table's rows as well (inlined: the test is part of the caller's query)
+    with pytest.raises(sa.exc.DBAPIError, match=f"pm_propagate: {message}"):
+        with conn.begin_nested():
+            conn.execute(sa.text(f"SELECT m.* FROM (VALUES ({args})) AS v(a, b, c, d, e) CROSS JOIN LATERAL "
+                                 "healcat.pm_propagate(v.a::float8, v.b::float8, v.c::float8, v.d::float8, v.e::float8) AS m"
+                                 )).all()
+
+
+def test_pm_propagate_leaves_a_position_without_proper_motions_where_it_is(conn):
+    for args in ("10.5, -20.25, NULL, NULL, 30", "10.5, -20.25, 5, 5, NULL", "10.5, -20.25, 5, 5, 0"):
+        assert tuple(conn.execute(sa.text(f"SELECT * FROM healcat.pm_propagate({args})")).one()) == (10.5, -20.25)
+    assert tuple(conn.execute(sa.text("SELECT * FROM healcat.pm_propagate(NULL, NULL, 1, 1, 1)")).one()) == (None, None)
+    assert conn.scalar(sa.text("SELECT healcat.wrap_ra_deg('NaN')::text")) == "NaN"  # was 0

@@ -567,3 +567,65 @@ def test_regions_leave_out_a_superseded_release_unless_named(engine, tmp_path, s
         releases = conn.execute(sa.text("SELECT DISTINCT r.name FROM healcat.source s JOIN healcat.release r "
                                         "USING (release_id) WHERE s.source_id = ANY(:ids)"), {"ids": every}).scalars()
         assert {"scratch/v1", "scratch/v2"} <= set(releases)
+
+
+# --- tiny but valid arguments --------------------------------------------------------------------
+
+
+def test_tiny_angles_are_answers_not_underflow_errors(conn, catalog):
+    """PostgreSQL raises on a float8 product that underflows: the haversine's squares failed for
+    positions within ~1e-154 deg of each other in RA or Dec ('value out of range: underflow')."""
+    from catalog.healpix import hpx_index, shard_of
+
+    assert conn.scalar(sa.text("SELECT healcat.angdist_deg(0, 0, 0, 1e-170)")) == 0
+    assert conn.scalar(sa.text("SELECT healcat.angdist_deg(0, 0, 0, 1e-130)")) == pytest.approx(1e-130, rel=1e-12)
+    assert conn.scalar(sa.text("SELECT healcat.angdist_deg(10, 20, 10.5, 20.5)")) == pytest.approx(
+        SkyCoord(10, 20, unit="deg").separation(SkyCoord(10.5, 20.5, unit="deg")).deg, rel=1e-12)
+    release_id = conn.execute(sa.text("SELECT release_id FROM healcat.release WHERE status = 'published' "
+                                      "ORDER BY release_id LIMIT 1")).scalar()
+    for i, (ra, dec) in enumerate([(0.0, 0.0), (1e-200, 0.0), (0.0, 1e-170)]):
+        hpx = int(hpx_index(ra, dec))
+        conn.execute(sa.text("INSERT INTO healcat.source (source_id, shard, release_id, object_id, ra, dec, hpx, "
+                             "attrs) VALUES (:id, :shard, :rel, :oid, :ra, :dec, :hpx, '{}')"),
+                     {"id": -1 - i, "shard": int(shard_of(hpx)), "rel": release_id, "oid": f"tiny-{i}", "ra": ra,
+                      "dec": dec, "hpx": hpx})
+    tiny = {-1, -2, -3}
+    for call in ["cone_search(1e-200, 0, 1)", "cone_search(0, 1e-170, 1)", "nearest(0, 1e-170, 3)",
+                 "nearest(1e-200, 1e-170, 3)", "ellipse_search(0, 1e-170, 10, 5, 0)",
+                 "ellipse_search(1e-170, 1e-170, 10, 5, 1e-170)", "ellipse_search(0, 0, 1e-300, 1e-300, 0)",
+                 "polygon_search('{{-1, 1e-170}, {1, -1}, {1, 1}}')",
+                 "polygon_search('{{1e-200, -1}, {1, 1e-170}, {1e-300, 1}, {-1, 1e-250}}')"]:
+        rows = conn.execute(sa.text(f"SELECT source_id, distance_arcsec FROM healcat.{call}")).all()
+        assert {r.source_id for r in rows} & tiny == tiny, call
+        if not call.startswith("polygon"):  # (a polygon's distances are from its vertices' mean direction)
+            assert all(r.distance_arcsec == 0 for r in rows if r.source_id in tiny), call
+    box = conn.execute(sa.text("SELECT source_id FROM healcat.box_search(0, 1e-300, 0, 1)")).scalars().all()
+    assert tiny - {-2} <= set(box) and -2 not in box  # RA 1e-200 is beyond 1e-300
+
+
+@pytest.mark.parametrize("call,message", [
+    ("ellipse_search(0, 0, 1e-320, 1e-320, 0)", r"ellipse: semi_minor_arcsec must be at least 1e-300, got 1e-320"),
+    ("ellipse_search(0, 0, 1, 1e-310, 0)", r"ellipse: semi_minor_arcsec must be at least 1e-300, got 1e-310"),
+    ("box_search(0, 1e-320, 0, 1)",
+     r"box: ra_min_deg to ra_max_deg must be at least 2.77778e-304 deg wide \(smaller underflows\), got 0(\.0)? to 1e-320"),
+    ("box_search(0, 1, 0, 1e-320)",
+     r"box: dec_min_deg to dec_max_deg must be at least 2.77778e-304 deg high \(smaller underflows\), got 0(\.0)? to 1e-320"),
+])
+def test_regions_too_small_to_compute_are_errors_naming_the_argument(engine, catalog, call, message):
+    """They failed with 'value out of range: underflow' (or overflow), no argument named (SQLSTATE 22003);
+    in Python an OverflowError (the box's cover) or nothing (the ellipse): now the same error as SQL's."""
+    import catalog as api
+
+    with pytest.raises(sa.exc.DBAPIError, match=message) as err:
+        sql_rows(engine, call, {})
+    assert err.value.orig.sqlstate == "22023"
+    with pytest.raises(QueryError, match=message):
+        eval(call, {"ellipse_search": api.ellipse_search, "box_search": api.box_search})  # noqa: S307
+
+
+def test_wrap_ra_keeps_nan_and_tiny_values(conn):
+    """NaN sorts above every number in PostgreSQL: 'NaN' >= 360 was true and NaN came back as 0."""
+    got = conn.execute(sa.text("SELECT healcat.wrap_ra_deg('NaN')::text, healcat.wrap_ra_deg('Infinity')::text, "
+                               "healcat.wrap_ra_deg(1e-322), healcat.wrap_ra_deg(-1e-322), healcat.wrap_ra_deg(-1e-20), "
+                               "healcat.wrap_ra_deg(-10), healcat.wrap_ra_deg(725), healcat.wrap_ra_deg(359.5)")).one()
+    assert tuple(got) == ("NaN", "NaN", 1e-322, 0.0, 0.0, 350.0, 5.0, 359.5)

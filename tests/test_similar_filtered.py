@@ -496,3 +496,50 @@ def test_versions_current_on_different_releases(superseded, conn, catalog):
     # A version named: that version's embeddings wherever it has them.
     named = search("SELECT * FROM healcat.similar_sources(:s, :m, 10, :v)", s=sdss_source, v=model.version)
     assert len(named) == 10
+
+
+def test_a_vector_search_of_a_version_that_never_finished_a_run_is_an_error(conn, catalog):
+    """similar_scope leaves a version with no finished run unfiltered (release_ids NULL), and
+    similar_to_vector answered no rows without a word (similar_sources said 'no embedding')."""
+    model = catalog["model"]
+    conn.execute(sa.text(
+        "INSERT INTO healcat.model (name, version, task, framework, weights_path, weights_sha256, weights, "
+        "training_set, training_params, hyperparams, metrics, embedding_dim) "
+        "SELECT name, 'unrun', task, framework, weights_path, repeat('f', 64), weights, training_set, training_params, "
+        "hyperparams, metrics, embedding_dim FROM healcat.model WHERE model_id = :m"), {"m": model.model_id})
+    vec = conn.scalar(sa.text("SELECT vec::text FROM healcat.embedding WHERE model_id = :m ORDER BY source_id LIMIT 1"),
+                      {"m": model.model_id})
+    sql = "SELECT * FROM healcat.similar_to_vector(CAST(:v AS vector), :n, 5, :version)"
+    with pytest.raises(sa.exc.DBAPIError, match=rf"similar: model {PHOTOZ_MODEL} version unrun has no finished run, "
+                                                rf"so no embeddings to search: name a version that has one "
+                                                rf"\([^)]*{re.escape(model.version)}") as err:
+        with conn.begin_nested():
+            conn.execute(sa.text(sql), {"v": vec, "n": PHOTOZ_MODEL, "version": "unrun"}).all()
+    assert err.value.orig.sqlstate == "22023"
+    assert len(conn.execute(sa.text(sql), {"v": vec, "n": PHOTOZ_MODEL, "version": model.version}).all()) == 5
+
+
+def test_similar_sources_says_what_is_wrong_with_the_source(conn, catalog):
+    """A NULL source_id said 'source  has no embedding'; a source_id naming no source, and a source
+    whose release the model never ran on, got advice to name a version or release, which cannot help."""
+    missing = conn.scalar(sa.text("SELECT max(source_id) + 1000 FROM healcat.source"))
+    survey = conn.scalar(sa.text("INSERT INTO healcat.survey (name) VALUES ('unrun-survey') RETURNING survey_id"))
+    release = conn.scalar(sa.text(
+        "INSERT INTO healcat.release (survey_id, name, version, source_uri, checksum, mapping, status) "
+        "VALUES (:s, 'unrun-survey/r1', 'r1', 'x', 'x', '{}', 'published') RETURNING release_id"), {"s": survey})
+    hpx = conn.scalar(sa.text("SELECT healcat.hpx_ang2pix(29, 10, 10)"))
+    conn.execute(sa.text("INSERT INTO healcat.source (source_id, shard, release_id, object_id, ra, dec, hpx, attrs) "
+                         "VALUES (:id, :shard, :rel, 'o1', 10, 10, :hpx, '{}')"),
+                 {"id": missing + 1, "shard": hpx >> 50, "rel": release, "hpx": hpx})
+    for source_id, message in [
+        (None, r"similar: source_id must not be NULL"),
+        (missing, rf"similar: there is no source {missing}$"),
+        (missing + 1, rf"similar: source {missing + 1} has no embedding from model {PHOTOZ_MODEL}: the model has not "
+                      r"run on its release unrun-survey/r1 \(no version of it has a finished run there\)$"),
+    ]:
+        with pytest.raises(sa.exc.DBAPIError) as err:
+            with conn.begin_nested():
+                conn.execute(sa.text("SELECT * FROM healcat.similar_sources(:s, :n, 10)"),
+                             {"s": source_id, "n": PHOTOZ_MODEL}).all()
+        assert err.value.orig.sqlstate == "22023"
+        assert re.search(message, err.value.orig.diag.message_primary), err.value.orig.diag.message_primary

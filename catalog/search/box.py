@@ -10,7 +10,7 @@ from astropy.table import Table
 
 from catalog import healpix
 from catalog.errors import QueryError
-from catalog.search.cone import MAX_ABS_RA_DEG
+from catalog.search.cone import MAX_ABS_RA_DEG, MIN_RADIUS_ARCSEC
 from catalog.search.region import Region, checked, search
 
 
@@ -38,6 +38,13 @@ class Box(Region):
             raise QueryError(f"box: dec_min_deg must be below dec_max_deg, got {dec_min} and {dec_max}")
         if ra_max - ra_min < 360.0 and healpix.wrap_ra_deg(ra_min) == healpix.wrap_ra_deg(ra_max):
             raise QueryError(f"box: ra_min_deg and ra_max_deg are the same RA ({ra_min} and {ra_max}): an empty box")
+        smallest = MIN_RADIUS_ARCSEC / 3600.0  # the cone's smallest radius: a narrower box's cover under- or overflows
+        if healpix.box_ra_width_deg(ra_min, ra_max) < smallest:
+            raise QueryError(f"box: ra_min_deg to ra_max_deg must be at least {smallest:g} deg wide (smaller underflows), "
+                             f"got {ra_min!r} to {ra_max!r}")
+        if dec_max - dec_min < smallest:
+            raise QueryError(f"box: dec_min_deg to dec_max_deg must be at least {smallest:g} deg high (smaller "
+                             f"underflows), got {dec_min!r} to {dec_max!r}")
 
     def ranges(self) -> np.ndarray:
         return healpix.box_ranges(self.ra_min_deg, self.ra_max_deg, self.dec_min_deg, self.dec_max_deg)

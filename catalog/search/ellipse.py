@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from astropy.table import Table
 
 from catalog import healpix
-from catalog.search.cone import MAX_ABS_RA_DEG
+from catalog.errors import QueryError
+from catalog.search.cone import MAX_ABS_RA_DEG, MIN_RADIUS_ARCSEC
 from catalog.search.region import Region, checked, search
 
 
@@ -40,6 +41,9 @@ class Ellipse(Region):
         object.__setattr__(self, "semi_minor_arcsec",
                            checked("ellipse", "semi_minor_arcsec", self.semi_minor_arcsec, 0.0, major, lo_open=True))
         object.__setattr__(self, "pa_deg", checked("ellipse", "pa_deg", self.pa_deg))
+        if self.semi_minor_arcsec < MIN_RADIUS_ARCSEC:  # the foci's trigonometry underflows below, as healcat.check_ellipse
+            raise QueryError(f"ellipse: semi_minor_arcsec must be at least {MIN_RADIUS_ARCSEC:g}, "
+                             f"got {self.semi_minor_arcsec!r}")
 
     def ranges(self) -> np.ndarray:
         """The bounding cone (radius a) plus 1e-9 deg, as healcat.ellipse_search."""
