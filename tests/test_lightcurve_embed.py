@@ -130,11 +130,17 @@ def test_a_source_whose_curves_have_no_magnitudes_is_skipped_with_the_reason():
     from ingest.tasks.lightcurve_embed import LightCurveEmbed
 
     curve = [["eros_b", [50000.0, 50001.0, 50002.0], [18.0, 18.1, 18.2], [0.02, 0.02, 0.02]]]
-    rows = [(3, 30, 0.5, curve, None, None), (3, 31, 0.5, None, None, None),
-            (3, 32, None, [["eros_r", [50000.0], [None], [None]]], None, None),
-            (3, 33, None, [["ztf_g", [50000.0], [18.0], [0.1]], ["ztf_r", [50000.0], [18.0], [0.1]]], None, None)]
+    no_attrs = (1,) + (None,) * 5  # release, the catalogue columns
+    rows = [(3, 30, 0.5, curve, None, None) + no_attrs, (3, 31, 0.5, None, None, None) + no_attrs,
+            (3, 32, None, [["eros_r", [50000.0], [None], [None]]], None, None) + no_attrs,
+            (3, 33, None, [["ztf_g", [50000.0], [18.0], [0.1]], ["ztf_r", [50000.0], [18.0], [0.1]]], None, None)
+            + no_attrs]
     prepared = LightCurveEmbed().prepare(rows)
     assert prepared.keys.tolist() == [[3, 30]]
+    # a version trained before the catalogue columns (8 metadata columns) still runs on the new inputs
+    for n_meta in (8, 13):
+        out = LightCurveEmbed().predict(le.LightCurveCLIP(n_bands=7, n_meta=n_meta).eval(), prepared.inputs, "cpu")
+        assert out.embedding.shape == (1, 64) and np.isfinite(out.value).all()
     assert prepared.skipped[:2] == [(3, 31, "no light-curve epoch with a finite magnitude"),
                                     (3, 32, "no light-curve epoch with a finite magnitude")]
     # ZTF's bands: finite epochs, none the model reads (it said 'no ... finite magnitude')
@@ -153,3 +159,75 @@ def test_the_model_applies_to_releases_with_bands_it_reads(engine, per_object):
                                 "sdss-s82-rrlyrae/sesar2010")}
     assert applies == {"ztf-bts/snia-light-curve-test-data": False, "eros2/lmc-ramp-variable-stars": True,
                        "sdss-s82-rrlyrae/sesar2010": True}
+
+
+def test_the_eros_catalogue_columns_enter_the_metadata_view():
+    """Asymmetries, log p(not variable) and log10 flux sigmas after the log period and the band
+    medians; NaN ("not measured") where a catalogue has none (Stripe 82) or a cell is no number."""
+    from ingest.tasks.lightcurve_embed import BANDS, N_META, _curves
+
+    curve = [["eros_b", [50000.0, 50001.0, 50002.0], [18.0, 18.1, 18.4], [0.02, 0.02, 0.02]]]
+    rows = [(3, 30, "2.5", curve, "3", "train", 1, "0.9", "1.2", "-2.5", "36.0", "1000"),
+            (3, 31, "0.5", [["sdss_g", [50000.0, 50001.0], [17.0, 17.2], [0.01, 0.01]]], "ab", None, 2)
+            + (None,) * 5,
+            (3, 32, "0.5", curve, "3", "test", 1, "0.9", "n/a", "-2.5", "-1.0", "1000")]
+    _, period, meta = _curves(rows)
+    assert meta.shape == (3, N_META) == (3, 1 + len(BANDS) + 5)
+    np.testing.assert_allclose(meta[0], [np.log10(2.5), 18.1] + [np.nan] * 6 + [0.9, 1.2, -2.5, np.log10(36.0), 3.0])
+    assert np.isnan(meta[1, 1 + len(BANDS):]).all() and meta[1, 1 + BANDS.index("sdss_g")] == pytest.approx(17.1)
+    assert np.isnan(meta[2, [9, 11]]).all()  # "n/a"; a flux sigma that is not positive has no log
+    np.testing.assert_allclose(period, [2.5, 0.5, 0.5])
+
+
+def test_a_release_without_a_split_holds_out_a_fifth_of_its_own_stars():
+    """EROS-2 publishes a train/test split, Stripe 82 none: the latter held out a seeded fifth only
+    when no row at all had a split, so trained together every Stripe 82 star was a training star."""
+    from ingest.ml import common
+    from ingest.tasks.lightcurve_embed import held_out
+
+    release = np.array([1] * 50 + [2] * 30, dtype=object)
+    split = np.array(["train", "test"] * 25 + [None] * 30, dtype=object)
+    labelled = np.ones(80, dtype=bool)
+    labelled[[1, 60]] = False  # an unlabelled star is never a test star
+    test = held_out(labelled, split, release, seed=4)
+    np.testing.assert_array_equal(test[:50], (split[:50] == "test") & labelled[:50])  # the published split
+    fifth = 50 + common.split_indices(30, 4)[0]
+    np.testing.assert_array_equal(np.flatnonzero(test[50:]) + 50, np.sort(fifth[fifth != 60]))
+    assert test[50:].sum() == 6 - (60 in fifth)
+    assert not np.array_equal(test, held_out(labelled, split, release, seed=5))  # seeded
+    # one release alone without a split: the same fifth as before (over all its rows)
+    alone = held_out(np.ones(30, dtype=bool), np.full(30, None, dtype=object), np.full(30, 2, dtype=object), seed=4)
+    np.testing.assert_array_equal(np.flatnonzero(alone), np.sort(common.split_indices(30, 4)[0]))
+
+
+def test_the_catalog_keeps_the_eros_catalogue_columns_and_training_holds_out_both_releases(engine, per_object):
+    """The EROS catalogue's asymmetries, variability probability and flux sigmas are in
+    source.attrs (they were [ignore]d) and reach the training rows; trained on EROS-2 and Stripe 82
+    together, the held-out stars are EROS-2's test split and a fifth of Stripe 82's RR Lyrae."""
+    import sqlalchemy as sa
+
+    from ingest.inference import release_id_of
+    from ingest.tasks.lightcurve_embed import CATALOGUE_ATTRS, LightCurveEmbed, _curves, held_out
+
+    task = LightCurveEmbed()
+    names = ("eros2/lmc-ramp-variable-stars", "sdss-s82-rrlyrae/sesar2010")
+    with engine.connect() as conn:
+        ids = [release_id_of(conn, n) for n in names]
+        attrs = conn.scalar(sa.text("SELECT attrs FROM healcat.source WHERE object_id = '271_4304' "
+                                    "AND release_id = :r"), {"r": ids[0]})
+        rows = []
+        with conn.connection.driver_connection.cursor() as cur:
+            for release_id in ids:
+                cur.execute(task.training_query, {"release_id": release_id})
+                rows += cur.fetchall()
+    # train.csv's row of 271_4304: asym_b, asym_r, log_p_not_variable, sigma_flux_b, sigma_flux_r
+    assert [float(attrs[a]) for a, _ in CATALOGUE_ATTRS] == pytest.approx(
+        [0.921875, 1.77778, -14.5146, 136.102, 1269.74])
+    _, _, meta = _curves(rows)
+    eros_rows = np.array([r[6] == ids[0] for r in rows])
+    extra = meta[:, -len(CATALOGUE_ATTRS):]
+    assert np.isfinite(extra[eros_rows]).all() and np.isnan(extra[~eros_rows]).all()
+    labelled = np.array([r[4] is not None for r in rows])
+    split, release = (np.array([r[i] for r in rows], dtype=object) for i in (5, 6))
+    test = held_out(labelled, split, release, 0)
+    assert (test[eros_rows].sum(), test[~eros_rows].sum()) == (729, 97)

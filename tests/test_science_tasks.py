@@ -236,6 +236,9 @@ def test_lightcurve_embeddings_from_sql_are_searchable(engine, per_object):
     assert m["knn_accuracy"] > m["majority_accuracy"] + 0.15 and m["supervised_accuracy"] > m["majority_accuracy"]
     assert m["knn_accuracy_contrastive"] > m["majority_accuracy"] + 0.15  # before the labels' fine-tuning
     assert m["knn_k"] == 20  # the k the accuracies were measured with, recorded beside them
+    (only,) = m["by_release_id"].values()  # one release: its held-out figures are the whole's
+    assert only == {"n_test": 729, "knn_accuracy": m["knn_accuracy"], "supervised_accuracy": m["supervised_accuracy"],
+                    "knn_accuracy_contrastive": m["knn_accuracy_contrastive"]}
     assert 1 <= m["epochs_contrastive"] <= 6 and 1 <= m["epochs_finetune"] <= 6 and 1 <= m["epochs_supervised"] <= 6
     run = run_model(engine, model.name, "eros2/lmc-ramp-variable-stars")
     assert run.n_predicted == 3641

@@ -1,12 +1,15 @@
 """Light-curve + photometry embeddings (AstroM3 / CLIP idea) for similarity search over variable stars.
 
 Each source's curves (all bands) come out of ``healcat.light_curve`` as one JSON row; the
-metadata view gets the catalogue period (``source.attrs``: EROS-2 ``period``, Stripe 82 ``P``)
-and each band's median magnitude. ``prediction.value`` is the cosine agreement of a star's two views
+metadata view gets the catalogue period (``source.attrs``: EROS-2 ``period``, Stripe 82 ``P``),
+each band's median magnitude and the EROS catalogue's variability features (``source.attrs``:
+asymmetries, log p(not variable), flux sigmas; NaN, the model's "not measured", for a star whose
+catalogue has none, as Stripe 82's). ``prediction.value`` is the cosine agreement of a star's two views
 (low: the curve does not look like its catalogue entry). Training is contrastive (no labels), then
 the model is fine-tuned with the training split's labels (``healcat.label``; label-aware
 contrastive loss, as AstroM3 fine-tunes after CLIP pretraining) and the fine-tuned model is the one
-stored. The held-out metric is the k-nearest-neighbour accuracy of the release's test-split labels
+stored. The held-out metric is the k-nearest-neighbour accuracy of the releases' test-split labels
+(a release whose labels have no split holds out a seeded fifth of its own stars)
 from embeddings alone (k = :data:`ingest.ml.lightcurve_embed.KNN_K`), for the fine-tuned and the
 label-free model, beside a supervised classifier with the same encoders, inputs, augmentations,
 split and early stopping.
@@ -25,12 +28,21 @@ from ingest.tasks import Outputs, Prepared, Task, Trained, attr_number, register
 
 BANDS = ("eros_b", "eros_r", "sdss_u", "sdss_g", "sdss_r", "sdss_i", "sdss_z")
 
+#: ``source.attrs`` columns of the EROS-2 catalogue in the metadata view (after the log period and
+#: the band medians), each with whether it enters as its log10 (the flux sigmas span decades);
+#: NULL (NaN: "not measured") where a star's catalogue has no such column.
+CATALOGUE_ATTRS = (("asym_b", False), ("asym_r", False), ("log_p_not_variable", False),
+                   ("sigma_flux_b", True), ("sigma_flux_r", True))
+N_META = 1 + len(BANDS) + len(CATALOGUE_ATTRS)
+
 #: shard, source_id, period [d] (text as the catalogue wrote it; NULL if none), curves as JSON [[band, times, mags, errs], ...] (NULL when
-#: no curve has magnitudes: the source is then skipped with the reason), label, split.
+#: no curve has magnitudes: the source is then skipped with the reason), label, split, release_id, then the
+#: CATALOGUE_ATTRS (text as the catalogue wrote them; NULL if none).
 _ROWS = """SELECT s.shard, s.source_id, coalesce(s.attrs->>'period', s.attrs->>'P') AS period_day,
        jsonb_agg(jsonb_build_array(lc.band, lc.time_mjd, lc.mag, lc.mag_err) ORDER BY lc.band)
            FILTER (WHERE lc.mag IS NOT NULL) AS curves,
-       min(l.label) AS label, min(l.split) AS split
+       min(l.label) AS label, min(l.split) AS split, s.release_id, """ + ", ".join(
+    f"s.attrs->>'{a}' AS {a}" for a, _ in CATALOGUE_ATTRS) + """
 FROM healcat.source AS s
 JOIN healcat.light_curve AS lc ON lc.shard = s.shard AND lc.source_id = s.source_id
 LEFT JOIN LATERAL (  -- one label (a second taxonomy's would repeat every curve)
@@ -42,8 +54,9 @@ ORDER BY s.source_id"""
 
 
 def _curves(rows: list[tuple]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    """Light curves ``[n, 4]`` (MJD, mag, err, band index), periods [d] and metadata ``[N, 1 + 7]``."""
-    curves, meta = [], np.full((len(rows), 1 + len(BANDS)), np.nan)
+    """Light curves ``[n, 4]`` (MJD, mag, err, band index), periods [d] and metadata ``[N, N_META]``
+    (log period, the 7 band medians, the CATALOGUE_ATTRS; NaN where not measured)."""
+    curves, meta = [], np.full((len(rows), N_META), np.nan)
     for i, r in enumerate(rows):
         parts = []
         for band, t, mag, err in (json.loads(r[3]) if isinstance(r[3], str) else r[3] or []):
@@ -60,7 +73,24 @@ def _curves(rows: list[tuple]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray
     period = np.array([attr_number(r[2], "period")[0] for r in rows], dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         meta[:, 0] = np.log10(period)
+        for j, (name, log) in enumerate(CATALOGUE_ATTRS):  # a cell that is no number is not measured
+            value = np.array([attr_number(r[7 + j], name)[0] for r in rows], dtype=np.float64)
+            meta[:, 1 + len(BANDS) + j] = np.where(value > 0, np.log10(value), np.nan) if log else value
     return curves, period, meta
+
+
+def held_out(labelled: np.ndarray, split: np.ndarray, release: np.ndarray, seed: int) -> np.ndarray:
+    """Which rows are test stars: the labelled rows of the test split, and in a release none of
+    whose labelled rows is in a test split (Stripe 82's RR Lyrae have no split) a seeded fifth of its rows
+    (:func:`common.split_indices` over the release's rows in order; for one release alone the same
+    fifth as over all rows). Per release, so that a release with a split beside one without does not
+    put all of the latter into training."""
+    test = labelled & (split == "test")
+    for r in dict.fromkeys(release.tolist()):
+        rows = np.flatnonzero(release == r)
+        if not test[rows].any():  # this release publishes no split: a seeded fifth of it
+            test[rows[common.split_indices(len(rows), seed)[0]]] = True
+    return test & labelled
 
 
 def _why_no_curve(curves) -> str:
@@ -76,7 +106,9 @@ class LightCurveEmbed(Task):
     name = "lightcurve_embed"
     model_name = "lightcurve-clip"
     primary_metric = ("knn_accuracy", "higher")  # held-out k-NN accuracy decides which version is current
-    default_training_releases = ("eros2/lmc-ramp-variable-stars",)
+    #: Both labelled releases (the issue's training set): EROS-2's RAMP split, and a seeded fifth of
+    #: the Stripe 82 RR Lyrae held out (see held_out); metrics.by_release_id gives each one's figures.
+    default_training_releases = ("eros2/lmc-ramp-variable-stars", "sdss-s82-rrlyrae/sesar2010")
     unit = "cosine"  # prediction.value: agreement of the curve's and the catalogue's views
     training_query = _ROWS.format(where="")
     input_query = _ROWS.format(where="")
@@ -92,9 +124,7 @@ class LightCurveEmbed(Task):
         labelled = labels != ""  # an unlabelled star trains the label-free model only (never a class "")
         if not (keep & labelled).any():
             raise HealcatError("train lightcurve_embed: no star with a light curve has a label (healcat.label)")
-        test = keep & labelled & (split == "test")
-        if not test.any():  # the release publishes no split: a seeded fifth
-            test = keep & labelled & np.isin(np.arange(len(rows)), common.split_indices(len(rows), seed)[0])
+        test = held_out(keep & labelled, split, np.array([r[6] for r in rows], dtype=object), seed)
         fit = keep & ~test
         part = lambda m: ([curves[i] for i in np.flatnonzero(m)], period[m], meta[m])  # noqa: E731
         kw = dict(n_bands=len(BANDS), seed=seed, **({"epochs": epochs} if epochs else {}))
@@ -105,20 +135,27 @@ class LightCurveEmbed(Task):
         model = single_thread(le.finetune, contrastive, *part(fit), y[fit], seed=seed,
                               **({"epochs": epochs} if epochs else {}))
 
-        def knn_accuracy(m) -> float:
+        def knn_right(m) -> np.ndarray:
+            """Whether each held-out star's k-NN vote over the training stars' embeddings is its label."""
             emb_fit = le.embed(m, *part(fit))
-            return float(np.mean(le.knn_classify(emb_fit, y[fit], le.embed(m, *part(test))) == y[test]))
+            return le.knn_classify(emb_fit, y[fit], le.embed(m, *part(test))) == y[test]
 
-        knn, knn_contrastive = knn_accuracy(model), knn_accuracy(contrastive)
+        knn, knn_contrastive = knn_right(model), knn_right(contrastive)
         baseline = single_thread(le.train, *part(fit), labels=y[fit], **kw)
-        supervised = le.classify(baseline, *part(test))
+        supervised = le.classify(baseline, *part(test)) == y[test]
+        release = np.array([r[6] for r in rows], dtype=object)[test]
+        by_release = {str(r): dict(n_test=int((release == r).sum()), knn_accuracy=float(knn[release == r].mean()),
+                                   knn_accuracy_contrastive=float(knn_contrastive[release == r].mean()),
+                                   supervised_accuracy=float(supervised[release == r].mean()))
+                      for r in dict.fromkeys(release.tolist())}
         metrics = dict(n_train=int(fit.sum()), n_test=int(test.sum()), n_unlabelled=int((keep & ~labelled).sum()),
                        classes=classes.tolist(), knn_k=le.KNN_K,
-                       knn_accuracy=knn, knn_accuracy_contrastive=knn_contrastive,
-                       supervised_accuracy=float(np.mean(supervised == y[test])),
+                       knn_accuracy=float(knn.mean()), knn_accuracy_contrastive=float(knn_contrastive.mean()),
+                       supervised_accuracy=float(supervised.mean()),
                        majority_accuracy=float(np.mean(y[test] == np.bincount(y[fit]).argmax())),
                        epochs_contrastive=contrastive.epochs_run, epochs_finetune=model.epochs_run,
-                       epochs_supervised=baseline.epochs_run)
+                       epochs_supervised=baseline.epochs_run,
+                       by_release_id=by_release)  # the held-out stars of each release (release_id: figures)
         return Trained(common.to_bytes(model), dict(model.hparams), metrics,
                        embedding_dim=2 * model.hparams["out_dim"])
 
@@ -136,5 +173,7 @@ class LightCurveEmbed(Task):
         return Prepared(keys[ok], ([curves[i] for i in np.flatnonzero(ok)], period[ok], meta[ok]), skipped)
 
     def predict(self, model, inputs, device) -> Outputs:
-        embedding, agreement = le.embed_and_agreement(model, *inputs)
+        curves, period, meta = inputs
+        # A version trained before the catalogue columns (2026-12-05) reads the first 8 columns, its own.
+        embedding, agreement = le.embed_and_agreement(model, curves, period, meta[:, :model.hparams["n_meta"]])
         return Outputs(value=agreement, embedding=embedding)
