@@ -743,7 +743,7 @@ def test_sql_crossmatch_refuses_bad_positions_naming_the_row_and_column(conn, ca
                          "(3, 500, 0, healcat.hpx_ang2pix(29, 500, 0))"))
     expected = conn.scalar(sa.text("SELECT healcat.hpx_ang2pix(29, 40, 0)"))
     got = got or str(expected + 1)
-    what = {"ra": r"column ra must be a finite RA in \[0, 360\) deg", "dec": r"column dec must be a finite Dec in "
+    what = {"ra": r"column ra must be a finite RA in \[0, 360\] deg", "dec": r"column dec must be a finite Dec in "
             r"\[-90, 90\] deg", "hpx": rf"column hpx must be healcat.hpx_ang2pix\(29, ra, dec\), {expected}"}[column]
     with pytest.raises(sa.exc.DBAPIError) as err:
         with conn.begin_nested():
@@ -752,6 +752,9 @@ def test_sql_crossmatch_refuses_bad_positions_naming_the_row_and_column(conn, ca
     assert re.fullmatch(rf"xmatch: table mine, row_id 1: {what}, got {got}", err.value.orig.diag.message_primary)
     conn.execute(sa.text("DELETE FROM mine WHERE row_id <> 2"))
     assert len(conn.execute(sa.text("SELECT * FROM healcat.xmatch_table('mine', 1800)")).all()) == 1
+    # RA 360 is RA 0, as the Python route takes it
+    conn.execute(sa.text("INSERT INTO mine VALUES (4, 360, 0, healcat.hpx_ang2pix(29, 0, 0))"))
+    assert len(conn.execute(sa.text("SELECT * FROM healcat.xmatch_table('mine', 1800)")).all()) == 2
 
 
 @pytest.mark.parametrize("args,message", [

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from catalog.errors import HealcatError
+from ingest.ml import common
 from ingest.ml import lightcurve_embed as le
 from tests.science_data import LC_BANDS, eros, stripe82_rrlyrae
 
@@ -125,7 +127,7 @@ def test_malformed_light_curve_is_named():
         le.tokenize([np.zeros((3, 4)), np.zeros((3, 2))], np.array([1.0, 1.0]))
 
 
-def test_a_source_whose_curves_have_no_magnitudes_is_skipped_with_the_reason():
+def test_a_source_whose_curves_have_no_magnitudes_is_skipped_with_the_reason(tmp_path):
     """Its curves aggregate to NULL (flux-only, or every magnitude missing): a skip with the reason, not absent."""
     from ingest.tasks.lightcurve_embed import LightCurveEmbed
 
@@ -141,6 +143,15 @@ def test_a_source_whose_curves_have_no_magnitudes_is_skipped_with_the_reason():
     for n_meta in (8, 13):
         out = LightCurveEmbed().predict(le.LightCurveCLIP(n_bands=7, n_meta=n_meta).eval(), prepared.inputs, "cpu")
         assert out.embedding.shape == (1, 64) and np.isfinite(out.value).all()
+    # weights reading another count of columns would read the wrong ones: refused when loaded
+    for n_meta, ok in ((8, True), (13, True), (10, False)):
+        path = tmp_path / f"m{n_meta}.pt"
+        path.write_bytes(common.to_bytes(le.LightCurveCLIP(n_bands=7, n_meta=n_meta)))
+        if ok:
+            assert LightCurveEmbed().load(str(path), "cpu").hparams["n_meta"] == n_meta
+        else:
+            with pytest.raises(HealcatError, match="these weights read 10 metadata columns; the task gives 13"):
+                LightCurveEmbed().load(str(path), "cpu")
     assert prepared.skipped[:2] == [(3, 31, "no light-curve epoch with a finite magnitude"),
                                     (3, 32, "no light-curve epoch with a finite magnitude")]
     # ZTF's bands: finite epochs, none the model reads (it said 'no ... finite magnitude')
@@ -206,7 +217,7 @@ def test_the_catalog_keeps_the_eros_catalogue_columns_and_training_holds_out_bot
     together, the held-out stars are EROS-2's test split and a fifth of Stripe 82's RR Lyrae."""
     import sqlalchemy as sa
 
-    from ingest.inference import release_id_of
+    from ingest.registry import release_id_of
     from ingest.tasks.lightcurve_embed import CATALOGUE_ATTRS, LightCurveEmbed, _curves, held_out
 
     task = LightCurveEmbed()

@@ -627,5 +627,6 @@ def test_wrap_ra_keeps_nan_and_tiny_values(conn):
     """NaN sorts above every number in PostgreSQL: 'NaN' >= 360 was true and NaN came back as 0."""
     got = conn.execute(sa.text("SELECT healcat.wrap_ra_deg('NaN')::text, healcat.wrap_ra_deg('Infinity')::text, "
                                "healcat.wrap_ra_deg(1e-322), healcat.wrap_ra_deg(-1e-322), healcat.wrap_ra_deg(-1e-20), "
-                               "healcat.wrap_ra_deg(-10), healcat.wrap_ra_deg(725), healcat.wrap_ra_deg(359.5)")).one()
-    assert tuple(got) == ("NaN", "NaN", 1e-322, 0.0, 0.0, 350.0, 5.0, 359.5)
+                               "healcat.wrap_ra_deg(-10), healcat.wrap_ra_deg(725), healcat.wrap_ra_deg(359.5), "
+                               "healcat.wrap_ra_deg('-0')::text")).one()
+    assert tuple(got) == ("NaN", "NaN", 1e-322, 0.0, 0.0, 350.0, 5.0, 359.5, "0")  # not "-0", as Python's

@@ -160,7 +160,15 @@ class LightCurveEmbed(Task):
                        embedding_dim=2 * model.hparams["out_dim"])
 
     def load(self, path: str, device):
-        return le.load(path, map_location=device)
+        model = le.load(path, map_location=device)
+        # the metadata columns it was trained on: these (N_META), or the first 8 of them (before 2026-12-05);
+        # weights with another count read other columns (predict cuts to the model's own count)
+        if model.hparams["n_meta"] not in (1 + len(BANDS), N_META):
+            raise HealcatError(f"lightcurve_embed: these weights read {model.hparams['n_meta']} metadata columns; the "
+                               f"task gives {N_META} (log period, {len(BANDS)} band medians, "
+                               f"{', '.join(a for a, _ in CATALOGUE_ATTRS)}) or, for weights before them, the first "
+                               f"{1 + len(BANDS)}")
+        return model
 
     def embedding_dim(self, model) -> int:
         return 2 * model.hparams["out_dim"]

@@ -22,7 +22,7 @@
 
 CREATE OR REPLACE FUNCTION healcat.wrap_ra_deg(ra_deg float8)
 RETURNS float8 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT CASE WHEN ra_deg >= 0.0 AND ra_deg < 360.0 THEN ra_deg
+    SELECT CASE WHEN ra_deg >= 0.0 AND ra_deg < 360.0 THEN ra_deg + 0.0  -- -0.0 + 0.0 is 0.0, as in Python
                 WHEN ra_deg IN ('NaN', 'Infinity', '-Infinity') THEN 'NaN'::float8
                 WHEN abs(ra_deg) < 1e-300 THEN 0.0::float8
                 WHEN ra_deg - 360.0 * floor(ra_deg / 360.0) >= 360.0 THEN 0.0::float8
