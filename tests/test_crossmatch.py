@@ -505,6 +505,28 @@ def test_catalog_proper_motions_move_sources_to_the_epoch(engine, kepler):
     assert got_pairs - ambiguous == pairs
 
 
+def test_the_pad_at_an_epoch_is_over_the_releases_a_cross_match_reads(conn, kepler):
+    """With no release named a cross-match reads the published releases, but its pad took every
+    release's fastest star: one of a superseded release widened every search (or refused the epoch)."""
+    release, _, _ = kepler
+    n = {"n": release}
+    # one Kepler star made the fastest of the catalog (rolled back after the test), then its release superseded
+    conn.execute(sa.text("UPDATE healcat.source SET pmra_masyr = 50000 WHERE source_id = (SELECT min(source_id) "
+                         "FROM healcat.source JOIN healcat.release USING (release_id) WHERE name = :n "
+                         "AND pmra_masyr IS NOT NULL)"), n)
+    own = conn.scalar(sa.text("SELECT healcat.xmatch_pm_pad_arcsec(release_id, 1985.0) FROM healcat.release "
+                              "WHERE name = :n"), n)
+    assert own > 1000  # 50 arcsec/yr for 30 years
+    conn.execute(sa.text("UPDATE healcat.release SET status = 'superseded' WHERE name = :n"), n)
+    published = conn.scalar(sa.text(
+        "SELECT coalesce(max(sqrt(s.pmra_masyr ^ 2 + s.pmdec_masyr ^ 2) * abs(1985.0 - s.ref_epoch_yr)) / 1000.0, 0) "
+        "FROM healcat.source AS s JOIN healcat.release AS r USING (release_id) "
+        "WHERE r.status = 'published' AND s.pmra_masyr IS NOT NULL"))
+    assert conn.scalar(sa.text("SELECT healcat.xmatch_pm_pad_arcsec(NULL, 1985.0)")) == pytest.approx(published,
+                                                                                                       rel=1e-12)
+    assert published < own
+
+
 def test_the_pad_is_the_largest_motion_and_bounds_the_radius(engine, kepler):
     release, table, _ = kepler
     with engine.connect() as conn:

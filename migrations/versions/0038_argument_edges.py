@@ -20,7 +20,8 @@ Create Date: 2026-12-05 15:30:00
   (the cone's smallest radius), 22023 errors naming the argument.
 - wrap_ra_deg (regions_v3.sql): NaN (and +-Infinity) give NaN, not 0. pm_propagate (crossmatch_v3.sql)
   refuses a non-finite argument or a Dec outside [-90, 90] (22023, naming it); NULL proper motions
-  still leave a position where it is.
+  still leave a position where it is. xmatch_pm_pad_arcsec (crossmatch_v3.sql) pads over the releases a
+  cross-match reads (with none named, the published ones; it took every release's).
 
 The downgrade restores the previous definitions (healpix_v1, cone_v3, regions_v1, regions_v2,
 crossmatch_v2, xmatch_v3 and similarity_v5's) and drops pm_propagate_refuse.
@@ -48,7 +49,9 @@ def downgrade() -> None:
     restore_functions("cone_v3.sql", ["hpx_cone_cover"])
     restore_functions("regions_v1.sql", ["wrap_ra_deg", "offset_by", "ellipse_foci"])
     restore_functions("regions_v2.sql", ["check_box", "check_ellipse", "polygon_prepare"])
-    restore_functions("crossmatch_v2.sql", ["pm_propagate"])
+    restore_functions("crossmatch_v2.sql", ["pm_propagate", "xmatch_pm_pad_arcsec"])
+    op.execute("COMMENT ON FUNCTION healcat.xmatch_pm_pad_arcsec(integer, float8) IS 'Largest |proper motion| * "
+               "|epoch_yr - ref_epoch_yr| [arcsec] of a release''s sources (all releases if NULL).'")
     op.execute("DROP FUNCTION healcat.pm_propagate_refuse(float8, float8, float8, float8, float8)")
     restore_functions("xmatch_v3.sql", ["check_xmatch_input"])
     restore_functions("similarity_v5.sql", ["similar_to_vector", "similar_sources"])

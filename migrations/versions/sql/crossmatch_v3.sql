@@ -10,6 +10,10 @@
 --       (sum of ra_deg, no parallel workers, best of 3, load 1.5, one-off): v2 2.06-2.10 s, with the
 --       test only 2.17 s, as here 2.23 s.
 --   healcat.pm_propagate_refuse(...)                    new: that error.
+--   healcat.xmatch_pm_pad_arcsec(rel, epoch_yr)         crossmatch_v2.sql's, over the releases the
+--       cross-match reads (healcat.release_scope: with none named, the published ones): it took every
+--       release's, so a fast star of a superseded release, which the cross-match no longer reads,
+--       widened every input row's search (or made a distant epoch an error).
 --
 -- Executed through sqlalchemy.text(): never a colon directly followed by a word character.
 
@@ -65,3 +69,17 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
                 AND ($5 IS NULL OR ($5 > '-Infinity'::float8 AND $5 < 'Infinity'::float8))
                THEN true ELSE healcat.pm_propagate_refuse($1, $2, $3, $4, $5) END
 $$;
+
+
+-- The largest angle [arcsec] a source of the releases a cross-match reads (release_scope: rel, or the
+-- published releases when NULL) moves between its ref_epoch_yr and epoch_yr; 0 when none has a
+-- proper motion or epoch_yr is NULL.
+CREATE OR REPLACE FUNCTION healcat.xmatch_pm_pad_arcsec(rel integer, epoch_yr float8)
+RETURNS float8 LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT coalesce(max(sqrt(s.pmra_masyr ^ 2 + s.pmdec_masyr ^ 2) * abs($2 - s.ref_epoch_yr)) / 1000.0, 0)
+    FROM healcat.source AS s
+    WHERE $2 IS NOT NULL AND s.release_id = ANY(healcat.release_scope($1)) AND s.pmra_masyr IS NOT NULL
+$$;
+
+COMMENT ON FUNCTION healcat.xmatch_pm_pad_arcsec(integer, float8) IS
+    'Largest |proper motion| * |epoch_yr - ref_epoch_yr| [arcsec] of the sources of a release (the published releases if NULL).';
