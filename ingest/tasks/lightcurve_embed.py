@@ -118,13 +118,13 @@ class LightCurveEmbed(Task):
 
     def fit(self, rows: list[tuple], *, seed: int, epochs: int | None = None) -> Trained:
         curves, period, meta = _curves(rows)
-        split = np.array([r[5] for r in rows], dtype=object)
+        split, release = (np.array([r[j] for r in rows], dtype=object) for j in (5, 6))
         labels = np.array([r[4] or "" for r in rows], dtype=object)
         keep = np.array([len(c) > 0 for c in curves])
         labelled = labels != ""  # an unlabelled star trains the label-free model only (never a class "")
         if not (keep & labelled).any():
             raise HealcatError("train lightcurve_embed: no star with a light curve has a label (healcat.label)")
-        test = held_out(keep & labelled, split, np.array([r[6] for r in rows], dtype=object), seed)
+        test = held_out(keep & labelled, split, release, seed)
         fit = keep & ~test
         part = lambda m: ([curves[i] for i in np.flatnonzero(m)], period[m], meta[m])  # noqa: E731
         kw = dict(n_bands=len(BANDS), seed=seed, **({"epochs": epochs} if epochs else {}))
@@ -143,11 +143,11 @@ class LightCurveEmbed(Task):
         knn, knn_contrastive = knn_right(model), knn_right(contrastive)
         baseline = single_thread(le.train, *part(fit), labels=y[fit], **kw)
         supervised = le.classify(baseline, *part(test)) == y[test]
-        release = np.array([r[6] for r in rows], dtype=object)[test]
-        by_release = {str(r): dict(n_test=int((release == r).sum()), knn_accuracy=float(knn[release == r].mean()),
-                                   knn_accuracy_contrastive=float(knn_contrastive[release == r].mean()),
-                                   supervised_accuracy=float(supervised[release == r].mean()))
-                      for r in dict.fromkeys(release.tolist())}
+        tested = release[test]
+        by_release = {str(r): dict(n_test=int((tested == r).sum()), knn_accuracy=float(knn[tested == r].mean()),
+                                   knn_accuracy_contrastive=float(knn_contrastive[tested == r].mean()),
+                                   supervised_accuracy=float(supervised[tested == r].mean()))
+                      for r in dict.fromkeys(tested.tolist())}
         metrics = dict(n_train=int(fit.sum()), n_test=int(test.sum()), n_unlabelled=int((keep & ~labelled).sum()),
                        classes=classes.tolist(), knn_k=le.KNN_K,
                        knn_accuracy=float(knn.mean()), knn_accuracy_contrastive=float(knn_contrastive.mean()),
