@@ -25,6 +25,7 @@ import logging
 import os
 import queue
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -267,6 +268,7 @@ def _load_rows(pg, mapping: Mapping, path: Path, release_id: int) -> dict[str, i
     counts = dict.fromkeys(COUNTED, 0)
     seen_ids = SeenIds(None if mapping.join else lambda ids: _in_release(pg, release_id, ids))
     first_rejects: list[Rejected] = []
+    rejected_by_column: Counter[str] = Counter()  # for the error when no row is good
     positioned, ra_max = 0, -np.inf  # the good rows' positions, to tell RA in hours read as degrees
     not_stored: dict[str, dict[str, int]] = {}  # magnitude error column -> why -> good rows whose error is NULL
     size = readers.count_rows(path, mapping.format, mapping.read_options)
@@ -281,6 +283,7 @@ def _load_rows(pg, mapping: Mapping, path: Path, release_id: int) -> dict[str, i
                     + table.meta[readers.COMMENT_LINES_SKIPPED]
             counts["quarantine"] += _quarantine(pg, release_id, path, rejected)
             first_rejects += rejected[: 3 - len(first_rejects)]
+            rejected_by_column.update(r.column for r in rejected)
             if chunk.ra_deg is not None and good.any():
                 positioned += int(good.sum())
                 ra_max = max(ra_max, float(np.max(chunk.ra_deg[good])))
@@ -292,7 +295,9 @@ def _load_rows(pg, mapping: Mapping, path: Path, release_id: int) -> dict[str, i
         raise IngestError(f"{path}: no data rows; an empty release is not published")
     if counts["source"] + counts["joined"] == 0:
         examples = "; ".join(f"row {r.row_number} column {r.column}: {r.reason}" for r in first_rejects)
-        raise IngestError(f"{path}: all {counts['rows_read']} rows failed validation, nothing published ({examples})")
+        tally = ", ".join(f"{column} {n}" for column, n in rejected_by_column.most_common())
+        raise IngestError(f"{path}: all {counts['rows_read']} rows failed validation, nothing published (rows rejected "
+                          f"by column: {tally}; the first: {examples})")
     for column, why in not_stored.items():
         log.info("%s: %s: %d magnitude errors not stored (NULL, their magnitudes kept): %s", path, column,
                  sum(why.values()), ", ".join(f"{n} {reason}" for reason, n in why.items()))

@@ -10,6 +10,7 @@ AB or Vega magnitudes, fluxes in uJy, days). See ``ingest/mappings/*.toml`` and 
 from __future__ import annotations
 
 import datetime as dt
+import glob
 import math
 import os
 import string
@@ -22,7 +23,7 @@ import astropy.units as u
 import numpy as np
 from astropy.table import Table
 
-from catalog.errors import MappingError
+from catalog.errors import MappingError, MissingInputError
 from ingest import cells
 from ingest.cells import Problems, json_scalar
 from ingest.readers import ReadOptions
@@ -242,15 +243,11 @@ class Mapping:
 
     def input_path(self, override: Path | str | None = None) -> Path:
         """The file to read: ``override`` (relative to the working directory), else the mapping's own
-        ``file``: relative to the data folder, or, where the data folder has no such file and the
-        mapping's own folder has, to the mapping's folder (your mapping beside your file)."""
+        ``file`` (:func:`resolve_file`; MissingInputError, naming where it was looked for, if it is in
+        neither folder)."""
         if override:
             return Path(override).resolve()
-        path = Path(self.file)
-        if path.is_absolute():
-            return path
-        beside = self.path.parent / path
-        return beside if not (data_dir() / path).exists() and beside.exists() else data_dir() / path
+        return resolve_file(self.path, self.file)
 
     def used_columns(self) -> set[str]:
         cols = set(self.object_id_fields) - {ROW_FIELD}
@@ -295,6 +292,21 @@ class Mapping:
                                    f"but mapping {self.path.name} says {col.unit or 'deg'}")
 
 
+def resolve_file(mapping_path: Path, file: str, *, pattern: bool = False) -> Path:
+    """Where a mapping's ``file`` is: an absolute path as it is; a relative one in the data folder,
+    or, where the data folder has no such file and the mapping's own folder has, in the mapping's
+    folder (your mapping beside your file). ``pattern``: ``file`` is a glob, there where it matches a
+    file. MissingInputError, naming every place looked in, where it is in none."""
+    path = Path(file)
+    places = [path] if path.is_absolute() else [data_dir() / path, mapping_path.parent / path]
+    for place in places:
+        if glob.glob(str(place)) if pattern else place.exists():
+            return place
+    where = "" if path.is_absolute() else (f" in the data folder ({data_dir()}) or the mapping's own folder "
+                                           f"({mapping_path.parent})")
+    raise MissingInputError(f"{file}: {'no file matches' if pattern else 'no such file'}{where}")
+
+
 def shipped_mapping_of(release: str) -> str | None:
     """The name of the shipped mapping (``ingest/mappings/NAME.toml``) that loads ``release``
     ('survey/version'), for an error to say what to ingest; None if none does."""
@@ -308,8 +320,10 @@ def shipped_mapping_of(release: str) -> str | None:
     return None
 
 
-def load_mapping(path: Path | str) -> Mapping | PerObjectMapping:
-    """Read and check a mapping file; a bare name means ``ingest/mappings/NAME.toml``."""
+def load_mapping(path: Path | str, version: str | None = None) -> Mapping | PerObjectMapping:
+    """Read and check a mapping file; a bare name means ``ingest/mappings/NAME.toml``. ``version``: the
+    release's, instead of the mapping's ``[release] version`` (a new release of the survey through the
+    same mapping, e.g. a manifest's entry; it is part of the mapping's JSON, so of the release checksum)."""
     path = Path(path)
     if not path.suffix:
         path = MAPPINGS_DIR / f"{path}.toml"
@@ -320,11 +334,13 @@ def load_mapping(path: Path | str) -> Mapping | PerObjectMapping:
     except tomllib.TOMLDecodeError as exc:
         raise MappingError(f"{path}: not valid TOML: {exc}") from None
     try:
+        if version is not None:
+            raw["release"] = {**raw.get("release", {}), "version": version}
         if PER_OBJECT_SECTIONS & raw.keys():  # spectra and light curves: files per object
             from ingest.perobject_mapping import parse_per_object
 
             mapping = parse_per_object(path, raw)
-            files = (mapping.catalog.patterns if mapping.catalog else ()) + mapping.series.patterns
+            files = mapping.patterns
         else:
             mapping = parse_mapping(path, raw)
             files = (mapping.file,)

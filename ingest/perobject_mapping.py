@@ -4,8 +4,9 @@
 A per-object mapping is a catalogue mapping (``[survey]``, ``[release]``, ``[source]``,
 ``[spec_redshift]``, ``[ignore]``, read by :func:`ingest.mapping.parse_mapping`) plus:
 
-- ``[series]``: the files holding the per-point arrays (``files``: paths or globs under the data
-  folder) and the series reader that reads them (``format``, see ``ingest/readers/series.py``);
+- ``[series]``: the files holding the per-point arrays (``files``: paths or globs in the data
+  folder, else in the mapping's own folder, as a catalogue mapping's ``file``) and the series
+  reader that reads them (``format``, see ``ingest/readers/series.py``);
 - ``[catalog]`` (light curves): one row per object (``files``, an astropy ``format``, the ``key``
   column that names the object's series; ``join`` adds columns of further files by key);
   ``[source]`` then maps catalogue columns, and ``{key}`` in ``object_id`` is that key. Without
@@ -29,7 +30,7 @@ from typing import Any
 import astropy.units as u
 
 from catalog.errors import MappingError
-from ingest.mapping import MAG_SYSTEMS, Mapping, check_real_path, data_dir, parse_mapping
+from ingest.mapping import MAG_SYSTEMS, Mapping, check_real_path, parse_mapping, resolve_file
 
 #: [source] keys of per-object mappings beyond the catalogue ones.
 SOURCE_EXTRAS = ("match_survey", "group_within_arcsec")
@@ -37,23 +38,24 @@ SOURCE_EXTRAS = ("match_survey", "group_within_arcsec")
 TIME_SCALES = ("utc", "tai", "tt", "tdb", "tcb", "tcg", "ut1", "unknown")
 
 
+def matching(mapping_path: Path, pattern: str) -> list[Path]:
+    """The files a mapping's glob matches, where a catalogue mapping's file would be found
+    (:func:`ingest.mapping.resolve_file`: the data folder, else the mapping's own folder)."""
+    return sorted(Path(p) for p in glob.glob(str(resolve_file(mapping_path, pattern, pattern=True))))
+
+
 @dataclass(frozen=True)
 class Files:
-    """Input files (paths or globs relative to the data folder) read by one reader."""
+    """Input files (paths or globs relative to the data folder, else to the mapping's own folder) read
+    by one reader."""
 
     patterns: tuple[str, ...]
     format: str
+    mapping_path: Path  # the mapping naming them: its folder is searched too
     options: dict[str, Any] = field(default_factory=dict)
 
     def paths(self) -> list[Path]:
-        out: list[Path] = []
-        for pattern in self.patterns:
-            full = pattern if Path(pattern).is_absolute() else str(data_dir() / pattern)
-            found = sorted(Path(p) for p in glob.glob(full))
-            if not found:
-                raise MappingError(f"no file matches {full}")
-            out += found
-        return out
+        return [path for pattern in self.patterns for path in matching(self.mapping_path, pattern)]
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ class InputFiles:
     hashed is what is read, a file added later is not."""
 
     catalog: list[Path]
-    joins: list[list[Path]]  # per [catalog] join entry, the files its glob matches in the data folder
+    joins: list[list[Path]]  # per [catalog] join entry, the files its glob matches
     series: list[Path]
 
     def all(self) -> list[Path]:
@@ -160,10 +162,16 @@ class PerObjectMapping:
         """The release's files as its globs name them (``release.source_uri``)."""
         return "; ".join((self.catalog.patterns if self.catalog else ()) + self.series.patterns)
 
+    @property
+    def patterns(self) -> tuple[str, ...]:
+        """Every file or glob the mapping names: [catalog], its join entries, [series]."""
+        joins = tuple(extra["files"] for extra in self.catalog.options.get("join", [])) if self.catalog else ()
+        return (self.catalog.patterns if self.catalog else ()) + joins + self.series.patterns
+
     def input_files(self) -> InputFiles:
         """The files the globs match now, each really in the data folder or the mapping's own folder
         (``check_real_path``: a link leading elsewhere is refused, naming it)."""
-        joins = [sorted(data_dir().glob(extra["files"])) for extra in self.catalog.options.get("join", [])] \
+        joins = [matching(self.path, extra["files"]) for extra in self.catalog.options.get("join", [])] \
             if self.catalog else []
         inputs = InputFiles(self.catalog.paths() if self.catalog else [], joins, self.series.paths())
         for path in inputs.all():
@@ -210,7 +218,7 @@ def _files(raw: dict[str, Any], name: str, path: Path) -> Files | None:
         raise MappingError(f"{path}: [{name}] needs files = a path or a list of paths (globs allowed)")
     if not isinstance(sec.get("format"), str):
         raise MappingError(f"{path}: [{name}] needs a string format")
-    return Files(tuple(files), sec["format"], {k: v for k, v in sec.items() if k not in ("files", "format")})
+    return Files(tuple(files), sec["format"], path, {k: v for k, v in sec.items() if k not in ("files", "format")})
 
 
 def _text(sec: dict[str, Any], key: str, where: str, default: Any = ...) -> Any:

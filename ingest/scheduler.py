@@ -4,12 +4,14 @@ A release source is either
 
 - a directory of mapping files (``*.toml``), each release's data file beside it (the mapping's
   ``[release] file``, relative to the directory) or else where the mapping says (the data folder);
-  a mapping of spectra or light curves reads the files its globs match (in the data folder);
+  a mapping of spectra or light curves reads the files its globs match (in the data folder, else
+  beside it);
 - a manifest file (TOML) listing releases::
 
       [[release]]
       mapping = "sdss_dr14_skyserver_10k"     # a shipped mapping's name, or a path relative to the manifest
       file = "incoming/sdss-2027-01.csv"      # optional, relative to the manifest
+      version = "dr14-rerun-2027-01"          # optional: the release's, instead of the mapping's
 
 A release file is new when no release and no earlier scan has its checksum (the sha256 of the
 file and the mapping, as ``release.checksum``). A release whose files or mapping were modified less
@@ -19,8 +21,10 @@ A copy that stalls longer than that would be queued half written: drop a release
 under another name (hidden mappings, ``.name.toml``, are not read) and renaming it into place.
 The job carries the checksum scanned, and the worker loads the file only if it still has it. The scan records it in ``scheduled_ingest``,
 whose primary key is that checksum, in the transaction that queues its job: two schedulers
-scanning at once queue it once. A mapping that cannot be read or a file that is missing is
-logged and skipped, and tried again at the next scan.
+scanning at once queue it once. A mapping that cannot be read, a file that is missing or a
+release already loaded from other content (a new one needs a new version) is skipped, and tried
+again at the next scan; it is logged once (an error), and again only when the reason changes (each
+later scan's skip is logged at DEBUG).
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ class Candidate:
     file: Path | None = None  # from a manifest; else the mapping's own file
     folder: Path | None = None  # a directory source: the mapping's file is looked for here first
     manifest: Path | None = None  # the manifest naming ``file``: its folder may hold it
+    version: str | None = None  # from a manifest: the release's version, instead of the mapping's
 
 
 def sources_from_env() -> list[Path]:
@@ -99,8 +104,10 @@ def candidates(source: Path) -> list[Candidate]:
         mapping = Path(entry["mapping"])
         if mapping.suffix:
             mapping = source.parent / mapping
+        if not isinstance(entry.get("version", ""), str):
+            raise IngestError(f"release source {source}: [[release]] number {i}: version must be a string")
         file = source.parent / entry["file"] if isinstance(entry.get("file"), str) else None
-        found.append(Candidate(mapping, file, manifest=source))
+        found.append(Candidate(mapping, file, manifest=source, version=entry.get("version")))
     return found
 
 
@@ -113,31 +120,42 @@ class Scheduler:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.stopping = threading.Event()
         self._checksums: dict[tuple, str] = {}  # (mapping, its mtime_ns, files' (path, size, mtime_ns)) -> checksum
+        self._skipped: dict[Path | Candidate, str] = {}  # a source or candidate skipped -> why, as last logged
 
     def scan(self) -> list[int]:
         """One pass over every source; returns the ids of the jobs it queued."""
-        queued = []
+        queued, skipped = [], {}
         for source in self.sources:
             try:
                 found = candidates(source)
             except IngestError as exc:
-                log.error("%s", exc)
+                self._skip(skipped, source, str(exc))
                 continue
             for candidate in found:
                 try:
                     job_id = self._schedule(candidate)
                 except IngestError as exc:  # MappingError too: fix the file, the next scan finds it
-                    log.error("skipped %s: %s", candidate.mapping, exc)
+                    self._skip(skipped, candidate, f"skipped {candidate.mapping}: {exc}")
                     continue
-                except Exception:  # one bad candidate never stops the scan, nor the scheduler
-                    log.exception("skipped %s: unexpected error", candidate.mapping)
+                except Exception as exc:  # one bad candidate never stops the scan, nor the scheduler
+                    self._skip(skipped, candidate, f"skipped {candidate.mapping}: unexpected error {exc!r}",
+                               exc_info=True)
                     continue
                 if job_id is not None:
                     queued.append(job_id)
+        self._skipped = skipped  # what is fixed, or gone, is logged afresh should it fail again
         return queued
 
+    def _skip(self, skipped: dict[Path | Candidate, str], what: Path | Candidate, message: str,
+              exc_info: bool = False) -> None:
+        """Log why a source or a candidate is skipped: an error the first time, at DEBUG while the reason
+        stays the same scan after scan (a refused mapping would fill the log every interval)."""
+        level = logging.DEBUG if self._skipped.get(what) == message else logging.ERROR
+        log.log(level, "%s", message, exc_info=exc_info)
+        skipped[what] = message
+
     def _schedule(self, candidate: Candidate) -> int | None:
-        mapping = load_mapping(candidate.mapping)
+        mapping = load_mapping(candidate.mapping, candidate.version)
         if isinstance(mapping, Mapping):
             file = candidate.file
             if candidate.folder is not None and (candidate.folder / mapping.file).is_file():
@@ -159,6 +177,11 @@ class Scheduler:
         with self.engine.begin() as conn:
             if conn.scalar(sa.select(sa.func.count()).where(Release.checksum == checksum)):
                 return None
+            loaded = conn.scalar(sa.select(Release.checksum).where(Release.name == mapping.release_name))
+            if loaded is not None:  # the worker would refuse it: say so here, not in a failed job
+                raise IngestError(f"{uri}: release {mapping.release_name} is already loaded from different content "
+                                  f"(sha256 {loaded[:12]}... vs {checksum[:12]}...); give the new release a new "
+                                  f"version (in its mapping, or a manifest entry's version = \"...\")")
             claimed = conn.scalar(
                 sa.dialects.postgresql.insert(ScheduledIngest)
                 .values(checksum=checksum, mapping=str(mapping.path.resolve()), file=uri, scheduler=self.name)
@@ -166,7 +189,8 @@ class Scheduler:
                 .returning(ScheduledIngest.checksum))
             if claimed is None:  # an earlier scan, or another scheduler, has it
                 return None
-            job_id, _ = queue.enqueue(conn, "ingest", {"mapping": str(mapping.path.resolve()), **args,
+            version = {"version": candidate.version} if candidate.version is not None else {}
+            job_id, _ = queue.enqueue(conn, "ingest", {"mapping": str(mapping.path.resolve()), **args, **version,
                                                        "checksum": checksum})
             conn.execute(sa.update(ScheduledIngest).where(ScheduledIngest.checksum == checksum)
                          .values(job_id=job_id))

@@ -65,6 +65,26 @@ def test_ingest_command_reports_an_already_loaded_release(capsys, catalog):
     assert "no mapping file" in capsys.readouterr().err
 
 
+
+def test_ingest_and_enqueue_take_the_release_version_instead_of_the_mappings(capsys, engine, catalog, tmp_path,
+                                                                              scratch_release):
+    """A new release through the same mapping (another file): the mapping's version would refuse it as
+    already loaded from other content; --release-version names the new one."""
+    from tests.conftest import scratch_mapping, sdss_rows, write_csv
+
+    mapping = scratch_mapping(tmp_path, "v1")
+    first, second = write_csv(tmp_path / "first.csv", sdss_rows()[:10]), write_csv(tmp_path / "second.csv",
+                                                                                    sdss_rows()[10:25])
+    assert main(["ingest", str(mapping), "--file", str(first)]) == 0
+    assert main(["ingest", str(mapping), "--file", str(second)]) == 1
+    assert "already loaded from different content" in capsys.readouterr().err
+    assert main(["ingest", str(mapping), "--file", str(second), "--release-version", "v2"]) == 0
+    assert capsys.readouterr().out.startswith("scratch/v2: published; rows {'rows_read': 15,")
+    assert main(["enqueue", "ingest", str(mapping), "--file", str(first), "--release-version", "v3"]) == 0
+    with engine.connect() as conn:
+        args = conn.scalar(sa.text("SELECT args FROM healcat.job WHERE kind = 'ingest'"))
+    assert args == {"mapping": str(mapping.resolve()), "file": str(first), "version": "v3"}
+
 def _healcat(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     import os
     import sys

@@ -245,8 +245,10 @@ def test_broken_file_and_changed_content_fail_clearly(engine, tmp_path, scratch_
     empty.write_text(header + "\n")
     with pytest.raises(IngestError, match="empty.csv: no data rows"):
         ingest_release(mapping, engine, file=empty)
-    hopeless = write_csv(tmp_path / "hopeless.csv", [{**r, "dec": "91"} for r in sdss_rows()[:3]])
-    with pytest.raises(IngestError, match=r"all 3 rows failed validation.*row 1 column dec: dec 91.0 deg"):
+    hopeless = write_csv(tmp_path / "hopeless.csv", [{**r, "dec": "91"} for r in sdss_rows()[:2]]
+                         + [{**sdss_rows()[2], "ra": "x"}] + [{**r, "dec": "91"} for r in sdss_rows()[3:6]])
+    with pytest.raises(IngestError, match=r"all 6 rows failed validation, nothing published \(rows rejected by "
+                                          r"column: dec 5, ra 1; the first: row 1 column dec: dec 91.0 deg"):
         ingest_release(mapping, engine, file=hopeless)
     with engine.connect() as conn:  # the failed releases left nothing behind
         assert conn.scalar(sa.text("SELECT count(*) FROM healcat.release WHERE name = 'scratch/broken'")) == 0

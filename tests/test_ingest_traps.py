@@ -4,6 +4,7 @@ markers of each format, infinities, text that only looks missing; each must load
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from ingest.report import format_report, release_report
 from ingest.tasks import gyro_age
 from ingest.tasks.gyro_age import GyroAge
 from ingest.validate import SeenIds, validate
+from tests.conftest import scratch_mapping
 
 RA_DEG = [10.0, 150.0, 345.0]
 
@@ -499,3 +501,28 @@ def test_a_repeated_header_and_a_nan_position_are_reported_as_what_they_are(engi
         (2, "id", "the row repeats the header (id,ra,dec,mag): a second header mid-file, not data"),
         (3, "ra", f"ra 'NaN' {nan}"), (4, "ra", "ra is missing"), (5, "dec", f"dec 'nan' {nan}")]
     assert load.row_counts["source"] == 2
+
+
+@pytest.mark.parametrize("fmt", ["votable", "ecsv"])
+def test_a_cell_that_is_no_number_in_a_votable_or_ecsv_quarantines_its_row(engine, tmp_path, scratch_release, fmt):
+    """The SDSS sample as a VOTable with '17.x' for a g magnitude was published with that magnitude missing,
+    no word said; as an ECSV the whole file failed, naming no row."""
+    sample = Table.read(load_mapping("sdss_dr14_skyserver_10k").input_path(), format="ascii.csv")[:20]
+    sample["g"][1] = 42.125  # data row 2, made '17.x'
+    sample["g"] = MaskedColumn(sample["g"], mask=np.arange(20) == 4)  # data row 5: an empty cell, a missing g
+    path = tmp_path / ("sdss.xml" if fmt == "votable" else "sdss.ecsv")
+    sample.write(path, format="votable" if fmt == "votable" else "ascii.ecsv")
+    text, n = re.subn(r"\b42\.125\b", "17.x", path.read_text())
+    path.write_text(text)
+    mapping = scratch_mapping(tmp_path, fmt)
+    mapping.write_text(mapping.read_text().replace('format = "csv"', f'format = "{fmt}"'))
+    load = ingest_release(mapping, engine, file=path)
+    with engine.connect() as conn:
+        (row, column, reason, raw), = conn.execute(sa.text(
+            "SELECT row_number, column_name, reason, raw FROM healcat.quarantine WHERE release_id = :r"),
+            {"r": load.release_id}).all()
+    assert n == 1 and (row, column, raw["g"]) == (2, "g", "17.x")
+    assert reason == ("g '17.x' is not a number (a NaN is no measurement: leave the cell empty or list it under "
+                      "[release] null_values)")
+    assert (load.row_counts["source"], load.row_counts["quarantine"]) == (19, 1)
+    assert load.row_counts["photometry"] == 19 * 5 - 1  # row 5's g: missing, not a row of its own

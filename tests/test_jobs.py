@@ -18,7 +18,7 @@ from catalog.cli import main
 from catalog.errors import IngestError
 from ingest import queue
 from ingest.load import ingest_release, release_checksum
-from ingest.mapping import load_mapping
+from ingest.mapping import data_dir, load_mapping
 from ingest.scheduler import Scheduler
 from ingest.worker import Worker
 from tests.conftest import (
@@ -159,7 +159,9 @@ def test_scheduler_skips_what_it_cannot_read_and_says_why(engine, catalog, tmp_p
     (tmp_path / "sentinel.toml").write_text(load_mapping(SDSS).path.read_text().replace("[-9999.0]", '["n/a"]'))
     assert Scheduler(engine, [tmp_path, tmp_path / "no-such-manifest.toml"]).scan() == []
     text = caplog.text
-    assert "broken.toml: not valid TOML" in text and "not-here.csv: no such file" in text
+    assert "broken.toml: not valid TOML" in text
+    assert (f"not-here.csv: no such file in the data folder ({data_dir()}) or the mapping's own folder ({tmp_path})"
+            in text), "every place searched"
     assert "no-such-manifest.toml: no such directory or manifest file" in text
     assert "sentinel.toml: could not convert string to float: 'n/a'" in text
     assert "half-copied" not in text
@@ -178,6 +180,69 @@ def test_scheduler_skips_what_it_cannot_read_and_says_why(engine, catalog, tmp_p
         with engine.begin() as conn:
             conn.execute(sa.text("DELETE FROM healcat.scheduled_ingest WHERE mapping = :m"),
                          {"m": str(light_curves.resolve())})
+
+
+def test_scheduler_logs_a_skipped_mapping_once_until_its_reason_changes(engine, catalog, tmp_path, scratch_release,
+                                                                       caplog):
+    """A refused mapping was logged as an error at every scan (every 10 s); now once, each later scan's
+    skip at DEBUG, and again as an error when the reason changes or it fails anew after a fix."""
+    caplog.set_level(logging.DEBUG, logger="ingest.scheduler")
+    mapping = scratch_mapping(tmp_path, "refused")
+    mapping.write_text(mapping.read_text().replace(load_mapping(SDSS).file, "notyet.csv"))
+    scheduler = Scheduler(engine, [tmp_path, tmp_path / "gone.toml"], settle_s=0)
+
+    def skips() -> list[tuple[int, str]]:
+        found = [(r.levelno, r.getMessage().split(":")[0]) for r in caplog.records if r.levelno != logging.INFO]
+        caplog.clear()
+        return found
+
+    refused, gone = (logging.ERROR, f"skipped {mapping}"), (logging.ERROR, f"release source {tmp_path / 'gone.toml'}")
+    assert scheduler.scan() == [] and skips() == [refused, gone]
+    assert scheduler.scan() == [] and scheduler.scan() == []
+    assert skips() == [(logging.DEBUG, refused[1]), (logging.DEBUG, gone[1])] * 2
+    mapping.write_text(mapping.read_text().replace("notyet.csv", "still-not.csv"))  # another reason
+    assert scheduler.scan() == [] and skips() == [refused, (logging.DEBUG, gone[1])]
+    write_csv(tmp_path / "still-not.csv", sdss_rows()[:5])
+    (job_id,) = scheduler.scan()
+    assert skips() == [(logging.DEBUG, gone[1])]
+    os.remove(tmp_path / "still-not.csv")  # fixed, then failing again: an error again
+    assert scheduler.scan() == [] and skips() == [refused, (logging.DEBUG, gone[1])]
+
+
+def test_a_manifest_entry_gives_a_new_release_of_a_shipped_mapping_its_version(engine, catalog, tmp_path,
+                                                                                scratch_release, caplog):
+    """README's manifest example, a shipped mapping with a new file, could only fail: queued, then refused
+    by the worker ("already loaded from different content ... give the new release a new version"),
+    as a manifest could not set the version. Now an entry may; without one the scan refuses it."""
+    write_csv(tmp_path / "v1.csv", sdss_rows()[:10])
+    mapping = scratch_mapping(tmp_path, "shipped")
+    mapping.write_text(mapping.read_text().replace(load_mapping(SDSS).file, "v1.csv"))
+    ingest_release(mapping, engine)
+    (tmp_path / "incoming").mkdir()
+    write_csv(tmp_path / "incoming" / "rerun.csv", sdss_rows()[10:30])
+    manifest = tmp_path / "releases.toml"
+    entry = f'[[release]]\nmapping = "{mapping.name}"\nfile = "incoming/rerun.csv"\n'
+    manifest.write_text(entry)
+    assert Scheduler(engine, [manifest], settle_s=0).scan() == [] and _jobs(engine) == []
+    assert ("incoming/rerun.csv: release scratch/shipped is already loaded from different content" in caplog.text
+            and 'a manifest entry\'s version = "..."' in caplog.text)
+
+    manifest.write_text(entry + 'version = "shipped-rerun"\n')
+    (job_id,) = Scheduler(engine, [manifest], settle_s=0).scan()
+    (job,) = _jobs(engine)
+    assert job.args["version"] == "shipped-rerun"
+    assert job.args["checksum"] == release_checksum(tmp_path / "incoming" / "rerun.csv",
+                                                    load_mapping(mapping, "shipped-rerun"))
+    assert Worker(engine, name="test").run(once=True) >= 1
+    assert next(j for j in _jobs(engine) if j.job_id == job_id).status == "done"
+    with engine.connect() as conn:
+        current = conn.execute(sa.text("SELECT name, version, row_counts->>'source' FROM healcat.current_release "
+                                       "WHERE survey = 'scratch'")).all()
+    assert current == [("scratch/shipped-rerun", "shipped-rerun", "20")]
+    manifest.write_text(entry + "version = 2\n")
+    caplog.clear()
+    assert Scheduler(engine, [manifest], settle_s=0).scan() == []
+    assert "[[release]] number 1: version must be a string" in caplog.text
 
 
 def test_scheduler_waits_for_a_file_to_settle_and_loads_only_what_it_scanned(engine, catalog, tmp_path,

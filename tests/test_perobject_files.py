@@ -9,11 +9,14 @@ import os
 import pytest
 import sqlalchemy as sa
 
-from catalog.errors import IngestError
+from catalog.errors import IngestError, MappingError, MissingInputError
 from ingest import perobject
 from ingest.load import ingest_release
-from ingest.mapping import load_mapping
+from ingest.mapping import data_dir, load_mapping
+from ingest.scheduler import Scheduler
+from ingest.worker import Worker
 from test_lightcurves import _ztf_copy
+from conftest import per_object_mapping
 
 CURVE = "time,mag,magerr,band\n58000.1,19.0,0.1,g\n58000.2,19.1,0.1,g\n"
 
@@ -75,3 +78,47 @@ def test_a_joined_catalogue_file_is_part_of_the_release(tmp_path):
     inputs = load_mapping("sdss_s82_rrlyrae").input_files()
     assert [p.name for paths in inputs.joins for p in paths] == ["table3.dat.gz"]
     assert set(inputs.all()) >= {*inputs.catalog, *inputs.joins[0], *inputs.series}
+
+
+def test_a_per_object_mapping_reads_its_files_beside_it(engine, tmp_path, scratch_release):
+    """A light-curve mapping in a watched folder with its files beside it (files = ["ztfcopy/bts.csv"]) was
+    skipped, "no file matches /work/shared/data/ztfcopy/bts.csv", and `healcat ingest` failed the same:
+    only the data folder was searched, where a catalogue mapping's file is looked for beside it too."""
+    (tmp_path / "ztfcopy").mkdir()
+    os.remove(_ztf_copy(tmp_path / "ztfcopy", "absolute", {"ZTFA": CURVE}))
+    mapping = per_object_mapping(tmp_path, "ztf_bts_snia", "beside", {"catalog": ["ztfcopy/bts.csv"],
+                                                                      "series": ["ztfcopy/curves/*.csv"]})
+    inputs = load_mapping(mapping).input_files()
+    assert (inputs.catalog, inputs.series) == ([tmp_path / "ztfcopy/bts.csv"], [tmp_path / "ztfcopy/curves/ZTFA.csv"])
+    try:
+        (job_id,) = Scheduler(engine, [tmp_path], settle_s=0).scan()
+        assert Worker(engine, name="test").run(once=True) >= 1
+        with engine.connect() as conn:
+            job = conn.execute(sa.text("SELECT status, result FROM healcat.job WHERE job_id = :j"), {"j": job_id}).one()
+        assert (job.status, job.result["release"], job.result["row_counts"]["series_read"]) == (
+            "done", "scratch/beside", 1)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM healcat.scheduled_ingest WHERE mapping = :m"), {"m": str(mapping)})
+
+
+def test_a_per_object_file_found_nowhere_names_every_place_searched(tmp_path):
+    mapping = per_object_mapping(tmp_path, "ztf_bts_snia", "notyet", {"catalog": ["ztfcopy/notyet.csv"]})
+    with pytest.raises(MissingInputError) as missing:
+        load_mapping(mapping).input_files()
+    assert str(missing.value) == (f"ztfcopy/notyet.csv: no file matches in the data folder ({data_dir()}) or the "
+                                  f"mapping's own folder ({tmp_path})")
+
+
+def test_a_per_object_file_beside_the_mapping_stays_confined(tmp_path):
+    """Found beside the mapping, a file still may not climb out of its folder, nor be a link leading out."""
+    outside, drop = tmp_path / "outside", tmp_path / "drop"
+    outside.mkdir(), drop.mkdir()
+    os.remove(_ztf_copy(outside, "outside", {"ZTFA": CURVE}))
+    climbing = per_object_mapping(drop, "ztf_bts_snia", "climbing", {"catalog": ["../outside/bts.csv"]})
+    with pytest.raises(MappingError, match="lies outside the data folder"):
+        load_mapping(climbing)
+    (drop / "linked").symlink_to(outside, target_is_directory=True)
+    linked = per_object_mapping(drop, "ztf_bts_snia", "linked", {"catalog": ["linked/bts.csv"]})
+    with pytest.raises(MappingError, match=f"the link {drop / 'linked'} -> {outside}.*links are followed only"):
+        load_mapping(linked).input_files()

@@ -5,6 +5,7 @@ broken files fail with an IngestError naming the file and what is wrong. Cell co
 from __future__ import annotations
 
 import gzip
+import re
 
 import astropy.units as u
 import h5py
@@ -12,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from astropy.table import Table, vstack
+from astropy.table import MaskedColumn, Table, vstack
 
 from catalog.errors import IngestError
 from ingest import cells, readers
@@ -115,6 +116,38 @@ def test_a_stray_word_in_a_later_csv_chunk_leaves_that_column_text_in_that_chunk
     chunks = list(readers.read(tmp_path / "w.csv", "csv", ReadOptions(chunk_rows=4)))
     assert [t["mag"].dtype.kind for _, t in chunks] == ["f", "U", "f"]
     assert chunks[1][1]["mag"][2] == "bright" and chunks[1][0] == 5
+
+
+@pytest.mark.parametrize("fmt", ["ecsv", "votable"])
+def test_a_cell_that_is_no_number_leaves_its_column_text_for_the_mapping_to_quarantine_its_row(tmp_path, fmt, caplog):
+    """A VOTable's '17.x' in a float column was read as missing without a word (astropy's W30 warning,
+    ignored); an ECSV's failed the whole file naming no row. Twelve of them: astropy warns of the first ten."""
+    t = _sample()
+    t["mag"][2:14] = 42.125  # data rows 3 to 14, made '17.x'
+    t["mag"][15] = 43.125  # made 'NULL', which the mapping lists as missing
+    t["mag"] = MaskedColumn(t["mag"], mask=np.arange(N) == 16)  # an empty cell
+    path = tmp_path / ("t.xml" if fmt == "votable" else "t.ecsv")
+    t.write(path, format="votable" if fmt == "votable" else "ascii.ecsv")
+    path.write_text(re.sub(r"\b43\.125\b", "NULL", re.sub(r"\b42\.125\b", "17.x", path.read_text())))
+    problems, values = {}, []
+    for first, chunk in readers.read(path, fmt, ReadOptions(chunk_rows=7, null_values=("NULL",))):
+        found = {}
+        values.append(cells.floats(chunk["mag"], found, "mag"))
+        problems.update({first + i: why for i, why in found.items()})
+    assert problems == {row: ("mag", "mag '17.x' is not a number (a NaN is no measurement: leave the cell empty "
+                                     "or list it under [release] null_values)") for row in range(3, 15)}
+    values = np.concatenate(values)
+    missing = np.isin(np.arange(N), np.r_[2:14, 15, 16])
+    assert np.isnan(values[missing]).all()
+    np.testing.assert_array_equal(values[~missing].astype(np.float32), _sample()["mag"][~missing])  # the file's floats
+    assert "W30" not in caplog.text  # each is its row's problem now
+
+
+def test_a_votables_other_warnings_are_logged(tmp_path, caplog):
+    path = _write(tmp_path, "votable")
+    path.write_text(path.read_text().replace('<FIELD ID="id"', '<FIELD ID="id" colour="blue"'))
+    _read_all(path, "votable")
+    assert "t.xml:7:3: W48: Unknown attribute 'colour' on FIELD" in caplog.text
 
 
 def test_broken_files_fail_naming_the_file_and_the_fault(tmp_path):
