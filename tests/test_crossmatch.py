@@ -540,6 +540,46 @@ def test_the_pad_is_the_largest_motion_and_bounds_the_radius(engine, kepler):
         crossmatch(Table({"ra": [10.0], "dec": [20.0]}), 1.0, release=release, at_epoch_jyear=float("nan"))
 
 
+def test_fast_movers_are_matched_apart_and_no_longer_widen_every_search(conn, kepler):
+    """At an epoch the search around every input row was padded by the fastest star's displacement: one
+    star at 50 arcsec/yr, 30 years away, made a 1 arcsec match search 1,501 arcsec around every row, and a
+    400 arcsec match was refused (beyond 1,800). Stars moving further than the slow pad (the radius, at
+    least 10 arcsec) are now moved and matched apart: the answers are astropy's, in both SQL routes."""
+    release, _, rows = kepler
+    fast = rows[len(rows) // 2].source_id
+    conn.execute(sa.text("UPDATE healcat.source SET pmra_masyr = 50000 WHERE source_id = :s"), {"s": fast})
+    pmra = [50000.0 if r.source_id == fast else r.pmra_masyr for r in rows]
+    then = _moved([r.ra for r in rows], [r.dec for r in rows], pmra, [r.pmdec_masyr for r in rows], 2015.0, 1985.0)
+    ids = np.array([r.source_id for r in rows])
+    rel = conn.scalar(sa.text("SELECT release_id FROM healcat.release WHERE name = :n"), {"n": release})
+    pad = conn.scalar(sa.text("SELECT healcat.xmatch_pm_pad_arcsec(:r, 1985.0)"), {"r": rel})
+    assert pad == pytest.approx(math.hypot(50000.0, rows[len(rows) // 2].pmdec_masyr) * 30 / 1000, rel=1e-12)
+    assert [conn.scalar(sa.text("SELECT healcat.xmatch_slow_pad_arcsec(:r, :p)"), {"r": r, "p": p})
+            for r, p in ((1.0, pad), (400.0, pad), (1.0, 4.0))] == [10.0, 400.0, 4.0]
+
+    # the input: every star where it was in 1985 (row i + 1 is rows[i])
+    conn.execute(sa.text("CREATE TEMP TABLE mine (row_id bigint, ra float8, dec float8, hpx bigint)"))
+    conn.execute(sa.text("INSERT INTO mine VALUES (:i, :ra, :dec, :hpx)"),
+                 [{"i": i + 1, "ra": float(c.ra.deg), "dec": float(c.dec.deg), "hpx": int(h)}
+                  for i, (c, h) in enumerate(zip(then, healpix.hpx_index(then.ra.deg, then.dec.deg)))])
+    for radius in (1.0, 400.0):  # 400: refused before (400 + 1,500 arcsec)
+        got = conn.execute(sa.text("SELECT row_id, source_id, ra, dec FROM healcat.xmatch_table('mine', :r, :n, "
+                                   "'all', 1985.0)"), {"r": radius, "n": release}).all()
+        pairs, ambiguous = expected_pairs(then, {"id": ids, "coord": then}, radius)
+        assert {(g.row_id, g.source_id) for g in got} - ambiguous == pairs
+        mine = [g for g in got if g.source_id == fast]
+        assert len(mine) >= 1 and all(SkyCoord(g.ra * u.deg, g.dec * u.deg).separation(then[list(ids).index(fast)])
+                                      .arcsec < MOVED_TOLERANCE_ARCSEC for g in mine), "the fast star at 1985.0"
+    best = conn.execute(sa.text("SELECT source_id_a, source_id_b, separation_arcsec FROM "
+                                "healcat.xmatch_releases(:n, :n, 1.0, 'best', 1985.0)"), {"n": release}).all()
+    at = {i: k for k, i in enumerate(ids.tolist())}
+    assert [b.source_id_a for b in best] == ids.tolist()
+    matched = then[[at[b.source_id_b] for b in best]]
+    assert np.all(matched.separation(then).arcsec < MOVED_TOLERANCE_ARCSEC), "itself, or a star at its position"
+    assert max(b.separation_arcsec for b in best) < MOVED_TOLERANCE_ARCSEC
+    assert [b.source_id_b for b in best if b.source_id_a == fast] == [fast]
+
+
 def test_releases_at_gaias_epoch_bring_tgas_onto_gaia_dr3(engine, kepler, gaia):
     """TGAS (2015.0) against Gaia DR3 (2016.0, no proper motions stored) at 0.02 arcsec: a year of motion decides."""
     release, _, rows = kepler
