@@ -151,17 +151,29 @@ def cmd_release_report(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from ingest.registry import train
+    from ingest.tasks import get_task
 
+    before = _current_model_id(get_task(args.task).model_name)
     t0 = time.perf_counter()
     model = train(db.engine(), args.task, args.releases, seed=args.seed, epochs=args.epochs)
     print(f"{model.name} version {model.version} ({model.weights_sha256[:12]}), {time.perf_counter() - t0:.0f} s: "
           f"{_metrics_line(model.metrics)}")
-    _current_or_candidate(model, backfill=not args.no_backfill)
+    _current_or_candidate(model, backfill=not args.no_backfill, current_before=before)
 
 
-def _current_or_candidate(model, *, backfill: bool) -> None:
+def _current_model_id(name: str) -> int | None:
+    """The model_id of a model's current version, None if it has none."""
+    from ingest import registry
+
+    with db.engine().connect() as conn:
+        current = registry.current_version(conn, name)
+    return None if current is None else current.model_id
+
+
+def _current_or_candidate(model, *, backfill: bool, current_before: int | None) -> None:
     """Say whether a version just registered (or found registered) is current and why, and queue its
-    backfill if it is current; if not, how to promote it anyway."""
+    backfill if it is current; if not, how to promote it anyway. ``current_before``: the model_id of
+    the model's current version before the registration (the same version found again: already current)."""
     from ingest import registry
 
     engine = db.engine()
@@ -169,7 +181,7 @@ def _current_or_candidate(model, *, backfill: bool) -> None:
         current = registry.current_version(conn, model.name)
         verdict = registry.challenge(model.task, model.metrics, registry.rival(conn, model))
     if current is not None and current.model_id == model.model_id:
-        print(f"current: {verdict}")
+        print("current: already the current version" if current_before == model.model_id else f"current: {verdict}")
         if backfill:
             jobs = registry.backfill(engine, model)
             print(f"backfill: {len(jobs)} infer jobs queued" + (f" ({', '.join(map(str, jobs))})" if jobs else ""))
@@ -194,6 +206,7 @@ def cmd_model(args: argparse.Namespace) -> None:
     from catalog.models import Model
     from catalog.search.similar import model_hint
     from ingest import registry
+    from ingest.tasks import get_task
 
     engine = db.engine()
     if args.action == "register":
@@ -201,10 +214,11 @@ def cmd_model(args: argparse.Namespace) -> None:
             metrics = json.loads(args.metrics) if args.metrics else None
         except json.JSONDecodeError as exc:
             raise HealcatError(f"model register: --metrics is not JSON ({exc}): {args.metrics!r}") from None
+        before = _current_model_id(args.name or get_task(args.task).model_name)
         model = registry.register_weights_file(engine, args.task, args.weights, sha256=args.sha256, name=args.name,
                                                metrics=metrics, training_set=args.training_set)
         print(f"{model.name} version {model.version} ({model.weights_sha256[:12]}) registered for task {model.task}")
-        _current_or_candidate(model, backfill=not args.no_backfill)
+        _current_or_candidate(model, backfill=not args.no_backfill, current_before=before)
         return
     if args.action == "promote":
         model, jobs = registry.promote_model(engine, args.name, args.version)

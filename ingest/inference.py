@@ -36,7 +36,7 @@ from catalog.models import InferenceRun, Release
 from ingest import progress
 from ingest.copy import ParentChecksOff, copy_columns, copy_rows
 from ingest.ml.common import inference_device
-from ingest.registry import applicable_models, release_id_of, resolve_model, weights_file
+from ingest.registry import current_version, release_id_of, resolve_model, weights_file
 from ingest.tasks import ALL_SOURCES, Outputs, Prepared, Task, get_task, in_lane, torch_threads
 
 T = TypeVar("T")
@@ -73,8 +73,9 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
               batch_size: int = 8192, device: str | None = None, lanes: int | None = None) -> RunResult:
     """Run a model version (default: current) over a release: predictions, embeddings, skips (idempotent).
 
-    Models of the tasks this one ``requires`` run on the release first (their current versions; the
-    run records their model ids in ``inference_run.inputs``, by task).
+    The models this task ``requires`` (by name) run on the release first, their current versions (an
+    error if one has none); the run records their model ids in ``inference_run.inputs``, by task.
+    A retired version is refused (retiring is for good).
     ``lanes`` (default :func:`default_lanes`) splits the release's sources into that many ranges of
     source_id, each read and written by connections of its own (:func:`_run_lanes`).
     """
@@ -84,20 +85,28 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
         raise HealcatError(f"infer: lanes must be 1 to {MAX_LANES}, not {lanes}")
     with engine.connect() as conn:
         model_row = resolve_model(conn, model_name, version)
+        if model_row.retired_at is not None:  # retiring is for good: no new outputs
+            raise HealcatError(f"infer: {model_row.name} version {model_row.version} is retired (at "
+                               f"{model_row.retired_at:%Y-%m-%d %H:%M:%S %Z}); retiring is for good: run the "
+                               "current version (no --version) or another")
         release_id = release_id_of(conn, release)
         task = get_task(model_row.task)
         if not task.applies(conn, release_id):  # else a finished run of nothing, or of skips only
             raise HealcatError(f"infer: {model_row.name} (task {task.name}) does not apply to {release}: "
-                               "the release has none of the inputs the task reads")
+                               f"{task.missing(conn, release_id)}")
+        deps = {required: current_version(conn, name) for required, name in task.requires.items()}
+    lacking = next((required for required, dep in deps.items() if dep is None), None)
+    if lacking is not None:  # never another model's outputs in its place
+        name = task.requires[lacking]
+        raise HealcatError(f"infer: {model_row.name} reads the {lacking} predictions of {name}, which has no "
+                           f"current version: `healcat train {lacking}`, or `healcat model register {lacking} "
+                           f"WEIGHTS --name {name}`")
     if not task.on_gpu:
         dev = torch.device("cpu")
     params, inputs = {"release_id": release_id, "model_id": model_row.model_id}, {}
-    for required in task.requires:
-        with engine.connect() as conn:
-            dep = next((m for m in applicable_models(conn, release_id) if m.task == required), None)
-        if dep is not None:
-            run_model(engine, dep.name, release, version=dep.version, batch_size=batch_size, device=device, lanes=lanes)
-        params[f"{required}_model_id"] = inputs[required] = dep.model_id if dep else None
+    for required, dep in deps.items():
+        run_model(engine, dep.name, release, version=dep.version, batch_size=batch_size, device=device, lanes=lanes)
+        params[f"{required}_model_id"] = inputs[required] = dep.model_id
     t0 = time.perf_counter()
     with engine.connect() as lock, torch_threads(model_threads(lanes) if dev.type == "cpu" else None):
         # One run per (model version, release) at a time, or per model version where runs share

@@ -29,7 +29,7 @@ import torch
 
 from catalog.db import home
 from catalog.errors import HealcatError, QueryError
-from catalog.models import Model, Release
+from catalog.models import Job, Model, Release
 from catalog.search.similar import model_hint
 from ingest import queue
 from ingest.mapping import shipped_mapping_of
@@ -232,8 +232,8 @@ def register_weights_file(engine: sa.Engine, task_name: str, path: str | Path, *
         raise HealcatError(f"model register: {path} has sha256 {actual}, not the {sha256} given")
     try:
         model = task.load(str(path), torch.device("cpu"))
-    except Exception as exc:  # any failure to load means: not weights of this task
-        raise HealcatError(f"model register: {path} is not a {task.name} weights file ({exc})") from None
+    except Exception as exc:  # any failure to load means: not weights of this task (what is wrong: common.load)
+        raise HealcatError(f"model register: {path} is not a {task.name} weights file: {exc}") from None
     return register_model(
         engine, name=name or task.model_name, task=task.name, weights=blob,
         training_set=training_set or f"-- trained outside healcat; registered from {path}",
@@ -242,7 +242,8 @@ def register_weights_file(engine: sa.Engine, task_name: str, path: str | Path, *
 
 
 def retire_model(engine: sa.Engine, name: str, version: str) -> Model:
-    """Retire a version: it stops being current; its predictions and embeddings stay. Where it was
+    """Retire a version: it stops being current; its predictions and embeddings stay, and its queued
+    infer jobs are dropped (a retired version writes nothing new). Where it was
     current, the previous promoted version is current again and is queued on every release it has
     not run on (:func:`backfill`): releases that only the retired version had run on have no current
     outputs until those jobs run."""
@@ -254,6 +255,9 @@ def retire_model(engine: sa.Engine, name: str, version: str) -> Model:
                            .returning(Model)).first()
         if row is None:
             raise QueryError(f"no model {name!r} version {version!r}{model_hint(conn, name)}")
+        # its queued runs would only be refused (a retired version writes nothing new): not kept waiting
+        conn.execute(sa.delete(Job).where(Job.kind == "infer", Job.status == "queued", Job.args["model"].astext == name,
+                                          Job.args["version"].astext == version))
         current = current_version(conn, name)
     if current is not None and current.task in all_tasks() and (before is None or before.model_id != current.model_id):
         backfill(engine, current)
@@ -340,14 +344,18 @@ def backfill(engine: sa.Engine, model: Model) -> list[int]:
 
 
 def resolve_model(conn: sa.Connection, name: str, version: str | None = None) -> sa.Row:
-    """(model_id, name, version, embedding_dim, task) of a named version, else the current one: the
-    newest promoted, unretired (``current_model``), which is what a run runs. (Searches, SQL's
-    ``healcat.resolve_model``, stay on the newest promoted version that has finished a run.)"""
-    columns = "model_id, name, version, embedding_dim, task"
+    """(model_id, name, version, embedding_dim, task, retired_at) of a named version, else the current
+    one: the newest promoted, unretired (``current_model``), which is what a run runs. (Searches,
+    SQL's ``healcat.resolve_model``, stay on the newest promoted version that has finished a run.)"""
+    columns = "model_id, name, version, embedding_dim, task, retired_at"
     row = (conn.execute(sa.text(f"SELECT {columns} FROM healcat.current_model WHERE name = :n"), {"n": name})
            if version is None else
            conn.execute(sa.text(f"SELECT {columns} FROM healcat.model WHERE name = :n AND version = :v"),
                         {"n": name, "v": version})).first()
     if row is None:
+        versions = conn.scalars(sa.text("SELECT version FROM healcat.model WHERE name = :n ORDER BY model_id"),
+                                {"n": name}).all()
+        if versions and version is not None:  # as SQL's healcat.resolve_model says it
+            raise QueryError(f"model {name} has no version {version} (versions: {', '.join(versions)})")
         raise QueryError(f"no model named {name!r} (version {version or 'current'}){model_hint(conn, name)}")
     return row

@@ -71,3 +71,160 @@ def test_stored_photoz_mixtures_reach_one(conn, catalog):
         "max(healcat.mixture_cdf(pdf_weights, pdf_means, pdf_sigmas, 'Infinity', 0)), count(*) "
         "FROM healcat.current_prediction WHERE model_name = 'photoz-sdss'")).one()
     assert top[2] > 1000 and top[0] == pytest.approx(1.0, abs=1e-12) and top[1] == pytest.approx(1.0, abs=1e-12)
+
+
+# Argument edges (migration 0040, sql/ml_v5.sql).
+
+def raises(conn, sql: str, message: str, **params) -> None:
+    """``SELECT sql`` is a 22023 error matching ``message``; the transaction goes on after it."""
+    savepoint = conn.begin_nested()
+    with pytest.raises(sa.exc.DBAPIError, match=message) as err:
+        conn.execute(sa.text(f"SELECT {sql}"), params).all()
+    savepoint.rollback()
+    assert err.value.orig.sqlstate == "22023", err.value
+
+
+def galaxy(conn) -> int:
+    return conn.scalar(sa.text("SELECT min(source_id) FROM healcat.current_prediction WHERE model_name = 'photoz-sdss'"))
+
+
+MIX = "'{0.4,0.6}'::real[], '{0.1,0.3}'::real[], '{0.05,0.1}'::real[]"
+
+
+def test_a_nan_argument_is_an_error_naming_the_function_and_argument(conn, catalog):
+    """NaN gave NaN (photoz_pdf, photoz_cdf, mixture_pdf, mixture_cdf), 0 (a NaN lower bound) or
+    NULL, NULL (mixture_interval's), where photoz_interval and mixture_quantile refused it."""
+    g = galaxy(conn)
+    for fn in ("photoz_pdf", "photoz_cdf"):
+        raises(conn, f"healcat.{fn}(:g, 'NaN')", rf"InvalidParameterValue\) {fn}: z must not be NaN", g=g)
+        raises(conn, f"healcat.{fn}(:g, 'NaN', 'photoz-sdss', :v)", f"{fn}: z must not be NaN", g=g,
+               v=catalog["model"].version)
+        assert one(conn, f"healcat.{fn}(:g, NULL)", g=g) == (None,)  # NULL in, NULL out
+        assert one(conn, f"healcat.{fn}(NULL, 0.1)") == (None,)
+    for fn in ("mixture_pdf", "mixture_cdf"):
+        raises(conn, f"healcat.{fn}({MIX}, 'NaN')", f"{fn}: x must not be NaN")
+        raises(conn, f"healcat.{fn}({MIX}, 'NaN', 0)", f"{fn}: x must not be NaN")
+        raises(conn, f"healcat.{fn}({MIX}, 0.2, 'NaN')", f"{fn}: lower must not be NaN")
+        raises(conn, f"healcat.{fn}({MIX}, -1, 'NaN')", f"{fn}: lower must not be NaN")
+        assert one(conn, f"healcat.{fn}({MIX}, NULL)") == (None,)
+        assert one(conn, f"healcat.{fn}({MIX}, 0.2, NULL)") == (None,)
+        # over rows (a column, not a constant: nothing folded at plan time) and still a number
+        assert conn.scalar(sa.text(f"SELECT count(healcat.{fn}({MIX}, x, 0)) FROM generate_series(0.0, 1.0, 0.25) AS x")) == 5
+    raises(conn, f"lo FROM healcat.mixture_interval({MIX}, 0.68, 'NaN')", "mixture_interval: lower must not be NaN")
+    raises(conn, f"lo FROM healcat.mixture_interval({MIX}, 'NaN')", r"mixture_interval: level must be in \(0, 1\), got NaN")
+    raises(conn, f"healcat.mixture_quantile({MIX}, 'NaN')", r"mixture_quantile: q must be in \(0, 1\), got NaN")
+    raises(conn, "z_lo FROM healcat.photoz_interval(:g, 'NaN')", r"photoz_interval: level must be in \(0, 1\), got NaN", g=g)
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    ("z_lo FROM healcat.photoz_interval(:g, 1)", r"InvalidParameterValue\) photoz_interval: level must be in \(0, 1\), got 1\b"),
+    ("z_lo FROM healcat.photoz_interval(:g, NULL)", r"photoz_interval: level must be in \(0, 1\), got NULL"),
+    (f"lo FROM healcat.mixture_interval({MIX}, 1)", r"mixture_interval: level must be in \(0, 1\), got 1\b"),
+    (f"lo FROM healcat.mixture_interval({MIX}, 0, 0)", r"mixture_interval: level must be in \(0, 1\), got 0\b"),
+])
+def test_level_errors_name_their_function(conn, catalog, call, message):
+    """They began 'credible interval: level must be in (0, 1)', naming neither function."""
+    raises(conn, call, message, g=galaxy(conn))
+
+
+def _second_version(conn, catalog) -> None:
+    """Version '2' of photoz-sdss, promoted (current) but not yet run on any release."""
+    conn.execute(sa.text(
+        "INSERT INTO healcat.model (name, version, task, framework, weights_path, weights_sha256, weights, "
+        "training_set, training_params, hyperparams, metrics, embedding_dim, created_at, promoted_at) "
+        "SELECT name, '2', task, framework, weights_path, repeat('e', 64), weights, training_set, training_params, "
+        "hyperparams, metrics, embedding_dim, now() + interval '1 hour', now() + interval '1 hour' "
+        "FROM healcat.model WHERE model_id = :m"), {"m": catalog["model"].model_id})
+
+
+def test_a_named_version_without_a_prediction_says_why(conn, catalog):
+    """Version 2 promoted but not run on the galaxy's release: an error naming the source and the
+    version (was: NULL, where similar_sources says 'has no embedding from model photoz-sdss/2'). A
+    galaxy that the version's run skipped stays NULL (its reason in inference_skip), as does any
+    source with no version named."""
+    g = galaxy(conn)
+    _second_version(conn, catalog)
+    missing = rf"source {g} has no prediction from model photoz-sdss/2: .*release sdss/dr14-skyserver-10k"
+    raises(conn, "healcat.photoz_cdf(:g, 0.1, 'photoz-sdss', '2')", f"photoz_cdf: {missing}", g=g)
+    raises(conn, "healcat.photoz_pdf(:g, 0.1, 'photoz-sdss', '2')", f"photoz_pdf: {missing}", g=g)
+    raises(conn, "z_lo FROM healcat.photoz_interval(:g, 0.68, 'photoz-sdss', '2')", f"photoz_interval: {missing}", g=g)
+    assert one(conn, "count(*) FROM healcat.photoz_prediction(:g, 'photoz-sdss', '2')", g=g) == (0,)  # rows: none
+    raises(conn, "healcat.photoz_cdf(-1, 0.1, 'photoz-sdss', '2')", "photoz_cdf: no source with source_id -1")
+    # no version named: the current run's (version 2 has none yet), unchanged
+    assert one(conn, "healcat.photoz_cdf(:g, 0.1)", g=g)[0] > 0
+    assert one(conn, "healcat.photoz_cdf(-1, 0.1)") == (None,)
+    # skipped by the version named, which has run on the release: NULL, and the reason is recorded
+    v1 = catalog["model"].version
+    skipped = conn.execute(sa.text(
+        "SELECT k.source_id, k.reason FROM healcat.inference_skip k WHERE k.run_id = :r ORDER BY k.source_id LIMIT 1"),
+        {"r": catalog["run"].run_id}).one()
+    for fn in ("photoz_pdf", "photoz_cdf"):
+        assert one(conn, f"healcat.{fn}(:s, 0.1, 'photoz-sdss', :v)", s=skipped.source_id, v=v1) == (None,)
+        assert one(conn, f"healcat.{fn}(:s, 0.1)", s=skipped.source_id) == (None,)
+    assert conn.execute(sa.text("SELECT * FROM healcat.photoz_interval(:s, 0.68, 'photoz-sdss', :v)"),
+                        {"s": skipped.source_id, "v": v1}).all() == []
+    assert skipped.reason
+    # once version 2 has finished a run on the release, a galaxy it gave nothing is NULL again
+    conn.execute(sa.text(
+        "INSERT INTO healcat.inference_run (model_id, release_id, device, finished_at) "
+        "SELECT m.model_id, s.release_id, 'cpu', now() FROM healcat.model m, healcat.source s "
+        "WHERE m.name = 'photoz-sdss' AND m.version = '2' AND s.source_id = :g"), {"g": g})
+    assert one(conn, "healcat.photoz_cdf(:g, 0.1, 'photoz-sdss', '2')", g=g) == (None,)
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    ("healcat.photoz_pdf(:g, 0.1, 'photoz-sdss', '99')", r"model photoz-sdss has no version 99 \(versions: "),
+    ("healcat.photoz_cdf(:g, 0.1, NULL)", r"model_name must not be NULL"),
+    ("z_lo FROM healcat.photoz_interval(:g, 0.68, NULL, '1')", r"model_name must not be NULL"),
+    ("model_id FROM healcat.resolve_model('photoz-sdss', '99')", r"InvalidParameterValue\) model photoz-sdss has no version 99 \(versions: "),
+    ("model_id FROM healcat.resolve_model(NULL)", r"InvalidParameterValue\) model_name must not be NULL"),
+    ("model_id FROM healcat.resolve_model('no-such', '1')", r"no model named 'no-such' \(version 1\)"),
+])
+def test_an_unknown_version_or_a_null_name_says_so(conn, catalog, call, message):
+    """They said "no model named 'photoz-sdss' (version 99)" and "no model named <NULL>"."""
+    raises(conn, call, message, g=galaxy(conn))
+
+
+def test_a_model_with_no_current_version_says_so(conn, catalog):
+    conn.execute(sa.text("UPDATE healcat.model SET retired_at = now() WHERE name = 'photoz-sdss'"))
+    raises(conn, "model_id FROM healcat.resolve_model('photoz-sdss')",
+           r"model photoz-sdss has no current version: none is promoted and unretired \(versions: ")
+
+
+FUNCTIONS = """
+    SELECT p.oid::regprocedure::text, pg_get_functiondef(p.oid), obj_description(p.oid, 'pg_proc'),
+           p.proacl::text, p.proconfig::text
+    FROM pg_proc p WHERE p.pronamespace = 'healcat'::regnamespace ORDER BY 1"""
+
+
+def test_the_downgrade_restores_every_function(engine, database_url):
+    """0040's downgrade leaves every healcat function (definition, comment, ACL, settings) as 0039 made it."""
+    from alembic import command
+
+    from catalog import db
+
+    url = database_url.set(database="healcat_ml_v5")
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("DROP DATABASE IF EXISTS healcat_ml_v5")
+        conn.exec_driver_sql("CREATE DATABASE healcat_ml_v5")
+    scratch = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        db.migrate(url, "0039")
+        with scratch.connect() as conn:
+            before = conn.execute(sa.text(FUNCTIONS)).all()
+        db.migrate(url, "0040")
+        with scratch.connect() as conn:
+            upgraded = conn.execute(sa.text(FUNCTIONS)).all()
+        command.downgrade(db.alembic_config(url), "0039")
+        with scratch.connect() as conn:
+            after = conn.execute(sa.text(FUNCTIONS)).all()
+        assert upgraded != before and len(upgraded) == len(before) + 2
+        acl = {row[0]: row[3] for row in upgraded}  # the new functions' privileges are their neighbours'
+        assert acl["healcat.nan_argument_error(text,text,double precision)"] == acl[
+            "healcat.mixture_total(text,real[],real[],real[])"]
+        assert acl["healcat.photoz_missing(text,bigint,text,text)"] == acl["healcat.photoz_pdf(bigint,double precision,text,text)"]
+        assert after == before
+    finally:
+        scratch.dispose()
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("DROP DATABASE IF EXISTS healcat_ml_v5")

@@ -138,6 +138,14 @@ def _a_galaxy(engine) -> int:
 def test_similarity_errors_are_clear(engine, catalog):
     with pytest.raises(QueryError, match="no model named 'nope'"):
         similar(1, model="nope")
+    # a version the model does not have: the model is named, with its versions (Python and SQL alike)
+    from ingest.registry import resolve_model
+
+    with engine.connect() as conn:
+        with pytest.raises(QueryError, match=rf"^model {PHOTOZ_MODEL} has no version 99 \(versions: 1"):
+            resolve_model(conn, PHOTOZ_MODEL, "99")
+    with pytest.raises(QueryError, match=rf"model {PHOTOZ_MODEL} has no version 99 \(versions: 1"):
+        similar(1, model=PHOTOZ_MODEL, version="99")
     star = None
     with engine.connect() as conn:
         star = conn.scalar(sa.text("SELECT source_id FROM healcat.spec_redshift WHERE spec_class = 'STAR' LIMIT 1"))

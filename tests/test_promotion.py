@@ -10,6 +10,8 @@ import sqlalchemy as sa
 
 from catalog.cli import main
 from catalog.errors import HealcatError
+from ingest import registry
+from ingest.inference import run_model
 from ingest.registry import promote_model, register_model, retire_model, train
 from ingest.load import ingest_release
 from tests.conftest import SDSS_RELEASE, scratch_mapping, sdss_rows, write_csv
@@ -200,3 +202,62 @@ def test_the_demo_shows_the_current_version_once_its_own_is_retired(engine, cata
             conn.execute(sa.text("UPDATE healcat.model SET retired_at = NULL WHERE model_id = :m"), {"m": v1.model_id})
         _forget(engine, v2)
     assert _current(engine, PHOTOZ_MODEL) == v1.version
+
+
+def test_photoz_reads_the_classifier_its_task_names_and_refuses_without_it(
+        engine, catalog, capsys, tmp_path, scratch_release, scratch_models):
+    """A second object_class model sorting first by name (aaa-clf) became the classifier photo-z read."""
+    classifier = catalog["classifier"]
+    scratch_models.append("aaa-clf")
+    assert main(["model", "register", "object_class", classifier.weights_path, "--name", "aaa-clf",
+                 "--no-backfill"]) == 0
+    assert "current: no version was current before it" in capsys.readouterr().out
+    assert _current(engine, "aaa-clf") == "1"
+    ingest_release(scratch_mapping(tmp_path, "twoclf"), engine, file=write_csv(tmp_path / "r.csv", sdss_rows()[:150]))
+    with engine.connect() as conn:
+        inputs = conn.scalar(sa.text("SELECT inputs FROM healcat.inference_run WHERE run_id = :r"),
+                             {"r": run_model(engine, PHOTOZ_MODEL, "scratch/twoclf").run_id})
+    assert inputs == {"object_class": classifier.model_id}
+    # Without a current object-class-sdss, photo-z refuses rather than read another classifier's labels.
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE healcat.model SET retired_at = now() WHERE model_id = :m"),
+                     {"m": classifier.model_id})
+    try:
+        with pytest.raises(HealcatError, match=f"infer: {PHOTOZ_MODEL} reads the object_class predictions of "
+                                               f"{classifier.name}, which has no current version"):
+            run_model(engine, PHOTOZ_MODEL, SDSS_RELEASE)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE healcat.model SET retired_at = NULL WHERE model_id = :m"),
+                         {"m": classifier.model_id})
+
+
+def test_a_retired_version_writes_nothing_new(engine, catalog, capsys, scratch_models):
+    """`healcat infer object-class-sdss RELEASE --version 2` after v2 was retired made a run with predictions."""
+    scratch_models.append("retired-clf")
+    retired = registry.register_weights_file(engine, "object_class", catalog["classifier"].weights_path,
+                                             name="retired-clf")
+    queued = "SELECT count(*) FROM healcat.job WHERE kind = 'infer' AND status = 'queued' AND args->>'model' = :n"
+    assert registry.backfill(engine, retired)  # queued (the CLI's register does this)
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text(queued), {"n": retired.name}) > 0
+    retire_model(engine, retired.name, retired.version)
+    with engine.connect() as conn:  # dropped: each would only be refused
+        assert conn.scalar(sa.text(queued), {"n": retired.name}) == 0
+    assert main(["infer", retired.name, SDSS_RELEASE, "--version", retired.version]) == 1
+    assert f"infer: retired-clf version {retired.version} is retired (at " in capsys.readouterr().err
+    with pytest.raises(HealcatError, match="retiring is for good"):
+        run_model(engine, retired.name, SDSS_RELEASE, version=retired.version)
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM healcat.inference_run WHERE model_id = :m"),
+                           {"m": retired.model_id}) == 0
+
+
+def test_the_same_version_again_says_it_was_already_current(catalog, capsys):
+    """Retraining with the same seed (or registering the same weights) printed 'current: no version was
+    current before it' though the version it landed on was current already."""
+    classifier = catalog["classifier"]
+    assert main(["model", "register", "object_class", classifier.weights_path, "--no-backfill"]) == 0
+    out = capsys.readouterr().out
+    assert f"{classifier.name} version {classifier.version} " in out
+    assert "current: already the current version" in out and "no version was current" not in out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -266,18 +267,21 @@ def test_mixture_arrays_of_other_lengths_are_an_error(conn, function, w, m, s):
     assert err.value.orig.sqlstate == "22023"
 
 
-def test_mixture_functions_keep_nan_and_vanish_far_out(conn):
+def test_mixture_functions_refuse_nan_and_vanish_far_out(conn):
     w, m, s = "'{0.5,0.5}'::real[]", "'{0.1,0.3}'::real[]", "'{0.02,0.05}'::real[]"
-    pdf = [conn.scalar(sa.text(f"SELECT healcat.mixture_pdf({w}, {m}, {s}, '{x}')")) for x in ("NaN", "Infinity", "5", "0.1")]
-    assert math.isnan(pdf[0]) and pdf[1] == 0.0 and pdf[2] == 0.0
-    assert pdf[3] == pytest.approx(0.5 / (0.02 * math.sqrt(2 * math.pi)) + 0.5 * math.exp(-8) / (0.05 * math.sqrt(2 * math.pi)),
+    for fn in ("mixture_pdf", "mixture_cdf"):  # NaN gave NaN (migration 0040: an error naming it)
+        with pytest.raises(sa.exc.DBAPIError, match=f"{fn}: x must not be NaN"), conn.begin_nested():
+            conn.scalar(sa.text(f"SELECT healcat.{fn}({w}, {m}, {s}, 'NaN')"))
+    pdf = [conn.scalar(sa.text(f"SELECT healcat.mixture_pdf({w}, {m}, {s}, '{x}')")) for x in ("Infinity", "5", "0.1")]
+    assert pdf[0] == 0.0 and pdf[1] == 0.0
+    assert pdf[2] == pytest.approx(0.5 / (0.02 * math.sqrt(2 * math.pi)) + 0.5 * math.exp(-8) / (0.05 * math.sqrt(2 * math.pi)),
                                    rel=1e-6)
     # a tiny weight between 35.6 and 37 sigmas: its term is below exp(-700), 0, not an underflow error
     assert conn.scalar(sa.text("SELECT healcat.mixture_pdf('{1e-30}', '{0}', '{1}', 36.9)")) == 0.0
     assert conn.scalar(sa.text("SELECT healcat.mixture_pdf('{1e-30,1}', '{0,36}', '{1,1}', 36.9)")) == pytest.approx(
         math.exp(-0.5 * 0.9 ** 2) / math.sqrt(2 * math.pi), rel=1e-6)
-    cdf = [conn.scalar(sa.text(f"SELECT healcat.mixture_cdf({w}, {m}, {s}, '{x}')")) for x in ("NaN", "Infinity", "-Infinity")]
-    assert math.isnan(cdf[0]) and cdf[1] == pytest.approx(1.0) and cdf[2] == pytest.approx(0.0, abs=1e-15)
+    cdf = [conn.scalar(sa.text(f"SELECT healcat.mixture_cdf({w}, {m}, {s}, '{x}')")) for x in ("Infinity", "-Infinity")]
+    assert cdf[0] == pytest.approx(1.0) and cdf[1] == pytest.approx(0.0, abs=1e-15)
 
 
 def test_model_cli_lists_shows_registers_and_refuses_bad_weights(engine, catalog, tmp_path, capsys):
@@ -303,3 +307,25 @@ def test_model_cli_lists_shows_registers_and_refuses_bad_weights(engine, catalog
     assert f"photoz-sdss version {model.version} ({model.weights_sha256[:12]})" in capsys.readouterr().out
     with engine.connect() as conn:
         assert conn.scalar(sa.text("SELECT count(*) FROM healcat.model WHERE name = 'photoz-sdss'")) == 1
+
+
+def test_register_says_what_is_wrong_with_a_file_that_is_not_weights(engine, catalog, tmp_path, capsys):
+    """`healcat model register object_class garbage.pt` said '... is not a object_class weights file (101)'."""
+    import io
+
+    import torch
+
+    garbage, keyless, foreign = tmp_path / "garbage.pt", tmp_path / "keyless.pt", tmp_path / "foreign.pt"
+    garbage.write_bytes(b"e" * 100)
+    for path, blob in ((keyless, {"state_dict": {}}), (foreign, {"hparams": {}, "state_dict": {"w": torch.zeros(1)}})):
+        buffer = io.BytesIO()
+        torch.save(blob, buffer)
+        path.write_bytes(buffer.getvalue())
+    for path, what in ((garbage, r"not a torch weights file \(torch.load: \w+\)"),
+                       (keyless, "a torch file without 'hparams' \\(healcat's weights files hold 'hparams' and "
+                                 "'state_dict'\\)"),
+                       (foreign, r'its state_dict does not fit ObjectClassifier: Missing key\(s\) in state_dict: '
+                                 r'"x_mean".*Unexpected key\(s\) in state_dict: "w"')):
+        assert main(["model", "register", "object_class", str(path), "--no-backfill"]) == 1
+        err = capsys.readouterr().err
+        assert re.search(f"model register: {re.escape(str(path))} is not a object_class weights file: {what}", err), err

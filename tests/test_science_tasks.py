@@ -225,6 +225,18 @@ def test_gyro_ages_trained_from_sql_with_held_out_clusters(engine, tmp_path, scr
             {"r": second_release, "lo": lo, "hi": hi})  # in the model's colour range, as above
     assert second_ages and sum(n for _, n in second_ages) == passing > 0
 
+    # A release the task does not apply to: the error says what it lacks (gyrointerp's Pleiades has
+    # rotation periods and Gaia's observed colour, no dereddened one).
+    pleiades = tmp_path / "pleiades.toml"
+    pleiades.write_text(load_mapping("gyrointerp_pleiades").path.read_text()
+                        .replace('name = "gyrointerp-pleiades"', 'name = "scratch"')
+                        .replace('version = "0.7"', 'version = "pleiades"\nmax_rows = 40'))
+    release = ingest_release(pleiades, engine).release
+    with pytest.raises(HealcatError, match=rf"infer: {model.name} \(task gyro_age\) does not apply to {release}: "
+                                           r"its rotation periods have no dereddened colour "
+                                           r"\(rotation_period.bp_rp_dered\), which the model reads with the period$"):
+        run_model(engine, model.name, release)
+
 
 def test_lightcurve_embeddings_from_sql_are_searchable(engine, per_object):
     from catalog.search import similar

@@ -11,7 +11,7 @@ from astropy.io import ascii
 
 from catalog.cli import main
 from catalog.errors import QueryError
-from catalog.search import cone_search, nearest
+from catalog.search import cone_search, nearest, source_id_of
 from tests.conftest import SDSS_RELEASE
 
 EDGE_TOLERANCE_DEG = 1e-10  # points this close to the edge may fall either way in float64
@@ -340,3 +340,26 @@ def test_a_radius_whose_degrees_underflow_is_an_error_naming_it(engine, catalog)
         conn.execute(sa.text("SELECT * FROM healcat.cone_search(10, 10, CAST(:r AS float8))"), {"r": 5e-324}).all()
     assert error.value.orig.sqlstate == "22023"
     assert len(cone_search(10, 10, 1e-300)) == 0
+
+
+def test_an_object_id_resolves_in_the_published_releases_first(engine, catalog, tmp_path, scratch_release):
+    """`healcat similar --object-id` failed with 'in releases scratch/v1, scratch/v2; name one' though
+    v1 was superseded: without a release named, an id resolves as the searches read, published first."""
+    from ingest.load import ingest_release
+    from tests.conftest import scratch_mapping, sdss_rows, spec_name, write_csv
+
+    rows = sdss_rows()[:4]
+    for row in rows[1:]:
+        row["plate"] = "9999"  # ids no other release has; rows[0]'s is sdss/dr14-skyserver-10k's too
+    ingest_release(scratch_mapping(tmp_path, "v1"), engine, file=write_csv(tmp_path / "v1.csv", rows))
+    ingest_release(scratch_mapping(tmp_path, "v2"), engine, file=write_csv(tmp_path / "v2.csv", rows[:3]))
+    shared, moved, dropped = spec_name(rows[0]), spec_name(rows[1]), spec_name(rows[3])
+    with engine.connect() as conn:
+        ids = {(r.object_id, r.name): r.source_id for r in conn.execute(sa.text(
+            "SELECT s.object_id, r.name, s.source_id FROM healcat.source s JOIN healcat.release r USING (release_id) "
+            "WHERE r.name LIKE 'scratch/%'")).all()}
+    assert source_id_of(moved) == ids[(moved, "scratch/v2")], "the published release's, not 'name one'"
+    assert source_id_of(moved, release="scratch/v1") == ids[(moved, "scratch/v1")]
+    assert source_id_of(dropped) == ids[(dropped, "scratch/v1")], "only in a superseded release: that one"
+    with pytest.raises(QueryError, match=f"in published releases scratch/v2, {SDSS_RELEASE}; name one"):
+        source_id_of(shared)

@@ -94,16 +94,20 @@ def nearest(
 
 
 def source_id_of(object_id: str, *, release: str | None = None, engine: sa.Engine | None = None) -> int:
-    """The healcat source_id of a survey object id (in ``release``, if several releases have it)."""
+    """The healcat source_id of a survey object id: in ``release``, else in the published releases
+    (as the searches read), else in a superseded one; an error where two of those have it."""
     from catalog.db import engine as default_engine
 
-    query = sa.select(Source.source_id, Release.name).join(Release).where(Source.object_id == object_id)
+    query = sa.select(Source.source_id, Release.name, Release.status).join(Release).where(Source.object_id == object_id)
     if release is not None:
         query = query.where(Release.name == release)
     with (engine or default_engine()).connect() as conn:
         rows = conn.execute(query).all()
+    if release is None:
+        rows = [r for r in rows if r.status == "published"] or rows
     if len(rows) != 1:
         where = f" in {release}" if release else ""
-        found = f"in releases {', '.join(sorted(r.name for r in rows))}; name one" if rows else "not found"
+        found = (f"in {rows[0].status} releases {', '.join(sorted(r.name for r in rows))}; name one" if rows
+                 else "not found")
         raise QueryError(f"object_id {object_id!r}{where}: {found}")
     return rows[0].source_id

@@ -142,10 +142,25 @@ def to_bytes(model: nn.Module) -> bytes:
 
 
 def load(cls: type[nn.Module], path: str, map_location: str | torch.device | None = None) -> nn.Module:
-    """A ``cls`` from a file of :func:`to_bytes` output (``weights_only=True``), in eval mode."""
-    blob = torch.load(path, map_location=map_location, weights_only=True)
-    model = cls(**blob["hparams"])
-    model.load_state_dict(blob["state_dict"])
+    """A ``cls`` from a file of :func:`to_bytes` output (``weights_only=True``), in eval mode; a
+    file that is not one is a ValueError saying what is wrong with it."""
+    try:
+        blob = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch's errors for a file it cannot read are of many kinds
+        raise ValueError(f"not a torch weights file (torch.load: {type(exc).__name__})") from None
+    missing = [k for k in ("hparams", "state_dict") if not isinstance(blob, dict) or k not in blob]
+    if missing:
+        raise ValueError(f"a torch file without {' and '.join(map(repr, missing))} (healcat's weights files "
+                         "hold 'hparams' and 'state_dict')")
+    try:
+        model = cls(**blob["hparams"])
+    except TypeError as exc:
+        raise ValueError(f"its hparams do not fit {cls.__name__}: {exc}") from None
+    try:
+        model.load_state_dict(blob["state_dict"])
+    except RuntimeError as exc:  # torch's first line says only "Error(s) in loading state_dict for ...:"
+        detail = "; ".join(line.strip() for line in str(exc).strip().splitlines()[1:])
+        raise ValueError(f"its state_dict does not fit {cls.__name__}: {detail}") from None
     return model.to(map_location or "cpu").eval()
 
 

@@ -24,13 +24,15 @@ How a new model plugs in (e.g. ``ingest/tasks/gyro_age.py``)::
         # release trained on, the rows put together)
         training_query = "SELECT ... FROM healcat.rotation_period ... WHERE s.release_id = %(release_id)s"
         # SQL, first two columns shard, source_id; %(release_id)s (the release run on), and
-        # %(<task>_model_id)s for each task in `requires` (that model's current version, run first).
+        # %(<task>_model_id)s for each task in `requires` (its named model's current version, run first).
         # A run reads it in lanes (ranges of source_id; the run keeps each lane's rows); a query
         # joining several per-source tables puts in_lane(alias) on each, so each lane reads its own.
         input_query = "SELECT s.shard, s.source_id, ... WHERE s.release_id = %(release_id)s AND " + in_lane("s")
         # SQL returning one boolean: does the task apply to a release? (%(release_id)s)
         applies_query = "SELECT EXISTS (SELECT 1 FROM healcat.rotation_period ...)"
-        requires = ()                               # e.g. ("object_class",)
+        # optional SQL returning one text: what a release the task does not apply to lacks
+        missing_query = "SELECT CASE WHEN ... THEN 'no dereddened colour (bp_rp_dered)' ... END"
+        requires = {}                               # task: model, e.g. {"object_class": "object-class-sdss"}
         primary_metric = ("median_abs_delta_log_age_held_out", "lower")  # a fit() metric: what
                                                     # decides whether a new version becomes current
         on_gpu = False                              # runs on the CPU even where a GPU is asked for
@@ -144,7 +146,12 @@ class Task(ABC):
     training_query: ClassVar[str]
     input_query: ClassVar[str]
     applies_query: ClassVar[str]
-    requires: ClassVar[tuple[str, ...]] = ()
+    #: SQL returning one text, what a release lacks where :attr:`applies_query` is false (None: the
+    #: error says only that the release has none of the inputs the task reads).
+    missing_query: ClassVar[str | None] = None
+    #: The models whose outputs the input query reads, by task -> model name: their current
+    #: versions run on the release first (an error if one has none), %(<task>_model_id)s in the query.
+    requires: ClassVar[dict[str, str]] = {}
     #: (key in :meth:`fit`'s held-out metrics, "lower" or "higher": which is better). A version
     #: registered becomes current only if its model has no current version or this metric is at
     #: least as good as the current version's; otherwise it is a candidate (``healcat model promote``).
@@ -161,6 +168,14 @@ class Task(ABC):
         with conn.connection.driver_connection.cursor() as cur:
             cur.execute(self.applies_query, {"release_id": release_id})
             return bool(cur.fetchone()[0])
+
+    def missing(self, conn: sa.Connection, release_id: int) -> str:
+        """What a release the task does not apply to lacks, for the error that says so."""
+        if self.missing_query is None:
+            return "the release has none of the inputs the task reads"
+        with conn.connection.driver_connection.cursor() as cur:
+            cur.execute(self.missing_query, {"release_id": release_id})
+            return cur.fetchone()[0]
 
     @abstractmethod
     def fit(self, rows: list[tuple], *, seed: int, epochs: int | None = None) -> Trained:

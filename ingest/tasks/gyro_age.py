@@ -60,6 +60,10 @@ WHERE rp.release_id = %(release_id)s ORDER BY rp.source_id"""
     # a rotation catalogue with dereddened colours (McQuillan's Kepler periods have none: nothing to age)
     applies_query = ("SELECT EXISTS (SELECT 1 FROM healcat.rotation_period WHERE release_id = %(release_id)s "
                      "AND bp_rp_dered IS NOT NULL)")
+    missing_query = ("SELECT CASE WHEN EXISTS (SELECT 1 FROM healcat.rotation_period "
+                     "WHERE release_id = %(release_id)s) THEN 'its rotation periods have no dereddened colour "
+                     "(rotation_period.bp_rp_dered), which the model reads with the period' "
+                     "ELSE 'it has no rotation periods (rotation_period)' END")
     on_gpu = False  # a few thousand stars on the age grid
     runs_share_sources = True  # one prediction per star and version, whichever release's run made it
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ingest.ml import photoz as ml_photoz
 from ingest.tasks import Outputs, Prepared, Task, Trained, in_lane, register, single_thread, ugriz
+from ingest.tasks.object_class import ObjectClass
 
 
 @register
@@ -19,8 +20,8 @@ class Photoz(Task):
         joins="JOIN healcat.spec_redshift AS r ON r.shard = s.shard AND r.source_id = s.source_id\n",
         where="AND upper(r.spec_class) = 'GALAXY' AND r.z IS NOT NULL")
     #: Every source of the release, with the reason it is not a galaxy (NULL if it is one): its
-    #: spectrum's class where it has one (in any case: 'galaxy' is a galaxy), else the object
-    #: classifier's label (run first).
+    #: spectrum's class where it has one (in any case: 'galaxy' is a galaxy), else the label of the
+    #: object classifier it requires (run first).
     input_query = ugriz.ugriz_query(
         columns=""",
        CASE WHEN upper(r.spec_class) <> 'GALAXY' THEN 'not a galaxy: spectrum says ' || r.spec_class
@@ -32,7 +33,7 @@ class Photoz(Task):
               f"AND c.model_id = %(object_class_model_id)s AND {in_lane('c')}\n",
         lanes=True)
     applies_query = ugriz.APPLIES_QUERY
-    requires = ("object_class",)
+    requires = {ObjectClass.name: ObjectClass.model_name}  # object-class-sdss, whatever other classifiers exist
 
     def fit(self, rows: list[tuple], *, seed: int, epochs: int | None = None) -> Trained:
         keys, mags, dropped = ugriz.split_rows(rows)
