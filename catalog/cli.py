@@ -480,7 +480,7 @@ def cmd_enqueue(args: argparse.Namespace) -> None:
         refuse_file(mapping, args.file)
         target = str(mapping.path.resolve()) if Path(args.target).suffix else args.target
         job_args = {"mapping": target, **({"file": str(mapping.input_path(args.file))} if args.file else {}),
-                    **({"version": args.release_version} if args.release_version else {})}
+                    **({"version": args.release_version} if args.release_version is not None else {})}
     with db.engine().begin() as conn:
         if args.kind == "infer":
             from ingest.registry import enqueue_inference, release_id_of

@@ -335,6 +335,9 @@ def load_mapping(path: Path | str, version: str | None = None) -> Mapping | PerO
         raise MappingError(f"{path}: not valid TOML: {exc}") from None
     try:
         if version is not None:
+            if not isinstance(version, str) or not version.strip() or "/" in version:
+                raise MappingError(f"{path}: a release version given instead of the mapping's must be a non-empty "
+                                   f"text without '/' (the release is named survey/version), got {version!r}")
             raw["release"] = {**raw.get("release", {}), "version": version}
         if PER_OBJECT_SECTIONS & raw.keys():  # spectra and light curves: files per object
             from ingest.perobject_mapping import parse_per_object

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import tempfile
 from collections.abc import Sequence
@@ -34,6 +35,8 @@ from catalog.search.similar import model_hint
 from ingest import queue
 from ingest.mapping import shipped_mapping_of
 from ingest.tasks import Task, all_tasks, get_task
+
+log = logging.getLogger(__name__)
 
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
@@ -256,8 +259,12 @@ def retire_model(engine: sa.Engine, name: str, version: str) -> Model:
         if row is None:
             raise QueryError(f"no model {name!r} version {version!r}{model_hint(conn, name)}")
         # its queued runs would only be refused (a retired version writes nothing new): not kept waiting
-        conn.execute(sa.delete(Job).where(Job.kind == "infer", Job.status == "queued", Job.args["model"].astext == name,
-                                          Job.args["version"].astext == version))
+        dropped = conn.scalars(sa.delete(Job).where(
+            Job.kind == "infer", Job.status == "queued", Job.args["model"].astext == name,
+            Job.args["version"].astext == version).returning(Job.job_id)).all()
+        if dropped:
+            log.warning("%s version %s retired: its queued infer jobs %s dropped", name, version,
+                        ", ".join(map(str, dropped)))
         current = current_version(conn, name)
     if current is not None and current.task in all_tasks() and (before is None or before.model_id != current.model_id):
         backfill(engine, current)

@@ -164,7 +164,7 @@ class Scheduler:
                 check_real_path(file, mapping.path, *([candidate.manifest.parent] if candidate.manifest else []))
             path = input_file(mapping, file)
             paths, uri, args = [path], str(path), {"file": str(path)}
-        else:  # spectra or light curves: the files its globs match now (none: MappingError)
+        else:  # spectra or light curves: the files its globs match now (none: MissingInputError)
             paths, uri, args = mapping.input_paths(), mapping.source_uri, {}
         # The mapping too: one still being written may be valid TOML that maps half the columns.
         newest = max([mapping.path, *paths], key=lambda p: p.stat().st_mtime)
@@ -199,8 +199,8 @@ class Scheduler:
 
     def _checksum(self, paths: list[Path], mapping: Mapping | PerObjectMapping) -> str:
         """The release checksum a load would give these files, recomputed only when a file or the
-        mapping has changed (size or modification time)."""
-        key = (str(mapping.path.resolve()), mapping.path.stat().st_mtime_ns,
+        mapping has changed (size or modification time) or the release's version (a manifest's) has."""
+        key = (str(mapping.path.resolve()), mapping.path.stat().st_mtime_ns, mapping.release_name,
                tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in paths))
         if key not in self._checksums:
             self._checksums[key] = (release_checksum(paths[0], mapping) if isinstance(mapping, Mapping)

@@ -528,14 +528,16 @@ def test_the_pad_at_an_epoch_is_over_the_releases_a_cross_match_reads(conn, kepl
 
 
 def test_the_pad_is_the_largest_motion_and_bounds_the_radius(engine, kepler):
-    release, table, _ = kepler
+    release, table, rows = kepler
     with engine.connect() as conn:
         rel = conn.scalar(sa.text("SELECT release_id FROM healcat.release WHERE name = :n"), {"n": release})
         pad = conn.scalar(sa.text("SELECT healcat.xmatch_pm_pad_arcsec(:r, 1985.0)"), {"r": rel})
     fastest = np.max(np.hypot(np.asarray(table["pmra"], float), np.asarray(table["pmdec"], float)))
     assert pad == pytest.approx(fastest * 30 / 1000, rel=1e-12)
-    with pytest.raises(QueryError, match="exceeds 1800"):
-        crossmatch(Table({"ra": [10.0], "dec": [20.0]}), 1800.0, release=release, at_epoch_jyear=1985.0)
+    # 1800 arcsec (the largest radius) at an epoch: every mover matched apart, no pad (refused before 0041)
+    widest = crossmatch(Table({"ra": [rows[0].ra], "dec": [rows[0].dec]}), 1800.0, release=release,
+                        at_epoch_jyear=1985.0, mode="all")
+    assert len(widest) > 0 and np.all(widest["separation_arcsec"] <= 1800.0)
     with pytest.raises(QueryError, match="finite Julian year"):
         crossmatch(Table({"ra": [10.0], "dec": [20.0]}), 1.0, release=release, at_epoch_jyear=float("nan"))
 
@@ -555,7 +557,8 @@ def test_fast_movers_are_matched_apart_and_no_longer_widen_every_search(conn, ke
     pad = conn.scalar(sa.text("SELECT healcat.xmatch_pm_pad_arcsec(:r, 1985.0)"), {"r": rel})
     assert pad == pytest.approx(math.hypot(50000.0, rows[len(rows) // 2].pmdec_masyr) * 30 / 1000, rel=1e-12)
     assert [conn.scalar(sa.text("SELECT healcat.xmatch_slow_pad_arcsec(:r, :p)"), {"r": r, "p": p})
-            for r, p in ((1.0, pad), (400.0, pad), (1.0, 4.0))] == [10.0, 400.0, 4.0]
+            for r, p in ((1.0, pad), (400.0, pad), (1.0, 4.0), (1795.0, pad), (1800.0, 6.0))] == [
+        10.0, 400.0, 4.0, pytest.approx(5.0 - 1e-6, abs=1e-9), 0.0]  # within the cover's 1800 arcsec
 
     # the input: every star where it was in 1985 (row i + 1 is rows[i])
     conn.execute(sa.text("CREATE TEMP TABLE mine (row_id bigint, ra float8, dec float8, hpx bigint)"))
@@ -570,6 +573,11 @@ def test_fast_movers_are_matched_apart_and_no_longer_widen_every_search(conn, ke
         mine = [g for g in got if g.source_id == fast]
         assert len(mine) >= 1 and all(SkyCoord(g.ra * u.deg, g.dec * u.deg).separation(then[list(ids).index(fast)])
                                       .arcsec < MOVED_TOLERANCE_ARCSEC for g in mine), "the fast star at 1985.0"
+    # no release named: the published ones (Kepler's pairs as above; other releases' stars may join them)
+    unnamed = conn.execute(sa.text("SELECT row_id, source_id FROM healcat.xmatch_table('mine', 1.0, NULL, 'all', "
+                                   "1985.0)")).all()
+    pairs, ambiguous = expected_pairs(then, {"id": ids, "coord": then}, 1.0)
+    assert {(g.row_id, g.source_id) for g in unnamed if g.source_id in set(ids.tolist())} - ambiguous == pairs
     best = conn.execute(sa.text("SELECT source_id_a, source_id_b, separation_arcsec FROM "
                                 "healcat.xmatch_releases(:n, :n, 1.0, 'best', 1985.0)"), {"n": release}).all()
     at = {i: k for k, i in enumerate(ids.tolist())}

@@ -223,12 +223,13 @@ def test_a_manifest_entry_gives_a_new_release_of_a_shipped_mapping_its_version(e
     manifest = tmp_path / "releases.toml"
     entry = f'[[release]]\nmapping = "{mapping.name}"\nfile = "incoming/rerun.csv"\n'
     manifest.write_text(entry)
-    assert Scheduler(engine, [manifest], settle_s=0).scan() == [] and _jobs(engine) == []
+    scheduler = Scheduler(engine, [manifest], settle_s=0)  # one, as a running scheduler: its checksums cached
+    assert scheduler.scan() == [] and _jobs(engine) == []
     assert ("incoming/rerun.csv: release scratch/shipped is already loaded from different content" in caplog.text
             and 'a manifest entry\'s version = "..."' in caplog.text)
 
-    manifest.write_text(entry + 'version = "shipped-rerun"\n')
-    (job_id,) = Scheduler(engine, [manifest], settle_s=0).scan()
+    manifest.write_text(entry + 'version = "shipped-rerun"\n')  # the checksum cached without it was kept
+    (job_id,) = scheduler.scan()
     (job,) = _jobs(engine)
     assert job.args["version"] == "shipped-rerun"
     assert job.args["checksum"] == release_checksum(tmp_path / "incoming" / "rerun.csv",
@@ -243,6 +244,11 @@ def test_a_manifest_entry_gives_a_new_release_of_a_shipped_mapping_its_version(e
     caplog.clear()
     assert Scheduler(engine, [manifest], settle_s=0).scan() == []
     assert "[[release]] number 1: version must be a string" in caplog.text
+    for bad in ("", "a/b"):  # a release named 'scratch/' or 'scratch/a/b'
+        manifest.write_text(entry + f'version = "{bad}"\n')
+        caplog.clear()
+        assert Scheduler(engine, [manifest], settle_s=0).scan() == []
+        assert f"must be a non-empty text without '/' (the release is named survey/version), got {bad!r}" in caplog.text
 
 
 def test_scheduler_waits_for_a_file_to_settle_and_loads_only_what_it_scanned(engine, catalog, tmp_path,

@@ -232,7 +232,7 @@ def test_photoz_reads_the_classifier_its_task_names_and_refuses_without_it(
                          {"m": classifier.model_id})
 
 
-def test_a_retired_version_writes_nothing_new(engine, catalog, capsys, scratch_models):
+def test_a_retired_version_writes_nothing_new(engine, catalog, capsys, caplog, scratch_models):
     """`healcat infer object-class-sdss RELEASE --version 2` after v2 was retired made a run with predictions."""
     scratch_models.append("retired-clf")
     retired = registry.register_weights_file(engine, "object_class", catalog["classifier"].weights_path,
@@ -244,6 +244,7 @@ def test_a_retired_version_writes_nothing_new(engine, catalog, capsys, scratch_m
     retire_model(engine, retired.name, retired.version)
     with engine.connect() as conn:  # dropped: each would only be refused
         assert conn.scalar(sa.text(queued), {"n": retired.name}) == 0
+    assert f"retired-clf version {retired.version} retired: its queued infer jobs " in caplog.text
     assert main(["infer", retired.name, SDSS_RELEASE, "--version", retired.version]) == 1
     assert f"infer: retired-clf version {retired.version} is retired (at " in capsys.readouterr().err
     with pytest.raises(HealcatError, match="retiring is for good"):

@@ -140,14 +140,15 @@ def test_a_cell_that_is_no_number_leaves_its_column_text_for_the_mapping_to_quar
     missing = np.isin(np.arange(N), np.r_[2:14, 15, 16])
     assert np.isnan(values[missing]).all()
     np.testing.assert_array_equal(values[~missing].astype(np.float32), _sample()["mag"][~missing])  # the file's floats
-    assert "W30" not in caplog.text  # each is its row's problem now
+    assert "read tolerantly" not in caplog.text  # each is its row's problem now, not a fault of the file
 
 
 def test_a_votables_other_warnings_are_logged(tmp_path, caplog):
     path = _write(tmp_path, "votable")
     path.write_text(path.read_text().replace('<FIELD ID="id"', '<FIELD ID="id" colour="blue"'))
     _read_all(path, "votable")
-    assert "t.xml:7:3: W48: Unknown attribute 'colour' on FIELD" in caplog.text
+    assert re.search(r"t.xml: read tolerantly: not a strictly valid VOTable \(the first fault: .*t.xml:7:3: W48: "
+                     "Unknown attribute 'colour' on FIELD", caplog.text)
 
 
 def test_broken_files_fail_naming_the_file_and_the_fault(tmp_path):

@@ -9,12 +9,11 @@ listed in the mapping's ``null_values`` is missing instead."""
 from __future__ import annotations
 
 import logging
-import warnings
 from pathlib import Path
 
 import numpy as np
 from astropy.io import ascii
-from astropy.io.votable.exceptions import W30, VOWarning, parse_vowarning
+from astropy.io.votable.exceptions import VOWarning, parse_vowarning
 from astropy.table import MaskedColumn, Table
 from astropy.utils.xml import iterparser
 
@@ -59,26 +58,20 @@ def _unreadable(col) -> bool:
 @register("votable")
 def read_votable(path: Path, options: ReadOptions) -> Chunks:
     """astropy reads a float cell that is no number as missing, with only a warning (W30, and only the
-    first ten of them). A file read without any warning is taken as it is; otherwise it is read again
-    tolerantly and its cells once more to find each such cell. The file's other warnings are logged.
-    (Whether to look is decided by the strict read's exception, not by the warnings caught: catching
-    warnings is not thread-safe, and this runs in the loader's read-ahead thread.)"""
+    first ten of them). A file read strictly without a fault is taken as it is; otherwise it is read
+    again tolerantly (``verify="ignore"``: no warnings, which this must not catch, as it runs in the
+    loader's read-ahead thread and catching warnings is not thread-safe) and its cells once more to
+    find each cell that is no number. The strict read's fault is logged unless it is one of those."""
     try:
         try:
             return sliced(Table.read(path, format="votable", verify="exception"), options.chunk_rows)
-        except (VOWarning, ValueError):  # a warning raised, or a cell's ValueError (W30's, strictly)
-            pass
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            table = Table.read(path, format="votable", verify="warn")
+        except (VOWarning, ValueError) as exc:  # a warning raised, or a cell's ValueError (W30's, strictly)
+            fault = exc
+        table = Table.read(path, format="votable", verify="ignore")
     except Exception as exc:  # astropy raises many types for broken files
         raise IngestError(f"{path}: cannot be read as a VOTable: {exc}") from exc
-    handled = _unreadable_floats(path, table, options)
-    for w in caught:
-        if not isinstance(w.message, VOWarning):
-            log.warning("%s: %s", path, w.message)
-        elif not isinstance(w.message, W30) or _position(w.message) not in handled:
-            log.warning("%s", w.message)  # it names the file, line and column
+    if _position(fault) not in _unreadable_floats(path, table, options):
+        log.warning("%s: read tolerantly: not a strictly valid VOTable (the first fault: %s)", path, fault)
     return sliced(table, options.chunk_rows)
 
 
@@ -103,6 +96,9 @@ def _unreadable_floats(path: Path, table: Table, options: ReadOptions) -> set[tu
             elif tag == "TABLE" and not start:
                 break
     if row + 1 != len(table):  # astropy read another TABLE than the first (one in a nested RESOURCE)
+        if any(masks[i].any() for i in floats):
+            raise IngestError(f"{path}: its first TABLE has {row + 1} rows but astropy read a table of {len(table)}: "
+                              "number cells it read as missing cannot be told from cells that are no number")
         return set()
     for column, cells in bad.items():
         col = table.columns[column]
@@ -122,9 +118,10 @@ def _no_number(text: str) -> bool:
     return False
 
 
-def _position(warning: VOWarning) -> tuple[int, int]:
-    where = parse_vowarning(str(warning))
-    return where["nline"], where["nchar"]
+def _position(fault: Exception) -> tuple[int, int] | None:
+    """Where in the file astropy says a fault is (line, column), None if it does not say."""
+    where = parse_vowarning(str(fault))
+    return (where["nline"], where["nchar"]) if where.get("nline") is not None else None
 
 
 def _as_text(table: Table, name: str, texts: list[str], options: ReadOptions) -> None:
