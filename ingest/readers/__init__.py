@@ -43,7 +43,8 @@ class ReadOptions:
     header_comment: int = 0  # whitespace: which '#' comment line names the columns (-1: the last)
     delimiter: str | None = None  # whitespace: a delimiter other than blanks (e.g. ',' under a '#' header)
     text_columns: frozenset[str] = frozenset()  # read as text whatever they look like (exact ids)
-    null_values: tuple[str, ...] = ()  # csv, whitespace: cells that mean missing besides empty ones ("NULL")
+    null_values: tuple[str, ...] = ()  # cells that mean missing besides empty ones ("NULL"): csv, whitespace;
+    # ecsv, votable: in a number column's cells that are no number
 
 
 @dataclass(frozen=True)

@@ -77,8 +77,8 @@ def read_votable(path: Path, options: ReadOptions) -> Chunks:
 
 def _unreadable_floats(path: Path, table: Table, options: ReadOptions) -> set[tuple[int, int]]:
     """Float columns of ``table`` (the file's first TABLE) with a cell astropy masked as no number made
-    text (:func:`_as_text`); where those cells are in the file (line, column), to tell the W30 warnings
-    about them."""
+    text (:func:`_as_text`); where those cells are in the file (line, column), to tell whether the
+    strict read's fault is one of them."""
     floats = {i for i, col in enumerate(table.itercols()) if col.dtype.kind == "f" and col.ndim == 1}
     masks = [np.ma.getmaskarray(col) for col in table.itercols()]
     bad: dict[int, dict[int, str]] = {}  # column index -> row -> the cell's text
