@@ -61,3 +61,42 @@ def test_the_current_views_show_every_column_of_their_tables(conn):
     for table in ("source", "photometry", "spec_redshift", "source_xid", "spectrum"):
         assert columns(f"current_{table}") == columns(table), table
     assert "pmra_masyr" in columns("current_source")
+
+
+#: Tables of per-object rows: they are distributed by ``shard`` (README, "Designed to scale out").
+#: The others stay on the coordinator or become reference tables.
+COORDINATOR_TABLES = {"alembic_version", "survey", "release", "model", "inference_run", "cluster", "cluster_age",
+                      "job", "scheduled_ingest", "quarantine"}
+
+
+def test_every_per_object_table_is_distributable_by_shard(conn):
+    """What Citus asks of a table distributed by ``shard``, and of its colocated children: the column
+    is a plain (not generated) NOT NULL smallint, and every primary key, unique constraint and unique
+    index holds it (so a foreign key between per-object tables, which references one of them, joins
+    on shard and colocates); no coordinator table holds per-object rows."""
+    tables = set(conn.execute(sa.text(
+        "SELECT relname FROM pg_class WHERE relnamespace = 'healcat'::regnamespace AND relkind IN ('r', 'p')")).scalars())
+    per_object = tables - COORDINATOR_TABLES
+    assert {"source", "photometry", "spec_redshift", "spectrum", "light_curve", "prediction", "embedding"} <= per_object
+    holding_sources = set(conn.execute(sa.text(
+        "SELECT c.relname FROM pg_attribute AS a JOIN pg_class AS c ON c.oid = a.attrelid "
+        "WHERE c.relnamespace = 'healcat'::regnamespace AND c.relkind IN ('r', 'p') AND a.attname = 'source_id'")).scalars())
+    assert holding_sources <= per_object, "a coordinator table holds per-object rows"
+    faults = []
+    for table in sorted(per_object):
+        rel = f"healcat.{table}"
+        shard = conn.execute(sa.text(
+            "SELECT format_type(atttypid, atttypmod) AS type, attnotnull, attgenerated FROM pg_attribute "
+            "WHERE attrelid = CAST(:r AS regclass) AND attname = 'shard' AND NOT attisdropped"), {"r": rel}).first()
+        if shard is None or shard.type != "smallint" or not shard.attnotnull or shard.attgenerated:
+            faults.append(f"{table}: shard is {shard}")
+            continue
+        unique = conn.execute(sa.text(
+            "SELECT pg_get_indexdef(i.indexrelid) AS ddl, i.indisprimary, 'shard' = ANY (array_agg(a.attname)) AS has_shard "
+            "FROM pg_index AS i JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) "
+            "WHERE i.indrelid = CAST(:r AS regclass) AND i.indisunique GROUP BY i.indexrelid, i.indisprimary"),
+            {"r": rel}).all()
+        if not any(u.indisprimary for u in unique):
+            faults.append(f"{table}: no primary key")
+        faults += [f"{table}: unique without shard: {u.ddl}" for u in unique if not u.has_shard]
+    assert faults == []
