@@ -6,6 +6,7 @@ import argparse
 import io
 import json
 import logging
+import os
 import re
 import signal
 import sys
@@ -84,6 +85,11 @@ def _print_table(table: Table, fmt: str) -> None:
 
 
 def cmd_db(args: argparse.Namespace) -> None:
+    if args.action == "reader":
+        _db_reader(args)
+        return
+    if args.names or args.password_env:
+        raise HealcatError(f"db {args.action}: names and --password-env are for `db reader add|drop`")
     if args.reader and args.action in ("up", "stop"):
         raise HealcatError(f"db {args.action}: --reader is for url, psql and status (up and stop act as the owner)")
     if args.action == "stop":
@@ -92,18 +98,19 @@ def cmd_db(args: argparse.Namespace) -> None:
         print("stopped" if db.EmbeddedServer().stop() else "not running")
         return
     if args.action == "psql":
-        _exec_psql(db.reader_url() if args.reader else db.database_url())
+        _exec_psql(db.reader_url(role=args.reader) if args.reader else db.database_url())
     if args.action == "status" and db.uses_embedded() and not db.EmbeddedServer().running():
         print(f"embedded server: not running (data in {db.EmbeddedServer().pgdata})")
         return
     url = db.database_url()
     if args.action == "url":
-        print(db.libpq_url(db.reader_url(url) if args.reader else url))
+        print(db.libpq_url(db.reader_url(url, args.reader) if args.reader else url))
     elif args.action == "up":
         db.migrate(url)
         print(f"database ready at {db.shown_url(url)}")
     else:
-        with db.engine(reader=args.reader).connect() as conn:
+        engine = sa.create_engine(db.reader_url(url, args.reader) if args.reader else url, poolclass=sa.pool.NullPool)
+        with engine.connect() as conn:
             user = conn.scalar(sa.text("SELECT current_user"))
             version = conn.scalar(sa.text("SHOW server_version"))
             vector = conn.scalar(sa.text("SELECT extversion FROM pg_extension WHERE extname = 'vector'"))
@@ -113,10 +120,41 @@ def cmd_db(args: argparse.Namespace) -> None:
         print(f"schema revision: {revision or 'none (run: healcat db up)'}")
 
 
+def _db_reader(args: argparse.Namespace) -> None:
+    """`healcat db reader list | add NAME | drop NAME`: the astronomers' own read-only roles."""
+    what, *names = args.names or ["list"]
+    if what not in ("list", "add", "drop") or len(names) != (what != "list"):
+        raise HealcatError("db reader: list, add NAME or drop NAME")
+    if args.reader:
+        raise HealcatError("db reader: acts as the owner (--reader is for url, psql and status)")
+    if args.password_env and what != "add":
+        raise HealcatError("db reader: --password-env is for add")
+    url = db.database_url()
+    if what == "add":
+        password = None
+        if args.password_env:
+            password = os.environ.get(args.password_env)
+            if not password:
+                raise HealcatError(f"db reader add: --password-env {args.password_env}: that variable is not set or empty")
+        db.add_astronomer(url, names[0], password)
+        print(f"{names[0]}: read-only, with healcat_reader's limits; connect with "
+              f"psql \"$(healcat db url --reader {names[0]})\"")
+    elif what == "drop":
+        ended = db.drop_astronomer(url, names[0])
+        print(f"{names[0]}: dropped" + (f" ({ended} session(s) ended)" if ended else ""))
+    else:
+        engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        with engine.connect() as conn:
+            rows = db.astronomers(conn)
+        for row in rows:
+            print(f"{row.name}\tconnection limit {row.connection_limit}\t{row.sessions} session(s) now")
+        if not rows:
+            print("no astronomer has a role of their own (`healcat db reader add NAME`); everyone reads as healcat_reader")
+
+
 def _exec_psql(url: sa.URL) -> None:
     """Replace this process with psql on the catalog: the system's, else the embedded server's own.
     The password goes in PGPASSWORD: any local user may read a process's arguments."""
-    import os
     import shutil
 
     from catalog.db import embedded_bin
@@ -679,13 +717,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     formatter = _DefaultsFormatter
 
-    p = sub.add_parser("db", help="the database: up, status, url, psql, stop", formatter_class=formatter,
+    p = sub.add_parser("db", help="the database: up, status, url, psql, stop, reader", formatter_class=formatter,
                        description="up: start the embedded server if it is the one used, and migrate to the newest "
                                    "schema; status: server, pgvector and schema versions; url: a libpq URL for psql "
-                                   "and other clients; psql: open psql on the catalog; stop: stop the embedded server")
-    p.add_argument("action", choices=["up", "status", "url", "psql", "stop"])
-    p.add_argument("--reader", action="store_true",
-                   help="url, psql, status: as the read-only role healcat_reader (SELECT and query functions only)")
+                                   "and other clients; psql: open psql on the catalog; stop: stop the embedded server; "
+                                   "reader list | add NAME | drop NAME: astronomers' own read-only roles (each with "
+                                   "healcat_reader's privileges and limits; sessions of one cannot end another's)")
+    p.add_argument("action", choices=["up", "status", "url", "psql", "stop", "reader"])
+    p.add_argument("names", nargs="*", metavar="list|add NAME|drop NAME", help="reader: what to do")
+    p.add_argument("--reader", nargs="?", const=db.READER_ROLE, metavar="ROLE",
+                   help="url, psql, status: as a read-only role: healcat_reader, or an astronomer's own (SELECT and "
+                        "query functions only)")
+    p.add_argument("--password-env", metavar="VAR",
+                   help="reader add: the environment variable holding the role's password (where the server asks for one)")
     p.set_defaults(func=cmd_db)
 
     p = sub.add_parser("ingest", help="ingest a release through its mapping (idempotent)")

@@ -25,6 +25,9 @@ from catalog.errors import ConfigurationError
 DATABASE_NAME = "healcat"
 #: The read-only role migration 0005 creates: SELECT and EXECUTE on the schema, a statement timeout.
 READER_ROLE = "healcat_reader"
+#: The group role of the astronomers' own read-only roles (``healcat db reader add``): it inherits
+#: :data:`READER_ROLE`'s privileges, and its members get the same limits (migration 0043).
+ASTRONOMERS_ROLE = "healcat_astronomers"
 #: The read-only role's limits [s]: how long one statement may run, and a transaction sit idle.
 #: Its sessions set them as timeouts (:data:`READER_SESSION`); a reader may ``SET`` them away in its
 #: own session, so the watchdog (:mod:`catalog.watchdog`) enforces them from outside too.
@@ -161,17 +164,19 @@ def without_password(url: URL) -> URL:
     return url.difference_update_query(["password"])._replace(password=None)
 
 
-def reader_url(url: URL | None = None) -> URL:
-    """The catalog's URL as the read-only role (password: HEALCAT_READER_PASSWORD, if the server asks for one),
-    whose sessions set the limits :data:`READER_SESSION` when they connect.
+def reader_url(url: URL | None = None, role: str = READER_ROLE) -> URL:
+    """The catalog's URL as a read-only role (the shared :data:`READER_ROLE`, password
+    HEALCAT_READER_PASSWORD if the server asks for one; or an astronomer's own, no password: libpq
+    finds it in PGPASSWORD or ~/.pgpass), whose sessions set the limits :data:`READER_SESSION` when
+    they connect.
 
     The embedded server trusts connections on its unix socket, so there the role needs no password.
     The options are separated by tabs: SQLAlchemy writes a space in a URL's query as ``+``, which
     libpq (psql, and the searches' own psycopg sessions) would read as a ``+``; a tab is ``%09``.
     """
     # never the owner's password: URL.set(password=None) would keep it
-    url = without_password(url or database_url())._replace(username=READER_ROLE,
-                                                          password=os.environ.get("HEALCAT_READER_PASSWORD"))
+    password = os.environ.get("HEALCAT_READER_PASSWORD") if role == READER_ROLE else None
+    url = without_password(url or database_url())._replace(username=role, password=password)
     limits = "\t".join(f"-c{name}={value}" for name, value in READER_SESSION.items())
     options = url.query.get("options")  # the URL's own options first: ours, later, win
     return url.update_query_dict({"options": f"{options}\t{limits}" if options else limits})
@@ -225,9 +230,10 @@ def migrate(url: URL | None = None, revision: str = "head") -> None:
 
 
 def assert_reader_role(url: URL) -> None:
-    """Put back what a reader may change of its own role (its defaults, its password): its limits, by
-    ``healcat.assert_reader_role()`` (migration 0032; nothing before it), and HEALCAT_READER_PASSWORD
-    when set. Where the migrating role may not alter the reader, the function warns instead."""
+    """Put back what a reader may change of its own role (its defaults, its password): the limits of
+    the shared role and of every astronomer's own, by ``healcat.assert_reader_role()`` (migration 0032,
+    astronomers since 0043; nothing before 0032), and HEALCAT_READER_PASSWORD when set. Where the
+    migrating role may not alter a reader, the function warns instead."""
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     try:
         with engine.begin() as conn:
@@ -235,12 +241,89 @@ def assert_reader_role(url: URL) -> None:
                 return
             conn.execute(sa.text("SELECT healcat.assert_reader_role()"))
             password = os.environ.get("HEALCAT_READER_PASSWORD")
-            if password:  # ALTER ROLE takes no parameters: the server quotes the password (%L)
-                statement = conn.scalar(sa.text("SELECT format('ALTER ROLE %I PASSWORD %L', CAST(:role AS text), "
-                                                "CAST(:pw AS text))"), {"role": READER_ROLE, "pw": password})
-                conn.execution_options(no_parameters=True).exec_driver_sql(statement)
+            if password:
+                _role_statement(conn, "ALTER ROLE %I PASSWORD %L", READER_ROLE, password)
     finally:
         engine.dispose()
+
+
+def _role_statement(conn: sa.Connection, template: str, *values: str) -> None:
+    """Run a role statement (which takes no parameters), its names and text quoted by the server
+    (``format``'s %I and %L)."""
+    arguments = "".join(f", CAST(:v{i} AS text)" for i in range(len(values)))
+    statement = conn.scalar(sa.text(f"SELECT format(CAST(:t AS text){arguments})"),
+                            {"t": template, **{f"v{i}": v for i, v in enumerate(values)}})
+    conn.execution_options(no_parameters=True).exec_driver_sql(statement)
+
+
+def _is_astronomer(conn: sa.Connection, name: str) -> bool | None:
+    """Whether role ``name`` is an astronomer's (a member of :data:`ASTRONOMERS_ROLE`); None: no such role."""
+    return conn.scalar(sa.text(
+        "SELECT EXISTS (SELECT 1 FROM pg_auth_members WHERE roleid = to_regrole(:group) AND member = r.oid) "
+        "FROM pg_roles AS r WHERE r.rolname = :name"), {"group": ASTRONOMERS_ROLE, "name": name})
+
+
+def add_astronomer(url: URL, name: str, password: str | None = None) -> None:
+    """Make ``name`` an astronomer's own read-only login role: a member of :data:`ASTRONOMERS_ROLE`
+    (made the first time, inheriting :data:`READER_ROLE`'s privileges), with the shared role's limits.
+
+    Its sessions cannot signal (cancel, terminate) another astronomer's, as sessions of the one
+    shared role can each other's; it may still cancel the shared role's statements (it holds that
+    role's privileges). Run as the owner, who needs CREATEROLE. ``password`` where the server asks
+    for one; an existing astronomer's role gets it anew. A role of that name that is not an
+    astronomer's is refused: healcat takes over no role it did not make."""
+    if not name or name.startswith("pg_") or name in (READER_ROLE, ASTRONOMERS_ROLE) or len(name.encode()) > 63:
+        raise ConfigurationError(f"db reader add: {name!r} cannot be an astronomer's role name (1-63 bytes, not "
+                                 f"pg_..., {READER_ROLE} or {ASTRONOMERS_ROLE})")
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            if conn.scalar(sa.text("SELECT to_regrole(:r)"), {"r": READER_ROLE}) is None:
+                raise ConfigurationError(f"db reader add: there is no role {READER_ROLE}: run `healcat db up` first")
+            exists = _is_astronomer(conn, name)
+            if exists is False:
+                raise ConfigurationError(f"db reader add: a role {name!r} exists and is not an astronomer's (a member "
+                                         f"of {ASTRONOMERS_ROLE}); healcat takes over no role it did not make")
+            if conn.scalar(sa.text("SELECT to_regrole(:r)"), {"r": ASTRONOMERS_ROLE}) is None:
+                _role_statement(conn, "CREATE ROLE %I NOLOGIN", ASTRONOMERS_ROLE)
+                _role_statement(conn, "GRANT %I TO %I WITH INHERIT TRUE, SET FALSE", READER_ROLE, ASTRONOMERS_ROLE)
+            if exists is None:
+                _role_statement(conn, "CREATE ROLE %I LOGIN", name)
+                _role_statement(conn, "GRANT %I TO %I WITH INHERIT TRUE, SET FALSE", ASTRONOMERS_ROLE, name)
+            if password:
+                _role_statement(conn, "ALTER ROLE %I PASSWORD %L", name, password)
+            conn.execute(sa.text("SELECT healcat.assert_reader_role()"))
+    except sa.exc.ProgrammingError as e:
+        raise ConfigurationError(f"db reader add: {e.orig} (the owner needs CREATEROLE; an administrator can run "
+                                 "`healcat db reader add` as a role that has it)") from None
+    finally:
+        engine.dispose()
+
+
+def drop_astronomer(url: URL, name: str) -> int:
+    """Drop an astronomer's role, ending its sessions first; returns how many were ended. A role that
+    is not an astronomer's is refused."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            if not _is_astronomer(conn, name):
+                raise ConfigurationError(f"db reader drop: {name!r} is not an astronomer's role (`healcat db reader "
+                                         "list` names them)")
+            ended = conn.scalar(sa.text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                        "WHERE usename = :name"), {"name": name})
+            _role_statement(conn, "DROP ROLE %I", name)
+        return ended
+    finally:
+        engine.dispose()
+
+
+def astronomers(conn: sa.Connection) -> list[sa.Row]:
+    """The astronomers' roles: name, connection limit, sessions open now."""
+    return conn.execute(sa.text(
+        "SELECT r.rolname AS name, r.rolconnlimit AS connection_limit, "
+        "       (SELECT count(*) FROM pg_stat_activity AS a WHERE a.usename = r.rolname) AS sessions "
+        "FROM pg_auth_members AS m JOIN pg_roles AS r ON r.oid = m.member "
+        "WHERE m.roleid = to_regrole(:group) ORDER BY 1"), {"group": ASTRONOMERS_ROLE}).all()
 
 
 def current_revision(conn: sa.Connection) -> str | None:

@@ -13,8 +13,10 @@ longer than ``idle_s``. Each is logged: the session, its client, how long, what 
 It runs as a thread in every ``healcat worker`` and in ``healcat serve`` (:class:`Watchdog`), each
 sweeping every :data:`INTERVAL_S` (one query; several sweepers at once are harmless). The sweeping
 role must see the reader's queries and signal its sessions: a superuser (the embedded server's and
-docker-compose's owner are), a member of ``healcat_reader``, or a member of both
-``pg_signal_backend`` and ``pg_read_all_stats``; without that the watchdog says so once and stops.
+docker-compose's owner are), a member of both ``pg_signal_backend`` and ``pg_read_all_stats``, or,
+while no astronomer has a role of their own (``healcat db reader add``), a member of
+``healcat_reader``; without that the watchdog says so once and stops. The astronomers' roles
+(members of ``healcat_astronomers``) are swept as the shared role is.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ GRACE_S = 10.0
 
 _RUNNING = "a.state IN ('active', 'fastpath function call')"
 _IDLE_IN_TRANSACTION = "a.state LIKE 'idle in transaction%'"
-# One statement: the role's client sessions past a limit, each signalled as its row is read.
+# One statement: the client sessions of the role and of the astronomers' roles past a limit, each
+# signalled as its row is read (only those the sweeper may signal: see may_signal).
 _SWEEP = sa.text(f"""
     SELECT a.pid, a.usename AS role, a.application_name, host(a.client_addr) AS client, a.state, t.seconds,
            o.action, left(a.query, 300) AS query,
@@ -49,12 +52,15 @@ _SWEEP = sa.text(f"""
                                     WHEN {_RUNNING} AND t.seconds > :statement_s THEN 'cancel'
                                     WHEN {_IDLE_IN_TRANSACTION} AND t.seconds > :idle_s THEN 'terminate'
                                END AS action) AS o
-    WHERE a.usename = :role AND a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()
-      AND o.action IS NOT NULL""")
-# Whether the connected role sees the queries of the role's sessions and may signal them.
+    WHERE (a.usename = :role OR a.usesysid IN (SELECT member FROM pg_auth_members WHERE roleid = to_regrole(:astronomers)))
+      AND a.backend_type = 'client backend' AND a.pid <> pg_backend_pid() AND o.action IS NOT NULL
+      AND (pg_has_role('pg_signal_backend', 'USAGE') OR pg_has_role(a.usesysid, 'USAGE'))""")
+# Whether the connected role sees the queries of the role's and the astronomers' sessions and may
+# signal them: a member of the role may signal its sessions, not those of the astronomers' own roles.
 _MAY_SIGNAL = sa.text("""
     SELECT pg_has_role('pg_signal_backend', 'USAGE') AND pg_has_role('pg_read_all_stats', 'USAGE')
-           OR coalesce((SELECT pg_has_role(oid, 'USAGE') FROM pg_roles WHERE rolname = :role), false)""")
+           OR coalesce((SELECT pg_has_role(oid, 'USAGE') FROM pg_roles WHERE rolname = :role), false)
+              AND NOT EXISTS (SELECT 1 FROM pg_auth_members WHERE roleid = to_regrole(:astronomers))""")
 
 
 class Overdue(NamedTuple):
@@ -73,11 +79,14 @@ class Overdue(NamedTuple):
 
 def sweep(conn: sa.Connection, role: str = db.READER_ROLE, statement_s: float = db.READER_STATEMENT_S,
           idle_s: float = db.READER_IDLE_IN_TRANSACTION_S, grace_s: float = GRACE_S) -> list[Overdue]:
-    """Cancel the statements of ``role``'s sessions running longer than ``statement_s``, terminate those
-    still running ``grace_s`` later and those idle in a transaction longer than ``idle_s``; log and
-    return them. ``conn``'s role must see and signal them (:func:`may_signal`)."""
-    overdue = [Overdue(*row) for row in conn.execute(_SWEEP, {"role": role, "statement_s": statement_s,
-                                                              "idle_s": idle_s, "grace_s": grace_s})]
+    """Cancel the statements of the sessions of ``role`` and of the astronomers' own roles (members of
+    :data:`catalog.db.ASTRONOMERS_ROLE`) running longer than ``statement_s``, terminate those still
+    running ``grace_s`` later and those idle in a transaction longer than ``idle_s``; log and return
+    them. ``conn``'s role must see and signal them (:func:`may_signal`); sessions it may not signal
+    are left alone."""
+    overdue = [Overdue(*row) for row in conn.execute(_SWEEP, {"role": role, "astronomers": db.ASTRONOMERS_ROLE,
+                                                              "statement_s": statement_s, "idle_s": idle_s,
+                                                              "grace_s": grace_s})]
     for o in overdue:
         idle = o.state.startswith("idle")
         log.warning("watchdog: %s session %d of %s (%s, from %s): %s for %.0f s, past its limit of %g s: %s",
@@ -89,8 +98,9 @@ def sweep(conn: sa.Connection, role: str = db.READER_ROLE, statement_s: float = 
 
 
 def may_signal(conn: sa.Connection, role: str = db.READER_ROLE) -> bool:
-    """Whether ``conn``'s role can see ``role``'s statements and signal its sessions."""
-    return bool(conn.scalar(_MAY_SIGNAL, {"role": role}))
+    """Whether ``conn``'s role can see the statements of ``role`` and the astronomers' roles, and signal
+    their sessions."""
+    return bool(conn.scalar(_MAY_SIGNAL, {"role": role, "astronomers": db.ASTRONOMERS_ROLE}))
 
 
 class Watchdog:
@@ -131,9 +141,10 @@ class Watchdog:
                     if allowed is None:
                         allowed = may_signal(conn, self.limits["role"])
                         if not allowed:
-                            log.warning("watchdog: the role %s may not see and signal the sessions of %s, so nothing "
-                                        "ends a statement of theirs that lifted its timeout: make it a superuser, a "
-                                        "member of %s, or of pg_signal_backend and pg_read_all_stats",
+                            log.warning("watchdog: the role %s may not see and signal the sessions of %s and the "
+                                        "astronomers' roles, so nothing ends a statement of theirs that lifted its "
+                                        "timeout: make it a superuser, or a member of pg_signal_backend and "
+                                        "pg_read_all_stats (or of %s, while there is no astronomer's role)",
                                         conn.scalar(sa.text("SELECT current_user")), self.limits["role"],
                                         self.limits["role"])
                             return

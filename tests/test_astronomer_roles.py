@@ -1,0 +1,119 @@
+"""Astronomers' own read-only roles (`healcat db reader add`): the shared reader's privileges and
+limits, and sessions of one astronomer cannot end another's (as sessions of one shared role can)."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from catalog import db
+from catalog.cli import main
+from catalog.watchdog import may_signal, sweep
+from tests.test_reader_watchdog import UNBOUNDED, Running, _cancelled, _sleeping_for, _wait_for
+
+ALICE, BOB = "astro_alice", "astro_bob"
+
+
+@pytest.fixture(scope="module")
+def astronomers(database_url, catalog):
+    for name in (ALICE, BOB):
+        db.add_astronomer(database_url, name)
+    engines = {name: sa.create_engine(db.reader_url(database_url, name), poolclass=sa.pool.NullPool)
+               for name in (ALICE, BOB)}
+    yield engines
+    for name, engine in engines.items():
+        engine.dispose()
+        db.drop_astronomer(database_url, name)
+
+
+def _settings(engine: sa.Engine, role: str) -> list[str]:
+    with engine.connect() as conn:
+        return sorted(conn.scalar(sa.text("SELECT setconfig FROM pg_db_role_setting WHERE setdatabase = 0 AND "
+                                          "setrole = to_regrole(:r)"), {"r": role}) or [])
+
+
+def test_an_astronomer_reads_and_searches_writes_nothing_and_has_the_limits(astronomers, engine):
+    alice = astronomers[ALICE]
+    with alice.connect() as conn:
+        assert conn.scalar(sa.text("SELECT current_user")) == ALICE
+        assert conn.scalar(sa.text("SHOW statement_timeout")) == "1min"
+        assert conn.scalar(sa.text("SELECT count(*) FROM healcat.cone_search(160.9415, 0.7968, 600.0)")) > 0
+    for statement in ["INSERT INTO healcat.survey (name) VALUES ('alice-was-here')",
+                      "CREATE TABLE healcat.alice_table (x int)",
+                      "SELECT pg_advisory_lock(1)",
+                      "SET ROLE healcat_reader",  # inherits its privileges, may not become it
+                      "SELECT healcat.assert_reader_role()"]:
+        with alice.connect() as conn, pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+            conn.execute(sa.text(statement))
+    assert _settings(engine, ALICE) == ["idle_in_transaction_session_timeout=5min", "statement_timeout=60s",
+                                        "temp_file_limit=2GB"]
+    with engine.connect() as conn:
+        assert 0 < conn.scalar(sa.text("SELECT rolconnlimit FROM pg_roles WHERE rolname = :r"), {"r": ALICE}) <= 10
+
+
+def test_one_astronomer_cannot_end_another_s_session(astronomers, engine):
+    bob = Running(astronomers[BOB], ["SELECT pg_sleep(60)"])
+    try:
+        _wait_for(lambda: _sleeping_for(engine, bob.pid, 0.5), "bob's statement runs")
+        for signal in ("pg_cancel_backend", "pg_terminate_backend"):
+            with astronomers[ALICE].connect() as conn, pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
+                conn.execute(sa.text(f"SELECT {signal}(:pid)"), {"pid": bob.pid})
+        assert _sleeping_for(engine, bob.pid, 0.5), "bob's statement runs on"
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("SELECT pg_cancel_backend(:pid)"), {"pid": bob.pid})
+    assert _cancelled(bob.result())
+
+
+def test_db_up_puts_back_what_an_astronomer_changed_of_their_role(astronomers, engine, database_url):
+    with astronomers[ALICE].begin() as conn:
+        conn.execute(sa.text(f"ALTER ROLE {ALICE} SET statement_timeout = 0"))
+    assert "statement_timeout=0" in _settings(engine, ALICE)
+    assert main(["db", "up"]) == 0
+    assert "statement_timeout=60s" in _settings(engine, ALICE)
+
+
+def test_the_watchdog_ends_an_astronomer_s_unbounded_statement(astronomers, engine):
+    with engine.connect() as conn:
+        assert may_signal(conn)
+    unbounded = Running(astronomers[ALICE], UNBOUNDED)
+    try:
+        _wait_for(lambda: _sleeping_for(engine, unbounded.pid, 2.0), "alice's statement runs past the limit")
+        with engine.begin() as conn:
+            overdue = sweep(conn, statement_s=1.0, idle_s=1.0, grace_s=60.0)
+        assert [(o.pid, o.role, o.action, o.signalled) for o in overdue] == [(unbounded.pid, ALICE, "cancel", True)]
+        assert _cancelled(unbounded.result())
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("SELECT pg_cancel_backend(:pid)"), {"pid": unbounded.pid})
+
+
+def test_reader_commands(astronomers, engine, capsys):
+    assert main(["db", "reader", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert ALICE in listed and BOB in listed
+    assert main(["db", "url", "--reader", ALICE]) == 0
+    assert f"postgresql://{ALICE}@" in capsys.readouterr().out
+    for argv, message in [(["db", "reader", "add", "postgres"], "exists and is not an astronomer's"),
+                          (["db", "reader", "add", db.READER_ROLE], "cannot be an astronomer's role name"),
+                          (["db", "reader", "drop", "postgres"], "is not an astronomer's role"),
+                          (["db", "reader", "add"], "list, add NAME or drop NAME"),
+                          (["db", "reader", "add", "carol", "--password-env", "HEALCAT_NO_SUCH_VARIABLE"],
+                           "that variable is not set"),
+                          (["db", "url", "extra"], "names and --password-env are for")]:
+        assert main(argv) == 1, argv
+        assert message in capsys.readouterr().err
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT to_regrole('carol')")) is None
+
+
+def test_dropping_an_astronomer_ends_their_sessions(database_url, engine, catalog):
+    db.add_astronomer(database_url, "astro_carol")
+    carol = sa.create_engine(db.reader_url(database_url, "astro_carol"), poolclass=sa.pool.NullPool)
+    session = Running(carol, ["SELECT pg_sleep(60)"])
+    _wait_for(lambda: _sleeping_for(engine, session.pid, 0.2), "carol's statement runs")
+    assert db.drop_astronomer(database_url, "astro_carol") == 1
+    assert isinstance(session.result(), sa.exc.OperationalError)
+    carol.dispose()
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT to_regrole('astro_carol')")) is None
