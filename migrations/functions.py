@@ -49,3 +49,25 @@ def replace_primary_key(table: str, columns: str) -> None:
     one statement: the old key is dropped and the new one built in the same ALTER TABLE."""
     op.execute(f"ALTER TABLE healcat.{table} DROP CONSTRAINT pk_{table}, "
                f"ADD CONSTRAINT pk_{table} PRIMARY KEY ({columns})")
+
+
+def as_superuser(functions: list[str], statement: str, otherwise: str) -> None:
+    """Run ``statement`` for each of ``functions`` (names with argument types, in pg_catalog: ``%1$s``
+    the function, ``%2$I`` the owner of the schema healcat, the role healcat writes as) where the
+    migrating role is a superuser (only it may change the privileges of PostgreSQL's own functions);
+    else raise the NOTICE ``otherwise``, saying what an administrator should run."""
+    names = ", ".join(f"'pg_catalog.{f}'" for f in functions)
+    op.execute(f"""
+        DO $$
+        DECLARE
+            f text;
+        BEGIN
+            IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+                FOREACH f IN ARRAY ARRAY[{names}] LOOP
+                    EXECUTE format('{statement}', f, (SELECT r.rolname FROM pg_roles AS r JOIN pg_namespace AS n
+                                                      ON n.nspowner = r.oid WHERE n.nspname = 'healcat'));
+                END LOOP;
+            ELSE
+                RAISE NOTICE '{otherwise.replace("'", "''")}';
+            END IF;
+        END $$""")

@@ -29,6 +29,10 @@ def reader(database_url, catalog) -> sa.Engine:
     # the locks healcat's writers serialise on: a reader holding a release's stalled its load for ever
     "SELECT pg_advisory_lock(hashtext('sdss/dr14-skyserver-10k'))",
     "SELECT pg_try_advisory_xact_lock(1752457826, 1)",
+    # large objects outlive the session, uncapped by temp_file_limit: a reader could fill the disk
+    "SELECT lo_from_bytea(0, convert_to(repeat('x', 1024), 'UTF8'))",
+    "SELECT lo_create(0)",
+    "SELECT lo_creat(-1)",
 ])
 def test_writes_are_refused(reader, statement):
     with reader.connect() as conn, pytest.raises(sa.exc.ProgrammingError, match="permission denied"):

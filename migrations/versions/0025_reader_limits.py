@@ -17,9 +17,7 @@ Create Date: 2026-12-05 04:00:00
   a healcat writer role other than the schema's owner needs them granted.
 """
 
-from alembic import op
-
-from migrations.functions import restore_functions, run_sql_file
+from migrations.functions import as_superuser, restore_functions, run_sql_file
 
 revision = '0025'
 down_revision = '0024'
@@ -35,25 +33,9 @@ LOCKS = [f"{name}({args})" for name in ("pg_advisory_lock", "pg_advisory_lock_sh
 
 
 def _advisory_locks(statement: str) -> None:
-    """Run ``statement`` for each function (``%1$s`` the function, ``%2$I`` the owner of the schema
-    healcat, the role healcat writes as) where the migrating role may; else say what to run."""
-    functions = ", ".join(f"'pg_catalog.{f}'" for f in LOCKS)
-    op.execute(f"""
-        DO $$
-        DECLARE
-            f text;
-        BEGIN
-            IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
-                FOREACH f IN ARRAY ARRAY[{functions}] LOOP
-                    EXECUTE format('{statement}', f, (SELECT r.rolname FROM pg_roles AS r JOIN pg_namespace AS n
-                                                      ON n.nspowner = r.oid WHERE n.nspname = 'healcat'));
-                END LOOP;
-            ELSE
-                RAISE NOTICE 'healcat: not a superuser, so every role may take advisory locks (a reader could '
-                             'stall ingestion); an administrator may revoke EXECUTE on pg_advisory_lock and '
-                             'its kin from PUBLIC and grant it to the role healcat writes as';
-            END IF;
-        END $$""")
+    as_superuser(LOCKS, statement, "healcat: not a superuser, so every role may take advisory locks (a reader could "
+                                   "stall ingestion); an administrator may revoke EXECUTE on pg_advisory_lock and "
+                                   "its kin from PUBLIC and grant it to the role healcat writes as")
 
 
 def upgrade() -> None:
