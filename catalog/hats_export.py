@@ -4,7 +4,8 @@ outgrows one machine.
 HATS (Hierarchical Adaptive Tiling Scheme, LINCC's format behind lsdb) stores a catalog as Parquet
 files, one per adaptive HEALPix pixel, under ``dataset/Norder=K/Dir=D/Npix=N.parquet``, beside
 ``partition_info.csv``, ``properties``, ``point_map.fits`` and the dataset's ``_metadata`` and
-``_common_metadata``. Its spatial index ``_healpix_29`` is healcat's ``hpx``, so nothing is
+``_common_metadata``. Its spatial index ``_healpix_29`` is healcat's ``hpx`` (hats' own
+index of the position but exactly on a pixel boundary: :mod:`catalog.healpix`), so nothing is
 re-indexed: the export counts a release's rows per pixel at ``highest_order`` in SQL, merges pixels
 as hats-import does (catalog.healpix.adaptive_partitions: a pixel's rows stay together up to
 ``max_rows_per_partition``), then streams the rows ordered by hpx through a server-side cursor, one
@@ -356,7 +357,7 @@ def _finish(work: Path, info: sa.RowMapping, result: ExportResult, pixels: np.nd
     properties = TableProperties(
         catalog_name=_name(info["name"]), catalog_type="object", total_rows=result.n_rows, ra_column="ra",
         dec_column="dec", healpix_column=SPATIAL_INDEX, healpix_order=healpix.ORDER,
-        hats_max_rows=int(partitions[:, 2].max()), skymap_order=map_order,
+        hats_max_rows=int(partitions[:, 2].max()), hats_order=int(partitions[:, 0].max()), skymap_order=map_order,
         moc_sky_fraction=float(np.count_nonzero(point_map)) / len(point_map),
         obs_title=f"{info['name']} from healcat",
         **TableProperties.new_provenance_dict(work, builder=f"healcat v{version('healcat')} export-hats") | extra)

@@ -1,7 +1,11 @@
 """All of healcat's HEALPix arithmetic: the only module that imports healpy and mocpy.
 
 Every positioned row carries ``hpx``, the NESTED HEALPix index of its ICRS
-position at order 29 (``ORDER``), which is exactly HATS's ``_healpix_29``.
+position at order 29 (``ORDER``), which is HATS's ``_healpix_29``: the same index, computed
+with healpy where hats uses cdshealpix, so the two differ only for a position exactly on a pixel
+boundary (each rule picks a neighbour of its own: (45, 0) deg is healpy's base pixel 5 and
+cdshealpix's 0). None of the 494,712 positions of the shipped releases is one; about 1 in 2
+million random positions rounded to 1e-4 deg is (review of 2026-12-05).
 Because the nested scheme is hierarchical, the order-k pixel containing a row
 is ``hpx >> 2*(29-k)``, and the order-k pixel ``p`` is the contiguous range
 ``[p << 2*(29-k), (p+1) << 2*(29-k))`` of order-29 indices. A cone therefore

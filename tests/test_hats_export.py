@@ -104,6 +104,8 @@ def test_export_is_a_valid_hats_catalog_of_several_orders(sdss_export, engine):
     assert catalog.catalog_info.healcat_release == SDSS_RELEASE
     pixels = catalog.get_healpix_pixels()
     assert len(pixels) == len(result.partitions) >= 10
+    # the deepest partition's order, as hats-import and lsdb's to_hats write it
+    assert f"hats_order={max(p.order for p in pixels)}\n" in (result.path / "properties").read_text()
     assert len({p.order for p in pixels}) >= 3, "adaptive: pixels of several orders"
     for pixel in pixels:  # each file where HATS puts it: Dir is Npix rounded down to 10,000
         assert (result.path / f"dataset/Norder={pixel.order}/Dir={pixel.pixel // 10000 * 10000}/"
