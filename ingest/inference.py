@@ -409,7 +409,7 @@ def ensure_embedding_index(engine: sa.Engine, model_id: int, dim: int) -> None:
     """
     name = f"ix_embedding_hnsw_{int(model_id)}"
     memory = os.environ.get("HEALCAT_HNSW_BUILD_MEMORY", HNSW_BUILD_MEMORY)
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn, _building(conn, name):
         valid = conn.scalar(sa.text("SELECT i.indisvalid FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid "
                                     "WHERE c.relname = :name AND c.relnamespace = 'healcat'::regnamespace"),
                             {"name": name})
@@ -436,6 +436,22 @@ def ensure_embedding_index(engine: sa.Engine, model_id: int, dim: int) -> None:
                 f"WITH (m = {m}, ef_construction = {ef_construction}) WHERE model_id = {int(model_id)}")
         finally:
             conn.exec_driver_sql("RESET maintenance_work_mem")
+
+
+@contextmanager
+def _building(conn: sa.Connection, name: str, poll_s: float = 1.0) -> Iterator[None]:
+    """Hold a session advisory lock on index ``name`` (one build at a time: a run's end and the
+    release's index job may both find the index missing, and the second would fail creating it, or
+    drop the first's build in progress as invalid). Taken by trying every ``poll_s``, each try its
+    own short statement: a statement waiting for the lock would hold a snapshot, which CREATE INDEX
+    CONCURRENTLY in the holder's session waits out (a deadlock)."""
+    key = sa.text("SELECT pg_try_advisory_lock(hashtext(:k))")
+    while not conn.scalar(key, {"k": f"build:{name}"}):
+        time.sleep(poll_s)
+    try:
+        yield
+    finally:
+        conn.execute(sa.text("SELECT pg_advisory_unlock(hashtext(:k))"), {"k": f"build:{name}"})
 
 
 #: Memory for an HNSW build unless ``HEALCAT_HNSW_BUILD_MEMORY`` says otherwise (PostgreSQL takes it

@@ -60,6 +60,7 @@ class LoadResult:
     release_id: int
     already_loaded: bool
     row_counts: dict[str, int] = field(default_factory=dict)
+    status: str = "published"  # or "superseded": older than the survey's published release (publish.publish)
 
 
 def release_checksum(path: Path, mapping: Mapping) -> str:
@@ -178,7 +179,7 @@ def load_release(engine: sa.Engine, mapping, path: Path, checksum: str,
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(mapping.release_name))))
         done = conn.execute(sa.select(Release).where(Release.checksum == checksum)).first()
         if done is not None:
-            return LoadResult(done.name, done.release_id, True, done.row_counts)
+            return LoadResult(done.name, done.release_id, True, done.row_counts, done.status)
         clash = conn.scalar(sa.select(Release.checksum).where(Release.name == mapping.release_name))
         if clash is not None:
             raise IngestError(
@@ -190,8 +191,10 @@ def load_release(engine: sa.Engine, mapping, path: Path, checksum: str,
         # The counts first: the diff's fingerprints look at the per-release rows a release's counts say it wrote.
         conn.execute(sa.update(Release).where(Release.release_id == release_id).values(row_counts=counts))
         publish.publish(conn, release_id)  # current or superseded, and release_change, in this transaction
-    log.info("published %s: %s", mapping.release_name, counts)
-    return LoadResult(mapping.release_name, release_id, False, counts)
+        status = conn.scalar(sa.select(Release.status).where(Release.release_id == release_id))
+    log.info("%s %s: %s", "published" if status == "published" else "loaded, superseded at once (older than the "
+             "survey's published release):", mapping.release_name, counts)
+    return LoadResult(mapping.release_name, release_id, False, counts, status)
 
 
 def _insert_release(conn: sa.Connection, mapping: Mapping, path: Path, checksum: str) -> int:

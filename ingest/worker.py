@@ -51,8 +51,8 @@ def run_ingest(engine: sa.Engine, args: dict[str, Any], job_id: int) -> dict[str
     with engine.begin() as conn:
         queued = enqueue_inference(conn, result.release_id, parent_job_id=job_id)
         if not queued:
-            queued.append(queue.enqueue(conn, "index", {"release": result.release}, parent_job_id=job_id)[0])
-    return {"release": result.release, "already_loaded": result.already_loaded,
+            queued.append(queue_index(conn, result.release, job_id))
+    return {"release": result.release, "status": result.status, "already_loaded": result.already_loaded,
             "row_counts": result.row_counts, "queued_jobs": queued}
 
 
@@ -64,10 +64,25 @@ def run_infer(engine: sa.Engine, args: dict[str, Any], job_id: int) -> dict[str,
     model = args.get("model") or get_task(args.get("task", "")).model_name
     result = run_model(engine, model, args["release"], version=args.get("version"))
     with engine.begin() as conn:
-        index_job, _ = queue.enqueue(conn, "index", {"release": args["release"]}, parent_job_id=job_id)
+        index_job = queue_index(conn, args["release"], job_id)
     return {"run_id": result.run_id, "n_predicted": result.n_predicted, "n_skipped": result.n_skipped,
             "device": result.device, "lanes": result.lanes, "seconds": round(result.run_seconds, 1),
             "queued_jobs": [index_job]}
+
+
+def queue_index(conn: sa.Connection, release: str, job_id: int) -> int:
+    """Queue the release's index job, to run after what the job ``job_id`` wrote (committed before).
+
+    An identical queued job is that job (it runs later); but one already running began before the
+    writes and may have analysed the tables without them (two infer jobs of a release side by side:
+    the first to finish queued the index job, which ran while the second still wrote), so another
+    is queued behind it (its args name the job it follows, so its key differs)."""
+    index_job, created = queue.enqueue(conn, "index", {"release": release}, parent_job_id=job_id)
+    if not created and conn.scalar(sa.text("SELECT status FROM healcat.job WHERE job_id = :j"),
+                                   {"j": index_job}) == "running":
+        index_job, _ = queue.enqueue(conn, "index", {"release": release, "after_job": index_job},
+                                     parent_job_id=job_id)
+    return index_job
 
 
 def run_index(engine: sa.Engine, args: dict[str, Any], job_id: int) -> dict[str, Any]:

@@ -1,8 +1,9 @@
-"""The HNSW build's memory: the estimate against pgvector's own account, and the setting an operator sizes."""
+"""The HNSW build: its memory (the estimate against pgvector's own account, the setting an operator sizes), one build at a time."""
 
 from __future__ import annotations
 
 import logging
+import threading
 
 import numpy as np
 import pytest
@@ -51,6 +52,32 @@ def test_the_build_memory_is_the_operators_and_a_short_one_is_named(engine, cata
     with caplog.at_level(logging.WARNING, logger="ingest.inference"):
         ensure_embedding_index(engine, model_id, dim)  # built all the same, on disk
     assert f"{n} vectors need about" in caplog.text and "HEALCAT_HNSW_BUILD_MEMORY is 1MB" in caplog.text
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                                   "WHERE c.relname = :n"), {"n": index}) is True
+
+
+def test_one_build_of_an_index_at_a_time(engine, catalog):
+    """A run's end and the release's index job may both find the index missing: the second waits for
+    the first's build (a session advisory lock on the index's name) and then finds it there."""
+    model_id = catalog["model"].model_id
+    index = f"ix_embedding_hnsw_{int(model_id)}"
+    with engine.begin() as conn:
+        dim = conn.scalar(sa.text("SELECT embedding_dim FROM healcat.model WHERE model_id = :m"), {"m": model_id})
+        conn.execute(sa.text(f"DROP INDEX healcat.{index}"))
+    builds = []
+    with engine.connect() as holder:  # as if another session were building it
+        holder.execute(sa.text("SELECT pg_advisory_lock(hashtext(:k))"), {"k": f"build:{index}"})
+        second = threading.Thread(target=lambda: builds.append(ensure_embedding_index(engine, model_id, dim)))
+        second.start()
+        second.join(2.0)
+        assert second.is_alive(), "it waits while the lock is held"
+        with engine.connect() as conn:
+            assert conn.scalar(sa.text("SELECT to_regclass(:n)"), {"n": f"healcat.{index}"}) is None
+        holder.execute(sa.text("SELECT pg_advisory_unlock(hashtext(:k))"), {"k": f"build:{index}"})
+        holder.commit()
+    second.join(120)
+    assert not second.is_alive() and builds == [None]
     with engine.connect() as conn:
         assert conn.scalar(sa.text("SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
                                    "WHERE c.relname = :n"), {"n": index}) is True

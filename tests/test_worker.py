@@ -15,7 +15,7 @@ from astropy.io import ascii
 from catalog.cli import main
 from ingest import queue
 from ingest.mapping import load_mapping
-from ingest.worker import Worker
+from ingest.worker import Worker, queue_index
 from tests.conftest import SDSS, gaia_slice, scratch_mapping, sdss_rows, write_csv
 
 
@@ -44,6 +44,7 @@ def test_ingest_job_runs_once_and_queues_inference(engine, catalog, tmp_path, sc
     ingest_job, class_job, infer_job, index_job = _jobs(engine)
     assert (ingest_job.kind, ingest_job.status, ingest_job.attempts) == ("ingest", "done", 1)
     assert ingest_job.result["row_counts"]["source"] == 40 and not ingest_job.result["already_loaded"]
+    assert ingest_job.result["status"] == "published"
     assert (class_job.kind, class_job.status, infer_job.kind, infer_job.status) == ("infer", "done", "infer", "done")
     assert class_job.args == {"model": catalog["classifier"].name, "version": catalog["classifier"].version,
                               "release": "scratch/worker"}, "the classifier first: photo-z needs its labels"
@@ -358,3 +359,16 @@ def test_a_queued_or_failed_job_can_be_cancelled_a_running_one_says_how(engine, 
     assert f"job {running} is running (worker busy:1): it cannot be cancelled while it runs; stop that worker" in err
     assert main(["jobs", "--cancel", str(queued)]) == 1
     assert f"jobs: no job {queued}" in capsys.readouterr().err
+
+
+def test_an_index_job_already_running_gets_another_queued_behind_it(conn):
+    """Two infer jobs of a release side by side: the first to finish queued the index job, which began
+    (and analysed the tables) while the second still wrote; the second's must queue another."""
+    first = queue_index(conn, "scratch/side-by-side", None)
+    assert queue_index(conn, "scratch/side-by-side", None) == first, "a queued one runs after the writes: it serves"
+    conn.execute(sa.text("UPDATE healcat.job SET status = 'running' WHERE job_id = :j"), {"j": first})
+    behind = queue_index(conn, "scratch/side-by-side", None)
+    assert behind != first
+    assert queue_index(conn, "scratch/side-by-side", None) == behind, "one job behind the running one, not one each"
+    args = conn.execute(sa.text("SELECT kind, status, args FROM healcat.job WHERE job_id = :j"), {"j": behind}).one()
+    assert tuple(args) == ("index", "queued", {"release": "scratch/side-by-side", "after_job": first})
