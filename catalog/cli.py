@@ -627,11 +627,12 @@ def cmd_scheduler(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from catalog.service import make_server
+    from catalog.service import make_server, warn_of_connection_limit
 
     engine = db.engine(reader=True)  # every query as the read-only role, under its statement timeout
     with engine.connect() as conn:  # fail now, not at the first request: the role and the schema are there
         conn.execute(sa.text("SELECT 1 FROM healcat.release LIMIT 1"))
+        warn_of_connection_limit(conn, args.threads)  # now, not as 503s under load
     server = make_server(engine, args.host, args.port, args.threads)
     host, port = server.server_address[:2]
     logging.getLogger().setLevel(logging.INFO)

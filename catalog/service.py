@@ -1,28 +1,39 @@
 """``healcat serve``: the catalog to VO clients over HTTP (TOPCAT, Aladin, pyvo).
 
 - ``GET /scs?RA=&DEC=&SR=`` — IVOA Simple Cone Search 1.03: the sources within ``SR`` degrees of
-  (``RA``, ``DEC``), ICRS degrees, nearest first, as a VOTable whose id and position columns carry
-  the UCDs the standard names (``ID_MAIN``, ``POS_EQ_RA_MAIN``, ``POS_EQ_DEC_MAIN``). ``VERB=1`` gives
-  those three columns, 2 (default) and 3 every column of a cone search (release, object id,
-  ``distance_arcsec``); ``RELEASE=name`` searches one release, a superseded one too (default: the
-  published releases, as ``healcat.cone_search``); ``MAXREC`` caps the rows (default and most :data:`MAX_ROWS`; a larger one gets it): an answer cut
-  there says ``QUERY_STATUS`` = ``OVERFLOW``. ``SR=0`` is the standard's metadata query: the columns,
-  no rows.
+  (``RA``, ``DEC``), ICRS degrees (``RA`` in [0, 360], ``DEC`` in [-90, 90]: the standard makes other
+  values an error), nearest first, as a VOTable 1.1 (the version SCS 1.03 names; 1.4 no longer allows the
+  UCD1 words the standard and its clients look for) whose id and position columns carry the UCDs the
+  standard names (``ID_MAIN``, a text column as it asks, ``POS_EQ_RA_MAIN``, ``POS_EQ_DEC_MAIN``).
+  ``VERB=1`` gives those three columns, 2 (default) and 3 every column of a cone search (release,
+  object id, ``distance_arcsec``); ``RELEASE=name`` searches one release, a superseded one too (default:
+  the published releases, as ``healcat.cone_search``); ``MAXREC`` caps the rows (default and most
+  :data:`MAX_ROWS`; a larger one, however large, gets it): an answer cut there says ``QUERY_STATUS`` =
+  ``OVERFLOW``. ``SR=0`` is the standard's metadata query: the columns, no rows.
 - ``GET /similar?SOURCE_ID=&K=&MODEL=&RELEASE=&VERSION=`` — the ``K`` sources most like one in a
-  model's embedding space (:func:`catalog.search.similar.similar`), as a VOTable.
+  model's embedding space (:func:`catalog.search.similar.similar`), as a VOTable 1.4 (UCD1+ words).
 - ``GET /`` — what is served, as text.
+
+Every FIELD has a description, text columns any length (``arraysize="*"``), and RA and Dec refer to a
+``COOSYS`` (ICRS). ``HEAD`` answers a GET's headers; ``POST`` takes the parameters form-encoded in the
+body (``application/x-www-form-urlencoded``, as DALI lets a client send them) and answers as GET; any other
+method is an error VOTable. Numbers are plain ASCII decimals (sign, digits, point, ``e`` exponent):
+Python's wider syntax (``1_6_1``, other scripts' digits) is refused, as are NaN and infinities.
 
 Read-only by construction: every query runs as ``healcat_reader`` (SELECT and EXECUTE only, under its
 statement timeout) through the same validated searches as the Python API. Parameter names are
 case-insensitive (IVOA DALI). A bad request is a VOTable whose ``INFO`` ``QUERY_STATUS`` is ``ERROR``
-(DALI) and whose ``INFO`` ``Error`` (SCS 1.03) says why, with HTTP 400; nothing else than a search
-error reaches a client (a server fault is logged, and the client gets 500 and no traceback); a
-parameter holding a control character (a NUL, which PostgreSQL text cannot hold) is such an error.
+(DALI) and whose ``INFO`` ``Error`` (SCS 1.03) says why, with HTTP 400; a search the server could not
+finish, under its statement timeout or for want of a database connection (the reader role's connection
+limit), is such a VOTable with HTTP 503 and ``Retry-After``; nothing else than a search error reaches a
+client (a server fault is logged, and the client gets 500 and no traceback); a parameter holding a
+control character (a NUL, which PostgreSQL text cannot hold) is a bad request. A client that hangs up
+before its answer is sent is one logged line, not a traceback.
 Requests are served by a fixed pool of threads, each with its own database session. A connection that
 sends nothing for :data:`REQUEST_TIMEOUT` seconds is closed (idle connections held every thread, and
-the service stalled), as is one whose request line and headers have not all come within
-:data:`HEADER_TIMEOUT` seconds (a client sending a byte now and then never tripped the first, and held
-a thread for ever), and at most :data:`QUEUED_PER_THREAD` connections per thread wait for one: the
+the service stalled), as is one whose request line and headers (and a POST's body) have not all come
+within :data:`HEADER_TIMEOUT` seconds (a client sending a byte now and then never tripped the first, and
+held a thread for ever), and at most :data:`QUEUED_PER_THREAD` connections per thread wait for one: the
 next ones get HTTP 503 at once. The sessions set their own statement timeout and memory when they
 connect (:data:`catalog.db.READER_SESSION`), whatever a reader made its role's defaults. While it
 serves, a watchdog thread (:mod:`catalog.watchdog`) ends any reader's statement or transaction that
@@ -31,9 +42,11 @@ outlasts those limits, the service's or another client's that lifted its own tim
 
 from __future__ import annotations
 
+import decimal
 import io
 import logging
 import math
+import re
 import socket
 import threading
 import time
@@ -44,14 +57,14 @@ from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
+import psycopg
 import sqlalchemy as sa
-from astropy.io.votable.tree import Info, Resource, VOTableFile
+from astropy.io.votable.tree import CooSys, Field, Info, Resource, TableElement, VOTableFile
 from astropy.table import Table
-from astropy.io.votable import from_table
 
 from catalog import db, settings
-from catalog.errors import HealcatError, QueryError
-from catalog.search.cone import MAX_ABS_RA_DEG, MIN_RADIUS_ARCSEC, Cone
+from catalog.errors import HealcatError, QueryError, first_line
+from catalog.search.cone import MIN_RADIUS_ARCSEC, Cone
 from catalog.search.region import run
 from catalog.watchdog import Watchdog
 
@@ -59,9 +72,35 @@ log = logging.getLogger(__name__)
 
 #: Most rows one answer holds (a client asks for fewer with MAXREC).
 MAX_ROWS = 100_000
-#: SCS 1.03's UCD1 words for the columns a client must find (pyvo's SCSRecord reads them).
-SCS_UCDS = {"source_id": "ID_MAIN", "ra": "POS_EQ_RA_MAIN", "dec": "POS_EQ_DEC_MAIN"}
+#: What each column of an answer is, for its FIELD: a description, its UCD1 word (the /scs answer:
+#: SCS 1.03 names ID_MAIN, POS_EQ_RA_MAIN and POS_EQ_DEC_MAIN, which pyvo's SCSRecord looks up) and its
+#: UCD1+ one (the /similar answer, VOTable 1.4); None where no word says what it is (a cosine distance in
+#: a model's embedding space is no quantity of either vocabulary).
+FIELDS = {
+    "source_id": ("healcat's id of the source", "ID_MAIN", "meta.id;meta.main"),
+    "release": ("the catalog release the source is from (healcat's name, survey/release)", "ID_CATALOG",
+                "meta.dataset"),
+    "object_id": ("the source's id in its survey's own catalog", "ID_ALTERNATIVE", "meta.id"),
+    "ra": ("right ascension (ICRS)", "POS_EQ_RA_MAIN", "pos.eq.ra;meta.main"),
+    "dec": ("declination (ICRS)", "POS_EQ_DEC_MAIN", "pos.eq.dec;meta.main"),
+    "distance_arcsec": ("angular distance from the cone's centre (RA, DEC)", "POS_ANG_DIST_GENERAL",
+                        "pos.angDistance"),
+    "distance": ("cosine distance from SOURCE_ID in MODEL's embedding space (0: alike, 2: opposite)", None,
+                 None),
+}
+#: VOTable datatypes of the columns' numpy kinds (text: any length).
+DATATYPES = {"f": ("double", None), "i": ("long", None), "U": ("unicodeChar", "*")}
 VOTABLE = "text/xml;content=x-votable"
+#: A number as the protocols write one: ASCII digits, an optional sign, point and exponent (Python's
+#: float() took more: '1_6_1' as 161, other scripts' digits).
+DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+INTEGER = re.compile(r"[+-]?[0-9]+")
+#: Seconds a client answered 503 (statement timeout, no database connection free) is told to wait.
+RETRY_AFTER_S = 10
+#: ... and when every thread is busy and its queue full (a moment: the queue drains at once).
+BUSY_RETRY_AFTER_S = 1
+#: Most bytes of a POST's form-encoded parameters.
+MAX_FORM_BYTES = 64 * 1024
 #: Seconds a connection may wait for a client's next bytes (request line, headers) before it is closed.
 REQUEST_TIMEOUT = 10.0
 #: Seconds a client has to send its whole request line and headers, however it spaces its bytes
@@ -108,24 +147,25 @@ class Params:
 
     def number(self, name: str, default: float | None = None) -> float:
         def parse(text: str) -> float:
-            try:
-                value = float(text)
-            except ValueError:
-                raise QueryError(f"{name} must be a number, got {text!r}") from None
-            if not math.isfinite(value):
+            if DECIMAL.fullmatch(text) is None:
+                finite = text.lstrip("+-").lower() not in ("nan", "inf", "infinity")
+                raise QueryError(f"{name} must be a {'' if finite else 'finite '}number, got {text!r}")
+            value = float(text)
+            if not math.isfinite(value):  # beyond float's range: 1e999
                 raise QueryError(f"{name} must be a finite number, got {text!r}")
             return value
         return self._parsed(name, default, parse)
 
-    def integer(self, name: str, default: int | None, lo: int, hi: int) -> int:
+    def integer(self, name: str, default: int | None, lo: int, hi: int, cap: bool = False) -> int:
+        """A whole number in [lo, hi]; ``cap``: a larger one, however many digits, is taken as ``hi``
+        (Decimal reads any length; int() refuses over 4,300 digits)."""
         def parse(text: str) -> int:
-            try:
-                value = int(text)
-            except ValueError:
-                value = None
+            value = decimal.Decimal(text) if INTEGER.fullmatch(text) else None
+            if value is not None and cap:
+                value = min(value, hi)
             if value is None or not lo <= value <= hi:
                 raise QueryError(f"{name} must be a whole number in [{lo}, {hi}], got {text!r}")
-            return value
+            return int(value)
         return self._parsed(name, default, parse)
 
 
@@ -134,11 +174,11 @@ def cone(params: Params, engine: sa.Engine) -> tuple[Table, list[Info]]:
     ra, dec, sr = params.number("RA"), params.number("DEC"), params.number("SR")
     verb = params.integer("VERB", 2, 1, 3)
     # a larger MAXREC gets the service's limit, as DALI lets a service do (an answer cut there says OVERFLOW)
-    maxrec = min(params.integer("MAXREC", MAX_ROWS, 0, 2**63 - 1), MAX_ROWS)
-    # the protocol's names in the errors (Cone's would say dec_deg, radius_deg)
-    if not -MAX_ABS_RA_DEG <= ra <= MAX_ABS_RA_DEG:
-        raise QueryError(f"RA must be in [0, 360] degrees (larger or negative values are taken modulo 360, up to "
-                         f"{MAX_ABS_RA_DEG:g}), got {ra:g}")
+    maxrec = params.integer("MAXREC", MAX_ROWS, 0, MAX_ROWS, cap=True)
+    # the protocol's names in the errors (Cone's would say dec_deg, radius_deg); SCS 1.03 makes an RA out
+    # of range an error (Cone takes it modulo 360, as the Python API does)
+    if not 0 <= ra <= 360:
+        raise QueryError(f"RA must be in [0, 360] degrees, got {ra:g}")
     if not -90 <= dec <= 90:
         raise QueryError(f"DEC must be in [-90, 90] degrees, got {dec:g}")
     if not 0 <= sr <= 180:
@@ -164,18 +204,39 @@ def similar_sources(params: Params, engine: sa.Engine) -> tuple[Table, list[Info
     return table, [Info(name="QUERY_STATUS", value="OK")]
 
 
-ROUTES: dict[str, Callable[[Params, sa.Engine], tuple[Table, list[Info]]]] = {
-    "/scs": cone, "/similar": similar_sources}
+#: Each path's search, and whether it answers in SCS 1.03's form (:func:`votable`).
+ROUTES: dict[str, tuple[Callable[[Params, sa.Engine], tuple[Table, list[Info]]], bool]] = {
+    "/scs": (cone, True), "/similar": (similar_sources, False)}
 
 
-def votable(table: Table, infos: list[Info]) -> bytes:
-    """A result table as VOTable bytes, with SCS's UCDs on the id and position columns."""
-    vot = from_table(table)
-    resource = vot.resources[0]
-    resource.type = "results"
-    for field in resource.tables[0].fields:
-        field.ucd = SCS_UCDS.get(field.name, field.ucd)
+def votable(table: Table, infos: list[Info], scs: bool) -> bytes:
+    """A result table as VOTable bytes: each FIELD described (:data:`FIELDS`), text of any length
+    (``arraysize="*"``: an empty answer's and the metadata query's columns too), RA and Dec referring to
+    an ICRS ``COOSYS`` (no epoch: the releases' positions are at their surveys' own epochs).
+
+    ``scs``: as SCS 1.03 says, VOTable 1.1, UCD1 words (VOTable 1.4 allows UCD1+ only, and a strict
+    reader refused ID_MAIN; SCS clients look up the UCD1 words) and the id as text (the standard wants
+    the ID_MAIN column a char array); else VOTable 1.4 with UCD1+ words.
+    """
+    vot = VOTableFile(version="1.1" if scs else "1.4")
+    resource = Resource(type="results")
+    vot.resources.append(resource)
     resource.infos.extend(infos)
+    resource.coordinate_systems.append(CooSys(ID="icrs", system="ICRS"))
+    element = TableElement(vot)
+    resource.tables.append(element)
+    for name in table.colnames:
+        column = table[name]
+        description, ucd1, ucd1plus = FIELDS[name]
+        datatype, arraysize = ("char", "*") if scs and name == "source_id" else DATATYPES[column.dtype.kind]
+        field = Field(vot, name=name, datatype=datatype, arraysize=arraysize, ucd=ucd1 if scs else ucd1plus,
+                      unit=None if column.unit is None else column.unit.to_string(),
+                      ref="icrs" if name in ("ra", "dec") else None)
+        field.description = description
+        element.fields.append(field)
+    element.create_arrays(len(table))
+    for name, field in zip(table.colnames, element.fields):
+        element.array[name] = table[name].astype(str) if field.datatype == "char" else table[name]
     out = io.BytesIO()
     vot.to_xml(out)
     return out.getvalue()
@@ -190,6 +251,48 @@ def error_votable(message: str) -> bytes:
     out = io.BytesIO()
     vot.to_xml(out)
     return out.getvalue()
+
+
+TIMED_OUT = ("the query did not finish within the service's statement timeout ({}): a large region, or a "
+             "busy server; narrow the search (a smaller SR, one RELEASE, a lower MAXREC or K) or retry later")
+NO_CONNECTION = ("the service has no database connection free (the reader role's connection limit is "
+                 "reached: too many requests at once); retry later")
+#: The server's messages for SQLSTATE 53300 (too_many_connections); psycopg gives a connection it could
+#: not open no SQLSTATE, only the message.
+TOO_MANY_CONNECTIONS = ("too many connections", "too many clients", "remaining connection slots are reserved")
+
+
+def _causes(exc: BaseException):
+    """``exc`` and the errors it was raised from or while handling: a search's QueryError is raised
+    ``from None`` over the database's error, which hides that from a traceback but keeps it."""
+    while exc is not None:
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether the search was cancelled by the statement timeout (SQLSTATE 57014: the session's own, or
+    the watchdog's cancel, which reads the same)."""
+    return any(getattr(cause, "sqlstate", None) == "57014" for cause in _causes(exc))
+
+
+def _no_connection_free(exc: BaseException) -> bool:
+    """Whether the database refused a connection for too many (the role's limit, or the server's)."""
+    return any(getattr(cause, "sqlstate", None) == "53300" or (
+        isinstance(cause, psycopg.OperationalError) and any(text in str(cause) for text in TOO_MANY_CONNECTIONS))
+        for cause in _causes(exc))
+
+
+def warn_of_connection_limit(conn: sa.Connection, threads: int) -> None:
+    """Log a warning when ``threads`` are more than the connections ``conn``'s role may open at once
+    (``pg_roles.rolconnlimit``; -1: no limit): each thread holds a session of its own, and the requests
+    on the threads past the limit are answered 503."""
+    role, limit = conn.execute(sa.text("SELECT rolname, rolconnlimit FROM pg_roles WHERE rolname = current_user")).one()
+    if 0 <= limit < threads:
+        log.warning("%d threads, but role %s may open %d connections (its rolconnlimit, other clients' "
+                    "included): requests on the threads past it will be answered 503; serve with --threads "
+                    "%d or fewer, or raise the limit (ALTER ROLE %s CONNECTION LIMIT n)",
+                    threads, role, limit, limit, role)
 
 
 class _Deadline(io.RawIOBase):
@@ -231,29 +334,95 @@ def handler(engine: sa.Engine, request_timeout: float = REQUEST_TIMEOUT,
                 self.rfile.raw.deadline = None
                 self.connection.settimeout(self.timeout)
 
+        def handle(self) -> None:
+            try:
+                super().handle()
+            except ConnectionError as exc:  # a client that hung up: not the server's fault, no traceback
+                log.warning("%s: the client left before its answer was sent (%s): %s", self.address_string(),
+                            getattr(self, "requestline", "") or "no request line yet", type(exc).__name__)
+
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            self._serve()
+
+        def do_HEAD(self) -> None:  # noqa: N802 (http.server's name)
+            self._serve()  # a GET's status and headers; _send leaves the body out
+
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            # DALI lets a client send the parameters form-encoded in the body
+            if (form := self._form()) is not None:
+                self._serve(form)
+
+        def _form(self) -> str | None:
+            """A POST's form-encoded parameters, read within ``header_timeout`` (as the headers: a
+            client dripping its body held a thread); None once an error is answered."""
+            kind = self.headers.get_content_type()
+            if kind != "application/x-www-form-urlencoded":
+                self._error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                            f"POST parameters must be application/x-www-form-urlencoded, got {kind}")
+                return None
+            length = self.headers.get("Content-Length", "")
+            if not (length.isascii() and length.isdigit()) or self.headers.get("Transfer-Encoding"):
+                self._error(HTTPStatus.LENGTH_REQUIRED, "a POST must give its body's Content-Length")
+                return None
+            if int(length) > MAX_FORM_BYTES:
+                self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                            f"a POST's parameters may take {MAX_FORM_BYTES} bytes, got {length}")
+                return None
+            self.rfile.raw.deadline = time.monotonic() + header_timeout
+            try:
+                form = self.rfile.read(int(length))
+            finally:
+                self.rfile.raw.deadline = None
+            if len(form) < int(length):  # the client closed its side early
+                self._error(HTTPStatus.BAD_REQUEST, f"the body ended after {len(form)} of {length} bytes")
+                return None
+            return form.decode("iso-8859-1")  # as http.server reads the request line: the same parameters
+
+        def _serve(self, form: str = "") -> None:
+            """Answer the path's search, its parameters in the query string and ``form`` (a POST's)."""
             url = urllib.parse.urlsplit(self.path)
             path = url.path.rstrip("/") or "/"
             if path == "/":
                 return self._send(HTTPStatus.OK, "text/plain; charset=utf-8", INDEX.encode())
-            route = ROUTES.get(path)
-            if route is None:
+            if path not in ROUTES:
                 return self._send(HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8",
                                   f"no such service: {url.path}\n\n{INDEX}".encode())
+            search, scs = ROUTES[path]
             try:
-                body = votable(*route(Params(url.query), engine))
+                body = votable(*search(Params("&".join(filter(None, (url.query, form)))), engine), scs)
             except (QueryError, HealcatError) as exc:
-                return self._send(HTTPStatus.BAD_REQUEST, VOTABLE, error_votable(str(exc)))
-            except Exception:  # a fault of the server's: logged here, not shown to the client
-                log.exception("%s failed", self.path)
-                return self._send(HTTPStatus.INTERNAL_SERVER_ERROR, VOTABLE, error_votable("internal error"))
+                if _timed_out(exc):  # the server's limit, not the client's mistake
+                    log.warning("%s: 503, the statement timeout ended it", self.path)
+                    return self._error(HTTPStatus.SERVICE_UNAVAILABLE, TIMED_OUT.format(
+                        db.READER_SESSION["statement_timeout"]), retry=True)
+                return self._error(HTTPStatus.BAD_REQUEST, str(exc))
+            except Exception as exc:
+                if _no_connection_free(exc):
+                    log.warning("%s: 503, no database connection free: %s", self.path, first_line(exc))
+                    return self._error(HTTPStatus.SERVICE_UNAVAILABLE, NO_CONNECTION, retry=True)
+                log.exception("%s failed", self.path)  # a fault of the server's: logged, not shown to the client
+                return self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
             self._send(HTTPStatus.OK, VOTABLE, body)
 
-        def _send(self, status: HTTPStatus, content_type: str, body: bytes) -> None:
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+            """http.server's own errors (a method other than GET, HEAD and POST; a malformed request)
+            as error VOTables, as the searches' are (it wrote an HTML page)."""
+            self.log_error("code %d, message %s", code, message)
+            self.close_connection = True
+            self._error(HTTPStatus(code), message or HTTPStatus(code).phrase)
+
+        def _error(self, status: HTTPStatus, message: str, retry: bool = False) -> None:
+            """An error VOTable; ``retry``: with ``Retry-After`` (the server's state, not the request)."""
+            self._send(status, VOTABLE, error_votable(message), (("Retry-After", str(RETRY_AFTER_S)),) if retry else ())
+
+        def _send(self, status: HTTPStatus, content_type: str, body: bytes,
+                  headers: tuple[tuple[str, str], ...] = ()) -> None:
             self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
+            for name, value in (("Content-Type", content_type), ("Content-Length", str(len(body))), *headers):
+                self.send_header(name, value)
             self.end_headers()
+            if self.command == "HEAD":
+                return
             # In pieces: the socket's timeout bounds each send, and one sendall of a whole 100,000-row
             # answer had REQUEST_TIMEOUT for all of it, cutting off a client that reads steadily but
             # slowly (10 MB over a 1 MB/s link); now it must take SEND_CHUNK bytes per timeout.
@@ -292,7 +461,7 @@ class PooledHTTPServer(HTTPServer):
         try:
             request.settimeout(1.0)  # a new socket's send buffer takes this at once; never wait on a client
             request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: " + VOTABLE.encode()
-                            + b"\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: "
+                            + f"\r\nRetry-After: {BUSY_RETRY_AFTER_S}\r\nConnection: close\r\nContent-Length: ".encode()
                             + str(len(body)).encode() + b"\r\n\r\n" + body)
             request.setblocking(False)
             request.recv(65536)  # what the request sent already: closing on unread bytes resets the answer

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import logging
 import socket
 import threading
 import time
 import urllib.error
 import urllib.request
+from unittest.mock import ANY
 
 import numpy as np
 import pytest
@@ -18,7 +20,7 @@ from astropy.io.votable import parse, parse_single_table
 
 from catalog import cone_search, db
 from catalog.search.similar import similar
-from catalog.service import make_server
+from catalog.service import make_server, warn_of_connection_limit
 from tests.conftest import SDSS_RELEASE
 
 CENTRE = (161.080928, 0.677356)  # the demo's galaxy 0274-51913-0630
@@ -37,12 +39,24 @@ def service(database_url, catalog):
     reader.dispose()
 
 
-def _get(url: str) -> tuple[int, bytes]:
+def _request(url: str, method: str = "GET", data: bytes | None = None,
+             headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body (urllib sends data as application/x-www-form-urlencoded unless told)."""
+    request = urllib.request.Request(url, data, headers or {}, method=method)
     try:
-        with urllib.request.urlopen(url, timeout=60) as response:
-            return response.status, response.read()
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    status, _, body = _request(url)
+    return status, body
+
+
+def _infos(body: bytes) -> dict[str, str]:
+    return {info.name: info.value for info in parse(io.BytesIO(body)).resources[0].infos}
 
 
 def test_a_vo_client_cone_search_matches_astropy(service, engine):
@@ -56,11 +70,12 @@ def test_a_vo_client_cone_search_matches_astropy(service, engine):
     ids, ra, dec = (np.array(c) for c in zip(*everything))
     sep = SkyCoord(ra, dec, unit="deg").separation(SkyCoord(*CENTRE, unit="deg")).deg
     inside = ids[sep <= 0.2]
-    assert len(inside) > 10 and sorted(table["source_id"]) == sorted(inside)
+    # the id as text, as SCS wants the ID_MAIN column
+    assert len(inside) > 10 and sorted(int(i) for i in table["source_id"]) == sorted(inside)
     assert list(table["distance_arcsec"]) == sorted(table["distance_arcsec"])  # nearest first
     assert table["ra"].unit == "deg" and table["distance_arcsec"].unit == "arcsec"
     # the same rows as the Python API
-    assert list(table["source_id"]) == list(cone_search(*CENTRE, 0.2 * 3600)["source_id"])
+    assert [int(i) for i in table["source_id"]] == list(cone_search(*CENTRE, 0.2 * 3600)["source_id"])
 
 
 def test_verbosity_release_maxrec_and_the_metadata_query(service):
@@ -75,12 +90,14 @@ def test_verbosity_release_maxrec_and_the_metadata_query(service):
     assert len(meta) == 0 and "distance_arcsec" in meta.fieldnames
 
 
-def test_a_maxrec_above_the_limit_gets_the_limit(service, monkeypatch):
-    """DALI lets a service hold MAXREC to its own limit: a larger one was a 400 (TOPCAT may ask for millions)."""
+@pytest.mark.parametrize("maxrec", ["1000000000000", "9223372036854775808", "99999999999999999999", "9" * 5000])
+def test_a_maxrec_above_the_limit_gets_the_limit(service, monkeypatch, maxrec):
+    """DALI lets a service hold MAXREC to its own limit: a larger one was a 400 (TOPCAT may ask for
+    millions), and past 64 bits still was."""
     from catalog import service as module
 
     monkeypatch.setattr(module, "MAX_ROWS", 4)
-    status, body = _get(f"{service}/scs?RA={CENTRE[0]}&DEC={CENTRE[1]}&SR=0.2&MAXREC=1000000000000")
+    status, body = _get(f"{service}/scs?RA={CENTRE[0]}&DEC={CENTRE[1]}&SR=0.2&MAXREC={maxrec}")
     votable = parse(io.BytesIO(body))
     infos = {info.name: info.value for info in votable.resources[0].infos}
     assert status == 200 and infos["QUERY_STATUS"] == "OVERFLOW"
@@ -91,6 +108,17 @@ def test_a_maxrec_above_the_limit_gets_the_limit(service, monkeypatch):
     ("RA=161&DEC=0.7", "SR is required"),
     ("RA=161&DEC=91&SR=1", "DEC must be in [-90, 90] degrees, got 91"),  # the protocol's names, not Cone's
     ("RA=2e9&DEC=0.7&SR=1", "RA must be in [0, 360] degrees"),
+    ("RA=-0.5&DEC=0.7&SR=1", "RA must be in [0, 360] degrees, got -0.5"),  # SCS: an error, not taken modulo 360
+    ("RA=360.5&DEC=0.7&SR=1", "RA must be in [0, 360] degrees, got 360.5"),
+    ("RA=1_6_1&DEC=0.7&SR=1", "RA must be a number, got '1_6_1'"),  # Python's float() read 161
+    ("RA=\u0661\u0666\u0661&DEC=0.7&SR=1", "RA must be a number, got '\u0661\u0666\u0661'"),  # Arabic-Indic 161
+    ("RA=0x10&DEC=0.7&SR=1", "RA must be a number, got '0x10'"),
+    ("RA=inf&DEC=0.7&SR=1", "RA must be a finite number"),
+    ("RA=161&DEC=1e999&SR=1", "DEC must be a finite number, got '1e999'"),
+    ("RA=161&DEC=0.7&SR=1&MAXREC=-1", "MAXREC must be a whole number in [0, "),
+    ("RA=161&DEC=0.7&SR=1&MAXREC=1.5", "MAXREC must be a whole number in [0, "),
+    ("RA=161&DEC=0.7&SR=1&MAXREC=1_0", "MAXREC must be a whole number in [0, "),
+    ("RA=161&DEC=0.7&SR=1&VERB=\u0662", "VERB must be a whole number in [1, 3]"),  # Arabic-Indic 2
     ("RA=161&DEC=0.7&SR=200", "SR must be in [0, 180] degrees"),
     ("RA=161&DEC=0.7&SR=1e-320", "SR must be 0 (the columns only) or at least"),  # was a 500: healpy's cover overflowed
     ("RA=abc&DEC=0.7&SR=1", "RA must be a number, got 'abc'"),
@@ -101,7 +129,7 @@ def test_a_maxrec_above_the_limit_gets_the_limit(service, monkeypatch):
 ])
 def test_a_bad_request_is_an_error_votable_a_vo_client_reads(service, query, message):
     status, body = _get(f"{service}/scs?{urllib.request.quote(query, safe='=&')}")
-    infos = {info.name: info.value for info in parse(io.BytesIO(body)).resources[0].infos}
+    infos = _infos(body)
     assert status == 400 and infos["QUERY_STATUS"] == "ERROR" and message in infos["Error"]
     with pytest.raises((pyvo.dal.DALQueryError, pyvo.dal.DALServiceError), match="no release named 'nope'"):
         pyvo.dal.SCSService(f"{service}/scs").search(pos=CENTRE, radius=0.1, release="nope")
@@ -263,3 +291,153 @@ def test_the_service_sets_its_own_limits_whatever_the_role_defaults_say(small_se
     finally:
         reader.dispose()
         db.assert_reader_role(database_url)
+
+
+def test_numbers_in_any_decimal_form_are_the_same_search(service):
+    """Sign, point, exponent and either case of e: what the protocols allow, read as written."""
+    _, plain = _get(f"{service}/scs?RA={CENTRE[0]}&DEC={CENTRE[1]}&SR=0.2")
+    status, body = _get(f"{service}/scs?RA=%2B1.61080928E2&DEC=.677356&SR=2e-1")
+    assert status == 200 and body == plain and len(parse_single_table(io.BytesIO(body)).to_table()) > 10
+    status, body = _get(f"{service}/scs?RA=360&DEC=0&SR=0.1")  # both ends of [0, 360] are RA
+    assert status == 200 and _infos(body)["QUERY_STATUS"] == "OK"
+
+
+@pytest.mark.parametrize("answer", ["cone", "metadata", "empty", "similar"])
+def test_every_answer_is_a_valid_votable_with_its_fields_described(service, answer):
+    """Strictly parsed: the answers said VOTable 1.4, where SCS's UCD1 words (ID_MAIN, ...) are invalid;
+    /scs now says 1.1 (SCS 1.03's version) and keeps them, /similar says 1.4 with UCD1+ words."""
+    query = {"cone": f"scs?RA={CENTRE[0]}&DEC={CENTRE[1]}&SR=0.2&VERB=3",
+             "metadata": f"scs?RA={CENTRE[0]}&DEC={CENTRE[1]}&SR=0",
+             "empty": "scs?RA=1&DEC=-89.5&SR=0.001",
+             "similar": f"similar?SOURCE_ID={int(cone_search(*CENTRE, 60)['source_id'][0])}&K=5"}[answer]
+    status, body = _get(f"{service}/{query}")
+    votable = parse(io.BytesIO(body), verify="exception")
+    element = votable.get_first_table()
+    fields = {field.name: field for field in element.fields}
+    assert status == 200 and votable.version == ("1.4" if answer == "similar" else "1.1")
+    assert len(element.array) > 10 if answer == "cone" else len(element.array) == {"similar": 5}.get(answer, 0)
+    assert all(field.description for field in fields.values())
+    # text of any length: the metadata query's and an empty answer's columns said arraysize="1"
+    assert fields["release"].datatype == fields["object_id"].datatype == "unicodeChar"
+    assert fields["release"].arraysize == fields["object_id"].arraysize == "*"
+    [coosys] = votable.resources[0].coordinate_systems
+    assert coosys.system == "ICRS" and fields["ra"].ref == fields["dec"].ref == coosys.ID
+    if answer == "similar":
+        assert fields["source_id"].datatype == "long" and fields["source_id"].ucd == "meta.id;meta.main"
+        assert fields["ra"].ucd == "pos.eq.ra;meta.main" and fields["distance"].unit is None
+    else:  # SCS 1.03: exactly one FIELD with ucd ID_MAIN, "with an array character type"
+        assert [name for name, field in fields.items() if field.ucd == "ID_MAIN"] == ["source_id"]
+        assert fields["source_id"].datatype == "char" and fields["source_id"].arraysize == "*"
+        assert [fields[name].ucd for name in ("ra", "dec", "release", "object_id", "distance_arcsec")] == [
+            "POS_EQ_RA_MAIN", "POS_EQ_DEC_MAIN", "ID_CATALOG", "ID_ALTERNATIVE", "POS_ANG_DIST_GENERAL"]
+        assert fields["distance_arcsec"].unit == "arcsec" and fields["ra"].unit == "deg"
+
+
+def test_head_and_post_answer_as_get_and_other_methods_get_an_error_votable(service):
+    query = f"RA={CENTRE[0]}&DEC={CENTRE[1]}&SR=0.1"
+    status, headers, body = _request(f"{service}/scs?{query}")
+    assert status == 200 and len(parse_single_table(io.BytesIO(body)).to_table()) > 0
+    # HEAD: the GET's status and headers, no body (it was 501 and an HTML page)
+    assert _request(f"{service}/scs?{query}", "HEAD") == (200, headers | {"Date": ANY}, b"")
+    # POST, form-encoded (DALI): the same answer, the parameters in the body or some in the URL too
+    assert _request(f"{service}/scs", "POST", query.encode())[::2] == (200, body)
+    assert _request(f"{service}/scs?RA={CENTRE[0]}", "POST", f"DEC={CENTRE[1]}&SR=0.1".encode())[::2] == (200, body)
+    status, _, answer = _request(f"{service}/scs?RA=1", "POST", b"RA=2&DEC=0&SR=1")
+    assert status == 400 and "RA is given 2 times" in _infos(answer)["Error"]
+    status, _, answer = _request(f"{service}/scs", "POST", b'{"RA": 1}', {"Content-Type": "application/json"})
+    assert status == 415 and "application/x-www-form-urlencoded" in _infos(answer)["Error"]
+    status, headers, answer = _request(f"{service}/scs?{query}", "PUT", b"")
+    infos = _infos(answer)
+    assert status == 501 and headers["Content-Type"].startswith("text/xml")
+    assert infos["QUERY_STATUS"] == "ERROR" and "'PUT'" in infos["Error"]
+
+
+@pytest.fixture
+def one_thread(database_url, catalog):
+    """A service on one thread (requests answered in turn), as the reader role with its limits as they
+    are when the test asks for it (``db.READER_SESSION``)."""
+    reader = sa.create_engine(db.reader_url(database_url))
+    server = make_server(reader, port=0, threads=1)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield "http://{}:{}".format(*server.server_address[:2])
+    server.shutdown()
+    server.server_close()
+    reader.dispose()
+
+
+def test_a_client_that_hangs_up_is_one_log_line_not_a_traceback(one_thread, capsys, caplog):
+    """Each printed a BrokenPipeError or ConnectionResetError traceback ('Exception occurred during
+    processing of request')."""
+    host, port = one_thread.removeprefix("http://").split(":")
+    with caplog.at_level(logging.INFO, logger="catalog.service"):
+        for _ in range(3):  # the whole sky: far more than the kernel's buffers take before the client is gone
+            with socket.create_connection((host, int(port))) as client:
+                client.sendall(b"GET /scs?RA=161&DEC=0&SR=180 HTTP/1.0\r\n\r\n")
+        status, _ = _get(f"{one_thread}/scs?RA=161.08&DEC=0.68&SR=0.05")  # answered after the three
+    left = [record for record in caplog.records if "left before its answer was sent" in record.getMessage()]
+    assert status == 200 and len(left) == 3
+    assert all("127.0.0.1" in r.getMessage() and "GET /scs?RA=161&DEC=0&SR=180 HTTP/1.0" in r.getMessage()
+               and r.levelno == logging.WARNING and not r.exc_info for r in left)
+    assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.fixture
+def short_statement_timeout(monkeypatch):
+    monkeypatch.setitem(db.READER_SESSION, "statement_timeout", "300ms")
+
+
+def test_a_statement_timeout_is_503_with_retry_after_not_a_bad_request(short_statement_timeout, one_thread,
+                                                                       engine):
+    """The server's limit, not the client's mistake: it was a 400 telling the user to narrow the search."""
+    source = int(cone_search(*CENTRE, 60)["source_id"][0])
+    with engine.connect() as owner:  # the searches wait on the lock until their statement timeout
+        owner.execute(sa.text("LOCK TABLE healcat.source IN ACCESS EXCLUSIVE MODE"))
+        answers = [_request(f"{one_thread}/{query}") for query in
+                   (f"scs?RA={CENTRE[0]}&DEC={CENTRE[1]}&SR=0.1", f"similar?SOURCE_ID={source}")]
+        owner.rollback()
+    for status, headers, body in answers:
+        infos = _infos(body)
+        assert status == 503 and int(headers["Retry-After"]) > 0 and infos["QUERY_STATUS"] == "ERROR"
+        assert "did not finish within the service's statement timeout (300ms)" in infos["Error"]
+    assert _get(f"{one_thread}/scs?RA={CENTRE[0]}&DEC={CENTRE[1]}&SR=0.1")[0] == 200  # the lock gone
+
+
+@pytest.fixture
+def reader_connection_limit(engine):
+    """Sets healcat_reader's connection limit (ALTER ROLE ... CONNECTION LIMIT), restored after."""
+    def limit(n: int) -> None:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"ALTER ROLE {db.READER_ROLE} CONNECTION LIMIT {int(n)}"))
+
+    with engine.connect() as conn:
+        before = conn.scalar(sa.text("SELECT rolconnlimit FROM pg_roles WHERE rolname = :r"), {"r": db.READER_ROLE})
+    yield limit
+    limit(before)
+
+
+def test_serve_warns_when_its_threads_are_more_than_the_role_may_connect(database_url, reader_connection_limit,
+                                                                         caplog):
+    reader = sa.create_engine(db.reader_url(database_url))
+    try:
+        with reader.connect() as conn, caplog.at_level(logging.WARNING, logger="catalog.service"):
+            reader_connection_limit(-1)  # none
+            warn_of_connection_limit(conn, 10_000)
+            reader_connection_limit(200)
+            warn_of_connection_limit(conn, 200)
+            assert not caplog.records
+            warn_of_connection_limit(conn, 201)
+    finally:
+        reader.dispose()
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING
+    assert f"201 threads, but role {db.READER_ROLE} may open 200 connections" in record.getMessage()
+
+
+def test_no_reader_connection_free_is_503_with_retry_after(reader_connection_limit, one_thread):
+    """PostgreSQL's 'too many connections for role' (SQLSTATE 53300) was a 500 'internal error'."""
+    reader_connection_limit(0)  # the service's thread has no session yet: its first is refused
+    for query in (f"scs?RA={CENTRE[0]}&DEC={CENTRE[1]}&SR=0.1", "similar?SOURCE_ID=1"):
+        status, headers, body = _request(f"{one_thread}/{query}")
+        infos = _infos(body)
+        assert status == 503 and int(headers["Retry-After"]) > 0 and infos["QUERY_STATUS"] == "ERROR"
+        assert "no database connection free (the reader role's connection limit" in infos["Error"]
