@@ -561,9 +561,7 @@ def cmd_jobs(args: argparse.Namespace) -> None:
             print(f"job {args.cancel} ({was}) cancelled: removed from the queue")
             return
         # A running job whose lock nobody holds has lost its worker (the next claim requeues it).
-        held = sa.literal_column(f"EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND "
-                                 f"classid = {queue.LOCK_NAMESPACE} AND objid = CAST(job.job_id % 2147483647 AS "
-                                 f"integer) AND objsubid = 2)")
+        held = sa.literal_column(queue.lock_held("job.job_id"))
         query = sa.select(Job.job_id, Job.kind, Job.status, Job.attempts, Job.max_attempts, Job.args,
                           Job.run_after, Job.started_at, Job.worker, Job.progress_done, Job.progress_total,
                           Job.parent_job_id, Job.error, held.label("held"),
@@ -580,12 +578,22 @@ def cmd_jobs(args: argparse.Namespace) -> None:
                          str(r.started_at)[:19] if r.status != "queued" and r.started_at else "",
                          _elapsed(r.elapsed) if r.status != "queued" and r.elapsed is not None else "",
                          (r.worker or "") + (" (gone)" if r.status == "running" and not r.held else ""),
-                         r.parent_job_id or 0, _cut((r.error or "").split("\n")[0], error_width)) for r in rows],
+                         r.parent_job_id or 0, _cut(_job_error(r), error_width)) for r in rows],
                   names=["job_id", "kind", "status", "attempts", "progress", "args", "run_after", "started",
                          "elapsed", "worker", "parent", "error"],
                   dtype=[int, str, str, str, str, str, str, str, str, str, int, str])
     table["parent"] = MaskedColumn(table["parent"], mask=[r.parent_job_id is None for r in rows])  # none: empty
     _print_table(table, args.format)
+
+
+def _job_error(job) -> str:
+    """A job's error's first line; a queued or running job's is an earlier attempt's, and says so."""
+    if not job.error:
+        return ""
+    line = job.error.split("\n")[0]
+    if job.status == "failed":
+        return line
+    return f"attempt {job.attempts - (job.status == 'running')}: {line}"
 
 
 def _elapsed(delta) -> str:

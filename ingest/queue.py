@@ -49,10 +49,16 @@ RETURNING job_id, kind, args, attempts, max_attempts
 _LOCK = sa.text(f"SELECT pg_advisory_lock({LOCK_NAMESPACE}, CAST(:job_id % 2147483647 AS integer))")
 _UNLOCK = sa.text(f"SELECT pg_advisory_unlock({LOCK_NAMESPACE}, CAST(:job_id % 2147483647 AS integer))")
 
+
+def lock_held(job_id: str, session: str = "") -> str:
+    """SQL: whether a session holds the lock of the job whose id is the expression ``job_id`` (with
+    ``session``, e.g. ``AND pid = pg_backend_pid()``, only such a session)."""
+    return (f"EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted {session} "
+            f"AND classid = {LOCK_NAMESPACE} AND objid = CAST({job_id} % 2147483647 AS integer) AND objsubid = 2)")
+
+
 # Whether this session holds a job's lock (a ping of the worker's session that also proves it).
-_HOLDS = sa.text(f"""
-SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted
-AND classid = {LOCK_NAMESPACE} AND objid = CAST(:job_id % 2147483647 AS integer) AND objsubid = 2""")
+_HOLDS = sa.text(f"SELECT {lock_held(':job_id', 'AND pid = pg_backend_pid()')}")
 
 # Running jobs whose advisory lock is free: their worker's session is gone (the worker died, or its
 # connection was lost: a server restart, a network cut). Taking the lock here both proves it and

@@ -88,8 +88,20 @@ def test_failing_job_backs_off_then_fails_and_can_be_retried(engine, catalog, tm
     (job,) = _jobs(engine)
     assert (job.status, job.attempts, job.later) == ("queued", 1, True)
     assert "/nonexistent/file.csv: no such file" in job.error
+    assert main(["jobs", "--format", "csv"]) == 0  # a queued job's error is its last attempt's, and says so
+    assert ascii.read(capsys.readouterr().out, format="csv")["error"][0].startswith("attempt 1: MissingInputError")
     with engine.begin() as conn:  # skip the backoff
         conn.execute(sa.text("UPDATE healcat.job SET run_after = now()"))
+    second = engine.connect()
+    running = queue.claim(second, "second")  # attempt 2 under way: the error shown is attempt 1's
+    assert main(["jobs", "--format", "csv"]) == 0
+    listed = ascii.read(capsys.readouterr().out, format="csv")
+    assert (listed["status"][0], listed["error"][0][:10]) == ("running", "attempt 1:")
+    second.invalidate()  # that worker goes away (its session, and the job's lock, with it)
+    second.close()
+    with engine.begin() as conn:  # the job queued again as it was
+        conn.execute(sa.text("UPDATE healcat.job SET status = 'queued', attempts = 1 WHERE job_id = :j"),
+                     {"j": running.job_id})
     assert worker.run(once=True) == 1
     (job,) = _jobs(engine)
     assert (job.status, job.attempts, job.later) == ("failed", 2, False), "failed for good: nothing is due later"
