@@ -24,9 +24,10 @@ import psycopg
 
 from benchmarks import q3c as q3c_server, sky10m
 from benchmarks.q3c import Q3CServer
+from catalog.settings import from_env
 
 RADII_ARCSEC = {"1 arcsec": 1.0, "1 arcmin": 60.0, "30 arcmin": 1800.0, "2 deg": 7200.0}
-N_CENTRES = int(os.environ.get("BENCH_CONE_CENTRES", 200))
+N_CENTRES = from_env("BENCH_CONE_CENTRES", 1, int, "random centres per radius") or 200
 SEED = 42
 #: The issue's targets: healcat p50 / Q3C p50 at most this, by radius.
 TARGET_SMALL, TARGET_LARGE, SMALL_ARCSEC = 0.3, 0.5, 600.0
@@ -95,18 +96,19 @@ def _plan_nodes(plan: list[str]) -> str:
     return " > ".join(name if n == 1 else f"{name} x{n}" for name, n in nodes)
 
 
-def check_plans(conn: psycopg.Connection, q3c: psycopg.Connection, ra: float, dec: float, rad: float) -> list[str]:
+def check_plans(conn: psycopg.Connection, q3c: psycopg.Connection, ra: float, dec: float,
+                radius_arcsec: float) -> list[str]:
     """EXPLAIN of the three paths' statements for one cone; each must use its spatial index."""
     from catalog.search.cone import Cone
 
     # Both healcat paths plan their statement inside a SQL function: auto_explain shows it.
-    sql_plan = _inner_plan(conn, "SELECT count(*) FROM healcat.cone_search(%s, %s, %s)", (ra, dec, rad))
-    py_plan = _inner_plan(conn, *Cone.from_arcsec(ra, dec, rad).sql())
-    q3c_plan = [r[0] for r in q3c.execute("EXPLAIN " + Q3C_QUERY, {"ra": ra, "dec": dec, "r": rad})]
+    sql_plan = _inner_plan(conn, "SELECT count(*) FROM healcat.cone_search(%s, %s, %s)", (ra, dec, radius_arcsec))
+    py_plan = _inner_plan(conn, *Cone.from_arcsec(ra, dec, radius_arcsec).sql())
+    q3c_plan = [r[0] for r in q3c.execute("EXPLAIN " + Q3C_QUERY, {"ra": ra, "dec": dec, "r": radius_arcsec})]
     for name, plan, index in (("SQL", sql_plan, "ix_source_hpx"), ("Python", py_plan, "ix_source_hpx"),
                               ("Q3C", q3c_plan, "src_q3c_idx")):
-        assert any(index in line for line in plan), f"{name} path at {rad} arcsec does not use {index}:\n" + \
-            "\n".join(plan)
+        assert any(index in line for line in plan), \
+            f"{name} path at {radius_arcsec} arcsec does not use {index}:\n" + "\n".join(plan)
     return [f"{name}: {_plan_nodes(p)}" for name, p in (("SQL", sql_plan), ("Python", py_plan), ("Q3C", q3c_plan))]
 
 
@@ -145,14 +147,15 @@ def main() -> None:
             version = conn.execute("SHOW server_version").fetchone()[0]
             vector = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()[0]
 
-            def sql(r, d, rad):  # the columns Q3C's query returns (cone_search also gives release and object_id)
-                return conn.execute(SQL_QUERY, (r, d, rad)).fetchall()
+            # the columns Q3C's query returns (cone_search also gives release and object_id)
+            def sql(r, d, radius_arcsec):
+                return conn.execute(SQL_QUERY, (r, d, radius_arcsec)).fetchall()
 
-            def python(r, d, rad):
-                return cone_search(r, d, rad, engine=engine)
+            def python(r, d, radius_arcsec):
+                return cone_search(r, d, radius_arcsec, engine=engine)
 
-            def q3c_path(r, d, rad):
-                return q3c.execute(Q3C_QUERY, {"ra": r, "dec": d, "r": rad}).fetchall()
+            def q3c_path(r, d, radius_arcsec):
+                return q3c.execute(Q3C_QUERY, {"ra": r, "dec": d, "r": radius_arcsec}).fetchall()
 
             print(f"\ncone search, {dt.date.today()}: {len(s):,} sources (benchmarks/sky10m.py), {N_CENTRES} random "
                   f"centres per radius, warm cache; healcat on PostgreSQL {version} (pgvector {vector}), Q3C "
@@ -161,20 +164,20 @@ def main() -> None:
             print(f"{'radius':>10} {'rows p50':>8} | {'SQL p50':>8} {'p95':>8} | {'Python p50':>10} {'p95':>8} | "
                   f"{'Q3C p50':>8} {'p95':>8} | {'SQL/Q3C':>7} {'Py/Q3C':>7} {'target':>6}")
             plans = {}
-            for label, rad in RADII_ARCSEC.items():
+            for label, radius_arcsec in RADII_ARCSEC.items():
                 t_sql, t_py, t_q3c, counts = [], [], [], []
                 for i in range(N_CENTRES):
-                    ms, rows_q3c = _timed(q3c_path, ra[i], dec[i], rad)
+                    ms, rows_q3c = _timed(q3c_path, ra[i], dec[i], radius_arcsec)
                     t_q3c.append(ms)
-                    ms, rows_sql = _timed(sql, ra[i], dec[i], rad)
+                    ms, rows_sql = _timed(sql, ra[i], dec[i], radius_arcsec)
                     t_sql.append(ms)
-                    ms, table = _timed(python, ra[i], dec[i], rad)
+                    ms, table = _timed(python, ra[i], dec[i], radius_arcsec)
                     t_py.append(ms)
-                    counts.append(_same_ids(f"cone at ({ra[i]}, {dec[i]}, {rad} arcsec)", Q3C=rows_q3c, SQL=rows_sql,
-                                            Python=table))
-                plans[label] = check_plans(conn, q3c, ra[0], dec[0], rad)
+                    counts.append(_same_ids(f"cone at ({ra[i]}, {dec[i]}, {radius_arcsec} arcsec)", Q3C=rows_q3c,
+                                            SQL=rows_sql, Python=table))
+                plans[label] = check_plans(conn, q3c, ra[0], dec[0], radius_arcsec)
                 p = lambda xs, q: float(np.percentile(xs, q))  # noqa: E731
-                target = TARGET_SMALL if rad <= SMALL_ARCSEC else TARGET_LARGE
+                target = TARGET_SMALL if radius_arcsec <= SMALL_ARCSEC else TARGET_LARGE
                 r_sql, r_py = p(t_sql, 50) / p(t_q3c, 50), p(t_py, 50) / p(t_q3c, 50)
                 verdict = "met" if max(r_sql, r_py) <= target else "MISSED"
                 print(f"{label:>10} {p(counts, 50):>8.0f} | {p(t_sql, 50):>6.2f}ms {p(t_sql, 95):>6.2f}ms | "
@@ -186,9 +189,9 @@ def main() -> None:
                     print(f"  {label:>10} {line}")
 
 
-REGION_CENTRES = int(os.environ.get("BENCH_REGIONS_CENTRES", 50))
+REGION_CENTRES = from_env("BENCH_REGIONS_CENTRES", 1, int, "centres per region type") or 50
 #: Whole-sky scans per region type (the baseline; seconds each on 10M rows), on the first centres.
-REGION_SCANS = int(os.environ.get("BENCH_REGIONS_SCANS", 4))
+REGION_SCANS = from_env("BENCH_REGIONS_SCANS", 1, int, "whole-sky scans per region type") or 4
 
 
 def regions() -> None:

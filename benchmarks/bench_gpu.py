@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from catalog.settings import from_env
 from ingest.ml import classifier, common
 from ingest.ml import lightcurve_embed as le
 from ingest.ml import photoz
@@ -61,7 +62,7 @@ def export(out_dir: Path) -> None:
     releases = {"object_class": ingest_release(SDSS_MAPPING, engine).release,
                 "lightcurve_embed": ingest_release(EROS_MAPPING, engine).release}
     releases["photoz"] = releases["object_class"]
-    epochs = {"lightcurve_embed": int(os.environ.get("BENCH_GPU_LC_EPOCHS", 4))}
+    epochs = {"lightcurve_embed": from_env("BENCH_GPU_LC_EPOCHS", 1, int, "training epochs") or 4}
     out_dir.mkdir(parents=True, exist_ok=True)
     inputs = {}
     for task_name, file_name in MODELS.items():
@@ -110,7 +111,7 @@ def check(in_dir: Path) -> bool:
     gpu = common.best_device()
     cpu = torch.device("cpu")
     name = torch.cuda.get_device_name(gpu) if gpu.type == "cuda" else "no CUDA GPU: the CPU against itself"
-    n = int(os.environ.get("BENCH_GPU_N", 1_000_000))
+    n = from_env("BENCH_GPU_N", 1, int, "rows") or 1_000_000
     data = np.load(in_dir / "inputs.npz")
     print(f"\ngpu check: {name}; torch {torch.__version__}, {platform.machine()}, {torch.get_num_threads()} CPU threads")
     print(f"  {'model':<22} {'rows':>10}  {'throughput (end of predict: numpy on the host)':<52}")

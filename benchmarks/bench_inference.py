@@ -49,10 +49,12 @@ import sqlalchemy as sa
 import torch
 
 from benchmarks import sky10m
+from catalog.errors import ConfigurationError
+from catalog.settings import from_env, number_at_least
 from ingest.ml import common
 from ingest.tasks import torch_threads
 
-N_SOURCES = int(os.environ.get("BENCH_INFERENCE_N", 1_000_000))
+N_SOURCES = from_env("BENCH_INFERENCE_N", 1, int, "sources") or 1_000_000
 #: The model's device, end to end and in the baseline: ``cpu`` or ``cuda`` (default: CUDA where there is one).
 DEVICE = os.environ.get("BENCH_INFERENCE_DEVICE")
 #: ``0``: no HNSW index build after the run (it is not in end to end; on 10M vectors it outgrows
@@ -280,6 +282,17 @@ def _forget_runs(engine, release_id: int, model_id: int | None = None) -> None:
         conn.exec_driver_sql("VACUUM (ANALYZE) healcat.prediction, healcat.embedding, healcat.inference_skip")
 
 
+def _counts_from_env(name: str, what: str) -> list[int]:
+    """The environment variable ``name`` as comma-separated whole numbers, each at least 1 (one run each;
+    [] when unset), or a ConfigurationError naming the variable and its value, as from_env's."""
+    given = os.environ.get(name, "")
+    try:
+        return [number_at_least(x, 1, int) for x in given.split(",") if x]
+    except ValueError:
+        raise ConfigurationError(f"{name}={given!r}: give whole numbers of {what}, at least 1, separated by "
+                                 "commas") from None
+
+
 def main() -> None:
     engine, photoz_model, shared_buffers = _setup()
     from ingest import inference, registry
@@ -287,11 +300,10 @@ def main() -> None:
 
     torch.set_num_threads(1)  # the classifier's run and the lock comparison: one core for the model
     dev = inference.device_of(DEVICE)
-    lanes = [int(x) for x in os.environ.get("BENCH_INFERENCE_LANES", "").split(",") if x] or \
-        sorted({1, inference.default_lanes()})
-    depths = [int(x) for x in os.environ.get("BENCH_INFERENCE_QUEUED", "").split(",") if x] or [inference.QUEUED]
+    lanes = _counts_from_env("BENCH_INFERENCE_LANES", "lanes") or sorted({1, inference.default_lanes()})
+    depths = _counts_from_env("BENCH_INFERENCE_QUEUED", "batches queued") or [inference.QUEUED]
     # The model's torch threads, end to end (HEALCAT_INFER_THREADS) and in its forward baseline alike.
-    threads = [int(x) for x in os.environ.get("BENCH_INFERENCE_THREADS", "").split(",") if x] or [1]
+    threads = _counts_from_env("BENCH_INFERENCE_THREADS", "threads") or [1]
     runs = [(n_lanes, depth, n_threads) for n_lanes in lanes for depth in depths for n_threads in threads]
     with engine.connect() as conn:
         release_id = registry.release_id_of(conn, RELEASE)

@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import psycopg
 
+from catalog.settings import from_env
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(os.environ.get("BENCH_INGEST_DIR") or ROOT / "var" / "bench")
 N_BANDS = 10
@@ -65,7 +67,7 @@ def mapping_text(path: Path, n_rows: int) -> str:
 
 
 def main() -> None:
-    n_rows = int(os.environ.get("BENCH_INGEST_ROWS", 10_000_000))
+    n_rows = from_env("BENCH_INGEST_ROWS", 1, int, "rows") or 10_000_000
     BENCH.mkdir(parents=True, exist_ok=True)
     data = BENCH / f"ingest_{n_rows}.parquet"
     if not data.exists():

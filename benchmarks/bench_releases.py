@@ -26,7 +26,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-N = int(os.environ.get("BENCH_RELEASES_N", 1_000_000))
+from catalog.settings import from_env
+
+N = from_env("BENCH_RELEASES_N", 1, int, "objects") or 1_000_000
 #: Pairs a renumbered release may get wrong or miss: an old object nearer than the moved one's own
 #: (about 6 per million objects uniform on the sky within 1 arcsec), or a move under 1 arcsec that
 #: the separation's rounding puts over.

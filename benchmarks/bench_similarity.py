@@ -26,18 +26,21 @@ from __future__ import annotations
 import os
 import time
 
+import astropy.units as u
 import numpy as np
 import psycopg
 import sqlalchemy as sa
+from astropy.coordinates import angular_separation
 from pgvector.psycopg import register_vector
 
 from benchmarks import bench_cone, sky10m
 from catalog.pgcopy import copy_columns
+from catalog.settings import from_env
 
-N_EMBEDDED = int(os.environ.get("BENCH_SIMILARITY_N", 1_000_000))
+N_EMBEDDED = from_env("BENCH_SIMILARITY_N", 100, int, "embedded sources") or 1_000_000  # 1% of them: a cone
 MODEL, VERSION, DIM = "bench-gmm128", "v1" if N_EMBEDDED == 1_000_000 else f"v1-n{N_EMBEDDED}", 128
 N_CENTRES, RANK, SEED = 1000, 8, 7
-K, N_QUERIES = 10, int(os.environ.get("BENCH_SIMILARITY_QUERIES", 50))
+K, N_QUERIES = 10, from_env("BENCH_SIMILARITY_QUERIES", 1, int, "query vectors") or 50
 #: Cosine distances this close count as a tie between pgvector's float4 arithmetic and numpy's.
 TIE = 1e-5
 #: healcat's default (None: what healcat.plan_similar picks), then wider searches: recall against effort.
@@ -149,9 +152,12 @@ def main() -> None:
     g20 = float(np.quantile(g, 0.2))
     bright = g < g20
     ra0, dec0 = float(s.ra[rows[0]]), float(s.dec[rows[0]])
-    sep = _sep_deg(ra0, dec0, s.ra[rows], s.dec[rows])
-    radius_deg = float(np.sort(sep)[N_EMBEDDED // 100])
-    in_cone_emb = sep <= radius_deg  # as cone_search keeps its boundary
+    sep = angular_separation(ra0 * u.deg, dec0 * u.deg, s.ra[rows] * u.deg, s.dec[rows] * u.deg).to_value(u.deg)
+    ordered, n = np.sort(sep), N_EMBEDDED // 100
+    # halfway between the 1%'s farthest and the next: no source on the boundary, where astropy's formula
+    # and healcat's may round apart
+    radius_deg = float((ordered[n] + ordered[n + 1]) / 2)
+    in_cone_emb = sep <= radius_deg
     with psycopg.connect(url) as conn:
         register_vector(conn)
         # The filters' candidate sets, kept server-side as an astronomer's subquery would be.
@@ -209,12 +215,6 @@ def _search(conn: psycopg.Connection, q: np.ndarray, candidates: str, mode: str,
         f"SELECT source_id FROM healcat.similar_to_vector(%s, %s, %s, candidates => {candidates}, mode => %s, "
         "ef_search => %s)", (q, MODEL, K, mode, ef))]
     return got, (time.perf_counter() - t0) * 1000
-
-
-def _sep_deg(ra0: float, dec0: float, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
-    ra0r, dec0r, rar, decr = np.radians(ra0), np.radians(dec0), np.radians(ra), np.radians(dec)
-    h = np.sin((decr - dec0r) / 2) ** 2 + np.cos(dec0r) * np.cos(decr) * np.sin((rar - ra0r) / 2) ** 2
-    return np.degrees(2 * np.arcsin(np.sqrt(np.clip(h, 0, 1))))
 
 
 if __name__ == "__main__":

@@ -26,8 +26,10 @@ from pathlib import Path
 import numpy as np
 import sqlalchemy as sa
 
+from catalog.settings import from_env
+
 N_FILES = 4
-ROWS_PER_FILE = int(os.environ.get("BENCH_WORKERS_ROWS", 40_000))
+ROWS_PER_FILE = from_env("BENCH_WORKERS_ROWS", 1, int, "rows per file") or 40_000
 WARM_UP_ROWS = 500
 
 

@@ -24,10 +24,14 @@ import os
 import platform
 import time
 
+import astropy.units as u
 import numpy as np
 import psycopg
+from astropy.coordinates import angular_separation
 
-N_INPUT = int(os.environ.get("BENCH_XMATCH_N", 1_000_000))
+from catalog.settings import from_env
+
+N_INPUT = from_env("BENCH_XMATCH_N", 1, int, "input rows") or 1_000_000
 RADIUS_ARCSEC = 1.0
 JITTER_ARCSEC = 0.3
 SEED = 7
@@ -69,12 +73,12 @@ def _key(pairs: np.ndarray) -> np.ndarray:
 
 def _separation_arcsec(sky, ids: np.ndarray, ra: np.ndarray, dec: np.ndarray, row: np.ndarray,
                        source: np.ndarray) -> np.ndarray:
-    """Between input rows (1-based) and sky sources (by source_id; ids: the sky's, in its row order)."""
+    """Between input rows (1-based) and sky sources (by source_id; ids: the sky's, in its row order), by
+    astropy (Vincenty's formula), independent of the code checked."""
     by_id = np.argsort(ids)
     at = by_id[np.searchsorted(ids, source, sorter=by_id)]
-    ra1, dec1, ra2, dec2 = (np.radians(x) for x in (ra[row - 1], dec[row - 1], sky.ra[at], sky.dec[at]))
-    h = np.sin((dec2 - dec1) / 2) ** 2 + np.cos(dec1) * np.cos(dec2) * np.sin((ra2 - ra1) / 2) ** 2
-    return np.degrees(2 * np.arcsin(np.sqrt(np.clip(h, 0, 1)))) * 3600
+    return angular_separation(ra[row - 1] * u.deg, dec[row - 1] * u.deg, sky.ra[at] * u.deg,
+                              sky.dec[at] * u.deg).to_value(u.arcsec)
 
 
 def check_pairs(sky, ids: np.ndarray, ra: np.ndarray, dec: np.ndarray, sql_all: np.ndarray, sql_sep: np.ndarray,

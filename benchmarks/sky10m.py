@@ -30,12 +30,13 @@ import psycopg
 import sqlalchemy as sa
 
 from catalog.pgcopy import copy_columns
+from catalog.settings import from_env
 
 SEED = 20261124
 TILES = 21
 JITTER_DEG = 0.1
 #: BENCH_SKY_N: the sky's size; None (unset): the whole sky, every star in TILES copies.
-SKY_N = int(os.environ["BENCH_SKY_N"]) if os.environ.get("BENCH_SKY_N") else None
+SKY_N = from_env("BENCH_SKY_N", 1, int, "sources")
 VERSION = "gaia-dr3-bright-x21" if SKY_N is None else f"gaia-dr3-bright-n{SKY_N}"
 RELEASE = f"bench/{VERSION}"
 #: The benchmark catalog's home when HEALCAT_HOME is not set.

@@ -5,8 +5,9 @@ each bad value named by row and column), optionally moved to another epoch by th
 motions (astropy ``SkyCoord.apply_space_motion``), given their order-29 HEALPix index
 (:func:`catalog.healpix.hpx_index`) and loaded into a temporary table with binary COPY. The
 SQL function ``healcat.xmatch_table`` then joins them to ``source`` on HEALPix pixels and
-rechecks the exact distance (see ``migrations/versions/sql/crossmatch_v1.sql``);
-``healcat.xmatch_releases`` does the same for two releases already in the catalog.
+rechecks the exact distance; ``healcat.xmatch_releases`` does the same for two releases already
+in the catalog. (Migrations have redefined both several times, from SQL files of several names:
+the definition in force is the database's, ``pg_get_functiondef``, not any one file's.)
 
 Modes: ``best`` gives exactly one row per input row (the nearest source within the radius, or
 masked match columns); ``all`` gives every pair within the radius.
@@ -28,8 +29,8 @@ from astropy.table import MaskedColumn, Table
 from catalog import healpix
 from catalog.errors import QueryError, query_error
 from catalog.pgcopy import copy_columns, fetch_columns
-from catalog.search.cone import MIN_RADIUS_ARCSEC
-from catalog.search.region import checked
+from catalog.search.cone import checked_radius_arcsec
+from catalog.search.results import masked_column
 
 log = logging.getLogger(__name__)
 
@@ -299,11 +300,7 @@ def _check(radius_arcsec: float | u.Quantity, mode: str) -> float:
     """The radius in arcsec (an astropy angle is converted), checked with the mode."""
     if mode not in MODES:
         raise QueryError(f"xmatch: mode must be 'best' or 'all', got {mode!r}")
-    radius = checked("xmatch", "radius_arcsec", radius_arcsec, 0.0, MAX_RADIUS_ARCSEC, lo_open=True)
-    if radius < MIN_RADIUS_ARCSEC:  # its degrees underflow, as healcat.check_xmatch
-        raise QueryError(f"xmatch: radius_arcsec must be at least {MIN_RADIUS_ARCSEC:g} (smaller underflows in "
-                         f"degrees), got {radius!r}")
-    return radius
+    return checked_radius_arcsec("xmatch", radius_arcsec, MAX_RADIUS_ARCSEC)
 
 
 def _check_epoch(epoch_jyear: float | None) -> None:
@@ -498,12 +495,5 @@ def crossmatch_releases(
     for i, name in enumerate(names):
         kind = str if name.startswith("object_id") else np.int64 if name.startswith("source_id") else np.float64
         unit = u.arcsec if name == "separation_arcsec" else u.deg if name[:3] in ("ra_", "dec") else None
-        answer[name] = _masked([r[i] for r in rows], kind, unit)
+        answer[name] = masked_column([r[i] for r in rows], kind, unit)  # None: no match
     return answer
-
-
-def _masked(values: list, dtype, unit) -> MaskedColumn:
-    """A column of fixed dtype and unit from values where None means no match."""
-    missing = np.array([v is None for v in values], dtype=bool)
-    data = np.array([("" if dtype is str else 0) if v is None else v for v in values], dtype=dtype)
-    return MaskedColumn(data, mask=missing, unit=unit)

@@ -42,6 +42,7 @@ import sqlalchemy as sa
 from catalog import healpix
 from catalog.errors import HealcatError, query_error
 from catalog.pgcopy import fetch_columns
+from catalog.search.region import checked_int
 
 log = logging.getLogger(__name__)
 
@@ -113,15 +114,6 @@ def _require_hats() -> None:
 def _name(text: str) -> str:
     """A column-name piece from a band or model name (letters, digits, underscores)."""
     return re.sub(r"\W+", "_", text).strip("_").lower()
-
-
-def _whole(name: str, value, lo: int, hi: int | None = None) -> int:
-    """``value`` as an int in [lo, hi], else a HealcatError naming it."""
-    whole = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-    if not whole or value < lo or (hi is not None and value > hi):
-        limits = f"in {lo}..{hi}" if hi is not None else f"from {lo}"
-        raise HealcatError(f"{WHAT}: {name} must be a whole number {limits}, got {value!r}")
-    return int(value)
 
 
 def _check_out_dir(out_dir: Path) -> None:
@@ -213,9 +205,9 @@ def export_hats(release: str, out_dir: str | Path, *, max_rows_per_partition: in
     pixel_threshold), from pixels counted at ``highest_order``. Open it with ``lsdb.open_catalog(out_dir)``
     or ``hats.read_hats(out_dir)``."""
     _require_hats()
-    max_rows = _whole("max_rows_per_partition", max_rows_per_partition, 1)
-    order = _whole("highest_order", highest_order, 0, healpix.ORDER)
-    batch_rows = _whole("batch_rows", batch_rows, 1)
+    max_rows = checked_int(WHAT, "max_rows_per_partition", max_rows_per_partition, 1)
+    order = checked_int(WHAT, "highest_order", highest_order, 0, healpix.ORDER)
+    batch_rows = checked_int(WHAT, "batch_rows", batch_rows, 1)
     out_dir = Path(out_dir).expanduser().absolute()
     _check_out_dir(out_dir)
     if engine is None:

@@ -53,7 +53,6 @@ __all__ = [
     "merge_ranges",
     "moc_ranges",
     "moc_text_ranges",
-    "shards_of_ranges",
     "mollweide_pixels",
     "xmatch_cover",
     "xmatch_probe_cover",
@@ -65,10 +64,15 @@ __all__ = [
 
 
 def _check_positions(ra_deg: np.ndarray, dec_deg: np.ndarray) -> None:
-    if not (np.all(np.isfinite(ra_deg)) and np.all(np.isfinite(dec_deg))):
-        raise ValueError("positions must be finite")
-    if np.any(np.abs(dec_deg) > 90.0):
-        raise ValueError(f"dec_deg out of [-90, 90]: {dec_deg[np.abs(dec_deg) > 90][0]!r}")
+    """A ValueError naming the first bad value and where it is (``ra_deg[3] = nan``: a caller's millionth
+    row is otherwise hard to find): a position must be finite, its Dec in [-90, 90]."""
+    for name, values, bad, why in (("ra_deg", ra_deg, ~np.isfinite(ra_deg), "positions must be finite"),
+                                   ("dec_deg", dec_deg, ~np.isfinite(dec_deg), "positions must be finite"),
+                                   ("dec_deg", dec_deg, np.abs(dec_deg) > 90.0, "dec_deg out of [-90, 90]")):
+        if np.any(bad):
+            i = int(np.flatnonzero(bad)[0])
+            where = f"{name}[{', '.join(str(j) for j in np.unravel_index(i, values.shape))}]" if values.ndim else name
+            raise ValueError(f"{why}: {where} = {float(values.ravel()[i])!r}")
 
 
 def wrap_ra_deg(ra_deg) -> np.ndarray:
@@ -79,9 +83,9 @@ def wrap_ra_deg(ra_deg) -> np.ndarray:
 
 def hpx_index(ra_deg, dec_deg) -> np.ndarray:
     """Nested order-29 HEALPix index of ICRS positions in degrees (int64 array)."""
-    ra = wrap_ra_deg(ra_deg)
     dec = np.asarray(dec_deg, dtype=np.float64)
-    _check_positions(ra, dec)
+    _check_positions(np.asarray(ra_deg, dtype=np.float64), dec)  # before the wrap turns infinity into NaN
+    ra = wrap_ra_deg(ra_deg)
     return np.asarray(healpy.ang2pix(NSIDE, ra, dec, nest=True, lonlat=True), dtype=np.int64)
 
 
@@ -323,14 +327,6 @@ def mollweide_pixels(order: int, width_px: int) -> np.ndarray:
                               lambda x, y, z: healpy.vec2pix(nside, x, y, z, nest=True))
     # healpy's row 0 is the bottom (y = -1, the south: it draws with origin="lower")
     return np.flipud(np.where(np.isfinite(image) & (image >= 0), image, -1).astype(np.int64))
-
-
-def shards_of_ranges(ranges: np.ndarray) -> list[int]:
-    """Distinct order-4 shards touched by order-29 ranges (for ``shard = ANY(...)`` pruning)."""
-    shards: set[int] = set()
-    for lo, hi in np.asarray(ranges, dtype=np.int64):
-        shards.update(range(int(lo) >> SHARD_SHIFT, ((int(hi) - 1) >> SHARD_SHIFT) + 1))
-    return sorted(shards)
 
 
 def xmatch_cover(hpx, order: int) -> np.ndarray:

@@ -225,9 +225,10 @@ def test_a_folder_not_empty_is_refused_and_left_alone(catalog, engine, tmp_path)
 
 
 @pytest.mark.parametrize("option, value, message", [
-    ("max_rows_per_partition", 0, "max_rows_per_partition must be a whole number from 1, got 0"),
-    ("highest_order", 30, "highest_order must be a whole number in 0..29, got 30"),
-    ("highest_order", 3.5, "highest_order must be a whole number in 0..29, got 3.5")])
+    ("max_rows_per_partition", 0, "export-hats: max_rows_per_partition must be at least 1, got 0"),
+    ("highest_order", 30, "export-hats: highest_order must be in [0, 29], got 30"),
+    ("highest_order", 3.5, "export-hats: highest_order must be an integer, got 3.5"),
+    ("batch_rows", True, "export-hats: batch_rows must be an integer, got True")])
 def test_options_out_of_range_are_named(tmp_path, option, value, message):
     with pytest.raises(HealcatError, match=re.escape(message)):
         export_hats(SDSS_RELEASE, tmp_path / "out", **{option: value})

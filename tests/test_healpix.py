@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import astropy.units as u
 import healpy
 import numpy as np
@@ -38,11 +40,15 @@ def test_index_is_nested_order_29_and_hierarchical():
     assert sep.max() <= healpy.max_pixrad(1 << 29, degrees=True) * 3600
 
 
-def test_index_rejects_bad_positions():
-    with pytest.raises(ValueError, match="dec_deg"):
-        healpix.hpx_index([10.0], [91.0])
-    with pytest.raises(ValueError, match="finite"):
-        healpix.hpx_index([np.nan], [0.0])
+def test_index_rejects_bad_positions_naming_the_first_by_index_and_value():
+    with pytest.raises(ValueError, match=re.escape("dec_deg out of [-90, 90]: dec_deg[2] = 91.0")):
+        healpix.hpx_index([10.0, 10.0, 10.0, 10.0], [0.0, 90.0, 91.0, -95.0])
+    with pytest.raises(ValueError, match=re.escape("positions must be finite: ra_deg[1] = inf")):
+        healpix.hpx_index([0.0, np.inf, np.nan], [0.0, 0.0, 0.0])  # infinity as given, not the NaN it wraps to
+    with pytest.raises(ValueError, match=re.escape("positions must be finite: dec_deg[0, 1] = nan")):
+        healpix.hpx_index(np.zeros((2, 2)), [[0.0, np.nan], [0.0, 0.0]])
+    with pytest.raises(ValueError, match=re.escape("positions must be finite: dec_deg = -inf")):
+        healpix.hpx_index(10.0, -np.inf)
 
 
 def test_shard_is_order_4_pixel_and_gaia_ids_carry_theirs():

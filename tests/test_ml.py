@@ -154,7 +154,7 @@ def test_similarity_errors_are_clear(engine, catalog):
     with pytest.raises(QueryError, match="has 16 dimensions, the query vector 3"):
         similar(vector=np.ones(3), model=PHOTOZ_MODEL)
     for k in (0, -1, 10_001):
-        with pytest.raises(QueryError, match=rf"k must be an integer in \[1, 10000\], got {k}"):
+        with pytest.raises(QueryError, match=rf"similar: k must be in \[1, 10000\], got {k}"):
             similar(1, model=PHOTOZ_MODEL, k=k)
     with engine.connect() as conn, pytest.raises(sa.exc.DBAPIError, match="k must be an integer"):
         conn.execute(sa.text("SELECT * FROM healcat.similar_sources(1, :m, 0)"), {"m": PHOTOZ_MODEL}).all()

@@ -4,6 +4,7 @@ astropy on the 492k real positions of the session catalog, and the same rows fro
 from __future__ import annotations
 
 import json
+import re
 
 import astropy.units as u
 import numpy as np
@@ -16,6 +17,7 @@ from mocpy import MOC
 from catalog.cli import main
 from catalog.errors import QueryError
 from catalog.search import box_search, ellipse_search, moc_search, nearest, polygon_search
+from catalog.search.region import checked_int
 from tests.conftest import GAIA_RELEASE
 
 EDGE_DEG = 1e-9  # stars this close to a region's boundary may fall either way in float64
@@ -416,6 +418,23 @@ def test_nearest_in_one_release_and_bad_k(engine, catalog):
 
 
 # --- argument errors -------------------------------------------------------------
+
+
+def test_an_integer_argument_is_an_integer_type_compared_exactly():
+    """catalog.search.region.checked_int, behind nearest's and similar's k, sky_density's order and the HATS
+    export's options: no float conversion, which overflows at 10**400 and rounds 2**63 - 1 up."""
+    assert checked_int("t", "n", np.int64(2**63 - 1), 1, 2**63 - 1) == 2**63 - 1
+    assert type(checked_int("t", "n", np.int32(7), 0, 29)) is int
+    with pytest.raises(QueryError, match=r"^t: n must be in \[1, 2\], got 1" + "0" * 400 + "$"):
+        checked_int("t", "n", 10**400, 1, 2)
+    with pytest.raises(QueryError, match=r"^t: n must be in \[1, 9223372036854775806\], got 9223372036854775807$"):
+        checked_int("t", "n", 2**63 - 1, 1, 2**63 - 2)
+    with pytest.raises(QueryError, match="^t: n must be at least 1, got 0$"):
+        checked_int("t", "n", 0, 1)
+    for value, shown in ((2.0, "2.0"), (True, "True"), ("3", "'3'"), (None, "None"),
+                         (np.float64(1), "np.float64(1.0)")):
+        with pytest.raises(QueryError, match=f"^t: n must be an integer, got {re.escape(shown)}$"):
+            checked_int("t", "n", value, 0, 29)
 
 
 @pytest.mark.parametrize("call,args,message", [

@@ -363,3 +363,17 @@ def test_an_object_id_resolves_in_the_published_releases_first(engine, catalog, 
     assert source_id_of(dropped) == ids[(dropped, "scratch/v1")], "only in a superseded release: that one"
     with pytest.raises(QueryError, match=f"in published releases scratch/v2, {SDSS_RELEASE}; name one"):
         source_id_of(shared)
+
+
+def test_a_null_is_a_masked_cell_of_the_column_type_never_a_value():
+    """catalog.search.results.masked_column, behind crossmatch_releases' unmatched rows: every column a
+    MaskedColumn, also where nothing is missing (``.mask`` always answers)."""
+    from catalog.search.results import masked_column
+
+    ids = masked_column([7, None, 2**62], np.int64)
+    assert ids.dtype == np.int64 and list(ids.mask) == [False, True, False] and ids[2] == 2**62
+    names = masked_column([None, "a"], str)
+    assert names.dtype.kind == "U" and list(names.mask) == [True, False] and names.filled("?").tolist() == ["?", "a"]
+    sep = masked_column([0.5, 1.5], np.float64, u.arcsec)
+    assert sep.unit == u.arcsec and not sep.mask.any() and list(sep) == [0.5, 1.5]
+    assert len(masked_column([], np.float64)) == 0

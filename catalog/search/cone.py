@@ -18,14 +18,23 @@ from astropy.table import Table
 from catalog import healpix
 from catalog.errors import QueryError
 from catalog.models import Release, Source
-from catalog.search.region import Region, checked, run, search
+from catalog.search.region import MAX_K, Region, checked, checked_int, run, search
 
-#: Most neighbours one call returns (as healcat.nearest).
-MAX_K = 10000
 #: Smallest radius a search takes [arcsec] (as healcat.check_cone and check_xmatch): below, degrees underflow.
 MIN_RADIUS_ARCSEC = 1e-300
 #: Largest |RA| a search takes (modulo 360), as healcat.hpx_ang2pix: beyond, a float's RA has no degrees left.
 MAX_ABS_RA_DEG = 1e9
+
+
+def checked_radius_arcsec(what: str, radius_arcsec, max_arcsec: float) -> float:
+    """``radius_arcsec`` as a float in [MIN_RADIUS_ARCSEC, max_arcsec] (an astropy angle converted), else a
+    QueryError naming it, as healcat.check_cone and check_xmatch: below, its degrees underflow (5e-324
+    arcsec is 0.0 deg)."""
+    radius = checked(what, "radius_arcsec", radius_arcsec, 0.0, max_arcsec, lo_open=True)
+    if radius < MIN_RADIUS_ARCSEC:
+        raise QueryError(f"{what}: radius_arcsec must be at least {MIN_RADIUS_ARCSEC:g} (smaller underflows in "
+                         f"degrees), got {radius!r}")
+    return radius
 
 
 @dataclass(frozen=True)
@@ -48,11 +57,7 @@ class Cone(Region):
 
     @classmethod
     def from_arcsec(cls, ra_deg: float, dec_deg: float, radius_arcsec: float) -> Cone:
-        radius = checked("cone", "radius_arcsec", radius_arcsec, 0.0, 180.0 * 3600.0, lo_open=True)
-        if radius < MIN_RADIUS_ARCSEC:  # its degrees underflow (5e-324 arcsec is 0.0 deg), as healcat.check_cone
-            raise QueryError(f"cone: radius_arcsec must be at least {MIN_RADIUS_ARCSEC:g} (smaller underflows in "
-                             f"degrees), got {radius!r}")
-        return cls(ra_deg, dec_deg, radius / 3600.0)
+        return cls(ra_deg, dec_deg, checked_radius_arcsec("cone", radius_arcsec, 180.0 * 3600.0) / 3600.0)
 
     def ranges(self) -> np.ndarray:
         return healpix.cone_ranges(self.ra_deg, self.dec_deg, self.radius_deg)
@@ -80,14 +85,12 @@ def nearest(
 
     Columns as cone_search's.
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise QueryError(f"nearest: k must be an integer, got {k!r}")
-    checked("nearest", "k", k, 1, MAX_K)
+    k = checked_int("nearest", "k", k, 1, MAX_K)
     ra = checked("nearest", "ra_deg", ra_deg, -MAX_ABS_RA_DEG, MAX_ABS_RA_DEG)
     cone = Cone(ra, checked("nearest", "dec_deg", dec_deg, -90.0, 90.0), np.sqrt(k) / 60.0)
     while True:
         statement, params = cone.sql()
-        found = run(engine, "nearest", statement + " LIMIT %s", params + (int(k),), release)
+        found = run(engine, "nearest", statement + " LIMIT %s", params + (k,), release)
         if len(found) >= k or cone.radius_deg >= 180.0:
             return found
         cone = Cone(cone.ra_deg, cone.dec_deg, min(180.0, cone.radius_deg * 4.0))

@@ -8,28 +8,24 @@ import sqlalchemy as sa
 from astropy.table import Table
 
 from catalog import healpix
-from catalog.errors import QueryError
-from catalog.search.region import checked, run
+from catalog.search.region import checked_int, run
 
 
 def sky_density(order: int, *, release: str | None = None, engine: sa.Engine | None = None) -> Table:
     """Columns pix (NESTED pixel at ``order``) and n (sources in it), non-empty pixels only, by pix."""
-    _check_order(order)
-    return run(engine, "sky_density", "SELECT * FROM healcat.sky_density(%s, %s)", (int(order), release))
+    return run(engine, "sky_density", "SELECT * FROM healcat.sky_density(%s, %s)", (_checked_order(order), release))
 
 
-def _check_order(order) -> None:
+def _checked_order(order) -> int:
     """An integer in 0..29, as healcat.sky_density's integer argument (2.5 and True are no order)."""
-    if isinstance(order, bool) or not isinstance(order, (int, np.integer)):
-        raise QueryError(f"sky_density: order must be an integer, got {order!r}")
-    checked("sky_density", "order", order, 0, healpix.ORDER)
+    return checked_int("sky_density", "order", order, 0, healpix.ORDER)
 
 
 def density_of(sources: Table, order: int) -> Table:
     """The same columns for the rows of a search's answer (its ra, dec)."""
-    _check_order(order)
+    order = _checked_order(order)
     if len(sources):
-        pix = healpix.hpx_index(sources["ra"], sources["dec"]) >> (2 * (healpix.ORDER - int(order)))
+        pix = healpix.hpx_index(sources["ra"], sources["dec"]) >> (2 * (healpix.ORDER - order))
     else:
         pix = np.empty(0, np.int64)
     values, counts = np.unique(pix, return_counts=True)

@@ -41,8 +41,8 @@ class Moc(Region):
     def args(self) -> tuple:
         return ()
 
-    def sql(self, release_id: int | None = None) -> tuple[str, tuple]:
-        statement, params = super().sql(release_id)
+    def sql(self) -> tuple[str, tuple]:
+        statement, params = super().sql()
         return statement + " ORDER BY source_id", params
 
 

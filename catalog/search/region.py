@@ -31,6 +31,8 @@ from catalog.search.results import table_from_columns
 
 #: The unit an argument's name ends in: an astropy Quantity given for it is converted to it.
 NAME_UNITS = {"_arcsec": u.arcsec, "_deg": u.deg}
+#: Most rows a k-nearest search returns: nearest's k (healcat.nearest) and similar's (healcat.check_k).
+MAX_K = 10_000
 
 
 def checked(what: str, name: str, value, lo: float = -math.inf, hi: float = math.inf, lo_open: bool = False,
@@ -60,6 +62,18 @@ def checked(what: str, name: str, value, lo: float = -math.inf, hi: float = math
     return number
 
 
+def checked_int(what: str, name: str, value, lo: float = -math.inf, hi: float = math.inf) -> int:
+    """``value`` as an int in [lo, hi], else a QueryError naming it. Only an integer type passes, as a
+    SQL function's integer argument takes it (2.5 is not rounded, True is not 1), and the bounds are
+    compared exactly (``checked``'s float would overflow at 10**400 and round 2**63)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise QueryError(f"{what}: {name} must be an integer, got {value!r}")
+    if value < lo or value > hi:
+        bounds = f"at least {lo}" if hi == math.inf else f"in [{lo}, {hi}]"
+        raise QueryError(f"{what}: {name} must be {bounds}, got {value}")
+    return int(value)
+
+
 class Region:
     """A validated region: subclasses set ``what``, ``function`` and define ``ranges()`` and ``args()``."""
 
@@ -72,15 +86,15 @@ class Region:
     def args(self) -> tuple:
         raise NotImplementedError
 
-    def sql(self, release_id: int | None = None) -> tuple[str, tuple]:
-        """The parameterized call of ``healcat.<function>`` over this region's ranges (psycopg placeholders);
-        ``release_id`` None reads the published releases (``healcat.release_scope``)."""
+    def sql(self) -> tuple[str, tuple]:
+        """The parameterized call of ``healcat.<function>`` over this region's ranges (psycopg placeholders).
+        The third parameter, release_id, is None (the published releases, ``healcat.release_scope``):
+        :func:`run` binds a named release's id there."""
         ranges = self.ranges()
         args = self.args()
         text = (f"SELECT * FROM healcat.{self.function}(%s::bigint[], %s::bigint[], %s::integer"
                 + ", %s" * len(args) + ")")
-        return text, (ranges[:, 0].tolist(), ranges[:, 1].tolist(), release_id, *args)
-
+        return text, (ranges[:, 0].tolist(), ranges[:, 1].tolist(), None, *args)
 
     def source_ids(self) -> sa.Select:
         """``SELECT source_id`` of the region's sources in every release, to use inside a larger SQLAlchemy

@@ -5,7 +5,7 @@ from __future__ import annotations
 import astropy.units as u
 import numpy as np
 import sqlalchemy as sa
-from astropy.table import Table
+from astropy.table import MaskedColumn, Table
 
 #: The columns a search returns: (dtype, unit).
 COLUMNS = {
@@ -31,3 +31,11 @@ def table_from_columns(names: list[str], rows: list[tuple]) -> Table:
     columns = list(zip(*rows)) if rows else [()] * len(names)
     return Table([np.array(column, dtype=COLUMNS[name][0]) for name, column in zip(names, columns)],
                  names=names, units=[COLUMNS[name][1] for name in names], copy=False)
+
+
+def masked_column(values: list, dtype, unit=None) -> MaskedColumn:
+    """A column of fixed ``dtype`` and ``unit`` from values where None (SQL's NULL) is masked, never a
+    sentinel a reader could take for a value (its cell holds ``dtype()``: 0 or '')."""
+    missing = np.array([v is None for v in values], dtype=bool)
+    data = np.array([dtype() if v is None else v for v in values], dtype=dtype)
+    return MaskedColumn(data, mask=missing, unit=unit)

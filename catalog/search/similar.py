@@ -18,11 +18,12 @@ from astropy.table import Table
 
 from catalog.errors import QueryError, first_line, query_error
 from catalog.models import Model, Photometry, Release, Source
-from catalog.search.region import Region
+from catalog.search.region import MAX_K, Region, checked_int
 from catalog.search.results import to_table
 
 MODES = ("auto", "exact", "approx")
-MAX_K = 10_000  # healcat.check_k's bounds
+#: The model searched when none is named: photo-z's embedding (ingest/tasks/photoz.py's model_name).
+DEFAULT_MODEL = "photoz-sdss"
 MAX_EF_SEARCH = 1_000  # healcat.similar_scope's
 Filter = Region | sa.ColumnElement[bool]
 
@@ -104,7 +105,7 @@ def similar(
     source_id: int | None = None,
     *,
     vector: np.ndarray | None = None,
-    model: str = "photoz-sdss",
+    model: str = DEFAULT_MODEL,
     k: int = 10,
     version: str | None = None,
     where: Filter | Iterable[Filter] | None = None,
@@ -129,27 +130,22 @@ def similar(
 
     if (source_id is None) == (vector is None):
         raise QueryError("similar: give exactly one of source_id or vector")
-    if not _integer(k):
-        raise QueryError(f"similar: k must be an integer, got {k!r}")
-    if not 1 <= k <= MAX_K:  # as the SQL functions say it; beyond int4 the call would not match them
-        raise QueryError(f"similar: k must be an integer in [1, {MAX_K}], got {k}")
-    if source_id is not None and not _integer(source_id):
-        raise QueryError(f"similar: source_id must be an integer, got {source_id!r}")
+    k = checked_int("similar", "k", k, 1, MAX_K)  # beyond int4 the call would match no SQL function
+    if source_id is not None:
+        source_id = checked_int("similar", "source_id", source_id)
     if vector is not None:
         vector = _query_vector(vector)
     if mode not in MODES:
         raise QueryError(f"similar: mode must be one of {', '.join(MODES)}, got {mode!r}")
-    if ef_search is not None and not _integer(ef_search):
-        raise QueryError(f"similar: ef_search must be an integer, got {ef_search!r}")
-    if ef_search is not None and not 1 <= ef_search <= MAX_EF_SEARCH:
-        raise QueryError(f"similar: ef_search must be in [1, {MAX_EF_SEARCH}], got {ef_search}")
-    args = [sa.bindparam("model", model), sa.bindparam("k", int(k)), sa.bindparam("version", version, sa.Text)]
+    if ef_search is not None:
+        ef_search = checked_int("similar", "ef_search", ef_search, 1, MAX_EF_SEARCH)
+    args = [sa.bindparam("model", model), sa.bindparam("k", k), sa.bindparam("version", version, sa.Text)]
     named = {"release_name": sa.bindparam("release", release, sa.Text), "mode": sa.bindparam("mode", mode),
              "ef_search": sa.bindparam("ef_search", ef_search, sa.Integer)}
     if where is not None:
         named["candidates"] = sa.func.array(candidates(where).scalar_subquery())
     if source_id is not None:
-        fn, first = sa.func.healcat.similar_sources, sa.bindparam("source_id", int(source_id))
+        fn, first = sa.func.healcat.similar_sources, sa.bindparam("source_id", source_id)
     else:
         from pgvector.sqlalchemy import Vector
 
@@ -165,10 +161,6 @@ def similar(
                 conn.rollback()
                 raise QueryError(f"{error}{model_hint(conn, model) if 'no model named' in str(error) else ''}") from None
             raise
-
-
-def _integer(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _query_vector(vector: np.ndarray) -> np.ndarray:
