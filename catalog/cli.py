@@ -21,6 +21,7 @@ from astropy.table import MaskedColumn, Table
 
 from catalog import db, settings
 from catalog.errors import HealcatError, first_line, lost_connection, query_error
+from catalog.search.similar import DEFAULT_MODEL
 
 
 def _ra_deg(text: str) -> float:
@@ -890,7 +891,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="healcat source_id (the first column of `healcat cone`)")
     p.add_argument("--object-id", help="the survey's own id instead, e.g. 0275-51910-0435")
     p.add_argument("--release", help="with --object-id: the release, when several have that id")
-    p.add_argument("--model", default="photoz-sdss", help="embedding model")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="embedding model")
     p.add_argument("--version", help="model version (default: the current one)")
     p.add_argument("-k", type=int, default=10, help="how many neighbours")
     p.add_argument("--cone", nargs=3, metavar=("RA", "DEC", "RADIUS"),

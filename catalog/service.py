@@ -65,7 +65,7 @@ from astropy.table import Table
 from catalog import db, settings
 from catalog.errors import HealcatError, QueryError, first_line
 from catalog.search.cone import MIN_RADIUS_ARCSEC, Cone
-from catalog.search.region import run
+from catalog.search.region import MAX_K, run
 from catalog.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
@@ -197,10 +197,11 @@ def cone(params: Params, engine: sa.Engine) -> tuple[Table, list[Info]]:
 
 
 def similar_sources(params: Params, engine: sa.Engine) -> tuple[Table, list[Info]]:
-    from catalog.search.similar import similar
+    from catalog.search.similar import DEFAULT_MODEL, similar
 
-    table = similar(params.integer("SOURCE_ID", None, 1, 2**63 - 1), model=params.text("MODEL", "photoz-sdss"), k=params.integer("K", 10, 1, 10_000),
-                    version=params.text("VERSION"), release=params.text("RELEASE"), engine=engine)
+    table = similar(params.integer("SOURCE_ID", None, 1, 2**63 - 1), model=params.text("MODEL", DEFAULT_MODEL),
+                    k=params.integer("K", 10, 1, MAX_K), version=params.text("VERSION"), release=params.text("RELEASE"),
+                    engine=engine)
     return table, [Info(name="QUERY_STATUS", value="OK")]
 
 
