@@ -37,6 +37,17 @@ ORDER BY c.change, coalesce(n.object_id, o.object_id)
 """
 
 
+# How many other surveys' sources a release's rows in the per-release tables sit on (a joining
+# release's objects: ingest/publish.py diffs them), for the tables its row counts say it wrote to.
+_JOINED = """
+SELECT count(*) FROM (
+    SELECT DISTINCT t.shard, t.source_id FROM ({rows}) AS t
+    JOIN healcat.source AS s ON s.shard = t.shard AND s.source_id = t.source_id
+    WHERE s.release_id <> :r) AS j
+"""
+PER_RELEASE_TABLES = ("light_curve", "spectrum", "label", "rotation_period", "stellar_mass")
+
+
 def _table(rows, names: list[str], dtype: list) -> Table:
     """A typed table; NULLs are masked, never a sentinel."""
     columns = []
@@ -70,12 +81,24 @@ def show_release(conn: sa.Connection, name: str) -> dict:
         "SELECT change, count(*) FROM healcat.release_change WHERE release_id = :r GROUP BY change"),
         {"r": row["release_id"]}).all())
     counts = {c: changes.get(c, 0) for c in ("new", "changed", "vanished")}
+    # Its objects: its own sources, and the other surveys' sources its per-release rows sit on.
+    objects = {"own": int(row["row_counts"].get("source", 0)), "joined": _joined_objects(conn, row)}
     if row["previous"] is not None:
-        counts["unchanged"] = row["row_counts"].get("source", 0) - counts["new"] - counts["changed"]
+        counts["unchanged"] = objects["own"] + objects["joined"] - counts["new"] - counts["changed"]
     return {"release": name, "survey": row["survey"], "status": row["status"],
             "release_date": str(row["release_date"] or ""), "source_uri": row["source_uri"],
             "checksum": row["checksum"], "loaded_at": str(row["created_at"])[:19],
-            "previous": row["previous"] or "", "row_counts": row["row_counts"], "changes": counts}
+            "previous": row["previous"] or "", "row_counts": row["row_counts"], "objects": objects,
+            "changes": counts}
+
+
+def _joined_objects(conn: sa.Connection, release) -> int:
+    """How many other surveys' sources the release's per-release rows sit on (0 for an owning release)."""
+    tables = [t for t in PER_RELEASE_TABLES if int(release["row_counts"].get(t) or 0) > 0]
+    if not tables:
+        return 0
+    rows = " UNION ALL ".join(f"SELECT shard, source_id FROM healcat.{t} WHERE release_id = :r" for t in tables)
+    return conn.scalar(sa.text(_JOINED.format(rows=rows)), {"r": release["release_id"]})
 
 
 def diff_release(conn: sa.Connection, name: str, change: str | None = None) -> Table:

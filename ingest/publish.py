@@ -15,6 +15,14 @@ never half of it, and never both.
 - ``release_change`` gets one row per object that is ``new`` (no match), ``changed`` (matched,
   but another id or other stored values: ``healcat.source_fingerprint`` differs) or ``vanished``
   (an object of the previous release with no match). Unchanged objects get no row.
+- A joining release (``join = CATALOG``; spectra matched to another survey's source) puts rows of
+  the per-release tables (stellar masses, rotation periods, labels, spectra, light curves) on
+  another survey's sources: those objects are its rows on each such source. They are paired with
+  the previous release's by source (shard, source_id), then, for those left on both sides, by the
+  object_id of their sources within the same survey (the base survey re-released, the joining one
+  reloaded against it); ``changed`` where ``healcat.per_release_fingerprint`` differs. Their
+  ``release_change`` rows are keyed by those sources (the previous one for ``vanished``), as an
+  owning release's are by its own; ``matched_by`` is ``object_id``.
 """
 
 from __future__ import annotations
@@ -124,6 +132,69 @@ FROM release_old AS o
 WHERE NOT EXISTS (SELECT 1 FROM release_match AS m WHERE m.previous_source_id = o.source_id)
 """)
 
+# The per-release tables (what a release's row_counts count of them says whether it wrote any).
+PER_RELEASE_TABLES = ("light_curve", "spectrum", "label", "rotation_period", "stellar_mass")
+
+# A joining release's objects: the other surveys' sources its per-release rows sit on (never its own
+# survey's: ingest.load._owners and ingest.perobject._matches join only other surveys' sources).
+_JOINED = """
+CREATE TEMP TABLE joined_{side} ON COMMIT DROP AS
+SELECT DISTINCT s.shard, s.source_id, s.object_id, s.ra, s.dec, r.survey_id
+FROM ({rows}) AS t
+JOIN healcat.source AS s ON s.shard = t.shard AND s.source_id = t.source_id
+JOIN healcat.release AS r ON r.release_id = s.release_id
+WHERE s.release_id <> :release_id
+"""
+_NO_ROWS = "SELECT NULL::smallint AS shard, NULL::bigint AS source_id WHERE false"
+
+# Pairs: the same source first (_JOINED_SAME), then the sources left on both sides by object_id within one survey
+# (one each way: a base survey's object_id is unique in its release).
+_JOINED_SAME = sa.text("""
+CREATE TEMP TABLE joined_match ON COMMIT DROP AS
+SELECT n.shard, n.source_id, o.shard AS previous_shard, o.source_id AS previous_source_id,
+       healcat.angdist_deg(n.ra, n.dec, o.ra, o.dec) * 3600 AS separation_arcsec
+FROM joined_new AS n JOIN joined_old AS o ON o.shard = n.shard AND o.source_id = n.source_id
+""")
+_JOINED_BY_ID = sa.text("""
+INSERT INTO joined_match
+WITH left_new AS (
+    SELECT * FROM joined_new AS n
+    WHERE NOT EXISTS (SELECT 1 FROM joined_match AS m WHERE m.shard = n.shard AND m.source_id = n.source_id)),
+left_old AS (
+    SELECT * FROM joined_old AS o
+    WHERE NOT EXISTS (SELECT 1 FROM joined_match AS m
+                      WHERE m.previous_shard = o.shard AND m.previous_source_id = o.source_id)),
+pair AS (
+    SELECT n.shard, n.source_id, o.shard AS previous_shard, o.source_id AS previous_source_id,
+           healcat.angdist_deg(n.ra, n.dec, o.ra, o.dec) * 3600 AS separation_arcsec
+    FROM left_new AS n JOIN left_old AS o ON o.object_id = n.object_id AND o.survey_id = n.survey_id),
+one_per_new AS (
+    SELECT DISTINCT ON (shard, source_id) * FROM pair ORDER BY shard, source_id, previous_shard, previous_source_id),
+one_per_old AS (
+    SELECT DISTINCT ON (previous_shard, previous_source_id) * FROM pair
+    ORDER BY previous_shard, previous_source_id, shard, source_id)
+SELECT a.* FROM one_per_new AS a JOIN one_per_old AS b USING (shard, source_id, previous_shard, previous_source_id)
+""")
+
+_JOINED_RECORD = sa.text("""
+INSERT INTO healcat.release_change
+    (shard, source_id, release_id, change, previous_shard, previous_source_id, matched_by, separation_arcsec)
+SELECT n.shard, n.source_id, :release_id, 'new', NULL, NULL, NULL, NULL
+FROM joined_new AS n
+WHERE NOT EXISTS (SELECT 1 FROM joined_match AS m WHERE m.shard = n.shard AND m.source_id = n.source_id)
+UNION ALL
+SELECT m.shard, m.source_id, :release_id, 'changed', m.previous_shard, m.previous_source_id, 'object_id',
+       m.separation_arcsec
+FROM joined_match AS m
+WHERE healcat.per_release_fingerprint(m.shard, m.source_id, :release_id)
+      IS DISTINCT FROM healcat.per_release_fingerprint(m.previous_shard, m.previous_source_id, :previous)
+UNION ALL
+SELECT o.shard, o.source_id, :release_id, 'vanished', o.shard, o.source_id, NULL, NULL
+FROM joined_old AS o
+WHERE NOT EXISTS (SELECT 1 FROM joined_match AS m
+                  WHERE m.previous_shard = o.shard AND m.previous_source_id = o.source_id)
+""")
+
 _COUNTS = sa.text("SELECT change, count(*) FROM healcat.release_change WHERE release_id = :release_id GROUP BY change")
 
 
@@ -164,11 +235,16 @@ def match_objects(conn: sa.Connection, radius_arcsec: float) -> None:
 
 
 def _record_changes(conn: sa.Connection, release_id: int, previous_id: int | None) -> dict[str, int]:
-    """Cross-identify a release with the one before it and record the objects new, changed and vanished."""
+    """Cross-identify a release with the one before it and record the objects new, changed and vanished:
+    its own sources, and the other surveys' sources its per-release rows sit on (:func:`_record_joined`)."""
     counts = {"new": 0, "changed": 0, "vanished": 0}
     if previous_id is None:
         counts["new"] = conn.scalar(sa.text("SELECT count(*) FROM healcat.source WHERE release_id = :r"),
                                     {"r": release_id})
+        if _joined_tables(conn, release_id):
+            _joined_side(conn, "new", release_id)
+            counts["new"] += conn.scalar(sa.text("SELECT count(*) FROM joined_new"))
+            conn.exec_driver_sql("DROP TABLE joined_new")
         return counts
     conn.execute(sa.text("UPDATE healcat.release SET previous_release_id = :p WHERE release_id = :r"),
                  {"p": previous_id, "r": release_id})
@@ -178,6 +254,37 @@ def _record_changes(conn: sa.Connection, release_id: int, previous_id: int | Non
     match_objects(conn, params["radius_arcsec"])
     conn.execute(_RECORD, params)
     conn.exec_driver_sql("DROP TABLE release_match, release_new, release_old")
+    _record_joined(conn, release_id, previous_id)
     counts.update(dict(conn.execute(_COUNTS, {"release_id": release_id}).all()))
     log.info("release %d against %d: %s", release_id, previous_id, counts)
     return counts
+
+
+def _joined_tables(conn: sa.Connection, release_id: int) -> list[str]:
+    """The per-release tables the release wrote rows to, as its row counts say."""
+    counts = conn.scalar(sa.text("SELECT row_counts FROM healcat.release WHERE release_id = :r"),
+                         {"r": release_id}) or {}
+    return [t for t in PER_RELEASE_TABLES if int(counts.get(t) or 0) > 0]
+
+
+def _joined_side(conn: sa.Connection, side: str, release_id: int) -> None:
+    """The temporary table joined_SIDE: the other surveys' sources the release's per-release rows sit on."""
+    tables = _joined_tables(conn, release_id)
+    rows = " UNION ALL ".join(f"SELECT shard, source_id FROM healcat.{t} WHERE release_id = :release_id"
+                              for t in tables) or _NO_ROWS
+    conn.execute(sa.text(_JOINED.format(side=side, rows=rows)), {"release_id": release_id})
+
+
+def _record_joined(conn: sa.Connection, release_id: int, previous_id: int) -> None:
+    """Record the changes of a joining release's objects (its rows on other surveys' sources) against
+    the previous release's: new, changed (``per_release_fingerprint`` differs) and vanished. Nothing
+    to do (and nothing run) where neither release wrote per-release rows."""
+    if not _joined_tables(conn, release_id) and not _joined_tables(conn, previous_id):
+        return
+    _joined_side(conn, "new", release_id)
+    _joined_side(conn, "old", previous_id)
+    conn.exec_driver_sql("ANALYZE joined_new, joined_old")
+    conn.execute(_JOINED_SAME)
+    conn.execute(_JOINED_BY_ID)
+    conn.execute(_JOINED_RECORD, {"release_id": release_id, "previous": previous_id})
+    conn.exec_driver_sql("DROP TABLE joined_match, joined_new, joined_old")

@@ -1,0 +1,279 @@
+"""What a release diff sees: proper motions, numbers in attrs by value, and a joining release's rows
+(on another survey's sources); and migration 0045's downgrade gives back releases_v2's functions."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from catalog.cli import main
+from catalog.releases import diff_release, show_release
+from ingest.load import ingest_release
+from ingest.mapping import data_dir, load_mapping
+
+KEPLER = "kepler_mcquillan_tgas_prot"
+CANDELS = data_dir() / "candels_goodss_sedfit_comparison"
+
+
+def _changes(engine, release: str) -> dict[str, set[str]]:
+    """change -> {object_id of the object (the previous release's, for vanished)}."""
+    with engine.connect() as conn:
+        table = diff_release(conn, release)
+    out: dict[str, set[str]] = {"new": set(), "changed": set(), "vanished": set()}
+    for row in table:
+        out[str(row["change"])].add(str(row["previous_object_id"] if row["change"] == "vanished" else row["object_id"]))
+    return out
+
+
+def _show(engine, release: str) -> dict:
+    with engine.connect() as conn:
+        return show_release(conn, release)
+
+
+# --- a catalogue with proper motions and numeric attrs ----------------------------------------------------------
+
+
+def _kepler_rows() -> tuple[list[str], list[dict[str, str]]]:
+    with (data_dir() / KEPLER / "1473873638462A.csv").open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        return reader.fieldnames, list(reader)
+
+
+def _write(path: Path, fields: list[str], rows: list[dict[str, str]]) -> Path:
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _kepler_mapping(folder: Path, version: str) -> Path:
+    text = load_mapping(KEPLER).path.read_text().replace('name = "kepler-mcquillan"', 'name = "scratch"')
+    path = folder / f"kepler-{version}.toml"
+    path.write_text(text.replace('version = "2014-x-tgas"', f'version = "{version}"'))
+    return path
+
+
+def test_proper_motions_count_and_numbers_in_attrs_compare_by_value(engine, tmp_path, scratch_release):
+    """v2: 20 stars' pmra +50 mas/yr, and one Teff written '5843.0' (the reader then types the column
+    float in its chunk, so every star's Teff is stored 5863.0 where v1 stored 5863): 20 changed."""
+    fields, rows = _kepler_rows()
+    rows = rows[:100]
+    v2 = [dict(r) for r in rows]
+    for r in v2[:20]:
+        r["pmra"] = repr(float(r["pmra"]) + 50)
+    teff = next(i for i, r in enumerate(v2) if i >= 20 and r["Teff"].isdigit())
+    v2[teff]["Teff"] += ".0"
+    ingest_release(_kepler_mapping(tmp_path, "v1"), engine, file=_write(tmp_path / "v1.csv", fields, rows))
+    ingest_release(_kepler_mapping(tmp_path, "v2"), engine, file=_write(tmp_path / "v2.csv", fields, v2))
+    with engine.connect() as conn:
+        stored = dict(conn.execute(sa.text(
+            "SELECT r.version, count(*) FILTER (WHERE s.attrs->>'Teff' LIKE '%.0') FROM healcat.source s "
+            "JOIN healcat.release r USING (release_id) WHERE r.name IN ('scratch/v1', 'scratch/v2') GROUP BY 1")).all())
+    assert stored["v1"] == 0 and stored["v2"] > 20, \
+        "precondition: v2 stores the Teff column as floats (the scale printed), v1 as integers"
+    changes = _changes(engine, "scratch/v2")
+    assert changes == {"new": set(), "changed": {f"KIC {r['KIC']}" for r in rows[:20]}, "vanished": set()}
+    show = _show(engine, "scratch/v2")
+    assert show["changes"] == {"new": 0, "changed": 20, "vanished": 0,
+                               "unchanged": show["row_counts"]["source"] - 20}
+    assert show["objects"] == {"own": show["row_counts"]["source"], "joined": 0}
+
+
+def test_the_fingerprint_compares_attrs_numbers_by_value_only(conn, catalog):
+    """5863 and 5863.0 are one value; 5863.5, a string '5863' and a nested array are not rewritten."""
+    source = conn.execute(sa.text("SELECT shard, source_id FROM healcat.source ORDER BY source_id LIMIT 1")).one()
+    fingerprint = sa.text("SELECT healcat.source_fingerprint(CAST(:s AS smallint), :i)")
+
+    def with_attrs(attrs: str) -> str:
+        conn.execute(sa.text("UPDATE healcat.source SET attrs = CAST(:a AS jsonb) WHERE shard = :s AND source_id = :i"),
+                     {"a": attrs, "s": source.shard, "i": source.source_id})
+        return conn.scalar(fingerprint, {"s": source.shard, "i": source.source_id})
+
+    base = with_attrs('{"Teff": 5863, "w": 0.25, "x": [1]}')
+    assert with_attrs('{"Teff": 5863.0, "w": 0.2500, "x": [1]}') == base
+    assert with_attrs('{"Teff": 5.863e3, "w": 25e-2, "x": [1]}') == base
+    assert with_attrs('{"Teff": 5863.5, "w": 0.25, "x": [1]}') != base
+    assert with_attrs('{"Teff": "5863", "w": 0.25, "x": [1]}') != base
+    assert with_attrs('{"Teff": 5863, "w": 0.25, "x": [2]}') != base
+    conn.execute(sa.text("UPDATE healcat.source SET pmra_masyr = 1, pmdec_masyr = 2, ref_epoch_yr = 2016 "
+                         "WHERE shard = :s AND source_id = :i"), {"s": source.shard, "i": source.source_id})
+    moving = conn.scalar(fingerprint, {"s": source.shard, "i": source.source_id})
+    assert moving != base
+    conn.execute(sa.text("UPDATE healcat.source SET ref_epoch_yr = 2015.5 WHERE shard = :s AND source_id = :i"),
+                 {"s": source.shard, "i": source.source_id})
+    assert conn.scalar(fingerprint, {"s": source.shard, "i": source.source_id}) not in (base, moving)
+
+
+# --- a joining release: stellar masses on another survey's sources ---------------------------------------------
+
+
+def _lines(path: Path) -> tuple[list[str], list[str]]:
+    lines = [line for line in path.read_text().splitlines(keepends=True) if line.strip()]
+    return [line for line in lines if line.startswith("#")], [line for line in lines if not line.startswith("#")]
+
+
+@pytest.fixture
+def base_survey(engine):
+    """Removes, after the test, the releases of the survey 'scratch-base' (the photometry a joining
+    scratch release joins) and their sources."""
+    yield
+    base = ("(SELECT release_id FROM healcat.release r JOIN healcat.survey s USING (survey_id) "
+            "WHERE s.name = 'scratch-base')")
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DELETE FROM healcat.source WHERE release_id IN {base}"))
+        conn.execute(sa.text(f"DELETE FROM healcat.release WHERE release_id IN {base}"))
+
+
+def _load(engine, mapping_and_file: tuple[Path, Path]):
+    mapping, file = mapping_and_file
+    return ingest_release(mapping, engine, file=file)
+
+
+def _base(folder: Path, version: str, n: int) -> tuple[Path, Path]:
+    """The CANDELS z1 photometry's first n objects under the survey 'scratch-base', their ids in the
+    catalog 'scratch_goodss' (no other test's source carries them)."""
+    header, rows = _lines(CANDELS / "catalogs/CANDELS_GDSS_workshop_z1.dat")
+    data = folder / f"base-{version}.dat"
+    data.write_text("".join(header + rows[:n]))
+    text = load_mapping("candels_goodss_z1").path.read_text()
+    text = text.replace('name = "candels-goodss-z1"', 'name = "scratch-base"').replace('version = "sedfit"',
+                                                                                       f'version = "{version}"')
+    mapping = folder / f"base-{version}.toml"
+    mapping.write_text(text.replace("candels_goodss = ", "scratch_goodss = "))
+    return mapping, data
+
+
+def _masses(folder: Path, version: str, rows: list[list[str]]) -> tuple[Path, Path]:
+    """Prospector masses (rows of the file's fields) under the survey 'scratch', joining 'scratch_goodss'."""
+    header, _ = _lines(CANDELS / "code_outputs/prospector_output_z1.dat")
+    data = folder / f"p-{version}.dat"
+    data.write_text("".join(header) + "".join(",".join(r) + "\n" for r in rows))
+    text = load_mapping("candels_prospector_z1").path.read_text()
+    text = text.replace('name = "candels-sedfit-prospector-z1"', 'name = "scratch"').replace(
+        'version = "goodss"', f'version = "{version}"')
+    mapping = folder / f"p-{version}.toml"
+    mapping.write_text(text.replace('join = "candels_goodss"', 'join = "scratch_goodss"')
+                       .replace("candels_goodss = ", "scratch_goodss = "))
+    return mapping, data
+
+
+def test_a_joining_release_records_its_rows_new_changed_and_vanished(engine, tmp_path, scratch_release, base_survey,
+                                                                      capsys):
+    """p1: masses of 40 objects; p2: 10 of them gone, 10 with another mass, 5 objects more. Then the
+    base survey is re-released and p3 (p2 with one mass changed) is loaded against it: its rows sit on
+    the new base's sources, paired with p2's by their object_id."""
+    _load(engine, _base(tmp_path, "b1", 60))
+    _, masses = _lines(CANDELS / "code_outputs/prospector_output_z1.dat")
+    masses = [line.strip().split(",") for line in masses[:45]]
+    ids = [m[0] for m in masses]
+    p2 = [list(m) for m in masses[10:45]]
+    for m in p2[:10]:  # objects 10-19
+        m[1] = f"{float(m[1]) + 0.5:.2f}"
+    p1 = _load(engine, _masses(tmp_path, "p1", masses[:40]))
+    p2_result = _load(engine, _masses(tmp_path, "p2", p2))
+    assert (p1.row_counts["joined"], p1.row_counts["source"], p2_result.row_counts["joined"]) == (40, 0, 35)
+
+    assert _changes(engine, "scratch/p2") == {"new": set(ids[40:45]), "changed": set(ids[10:20]),
+                                              "vanished": set(ids[:10])}
+    show = _show(engine, "scratch/p2")
+    assert show["previous"] == "scratch/p1" and show["objects"] == {"own": 0, "joined": 35}
+    assert show["changes"] == {"new": 5, "changed": 10, "vanished": 10, "unchanged": 20}
+    assert main(["release", "show", "scratch/p2"]) == 0
+    assert "new 5, changed 10, vanished 10, unchanged 20" in capsys.readouterr().out
+    assert main(["release", "list", "--survey", "scratch", "--format", "csv"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[2].startswith("scratch/p2,scratch,published,2019-04-18,0,scratch/p1,5,10,10,")
+    with engine.connect() as conn:
+        table = diff_release(conn, "scratch/p2", "changed")
+    assert set(table["matched_by"]) == {"object_id"} and all(table["source_id"] == table["previous_source_id"])
+
+    # The base re-released: p3 joins its new sources; paired with p2's rows by their object_id.
+    _load(engine, _base(tmp_path, "b2", 60))
+    p3 = [list(m) for m in p2]
+    p3[20][1] = f"{float(p3[20][1]) - 0.3:.2f}"  # object 30
+    _load(engine, _masses(tmp_path, "p3", p3))
+    assert _changes(engine, "scratch/p3") == {"new": set(), "changed": {ids[30]}, "vanished": set()}
+    assert _show(engine, "scratch/p3")["changes"] == {"new": 0, "changed": 1, "vanished": 0, "unchanged": 34}
+    with engine.connect() as conn:
+        table = diff_release(conn, "scratch/p3")
+        moved = conn.execute(sa.text(
+            "SELECT n.release_id <> o.release_id FROM healcat.source n, healcat.source o "
+            "WHERE n.source_id = :n AND o.source_id = :o"),
+            {"n": int(table["source_id"][0]), "o": int(table["previous_source_id"][0])}).scalar()
+    assert moved, "p3's row is on the new base release's source, p2's on the old one's"
+
+
+def test_an_owning_release_with_per_release_rows_records_no_joined_objects(engine, tmp_path, scratch_release):
+    """Kepler's rotation periods sit on its own sources: the diff of two identical releases is empty."""
+    fields, rows = _kepler_rows()
+    ingest_release(_kepler_mapping(tmp_path, "a"), engine, file=_write(tmp_path / "a.csv", fields, rows[:50]))
+    ingest_release(_kepler_mapping(tmp_path, "b"), engine, file=_write(tmp_path / "b.csv", fields, rows[:50]))
+    show = _show(engine, "scratch/b")
+    assert show["row_counts"]["rotation_period"] > 0
+    assert show["objects"] == {"own": show["row_counts"]["source"], "joined": 0}
+    assert show["changes"] == {"new": 0, "changed": 0, "vanished": 0, "unchanged": show["row_counts"]["source"]}
+
+
+# --- migration 0045 -----------------------------------------------------------------------------------------------
+
+FUNCTIONS = """
+    SELECT p.oid::regprocedure::text, pg_get_functiondef(p.oid), obj_description(p.oid, 'pg_proc'),
+           p.proacl::text, p.proconfig::text
+    FROM pg_proc p WHERE p.pronamespace = 'healcat'::regnamespace ORDER BY 1"""
+
+
+def test_the_downgrade_restores_the_release_functions(engine, database_url):
+    """0045's downgrade leaves every healcat function (definition, comment, ACL, settings) as 0044 made it."""
+    from alembic import command
+
+    from catalog import db
+
+    url = database_url.set(database="healcat_release_diff_v3")
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("DROP DATABASE IF EXISTS healcat_release_diff_v3")
+        conn.exec_driver_sql("CREATE DATABASE healcat_release_diff_v3")
+    scratch = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        db.migrate(url, "0044")
+        with scratch.connect() as conn:
+            before = conn.execute(sa.text(FUNCTIONS)).all()
+        db.migrate(url, "0045")
+        with scratch.connect() as conn:
+            upgraded = conn.execute(sa.text(FUNCTIONS)).all()
+        command.downgrade(db.alembic_config(url), "0044")
+        with scratch.connect() as conn:
+            after = conn.execute(sa.text(FUNCTIONS)).all()
+        changed = {a[0] for a, b in zip(before, upgraded) if a != b}
+        assert len(upgraded) == len(before) and changed == {
+            "healcat.per_release_fingerprint(smallint,bigint,integer)", "healcat.source_fingerprint(smallint,bigint)"}
+        assert all(row[4] == "{\"search_path=pg_catalog, healcat\"}" for row in upgraded if row[0] in changed)
+        assert after == before
+    finally:
+        scratch.dispose()
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("DROP DATABASE IF EXISTS healcat_release_diff_v3")
+
+
+def test_a_joining_release_back_filled_later_becomes_the_previous_one(engine, tmp_path, scratch_release, base_survey):
+    """An older joining release loaded after a newer one: superseded at once, and the newer one's diff
+    is recomputed against it (its rows on the same base sources)."""
+    _load(engine, _base(tmp_path, "b1", 30))
+    _, masses = _lines(CANDELS / "code_outputs/prospector_output_z1.dat")
+    masses = [line.strip().split(",") for line in masses[:30]]
+    ids = [m[0] for m in masses]
+    newer = [list(m) for m in masses[5:30]]
+    newer[0][1] = f"{float(newer[0][1]) + 0.5:.2f}"  # object 5
+    _load(engine, _masses(tmp_path, "new", newer))
+    assert _show(engine, "scratch/new")["previous"] == ""
+    mapping, data = _masses(tmp_path, "old", masses[:20])
+    mapping.write_text(mapping.read_text().replace("date = 2019-04-18", "date = 2010-01-01"))
+    _load(engine, (mapping, data))
+    old, new = _show(engine, "scratch/old"), _show(engine, "scratch/new")
+    assert (old["status"], old["previous"], new["status"], new["previous"]) == ("superseded", "", "published",
+                                                                                "scratch/old")
+    assert _changes(engine, "scratch/new") == {"new": set(ids[20:30]), "changed": {ids[5]}, "vanished": set(ids[:5])}
+    assert new["changes"] == {"new": 10, "changed": 1, "vanished": 5, "unchanged": 14}
