@@ -158,6 +158,10 @@ class Source(Base):
         CheckConstraint("(pmra_masyr IS NULL) = (pmdec_masyr IS NULL) "
                         "AND (pmra_masyr IS NULL OR ref_epoch_yr IS NOT NULL)", name="proper_motion_complete"),
         Index("ix_source_hpx", "hpx"),
+        # an epoch cross-match's pad and fast movers (migration 0046, sql/xmatch_v7.sql)
+        Index("ix_source_pm", "release_id", "ref_epoch_yr",
+              text("sqrt(pmra_masyr * pmra_masyr + pmdec_masyr * pmdec_masyr)"),
+              postgresql_where=text("pmra_masyr IS NOT NULL")),
     )
     # Primary key (source_id, shard): source_id first, so that no index but ix_source_hpx leads
     # with the shard and the planner answers a cone's `shard = ANY(...)` through the hpx ranges.
