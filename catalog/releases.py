@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from astropy.table import Column, MaskedColumn, Table
+from astropy.table import Table
 
 from catalog.errors import QueryError
+from catalog.search.results import masked_column
 
 _LIST = """
 SELECT r.name AS release, s.name AS survey, r.status, r.release_date::text AS release_date,
@@ -50,14 +51,7 @@ PER_RELEASE_TABLES = ("light_curve", "spectrum", "label", "rotation_period", "st
 
 def _table(rows, names: list[str], dtype: list) -> Table:
     """A typed table; NULLs are masked, never a sentinel."""
-    columns = []
-    for i, (name, kind) in enumerate(zip(names, dtype)):
-        values = [r[i] for r in rows]
-        mask = [v is None for v in values]
-        filler = kind()
-        columns.append(MaskedColumn([filler if v is None else v for v in values], name=name, dtype=kind, mask=mask)
-                       if any(mask) else Column(values, name=name, dtype=kind))
-    return Table(columns)
+    return Table([masked_column([r[i] for r in rows], kind) for i, kind in enumerate(dtype)], names=names)
 
 
 def list_releases(conn: sa.Connection, survey: str | None = None) -> Table:
