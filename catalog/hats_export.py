@@ -164,14 +164,14 @@ def _prediction_columns(conn: sa.Connection, release: sa.RowMapping) -> tuple[li
         "WHERE c.release_id = :r GROUP BY 1, 2, 3, 4, 5 ORDER BY c.model_name"), {"r": release["release_id"]}).all()
     units = _task_units() if runs else {}
     columns, params = [], {"model_ids": [run.model_id for run in runs]}
-    for i, (model, version, task, _, run_id, *filled) in enumerate(runs):
+    for i, (model, model_version, task, _, run_id, *filled) in enumerate(runs):
         params[f"run_{i}"] = run_id
         for (column, suffix, kind), n in zip(PREDICTION, filled):
             if n:
                 unit = "" if column == "label" else units.get(task, "")
                 pivot = f"max(q.{column}) FILTER (WHERE q.run_id = %(run_{i})s)"
                 columns.append(Column(f"{_name(model)}_{suffix}", pivot, kind, unit,
-                                      f"prediction.{column} of {model} version {version} ({task})"))
+                                      f"prediction.{column} of {model} version {model_version} ({task})"))
     return columns, params
 
 

@@ -133,8 +133,9 @@ class Band:
         if ("unit" in spec) == ("zp_ab" in spec):
             raise MappingError(f"{where}: band {name}: give the flux's unit or its zp_ab, exactly one")
         if "zp_ab" in spec:
-            to_ujy = AB_ZERO_POINT_UJY * 10 ** (-0.4 * float(spec["zp_ab"]))
-            unit = f"(zp_ab {float(spec['zp_ab']):g})"
+            zp_ab = number(f"{where}: band {name}: zp_ab", spec["zp_ab"])
+            to_ujy = AB_ZERO_POINT_UJY * 10 ** (-0.4 * zp_ab)
+            unit = f"(zp_ab {zp_ab:g})"
         else:
             try:
                 unit = u.Unit(spec["unit"])
@@ -263,16 +264,7 @@ class Mapping:
     def check_columns(self, table: Table, file: Path) -> None:
         """Fail, naming the file and the columns, unless the input has exactly what is mapped or ignored
         (``"*"`` under ``[ignore]`` covers every column not named)."""
-        present = set(table.colnames)
-        missing = sorted(self.used_columns() - present)
-        if missing:
-            raise MappingError(f"{file}: mapping {self.path.name} uses columns not in the file: {', '.join(missing)}")
-        unmapped = sorted(present - self.used_columns() - set(self.ignore))
-        if unmapped and "*" not in self.ignore:
-            raise MappingError(
-                f"{file}: columns {', '.join(unmapped)} are neither mapped nor listed under [ignore] "
-                f"in {self.path.name}"
-            )
+        check_mapped(set(table.colnames), self.used_columns(), self.ignore, file, self.path)
         for col, axis in ((self.ra, "ra"), (self.dec, "dec")):
             file_unit = getattr(table[col.name], "unit", None) if col else None
             if file_unit is None or table[col.name].dtype.kind not in "iuf" or file_unit == u.dimensionless_unscaled:
@@ -290,6 +282,20 @@ class Mapping:
             if not math.isclose(angle.to(u.deg), POSITION_UNITS[col.unit or "deg"].to(u.deg)):
                 raise MappingError(f"{file}: column {col.name} is in {file_unit} by the file's own header, "
                                    f"but mapping {self.path.name} says {col.unit or 'deg'}")
+
+
+def check_mapped(present: set[str], used: set[str], ignore: dict[str, str], file: Path | str,
+                 mapping_path: Path) -> None:
+    """Fail, naming the file and the columns, unless the file's ``present`` columns are exactly what the
+    mapping at ``mapping_path`` uses or ignores (``"*"`` under ``[ignore]`` covers every column not named):
+    the check of catalogue mappings and per-object ones alike."""
+    missing = sorted(used - present)
+    if missing:
+        raise MappingError(f"{file}: mapping {mapping_path.name} uses columns not in the file: {', '.join(missing)}")
+    unmapped = sorted(present - used - set(ignore))
+    if unmapped and "*" not in ignore:
+        raise MappingError(f"{file}: columns {', '.join(unmapped)} are neither mapped nor listed under [ignore] "
+                           f"in {mapping_path.name}")
 
 
 def resolve_file(mapping_path: Path, file: str, *, pattern: bool = False) -> Path:
@@ -347,7 +353,7 @@ def load_mapping(path: Path | str, version: str | None = None) -> Mapping | PerO
         else:
             mapping = parse_mapping(path, raw)
             files = (mapping.file,)
-    except (ValueError, TypeError, AttributeError) as exc:  # a value of the wrong kind, e.g. sentinels = ["n/a"]
+    except (ValueError, TypeError, AttributeError) as exc:  # a value of a wrong kind that no check names
         raise MappingError(f"{path}: {exc}") from None
     for file in files:
         check_confined(path, file)
@@ -404,6 +410,22 @@ def opened_path(fh, file: Path) -> Path:
         return Path(os.path.realpath(file))
 
 
+def number(where: str, value: Any) -> float:
+    """A number a mapping gives, as a float; else an error naming the file, section and key (``where``,
+    e.g. ``b.toml: [photometry] missing_above``) and the value: float()'s own named none of them."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise MappingError(f"{where}: {value!r} is not a number") from None
+
+
+def numbers(where: str, values: Any) -> tuple[float, ...]:
+    """A list of numbers a mapping gives (sentinels), each as :func:`number`."""
+    if not isinstance(values, list):
+        raise MappingError(f"{where} must be a list of numbers such as [-99.0], got {values!r}")
+    return tuple(number(where, value) for value in values)
+
+
 def check_keys(path: Path, section: str | None, spec: dict[str, Any], known: set[str]) -> None:
     """Fail, naming the file and the section, on a key the mapping does not know."""
     if not isinstance(spec, dict):
@@ -453,7 +475,7 @@ def parse_mapping(path: Path, raw: dict[str, Any]) -> Mapping:
         spec = dict(spec)
         if not spec:
             continue
-        sentinels[name] = tuple(float(x) for x in spec.pop("sentinels", ()))
+        sentinels[name] = numbers(f"{path}: [{name}] sentinels", spec.pop("sentinels", []))
         constants[name] = {k: str(spec.pop(k)) for k in CONSTANTS.get(name, ()) if k in spec}
         if name in REQUIRED and REQUIRED[name] not in spec:
             raise MappingError(f"{path}: [{name}] needs {REQUIRED[name]!r}")
@@ -504,10 +526,10 @@ def parse_mapping(path: Path, raw: dict[str, Any]) -> Mapping:
         join=join,
         on_missing=on_missing,
         mag_system=phot.get("system"),
-        sentinels=tuple(float(x) for x in phot.get("sentinels", ())),
-        missing_above=float(phot.get("missing_above", math.inf)),
-        error_sentinels=tuple(float(x) for x in phot.get("error_sentinels", ())),
-        max_mag_err=float(phot.get("max_mag_err", MAX_MAG_ERR)),
+        sentinels=numbers(f"{path}: [photometry] sentinels", phot.get("sentinels", [])),
+        missing_above=number(f"{path}: [photometry] missing_above", phot.get("missing_above", math.inf)),
+        error_sentinels=numbers(f"{path}: [photometry] error_sentinels", phot.get("error_sentinels", [])),
+        max_mag_err=number(f"{path}: [photometry] max_mag_err", phot.get("max_mag_err", MAX_MAG_ERR)),
         bands=_bands(phot, path),
         sections=sections,
         section_sentinels=sentinels,

@@ -41,7 +41,7 @@ from ingest import progress
 from ingest.copy import copy_rows
 from ingest.load import (LoadResult, _copy_chunk, _quarantine, check_same_file, check_unchanged, hash_file, load_release,
                          mapping_json)
-from ingest.mapping import apply, data_dir, json_scalar
+from ingest.mapping import MappedChunk, apply, data_dir, json_scalar
 from ingest.perobject_build import curve_rows, group_by_position, spectrum_row
 from ingest.perobject_mapping import InputFiles, PerObjectMapping
 from ingest.readers.lightcurve import CsvRows, read_csv_rows
@@ -155,15 +155,20 @@ def _catalog_table(mapping: PerObjectMapping, inputs: InputFiles,
     """The [catalog] files stacked (with their file name and row) and joined to its join files by key;
     and the keys of the rows set apart as malformed (fewer or more fields than the header: quarantined)."""
     cat = mapping.catalog
+    joins = []  # (join entry, a join file's table): read first, as their columns count as the catalogue's
+    for extra, paths in zip(cat.options.get("join", []), inputs.joins):
+        for path in paths:
+            read = _read_catalog_file(path, extra.get("format", cat.format), {extra["key"]})
+            if read.malformed:  # its columns would be missing from a catalogue row, without a word
+                raise MappingError(f"{path}: [catalog] join file: {read.malformed[0][2]}")
+            joins.append((extra, read.table))
+    joined_columns = {c for extra, other in joins for c in other.colnames if c != extra["key"]}
     text = (set(mapping.source.read_options.text_columns) - {"key"}) | {cat.options["key"]}
     tables, malformed = [], set()
     for path in inputs.catalog:
-        try:
-            read = read_table(path, cat.format, text)
-        except Exception as exc:  # astropy raises many types for broken files
-            raise MappingError(f"{path}: cannot be read as {cat.format}: {exc}") from exc
+        read = _read_catalog_file(path, cat.format, text)
         table = read.table
-        mapping.check_columns(set(table.colnames) | _joined_columns(mapping, inputs), _catalog_used(mapping), path)
+        mapping.check_columns(set(table.colnames) | joined_columns, _catalog_used(mapping), path)
         at = table.colnames.index(cat.options["key"])
         for n, column, reason, fields in read.malformed:
             quarantine.add(path, n, column, reason, {"fields": fields})
@@ -172,20 +177,23 @@ def _catalog_table(mapping: PerObjectMapping, inputs: InputFiles,
         table["_row"] = read.rows
         tables.append(table)
     table = vstack(tables, join_type="exact") if len(tables) > 1 else tables[0]
-    for extra, paths in zip(cat.options.get("join", []), inputs.joins):
-        for path in paths:
-            read = read_table(path, extra.get("format", cat.format), {extra["key"]})
-            if read.malformed:  # its columns would be missing from a catalogue row, without a word
-                raise MappingError(f"{path}: [catalog] join file: {read.malformed[0][2]}")
-            other = read.table
-            if extra["key"] != cat.options["key"]:
-                other.rename_column(extra["key"], cat.options["key"])
-            table = join(table, other, keys=cat.options["key"], join_type="left")
+    for extra, other in joins:
+        if extra["key"] != cat.options["key"]:
+            other.rename_column(extra["key"], cat.options["key"])
+        table = join(table, other, keys=cat.options["key"], join_type="left")
     table.sort(["_file", "_row"])
     table["key"] = [str(v) for v in table[cat.options["key"]]]
     for name, parts in mapping.sexagesimal.items():
         table[name] = _sexagesimal(*(np.ma.filled(np.ma.asarray(table[c], dtype=np.float64), np.nan) for c in parts))
     return table, malformed
+
+
+def _read_catalog_file(path: Path, fmt: str, text: set[str]) -> CsvRows:
+    """A [catalog] file or one of its join files (:func:`read_table`); one that cannot be read fails naming it."""
+    try:
+        return read_table(path, fmt, text)
+    except Exception as exc:  # astropy raises many types for broken files
+        raise MappingError(f"{path}: cannot be read as {fmt}: {exc}") from exc
 
 
 def read_table(path: Path, fmt: str, text: set[str]) -> CsvRows:
@@ -206,25 +214,18 @@ def _sexagesimal(d: np.ndarray, m: np.ndarray, s: np.ndarray) -> list[str]:
             for a, b, c in zip(d, m, s)]
 
 
-def _joined_columns(mapping: PerObjectMapping, inputs: InputFiles) -> set[str]:
-    cols: set[str] = set()
-    for extra, paths in zip(mapping.catalog.options.get("join", []), inputs.joins):
-        for path in paths:
-            cols |= set(Table.read(path, format=extra.get("format", mapping.catalog.format)).colnames) - {extra["key"]}
-    return cols
-
-
 def _catalog_used(mapping: PerObjectMapping) -> set[str]:
     return mapping.scalar_columns() | {mapping.catalog.options["key"]}
 
 
-def _new_sources(pg, mapping: PerObjectMapping, table: Table, quarantine: _Quarantine, release_id: int,
-                 keep: np.ndarray | None = None) -> tuple[dict[str, tuple[int, int]], dict[str, int], np.ndarray]:
-    """Sources for the rows of ``table`` (those in ``keep``) that pass validation.
+def _new_sources(pg, mapping: PerObjectMapping, table: Table, chunk: MappedChunk, quarantine: _Quarantine,
+                 release_id: int, keep: np.ndarray | None = None
+                 ) -> tuple[dict[str, tuple[int, int]], dict[str, int], np.ndarray]:
+    """Sources for the rows of ``table`` (those in ``keep``) that pass validation; ``chunk`` is
+    ``table`` mapped (``apply(mapping.source, table)``, which the caller needs too).
 
     Returns object_id -> (shard, source_id), the row counts written, and the mask of good rows.
     """
-    chunk = apply(mapping.source, table)
     good, rejected = validate(mapping.source, chunk, SeenIds())
     for r in rejected:
         i = r.row_number - 1
@@ -253,8 +254,9 @@ def _labels(mapping: PerObjectMapping, table: Table, good: np.ndarray, ids: dict
 def _load_light_curves(pg, mapping: PerObjectMapping, inputs: InputFiles, release_id: int) -> dict[str, int]:
     quarantine = _Quarantine()
     table, malformed = _catalog_table(mapping, inputs, quarantine)
-    ids, counts, good = _new_sources(pg, mapping, table, quarantine, release_id)
-    table["object_id"] = apply(mapping.source, table).object_id
+    chunk = apply(mapping.source, table)
+    ids, counts, good = _new_sources(pg, mapping, table, chunk, quarantine, release_id)
+    table["object_id"] = chunk.object_id
     by_key = {table["key"][i]: table["object_id"][i] for i in np.flatnonzero(good)}
     rejected_keys = {table["key"][i] for i in np.flatnonzero(~good)} | malformed
     if mapping.label:
@@ -343,7 +345,7 @@ def _load_spectra(pg, mapping: PerObjectMapping, inputs: InputFiles, release_id:
                     if chunk.object_id[i] in matched}
     keep = np.zeros(len(records), dtype=bool)
     keep[[i for g, i in first.items() if g not in group_source]] = True
-    ids, new_counts, _ = _new_sources(pg, mapping, table, quarantine, release_id, keep)
+    ids, new_counts, _ = _new_sources(pg, mapping, table, chunk, quarantine, release_id, keep)
     counts |= new_counts
     for g, i in first.items():
         if g not in group_source:

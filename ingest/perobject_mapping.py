@@ -30,7 +30,8 @@ from typing import Any
 import astropy.units as u
 
 from catalog.errors import MappingError
-from ingest.mapping import MAG_SYSTEMS, Mapping, check_real_path, parse_mapping, resolve_file
+from ingest.mapping import (MAG_SYSTEMS, Mapping, check_mapped, check_real_path, number, numbers, parse_mapping,
+                            resolve_file)
 
 #: [source] keys of per-object mappings beyond the catalogue ones.
 SOURCE_EXTRAS = ("match_survey", "group_within_arcsec")
@@ -182,14 +183,9 @@ class PerObjectMapping:
         return self.input_files().all()
 
     def check_columns(self, present: set[str], used: set[str], file: Path | str) -> None:
-        """Fail, naming the file and the columns, unless ``present`` is what is used or ignored."""
-        missing = sorted(used - present)
-        if missing:
-            raise MappingError(f"{file}: mapping {self.path.name} uses columns not in the file: {', '.join(missing)}")
-        unmapped = sorted(present - used - set(self.ignore))
-        if unmapped and "*" not in self.ignore:
-            raise MappingError(f"{file}: columns {', '.join(unmapped)} are neither mapped nor listed under [ignore] "
-                               f"in {self.path.name}")
+        """Fail, naming the file and the columns, unless ``present`` is what is used or ignored
+        (:func:`ingest.mapping.check_mapped`)."""
+        check_mapped(present, used, self.ignore, file, self.path)
 
     def scalar_columns(self) -> set[str]:
         """Columns of the per-object scalars (catalogue row or spectrum header) the mapping reads."""
@@ -246,8 +242,9 @@ def _light_curve(sec: dict[str, Any], path: Path) -> LightCurveSpec:
                            f"got {time_scale!r}")
     return LightCurveSpec(
         bands=bands, mag_system=sec["mag_system"], time_scale=time_scale,
-        time_offset_day=float(sec.get("time_offset_day", 0.0)), time_origin=_text(sec, "time_origin", where),
-        band_column=band_column, sentinels=tuple(float(x) for x in sec.get("sentinels", ())),
+        time_offset_day=number(f"{where} time_offset_day", sec.get("time_offset_day", 0.0)),
+        time_origin=_text(sec, "time_origin", where), band_column=band_column,
+        sentinels=numbers(f"{where} sentinels", sec.get("sentinels", [])),
     )
 
 

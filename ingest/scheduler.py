@@ -106,7 +106,10 @@ def candidates(source: Path) -> list[Candidate]:
             mapping = source.parent / mapping
         if not isinstance(entry.get("version", ""), str):
             raise IngestError(f"release source {source}: [[release]] number {i}: version must be a string")
-        file = source.parent / entry["file"] if isinstance(entry.get("file"), str) else None
+        if not isinstance(entry.get("file", ""), str):  # else dropped, and the mapping's own file queued
+            raise IngestError(f"release source {source}: [[release]] number {i}: file must be a string (a path "
+                              f"relative to the manifest), got {entry['file']!r}")
+        file = source.parent / entry["file"] if "file" in entry else None
         found.append(Candidate(mapping, file, manifest=source, version=entry.get("version")))
     return found
 

@@ -272,7 +272,16 @@ def test_mapping_files_are_checked_when_read(tmp_path):
         ('attrs = [', 'atrs = [', r"\[source\] knows .*; not atrs"),
         ('sentinels = [-9999.0]', 'sentinel = [-9999.0]', r"\[photometry\] knows .*; not sentinel"),
         ('[spec_redshift]', '[spec_redshif]', r"the top level knows .*; not spec_redshif"),
-        ('sentinels = [-9999.0]', 'sentinels = ["n/a"]', "m.toml: could not convert string to float: 'n/a'"),
+        # a value of the wrong kind: the section, the key and the value named
+        ('sentinels = [-9999.0]', 'sentinels = ["n/a"]', r"m.toml: \[photometry\] sentinels: 'n/a' is not a number$"),
+        ('sentinels = [-9999.0]', 'sentinels = -9999.0',
+         r"m.toml: \[photometry\] sentinels must be a list of numbers such as \[-99.0\], got -9999.0$"),
+        ('sentinels = [-9999.0]', 'sentinels = [-9999.0]\nmissing_above = "lots"',
+         r"m.toml: \[photometry\] missing_above: 'lots' is not a number$"),
+        ('sdss_z = "z"', 'sdss_z = { flux = "z", zp_ab = "25 AB" }',
+         r"m.toml \[photometry\]: band sdss_z: zp_ab: '25 AB' is not a number$"),
+        ('spec_class = "class"', 'spec_class = "class"\nsentinels = ["none"]',
+         r"m.toml: \[spec_redshift\] sentinels: 'none' is not a number$"),
     ]:
         path = tmp_path / "m.toml"
         path.write_text(text.replace(old, new))

@@ -11,6 +11,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 import sqlalchemy as sa
 
 from catalog import db
@@ -19,7 +20,7 @@ from catalog.errors import IngestError
 from ingest import queue
 from ingest.load import ingest_release, release_checksum
 from ingest.mapping import data_dir, load_mapping
-from ingest.scheduler import Scheduler
+from ingest.scheduler import Scheduler, candidates
 from ingest.worker import Worker
 from tests.conftest import (
     SDSS, gaia_slice, kill_while_copying, per_object_mapping, scratch_mapping, sdss_rows, write_csv,
@@ -151,6 +152,18 @@ def test_scheduler_queues_each_new_release_once_even_with_two_running(engine, ca
     assert current == [("scratch/sched2", "20")] and scheduled == 1
 
 
+def test_a_manifest_entry_whose_file_is_no_text_is_refused_naming_it(tmp_path):
+    """file = ["a.csv"] was dropped without a word, and the mapping's own file queued in its place."""
+    manifest = tmp_path / "releases.toml"
+    entry = '[[release]]\nmapping = "sdss_dr14_skyserver_10k"\nversion = "v{n}"\nfile = {file}\n'
+    manifest.write_text(entry.format(n=1, file='"a.csv"'))
+    (candidate,) = candidates(manifest)
+    assert (candidate.file, candidate.version) == (tmp_path / "a.csv", "v1")
+    manifest.write_text(entry.format(n=1, file='"a.csv"') + entry.format(n=2, file='["b.csv"]'))
+    with pytest.raises(IngestError, match=re.escape(f"release source {manifest}: [[release]] number 2: file must be a "
+                                                    "string (a path relative to the manifest), got ['b.csv']")):
+        candidates(manifest)
+
 def test_scheduler_skips_what_it_cannot_read_and_says_why(engine, catalog, tmp_path, scratch_release, caplog):
     (tmp_path / "broken.toml").write_text("[survey\nname = ")
     (tmp_path / ".half-copied.toml").write_text("[survey\nna")  # hidden: a copy not yet renamed into place
@@ -163,7 +176,7 @@ def test_scheduler_skips_what_it_cannot_read_and_says_why(engine, catalog, tmp_p
     assert (f"not-here.csv: no such file in the data folder ({data_dir()}) or the mapping's own folder ({tmp_path})"
             in text), "every place searched"
     assert "no-such-manifest.toml: no such directory or manifest file" in text
-    assert "sentinel.toml: could not convert string to float: 'n/a'" in text
+    assert "sentinel.toml: [photometry] sentinels: 'n/a' is not a number" in text
     assert "half-copied" not in text
     assert _jobs(engine) == []
 

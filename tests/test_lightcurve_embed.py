@@ -112,7 +112,8 @@ def test_fourier_features_recover_a_folded_curve_whatever_its_phase_origin():
         mag = 18.0 + 0.4 * np.cos(phase + 0.3) + 0.1 * np.cos(2 * phase + 1.0)
         curves.append(np.stack([t, mag, np.full_like(t, 0.01), np.zeros_like(t)], axis=1))
     curves.append(curves[0][:5])  # too few epochs for a fit
-    f = le.fourier_features(curves, np.array([period_day] * 3), n_bands=2)
+    x = le.batch(curves, np.array([period_day] * 3), np.zeros((3, 1)), n_bands=2)  # as embed() takes them
+    f = x.fourier.numpy().reshape(3, 2, le.FOURIER_FEATURES)
     k = le.N_FOURIER - 1
     for row in f[:2, 0]:
         assert row[0] == pytest.approx(np.log10(0.4), abs=1e-3)  # A1
@@ -124,7 +125,7 @@ def test_fourier_features_recover_a_folded_curve_whatever_its_phase_origin():
 
 def test_malformed_light_curve_is_named():
     with pytest.raises(ValueError, match="light curve 1"):
-        le.tokenize([np.zeros((3, 4)), np.zeros((3, 2))], np.array([1.0, 1.0]))
+        le.batch([np.zeros((3, 4)), np.zeros((3, 2))], np.array([1.0, 1.0]), np.zeros((2, 1)), n_bands=1)
 
 
 def test_a_source_whose_curves_have_no_magnitudes_is_skipped_with_the_reason(tmp_path):

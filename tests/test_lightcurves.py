@@ -230,6 +230,9 @@ def test_a_light_curve_mapping_names_its_time_scale_and_takes_no_other_file(tmp_
     mapping.write_text(mapping.read_text().replace('time_scale = "utc"', 'time_scale = "banana"'))
     with pytest.raises(MappingError, match="time_scale must be one of utc, tai, tt, tdb, .*got 'banana'"):
         load_mapping(mapping)
+    mapping.write_text(mapping.read_text().replace('time_scale = "banana"', 'time_scale = "utc"\nsentinels = ["-"]'))
+    with pytest.raises(MappingError, match=r"time-scale.toml: \[light_curve\] sentinels: '-' is not a number$"):
+        load_mapping(mapping)
     with pytest.raises(IngestError, match="reads the files its \\[series\\] \\(and \\[catalog\\]\\) globs match; "
                                           "it takes no --file"):
         ingest_release("ztf_bts_snia", engine, file=tmp_path / "other.csv")

@@ -346,7 +346,7 @@ def _no_torchscript(model):
 
 
 def test_a_model_that_does_not_apply_or_a_device_that_is_none_is_an_error(engine, catalog):
-    with pytest.raises(HealcatError, match=f"does not apply to {GAIA_RELEASE}: the release has none of the inputs"):
+    with pytest.raises(HealcatError, match=f"does not apply to {GAIA_RELEASE}: it has no SDSS ugriz photometry"):
         run_model(engine, PHOTOZ_MODEL, GAIA_RELEASE)  # Gaia has no ugriz: no run of nothing
     with pytest.raises(HealcatError, match="'bogus' is no torch device"):
         run_model(engine, PHOTOZ_MODEL, SDSS_RELEASE, device="bogus")

@@ -80,6 +80,21 @@ def test_a_joined_catalogue_file_is_part_of_the_release(tmp_path):
     assert set(inputs.all()) >= {*inputs.catalog, *inputs.joins[0], *inputs.series}
 
 
+def test_a_join_file_that_cannot_be_read_is_named(engine, tmp_path, scratch_release):
+    """A [catalog] join file was read outside the check that names a catalogue file (and first
+    read once more, for its column names): a broken one failed with the reader's bare error."""
+    shipped = load_mapping("sdss_s82_rrlyrae")
+    join_file = tmp_path / "table3.dat"
+    join_file.write_text("# id ra dec\n1 2.5\n")  # a row of two fields under three names
+    text = shipped.path.read_text().replace('name = "sdss-s82-rrlyrae"', 'name = "scratch"', 1)
+    text = text.replace('version = "sesar2010"', 'version = "broken-join"', 1)
+    text = text.replace('"astroml_s82_rrlyrae_linear/S82_RRLyr/table3.dat.gz"', f'"{join_file}"')
+    mapping = tmp_path / "scratch-broken-join.toml"
+    mapping.write_text(text)
+    with pytest.raises(MappingError, match=f"^{join_file}: cannot be read as ascii.commented_header: "):
+        ingest_release(mapping, engine)
+
+
 def test_a_per_object_mapping_reads_its_files_beside_it(engine, tmp_path, scratch_release):
     """A light-curve mapping in a watched folder with its files beside it (files = ["ztfcopy/bts.csv"]) was
     skipped, "no file matches /work/shared/data/ztfcopy/bts.csv", and `healcat ingest` failed the same:

@@ -88,6 +88,20 @@ def test_row_counts_for_progress_agree_with_the_rows_read(tmp_path, fmt):
     assert count.exact and count.rows == N == len(_read_all(path, fmt)[2])
 
 
+@pytest.mark.parametrize("fmt", ["whitespace", "csv"])
+def test_a_gzipped_table_not_named_gz_is_decompressed(tmp_path, fmt):
+    """gzip is told by the file's first bytes, not its name (a download saved as t.dat)."""
+    written = _write(tmp_path, fmt)
+    path = tmp_path / "t.dat"
+    path.write_bytes(gzip.compress(written.read_bytes()) if fmt == "csv" else written.read_bytes())
+    assert path.read_bytes()[:2] == b"\x1f\x8b"
+    options = ReadOptions(chunk_rows=7, header_comment=-1, text_columns=frozenset({"id"}))
+    firsts, sizes, table = _read_all(path, fmt, options)
+    assert firsts == [1, 8, 15, 22] and sizes == [7, 7, 7, 2]
+    assert list(table["name"]) == list(_sample()["name"])
+    assert readers.count_rows(path, fmt, options) is None, "no estimate from compressed bytes"
+
+
 def test_a_large_csv_gets_a_row_estimate_from_its_bytes(tmp_path):
     rng = np.random.default_rng(5)
     n = 60_000  # ~2 MB: larger than the sample, so estimated

@@ -51,7 +51,7 @@ ANGULAR_MARGIN_RAD = 0.3  # ... and its additive angular margin m [rad]
 class Batch(NamedTuple):
     """A batch of stars as tensors: transformer tokens, Fourier features, metadata."""
 
-    values: torch.Tensor  # [N, L, 6] float32, see tokenize()
+    values: torch.Tensor  # [N, L, 6] float32, see _tokens()
     band: torch.Tensor  # [N, L] int64
     mask: torch.Tensor  # [N, L] bool, True = real token
     fourier: torch.Tensor  # [N, n_bands * FOURIER_FEATURES] float32, NaN = band missing
@@ -111,53 +111,41 @@ def _epochs(light_curves: list[np.ndarray], period_day: np.ndarray) -> _Epochs:
                    np.where(known, period_day, np.nan), start)
 
 
-def tokenize(light_curves: list[np.ndarray], period_day: np.ndarray, *, seed: int = 0,
-             max_tokens: int = MAX_TOKENS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _tokens(e: _Epochs, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Padded token arrays for a batch of light curves.
 
     Returns ``values`` ``[N, L, 6]`` (time since first epoch in days, phase in [0, 1) folded on
     the star's catalogue ``period_day``, mag minus that band's median, mag_err, the band's median
     mag, log10 period; phase and period are 0 where the period is unknown), ``band`` ``[N, L]``
-    int64 and ``mask`` ``[N, L]`` bool (True = real token).
-    Stars with more than ``max_tokens`` epochs keep a random subset drawn from ``seed``.
+    int64 and ``mask`` ``[N, L]`` bool (True = real token), L = MAX_TOKENS.
+    Stars with more than MAX_TOKENS epochs keep a random subset drawn from ``rng``.
     """
-    return _tokens(_epochs(light_curves, period_day), np.random.default_rng(seed), max_tokens)
-
-
-def _tokens(e: _Epochs, rng: np.random.Generator, max_tokens: int = MAX_TOKENS):
     n = len(e.period_day)
     order = np.lexsort((rng.random(len(e.star)), e.star))  # star by star, in random order
     slot = np.arange(len(order)) - e.start[e.star[order]]
-    keep, slot = order[slot < max_tokens], slot[slot < max_tokens]
+    keep, slot = order[slot < MAX_TOKENS], slot[slot < MAX_TOKENS]
     row = e.star[keep]
     p = e.period_day[row]
     known = np.isfinite(p)
-    values = np.zeros((n, max_tokens, 6), dtype=np.float32)
+    values = np.zeros((n, MAX_TOKENS, 6), dtype=np.float32)
     values[row, slot] = np.stack([e.time_day[keep], np.where(known, np.mod(e.time_day[keep] / p, 1.0), 0.0),
                                   e.mag[keep], e.err[keep], e.level[keep],
                                   np.where(known, np.log10(p), 0.0)], axis=1)
-    band = np.zeros((n, max_tokens), dtype=np.int64)
-    mask = np.zeros((n, max_tokens), dtype=bool)
+    band = np.zeros((n, MAX_TOKENS), dtype=np.int64)
+    mask = np.zeros((n, MAX_TOKENS), dtype=bool)
     band[row, slot], mask[row, slot] = e.band[keep], True
     return values, band, mask
 
 
-def fourier_features(light_curves: list[np.ndarray], period_day: np.ndarray, n_bands: int, *,
-                     seed: int = 0, fraction: float = 1.0) -> np.ndarray:
+def _fourier(e: _Epochs, n_bands: int, rng: np.random.Generator | None, fraction: float = 1.0) -> np.ndarray:
     """Per-band Fourier decomposition of each curve folded on its period: ``[N, n_bands, FOURIER_FEATURES]``.
 
     Per band, mag = a0 + sum_k A_k cos(2 pi k phase + phi_k), k = 1..N_FOURIER, by least squares
     weighted by 1/mag_err; features log10 A1 [mag], log10 of the residual rms [mag], and for
     k >= 2 log10(A_k / A1), sin and cos of phi_k1 = phi_k - k phi_1. NaN for a band with fewer
-    than MIN_FOURIER_EPOCHS epochs and for every band when the period is unknown. With
-    ``fraction`` < 1 each band is fitted to a random fraction of its epochs (drawn from ``seed``;
-    training augmentation).
+    than MIN_FOURIER_EPOCHS epochs and for every band when the period is unknown. With ``rng``,
+    each band is fitted to a random ``fraction`` of its epochs (training augmentation).
     """
-    return _fourier(_epochs(light_curves, period_day), n_bands, np.random.default_rng(seed) if fraction < 1 else None,
-                    fraction)
-
-
-def _fourier(e: _Epochs, n_bands: int, rng: np.random.Generator | None, fraction: float = 1.0) -> np.ndarray:
     n = len(e.period_day)
     use = np.isfinite(e.period_day[e.star])
     if rng is not None:

@@ -22,15 +22,18 @@ plain text an estimate from the file's bytes.
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from astropy.table import Table
 
 from catalog.errors import IngestError, MissingInputError
 
 CHUNK_ROWS = 100_000
+GZIP_MAGIC = b"\x1f\x8b"  # the first two bytes of every gzip file
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,19 @@ def unique_names(path: Path, names: list[str]) -> list[str]:
     if repeated:
         raise IngestError(f"{path}: column {', '.join(map(repr, repeated))} appears more than once in the header")
     return names
+
+
+def is_gzip(path: Path) -> bool:
+    """Whether the file is gzip-compressed, by its first bytes rather than its name: a gzipped table
+    not named .gz is decompressed too, never read as its compressed bytes."""
+    with path.open("rb") as fh:
+        return fh.read(len(GZIP_MAGIC)) == GZIP_MAGIC
+
+
+def open_file(path: Path, mode: str = "rb", **kwargs) -> IO:
+    """The file opened as :func:`open` would (``mode`` and ``kwargs`` as its), decompressed where it is
+    gzipped (:func:`is_gzip`)."""
+    return (gzip.open if is_gzip(path) else open)(path, mode, **kwargs)
 
 
 def sliced(table: Table, chunk_rows: int, first_row: int = 1) -> Chunks:

@@ -31,6 +31,7 @@ from astropy.io import ascii
 from astropy.table import Table
 
 from catalog.errors import MappingError
+from ingest.readers import is_gzip, open_file
 from ingest.readers.series import Record, field_count_problem, register_series, unreadable
 
 
@@ -83,10 +84,8 @@ def _split_rows(path: Path) -> tuple[list[str], list[tuple[int, int, list[str]]]
     """The header, the data rows (data row, line, fields) with as many fields as it, and the others
     (data row, column, reason, fields), as Python's csv module splits them (blank lines are no rows,
     as for astropy)."""
-    with path.open("rb") as fh:
-        opener = gzip.open if fh.read(2) == b"\x1f\x8b" else open
     names, good, malformed = None, [], []
-    with opener(path, "rt", newline="", encoding="utf-8") as fh:
+    with open_file(path, "rt", newline="", encoding="utf-8") as fh:
         reader = csv.reader(fh)
         row = 0
         for fields in reader:
@@ -114,9 +113,8 @@ def _gzip_damage(path: Path) -> Exception | None:
     """Why a gzip file cannot be decompressed (truncated, corrupt), where it cannot: astropy reading
     a truncated .csv.gz said only "chr() arg not in range(0x110000)"."""
     try:
-        with path.open("rb") as fh:
-            if fh.read(2) != b"\x1f\x8b":
-                return None
+        if not is_gzip(path):
+            return None
         with gzip.open(path) as fh:
             while fh.read(1 << 20):
                 pass

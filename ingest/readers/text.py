@@ -1,12 +1,11 @@
 """Text tables: CSV (pyarrow's streaming reader), whitespace tables with '#' headers (split by pyarrow
-in C block by block, quoted fields by Python's csv module; gzip too; the header line's names may be
-separated by blanks or commas)."""
+in C block by block, quoted fields by Python's csv module; the header line's names may be separated
+by blanks or commas). Either may be gzipped, whatever the file's name (:func:`ingest.readers.is_gzip`)."""
 
 from __future__ import annotations
 
 import csv
 import functools
-import gzip
 import logging
 import re
 from pathlib import Path
@@ -18,7 +17,8 @@ import pyarrow.csv as pacsv
 from astropy.table import Table
 
 from catalog.errors import IngestError, MissingInputError
-from ingest.readers import COMMENT_LINES_SKIPPED, Chunks, ReadOptions, RowCount, register, sliced, unique_names
+from ingest.readers import (COMMENT_LINES_SKIPPED, Chunks, ReadOptions, RowCount, is_gzip, open_file, register, sliced,
+                            unique_names)
 from ingest.readers.arrow import to_table, typed
 
 BLOCK_BYTES = 8 << 20  # pyarrow's read block; chunks are re-cut to chunk_rows
@@ -31,7 +31,7 @@ def estimate_rows(path: Path, options: ReadOptions, header_lines: int = 0) -> Ro
     """Data lines of a plain-text table (not gzipped: None): counted when the file is shorter than a
     sample, else its bytes after the header over the mean length of the data lines sampled at its
     start and its middle. Blank and '#' lines are not data; neither are the first ``header_lines``."""
-    if path.suffix == ".gz":
+    if is_gzip(path):
         return None
     size = path.stat().st_size
     with path.open("rb") as fh:
@@ -62,9 +62,10 @@ def read_csv(path: Path, options: ReadOptions) -> Chunks:
     all its cells are (so a stray word quarantines one row instead of failing the file, and ids
     in ``text_columns`` keep every digit)."""
     try:
-        names = unique_names(path, pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES)).schema.names)
+        names = unique_names(path, pacsv.open_csv(_csv_input(path),
+                                                  read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES)).schema.names)
         reader = pacsv.open_csv(
-            path,
+            _csv_input(path),
             read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES),
             # bytes, not text: a cell that is not UTF-8 is then found and named (by _text), not a whole column
             convert_options=pacsv.ConvertOptions(column_types={n: pa.binary() for n in names},
@@ -92,13 +93,19 @@ def read_csv(path: Path, options: ReadOptions) -> Chunks:
         yield first, to_table(typed(_text(path, table, first), options.text_columns))
 
 
+def _csv_input(path: Path) -> pa.NativeFile:
+    """The file for pyarrow, decompressed where it is gzipped by its content (:func:`ingest.readers.is_gzip`):
+    pyarrow given a path goes by its name alone."""
+    return pa.input_stream(str(path), compression="gzip" if is_gzip(path) else None)
+
+
 def _ragged_row(path: Path, exc: pa.ArrowInvalid) -> str | None:
     """Which data row pyarrow's 'Expected N columns, got M' (which names none) is about: the first one
     of another length, found again by Python's csv module. None for other errors."""
     expected = re.search(r"Expected (\d+) columns, got \d+", str(exc))
     if expected is None:
         return None
-    with path.open(newline="", encoding="utf-8", errors="replace") as fh:
+    with open_file(path, "rt", newline="", encoding="utf-8", errors="replace") as fh:
         rows = (row for row in csv.reader(fh) if row)  # pyarrow skips blank lines too
         next(rows, None)  # the header
         for n, row in enumerate(rows, 1):
@@ -130,9 +137,8 @@ def _utf8(data: bytes) -> bool:
 
 def _comment_names(path: Path, index: int) -> list[str]:
     """Column names from the file's '#' comment lines (the ``index``-th of them)."""
-    opener = gzip.open if path.suffix == ".gz" else open
     comments = []
-    with opener(path, "rb") as fh:  # bytes: only the header lines need be text here
+    with open_file(path) as fh:  # bytes: only the header lines need be text here
         for number, raw in enumerate(fh, 1):
             if number == 1:
                 raw = raw.removeprefix(UTF8_BOM)
@@ -158,10 +164,9 @@ def read_whitespace(path: Path, options: ReadOptions) -> Chunks:
     '#' lines are not data. Every field starts as text and becomes numbers as in :func:`read_csv`,
     so ``text_columns`` keep every character ('007' stays '007')."""
     names = unique_names(path, _comment_names(path, options.header_comment))
-    opener = gzip.open if path.suffix == ".gz" else open
     first = 1
     try:
-        with opener(path, "rb") as fh:
+        with open_file(path) as fh:
             block = fh.read(BLOCK_BYTES).removeprefix(UTF8_BOM)
             while block:
                 block += fh.readline()  # end on a line's end

@@ -257,8 +257,3 @@ def get_task(name: str) -> Task:
     if name not in tasks:
         raise QueryError(f"no task named {name!r}; known: {', '.join(sorted(tasks))}")
     return tasks[name]
-
-
-def task_of_model(model_name: str) -> Task | None:
-    """The task whose default model name this is (None for a name registered by hand)."""
-    return next((t for t in all_tasks().values() if t.model_name == model_name), None)

@@ -26,6 +26,7 @@ class ObjectClass(Task):
     #: Every source of the release.
     input_query = ugriz.ugriz_query(lanes=True)
     applies_query = ugriz.APPLIES_QUERY
+    missing_query = ugriz.MISSING_QUERY
 
     def fit(self, rows: list[tuple], *, seed: int, epochs: int | None = None) -> Trained:
         keys, mags, _ = ugriz.split_rows(rows)

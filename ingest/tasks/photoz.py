@@ -33,6 +33,7 @@ class Photoz(Task):
               f"AND c.model_id = %(object_class_model_id)s AND {in_lane('c')}\n",
         lanes=True)
     applies_query = ugriz.APPLIES_QUERY
+    missing_query = ugriz.MISSING_QUERY
     requires = {ObjectClass.name: ObjectClass.model_name}  # object-class-sdss, whatever other classifiers exist
 
     def fit(self, rows: list[tuple], *, seed: int, epochs: int | None = None) -> Trained:

@@ -11,11 +11,14 @@ from ingest.ml import photoz as ml_photoz
 from ingest.tasks import in_lane
 
 BANDS = ("sdss_u", "sdss_g", "sdss_r", "sdss_i", "sdss_z")
+_BAND_LIST = ", ".join(f"'{b}'" for b in BANDS)
 
 
 def ugriz_query(*, columns: str = "", joins: str = "", where: str = "", lanes: bool = False) -> str:
-    """A release's sources, one row each, in source_id order: shard, source_id, the five magnitudes
-    (NULL where not measured), then ``columns``. ``joins`` may add one-row-per-source tables on
+    """A release's sources, one row each, in source_id order: shard, source_id, the five AB
+    magnitudes (NULL where not measured, or not in AB), then ``columns``, then the source's SDSS
+    bands that are not in AB as band -> system (NULL if none: the models read AB magnitudes only, and
+    :func:`split_rows` says which bands were not). ``joins`` may add one-row-per-source tables on
     ``s.shard`` and ``s.source_id``, and ``where`` filter on them (``AND ...``). ``lanes``: an input
     query, the sources and their photometry restricted to the run's lane (``in_lane``; ``joins``
     restrict theirs).
@@ -23,10 +26,12 @@ def ugriz_query(*, columns: str = "", joins: str = "", where: str = "", lanes: b
     The photometry is pivoted in an inner query grouped by the source's key alone, and the other
     tables are joined to its rows after: grouping by their columns too made PostgreSQL sort all the
     release's photometry rows by them (2.5 of 11.7 s for 1M sources)."""
-    mags = ", ".join(f"max(p.mag) FILTER (WHERE p.band = '{b}') AS {b}" for b in BANDS)
+    mags = ", ".join(f"max(p.mag) FILTER (WHERE p.band = '{b}' AND p.mag_system = 'AB') AS {b}" for b in BANDS)
     return (
-        f"SELECT s.*{columns}\n"
-        f"FROM (SELECT s.shard, s.source_id, {mags}\n"
+        f"SELECT s.shard, s.source_id, {', '.join(f's.{b}' for b in BANDS)}{columns}, s.not_ab\n"
+        f"FROM (SELECT s.shard, s.source_id, {mags},\n"
+        "             jsonb_object_agg(p.band, p.mag_system)"
+        f" FILTER (WHERE p.band IN ({_BAND_LIST}) AND p.mag_system <> 'AB') AS not_ab\n"
         "      FROM healcat.source AS s\n"
         "      LEFT JOIN healcat.photometry AS p ON p.shard = s.shard AND p.source_id = s.source_id"
         f"{' AND ' + in_lane('p') if lanes else ''}\n"
@@ -38,18 +43,27 @@ def ugriz_query(*, columns: str = "", joins: str = "", where: str = "", lanes: b
     )
 
 
-#: Does the release have any SDSS photometry?
+#: Does the release have any SDSS photometry in AB?
 APPLIES_QUERY = (
     "SELECT EXISTS (SELECT 1 FROM healcat.source AS s JOIN healcat.photometry AS p USING (shard, source_id) "
-    f"WHERE s.release_id = %(release_id)s AND p.band IN ({', '.join(repr(b) for b in BANDS)}))"
+    f"WHERE s.release_id = %(release_id)s AND p.band IN ({_BAND_LIST}) AND p.mag_system = 'AB')"
+)
+
+#: What a release :data:`APPLIES_QUERY` is false for lacks: its SDSS magnitudes are in another
+#: system (a mapping that declares them Vega), or it has none.
+MISSING_QUERY = (
+    "SELECT CASE WHEN EXISTS (SELECT 1 FROM healcat.source AS s JOIN healcat.photometry AS p USING (shard, source_id) "
+    f"WHERE s.release_id = %(release_id)s AND p.band IN ({_BAND_LIST})) "
+    "THEN 'its SDSS ugriz magnitudes are not AB, the system the model reads' "
+    "ELSE 'it has no SDSS ugriz photometry' END"
 )
 
 
 def split_rows(rows: list[tuple], reason_column: int | None = None
                ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, str]]]:
-    """Rows (shard, source_id, u, g, r, i, z, ...) -> (keys [N, 2], ugriz [N, 5] mag, skipped) of the rows
-    with five valid magnitudes and no other reason to skip them (the text in column ``reason_column``,
-    NULL if none); bad magnitudes are the reason given first."""
+    """Rows of :func:`ugriz_query` (shard, source_id, u, g, r, i, z, ..., not_ab) -> (keys [N, 2],
+    ugriz [N, 5] mag, skipped) of the rows with five valid AB magnitudes and no other reason to skip
+    them (the text in column ``reason_column``, NULL if none); bad magnitudes are the reason given first."""
     if not rows:
         return np.empty((0, 2), np.int64), np.empty((0, 5)), []
     # One [N, width] object array, filled in C from the rows' items (no Python loop per row; 3x
@@ -62,15 +76,20 @@ def split_rows(rows: list[tuple], reason_column: int | None = None
     reasons = table[:, reason_column] if reason_column is not None else None
     valid = ml_photoz.valid_rows(mags)
     ok = valid & (np.equal(reasons, None) if reasons is not None else True)
-    skipped = [(int(keys[i, 0]), int(keys[i, 1]), reasons[i] if valid[i] else _bad_mags(mags[i]))
-               for i in np.flatnonzero(~ok)]
+    skipped = [(int(keys[i, 0]), int(keys[i, 1]),
+                reasons[i] if valid[i] else _bad_mags(mags[i], table[i, -1] or {})) for i in np.flatnonzero(~ok)]
     return keys[ok], mags[ok], skipped
 
 
-def _bad_mags(mags: np.ndarray) -> str:
-    missing = [b for b, m in zip(BANDS, mags) if np.isnan(m)]
+def _bad_mags(mags: np.ndarray, not_ab: dict[str, str]) -> str:
+    """Why a row's magnitudes are no input: bands with none, bands in another system than AB
+    (``not_ab``: band -> system; their AB magnitude is NULL), magnitudes outside the models' range."""
+    missing = [b for b, m in zip(BANDS, mags) if np.isnan(m) and b not in not_ab]
+    systems = {system: [b for b in BANDS if not_ab.get(b) == system] for system in sorted(set(not_ab.values()))}
     invalid = [f"{b} = {m:g}" for b, m in zip(BANDS, mags) if not np.isnan(m) and not ml_photoz.MAG_MIN < m < ml_photoz.MAG_MAX]
     parts = ([f"no {', '.join(missing)} magnitude"] if missing else []) + \
+        [f"{', '.join(bands)} magnitude in {system}, not AB (the model reads AB)"
+         for system, bands in systems.items()] + \
         ([f"magnitude outside ({ml_photoz.MAG_MIN:g}, {ml_photoz.MAG_MAX:g}) mag (a sentinel?): {', '.join(invalid)}"]
          if invalid else [])
     return "; ".join(parts)
