@@ -198,3 +198,37 @@ def kill_while_copying(engine, argv: list[str], app: str) -> None:
         process.send_signal(signal.SIGKILL)
     finally:
         process.wait()
+
+
+#: Every healcat function as a migration leaves it: signature, definition, comment, ACL, settings.
+FUNCTIONS = """
+    SELECT p.oid::regprocedure::text, pg_get_functiondef(p.oid), obj_description(p.oid, 'pg_proc'),
+           p.proacl::text, p.proconfig::text
+    FROM pg_proc p WHERE p.pronamespace = 'healcat'::regnamespace ORDER BY 1"""
+
+
+def across_a_migration(engine, database_url: sa.URL, revision: str, down_to: str,
+                       query: str = FUNCTIONS) -> tuple[list, list, list]:
+    """``query``'s rows in a scratch database migrated to ``down_to``, then upgraded to ``revision``,
+    then downgraded to ``down_to`` again: (before, upgraded, after). A downgrade that restores what the
+    migration replaced gives after == before."""
+    from alembic import command
+
+    name = f"healcat_across_{revision}"
+    url = database_url.set(database=name)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    scratch = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        states = []
+        for step in (lambda: db.migrate(url, down_to), lambda: db.migrate(url, revision),
+                     lambda: command.downgrade(db.alembic_config(url), down_to)):
+            step()
+            with scratch.connect() as conn:
+                states.append(conn.execute(sa.text(query)).all())
+        return tuple(states)
+    finally:
+        scratch.dispose()
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from catalog import db
 from catalog.cli import main
 from catalog.watchdog import may_signal, sweep
+from tests.conftest import across_a_migration
 from tests.test_reader_watchdog import UNBOUNDED, Running, _cancelled, _sleeping_for, _wait_for
 
 ALICE, BOB = "astro_alice", "astro_bob"
@@ -117,3 +118,8 @@ def test_dropping_an_astronomer_ends_their_sessions(database_url, engine, catalo
     carol.dispose()
     with engine.connect() as conn:
         assert conn.scalar(sa.text("SELECT to_regrole('astro_carol')")) is None
+
+
+def test_the_downgrade_restores_the_reader_function(engine, database_url, catalog):
+    before, upgraded, after = across_a_migration(engine, database_url, "0043", "0042")
+    assert after == before and [a[0] for a, b in zip(before, upgraded) if a != b] == ["healcat.assert_reader_role()"]

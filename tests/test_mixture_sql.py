@@ -8,6 +8,8 @@ import pytest
 import sqlalchemy as sa
 from scipy.stats import norm
 
+from tests.conftest import across_a_migration
+
 
 def one(conn, sql: str, **params):
     return conn.execute(sa.text(f"SELECT {sql}"), params).one()
@@ -191,40 +193,12 @@ def test_a_model_with_no_current_version_says_so(conn, catalog):
            r"model photoz-sdss has no current version: none is promoted and unretired \(versions: ")
 
 
-FUNCTIONS = """
-    SELECT p.oid::regprocedure::text, pg_get_functiondef(p.oid), obj_description(p.oid, 'pg_proc'),
-           p.proacl::text, p.proconfig::text
-    FROM pg_proc p WHERE p.pronamespace = 'healcat'::regnamespace ORDER BY 1"""
-
-
 def test_the_downgrade_restores_every_function(engine, database_url):
     """0040's downgrade leaves every healcat function (definition, comment, ACL, settings) as 0039 made it."""
-    from alembic import command
-
-    from catalog import db
-
-    url = database_url.set(database="healcat_ml_v5")
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql("DROP DATABASE IF EXISTS healcat_ml_v5")
-        conn.exec_driver_sql("CREATE DATABASE healcat_ml_v5")
-    scratch = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    try:
-        db.migrate(url, "0039")
-        with scratch.connect() as conn:
-            before = conn.execute(sa.text(FUNCTIONS)).all()
-        db.migrate(url, "0040")
-        with scratch.connect() as conn:
-            upgraded = conn.execute(sa.text(FUNCTIONS)).all()
-        command.downgrade(db.alembic_config(url), "0039")
-        with scratch.connect() as conn:
-            after = conn.execute(sa.text(FUNCTIONS)).all()
-        assert upgraded != before and len(upgraded) == len(before) + 2
-        acl = {row[0]: row[3] for row in upgraded}  # the new functions' privileges are their neighbours'
-        assert acl["healcat.nan_argument_error(text,text,double precision)"] == acl[
-            "healcat.mixture_total(text,real[],real[],real[])"]
-        assert acl["healcat.photoz_missing(text,bigint,text,text)"] == acl["healcat.photoz_pdf(bigint,double precision,text,text)"]
-        assert after == before
-    finally:
-        scratch.dispose()
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.exec_driver_sql("DROP DATABASE IF EXISTS healcat_ml_v5")
+    before, upgraded, after = across_a_migration(engine, database_url, "0040", "0039")
+    assert upgraded != before and len(upgraded) == len(before) + 2
+    acl = {row[0]: row[3] for row in upgraded}  # the new functions' privileges are their neighbours'
+    assert acl["healcat.nan_argument_error(text,text,double precision)"] == acl[
+        "healcat.mixture_total(text,real[],real[],real[])"]
+    assert acl["healcat.photoz_missing(text,bigint,text,text)"] == acl["healcat.photoz_pdf(bigint,double precision,text,text)"]
+    assert after == before

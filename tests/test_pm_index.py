@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from ingest.load import ingest_release
+from tests.conftest import across_a_migration
 
 KEPLER = "kepler_mcquillan_tgas_prot"  # proper motions at ref_epoch 2015.0
 TOTAL = "sqrt(s.pmra_masyr * s.pmra_masyr + s.pmdec_masyr * s.pmdec_masyr)"
@@ -71,3 +72,12 @@ def test_the_probes_read_ix_source_pm(conn, two_epochs):
                   f"AND s.ref_epoch_yr = 2015.0 AND {TOTAL} >= 100.0"):
         plan = json.dumps(conn.scalar(sa.text(f"EXPLAIN (FORMAT JSON) {query}"), {"r": two_epochs}))
         assert '"Index Name": "ix_source_pm"' in plan, query
+
+
+def test_the_downgrade_restores_the_functions_and_drops_the_index(engine, database_url, catalog):
+    before, upgraded, after = across_a_migration(engine, database_url, "0046", "0045")
+    assert after == before
+    assert {row[0] for row in upgraded} - {row[0] for row in before} == {"healcat.pm_epochs(integer)"}
+    indexes = "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = 'healcat.source'::regclass ORDER BY 1"
+    before, upgraded, after = across_a_migration(engine, database_url, "0046", "0045", indexes)
+    assert after == before and set(upgraded) - set(before) == {("healcat.ix_source_pm",)}

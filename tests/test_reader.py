@@ -9,7 +9,7 @@ from astropy.table import Table
 
 from catalog import cone_search, crossmatch, db
 from catalog.cli import main
-from tests.conftest import SDSS_RELEASE
+from tests.conftest import SDSS_RELEASE, across_a_migration
 
 
 @pytest.fixture(scope="module")
@@ -166,3 +166,11 @@ def test_db_up_gives_the_reader_its_password_again(reader, engine, database_url,
     finally:
         with engine.begin() as conn:
             conn.execute(sa.text("ALTER ROLE healcat_reader PASSWORD NULL"))
+
+
+def test_0044_takes_large_objects_from_readers_and_its_downgrade_gives_them_back(engine, database_url, catalog):
+    may = ("SELECT p.oid::regprocedure::text, has_function_privilege('healcat_reader', p.oid, 'EXECUTE') "
+           "FROM pg_proc AS p WHERE p.proname IN ('lo_creat', 'lo_create', 'lo_from_bytea') ORDER BY 1")
+    before, upgraded, after = across_a_migration(engine, database_url, "0044", "0043", may)
+    assert len(before) == 3 and after == before and all(row[1] for row in before)
+    assert not any(row[1] for row in upgraded)

@@ -13,6 +13,7 @@ from catalog.cli import main
 from catalog.releases import diff_release, show_release
 from ingest.load import ingest_release
 from ingest.mapping import data_dir, load_mapping
+from tests.conftest import across_a_migration
 
 KEPLER = "kepler_mcquillan_tgas_prot"
 CANDELS = data_dir() / "candels_goodss_sedfit_comparison"
@@ -220,42 +221,14 @@ def test_an_owning_release_with_per_release_rows_records_no_joined_objects(engin
 
 # --- migration 0045 -----------------------------------------------------------------------------------------------
 
-FUNCTIONS = """
-    SELECT p.oid::regprocedure::text, pg_get_functiondef(p.oid), obj_description(p.oid, 'pg_proc'),
-           p.proacl::text, p.proconfig::text
-    FROM pg_proc p WHERE p.pronamespace = 'healcat'::regnamespace ORDER BY 1"""
-
-
 def test_the_downgrade_restores_the_release_functions(engine, database_url):
     """0045's downgrade leaves every healcat function (definition, comment, ACL, settings) as 0044 made it."""
-    from alembic import command
-
-    from catalog import db
-
-    url = database_url.set(database="healcat_release_diff_v3")
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql("DROP DATABASE IF EXISTS healcat_release_diff_v3")
-        conn.exec_driver_sql("CREATE DATABASE healcat_release_diff_v3")
-    scratch = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    try:
-        db.migrate(url, "0044")
-        with scratch.connect() as conn:
-            before = conn.execute(sa.text(FUNCTIONS)).all()
-        db.migrate(url, "0045")
-        with scratch.connect() as conn:
-            upgraded = conn.execute(sa.text(FUNCTIONS)).all()
-        command.downgrade(db.alembic_config(url), "0044")
-        with scratch.connect() as conn:
-            after = conn.execute(sa.text(FUNCTIONS)).all()
-        changed = {a[0] for a, b in zip(before, upgraded) if a != b}
-        assert len(upgraded) == len(before) and changed == {
-            "healcat.per_release_fingerprint(smallint,bigint,integer)", "healcat.source_fingerprint(smallint,bigint)"}
-        assert all(row[4] == "{\"search_path=pg_catalog, healcat\"}" for row in upgraded if row[0] in changed)
-        assert after == before
-    finally:
-        scratch.dispose()
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.exec_driver_sql("DROP DATABASE IF EXISTS healcat_release_diff_v3")
+    before, upgraded, after = across_a_migration(engine, database_url, "0045", "0044")
+    changed = {a[0] for a, b in zip(before, upgraded) if a != b}
+    assert len(upgraded) == len(before) and changed == {
+        "healcat.per_release_fingerprint(smallint,bigint,integer)", "healcat.source_fingerprint(smallint,bigint)"}
+    assert all(row[4] == "{\"search_path=pg_catalog, healcat\"}" for row in upgraded if row[0] in changed)
+    assert after == before
 
 
 def test_a_joining_release_back_filled_later_becomes_the_previous_one(engine, tmp_path, scratch_release, base_survey):
