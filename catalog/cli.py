@@ -166,6 +166,8 @@ def _exec_psql(url: sa.URL) -> None:
     os.execve(psql, [psql, db.libpq_url(db.without_password(url))], env)
 
 
+RELEASE_DATE_HELP = ("the release's date instead of the mapping's [release] date: it places the release among the "
+                     "survey's, the newest current (a re-release through the same mapping takes the mapping's)")
 RELEASE_VERSION_HELP = ("the release's version instead of the mapping's [release] version (a new release of the "
                         "survey through the same mapping, e.g. with --file)")
 
@@ -175,7 +177,8 @@ def cmd_ingest(args: argparse.Namespace) -> None:
     from ingest.mapping import load_mapping
 
     engine = db.engine()
-    result = ingest_release(load_mapping(args.mapping, args.release_version), engine, file=args.file)
+    result = ingest_release(load_mapping(args.mapping, args.release_version, args.release_date), engine,
+                            file=args.file)
     with engine.connect() as conn:  # published, or superseded at once (an older release loaded after a newer one)
         status = conn.scalar(sa.text("SELECT status FROM healcat.release WHERE release_id = :r"), {"r": result.release_id})
     state = f"already loaded ({status}), nothing changed" if result.already_loaded else status
@@ -515,11 +518,13 @@ def cmd_enqueue(args: argparse.Namespace) -> None:
         from ingest.load import refuse_file
         from ingest.mapping import load_mapping
 
-        mapping = load_mapping(args.target, args.release_version)  # fail here, not in the worker, on a bad mapping
+        # fail here, not in the worker, on a bad mapping
+        mapping = load_mapping(args.target, args.release_version, args.release_date)
         refuse_file(mapping, args.file)
         target = str(mapping.path.resolve()) if Path(args.target).suffix else args.target
         job_args = {"mapping": target, **({"file": str(mapping.input_path(args.file))} if args.file else {}),
-                    **({"version": args.release_version} if args.release_version is not None else {})}
+                    **({"version": args.release_version} if args.release_version is not None else {}),
+                    **({"date": mapping.release_date.isoformat()} if args.release_date is not None else {})}
     with db.engine().begin() as conn:
         if args.kind == "infer":
             from ingest.registry import enqueue_inference, release_id_of
@@ -746,6 +751,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("mapping", help="mapping name in ingest/mappings (e.g. sdss_dr14_skyserver_10k) or a .toml path")
     p.add_argument("--file", help="read this file instead of the one the mapping names")
     p.add_argument("--release-version", help=RELEASE_VERSION_HELP)
+    p.add_argument("--release-date", metavar="YYYY-MM-DD", help=RELEASE_DATE_HELP)
     p.set_defaults(func=cmd_ingest)
 
     from ingest.tasks import all_tasks
@@ -946,6 +952,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", help="ingest: a mapping name or path; infer: a release name (every model that applies)")
     p.add_argument("--file", help="ingest: read this file instead of the one the mapping names")
     p.add_argument("--release-version", help="ingest: " + RELEASE_VERSION_HELP)
+    p.add_argument("--release-date", metavar="YYYY-MM-DD", help="ingest: " + RELEASE_DATE_HELP)
     p.set_defaults(func=cmd_enqueue)
 
     p = sub.add_parser("worker", help="run queued jobs until stopped")

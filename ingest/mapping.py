@@ -326,10 +326,13 @@ def shipped_mapping_of(release: str) -> str | None:
     return None
 
 
-def load_mapping(path: Path | str, version: str | None = None) -> Mapping | PerObjectMapping:
-    """Read and check a mapping file; a bare name means ``ingest/mappings/NAME.toml``. ``version``: the
-    release's, instead of the mapping's ``[release] version`` (a new release of the survey through the
-    same mapping, e.g. a manifest's entry; it is part of the mapping's JSON, so of the release checksum)."""
+def load_mapping(path: Path | str, version: str | None = None,
+                 date: str | dt.date | None = None) -> Mapping | PerObjectMapping:
+    """Read and check a mapping file; a bare name means ``ingest/mappings/NAME.toml``. ``version`` and
+    ``date`` (ISO, 2017-07-31): the release's, instead of the mapping's ``[release] version`` and
+    ``date`` (a new release of the survey through the same mapping, e.g. a manifest's entry; they are
+    part of the mapping's JSON, so of the release checksum). The date places the release among the
+    survey's (the newest is current): without one, a re-release takes the mapping's."""
     path = Path(path)
     if not path.suffix:
         path = MAPPINGS_DIR / f"{path}.toml"
@@ -345,6 +348,8 @@ def load_mapping(path: Path | str, version: str | None = None) -> Mapping | PerO
                 raise MappingError(f"{path}: a release version given instead of the mapping's must be a non-empty "
                                    f"text without '/' (the release is named survey/version), got {version!r}")
             raw["release"] = {**raw.get("release", {}), "version": version}
+        if date is not None:
+            raw["release"] = {**raw.get("release", {}), "date": release_date(date, path)}
         if PER_OBJECT_SECTIONS & raw.keys():  # spectra and light curves: files per object
             from ingest.perobject_mapping import parse_per_object
 
@@ -358,6 +363,17 @@ def load_mapping(path: Path | str, version: str | None = None) -> Mapping | PerO
     for file in files:
         check_confined(path, file)
     return mapping
+
+
+def release_date(value: str | dt.date, where: Path | str) -> dt.date:
+    """A release date given instead of a mapping's: a date, or its ISO text (2017-07-31)."""
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    try:
+        return dt.date.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise MappingError(f"{where}: a release date given instead of the mapping's must be a date such as "
+                           f"2017-07-31, got {value!r}") from None
 
 
 def check_confined(path: Path, file: str) -> None:

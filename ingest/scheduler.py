@@ -12,6 +12,7 @@ A release source is either
       mapping = "sdss_dr14_skyserver_10k"     # a shipped mapping's name, or a path relative to the manifest
       file = "incoming/sdss-2027-01.csv"      # optional, relative to the manifest
       version = "dr14-rerun-2027-01"          # optional: the release's, instead of the mapping's
+      date = 2027-01-15                       # optional: the release's date (a TOML date), instead of the mapping's
 
 A release file is new when no release and no earlier scan has its checksum (the sha256 of the
 file and the mapping, as ``release.checksum``). A release whose files or mapping were modified less
@@ -29,6 +30,7 @@ later scan's skip is logged at DEBUG).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import socket
@@ -62,6 +64,7 @@ class Candidate:
     folder: Path | None = None  # a directory source: the mapping's file is looked for here first
     manifest: Path | None = None  # the manifest naming ``file``: its folder may hold it
     version: str | None = None  # from a manifest: the release's version, instead of the mapping's
+    date: str | None = None  # from a manifest: the release's date (ISO), instead of the mapping's
 
 
 def sources_from_env() -> list[Path]:
@@ -109,8 +112,13 @@ def candidates(source: Path) -> list[Candidate]:
         if not isinstance(entry.get("file", ""), str):  # else dropped, and the mapping's own file queued
             raise IngestError(f"release source {source}: [[release]] number {i}: file must be a string (a path "
                               f"relative to the manifest), got {entry['file']!r}")
+        date = entry.get("date")
+        if date is not None and (not isinstance(date, dt.date) or isinstance(date, dt.datetime)):
+            raise IngestError(f"release source {source}: [[release]] number {i}: date must be a TOML date such as "
+                              f"2017-07-31, got {date!r}")
         file = source.parent / entry["file"] if "file" in entry else None
-        found.append(Candidate(mapping, file, manifest=source, version=entry.get("version")))
+        found.append(Candidate(mapping, file, manifest=source, version=entry.get("version"),
+                               date=date.isoformat() if date is not None else None))
     return found
 
 
@@ -158,7 +166,7 @@ class Scheduler:
         skipped[what] = message
 
     def _schedule(self, candidate: Candidate) -> int | None:
-        mapping = load_mapping(candidate.mapping, candidate.version)
+        mapping = load_mapping(candidate.mapping, candidate.version, candidate.date)
         if isinstance(mapping, Mapping):
             file = candidate.file
             if candidate.folder is not None and (candidate.folder / mapping.file).is_file():
@@ -192,8 +200,8 @@ class Scheduler:
                 .returning(ScheduledIngest.checksum))
             if claimed is None:  # an earlier scan, or another scheduler, has it
                 return None
-            version = {"version": candidate.version} if candidate.version is not None else {}
-            job_id, _ = queue.enqueue(conn, "ingest", {"mapping": str(mapping.path.resolve()), **args, **version,
+            given = {k: v for k, v in (("version", candidate.version), ("date", candidate.date)) if v is not None}
+            job_id, _ = queue.enqueue(conn, "ingest", {"mapping": str(mapping.path.resolve()), **args, **given,
                                                        "checksum": checksum})
             conn.execute(sa.update(ScheduledIngest).where(ScheduledIngest.checksum == checksum)
                          .values(job_id=job_id))
@@ -202,8 +210,8 @@ class Scheduler:
 
     def _checksum(self, paths: list[Path], mapping: Mapping | PerObjectMapping) -> str:
         """The release checksum a load would give these files, recomputed only when a file or the
-        mapping has changed (size or modification time) or the release's version (a manifest's) has."""
-        key = (str(mapping.path.resolve()), mapping.path.stat().st_mtime_ns, mapping.release_name,
+        mapping has changed (size or modification time) or the release's version or date (a manifest's) has."""
+        key = (str(mapping.path.resolve()), mapping.path.stat().st_mtime_ns, mapping.release_name, mapping.release_date,
                tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in paths))
         if key not in self._checksums:
             self._checksums[key] = (release_checksum(paths[0], mapping) if isinstance(mapping, Mapping)

@@ -39,14 +39,15 @@ log = logging.getLogger(__name__)
 
 
 def run_ingest(engine: sa.Engine, args: dict[str, Any], job_id: int) -> dict[str, Any]:
-    """Ingest a release (args ``mapping``, optionally ``file``, ``version``, instead of the mapping's, and
-    ``checksum``, the scheduler's); then queue one infer job per model that applies to it, or the index
+    """Ingest a release (args ``mapping``, optionally ``file``, ``version`` and ``date``, instead of the
+    mapping's, and ``checksum``, the scheduler's); then queue one infer job per model that applies to it, or the index
     job if none does."""
     from ingest.registry import enqueue_inference
     from ingest.load import ingest_release
     from ingest.mapping import load_mapping
 
-    result = ingest_release(load_mapping(args["mapping"], args.get("version")), engine, file=args.get("file"),
+    result = ingest_release(load_mapping(args["mapping"], args.get("version"), args.get("date")), engine,
+                            file=args.get("file"),
                             checksum=args.get("checksum"))
     with engine.begin() as conn:
         queued = enqueue_inference(conn, result.release_id, parent_job_id=job_id)

@@ -264,6 +264,43 @@ def test_a_manifest_entry_gives_a_new_release_of_a_shipped_mapping_its_version(e
         assert f"must be a non-empty text without '/' (the release is named survey/version), got {bad!r}" in caplog.text
 
 
+def test_a_release_date_from_a_manifest_or_the_command_line_places_a_re_release(engine, catalog, tmp_path,
+                                                                              scratch_release, caplog, capsys):
+    """A re-release through the same mapping took the mapping's date, so one meant to be older (a rerun
+    of an earlier reduction) could not be placed before the published one: an entry's date (or
+    --release-date) is the release's, part of its checksum."""
+    write_csv(tmp_path / "v1.csv", sdss_rows()[:10])
+    mapping = scratch_mapping(tmp_path, "dated")
+    mapping.write_text(mapping.read_text().replace(load_mapping(SDSS).file, "v1.csv"))
+    ingest_release(mapping, engine)  # the mapping's date, 2017-07-31
+    write_csv(tmp_path / "rerun.csv", sdss_rows()[10:20])
+    manifest = tmp_path / "releases.toml"
+    entry = f'[[release]]\nmapping = "{mapping.name}"\nfile = "rerun.csv"\nversion = "rerun"\n'
+    manifest.write_text(entry + "date = 2016-01-15\n")
+    (job_id,) = Scheduler(engine, [manifest], settle_s=0).scan()
+    (job,) = _jobs(engine)
+    assert (job.args["version"], job.args["date"]) == ("rerun", "2016-01-15")
+    assert job.args["checksum"] == release_checksum(tmp_path / "rerun.csv", load_mapping(mapping, "rerun", "2016-01-15"))
+    assert Worker(engine, name="test").run(once=True) >= 1
+    done = next(j for j in _jobs(engine) if j.job_id == job_id)
+    assert (done.status, done.result["status"]) == ("done", "superseded"), "older than the published release"
+    with engine.connect() as conn:
+        dates = dict(conn.execute(sa.text("SELECT r.version, r.release_date::text FROM healcat.release AS r "
+                                          "JOIN healcat.survey AS s USING (survey_id) WHERE s.name = 'scratch'")).all())
+    assert dates == {"dated": "2017-07-31", "rerun": "2016-01-15"}
+    write_csv(tmp_path / "newer.csv", sdss_rows()[20:30])  # and from the command line, a newer one: current
+    assert main(["ingest", str(mapping), "--file", str(tmp_path / "newer.csv"), "--release-version", "newer",
+                 "--release-date", "2018-03-01"]) == 0
+    assert "scratch/newer: published" in capsys.readouterr().out
+    assert main(["ingest", str(mapping), "--release-version", "bad", "--release-date", "March 2018"]) == 1
+    assert "a release date given instead of the mapping's must be a date such as 2017-07-31, got 'March 2018'" \
+        in capsys.readouterr().err
+    manifest.write_text(entry + 'date = "2016-01-15"\n')
+    caplog.clear()
+    assert Scheduler(engine, [manifest], settle_s=0).scan() == []
+    assert "[[release]] number 1: date must be a TOML date such as 2017-07-31, got '2016-01-15'" in caplog.text
+
+
 def test_scheduler_waits_for_a_file_to_settle_and_loads_only_what_it_scanned(engine, catalog, tmp_path,
                                                                              scratch_release, caplog):
     """A file modified within the settle time may still be being written: not queued yet. A file
