@@ -25,13 +25,15 @@ def ugriz_query(*, columns: str = "", joins: str = "", where: str = "", lanes: b
 
     The photometry is pivoted in an inner query grouped by the source's key alone, and the other
     tables are joined to its rows after: grouping by their columns too made PostgreSQL sort all the
-    release's photometry rows by them (2.5 of 11.7 s for 1M sources)."""
+    release's photometry rows by them (2.5 of 11.7 s for 1M sources). Each filter tests first
+    what is false for most rows (the band for the magnitudes; the system, nearly always AB, for
+    ``not_ab``): the pivot of 1M sources' 5M rows took 1.6 s instead of 1.9 s with the band list first."""
     mags = ", ".join(f"max(p.mag) FILTER (WHERE p.band = '{b}' AND p.mag_system = 'AB') AS {b}" for b in BANDS)
     return (
         f"SELECT s.shard, s.source_id, {', '.join(f's.{b}' for b in BANDS)}{columns}, s.not_ab\n"
         f"FROM (SELECT s.shard, s.source_id, {mags},\n"
         "             jsonb_object_agg(p.band, p.mag_system)"
-        f" FILTER (WHERE p.band IN ({_BAND_LIST}) AND p.mag_system <> 'AB') AS not_ab\n"
+        f" FILTER (WHERE p.mag_system <> 'AB' AND p.band IN ({_BAND_LIST})) AS not_ab\n"
         "      FROM healcat.source AS s\n"
         "      LEFT JOIN healcat.photometry AS p ON p.shard = s.shard AND p.source_id = s.source_id"
         f"{' AND ' + in_lane('p') if lanes else ''}\n"
