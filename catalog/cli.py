@@ -643,7 +643,13 @@ def cmd_scheduler(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     from catalog.service import make_server, warn_of_connection_limit
 
-    engine = db.engine(reader=True)  # every query as the read-only role, under its statement timeout
+    if args.reader != db.READER_ROLE:  # never the owner, nor any role healcat did not make read-only
+        with db.engine().connect() as conn:
+            if not db.is_astronomer(conn, args.reader):
+                raise HealcatError(f"serve: --reader {args.reader!r} is not a read-only role of healcat's: "
+                                   f"`healcat db reader add {args.reader}` makes one (or leave --reader out: "
+                                   f"{db.READER_ROLE})")
+    engine = db.engine(reader=True, role=args.reader)  # every query read-only, under the reader's statement timeout
     with engine.connect() as conn:  # fail now, not at the first request: the role and the schema are there
         conn.execute(sa.text("SELECT 1 FROM healcat.release LIMIT 1"))
         warn_of_connection_limit(conn, args.threads)  # now, not as 503s under load
@@ -978,11 +984,16 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=formatter,
                        description="IVOA Simple Cone Search 1.03 at /scs (RA, DEC, SR in ICRS degrees; VERB, RELEASE, "
                                    "MAXREC) and similarity search at /similar (SOURCE_ID, K, MODEL, VERSION, RELEASE), "
-                                   "answering VOTables, every query as the read-only role healcat_reader.")
+                                   "answering VOTables, every query as a read-only role: healcat_reader, or one "
+                                   "of its own (--reader).")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     p.add_argument("--port", type=_at_least(0), default=8008, help="port (0: any free one)")
     p.add_argument("--threads", type=_at_least(1), default=4, help="requests answered at once (one database "
                                                                    "session each)")
+    p.add_argument("--reader", default=db.READER_ROLE, metavar="ROLE",
+                   help="the read-only role the queries run as: a role of the service's own made by `healcat db "
+                        "reader add ROLE` (the shared role's limits and its own connection limit; astronomers' "
+                        "sessions cannot cancel its statements, as they can the shared role's)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("jobs", help="the queue: queued, running and failed jobs")

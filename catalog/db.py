@@ -202,9 +202,10 @@ def _engine(url: str) -> Engine:
     return engine
 
 
-def engine(reader: bool = False) -> Engine:
-    """A process-wide engine for the configured database (as the read-only role, with ``reader``)."""
-    url = reader_url() if reader else database_url()
+def engine(reader: bool = False, role: str = READER_ROLE) -> Engine:
+    """A process-wide engine for the configured database (as the read-only ``role``, with ``reader``:
+    the shared one, or an astronomer's own)."""
+    url = reader_url(role=role) if reader else database_url()
     return _engine(url.render_as_string(hide_password=False))
 
 
@@ -256,7 +257,7 @@ def _role_statement(conn: sa.Connection, template: str, *values: str) -> None:
     conn.execution_options(no_parameters=True).exec_driver_sql(statement)
 
 
-def _is_astronomer(conn: sa.Connection, name: str) -> bool | None:
+def is_astronomer(conn: sa.Connection, name: str) -> bool | None:
     """Whether role ``name`` is an astronomer's (a member of :data:`ASTRONOMERS_ROLE`); None: no such role."""
     return conn.scalar(sa.text(
         "SELECT EXISTS (SELECT 1 FROM pg_auth_members WHERE roleid = to_regrole(:group) AND member = r.oid) "
@@ -269,7 +270,7 @@ def add_astronomer(url: URL, name: str, password: str | None = None) -> None:
 
     Its sessions cannot signal (cancel, terminate) another astronomer's, as sessions of the one
     shared role can each other's; it may still cancel the shared role's statements (it holds that
-    role's privileges). Run as the owner, who needs CREATEROLE. ``password`` where the server asks
+    role's privileges), so ``healcat serve --reader`` serves as a role of this kind. Run as the owner, who needs CREATEROLE. ``password`` where the server asks
     for one; an existing astronomer's role gets it anew. A role of that name that is not an
     astronomer's is refused: healcat takes over no role it did not make."""
     if not name or name.startswith("pg_") or name in (READER_ROLE, ASTRONOMERS_ROLE) or len(name.encode()) > 63:
@@ -280,7 +281,7 @@ def add_astronomer(url: URL, name: str, password: str | None = None) -> None:
         with engine.begin() as conn:
             if conn.scalar(sa.text("SELECT to_regrole(:r)"), {"r": READER_ROLE}) is None:
                 raise ConfigurationError(f"db reader add: there is no role {READER_ROLE}: run `healcat db up` first")
-            exists = _is_astronomer(conn, name)
+            exists = is_astronomer(conn, name)
             if exists is False:
                 raise ConfigurationError(f"db reader add: a role {name!r} exists and is not an astronomer's (a member "
                                          f"of {ASTRONOMERS_ROLE}); healcat takes over no role it did not make")
@@ -306,7 +307,7 @@ def drop_astronomer(url: URL, name: str) -> int:
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     try:
         with engine.begin() as conn:
-            if not _is_astronomer(conn, name):
+            if not is_astronomer(conn, name):
                 raise ConfigurationError(f"db reader drop: {name!r} is not an astronomer's role (`healcat db reader "
                                          "list` names them)")
             ended = conn.scalar(sa.text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "

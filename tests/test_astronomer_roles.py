@@ -3,6 +3,10 @@ limits, and sessions of one astronomer cannot end another's (as sessions of one 
 
 from __future__ import annotations
 
+import signal as signals
+import threading
+import urllib.request
+
 import pytest
 import sqlalchemy as sa
 
@@ -123,3 +127,53 @@ def test_dropping_an_astronomer_ends_their_sessions(database_url, engine, catalo
 def test_the_downgrade_restores_the_reader_function(engine, database_url, catalog):
     before, upgraded, after = across_a_migration(engine, database_url, "0043", "0042")
     assert after == before and [a[0] for a, b in zip(before, upgraded) if a != b] == ["healcat.assert_reader_role()"]
+
+
+def test_serve_runs_as_a_role_of_its_own_that_astronomers_cannot_signal(astronomers, engine, monkeypatch, capsys):
+    """`healcat serve --reader ROLE`: the service's sessions are the role's, and another
+    astronomer's session may not cancel or end them (it may the shared role's); a role healcat did
+    not make read-only (the owner's) is refused before anything is served."""
+    from catalog import service
+
+    with engine.connect() as conn:
+        owner = conn.scalar(sa.text("SELECT current_user"))
+    for role in (owner, "astro_nobody"):
+        assert main(["serve", "--port", "0", "--reader", role]) == 1
+        assert "is not a read-only role of healcat's" in capsys.readouterr().err
+    seen, make_server = {}, service.make_server
+
+    def answer_then_stop(*args, **kwargs):  # the real server; a client asks it once, then it stops
+        server = make_server(*args, **kwargs)
+
+        def client():
+            try:
+                url = "http://{}:{}/scs?RA=160.9415&DEC=0.7968&SR=0.2".format(*server.server_address[:2])
+                with urllib.request.urlopen(url, timeout=60) as response:
+                    seen["status"], seen["body"] = response.status, response.read()
+                with engine.connect() as conn:  # the service's pooled session, idle after the answer
+                    seen["sessions"] = conn.execute(sa.text(
+                        "SELECT pid FROM pg_stat_activity WHERE usename = :r AND backend_type = 'client backend'"),
+                        {"r": BOB}).scalars().all()
+                for pid in seen["sessions"]:
+                    for signal in ("pg_cancel_backend", "pg_terminate_backend"):
+                        with astronomers[ALICE].connect() as conn:
+                            try:
+                                conn.execute(sa.text(f"SELECT {signal}(:pid)"), {"pid": pid})
+                            except sa.exc.ProgrammingError as e:
+                                seen.setdefault("refused", []).append(str(e.orig).splitlines()[0])
+            finally:
+                server.shutdown()
+
+        threading.Thread(target=client).start()
+        return server
+
+    monkeypatch.setattr(service, "make_server", answer_then_stop)
+    sigterm = signals.getsignal(signals.SIGTERM)
+    try:
+        assert main(["serve", "--port", "0", "--reader", BOB]) == 0
+    finally:
+        signals.signal(signals.SIGTERM, sigterm)
+    assert seen["status"] == 200 and b"<TR>" in seen["body"]
+    assert seen["sessions"], "the service's session is the role's"
+    assert len(seen.get("refused", [])) == 2 * len(seen["sessions"])
+    assert all("permission denied" in message for message in seen["refused"])
