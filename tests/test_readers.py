@@ -13,12 +13,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import sqlalchemy as sa
 from astropy.table import MaskedColumn, Table, vstack
 
 from catalog.errors import IngestError
 from ingest import cells, readers
-from ingest.mapping import Band
+from ingest.load import ingest_release
+from ingest.mapping import Band, load_mapping
 from ingest.readers import ReadOptions
+from tests.conftest import scratch_mapping
 
 N = 23
 SMALL = ReadOptions(chunk_rows=7)
@@ -155,6 +158,93 @@ def test_a_cell_that_is_no_number_leaves_its_column_text_for_the_mapping_to_quar
     assert np.isnan(values[missing]).all()
     np.testing.assert_array_equal(values[~missing].astype(np.float32), _sample()["mag"][~missing])  # the file's floats
     assert "read tolerantly" not in caplog.text  # each is its row's problem now, not a fault of the file
+
+
+def test_a_cell_that_is_no_integer_leaves_its_votable_column_text_and_the_others_numbers(tmp_path, caplog):
+    """A VOTable's '2x' in an integer column failed the whole file (astropy raises on it even with
+    verify="ignore"). Now each such column is text in its place, as a float column with '17.x' is, its
+    unit, description and UCD kept; the file's other columns are the numbers they were."""
+    t = _sample()
+    t["plate"] = np.arange(266, 266 + N, dtype=np.int16)  # short
+    t["flag"] = np.arange(N, dtype=np.uint8)  # unsignedByte, all good
+    t["n"] = MaskedColumn(np.arange(1000, 1000 + N, dtype=np.int32), mask=np.arange(N) == 4)  # int, an empty cell
+    t["plate"].unit, t["plate"].description, t["plate"].meta["ucd"] = "ct", "spectroscopic plate", "meta.id.part"
+    t["id"][9] = 4241  # data row 10, made '4x2'
+    t["plate"][1] = 4242  # data row 2, made '26x'
+    t["n"][19] = 4243  # data row 20, made 'NULL', which the mapping lists as missing
+    t["mag"][6] = 42.125  # data row 7, made '17.x'
+    path = tmp_path / "t.xml"
+    t.write(path, format="votable")
+    text = path.read_text()
+    for written, made in [("4241", "4x2"), ("4242", "26x"), ("4243", "NULL"), ("42.125", "17.x")]:
+        text, n = re.subn(rf"<TD>{written}</TD>", f"<TD>{made}</TD>", text)
+        assert n == 1
+    path.write_text(text)
+    firsts, sizes, table = _read_all(path, "votable", ReadOptions(chunk_rows=7, null_values=("NULL",)))
+    assert firsts == [1, 8, 15, 22] and sizes == [7, 7, 7, 2]
+    assert table.colnames == ["id", "ra", "mag", "name", "plate", "flag", "n"]
+    assert [table[c].dtype.kind for c in table.colnames] == ["U", "f", "U", "U", "U", "u", "U"]
+    expected = _sample()
+    assert list(table["id"]) == [str(v) if i != 9 else "4x2" for i, v in enumerate(expected["id"])]  # every digit
+    assert list(table["plate"]) == [str(266 + i) if i != 1 else "26x" for i in range(N)]
+    assert table["mag"][6] == "17.x" and list(table["flag"]) == list(range(N))
+    np.testing.assert_allclose(np.asarray(table["ra"]), expected["ra"], rtol=1e-15)
+    assert list(np.ma.getmaskarray(table["n"]).nonzero()[0]) == [4, 19]  # the empty cell and 'NULL': missing
+    assert list(table["n"][:4]) == ["1000", "1001", "1002", "1003"]
+    plate = table["plate"]
+    assert (plate.unit, plate.description, plate.meta["ucd"]) == (u.ct, "spectroscopic plate", "meta.id.part")
+    problems = {}
+    values = cells.floats(table["plate"], problems, "plate")
+    assert values[0] == 266 and np.isnan(values[1]) and problems == {1: ("plate", (
+        "plate '26x' is not a number (a NaN is no measurement: leave the cell empty or list it under [release] "
+        "null_values)"))}
+    assert "read tolerantly" not in caplog.text  # each is its row's problem now, not a fault of the file
+
+
+def test_a_votable_integer_cell_that_cannot_be_kept_as_text_fails_the_file_naming_row_and_column(tmp_path):
+    """An array of integers cannot be a text column: its bad element fails the file as before."""
+    t = Table({"id": np.arange(3), "ra": [1.0, 2.0, 3.0], "flux": np.arange(6).reshape(3, 2)})
+    t.write(tmp_path / "a.xml", format="votable")
+    path = tmp_path / "a.xml"
+    path.write_text(path.read_text().replace("<TD>2 3</TD>", "<TD>2 3x</TD>"))
+    with pytest.raises(IngestError, match=r"a.xml: cannot be read as a VOTable: .*a.xml:\d+:\d+: ValueError: "
+                                          r"invalid literal for int\(\) with base 10: '3x' \(in row 1, col 'flux'\)"):
+        list(readers.read(path, "votable"))
+
+
+def test_a_cell_that_is_no_integer_in_a_votable_quarantines_its_row_and_the_rest_load(engine, tmp_path,
+                                                                                      scratch_release):
+    """The SDSS sample as a VOTable with '26x' for a plate and '5l922' for an mjd (integer columns, parts
+    of the object id) and '17.x' for a g magnitude: the file failed whole; now those rows are quarantined
+    naming the column and the text, and the other rows load."""
+    sample = Table.read(load_mapping("sdss_dr14_skyserver_10k").input_path(), format="ascii.csv")[:20]
+    sample["plate"][1] = 987654  # data row 2, made '26x'
+    sample["g"][3] = 42.125  # data row 4, made '17.x'
+    sample["mjd"][6] = 987655  # data row 7, made '5l922'
+    path = tmp_path / "sdss.xml"
+    sample.write(path, format="votable")
+    text = path.read_text()
+    for written, made in [("987654", "26x"), ("42.125", "17.x"), ("987655", "5l922")]:
+        text, n = re.subn(rf"<TD>{written}</TD>", f"<TD>{made}</TD>", text)
+        assert n == 1
+    path.write_text(text)
+    mapping = scratch_mapping(tmp_path, "votable-int")
+    mapping.write_text(mapping.read_text().replace('format = "csv"', 'format = "votable"'))
+    load = ingest_release(mapping, engine, file=path)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT row_number, column_name, reason, raw FROM healcat.quarantine "
+                                    "WHERE release_id = :r ORDER BY row_number"), {"r": load.release_id}).all()
+    assert [(row, column, raw[column]) for row, column, _, raw in rows] == [
+        (2, "plate", "26x"), (4, "g", "17.x"), (7, "mjd", "5l922")]
+    template = "object_id template '{plate:04d}-{mjd:05d}-{fiberid:04d}'"
+    assert rows[0].reason.startswith(f"{template}: plate='26x' does not fit {{:04d}}")
+    assert rows[2].reason.startswith(f"{template}: mjd='5l922' does not fit {{:05d}}")
+    assert (load.row_counts["source"], load.row_counts["quarantine"]) == (17, 3)
+    with engine.connect() as conn:
+        ids = conn.execute(sa.text("SELECT object_id FROM healcat.source WHERE release_id = :r ORDER BY object_id"),
+                           {"r": load.release_id}).scalars().all()
+    assert ids == sorted(f"{p:04d}-{m:05d}-{f:04d}" for i, (p, m, f) in enumerate(sample["plate", "mjd", "fiberid"])
+                         if i not in (1, 3, 6))  # the other rows' ids from the plates and mjds the file has
 
 
 def test_a_votables_other_warnings_are_logged(tmp_path, caplog):
