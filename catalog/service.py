@@ -28,7 +28,8 @@ finish, under its statement timeout or for want of a database connection (the re
 limit), is such a VOTable with HTTP 503 and ``Retry-After``; nothing else than a search error reaches a
 client (a server fault is logged, and the client gets 500 and no traceback); a parameter holding a
 control character (a NUL, which PostgreSQL text cannot hold) is a bad request. A client that hangs up
-before its answer is sent is one logged line, not a traceback.
+while its search runs has the search cancelled (:class:`Departures`); one that hangs up before its
+answer is sent is one logged line, not a traceback.
 Requests are served by a fixed pool of threads, each with its own database session. A connection that
 sends nothing for :data:`REQUEST_TIMEOUT` seconds is closed (idle connections held every thread, and
 the service stalled), as is one whose request line and headers (and a POST's body) have not all come
@@ -47,13 +48,15 @@ import io
 import logging
 import math
 import re
+import select
 import socket
 import threading
 import time
 import unicodedata
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -64,6 +67,7 @@ from astropy.table import Table
 
 from catalog import db, settings
 from catalog.errors import HealcatError, QueryError, first_line
+from catalog.search.cancel import cancel
 from catalog.search.cone import MIN_RADIUS_ARCSEC, Cone
 from catalog.search.region import MAX_K, run
 from catalog.watchdog import Watchdog
@@ -109,6 +113,8 @@ HEADER_TIMEOUT = 10.0
 #: Bytes of an answer sent per call, each within the connection's timeout (a client reading 64 KiB
 #: per REQUEST_TIMEOUT, 6.4 KiB/s, gets any answer whole).
 SEND_CHUNK = 64 * 1024
+#: Seconds between two looks at whether the clients whose searches run are still there (:class:`Departures`).
+DEPARTURE_POLL_S = 0.2
 #: Connections that may wait for a free thread, per thread; more are answered 503 at once.
 QUEUED_PER_THREAD = 8
 
@@ -388,22 +394,35 @@ def handler(engine: sa.Engine, request_timeout: float = REQUEST_TIMEOUT,
             if path not in ROUTES:
                 return self._send(HTTPStatus.NOT_FOUND, "text/plain; charset=utf-8",
                                   f"no such service: {url.path}\n\n{INDEX}".encode())
-            search, scs = ROUTES[path]
+            search, scs, left = *ROUTES[path], False
             try:
-                body = votable(*search(Params("&".join(filter(None, (url.query, form)))), engine), scs)
-            except (QueryError, HealcatError) as exc:
+                with self.server.departures.watching(self.connection) as gone:
+                    try:
+                        body = votable(*search(Params("&".join(filter(None, (url.query, form)))), engine), scs)
+                    finally:
+                        left = gone()
+            except Exception as exc:
+                return self._failed(exc, left)
+            self._send(HTTPStatus.OK, VOTABLE, body)
+
+        def _failed(self, exc: Exception, left: bool) -> None:
+            """Answer a search that raised ``exc``; ``left``: it was cancelled for a client that hung up."""
+            if left:  # no one to answer
+                log.warning("%s: the client hung up before its answer: its search was cancelled (%s)",
+                            self.address_string(), self.requestline)
+                self.close_connection = True
+                return None
+            if isinstance(exc, (QueryError, HealcatError)):
                 if _timed_out(exc):  # the server's limit, not the client's mistake
                     log.warning("%s: 503, the statement timeout ended it", self.path)
                     return self._error(HTTPStatus.SERVICE_UNAVAILABLE, TIMED_OUT.format(
                         db.READER_SESSION["statement_timeout"]), retry=True)
                 return self._error(HTTPStatus.BAD_REQUEST, str(exc))
-            except Exception as exc:
-                if _no_connection_free(exc):
-                    log.warning("%s: 503, no database connection free: %s", self.path, first_line(exc))
-                    return self._error(HTTPStatus.SERVICE_UNAVAILABLE, NO_CONNECTION, retry=True)
-                log.exception("%s failed", self.path)  # a fault of the server's: logged, not shown to the client
-                return self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
-            self._send(HTTPStatus.OK, VOTABLE, body)
+            if _no_connection_free(exc):
+                log.warning("%s: 503, no database connection free: %s", self.path, first_line(exc))
+                return self._error(HTTPStatus.SERVICE_UNAVAILABLE, NO_CONNECTION, retry=True)
+            log.error("%s failed", self.path, exc_info=exc)  # a fault of the server's: logged, not shown to the client
+            return self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
 
         def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
             """http.server's own errors (a method other than GET, HEAD and POST; a malformed request)
@@ -437,6 +456,98 @@ def handler(engine: sa.Engine, request_timeout: float = REQUEST_TIMEOUT,
     return Handler
 
 
+class Departures:
+    """Cancels the search of a client that hangs up before its answer (its statement would run on, up
+    to the statement timeout, holding a thread and a database session for no one).
+
+    A handler watches its connection for the time its search runs (:meth:`watching`); one thread
+    polls the connections watched every ``poll_s``, and one that reads as closed (``recv`` with
+    ``MSG_PEEK`` gives no bytes) has its search cancelled (:func:`catalog.search.cancel.cancel`), as
+    nginx drops a request whose client has gone. A client that half-closes its side after sending its
+    request (``shutdown(SHUT_WR)``; HTTP clients do not) looks the same and is cancelled too. A
+    connection with bytes waiting (the next request, pipelined) is left alone."""
+
+    def __init__(self, poll_s: float = DEPARTURE_POLL_S) -> None:
+        self.poll_s = poll_s
+        self._watched: dict[int, socket.socket] = {}  # a handler's thread ident -> its client's connection
+        self._gone: set[int] = set()  # of those, the ones whose client hung up
+        self._sent: set[int] = set()  # and those with bytes waiting (a next request): there
+        self._lock, self._stop = threading.Lock(), threading.Event()
+        self._thread = threading.Thread(target=self._run, name="healcat-serve-departures", daemon=True)
+
+    def start(self) -> Departures:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @contextmanager
+    def watching(self, connection: socket.socket) -> Iterator[Callable[[], bool]]:
+        """Watch ``connection`` while inside; yields whether its client has hung up (and the search was cancelled)."""
+        ident = threading.get_ident()
+        with self._lock:
+            self._watched[ident] = connection
+        try:
+            yield lambda: ident in self._gone
+        finally:
+            with self._lock:
+                del self._watched[ident]
+                self._gone.discard(ident)
+                self._sent.discard(ident)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                watched = {ident: sock for ident, sock in self._watched.items()
+                           if ident not in self._gone and ident not in self._sent}
+            try:
+                readable = select.select(list(watched.values()), [], [], self.poll_s)[0] if watched else []
+            except (OSError, ValueError):  # a connection closed since (its handler is done with it): look again
+                readable = []
+            if not watched:
+                self._stop.wait(self.poll_s)
+            for ident, sock in watched.items():
+                if sock not in readable:
+                    continue
+                if self._closed(sock):
+                    self._cancel(ident, sock)
+                else:
+                    with self._lock:
+                        if self._watched.get(ident) is sock:
+                            self._sent.add(ident)
+            with self._lock:
+                again = list(self._gone)
+            for ident in again:  # a cancel between two statements of a search is ignored: repeat until it ends
+                self._cancel(ident, None)
+            if again:
+                self._stop.wait(self.poll_s)
+
+    @staticmethod
+    def _closed(sock: socket.socket) -> bool:
+        try:
+            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except OSError:  # reset by the client, or closed since
+            return True
+
+    def _cancel(self, ident: int, sock: socket.socket | None) -> None:
+        with self._lock:  # still that handler's search (a handler stops watching before its connection is closed)
+            if self._watched.get(ident) is None or (sock is not None and self._watched[ident] is not sock):
+                return
+            first = ident not in self._gone
+            self._gone.add(ident)
+            try:
+                cancelled = cancel(ident)
+            except psycopg.Error as exc:
+                log.warning("could not cancel the search of a client that hung up: %s", first_line(exc))
+                return
+        if first and cancelled:
+            log.info("a client hung up before its answer: its search is cancelled")
+
+
 class PooledHTTPServer(HTTPServer):
     """An HTTP server answering on a fixed pool of threads: each keeps one database session (the
     searches' per-thread sessions), so the server holds at most ``threads`` connections. At most
@@ -450,6 +561,7 @@ class PooledHTTPServer(HTTPServer):
         self.most = threads + queued
         self.room = threading.BoundedSemaphore(self.most)  # for connections answered or waiting
         self.watchdog = watchdog.start()
+        self.departures = Departures().start()
 
     def process_request(self, request, client_address) -> None:
         if not self.room.acquire(blocking=False):
@@ -484,6 +596,7 @@ class PooledHTTPServer(HTTPServer):
         super().server_close()
         self.pool.shutdown(wait=True)
         self.watchdog.stop()
+        self.departures.stop()
 
 
 def make_server(engine: sa.Engine, host: str = "127.0.0.1", port: int = 8008, threads: int = 4,

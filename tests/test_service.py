@@ -217,6 +217,48 @@ def test_a_client_dripping_its_request_is_cut_off_and_others_are_answered(small_
     assert status == 200 and len(parse_single_table(io.BytesIO(body)).to_table()) > 0
 
 
+def _waiting_on_lock(engine: sa.Engine) -> list[int]:
+    """The reader role's sessions whose statement waits for a lock."""
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT pid FROM pg_stat_activity WHERE usename = :r AND wait_event_type = 'Lock'"),
+                            {"r": db.READER_ROLE}).scalars().all()
+
+
+def _until(condition, what: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} within {timeout_s} s"
+        time.sleep(0.05)
+
+
+def test_the_search_of_a_client_that_hangs_up_is_cancelled(small_service, engine, caplog):
+    """A search held up (here by a lock on the sources) ran on after its client had gone, up to the
+    statement timeout, holding the service's thread; now it is cancelled within a poll or two, while
+    a client that stays is answered once the search can run."""
+    request = b"GET /scs?RA=161.08&DEC=0.68&SR=0.05 HTTP/1.0\r\n\r\n"
+    caplog.set_level(logging.INFO, logger="catalog.service")
+    with engine.connect() as locker:
+        locker.execute(sa.text("LOCK TABLE healcat.source IN ACCESS EXCLUSIVE MODE"))
+        with socket.create_connection(small_service) as staying:
+            staying.sendall(request)
+            _until(lambda: _waiting_on_lock(engine), "the search waits for the lock")
+            time.sleep(1.0)  # several polls: a client still there is not cancelled
+            assert _waiting_on_lock(engine)
+            locker.rollback()
+            staying.settimeout(60)
+            answer = b"".join(iter(lambda: staying.recv(65536), b""))
+        assert answer.startswith(b"HTTP/1.0 200") and b"<TR>" in answer
+        locker.execute(sa.text("LOCK TABLE healcat.source IN ACCESS EXCLUSIVE MODE"))
+        with socket.create_connection(small_service) as leaving:
+            leaving.sendall(request)
+            _until(lambda: _waiting_on_lock(engine), "the search waits for the lock")
+        _until(lambda: not _waiting_on_lock(engine), "the search of the client that left is cancelled", 10.0)
+        locker.rollback()  # only now could the search have gone on
+    assert any("hung up before its answer: its search was cancelled" in r.getMessage() for r in caplog.records)
+    status, body = _get("http://{}:{}/scs?RA=161.08&DEC=0.68&SR=0.05".format(*small_service))
+    assert status == 200 and len(parse_single_table(io.BytesIO(body)).to_table()) > 0, "the thread is free again"
+
+
 def test_a_large_answer_reaches_a_client_reading_slowly_but_steadily(database_url, catalog):
     """A client reading 64 KiB every 0.1 s takes over 10 s for an 8 MB answer, several times the
     service's 2 s timeout, and gets it whole. (Sent in one sendall, the timeout bounded the whole
@@ -367,14 +409,16 @@ def one_thread(database_url, catalog):
 
 def test_a_client_that_hangs_up_is_one_log_line_not_a_traceback(one_thread, capsys, caplog):
     """Each printed a BrokenPipeError or ConnectionResetError traceback ('Exception occurred during
-    processing of request')."""
+    processing of request'). A client gone while its search runs has the search cancelled (below), one
+    gone while its answer is sent is found then: one line either way."""
     host, port = one_thread.removeprefix("http://").split(":")
     with caplog.at_level(logging.INFO, logger="catalog.service"):
         for _ in range(3):  # the whole sky: far more than the kernel's buffers take before the client is gone
             with socket.create_connection((host, int(port))) as client:
                 client.sendall(b"GET /scs?RA=161&DEC=0&SR=180 HTTP/1.0\r\n\r\n")
         status, _ = _get(f"{one_thread}/scs?RA=161.08&DEC=0.68&SR=0.05")  # answered after the three
-    left = [record for record in caplog.records if "left before its answer was sent" in record.getMessage()]
+    left = [record for record in caplog.records if "left before its answer was sent" in record.getMessage()
+            or "hung up before its answer: its search was cancelled" in record.getMessage()]
     assert status == 200 and len(left) == 3
     assert all("127.0.0.1" in r.getMessage() and "GET /scs?RA=161&DEC=0&SR=180 HTTP/1.0" in r.getMessage()
                and r.levelno == logging.WARNING and not r.exc_info for r in left)

@@ -26,6 +26,7 @@ from astropy.table import Table
 from sqlalchemy.dialects import postgresql
 
 from catalog.errors import QueryError, query_error
+from catalog.search.cancel import cancellable
 from catalog.search.results import table_from_columns
 
 
@@ -175,7 +176,7 @@ def _default_engine(home: str | None, database_url: str | None) -> sa.Engine:
 def _execute(conn: psycopg.Connection, what: str, statement: str, params: tuple, release: str | None) -> Table:
     # Binary results: the server sends float8 and bigint as their bytes instead of formatting them as
     # text for the client to parse again (a third of a 2-degree cone's time at 10M sources).
-    with conn.cursor(binary=True) as cursor:
+    with cancellable(conn), conn.cursor(binary=True) as cursor:
         try:
             if release is not None:
                 release_id = cursor.execute("SELECT healcat.release_id_of(%s, %s)", (what, release)).fetchone()[0]

@@ -18,6 +18,7 @@ from astropy.table import Table
 
 from catalog.errors import QueryError, first_line, query_error
 from catalog.models import Model, Photometry, Release, Source
+from catalog.search.cancel import cancellable
 from catalog.search.region import MAX_K, Region, checked_int
 from catalog.search.results import to_table
 
@@ -151,7 +152,7 @@ def similar(
 
         fn, first = sa.func.healcat.similar_to_vector, sa.bindparam("vector", vector, Vector())
     call = fn(first, *args, *(_named(name, value) for name, value in named.items()))
-    with (engine or default_engine()).connect() as conn:
+    with (engine or default_engine()).connect() as conn, cancellable(conn.connection.driver_connection):
         if where is not None:
             _check_filters(conn, where)
         try:
