@@ -7,6 +7,7 @@ the row is quarantined instead of the release failing.
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from typing import Any
@@ -119,7 +120,7 @@ def floats(column, problems: Problems, name: str, sentinels: tuple[float, ...] =
     """Numbers from a column; empty cells and sentinel values are NaN (missing), text that is no number a problem."""
     values = numeric(column)
     if values is None:
-        values = parse_cells(column, _not_nan, problems, name, f"a number ({NAN_HINT})")
+        values = parse_cells(column, functools.partial(_not_nan, name), problems, name, "a number")
     if sentinels:
         values[np.isin(values, sentinels)] = np.nan
     return values
@@ -132,10 +133,12 @@ def sentinel_like(values: np.ndarray) -> np.ndarray:
         return np.isin(values, COMMON_SENTINELS) | (np.abs(values) >= COMMON_SENTINEL_ABOVE)
 
 
-def _not_nan(text: str) -> float:
+def _not_nan(name: str, text: str) -> float:
+    """The number ``text`` says; 'nan' is no number either, with the hint for it (a ValueError for text
+    that is no number at all: :func:`parse_cells` says so)."""
     value = float(text)
     if np.isnan(value):
-        raise ValueError(text)
+        raise CellError(f"{name} {text!r} is not a number ({NAN_HINT})")
     return value
 
 

@@ -151,8 +151,7 @@ def test_a_cell_that_is_no_number_leaves_its_column_text_for_the_mapping_to_quar
         found = {}
         values.append(cells.floats(chunk["mag"], found, "mag"))
         problems.update({first + i: why for i, why in found.items()})
-    assert problems == {row: ("mag", "mag '17.x' is not a number (a NaN is no measurement: leave the cell empty "
-                                     "or list it under [release] null_values)") for row in range(3, 15)}
+    assert problems == {row: ("mag", "mag '17.x' is not a number") for row in range(3, 15)}
     values = np.concatenate(values)
     missing = np.isin(np.arange(N), np.r_[2:14, 15, 16])
     assert np.isnan(values[missing]).all()
@@ -195,9 +194,7 @@ def test_a_cell_that_is_no_integer_leaves_its_votable_column_text_and_the_others
     assert (plate.unit, plate.description, plate.meta["ucd"]) == (u.ct, "spectroscopic plate", "meta.id.part")
     problems = {}
     values = cells.floats(table["plate"], problems, "plate")
-    assert values[0] == 266 and np.isnan(values[1]) and problems == {1: ("plate", (
-        "plate '26x' is not a number (a NaN is no measurement: leave the cell empty or list it under [release] "
-        "null_values)"))}
+    assert values[0] == 266 and np.isnan(values[1]) and problems == {1: ("plate", "plate '26x' is not a number")}
     assert "read tolerantly" not in caplog.text  # each is its row's problem now, not a fault of the file
 
 
@@ -334,3 +331,12 @@ def test_a_flux_of_one_unit_has_the_ab_magnitude_astropy_gives(spec, mag_ab):
     band = Band.parse("x", spec, "test")
     got = (band.to_ujy * u.uJy).to(u.ABmag, u.spectral_density(1 * u.um)).value
     assert got == pytest.approx(mag_ab, abs=1e-4 if spec.get("unit") == "uJy" else 1e-9)
+
+
+def test_the_nan_hint_is_for_nan_alone():
+    """'17.x' was told 'a NaN is no measurement: leave the cell empty ...', a hint for 'nan' cells."""
+    problems = {}
+    values = cells.floats(np.array(["18.5", "17.x", "nan", ""]), problems, "g")
+    assert values[0] == 18.5 and np.isnan(values[1:]).all()
+    assert problems == {1: ("g", "g '17.x' is not a number"),
+                        2: ("g", f"g 'nan' is not a number ({cells.NAN_HINT})")}
