@@ -180,11 +180,16 @@ def load_release(engine: sa.Engine, mapping, path: Path, checksum: str,
         done = conn.execute(sa.select(Release).where(Release.checksum == checksum)).first()
         if done is not None:
             return LoadResult(done.name, done.release_id, True, done.row_counts, done.status)
-        clash = conn.scalar(sa.select(Release.checksum).where(Release.name == mapping.release_name))
+        clash = conn.execute(sa.select(Release.checksum, Release.mapping).where(
+            Release.name == mapping.release_name)).first()
         if clash is not None:
+            differences = mapping_differences(clash.mapping, json.loads(json.dumps(mapping.raw, default=str)))
             raise IngestError(
                 f"{path}: release {mapping.release_name} is already loaded from different content "
-                f"(sha256 {clash[:12]}... vs {checksum[:12]}...); give the new release a new version"
+                f"(sha256 {clash.checksum[:12]}... vs {checksum[:12]}...: "
+                f"{'; '.join(differences) if differences else 'the same mapping, other file bytes'}); "
+                "give the new release a new version"
+                + (" (or, to load the same release again, what it was loaded with)" if differences else "")
             )
         release_id = _insert_release(conn, mapping, path, checksum)
         counts = load_rows(conn.connection.driver_connection, release_id)
@@ -195,6 +200,23 @@ def load_release(engine: sa.Engine, mapping, path: Path, checksum: str,
     log.info("%s %s: %s", "published" if status == "published" else "loaded, superseded at once (older than the "
              "survey's published release):", mapping.release_name, counts)
     return LoadResult(mapping.release_name, release_id, False, counts, status)
+
+
+def mapping_differences(loaded: Any, now: Any, where: str = "") -> list[str]:
+    """What differs between the mapping (JSON) a release was loaded with and the one given now, as
+    ``key: value then, value now`` (dotted keys; ``release.date``, say, when a rerun left out the
+    ``--release-date`` the first run gave)."""
+    if isinstance(loaded, dict) and isinstance(now, dict):
+        return [difference for key in sorted(set(loaded) | set(now), key=str)
+                for difference in mapping_differences(loaded.get(key), now.get(key), f"{where}.{key}" if where else key)]
+    if loaded == now:
+        return []
+    return [f"{where or 'the mapping'}: {_short(loaded)} then, {_short(now)} now"]
+
+
+def _short(value: Any, most: int = 60) -> str:
+    text = "(none)" if value is None else json.dumps(value) if not isinstance(value, str) else value
+    return text if len(text) <= most else text[:most - 3] + "..."
 
 
 def _insert_release(conn: sa.Connection, mapping: Mapping, path: Path, checksum: str) -> int:

@@ -258,8 +258,14 @@ def test_broken_file_and_changed_content_fail_clearly(engine, tmp_path, scratch_
     first = ingest_release(mapping, engine, file="small.csv")
     assert first.row_counts["source"] == 3
     small.write_text(small.read_text() + "\n" + SDSS_CSV.read_text().splitlines()[5])
-    with pytest.raises(IngestError, match="already loaded from different content"):
+    with pytest.raises(IngestError, match="already loaded from different content .*: the same mapping, other file bytes"):
         ingest_release(mapping, engine, file=small)
+    # the same bytes with another date (a rerun that left out the first run's --release-date): said so
+    small.write_text(header + "\n" + "\n".join(SDSS_CSV.read_text().splitlines()[1:4]))
+    dated = load_mapping(mapping, date="2018-01-01")
+    with pytest.raises(IngestError, match=r"different content \(sha256 .*: release\.date: 2017-07-31 then, "
+                                          r"2018-01-01 now\); give the new release a new version \(or, to load"):
+        ingest_release(dated, engine, file="small.csv")
 
 
 def test_mapping_files_are_checked_when_read(tmp_path):
