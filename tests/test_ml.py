@@ -149,7 +149,9 @@ def test_similarity_errors_are_clear(engine, catalog):
     star = None
     with engine.connect() as conn:
         star = conn.scalar(sa.text("SELECT source_id FROM healcat.spec_redshift WHERE spec_class = 'STAR' LIMIT 1"))
-    with pytest.raises(QueryError, match=f"source {star} has no embedding"):
+    # why (the run's skip reason), not "name a version, or the release to search", which cannot help
+    with pytest.raises(QueryError, match=rf"source {star} has no embedding from model {PHOTOZ_MODEL}/\S+: its run "
+                                         rf"on {SDSS_RELEASE} gave it none: not a galaxy: spectrum says STAR$"):
         similar(star, model=PHOTOZ_MODEL)
     with pytest.raises(QueryError, match="has 16 dimensions, the query vector 3"):
         similar(vector=np.ones(3), model=PHOTOZ_MODEL)

@@ -195,7 +195,8 @@ def test_searches_stay_on_the_version_that_has_run_until_a_new_one_has(conn, cat
                             {"s": source}).all()) == 5
     assert conn.scalar(sa.text("SELECT healcat.photoz_pdf(:s, 0.1)"), {"s": source}) > 0
     savepoint = conn.begin_nested()
-    with pytest.raises(sa.exc.DBAPIError, match="has no embedding from model photoz-sdss/unrun"):
+    with pytest.raises(sa.exc.DBAPIError, match="has no embedding from model photoz-sdss/unrun: that version has "
+                                                "no finished run on the source's release"):
         conn.execute(sa.text("SELECT * FROM healcat.similar_sources(:s, 'photoz-sdss', 5, 'unrun')"),
                      {"s": source}).all()
     savepoint.rollback()

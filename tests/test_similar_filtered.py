@@ -21,7 +21,7 @@ import catalog as catalog_api
 from catalog.search import Cone, similar
 from ingest.tasks.object_class import ObjectClass
 from ingest.tasks.photoz import Photoz
-from tests.conftest import GAIA_RELEASE, SDSS_RELEASE
+from tests.conftest import GAIA_RELEASE, SDSS_RELEASE, across_a_migration
 
 PHOTOZ_MODEL = Photoz.model_name
 
@@ -490,8 +490,9 @@ def test_versions_current_on_different_releases(superseded, conn, catalog):
     assert len(here) == 10 and {r.release for r in here} == {SDSS_RELEASE}
     there = search("SELECT * FROM healcat.similar_sources(:s, :m, 10, release_name => 'scratch/v2')", s=new)
     assert len(there) == 10 and {r.release for r in there} == {"scratch/v2"}
-    with pytest.raises(sa.exc.DBAPIError, match=rf"source {sdss_source} has no embedding from model "
-                                                r"photoz-sdss/two, the version current on scratch/v2"):
+    with pytest.raises(sa.exc.DBAPIError, match=rf"source {sdss_source} has no embedding from model photoz-sdss/two: "
+                                                rf"that version has no finished run on the source's release "
+                                                rf"{SDSS_RELEASE} \(it is the version current on scratch/v2"):
         search("SELECT * FROM healcat.similar_sources(:s, :m, 10, release_name => 'scratch/v2')", s=sdss_source)
     # A version named: that version's embeddings wherever it has them.
     named = search("SELECT * FROM healcat.similar_sources(:s, :m, 10, :v)", s=sdss_source, v=model.version)
@@ -543,3 +544,11 @@ def test_similar_sources_says_what_is_wrong_with_the_source(conn, catalog):
                              {"s": source_id, "n": PHOTOZ_MODEL}).all()
         assert err.value.orig.sqlstate == "22023"
         assert re.search(message, err.value.orig.diag.message_primary), err.value.orig.diag.message_primary
+
+
+def test_the_downgrade_restores_similar_sources(engine, database_url, catalog):
+    """Migration 0047 replaces similar_sources alone (its message for a source with no embedding);
+    its downgrade gives back similarity_v7.sql's."""
+    before, upgraded, after = across_a_migration(engine, database_url, "0047", "0046")
+    assert after == before
+    assert [a[0].split("(")[0] for a, b in zip(before, upgraded) if a != b] == ["healcat.similar_sources"]
