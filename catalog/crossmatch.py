@@ -171,8 +171,8 @@ def _frame_of(table: Table, ra_col: str, dec_col: str):
     from astropy.coordinates import FK4, FK5, Galactic, Supergalactic
     from astropy.time import Time
 
-    metas = [getattr(table[c], "meta", None) or {} for c in (ra_col, dec_col)]
-    ucds = [str(m.get("ucd", "")).lower() for m in metas]
+    metas = [_meta(table, c) for c in (ra_col, dec_col)]
+    ucds = [_ucd(table, c) for c in (ra_col, dec_col)]
     galactic = [ucd.startswith("pos.galactic") or c.lower() in names
                 for ucd, c, names in zip(ucds, (ra_col, dec_col), (GLON_NAMES, GLAT_NAMES))]
     if any(galactic):
@@ -247,21 +247,74 @@ def _number_or_nan(cell) -> float:
         return np.nan
 
 
-def find_column(table: Table, given: str | None, candidates: tuple[str, ...], what: str) -> str:
-    """The column ``given``, else the first named as one of ``candidates``, else the table's only SkyCoord
-    column (which holds both coordinates)."""
-    if given is not None:
-        if given not in table.colnames:
+def position_columns(table: Table, ra_col: str | None = None, dec_col: str | None = None) -> tuple[str, str]:
+    """The input's position columns: (RA, Dec), (Galactic longitude, latitude), or a SkyCoord column twice.
+
+    Those named, else found: an RA and a Dec column by name (RA_NAMES, DEC_NAMES, any case), else the
+    table's only SkyCoord column, else a Galactic pair (a UCD pos.galactic.lon/lat, else GLON_NAMES,
+    GLAT_NAMES, any case). A table with both an RA/Dec pair and a Galactic one is matched on RA/Dec. A
+    column named alone is paired with one of its own frame (``ra_col='glon'``: a Galactic latitude).
+    A pair found half is an error naming the half missing."""
+    for given in (ra_col, dec_col):
+        if given is not None and given not in table.colnames:
             raise QueryError(f"xmatch: no column {given!r} in the input (columns: {', '.join(table.colnames)})")
-        return given
-    for name in table.colnames:
-        if name.lower() in candidates:
-            return name
+    if ra_col is not None and isinstance(table[ra_col], SkyCoord):
+        return ra_col, ra_col
+    named = ra_col if ra_col is not None else dec_col
     coords = [name for name in table.colnames if isinstance(table[name], SkyCoord)]
-    if len(coords) == 1:
-        return coords[0]
-    several = f" or one of the SkyCoord columns {', '.join(coords)}" if coords else ""
-    raise QueryError(f"xmatch: no {what} column found (tried {', '.join(candidates)}); name it{several}")
+    if named is None or not _galactic(table, named):
+        ra = ra_col if ra_col is not None else _found(table, RA_NAMES)
+        if ra is None and len(coords) == 1:
+            return coords[0], coords[0]
+        if ra is not None:
+            dec = dec_col if dec_col is not None else _found(table, DEC_NAMES)
+            if dec is None:
+                raise QueryError(f"xmatch: no Dec column found for the RA column {ra!r} (tried "
+                                 f"{', '.join(DEC_NAMES)}); name it with dec_col (healcat xmatch --dec-col)")
+            return ra, dec
+        if named is not None:
+            raise QueryError(f"xmatch: no RA column found for the Dec column {dec_col!r} (tried "
+                             f"{', '.join(RA_NAMES)}); name it with ra_col (healcat xmatch --ra-col)")
+    lon = ra_col if ra_col is not None else _found(table, GLON_NAMES, "lon")
+    lat = dec_col if dec_col is not None else _found(table, GLAT_NAMES, "lat")
+    if lon is None and lat is None:
+        raise QueryError(f"xmatch: no RA column found (tried {', '.join(RA_NAMES)}) and no Galactic columns (tried "
+                         f"{', '.join(GLON_NAMES)} with {', '.join(GLAT_NAMES)}, or the UCDs pos.galactic.lon, "
+                         f"pos.galactic.lat); name them with ra_col, dec_col (healcat xmatch --ra-col, --dec-col)"
+                         + (f"; or name one of the SkyCoord columns {', '.join(coords)} as ra_col" if coords else ""))
+    if lon is None:
+        raise QueryError(f"xmatch: Galactic latitude column {lat!r} but no Galactic longitude column (tried "
+                         f"{', '.join(GLON_NAMES)}, or the UCD pos.galactic.lon); name it with ra_col (healcat "
+                         "xmatch --ra-col)")
+    if lat is None:
+        raise QueryError(f"xmatch: Galactic longitude column {lon!r} but no Galactic latitude column (tried "
+                         f"{', '.join(GLAT_NAMES)}, or the UCD pos.galactic.lat); name it with dec_col (healcat "
+                         "xmatch --dec-col)")
+    return lon, lat
+
+
+def _found(table: Table, names: tuple[str, ...], galactic_axis: str | None = None) -> str | None:
+    """The first column (not a SkyCoord) with the UCD pos.galactic.``galactic_axis`` ('lon', 'lat'), if given,
+    else the first named one of ``names`` (any case); None if none."""
+    columns = [name for name in table.colnames if not isinstance(table[name], SkyCoord)]
+    by_ucd = [name for name in columns
+              if galactic_axis is not None and _ucd(table, name).startswith(f"pos.galactic.{galactic_axis}")]
+    return next(iter(by_ucd), None) or next((name for name in columns if name.lower() in names), None)
+
+
+def _galactic(table: Table, name: str) -> bool:
+    """Whether column ``name`` is a Galactic coordinate: by its UCD (pos.galactic.*), or its name."""
+    return _ucd(table, name).startswith("pos.galactic") or name.lower() in GLON_NAMES + GLAT_NAMES
+
+
+def _ucd(table: Table, name: str) -> str:
+    """Column ``name``'s UCD, lower case ('' if none)."""
+    return str(_meta(table, name).get("ucd", "")).lower()
+
+
+def _meta(table: Table, name: str) -> dict:
+    """Column ``name``'s meta: a Column's, a QTable Quantity's (which has no ``meta`` of its own), {} if none."""
+    return table[name].info.meta or {}
 
 
 def upload_input(pg, ra_deg: np.ndarray, dec_deg: np.ndarray, rows: np.ndarray,
@@ -330,7 +383,8 @@ def crossmatch(
 ) -> Table:
     """Match the rows of ``table`` with the catalog's sources (of ``release``, if named) within ``radius_arcsec``.
 
-    Positions are ICRS degrees in ``ra_col``/``dec_col`` (found by name if not given), and proper
+    Positions are ICRS degrees in ``ra_col``/``dec_col`` (found if not given: RA/Dec by name, else a
+    SkyCoord column, else Galactic longitude/latitude, by UCD or name; see :func:`position_columns`), and proper
     motions mas/yr, unless a column carries an astropy unit (a Quantity column, or a ``unit``). With
     ``pm_cols`` (proper motions in RA*cos(Dec) and Dec [mas/yr]), ``epoch_jyear`` (the input's
     epoch, a Julian year or a column of them) and ``to_epoch_jyear`` (the catalog's, e.g. 2016.0
@@ -350,9 +404,7 @@ def crossmatch(
     if pm_cols is None and (epoch_jyear is not None or to_epoch_jyear is not None):
         raise QueryError("xmatch: the input's epoch and the epoch to move to (--epoch, --to-epoch) move positions "
                          "by their proper motions: give the proper motions' columns too (--pm-cols PMRA PMDEC)")
-    ra_name = find_column(table, ra_col, RA_NAMES, "RA")
-    dec_name = ra_name if isinstance(table[ra_name], SkyCoord) else find_column(table, dec_col, DEC_NAMES, "Dec")
-    positions = Positions.from_table(table, ra_name, dec_name)
+    positions = Positions.from_table(table, *position_columns(table, ra_col, dec_col))
     _check_epoch(at_epoch_jyear)
     if at_epoch_jyear is not None and to_epoch_jyear is not None and to_epoch_jyear != at_epoch_jyear:
         raise QueryError(f"xmatch: the input moved to {to_epoch_jyear} (--to-epoch) and the catalog to {at_epoch_jyear} "

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from astropy.coordinates import SkyCoord, match_coordinates_sky, search_around_sky
 from astropy.io import ascii
-from astropy.table import Table
+from astropy.table import QTable, Table
 
 from catalog import crossmatch, crossmatch_releases, healpix
 from catalog.cli import main
@@ -751,6 +751,82 @@ def test_galactic_columns_and_skycoord_columns_are_converted(engine, gaia):
     assert list(crossmatch(coord, 0.01, release=GAIA_RELEASE)["source_id"]) == expected
     assert list(crossmatch(coord, 0.01, release=GAIA_RELEASE, ra_col="where")["source_id"]) == expected
 
+
+
+def _galactic_tables(galactic: SkyCoord) -> dict[str, Table]:
+    """The same Galactic positions [deg] under each way of saying they are Galactic, no column named."""
+    l_deg, b_deg = galactic.l.deg, galactic.b.deg
+    by_ucd = Table({"id": np.arange(len(galactic)), "x": l_deg, "y": b_deg})
+    by_ucd["x"].meta["ucd"], by_ucd["y"].meta["ucd"] = "pos.galactic.lon", "pos.galactic.lat;meta.main"
+    q_by_ucd = QTable({"lat_here": b_deg * u.deg, "lon_here": l_deg * u.deg})  # a Quantity has no .meta: info.meta
+    q_by_ucd["lat_here"].info.meta = {"ucd": "POS.GALACTIC.LAT"}
+    q_by_ucd["lon_here"].info.meta = {"ucd": "pos.galactic.lon"}
+    return {"glon/glat": Table({"glon": l_deg, "glat": b_deg}),
+            "QTable GLON/GLAT": QTable({"GLON": l_deg * u.deg, "GLAT": b_deg * u.deg}),
+            "LII/BII": Table({"BII": b_deg, "LII": l_deg}),
+            "gal_l/gal_b": Table({"gal_l": l_deg, "gal_b": b_deg}),
+            "UCDs": by_ucd, "QTable UCDs": q_by_ucd}
+
+
+def test_galactic_columns_are_found_by_name_or_ucd(engine, gaia):
+    """Galactic columns were converted only when named (ra_col='glon'): found, they were 'no RA column found'."""
+    stars = _gaia_stars(gaia)
+    icrs = stars.galactic.icrs  # what astropy makes of the Galactic positions
+    expected = list(crossmatch(Table({"ra": icrs.ra.deg, "dec": icrs.dec.deg}), 0.01,
+                               release=GAIA_RELEASE)["source_id"])
+    assert expected == list(gaia["id"][match_coordinates_sky(stars, gaia["coord"])[0]])
+    for how, table in _galactic_tables(stars.galactic).items():
+        answer = crossmatch(table, 0.01, release=GAIA_RELEASE)
+        assert list(answer["source_id"]) == expected, how
+        assert np.all(u.Quantity(answer["separation_arcsec"], u.arcsec) < 0.01 * u.arcsec), how
+        assert answer.colnames[:len(table.colnames)] == table.colnames, how
+    table = _galactic_tables(stars.galactic)["glon/glat"]  # one of the pair named: the other is its partner
+    assert list(crossmatch(table, 0.01, release=GAIA_RELEASE, ra_col="glon")["source_id"]) == expected
+    assert list(crossmatch(table, 0.01, release=GAIA_RELEASE, dec_col="glat")["source_id"]) == expected
+
+
+def test_ra_dec_win_over_galactic_columns(engine, gaia):
+    """A table with RA/Dec and Galactic columns (Gaia's ra, dec, l, b) is matched on RA/Dec."""
+    stars = _gaia_stars(gaia)
+    others = stars[::-1].galactic  # other stars in every row
+    by_ra_dec = list(gaia["id"][match_coordinates_sky(stars, gaia["coord"])[0]])
+    by_galactic = list(gaia["id"][match_coordinates_sky(others, gaia["coord"])[0]])
+    assert all(a != b for a, b in zip(by_ra_dec, by_galactic))
+    for galactic in _galactic_tables(others).values():
+        both = galactic.copy()
+        both["RA"], both["Dec"] = stars.ra.deg, stars.dec.deg
+        assert list(crossmatch(both, 0.01, release=GAIA_RELEASE)["source_id"]) == by_ra_dec
+        both.remove_columns(["RA", "Dec"])
+        assert list(crossmatch(both, 0.01, release=GAIA_RELEASE)["source_id"]) == by_galactic
+
+
+def test_half_a_galactic_pair_is_an_error_naming_the_missing_column(engine, catalog, capsys, tmp_path):
+    with pytest.raises(QueryError, match=r"Galactic longitude column 'glon' but no Galactic latitude column \(tried "
+                                         r"glat, bii, gal_b, or the UCD pos.galactic.lat\); .*--dec-col"):
+        crossmatch(Table({"glon": [248.255]}), 1.0)
+    half = Table({"b": [49.614], "mag": [12.0]})
+    half["b"].meta["ucd"] = "pos.galactic.lat"
+    with pytest.raises(QueryError, match=r"Galactic latitude column 'b' but no Galactic longitude column \(tried "
+                                         r"glon, lii, gal_l, or the UCD pos.galactic.lon\); .*--ra-col"):
+        crossmatch(half, 1.0)
+    with pytest.raises(QueryError, match=r"no RA column found \(tried ra, .*\) and no Galactic columns \(tried glon, "
+                                         r"lii, gal_l with glat, bii, gal_b, .*\); name them with ra_col, dec_col "
+                                         r"\(healcat xmatch --ra-col, --dec-col\)"):
+        crossmatch(Table({"x": [1.0], "y": [2.0]}), 1.0)
+    path = tmp_path / "half.csv"  # healcat xmatch FILE finds its columns the same way
+    Table({"GLON": [248.255]}).write(path)
+    assert main(["xmatch", str(path), "--radius", "1"]) != 0
+    err = capsys.readouterr().err
+    assert str(path) in err and "'GLON' but no Galactic latitude column" in err
+
+
+def test_healcat_xmatch_finds_galactic_columns(engine, gaia, capsys, tmp_path):
+    stars = _gaia_stars(gaia)
+    path = tmp_path / "galactic.csv"
+    Table({"id": np.arange(len(stars)), "lii": stars.galactic.l.deg, "bii": stars.galactic.b.deg}).write(path)
+    assert main(["xmatch", str(path), "--radius", "0.01", "--release", GAIA_RELEASE, "--format", "csv"]) == 0
+    answer = ascii.read(capsys.readouterr().out, format="csv")
+    assert list(answer["source_id"]) == list(gaia["id"][match_coordinates_sky(stars, gaia["coord"])[0]])
 
 def test_epochs_without_proper_motions_are_an_error(engine, catalog, capsys, tmp_path):
     table = Table({"ra": [160.941521316], "dec": [0.7967796443]})
