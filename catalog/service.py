@@ -57,6 +57,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -456,23 +457,40 @@ def handler(engine: sa.Engine, request_timeout: float = REQUEST_TIMEOUT,
     return Handler
 
 
+@dataclass(eq=False)
+class _Watch:
+    """One request's search, watched for its client hanging up (:class:`Departures`)."""
+
+    sock: socket.socket
+    ident: int  # the handler's thread
+    lock: threading.Lock = field(default_factory=threading.Lock)  # held while a cancel is on its way
+    watching: bool = True  # False once the handler is done: no cancel after that
+    gone: bool = False  # its client hung up: the search is cancelled
+    sent: bool = False  # bytes wait on the connection (the next request): its client is there
+
+
+#: poll() events of a connection whose client hung up or may have: Linux reports the peer's
+#: shutdown (POLLRDHUP) without a read; elsewhere readable bytes are peeked at.
+_DEPARTED = select.POLLIN | getattr(select, "POLLRDHUP", 0)
+
+
 class Departures:
     """Cancels the search of a client that hangs up before its answer (its statement would run on, up
     to the statement timeout, holding a thread and a database session for no one).
 
     A handler watches its connection for the time its search runs (:meth:`watching`); one thread
-    polls the connections watched every ``poll_s``, and one that reads as closed (``recv`` with
-    ``MSG_PEEK`` gives no bytes) has its search cancelled (:func:`catalog.search.cancel.cancel`), as
-    nginx drops a request whose client has gone. A client that half-closes its side after sending its
-    request (``shutdown(SHUT_WR)``; HTTP clients do not) looks the same and is cancelled too. A
-    connection with bytes waiting (the next request, pipelined) is left alone."""
+    polls the connections watched every ``poll_s``, and one whose client has shut its side
+    (POLLRDHUP, POLLHUP; elsewhere than Linux, readable with no bytes to peek at) has its search
+    cancelled (:func:`catalog.search.cancel.cancel`), as nginx drops a request whose client has gone.
+    A client that half-closes its side after sending its request (``shutdown(SHUT_WR)``; HTTP clients
+    do not) looks the same and is cancelled too. A connection with bytes waiting (the next request,
+    pipelined) is left alone. A cancel is sent under its request's own lock, which the handler takes
+    when it stops watching: none reaches the thread's next request, and no other request waits for it."""
 
     def __init__(self, poll_s: float = DEPARTURE_POLL_S) -> None:
         self.poll_s = poll_s
-        self._watched: dict[int, socket.socket] = {}  # a handler's thread ident -> its client's connection
-        self._gone: set[int] = set()  # of those, the ones whose client hung up
-        self._sent: set[int] = set()  # and those with bytes waiting (a next request): there
-        self._lock, self._stop = threading.Lock(), threading.Event()
+        self._watches: set[_Watch] = set()
+        self._lock, self._stop = threading.Lock(), threading.Event()  # the lock over _watches alone
         self._thread = threading.Thread(target=self._run, name="healcat-serve-departures", daemon=True)
 
     def start(self) -> Departures:
@@ -486,61 +504,67 @@ class Departures:
     @contextmanager
     def watching(self, connection: socket.socket) -> Iterator[Callable[[], bool]]:
         """Watch ``connection`` while inside; yields whether its client has hung up (and the search was cancelled)."""
-        ident = threading.get_ident()
+        watch = _Watch(connection, threading.get_ident())
         with self._lock:
-            self._watched[ident] = connection
+            self._watches.add(watch)
         try:
-            yield lambda: ident in self._gone
+            yield lambda: watch.gone
         finally:
+            with watch.lock:  # a cancel on its way arrives first; none is sent after
+                watch.watching = False
             with self._lock:
-                del self._watched[ident]
-                self._gone.discard(ident)
-                self._sent.discard(ident)
+                self._watches.discard(watch)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            with self._lock:
-                watched = {ident: sock for ident, sock in self._watched.items()
-                           if ident not in self._gone and ident not in self._sent}
             try:
-                readable = select.select(list(watched.values()), [], [], self.poll_s)[0] if watched else []
-            except (OSError, ValueError):  # a connection closed since (its handler is done with it): look again
-                readable = []
-            if not watched:
+                self._look()
+            except Exception:  # never let the thread die: departures would go unseen from then on
+                log.exception("looking for clients that hung up failed; looking again")
                 self._stop.wait(self.poll_s)
-            for ident, sock in watched.items():
-                if sock not in readable:
-                    continue
-                if self._closed(sock):
-                    self._cancel(ident, sock)
-                else:
-                    with self._lock:
-                        if self._watched.get(ident) is sock:
-                            self._sent.add(ident)
-            with self._lock:
-                again = list(self._gone)
-            for ident in again:  # a cancel between two statements of a search is ignored: repeat until it ends
-                self._cancel(ident, None)
-            if again:
-                self._stop.wait(self.poll_s)
+
+    def _look(self) -> None:
+        """One poll of the connections watched (at most ``poll_s``), then a cancel for each whose client left."""
+        with self._lock:
+            watches = [watch for watch in self._watches if not watch.sent]
+        poller, polled = select.poll(), {}
+        for watch in watches:
+            if not watch.gone and (fd := watch.sock.fileno()) >= 0:
+                poller.register(fd, _DEPARTED)
+                polled[fd] = watch
+        events = poller.poll(self.poll_s * 1000) if polled else []
+        for fd, event in events:
+            watch = polled[fd]
+            if event & select.POLLNVAL:  # closed since: its handler is done with it
+                continue
+            if event & ~select.POLLIN or self._closed(watch.sock):  # shut (RDHUP), hung up (HUP), reset (ERR)
+                self._cancel(watch)
+            else:
+                watch.sent = True
+        gone = [watch for watch in watches if watch.gone]
+        for watch in gone:  # again: a cancel between two statements of a search is ignored
+            self._cancel(watch)
+        if gone or not polled:
+            self._stop.wait(self.poll_s)
 
     @staticmethod
     def _closed(sock: socket.socket) -> bool:
+        """Readable, and no bytes to read: the client has shut its side (where poll() cannot say so)."""
         try:
             return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-        except BlockingIOError:
+        except (BlockingIOError, TimeoutError):  # read meanwhile: nothing says it left
             return False
-        except OSError:  # reset by the client, or closed since
+        except OSError:  # reset by the client
             return True
 
-    def _cancel(self, ident: int, sock: socket.socket | None) -> None:
-        with self._lock:  # still that handler's search (a handler stops watching before its connection is closed)
-            if self._watched.get(ident) is None or (sock is not None and self._watched[ident] is not sock):
+    @staticmethod
+    def _cancel(watch: _Watch) -> None:
+        with watch.lock:
+            if not watch.watching:
                 return
-            first = ident not in self._gone
-            self._gone.add(ident)
+            first, watch.gone = not watch.gone, True
             try:
-                cancelled = cancel(ident)
+                cancelled = cancel(watch.ident)
             except psycopg.Error as exc:
                 log.warning("could not cancel the search of a client that hung up: %s", first_line(exc))
                 return

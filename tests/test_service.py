@@ -485,3 +485,52 @@ def test_no_reader_connection_free_is_503_with_retry_after(reader_connection_lim
         infos = _infos(body)
         assert status == 503 and int(headers["Retry-After"]) > 0 and infos["QUERY_STATUS"] == "ERROR"
         assert "no database connection free (the reader role's connection limit" in infos["Error"]
+
+
+def test_a_cancel_for_a_request_that_ended_never_reaches_the_thread_s_next_one(engine, database_url):
+    """The poller saw a client gone, the handler's search ended, and the same thread's next search
+    (another client's) got the cancel (review): a cancel belongs to the request it was meant for."""
+    import psycopg
+
+    from catalog.search.cancel import cancellable
+    from catalog.service import Departures
+
+    departures, a, b = Departures(), socket.socketpair(), socket.socketpair()
+    session = psycopg.connect(db.libpq_url(database_url), autocommit=True)
+    outcome = {}
+    try:
+        with departures.watching(a[0]):
+            pass
+        first = next(iter(departures._watches), None)
+        assert first is None, "a request done is watched no longer"
+        with departures.watching(a[0]) as gone_a:
+            ended = next(iter(departures._watches))
+        assert not gone_a()
+
+        def next_request():
+            with departures.watching(b[0]) as gone_b, cancellable(session):
+                outcome["watch"] = next(w for w in departures._watches if w.sock is b[0])
+                try:
+                    session.execute("SELECT pg_sleep(3)")
+                    outcome["result"] = "finished"
+                except psycopg.errors.QueryCanceled:
+                    outcome["result"] = "cancelled"
+                outcome["gone"] = gone_b()
+
+        runner = threading.Thread(target=next_request)
+        runner.start()
+        time.sleep(0.5)  # it sleeps in the database
+        departures._cancel(ended)  # the earlier request's cancel, late: no effect
+        runner.join(10)
+        assert outcome == {"watch": ANY, "result": "finished", "gone": False}
+        runner = threading.Thread(target=next_request)
+        runner.start()
+        time.sleep(0.5)
+        departures._cancel(outcome["watch"])  # its own: cancelled at once
+        runner.join(10)
+        assert outcome["result"] == "cancelled" and outcome["gone"] is True
+    finally:
+        session.close()
+        for pair in (a, b):
+            for s in pair:
+                s.close()
