@@ -257,11 +257,20 @@ def _role_statement(conn: sa.Connection, template: str, *values: str) -> None:
     conn.execution_options(no_parameters=True).exec_driver_sql(statement)
 
 
+#: SQL: the pg_auth_members row ``m`` of role ``r`` makes it an astronomer: the membership of
+#: :data:`ASTRONOMERS_ROLE` (parameter ``:astronomers``) that `healcat db reader add` grants (INHERIT,
+#: no SET, no ADMIN OPTION), of no superuser. On PostgreSQL 16+ the CREATEROLE owner that creates the
+#: group holds ADMIN OPTION on it (and with createrole_self_grant is a member too): it is none.
+#: healcat.assert_reader_role (reader_role_v3.sql) says the same.
+ASTRONOMER_MEMBERSHIP = ("m.roleid = to_regrole(:astronomers) AND NOT m.admin_option AND m.inherit_option "
+                         "AND NOT m.set_option AND NOT r.rolsuper")
+
+
 def is_astronomer(conn: sa.Connection, name: str) -> bool | None:
-    """Whether role ``name`` is an astronomer's (a member of :data:`ASTRONOMERS_ROLE`); None: no such role."""
+    """Whether role ``name`` is an astronomer's (:data:`ASTRONOMER_MEMBERSHIP`); None: no such role."""
     return conn.scalar(sa.text(
-        "SELECT EXISTS (SELECT 1 FROM pg_auth_members WHERE roleid = to_regrole(:group) AND member = r.oid) "
-        "FROM pg_roles AS r WHERE r.rolname = :name"), {"group": ASTRONOMERS_ROLE, "name": name})
+        f"SELECT EXISTS (SELECT 1 FROM pg_auth_members AS m WHERE m.member = r.oid AND {ASTRONOMER_MEMBERSHIP}) "
+        "FROM pg_roles AS r WHERE r.rolname = :name"), {"astronomers": ASTRONOMERS_ROLE, "name": name})
 
 
 def add_astronomer(url: URL, name: str, password: str | None = None) -> None:
@@ -324,7 +333,7 @@ def astronomers(conn: sa.Connection) -> list[sa.Row]:
         "SELECT r.rolname AS name, r.rolconnlimit AS connection_limit, "
         "       (SELECT count(*) FROM pg_stat_activity AS a WHERE a.usename = r.rolname) AS sessions "
         "FROM pg_auth_members AS m JOIN pg_roles AS r ON r.oid = m.member "
-        "WHERE m.roleid = to_regrole(:group) ORDER BY 1"), {"group": ASTRONOMERS_ROLE}).all()
+        f"WHERE {ASTRONOMER_MEMBERSHIP} ORDER BY 1"), {"astronomers": ASTRONOMERS_ROLE}).all()
 
 
 def current_revision(conn: sa.Connection) -> str | None:

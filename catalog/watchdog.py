@@ -52,15 +52,17 @@ _SWEEP = sa.text(f"""
                                     WHEN {_RUNNING} AND t.seconds > :statement_s THEN 'cancel'
                                     WHEN {_IDLE_IN_TRANSACTION} AND t.seconds > :idle_s THEN 'terminate'
                                END AS action) AS o
-    WHERE (a.usename = :role OR a.usesysid IN (SELECT member FROM pg_auth_members WHERE roleid = to_regrole(:astronomers)))
+    WHERE (a.usename = :role OR a.usesysid IN (SELECT m.member FROM pg_auth_members AS m JOIN pg_roles AS r
+                                               ON r.oid = m.member WHERE {db.ASTRONOMER_MEMBERSHIP}))
       AND a.backend_type = 'client backend' AND a.pid <> pg_backend_pid() AND o.action IS NOT NULL
       AND (pg_has_role('pg_signal_backend', 'USAGE') OR pg_has_role(a.usesysid, 'USAGE'))""")
 # Whether the connected role sees the queries of the role's and the astronomers' sessions and may
 # signal them: a member of the role may signal its sessions, not those of the astronomers' own roles.
-_MAY_SIGNAL = sa.text("""
+_MAY_SIGNAL = sa.text(f"""
     SELECT pg_has_role('pg_signal_backend', 'USAGE') AND pg_has_role('pg_read_all_stats', 'USAGE')
            OR coalesce((SELECT pg_has_role(oid, 'USAGE') FROM pg_roles WHERE rolname = :role), false)
-              AND NOT EXISTS (SELECT 1 FROM pg_auth_members WHERE roleid = to_regrole(:astronomers))""")
+              AND NOT EXISTS (SELECT 1 FROM pg_auth_members AS m JOIN pg_roles AS r ON r.oid = m.member
+                              WHERE {db.ASTRONOMER_MEMBERSHIP})""")
 
 
 class Overdue(NamedTuple):

@@ -93,6 +93,47 @@ def test_the_watchdog_ends_an_astronomer_s_unbounded_statement(astronomers, engi
             conn.execute(sa.text("SELECT pg_cancel_backend(:pid)"), {"pid": unbounded.pid})
 
 
+
+def test_only_the_membership_db_reader_add_grants_makes_an_astronomer(astronomers, engine, database_url):
+    """On PostgreSQL 16+ the CREATEROLE owner that creates healcat_astronomers holds ADMIN OPTION on it
+    (and, with createrole_self_grant set, is a member): it was taken for an astronomer, given the
+    reader's 60 s statement timeout by every `db up` and swept by the watchdog. Nor is a superuser
+    made a member one."""
+    others = {"astro_admin": "LOGIN", "astro_super": "LOGIN SUPERUSER"}
+    with engine.begin() as conn:
+        for name, attributes in others.items():
+            conn.exec_driver_sql(f"CREATE ROLE {name} {attributes}")
+        conn.exec_driver_sql("GRANT healcat_astronomers TO astro_admin WITH ADMIN OPTION, INHERIT TRUE, SET FALSE")
+        conn.exec_driver_sql("GRANT healcat_astronomers TO astro_super WITH INHERIT TRUE, SET FALSE")
+    admin = sa.create_engine(database_url.set(username="astro_admin", password=None), poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            assert [db.is_astronomer(conn, n) for n in (*others, ALICE)] == [False, False, True]
+            listed = {row.name for row in db.astronomers(conn)}
+        assert {ALICE, BOB} <= listed and not listed & set(others)
+        db.assert_reader_role(database_url)
+        assert [_settings(engine, name) for name in others] == [[], []], "no reader's limits for them"
+        long_one = Running(admin, UNBOUNDED)
+        try:
+            _wait_for(lambda: _sleeping_for(engine, long_one.pid, 1.5), "the owner-like role's statement runs")
+            with engine.begin() as conn:
+                overdue = sweep(conn, statement_s=1.0, idle_s=1.0, grace_s=60.0)
+            assert long_one.pid not in [o.pid for o in overdue], "the watchdog leaves it alone"
+        finally:
+            with engine.begin() as conn:
+                conn.execute(sa.text("SELECT pg_cancel_backend(:pid)"), {"pid": long_one.pid})
+            long_one.result()
+    finally:
+        admin.dispose()
+        with engine.begin() as conn:
+            for name in others:
+                conn.exec_driver_sql(f"DROP ROLE {name}")
+
+
+def test_the_downgrade_restores_the_reader_function_of_0043(engine, database_url, catalog):
+    before, upgraded, after = across_a_migration(engine, database_url, "0048", "0047")
+    assert after == before and [a[0] for a, b in zip(before, upgraded) if a != b] == ["healcat.assert_reader_role()"]
+
 def test_reader_commands(astronomers, engine, capsys):
     assert main(["db", "reader", "list"]) == 0
     listed = capsys.readouterr().out
