@@ -340,3 +340,17 @@ def test_the_nan_hint_is_for_nan_alone():
     assert values[0] == 18.5 and np.isnan(values[1:]).all()
     assert problems == {1: ("g", "g '17.x' is not a number"),
                         2: ("g", f"g 'nan' is not a number ({cells.NAN_HINT})")}
+
+
+def test_a_votable_fault_behind_a_cell_that_is_no_number_is_still_logged(tmp_path, caplog):
+    """With '2x' in one integer column the strict read's first fault was that cell, and an integer of
+    another column beyond its type (astropy clamps it, W51) loaded with no word said (review)."""
+    path = tmp_path / "clamped.xml"
+    path.write_text(
+        '<?xml version="1.0"?>\n<VOTABLE version="1.4" xmlns="http://www.ivoa.net/xml/VOTable/v1.3"><RESOURCE><TABLE>\n'
+        '<FIELD name="a" datatype="int"/><FIELD name="b" datatype="int"/><FIELD name="ra" datatype="double"/>\n'
+        '<DATA><TABLEDATA>\n<TR><TD>2x</TD><TD>1</TD><TD>10.5</TD></TR>\n'
+        '<TR><TD>3</TD><TD>99999999999</TD><TD>11.5</TD></TR>\n</TABLEDATA></DATA></TABLE></RESOURCE></VOTABLE>\n')
+    (_, table), = readers.read(path, "votable", ReadOptions())
+    assert list(table["a"]) == ["2x", "3"]
+    assert "besides its cells that are no number" in caplog.text and "W51" in caplog.text

@@ -78,9 +78,26 @@ def read_votable(path: Path, options: ReadOptions) -> Chunks:
         table, left_out = _read_tolerantly(path)
     except Exception as exc:  # astropy raises many types for broken files
         raise IngestError(f"{path}: cannot be read as a VOTable: {exc}") from exc
-    if _position(fault) not in _unreadable_cells(path, table, left_out, options):
+    made_text = _unreadable_cells(path, table, left_out, options)
+    if _position(fault) not in made_text:
         log.warning("%s: read tolerantly: not a strictly valid VOTable (the first fault: %s)", path, fault)
+    elif (other := _other_fault(path, set(made_text.values()))) is not None:  # else hidden behind the first
+        log.warning("%s: read tolerantly: besides its cells that are no number, not a strictly valid VOTable "
+                    "(the first other fault: %s)", path, other)
     return sliced(table, options.chunk_rows)
+
+
+def _other_fault(path: Path, made_text: set[str]) -> Exception | None:
+    """The strict read's first fault in the columns other than ``made_text`` (an integer astropy clamped
+    to its type's range, say), None if there is none."""
+    kept = [field.ID for field in _fields(path) if field.ID not in made_text]
+    if not kept:
+        return None
+    try:
+        Table.read(path, format="votable", verify="exception", columns=kept)
+    except (VOWarning, ValueError) as exc:
+        return exc
+    return None
 
 
 def _read_tolerantly(path: Path) -> tuple[Table, dict[int, tuple[Field, ValueError]]]:
@@ -113,18 +130,18 @@ def _fields(path: Path) -> list[Field]:
 
 
 def _unreadable_cells(path: Path, table: Table, left_out: dict[int, tuple[Field, ValueError]],
-                      options: ReadOptions) -> set[tuple[int, int]]:
+                      options: ReadOptions) -> dict[tuple[int, int], str]:
     """Make text (:func:`_as_text`) the float columns of ``table`` (the file's first TABLE) with a cell
     astropy masked as no number, and put back in their places as text the integer columns
     :func:`_read_tolerantly` left out; where the cells astropy could not read are in the file (line,
-    column), to tell whether the strict read's fault is one of them."""
+    column), each with its column's name, to tell whether the strict read's fault is one of them."""
     places = [i for i in range(len(table.columns) + len(left_out)) if i not in left_out]  # each column's FIELD
     floats = {places[k] for k, col in enumerate(table.itercols()) if col.dtype.kind == "f" and col.ndim == 1}
     masks = {places[k]: np.ma.getmaskarray(col) for k, col in enumerate(table.itercols())}
     bad: dict[int, dict[int, str]] = {}  # float column's FIELD -> row -> the cell's text
     left_texts: dict[int, list[str]] = {i: [] for i in left_out}  # left-out column's FIELD -> its cells' texts
     left_cells = set()  # (FIELD, where in the file) of the left-out columns' cells
-    found = set()
+    found = {}
     row = column = -1
     with iterparser.get_xml_iterator(str(path)) as events:
         for start, tag, data, pos in events:
@@ -136,19 +153,19 @@ def _unreadable_cells(path: Path, table: Table, left_out: dict[int, tuple[Field,
                     left_cells.add((column, pos))
                 elif column in floats and row < len(table) and masks[column][row] and _no_number(data):
                     bad.setdefault(column, {})[row] = data.strip()
-                    found.add(pos)
+                    found[pos] = table.columns[places.index(column)].name
                 column += 1
             elif tag == "TABLE" and not start:
                 break
     for i, (field, fault) in left_out.items():
         if (i, _position(fault)) not in left_cells:  # not at a TD of that column of the first TABLE: a fault as before
             raise IngestError(f"{path}: cannot be read as a VOTable: {fault}")
-        found.add(_position(fault))
+        found[_position(fault)] = field.ID
     if row + 1 != len(table):  # astropy read another TABLE than the first (one in a nested RESOURCE)
         if any(masks[i].any() for i in floats):
             raise IngestError(f"{path}: its first TABLE has {row + 1} rows but astropy read a table of {len(table)}: "
                               "number cells it read as missing cannot be told from cells that are no number")
-        return set()
+        return {}
     for column, cells in bad.items():
         col = table.columns[places.index(column)]
         texts = ["" if masked else repr(float(value)) for value, masked in zip(col.data, masks[column])]
