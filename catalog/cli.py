@@ -43,15 +43,20 @@ def _angle_deg(text: str, sexagesimal_unit: u.UnitBase) -> float:
             raise argparse.ArgumentTypeError(f"not an angle: {text!r} ({exc})") from None
 
 
+#: The forms of a radius, for the error that refuses one.
+RADIUS_FORMS = "a number with an angle unit (10arcsec, 1.5arcmin, 0.1deg) or a bare number of arcsec (10)"
+
+
 def _radius_arcsec(text: str) -> float:
-    """A radius: a bare number is arcsec; '2arcmin', '0.5deg', '30 arcsec' carry their unit."""
+    """A radius: a bare number is arcsec; '2arcmin', '0.5deg', '30 arcsec' carry their unit. Anything
+    else (astropy reads '10amin' as atto-minutes, and '10"' is no unit of its) is one short error."""
     try:
         return float(text)
     except ValueError:
         try:
             return u.Quantity(text).to_value(u.arcsec)
-        except (TypeError, ValueError, u.UnitsError) as exc:
-            raise argparse.ArgumentTypeError(f"not an angle: {text!r} ({exc})") from None
+        except (TypeError, ValueError, u.UnitsError):
+            raise argparse.ArgumentTypeError(f"{text!r} is no angle: give {RADIUS_FORMS}") from None
 
 
 #: How the terminal shows columns (CSV, ECSV and VOTable keep full precision).
@@ -98,11 +103,13 @@ def cmd_db(args: argparse.Namespace) -> None:
             raise HealcatError("db stop: HEALCAT_DATABASE_URL is set; healcat does not manage that server")
         print("stopped" if db.EmbeddedServer().stop() else "not running")
         return
-    if args.action == "psql":
-        _exec_psql(db.reader_url(role=args.reader) if args.reader else db.database_url())
     if args.action == "status" and db.uses_embedded() and not db.EmbeddedServer().running():
         print(f"embedded server: not running (data in {db.EmbeddedServer().pgdata})")
         return
+    if args.reader:
+        _check_reader(args.action, args.reader)
+    if args.action == "psql":
+        _exec_psql(db.reader_url(role=args.reader) if args.reader else db.database_url())
     url = db.database_url()
     if args.action == "url":
         print(db.libpq_url(db.reader_url(url, args.reader) if args.reader else url))
@@ -119,6 +126,22 @@ def cmd_db(args: argparse.Namespace) -> None:
         where = f"embedded in {db.EmbeddedServer().pgdata}" if db.uses_embedded() else "HEALCAT_DATABASE_URL"
         print(f"server: PostgreSQL {version} ({where}), as {user}\npgvector: {vector or 'not installed'}")
         print(f"schema revision: {revision or 'none (run: healcat db up)'}")
+
+
+def _check_reader(action: str, role: str) -> None:
+    """A HealcatError unless ``role`` is healcat's shared read-only role or an astronomer's own (made by
+    `healcat db reader add`): a URL for a role that is not there only fails later, as 'cannot reach'."""
+    if role == db.READER_ROLE:  # the migrations make it
+        return
+    engine = sa.create_engine(db.database_url(), poolclass=sa.pool.NullPool)
+    with engine.connect() as conn:
+        astronomer = db.is_astronomer(conn, role)
+    if astronomer is None:
+        raise HealcatError(f"db {action}: --reader {role}: no such role; `healcat db reader add {role}` makes it "
+                           f"(`healcat db reader list` lists them; --reader alone is {db.READER_ROLE})")
+    if not astronomer:
+        raise HealcatError(f"db {action}: --reader {role}: not a read-only role of healcat's (not made by "
+                           f"`healcat db reader add`); name one of `healcat db reader list`, or {db.READER_ROLE}")
 
 
 def _db_reader(args: argparse.Namespace) -> None:
@@ -172,12 +195,31 @@ RELEASE_VERSION_HELP = ("the release's version instead of the mapping's [release
                         "survey through the same mapping, e.g. with --file)")
 
 
+def _load_mapping(target: str, version: str | None, date: str | None):
+    """ingest.mapping.load_mapping, whose error for a mapping that is not there also lists the shipped ones."""
+    from catalog.errors import MappingError
+    from ingest.mapping import MAPPINGS_DIR, load_mapping
+
+    try:
+        return load_mapping(target, version, date)
+    except MappingError as exc:
+        if not str(exc).startswith("no mapping file "):
+            raise
+        import difflib
+
+        names = sorted(p.stem for p in MAPPINGS_DIR.glob("*.toml"))
+        stem = Path(target).stem
+        near = ([n for n in names if n.startswith(stem)] if stem else []) or difflib.get_close_matches(stem, names, n=1)
+        guess = f" (did you mean {' or '.join(near[:3])}?)" if near else ""
+        raise MappingError(f"{exc}{guess}; the shipped mappings (by name, in {MAPPINGS_DIR}): {', '.join(names)}; "
+                           "or give a .toml file's path") from None
+
+
 def cmd_ingest(args: argparse.Namespace) -> None:
     from ingest.load import ingest_release
-    from ingest.mapping import load_mapping
 
     engine = db.engine()
-    result = ingest_release(load_mapping(args.mapping, args.release_version, args.release_date), engine,
+    result = ingest_release(_load_mapping(args.mapping, args.release_version, args.release_date), engine,
                             file=args.file)
     with engine.connect() as conn:  # published, or superseded at once (an older release loaded after a newer one)
         status = conn.scalar(sa.text("SELECT status FROM healcat.release WHERE release_id = :r"), {"r": result.release_id})
@@ -212,6 +254,14 @@ def _current_model_id(name: str) -> int | None:
     return None if current is None else current.model_id
 
 
+def _registered_ids(name: str) -> set[int]:
+    """The model_ids of a model's versions registered so far."""
+    from catalog.models import Model
+
+    with db.engine().connect() as conn:
+        return set(conn.execute(sa.select(Model.model_id).where(Model.name == name)).scalars())
+
+
 def _current_or_candidate(model, *, backfill: bool, current_before: int | None) -> None:
     """Say whether a version just registered (or found registered) is current and why, and queue its
     backfill if it is current; if not, how to promote it anyway. ``current_before``: the model_id of
@@ -239,9 +289,41 @@ def cmd_infer(args: argparse.Namespace) -> None:
 
     tasks = all_tasks()
     model = tasks[args.model].model_name if args.model in tasks else args.model
-    result = run_model(db.engine(), model, args.release, version=args.version, device=args.device, lanes=args.lanes)
+    engine = db.engine()
+    for required, dep in _requirements(engine, model, args.version, args.release):
+        # run_model runs them first anyway (idempotent: then already done); here each says what it did
+        result = run_model(engine, dep.name, args.release, version=dep.version, device=args.device, lanes=args.lanes)
+        print(f"required {required}: {dep.name} version {dep.version}: {_run_line(result)}")
+    result = run_model(engine, model, args.release, version=args.version, device=args.device, lanes=args.lanes)
+    print(_run_line(result))
+
+
+def _run_line(result) -> str:
     state = " (already done: nothing to do)" if result.already_done else f" in {result.lanes} lane(s)"
-    print(f"run {result.run_id} on {result.device}: {result.n_predicted} predicted, {result.n_skipped} skipped{state}")
+    return f"run {result.run_id} on {result.device}: {result.n_predicted} predicted, {result.n_skipped} skipped{state}"
+
+
+def _requirements(engine: sa.Engine, model: str, version: str | None, release: str) -> list[tuple[str, object]]:
+    """The current versions of the models a model's task requires (theirs first, recursively), in
+    the order ingest.inference.run_model runs them; none where run_model would refuse the run (a
+    retired version, a release the task does not apply to, a requirement with no current version):
+    its error comes before anything runs, as it did."""
+    from ingest.registry import current_version, release_id_of, resolve_model
+    from ingest.tasks import get_task
+
+    try:
+        with engine.connect() as conn:
+            row = resolve_model(conn, model, version)
+            task = get_task(row.task)
+            if row.retired_at is not None or not task.applies(conn, release_id_of(conn, release)):
+                return []
+            deps = [(required, current_version(conn, name)) for required, name in task.requires.items()]
+    except HealcatError:  # an unknown model, version or release: run_model says so
+        return []
+    if any(dep is None for _, dep in deps):
+        return []
+    return [item for required, dep in deps for item in [*_requirements(engine, dep.name, dep.version, release),
+                                                        (required, dep)]]
 
 
 def cmd_model(args: argparse.Namespace) -> None:
@@ -256,10 +338,16 @@ def cmd_model(args: argparse.Namespace) -> None:
             metrics = json.loads(args.metrics) if args.metrics else None
         except json.JSONDecodeError as exc:
             raise HealcatError(f"model register: --metrics is not JSON ({exc}): {args.metrics!r}") from None
-        before = _current_model_id(args.name or get_task(args.task).model_name)
+        name = args.name or get_task(args.task).model_name
+        before = _current_model_id(name)
+        known = _registered_ids(name)
         model = registry.register_weights_file(engine, args.task, args.weights, sha256=args.sha256, name=args.name,
                                                metrics=metrics, training_set=args.training_set)
-        print(f"{model.name} version {model.version} ({model.weights_sha256[:12]}) registered for task {model.task}")
+        if model.model_id in known:  # the same weights (sha256) under the same name: that version, found again
+            print(f"{model.name} version {model.version} ({model.weights_sha256[:12]}): these weights were already "
+                  f"registered (as version {model.version}); nothing new registered")
+        else:
+            print(f"{model.name} version {model.version} ({model.weights_sha256[:12]}) registered for task {model.task}")
         _current_or_candidate(model, backfill=not args.no_backfill, current_before=before)
         return
     if args.action == "promote":
@@ -375,8 +463,9 @@ def cmd_query(args: argparse.Namespace) -> None:
 
 def cmd_skymap(args: argparse.Namespace) -> None:
     from catalog.search import density_of, sky_density
-    from catalog.skymap import write_skymap
+    from catalog.skymap import check_png_name, write_skymap
 
+    check_png_name(args.png)
     folder = Path(args.png).resolve().parent
     if not folder.is_dir():
         raise HealcatError(f"skymap: no folder {folder} to write {args.png} in")
@@ -416,11 +505,19 @@ def cmd_export_hats(args: argparse.Namespace) -> None:
 
 
 def cmd_similar(args: argparse.Namespace) -> None:
+    from catalog.errors import QueryError
     from catalog.search import similar, source_id_of
 
     source_id = args.source_id if args.object_id is None else source_id_of(args.object_id, release=args.release)
-    _print_table(similar(source_id, model=args.model, k=args.k, version=args.version, where=_similar_filters(args),
-                         release=args.in_release, mode=args.mode, ef_search=args.ef_search), args.format)
+    try:
+        answer = similar(source_id, model=args.model, k=args.k, version=args.version, where=_similar_filters(args),
+                         release=args.in_release, mode=args.mode, ef_search=args.ef_search)
+    except QueryError as exc:  # the SQL function's hint names its parameter; here it is an option
+        if "(release_name)" not in str(exc):
+            raise
+        aside = "; --release only picks which release's copy of --object-id is the query" if args.release else ""
+        raise QueryError(str(exc).replace("(release_name)", f"(--in-release RELEASE{aside})")) from None
+    _print_table(answer, args.format)
 
 
 def _similar_filters(args: argparse.Namespace) -> list | None:
@@ -516,10 +613,9 @@ def cmd_enqueue(args: argparse.Namespace) -> None:
 
     if args.kind == "ingest":
         from ingest.load import refuse_file
-        from ingest.mapping import load_mapping
 
         # fail here, not in the worker, on a bad mapping
-        mapping = load_mapping(args.target, args.release_version, args.release_date)
+        mapping = _load_mapping(args.target, args.release_version, args.release_date)
         refuse_file(mapping, args.file)
         target = str(mapping.path.resolve()) if Path(args.target).suffix else args.target
         job_args = {"mapping": target, **({"file": str(mapping.input_path(args.file))} if args.file else {}),
@@ -557,7 +653,10 @@ def cmd_jobs(args: argparse.Namespace) -> None:
     with db.engine().connect() as conn:
         if args.retry is not None:
             if not queue.retry(conn, args.retry):
-                raise HealcatError(f"jobs: job {args.retry} is not a failed job")
+                status = conn.scalar(sa.select(Job.status).where(Job.job_id == args.retry))
+                if status is None:
+                    raise HealcatError(f"jobs: no job {args.retry} (`healcat jobs --all` lists them)")
+                raise HealcatError(f"jobs: job {args.retry} is {status}, not failed: only a failed job is retried")
             print(f"job {args.retry} requeued")
             return
         if args.cancel is not None:
@@ -649,7 +748,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
                 raise HealcatError(f"serve: --reader {args.reader!r} is not a read-only role of healcat's: "
                                    f"`healcat db reader add {args.reader}` makes one (or leave --reader out: "
                                    f"{db.READER_ROLE})")
-    engine = db.engine(reader=True, role=args.reader)  # every query read-only, under the reader's statement timeout
+    # every query as a read-only role, under the reader's statement timeout, in read-only transactions
+    engine = db.engine(reader=True, role=args.reader, read_only=True)
     with engine.connect() as conn:  # fail now, not at the first request: the role and the schema are there
         conn.execute(sa.text("SELECT 1 FROM healcat.release LIMIT 1"))
         warn_of_connection_limit(conn, args.threads)  # now, not as 503s under load
@@ -873,7 +973,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="The whole catalog's density (straight from the hpx index), or that of the "
                                    "sources of a search command line given after the PNG's name (options first), "
                                    "e.g. `healcat skymap --order 5 box.png box 350 10 -5 5`.")
-    p.add_argument("png", help="PNG file to write")
+    p.add_argument("png", help="PNG file to write (its name ends in .png)")
     p.add_argument("--order", type=int, default=5, help="HEALPix order of the density pixels (0..10)")
     p.add_argument("--width", type=int, default=1200, help="image width in pixels (height: half of it)")
     p.add_argument("--release", help="only this release (whole-catalog map; a search takes its own --release)")
@@ -902,7 +1002,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source_id", type=int, nargs="?",
                    help="healcat source_id (the first column of `healcat cone`)")
     p.add_argument("--object-id", help="the survey's own id instead, e.g. 0275-51910-0435")
-    p.add_argument("--release", help="with --object-id: the release, when several have that id")
+    p.add_argument("--release", help="with --object-id: which release's copy of that object is the query (when "
+                                     "several releases have that id); it does not restrict the neighbours: "
+                                     "--in-release does")
     p.add_argument("--model", default=DEFAULT_MODEL, help="embedding model")
     p.add_argument("--version", help="model version (default: the current one)")
     p.add_argument("-k", type=int, default=10, help="how many neighbours")
@@ -911,7 +1013,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mag", nargs=3, metavar=("BAND", "MIN", "MAX"),
                    help="only neighbours with MIN <= mag <= MAX in BAND (e.g. sdss_r 14 18; the band's own system)")
     p.add_argument("--z", nargs=2, type=float, metavar=("MIN", "MAX"), help="only neighbours with a spec-z in [MIN, MAX]")
-    p.add_argument("--in-release", help="only neighbours in this release")
+    p.add_argument("--in-release", metavar="RELEASE",
+                   help="search only this release for neighbours (default: the published releases); name one the "
+                        "model has run on when the published ones lack its outputs")
     p.add_argument("--mode", choices=["auto", "exact", "approx"], default="auto",
                    help="exact ranking, HNSW index (approx), or by the filter's selectivity (auto)")
     p.add_argument("--ef-search", type=int, help="HNSW candidates per step in approx mode (default max(100, 2k), at most 1000)")
@@ -922,15 +1026,20 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=formatter,
                        description="Every row of FILE beside its nearest source within --radius (mode best; "
                                    "unmatched rows keep empty match columns) or beside every source within it "
-                                   "(mode all), with the separation in arcsec. Positions are ICRS degrees.")
+                                   "(mode all), with the separation in arcsec. Positions are degrees unless a column "
+                                   "carries a unit (an ECSV, FITS or VOTable unit: hourangle, ...), and ICRS unless "
+                                   "the file says otherwise: FK4, FK5 and Galactic (a VOTable's COOSYS, Galactic "
+                                   "columns) are converted to ICRS; a frame it cannot convert is an error.")
     p.add_argument("file", help="the table to match (a path, else one inside the survey data folder); "
                                 "errors name its 1-based data rows")
     p.add_argument("--radius", type=_radius_arcsec, required=True,
                    help="match radius: arcsec, or with a unit (1arcsec, 0.5arcmin); at most 30 arcmin")
     p.add_argument("--release", help="only this release of the catalog")
     p.add_argument("--mode", choices=["best", "all"], default="best", help="nearest match, or all pairs")
-    p.add_argument("--ra-col", help="RA column [deg] (default: ra, ra_deg, raj2000 or ra_icrs)")
-    p.add_argument("--dec-col", help="Dec column [deg] (default: dec, dec_deg, dej2000, ...)")
+    p.add_argument("--ra-col", help="RA column: degrees, or the unit the file gives it (default: ra, ra_deg, "
+                                    "raj2000 or ra_icrs)")
+    p.add_argument("--dec-col", help="Dec column: degrees, or the unit the file gives it (default: dec, dec_deg, "
+                                     "dej2000, ...)")
     p.add_argument("--input-format", choices=sorted(set(XMATCH_SUFFIXES.values())),
                    help="format of FILE (default: from its suffix)")
     p.add_argument("--pm-cols", nargs=2, metavar=("PMRA", "PMDEC"),

@@ -164,7 +164,7 @@ def without_password(url: URL) -> URL:
     return url.difference_update_query(["password"])._replace(password=None)
 
 
-def reader_url(url: URL | None = None, role: str = READER_ROLE) -> URL:
+def reader_url(url: URL | None = None, role: str = READER_ROLE, read_only: bool = False) -> URL:
     """The catalog's URL as a read-only role (the shared :data:`READER_ROLE`, password
     HEALCAT_READER_PASSWORD if the server asks for one; or an astronomer's own, no password: libpq
     finds it in PGPASSWORD or ~/.pgpass), whose sessions set the limits :data:`READER_SESSION` when
@@ -173,11 +173,14 @@ def reader_url(url: URL | None = None, role: str = READER_ROLE) -> URL:
     The embedded server trusts connections on its unix socket, so there the role needs no password.
     The options are separated by tabs: SQLAlchemy writes a space in a URL's query as ``+``, which
     libpq (psql, and the searches' own psycopg sessions) would read as a ``+``; a tab is ``%09``.
+    ``read_only``: its transactions are read-only too (``default_transaction_read_only``; not for a
+    reader's own sessions, where ``crossmatch()`` creates a temporary table), whatever the role may.
     """
     # never the owner's password: URL.set(password=None) would keep it
     password = os.environ.get("HEALCAT_READER_PASSWORD") if role == READER_ROLE else None
     url = without_password(url or database_url())._replace(username=role, password=password)
-    limits = "\t".join(f"-c{name}={value}" for name, value in READER_SESSION.items())
+    limits = "\t".join(f"-c{name}={value}" for name, value in
+                       {**READER_SESSION, **({"default_transaction_read_only": "on"} if read_only else {})}.items())
     options = url.query.get("options")  # the URL's own options first: ours, later, win
     return url.update_query_dict({"options": f"{options}\t{limits}" if options else limits})
 
@@ -202,10 +205,10 @@ def _engine(url: str) -> Engine:
     return engine
 
 
-def engine(reader: bool = False, role: str = READER_ROLE) -> Engine:
+def engine(reader: bool = False, role: str = READER_ROLE, read_only: bool = False) -> Engine:
     """A process-wide engine for the configured database (as the read-only ``role``, with ``reader``:
-    the shared one, or an astronomer's own)."""
-    url = reader_url(role=role) if reader else database_url()
+    the shared one, or an astronomer's own; ``read_only``: :func:`reader_url`'s)."""
+    url = reader_url(role=role, read_only=read_only) if reader else database_url()
     return _engine(url.render_as_string(hide_password=False))
 
 

@@ -55,12 +55,28 @@ def _table(rows, names: list[str], dtype: list) -> Table:
 
 
 def list_releases(conn: sa.Connection, survey: str | None = None) -> Table:
-    """Every release, oldest first per survey, with its status and its changes against the previous one."""
+    """Every release, oldest first per survey, with its status and its changes against the previous one.
+    ``survey``: only its releases; its name matched regardless of case (``SDSS`` is ``sdss``), and a name
+    the catalog has no survey of is an error naming the surveys it has."""
+    if survey is not None:
+        survey = survey_named(conn, survey)
     rows = conn.execute(sa.text(_LIST.format(where="WHERE s.name = :survey" if survey else "")),
                         {"survey": survey}).all()
     return _table(rows, ["release", "survey", "status", "release_date", "n_source", "previous", "n_new",
                          "n_changed", "n_vanished", "loaded_at"],
                   [str, str, str, str, int, str, int, int, int, str])
+
+
+def survey_named(conn: sa.Connection, name: str) -> str:
+    """The catalog's name of survey ``name``, matched regardless of case; a QueryError naming the
+    catalog's surveys if it has none of that name."""
+    names = conn.execute(sa.text("SELECT name FROM healcat.survey ORDER BY name")).scalars().all()
+    found = [n for n in names if n == name] or [n for n in names if n.lower() == name.lower()]
+    if len(found) != 1:  # none, or several differing only in case (then the exact name is needed)
+        known = ", ".join(names) if names else "none yet (`healcat ingest MAPPING` loads one)"
+        raise QueryError(f"no survey named {name!r}" + (" (several differ only in case: give the exact name)"
+                                                         if found else "") + f"; the catalog's surveys: {known}")
+    return found[0]
 
 
 def show_release(conn: sa.Connection, name: str) -> dict:

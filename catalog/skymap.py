@@ -13,6 +13,7 @@ import numpy as np
 from astropy.table import Table
 
 from catalog import healpix
+from catalog.errors import HealcatError
 from catalog.search.region import checked
 
 #: Finest order drawn (12 * 4**10 pixels, about 0.06 deg, finer than a 1200 px wide image shows).
@@ -31,8 +32,18 @@ def counts_image(density: Table, order: int, width_px: int) -> np.ndarray:
     return np.where(pixels >= 0, counts[np.maximum(pixels, 0)], np.nan)
 
 
+def check_png_name(path: str | Path) -> None:
+    """A HealcatError unless ``path`` ends in .png: the map is a PNG, and PNG bytes under another
+    suffix (.jpg, .pdf) are a file its viewers misread."""
+    if Path(path).suffix.lower() != ".png":
+        raise HealcatError(f"skymap: {str(path)!r} is not a .png name: the map is written as PNG only; "
+                           "name the file NAME.png")
+
+
 def write_skymap(density: Table, order: int, path: str | Path, width_px: int = 1200) -> np.ndarray:
-    """Write the PNG (``width_px`` x ``width_px // 2``) and return the counts image it shows."""
+    """Write the PNG (``width_px`` x ``width_px // 2``; ``path`` must end in .png) and return the counts
+    image it shows."""
+    check_png_name(path)
     import matplotlib
 
     matplotlib.use("Agg")

@@ -82,6 +82,14 @@ def train(engine: sa.Engine, task_name: str, release: str | Sequence[str] | None
             for release_id in release_ids:
                 cur.execute(task.training_query, {"release_id": release_id})
                 rows += cur.fetchall()
+        # too few rows: say why where a release lacks what the task reads (as `healcat infer` does)
+        lacking = [] if len(rows) >= 100 else [
+            f"{task.model_name} (task {task.name}) does not apply to {name}: {task.missing(conn, release_id)}"
+            for name, release_id in zip(releases, release_ids) if not task.applies(conn, release_id)]
+    if lacking:
+        raise HealcatError(f"train {task.name}: {'; '.join(lacking)} ({' + '.join(releases)}: {len(rows)} training "
+                           f"rows, need 100); train on a release it applies to, e.g. its default "
+                           f"{' + '.join(task.default_training_releases)}")
     if len(rows) < 100:
         raise HealcatError(f"train {task.name}: {' + '.join(releases)} {'has' if len(releases) == 1 else 'have'} "
                            f"only {len(rows)} training rows (need 100)")

@@ -218,3 +218,14 @@ def test_serve_runs_as_a_role_of_its_own_that_astronomers_cannot_signal(astronom
     assert seen["sessions"], "the service's session is the role's"
     assert len(seen.get("refused", [])) == 2 * len(seen["sessions"])
     assert all("permission denied" in message for message in seen["refused"])
+
+
+def test_the_service_s_transactions_are_read_only_whatever_its_role_may(database_url):
+    """A backstop under the role's privileges: serve's sessions start read-only transactions."""
+    service = sa.create_engine(db.reader_url(database_url, read_only=True), poolclass=sa.pool.NullPool)
+    try:
+        with service.connect() as conn:
+            assert conn.scalar(sa.text("SHOW default_transaction_read_only")) == "on"
+            assert conn.scalar(sa.text("SHOW statement_timeout")) == "1min"
+    finally:
+        service.dispose()

@@ -324,3 +324,134 @@ def test_db_psql_passes_the_password_in_the_environment_not_argv(url_with_passwo
     out = subprocess.run([path, *argv[1:], "-Atc", "SELECT current_user"], env=env, capture_output=True,
                          text=True, check=True).stdout
     assert out.strip() == (db.READER_ROLE if reader else "postgres")
+
+
+# --- the newcomer's review: errors that name what is wrong and what to do -----------------------------------
+
+
+def test_similar_error_from_the_sql_hint_names_the_cli_option(catalog, engine, capsys, monkeypatch):
+    """A second release published without the model's outputs: the SQL function's hint named its
+    parameter (release_name); the command line's option is --in-release (--release only picks which
+    copy of --object-id is the query)."""
+    monkeypatch.setenv("COLUMNS", "1000")
+    with engine.begin() as conn:  # every published release with the model's outputs superseded (committed)
+        flipped = conn.execute(sa.text(
+            "UPDATE healcat.release SET status = 'superseded' WHERE status = 'published' AND release_id IN "
+            "(SELECT release_id FROM healcat.inference_run WHERE model_id = :m) RETURNING name"),
+            {"m": catalog["model"].model_id}).scalars().all()
+    try:
+        assert main(["similar", "--object-id", "0275-51910-0435", "-k", "3", "--release",
+                     "sdss/dr14-skyserver-10k"]) == 1
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE healcat.release SET status = 'published' WHERE name = ANY(:n)"),
+                         {"n": flipped})
+    err = capsys.readouterr().err
+    assert "has no finished run on the published releases" in err and "release_name" not in err
+    assert "name a release it has run on (--in-release RELEASE; --release only picks" in err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["similar", "--help"])
+    out = capsys.readouterr().out
+    assert "it does not restrict the neighbours: --in-release does" in out
+    assert "search only this release for neighbours (default: the published releases)" in out
+
+
+@pytest.mark.parametrize("radius", ["10amin", '10"', "3 m"])
+def test_a_radius_that_is_no_angle_is_one_short_line(radius, capsys):
+    """'10amin' was "'amin' (time) and 'arcsec' (angle) are not convertible" (atto-minutes), and
+    '10\"' dumped astropy's whole unit-format help."""
+    with pytest.raises(SystemExit) as stop:
+        main(["cone", "160.9415", "0.7968", radius])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and len(err.strip().splitlines()) <= 4, err
+    assert err.strip().splitlines()[-1] == (
+        f"healcat cone: error: argument radius: {radius!r} is no angle: give a number with an angle unit "
+        "(10arcsec, 1.5arcmin, 0.1deg) or a bare number of arcsec (10)")
+
+
+def test_db_reader_role_that_does_not_exist_is_refused(database_url, capsys):
+    """`db url --reader bob` printed a URL for a role that is not there; `db status` said the database
+    could not be reached."""
+    for action in ("url", "status", "psql"):
+        assert main(["db", action, "--reader", "bob"]) == 1
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert (f"db {action}: --reader bob: no such role; `healcat db reader add bob` makes it"
+                in captured.err), captured.err
+    assert main(["db", "url", "--reader", "postgres"]) == 1  # a role, but no read-only one of healcat's
+    assert "--reader postgres: not a read-only role of healcat's" in capsys.readouterr().err
+    assert main(["db", "url", "--reader"]) == 0 and "healcat_reader@" in capsys.readouterr().out
+
+
+def test_release_list_of_a_survey_matches_its_name_regardless_of_case_and_refuses_an_unknown_one(catalog, capsys):
+    """`release list --survey SDSS` printed an empty table (the name is sdss), as did a survey not there."""
+    assert main(["release", "list", "--survey", "SDSS", "--format", "csv"]) == 0
+    out = capsys.readouterr().out
+    assert "sdss/dr14-skyserver-10k,sdss," in out and "gaia/" not in out
+    assert main(["release", "list", "--survey", "nosuch"]) == 1
+    err = capsys.readouterr().err
+    assert "no survey named 'nosuch'; the catalog's surveys: " in err and "gaia" in err and "sdss" in err
+
+
+def test_skymap_refuses_a_name_that_is_not_png(tmp_path, catalog, capsys):
+    """`skymap x.jpg` wrote PNG bytes into x.jpg."""
+    assert main(["skymap", "--order", "3", "--width", "200", str(tmp_path / "x.jpg")]) == 1
+    assert "is not a .png name: the map is written as PNG only; name the file NAME.png" in capsys.readouterr().err
+    assert not (tmp_path / "x.jpg").exists()
+
+
+def test_train_on_a_release_the_task_does_not_apply_to_says_why(catalog, capsys):
+    """It said only 'has only 0 training rows (need 100)'; infer says why (Task.missing)."""
+    assert main(["train", "photoz", "--release", "gaia/dr3-bright-g10"]) == 1
+    err = capsys.readouterr().err
+    assert ("train photoz: photoz-sdss (task photoz) does not apply to gaia/dr3-bright-g10: it has no SDSS ugriz "
+            "photometry") in err
+    assert "train on a release it applies to, e.g. its default sdss/dr14-skyserver-10k" in err
+
+
+def test_jobs_retry_of_no_such_job_says_so(database_url, capsys):
+    """--retry 999 said 'job 999 is not a failed job', where --cancel says 'no job 999'."""
+    assert main(["jobs", "--retry", "987654"]) == 1
+    assert "jobs: no job 987654 (`healcat jobs --all` lists them)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["ingest", "nosuch"], ["enqueue", "ingest", "sdss_dr14"]])
+def test_a_mapping_not_there_lists_the_shipped_ones(argv, database_url, capsys):
+    from ingest.mapping import MAPPINGS_DIR
+
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert f"no mapping file {MAPPINGS_DIR / (argv[-1] + '.toml')}" in err
+    assert "; the shipped mappings (by name, in " in err and "gaia_dr3_bright, " in err and "sdss_dr14_skyserver_10k" in err
+    if argv[-1] == "sdss_dr14":
+        assert "(did you mean sdss_dr14_skyserver_10k?)" in err
+
+
+def test_model_register_of_weights_already_registered_says_so(catalog, capsys):
+    """It printed 'photoz-sdss version 1 ... registered' before 'current: already the current version'."""
+    model = catalog["model"]
+    assert main(["model", "register", "photoz", model.weights_path, "--no-backfill"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{model.name} version {model.version} ({model.weights_sha256[:12]}): these weights were "
+                          f"already registered (as version {model.version}); nothing new registered\n"), out
+    assert "registered for task" not in out and "current: already the current version" in out
+
+
+def test_infer_reports_the_required_models_runs_too(catalog, capsys):
+    """photoz runs the object classifier first (its task's requires): that run went unreported."""
+    assert main(["infer", "photoz", "sdss/dr14-skyserver-10k"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    classifier = catalog["classifier"]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith(f"required object_class: {classifier.name} version {classifier.version}: run ")
+    assert lines[0].endswith("(already done: nothing to do)") and lines[1].startswith("run ")
+
+
+def test_xmatch_help_says_units_and_frames_are_honoured(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["xmatch", "--help"])
+    out = capsys.readouterr().out
+    assert "Positions are ICRS degrees" not in out and "[deg]" not in out
+    assert "FK4, FK5 and Galactic" in out and "converted to ICRS" in out
+    assert "RA column: degrees, or the unit the file gives it" in out
