@@ -224,7 +224,8 @@ def cmd_ingest(args: argparse.Namespace) -> None:
     with engine.connect() as conn:  # published, or superseded at once (an older release loaded after a newer one)
         status = conn.scalar(sa.text("SELECT status FROM healcat.release WHERE release_id = :r"), {"r": result.release_id})
     state = f"already loaded ({status}), nothing changed" if result.already_loaded else status
-    print(f"{result.release}: {state}; rows {result.row_counts}")
+    counts = ", ".join(f"{name.replace('_', ' ')} {n:,}" for name, n in result.row_counts.items())
+    print(f"{result.release}: {state}; rows: {counts}")
 
 
 def cmd_release_report(args: argparse.Namespace) -> None:

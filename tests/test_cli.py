@@ -79,7 +79,7 @@ def test_ingest_and_enqueue_take_the_release_version_instead_of_the_mappings(cap
     assert main(["ingest", str(mapping), "--file", str(second)]) == 1
     assert "already loaded from different content" in capsys.readouterr().err
     assert main(["ingest", str(mapping), "--file", str(second), "--release-version", "v2"]) == 0
-    assert capsys.readouterr().out.startswith("scratch/v2: published; rows {'rows_read': 15,")
+    assert capsys.readouterr().out.startswith("scratch/v2: published; rows: rows read 15, source 15,")
     assert main(["enqueue", "ingest", str(mapping), "--file", str(first), "--release-version", "v3"]) == 0
     with engine.connect() as conn:
         args = conn.scalar(sa.text("SELECT args FROM healcat.job WHERE kind = 'ingest'"))
