@@ -234,7 +234,12 @@ def test_a_task_name_given_for_a_model_name_says_which_model(capsys, space):
     assert main(["model", "show", "photoz"]) == 1
     assert f"model show: no model 'photoz' {hint}" in capsys.readouterr().err
     assert main(["model", "show", "nope"]) == 1
-    assert capsys.readouterr().err.strip().endswith("no model 'nope'")
+    assert re.search(r"no model 'nope' \(the models: .*photoz-sdss", capsys.readouterr().err)
+    # a name near a model's (it was: no model named 'photo-z', and nothing more)
+    with pytest.raises(QueryError, match=r"no model named 'photo-z' \(version current\) \(did you mean photoz-sdss"):
+        similar(int(space["id"][0]), model="photo-z")
+    assert main(["infer", "photo-z", SDSS_RELEASE]) == 1
+    assert "(did you mean photoz-sdss" in capsys.readouterr().err
 
 
 def test_a_search_cut_by_the_statement_timeout_is_a_query_error(database_url, catalog):

@@ -10,6 +10,7 @@ HNSW with iterative scan) from the filter's selectivity and always return k rows
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 
 import numpy as np
@@ -185,11 +186,15 @@ def _data_error(exc: sa.exc.DBAPIError) -> QueryError | None:
 
 
 def model_hint(conn: sa.Connection, name: str) -> str:
-    """For a model name that is a task's name (``photoz``): which model that task has, as the end of
-    a 'no model' message; else ''."""
+    """The end of a 'no model' message: for a task's name (``photoz``), which model that task has; for
+    a name near a model's (``photo-z``), that model; else the models there are ('' if none)."""
     models = conn.scalars(sa.select(Model.name).where(Model.task == name, Model.name != name).distinct()
                           .order_by(Model.name)).all()
-    return f" (did you mean {' or '.join(models)}, the model of task {name}?)" if models else ""
+    if models:
+        return f" (did you mean {' or '.join(models)}, the model of task {name}?)"
+    names = conn.scalars(sa.select(Model.name).distinct().order_by(Model.name)).all()
+    near = difflib.get_close_matches(name, names, n=2)
+    return f" (did you mean {' or '.join(near)}?)" if near else f" (the models: {', '.join(names)})" if names else ""
 
 
 def _named(name: str, value: sa.ColumnElement) -> sa.ColumnElement:
