@@ -16,8 +16,9 @@
 
 Every FIELD has a description, text columns any length (``arraysize="*"``), and RA and Dec refer to a
 ``COOSYS`` (ICRS). ``HEAD`` answers a GET's headers; ``POST`` takes the parameters form-encoded in the
-body (``application/x-www-form-urlencoded``, as DALI lets a client send them) and answers as GET; any other
-method is an error VOTable. Numbers are plain ASCII decimals (sign, digits, point, ``e`` exponent):
+body (``application/x-www-form-urlencoded``, as DALI lets a client send them) and answers as GET; ``OPTIONS``
+answers a browser's CORS preflight, and every answer allows any origin (Aladin Lite queries from its own
+site); any other method is an error VOTable. Numbers are plain ASCII decimals (sign, digits, point, ``e`` exponent):
 Python's wider syntax (``1_6_1``, other scripts' digits) is refused, as are NaN and infinities.
 
 Read-only by construction: every query runs as ``healcat_reader`` (SELECT and EXECUTE only, under its
@@ -114,6 +115,9 @@ HEADER_TIMEOUT = 10.0
 #: Bytes of an answer sent per call, each within the connection's timeout (a client reading 64 KiB
 #: per REQUEST_TIMEOUT, 6.4 KiB/s, gets any answer whole).
 SEND_CHUNK = 64 * 1024
+#: Every answer may be read by a page of any origin (CORS: Aladin Lite and other browser clients ask
+#: from their own sites; the service is read-only public data, with no cookies or credentials).
+CORS = (("Access-Control-Allow-Origin", "*"),)
 #: Seconds between two looks at whether the clients whose searches run are still there (:class:`Departures`).
 DEPARTURE_POLL_S = 0.2
 #: Connections that may wait for a free thread, per thread; more are answered 503 at once.
@@ -355,6 +359,15 @@ def handler(engine: sa.Engine, request_timeout: float = REQUEST_TIMEOUT,
         def do_HEAD(self) -> None:  # noqa: N802 (http.server's name)
             self._serve()  # a GET's status and headers; _send leaves the body out
 
+        def do_OPTIONS(self) -> None:  # noqa: N802 (http.server's name)
+            """A browser's preflight (CORS) before a cross-origin POST: what it may send."""
+            self.send_response(HTTPStatus.NO_CONTENT)
+            for name, value in (*CORS, ("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS"),
+                                ("Access-Control-Allow-Headers", "Content-Type"), ("Access-Control-Max-Age", "86400"),
+                                ("Content-Length", "0")):
+                self.send_header(name, value)
+            self.end_headers()
+
         def do_POST(self) -> None:  # noqa: N802 (http.server's name)
             # DALI lets a client send the parameters form-encoded in the body
             if (form := self._form()) is not None:
@@ -439,7 +452,7 @@ def handler(engine: sa.Engine, request_timeout: float = REQUEST_TIMEOUT,
         def _send(self, status: HTTPStatus, content_type: str, body: bytes,
                   headers: tuple[tuple[str, str], ...] = ()) -> None:
             self.send_response(status)
-            for name, value in (("Content-Type", content_type), ("Content-Length", str(len(body))), *headers):
+            for name, value in (("Content-Type", content_type), ("Content-Length", str(len(body))), *CORS, *headers):
                 self.send_header(name, value)
             self.end_headers()
             if self.command == "HEAD":
@@ -598,7 +611,8 @@ class PooledHTTPServer(HTTPServer):
         try:
             request.settimeout(1.0)  # a new socket's send buffer takes this at once; never wait on a client
             request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: " + VOTABLE.encode()
-                            + f"\r\nRetry-After: {BUSY_RETRY_AFTER_S}\r\nConnection: close\r\nContent-Length: ".encode()
+                            + f"\r\nRetry-After: {BUSY_RETRY_AFTER_S}\r\nConnection: close\r\n".encode()
+                            + "".join(f"{name}: {value}\r\n" for name, value in CORS).encode() + b"Content-Length: "
                             + str(len(body)).encode() + b"\r\n\r\n" + body)
             request.setblocking(False)
             request.recv(65536)  # what the request sent already: closing on unread bytes resets the answer

@@ -394,6 +394,20 @@ def test_head_and_post_answer_as_get_and_other_methods_get_an_error_votable(serv
     assert infos["QUERY_STATUS"] == "ERROR" and "'PUT'" in infos["Error"]
 
 
+def test_a_page_of_another_origin_may_read_the_answers(service):
+    """Aladin Lite and other browser clients query from their own sites: without CORS headers the
+    browser kept every answer from them (and a POST's preflight got an error VOTable)."""
+    origin = {"Origin": "https://aladin.cds.unistra.fr"}
+    for path in (f"scs?RA={CENTRE[0]}&DEC={CENTRE[1]}&SR=0.1", "scs?SR=-1", "nowhere"):
+        status, headers, _ = _request(f"{service}/{path}", headers=origin)
+        assert headers["Access-Control-Allow-Origin"] == "*", (path, status)
+    status, headers, body = _request(f"{service}/scs", "OPTIONS", headers={
+        **origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "Content-Type"})
+    assert (status, body) == (204, b"")
+    assert headers["Access-Control-Allow-Origin"] == "*" and "POST" in headers["Access-Control-Allow-Methods"]
+    assert "Content-Type" in headers["Access-Control-Allow-Headers"]
+
+
 @pytest.fixture
 def one_thread(database_url, catalog):
     """A service on one thread (requests answered in turn), as the reader role with its limits as they
