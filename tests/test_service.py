@@ -511,40 +511,47 @@ def test_a_cancel_for_a_request_that_ended_never_reaches_the_thread_s_next_one(e
 
     departures, a, b = Departures(), socket.socketpair(), socket.socketpair()
     session = psycopg.connect(db.libpq_url(database_url), autocommit=True)
-    outcome = {}
-    try:
-        with departures.watching(a[0]):
-            pass
-        first = next(iter(departures._watches), None)
-        assert first is None, "a request done is watched no longer"
-        with departures.watching(a[0]) as gone_a:
-            ended = next(iter(departures._watches))
-        assert not gone_a()
 
-        def next_request():
-            with departures.watching(b[0]) as gone_b, cancellable(session):
+    def sleeping() -> bool:
+        with engine.connect() as conn:
+            return conn.scalar(sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p AND state = 'active' "
+                                       "AND query LIKE 'SELECT pg_sleep%'"), {"p": session.info.backend_pid}) == 1
+
+    def request_running() -> tuple[threading.Thread, dict]:
+        """A request whose search runs (a 3 s statement), watched."""
+        outcome, started = {}, threading.Event()
+
+        def request() -> None:
+            with departures.watching(b[0]) as gone, cancellable(session):
                 outcome["watch"] = next(w for w in departures._watches if w.sock is b[0])
+                started.set()
                 try:
                     session.execute("SELECT pg_sleep(3)")
                     outcome["result"] = "finished"
                 except psycopg.errors.QueryCanceled:
                     outcome["result"] = "cancelled"
-                outcome["gone"] = gone_b()
+                outcome["gone"] = gone()
 
-        runner = threading.Thread(target=next_request)
-        runner.start()
-        time.sleep(0.5)  # it sleeps in the database
-        departures._cancel(ended)  # the earlier request's cancel, late: no effect
-        runner.join(10)
-        assert outcome == {"watch": ANY, "result": "finished", "gone": False}
-        runner = threading.Thread(target=next_request)
-        runner.start()
-        time.sleep(0.5)
+        thread = threading.Thread(target=request)
+        thread.start()
+        assert started.wait(30)
+        _until(sleeping, "the request's statement runs")
+        return thread, outcome
+
+    try:
+        with departures.watching(a[0]) as gone_a:
+            ended = next(iter(departures._watches))
+        assert not departures._watches and not gone_a(), "a request done is watched no longer"
+        thread, outcome = request_running()
+        departures._cancel(ended)  # the earlier request's cancel, late: no effect on this one
+        thread.join(30)
+        assert (outcome["result"], outcome["gone"]) == ("finished", False)
+        thread, outcome = request_running()
         departures._cancel(outcome["watch"])  # its own: cancelled at once
-        runner.join(10)
-        assert outcome["result"] == "cancelled" and outcome["gone"] is True
+        thread.join(30)
+        assert (outcome["result"], outcome["gone"]) == ("cancelled", True)
     finally:
         session.close()
         for pair in (a, b):
-            for s in pair:
-                s.close()
+            for end in pair:
+                end.close()
