@@ -104,7 +104,12 @@ def run() -> None:
 
     loaded = ingest_release(MAPPING, engine)
     _section(f"release {loaded.release}")
-    print("already loaded; nothing changed" if loaded.already_loaded else "ingested and published")
+    if loaded.already_loaded:  # superseded: a newer release of the survey is what the searches below show
+        print(f"already loaded ({loaded.status}); nothing changed"
+              + ("; a newer SDSS release is current, and the searches below show its sources"
+                 if loaded.status == "superseded" else ""))
+    else:
+        print("ingested and published")
     for table, n in loaded.row_counts.items():
         print(f"  {table:>14}: {n:>6}" if isinstance(n, int) else f"  {table:>14}: {n}")
 

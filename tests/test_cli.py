@@ -138,7 +138,7 @@ def test_demo_shows_release_metrics_cone_and_similar_galaxies(capsys, catalog, u
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
     assert "postgresql://postgres:***@/healcat" in out and SECRET not in out
-    assert "release sdss/dr14-skyserver-10k" in out and "already loaded; nothing changed" in out
+    assert "release sdss/dr14-skyserver-10k" in out and "already loaded (published); nothing changed" in out
     # the catalog fixture trained and ran these weights: the demo lands on the same version and run
     assert "NMAD of dz/(1+z)" in out and "of this version is done on sdss/dr14-skyserver-10k; nothing to do" in out
     assert "healcat.cone_search(" in out and "distance_arcsec" in out
