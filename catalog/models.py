@@ -508,3 +508,8 @@ class ScheduledIngest(Base):
     job_id: Mapped[int | None] = mapped_column(ForeignKey(f"{SCHEMA}.job.job_id", ondelete="SET NULL"))
     scheduler: Mapped[str] = mapped_column(Text, comment="host:pid of the scheduler that found it")
     found_at: Mapped[dt.datetime] = _created()
+
+
+#: Every table of the schema, from the models above (tests/test_migrations.py proves they are the
+#: migrations' tables): what ANALYZE refreshes (ingest.indexing, ingest.load.analyze_written).
+TABLES = tuple(t.name for t in Base.metadata.sorted_tables if t.schema == SCHEMA)

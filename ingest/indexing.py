@@ -8,15 +8,10 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from catalog.models import SCHEMA, Base
+from catalog.models import TABLES
 from ingest import progress
 from ingest.inference import ensure_embedding_index
 from ingest.registry import release_id_of
-
-#: Every table of the schema, from the models (tests/test_migrations.py proves they are the
-#: migrations' tables): a table added later is analysed without a list here to keep up.
-TABLES = tuple(t.name for t in Base.metadata.sorted_tables if t.schema == SCHEMA)
-
 
 def refresh_indexes(engine: sa.Engine, release: str) -> dict:
     """ANALYZE every table of the catalog (:data:`TABLES`) and build the HNSW index of each model with

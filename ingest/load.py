@@ -36,7 +36,7 @@ import sqlalchemy as sa
 
 from catalog import healpix
 from catalog.errors import IngestError, MissingInputError
-from catalog.models import Release, Survey
+from catalog.models import TABLES, Release, Survey
 from ingest import progress, publish, readers
 from ingest.copy import ParentChecksOff, copy_columns
 from ingest.mapping import GAIA_DR3, MappedChunk, Mapping, apply, check_real_path, load_mapping, opened_path
@@ -124,9 +124,25 @@ def ingest_release(mapping: Mapping | str | Path, engine: sa.Engine, file: str |
     """Ingest one release file through its mapping and publish it atomically (idempotent).
 
     ``checksum``: the release checksum the file had when the scheduler found it; a file that has
-    changed since is not loaded (an IngestError: the scheduler queues its new content)."""
-    if isinstance(mapping, (str, Path)):
-        mapping = load_mapping(mapping)
+    changed since is not loaded (an IngestError: the scheduler queues its new content). A release
+    loaded now has the tables it wrote analysed after its commit (:func:`analyze_written`)."""
+    result = _ingest(load_mapping(mapping) if isinstance(mapping, (str, Path)) else mapping, engine, file, checksum)
+    if not result.already_loaded:
+        analyze_written(engine, result.row_counts)
+    return result
+
+
+def analyze_written(engine: sa.Engine, row_counts: dict[str, int]) -> None:
+    """ANALYZE the tables a release wrote rows to, and release_change (publishing writes it), after its
+    commit. Autovacuum would, a minute or so later; a query before then was planned without
+    statistics: a box 358 deg wide over Gaia's fresh release took 25 s, 40 ms once analysed."""
+    tables = sorted({table for table, n in row_counts.items() if n and table in TABLES} | {"release", "release_change"})
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        for table in tables:
+            conn.exec_driver_sql(f"ANALYZE healcat.{table}")
+
+
+def _ingest(mapping, engine: sa.Engine, file: str | Path | None, checksum: str | None) -> LoadResult:
     if not isinstance(mapping, Mapping):  # files per object (spectra, light curves)
         from ingest.perobject import ingest_per_object
 

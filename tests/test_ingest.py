@@ -425,3 +425,24 @@ def test_copy_columns_rows_of_one_layout_and_of_many_store_every_value(conn, nul
     assert [r.band for r in stored] == [b.decode() for b in band]
     np.testing.assert_array_equal(np.array([np.nan if r.mag is None else r.mag for r in stored], np.float32), mag)
     assert all(r.err is None and r.sys == "AB" and r.a == {"x": 1} for r in stored)
+
+
+def test_a_release_loaded_has_its_tables_analysed_at_once(engine, tmp_path, scratch_release):
+    """The first queries after `healcat ingest` were planned without statistics until autovacuum came
+    (a box 358 deg wide over the fresh Gaia release took 25 s, 40 ms once analysed)."""
+    def analysed() -> dict[str, object]:
+        with engine.connect() as conn:
+            return dict(conn.execute(sa.text(
+                "SELECT relname, last_analyze FROM pg_stat_user_tables WHERE schemaname = 'healcat' "
+                "AND relname IN ('source', 'photometry', 'spec_redshift', 'release_change', 'rotation_period')")).all())
+
+    before = analysed()
+    mapping = scratch_mapping(tmp_path, "analysed")
+    first = ingest_release(mapping, engine)
+    after = analysed()
+    assert not first.already_loaded
+    for table in ("source", "photometry", "spec_redshift", "release_change"):  # written, or published into
+        assert after[table] is not None and after[table] != before[table], table
+    assert after["rotation_period"] == before["rotation_period"], "a table the release did not write is left"
+    assert ingest_release(mapping, engine).already_loaded
+    assert analysed() == after, "nothing loaded, nothing analysed"
