@@ -429,8 +429,13 @@ def _vertex(text: str) -> tuple[float, float]:
 
 
 def query_box(args: argparse.Namespace):
+    from catalog.healpix import box_ra_width_deg
     from catalog.search import box_search
 
+    if 180 < (width := box_ra_width_deg(args.ra_min, args.ra_max)) < 360:  # a swapped pair: the sky less a sliver
+        print(f"note: RA from {args.ra_min:g} eastwards to {args.ra_max:g} spans {width:g} deg (through RA 0); "
+              f"for the {360 - width:g} deg between them give RA_MIN {args.ra_max:g} and RA_MAX {args.ra_min:g}",
+              file=sys.stderr)
     return box_search(args.ra_min, args.ra_max, args.dec_min, args.dec_max, release=args.release)
 
 

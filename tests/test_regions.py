@@ -552,6 +552,16 @@ def test_cli_errors_name_the_argument(catalog, capsys):
     assert "self-intersecting" in capsys.readouterr().err
 
 
+def test_cli_box_notes_an_ra_range_through_zero_that_may_be_swapped(catalog, capsys):
+    """`box 162 160 0.6 0.7` (RA_MIN and RA_MAX swapped) searched 358 deg of RA without a word."""
+    assert main(["box", "162", "160", "0.6", "0.7", "--format", "csv"]) == 0
+    assert "spans 358 deg (through RA 0); for the 2 deg between them give RA_MIN 160 and RA_MAX 162" in \
+        capsys.readouterr().err
+    for ra_min, ra_max in (("160", "162"), ("359", "1")):  # narrow; through 0 on purpose
+        assert main(["box", ra_min, ra_max, "0.6", "0.7", "--format", "csv"]) == 0
+        assert "note:" not in capsys.readouterr().err
+
+
 def test_regions_leave_out_a_superseded_release_unless_named(engine, tmp_path, scratch_release):
     """Every region searched every release: a superseded release's copy of each object came back too.
     A region used as similar's filter still holds every release (similar picks its releases itself)."""
