@@ -107,7 +107,7 @@ def cmd_db(args: argparse.Namespace) -> None:
         print(f"embedded server: not running (data in {db.EmbeddedServer().pgdata})")
         return
     if args.reader:
-        _check_reader(args.action, args.reader)
+        _check_reader(f"db {args.action}", args.reader)
     if args.action == "psql":
         _exec_psql(db.reader_url(role=args.reader) if args.reader else db.database_url())
     url = db.database_url()
@@ -128,7 +128,7 @@ def cmd_db(args: argparse.Namespace) -> None:
         print(f"schema revision: {revision or 'none (run: healcat db up)'}")
 
 
-def _check_reader(action: str, role: str) -> None:
+def _check_reader(command: str, role: str) -> None:
     """A HealcatError unless ``role`` is healcat's shared read-only role or an astronomer's own (made by
     `healcat db reader add`): a URL for a role that is not there only fails later, as 'cannot reach'."""
     if role == db.READER_ROLE:  # the migrations make it
@@ -137,10 +137,10 @@ def _check_reader(action: str, role: str) -> None:
     with engine.connect() as conn:
         astronomer = db.is_astronomer(conn, role)
     if astronomer is None:
-        raise HealcatError(f"db {action}: --reader {role}: no such role; `healcat db reader add {role}` makes it "
+        raise HealcatError(f"{command}: --reader {role}: no such role; `healcat db reader add {role}` makes it "
                            f"(`healcat db reader list` lists them; --reader alone is {db.READER_ROLE})")
     if not astronomer:
-        raise HealcatError(f"db {action}: --reader {role}: not a read-only role of healcat's (not made by "
+        raise HealcatError(f"{command}: --reader {role}: not a read-only role of healcat's (not made by "
                            f"`healcat db reader add`); name one of `healcat db reader list`, or {db.READER_ROLE}")
 
 
@@ -290,41 +290,15 @@ def cmd_infer(args: argparse.Namespace) -> None:
 
     tasks = all_tasks()
     model = tasks[args.model].model_name if args.model in tasks else args.model
-    engine = db.engine()
-    for required, dep in _requirements(engine, model, args.version, args.release):
-        # run_model runs them first anyway (idempotent: then already done); here each says what it did
-        result = run_model(engine, dep.name, args.release, version=dep.version, device=args.device, lanes=args.lanes)
-        print(f"required {required}: {dep.name} version {dep.version}: {_run_line(result)}")
-    result = run_model(engine, model, args.release, version=args.version, device=args.device, lanes=args.lanes)
+    result = run_model(db.engine(), model, args.release, version=args.version, device=args.device, lanes=args.lanes)
+    for required, name, version, run in result.required:  # run first (idempotent: else already done)
+        print(f"required {required}: {name} version {version}: {_run_line(run)}")
     print(_run_line(result))
 
 
 def _run_line(result) -> str:
     state = " (already done: nothing to do)" if result.already_done else f" in {result.lanes} lane(s)"
     return f"run {result.run_id} on {result.device}: {result.n_predicted} predicted, {result.n_skipped} skipped{state}"
-
-
-def _requirements(engine: sa.Engine, model: str, version: str | None, release: str) -> list[tuple[str, object]]:
-    """The current versions of the models a model's task requires (theirs first, recursively), in
-    the order ingest.inference.run_model runs them; none where run_model would refuse the run (a
-    retired version, a release the task does not apply to, a requirement with no current version):
-    its error comes before anything runs, as it did."""
-    from ingest.registry import current_version, release_id_of, resolve_model
-    from ingest.tasks import get_task
-
-    try:
-        with engine.connect() as conn:
-            row = resolve_model(conn, model, version)
-            task = get_task(row.task)
-            if row.retired_at is not None or not task.applies(conn, release_id_of(conn, release)):
-                return []
-            deps = [(required, current_version(conn, name)) for required, name in task.requires.items()]
-    except HealcatError:  # an unknown model, version or release: run_model says so
-        return []
-    if any(dep is None for _, dep in deps):
-        return []
-    return [item for required, dep in deps for item in [*_requirements(engine, dep.name, dep.version, release),
-                                                        (required, dep)]]
 
 
 def cmd_model(args: argparse.Namespace) -> None:
@@ -748,12 +722,7 @@ def cmd_scheduler(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     from catalog.service import make_server, warn_of_connection_limit
 
-    if args.reader != db.READER_ROLE:  # never the owner, nor any role healcat did not make read-only
-        with db.engine().connect() as conn:
-            if not db.is_astronomer(conn, args.reader):
-                raise HealcatError(f"serve: --reader {args.reader!r} is not a read-only role of healcat's: "
-                                   f"`healcat db reader add {args.reader}` makes one (or leave --reader out: "
-                                   f"{db.READER_ROLE})")
+    _check_reader("serve", args.reader)  # never the owner, nor any role healcat did not make read-only
     # every query as a read-only role, under the reader's statement timeout, in read-only transactions
     engine = db.engine(reader=True, role=args.reader, read_only=True)
     with engine.connect() as conn:  # fail now, not at the first request: the role and the schema are there

@@ -54,6 +54,8 @@ class RunResult:
     run_seconds: float = 0.0  # read, infer, write: the run's transaction
     index_seconds: float = 0.0  # building the embedding index afterwards (first run of a version only)
     lanes: int = 1  # source_id ranges read and written at once (run_model's lanes, fewer on a small release)
+    #: the runs of the models the task requires, in the order run (theirs first): (task, model, version, result)
+    required: tuple[tuple[str, str, str, RunResult], ...] = ()
 
 
 # --- inference ----------------------------------------------------------------------
@@ -103,9 +105,11 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
                            f"WEIGHTS --name {name}`")
     if not task.on_gpu:
         dev = torch.device("cpu")
-    params, inputs = {"release_id": release_id, "model_id": model_row.model_id}, {}
+    params, inputs, required_runs = {"release_id": release_id, "model_id": model_row.model_id}, {}, []
     for required, dep in deps.items():
-        run_model(engine, dep.name, release, version=dep.version, batch_size=batch_size, device=device, lanes=lanes)
+        run = run_model(engine, dep.name, release, version=dep.version, batch_size=batch_size, device=device,
+                        lanes=lanes)
+        required_runs += [*run.required, (required, dep.name, dep.version, run)]
         params[f"{required}_model_id"] = inputs[required] = dep.model_id
     t0 = time.perf_counter()
     with engine.connect() as lock, torch_threads(model_threads(lanes) if dev.type == "cpu" else None):
@@ -143,7 +147,7 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
     if done is not None:  # nothing to run; but an index build that failed after the run is made now
         if done.n_predicted and model_row.embedding_dim:
             ensure_embedding_index(engine, model_row.model_id, model_row.embedding_dim)
-        return RunResult(done.run_id, 0, 0, done.device, already_done=True)
+        return RunResult(done.run_id, 0, 0, done.device, already_done=True, required=tuple(required_runs))
     t1 = time.perf_counter()
     if n_pred and model_row.embedding_dim:
         ensure_embedding_index(engine, model_row.model_id, model_row.embedding_dim)
@@ -152,7 +156,7 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
             conn.commit()
     log.info("%s/%s on %s: %d predicted, %d skipped (%d lanes)", model_row.name, model_row.version, release,
              n_pred, n_skip, lanes)
-    return RunResult(run_id, n_pred, n_skip, described, run_seconds=t1 - t0,
+    return RunResult(run_id, n_pred, n_skip, described, required=tuple(required_runs), run_seconds=t1 - t0,
                      index_seconds=time.perf_counter() - t1, lanes=lanes)
 
 

@@ -178,9 +178,9 @@ def test_serve_runs_as_a_role_of_its_own_that_astronomers_cannot_signal(astronom
 
     with engine.connect() as conn:
         owner = conn.scalar(sa.text("SELECT current_user"))
-    for role in (owner, "astro_nobody"):
+    for role, why in ((owner, "not a read-only role of healcat's"), ("astro_nobody", "no such role")):
         assert main(["serve", "--port", "0", "--reader", role]) == 1
-        assert "is not a read-only role of healcat's" in capsys.readouterr().err
+        assert f"serve: --reader {role}: {why}" in capsys.readouterr().err
     seen, make_server = {}, service.make_server
 
     def answer_then_stop(*args, **kwargs):  # the real server; a client asks it once, then it stops
