@@ -502,6 +502,7 @@ class Departures:
 
     def __init__(self, poll_s: float = DEPARTURE_POLL_S) -> None:
         self.poll_s = poll_s
+        self.looks = 0  # polls made so far
         self._watches: set[_Watch] = set()
         self._lock, self._stop = threading.Lock(), threading.Event()  # the lock over _watches alone
         self._thread = threading.Thread(target=self._run, name="healcat-serve-departures", daemon=True)
@@ -532,6 +533,7 @@ class Departures:
         while not self._stop.is_set():
             try:
                 self._look()
+                self.looks += 1
             except Exception:  # never let the thread die: departures would go unseen from then on
                 log.exception("looking for clients that hung up failed; looking again")
                 self._stop.wait(self.poll_s)
@@ -596,12 +598,16 @@ class PooledHTTPServer(HTTPServer):
         super().__init__(address, handler_class)
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="healcat-serve")
         self.most = threads + queued
-        self.room = threading.BoundedSemaphore(self.most)  # for connections answered or waiting
+        self.connections = 0  # answered or waiting for a thread
+        self._counting = threading.Lock()
         self.watchdog = watchdog.start()
         self.departures = Departures().start()
 
     def process_request(self, request, client_address) -> None:
-        if not self.room.acquire(blocking=False):
+        with self._counting:
+            room = self.connections < self.most
+            self.connections += room
+        if not room:
             return self._busy(request, client_address)
         self.pool.submit(self._answer, request, client_address)
 
@@ -628,7 +634,8 @@ class PooledHTTPServer(HTTPServer):
             self.handle_error(request, client_address)
         finally:
             self.shutdown_request(request)
-            self.room.release()
+            with self._counting:
+                self.connections -= 1
 
     def server_close(self) -> None:
         super().server_close()

@@ -298,7 +298,6 @@ def _read_prepared(engine: sa.Engine, task: Task, params: dict, batch_size: int,
     query = f"SELECT * FROM ({task.input_query}) AS lane WHERE {in_lane('lane')}"
     params = {**params, **(ALL_SOURCES if source_ids is None else dict(zip(("lane_from", "lane_to"), source_ids)))}
     with engine.connect() as conn, conn.connection.driver_connection.cursor(name="infer_input", binary=True) as cur:
-        cur.itersize = batch_size
         cur.execute(query, params)
         while batch := cur.fetchmany(batch_size):
             yield len(batch), task.prepare(batch)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -174,26 +175,40 @@ def gaia_slice(folder: Path, n: int, version: str) -> tuple[Path, Path]:
     return mapping, path
 
 
+def wait_until(condition, what: str, timeout_s: float = 60.0, poll_s: float = 0.05):
+    """Call ``condition`` until it returns something true, and return that; fail saying ``what`` was
+    awaited after ``timeout_s`` (a bound on liveness, never a check of speed)."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"waited {timeout_s} s for: {what}"
+        time.sleep(poll_s)
+    return value
+
+
+def sessions(engine: sa.Engine, where: str, **params) -> list[int]:
+    """The pids of this database's other sessions matching ``where`` (SQL over pg_stat_activity, with
+    bound ``params``), in a transaction of their own: pg_stat_activity is a snapshot within one."""
+    with engine.connect() as conn:
+        return conn.execute(sa.text(f"SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                                    f"AND pid <> pg_backend_pid() AND ({where})"), params).scalars().all()
+
+
+#: Sessions waiting on an advisory lock (healcat's writers serialise on them).
+ADVISORY_WAIT = "wait_event_type = 'Lock' AND query LIKE '%pg_advisory%lock%'"
+
+
 def kill_while_copying(engine, argv: list[str], app: str) -> None:
     """Run ``healcat ARGV`` in a process (PGAPPNAME=app) and SIGKILL it once its session is copying rows."""
     import signal
     import subprocess
     import sys
-    import time
 
     env = {**os.environ, "HEALCAT_DATABASE_URL": db.libpq_url(engine.url), "PGAPPNAME": app}
-    copying = sa.text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :app AND query LIKE 'COPY %'")
     process = subprocess.Popen([sys.executable, "-m", "catalog.cli", *argv], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            with engine.connect() as conn:
-                if conn.scalar(copying, {"app": app}):
-                    break
-            time.sleep(0.02)
-        else:
-            pytest.fail(f"healcat {' '.join(argv)} never started copying")
+        wait_until(lambda: sessions(engine, "application_name = :app AND query LIKE 'COPY %'", app=app),
+                   f"healcat {' '.join(argv)} starts copying", timeout_s=120, poll_s=0.02)
         assert process.poll() is None, "the process must still be running when it is killed"
         process.send_signal(signal.SIGKILL)
     finally:

@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from catalog import db
 from catalog.cli import main
 from catalog.watchdog import may_signal, sweep
-from tests.conftest import across_a_migration
-from tests.test_reader_watchdog import UNBOUNDED, Running, _cancelled, _sleeping_for, _wait_for
+from tests.conftest import across_a_migration, wait_until
+from tests.test_reader_watchdog import UNBOUNDED, Running, _cancelled, _sleeping_for
 
 ALICE, BOB = "astro_alice", "astro_bob"
 
@@ -59,7 +59,7 @@ def test_an_astronomer_reads_and_searches_writes_nothing_and_has_the_limits(astr
 def test_one_astronomer_cannot_end_another_s_session(astronomers, engine):
     bob = Running(astronomers[BOB], ["SELECT pg_sleep(60)"])
     try:
-        _wait_for(lambda: _sleeping_for(engine, bob.pid, 0.5), "bob's statement runs")
+        wait_until(lambda: _sleeping_for(engine, bob.pid, 0.5), "bob's statement runs")
         for signal in ("pg_cancel_backend", "pg_terminate_backend"):
             with astronomers[ALICE].connect() as conn, pytest.raises(sa.exc.ProgrammingError, match="permission denied"):
                 conn.execute(sa.text(f"SELECT {signal}(:pid)"), {"pid": bob.pid})
@@ -83,7 +83,7 @@ def test_the_watchdog_ends_an_astronomer_s_unbounded_statement(astronomers, engi
         assert may_signal(conn)
     unbounded = Running(astronomers[ALICE], UNBOUNDED)
     try:
-        _wait_for(lambda: _sleeping_for(engine, unbounded.pid, 2.0), "alice's statement runs past the limit")
+        wait_until(lambda: _sleeping_for(engine, unbounded.pid, 2.0), "alice's statement runs past the limit")
         with engine.begin() as conn:
             overdue = sweep(conn, statement_s=1.0, idle_s=1.0, grace_s=60.0)
         assert [(o.pid, o.role, o.action, o.signalled) for o in overdue] == [(unbounded.pid, ALICE, "cancel", True)]
@@ -115,7 +115,7 @@ def test_only_the_membership_db_reader_add_grants_makes_an_astronomer(astronomer
         assert [_settings(engine, name) for name in others] == [[], []], "no reader's limits for them"
         long_one = Running(admin, UNBOUNDED)
         try:
-            _wait_for(lambda: _sleeping_for(engine, long_one.pid, 1.5), "the owner-like role's statement runs")
+            wait_until(lambda: _sleeping_for(engine, long_one.pid, 1.5), "the owner-like role's statement runs")
             with engine.begin() as conn:
                 overdue = sweep(conn, statement_s=1.0, idle_s=1.0, grace_s=60.0)
             assert long_one.pid not in [o.pid for o in overdue], "the watchdog leaves it alone"
@@ -130,9 +130,11 @@ def test_only_the_membership_db_reader_add_grants_makes_an_astronomer(astronomer
                 conn.exec_driver_sql(f"DROP ROLE {name}")
 
 
-def test_the_downgrade_restores_the_reader_function_of_0043(engine, database_url, catalog):
-    before, upgraded, after = across_a_migration(engine, database_url, "0048", "0047")
+@pytest.mark.parametrize("revision, down_to", [("0043", "0042"), ("0048", "0047")])
+def test_a_downgrade_restores_the_reader_function(engine, database_url, catalog, revision, down_to):
+    before, upgraded, after = across_a_migration(engine, database_url, revision, down_to)
     assert after == before and [a[0] for a, b in zip(before, upgraded) if a != b] == ["healcat.assert_reader_role()"]
+
 
 def test_reader_commands(astronomers, engine, capsys):
     assert main(["db", "reader", "list"]) == 0
@@ -157,17 +159,12 @@ def test_dropping_an_astronomer_ends_their_sessions(database_url, engine, catalo
     db.add_astronomer(database_url, "astro_carol")
     carol = sa.create_engine(db.reader_url(database_url, "astro_carol"), poolclass=sa.pool.NullPool)
     session = Running(carol, ["SELECT pg_sleep(60)"])
-    _wait_for(lambda: _sleeping_for(engine, session.pid, 0.2), "carol's statement runs")
+    wait_until(lambda: _sleeping_for(engine, session.pid, 0.2), "carol's statement runs")
     assert db.drop_astronomer(database_url, "astro_carol") == 1
     assert isinstance(session.result(), sa.exc.OperationalError)
     carol.dispose()
     with engine.connect() as conn:
         assert conn.scalar(sa.text("SELECT to_regrole('astro_carol')")) is None
-
-
-def test_the_downgrade_restores_the_reader_function(engine, database_url, catalog):
-    before, upgraded, after = across_a_migration(engine, database_url, "0043", "0042")
-    assert after == before and [a[0] for a, b in zip(before, upgraded) if a != b] == ["healcat.assert_reader_role()"]
 
 
 def test_serve_runs_as_a_role_of_its_own_that_astronomers_cannot_signal(astronomers, engine, monkeypatch, capsys):

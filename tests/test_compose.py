@@ -1,10 +1,14 @@
 """docker-compose.yml: PostgreSQL with pgvector, the migrations, a scheduler and two workers, on one database URL."""
 
+import re
 from pathlib import Path
 
 import yaml
 
-COMPOSE = Path(__file__).resolve().parents[1] / "docker-compose.yml"
+from catalog.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = ROOT / "docker-compose.yml"
 SERVICES = ("migrate", "scheduler", "worker-1", "worker-2")
 
 
@@ -41,3 +45,19 @@ def test_compose_runs_database_migrations_scheduler_and_two_workers_on_one_url()
         targets = {v.split("}")[-1].split(":")[1] for v in services[name]["volumes"]}
         assert {"/releases", "/data"} <= targets, name
 
+
+
+def test_every_command_and_setting_of_the_stack_is_one_healcat_knows():
+    """A renamed option or variable left behind in docker-compose.yml (docker is not run here): each
+    service's command parses as `healcat` parses it, and each HEALCAT_* variable it sets is read by
+    the code."""
+    spec = yaml.safe_load(COMPOSE.read_text())
+    read = set(re.findall(r"HEALCAT_[A-Z_]+", "".join(p.read_text() for d in ("catalog", "ingest")
+                                                         for p in (ROOT / d).rglob("*.py"))))
+    for name, service in spec["services"].items():
+        if name == "db":
+            continue
+        program, *argv = service["command"]
+        assert program == "healcat", name
+        build_parser().parse_args(argv)  # exits (SystemExit) on an option healcat does not have
+        assert set(service["environment"]) - read == set(), name

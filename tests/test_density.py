@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import healpy
 import numpy as np
 import pytest
 import sqlalchemy as sa
@@ -17,15 +18,17 @@ from tests.conftest import SDSS_RELEASE
 @pytest.fixture(scope="module")
 def positions(engine, catalog):
     with engine.connect() as conn:
-        rows = conn.execute(sa.text("SELECT hpx, r.name FROM healcat.source JOIN healcat.release r USING (release_id) "
-                                    "WHERE hpx IS NOT NULL")).all()
-    return np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows])
+        rows = conn.execute(sa.text("SELECT hpx, r.name, ra, dec FROM healcat.source "
+                                    "JOIN healcat.release r USING (release_id) WHERE hpx IS NOT NULL")).all()
+    return (np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows]),
+            np.array([(r[2], r[3]) for r in rows], dtype=np.float64))
 
 
 @pytest.mark.parametrize("order", [0, 3, 8, 29])
 def test_density_counts_every_positioned_source_once(engine, positions, order):
-    hpx, _ = positions
-    pix, n = np.unique(hpx >> (2 * (29 - order)), return_counts=True)
+    hpx, _, radec = positions
+    pixels = healpy.ang2pix(1 << order, radec[:, 0], radec[:, 1], nest=True, lonlat=True)  # from the positions
+    pix, n = np.unique(pixels, return_counts=True)
     got = sky_density(order)
     assert list(got["pix"]) == list(pix) and list(got["n"]) == list(n)
     with engine.connect() as conn:
@@ -35,7 +38,7 @@ def test_density_counts_every_positioned_source_once(engine, positions, order):
 
 
 def test_density_of_one_release_and_of_a_search(engine, positions):
-    hpx, release = positions
+    hpx, release, _ = positions
     pix, n = np.unique(hpx[release == SDSS_RELEASE] >> 42, return_counts=True)
     got = sky_density(8, release=SDSS_RELEASE)
     assert list(got["pix"]) == list(pix) and list(got["n"]) == list(n)

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from catalog.errors import HealcatError
 from ingest.inference import ensure_embedding_index, hnsw_build_bytes, hnsw_build_params
+from tests.conftest import wait_until
 
 MIB = 2**20
 
@@ -57,6 +58,13 @@ def test_the_build_memory_is_the_operators_and_a_short_one_is_named(engine, cata
                                    "WHERE c.relname = :n"), {"n": index}) is True
 
 
+def _tried_since(engine, since):
+    """When a session last tried an advisory lock, if after ``since`` (the server's time), else None."""
+    with engine.connect() as conn:
+        return conn.scalar(sa.text("SELECT max(query_start) FROM pg_stat_activity WHERE query_start > :t "
+                                   "AND query LIKE '%pg_try_advisory_lock%' AND pid <> pg_backend_pid()"), {"t": since})
+
+
 def test_one_build_of_an_index_at_a_time(engine, catalog):
     """A run's end and the release's index job may both find the index missing: the second waits for
     the first's build (a session advisory lock on the index's name) and then finds it there."""
@@ -69,8 +77,10 @@ def test_one_build_of_an_index_at_a_time(engine, catalog):
     with engine.connect() as holder:  # as if another session were building it
         holder.execute(sa.text("SELECT pg_advisory_lock(hashtext(:k))"), {"k": f"build:{index}"})
         second = threading.Thread(target=lambda: builds.append(ensure_embedding_index(engine, model_id, dim)))
+        started = holder.scalar(sa.text("SELECT clock_timestamp()"))
         second.start()
-        second.join(2.0)
+        tried = wait_until(lambda: _tried_since(engine, started), "it tries the lock")
+        wait_until(lambda: _tried_since(engine, tried), "it tries the lock again, having found it held")
         assert second.is_alive(), "it waits while the lock is held"
         with engine.connect() as conn:
             assert conn.scalar(sa.text("SELECT to_regclass(:n)"), {"n": f"healcat.{index}"}) is None

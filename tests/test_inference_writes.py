@@ -21,7 +21,7 @@ from ingest.inference import (MAX_LANES, _ahead, _lane_ranges, default_lanes, fo
                               release_id_of, run_model, write_outputs)
 from ingest.load import ingest_release
 from ingest.tasks import Outputs
-from tests.conftest import SDSS_RELEASE, gaia_slice
+from tests.conftest import SDSS_RELEASE, gaia_slice, sessions, wait_until
 
 
 def _sdss_keys(conn, n: int) -> np.ndarray:
@@ -95,11 +95,9 @@ def test_a_delete_waiting_for_a_run_removes_the_outputs_the_run_committed(engine
         other_pid = other.scalar(sa.text("SELECT pg_backend_pid()"))
         deleting = pool.submit(lambda: other.execute(sa.text(
             "DELETE FROM healcat.source WHERE shard = :s AND source_id = :i"), {"s": int(keys[3, 0]), "i": int(keys[3, 1])}))
-        deadline = time.monotonic() + 30
-        waits_for_run = sa.text("SELECT :run = ANY(pg_blocking_pids(:other))")
-        while not run.scalar(waits_for_run, {"run": run.scalar(sa.text("SELECT pg_backend_pid()")), "other": other_pid}):
-            assert time.monotonic() < deadline, "the delete never waited for the run"
-            time.sleep(0.02)
+        run_pid = run.scalar(sa.text("SELECT pg_backend_pid()"))
+        wait_until(lambda: sessions(engine, "pid = :other AND :run = ANY(pg_blocking_pids(pid))", other=other_pid,
+                                    run=run_pid), "the delete waits for the run", poll_s=0.02)
         assert not deleting.done()
         run.commit()
         assert deleting.result(timeout=30).rowcount == 1
@@ -322,10 +320,8 @@ def test_a_lane_holds_the_release_while_a_delete_waits_for_the_lanes_before_it(e
         key = _sdss_keys(first, 1)[0]
         deleter_pid = deleter.scalar(sa.text("SELECT pg_backend_pid()"))
         deleting = pool.submit(_delete_source, deleter, key)
-        deadline = time.monotonic() + 30
-        while not first.scalar(sa.text("SELECT cardinality(pg_blocking_pids(:p)) > 0"), {"p": deleter_pid}):
-            assert time.monotonic() < deadline, "the delete never waited for the first lane"
-            time.sleep(0.02)
+        wait_until(lambda: sessions(engine, "pid = :p AND cardinality(pg_blocking_pids(pid)) > 0", p=deleter_pid),
+                   "the delete waits for the first lane", poll_s=0.02)
         second.execute(sa.text("SET LOCAL lock_timeout = '2s'"))
         hold_release(second, catalog["sdss"].release_id)  # LockNotAvailable here would be the hang
         assert not deleting.done()

@@ -23,7 +23,8 @@ from ingest.mapping import data_dir, load_mapping
 from ingest.scheduler import Scheduler, candidates
 from ingest.worker import Worker
 from tests.conftest import (
-    SDSS, gaia_slice, kill_while_copying, per_object_mapping, scratch_mapping, sdss_rows, write_csv,
+    ADVISORY_WAIT, SDSS, gaia_slice, kill_while_copying, per_object_mapping, scratch_mapping, sdss_rows, sessions,
+    wait_until, write_csv,
 )
 
 # What a release holds, independent of the source_ids it was given: ordered rows, hashed.
@@ -62,11 +63,11 @@ def test_a_worker_killed_mid_load_leaves_the_tables_of_an_uninterrupted_run(engi
     restarted = subprocess.run([sys.executable, "-m", "catalog.cli", "worker", "--once", "--poll", "0.2"],
                                env=env, capture_output=True, text=True, timeout=300)
     assert restarted.returncode == 0, restarted.stderr
-    deadline = time.monotonic() + 60
-    while _jobs(engine, "ingest")[0].status != "done":  # the server may notice the dead session late
-        assert time.monotonic() < deadline, _jobs(engine, "ingest")
+    def done() -> bool:  # the server may notice the dead session late
         Worker(engine, name="test").run(once=True)
-        time.sleep(0.1)
+        return _jobs(engine, "ingest")[0].status == "done"
+
+    wait_until(done, "a worker runs the dead worker's job", poll_s=0.1)
 
     (job,) = _jobs(engine, "ingest")
     assert (job.job_id, job.status, job.attempts) == (job_id, "done", 2) and not job.result["already_loaded"]
@@ -417,14 +418,8 @@ def test_a_file_replaced_while_its_loader_waits_is_not_stored_under_the_checksum
     loader = threading.Thread(target=load)
     loader.start()
     try:
-        deadline = time.monotonic() + 60
-        while True:  # a transaction each time: pg_stat_activity is a snapshot within one
-            with engine.connect() as conn:
-                if conn.scalar(sa.text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                                       "AND query LIKE '%pg_advisory_xact_lock%'")):
-                    break
-            assert time.monotonic() < deadline and loader.is_alive(), outcome
-            time.sleep(0.05)
+        wait_until(lambda: sessions(engine, ADVISORY_WAIT) or not loader.is_alive(), "the load waits for the lock")
+        assert loader.is_alive(), outcome
         write_csv(tmp_path / ".drop.csv", sdss_rows()[:20])
         os.replace(tmp_path / ".drop.csv", csv)  # the next release's file, renamed into place
     finally:

@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from catalog import db
 from catalog.models import Base
@@ -33,7 +34,7 @@ def test_downgrade_to_base_and_upgrade_again(engine, database_url):
     try:
         db.migrate(url)
         with scratch.connect() as conn:
-            assert db.current_revision(conn) is not None
+            assert db.current_revision(conn) == ScriptDirectory.from_config(db.alembic_config(url)).get_current_head()
         command.downgrade(db.alembic_config(url), "base")
         with scratch.connect() as conn:
             assert db.current_revision(conn) is None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import psycopg
 import pytest
@@ -14,6 +13,7 @@ from catalog.service import make_server
 from catalog.watchdog import Watchdog, may_signal, sweep
 from ingest import queue
 from ingest.worker import Worker
+from tests.conftest import wait_until
 
 UNBOUNDED = ["SET statement_timeout = 0", "SET idle_in_transaction_session_timeout = 0", "SELECT pg_sleep(60)"]
 
@@ -63,14 +63,6 @@ def _activity(engine: sa.Engine, pid: int) -> sa.Row | None:
             {"pid": pid}).one_or_none()
 
 
-def _wait_for(condition, what: str):
-    deadline = time.monotonic() + 60  # liveness, not speed
-    while not (value := condition()):
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
-    return value
-
-
 def _sleeping_for(engine: sa.Engine, pid: int, seconds: float) -> bool:
     row = _activity(engine, pid)
     return row is not None and row.state == "active" and "pg_sleep" in row.query and row.running_s > seconds
@@ -92,7 +84,7 @@ def test_a_reader_that_lifted_its_timeout_is_cancelled_and_no_other_role(engine,
     unbounded = Running(reader, UNBOUNDED)
     other = Running(engine, UNBOUNDED)  # the owner's session: the same statement, not the watchdog's to end
     try:
-        _wait_for(lambda: _sleeping_for(engine, unbounded.pid, 2.0) and _sleeping_for(engine, other.pid, 2.0),
+        wait_until(lambda: _sleeping_for(engine, unbounded.pid, 2.0) and _sleeping_for(engine, other.pid, 2.0),
                   "both statements run past the limit")
         with engine.begin() as conn:
             overdue = sweep(conn, statement_s=1.0, idle_s=1.0, grace_s=60.0)
@@ -109,20 +101,20 @@ def test_a_reader_that_lifted_its_timeout_is_cancelled_and_no_other_role(engine,
 
 def test_a_statement_still_running_after_the_grace_ends_with_its_session(engine, reader):
     unbounded = Running(reader, UNBOUNDED)
-    _wait_for(lambda: _sleeping_for(engine, unbounded.pid, 2.0), "the statement runs past limit and grace")
+    wait_until(lambda: _sleeping_for(engine, unbounded.pid, 2.0), "the statement runs past limit and grace")
     with engine.begin() as conn:
         overdue = sweep(conn, statement_s=0.5, idle_s=1.0, grace_s=1.0)
     assert [(o.pid, o.action, o.signalled) for o in overdue] == [(unbounded.pid, "terminate", True)]
     outcome = unbounded.result()
     assert isinstance(outcome, sa.exc.OperationalError) and not _cancelled(outcome)
-    _wait_for(lambda: _activity(engine, unbounded.pid) is None, "the session is gone")
+    wait_until(lambda: _activity(engine, unbounded.pid) is None, "the session is gone")
 
 
 def test_a_reader_idle_in_a_transaction_past_the_limit_is_terminated(engine, reader, caplog):
     with reader.connect() as conn:
         conn.execute(sa.text("SET idle_in_transaction_session_timeout = 0"))
         pid = conn.scalar(sa.text("SELECT pg_backend_pid()"))  # and the transaction stays open
-        _wait_for(lambda: (row := _activity(engine, pid)) and row.state == "idle in transaction"
+        wait_until(lambda: (row := _activity(engine, pid)) and row.state == "idle in transaction"
                   and row.in_state_s > 1.5, "the transaction sits idle past the limit")
         with engine.begin() as owner:
             assert sweep(owner, statement_s=1.0, idle_s=60.0) == [], "not yet past the idle limit"
@@ -131,7 +123,7 @@ def test_a_reader_idle_in_a_transaction_past_the_limit_is_terminated(engine, rea
             (pid, "idle in transaction", "terminate", True)]
         assert f"terminated session {pid} of {db.READER_ROLE}" in caplog.text
         assert "idle in a transaction for" in caplog.text
-        _wait_for(lambda: _activity(engine, pid) is None, "the session is gone")
+        wait_until(lambda: _activity(engine, pid) is None, "the session is gone")
         with pytest.raises(sa.exc.OperationalError):
             conn.execute(sa.text("SELECT 1"))
 
@@ -165,7 +157,7 @@ def test_the_service_runs_the_watchdog(engine, reader):
         server.server_close()
     unbounded = Running(reader, UNBOUNDED)  # and the closed server's watchdog has stopped
     try:
-        _wait_for(lambda: _sleeping_for(engine, unbounded.pid, 2.0), "the statement runs on")
+        wait_until(lambda: _sleeping_for(engine, unbounded.pid, 2.0), "the statement runs on")
     finally:
         with engine.begin() as conn:
             conn.execute(sa.text("SELECT pg_cancel_backend(:pid)"), {"pid": unbounded.pid})
@@ -177,7 +169,7 @@ def test_a_watchdog_whose_role_may_not_signal_says_so_and_stops(engine, reader, 
         owner = conn.scalar(sa.text("SELECT current_user"))
     watchdog = Watchdog(reader, role=owner, interval_s=0.1).start()  # the reader watching the owner
     try:
-        _wait_for(lambda: not watchdog._thread.is_alive(), "the watchdog stops")
+        wait_until(lambda: not watchdog._thread.is_alive(), "the watchdog stops")
     finally:
         watchdog.stop()
     assert f"the role {db.READER_ROLE} may not see and signal the sessions of {owner}" in caplog.text

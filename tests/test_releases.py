@@ -12,7 +12,7 @@ from astropy.coordinates import SkyCoord
 
 from catalog.cli import main
 from ingest.load import ingest_release
-from tests.conftest import scratch_mapping, sdss_rows, spec_name, write_csv
+from tests.conftest import ADVISORY_WAIT, scratch_mapping, sdss_rows, sessions, spec_name, wait_until, write_csv
 
 SCRATCH_CURRENT = sa.text(
     "SELECT r.name, count(*) AS n FROM healcat.current_source AS s JOIN healcat.release AS r USING (release_id) "
@@ -166,21 +166,28 @@ def test_readers_see_the_old_release_or_the_new_one_never_half(engine, catalog, 
     ingest_release(scratch_mapping(tmp_path, "a"), engine, file=tmp_path / "a.csv")
     loader = threading.Thread(target=ingest_release, args=(scratch_mapping(tmp_path, "b"), engine),
                               kwargs={"file": tmp_path / "b.csv"})
-    seen_during_load, seen = [], []
-    with engine.connect() as reader:
+    seen = []
+
+    def look() -> tuple:
+        observed = tuple(sorted(reader.execute(SCRATCH_CURRENT).all()))
+        reader.commit()
+        seen.append(observed)
+        return observed
+
+    with engine.connect() as reader, engine.connect() as publisher:
+        # Another publisher of the survey holds its lock: the load stops with its rows copied, unpublished.
+        publisher.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('publish:' || survey_id)) "
+                                  "FROM healcat.survey WHERE name = 'scratch'"))
         loader.start()
-        deadline = time.monotonic() + 120
+        wait_until(lambda: sessions(engine, ADVISORY_WAIT) or not loader.is_alive(), "the load waits to publish")
+        assert loader.is_alive()
+        assert look() == (("scratch/a", 40),), "the rows copied are not seen before they are published"
+        publisher.rollback()
+        deadline = time.monotonic() + 120  # liveness
         while loader.is_alive():
-            loading = reader.scalar(sa.text("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY healcat.%' "
-                                            "OR query LIKE '%release_match%'"))
-            observed = tuple(sorted(reader.execute(SCRATCH_CURRENT).all()))
-            reader.commit()
-            seen.append(observed)
-            if loading:
-                seen_during_load.append(observed)
+            look()
             assert time.monotonic() < deadline
         loader.join()
-        final = tuple(reader.execute(SCRATCH_CURRENT).all())
+        final = look()
     assert set(seen) <= {(("scratch/a", 40),), (("scratch/b", len(rows)),)}, "never half, never both"
-    assert (("scratch/a", 40),) in seen_during_load, "the reader ran while the load was copying or publishing"
     assert final == (("scratch/b", len(rows)),)

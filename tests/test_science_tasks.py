@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -19,6 +18,7 @@ from ingest.tasks import get_task
 from ingest.tasks import gyro_age as gyro_task
 from ingest.ml import stellar_mass as ml_mass
 from tests import test_readme
+from tests.conftest import ADVISORY_WAIT, sessions, wait_until
 from tests.science_data import candels, chronoflow
 
 CANDELS_RELEASES = tuple(f"candels_{what}_{z}" for z in ("z1", "z3") for what in ("goodss", "prospector", "sed3fit"))
@@ -203,7 +203,7 @@ def test_gyro_ages_trained_from_sql_with_held_out_clusters(engine, tmp_path, scr
         holder.execute(sa.text("SELECT pg_advisory_lock(hashtext(:k))"), {"k": key})
         with ThreadPoolExecutor(1) as pool:
             waiting = pool.submit(run_model, engine, model.name, second_release)
-            time.sleep(1.5)
+            wait_until(lambda: sessions(engine, ADVISORY_WAIT) or waiting.done(), "the run waits for the lock")
             assert not waiting.done()
             with engine.connect() as conn:
                 assert conn.scalar(sa.text("SELECT count(*) FROM healcat.inference_run r JOIN healcat.release USING "

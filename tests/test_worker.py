@@ -16,7 +16,7 @@ from catalog.cli import main
 from ingest import queue
 from ingest.mapping import load_mapping
 from ingest.worker import Worker, queue_index
-from tests.conftest import SDSS, gaia_slice, scratch_mapping, sdss_rows, write_csv
+from tests.conftest import ADVISORY_WAIT, SDSS, gaia_slice, scratch_mapping, sdss_rows, sessions, wait_until, write_csv
 
 
 def _small_sdss(folder: Path, n_rows: int) -> Path:
@@ -124,10 +124,8 @@ def _claim_and_die(engine, job_id: int, worker: str) -> None:
         assert queue.requeue_orphans(conn) == [], "the job's worker is alive: leave it alone"
     dying.invalidate()
     dying.close()
-    deadline = time.monotonic() + 30
     with engine.connect() as conn:
-        while not (requeued := queue.requeue_orphans(conn)) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        requeued = wait_until(lambda: queue.requeue_orphans(conn), "the dead session's job is requeued")
     assert requeued == [job_id]
 
 
@@ -195,20 +193,22 @@ def test_a_worker_whose_connection_dies_connects_again_and_goes_on(engine, catal
     worker = Worker(engine, name="test-reconnect")
     thread = threading.Thread(target=worker.run, kwargs={"poll_s": 0.1})
     caplog.set_level(logging.ERROR, logger="ingest.worker")
+    started = _scalar(engine, "SELECT clock_timestamp()")
     thread.start()
     try:
-        time.sleep(0.5)
-        with engine.connect() as conn:  # every other session of this database: the worker's among them
+        claiming = wait_until(lambda: sessions(engine, "query LIKE '%SKIP LOCKED%' AND query_start > :t", t=started),
+                              "the worker looks for a job")
+        with engine.connect() as conn:  # every other session of this database, as a restart would
             killed = conn.execute(sa.text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid() AND backend_type = 'client backend'")).scalar()
-        assert killed >= 1
+                "SELECT pid FROM (SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND backend_type = 'client backend' OFFSET 0) s "
+                "WHERE pg_terminate_backend(pid)")).scalars().all()
+        assert set(claiming) <= set(killed), "the worker's session was ended"
         mapping, csv = scratch_mapping(tmp_path, "reconnect"), _small_sdss(tmp_path, 5)
         with engine.begin() as conn:
             queue.enqueue(conn, "ingest", {"mapping": str(mapping), "file": str(csv)})
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not any(j.kind == "ingest" and j.status == "done" for j in _jobs(engine)):
-            time.sleep(0.2)
+        wait_until(lambda: any(j.kind == "ingest" and j.status == "done" for j in _jobs(engine)), "the job is done",
+                   poll_s=0.2)
         assert thread.is_alive()
     finally:
         worker.stopping.set()
@@ -222,9 +222,10 @@ def test_the_servers_idle_session_timeout_is_a_lost_connection(engine):
     from catalog.errors import lost_connection
 
     with engine.connect() as conn:
+        pid = conn.scalar(sa.text("SELECT pg_backend_pid()"))
         conn.execute(sa.text("SET idle_session_timeout = '100ms'"))
         conn.commit()
-        time.sleep(0.5)
+        wait_until(lambda: not sessions(engine, "pid = :p", p=pid), "the server ends the idle session")
         try:
             conn.execute(sa.text("SELECT 1"))
         except sa.exc.OperationalError as exc:
@@ -235,16 +236,8 @@ def test_the_servers_idle_session_timeout_is_a_lost_connection(engine):
     assert lost_connection(error)
 
 
-_LOCK_WAITERS = sa.text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                        "AND query LIKE '%pg_advisory_xact_lock%' AND datname = current_database()")
-
-
-def _wait_for(condition, what: str, timeout_s: float = 60.0):
-    deadline = time.monotonic() + timeout_s
-    while not (value := condition()):
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
-    return value
+def _lock_waiters(engine) -> int:
+    return len(sessions(engine, ADVISORY_WAIT))
 
 
 def _scalar(engine, sql: str, **params):
@@ -271,7 +264,7 @@ def _workers(engine, *names: str, **kwargs) -> list[tuple[Worker, threading.Thre
 def _let_it_finish(engine, holder: sa.Connection, workers) -> None:
     """The other loader of the release is done: the job finishes, and no worker exited meanwhile."""
     holder.rollback()
-    _wait_for(lambda: _jobs(engine)[0].status == "done", "the job finishes")
+    wait_until(lambda: _jobs(engine)[0].status == "done", "the job finishes")
     assert all(thread.is_alive() for _, thread in workers), "no worker exited"
 
 
@@ -295,7 +288,7 @@ def test_a_job_stays_its_workers_past_the_servers_idle_session_timeout(engine, c
         holder.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('scratch/idle'))"))  # a loader before it
         job_id = _gaia_job(engine, tmp_path, "idle")
         workers = _workers(engine, "idle-a", "idle-b")
-        _wait_for(lambda: _scalar(engine, _LOCK_WAITERS.text) == 1, "the job waits for the release's lock")
+        wait_until(lambda: _lock_waiters(engine) == 1, "the job waits for the release's lock")
         time.sleep(3)  # three idle timeouts of the worker's session, while the other worker polls
         job = _jobs(engine)[0]
         assert (job.job_id, job.status, job.attempts, job.error) == (job_id, "running", 1, None)
@@ -322,7 +315,7 @@ def test_a_worker_that_loses_its_jobs_lock_stops_the_job_and_goes_on(engine, cat
         holder.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('scratch/lost'))"))
         job_id = _gaia_job(engine, tmp_path, "lost")
         workers = _workers(engine, "lost-a", heartbeat_s=0.2)
-        _wait_for(lambda: _scalar(engine, _LOCK_WAITERS.text) == 1, "the job waits for the release's lock")
+        wait_until(lambda: _lock_waiters(engine) == 1, "the job waits for the release's lock")
         with engine.begin() as conn:  # a progress report the requeue must clear
             conn.execute(sa.text("UPDATE healcat.job SET progress_done = 50, progress_total = 200"))
         owner = _scalar(engine, f"SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND "
@@ -330,8 +323,8 @@ def test_a_worker_that_loses_its_jobs_lock_stops_the_job_and_goes_on(engine, cat
         assert _scalar(engine, "SELECT pg_terminate_backend(:pid)", pid=owner)  # a network cut, a restart
 
         # The worker stops waiting (its statement cancelled), connects again and requeues its own job.
-        _wait_for(lambda: _jobs(engine)[0].status == "queued", "the job is requeued")
-        assert _scalar(engine, _LOCK_WAITERS.text) == 0, "nothing of the lost attempt still runs"
+        wait_until(lambda: _jobs(engine)[0].status == "queued", "the job is requeued")
+        assert _lock_waiters(engine) == 0, "nothing of the lost attempt still runs"
         with engine.connect() as conn:
             job = conn.execute(sa.text("SELECT * FROM healcat.job WHERE job_id = :j"), {"j": job_id}).one()
         assert job.attempts == 1 and job.error == "worker lost-a lost its connection to the database while running it"
@@ -339,8 +332,8 @@ def test_a_worker_that_loses_its_jobs_lock_stops_the_job_and_goes_on(engine, cat
         workers += _workers(engine, "lost-b", heartbeat_s=0.2)
         with engine.begin() as conn:  # skip the backoff
             conn.execute(sa.text("UPDATE healcat.job SET run_after = now()"))
-        _wait_for(lambda: _jobs(engine)[0].status == "running", "claimed again")
-        _wait_for(lambda: _scalar(engine, _LOCK_WAITERS.text) == 1, "the second attempt waits for the lock")
+        wait_until(lambda: _jobs(engine)[0].status == "running", "claimed again")
+        wait_until(lambda: _lock_waiters(engine) == 1, "the second attempt waits for the lock")
         _let_it_finish(engine, holder, workers)
     finally:
         holder.close()

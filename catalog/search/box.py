@@ -10,8 +10,8 @@ from astropy.table import Table
 
 from catalog import healpix
 from catalog.errors import QueryError
-from catalog.search.cone import MAX_ABS_RA_DEG, MIN_RADIUS_ARCSEC
-from catalog.search.region import Region, checked, search
+from catalog.search.cone import MIN_RADIUS_ARCSEC
+from catalog.search.region import MAX_ABS_RA_DEG, Region, checked, search
 
 
 @dataclass(frozen=True)

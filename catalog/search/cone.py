@@ -18,12 +18,10 @@ from astropy.table import Table
 from catalog import healpix
 from catalog.errors import QueryError
 from catalog.models import Release, Source
-from catalog.search.region import MAX_K, Region, checked, checked_int, run, search
+from catalog.search.region import MAX_ABS_RA_DEG, MAX_K, Region, checked, checked_int, run, search
 
 #: Smallest radius a search takes [arcsec] (as healcat.check_cone and check_xmatch): below, degrees underflow.
 MIN_RADIUS_ARCSEC = 1e-300
-#: Largest |RA| a search takes (modulo 360), as healcat.hpx_ang2pix: beyond, a float's RA has no degrees left.
-MAX_ABS_RA_DEG = 1e9
 
 
 def checked_radius_arcsec(what: str, radius_arcsec, max_arcsec: float) -> float:
@@ -48,9 +46,7 @@ class Cone(Region):
     function = "cone_in_ranges"
 
     def __post_init__(self) -> None:
-        ra = checked("cone", "ra_deg", self.ra_deg, -MAX_ABS_RA_DEG, MAX_ABS_RA_DEG)  # then modulo 360
-        object.__setattr__(self, "ra_deg", float(healpix.wrap_ra_deg(ra)))
-        object.__setattr__(self, "dec_deg", checked("cone", "dec_deg", self.dec_deg, -90.0, 90.0))
+        self._check_centre()
         object.__setattr__(self, "radius_deg", checked("cone", "radius_deg", self.radius_deg, 0.0, 180.0, lo_open=True))
         if self.radius_deg < MIN_RADIUS_ARCSEC / 3600.0:  # healpy's cover overflows below (a service's SR=1e-320)
             raise QueryError(f"cone: radius_deg must be at least {MIN_RADIUS_ARCSEC / 3600.0:g}, got {self.radius_deg!r}")

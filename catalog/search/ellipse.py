@@ -14,7 +14,7 @@ from astropy.table import Table
 
 from catalog import healpix
 from catalog.errors import QueryError
-from catalog.search.cone import MAX_ABS_RA_DEG, MIN_RADIUS_ARCSEC
+from catalog.search.cone import MIN_RADIUS_ARCSEC
 from catalog.search.region import Region, checked, search
 
 
@@ -31,9 +31,7 @@ class Ellipse(Region):
     function = "ellipse_in_ranges"
 
     def __post_init__(self) -> None:
-        ra = checked("ellipse", "ra_deg", self.ra_deg, -MAX_ABS_RA_DEG, MAX_ABS_RA_DEG)  # then modulo 360
-        object.__setattr__(self, "ra_deg", float(healpix.wrap_ra_deg(ra)))
-        object.__setattr__(self, "dec_deg", checked("ellipse", "dec_deg", self.dec_deg, -90.0, 90.0))
+        self._check_centre()
         # below 90 deg: at 90 the foci are antipodal and the "ellipse" is the whole sky
         major = checked("ellipse", "semi_major_arcsec", self.semi_major_arcsec, 0.0, 90.0 * 3600.0, lo_open=True,
                         hi_open=True)

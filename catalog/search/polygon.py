@@ -17,8 +17,7 @@ from astropy.table import Table
 
 from catalog import healpix
 from catalog.errors import QueryError
-from catalog.search.cone import MAX_ABS_RA_DEG
-from catalog.search.region import Region, checked, search
+from catalog.search.region import MAX_ABS_RA_DEG, Region, checked, search
 
 #: A polygon must lie within this distance [deg] of its centre (the gnomonic projection's domain).
 MAX_RADIUS_DEG = 89.0

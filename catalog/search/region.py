@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from astropy.table import Table
 from sqlalchemy.dialects import postgresql
 
+from catalog import healpix
 from catalog.errors import QueryError, query_error
 from catalog.search.cancel import cancellable
 from catalog.search.results import table_from_columns
@@ -75,11 +76,21 @@ def checked_int(what: str, name: str, value, lo: float = -math.inf, hi: float = 
     return int(value)
 
 
+#: Largest |RA| a search takes (modulo 360), as healcat.hpx_ang2pix: beyond, a float's RA has no degrees left.
+MAX_ABS_RA_DEG = 1e9
+
+
 class Region:
     """A validated region: subclasses set ``what``, ``function`` and define ``ranges()`` and ``args()``."""
 
     what: str
     function: str
+
+    def _check_centre(self) -> None:
+        """``ra_deg`` within +-MAX_ABS_RA_DEG, then modulo 360; ``dec_deg`` in [-90, 90]; else a QueryError."""
+        ra = checked(self.what, "ra_deg", self.ra_deg, -MAX_ABS_RA_DEG, MAX_ABS_RA_DEG)
+        object.__setattr__(self, "ra_deg", float(healpix.wrap_ra_deg(ra)))
+        object.__setattr__(self, "dec_deg", checked(self.what, "dec_deg", self.dec_deg, -90.0, 90.0))
 
     def ranges(self) -> np.ndarray:
         raise NotImplementedError

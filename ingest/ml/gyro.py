@@ -179,6 +179,14 @@ def cluster_age(model: GyroMDN, bprp0_mag: np.ndarray, prot_day: np.ndarray,
     return {k: float(v[0]) for k, v in summarize(total[None, :], grid).items()}
 
 
+def population_age(model: GyroMDN, bprp0_mag: np.ndarray, prot_day: np.ndarray, log_age_true: float) -> dict:
+    """A population's age from its members (:func:`cluster_age`) beside its known age: ``n_members``,
+    ``log_age_true``, the summary and ``delta_dex`` (estimate minus truth)."""
+    est = cluster_age(model, bprp0_mag, prot_day)
+    return dict(n_members=len(prot_day), log_age_true=log_age_true, **est,
+                delta_dex=est["log_age_median"] - log_age_true)
+
+
 def leave_one_cluster_out(bprp0_mag: np.ndarray, log_age: np.ndarray, prot_day: np.ndarray,
                           cluster: np.ndarray, population: np.ndarray, *, seed: int = 0,
                           **train_kwargs: Any) -> dict[str, dict]:
@@ -196,10 +204,8 @@ def leave_one_cluster_out(bprp0_mag: np.ndarray, log_age: np.ndarray, prot_day: 
                          population=population[~held], **train_kwargs)
         for pop in sorted(set(population[held].tolist())):
             members = held & (population == pop)
-            est = cluster_age(model, bprp0_mag[members], prot_day[members])
-            truth = float(np.median(log_age[members]))
-            out[pop] = dict(cluster=name, n_members=int(members.sum()), log_age_true=truth, **est,
-                            delta_dex=est["log_age_median"] - truth)
+            out[pop] = dict(cluster=name, **population_age(model, bprp0_mag[members], prot_day[members],
+                                                           float(np.median(log_age[members]))))
     return out
 
 

@@ -39,7 +39,8 @@ class GyroAge(Task):
     model_name = "chronoflow-gyro"
     primary_metric = ("median_abs_delta_log_age_held_out", "lower")  # decides which version is current
     default_training_releases = ("chronoflow/2025-prot-catalogue",)
-    unit = "log10 yr"
+    unit = "dex(yr)"
+    value_description = "log10 age [yr] (the posterior's median)"
     #: shard, source_id, BP-RP_0 [mag], Prot [d], cluster age [Myr] (the age this release gives the
     #: cluster, else the first one any release gave), cluster name, association (or the cluster).
     training_query = f"""SELECT rp.shard, rp.source_id, rp.bp_rp_dered, rp.period_day,
@@ -88,11 +89,8 @@ WHERE rp.release_id = %(release_id)s ORDER BY rp.source_id"""
             members = (cluster == name) & aged
             if not members.any():
                 continue
-            est = gyro.cluster_age(model, colour[members], prot[members])
-            truth = float(log_age[members][0])
-            ages[name] = dict(association=association[name], n_members=int(members.sum()),
-                              held_out=bool(test[members][0]), log_age_true=truth,
-                              **est, delta_dex=est["log_age_median"] - truth)
+            ages[name] = dict(association=association[name], held_out=bool(test[members][0]),
+                              **gyro.population_age(model, colour[members], prot[members], float(log_age[members][0])))
         deltas = [abs(v["delta_dex"]) for v in ages.values() if v["held_out"]]
         metrics = dict(n_train=report["n_train"], n_test=int(test.sum()), n_test_clusters=len(deltas),
                        n_outside_colour_range=int((~aged).sum()),
