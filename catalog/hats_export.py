@@ -18,10 +18,14 @@ paths, the metadata files and the properties.
 Columns: ``_healpix_29``, source_id, object_id, ra and dec [deg, ICRS], the proper motions where the
 release has them, the photometry pivoted wide (``<band>_mag``, ``<band>_mag_err`` [mag, in the
 band's mag_system], ``<band>_flux_ujy``, ``<band>_flux_err_ujy`` [uJy], those the release fills),
-and the point values of the release's current model outputs (``<model>_value``, ``_uncertainty``,
-``_p16``, ``_p84`` in the task's unit, ``_label``). Each column's unit and description are in the
-Parquet schema's field metadata. Sources with no position cannot be placed on the sky: they are
-left out and counted (``healcat_rows_without_position`` in the properties).
+the spectroscopic redshift where the release has any (``z_spec``, ``z_spec_err``, ``z_spec_quality``,
+``spec_class`` from healcat.spec_redshift, those the release fills; its key is the source's, so a
+source has at most one), and the point values of the release's current model outputs
+(``<model>_value``, ``_uncertainty``, ``_p16``, ``_p84`` in the task's unit, ``_label``). Each column's
+unit (an astropy unit string; none for a dimensionless column) and description are in the Parquet
+schema's field metadata. Sources with no position cannot be placed on the sky: they are left out and
+counted (``healcat_rows_without_position`` in the properties). The properties' ``hats_max_rows`` is
+the threshold (``max_rows_per_partition``), as hats-import writes its ``pixel_threshold``.
 """
 
 from __future__ import annotations
@@ -88,6 +92,14 @@ PROPER_MOTION_COLUMNS = (
 #: photometry's value columns: (column, suffix of the output name, unit)
 PHOTOMETRY = (("mag", "mag", "mag"), ("mag_err", "mag_err", "mag"), ("flux_ujy", "flux_ujy", "uJy"),
               ("flux_err_ujy", "flux_err_ujy", "uJy"))
+#: spec_redshift's columns: (column, output name, Arrow type, unit, description)
+SPEC_REDSHIFT = (
+    ("z", "z_spec", pa.float64(), "", "spec_redshift.z: spectroscopic redshift"),
+    ("z_err", "z_spec_err", pa.float64(), "", "spec_redshift.z_err: 1-sigma error of z_spec"),
+    ("quality", "z_spec_quality", pa.int32(), "", "spec_redshift.quality: the survey's redshift flag "
+                                                      "(e.g. SDSS zWarning, 0 = good)"),
+    ("spec_class", "spec_class", pa.string(), "", "spec_redshift.spec_class: spectroscopic class "
+                                                   "(GALAXY / STAR / QSO, as the survey writes it)"))
 #: prediction's point-value columns: (column, suffix of the output name, Arrow type)
 PREDICTION = (("value", "value", pa.float64()), ("uncertainty", "uncertainty", pa.float64()),
               ("value_p16", "p16", pa.float64()), ("value_p84", "p84", pa.float64()), ("label", "label", pa.string()))
@@ -155,6 +167,17 @@ def _photometry_columns(conn: sa.Connection, release: sa.RowMapping) -> tuple[li
     return columns, params
 
 
+def _spec_redshift_columns(conn: sa.Connection, release: sa.RowMapping) -> list[Column]:
+    """spec_redshift's columns that the release fills once at least (none when it has no spectroscopic
+    redshift). Its key is (shard, source_id): one row per source at most, no choice to make."""
+    filled = conn.execute(sa.text(
+        f"SELECT {', '.join(f'count(z.{column})' for column, *_ in SPEC_REDSHIFT)} FROM healcat.spec_redshift AS z "
+        "JOIN healcat.source AS s ON s.shard = z.shard AND s.source_id = z.source_id WHERE s.release_id = :r"),
+        {"r": release["release_id"]}).one()
+    return [Column(name, f"z.{column}", kind, unit, description)
+            for (column, name, kind, unit, description), n in zip(SPEC_REDSHIFT, filled) if n]
+
+
 def _prediction_columns(conn: sa.Connection, release: sa.RowMapping) -> tuple[list[Column], dict]:
     """The point values of each model's current run on the release (healcat.current_run)."""
     runs = conn.execute(sa.text(
@@ -166,33 +189,42 @@ def _prediction_columns(conn: sa.Connection, release: sa.RowMapping) -> tuple[li
     columns, params = [], {"model_ids": [run.model_id for run in runs]}
     for i, (model, model_version, task, _, run_id, *filled) in enumerate(runs):
         params[f"run_{i}"] = run_id
+        unit, what = units.get(task, ("", ""))
         for (column, suffix, kind), n in zip(PREDICTION, filled):
             if n:
-                unit = "" if column == "label" else units.get(task, "")
                 pivot = f"max(q.{column}) FILTER (WHERE q.run_id = %(run_{i})s)"
-                columns.append(Column(f"{_name(model)}_{suffix}", pivot, kind, unit,
-                                      f"prediction.{column} of {model} version {model_version} ({task})"))
+                description = f"prediction.{column} of {model} version {model_version} ({task})"
+                columns.append(Column(f"{_name(model)}_{suffix}", pivot, kind, "" if column == "label" else unit,
+                                      description if column == "label" or not what else f"{description}: {what}"))
     return columns, params
 
 
-def _task_units() -> dict[str, str]:
-    """What each task's prediction.value is in (the model registry's tasks say; they import torch)."""
+def _task_units() -> dict[str, tuple[str, str]]:
+    """Each task's unit of prediction.value as an astropy unit string, and what the value is (the model
+    registry's tasks say; they import torch)."""
     from ingest.tasks import all_tasks
 
-    return {name: task.unit for name, task in all_tasks().items()}
+    return {name: (task.unit, task.value_description) for name, task in all_tasks().items()}
 
 
-def _query(proper_motions: bool, photometry: list[Column], predictions: list[Column]) -> str:
+def _query(proper_motions: bool, photometry: list[Column], spec_redshift: list[Column],
+           predictions: list[Column]) -> str:
+    """The rows, ordered by hpx; each source's photometry, spectroscopic redshift and predictions are
+    looked up per source (a lateral subquery the planner keeps beside the ordered scan of source)."""
     columns = [*SOURCE_COLUMNS, *(PROPER_MOTION_COLUMNS if proper_motions else ())]
     select = ", ".join(c.sql for c in columns)  # (the rows' columns are taken by position)
     joins = ""
     for alias, table, extra, pivot in (("p", "photometry", "", photometry),
+                                       ("z", "spec_redshift", " LIMIT 1", spec_redshift),
                                        ("q", "prediction", " AND q.model_id = ANY(%(model_ids)s)", predictions)):
         if pivot:
             select += "".join(f", {alias}x.c{i}" for i in range(len(pivot)))
-            joins += (f" CROSS JOIN LATERAL (SELECT {', '.join(f'{c.sql} AS c{i}' for i, c in enumerate(pivot))} "
+            # photometry and prediction: an aggregate, one row always; spec_redshift: its row or none (its key is
+            # the source's; LIMIT 1 keeps it a lookup by that key per source, as the plan is for the others)
+            join = "LEFT JOIN" if alias == "z" else "CROSS JOIN"
+            joins += (f" {join} LATERAL (SELECT {', '.join(f'{c.sql} AS c{i}' for i, c in enumerate(pivot))} "
                       f"FROM healcat.{table} AS {alias} WHERE {alias}.shard = s.shard "
-                      f"AND {alias}.source_id = s.source_id{extra}) AS {alias}x")
+                      f"AND {alias}.source_id = s.source_id{extra}) AS {alias}x{' ON true' if alias == 'z' else ''}")
     return (f"SELECT {select} FROM healcat.source AS s{joins} "
             "WHERE s.release_id = %(release_id)s AND s.hpx IS NOT NULL ORDER BY s.hpx, s.source_id")
 
@@ -219,7 +251,7 @@ def export_hats(release: str, out_dir: str | Path, *, max_rows_per_partition: in
         info = _release(conn, release)
         result, work, pixels, counts = _export(conn, info, out_dir, max_rows, order, batch_rows)
     try:
-        _finish(work, info, result, pixels, counts, order)
+        _finish(work, info, result, pixels, counts, order, max_rows)
         try:
             work.rename(out_dir)  # an empty out_dir is replaced (POSIX rename)
         except OSError as exc:
@@ -258,8 +290,10 @@ def _export(conn: sa.Connection, info: sa.RowMapping, out_dir: Path, max_rows: i
         "SELECT EXISTS (SELECT 1 FROM healcat.source WHERE release_id = :r AND pmra_masyr IS NOT NULL)"),
         {"r": info["release_id"]})
     photometry, band_params = _photometry_columns(conn, info)
+    spec_redshift = _spec_redshift_columns(conn, info)
     predictions, run_params = _prediction_columns(conn, info)
-    columns = [*SOURCE_COLUMNS, *(PROPER_MOTION_COLUMNS if proper_motions else ()), *photometry, *predictions]
+    columns = [*SOURCE_COLUMNS, *(PROPER_MOTION_COLUMNS if proper_motions else ()), *photometry, *spec_redshift,
+               *predictions]
     if len({c.name for c in columns}) < len(columns):
         raise HealcatError(f"{WHAT}: {info['name']}: two columns would share a name: {[c.name for c in columns]}")
     schema = pa.schema([c.field() for c in columns], metadata={"healcat_release": info["name"]})
@@ -267,7 +301,7 @@ def _export(conn: sa.Connection, info: sa.RowMapping, out_dir: Path, max_rows: i
     work = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
     work.mkdir()
     try:
-        query = _query(proper_motions, photometry, predictions)
+        query = _query(proper_motions, photometry, spec_redshift, predictions)
         params = {"release_id": info["release_id"], **band_params, **run_params}
         _write_partitions(pg, query, params, schema, work, partitions, batch_rows, info["name"])
     except BaseException:
@@ -327,9 +361,10 @@ def _runs(values: np.ndarray) -> list[tuple[int, int]]:
 
 
 def _finish(work: Path, info: sa.RowMapping, result: ExportResult, pixels: np.ndarray, counts: np.ndarray,
-            order: int) -> None:
+            order: int, max_rows: int) -> None:
     """The catalog's metadata: _metadata and _common_metadata, partition_info.csv, point_map.fits and
-    skymap.fits, properties (hats's writers)."""
+    skymap.fits, properties (hats's writers; hats_max_rows is the threshold, as hats-import's
+    ImportArguments.to_table_properties writes its pixel_threshold, not the largest partition's rows)."""
     from hats.catalog import PartitionInfo, TableProperties
     from hats.io import file_io, paths, write_parquet_metadata
     from hats.io.skymap import write_skymap
@@ -349,7 +384,7 @@ def _finish(work: Path, info: sa.RowMapping, result: ExportResult, pixels: np.nd
     properties = TableProperties(
         catalog_name=_name(info["name"]), catalog_type="object", total_rows=result.n_rows, ra_column="ra",
         dec_column="dec", healpix_column=SPATIAL_INDEX, healpix_order=healpix.ORDER,
-        hats_max_rows=int(partitions[:, 2].max()), hats_order=int(partitions[:, 0].max()), skymap_order=map_order,
+        hats_max_rows=max_rows, hats_order=int(partitions[:, 0].max()), skymap_order=map_order,
         moc_sky_fraction=float(np.count_nonzero(point_map)) / len(point_map),
         obs_title=f"{info['name']} from healcat",
         **TableProperties.new_provenance_dict(work, builder=f"healcat v{version('healcat')} export-hats") | extra)

@@ -21,7 +21,7 @@ from hats.pixel_math import compute_spatial_index, generate_alignment, spatial_i
 from catalog import healpix
 from catalog.cli import main
 from catalog.errors import HealcatError, QueryError
-from catalog.hats_export import export_hats
+from catalog.hats_export import _task_units, export_hats
 from catalog.search import cone_search
 from tests.conftest import GAIA_RELEASE, SDSS_RELEASE
 
@@ -106,6 +106,8 @@ def test_export_is_a_valid_hats_catalog_of_several_orders(sdss_export, engine):
     assert len(pixels) == len(result.partitions) >= 10
     # the deepest partition's order, as hats-import and lsdb's to_hats write it
     assert f"hats_order={max(p.order for p in pixels)}\n" in (result.path / "properties").read_text()
+    # the threshold, as hats-import writes its pixel_threshold (not the largest partition's rows)
+    assert catalog.catalog_info.hats_max_rows == THRESHOLD > result.partitions[:, 2].max()
     assert len({p.order for p in pixels}) >= 3, "adaptive: pixels of several orders"
     for pixel in pixels:  # each file where HATS puts it: Dir is Npix rounded down to 10,000
         assert (result.path / f"dataset/Norder={pixel.order}/Dir={pixel.pixel // 10000 * 10000}/"
@@ -153,6 +155,76 @@ def test_units_and_the_photo_z_come_along(sdss_export, engine):
     values = frame.set_index("source_id")["photoz_sdss_value"]
     assert int(values.notna().sum()) == len(photoz)
     assert all(values[source_id] == value for source_id, value in photoz.items())
+    assert b"photometric redshift" in schema.field("photoz_sdss_value").metadata[b"description"]
+    assert b"probability of the label" in schema.field("object_class_sdss_value").metadata[b"description"]
+
+
+def _assert_units_parse(path: Path) -> set[str]:
+    """Every field's unit in an export is one astropy parses strictly (lsdb and astropy readers do); the
+    units, for a look."""
+    schema = pq.read_schema(path / "dataset" / "_common_metadata")
+    units = {f.name: f.metadata[b"unit"].decode() for f in schema if f.metadata and b"unit" in f.metadata}
+    for name, unit in units.items():
+        u.Unit(unit, parse_strict="raise")  # raises ValueError naming the unit
+        assert unit, f"{name}: an empty unit is written as none"
+    for f in schema:
+        assert f.metadata and f.metadata.get(b"description"), f"{f.name} has a description"
+    return set(units.values())
+
+
+def test_every_unit_parses_with_astropy(sdss_export):
+    result, _, frame = sdss_export
+    assert _assert_units_parse(result.path) == {"deg", "mag", "uJy"}
+    schema = pq.read_schema(result.path / "dataset" / "_common_metadata")
+    for name in ("photoz_sdss_value", "object_class_sdss_value", "z_spec"):  # dimensionless: no unit
+        assert b"unit" not in (schema.field(name).metadata or {}), name
+    # every task's unit, as the export writes it for the task's models (astropy's string; "" dimensionless)
+    for task, (unit, what) in _task_units().items():
+        u.Unit(unit, parse_strict="raise")
+        assert what, f"{task} says what its prediction.value is"
+
+
+def _spec_redshift_rows(engine, release: str) -> dict[int, tuple]:
+    with engine.connect() as conn:
+        return {r.source_id: (r.z, r.z_err, r.quality, r.spec_class) for r in conn.execute(sa.text(
+            "SELECT z.source_id, z.z, z.z_err, z.quality, z.spec_class FROM healcat.spec_redshift z "
+            "JOIN healcat.source s USING (shard, source_id) JOIN healcat.release r USING (release_id) "
+            "WHERE r.name = :name"), {"name": release})}
+
+
+def test_the_spectroscopic_redshift_comes_beside_the_photo_z(sdss_export, engine):
+    """z_spec, z_spec_err, z_spec_quality and spec_class: spec_redshift's row of each source (one at most,
+    its key is the source's), NULL where there is none; the values are the database's."""
+    result, _, frame = sdss_export
+    database = _spec_redshift_rows(engine, SDSS_RELEASE)
+    assert len(database) == 10_000, "the session's SDSS release: a spectrum for each source"
+    schema = pq.read_schema(result.path / "dataset" / "_common_metadata")
+    names = schema.names
+    assert names.index("z_spec") < names.index("photoz_sdss_value"), "beside the photo-z"
+    assert str(schema.field("z_spec").type) == "double" and str(schema.field("spec_class").type) == "string"
+    assert b"spectroscopic redshift" in schema.field("z_spec").metadata[b"description"]
+    columns = [c for c in ("z_spec", "z_spec_err", "z_spec_quality", "spec_class") if c in frame.columns]
+    filled = [c for i, c in enumerate(("z_spec", "z_spec_err", "z_spec_quality", "spec_class"))
+              if any(row[i] is not None for row in database.values())]
+    assert columns == filled, "the columns the release fills once at least"
+    assert {"z_spec", "spec_class"} <= set(columns)
+    exported = frame.set_index("source_id")[columns]
+    assert len(exported) == 10_000
+    fields = dict(zip(("z_spec", "z_spec_err", "z_spec_quality", "spec_class"), range(4)))
+
+    def value(x):
+        return None if x is None or x is pd.NA or (isinstance(x, float) and np.isnan(x)) else x
+
+    some = sorted(database)[::97] + sorted(database)[-3:]
+    for source_id in some:  # a hundred sources, field by field against SQL
+        row = database[source_id]
+        for c in columns:
+            assert value(exported.at[source_id, c]) == row[fields[c]], (source_id, c)
+    # and every row: the same z and class as the database
+    z = exported["z_spec"].to_numpy(dtype=float, na_value=np.nan)
+    want = np.array([np.nan if database[i][0] is None else database[i][0] for i in exported.index])
+    assert np.array_equal(z, want, equal_nan=True)
+    assert [value(c) for c in exported["spec_class"]] == [database[i][3] for i in exported.index]
 
 
 @pytest.mark.parametrize("at, radius_arcsec", [(None, 600.0), (0.1, 60.0), (0.5, 1800.0), (0.9, 7200.0)])
@@ -201,6 +273,9 @@ def test_gaia_in_vega_with_its_own_bands(catalog, engine, tmp_path):
     schema = pq.read_schema(tmp_path / "gaia" / "dataset" / "_common_metadata")
     assert b"(Vega)" in schema.field("gaia_g_mag").metadata[b"description"]
     assert not any(c.startswith("photoz") for c in frame.columns), "no model ran on Gaia"
+    assert not {"z_spec", "spec_class"} & set(frame.columns), "Gaia's release has no spectroscopic redshift"
+    assert _spec_redshift_rows(engine, GAIA_RELEASE) == {}
+    _assert_units_parse(tmp_path / "gaia")
     sample = frame.sample(500, random_state=1)
     database = _database_rows(engine, GAIA_RELEASE)
     assert _exported_rows(sample) == {i: database[i] for i in sample["source_id"]}
@@ -258,7 +333,7 @@ def test_the_command_line_exports_and_a_second_run_is_refused(catalog, tmp_path,
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert f"{tmp_path / 'sdss'}: 10000 rows of {SDSS_RELEASE} in " in out and "at most " in out
-    assert hats.read_hats(tmp_path / "sdss").catalog_info.hats_max_rows <= 2000
+    assert hats.read_hats(tmp_path / "sdss").catalog_info.hats_max_rows == 2000  # the threshold, as hats-import
     assert main(argv) == 1
     assert capsys.readouterr().err.strip() == (f"healcat: error: export-hats: {tmp_path / 'sdss'} is not empty; name a "
                                                "new or empty folder (nothing is overwritten)")

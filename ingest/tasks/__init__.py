@@ -19,7 +19,8 @@ How a new model plugs in (e.g. ``ingest/tasks/gyro_age.py``)::
         name = "gyro_age"                           # model.task; `healcat train gyro_age`
         model_name = "chronoflow"                   # versions are registered under this name
         default_training_releases = ("...",)        # `healcat train` without --release
-        unit = "Myr"                                # what prediction.value is in
+        unit = "dex(yr)"                            # prediction.value's unit (astropy's string)
+        value_description = "log10 age"             # and what it is
         # SQL over the catalog, psycopg parameters: %(release_id)s (a training release: run once per
         # release trained on, the rows put together)
         training_query = "SELECT ... FROM healcat.rotation_period ... WHERE s.release_id = %(release_id)s"
@@ -142,7 +143,8 @@ class Task(ABC):
     model_name: ClassVar[str]
     #: what ``healcat train TASK`` trains on without --release (one or several releases)
     default_training_releases: ClassVar[tuple[str, ...]] = ()
-    unit: ClassVar[str] = ""
+    unit: ClassVar[str] = ""  # prediction.value's unit, as astropy.units writes it ("": dimensionless)
+    value_description: ClassVar[str] = ""  # what prediction.value is (the HATS export's field descriptions)
     training_query: ClassVar[str]
     input_query: ClassVar[str]
     applies_query: ClassVar[str]

@@ -109,7 +109,7 @@ class LightCurveEmbed(Task):
     #: Both labelled releases (the issue's training set): EROS-2's RAMP split, and a seeded fifth of
     #: the Stripe 82 RR Lyrae held out (see held_out); metrics.by_release_id gives each one's figures.
     default_training_releases = ("eros2/lmc-ramp-variable-stars", "sdss-s82-rrlyrae/sesar2010")
-    unit = "cosine"  # prediction.value: agreement of the curve's and the catalogue's views
+    value_description = "cosine agreement of the curve's and the catalogue's views"
     training_query = _ROWS.format(where="")
     input_query = _ROWS.format(where="")
     # light curves in a band the model reads (ZTF's g and r are none of them)

@@ -13,7 +13,7 @@ class Photoz(Task):
     model_name = "photoz-sdss"
     primary_metric = ("nmad", "lower")  # held-out NMAD of dz/(1+z) decides which version is current
     default_training_releases = ("sdss/dr14-skyserver-10k",)
-    unit = "redshift"
+    value_description = "photometric redshift z (the p(z) mixture's median)"
     #: The release's spectroscopic galaxies, ordered so the split is reproducible.
     training_query = ugriz.ugriz_query(
         columns=", r.z",

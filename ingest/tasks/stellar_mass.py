@@ -47,7 +47,8 @@ class StellarMass(Task):
     model_name = "stellar-mass-candels"
     primary_metric = ("median_abs_error_dex", "lower")  # held-out, dex: decides which version is current
     default_training_releases = ("candels-goodss-z1/sedfit", "candels-goodss-z3/sedfit")
-    unit = "log10 Msun"
+    unit = "dex(solMass)"
+    value_description = "log10 stellar mass [Msun]"
     #: The release's galaxies that at least one SED-fitting code has a mass for.
     training_query = _ROWS.format(where="\n  AND m.code_log_mass IS NOT NULL")
     input_query = _ROWS.format(where="")
