@@ -227,7 +227,33 @@ def mapping_differences(loaded: Any, now: Any, where: str = "") -> list[str]:
                 for difference in mapping_differences(loaded.get(key), now.get(key), f"{where}.{key}" if where else key)]
     if loaded == now:
         return []
+    if isinstance(loaded, list) and isinstance(now, list):  # both cut at 60 characters would hide what changed
+        return [f"{where or 'the mapping'}: {_list_change(loaded, now)}"]
     return [f"{where or 'the mapping'}: {_short(loaded)} then, {_short(now)} now"]
+
+
+def _list_change(loaded: list, now: list, most: int = 5) -> str:
+    """What a list lost and gained (``removed "A_V", added "B_V"``), each item as JSON; the same items
+    in another order are said so."""
+    def without(items: list, other: list) -> list:
+        rest = [json.dumps(item, sort_keys=True) for item in other]
+        out = []
+        for item in items:
+            key = json.dumps(item, sort_keys=True)
+            if key in rest:
+                rest.remove(key)
+            else:
+                out.append(item)
+        return out
+
+    def listed(items: list) -> str:
+        shown = ", ".join(_short(json.dumps(item)) for item in items[:most])
+        return shown + (f" and {len(items) - most} more" if len(items) > most else "")
+
+    removed, added = without(loaded, now), without(now, loaded)
+    if not removed and not added:
+        return f"the same items in another order ({_short(loaded)} then, {_short(now)} now)"
+    return ", ".join(([f"removed {listed(removed)}"] if removed else []) + ([f"added {listed(added)}"] if added else []))
 
 
 def _short(value: Any, most: int = 60) -> str:

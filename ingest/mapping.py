@@ -695,7 +695,9 @@ def _photometry(mapping: Mapping, band: Band, table: Table, problems: Problems,
                                               "under [photometry] sentinels)"))
 
     nan = np.full(n, np.nan)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    # over: a magnitude far too bright (an unlisted sentinel, -9999) gives an infinite flux; validation
+    # quarantines its row (by the magnitude, or the flux past a float4)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if band.mag is not None:
             mag, mag_err = column(band.mag), column(band.mag_err)
             mag[np.isfinite(mag) & (mag >= mapping.missing_above)] = np.nan  # +inf is no flag: validation rejects it

@@ -230,9 +230,9 @@ def spectrum_row(spec: SpectrumSpec, record: Record, reject: Reject, counts: dic
         return None
     for col, values, bad, what in problems:
         if bad.any():
-            k = int(np.flatnonzero(bad)[0])
-            reject(record.file, record.row, col, f"{name}: {what.format(values[k])} at pixel {k} "
-                   f"(and {int(bad.sum()) - 1} more)", {**raw, "pixel": k})
+            k, more = int(np.flatnonzero(bad)[0]), int(bad.sum()) - 1
+            reject(record.file, record.row, col, f"{name}: {what.format(values[k])} at pixel {k}"
+                   + (f" (and {more} more)" if more else ""), {**raw, "pixel": k})
             return None
     counts["nodata_pixels"] = counts.get("nodata_pixels", 0) + int(nodata.sum())
     mjd = record.meta.get(spec.mjd) if spec.mjd else None

@@ -3,12 +3,14 @@
 Reasons name the offending value ("dec 95.5 deg is outside [-90, 90]"); the report groups them by
 column and the reason with the values blanked out ("dec ... deg is outside [-90, 90]", "sdss_g
 point ...: mag ... is ..."), with the first rows of each group (file row number, reason, raw row,
-the offending column's cell first) as examples.
+the offending column's cell first, then the columns the object's id is made of, so that the id is
+never lost in the ``...`` of a long row) as examples.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import string
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -48,12 +50,43 @@ class ReleaseReport:
     status: str
     row_counts: dict[str, int]
     quarantine: list[ReasonGroup]
+    #: the raw row's keys the object's id is made of: the mapping's object_id template fields, its [xid]
+    #: columns, and "object" (the name a per-object file's quarantine row carries)
+    id_columns: list[str] = field(default_factory=list)
+
+
+def id_columns(mapping: Any) -> list[str]:
+    """The input columns an object's id comes from in a release's mapping (JSON, as stored): the
+    object_id template's fields in template order, then the [xid] columns, then ``object``."""
+    source = mapping.get("source") if isinstance(mapping, dict) else None
+    template = source.get("object_id") if isinstance(source, dict) else None
+    names: list[str] = []
+    if isinstance(template, str):
+        try:
+            names = [name for _, name, _, _ in string.Formatter().parse(template) if name]
+        except ValueError:  # a template the loader refused never made a release; be safe anyway
+            names = []
+    xids = mapping.get("xid") if isinstance(mapping, dict) else None
+    names += [c for c in (xids.values() if isinstance(xids, dict) else ()) if isinstance(c, str)]
+    names.append("object")
+    return list(dict.fromkeys(names))
+
+
+def example_cells(raw: dict[str, Any], column: str | None, ids: list[str]) -> list[tuple[str, Any]]:
+    """A quarantined row's cells in the order a reader wants them: the failing column(s) (a duplicate
+    id's column is "plate,mjd,fiberid"), then the object's id columns, then the rest as stored (the
+    quarantine keeps the raw row as jsonb, which does not keep the file's column order)."""
+    failing = column.split(",") if column else []
+    rank = {name: i for i, name in enumerate(failing)}
+    for name in ids:
+        rank.setdefault(name, len(rank))
+    return sorted(raw.items(), key=lambda kv: rank.get(kv[0], len(rank)))  # stable: the rest as they were
 
 
 def release_report(engine: sa.Engine, release: str, examples: int = 3) -> ReleaseReport:
     """The release's counts and its quarantined rows grouped by (column, reason), most frequent first."""
     with engine.connect() as conn:
-        row = conn.execute(sa.text("SELECT release_id, status, row_counts FROM healcat.release WHERE name = :n"),
+        row = conn.execute(sa.text("SELECT release_id, status, row_counts, mapping FROM healcat.release WHERE name = :n"),
                            {"n": release}).first()
         if row is None:
             known = conn.scalars(sa.text("SELECT name FROM healcat.release ORDER BY name")).all()
@@ -65,7 +98,7 @@ def release_report(engine: sa.Engine, release: str, examples: int = 3) -> Releas
         group = groups.setdefault((r.column_name, r.kind), ReasonGroup(r.column_name, r.kind, r.n, []))
         if len(group.examples) < examples:  # one row per group is read even for none: it carries the count
             group.examples.append({"row_number": r.row_number, "reason": r.reason, "raw": r.raw})
-    return ReleaseReport(release, row.status, row.row_counts, list(groups.values()))
+    return ReleaseReport(release, row.status, row.row_counts, list(groups.values()), id_columns(row.mapping))
 
 
 def format_report(report: ReleaseReport) -> str:
@@ -76,7 +109,7 @@ def format_report(report: ReleaseReport) -> str:
     for g in report.quarantine:
         lines.append(f"  {g.count:>10,d}  {g.column or '-'}: {g.reason}")
         for ex in g.examples:
-            cells = sorted(ex["raw"].items(), key=lambda kv: kv[0] != g.column)  # the offending column's first
+            cells = example_cells(ex["raw"], g.column, report.id_columns)
             raw = ", ".join(f"{k}={v}" for k, v in cells[:8])
             lines.append(f"              row {ex['row_number']}: {ex['reason']}  [{raw}{', ...' if len(cells) > 8 else ''}]")
     return "\n".join(lines)

@@ -279,10 +279,11 @@ def test_a_cluster_age_is_each_releases_own_and_one_release_disagreeing_is_quara
     assert sorted(training) == [("scratch-B", 50.0), ("scratch-Rup", 3000.0)]
     assert (v2.row_counts["rotation_period"], v3.row_counts["rotation_period"]) == (3, 2)
     report = format_report(release_report(engine, v2.release, examples=1))
-    # grouped with the ages blanked; the example shows the offending column's cell first
+    # grouped with the ages blanked; the example shows the offending column's cell first, then the id's (the
+    # joining release's xid column)
     assert ("2  age: cluster scratch-Rup age ... Myr differs from the ... Myr given by an earlier row of the file\n"
             "              row 3: cluster scratch-Rup age 2500.0 Myr differs from the 2700.0 Myr given by an earlier row "
-            "of the file  [age=2500, cl=scratch-Rup, gaia=23, prot=5]") in report
+            "of the file  [age=2500, gaia=23, cl=scratch-Rup, prot=5]") in report
 
 
 def test_text_that_is_not_utf8_names_its_row_and_column(tmp_path):

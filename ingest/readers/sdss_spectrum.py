@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 from astropy.io import fits
+from astropy.utils.exceptions import AstropyWarning
 
 from ingest.mapping import json_scalar
 from ingest.readers.series import Record, register_series, unreadable
@@ -46,7 +47,11 @@ def _units(columns: fits.ColDefs) -> dict[str, str]:
 def _read(path: Path, parse) -> Iterator[Record]:
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error")  # astropy warns, not raises, on a truncated file
+            # astropy warns, not raises, on a truncated file (AstropyUserWarning) or a header it must fix
+            # (VerifyWarning): those make the file unreadable. Only astropy's: a warning of anything else
+            # raised meanwhile (a ResourceWarning from an object the garbage collector finalises now) is
+            # no fault of this file.
+            warnings.simplefilter("error", AstropyWarning)
             with fits.open(path, memmap=False) as hdul:
                 hdul.verify("exception")
                 record = parse(path, hdul)
