@@ -114,7 +114,14 @@ def cmd_db(args: argparse.Namespace) -> None:
     if args.action == "url":
         print(db.libpq_url(db.reader_url(url, args.reader) if args.reader else url))
     elif args.action == "up":
-        db.migrate(url)
+        try:
+            db.migrate(url)
+        except sa.exc.DBAPIError as exc:  # a role short of a privilege, say: the server's words, not a traceback
+            hint = getattr(getattr(exc.orig, "diag", None), "message_hint", None)
+            if "extension \"vector\"" in first_line(exc):
+                hint = "an administrator may run CREATE EXTENSION vector in that database, then healcat db up again"
+            raise HealcatError(f"db up: the migrations failed, and none of them is applied: {first_line(exc)}"
+                               + (f" ({hint})" if hint else "")) from None
         print(f"database ready at {db.shown_url(url)}")
     else:
         engine = sa.create_engine(db.reader_url(url, args.reader) if args.reader else url, poolclass=sa.pool.NullPool)
@@ -277,7 +284,7 @@ def _current_or_candidate(model, *, backfill: bool, current_before: int | None) 
         print("current: already the current version" if current_before == model.model_id else f"current: {verdict}")
         if backfill:
             jobs = registry.backfill(engine, model)
-            print(f"backfill: {len(jobs)} infer jobs queued" + (f" ({', '.join(map(str, jobs))})" if jobs else ""))
+            print(f"backfill: {_count(len(jobs), 'infer job')} queued" + (f" ({', '.join(map(str, jobs))})" if jobs else ""))
         return
     stays = f"version {current.version} stays current" if current is not None else "no version is current"
     print(f"{_state(model, set())}, not current ({stays}): {verdict}; no backfill queued. To make it current "
@@ -328,7 +335,7 @@ def cmd_model(args: argparse.Namespace) -> None:
     if args.action == "promote":
         model, jobs = registry.promote_model(engine, args.name, args.version)
         print(f"{model.name} version {model.version} is current (promoted {model.promoted_at:%Y-%m-%d %H:%M:%S}); "
-              f"backfill: {len(jobs)} infer jobs queued")
+              f"backfill: {_count(len(jobs), 'infer job')} queued")
         return
     if args.action == "retire":
         model = registry.retire_model(engine, args.name, args.version)
@@ -606,7 +613,7 @@ def cmd_enqueue(args: argparse.Namespace) -> None:
             from ingest.registry import enqueue_inference, release_id_of
 
             jobs = enqueue_inference(conn, release_id_of(conn, args.target))  # an unknown release fails here
-            print(f"{len(jobs)} infer jobs queued for {args.target}" + (f" ({', '.join(map(str, jobs))})" if jobs else ""))
+            print(f"{_count(len(jobs), 'infer job')} queued for {args.target}" + (f" ({', '.join(map(str, jobs))})" if jobs else ""))
             return
         job_id, created = queue.enqueue(conn, args.kind, job_args)
     print(f"job {job_id} {'queued' if created else 'already queued or running'}: {args.kind} {job_args}")
@@ -623,7 +630,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
     worker.stop_on_signals()
     logging.getLogger().setLevel(logging.INFO)
     n = worker.run(once=args.once, poll_s=args.poll)
-    print(f"worker {worker.name}: {n} jobs run")
+    print(f"worker {worker.name}: {_count(n, 'job')} run")
 
 
 def cmd_jobs(args: argparse.Namespace) -> None:
@@ -678,7 +685,8 @@ def _job_error(job) -> str:
     line = job.error.split("\n")[0]
     if job.status == "failed":
         return line
-    return f"attempt {job.attempts - (job.status == 'running')}: {line}"
+    earlier = job.attempts - (job.status == "running")
+    return f"attempt {earlier}: {line}" if earlier else f"before it was retried: {line}"
 
 
 def _elapsed(delta) -> str:
@@ -703,6 +711,11 @@ def _progress(job) -> str:
     return str(job.progress_done)
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 job``, ``2 jobs``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def cmd_scheduler(args: argparse.Namespace) -> None:
     from ingest.scheduler import Scheduler, check_sources, interval_from_env, sources_from_env
 
@@ -716,7 +729,9 @@ def cmd_scheduler(args: argparse.Namespace) -> None:
         signal.signal(sig, lambda *_: scheduler.stopping.set())
     logging.getLogger().setLevel(logging.INFO)
     n = scheduler.run(once=args.once, interval_s=interval)
-    print(f"scheduler {scheduler.name}: {n} ingest jobs queued")
+    print(f"scheduler {scheduler.name}: {_count(n, 'ingest job')} queued")
+    if args.once and scheduler.skipped:  # cron's mail, a monitor: a drop that cannot be loaded is an error
+        raise HealcatError(f"scheduler: {len(scheduler.skipped)} skipped, mappings or sources (the errors above)")
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -961,7 +976,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export-hats", help="write a release as a HATS catalog (HEALPix-partitioned Parquet, for lsdb)",
                        formatter_class=formatter,
                        description="Writes the release's sources (position, _healpix_29 = hpx, photometry one column "
-                                   "per band, the current models' point values) as a HATS catalog in OUT_DIR (new "
+                                   "per band, the spectroscopic redshift, the current models' point values) as a HATS catalog in OUT_DIR (new "
                                    "or empty), partitioned as hats-import does; `lsdb.open_catalog(OUT_DIR)` opens "
                                    "it. Needs the extra healcat[hats].")
     p.add_argument("out_dir", metavar="OUT_DIR", help="folder to write: new, or empty (nothing is overwritten)")

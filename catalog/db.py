@@ -9,6 +9,7 @@ with pgvector) wins; without it healcat runs its own embedded PostgreSQL 18
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
 import os
@@ -21,6 +22,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
 from catalog.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
 
 DATABASE_NAME = "healcat"
 #: The read-only role migration 0005 creates: SELECT and EXECUTE on the schema, a statement timeout.
@@ -188,11 +191,16 @@ def reader_url(url: URL | None = None, role: str = READER_ROLE, read_only: bool 
     return url.update_query_dict({"options": f"{options}\t{limits}" if options else limits})
 
 
+#: How often the server checks, while a statement of healcat's runs, that its client is still there.
+CLIENT_CHECK_INTERVAL_S = 5
+
+
 @functools.cache
 def _engine(url: str) -> Engine:
     # Up to 35 connections at once: an inference run in its most lanes holds 2 x 12 + 1
     # (ingest.inference.MAX_LANES), beside a worker's own.
     engine = sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=30)
+    atexit.register(engine.dispose)  # its pooled connections closed, not finalised open at exit (a ResourceWarning)
 
     @sa.event.listens_for(engine, "connect")
     def _register_vector(dbapi_connection, _record) -> None:
@@ -204,6 +212,11 @@ def _engine(url: str) -> Engine:
             register_vector(dbapi_connection)
         except psycopg.ProgrammingError:
             dbapi_connection.rollback()
+        # A process killed (a worker's SIGKILL, a lost machine) leaves its statement running on the server
+        # until it next writes to the socket: a release's diff ran on for minutes holding the release's
+        # locks while the requeued job waited. The server now looks for the client every few seconds.
+        dbapi_connection.execute(f"SET client_connection_check_interval = '{CLIENT_CHECK_INTERVAL_S}s'")
+        dbapi_connection.commit()
 
     return engine
 
@@ -228,12 +241,25 @@ def alembic_config(url: URL | None = None):
 
 
 def migrate(url: URL | None = None, revision: str = "head") -> None:
-    """Upgrade the database schema to ``revision``, then put the read-only role's settings back."""
+    """Upgrade the database schema to ``revision`` (in one transaction: all of it or none), then put the
+    read-only role's settings back. What the migrations say an administrator should run (where the
+    migrating role is not a superuser) is logged as warnings."""
     from alembic import command
 
     url = url or database_url()
     command.upgrade(alembic_config(url), revision)
     assert_reader_role(url)
+
+
+def forward_notices(connection: psycopg.Connection) -> None:
+    """Log as warnings the server's notices and warnings that healcat's SQL raises for the operator
+    (``healcat...``: what an administrator should run where healcat's role is not a superuser); psycopg
+    drops a notice unless a handler takes it."""
+    def handler(diag: psycopg.errors.Diagnostic) -> None:
+        if (diag.message_primary or "").startswith("healcat"):
+            log.warning("%s", diag.message_primary)
+
+    connection.add_notice_handler(handler)
 
 
 def assert_reader_role(url: URL) -> None:
@@ -244,6 +270,7 @@ def assert_reader_role(url: URL) -> None:
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     try:
         with engine.begin() as conn:
+            forward_notices(conn.connection.driver_connection)
             if conn.scalar(sa.text("SELECT to_regprocedure('healcat.assert_reader_role()')")) is None:
                 return
             conn.execute(sa.text("SELECT healcat.assert_reader_role()"))

@@ -194,5 +194,6 @@ def retry(conn: sa.Connection, job_id: int) -> bool:
             raise HealcatError(f"jobs: job {job_id} is the same job as job {live}, which is queued or running already")
         return conn.execute(
             sa.update(Job).where(Job.job_id == job_id, Job.status == "failed")
-            .values(status="queued", attempts=0, run_after=sa.func.now(), finished_at=None)
+            .values(status="queued", attempts=0, run_after=sa.func.now(), finished_at=None, progress_done=None,
+                    progress_total=None)
         ).rowcount == 1

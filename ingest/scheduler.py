@@ -131,7 +131,7 @@ class Scheduler:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.stopping = threading.Event()
         self._checksums: dict[tuple, str] = {}  # (mapping, its mtime_ns, files' (path, size, mtime_ns)) -> checksum
-        self._skipped: dict[Path | Candidate, str] = {}  # a source or candidate skipped -> why, as last logged
+        self.skipped: dict[Path | Candidate, str] = {}  # a source or candidate the last scan skipped -> why
 
     def scan(self) -> list[int]:
         """One pass over every source; returns the ids of the jobs it queued."""
@@ -154,14 +154,14 @@ class Scheduler:
                     continue
                 if job_id is not None:
                     queued.append(job_id)
-        self._skipped = skipped  # what is fixed, or gone, is logged afresh should it fail again
+        self.skipped = skipped  # what is fixed, or gone, is logged afresh should it fail again
         return queued
 
     def _skip(self, skipped: dict[Path | Candidate, str], what: Path | Candidate, message: str,
               exc_info: bool = False) -> None:
         """Log why a source or a candidate is skipped: an error the first time, at DEBUG while the reason
         stays the same scan after scan (a refused mapping would fill the log every interval)."""
-        level = logging.DEBUG if self._skipped.get(what) == message else logging.ERROR
+        level = logging.DEBUG if self.skipped.get(what) == message else logging.ERROR
         log.log(level, "%s", message, exc_info=exc_info)
         skipped[what] = message
 

@@ -3,6 +3,7 @@
 from alembic import context
 from sqlalchemy import create_engine, pool, text
 
+from catalog.db import database_url, forward_notices
 from catalog.models import SCHEMA, Base
 
 config = context.config
@@ -17,11 +18,17 @@ def include_object(obj, name, type_, reflected, compare_to) -> bool:
 def run_migrations_online() -> None:
     url = config.attributes.get("url")
     if url is None:
-        from catalog.db import database_url
-
         url = database_url()
     engine = create_engine(url, poolclass=pool.NullPool)
     with engine.connect() as conn:
+        forward_notices(conn.connection.driver_connection)
+        # pgvector's library loaded in this session (a vector value read loads it): its hnsw.* settings are
+        # then real ones, which a role that is not a superuser may SET in a function (migration 0001);
+        # before, they are placeholders only a superuser may.
+        vector = conn.scalar(text("SELECT format('%I.vector', n.nspname) FROM pg_extension AS e "
+                                  "JOIN pg_namespace AS n ON n.oid = e.extnamespace WHERE e.extname = 'vector'"))
+        if vector:
+            conn.execute(text(f"SELECT CAST('[1]' AS {vector})"))
         conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
         conn.commit()
         context.configure(

@@ -39,6 +39,12 @@ def test_compose_runs_database_migrations_scheduler_and_two_workers_on_one_url()
     assert urls.pop() == f"postgresql://{env['POSTGRES_USER']}:{env['POSTGRES_PASSWORD']}@db:5432/{env['POSTGRES_DB']}"
     # the superuser's server is not published on the host (the services reach it inside the stack)
     assert "ports" not in services["db"]
+    assert services["db"]["restart"] == "unless-stopped"
+    # /dev/shm holds a parallel HNSW build's memory: Docker's 64 MB default failed the index jobs
+    build_memory = re.fullmatch(r"\$\{HEALCAT_HNSW_BUILD_MEMORY:-(\d+)GB\}",
+                                services["worker-1"]["environment"]["HEALCAT_HNSW_BUILD_MEMORY"])
+    shm = re.fullmatch(r"(\d+)gb", services["db"]["shm_size"])
+    assert build_memory and shm and int(shm[1]) > int(build_memory[1])
     # The scheduler queues paths that every worker must read at the same place.
     assert services["scheduler"]["environment"]["HEALCAT_RELEASE_SOURCES"] == "/releases"
     for name in SERVICES:

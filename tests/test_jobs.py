@@ -165,7 +165,8 @@ def test_a_manifest_entry_whose_file_is_no_text_is_refused_naming_it(tmp_path):
                                                     "string (a path relative to the manifest), got ['b.csv']")):
         candidates(manifest)
 
-def test_scheduler_skips_what_it_cannot_read_and_says_why(engine, catalog, tmp_path, scratch_release, caplog):
+def test_scheduler_skips_what_it_cannot_read_and_says_why(engine, catalog, tmp_path, scratch_release, caplog,
+                                                          capsys):
     (tmp_path / "broken.toml").write_text("[survey\nname = ")
     (tmp_path / ".half-copied.toml").write_text("[survey\nna")  # hidden: a copy not yet renamed into place
     missing = scratch_mapping(tmp_path, "nofile")
@@ -180,6 +181,11 @@ def test_scheduler_skips_what_it_cannot_read_and_says_why(engine, catalog, tmp_p
     assert "sentinel.toml: [photometry] sentinels: 'n/a' is not a number" in text
     assert "half-copied" not in text
     assert _jobs(engine) == []
+    # Run once (by cron, a monitor), a scan that skipped anything fails, saying how much: it said
+    # "0 ingest jobs queued" and exited 0.
+    assert main(["scheduler", "--once", "--settle", "0", "--source", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert "0 ingest jobs queued" in out and "healcat: error: scheduler: 3 skipped, mappings or sources" in err
 
     # A mapping of light curves beside them: its files are those its globs match, the job has no 'file'.
     light_curves = per_object_mapping(tmp_path, "ztf_bts_snia", "sched-lc", {})
@@ -431,3 +437,22 @@ def test_a_file_replaced_while_its_loader_waits_is_not_stored_under_the_checksum
     with engine.connect() as conn:
         assert conn.scalar(sa.text("SELECT count(*) FROM healcat.release WHERE name = 'scratch/swapped'")) == 0
     assert ingest_release(mapping, engine, file=csv).row_counts["source"] == 20, "what the file holds now loads"
+
+
+def test_the_server_ends_the_statement_of_a_process_killed_while_it_runs(engine):
+    """A SIGKILLed worker's statement (a release's diff: minutes on a large release) ran on in the server
+    until it next wrote to the dead socket, holding the release's locks while the requeued job waited:
+    healcat's sessions have the server check for their client while a statement runs."""
+    app = f"healcat-killed-statement-{os.getpid()}"
+    env = {**os.environ, "HEALCAT_DATABASE_URL": db.libpq_url(engine.url), "PGAPPNAME": app}
+    script = ("import sqlalchemy as sa\nfrom catalog import db\n"
+              "with db.engine().connect() as conn:\n    conn.execute(sa.text('SELECT pg_sleep(600)'))")
+    process = subprocess.Popen([sys.executable, "-c", script], env=env)
+    try:
+        wait_until(lambda: sessions(engine, "application_name = :a AND state = 'active' AND query LIKE '%pg_sleep%'",
+                                    a=app), "the statement runs", timeout_s=120)
+        process.kill()
+    finally:
+        process.wait()
+    # far less than the 600 s the statement would run on (the check comes every CLIENT_CHECK_INTERVAL_S)
+    wait_until(lambda: not sessions(engine, "application_name = :a", a=app), "the server ends it", timeout_s=90)

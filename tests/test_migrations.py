@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -101,3 +103,45 @@ def test_every_per_object_table_is_distributable_by_shard(conn):
             faults.append(f"{table}: no primary key")
         faults += [f"{table}: unique without shard: {u.ddl}" for u in unique if not u.has_shard]
     assert faults == []
+
+
+def test_a_role_that_is_not_a_superuser_migrates_the_database_it_owns(engine, database_url, monkeypatch, capsys,
+                                                                       caplog):
+    """As on a managed PostgreSQL: healcat's role owns its database and is no superuser. Without the
+    extension `db up` is one line saying what an administrator may run (it was a traceback); with it the
+    migrations ran into `permission denied to set parameter "hnsw.ef_search"` (pgvector's settings are
+    placeholders until its library is loaded in the session), and what they say an administrator should
+    run (the reader's limits, advisory locks, large objects) was never shown."""
+    from catalog.cli import main
+
+    name = role = "healcat_not_superuser"
+    url = database_url.set(database=name, username=role, password=None)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+        conn.exec_driver_sql(f"DROP ROLE IF EXISTS {role}")
+        conn.exec_driver_sql(f"CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEROLE")
+        conn.exec_driver_sql(f"CREATE DATABASE {name} OWNER {role}")
+    monkeypatch.setenv("HEALCAT_DATABASE_URL", db.libpq_url(url))
+    try:
+        assert main(["db", "up"]) == 1
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and "permission denied to create extension" in error
+        assert "an administrator may run CREATE EXTENSION vector in that database" in error
+        superuser = sa.create_engine(database_url.set(database=name), poolclass=sa.pool.NullPool)
+        with superuser.begin() as conn:
+            conn.exec_driver_sql("CREATE EXTENSION vector")
+        superuser.dispose()
+        caplog.set_level(logging.WARNING, logger="catalog.db")
+        assert main(["db", "up"]) == 0, capsys.readouterr().err
+        said = [r.getMessage() for r in caplog.records if r.name == "catalog.db"]
+        assert any(m.startswith("healcat: not a superuser, so every role may take advisory locks") for m in said), said
+        assert any("may not alter role healcat_reader" in m for m in said), said
+        scratch = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        with scratch.connect() as conn:
+            assert db.current_revision(conn) == ScriptDirectory.from_config(db.alembic_config(url)).get_current_head()
+            assert conn.scalar(sa.text("SELECT count(*) FROM healcat.cone_search(10, 10, 60)")) == 0
+        scratch.dispose()
+    finally:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            conn.exec_driver_sql(f"DROP ROLE IF EXISTS {role}")

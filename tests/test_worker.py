@@ -110,9 +110,16 @@ def test_failing_job_backs_off_then_fails_and_can_be_retried(engine, catalog, tm
     assert list(listed["status"]) == ["failed"]
     assert listed["run_after"][0] is np.ma.masked, "a failed job is not due: no run_after shown"
     assert json.loads(listed["args"][0]) == job.args  # JSON, not a Python repr
+    with engine.begin() as conn:  # as a job that had reported progress before it failed
+        conn.execute(sa.text("UPDATE healcat.job SET progress_done = 5, progress_total = 9 WHERE job_id = :j"),
+                     {"j": job_id})
     assert main(["jobs", "--retry", str(job_id)]) == 0
     (job,) = _jobs(engine)
     assert (job.status, job.attempts) == ("queued", 0)
+    capsys.readouterr()
+    assert main(["jobs", "--format", "csv"]) == 0
+    listed = ascii.read(capsys.readouterr().out, format="csv")  # it said "attempt 0:", with the old progress
+    assert listed["error"][0].startswith("before it was retried: ") and listed["progress"][0] is np.ma.masked
 
 
 def _claim_and_die(engine, job_id: int, worker: str) -> None:
