@@ -12,7 +12,9 @@ COPY catalog catalog
 COPY ingest ingest
 COPY migrations migrations
 RUN pip install . && mkdir -p /var/lib/healcat /data \
-    && useradd --system --home-dir /var/lib/healcat healcat && chown healcat /var/lib/healcat
-# not root: the workers read survey files and write only to the database and HEALCAT_HOME
+    && useradd --system --uid 10001 --home-dir /var/lib/healcat healcat && chown healcat /var/lib/healcat
+# not root: the workers read survey files (readable by uid 10001) and write only to the database and
+# HEALCAT_HOME. A healcat-home volume made by an image before this one is root's: once,
+#   docker compose run --rm -u root migrate chown -R 10001 /var/lib/healcat
 USER healcat
 CMD ["healcat", "worker"]

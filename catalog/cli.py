@@ -116,12 +116,16 @@ def cmd_db(args: argparse.Namespace) -> None:
     elif args.action == "up":
         try:
             db.migrate(url)
-        except sa.exc.DBAPIError as exc:  # a role short of a privilege, say: the server's words, not a traceback
-            hint = getattr(getattr(exc.orig, "diag", None), "message_hint", None)
+        except sa.exc.DBAPIError as exc:  # what an operator can fix: the server's words, not a traceback
+            sqlstate, diag = getattr(exc.orig, "sqlstate", None), getattr(exc.orig, "diag", None)
+            if sqlstate not in MIGRATION_FIXABLE:
+                raise
+            said = [diag.message_detail, diag.message_hint] if diag else []
             if "extension \"vector\"" in first_line(exc):
-                hint = "an administrator may run CREATE EXTENSION vector in that database, then healcat db up again"
-            raise HealcatError(f"db up: the migrations failed, and none of them is applied: {first_line(exc)}"
-                               + (f" ({hint})" if hint else "")) from None
+                said = ["pgvector is not installed on that server" if sqlstate in ("0A000", "58P01") else
+                        "an administrator may run CREATE EXTENSION vector in that database, then healcat db up again"]
+            raise HealcatError(f"db up: a migration failed, and its transaction rolled back (the schema is as it "
+                               f"was): {first_line(exc)}" + "".join(f" ({s})" for s in said if s)) from None
         print(f"database ready at {db.shown_url(url)}")
     else:
         engine = sa.create_engine(db.reader_url(url, args.reader) if args.reader else url, poolclass=sa.pool.NullPool)
@@ -709,6 +713,11 @@ def _progress(job) -> str:
     if job.progress_total:
         return f"{job.progress_done}/{job.progress_total} ({100 * job.progress_done / job.progress_total:.0f}%)"
     return str(job.progress_done)
+
+
+#: SQLSTATEs of a failed migration that an operator fixes (a privilege, healcat's own RAISE EXCEPTION
+#: saying what to run, an extension not there): one line; anything else keeps its traceback.
+MIGRATION_FIXABLE = ("42501", "P0001", "0A000", "58P01")
 
 
 def _count(n: int, noun: str) -> str:

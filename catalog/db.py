@@ -215,8 +215,11 @@ def _engine(url: str) -> Engine:
         # A process killed (a worker's SIGKILL, a lost machine) leaves its statement running on the server
         # until it next writes to the socket: a release's diff ran on for minutes holding the release's
         # locks while the requeued job waited. The server now looks for the client every few seconds.
-        dbapi_connection.execute(f"SET client_connection_check_interval = '{CLIENT_CHECK_INTERVAL_S}s'")
-        dbapi_connection.commit()
+        try:
+            dbapi_connection.execute(f"SET client_connection_check_interval = '{CLIENT_CHECK_INTERVAL_S}s'")
+            dbapi_connection.commit()
+        except psycopg.Error:  # a server that cannot (Windows: "must be set to 0 on this platform")
+            dbapi_connection.rollback()
 
     return engine
 
@@ -276,7 +279,16 @@ def assert_reader_role(url: URL) -> None:
             conn.execute(sa.text("SELECT healcat.assert_reader_role()"))
             password = os.environ.get("HEALCAT_READER_PASSWORD")
             if password:
-                _role_statement(conn, "ALTER ROLE %I PASSWORD %L", READER_ROLE, password)
+                try:
+                    with conn.begin_nested():
+                        _role_statement(conn, "ALTER ROLE %I PASSWORD %L", READER_ROLE, password)
+                except sa.exc.ProgrammingError as exc:
+                    if getattr(exc.orig, "sqlstate", None) != "42501":
+                        raise
+                    log.warning("healcat: user %s may not set the password of role %s (HEALCAT_READER_PASSWORD; "
+                                "PostgreSQL 16+ asks for CREATEROLE and ADMIN OPTION on the role): an administrator "
+                                "can run ALTER ROLE %s PASSWORD '...'", conn.scalar(sa.text("SELECT current_user")),
+                                READER_ROLE, READER_ROLE)
     finally:
         engine.dispose()
 

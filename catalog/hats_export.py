@@ -194,7 +194,9 @@ def _prediction_columns(conn: sa.Connection, release: sa.RowMapping) -> tuple[li
             if n:
                 pivot = f"max(q.{column}) FILTER (WHERE q.run_id = %(run_{i})s)"
                 description = f"prediction.{column} of {model} version {model_version} ({task})"
-                columns.append(Column(f"{_name(model)}_{suffix}", pivot, kind, "" if column == "label" else unit,
+                # a spread of a log quantity (dex(yr)) is in dex
+                kept = "dex" if column == "uncertainty" and unit.startswith("dex(") else unit
+                columns.append(Column(f"{_name(model)}_{suffix}", pivot, kind, "" if column == "label" else kept,
                                       description if column == "label" or not what else f"{description}: {what}"))
     return columns, params
 

@@ -609,7 +609,12 @@ class PooledHTTPServer(HTTPServer):
             self.connections += room
         if not room:
             return self._busy(request, client_address)
-        self.pool.submit(self._answer, request, client_address)
+        try:
+            self.pool.submit(self._answer, request, client_address)
+        except BaseException:  # shutting down: no thread will answer it, nor give its place back
+            with self._counting:
+                self.connections -= 1
+            raise
 
     def _busy(self, request, client_address) -> None:
         log.warning("%s: 503, %d connections answered or waiting already", client_address[0], self.most)

@@ -218,6 +218,11 @@ def _catalog_used(mapping: PerObjectMapping) -> set[str]:
     return mapping.scalar_columns() | {mapping.catalog.options["key"]}
 
 
+def _place(table: Table, i: int) -> str:
+    """Row ``i`` of a table of several files' rows, as its file and row there."""
+    return f"{table['_file'][i]} row {table['_row'][i]}"
+
+
 def _new_sources(pg, mapping: PerObjectMapping, table: Table, chunk: MappedChunk, quarantine: _Quarantine,
                  release_id: int, keep: np.ndarray | None = None
                  ) -> tuple[dict[str, tuple[int, int]], dict[str, int], np.ndarray]:
@@ -226,7 +231,7 @@ def _new_sources(pg, mapping: PerObjectMapping, table: Table, chunk: MappedChunk
 
     Returns object_id -> (shard, source_id), the row counts written, and the mask of good rows.
     """
-    good, rejected = validate(mapping.source, chunk, SeenIds())
+    good, rejected = validate(mapping.source, chunk, SeenIds(), row_name=lambda n: _place(table, n - 1))
     for r in rejected:
         i = r.row_number - 1
         quarantine.add(table["_file"][i], int(table["_row"][i]), r.column, r.reason, r.raw)

@@ -132,6 +132,7 @@ class Scheduler:
         self.stopping = threading.Event()
         self._checksums: dict[tuple, str] = {}  # (mapping, its mtime_ns, files' (path, size, mtime_ns)) -> checksum
         self.skipped: dict[Path | Candidate, str] = {}  # a source or candidate the last scan skipped -> why
+        self._cancelled: set[str] = set()  # checksums whose job was cancelled, said once
 
     def scan(self) -> list[int]:
         """One pass over every source; returns the ids of the jobs it queued."""
@@ -199,6 +200,12 @@ class Scheduler:
                 .on_conflict_do_nothing(index_elements=["checksum"])
                 .returning(ScheduledIngest.checksum))
             if claimed is None:  # an earlier scan, or another scheduler, has it
+                cancelled = conn.scalar(sa.select(ScheduledIngest.job_id.is_(None))
+                                        .where(ScheduledIngest.checksum == checksum))
+                if cancelled and checksum not in self._cancelled:  # (its row went, so did its job_id)
+                    self._cancelled.add(checksum)
+                    log.warning("%s: queued before, and that job was cancelled: not queued again (healcat enqueue "
+                                "ingest %s queues it)", uri, mapping.path)
                 return None
             given = {k: v for k, v in (("version", candidate.version), ("date", candidate.date)) if v is not None}
             job_id, _ = queue.enqueue(conn, "ingest", {"mapping": str(mapping.path.resolve()), **args, **given,

@@ -14,6 +14,7 @@ in their table.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,10 +125,13 @@ def _outside(values: np.ndarray, lo: float, hi: float, open_below: bool = False)
         return present & ~(((values > lo) if open_below else (values >= lo)) & (values <= hi))
 
 
-def validate(mapping: Mapping, chunk: MappedChunk, seen_ids: SeenIds) -> tuple[np.ndarray, list[Rejected]]:
+def validate(mapping: Mapping, chunk: MappedChunk, seen_ids: SeenIds,
+             row_name: Callable[[int], str] = "row {}".format) -> tuple[np.ndarray, list[Rejected]]:
     """A mask of the good rows of ``chunk`` and the rejected ones with file row, column and reason.
 
-    ``seen_ids`` carries object ids across chunks to find duplicates within a release.
+    ``seen_ids`` carries object ids across chunks to find duplicates within a release; ``row_name``
+    names a row number of the chunk in a duplicate's reason (the row it repeats): ``row 5`` in the file,
+    or where a table of several files says.
     """
     reason: dict[int, tuple[str | None, str]] = dict(chunk.problems)
 
@@ -190,7 +194,7 @@ def validate(mapping: Mapping, chunk: MappedChunk, seen_ids: SeenIds) -> tuple[n
     for j, row in earlier.items():
         i = candidates[j]
         reason[i] = (id_columns, f"duplicate object_id {chunk.object_id[i]!r} within the release"
-                                 + (f" (repeats the object id of row {row})" if row is not None else ""))
+                                 + (f" (repeats the object id of {row_name(row)})" if row is not None else ""))
     good = np.ones(len(chunk.object_id), dtype=bool)
     good[list(reason)] = False
     rejected = [quarantined(chunk, i, *reason[i]) for i in sorted(reason)]

@@ -196,6 +196,12 @@ def test_scheduler_skips_what_it_cannot_read_and_says_why(engine, catalog, tmp_p
         assert job.job_id == job_id and set(job.args) == {"mapping", "checksum"}
         assert job.args["mapping"] == str(light_curves.resolve())
         assert scheduler.scan() == [], "already scheduled"
+        # Cancelled by the operator: not queued again, and said once (later scans passed it over silently).
+        assert main(["jobs", "--cancel", str(job_id)]) == 0
+        caplog.clear()
+        assert scheduler.scan() == [] and scheduler.scan() == []
+        said = [r.getMessage() for r in caplog.records if "that job was cancelled" in r.getMessage()]
+        assert len(said) == 1 and f"healcat enqueue ingest {light_curves}" in said[0], said
     finally:
         with engine.begin() as conn:
             conn.execute(sa.text("DELETE FROM healcat.scheduled_ingest WHERE mapping = :m"),

@@ -114,3 +114,16 @@ def test_a_catalogue_row_cut_short_is_quarantined_and_its_curve_says_why(engine,
     assert q[1].reason.startswith("data row 2 (line 3) is truncated: 4 of 15 fields, too few columns (peakt, ")
     assert q[0].reason == "series of 'ZTFB': its catalogue row is quarantined"
     assert result.row_counts["source"] == 1 and result.row_counts["light_curve"] == 1
+
+
+def test_a_duplicate_id_across_catalogue_files_names_the_file_and_row_it_repeats(engine, tmp_path, scratch_release):
+    """The reason named the row's place in the files' rows put together ('row 3'), not its file's row."""
+    mapping = _ztf_copy(tmp_path, "catalog-dup", {"ZTFA": CURVE, "ZTFB": CURVE})
+    header, *rows = (tmp_path / "bts.csv").read_text().splitlines()
+    (tmp_path / "bts2.csv").write_text("\n".join([header, rows[1]]) + "\n")  # ZTFB again, row 1 of another file
+    mapping = per_object_mapping(tmp_path, "ztf_bts_snia", "catalog-dup", {
+        "catalog": [tmp_path / "bts.csv", tmp_path / "bts2.csv"], "series": [tmp_path / "curves/*.csv"]})
+    result = ingest_release(mapping, engine)
+    (dup,) = [r for r in _quarantine(engine, result.release_id) if "duplicate" in r.reason]
+    assert (dup.file.rsplit("/", 1)[-1], dup.row_number) == ("bts2.csv", 1)
+    assert dup.reason.endswith(f"(repeats the object id of {tmp_path / 'bts.csv'} row 2)"), dup.reason

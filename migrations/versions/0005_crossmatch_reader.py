@@ -9,12 +9,10 @@ healcat_reader can SELECT every table and view of the schema and EXECUTE its fun
 after 60 s (``ALTER ROLE healcat_reader SET statement_timeout = '5min'`` changes that). Roles
 belong to the whole server: the role is created only if missing, and a downgrade revokes its
 privileges on this database but leaves the role (another database may use it).
-HEALCAT_READER_PASSWORD, when set while migrating, becomes its password (servers that ask for one).
+HEALCAT_READER_PASSWORD, when set while migrating, becomes its password (servers that ask for one):
+catalog.db.assert_reader_role gives it after every migration run, this one included.
 """
 
-import os
-
-import sqlalchemy as sa
 from alembic import op
 
 from migrations.functions import run_sql_file
@@ -57,12 +55,7 @@ def upgrade() -> None:
         ALTER DEFAULT PRIVILEGES IN SCHEMA healcat GRANT EXECUTE ON FUNCTIONS TO {READER};
         """
     )
-    password = os.environ.get("HEALCAT_READER_PASSWORD")
-    if password:
-        statement = op.get_bind().scalar(
-            sa.text(f"SELECT format('ALTER ROLE {READER} PASSWORD %L', CAST(:pw AS text))"), {"pw": password}
-        )
-        op.execute(sa.text(statement.replace(":", r"\:")))
+    # HEALCAT_READER_PASSWORD: given by catalog.db.assert_reader_role, after every migration run
 
 
 def downgrade() -> None:
