@@ -37,6 +37,12 @@ class MissingInputError(IngestError):
     the file may still be arriving or the disk come back."""
 
 
+class ContentChanged(IngestError):
+    """A release's files are not what was hashed (by the scheduler's scan, or before the load): still
+    being written, or replaced. Nothing is loaded; the scheduler's next scan queues what they hold now,
+    so its job ends without loading rather than failing (nothing for an operator to clear)."""
+
+
 class MappingError(IngestError):
     """A survey mapping file is malformed or refers to columns the input does not have."""
 

@@ -35,7 +35,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from catalog import healpix
-from catalog.errors import IngestError, MissingInputError
+from catalog.errors import ContentChanged, IngestError, MissingInputError
 from catalog.models import TABLES, Release, Survey
 from ingest import progress, publish, readers
 from ingest.copy import ParentChecksOff, copy_columns
@@ -114,7 +114,7 @@ def check_same_file(path: Path, hashed: tuple[int, ...]) -> None:
     except FileNotFoundError:
         now = None
     if now != hashed:
-        raise IngestError(f"{path}: {'removed' if now is None else 'replaced or changed'} while it was being "
+        raise ContentChanged(f"{path}: {'removed' if now is None else 'replaced or changed'} while it was being "
                           f"loaded (after its checksum was computed): not loaded; load it again (the "
                           f"scheduler's next scan queues what it holds now)")
 
@@ -182,7 +182,7 @@ def refuse_file(mapping, file: str | Path | None) -> None:
 def check_unchanged(path: Path | str, scanned: str | None, found: str) -> None:
     """Fail when the release's files are not what the scheduler scanned (still being written, or replaced)."""
     if scanned is not None and scanned != found:
-        raise IngestError(f"{path}: changed since the scheduler found it (sha256 {scanned[:12]}... then, "
+        raise ContentChanged(f"{path}: changed since the scheduler found it (sha256 {scanned[:12]}... then, "
                           f"{found[:12]}... now): not loaded; the next scan queues what it holds now")
 
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from catalog.errors import IngestError, MissingInputError, QueryError, first_line, lost_connection
+from catalog.errors import ContentChanged, IngestError, MissingInputError, QueryError, first_line, lost_connection
 from catalog.watchdog import Watchdog
 from ingest import progress, queue
 
@@ -46,9 +46,14 @@ def run_ingest(engine: sa.Engine, args: dict[str, Any], job_id: int) -> dict[str
     from ingest.load import ingest_release
     from ingest.mapping import load_mapping
 
-    result = ingest_release(load_mapping(args["mapping"], args.get("version"), args.get("date")), engine,
-                            file=args.get("file"),
-                            checksum=args.get("checksum"))
+    try:
+        result = ingest_release(load_mapping(args["mapping"], args.get("version"), args.get("date")), engine,
+                                file=args.get("file"), checksum=args.get("checksum"))
+    except ContentChanged as exc:
+        if not args.get("checksum"):  # queued by hand: nothing else will load the new content
+            raise
+        log.warning("job %d: %s", job_id, exc)  # the scheduler's next scan queues the new content: nothing failed
+        return {"not_loaded": str(exc), "queued_jobs": []}
     with engine.begin() as conn:
         queued = enqueue_inference(conn, result.release_id, parent_job_id=job_id)
         if not queued:
