@@ -134,9 +134,26 @@ def cmd_db(args: argparse.Namespace) -> None:
             version = conn.scalar(sa.text("SHOW server_version"))
             vector = conn.scalar(sa.text("SELECT extversion FROM pg_extension WHERE extname = 'vector'"))
             revision = db.current_revision(conn)
+            reader = conn.execute(sa.text("SELECT rolconfig, rolconnlimit FROM pg_roles WHERE rolname = :r"),
+                                  {"r": db.READER_ROLE}).first()
         where = f"embedded in {db.EmbeddedServer().pgdata}" if db.uses_embedded() else "HEALCAT_DATABASE_URL"
         print(f"server: PostgreSQL {version} ({where}), as {user}\npgvector: {vector or 'not installed'}")
         print(f"schema revision: {revision or 'none (run: healcat db up)'}")
+        print(f"read-only role {db.READER_ROLE}: {_reader_limits(reader)}")
+
+
+def _reader_limits(role) -> str:
+    """The read-only role's limits as its role says them (pg_roles' rolconfig, rolconnlimit), or why not."""
+    if role is None:
+        return "not there (healcat db up makes it)"
+    settings = dict(item.split("=", 1) for item in role.rolconfig or ())
+    limits = [f"{name} {settings[name]}" for name in ("statement_timeout", "idle_in_transaction_session_timeout",
+                                                      "temp_file_limit") if name in settings]
+    limits.append("no connection limit" if role.rolconnlimit < 0 else f"connection limit {role.rolconnlimit}")
+    unset = "" if "statement_timeout" in settings else (
+        " (its limits are not set: healcat db up, as a role that may alter it, sets them; its warnings say what "
+        "an administrator runs)")
+    return ", ".join(limits) + unset
 
 
 def _check_reader(command: str, role: str) -> None:

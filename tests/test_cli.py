@@ -57,6 +57,19 @@ def test_db_up_is_idempotent_and_status_reports(capsys, database_url):
 
     head = ScriptDirectory.from_config(db.alembic_config(database_url)).get_current_head()
     assert "PostgreSQL 18" in out and "pgvector: 0.8" in out and f"schema revision: {head}\n" in out
+    assert "read-only role healcat_reader: statement_timeout 60s, idle_in_transaction_session_timeout 5min, " \
+           "temp_file_limit 2GB, connection limit " in out
+
+
+def test_db_status_says_when_the_readers_limits_are_not_set():
+    """As a migration by a role that may not alter the reader leaves it: an operator saw nothing."""
+    from types import SimpleNamespace
+
+    from catalog.cli import _reader_limits
+
+    assert _reader_limits(SimpleNamespace(rolconfig=None, rolconnlimit=-1)).startswith(
+        "no connection limit (its limits are not set: healcat db up")
+    assert _reader_limits(None) == "not there (healcat db up makes it)"
 
 
 def test_ingest_command_reports_an_already_loaded_release(capsys, catalog):
