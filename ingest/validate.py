@@ -60,7 +60,8 @@ class SeenIds:
 
     Ids are kept as 64-bit hashes in a few sorted arrays (merged as they grow, like a binary
     counter), each beside the file row that had it first (4 bytes: a duplicate's reason names the row
-    it repeats), so a 10-million-row release costs 120 MB, not a set of 10 million strings. A hash
+    it repeats), so a 10-million-row release costs 120 MB (up to ~32 bytes per id while two levels
+    merge), not a set of 10 million strings. A hash
     seen before is a duplicate once ``confirm`` (the ids that really are already in the release,
     asked of the database) agrees, so two different ids never quarantine each other.
     """
@@ -73,19 +74,27 @@ class SeenIds:
         """The indexes (into ``ids``) of ids seen before, in earlier calls or earlier in ``ids``, each with
         the file row (``rows``: each id's) that had it first, None where that row is not known (``rows``
         not given, then or now); the rest are remembered."""
-        rows = np.zeros(len(ids), dtype=np.uint32) if rows is None else np.asarray(rows, dtype=np.uint32)
+        rows = np.zeros(len(ids), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+        rows = np.where(rows < 2**32, rows, 0).astype(np.uint32)  # a row past 4,294,967,295: not named
         hashes = np.fromiter((hash(i) for i in ids), dtype=np.int64, count=len(ids))
         seen_before = np.zeros(len(ids), dtype=bool)
         earlier = np.zeros(len(ids), dtype=np.uint32)  # 0: no row known
+        stored: dict[int, tuple[np.ndarray, int]] = {}  # index -> (its level's rows, its place there)
         for level, level_rows in self._levels:
             pos = np.minimum(np.searchsorted(level, hashes), len(level) - 1)
             found = ~seen_before & (level[pos] == hashes)
             earlier[found] = level_rows[pos[found]]
+            stored.update((int(i), (level_rows, int(pos[i]))) for i in np.flatnonzero(found))
             seen_before |= found
+        cleared = set()
         if seen_before.any() and self._confirm is not None:
-            suspects = [ids[i] for i in np.flatnonzero(seen_before)]
-            really = self._confirm(suspects)
-            seen_before[np.flatnonzero(seen_before)] = [oid in really for oid in suspects]
+            suspects = np.flatnonzero(seen_before)
+            really = self._confirm([ids[i] for i in suspects])
+            cleared = {int(i) for i in suspects if ids[i] not in really}
+            for i in cleared:  # the row remembered is not in the release (rejected after validation, or
+                level_rows, at = stored[i]  # another id of the same hash): this row is, from now on
+                level_rows[at] = rows[i]
+            seen_before[list(cleared)] = False
         first = {}
         dups = {int(i): int(earlier[i]) or None for i in np.flatnonzero(seen_before)}
         for i, oid in enumerate(ids):
@@ -94,7 +103,7 @@ class SeenIds:
                     dups[i] = int(rows[first[oid]]) or None
                 else:
                     first[oid] = i
-        kept = sorted(first.values())
+        kept = sorted(i for i in first.values() if i not in cleared)  # (cleared: remembered already)
         order = np.argsort(hashes[kept], kind="stable")
         self._add(hashes[kept][order], rows[kept][order])
         return dups

@@ -139,6 +139,20 @@ def test_seen_ids_keeps_the_earliest_row_through_merges():
     assert seen.earlier_rows(["id39", "id40"]) == {0: 40}  # rows not given now: the earlier row still known
 
 
+def test_seen_ids_name_the_row_that_is_in_the_release_not_one_rejected_after_validation():
+    """Row 5 passed validation, then was rejected (a cluster-age conflict) and is not in the release;
+    row 9's X is then no duplicate, and row 12's repeats row 9, not row 5."""
+    in_release: set[str] = set()
+    seen = SeenIds(confirm=lambda ids: {i for i in ids if i in in_release})
+    assert seen.earlier_rows(["A", "X"], [4, 5]) == {}
+    in_release.add("A")  # row 5 (X) rejected after validation: only A reached the release
+    for k in range(6):  # more chunks: the levels merge past X's
+        assert seen.earlier_rows([f"b{k}", f"c{k}"], [20 + 2 * k, 21 + 2 * k]) == {}
+    assert seen.earlier_rows(["X", "A"], [9, 10]) == {1: 4}
+    in_release.add("X")
+    assert seen.earlier_rows(["X"], [12]) == {0: 9}
+
+
 @pytest.mark.parametrize("bad, tail", [([20], ""), ([20, 30], " (and 1 more)")])
 def test_a_non_increasing_wavelength_says_how_many_more_only_if_there_are_more(bad, tail):
     spec = load_mapping("sdss_spectra_pyqsofit").spectrum
