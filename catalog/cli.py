@@ -147,8 +147,7 @@ def _reader_limits(role) -> str:
     if role is None:
         return "not there (healcat db up makes it)"
     settings = dict(item.split("=", 1) for item in role.rolconfig or ())
-    limits = [f"{name} {settings[name]}" for name in ("statement_timeout", "idle_in_transaction_session_timeout",
-                                                      "temp_file_limit") if name in settings]
+    limits = [f"{name} {value}" for name, value in settings.items()]
     limits.append("no connection limit" if role.rolconnlimit < 0 else f"connection limit {role.rolconnlimit}")
     unset = "" if "statement_timeout" in settings else (
         " (its limits are not set: healcat db up, as a role that may alter it, sets them; its warnings say what "

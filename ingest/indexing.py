@@ -13,6 +13,7 @@ from ingest import progress
 from ingest.inference import ensure_embedding_index
 from ingest.registry import release_id_of
 
+
 def refresh_indexes(engine: sa.Engine, release: str) -> dict:
     """ANALYZE every table of the catalog (:data:`TABLES`) and build the HNSW index of each model with
     embeddings in ``release``."""

@@ -236,12 +236,12 @@ def _list_change(loaded: list, now: list, most: int = 5) -> str:
     """What a list lost and gained (``removed "A_V", added "B_V"``), each item as JSON; the same items
     in another order are said so."""
     def without(items: list, other: list) -> list:
-        rest = [json.dumps(item, sort_keys=True) for item in other]
+        rest = Counter(json.dumps(item, sort_keys=True) for item in other)
         out = []
         for item in items:
             key = json.dumps(item, sort_keys=True)
-            if key in rest:
-                rest.remove(key)
+            if rest[key]:
+                rest[key] -= 1
             else:
                 out.append(item)
         return out

@@ -107,6 +107,11 @@ class Column:
         raise MappingError(f"{where}: expected a column name or {{ column = ..., unit = ... }}, got {spec!r}")
 
 
+def template_fields(template: str) -> list[str]:
+    """The columns an object_id template names, in order (``"{plate}-{mjd}"``: plate, mjd)."""
+    return [name for _, name, _, _ in string.Formatter().parse(template) if name]
+
+
 @dataclass(frozen=True)
 class Band:
     """Where one band's photometry comes from: a magnitude column, or a flux column and its unit
@@ -240,7 +245,7 @@ class Mapping:
 
     @property
     def object_id_fields(self) -> list[str]:
-        return [name for _, name, _, _ in string.Formatter().parse(self.object_id) if name]
+        return template_fields(self.object_id)
 
     def input_path(self, override: Path | str | None = None) -> Path:
         """The file to read: ``override`` (relative to the working directory), else the mapping's own

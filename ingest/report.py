@@ -9,13 +9,13 @@ never lost in the ``...`` of a long row) as examples.
 
 from __future__ import annotations
 
-import string
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 
 from catalog.errors import QueryError
+from ingest.mapping import template_fields
 
 # The values a reason names: quoted texts, and every number that is not part of a name (sdss_g,
 # F435W) nor inside [...] (the range a value is outside of: the same for the whole group).
@@ -60,12 +60,7 @@ def id_columns(mapping: Any) -> list[str]:
     object_id template's fields in template order, then the [xid] columns, then ``object``."""
     source = mapping.get("source") if isinstance(mapping, dict) else None
     template = source.get("object_id") if isinstance(source, dict) else None
-    names: list[str] = []
-    if isinstance(template, str):
-        try:
-            names = [name for _, name, _, _ in string.Formatter().parse(template) if name]
-        except ValueError:  # a template the loader refused never made a release; be safe anyway
-            names = []
+    names = template_fields(template) if isinstance(template, str) else []  # (as the loader read it)
     xids = mapping.get("xid") if isinstance(mapping, dict) else None
     names += [c for c in (xids.values() if isinstance(xids, dict) else ()) if isinstance(c, str)]
     names.append("object")
