@@ -2,9 +2,11 @@
 PL/pgSQL function of the schema pinned to one search_path, so that they resolve healcat's names
 (and pgvector's ``vector`` and ``<=>``) the same way whatever the caller's search_path."""
 
+import logging
 import re
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import op
 
 SQL = Path(__file__).parent / "versions" / "sql"
@@ -71,3 +73,29 @@ def as_superuser(functions: list[str], statement: str, otherwise: str) -> None:
                 RAISE NOTICE '{otherwise.replace("'", "''")}';
             END IF;
         END $$""")
+
+
+#: Where the migrations tell the operator what a step did to the data: alembic's own logger, so the
+#: lines come between its "Running downgrade ..." lines (``healcat`` shows warnings; alembic's CLI too).
+log = logging.getLogger("alembic.runtime.migration")
+
+#: What ``warn_dropping`` tells the operator to do for values a release's load wrote, and a run's.
+REINGEST = ("ingest finds each release loaded (its checksum) and loads nothing: load it again under a "
+            "new version (healcat ingest MAPPING --release-version V) to have them")
+RERUN = ("infer finds each run done and runs nothing: delete what the run wrote and the run (DELETE FROM "
+         "healcat.prediction, healcat.embedding, then healcat.inference_run WHERE run_id = R) and run "
+         "healcat infer MODEL RELEASE again")
+
+
+def warn_dropping(revision: str, table: str, columns: list[str], again: str) -> int:
+    """Before a downgrade drops ``columns`` of ``healcat.TABLE`` (all of them: the table itself): count
+    the rows holding a value in any of them and, where there are some, log a warning naming the
+    revision, the columns, the count and ``again`` (what brings the values back after an upgrade: the
+    columns come back empty, and ``ingest``/``infer`` see their release or run as done). Returns the count."""
+    where = " OR ".join(f"{c} IS NOT NULL" for c in columns) if columns else "true"
+    n = op.get_bind().scalar(sa.text(f"SELECT count(*) FROM healcat.{table} WHERE {where}"))
+    if n:
+        what = f"healcat.{table} ({', '.join(columns)})" if columns else f"the table healcat.{table}"
+        log.warning("healcat downgrade below %s drops %s: %d row%s held values there, lost for good; after "
+                    "upgrading again %s", revision, what, n, "" if n == 1 else "s", again)
+    return n

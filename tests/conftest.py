@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -222,6 +223,22 @@ FUNCTIONS = """
     FROM pg_proc p WHERE p.pronamespace = 'healcat'::regnamespace ORDER BY 1"""
 
 
+@contextmanager
+def scratch_database(engine, database_url: sa.URL, name: str):
+    """A scratch database ``name`` on the test server (its URL and an engine on it), dropped afterwards."""
+    url = database_url.set(database=name)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    other = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        yield url, other
+    finally:
+        other.dispose()
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+
+
 def across_a_migration(engine, database_url: sa.URL, revision: str, down_to: str,
                        query: str = FUNCTIONS) -> tuple[list, list, list]:
     """``query``'s rows in a scratch database migrated to ``down_to``, then upgraded to ``revision``,
@@ -229,13 +246,7 @@ def across_a_migration(engine, database_url: sa.URL, revision: str, down_to: str
     migration replaced gives after == before."""
     from alembic import command
 
-    name = f"healcat_across_{revision}"
-    url = database_url.set(database=name)
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    scratch = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    try:
+    with scratch_database(engine, database_url, f"healcat_across_{revision}") as (url, scratch):
         states = []
         for step in (lambda: db.migrate(url, down_to), lambda: db.migrate(url, revision),
                      lambda: command.downgrade(db.alembic_config(url), down_to)):
@@ -243,7 +254,3 @@ def across_a_migration(engine, database_url: sa.URL, revision: str, down_to: str
             with scratch.connect() as conn:
                 states.append(conn.execute(sa.text(query)).all())
         return tuple(states)
-    finally:
-        scratch.dispose()
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")

@@ -89,6 +89,17 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Jobs of kind 'index' (new here) cannot stay under the old ck_job_kind: say so, and what to do,
+    # before anything is dropped (the whole downgrade is one transaction: nothing changes).
+    jobs = op.get_bind().execute(sa.text(
+        "SELECT count(*), count(*) FILTER (WHERE status IN ('queued', 'running')) FROM healcat.job "
+        "WHERE kind = 'index'")).one()
+    if jobs[0]:
+        raise RuntimeError(
+            f"healcat downgrade below 0008: healcat.job holds {jobs[0]} job(s) of kind 'index' ({jobs[1]} queued "
+            "or running), a kind that does not exist before 0008 (ck_job_kind: 'ingest', 'infer'); nothing was "
+            "changed. Let the queued and running ones finish (or stop the workers), then delete them "
+            "(DELETE FROM healcat.job WHERE kind = 'index'; what an index job built stays) and downgrade again")
     op.execute("""
         DROP VIEW healcat.failed_job, healcat.current_source_xid, healcat.current_spec_redshift,
             healcat.current_photometry, healcat.current_source, healcat.current_release;

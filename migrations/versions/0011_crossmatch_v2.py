@@ -15,7 +15,7 @@ A downgrade drops them and restores crossmatch_v1.sql's definitions, then the co
 import sqlalchemy as sa
 from alembic import op
 
-from migrations.functions import run_sql_file
+from migrations.functions import REINGEST, run_sql_file, warn_dropping
 
 revision = '0011'
 down_revision = '0010'
@@ -40,6 +40,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    warn_dropping('0011', 'source', ['pmra_masyr', 'pmdec_masyr', 'ref_epoch_yr'],
+                  "the proper motions are NULL: " + REINGEST)
     op.execute("""
         DROP FUNCTION healcat.xmatch_releases, healcat.xmatch_table, healcat.xmatch_core,
             healcat.hpx_xmatch_probe_cover, healcat.xmatch_probe_order, healcat.pm_propagate,

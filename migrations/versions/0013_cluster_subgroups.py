@@ -15,6 +15,8 @@ their release is ingested again.
 import sqlalchemy as sa
 from alembic import op
 
+from migrations.functions import REINGEST, warn_dropping
+
 revision = '0013'
 down_revision = '0012'
 branch_labels = None
@@ -31,5 +33,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    warn_dropping('0013', 'cluster', ['parent_id'],
+                  "the subgroups (Upper Sco, ...) name no association: their releases' rotation periods "
+                  "get it back once loaded again: " + REINGEST)
     op.drop_constraint(op.f('fk_cluster_parent_id_cluster'), 'cluster', schema='healcat', type_='foreignkey')
     op.drop_column('cluster', 'parent_id', schema='healcat')

@@ -19,6 +19,8 @@ Create Date: 2026-12-05 09:00:00
 import sqlalchemy as sa
 from alembic import op
 
+from migrations.functions import RERUN, warn_dropping
+
 revision = '0028'
 down_revision = '0027'
 branch_labels = None
@@ -69,6 +71,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    warn_dropping('0028', 'prediction', ['value_p16', 'value_p84'], "the percentiles are NULL: " + RERUN)
+    warn_dropping('0028', 'cluster_age', [], "the runs that computed them have none: " + RERUN)
     op.execute("DROP VIEW healcat.current_cluster_age")
     op.drop_table("cluster_age", schema="healcat")
     # A view's columns cannot be dropped in place: current_prediction goes and comes back.

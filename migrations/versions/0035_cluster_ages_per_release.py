@@ -17,6 +17,8 @@ Create Date: 2026-12-05 10:10:00
 import sqlalchemy as sa
 from alembic import op
 
+from migrations.functions import REINGEST, log, warn_dropping
+
 revision = '0035'
 down_revision = '0034'
 branch_labels = None
@@ -46,6 +48,20 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # What 0036's downgrade kept of the model versions' promotions: an upgrade through 0036 from below
+    # 0035 promotes every version as of its creation (as for a catalog that never had 0036).
+    if op.get_bind().scalar(sa.text("SELECT to_regclass('healcat.model_promotion_0036')")) is not None:
+        candidates = op.get_bind().scalar(sa.text(
+            "SELECT count(*) FROM healcat.model_promotion_0036 WHERE promoted_at IS NULL"))
+        log.warning("healcat downgrade below 0035 drops healcat.model_promotion_0036 (what 0036's downgrade kept of "
+                    "the model versions' promotions): upgrading through 0036 again promotes every version as of its "
+                    "creation, %d candidate(s) among them; retire (healcat model retire) what should not be current",
+                    candidates)
+        op.execute("DROP TABLE healcat.model_promotion_0036")
+    warn_dropping('0035', 'rotation_period', ['cluster_age_myr'],
+                  "migration 0049 gives the rows of a release that maps cluster_age_myr their cluster's "
+                  "first age (healcat.cluster.age_myr), not an age their release revised: "
+                  + REINGEST)
     op.execute(VIEW.format(literature="cl.age_myr"))
     op.alter_column("cluster", "age_myr", schema="healcat", existing_type=sa.Double(),
                     comment="[Myr]", existing_comment="the first age a release gave it [Myr]")

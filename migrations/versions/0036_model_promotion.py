@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from migrations.functions import SQL, restore_functions, run_sql_file
+from migrations.functions import SQL, log, restore_functions, run_sql_file, warn_dropping
 
 revision = '0036'
 down_revision = '0035'
@@ -44,6 +44,15 @@ def upgrade() -> None:
         "promoted_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=True,
         comment="when it became current (promoted); NULL: a candidate, never promoted"), schema="healcat")
     op.execute("UPDATE healcat.model SET promoted_at = created_at")
+    # Where this migration's downgrade ran before, it kept each version's promoted_at (NULL: a candidate)
+    # in healcat.model_promotion_0036: put them back, so that the version current before the round trip
+    # is current again (promoting every version as of its creation would make the newest candidate
+    # current). Versions registered below 0036 since are not there: current as of their creation.
+    if op.get_bind().scalar(sa.text("SELECT to_regclass('healcat.model_promotion_0036')")) is not None:
+        op.execute("""UPDATE healcat.model AS m SET promoted_at = k.promoted_at
+                      FROM healcat.model_promotion_0036 AS k
+                      WHERE k.model_id = m.model_id AND k.created_at = m.created_at""")
+        op.execute("DROP TABLE healcat.model_promotion_0036")
     op.add_column("inference_run", sa.Column(
         "inputs", postgresql.JSONB(astext_type=sa.Text()), nullable=True,
         comment='the model versions its input query read, by task, e.g. {"object_class": model_id}; '
@@ -52,6 +61,24 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    conn = op.get_bind()
+    # Below 0036 every unretired version is current by creation: say which model's current version
+    # that changes (a candidate newer than the promoted one, an older version promoted again).
+    for name, below, now in conn.execute(sa.text("""
+            SELECT b.name, b.version, c.version FROM (
+                SELECT DISTINCT ON (name) name, version, model_id FROM healcat.model WHERE retired_at IS NULL
+                ORDER BY name, created_at DESC, model_id DESC) AS b
+            LEFT JOIN healcat.current_model AS c USING (name)
+            WHERE c.model_id IS DISTINCT FROM b.model_id ORDER BY 1""")):
+        log.warning("healcat downgrade below 0036: model %s's current version becomes %s (below 0036 the newest "
+                    "unretired version is current), was %s; upgrading through 0036 again restores the promotions "
+                    "(kept in healcat.model_promotion_0036), and %s with them, unless a version is registered "
+                    "meanwhile", name, below, now or "none (none promoted)", now or "no current version")
+    # Keep the promotions for an upgrade through 0036 again (dropped by 0035's downgrade, if run).
+    conn.execute(sa.text("DROP TABLE IF EXISTS healcat.model_promotion_0036"))
+    conn.execute(sa.text("""CREATE TABLE healcat.model_promotion_0036 AS
+                            SELECT model_id, created_at, promoted_at FROM healcat.model"""))
+    warn_dropping("0036", "inference_run", ["inputs"], "the runs keep NULL (not recorded), as runs before 0036")
     restore_functions("queries_v2.sql", ["resolve_model"])
     op.execute(_view_before("current_run", "ml_v1.sql"))
     op.execute("DROP VIEW healcat.current_model")  # a column fewer: no CREATE OR REPLACE

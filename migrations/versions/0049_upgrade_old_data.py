@@ -1,0 +1,192 @@
+"""values older code stored as the current code would store them, then every release diff recomputed
+
+Revision ID: 0049
+Revises: 0048
+Create Date: 2026-12-06 07:00:00
+
+What earlier code wrote differently from the current code made the next release of a survey show
+objects 'changed' that are not; and the diffs stored before migration 0045 were computed with
+releases_v2.sql's fingerprints (blind to proper motions). In order:
+
+- rotation_period.cluster_age_myr, NULL for the rows loaded before migration 0035: the age of the
+  row's cluster (healcat.cluster.age_myr: the first age a release gave, the one every row of the
+  release agreed with, else it was quarantined; gyrochronology reads coalesce(rp.cluster_age_myr,
+  c.age_myr) as it), where the release's mapping maps cluster_age_myr (else the current code
+  writes NULL too).
+- spectrum.ivar_unit written '(FLUX_UNIT)**-2' (before commit ebe3f1b), which astropy cannot parse:
+  (astropy.units.Unit(FLUX_UNIT) ** -2).to_string(), as ingest/perobject.py writes it; a flux
+  unit astropy cannot parse (stored as written, before that commit) keeps its ivar unit, with a
+  warning.
+- attrs (a source's; a joining release's rotation periods') that a text column held as text
+  ("16.62" in ztf_bts_snia's fade, rise, duration, peakabs: before commit 52174c7 a column one
+  '>25.1' or '-' made text kept all its numbers as strings): a string written as a plain decimal
+  number becomes that number, as ingest/cells.py's number_in_text makes it ('>25.1', '-', '007',
+  'NaN' stay text); only for releases read from a text format (csv, whitespace, ascii.*: where a
+  string in attrs can only come from a column read as text) and only for attrs the mapping does
+  not read as text (object_id template fields without a format spec, [xid] columns).
+- release_change of every release compared with a previous one: deleted and computed again by
+  ingest/publish.py's _record_changes (what a back-filled release does to the release after it),
+  against the same previous release, with releases_v3.sql's fingerprints and the values above.
+
+The downgrade leaves the data as it is: the values are what the code at 0048 writes too, and the
+diffs what it computes.
+"""
+
+import json
+import logging
+import math
+import re
+import string
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = '0049'
+down_revision = '0048'
+branch_labels = None
+depends_on = None
+
+log = logging.getLogger("alembic.runtime.migration")
+
+#: ingest/cells.py at this revision (number_in_text, number): frozen here, as the rule the data follows.
+_NUMBER_TEXT = re.compile(r"[+-]?(?:0|[1-9][0-9]*)(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?")
+_INTEGRAL_TEXT = re.compile(r"^[+-]?\d+(\.0*)?$")
+EXACT_FLOAT_INT = 2**53
+#: Release formats whose strings in attrs come from columns read as text (astropy types each chunk).
+TEXT_FORMATS = ("csv", "whitespace")
+
+
+def number_in_text(text: str):
+    """The JSON value ingest stores (as of this revision) for ``text``, a cell of an attr column read as text."""
+    s = text.strip()
+    if not _NUMBER_TEXT.fullmatch(s):
+        return text
+    if _INTEGRAL_TEXT.match(s) and not ("." in s and abs(int(s.split(".")[0])) >= EXACT_FLOAT_INT):
+        return int(s.split(".")[0])
+    value = float(s)
+    if not math.isfinite(value):
+        return None  # json_scalar: an infinity is null
+    if value.is_integer() and abs(value) < EXACT_FLOAT_INT:
+        return int(value)
+    return value
+
+
+def upgrade() -> None:
+    conn = op.get_bind()
+    _cluster_ages(conn)
+    _ivar_units(conn)
+    _attr_numbers(conn)
+    _recompute_diffs(conn)
+
+
+def downgrade() -> None:
+    pass
+
+
+def _cluster_ages(conn: sa.Connection) -> None:
+    n = conn.execute(sa.text("""
+        UPDATE healcat.rotation_period AS rp SET cluster_age_myr = c.age_myr
+        FROM healcat.cluster AS c, healcat.release AS r
+        WHERE c.cluster_id = rp.cluster_id AND r.release_id = rp.release_id
+          AND rp.cluster_age_myr IS NULL AND c.age_myr IS NOT NULL
+          AND r.mapping -> 'rotation_period' ->> 'cluster_age_myr' IS NOT NULL""")).rowcount
+    if n:
+        log.info("0049: %d rotation periods given their cluster's age (loaded before 0035)", n)
+
+
+def _ivar_units(conn: sa.Connection) -> None:
+    import astropy.units as u
+
+    old = "ivar_unit = '(' || flux_unit || ')**-2'"
+    for flux_unit, n in conn.execute(sa.text(
+            f"SELECT flux_unit, count(*) FROM healcat.spectrum WHERE {old} GROUP BY 1 ORDER BY 1")).all():
+        try:
+            unit = (u.Unit(flux_unit) ** -2).to_string()
+        except ValueError:
+            log.warning("healcat migration 0049: %d spectra have the flux unit %r, which astropy cannot parse: "
+                        "their ivar_unit stays %r", n, flux_unit, f"({flux_unit})**-2")
+            continue
+        conn.execute(sa.text(f"UPDATE healcat.spectrum SET ivar_unit = :unit WHERE flux_unit = :flux AND {old}"),
+                     {"unit": unit, "flux": flux_unit})
+        log.info("0049: %d spectra's ivar_unit %r is now %r", n, f"({flux_unit})**-2", unit)
+
+
+def _numeric_attrs(mapping: dict) -> list[str]:
+    """The attrs a release's mapping reads as numbers where a column is numeric: none unless it was read
+    from a text format; never the object_id template's fields without a format spec, nor [xid] columns."""
+    source = mapping.get("source") or {}
+    read = mapping["catalog"] if isinstance(mapping.get("catalog"), dict) else mapping.get("release") or {}
+    fmt = str(read.get("format", ""))
+    if not (fmt in TEXT_FORMATS or fmt.startswith("ascii.")):
+        return []
+    attrs = source.get("attrs") or []
+    if not isinstance(attrs, list):
+        return []
+    try:
+        text = {name for _, name, spec, _ in string.Formatter().parse(str(source.get("object_id", "")))
+                if name and not spec}
+    except ValueError:
+        text = set()
+    xids = mapping.get("xid") or {}
+    text |= {v for v in xids.values() if isinstance(v, str)} if isinstance(xids, dict) else set()
+    return [a for a in attrs if isinstance(a, str) and a not in text]
+
+
+#: A string in attrs that number_in_text may make a number (the Python rule decides; this only selects).
+_MAYBE_NUMBER = r"^\s*[+-]?(0|[1-9][0-9]*)(\.[0-9]*)?([eE][+-]?[0-9]+)?\s*$"
+BATCH = 5000
+
+
+def _attr_numbers(conn: sa.Connection) -> None:
+    releases = conn.execute(sa.text("SELECT release_id, name, mapping FROM healcat.release ORDER BY release_id")).all()
+    for release_id, name, mapping in releases:
+        keys = _numeric_attrs(mapping or {})
+        if not keys:
+            continue
+        for table in ("source", "rotation_period"):
+            # The rows to look at (their keys only), then their attrs a batch at a time.
+            found = conn.execute(sa.text(f"""
+                SELECT shard, source_id FROM healcat.{table} AS t
+                WHERE release_id = :r AND jsonb_typeof(attrs) = 'object'
+                  AND EXISTS (SELECT 1 FROM jsonb_each(t.attrs) AS e
+                              WHERE e.key = ANY(:keys) AND jsonb_typeof(e.value) = 'string'
+                                AND e.value #>> '{{}}' ~ :pattern)"""),
+                {"r": release_id, "keys": keys, "pattern": _MAYBE_NUMBER}).all()
+            n = 0
+            for first in range(0, len(found), BATCH):
+                batch = found[first:first + BATCH]
+                rows = conn.execute(sa.text(f"""
+                    SELECT t.shard, t.source_id, t.attrs FROM healcat.{table} AS t
+                    JOIN unnest(CAST(:shards AS smallint[]), CAST(:ids AS bigint[])) AS k(shard, source_id)
+                      ON k.shard = t.shard AND k.source_id = t.source_id
+                    WHERE t.release_id = :r"""),
+                    {"r": release_id, "shards": [b[0] for b in batch], "ids": [b[1] for b in batch]}).all()
+                changed = []
+                for shard, source_id, attrs in rows:
+                    # only the values that change (the others stay the jsonb they are, to the digit)
+                    patch = {k: number_in_text(v) for k, v in attrs.items() if k in keys and isinstance(v, str)}
+                    patch = {k: v for k, v in patch.items() if v != attrs[k]}
+                    if patch:
+                        changed.append({"shard": shard, "id": source_id, "r": release_id, "patch": json.dumps(patch)})
+                if changed:
+                    conn.execute(sa.text(f"UPDATE healcat.{table} SET attrs = attrs || CAST(:patch AS jsonb) "
+                                         "WHERE shard = :shard AND source_id = :id AND release_id = :r"), changed)
+                n += len(changed)
+            if n:
+                log.info("0049: %s: %d %s rows' attrs hold numbers written as text as numbers", name, n, table)
+
+
+def _recompute_diffs(conn: sa.Connection) -> None:
+    # What a back-filled release does to the release after it (ingest/publish.py): its changes deleted
+    # and recorded again against its previous release, with the fingerprints of releases_v3.sql.
+    from ingest.publish import _record_changes
+
+    releases = conn.execute(sa.text(
+        "SELECT release_id, name, previous_release_id FROM healcat.release "
+        "WHERE previous_release_id IS NOT NULL ORDER BY release_id")).all()
+    for release_id, name, previous_id in releases:
+        conn.execute(sa.text("DELETE FROM healcat.release_change WHERE release_id = :r"), {"r": release_id})
+        counts = _record_changes(conn, release_id, previous_id)
+        log.info("0049: %s's diff computed again: %s", name, counts)
+    if releases:
+        conn.execute(sa.text("ANALYZE healcat.release_change"))
