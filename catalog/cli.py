@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import signal
 import sys
 import threading
@@ -189,7 +190,7 @@ def _db_reader(args: argparse.Namespace) -> None:
                 raise HealcatError(f"db reader add: --password-env {args.password_env}: that variable is not set or empty")
         db.add_astronomer(url, names[0], password)
         print(f"{names[0]}: read-only, with healcat_reader's limits; connect with "
-              f"psql \"$(healcat db url --reader {names[0]})\"")
+              f"psql \"$(healcat db url --reader {shlex.quote(names[0])})\"")  # a name the shell would read
     elif what == "drop":
         ended = db.drop_astronomer(url, names[0])
         print(f"{names[0]}: dropped" + (f" ({ended} session(s) ended)" if ended else ""))

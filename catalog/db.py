@@ -36,6 +36,14 @@ ASTRONOMERS_ROLE = "healcat_astronomers"
 #: own session, so the watchdog (:mod:`catalog.watchdog`) enforces them from outside too.
 READER_STATEMENT_S = 60
 READER_IDLE_IN_TRANSACTION_S = 300
+#: ... and how long one transaction may stay open, however busy (the watchdog alone enforces it: a
+#: REPEATABLE READ transaction kept alive by a statement every few minutes held back VACUUM and made
+#: the HNSW index job's CREATE INDEX CONCURRENTLY wait for ever).
+READER_TRANSACTION_S = 900
+#: The defaults every read-only role holds (``pg_db_role_setting``, sorted) once
+#: ``healcat.assert_reader_role()`` has set them: anything else there is a reader's own doing (a role
+#: may ``ALTER ROLE`` its own defaults, ``enable_indexscan = off`` for every session of the role).
+READER_ROLE_DEFAULTS = ("idle_in_transaction_session_timeout=5min", "statement_timeout=60s", "temp_file_limit=2GB")
 #: The limits every session as the read-only role sets for itself when it connects (startup options,
 #: which win over the role's defaults: a reader may ``ALTER ROLE`` its own defaults, which would
 #: otherwise reach every reader session, ``healcat serve``'s included).

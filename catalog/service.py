@@ -98,8 +98,11 @@ FIELDS = {
 DATATYPES = {"f": ("double", None), "i": ("long", None), "U": ("unicodeChar", "*")}
 VOTABLE = "text/xml;content=x-votable"
 #: A number as the protocols write one: ASCII digits, an optional sign, point and exponent (Python's
-#: float() took more: '1_6_1' as 161, other scripts' digits).
-DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+#: float() took more: '1_6_1' as 161, other scripts' digits). Each text matches one way only: with two
+#: digit runs that could split a number anywhere ('[0-9]+\.?[0-9]*'), a failed match of a long one
+#: backtracked quadratically under the interpreter lock (30,000 digits and an 'x' froze every thread
+#: of the service for 16 s).
+DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 INTEGER = re.compile(r"[+-]?[0-9]+")
 #: Seconds a client answered 503 (statement timeout, no database connection free) is told to wait.
 RETRY_AFTER_S = 10
@@ -115,6 +118,11 @@ HEADER_TIMEOUT = 10.0
 #: Bytes of an answer sent per call, each within the connection's timeout (a client reading 64 KiB
 #: per REQUEST_TIMEOUT, 6.4 KiB/s, gets any answer whole).
 SEND_CHUNK = 64 * 1024
+#: The slowest a client may read an answer on average [KiB/s, 1 Mbit/s]: the whole answer must be sent
+#: within the connection's timeout plus its size at this rate (``HEALCAT_SERVE_MIN_SEND_KIBS`` sets
+#: another). With only the per-piece timeout, four clients reading a 26 MB answer at 16 KB/s held
+#: every thread for 40 minutes.
+MIN_SEND_KIBS = 128.0
 #: Every answer may be read by a page of any origin (CORS: Aladin Lite and other browser clients ask
 #: from their own sites; the service is read-only public data, with no cookies or credentials).
 CORS = (("Access-Control-Allow-Origin", "*"),)
@@ -122,6 +130,14 @@ CORS = (("Access-Control-Allow-Origin", "*"),)
 DEPARTURE_POLL_S = 0.2
 #: Connections that may wait for a free thread, per thread; more are answered 503 at once.
 QUEUED_PER_THREAD = 8
+#: Control characters as escapes, for logging what a client sent (as http.server's own log_message
+#: does: a raw ESC or CR in a request line rewrote the operator's terminal, forging log lines).
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+def printable(text: str) -> str:
+    """``text`` from a client, fit for a log line: its control characters escaped."""
+    return text.translate(_CONTROL)
 
 INDEX = """healcat: a sky catalog (ICRS degrees)
 GET /scs?RA=<deg>&DEC=<deg>&SR=<deg>[&VERB=1|2|3][&RELEASE=<name>][&MAXREC=<n>]
@@ -327,8 +343,8 @@ class _Deadline(io.RawIOBase):
         return self.sock.recv_into(buffer)
 
 
-def handler(engine: sa.Engine, request_timeout: float = REQUEST_TIMEOUT,
-            header_timeout: float = HEADER_TIMEOUT) -> type[BaseHTTPRequestHandler]:
+def handler(engine: sa.Engine, request_timeout: float = REQUEST_TIMEOUT, header_timeout: float = HEADER_TIMEOUT,
+            min_send_kibs: float = MIN_SEND_KIBS) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "healcat"
         timeout = request_timeout  # the socket's: a silent client's readline() gives up (http.server then closes)
@@ -351,7 +367,7 @@ def handler(engine: sa.Engine, request_timeout: float = REQUEST_TIMEOUT,
                 super().handle()
             except ConnectionError as exc:  # a client that hung up: not the server's fault, no traceback
                 log.warning("%s: the client left before its answer was sent (%s): %s", self.address_string(),
-                            getattr(self, "requestline", "") or "no request line yet", type(exc).__name__)
+                            printable(getattr(self, "requestline", "")) or "no request line yet", type(exc).__name__)
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             self._serve()
@@ -423,19 +439,19 @@ def handler(engine: sa.Engine, request_timeout: float = REQUEST_TIMEOUT,
             """Answer a search that raised ``exc``; ``left``: it was cancelled for a client that hung up."""
             if left:  # no one to answer
                 log.warning("%s: the client hung up before its answer: its search was cancelled (%s)",
-                            self.address_string(), self.requestline)
+                            self.address_string(), printable(self.requestline))
                 self.close_connection = True
                 return None
             if isinstance(exc, (QueryError, HealcatError)):
                 if _timed_out(exc):  # the server's limit, not the client's mistake
-                    log.warning("%s: 503, the statement timeout ended it", self.path)
+                    log.warning("%s: 503, the statement timeout ended it", printable(self.path))
                     return self._error(HTTPStatus.SERVICE_UNAVAILABLE, TIMED_OUT.format(
                         db.READER_SESSION["statement_timeout"]), retry=True)
                 return self._error(HTTPStatus.BAD_REQUEST, str(exc))
             if _no_connection_free(exc):
-                log.warning("%s: 503, no database connection free: %s", self.path, first_line(exc))
+                log.warning("%s: 503, no database connection free: %s", printable(self.path), first_line(exc))
                 return self._error(HTTPStatus.SERVICE_UNAVAILABLE, NO_CONNECTION, retry=True)
-            log.error("%s failed", self.path, exc_info=exc)  # a fault of the server's: logged, not shown to the client
+            log.error("%s failed", printable(self.path), exc_info=exc)  # a fault of the server's: logged, not shown to the client
             return self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
 
         def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
@@ -459,13 +475,28 @@ def handler(engine: sa.Engine, request_timeout: float = REQUEST_TIMEOUT,
                 return
             # In pieces: the socket's timeout bounds each send, and one sendall of a whole 100,000-row
             # answer had REQUEST_TIMEOUT for all of it, cutting off a client that reads steadily but
-            # slowly (10 MB over a 1 MB/s link); now it must take SEND_CHUNK bytes per timeout.
+            # slowly (10 MB over a 1 MB/s link); now it must take SEND_CHUNK bytes per timeout, and
+            # the whole answer at min_send_kibs on average.
             view = memoryview(body)
+            deadline = time.monotonic() + self.timeout + len(body) / (min_send_kibs * 1024)
             for start in range(0, len(body), SEND_CHUNK):
-                self.wfile.write(view[start:start + SEND_CHUNK])
+                wait = min(self.timeout, deadline - time.monotonic())
+                try:
+                    if wait <= 0:
+                        raise TimeoutError
+                    self.connection.settimeout(wait)
+                    self.wfile.write(view[start:start + SEND_CHUNK])
+                except TimeoutError:  # http.server closes the connection, logging why
+                    if wait == self.timeout:  # a piece not taken within the connection's timeout
+                        raise
+                    raise TimeoutError(f"the client took {start} of {len(body)} bytes, slower than "
+                                       f"{min_send_kibs:g} KiB/s on average") from None
+
+        def version_string(self) -> str:
+            return self.server_version  # not Python's version (http.server's Server header names it)
 
         def log_message(self, fmt: str, *args) -> None:
-            log.info("%s %s", self.address_string(), fmt % args)
+            log.info("%s %s", self.address_string(), printable(fmt % args))
 
     return Handler
 
@@ -651,16 +682,21 @@ class PooledHTTPServer(HTTPServer):
 
 def make_server(engine: sa.Engine, host: str = "127.0.0.1", port: int = 8008, threads: int = 4,
                 timeout: float = REQUEST_TIMEOUT, queued: int | None = None, watchdog: Watchdog | None = None,
-                header_timeout: float | None = None) -> PooledHTTPServer:
+                header_timeout: float | None = None, min_send_kibs: float | None = None) -> PooledHTTPServer:
     """The service on ``host``:``port`` (port 0: any free one; ``server.server_address`` says which),
     ``engine`` as the read-only role (:func:`catalog.db.reader_url`); ``timeout``: seconds a client may
     stay silent; ``header_timeout``: seconds it has to send its request line and headers (default
-    ``HEALCAT_SERVE_HEADER_TIMEOUT_S``, else :data:`HEADER_TIMEOUT`); ``queued``: connections that may
+    ``HEALCAT_SERVE_HEADER_TIMEOUT_S``, else :data:`HEADER_TIMEOUT`); ``min_send_kibs``: the slowest a
+    client may read an answer on average (default ``HEALCAT_SERVE_MIN_SEND_KIBS``, else
+    :data:`MIN_SEND_KIBS`); ``queued``: connections that may
     wait for a thread (default :data:`QUEUED_PER_THREAD` per thread); ``watchdog``: what ends readers'
     statements past their limits while it serves (default: the reader's limits, swept as the configured
     database's owner)."""
     queued = QUEUED_PER_THREAD * threads if queued is None else queued
     if header_timeout is None:
         header_timeout = settings.from_env("HEALCAT_SERVE_HEADER_TIMEOUT_S", 0.1, float, "seconds") or HEADER_TIMEOUT
+    if min_send_kibs is None:
+        min_send_kibs = settings.from_env("HEALCAT_SERVE_MIN_SEND_KIBS", 0.1, float, "KiB/s") or MIN_SEND_KIBS
     watchdog = Watchdog(db.engine()) if watchdog is None else watchdog
-    return PooledHTTPServer((host, port), handler(engine, timeout, header_timeout), threads, queued, watchdog)
+    return PooledHTTPServer((host, port), handler(engine, timeout, header_timeout, min_send_kibs), threads, queued,
+                            watchdog)

@@ -112,6 +112,21 @@ def template_fields(template: str) -> list[str]:
     return [name for _, name, _, _ in string.Formatter().parse(template) if name]
 
 
+def check_template(template: str, where: str) -> None:
+    """A MappingError naming ``where`` unless each field of ``template`` names a column: no attribute
+    or index (``{id.__class__.__mro__}`` stored Python's internals as object ids), no bare ``{}``."""
+    if not isinstance(template, str):
+        raise MappingError(f"{where} must be a text template such as \"{{id}}\", got {template!r}")
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        raise MappingError(f"{where}: {template!r} is not a template ({exc}); write {{column}} for a column's "
+                           "value, {{{{ and }}}} for braces") from None
+    for name in names:
+        if not name or "." in name or "[" in name:
+            raise MappingError(f"{where}: {{{name}}} in {template!r} must name a column (no attribute, no index)")
+
+
 @dataclass(frozen=True)
 class Band:
     """Where one band's photometry comes from: a magnitude column, or a flux column and its unit
@@ -475,6 +490,7 @@ def parse_mapping(path: Path, raw: dict[str, Any]) -> Mapping:
                                ("object_id", source, "source")):
         if not isinstance(sec.get(key), str):
             raise MappingError(f"{path}: [{sec_name}] needs a string {key!r}")
+    check_template(source["object_id"], f"{path}: [source] object_id")
     if ("ra" in source) != ("dec" in source):
         raise MappingError(f"{path}: [source] maps one of ra/dec without the other")
     ra = Column.parse(source["ra"], f"{path} [source] ra") if "ra" in source else None

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import glob
-import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,8 +29,8 @@ from typing import Any
 import astropy.units as u
 
 from catalog.errors import MappingError
-from ingest.mapping import (MAG_SYSTEMS, Mapping, check_mapped, check_real_path, number, numbers, parse_mapping,
-                            resolve_file)
+from ingest.mapping import (MAG_SYSTEMS, Mapping, check_mapped, check_real_path, check_template, number, numbers,
+                            parse_mapping, resolve_file, template_fields)
 
 #: [source] keys of per-object mappings beyond the catalogue ones.
 SOURCE_EXTRAS = ("match_survey", "group_within_arcsec")
@@ -194,13 +193,9 @@ class PerObjectMapping:
         if self.label:
             cols.add(self.label.column)
         if self.spectrum:
-            cols |= {n for n in _template_fields(self.spectrum.name)}
+            cols |= set(template_fields(self.spectrum.name))
             cols |= {self.spectrum.mjd} if self.spectrum.mjd else set()
         return cols
-
-
-def _template_fields(template: str) -> list[str]:
-    return [name for _, name, _, _ in string.Formatter().parse(template) if name]
 
 
 def _files(raw: dict[str, Any], name: str, path: Path) -> Files | None:
@@ -268,8 +263,9 @@ def _spectrum(sec: dict[str, Any], path: Path) -> SpectrumSpec:
     vacuum = sec.get("vacuum")
     if vacuum not in (True, False, None):
         raise MappingError(f"{where} vacuum must be true or false (leave it out if unknown)")
+    check_template(name := _text(sec, "name", where), f"{where} name")
     return SpectrumSpec(
-        name=_text(sec, "name", where), wavelength=wave["column"], wavelength_log10=bool(wave.get("log10", False)),
+        name=name, wavelength=wave["column"], wavelength_log10=bool(wave.get("log10", False)),
         wavelength_unit=wave["unit"], vacuum=vacuum, flux=flux["column"], flux_unit=flux["unit"],
         ivar=ivar["column"], ivar_from=ivar_from, mask=sec.get("mask"), mjd=sec.get("mjd"),
     )

@@ -153,6 +153,15 @@ def test_reader_commands(astronomers, engine, capsys):
         assert message in capsys.readouterr().err
     with engine.connect() as conn:
         assert conn.scalar(sa.text("SELECT to_regrole('carol')")) is None
+    # the hint quotes a name the shell would split or run ('$(...)'): it is printed to be pasted
+    name = "dr $(x) o'brien"
+    try:
+        assert main(["db", "reader", "add", name]) == 0
+        hint = capsys.readouterr().out
+        assert "psql \"$(healcat db url --reader 'dr $(x) o'\"'\"'brien')\"" in hint
+        assert main(["db", "url", "--reader", name]) == 0
+    finally:
+        assert main(["db", "reader", "drop", name]) == 0
 
 
 def test_dropping_an_astronomer_ends_their_sessions(database_url, engine, catalog):

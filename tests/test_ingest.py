@@ -82,6 +82,14 @@ def test_mapping_errors_name_the_file_and_the_column(tmp_path):
                    '[source]\nobject_id = "{id}"\nra = "ra"\n')
     with pytest.raises(MappingError, match="maps one of ra/dec without the other"):
         load_mapping(bad)
+    # an object_id template reads columns, nothing else: '{id.__class__.__mro__}' stored Python's internals
+    for template, error in (("{id.__class__.__mro__}", r"\{id.__class__.__mro__\} in .* must name a column"),
+                            ("{id[0]}", r"\{id\[0\]\} in .* must name a column"), ("{}-{id}", r"\{\} in .* must name"),
+                            ("{id", "is not a template")):
+        bad.write_text('[survey]\nname = "x"\n[release]\nversion = "1"\nfile = "f.csv"\nformat = "csv"\n'
+                       f'[source]\nobject_id = {template!r}\n'.replace("'", '"'))
+        with pytest.raises(MappingError, match=f"bad.toml: \\[source\\] object_id.*{error}"):
+            load_mapping(bad)
 
 
 def test_release_is_loaded_whole_with_exact_ids_and_hpx(engine, catalog):

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from catalog import db
 from catalog.service import make_server
-from catalog.watchdog import Watchdog, may_signal, sweep
+from catalog.watchdog import Watchdog, may_signal, restore_role_defaults, role_defaults, sweep
 from ingest import queue
 from ingest.worker import Worker
 from tests.conftest import wait_until
@@ -126,6 +126,49 @@ def test_a_reader_idle_in_a_transaction_past_the_limit_is_terminated(engine, rea
         wait_until(lambda: _activity(engine, pid) is None, "the session is gone")
         with pytest.raises(sa.exc.OperationalError):
             conn.execute(sa.text("SELECT 1"))
+
+
+def test_a_transaction_open_past_its_limit_is_terminated_however_busy(engine, reader, caplog):
+    """A REPEATABLE READ transaction kept alive by a statement every few minutes was never idle long
+    enough to be ended: it held back VACUUM and made CREATE INDEX CONCURRENTLY wait for ever."""
+    with reader.connect() as conn:
+        conn.execute(sa.text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+        pid = conn.scalar(sa.text("SELECT pg_backend_pid()"))
+        conn.execute(sa.text("SELECT pg_sleep(1.5)"))  # busy all along: never idle past any limit
+        with engine.begin() as owner:
+            assert sweep(owner, statement_s=60.0, idle_s=60.0, transaction_s=60.0) == []
+            overdue = sweep(owner, statement_s=60.0, idle_s=60.0, transaction_s=1.0)
+        assert [(o.pid, o.exceeded, o.action, o.signalled) for o in overdue] == [(pid, "transaction", "terminate", True)]
+        assert overdue[0].seconds > 1.5 and "in a transaction open for" in caplog.text
+        wait_until(lambda: _activity(engine, pid) is None, "the session is gone")
+        with pytest.raises(sa.exc.OperationalError):
+            conn.execute(sa.text("SELECT 1"))
+
+
+def test_defaults_a_reader_gave_its_own_role_are_put_back_and_its_sessions_ended(engine, database_url, reader,
+                                                                                 caplog):
+    """A role may ALTER its own defaults: index scans off for every later session of the shared role,
+    healcat serve's included (whose sessions another reader may end, to make them reconnect)."""
+    with engine.begin() as owner:
+        assert role_defaults(owner) == {}, "db up leaves the defaults healcat gives (db.READER_ROLE_DEFAULTS)"
+    try:
+        with reader.begin() as conn:
+            conn.execute(sa.text("ALTER ROLE healcat_reader SET enable_indexscan = off"))
+        tainted = reader.connect()
+        assert tainted.scalar(sa.text("SHOW enable_indexscan")) == "off"
+        pid = tainted.scalar(sa.text("SELECT pg_backend_pid()"))
+        tainted.commit()
+        with engine.begin() as owner:
+            assert role_defaults(owner) == {db.READER_ROLE: ("enable_indexscan=off", *db.READER_ROLE_DEFAULTS)}
+            assert restore_role_defaults(owner) == ([db.READER_ROLE], [])
+            assert role_defaults(owner) == {} and restore_role_defaults(owner) == ([], [])
+        wait_until(lambda: _activity(engine, pid) is None, "the session that started with them is ended")
+        tainted.invalidate()
+        with reader.connect() as conn:
+            assert conn.scalar(sa.text("SHOW enable_indexscan")) == "on"
+        assert "role healcat_reader held defaults healcat did not give it (enable_indexscan=off" in caplog.text
+    finally:
+        db.assert_reader_role(database_url)
 
 
 def test_workers_run_the_watchdog(engine, reader):

@@ -256,6 +256,13 @@ def test_the_search_of_a_client_that_hangs_up_is_cancelled(small_service, engine
     assert status == 200 and len(parse_single_table(io.BytesIO(body)).to_table()) > 0, "the thread is free again"
 
 
+def _split_answer(received: bytes) -> tuple[bytes, bytes, int]:
+    """An HTTP answer's head, its body as received and the length its Content-Length says."""
+    head, _, body = bytes(received).partition(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    return head, body, length
+
+
 def test_a_large_answer_reaches_a_client_reading_slowly_but_steadily(database_url, catalog):
     """A client reading 64 KiB every 0.1 s takes over 10 s for an 8 MB answer, several times the
     service's 2 s timeout, and gets it whole. (Sent in one sendall, the timeout bounded the whole
@@ -277,12 +284,74 @@ def test_a_large_answer_reaches_a_client_reading_slowly_but_steadily(database_ur
         server.shutdown()
         server.server_close()
         reader.dispose()
-    head, _, body = bytes(received).partition(b"\r\n\r\n")
-    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    head, body, length = _split_answer(received)
     assert head.startswith(b"HTTP/1.0 200") and length > 7_000_000  # more than the kernel buffers take
     assert pauses * 0.1 > 3 * 2.0  # what the test is about: a read far longer than the service's timeout
     assert len(body) == length  # whole, not cut at the first timeout
     assert len(parse_single_table(io.BytesIO(body)).to_table()) > 10_000
+
+
+def test_a_client_reading_slower_than_the_least_rate_is_cut_off(database_url, catalog, caplog):
+    """Each 64 KiB piece within the timeout let a client reading 16 KB/s hold a thread for 40 minutes
+    over a 26 MB answer (four held the service): the whole answer must now go at the least rate on
+    average (here 2 MiB/s, so the 8 MB answer has 5 + 4 s; each 64 KiB piece is taken well within 5 s)."""
+    reader = sa.create_engine(db.reader_url(database_url))
+    server = make_server(reader, port=0, threads=1, timeout=5.0, min_send_kibs=2048)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    caplog.set_level(logging.INFO, logger="catalog.service")
+    try:
+        with socket.socket() as client:
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)  # the kernel holds little for it
+            client.connect(server.server_address[:2])
+            client.sendall(b"GET /scs?RA=270&DEC=-30&SR=25&VERB=3 HTTP/1.0\r\n\r\n")
+            client.settimeout(60)  # liveness
+            received = bytearray()
+            try:
+                while chunk := client.recv(64 * 1024):  # 256 KiB/s
+                    received += chunk
+                    time.sleep(0.25)
+            except ConnectionResetError:  # closed with bytes unread
+                pass
+        status, _ = _scs(server)  # the thread is free again
+    finally:
+        server.shutdown()
+        server.server_close()
+        reader.dispose()
+    head, body, length = _split_answer(received)
+    assert head.startswith(b"HTTP/1.0 200") and len(body) < length
+    assert any("slower than 2048 KiB/s on average" in r.getMessage() for r in caplog.records)
+    assert status == 200
+
+
+def test_a_number_that_cannot_match_is_refused_without_backtracking(service):
+    """The number pattern's two digit runs could split a long number anywhere: failing to match 30,000
+    digits and an 'x' took 16 s under the interpreter lock, every thread of the service stopped. (A
+    liveness bound: the old pattern takes minutes on these 100,000 digits.)"""
+    from catalog.errors import QueryError
+    from catalog.service import Params
+
+    errors = []
+    checking = threading.Thread(target=lambda: errors.append(pytest.raises(
+        QueryError, Params("RA=" + "1" * 100_000 + "x").number, "RA")))
+    checking.start()
+    checking.join(60)
+    assert not checking.is_alive() and "RA must be a number" in str(errors[0].value)
+
+
+def test_the_log_escapes_control_characters_and_the_server_names_no_python(service, caplog):
+    """A raw ESC or CR in a request line reached the operator's terminal (it can erase a line and
+    print a forged one); the Server header named the Python version."""
+    host, port = service.removeprefix("http://").split(":")
+    caplog.set_level(logging.INFO, logger="catalog.service")
+    with socket.create_connection((host, int(port))) as client:
+        client.sendall(b"GET /nowhere\x1b[2K\rFORGED HTTP/1.0\r\n\r\n")
+        answer = b"".join(iter(lambda: client.recv(65536), b""))
+    assert answer.startswith(b"HTTP/1.0 400")  # the CR splits the request line: four words
+    said = [r.getMessage() for r in caplog.records if "FORGED" in r.getMessage()]
+    assert said and not any("\x1b" in m or "\r" in m for m in said)
+    assert any("/nowhere\\x1b[2K\\x0dFORGED" in m for m in said)
+    _, headers, _ = _request(f"{service}/")
+    assert headers["Server"] == "healcat"
 
 
 def test_a_bad_header_timeout_in_the_environment_is_refused(database_url, monkeypatch):

@@ -26,7 +26,7 @@ from astropy.table import Table
 from sqlalchemy.dialects import postgresql
 
 from catalog import healpix
-from catalog.errors import QueryError, query_error
+from catalog.errors import ConfigurationError, QueryError, query_error
 from catalog.search.cancel import cancellable
 from catalog.search.results import table_from_columns
 
@@ -140,7 +140,11 @@ class _Sessions(threading.local):
         if fresh or conn is None or conn.closed:
             if conn is not None:
                 conn.close()
-            conn = psycopg.connect(url, autocommit=True)
+            try:
+                conn = psycopg.connect(url, autocommit=True)
+            except psycopg.ProgrammingError as exc:  # a malformed URL: libpq's message quotes it, password too
+                message = str(exc).replace(engine.url.password, "***") if engine.url.password else str(exc)
+                raise ConfigurationError(f"the database URL {engine.url!r} is not one libpq reads: {message}") from None
             conn.execute("SET plan_cache_mode = force_generic_plan")
             self.connections[url] = conn
             _opened.append(conn)
