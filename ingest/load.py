@@ -186,6 +186,12 @@ def check_unchanged(path: Path | str, scanned: str | None, found: str) -> None:
                           f"{found[:12]}... now): not loaded; the next scan queues what it holds now")
 
 
+#: Why a release's checksum differs when its mapping reads the same: the file, or what the checksum
+#: covers (an older healcat's checksum of the same files and mapping can differ: a join file counted since).
+_SAME_MAPPING = ("the same mapping, so other file bytes, or a checksum an older healcat computed otherwise "
+                 "(`healcat release show` says when it was loaded)")
+
+
 def load_release(engine: sa.Engine, mapping, path: Path, checksum: str,
             load_rows: Callable[[Any, int], dict[str, int]]) -> LoadResult:
     """Insert the release and its rows (``load_rows(psycopg connection, release_id)`` -> counts) in one
@@ -203,7 +209,7 @@ def load_release(engine: sa.Engine, mapping, path: Path, checksum: str,
             raise IngestError(
                 f"{path}: release {mapping.release_name} is already loaded from different content "
                 f"(sha256 {clash.checksum[:12]}... vs {checksum[:12]}...: "
-                f"{'; '.join(differences) if differences else 'the same mapping, other file bytes'}); "
+                f"{'; '.join(differences) if differences else _SAME_MAPPING}); "
                 "give the new release a new version"
                 + (" (or, to load the same release again, what it was loaded with)" if differences else "")
             )
