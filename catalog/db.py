@@ -258,8 +258,26 @@ def migrate(url: URL | None = None, revision: str = "head") -> None:
     from alembic import command
 
     url = url or database_url()
-    command.upgrade(alembic_config(url), revision)
+    cfg = alembic_config(url)
+    cfg.attributes["after_upgrade"] = _after_upgrade
+    command.upgrade(cfg, revision)
     assert_reader_role(url)
+
+
+#: The migration after which every release's diff is computed again (0049: the values it repairs, and
+#: the fingerprints of 0045 that diffs stored before it were not computed with).
+DIFFS_RECOMPUTED_AT = "0049"
+
+
+def _after_upgrade(conn: sa.Connection, before: str | None) -> None:
+    """Run by the migrations' transaction once they are done (migrations/env.py): an upgrade from below
+    :data:`DIFFS_RECOMPUTED_AT` to it or later computes every release's diff again with the current code
+    (``ingest.publish.recompute_diffs``), at the schema it was written for; a new catalog has none."""
+    now = conn.scalar(sa.text("SELECT version_num FROM healcat.alembic_version"))
+    if before is not None and now is not None and before < DIFFS_RECOMPUTED_AT <= now:
+        from ingest.publish import recompute_diffs
+
+        recompute_diffs(conn)
 
 
 def forward_notices(connection: psycopg.Connection) -> None:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import secrets
 import shutil
 from dataclasses import dataclass, field
 from importlib.metadata import version
@@ -300,7 +301,13 @@ def _export(conn: sa.Connection, info: sa.RowMapping, out_dir: Path, max_rows: i
         raise HealcatError(f"{WHAT}: {info['name']}: two columns would share a name: {[c.name for c in columns]}")
     schema = pa.schema([c.field() for c in columns], metadata={"healcat_release": info["name"]})
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    work = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
+    # a name of its own: a killed export leaves its folder (nothing can remove it), and under
+    # `docker compose run` every export's process id is the same, so one named by the pid alone failed
+    left = sorted(out_dir.parent.glob(f".{out_dir.name}.partial-*"))
+    if left:
+        log.warning("%s: %s left by exports that did not finish (killed): delete %s, unless an export to %s runs now",
+                    WHAT, ", ".join(p.name for p in left), "it" if len(left) == 1 else "them", out_dir)
+    work = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
     work.mkdir()
     try:
         query = _query(proper_motions, photometry, spec_redshift, predictions)

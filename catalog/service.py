@@ -498,6 +498,9 @@ def handler(engine: sa.Engine, request_timeout: float = REQUEST_TIMEOUT, header_
         def log_message(self, fmt: str, *args) -> None:
             log.info("%s %s", self.address_string(), printable(fmt % args))
 
+        def log_error(self, fmt: str, *args) -> None:  # a client cut off (too slow), a malformed request
+            log.warning("%s %s", self.address_string(), printable(fmt % args))
+
     return Handler
 
 

@@ -19,7 +19,8 @@ defaults with :data:`catalog.db.READER_ROLE_DEFAULTS`; a role that holds others 
 (:func:`restore_role_defaults`).
 
 It runs as a thread in every ``healcat worker`` and in ``healcat serve`` (:class:`Watchdog`), each
-sweeping every :data:`INTERVAL_S` (one query; several sweepers at once are harmless). The sweeping
+sweeping every :data:`INTERVAL_S` (two queries; several sweepers at once are harmless: two putting a
+role's defaults back at the same moment may fail one, logged, which the next sweep finds done). The sweeping
 role must see the reader's queries and signal its sessions: a superuser (the embedded server's and
 docker-compose's owner are), a member of both ``pg_signal_backend`` and ``pg_read_all_stats``, or,
 while no astronomer has a role of their own (``healcat db reader add``), a member of
@@ -72,14 +73,16 @@ _SWEEP = sa.text(f"""
     WHERE a.usesysid IN {_READERS}
       AND a.backend_type = 'client backend' AND a.pid <> pg_backend_pid() AND o.action IS NOT NULL
       AND (pg_has_role('pg_signal_backend', 'USAGE') OR pg_has_role(a.usesysid, 'USAGE'))""")
-# The read-only roles' defaults, sorted (those of this database too: ALTER ROLE ... IN DATABASE).
+# The read-only login roles' defaults, sorted (those of this database too: ALTER ROLE ... IN DATABASE),
+# the roles healcat.assert_reader_role() sets (a group that cannot log in has no sessions to reach).
 _ROLE_DEFAULTS = sa.text(f"""
-    SELECT r.rolname, coalesce(array_agg(c ORDER BY c) FILTER (WHERE c IS NOT NULL), '{{}}') AS defaults
+    SELECT r.rolname, coalesce(array_agg(c COLLATE "C" ORDER BY c COLLATE "C") FILTER (WHERE c IS NOT NULL),
+                               '{{}}') AS defaults
     FROM pg_roles AS r
     LEFT JOIN pg_db_role_setting AS s ON s.setrole = r.oid
          AND s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
     LEFT JOIN LATERAL unnest(s.setconfig) AS c ON true
-    WHERE r.oid IN {_READERS}
+    WHERE r.oid IN {_READERS} AND r.rolcanlogin
     GROUP BY r.rolname ORDER BY r.rolname""")
 _END_SESSIONS = sa.text("""
     SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
@@ -137,14 +140,16 @@ def role_defaults(conn: sa.Connection, role: str = db.READER_ROLE) -> dict[str, 
         _ROLE_DEFAULTS, {"role": role, "astronomers": db.ASTRONOMERS_ROLE}) if tuple(defaults) != db.READER_ROLE_DEFAULTS}
 
 
-def restore_role_defaults(conn: sa.Connection, role: str = db.READER_ROLE) -> tuple[list[str], list[str]]:
+def restore_role_defaults(conn: sa.Connection, role: str = db.READER_ROLE,
+                          stuck: dict[str, tuple[str, ...]] | None = None) -> tuple[list[str], dict[str, tuple[str, ...]]]:
     """Put back the defaults of the read-only roles that hold others (:func:`role_defaults`) with
     ``healcat.assert_reader_role()``, and end the sessions of each role put back: any may have started
     with what a reader set (the reader's own too). Returns the roles put back and those ``conn``'s role
-    may not alter (their defaults stay; nothing is ended)."""
+    may not alter, with their defaults (they stay; nothing is ended). Roles in ``stuck`` (an earlier
+    call's answer) still holding the same defaults are not tried again."""
     changed = role_defaults(conn, role)
-    if not changed:
-        return [], []
+    if not changed or all((stuck or {}).get(name) == defaults for name, defaults in changed.items()):
+        return [], changed
     conn.execute(sa.text("SELECT healcat.assert_reader_role()"))  # a warning, no error, where it may not
     stuck = role_defaults(conn, role)
     restored = [name for name in changed if name not in stuck]
@@ -152,7 +157,7 @@ def restore_role_defaults(conn: sa.Connection, role: str = db.READER_ROLE) -> tu
         ended = conn.scalar(_END_SESSIONS, {"name": name})
         log.warning("watchdog: role %s held defaults healcat did not give it (%s): put back, and its %d "
                     "session(s) ended (they may have started with them)", name, ", ".join(changed[name]), ended)
-    return restored, sorted(stuck)
+    return restored, stuck
 
 
 def may_signal(conn: sa.Connection, role: str = db.READER_ROLE) -> bool:
@@ -193,7 +198,7 @@ class Watchdog:
         self.stop()
 
     def _run(self) -> None:
-        allowed, failing, stuck = None, False, set()
+        allowed, failing, stuck = None, False, {}
         while True:
             try:
                 with self.engine.begin() as conn:
@@ -209,11 +214,12 @@ class Watchdog:
                             return
                     sweep(conn, **self.limits)
                 with self.engine.begin() as conn:  # its own transaction: a role it may not alter fails alone
-                    for name in set(restore_role_defaults(conn, self.limits["role"])[1]) - stuck:
+                    _, now_stuck = restore_role_defaults(conn, self.limits["role"], stuck)
+                    for name in now_stuck.keys() - stuck.keys():
                         log.warning("watchdog: role %s holds defaults healcat did not give it, and %s may not put "
                                     "them back: an administrator can run SELECT healcat.assert_reader_role()",
                                     name, conn.scalar(sa.text("SELECT current_user")))
-                        stuck.add(name)
+                    stuck = now_stuck
                 failing = False
             except Exception as exc:  # the database away (a restart): the next sweep tries again
                 if not failing:

@@ -234,6 +234,19 @@ def match_objects(conn: sa.Connection, radius_arcsec: float) -> None:
     conn.execute(_MATCH_BY_POSITION, {"radius_arcsec": radius_arcsec})
 
 
+def recompute_diffs(conn: sa.Connection) -> None:
+    """Every release compared with a previous one has its diff computed again (its ``release_change``
+    rows replaced, against the same previous release), as a back-filled release's successor has:
+    after an upgrade that changed what the diffs compare (catalog.db.migrate)."""
+    releases = conn.execute(sa.text("SELECT release_id, name, previous_release_id FROM healcat.release "
+                                    "WHERE previous_release_id IS NOT NULL ORDER BY release_id")).all()
+    for release_id, name, previous_id in releases:
+        conn.execute(sa.text("DELETE FROM healcat.release_change WHERE release_id = :r"), {"r": release_id})
+        log.info("%s: its diff computed again: %s", name, _record_changes(conn, release_id, previous_id))
+    if releases:
+        conn.execute(sa.text("ANALYZE healcat.release_change"))
+
+
 def _record_changes(conn: sa.Connection, release_id: int, previous_id: int | None) -> dict[str, int]:
     """Cross-identify a release with the one before it and record the objects new, changed and vanished:
     its own sources, and the other surveys' sources its per-release rows sit on (:func:`_record_joined`)."""

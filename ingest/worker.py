@@ -32,6 +32,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from catalog.errors import ContentChanged, IngestError, MissingInputError, QueryError, first_line, lost_connection
+from catalog.models import ScheduledIngest
 from catalog.watchdog import Watchdog
 from ingest import progress, queue
 
@@ -52,7 +53,13 @@ def run_ingest(engine: sa.Engine, args: dict[str, Any], job_id: int) -> dict[str
     except ContentChanged as exc:
         if not args.get("checksum"):  # queued by hand: nothing else will load the new content
             raise
-        log.warning("job %d: %s", job_id, exc)  # the scheduler's next scan queues the new content: nothing failed
+        # The scheduler's next scan queues what the file holds now, nothing failed: even the content
+        # it scanned, so its record goes (a file touched while loading, or put back as it was, kept
+        # it, and that content was never queued again).
+        with engine.begin() as conn:
+            conn.execute(sa.delete(ScheduledIngest).where(ScheduledIngest.checksum == args["checksum"],
+                                                          ScheduledIngest.job_id == job_id))
+        log.warning("job %d: %s", job_id, exc)
         return {"not_loaded": str(exc), "queued_jobs": []}
     with engine.begin() as conn:
         queued = enqueue_inference(conn, result.release_id, parent_job_id=job_id)

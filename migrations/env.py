@@ -40,7 +40,12 @@ def run_migrations_online() -> None:
             include_object=include_object,
         )
         with context.begin_transaction():
+            before = context.get_context().get_current_revision()
             context.run_migrations()
+            # what the application does once the schema is the newest, in the same transaction
+            # (catalog.db.migrate: data a migration left for the current code to compute again)
+            if (after := config.attributes.get("after_upgrade")) is not None:
+                after(conn, before)
     engine.dispose()
 
 

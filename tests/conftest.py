@@ -237,6 +237,9 @@ def scratch_database(engine, database_url: sa.URL, name: str):
         other.dispose()
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+        # Roles are the server's: a downgrade there below 0032 reset the read-only role's defaults for
+        # every database, and the next watchdog would end the readers' sessions putting them back.
+        db.assert_reader_role(database_url)
 
 
 def across_a_migration(engine, database_url: sa.URL, revision: str, down_to: str,

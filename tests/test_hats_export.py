@@ -3,6 +3,7 @@ implementation) and held to the database: every row, every magnitude, every part
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from pathlib import Path
@@ -252,12 +253,16 @@ def test_a_cone_on_the_export_is_healcats_cone(sdss_export, engine, at, radius_a
     assert found, "a cone with sources in it"
 
 
-def test_small_batches_write_the_same_files(sdss_export, engine, tmp_path):
-    """Batches far smaller than a partition (and not dividing it) split partitions across fetches."""
+def test_small_batches_write_the_same_files(sdss_export, engine, tmp_path, caplog):
+    """Batches far smaller than a partition (and not dividing it) split partitions across fetches. Beside
+    the work folder an export killed earlier left (named by this process id, as under `docker compose run`
+    every export's is the same: the export failed with FileExistsError), said in a warning."""
     result, _, frame = sdss_export
+    (tmp_path / f".b.partial-{os.getpid()}").mkdir()
     export_hats(SDSS_RELEASE, tmp_path / "b", max_rows_per_partition=THRESHOLD, engine=engine, batch_rows=37)
     _, again = _read_all(tmp_path / "b")
     assert again.equals(frame)
+    assert f".b.partial-{os.getpid()} left by exports that did not finish (killed): delete it" in caplog.text
 
 
 def test_gaia_in_vega_with_its_own_bands(catalog, engine, tmp_path):

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from catalog.errors import HealcatError
+from catalog.errors import HealcatError, QueryError
+from catalog.search.similar import similar
 from ingest.inference import ensure_embedding_index, hnsw_build_bytes, hnsw_build_params
 from tests.conftest import wait_until
 
@@ -45,6 +46,12 @@ def test_the_build_memory_is_the_operators_and_a_short_one_is_named(engine, cata
         dim = conn.scalar(sa.text("SELECT embedding_dim FROM healcat.model WHERE model_id = :m"), {"m": model_id})
         n = conn.scalar(sa.text("SELECT count(*) FROM healcat.embedding WHERE model_id = :m"), {"m": model_id})
         conn.execute(sa.text(f"DROP INDEX healcat.{index}"))
+        probe = conn.scalar(sa.text("SELECT source_id FROM healcat.embedding WHERE model_id = :m LIMIT 1"), {"m": model_id})
+    # as a `healcat infer` interrupted in its build leaves it (its run finished): approx says what builds it
+    approx = dict(model=catalog["model"].name, version=catalog["model"].version, k=3, mode="approx", engine=engine)
+    with pytest.raises(QueryError, match=r"has no valid HNSW index; use mode exact \(a run interrupted while it built "
+                                         r"the index leaves none: `healcat infer MODEL RELEASE` again builds it"):
+        similar(probe, **approx)
     assert hnsw_build_bytes(n, dim) > MIB  # so 1MB is too little for this model's vectors
     monkeypatch.setenv("HEALCAT_HNSW_BUILD_MEMORY", "a lot")
     with pytest.raises(HealcatError, match="HEALCAT_HNSW_BUILD_MEMORY='a lot' is not a PostgreSQL size"):
@@ -56,6 +63,7 @@ def test_the_build_memory_is_the_operators_and_a_short_one_is_named(engine, cata
     with engine.connect() as conn:
         assert conn.scalar(sa.text("SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
                                    "WHERE c.relname = :n"), {"n": index}) is True
+    assert len(similar(probe, **approx)) == 3
 
 
 def _tried_since(engine, since):

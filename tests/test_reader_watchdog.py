@@ -160,13 +160,28 @@ def test_defaults_a_reader_gave_its_own_role_are_put_back_and_its_sessions_ended
         tainted.commit()
         with engine.begin() as owner:
             assert role_defaults(owner) == {db.READER_ROLE: ("enable_indexscan=off", *db.READER_ROLE_DEFAULTS)}
-            assert restore_role_defaults(owner) == ([db.READER_ROLE], [])
-            assert role_defaults(owner) == {} and restore_role_defaults(owner) == ([], [])
+            assert restore_role_defaults(owner) == ([db.READER_ROLE], {})
+            assert role_defaults(owner) == {} and restore_role_defaults(owner) == ([], {})
         wait_until(lambda: _activity(engine, pid) is None, "the session that started with them is ended")
         tainted.invalidate()
         with reader.connect() as conn:
             assert conn.scalar(sa.text("SHOW enable_indexscan")) == "on"
         assert "role healcat_reader held defaults healcat did not give it (enable_indexscan=off" in caplog.text
+    finally:
+        db.assert_reader_role(database_url)
+
+
+def test_the_watchdog_thread_puts_a_role_s_defaults_back(engine, database_url, reader):
+    def held() -> dict:
+        with engine.connect() as conn:
+            return role_defaults(conn)
+
+    try:
+        with reader.begin() as conn:
+            conn.execute(sa.text("ALTER ROLE healcat_reader SET enable_seqscan = off"))
+        assert held() == {db.READER_ROLE: ("enable_seqscan=off", *db.READER_ROLE_DEFAULTS)}
+        with Watchdog(engine, interval_s=0.1):
+            wait_until(lambda: held() == {}, "the watchdog puts the defaults back")
     finally:
         db.assert_reader_role(database_url)
 

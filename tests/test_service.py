@@ -323,7 +323,7 @@ def test_a_client_reading_slower_than_the_least_rate_is_cut_off(database_url, ca
     assert status == 200
 
 
-def test_a_number_that_cannot_match_is_refused_without_backtracking(service):
+def test_a_number_that_cannot_match_is_refused_without_backtracking():
     """The number pattern's two digit runs could split a long number anywhere: failing to match 30,000
     digits and an 'x' took 16 s under the interpreter lock, every thread of the service stopped. (A
     liveness bound: the old pattern takes minutes on these 100,000 digits.)"""
@@ -332,7 +332,7 @@ def test_a_number_that_cannot_match_is_refused_without_backtracking(service):
 
     errors = []
     checking = threading.Thread(target=lambda: errors.append(pytest.raises(
-        QueryError, Params("RA=" + "1" * 100_000 + "x").number, "RA")))
+        QueryError, Params("RA=" + "1" * 100_000 + "x").number, "RA")), daemon=True)
     checking.start()
     checking.join(60)
     assert not checking.is_alive() and "RA must be a number" in str(errors[0].value)
@@ -385,18 +385,33 @@ def test_control_characters_in_a_parameter_are_a_bad_request(service, query):
     assert status == 400 and "must not hold control characters" in infos["Error"]
 
 
-def test_the_service_sets_its_own_limits_whatever_the_role_defaults_say(small_service, database_url, engine):
+class _NoWatchdog:
+    """A service's watchdog that does nothing: the test changes the role's defaults, which a watchdog
+    puts back (ending the role's sessions, the test's own) at a sweep that may come at any moment."""
+
+    def start(self) -> _NoWatchdog:
+        return self
+
+    def stop(self) -> None:
+        pass
+
+
+def test_the_service_sets_its_own_limits_whatever_the_role_defaults_say(database_url, catalog):
     reader = sa.create_engine(db.reader_url(database_url))
+    server = make_server(reader, port=0, threads=1, watchdog=_NoWatchdog())
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         with reader.begin() as conn:  # a reader makes every reader session time out at once
             conn.execute(sa.text("ALTER ROLE healcat_reader SET statement_timeout = '1ms'"))
             conn.execute(sa.text("ALTER ROLE healcat_reader SET work_mem = '64GB'"))
-        status, body = _scs(small_service, "RA=161.08&DEC=0.68&SR=0.5")
+        status, body = _scs(server, "RA=161.08&DEC=0.68&SR=0.5")
         assert status == 200 and len(parse_single_table(io.BytesIO(body)).to_table()) > 0
         with reader.connect() as conn:
             assert conn.scalar(sa.text("SHOW statement_timeout")) == "1min"
             assert conn.scalar(sa.text("SHOW work_mem")) == "32MB"
     finally:
+        server.shutdown()
+        server.server_close()
         reader.dispose()
         db.assert_reader_role(database_url)
 

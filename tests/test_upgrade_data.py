@@ -99,10 +99,22 @@ def test_rotation_periods_loaded_before_0035_get_the_age_their_release_gave(engi
                 conn.execute(sa.text(
                     "INSERT INTO healcat.rotation_period (shard, source_id, release_id, period_day, cluster_id) "
                     "VALUES (-1, :s, :r, 10.5, :c)"), {"s": sid, "r": release, "c": cluster})
+        db.migrate(url, "0048")
+        with other.begin() as conn:  # loaded since 0035: its file gave one star's age and not the other's
+            late = add_release(conn, "prot", "v0", ROTATION_MAPPING, {"rotation_period": 2}, status="superseded")
+            for sid, age in ((sources[0], 670.0), (sources[1], None)):
+                conn.execute(sa.text(
+                    "INSERT INTO healcat.rotation_period (shard, source_id, release_id, period_day, cluster_id, "
+                    "cluster_age_myr) VALUES (-1, :s, :r, 10.5, :c, :age)"),
+                    {"s": sid, "r": late, "c": cluster, "age": age})
         db.migrate(url)
         with other.begin() as conn:
             ages = dict(conn.execute(sa.text(
-                "SELECT source_id, cluster_age_myr FROM healcat.rotation_period ORDER BY 1")).all())
+                "SELECT source_id, cluster_age_myr FROM healcat.rotation_period WHERE release_id <> :late ORDER BY 1"),
+                {"late": late}).all())
+            assert dict(conn.execute(sa.text(
+                "SELECT source_id, cluster_age_myr FROM healcat.rotation_period WHERE release_id = :late"),
+                {"late": late}).all()) == {sources[0]: 670.0, sources[1]: None}, "what the file gave, as it was"
             # the release that maps an age: the cluster's (the one its rows agreed with); the other: NULL,
             # as the current code writes for a mapping without cluster_age_myr
             assert ages == {sources[0]: 670.0, sources[1]: 670.0, sources[2]: None}
@@ -182,7 +194,7 @@ def test_attrs_a_text_column_held_as_strings_become_numbers_as_the_current_code_
                                "fade": 14.0}}
             for o, a in rows.items():
                 add_source(conn, ztf, o, a)
-            # a binary format's strings are not text columns' numbers: never rewritten
+            # a binary format's text column too (ingest reads any attr column a reader gives as text so)
             binary = add_release(conn, "bin", "v1", {"release": {"format": "hdf5"}, "source": {"object_id": "{id}",
                                                                                                "attrs": ["x"]}},
                                  {"source": 1})
@@ -204,7 +216,7 @@ def test_attrs_a_text_column_held_as_strings_become_numbers_as_the_current_code_
                                 "fade": "007"}
     assert stored["ZTF18c"] == rows["ZTF18c"]
     assert kinds == {"ZTF18a": "number", "ZTF18b": "string", "ZTF18c": "number"}
-    assert stored["1"] == {"x": "16.62"} and stored["42"] == {"id": "42", "y": 42}
+    assert stored["1"] == {"x": 16.62} and stored["42"] == {"id": "42", "y": 42}
 
 
 # --- 3: a round trip below 0036 keeps which version is current ----------------------------------------

@@ -16,6 +16,7 @@ import atexit
 import functools
 import math
 import os
+import re
 import threading
 
 import astropy.units as u
@@ -143,7 +144,7 @@ class _Sessions(threading.local):
             try:
                 conn = psycopg.connect(url, autocommit=True)
             except psycopg.ProgrammingError as exc:  # a malformed URL: libpq's message quotes it, password too
-                message = str(exc).replace(engine.url.password, "***") if engine.url.password else str(exc)
+                message = re.sub(r'://([^:/@\s"]*):[^@\s"]*@', r"://\1:***@", str(exc))  # (percent-encoded there)
                 raise ConfigurationError(f"the database URL {engine.url!r} is not one libpq reads: {message}") from None
             conn.execute("SET plan_cache_mode = force_generic_plan")
             self.connections[url] = conn

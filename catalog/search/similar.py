@@ -161,8 +161,16 @@ def similar(
         except sa.exc.DBAPIError as exc:
             if (error := query_error(exc, "similar") or _data_error(exc)) is not None:
                 conn.rollback()
-                raise QueryError(f"{error}{model_hint(conn, model) if 'no model named' in str(error) else ''}") from None
+                hint = (model_hint(conn, model) if "no model named" in str(error) else
+                        INDEX_HINT if "no valid HNSW index" in str(error) else "")
+                raise QueryError(f"{error}{hint}") from None
             raise
+
+
+#: What builds a model's HNSW index again (a `healcat infer` interrupted while it built the index left it
+#: invalid; the run was finished, so nothing else would).
+INDEX_HINT = (" (a run interrupted while it built the index leaves none: `healcat infer MODEL RELEASE` again builds "
+              "it, the run being done, as does a worker's index job after any run of the model)")
 
 
 def _query_vector(vector: np.ndarray) -> np.ndarray:

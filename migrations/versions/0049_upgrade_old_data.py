@@ -21,15 +21,16 @@ releases_v2.sql's fingerprints (blind to proper motions). In order:
   ("16.62" in ztf_bts_snia's fade, rise, duration, peakabs: before commit 52174c7 a column one
   '>25.1' or '-' made text kept all its numbers as strings): a string written as a plain decimal
   number becomes that number, as ingest/cells.py's number_in_text makes it ('>25.1', '-', '007',
-  'NaN' stay text); only for releases read from a text format (csv, whitespace, ascii.*: where a
-  string in attrs can only come from a column read as text) and only for attrs the mapping does
-  not read as text (object_id template fields without a format spec, [xid] columns).
-- release_change of every release compared with a previous one: deleted and computed again by
-  ingest/publish.py's _record_changes (what a back-filled release does to the release after it),
-  against the same previous release, with releases_v3.sql's fingerprints and the values above.
+  'NaN' stay text), whatever the file's format (ingest applies the rule to any attr column a reader
+  gives as text), except for attrs the mapping reads as text (object_id template fields without a
+  format spec, [xid] columns).
 
-The downgrade leaves the data as it is: the values are what the code at 0048 writes too, and the
-diffs what it computes.
+Then every release compared with a previous one has its diff computed again, by the current code
+at the newest schema once all migrations have run, in their transaction (catalog.db.migrate:
+ingest.publish.recompute_diffs; a migration importing the application's code would run it against
+this revision's schema, which later code may not fit).
+
+The downgrade leaves the data as it is: the values are what the code at 0048 writes too.
 """
 
 import json
@@ -52,8 +53,6 @@ log = logging.getLogger("alembic.runtime.migration")
 _NUMBER_TEXT = re.compile(r"[+-]?(?:0|[1-9][0-9]*)(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?")
 _INTEGRAL_TEXT = re.compile(r"^[+-]?\d+(\.0*)?$")
 EXACT_FLOAT_INT = 2**53
-#: Release formats whose strings in attrs come from columns read as text (astropy types each chunk).
-TEXT_FORMATS = ("csv", "whitespace")
 
 
 def number_in_text(text: str):
@@ -76,7 +75,6 @@ def upgrade() -> None:
     _cluster_ages(conn)
     _ivar_units(conn)
     _attr_numbers(conn)
-    _recompute_diffs(conn)
 
 
 def downgrade() -> None:
@@ -89,7 +87,10 @@ def _cluster_ages(conn: sa.Connection) -> None:
         FROM healcat.cluster AS c, healcat.release AS r
         WHERE c.cluster_id = rp.cluster_id AND r.release_id = rp.release_id
           AND rp.cluster_age_myr IS NULL AND c.age_myr IS NOT NULL
-          AND r.mapping -> 'rotation_period' ->> 'cluster_age_myr' IS NOT NULL""")).rowcount
+          AND r.mapping -> 'rotation_period' ->> 'cluster_age_myr' IS NOT NULL
+          -- a release loaded since 0035 wrote its ages, NULL where its file gave none: left as it is
+          AND NOT EXISTS (SELECT 1 FROM healcat.rotation_period AS x
+                          WHERE x.release_id = rp.release_id AND x.cluster_age_myr IS NOT NULL)""")).rowcount
     if n:
         log.info("0049: %d rotation periods given their cluster's age (loaded before 0035)", n)
 
@@ -112,13 +113,9 @@ def _ivar_units(conn: sa.Connection) -> None:
 
 
 def _numeric_attrs(mapping: dict) -> list[str]:
-    """The attrs a release's mapping reads as numbers where a column is numeric: none unless it was read
-    from a text format; never the object_id template's fields without a format spec, nor [xid] columns."""
+    """The attrs a release's mapping reads as numbers where a column is numeric: never the object_id
+    template's fields without a format spec, nor [xid] columns."""
     source = mapping.get("source") or {}
-    read = mapping["catalog"] if isinstance(mapping.get("catalog"), dict) else mapping.get("release") or {}
-    fmt = str(read.get("format", ""))
-    if not (fmt in TEXT_FORMATS or fmt.startswith("ascii.")):
-        return []
     attrs = source.get("attrs") or []
     if not isinstance(attrs, list):
         return []
@@ -175,18 +172,3 @@ def _attr_numbers(conn: sa.Connection) -> None:
             if n:
                 log.info("0049: %s: %d %s rows' attrs hold numbers written as text as numbers", name, n, table)
 
-
-def _recompute_diffs(conn: sa.Connection) -> None:
-    # What a back-filled release does to the release after it (ingest/publish.py): its changes deleted
-    # and recorded again against its previous release, with the fingerprints of releases_v3.sql.
-    from ingest.publish import _record_changes
-
-    releases = conn.execute(sa.text(
-        "SELECT release_id, name, previous_release_id FROM healcat.release "
-        "WHERE previous_release_id IS NOT NULL ORDER BY release_id")).all()
-    for release_id, name, previous_id in releases:
-        conn.execute(sa.text("DELETE FROM healcat.release_change WHERE release_id = :r"), {"r": release_id})
-        counts = _record_changes(conn, release_id, previous_id)
-        log.info("0049: %s's diff computed again: %s", name, counts)
-    if releases:
-        conn.execute(sa.text("ANALYZE healcat.release_change"))
