@@ -146,17 +146,21 @@ def restore_role_defaults(conn: sa.Connection, role: str = db.READER_ROLE,
     ``healcat.assert_reader_role()``, and end the sessions of each role put back: any may have started
     with what a reader set (the reader's own too). Returns the roles put back and those ``conn``'s role
     may not alter, with their defaults (they stay; nothing is ended). Roles in ``stuck`` (an earlier
-    call's answer) still holding the same defaults are not tried again."""
+    call's answer) still holding the same defaults are not tried again. Commits ``conn`` (not in a
+    ``begin()`` block): the defaults are put back before any session is ended, so one that connects
+    again at once has them."""
     changed = role_defaults(conn, role)
     if not changed or all((stuck or {}).get(name) == defaults for name, defaults in changed.items()):
         return [], changed
     conn.execute(sa.text("SELECT healcat.assert_reader_role()"))  # a warning, no error, where it may not
+    conn.commit()
     stuck = role_defaults(conn, role)
     restored = [name for name in changed if name not in stuck]
     for name in restored:
         ended = conn.scalar(_END_SESSIONS, {"name": name})
         log.warning("watchdog: role %s held defaults healcat did not give it (%s): put back, and its %d "
                     "session(s) ended (they may have started with them)", name, ", ".join(changed[name]), ended)
+    conn.commit()
     return restored, stuck
 
 
@@ -213,7 +217,7 @@ class Watchdog:
                                         self.limits["role"])
                             return
                     sweep(conn, **self.limits)
-                with self.engine.begin() as conn:  # its own transaction: a role it may not alter fails alone
+                with self.engine.connect() as conn:  # its own transactions: a role it may not alter fails alone
                     _, now_stuck = restore_role_defaults(conn, self.limits["role"], stuck)
                     for name in now_stuck.keys() - stuck.keys():
                         log.warning("watchdog: role %s holds defaults healcat did not give it, and %s may not put "

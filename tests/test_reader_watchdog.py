@@ -158,7 +158,7 @@ def test_defaults_a_reader_gave_its_own_role_are_put_back_and_its_sessions_ended
         assert tainted.scalar(sa.text("SHOW enable_indexscan")) == "off"
         pid = tainted.scalar(sa.text("SELECT pg_backend_pid()"))
         tainted.commit()
-        with engine.begin() as owner:
+        with engine.connect() as owner:
             assert role_defaults(owner) == {db.READER_ROLE: ("enable_indexscan=off", *db.READER_ROLE_DEFAULTS)}
             assert restore_role_defaults(owner) == ([db.READER_ROLE], {})
             assert role_defaults(owner) == {} and restore_role_defaults(owner) == ([], {})
