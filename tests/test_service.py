@@ -26,11 +26,25 @@ from tests.conftest import SDSS_RELEASE, wait_until
 CENTRE = (161.080928, 0.677356)  # the demo's galaxy 0274-51913-0630
 
 
+class _NoWatchdog:
+    """A service's watchdog that does nothing. The watchdog puts back defaults a reader gave the role,
+    ending the role's sessions, at a sweep that may come at any moment: a test that changes them (the
+    service's own limits, below) would see its sessions ended, and the module's service, running
+    all along, its pooled sessions (its next search failed, 500). The watchdog's own tests are in
+    test_reader_watchdog.py."""
+
+    def start(self) -> _NoWatchdog:
+        return self
+
+    def stop(self) -> None:
+        pass
+
+
 @pytest.fixture(scope="module")
 def service(database_url, catalog):
-    """The service on a free port, as the read-only role, answering on two threads."""
+    """The service on a free port, as the read-only role, answering on two threads (no watchdog)."""
     reader = sa.create_engine(db.reader_url(database_url))
-    server = make_server(reader, port=0, threads=2)
+    server = make_server(reader, port=0, threads=2, watchdog=_NoWatchdog())
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield "http://{}:{}".format(*server.server_address[:2])
@@ -383,17 +397,6 @@ def test_control_characters_in_a_parameter_are_a_bad_request(service, query):
     status, body = _get(f"{service}/{query}")
     infos = {info.name: info.value for info in parse(io.BytesIO(body)).resources[0].infos}
     assert status == 400 and "must not hold control characters" in infos["Error"]
-
-
-class _NoWatchdog:
-    """A service's watchdog that does nothing: the test changes the role's defaults, which a watchdog
-    puts back (ending the role's sessions, the test's own) at a sweep that may come at any moment."""
-
-    def start(self) -> _NoWatchdog:
-        return self
-
-    def stop(self) -> None:
-        pass
 
 
 def test_the_service_sets_its_own_limits_whatever_the_role_defaults_say(database_url, catalog):
