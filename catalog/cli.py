@@ -762,6 +762,7 @@ def cmd_scheduler(args: argparse.Namespace) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> None:
     from catalog.service import make_server, warn_of_connection_limit
+    from catalog.watchdog import Elsewhere
 
     _check_reader("serve", args.reader)  # never the owner, nor any role healcat did not make read-only
     # every query as a read-only role, under the reader's statement timeout, in read-only transactions
@@ -769,7 +770,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     with engine.connect() as conn:  # fail now, not at the first request: the role and the schema are there
         conn.execute(sa.text("SELECT 1 FROM healcat.release LIMIT 1"))
         warn_of_connection_limit(conn, args.threads)  # now, not as 503s under load
-    server = make_server(engine, args.host, args.port, args.threads)
+    server = make_server(engine, args.host, args.port, args.threads,
+                         watchdog=Elsewhere() if args.no_watchdog else None)
     host, port = server.server_address[:2]
     logging.getLogger().setLevel(logging.INFO)
     print(f"serving http://{host}:{port}/ (Simple Cone Search: http://{host}:{port}/scs?RA=&DEC=&SR=; "
@@ -781,6 +783,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         pass
     finally:
         server.server_close()
+        engine.dispose()  # its threads' sessions end with it (not left idle until the process exits)
 
 
 def cmd_release_list(args: argparse.Namespace) -> None:
@@ -1119,6 +1122,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the read-only role the queries run as: a role of the service's own made by `healcat db "
                         "reader add ROLE` (the shared role's limits and its own connection limit; astronomers' "
                         "sessions cannot cancel its statements, as they can the shared role's)")
+    p.add_argument("--no-watchdog", action="store_true",
+                   help="run no watchdog: the readers' sessions are swept by another process's (every `healcat "
+                        "worker` runs one), so HEALCAT_DATABASE_URL may be the read-only role's, without the "
+                        "owner's password (docker-compose's vo service)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("jobs", help="the queue: queued, running and failed jobs")

@@ -72,7 +72,7 @@ from catalog.errors import HealcatError, QueryError, first_line
 from catalog.search.cancel import cancel
 from catalog.search.cone import MIN_RADIUS_ARCSEC, Cone
 from catalog.search.region import MAX_K, run
-from catalog.watchdog import Watchdog
+from catalog.watchdog import Elsewhere, Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -628,7 +628,7 @@ class PooledHTTPServer(HTTPServer):
     ``watchdog`` sweeps until :meth:`server_close`."""
 
     def __init__(self, address: tuple[str, int], handler_class, threads: int, queued: int,
-                 watchdog: Watchdog) -> None:
+                 watchdog: Watchdog | Elsewhere) -> None:
         super().__init__(address, handler_class)
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="healcat-serve")
         self.most = threads + queued
@@ -684,7 +684,7 @@ class PooledHTTPServer(HTTPServer):
 
 
 def make_server(engine: sa.Engine, host: str = "127.0.0.1", port: int = 8008, threads: int = 4,
-                timeout: float = REQUEST_TIMEOUT, queued: int | None = None, watchdog: Watchdog | None = None,
+                timeout: float = REQUEST_TIMEOUT, queued: int | None = None, watchdog: Watchdog | Elsewhere | None = None,
                 header_timeout: float | None = None, min_send_kibs: float | None = None) -> PooledHTTPServer:
     """The service on ``host``:``port`` (port 0: any free one; ``server.server_address`` says which),
     ``engine`` as the read-only role (:func:`catalog.db.reader_url`); ``timeout``: seconds a client may
@@ -694,7 +694,7 @@ def make_server(engine: sa.Engine, host: str = "127.0.0.1", port: int = 8008, th
     :data:`MIN_SEND_KIBS`); ``queued``: connections that may
     wait for a thread (default :data:`QUEUED_PER_THREAD` per thread); ``watchdog``: what ends readers'
     statements past their limits while it serves (default: the reader's limits, swept as the configured
-    database's owner)."""
+    database's owner; :class:`catalog.watchdog.Elsewhere` where another process sweeps)."""
     queued = QUEUED_PER_THREAD * threads if queued is None else queued
     if header_timeout is None:
         header_timeout = settings.from_env("HEALCAT_SERVE_HEADER_TIMEOUT_S", 0.1, float, "seconds") or HEADER_TIMEOUT

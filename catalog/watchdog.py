@@ -18,7 +18,8 @@ defaults with :data:`catalog.db.READER_ROLE_DEFAULTS`; a role that holds others 
 (``healcat.assert_reader_role()``) and its sessions, which may have started with them, are ended
 (:func:`restore_role_defaults`).
 
-It runs as a thread in every ``healcat worker`` and in ``healcat serve`` (:class:`Watchdog`), each
+It runs as a thread in every ``healcat worker`` and in ``healcat serve`` (:class:`Watchdog`; not in
+``serve --no-watchdog``, :class:`Elsewhere`, which needs no owner's URL), each
 sweeping every :data:`INTERVAL_S` (two queries; several sweepers at once are harmless: two putting a
 role's defaults back at the same moment may fail one, logged, which the next sweep finds done). The sweeping
 role must see the reader's queries and signal its sessions: a superuser (the embedded server's and
@@ -232,3 +233,15 @@ class Watchdog:
                 failing = True
             if self._stop.wait(self.interval_s):
                 return
+
+
+class Elsewhere:
+    """A service's watchdog that sweeps nothing, for ``healcat serve --no-watchdog``: the readers are
+    swept by another process's watchdog (docker-compose's workers), so the service needs no owner's URL,
+    only the read-only role's."""
+
+    def start(self) -> Elsewhere:
+        return self
+
+    def stop(self) -> None:
+        pass

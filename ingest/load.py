@@ -193,13 +193,14 @@ _SAME_MAPPING = ("the same mapping, so other file bytes, or a checksum an older 
 
 
 def load_release(engine: sa.Engine, mapping, path: Path, checksum: str,
-            load_rows: Callable[[Any, int], dict[str, int]]) -> LoadResult:
+                 load_rows: Callable[[Any, int], dict[str, int]], older: tuple[str, ...] = ()) -> LoadResult:
     """Insert the release and its rows (``load_rows(psycopg connection, release_id)`` -> counts) in one
-    transaction, unless a release with this checksum is there already."""
+    transaction, unless a release with this checksum is there already (or with one of ``older``: the
+    checksum an older healcat gave the same content, ``perobject.hashed_files``)."""
     with engine.begin() as conn:
         # Serialise loaders of the same release; the loser finds the winner's release below.
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(mapping.release_name))))
-        done = conn.execute(sa.select(Release).where(Release.checksum == checksum)).first()
+        done = conn.execute(sa.select(Release).where(Release.checksum.in_((checksum, *older)))).first()
         if done is not None:
             return LoadResult(done.name, done.release_id, True, done.row_counts, done.status)
         clash = conn.execute(sa.select(Release.checksum, Release.mapping).where(

@@ -59,23 +59,46 @@ LABEL_COLUMNS = ("shard", "source_id", "taxonomy", "label", "split", "release_id
 LABEL_TYPES = ("int2", "int8", "text", "text", "text", "int4")
 
 
-def files_checksum(paths: list[Path], mapping: PerObjectMapping) -> str:
-    """sha256 over each input file's name and bytes (in name order) and the mapping's canonical JSON."""
-    return hashed_files(paths, mapping)[0]
+def files_checksum(inputs: InputFiles, mapping: PerObjectMapping) -> tuple[str, tuple[str, ...]]:
+    """sha256 over each input file's name and bytes (in name order) and the mapping's canonical JSON;
+    and the checksums an older healcat gave the same files (:func:`hashed_files`)."""
+    checksum, older, _ = hashed_files(inputs, mapping)
+    return checksum, older
 
 
-def hashed_files(paths: list[Path], mapping: PerObjectMapping) -> tuple[str, dict[Path, tuple[int, ...]]]:
+def hashed_files(inputs: InputFiles, mapping: PerObjectMapping
+                 ) -> tuple[str, tuple[str, ...], dict[Path, tuple[int, ...]]]:
     """:func:`files_checksum`, and the identity of each file it read (``ingest.load.hash_file``), for
     ``check_same_file`` once the release's rows are read. Each file opened must really lie in the data
     folder or the mapping's (its descriptor's real path: a link swapped in after the paths were found
-    is refused, not read)."""
+    is refused, not read).
+
+    ``older``: healcat before 2026-12-05 left the [catalog] join files out of the checksum (it read
+    them unhashed), so a release with join files loaded then carries that checksum; its catalogue,
+    series and mapping unchanged are the same release (``load_release``, the scheduler), not one
+    "loaded from different content". Empty without join files (both checksums are the same)."""
     digest = hashlib.sha256()
+    joined = {path for paths in inputs.joins for path in paths}
+    before = hashlib.sha256() if joined else None
     hashed = {}
-    for path in sorted(paths, key=str):
-        digest.update(_relative(path).encode() + b"\0")
-        hashed[path] = hash_file(digest, path, (mapping.path,))
-    digest.update(mapping_json(mapping))
-    return digest.hexdigest(), hashed
+    for path in sorted(inputs.all(), key=str):
+        into = _Digests(digest) if path in joined or before is None else _Digests(digest, before)
+        into.update(_relative(path).encode() + b"\0")
+        hashed[path] = hash_file(into, path, (mapping.path,))
+    for d in (digest, before) if before is not None else (digest,):
+        d.update(mapping_json(mapping))
+    return digest.hexdigest(), (before.hexdigest(),) if before is not None else (), hashed
+
+
+class _Digests:
+    """Feeds the same bytes to several hashes (one read of a file for the checksum and the older one)."""
+
+    def __init__(self, *digests) -> None:
+        self.digests = digests
+
+    def update(self, data: bytes) -> None:
+        for digest in self.digests:
+            digest.update(data)
 
 
 def ingest_per_object(mapping: PerObjectMapping, engine, *, checksum: str | None = None) -> LoadResult:
@@ -86,7 +109,7 @@ def ingest_per_object(mapping: PerObjectMapping, engine, *, checksum: str | None
     inputs = mapping.input_files()
     uri = mapping.source_uri
     load = _load_light_curves if mapping.light_curve else _load_spectra
-    found, hashed = hashed_files(inputs.all(), mapping)
+    found, older, hashed = hashed_files(inputs, mapping)
     check_unchanged(uri, checksum, found)
 
     def load_rows(pg, release_id: int) -> dict[str, int]:
@@ -95,7 +118,7 @@ def ingest_per_object(mapping: PerObjectMapping, engine, *, checksum: str | None
             check_same_file(path, identity)
         return counts
 
-    return load_release(engine, mapping, uri, found, load_rows)
+    return load_release(engine, mapping, uri, found, load_rows, older)
 
 
 def _series(mapping: PerObjectMapping, paths: list[Path]) -> Iterator[Record]:

@@ -49,7 +49,7 @@ from ingest import queue
 from ingest.load import input_file, release_checksum
 from ingest.mapping import Mapping, check_real_path, load_mapping
 from ingest.perobject import files_checksum
-from ingest.perobject_mapping import PerObjectMapping
+from ingest.perobject_mapping import InputFiles, PerObjectMapping
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class Scheduler:
         self.settle_s = settle_from_env() if settle_s is None else settle_s
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.stopping = threading.Event()
-        self._checksums: dict[tuple, str] = {}  # (mapping, its mtime_ns, files' (path, size, mtime_ns)) -> checksum
+        self._checksums: dict[tuple, tuple[str, tuple[str, ...]]] = {}  # (mapping, its mtime_ns, files' (path, size, mtime_ns)) -> checksum
         self.skipped: dict[Path | Candidate, str] = {}  # a source or candidate the last scan skipped -> why
         self._cancelled: set[str] = set()  # checksums whose job was cancelled, said once
 
@@ -175,9 +175,10 @@ class Scheduler:
             if file is not None:  # really in the data folder, the mapping's or the manifest's (not a link out)
                 check_real_path(file, mapping.path, *([candidate.manifest.parent] if candidate.manifest else []))
             path = input_file(mapping, file)
-            paths, uri, args = [path], str(path), {"file": str(path)}
+            found, paths, uri, args = path, [path], str(path), {"file": str(path)}
         else:  # spectra or light curves: the files its globs match now (none: MissingInputError)
-            paths, uri, args = mapping.input_paths(), mapping.source_uri, {}
+            found = mapping.input_files()
+            paths, uri, args = found.all(), mapping.source_uri, {}
         # The mapping too: one still being written may be valid TOML that maps half the columns.
         newest = max([mapping.path, *paths], key=lambda p: p.stat().st_mtime)
         age_s = time.time() - newest.stat().st_mtime
@@ -185,9 +186,9 @@ class Scheduler:
             log.info("waiting for %s: %smodified %.0f s ago, maybe still being written (settle time %.0f s)",
                      uri, f"its mapping {mapping.path} " if newest == mapping.path else "", age_s, self.settle_s)
             return None
-        checksum = self._checksum(paths, mapping)
+        checksum, older = self._checksum(found, mapping)
         with self.engine.begin() as conn:
-            if conn.scalar(sa.select(sa.func.count()).where(Release.checksum == checksum)):
+            if conn.scalar(sa.select(sa.func.count()).where(Release.checksum.in_((checksum, *older)))):
                 return None
             loaded = conn.scalar(sa.select(Release.checksum).where(Release.name == mapping.release_name))
             if loaded is not None:  # the worker would refuse it: say so here, not in a failed job
@@ -215,14 +216,17 @@ class Scheduler:
         log.info("queued job %d: ingest %s from %s", job_id, mapping.release_name, uri)
         return job_id
 
-    def _checksum(self, paths: list[Path], mapping: Mapping | PerObjectMapping) -> str:
-        """The release checksum a load would give these files, recomputed only when a file or the
-        mapping has changed (size or modification time) or the release's version or date (a manifest's) has."""
+    def _checksum(self, found: Path | InputFiles, mapping: Mapping | PerObjectMapping) -> tuple[str, tuple[str, ...]]:
+        """The release checksum a load would give these files (a catalogue's file, or a per-object
+        release's), and those an older healcat gave the same (``perobject.hashed_files``), recomputed only
+        when a file or the mapping has changed (size or modification time) or the release's version or
+        date (a manifest's) has."""
+        paths = [found] if isinstance(found, Path) else found.all()
         key = (str(mapping.path.resolve()), mapping.path.stat().st_mtime_ns, mapping.release_name, mapping.release_date,
                tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in paths))
         if key not in self._checksums:
-            self._checksums[key] = (release_checksum(paths[0], mapping) if isinstance(mapping, Mapping)
-                                    else files_checksum(paths, mapping))
+            self._checksums[key] = ((release_checksum(found, mapping), ()) if isinstance(found, Path)
+                                    else files_checksum(found, mapping))
         return self._checksums[key]
 
     def run(self, *, once: bool = False, interval_s: float = DEFAULT_INTERVAL_S) -> int:

@@ -180,34 +180,50 @@ def test_serve_runs_as_a_role_of_its_own_that_astronomers_cannot_signal(astronom
     """`healcat serve --reader ROLE`: the service's sessions are the role's, and another
     astronomer's session may not cancel or end them (it may the shared role's); a role healcat did
     not make read-only (the owner's) is refused before anything is served."""
-    from catalog import service
-
     with engine.connect() as conn:
         owner = conn.scalar(sa.text("SELECT current_user"))
     for role, why in ((owner, "not a read-only role of healcat's"), ("astro_nobody", "no such role")):
         assert main(["serve", "--port", "0", "--reader", role]) == 1
         assert f"serve: --reader {role}: {why}" in capsys.readouterr().err
+    seen = {}
+
+    def signal_its_sessions():  # the service's pooled session, idle after the answer
+        with engine.connect() as conn:
+            seen["sessions"] = conn.execute(sa.text(
+                "SELECT pid FROM pg_stat_activity WHERE usename = :r AND backend_type = 'client backend'"),
+                {"r": BOB}).scalars().all()
+        for pid in seen["sessions"]:
+            for signal in ("pg_cancel_backend", "pg_terminate_backend"):
+                with astronomers[ALICE].connect() as conn:
+                    try:
+                        conn.execute(sa.text(f"SELECT {signal}(:pid)"), {"pid": pid})
+                    except sa.exc.ProgrammingError as e:
+                        seen.setdefault("refused", []).append(str(e.orig).splitlines()[0])
+
+    seen["status"], seen["body"], _ = _serve_once(monkeypatch, ["--reader", BOB], signal_its_sessions)
+    assert seen["status"] == 200 and b"<TR>" in seen["body"]
+    assert seen["sessions"], "the service's session is the role's"
+    assert len(seen.get("refused", [])) == 2 * len(seen["sessions"])
+    assert all("permission denied" in message for message in seen["refused"])
+
+
+def _serve_once(monkeypatch, argv: list[str], then=lambda: None) -> tuple[int, bytes, dict]:
+    """`healcat serve --port 0 ARGV` for one cone search: a client asks the real server once, calls
+    ``then()``, and stops it. Returns the answer's status and body, and make_server's keywords."""
+    from catalog import service
+
     seen, make_server = {}, service.make_server
 
-    def answer_then_stop(*args, **kwargs):  # the real server; a client asks it once, then it stops
+    def answer_then_stop(*args, **kwargs):
         server = make_server(*args, **kwargs)
+        seen["kwargs"] = kwargs
 
         def client():
             try:
                 url = "http://{}:{}/scs?RA=160.9415&DEC=0.7968&SR=0.2".format(*server.server_address[:2])
                 with urllib.request.urlopen(url, timeout=60) as response:
                     seen["status"], seen["body"] = response.status, response.read()
-                with engine.connect() as conn:  # the service's pooled session, idle after the answer
-                    seen["sessions"] = conn.execute(sa.text(
-                        "SELECT pid FROM pg_stat_activity WHERE usename = :r AND backend_type = 'client backend'"),
-                        {"r": BOB}).scalars().all()
-                for pid in seen["sessions"]:
-                    for signal in ("pg_cancel_backend", "pg_terminate_backend"):
-                        with astronomers[ALICE].connect() as conn:
-                            try:
-                                conn.execute(sa.text(f"SELECT {signal}(:pid)"), {"pid": pid})
-                            except sa.exc.ProgrammingError as e:
-                                seen.setdefault("refused", []).append(str(e.orig).splitlines()[0])
+                then()
             finally:
                 server.shutdown()
 
@@ -217,13 +233,35 @@ def test_serve_runs_as_a_role_of_its_own_that_astronomers_cannot_signal(astronom
     monkeypatch.setattr(service, "make_server", answer_then_stop)
     sigterm = signals.getsignal(signals.SIGTERM)
     try:
-        assert main(["serve", "--port", "0", "--reader", BOB]) == 0
+        assert main(["serve", "--port", "0", *argv]) == 0
     finally:
         signals.signal(signals.SIGTERM, sigterm)
-    assert seen["status"] == 200 and b"<TR>" in seen["body"]
-    assert seen["sessions"], "the service's session is the role's"
-    assert len(seen.get("refused", [])) == 2 * len(seen["sessions"])
-    assert all("permission denied" in message for message in seen["refused"])
+    return seen["status"], seen["body"], seen["kwargs"]
+
+
+def test_serve_needs_only_the_read_only_role_s_url(engine, database_url, catalog, monkeypatch):
+    """docker-compose's vo service, the one open to the network, held the owner's URL and password:
+    serve's watchdog sweeps as the owner. `--no-watchdog` (the workers sweep) serves with
+    HEALCAT_DATABASE_URL the read-only role's, no watchdog started, every session the reader's."""
+    from catalog import watchdog
+
+    monkeypatch.setenv("HEALCAT_DATABASE_URL", db.libpq_url(db.without_password(database_url)._replace(
+        username=db.READER_ROLE)))
+    monkeypatch.setattr(watchdog.Watchdog, "start", lambda self: pytest.fail("a watchdog started"))
+    sessions = []
+    with engine.connect() as conn:
+        before = conn.scalar(sa.text("SELECT clock_timestamp()"))
+
+    def its_sessions():  # those begun since (an earlier test's service's may linger)
+        with engine.connect() as conn:
+            sessions.extend(conn.execute(sa.text(
+                "SELECT usename FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> "
+                "pg_backend_pid() AND backend_start > :t"), {"t": before}).scalars())
+
+    status, body, kwargs = _serve_once(monkeypatch, ["--no-watchdog"], its_sessions)
+    assert status == 200 and body.count(b"<TR>") > 1
+    assert isinstance(kwargs["watchdog"], watchdog.Elsewhere)
+    assert sessions and set(sessions) == {db.READER_ROLE}
 
 
 def test_the_service_s_transactions_are_read_only_whatever_its_role_may(database_url):

@@ -1,10 +1,12 @@
-"""docker-compose.yml: PostgreSQL with pgvector, the migrations, a scheduler and two workers, on one database URL."""
+"""docker-compose.yml: PostgreSQL with pgvector, the migrations, a scheduler and two workers on one database
+URL, and the VO service on the read-only role's."""
 
 import re
 from pathlib import Path
 
 import yaml
 
+from catalog import db
 from catalog.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,11 +29,17 @@ def test_compose_runs_database_migrations_scheduler_and_two_workers_on_one_url()
         assert services[name]["command"] == ["healcat", "worker"]
         assert services[name]["stop_signal"] == "SIGTERM", "a stopping worker finishes its job first"
     # the VO service: Simple Cone Search on the host's port 8008, as the read-only role
-    assert services["vo"]["command"] == ["healcat", "serve", "--host", "0.0.0.0", "--port", "8008"]
+    assert services["vo"]["command"] == ["healcat", "serve", "--host", "0.0.0.0", "--port", "8008", "--no-watchdog"]
     assert services["vo"]["ports"] == ["127.0.0.1:8008:8008"]
     assert services["vo"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
-    assert services["vo"]["environment"]["HEALCAT_READER_PASSWORD"]
-    urls = {services[s]["environment"]["HEALCAT_DATABASE_URL"] for s in (*SERVICES, "vo")}
+    # the service open to the network holds the read-only role's URL and password, not the owner's
+    # (it held the owner's, for its watchdog: the workers' sweep its sessions)
+    vo = services["vo"]["environment"]
+    assert vo["HEALCAT_READER_PASSWORD"] == services["worker-1"]["environment"]["HEALCAT_READER_PASSWORD"]
+    assert vo["HEALCAT_DATABASE_URL"] == f"postgresql://{db.READER_ROLE}@db:5432/healcat"
+    assert "HEALCAT_DB_PASSWORD" not in str(vo)
+    assert all(services[s]["command"] == ["healcat", "worker"] for s in ("worker-1", "worker-2"))
+    urls = {services[s]["environment"]["HEALCAT_DATABASE_URL"] for s in SERVICES}
     assert len(urls) == 1 and "@db:5432/" in next(iter(urls))
     env = services["db"]["environment"]
     # one password variable for the server and the URL: overriding the URL alone broke the stack

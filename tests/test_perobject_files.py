@@ -4,6 +4,10 @@ catalogue's file must: ``ingest.load.check_same_file``)."""
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import json
+import logging
 import os
 
 import pytest
@@ -56,7 +60,7 @@ def test_the_files_read_are_the_files_hashed(engine, tmp_path, scratch_release, 
     """The series glob was matched again to read the files: a curve dropped meanwhile was loaded,
     though the release's checksum did not cover it."""
     mapping = _ztf_copy(tmp_path, "added", {"ZTFA": CURVE})
-    found = load_mapping(mapping).input_paths()
+    found = load_mapping(mapping).input_files()
     read_table = perobject.read_table
 
     def adding(path, fmt, text):  # after the checksum, before the series are read
@@ -69,7 +73,7 @@ def test_the_files_read_are_the_files_hashed(engine, tmp_path, scratch_release, 
     with engine.connect() as conn:
         checksum = conn.scalar(sa.text("SELECT checksum FROM healcat.release WHERE release_id = :r"),
                                {"r": result.release_id})
-    assert checksum == perobject.files_checksum(found, load_mapping(mapping))
+    assert checksum == perobject.files_checksum(found, load_mapping(mapping))[0]
 
 
 def test_a_joined_catalogue_file_is_part_of_the_release(tmp_path):
@@ -78,6 +82,41 @@ def test_a_joined_catalogue_file_is_part_of_the_release(tmp_path):
     inputs = load_mapping("sdss_s82_rrlyrae").input_files()
     assert [p.name for paths in inputs.joins for p in paths] == ["table3.dat.gz"]
     assert set(inputs.all()) >= {*inputs.catalog, *inputs.joins[0], *inputs.series}
+
+
+def test_a_release_loaded_before_join_files_were_hashed_is_the_same_release(engine, tmp_path, scratch_release,
+                                                                           caplog):
+    """healcat before 2026-12-05 left sdss_s82_rrlyrae's join file out of the checksum: after an
+    upgrade the same files and mapping were "already loaded from different content", the scheduler
+    logged that error at every scan (`scheduler --once` exited 1) and a rerun of the ingest failed."""
+    mapping_path = per_object_mapping(tmp_path, "sdss_s82_rrlyrae", "older", {})
+    first = ingest_release(mapping_path, engine)
+    mapping = load_mapping(mapping_path)
+    inputs = mapping.input_files()
+    digest = hashlib.sha256()  # the older checksum, as healcat computed it then: no join file
+    for path in sorted(inputs.catalog + inputs.series, key=str):
+        digest.update(str(path.relative_to(data_dir())).encode() + b"\0" + path.read_bytes())
+    digest.update(json.dumps(mapping.raw, sort_keys=True, default=str).encode())
+    checksum, older = perobject.files_checksum(inputs, mapping)
+    assert older == (digest.hexdigest(),) and checksum != older[0]
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE healcat.release SET checksum = :c WHERE release_id = :r"),
+                     {"c": older[0], "r": first.release_id})
+    again = ingest_release(mapping_path, engine)
+    assert (again.already_loaded, again.release_id) == (True, first.release_id)
+    scheduler = Scheduler(engine, [tmp_path], settle_s=0)
+    with caplog.at_level(logging.ERROR, logger="ingest.scheduler"):
+        assert scheduler.scan() == []
+    assert scheduler.skipped == {} and not caplog.records
+
+    # Other catalogue bytes are another release still: the older checksum covers the catalogue.
+    text = mapping_path.read_text().replace('"astroml_s82_rrlyrae_linear/S82_RRLyr/table2.dat.gz"',
+                                            f'"{tmp_path / "table2.dat"}"')
+    lines = gzip.decompress((data_dir() / "astroml_s82_rrlyrae_linear/S82_RRLyr/table2.dat.gz").read_bytes())
+    (tmp_path / "table2.dat").write_bytes(lines.rsplit(b"\n", 2)[0] + b"\n")  # the last star left out
+    mapping_path.write_text(text)
+    with pytest.raises(IngestError, match="release scratch/older is already loaded from different content"):
+        ingest_release(mapping_path, engine)
 
 
 def test_a_join_file_that_cannot_be_read_is_named(engine, tmp_path, scratch_release):

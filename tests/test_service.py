@@ -21,30 +21,21 @@ from astropy.io.votable import parse, parse_single_table
 from catalog import cone_search, db
 from catalog.search.similar import similar
 from catalog.service import make_server, warn_of_connection_limit
+from catalog.watchdog import Elsewhere
 from tests.conftest import SDSS_RELEASE, wait_until
 
 CENTRE = (161.080928, 0.677356)  # the demo's galaxy 0274-51913-0630
 
 
-class _NoWatchdog:
-    """A service's watchdog that does nothing. The watchdog puts back defaults a reader gave the role,
-    ending the role's sessions, at a sweep that may come at any moment: a test that changes them (the
-    service's own limits, below) would see its sessions ended, and the module's service, running
-    all along, its pooled sessions (its next search failed, 500). The watchdog's own tests are in
-    test_reader_watchdog.py."""
-
-    def start(self) -> _NoWatchdog:
-        return self
-
-    def stop(self) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def service(database_url, catalog):
-    """The service on a free port, as the read-only role, answering on two threads (no watchdog)."""
+    """The service on a free port, as the read-only role, answering on two threads, with no watchdog.
+    The watchdog puts back defaults a reader gave the role, ending the role's sessions, at a sweep that
+    may come at any moment: a test that changes them (the service's own limits, below) would see its
+    sessions ended, and the module's service, running all along, its pooled sessions (its next search
+    failed, 500). The watchdog's own tests are in test_reader_watchdog.py."""
     reader = sa.create_engine(db.reader_url(database_url))
-    server = make_server(reader, port=0, threads=2, watchdog=_NoWatchdog())
+    server = make_server(reader, port=0, threads=2, watchdog=Elsewhere())
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield "http://{}:{}".format(*server.server_address[:2])
@@ -401,7 +392,7 @@ def test_control_characters_in_a_parameter_are_a_bad_request(service, query):
 
 def test_the_service_sets_its_own_limits_whatever_the_role_defaults_say(database_url, catalog):
     reader = sa.create_engine(db.reader_url(database_url))
-    server = make_server(reader, port=0, threads=1, watchdog=_NoWatchdog())
+    server = make_server(reader, port=0, threads=1, watchdog=Elsewhere())
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         with reader.begin() as conn:  # a reader makes every reader session time out at once
