@@ -131,12 +131,19 @@ def check_template(template: str, where: str) -> None:
 class Band:
     """Where one band's photometry comes from: a magnitude column, or a flux column and its unit
     (any astropy flux-density unit such as uJy, Jy or nanomaggy; or ``zp_ab``, the AB zero point
-    of fluxes in arbitrary units: mag_AB = zp_ab - 2.5 log10(flux))."""
+    of fluxes in arbitrary units: mag_AB = zp_ab - 2.5 log10(flux)). A flux's error is a column of
+    errors (``flux_err``) or of inverse variances (``flux_ivar``, in the unit to the -2, as Legacy
+    Surveys' and SDSS's catalogues give it: error = 1 / sqrt(ivar), none where ivar is 0); with
+    ``transmission`` (a column of values in (0, 1], Legacy Surveys' ``mw_transmission``) the flux is
+    de-reddened (observed / transmission) and the error column is the observed flux's, so the error
+    is divided by it too."""
 
     mag: str | None = None
     mag_err: str | None = None
     flux: str | None = None
     flux_err: str | None = None
+    flux_ivar: str | None = None
+    transmission: str | None = None
     to_ujy: float = 1.0  # flux * to_ujy = flux density [uJy]
     unit: str = ""  # the flux's unit as the mapping says it (for reasons): 'nanomaggy', 'zp_ab 25.0'
 
@@ -144,14 +151,22 @@ class Band:
     def parse(cls, name: str, spec: str | dict[str, Any], where: str) -> Band:
         if isinstance(spec, str):
             return cls(mag=spec)
-        known = {"mag", "mag_err", "flux", "flux_err", "unit", "zp_ab"}
-        if not isinstance(spec, dict) or set(spec) - known or ("mag" in spec) == ("flux" in spec):
+        magnitude, flux = {"mag", "mag_err"}, {"flux", "flux_err", "flux_ivar", "transmission", "unit", "zp_ab"}
+        if not isinstance(spec, dict) or set(spec) - (magnitude if "mag" in spec else flux) \
+                or ("mag" in spec) == ("flux" in spec):
             raise MappingError(f"{where}: band {name} needs a magnitude column or {{ mag = ..., mag_err = ... }} "
-                               f"or {{ flux = ..., flux_err = ..., unit = ... | zp_ab = ... }}, got {spec!r}")
+                               f"or {{ flux = ..., flux_err = ... | flux_ivar = ..., transmission = ..., "
+                               f"unit = ... | zp_ab = ... }}, got {spec!r}")
         if "flux" not in spec:
             return cls(mag=spec["mag"], mag_err=spec.get("mag_err"))
         if ("unit" in spec) == ("zp_ab" in spec):
             raise MappingError(f"{where}: band {name}: give the flux's unit or its zp_ab, exactly one")
+        if "flux_err" in spec and "flux_ivar" in spec:
+            raise MappingError(f"{where}: band {name}: give the flux's error (flux_err) or its inverse variance "
+                               f"(flux_ivar), not both")
+        if "transmission" in spec and not ("flux_err" in spec or "flux_ivar" in spec):
+            raise MappingError(f"{where}: band {name}: transmission converts the observed flux's error to the "
+                               f"de-reddened flux's: it needs flux_err or flux_ivar")
         if "zp_ab" in spec:
             zp_ab = number(f"{where}: band {name}: zp_ab", spec["zp_ab"])
             to_ujy = AB_ZERO_POINT_UJY * 10 ** (-0.4 * zp_ab)
@@ -164,10 +179,16 @@ class Band:
             except (ValueError, u.UnitConversionError) as exc:
                 raise MappingError(f"{where}: band {name}: {spec['unit']!r} is not a flux-density unit ({exc})") from None
             unit = str(spec["unit"])
-        return cls(flux=spec["flux"], flux_err=spec.get("flux_err"), to_ujy=to_ujy, unit=unit)
+        return cls(flux=spec["flux"], flux_err=spec.get("flux_err"), flux_ivar=spec.get("flux_ivar"),
+                   transmission=spec.get("transmission"), to_ujy=to_ujy, unit=unit)
 
     def columns(self) -> set[str]:
-        return {c for c in (self.mag, self.mag_err, self.flux, self.flux_err) if c}
+        return {c for c in (self.mag, self.mag_err, self.flux, self.flux_err, self.flux_ivar, self.transmission) if c}
+
+    @property
+    def flux_error(self) -> str | None:
+        """The column a flux's error comes from (``flux_err`` or ``flux_ivar``), as reasons name it."""
+        return self.flux_err or self.flux_ivar
 
 
 @dataclass(frozen=True)
@@ -734,9 +755,23 @@ def _photometry(mapping: Mapping, band: Band, table: Table, problems: Problems,
                 return Photometry(mag, mag_err, nan, nan.copy())
             flux = AB_ZERO_POINT_UJY * 10 ** (-0.4 * mag)
             return Photometry(mag, mag_err, flux, flux * mag_err * np.log(10) / 2.5)
-        flux_in_file, flux_err_in_file = column(band.flux), column(band.flux_err, error=True)
+        flux_in_file = column(band.flux)
+        if band.flux_ivar is None:
+            flux_err_in_file = column(band.flux_err, error=True)
+            negative_errors(flux_err_in_file, np.isfinite(flux_in_file), band.flux_err)
+        else:
+            ivar = column(band.flux_ivar, error=True)
+            for i in np.flatnonzero(np.isfinite(flux_in_file) & (ivar < 0)):
+                problems.setdefault(int(i), (band.flux_ivar, f"{band.flux_ivar} {table[band.flux_ivar][i]} is a "
+                                                             "negative inverse variance"))
+            flux_err_in_file = np.where(ivar > 0, 1 / np.sqrt(ivar), np.nan)  # 0: no error measured
+        if band.transmission is not None:
+            transmission = column(band.transmission)
+            for i in np.flatnonzero(np.isfinite(flux_in_file) & ~((transmission > 0) & (transmission <= 1))):
+                problems.setdefault(int(i), (band.transmission, f"{band.transmission} {table[band.transmission][i]} "
+                                                                "is not a transmission in (0, 1]"))
+            flux_err_in_file = flux_err_in_file / transmission
         flux, flux_err = flux_in_file * band.to_ujy, flux_err_in_file * band.to_ujy
-        negative_errors(flux_err, np.isfinite(flux), band.flux_err)
         flux_err[flux_err < 0] = np.nan
         mag = np.where(flux > 0, -2.5 * np.log10(flux / AB_ZERO_POINT_UJY), np.nan)
         detected = flux > 0

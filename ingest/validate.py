@@ -167,8 +167,8 @@ def validate(mapping: Mapping, chunk: MappedChunk, seen_ids: SeenIds,
         # stored as float4 (real): flux, its error and the magnitude's error must be finite and fit one;
         # the values the file gives are looked at before those derived from them
         float4 = [(phot.flux_ujy, spec.flux or spec.mag, "flux {:g} uJy"),
-                  (phot.flux_err_ujy, spec.flux_err or spec.mag_err, "flux error {:g} uJy"),
-                  (phot.mag_err, spec.mag_err or spec.flux_err, "magnitude error {:g}")]
+                  (phot.flux_err_ujy, spec.flux_error or spec.mag_err, "flux error {:g} uJy"),
+                  (phot.mag_err, spec.mag_err or spec.flux_error, "magnitude error {:g}")]
         for values, column, what in float4[::-1] if spec.mag else float4:
             reject(_outside(values, -FLOAT4_MAX, FLOAT4_MAX), column or col,
                    lambda i, v=values, c=column or col, what=what, b=band:
@@ -217,15 +217,18 @@ def _flux_checks(spec, phot, mapping: Mapping, reject) -> None:
     flux, flux_err, unit = phot.flux_in_file, phot.flux_err_in_file, spec.unit
     lo, hi = FLUX_MAG_RANGE
     hint = "(an unlisted sentinel? list it under [photometry] sentinels)"
+    # an error from an inverse variance (and a transmission) is named by how it was made
+    error = spec.flux_err or (spec.flux_ivar and f"1/sqrt({spec.flux_ivar})"
+                              + (f"/{spec.transmission}" if spec.transmission else ""))
     reject(_outside(phot.mag, lo, hi), spec.flux, lambda i, m=phot.mag: (
         f"{spec.flux} {flux[i]:g} {unit} gives mag {m[i]:.1f}, outside [{lo:g}, {hi:g}] {hint}"))
-    for values, column in ((flux, spec.flux), (flux_err, spec.flux_err)):
-        reject(sentinel_like(values), column, lambda i, v=values, c=column: (
-            f"{c} {v[i]:g} {unit} is a common 'no data' value {hint}"))
+    for values, column, name in ((flux, spec.flux, spec.flux), (flux_err, spec.flux_error, error)):
+        reject(sentinel_like(values), column, lambda i, v=values, n=name: (
+            f"{n} {v[i]:g} {unit} is a common 'no data' value {hint}"))
     with np.errstate(invalid="ignore"):
         big = phot.flux_err_ujy > MAX_FLUX_UJY
-    reject(big, spec.flux_err, lambda i: (f"{spec.flux_err} {flux_err[i]:g} {unit} is an error larger than the flux "
-                                          f"of a mag {lo:g} source ({MAX_FLUX_UJY:.3g} uJy) {hint}"))
+    reject(big, spec.flux_error, lambda i: (f"{error} {flux_err[i]:g} {unit} is an error larger than the flux "
+                                            f"of a mag {lo:g} source ({MAX_FLUX_UJY:.3g} uJy) {hint}"))
 
 
 def quarantined(chunk: MappedChunk, i: int, column: str | None, why: str) -> Rejected:

@@ -195,12 +195,23 @@ def test_positions_in_hours_sexagesimal_and_fits_columns_agree_with_astropy(engi
         ztf = source("ztf-bts-catalogue/snia-light-curve-test-data", bts["ZTFID"])
         rr = source("sdss-s82-rrlyrae-catalogue/sesar2010", str(lin["__SIG2010_"]))
         pz = source("piczl-train/ls10-demo", piczl["FULLID"].strip())
-        g = conn.execute(sa.text("SELECT mag FROM healcat.photometry WHERE shard = :s AND source_id = :i "
-                                 "AND band = 'ls10_g_dered'"), {"s": pz.shard, "i": pz.source_id}).scalar()
+        g, g_flux, g_err = conn.execute(sa.text(
+            "SELECT mag, flux_ujy, flux_err_ujy FROM healcat.photometry WHERE shard = :s AND source_id = :i "
+            "AND band = 'ls10_g_dered'"), {"s": pz.shard, "i": pz.source_id}).one()
+        # every band's error from the observed flux's inverse variance and the transmission: its S/N the file's
+        snr = dict(conn.execute(sa.text(
+            "SELECT p.band, p.flux_ujy / p.flux_err_ujy FROM healcat.photometry p JOIN healcat.source s USING "
+            "(shard, source_id) JOIN healcat.release r USING (release_id) WHERE r.name = 'piczl-train/ls10-demo' "
+            "AND s.object_id = :o"), {"o": piczl["FULLID"].strip()}).all())
     c = SkyCoord(bts["RA"], bts["Dec"], unit=(u.hourangle, u.deg))
     assert ztf.ra == pytest.approx(c.ra.deg, abs=1e-9) and ztf.dec == pytest.approx(c.dec.deg, abs=1e-9)
     assert (rr.ra, rr.dec) == (pytest.approx(lin["RAJ2000"]), pytest.approx(lin["DEJ2000"]))
     assert g == pytest.approx(22.5 - 2.5 * math.log10(piczl["dered_flux_g"]), abs=1e-5)  # nanomaggies
+    assert g_flux == pytest.approx(piczl["dered_flux_g"] * 3.630781, rel=1e-6)
+    assert g_err == pytest.approx(3.630781 / (math.sqrt(piczl["flux_ivar_g"]) * piczl["mw_transmission_g"]), rel=1e-6)
+    bands = ("g", "r", "i", "z", "w1", "w2", "w3", "w4")
+    assert snr == pytest.approx({f"{'wise' if b[0] == 'w' else 'ls10'}_{b}_dered": float(piczl[f"snr_{b}"])
+                                 for b in bands}, rel=1e-5)
 
 
 def test_rail_hsc_rows_are_named_by_their_row_number(engine, catalogues):

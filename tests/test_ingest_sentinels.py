@@ -152,6 +152,54 @@ def test_flux_sentinels_are_quarantined_not_stored_as_magnitudes_or_fluxes(engin
     assert ("1", "sdss_g") not in phot and ("1", "sdss_r") in phot and phot["3", "sdss_g"][2] is not None
 
 
+def test_a_flux_s_inverse_variance_gives_its_error_and_a_transmission_the_de_reddened_one(engine, tmp_path,
+                                                                                          scratch_release):
+    """Legacy Surveys and SDSS give a flux's inverse variance, not its error, and the PICZL files a
+    de-reddened flux beside the observed flux's ivar and the transmission: no mapping could say so,
+    and those errors were left in the file."""
+    rows = ("id,ra,dec,r,r_err,flux_g,ivar_g,mw_g\n"
+            "1,10,5,16.0,0.02,40.0,4.0,0.8\n"     # error 1/sqrt(4) = 0.5 observed, 0.625 de-reddened
+            "2,11,5,16.0,0.02,0.0,0.0,0.8\n"      # ivar 0: no error measured (the flux kept, as any)
+            "3,12,5,16.0,0.02,40.0,-1.0,0.8\n"    # a negative inverse variance
+            "4,13,5,16.0,0.02,40.0,4.0,0.0\n"     # no transmission
+            "5,14,5,16.0,0.02,40.0,4.0,1.5\n")    # nor this
+    bands = ('[photometry]\nsystem = "AB"\n[photometry.bands]\nsdss_r = {{ mag = "r", mag_err = "r_err" }}\n'
+             'ls_g = {{ flux = "flux_g", flux_ivar = "ivar_g", {extra}unit = "nanomaggy" }}\n')
+    load = ingest_release(_write(tmp_path, "ivar", rows, bands.format(extra='transmission = "mw_g", ')), engine)
+    assert _quarantine(engine, load.release_id) == [(3, "ivar_g", "ivar_g -1.0 is a negative inverse variance"),
+                                                    (4, "mw_g", "mw_g 0.0 is not a transmission in (0, 1]"),
+                                                    (5, "mw_g", "mw_g 1.5 is not a transmission in (0, 1]")]
+    phot = _photometry(engine, load.release_id)
+    mag, mag_err, flux = phot["1", "ls_g"]
+    assert flux == pytest.approx(40.0 * 3.630781) and mag == pytest.approx(22.5 - 2.5 * np.log10(40.0), abs=1e-5)
+    assert mag_err == pytest.approx(2.5 / np.log(10) * 0.625 / 40.0, rel=1e-6)  # its S/N is the observed flux's
+    assert phot["2", "ls_g"] == (None, None, 0.0)
+    with engine.connect() as conn:
+        err = conn.scalar(sa.text("SELECT p.flux_err_ujy FROM healcat.photometry p JOIN healcat.source s USING "
+                                  "(shard, source_id) WHERE s.release_id = :r AND s.object_id = '1' AND band = 'ls_g'"),
+                          {"r": load.release_id})
+    assert err == pytest.approx(0.625 * 3.630781, rel=1e-6)
+    # without a transmission the error is the inverse variance's alone
+    observed = "\n".join(row.rsplit(",", 1)[0] for row in rows.splitlines()) + "\n"  # the transmission left out
+    load = ingest_release(_write(tmp_path, "ivar-observed", observed, bands.format(extra="")), engine)
+    assert [n for n, _, _ in _quarantine(engine, load.release_id)] == [3]
+    assert _photometry(engine, load.release_id)["4", "ls_g"][1] == pytest.approx(2.5 / np.log(10) * 0.5 / 40.0, rel=1e-6)
+
+
+@pytest.mark.parametrize("band, message", [
+    ('{ flux = "f", flux_err = "e", flux_ivar = "i", unit = "nanomaggy" }', r"\(flux_err\) or its inverse variance"),
+    ('{ flux = "f", transmission = "t", unit = "nanomaggy" }', "it needs flux_err or flux_ivar"),
+    ('{ mag = "m", flux_ivar = "i" }', "needs a magnitude column or"),
+])
+def test_a_flux_error_is_given_one_way(tmp_path, band, message):
+    from catalog.errors import MappingError
+    from ingest.mapping import load_mapping
+
+    path = _write(tmp_path, "bad", "id,ra,dec,m,f,e,i,t\n", f'[photometry]\nsystem = "AB"\n[photometry.bands]\nx = {band}\n')
+    with pytest.raises(MappingError, match=message):
+        load_mapping(path)
+
+
 def test_magnitude_errors_that_measure_nothing_are_null_with_the_magnitude_kept(engine, tmp_path, scratch_release,
                                                                                 caplog):
     """An error of 0 (bright stars rounded to 0.00), 99 or 1e20 ('no error'), or past max_mag_err (faint forced
