@@ -764,6 +764,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from catalog.service import make_server, warn_of_connection_limit
     from catalog.watchdog import Elsewhere
 
+    if not args.no_watchdog and db.database_url().username == db.READER_ROLE:  # it would sweep nothing
+        raise HealcatError(f"serve: HEALCAT_DATABASE_URL is {db.READER_ROLE}'s, and the watchdog sweeps as the "
+                           "owner: where workers run (each runs the watchdog), serve with --no-watchdog; else give "
+                           "the owner's URL")
     _check_reader("serve", args.reader)  # never the owner, nor any role healcat did not make read-only
     # every query as a read-only role, under the reader's statement timeout, in read-only transactions
     engine = db.engine(reader=True, role=args.reader, read_only=True)

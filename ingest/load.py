@@ -179,9 +179,10 @@ def refuse_file(mapping, file: str | Path | None) -> None:
                           f"(and [catalog]) globs match; it takes no --file ({file})")
 
 
-def check_unchanged(path: Path | str, scanned: str | None, found: str) -> None:
-    """Fail when the release's files are not what the scheduler scanned (still being written, or replaced)."""
-    if scanned is not None and scanned != found:
+def check_unchanged(path: Path | str, scanned: str | None, found: str, older: tuple[str, ...] = ()) -> None:
+    """Fail when the release's files are not what the scheduler scanned (still being written, or
+    replaced); ``older``: the checksums an older healcat gave the same files (a job it queued)."""
+    if scanned is not None and scanned not in (found, *older):
         raise ContentChanged(f"{path}: changed since the scheduler found it (sha256 {scanned[:12]}... then, "
                           f"{found[:12]}... now): not loaded; the next scan queues what it holds now")
 
@@ -202,6 +203,11 @@ def load_release(engine: sa.Engine, mapping, path: Path, checksum: str,
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(mapping.release_name))))
         done = conn.execute(sa.select(Release).where(Release.checksum.in_((checksum, *older)))).first()
         if done is not None:
+            if done.checksum != checksum:
+                log.warning("%s: release %s was loaded by an older healcat, whose checksum did not cover its join "
+                            "files: found by that checksum (its other files and mapping unchanged), a change to "
+                            "the join files since is not seen; to load them, give the release a new version",
+                            path, done.name)
             return LoadResult(done.name, done.release_id, True, done.row_counts, done.status)
         clash = conn.execute(sa.select(Release.checksum, Release.mapping).where(
             Release.name == mapping.release_name)).first()

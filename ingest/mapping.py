@@ -756,21 +756,29 @@ def _photometry(mapping: Mapping, band: Band, table: Table, problems: Problems,
             flux = AB_ZERO_POINT_UJY * 10 ** (-0.4 * mag)
             return Photometry(mag, mag_err, flux, flux * mag_err * np.log(10) / 2.5)
         flux_in_file = column(band.flux)
+        measured = np.isfinite(flux_in_file)
         if band.flux_ivar is None:
             flux_err_in_file = column(band.flux_err, error=True)
-            negative_errors(flux_err_in_file, np.isfinite(flux_in_file), band.flux_err)
+            negative_errors(flux_err_in_file, measured, band.flux_err)
         else:
             ivar = column(band.flux_ivar, error=True)
-            for i in np.flatnonzero(np.isfinite(flux_in_file) & (ivar < 0)):
-                problems.setdefault(int(i), (band.flux_ivar, f"{band.flux_ivar} {table[band.flux_ivar][i]} is a "
-                                                             "negative inverse variance"))
-            flux_err_in_file = np.where(ivar > 0, 1 / np.sqrt(ivar), np.nan)  # 0: no error measured
+            for i in np.flatnonzero(measured & ((ivar < 0) | cells.sentinel_like(ivar))):
+                why = "a common 'no data' value (an unlisted" if cells.sentinel_like(ivar[i]) \
+                    else "a negative inverse variance (a"
+                problems.setdefault(int(i), (band.flux_ivar, f"{band.flux_ivar} {table[band.flux_ivar][i]} is {why} "
+                                                             "sentinel? list it under [photometry] sentinels)"))
+            # 0: no error measured; and no error without its flux (nor a problem of a band not measured)
+            flux_err_in_file = np.where(measured & (ivar > 0), 1 / np.sqrt(ivar), np.nan)
         if band.transmission is not None:
             transmission = column(band.transmission)
-            for i in np.flatnonzero(np.isfinite(flux_in_file) & ~((transmission > 0) & (transmission <= 1))):
-                problems.setdefault(int(i), (band.transmission, f"{band.transmission} {table[band.transmission][i]} "
-                                                                "is not a transmission in (0, 1]"))
-            flux_err_in_file = flux_err_in_file / transmission
+            known = (transmission > 0) & (transmission <= 1)
+            for i in np.flatnonzero(measured & np.isfinite(flux_err_in_file) & ~known):  # only where it is used
+                value = table[band.transmission][i]
+                problems.setdefault(int(i), (band.transmission, f"{band.transmission} {value} is not a transmission "
+                                             "in (0, 1]" if np.isfinite(transmission[i]) else
+                                             f"{band.transmission} is missing: the error of the de-reddened "
+                                             f"{band.flux} needs it"))
+            flux_err_in_file = np.where(known, flux_err_in_file / transmission, np.nan)
         flux, flux_err = flux_in_file * band.to_ujy, flux_err_in_file * band.to_ujy
         flux_err[flux_err < 0] = np.nan
         mag = np.where(flux > 0, -2.5 * np.log10(flux / AB_ZERO_POINT_UJY), np.nan)

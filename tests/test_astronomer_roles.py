@@ -239,7 +239,7 @@ def _serve_once(monkeypatch, argv: list[str], then=lambda: None) -> tuple[int, b
     return seen["status"], seen["body"], seen["kwargs"]
 
 
-def test_serve_needs_only_the_read_only_role_s_url(engine, database_url, catalog, monkeypatch):
+def test_serve_needs_only_the_read_only_role_s_url(engine, database_url, catalog, monkeypatch, capsys):
     """docker-compose's vo service, the one open to the network, held the owner's URL and password:
     serve's watchdog sweeps as the owner. `--no-watchdog` (the workers sweep) serves with
     HEALCAT_DATABASE_URL the read-only role's, no watchdog started, every session the reader's."""
@@ -248,6 +248,8 @@ def test_serve_needs_only_the_read_only_role_s_url(engine, database_url, catalog
     monkeypatch.setenv("HEALCAT_DATABASE_URL", db.libpq_url(db.without_password(database_url)._replace(
         username=db.READER_ROLE)))
     monkeypatch.setattr(watchdog.Watchdog, "start", lambda self: pytest.fail("a watchdog started"))
+    assert main(["serve", "--port", "0"]) == 1  # a watchdog as the reader would sweep nothing: said, not started
+    assert "serve with --no-watchdog" in capsys.readouterr().err
     sessions = []
     with engine.connect() as conn:
         before = conn.scalar(sa.text("SELECT clock_timestamp()"))

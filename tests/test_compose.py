@@ -38,6 +38,8 @@ def test_compose_runs_database_migrations_scheduler_and_two_workers_on_one_url()
     assert vo["HEALCAT_READER_PASSWORD"] == services["worker-1"]["environment"]["HEALCAT_READER_PASSWORD"]
     assert vo["HEALCAT_DATABASE_URL"] == f"postgresql://{db.READER_ROLE}@db:5432/healcat"
     assert "HEALCAT_DB_PASSWORD" not in str(vo)
+    assert services["vo"]["volumes"] == []  # the workers' home (model weights) is theirs
+    assert services["vo"]["depends_on"]["worker-1"]["condition"] == "service_started"  # whose watchdog sweeps
     assert all(services[s]["command"] == ["healcat", "worker"] for s in ("worker-1", "worker-2"))
     urls = {services[s]["environment"]["HEALCAT_DATABASE_URL"] for s in SERVICES}
     assert len(urls) == 1 and "@db:5432/" in next(iter(urls))

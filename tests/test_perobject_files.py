@@ -102,8 +102,14 @@ def test_a_release_loaded_before_join_files_were_hashed_is_the_same_release(engi
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE healcat.release SET checksum = :c WHERE release_id = :r"),
                      {"c": older[0], "r": first.release_id})
-    again = ingest_release(mapping_path, engine)
+    with caplog.at_level(logging.WARNING, logger="ingest.load"):
+        again = ingest_release(mapping_path, engine)
     assert (again.already_loaded, again.release_id) == (True, first.release_id)
+    assert "loaded by an older healcat, whose checksum did not cover its join files" in caplog.text
+    # a job the older scheduler queued carries the older checksum: the same files, not "changed since"
+    queued = ingest_release(mapping_path, engine, checksum=older[0])
+    assert (queued.already_loaded, queued.release_id) == (True, first.release_id)
+    caplog.clear()
     scheduler = Scheduler(engine, [tmp_path], settle_s=0)
     with caplog.at_level(logging.ERROR, logger="ingest.scheduler"):
         assert scheduler.scan() == []
