@@ -32,12 +32,20 @@ def test_classifier_is_accurate_on_held_out_sdss_objects(catalog):
 
 
 def test_photoz_meets_its_targets_with_a_flat_pit(catalog):
+    """NMAD and outliers on the held-out galaxies; the PIT flat within 20% per bin over every galaxy
+    (cross-validated, ~500 a bin), and the held-out split's consistent with flat. On 1,000 galaxies
+    a bin scatters by ~10% (Poisson), so even a calibrated model's largest deviation of ten bins
+    passes 20% about a third of the time: the same seed gave 0.12 on one CPU and 0.23 on another
+    (AVX2, no AVX-512: other float rounding in training), chi-square 15 for 9 degrees of freedom."""
+    from scipy.stats import chisquare
+
     m = catalog["model"].metrics
     assert m["nmad"] <= 0.02 and m["outlier_fraction"] <= 0.01
     pit = np.array(m["pit_histogram"])
     answered = m["n_test"] - m["n_test_outside_training"] - m["n_test_below_z_min"]  # the galaxies it answers
     assert len(pit) == 10 and pit.sum() == answered
-    assert np.all(np.abs(pit / (answered / 10) - 1) <= 0.2), pit
+    assert chisquare(pit).pvalue > 0.01, pit  # sigmas 25% too wide: p ~ 5e-16 (the bins 45, 104 ... 92, 44)
+    assert m["pit_cv_max_dev"] <= 0.2, m["pit_cv_histogram"]
     assert m["crps"] > 0
 
 
