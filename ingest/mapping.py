@@ -190,6 +190,13 @@ class Band:
         """The column a flux's error comes from (``flux_err`` or ``flux_ivar``), as reasons name it."""
         return self.flux_err or self.flux_ivar
 
+    @property
+    def flux_error_name(self) -> str | None:
+        """How the flux's error is made, as reasons name a value of it: ``e_g``, ``1/sqrt(ivar_g)``, and
+        ``/mw_g`` after either where a transmission de-reddens it."""
+        error = self.flux_err or (self.flux_ivar and f"1/sqrt({self.flux_ivar})")
+        return f"{error}/{self.transmission}" if error and self.transmission else error
+
 
 @dataclass(frozen=True)
 class ProperMotion:
@@ -762,9 +769,9 @@ def _photometry(mapping: Mapping, band: Band, table: Table, problems: Problems,
             negative_errors(flux_err_in_file, measured, band.flux_err)
         else:
             ivar = column(band.flux_ivar, error=True)
-            for i in np.flatnonzero(measured & ((ivar < 0) | cells.sentinel_like(ivar))):
-                why = "a common 'no data' value (an unlisted" if cells.sentinel_like(ivar[i]) \
-                    else "a negative inverse variance (a"
+            sentinel = cells.sentinel_like(ivar)
+            for i in np.flatnonzero(measured & ((ivar < 0) | sentinel)):
+                why = "a common 'no data' value (an unlisted" if sentinel[i] else "a negative inverse variance (a"
                 problems.setdefault(int(i), (band.flux_ivar, f"{band.flux_ivar} {table[band.flux_ivar][i]} is {why} "
                                                              "sentinel? list it under [photometry] sentinels)"))
             # 0: no error measured; and no error without its flux (nor a problem of a band not measured)

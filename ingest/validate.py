@@ -217,9 +217,7 @@ def _flux_checks(spec, phot, mapping: Mapping, reject) -> None:
     flux, flux_err, unit = phot.flux_in_file, phot.flux_err_in_file, spec.unit
     lo, hi = FLUX_MAG_RANGE
     hint = "(an unlisted sentinel? list it under [photometry] sentinels)"
-    # an error from an inverse variance (and a transmission) is named by how it was made
-    error = spec.flux_err or (spec.flux_ivar and f"1/sqrt({spec.flux_ivar})")
-    error = f"{error}/{spec.transmission}" if error and spec.transmission else error
+    error = spec.flux_error_name
     reject(_outside(phot.mag, lo, hi), spec.flux, lambda i, m=phot.mag: (
         f"{spec.flux} {flux[i]:g} {unit} gives mag {m[i]:.1f}, outside [{lo:g}, {hi:g}] {hint}"))
     for values, column, name in ((flux, spec.flux, spec.flux), (flux_err, spec.flux_error, error)):

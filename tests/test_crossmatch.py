@@ -660,6 +660,52 @@ def test_sql_crossmatch_refuses_an_input_whose_row_ids_repeat(conn, catalog):
             conn.execute(sa.text("SELECT * FROM healcat.xmatch_table('mine', 1.0)")).all()
 
 
+def test_sql_crossmatch_trusts_a_key_on_row_id_and_nothing_weaker(conn, catalog):
+    """A table keyed on row_id (a primary key, or a unique index on it with row_id NOT NULL) skips the
+    pass counting its row_ids; a unique key that lets NULLs in, covers more columns, is partial or
+    deferrable (repeats allowed until commit) does not, and its repeats are still refused."""
+    values = "(1, 160.9415, 0.7968), (2, 30.81, 12.78), (3, 10.0, 10.0)"
+
+    def table(name: str, columns: str, *extra: str) -> None:
+        conn.execute(sa.text(f"CREATE TEMP TABLE {name} ({columns}, ra float8, dec float8, hpx bigint)"))
+        for statement in extra:
+            conn.execute(sa.text(statement))
+        conn.execute(sa.text(f"INSERT INTO {name} SELECT i, ra, dec, healcat.hpx_ang2pix(29, ra, dec) "
+                             f"FROM (VALUES {values}) AS v(i, ra, dec)"))
+
+    def pairs(name: str) -> list:
+        return conn.execute(sa.text(f"SELECT row_id, source_id FROM healcat.xmatch_table('{name}', 1.0) "
+                                    "ORDER BY row_id")).all()
+
+    table("plain", "row_id bigint")
+    table("keyed", "row_id bigint PRIMARY KEY")
+    assert pairs("keyed") == pairs("plain") and len(pairs("plain")) == 3
+    def scans(name: str) -> int:  # the table's scans by check_xmatch_input (this transaction's count)
+        count = f"SELECT seq_scan + coalesce(idx_scan, 0) FROM pg_stat_xact_user_tables WHERE relname = '{name}'"
+        before = conn.execute(sa.text(count)).scalar()
+        conn.execute(sa.text(f"SELECT healcat.check_xmatch_input('{name}')"))
+        return conn.execute(sa.text(count)).scalar() - before
+
+    # unkeyed: the row_ids' pass, the positions' and the sample's; keyed, the row_ids' is skipped
+    assert scans("plain") == 3 and scans("keyed") == 2
+
+    weaker = {  # (columns, index, the repeats or NULLs it lets in, the error)
+        "nullable": ("row_id bigint", "CREATE UNIQUE INDEX ON nullable (row_id)",
+                     "UPDATE nullable SET row_id = NULL WHERE row_id > 1", "2 rows have none"),
+        "wider": ("row_id bigint NOT NULL, part int DEFAULT 0", "CREATE UNIQUE INDEX ON wider (row_id, part)",
+                  "UPDATE wider SET part = row_id, row_id = 1", "row_id 1 is on 3 rows"),
+        "partial": ("row_id bigint NOT NULL", "CREATE UNIQUE INDEX ON partial (row_id) WHERE row_id > 5",
+                    "UPDATE partial SET row_id = 1", "row_id 1 is on 3 rows"),
+        "deferred": ("row_id bigint NOT NULL UNIQUE DEFERRABLE INITIALLY DEFERRED", "SELECT 1",
+                     "UPDATE deferred SET row_id = 1", "row_id 1 is on 3 rows")}
+    for name, (columns, index, update, error) in weaker.items():
+        table(name, columns, index)
+        conn.execute(sa.text(update))
+        with pytest.raises(sa.exc.DBAPIError, match=f"the row_id of table {name} must name each row once: {error}"):
+            with conn.begin_nested():
+                pairs(name)
+
+
 def test_an_answer_over_postgresqls_value_limit_is_a_query_error():
     """~19M pairs exceed the 1 GB a value may hold (fetch_columns aggregates each column): measured
     with 1,600 rows at the pole and 30 arcmin (34M pairs), too slow to repeat here."""
