@@ -253,7 +253,10 @@ def format_id(template: str, row: dict[str, Any]) -> tuple[str | None, str | Non
         try:
             format(number(value) if spec else value, spec or "")
         except (ValueError, TypeError) as exc:
-            return None, name, f"object_id template {template!r}: {name}={str(value)!r} does not fit {{:{spec}}} ({exc})"
+            as_number = number(value)
+            why = ("not a number" if isinstance(as_number, str) else
+                   "not a whole number" if spec and spec[-1] in "bdoxXn" and not isinstance(as_number, int) else str(exc))
+            return None, name, f"object_id template {template!r}: {name}={str(value)!r} does not fit {{:{spec}}} ({why})"
     try:
         return template.format_map(row), None, None
     except (ValueError, TypeError):  # e.g. "{plate:04d}" over a column that one bad cell made text

@@ -166,12 +166,16 @@ def requeue_orphans(conn: sa.Connection, *, lost: int | None = None, name: str |
 def cancel(conn: sa.Connection, job_id: int) -> str | None:
     """Take a queued (due or backing off) or failed job out of the queue: its row is deleted (jobs it
     queued keep theirs, with no parent). Returns the status it had; None if there is no such job. A
-    running job is not cancelled (a HealcatError says how to stop it), nor a finished one."""
+    running job is not cancelled (a HealcatError says how to stop it), nor a finished one; but one
+    whose worker is gone (its lock free: ``healcat jobs`` shows "(gone)") is, as the next worker would
+    requeue it."""
     with conn.begin():
         job = conn.execute(sa.select(Job.status, Job.worker).where(Job.job_id == job_id).with_for_update()).first()
         if job is None:
             return None
-        if job.status == "running":
+        orphaned = job.status == "running" and conn.scalar(sa.text(
+            f"SELECT pg_try_advisory_xact_lock({LOCK_NAMESPACE}, CAST(:j % 2147483647 AS integer))"), {"j": job_id})
+        if job.status == "running" and not orphaned:
             raise HealcatError(
                 f"jobs: job {job_id} is running (worker {job.worker}): it cannot be cancelled while it runs; stop "
                 f"that worker (SIGTERM lets it finish the job first; SIGKILL abandons it, and the next worker "
@@ -179,7 +183,7 @@ def cancel(conn: sa.Connection, job_id: int) -> str | None:
         if job.status == "done":
             raise HealcatError(f"jobs: job {job_id} is done: nothing to cancel")
         conn.execute(sa.delete(Job).where(Job.job_id == job_id))
-        return job.status
+        return "running, its worker gone" if orphaned else job.status
 
 
 def retry(conn: sa.Connection, job_id: int) -> bool:

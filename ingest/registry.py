@@ -217,7 +217,7 @@ def promote_model(engine: sa.Engine, name: str, version: str, *, queue_backfill:
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(f"model:{name}"))))
         row = conn.execute(sa.select(Model).where(Model.name == name, Model.version == version)).first()
         if row is None:
-            raise QueryError(f"no model {name!r} version {version!r}{model_hint(conn, name)}")
+            raise missing_model(conn, name, version)
         if row.retired_at is not None:
             raise HealcatError(f"model promote: {name} version {version} was retired at "
                                f"{row.retired_at:%Y-%m-%d %H:%M:%S %Z}; retiring is for good")
@@ -265,7 +265,7 @@ def retire_model(engine: sa.Engine, name: str, version: str) -> Model:
                            .values(retired_at=sa.func.coalesce(Model.retired_at, sa.func.now()))
                            .returning(Model)).first()
         if row is None:
-            raise QueryError(f"no model {name!r} version {version!r}{model_hint(conn, name)}")
+            raise missing_model(conn, name, version)
         # its queued runs would only be refused (a retired version writes nothing new): not kept waiting
         dropped = conn.scalars(sa.delete(Job).where(
             Job.kind == "infer", Job.status == "queued", Job.args["model"].astext == name,
@@ -368,9 +368,15 @@ def resolve_model(conn: sa.Connection, name: str, version: str | None = None) ->
            conn.execute(sa.text(f"SELECT {columns} FROM healcat.model WHERE name = :n AND version = :v"),
                         {"n": name, "v": version})).first()
     if row is None:
-        versions = conn.scalars(sa.text("SELECT version FROM healcat.model WHERE name = :n ORDER BY model_id"),
-                                {"n": name}).all()
-        if versions and version is not None:  # as SQL's healcat.resolve_model says it
-            raise QueryError(f"model {name} has no version {version} (versions: {', '.join(versions)})")
-        raise QueryError(f"no model named {name!r} (version {version or 'current'}){model_hint(conn, name)}")
+        raise missing_model(conn, name, version)
     return row
+
+
+def missing_model(conn: sa.Connection, name: str, version: str | None) -> QueryError:
+    """The error for a model name, or a version of it, that the registry does not have: the versions
+    there are, or the models a name may have meant."""
+    versions = conn.scalars(sa.text("SELECT version FROM healcat.model WHERE name = :n ORDER BY model_id"),
+                            {"n": name}).all()
+    if versions and version is not None:  # as SQL's healcat.resolve_model says it
+        return QueryError(f"model {name} has no version {version} (versions: {', '.join(versions)})")
+    return QueryError(f"no model named {name!r} (version {version or 'current'}){model_hint(conn, name)}")

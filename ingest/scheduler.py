@@ -33,6 +33,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import shlex
 import socket
 import threading
 import time
@@ -200,15 +201,15 @@ class Scheduler:
                 .values(checksum=checksum, mapping=str(mapping.path.resolve()), file=uri, scheduler=self.name)
                 .on_conflict_do_nothing(index_elements=["checksum"])
                 .returning(ScheduledIngest.checksum))
+            given = {k: v for k, v in (("version", candidate.version), ("date", candidate.date)) if v is not None}
             if claimed is None:  # an earlier scan, or another scheduler, has it
                 cancelled = conn.scalar(sa.select(ScheduledIngest.job_id.is_(None))
                                         .where(ScheduledIngest.checksum == checksum))
                 if cancelled and checksum not in self._cancelled:  # (its row went, so did its job_id)
                     self._cancelled.add(checksum)
-                    log.warning("%s: queued before, and that job was cancelled: not queued again (healcat enqueue "
-                                "ingest %s queues it)", uri, mapping.path)
+                    log.warning("%s: queued before, and that job was cancelled: not queued again (%s queues it)",
+                                uri, enqueue_command(mapping.path.resolve(), args.get("file"), **given))
                 return None
-            given = {k: v for k, v in (("version", candidate.version), ("date", candidate.date)) if v is not None}
             job_id, _ = queue.enqueue(conn, "ingest", {"mapping": str(mapping.path.resolve()), **args, **given,
                                                        "checksum": checksum})
             conn.execute(sa.update(ScheduledIngest).where(ScheduledIngest.checksum == checksum)
@@ -238,3 +239,14 @@ class Scheduler:
                 break
             self.stopping.wait(interval_s)
         return n
+
+
+def enqueue_command(mapping: Path, file: str | None = None, version: str | None = None,
+                    date: str | None = None) -> str:
+    """The ``healcat enqueue ingest`` command line that queues what a scan would have: the mapping with
+    the file a manifest entry or directory gave, and the entry's version and date."""
+    words = ["healcat", "enqueue", "ingest", str(mapping)]
+    for flag, value in (("--file", file), ("--release-version", version), ("--release-date", date)):
+        if value is not None:
+            words += [flag, str(value)]
+    return shlex.join(words)

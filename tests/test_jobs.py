@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -294,6 +295,18 @@ def test_a_release_date_from_a_manifest_or_the_command_line_places_a_re_release(
     (job,) = _jobs(engine)
     assert (job.args["version"], job.args["date"]) == ("rerun", "2016-01-15")
     assert job.args["checksum"] == release_checksum(tmp_path / "rerun.csv", load_mapping(mapping, "rerun", "2016-01-15"))
+    # Cancelled by the operator: the next scan's hint is a command that queues this release again (it
+    # named the mapping alone, which queued the mapping's own file under its own version and date).
+    assert main(["jobs", "--cancel", str(job_id)]) == 0
+    caplog.clear()
+    assert Scheduler(engine, [manifest], settle_s=0).scan() == []
+    (said,) = [r.getMessage() for r in caplog.records if "that job was cancelled" in r.getMessage()]
+    command = shlex.split(said[said.index("(healcat enqueue ") + 1:said.rindex(" queues it)")])
+    assert command == ["healcat", "enqueue", "ingest", str(mapping.resolve()), "--file", job.args["file"],
+                       "--release-version", "rerun", "--release-date", "2016-01-15"], said
+    assert main(command[1:]) == 0
+    (job,) = _jobs(engine)
+    job_id = job.job_id
     assert Worker(engine, name="test").run(once=True) >= 1
     done = next(j for j in _jobs(engine) if j.job_id == job_id)
     assert (done.status, done.result["status"]) == ("done", "superseded"), "older than the published release"

@@ -270,10 +270,15 @@ def test_registering_refuses_another_tasks_weights_and_numbers_json_cannot_hold(
         register_model(engine, name=PHOTOZ_MODEL, task="photoz", weights=blob, training_set="t",
                        metrics={"nmad": float("nan")})
     assert not stray.exists()
-    from ingest.registry import retire_model
+    from ingest.registry import promote_model, retire_model
 
-    with pytest.raises(QueryError, match=f"no model 'photoz' version '1' \\(did you mean {PHOTOZ_MODEL}, the model of task"):
-        retire_model(engine, "photoz", "1")  # the task's name, not its model's
+    for verb in (retire_model, promote_model):
+        with pytest.raises(QueryError, match=f"no model named 'photoz' \\(version 1\\) \\(did you mean {PHOTOZ_MODEL}, "
+                                             "the model of task"):
+            verb(engine, "photoz", "1")  # the task's name, not its model's
+        # a version the model lacks: its versions (was: "did you mean photoz-sdss?", the name itself)
+        with pytest.raises(QueryError, match=rf"^model {PHOTOZ_MODEL} has no version 99 \(versions: 1"):
+            verb(engine, PHOTOZ_MODEL, "99")
     for option, bad in (("seed", -1), ("epochs", 0), ("epochs", 2.5)):
         with pytest.raises(HealcatError, match=f"train photoz: {option} must be an integer"):
             train(engine, "photoz", SDSS_RELEASE, **{"seed": 0, option: bad})

@@ -234,8 +234,12 @@ def test_a_cell_that_is_no_integer_in_a_votable_quarantines_its_row_and_the_rest
     assert [(row, column, raw[column]) for row, column, _, raw in rows] == [
         (2, "plate", "26x"), (4, "g", "17.x"), (7, "mjd", "5l922")]
     template = "object_id template '{plate:04d}-{mjd:05d}-{fiberid:04d}'"
-    assert rows[0].reason.startswith(f"{template}: plate='26x' does not fit {{:04d}}")
-    assert rows[2].reason.startswith(f"{template}: mjd='5l922' does not fit {{:05d}}")
+    assert rows[0].reason == f"{template}: plate='26x' does not fit {{:04d}} (not a number)"
+    assert rows[2].reason == f"{template}: mjd='5l922' does not fit {{:05d}} (not a number)"
+    # a fractional cell says so (it said "Unknown format code 'd' for object of type 'float'")
+    assert cells.format_id("{fiberid:04d}", {"fiberid": "23.5"}) == (
+        None, "fiberid", "object_id template '{fiberid:04d}': fiberid='23.5' does not fit {:04d} (not a whole number)")
+    assert cells.format_id("{fiberid:04d}", {"fiberid": 23.0}) == ("0023", None, None)
     assert (load.row_counts["source"], load.row_counts["quarantine"]) == (17, 3)
     with engine.connect() as conn:
         ids = conn.execute(sa.text("SELECT object_id FROM healcat.source WHERE release_id = :r ORDER BY object_id"),
@@ -303,6 +307,29 @@ def test_whitespace_tables_keep_text_columns_exact_and_type_the_rest(tmp_path):
     path.write_text('# id name mag\n1 "NGC 104" 12.5\n2 "M4"\t5.6\n3 plain 7\n')
     (_, table), = readers.read(path, "whitespace", ReadOptions(text_columns=frozenset({"id"})))
     assert list(table["name"]) == ["NGC 104", "M4", "plain"] and list(table["mag"]) == [12.5, 5.6, 7.0]
+
+
+@pytest.mark.parametrize("fmt, header", [("csv", "id,fiberid\n"), ("whitespace", "# id fiberid\n")])
+def test_a_text_file_cut_inside_its_last_line_is_read_with_a_warning_naming_the_row(tmp_path, caplog, fmt, header):
+    """A copy cut inside its last field (fiberid 233 -> 23) has every field: it loaded without a word,
+    and the next release showed that object 'changed'. A file ending without a newline now warns,
+    naming the row; one ending with one (\\n or \\r\\n) does not, nor a gzipped one (its end is not read apart)."""
+    sep = "," if fmt == "csv" else " "
+    whole = header + "".join(f"{i}{sep}{230 + i}\r\n" for i in range(1, 4))
+    path = tmp_path / f"cut.{fmt}"
+    path.write_text(whole, newline="")
+    read = [row for _, t in readers.read(path, fmt) for row in t["fiberid"]]
+    assert read == [231, 232, 233] and "newline" not in caplog.text
+    path.write_text(whole[:-3], newline="")  # the last row's \r\n and one digit gone
+    read = [row for _, t in readers.read(path, fmt) for row in t["fiberid"]]
+    assert read == [231, 232, 23]
+    assert (f"{path}: the file does not end with a newline: if the copy was cut short, its last row (data row 3) "
+            "is incomplete") in caplog.text
+    caplog.clear()
+    zipped = tmp_path / f"cut.{fmt}.gz"
+    zipped.write_bytes(gzip.compress(whole[:-3].encode()))
+    assert [row for _, t in readers.read(zipped, fmt) for row in t["fiberid"]] == [231, 232, 23]
+    assert "newline" not in caplog.text
 
 
 def test_float_formatted_ids_are_exact_or_a_problem_for_their_row():

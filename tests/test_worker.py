@@ -365,9 +365,20 @@ def test_a_queued_or_failed_job_can_be_cancelled_a_running_one_says_how(engine, 
     out = capsys.readouterr().out
     assert f"job {queued} (queued) cancelled" in out and f"job {failed} (failed) cancelled" in out
     assert [j.job_id for j in _jobs(engine)] == [running]
-    assert main(["jobs", "--cancel", str(running)]) == 1
-    err = capsys.readouterr().err
-    assert f"job {running} is running (worker busy:1): it cannot be cancelled while it runs; stop that worker" in err
+    worker = engine.connect()  # the job's worker, alive: its session holds the job's lock
+    try:
+        worker.execute(queue._LOCK, {"job_id": running})
+        assert main(["jobs", "--cancel", str(running)]) == 1
+        err = capsys.readouterr().err
+        assert f"job {running} is running (worker busy:1): it cannot be cancelled while it runs; stop that worker" in err
+    finally:
+        worker.invalidate()  # killed (SIGKILL): its session, and the lock, gone (not back to the pool)
+        worker.close()
+    # an orphan ("(gone)" in healcat jobs) is cancelled: it was refused, sending the operator to stop a
+    # worker already dead, and could be cancelled only after a worker had requeued it
+    assert main(["jobs", "--cancel", str(running)]) == 0
+    assert f"job {running} (running, its worker gone) cancelled" in capsys.readouterr().out
+    assert _jobs(engine) == []
     assert main(["jobs", "--cancel", str(queued)]) == 1
     assert f"jobs: no job {queued}" in capsys.readouterr().err
 
