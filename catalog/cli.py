@@ -26,20 +26,33 @@ from catalog.search.similar import DEFAULT_MODEL
 
 
 def _ra_deg(text: str) -> float:
-    """RA in degrees, or sexagesimal hours such as 12h30m49.4s / 12:30:49.4."""
-    return _angle_deg(text, u.hourangle)
+    """RA in degrees, or sexagesimal hours such as 12h30m49.4s / 12:30:49.4 (hours in [0, 24))."""
+    angle = _angle(text, u.hourangle)
+    if angle.unit == u.hourangle and not 0 <= angle.hour < 24:
+        raise argparse.ArgumentTypeError(f"not an RA: {text!r} is {angle.hour:g} h; hours are in [0, 24)")
+    return float(angle.deg)
 
 
 def _dec_deg(text: str) -> float:
-    return _angle_deg(text, u.deg)
+    """Dec in degrees, decimal or sexagesimal (-0d05m23s, -0:05:23); never in hours."""
+    angle = _angle(text, u.deg)
+    if angle.unit == u.hourangle:
+        raise argparse.ArgumentTypeError(f"not a Dec: {text!r} is in hours; a declination is in degrees "
+                                         "(-0d05m23s, -0:05:23 or -0.0897)")
+    return float(angle.deg)
 
 
-def _angle_deg(text: str, sexagesimal_unit: u.UnitBase) -> float:
+def _angle(text: str, sexagesimal_unit: u.UnitBase) -> Angle:
+    """An angle as typed: a bare number in degrees, one with its unit (12h30m, 10d30m, 1.5deg) in that
+    unit, a sexagesimal one without (12:30:49.4) in ``sexagesimal_unit``."""
     try:
-        return float(text)
+        return Angle(float(text), unit=u.deg)
     except ValueError:
         try:
-            return float(Angle(text, unit=sexagesimal_unit).deg)
+            try:
+                return Angle(text)  # the unit the text carries
+            except u.UnitsError:  # none
+                return Angle(text, unit=sexagesimal_unit)
         except (ValueError, u.UnitsError) as exc:
             raise argparse.ArgumentTypeError(f"not an angle: {text!r} ({exc})") from None
 
@@ -52,12 +65,15 @@ def _radius_arcsec(text: str) -> float:
     """A radius: a bare number is arcsec; '2arcmin', '0.5deg', '30 arcsec' carry their unit. Anything
     else (astropy reads '10amin' as atto-minutes, and '10"' is no unit of its) is one short error."""
     try:
-        return float(text)
+        radius = float(text)
     except ValueError:
         try:
-            return u.Quantity(text).to_value(u.arcsec)
+            radius = u.Quantity(text).to_value(u.arcsec)
         except (TypeError, ValueError, u.UnitsError):
             raise argparse.ArgumentTypeError(f"{text!r} is no angle: give {RADIUS_FORMS}") from None
+    if radius == 0 and re.search(r"[1-9]", re.split(r"[eE]", text)[0]):  # 1e-400: not 0, but no float holds it
+        raise argparse.ArgumentTypeError(f"{text!r} is below any radius a number holds (a float underflows to 0)")
+    return radius
 
 
 #: How the terminal shows columns (CSV, ECSV and VOTable keep full precision).
@@ -411,13 +427,16 @@ def query_cone(args: argparse.Namespace):
     return cone_search(args.ra, args.dec, args.radius, release=args.release)
 
 
-def _at_least(minimum: float, kind: type = int):
-    """An argparse type: a finite number of ``kind`` no smaller than ``minimum``."""
+def _at_least(minimum: float, kind: type = int, maximum: float | None = None):
+    """An argparse type: a finite number of ``kind`` no smaller than ``minimum`` (nor larger than ``maximum``)."""
     def parse(text: str):
         try:
-            return settings.number_at_least(text, minimum, kind)
+            value = settings.number_at_least(text, minimum, kind)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum}, got {text}")
+        return value
 
     return parse
 
@@ -530,6 +549,7 @@ def cmd_similar(args: argparse.Namespace) -> None:
 
 def _similar_filters(args: argparse.Namespace) -> list | None:
     """`similar`'s --cone, --mag and --z as filters for catalog.search.similar."""
+    from catalog.errors import QueryError
     from catalog.models import Photometry, SpecRedshift
     from catalog.search import Cone
 
@@ -538,7 +558,7 @@ def _similar_filters(args: argparse.Namespace) -> list | None:
         ra, dec, radius = args.cone
         try:
             filters.append(Cone.from_arcsec(_ra_deg(ra), _dec_deg(dec), _radius_arcsec(radius)))
-        except argparse.ArgumentTypeError as exc:
+        except (argparse.ArgumentTypeError, QueryError) as exc:  # the text, or the value's range
             raise HealcatError(f"similar: --cone RA DEC RADIUS: {exc}") from None
     if args.mag:
         band, lo, hi = args.mag
@@ -591,7 +611,10 @@ def cmd_xmatch(args: argparse.Namespace) -> None:
                                     None)
     if fmt is None:
         raise QueryError(f"{path}: cannot tell the format from the name; give --input-format")
-    table = _stacked([chunk for _, chunk in read(path, fmt, ReadOptions(chunk_rows=sys.maxsize))])
+    chunks = [chunk for _, chunk in read(path, fmt, ReadOptions(chunk_rows=sys.maxsize))]
+    if not chunks:  # a header and no rows
+        raise QueryError(f"{path}: no data rows: nothing to cross-match")
+    table = _stacked(chunks)
     if fmt == "votable":  # the frame its COOSYS declares: converted to ICRS, or refused naming it
         declare_votable_frames(table, path)
     epoch = args.epoch
@@ -995,10 +1018,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("skymap", help="a Mollweide PNG of source counts per HEALPix pixel", formatter_class=formatter,
                        description="The whole catalog's density (straight from the hpx index), or that of the "
                                    "sources of a search command line given after the PNG's name (options first), "
-                                   "e.g. `healcat skymap --order 5 box.png box 350 10 -5 5`.")
+                                   "e.g. `healcat skymap --order 5 box.png box 350 10 -5 5`. The image has no axes: "
+                                   "ICRS, RA 0 at the centre and growing to the left (east), north up; counts on a "
+                                   "log colour scale, empty sky light grey.")
     p.add_argument("png", help="PNG file to write (its name ends in .png)")
     p.add_argument("--order", type=int, default=5, help="HEALPix order of the density pixels (0..10)")
-    p.add_argument("--width", type=int, default=1200, help="image width in pixels (height: half of it)")
+    p.add_argument("--width", type=_at_least(16, int, 8000), default=1200,
+                   help="image width in pixels, 16 to 8000 (height: half of it)")
     p.add_argument("--release", help="only this release (whole-catalog map; a search takes its own --release)")
     p.add_argument("search", nargs=argparse.REMAINDER, metavar="SEARCH ...",
                    help="a search command line: cone, box, polygon, ellipse, moc or nearest and its arguments")

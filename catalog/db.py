@@ -388,8 +388,9 @@ def drop_astronomer(url: URL, name: str) -> int:
     try:
         with engine.begin() as conn:
             if not is_astronomer(conn, name):
-                raise ConfigurationError(f"db reader drop: {name!r} is not an astronomer's role (`healcat db reader "
-                                         "list` names them)")
+                exists = conn.scalar(sa.text("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :n)"), {"n": name})
+                raise ConfigurationError(f"db reader drop: {name!r} is " + ("not an astronomer's role" if exists else
+                                         "no role (dropped already?)") + " (`healcat db reader list` names them)")
             ended = conn.scalar(sa.text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                                         "WHERE usename = :name"), {"name": name})
             _role_statement(conn, "DROP ROLE %I", name)

@@ -145,6 +145,7 @@ def test_reader_commands(astronomers, engine, capsys):
     for argv, message in [(["db", "reader", "add", "postgres"], "exists and is not an astronomer's"),
                           (["db", "reader", "add", db.READER_ROLE], "cannot be an astronomer's role name"),
                           (["db", "reader", "drop", "postgres"], "is not an astronomer's role"),
+                          (["db", "reader", "drop", "nobody"], "'nobody' is no role (dropped already?)"),
                           (["db", "reader", "add"], "list, add NAME or drop NAME"),
                           (["db", "reader", "add", "carol", "--password-env", "HEALCAT_NO_SUCH_VARIABLE"],
                            "that variable is not set"),

@@ -232,6 +232,11 @@ def test_similar_by_object_id_and_negative_sexagesimal_dec(catalog, capsys):
     (["release", "report", "x", "--examples", "-1"], "must be at least 0, got -1"),
     (["worker", "--poll", "inf"], "must be finite, got inf"),
     (["train", "photoz", "--seed", "-1"], "must be at least 0, got -1"),  # numpy's ValueError traceback
+    (["cone", "160.9415", "0h3m11.232s", "60"], "not a Dec: '0h3m11.232s' is in hours"),  # read as 0.7968 deg
+    (["skymap", "--width", "0", "x.png"], "must be at least 16, got 0"),  # said width_px, not --width
+    (["skymap", "--width", "9000", "x.png"], "must be at most 8000, got 9000"),
+    (["cone", "160", "0", "1e-400"], "'1e-400' is below any radius a number holds"),  # said "got 0.0"
+    (["cone", "25h", "0", "60"], "not an RA: '25h' is 25 h; hours are in [0, 24)"),  # read as 15 deg (34h refused)
     (["train", "photoz", "--epochs", "0"], "must be at least 1, got 0"),  # trained the default epochs  # passed the comparison, overflowed the wait
 ])
 def test_numbers_out_of_range_are_usage_errors(argv, message, capsys):

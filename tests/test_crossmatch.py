@@ -643,6 +643,10 @@ def test_cli_reads_a_column_of_numbers_then_text_and_a_word_among_positions(tmp_
     assert main(["xmatch", str(path), "--radius", "1", "--keep-bad", "--format", "csv"]) == 0
     out = Table.read(capsys.readouterr().out, format="ascii.csv")
     assert [str(n) for n in out["name"]] == ["0", "1", "2", "J1234+56"] and "12.5d" in out["xmatch_problem"][3]
+    empty = tmp_path / "empty.csv"  # a header, no rows: an IndexError traceback
+    empty.write_text("name,ra,dec\n")
+    assert main(["xmatch", str(empty), "--radius", "1"]) == 1
+    assert f"{empty}: no data rows: nothing to cross-match" in capsys.readouterr().err
 
 
 def test_sql_crossmatch_refuses_an_input_whose_row_ids_repeat(conn, catalog):

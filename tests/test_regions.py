@@ -481,6 +481,11 @@ def test_arguments_are_numbers_and_regions_validate_when_constructed(catalog):
     assert list(box_search("183", 184, -0.5, 0.5)["source_id"]) == list(box_search(183, 184, -0.5, 0.5)["source_id"])
     with pytest.raises(QueryError, match="box: ra_min_deg must be a number, got 'x'"):
         Box("x", 10, 0, 1)
+    from catalog.search import Cone
+
+    for flag in (True, np.True_):  # float(True) is 1.0: radius_arcsec=True searched 1 arcsec
+        with pytest.raises(QueryError, match="cone: radius_arcsec must be a number, got (np.)?True"):
+            Cone.from_arcsec(10.0, 0.0, flag)
     with pytest.raises(QueryError, match="polygon: needs at least 3 vertices, got 2"):
         Polygon(((0.0, 0.0), (10.0, 0.0)))
     with pytest.raises(QueryError, match=r"polygon: vertex 2 dec_deg must be in \[-90, 90\]"):

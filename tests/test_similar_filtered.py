@@ -205,6 +205,9 @@ def test_cli_filters_that_are_not_numbers_are_errors_not_tracebacks(capsys, spac
     assert "similar: --mag BAND LO HI takes magnitudes, got 'x' '18'" in capsys.readouterr().err
     assert main(["similar", sid, "--cone", "10", "abc", "5"]) == 1
     assert "similar: --cone RA DEC RADIUS:" in capsys.readouterr().err
+    # a value out of range names the option too (it said "cone: dec_deg must be in [-90, 90]" alone)
+    assert main(["similar", sid, "--cone", "160", "95", "60"]) == 1
+    assert "similar: --cone RA DEC RADIUS: cone: dec_deg must be in [-90, 90], got 95" in capsys.readouterr().err
 
 
 def test_filters_that_can_only_be_mistakes_are_errors_not_empty_answers(capsys, space):

@@ -45,6 +45,8 @@ def checked(what: str, name: str, value, lo: float = -math.inf, hi: float = math
     (``radius_arcsec``: ``10 * u.arcmin`` is 600.0)."""
     if value is None:
         raise QueryError(f"{what}: {name} must not be NULL (None)")
+    if isinstance(value, (bool, np.bool_)):  # float(True) is 1.0: a radius_arcsec=True was 1 arcsec
+        raise QueryError(f"{what}: {name} must be a number, got {value!r}")
     if isinstance(value, u.Quantity):
         unit = next((unit for suffix, unit in NAME_UNITS.items() if name.endswith(suffix)), u.dimensionless_unscaled)
         try:
