@@ -8,6 +8,12 @@
 --       a third of the check and about a tenth of a cross-match of that input at 1 arcsec). An
 --       unkeyed table (the Python route's temporary one: building its key costs what the pass does)
 --       is counted as before. The positions are checked on every input, as before.
+--   healcat.xmatch_table(...)           xmatch_v5.sql's, but 'best' mode's outer side (every input row,
+--       each with its nearest match or none) reads the input's row_ids through a subquery fenced by
+--       OFFSET 0. With a key on row_id the planner walked the input in key order (to merge-join it
+--       and skip the final sort), fetching its rows in random order from a table that is in hpx
+--       order: best mode of 1,000,000 keyed rows against the 10M sky took 7.8 s, against 5.6-5.9 s
+--       unkeyed (the same session, 2 cores). Fenced, a keyed input is read as an unkeyed one is.
 --
 -- Executed through sqlalchemy.text(): never a colon directly followed by a word character.
 
@@ -81,4 +87,47 @@ BEGIN
                                      bad.got)
             END USING ERRCODE = 'invalid_parameter_value';
     END IF;
+END $$;
+
+
+CREATE OR REPLACE FUNCTION healcat.xmatch_table(
+    input regclass, radius_arcsec float8, release_name text DEFAULT NULL, mode text DEFAULT 'best',
+    epoch_yr float8 DEFAULT NULL)
+RETURNS TABLE (row_id bigint, source_id bigint, release text, object_id text, ra float8, "dec" float8,
+               separation_arcsec float8)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, healcat
+SET enable_nestloop = on SET enable_hashjoin = on SET enable_mergejoin = on SET work_mem = '256MB'
+AS $$
+DECLARE
+    n bigint;
+    given_cover boolean;
+    rel integer;
+    pad float8;
+    slow_pad float8;
+    search_arcsec float8;
+BEGIN
+    PERFORM healcat.check_xmatch(radius_arcsec, mode);
+    PERFORM healcat.check_epoch(epoch_yr);
+    IF input IS NULL THEN
+        RAISE EXCEPTION 'xmatch: input must name a table' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM healcat.check_xmatch_input(input);
+    rel := CASE WHEN release_name IS NULL THEN NULL ELSE healcat.resolve_release(release_name, 'xmatch') END;
+    pad := healcat.xmatch_pm_pad_arcsec(rel, epoch_yr);
+    slow_pad := healcat.xmatch_slow_pad_arcsec(radius_arcsec, pad);
+    search_arcsec := healcat.xmatch_search_radius_arcsec(radius_arcsec, slow_pad);
+    EXECUTE format('SELECT count(*) FROM %s', input) INTO n;
+    SELECT count(*) = 4 AND epoch_yr IS NULL INTO given_cover FROM pg_attribute AS a
+    WHERE a.attrelid = input AND a.attname IN ('pix0', 'pix1', 'pix2', 'pix3') AND NOT a.attisdropped;
+    RETURN QUERY EXECUTE healcat.xmatch_prepare(
+        -- best mode's outer side: the row_ids alone, fenced so that a key on them cannot order the join
+        format('(SELECT i0.row_id FROM %s AS i0 OFFSET 0)', input),
+        CASE WHEN given_cover
+             THEN (SELECT string_agg(format('SELECT i.row_id, i.ra, i.dec, i.pix%s AS pix FROM %s AS i
+                                             WHERE i.hpx IS NOT NULL AND i.pix%s >= 0', k, input, k), ' UNION ALL ')
+                   FROM generate_series(0, 3) AS k)
+             ELSE healcat.xmatch_cover_query(input::text, search_arcsec) END,
+        CASE WHEN pad > slow_pad THEN healcat.xmatch_cover_query(input::text, radius_arcsec) END,
+        n, healcat.xmatch_probe_order(search_arcsec), healcat.xmatch_probe_order(radius_arcsec), rel, mode, epoch_yr)
+    USING radius_arcsec / 3600.0, rel, epoch_yr, slow_pad;
 END $$;
