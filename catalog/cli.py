@@ -94,14 +94,41 @@ def for_display(table: Table) -> Table:
     return shown
 
 
-def _print_table(table: Table, fmt: str) -> None:
+def _print_table(table: Table, fmt: str, icrs: tuple[str, ...] = ("ra", "dec")) -> None:
+    """``table`` on stdout; a VOTable's ``icrs`` columns (healcat's positions: RA, Dec pairs) refer to an
+    ICRS COOSYS, and they and the catalog's columns (catalog.service.FIELDS) carry UCDs."""
     if fmt == "table":
         for_display(table).pprint_all()
         return
-    buffer = io.BytesIO() if fmt == "votable" else io.StringIO()
-    table.write(buffer, format={"csv": "ascii.csv", "ecsv": "ascii.ecsv", "votable": "votable"}[fmt])
-    value = buffer.getvalue()
-    sys.stdout.write(value.decode() if isinstance(value, bytes) else value)
+    if fmt == "votable":
+        buffer = io.BytesIO()
+        _votable(table, icrs).to_xml(buffer)
+        sys.stdout.write(buffer.getvalue().decode())
+        return
+    buffer = io.StringIO()
+    table.write(buffer, format={"csv": "ascii.csv", "ecsv": "ascii.ecsv"}[fmt])
+    sys.stdout.write(buffer.getvalue())
+
+
+def _votable(table: Table, icrs: tuple[str, ...]):
+    """``table`` as a VOTable (astropy's, 1.4) with an ICRS COOSYS for the ``icrs`` columns, and the
+    UCD1+ words and descriptions the VO service gives the columns it shares (an input's own columns,
+    as xmatch returns them, keep what they had)."""
+    from astropy.io.votable import from_table
+    from astropy.io.votable.tree import CooSys
+
+    from catalog.service import FIELDS
+
+    vot = from_table(table)
+    positions = dict(zip(icrs, ("pos.eq.ra", "pos.eq.dec") * (len(icrs) // 2)))
+    if positions:
+        vot.resources[0].coordinate_systems.append(CooSys(ID="icrs", system="ICRS"))
+    for field in vot.get_first_table().fields:
+        if field.name in positions:
+            field.ref, field.ucd = "icrs", positions[field.name] + (";meta.main" if field.name in ("ra", "dec") else "")
+        elif field.name in FIELDS and field.name not in ("ra", "dec"):
+            field.description, field.ucd = FIELDS[field.name][0], FIELDS[field.name][2]
+    return vot
 
 
 # --- commands ------------------------------------------------------------------
@@ -629,14 +656,14 @@ def cmd_xmatch(args: argparse.Namespace) -> None:
                             to_epoch_jyear=args.to_epoch, at_epoch_jyear=args.at_epoch, keep_bad=args.keep_bad)
     except QueryError as exc:
         raise QueryError(f"{path}: {exc}") from None
-    _print_table(answer, args.format)
+    _print_table(answer, args.format, icrs=("match_ra", "match_dec"))  # ra, dec: the input's, in its frame
 
 
 def cmd_xmatch_releases(args: argparse.Namespace) -> None:
     from catalog.crossmatch import crossmatch_releases
 
     _print_table(crossmatch_releases(args.release_a, args.release_b, args.radius, mode=args.mode,
-                                     at_epoch_jyear=args.at_epoch), args.format)
+                                     at_epoch_jyear=args.at_epoch), args.format, icrs=("ra_a", "dec_a", "ra_b", "dec_b"))
 
 
 def cmd_enqueue(args: argparse.Namespace) -> None:

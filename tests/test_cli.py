@@ -223,6 +223,29 @@ def test_similar_by_object_id_and_negative_sexagesimal_dec(catalog, capsys):
     assert capsys.readouterr().out.startswith("source_id,")
 
 
+def test_votable_output_declares_icrs_and_ucds_on_healcats_positions_only(catalog, capsys, tmp_path):
+    """A cone's VOTable had no COOSYS and no UCDs (the VO service's answers had both): a VO client had
+    to guess the frame. In a cross-match's, the input's own ra/dec keep theirs (they may be FK5)."""
+    import io
+
+    from astropy.io.votable import parse
+
+    assert main(["cone", "160.9415", "0.7968", "600", "--format", "votable"]) == 0
+    vot = parse(io.BytesIO(capsys.readouterr().out.encode()))
+    (coosys,) = vot.resources[0].coordinate_systems
+    fields = {f.name: f for f in vot.get_first_table().fields}
+    assert coosys.system == "ICRS" and fields["ra"].ref == fields["dec"].ref == coosys.ID
+    assert (fields["ra"].ucd, fields["dec"].ucd) == ("pos.eq.ra;meta.main", "pos.eq.dec;meta.main")
+    assert fields["source_id"].ucd == "meta.id;meta.main" and fields["distance_arcsec"].ucd == "pos.angDistance"
+    assert len(vot.get_first_table().array) > 0
+    path = tmp_path / "mine.csv"
+    path.write_text("ra,dec\n160.9415,0.7968\n")
+    assert main(["xmatch", str(path), "--radius", "1", "--format", "votable"]) == 0
+    fields = {f.name: f for f in parse(io.BytesIO(capsys.readouterr().out.encode())).get_first_table().fields}
+    assert fields["match_ra"].ref is not None and fields["match_ra"].ucd == "pos.eq.ra"
+    assert fields["ra"].ref is None and fields["ra"].ucd is None
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["worker", "--concurrency", "0"], "must be at least 1, got 0"),  # it ran one worker
     (["worker", "--concurrency", "two"], "not a whole number: 'two'"),
