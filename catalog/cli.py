@@ -427,8 +427,9 @@ def cmd_model(args: argparse.Namespace) -> None:
                                + hint)
         for m in rows:
             promoted = f", promoted {m.promoted_at:%Y-%m-%d %H:%M:%S}" if m.promoted_at else ""
+            retired = f", retired {m.retired_at:%Y-%m-%d %H:%M:%S}" if m.retired_at else ""
             print(f"{m.name} version {m.version} ({_state(m, current)}), task {m.task}, {m.framework}, "
-                  f"created {m.created_at:%Y-%m-%d %H:%M:%S}{promoted}")
+                  f"created {m.created_at:%Y-%m-%d %H:%M:%S}{promoted}{retired}")
             print(f"  weights: sha256 {m.weights_sha256} ({len(m.weights or b'')} bytes), {m.weights_path}")
             each = " (each as release_id, rows put together)" if "release_ids" in m.training_params else ""
             print(f"  training query, run with {json.dumps(m.training_params)}{each}:\n    "

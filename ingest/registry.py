@@ -232,7 +232,9 @@ def promote_model(engine: sa.Engine, name: str, version: str, *, queue_backfill:
 def register_weights_file(engine: sa.Engine, task_name: str, path: str | Path, *, sha256: str | None = None,
                           name: str | None = None, training_set: str | None = None,
                           hyperparams: dict | None = None, metrics: dict | None = None) -> Model:
-    """Register weights trained elsewhere for a task, after checking the sha256 and that they load."""
+    """Register weights trained elsewhere for a task, after checking the sha256 and that they load. Their
+    hyperparameters (the model's ``hparams``, saved with the weights: the input region it was trained
+    on, its recalibration) are recorded as a trained version's are, unless ``hyperparams`` is given."""
     task = get_task(task_name)
     path = Path(path)
     if not path.is_file():
@@ -248,7 +250,8 @@ def register_weights_file(engine: sa.Engine, task_name: str, path: str | Path, *
     return register_model(
         engine, name=name or task.model_name, task=task.name, weights=blob,
         training_set=training_set or f"-- trained outside healcat; registered from {path}",
-        training_params={"registered_from": str(path)}, hyperparams=hyperparams, metrics=metrics,
+        training_params={"registered_from": str(path)},
+        hyperparams=dict(getattr(model, "hparams", {})) if hyperparams is None else hyperparams, metrics=metrics,
         embedding_dim=task.embedding_dim(model))
 
 

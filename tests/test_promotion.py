@@ -5,6 +5,8 @@ on too; a run records the versions its inputs came from; the demo after its vers
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import sqlalchemy as sa
 
@@ -237,6 +239,10 @@ def test_a_retired_version_writes_nothing_new(engine, catalog, capsys, caplog, s
     scratch_models.append("retired-clf")
     retired = registry.register_weights_file(engine, "object_class", catalog["classifier"].weights_path,
                                              name="retired-clf")
+    # the weights' own hyperparameters are recorded, as a trained version's are (which adds its seed,
+    # epochs, classes and training releases); they were {}
+    trained = catalog["classifier"].hyperparams
+    assert "input_range" in retired.hyperparams and all(trained[k] == v for k, v in retired.hyperparams.items())
     queued = "SELECT count(*) FROM healcat.job WHERE kind = 'infer' AND status = 'queued' AND args->>'model' = :n"
     assert registry.backfill(engine, retired)  # queued (the CLI's register does this)
     with engine.connect() as conn:
@@ -245,6 +251,11 @@ def test_a_retired_version_writes_nothing_new(engine, catalog, capsys, caplog, s
     with engine.connect() as conn:  # dropped: each would only be refused
         assert conn.scalar(sa.text(queued), {"n": retired.name}) == 0
     assert f"retired-clf version {retired.version} retired: its queued infer jobs " in caplog.text
+    capsys.readouterr()
+    assert main(["model", "show", retired.name, "--version", retired.version]) == 0
+    assert re.search(r"\(retired\), task object_class, .*, created [0-9-]+ [0-9:]+(, promoted [0-9-]+ [0-9:]+)?, "
+                     r"retired [0-9-]+ [0-9:]+\n",
+                     capsys.readouterr().out)
     assert main(["infer", retired.name, SDSS_RELEASE, "--version", retired.version]) == 1
     assert f"infer: retired-clf version {retired.version} is retired (at " in capsys.readouterr().err
     with pytest.raises(HealcatError, match="retiring is for good"):
