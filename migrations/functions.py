@@ -37,10 +37,13 @@ def pin_search_path() -> None:
 
 def restore_functions(name: str, functions: list[str]) -> None:
     """Run the definitions of ``functions`` in ``versions/NAME`` again, as CREATE OR REPLACE (a downgrade
-    restoring what a later migration replaced with the same signature), then pin the search_path."""
+    restoring what a later migration replaced with the same signature), then pin the search_path. A
+    name alone finds the file's first definition of it; one with its arguments as the file writes them
+    (``mixture_cdf(weights real[], ..., lower float8)``), that overload's."""
     text = (SQL / name).read_text()
     for function in functions:
-        definition = re.search(rf"CREATE (?:OR REPLACE )?FUNCTION healcat\.{function}\(.*?\n(?:END;?\s*)?\$\$;", text,
+        signature = re.escape(function) if "(" in function else rf"{function}\("
+        definition = re.search(rf"CREATE (?:OR REPLACE )?FUNCTION healcat\.{signature}.*?\n(?:END;?\s*)?\$\$;", text,
                                re.DOTALL).group(0)
         op.execute(re.sub(r"^CREATE (OR REPLACE )?FUNCTION", "CREATE OR REPLACE FUNCTION", definition))
     pin_search_path()

@@ -52,6 +52,29 @@ def test_interval_is_null_with_nothing_above_the_bound_or_no_bound(conn):
     assert [lo, hi] == pytest.approx(list(norm.interval(0.68, 0.2, 0.01)), abs=1e-6)
 
 
+def test_a_mixture_almost_all_below_its_bound_keeps_its_digits(conn):
+    """1 - cdf(lower) and cdf(x) - cdf(lower) cancelled where nearly all the mass is below the bound: a
+    unit Gaussian at -8 truncated at 0 (6e-16 of it above) gave the 68% interval [0.0023, 0.161] for
+    [0.0214, 0.223]; at -9, NULL. Checked against scipy's truncated normal."""
+    from scipy.stats import truncnorm
+
+    for mean in (-0.5, -3.0, -7.0, -8.0, -9.0, -20.0):
+        kept = truncnorm(-mean, float("inf"), loc=mean)
+        args = dict(m=f"{{{mean}}}")
+        lo, hi = one(conn, "lo, hi FROM healcat.mixture_interval('{1}', CAST(:m AS real[]), '{1}', 0.68, 0)", **args)
+        assert [lo, hi] == pytest.approx(list(kept.ppf([0.16, 0.84])), rel=1e-6), mean
+        cdf, pdf, sf = one(conn, "healcat.mixture_cdf('{1}', CAST(:m AS real[]), '{1}', 0.1, 0), "
+                                 "healcat.mixture_pdf('{1}', CAST(:m AS real[]), '{1}', 0.1, 0), "
+                                 "healcat.mixture_sf('{1}', CAST(:m AS real[]), '{1}', 0)", **args)
+        assert (cdf, pdf, sf) == pytest.approx((kept.cdf(0.1), kept.pdf(0.1), norm.sf(0, mean)), rel=1e-6), mean
+    # nothing above the bound that a float8 holds: no interval, as before
+    assert one(conn, "lo, hi FROM healcat.mixture_interval('{1}', '{-40}', '{1}', 0.68, 0)") == (None, None)
+    # quantiles far in a tail (the bracket stopped at mean - 10 sigma: -10 for all three)
+    for q in (1e-20, 1e-30, 1e-100):
+        assert one(conn, "healcat.mixture_quantile('{1}', '{0}', '{1}', :q)", q=q)[0] == pytest.approx(norm.ppf(q),
+                                                                                                          rel=1e-9)
+
+
 @pytest.mark.parametrize("function", ["mixture_pdf", "mixture_cdf", "mixture_quantile"])
 @pytest.mark.parametrize(("w", "m", "s", "why"), [
     ("{1}", "{0}", "{0}", "sigmas finite and > 0"),             # was 'division by zero'
