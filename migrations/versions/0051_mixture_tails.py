@@ -33,4 +33,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     restore_functions("ml_v5.sql", [f"mixture_cdf{TRUNCATED}", f"mixture_pdf{TRUNCATED}", "mixture_interval"])
     restore_functions("ml_v4.sql", ["mixture_quantile"])
-    op.execute("DROP FUNCTION healcat.mixture_sf(real[], real[], real[], float8)")
+    op.execute("DROP FUNCTION healcat.mixture_sf(real[], real[], real[], float8), "
+               "healcat.mixture_term(float8, float8)")

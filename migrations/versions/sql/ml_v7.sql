@@ -6,12 +6,13 @@
 -- where almost all the mass lies below the bound, both cancel. One unit Gaussian at mean -8 truncated
 -- at 0 (6.2e-16 of its mass above) gave the 68% interval [0.0023, 0.161] for [0.0214, 0.223], CDF(0.1)
 -- 0.667 for 0.558; at mean -9 (1.1e-19 above) NULL, 'keeps nothing above'. The tail above a point is
--- now summed as itself (erfc of each component, not clamped: PostgreSQL's erfc underflows to 0
--- without an error), and the truncated CDF takes whichever of its two forms keeps its digits:
+-- now summed as itself (erfc of each component, not clamped; a term below 1e-250 counts as 0, as a
+-- product that underflows is an error in PostgreSQL), and the truncated CDF takes whichever of its two forms keeps its digits:
 -- (cdf(x) - cdf(lower)) / sf(lower) where cdf(x) <= 1/2, else 1 - sf(x) / sf(lower). Photo-z's stored
 -- mixtures (over half of their mass above z = 0, or the galaxy is skipped) come out as before.
 --
---   healcat.mixture_sf(w, m, s, x)                   new: the probability above x, the tail summed as itself.
+--   healcat.mixture_sf(w, m, s, x)                   new: the probability above x, the tail summed as itself
+--       (terms below 1e-250 left out: healcat.mixture_term, new).
 --   healcat.mixture_cdf, mixture_pdf (x, lower)      ml_v5.sql's, through mixture_sf (above).
 --   healcat.mixture_interval(..., level, lower)      ml_v5.sql's, by bisection on the truncated CDF
 --       (above) between the bound (or 40 sigma below the lowest component) and 40 sigma above the
@@ -22,12 +23,22 @@
 --
 -- Executed through sqlalchemy.text(): never a colon directly followed by a word character.
 
+-- A component's share of a tail, weight * erfc / 2, and 0 where erfc is below 1e-250: PostgreSQL raises
+-- 'value out of range: underflow' where a product of non-zero float8s rounds to 0 (erfc near 27 is
+-- subnormal, a float4 weight may be 1e-45), which is why the earlier functions clamped erfc's
+-- argument at 8.
+CREATE FUNCTION healcat.mixture_term(weight float8, erfc_value float8)
+RETURNS float8 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT CASE WHEN erfc_value > 1e-250 THEN weight * 0.5 * erfc_value ELSE 0.0 END
+$$;
+
 CREATE FUNCTION healcat.mixture_sf(weights real[], means real[], sigmas real[], x float8)
 RETURNS float8 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
     SELECT (SELECT CASE WHEN bool_or(NOT c.ok) OR NOT coalesce(sum(c.w) > 0, false)
                         THEN healcat.mixture_total('mixture_sf', weights, means, sigmas)
                         WHEN x = 'NaN' THEN healcat.nan_argument_error('mixture_sf', 'x', x)
-                        ELSE least(1.0, sum(c.w * 0.5 * erfc((x - c.m) / (c.s * sqrt(2.0::float8)))) / sum(c.w)) END
+                        ELSE least(1.0, sum(healcat.mixture_term(c.w, erfc((x - c.m) / (c.s * sqrt(2.0::float8)))))
+                                        / sum(c.w)) END
             FROM healcat.mixture_components(weights, means, sigmas) AS c)
 $$;
 
@@ -96,8 +107,8 @@ BEGIN
             below := 0;
             above := 0;
             FOR i IN 1..n LOOP
-                below := below + w[i] * 0.5 * erfc((m[i] - mid) / (s[i] * sqrt(2.0::float8)));
-                above := above + w[i] * 0.5 * erfc((mid - m[i]) / (s[i] * sqrt(2.0::float8)));
+                below := below + healcat.mixture_term(w[i], erfc((m[i] - mid) / (s[i] * sqrt(2.0::float8))));
+                above := above + healcat.mixture_term(w[i], erfc((mid - m[i]) / (s[i] * sqrt(2.0::float8))));
             END LOOP;
             below := below / total;
             above := above / total;
@@ -134,7 +145,7 @@ BEGIN
         mid := 0.5 * (lo + hi);
         cdf := 0;
         FOR i IN 1..n LOOP
-            cdf := cdf + w[i] * 0.5 * erfc((m[i] - mid) / (s[i] * sqrt(2.0::float8)));
+            cdf := cdf + healcat.mixture_term(w[i], erfc((m[i] - mid) / (s[i] * sqrt(2.0::float8))));
         END LOOP;
         IF cdf < target THEN lo := mid; ELSE hi := mid; END IF;
     END LOOP;
