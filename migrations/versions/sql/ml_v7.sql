@@ -14,12 +14,13 @@
 --   healcat.mixture_sf(w, m, s, x)                   new: the probability above x, the tail summed as itself
 --       (terms below 1e-250 left out: healcat.mixture_term, new).
 --   healcat.mixture_cdf, mixture_pdf (x, lower)      ml_v5.sql's, through mixture_sf (above).
---   healcat.mixture_interval(..., level, lower)      ml_v5.sql's, by bisection on the truncated CDF
---       (above) between the bound (or 40 sigma below the lowest component) and 40 sigma above the
---       highest; NULL, NULL where no mass above the bound is left in a float8.
---   healcat.mixture_quantile(w, m, s, q)             ml_v4.sql's, its bracket 40 sigma wide each way and
---       its erfc not clamped: it stopped at mean - 10 sigma (q = 1e-30 of a unit Gaussian gave -10,
---       for -11.46).
+--   healcat.mixture_quantile(w, m, s, q, lower)      new: the quantile of the mixture truncated at lower,
+--       by bisection on the truncated CDF (above) between the bound (or 40 sigma below the lowest
+--       component) and 40 sigma above the highest; NULL where no mass above the bound is left in a float8.
+--   healcat.mixture_quantile(w, m, s, q)             ml_v4.sql's, now the above with lower -Infinity: its
+--       bracket was mean +- 10 sigma and its erfc clamped (q = 1e-30 of a unit Gaussian gave -10, for -11.46).
+--   healcat.mixture_interval(..., level, lower)      ml_v5.sql's, two truncated quantiles (above); NULL,
+--       NULL where no mass above the bound is left in a float8.
 --
 -- Executed through sqlalchemy.text(): never a colon directly followed by a word character.
 
@@ -65,9 +66,12 @@ RETURNS float8 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
                      / nullif(healcat.mixture_sf(weights, means, sigmas, lower), 0) END
 $$;
 
-CREATE OR REPLACE FUNCTION healcat.mixture_interval(
-    weights real[], means real[], sigmas real[], level float8, lower float8, OUT lo float8, OUT hi float8)
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+-- The one bisection: the q-quantile of the mixture truncated at `lower` (-Infinity: the whole mixture),
+-- on the truncated CDF in whichever of its two forms keeps its digits (the upper tail's sum only where
+-- the lower one passes 1/2), between the bound (or 40 sigma below the lowest component) and 40 sigma
+-- above the highest. NULL where no mass above the bound is left in a float8, or an argument is NULL.
+CREATE FUNCTION healcat.mixture_quantile(weights real[], means real[], sigmas real[], q float8, lower float8)
+RETURNS float8 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 DECLARE
     n integer := cardinality(weights);
     w float8[] := weights::float8[];
@@ -76,13 +80,59 @@ DECLARE
     total float8;
     below_lower float8;
     above_lower float8;
-    target float8;
-    a float8;
-    b float8;
+    lo float8;
+    hi float8;
     mid float8;
     below float8;
     above float8;
     cdf float8;
+BEGIN
+    IF q IS NULL OR NOT (q > 0 AND q < 1) THEN
+        RAISE EXCEPTION 'mixture_quantile: q must be in (0, 1), got %', coalesce(q::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF lower = 'NaN' THEN
+        RAISE EXCEPTION 'mixture_quantile: lower must not be NaN' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF weights IS NULL OR means IS NULL OR sigmas IS NULL OR lower IS NULL THEN
+        RETURN NULL;
+    END IF;
+    total := healcat.mixture_total('mixture_quantile', weights, means, sigmas);
+    below_lower := CASE WHEN lower = '-Infinity' THEN 0.0 ELSE healcat.mixture_cdf(weights, means, sigmas, lower) END;
+    above_lower := CASE WHEN lower = '-Infinity' THEN 1.0 ELSE healcat.mixture_sf(weights, means, sigmas, lower) END;
+    IF NOT above_lower > 0 THEN
+        RETURN NULL;
+    END IF;
+    SELECT greatest(lower, min(c.m - 40 * c.s)), max(c.m + 40 * c.s) INTO lo, hi FROM unnest(m, s) AS c(m, s);
+    FOR it IN 1..60 LOOP
+        mid := 0.5 * (lo + hi);
+        below := 0;
+        FOR i IN 1..n LOOP
+            below := below + healcat.mixture_term(w[i], erfc((m[i] - mid) / (s[i] * sqrt(2.0::float8))));
+        END LOOP;
+        below := below / total;
+        IF below <= 0.5 THEN
+            cdf := (below - below_lower) / above_lower;
+        ELSE
+            above := 0;
+            FOR i IN 1..n LOOP
+                above := above + healcat.mixture_term(w[i], erfc((mid - m[i]) / (s[i] * sqrt(2.0::float8))));
+            END LOOP;
+            cdf := 1 - above / total / above_lower;
+        END IF;
+        IF cdf < q THEN lo := mid; ELSE hi := mid; END IF;
+    END LOOP;
+    RETURN 0.5 * (lo + hi);
+END $$;
+
+CREATE OR REPLACE FUNCTION healcat.mixture_quantile(weights real[], means real[], sigmas real[], q float8)
+RETURNS float8 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT healcat.mixture_quantile(weights, means, sigmas, q, '-Infinity'::float8)
+$$;
+
+CREATE OR REPLACE FUNCTION healcat.mixture_interval(
+    weights real[], means real[], sigmas real[], level float8, lower float8, OUT lo float8, OUT hi float8)
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 BEGIN
     IF level IS NULL OR NOT (level > 0 AND level < 1) THEN
         RAISE EXCEPTION 'mixture_interval: level must be in (0, 1), got %', coalesce(level::text, 'NULL')
@@ -94,60 +144,7 @@ BEGIN
     IF weights IS NULL OR means IS NULL OR sigmas IS NULL OR lower IS NULL THEN
         RETURN;
     END IF;
-    total := healcat.mixture_total('mixture_interval', weights, means, sigmas);
-    below_lower := CASE WHEN lower = '-Infinity' THEN 0.0 ELSE healcat.mixture_cdf(weights, means, sigmas, lower) END;
-    above_lower := healcat.mixture_sf(weights, means, sigmas, lower);
-    IF NOT above_lower > 0 THEN  -- no mass above the bound that a float8 holds
-        RETURN;
-    END IF;
-    FOREACH target IN ARRAY ARRAY[(1 - level) / 2, (1 + level) / 2] LOOP
-        SELECT greatest(lower, min(c.m - 40 * c.s)), max(c.m + 40 * c.s) INTO a, b FROM unnest(m, s) AS c(m, s);
-        FOR it IN 1..60 LOOP
-            mid := 0.5 * (a + b);
-            below := 0;
-            above := 0;
-            FOR i IN 1..n LOOP
-                below := below + healcat.mixture_term(w[i], erfc((m[i] - mid) / (s[i] * sqrt(2.0::float8))));
-                above := above + healcat.mixture_term(w[i], erfc((mid - m[i]) / (s[i] * sqrt(2.0::float8))));
-            END LOOP;
-            below := below / total;
-            above := above / total;
-            cdf := CASE WHEN below <= 0.5 THEN (below - below_lower) / above_lower ELSE 1 - above / above_lower END;
-            IF cdf < target THEN a := mid; ELSE b := mid; END IF;
-        END LOOP;
-        IF lo IS NULL THEN lo := 0.5 * (a + b); ELSE hi := 0.5 * (a + b); END IF;
-    END LOOP;
-END $$;
-
-CREATE OR REPLACE FUNCTION healcat.mixture_quantile(weights real[], means real[], sigmas real[], q float8)
-RETURNS float8 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
-DECLARE
-    n integer := cardinality(weights);
-    w float8[] := weights::float8[];
-    m float8[] := means::float8[];
-    s float8[] := sigmas::float8[];
-    target float8;
-    lo float8;
-    hi float8;
-    mid float8;
-    cdf float8;
-BEGIN
-    IF weights IS NULL OR means IS NULL OR sigmas IS NULL THEN
-        RETURN NULL;
-    END IF;
-    IF q IS NULL OR NOT (q > 0 AND q < 1) THEN
-        RAISE EXCEPTION 'mixture_quantile: q must be in (0, 1), got %', coalesce(q::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    target := q * healcat.mixture_total('mixture_quantile', weights, means, sigmas);
-    SELECT min(c.m - 40 * c.s), max(c.m + 40 * c.s) INTO lo, hi FROM unnest(m, s) AS c(m, s);
-    FOR it IN 1..60 LOOP
-        mid := 0.5 * (lo + hi);
-        cdf := 0;
-        FOR i IN 1..n LOOP
-            cdf := cdf + healcat.mixture_term(w[i], erfc((m[i] - mid) / (s[i] * sqrt(2.0::float8))));
-        END LOOP;
-        IF cdf < target THEN lo := mid; ELSE hi := mid; END IF;
-    END LOOP;
-    RETURN 0.5 * (lo + hi);
+    PERFORM healcat.mixture_total('mixture_interval', weights, means, sigmas);  -- its errors name this function
+    lo := healcat.mixture_quantile(weights, means, sigmas, (1 - level) / 2, lower);
+    hi := healcat.mixture_quantile(weights, means, sigmas, (1 + level) / 2, lower);
 END $$;
