@@ -45,16 +45,27 @@ WHERE job_id = (
 RETURNING job_id, kind, args, attempts, max_attempts
 """)
 
-# The second key is the job_id folded into an integer: unique among the jobs running at one time.
-_LOCK = sa.text(f"SELECT pg_advisory_lock({LOCK_NAMESPACE}, CAST(:job_id % 2147483647 AS integer))")
-_UNLOCK = sa.text(f"SELECT pg_advisory_unlock({LOCK_NAMESPACE}, CAST(:job_id % 2147483647 AS integer))")
+
+def _folded(job_id: str) -> str:
+    """SQL: the job whose id is the expression ``job_id`` as its lock's second key, the id folded into an
+    integer (unique among the jobs running at one time)."""
+    return f"CAST({job_id} % 2147483647 AS integer)"
+
+
+_LOCK = sa.text(f"SELECT pg_advisory_lock({LOCK_NAMESPACE}, {_folded(':job_id')})")
+_UNLOCK = sa.text(f"SELECT pg_advisory_unlock({LOCK_NAMESPACE}, {_folded(':job_id')})")
+
+
+def try_lock(job_id: str) -> str:
+    """SQL: take the job's lock for the transaction if no session holds it (true: its worker is gone)."""
+    return f"pg_try_advisory_xact_lock({LOCK_NAMESPACE}, {_folded(job_id)})"
 
 
 def lock_held(job_id: str, session: str = "") -> str:
     """SQL: whether a session holds the lock of the job whose id is the expression ``job_id`` (with
     ``session``, e.g. ``AND pid = pg_backend_pid()``, only such a session)."""
     return (f"EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted {session} "
-            f"AND classid = {LOCK_NAMESPACE} AND objid = CAST({job_id} % 2147483647 AS integer) AND objsubid = 2)")
+            f"AND classid = {LOCK_NAMESPACE} AND objid = {_folded(job_id)} AND objsubid = 2)")
 
 
 # Whether this session holds a job's lock (a ping of the worker's session that also proves it).
@@ -69,7 +80,7 @@ _HOLDS = sa.text(f"SELECT {lock_held(':job_id', 'AND pid = pg_backend_pid()')}")
 _REQUEUE_ORPHANS = sa.text(f"""
 WITH orphans AS (
     SELECT job_id FROM healcat.job
-    WHERE status = 'running' AND pg_try_advisory_xact_lock({LOCK_NAMESPACE}, CAST(job_id % 2147483647 AS integer))
+    WHERE status = 'running' AND {try_lock('job_id')}
     FOR UPDATE SKIP LOCKED)
 UPDATE healcat.job AS j
 SET status = CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'queued' END,
@@ -173,8 +184,7 @@ def cancel(conn: sa.Connection, job_id: int) -> str | None:
         job = conn.execute(sa.select(Job.status, Job.worker).where(Job.job_id == job_id).with_for_update()).first()
         if job is None:
             return None
-        orphaned = job.status == "running" and conn.scalar(sa.text(
-            f"SELECT pg_try_advisory_xact_lock({LOCK_NAMESPACE}, CAST(:j % 2147483647 AS integer))"), {"j": job_id})
+        orphaned = job.status == "running" and conn.scalar(sa.text(f"SELECT {try_lock(':j')}"), {"j": job_id})
         if job.status == "running" and not orphaned:
             raise HealcatError(
                 f"jobs: job {job_id} is running (worker {job.worker}): it cannot be cancelled while it runs; stop "
