@@ -185,6 +185,35 @@ def test_astropy_angles_are_taken_as_crossmatch_takes_them(catalog):
         cone_search(160.9415, 0.7968, 10 * u.m)
 
 
+def test_a_skycoord_centre_in_any_frame_searches_its_icrs_position(sky):
+    """cone_search, nearest, ellipse_search and a Cone filter take a SkyCoord as the centre (polygon_search
+    took one already); a Galactic or FK5 J1975 centre is converted by astropy, and the answer is held to
+    astropy's separations from that centre."""
+    from astropy.coordinates import FK5, Galactic
+
+    from catalog.search import Cone, ellipse_search
+
+    star = int(len(sky["id"]) * 0.41)
+    icrs = sky["coord"][star].spherical_offsets_by(30 * u.arcsec, -20 * u.arcsec)
+    galactic, fk5 = icrs.transform_to(Galactic()), icrs.transform_to(FK5(equinox="J1975"))
+    assert abs(fk5.ra.deg - icrs.ra.deg) > 0.1  # 25 years of precession: read as ICRS it would miss
+    expected, ambiguous, _ = brute_force(sky, icrs.ra.deg, icrs.dec.deg, 300.0)
+    assert sky["id"][star] in expected
+    for centre in (icrs, galactic, fk5):
+        found = cone_search(centre, radius_arcsec=5 * u.arcmin)
+        assert set(found["source_id"]) - ambiguous == expected
+        assert list(nearest(centre, k=len(found))["source_id"]) == list(found["source_id"])
+        assert Cone.from_arcsec(centre, radius_arcsec=300.0).ra_deg == pytest.approx(icrs.ra.deg, abs=1e-9)
+        inner = set(ellipse_search(centre, semi_major_arcsec=300, semi_minor_arcsec=200)["source_id"])
+        assert sky["id"][star] in inner and inner <= expected | ambiguous
+    with pytest.raises(QueryError, match=r"cone: with a SkyCoord as the centre, dec_deg must be left out .* got 5"):
+        cone_search(icrs, 5)
+    with pytest.raises(QueryError, match=r"nearest: the centre must be one position, got a SkyCoord of shape \(3,\)"):
+        nearest(sky["coord"][:3], k=2)
+    with pytest.raises(QueryError, match="cone: radius_arcsec must not be NULL"):
+        cone_search(icrs)
+
+
 def test_hemisphere_and_sub_milliarcsec_cones_at_the_limits(engine, sky):
     """radius 90 deg (half the sky) and 0.001 arcsec, centred on a star: exact, both paths."""
     star = int(len(sky["id"]) * 0.13)

@@ -18,7 +18,7 @@ from astropy.table import Table
 from catalog import healpix
 from catalog.errors import QueryError
 from catalog.models import Release, Source
-from catalog.search.region import MAX_ABS_RA_DEG, MAX_K, Region, checked, checked_int, run, search
+from catalog.search.region import MAX_K, Region, centre, checked, checked_int, run, search
 
 #: Smallest radius a search takes [arcsec] (as healcat.check_cone and check_xmatch): below, degrees underflow.
 MIN_RADIUS_ARCSEC = 1e-300
@@ -52,8 +52,10 @@ class Cone(Region):
             raise QueryError(f"cone: radius_deg must be at least {MIN_RADIUS_ARCSEC / 3600.0:g}, got {self.radius_deg!r}")
 
     @classmethod
-    def from_arcsec(cls, ra_deg: float, dec_deg: float, radius_arcsec: float) -> Cone:
-        return cls(ra_deg, dec_deg, checked_radius_arcsec("cone", radius_arcsec, 180.0 * 3600.0) / 3600.0)
+    def from_arcsec(cls, ra_deg, dec_deg=None, radius_arcsec=None) -> Cone:
+        """From a centre (ICRS degrees, or a SkyCoord as ``ra_deg``) and a radius in arcsec."""
+        ra, dec = centre("cone", ra_deg, dec_deg)
+        return cls(ra, dec, checked_radius_arcsec("cone", radius_arcsec, 180.0 * 3600.0) / 3600.0)
 
     def ranges(self) -> np.ndarray:
         return healpix.cone_ranges(self.ra_deg, self.dec_deg, self.radius_deg)
@@ -63,10 +65,12 @@ class Cone(Region):
 
 
 def cone_search(
-    ra_deg: float, dec_deg: float, radius_arcsec: float, *, release: str | None = None, engine: sa.Engine | None = None
+    ra_deg, dec_deg=None, radius_arcsec=None, *, release: str | None = None, engine: sa.Engine | None = None
 ) -> Table:
     """Sources within ``radius_arcsec`` of (``ra_deg``, ``dec_deg``) ICRS, nearest first; of the published
-    releases unless ``release`` names one (a superseded release too).
+    releases unless ``release`` names one (a superseded release too). The centre may be a SkyCoord
+    (any frame astropy converts to ICRS) given as ``ra_deg``: ``cone_search(coord, radius_arcsec=5)``;
+    angles may be astropy Quantities (``radius_arcsec=2 * u.arcmin``).
 
     Columns: source_id, release, object_id, ra [deg], dec [deg], distance_arcsec [arcsec].
     """
@@ -74,16 +78,16 @@ def cone_search(
 
 
 def nearest(
-    ra_deg: float, dec_deg: float, k: int = 1, *, release: str | None = None, engine: sa.Engine | None = None
+    ra_deg, dec_deg=None, k: int = 1, *, release: str | None = None, engine: sa.Engine | None = None
 ) -> Table:
     """The ``k`` sources nearest to (``ra_deg``, ``dec_deg``), nearest first (ties by source_id), with no
     radius given: cones growing x4 from sqrt(k) arcmin until one holds k sources (as healcat.nearest).
+    The centre may be a SkyCoord given as ``ra_deg``: ``nearest(coord, k=5)``.
 
     Columns as cone_search's.
     """
     k = checked_int("nearest", "k", k, 1, MAX_K)
-    ra = checked("nearest", "ra_deg", ra_deg, -MAX_ABS_RA_DEG, MAX_ABS_RA_DEG)
-    cone = Cone(ra, checked("nearest", "dec_deg", dec_deg, -90.0, 90.0), np.sqrt(k) / 60.0)
+    cone = Cone(*centre("nearest", ra_deg, dec_deg), np.sqrt(k) / 60.0)
     while True:
         statement, params = cone.sql()
         found = run(engine, "nearest", statement + " LIMIT %s", params + (k,), release)

@@ -51,7 +51,8 @@ class Ellipse(Region):
         return self.ra_deg, self.dec_deg, self.semi_major_arcsec, self.semi_minor_arcsec, self.pa_deg
 
 
-def ellipse_search(ra_deg: float, dec_deg: float, semi_major_arcsec: float, semi_minor_arcsec: float,
-                   pa_deg: float = 0.0, *, release: str | None = None, engine: sa.Engine | None = None) -> Table:
-    """Sources in the ellipse, nearest its centre first. Columns as cone_search's."""
+def ellipse_search(ra_deg, dec_deg=None, semi_major_arcsec=None, semi_minor_arcsec=None, pa_deg=0.0, *,
+                   release: str | None = None, engine: sa.Engine | None = None) -> Table:
+    """Sources in the ellipse, nearest its centre first; the centre may be a SkyCoord given as ``ra_deg``
+    (``ellipse_search(coord, semi_major_arcsec=..., semi_minor_arcsec=...)``). Columns as cone_search's."""
     return search(Ellipse(ra_deg, dec_deg, semi_major_arcsec, semi_minor_arcsec, pa_deg), release, engine)

@@ -23,6 +23,7 @@ import astropy.units as u
 import numpy as np
 import psycopg
 import sqlalchemy as sa
+from astropy.coordinates import SkyCoord
 from astropy.table import Table
 from sqlalchemy.dialects import postgresql
 
@@ -83,6 +84,26 @@ def checked_int(what: str, name: str, value, lo: float = -math.inf, hi: float = 
 MAX_ABS_RA_DEG = 1e9
 
 
+def centre(what: str, ra_deg, dec_deg) -> tuple[float, float]:
+    """A search's centre as ICRS (ra_deg modulo 360, dec_deg) [deg], else a QueryError naming the argument:
+    ``ra_deg`` within +-MAX_ABS_RA_DEG and ``dec_deg`` in [-90, 90] (floats or astropy angles), or one
+    scalar SkyCoord in any frame astropy converts to ICRS given as ``ra_deg`` with ``dec_deg`` left out."""
+    if isinstance(ra_deg, SkyCoord):
+        if dec_deg is not None:
+            raise QueryError(f"{what}: with a SkyCoord as the centre, dec_deg must be left out (name the arguments "
+                             f"after it, e.g. radius_arcsec=), got {dec_deg!r}")
+        if not ra_deg.isscalar:
+            raise QueryError(f"{what}: the centre must be one position, got a SkyCoord of shape {ra_deg.shape}")
+        try:
+            icrs = ra_deg.icrs
+        except Exception as exc:  # astropy raises its own kinds: a frame with no ICRS transform, a missing obstime
+            raise QueryError(f"{what}: the SkyCoord centre (frame {ra_deg.frame.name}) cannot be converted to ICRS: "
+                             f"{exc}") from None
+        ra_deg, dec_deg = icrs.ra.deg, icrs.dec.deg
+    ra = checked(what, "ra_deg", ra_deg, -MAX_ABS_RA_DEG, MAX_ABS_RA_DEG)
+    return float(healpix.wrap_ra_deg(ra)), checked(what, "dec_deg", dec_deg, -90.0, 90.0)
+
+
 class Region:
     """A validated region: subclasses set ``what``, ``function`` and define ``ranges()`` and ``args()``."""
 
@@ -90,10 +111,10 @@ class Region:
     function: str
 
     def _check_centre(self) -> None:
-        """``ra_deg`` within +-MAX_ABS_RA_DEG, then modulo 360; ``dec_deg`` in [-90, 90]; else a QueryError."""
-        ra = checked(self.what, "ra_deg", self.ra_deg, -MAX_ABS_RA_DEG, MAX_ABS_RA_DEG)
-        object.__setattr__(self, "ra_deg", float(healpix.wrap_ra_deg(ra)))
-        object.__setattr__(self, "dec_deg", checked(self.what, "dec_deg", self.dec_deg, -90.0, 90.0))
+        """``ra_deg`` and ``dec_deg`` as :func:`centre` checks them (a SkyCoord as ``ra_deg`` too)."""
+        ra, dec = centre(self.what, self.ra_deg, self.dec_deg)
+        object.__setattr__(self, "ra_deg", ra)
+        object.__setattr__(self, "dec_deg", dec)
 
     def ranges(self) -> np.ndarray:
         raise NotImplementedError
