@@ -49,6 +49,35 @@ def restore_functions(name: str, functions: list[str]) -> None:
     pin_search_path()
 
 
+#: A PL/pgSQL RAISE EXCEPTION statement: its format string, then its arguments and clauses (quoted
+#: strings in them may hold a ';') up to the ';' that ends it.
+RAISE_EXCEPTION = re.compile(r"RAISE\s+EXCEPTION\s+'(?:[^']|'')*'(?:[^;']|'(?:[^']|'')*')*;", re.IGNORECASE)
+
+
+def bare_raises(source: str) -> list[str]:
+    """The RAISE EXCEPTION statements of a function's body that name no SQLSTATE (theirs is P0001)."""
+    return [m[0] for m in RAISE_EXCEPTION.finditer(source) if "ERRCODE" not in m[0].upper()]
+
+
+def name_raised_errcode(functions: list[str], errcode: str | None) -> None:
+    """Give each RAISE EXCEPTION of ``functions`` (their regprocedure texts) that names no SQLSTATE the
+    condition ``errcode`` (``USING ERRCODE = 'invalid_parameter_value'``); ``None`` takes such clauses
+    away again (the downgrade of a migration that added them to functions that had none). Each function
+    is redefined from its definition in the database (pg_get_functiondef), its body otherwise as it was."""
+    conn = op.get_bind()
+    for function in functions:
+        definition = conn.scalar(sa.text("SELECT pg_catalog.pg_get_functiondef(CAST(:f AS regprocedure))"),
+                                 {"f": function})
+        if errcode is None:
+            changed = re.sub(r"\s+USING ERRCODE = '[a-z_]+';", ";", definition)
+        else:
+            bare = set(bare_raises(definition))
+            changed = RAISE_EXCEPTION.sub(lambda m: m[0][:-1] + f" USING ERRCODE = '{errcode}';"
+                                          if m[0] in bare else m[0], definition)
+        conn.exec_driver_sql(changed.replace("%", "%%"))
+    pin_search_path()
+
+
 def replace_primary_key(table: str, columns: str) -> None:
     """Give ``healcat.TABLE`` the primary key ``pk_TABLE`` on ``columns`` (a comma-separated list), in
     one statement: the old key is dropped and the new one built in the same ALTER TABLE."""

@@ -149,3 +149,30 @@ def test_sql_pixel_centres_agree_with_healpy(conn):
         lon, lat = healpy.pix2ang(1 << order, pix, nest=True, lonlat=True)
         np.testing.assert_allclose(got[:, 1], lat, atol=1e-9)
         np.testing.assert_allclose((got[:, 0] - lon + 180) % 360 - 180, 0, atol=1e-9)
+
+
+@pytest.mark.parametrize("call,message", [
+    ("healcat.hpx_ang2pix(30, 10.0, 20.0)", "hpx_ang2pix: order must be in 0..29, got 30"),
+    ("healcat.hpx_ang2pix(29, 10.0, 91.0)", "hpx_ang2pix: dec_deg must be in [-90, 90], got 91"),
+    ("healcat.hpx_ang2pix(29, 'NaN', 0.0)", "hpx_ang2pix: ra_deg must be finite and within +-1e9, got NaN"),
+    ("healcat.hpx_pix2ang(3, 768)", "hpx_pix2ang: ipix must be in [0, 12*4^3), got 768"),
+    ("healcat.hpx_pix2ang(-1, 0)", "hpx_pix2ang: order must be in 0..29, got -1"),
+    ("healcat.hpx_cone_cover(10.0, 95.0, 1.0)", "hpx_cone_cover: dec_deg must be in [-90, 90], got 95"),
+    ("healcat.hpx_cone_cover(10.0, 0.0, -1.0)", "hpx_cone_cover: radius_deg must be >= 0, got -1"),
+])
+def test_sql_helpers_raise_invalid_parameter_value_naming_the_argument(conn, call, message):
+    """22023, as every search and ML function raises for a bad argument (P0001 before migration 0052)."""
+    with pytest.raises(sa.exc.DBAPIError) as raised, conn.begin_nested():
+        conn.execute(sa.text(f"SELECT * FROM {call}"))
+    assert raised.value.orig.sqlstate == "22023" and str(raised.value.orig).splitlines()[0] == message
+
+
+def test_no_function_of_the_schema_raises_without_naming_its_sqlstate(conn):
+    """Every RAISE EXCEPTION of healcat's functions names its condition (22023 for an argument), so a client
+    can tell a bad argument from a failure; a bare one raises P0001."""
+    from migrations.functions import bare_raises
+
+    sources = conn.execute(sa.text("SELECT p.oid::regprocedure::text, p.prosrc FROM pg_proc AS p "
+                                   "WHERE p.pronamespace = 'healcat'::regnamespace")).all()
+    assert sum("RAISE EXCEPTION" in source for _, source in sources) > 20
+    assert {name: bare_raises(source) for name, source in sources if bare_raises(source)} == {}
