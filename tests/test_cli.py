@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 
 import psycopg
 import pytest
 import sqlalchemy as sa
 
+from catalog import cone_search
 from catalog.cli import build_parser, main
 
 COMMANDS = ["db", "ingest", "train", "infer", "cone", "similar", "enqueue", "worker", "jobs", "demo"]
@@ -44,6 +47,28 @@ def test_db_url_is_a_libpq_url_psql_can_use(capsys, database_url):
     out = subprocess.run([str(POSTGRES_BIN_PATH / "psql"), url, "-Atc", "SELECT count(*) FROM healcat.release"],
                          capture_output=True, text=True, check=True).stdout
     assert out.strip().isdigit()
+
+
+def test_a_space_in_the_urls_options_reaches_the_server_as_a_space(database_url, catalog):
+    """SQLAlchemy renders a space in a URL's query as '+', which libpq reads as a '+': a URL's
+    ``options=-c statement_timeout=123s`` failed every region search ('unrecognized configuration parameter
+    "+statement_timeout"') and reached psql from `healcat db url` the same way."""
+    from catalog import db
+    from catalog.search.region import _sessions
+
+    url = database_url.update_query_dict({"options": "-c statement_timeout=123s", "application_name": "my notebook"})
+    engine = sa.create_engine(url)
+    try:
+        near = cone_search(160.9415, 0.7968, 600.0, engine=engine)
+        assert len(near) > 0 and list(near["source_id"]) == list(cone_search(160.9415, 0.7968, 600.0)["source_id"])
+        assert _sessions.get(engine).execute("SELECT current_setting('statement_timeout'), "  # the search's session
+                                             "current_setting('application_name')").fetchone() == ("123s", "my notebook")
+    finally:
+        engine.dispose()
+    libpq = db.libpq_url(url)
+    assert "+" not in libpq.partition("?")[2] and "%20" in libpq and "%20" in db.shown_url(url)
+    with psycopg.connect(libpq) as conn:
+        assert conn.execute("SHOW statement_timeout").fetchone()[0] == "123s"
 
 
 def test_db_up_is_idempotent_and_status_reports(capsys, database_url):
@@ -100,9 +125,6 @@ def test_ingest_and_enqueue_take_the_release_version_instead_of_the_mappings(cap
     assert args == {"mapping": str(mapping.resolve()), "file": str(first), "version": "v3"}
 
 def _healcat(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    import os
-    import sys
-
     return subprocess.run([sys.executable, "-m", "catalog.cli", *args], capture_output=True, text=True,
                           env={**os.environ, **env}, timeout=120)
 
@@ -116,6 +138,17 @@ def test_embedded_server_lifecycle_in_its_own_home(tmp_path):
         url = _healcat("db", "url", env=env).stdout.strip()
         with psycopg.connect(url) as conn:  # the server outlives the command that started it
             assert conn.execute("SELECT count(*) FROM healcat.release").fetchone()[0] == 0
+        # a process that has used the server goes on after `healcat db stop` (another shell's, a crash): its next
+        # search, similar (SQLAlchemy's pool) and region search (its own session) alike, start the server again
+        script = ("import subprocess, sys; import sqlalchemy as sa; from catalog import cone_search, db\n"
+                  "count = lambda: db.engine().connect().execute(sa.text('SELECT count(*) FROM healcat.release')).scalar()\n"
+                  "assert len(cone_search(10.0, 10.0, 60.0)) == 0 and count() == 0\n"
+                  "subprocess.run([sys.executable, '-m', 'catalog.cli', 'db', 'stop'], check=True)\n"
+                  "assert not db.EmbeddedServer().running()\n"
+                  "assert len(cone_search(10.0, 10.0, 60.0)) == 0 and count() == 0 and db.EmbeddedServer().running()\n")
+        again = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                               env={**os.environ, **env})
+        assert again.returncode == 0, again.stderr
     finally:
         stop = _healcat("db", "stop", env=env)
     assert stop.stdout.strip() == "stopped"
@@ -160,8 +193,6 @@ def test_demo_shows_release_metrics_cone_and_similar_galaxies(capsys, catalog, u
 
 
 def test_db_psql_opens_psql_on_the_catalog(database_url, tmp_path):
-    import os
-    import sys
 
     from catalog import db
 
@@ -173,8 +204,6 @@ def test_db_psql_opens_psql_on_the_catalog(database_url, tmp_path):
 
 def test_db_reader_connects_as_the_reader_or_is_refused(database_url, capsys):
     """`db psql --reader` opened a superuser session: --reader was read only by `db url`."""
-    import os
-    import sys
 
     from catalog import db
 
@@ -200,8 +229,6 @@ def test_skymap_refuses_a_release_beside_a_search(tmp_path, capsys):
 
 def test_output_to_a_closed_pipe_stops_quietly(database_url, catalog):
     """`healcat moc ... | head -2` printed a BrokenPipeError traceback."""
-    import os
-    import sys
 
     from catalog import db
 
@@ -354,7 +381,6 @@ class Exec(Exception):
 
 @pytest.mark.parametrize("reader", [False, True])
 def test_db_psql_passes_the_password_in_the_environment_not_argv(url_with_password, monkeypatch, reader):
-    import os
 
     from catalog import db
 

@@ -28,6 +28,7 @@ from astropy.table import Table
 from sqlalchemy.dialects import postgresql
 
 from catalog import healpix
+from catalog.db import libpq_url
 from catalog.errors import ConfigurationError, QueryError, query_error
 from catalog.search.cancel import cancellable
 from catalog.search.results import table_from_columns
@@ -159,7 +160,7 @@ class _Sessions(threading.local):
     def get(self, engine: sa.Engine, fresh: bool = False) -> psycopg.Connection:
         if self.pid != os.getpid():  # a forked child never shares its parent's sockets
             self.pid, self.connections = os.getpid(), {}
-        url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        url = libpq_url(engine.url)
         conn = self.connections.get(url)
         if fresh or conn is None or conn.closed:
             if conn is not None:
