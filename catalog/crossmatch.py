@@ -356,14 +356,46 @@ def _check(radius_arcsec: float | u.Quantity, mode: str) -> float:
     return checked_radius_arcsec("xmatch", radius_arcsec, MAX_RADIUS_ARCSEC)
 
 
-def _check_epoch(epoch_jyear: float | None) -> None:
-    """A finite Julian year in EPOCH_RANGE_JYEAR (as healcat.check_epoch), or None."""
-    if epoch_jyear is not None and not np.isfinite(epoch_jyear):
-        raise QueryError(f"xmatch: the epoch must be a finite Julian year, got {epoch_jyear}")
+def _epoch(name: str, epoch_jyear) -> float | None:
+    """``epoch_jyear`` as a finite Julian year in EPOCH_RANGE_JYEAR (as healcat.check_epoch), or None: a
+    number (2016.0), an astropy Time (its ``jyear``) or a Quantity in years (2016 * u.yr); else a
+    QueryError naming ``name``."""
+    from astropy.time import Time
+
+    if epoch_jyear is None:
+        return None
+    try:
+        if isinstance(epoch_jyear, (bool, np.bool_)) or getattr(epoch_jyear, "shape", ()) != ():
+            raise TypeError
+        year = float(epoch_jyear.jyear if isinstance(epoch_jyear, Time) else
+                     epoch_jyear.to_value(u.yr) if isinstance(epoch_jyear, u.Quantity) else epoch_jyear)
+    except (TypeError, ValueError, u.UnitsError):
+        raise QueryError(f"xmatch: {name} must be one Julian year (2016.0, an astropy Time or a Quantity in "
+                         f"years), got {epoch_jyear!r}") from None
+    if not np.isfinite(year):
+        raise QueryError(f"xmatch: the epoch must be a finite Julian year, got {year}")
     lo, hi = EPOCH_RANGE_JYEAR
-    if epoch_jyear is not None and not lo <= epoch_jyear <= hi:
-        raise QueryError(f"xmatch: the epoch {epoch_jyear} is outside the epochs accepted, Julian years "
-                         f"[{lo:g}, {hi:g}]")
+    if not lo <= year <= hi:
+        raise QueryError(f"xmatch: the epoch {year} is outside the epochs accepted, Julian years [{lo:g}, {hi:g}]")
+    return year
+
+
+def _as_table(table) -> Table:
+    """The input as an astropy Table: a Table (or QTable) as it is; a SkyCoord (one column, ``coord``), a
+    pandas DataFrame, a dict of columns or a numpy structured array converted; else a QueryError."""
+    if isinstance(table, Table):
+        return table
+    try:
+        if isinstance(table, SkyCoord):
+            return Table({"coord": table.reshape(1) if table.isscalar else table})
+        if hasattr(table, "columns") and hasattr(table, "to_numpy"):  # a pandas DataFrame (pandas not imported)
+            return Table.from_pandas(table)
+        if isinstance(table, dict) or (isinstance(table, np.ndarray) and table.dtype.names):
+            return Table(table)
+    except (TypeError, ValueError) as exc:
+        raise QueryError(f"xmatch: the input cannot be read as a table: {exc}") from None
+    raise QueryError("xmatch: the input must be an astropy Table (or a SkyCoord, a pandas DataFrame, a dict of "
+                     f"columns or a numpy structured array), got {type(table).__name__}")
 
 
 def crossmatch(
@@ -401,11 +433,14 @@ def crossmatch(
     from catalog.db import engine as default_engine
 
     radius_arcsec = _check(radius_arcsec, mode)
+    table = _as_table(table)
+    at_epoch_jyear, to_epoch_jyear = _epoch("at_epoch_jyear", at_epoch_jyear), _epoch("to_epoch_jyear", to_epoch_jyear)
+    if not isinstance(epoch_jyear, str):  # (a column's name: its values are checked per row)
+        epoch_jyear = _epoch("epoch_jyear", epoch_jyear)
     if pm_cols is None and (epoch_jyear is not None or to_epoch_jyear is not None):
         raise QueryError("xmatch: the input's epoch and the epoch to move to (--epoch, --to-epoch) move positions "
                          "by their proper motions: give the proper motions' columns too (--pm-cols PMRA PMDEC)")
     positions = Positions.from_table(table, *position_columns(table, ra_col, dec_col))
-    _check_epoch(at_epoch_jyear)
     if at_epoch_jyear is not None and to_epoch_jyear is not None and to_epoch_jyear != at_epoch_jyear:
         raise QueryError(f"xmatch: the input moved to {to_epoch_jyear} (--to-epoch) and the catalog to {at_epoch_jyear} "
                          "(--at-epoch) would be compared at two epochs: give --at-epoch alone (the input is moved "
@@ -419,9 +454,6 @@ def crossmatch(
             if name not in table.colnames:
                 raise QueryError(f"xmatch: no column {name!r} (proper motions, or the epoch as a Julian year "
                                  f"such as 2000.0, or a column of them); the input has {', '.join(table.colnames)}")
-        _check_epoch(to_epoch_jyear)
-        if not isinstance(epoch_jyear, str):
-            _check_epoch(epoch_jyear)
         motion = _motions(table, pm_cols, epoch_jyear, positions)
     bad_rows = len({p.row for p in positions.problems})
     if positions.problems and not keep_bad:
@@ -432,8 +464,8 @@ def crossmatch(
         positions = positions.moved(*motion, to_epoch_jyear)
     matched = _match(engine or default_engine(), positions, radius_arcsec, release, mode, at_epoch_jyear)
     if positions.problems:
-        log.warning("xmatch: %d rows with bad positions kept unmatched (first: row %d column %s: %s)",
-                    bad_rows, positions.problems[0].row, positions.problems[0].column,
+        log.warning("xmatch: %d %s with bad positions kept unmatched (first: row %d column %s: %s)",
+                    bad_rows, "row" if bad_rows == 1 else "rows", positions.problems[0].row, positions.problems[0].column,
                     positions.problems[0].reason)
     return _answer(table, matched, positions, keep_bad)
 
@@ -534,7 +566,7 @@ def crossmatch_releases(
     from catalog.db import engine as default_engine
 
     radius_arcsec = _check(radius_arcsec, mode)
-    _check_epoch(at_epoch_jyear)
+    at_epoch_jyear = _epoch("at_epoch_jyear", at_epoch_jyear)
     with (engine or default_engine()).connect() as conn:
         try:
             result = conn.execute(sa.text("SELECT * FROM healcat.xmatch_releases(:a, :b, :r, :mode, :epoch)"),

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from astropy.coordinates import SkyCoord, match_coordinates_sky, search_around_sky
 from astropy.io import ascii
 from astropy.table import QTable, Table
+from astropy.time import Time
 
 from catalog import crossmatch, crossmatch_releases, healpix
 from catalog.cli import main
@@ -221,7 +222,6 @@ def test_sql_crossmatch_names_the_columns_its_input_table_lacks(conn, gaia):
 
 
 def test_proper_motions_move_the_input_to_the_catalog_epoch(engine, gaia):
-    from astropy.time import Time
 
     rng = np.random.default_rng(5)
     now = gaia["coord"][rng.choice(len(gaia["id"]), 200, replace=False)]
@@ -242,6 +242,9 @@ def test_proper_motions_move_the_input_to_the_catalog_epoch(engine, gaia):
                        to_epoch_jyear=2016.0)
     assert (~moved["source_id"].mask).sum() == 200 and np.all(moved["separation_arcsec"] < 0.01)
     assert (~stale["source_id"].mask).sum() < 20, "without the proper motions the stars are elsewhere"
+    as_objects = crossmatch(table, 1.0, release=GAIA_RELEASE, pm_cols=("pmra", "pmdec"),
+                            epoch_jyear=Time(2000.0, format="jyear"), to_epoch_jyear=2016.0 * u.yr)
+    assert list(as_objects["source_id"]) == list(moved["source_id"])  # a Time and a Quantity, as their years
     with pytest.raises(QueryError, match="epoch"):
         crossmatch(table, 1.0, pm_cols=("pmra", "pmdec"))
     with pytest.raises(QueryError, match="no column 'pmRA' .*; the input has ra, dec, pmra, pmdec"):
@@ -275,11 +278,31 @@ def test_bad_positions_are_named_or_kept_with_the_reason(engine, catalog):
     ({"radius_arcsec": float("nan")}, r"radius_arcsec must be a finite number, got nan"),
     ({"radius_arcsec": 1.0, "mode": "nearest"}, "mode must be 'best' or 'all'"),
     ({"radius_arcsec": 1.0, "release": "nope"}, "no release named 'nope'"),
+    ({"radius_arcsec": 1.0, "at_epoch_jyear": 2000.0 * u.m}, r"at_epoch_jyear must be one Julian year .* got "),
+    ({"radius_arcsec": 1.0, "at_epoch_jyear": "J2000"}, "at_epoch_jyear must be one Julian year"),
+    ({"radius_arcsec": 1.0, "at_epoch_jyear": np.array([2000.0, 2010.0])}, "at_epoch_jyear must be one Julian year"),
+    ({"radius_arcsec": 1.0, "at_epoch_jyear": 1e6 * u.yr}, "the epoch 1000000.0 is outside the epochs accepted"),
 ])
 def test_bad_arguments_are_errors(engine, catalog, kwargs, message):
     table = Table({"ra": [10.0], "dec": [10.0]})
     with pytest.raises(QueryError, match=message):
         crossmatch(table, **kwargs)
+
+
+def test_a_skycoord_dataframe_dict_or_structured_array_is_read_as_a_table(engine, gaia):
+    """Each gave "AttributeError: ... has no attribute 'colnames'"."""
+    coords = jittered(gaia, 40, 0.2, seed=11)
+    table = Table({"ra": coords.ra.deg, "dec": coords.dec.deg})
+    expected = list(crossmatch(table, 1.0, release=GAIA_RELEASE)["source_id"])
+    assert np.sum(~np.asarray(crossmatch(table, 1.0, release=GAIA_RELEASE)["source_id"].mask)) > 30
+    for given in (coords, table.to_pandas(), {"ra": list(coords.ra.deg), "dec": list(coords.dec.deg)},
+                  table.as_array()):
+        assert list(crossmatch(given, 1.0, release=GAIA_RELEASE)["source_id"]) == expected, type(given)
+    assert list(crossmatch(coords[0], 1.0, release=GAIA_RELEASE)["source_id"]) == expected[:1]
+    with pytest.raises(QueryError, match=r"the input must be an astropy Table \(or a SkyCoord, .*\), got list"):
+        crossmatch([(10.0, 20.0)], 1.0)
+    with pytest.raises(QueryError, match="the input cannot be read as a table"):
+        crossmatch({"ra": [10.0, 11.0], "dec": [20.0]}, 1.0)
 
 
 @pytest.mark.parametrize("call,message", [
@@ -446,7 +469,6 @@ def kepler(engine, catalog):
 def _moved(ra, dec, pmra, pmdec, from_jyear, to_jyear) -> SkyCoord:
     import warnings
 
-    from astropy.time import Time
     from erfa import ErfaWarning
 
     c = SkyCoord(ra=np.asarray(ra) * u.deg, dec=np.asarray(dec) * u.deg, pm_ra_cosdec=np.asarray(pmra) * u.mas / u.yr,

@@ -264,11 +264,15 @@ def test_a_search_cut_by_the_statement_timeout_is_a_query_error(database_url, ca
     ({"source_id": None, "vector": np.full(16, np.nan)}, "the query vector must be finite"),
     ({"mode": "fast"}, "mode must be one of auto, exact, approx, got 'fast'"),
     ({"ef_search": 0}, r"ef_search must be in \[1, 1000\], got 0"),
-    ({"where": "r < 18"}, "a filter is a region"),
+    ({"where": "r < 18"}, r"where takes a region .* not SQL text: got 'r < 18'"),
+    ({"where": [Photometry.mag < 18, "r < 18"]}, "a filter is a region"),
+    ({"source_id": None, "vector": np.ones((2, 16))}, r"must be one vector \(1-D, or one row\), got shape \(2, 16\)"),
+    ({"source_id": None, "vector": ["a"] * 16}, "the query vector must be numbers"),
+    ({"model": "photo-z"}, r"^similar: no model named 'photo-z' .*did you mean photoz-sdss"),
 ])
 def test_bad_arguments_are_clear_errors(space, kwargs, message):
     with pytest.raises(QueryError, match=message):
-        similar(kwargs.pop("source_id", int(space["id"][0])), model=PHOTOZ_MODEL, **kwargs)
+        similar(kwargs.pop("source_id", int(space["id"][0])), **{"model": PHOTOZ_MODEL, **kwargs})
 
 
 def test_a_filter_with_a_subquery_joins_only_its_own_tables(engine, space, catalog):
@@ -332,6 +336,8 @@ def test_a_query_vector_of_any_length_gets_the_distances_of_its_direction(engine
     norm of ~1e-19 it underflowed and every distance came out 0 (exact mode: the lowest source_ids)."""
     direction = space["unit"][10]
     unit = similar(vector=direction, model=PHOTOZ_MODEL, k=5, mode="exact")
+    row = similar(vector=direction[None, :], model=PHOTOZ_MODEL, k=5, mode="exact")  # a model's (1, 16) output
+    assert list(row["source_id"]) == list(unit["source_id"])
     for mode in ("exact", "approx"):
         got = similar(vector=direction * scale, model=PHOTOZ_MODEL, k=5, mode=mode)
         assert list(got["source_id"]) == list(unit["source_id"]), mode

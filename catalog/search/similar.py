@@ -30,9 +30,17 @@ MAX_EF_SEARCH = 1_000  # healcat.similar_scope's
 Filter = Region | sa.ColumnElement[bool]
 
 
+def _filters(where: Filter | Iterable[Filter]) -> list[Filter]:
+    """``where`` as a list of filters; SQL text is refused (it would be iterated as characters)."""
+    if isinstance(where, str):
+        raise QueryError(f"similar: where takes a region (Cone, Box, ...) and/or SQLAlchemy expressions over the "
+                         f"catalog's tables (Photometry.mag < 17.5), not SQL text: got {where!r}")
+    return [where] if isinstance(where, (Region, sa.ColumnElement)) else list(where)
+
+
 def candidates(where: Filter | Iterable[Filter]) -> sa.Select:
     """``SELECT source.source_id`` of the sources passing every filter (cones and boolean expressions)."""
-    filters = [where] if isinstance(where, (Region, sa.ColumnElement)) else list(where)
+    filters = _filters(where)
     query = sa.select(Source.source_id)
     joined = {Source.__table__}
     for f in filters:
@@ -65,7 +73,7 @@ def _check_filters(conn: sa.Connection, where: Filter | Iterable[Filter]) -> Non
     """Refuse a filter that can only be a mistake, naming it, rather than answer nothing: a band the
     catalog has no photometry in (``Photometry.band == "r"``: the band is ``sdss_r``), a range whose
     minimum exceeds its maximum (``Photometry.mag.between(17.5, 14)``)."""
-    filters = [where] if isinstance(where, (Region, sa.ColumnElement)) else list(where)
+    filters = _filters(where)
     bands: list[str] = []
     stack = [f for f in filters if isinstance(f, sa.ColumnElement)]
     while stack:
@@ -163,7 +171,8 @@ def similar(
                 conn.rollback()
                 hint = (model_hint(conn, model) if "no model named" in str(error) else
                         INDEX_HINT if "no valid HNSW index" in str(error) else "")
-                raise QueryError(f"{error}{hint}") from None
+                said = str(error) if str(error).startswith("similar:") else f"similar: {error}"
+                raise QueryError(f"{said}{hint}") from None
             raise
 
 
@@ -176,7 +185,14 @@ INDEX_HINT = (" (a run interrupted while it built the index leaves none: `healca
 def _query_vector(vector: np.ndarray) -> np.ndarray:
     """The query vector as the float4 the database takes, or a QueryError: NaN, infinity, or a
     component beyond float4's range (it became infinity in the cast)."""
-    wide = np.asarray(vector, dtype=np.float64)
+    try:
+        wide = np.asarray(vector, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise QueryError(f"similar: the query vector must be numbers, got {str(vector)[:80]}") from None
+    if wide.ndim == 2 and wide.shape[0] == 1:  # one row of a model's (batch, dim) output
+        wide = wide[0]
+    if wide.ndim != 1:
+        raise QueryError(f"similar: the query vector must be one vector (1-D, or one row), got shape {wide.shape}")
     if not np.isfinite(wide).all():
         raise QueryError("similar: the query vector must be finite (it holds NaN or infinity)")
     if wide.size and (largest := float(np.abs(wide).max())) > float(np.finfo(np.float32).max):
