@@ -296,6 +296,26 @@ def test_a_never_analyzed_catalog_still_gets_a_fine_cover(engine, catalog):
     assert again == rows and len(rows) > 0
 
 
+def test_an_empty_shell_of_the_table_still_gets_a_fine_cover(engine, catalog):
+    """On Citus the coordinator's healcat.source is an empty shell: its statistics say 0 rows and 0 pages,
+    which made every cover order 0 (one range over all 3,072 shards). The releases' counts size it."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        known = conn.scalar(sa.text("SELECT healcat.cover_stop_order()"))
+        loaded = conn.scalar(sa.text("SELECT sum((row_counts ->> 'source')::bigint) FROM healcat.release"))
+        ranges = conn.scalar(sa.text("SELECT count(*) FROM healcat.hpx_cone_cover(183.53, 0.09, 600.0 / 3600, "
+                                     "healcat.cover_stop_order())"))
+        try:
+            conn.execute(sa.text("SELECT pg_restore_relation_stats('schemaname', 'healcat', 'relname', 'source', "
+                                 "'relpages', 0::integer, 'reltuples', 0::real)"))
+            shell = conn.scalar(sa.text("SELECT healcat.cover_stop_order()"))
+            shell_ranges = conn.scalar(sa.text("SELECT count(*) FROM healcat.hpx_cone_cover(183.53, 0.09, "
+                                               "600.0 / 3600, healcat.cover_stop_order())"))
+        finally:
+            conn.execute(sa.text("ANALYZE healcat.source"))
+    assert loaded > 100_000 and known >= 7 and abs(shell - known) <= 1, (known, shell, loaded)
+    assert shell_ranges <= 4 * ranges, "a fine cover: a few ranges in a few shards, not the whole sky"
+
+
 def load_superseded(engine, folder, n=30):
     """The first n SDSS rows loaded twice under the survey 'scratch' (v1, then v2): scratch/v1 is superseded,
     and every object has a copy in it at the same position. Use with the scratch_release fixture."""
