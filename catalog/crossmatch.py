@@ -438,18 +438,20 @@ def crossmatch(
     if not isinstance(epoch_jyear, str):  # (a column's name: its values are checked per row)
         epoch_jyear = _epoch("epoch_jyear", epoch_jyear)
     if pm_cols is None and (epoch_jyear is not None or to_epoch_jyear is not None):
-        raise QueryError("xmatch: the input's epoch and the epoch to move to (--epoch, --to-epoch) move positions "
-                         "by their proper motions: give the proper motions' columns too (--pm-cols PMRA PMDEC)")
+        raise QueryError("xmatch: the input's epoch and the epoch to move to (epoch_jyear, to_epoch_jyear; on the "
+                         "command line --epoch, --to-epoch) move positions by their proper motions: give the proper "
+                         "motions' columns too (pm_cols=(PMRA, PMDEC); --pm-cols PMRA PMDEC)")
     positions = Positions.from_table(table, *position_columns(table, ra_col, dec_col))
     if at_epoch_jyear is not None and to_epoch_jyear is not None and to_epoch_jyear != at_epoch_jyear:
-        raise QueryError(f"xmatch: the input moved to {to_epoch_jyear} (--to-epoch) and the catalog to {at_epoch_jyear} "
-                         "(--at-epoch) would be compared at two epochs: give --at-epoch alone (the input is moved "
-                         "to it too)")
+        raise QueryError(f"xmatch: the input moved to {to_epoch_jyear} (to_epoch_jyear, --to-epoch) and the catalog "
+                         f"to {at_epoch_jyear} (at_epoch_jyear, --at-epoch) would be compared at two epochs: give "
+                         "at_epoch_jyear (--at-epoch) alone (the input is moved to it too)")
     motion = None
     if pm_cols is not None:
         to_epoch_jyear = at_epoch_jyear if to_epoch_jyear is None else to_epoch_jyear
         if epoch_jyear is None or to_epoch_jyear is None:
-            raise QueryError("xmatch: proper motions need the input's epoch and the epoch to move them to")
+            raise QueryError("xmatch: proper motions need the input's epoch and the epoch to move them to "
+                             "(epoch_jyear and to_epoch_jyear or at_epoch_jyear; --epoch and --to-epoch or --at-epoch)")
         for name in (*pm_cols, *([epoch_jyear] if isinstance(epoch_jyear, str) else [])):
             if name not in table.colnames:
                 raise QueryError(f"xmatch: no column {name!r} (proper motions, or the epoch as a Julian year "

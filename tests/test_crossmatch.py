@@ -282,6 +282,8 @@ def test_bad_positions_are_named_or_kept_with_the_reason(engine, catalog):
     ({"radius_arcsec": 1.0, "at_epoch_jyear": "J2000"}, "at_epoch_jyear must be one Julian year"),
     ({"radius_arcsec": 1.0, "at_epoch_jyear": np.array([2000.0, 2010.0])}, "at_epoch_jyear must be one Julian year"),
     ({"radius_arcsec": 1.0, "at_epoch_jyear": 1e6 * u.yr}, "the epoch 1000000.0 is outside the epochs accepted"),
+    ({"radius_arcsec": 1.0, "epoch_jyear": 2000.0}, r"\(epoch_jyear, to_epoch_jyear; on the command line --epoch, "
+                                                    r"--to-epoch\) .* \(pm_cols=\(PMRA, PMDEC\); --pm-cols PMRA PMDEC\)"),
 ])
 def test_bad_arguments_are_errors(engine, catalog, kwargs, message):
     table = Table({"ra": [10.0], "dec": [10.0]})
