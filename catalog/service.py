@@ -72,6 +72,7 @@ from catalog.errors import HealcatError, QueryError, first_line
 from catalog.search.cancel import cancel
 from catalog.search.cone import MIN_RADIUS_ARCSEC, Cone
 from catalog.search.region import MAX_K, run
+from catalog.search.results import COLUMNS
 from catalog.watchdog import Elsewhere, Watchdog
 
 log = logging.getLogger(__name__)
@@ -83,12 +84,11 @@ MAX_ROWS = 100_000
 #: UCD1+ one (the /similar answer, VOTable 1.4); None where no word says what it is (a cosine distance in
 #: a model's embedding space is no quantity of either vocabulary).
 FIELDS = {
-    "source_id": ("healcat's id of the source", "ID_MAIN", "meta.id;meta.main"),
-    "release": ("the catalog release the source is from (healcat's name, survey/release)", "ID_CATALOG",
-                "meta.dataset"),
-    "object_id": ("the source's id in its survey's own catalog", "ID_ALTERNATIVE", "meta.id"),
-    "ra": ("right ascension (ICRS)", "POS_EQ_RA_MAIN", "pos.eq.ra;meta.main"),
-    "dec": ("declination (ICRS)", "POS_EQ_DEC_MAIN", "pos.eq.dec;meta.main"),
+    "source_id": (COLUMNS["source_id"][2], "ID_MAIN", "meta.id;meta.main"),
+    "release": (COLUMNS["release"][2], "ID_CATALOG", "meta.dataset"),
+    "object_id": (COLUMNS["object_id"][2], "ID_ALTERNATIVE", "meta.id"),
+    "ra": (COLUMNS["ra"][2], "POS_EQ_RA_MAIN", "pos.eq.ra;meta.main"),
+    "dec": (COLUMNS["dec"][2], "POS_EQ_DEC_MAIN", "pos.eq.dec;meta.main"),
     "distance_arcsec": ("angular distance from the cone's centre (RA, DEC)", "POS_ANG_DIST_GENERAL",
                         "pos.angDistance"),
     "distance": ("cosine distance from SOURCE_ID in MODEL's embedding space (0: alike, 2: opposite)", None,

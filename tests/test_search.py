@@ -68,6 +68,8 @@ def test_cone_is_exact_and_the_same_from_sql_and_python(engine, sky, ra, dec, ra
     assert np.all(np.diff(dist) >= 0), "sorted by distance"
     np.testing.assert_allclose(dist, [sep[i] * 3600 for i in py_rows["source_id"]], rtol=0, atol=1e-6)
     assert py_rows["distance_arcsec"].unit == u.arcsec and py_rows["ra"].unit == u.deg
+    assert py_rows["ra"].description == "right ascension (ICRS)" and py_rows.meta["frame"] == "ICRS"
+    assert all(py_rows[name].description for name in py_rows.colnames)
 
 
 def test_tiny_cone_finds_the_star_itself(engine, sky):
@@ -124,7 +126,8 @@ def test_an_empty_answer_is_a_valid_table_in_every_format(catalog, capsys):
     for fmt in ("votable", "ecsv", "csv", "table"):
         assert main(["cone", "0", "-89.99", "1", "--format", fmt]) == 0
     out = capsys.readouterr().out
-    assert "<VOTABLE" in out and "# - {name: ra, unit: deg, datatype: float64}" in out
+    assert "<VOTABLE" in out and "# - {name: ra, unit: deg, datatype: float64, description: right ascension (ICRS)}" in out
+    assert "# meta: !!omap\n# - {frame: ICRS}" in out
 
 
 NAN, INF = float("nan"), float("inf")

@@ -7,17 +7,17 @@ import numpy as np
 import sqlalchemy as sa
 from astropy.table import MaskedColumn, Table
 
-#: The columns a search returns: (dtype, unit).
+#: The columns a search returns: (dtype, unit, description).
 COLUMNS = {
-    "source_id": (np.int64, None),
-    "release": (str, None),
-    "object_id": (str, None),
-    "ra": (np.float64, u.deg),
-    "dec": (np.float64, u.deg),
-    "distance_arcsec": (np.float64, u.arcsec),
-    "distance": (np.float64, None),
-    "pix": (np.int64, None),
-    "n": (np.int64, None),
+    "source_id": (np.int64, None, "healcat's id of the source"),
+    "release": (str, None, "the catalog release the source is from (healcat's name, survey/release)"),
+    "object_id": (str, None, "the source's id in its survey's own catalog"),
+    "ra": (np.float64, u.deg, "right ascension (ICRS)"),
+    "dec": (np.float64, u.deg, "declination (ICRS)"),
+    "distance_arcsec": (np.float64, u.arcsec, "angular distance from the search's centre"),
+    "distance": (np.float64, None, "cosine distance in the model's embedding space (0: alike, 2: opposite)"),
+    "pix": (np.int64, None, "HEALPix pixel (nested, ICRS) at the map's order"),
+    "n": (np.int64, None, "sources in the pixel"),
 }
 
 
@@ -27,10 +27,15 @@ def to_table(result: sa.CursorResult) -> Table:
 
 
 def table_from_columns(names: list[str], rows: list[tuple]) -> Table:
-    """A Table built column by column (one numpy array per column, not a row at a time)."""
+    """A Table built column by column (one numpy array per column, not a row at a time), each column with
+    its unit and description; a table of positions says their frame in its meta (``frame``: ICRS)."""
     columns = list(zip(*rows)) if rows else [()] * len(names)
-    return Table([np.array(column, dtype=COLUMNS[name][0]) for name, column in zip(names, columns)],
-                 names=names, units=[COLUMNS[name][1] for name in names], copy=False)
+    table = Table([np.array(column, dtype=COLUMNS[name][0]) for name, column in zip(names, columns)],
+                  names=names, units=[COLUMNS[name][1] for name in names],
+                  descriptions=[COLUMNS[name][2] for name in names], copy=False)
+    if "ra" in names:
+        table.meta["frame"] = "ICRS"
+    return table
 
 
 def masked_column(values: list, dtype, unit=None) -> MaskedColumn:
