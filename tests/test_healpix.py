@@ -176,3 +176,22 @@ def test_no_function_of_the_schema_raises_without_naming_its_sqlstate(conn):
                                    "WHERE p.pronamespace = 'healcat'::regnamespace")).all()
     assert sum("RAISE EXCEPTION" in source for _, source in sources) > 20
     assert {name: bare_raises(source) for name, source in sources if bare_raises(source)} == {}
+
+
+def test_the_errcode_rewrite_reads_each_form_of_raise_and_undoes_only_its_own_clauses():
+    from migrations.functions import bare_raises, with_errcode
+
+    source = ("RAISE EXCEPTION 'a; b %', x;\n"                   # a ';' in the format string
+              "RAISE EXCEPTION 'errcode = % it''s', y;\n"        # the word in the message, a doubled quote
+              "RAISE 'no level: an error';\n"
+              "RAISE EXCEPTION USING MESSAGE = 'm';\n"
+              "RAISE EXCEPTION 'h' USING HINT = 'see; this';\n"
+              "RAISE EXCEPTION 'named' USING ERRCODE = 'data_exception';\n"
+              "RAISE NOTICE 'not an error';\n")
+    assert len(bare_raises(source)) == 5
+    named = with_errcode(source, "invalid_parameter_value")
+    assert bare_raises(named) == []
+    assert "RAISE EXCEPTION 'h' USING HINT = 'see; this', ERRCODE = 'invalid_parameter_value';" in named
+    assert "RAISE 'no level: an error' USING ERRCODE = 'invalid_parameter_value';" in named
+    assert "USING ERRCODE = 'data_exception';" in named and "'not an error';" in named
+    assert with_errcode(named, "invalid_parameter_value", undo=True) == source

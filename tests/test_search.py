@@ -202,7 +202,8 @@ def test_a_skycoord_centre_in_any_frame_searches_its_icrs_position(sky):
     assert abs(fk5.ra.deg - icrs.ra.deg) > 0.1  # 25 years of precession: read as ICRS it would miss
     expected, ambiguous, _ = brute_force(sky, icrs.ra.deg, icrs.dec.deg, 300.0)
     assert sky["id"][star] in expected
-    for centre in (icrs, galactic, fk5):
+    cartesian = SkyCoord(icrs.cartesian, frame="icrs", representation_type="cartesian")
+    for centre in (icrs, galactic, fk5, cartesian):
         found = cone_search(centre, radius_arcsec=5 * u.arcmin)
         assert set(found["source_id"]) - ambiguous == expected
         assert list(nearest(centre, k=len(found))["source_id"]) == list(found["source_id"])

@@ -17,7 +17,7 @@ from astropy.table import Table
 
 from catalog import healpix
 from catalog.errors import QueryError
-from catalog.search.region import MAX_ABS_RA_DEG, Region, checked, search
+from catalog.search.region import MAX_ABS_RA_DEG, Region, checked, icrs_deg, search
 
 #: A polygon must lie within this distance [deg] of its centre (the gnomonic projection's domain).
 MAX_RADIUS_DEG = 89.0
@@ -51,8 +51,7 @@ class Polygon(Region):
     def from_vertices(cls, vertices) -> Polygon:
         """From [(ra, dec), ...] degrees, an (n, 2) array, or a SkyCoord."""
         if isinstance(vertices, SkyCoord):
-            icrs = vertices.icrs
-            vertices = np.column_stack([icrs.ra.deg, icrs.dec.deg])
+            vertices = np.column_stack(icrs_deg("polygon", vertices, "the SkyCoord of vertices"))
         return cls(vertices)
 
     def _ring_and_centre(self) -> tuple[np.ndarray, np.ndarray, float, float]:

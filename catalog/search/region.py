@@ -85,6 +85,16 @@ def checked_int(what: str, name: str, value, lo: float = -math.inf, hi: float = 
 MAX_ABS_RA_DEG = 1e9
 
 
+def icrs_deg(what: str, coord: SkyCoord, named: str = "the SkyCoord") -> tuple[np.ndarray, np.ndarray]:
+    """A SkyCoord's positions as ICRS (ra, dec) [deg], whatever its frame and representation (a cartesian
+    one too), else a QueryError: a frame astropy cannot take to ICRS alone (AltAz without a location, ...)."""
+    try:
+        spherical = coord.icrs.spherical
+    except Exception as exc:  # astropy raises its own kinds
+        raise QueryError(f"{what}: {named} (frame {coord.frame.name}) cannot be converted to ICRS: {exc}") from None
+    return spherical.lon.deg, spherical.lat.deg
+
+
 def centre(what: str, ra_deg, dec_deg) -> tuple[float, float]:
     """A search's centre as ICRS (ra_deg modulo 360, dec_deg) [deg], else a QueryError naming the argument:
     ``ra_deg`` within +-MAX_ABS_RA_DEG and ``dec_deg`` in [-90, 90] (floats or astropy angles), or one
@@ -95,12 +105,7 @@ def centre(what: str, ra_deg, dec_deg) -> tuple[float, float]:
                              f"after it, e.g. radius_arcsec=), got {dec_deg!r}")
         if not ra_deg.isscalar:
             raise QueryError(f"{what}: the centre must be one position, got a SkyCoord of shape {ra_deg.shape}")
-        try:
-            icrs = ra_deg.icrs
-        except Exception as exc:  # astropy raises its own kinds: a frame with no ICRS transform, a missing obstime
-            raise QueryError(f"{what}: the SkyCoord centre (frame {ra_deg.frame.name}) cannot be converted to ICRS: "
-                             f"{exc}") from None
-        ra_deg, dec_deg = icrs.ra.deg, icrs.dec.deg
+        ra_deg, dec_deg = icrs_deg(what, ra_deg, "the SkyCoord centre")
     ra = checked(what, "ra_deg", ra_deg, -MAX_ABS_RA_DEG, MAX_ABS_RA_DEG)
     return float(healpix.wrap_ra_deg(ra)), checked(what, "dec_deg", dec_deg, -90.0, 90.0)
 

@@ -30,7 +30,7 @@ _CUTS = " AND ".join([f"(rp.attrs->>'{f}')::float8 = 0" for f in EXCLUDE_FLAGS]
 _MEMBERS = ("SELECT rp.cluster_id, rp.bp_rp_dered, rp.period_day, "
             + ", ".join(f"rp.attrs->>'{f}'" for f in (*EXCLUDE_FLAGS, "dr3_ruwe"))
             + " FROM healcat.rotation_period AS rp WHERE rp.release_id = %(release_id)s AND rp.cluster_id IS NOT NULL"
-            " ORDER BY rp.cluster_id, rp.source_id")
+            " ORDER BY rp.cluster_id, rp.bp_rp_dered, rp.period_day, rp.source_id")  # each cluster's sum: one order
 
 
 @register
@@ -43,7 +43,8 @@ class GyroAge(Task):
     value_description = "log10 age [yr] (the posterior's median)"
     #: shard, source_id, BP-RP_0 [mag], Prot [d], cluster age [Myr] (the age this release gives the
     #: cluster, else the first one any release gave), cluster name, association (or the cluster); in the
-    #: order of what training reads, not of source_id: a star joined to a source another release made
+    #: order of what training reads (text by bytes, whatever the server's collation), not of source_id: a
+    #: star joined to a source another release made
     #: first (a Gaia star) has that release's lower id, so the same release trained other weights in a
     #: catalog that had loaded Gaia DR3 first (0.073 dex held out against 0.058).
     training_query = f"""SELECT rp.shard, rp.source_id, rp.bp_rp_dered, rp.period_day,
@@ -51,7 +52,7 @@ class GyroAge(Task):
 FROM healcat.rotation_period AS rp JOIN healcat.cluster AS c USING (cluster_id)
 LEFT JOIN healcat.cluster AS a ON a.cluster_id = c.parent_id
 WHERE rp.release_id = %(release_id)s AND coalesce(rp.cluster_age_myr, c.age_myr) IS NOT NULL AND {_CUTS}
-ORDER BY association, c.name, rp.bp_rp_dered, rp.period_day, age_myr, rp.source_id"""
+ORDER BY coalesce(a.name, c.name) COLLATE "C", c.name COLLATE "C", rp.bp_rp_dered, rp.period_day, age_myr, rp.source_id"""
     #: Every rotator of the release: shard, source_id, BP-RP_0 [mag], Prot [d], and the release whose run
     #: of this model version has predicted the star already (its source belongs to another release, e.g.
     #: a Gaia star that two rotation catalogues join: the model's one prediction per star is kept).

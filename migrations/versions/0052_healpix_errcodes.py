@@ -9,7 +9,7 @@ healcat.hpx_ang2pix, hpx_pix2ang and hpx_cone_descent (hpx_cone_cover's) raised 
 (raise_exception), where every search and ML function raises 22023: a client that catches
 invalid_parameter_value (psycopg.errors.InvalidParameterValue; healcat's Python API turns it into a
 QueryError) missed them. Their bodies are unchanged otherwise (migrations.functions.name_raised_errcode);
-the downgrade takes the clauses away again (the three had none).
+the downgrade takes those clauses away again.
 """
 
 from migrations.functions import name_raised_errcode
@@ -28,4 +28,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    name_raised_errcode(FUNCTIONS, None)
+    name_raised_errcode(FUNCTIONS, "invalid_parameter_value", undo=True)

@@ -3,16 +3,20 @@
 
 Revision ID: 0053
 Revises: 0052
-Create Date: 2026-12-06 16:20:00
+Create Date: 2026-12-06 16:50:00
 
 healcat.cover_stop_order() (the order where every region's cover stops refining) read the size of
 healcat.source from pg_class alone. On Citus the coordinator holds an empty shell of the table, so
 its statistics say 0 rows and every cover was order 0: one range over every shard, nothing for the
 distributed planner to prune. It now takes the larger of those statistics and the source rows the
-releases loaded (release.row_counts). The downgrade restores cone_v4.sql's.
+releases loaded (release.row_counts). The downgrade restores cone_v4.sql's, and its comment.
 """
 
-from migrations.functions import restore_functions, run_sql_file
+import re
+
+from alembic import op
+
+from migrations.functions import SQL, restore_functions, run_sql_file
 
 revision = '0053'
 down_revision = '0052'
@@ -26,3 +30,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     restore_functions("cone_v4.sql", ["cover_stop_order"])
+    op.execute(re.search(r"COMMENT ON FUNCTION healcat\.cover_stop_order\(\) IS.*?';", (SQL / "cone_v4.sql").read_text(),
+                         re.DOTALL).group(0))
