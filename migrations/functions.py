@@ -49,6 +49,14 @@ def restore_functions(name: str, functions: list[str]) -> None:
     pin_search_path()
 
 
+def restore_comment(name: str, signature: str) -> None:
+    """Run again the ``COMMENT ON FUNCTION healcat.SIGNATURE`` of ``versions/NAME`` (``signature`` as the file
+    writes it, e.g. ``cover_stop_order()``): a downgrade restoring the comment a later migration replaced."""
+    text = (SQL / name).read_text()
+    op.execute(re.search(rf"COMMENT ON FUNCTION healcat\.{re.escape(signature)} IS\s.*?';(?:\n|$)", text,
+                         re.DOTALL).group(0))
+
+
 #: A PL/pgSQL RAISE of an error: RAISE EXCEPTION (or RAISE alone, whose level is EXCEPTION) with a format
 #: string or USING, then its arguments and clauses (quoted strings in them may hold a ';') up to the ';'
 #: that ends it. (RAISE NOTICE, DEBUG, ... are not errors.)

@@ -44,9 +44,9 @@ class GyroAge(Task):
     #: shard, source_id, BP-RP_0 [mag], Prot [d], cluster age [Myr] (the age this release gives the
     #: cluster, else the first one any release gave), cluster name, association (or the cluster); in the
     #: order of what training reads (text by bytes, whatever the server's collation), not of source_id: a
-    #: star joined to a source another release made
-    #: first (a Gaia star) has that release's lower id, so the same release trained other weights in a
-    #: catalog that had loaded Gaia DR3 first (0.073 dex held out against 0.058).
+    #: star joined to a source another release made first (a Gaia star) has that release's lower id, so
+    #: the same release trained other weights in a catalog that had loaded Gaia DR3 first (0.073 dex held
+    #: out against 0.058).
     training_query = f"""SELECT rp.shard, rp.source_id, rp.bp_rp_dered, rp.period_day,
        coalesce(rp.cluster_age_myr, c.age_myr) AS age_myr, c.name, coalesce(a.name, c.name) AS association
 FROM healcat.rotation_period AS rp JOIN healcat.cluster AS c USING (cluster_id)

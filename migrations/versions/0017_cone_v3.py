@@ -10,11 +10,9 @@ sources, and the descent two orders coarser. The downgrade drops the new functio
 descent back.
 """
 
-import re
-
 from alembic import op
 
-from migrations.functions import SQL, run_sql_file
+from migrations.functions import restore_comment, run_sql_file
 
 revision = '0017'
 down_revision = '0016'
@@ -29,5 +27,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("DROP FUNCTION healcat.hpx_cone_cover(float8, float8, float8, int)")
     op.execute("ALTER FUNCTION healcat.hpx_cone_descent(float8, float8, float8, int) RENAME TO hpx_cone_cover")
-    op.execute(re.search(r"COMMENT ON FUNCTION healcat\.hpx_cone_cover\(float8, float8, float8, int\) IS\n.*?';\n",
-                         (SQL / "cone_v2.sql").read_text(), re.DOTALL).group(0))
+    restore_comment("cone_v2.sql", "hpx_cone_cover(float8, float8, float8, int)")

@@ -23,7 +23,7 @@ import re
 
 from alembic import op
 
-from migrations.functions import SQL, restore_functions, run_sql_file
+from migrations.functions import SQL, restore_comment, restore_functions, run_sql_file
 
 revision = '0023'
 down_revision = '0022'
@@ -59,5 +59,4 @@ def downgrade() -> None:
     for table in ("prediction", "embedding"):
         op.execute(f"DROP INDEX healcat.ix_{table}_run_id")
     restore_functions("cone_v2.sql", ["cover_stop_order"])
-    op.execute(re.search(r"COMMENT ON FUNCTION healcat\.cover_stop_order\(\) IS\n.*?';\n",
-                         (SQL / "cone_v2.sql").read_text(), re.DOTALL).group(0))
+    restore_comment("cone_v2.sql", "cover_stop_order()")

@@ -12,11 +12,7 @@ distributed planner to prune. It now takes the larger of those statistics and th
 releases loaded (release.row_counts). The downgrade restores cone_v4.sql's, and its comment.
 """
 
-import re
-
-from alembic import op
-
-from migrations.functions import SQL, restore_functions, run_sql_file
+from migrations.functions import restore_comment, restore_functions, run_sql_file
 
 revision = '0053'
 down_revision = '0052'
@@ -30,5 +26,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     restore_functions("cone_v4.sql", ["cover_stop_order"])
-    op.execute(re.search(r"COMMENT ON FUNCTION healcat\.cover_stop_order\(\) IS.*?';", (SQL / "cone_v4.sql").read_text(),
-                         re.DOTALL).group(0))
+    restore_comment("cone_v4.sql", "cover_stop_order()")
