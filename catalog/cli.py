@@ -106,8 +106,22 @@ def _print_table(table: Table, fmt: str, icrs: tuple[str, ...] = ("ra", "dec")) 
         sys.stdout.write(buffer.getvalue().decode())
         return
     buffer = io.StringIO()
+    if fmt == "csv":
+        table = _one_value_a_cell(table)
     table.write(buffer, format={"csv": "ascii.csv", "ecsv": "ascii.ecsv"}[fmt])
     sys.stdout.write(buffer.getvalue())
+
+
+def _one_value_a_cell(table: Table) -> Table:
+    """``table`` for CSV: a column of K values a row (a mixture's K components) as K columns, name_0 ..."""
+    flat = Table()
+    for name in table.colnames:
+        column = table[name]
+        if column.ndim == 1:
+            flat[name] = column
+        for i in range(column.shape[1] if column.ndim == 2 else 0):
+            flat[f"{name}_{i}"] = column[:, i]
+    return flat
 
 
 def _votable(table: Table, icrs: tuple[str, ...]):
@@ -573,6 +587,14 @@ def cmd_similar(args: argparse.Namespace) -> None:
         aside = "; --release only picks which release's copy of --object-id is the query" if args.release else ""
         raise QueryError(str(exc).replace("(release_name)", f"(--in-release RELEASE{aside})")) from None
     _print_table(answer, args.format)
+
+
+def cmd_predictions(args: argparse.Namespace) -> None:
+    from catalog.objects import predictions
+    from catalog.search import source_id_of
+
+    ids = [*args.source_id, *(source_id_of(object_id, release=args.release) for object_id in args.object_id)]
+    _print_table(predictions(ids, args.model, version=args.version, pdf_at=args.pdf_at), args.format, icrs=())
 
 
 def _similar_filters(args: argparse.Namespace) -> list | None:
@@ -1099,6 +1121,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", **fmt)
     p.set_defaults(func=cmd_similar)
 
+    p = sub.add_parser("predictions", help="what a model says of sources: value and interval, PDF, class, or why none",
+                       formatter_class=formatter)
+    p.add_argument("source_id", type=int, nargs="*", help="healcat source_ids (the first column of `healcat cone`)")
+    p.add_argument("--object-id", action="append", default=[],
+                   help="a survey's own id instead, e.g. 0275-51910-0435 (repeat it for several; after the SOURCE_IDs)")
+    p.add_argument("--release", help="with --object-id: which release's copy, where several releases have that id")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="model name, e.g. object-class-sdss")
+    p.add_argument("--version", help="model version (default: the current run on each source's release)")
+    p.add_argument("--pdf-at", nargs="+", type=float, metavar="X", help="also the PDF at these values (photo-z: z)")
+    p.add_argument("--format", **fmt)
+    p.set_defaults(func=cmd_predictions)
+
     p = sub.add_parser("xmatch", help="cross-match a table (CSV, ECSV, FITS, VOTable) with the catalog",
                        formatter_class=formatter,
                        description="Every row of FILE beside its nearest source within --radius (mode best; "
@@ -1225,6 +1259,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "similar" and (args.source_id is None) == (args.object_id is None):
         parser.error("similar: give a SOURCE_ID or --object-id, not both or neither")
+    if args.command == "predictions" and not (args.source_id or args.object_id):
+        parser.error("predictions: give one or more SOURCE_IDs and/or --object-id")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         args.func(args)

@@ -186,28 +186,22 @@ def _prediction_columns(conn: sa.Connection, release: sa.RowMapping) -> tuple[li
         "count(q.value_p16), count(q.value_p84), count(q.label) FROM healcat.current_run AS c "
         "JOIN healcat.prediction AS q ON q.model_id = c.model_id AND q.run_id = c.run_id "
         "WHERE c.release_id = :r GROUP BY 1, 2, 3, 4, 5 ORDER BY c.model_name"), {"r": release["release_id"]}).all()
-    units = _task_units() if runs else {}
+    from ingest.tasks import all_tasks  # each says its value's unit and what it is (they import torch)
+
+    tasks = all_tasks() if runs else {}
     columns, params = [], {"model_ids": [run.model_id for run in runs]}
     for i, (model, model_version, task, _, run_id, *filled) in enumerate(runs):
         params[f"run_{i}"] = run_id
-        unit, what = units.get(task, ("", ""))
+        known = tasks.get(task)
+        unit, what = (known.unit, known.value_description) if known else ("", "")
         for (column, suffix, kind), n in zip(PREDICTION, filled):
             if n:
                 pivot = f"max(q.{column}) FILTER (WHERE q.run_id = %(run_{i})s)"
                 description = f"prediction.{column} of {model} version {model_version} ({task})"
-                # a spread of a log quantity (dex(yr)) is in dex
-                kept = "dex" if column == "uncertainty" and unit.startswith("dex(") else unit
+                kept = known.spread_unit() if known and column == "uncertainty" else unit
                 columns.append(Column(f"{_name(model)}_{suffix}", pivot, kind, "" if column == "label" else kept,
                                       description if column == "label" or not what else f"{description}: {what}"))
     return columns, params
-
-
-def _task_units() -> dict[str, tuple[str, str]]:
-    """Each task's unit of prediction.value as an astropy unit string, and what the value is (the model
-    registry's tasks say; they import torch)."""
-    from ingest.tasks import all_tasks
-
-    return {name: (task.unit, task.value_description) for name, task in all_tasks().items()}
 
 
 def _query(proper_motions: bool, photometry: list[Column], spec_redshift: list[Column],

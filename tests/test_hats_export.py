@@ -22,8 +22,9 @@ from hats.pixel_math import compute_spatial_index, generate_alignment, spatial_i
 from catalog import healpix
 from catalog.cli import main
 from catalog.errors import HealcatError, QueryError
-from catalog.hats_export import _task_units, export_hats
+from catalog.hats_export import export_hats
 from catalog.search import cone_search
+from ingest.tasks import all_tasks
 from tests.conftest import GAIA_RELEASE, SDSS_RELEASE
 
 #: Small enough that the 10,000 SDSS sources (a few stripes of sky) fall into dozens of partitions of
@@ -180,9 +181,10 @@ def test_every_unit_parses_with_astropy(sdss_export):
     for name in ("photoz_sdss_value", "object_class_sdss_value", "z_spec"):  # dimensionless: no unit
         assert b"unit" not in (schema.field(name).metadata or {}), name
     # every task's unit, as the export writes it for the task's models (astropy's string; "" dimensionless)
-    for task, (unit, what) in _task_units().items():
-        u.Unit(unit, parse_strict="raise")
-        assert what, f"{task} says what its prediction.value is"
+    for name, task in all_tasks().items():
+        u.Unit(task.unit, parse_strict="raise")
+        u.Unit(task.spread_unit(), parse_strict="raise")
+        assert task.value_description, f"{name} says what its prediction.value is"
 
 
 def _spec_redshift_rows(engine, release: str) -> dict[int, tuple]:

@@ -16,7 +16,7 @@ from ingest.copy import copy_columns
 from ingest.load import ingest_release
 from ingest.mapping import apply, load_mapping
 from tests.conftest import (
-    GAIA_RELEASE, SDSS, SDSS_RELEASE, gaia_slice, kill_while_copying, scratch_mapping, sdss_rows, sessions, spec_name,
+    GAIA, GAIA_RELEASE, SDSS, SDSS_RELEASE, gaia_slice, kill_while_copying, scratch_mapping, sdss_rows, sessions, spec_name,
     wait_until, write_csv,
 )
 
@@ -130,6 +130,22 @@ def test_external_ids_join_gaia_stars(engine, catalog):
     assert n_negative == 70  # rows where Hipparcos filled a gap carry -HIP, not a Gaia id
     assert n_xid == catalog["gaia"].row_counts["source"] - 70
     assert mismatched < 0.005 * n_xid
+
+
+def test_gaia_bp_and_rp_of_zero_are_no_magnitude(engine, catalog):
+    """The file writes 0.0 where a star lacks a BP or RP magnitude: no photometry row (its mapping's
+    sentinel), never a star of 0 mag that a colour cut would take for BP-RP = 0."""
+    stars = np.frombuffer(load_mapping(GAIA).input_path().read_bytes()[16:], dtype=[
+        ("source_id", "<i8"), ("ra", "<f8"), ("dec", "<f8"), ("g", "<f4"), ("bp", "<f4"), ("rp", "<f4")])
+    with engine.connect() as conn:
+        counts = dict(conn.execute(sa.text(
+            "SELECT p.band, count(*) FROM healcat.photometry p JOIN healcat.source s USING (shard, source_id) "
+            "JOIN healcat.release r USING (release_id) WHERE r.name = :n GROUP BY 1"), {"n": GAIA_RELEASE}).all())
+        zero = conn.scalar(sa.text(
+            "SELECT count(*) FROM healcat.photometry p JOIN healcat.source s USING (shard, source_id) "
+            "JOIN healcat.release r USING (release_id) WHERE r.name = :n AND p.mag = 0"), {"n": GAIA_RELEASE})
+    assert (int((stars["bp"] == 0).sum()), int((stars["rp"] == 0).sum()), int((stars["g"] == 0).sum())) == (363, 359, 0)
+    assert counts == {"gaia_g": len(stars), "gaia_bp": len(stars) - 363, "gaia_rp": len(stars) - 359} and zero == 0
 
 
 def test_reingesting_changes_nothing(engine, catalog):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import astropy.units as u
 import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from catalog import predictions
 from catalog.cli import build_parser
 from catalog.errors import HealcatError, QueryError
 from ingest.inference import run_lock, run_model
@@ -55,10 +57,14 @@ def test_stellar_mass_trained_from_sql_beats_the_codes_scatter(engine, candels_m
         train(engine, "stellar_mass", ["candels-goodss-z1/sedfit", "candels-goodss-z1/sedfit"])
     with engine.connect() as conn:
         rows = conn.execute(sa.text(
-            "SELECT s.object_id, p.value, p.uncertainty FROM healcat.prediction p "
+            "SELECT s.object_id, p.source_id, p.value, p.uncertainty FROM healcat.prediction p "
             "JOIN healcat.source s USING (shard, source_id) WHERE p.model_id = :m"), {"m": model.model_id}).all()
     # every galaxy of both samples is predicted: z~3 is no longer outside what the model saw
     assert len(rows) == sum(r.n_predicted for r in runs) == 371 + 161 and all(r.n_skipped == 0 for r in runs)
+    shown = predictions([r.source_id for r in rows], model.name)  # log10 solar masses, from Python
+    assert shown["value"].unit == u.Unit("dex(solMass)") and shown["uncertainty"].unit == u.dex
+    assert list(shown["value"]) == [r.value for r in rows]
+    assert set(shown["release"]) == {f"candels-goodss-{z}/sedfit" for z in ("z1", "z3")}
     files = candels()
     ids = files["candels_id"].tolist()
     codes = files["code_log_mass"]
@@ -184,7 +190,7 @@ def test_gyro_ages_trained_from_sql_with_held_out_clusters(engine, tmp_path, scr
             "SELECT key, (value->>'log_age_median')::float8 AS est, (value->>'log_age_true')::float8 AS truth "
             "FROM healcat.model, jsonb_each(metrics->'cluster_ages') WHERE model_id = :m"), {"m": model.model_id}).all()
         stars = conn.execute(sa.text(
-            "SELECT p.value, p.uncertainty, p.value_p16, p.value_p84, c.age_myr FROM healcat.prediction p "
+            "SELECT p.source_id, p.value, p.uncertainty, p.value_p16, p.value_p84, c.age_myr FROM healcat.prediction p "
             "JOIN healcat.rotation_period rp USING (shard, source_id) JOIN healcat.cluster c USING (cluster_id) "
             "WHERE p.model_id = :m AND c.name = 'Praesepe'"), {"m": model.model_id}).all()
     assert len(by_sql) == 41 and run.n_predicted + run.n_skipped == 7628
@@ -199,6 +205,9 @@ def test_gyro_ages_trained_from_sql_with_held_out_clusters(engine, tmp_path, scr
     inside = np.mean([s.value_p16 <= t <= s.value_p84 for s, t in zip(stars, truth)])
     half_width = np.mean([abs(s.value - t) <= s.uncertainty for s, t in zip(stars, truth)])
     assert len(stars) > 900 and 0.3 < inside < 0.95 and inside > half_width
+    shown = predictions([s.source_id for s in stars], model.name)  # the stored percentiles, in log10 years
+    assert shown["value_p16"].unit == u.Unit("dex(yr)") and shown["uncertainty"].unit == u.dex
+    assert list(shown["value_p16"]) == [s.value_p16 for s in stars] and shown["reason"].mask.all()
 
     # Each cluster's age from all its members in the release, written by the run: the same members
     # (the paper's cuts) and the same product of likelihoods as the training metrics', so the same ages.

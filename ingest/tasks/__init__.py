@@ -145,6 +145,9 @@ class Task(ABC):
     default_training_releases: ClassVar[tuple[str, ...]] = ()
     unit: ClassVar[str] = ""  # prediction.value's unit, as astropy.units writes it ("": dimensionless)
     value_description: ClassVar[str] = ""  # what prediction.value is (the HATS export's field descriptions)
+    #: The least value there is (photo-z: z = 0): a stored PDF (``pdf_*``, the untruncated mixture) is read
+    #: truncated there and renormalised, as the model's own point value and SQL's photoz_* read it.
+    value_min: ClassVar[float | None] = None
     training_query: ClassVar[str]
     input_query: ClassVar[str]
     applies_query: ClassVar[str]
@@ -164,6 +167,12 @@ class Task(ABC):
     #: True: runs on different releases may predict the same source (a Gaia star that two rotation
     #: catalogues join), so a model version's runs go one at a time, each seeing what the last wrote.
     runs_share_sources: ClassVar[bool] = False
+
+    @classmethod
+    def spread_unit(cls) -> str:
+        """The unit of a spread of the value (its uncertainty, a PDF's sigmas): a log quantity's (dex(yr))
+        spread is in dex."""
+        return "dex" if cls.unit.startswith("dex(") else cls.unit
 
     def applies(self, conn: sa.Connection, release_id: int) -> bool:
         """Whether the task has anything to run on in a release."""

@@ -1,0 +1,172 @@
+"""catalog.objects: a source's predictions, light curve and spectra from Python, held to the files and to
+an independent reading of the stored mixtures (scipy), not to the SQL the module runs."""
+
+from __future__ import annotations
+
+import io
+
+import astropy.units as u
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from astropy.io import fits
+from astropy.table import MaskedColumn, Table
+from scipy import optimize, stats
+
+from catalog import cone_search, light_curve, predictions, source_id_of, spectra
+from catalog.cli import main
+from catalog.errors import QueryError
+from conftest import GAIA_RELEASE, SDSS_RELEASE
+from test_lightcurves import eros_curves
+from test_spectra import LEGAC, PYQSOFIT
+
+
+def _truncated(row, z_min: float = 0.0):
+    """p(z) and its CDF as scipy reads the stored mixture, truncated at z_min and renormalised."""
+    parts = [(w, stats.norm(m, s)) for w, m, s in zip(row["pdf_weights"], row["pdf_means"], row["pdf_sigmas"])]
+    kept = sum(w * n.sf(z_min) for w, n in parts)
+    pdf = lambda z: np.where(z < z_min, 0.0, sum(w * n.pdf(z) for w, n in parts) / kept)  # noqa: E731
+    cdf = lambda z: (sum(w * (n.cdf(z) - n.cdf(z_min)) for w, n in parts) / kept)  # noqa: E731
+    return pdf, cdf
+
+
+def test_a_cones_photo_z_one_row_per_source_with_the_pdf_read_as_scipy_reads_it(engine, catalog):
+    sources = cone_search(160.9415, 0.7968, radius_arcsec=1800.0, release=SDSS_RELEASE)
+    grid = np.array([0.0, 0.05, 0.1, 0.2, 0.4])
+    found = predictions(sources, pdf_at=grid)
+    assert list(found["source_id"]) == list(sources["source_id"]) and len(found) > 20
+    assert (found.meta["model"], found.meta["task"], found.meta["version"]) == ("photoz-sdss", "photoz", "current")
+    assert found["value"].unit is None and found["pdf"].shape == (len(sources), len(grid))
+    with engine.connect() as conn:
+        stored = {r.source_id: r for r in conn.execute(sa.text(
+            "SELECT source_id, value, uncertainty FROM healcat.current_prediction "
+            "WHERE model_name = 'photoz-sdss' AND source_id = ANY(:ids)"), {"ids": list(sources["source_id"])})}
+        skipped = dict(conn.execute(sa.text(
+            "SELECT k.source_id, k.reason FROM healcat.inference_skip k JOIN healcat.current_run c USING (run_id) "
+            "WHERE c.model_name = 'photoz-sdss' AND k.source_id = ANY(:ids)"), {"ids": list(sources["source_id"])}).all())
+    assert set(stored) | set(skipped) == set(sources["source_id"]) and stored and skipped
+    for row in found:
+        sid = int(row["source_id"])
+        if sid in skipped:  # no value, the run's own reason
+            assert row["reason"] == skipped[sid] and np.ma.is_masked(row["value"]) and row["pdf"].mask.all()
+            continue
+        assert np.ma.is_masked(row["reason"]) and (row["value"], row["uncertainty"]) == (stored[sid].value,
+                                                                                         stored[sid].uncertainty)
+        pdf, cdf = _truncated(row)
+        assert np.asarray(row["pdf"]) == pytest.approx(pdf(grid), rel=1e-6, abs=1e-9)
+        assert cdf(row["value_p16"]) == pytest.approx(0.16, abs=1e-5)
+        assert cdf(row["value_p84"]) == pytest.approx(0.84, abs=1e-5)
+        assert row["value_p16"] < row["value"] < row["value_p84"]
+        assert optimize.brentq(lambda z: cdf(z) - 0.5, 0.0, 10.0) == pytest.approx(row["value"], abs=1e-5)
+    written = io.StringIO()
+    found.write(written, format="ascii.ecsv")  # masked cells and the 2-D columns survive a round trip
+    back = Table.read(written.getvalue(), format="ascii.ecsv")
+    assert list(back["reason"].mask) == list(found["reason"].mask) and back["pdf_means"].shape == found["pdf_means"].shape
+
+
+def test_the_classifier_gives_a_probability_per_class_and_the_label_is_the_most_probable(catalog):
+    found = predictions(cone_search(160.9415, 0.7968, radius_arcsec=1800.0, release=SDSS_RELEASE), "object-class-sdss")
+    classes = [name for name in found.colnames if name.startswith("p_")]
+    assert classes == ["p_GALAXY", "p_QSO", "p_STAR"] and "pdf_weights" not in found.colnames
+    probabilities = np.array([found[name] for name in classes]).T
+    assert probabilities.sum(axis=1) == pytest.approx(1.0, abs=1e-5)
+    assert list(found["label"]) == [classes[i][2:] for i in probabilities.argmax(axis=1)]
+
+
+def test_ids_without_a_prediction_each_get_a_row_saying_why(engine, catalog):
+    galaxy = source_id_of("0275-51910-0435")
+    with engine.connect() as conn:
+        star = conn.scalar(sa.text("SELECT s.source_id FROM healcat.source s JOIN healcat.release r USING (release_id) "
+                                   "WHERE r.name = :r ORDER BY s.source_id LIMIT 1"), {"r": GAIA_RELEASE})
+        missing = conn.scalar(sa.text("SELECT max(source_id) + 1000 FROM healcat.source"))
+    asked = MaskedColumn([galaxy, star, 0, missing, galaxy], mask=[False, False, True, False, False])
+    found = predictions(asked, version="1")
+    assert list(found["source_id"].filled(-1)) == [galaxy, star, -1, missing, galaxy]
+    assert list(found["reason"].filled("")) == [
+        "", f"model photoz-sdss version 1 has not finished a run on release {GAIA_RELEASE}",
+        "no source_id (a masked or missing value)", "no source with this source_id", ""]
+    assert found["value"][0] == found["value"][4] and found["release"][0] == SDSS_RELEASE
+    assert predictions(star)["reason"][0] == f"model photoz-sdss has no current run on release {GAIA_RELEASE}"
+    assert len(predictions([])) == 0
+
+
+@pytest.mark.parametrize(("args", "kwargs", "message"), [
+    ([[1.5]], {}, "source_ids must be integers"),
+    (["7907"], {}, "source_ids must be integers"),
+    ([[[1, 2]]], {}, "source_ids must be integers"),
+    ([Table({"id": [1]})], {}, "needs a source_id column; it has id"),
+    ([1], {"model": "photo-z"}, "no model named 'photo-z' (version current) (did you mean photoz-sdss?)"),
+    ([1], {"model": "photoz"}, "did you mean photoz-sdss, the model of task photoz?"),
+    ([1], {"version": "99"}, "model photoz-sdss has no version 99 (versions: 1)"),
+    ([1], {"pdf_at": [0.1, np.nan]}, "pdf_at must be one or more finite numbers"),
+    ([1], {"pdf_at": []}, "pdf_at must be one or more finite numbers"),
+    ([1], {"pdf_at": ["z"]}, "pdf_at must be numbers"),
+])
+def test_bad_arguments_are_errors_naming_them(catalog, args, kwargs, message):
+    with pytest.raises(QueryError, match="^predictions: ") as raised:
+        predictions(*args, **kwargs)
+    assert message in str(raised.value)
+
+
+def test_a_light_curve_is_the_files_points_in_its_units(per_object):
+    source_id = source_id_of("135_9613")
+    curve = light_curve(source_id)
+    file = eros_curves("train")["135_9613"]
+    for band, suffix in (("eros_b", "b"), ("eros_r", "r")):
+        points = curve[curve["band"] == band]
+        assert list(points["time_mjd"]) == pytest.approx([t + 49999.5 for t in file[f"time_points_{suffix}"]], abs=1e-9)
+        assert list(points["mag"]) == list(np.float32(file[f"light_points_{suffix}"]))
+        assert list(points["mag_err"]) == list(np.float32(file[f"error_points_{suffix}"]))
+    assert len(curve) == len(file["time_points_b"]) + len(file["time_points_r"])
+    assert (curve["time_mjd"].unit, curve["mag"].unit, curve["flux_ujy"].unit) == (u.d, u.mag, u.uJy)
+    assert set(curve["mag_system"]) == {"Vega"} and curve["flux_ujy"].mask.all()  # EROS-2 gives magnitudes only
+    assert set(curve["release"]) == {"eros2/lmc-ramp-variable-stars"} and curve.meta["source_id"] == source_id
+    assert len(light_curve(source_id_of("0275-51910-0435"))) == 0  # an SDSS galaxy: no curve, the columns kept
+    assert light_curve(source_id, release="eros2/lmc-ramp-variable-stars")["mag"].tolist() == curve["mag"].tolist()
+
+
+def test_the_three_epochs_of_a_quasar_are_its_files_by_mjd(engine, per_object):
+    found = spectra(source_id_of("1325-52762-0133"))
+    assert [t.meta["mjd"] for t in found] == [52762.0, 56660.0, 57050.0]
+    for table in found:
+        with fits.open(PYQSOFIT / "RM017" / f"{table.meta['spectrum_name']}.fits") as hdul:
+            coadd = hdul[1].data
+            assert np.asarray(table["wavelength"]) == pytest.approx(10.0 ** coadd["loglam"].astype(np.float64), rel=1e-6)
+            assert list(table["flux"]) == list(coadd["flux"].astype(np.float32))
+            assert list(table["mask"]) == [int(m) for m in coadd["and_mask"]]
+        assert table["wavelength"].unit == u.AA and table["flux"].unit == 1e-17 * u.erg / u.s / u.cm**2 / u.AA
+        assert table["ivar"].unit == table["flux"].unit ** -2 and table.meta["vacuum"] is True
+    with engine.connect() as conn:
+        legac_source = conn.scalar(sa.text("SELECT source_id FROM healcat.spectrum WHERE spectrum_name = 'M19_56670'"))
+    (legac,) = spectra(legac_source)
+    with fits.open(LEGAC) as hdul:
+        flux = hdul[1].data["FLUX"][0]
+    assert legac.meta["vacuum"] is False and legac["flux"].unit == 1e-19 * u.erg / u.s / u.cm**2 / u.AA  # air, as its UCD
+    assert np.array_equal(np.isnan(np.asarray(legac["flux"])), np.isnan(flux))  # no-data pixels stay NaN, ivar 0
+    assert spectra(source_id_of("0275-51910-0435")) == []
+
+
+@pytest.mark.parametrize("fn", [light_curve, spectra])
+def test_a_missing_source_or_release_is_an_error_naming_it(per_object, fn):
+    what = fn.__name__
+    with pytest.raises(QueryError, match=f"^{what}: no source with source_id 987654321987$"):
+        fn(987654321987)
+    with pytest.raises(QueryError, match=f"^{what}: no release named 'no/such'$"):
+        fn(source_id_of("135_9613"), release="no/such")
+    with pytest.raises(QueryError, match=f"^{what}: source_id must be an integer"):
+        fn("135_9613")
+
+
+def test_the_command_line_gives_the_same_rows_one_value_a_csv_cell(catalog, capsys):
+    galaxy, star = source_id_of("0275-51910-0435"), source_id_of("2389-54213-0339")
+    assert main(["predictions", str(galaxy), "--object-id", "2389-54213-0339", "--pdf-at", "0.1", "0.2",
+                 "--format", "csv"]) == 0
+    back = Table.read(capsys.readouterr().out, format="ascii.csv")
+    expected = predictions([galaxy, star], pdf_at=[0.1, 0.2])
+    assert list(back["source_id"]) == [galaxy, star] and "pdf_means" not in back.colnames
+    assert [back["pdf_0"][0], back["pdf_1"][0], back["pdf_means_4"][0]] == pytest.approx(
+        [expected["pdf"][0, 0], expected["pdf"][0, 1], expected["pdf_means"][0, 4]], rel=1e-12)
+    assert back["reason"][1] == expected["reason"][1] == "not a galaxy: spectrum says STAR"
+    with pytest.raises(SystemExit):
+        main(["predictions", "--model", "object-class-sdss"])
+    assert "give one or more SOURCE_IDs and/or --object-id" in capsys.readouterr().err
