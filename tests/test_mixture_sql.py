@@ -81,7 +81,36 @@ def test_a_mixture_almost_all_below_its_bound_keeps_its_digits(conn):
                                                                                                           rel=1e-9)
 
 
-@pytest.mark.parametrize("function", ["mixture_pdf", "mixture_cdf", "mixture_quantile"])
+def test_the_far_tails_hold_as_far_as_a_float8_does(conn):
+    """A tail term below 1e-250 counted as 0 (quantiles stopped at 33.8 sigma: -33.82 for every q below
+    1e-250; mixture_sf(37) was 0) and the plain CDF clamped erfc's argument at 8 (5.6e-30 for every x
+    below -11.3 sigma): now either tail down to 1e-304, as scipy has them."""
+    from scipy.stats import truncnorm
+
+    for x in (-11.0, -12.0, -20.0, -37.0):
+        cdf, sf = one(conn, "healcat.mixture_cdf('{1}', '{0}', '{1}', :x), healcat.mixture_sf('{1}', '{0}', '{1}', -:x)",
+                      x=x)
+        assert (cdf, sf) == pytest.approx((norm.cdf(x), norm.sf(-x)), rel=1e-9), x
+    for q in (1e-250, 1e-260, 1e-300, 1e-304):
+        assert one(conn, "healcat.mixture_quantile('{1}', '{0}', '{1}', :q)", q=q)[0] == pytest.approx(norm.ppf(q),
+                                                                                                          rel=1e-9)
+    kept = truncnorm(35.0, float("inf"), loc=-35.0)  # was NULL: 'nothing above the bound'
+    assert one(conn, "healcat.mixture_cdf('{1}', '{-35}', '{1}', 0.01, 0), healcat.mixture_pdf('{1}', '{-35}', '{1}', "
+                     "0.01, 0)") == pytest.approx((kept.cdf(0.01), kept.pdf(0.01)), rel=1e-9)
+    assert one(conn, "healcat.mixture_cdf('{1}', '{0}', '{1}', -12, -40)")[0] == pytest.approx(norm.cdf(-12), rel=1e-9)
+    # weights of any size: the terms are shares of their sum, so no product underflows
+    assert one(conn, "healcat.mixture_sf('{1e30,1e30}', '{0,1}', '{1,1}', 30)")[0] == pytest.approx(
+        0.5 * (norm.sf(30) + norm.sf(29)), rel=1e-9)
+    assert one(conn, "healcat.mixture_cdf('{1e-40,1}', '{0,1}', '{1,1}', -30)")[0] == pytest.approx(
+        1e-40 * norm.cdf(-30) + norm.cdf(-31), rel=1e-9)
+
+
+def test_0054s_downgrade_restores_every_function(engine, database_url):
+    before, upgraded, after = across_a_migration(engine, database_url, "0054", "0053")
+    assert upgraded != before and len(upgraded) == len(before) and after == before
+
+
+@pytest.mark.parametrize("function", ["mixture_pdf", "mixture_cdf", "mixture_sf", "mixture_quantile"])
 @pytest.mark.parametrize(("w", "m", "s", "why"), [
     ("{1}", "{0}", "{0}", "sigmas finite and > 0"),             # was 'division by zero'
     ("{-1,2}", "{0,1}", "{1,1}", "weights must be finite and >= 0"),  # was a CDF of -0.99999

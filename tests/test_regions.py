@@ -16,7 +16,7 @@ from mocpy import MOC
 
 from catalog.cli import main
 from catalog.errors import QueryError
-from catalog.search import box_search, ellipse_search, moc_search, nearest, polygon_search
+from catalog.search import box_search, cone_search, ellipse_search, moc_search, nearest, polygon_search
 from catalog.search.region import checked_int
 from tests.conftest import GAIA_RELEASE
 
@@ -180,6 +180,21 @@ def test_tiny_ellipse_around_a_star(engine, sky):
     assert sky["id"][int(len(sky["id"]) * 0.52)] in set(py["source_id"])
     rotated = ellipse_search(ra + 0.1 / 3600, dec, 0.5, 0.001, 0.0)  # the same star is now off the minor axis
     assert sky["id"][int(len(sky["id"]) * 0.52)] not in set(rotated["source_id"])
+
+
+def test_a_circle_through_a_source_at_its_reported_distance_holds_it_as_the_cone_does(engine, catalog):
+    """An ellipse with both semi-axes the distance a search reported for a source (a circle) left it out,
+    the sum of its focal distances 1 ulp over 2a (the review's 593.3925485483893 arcsec), while the cone
+    of that radius found it: the edge is now the cone's, a few ulps wide."""
+    found = cone_search(160.9415, 0.7968, 600.0)
+    assert len(found) >= 10
+    for row in found:
+        radius = float(row["distance_arcsec"])
+        for pa in (0.0, 37.0):
+            py = ellipse_search(160.9415, 0.7968, radius, radius, pa)
+            sql = sql_rows(engine, "ellipse_search(160.9415, 0.7968, :r, :r, :pa)", {"r": radius, "pa": pa})
+            assert row["source_id"] in set(py["source_id"]) and row["source_id"] in {r[0] for r in sql}, (radius, pa)
+            assert set(py["source_id"]) == set(cone_search(160.9415, 0.7968, radius)["source_id"])
 
 
 # --- polygon ---------------------------------------------------------------------
