@@ -718,13 +718,17 @@ def cmd_worker(args: argparse.Namespace) -> None:
 
     if args.concurrency > 1:
         codes = run_pool(args.concurrency, once=args.once, poll_s=args.poll)
-        print(f"{args.concurrency} workers stopped (exit codes {codes})")
+        print(f"{_count(len(codes), 'worker')} stopped (exit codes {codes})")
+        if args.once and any(codes):  # a job failed, or a member was killed: a cron job's mail should say so
+            raise HealcatError("worker: a member's job failed or a member was killed (`healcat jobs` lists failures)")
         return
     worker = Worker(db.engine())
     worker.stop_on_signals()
     logging.getLogger().setLevel(logging.INFO)
     n = worker.run(once=args.once, poll_s=args.poll)
     print(f"worker {worker.name}: {_count(n, 'job')} run")
+    if args.once and worker.failed:  # recorded and, where it may pass, queued again; the exit status says so (cron)
+        raise HealcatError(f"worker {worker.name}: {_count(worker.failed, 'job')} failed (`healcat jobs` lists them)")
 
 
 def cmd_jobs(args: argparse.Namespace) -> None:
@@ -881,10 +885,14 @@ def cmd_release_show(args: argparse.Namespace) -> None:
 
 
 def cmd_release_diff(args: argparse.Namespace) -> None:
-    from catalog.releases import diff_release
+    from catalog.releases import diff_release, show_release
 
     with db.engine().connect() as conn:
-        _print_table(diff_release(conn, args.name, args.change), args.format)
+        changes = diff_release(conn, args.name, args.change)
+        if not changes and not show_release(conn, args.name)["previous"]:  # not "nothing changed": nothing before
+            print(f"{args.name} is its survey's first release: there is no previous release to diff against",
+                  file=sys.stderr)
+        _print_table(changes, args.format)
 
 
 def _release_action(group, action: str, func, help: str, fmt: dict) -> argparse.ArgumentParser:

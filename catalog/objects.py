@@ -95,7 +95,9 @@ def predictions(source_ids, model: str = DEFAULT_MODEL, *, version: str | None =
 
     what = "predictions"
     ids = _source_ids(what, source_ids)
-    grid = _grid(what, pdf_at)
+    for name, value in (("model", model), ("version", version)):
+        if not isinstance(value, str) and (value is not None or name == "model"):
+            raise QueryError(f"{what}: {name} must be text (a model's name, a version such as '1'), got {value!r}")
     with (engine or default_engine()).connect() as conn:
         try:
             model_id, task_name = conn.execute(sa.text(
@@ -106,16 +108,18 @@ def predictions(source_ids, model: str = DEFAULT_MODEL, *, version: str | None =
                 raise
             conn.rollback()
             hint = model_hint(conn, model) if "no model named" in str(error) else ""
-            raise QueryError(f"{what}: {error}{hint}") from None
+            said = str(error) if str(error).startswith(f"{what}:") else f"{what}: {error}"  # (the timeout's)
+            raise QueryError(f"{said}{hint}") from None
         task = get_task(task_name)
+        grid = _grid(what, pdf_at, task.unit)
         lower = "" if task.value_min is None else ", :lower"
         statement = PREDICTIONS.format(run=CURRENT_RUN if version is None else VERSION_RUN, lower=lower,
                                        pdf="" if grid is None else PDF_ON_GRID.format(lower=lower))
         no_run = (f"model {model} has no current run on release " if version is None else
                   f"model {model} version {version} has not finished a run on release ")
-        rows = conn.execute(sa.text(statement), {
+        rows = _rows(conn, what, statement, {
             "ids": ids, "model": model, "version": version, "model_id": model_id, "lower": task.value_min,
-            "grid": None if grid is None else grid.tolist(), "no_run": no_run}).all()
+            "grid": None if grid is None else grid.tolist(), "no_run": no_run})
     table = _predictions_table(rows, task, grid)
     table.meta.update(model=model, task=task_name, version=version or "current")
     if grid is not None:
@@ -150,10 +154,10 @@ def _predictions_table(rows: list, task, grid: np.ndarray | None) -> Table:
                 ("pdf_weights", weights, None, "the PDF's Gaussian-mixture weights"),
                 ("pdf_means", means, unit, "the mixture's component means (untruncated)"),
                 ("pdf_sigmas", sigmas, spread, "the mixture's component sigmas")):
-            table[name] = _rows_of(arrays, column_unit)
+            table[name] = _rows_of(arrays, column_unit, np.float32)  # float4, as stored: the same bits as SQL reads
             table[name].description = text
     if grid is not None:
-        table["pdf"] = _rows_of(columns[14], None, width=len(grid))
+        table["pdf"] = _rows_of(columns[14], None, np.float64, width=len(grid))
         table["pdf"].description = "the PDF at meta['pdf_at'] (truncated where the values end and renormalised)"
     table["reason"] = masked_column(columns[-1], str)
     table["reason"].description = "why the source has no prediction (masked where it has one)"
@@ -173,11 +177,11 @@ DESCRIPTIONS = {
 }
 
 
-def _rows_of(arrays: tuple, unit, width: int | None = None) -> MaskedColumn:
+def _rows_of(arrays: tuple, unit, dtype, width: int | None = None) -> MaskedColumn:
     """Per-row arrays (None where a source has none, NULL elements as None) as one 2-D masked column of
-    ``width`` (default: the longest row's) floats, shorter rows masked beyond their end."""
+    ``width`` (default: the longest row's) floats of ``dtype``, shorter rows masked beyond their end."""
     width = width if width is not None else max((len(a) for a in arrays if a is not None), default=0)
-    data = np.zeros((len(arrays), width))
+    data = np.zeros((len(arrays), width), dtype=dtype)
     mask = np.ones((len(arrays), width), dtype=bool)
     for i, values in enumerate(arrays):
         if values is not None:
@@ -192,8 +196,13 @@ def _source_ids(what: str, source_ids) -> list[int | None]:
     if isinstance(source_ids, (Table, Row)):
         if "source_id" not in source_ids.colnames:
             raise QueryError(f"{what}: a table of sources needs a source_id column; it has {', '.join(source_ids.colnames)}")
-        source_ids = source_ids["source_id"]
+        if isinstance(source_ids, Row):  # its one cell, masked or not, as a column of one
+            source_ids = source_ids.table["source_id"][source_ids.index:source_ids.index + 1]
+        else:
+            source_ids = source_ids["source_id"]
     values = np.ma.atleast_1d(np.ma.asanyarray(source_ids))
+    if values.dtype == object and all(isinstance(v, int) and not isinstance(v, bool) for v in values.ravel()):
+        raise QueryError(f"{what}: source_ids must fit a bigint, got {max(values.ravel(), key=abs)}")  # past int64
     if values.ndim != 1 or (values.dtype.kind not in "iu" and values.size):
         raise QueryError(f"{what}: source_ids must be integers (healcat's source_id: one, a list or an array), "
                          f"got {str(source_ids)[:80]}")
@@ -203,13 +212,17 @@ def _source_ids(what: str, source_ids) -> list[int | None]:
     return [None if missing else int(v) for v, missing in zip(values.data, mask)]
 
 
-def _grid(what: str, pdf_at) -> np.ndarray | None:
-    """The values a PDF is evaluated at, as finite floats (an astropy Quantity in the value's unit: a
-    redshift is dimensionless), else a QueryError."""
+def _grid(what: str, pdf_at, unit: str) -> np.ndarray | None:
+    """The values a PDF is evaluated at, as finite floats (an astropy Quantity converted to the value's
+    ``unit``: a redshift is dimensionless), else a QueryError."""
     if pdf_at is None:
         return None
     if isinstance(pdf_at, u.Quantity):
-        pdf_at = pdf_at.to_value(u.dimensionless_unscaled)
+        try:
+            pdf_at = pdf_at.to_value(u.Unit(unit) if unit else u.dimensionless_unscaled)
+        except u.UnitsError:
+            raise QueryError(f"{what}: pdf_at must be in the model's unit ({unit or 'dimensionless'}), "
+                             f"got {pdf_at.unit}") from None
     try:
         grid = np.atleast_1d(np.asarray(pdf_at, dtype=np.float64))
     except (TypeError, ValueError):
@@ -259,18 +272,26 @@ def _per_object(what: str, statement: str, source_id, release: str | None, engin
     from catalog.db import engine as default_engine
 
     source_id = checked_int(what, "source_id", source_id, -2**63, 2**63 - 1)
+    if release is not None and not isinstance(release, str):
+        raise QueryError(f"{what}: release must be a release's name (text), got {release!r}")
     with (engine or default_engine()).connect() as conn:
         shard = conn.scalar(sa.text("SELECT shard FROM healcat.source WHERE source_id = :source_id"),
                             {"source_id": source_id})
         if shard is None:
             raise QueryError(f"{what}: no source with source_id {source_id}")
-        try:
-            return conn.execute(sa.text(statement.format(releases=PUBLISHED if release is None else NAMED)), {
-                "shard": shard, "source_id": source_id, "what": what, "release": release}).all()
-        except sa.exc.DBAPIError as exc:
-            if (error := query_error(exc, what)) is None:
-                raise
-            raise error from None
+        return _rows(conn, what, statement.format(releases=PUBLISHED if release is None else NAMED),
+                     {"shard": shard, "source_id": source_id, "what": what, "release": release})
+
+
+def _rows(conn: sa.Connection, what: str, statement: str, params: dict) -> list:
+    """A statement's rows; an argument's error or the statement timeout (the read-only role has one) as a
+    QueryError saying so, as the searches do."""
+    try:
+        return conn.execute(sa.text(statement), params).all()
+    except sa.exc.DBAPIError as exc:
+        if (error := query_error(exc, what)) is None:
+            raise
+        raise (error if str(error).startswith(f"{what}:") else QueryError(f"{what}: {error}")) from None
 
 
 __all__ = ["light_curve", "predictions", "spectra"]

@@ -150,7 +150,7 @@ def _ingest(mapping, engine: sa.Engine, file: str | Path | None, checksum: str |
         return ingest_per_object(mapping, engine, checksum=checksum)
     path = input_file(mapping, file)
     found, hashed = hashed_release(path, mapping, confined=file is None)  # a --file is the operator's
-    check_unchanged(path, checksum, found)
+    check_unchanged(path, checksum, found, mapping=mapping.path)
 
     def load_rows(pg, release_id: int) -> dict[str, int]:
         counts = _load_rows(pg, mapping, path, release_id)
@@ -179,12 +179,15 @@ def refuse_file(mapping, file: str | Path | None) -> None:
                           f"(and [catalog]) globs match; it takes no --file ({file})")
 
 
-def check_unchanged(path: Path | str, scanned: str | None, found: str, older: tuple[str, ...] = ()) -> None:
-    """Fail when the release's files are not what the scheduler scanned (still being written, or
-    replaced); ``older``: the checksums an older healcat gave the same files (a job it queued)."""
+def check_unchanged(path: Path | str, scanned: str | None, found: str, older: tuple[str, ...] = (), *,
+                    mapping: Path) -> None:
+    """Fail when the release's files or its mapping (the checksum covers both) are not what the scheduler
+    scanned (still being written, replaced or edited); ``older``: the checksums an older healcat gave the
+    same files (a job it queued)."""
     if scanned is not None and scanned not in (found, *older):
-        raise ContentChanged(f"{path}: changed since the scheduler found it (sha256 {scanned[:12]}... then, "
-                          f"{found[:12]}... now): not loaded; the next scan queues what it holds now")
+        raise ContentChanged(f"{path}, or its mapping {mapping}: changed since the scheduler found them (sha256 "
+                             f"{scanned[:12]}... then, {found[:12]}... now): not loaded; the next scan queues what "
+                             "they hold now")
 
 
 #: Why a release's checksum differs when its mapping reads the same: the file, or what the checksum

@@ -347,17 +347,19 @@ def check_mapped(present: set[str], used: set[str], ignore: dict[str, str], file
 
 
 def resolve_file(mapping_path: Path, file: str, *, pattern: bool = False) -> Path:
-    """Where a mapping's ``file`` is: an absolute path as it is; a relative one in the data folder,
-    or, where the data folder has no such file and the mapping's own folder has, in the mapping's
-    folder (your mapping beside your file). ``pattern``: ``file`` is a glob, there where it matches a
-    file. MissingInputError, naming every place looked in, where it is in none."""
+    """Where a mapping's ``file`` is, as an absolute path (a job's path must mean the same to a worker in
+    any folder, and a release's source_uri later): an absolute path as it is; a relative one beside the
+    mapping (your mapping beside your file, or dropped with it in a scheduler's folder), else in the
+    data folder. The scheduler's folders and ``healcat ingest`` find the same file so (the data folder
+    first made the two load different files under one release name). ``pattern``: ``file`` is a glob,
+    there where it matches a file. MissingInputError, naming every place looked in, where it is in none."""
     path = Path(file)
-    places = [path] if path.is_absolute() else [data_dir() / path, mapping_path.parent / path]
+    places = [path] if path.is_absolute() else [mapping_path.parent / path, data_dir() / path]
     for place in places:
         if glob.glob(str(place)) if pattern else place.exists():
-            return place
-    where = "" if path.is_absolute() else (f" in the data folder ({data_dir()}) or the mapping's own folder "
-                                           f"({mapping_path.parent})")
+            return place.absolute()
+    where = "" if path.is_absolute() else (f" beside the mapping ({mapping_path.parent.absolute()}) or in the data "
+                                           f"folder ({data_dir()})")
     raise MissingInputError(f"{file}: {'no file matches' if pattern else 'no such file'}{where}")
 
 

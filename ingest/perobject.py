@@ -110,7 +110,7 @@ def ingest_per_object(mapping: PerObjectMapping, engine, *, checksum: str | None
     uri = mapping.source_uri
     load = _load_light_curves if mapping.light_curve else _load_spectra
     found, older, hashed = hashed_files(inputs, mapping)
-    check_unchanged(uri, checksum, found, older)
+    check_unchanged(uri, checksum, found, older, mapping=mapping.path)
 
     def load_rows(pg, release_id: int) -> dict[str, int]:
         counts = load(pg, mapping, inputs, release_id)

@@ -66,6 +66,7 @@ class Candidate:
     manifest: Path | None = None  # the manifest naming ``file``: its folder may hold it
     version: str | None = None  # from a manifest: the release's version, instead of the mapping's
     date: str | None = None  # from a manifest: the release's date (ISO), instead of the mapping's
+    error: str | None = None  # a manifest entry that cannot be read: skipped saying why, the others queued
 
 
 def sources_from_env() -> list[Path]:
@@ -91,7 +92,9 @@ def check_sources(sources: list[Path]) -> None:
 
 
 def candidates(source: Path) -> list[Candidate]:
-    """The releases a source offers, in a stable order."""
+    """The releases a source offers, in a stable order; their paths absolute (a worker in another folder
+    reads the job's paths)."""
+    source = source.absolute()
     if source.is_dir():
         # not hidden files (an editor's or a copy's temporary names): a release is dropped by renaming
         return [Candidate(path, folder=source) for path in sorted(source.glob("*.toml")) if not path.name.startswith(".")]
@@ -103,24 +106,32 @@ def candidates(source: Path) -> list[Candidate]:
         raise IngestError(f"release source {source}: not valid TOML: {exc}") from None
     found = []
     for i, entry in enumerate(entries, 1):
-        if not isinstance(entry, dict) or not isinstance(entry.get("mapping"), str):
-            raise IngestError(f"release source {source}: [[release]] number {i} needs a string 'mapping'")
-        mapping = Path(entry["mapping"])
-        if mapping.suffix:
-            mapping = source.parent / mapping
-        if not isinstance(entry.get("version", ""), str):
-            raise IngestError(f"release source {source}: [[release]] number {i}: version must be a string")
-        if not isinstance(entry.get("file", ""), str):  # else dropped, and the mapping's own file queued
-            raise IngestError(f"release source {source}: [[release]] number {i}: file must be a string (a path "
-                              f"relative to the manifest), got {entry['file']!r}")
-        date = entry.get("date")
-        if date is not None and (not isinstance(date, dt.date) or isinstance(date, dt.datetime)):
-            raise IngestError(f"release source {source}: [[release]] number {i}: date must be a TOML date such as "
-                              f"2017-07-31, got {date!r}")
-        file = source.parent / entry["file"] if "file" in entry else None
-        found.append(Candidate(mapping, file, manifest=source, version=entry.get("version"),
-                               date=date.isoformat() if date is not None else None))
+        try:
+            found.append(_manifest_entry(source, i, entry))
+        except IngestError as exc:  # this entry alone is skipped, saying why; the manifest's others are queued
+            found.append(Candidate(source, manifest=source, error=str(exc)))
     return found
+
+
+def _manifest_entry(source: Path, i: int, entry) -> Candidate:
+    """A manifest's ``i``-th [[release]] as a candidate, else an IngestError naming the entry and the field."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("mapping"), str):
+        raise IngestError(f"release source {source}: [[release]] number {i} needs a string 'mapping'")
+    mapping = Path(entry["mapping"])
+    if mapping.suffix:
+        mapping = source.parent / mapping
+    if not isinstance(entry.get("version", ""), str):
+        raise IngestError(f"release source {source}: [[release]] number {i}: version must be a string")
+    if not isinstance(entry.get("file", ""), str):  # else dropped, and the mapping's own file queued
+        raise IngestError(f"release source {source}: [[release]] number {i}: file must be a string (a path "
+                          f"relative to the manifest), got {entry['file']!r}")
+    date = entry.get("date")
+    if date is not None and (not isinstance(date, dt.date) or isinstance(date, dt.datetime)):
+        raise IngestError(f"release source {source}: [[release]] number {i}: date must be a TOML date such as "
+                          f"2017-07-31, got {date!r}")
+    file = source.parent / entry["file"] if "file" in entry else None
+    return Candidate(mapping, file, manifest=source, version=entry.get("version"),
+                     date=date.isoformat() if date is not None else None)
 
 
 class Scheduler:
@@ -168,6 +179,8 @@ class Scheduler:
         skipped[what] = message
 
     def _schedule(self, candidate: Candidate) -> int | None:
+        if candidate.error is not None:
+            raise IngestError(candidate.error)
         mapping = load_mapping(candidate.mapping, candidate.version, candidate.date)
         if isinstance(mapping, Mapping):
             file = candidate.file

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import socket
@@ -203,6 +204,7 @@ class Worker:
         self.heartbeat_s = heartbeat_s
         self.stopping = threading.Event()
         self.done = 0  # jobs run
+        self.failed = 0  # of which failed (retried later or not)
         self.claimed = False  # whether the current connection has claimed (the database answered)
         self.lost_job: int | None = None  # the job this worker was running when its session ended
         # ends what read-only sessions run past their limits, on a thread of its own: a job may run for hours
@@ -222,7 +224,7 @@ class Worker:
             return self._run(once=once, poll_s=poll_s)
 
     def _run(self, *, once: bool, poll_s: float) -> int:
-        self.done, wait_s, reached = 0, 1.0, False
+        self.done, self.failed, wait_s, reached = 0, 0, 1.0, False
         while not self.stopping.is_set():
             self.claimed = False
             try:
@@ -283,6 +285,7 @@ class Worker:
                 # fails the same way every time: no retries; a missing file may still arrive.
                 permanent = isinstance(exc, (IngestError, QueryError)) and not isinstance(exc, MissingInputError)
                 status = self._record(owned, lambda c: queue.fail(c, job, error, retry=not permanent))
+                self.failed += 1
                 log.error("job %d failed (%s): %s", job.job_id, status, exc)
             else:
                 self._record(owned, lambda c: queue.finish(c, job, result))
@@ -307,24 +310,43 @@ def _pool_member(once: bool, poll_s: float) -> None:
     worker = Worker(db.engine())
     worker.stop_on_signals()
     worker.run(once=once, poll_s=poll_s)
+    raise SystemExit(1 if once and worker.failed else 0)  # --once (cron): a failed job makes the exit code say so
 
 
 def run_pool(concurrency: int, *, once: bool = False, poll_s: float = 2.0) -> list[int]:
     """``healcat worker --concurrency N``: N worker processes (ingestion is CPU-bound Python, so
-    processes, not threads); SIGTERM/SIGINT are passed on and each finishes its job. Returns exit codes."""
+    processes, not threads); SIGTERM/SIGINT are passed on and each finishes its job. A member killed by a
+    signal the pool did not pass on (the kernel's out-of-memory killer, an operator's kill -9) is
+    replaced, and said so; its job is requeued by the next claim. Returns every member's exit code."""
     ctx = multiprocessing.get_context("spawn")
-    members = [ctx.Process(target=_pool_member, args=(once, poll_s), name=f"worker-{i + 1}")
-               for i in range(concurrency)]
-    for member in members:
+    started = 0
+    stopping = threading.Event()
+
+    def start() -> multiprocessing.Process:
+        nonlocal started
+        started += 1
+        member = ctx.Process(target=_pool_member, args=(once, poll_s), name=f"worker-{started}")
         member.start()
+        return member
+
+    members = [start() for _ in range(concurrency)]
 
     def pass_on(signum, _frame):
+        stopping.set()
         for member in members:
             if member.pid is not None and member.is_alive():
                 os.kill(member.pid, signum)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, pass_on)
-    for member in members:
-        member.join()
-    return [member.exitcode for member in members]
+    codes = []
+    while members:
+        multiprocessing.connection.wait([member.sentinel for member in members])
+        for member in [m for m in members if not m.is_alive()]:
+            members.remove(member)
+            member.join()
+            codes.append(member.exitcode)
+            if member.exitcode < 0 and not stopping.is_set():
+                log.error("%s was killed (signal %d); starting another in its place", member.name, -member.exitcode)
+                members.append(start())
+    return codes

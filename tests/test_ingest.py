@@ -278,15 +278,15 @@ def test_broken_file_and_changed_content_fail_clearly(engine, tmp_path, scratch_
     with engine.connect() as conn:  # the failed releases left nothing behind
         assert conn.scalar(sa.text("SELECT count(*) FROM healcat.release WHERE name = 'scratch/broken'")) == 0
     small = tmp_path / "small.csv"
-    small.write_text(header + "\n" + "\n".join(SDSS_CSV.read_text().splitlines()[1:4]))
+    small.write_text(header + "\n" + "\n".join(SDSS_CSV.read_text().splitlines()[1:4]) + "\n")
     monkeypatch.chdir(tmp_path)  # --file is relative to the working directory
     first = ingest_release(mapping, engine, file="small.csv")
     assert first.row_counts["source"] == 3
-    small.write_text(small.read_text() + "\n" + SDSS_CSV.read_text().splitlines()[5])
+    small.write_text(small.read_text() + SDSS_CSV.read_text().splitlines()[5] + "\n")
     with pytest.raises(IngestError, match="already loaded from different content .*: the same mapping, so other file bytes, or a checksum an older"):
         ingest_release(mapping, engine, file=small)
     # the same bytes with another date (a rerun that left out the first run's --release-date): said so
-    small.write_text(header + "\n" + "\n".join(SDSS_CSV.read_text().splitlines()[1:4]))
+    small.write_text(header + "\n" + "\n".join(SDSS_CSV.read_text().splitlines()[1:4]) + "\n")
     dated = load_mapping(mapping, date="2018-01-01")
     with pytest.raises(IngestError, match=r"different content \(sha256 .*: release\.date: 2017-07-31 then, "
                                           r"2018-01-01 now\); give the new release a new version \(or, to load"):

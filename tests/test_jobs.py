@@ -10,9 +10,9 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
-import pytest
 import sqlalchemy as sa
 
 from catalog import db
@@ -154,6 +154,38 @@ def test_scheduler_queues_each_new_release_once_even_with_two_running(engine, ca
     assert current == [("scratch/sched2", "20")] and scheduled == 1
 
 
+def test_ingest_and_the_scheduler_find_one_file_and_queue_it_by_its_absolute_path(engine, catalog, tmp_path,
+                                                                                   scratch_release, monkeypatch):
+    """A folder's mapping with its file beside it, where the data folder has a file of the same relative name:
+    the scheduler read the one beside, `healcat ingest` the data folder's, and whichever ran first published
+    its file under the release's name (the other failed). And a manifest named by a relative path queued its
+    file relative to the scheduler's folder: a worker elsewhere could not find it, and release.source_uri
+    said a path that meant nothing later."""
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    mapping = scratch_mapping(drop, "beside")
+    beside = drop / load_mapping(mapping).file  # the data folder's relative name, 20 rows here
+    beside.parent.mkdir()
+    write_csv(beside, sdss_rows()[:20])
+    assert (data_dir() / load_mapping(mapping).file).is_file()
+    assert load_mapping(mapping).input_path() == beside
+    monkeypatch.chdir(tmp_path)
+    manifest = Path("releases.toml")
+    manifest.write_text('[[release]]\nmapping = "drop/scratch-beside.toml"\n')
+    assert [c.mapping.is_absolute() for c in candidates(manifest)] == [True]
+    (job_id,) = Scheduler(engine, [manifest], settle_s=0).scan()
+    with engine.connect() as conn:
+        args = conn.scalar(sa.text("SELECT args FROM healcat.job WHERE job_id = :j"), {"j": job_id})
+    assert (args["file"], args["mapping"]) == (str(beside), str(mapping.absolute()))
+    monkeypatch.chdir(tmp_path / "drop")  # the worker elsewhere
+    assert Worker(engine, name="test").run(once=True) >= 1
+    with engine.connect() as conn:
+        uri, sources = conn.execute(sa.text("SELECT source_uri, row_counts->>'source' FROM healcat.release "
+                                            "WHERE name = 'scratch/beside'")).one()
+    assert (uri, sources) == (str(beside), "20")
+    assert ingest_release(Path("scratch-beside.toml"), engine).already_loaded  # `healcat ingest` finds the same
+
+
 def test_a_manifest_entry_whose_file_is_no_text_is_refused_naming_it(tmp_path):
     """file = ["a.csv"] was dropped without a word, and the mapping's own file queued in its place."""
     manifest = tmp_path / "releases.toml"
@@ -161,10 +193,13 @@ def test_a_manifest_entry_whose_file_is_no_text_is_refused_naming_it(tmp_path):
     manifest.write_text(entry.format(n=1, file='"a.csv"'))
     (candidate,) = candidates(manifest)
     assert (candidate.file, candidate.version) == (tmp_path / "a.csv", "v1")
-    manifest.write_text(entry.format(n=1, file='"a.csv"') + entry.format(n=2, file='["b.csv"]'))
-    with pytest.raises(IngestError, match=re.escape(f"release source {manifest}: [[release]] number 2: file must be a "
-                                                    "string (a path relative to the manifest), got ['b.csv']")):
-        candidates(manifest)
+    manifest.write_text(entry.format(n=1, file='"a.csv"') + entry.format(n=2, file='["b.csv"]')
+                        + entry.format(n=3, file='"c.csv"'))
+    first, second, third = candidates(manifest)  # the bad entry alone is skipped (the scan logs why)
+    assert (first.file, first.error, third.file, third.version) == (tmp_path / "a.csv", None, tmp_path / "c.csv", "v3")
+    assert second.error == (f"release source {manifest}: [[release]] number 2: file must be a string (a path "
+                            "relative to the manifest), got ['b.csv']")
+
 
 def test_scheduler_skips_what_it_cannot_read_and_says_why(engine, catalog, tmp_path, scratch_release, caplog,
                                                           capsys):
@@ -176,7 +211,7 @@ def test_scheduler_skips_what_it_cannot_read_and_says_why(engine, catalog, tmp_p
     assert Scheduler(engine, [tmp_path, tmp_path / "no-such-manifest.toml"]).scan() == []
     text = caplog.text
     assert "broken.toml: not valid TOML" in text
-    assert (f"not-here.csv: no such file in the data folder ({data_dir()}) or the mapping's own folder ({tmp_path})"
+    assert (f"not-here.csv: no such file beside the mapping ({tmp_path}) or in the data folder ({data_dir()})"
             in text), "every place searched"
     assert "no-such-manifest.toml: no such directory or manifest file" in text
     assert "sentinel.toml: [photometry] sentinels: 'n/a' is not a number" in text
@@ -351,7 +386,8 @@ def test_scheduler_waits_for_a_file_to_settle_and_loads_only_what_it_scanned(eng
     assert Worker(engine, name="test").run(once=True) == 1
     (job,) = _jobs(engine)  # ended, loading nothing: not a failure an operator must clear (it stayed in failed_job)
     assert (job.job_id, job.status, job.attempts, job.error) == (job_id, "done", 1, None)
-    assert "growing.csv: changed since the scheduler found it" in job.result["not_loaded"]
+    assert "growing.csv, or its mapping " in job.result["not_loaded"]
+    assert ": changed since the scheduler found them" in job.result["not_loaded"]
     assert job.result["queued_jobs"] == []
     with engine.connect() as conn:
         assert conn.scalar(sa.text("SELECT count(*) FROM healcat.release WHERE name = 'scratch/growing'")) == 0
@@ -424,6 +460,50 @@ def test_a_worker_pool_runs_separate_releases_in_parallel_processes(engine, cata
     assert run.returncode == 0 and "2 workers stopped (exit codes [0, 0])" in run.stdout, run.stderr
     jobs = _jobs(engine)
     assert sorted((j.kind, j.status, j.attempts) for j in jobs) == [("index", "done", 1)] * 2 + [("ingest", "done", 1)] * 2
+
+
+def _members(pool_pid: int) -> set[int]:
+    """The worker processes of a pool that are up (their SIGTERM handler set: a member still importing dies
+    of the pool's SIGTERM): its children started by multiprocessing's spawn, not its resource tracker."""
+    found = set()
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            status = Path(f"/proc/{entry}/status").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except (FileNotFoundError, ProcessLookupError):  # gone meanwhile
+            continue
+        caught = int(re.search(r"^SigCgt:\s*([0-9a-f]+)", status, re.M).group(1), 16)
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pool_pid and b"spawn_main" in cmdline and caught >> 14 & 1:
+            found.add(int(entry))
+    return found
+
+
+def test_a_pool_member_killed_is_replaced_and_a_failed_once_run_exits_non_zero(engine, database_url, catalog, capsys,
+                                                                              tmp_path, scratch_release):
+    """A member the kernel's OOM killer (or kill -9) ended left the pool one process short for good, with
+    nothing said; and `worker --once` exited 0 when its jobs had failed, so cron never heard of them."""
+    env = {**os.environ, "HEALCAT_DATABASE_URL": db.libpq_url(engine.url)}
+    pool = subprocess.Popen([sys.executable, "-m", "catalog.cli", "worker", "--concurrency", "2", "--poll", "0.2"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = wait_until(lambda: m if len(m := _members(pool.pid)) == 2 else None, "two pool members", 120, poll_s=0.5)
+        killed = min(first)
+        os.kill(killed, 9)
+        after = wait_until(lambda: m if len(m := _members(pool.pid)) == 2 and killed not in m else None,
+                           "a member in the killed one's place", 120, poll_s=0.5)
+        assert len(after & first) == 1
+    finally:
+        pool.terminate()
+        out, err = pool.communicate(timeout=120)
+    assert pool.returncode == 0 and "3 workers stopped (exit codes [-9, 0, 0])" in out, err
+    assert re.search(r"worker-\d was killed \(signal 9\); starting another in its place", err)
+    # --once with a job that fails: the exit status says so
+    mapping, _ = gaia_slice(tmp_path, 50, "fails")
+    with engine.begin() as conn:
+        queue.enqueue(conn, "ingest", {"mapping": str(mapping), "file": str(tmp_path / "no-such.bin")})
+    assert main(["worker", "--once", "--poll", "0.1"]) == 1
+    assert re.search(r"healcat: error: worker \S+: 1 job failed \(`healcat jobs` lists them\)", capsys.readouterr().err)
 
 
 def test_a_file_replaced_while_its_loader_waits_is_not_stored_under_the_checksum_scanned(engine, catalog, tmp_path,

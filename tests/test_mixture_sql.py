@@ -98,6 +98,12 @@ def test_the_far_tails_hold_as_far_as_a_float8_does(conn):
     assert one(conn, "healcat.mixture_cdf('{1}', '{-35}', '{1}', 0.01, 0), healcat.mixture_pdf('{1}', '{-35}', '{1}', "
                      "0.01, 0)") == pytest.approx((kept.cdf(0.01), kept.pdf(0.01)), rel=1e-9)
     assert one(conn, "healcat.mixture_cdf('{1}', '{0}', '{1}', -12, -40)")[0] == pytest.approx(norm.cdf(-12), rel=1e-9)
+    far = truncnorm(36.95, float("inf"), loc=-36.95)  # the density stopped at 37 sigma: 0 where the CDF was right
+    for x in (0.06, 0.1):
+        assert one(conn, "healcat.mixture_pdf('{1}', '{-36.95}', '{1}', :x, 0), healcat.mixture_cdf('{1}', '{-36.95}', "
+                         "'{1}', :x, 0)", x=x) == pytest.approx((far.pdf(x), far.cdf(x)), rel=1e-6), x
+    assert one(conn, "healcat.mixture_pdf('{1e30,1e30}', '{0,1}', '{1,1}', 37.5)")[0] == pytest.approx(
+        0.5 * (norm.pdf(37.5) + norm.pdf(36.5)), rel=1e-9)
     # weights of any size: the terms are shares of their sum, so no product underflows
     assert one(conn, "healcat.mixture_sf('{1e30,1e30}', '{0,1}', '{1,1}', 30)")[0] == pytest.approx(
         0.5 * (norm.sf(30) + norm.sf(29)), rel=1e-9)
@@ -107,7 +113,7 @@ def test_the_far_tails_hold_as_far_as_a_float8_does(conn):
 
 def test_0054s_downgrade_restores_every_function(engine, database_url):
     before, upgraded, after = across_a_migration(engine, database_url, "0054", "0053")
-    assert upgraded != before and len(upgraded) == len(before) and after == before
+    assert upgraded != before and len(upgraded) == len(before) + 1 and after == before  # + mixture_tail
 
 
 @pytest.mark.parametrize("function", ["mixture_pdf", "mixture_cdf", "mixture_sf", "mixture_quantile"])

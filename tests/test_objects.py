@@ -88,6 +88,17 @@ def test_ids_without_a_prediction_each_get_a_row_saying_why(engine, catalog):
     assert found["value"][0] == found["value"][4] and found["release"][0] == SDSS_RELEASE
     assert predictions(star)["reason"][0] == f"model photoz-sdss has no current run on release {GAIA_RELEASE}"
     assert len(predictions([])) == 0
+    masked_row = Table({"source_id": asked})[2]  # a cross-match's unmatched row
+    assert predictions(masked_row)["reason"][0] == "no source_id (a masked or missing value)"
+
+
+def test_the_statement_timeout_is_a_query_error_saying_so(database_url, catalog):
+    """The read-only role's statement_timeout cancelled predictions() with a bare OperationalError."""
+    slow = sa.create_engine(database_url, connect_args={"options": "-c statement_timeout=300"}, poolclass=sa.pool.NullPool)
+    ids = list(range(1, 20_000))  # the SDSS sample's ~5,000 galaxies among them: seconds of intervals
+    with pytest.raises(QueryError, match="^predictions: cancelled by the server's statement_timeout"):
+        predictions(ids, engine=slow)
+    slow.dispose()
 
 
 @pytest.mark.parametrize(("args", "kwargs", "message"), [
@@ -101,6 +112,10 @@ def test_ids_without_a_prediction_each_get_a_row_saying_why(engine, catalog):
     ([1], {"pdf_at": [0.1, np.nan]}, "pdf_at must be one or more finite numbers"),
     ([1], {"pdf_at": []}, "pdf_at must be one or more finite numbers"),
     ([1], {"pdf_at": ["z"]}, "pdf_at must be numbers"),
+    ([1], {"pdf_at": [0.1] * u.deg}, "pdf_at must be in the model's unit (dimensionless), got deg"),
+    ([1], {"version": 1}, "version must be text (a model's name, a version such as '1'), got 1"),
+    ([[2**64]], {}, "source_ids must fit a bigint, got 18446744073709551616"),
+    ([np.array([2**63], dtype=np.uint64)], {}, "source_ids must fit a bigint, got 9223372036854775808"),
 ])
 def test_bad_arguments_are_errors_naming_them(catalog, args, kwargs, message):
     with pytest.raises(QueryError, match="^predictions: ") as raised:
@@ -155,6 +170,8 @@ def test_a_missing_source_or_release_is_an_error_naming_it(per_object, fn):
         fn(source_id_of("135_9613"), release="no/such")
     with pytest.raises(QueryError, match=f"^{what}: source_id must be an integer"):
         fn("135_9613")
+    with pytest.raises(QueryError, match=f"^{what}: release must be a release's name \\(text\\), got 5$"):
+        fn(source_id_of("135_9613"), release=5)
 
 
 def test_the_command_line_gives_the_same_rows_one_value_a_csv_cell(catalog, capsys):

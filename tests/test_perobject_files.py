@@ -166,8 +166,8 @@ def test_a_per_object_file_found_nowhere_names_every_place_searched(tmp_path):
     mapping = per_object_mapping(tmp_path, "ztf_bts_snia", "notyet", {"catalog": ["ztfcopy/notyet.csv"]})
     with pytest.raises(MissingInputError) as missing:
         load_mapping(mapping).input_files()
-    assert str(missing.value) == (f"ztfcopy/notyet.csv: no file matches in the data folder ({data_dir()}) or the "
-                                  f"mapping's own folder ({tmp_path})")
+    assert str(missing.value) == (f"ztfcopy/notyet.csv: no file matches beside the mapping ({tmp_path}) or in the "
+                                  f"data folder ({data_dir()})")
 
 
 def test_a_per_object_file_beside_the_mapping_stays_confined(tmp_path):

@@ -115,6 +115,10 @@ def test_release_commands_list_show_and_diff(engine, two_releases, capsys):
                                  for line in out)
     assert main(["release", "diff", "no/such-release"]) == 1
     assert "no release named 'no/such-release'" in capsys.readouterr().err
+    assert main(["release", "diff", "scratch/v1", "--format", "csv"]) == 0  # a first release: said, not a bare header
+    out, err = capsys.readouterr()
+    assert out.strip() == "change,object_id,previous_object_id,matched_by,separation_arcsec,source_id,previous_source_id"
+    assert err.strip() == "scratch/v1 is its survey's first release: there is no previous release to diff against"
 
 
 def test_an_older_release_loaded_later_is_superseded_at_once(engine, catalog, tmp_path, scratch_release):

@@ -91,21 +91,24 @@ def read_csv(path: Path, options: ReadOptions) -> Chunks:
     table = pa.Table.from_batches(pending, schema=reader.schema).combine_chunks()
     if len(table):
         yield first, to_table(typed(_text(path, table, first), options.text_columns))
-    _warn_if_unterminated(path, first + len(table) - 1)
+    _refuse_if_unterminated(path, first + len(table) - 1)
 
 
-def _warn_if_unterminated(path: Path, last_row: int) -> None:
-    """Warn where a plain (not gzipped) text file of several lines does not end with a newline: a copy
-    cut short inside its last line reads as a whole row, with its last cell cut (a field fewer fails
-    the file, but 233 cut to 23 does not). Many writers leave no newline at the end: not an error."""
+def _refuse_if_unterminated(path: Path, last_row: int) -> None:
+    """Refuse a plain (not gzipped) text file of several lines that does not end with a newline: a copy cut
+    short inside its last line reads as a whole row with its last cell cut (fiberid 975 read as 97: a field
+    fewer fails the file, a digit fewer does not), and the release would publish that row as it stands.
+    It was a warning in the log that a scheduled load left in a worker's log alone. The load stops before
+    anything is published; a whole file is one newline (``echo >> FILE``) from loading."""
     if last_row < 1 or is_gzip(path):
         return
     with path.open("rb") as fh:
         fh.seek(-1, 2)
         if fh.read(1) in (b"\n", b"\r"):
             return
-    log.warning("%s: the file does not end with a newline: if the copy was cut short, its last row (data row %d) "
-                "is incomplete; copy the file again if it was", path, last_row)
+    raise IngestError(f"{path}: the file does not end with a newline, so its last row (data row {last_row}) may "
+                      "have been cut short in a copy, inside its last field; copy the file again, or if it is whole, "
+                      "end it with a newline (echo >> FILE) and ingest it again")
 
 
 def _csv_input(path: Path) -> pa.NativeFile:
@@ -195,7 +198,7 @@ def read_whitespace(path: Path, options: ReadOptions) -> Chunks:
                     yield start, chunk
                     first += len(chunk)
                 block = fh.read(BLOCK_BYTES)
-        _warn_if_unterminated(path, first - 1)
+        _refuse_if_unterminated(path, first - 1)
     except EOFError as exc:  # a gzip stream cut short: the same every time
         raise IngestError(f"{path}: cannot be read (after data row {first - 1}): {exc}") from exc
     except OSError as exc:  # an I/O error may pass: the job is retried

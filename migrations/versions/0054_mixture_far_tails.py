@@ -6,10 +6,12 @@ Create Date: 2026-12-06 19:20:00
 
 A tail term below 1e-250 counted as 0 (ml_v7.sql), so quantiles stopped near 33.8 sigma and
 mixture_sf(37 sigma) was 0; the plain mixture_cdf (ml_v5.sql's) clamped erfc's argument at +-8, a
-floor of 5.6e-30 below -11.3 sigma. healcat.mixture_term now takes a component's share of the
-weights and keeps terms down to 1e-304; mixture_sf, mixture_cdf and mixture_quantile go through it.
-The downgrade restores ml_v7.sql's mixture_term, mixture_sf and mixture_quantile and ml_v5.sql's
-mixture_cdf, and removes mixture_term's comment (it had none).
+floor of 5.6e-30 below -11.3 sigma; the density stopped at 37 sigma. healcat.mixture_term now takes
+a component's share of the weights and keeps terms down to 1e-304; the new mixture_tail sums either
+tail through it (mixture_sf's and mixture_cdf's one body), mixture_quantile too, and mixture_pdf reads
+the shares out to 38 sigma. The downgrade restores ml_v7.sql's mixture_term, mixture_sf and
+mixture_quantile and ml_v5.sql's mixture_cdf and mixture_pdf, removes mixture_term's comment (it had
+none) and drops mixture_tail.
 """
 
 from alembic import op
@@ -29,5 +31,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     restore_functions("ml_v7.sql", ["mixture_term", "mixture_sf",
                                     "mixture_quantile(weights real[], means real[], sigmas real[], q float8, lower float8)"])
-    restore_functions("ml_v5.sql", ["mixture_cdf(weights real[], means real[], sigmas real[], x float8)"])
+    restore_functions("ml_v5.sql", ["mixture_cdf(weights real[], means real[], sigmas real[], x float8)",
+                                    "mixture_pdf(weights real[], means real[], sigmas real[], x float8)"])
     op.execute("COMMENT ON FUNCTION healcat.mixture_term(float8, float8) IS NULL")
+    op.execute("DROP FUNCTION healcat.mixture_tail(text, real[], real[], real[], float8, boolean)")

@@ -8,48 +8,67 @@
 -- its erfc's argument clamped at +-8: 5.6e-30 for every x below -11.3 sigma (1.8e-33 at -12).
 --
 --   healcat.mixture_term(share, erfc)        ml_v7.sql's, on a component's share of the weights (its
---       weight / their sum, so at most 1): kept down to exp(-700), 1e-304, where the product is still
---       a normal float8 (a float4 weight of 1e-40 too); below, 0, and the sum needs no dividing after.
---   healcat.mixture_sf(w, m, s, x)           ml_v7.sql's, through the shares; a bad component's error
---       (sigma 0: division by zero) is mixture_total's, as the other functions'.
---   healcat.mixture_cdf(w, m, s, x)          ml_v5.sql's, now mixture_sf's mirror: the lower tail summed
---       as itself, erfc not clamped.
+--       weight / their sum, so at most 1): kept down to 1e-304, where the product is still a normal
+--       float8 (a float4 weight of 1e-40 too); below, 0, and the sum needs no dividing after.
+--   healcat.mixture_pdf(w, m, s, x)          ml_v5.sql's, on the shares too, out to 38 sigma (was 37).
+--   healcat.mixture_tail(fn, w, m, s, x, upper)   new: a tail summed as itself through the shares, the
+--       body of the two below; a bad component's error (sigma 0: division by zero) is mixture_total's.
+--   healcat.mixture_sf(w, m, s, x)           ml_v7.sql's, now mixture_tail's upper tail.
+--   healcat.mixture_cdf(w, m, s, x)          ml_v5.sql's, now mixture_tail's lower tail: erfc not clamped.
 --   healcat.mixture_quantile(w, m, s, q, lower)   ml_v7.sql's, through the shares and the CDF above.
 --
 -- Executed through sqlalchemy.text(): never a colon directly followed by a word character.
 
 CREATE OR REPLACE FUNCTION healcat.mixture_term(weight float8, erfc_value float8)
 RETURNS float8 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-    SELECT CASE WHEN weight <= 0 OR erfc_value <= 0 THEN 0.0
-                WHEN ln(weight) + ln(erfc_value) > -700 THEN weight * 0.5 * erfc_value
+    SELECT CASE WHEN weight <= 0 THEN 0.0
+                WHEN erfc_value > 2e-304 / weight THEN weight * 0.5 * erfc_value
                 ELSE 0.0 END
 $$;
 
-COMMENT ON FUNCTION healcat.mixture_term(float8, float8) IS
-    'A component''s share of a tail: its share of the weights (at most 1) * erfc / 2, or 0 below 1e-304 (where the product would underflow).';
-
-CREATE OR REPLACE FUNCTION healcat.mixture_sf(weights real[], means real[], sigmas real[], x float8)
+-- The density, each component's term in log space on its share of the weights (the sum needs no dividing
+-- after: a term over e^-700 divided by weights summing to 1e30 underflowed), out to 38 sigma (it stopped at
+-- 37, so a mixture truncated 37 sigma above its mean had a CDF and an interval but a density of 0).
+CREATE OR REPLACE FUNCTION healcat.mixture_pdf(weights real[], means real[], sigmas real[], x float8)
 RETURNS float8 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
     SELECT (SELECT CASE WHEN bool_or(NOT c.ok) OR NOT coalesce(sum(c.w) > 0, false)
-                        THEN healcat.mixture_total('mixture_sf', weights, means, sigmas)
-                        WHEN x = 'NaN' THEN healcat.nan_argument_error('mixture_sf', 'x', x)
+                        THEN healcat.mixture_total('mixture_pdf', weights, means, sigmas)
+                        WHEN x = 'NaN' THEN healcat.nan_argument_error('mixture_pdf', 'x', x)
+                        ELSE sum(CASE WHEN NOT c.ok OR NOT c.total > 0 OR c.w = 0 OR abs((x - c.m) / c.s) > 38 THEN 0
+                                      WHEN ln(c.w / c.total) - 0.5 * ((x - c.m) / c.s) ^ 2
+                                           - ln(c.s * sqrt(2 * pi())) < -700 THEN 0
+                                      ELSE exp(ln(c.w / c.total) - 0.5 * ((x - c.m) / c.s) ^ 2
+                                               - ln(c.s * sqrt(2 * pi()))) END) END
+            FROM (SELECT u.*, sum(u.w) OVER () AS total
+                  FROM healcat.mixture_components(weights, means, sigmas) AS u) AS c)
+$$;
+
+COMMENT ON FUNCTION healcat.mixture_term(float8, float8) IS
+    'A component''s share of a tail: its share of the weights (at most 1) * erfc / 2, or 0 below 1e-304 (where a product would underflow).';
+
+-- A tail of the mixture summed as itself, the probability above x (upper) or below it: mixture_sf's and
+-- mixture_cdf's one body, its errors naming ``fn``.
+CREATE FUNCTION healcat.mixture_tail(fn text, weights real[], means real[], sigmas real[], x float8, upper boolean)
+RETURNS float8 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT (SELECT CASE WHEN bool_or(NOT c.ok) OR NOT coalesce(sum(c.w) > 0, false)
+                        THEN healcat.mixture_total(fn, weights, means, sigmas)
+                        WHEN x = 'NaN' THEN healcat.nan_argument_error(fn, 'x', x)
                         ELSE least(1.0, sum(CASE WHEN NOT c.ok OR NOT c.total > 0 THEN 0 ELSE
-                                 healcat.mixture_term(c.w / c.total, erfc((x - c.m) / (c.s * sqrt(2.0::float8)))) END))
+                                 healcat.mixture_term(c.w / c.total, erfc((CASE WHEN upper THEN x - c.m ELSE c.m - x END)
+                                                                          / (c.s * sqrt(2.0::float8)))) END))
                    END
             FROM (SELECT u.*, sum(u.w) OVER () AS total
                   FROM healcat.mixture_components(weights, means, sigmas) AS u) AS c)
+$$;
+
+CREATE OR REPLACE FUNCTION healcat.mixture_sf(weights real[], means real[], sigmas real[], x float8)
+RETURNS float8 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT healcat.mixture_tail('mixture_sf', weights, means, sigmas, x, true)
 $$;
 
 CREATE OR REPLACE FUNCTION healcat.mixture_cdf(weights real[], means real[], sigmas real[], x float8)
 RETURNS float8 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-    SELECT (SELECT CASE WHEN bool_or(NOT c.ok) OR NOT coalesce(sum(c.w) > 0, false)
-                        THEN healcat.mixture_total('mixture_cdf', weights, means, sigmas)
-                        WHEN x = 'NaN' THEN healcat.nan_argument_error('mixture_cdf', 'x', x)
-                        ELSE least(1.0, sum(CASE WHEN NOT c.ok OR NOT c.total > 0 THEN 0 ELSE
-                                 healcat.mixture_term(c.w / c.total, erfc((c.m - x) / (c.s * sqrt(2.0::float8)))) END))
-                   END
-            FROM (SELECT u.*, sum(u.w) OVER () AS total
-                  FROM healcat.mixture_components(weights, means, sigmas) AS u) AS c)
+    SELECT healcat.mixture_tail('mixture_cdf', weights, means, sigmas, x, false)
 $$;
 
 -- The one bisection (ml_v7.sql's), its tails summed through the components' shares.
