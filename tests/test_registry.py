@@ -285,8 +285,10 @@ def test_mixture_functions_refuse_nan_and_vanish_far_out(conn):
     assert pdf[0] == 0.0 and pdf[1] == 0.0
     assert pdf[2] == pytest.approx(0.5 / (0.02 * math.sqrt(2 * math.pi)) + 0.5 * math.exp(-8) / (0.05 * math.sqrt(2 * math.pi)),
                                    rel=1e-6)
-    # a tiny weight between 35.6 and 37 sigmas: its term is below exp(-700), 0, not an underflow error
-    assert conn.scalar(sa.text("SELECT healcat.mixture_pdf('{1e-30}', '{0}', '{1}', 36.9)")) == 0.0
+    # a tiny weight between 35.6 and 37 sigmas: its term is below exp(-700), 0, not an underflow error;
+    # alone it is the whole mixture (weights are relative, since migration 0054 as their shares)
+    assert conn.scalar(sa.text("SELECT healcat.mixture_pdf('{1e-30}', '{0}', '{1}', 36.9)")) == pytest.approx(
+        math.exp(-0.5 * 36.9 ** 2) / math.sqrt(2 * math.pi), rel=1e-9)
     assert conn.scalar(sa.text("SELECT healcat.mixture_pdf('{1e-30,1}', '{0,36}', '{1,1}', 36.9)")) == pytest.approx(
         math.exp(-0.5 * 0.9 ** 2) / math.sqrt(2 * math.pi), rel=1e-6)
     cdf = [conn.scalar(sa.text(f"SELECT healcat.mixture_cdf({w}, {m}, {s}, '{x}')")) for x in ("Infinity", "-Infinity")]

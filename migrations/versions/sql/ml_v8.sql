@@ -15,7 +15,8 @@
 --       body of the two below; a bad component's error (sigma 0: division by zero) is mixture_total's.
 --   healcat.mixture_sf(w, m, s, x)           ml_v7.sql's, now mixture_tail's upper tail.
 --   healcat.mixture_cdf(w, m, s, x)          ml_v5.sql's, now mixture_tail's lower tail: erfc not clamped.
---   healcat.mixture_quantile(w, m, s, q, lower)   ml_v7.sql's, through the shares and the CDF above.
+--   healcat.mixture_quantile(w, m, s, q, lower)   ml_v7.sql's, through the shares and the CDF above, each
+--       term written out in its loop: 2.5-3x faster (mixture_interval, photo-z's value_p16/p84).
 --
 -- Executed through sqlalchemy.text(): never a colon directly followed by a word character.
 
@@ -71,7 +72,9 @@ RETURNS float8 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
     SELECT healcat.mixture_tail('mixture_cdf', weights, means, sigmas, x, false)
 $$;
 
--- The one bisection (ml_v7.sql's), its tails summed through the components' shares.
+-- The one bisection (ml_v7.sql's), its tails summed through the components' shares, each term as
+-- mixture_term has it but written out in the loop (a SQL function's call per term, ~900 a quantile, was
+-- 70% of the time: mixture_interval over 4,989 photo-z mixtures took 9.6 s, now 3.2-3.9 s).
 CREATE OR REPLACE FUNCTION healcat.mixture_quantile(weights real[], means real[], sigmas real[], q float8, lower float8)
 RETURNS float8 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 DECLARE
@@ -88,6 +91,8 @@ DECLARE
     below float8;
     above float8;
     cdf float8;
+    e float8;
+    least_erfc float8[] := weights::float8[];
 BEGIN
     IF q IS NULL OR NOT (q > 0 AND q < 1) THEN
         RAISE EXCEPTION 'mixture_quantile: q must be in (0, 1), got %', coalesce(q::text, 'NULL')
@@ -106,18 +111,25 @@ BEGIN
         RETURN NULL;
     END IF;
     SELECT greatest(lower, min(c.m - 40 * c.s)), max(c.m + 40 * c.s) INTO lo, hi FROM unnest(m, s) AS c(m, s);
+    FOR i IN 1..n LOOP
+        w[i] := w[i] / total;                    -- a share, at most 1
+        least_erfc[i] := CASE WHEN w[i] > 0 THEN 2e-304 / w[i] ELSE 'Infinity' END;  -- a term past 1e-304
+        s[i] := s[i] * sqrt(2.0::float8);
+    END LOOP;
     FOR it IN 1..60 LOOP
         mid := 0.5 * (lo + hi);
         below := 0;
         FOR i IN 1..n LOOP
-            below := below + healcat.mixture_term(w[i] / total, erfc((m[i] - mid) / (s[i] * sqrt(2.0::float8))));
+            e := erfc((m[i] - mid) / s[i]);
+            IF e > least_erfc[i] THEN below := below + w[i] * 0.5 * e; END IF;
         END LOOP;
         IF below <= 0.5 THEN
             cdf := (below - below_lower) / above_lower;
         ELSE
             above := 0;
             FOR i IN 1..n LOOP
-                above := above + healcat.mixture_term(w[i] / total, erfc((mid - m[i]) / (s[i] * sqrt(2.0::float8))));
+                e := erfc((mid - m[i]) / s[i]);
+                IF e > least_erfc[i] THEN above := above + w[i] * 0.5 * e; END IF;
             END LOOP;
             cdf := 1 - above / above_lower;
         END IF;
