@@ -23,30 +23,42 @@ from catalog.search.region import checked_int
 from catalog.search.results import masked_column
 from catalog.search.similar import DEFAULT_MODEL, model_hint
 
-#: A model's run on a source's release: the current one (as healcat.current_prediction), or the named version's.
-CURRENT_RUN = ("SELECT c.run_id, c.model_id, c.model_version AS version FROM healcat.current_run AS c "
-               "WHERE c.model_name = :model AND c.release_id = s.release_id")
-VERSION_RUN = ("SELECT x.run_id, x.model_id, CAST(:version AS text) AS version FROM healcat.inference_run AS x "
-               "WHERE x.model_id = :model_id AND x.release_id = s.release_id AND x.finished_at IS NOT NULL")
+#: The model's runs whose outputs are read: its current runs, one per release (as healcat.current_prediction
+#: reads them), or the named version's finished runs. A source's prediction may come from a run on another
+#: release than its own (a rotation catalogue's star joined to a Gaia source: the run is the catalogue's).
+CURRENT_RUNS = ("SELECT c.run_id, c.model_id, c.release_id, c.model_version AS version, c.finished_at "
+                "FROM healcat.current_run AS c WHERE c.model_name = :model")
+VERSION_RUNS = ("SELECT x.run_id, x.model_id, x.release_id, CAST(:version AS text) AS version, x.finished_at "
+                "FROM healcat.inference_run AS x WHERE x.model_id = :model_id AND x.finished_at IS NOT NULL")
 
-#: One row per asked source_id, in the order asked. {run}: CURRENT_RUN or VERSION_RUN; {lower}: ", :lower"
-#: where the task's values end (photo-z: z = 0), else ""; {pdf}: the PDF on a grid, or "".
+#: One row per asked source_id, in the order asked: its prediction by one of the runs (the run on its own
+#: release first, else the latest), else that run's reason for skipping it. {runs}: CURRENT_RUNS or
+#: VERSION_RUNS; {lower}: ", :lower" where the task's values end (photo-z: z = 0), else ""; {pdf}: the PDF
+#: on a grid, or "".
 PREDICTIONS = """
-SELECT w.source_id, r.name AS release, s.object_id, run.version, run.run_id, p.value, p.uncertainty,
+WITH runs AS ({runs})
+SELECT w.source_id, r.name AS release, s.object_id, coalesce(p.version, k.version, here.version) AS version,
+       coalesce(p.run_id, k.run_id, here.run_id) AS run_id, p.value, p.uncertainty,
        coalesce(p.value_p16, i.lo) AS value_p16, coalesce(p.value_p84, i.hi) AS value_p84,
        p.label, CAST(p.probabilities AS text) AS probabilities, p.pdf_weights, p.pdf_means, p.pdf_sigmas{pdf},
        CASE WHEN p.source_id IS NOT NULL THEN NULL
             WHEN w.source_id IS NULL THEN 'no source_id (a masked or missing value)'
             WHEN s.source_id IS NULL THEN 'no source with this source_id'
-            WHEN run.run_id IS NULL THEN :no_run || r.name
-            ELSE coalesce(k.reason, 'the run did not read it') END AS reason
+            WHEN k.reason IS NOT NULL THEN k.reason
+            WHEN here.run_id IS NULL THEN :no_run || r.name
+            ELSE 'the run did not read it' END AS reason
 FROM unnest(CAST(:ids AS bigint[])) WITH ORDINALITY AS w(source_id, n)
 LEFT JOIN healcat.source AS s ON s.source_id = w.source_id
 LEFT JOIN healcat.release AS r ON r.release_id = s.release_id
-LEFT JOIN LATERAL ({run}) AS run ON true
-LEFT JOIN healcat.prediction AS p ON p.shard = s.shard AND p.source_id = s.source_id
-     AND p.model_id = run.model_id AND p.run_id = run.run_id
-LEFT JOIN healcat.inference_skip AS k ON k.shard = s.shard AND k.source_id = s.source_id AND k.run_id = run.run_id
+LEFT JOIN LATERAL (SELECT q.*, x.version FROM healcat.prediction AS q
+                   JOIN runs AS x ON x.model_id = q.model_id AND x.run_id = q.run_id
+                   WHERE q.shard = s.shard AND q.source_id = s.source_id
+                   ORDER BY x.release_id = s.release_id DESC, x.finished_at DESC LIMIT 1) AS p ON true
+LEFT JOIN LATERAL (SELECT j.reason, j.run_id, x.version FROM healcat.inference_skip AS j
+                   JOIN runs AS x ON x.run_id = j.run_id
+                   WHERE j.shard = s.shard AND j.source_id = s.source_id
+                   ORDER BY x.release_id = s.release_id DESC, x.finished_at DESC LIMIT 1) AS k ON true
+LEFT JOIN LATERAL (SELECT x.run_id, x.version FROM runs AS x WHERE x.release_id = s.release_id LIMIT 1) AS here ON true
 LEFT JOIN LATERAL (SELECT m.lo, m.hi FROM healcat.mixture_interval(p.pdf_weights, p.pdf_means, p.pdf_sigmas, 0.68{lower}) AS m
                    WHERE p.value_p16 IS NULL AND p.pdf_weights IS NOT NULL) AS i ON true
 ORDER BY w.n
@@ -79,8 +91,9 @@ def predictions(source_ids, model: str = DEFAULT_MODEL, *, version: str | None =
 
     ``source_ids``: one id, a sequence or array of them, or a Table with a ``source_id`` column (a
     search's answer; a cross-match's unmatched rows, masked, give rows with a reason). ``version``:
-    that version's run on each source's release (a retired one too); default the current run there,
-    as ``healcat.current_prediction``. ``pdf_at``: values (photo-z: redshifts) where each source's PDF
+    that version's outputs (a retired one's too); default the model's current runs, as
+    ``healcat.current_prediction`` reads them (a run on another release counts: a rotation catalogue's
+    star joined to a Gaia source was predicted by the catalogue's run). ``pdf_at``: values (photo-z: redshifts) where each source's PDF
     is evaluated, as SQL's ``healcat.photoz_pdf``, into the column ``pdf``.
 
     Columns: source_id, release, object_id, version, run_id, value, uncertainty, value_p16, value_p84
@@ -113,7 +126,7 @@ def predictions(source_ids, model: str = DEFAULT_MODEL, *, version: str | None =
         task = get_task(task_name)
         grid = _grid(what, pdf_at, task.unit)
         lower = "" if task.value_min is None else ", :lower"
-        statement = PREDICTIONS.format(run=CURRENT_RUN if version is None else VERSION_RUN, lower=lower,
+        statement = PREDICTIONS.format(runs=CURRENT_RUNS if version is None else VERSION_RUNS, lower=lower,
                                        pdf="" if grid is None else PDF_ON_GRID.format(lower=lower))
         no_run = (f"model {model} has no current run on release " if version is None else
                   f"model {model} version {version} has not finished a run on release ")
