@@ -1136,7 +1136,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a survey's own id instead, e.g. 0275-51910-0435 (repeat it for several; after the SOURCE_IDs)")
     p.add_argument("--release", help="with --object-id: which release's copy, where several releases have that id")
     p.add_argument("--model", default=DEFAULT_MODEL, help="model name, e.g. object-class-sdss")
-    p.add_argument("--version", help="model version (default: the current run on each source's release)")
+    p.add_argument("--version", help="model version (default: the model's current runs, as current_prediction)")
     p.add_argument("--pdf-at", nargs="+", type=float, metavar="X", help="also the PDF at these values (photo-z: z)")
     p.add_argument("--format", **fmt)
     p.set_defaults(func=cmd_predictions)

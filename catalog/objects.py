@@ -20,7 +20,7 @@ from astropy.table import MaskedColumn, Row, Table
 
 from catalog.errors import QueryError, query_error
 from catalog.search.region import checked_int
-from catalog.search.results import masked_column
+from catalog.search.results import COLUMNS, masked_column
 from catalog.search.similar import DEFAULT_MODEL, model_hint
 
 #: The model's runs whose outputs are read: its current runs, one per release (as healcat.current_prediction
@@ -178,9 +178,7 @@ def _predictions_table(rows: list, task, grid: np.ndarray | None) -> Table:
 
 
 DESCRIPTIONS = {
-    "source_id": "healcat's id of the source",
-    "release": "the catalog release the source is from",
-    "object_id": "the source's id in its survey's own catalog",
+    **{name: COLUMNS[name][2] for name in ("source_id", "release", "object_id")},  # as a search's answer says
     "version": "the model version that predicted it",
     "run_id": "the inference run that wrote it (healcat.inference_run)",
     "uncertainty": "1-sigma uncertainty of the value",
