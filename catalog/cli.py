@@ -309,6 +309,8 @@ def cmd_ingest(args: argparse.Namespace) -> None:
     with engine.connect() as conn:  # published, or superseded at once (an older release loaded after a newer one)
         status = conn.scalar(sa.text("SELECT status FROM healcat.release WHERE release_id = :r"), {"r": result.release_id})
     state = f"already loaded ({status}), nothing changed" if result.already_loaded else status
+    if status == "withdrawn":
+        state += f" (`healcat release restore {result.release}` brings it back)"
     counts = ", ".join(f"{name.replace('_', ' ')} {n:,}" for name, n in result.row_counts.items())
     print(f"{result.release}: {state}; rows: {counts}")
 
@@ -706,7 +708,7 @@ def cmd_enqueue(args: argparse.Namespace) -> None:
         if args.kind == "infer":
             from ingest.registry import enqueue_inference, release_id_of
 
-            jobs = enqueue_inference(conn, release_id_of(conn, args.target))  # an unknown release fails here
+            jobs = enqueue_inference(conn, release_id_of(conn, args.target, "enqueue infer"))  # unknown, withdrawn: fail
             print(f"{_count(len(jobs), 'infer job')} queued for {args.target}" + (f" ({', '.join(map(str, jobs))})" if jobs else ""))
             return
         job_id, created = queue.enqueue(conn, args.kind, job_args)
@@ -893,6 +895,23 @@ def cmd_release_diff(args: argparse.Namespace) -> None:
             print(f"{args.name} is its survey's first release: there is no previous release to diff against",
                   file=sys.stderr)
         _print_table(changes, args.format)
+
+
+def cmd_release_withdraw(args: argparse.Namespace) -> None:
+    from ingest.publish import withdraw
+
+    with db.engine().begin() as conn:
+        published = withdraw(conn, args.name, args.reason)
+    print(f"{args.name}: withdrawn; {f'{published} is' if published else 'no release is'} its survey's published "
+          f"release now (`healcat release restore {args.name}` brings it back)")
+
+
+def cmd_release_restore(args: argparse.Namespace) -> None:
+    from ingest.publish import restore
+
+    with db.engine().begin() as conn:
+        status = restore(conn, args.name)
+    print(f"{args.name}: restored, {status}")
 
 
 def _release_action(group, action: str, func, help: str, fmt: dict) -> argparse.ArgumentParser:
@@ -1237,7 +1256,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", **fmt)
     p.set_defaults(func=cmd_jobs)
 
-    p = sub.add_parser("release", help="releases: list, show, diff against the previous one, report")
+    p = sub.add_parser("release", help="releases: list, show, diff against the previous one, report, "
+                                             "withdraw, restore")
     releases = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     q = releases.add_parser("list", help="every release with its status (published = current) and its changes")
     q.add_argument("--survey", help="only this survey's releases")
@@ -1247,6 +1267,15 @@ def build_parser() -> argparse.ArgumentParser:
     q = _release_action(releases, "diff", cmd_release_diff, "objects new, changed or vanished since the previous "
                         "release of the survey", fmt)
     q.add_argument("--change", choices=["new", "changed", "vanished"], help="only these")
+    q = releases.add_parser("withdraw", help="take a release published by mistake (or found wrong) out of its "
+                            "survey's releases: the one before it is published again; its rows, diff and "
+                            "predictions are kept, read by its name; no new model run or training reads it")
+    q.add_argument("name", help="release name, e.g. sdss/dr14-skyserver-10k")
+    q.add_argument("--reason", required=True, help="why, kept with the release (release show)")
+    q.set_defaults(func=cmd_release_withdraw)
+    q = releases.add_parser("restore", help="put a withdrawn release back in its place among its survey's releases")
+    q.add_argument("name", help="release name, e.g. sdss/dr14-skyserver-10k")
+    q.set_defaults(func=cmd_release_restore)
     q = releases.add_parser("report", help="row counts, and quarantined rows by column and reason with examples",
                             formatter_class=formatter)
     q.add_argument("name", help="release name, e.g. gyrointerp-ruprecht147/0.7")

@@ -101,9 +101,9 @@ class Release(Base):
     __tablename__ = "release"
     __table_args__ = (
         UniqueConstraint("survey_id", "version", name="uq_release_survey_version"),
-        CheckConstraint(
-            "status IN ('published', 'superseded')", name="status"
-        ),
+        CheckConstraint("status IN ('published', 'superseded', 'withdrawn')", name="status"),
+        CheckConstraint("(status = 'withdrawn') = (withdrawn_at IS NOT NULL AND withdrawn_reason IS NOT NULL)",
+                        name="withdrawn"),
         # At most one published (current) release per survey: publish.py supersedes the others.
         Index("uq_release_published_survey", "survey_id", unique=True, postgresql_where=text("status = 'published'")),
     )
@@ -117,8 +117,11 @@ class Release(Base):
     mapping: Mapped[dict[str, Any]] = mapped_column(JSONB, comment="the column mapping used, verbatim")
     row_counts: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
     status: Mapped[str] = mapped_column(
-        Text, comment="published; superseded once a newer release of the survey replaces it"
+        Text, comment="published; superseded once a newer release of the survey replaces it; withdrawn by an "
+                      "operator (healcat release withdraw): out of the survey's order, its rows kept"
     )
+    withdrawn_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    withdrawn_reason: Mapped[str | None] = mapped_column(Text, comment="why the operator withdrew it")
     created_at: Mapped[dt.datetime] = _created()
     previous_release_id: Mapped[int | None] = mapped_column(
         ForeignKey(f"{SCHEMA}.release.release_id"),

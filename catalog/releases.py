@@ -95,7 +95,9 @@ def show_release(conn: sa.Connection, name: str) -> dict:
     objects = {"own": int(row["row_counts"].get("source", 0)), "joined": _joined_objects(conn, row)}
     if row["previous"] is not None:
         counts["unchanged"] = objects["own"] + objects["joined"] - counts["new"] - counts["changed"]
-    return {"release": name, "survey": row["survey"], "status": row["status"],
+    withdrawn = ({"withdrawn": f"{row['withdrawn_at']:%Y-%m-%d %H:%M:%S %Z}: {row['withdrawn_reason']}"}
+                 if row["withdrawn_at"] else {})
+    return {"release": name, "survey": row["survey"], "status": row["status"], **withdrawn,
             "release_date": str(row["release_date"] or ""), "source_uri": row["source_uri"],
             "checksum": row["checksum"], "loaded_at": str(row["created_at"])[:19],
             "previous": row["previous"] or "", "row_counts": row["row_counts"], "objects": objects,

@@ -91,7 +91,7 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
             raise HealcatError(f"infer: {model_row.name} version {model_row.version} is retired (at "
                                f"{model_row.retired_at:%Y-%m-%d %H:%M:%S %Z}); retiring is for good: run the "
                                "current version (no --version) or another")
-        release_id = release_id_of(conn, release)
+        release_id = release_id_of(conn, release, "infer")
         task = get_task(model_row.task)
         if not task.applies(conn, release_id):  # else a finished run of nothing, or of skips only
             raise HealcatError(f"infer: {model_row.name} (task {task.name}) does not apply to {release}: "

@@ -311,7 +311,10 @@ class Mapping:
 
     def check_columns(self, table: Table, file: Path) -> None:
         """Fail, naming the file and the columns, unless the input has exactly what is mapped or ignored
-        (``"*"`` under ``[ignore]`` covers every column not named)."""
+        (``"*"`` under ``[ignore]`` covers every column not named), and none both mapped and ignored."""
+        if both := sorted(self.used_columns() & set(self.ignore)):
+            raise MappingError(f"{self.path}: columns {', '.join(both)} are both mapped and listed under [ignore]: "
+                               "a column is read or ignored, not both; take it out of one")
         check_mapped(set(table.colnames), self.used_columns(), self.ignore, file, self.path)
         for col, axis in ((self.ra, "ra"), (self.dec, "dec")):
             file_unit = getattr(table[col.name], "unit", None) if col else None

@@ -9,6 +9,10 @@ never half of it, and never both.
   (the partial unique index ``uq_release_published_survey`` allows one published per survey).
   A back-filled older release is stored superseded at once, and the release right after it is
   compared anew with it (its ``previous_release_id`` and changes).
+- A ``withdrawn`` release (:func:`withdraw`: published by mistake, or its data found wrong) has no
+  place in that order: the newest of the others is published, and the release after it is compared
+  anew with the one before it. Its rows, diff and predictions stay, read by its name; no new model
+  run or training reads it. :func:`restore` puts it back in its place, as if loaded again.
 - Cross-identification with the previous release (the one just before it in that order): by
   the survey's ``object_id`` first, then, for the objects left on both sides, by position
   (mutual nearest neighbours within ``MATCH_RADIUS_ARCSEC``, through the HEALPix index).
@@ -31,28 +35,25 @@ import logging
 
 import sqlalchemy as sa
 
+from catalog.errors import QueryError
+
 log = logging.getLogger(__name__)
 
 MATCH_RADIUS_ARCSEC = 1.0
 
 # (release date, release_id): the order of a survey's releases; undated ones count as newest.
 _ORDER = "(coalesce({r}.release_date, 'infinity'::date), {r}.release_id)"
+# The survey's other releases that have a place in that order (withdrawn ones have none).
+_OTHERS = "o.survey_id = n.survey_id AND o.status <> 'withdrawn'"
 
 _PLACE = sa.text(f"""
-SELECT n.survey_id,
-       (SELECT o.release_id FROM healcat.release AS o
-        WHERE o.survey_id = n.survey_id AND {_ORDER.format(r='o')} < {_ORDER.format(r='n')}
+SELECT (SELECT o.release_id FROM healcat.release AS o
+        WHERE {_OTHERS} AND {_ORDER.format(r='o')} < {_ORDER.format(r='n')}
         ORDER BY {_ORDER.format(r='o')} DESC LIMIT 1) AS previous_id,
-       EXISTS (SELECT 1 FROM healcat.release AS o
-               WHERE o.survey_id = n.survey_id AND {_ORDER.format(r='o')} > {_ORDER.format(r='n')}) AS has_newer
+       (SELECT o.release_id FROM healcat.release AS o
+        WHERE {_OTHERS} AND {_ORDER.format(r='o')} > {_ORDER.format(r='n')}
+        ORDER BY {_ORDER.format(r='o')} LIMIT 1) AS next_id
 FROM healcat.release AS n WHERE n.release_id = :release_id
-""")
-
-# The release right after this one in the survey's order.
-_NEXT = sa.text(f"""
-SELECT o.release_id FROM healcat.release AS o JOIN healcat.release AS n ON n.survey_id = o.survey_id
-WHERE n.release_id = :release_id AND {_ORDER.format(r='o')} > {_ORDER.format(r='n')}
-ORDER BY {_ORDER.format(r='o')} LIMIT 1
 """)
 
 # The two releases' objects, copied into analysed temporary tables: the new release's rows are not
@@ -198,17 +199,37 @@ WHERE NOT EXISTS (SELECT 1 FROM joined_match AS m
 _COUNTS = sa.text("SELECT change, count(*) FROM healcat.release_change WHERE release_id = :release_id GROUP BY change")
 
 
+def _locked(conn: sa.Connection, release_id: int) -> sa.Row:
+    """The release's survey_id, name, status and withdrawal, once this transaction is the survey's one
+    publisher (the next sees what it did once it commits)."""
+    survey_id = conn.scalar(sa.text("SELECT survey_id FROM healcat.release WHERE release_id = :r"),
+                            {"r": release_id})
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('publish:' || :s))"), {"s": survey_id})
+    return conn.execute(sa.text("SELECT survey_id, name, status, withdrawn_at, withdrawn_reason "
+                                "FROM healcat.release WHERE release_id = :r"), {"r": release_id}).one()
+
+
+def _forget_diff(conn: sa.Connection, release_id: int) -> None:
+    """Take away a release's comparison with its previous release (its changes, and which it was)."""
+    conn.execute(sa.text("DELETE FROM healcat.release_change WHERE release_id = :r"), {"r": release_id})
+    conn.execute(sa.text("UPDATE healcat.release SET previous_release_id = NULL WHERE release_id = :r"),
+                 {"r": release_id})
+
+
+def _compare_again(conn: sa.Connection, release_id: int, previous_id: int | None) -> None:
+    """Compare a release anew with another previous release (None: it now has none)."""
+    _forget_diff(conn, release_id)
+    _record_changes(conn, release_id, previous_id)
+
+
 def publish(conn: sa.Connection, release_id: int) -> dict[str, int]:
     """Make a just-loaded release current (or superseded, if older) and record its changes.
 
     Runs in the caller's transaction. Returns the number of objects new, changed and vanished.
     """
-    survey_id = conn.scalar(sa.text("SELECT survey_id FROM healcat.release WHERE release_id = :r"),
-                            {"r": release_id})
-    # One publisher per survey at a time: the second sees the first's release once it commits.
-    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('publish:' || :s))"), {"s": survey_id})
+    survey_id = _locked(conn, release_id).survey_id
     place = conn.execute(_PLACE, {"release_id": release_id}).one()
-    if place.has_newer:
+    if place.next_id is not None:
         conn.execute(sa.text("UPDATE healcat.release SET status = 'superseded' WHERE release_id = :r"),
                      {"r": release_id})
     else:
@@ -218,11 +239,55 @@ def publish(conn: sa.Connection, release_id: int) -> dict[str, int]:
         conn.execute(sa.text("UPDATE healcat.release SET status = 'published' WHERE release_id = :r"),
                      {"r": release_id})
     counts = _record_changes(conn, release_id, place.previous_id)
-    if place.has_newer:  # back-filled between two releases: the next one now follows it, and is compared with it
-        newer = conn.scalar(_NEXT, {"release_id": release_id})
-        conn.execute(sa.text("DELETE FROM healcat.release_change WHERE release_id = :n"), {"n": newer})
-        _record_changes(conn, newer, release_id)
+    if place.next_id is not None:  # back-filled between two releases: the next one now follows it
+        _compare_again(conn, place.next_id, release_id)
     return counts
+
+
+def _release_named(conn: sa.Connection, name: str) -> int:
+    release_id = conn.scalar(sa.text("SELECT release_id FROM healcat.release WHERE name = :n"), {"n": name})
+    if release_id is None:
+        raise QueryError(f"no release named {name!r} (`healcat release list` shows the catalog's)")
+    return release_id
+
+
+def withdraw(conn: sa.Connection, name: str, reason: str) -> str | None:
+    """Withdraw release ``name`` (published by mistake, or its data found wrong), in the caller's
+    transaction: it leaves its survey's order of releases; if it was published, the newest of the
+    others is; the release after it is compared anew with the one before it. Nothing is deleted.
+    Returns the name of the survey's published release now (None: none is)."""
+    if not reason.strip():
+        raise QueryError(f"withdraw {name}: say why (a reason is kept with the release)")
+    release_id = _release_named(conn, name)
+    release = _locked(conn, release_id)
+    if release.status == "withdrawn":
+        raise QueryError(f"{name} was withdrawn already, at {release.withdrawn_at:%Y-%m-%d %H:%M:%S %Z} "
+                         f"({release.withdrawn_reason})")
+    place = conn.execute(_PLACE, {"release_id": release_id}).one()
+    conn.execute(sa.text("UPDATE healcat.release SET status = 'withdrawn', withdrawn_at = now(), "
+                         "withdrawn_reason = :why WHERE release_id = :r"), {"r": release_id, "why": reason.strip()})
+    if release.status == "published" and place.previous_id is not None:  # it was the newest: the one before it is
+        conn.execute(sa.text("UPDATE healcat.release SET status = 'published' WHERE release_id = :r"),
+                     {"r": place.previous_id})
+    if place.next_id is not None:
+        _compare_again(conn, place.next_id, place.previous_id)
+    log.info("%s withdrawn (%s)", name, reason.strip())
+    return conn.scalar(sa.text("SELECT name FROM healcat.release WHERE survey_id = :s AND status = 'published'"),
+                       {"s": release.survey_id})
+
+
+def restore(conn: sa.Connection, name: str) -> str:
+    """Put a withdrawn release back in its survey's order, in the caller's transaction, as
+    :func:`publish` places a release loaded again: published if it is the newest, and compared anew
+    with the release before it (and the one after it with it). Returns its status now."""
+    release_id = _release_named(conn, name)
+    if _locked(conn, release_id).status != "withdrawn":
+        raise QueryError(f"{name} is not withdrawn: nothing to restore")
+    conn.execute(sa.text("UPDATE healcat.release SET status = 'superseded', withdrawn_at = NULL, "
+                         "withdrawn_reason = NULL WHERE release_id = :r"), {"r": release_id})
+    _forget_diff(conn, release_id)
+    publish(conn, release_id)
+    return conn.scalar(sa.text("SELECT status FROM healcat.release WHERE release_id = :r"), {"r": release_id})
 
 
 def match_objects(conn: sa.Connection, radius_arcsec: float) -> None:

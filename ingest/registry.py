@@ -51,12 +51,18 @@ class ModelRef:
     task: str
 
 
-def release_id_of(conn: sa.Connection, release: str) -> int:
-    release_id = conn.scalar(sa.select(Release.release_id).where(Release.name == release))
-    if release_id is None:
+def release_id_of(conn: sa.Connection, release: str, use: str | None = None) -> int:
+    """The release's id; ``use`` (what is to read it: ``infer``, ``train photoz``): a withdrawn release is
+    refused, saying when and why it was withdrawn."""
+    row = conn.execute(sa.select(Release.release_id, Release.withdrawn_at, Release.withdrawn_reason)
+                       .where(Release.name == release)).first()
+    if row is None:
         mapping = shipped_mapping_of(release)
         raise QueryError(f"no release named {release!r}" + (f": `healcat ingest {mapping}` loads it" if mapping else ""))
-    return release_id
+    if use is not None and row.withdrawn_at is not None:
+        raise QueryError(f"{use}: release {release} was withdrawn at {row.withdrawn_at:%Y-%m-%d %H:%M:%S %Z} "
+                         f"({row.withdrawn_reason}); `healcat release restore {release}` brings it back")
+    return row.release_id
 
 
 def train(engine: sa.Engine, task_name: str, release: str | Sequence[str] | None = None, *, seed: int = 0,
@@ -77,7 +83,7 @@ def train(engine: sa.Engine, task_name: str, release: str | Sequence[str] | None
         raise QueryError(f"train {task.name}: a release is named twice in {', '.join(releases)}")
     rows: list[tuple] = []
     with engine.connect() as conn:
-        release_ids = [release_id_of(conn, r) for r in releases]
+        release_ids = [release_id_of(conn, r, f"train {task.name}") for r in releases]
         with conn.connection.driver_connection.cursor() as cur:
             for release_id in release_ids:
                 cur.execute(task.training_query, {"release_id": release_id})

@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 def run_ingest(engine: sa.Engine, args: dict[str, Any], job_id: int) -> dict[str, Any]:
     """Ingest a release (args ``mapping``, optionally ``file``, ``version`` and ``date``, instead of the
     mapping's, and ``checksum``, the scheduler's); then queue one infer job per model that applies to it, or the index
-    job if none does."""
+    job if none does (neither for a withdrawn release)."""
     from ingest.registry import enqueue_inference
     from ingest.load import ingest_release
     from ingest.mapping import load_mapping
@@ -62,10 +62,15 @@ def run_ingest(engine: sa.Engine, args: dict[str, Any], job_id: int) -> dict[str
                                                           ScheduledIngest.job_id == job_id))
         log.warning("job %d: %s", job_id, exc)
         return {"not_loaded": str(exc), "queued_jobs": []}
-    with engine.begin() as conn:
-        queued = enqueue_inference(conn, result.release_id, parent_job_id=job_id)
-        if not queued:
-            queued.append(queue_index(conn, result.release, job_id))
+    if result.status == "withdrawn":  # loaded before, then withdrawn: nothing runs on it until it is restored
+        log.warning("job %d: %s is withdrawn: no model runs on it (`healcat release restore %s` brings it back)",
+                    job_id, result.release, result.release)
+        queued = []
+    else:
+        with engine.begin() as conn:
+            queued = enqueue_inference(conn, result.release_id, parent_job_id=job_id)
+            if not queued:
+                queued.append(queue_index(conn, result.release, job_id))
     return {"release": result.release, "status": result.status, "already_loaded": result.already_loaded,
             "row_counts": result.row_counts, "queued_jobs": queued}
 

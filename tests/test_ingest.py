@@ -77,6 +77,10 @@ def test_mapping_errors_name_the_file_and_the_column(tmp_path):
     table["extra_flux"] = 1.0
     with pytest.raises(MappingError, match="extra_flux are neither mapped nor listed under \\[ignore\\]"):
         mapping.check_columns(table, SDSS_CSV)
+    both = tmp_path / "both.toml"  # a column read and ignored: which was meant?
+    both.write_text(mapping.path.read_text() + 'u = "a typo for objid?"\n')
+    with pytest.raises(MappingError, match=r"both.toml: columns u are both mapped and listed under \[ignore\]"):
+        load_mapping(both).check_columns(table, SDSS_CSV)
     bad = tmp_path / "bad.toml"
     bad.write_text('[survey]\nname = "x"\n[release]\nversion = "1"\nfile = "f.csv"\nformat = "csv"\n'
                    '[source]\nobject_id = "{id}"\nra = "ra"\n')

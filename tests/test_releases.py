@@ -156,6 +156,72 @@ def test_ingesting_a_release_twice_changes_nothing(engine, two_releases):
     assert snapshot() == before
 
 
+def _previous(engine, release: str) -> str | None:
+    with engine.connect() as conn:
+        return conn.scalar(sa.text("SELECT p.name FROM healcat.release r JOIN healcat.release p "
+                                   "ON p.release_id = r.previous_release_id WHERE r.name = :n"), {"n": release})
+
+
+def test_a_withdrawn_release_leaves_its_survey_until_restored(engine, catalog, two_releases, capsys):
+    from catalog.errors import QueryError
+    from ingest.inference import run_model
+    from ingest.registry import train
+    from ingest.worker import run_ingest
+
+    rows, v2, folder = two_releases
+    v2_changes = _changes(engine, "scratch/v2")
+    assert main(["release", "withdraw", "scratch/v2", "--reason", "plate numbers off by 9000"]) == 0
+    assert capsys.readouterr().out.startswith("scratch/v2: withdrawn; scratch/v1 is its survey's published release now")
+    assert _status(engine) == {"scratch/v1": "published", "scratch/v2": "withdrawn"}
+    with engine.connect() as conn:
+        assert conn.execute(SCRATCH_CURRENT).all() == [("scratch/v1", 100)]
+        assert conn.scalar(sa.text("SELECT count(*) FROM healcat.source JOIN healcat.release USING (release_id) "
+                                   "WHERE name = 'scratch/v2'")) == 100, "its rows are kept, read by its name"
+    assert _changes(engine, "scratch/v2") == v2_changes
+    assert main(["release", "show", "scratch/v2"]) == 0
+    assert ": plate numbers off by 9000" in capsys.readouterr().out
+    assert main(["release", "withdraw", "scratch/v2", "--reason", "again"]) == 1
+    assert "scratch/v2 was withdrawn already" in capsys.readouterr().err
+
+    # Loading it again changes nothing, and queues no model run; no run or training reads it.
+    again = run_ingest(engine, {"mapping": str(folder / "scratch-v2.toml"), "file": str(folder / "v2.csv")}, 0)
+    assert again["already_loaded"] and again["status"] == "withdrawn" and again["queued_jobs"] == []
+    with pytest.raises(QueryError, match="infer: release scratch/v2 was withdrawn at .* [(]plate numbers off by 9000[)]"):
+        run_model(engine, catalog["classifier"].name, "scratch/v2")
+    with pytest.raises(QueryError, match="train photoz: release scratch/v2 was withdrawn"):
+        train(engine, "photoz", "scratch/v2")
+
+    # The next release follows the one before the withdrawn one.
+    write_csv(folder / "v3.csv", rows[20:120])  # v2's rows without its two changes
+    ingest_release(scratch_mapping(folder, "v3"), engine, file=folder / "v3.csv")
+    assert _status(engine) == {"scratch/v1": "superseded", "scratch/v2": "withdrawn", "scratch/v3": "published"}
+    assert _previous(engine, "scratch/v3") == "scratch/v1"
+    changes = _changes(engine, "scratch/v3")
+    assert (len(changes["new"]), len(changes["vanished"]), changes["changed"]) == (20, 20, set())
+
+    # Restored between the two: superseded, its diff as it was, and v3 compared with it anew.
+    assert main(["release", "restore", "scratch/v2"]) == 0
+    assert capsys.readouterr().out.strip() == "scratch/v2: restored, superseded"
+    assert _status(engine) == {"scratch/v1": "superseded", "scratch/v2": "superseded", "scratch/v3": "published"}
+    assert _changes(engine, "scratch/v2") == v2_changes and _previous(engine, "scratch/v3") == "scratch/v2"
+    changes = _changes(engine, "scratch/v3")
+    assert (changes["new"], changes["vanished"]) == (set(), set())
+    assert changes["changed"] == {(spec_name(rows[30]), spec_name(rows[30]), "object_id"),
+                                  (spec_name(rows[40]), spec_name(v2[20]), "position")}
+    assert main(["release", "restore", "scratch/v2"]) == 1
+    assert "scratch/v2 is not withdrawn" in capsys.readouterr().err
+
+    # The first release withdrawn: the one after it has nothing before it; the published one stays.
+    assert main(["release", "withdraw", "scratch/v1", "--reason", "test"]) == 0
+    assert capsys.readouterr().out.startswith("scratch/v1: withdrawn; scratch/v3 is its survey's published")
+    assert _previous(engine, "scratch/v2") is None and all(not c for c in _changes(engine, "scratch/v2").values())
+    assert main(["release", "list", "--survey", "scratch", "--format", "csv"]) == 0
+    assert [line.split(",")[2] for line in capsys.readouterr().out.splitlines()[1:]] == \
+        ["withdrawn", "superseded", "published"]
+    assert main(["release", "withdraw", "scratch/v3", "--reason", " "]) == 1
+    assert "say why" in capsys.readouterr().err
+
+
 def test_one_published_release_per_survey_is_a_constraint(conn, catalog):
     with pytest.raises(sa.exc.IntegrityError, match="uq_release_published_survey"):
         conn.execute(sa.text(
