@@ -116,6 +116,11 @@ def test_0054s_downgrade_restores_every_function(engine, database_url):
     assert upgraded != before and len(upgraded) == len(before) + 1 and after == before  # + mixture_tail
 
 
+def test_0057s_downgrade_restores_every_function(engine, database_url):
+    before, upgraded, after = across_a_migration(engine, database_url, "0057", "0056")
+    assert upgraded != before and len(upgraded) == len(before) - 2 and after == before  # - term, components
+
+
 @pytest.mark.parametrize("function", ["mixture_pdf", "mixture_cdf", "mixture_sf", "mixture_quantile"])
 @pytest.mark.parametrize(("w", "m", "s", "why"), [
     ("{1}", "{0}", "{0}", "sigmas finite and > 0"),             # was 'division by zero'
