@@ -127,13 +127,18 @@ def _one_value_a_cell(table: Table) -> Table:
 def _votable(table: Table, icrs: tuple[str, ...]):
     """``table`` as a VOTable (astropy's, 1.4) with an ICRS COOSYS for the ``icrs`` columns, and the
     UCD1+ words and descriptions the VO service gives the columns it shares (an input's own columns,
-    as xmatch returns them, keep what they had)."""
+    as xmatch returns them, keep what they had). A unit VOUnit cannot write (``dex(yr)``: a logarithm)
+    is said in the field's description instead, so that the VOTable validates."""
     from astropy.io.votable import from_table
     from astropy.io.votable.tree import CooSys
 
     from catalog.service import FIELDS
 
     vot = from_table(table)
+    for field, column in zip(vot.get_first_table().fields, table.itercols()):
+        if column.unit is not None and not _vounit(column.unit):
+            field.unit = None
+            field.description = f"{field.description or column.name} [{column.unit}]"
     positions = dict(zip(icrs, ("pos.eq.ra", "pos.eq.dec") * (len(icrs) // 2)))
     if positions:
         vot.resources[0].coordinate_systems.append(CooSys(ID="icrs", system="ICRS"))
@@ -143,6 +148,15 @@ def _votable(table: Table, icrs: tuple[str, ...]):
         elif field.name in FIELDS and field.name not in ("ra", "dec"):
             field.description, field.ucd = FIELDS[field.name][0], FIELDS[field.name][2]
     return vot
+
+
+def _vounit(unit: u.UnitBase) -> bool:
+    """Whether VOUnit writes ``unit`` (not ``dex``, nor a function unit such as ``dex(yr)``)."""
+    try:
+        unit.to_string("vounit")
+    except ValueError:
+        return False
+    return True
 
 
 # --- commands ------------------------------------------------------------------

@@ -113,8 +113,8 @@ def predictions(source_ids, model: str = DEFAULT_MODEL, *, version: str | None =
             raise QueryError(f"{what}: {name} must be text (a model's name, a version such as '1'), got {value!r}")
     with (engine or default_engine()).connect() as conn:
         try:
-            model_id, task_name = conn.execute(sa.text(
-                "SELECT m.model_id, x.task FROM healcat.resolve_model(:model, :version) AS m "
+            model_id, task_name, hyperparams = conn.execute(sa.text(
+                "SELECT m.model_id, x.task, x.hyperparams FROM healcat.resolve_model(:model, :version) AS m "
                 "JOIN healcat.model AS x USING (model_id)"), {"model": model, "version": version}).one()
         except sa.exc.DBAPIError as exc:
             if (error := query_error(exc, what)) is None:
@@ -133,16 +133,16 @@ def predictions(source_ids, model: str = DEFAULT_MODEL, *, version: str | None =
         rows = _rows(conn, what, statement, {
             "ids": ids, "model": model, "version": version, "model_id": model_id, "lower": task.value_min,
             "grid": None if grid is None else grid.tolist(), "no_run": no_run})
-    table = _predictions_table(rows, task, grid)
+    table = _predictions_table(rows, task, grid, (hyperparams or {}).get("n_components"))
     table.meta.update(model=model, task=task_name, version=version or "current")
     if grid is not None:
         table.meta["pdf_at"] = grid.tolist()
     return table
 
 
-def _predictions_table(rows: list, task, grid: np.ndarray | None) -> Table:
-    """The answer's columns, each with its unit and description; PDFs and class probabilities as columns
-    only where the model gives them."""
+def _predictions_table(rows: list, task, grid: np.ndarray | None, n_components: int | None) -> Table:
+    """The answer's columns, each with its unit and description: the task's class probabilities and
+    PDF (``n_components`` wide, the version's) whatever rows it holds, masked where a row has none."""
     unit, spread = (u.Unit(text) if text else None for text in (task.unit, task.spread_unit()))  # "": dimensionless
     columns = list(zip(*rows)) if rows else [()] * (15 if grid is None else 16)
     (source_id, release, object_id, version, run_id, value, uncertainty, p16, p84, label, probabilities, weights,
@@ -157,17 +157,18 @@ def _predictions_table(rows: list, task, grid: np.ndarray | None) -> Table:
     for name, text in DESCRIPTIONS.items():
         table[name].description = text
     table["value"].description = task.value_description or "the model's point value"
-    classes = sorted({name for text in probabilities if text for name in json.loads(text)})
+    classes = sorted({*task.classes, *(name for text in probabilities if text for name in json.loads(text))})
     for name in classes:
         table[f"p_{name}"] = masked_column([None if text is None else json.loads(text).get(name)
                                             for text in probabilities], np.float64)
         table[f"p_{name}"].description = f"the classifier's probability that the source is a {name}"
-    if any(w is not None for w in weights):
+    if task.gives_pdf or any(w is not None for w in weights):
+        width = max([n_components or 0, *(len(w) for w in weights if w is not None)])  # runs of older versions too
         for name, arrays, column_unit, text in (
                 ("pdf_weights", weights, None, "the PDF's Gaussian-mixture weights"),
                 ("pdf_means", means, unit, "the mixture's component means (untruncated)"),
                 ("pdf_sigmas", sigmas, spread, "the mixture's component sigmas")):
-            table[name] = _rows_of(arrays, column_unit, np.float32)  # float4, as stored: the same bits as SQL reads
+            table[name] = _rows_of(arrays, column_unit, np.float32, width)  # float4: the bits SQL reads
             table[name].description = text
     if grid is not None:
         table["pdf"] = _rows_of(columns[14], None, np.float64, width=len(grid))

@@ -9,6 +9,7 @@ import sys
 import psycopg
 import pytest
 import sqlalchemy as sa
+from astropy.table import MaskedColumn, Table
 
 from catalog import cone_search
 from catalog.cli import build_parser, main
@@ -271,6 +272,24 @@ def test_votable_output_declares_icrs_and_ucds_on_healcats_positions_only(catalo
     fields = {f.name: f for f in parse(io.BytesIO(capsys.readouterr().out.encode())).get_first_table().fields}
     assert fields["match_ra"].ref is not None and fields["match_ra"].ucd == "pos.eq.ra"
     assert fields["ra"].ref is None and fields["ra"].ucd is None
+
+
+def test_a_unit_vounit_cannot_write_is_said_in_the_votables_description():
+    """A gyro age's dex(yr) made the VOTable invalid (W50), and astropy read it back as an unrecognised unit."""
+    import io
+
+    from astropy.io.votable import parse
+
+    from catalog.cli import _votable
+
+    table = Table({"value": MaskedColumn([9.1], unit="dex(yr)", description="log10 of the age"),
+                   "uncertainty": MaskedColumn([0.2], unit="dex"), "value_p16": MaskedColumn([8.9], unit="mag")})
+    buffer = io.BytesIO()
+    _votable(table, ()).to_xml(buffer)
+    fields = {f.name: f for f in parse(io.BytesIO(buffer.getvalue()), verify="exception").get_first_table().fields}
+    assert (fields["value"].unit, fields["value"].description) == (None, "log10 of the age [dex(yr)]")
+    assert (fields["uncertainty"].unit, fields["uncertainty"].description) == (None, "uncertainty [dex]")
+    assert str(fields["value_p16"].unit) == "mag"
 
 
 @pytest.mark.parametrize(("argv", "message"), [

@@ -87,7 +87,18 @@ def test_ids_without_a_prediction_each_get_a_row_saying_why(engine, catalog):
         "no source_id (a masked or missing value)", "no source with this source_id", ""]
     assert found["value"][0] == found["value"][4] and found["release"][0] == SDSS_RELEASE
     assert predictions(star)["reason"][0] == f"model photoz-sdss has no current run on release {GAIA_RELEASE}"
+    with engine.connect() as conn:  # a Gaia source_id from a table, an integer: its digits are the object id
+        gaia_id = conn.scalar(sa.text("SELECT object_id FROM healcat.source WHERE source_id = :s"), {"s": star})
+    assert gaia_id.isdigit() and source_id_of(int(gaia_id)) == source_id_of(np.int64(gaia_id)) == star
+    with pytest.raises(QueryError, match="an object id is text .or an integer., not float"):
+        source_id_of(float(gaia_id))
     assert len(predictions([])) == 0
+    for model in ("photoz-sdss", "object-class-sdss"):  # the same columns whatever rows an answer holds
+        full = predictions([galaxy], model).colnames
+        assert predictions([star], model).colnames == predictions([], model).colnames == full
+    assert {"pdf_weights", "p_QSO"} <= {*predictions([galaxy]).colnames, *predictions([galaxy], "object-class-sdss").colnames}
+    star_row = predictions([star])
+    assert star_row["pdf_weights"].shape == (1, 5) and star_row["pdf_weights"].mask.all()
     masked_row = Table({"source_id": asked})[2]  # a cross-match's unmatched row
     assert predictions(masked_row)["reason"][0] == "no source_id (a masked or missing value)"
 

@@ -9,6 +9,7 @@ database with their own PL/pgSQL cover, and the tests hold both paths to the sam
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,10 +97,16 @@ def nearest(
         cone = Cone(cone.ra_deg, cone.dec_deg, min(180.0, cone.radius_deg * 4.0))
 
 
-def source_id_of(object_id: str, *, release: str | None = None, engine: sa.Engine | None = None) -> int:
+def source_id_of(object_id: str | int, *, release: str | None = None, engine: sa.Engine | None = None) -> int:
     """The healcat source_id of a survey object id: in ``release``, else in the published releases
-    (as the searches read), else in a superseded one; an error where two of those have it."""
+    (as the searches read), else in a superseded one; an error where two of those have it. Object ids
+    are text; an integer (a Gaia source_id from a table) is looked up as its decimal digits."""
     from catalog.db import engine as default_engine
+
+    if isinstance(object_id, numbers.Integral) and not isinstance(object_id, bool):
+        object_id = str(int(object_id))
+    elif not isinstance(object_id, str):
+        raise QueryError(f"object_id {object_id!r}: an object id is text (or an integer), not {type(object_id).__name__}")
 
     query = sa.select(Source.source_id, Release.name, Release.status).join(Release).where(Source.object_id == object_id)
     if release is not None:

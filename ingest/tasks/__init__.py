@@ -148,6 +148,11 @@ class Task(ABC):
     #: The least value there is (photo-z: z = 0): a stored PDF (``pdf_*``, the untruncated mixture) is read
     #: truncated there and renormalised, as the model's own point value and SQL's photoz_* read it.
     value_min: ClassVar[float | None] = None
+    #: What its outputs hold besides a value, so an answer has the same columns whatever rows it holds:
+    #: a classifier's classes (its p_<class> columns), and whether it gives a Gaussian-mixture PDF
+    #: (pdf_weights, pdf_means, pdf_sigmas: as many components as the version's ``n_components``).
+    classes: ClassVar[tuple[str, ...]] = ()
+    gives_pdf: ClassVar[bool] = False
     training_query: ClassVar[str]
     input_query: ClassVar[str]
     applies_query: ClassVar[str]

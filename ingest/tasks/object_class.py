@@ -18,6 +18,7 @@ class ObjectClass(Task):
     primary_metric = ("accuracy", "higher")  # held-out accuracy decides which version is current
     default_training_releases = ("sdss/dr14-skyserver-10k",)
     value_description = "probability of the label (the most probable class's, 0 to 1)"
+    classes = CLASSES
     #: The release's objects with a spectroscopic class, ordered so the split is reproducible.
     training_query = ugriz.ugriz_query(
         columns=", upper(r.spec_class)",  # as class names are written: 'galaxy' is a GALAXY

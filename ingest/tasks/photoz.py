@@ -15,6 +15,7 @@ class Photoz(Task):
     default_training_releases = ("sdss/dr14-skyserver-10k",)
     value_description = "photometric redshift z (the p(z) mixture's median)"
     value_min = ml_photoz.Z_MIN  # a redshift is not negative: p(z) is read truncated at z = 0
+    gives_pdf = True
     #: The release's spectroscopic galaxies, ordered so the split is reproducible.
     training_query = ugriz.ugriz_query(
         columns=", r.z",
