@@ -915,17 +915,24 @@ def cmd_release_withdraw(args: argparse.Namespace) -> None:
     from ingest.publish import withdraw
 
     with db.engine().begin() as conn:
-        published = withdraw(conn, args.name, args.reason)
-    print(f"{args.name}: withdrawn; {f'{published} is' if published else 'no release is'} its survey's published "
-          f"release now (`healcat release restore {args.name}` brings it back)")
+        done = withdraw(conn, args.name, args.reason)
+    print(f"{args.name}: withdrawn; {f'{done.published} is' if done.published else 'no release is'} its survey's "
+          f"published release now{_queued(done.queued)} (`healcat release restore {args.name}` brings it back)")
+    for release, n in done.joined.items():
+        print(f"warning: {release} has {n:,} rows on {args.name}'s sources, which no current view reaches now; load "
+              f"it again, as a new version, against {done.published or 'a published release'}", file=sys.stderr)
 
 
 def cmd_release_restore(args: argparse.Namespace) -> None:
     from ingest.publish import restore
 
     with db.engine().begin() as conn:
-        status = restore(conn, args.name)
-    print(f"{args.name}: restored, {status}")
+        done = restore(conn, args.name)
+    print(f"{args.name}: restored, {done.status}{_queued(done.queued)}")
+
+
+def _queued(jobs: list[int]) -> str:
+    return f"; {_count(len(jobs), 'infer job')} queued on it ({', '.join(map(str, jobs))})" if jobs else ""
 
 
 def _release_action(group, action: str, func, help: str, fmt: dict) -> argparse.ArgumentParser:

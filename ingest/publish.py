@@ -32,10 +32,12 @@ never half of it, and never both.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
 from catalog.errors import QueryError
+from catalog.releases import PER_RELEASE_TABLES
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +134,6 @@ SELECT o.shard, o.source_id, :release_id, 'vanished', o.shard, o.source_id, NULL
 FROM release_old AS o
 WHERE NOT EXISTS (SELECT 1 FROM release_match AS m WHERE m.previous_source_id = o.source_id)
 """)
-
-# The per-release tables (what a release's row_counts count of them says whether it wrote any).
-PER_RELEASE_TABLES = ("light_curve", "spectrum", "label", "rotation_period", "stellar_mass")
 
 # A joining release's objects: the other surveys' sources its per-release rows sit on (never its own
 # survey's: ingest.load._owners and ingest.perobject._matches join only other surveys' sources).
@@ -251,11 +250,51 @@ def _release_named(conn: sa.Connection, name: str) -> int:
     return release_id
 
 
-def withdraw(conn: sa.Connection, name: str, reason: str) -> str | None:
+# The survey's newest release that has a place in its order (not withdrawn).
+_NEWEST = sa.text(f"""
+SELECT o.release_id FROM healcat.release AS o WHERE o.survey_id = :s AND o.status <> 'withdrawn'
+ORDER BY {_ORDER.format(r='o')} DESC LIMIT 1
+""")
+
+# Other releases' rows in the per-release tables on a release's sources (a joining release's objects).
+_JOINED_ON = " UNION ALL ".join(
+    f"SELECT t.release_id FROM healcat.{t} AS t JOIN healcat.source AS s USING (shard, source_id) "
+    "WHERE s.release_id = :r AND t.release_id <> :r" for t in PER_RELEASE_TABLES)
+_ROWS_JOINED = sa.text(f"SELECT v.name, count(*) FROM ({_JOINED_ON}) AS j JOIN healcat.release AS v "
+                       "USING (release_id) GROUP BY v.name ORDER BY v.name")
+
+
+@dataclass
+class Lifecycle:
+    """What :func:`withdraw` or :func:`restore` did."""
+
+    status: str  # the release's status now
+    published: str | None  # its survey's published release now (None: none is)
+    queued: list[int] = field(default_factory=list)  # infer jobs queued on a release that became published
+    joined: dict[str, int] = field(default_factory=dict)  # other releases' rows on its sources, by release
+
+
+_PUBLISHED = sa.text("SELECT release_id, name FROM healcat.release WHERE survey_id = :s AND status = 'published'")
+
+
+def _published(conn: sa.Connection, survey_id: int, before: sa.Row | None) -> tuple[str | None, list[int]]:
+    """The survey's published release, and the infer jobs queued on it if it is not ``before`` (the one
+    published before: its current models may never have run on the new one, as a superseded release
+    keeps only the runs it had)."""
+    from ingest.registry import enqueue_inference
+
+    now = conn.execute(_PUBLISHED, {"s": survey_id}).first()
+    if now is None or (before is not None and now.release_id == before.release_id):
+        return (now.name if now else None), []
+    return now.name, enqueue_inference(conn, now.release_id)
+
+
+def withdraw(conn: sa.Connection, name: str, reason: str) -> Lifecycle:
     """Withdraw release ``name`` (published by mistake, or its data found wrong), in the caller's
     transaction: it leaves its survey's order of releases; if it was published, the newest of the
-    others is; the release after it is compared anew with the one before it. Nothing is deleted.
-    Returns the name of the survey's published release now (None: none is)."""
+    others is, and every current model that applies is queued to run on it; the release after it is
+    compared anew with the one before it. Nothing is deleted; other releases' rows on its sources
+    (a joining release's) are counted, as no current view reaches them now."""
     if not reason.strip():
         raise QueryError(f"withdraw {name}: say why (a reason is kept with the release)")
     release_id = _release_named(conn, name)
@@ -264,30 +303,35 @@ def withdraw(conn: sa.Connection, name: str, reason: str) -> str | None:
         raise QueryError(f"{name} was withdrawn already, at {release.withdrawn_at:%Y-%m-%d %H:%M:%S %Z} "
                          f"({release.withdrawn_reason})")
     place = conn.execute(_PLACE, {"release_id": release_id}).one()
+    before = conn.execute(_PUBLISHED, {"s": release.survey_id}).first()
     conn.execute(sa.text("UPDATE healcat.release SET status = 'withdrawn', withdrawn_at = now(), "
                          "withdrawn_reason = :why WHERE release_id = :r"), {"r": release_id, "why": reason.strip()})
-    if release.status == "published" and place.previous_id is not None:  # it was the newest: the one before it is
-        conn.execute(sa.text("UPDATE healcat.release SET status = 'published' WHERE release_id = :r"),
-                     {"r": place.previous_id})
+    if release.status == "published" and (newest := conn.scalar(_NEWEST, {"s": release.survey_id})) is not None:
+        conn.execute(sa.text("UPDATE healcat.release SET status = 'published' WHERE release_id = :r"), {"r": newest})
     if place.next_id is not None:
         _compare_again(conn, place.next_id, place.previous_id)
     log.info("%s withdrawn (%s)", name, reason.strip())
-    return conn.scalar(sa.text("SELECT name FROM healcat.release WHERE survey_id = :s AND status = 'published'"),
-                       {"s": release.survey_id})
+    published, queued = _published(conn, release.survey_id, before)
+    return Lifecycle("withdrawn", published, queued, dict(conn.execute(_ROWS_JOINED, {"r": release_id}).all()))
 
 
-def restore(conn: sa.Connection, name: str) -> str:
+def restore(conn: sa.Connection, name: str) -> Lifecycle:
     """Put a withdrawn release back in its survey's order, in the caller's transaction, as
-    :func:`publish` places a release loaded again: published if it is the newest, and compared anew
-    with the release before it (and the one after it with it). Returns its status now."""
+    :func:`publish` places a release loaded again: published if it is the newest (every current model
+    that applies then queued to run on it), and compared anew with the release before it (and the one
+    after it with it)."""
     release_id = _release_named(conn, name)
-    if _locked(conn, release_id).status != "withdrawn":
+    release = _locked(conn, release_id)
+    if release.status != "withdrawn":
         raise QueryError(f"{name} is not withdrawn: nothing to restore")
+    before = conn.execute(_PUBLISHED, {"s": release.survey_id}).first()
     conn.execute(sa.text("UPDATE healcat.release SET status = 'superseded', withdrawn_at = NULL, "
                          "withdrawn_reason = NULL WHERE release_id = :r"), {"r": release_id})
     _forget_diff(conn, release_id)
     publish(conn, release_id)
-    return conn.scalar(sa.text("SELECT status FROM healcat.release WHERE release_id = :r"), {"r": release_id})
+    published, queued = _published(conn, release.survey_id, before)
+    return Lifecycle(conn.scalar(sa.text("SELECT status FROM healcat.release WHERE release_id = :r"),
+                                 {"r": release_id}), published, queued)
 
 
 def match_objects(conn: sa.Connection, radius_arcsec: float) -> None:

@@ -60,9 +60,19 @@ def release_id_of(conn: sa.Connection, release: str, use: str | None = None) -> 
         mapping = shipped_mapping_of(release)
         raise QueryError(f"no release named {release!r}" + (f": `healcat ingest {mapping}` loads it" if mapping else ""))
     if use is not None and row.withdrawn_at is not None:
-        raise QueryError(f"{use}: release {release} was withdrawn at {row.withdrawn_at:%Y-%m-%d %H:%M:%S %Z} "
-                         f"({row.withdrawn_reason}); `healcat release restore {release}` brings it back")
+        raise QueryError(f"{use}: {_withdrawn(release, row)}")
     return row.release_id
+
+
+def withdrawal(conn: sa.Connection, release: str) -> str | None:
+    """When and why ``release`` was withdrawn, and how to bring it back; None if it is not withdrawn."""
+    row = conn.execute(sa.select(Release.withdrawn_at, Release.withdrawn_reason).where(Release.name == release)).first()
+    return _withdrawn(release, row) if row is not None and row.withdrawn_at is not None else None
+
+
+def _withdrawn(release: str, row) -> str:
+    return (f"release {release} was withdrawn at {row.withdrawn_at:%Y-%m-%d %H:%M:%S %Z} ({row.withdrawn_reason}); "
+            f"`healcat release restore {release}` brings it back")
 
 
 def train(engine: sa.Engine, task_name: str, release: str | Sequence[str] | None = None, *, seed: int = 0,

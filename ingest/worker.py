@@ -78,9 +78,15 @@ def run_ingest(engine: sa.Engine, args: dict[str, Any], job_id: int) -> dict[str
 def run_infer(engine: sa.Engine, args: dict[str, Any], job_id: int) -> dict[str, Any]:
     """Run a model over a release (args ``model`` or ``task``, ``release``, ``version``); then queue its index job."""
     from ingest.inference import run_model
+    from ingest.registry import withdrawal
     from ingest.tasks import get_task
 
     model = args.get("model") or get_task(args.get("task", "")).model_name
+    with engine.connect() as conn:
+        withdrawn = withdrawal(conn, args["release"])
+    if withdrawn is not None:  # withdrawn since the job was queued: nothing to run, nothing failed
+        log.warning("job %d: %s: %s not run", job_id, withdrawn, model)
+        return {"not_run": withdrawn, "queued_jobs": []}
     result = run_model(engine, model, args["release"], version=args.get("version"))
     with engine.begin() as conn:
         index_job = queue_index(conn, args["release"], job_id)

@@ -21,7 +21,7 @@ from catalog import cli
 from catalog.errors import MappingError
 from ingest.load import ingest_release
 from ingest.mapping import MAPPINGS_DIR, data_dir, load_mapping
-from tests.conftest import GAIA, PER_OBJECT
+from tests.conftest import GAIA, GAIA_RELEASE, PER_OBJECT
 
 HSC_ROWS = 20_000  # the RAIL HSC file has 429,235 rows; the tests load a slice (max_rows)
 CATALOGUES = sorted(p.stem for p in MAPPINGS_DIR.glob("*.toml")
@@ -112,6 +112,17 @@ def test_release_report_counts_quarantine_by_reason(catalogues, capsys):
     assert cli.main(["release", "report", "gyrointerp-ruprecht147/0.7", "--examples", "0"]) == 0
     out = capsys.readouterr().out  # the counts without examples (it said 'quarantined: 0')
     assert "285  Prot: Prot is missing" in out and "row 1:" not in out and "quarantined: 0" not in out
+
+
+def test_withdrawing_gaia_counts_the_chronoflow_periods_joined_to_its_stars(engine, catalogues):
+    """Those periods are no current view's once their base release is withdrawn: `withdraw` says so."""
+    from ingest.publish import withdraw
+
+    with engine.connect() as conn:
+        done = withdraw(conn, GAIA_RELEASE, "a test, rolled back")
+        conn.rollback()
+    assert (done.status, done.published, done.queued) == ("withdrawn", None, [])
+    assert done.joined["chronoflow/2025-prot-catalogue"] == catalogues["chronoflow_prot"].row_counts["joined"] > 0
 
 
 def test_chronoflow_periods_join_gaia_stars_by_id_and_the_rest_get_positionless_sources(engine, catalogues):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -12,6 +13,7 @@ from alembic.script import ScriptDirectory
 
 from catalog import db
 from catalog.models import Base
+from tests.conftest import scratch_database
 
 
 def test_models_match_the_migrated_schema(engine, database_url):
@@ -148,3 +150,21 @@ def test_a_role_that_is_not_a_superuser_migrates_the_database_it_owns(engine, da
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
             conn.exec_driver_sql(f"DROP ROLE IF EXISTS {role}")
+
+
+def test_a_downgrade_below_0056_refuses_while_a_release_is_withdrawn(engine, database_url):
+    """Superseded again, a withdrawn release would be back in its survey's order, out of place."""
+    with scratch_database(engine, database_url, "healcat_withdrawn") as (url, scratch):
+        db.migrate(url)
+        with scratch.begin() as conn:
+            conn.execute(sa.text("INSERT INTO healcat.survey (name) VALUES ('s')"))
+            conn.execute(sa.text(
+                "INSERT INTO healcat.release (survey_id, name, version, source_uri, checksum, mapping, status, "
+                "withdrawn_at, withdrawn_reason) SELECT survey_id, 's/1', '1', 'x', 'x', '{}', 'withdrawn', now(), "
+                "'wrong file' FROM healcat.survey"))
+            head = db.current_revision(conn)
+        with pytest.raises(RuntimeError, match=r"1 release\(s\) are withdrawn \(s/1\).*nothing was changed"):
+            command.downgrade(db.alembic_config(url), "0055")
+        with scratch.connect() as conn:
+            assert db.current_revision(conn) == head and conn.scalar(sa.text("SELECT status FROM healcat.release")) == \
+                "withdrawn"

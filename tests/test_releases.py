@@ -163,15 +163,22 @@ def _previous(engine, release: str) -> str | None:
 
 
 def test_a_withdrawn_release_leaves_its_survey_until_restored(engine, catalog, two_releases, capsys):
+    from catalog import source_id_of
     from catalog.errors import QueryError
     from ingest.inference import run_model
     from ingest.registry import train
-    from ingest.worker import run_ingest
+    from ingest.worker import run_infer, run_ingest
 
     rows, v2, folder = two_releases
     v2_changes = _changes(engine, "scratch/v2")
     assert main(["release", "withdraw", "scratch/v2", "--reason", "plate numbers off by 9000"]) == 0
-    assert capsys.readouterr().out.startswith("scratch/v2: withdrawn; scratch/v1 is its survey's published release now")
+    out = capsys.readouterr().out
+    assert out.startswith("scratch/v2: withdrawn; scratch/v1 is its survey's published release now; 2 infer jobs "
+                          "queued on it"), "the current models (classifier, photo-z) queued on the release published now"
+    with engine.connect() as conn:
+        assert sorted(conn.execute(sa.text("SELECT args->>'model' FROM healcat.job WHERE kind = 'infer' AND "
+                                           "args->>'release' = 'scratch/v1'")).scalars()) == \
+            sorted([catalog["classifier"].name, catalog["model"].name])
     assert _status(engine) == {"scratch/v1": "published", "scratch/v2": "withdrawn"}
     with engine.connect() as conn:
         assert conn.execute(SCRATCH_CURRENT).all() == [("scratch/v1", 100)]
@@ -190,6 +197,12 @@ def test_a_withdrawn_release_leaves_its_survey_until_restored(engine, catalog, t
         run_model(engine, catalog["classifier"].name, "scratch/v2")
     with pytest.raises(QueryError, match="train photoz: release scratch/v2 was withdrawn"):
         train(engine, "photoz", "scratch/v2")
+    job = run_infer(engine, {"model": catalog["classifier"].name, "release": "scratch/v2"}, 0)  # queued before
+    assert job["not_run"].startswith("release scratch/v2 was withdrawn") and job["queued_jobs"] == []
+    moved = spec_name(v2[20])  # row 40 under another plate: only in v2
+    with pytest.raises(QueryError, match=f"object_id '{moved}': only in withdrawn releases scratch/v2; name one"):
+        source_id_of(moved)
+    assert source_id_of(moved, release="scratch/v2") > 0
 
     # The next release follows the one before the withdrawn one.
     write_csv(folder / "v3.csv", rows[20:120])  # v2's rows without its two changes
@@ -201,7 +214,7 @@ def test_a_withdrawn_release_leaves_its_survey_until_restored(engine, catalog, t
 
     # Restored between the two: superseded, its diff as it was, and v3 compared with it anew.
     assert main(["release", "restore", "scratch/v2"]) == 0
-    assert capsys.readouterr().out.strip() == "scratch/v2: restored, superseded"
+    assert capsys.readouterr().out.strip() == "scratch/v2: restored, superseded", "nothing queued: v3 stays published"
     assert _status(engine) == {"scratch/v1": "superseded", "scratch/v2": "superseded", "scratch/v3": "published"}
     assert _changes(engine, "scratch/v2") == v2_changes and _previous(engine, "scratch/v3") == "scratch/v2"
     changes = _changes(engine, "scratch/v3")

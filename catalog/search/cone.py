@@ -99,8 +99,9 @@ def nearest(
 
 def source_id_of(object_id: str | int, *, release: str | None = None, engine: sa.Engine | None = None) -> int:
     """The healcat source_id of a survey object id: in ``release``, else in the published releases
-    (as the searches read), else in a superseded one; an error where two of those have it. Object ids
-    are text; an integer (a Gaia source_id from a table) is looked up as its decimal digits."""
+    (as the searches read), else in a superseded one (never a withdrawn one unless named); an error
+    where two of those have it. Object ids are text; an integer (a Gaia source_id from a table) is
+    looked up as its decimal digits."""
     from catalog.db import engine as default_engine
 
     if isinstance(object_id, numbers.Integral) and not isinstance(object_id, bool):
@@ -113,8 +114,12 @@ def source_id_of(object_id: str | int, *, release: str | None = None, engine: sa
         query = query.where(Release.name == release)
     with (engine or default_engine()).connect() as conn:
         rows = conn.execute(query).all()
-    if release is None:
-        rows = [r for r in rows if r.status == "published"] or rows
+    if release is None:  # a withdrawn release is read only by its name
+        live = [r for r in rows if r.status != "withdrawn"]
+        if rows and not live:
+            raise QueryError(f"object_id {object_id!r}: only in withdrawn releases "
+                             f"{', '.join(sorted(r.name for r in rows))}; name one to read it there")
+        rows = [r for r in live if r.status == "published"] or live
     if len(rows) != 1:
         where = f" in {release}" if release else ""
         found = (f"in {rows[0].status} releases {', '.join(sorted(r.name for r in rows))}; name one" if rows

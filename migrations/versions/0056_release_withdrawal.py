@@ -7,14 +7,12 @@ Create Date: 2026-12-06 23:00:00
 - release.status may be 'withdrawn' (`healcat release withdraw NAME --reason TEXT`, ingest/publish.py):
   the release leaves its survey's order of releases, its rows, diff and predictions kept;
 - release.withdrawn_at and release.withdrawn_reason, set exactly when it is withdrawn (a check).
-The downgrade puts withdrawn releases back as superseded, with a warning naming them: their
-survey's published release stays the one that was (an older schema knows no other state).
+The downgrade refuses, naming them, while releases are withdrawn: an older schema has no such state,
+and superseded they would be back in their survey's order (restore them first).
 """
 
 import sqlalchemy as sa
 from alembic import op
-
-from migrations.functions import log
 
 revision = '0056'
 down_revision = '0055'
@@ -38,13 +36,17 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # An older schema has no withdrawal: a withdrawn release made superseded would be back in its
+    # survey's order (the newest superseded under an older published one, the next release's diff
+    # against the one before it). Say so before anything changes (the downgrade is one transaction).
     withdrawn = op.get_bind().execute(sa.text(
         "SELECT name FROM healcat.release WHERE status = 'withdrawn' ORDER BY name")).scalars().all()
     if withdrawn:
-        log.warning("downgrade 0056: %d withdrawn release(s) become superseded (an older schema has no withdrawal): "
-                    "%s", len(withdrawn), ", ".join(withdrawn))
+        raise RuntimeError(
+            f"healcat downgrade below 0056: {len(withdrawn)} release(s) are withdrawn ({', '.join(withdrawn)}), a "
+            "state that does not exist before 0056; nothing was changed. Restore them (healcat release restore "
+            "NAME) or delete them, then downgrade again")
     op.drop_constraint(op.f('ck_release_withdrawn'), 'release', schema='healcat', type_='check')
-    op.execute("UPDATE healcat.release SET status = 'superseded' WHERE status = 'withdrawn'")
     op.drop_constraint(op.f('ck_release_status'), 'release', schema='healcat', type_='check')
     op.create_check_constraint(op.f('ck_release_status'), 'release', "status IN ('published', 'superseded')",
                                schema='healcat')
