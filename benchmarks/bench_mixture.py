@@ -35,12 +35,12 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from catalog.settings import from_env
+from migrations.functions import SQL, definition
 
 ROUNDS = from_env("BENCH_MIXTURE_ROUNDS", 1, int, "rounds") or 3
 MAPPING = "sdss_dr14_skyserver_10k"
 PHOTOZ = "photoz-sdss"
 SCRATCH = "bench_ml_v7"
-SQL = Path(__file__).resolve().parents[1] / "migrations" / "versions" / "sql"
 #: The functions whose calls point at the scratch schema: those ml_v7.sql defines (mixture_cdf and
 #: mixture_pdf both overloads, the plain ones from ml_v5.sql).
 REWRITTEN = ("mixture_components", "mixture_total", "mixture_term", "mixture_sf", "mixture_cdf", "mixture_pdf",
@@ -98,17 +98,9 @@ def _setup() -> sa.Engine:
     return engine
 
 
-def _definition(text: str, function: str) -> str:
-    """A function's definition in a SQL file's text (migrations.functions.restore_functions's pattern)."""
-    signature = re.escape(function) if "(" in function else rf"{function}\("
-    return re.search(rf"CREATE (?:OR REPLACE )?FUNCTION healcat\.{signature}.*?\n(?:END;?\s*)?\$\$;", text,
-                     re.DOTALL).group(0)
-
-
 def baseline_sql() -> str:
     """The pre-0054 definitions, their calls to one another (and their own names) in the scratch schema."""
-    v4, v5 = ((SQL / f"ml_v{n}.sql").read_text() for n in (4, 5))
-    text = "\n\n".join([*(_definition(v4, f) for f in FROM_V4), *(_definition(v5, f) for f in FROM_V5),
+    text = "\n\n".join([*(definition("ml_v4.sql", f) for f in FROM_V4), *(definition("ml_v5.sql", f) for f in FROM_V5),
                          (SQL / "ml_v7.sql").read_text()])
     return re.sub(rf"\bhealcat\.({'|'.join(REWRITTEN)})\b", rf"{SCRATCH}.\1", text)
 

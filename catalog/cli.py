@@ -1289,12 +1289,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "release of the survey", fmt)
     q.add_argument("--change", choices=["new", "changed", "vanished"], help="only these")
     q = releases.add_parser("withdraw", help="take a release published by mistake (or found wrong) out of its "
-                            "survey's releases: the one before it is published again; its rows, diff and "
-                            "predictions are kept, read by its name; no new model run or training reads it")
+                            "survey's releases (if it was published, the newest of the others is, its models "
+                            "queued); its rows, diff and predictions are kept, read by its name; no new model run "
+                            "or training reads it")
     q.add_argument("name", help="release name, e.g. sdss/dr14-skyserver-10k")
     q.add_argument("--reason", required=True, help="why, kept with the release (release show)")
     q.set_defaults(func=cmd_release_withdraw)
-    q = releases.add_parser("restore", help="put a withdrawn release back in its place among its survey's releases")
+    q = releases.add_parser("restore", help="put a withdrawn release back in its place among its survey's releases "
+                            "(its models queued)")
     q.add_argument("name", help="release name, e.g. sdss/dr14-skyserver-10k")
     q.set_defaults(func=cmd_release_restore)
     q = releases.add_parser("report", help="row counts, and quarantined rows by column and reason with examples",

@@ -293,8 +293,8 @@ def withdraw(conn: sa.Connection, name: str, reason: str) -> Lifecycle:
     """Withdraw release ``name`` (published by mistake, or its data found wrong), in the caller's
     transaction: it leaves its survey's order of releases; if it was published, the newest of the
     others is, and every current model that applies is queued to run on it; the release after it is
-    compared anew with the one before it. Nothing is deleted; other releases' rows on its sources
-    (a joining release's) are counted, as no current view reaches them now."""
+    compared anew with the one before it. Nothing is deleted. If it was published, other releases'
+    rows on its sources (a joining release's) are counted: no current view reaches them now."""
     if not reason.strip():
         raise QueryError(f"withdraw {name}: say why (a reason is kept with the release)")
     release_id = _release_named(conn, name)
@@ -312,26 +312,28 @@ def withdraw(conn: sa.Connection, name: str, reason: str) -> Lifecycle:
         _compare_again(conn, place.next_id, place.previous_id)
     log.info("%s withdrawn (%s)", name, reason.strip())
     published, queued = _published(conn, release.survey_id, before)
-    return Lifecycle("withdrawn", published, queued, dict(conn.execute(_ROWS_JOINED, {"r": release_id}).all()))
+    joined = dict(conn.execute(_ROWS_JOINED, {"r": release_id}).all()) if release.status == "published" else {}
+    return Lifecycle("withdrawn", published, queued, joined)
 
 
 def restore(conn: sa.Connection, name: str) -> Lifecycle:
     """Put a withdrawn release back in its survey's order, in the caller's transaction, as
-    :func:`publish` places a release loaded again: published if it is the newest (every current model
-    that applies then queued to run on it), and compared anew with the release before it (and the one
-    after it with it)."""
+    :func:`publish` places a release loaded again: published if it is the newest, compared anew with
+    the release before it (and the one after it with it), and every current model that applies
+    queued to run on it (a version promoted while it was withdrawn has never run there)."""
+    from ingest.registry import enqueue_inference
+
     release_id = _release_named(conn, name)
     release = _locked(conn, release_id)
     if release.status != "withdrawn":
         raise QueryError(f"{name} is not withdrawn: nothing to restore")
-    before = conn.execute(_PUBLISHED, {"s": release.survey_id}).first()
     conn.execute(sa.text("UPDATE healcat.release SET status = 'superseded', withdrawn_at = NULL, "
                          "withdrawn_reason = NULL WHERE release_id = :r"), {"r": release_id})
     _forget_diff(conn, release_id)
     publish(conn, release_id)
-    published, queued = _published(conn, release.survey_id, before)
+    now = conn.execute(_PUBLISHED, {"s": release.survey_id}).first()
     return Lifecycle(conn.scalar(sa.text("SELECT status FROM healcat.release WHERE release_id = :r"),
-                                 {"r": release_id}), published, queued)
+                                 {"r": release_id}), now.name, enqueue_inference(conn, release_id))
 
 
 def match_objects(conn: sa.Connection, radius_arcsec: float) -> None:

@@ -35,17 +35,21 @@ def pin_search_path() -> None:
     op.execute(PIN_SEARCH_PATH)
 
 
-def restore_functions(name: str, functions: list[str]) -> None:
-    """Run the definitions of ``functions`` in ``versions/NAME`` again, as CREATE OR REPLACE (a downgrade
-    restoring what a later migration replaced with the same signature), then pin the search_path. A
-    name alone finds the file's first definition of it; one with its arguments as the file writes them
+def definition(name: str, function: str) -> str:
+    """The definition of ``function`` in ``versions/sql/NAME``, as CREATE OR REPLACE. A name alone finds
+    the file's first definition of it; one with its arguments as the file writes them
     (``mixture_cdf(weights real[], ..., lower float8)``), that overload's."""
-    text = (SQL / name).read_text()
+    signature = re.escape(function) if "(" in function else rf"{function}\("
+    found = re.search(rf"CREATE (?:OR REPLACE )?FUNCTION healcat\.{signature}.*?\n(?:END;?\s*)?\$\$;",
+                      (SQL / name).read_text(), re.DOTALL).group(0)
+    return re.sub(r"^CREATE (OR REPLACE )?FUNCTION", "CREATE OR REPLACE FUNCTION", found)
+
+
+def restore_functions(name: str, functions: list[str]) -> None:
+    """Run the definitions of ``functions`` in ``versions/sql/NAME`` again (:func:`definition`): a
+    downgrade restoring what a later migration replaced with the same signature; then pin the search_path."""
     for function in functions:
-        signature = re.escape(function) if "(" in function else rf"{function}\("
-        definition = re.search(rf"CREATE (?:OR REPLACE )?FUNCTION healcat\.{signature}.*?\n(?:END;?\s*)?\$\$;", text,
-                               re.DOTALL).group(0)
-        op.execute(re.sub(r"^CREATE (OR REPLACE )?FUNCTION", "CREATE OR REPLACE FUNCTION", definition))
+        op.execute(definition(name, function))
     pin_search_path()
 
 

@@ -4,10 +4,14 @@ scipy's normal distribution."""
 
 from __future__ import annotations
 
+import re
+
+import numpy as np
 import pytest
 import sqlalchemy as sa
 from scipy.stats import norm
 
+from migrations.functions import definition
 from tests.conftest import across_a_migration
 
 
@@ -119,6 +123,49 @@ def test_0054s_downgrade_restores_every_function(engine, database_url):
 def test_0057s_downgrade_restores_every_function(engine, database_url):
     before, upgraded, after = across_a_migration(engine, database_url, "0057", "0056")
     assert upgraded != before and len(upgraded) == len(before) - 2 and after == before  # - term, components
+
+
+#: What 0057 replaced: ml_v8.sql's total (ml_v4.sql's), tails and density, and the helpers they called.
+ML_V8 = (("ml_v4.sql", ("mixture_components", "mixture_total")),
+         ("ml_v8.sql", ("mixture_term", "mixture_tail", "mixture_pdf(weights real[], means real[], sigmas real[], x float8)")))
+
+
+def test_0057s_loops_sum_what_ml_v8s_functions_did_to_the_last_bit(conn):
+    """The same terms in the same order: equal, not close, over weights from 1e-30 to 1e30 (zeros too),
+    1 to 7 components, x from -1e300 to infinity; and where ml_v8 was wrong, what 0057 says instead."""
+    names = "|".join(f.split("(")[0] for _, functions in ML_V8 for f in functions)
+    v8 = "\n".join(definition(file, f) for file, functions in ML_V8 for f in functions)
+    cursor = conn.connection.driver_connection.cursor()  # the files' text as it is (no parameters)
+    cursor.execute("CREATE SCHEMA v8ref; " + re.sub(rf"\bhealcat\.({names})\b", r"v8ref.\1", v8))
+    rng = np.random.default_rng(57)
+    rows = []
+    for i in range(400):
+        k = int(rng.integers(1, 8))
+        w = 10.0 ** rng.uniform(-30, 30, k) * (rng.random(k) > 0.15)
+        w[0] = w[0] or 1.0
+        rows.append({"i": i, "w": w.astype(np.float32).tolist(), "m": rng.uniform(-3, 3, k).astype(np.float32).tolist(),
+                     "s": (10.0 ** rng.uniform(-3, 0.5, k)).astype(np.float32).tolist()})
+    conn.execute(sa.text("CREATE TEMP TABLE mix (i int, w real[], m real[], s real[])"))
+    conn.execute(sa.text("INSERT INTO mix VALUES (:i, :w, :m, :s)"), rows)
+    xs = [-1e300, -50.0, -3.0, -0.7, 0.0, 0.01, 0.3, 1.5, 2.9, 4.0, 60.0, 1e300, float("inf"), float("-inf")]
+    differ = conn.execute(sa.text(
+        "SELECT count(*), "
+        "count(*) FILTER (WHERE healcat.mixture_pdf(w, m, s, x) IS DISTINCT FROM v8ref.mixture_pdf(w, m, s, x)), "
+        "count(*) FILTER (WHERE healcat.mixture_tail('f', w, m, s, x, false) "
+        "                 IS DISTINCT FROM v8ref.mixture_tail('f', w, m, s, x, false)), "
+        "count(*) FILTER (WHERE healcat.mixture_tail('f', w, m, s, x, true) "
+        "                 IS DISTINCT FROM v8ref.mixture_tail('f', w, m, s, x, true)), "
+        "count(*) FILTER (WHERE healcat.mixture_total('f', w, m, s) IS DISTINCT FROM v8ref.mixture_total('f', w, m, s)) "
+        "FROM mix, unnest(CAST(:xs AS float8[])) AS x"), {"xs": xs}).one()
+    assert tuple(differ) == (400 * len(xs), 0, 0, 0, 0)
+    # A weight of 0 whose quotient overflows, and an x past float8 over a small sigma: 22003 in ml_v8.
+    assert one(conn, "healcat.mixture_pdf('{0,1}', '{0,0}', '{1e-30,1}', 1e308)")[0] == 0.0
+    assert one(conn, "healcat.mixture_pdf('{1}', '{0}', '{0.01}', 1e307), healcat.mixture_cdf('{1}', '{0}', '{0.01}', "
+                     "1e307), healcat.mixture_sf('{1}', '{0}', '{0.01}', 1e307)") == (0.0, 1.0, 0.0)
+    for bad in ("'{{1,1},{1,1}}', '{{0,1},{2,3}}', '{{1,1},{1,1}}'", "'[0:1]={1,1}', '{0,1}', '{1,1}'"):
+        with pytest.raises(sa.exc.DBAPIError, match="must be one-dimensional arrays indexed from 1"):
+            with conn.begin_nested():
+                one(conn, f"healcat.mixture_pdf({bad}, 0.3)")
 
 
 @pytest.mark.parametrize("function", ["mixture_pdf", "mixture_cdf", "mixture_sf", "mixture_quantile"])
