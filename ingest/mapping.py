@@ -312,10 +312,11 @@ class Mapping:
     def check_columns(self, table: Table, file: Path) -> None:
         """Fail, naming the file and the columns, unless the input has exactly what is mapped or ignored
         (``"*"`` under ``[ignore]`` covers every column not named), and none both mapped and ignored."""
-        if both := sorted(self.used_columns() & set(self.ignore)):
+        used = self.used_columns()
+        if both := sorted(used & set(self.ignore)):
             raise MappingError(f"{self.path}: columns {', '.join(both)} are both mapped and listed under [ignore]: "
                                "a column is read or ignored, not both; take it out of one")
-        check_mapped(set(table.colnames), self.used_columns(), self.ignore, file, self.path)
+        check_mapped(set(table.colnames), used, self.ignore, file, self.path)
         for col, axis in ((self.ra, "ra"), (self.dec, "dec")):
             file_unit = getattr(table[col.name], "unit", None) if col else None
             if file_unit is None or table[col.name].dtype.kind not in "iuf" or file_unit == u.dimensionless_unscaled:

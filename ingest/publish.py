@@ -243,13 +243,6 @@ def publish(conn: sa.Connection, release_id: int) -> dict[str, int]:
     return counts
 
 
-def _release_named(conn: sa.Connection, name: str) -> int:
-    release_id = conn.scalar(sa.text("SELECT release_id FROM healcat.release WHERE name = :n"), {"n": name})
-    if release_id is None:
-        raise QueryError(f"no release named {name!r} (`healcat release list` shows the catalog's)")
-    return release_id
-
-
 # The survey's newest release that has a place in its order (not withdrawn).
 _NEWEST = sa.text(f"""
 SELECT o.release_id FROM healcat.release AS o WHERE o.survey_id = :s AND o.status <> 'withdrawn'
@@ -270,7 +263,7 @@ class Lifecycle:
 
     status: str  # the release's status now
     published: str | None  # its survey's published release now (None: none is)
-    queued: list[int] = field(default_factory=list)  # infer jobs queued on a release that became published
+    queued: list[int] = field(default_factory=list)  # infer jobs queued (on the release published or restored)
     joined: dict[str, int] = field(default_factory=dict)  # other releases' rows on its sources, by release
 
 
@@ -295,9 +288,11 @@ def withdraw(conn: sa.Connection, name: str, reason: str) -> Lifecycle:
     others is, and every current model that applies is queued to run on it; the release after it is
     compared anew with the one before it. Nothing is deleted. If it was published, other releases'
     rows on its sources (a joining release's) are counted: no current view reaches them now."""
+    from ingest.registry import release_id_of
+
     if not reason.strip():
         raise QueryError(f"withdraw {name}: say why (a reason is kept with the release)")
-    release_id = _release_named(conn, name)
+    release_id = release_id_of(conn, name)
     release = _locked(conn, release_id)
     if release.status == "withdrawn":
         raise QueryError(f"{name} was withdrawn already, at {release.withdrawn_at:%Y-%m-%d %H:%M:%S %Z} "
@@ -321,9 +316,9 @@ def restore(conn: sa.Connection, name: str) -> Lifecycle:
     :func:`publish` places a release loaded again: published if it is the newest, compared anew with
     the release before it (and the one after it with it), and every current model that applies
     queued to run on it (a version promoted while it was withdrawn has never run there)."""
-    from ingest.registry import enqueue_inference
+    from ingest.registry import enqueue_inference, release_id_of
 
-    release_id = _release_named(conn, name)
+    release_id = release_id_of(conn, name)
     release = _locked(conn, release_id)
     if release.status != "withdrawn":
         raise QueryError(f"{name} is not withdrawn: nothing to restore")
@@ -331,9 +326,9 @@ def restore(conn: sa.Connection, name: str) -> Lifecycle:
                          "withdrawn_reason = NULL WHERE release_id = :r"), {"r": release_id})
     _forget_diff(conn, release_id)
     publish(conn, release_id)
-    now = conn.execute(_PUBLISHED, {"s": release.survey_id}).first()
-    return Lifecycle(conn.scalar(sa.text("SELECT status FROM healcat.release WHERE release_id = :r"),
-                                 {"r": release_id}), now.name, enqueue_inference(conn, release_id))
+    now = conn.execute(_PUBLISHED, {"s": release.survey_id}).one()  # this one, or a newer one
+    return Lifecycle("published" if now.release_id == release_id else "superseded", now.name,
+                     enqueue_inference(conn, release_id))
 
 
 def match_objects(conn: sa.Connection, radius_arcsec: float) -> None:

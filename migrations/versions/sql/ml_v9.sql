@@ -5,9 +5,10 @@
 -- over healcat.mixture_components, the weights' total a window (sum(w) OVER ()), the tail's terms a call
 -- of mixture_term each: `python -m benchmarks mixture` measured the CDFs 1.7x and the density 1.13x
 -- slower than ml_v5.sql's. mixture_total checked the components through mixture_components, then summed
--- them in a second query. Each is now one loop over the arrays, as mixture_quantile's bisection is, 4.5-6x
--- faster: the same terms summed in the same order (tests/test_mixture_sql.py holds them to ml_v8.sql's to
--- the last bit), the same errors, but for what ml_v8.sql's got wrong:
+-- them in a second query. Each is now one loop over the arrays, as mixture_quantile's bisection is (the
+-- benchmark: the CDFs 1.7-2.0x, the density 2.6-2.9x faster than before 0054), summing the same terms in
+-- the same order (tests/test_mixture_sql.py holds them to ml_v8.sql's to the last bit), with the same
+-- errors but for what ml_v8.sql's got wrong:
 --   - an array of two dimensions, or not indexed from 1 ('[0:1]={1,1}'), is an error saying so (the loops
 --     index from 1; ml_v8.sql's unnest read any array, and mixture_quantile's loop read NULLs);
 --   - a component of weight 0, or past 40 sigma (39 for the density), is no term before its quotient is
