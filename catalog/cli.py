@@ -677,7 +677,8 @@ def cmd_xmatch(args: argparse.Namespace) -> None:
                                     None)
     if fmt is None:
         raise QueryError(f"{path}: cannot tell the format from the name; give --input-format")
-    chunks = [chunk for _, chunk in read(path, fmt, ReadOptions(chunk_rows=sys.maxsize))]
+    # your ids as you wrote them: a column of integers with one written 0042 is text, not 42
+    chunks = [chunk for _, chunk in read(path, fmt, ReadOptions(chunk_rows=sys.maxsize, padded_text=True))]
     if not chunks:  # a header and no rows
         raise QueryError(f"{path}: no data rows: nothing to cross-match")
     table = _stacked(chunks)

@@ -679,6 +679,17 @@ def test_cli_reads_a_column_of_numbers_then_text_and_a_word_among_positions(tmp_
     assert f"{empty}: no data rows: nothing to cross-match" in capsys.readouterr().err
 
 
+def test_cli_keeps_zero_padded_ids_as_written(tmp_path, sdss, capsys):
+    """An id column 0042, 1007 was read as the integers 42, 1007: its digits are its value. Integers
+    with no leading zero stay integers, as do -7 and 0."""
+    (a, b), path = sdss["coord"][:2], tmp_path / "padded.csv"
+    path.write_text("id,n,ra,dec\n" + "".join(f"{i},{n},{float(c.ra.deg)!r},{float(c.dec.deg)!r}\n"
+                                             for i, n, c in (("0042", 0, a), ("1007", -7, b))))
+    assert main(["xmatch", str(path), "--radius", "1", "--format", "ecsv"]) == 0
+    out = Table.read(capsys.readouterr().out, format="ascii.ecsv")
+    assert list(out["id"]) == ["0042", "1007"] and out["n"].dtype.kind == "i" and list(out["n"]) == [0, -7]
+
+
 def test_sql_crossmatch_refuses_an_input_whose_row_ids_repeat(conn, catalog):
     """'best' mode keeps one match per row_id: two rows sharing one got the same (wrong) match."""
     conn.execute(sa.text("CREATE TEMP TABLE mine (row_id bigint, ra float8, dec float8, hpx bigint)"))

@@ -46,6 +46,7 @@ class ReadOptions:
     header_comment: int = 0  # whitespace: which '#' comment line names the columns (-1: the last)
     delimiter: str | None = None  # whitespace: a delimiter other than blanks (e.g. ',' under a '#' header)
     text_columns: frozenset[str] = frozenset()  # read as text whatever they look like (exact ids)
+    padded_text: bool = False  # csv, whitespace: integers with a cell written 0042 stay text (xmatch's input)
     null_values: tuple[str, ...] = ()  # cells that mean missing besides empty ones ("NULL"): csv, whitespace;
     # ecsv, votable: in a number column's cells that are no number
 

@@ -32,9 +32,11 @@ def _column(array) -> MaskedColumn | np.ndarray:
     return MaskedColumn(values, mask=array.is_null().to_numpy(zero_copy_only=False))
 
 
-def typed(batch: pa.RecordBatch, text_columns: frozenset[str]) -> pa.RecordBatch:
+def typed(batch: pa.RecordBatch, text_columns: frozenset[str], padded_text: bool = False) -> pa.RecordBatch:
     """Columns read as text, as integers or floats where every cell of the chunk is one (fast, in C);
     columns with a cell that is neither, or one spelling NaN, stay text, for the mapping to find the bad cell.
+    With ``padded_text``, a column of integers one of which is written with a leading zero (``0042``) stays
+    text too: its cells are names, whose digits are the value.
 
     A column is cast to float64 first and to int64 only where every cell spells an integer: a cast
     that fails costs ~25x one that succeeds (pyarrow 23: 35 ms against 1.4 ms for 92k cells), and
@@ -53,7 +55,11 @@ def typed(batch: pa.RecordBatch, text_columns: frozenset[str]) -> pa.RecordBatch
                 column = floats
                 if not pa.types.is_string(text.type) or \
                         pc.all(pc.match_substring_regex(text, r"^[+-]?\d+$")).as_py() is not False:
-                    with contextlib.suppress(pa.ArrowInvalid):  # past int64: stays float64
-                        column = pc.cast(text, pa.int64())
+                    if padded_text and pa.types.is_string(text.type) and \
+                            pc.any(pc.match_substring_regex(text, r"^[+-]?0\d")).as_py():
+                        column = text
+                    else:
+                        with contextlib.suppress(pa.ArrowInvalid):  # past int64: stays float64
+                            column = pc.cast(text, pa.int64())
         columns.append(column)
     return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)

@@ -82,7 +82,7 @@ def read_csv(path: Path, options: ReadOptions) -> Chunks:
             while rows >= options.chunk_rows:
                 table = pa.Table.from_batches(pending).combine_chunks()
                 head, rest = table.slice(0, options.chunk_rows), table.slice(options.chunk_rows)
-                yield first, to_table(typed(_text(path, head, first), options.text_columns))
+                yield first, to_table(typed(_text(path, head, first), options.text_columns, options.padded_text))
                 first += len(head)
                 pending, rows = rest.to_batches(), len(rest)
     except pa.ArrowInvalid as exc:
@@ -90,7 +90,7 @@ def read_csv(path: Path, options: ReadOptions) -> Chunks:
             from exc
     table = pa.Table.from_batches(pending, schema=reader.schema).combine_chunks()
     if len(table):
-        yield first, to_table(typed(_text(path, table, first), options.text_columns))
+        yield first, to_table(typed(_text(path, table, first), options.text_columns, options.padded_text))
     _refuse_if_unterminated(path, first + len(table) - 1)
 
 
@@ -245,6 +245,6 @@ def _whitespace_block(path: Path, block: bytes, names: list[str], options: ReadO
     columns = [pc.list_element(fields, j) for j in range(len(names))]
     nulls = pa.array(["", *options.null_values], pa.string())  # empty cells and the mapping's null_values: missing
     columns = [pc.if_else(pc.is_in(c, value_set=nulls), pa.scalar(None, pa.string()), c) for c in columns]
-    table = to_table(typed(pa.RecordBatch.from_arrays(columns, names=names), options.text_columns))
+    table = to_table(typed(pa.RecordBatch.from_arrays(columns, names=names), options.text_columns, options.padded_text))
     table.meta[COMMENT_LINES_SKIPPED] = comments_among_data
     return table

@@ -61,6 +61,7 @@ class Photoz(Task):
 
     def predict(self, model, inputs, device) -> Outputs:
         out = ml_photoz.predict(model, inputs, device=device)
-        return Outputs(value=out["z_point"], uncertainty=out["z_sigma"], pdf_weights=out["weights"],
+        return Outputs(value=out["z_point"], uncertainty=out["z_sigma"], value_p16=out["z_p16"], value_p84=out["z_p84"],
+                       pdf_weights=out["weights"],
                        pdf_means=out["means"], pdf_sigmas=out["sigmas"], embedding=out["embedding"],
                        refused=ml_photoz.refused(model, inputs, out))
