@@ -7,11 +7,17 @@
   standard names (``ID_MAIN``, a text column as it asks, ``POS_EQ_RA_MAIN``, ``POS_EQ_DEC_MAIN``).
   ``VERB=1`` gives those three columns, 2 (default) and 3 every column of a cone search (release,
   object id, ``distance_arcsec``); ``RELEASE=name`` searches one release, a superseded one too (default:
-  the published releases, as ``healcat.cone_search``); ``MAXREC`` caps the rows (default and most
-  :data:`MAX_ROWS`; a larger one, however large, gets it): an answer cut there says ``QUERY_STATUS`` =
-  ``OVERFLOW``. ``SR=0`` is the standard's metadata query: the columns, no rows.
-- ``GET /similar?SOURCE_ID=&K=&MODEL=&RELEASE=&VERSION=`` — the ``K`` sources most like one in a
-  model's embedding space (:func:`catalog.search.similar.similar`), as a VOTable 1.4 (UCD1+ words).
+  the published releases, as ``healcat.cone_search``); ``MAXREC`` caps the rows (default
+  :data:`DEFAULT_ROWS`, most :data:`MAX_ROWS`; a larger one, however large, gets that): an answer cut
+  there, or ``MAXREC=0`` with sources in the cone, says ``QUERY_STATUS`` = ``OVERFLOW``. ``SR=0`` is the
+  standard's metadata query: the columns, no rows.
+- ``GET /similar?SOURCE_ID=&K=&MODEL=&RELEASE=&VERSION=&MAXREC=`` — the ``K`` sources most like one in a
+  model's embedding space (:func:`catalog.search.similar.similar`), as a VOTable 1.4 (UCD1+ words), with
+  ``INFO`` ``model`` and ``model_version`` (the version it read).
+
+Each answer names the releases it read in an ``INFO`` ``releases`` (the one named, or those published
+then): a new release or model version changes what the same URL answers. ``RESPONSEFORMAT`` (DALI),
+where given, must name a VOTable, the only format served.
 - ``GET /`` — what is served, as text.
 
 Every FIELD has a description, text columns any length (``arraysize="*"``), and RA and Dec refer to a
@@ -79,6 +85,12 @@ log = logging.getLogger(__name__)
 
 #: Most rows one answer holds (a client asks for fewer with MAXREC).
 MAX_ROWS = 100_000
+#: Rows of a cone answer whose request gives no MAXREC (an answer cut there says OVERFLOW). A whole-sky
+#: cone of MAX_ROWS took 11-16 s, a third of it astropy writing the XML under the interpreter lock, and
+#: five of them at once held a 0.1-degree cone behind them for a minute.
+DEFAULT_ROWS = 10_000
+#: RESPONSEFORMAT values (DALI) answered: a VOTable is the only format served.
+VOTABLE_FORMATS = ("votable", "application/x-votable+xml", "text/xml", "text/xml;content=x-votable")
 #: What each column of an answer is, for its FIELD: a description, its UCD1 word (the /scs answer:
 #: SCS 1.03 names ID_MAIN, POS_EQ_RA_MAIN and POS_EQ_DEC_MAIN, which pyvo's SCSRecord looks up) and its
 #: UCD1+ one (the /similar answer, VOTable 1.4); None where no word says what it is (a cosine distance in
@@ -141,8 +153,9 @@ def printable(text: str) -> str:
 
 INDEX = """healcat: a sky catalog (ICRS degrees)
 GET /scs?RA=<deg>&DEC=<deg>&SR=<deg>[&VERB=1|2|3][&RELEASE=<name>][&MAXREC=<n>]
-    IVOA Simple Cone Search 1.03: sources within SR of (RA, DEC), nearest first (VOTable)
-GET /similar?SOURCE_ID=<id>[&K=10][&MODEL=photoz-sdss][&VERSION=<v>][&RELEASE=<name>]
+    IVOA Simple Cone Search 1.03: sources within SR of (RA, DEC), nearest first (VOTable;
+    MAXREC default 10000, at most 100000)
+GET /similar?SOURCE_ID=<id>[&K=10][&MODEL=photoz-sdss][&VERSION=<v>][&RELEASE=<name>][&MAXREC=<n>]
     the K sources most like SOURCE_ID in MODEL's embedding space (VOTable)
 """
 
@@ -201,23 +214,30 @@ def cone(params: Params, engine: sa.Engine) -> tuple[Table, list[Info]]:
     ra, dec, sr = params.number("RA"), params.number("DEC"), params.number("SR")
     verb = params.integer("VERB", 2, 1, 3)
     # a larger MAXREC gets the service's limit, as DALI lets a service do (an answer cut there says OVERFLOW)
-    maxrec = params.integer("MAXREC", MAX_ROWS, 0, MAX_ROWS, cap=True)
-    # the protocol's names in the errors (Cone's would say dec_deg, radius_deg); SCS 1.03 makes an RA out
-    # of range an error (Cone takes it modulo 360, as the Python API does)
+    maxrec = params.integer("MAXREC", DEFAULT_ROWS, 0, MAX_ROWS, cap=True)
+    _votable_format(params)
+    # the protocol's names in the errors (Cone's would say dec_deg, radius_deg), each value as the client
+    # wrote it (RA=360.0001 printed as 360 looked in range); SCS 1.03 makes an RA out of range an error
+    # (Cone takes it modulo 360, as the Python API does)
     if not 0 <= ra <= 360:
-        raise QueryError(f"RA must be in [0, 360] degrees, got {ra:g}")
+        raise QueryError(f"RA must be in [0, 360] degrees, got {params.text('RA')}")
     if not -90 <= dec <= 90:
-        raise QueryError(f"DEC must be in [-90, 90] degrees, got {dec:g}")
+        raise QueryError(f"DEC must be in [-90, 90] degrees, got {params.text('DEC')}")
     if not 0 <= sr <= 180:
-        raise QueryError(f"SR must be in [0, 180] degrees, got {sr:g}")
+        raise QueryError(f"SR must be in [0, 180] degrees, got {params.text('SR')}")
     if 0 < sr < MIN_RADIUS_ARCSEC / 3600.0:
-        raise QueryError(f"SR must be 0 (the columns only) or at least {MIN_RADIUS_ARCSEC / 3600.0:g} degrees, got {sr:g}")
-    if sr == 0:  # the standard's metadata query: the columns, no rows
+        raise QueryError(f"SR must be 0 (the columns only) or at least {MIN_RADIUS_ARCSEC / 3600.0:g} degrees, "
+                         f"got {params.text('SR')}")
+    metadata = sr == 0  # the standard's metadata query: the columns, no rows
+    if metadata:
         maxrec, sr = 0, 1e-9
     statement, args = Cone(ra, dec, sr).sql()
+    release = params.text("RELEASE")
     table = run(engine, "cone", f"SELECT * FROM ({statement}) AS hit ORDER BY distance_arcsec, source_id LIMIT %s",
-                (*args, maxrec + 1), params.text("RELEASE"))
-    infos = [Info(name="QUERY_STATUS", value="OVERFLOW" if len(table) > maxrec and maxrec else "OK")]
+                (*args, maxrec + 1), release)
+    # MAXREC=0 with sources in the cone: OVERFLOW, as DALI says (no rows, and more than that to be had)
+    infos = [Info(name="QUERY_STATUS", value="OVERFLOW" if len(table) > maxrec and not metadata else "OK"),
+             *_provenance(engine, release)]
     if verb == 1:
         table = table[["source_id", "ra", "dec"]]
     return table[:maxrec], infos
@@ -226,10 +246,43 @@ def cone(params: Params, engine: sa.Engine) -> tuple[Table, list[Info]]:
 def similar_sources(params: Params, engine: sa.Engine) -> tuple[Table, list[Info]]:
     from catalog.search.similar import DEFAULT_MODEL, similar
 
-    table = similar(params.integer("SOURCE_ID", None, 1, 2**63 - 1), model=params.text("MODEL", DEFAULT_MODEL),
-                    k=params.integer("K", 10, 1, MAX_K), version=params.text("VERSION"), release=params.text("RELEASE"),
-                    engine=engine)
-    return table, [Info(name="QUERY_STATUS", value="OK")]
+    _votable_format(params)
+    model, release = params.text("MODEL", DEFAULT_MODEL), params.text("RELEASE")
+    k = params.integer("K", 10, 1, MAX_K)
+    maxrec = params.integer("MAXREC", MAX_K, 0, MAX_K, cap=True)
+    table = similar(params.integer("SOURCE_ID", None, 1, 2**63 - 1), model=model, k=k,
+                    version=params.text("VERSION"), release=release, engine=engine)
+    # the version it read: the one named, else the one current on the releases searched (similar() refuses
+    # while they differ)
+    version = params.text("VERSION") or run(
+        engine, "similar", "SELECT string_agg(DISTINCT c.model_version, ', ') FROM healcat.current_run AS c "
+        "WHERE c.model_name = %s AND c.release_id IN (SELECT release_id FROM healcat.release WHERE name = %s "
+        "UNION ALL SELECT release_id FROM healcat.current_release WHERE %s::text IS NULL)", (model, release, release),
+        answer=_first)
+    return table[:maxrec], [Info(name="QUERY_STATUS", value="OVERFLOW" if len(table) > maxrec else "OK"),
+                            Info(name="model", value=model), Info(name="model_version", value=version),
+                            *_provenance(engine, release)]
+
+
+def _votable_format(params: Params) -> None:
+    """DALI's RESPONSEFORMAT: absent or a VOTable's name, else an error (it was answered as a VOTable)."""
+    wanted = params.text("RESPONSEFORMAT")
+    if wanted is not None and wanted.lower().replace(" ", "") not in VOTABLE_FORMATS:
+        raise QueryError(f"RESPONSEFORMAT {wanted!r} is not served: the answers are VOTables "
+                         f"(RESPONSEFORMAT={VOTABLE_FORMATS[0]} or absent)")
+
+
+def _provenance(engine: sa.Engine, release: str | None) -> list[Info]:
+    """What the answer read, as INFO elements: the releases (the one named, or every published one then;
+    a new release or model version changes what the same URL answers, and a saved answer says which)."""
+    names = release or run(engine, "cone", "SELECT string_agg(name, ', ' ORDER BY name) FROM healcat.current_release",
+                           (), answer=_first)
+    return [Info(name="releases", value=names or "")]
+
+
+def _first(names: list[str], rows: list[tuple]):
+    """A statement's one value (:func:`catalog.search.region.run`'s ``answer``)."""
+    return rows[0][0]
 
 
 #: Each path's search, and whether it answers in SCS 1.03's form (:func:`votable`).
@@ -281,8 +334,9 @@ def error_votable(message: str) -> bytes:
     return out.getvalue()
 
 
-TIMED_OUT = ("the query did not finish within the service's statement timeout ({}): a large region, or a "
-             "busy server; narrow the search (a smaller SR, one RELEASE, a lower MAXREC or K) or retry later")
+TIMED_OUT = ("the query did not finish within the service's statement timeout ({}): a large region, a busy "
+             "server, or a wait for a lock a change to the schema holds; narrow the search (a smaller SR, one "
+             "RELEASE, a lower MAXREC or K) or retry later")
 NO_CONNECTION = ("the service has no database connection free (the reader role's connection limit is "
                  "reached: too many requests at once); retry later")
 #: The server's messages for SQLSTATE 53300 (too_many_connections); psycopg gives a connection it could

@@ -93,6 +93,37 @@ def test_verbosity_release_maxrec_and_the_metadata_query(service):
     assert list(capped.to_table()["source_id"]) == list(table["source_id"][:3])
     meta = pyvo.dal.SCSService(f"{service}/scs").search(pos=CENTRE, radius=0)
     assert len(meta) == 0 and "distance_arcsec" in meta.fieldnames
+    assert {info.name: info.value for info in meta.votable.resources[0].infos}["QUERY_STATUS"] == "OK"
+    status, body = _get(f"{service}/scs?RA={CENTRE[0]}&DEC={CENTRE[1]}&SR=0.2&MAXREC=0")  # rows to be had: DALI
+    assert status == 200 and _infos(body)["QUERY_STATUS"] == "OVERFLOW" and len(parse_single_table(
+        io.BytesIO(body)).to_table()) == 0
+
+
+def test_an_answer_names_the_releases_and_model_version_it_read(service, engine):
+    with engine.connect() as conn:
+        published = conn.scalars(sa.text("SELECT name FROM healcat.current_release ORDER BY name")).all()
+        version = conn.scalar(sa.text("SELECT version FROM healcat.current_model WHERE name = 'photoz-sdss'"))
+    assert _infos(_get(f"{service}/scs?RA={CENTRE[0]}&DEC={CENTRE[1]}&SR=0.2")[1])["releases"] == ", ".join(published)
+    assert _infos(_get(f"{service}/scs?RA={CENTRE[0]}&DEC={CENTRE[1]}&SR=0.2&RELEASE={SDSS_RELEASE}")[1])[
+        "releases"] == SDSS_RELEASE
+    source = int(cone_search(*CENTRE, 1.0)["source_id"][0])
+    status, body = _get(f"{service}/similar?source_id={source}&k=5&maxrec=2&release={SDSS_RELEASE}")
+    infos, table = _infos(body), parse_single_table(io.BytesIO(body)).to_table()
+    assert status == 200 and (infos["model"], infos["model_version"], infos["releases"]) == (
+        "photoz-sdss", version, SDSS_RELEASE)
+    assert infos["QUERY_STATUS"] == "OVERFLOW" and list(table["source_id"]) == list(similar(source, k=2)["source_id"])
+
+
+def test_a_cone_without_maxrec_gets_the_default_rows(service, monkeypatch):
+    """A whole-sky cone of 100,000 rows held the service's threads for a minute: the default is less."""
+    from catalog import service as module
+
+    monkeypatch.setattr(module, "DEFAULT_ROWS", 3)
+    status, body = _get(f"{service}/scs?RA={CENTRE[0]}&DEC={CENTRE[1]}&SR=0.2")
+    assert status == 200 and _infos(body)["QUERY_STATUS"] == "OVERFLOW"
+    assert len(parse_single_table(io.BytesIO(body)).to_table()) == 3
+    status, body = _get(f"{service}/scs?RA={CENTRE[0]}&DEC={CENTRE[1]}&SR=0.2&MAXREC=5")
+    assert len(parse_single_table(io.BytesIO(body)).to_table()) == 5
 
 
 @pytest.mark.parametrize("maxrec", ["1000000000000", "9223372036854775808", "99999999999999999999", "9" * 5000])
@@ -115,6 +146,10 @@ def test_a_maxrec_above_the_limit_gets_the_limit(service, monkeypatch, maxrec):
     ("RA=2e9&DEC=0.7&SR=1", "RA must be in [0, 360] degrees"),
     ("RA=-0.5&DEC=0.7&SR=1", "RA must be in [0, 360] degrees, got -0.5"),  # SCS: an error, not taken modulo 360
     ("RA=360.5&DEC=0.7&SR=1", "RA must be in [0, 360] degrees, got 360.5"),
+    ("RA=360.0001&DEC=0.7&SR=1", "RA must be in [0, 360] degrees, got 360.0001"),  # as written: was 360
+    ("RA=161&DEC=90.0000001&SR=1", "DEC must be in [-90, 90] degrees, got 90.0000001"),
+    ("RA=161&DEC=0.7&SR=180.00001", "SR must be in [0, 180] degrees, got 180.00001"),
+    ("RA=161&DEC=0.7&SR=1&RESPONSEFORMAT=csv", "RESPONSEFORMAT 'csv' is not served: the answers are VOTables"),
     ("RA=1_6_1&DEC=0.7&SR=1", "RA must be a number, got '1_6_1'"),  # Python's float() read 161
     ("RA=\u0661\u0666\u0661&DEC=0.7&SR=1", "RA must be a number, got '\u0661\u0666\u0661'"),  # Arabic-Indic 161
     ("RA=0x10&DEC=0.7&SR=1", "RA must be a number, got '0x10'"),
@@ -278,7 +313,7 @@ def test_a_large_answer_reaches_a_client_reading_slowly_but_steadily(database_ur
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         with socket.create_connection(server.server_address[:2]) as client:
-            client.sendall(b"GET /scs?RA=270&DEC=-30&SR=25&VERB=3 HTTP/1.0\r\n\r\n")  # Gaia toward the bulge
+            client.sendall(b"GET /scs?RA=270&DEC=-30&SR=25&VERB=3&MAXREC=100000 HTTP/1.0\r\n\r\n")  # Gaia toward the bulge
             client.settimeout(60)  # liveness
             received, pauses = bytearray(), 0
             while chunk := client.recv(64 * 1024):
@@ -308,7 +343,7 @@ def test_a_client_reading_slower_than_the_least_rate_is_cut_off(database_url, ca
         with socket.socket() as client:
             client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)  # the kernel holds little for it
             client.connect(server.server_address[:2])
-            client.sendall(b"GET /scs?RA=270&DEC=-30&SR=25&VERB=3 HTTP/1.0\r\n\r\n")
+            client.sendall(b"GET /scs?RA=270&DEC=-30&SR=25&VERB=3&MAXREC=100000 HTTP/1.0\r\n\r\n")
             client.settimeout(60)  # liveness
             received = bytearray()
             try:
