@@ -376,11 +376,19 @@ def _load_rows(pg, mapping: Mapping, path: Path, release_id: int) -> dict[str, i
             rows_read.step(first_row, len(table), f", {len(rejected)} quarantined")
     if counts["rows_read"] == 0:
         raise IngestError(f"{path}: no data rows; an empty release is not published")
-    if counts["source"] + counts["joined"] == 0:
+    if counts["source"] + counts["joined"] == 0 or \
+            counts["quarantine"] > mapping.max_rejected_fraction * counts["rows_read"]:
         examples = "; ".join(f"row {r.row_number} column {r.column}: {r.reason}" for r in first_rejects)
         tally = ", ".join(f"{column} {n}" for column, n in rejected_by_column.most_common())
-        raise IngestError(f"{path}: all {counts['rows_read']} rows failed validation, nothing published (rows rejected "
-                          f"by column: {tally}; the first: {examples})")
+        if counts["source"] + counts["joined"] == 0:
+            what = f"all {counts['rows_read']} rows failed validation"
+        else:
+            what = (f"{counts['quarantine']} of its {counts['rows_read']} rows "
+                    f"({100 * counts['quarantine'] / counts['rows_read']:.3g}%) failed validation, more than mapping "
+                    f"{mapping.path.name}'s max_rejected_fraction {mapping.max_rejected_fraction:g} allows (a unit "
+                    "or column wrong throughout?; if the file is right, raise it in [release])")
+        raise IngestError(f"{path}: {what}, nothing published (rows rejected by column: {tally}; the first: "
+                          f"{examples})")
     for column, why in not_stored.items():
         log.info("%s: %s: %d magnitude errors not stored (NULL, their magnitudes kept): %s", path, column,
                  sum(why.values()), ", ".join(f"{n} {reason}" for reason, n in why.items()))

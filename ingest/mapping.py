@@ -47,6 +47,11 @@ AB_ZERO_POINT_UJY = u.ABflux.to(u.uJy)  # the AB system's zero point, 3630.78 Jy
 #: flux <= 0 is: its flux kept, its magnitude NULL. No survey reaches mag 40 (the deepest about 30).
 FLUX_MAG_FAINTEST = 40.0
 MAX_MAG_ERR = 5.0  # [mag]: a larger magnitude error is no error measured (99, 1e20): NULL, its magnitude kept
+#: The most of a release's rows that may fail validation ([release] max_rejected_fraction sets another): more
+#: is a file or mapping wrong throughout (fluxes in nanomaggies read as magnitudes rejected 93% of a file,
+#: and its 7% published over the good release), and the load is refused with nothing published. The
+#: shipped real releases reject at most 0.3% (Kepler x TGAS, 4 of 1,303).
+MAX_REJECTED_FRACTION = 0.05
 ROW_FIELD = "_row"  # object_id templates may use the 1-based row number in the file (files with no ids)
 ON_MISSING = ("create", "quarantine")
 GAIA_DR3 = "gaia_dr3"  # its source_id places a positionless row's shard (healpix.gaia_shard)
@@ -70,7 +75,7 @@ KEYS = {
     None: {"survey", "release", "source", "photometry", "xid", "ignore", *SECTIONS},
     "survey": {"name", "description", "url"},
     "release": {"version", "file", "format", "date", "max_rows", "chunk_rows", "hdu", "dataset",
-                "header_comment", "delimiter", "null_values"},
+                "header_comment", "delimiter", "null_values", "max_rejected_fraction"},
     "source": {"object_id", "ra", "dec", "attrs", "join", "on_missing", "pmra", "pmdec", "ref_epoch"},
     "photometry": {"system", "bands", "sentinels", "missing_above", "error_sentinels", "max_mag_err"},
 }
@@ -262,6 +267,7 @@ class Mapping:
     format: str
     read_options: ReadOptions
     max_rows: int | None
+    max_rejected_fraction: float  # a release that rejects more of its rows is refused, nothing published
     object_id: str
     ra: Column | None
     dec: Column | None
@@ -334,6 +340,75 @@ class Mapping:
             if not math.isclose(angle.to(u.deg), POSITION_UNITS[col.unit or "deg"].to(u.deg)):
                 raise MappingError(f"{file}: column {col.name} is in {file_unit} by the file's own header, "
                                    f"but mapping {self.path.name} says {col.unit or 'deg'}")
+        for column, role, wrong in self._unit_roles():
+            file_unit = getattr(table[column], "unit", None)
+            if file_unit is None or table[column].dtype.kind not in "iuf" or file_unit == u.dimensionless_unscaled \
+                    or isinstance(file_unit, u.UnrecognizedUnit):
+                continue  # no unit, or one astropy does not know ('log(Msun)'): the mapping's word stands
+            if why := wrong(file_unit):
+                raise MappingError(f"{file}: column {column} is in {file_unit} by the file's own header, {why}; "
+                                   f"mapping {self.path.name} reads it as {role}")
+
+    def _unit_roles(self) -> list[tuple[str, str, Any]]:
+        """Each photometry, redshift and period column with what it is read as and a check of the unit its
+        file's header gives it (the reason it cannot be that, or None): fluxes in nanomaggies under a
+        magnitude, a redshift in km/s and magnitude errors in mmag loaded without a word."""
+        roles = []
+        for name, band in self.bands.items():
+            roles += [(c, f"band {name}'s magnitude{' error' if c == band.mag_err else ''} [mag]", _not_mag)
+                      for c in (band.mag, band.mag_err) if c]
+            roles += [(c, f"band {name}'s flux{' error' if c == band.flux_err else ''} [{band.unit}]",
+                       _not_flux(band)) for c in (band.flux, band.flux_err) if c]
+        for (section, key), (what, check) in SECTION_UNITS.items():
+            if column := self.sections.get(section, {}).get(key):
+                roles.append((column, what, check))
+        return roles
+
+
+def _not_mag(unit: u.UnitBase) -> str | None:
+    """Why a header's ``unit`` is not magnitudes in mag (``mag``, ``mag(AB)``), or None."""
+    if isinstance(unit, u.MagUnit):
+        return None
+    if not unit.is_equivalent(u.mag):
+        return "which is no magnitude"
+    return None if math.isclose(unit.to(u.mag), 1.0) else "not mag: convert the column to mag"
+
+
+def _not_flux(band: Band):
+    """A check that a header's unit is the flux unit ``band`` reads (any unit for fluxes in zp_ab's
+    arbitrary units, but no magnitude)."""
+    def wrong(unit: u.UnitBase) -> str | None:
+        if isinstance(unit, u.MagUnit) or unit.is_equivalent(u.mag):
+            return "a magnitude, no flux: map it as the band's mag"
+        if band.unit.startswith("(zp_ab"):
+            return None
+        try:
+            to_ujy = unit.to(u.mgy) * AB_ZERO_POINT_UJY if unit.is_equivalent(u.mgy) else unit.to(u.uJy)
+        except u.UnitConversionError:
+            return "which is no flux density"
+        return None if math.isclose(to_ujy, band.to_ujy, rel_tol=1e-6) else f"not {band.unit}"
+    return wrong
+
+
+def _dimensionless(unit: u.UnitBase) -> str | None:
+    return None if unit.is_equivalent(u.dimensionless_unscaled) and math.isclose(
+        unit.to(u.dimensionless_unscaled), 1.0) else "a redshift has none (a velocity cz?)"
+
+
+def _days(unit: u.UnitBase) -> str | None:
+    if not unit.is_equivalent(u.day):
+        return "which is no time"
+    return None if math.isclose(unit.to(u.day), 1.0) else "not days: convert the column to days"
+
+
+#: Section columns whose header unit is checked: what the column is read as, and the check.
+SECTION_UNITS = {
+    ("spec_redshift", "z"): ("the redshift z (dimensionless)", _dimensionless),
+    ("spec_redshift", "z_err"): ("the redshift's error (dimensionless)", _dimensionless),
+    ("rotation_period", "period"): ("the rotation period [d]", _days),
+    ("rotation_period", "period_err"): ("the rotation period's error [d]", _days),
+    ("rotation_period", "bp_rp_dered"): ("the dereddened BP-RP colour [mag]", _not_mag),
+}
 
 
 def check_mapped(present: set[str], used: set[str], ignore: dict[str, str], file: Path | str,
@@ -580,6 +655,10 @@ def parse_mapping(path: Path, raw: dict[str, Any]) -> Mapping:
     max_rows = release.get("max_rows")
     if max_rows is not None and (not isinstance(max_rows, int) or max_rows < 1):
         raise MappingError(f"{path}: [release] max_rows must be a positive integer, got {max_rows!r}")
+    max_rejected = number(f"{path}: [release] max_rejected_fraction",
+                          release.get("max_rejected_fraction", MAX_REJECTED_FRACTION))
+    if not 0 <= max_rejected <= 1:
+        raise MappingError(f"{path}: [release] max_rejected_fraction must be in [0, 1], got {max_rejected!r}")
     return Mapping(
         path=path,
         survey={k: str(v) for k, v in survey.items()},
@@ -589,6 +668,7 @@ def parse_mapping(path: Path, raw: dict[str, Any]) -> Mapping:
         format=release["format"],
         read_options=ReadOptions(text_columns=frozenset(text_columns), null_values=tuple(null_values), **options),
         max_rows=max_rows,
+        max_rejected_fraction=max_rejected,
         object_id=source["object_id"],
         ra=ra,
         dec=dec,

@@ -103,12 +103,15 @@ def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
     return path
 
 
-def scratch_mapping(folder: Path, version: str) -> Path:
-    """The SDSS mapping under the survey 'scratch' and a new version, for tests that load files."""
+def scratch_mapping(folder: Path, version: str, max_rejected_fraction: float | None = 1.0) -> Path:
+    """The SDSS mapping under the survey 'scratch' and a new version, for tests that load files: small
+    files of trap rows, so any fraction of them may be rejected (None: the default, 5%)."""
     from ingest.mapping import load_mapping
 
     text = load_mapping(SDSS).path.read_text().replace('name = "sdss"', 'name = "scratch"')
     text = text.replace('version = "dr14-skyserver-10k"', f'version = "{version}"')
+    if max_rejected_fraction is not None:
+        text = text.replace("[release]\n", f"[release]\nmax_rejected_fraction = {max_rejected_fraction}\n", 1)
     path = folder / f"scratch-{version}.toml"
     path.write_text(text)
     return path

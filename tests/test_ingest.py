@@ -67,6 +67,69 @@ def test_a_position_unit_in_the_file_must_agree_with_the_mapping(unit, error):
             mapping.check_columns(table, SDSS_CSV)
 
 
+@pytest.mark.parametrize(("column", "unit", "error"), [
+    ("g", "nanomaggy", "column g is in nmgy by the file's own header, which is no magnitude; mapping .* reads it as "
+                       r"band sdss_g's magnitude \[mag\]"),
+    ("g", "mmag", "column g is in mmag by the file's own header, not mag: convert the column to mag"),
+    ("g", "uJy", "column g is in uJy by the file's own header, which is no magnitude"),
+    ("redshift", "km / s", r"column redshift is in km / s by .* a redshift has none \(a velocity cz\?\); mapping .* "
+                           r"reads it as the redshift z \(dimensionless\)"),
+    ("g", "mag", None), ("g", "mag(AB)", None), ("redshift", "", None), ("g", "log(Msun)", None),  # not known: no check
+])
+def test_a_photometry_or_redshift_unit_in_the_file_must_be_what_the_mapping_reads(column, unit, error):
+    """Fluxes in nanomaggies under a magnitude, velocities under a redshift: loaded without a word."""
+    mapping = load_mapping(SDSS)
+    table = Table.read(SDSS_CSV, format="ascii.csv")[:2]
+    table[column].unit = unit
+    if error is None:
+        mapping.check_columns(table, SDSS_CSV)
+    else:
+        with pytest.raises(MappingError, match=error):
+            mapping.check_columns(table, SDSS_CSV)
+
+
+@pytest.mark.parametrize(("unit", "error"), [
+    ("nanomaggy", None), ("1e-9 maggy", None), ("uJy", "column f is in uJy by the file's own header, not nanomaggy"),
+    ("mag", "column f is in mag by the file's own header, a magnitude, no flux: map it as the band's mag; mapping "
+            r".* reads it as band hsc_g's flux \[nanomaggy\]"),
+    ("km / s", "which is no flux density"),
+])
+def test_a_flux_unit_in_the_file_must_be_the_mappings(tmp_path, unit, error):
+    path = tmp_path / "flux.toml"
+    path.write_text('[survey]\nname = "x"\n[release]\nversion = "1"\nfile = "f.ecsv"\nformat = "ecsv"\n'
+                    '[source]\nobject_id = "{id}"\n[photometry]\nsystem = "AB"\n'
+                    'bands = { hsc_g = { flux = "f", flux_err = "e", unit = "nanomaggy" } }\n')
+    table = Table({"id": ["a"], "f": [1.0], "e": [0.1]})
+    table["f"].unit = unit
+    if error is None:
+        load_mapping(path).check_columns(table, tmp_path / "f.ecsv")
+    else:
+        with pytest.raises(MappingError, match=error):
+            load_mapping(path).check_columns(table, tmp_path / "f.ecsv")
+
+
+def test_a_release_that_rejects_most_of_its_rows_is_refused(engine, tmp_path, scratch_release):
+    """Nanomaggies read as magnitudes rejected 93% of a file, and its 7% were published over the good
+    release; a mapping may allow more where the file is right."""
+    rows = sdss_rows()[:40]
+    for row in rows[:3]:
+        row["g"] = "-9999.5"  # below any magnitude: 3 of 40 rejected, 7.5%
+    csv = write_csv(tmp_path / "mostly.csv", rows)
+    mapping = scratch_mapping(tmp_path, "mostly-bad", max_rejected_fraction=None)
+    with pytest.raises(IngestError, match=r"mostly.csv: 3 of its 40 rows \(7.5%\) failed validation, more than mapping "
+                                          r"scratch-mostly-bad.toml's max_rejected_fraction 0.05 allows .* nothing "
+                                          r"published \(rows rejected by column: g 3; the first: row 1 column g"):
+        ingest_release(mapping, engine, file=csv)
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM healcat.release WHERE name = 'scratch/mostly-bad'")) == 0
+    mapping.write_text(mapping.read_text().replace("[release]\n", "[release]\nmax_rejected_fraction = 0.1\n", 1))
+    report = ingest_release(mapping, engine, file=csv)
+    assert report.row_counts["quarantine"] == 3 and report.row_counts["source"] == 37
+    mapping.write_text(mapping.read_text().replace("max_rejected_fraction = 0.1", "max_rejected_fraction = 1.5"))
+    with pytest.raises(MappingError, match=r"max_rejected_fraction must be in \[0, 1\], got 1.5"):
+        load_mapping(mapping)
+
+
 def test_mapping_errors_name_the_file_and_the_column(tmp_path):
     mapping = load_mapping(SDSS)
     table = Table.read(SDSS_CSV, format="ascii.csv")[:5]
@@ -234,7 +297,7 @@ def test_cells_that_would_be_stored_altered_are_quarantined(engine, tmp_path, sc
         "6,270,10.5,20.0,18.5,1,QSO,abc\n"
         "7,271,10.6,20.0,18.6,-1,QSO,4295806720\n")
     mapping = tmp_path / "cells.toml"
-    mapping.write_text(f"""[survey]\nname = "scratch"\n[release]\nversion = "altered"\nfile = "{tmp_path}/cells.csv"
+    mapping.write_text(f"""[survey]\nname = "scratch"\n[release]\nmax_rejected_fraction = 1.0\nversion = "altered"\nfile = "{tmp_path}/cells.csv"
 format = "csv"\n[source]\nobject_id = "{{plate:04d}}-{{id}}"\nra = "ra"\ndec = "dec"
 [photometry]\nsystem = "AB"\nbands = {{ sdss_r = "r" }}\n[spec_redshift]\nquality = "q"\nspec_class = "cls"
 [xid]\ngaia_dr3 = "gaia"\n""")

@@ -86,7 +86,7 @@ def _csv_mapping(tmp_path: Path, rows: str) -> Path:
     path = tmp_path / "cat.csv"
     path.write_text("id,ra,dec,u,u_err,name\n" + rows)
     mapping = tmp_path / "cat.toml"
-    mapping.write_text(f'[survey]\nname = "scratch"\n[release]\nversion = "review-fixes"\nfile = "{path}"\n'
+    mapping.write_text(f'[survey]\nname = "scratch"\n[release]\nmax_rejected_fraction = 1.0\nversion = "review-fixes"\nfile = "{path}"\n'
                        f'format = "csv"\n[source]\nobject_id = "{{id}}"\nra = "ra"\ndec = "dec"\n'
                        'attrs = ["name"]\n'
                        '[photometry]\nsystem = "AB"\nbands = { u = { mag = "u", mag_err = "u_err" } }\n')
@@ -222,7 +222,7 @@ def test_a_release_report_shows_the_objects_id_in_each_example(engine, tmp_path,
     rows = ["1,10,5,18,0.1,a", "2,11,95,18,0.1,b", "1,12,5,18,0.1,c", "3,13,5,18,0.1,d"]
     path.write_text("zz_id,ra,dec,u,u_err,name" + wide + "\n" + "".join(r + ",1" * 10 + "\n" for r in rows))
     mapping = tmp_path / "wide.toml"
-    mapping.write_text(f'[survey]\nname = "scratch"\n[release]\nversion = "review-fixes"\nfile = "{path}"\n'
+    mapping.write_text(f'[survey]\nname = "scratch"\n[release]\nmax_rejected_fraction = 1.0\nversion = "review-fixes"\nfile = "{path}"\n'
                        'format = "csv"\n[source]\nobject_id = "{zz_id}"\nra = "ra"\ndec = "dec"\n'
                        'attrs = ["name"' + "".join(f', "c{k}"' for k in range(10)) + ']\n'
                        '[photometry]\nsystem = "AB"\nbands = { u = { mag = "u", mag_err = "u_err" } }\n')

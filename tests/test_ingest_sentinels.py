@@ -24,7 +24,7 @@ def _write(tmp_path: Path, name: str, rows: str, body: str, release: str = "") -
     """A CSV file and its mapping under the survey 'scratch' (version ``name``)."""
     (tmp_path / f"{name}.csv").write_text(rows)
     path = tmp_path / f"{name}.toml"
-    path.write_text(f'[survey]\nname = "scratch"\n[release]\nversion = "{name}"\nfile = "{tmp_path / name}.csv"\n'
+    path.write_text(f'[survey]\nname = "scratch"\n[release]\nmax_rejected_fraction = 1.0\nversion = "{name}"\nfile = "{tmp_path / name}.csv"\n'
                     f'format = "csv"\n{release}\n[source]\nobject_id = "{{id}}"\nra = "ra"\ndec = "dec"\n{body}')
     return path
 

@@ -36,7 +36,7 @@ def _table() -> Table:
 def _mapping(tmp_path: Path, file: Path, fmt: str, ra_unit: str = "deg", release: str = "",
              bands: str = 'r = "mag"', ignore: str = 'plate = "test"\nname = "test"') -> Path:
     path = tmp_path / f"{file.stem}.toml"
-    path.write_text(f'[survey]\nname = "scratch"\n[release]\nversion = "{file.name}"\nfile = "{file}"\n'
+    path.write_text(f'[survey]\nname = "scratch"\n[release]\nmax_rejected_fraction = 1.0\nversion = "{file.name}"\nfile = "{file}"\n'
                     f'format = "{fmt}"\n{release}\n[source]\nobject_id = "{{id}}"\n'
                     f'ra = {{ column = "ra", unit = "{ra_unit}" }}\ndec = "dec"\n'
                     f'[photometry]\nsystem = "AB"\nbands = {{ {bands} }}\n[ignore]\n{ignore}\n')
@@ -211,7 +211,7 @@ def _release(tmp_path: Path, survey: str, version: str, date: str, rows: str, jo
     source = (f'join = "gaia_dr3"\n[rotation_period]\nperiod = "prot"\n{rotation}\n' if joining
               else 'ra = "ra"\ndec = "dec"\n')
     path = tmp_path / f"{survey}-{version}.toml"
-    path.write_text(f'[survey]\nname = "{survey}"\n[release]\nversion = "{version}"\ndate = {date}\nfile = "{file}"\n'
+    path.write_text(f'[survey]\nname = "{survey}"\n[release]\nmax_rejected_fraction = 1.0\nversion = "{version}"\ndate = {date}\nfile = "{file}"\n'
                     f'format = "csv"\n[xid]\ngaia_dr3 = "gaia"\n[source]\nobject_id = "{{gaia}}"\n{source}')
     return path
 
@@ -299,6 +299,19 @@ def test_text_that_is_not_utf8_names_its_row_and_column(tmp_path):
     (tmp_path / "header.dat").write_bytes(b"# a note \xc9\n# id ra\n1 10\n")
     with pytest.raises(IngestError, match=r"header.dat: line 1 of the '#' header is not UTF-8 text"):
         list(readers.read(tmp_path / "header.dat", "whitespace", readers.ReadOptions(header_comment=1)))
+
+
+@pytest.mark.parametrize(("encoding", "why"), [("utf-16", "little-endian byte order mark"),
+                                               ("utf-16-be", "a NUL byte beside each character of its first line"),
+                                               ("utf-32", "little-endian byte order mark")])
+@pytest.mark.parametrize("fmt", ["csv", "whitespace"])
+def test_a_utf16_text_file_is_named_so(tmp_path, encoding, why, fmt):
+    """Read as UTF-8, a UTF-16 CSV failed at its end: 'data row 10001 has 1 fields, not 15: \\x00'."""
+    text = "id,ra,dec\n1,10.0,5.0\n2,11.0,5.0\n" if fmt == "csv" else "# id ra dec\n1 10.0 5.0\n"
+    (tmp_path / "wide.txt").write_bytes(text.encode(encoding))
+    with pytest.raises(IngestError, match=rf"wide.txt: the file is UTF-16 or UTF-32 text \({why}\), not UTF-8: "
+                                          r"convert it, e.g. iconv -f UTF-16 -t UTF-8 wide.txt > wide-utf8.txt"):
+        list(readers.read(tmp_path / "wide.txt", fmt))
 
 
 @pytest.mark.parametrize("rows", [3, 1_000_000])  # a later block of pyarrow's (8 MiB)

@@ -61,6 +61,7 @@ def read_csv(path: Path, options: ReadOptions) -> Chunks:
     text. Every cell is read as text, then each column of a chunk becomes integers or floats where
     all its cells are (so a stray word quarantines one row instead of failing the file, and ids
     in ``text_columns`` keep every digit)."""
+    _refuse_utf16(path)
     try:
         names = unique_names(path, pacsv.open_csv(_csv_input(path),
                                                   read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES)).schema.names)
@@ -92,6 +93,20 @@ def read_csv(path: Path, options: ReadOptions) -> Chunks:
     if len(table):
         yield first, to_table(typed(_text(path, table, first), options.text_columns, options.padded_text))
     _refuse_if_unterminated(path, first + len(table) - 1)
+
+
+def _refuse_utf16(path: Path) -> None:
+    """Refuse a UTF-16 (or UTF-32) text file, saying so: read as UTF-8 its NUL bytes made a CSV's header one
+    field and failed at its end ('data row 10001 has 1 fields, not 15: \\x00')."""
+    with open_file(path) as fh:
+        first_line = fh.read(4096).split(b"\n", 1)[0]
+    # without a byte order mark: a NUL beside each ASCII character of the header (a NUL in a UTF-8 cell
+    # quarantines its row instead)
+    if first_line.startswith((b"\xff\xfe", b"\xfe\xff")) or 3 * first_line.count(b"\x00") > len(first_line):
+        bom = {b"\xff\xfe": " (little-endian byte order mark)", b"\xfe\xff": " (big-endian byte order mark)"}.get(
+            first_line[:2], " (a NUL byte beside each character of its first line)")
+        raise IngestError(f"{path}: the file is UTF-16 or UTF-32 text{bom}, not UTF-8: convert it, e.g. "
+                          f"iconv -f UTF-16 -t UTF-8 {path.name} > {path.stem}-utf8{path.suffix}")
 
 
 def _refuse_if_unterminated(path: Path, last_row: int) -> None:
@@ -181,6 +196,7 @@ def read_whitespace(path: Path, options: ReadOptions) -> Chunks:
     """Fields split on blanks (or ``options.delimiter``) in C by pyarrow, block by block; blank and
     '#' lines are not data. Every field starts as text and becomes numbers as in :func:`read_csv`,
     so ``text_columns`` keep every character ('007' stays '007')."""
+    _refuse_utf16(path)
     names = unique_names(path, _comment_names(path, options.header_comment))
     first = 1
     try:
