@@ -19,6 +19,7 @@ children's, such as `healcat db up`).
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
@@ -60,10 +61,12 @@ def generate(path: Path, n_rows: int, seed: int = 20261124) -> None:
 
 
 def mapping_text(path: Path, n_rows: int) -> str:
-    bands = ", ".join(f"bench_b{b} = \"mag_{b}\"" for b in range(N_BANDS))
+    names = [f"bench_b{b}" for b in range(N_BANDS)]  # no survey's filters: declared new (ingest.bands)
+    bands = ", ".join(f"{name} = \"mag_{b}\"" for b, name in enumerate(names))
     return (f'[survey]\nname = "bench"\n[release]\nversion = "synthetic-{n_rows}"\nfile = "{path}"\n'
             f'format = "parquet"\n[source]\nobject_id = "{{id}}"\nra = {{ column = "ra", unit = "deg" }}\n'
-            f'dec = {{ column = "dec", unit = "deg" }}\n[photometry]\nsystem = "AB"\nbands = {{ {bands} }}\n')
+            f'dec = {{ column = "dec", unit = "deg" }}\n[photometry]\nsystem = "AB"\nbands = {{ {bands} }}\n'
+            f'new_bands = {json.dumps(names)}\n')
 
 
 def main() -> None:

@@ -38,6 +38,7 @@ from catalog import healpix
 from catalog.errors import ContentChanged, IngestError, MissingInputError
 from catalog.models import TABLES, Release, Survey
 from ingest import progress, publish, readers
+from ingest.bands import check_new as check_new_bands
 from ingest.copy import ParentChecksOff, copy_columns
 from ingest.mapping import GAIA_DR3, MappedChunk, Mapping, apply, check_real_path, load_mapping, opened_path
 from ingest.validate import Rejected, SeenIds, quarantined, validate
@@ -96,9 +97,17 @@ def hash_file(digest, path: Path, confined_to: tuple[Path, ...] | None = None) -
     return read
 
 
+#: Mapping keys that say whether a load may go ahead, not what it loads: not in a release's checksum, so
+#: adding one to a mapping leaves the releases it loaded the same releases (idempotent).
+POLICY_KEYS = (("release", "max_rejected_fraction"), ("photometry", "new_bands"))
+
+
 def mapping_json(mapping) -> bytes:
-    """The mapping's canonical JSON, the part of a release checksum that is not the files' bytes."""
-    return json.dumps(mapping.raw, sort_keys=True, default=str).encode()
+    """The mapping's canonical JSON, the part of a release checksum that is not the files' bytes
+    (:data:`POLICY_KEYS` aside)."""
+    raw = {section: ({k: v for k, v in keys.items() if (section, k) not in POLICY_KEYS} if isinstance(keys, dict)
+                     else keys) for section, keys in mapping.raw.items()}
+    return json.dumps(raw, sort_keys=True, default=str).encode()
 
 
 def _identity(st: os.stat_result) -> tuple[int, ...]:
@@ -153,11 +162,20 @@ def _ingest(mapping, engine: sa.Engine, file: str | Path | None, checksum: str |
     check_unchanged(path, checksum, found, mapping=mapping.path)
 
     def load_rows(pg, release_id: int) -> dict[str, int]:
+        check_new_bands(mapping.bands, mapping.new_bands, _loaded_bands(pg, release_id), str(mapping.path))
         counts = _load_rows(pg, mapping, path, release_id)
         check_same_file(path, hashed)  # before the commit: the rows read are the bytes hashed
         return counts
 
     return load_release(engine, mapping, path, found, load_rows)
+
+
+def _loaded_bands(pg, release_id: int) -> set[str]:
+    """The bands the catalog's other releases (withdrawn ones aside) were loaded with, by their mappings."""
+    return {name for (name,) in pg.execute(
+        "SELECT DISTINCT jsonb_object_keys(mapping->'photometry'->'bands') FROM healcat.release "
+        "WHERE release_id <> %s AND status <> 'withdrawn' AND jsonb_typeof(mapping->'photometry'->'bands') = 'object'",
+        (release_id,))}
 
 
 def input_file(mapping: Mapping, file: str | Path | None = None) -> Path:

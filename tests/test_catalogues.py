@@ -242,7 +242,7 @@ def test_rail_hsc_rows_are_named_by_their_row_number(engine, catalogues):
 def test_a_joining_row_whose_id_no_source_has_is_quarantined(engine, catalogues, tmp_path, scratch_release):
     text = load_mapping("candels_prospector_z1").path.read_text().replace('name = "candels-sedfit-prospector-z1"',
                                                                           'name = "scratch"')
-    (tmp_path / "m.toml").write_text(text)
+    (tmp_path / "m.toml").write_text(text.replace("[release]\n", "[release]\nmax_rejected_fraction = 1.0\n", 1))
     (tmp_path / "p.dat").write_text("#objname,logmass,logmass_errup,logmass_errdown,logsfr,logsfr_errup,"
                                     "logsfr_errdown,av,av_errup,av_errdown\n"
                                     "21,10.10,0.07,0.12,0.55,0.42,0.59,1.05,0.28,0.22\n"

@@ -108,6 +108,42 @@ def test_a_flux_unit_in_the_file_must_be_the_mappings(tmp_path, unit, error):
             load_mapping(path).check_columns(table, tmp_path / "f.ecsv")
 
 
+@pytest.mark.parametrize(("band", "error"), [
+    ("sdss_rr", r"band sdss_rr is new: no survey filter healcat knows and no release of this catalog has it \(a typo "
+                r"of sdss_r"),
+    ("sdds_r", r"band sdds_r is new: .*\(a typo of sdss_r.*list it in \[photometry\] new_bands = \[\"sdds_r\"\]\)"),
+    ("mysurvey_x", r"band mysurvey_x is new: .* \(if it is a new band, list it in \[photometry\] new_bands"),
+    ("hsc_g", None), ("ls10_z_dered", None), ("jwst_nircam_f444w", None),
+])
+def test_a_band_no_survey_and_no_release_has_is_refused_unless_declared(engine, tmp_path, scratch_release, band, error):
+    """A typo made a new band without a word (sdss_rr beside sdss_r), which no model or query found."""
+    csv = write_csv(tmp_path / "bands.csv", sdss_rows()[:5])
+    mapping = scratch_mapping(tmp_path, f"bands-{band}")
+    mapping.write_text(mapping.read_text().replace("sdss_r = ", f"{band} = "))
+    if error is None:
+        assert ingest_release(mapping, engine, file=csv).row_counts["photometry"] == 25
+        return
+    with pytest.raises(MappingError, match=error):
+        ingest_release(mapping, engine, file=csv)
+    mapping.write_text(mapping.read_text().replace("[photometry]\n", f'[photometry]\nnew_bands = ["{band}"]\n'))
+    assert ingest_release(mapping, engine, file=csv).row_counts["photometry"] == 25
+    again = scratch_mapping(tmp_path, f"bands-{band}-again")  # a release loaded it: known from now on
+    again.write_text(again.read_text().replace("sdss_r = ", f"{band} = "))
+    assert ingest_release(again, engine, file=csv).row_counts["photometry"] == 25
+
+
+def test_band_names_are_lower_case_and_new_bands_are_mapped(tmp_path):
+    mapping = scratch_mapping(tmp_path, "case")
+    text = mapping.read_text()
+    mapping.write_text(text.replace("sdss_r = ", "SDSS_r = "))
+    with pytest.raises(MappingError, match=r"bands: band 'SDSS_r': a band's name is lower case letters, digits and "
+                                           r"'_', starting with a letter \(did you mean sdss_r\?\)"):
+        load_mapping(mapping)
+    mapping.write_text(text.replace("[photometry]\n", '[photometry]\nnew_bands = ["sdss_y"]\n'))
+    with pytest.raises(MappingError, match=r"\[photometry\] new_bands lists sdss_y, which bands does not map"):
+        load_mapping(mapping)
+
+
 def test_a_release_that_rejects_most_of_its_rows_is_refused(engine, tmp_path, scratch_release):
     """Nanomaggies read as magnitudes rejected 93% of a file, and its 7% were published over the good
     release; a mapping may allow more where the file is right."""
@@ -125,7 +161,11 @@ def test_a_release_that_rejects_most_of_its_rows_is_refused(engine, tmp_path, sc
     mapping.write_text(mapping.read_text().replace("[release]\n", "[release]\nmax_rejected_fraction = 0.1\n", 1))
     report = ingest_release(mapping, engine, file=csv)
     assert report.row_counts["quarantine"] == 3 and report.row_counts["source"] == 37
-    mapping.write_text(mapping.read_text().replace("max_rejected_fraction = 0.1", "max_rejected_fraction = 1.5"))
+    # a load's policy, not what it loads: the same release whatever the mapping allows (idempotent)
+    mapping.write_text(mapping.read_text().replace("max_rejected_fraction = 0.1", "max_rejected_fraction = 0.2"))
+    again = ingest_release(mapping, engine, file=csv)
+    assert again.already_loaded and again.release_id == report.release_id
+    mapping.write_text(mapping.read_text().replace("max_rejected_fraction = 0.2", "max_rejected_fraction = 1.5"))
     with pytest.raises(MappingError, match=r"max_rejected_fraction must be in \[0, 1\], got 1.5"):
         load_mapping(mapping)
 

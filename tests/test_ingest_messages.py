@@ -89,7 +89,7 @@ def _csv_mapping(tmp_path: Path, rows: str) -> Path:
     mapping.write_text(f'[survey]\nname = "scratch"\n[release]\nmax_rejected_fraction = 1.0\nversion = "review-fixes"\nfile = "{path}"\n'
                        f'format = "csv"\n[source]\nobject_id = "{{id}}"\nra = "ra"\ndec = "dec"\n'
                        'attrs = ["name"]\n'
-                       '[photometry]\nsystem = "AB"\nbands = { u = { mag = "u", mag_err = "u_err" } }\n')
+                       '[photometry]\nsystem = "AB"\nbands = { sdss_u = { mag = "u", mag_err = "u_err" } }\n')
     return mapping
 
 
@@ -104,7 +104,7 @@ def test_a_sentinel_magnitude_gives_no_overflow_warning_and_is_quarantined(tmp_p
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # numpy's overflow warning fails the test
         ((m, chunk),) = list(_chunks(mapping))
-    phot = chunk.phot["u"]
+    phot = chunk.phot["sdss_u"]
     assert np.isinf(phot.flux_ujy[0]) and phot.flux_ujy[1] == pytest.approx(AB_ZERO_POINT_UJY * 10 ** (-0.4 * 18.5))
     good, rejected = validate(m, chunk, SeenIds())
     assert good.tolist() == [False, True]
@@ -225,7 +225,7 @@ def test_a_release_report_shows_the_objects_id_in_each_example(engine, tmp_path,
     mapping.write_text(f'[survey]\nname = "scratch"\n[release]\nmax_rejected_fraction = 1.0\nversion = "review-fixes"\nfile = "{path}"\n'
                        'format = "csv"\n[source]\nobject_id = "{zz_id}"\nra = "ra"\ndec = "dec"\n'
                        'attrs = ["name"' + "".join(f', "c{k}"' for k in range(10)) + ']\n'
-                       '[photometry]\nsystem = "AB"\nbands = { u = { mag = "u", mag_err = "u_err" } }\n')
+                       '[photometry]\nsystem = "AB"\nbands = { sdss_u = { mag = "u", mag_err = "u_err" } }\n')
     result = ingest_release(mapping, engine)
     assert result.release == review_release and result.row_counts["quarantine"] == 2
     report = release_report(engine, review_release)

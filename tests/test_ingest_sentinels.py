@@ -169,7 +169,7 @@ def test_a_flux_s_inverse_variance_gives_its_error_and_a_transmission_the_de_red
             "9,18,5,16.0,0.02,40.0,0.0,\n"        # and where there is none: the flux alone
             "10,19,5,16.0,0.02,,4.0,0.0\n")       # no flux: its ivar and transmission are not used
     bands = ('[photometry]\nsystem = "AB"\n[photometry.bands]\nsdss_r = {{ mag = "r", mag_err = "r_err" }}\n'
-             'ls_g = {{ flux = "flux_g", flux_ivar = "ivar_g", {extra}unit = "nanomaggy" }}\n')
+             'ls10_g = {{ flux = "flux_g", flux_ivar = "ivar_g", {extra}unit = "nanomaggy" }}\n')
     load = ingest_release(_write(tmp_path, "ivar", rows, bands.format(extra='transmission = "mw_g", ')), engine)
     hint = "sentinel? list it under [photometry] sentinels)"
     assert _quarantine(engine, load.release_id) == [
@@ -180,22 +180,22 @@ def test_a_flux_s_inverse_variance_gives_its_error_and_a_transmission_the_de_red
         (7, "ivar_g", f"ivar_g 1e+30 is a common 'no data' value (an unlisted {hint}"),
         (8, "mw_g", "mw_g is missing: the error of the de-reddened flux_g needs it")]
     phot = _photometry(engine, load.release_id)
-    mag, mag_err, flux = phot["1", "ls_g"]
+    mag, mag_err, flux = phot["1", "ls10_g"]
     assert flux == pytest.approx(40.0 * 3.630781) and mag == pytest.approx(22.5 - 2.5 * np.log10(40.0), abs=1e-5)
     assert mag_err == pytest.approx(2.5 / np.log(10) * 0.625 / 40.0, rel=1e-6)  # its S/N is the observed flux's
-    assert phot["2", "ls_g"] == (None, None, 0.0)
-    assert phot["9", "ls_g"][1] is None and phot["9", "ls_g"][2] == pytest.approx(40.0 * 3.630781)
-    assert ("10", "ls_g") not in phot and ("10", "sdss_r") in phot
+    assert phot["2", "ls10_g"] == (None, None, 0.0)
+    assert phot["9", "ls10_g"][1] is None and phot["9", "ls10_g"][2] == pytest.approx(40.0 * 3.630781)
+    assert ("10", "ls10_g") not in phot and ("10", "sdss_r") in phot
     with engine.connect() as conn:
         err = conn.scalar(sa.text("SELECT p.flux_err_ujy FROM healcat.photometry p JOIN healcat.source s USING "
-                                  "(shard, source_id) WHERE s.release_id = :r AND s.object_id = '1' AND band = 'ls_g'"),
+                                  "(shard, source_id) WHERE s.release_id = :r AND s.object_id = '1' AND band = 'ls10_g'"),
                           {"r": load.release_id})
     assert err == pytest.approx(0.625 * 3.630781, rel=1e-6)
     # without a transmission the error is the inverse variance's alone
     observed = "\n".join(row.rsplit(",", 1)[0] for row in rows.splitlines()) + "\n"  # the transmission left out
     load = ingest_release(_write(tmp_path, "ivar-observed", observed, bands.format(extra="")), engine)
     assert [n for n, _, _ in _quarantine(engine, load.release_id)] == [3, 6, 7]
-    assert _photometry(engine, load.release_id)["4", "ls_g"][1] == pytest.approx(2.5 / np.log(10) * 0.5 / 40.0, rel=1e-6)
+    assert _photometry(engine, load.release_id)["4", "ls10_g"][1] == pytest.approx(2.5 / np.log(10) * 0.5 / 40.0, rel=1e-6)
 
 
 def test_an_error_divided_by_a_transmission_is_named_so(engine, tmp_path, scratch_release):
@@ -203,7 +203,7 @@ def test_an_error_divided_by_a_transmission_is_named_so(engine, tmp_path, scratc
     file does not hold, under the column's name."""
     rows = "id,ra,dec,flux_g,e,mw_g\n1,10,5,40.0,0.5,0.9\n2,11,5,40.0,1e20,0.9\n"
     load = ingest_release(_write(tmp_path, "err-t", rows, '[photometry]\nsystem = "AB"\n[photometry.bands]\n'
-                                 'ls_g = { flux = "flux_g", flux_err = "e", transmission = "mw_g", unit = "nanomaggy" }\n'),
+                                 'ls10_g = { flux = "flux_g", flux_err = "e", transmission = "mw_g", unit = "nanomaggy" }\n'),
                           engine)
     assert [(n, c, r.split(" nanomaggy")[0]) for n, c, r in _quarantine(engine, load.release_id)] == [
         (2, "e", "e/mw_g 1.11111e+20")]

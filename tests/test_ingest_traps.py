@@ -34,7 +34,7 @@ def _table() -> Table:
 
 
 def _mapping(tmp_path: Path, file: Path, fmt: str, ra_unit: str = "deg", release: str = "",
-             bands: str = 'r = "mag"', ignore: str = 'plate = "test"\nname = "test"') -> Path:
+             bands: str = 'sdss_r = "mag"', ignore: str = 'plate = "test"\nname = "test"') -> Path:
     path = tmp_path / f"{file.stem}.toml"
     path.write_text(f'[survey]\nname = "scratch"\n[release]\nmax_rejected_fraction = 1.0\nversion = "{file.name}"\nfile = "{file}"\n'
                     f'format = "{fmt}"\n{release}\n[source]\nobject_id = "{{id}}"\n'
