@@ -159,10 +159,18 @@ def restore_role_defaults(conn: sa.Connection, role: str = db.READER_ROLE,
     restored = [name for name in changed if name not in stuck]
     for name in restored:
         ended = conn.scalar(_END_SESSIONS, {"name": name})
-        log.warning("watchdog: role %s held defaults healcat did not give it (%s): put back, and its %d "
-                    "session(s) ended (they may have started with them)", name, ", ".join(changed[name]), ended)
+        log.warning("watchdog: role %s held defaults other than healcat's (%s): put back, and its %d "
+                    "session(s) ended (they may have started with them)", name, _unlike_ours(changed[name]), ended)
     conn.commit()
     return restored, stuck
+
+
+def _unlike_ours(defaults: tuple[str, ...]) -> str:
+    """How a role's ``defaults`` differ from :data:`catalog.db.READER_ROLE_DEFAULTS`: those added or changed,
+    and those gone (the log listed every one, healcat's own among them)."""
+    added = [d for d in defaults if d not in db.READER_ROLE_DEFAULTS]
+    gone = [d for d in db.READER_ROLE_DEFAULTS if d not in defaults]
+    return "; ".join(filter(None, (", ".join(added), "without " + ", ".join(gone) if gone else "")))
 
 
 def may_signal(conn: sa.Connection, role: str = db.READER_ROLE) -> bool:
