@@ -84,6 +84,12 @@ def pit_histogram(pit: np.ndarray, bins: int = 10) -> np.ndarray:
     return np.histogram(np.clip(pit, 0.0, 1.0), bins=bins, range=(0.0, 1.0))[0]
 
 
+def interval_coverage(pit: np.ndarray, level: float = 0.68) -> float:
+    """The fraction of true values inside their central ``level`` credible interval (the 16th to 84th
+    percentile at 0.68): their PIT within ``(1 -+ level) / 2``; ``level`` itself where calibrated."""
+    return float(np.mean(np.abs(np.asarray(pit) - 0.5) <= level / 2))
+
+
 def pit_max_deviation(pit: np.ndarray, bins: int = 10) -> float:
     """Max relative deviation ``max_b |n_b / (N / bins) - 1|`` of a PIT histogram from flat."""
     return float(np.max(np.abs(pit_histogram(pit, bins) / (len(pit) / bins) - 1.0)))

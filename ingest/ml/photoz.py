@@ -181,7 +181,8 @@ def train_features(x: np.ndarray, z: np.ndarray, *, seed: int = 0, epochs: int =
         report.update(cv_folds=cv_folds, n_cv=len(z_all), n_cv_refused=len(z_all) - len(pit),
                       nmad_cv=metrics.nmad(z_point, z_true), bias_cv=metrics.bias(z_point, z_true),
                       outlier_fraction_cv=metrics.outlier_fraction(z_point, z_true),
-                      pit_cv_max_dev=metrics.pit_max_deviation(pit), pit_cv_histogram=metrics.pit_histogram(pit).tolist())
+                      pit_cv_max_dev=metrics.pit_max_deviation(pit), pit_cv_histogram=metrics.pit_histogram(pit).tolist(),
+                      interval_68_coverage_cv=metrics.interval_coverage(pit))
     return model, report
 
 
@@ -264,6 +265,7 @@ def _held_out(model: PhotoZMDN, x: np.ndarray, z: np.ndarray, device: torch.devi
         nmad_mean=metrics.nmad(out["z_mean"], zt),
         crps=float(metrics.crps_gmm(out["weights"], out["means"], out["sigmas"], zt).mean()),
         pit_max_dev=metrics.pit_max_deviation(pit), pit_histogram=metrics.pit_histogram(pit).tolist(),
+        interval_68_coverage=metrics.interval_coverage(pit),  # spec-z inside [value_p16, value_p84]
     ), dict(pit=pit, z_point=out["z_point"], z=zt)
 
 
