@@ -90,7 +90,7 @@ MAX_ROWS = 100_000
 #: five of them at once held a 0.1-degree cone behind them for a minute.
 DEFAULT_ROWS = 10_000
 #: RESPONSEFORMAT values (DALI) answered: a VOTable is the only format served.
-VOTABLE_FORMATS = ("votable", "application/x-votable+xml", "text/xml", "text/xml;content=x-votable")
+VOTABLE_FORMATS = ("votable", "application/x-votable+xml", "text/xml")
 #: What each column of an answer is, for its FIELD: a description, its UCD1 word (the /scs answer:
 #: SCS 1.03 names ID_MAIN, POS_EQ_RA_MAIN and POS_EQ_DEC_MAIN, which pyvo's SCSRecord looks up) and its
 #: UCD1+ one (the /similar answer, VOTable 1.4); None where no word says what it is (a cosine distance in
@@ -243,38 +243,49 @@ def cone(params: Params, engine: sa.Engine) -> tuple[Table, list[Info]]:
     return table[:maxrec], infos
 
 
+#: The model version and releases a similarity search reads, as ``similar()``'s own SQL resolves them
+#: (``healcat.similar_scope``: the version current where its runs gave outputs, else the one on the
+#: source's release; the releases holding that version's finished runs, of those searched).
+SIMILAR_SCOPE = ("SELECT s.version, (SELECT string_agg(DISTINCT r.name, ', ' ORDER BY r.name) "
+                 "FROM healcat.inference_run AS i JOIN healcat.release AS r ON r.release_id = i.release_id "
+                 "WHERE i.model_id = s.model_id AND i.finished_at IS NOT NULL "
+                 "AND (s.release_ids IS NULL OR i.release_id = ANY(s.release_ids))) "
+                 "FROM healcat.similar_scope(%s, %s, %s, %s, 'auto', NULL, NULL, %s) AS s")
+
+
 def similar_sources(params: Params, engine: sa.Engine) -> tuple[Table, list[Info]]:
     from catalog.search.similar import DEFAULT_MODEL, similar
 
     _votable_format(params)
-    model, release = params.text("MODEL", DEFAULT_MODEL), params.text("RELEASE")
+    source_id = params.integer("SOURCE_ID", None, 1, 2**63 - 1)
+    model, release, version = params.text("MODEL", DEFAULT_MODEL), params.text("RELEASE"), params.text("VERSION")
     k = params.integer("K", 10, 1, MAX_K)
     maxrec = params.integer("MAXREC", MAX_K, 0, MAX_K, cap=True)
-    table = similar(params.integer("SOURCE_ID", None, 1, 2**63 - 1), model=model, k=k,
-                    version=params.text("VERSION"), release=release, engine=engine)
-    # the version it read: the one named, else the one current on the releases searched (similar() refuses
-    # while they differ)
-    version = params.text("VERSION") or run(
-        engine, "similar", "SELECT string_agg(DISTINCT c.model_version, ', ') FROM healcat.current_run AS c "
-        "WHERE c.model_name = %s AND c.release_id IN (SELECT release_id FROM healcat.release WHERE name = %s "
-        "UNION ALL SELECT release_id FROM healcat.current_release WHERE %s::text IS NULL)", (model, release, release),
-        answer=_first)
+    # the version the search reads, resolved first and then named to it, so the INFO says what it read; a
+    # scope the SQL refuses is left to similar(), whose errors say more (a model's close names)
+    try:
+        version, releases = run(engine, "similar", SIMILAR_SCOPE, (model, version, k, release, source_id),
+                                answer=_first_row)
+    except QueryError:
+        releases = None
+    table = similar(source_id, model=model, k=k, version=version, release=release, engine=engine)
     return table[:maxrec], [Info(name="QUERY_STATUS", value="OVERFLOW" if len(table) > maxrec else "OK"),
-                            Info(name="model", value=model), Info(name="model_version", value=version),
-                            *_provenance(engine, release)]
+                            Info(name="model", value=model), Info(name="model_version", value=version or ""),
+                            Info(name="releases", value=releases or "")]
 
 
 def _votable_format(params: Params) -> None:
     """DALI's RESPONSEFORMAT: absent or a VOTable's name, else an error (it was answered as a VOTable)."""
-    wanted = params.text("RESPONSEFORMAT")
-    if wanted is not None and wanted.lower().replace(" ", "") not in VOTABLE_FORMATS:
+    wanted = params.text("RESPONSEFORMAT")  # a MIME type's parameters (;serialization=TABLEDATA) aside
+    if wanted is not None and wanted.split(";")[0].strip().lower() not in VOTABLE_FORMATS:
         raise QueryError(f"RESPONSEFORMAT {wanted!r} is not served: the answers are VOTables "
                          f"(RESPONSEFORMAT={VOTABLE_FORMATS[0]} or absent)")
 
 
 def _provenance(engine: sa.Engine, release: str | None) -> list[Info]:
-    """What the answer read, as INFO elements: the releases (the one named, or every published one then;
-    a new release or model version changes what the same URL answers, and a saved answer says which)."""
+    """What the answer read, as INFO elements: the releases (the one named, or every published one as the
+    answer is given; a new release or model version changes what the same URL answers, and a saved answer
+    says which)."""
     names = release or run(engine, "cone", "SELECT string_agg(name, ', ' ORDER BY name) FROM healcat.current_release",
                            (), answer=_first)
     return [Info(name="releases", value=names or "")]
@@ -283,6 +294,11 @@ def _provenance(engine: sa.Engine, release: str | None) -> list[Info]:
 def _first(names: list[str], rows: list[tuple]):
     """A statement's one value (:func:`catalog.search.region.run`'s ``answer``)."""
     return rows[0][0]
+
+
+def _first_row(names: list[str], rows: list[tuple]) -> tuple:
+    """A statement's one row (:func:`catalog.search.region.run`'s ``answer``)."""
+    return rows[0]
 
 
 #: Each path's search, and whether it answers in SCS 1.03's form (:func:`votable`).

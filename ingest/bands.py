@@ -10,6 +10,8 @@ asking for ``sdss_r`` found. So a band must be written in lower case, and be one
 - a band an earlier release of the catalog loaded (its mapping, kept in ``release.mapping``);
 - a band the mapping declares new: ``[photometry] new_bands = ["mysurvey_x"]``.
 
+(A band an earlier release loaded stands as it was written, whatever its case.)
+
 Near-miss matching alone cannot tell a typo from a real band (``hsc_g`` and ``hsc_i`` are one letter
 apart); the names close to an unknown one are offered as suggestions.
 """
@@ -59,11 +61,15 @@ def check_name(name: str, where: str) -> None:
 
 
 def check_new(bands: Iterable[str], declared: Iterable[str], loaded: Iterable[str], where: str) -> None:
-    """Refuse the first of a mapping's ``bands`` that no survey filter known here, no earlier release
-    (``loaded``) and no ``[photometry] new_bands`` entry (``declared``) names, suggesting the close ones."""
+    """Refuse the first of a mapping's ``bands`` that no earlier release (``loaded``: a catalog's own names
+    stand, whatever their case), no survey filter known here and no ``[photometry] new_bands`` entry
+    (``declared``) names, or that is not written in lower case, suggesting the close ones."""
     loaded, declared = set(loaded), set(declared)
     for name in sorted(bands):
-        if known(name) or name in loaded or name in declared:
+        if name in loaded:
+            continue
+        check_name(name, f"{where}: [photometry] bands")
+        if known(name) or name in declared:
             continue
         close = difflib.get_close_matches(name, sorted(KNOWN | loaded), n=3, cutoff=0.75)
         maybe = f"a typo of {' or '.join(close)}? " if close else ""

@@ -102,12 +102,23 @@ def hash_file(digest, path: Path, confined_to: tuple[Path, ...] | None = None) -
 POLICY_KEYS = (("release", "max_rejected_fraction"), ("photometry", "new_bands"))
 
 
+def load_policy(mapping) -> dict[str, Any]:
+    """The mapping's :data:`POLICY_KEYS` it sets, as ``{"section.key": value}``: what a scheduled job
+    records, so that a load refused by them is queued again once the mapping changes them."""
+    return {f"{section}.{key}": mapping.raw[section][key] for section, key in POLICY_KEYS
+            if isinstance(mapping.raw.get(section), dict) and key in mapping.raw[section]}
+
+
+def content(raw: dict[str, Any]) -> dict[str, Any]:
+    """A mapping (its TOML as a dict, or a release's ``mapping`` JSON) without its :data:`POLICY_KEYS`."""
+    return {section: ({k: v for k, v in keys.items() if (section, k) not in POLICY_KEYS} if isinstance(keys, dict)
+                      else keys) for section, keys in raw.items()}
+
+
 def mapping_json(mapping) -> bytes:
     """The mapping's canonical JSON, the part of a release checksum that is not the files' bytes
     (:data:`POLICY_KEYS` aside)."""
-    raw = {section: ({k: v for k, v in keys.items() if (section, k) not in POLICY_KEYS} if isinstance(keys, dict)
-                     else keys) for section, keys in mapping.raw.items()}
-    return json.dumps(raw, sort_keys=True, default=str).encode()
+    return json.dumps(content(mapping.raw), sort_keys=True, default=str).encode()
 
 
 def _identity(st: os.stat_result) -> tuple[int, ...]:
@@ -233,7 +244,8 @@ def load_release(engine: sa.Engine, mapping, path: Path, checksum: str,
         clash = conn.execute(sa.select(Release.checksum, Release.mapping).where(
             Release.name == mapping.release_name)).first()
         if clash is not None:
-            differences = mapping_differences(clash.mapping, json.loads(json.dumps(mapping.raw, default=str)))
+            differences = mapping_differences(content(clash.mapping),  # what it loads: no policy key changes it
+                                              json.loads(json.dumps(content(mapping.raw), default=str)))
             raise IngestError(
                 f"{path}: release {mapping.release_name} is already loaded from different content "
                 f"(sha256 {clash.checksum[:12]}... vs {checksum[:12]}...: "

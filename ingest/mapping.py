@@ -25,7 +25,6 @@ from astropy.table import Table
 
 from catalog.errors import MappingError, MissingInputError
 from ingest import cells
-from ingest.bands import check_name as check_band_name
 from ingest.cells import Problems, json_scalar
 from ingest.readers import ReadOptions
 
@@ -368,10 +367,18 @@ class Mapping:
         return roles
 
 
+#: How headers name a magnitude's system: astropy reads 'AB mag' as AB flux times mag, and 'AB' alone as the
+#: AB system's flux unit.
+SYSTEM_UNITS = (u.AB, u.ST)
+
+
 def _not_mag(unit: u.UnitBase) -> str | None:
-    """Why a header's ``unit`` is not magnitudes in mag (``mag``, ``mag(AB)``), or None."""
-    if isinstance(unit, u.MagUnit):
+    """Why a header's ``unit`` is not magnitudes in mag (``mag``, ``mag(AB)``, ``AB mag``, ``AB``), or None."""
+    if isinstance(unit, u.MagUnit) or unit in SYSTEM_UNITS:
         return None
+    bases = getattr(unit, "bases", [])
+    if any(b in SYSTEM_UNITS for b in bases) and any(b.is_equivalent(u.mag) for b in bases):
+        unit = next(b for b in bases if b.is_equivalent(u.mag))  # 'AB mag' (or 'AB mmag'): the mag part
     if not unit.is_equivalent(u.mag):
         return "which is no magnitude"
     return None if math.isclose(unit.to(u.mag), 1.0) else "not mag: convert the column to mag"
@@ -702,8 +709,6 @@ def parse_mapping(path: Path, raw: dict[str, Any]) -> Mapping:
 
 
 def _bands(phot: dict[str, Any], path: Path) -> dict[str, Band]:
-    for name in phot.get("bands", {}):
-        check_band_name(name, f"{path}: [photometry] bands")
     return {b: Band.parse(b, s, f"{path} [photometry]") for b, s in phot.get("bands", {}).items()}
 
 

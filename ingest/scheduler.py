@@ -45,9 +45,9 @@ import sqlalchemy as sa
 
 from catalog import settings
 from catalog.errors import ConfigurationError, IngestError
-from catalog.models import Release, ScheduledIngest
+from catalog.models import Job, Release, ScheduledIngest
 from ingest import queue
-from ingest.load import input_file, release_checksum
+from ingest.load import input_file, load_policy, release_checksum
 from ingest.mapping import Mapping, check_real_path, load_mapping
 from ingest.perobject import files_checksum
 from ingest.perobject_mapping import InputFiles, PerObjectMapping
@@ -215,16 +215,24 @@ class Scheduler:
                 .on_conflict_do_nothing(index_elements=["checksum"])
                 .returning(ScheduledIngest.checksum))
             given = {k: v for k, v in (("version", candidate.version), ("date", candidate.date)) if v is not None}
+            policy = load_policy(mapping)
             if claimed is None:  # an earlier scan, or another scheduler, has it
-                cancelled = conn.scalar(sa.select(ScheduledIngest.job_id.is_(None))
-                                        .where(ScheduledIngest.checksum == checksum))
-                if cancelled and checksum not in self._cancelled:  # (its row went, so did its job_id)
+                earlier = conn.execute(sa.select(ScheduledIngest.job_id, Job.status, Job.args)
+                                       .outerjoin(Job, Job.job_id == ScheduledIngest.job_id)
+                                       .where(ScheduledIngest.checksum == checksum).with_for_update(of=ScheduledIngest)
+                                       ).one()
+                if earlier.job_id is None and checksum not in self._cancelled:  # cancelled (its row went, so did its job_id)
                     self._cancelled.add(checksum)
                     log.warning("%s: queued before, and that job was cancelled: not queued again (%s queues it)",
                                 uri, enqueue_command(mapping.path.resolve(), args.get("file"), **given))
-                return None
+                # a load the mapping's policy refused (too many rows rejected, a band not declared) is the same
+                # release once the mapping allows it: its checksum leaves the policy out, so look at the job's
+                if earlier.status != "failed" or earlier.args.get("policy", {}) == policy:
+                    return None
+                log.info("%s: job %d failed; its mapping's load policy has changed since (%s): queued again", uri,
+                         earlier.job_id, ", ".join(f"{k} = {v!r}" for k, v in policy.items()) or "none set")
             job_id, _ = queue.enqueue(conn, "ingest", {"mapping": str(mapping.path.resolve()), **args, **given,
-                                                       "checksum": checksum})
+                                                       "checksum": checksum, "policy": policy})
             conn.execute(sa.update(ScheduledIngest).where(ScheduledIngest.checksum == checksum)
                          .values(job_id=job_id))
         log.info("queued job %d: ingest %s from %s", job_id, mapping.release_name, uri)

@@ -74,7 +74,9 @@ def test_a_position_unit_in_the_file_must_agree_with_the_mapping(unit, error):
     ("g", "uJy", "column g is in uJy by the file's own header, which is no magnitude"),
     ("redshift", "km / s", r"column redshift is in km / s by .* a redshift has none \(a velocity cz\?\); mapping .* "
                            r"reads it as the redshift z \(dimensionless\)"),
-    ("g", "mag", None), ("g", "mag(AB)", None), ("redshift", "", None), ("g", "log(Msun)", None),  # not known: no check
+    ("g", "mag", None), ("g", "mag(AB)", None), ("g", "AB mag", None), ("g", "AB", None),  # a system's names
+    ("g", "AB mmag", "column g is in AB mmag by the file's own header, not mag"),
+    ("redshift", "", None), ("g", "log(Msun)", None),  # not known: no check
 ])
 def test_a_photometry_or_redshift_unit_in_the_file_must_be_what_the_mapping_reads(column, unit, error):
     """Fluxes in nanomaggies under a magnitude, velocities under a redshift: loaded without a word."""
@@ -132,13 +134,18 @@ def test_a_band_no_survey_and_no_release_has_is_refused_unless_declared(engine, 
     assert ingest_release(again, engine, file=csv).row_counts["photometry"] == 25
 
 
-def test_band_names_are_lower_case_and_new_bands_are_mapped(tmp_path):
+def test_band_names_are_lower_case_and_new_bands_are_mapped(engine, tmp_path, scratch_release):
+    """SDSS_r beside sdss_r: a new band by its case. A catalog's own names stand as an earlier release wrote
+    them (nothing refused them before): a band it loaded is no error, whatever its case."""
+    from ingest.bands import check_new
+
     mapping = scratch_mapping(tmp_path, "case")
     text = mapping.read_text()
     mapping.write_text(text.replace("sdss_r = ", "SDSS_r = "))
     with pytest.raises(MappingError, match=r"bands: band 'SDSS_r': a band's name is lower case letters, digits and "
                                            r"'_', starting with a letter \(did you mean sdss_r\?\)"):
-        load_mapping(mapping)
+        ingest_release(mapping, engine, file=write_csv(tmp_path / "case.csv", sdss_rows()[:3]))
+    check_new(["SDSS_r", "sdss_g"], [], ["SDSS_r"], "m.toml")  # loaded before: stands
     mapping.write_text(text.replace("[photometry]\n", '[photometry]\nnew_bands = ["sdss_y"]\n'))
     with pytest.raises(MappingError, match=r"\[photometry\] new_bands lists sdss_y, which bands does not map"):
         load_mapping(mapping)

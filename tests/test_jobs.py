@@ -133,7 +133,8 @@ def test_scheduler_queues_each_new_release_once_even_with_two_running(engine, ca
     assert len(queued) == 1 and [j.kind for j in _jobs(engine)] == ["ingest"]
     (job,) = _jobs(engine)
     assert job.args == {"mapping": str(mapping.resolve()), "file": str(incoming / "v1.csv"),
-                        "checksum": release_checksum(incoming / "v1.csv", load_mapping(mapping))}
+                        "checksum": release_checksum(incoming / "v1.csv", load_mapping(mapping)),
+                        "policy": {"release.max_rejected_fraction": 1.0}}  # scratch_mapping's
     assert schedulers[0].scan() == [], "already scheduled"
     Worker(engine, name="test").run(once=True)
     with engine.begin() as conn:  # even with its record gone, a loaded release is not queued again
@@ -186,6 +187,33 @@ def test_ingest_and_the_scheduler_find_one_file_and_queue_it_by_its_absolute_pat
     assert ingest_release(Path("scratch-beside.toml"), engine).already_loaded  # `healcat ingest` finds the same
 
 
+def test_a_load_its_policy_refused_is_queued_again_once_the_mapping_allows_it(engine, catalog, tmp_path,
+                                                                              scratch_release):
+    """Too many rows rejected: the job fails. Allowing them in the mapping leaves the release's checksum
+    as it was (policy, not content), so the scan found the row it had claimed and queued nothing."""
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    rows = sdss_rows()[:20]
+    rows[0]["g"] = rows[1]["g"] = "-9999.5"  # 2 of 20 rejected: 10%
+    mapping = scratch_mapping(drop, "policy", max_rejected_fraction=None)
+    mapping.write_text(mapping.read_text().replace(load_mapping(SDSS).file, "policy.csv"))
+    write_csv(drop / "policy.csv", rows)
+    scheduler = Scheduler(engine, [drop], settle_s=0)
+    (first,) = scheduler.scan()
+    Worker(engine, name="test").run(once=True)
+    assert scheduler.scan() == []  # failed, and nothing changed: not queued again
+    mapping.write_text(mapping.read_text().replace("[release]\n", "[release]\nmax_rejected_fraction = 0.2\n", 1))
+    os.utime(mapping, (time.time() - 60, time.time() - 60))  # settled
+    (again,) = scheduler.scan()
+    assert again != first and scheduler.scan() == []
+    Worker(engine, name="test").run(once=True)
+    with engine.connect() as conn:
+        status = dict(conn.execute(sa.text("SELECT job_id, status FROM healcat.job WHERE job_id IN (:a, :b)"),
+                                   {"a": first, "b": again}).all())
+        counts = conn.scalar(sa.text("SELECT row_counts FROM healcat.release WHERE name = 'scratch/policy'"))
+    assert status == {first: "failed", again: "done"} and (counts["source"], counts["quarantine"]) == (18, 2)
+
+
 def test_a_manifest_entry_whose_file_is_no_text_is_refused_naming_it(tmp_path):
     """file = ["a.csv"] was dropped without a word, and the mapping's own file queued in its place."""
     manifest = tmp_path / "releases.toml"
@@ -229,7 +257,7 @@ def test_scheduler_skips_what_it_cannot_read_and_says_why(engine, catalog, tmp_p
     try:
         (job_id,) = scheduler.scan()
         (job,) = _jobs(engine)
-        assert job.job_id == job_id and set(job.args) == {"mapping", "checksum"}
+        assert job.job_id == job_id and set(job.args) == {"mapping", "checksum", "policy"}
         assert job.args["mapping"] == str(light_curves.resolve())
         assert scheduler.scan() == [], "already scheduled"
         # Cancelled by the operator: not queued again, and said once (later scans passed it over silently).

@@ -22,7 +22,7 @@ from catalog import cone_search, db
 from catalog.search.similar import similar
 from catalog.service import make_server, warn_of_connection_limit
 from catalog.watchdog import Elsewhere
-from tests.conftest import SDSS_RELEASE, wait_until
+from tests.conftest import GAIA_RELEASE, SDSS_RELEASE, wait_until
 
 CENTRE = (161.080928, 0.677356)  # the demo's galaxy 0274-51913-0630
 
@@ -112,6 +112,16 @@ def test_an_answer_names_the_releases_and_model_version_it_read(service, engine)
     assert status == 200 and (infos["model"], infos["model_version"], infos["releases"]) == (
         "photoz-sdss", version, SDSS_RELEASE)
     assert infos["QUERY_STATUS"] == "OVERFLOW" and list(table["source_id"]) == list(similar(source, k=2)["source_id"])
+    # a release the model has not run on: the version read is the one on the source's release (an INFO with
+    # no value was written, which a strict reader refuses), and no release held its embeddings
+    status, body = _get(f"{service}/similar?source_id={source}&k=3&release={GAIA_RELEASE}")
+    votable = parse(io.BytesIO(body), verify="exception")
+    infos = {info.name: info.value for info in votable.resources[0].infos}
+    assert status == 200 and (infos["model_version"], infos["releases"]) == (version, "")
+    assert len(votable.get_first_table().to_table()) == 0
+    status, body = _get(f"{service}/scs?RA={CENTRE[0]}&DEC={CENTRE[1]}&SR=0.01&"
+                        "RESPONSEFORMAT=application/x-votable%2Bxml;serialization=TABLEDATA")  # DALI's MIME parameters
+    assert status == 200 and _infos(body)["QUERY_STATUS"] == "OK"
 
 
 def test_a_cone_without_maxrec_gets_the_default_rows(service, monkeypatch):
