@@ -215,7 +215,6 @@ def cone(params: Params, engine: sa.Engine) -> tuple[Table, list[Info]]:
     verb = params.integer("VERB", 2, 1, 3)
     # a larger MAXREC gets the service's limit, as DALI lets a service do (an answer cut there says OVERFLOW)
     maxrec = params.integer("MAXREC", DEFAULT_ROWS, 0, MAX_ROWS, cap=True)
-    _votable_format(params)
     # the protocol's names in the errors (Cone's would say dec_deg, radius_deg), each value as the client
     # wrote it (RA=360.0001 printed as 360 looked in range); SCS 1.03 makes an RA out of range an error
     # (Cone takes it modulo 360, as the Python API does)
@@ -256,7 +255,6 @@ SIMILAR_SCOPE = ("SELECT s.version, (SELECT string_agg(DISTINCT r.name, ', ' ORD
 def similar_sources(params: Params, engine: sa.Engine) -> tuple[Table, list[Info]]:
     from catalog.search.similar import DEFAULT_MODEL, similar
 
-    _votable_format(params)
     source_id = params.integer("SOURCE_ID", None, 1, 2**63 - 1)
     model, release, version = params.text("MODEL", DEFAULT_MODEL), params.text("RELEASE"), params.text("VERSION")
     k = params.integer("K", 10, 1, MAX_K)
@@ -287,13 +285,8 @@ def _provenance(engine: sa.Engine, release: str | None) -> list[Info]:
     answer is given; a new release or model version changes what the same URL answers, and a saved answer
     says which)."""
     names = release or run(engine, "cone", "SELECT string_agg(name, ', ' ORDER BY name) FROM healcat.current_release",
-                           (), answer=_first)
+                           (), answer=_first_row)[0]
     return [Info(name="releases", value=names or "")]
-
-
-def _first(names: list[str], rows: list[tuple]):
-    """A statement's one value (:func:`catalog.search.region.run`'s ``answer``)."""
-    return rows[0][0]
 
 
 def _first_row(names: list[str], rows: list[tuple]) -> tuple:
@@ -498,7 +491,9 @@ def handler(engine: sa.Engine, request_timeout: float = REQUEST_TIMEOUT, header_
             try:
                 with self.server.departures.watching(self.connection) as gone:
                     try:
-                        body = votable(*search(Params("&".join(filter(None, (url.query, form)))), engine), scs)
+                        params = Params("&".join(filter(None, (url.query, form))))
+                        _votable_format(params)  # every route answers a VOTable
+                        body = votable(*search(params, engine), scs)
                     finally:
                         left = gone()
             except Exception as exc:
