@@ -122,8 +122,16 @@ def floats(column, problems: Problems, name: str, sentinels: tuple[float, ...] =
     if values is None:
         values = parse_cells(column, functools.partial(_not_nan, name), problems, name, "a number")
     if sentinels:
-        values[np.isin(values, sentinels)] = np.nan
+        values[np.isin(values, in_precision(sentinels, column))] = np.nan
     return values
+
+
+def in_precision(numbers, column) -> np.ndarray:
+    """A mapping's sentinels or limits as ``column``'s own floats hold them, as float64: 99.99 in a float32
+    column (FITS 'E', a Parquet or HDF5 float) is 99.98999786..., which the float64 99.99 never equals (the
+    file's declared sentinel was quarantined as out of range)."""
+    own = column.dtype if column.dtype.kind == "f" else np.float64
+    return np.asarray(numbers, dtype=own).astype(np.float64)
 
 
 def sentinel_like(values: np.ndarray) -> np.ndarray:

@@ -841,6 +841,9 @@ def _photometry(mapping: Mapping, band: Band, table: Table, problems: Problems,
             return np.full(n, np.nan)
         return cells.floats(table[name], problems, name, mapping.sentinels + (mapping.error_sentinels if error else ()))
 
+    def limits(numbers, name: str | None) -> np.ndarray:  # as the column's floats hold them (a float32's 99.99)
+        return cells.in_precision(numbers, table[name]) if name is not None else np.asarray(numbers, dtype=np.float64)
+
     def negative_errors(values: np.ndarray, measured: np.ndarray, name: str | None) -> None:
         for i in np.flatnonzero(measured & (values < 0)):
             problems.setdefault(int(i), (name, f"{name} {table[name][i]} is a negative error (a sentinel? list it "
@@ -852,11 +855,13 @@ def _photometry(mapping: Mapping, band: Band, table: Table, problems: Problems,
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if band.mag is not None:
             mag, mag_err = column(band.mag), column(band.mag_err)
-            mag[np.isfinite(mag) & (mag >= mapping.missing_above)] = np.nan  # +inf is no flag: validation rejects it
-            declared = np.isin(mag_err, mapping.error_sentinels)  # -99 below: 'no data', not a sign error
+            # +inf is no flag: validation rejects it
+            mag[np.isfinite(mag) & (mag >= limits([mapping.missing_above], band.mag)[0])] = np.nan
+            declared = np.isin(mag_err, limits(mapping.error_sentinels, band.mag_err))  # -99: 'no data', no sign error
             negative_errors(mag_err, np.isfinite(mag) & ~declared & ~cells.sentinel_like(mag_err), band.mag_err)
             if band.mag_err is not None:
-                unmeasured = _mag_errors(mapping, mag_err, declared, np.isfinite(mag))
+                unmeasured = _mag_errors(mapping, mag_err, declared, np.isfinite(mag),
+                                         limits([mapping.max_mag_err], band.mag_err)[0])
                 if unmeasured:
                     not_stored[band.mag_err] = unmeasured
                 mag_err[np.logical_or.reduce([declared, *unmeasured.values()])] = np.nan
@@ -899,15 +904,15 @@ def _photometry(mapping: Mapping, band: Band, table: Table, problems: Problems,
     return Photometry(mag, mag_err, flux, flux_err, flux_in_file, flux_err_in_file)
 
 
-def _mag_errors(mapping: Mapping, err: np.ndarray, declared: np.ndarray, measured: np.ndarray) -> dict[str, np.ndarray]:
+def _mag_errors(mapping: Mapping, err: np.ndarray, declared: np.ndarray, measured: np.ndarray,
+                top: float) -> dict[str, np.ndarray]:
     """Magnitude errors beside a magnitude that measure nothing, by why: a declared error sentinel, exactly 0
     (bright stars' errors rounded to 0.00), a common 'no data' value, or above ``max_mag_err`` (faint forced
-    photometry publishes errors of hundreds of mag). Each is NULL with its magnitude kept, never the row
-    quarantined; a negative error is a problem of its own (``negative_errors``)."""
-    top = mapping.max_mag_err
+    photometry publishes errors of hundreds of mag; ``top``, as the column's floats hold it). Each is NULL with its
+    magnitude kept, never the row quarantined; a negative error is a problem of its own (``negative_errors``)."""
     with np.errstate(invalid="ignore"):
         reasons = {"a declared error sentinel": declared,
                    "0 (rounded, or not measured)": ~declared & (err == 0),
                    "a common 'no data' value": ~declared & cells.sentinel_like(err),
-                   f"above max_mag_err ({top:g} mag)": ~declared & ~cells.sentinel_like(err) & (err > top)}
+                   f"above max_mag_err ({mapping.max_mag_err:g} mag)": ~declared & ~cells.sentinel_like(err) & (err > top)}
     return {why: measured & mask for why, mask in reasons.items() if (measured & mask).any()}

@@ -256,6 +256,32 @@ def test_magnitude_errors_that_measure_nothing_are_null_with_the_magnitude_kept(
     assert phot["4", "sdss_r"][1] == pytest.approx(7.5)
 
 
+@pytest.mark.parametrize("fmt", ["fits", "parquet", "csv"])
+def test_sentinels_and_limits_match_a_float32_column_as_it_holds_them(engine, tmp_path, scratch_release, fmt):
+    """A mapping's 99.99 never equalled a float32 column's 99.99 (99.98999786...: FITS 'E', Parquet floats), so
+    the declared sentinel's row was quarantined as out of range, a declared error sentinel as a negative error,
+    a magnitude at missing_above kept, and an error at max_mag_err dropped: each now reads as in a CSV."""
+    from astropy.table import Table
+
+    table = Table({"id": np.arange(1, 7), "ra": np.arange(10.0, 16.0), "dec": np.full(6, 5.0),
+                   "r": np.array([18.5, 99.99, 19.0, 20.0, 88.88, 21.0], dtype=np.float32),
+                   "r_err": np.array([0.05, 0.05, -0.1, 0.3, 0.05, 0.31], dtype=np.float32)})
+    path = tmp_path / f"f32.{fmt}"
+    table.write(path, **({"format": "ascii.csv", "formats": {"r": "%g", "r_err": "%g"}} if fmt == "csv" else {}))
+    mapping = tmp_path / "f32.toml"
+    mapping.write_text(f'[survey]\nname = "scratch"\n[release]\nmax_rejected_fraction = 1.0\nversion = "f32-{fmt}"\n'
+                       f'file = "{path}"\nformat = "{fmt}"\n[source]\nobject_id = "{{id}}"\nra = "ra"\ndec = "dec"\n'
+                       '[photometry]\nsystem = "AB"\nsentinels = [99.99]\nerror_sentinels = [-0.1]\n'
+                       'missing_above = 88.88\nmax_mag_err = 0.3\n[photometry.bands]\n'
+                       'sdss_r = { mag = "r", mag_err = "r_err" }\n')
+    load = ingest_release(mapping, engine)
+    assert _quarantine(engine, load.release_id) == [] and load.row_counts["source"] == 6
+    phot = {oid: (mag, err) for (oid, _), (mag, err, _) in _photometry(engine, load.release_id).items()}
+    assert sorted(phot) == ["1", "3", "4", "6"]  # 2: the sentinel, 5: at missing_above
+    assert phot["3"] == (pytest.approx(19.0), None) and phot["6"] == (pytest.approx(21.0), None)  # declared; above 0.3
+    assert phot["4"][1] == pytest.approx(0.3) and phot["1"][1] == pytest.approx(0.05)
+
+
 @pytest.mark.parametrize("template", ["{id}", "sdss-{id}", "{id}-{n}"])
 def test_float_formatted_ids_read_the_same_alone_or_in_a_template(engine, tmp_path, scratch_release, template):
     """'sdss-{id}' stored 'sdss-1.23764870457714E+018', 'sdss-1.5e3', 'sdss-3306549220491.0' where '{id}' alone

@@ -159,6 +159,24 @@ def test_a_cell_that_is_no_number_leaves_its_column_text_for_the_mapping_to_quar
     assert "read tolerantly" not in caplog.text  # each is its row's problem now, not a fault of the file
 
 
+def test_an_ecsv_s_masked_cells_are_missing_and_its_columns_keep_their_types(tmp_path):
+    """An astropy-written ECSV with a masked number was read as if its empty cell were no number: the column
+    became text, so its 'nan' cells quarantined their rows, where a file without a masked cell read them as
+    missing (as FITS, VOTable, Parquet and HDF5 do), and its masked strings came back as ''."""
+    t = _sample()
+    t["mag"] = MaskedColumn(t["mag"], mask=np.arange(N) == 4)
+    t["mag"][6] = np.nan
+    t["name"] = MaskedColumn(t["name"], mask=np.arange(N) == 8)
+    t.write(tmp_path / "t.ecsv", format="ascii.ecsv")
+    table = vstack([chunk for _, chunk in readers.read(tmp_path / "t.ecsv", "ecsv", SMALL)])
+    assert table["mag"].dtype.kind == "f" and table["name"].dtype.kind == "U"
+    problems = {}
+    values = cells.floats(table["mag"], problems, "mag")
+    assert problems == {} and np.flatnonzero(np.isnan(values)).tolist() == [4, 6]
+    assert table["name"][8] is np.ma.masked and cells.texts(table["name"])[8] is None
+    np.testing.assert_array_equal(np.delete(values, [4, 6]).astype(np.float32), np.delete(_sample()["mag"], [4, 6]))
+
+
 def test_a_cell_that_is_no_integer_leaves_its_votable_column_text_and_the_others_numbers(tmp_path, caplog):
     """A VOTable's '2x' in an integer column failed the whole file (astropy raises on it even with
     verify="ignore"). Now each such column is text in its place, as a float column with '17.x' is, its

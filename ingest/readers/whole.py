@@ -32,7 +32,9 @@ CELL_FAULT = re.compile(r"\(in row \d+, col '(.*)'\)$")
 
 @register("ecsv")
 def read_ecsv(path: Path, options: ReadOptions) -> Chunks:
-    reader = ascii.get_reader(ascii.Ecsv)
+    # an empty cell is a missing value, as astropy.io.ascii.read has it (the fill ascii.read adds by default:
+    # without it, a masked number made its whole column text, and its 'nan' cells quarantined rows)
+    reader = ascii.get_reader(ascii.Ecsv, fill_values=[("", "0")])
     try:
         try:
             table = reader.read(str(path))
