@@ -103,11 +103,14 @@ def run() -> None:
     print(db.shown_url(url))  # `healcat db url` prints it with the password
 
     loaded = ingest_release(MAPPING, engine)
+    # superseded by a newer SDSS release: the searches name this one (the published one may hold no photo-z yet)
+    superseded = loaded.already_loaded and loaded.status == "superseded"
+    named = loaded.release if superseded else None
+    cone_also, similar_also = (f", '{loaded.release}'", f", release_name => '{loaded.release}'") if superseded else ("", "")
     _section(f"release {loaded.release}")
     if loaded.already_loaded:  # superseded: a newer release of the survey is what the searches below show
         print(f"already loaded ({loaded.status}); nothing changed"
-              + ("; a newer SDSS release is current, and the searches below show its sources"
-                 if loaded.status == "superseded" else ""))
+              + ("; a newer SDSS release is published, so the searches below name this one" if superseded else ""))
     else:
         print("ingested and published")
     for table, n in loaded.row_counts.items():
@@ -131,13 +134,13 @@ def run() -> None:
     with engine.connect() as conn:
         galaxy = conn.execute(sa.text(_CROWDED_GALAXY), {"release": loaded.release}).one()
     _section(f"cone search: 10 arcmin around galaxy {galaxy.object_id}")
-    print(f"  SQL: SELECT * FROM healcat.cone_search({galaxy.ra:.6f}, {galaxy.dec:.6f}, 600.0);")
-    cone = cone_search(galaxy.ra, galaxy.dec, 600.0)
+    print(f"  SQL: SELECT * FROM healcat.cone_search({galaxy.ra:.6f}, {galaxy.dec:.6f}, 600.0{cone_also});")
+    cone = cone_search(galaxy.ra, galaxy.dec, 600.0, release=named)
     for_display(cone).pprint(max_lines=20, max_width=120)
 
     _section(f"the 10 galaxies most similar to source {galaxy.source_id} ({PHOTOZ_MODEL} embedding)")
-    print(f"  SQL: SELECT * FROM healcat.similar_sources({galaxy.source_id}, '{PHOTOZ_MODEL}', 10);")
-    near = similar(galaxy.source_id, model=PHOTOZ_MODEL, k=10)
+    print(f"  SQL: SELECT * FROM healcat.similar_sources({galaxy.source_id}, '{PHOTOZ_MODEL}', 10{similar_also});")
+    near = similar(galaxy.source_id, model=PHOTOZ_MODEL, k=10, release=named)
     ids = [int(galaxy.source_id), *near["source_id"].tolist()]
     with engine.connect() as conn:
         rows = conn.execute(sa.text(_REDSHIFTS), {"ids": ids, "model": PHOTOZ_MODEL}).mappings().all()

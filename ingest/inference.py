@@ -31,8 +31,8 @@ import sqlalchemy as sa
 import torch
 
 from catalog import settings
-from catalog.errors import HealcatError
-from catalog.models import InferenceRun, Release
+from catalog.errors import HealcatError, QueryError
+from catalog.models import InferenceRun, Model, Release
 from ingest import progress
 from ingest.copy import ParentChecksOff, copy_columns, copy_rows
 from ingest.ml.common import inference_device
@@ -77,7 +77,9 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
 
     The models this task ``requires`` (by name) run on the release first, their current versions (an
     error if one has none); the run records their model ids in ``inference_run.inputs``, by task.
-    A retired version is refused (retiring is for good).
+    A retired version is refused (retiring is for good), at the run's end too where it was retired while
+    the run went on (what it wrote deleted). A version that has run on the release is done: nothing is run
+    again, whatever has become of the models it read (their runs are given as ``required``).
     ``lanes`` (default :func:`default_lanes`) splits the release's sources into that many ranges of
     source_id, each read and written by connections of its own (:func:`_run_lanes`).
     """
@@ -87,22 +89,24 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
         raise HealcatError(f"infer: lanes must be 1 to {MAX_LANES}, not {lanes}")
     with engine.connect() as conn:
         model_row = resolve_model(conn, model_name, version)
-        if model_row.retired_at is not None:  # retiring is for good: no new outputs
-            raise HealcatError(f"infer: {model_row.name} version {model_row.version} is retired (at "
-                               f"{model_row.retired_at:%Y-%m-%d %H:%M:%S %Z}); retiring is for good: run the "
-                               "current version (no --version) or another")
+        _refuse_retired(model_row, model_row.retired_at)
         release_id = release_id_of(conn, release, "infer")
         task = get_task(model_row.task)
         if not task.applies(conn, release_id):  # else a finished run of nothing, or of skips only
             raise HealcatError(f"infer: {model_row.name} (task {task.name}) does not apply to {release}: "
                                f"{task.missing(conn, release_id)}")
+        # a rerun is done whatever has become of the models it read since (one retired: no current version)
+        done = _finished_run(conn, model_row.model_id, release_id)
+        read = _runs_read(conn, done.run_id, release_id) if done is not None else ()
         deps = {required: current_version(conn, name) for required, name in task.requires.items()}
+    if done is not None:
+        return _already_done(engine, model_row, done, read)
     lacking = next((required for required, dep in deps.items() if dep is None), None)
     if lacking is not None:  # never another model's outputs in its place
         name = task.requires[lacking]
         raise HealcatError(f"infer: {model_row.name} reads the {lacking} predictions of {name}, which has no "
-                           f"current version: `healcat train {lacking}`, or `healcat model register {lacking} "
-                           f"WEIGHTS --name {name}`")
+                           f"current version: `healcat train {lacking}` (`--seed N` where seed 0's version was "
+                           f"retired), or `healcat model register {lacking} WEIGHTS --name {name}`")
     if not task.on_gpu:
         dev = torch.device("cpu")
     params, inputs, required_runs = {"release_id": release_id, "model_id": model_row.model_id}, {}, []
@@ -119,9 +123,7 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
         lock.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(run_lock(task, model_row.model_id,
                                                                                        release_id)))))
         with engine.begin() as conn:
-            done = conn.execute(sa.select(InferenceRun.run_id, InferenceRun.device, InferenceRun.n_predicted).where(
-                InferenceRun.model_id == model_row.model_id, InferenceRun.release_id == release_id,
-                InferenceRun.finished_at.is_not(None))).first()
+            done = _finished_run(conn, model_row.model_id, release_id)  # by a run this one waited for
             if done is None:
                 forget_runs(conn, model_row.model_id, conn.execute(sa.select(InferenceRun.run_id).where(
                     InferenceRun.model_id == model_row.model_id, InferenceRun.release_id == release_id)).scalars().all())
@@ -134,6 +136,10 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
             try:
                 n_pred, n_skip, lanes = _run_lanes(engine, task, model, dev, params, run_id, batch_size, lanes)
                 with engine.begin() as conn:
+                    # retired while it ran: nothing of it kept (FOR SHARE: a retirement being committed is waited for;
+                    # one after this commit finds the run finished, and keeps its outputs as it keeps every run's)
+                    _refuse_retired(model_row, conn.scalar(sa.select(Model.retired_at).where(
+                        Model.model_id == model_row.model_id).with_for_update(read=True)), while_running=True)
                     task.finish(conn, model, params, run_id)
                     conn.execute(sa.update(InferenceRun).where(InferenceRun.run_id == run_id).values(
                         n_predicted=n_pred, n_skipped=n_skip, finished_at=sa.func.clock_timestamp()))
@@ -144,10 +150,8 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
                 except Exception:  # the database is gone too: the run stays unfinished, the next one deletes it
                     log.exception("run %d failed and what it wrote could not be deleted now", run_id)
                 raise
-    if done is not None:  # nothing to run; but an index build that failed after the run is made now
-        if done.n_predicted and model_row.embedding_dim:
-            ensure_embedding_index(engine, model_row.model_id, model_row.embedding_dim)
-        return RunResult(done.run_id, 0, 0, done.device, already_done=True, required=tuple(required_runs))
+    if done is not None:
+        return _already_done(engine, model_row, done, tuple(required_runs))
     t1 = time.perf_counter()
     if n_pred and model_row.embedding_dim:
         ensure_embedding_index(engine, model_row.model_id, model_row.embedding_dim)
@@ -158,6 +162,45 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
              n_pred, n_skip, lanes)
     return RunResult(run_id, n_pred, n_skip, described, required=tuple(required_runs), run_seconds=t1 - t0,
                      index_seconds=time.perf_counter() - t1, lanes=lanes)
+
+
+def _refuse_retired(model_row, retired_at, while_running: bool = False) -> None:
+    """A retired version writes nothing new (retiring is for good): an error, before a run or at its end."""
+    if retired_at is not None:
+        when = "was retired while it ran (at" if while_running else "is retired (at"
+        raise RetiredModel(f"infer: {model_row.name} version {model_row.version} {when} "
+                           f"{retired_at:%Y-%m-%d %H:%M:%S %Z}){'; its outputs are deleted' if while_running else ''}; "
+                           "retiring is for good: run the current version (no --version) or another")
+
+
+class RetiredModel(QueryError):
+    """A run of a retired version, refused: the same every time (a job is not retried)."""
+
+
+def _finished_run(conn: sa.Connection, model_id: int, release_id: int):
+    return conn.execute(sa.select(InferenceRun.run_id, InferenceRun.device, InferenceRun.n_predicted).where(
+        InferenceRun.model_id == model_id, InferenceRun.release_id == release_id,
+        InferenceRun.finished_at.is_not(None))).first()
+
+
+def _runs_read(conn: sa.Connection, run_id: int, release_id: int) -> tuple[tuple[str, str, str, RunResult], ...]:
+    """The finished runs on the release whose outputs run ``run_id`` read (its ``inputs``), theirs first, as
+    :attr:`RunResult.required` gives them; none where it recorded none (runs before migration 0036)."""
+    out = []
+    inputs = conn.scalar(sa.select(InferenceRun.inputs).where(InferenceRun.run_id == run_id)) or {}
+    for required, model_id in inputs.items():
+        model = conn.execute(sa.select(Model.name, Model.version).where(Model.model_id == model_id)).one()
+        if (run := _finished_run(conn, model_id, release_id)) is not None:
+            out += [*_runs_read(conn, run.run_id, release_id),
+                    (required, model.name, model.version, RunResult(run.run_id, 0, 0, run.device, already_done=True))]
+    return tuple(out)
+
+
+def _already_done(engine: sa.Engine, model_row, done, required: tuple) -> RunResult:
+    """Nothing to run; but an index build that failed after the run is made now."""
+    if done.n_predicted and model_row.embedding_dim:
+        ensure_embedding_index(engine, model_row.model_id, model_row.embedding_dim)
+    return RunResult(done.run_id, 0, 0, done.device, already_done=True, required=required)
 
 
 def run_lock(task: Task, model_id: int, release_id: int) -> str:

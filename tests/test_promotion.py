@@ -179,6 +179,24 @@ def test_a_run_records_the_versions_its_inputs_came_from(engine, catalog, capsys
             in capsys.readouterr().out)
 
 
+def test_the_demo_searches_its_own_release_once_a_newer_one_is_published(engine, catalog, capsys):
+    """A newer SDSS release published (its galaxies without photo-z yet): the demo's similarity search of the
+    published releases came back empty and the demo failed in astropy's join, after saying its searches
+    showed the newer release's sources. Now both searches name the demo's release, and print that SQL."""
+    with engine.begin() as conn:  # as a newer release's publication leaves it (committed: the demo connects anew)
+        conn.execute(sa.text("UPDATE healcat.release SET status = 'superseded' WHERE name = :n"), {"n": SDSS_RELEASE})
+    try:
+        assert main(["demo"]) == 0
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE healcat.release SET status = 'published' WHERE name = :n"), {"n": SDSS_RELEASE})
+    out = capsys.readouterr().out
+    assert "a newer SDSS release is published, so the searches below name this one" in out
+    assert f", 600.0, '{SDSS_RELEASE}');" in out and f", 10, release_name => '{SDSS_RELEASE}');" in out
+    similar_rows = out.split("most similar to source")[1].splitlines()
+    assert sum(bool(re.match(r"\d{4}-\d{5}-\d{4} ", line)) for line in similar_rows) == 10, out  # object ids
+
+
 def test_the_demo_shows_the_current_version_once_its_own_is_retired(engine, catalog, capsys):
     """`healcat demo` failed with 'these weights are photoz-sdss version 1, retired' once seed 0's was."""
     v1 = catalog["model"]
@@ -220,14 +238,21 @@ def test_photoz_reads_the_classifier_its_task_names_and_refuses_without_it(
         inputs = conn.scalar(sa.text("SELECT inputs FROM healcat.inference_run WHERE run_id = :r"),
                              {"r": run_model(engine, PHOTOZ_MODEL, "scratch/twoclf").run_id})
     assert inputs == {"object_class": classifier.model_id}
-    # Without a current object-class-sdss, photo-z refuses rather than read another classifier's labels.
+    # Without a current object-class-sdss, photo-z refuses rather than read another classifier's labels; a
+    # release it has run on is done (it said the same, where a rerun changes nothing), naming the run it read.
+    ingest_release(scratch_mapping(tmp_path, "noclf"), engine, file=write_csv(tmp_path / "n.csv", sdss_rows()[:150]))
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE healcat.model SET retired_at = now() WHERE model_id = :m"),
                      {"m": classifier.model_id})
     try:
         with pytest.raises(HealcatError, match=f"infer: {PHOTOZ_MODEL} reads the object_class predictions of "
-                                               f"{classifier.name}, which has no current version"):
-            run_model(engine, PHOTOZ_MODEL, SDSS_RELEASE)
+                                               f"{classifier.name}, which has no current version: `healcat train "
+                                               r"object_class` \(`--seed N` where"):
+            run_model(engine, PHOTOZ_MODEL, "scratch/noclf")
+        again = run_model(engine, PHOTOZ_MODEL, "scratch/twoclf")
+        assert again.already_done and [(t, n, v) for t, n, v, _ in again.required] == \
+            [("object_class", classifier.name, classifier.version)]
+        assert again.required[0][3].already_done
     finally:
         with engine.begin() as conn:
             conn.execute(sa.text("UPDATE healcat.model SET retired_at = NULL WHERE model_id = :m"),
@@ -263,6 +288,36 @@ def test_a_retired_version_writes_nothing_new(engine, catalog, capsys, caplog, s
     with engine.connect() as conn:
         assert conn.scalar(sa.text("SELECT count(*) FROM healcat.inference_run WHERE model_id = :m"),
                            {"m": retired.model_id}) == 0
+
+
+def test_a_version_retired_while_it_runs_keeps_nothing_of_the_run(engine, catalog, tmp_path, scratch_release,
+                                                                   scratch_models, monkeypatch):
+    """Retired after its run had begun, a version finished the run: its outputs were read by version as any
+    version's, though a retired version writes nothing new. Now the run is refused at its end, what it wrote
+    deleted; a version retired after its run has finished keeps that run's outputs."""
+    from ingest import inference
+
+    scratch_models.append("racing-clf")
+    racing = registry.register_weights_file(engine, "object_class", catalog["classifier"].weights_path,
+                                            name="racing-clf")
+    ingest_release(scratch_mapping(tmp_path, "race"), engine, file=write_csv(tmp_path / "r.csv", sdss_rows()[:120]))
+    lanes = inference._run_lanes
+
+    def retired_meanwhile(*args, **kwargs):
+        out = lanes(*args, **kwargs)  # the lanes have committed their rows
+        retire_model(engine, racing.name, racing.version)
+        return out
+
+    monkeypatch.setattr(inference, "_run_lanes", retired_meanwhile)
+    with pytest.raises(inference.RetiredModel, match=f"racing-clf version {racing.version} was retired while it ran "
+                                                     r"\(at .*\); its outputs are deleted"):
+        run_model(engine, racing.name, "scratch/race", version=racing.version)
+    with engine.connect() as conn:
+        for table in ("inference_run", "prediction", "inference_skip"):
+            assert conn.scalar(sa.text(f"SELECT count(*) FROM healcat.{table} WHERE "  # noqa: S608
+                                       + ("model_id = :m" if table != "inference_skip" else
+                                          "run_id IN (SELECT run_id FROM healcat.inference_run WHERE model_id = :m)")),
+                               {"m": racing.model_id}) == 0, table
 
 
 def test_the_same_version_again_says_it_was_already_current(catalog, capsys):

@@ -32,6 +32,19 @@ def test_a_source_whose_band_is_vega_is_skipped_saying_so(catalog, conn):
     assert (after.inputs == before.inputs[1:]).all(), "every other source's inputs as before"
 
 
+def test_a_nan_magnitude_written_by_hand_is_named_not_called_missing(catalog, conn):
+    """A NaN in healcat.photometry (ingestion stores none; an UPDATE can) was skipped as 'no sdss_g magnitude'."""
+    release_id = catalog["sdss"].release_id
+    before = _prepared(conn, release_id)
+    shard, source_id = (int(k) for k in before.keys[0])
+    conn.execute(sa.text("UPDATE healcat.photometry SET mag = 'NaN' WHERE shard = :s AND source_id = :i "
+                         "AND band = 'sdss_g'"), {"s": shard, "i": source_id})
+    after = _prepared(conn, release_id)
+    assert (shard, source_id, "sdss_g magnitude NaN in healcat.photometry (ingestion stores none: written by hand?)") \
+        in after.skipped
+    assert len(after.skipped) == len(before.skipped) + 1 and len(after.keys) == len(before.keys) - 1
+
+
 def test_a_release_in_vega_is_not_run_saying_why(engine, catalog, tmp_path, scratch_release):
     mapping = scratch_mapping(tmp_path, "vega")
     text = mapping.read_text()

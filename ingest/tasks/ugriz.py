@@ -79,17 +79,22 @@ def split_rows(rows: list[tuple], reason_column: int | None = None
     valid = ml_photoz.valid_rows(mags)
     ok = valid & (np.equal(reasons, None) if reasons is not None else True)
     skipped = [(int(keys[i, 0]), int(keys[i, 1]),
-                reasons[i] if valid[i] else _bad_mags(mags[i], table[i, -1] or {})) for i in np.flatnonzero(~ok)]
+                reasons[i] if valid[i] else _bad_mags(mags[i], table[i, 2:7], table[i, -1] or {}))
+               for i in np.flatnonzero(~ok)]
     return keys[ok], mags[ok], skipped
 
 
-def _bad_mags(mags: np.ndarray, not_ab: dict[str, str]) -> str:
-    """Why a row's magnitudes are no input: bands with none, bands in another system than AB
-    (``not_ab``: band -> system; their AB magnitude is NULL), magnitudes outside the models' range."""
-    missing = [b for b, m in zip(BANDS, mags) if np.isnan(m) and b not in not_ab]
+def _bad_mags(mags: np.ndarray, stored: np.ndarray, not_ab: dict[str, str]) -> str:
+    """Why a row's magnitudes are no input: bands with none (``stored``, the query's values: NULL), a NaN
+    stored (written by hand: ingestion stores none), bands in another system than AB (``not_ab``: band ->
+    system; their AB magnitude is NULL), magnitudes outside the models' range."""
+    missing = [b for b, m, v in zip(BANDS, mags, stored) if np.isnan(m) and v is None and b not in not_ab]
+    nan = [b for b, m, v in zip(BANDS, mags, stored) if np.isnan(m) and v is not None]
     systems = {system: [b for b in BANDS if not_ab.get(b) == system] for system in sorted(set(not_ab.values()))}
     invalid = [f"{b} = {m:g}" for b, m in zip(BANDS, mags) if not np.isnan(m) and not ml_photoz.MAG_MIN < m < ml_photoz.MAG_MAX]
     parts = ([f"no {', '.join(missing)} magnitude"] if missing else []) + \
+        ([f"{', '.join(nan)} magnitude NaN in healcat.photometry (ingestion stores none: written by hand?)"]
+         if nan else []) + \
         [f"{', '.join(bands)} magnitude in {system}, not AB (the model reads AB)"
          for system, bands in systems.items()] + \
         ([f"magnitude outside ({ml_photoz.MAG_MIN:g}, {ml_photoz.MAG_MAX:g}) mag (a sentinel?): {', '.join(invalid)}"]
