@@ -36,7 +36,7 @@ from catalog.models import InferenceRun, Model, Release
 from ingest import progress
 from ingest.copy import ParentChecksOff, copy_columns, copy_rows
 from ingest.ml.common import inference_device
-from ingest.registry import current_version, release_id_of, resolve_model, weights_file
+from ingest.registry import current_version, release_id_of, resolve_model, weights_file, withdrawal
 from ingest.tasks import ALL_SOURCES, Outputs, Prepared, Task, get_task, in_lane, torch_threads
 
 T = TypeVar("T")
@@ -136,10 +136,7 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
             try:
                 n_pred, n_skip, lanes = _run_lanes(engine, task, model, dev, params, run_id, batch_size, lanes)
                 with engine.begin() as conn:
-                    # retired while it ran: nothing of it kept (FOR SHARE: a retirement being committed is waited for;
-                    # one after this commit finds the run finished, and keeps its outputs as it keeps every run's)
-                    _refuse_retired(model_row, conn.scalar(sa.select(Model.retired_at).where(
-                        Model.model_id == model_row.model_id).with_for_update(read=True)), while_running=True)
+                    _refuse_gone(conn, model_row, release)
                     task.finish(conn, model, params, run_id)
                     conn.execute(sa.update(InferenceRun).where(InferenceRun.run_id == run_id).values(
                         n_predicted=n_pred, n_skipped=n_skip, finished_at=sa.func.clock_timestamp()))
@@ -171,6 +168,18 @@ def _refuse_retired(model_row, retired_at, while_running: bool = False) -> None:
         raise RetiredModel(f"infer: {model_row.name} version {model_row.version} {when} "
                            f"{retired_at:%Y-%m-%d %H:%M:%S %Z}){'; its outputs are deleted' if while_running else ''}; "
                            "retiring is for good: run the current version (no --version) or another")
+
+
+def _refuse_gone(conn: sa.Connection, model_row, release: str) -> None:
+    """At a run's end: its version retired, or its release withdrawn, while it ran is an error (the run's
+    outputs are deleted), as either is before a run: FOR SHARE waits for a retirement or withdrawal being
+    committed; one after this transaction's commit finds the run finished, and keeps its outputs as it
+    keeps every run's."""
+    _refuse_retired(model_row, conn.scalar(sa.select(Model.retired_at).where(
+        Model.model_id == model_row.model_id).with_for_update(read=True)), while_running=True)
+    if (withdrawn := withdrawal(conn, release, lock=True)) is not None:
+        raise QueryError(f"infer: {model_row.name} version {model_row.version}: {withdrawn}; it was withdrawn while "
+                         "the run went on, and the run's outputs are deleted")
 
 
 class RetiredModel(QueryError):

@@ -64,9 +64,11 @@ def release_id_of(conn: sa.Connection, release: str, use: str | None = None) -> 
     return row.release_id
 
 
-def withdrawal(conn: sa.Connection, release: str) -> str | None:
-    """When and why ``release`` was withdrawn, and how to bring it back; None if it is not withdrawn."""
-    row = conn.execute(sa.select(Release.withdrawn_at, Release.withdrawn_reason).where(Release.name == release)).first()
+def withdrawal(conn: sa.Connection, release: str, lock: bool = False) -> str | None:
+    """When and why ``release`` was withdrawn, and how to bring it back; None if it is not withdrawn.
+    ``lock``: its row FOR SHARE until the transaction ends (a withdrawal being committed is waited for)."""
+    query = sa.select(Release.withdrawn_at, Release.withdrawn_reason).where(Release.name == release)
+    row = conn.execute(query.with_for_update(read=True) if lock else query).first()
     return _withdrawn(release, row) if row is not None and row.withdrawn_at is not None else None
 
 

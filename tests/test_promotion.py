@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from catalog.cli import main
-from catalog.errors import HealcatError
+from catalog.errors import HealcatError, QueryError
 from ingest import registry
 from ingest.inference import run_model
 from ingest.registry import promote_model, register_model, retire_model, train
@@ -290,12 +290,15 @@ def test_a_retired_version_writes_nothing_new(engine, catalog, capsys, caplog, s
                            {"m": retired.model_id}) == 0
 
 
-def test_a_version_retired_while_it_runs_keeps_nothing_of_the_run(engine, catalog, tmp_path, scratch_release,
-                                                                   scratch_models, monkeypatch):
-    """Retired after its run had begun, a version finished the run: its outputs were read by version as any
-    version's, though a retired version writes nothing new. Now the run is refused at its end, what it wrote
-    deleted; a version retired after its run has finished keeps that run's outputs."""
+@pytest.mark.parametrize("gone", ["retired", "withdrawn"])
+def test_a_run_whose_version_is_retired_or_release_withdrawn_meanwhile_keeps_nothing(
+        engine, catalog, tmp_path, scratch_release, scratch_models, monkeypatch, gone):
+    """Retired (or its release withdrawn) after its run had begun, a version finished the run: its outputs
+    were read by version as any version's, though a retired version, or a run on a withdrawn release, writes
+    nothing new. Now the run is refused at its end, what it wrote deleted; a version retired (a release
+    withdrawn) after its run has finished keeps that run's outputs."""
     from ingest import inference
+    from ingest.publish import withdraw
 
     scratch_models.append("racing-clf")
     racing = registry.register_weights_file(engine, "object_class", catalog["classifier"].weights_path,
@@ -303,14 +306,20 @@ def test_a_version_retired_while_it_runs_keeps_nothing_of_the_run(engine, catalo
     ingest_release(scratch_mapping(tmp_path, "race"), engine, file=write_csv(tmp_path / "r.csv", sdss_rows()[:120]))
     lanes = inference._run_lanes
 
-    def retired_meanwhile(*args, **kwargs):
+    def gone_meanwhile(*args, **kwargs):
         out = lanes(*args, **kwargs)  # the lanes have committed their rows
-        retire_model(engine, racing.name, racing.version)
+        if gone == "retired":
+            retire_model(engine, racing.name, racing.version)
+        else:
+            with engine.begin() as conn:
+                withdraw(conn, "scratch/race", "found wrong")
         return out
 
-    monkeypatch.setattr(inference, "_run_lanes", retired_meanwhile)
-    with pytest.raises(inference.RetiredModel, match=f"racing-clf version {racing.version} was retired while it ran "
-                                                     r"\(at .*\); its outputs are deleted"):
+    monkeypatch.setattr(inference, "_run_lanes", gone_meanwhile)
+    why = (f"racing-clf version {racing.version} was retired while it ran \\(at .*\\); its outputs are deleted"
+           if gone == "retired" else r"release scratch/race was withdrawn at .* \(found wrong\); .* it was withdrawn "
+           "while the run went on, and the run's outputs are deleted")
+    with pytest.raises(QueryError, match=why):
         run_model(engine, racing.name, "scratch/race", version=racing.version)
     with engine.connect() as conn:
         for table in ("inference_run", "prediction", "inference_skip"):
