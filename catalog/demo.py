@@ -104,7 +104,7 @@ def run() -> None:
 
     loaded = ingest_release(MAPPING, engine)
     # superseded by a newer SDSS release: the searches name this one (the published one may hold no photo-z yet)
-    superseded = loaded.already_loaded and loaded.status == "superseded"
+    superseded = loaded.status == "superseded"  # just loaded too: a newer release was there before it
     named = loaded.release if superseded else None
     cone_also, similar_also = (f", '{loaded.release}'", f", release_name => '{loaded.release}'") if superseded else ("", "")
     _section(f"release {loaded.release}")
@@ -112,7 +112,8 @@ def run() -> None:
         print(f"already loaded ({loaded.status}); nothing changed"
               + ("; a newer SDSS release is published, so the searches below name this one" if superseded else ""))
     else:
-        print("ingested and published")
+        print("ingested and published" if not superseded else
+              "ingested, superseded at once: a newer SDSS release is published, so the searches below name this one")
     for table, n in loaded.row_counts.items():
         print(f"  {table:>14}: {n:>6}" if isinstance(n, int) else f"  {table:>14}: {n}")
 

@@ -130,8 +130,12 @@ def in_precision(numbers, column) -> np.ndarray:
     """A mapping's sentinels or limits as ``column``'s own floats hold them, as float64: 99.99 in a float32
     column (FITS 'E', a Parquet or HDF5 float) is 99.98999786..., which the float64 99.99 never equals (the
     file's declared sentinel was quarantined as out of range)."""
-    own = column.dtype if column.dtype.kind == "f" else np.float64
-    return np.asarray(numbers, dtype=own).astype(np.float64)
+    numbers = np.asarray(numbers, dtype=np.float64)
+    if column.dtype.kind != "f":
+        return numbers
+    held = np.abs(numbers) <= np.finfo(column.dtype).max  # 1e39: no float32 holds it, nor equals it
+    return np.where(held, np.clip(numbers, -np.finfo(column.dtype).max, np.finfo(column.dtype).max)
+                    .astype(column.dtype).astype(np.float64), numbers)
 
 
 def sentinel_like(values: np.ndarray) -> np.ndarray:

@@ -111,8 +111,12 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
         dev = torch.device("cpu")
     params, inputs, required_runs = {"release_id": release_id, "model_id": model_row.model_id}, {}, []
     for required, dep in deps.items():
-        run = run_model(engine, dep.name, release, version=dep.version, batch_size=batch_size, device=device,
-                        lanes=lanes)
+        try:
+            run = run_model(engine, dep.name, release, version=dep.version, batch_size=batch_size, device=device,
+                            lanes=lanes)
+        except RetiredModel as exc:  # not this version's refusal: run again, the model's current version is read
+            raise HealcatError(f"infer: {model_row.name} reads the {required} predictions of {dep.name}, whose "
+                               f"version {dep.version} was retired as this run began ({exc}): run it again") from exc
         required_runs += [*run.required, (required, dep.name, dep.version, run)]
         params[f"{required}_model_id"] = inputs[required] = dep.model_id
     t0 = time.perf_counter()
@@ -161,13 +165,22 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
                      index_seconds=time.perf_counter() - t1, lanes=lanes)
 
 
+class RetiredModel(QueryError):
+    """A run of a retired version, refused: the same every time (a job is not retried)."""
+
+
+class ReleaseWithdrawn(QueryError):
+    """A run whose release was withdrawn while it went on, refused at its end."""
+
+
 def _refuse_retired(model_row, retired_at, while_running: bool = False) -> None:
     """A retired version writes nothing new (retiring is for good): an error, before a run or at its end."""
-    if retired_at is not None:
-        when = "was retired while it ran (at" if while_running else "is retired (at"
-        raise RetiredModel(f"infer: {model_row.name} version {model_row.version} {when} "
-                           f"{retired_at:%Y-%m-%d %H:%M:%S %Z}){'; its outputs are deleted' if while_running else ''}; "
-                           "retiring is for good: run the current version (no --version) or another")
+    if retired_at is None:
+        return
+    at = f"{retired_at:%Y-%m-%d %H:%M:%S %Z}"
+    state = f"was retired while it ran (at {at}); its outputs are deleted" if while_running else f"is retired (at {at})"
+    raise RetiredModel(f"infer: {model_row.name} version {model_row.version} {state}; retiring is for good: run the "
+                       "current version or another")
 
 
 def _refuse_gone(conn: sa.Connection, model_row, release: str) -> None:
@@ -178,12 +191,8 @@ def _refuse_gone(conn: sa.Connection, model_row, release: str) -> None:
     _refuse_retired(model_row, conn.scalar(sa.select(Model.retired_at).where(
         Model.model_id == model_row.model_id).with_for_update(read=True)), while_running=True)
     if (withdrawn := withdrawal(conn, release, lock=True)) is not None:
-        raise QueryError(f"infer: {model_row.name} version {model_row.version}: {withdrawn}; it was withdrawn while "
-                         "the run went on, and the run's outputs are deleted")
-
-
-class RetiredModel(QueryError):
-    """A run of a retired version, refused: the same every time (a job is not retried)."""
+        raise ReleaseWithdrawn(f"infer: {model_row.name} version {model_row.version}: {withdrawn}; it was withdrawn "
+                               "while the run went on, and the run's outputs are deleted")
 
 
 def _finished_run(conn: sa.Connection, model_id: int, release_id: int):

@@ -77,7 +77,7 @@ def run_ingest(engine: sa.Engine, args: dict[str, Any], job_id: int) -> dict[str
 
 def run_infer(engine: sa.Engine, args: dict[str, Any], job_id: int) -> dict[str, Any]:
     """Run a model over a release (args ``model`` or ``task``, ``release``, ``version``); then queue its index job."""
-    from ingest.inference import run_model
+    from ingest.inference import ReleaseWithdrawn, RetiredModel, run_model
     from ingest.registry import withdrawal
     from ingest.tasks import get_task
 
@@ -87,7 +87,11 @@ def run_infer(engine: sa.Engine, args: dict[str, Any], job_id: int) -> dict[str,
     if withdrawn is not None:  # withdrawn since the job was queued: nothing to run, nothing failed
         log.warning("job %d: %s: %s not run", job_id, withdrawn, model)
         return {"not_run": withdrawn, "queued_jobs": []}
-    result = run_model(engine, model, args["release"], version=args.get("version"))
+    try:
+        result = run_model(engine, model, args["release"], version=args.get("version"))
+    except (ReleaseWithdrawn, RetiredModel) as exc:  # its version retired, or its release withdrawn, since it was
+        log.warning("job %d: %s", job_id, exc)        # queued (retiring drops the queued ones): nothing failed
+        return {"not_run": str(exc), "queued_jobs": []}
     with engine.begin() as conn:
         index_job = queue_index(conn, args["release"], job_id)
     return {"run_id": result.run_id, "n_predicted": result.n_predicted, "n_skipped": result.n_skipped,

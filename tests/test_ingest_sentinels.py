@@ -260,7 +260,8 @@ def test_magnitude_errors_that_measure_nothing_are_null_with_the_magnitude_kept(
 def test_sentinels_and_limits_match_a_float32_column_as_it_holds_them(engine, tmp_path, scratch_release, fmt):
     """A mapping's 99.99 never equalled a float32 column's 99.99 (99.98999786...: FITS 'E', Parquet floats), so
     the declared sentinel's row was quarantined as out of range, a declared error sentinel as a negative error,
-    a magnitude at missing_above kept, and an error at max_mag_err dropped: each now reads as in a CSV."""
+    a magnitude at missing_above kept, and an error at max_mag_err dropped: each now reads as in a CSV. (1e39,
+    which no float32 holds, overflowed to inf with a warning.)"""
     from astropy.table import Table
 
     table = Table({"id": np.arange(1, 7), "ra": np.arange(10.0, 16.0), "dec": np.full(6, 5.0),
@@ -271,7 +272,7 @@ def test_sentinels_and_limits_match_a_float32_column_as_it_holds_them(engine, tm
     mapping = tmp_path / "f32.toml"
     mapping.write_text(f'[survey]\nname = "scratch"\n[release]\nmax_rejected_fraction = 1.0\nversion = "f32-{fmt}"\n'
                        f'file = "{path}"\nformat = "{fmt}"\n[source]\nobject_id = "{{id}}"\nra = "ra"\ndec = "dec"\n'
-                       '[photometry]\nsystem = "AB"\nsentinels = [99.99]\nerror_sentinels = [-0.1]\n'
+                       '[photometry]\nsystem = "AB"\nsentinels = [99.99, 1e39]\nerror_sentinels = [-0.1]\n'
                        'missing_above = 88.88\nmax_mag_err = 0.3\n[photometry.bands]\n'
                        'sdss_r = { mag = "r", mag_err = "r_err" }\n')
     load = ingest_release(mapping, engine)

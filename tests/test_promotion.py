@@ -6,6 +6,7 @@ on too; a run records the versions its inputs came from; the demo after its vers
 from __future__ import annotations
 
 import re
+import threading
 
 import pytest
 import sqlalchemy as sa
@@ -295,38 +296,60 @@ def test_a_run_whose_version_is_retired_or_release_withdrawn_meanwhile_keeps_not
         engine, catalog, tmp_path, scratch_release, scratch_models, monkeypatch, gone):
     """Retired (or its release withdrawn) after its run had begun, a version finished the run: its outputs
     were read by version as any version's, though a retired version, or a run on a withdrawn release, writes
-    nothing new. Now the run is refused at its end, what it wrote deleted; a version retired (a release
-    withdrawn) after its run has finished keeps that run's outputs."""
+    nothing new. Now the run is refused at its end, what it wrote deleted; its job is not run, not failed.
+    The retirement (withdrawal) here is still being committed as the run ends: the run waits for it."""
     from ingest import inference
-    from ingest.publish import withdraw
+    from ingest.worker import run_infer
 
     scratch_models.append("racing-clf")
     racing = registry.register_weights_file(engine, "object_class", catalog["classifier"].weights_path,
                                             name="racing-clf")
     ingest_release(scratch_mapping(tmp_path, "race"), engine, file=write_csv(tmp_path / "r.csv", sdss_rows()[:120]))
-    lanes = inference._run_lanes
+    lanes, committing = inference._run_lanes, []
 
     def gone_meanwhile(*args, **kwargs):
         out = lanes(*args, **kwargs)  # the lanes have committed their rows
-        if gone == "retired":
-            retire_model(engine, racing.name, racing.version)
-        else:
-            with engine.begin() as conn:
-                withdraw(conn, "scratch/race", "found wrong")
+        conn = engine.connect()
+        conn.execute(sa.text("UPDATE healcat.model SET retired_at = now() WHERE model_id = :m") if gone == "retired"
+                     else sa.text("UPDATE healcat.release SET status = 'withdrawn', withdrawn_at = now(), "
+                                  "withdrawn_reason = 'found wrong' WHERE name = 'scratch/race'"),
+                     {"m": racing.model_id})
+        committing.append(threading.Timer(1.0, lambda: (conn.commit(), conn.close())))
+        committing[0].start()  # committed a second after the run's end began to wait for it
         return out
 
     monkeypatch.setattr(inference, "_run_lanes", gone_meanwhile)
     why = (f"racing-clf version {racing.version} was retired while it ran \\(at .*\\); its outputs are deleted"
-           if gone == "retired" else r"release scratch/race was withdrawn at .* \(found wrong\); .* it was withdrawn "
+           if gone == "retired" else f"racing-clf version {racing.version}: release scratch/race was withdrawn at .* "
+           r"\(found wrong\); .* it was withdrawn "
            "while the run went on, and the run's outputs are deleted")
-    with pytest.raises(QueryError, match=why):
-        run_model(engine, racing.name, "scratch/race", version=racing.version)
+    result = run_infer(engine, {"model": racing.name, "release": "scratch/race", "version": racing.version}, 0)
+    committing[0].join()
+    assert set(result) == {"not_run", "queued_jobs"} and re.match(f"infer: {why}", result["not_run"]), result
     with engine.connect() as conn:
-        for table in ("inference_run", "prediction", "inference_skip"):
-            assert conn.scalar(sa.text(f"SELECT count(*) FROM healcat.{table} WHERE "  # noqa: S608
-                                       + ("model_id = :m" if table != "inference_skip" else
-                                          "run_id IN (SELECT run_id FROM healcat.inference_run WHERE model_id = :m)")),
+        for table in ("inference_run", "prediction", "embedding"):
+            assert conn.scalar(sa.text(f"SELECT count(*) FROM healcat.{table} WHERE model_id = :m"),  # noqa: S608
                                {"m": racing.model_id}) == 0, table
+        assert conn.scalar(sa.text("SELECT count(*) FROM healcat.inference_skip k JOIN healcat.source s "
+                                   "USING (shard, source_id) JOIN healcat.release r USING (release_id) "
+                                   "WHERE r.name = 'scratch/race'")) == 0
+
+
+def test_a_required_model_retired_as_a_run_begins_fails_the_run_for_a_retry(
+        engine, catalog, tmp_path, scratch_release, scratch_models, monkeypatch):
+    """photo-z's classifier retired between photo-z resolving it and running it: the classifier's refusal
+    (a RetiredModel, which a job does not retry and now reports as not run) came up as photo-z's own."""
+    from ingest import inference
+
+    scratch_models.append("gone-clf")
+    gone = registry.register_weights_file(engine, "object_class", catalog["classifier"].weights_path, name="gone-clf")
+    gone = retire_model(engine, gone.name, gone.version)
+    monkeypatch.setattr(inference, "current_version", lambda conn, name: gone)
+    ingest_release(scratch_mapping(tmp_path, "dep"), engine, file=write_csv(tmp_path / "d.csv", sdss_rows()[:60]))
+    with pytest.raises(HealcatError, match=f"infer: {PHOTOZ_MODEL} reads the object_class predictions of gone-clf, "
+                                           f"whose version {gone.version} was retired as this run began") as caught:
+        run_model(engine, PHOTOZ_MODEL, "scratch/dep")
+    assert not isinstance(caught.value, inference.RetiredModel | QueryError)
 
 
 def test_the_same_version_again_says_it_was_already_current(catalog, capsys):

@@ -175,6 +175,14 @@ def test_an_ecsv_s_masked_cells_are_missing_and_its_columns_keep_their_types(tmp
     assert problems == {} and np.flatnonzero(np.isnan(values)).tolist() == [4, 6]
     assert table["name"][8] is np.ma.masked and cells.texts(table["name"])[8] is None
     np.testing.assert_array_equal(np.delete(values, [4, 6]).astype(np.float32), np.delete(_sample()["mag"], [4, 6]))
+    # a cell that is no number makes the column text (its row quarantined): its 'nan' is missing still
+    path = tmp_path / "t.ecsv"
+    path.write_text(re.sub(r"^(\S+ \S+ )\S+( obj10)$", r"\g<1>17.x\g<2>", path.read_text(), flags=re.M))
+    table = vstack([chunk for _, chunk in readers.read(path, "ecsv", SMALL)])
+    problems = {}
+    values = cells.floats(table["mag"], problems, "mag")
+    assert table["mag"].dtype.kind == "U" and problems == {10: ("mag", "mag '17.x' is not a number")}
+    assert np.flatnonzero(np.isnan(values)).tolist() == [4, 6, 10]
 
 
 def test_a_cell_that_is_no_integer_leaves_its_votable_column_text_and_the_others_numbers(tmp_path, caplog):

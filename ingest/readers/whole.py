@@ -42,11 +42,14 @@ def read_ecsv(path: Path, options: ReadOptions) -> Chunks:
             unreadable = [col for col in getattr(reader, "cols", []) if _unreadable(col)]
             if not unreadable:
                 raise
+            floats = {col.name for col in unreadable if np.dtype(col.dtype).kind == "f"}
             for col in unreadable:
                 col.dtype = "str"
             table = reader.outputter(reader.cols, reader.meta)
-            for col in unreadable:
-                _as_text(table, col.name, list(np.ma.filled(table[col.name], "")), options)
+            for col in unreadable:  # a float column's 'nan' is missing still, as where every cell is a number
+                texts = list(np.ma.filled(table[col.name], ""))
+                _as_text(table, col.name, [("" if t.strip().lower() == "nan" and col.name in floats else t)
+                                           for t in texts], options)
     except Exception as exc:  # astropy raises many types for broken files
         raise IngestError(f"{path}: cannot be read as ECSV: {exc}") from exc
     return sliced(table, options.chunk_rows)
