@@ -1286,8 +1286,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--format", **fmt)
     q.set_defaults(func=cmd_release_list)
     _release_action(releases, "show", cmd_release_show, "a release's provenance, row counts and changes", fmt)
-    q = _release_action(releases, "diff", cmd_release_diff, "objects new, changed or vanished since the previous "
-                        "release of the survey", fmt)
+    q = _release_action(releases, "diff", cmd_release_diff, "objects new, changed (fields: what changed) or "
+                        "vanished since the previous release of the survey", fmt)
     q.add_argument("--change", choices=["new", "changed", "vanished"], help="only these")
     q = releases.add_parser("withdraw", help="take a release published by mistake (or found wrong) out of its "
                             "survey's releases (if it was published, the newest of the others is, its models "

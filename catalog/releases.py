@@ -28,7 +28,9 @@ ORDER BY s.name, coalesce(r.release_date, 'infinity'::date), r.release_id
 _DIFF = """
 SELECT c.change, coalesce(n.object_id, '') AS object_id, coalesce(o.object_id, '') AS previous_object_id,
        coalesce(c.matched_by, '') AS matched_by, c.separation_arcsec,
-       CASE WHEN c.change = 'vanished' THEN NULL ELSE c.source_id END AS source_id, c.previous_source_id
+       CASE WHEN c.change = 'vanished' THEN NULL ELSE c.source_id END AS source_id, c.previous_source_id,
+       CASE WHEN c.change = 'changed'
+            THEN array_to_string(healcat.change_fields(c.release_id, c.shard, c.source_id), ', ') ELSE '' END AS fields
 FROM healcat.release_change AS c
 JOIN healcat.release AS r ON r.release_id = c.release_id
 LEFT JOIN healcat.source AS n ON c.change <> 'vanished' AND n.shard = c.shard AND n.source_id = c.source_id
@@ -114,11 +116,14 @@ def _joined_objects(conn: sa.Connection, release) -> int:
 
 
 def diff_release(conn: sa.Connection, name: str, change: str | None = None) -> Table:
-    """The objects a release added, changed or lost against the survey's previous release."""
+    """The objects a release added, changed or lost against the survey's previous release. ``fields``
+    names, for a changed object, what changed (``healcat.change_fields``: ``position``,
+    ``photometry.sdss_r``, ``attrs.Teff``, ``object_id``, ``stellar_mass``, ...), comma-separated; it is
+    empty for new and vanished objects, and computed only for the rows listed."""
     show_release(conn, name)  # an unknown name is an error, not an empty diff
     rows = conn.execute(sa.text(_DIFF.format(where="AND c.change = :change" if change else "")),
                         {"name": name, "change": change}).all()
     table = _table(rows, ["change", "object_id", "previous_object_id", "matched_by", "separation_arcsec",
-                          "source_id", "previous_source_id"], [str, str, str, str, float, int, int])
+                          "source_id", "previous_source_id", "fields"], [str, str, str, str, float, int, int, str])
     table["separation_arcsec"].unit = "arcsec"
     return table

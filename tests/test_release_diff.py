@@ -1,5 +1,6 @@
 """What a release diff sees: proper motions, numbers in attrs by value, and a joining release's rows
-(on another survey's sources); and migration 0045's downgrade gives back releases_v2's functions."""
+(on another survey's sources), and what it names as changed (migration 0058); and migrations 0045's
+and 0058's downgrades give back the functions before them."""
 
 from __future__ import annotations
 
@@ -109,6 +110,58 @@ def test_the_fingerprint_compares_attrs_numbers_by_value_only(conn, catalog):
     assert conn.scalar(fingerprint, {"s": source.shard, "i": source.source_id}) not in (base, moving)
 
 
+def test_the_diff_names_what_each_changed_object_changed(engine, tmp_path, scratch_release, capsys):
+    """v2 changes one thing (or three) of a star each, and writes one Teff '5863.0' (every Teff then
+    stored as a float, equal by value): each changed star's ``fields`` names what changed and nothing
+    else. For every pair of stars with the same KIC, the list is empty exactly when the fingerprints
+    are equal; and no changed object of any diff in the catalog has an empty list."""
+    fields, rows = _kepler_rows()
+    rows = rows[:40]
+    assert all(r["Teff"].isdigit() for r in rows[:10]), "precondition: integer Teffs"
+    v2 = [dict(r) for r in rows]
+    v2[0]["ra"] = repr(float(rows[0]["ra"]) + 0.2 / 3600)
+    v2[1]["pmra"] = repr(float(rows[1]["pmra"]) + 5)
+    v2[2]["ref_epoch"] = "2015.5"
+    v2[3]["Teff"] = str(int(rows[3]["Teff"]) + 100)
+    v2[4]["phot_g_mean_mag"] = f"{float(rows[4]['phot_g_mean_mag']) + 0.1:.3f}"
+    v2[5]["source_id"] = str(int(rows[5]["source_id"]) + 1)
+    v2[6]["Prot"] = f"{float(rows[6]['Prot']) + 1:.3f}"
+    v2[7].update(Teff=str(int(rows[7]["Teff"]) - 50), Mass="1.5",
+                 phot_g_mean_mag=f"{float(rows[7]['phot_g_mean_mag']) - 0.2:.3f}")
+    v2[8]["Teff"] += ".0"
+    v2[9]["KIC"] = str(int(rows[9]["KIC"]) + 100_000_000)  # a new id at the same position
+    ingest_release(_kepler_mapping(tmp_path, "v1"), engine, file=_write(tmp_path / "v1.csv", fields, rows))
+    ingest_release(_kepler_mapping(tmp_path, "v2"), engine, file=_write(tmp_path / "v2.csv", fields, v2))
+    kic = [f"KIC {r['KIC']}" for r in v2]
+    with engine.connect() as conn:
+        table = diff_release(conn, "scratch/v2")
+        pairs = conn.execute(sa.text(
+            "SELECT n.object_id, healcat.source_changes(n.shard, n.source_id, o.shard, o.source_id) AS parts, "
+            "healcat.source_fingerprint(n.shard, n.source_id) IS DISTINCT FROM "
+            "healcat.source_fingerprint(o.shard, o.source_id) AS differs "
+            "FROM healcat.source n JOIN healcat.release rn USING (release_id) JOIN healcat.source o USING (object_id) "
+            "JOIN healcat.release ro ON ro.release_id = o.release_id "
+            "WHERE rn.name = 'scratch/v2' AND ro.name = 'scratch/v1'")).all()
+        unnamed = conn.execute(sa.text(
+            "SELECT count(*) FILTER (WHERE coalesce(cardinality(healcat.change_fields(release_id, shard, source_id)), 0) "
+            "= 0), count(*) FROM healcat.release_change WHERE change = 'changed'")).one()
+    assert {str(r["object_id"]): str(r["fields"]) for r in table} == {
+        kic[0]: "position", kic[1]: "proper_motion", kic[2]: "ref_epoch", kic[3]: "attrs.Teff",
+        kic[4]: "photometry.gaia_dr1_g", kic[5]: "source_xid.gaia_dr1", kic[6]: "rotation_period",
+        kic[7]: "attrs.Mass, attrs.Teff, photometry.gaia_dr1_g", kic[9]: "object_id, source_xid.kic"}
+    assert set(table["change"]) == {"changed"}
+    assert len(pairs) == 39 and sum(p.differs for p in pairs) == 8
+    assert [p.object_id for p in pairs if bool(p.parts) != p.differs] == []
+    assert unnamed[0] == 0 and unnamed[1] >= 9, "every changed object of every diff in the catalog names a change"
+    assert main(["release", "diff", "scratch/v2", "--format", "csv"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith(",previous_source_id,fields")
+    several = ',"attrs.Mass, attrs.Teff, photometry.gaia_dr1_g"'  # quoted: it holds commas
+    assert any(line.startswith(f"changed,{kic[7]},") and line.endswith(several) for line in out)
+    assert main(["release", "diff", "scratch/v2", "--format", "votable"]) == 0
+    assert 'name="fields"' in capsys.readouterr().out
+
+
 # --- a joining release: stellar masses on another survey's sources ---------------------------------------------
 
 
@@ -191,6 +244,10 @@ def test_a_joining_release_records_its_rows_new_changed_and_vanished(engine, tmp
     with engine.connect() as conn:
         table = diff_release(conn, "scratch/p2", "changed")
     assert set(table["matched_by"]) == {"object_id"} and all(table["source_id"] == table["previous_source_id"])
+    assert set(table["fields"]) == {"stellar_mass"}
+    with engine.connect() as conn:
+        assert set(diff_release(conn, "scratch/p2", "new")["fields"]) == {""}
+        assert set(diff_release(conn, "scratch/p2", "vanished")["fields"]) == {""}
 
     # The base re-released: p3 joins its new sources; paired with p2's rows by their object_id.
     _load(engine, _base(tmp_path, "b2", 60))
@@ -206,6 +263,7 @@ def test_a_joining_release_records_its_rows_new_changed_and_vanished(engine, tmp
             "WHERE n.source_id = :n AND o.source_id = :o"),
             {"n": int(table["source_id"][0]), "o": int(table["previous_source_id"][0])}).scalar()
     assert moved, "p3's row is on the new base release's source, p2's on the old one's"
+    assert list(table["fields"]) == ["stellar_mass"]
 
 
 def test_an_owning_release_with_per_release_rows_records_no_joined_objects(engine, tmp_path, scratch_release):
@@ -228,6 +286,22 @@ def test_the_downgrade_restores_the_release_functions(engine, database_url):
     assert len(upgraded) == len(before) and changed == {
         "healcat.per_release_fingerprint(smallint,bigint,integer)", "healcat.source_fingerprint(smallint,bigint)"}
     assert all(row[4] == "{\"search_path=pg_catalog, healcat\"}" for row in upgraded if row[0] in changed)
+    assert after == before
+
+
+def test_0058s_downgrade_drops_the_functions_it_added(engine, database_url):
+    """0058 adds the functions that name what changed (search_path pinned, the reader may call them), and
+    changes no other; its downgrade leaves every healcat function as 0057 made it."""
+    before, upgraded, after = across_a_migration(engine, database_url, "0058", "0057")
+    added = {row[0] for row in upgraded} - {row[0] for row in before}
+    assert added == {"healcat.canonical_attrs(jsonb)", "healcat.change_fields(integer,smallint,bigint)",
+                     "healcat.per_release_changes(smallint,bigint,integer,smallint,bigint,integer)",
+                     "healcat.per_release_parts(smallint,bigint,integer)",
+                     "healcat.source_changes(smallint,bigint,smallint,bigint)", "healcat.source_parts(smallint,bigint)"}
+    assert [row for row in upgraded if row[0] not in added] == before
+    for row in upgraded:
+        if row[0] in added:
+            assert row[4] == "{\"search_path=pg_catalog, healcat\"}" and "healcat_reader=X" in row[3], row
     assert after == before
 
 

@@ -110,14 +110,17 @@ def test_release_commands_list_show_and_diff(engine, two_releases, capsys):
     assert "new 20, changed 2, vanished 20, unchanged 78" in out and "published" in out
     assert main(["release", "diff", "scratch/v2", "--change", "changed", "--format", "csv"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "change,object_id,previous_object_id,matched_by,separation_arcsec,source_id,previous_source_id"
+    assert out[0] == ("change,object_id,previous_object_id,matched_by,separation_arcsec,source_id,previous_source_id,"
+                      "fields")
     assert len(out) == 3 and any(f"changed,{spec_name(v2[20])},{spec_name(rows[40])},position,0.0," in line
-                                 for line in out)
+                                 and line.endswith(',"object_id, attrs.plate"') for line in out)
+    assert any(line.startswith(f"changed,{spec_name(rows[30])},") and line.endswith(",spec_redshift") for line in out)
     assert main(["release", "diff", "no/such-release"]) == 1
     assert "no release named 'no/such-release'" in capsys.readouterr().err
     assert main(["release", "diff", "scratch/v1", "--format", "csv"]) == 0  # a first release: said, not a bare header
     out, err = capsys.readouterr()
-    assert out.strip() == "change,object_id,previous_object_id,matched_by,separation_arcsec,source_id,previous_source_id"
+    assert out.strip() == ("change,object_id,previous_object_id,matched_by,separation_arcsec,source_id,"
+                           "previous_source_id,fields")
     assert err.strip() == "scratch/v1 is its survey's first release: there is no previous release to diff against"
 
 
