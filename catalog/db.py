@@ -281,8 +281,9 @@ def migrate(url: URL | None = None, revision: str = "head") -> None:
 
 
 #: The migration after which every release's diff is computed again (0049: the values it repairs, and
-#: the fingerprints of 0045 that diffs stored before it were not computed with).
-DIFFS_RECOMPUTED_AT = "0049"
+#: the fingerprints of 0045 that diffs stored before it were not computed with; 0059: the attrs it
+#: stores alike whatever the format).
+DIFFS_RECOMPUTED_AT = "0059"
 
 
 def _after_upgrade(conn: sa.Connection, before: str | None) -> None:

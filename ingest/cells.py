@@ -303,6 +303,23 @@ def number_in_text(value: Any) -> Any:
     return value
 
 
+#: Text that pyarrow's cast to float reads as NaN or an infinity (signed, in any case).
+_NON_FINITE_TEXT = re.compile(r"[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
+
+
+def attr_value(value: Any, numeric: bool) -> Any:
+    """A cell of an attr column as the JSON value stored in ``attrs``, alike from every format: text
+    without its surrounding blanks (FITS and fixed-width text pad a cell, CSV keeps what it was
+    given), and empty text null, as an empty CSV cell or a Parquet null is (FITS, VOTable, HDF5 and
+    ECSV give ''); NaN and infinities null (JSON has neither). ``numeric``: a column one stray word
+    left text in this chunk, whose plain decimal numbers are numbers (:func:`number_in_text`) and
+    whose text spelling NaN or an infinity is null, as the chunks whose cells are all numbers read them."""
+    if numeric and isinstance(value, (str, np.str_)) and _NON_FINITE_TEXT.fullmatch(value.strip()):
+        return None
+    value = json_scalar(number_in_text(value) if numeric else value)
+    return (value.strip() or None) if isinstance(value, str) else value
+
+
 def json_scalar(value: Any, raw: bool = False) -> Any:
     """A numpy/astropy cell as a JSON value (masked becomes null, arrays lists); NaN and infinities
     become null, or with ``raw`` (a quarantined row as the file had it) their text: 'nan', 'inf', '-inf'."""

@@ -25,7 +25,7 @@ from astropy.table import Table
 
 from catalog.errors import MappingError, MissingInputError
 from ingest import cells
-from ingest.cells import Problems, json_scalar
+from ingest.cells import Problems
 from ingest.readers import ReadOptions
 
 if TYPE_CHECKING:
@@ -794,8 +794,7 @@ def apply(mapping: Mapping, table: Table, first_row: int = 1) -> MappedChunk:
         dec_deg=cells.degrees(table[mapping.dec.name], POSITION_UNITS[mapping.dec.unit or "deg"], problems,
                               mapping.dec.name) if mapping.dec else None,
         proper_motion=mapping.proper_motion.values(table, problems) if mapping.proper_motion else None,
-        attrs=[{k: json_scalar(cells.number_in_text(r[k]) if k in numbers_as_text else r[k]) for k in mapping.attrs}
-               for r in rows],
+        attrs=[{k: cells.attr_value(r[k], k in numbers_as_text) for k in mapping.attrs} for r in rows],
         phot={band: _photometry(mapping, spec, table, problems, not_stored) for band, spec in mapping.bands.items()},
         sections=sections,
         xids={catalog: cells.identifiers(table[col], problems, col, integer=catalog in INTEGER_XIDS)

@@ -38,10 +38,11 @@ from astropy.table import Table, join, vstack
 
 from catalog.errors import IngestError, MappingError
 from ingest import progress
+from ingest.cells import json_scalar
 from ingest.copy import copy_rows
 from ingest.load import (LoadResult, _copy_chunk, _quarantine, check_same_file, check_unchanged, hash_file, load_release,
                          mapping_json)
-from ingest.mapping import MappedChunk, apply, data_dir, json_scalar
+from ingest.mapping import MappedChunk, apply, data_dir
 from ingest.perobject_build import curve_rows, group_by_position, spectrum_row
 from ingest.perobject_mapping import InputFiles, PerObjectMapping
 from ingest.readers.lightcurve import CsvRows, read_csv_rows

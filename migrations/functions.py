@@ -2,6 +2,7 @@
 PL/pgSQL function of the schema pinned to one search_path, so that they resolve healcat's names
 (and pgvector's ``vector`` and ``<=>``) the same way whatever the caller's search_path."""
 
+import json
 import logging
 import re
 from pathlib import Path
@@ -155,3 +156,43 @@ def warn_dropping(revision: str, table: str, columns: list[str], again: str) -> 
         log.warning("healcat downgrade below %s drops %s: %d row%s held values there, lost for good; after "
                     "upgrading again %s", revision, what, n, "" if n == 1 else "s", again)
     return n
+
+
+def patch_attrs(conn: sa.Connection, revision: str, release: tuple[int, str], selected: str, params: dict,
+                rule) -> None:
+    """Store ``rule(key, value)`` in place of each string value of ``attrs`` in the release's sources and
+    rotation periods whose attrs ``selected`` picks (an SQL condition on ``e``, an entry of ``jsonb_each``;
+    ``params`` its parameters; it only narrows what ``rule`` decides), a batch at a time; values the rule
+    leaves as they are stay the jsonb they are, to the digit. Logs the count of rows changed per table."""
+    release_id, name = release
+    for table in ("source", "rotation_period"):
+        # the rows to look at (their keys only), then their attrs a batch at a time
+        found = conn.execute(sa.text(f"""
+            SELECT shard, source_id FROM healcat.{table} AS t
+            WHERE release_id = :r AND jsonb_typeof(attrs) = 'object'
+              AND EXISTS (SELECT 1 FROM jsonb_each(t.attrs) AS e WHERE jsonb_typeof(e.value) = 'string' AND {selected})"""),
+            {"r": release_id, **params}).all()
+        n = 0
+        for first in range(0, len(found), ATTRS_BATCH):
+            batch = found[first:first + ATTRS_BATCH]
+            rows = conn.execute(sa.text(f"""
+                SELECT t.shard, t.source_id, t.attrs FROM healcat.{table} AS t
+                JOIN unnest(CAST(:shards AS smallint[]), CAST(:ids AS bigint[])) AS k(shard, source_id)
+                  ON k.shard = t.shard AND k.source_id = t.source_id
+                WHERE t.release_id = :r"""),
+                {"r": release_id, "shards": [b[0] for b in batch], "ids": [b[1] for b in batch]}).all()
+            changed = []
+            for shard, source_id, attrs in rows:
+                patch = {k: rule(k, v) for k, v in attrs.items() if isinstance(v, str)}
+                patch = {k: v for k, v in patch.items() if v != attrs[k]}
+                if patch:
+                    changed.append({"shard": shard, "id": source_id, "r": release_id, "patch": json.dumps(patch)})
+            if changed:
+                conn.execute(sa.text(f"UPDATE healcat.{table} SET attrs = attrs || CAST(:patch AS jsonb) "
+                                     "WHERE shard = :shard AND source_id = :id AND release_id = :r"), changed)
+            n += len(changed)
+        if n:
+            log.info("%s: %s: %d %s rows' attrs changed", revision, name, n, table)
+
+
+ATTRS_BATCH = 5000

@@ -283,6 +283,43 @@ def test_sentinels_and_limits_match_a_float32_column_as_it_holds_them(engine, tm
     assert phot["4"][1] == pytest.approx(0.3) and phot["1"][1] == pytest.approx(0.05)
 
 
+ATTRS_IN_EVERY_FORMAT = {"1": {"name": "a", "x": 1.5}, "2": {"name": "b", "x": None}, "3": {"name": None, "x": None},
+                         "4": {"name": "c", "x": 2}, "5": {"name": "d", "x": None}, "6": {"name": "e", "x": 3.25}}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ecsv", "fits", "votable", "parquet", "hdf5"])
+def test_attrs_are_the_same_whatever_the_format(engine, tmp_path, scratch_release, fmt):
+    """The same table's attrs differed by format: empty text was null from CSV and Parquet, '' from the others;
+    blanks around text kept by some readers; an infinity null from a typed column, and 'inf' (or 'nan') from a
+    CSV chunk that one 'nan' cell left text, so one file's column held both. Text is stripped, empty text,
+    NaN and infinities are null, in every format and chunk."""
+    from astropy.table import Table
+
+    table = Table({"id": np.arange(1, 7), "ra": np.arange(10.0, 16.0), "dec": np.full(6, 5.0),
+                   "name": ["a", "  b  ", "", "c", "d", "e"],
+                   "x": [1.5, np.inf, np.nan, 2.0, -np.inf, 3.25]})  # rows 1-3 one chunk (its 'nan' makes it text)
+    path = tmp_path / f"attrs.{'h5' if fmt == 'hdf5' else fmt}"
+    table.write(path, **{"csv": {"format": "ascii.csv"}, "ecsv": {"format": "ascii.ecsv"}, "votable":
+                         {"format": "votable"}, "hdf5": {"path": "data", "serialize_meta": False}}.get(fmt, {}))
+    mapping = tmp_path / "attrs.toml"
+    mapping.write_text(f'[survey]\nname = "scratch"\n[release]\nversion = "attrs-{fmt}"\nfile = "{path}"\n'
+                       f'format = "{fmt}"\nchunk_rows = 3\n[source]\nobject_id = "{{id}}"\nra = "ra"\ndec = "dec"\n'
+                       'attrs = ["name", "x"]\n')
+    load = ingest_release(mapping, engine)
+    assert _quarantine(engine, load.release_id) == []
+    with engine.connect() as conn:
+        attrs = dict(conn.execute(sa.text("SELECT object_id, attrs FROM healcat.source WHERE release_id = :r"),
+                                  {"r": load.release_id}).all())
+    assert attrs == ATTRS_IN_EVERY_FORMAT
+
+
+def test_an_attr_cell_is_stored_as_every_format_reads_it():
+    assert [cells.attr_value(v, numeric=True) for v in ("16.62", " 7 ", "NaN", "-inf", "+Infinity", ">25.1", " ")] \
+        == [16.62, 7, None, None, None, ">25.1", None]
+    assert [cells.attr_value(v, numeric=False) for v in ("16.62", "  a b ", "", np.str_("nan"), np.float32(np.inf))] \
+        == ["16.62", "a b", None, "nan", None]  # a column read as text (an id template field, an xid)
+
+
 @pytest.mark.parametrize("template", ["{id}", "sdss-{id}", "{id}-{n}"])
 def test_float_formatted_ids_read_the_same_alone_or_in_a_template(engine, tmp_path, scratch_release, template):
     """'sdss-{id}' stored 'sdss-1.23764870457714E+018', 'sdss-1.5e3', 'sdss-3306549220491.0' where '{id}' alone

@@ -400,14 +400,15 @@ def test_an_attr_keeps_its_numbers_numbers_in_a_chunk_a_stray_word_made_text(tmp
 
 
 def test_a_text_attr_keeps_text_that_only_looks_like_a_number(tmp_path):
-    """Only plain decimals are numbers again: a code '007', '1_000' (Python's float reads it), 'NaN'
-    and 'inf' (which JSON would make null) stay the text the file has."""
+    """Only plain decimals are numbers again: a code '007', '1_000' (Python's float reads it) stays the
+    text the file has. 'NaN' and 'inf' are null, as in a chunk whose cells are all numbers (JSON has
+    neither): before, one column of a file held null in one chunk and 'inf' in another."""
     path = tmp_path / "codes.csv"
     path.write_text("id,ra,dec,mag,code\n1,10,5,18,007\n2,11,5,18,1_000\n3,12,5,18,NaN\n4,13,5,18,inf\n"
                     "5,14,5,18,1.10\n6,15,5,18,A12\n")
     mapping = _mapping(tmp_path, path, "csv", ignore="")
     mapping.write_text(mapping.read_text().replace('dec = "dec"', 'dec = "dec"\nattrs = ["code"]'))
-    assert [a["code"] for _, chunk in _mapped(mapping) for a in chunk.attrs] == ["007", "1_000", "NaN", "inf", 1.1, "A12"]
+    assert [a["code"] for _, chunk in _mapped(mapping) for a in chunk.attrs] == ["007", "1_000", None, None, 1.1, "A12"]
 
 
 @pytest.mark.parametrize(("fmt", "name"), [("csv", "t.csv"), ("whitespace", "t.dat")])

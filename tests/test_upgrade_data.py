@@ -160,20 +160,25 @@ def test_ivar_units_written_before_ebe3f1b_parse_as_astropy_units(engine, databa
 # --- 2a: numbers a text column held as strings (before 52174c7) --------------------------------------
 
 
-def test_the_frozen_rule_is_the_current_codes():
-    """Migration 0049 carries its own copy of ingest/cells.py's rule (a migration must not change with
-    the code): the same value, of the same type, for every kind of cell. Should ingest's rule change
-    later, this fails: compare 0049 with a copy of the old rule here then, and give the data loaded
-    before the change a migration of its own."""
+def test_the_frozen_rules_are_the_current_codes():
+    """Migrations 0049 and 0059 carry their own copies of ingest/cells.py's rule for attrs (a migration must
+    not change with the code): 0049's on a text cell of a numeric attr, then 0059's, give what ingest stores
+    now, the same value of the same type, for every kind of cell. Should ingest's rule change later, this
+    fails: compare the migrations with a copy of the old rule here then, and give the data loaded before
+    the change a migration of its own."""
     import importlib
 
-    from ingest.cells import json_scalar, number_in_text
+    from ingest.cells import attr_value
 
-    frozen = importlib.import_module("migrations.versions.0049_upgrade_old_data").number_in_text
+    numbers = importlib.import_module("migrations.versions.0049_upgrade_old_data").number_in_text
+    alike = importlib.import_module("migrations.versions.0059_attrs_alike").stored_attr
     for text in ("16.62", "-19.20", "30", "30.0", "1.0e1", "+5", "0.5", " 7 ", "1e999", "12345678901234567890",
-                 "9007199254740993.0", ">25.1", "-", "007", "1_000", "NaN", "inf", "", "SN 2018abc", "3."):
-        assert frozen(text) == json_scalar(number_in_text(text)), text
-        assert type(frozen(text)) is type(json_scalar(number_in_text(text))), text
+                 "9007199254740993.0", ">25.1", "-", "007", "1_000", "NaN", "inf", "-Infinity", "", "  ",
+                 "SN 2018abc", " b ", "3."):
+        for numeric in (True, False):
+            frozen = alike(numbers(text) if numeric else text, numeric)
+            assert frozen == attr_value(text, numeric), (text, numeric)
+            assert type(frozen) is type(attr_value(text, numeric)), (text, numeric)
 
 
 ZTF_MAPPING = {"release": {"version": "snia"}, "catalog": {"format": "ascii.csv", "key": "ZTFID"},
@@ -217,6 +222,32 @@ def test_attrs_a_text_column_held_as_strings_become_numbers_as_the_current_code_
     assert stored["ZTF18c"] == rows["ZTF18c"]
     assert kinds == {"ZTF18a": "number", "ZTF18b": "string", "ZTF18c": "number"}
     assert stored["1"] == {"x": 16.62} and stored["42"] == {"id": "42", "y": 42}
+
+
+def test_attrs_stored_before_0059_are_stored_as_every_format_now_stores_them(engine, database_url):
+    mapping = {"release": {"format": "fits"}, "source": {"object_id": "{id}", "attrs": ["name", "note", "x", "IAUID"]},
+               "xid": {"tns": "IAUID"}}
+    with scratch_database(engine, database_url, "healcat_upgrade_alike") as (url, other):
+        db.migrate(url, "0058")
+        with other.begin() as conn:
+            old = add_release(conn, "alike", "v1", mapping, {"source": 2}, status="superseded")
+            new = add_release(conn, "alike", "v2", {**mapping, "release": {"format": "csv"}}, {"source": 2},
+                              previous=old)
+            # the same two objects, as FITS stored them at 0058 and as CSV did
+            add_source(conn, old, "1", {"name": "  b ", "note": "", "x": 1.5, "IAUID": "NaN"})
+            add_source(conn, old, "2", {"name": "c", "note": "\u3000", "x": None, "IAUID": "SN 1"})
+            add_source(conn, new, "1", {"name": "b", "note": None, "x": 1.5, "IAUID": "NaN"})
+            add_source(conn, new, "2", {"name": "c", "note": None, "x": "inf", "IAUID": "SN 1"})
+        db.migrate(url)
+        with other.connect() as conn:
+            stored = {(r, o): a for r, o, a in conn.execute(sa.text(
+                "SELECT release_id, object_id, attrs FROM healcat.source")).all()}
+            changes = conn.execute(sa.text("SELECT count(*) FROM healcat.release_change WHERE release_id = :n"),
+                                   {"n": new}).scalar()
+    both = {"1": {"name": "b", "note": None, "x": 1.5, "IAUID": "NaN"},  # an [xid] column is text: 'NaN' a name
+            "2": {"name": "c", "note": None, "x": None, "IAUID": "SN 1"}}
+    assert stored == {(r, o): a for r in (old, new) for o, a in both.items()}
+    assert changes == 0  # the diff computed again: the formats no longer make objects 'changed'
 
 
 # --- 3: a round trip below 0036 keeps which version is current ----------------------------------------

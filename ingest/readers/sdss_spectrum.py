@@ -25,7 +25,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
 
-from ingest.mapping import json_scalar
+from ingest.cells import json_scalar
 from ingest.readers.series import Record, register_series, unreadable
 
 

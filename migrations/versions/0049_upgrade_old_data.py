@@ -33,7 +33,6 @@ this revision's schema, which later code may not fit).
 The downgrade leaves the data as it is: the values are what the code at 0048 writes too.
 """
 
-import json
 import logging
 import math
 import re
@@ -41,6 +40,8 @@ import string
 
 import sqlalchemy as sa
 from alembic import op
+
+from migrations.functions import patch_attrs
 
 revision = '0049'
 down_revision = '0048'
@@ -131,44 +132,13 @@ def _numeric_attrs(mapping: dict) -> list[str]:
 
 #: A string in attrs that number_in_text may make a number (the Python rule decides; this only selects).
 _MAYBE_NUMBER = r"^\s*[+-]?(0|[1-9][0-9]*)(\.[0-9]*)?([eE][+-]?[0-9]+)?\s*$"
-BATCH = 5000
 
 
 def _attr_numbers(conn: sa.Connection) -> None:
     releases = conn.execute(sa.text("SELECT release_id, name, mapping FROM healcat.release ORDER BY release_id")).all()
     for release_id, name, mapping in releases:
         keys = _numeric_attrs(mapping or {})
-        if not keys:
-            continue
-        for table in ("source", "rotation_period"):
-            # The rows to look at (their keys only), then their attrs a batch at a time.
-            found = conn.execute(sa.text(f"""
-                SELECT shard, source_id FROM healcat.{table} AS t
-                WHERE release_id = :r AND jsonb_typeof(attrs) = 'object'
-                  AND EXISTS (SELECT 1 FROM jsonb_each(t.attrs) AS e
-                              WHERE e.key = ANY(:keys) AND jsonb_typeof(e.value) = 'string'
-                                AND e.value #>> '{{}}' ~ :pattern)"""),
-                {"r": release_id, "keys": keys, "pattern": _MAYBE_NUMBER}).all()
-            n = 0
-            for first in range(0, len(found), BATCH):
-                batch = found[first:first + BATCH]
-                rows = conn.execute(sa.text(f"""
-                    SELECT t.shard, t.source_id, t.attrs FROM healcat.{table} AS t
-                    JOIN unnest(CAST(:shards AS smallint[]), CAST(:ids AS bigint[])) AS k(shard, source_id)
-                      ON k.shard = t.shard AND k.source_id = t.source_id
-                    WHERE t.release_id = :r"""),
-                    {"r": release_id, "shards": [b[0] for b in batch], "ids": [b[1] for b in batch]}).all()
-                changed = []
-                for shard, source_id, attrs in rows:
-                    # only the values that change (the others stay the jsonb they are, to the digit)
-                    patch = {k: number_in_text(v) for k, v in attrs.items() if k in keys and isinstance(v, str)}
-                    patch = {k: v for k, v in patch.items() if v != attrs[k]}
-                    if patch:
-                        changed.append({"shard": shard, "id": source_id, "r": release_id, "patch": json.dumps(patch)})
-                if changed:
-                    conn.execute(sa.text(f"UPDATE healcat.{table} SET attrs = attrs || CAST(:patch AS jsonb) "
-                                         "WHERE shard = :shard AND source_id = :id AND release_id = :r"), changed)
-                n += len(changed)
-            if n:
-                log.info("0049: %s: %d %s rows' attrs hold numbers written as text as numbers", name, n, table)
-
+        if keys:
+            patch_attrs(conn, revision, (release_id, name), "e.key = ANY(:keys) AND e.value #>> '{}' ~ :pattern",
+                        {"keys": keys, "pattern": _MAYBE_NUMBER},
+                        lambda key, value: number_in_text(value) if key in keys else value)
