@@ -905,7 +905,7 @@ def cmd_release_diff(args: argparse.Namespace) -> None:
     from catalog.releases import diff_release, show_release
 
     with db.engine().connect() as conn:
-        changes = diff_release(conn, args.name, args.change)
+        changes = diff_release(conn, args.name, args.change, args.fields)
         if not changes and not show_release(conn, args.name)["previous"]:  # not "nothing changed": nothing before
             print(f"{args.name} is its survey's first release: there is no previous release to diff against",
                   file=sys.stderr)
@@ -1286,9 +1286,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--format", **fmt)
     q.set_defaults(func=cmd_release_list)
     _release_action(releases, "show", cmd_release_show, "a release's provenance, row counts and changes", fmt)
-    q = _release_action(releases, "diff", cmd_release_diff, "objects new, changed (fields: what changed) or "
-                        "vanished since the previous release of the survey", fmt)
+    q = _release_action(releases, "diff", cmd_release_diff, "objects new, changed or vanished since the previous "
+                        "release of the survey", fmt)
     q.add_argument("--change", choices=["new", "changed", "vanished"], help="only these")
+    q.add_argument("--fields", action="store_true", help="a column fields: what each changed object changed "
+                   "(position, attrs.KEY, photometry.BAND, ...; ~0.3 ms a changed object)")
     q = releases.add_parser("withdraw", help="take a release published by mistake (or found wrong) out of its "
                             "survey's releases (if it was published, the newest of the others is, its models "
                             "queued); its rows, diff and predictions are kept, read by its name; no new model run "

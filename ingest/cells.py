@@ -304,20 +304,29 @@ def number_in_text(value: Any) -> Any:
 
 
 #: Text that pyarrow's cast to float reads as NaN or an infinity (signed, in any case).
-_NON_FINITE_TEXT = re.compile(r"[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
+_NON_FINITE_TEXT = re.compile(r"[+-]?(?:nan|inf|infinity)", re.IGNORECASE | re.ASCII)
 
 
 def attr_value(value: Any, numeric: bool) -> Any:
     """A cell of an attr column as the JSON value stored in ``attrs``, alike from every format: text
-    without its surrounding blanks (FITS and fixed-width text pad a cell, CSV keeps what it was
-    given), and empty text null, as an empty CSV cell or a Parquet null is (FITS, VOTable, HDF5 and
-    ECSV give ''); NaN and infinities null (JSON has neither). ``numeric``: a column one stray word
-    left text in this chunk, whose plain decimal numbers are numbers (:func:`number_in_text`) and
-    whose text spelling NaN or an infinity is null, as the chunks whose cells are all numbers read them."""
-    if numeric and isinstance(value, (str, np.str_)) and _NON_FINITE_TEXT.fullmatch(value.strip()):
-        return None
-    value = json_scalar(number_in_text(value) if numeric else value)
-    return (value.strip() or None) if isinstance(value, str) else value
+    (bytes decoded: HDF5, a Parquet binary column) without its surrounding blanks (FITS pads a cell,
+    CSV keeps what it was given), empty text null, as an empty CSV cell or a Parquet null is (FITS,
+    VOTable, HDF5 and ECSV give ''), and NaN and infinities null (JSON has neither). ``numeric``: a
+    column the reader gave as text that the mapping does not read as text (any attr column but an
+    [xid] column or an object_id field without a format spec): its text written as a plain decimal
+    number is that number (:func:`number_in_text`), and its text spelling NaN or an infinity is null,
+    as a chunk whose cells are all numbers reads them (one 'nan' cell leaves a CSV chunk's column text)."""
+    value = json_scalar(value)
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if numeric:
+        if _NON_FINITE_TEXT.fullmatch(text):
+            return None
+        value = json_scalar(number_in_text(text))
+        if not isinstance(value, str):
+            return value
+    return text or None
 
 
 def json_scalar(value: Any, raw: bool = False) -> Any:

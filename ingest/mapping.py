@@ -774,9 +774,10 @@ def apply(mapping: Mapping, table: Table, first_row: int = 1) -> MappedChunk:
                 problems.setdefault(i, (column, reason))
     for col in sorted(mapping.used_columns()):
         cells.nul_problems(table[col], problems, col)
-    # An attr column that one stray word left text in this chunk (text formats type each chunk's
-    # columns on their own): its numbers are numbers, as in the chunks where every cell is one.
-    numbers_as_text = {k for k in mapping.attrs if table[k].dtype.kind in "UO"} - mapping.read_options.text_columns
+    # An attr column the reader gave as text (or bytes), e.g. one that a stray word or a 'nan' cell left
+    # text in this chunk (text formats type each chunk's columns on their own): its numbers are numbers
+    # and its NaN and infinities null, as in the chunks where every cell is a number (cells.attr_value).
+    numbers_as_text = {k for k in mapping.attrs if table[k].dtype.kind in "USO"} - mapping.read_options.text_columns
     not_stored: dict[str, dict[str, np.ndarray]] = {}
     sections = {}
     for name, spec in mapping.sections.items():

@@ -163,7 +163,8 @@ def patch_attrs(conn: sa.Connection, revision: str, release: tuple[int, str], se
     """Store ``rule(key, value)`` in place of each string value of ``attrs`` in the release's sources and
     rotation periods whose attrs ``selected`` picks (an SQL condition on ``e``, an entry of ``jsonb_each``;
     ``params`` its parameters; it only narrows what ``rule`` decides), a batch at a time; values the rule
-    leaves as they are stay the jsonb they are, to the digit. Logs the count of rows changed per table."""
+    leaves as they are stay the jsonb they are, to the digit. Logs the count of rows changed per table.
+    Migrations 0049 and 0059 run it: write a new function rather than change what this one does."""
     release_id, name = release
     for table in ("source", "rotation_period"):
         # the rows to look at (their keys only), then their attrs a batch at a time
@@ -196,3 +197,17 @@ def patch_attrs(conn: sa.Connection, revision: str, release: tuple[int, str], se
 
 
 ATTRS_BATCH = 5000
+
+
+def create_published_views(views: dict[str, tuple[str, str]]) -> None:
+    """For each ``view: (table, comment)``, the view ``healcat.VIEW`` of the table's rows of published
+    releases (each survey's current one), with its comment (SQL text: quotes doubled). Migrations 0029
+    and 0060 run it: write a new function rather than change what this one does."""
+    for view, (table, comment) in views.items():
+        op.execute(f"""
+            CREATE VIEW healcat.{view} AS
+            SELECT t.*
+            FROM healcat.{table} AS t
+            JOIN healcat.release AS r ON r.release_id = t.release_id
+            WHERE r.status = 'published'""")
+        op.execute(f"COMMENT ON VIEW healcat.{view} IS '{comment}'")

@@ -80,6 +80,26 @@ def test_undeclared_sentinels_in_non_magnitude_columns_are_quarantined_and_leave
         assert conn.scalar(sa.text("SELECT age_myr FROM healcat.cluster WHERE name = 'scratch-Pleiades'")) == 125.0
 
 
+def test_the_current_views_show_the_periods_and_masses_of_the_published_release_alone(
+        engine, tmp_path, scratch_clusters):
+    """A query over rotation_period or stellar_mass returned a star's period and a galaxy's mass twice once
+    their survey had two releases: the superseded one's and the current one's."""
+    loads = [ingest_release(_write(tmp_path, version, HEADER + f"1,{GOOD}\n".replace(",5,0.1,", f",{period},0.1,"),
+                                   SECTIONS, release=f"date = {date}"), engine)
+             for version, date, period in (("views-v1", "2020-01-01", 5), ("views-v2", "2021-01-01", 6))]
+    with engine.connect() as conn:
+        current = conn.execute(sa.text(
+            "SELECT rp.release_id, rp.period_day, m.release_id, m.log_mass_msun FROM healcat.current_rotation_period rp "
+            "JOIN healcat.current_stellar_mass m USING (shard, source_id) JOIN healcat.source s "
+            "USING (shard, source_id) WHERE s.object_id = '1' AND s.release_id = ANY(:r)"),
+            {"r": [load.release_id for load in loads]}).all()
+        stored = conn.execute(sa.text(
+            "SELECT count(*) FROM healcat.rotation_period WHERE release_id = ANY(:r)"),
+            {"r": [load.release_id for load in loads]}).scalar()
+    assert [tuple(c) for c in current] == [(loads[1].release_id, 6.0, loads[1].release_id, 10.0)]
+    assert stored == 2  # the old release's stays
+
+
 def test_a_declared_section_sentinel_is_missing_not_quarantined(engine, tmp_path, scratch_clusters):
     rows = HEADER + f"1,{GOOD}\n".replace(",3,10.0", ",-9999,10.0")
     body = SECTIONS.replace('quality = "zq"\n', 'quality = "zq"\nsentinels = [-9999.0]\n')
@@ -283,28 +303,38 @@ def test_sentinels_and_limits_match_a_float32_column_as_it_holds_them(engine, tm
     assert phot["4"][1] == pytest.approx(0.3) and phot["1"][1] == pytest.approx(0.05)
 
 
-ATTRS_IN_EVERY_FORMAT = {"1": {"name": "a", "x": 1.5}, "2": {"name": "b", "x": None}, "3": {"name": None, "x": None},
-                         "4": {"name": "c", "x": 2}, "5": {"name": "d", "x": None}, "6": {"name": "e", "x": 3.25}}
+ATTRS_IN_EVERY_FORMAT = {
+    "1": {"name": "a", "x": 1.5, "code": "007"}, "2": {"name": "b", "x": None, "code": 16.62},
+    "3": {"name": None, "x": None, "code": None}, "4": {"name": "c", "x": 2, "code": "x"},
+    "5": {"name": "d", "x": None, "code": None}, "6": {"name": "e", "x": 3.25, "code": None}}
 
 
-@pytest.mark.parametrize("fmt", ["csv", "ecsv", "fits", "votable", "parquet", "hdf5"])
+@pytest.mark.parametrize("fmt", ["csv", "ecsv", "fits", "votable", "parquet", "parquet-binary", "hdf5"])
 def test_attrs_are_the_same_whatever_the_format(engine, tmp_path, scratch_release, fmt):
     """The same table's attrs differed by format: empty text was null from CSV and Parquet, '' from the others;
     blanks around text kept by some readers; an infinity null from a typed column, and 'inf' (or 'nan') from a
-    CSV chunk that one 'nan' cell left text, so one file's column held both. Text is stripped, empty text,
-    NaN and infinities are null, in every format and chunk."""
+    CSV chunk that one 'nan' cell left text, so one file's column held both; and text read as bytes (HDF5, a
+    Parquet binary column) kept '16.62' and 'nan' as text where the other formats store 16.62 and null. Text
+    is stripped, empty text, NaN and infinities are null, in every format and chunk."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
     from astropy.table import Table
 
     table = Table({"id": np.arange(1, 7), "ra": np.arange(10.0, 16.0), "dec": np.full(6, 5.0),
                    "name": ["a", "  b  ", "", "c", "d", "e"],
-                   "x": [1.5, np.inf, np.nan, 2.0, -np.inf, 3.25]})  # rows 1-3 one chunk (its 'nan' makes it text)
-    path = tmp_path / f"attrs.{'h5' if fmt == 'hdf5' else fmt}"
-    table.write(path, **{"csv": {"format": "ascii.csv"}, "ecsv": {"format": "ascii.ecsv"}, "votable":
-                         {"format": "votable"}, "hdf5": {"path": "data", "serialize_meta": False}}.get(fmt, {}))
+                   "x": [1.5, np.inf, np.nan, 2.0, -np.inf, 3.25],  # rows 1-3 one chunk (its 'nan' makes it text)
+                   "code": ["007", " 16.62", "nan", "x", "Inf", "1e999"]})
+    path = tmp_path / f"attrs.{ {'hdf5': 'h5', 'parquet-binary': 'parquet'}.get(fmt, fmt) }"
+    if fmt == "parquet-binary":
+        arrow = pa.table({c: table[c].tolist() for c in table.colnames})
+        pq.write_table(arrow.set_column(5, "code", arrow["code"].cast(pa.binary())), path)
+    else:
+        table.write(path, **{"csv": {"format": "ascii.csv"}, "ecsv": {"format": "ascii.ecsv"}, "votable":
+                             {"format": "votable"}, "hdf5": {"path": "data", "serialize_meta": False}}.get(fmt, {}))
     mapping = tmp_path / "attrs.toml"
     mapping.write_text(f'[survey]\nname = "scratch"\n[release]\nversion = "attrs-{fmt}"\nfile = "{path}"\n'
-                       f'format = "{fmt}"\nchunk_rows = 3\n[source]\nobject_id = "{{id}}"\nra = "ra"\ndec = "dec"\n'
-                       'attrs = ["name", "x"]\n')
+                       f'format = "{fmt.split("-")[0]}"\nchunk_rows = 3\n[source]\nobject_id = "{{id}}"\nra = "ra"\n'
+                       'dec = "dec"\nattrs = ["name", "x", "code"]\n')
     load = ingest_release(mapping, engine)
     assert _quarantine(engine, load.release_id) == []
     with engine.connect() as conn:
@@ -314,10 +344,12 @@ def test_attrs_are_the_same_whatever_the_format(engine, tmp_path, scratch_releas
 
 
 def test_an_attr_cell_is_stored_as_every_format_reads_it():
-    assert [cells.attr_value(v, numeric=True) for v in ("16.62", " 7 ", "NaN", "-inf", "+Infinity", ">25.1", " ")] \
-        == [16.62, 7, None, None, None, ">25.1", None]
-    assert [cells.attr_value(v, numeric=False) for v in ("16.62", "  a b ", "", np.str_("nan"), np.float32(np.inf))] \
-        == ["16.62", "a b", None, "nan", None]  # a column read as text (an id template field, an xid)
+    assert [cells.attr_value(v, numeric=True) for v in ("16.62", " 7 ", "NaN", "-inf", "+Infinity", "\u0131nf", ">25.1",
+                                                         " ", b" 16.62", np.bytes_(b"nan"), "1e999")] \
+        == [16.62, 7, None, None, None, "\u0131nf", ">25.1", None, 16.62, None, None]
+    assert [cells.attr_value(v, numeric=False) for v in ("16.62", "  a b ", "", np.str_("nan"), np.float32(np.inf),
+                                                          b"x ")] \
+        == ["16.62", "a b", None, "nan", None, "x"]  # a column read as text (an id template field, an xid)
 
 
 @pytest.mark.parametrize("template", ["{id}", "sdss-{id}", "{id}-{n}"])

@@ -5,6 +5,7 @@ and 0058's downgrades give back the functions before them."""
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from catalog.cli import main
 from catalog.releases import diff_release, show_release
 from ingest.load import ingest_release
 from ingest.mapping import data_dir, load_mapping
+from tests import test_readme
 from tests.conftest import across_a_migration
 
 KEPLER = "kepler_mcquillan_tgas_prot"
@@ -134,7 +136,7 @@ def test_the_diff_names_what_each_changed_object_changed(engine, tmp_path, scrat
     ingest_release(_kepler_mapping(tmp_path, "v2"), engine, file=_write(tmp_path / "v2.csv", fields, v2))
     kic = [f"KIC {r['KIC']}" for r in v2]
     with engine.connect() as conn:
-        table = diff_release(conn, "scratch/v2")
+        table = diff_release(conn, "scratch/v2", fields=True)
         pairs = conn.execute(sa.text(
             "SELECT n.object_id, healcat.source_changes(n.shard, n.source_id, o.shard, o.source_id) AS parts, "
             "healcat.source_fingerprint(n.shard, n.source_id) IS DISTINCT FROM "
@@ -145,20 +147,25 @@ def test_the_diff_names_what_each_changed_object_changed(engine, tmp_path, scrat
         unnamed = conn.execute(sa.text(
             "SELECT count(*) FILTER (WHERE coalesce(cardinality(healcat.change_fields(release_id, shard, source_id)), 0) "
             "= 0), count(*) FROM healcat.release_change WHERE change = 'changed'")).one()
+        # what an astronomer types (the README's, on its SDSS release): each changed star's, and the count per part
+        each, per_part = [conn.execute(sa.text(s.replace("sdss/dr14-skyserver-10k", "scratch/v2"))).all()
+                          for s in test_readme._statements() if "change_fields" in s]
     assert {str(r["object_id"]): str(r["fields"]) for r in table} == {
         kic[0]: "position", kic[1]: "proper_motion", kic[2]: "ref_epoch", kic[3]: "attrs.Teff",
         kic[4]: "photometry.gaia_dr1_g", kic[5]: "source_xid.gaia_dr1", kic[6]: "rotation_period",
         kic[7]: "attrs.Mass, attrs.Teff, photometry.gaia_dr1_g", kic[9]: "object_id, source_xid.kic"}
+    assert {r.object_id: ", ".join(r.fields) for r in each} == {str(r["object_id"]): str(r["fields"]) for r in table}
+    assert dict(per_part) == Counter(f for r in table for f in str(r["fields"]).split(", "))
     assert set(table["change"]) == {"changed"}
     assert len(pairs) == 39 and sum(p.differs for p in pairs) == 8
     assert [p.object_id for p in pairs if bool(p.parts) != p.differs] == []
     assert unnamed[0] == 0 and unnamed[1] >= 9, "every changed object of every diff in the catalog names a change"
-    assert main(["release", "diff", "scratch/v2", "--format", "csv"]) == 0
+    assert main(["release", "diff", "scratch/v2", "--fields", "--format", "csv"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].endswith(",previous_source_id,fields")
     several = ',"attrs.Mass, attrs.Teff, photometry.gaia_dr1_g"'  # quoted: it holds commas
     assert any(line.startswith(f"changed,{kic[7]},") and line.endswith(several) for line in out)
-    assert main(["release", "diff", "scratch/v2", "--format", "votable"]) == 0
+    assert main(["release", "diff", "scratch/v2", "--fields", "--format", "votable"]) == 0
     assert 'name="fields"' in capsys.readouterr().out
 
 
@@ -242,12 +249,12 @@ def test_a_joining_release_records_its_rows_new_changed_and_vanished(engine, tmp
     listed = capsys.readouterr().out.splitlines()
     assert listed[2].startswith("scratch/p2,scratch,published,2019-04-18,0,scratch/p1,5,10,10,")
     with engine.connect() as conn:
-        table = diff_release(conn, "scratch/p2", "changed")
+        table = diff_release(conn, "scratch/p2", "changed", fields=True)
     assert set(table["matched_by"]) == {"object_id"} and all(table["source_id"] == table["previous_source_id"])
     assert set(table["fields"]) == {"stellar_mass"}
     with engine.connect() as conn:
-        assert set(diff_release(conn, "scratch/p2", "new")["fields"]) == {""}
-        assert set(diff_release(conn, "scratch/p2", "vanished")["fields"]) == {""}
+        assert set(diff_release(conn, "scratch/p2", "new", fields=True)["fields"]) == {""}
+        assert set(diff_release(conn, "scratch/p2", "vanished", fields=True)["fields"]) == {""}
 
     # The base re-released: p3 joins its new sources; paired with p2's rows by their object_id.
     _load(engine, _base(tmp_path, "b2", 60))
@@ -257,7 +264,7 @@ def test_a_joining_release_records_its_rows_new_changed_and_vanished(engine, tmp
     assert _changes(engine, "scratch/p3") == {"new": set(), "changed": {ids[30]}, "vanished": set()}
     assert _show(engine, "scratch/p3")["changes"] == {"new": 0, "changed": 1, "vanished": 0, "unchanged": 34}
     with engine.connect() as conn:
-        table = diff_release(conn, "scratch/p3")
+        table = diff_release(conn, "scratch/p3", fields=True)
         moved = conn.execute(sa.text(
             "SELECT n.release_id <> o.release_id FROM healcat.source n, healcat.source o "
             "WHERE n.source_id = :n AND o.source_id = :o"),

@@ -108,7 +108,7 @@ def test_release_commands_list_show_and_diff(engine, two_releases, capsys):
     assert main(["release", "show", "scratch/v2"]) == 0
     out = capsys.readouterr().out
     assert "new 20, changed 2, vanished 20, unchanged 78" in out and "published" in out
-    assert main(["release", "diff", "scratch/v2", "--change", "changed", "--format", "csv"]) == 0
+    assert main(["release", "diff", "scratch/v2", "--change", "changed", "--fields", "--format", "csv"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == ("change,object_id,previous_object_id,matched_by,separation_arcsec,source_id,previous_source_id,"
                       "fields")
@@ -120,7 +120,7 @@ def test_release_commands_list_show_and_diff(engine, two_releases, capsys):
     assert main(["release", "diff", "scratch/v1", "--format", "csv"]) == 0  # a first release: said, not a bare header
     out, err = capsys.readouterr()
     assert out.strip() == ("change,object_id,previous_object_id,matched_by,separation_arcsec,source_id,"
-                           "previous_source_id,fields")
+                           "previous_source_id")  # without --fields
     assert err.strip() == "scratch/v1 is its survey's first release: there is no previous release to diff against"
 
 

@@ -217,8 +217,12 @@ def test_gyro_ages_trained_from_sql_with_held_out_clusters(engine, tmp_path, scr
             {"n": model.name, "r": "chronoflow/2025-prot-catalogue"}).all()}
     assert sorted(run_ages) == populations
     readme = next(s for s in test_readme._statements() if "current_cluster_age" in s)  # what an astronomer types
+    star_ages = next(s for s in test_readme._statements() if "current_rotation_period" in s)
     with engine.connect() as conn:
         assert len(conn.execute(sa.text(readme)).all()) == len(populations)
+        shown = conn.execute(sa.text(star_ages)).all()
+    assert len(shown) == 10 and all(r.value_p16 < r.log_age_yr < r.value_p84 for r in shown)
+    assert [r.period_day for r in shown] == sorted(r.period_day for r in shown)
     for name, est in ages.items():
         row = run_ages[name]
         assert row.run_id == run.run_id and row.n_members == est["n_members"]

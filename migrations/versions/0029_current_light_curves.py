@@ -14,6 +14,8 @@ releases' rows stay in the tables.
 
 from alembic import op
 
+from migrations.functions import create_published_views
+
 revision = '0029'
 down_revision = '0030'
 branch_labels = None
@@ -28,14 +30,7 @@ VIEWS = {
 
 
 def upgrade() -> None:
-    for view, (table, comment) in VIEWS.items():
-        op.execute(f"""
-            CREATE VIEW healcat.{view} AS
-            SELECT t.*
-            FROM healcat.{table} AS t
-            JOIN healcat.release AS r ON r.release_id = t.release_id
-            WHERE r.status = 'published'""")
-        op.execute(f"COMMENT ON VIEW healcat.{view} IS '{comment}'")
+    create_published_views(VIEWS)
 
 
 def downgrade() -> None:

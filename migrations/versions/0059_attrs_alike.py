@@ -11,7 +11,10 @@ column typed as numbers but 'inf' (a NaN 'nan') from a CSV chunk that one 'nan' 
 so one file's column held both. ingest/cells.py's attr_value now stores text without its
 surrounding blanks, empty text as null, and, in the attrs a release reads as numbers where a
 column is numeric (0049's rule: not the object_id template's fields without a format spec, nor
-[xid] columns), text spelling NaN or an infinity as null. Here the attrs stored before (sources'
+[xid] columns), text spelling NaN or an infinity as null and a plain decimal number as that
+number, also where the reader gave bytes (HDF5, a Parquet binary column: such text stayed text
+after 0049, which made the numbers of every other format's text columns numbers). Here the attrs
+stored before (sources'
 and a joining release's rotation periods') are made so. Every release's diff is then computed
 again (catalog.db.DIFFS_RECOMPUTED_AT): an object whose attrs this changes in one release only
 would otherwise show as 'changed' against the next.
@@ -33,30 +36,43 @@ down_revision = '0058'
 branch_labels = None
 depends_on = None
 
-#: ingest/cells.py's attr_value at this revision, on a value 0049's rule has stored: frozen here.
-_NON_FINITE_TEXT = re.compile(r"[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
+#: ingest/cells.py's attr_value at this revision, on a value stored by earlier code: frozen here.
+_NON_FINITE_TEXT = re.compile(r"[+-]?(?:nan|inf|infinity)", re.IGNORECASE | re.ASCII)
 
 
 def stored_attr(value, numeric: bool):
-    """The JSON value ingest stores (as of this revision) for ``value``, a stored attr."""
+    """The JSON value ingest stores (as of this revision) for ``value``, a stored attr; ``numeric``: the
+    release's mapping reads its key as a number where the column is numeric (0049's _numeric_attrs)."""
     if not isinstance(value, str):
         return value
     text = value.strip()
-    return None if not text or (numeric and _NON_FINITE_TEXT.fullmatch(text)) else text
+    if numeric:
+        if _NON_FINITE_TEXT.fullmatch(text):
+            return None
+        # 0049's rule, for the padding its SQL did not select (PostgreSQL's \s: not NBSP, not U+001C-U+001F)
+        value = _numbers().number_in_text(text)
+        if not isinstance(value, str):
+            return value
+    return text or None
+
+
+def _numbers():
+    return importlib.import_module("migrations.versions.0049_upgrade_old_data")
 
 
 def upgrade() -> None:
     conn = op.get_bind()
-    numeric_attrs = importlib.import_module("migrations.versions.0049_upgrade_old_data")._numeric_attrs
     # what Python's str.strip() strips, for PostgreSQL's regular expressions (whose \s is the locale's)
     blank = "[" + "".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace()) + "]"
-    selected = ("(e.value #>> '{}' ~ :edge OR e.value #>> '{}' = '' "
-                "OR (e.key = ANY(:numeric) AND e.value #>> '{}' ~* :non_finite))")
+    # numbers written as text too: HDF5's and Parquet binary columns' (bytes) were left text after 0049
+    selected = ("(e.value #>> '{}' ~ :edge OR e.value #>> '{}' = '' OR (e.key = ANY(:numeric) "
+                "AND (e.value #>> '{}' ~* :non_finite OR e.value #>> '{}' ~ :maybe_number)))")
     releases = conn.execute(sa.text("SELECT release_id, name, mapping FROM healcat.release ORDER BY release_id")).all()
     for release_id, name, mapping in releases:
-        numeric = numeric_attrs(mapping or {})
+        numeric = _numbers()._numeric_attrs(mapping or {})
         patch_attrs(conn, revision, (release_id, name), selected,
-                    {"edge": f"^{blank}|{blank}$", "numeric": numeric, "non_finite": f"^{_NON_FINITE_TEXT.pattern}$"},
+                    {"edge": f"^{blank}|{blank}$", "numeric": numeric, "non_finite": f"^{_NON_FINITE_TEXT.pattern}$",
+                     "maybe_number": _numbers()._MAYBE_NUMBER},
                     lambda key, value: stored_attr(value, key in numeric))
 
 
