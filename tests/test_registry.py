@@ -31,6 +31,21 @@ def test_classifier_is_accurate_on_held_out_sdss_objects(catalog):
     assert m["accuracy"] >= 0.95
 
 
+def test_the_classifier_counts_the_labelled_objects_it_could_not_train_on(engine, catalog):
+    """Its metrics held no n_dropped (photo-z's do): the objects of its training query without five valid
+    magnitudes went unsaid."""
+    m = catalog["classifier"].metrics
+    with engine.connect() as conn:
+        labelled, without = conn.execute(sa.text(
+            "SELECT count(*), count(*) FILTER (WHERE (SELECT count(*) FROM healcat.photometry p WHERE p.shard = s.shard "
+            "AND p.source_id = s.source_id AND p.band IN ('sdss_u', 'sdss_g', 'sdss_r', 'sdss_i', 'sdss_z')) < 5) "
+            "FROM healcat.spec_redshift z JOIN healcat.source s USING (shard, source_id) "
+            "JOIN healcat.release r USING (release_id) "
+            "WHERE r.name = :r AND upper(z.spec_class) IN ('GALAXY', 'QSO', 'STAR')"), {"r": SDSS_RELEASE}).one()
+    assert m["n_train"] + m["n_val"] + m["n_test"] + m["n_dropped"] == labelled
+    assert m["n_dropped"] >= without  # fewer than five bands stored, or one not a valid AB magnitude
+
+
 def test_photoz_meets_its_targets_with_a_flat_pit(catalog):
     """NMAD and outliers on the held-out galaxies; the PIT flat within 20% per bin over every galaxy
     (cross-validated, ~500 a bin), and the held-out split's consistent with flat. On 1,000 galaxies

@@ -30,12 +30,12 @@ class ObjectClass(Task):
     missing_query = ugriz.MISSING_QUERY
 
     def fit(self, rows: list[tuple], *, seed: int, epochs: int | None = None) -> Trained:
-        keys, mags, _ = ugriz.split_rows(rows)
+        keys, mags, dropped = ugriz.split_rows(rows)
         labels = {int(r[1]): CLASSES.index(r[7]) for r in rows}
         y = np.array([labels[int(k)] for k in keys[:, 1]], dtype=np.int64)
         model, report = single_thread(classifier.train, ml_photoz.features(mags), y, n_classes=len(CLASSES),
                                        class_names=CLASSES, seed=seed, **({"epochs": epochs} if epochs else {}))
-        report["classes"] = list(CLASSES)
+        report.update(classes=list(CLASSES), n_dropped=len(dropped))  # objects without five valid magnitudes
         return Trained(classifier.to_bytes(model), {**model.hparams, "classes": list(CLASSES)}, report)
 
     def load(self, path: str, device):
