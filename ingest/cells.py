@@ -155,23 +155,44 @@ def _not_nan(name: str, text: str) -> float:
 
 
 def nul_problems(column, problems: Problems, name: str) -> None:
-    """A text cell holding a NUL character is a problem for its row: PostgreSQL text cannot store it."""
+    """A text cell holding a NUL character is a problem for its row: PostgreSQL text cannot store it;
+    so is a cell of bytes (HDF5, a Parquet binary column) that is no UTF-8 text (it was stored with
+    U+FFFD in place of its bytes, where the CSV reader refuses such a cell)."""
     data = np.ma.getdata(column)
     if len(data) == 0:
         return
-    if column.dtype.kind == "U":  # in C: a zero code point before the string's end (numpy pads with zeros)
+    if column.dtype.kind in "US":  # in C: a zero code point (byte) before the cell's end (numpy pads with zeros)
         data = np.ascontiguousarray(data)
-        codes = data.view(np.uint32).reshape(len(data), -1)
+        codes = data.view(np.uint32 if column.dtype.kind == "U" else np.uint8).reshape(len(data), -1)
         inside = np.arange(codes.shape[1]) < np.strings.str_len(data)[:, None]
-        rows = np.flatnonzero(((codes == 0) & inside).any(axis=1))
+        rows = {int(i): None for i in np.flatnonzero(((codes == 0) & inside).any(axis=1))}
+        if column.dtype.kind == "S":
+            try:
+                np.strings.decode(data, "utf-8")
+            except UnicodeDecodeError:
+                rows |= {i: _utf8_problem(v) for i, v in enumerate(data) if _utf8_problem(v)}
     elif column.dtype.kind == "O":
-        rows = [i for i, value in enumerate(data) if isinstance(value, str) and "\x00" in value]
+        rows = {i: _utf8_problem(value) for i, value in enumerate(data)
+                if (isinstance(value, (str, bytes)) and ("\x00" if isinstance(value, str) else b"\x00") in value)
+                or _utf8_problem(value)}
     else:
         return
     masked = np.ma.getmaskarray(column)
-    for i in rows:
+    for i, not_utf8 in rows.items():
         if not masked[i]:
-            problems.setdefault(int(i), (name, f"{name} {str(data[i])!r} holds a NUL character, which text cannot hold"))
+            shown = bytes(data[i]) if isinstance(data[i], bytes) else str(data[i])
+            problems.setdefault(i, (name, f"{name} {not_utf8}" if not_utf8 else
+                                    f"{name} {shown!r} holds a NUL character, which text cannot hold"))
+
+
+def _utf8_problem(value) -> str | None:
+    """Why bytes are no UTF-8 text, or None."""
+    if isinstance(value, bytes):
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return f"{bytes(value[:200])!r} is not UTF-8 text ({exc.reason} at byte {exc.start})"
+    return None
 
 
 def texts(column) -> np.ndarray:

@@ -199,15 +199,22 @@ def patch_attrs(conn: sa.Connection, revision: str, release: tuple[int, str], se
 ATTRS_BATCH = 5000
 
 
-def create_published_views(views: dict[str, tuple[str, str]]) -> None:
+def create_published_views(views: dict[str, tuple[str, str]], *, on_current_sources: bool = False,
+                           replace: bool = False) -> None:
     """For each ``view: (table, comment)``, the view ``healcat.VIEW`` of the table's rows of published
-    releases (each survey's current one), with its comment (SQL text: quotes doubled). Migrations 0029
-    and 0060 run it: write a new function rather than change what this one does."""
+    releases (each survey's current one), with its comment (SQL text: quotes doubled); with
+    ``on_current_sources``, only those rows on sources of published releases (``current_source``: a
+    joining release's rows on a base release since superseded or withdrawn are no current view's);
+    ``replace``: CREATE OR REPLACE. Migrations 0029 and 0060 run it: add an option rather than change
+    what it does without one."""
     for view, (table, comment) in views.items():
+        on_sources = ("JOIN healcat.current_source AS s ON s.shard = t.shard AND s.source_id = t.source_id"
+                      if on_current_sources else "")
         op.execute(f"""
-            CREATE VIEW healcat.{view} AS
+            CREATE {'OR REPLACE ' if replace else ''}VIEW healcat.{view} AS
             SELECT t.*
             FROM healcat.{table} AS t
             JOIN healcat.release AS r ON r.release_id = t.release_id
+            {on_sources}
             WHERE r.status = 'published'""")
         op.execute(f"COMMENT ON VIEW healcat.{view} IS '{comment}'")

@@ -343,6 +343,32 @@ def test_attrs_are_the_same_whatever_the_format(engine, tmp_path, scratch_releas
     assert attrs == ATTRS_IN_EVERY_FORMAT
 
 
+@pytest.mark.parametrize("fmt", ["parquet", "hdf5"])
+def test_bytes_that_are_no_text_quarantine_their_row_naming_the_column(engine, tmp_path, scratch_release, fmt):
+    """A Parquet binary or HDF5 cell that is no UTF-8, or holds a NUL, was stored with U+FFFD in its place,
+    where the CSV reader refuses such a cell and a text column's NUL quarantines its row."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from astropy.table import Table
+
+    codes = [b"caf\xe9", b"a\x00b", b"ok"]
+    path = tmp_path / f"bytes.{'h5' if fmt == 'hdf5' else fmt}"
+    columns = {"id": [1, 2, 3], "ra": [10.0, 11.0, 12.0], "dec": [5.0, 5.0, 5.0]}
+    if fmt == "parquet":
+        pq.write_table(pa.table({**columns, "code": pa.array(codes, type=pa.binary())}), path)
+    else:
+        Table({**columns, "code": np.array(codes, dtype="S4")}).write(path, path="data", serialize_meta=False)
+    mapping = tmp_path / "bytes.toml"
+    mapping.write_text(f'[survey]\nname = "scratch"\n[release]\nversion = "bytes-{fmt}"\nfile = "{path}"\n'
+                       f'format = "{fmt}"\nmax_rejected_fraction = 1.0\n[source]\nobject_id = "{{id}}"\nra = "ra"\n'
+                       'dec = "dec"\nattrs = ["code"]\n')
+    load = ingest_release(mapping, engine)
+    assert _quarantine(engine, load.release_id) == [
+        (1, "code", "code b'caf\\xe9' is not UTF-8 text (unexpected end of data at byte 3)"),
+        (2, "code", "code b'a\\x00b' holds a NUL character, which text cannot hold")]
+    assert load.row_counts["source"] == 1
+
+
 def test_an_attr_cell_is_stored_as_every_format_reads_it():
     assert [cells.attr_value(v, numeric=True) for v in ("16.62", " 7 ", "NaN", "-inf", "+Infinity", "\u0131nf", ">25.1",
                                                          " ", b" 16.62", np.bytes_(b"nan"), "1e999")] \

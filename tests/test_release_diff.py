@@ -257,10 +257,18 @@ def test_a_joining_release_records_its_rows_new_changed_and_vanished(engine, tmp
         assert set(diff_release(conn, "scratch/p2", "vanished", fields=True)["fields"]) == {""}
 
     # The base re-released: p3 joins its new sources; paired with p2's rows by their object_id.
+    current = ("SELECT r.name, count(*) FROM healcat.current_stellar_mass m JOIN healcat.release r USING (release_id) "
+               "WHERE r.name LIKE 'scratch/p%' GROUP BY 1")
+    with engine.connect() as conn:
+        assert dict(conn.execute(sa.text(current)).all()) == {"scratch/p2": 35}
     _load(engine, _base(tmp_path, "b2", 60))
+    with engine.connect() as conn:  # p2's masses sit on b1's sources, superseded: no current view's (README)
+        assert dict(conn.execute(sa.text(current)).all()) == {}
     p3 = [list(m) for m in p2]
     p3[20][1] = f"{float(p3[20][1]) - 0.3:.2f}"  # object 30
     _load(engine, _masses(tmp_path, "p3", p3))
+    with engine.connect() as conn:
+        assert dict(conn.execute(sa.text(current)).all()) == {"scratch/p3": 35}
     assert _changes(engine, "scratch/p3") == {"new": set(), "changed": {ids[30]}, "vanished": set()}
     assert _show(engine, "scratch/p3")["changes"] == {"new": 0, "changed": 1, "vanished": 0, "unchanged": 34}
     with engine.connect() as conn:
