@@ -1290,7 +1290,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "release of the survey", fmt)
     q.add_argument("--change", choices=["new", "changed", "vanished"], help="only these")
     q.add_argument("--fields", action="store_true", help="a column fields: what each changed object changed "
-                   "(position, attrs.KEY, photometry.BAND, ...; ~0.3 ms a changed object)")
+                   "(position, attrs.KEY, photometry.BAND, ...; 0.3-0.5 ms a changed object)")
     q = releases.add_parser("withdraw", help="take a release published by mistake (or found wrong) out of its "
                             "survey's releases (if it was published, the newest of the others is, its models "
                             "queued); its rows, diff and predictions are kept, read by its name; no new model run "

@@ -120,7 +120,7 @@ def diff_release(conn: sa.Connection, name: str, change: str | None = None, fiel
     """The objects a release added, changed or lost against the survey's previous release. With
     ``fields``, a column ``fields`` names, for a changed object, what changed (``healcat.change_fields``:
     ``position``, ``photometry.sdss_r``, ``attrs.Teff``, ``object_id``, ``stellar_mass``, ...),
-    comma-separated; it is empty for new and vanished objects. It costs ~0.3 ms a changed object
+    comma-separated; it is empty for new and vanished objects. It costs 0.3-0.5 ms a changed object
     (the diff itself is read from ``release_change``), so it is asked for."""
     show_release(conn, name)  # an unknown name is an error, not an empty diff
     rows = conn.execute(sa.text(_DIFF.format(where="AND c.change = :change" if change else "",

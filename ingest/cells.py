@@ -170,11 +170,10 @@ def nul_problems(column, problems: Problems, name: str) -> None:
             try:
                 np.strings.decode(data, "utf-8")
             except UnicodeDecodeError:
-                rows |= {i: _utf8_problem(v) for i, v in enumerate(data) if _utf8_problem(v)}
+                rows |= {i: why for i, why in enumerate(map(_utf8_problem, data)) if why}
     elif column.dtype.kind == "O":
-        rows = {i: _utf8_problem(value) for i, value in enumerate(data)
-                if (isinstance(value, (str, bytes)) and ("\x00" if isinstance(value, str) else b"\x00") in value)
-                or _utf8_problem(value)}
+        rows = {i: why for i, (value, why) in enumerate(zip(data, map(_utf8_problem, data)))
+                if why or (isinstance(value, (str, bytes)) and ("\x00" if isinstance(value, str) else b"\x00") in value)}
     else:
         return
     masked = np.ma.getmaskarray(column)

@@ -14,8 +14,7 @@ column is numeric (0049's rule: not the object_id template's fields without a fo
 [xid] columns), text spelling NaN or an infinity as null and a plain decimal number as that
 number, also where the reader gave bytes (HDF5, a Parquet binary column: such text stayed text
 after 0049, which made the numbers of every other format's text columns numbers). Here the attrs
-stored before (sources'
-and a joining release's rotation periods') are made so. Every release's diff is then computed
+stored before (sources' and a joining release's rotation periods') are made so. Every release's diff is then computed
 again (catalog.db.DIFFS_RECOMPUTED_AT): an object whose attrs this changes in one release only
 would otherwise show as 'changed' against the next.
 
