@@ -299,6 +299,11 @@ ROUTES: dict[str, tuple[Callable[[Params, sa.Engine], tuple[Table, list[Info]]],
     "/scs": (cone, True), "/similar": (similar_sources, False)}
 
 
+def route(path: str) -> str:
+    """A request's path as :data:`ROUTES` names it (``/scs/`` is ``/scs``; the index ``/``)."""
+    return path.rstrip("/") or "/"
+
+
 def votable(table: Table, infos: list[Info], scs: bool) -> bytes:
     """A result table as VOTable bytes: each FIELD described (:data:`FIELDS`), text of any length
     (``arraysize="*"``: an empty answer's and the metadata query's columns too), RA and Dec referring to
@@ -332,9 +337,10 @@ def votable(table: Table, infos: list[Info], scs: bool) -> bytes:
     return out.getvalue()
 
 
-def error_votable(message: str) -> bytes:
-    """An error as SCS 1.03 and DALI say: a VOTable with INFO Error and INFO QUERY_STATUS = ERROR."""
-    vot = VOTableFile()
+def error_votable(message: str, scs: bool) -> bytes:
+    """An error as SCS 1.03 and DALI say: a VOTable with INFO Error and INFO QUERY_STATUS = ERROR, in the
+    version the path's answers have (``scs``: 1.1, as :func:`votable`; it was 1.4 on every path)."""
+    vot = VOTableFile(version="1.1" if scs else "1.4")
     resource = Resource(type="results")
     vot.resources.append(resource)
     resource.infos.extend([Info(name="QUERY_STATUS", value="ERROR"), Info(name="Error", value=message)])
@@ -481,7 +487,7 @@ def handler(engine: sa.Engine, request_timeout: float = REQUEST_TIMEOUT, header_
         def _serve(self, form: str = "") -> None:
             """Answer the path's search, its parameters in the query string and ``form`` (a POST's)."""
             url = urllib.parse.urlsplit(self.path)
-            path = url.path.rstrip("/") or "/"
+            path = route(url.path)
             if path == "/":
                 return self._send(HTTPStatus.OK, "text/plain; charset=utf-8", INDEX.encode())
             if path not in ROUTES:
@@ -527,8 +533,11 @@ def handler(engine: sa.Engine, request_timeout: float = REQUEST_TIMEOUT, header_
             self._error(HTTPStatus(code), message or HTTPStatus(code).phrase)
 
         def _error(self, status: HTTPStatus, message: str, retry: bool = False) -> None:
-            """An error VOTable; ``retry``: with ``Retry-After`` (the server's state, not the request)."""
-            self._send(status, VOTABLE, error_votable(message), (("Retry-After", str(RETRY_AFTER_S)),) if retry else ())
+            """An error VOTable, in the version of the path's answers (a path not served: 1.4); ``retry``: with
+            ``Retry-After`` (the server's state, not the request)."""
+            # http.server's own errors may come before the request line is read: no path then
+            scs = ROUTES.get(route(urllib.parse.urlsplit(getattr(self, "path", "")).path), (None, False))[1]
+            self._send(status, VOTABLE, error_votable(message, scs), (("Retry-After", str(RETRY_AFTER_S)),) if retry else ())
 
         def _send(self, status: HTTPStatus, content_type: str, body: bytes,
                   headers: tuple[tuple[str, str], ...] = ()) -> None:
@@ -717,7 +726,7 @@ class PooledHTTPServer(HTTPServer):
 
     def _busy(self, request, client_address) -> None:
         log.warning("%s: 503, %d connections answered or waiting already", client_address[0], self.most)
-        body = error_votable("the service is busy: try again shortly")
+        body = error_votable("the service is busy: try again shortly", scs=False)  # the request is not read
         try:
             request.settimeout(1.0)  # a new socket's send buffer takes this at once; never wait on a client
             request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: " + VOTABLE.encode()

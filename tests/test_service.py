@@ -185,6 +185,19 @@ def test_a_bad_request_is_an_error_votable_a_vo_client_reads(service, query, mes
         pyvo.dal.SCSService(f"{service}/scs").search(pos=CENTRE, radius=0.1, release="nope")
 
 
+@pytest.mark.parametrize("path, version", [("scs?RA=1&DEC=91&SR=1", "1.1"), ("scs/?SR=1", "1.1"),
+                                           ("similar?SOURCE_ID=x", "1.4"), ("nowhere", "1.4")])
+def test_an_error_votable_has_the_version_of_the_paths_answers(service, path, version):
+    """An SCS client gets its errors as it gets its answers, VOTable 1.1 (SCS 1.03's): they were 1.4 on
+    every path; a method http.server refuses (PUT) answers in the path's version too."""
+    if path != "nowhere":  # (a path not served is a 404 whose text lists those that are)
+        status, body = _get(f"{service}/{path}")
+        assert status == 400 and _infos(body)["QUERY_STATUS"] == "ERROR"
+        assert parse(io.BytesIO(body), verify="exception").version == version
+    status, _, body = _request(f"{service}/{path}", "PUT", b"")
+    assert status == 501 and parse(io.BytesIO(body), verify="exception").version == version
+
+
 def test_similarity_search_over_http_is_the_python_api(service, catalog):
     source = int(cone_search(*CENTRE, 1.0)["source_id"][0])
     status, body = _get(f"{service}/similar?source_id={source}&k=5")
