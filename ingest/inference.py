@@ -269,6 +269,19 @@ def forget_runs(conn: sa.Connection, model_id: int, run_ids: list[int]) -> None:
         conn.execute(sa.delete(InferenceRun).where(InferenceRun.run_id.in_(run_ids)))  # skips go with it (cascade)
 
 
+def forget_stranded_runs(conn: sa.Connection, model_id: int, task: Task) -> list[int]:
+    """Delete a version's unfinished runs that no run holds, and what they wrote: a run killed before it
+    finished, whose clean-up failed too, is deleted by the version's next run on the release, and a
+    retired version has none. A run still going on holds its lock (:func:`run_lock`) and is left to
+    refuse its own end. Returns the runs deleted."""
+    runs = conn.execute(sa.select(InferenceRun.run_id, InferenceRun.release_id).where(
+        InferenceRun.model_id == model_id, InferenceRun.finished_at.is_(None)).order_by(InferenceRun.run_id)).all()
+    stranded = [run.run_id for run in runs if conn.scalar(sa.select(sa.func.pg_try_advisory_xact_lock(
+        sa.func.hashtext(run_lock(task, model_id, run.release_id)))))]
+    forget_runs(conn, model_id, stranded)
+    return stranded
+
+
 def _run_lanes(engine: sa.Engine, task: Task, model, dev: torch.device, params: dict, run_id: int,
                batch_size: int, lanes: int) -> tuple[int, int, int]:
     """Read, infer and write a release's sources in ``lanes`` ranges of source_id at once; returns

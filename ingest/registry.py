@@ -275,10 +275,13 @@ def register_weights_file(engine: sa.Engine, task_name: str, path: str | Path, *
 
 def retire_model(engine: sa.Engine, name: str, version: str) -> Model:
     """Retire a version: it stops being current; its predictions and embeddings stay, and its queued
-    infer jobs are dropped (a retired version writes nothing new). Where it was
+    infer jobs are dropped (a retired version writes nothing new), as are its runs left unfinished by
+    a crash (:func:`ingest.inference.forget_stranded_runs`: no next run would delete them). Where it was
     current, the previous promoted version is current again and is queued on every release it has
     not run on (:func:`backfill`): releases that only the retired version had run on have no current
     outputs until those jobs run."""
+    from ingest.inference import forget_stranded_runs  # (which imports this module)
+
     with engine.begin() as conn:
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(f"model:{name}"))))
         before = current_version(conn, name)
@@ -294,6 +297,9 @@ def retire_model(engine: sa.Engine, name: str, version: str) -> Model:
         if dropped:
             log.warning("%s version %s retired: its queued infer jobs %s dropped", name, version,
                         ", ".join(map(str, dropped)))
+        if row.task in all_tasks() and (stranded := forget_stranded_runs(conn, row.model_id, get_task(row.task))):
+            log.warning("%s version %s retired: its unfinished runs %s (left by a crash) deleted with what they "
+                        "wrote", name, version, ", ".join(map(str, stranded)))
         current = current_version(conn, name)
     if current is not None and current.task in all_tasks() and (before is None or before.model_id != current.model_id):
         backfill(engine, current)

@@ -34,12 +34,13 @@ def _queued(engine) -> set[tuple[str, str, str]]:
 
 @pytest.fixture
 def scratch_models(engine):
-    """Removes the versions registered under the names the test registers, their runs and all jobs."""
+    """Removes the versions registered under the names the test registers, their runs and outputs, and all jobs."""
     names: list[str] = []
     yield names
     with engine.begin() as conn:
-        conn.execute(sa.text("DELETE FROM healcat.inference_run WHERE model_id IN "
-                             "(SELECT model_id FROM healcat.model WHERE name = ANY(:n))"), {"n": names})
+        for table in ("embedding", "prediction", "inference_run"):
+            conn.execute(sa.text(f"DELETE FROM healcat.{table} WHERE model_id IN "  # noqa: S608
+                                 "(SELECT model_id FROM healcat.model WHERE name = ANY(:n))"), {"n": names})
         conn.execute(sa.text("DELETE FROM healcat.model WHERE name = ANY(:n)"), {"n": names})
         conn.execute(sa.text("DELETE FROM healcat.job"))
 
@@ -333,6 +334,42 @@ def test_a_run_whose_version_is_retired_or_release_withdrawn_meanwhile_keeps_not
         assert conn.scalar(sa.text("SELECT count(*) FROM healcat.inference_skip k JOIN healcat.source s "
                                    "USING (shard, source_id) JOIN healcat.release r USING (release_id) "
                                    "WHERE r.name = 'scratch/race'")) == 0
+
+
+def test_retiring_a_version_deletes_its_runs_a_crash_left_unfinished(
+        engine, catalog, tmp_path, scratch_release, scratch_models, caplog):
+    """A run killed before it finished, whose clean-up failed too, is deleted by the version's next run
+    on the release; a retired version has none, so its rows stayed for good. Now retiring deletes them,
+    but not a run still going on (it holds its lock), nor a finished run's outputs."""
+    from ingest.inference import run_lock
+
+    scratch_models.append("stranded-clf")
+    version = registry.register_weights_file(engine, "object_class", catalog["classifier"].weights_path,
+                                             name="stranded-clf")
+    runs = {}
+    for name in ("kept", "crashed", "running"):
+        ingest_release(scratch_mapping(tmp_path, name), engine,
+                       file=write_csv(tmp_path / f"{name}.csv", sdss_rows()[:80]))
+        runs[name] = run_model(engine, version.name, f"scratch/{name}", version=version.version).run_id
+    count = "SELECT count(*) FROM healcat.{} WHERE run_id = :r"
+    with engine.begin() as conn:  # two runs as a crash between their lanes' commits leaves them
+        conn.execute(sa.text("UPDATE healcat.inference_run SET finished_at = NULL WHERE run_id = ANY(:r)"),
+                     {"r": [runs["crashed"], runs["running"]]})
+        written = {name: conn.scalar(sa.text(count.format("prediction")), {"r": run}) for name, run in runs.items()}
+        release = conn.scalar(sa.text("SELECT release_id FROM healcat.release WHERE name = 'scratch/running'"))
+    assert all(written.values())
+    with engine.connect() as running:  # one of them still going on: it holds its run's lock
+        running.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(
+            run_lock(registry.get_task("object_class"), version.model_id, release)))))
+        retire_model(engine, version.name, version.version)
+        running.rollback()
+    with engine.connect() as conn:
+        left = {name: conn.scalar(sa.text(count.format("inference_run")), {"r": run}) for name, run in runs.items()}
+        predictions = {name: conn.scalar(sa.text(count.format("prediction")), {"r": run}) for name, run in runs.items()}
+    assert left == {"kept": 1, "crashed": 0, "running": 1}
+    assert predictions == {"kept": written["kept"], "crashed": 0, "running": written["running"]}
+    assert (f"stranded-clf version {version.version} retired: its unfinished runs {runs['crashed']} (left by a "
+            "crash) deleted") in caplog.text
 
 
 def test_a_required_model_retired_as_a_run_begins_fails_the_run_for_a_retry(
