@@ -16,7 +16,7 @@ from benchmarks import (bench_cone, bench_inference, bench_ingest, bench_mixture
 BENCHMARKS = {"cone": bench_cone.main, "regions": bench_cone.regions, "similarity": bench_similarity.main,
               "xmatch": bench_xmatch.main, "ingest": bench_ingest.main, "workers": bench_workers.main,
               "inference": bench_inference.main, "releases": bench_releases.main,
-              "mixture": bench_mixture.main}
+              "diff": bench_releases.diff, "mixture": bench_mixture.main}
 
 
 def run(names: list[str]) -> list[str]:

