@@ -78,7 +78,7 @@ from catalog.errors import HealcatError, QueryError, first_line
 from catalog.search.cancel import cancel
 from catalog.search.cone import MIN_RADIUS_ARCSEC, Cone
 from catalog.search.region import MAX_K, run
-from catalog.search.results import COLUMNS
+from catalog.search.results import COLUMNS, table_from_columns
 from catalog.watchdog import Elsewhere, Watchdog
 
 log = logging.getLogger(__name__)
@@ -209,6 +209,21 @@ class Params:
         return self._parsed(name, default, parse)
 
 
+#: A cone's rows, nearest first, and the releases it read (the one named, or those published) in the same
+#: statement, so in one snapshot: a release published meanwhile is in both or in neither (they were two
+#: statements). Where the cone holds no source, one row of NULLs carries the releases.
+SCS_STATEMENT = ("SELECT hit.*, scope.releases FROM (SELECT * FROM ({cone}) AS hit ORDER BY distance_arcsec, "
+                 "source_id LIMIT %s) AS hit RIGHT JOIN (SELECT coalesce(%s::text, (SELECT string_agg(name, ', ' "
+                 "ORDER BY name) FROM healcat.current_release)) AS releases) AS scope ON true "
+                 "ORDER BY hit.distance_arcsec, hit.source_id")
+
+
+def _hits_and_releases(names: list[str], rows: list[tuple]) -> tuple[Table, str | None]:
+    """:data:`SCS_STATEMENT`'s rows as the cone's Table and the releases it read."""
+    source_id = names.index("source_id")
+    return table_from_columns(names[:-1], [row[:-1] for row in rows if row[source_id] is not None]), rows[0][-1]
+
+
 def cone(params: Params, engine: sa.Engine) -> tuple[Table, list[Info]]:
     """SCS: the cone's sources, at most MAXREC of them (nearest first, ties by source_id)."""
     ra, dec, sr = params.number("RA"), params.number("DEC"), params.number("SR")
@@ -232,11 +247,11 @@ def cone(params: Params, engine: sa.Engine) -> tuple[Table, list[Info]]:
         maxrec, sr = 0, 1e-9
     statement, args = Cone(ra, dec, sr).sql()
     release = params.text("RELEASE")
-    table = run(engine, "cone", f"SELECT * FROM ({statement}) AS hit ORDER BY distance_arcsec, source_id LIMIT %s",
-                (*args, maxrec + 1), release)
+    table, releases = run(engine, "cone", SCS_STATEMENT.format(cone=statement), (*args, maxrec + 1, release), release,
+                          answer=_hits_and_releases)
     # MAXREC=0 with sources in the cone: OVERFLOW, as DALI says (no rows, and more than that to be had)
     infos = [Info(name="QUERY_STATUS", value="OVERFLOW" if len(table) > maxrec and not metadata else "OK"),
-             *_provenance(engine, release)]
+             Info(name="releases", value=releases or "")]
     if verb == 1:
         table = table[["source_id", "ra", "dec"]]
     return table[:maxrec], infos
@@ -278,15 +293,6 @@ def _votable_format(params: Params) -> None:
     if wanted is not None and wanted.split(";")[0].strip().lower() not in VOTABLE_FORMATS:
         raise QueryError(f"RESPONSEFORMAT {wanted!r} is not served: the answers are VOTables "
                          f"(RESPONSEFORMAT={VOTABLE_FORMATS[0]} or absent)")
-
-
-def _provenance(engine: sa.Engine, release: str | None) -> list[Info]:
-    """What the answer read, as INFO elements: the releases (the one named, or every published one as the
-    answer is given; a new release or model version changes what the same URL answers, and a saved answer
-    says which)."""
-    names = release or run(engine, "cone", "SELECT string_agg(name, ', ' ORDER BY name) FROM healcat.current_release",
-                           (), answer=_first_row)[0]
-    return [Info(name="releases", value=names or "")]
 
 
 def _first_row(names: list[str], rows: list[tuple]) -> tuple:

@@ -19,6 +19,7 @@ from astropy.coordinates import SkyCoord
 from astropy.io.votable import parse, parse_single_table
 
 from catalog import cone_search, db
+from catalog.search.region import run
 from catalog.search.similar import similar
 from catalog.service import make_server, warn_of_connection_limit
 from catalog.watchdog import Elsewhere
@@ -99,11 +100,21 @@ def test_verbosity_release_maxrec_and_the_metadata_query(service):
         io.BytesIO(body)).to_table()) == 0
 
 
-def test_an_answer_names_the_releases_and_model_version_it_read(service, engine):
+def test_an_answer_names_the_releases_and_model_version_it_read(service, engine, monkeypatch):
+    from catalog import service as served
+
     with engine.connect() as conn:
         published = conn.scalars(sa.text("SELECT name FROM healcat.current_release ORDER BY name")).all()
         version = conn.scalar(sa.text("SELECT version FROM healcat.current_model WHERE name = 'photoz-sdss'"))
-    assert _infos(_get(f"{service}/scs?RA={CENTRE[0]}&DEC={CENTRE[1]}&SR=0.2")[1])["releases"] == ", ".join(published)
+    statements = []
+    monkeypatch.setattr(served, "run", lambda *args, **kwargs: statements.append(args[2]) or run(*args, **kwargs))
+    # the rows and the releases they came from in one statement (one snapshot: they were two), an empty cone too
+    for cone, rows in ((f"RA={CENTRE[0]}&DEC={CENTRE[1]}&SR=0.2", True), ("RA=1&DEC=-89.5&SR=0.001", False)):
+        status, body = _get(f"{service}/scs?{cone}")
+        assert status == 200 and _infos(body)["releases"] == ", ".join(published)
+        assert (len(parse_single_table(io.BytesIO(body)).to_table()) > 0) == rows
+    assert len(statements) == 2
+    monkeypatch.undo()
     assert _infos(_get(f"{service}/scs?RA={CENTRE[0]}&DEC={CENTRE[1]}&SR=0.2&RELEASE={SDSS_RELEASE}")[1])[
         "releases"] == SDSS_RELEASE
     source = int(cone_search(*CENTRE, 1.0)["source_id"][0])
