@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ingest.cells import json_scalar, sentinel_like
-from ingest.mapping import AB_ZERO_POINT_UJY, FLUX_MAG_FAINTEST, ROW_FIELD, MappedChunk, Mapping
+from ingest.mapping import AB_ZERO_POINT_UJY, FLUX_MAG_FAINTEST, REQUIRED, ROW_FIELD, MappedChunk, Mapping
 
 MAG_RANGE = (-30.0, 50.0)  # [mag]: the Sun is -26.7; the deepest surveys reach about 30
 #: [mag] of a catalogue flux: no source a survey catalogues is brighter than -5 (Venus at its brightest: -4.9);
@@ -191,12 +191,12 @@ def validate(mapping: Mapping, chunk: MappedChunk, seen_ids: SeenIds,
                     bad = ~np.isnan(v) & ~((v == np.floor(v)) & (np.abs(v) <= top))
                 reject(bad, column, lambda i, v=v, c=column, top=top: f"{c} {v[i]} is not a whole number "
                                                                       f"in [{-top}, {top}]")
-    if "rotation_period" in chunk.sections:
-        column = mapping.sections["rotation_period"]["period"]
-        reject(np.isnan(chunk.sections["rotation_period"]["period"]), column, lambda i: f"{column} is missing")
-    if "stellar_mass" in chunk.sections:
-        column = mapping.sections["stellar_mass"]["log_mass"]
-        reject(np.isnan(chunk.sections["stellar_mass"]["log_mass"]), column, lambda i: f"{column} is missing")
+    for name, key in REQUIRED.items():  # a row of a per-release table without its value (a sentinel: none)
+        if name in chunk.sections:
+            column, listed = mapping.sections[name][key], mapping.section_sentinels.get(name)
+            why = f"{column} is missing" + (f" (empty, or a [{name}] sentinel: {', '.join(f'{v:g}' for v in listed)})"
+                                            if listed else "")
+            reject(np.isnan(chunk.sections[name][key]), column, lambda i, why=why: why)
     candidates = [i for i, oid in enumerate(chunk.object_id) if i not in reason and oid is not None]
     id_columns = ",".join(f for f in mapping.object_id_fields if f != ROW_FIELD) or None  # what the id is made of
     earlier = seen_ids.earlier_rows([chunk.object_id[i] for i in candidates], chunk.row_number[candidates])

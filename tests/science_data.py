@@ -80,13 +80,15 @@ def _code_masses() -> dict[str, dict[int, float]]:
     """
     from astropy.io import fits
 
+    from ingest.mapping import load_mapping
+
     out_dir = data_dir() / CANDELS / "code_outputs"
     codes: dict[str, dict[int, float]] = {}
 
-    def add(code: str, ids, masses) -> None:
+    def add(code: str, ids, masses, failed: tuple[float, ...] = ()) -> None:
         table = codes.setdefault(code, {})
         for i, m in zip(np.asarray(ids).astype(float).astype(int).tolist(), np.asarray(masses, float).tolist()):
-            if np.isfinite(m) and 6.0 < m < 13.0:  # log10 Msun; codes flag failed fits with sentinels
+            if np.isfinite(m) and 6.0 < m < 13.0 and m not in failed:  # log10 Msun; codes flag failed fits with sentinels
                 table[i] = m
 
     for sample in ("z1", "z3"):
@@ -96,7 +98,9 @@ def _code_masses() -> dict[str, dict[int, float]]:
                                  ("interrogator_bpass", f"INTERROGATOR_{sample}_output.dat", "BPASS_log10M*_50"),
                                  ("interrogator_pegase", f"INTERROGATOR_{sample}_output.dat", "PEGASE_log10M*_50")):
             names, arr = _whitespace_table(out_dir / fname)
-            add(code, arr[:, 0], arr[:, names.index(col)])
+            # SED3FIT's failed fits (the grid's floor), as its shipped mappings list them
+            failed = load_mapping(f"candels_sed3fit_{sample}").section_sentinels["stellar_mass"] if code == "sed3fit" else ()
+            add(code, arr[:, 0], arr[:, names.index(col)], failed)
         beagle = fits.getdata(out_dir / f"BEAGLE_summary_catalogue_{sample}.fits", "GALAXY PROPERTIES")
         add("beagle", beagle["ID"], np.log10(beagle["M_star_median"]))
         magphys = fits.getdata(out_dir / ("MAGPHYS_output.fits" if sample == "z1" else "MAGPHYS_output_z3.fits"), 1)

@@ -171,8 +171,15 @@ def test_candels_magnitudes_and_sed_masses_join_by_candels_id(engine, catalogues
     assert got.mag == pytest.approx(mag, abs=1e-5) and got.mag_err == pytest.approx(float(probe[header.index("eACS_F435W")]))
     assert got.flux_ujy == pytest.approx((mag * u.ABmag).to(u.uJy, u.spectral_density(1 * u.um)).value, rel=1e-6)
     assert got.log_mass_msun == float(prospector[probe[0]][1])
-    for name in ("candels_prospector_z1", "candels_sed3fit_z1"):
-        assert catalogues[name].row_counts["joined"] == len(rows) and catalogues[name].row_counts["source"] == 0
+    assert catalogues["candels_prospector_z1"].row_counts["joined"] == len(rows)
+    # SED3FIT's failed fits (every parameter at its grid's corner, Mstar 7.002) are quarantined, not masses
+    sed_header, sed_rows = _rows(data_dir() / "candels_goodss_sedfit_comparison/code_outputs/"
+                                 "RIVERSIDE_z1_SED3FIT_RESULTS_8_2.dat", 0)
+    failed = [n for n, r in enumerate(sed_rows, 1) if float(r[sed_header.index("Mstar50")]) == 7.002]
+    assert len(failed) == 8 and catalogues["candels_sed3fit_z1"].row_counts["joined"] == len(sed_rows) - 8
+    assert [(q.row_number, q.column_name, q.reason) for q in _quarantine(engine, catalogues["candels_sed3fit_z1"].release_id)] \
+        == [(n, "Mstar50", "Mstar50 is missing (empty, or a [stellar_mass] sentinel: 7.002)") for n in failed]
+    assert all(catalogues[name].row_counts["source"] == 0 for name in ("candels_prospector_z1", "candels_sed3fit_z1"))
 
 
 def test_eazy_fluxes_with_zero_point_25_become_ab_magnitudes(engine, catalogues):
