@@ -406,4 +406,10 @@ def missing_model(conn: sa.Connection, name: str, version: str | None) -> QueryE
                             {"n": name}).all()
     if versions and version is not None:  # as SQL's healcat.resolve_model says it
         return QueryError(f"model {name} has no version {version} (versions: {', '.join(versions)})")
+    if versions:  # every version retired, or none promoted (it said "no model named", naming the model itself)
+        task = conn.scalar(sa.text("SELECT task FROM healcat.model WHERE name = :n ORDER BY model_id DESC LIMIT 1"),
+                           {"n": name})
+        return QueryError(f"model {name} has no current version: none is promoted and unretired (versions: "
+                          f"{', '.join(versions)}): `healcat train {task}` (`--seed N` where seed 0's version was "
+                          f"retired), or `healcat model promote {name} VERSION` for a candidate")
     return QueryError(f"no model named {name!r} (version {version or 'current'}){model_hint(conn, name)}")

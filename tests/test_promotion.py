@@ -285,6 +285,10 @@ def test_a_retired_version_writes_nothing_new(engine, catalog, capsys, caplog, s
                      capsys.readouterr().out)
     assert main(["infer", retired.name, SDSS_RELEASE, "--version", retired.version]) == 1
     assert f"infer: retired-clf version {retired.version} is retired (at " in capsys.readouterr().err
+    # its only version retired, the model has none current: it said "no model named 'retired-clf'"
+    assert main(["infer", retired.name, SDSS_RELEASE]) == 1
+    assert (f"model retired-clf has no current version: none is promoted and unretired (versions: {retired.version}): "
+            "`healcat train object_class`") in capsys.readouterr().err
     with pytest.raises(HealcatError, match="retiring is for good"):
         run_model(engine, retired.name, SDSS_RELEASE, version=retired.version)
     with engine.connect() as conn:
