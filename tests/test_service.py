@@ -123,13 +123,12 @@ def test_an_answer_names_the_releases_and_model_version_it_read(service, engine,
     assert status == 200 and (infos["model"], infos["model_version"], infos["releases"]) == (
         "photoz-sdss", version, SDSS_RELEASE)
     assert infos["QUERY_STATUS"] == "OVERFLOW" and list(table["source_id"]) == list(similar(source, k=2)["source_id"])
-    # a release the model has not run on: the version read is the one on the source's release (an INFO with
-    # no value was written, which a strict reader refuses), and no release held its embeddings
+    # a release the model has not run on: an error VOTable saying so (it was an empty answer), strictly valid
     status, body = _get(f"{service}/similar?source_id={source}&k=3&release={GAIA_RELEASE}")
     votable = parse(io.BytesIO(body), verify="exception")
     infos = {info.name: info.value for info in votable.resources[0].infos}
-    assert status == 200 and (infos["model_version"], infos["releases"]) == (version, "")
-    assert len(votable.get_first_table().to_table()) == 0
+    assert status == 400 and infos["QUERY_STATUS"] == "ERROR"
+    assert f"photoz-sdss version {version} has no finished run on release {GAIA_RELEASE}" in infos["Error"]
     status, body = _get(f"{service}/scs?RA={CENTRE[0]}&DEC={CENTRE[1]}&SR=0.01&"
                         "RESPONSEFORMAT=application/x-votable%2Bxml;serialization=TABLEDATA")  # DALI's MIME parameters
     assert status == 200 and _infos(body)["QUERY_STATUS"] == "OK"

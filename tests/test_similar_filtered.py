@@ -107,7 +107,10 @@ def test_filter_with_fewer_than_k_candidates_returns_them_all(engine, space):
 
 
 def test_release_filter(engine, space):
-    assert len(similar(int(space["id"][0]), model=PHOTOZ_MODEL, k=5, release=GAIA_RELEASE)) == 0
+    # a release the model has not run on (photo-z in Gaia): an error saying so, not an empty answer
+    with pytest.raises(QueryError, match=rf"version \S+ has no finished run on release {GAIA_RELEASE} "
+                                         rf"\(it has on [^)]*{SDSS_RELEASE}[^)]*\), so none of its embeddings"):
+        similar(int(space["id"][0]), model=PHOTOZ_MODEL, k=5, release=GAIA_RELEASE)
     in_sdss = similar(int(space["id"][0]), model=PHOTOZ_MODEL, k=5, release=SDSS_RELEASE)
     assert list(in_sdss["source_id"]) == list(similar(int(space["id"][0]), model=PHOTOZ_MODEL, k=5)["source_id"])
     assert set(in_sdss["release"]) == {SDSS_RELEASE}
@@ -149,7 +152,8 @@ def test_the_plan_follows_the_filters_selectivity(engine, space):
                                      "USING (release_id) WHERE r.name = :r"), {"r": GAIA_RELEASE}).scalars().all()
     mixed = plan(engine, k=10, candidates=stars + space["id"][:30].tolist())
     assert mixed.plan == "exact" and mixed.n_candidates < 1000
-    assert plan(engine, k=10, release_name=GAIA_RELEASE).n_candidates == 0
+    with pytest.raises(sa.exc.DBAPIError, match=f"no finished run on release {GAIA_RELEASE}"):
+        plan(engine, k=10, release_name=GAIA_RELEASE)  # as the search would be
     assert plan(engine, k=10, release_name=SDSS_RELEASE).n_candidates == n
 
 
@@ -436,16 +440,21 @@ def test_a_search_of_published_releases_without_the_models_outputs_is_an_error(e
     """A survey's new release published and not yet run (its backfill pending), every published release
     without the version's outputs: similar_scope searched an empty list of releases and answered no
     rows, with no error; now the error names them and where the version has run. A release named
-    without outputs is still answered (no rows)."""
+    without outputs is an error too (it answered no rows, as if nothing there were similar)."""
     from ingest.load import ingest_release
     from tests.conftest import scratch_mapping, sdss_rows, write_csv
 
     ingest_release(scratch_mapping(tmp_path, "v3"), engine, file=write_csv(tmp_path / "v3.csv", sdss_rows()[:50]))
     source = superseded["ids"][("scratch/v2", superseded["both"][0])]
     with engine.connect() as conn:
-        named = conn.execute(sa.text("SELECT * FROM healcat.similar_sources(:s, :m, 5, release_name => 'scratch/v3')"),
-                             {"s": source, "m": PHOTOZ_MODEL}).all()
-        assert named == []
+        version = conn.scalar(sa.text("SELECT version FROM healcat.current_model WHERE name = :m"), {"m": PHOTOZ_MODEL})
+        for sql in ("SELECT * FROM healcat.similar_sources(:s, :m, 5, release_name => 'scratch/v3')",
+                    "SELECT * FROM healcat.similar_to_vector((SELECT vec FROM healcat.embedding WHERE source_id = :s "
+                    "LIMIT 1), :m, 5, release_name => 'scratch/v3')"):
+            with pytest.raises(sa.exc.DBAPIError, match=rf"model {PHOTOZ_MODEL} version {version} has no finished run "
+                                                        r"on release scratch/v3 \(it has on [^)]*scratch/v2[^)]*\), so "
+                                                        r"none of its embeddings: `healcat infer"), conn.begin_nested():
+                conn.execute(sa.text(sql), {"s": source, "m": PHOTOZ_MODEL}).all()
         # the other published releases (the session's SDSS sample among them) superseded, in this
         # transaction only: scratch/v3 is then the one published release
         conn.execute(sa.text("UPDATE healcat.release SET status = 'superseded' WHERE status = 'published' "
