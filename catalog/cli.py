@@ -401,7 +401,7 @@ def _run_line(result) -> str:
     """A run's line; a run done before predicted nothing now (it printed "0 predicted, 0 skipped", which
     read as that run's counts: `healcat model show` has them)."""
     if result.already_done:
-        return f"run {result.run_id} on {result.device}: done before (already done: nothing to do)"
+        return f"run {result.run_id} on {result.device}: done before, nothing to do"
     return (f"run {result.run_id} on {result.device}: {result.n_predicted} predicted, {result.n_skipped} skipped "
             f"in {result.lanes} lane(s)")
 

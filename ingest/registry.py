@@ -402,13 +402,13 @@ def resolve_model(conn: sa.Connection, name: str, version: str | None = None) ->
 def missing_model(conn: sa.Connection, name: str, version: str | None) -> QueryError:
     """The error for a model name, or a version of it, that the registry does not have: the versions
     there are, or the models a name may have meant."""
-    versions = conn.scalars(sa.text("SELECT version FROM healcat.model WHERE name = :n ORDER BY model_id"),
-                            {"n": name}).all()
+    rows = conn.execute(sa.text("SELECT version, task FROM healcat.model WHERE name = :n ORDER BY model_id"),
+                        {"n": name}).all()
+    versions = [row.version for row in rows]
     if versions and version is not None:  # as SQL's healcat.resolve_model says it
         return QueryError(f"model {name} has no version {version} (versions: {', '.join(versions)})")
     if versions:  # every version retired, or none promoted (it said "no model named", naming the model itself)
-        task = conn.scalar(sa.text("SELECT task FROM healcat.model WHERE name = :n ORDER BY model_id DESC LIMIT 1"),
-                           {"n": name})
+        task = rows[-1].task  # the newest version's
         return QueryError(f"model {name} has no current version: none is promoted and unretired (versions: "
                           f"{', '.join(versions)}): `healcat train {task}` (`--seed N` where seed 0's version was "
                           f"retired), or `healcat model promote {name} VERSION` for a candidate")

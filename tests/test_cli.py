@@ -538,7 +538,7 @@ def test_infer_reports_the_required_models_runs_too(catalog, capsys):
     classifier = catalog["classifier"]
     assert len(lines) == 2, lines
     assert lines[0].startswith(f"required object_class: {classifier.name} version {classifier.version}: run ")
-    assert lines[0].endswith(": done before (already done: nothing to do)") and lines[1].startswith("run ")
+    assert lines[0].endswith(": done before, nothing to do") and lines[1].startswith("run ")
     assert " predicted" not in lines[0]  # it said "0 predicted, 0 skipped" of a run that had predicted 9,976
 
 
