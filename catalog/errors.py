@@ -16,13 +16,18 @@ class QueryError(HealcatError, ValueError):
 def query_error(exc: BaseException, what: str) -> QueryError | None:
     """The QueryError a database error (psycopg's, or SQLAlchemy's wrapping it) stands for, else None:
     SQLSTATE 22023 is an argument check of healcat's SQL functions (its message says which), 57014 a
-    statement cancelled by the server's statement_timeout (the read-only role has one)."""
+    statement cancelled: by the server's statement_timeout (the read-only role has one), or by another
+    session (healcat's watchdog, past the role's limit; an administrator), which PostgreSQL reports as
+    a "user request"."""
     state = getattr(getattr(exc, "orig", exc), "sqlstate", None)
     if state == "22023":  # invalid_parameter_value
         return QueryError(str(getattr(exc, "orig", exc)).splitlines()[0])
     if state == "57014":  # query_canceled
-        return QueryError(f"{what}: cancelled by the server's statement_timeout; narrow the search (a smaller "
-                          "region or radius, one release, fewer rows) or use a role with a longer timeout")
+        by = ("by another session (healcat's watchdog cancels a read-only statement that runs past the role's "
+              "limit; or an administrator)" if "user request" in str(getattr(exc, "orig", exc))
+              else "by the server's statement_timeout")
+        return QueryError(f"{what}: cancelled {by}; narrow the search (a smaller region or radius, one release, "
+                          "fewer rows) or use a role with a longer timeout")
     return None
 
 

@@ -112,6 +112,19 @@ def test_the_statement_timeout_is_a_query_error_saying_so(database_url, catalog)
     slow.dispose()
 
 
+def test_a_statement_cancelled_by_another_session_is_a_query_error_saying_so(engine):
+    """The watchdog's pg_cancel_backend reached the client as PostgreSQL's 'user request': the message
+    blamed the statement_timeout, which the session may not even have."""
+    from catalog.errors import query_error
+
+    with engine.connect() as conn, pytest.raises(sa.exc.OperationalError, match="user request") as raised:
+        conn.execute(sa.text("SELECT pg_cancel_backend(pg_backend_pid()), pg_sleep(5)"))
+    error = query_error(raised.value, "cone")
+    assert str(error).startswith("cone: cancelled by another session (healcat's watchdog cancels a read-only "
+                                 "statement that runs past the role's limit")
+    assert "statement_timeout" not in str(error)
+
+
 @pytest.mark.parametrize(("args", "kwargs", "message"), [
     ([[1.5]], {}, "source_ids must be integers"),
     (["7907"], {}, "source_ids must be integers"),
