@@ -446,26 +446,25 @@ def test_a_search_of_published_releases_without_the_models_outputs_is_an_error(e
 
     ingest_release(scratch_mapping(tmp_path, "v3"), engine, file=write_csv(tmp_path / "v3.csv", sdss_rows()[:50]))
     source = superseded["ids"][("scratch/v2", superseded["both"][0])]
+    searches = ("SELECT * FROM healcat.similar_sources(:s, :m, 5{named})",
+                "SELECT * FROM healcat.similar_to_vector((SELECT vec FROM healcat.embedding WHERE source_id = :s "
+                "LIMIT 1), :m, 5{named})")
+
+    def refused(named: str, message: str) -> None:
+        for sql in searches:
+            with pytest.raises(sa.exc.DBAPIError, match=message), conn.begin_nested():
+                conn.execute(sa.text(sql.format(named=named)), {"s": source, "m": PHOTOZ_MODEL}).all()
+
     with engine.connect() as conn:
         version = conn.scalar(sa.text("SELECT version FROM healcat.current_model WHERE name = :m"), {"m": PHOTOZ_MODEL})
-        for sql in ("SELECT * FROM healcat.similar_sources(:s, :m, 5, release_name => 'scratch/v3')",
-                    "SELECT * FROM healcat.similar_to_vector((SELECT vec FROM healcat.embedding WHERE source_id = :s "
-                    "LIMIT 1), :m, 5, release_name => 'scratch/v3')"):
-            with pytest.raises(sa.exc.DBAPIError, match=rf"model {PHOTOZ_MODEL} version {version} has no finished run "
-                                                        r"on release scratch/v3 \(it has on [^)]*scratch/v2[^)]*\), so "
-                                                        r"none of its embeddings: `healcat infer"), conn.begin_nested():
-                conn.execute(sa.text(sql), {"s": source, "m": PHOTOZ_MODEL}).all()
+        refused(", release_name => 'scratch/v3'", rf"model {PHOTOZ_MODEL} version {version} has no finished run on "
+                r"release scratch/v3 \(it has on [^)]*scratch/v2[^)]*\), so none of its embeddings: `healcat infer")
         # the other published releases (the session's SDSS sample among them) superseded, in this
         # transaction only: scratch/v3 is then the one published release
         conn.execute(sa.text("UPDATE healcat.release SET status = 'superseded' WHERE status = 'published' "
                              "AND name <> 'scratch/v3'"))
-        for sql in ("SELECT * FROM healcat.similar_sources(:s, :m, 5)",
-                    "SELECT * FROM healcat.similar_to_vector((SELECT vec FROM healcat.embedding WHERE source_id = :s "
-                    "LIMIT 1), :m, 5)"):
-            with pytest.raises(sa.exc.DBAPIError, match=r"has no finished run on the published releases "
-                                                        r"\(scratch/v3\), only on .*scratch/v2.*name a release it "
-                                                        r"has run on"), conn.begin_nested():
-                conn.execute(sa.text(sql), {"s": source, "m": PHOTOZ_MODEL}).all()
+        refused("", r"has no finished run on the published releases \(scratch/v3\), only on .*scratch/v2.*name a "
+                r"release it has run on")
         conn.rollback()
 
 
