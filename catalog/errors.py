@@ -1,5 +1,7 @@
 """healcat's exceptions: one root, each message says what was wrong and with which value."""
 
+import psycopg
+
 
 class HealcatError(Exception):
     """Root of every error healcat raises on purpose."""
@@ -59,11 +61,25 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+class SessionLost(Exception):
+    """Work stopped because the database session it depended on is gone: a worker's job once its session,
+    and the job's lock with it, went (ingest.worker.JobLost). Not a HealcatError: nothing was wrong with
+    the work, and it is to run again (:func:`lost_connection` recognises it)."""
+
+
 def lost_connection(exc: BaseException) -> bool:
-    """Whether a database error means the server could not be reached or the session was lost (no
-    SQLSTATE: the connection failed or broke; 08: connection exception; 28: login refused; 3D: no
-    such database; 57P01-03: the server shut down or is starting; 57P05 and 25P03: the server ended
-    a session idle longer than its ``idle_session_timeout`` or ``idle_in_transaction_session_timeout``),
-    rather than a statement failing (a timeout, a deadlock, a full disk)."""
-    state = getattr(getattr(exc, "orig", exc), "sqlstate", None)
-    return state is None or state[:2] in ("08", "28", "3D") or state in ("57P01", "57P02", "57P03", "57P05", "25P03")
+    """Whether an error means the server could not be reached or the session was lost (a psycopg error,
+    or SQLAlchemy's wrapping one: with no SQLSTATE, the connection failed or broke; 08: connection
+    exception; 28: login refused; 3D: no such database; 57P01-03: the server shut down or is starting;
+    57P05 and 25P03: the server ended a session idle longer than its ``idle_session_timeout`` or
+    ``idle_in_transaction_session_timeout``), rather than a statement failing (a timeout, a deadlock, a
+    full disk) or any other exception (a bug, bad input); or :class:`SessionLost`."""
+    if isinstance(exc, SessionLost):
+        return True
+    orig = getattr(exc, "orig", exc)
+    if not isinstance(orig, psycopg.Error):
+        return False
+    state = orig.sqlstate
+    if state is None:  # raised by psycopg itself: a broken connection, or a misuse (a bug)
+        return isinstance(orig, (psycopg.OperationalError, psycopg.InterfaceError))
+    return state[:2] in ("08", "28", "3D") or state in ("57P01", "57P02", "57P03", "57P05", "25P03")

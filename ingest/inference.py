@@ -31,7 +31,7 @@ import sqlalchemy as sa
 import torch
 
 from catalog import settings
-from catalog.errors import HealcatError, QueryError
+from catalog.errors import HealcatError, QueryError, first_line, lost_connection
 from catalog.models import InferenceRun, Model, Release
 from ingest import progress
 from ingest.copy import ParentChecksOff, copy_columns, copy_rows
@@ -144,12 +144,19 @@ def run_model(engine: sa.Engine, model_name: str, release: str, *, version: str 
                     task.finish(conn, model, params, run_id)
                     conn.execute(sa.update(InferenceRun).where(InferenceRun.run_id == run_id).values(
                         n_predicted=n_pred, n_skipped=n_skip, finished_at=sa.func.clock_timestamp()))
-            except BaseException:
+            except BaseException as failure:
                 try:
                     with engine.begin() as conn:
                         forget_runs(conn, model_row.model_id, [run_id])
-                except Exception:  # the database is gone too: the run stays unfinished, the next one deletes it
-                    log.exception("run %d failed and what it wrote could not be deleted now", run_id)
+                except Exception as exc:  # the run stays unfinished, the next one deletes it
+                    # The database gone (a restart): the clean-up fails with the run, or is stopped with its job.
+                    lost = next((e for e in (failure, exc) if lost_connection(e)), None)
+                    if lost is None:
+                        log.exception("run %d failed and what it wrote could not be deleted now", run_id)
+                    else:
+                        log.warning("run %d of %s/%s on %s stopped, its database connection lost (%s): the next run "
+                                    "deletes what it wrote", run_id, model_row.name, model_row.version, release,
+                                    first_line(lost))
                 raise
     if done is not None:
         return _already_done(engine, model_row, done, tuple(required_runs))

@@ -32,7 +32,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from catalog.errors import ContentChanged, IngestError, MissingInputError, QueryError, first_line, lost_connection
+from catalog.errors import (ContentChanged, HealcatError, IngestError, MissingInputError, QueryError, SessionLost,
+                            first_line, lost_connection)
 from catalog.models import ScheduledIngest
 from catalog.watchdog import Watchdog
 from ingest import progress, queue
@@ -137,13 +138,15 @@ _NO_IDLE_TIMEOUT = sa.text("SELECT set_config('idle_session_timeout', '0', false
                            "WHERE current_setting('idle_session_timeout', true) IS NOT NULL")
 
 
-class JobLost(Exception):
-    """The worker's session no longer holds its job's lock: another worker may run the job now."""
+class JobLost(SessionLost):
+    """The worker's session no longer holds its job's lock: another worker may run the job now.
+    ``cause``: the error that ended the session (:attr:`connection_lost`), else why the lock is gone."""
 
-    def __init__(self, job_id: int, cause: BaseException | str):
-        super().__init__(f"job {job_id}: this worker's session with the database no longer holds the job "
-                         f"({cause if isinstance(cause, str) else first_line(cause)}); the job was stopped")
-        self.job_id = job_id
+    def __init__(self, job: sa.Row, cause: BaseException | str):
+        self.job_id, self.connection_lost = job.job_id, not isinstance(cause, str)
+        what = f"job {job.job_id} ({job.kind} {job.args})"
+        super().__init__(f"lost the database connection while running {what}: {first_line(cause)}"
+                         if self.connection_lost else f"{what}: this worker's session no longer holds it ({cause})")
 
 
 class Ownership:
@@ -193,8 +196,7 @@ class Ownership:
     def _lose(self, cause: BaseException | str) -> None:
         if self.lost is not None:
             return
-        self.lost = JobLost(self.job.job_id, cause)
-        log.error("%s", self.lost)
+        self.lost = JobLost(self.job, cause)  # logged where the worker handles it
         for conn in list(self._connections):  # stop what the job is doing on its connections now
             try:
                 if not conn.closed and not conn.invalidated:
@@ -239,7 +241,8 @@ class Worker:
             return self._run(once=once, poll_s=poll_s)
 
     def _run(self, *, once: bool, poll_s: float) -> int:
-        self.done, self.failed, wait_s, reached = 0, 0, 1.0, False
+        # away: the loss was logged (a warning, once), the attempts to connect again since are INFO
+        self.done, self.failed, wait_s, reached, away = 0, 0, 1.0, False, False
         while not self.stopping.is_set():
             self.claimed = False
             try:
@@ -248,19 +251,29 @@ class Worker:
                     reached = True
                     conn.execute(_NO_IDLE_TIMEOUT)
                     conn.commit()
+                    if away:
+                        log.info("connected to the database again")
+                    away = False
                     if self._serve(conn, once=once, poll_s=poll_s):
                         break
-            except JobLost:
+            except JobLost as exc:
                 if once:
                     raise
-                log.error("lost the database while running job %d; connecting again in 1 s", self.lost_job)
-                wait_s = 1.0
+                # a lock gone from a live session is no restart: something released it
+                log.log(logging.WARNING if exc.connection_lost else logging.ERROR,
+                        "%s; stopped it, nothing recorded; connecting again in 1 s to requeue it", exc)
+                wait_s, away = 1.0, True
                 self.stopping.wait(wait_s)
             except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
                 if once or not reached or not lost_connection(exc) or (getattr(exc.orig, "sqlstate", None) or "")[:2] == "28":
                     raise
                 wait_s = 1.0 if self.claimed else wait_s
-                log.error("lost the database (%s); connecting again in %.0f s", first_line(exc), wait_s)
+                if away:
+                    log.info("still no database (%s); connecting again in %.0f s", first_line(exc), wait_s)
+                else:
+                    log.warning("lost the database connection (%s); connecting again in %.0f s, then waiting up to "
+                                "%.0f s between attempts", first_line(exc), wait_s, RECONNECT_MAX_S)
+                away = True
                 self.stopping.wait(wait_s)
                 wait_s = min(RECONNECT_MAX_S, 2 * wait_s)
         return self.done
@@ -269,8 +282,10 @@ class Worker:
         """Claim and run jobs on one connection until stopped; True once ``once`` finds nothing due."""
         while not self.stopping.is_set():
             for job_id in queue.requeue_orphans(conn, lost=self.lost_job, name=self.name):
-                log.warning("requeued job %d: %s", job_id, "this worker lost its connection while running it"
-                            if job_id == self.lost_job else "its worker died or lost its connection")
+                if job_id == self.lost_job:  # the loss was logged, as a warning
+                    log.info("requeued job %d: this worker lost its connection while running it", job_id)
+                else:
+                    log.warning("requeued job %d: its worker died or lost its connection", job_id)
             self.lost_job = None
             job = queue.claim(conn, self.name)
             self.claimed = True  # the database answered: the next loss starts waiting from 1 s again
@@ -301,7 +316,12 @@ class Worker:
                 permanent = isinstance(exc, (IngestError, QueryError)) and not isinstance(exc, MissingInputError)
                 status = self._record(owned, lambda c: queue.fail(c, job, error, retry=not permanent))
                 self.failed += 1
-                log.error("job %d failed (%s): %s", job.job_id, status, exc)
+                # A connection of the job's lost (not the worker's own, which recorded this) is retried as any failure;
+                # healcat's own errors say what was wrong; anything else (a bug) gives its traceback.
+                lost = lost_connection(exc)
+                log.log(logging.WARNING if lost and status == "queued" else logging.ERROR, "job %d failed (%s): %s",
+                        job.job_id, status, first_line(exc) if lost else exc,
+                        exc_info=not (lost or isinstance(exc, HealcatError)))
             else:
                 self._record(owned, lambda c: queue.finish(c, job, result))
                 log.info("job %d done: %s", job.job_id, result)

@@ -354,7 +354,7 @@ def test_a_statement_that_fails_is_not_called_an_unreachable_database():
     'cannot reach the database' for each."""
     import psycopg
 
-    from catalog.errors import lost_connection
+    from catalog.errors import SessionLost, lost_connection
 
     assert lost_connection(psycopg.OperationalError("connection failed: Connection refused"))  # no SQLSTATE
     for gone in (psycopg.errors.AdminShutdown, psycopg.errors.InvalidPassword, psycopg.errors.InvalidCatalogName,
@@ -362,6 +362,10 @@ def test_a_statement_that_fails_is_not_called_an_unreachable_database():
         assert lost_connection(gone("x")), gone
     for failed in (psycopg.errors.QueryCanceled, psycopg.errors.DeadlockDetected, psycopg.errors.DiskFull):
         assert not lost_connection(sa.exc.OperationalError("SELECT 1", {}, failed("x"))), failed
+    # Any exception may be asked about (a worker's job raises anything): a bug is no lost connection,
+    # nor is psycopg's own refusal of a bad call (no SQLSTATE either); a job stopped with its session is.
+    assert not lost_connection(ZeroDivisionError("x")) and not lost_connection(psycopg.ProgrammingError("x"))
+    assert lost_connection(SessionLost("x"))
 
 
 def test_a_long_error_keeps_its_start_and_its_end_in_a_table():

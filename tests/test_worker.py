@@ -195,21 +195,26 @@ def test_inference_counts_skipped_galaxies_and_loads_weights_from_the_catalog(en
     assert weights.is_file(), "the weights came from the catalog, checked against their sha256"
 
 
+def _restart(conn: sa.Connection) -> list[int]:
+    """End every other client session of this database, as a server restart does (``conn``'s goes on)."""
+    conn.execute(sa.text("SELECT pg_stat_clear_snapshot()"))  # pg_stat_activity now, not as of its transaction's start
+    return conn.execute(sa.text(
+        "SELECT pid FROM (SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid() AND backend_type = 'client backend' OFFSET 0) s "
+        "WHERE pg_terminate_backend(pid)")).scalars().all()
+
+
 def test_a_worker_whose_connection_dies_connects_again_and_goes_on(engine, catalog, tmp_path, scratch_release, caplog):
     """A database restart dropped every worker's session: each died on its next claim."""
     worker = Worker(engine, name="test-reconnect")
     thread = threading.Thread(target=worker.run, kwargs={"poll_s": 0.1})
-    caplog.set_level(logging.ERROR, logger="ingest.worker")
+    caplog.set_level(logging.WARNING, logger="ingest.worker")
     thread.start()
     try:
         # its session answered a claim, and the worker holds it between claims: among those ended below
         wait_until(lambda: worker.claimed, "the worker looks for a job")
-        with engine.connect() as conn:  # every other session of this database, as a restart would
-            killed = conn.execute(sa.text(
-                "SELECT pid FROM (SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid() AND backend_type = 'client backend' OFFSET 0) s "
-                "WHERE pg_terminate_backend(pid)")).scalars().all()
-        assert killed
+        with engine.connect() as conn:
+            assert _restart(conn)
         mapping, csv = scratch_mapping(tmp_path, "reconnect"), _small_sdss(tmp_path, 5)
         with engine.begin() as conn:
             queue.enqueue(conn, "ingest", {"mapping": str(mapping), "file": str(csv)})
@@ -220,7 +225,9 @@ def test_a_worker_whose_connection_dies_connects_again_and_goes_on(engine, catal
         worker.stopping.set()
         thread.join(60)
     assert any(j.kind == "ingest" and j.status == "done" for j in _jobs(engine))
-    assert "lost the database" in caplog.text and "connecting again in 1 s" in caplog.text
+    assert [(r.levelno, r.getMessage().split(" (")[0]) for r in caplog.records if r.name == "ingest.worker"] == [
+        (logging.WARNING, "lost the database connection")], "one warning, no error"
+    assert "connecting again in 1 s" in caplog.text
 
 
 def test_the_servers_idle_session_timeout_is_a_lost_connection(engine):
@@ -347,8 +354,77 @@ def test_a_worker_that_loses_its_jobs_lock_stops_the_job_and_goes_on(engine, cat
     job = _jobs(engine)[0]
     assert (job.status, job.attempts) == ("done", 2) and not job.result["already_loaded"]
     assert _scalar(engine, "SELECT count(*) FROM healcat.release WHERE name = 'scratch/lost'") == 1
-    assert f"job {job_id}: this worker's session with the database no longer holds the job" in caplog.text
+    lost = [r for r in caplog.records if "lost the database connection" in r.getMessage()]
+    assert [r.levelname for r in lost] == ["WARNING"], "said once, as a warning"
+    assert lost[0].getMessage().startswith(f"lost the database connection while running job {job_id} (ingest {job.args}): ")
+    assert lost[0].getMessage().endswith("; stopped it, nothing recorded; connecting again in 1 s to requeue it")
     assert f"requeued job {job_id}: this worker lost its connection while running it" in caplog.text
+
+
+def _infer_job(engine, tmp_path, catalog, version: str) -> int:
+    """An infer job of the object classifier over a new release of 50 SDSS rows."""
+    from ingest.load import ingest_release
+
+    ingest_release(scratch_mapping(tmp_path, version), engine, file=_small_sdss(tmp_path, 50))
+    with engine.begin() as conn:
+        return queue.enqueue(conn, "infer", {"model": catalog["classifier"].name, "release": f"scratch/{version}"})[0]
+
+
+def test_a_restart_during_inference_is_a_warning_not_tracebacks(engine, catalog, tmp_path, scratch_release, caplog):
+    """A server restart while a worker ran an infer job logged five tracebacks at ERROR (one record: the
+    lane's COPY, its connections' rollbacks, the run's clean-up that could not connect), then the loss
+    and each attempt to connect again as errors, though the worker recovered as designed."""
+    caplog.set_level(logging.INFO)
+    holder = engine.connect()
+    workers = []
+    try:
+        holder.execute(sa.text("LOCK TABLE healcat.prediction IN SHARE MODE"))  # the run's writes wait on it
+        job_id = _infer_job(engine, tmp_path, catalog, "restart")
+        workers = _workers(engine, "restart-a")
+        # The server goes while the lane copies its outputs, and is still away when the run deletes them.
+        for statement in ("COPY %prediction%", "DELETE FROM healcat.prediction %"):
+            wait_until(lambda: sessions(engine, "wait_event_type = 'Lock' AND query LIKE :q", q=statement),
+                       f"{statement} waits")
+            assert _restart(holder)
+        holder.rollback()
+        wait_until(lambda: _jobs(engine)[0].status == "queued", "the job is requeued")
+        with engine.begin() as conn:  # skip the backoff
+            conn.execute(sa.text("UPDATE healcat.job SET run_after = now()"))
+        wait_until(lambda: _jobs(engine)[0].status == "done", "the job runs again")
+    finally:
+        holder.close()
+        _stop(workers)
+    job = _jobs(engine)[0]
+    assert (job.job_id, job.attempts, job.result["n_predicted"] + job.result["n_skipped"]) == (job_id, 2, 50)
+    assert _scalar(engine, "SELECT count(*) FROM healcat.inference_run r JOIN healcat.release USING (release_id) "
+                           "WHERE name = 'scratch/restart'") == 1, "the lost run's rows deleted by the next"
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info], \
+        "no error, no traceback"
+    named = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and f"job {job_id} " in r.getMessage()]
+    assert named == [f"lost the database connection while running job {job_id} (infer {job.args}): terminating "
+                     "connection due to administrator command; stopped it, nothing recorded; connecting again in 1 s "
+                     "to requeue it"]
+    run = [r.getMessage() for r in caplog.records if r.name == "ingest.inference" and r.levelno == logging.WARNING]
+    assert len(run) == 1 and "on scratch/restart stopped, its database connection lost (" in run[0]
+    assert run[0].endswith("): the next run deletes what it wrote")
+
+
+def test_a_bug_in_a_model_still_logs_its_traceback(engine, catalog, tmp_path, scratch_release, caplog, monkeypatch):
+    from ingest.tasks import get_task
+
+    def predict(model, inputs, device):
+        raise ZeroDivisionError("a bug in the model")
+
+    monkeypatch.setattr(get_task("object_class"), "predict", predict)
+    caplog.set_level(logging.INFO)
+    job_id = _infer_job(engine, tmp_path, catalog, "bug")
+    assert Worker(engine, name="bug").run(once=True) == 1
+    failed = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in failed] == [f"job {job_id} failed (queued): a bug in the model"]
+    assert failed[0].exc_info[0] is ZeroDivisionError and 'raise ZeroDivisionError("a bug in the model")' in caplog.text
+    assert "ZeroDivisionError: a bug in the model\nTraceback" in _jobs(engine)[0].error, "the job's error has it too"
+    assert _scalar(engine, "SELECT count(*) FROM healcat.inference_run r JOIN healcat.release USING (release_id) "
+                           "WHERE name = 'scratch/bug'") == 0, "the failed run was deleted"
 
 
 def test_a_queued_or_failed_job_can_be_cancelled_a_running_one_says_how(engine, catalog, tmp_path, scratch_release,
