@@ -38,6 +38,7 @@ from astropy.io.votable import parse
 
 from benchmarks import sky10m
 from benchmarks.bench_cone import _plan_nodes, prepare
+from catalog.healpix import angdist_deg
 from catalog.settings import from_env
 
 N_CENTRES = from_env("BENCH_SCS_CENTRES", 1, int, "cones") or 3
@@ -57,13 +58,8 @@ def cones(s: sky10m.Sky, n: int, rows: int) -> list[tuple[float, float, float]]:
     rng = np.random.default_rng(SEED)
     ra0 = rng.uniform(0, 360, n)
     dec0 = np.degrees(np.arcsin(rng.uniform(-1, 1, n)))
-    sin_dec, cos_dec = np.sin(np.radians(s.dec)), np.cos(np.radians(s.dec))
-    found = []
-    for r, d in zip(ra0, dec0):
-        cos_sep = sin_dec * np.sin(np.radians(d)) + cos_dec * np.cos(np.radians(d)) * np.cos(np.radians(s.ra - r))
-        kth = np.partition(-cos_sep, rows - 1)[rows - 1]
-        found.append((float(r), float(d), float(np.degrees(np.arccos(np.clip(-kth, -1.0, 1.0)))) + 1e-9))
-    return found
+    return [(float(r), float(d), float(np.partition(angdist_deg(r, d, s.ra, s.dec), rows - 1)[rows - 1]) + 1e-9)
+            for r, d in zip(ra0, dec0)]
 
 
 def _median(xs: list[float]) -> str:
@@ -92,9 +88,12 @@ def main() -> None:
     thread.start()
     base = "http://{}:{}/scs".format(*server.server_address[:2])
 
-    def plain(ra, dec, sr):
+    def plain_statement(ra, dec, sr) -> tuple[str, tuple]:  # the baseline: the cone statement and a LIMIT
         statement, args = Cone(ra, dec, sr).sql()
-        return run(reader, "cone", statement + " LIMIT %s", (*args, MAXREC + 1), None, answer=lambda n, r: (n, r))
+        return statement + " LIMIT %s", (*args, MAXREC + 1)
+
+    def plain(ra, dec, sr):
+        return run(reader, "cone", *plain_statement(ra, dec, sr), None, answer=lambda n, r: (n, r))
 
     def scs_rows(ra, dec, sr):
         return run(reader, "cone", *scs_statement(Cone(ra, dec, sr), None, MAXREC + 1), None,
@@ -111,8 +110,7 @@ def main() -> None:
             return response.read()
 
     def plain_table(ra, dec, sr):  # as cone_search() makes its Table
-        statement, args = Cone(ra, dec, sr).sql()
-        return run(reader, "cone", statement + " LIMIT %s", (*args, MAXREC + 1), None), []
+        return run(reader, "cone", *plain_statement(ra, dec, sr), None), []
 
     paths = {"plain cone statement": plain, "SCS_STATEMENT": scs_rows, "plain, as a Table": plain_table,
              "service.cone()": scs_table, "HTTP /scs answer": http}
@@ -150,8 +148,7 @@ def main() -> None:
             print(f"{name:>22} | {_median(xs):>22} | {np.median(xs) / baseline:>9.2f}x")
         with psycopg.connect(db.libpq_url(db.reader_url())) as conn:
             ra, dec, sr = centres[0]
-            statement, args = Cone(ra, dec, sr).sql()
-            for name, (text, params) in (("plain", (statement + " LIMIT %s", (*args, MAXREC + 1))),
+            for name, (text, params) in (("plain", plain_statement(ra, dec, sr)),
                                          ("SCS", scs_statement(Cone(ra, dec, sr), None, MAXREC + 1))):
                 plan = [r[0] for r in conn.execute("EXPLAIN (ANALYZE, COSTS ON) " + text, params)]
                 print(f"  {name} plan (cone 0): {_plan_nodes(plan)}")
@@ -170,7 +167,7 @@ def _rows(answer) -> tuple[dict[str, np.ndarray], dict[str, str] | None]:
     infos = None
     if names[-1] == "releases":  # SCS_STATEMENT: the releases on every row (the cone holds more than MAXREC)
         infos = {"QUERY_STATUS": "OVERFLOW", "releases": rows[0][-1]}
-        names, rows = names[:-1], [row[:-1] for row in rows]
+        names = names[:-1]  # the columns below are the names'
     return {n: np.asarray([r[k] for r in rows]) for k, n in enumerate(names)}, infos
 
 

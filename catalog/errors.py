@@ -21,12 +21,13 @@ def query_error(exc: BaseException, what: str) -> QueryError | None:
     statement cancelled: by the server's statement_timeout (the read-only role has one), or by another
     session (healcat's watchdog, past the role's limit; an administrator), which PostgreSQL reports as
     a "user request"."""
-    state = getattr(getattr(exc, "orig", exc), "sqlstate", None)
+    orig = getattr(exc, "orig", exc)
+    state = getattr(orig, "sqlstate", None)
     if state == "22023":  # invalid_parameter_value
-        return QueryError(str(getattr(exc, "orig", exc)).splitlines()[0])
+        return QueryError(str(orig).splitlines()[0])
     if state == "57014":  # query_canceled
         by = ("by another session (healcat's watchdog cancels a read-only statement that runs past the role's "
-              "limit; or an administrator)" if "user request" in str(getattr(exc, "orig", exc))
+              "limit; or an administrator)" if "user request" in str(orig)
               else "by the server's statement_timeout")
         return QueryError(f"{what}: cancelled {by}; narrow the search (a smaller region or radius, one release, "
                           "fewer rows) or use a role with a longer timeout")
