@@ -128,13 +128,17 @@ def _votable(table: Table, icrs: tuple[str, ...]):
     """``table`` as a VOTable (astropy's, 1.4) with an ICRS COOSYS for the ``icrs`` columns, and the
     UCD1+ words and descriptions the VO service gives the columns it shares (an input's own columns,
     as xmatch returns them, keep what they had). A unit VOUnit cannot write (``dex(yr)``: a logarithm)
-    is said in the field's description instead, so that the VOTable validates."""
+    is said in the field's description instead, so that the VOTable validates. The table's meta of one
+    value each (what a similarity search read: model, model_version, releases) become INFOs, as the VO
+    service gives them (astropy's from_table leaves the meta out); its frame is the COOSYS."""
     from astropy.io.votable import from_table
-    from astropy.io.votable.tree import CooSys
+    from astropy.io.votable.tree import CooSys, Info
 
     from catalog.service import FIELDS
 
     vot = from_table(table)
+    vot.resources[0].infos.extend(Info(name=name, value=str(value)) for name, value in table.meta.items()
+                                  if name != "frame" and isinstance(value, (str, int, float)))
     for field, column in zip(vot.get_first_table().fields, table.itercols()):
         if column.unit is not None and not _vounit(column.unit):
             field.unit = None

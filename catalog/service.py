@@ -267,16 +267,6 @@ def cone(params: Params, engine: sa.Engine) -> tuple[Table, list[Info]]:
     return table[:maxrec], infos
 
 
-#: The model version and releases a similarity search reads, as ``similar()``'s own SQL resolves them
-#: (``healcat.similar_scope``: the version current where its runs gave outputs, else the one on the
-#: source's release; the releases holding that version's finished runs, of those searched).
-SIMILAR_SCOPE = ("SELECT s.version, (SELECT string_agg(DISTINCT r.name, ', ' ORDER BY r.name) "
-                 "FROM healcat.inference_run AS i JOIN healcat.release AS r ON r.release_id = i.release_id "
-                 "WHERE i.model_id = s.model_id AND i.finished_at IS NOT NULL "
-                 "AND (s.release_ids IS NULL OR i.release_id = ANY(s.release_ids))) "
-                 "FROM healcat.similar_scope(%s, %s, %s, %s, 'auto', NULL, NULL, %s) AS s")
-
-
 def similar_sources(params: Params, engine: sa.Engine) -> tuple[Table, list[Info]]:
     from catalog.search.similar import DEFAULT_MODEL, similar
 
@@ -284,17 +274,10 @@ def similar_sources(params: Params, engine: sa.Engine) -> tuple[Table, list[Info
     model, release, version = params.text("MODEL", DEFAULT_MODEL), params.text("RELEASE"), params.text("VERSION")
     k = params.integer("K", 10, 1, MAX_K)
     maxrec = params.integer("MAXREC", MAX_K, 0, MAX_K, cap=True)
-    # the version the search reads, resolved first and then named to it, so the INFO says what it read; a
-    # scope the SQL refuses is left to similar(), whose errors say more (a model's close names)
-    try:
-        version, releases = run(engine, "similar", SIMILAR_SCOPE, (model, version, k, release, source_id),
-                                answer=_first_row)
-    except QueryError:
-        releases = None
+    # the version and releases it read come with its rows, from the same statement (one snapshot)
     table = similar(source_id, model=model, k=k, version=version, release=release, engine=engine)
     return table[:maxrec], [Info(name="QUERY_STATUS", value="OVERFLOW" if len(table) > maxrec else "OK"),
-                            Info(name="model", value=model), Info(name="model_version", value=version or ""),
-                            Info(name="releases", value=releases or "")]
+                            *(Info(name=name, value=table.meta[name]) for name in ("model", "model_version", "releases"))]
 
 
 def _votable_format(params: Params) -> None:
@@ -303,11 +286,6 @@ def _votable_format(params: Params) -> None:
     if wanted is not None and wanted.split(";")[0].strip().lower() not in VOTABLE_FORMATS:
         raise QueryError(f"RESPONSEFORMAT {wanted!r} is not served: the answers are VOTables "
                          f"(RESPONSEFORMAT={VOTABLE_FORMATS[0]} or absent)")
-
-
-def _first_row(names: list[str], rows: list[tuple]) -> tuple:
-    """A statement's one row (:func:`catalog.search.region.run`'s ``answer``)."""
-    return rows[0]
 
 
 #: Each path's search, and whether it answers in SCS 1.03's form (:func:`votable`).

@@ -243,8 +243,19 @@ def test_output_to_a_closed_pipe_stops_quietly(database_url, catalog):
 
 
 def test_similar_by_object_id_and_negative_sexagesimal_dec(catalog, capsys):
+    import io
+
+    from astropy.io.votable import parse
+
     assert main(["similar", "--object-id", "0275-51910-0435", "-k", "3", "--format", "csv"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 4
+    # what the search read, in an ECSV's header and as a VOTable's INFOs
+    assert main(["similar", "--object-id", "0275-51910-0435", "-k", "3", "--format", "ecsv"]) == 0
+    meta = Table.read(capsys.readouterr().out, format="ascii.ecsv").meta
+    assert meta["model"] == "photoz-sdss" and meta["releases"] == "sdss/dr14-skyserver-10k" and meta["model_version"]
+    assert main(["similar", "--object-id", "0275-51910-0435", "-k", "3", "--format", "votable"]) == 0
+    infos = {i.name: i.value for i in parse(io.BytesIO(capsys.readouterr().out.encode())).resources[0].infos}
+    assert {k: infos[k] for k in meta if k != "frame"} == {k: str(v) for k, v in meta.items() if k != "frame"}
     assert main(["similar", "--object-id", "no-such-object"]) == 1
     assert "object_id 'no-such-object': not found" in capsys.readouterr().err
     assert main(["cone", "12h14m07.5s", "-0d05m23s", "1deg", "--format", "csv"]) == 0

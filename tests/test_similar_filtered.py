@@ -114,6 +114,18 @@ def test_release_filter(engine, space):
     in_sdss = similar(int(space["id"][0]), model=PHOTOZ_MODEL, k=5, release=SDSS_RELEASE)
     assert list(in_sdss["source_id"]) == list(similar(int(space["id"][0]), model=PHOTOZ_MODEL, k=5)["source_id"])
     assert set(in_sdss["release"]) == {SDSS_RELEASE}
+    # what was searched comes with the rows (the same statement): the version current there, its releases
+    with engine.connect() as conn:
+        current = conn.scalar(sa.text("SELECT model_version FROM healcat.current_run JOIN healcat.release "
+                                      "USING (release_id) WHERE model_name = :m AND name = :r"),
+                              {"m": PHOTOZ_MODEL, "r": SDSS_RELEASE})
+    assert {k: in_sdss.meta[k] for k in ("model", "model_version", "releases")} == {
+        "model": PHOTOZ_MODEL, "model_version": current, "releases": SDSS_RELEASE}
+    # and with none: a filter no galaxy passes answers no rows, saying what it searched
+    none = similar(int(space["id"][0]), model=PHOTOZ_MODEL, k=5, release=SDSS_RELEASE,
+                   where=[Photometry.band == "sdss_r", Photometry.mag < -50])
+    assert len(none) == 0 and none.colnames == in_sdss.colnames
+    assert (none.meta["model_version"], none.meta["releases"]) == (current, SDSS_RELEASE)
     with pytest.raises(QueryError, match="no release named 'nope'"):
         similar(int(space["id"][0]), model=PHOTOZ_MODEL, release="nope")
 

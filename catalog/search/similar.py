@@ -21,7 +21,7 @@ from catalog.errors import QueryError, first_line, query_error
 from catalog.models import Model, Photometry, Release, Source
 from catalog.search.cancel import cancellable
 from catalog.search.region import MAX_K, Region, checked_int
-from catalog.search.results import to_table
+from catalog.search.results import table_from_columns
 
 MODES = ("auto", "exact", "approx")
 #: The model searched when none is named: photo-z's embedding (ingest/tasks/photoz.py's model_name).
@@ -134,7 +134,10 @@ def similar(
     (default: the one current on the releases searched; an error while they differ). ``mode``: 'auto' (by the filter's selectivity),
     'exact' or 'approx' (HNSW, iterative scan, ``ef_search`` candidates per step).
 
-    Columns: source_id, release, object_id, ra [deg], dec [deg], distance (cosine distance, 0..2).
+    Columns: source_id, release, object_id, ra [deg], dec [deg], distance (cosine distance, 0..2). The
+    table's meta says what was searched, read in the same statement as the rows (one snapshot):
+    ``model``, ``model_version`` (the version resolved) and ``releases`` (those holding its finished runs,
+    of those searched; comma-separated).
     """
     from catalog.db import engine as default_engine
 
@@ -149,7 +152,8 @@ def similar(
         raise QueryError(f"similar: mode must be one of {', '.join(MODES)}, got {mode!r}")
     if ef_search is not None:
         ef_search = checked_int("similar", "ef_search", ef_search, 1, MAX_EF_SEARCH)
-    args = [sa.bindparam("model", model), sa.bindparam("k", k), sa.bindparam("version", version, sa.Text)]
+    model_p, k_p, version_p = (sa.bindparam("model", model), sa.bindparam("k", k),
+                               sa.bindparam("version", version, sa.Text))
     named = {"release_name": sa.bindparam("release", release, sa.Text), "mode": sa.bindparam("mode", mode),
              "ef_search": sa.bindparam("ef_search", ef_search, sa.Integer)}
     if where is not None:
@@ -160,12 +164,15 @@ def similar(
         from pgvector.sqlalchemy import Vector
 
         fn, first = sa.func.healcat.similar_to_vector, sa.bindparam("vector", vector, Vector())
-    call = fn(first, *args, *(_named(name, value) for name, value in named.items()))
+    call = fn(first, model_p, k_p, version_p, *(_named(name, value) for name, value in named.items()))
+    # the scope the search resolves (its version, the releases it reads), resolved again beside it
+    scope = sa.func.healcat.similar_scope(model_p, version_p, k_p, named["release_name"], named["mode"],
+                                          named["ef_search"], sa.null(), first if source_id is not None else sa.null())
     with (engine or default_engine()).connect() as conn, cancellable(conn.connection.driver_connection):
         if where is not None:
             _check_filters(conn, where)
         try:
-            return to_table(conn.execute(sa.select(sa.text("*")).select_from(call.table_valued())))
+            return _with_scope(conn.execute(_scoped(call, scope)))
         except sa.exc.DBAPIError as exc:
             if (error := query_error(exc, "similar") or _data_error(exc)) is not None:
                 conn.rollback()
@@ -174,6 +181,33 @@ def similar(
                 said = str(error) if str(error).startswith("similar:") else f"similar: {error}"
                 raise QueryError(f"{said}{hint}") from None
             raise
+
+
+#: The releases holding a scope's version's finished runs, of those it searches (release_ids NULL: all of them).
+_SCOPE_RELEASES = ("(SELECT string_agg(DISTINCT r.name, ', ' ORDER BY r.name) FROM healcat.inference_run AS i "
+                   "JOIN healcat.release AS r ON r.release_id = i.release_id WHERE i.model_id = scope.model_id "
+                   "AND i.finished_at IS NOT NULL AND (scope.release_ids IS NULL OR i.release_id = ANY(scope.release_ids)))")
+
+
+def _scoped(call: sa.FunctionElement, scope: sa.FunctionElement) -> sa.Select:
+    """The search's rows in their order, each with the version and releases it searched
+    (``healcat.similar_scope``, resolved again beside it: the functions are STABLE, so both read the
+    statement's one snapshot); no rows found, one row of NULLs carries them."""
+    s = scope.table_valued("model_id", "name", "version", "release_ids").alias("scope")
+    hit = call.table_valued("source_id", "release", "object_id", "ra", "dec", "distance",
+                            with_ordinality="ordinality").lateral("hit")
+    return (sa.select(hit.c.source_id, hit.c.release, hit.c.object_id, hit.c.ra, hit.c.dec, hit.c.distance,
+                      s.c.name.label("model"), s.c.version.label("model_version"),
+                      sa.literal_column(_SCOPE_RELEASES).label("releases"))
+            .select_from(s.outerjoin(hit, sa.true())).order_by(hit.c.ordinality))
+
+
+def _with_scope(result: sa.CursorResult) -> Table:
+    """:func:`_scoped`'s rows as the search's Table, with what it searched in its meta."""
+    names, rows = list(result.keys()), result.fetchall()
+    table = table_from_columns(names[:-3], [row[:-3] for row in rows] if rows[0][0] is not None else [])
+    table.meta.update(model=rows[0][-3], model_version=rows[0][-2], releases=rows[0][-1] or "")
+    return table
 
 
 #: What builds a model's HNSW index again (a `healcat infer` interrupted while it built the index left it
