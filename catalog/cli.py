@@ -968,7 +968,7 @@ def _state(model, current: set[int]) -> str:
 
 
 def _metrics_line(metrics: dict) -> str:
-    keys = ("nmad", "bias", "outlier_fraction", "crps", "pit_max_dev", "accuracy",  # photo-z, classes
+    keys = ("nmad", "bias", "outlier_fraction", "crps", "pit_max_dev", "nmad_sky_cv", "accuracy",  # photo-z, classes
             "median_abs_delta_log_age_held_out",  # gyro ages [dex]
             "median_abs_error_dex", "code_scatter_dex",  # stellar mass
             "knn_accuracy", "supervised_accuracy", "n_test")  # light-curve embeddings

@@ -527,6 +527,23 @@ def test_photoz_cross_validation_folds_hold_out_every_galaxy_once(n):
         assert len(val) == round(0.1 * (n - len(test))) and abs(len(test) - n / 5) < 1
 
 
+@pytest.mark.parametrize("seed", [0, 5])
+def test_photoz_sky_folds_hold_out_whole_regions(seed):
+    """Folds of whole groups (the galaxies' sky regions, clustered as SDSS's are: a few large groups, many
+    small): their test sets partition the rows, no group is both held out and fitted on, and each
+    fold holds about a fifth of the rows (within its largest group)."""
+    rng = np.random.default_rng(seed)
+    groups = rng.choice(3072, size=4998, p=rng.dirichlet(np.full(3072, 0.05)))
+    folds = photoz.group_fold_indices(groups, seed, 5)
+    assert np.array_equal(np.sort(np.concatenate([t for t, _, _ in folds])), np.arange(len(groups)))
+    largest = np.unique(groups, return_counts=True)[1].max()
+    for test, val, fit in folds:
+        assert np.array_equal(np.sort(np.concatenate([test, val, fit])), np.arange(len(groups)))
+        assert not set(groups[test]) & set(groups[np.concatenate([val, fit])])
+        assert abs(len(test) - len(groups) / 5) <= largest and len(val) == round(0.1 * (len(groups) - len(test)))
+    assert [t.tolist() for t, _, _ in folds] == [t.tolist() for t, _, _ in photoz.group_fold_indices(groups, seed, 5)]
+
+
 def test_photoz_records_a_cross_validated_pit_over_all_galaxies(catalog):
     """Every SDSS galaxy predicted by a model that did not train on it: PIT flat within 12% per bin
     (Poisson scatter ~4.5% with ~5,000), the targets met over all of them; and the recalibration
@@ -538,6 +555,13 @@ def test_photoz_records_a_cross_validated_pit_over_all_galaxies(catalog):
     assert m["pit_cv_max_dev"] == pytest.approx(np.max(np.abs(pit / (pit.sum() / 10) - 1)))
     assert m["pit_cv_max_dev"] <= 0.12, pit
     assert m["nmad_cv"] <= 0.02 and m["outlier_fraction_cv"] <= 0.01
+    # and with folds of whole sky regions (order-4 pixels): the targets hold where no galaxy of a held-out
+    # galaxy's region trained its model (spectroscopic galaxies cluster; a random split could flatter)
+    sky = np.array(m["pit_sky_cv_histogram"])
+    assert m["n_sky_cv"] == 4998 and 0 <= m["n_sky_cv_refused"] < 0.005 * m["n_sky_cv"] and m["sky_cv_groups"] > 100
+    assert sky.sum() == m["n_sky_cv"] - m["n_sky_cv_refused"] and m["pit_sky_cv_max_dev"] <= 0.12, sky
+    assert m["nmad_sky_cv"] <= 0.02 and m["outlier_fraction_sky_cv"] <= 0.01
+    assert abs(m["interval_68_coverage_sky_cv"] - 0.68) < 0.03
     # the stored 68% interval holds 68% of the spec-z (binomial scatter ~0.7% with ~5,000, 1.5% with 1,000)
     assert abs(m["interval_68_coverage_cv"] - 0.68) < 0.03 and abs(m["interval_68_coverage"] - 0.68) < 0.05
     model = _current("photoz", catalog["model"])

@@ -118,8 +118,11 @@ def mixture_nll(logits: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, z: 
 
 def train(mags: np.ndarray, z: np.ndarray, **options: Any) -> tuple[PhotoZMDN, dict[str, Any]]:
     """Fit a :class:`PhotoZMDN` on ugriz magnitudes ``[N, 5]`` (mag) and spec-z ``[N]``: rows with
-    invalid photometry are dropped, then :func:`train_features` on :func:`features`."""
+    invalid photometry are dropped (and their ``groups``, if given), then :func:`train_features` on
+    :func:`features`."""
     ok = valid_rows(mags)
+    if options.get("groups") is not None:
+        options["groups"] = np.asarray(options["groups"])[ok]
     model, report = train_features(features(np.asarray(mags)[ok]), np.asarray(z, dtype=np.float64)[ok], **options)
     report["n_dropped"] += int((~ok).sum())
     return model, report
@@ -146,10 +149,32 @@ def fold_indices(n: int, seed: int, folds: int) -> list[tuple[np.ndarray, np.nda
     return out
 
 
+def group_fold_indices(groups: np.ndarray, seed: int, folds: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(test, validation, fit) row indices of ``folds`` folds whose test sets are whole groups (the rows'
+    sky regions): the groups in a seeded order, cut where their rows' running count nearest reaches
+    each fold's share, so no group is both held out and trained on; a fold's validation slice is a
+    seeded 10% of its other rows (early stopping and the sigmas' scale), its fit rows the rest."""
+    rng = np.random.default_rng(seed)
+    labels, index, counts = np.unique(np.asarray(groups), return_inverse=True, return_counts=True)
+    order = rng.permutation(len(labels))
+    ends = np.cumsum(counts[order])
+    cuts = [0, *(int(np.abs(ends - k * ends[-1] / folds).argmin()) + 1 for k in range(1, folds)), len(labels)]
+    fold_of = np.empty(len(labels), dtype=np.int64)
+    for f in range(folds):
+        fold_of[order[cuts[f]:cuts[f + 1]]] = f
+    row_fold = fold_of[index]
+    out = []
+    for f in range(folds):
+        rest = rng.permutation(np.flatnonzero(row_fold != f))
+        n_val = int(round(0.1 * len(rest)))
+        out.append((np.flatnonzero(row_fold == f), rest[:n_val], rest[n_val:]))
+    return out
+
+
 def train_features(x: np.ndarray, z: np.ndarray, *, seed: int = 0, epochs: int = 400,
                    device: str | torch.device = "cpu", batch_size: int = 512, lr: float = 2e-3,
                    patience: int = 60, recalibrate: bool = True, cv_folds: int = 0,
-                   **hparams: int) -> tuple[PhotoZMDN, dict[str, Any]]:
+                   groups: np.ndarray | None = None, **hparams: int) -> tuple[PhotoZMDN, dict[str, Any]]:
     """Fit a :class:`PhotoZMDN` on any photometric features ``[N, F]`` and spec-z ``[N]``.
 
     Non-finite rows are dropped; z is clipped at >= 0. A
@@ -159,7 +184,9 @@ def train_features(x: np.ndarray, z: np.ndarray, *, seed: int = 0, epochs: int =
     model (on ``device``, eval mode) and a report of plain floats/ints with test
     metrics (see :mod:`ingest.ml.metrics`). ``cv_folds`` > 1 adds the same metrics cross-validated
     over all rows (``*_cv``, :func:`fold_indices`; fold 0 is the returned model), at the cost of
-    ``cv_folds - 1`` more trainings.
+    ``cv_folds - 1`` more trainings; with ``groups`` (a label per row: its sky region) too, cross-validated
+    over folds of whole groups (``*_sky_cv``, :func:`group_fold_indices`: no galaxy predicted by a model
+    that trained on a galaxy of its region), at the cost of ``cv_folds`` more.
     """
     x, z = np.asarray(x, dtype=np.float32), np.asarray(z, dtype=np.float64)
     ok = np.isfinite(x).all(1) & np.isfinite(z)
@@ -174,17 +201,28 @@ def train_features(x: np.ndarray, z: np.ndarray, *, seed: int = 0, epochs: int =
     report = dict(n_train=len(fit), n_val=len(val), n_test=len(test), n_dropped=int((~ok).sum()), **metrics_test,
                   val_nll=best, sigma_scale=model.sigma_scale, seed=seed, epochs=epochs, epochs_run=epoch)
     if cv_folds > 1:
-        parts = [answered]
-        for test_f, val_f, fit_f in splits[1:]:
-            model_f = _fit_split(x_all, z_all, test_f, val_f, fit_f, **options, **hparams)[0]
-            parts.append(_held_out(model_f, x_all[test_f], z_all[test_f], options["device"])[1])
-        pit, z_point, z_true = (np.concatenate([p[k] for p in parts]) for k in ("pit", "z_point", "z"))
-        report.update(cv_folds=cv_folds, n_cv=len(z_all), n_cv_refused=len(z_all) - len(pit),
-                      nmad_cv=metrics.nmad(z_point, z_true), bias_cv=metrics.bias(z_point, z_true),
-                      outlier_fraction_cv=metrics.outlier_fraction(z_point, z_true),
-                      pit_cv_max_dev=metrics.pit_max_deviation(pit), pit_cv_histogram=metrics.pit_histogram(pit).tolist(),
-                      interval_68_coverage_cv=metrics.interval_coverage(pit))
+        report.update(cv_folds=cv_folds, **_cross_validated("cv", x_all, z_all, splits[1:], [answered], options, hparams))
+        if groups is not None:
+            sky = group_fold_indices(np.asarray(groups)[ok], seed, cv_folds)
+            report.update(sky_cv_groups=int(len(np.unique(np.asarray(groups)[ok]))),
+                          **_cross_validated("sky_cv", x_all, z_all, sky, [], options, hparams))
     return model, report
+
+
+def _cross_validated(suffix: str, x_all: np.ndarray, z_all: np.ndarray, splits: list, parts: list[dict],
+                     options: dict, hparams: dict) -> dict[str, Any]:
+    """The held-out metrics over every row, each fold's test rows predicted by a model fitted on its fit
+    rows (``parts``: folds already predicted, their :func:`_held_out` answers), keyed ``NAME_{suffix}``."""
+    for test_f, val_f, fit_f in splits:
+        model_f = _fit_split(x_all, z_all, test_f, val_f, fit_f, **options, **hparams)[0]
+        parts = [*parts, _held_out(model_f, x_all[test_f], z_all[test_f], options["device"])[1]]
+    pit, z_point, z_true = (np.concatenate([p[k] for p in parts]) for k in ("pit", "z_point", "z"))
+    return {f"n_{suffix}": len(z_all), f"n_{suffix}_refused": len(z_all) - len(pit),
+            f"nmad_{suffix}": metrics.nmad(z_point, z_true), f"bias_{suffix}": metrics.bias(z_point, z_true),
+            f"outlier_fraction_{suffix}": metrics.outlier_fraction(z_point, z_true),
+            f"pit_{suffix}_max_dev": metrics.pit_max_deviation(pit),
+            f"pit_{suffix}_histogram": metrics.pit_histogram(pit).tolist(),
+            f"interval_68_coverage_{suffix}": metrics.interval_coverage(pit)}
 
 
 def _fit_split(x_all: np.ndarray, z_all: np.ndarray, test: np.ndarray, val: np.ndarray, fit: np.ndarray, *,

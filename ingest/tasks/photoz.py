@@ -43,9 +43,11 @@ class Photoz(Task):
         z = {int(r[1]): r[7] for r in rows}
         z_spec = [z[int(k)] for k in keys[:, 1]]
         # cv_folds: the PIT over every galaxy, each predicted by a model that did not train on it
-        # (metrics *_cv): 4 more trainings, ~15-25 s on one thread for SDSS's 4,998 galaxies (one alone ~5 s)
+        # (metrics *_cv): 4 more trainings, ~15-25 s on one thread for SDSS's 4,998 galaxies (one alone ~5 s);
+        # groups: the same again with folds of whole sky regions (the shard: HEALPix order 4, 3.7 deg), so
+        # that no galaxy is predicted by a model that trained on a neighbour of its group (*_sky_cv): 5 more
         model, report = single_thread(ml_photoz.train, mags, z_spec, seed=seed, cv_folds=ml_photoz.CV_FOLDS,
-                                       **({"epochs": epochs} if epochs else {}))
+                                       groups=keys[:, 0], **({"epochs": epochs} if epochs else {}))
         report["n_dropped"] += len(dropped)  # galaxies without five valid magnitudes
         return Trained(ml_photoz.to_bytes(model), dict(model.hparams), report, embedding_dim=self.embedding_dim(model))
 
