@@ -10,7 +10,7 @@ A release source is either
 
       [[release]]
       mapping = "sdss_dr14_skyserver_10k"     # a shipped mapping's name, or a path relative to the manifest
-      file = "incoming/sdss-2027-01.csv"      # optional, relative to the manifest
+      file = "incoming/sdss-2027-01.csv"      # optional, relative to the manifest (a catalogue mapping's only)
       version = "dr14-rerun-2027-01"          # optional: the release's, instead of the mapping's
       date = 2027-01-15                       # optional: the release's date (a TOML date), instead of the mapping's
 
@@ -191,6 +191,11 @@ class Scheduler:
             path = input_file(mapping, file)
             found, paths, uri, args = path, [path], str(path), {"file": str(path)}
         else:  # spectra or light curves: the files its globs match now (none: MissingInputError)
+            if candidate.file is not None:  # it was dropped, and every file the globs match queued in its place
+                raise IngestError(f"release source {candidate.manifest}: the entry of {mapping.path.name} names file "
+                                  f"{candidate.file}, but a mapping of spectra or light curves reads the files its "
+                                  "[series] (and [catalog]) globs match and takes no file: leave 'file' out, or give "
+                                  "the entry a mapping whose globs match the files to load")
             found = mapping.input_files()
             paths, uri, args = found.all(), mapping.source_uri, {}
         # The mapping too: one still being written may be valid TOML that maps half the columns.

@@ -341,6 +341,21 @@ def test_a_manifest_entry_gives_a_new_release_of_a_shipped_mapping_its_version(e
         assert f"must be a non-empty text without '/' (the release is named survey/version), got {bad!r}" in caplog.text
 
 
+def test_a_manifest_entry_giving_a_mapping_of_spectra_a_file_is_refused_naming_it(engine, tmp_path, scratch_release,
+                                                                                   caplog):
+    """The entry's file was dropped without a word and every spectrum the mapping's globs match queued under
+    the entry's version in its place (`healcat ingest --file` refuses the same)."""
+    one = tmp_path / "spec-0266-51602-0013.fits"
+    one.write_bytes((data_dir() / "pyqsofit_sdss_spectra" / one.name).read_bytes())
+    manifest = tmp_path / "releases.toml"
+    manifest.write_text(f'[[release]]\nmapping = "sdss_spectra_pyqsofit"\nfile = "{one.name}"\nversion = "one"\n')
+    assert Scheduler(engine, [manifest], settle_s=0).scan() == []
+    assert _jobs(engine) == []
+    assert (f"release source {manifest}: the entry of sdss_spectra_pyqsofit.toml names file {one}, but a mapping "
+            "of spectra or light curves reads the files its [series] (and [catalog]) globs match and takes no file"
+            in caplog.text)
+
+
 def test_a_release_date_from_a_manifest_or_the_command_line_places_a_re_release(engine, catalog, tmp_path,
                                                                               scratch_release, caplog, capsys):
     """A re-release through the same mapping took the mapping's date, so one meant to be older (a rerun
