@@ -335,7 +335,11 @@ def attr_value(value: Any, numeric: bool) -> Any:
     column the reader gave as text that the mapping does not read as text (any attr column but an
     [xid] column or an object_id field without a format spec): its text written as a plain decimal
     number is that number (:func:`number_in_text`), and its text spelling NaN or an infinity is null,
-    as a chunk whose cells are all numbers reads them (one 'nan' cell leaves a CSV chunk's column text)."""
+    as a chunk whose cells are all numbers reads them (one 'nan' cell leaves a CSV chunk's column text).
+    A float32 or float16 cell (FITS 'E', a VOTable, ECSV, Parquet or HDF5 float) is the shortest decimal that
+    gives it back (0.077, as a text format writes and reads it), not the float64 it widens to (0.07699999958276749)."""
+    if isinstance(value, (np.float32, np.float16)) and np.isfinite(value):
+        return float(str(value))
     value = json_scalar(value)
     if not isinstance(value, str):
         return value

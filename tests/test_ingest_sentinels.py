@@ -343,6 +343,29 @@ def test_attrs_are_the_same_whatever_the_format(engine, tmp_path, scratch_releas
     assert attrs == ATTRS_IN_EVERY_FORMAT
 
 
+@pytest.mark.parametrize("fmt", ["csv", "ecsv", "fits", "votable", "parquet", "hdf5"])
+def test_a_float32_attr_is_the_number_the_file_wrote(engine, tmp_path, scratch_release, fmt):
+    """A float32 column's attrs (FITS 'E', VizieR's RRLyrae.fit: Ar 0.077, F6.3) were stored as the float64 it
+    widens to, {"Ar": 0.07699999958276749}, where the same table as CSV gives 0.077: a survey's release in
+    another format had every object 'changed' (attrs.Ar). Now the shortest decimal that gives the float32 back."""
+    from astropy.table import Table
+
+    values = [0.077, 17.204, 1.1e-05, -0.5]
+    table = Table({"id": np.arange(1, 5), "ra": np.arange(10.0, 14.0), "dec": np.full(4, 5.0),
+                   "f": np.array(values, dtype=np.float32)})
+    path = tmp_path / f"f32attrs.{'h5' if fmt == 'hdf5' else fmt}"
+    table.write(path, **{"csv": {"format": "ascii.csv", "formats": {"f": "%g"}}, "ecsv": {"format": "ascii.ecsv"},
+                         "votable": {"format": "votable"}, "hdf5": {"path": "data", "serialize_meta": False}}.get(fmt, {}))
+    mapping = tmp_path / "f32attrs.toml"
+    mapping.write_text(f'[survey]\nname = "scratch"\n[release]\nversion = "f32attrs-{fmt}"\nfile = "{path}"\n'
+                       f'format = "{fmt}"\n[source]\nobject_id = "{{id}}"\nra = "ra"\ndec = "dec"\nattrs = ["f"]\n')
+    load = ingest_release(mapping, engine)
+    with engine.connect() as conn:
+        attrs = dict(conn.execute(sa.text("SELECT object_id, attrs->'f' FROM healcat.source WHERE release_id = :r"),
+                                  {"r": load.release_id}).all())
+    assert attrs == {str(i): v for i, v in enumerate(values, 1)}
+
+
 @pytest.mark.parametrize("fmt", ["parquet", "hdf5"])
 def test_bytes_that_are_no_text_quarantine_their_row_naming_the_column(engine, tmp_path, scratch_release, fmt):
     """A Parquet binary or HDF5 cell that is no UTF-8, or holds a NUL, was stored with U+FFFD in its place,
