@@ -335,6 +335,19 @@ def test_whitespace_tables_keep_text_columns_exact_and_type_the_rest(tmp_path):
     assert list(table["name"]) == ["NGC 104", "M4", "plain"] and list(table["mag"]) == [12.5, 5.6, 7.0]
 
 
+def test_a_tab_delimited_table_keeps_its_empty_end_cells_and_quoted_fields(tmp_path):
+    """delimiter = "\\t" (a TSV, VizieR's): a row whose last (or first) cell is empty lost that field to the
+    trimming of line ends, and a quoted field anywhere in a block made its tabs spaces, every line one field:
+    either failed the whole file as ragged ('data row 1 has 3 fields, not 4')."""
+    path = tmp_path / "cells.tsv"
+    path.write_text('# id\tra\tdec\tname\r\n1\t10.0\t5.0\t\r\n \t\t\r\n2\t11.0\t5.0\t"NGC 104"\r\n\t12.0\t5.0\tM31\r\n',
+                    newline="")
+    (first, table), = readers.read(path, "whitespace", ReadOptions(delimiter="\t"))
+    assert first == 1 and len(table) == 3  # the line of blanks and tabs alone is no row, as a blank line
+    assert list(table["ra"]) == [10.0, 11.0, 12.0] and list(table["id"].mask) == [False, False, True]
+    assert list(table["name"].filled("")) == ["", "NGC 104", "M31"] and list(table["name"].mask) == [True, False, False]
+
+
 @pytest.mark.parametrize("fmt, header", [("csv", "id,fiberid\n"), ("whitespace", "# id fiberid\n")])
 def test_a_text_file_cut_inside_its_last_line_is_refused_naming_the_row(tmp_path, fmt, header):
     """A copy cut inside its last field (fiberid 233 -> 23) has every field: it loaded with a warning in the

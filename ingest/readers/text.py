@@ -25,6 +25,7 @@ BLOCK_BYTES = 8 << 20  # pyarrow's read block; chunks are re-cut to chunk_rows
 UTF8_BOM = b"\xef\xbb\xbf"  # some editors begin a UTF-8 file with it: not part of its first line
 log = logging.getLogger(__name__)
 SAMPLE_BYTES = 1 << 20  # read at the start and the middle of a text file to estimate its row count
+_BLANKS = " \t\r\v\f"  # trimmed from a whitespace table's line ends (a delimiter among them aside)
 
 
 def estimate_rows(path: Path, options: ReadOptions, header_lines: int = 0) -> RowCount | None:
@@ -232,8 +233,12 @@ def _whitespace_block(path: Path, block: bytes, names: list[str], options: ReadO
         if not _is_data(lines[bad].strip()):  # a comment among the data
             raise IngestError(f"{path}: a comment line after data row {row - 1} is not UTF-8 text") from None
         raise IngestError(f"{path}: data row {row} is not UTF-8 text: {lines[bad].strip()[:200]!r}") from None
-    lines = pc.utf8_trim_whitespace(pc.split_pattern(text, "\n").flatten())
-    lines = lines.filter(pc.not_equal(lines, ""))
+    lines = pc.split_pattern(text, "\n").flatten()
+    blank = pc.equal(pc.utf8_trim_whitespace(lines), "")
+    # A line's end blanks go, but not a blank delimiter (a tab): its first or last cell empty, "1\t10.0\t5.0\t"
+    # lost a field, and the whole file failed as ragged
+    kept = "".join(c for c in _BLANKS if c not in (options.delimiter or ""))
+    lines = pc.utf8_trim(lines, characters=kept).filter(pc.invert(blank))
     comment = pc.starts_with(lines, "#").to_numpy(zero_copy_only=False)
     data_at = np.flatnonzero(~comment)
     # '#' lines after the file's first data row: comments among the data (or rows commented out), counted
@@ -245,8 +250,10 @@ def _whitespace_block(path: Path, block: bytes, names: list[str], options: ReadO
     lines = lines.filter(pa.array(~comment))
     if pc.any(pc.match_substring(lines, '"')).as_py():  # quoted fields ("NGC 104"): Python's csv splits them
         fields = pa.array([[f.strip() for f in row] for row in csv.reader(
-            (line.replace("\t", " ") for line in lines.to_pylist()), delimiter=options.delimiter or " ",
-            skipinitialspace=True)], pa.list_(pa.string()))
+            # blanks are split on as spaces; a delimiter (a tab: a TSV) stays what it is (made a space, every
+            # line of a TSV with a quote in it was one field, and the file failed)
+            (line if options.delimiter else line.replace("\t", " ") for line in lines.to_pylist()),
+            delimiter=options.delimiter or " ", skipinitialspace=True)], pa.list_(pa.string()))
     elif options.delimiter:
         fields = pc.split_pattern(lines, options.delimiter)
         fields = pa.ListArray.from_arrays(fields.offsets, pc.utf8_trim_whitespace(fields.flatten()))
