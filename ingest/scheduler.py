@@ -15,7 +15,7 @@ A release source is either
       date = 2027-01-15                       # optional: the release's date (a TOML date), instead of the mapping's
 
 A release file is new when no release and no earlier scan has its checksum (the sha256 of the
-file and the mapping, as ``release.checksum``). A release whose files or mapping were modified less
+file and the mapping, as ``release.checksum``). A release whose files, mapping or manifest were modified less
 than ``settle_s`` seconds ago (``HEALCAT_SCHEDULE_SETTLE_S``, default 60) may still be being
 written: it waits for a later scan.
 A copy that stalls longer than that would be queued half written: drop a release by copying it
@@ -198,12 +198,14 @@ class Scheduler:
                                   "the entry a mapping whose globs match the files to load")
             found = mapping.input_files()
             paths, uri, args = found.all(), mapping.source_uri, {}
-        # The mapping too: one still being written may be valid TOML that maps half the columns.
-        newest = max([mapping.path, *paths], key=lambda p: p.stat().st_mtime)
+        # The mapping and the manifest too: one still being written may be valid TOML that maps half the
+        # columns, or lists an entry without the version or date that follow it (the mapping's would be queued).
+        watched = {mapping.path: "its mapping", **({candidate.manifest: "its manifest"} if candidate.manifest else {})}
+        newest = max([*watched, *paths], key=lambda p: p.stat().st_mtime)
         age_s = time.time() - newest.stat().st_mtime
         if age_s < self.settle_s:
             log.info("waiting for %s: %smodified %.0f s ago, maybe still being written (settle time %.0f s)",
-                     uri, f"its mapping {mapping.path} " if newest == mapping.path else "", age_s, self.settle_s)
+                     uri, f"{watched[newest]} {newest} " if newest in watched else "", age_s, self.settle_s)
             return None
         checksum, older = self._checksum(found, mapping)
         with self.engine.begin() as conn:

@@ -187,6 +187,27 @@ def test_ingest_and_the_scheduler_find_one_file_and_queue_it_by_its_absolute_pat
     assert ingest_release(Path("scratch-beside.toml"), engine).already_loaded  # `healcat ingest` finds the same
 
 
+def test_a_manifest_written_just_now_waits_for_the_settle_time(engine, catalog, tmp_path, scratch_release, caplog):
+    """The settle time looked at the mapping and the files, not the manifest: one saved in place and read
+    half written could queue an entry without the version or date written after it."""
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    mapping = scratch_mapping(drop, "settle")
+    mapping.write_text(mapping.read_text().replace(load_mapping(SDSS).file, "settle.csv"))
+    write_csv(drop / "settle.csv", sdss_rows()[:20])
+    settled = time.time() - 120
+    for path in (mapping, drop / "settle.csv"):
+        os.utime(path, (settled, settled))
+    manifest = tmp_path / "releases.toml"
+    manifest.write_text(f'[[release]]\nmapping = "drop/{mapping.name}"\nfile = "drop/settle.csv"\n')
+    scheduler = Scheduler(engine, [manifest], settle_s=60)
+    with caplog.at_level(logging.INFO, logger="ingest.scheduler"):
+        assert scheduler.scan() == []
+    assert f"its manifest {manifest} modified" in caplog.text
+    os.utime(manifest, (settled, settled))
+    assert len(scheduler.scan()) == 1
+
+
 def test_a_load_its_policy_refused_is_queued_again_once_the_mapping_allows_it(engine, catalog, tmp_path,
                                                                               scratch_release):
     """Too many rows rejected: the job fails. Allowing them in the mapping leaves the release's checksum
