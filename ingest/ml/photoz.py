@@ -203,9 +203,9 @@ def train_features(x: np.ndarray, z: np.ndarray, *, seed: int = 0, epochs: int =
     if cv_folds > 1:
         report.update(cv_folds=cv_folds, **_cross_validated("cv", x_all, z_all, splits[1:], [answered], options, hparams))
         if groups is not None:
-            sky = group_fold_indices(np.asarray(groups)[ok], seed, cv_folds)
-            report.update(sky_cv_groups=int(len(np.unique(np.asarray(groups)[ok]))),
-                          **_cross_validated("sky_cv", x_all, z_all, sky, [], options, hparams))
+            groups = np.asarray(groups)[ok]
+            report.update(sky_cv_groups=int(len(np.unique(groups))), **_cross_validated(
+                "sky_cv", x_all, z_all, group_fold_indices(groups, seed, cv_folds), [], options, hparams))
     return model, report
 
 
