@@ -10,13 +10,14 @@ import os
 import sys
 import traceback
 
-from benchmarks import (bench_cone, bench_inference, bench_ingest, bench_mixture, bench_releases, bench_scs,
+from benchmarks import (bench_cone, bench_floats, bench_inference, bench_ingest, bench_mixture, bench_releases, bench_scs,
                         bench_similarity, bench_workers, bench_xmatch)
 
 BENCHMARKS = {"cone": bench_cone.main, "regions": bench_cone.regions, "scs": bench_scs.main,
               "similarity": bench_similarity.main, "xmatch": bench_xmatch.main, "ingest": bench_ingest.main,
               "workers": bench_workers.main, "inference": bench_inference.main, "releases": bench_releases.main,
-              "diff": bench_releases.diff, "mixture": bench_mixture.main}
+              "diff": bench_releases.diff, "mixture": bench_mixture.main,
+              "floats": bench_floats.main}
 
 
 def run(names: list[str]) -> list[str]:

@@ -500,3 +500,26 @@ def test_a_release_whose_every_ra_is_below_24_deg_says_so(engine, tmp_path, scra
         stored = conn.scalar(sa.text("SELECT row_counts FROM healcat.release WHERE release_id = :r"),
                              {"r": load.release_id})
     assert stored.get("ra_all_within_24_deg") == (n if flagged else None)
+
+
+def test_shortest_decimals_are_the_numbers_str_writes():
+    """``cells.shortest_decimals`` (vectorized) gives, for every float16 and for float32s of every exponent,
+    the float64 of the decimal ``str`` writes for it (numpy's shortest round-trip): ties, powers of two (whose
+    lower neighbour is nearer), the largest, the subnormals, and numbers past its powers of ten done one by one."""
+    every16 = np.arange(2**16, dtype=np.uint16).view(np.float16)
+    rng = np.random.default_rng(7)
+    bits = rng.integers(0, 2**32, 300_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    every16, bits = every16[~np.isnan(every16)], bits[~np.isnan(bits)]  # NaN payloads: a cast warns (NaN below)
+    edges = np.array([0.077, 17.204, 1.1e-05, -0.5, 1200, 343126.125, 2.0**-6, 3.4028235e38, 1e-45, 1e-40, 1e22, 1e23,
+                      -0.0, 0.0, np.nan, np.inf, -np.inf], dtype=np.float32)
+    powers = (2.0 ** np.arange(-149, 128)).astype(np.float32)
+    runs = np.arange(0x3F7F0000, 0x3F810000, dtype=np.uint32).view(np.float32)  # every float32 around 1
+    for values in (every16, bits, edges, powers, runs, -runs):
+        got = cells.shortest_decimals(values.astype(np.float64), values.dtype)
+        want = values.astype(str).astype(np.float64)
+        assert np.array_equal(got, want, equal_nan=True), values[got != want][:5]
+        assert np.array_equal(got.astype(values.dtype), values, equal_nan=True)  # each gives its float back
+    assert cells.shortest_decimals(np.array([0.07699999958276749]), np.dtype(">f4"))[0] == 0.077  # FITS 'E'
+    plain = np.array([0.07699999958276749, 1.5])
+    assert cells.shortest_decimals(plain, np.dtype(np.float64)) is plain and cells.shortest_decimals(
+        plain, np.dtype(np.int32)) is plain

@@ -8,6 +8,7 @@ import csv
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 
@@ -339,3 +340,66 @@ def test_a_joining_release_back_filled_later_becomes_the_previous_one(engine, tm
                                                                                 "scratch/old")
     assert _changes(engine, "scratch/new") == {"new": set(ids[20:30]), "changed": {ids[5]}, "vanished": set(ids[:5])}
     assert new["changes"] == {"new": 10, "changed": 1, "vanished": 5, "unchanged": 14}
+
+
+# --- the same catalogue in another format ------------------------------------------------------------------------
+
+PICZL_RUN = data_dir() / "piczl_ls10_demo/run_demo_catalog.fits"
+
+
+@pytest.mark.parametrize("fmt", ["fits", "votable", "parquet", "hdf5"])
+def test_the_same_float32_catalogue_in_another_format_changes_nothing(engine, tmp_path, scratch_release, fmt):
+    """The PICZL run catalogue's float32 fluxes, inverse variances and transmissions (FITS 'E'), with its
+    positions, a magnitude band and a redshift as float32 too, released as CSV (positions and z as the shortest
+    decimal that gives each float32 back, as a survey's text writes them; photometry with astropy's 17 digits)
+    and then as ``fmt``. The second release changed every object:
+    positions and redshifts were the float64 a float32 widens to (10.123 stored as 10.12300014...), and the
+    fluxes derived from the file's numbers differed in their last float4 bit (the widened 12.3456 against the
+    decimal). Now a float32 position or value is the decimal a text format writes, and photometry is derived
+    from its numbers at the float4 precision it is stored at: no object changed, every stored number equal."""
+    from astropy.table import Table
+
+    piczl = Table.read(PICZL_RUN, hdu=1)
+    table = Table({"id": [str(i).strip() for i in piczl["FULLID"]],
+                   "ra": piczl["RA"].astype(np.float32), "dec": piczl["DEC"].astype(np.float32),
+                   "z": np.linspace(0.05, 1.2, len(piczl)).astype(np.float32)})
+    for b in ("g", "r", "w1"):
+        for col in (f"dered_flux_{b}", f"flux_ivar_{b}", f"mw_transmission_{b}"):
+            table[col] = piczl[col].astype(np.float32)  # native order (the FITS column is big-endian)
+    assert table["dered_flux_g"].dtype == np.float32 and table["flux_ivar_g"].dtype == np.float32
+    flux = np.clip(table["dered_flux_r"], 1e-3, None)
+    table["mag_r"] = (22.5 - 2.5 * np.log10(flux)).astype(np.float32)
+    table["mag_r_err"] = (2.5 / np.log(10) / (flux * np.sqrt(np.clip(table["flux_ivar_r"], 1e-6, None)))
+                          ).astype(np.float32)
+    bands = "\n".join(f'{name} = {{ flux = "dered_flux_{b}", flux_ivar = "flux_ivar_{b}", '
+                      f'transmission = "mw_transmission_{b}", unit = "nanomaggy" }}'
+                      for b, name in (("g", "ls10_g_dered"), ("r", "ls10_r_dered"), ("w1", "wise_w1_dered")))
+    # positions and z as a survey's text writes a float32 (the decimal that gives it back); the photometry as astropy
+    # writes it (the float64 it widens to, 17 digits): photometry is stored at float4 precision either way
+    as_text = {c: (lambda v: str(np.float32(v))) for c in ("ra", "dec", "z")}
+    releases = []
+    for version, day, form in (("csv", 1, "csv"), (fmt, 2, fmt)):
+        path = tmp_path / f"piczl32.{ {'hdf5': 'h5', 'votable': 'xml'}.get(form, form) }"
+        table.write(path, **{"csv": {"format": "ascii.csv", "formats": as_text}, "votable": {"format": "votable"},
+                             "hdf5": {"path": "data", "serialize_meta": False}}.get(form, {}))
+        mapping = tmp_path / f"piczl32-{version}.toml"
+        mapping.write_text(f'[survey]\nname = "scratch"\n[release]\nversion = "f32-{version}"\ndate = 2026-01-0{day}\n'
+                           f'file = "{path}"\nformat = "{form}"\n[source]\nobject_id = "{{id}}"\nra = "ra"\n'
+                           f'dec = "dec"\n[photometry]\nsystem = "AB"\n[photometry.bands]\n{bands}\n'
+                           'sdss_r = { mag = "mag_r", mag_err = "mag_r_err" }\n[spec_redshift]\nz = "z"\n')
+        releases.append(ingest_release(mapping, engine).release_id)
+
+    show = _show(engine, f"scratch/f32-{fmt}")
+    assert show["previous"] == "scratch/f32-csv"
+    assert show["changes"] == {"new": 0, "changed": 0, "vanished": 0, "unchanged": len(piczl)}
+
+    stored = ("SELECT s.object_id, s.ra, s.dec, s.hpx, z.z, p.band, p.mag, p.mag_err, p.flux_ujy, p.flux_err_ujy "
+              "FROM healcat.source s JOIN healcat.photometry p USING (source_id, shard) "
+              "JOIN healcat.spec_redshift z USING (source_id, shard) WHERE s.release_id = :r")
+    with engine.connect() as conn:
+        csv_rows, fmt_rows = ({tuple(row[:1]) + tuple(row[5:6]): tuple(row) for row in
+                               conn.execute(sa.text(stored), {"r": r})} for r in releases)
+    assert len(csv_rows) == 4 * len(piczl) and fmt_rows == csv_rows
+    first = csv_rows[min(csv_rows)]
+    assert (first[1], first[2], first[4]) == tuple(float(str(v)) for v in
+                                                   table[table["id"] == first[0]][0][["ra", "dec", "z"]])
