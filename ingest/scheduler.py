@@ -67,6 +67,15 @@ class Candidate:
     version: str | None = None  # from a manifest: the release's version, instead of the mapping's
     date: str | None = None  # from a manifest: the release's date (ISO), instead of the mapping's
     error: str | None = None  # a manifest entry that cannot be read: skipped saying why, the others queued
+    entry: int | None = None  # from a manifest: the number of its [[release]] (1 for the first)
+
+    def describe(self) -> str:
+        """What a log line names: the mapping, or the manifest entry naming it (a manifest may name one mapping
+        in many entries, each a release of its own)."""
+        if self.manifest is None:
+            return str(self.mapping)
+        return f"release source {self.manifest} [[release]] number {self.entry}" + (
+            f" (mapping {self.mapping})" if self.error is None else "")
 
 
 def sources_from_env() -> list[Path]:
@@ -109,29 +118,28 @@ def candidates(source: Path) -> list[Candidate]:
         try:
             found.append(_manifest_entry(source, i, entry))
         except IngestError as exc:  # this entry alone is skipped, saying why; the manifest's others are queued
-            found.append(Candidate(source, manifest=source, error=str(exc)))
+            found.append(Candidate(source, manifest=source, error=str(exc), entry=i))
     return found
 
 
 def _manifest_entry(source: Path, i: int, entry) -> Candidate:
-    """A manifest's ``i``-th [[release]] as a candidate, else an IngestError naming the entry and the field."""
+    """A manifest's ``i``-th [[release]] as a candidate, else an IngestError naming the field (the scan's
+    message names the manifest and the entry: :meth:`Candidate.describe`)."""
     if not isinstance(entry, dict) or not isinstance(entry.get("mapping"), str):
-        raise IngestError(f"release source {source}: [[release]] number {i} needs a string 'mapping'")
+        raise IngestError("it needs a string 'mapping'")
     mapping = Path(entry["mapping"])
     if mapping.suffix:
         mapping = source.parent / mapping
     if not isinstance(entry.get("version", ""), str):
-        raise IngestError(f"release source {source}: [[release]] number {i}: version must be a string")
+        raise IngestError("version must be a string")
     if not isinstance(entry.get("file", ""), str):  # else dropped, and the mapping's own file queued
-        raise IngestError(f"release source {source}: [[release]] number {i}: file must be a string (a path "
-                          f"relative to the manifest), got {entry['file']!r}")
+        raise IngestError(f"file must be a string (a path relative to the manifest), got {entry['file']!r}")
     date = entry.get("date")
     if date is not None and (not isinstance(date, dt.date) or isinstance(date, dt.datetime)):
-        raise IngestError(f"release source {source}: [[release]] number {i}: date must be a TOML date such as "
-                          f"2017-07-31, got {date!r}")
+        raise IngestError(f"date must be a TOML date such as 2017-07-31, got {date!r}")
     file = source.parent / entry["file"] if "file" in entry else None
     return Candidate(mapping, file, manifest=source, version=entry.get("version"),
-                     date=date.isoformat() if date is not None else None)
+                     date=date.isoformat() if date is not None else None, entry=i)
 
 
 class Scheduler:
@@ -159,10 +167,10 @@ class Scheduler:
                 try:
                     job_id = self._schedule(candidate)
                 except IngestError as exc:  # MappingError too: fix the file, the next scan finds it
-                    self._skip(skipped, candidate, f"skipped {candidate.mapping}: {exc}")
+                    self._skip(skipped, candidate, f"skipped {candidate.describe()}: {exc}")
                     continue
                 except Exception as exc:  # one bad candidate never stops the scan, nor the scheduler
-                    self._skip(skipped, candidate, f"skipped {candidate.mapping}: unexpected error {exc!r}",
+                    self._skip(skipped, candidate, f"skipped {candidate.describe()}: unexpected error {exc!r}",
                                exc_info=True)
                     continue
                 if job_id is not None:
@@ -192,10 +200,9 @@ class Scheduler:
             found, paths, uri, args = path, [path], str(path), {"file": str(path)}
         else:  # spectra or light curves: the files its globs match now (none: MissingInputError)
             if candidate.file is not None:  # it was dropped, and every file the globs match queued in its place
-                raise IngestError(f"release source {candidate.manifest}: the entry of {mapping.path.name} names file "
-                                  f"{candidate.file}, but a mapping of spectra or light curves reads the files its "
-                                  "[series] (and [catalog]) globs match and takes no file: leave 'file' out, or give "
-                                  "the entry a mapping whose globs match the files to load")
+                raise IngestError(f"the entry names file {candidate.file}, but a mapping of spectra or light curves "
+                                  "reads the files its [series] (and [catalog]) globs match and takes no file: leave "
+                                  "'file' out, or give the entry a mapping whose globs match the files to load")
             found = mapping.input_files()
             paths, uri, args = found.all(), mapping.source_uri, {}
         # The mapping and the manifest too: one still being written may be valid TOML that maps half the

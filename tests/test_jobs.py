@@ -246,8 +246,10 @@ def test_a_manifest_entry_whose_file_is_no_text_is_refused_naming_it(tmp_path):
                         + entry.format(n=3, file='"c.csv"'))
     first, second, third = candidates(manifest)  # the bad entry alone is skipped (the scan logs why)
     assert (first.file, first.error, third.file, third.version) == (tmp_path / "a.csv", None, tmp_path / "c.csv", "v3")
-    assert second.error == (f"release source {manifest}: [[release]] number 2: file must be a string (a path "
-                            "relative to the manifest), got ['b.csv']")
+    assert second.error == "file must be a string (a path relative to the manifest), got ['b.csv']"
+    assert (second.describe(), third.describe()) == (f"release source {manifest} [[release]] number 2",
+                                                     f"release source {manifest} [[release]] number 3 (mapping "
+                                                     "sdss_dr14_skyserver_10k)")
 
 
 def test_scheduler_skips_what_it_cannot_read_and_says_why(engine, catalog, tmp_path, scratch_release, caplog,
@@ -338,6 +340,8 @@ def test_a_manifest_entry_gives_a_new_release_of_a_shipped_mapping_its_version(e
     assert scheduler.scan() == [] and _jobs(engine) == []
     assert ("incoming/rerun.csv: release scratch/shipped is already loaded from different content" in caplog.text
             and 'a manifest entry\'s version = "..."' in caplog.text)
+    # the line names the manifest's entry, not only the mapping (another entry may name it with its own version)
+    assert f"skipped release source {manifest} [[release]] number 1 (mapping {mapping}): " in caplog.text
 
     manifest.write_text(entry + 'version = "shipped-rerun"\n')  # the checksum cached without it was kept
     (job_id,) = scheduler.scan()
@@ -372,9 +376,9 @@ def test_a_manifest_entry_giving_a_mapping_of_spectra_a_file_is_refused_naming_i
     manifest.write_text(f'[[release]]\nmapping = "sdss_spectra_pyqsofit"\nfile = "{one.name}"\nversion = "one"\n')
     assert Scheduler(engine, [manifest], settle_s=0).scan() == []
     assert _jobs(engine) == []
-    assert (f"release source {manifest}: the entry of sdss_spectra_pyqsofit.toml names file {one}, but a mapping "
-            "of spectra or light curves reads the files its [series] (and [catalog]) globs match and takes no file"
-            in caplog.text)
+    assert (f"skipped release source {manifest} [[release]] number 1 (mapping sdss_spectra_pyqsofit): the entry "
+            f"names file {one}, but a mapping of spectra or light curves reads the files its [series] (and [catalog]) "
+            "globs match and takes no file" in caplog.text)
 
 
 def test_a_release_date_from_a_manifest_or_the_command_line_places_a_re_release(engine, catalog, tmp_path,
