@@ -243,6 +243,20 @@ def test_filters_that_can_only_be_mistakes_are_errors_not_empty_answers(capsys, 
     assert "spec_redshift.z between 0.2 and 0.1 selects nothing" in capsys.readouterr().err
 
 
+def test_a_nan_bound_is_an_error_not_a_wrong_answer(capsys, space):
+    """SQL's NaN is above every number: --z 0.05 nan kept every spec-z >= 0.05 and --mag sdss_r nan 17 none,
+    both answered as if the filter were what was asked."""
+    sid = int(space["id"][0])
+    with pytest.raises(QueryError, match=r"similar: where: spec_redshift.z compared with NaN: a bound must be a number"):
+        similar(sid, model=PHOTOZ_MODEL, k=3, where=SpecRedshift.z.between(0.05, float("nan")))
+    with pytest.raises(QueryError, match=r"similar: where: photometry.mag compared with NaN"):
+        similar(sid, model=PHOTOZ_MODEL, k=3, where=[Photometry.band == "sdss_r", Photometry.mag < np.float32("nan")])
+    assert main(["similar", str(sid), "-k", "3", "--z", "0.05", "nan"]) == 1
+    assert "spec_redshift.z compared with NaN" in capsys.readouterr().err
+    assert main(["similar", str(sid), "-k", "3", "--mag", "sdss_r", "nan", "17"]) == 1
+    assert "photometry.mag compared with NaN" in capsys.readouterr().err
+
+
 def test_a_task_name_given_for_a_model_name_says_which_model(capsys, space):
     """`similar --model photoz` and `model show photoz` said only that there is no such model."""
     hint = "(did you mean photoz-sdss, the model of task photoz?)"

@@ -11,6 +11,7 @@ HNSW with iterative scan) from the filter's selectivity and always return k rows
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Iterable
 
 import numpy as np
@@ -72,7 +73,7 @@ def _tables(expr: sa.ColumnElement) -> set[sa.Table]:
 def _check_filters(conn: sa.Connection, where: Filter | Iterable[Filter]) -> None:
     """Refuse a filter that can only be a mistake, naming it, rather than answer nothing: a band the
     catalog has no photometry in (``Photometry.band == "r"``: the band is ``sdss_r``), a range whose
-    minimum exceeds its maximum (``Photometry.mag.between(17.5, 14)``)."""
+    minimum exceeds its maximum (``Photometry.mag.between(17.5, 14)``), a NaN bound (``--z 0.05 nan``)."""
     filters = _filters(where)
     bands: list[str] = []
     stack = [f for f in filters if isinstance(f, sa.ColumnElement)]
@@ -83,6 +84,10 @@ def _check_filters(conn: sa.Connection, where: Filter | Iterable[Filter]) -> Non
         stack.extend(element.get_children())
         if not isinstance(element, sa.BinaryExpression):
             continue
+        bounds = getattr(element.right, "clauses", None) or [element.right]  # BETWEEN: (lo, hi)
+        if any(isinstance(getattr(b, "value", None), (float, np.floating)) and math.isnan(b.value) for b in bounds):
+            # SQL's NaN is above every number: mag BETWEEN 14 AND 'NaN' kept every mag >= 14, BETWEEN 'NaN' AND 17 none
+            raise QueryError(f"similar: where: {element.left} compared with NaN: a bound must be a number, not NaN")
         if element.operator is sa.sql.operators.between_op and not element.modifiers.get("symmetric"):
             lo, hi = (getattr(c, "value", None) for c in element.right.clauses)
             if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and lo > hi:
