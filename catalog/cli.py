@@ -151,6 +151,10 @@ def _votable(table: Table, icrs: tuple[str, ...]):
             field.ref, field.ucd = "icrs", positions[field.name] + (";meta.main" if field.name in ("ra", "dec") else "")
         elif field.name in FIELDS and field.name not in ("ra", "dec"):
             field.description, field.ucd = FIELDS[field.name][0], FIELDS[field.name][2]
+        elif field.name == "separation_arcsec":  # a cross-match's (its description: the table's)
+            field.ucd = "pos.angDistance"
+        elif field.name in ("source_id_a", "object_id_a", "source_id_b", "object_id_b"):  # xmatch-releases'
+            field.ucd = "meta.id"
     return vot
 
 

@@ -40,6 +40,20 @@ MAX_RADIUS_ARCSEC = 1800.0
 #: The catalog's columns in the answer, with their units, after the input's own columns.
 MATCH_COLUMNS = {"source_id": None, "release": None, "object_id": None, "match_ra": u.deg, "match_dec": u.deg,
                  "separation_arcsec": u.arcsec}
+#: ... and what each is (the Table's descriptions, which ECSV and VOTable keep).
+MATCH_DESCRIPTIONS = {
+    "input_row": "the input row (1-based) this match is for",
+    "source_id": "healcat's id of the matched source",
+    "release": "the catalog release the matched source is from (healcat's name, survey/release)",
+    "object_id": "the matched source's id in its survey's own catalog",
+    "match_ra": "right ascension (ICRS) of the matched source, at the match's epoch",
+    "match_dec": "declination (ICRS) of the matched source, at the match's epoch",
+    "separation_arcsec": "angular distance between the input position and the matched source",
+    "xmatch_problem": "why the row's position was not matched (empty where it was)",
+}
+#: What xmatch_releases' columns are, less their _a and _b.
+RELEASE_DESCRIPTIONS = {"source_id": "healcat's id of the source", "object_id": "the source's id in its survey's own catalog",
+                        "ra": "right ascension (ICRS, at the match's epoch)", "dec": "declination (ICRS, at the match's epoch)"}
 RA_NAMES = ("ra", "ra_deg", "raj2000", "ra_icrs")
 DEC_NAMES = ("dec", "dec_deg", "dej2000", "decj2000", "de_icrs", "dec_icrs")
 _TEMP_TABLE = "healcat_xmatch_input"
@@ -548,14 +562,17 @@ def _answer(table: Table, columns: list[np.ndarray], positions: Positions, keep_
             answer.rename_column(name, next(f"{name}_input{n or ''}" for n in range(len(answer.colnames) + 1)
                                             if f"{name}_input{n or ''}" not in answer.colnames))
     answer["input_row"] = row
+    answer["input_row"].description = MATCH_DESCRIPTIONS["input_row"]
     missing = columns[1] < 0
     for (name, unit), values in zip(MATCH_COLUMNS.items(), columns[1:]):
-        answer.add_column(MaskedColumn(values, mask=missing, unit=unit, copy=False), name=name, copy=False)
+        answer.add_column(MaskedColumn(values, mask=missing, unit=unit, description=MATCH_DESCRIPTIONS[name], copy=False),
+                          name=name, copy=False)
     if keep_bad:
         reasons: dict[int, str] = {}
         for p in positions.problems:  # every reason of a row, in column order
             reasons[p.row] = "; ".join(filter(None, [reasons.get(p.row), f"column {p.column}: {p.reason}"]))
         answer["xmatch_problem"] = np.array([reasons.get(int(r), "") for r in row], dtype=str)
+        answer["xmatch_problem"].description = MATCH_DESCRIPTIONS["xmatch_problem"]
     return answer
 
 
@@ -586,4 +603,7 @@ def crossmatch_releases(
         kind = str if name.startswith("object_id") else np.int64 if name.startswith("source_id") else np.float64
         unit = u.arcsec if name == "separation_arcsec" else u.deg if name[:3] in ("ra_", "dec") else None
         answer[name] = masked_column([r[i] for r in rows], kind, unit)  # None: no match
+        side = name[-1].upper()
+        answer[name].description = ("angular distance between sources A and B" if name == "separation_arcsec" else
+                                    f"{RELEASE_DESCRIPTIONS[name[:-2]]}, release {side} (release_{side.lower()})")
     return answer

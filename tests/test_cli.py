@@ -13,6 +13,7 @@ from astropy.table import MaskedColumn, Table
 
 from catalog import cone_search
 from catalog.cli import build_parser, main
+from tests.conftest import GAIA_RELEASE, SDSS_RELEASE
 
 COMMANDS = ["db", "ingest", "train", "infer", "cone", "similar", "enqueue", "worker", "jobs", "demo"]
 
@@ -283,6 +284,29 @@ def test_votable_output_declares_icrs_and_ucds_on_healcats_positions_only(catalo
     fields = {f.name: f for f in parse(io.BytesIO(capsys.readouterr().out.encode())).get_first_table().fields}
     assert fields["match_ra"].ref is not None and fields["match_ra"].ucd == "pos.eq.ra"
     assert fields["ra"].ref is None and fields["ra"].ucd is None
+
+
+def test_a_cross_matchs_votable_describes_its_own_columns(catalog, capsys, tmp_path):
+    """The README says healcat's columns carry UCDs and descriptions: a cross-match's separation_arcsec had
+    neither, match_ra/match_dec and input_row no description, and xmatch-releases' columns none at all."""
+    import io
+
+    from astropy.io.votable import parse
+
+    path = tmp_path / "mine.csv"
+    path.write_text("ra,dec\n160.9415,0.7968\n")
+    assert main(["xmatch", str(path), "--radius", "1", "--keep-bad", "--format", "votable"]) == 0
+    fields = {f.name: f for f in parse(io.BytesIO(capsys.readouterr().out.encode())).get_first_table().fields}
+    assert fields["separation_arcsec"].ucd == "pos.angDistance"
+    for name in ("input_row", "source_id", "release", "object_id", "match_ra", "match_dec", "separation_arcsec",
+                 "xmatch_problem"):
+        assert fields[name].description, name
+    assert main(["xmatch-releases", SDSS_RELEASE, GAIA_RELEASE, "--radius", "0.5", "--format", "votable"]) == 0
+    fields = {f.name: f for f in parse(io.BytesIO(capsys.readouterr().out.encode())).get_first_table().fields}
+    assert fields["separation_arcsec"].ucd == "pos.angDistance"
+    assert fields["source_id_a"].ucd == fields["object_id_b"].ucd == "meta.id"
+    assert all(f.description for f in fields.values()), [n for n, f in fields.items() if not f.description]
+    assert "release B" in fields["ra_b"].description
 
 
 def test_a_unit_vounit_cannot_write_is_said_in_the_votables_description():
