@@ -139,6 +139,11 @@ def _votable(table: Table, icrs: tuple[str, ...]):
     vot = from_table(table)
     vot.resources[0].infos.extend(Info(name=name, value=str(value)) for name, value in table.meta.items()
                                   if name != "frame" and isinstance(value, (str, int, float)))
+    # ... and a list of numbers (predictions' pdf_at: the grid the pdf column is on) as its values, blank-separated
+    vot.resources[0].infos.extend(
+        Info(name=name, value=" ".join(repr(float(v)) for v in value)) for name, value in table.meta.items()
+        if isinstance(value, (list, tuple)) and value and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                              for v in value))
     for field, column in zip(vot.get_first_table().fields, table.itercols()):
         if column.unit is not None and not _vounit(column.unit):
             field.unit = None

@@ -172,7 +172,8 @@ def _predictions_table(rows: list, task, grid: np.ndarray | None, n_components: 
             table[name].description = text
     if grid is not None:
         table["pdf"] = _rows_of(columns[14], None, np.float64, width=len(grid))
-        table["pdf"].description = "the PDF at meta['pdf_at'] (truncated where the values end and renormalised)"
+        table["pdf"].description = ("the PDF at the values meta['pdf_at'] (a VOTable's INFO pdf_at; truncated "
+                                    "where the values end and renormalised)")
     table["reason"] = masked_column(columns[-1], str)
     table["reason"].description = "why the source has no prediction (masked where it has one)"
     return table

@@ -198,6 +198,18 @@ def test_a_missing_source_or_release_is_an_error_naming_it(per_object, fn):
         fn(source_id_of("135_9613"), release=5)
 
 
+def test_a_votable_of_pdfs_says_where_they_were_evaluated(catalog, capsys):
+    """The pdf column's values are meaningless without the grid: ECSV kept meta['pdf_at'], but the
+    VOTable left it out (only meta of one value became INFOs) while its description pointed at it."""
+    from astropy.io.votable import parse
+
+    assert main(["predictions", "--object-id", "0275-51910-0435", "--pdf-at", "0.1", "0.2", "--format", "votable"]) == 0
+    vot = parse(io.BytesIO(capsys.readouterr().out.encode()))
+    infos = {info.name: info.value for info in vot.resources[0].infos}
+    assert [float(v) for v in infos["pdf_at"].split()] == [0.1, 0.2]
+    assert vot.get_first_table().array["pdf"].shape[1] == 2
+
+
 def test_the_command_line_gives_the_same_rows_one_value_a_csv_cell(catalog, capsys):
     galaxy, star = source_id_of("0275-51910-0435"), source_id_of("2389-54213-0339")
     assert main(["predictions", str(galaxy), "--object-id", "2389-54213-0339", "--pdf-at", "0.1", "0.2",
