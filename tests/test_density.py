@@ -59,6 +59,19 @@ def test_density_of_one_release_and_of_a_search(engine, positions):
             conn.execute(sa.text("SELECT * FROM healcat.sky_density(-1)")).all()
 
 
+def test_a_density_table_says_its_order(catalog, tmp_path):
+    """A pixel number means nothing without its order: sky_density's Table kept it nowhere, so a saved
+    one (ECSV) could not be read back as a map."""
+    from astropy.table import Table
+
+    got = sky_density(5)
+    assert got.meta["order"] == 5
+    got.write(tmp_path / "density.ecsv")
+    assert Table.read(tmp_path / "density.ecsv").meta["order"] == 5
+    of_box = density_of(box_search(350.0, 10.0, -5.0, 5.0), 7)
+    assert of_box.meta["order"] == 7 and of_box["pix"].description == got["pix"].description
+
+
 def _coloured(png: np.ndarray) -> np.ndarray:
     """Image pixels drawn in a colour of the scale (not empty sky, not outside it)."""
     rgb = png[..., :3]

@@ -9,11 +9,16 @@ from astropy.table import Table
 
 from catalog import healpix
 from catalog.search.region import checked_int, run
+from catalog.search.results import COLUMNS
 
 
 def sky_density(order: int, *, release: str | None = None, engine: sa.Engine | None = None) -> Table:
-    """Columns pix (NESTED pixel at ``order``) and n (sources in it), non-empty pixels only, by pix."""
-    return run(engine, "sky_density", "SELECT * FROM healcat.sky_density(%s, %s)", (_checked_order(order), release))
+    """Columns pix (NESTED pixel at ``order``) and n (sources in it), non-empty pixels only, by pix; the
+    order is the Table's ``meta["order"]`` (a pixel number means nothing without it: ECSV keeps it)."""
+    order = _checked_order(order)
+    table = run(engine, "sky_density", "SELECT * FROM healcat.sky_density(%s, %s)", (order, release))
+    table.meta["order"] = order
+    return table
 
 
 def _checked_order(order) -> int:
@@ -29,4 +34,5 @@ def density_of(sources: Table, order: int) -> Table:
     else:
         pix = np.empty(0, np.int64)
     values, counts = np.unique(pix, return_counts=True)
-    return Table([values.astype(np.int64), counts.astype(np.int64)], names=["pix", "n"])
+    return Table([values.astype(np.int64), counts.astype(np.int64)], names=["pix", "n"],
+                 descriptions=[COLUMNS["pix"][2], COLUMNS["n"][2]], meta={"order": order})

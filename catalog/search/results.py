@@ -16,7 +16,7 @@ COLUMNS = {
     "dec": (np.float64, u.deg, "declination (ICRS)"),
     "distance_arcsec": (np.float64, u.arcsec, "angular distance from the search's centre"),
     "distance": (np.float64, None, "cosine distance in the model's embedding space (0: alike, 2: opposite)"),
-    "pix": (np.int64, None, "HEALPix pixel (nested, ICRS) at the map's order"),
+    "pix": (np.int64, None, "HEALPix pixel (nested, ICRS) at the order meta['order']"),
     "n": (np.int64, None, "sources in the pixel"),
 }
 
