@@ -495,13 +495,16 @@ def _motions(table: Table, pm_cols: tuple[str, str], epoch_jyear: float | str,
     """(pm RA*cos(Dec), pm Dec [mas/yr], epoch [Julian year]) per row, the rows whose cells cannot be
     used added to ``positions``' problems (and made bad): an epoch cell missing, not finite or not a
     number (a masked cell held 0, and moved its star by 2,000 years), or a proper motion that is
-    text. A missing proper motion is no motion: the row stays where it is."""
-    found, pm = [], []
+    text. A missing proper motion is no motion: the row stays where it is, one of its two components
+    missing too (the row moved along the other alone, as if the missing one were 0)."""
+    found, pm, missing = [], [], np.zeros(len(table), dtype=bool)
     for name in pm_cols:
         values, bad, text = _column_in(table, name, u.mas / u.yr, "a proper motion")
         found += [(i, name, "a proper motion that is not a number") for i in np.flatnonzero(text & positions.good)]
-        values[bad] = 0.0
         pm.append(values)
+        missing |= bad
+    for values in pm:
+        values[missing] = 0.0
     if isinstance(epoch_jyear, str):
         epoch, epoch_bad, _ = _numbers(table, epoch_jyear)
         found += [(i, epoch_jyear, "epoch missing or not a finite number") for i in np.flatnonzero(epoch_bad & positions.good)]
