@@ -118,25 +118,16 @@ def _illegal_sexagesimal(text: str, unit: u.UnitBase) -> str | None:
     return None
 
 
-def floats(column, problems: Problems, name: str, sentinels: tuple[float, ...] = (), as_written: bool = True) -> np.ndarray:
+def floats(column, problems: Problems, name: str, sentinels: tuple[float, ...] = ()) -> np.ndarray:
     """Numbers from a column; empty cells and sentinel values are NaN (missing), text that is no number a problem.
-    A float32 column's numbers are, ``as_written``, the decimals a text format writes for them
-    (:func:`shortest_decimals`); without it the float64 they widen to (photometry, stored as float4 either way)."""
+    A float32 column's numbers are the decimals a text format writes for them (:func:`shortest_decimals`)."""
     values = numeric(column)
     if values is None:
         values = parse_cells(column, functools.partial(_not_nan, name), problems, name, "a number")
+    values = shortest_decimals(values, column.dtype)
     if sentinels:
         values[np.isin(values, in_precision(sentinels, column))] = np.nan
-    return shortest_decimals(values, column.dtype) if as_written else values
-
-
-def at_float4(values: np.ndarray) -> np.ndarray:
-    """``values`` as a float32 holds them (float64 again), past a float32's range as they are (validation names
-    them): photometry is stored as float4, and what healcat derives from a file's number (a flux from a magnitude,
-    a magnitude from a flux) is derived from the number at that precision, so a FITS 'E' column and the same
-    table written as text (0.077 and the float32 0.07699999958...) give the same derived values."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        return np.where(np.abs(values) <= np.finfo(np.float32).max, values.astype(np.float32), values)
+    return values
 
 
 def shortest_decimals(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -188,15 +179,17 @@ def _shortest_block(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 def in_precision(numbers, column) -> np.ndarray:
-    """A mapping's sentinels or limits as ``column``'s own floats hold them, as float64: 99.99 in a float32
-    column (FITS 'E', a Parquet or HDF5 float) is 99.98999786..., which the float64 99.99 never equals (the
-    file's declared sentinel was quarantined as out of range)."""
+    """A mapping's sentinels or limits as ``column``'s numbers read (:func:`floats`): through its own floats, then
+    as the decimal a text format writes (:func:`shortest_decimals`). 99.99 in a float32 column (FITS 'E', a Parquet
+    or HDF5 float) reads as 99.99; 99.9999999, which a float32 holds as 100, reads as 100 (and a sentinel of 100
+    in the mapping equals it, as the file's cell does)."""
     numbers = np.asarray(numbers, dtype=np.float64)
     if column.dtype.kind != "f":
         return numbers
-    held = np.abs(numbers) <= np.finfo(column.dtype).max  # 1e39: no float32 holds it, nor equals it
-    return np.where(held, np.clip(numbers, -np.finfo(column.dtype).max, np.finfo(column.dtype).max)
-                    .astype(column.dtype).astype(np.float64), numbers)
+    top = np.finfo(column.dtype).max
+    held = np.abs(numbers) <= top  # 1e39: no float32 holds it, nor equals it
+    within = np.clip(np.where(held, numbers, 0.0), -top, top).astype(column.dtype).astype(np.float64)
+    return np.where(held, shortest_decimals(within, column.dtype), numbers)
 
 
 def sentinel_like(values: np.ndarray) -> np.ndarray:

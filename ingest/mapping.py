@@ -839,8 +839,7 @@ def _photometry(mapping: Mapping, band: Band, table: Table, problems: Problems,
     def column(name: str | None, error: bool = False) -> np.ndarray:
         if name is None:
             return np.full(n, np.nan)
-        return cells.floats(table[name], problems, name, mapping.sentinels + (mapping.error_sentinels if error else ()),
-                            as_written=False)
+        return cells.floats(table[name], problems, name, mapping.sentinels + (mapping.error_sentinels if error else ()))
 
     def limits(numbers, name: str | None) -> np.ndarray:  # as the column's floats hold them (a float32's 99.99)
         return cells.in_precision(numbers, table[name]) if name is not None else np.asarray(numbers, dtype=np.float64)
@@ -869,14 +868,13 @@ def _photometry(mapping: Mapping, band: Band, table: Table, problems: Problems,
             mag_err[~np.isfinite(mag) | (mag_err < 0)] = np.nan
             if mapping.mag_system != "AB":
                 return Photometry(mag, mag_err, nan, nan.copy())
-            flux = AB_ZERO_POINT_UJY * 10 ** (-0.4 * cells.at_float4(mag))
-            return Photometry(mag, mag_err, flux, flux * cells.at_float4(mag_err) * np.log(10) / 2.5)
+            flux = AB_ZERO_POINT_UJY * 10 ** (-0.4 * mag)
+            return Photometry(mag, mag_err, flux, flux * mag_err * np.log(10) / 2.5)
         flux_in_file = column(band.flux)
         measured = np.isfinite(flux_in_file)
         if band.flux_ivar is None:
             flux_err_in_file = column(band.flux_err, error=True)
             negative_errors(flux_err_in_file, measured, band.flux_err)
-            flux_err_in_file = cells.at_float4(flux_err_in_file)
         else:
             ivar = column(band.flux_ivar, error=True)
             sentinel = cells.sentinel_like(ivar)
@@ -885,7 +883,7 @@ def _photometry(mapping: Mapping, band: Band, table: Table, problems: Problems,
                 problems.setdefault(int(i), (band.flux_ivar, f"{band.flux_ivar} {table[band.flux_ivar][i]} is {why} "
                                                              "sentinel? list it under [photometry] sentinels)"))
             # 0: no error measured; and no error without its flux (nor a problem of a band not measured)
-            flux_err_in_file = np.where(measured & (ivar > 0), 1 / np.sqrt(cells.at_float4(ivar)), np.nan)
+            flux_err_in_file = np.where(measured & (ivar > 0), 1 / np.sqrt(ivar), np.nan)
         if band.transmission is not None:
             transmission = column(band.transmission)
             known = (transmission > 0) & (transmission <= 1)
@@ -895,9 +893,8 @@ def _photometry(mapping: Mapping, band: Band, table: Table, problems: Problems,
                                              "in (0, 1]" if np.isfinite(transmission[i]) else
                                              f"{band.transmission} is missing: the error of the de-reddened "
                                              f"{band.flux} needs it"))
-            flux_err_in_file = np.where(known, flux_err_in_file / cells.at_float4(transmission), np.nan)
-        flux = cells.at_float4(flux_in_file) * band.to_ujy
-        flux_err = flux_err_in_file * band.to_ujy
+            flux_err_in_file = np.where(known, flux_err_in_file / transmission, np.nan)
+        flux, flux_err = flux_in_file * band.to_ujy, flux_err_in_file * band.to_ujy
         flux_err[flux_err < 0] = np.nan
         mag = np.where(flux > 0, -2.5 * np.log10(flux / AB_ZERO_POINT_UJY), np.nan)
         detected = flux > 0

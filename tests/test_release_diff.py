@@ -350,13 +350,12 @@ PICZL_RUN = data_dir() / "piczl_ls10_demo/run_demo_catalog.fits"
 @pytest.mark.parametrize("fmt", ["fits", "votable", "parquet", "hdf5"])
 def test_the_same_float32_catalogue_in_another_format_changes_nothing(engine, tmp_path, scratch_release, fmt):
     """The PICZL run catalogue's float32 fluxes, inverse variances and transmissions (FITS 'E'), with its
-    positions, a magnitude band and a redshift as float32 too, released as CSV (positions and z as the shortest
-    decimal that gives each float32 back, as a survey's text writes them; photometry with astropy's 17 digits)
-    and then as ``fmt``. The second release changed every object:
-    positions and redshifts were the float64 a float32 widens to (10.123 stored as 10.12300014...), and the
-    fluxes derived from the file's numbers differed in their last float4 bit (the widened 12.3456 against the
-    decimal). Now a float32 position or value is the decimal a text format writes, and photometry is derived
-    from its numbers at the float4 precision it is stored at: no object changed, every stored number equal."""
+    positions, a magnitude band and a redshift as float32 too, released as CSV (each float32 the shortest
+    decimal that gives it back, as a survey's text writes it) and then as ``fmt``. The second release changed
+    every object: positions and redshifts were the float64 a float32 widens to (10.123 stored as
+    10.12300014...), and the fluxes derived from the file's numbers differed in their last float4 bits (the
+    widened 12.3456 against the decimal). Now a float32 column's numbers are the decimals a text format writes:
+    no object changed, every stored number equal."""
     from astropy.table import Table
 
     piczl = Table.read(PICZL_RUN, hdu=1)
@@ -374,9 +373,8 @@ def test_the_same_float32_catalogue_in_another_format_changes_nothing(engine, tm
     bands = "\n".join(f'{name} = {{ flux = "dered_flux_{b}", flux_ivar = "flux_ivar_{b}", '
                       f'transmission = "mw_transmission_{b}", unit = "nanomaggy" }}'
                       for b, name in (("g", "ls10_g_dered"), ("r", "ls10_r_dered"), ("w1", "wise_w1_dered")))
-    # positions and z as a survey's text writes a float32 (the decimal that gives it back); the photometry as astropy
-    # writes it (the float64 it widens to, 17 digits): photometry is stored at float4 precision either way
-    as_text = {c: (lambda v: str(np.float32(v))) for c in ("ra", "dec", "z")}
+    # as a survey's text writes a float32: the decimal that gives it back (astropy writes the float64 it widens to)
+    as_text = {c: (lambda v: str(np.float32(v))) for c in table.colnames if table[c].dtype == np.float32}
     releases = []
     for version, day, form in (("csv", 1, "csv"), (fmt, 2, fmt)):
         path = tmp_path / f"piczl32.{ {'hdf5': 'h5', 'votable': 'xml'}.get(form, form) }"
