@@ -31,7 +31,7 @@ from catalog.errors import QueryError, query_error
 from catalog.pgcopy import copy_columns, fetch_columns
 from catalog.search.cone import checked_radius_arcsec
 from catalog.search.region import icrs_deg
-from catalog.search.results import masked_column
+from catalog.search.results import COLUMNS, masked_column
 
 log = logging.getLogger(__name__)
 
@@ -40,20 +40,16 @@ MAX_RADIUS_ARCSEC = 1800.0
 #: The catalog's columns in the answer, with their units, after the input's own columns.
 MATCH_COLUMNS = {"source_id": None, "release": None, "object_id": None, "match_ra": u.deg, "match_dec": u.deg,
                  "separation_arcsec": u.arcsec}
-#: ... and what each is (the Table's descriptions, which ECSV and VOTable keep).
+#: ... and what each is (the Table's descriptions, which ECSV and VOTable keep): a search's columns' own
+#: (``results.COLUMNS``), said of the matched source.
 MATCH_DESCRIPTIONS = {
     "input_row": "the input row (1-based) this match is for",
-    "source_id": "healcat's id of the matched source",
-    "release": "the catalog release the matched source is from (healcat's name, survey/release)",
-    "object_id": "the matched source's id in its survey's own catalog",
-    "match_ra": "right ascension (ICRS) of the matched source, at the match's epoch",
-    "match_dec": "declination (ICRS) of the matched source, at the match's epoch",
+    **{name: f"{COLUMNS[name][2]} (the matched source)" for name in ("source_id", "release", "object_id")},
+    "match_ra": f"{COLUMNS['ra'][2]} of the matched source, at the match's epoch",
+    "match_dec": f"{COLUMNS['dec'][2]} of the matched source, at the match's epoch",
     "separation_arcsec": "angular distance between the input position and the matched source",
     "xmatch_problem": "why the row's position was not matched (empty where it was)",
 }
-#: What xmatch_releases' columns are, less their _a and _b.
-RELEASE_DESCRIPTIONS = {"source_id": "healcat's id of the source", "object_id": "the source's id in its survey's own catalog",
-                        "ra": "right ascension (ICRS, at the match's epoch)", "dec": "declination (ICRS, at the match's epoch)"}
 RA_NAMES = ("ra", "ra_deg", "raj2000", "ra_icrs")
 DEC_NAMES = ("dec", "dec_deg", "dej2000", "decj2000", "de_icrs", "dec_icrs")
 _TEMP_TABLE = "healcat_xmatch_input"
@@ -606,7 +602,8 @@ def crossmatch_releases(
         kind = str if name.startswith("object_id") else np.int64 if name.startswith("source_id") else np.float64
         unit = u.arcsec if name == "separation_arcsec" else u.deg if name[:3] in ("ra_", "dec") else None
         answer[name] = masked_column([r[i] for r in rows], kind, unit)  # None: no match
-        side = name[-1].upper()
+        base, side = name[:-2], name[-1]
+        epoch = ", at the match's epoch" if unit == u.deg else ""
         answer[name].description = ("angular distance between sources A and B" if name == "separation_arcsec" else
-                                    f"{RELEASE_DESCRIPTIONS[name[:-2]]}, release {side} (release_{side.lower()})")
+                                    f"{COLUMNS[base][2]}{epoch}, release {side.upper()} (release_{side})")
     return answer
